@@ -1,0 +1,77 @@
+/*
+ * core/config.h — waved's configuration: embedded defaults, config.yml (read
+ * with libyaml), then environment overrides (WAVE_SERVER_URL, WAVE_SERVER_PORT).
+ *
+ * Keys use Wave's names where Wave has one (spec §5); kebab-case and camelCase
+ * spellings are interchangeable, as in Wave. Every key, its type and default
+ * live in one schema table in config.c; config.yml at the top of the source
+ * tree documents each of them. A bad file or value is refused with
+ * "<file>:<line>: <key>: <why>". The loaded config is read-only after start-up
+ * and may be read from any thread.
+ */
+#ifndef WV_CONFIG_H
+#define WV_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A string→string map (e.g. wave.accounts: user → sha256 hex of password). */
+typedef struct {
+  char **keys;
+  char **values;
+  size_t len;
+} wv_strmap_t;
+
+typedef struct {
+  /* server.* (and Wave's micronaut.server.* aliases) */
+  char *server_host;            /* server.host, "127.0.0.1" */
+  int server_port;              /* server.port (alias micronaut.server.port), 9090; env WAVE_SERVER_PORT */
+  int io_threads;               /* server.io-threads, 0 = number of cores */
+  int workers;                  /* server.workers, 0 = 2 x cores (min 4) */
+  int64_t idle_timeout_ms;      /* server.idle-timeout (alias micronaut.server.idle-timeout), 910s */
+  int64_t header_timeout_ms;    /* server.header-timeout, 30s */
+  int64_t shutdown_timeout_ms;  /* server.shutdown-timeout, 30s */
+  uint64_t max_header_bytes;    /* server.max-header-size, 16KiB */
+  int max_headers;              /* server.max-headers, 100 */
+  uint64_t max_url_length;      /* server.max-url-length, 8KiB */
+  uint64_t max_body_size;       /* server.max-body-size, 10MiB (per-route limits may be lower) */
+  int max_connections;          /* server.max-connections, 10000 (per io thread) */
+
+  /* wave.* */
+  char *server_url;             /* wave.server.url, "http://localhost:9090"; env WAVE_SERVER_URL */
+  bool anonymous_access;        /* wave.capabilities.anonymous-access, true */
+  int64_t token_ttl_ms;         /* wave.tokens.cache.duration, 36h */
+  wv_strmap_t accounts;         /* wave.accounts, {} */
+
+  /* storage.* */
+  char *storage_path;           /* storage.path, "./data" */
+  uint64_t storage_map_size;    /* storage.map-size, 4GiB (LMDB map; address space only) */
+  int64_t sweep_interval_ms;    /* storage.sweep-interval, 60s */
+  int64_t commit_delay_us;      /* storage.commit-delay, 200us (group-commit window) */
+
+  /* log.* */
+  char *log_level;              /* log.level, "info" */
+} wv_config_t;
+
+/* Fills cfg with the embedded defaults. Never fails except on OOM (WV_ENOMEM). */
+int wv_config_defaults(wv_config_t *cfg);
+
+/*
+ * Loads path over the defaults already in cfg, then applies the environment.
+ * path may be NULL (defaults + environment only). On failure returns WV_EPARSE
+ * / WV_EINVAL / WV_EIO / WV_ENOMEM and writes "<file>:<line>: <key>: <reason>"
+ * into err (errlen bytes, always NUL-terminated).
+ */
+int wv_config_load(wv_config_t *cfg, const char *path, char *err, size_t errlen);
+
+/* Applies WAVE_SERVER_URL / WAVE_SERVER_PORT. Same error convention. */
+int wv_config_apply_env(wv_config_t *cfg, char *err, size_t errlen);
+
+/* Frees every string the config owns. */
+void wv_config_free(wv_config_t *cfg);
+
+/* "host[:port]" of wave.server.url, the authority used in wt/ image names. */
+const char *wv_config_authority(const wv_config_t *cfg);
+
+#endif

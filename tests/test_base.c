@@ -1,0 +1,62 @@
+/* Unit tests for core/err, core/arena and core/buf. */
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "tests/runner.h"
+
+TEST(err_names) {
+  CHECK_EQ_STR(wv_errname(WV_ENOTFOUND), "NOTFOUND");
+  CHECK_EQ_STR(wv_strerror(WV_ETOOBIG), "size limit exceeded");
+  CHECK_EQ_STR(wv_strerror(12345), "unknown error");
+  CHECK_EQ_STR(wv_errname(0), "OK");
+}
+
+static int cleanup_order[4];
+static int cleanup_n;
+static void record_cleanup(void *arg) { cleanup_order[cleanup_n++] = (int)(long)arg; }
+
+TEST(arena_alloc_and_cleanup) {
+  wv_arena_t *a = wv_arena_new(1 << 20);
+  CHECK(a);
+  char *s = wv_arena_sprintf(a, "%s-%d", "x", 42);
+  CHECK_EQ_STR(s, "x-42");
+  /* Large allocations get their own block and stay aligned. */
+  void *big = wv_arena_alloc(a, 100000);
+  CHECK(big && ((uintptr_t)big % 16) == 0);
+  cleanup_n = 0;
+  CHECK_OK(wv_arena_on_cleanup(a, record_cleanup, (void *)1L));
+  CHECK_OK(wv_arena_on_cleanup(a, record_cleanup, (void *)2L));
+  wv_arena_reset(a);
+  CHECK_EQ_INT(cleanup_n, 2);
+  CHECK_EQ_INT(cleanup_order[0], 2); /* last registered runs first */
+  CHECK_EQ_INT(wv_arena_used(a), 0);
+  wv_arena_free(a);
+}
+
+TEST(arena_cap) {
+  wv_arena_t *a = wv_arena_new(1000);
+  CHECK(wv_arena_alloc(a, 900));
+  CHECK(wv_arena_alloc(a, 200) == NULL);
+  CHECK(wv_arena_alloc(a, (size_t)-1) == NULL);
+  wv_arena_free(a);
+}
+
+TEST(buf_cap) {
+  wv_buf_t b;
+  wv_buf_init(&b, 10);
+  CHECK_OK(wv_buf_puts(&b, "hello"));
+  CHECK_OK(wv_buf_printf(&b, "%d", 12345));
+  CHECK_EQ_INT(b.len, 10);
+  CHECK_EQ_INT(wv_buf_putc(&b, 'x'), WV_ETOOBIG);
+  CHECK_EQ_STR(b.data, "hello12345"); /* unchanged by the failed append */
+  wv_buf_consume(&b, 5);
+  CHECK_EQ_STR(b.data, "12345");
+  size_t len;
+  char *p = wv_buf_detach(&b, &len);
+  CHECK(p && len == 5);
+  free(p);
+  CHECK(b.data == NULL);
+  wv_buf_free(&b);
+}
+
+WV_TESTS(T(err_names), T(arena_alloc_and_cleanup), T(arena_cap), T(buf_cap))
