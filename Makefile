@@ -1,0 +1,50 @@
+# Thin wrapper over CMake. `make run` and `make test` are the two commands a
+# fresh Debian 12 machine needs (see README.md). Build trees live in out*/.
+OUT      ?= out
+JOBS     ?= 2
+CONFIG   ?= config.yml
+CMAKE_FLAGS ?=
+
+.PHONY: all build run test test-asan test-tsan bench clean deps
+
+all: build
+
+deps:
+	@packaging/deps.sh build
+
+$(OUT)/CMakeCache.txt:
+	cmake -S . -B $(OUT) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+
+build: deps $(OUT)/CMakeCache.txt
+	cmake --build $(OUT) -j$(JOBS)
+
+# Starts waved in the foreground on its defaults (config.yml holds only
+# documented defaults); Ctrl-C stops it cleanly.
+run: build
+	./$(OUT)/waved --config $(CONFIG)
+
+# Every unit and end-to-end test. One test: `ctest --test-dir out -R core`
+# or run its binary with a test name: `out/tests/test_siphash spec_vectors`.
+test:
+	@packaging/deps.sh build test
+	$(MAKE) --no-print-directory build
+	ctest --test-dir $(OUT) --output-on-failure -j$(JOBS)
+
+test-asan:
+	@packaging/deps.sh build test
+	$(MAKE) --no-print-directory build OUT=out-asan CMAKE_FLAGS=-DWAVED_ASAN=ON
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir out-asan --output-on-failure -j$(JOBS)
+
+test-tsan:
+	@packaging/deps.sh build test
+	$(MAKE) --no-print-directory build OUT=out-tsan CMAKE_FLAGS=-DWAVED_TSAN=ON
+	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir out-tsan --output-on-failure -j$(JOBS)
+
+bench:
+	@packaging/deps.sh build bench
+	$(MAKE) --no-print-directory build OUT=out-release CMAKE_FLAGS=-DCMAKE_BUILD_TYPE=Release
+	bench/run.sh out-release
+
+clean:
+	rm -rf out out-asan out-tsan out-release
