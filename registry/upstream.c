@@ -472,12 +472,13 @@ static void auth_state_free(auth_state_t *a) {
 /* Works out the Authorization header value for this request (may be empty). */
 static int authorize(wv_upstream_t *u, const char *registry, const char *repo, bool push,
                      const wv_registry_conf_t *c, auth_state_t *a, char *auth, size_t authlen,
-                     char *err, size_t errlen) {
+                     long *status, char *err, size_t errlen) {
   auth[0] = '\0';
   if (!lookup_get(u, registry, &a->kind, &a->realm, &a->service)) {
     wv_http_resp_t r;
     wv_http_resp_init(&r);
     int rc = lookup_fetch(u, registry, &a->kind, &a->realm, &a->service, &r, err, errlen);
+    *status = r.status;
     wv_http_resp_free(&r);
     if (rc)
       return rc;
@@ -505,6 +506,7 @@ static int authorize(wv_upstream_t *u, const char *registry, const char *repo, b
     wv_http_resp_t r;
     wv_http_resp_init(&r);
     int rc = token_fetch(u, a->realm, a->service, scope, c, &token, &ttl, &r, err, errlen);
+    *status = r.status;
     wv_http_resp_free(&r);
     if (rc)
       return rc;
@@ -551,7 +553,7 @@ int wv_upstream_do(wv_upstream_t *u, const char *registry, const char *repo, boo
   int rc = 0;
   for (int attempt = 0; attempt < 2; attempt++) {
     auth_state_t a = {0};
-    rc = authorize(u, registry, repo, push, c, &a, auth, sizeof auth, err, errlen);
+    rc = authorize(u, registry, repo, push, c, &a, auth, sizeof auth, &resp->status, err, errlen);
     if (rc == 0) {
       wv_http_resp_free(resp);
       wv_http_resp_init(resp);
