@@ -1,0 +1,265 @@
+#include "http/client.h"
+#include "core/err.h"
+#include "core/log.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DEFAULT_MAX_BODY ((size_t)8 << 20)
+#define MAX_HEADERS 200
+#define MAX_HEADER_BYTES ((size_t)64 << 10)
+
+struct wv_http_client {
+  CURL *easy;
+};
+
+/* The share handle lets every thread's easy handle reuse DNS answers and TLS
+ * sessions; curl asks for a lock per data kind through these callbacks. */
+static CURLSH *share;
+static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
+static pthread_key_t client_key;
+static int initialized;
+
+static void share_lock(CURL *h, curl_lock_data data, curl_lock_access acc, void *u) {
+  pthread_mutex_lock(&share_locks[data]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data data, void *u) {
+  pthread_mutex_unlock(&share_locks[data]);
+}
+
+static void client_destroy(void *p) {
+  wv_http_client_t *c = p;
+  if (c) {
+    curl_easy_cleanup(c->easy);
+    free(c);
+  }
+}
+
+int wv_http_global_init(void) {
+  if (initialized)
+    return 0;
+  if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    return WV_EINTERNAL;
+  for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+    pthread_mutex_init(&share_locks[i], NULL);
+  share = curl_share_init();
+  if (!share || pthread_key_create(&client_key, client_destroy) != 0)
+    return WV_EINTERNAL;
+  curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock);
+  curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+  curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+  curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+  initialized = 1;
+  return 0;
+}
+
+void wv_http_global_cleanup(void) {
+  if (!initialized)
+    return;
+  /* The calling thread's own client is released here; worker threads release
+   * theirs through the key destructor when they exit. */
+  client_destroy(pthread_getspecific(client_key));
+  pthread_setspecific(client_key, NULL);
+  curl_share_cleanup(share);
+  share = NULL;
+  pthread_key_delete(client_key);
+  curl_global_cleanup();
+  initialized = 0;
+}
+
+wv_http_client_t *wv_http_client_get(void) {
+  wv_http_client_t *c = pthread_getspecific(client_key);
+  if (c)
+    return c;
+  c = calloc(1, sizeof *c);
+  if (!c || !(c->easy = curl_easy_init())) {
+    free(c);
+    return NULL;
+  }
+  pthread_setspecific(client_key, c);
+  return c;
+}
+
+void wv_http_resp_init(wv_http_resp_t *resp) {
+  memset(resp, 0, sizeof *resp);
+  wv_buf_init(&resp->body, DEFAULT_MAX_BODY);
+}
+
+static void clear_headers(wv_http_resp_t *resp) {
+  for (size_t i = 0; i < resp->nheaders; i++) {
+    free(resp->headers[i].name);
+    free(resp->headers[i].value);
+  }
+  resp->nheaders = 0;
+}
+
+void wv_http_resp_free(wv_http_resp_t *resp) {
+  clear_headers(resp);
+  free(resp->headers);
+  resp->headers = NULL;
+  resp->headers_cap = 0;
+  wv_buf_free(&resp->body);
+}
+
+const char *wv_http_resp_header(const wv_http_resp_t *resp, const char *name) {
+  for (size_t i = 0; i < resp->nheaders; i++)
+    if (strcasecmp(resp->headers[i].name, name) == 0)
+      return resp->headers[i].value;
+  return NULL;
+}
+
+typedef struct {
+  const wv_http_req_t *req;
+  wv_http_resp_t *resp;
+  size_t header_bytes;
+  int too_big;
+  int aborted;
+} xfer_t;
+
+static int add_header(wv_http_resp_t *resp, const char *name, size_t nlen, const char *value,
+                      size_t vlen) {
+  if (resp->nheaders == resp->headers_cap) {
+    size_t cap = resp->headers_cap ? resp->headers_cap * 2 : 16;
+    wv_http_header_t *h = realloc(resp->headers, cap * sizeof *h);
+    if (!h)
+      return WV_ENOMEM;
+    resp->headers = h;
+    resp->headers_cap = cap;
+  }
+  wv_http_header_t *h = &resp->headers[resp->nheaders];
+  h->name = strndup(name, nlen);
+  h->value = strndup(value, vlen);
+  if (!h->name || !h->value) {
+    free(h->name);
+    free(h->value);
+    return WV_ENOMEM;
+  }
+  resp->nheaders++;
+  return 0;
+}
+
+/* curl hands over one header line at a time, status lines included. A new
+ * status line (after a 100 Continue, say) starts a fresh header set, so the
+ * caller sees only the final response's headers. */
+static size_t on_header(char *line, size_t size, size_t n, void *arg) {
+  xfer_t *x = arg;
+  size_t len = size * n;
+  x->header_bytes += len;
+  if (x->header_bytes > MAX_HEADER_BYTES || x->resp->nheaders >= MAX_HEADERS) {
+    x->too_big = 1;
+    return 0;
+  }
+  if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+    clear_headers(x->resp);
+    return len;
+  }
+  const char *colon = memchr(line, ':', len);
+  if (!colon)
+    return len; /* the blank line ending the head */
+  const char *v = colon + 1, *end = line + len;
+  while (v < end && (*v == ' ' || *v == '\t'))
+    v++;
+  while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+    end--;
+  if (add_header(x->resp, line, (size_t)(colon - line), v, (size_t)(end - v)))
+    return 0;
+  return len;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg) {
+  xfer_t *x = arg;
+  size_t len = size * n;
+  if (x->req->body_cb) {
+    if (x->req->body_cb(x->req->body_arg, data, len)) {
+      x->aborted = 1;
+      return 0;
+    }
+    return len;
+  }
+  int rc = wv_buf_append(&x->resp->body, data, len);
+  if (rc) {
+    x->too_big = rc == WV_ETOOBIG;
+    return 0;
+  }
+  return len;
+}
+
+static struct curl_slist *make_headers(const wv_http_req_t *req) {
+  struct curl_slist *list = NULL;
+  /* curl adds "Expect: 100-continue" to large bodies; registries do not need
+   * the extra round trip. */
+  list = curl_slist_append(list, "Expect:");
+  for (const char *const *h = req->headers; h && *h && list; h++) {
+    struct curl_slist *next = curl_slist_append(list, *h);
+    if (!next) {
+      curl_slist_free_all(list);
+      return NULL;
+    }
+    list = next;
+  }
+  return list;
+}
+
+static void set_options(CURL *e, const wv_http_req_t *req, xfer_t *x, struct curl_slist *hdrs) {
+  const char *method = req->method ? req->method : "GET";
+  curl_easy_setopt(e, CURLOPT_URL, req->url);
+  curl_easy_setopt(e, CURLOPT_SHARE, share);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms ? req->timeout_ms : 30000));
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                   (long)(req->connect_timeout_ms ? req->connect_timeout_ms : 10000));
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(e, CURLOPT_USERAGENT, "waved");
+  if (strcmp(method, "HEAD") == 0) {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else if (strcmp(method, "GET") != 0) {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+  }
+}
+
+int wv_http_do(wv_http_client_t *c, const wv_http_req_t *req, wv_http_resp_t *resp, char *err,
+               size_t errlen) {
+  char cerr[CURL_ERROR_SIZE] = "";
+  xfer_t x = {.req = req, .resp = resp};
+  resp->body.max = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
+  struct curl_slist *hdrs = make_headers(req);
+  if (!hdrs) {
+    snprintf(err, errlen, "out of memory");
+    return WV_ENOMEM;
+  }
+  /* Reset clears per-request options but keeps the connection cache, so the
+   * next request to the same registry reuses the connection. */
+  curl_easy_reset(c->easy);
+  set_options(c->easy, req, &x, hdrs);
+  curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, cerr);
+  CURLcode cc = curl_easy_perform(c->easy);
+  curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &resp->status);
+  curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, NULL);
+  curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
+  curl_slist_free_all(hdrs);
+  if (cc == CURLE_OK)
+    return 0;
+  if (x.too_big) {
+    snprintf(err, errlen, "response from %s exceeds the size limit", req->url);
+    return WV_ETOOBIG;
+  }
+  if (x.aborted) {
+    snprintf(err, errlen, "transfer from %s aborted by the receiver", req->url);
+    return WV_ECLOSED;
+  }
+  snprintf(err, errlen, "%s: %s", req->url, cerr[0] ? cerr : curl_easy_strerror(cc));
+  return cc == CURLE_OPERATION_TIMEDOUT ? WV_ETIMEOUT : WV_EUPSTREAM;
+}

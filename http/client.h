@@ -1,0 +1,79 @@
+/*
+ * http/client.h — the outbound HTTP client (libcurl), used by workers to talk
+ * to upstream registries, token services and build-context URLs.
+ *
+ * Thread rules: wv_http_global_init() once at start-up before any thread
+ * runs; each thread then uses its own client from wv_http_client_get(), which
+ * keeps one curl easy handle per thread so connections, TLS sessions and DNS
+ * answers are reused across requests (the DNS and TLS-session caches are also
+ * shared between threads through one share handle). A client is never used by
+ * two threads. wv_http_global_cleanup() after every thread has stopped.
+ *
+ * Policy: redirects are never followed (the caller decides, e.g. registry
+ * blob redirects are passed to the client); only http and https; every
+ * response body is capped (max_body) unless it is streamed to a callback;
+ * connect and total timeouts are always set.
+ */
+#ifndef WV_HTTP_CLIENT_H
+#define WV_HTTP_CLIENT_H
+
+#include "core/buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct wv_http_client wv_http_client_t;
+
+/* Returns 0 to go on, or non-zero to abort the transfer (WV_ECLOSED is reported). */
+typedef int (*wv_http_body_cb)(void *arg, const char *data, size_t len);
+
+typedef struct {
+  const char *method;           /* "GET" (default when NULL), "HEAD", "PUT", "POST", "PATCH", "DELETE" */
+  const char *url;              /* absolute http(s) URL */
+  const char *const *headers;   /* NULL-terminated "Name: value" lines, may be NULL */
+  const void *body;             /* request body (PUT/POST/PATCH), may be NULL */
+  size_t body_len;
+  size_t max_body;              /* cap on the buffered response body; 0 = 8 MiB */
+  int64_t timeout_ms;           /* whole transfer; 0 = 30 s */
+  int64_t connect_timeout_ms;   /* 0 = 10 s */
+  wv_http_body_cb body_cb;      /* when set, the response body goes here, not to resp->body */
+  void *body_arg;
+} wv_http_req_t;
+
+typedef struct {
+  char *name;
+  char *value;
+} wv_http_header_t;
+
+typedef struct {
+  long status;                  /* HTTP status of the (last) response */
+  wv_buf_t body;                /* response body (empty when streamed or HEAD) */
+  wv_http_header_t *headers;    /* headers of the final response, in order */
+  size_t nheaders;
+  size_t headers_cap;
+} wv_http_resp_t;
+
+/* Process-wide setup/teardown. Return 0 or WV_EINTERNAL. */
+int wv_http_global_init(void);
+void wv_http_global_cleanup(void);
+
+/* The calling thread's client, created on first use; NULL on OOM. Freed at thread exit. */
+wv_http_client_t *wv_http_client_get(void);
+
+/*
+ * Performs req. On return resp holds status, headers and (unless streamed)
+ * the body; the caller frees it with wv_http_resp_free() whatever the result.
+ * Returns 0 when an HTTP response was received (any status), WV_ETIMEOUT,
+ * WV_ETOOBIG (body over max_body), WV_ECLOSED (body_cb aborted), or
+ * WV_EUPSTREAM (connection refused, DNS, TLS, protocol); err gets a one-line
+ * reason.
+ */
+int wv_http_do(wv_http_client_t *c, const wv_http_req_t *req, wv_http_resp_t *resp, char *err,
+               size_t errlen);
+
+void wv_http_resp_init(wv_http_resp_t *resp);
+void wv_http_resp_free(wv_http_resp_t *resp);
+/* Case-insensitive lookup of the first header called name; NULL when absent. */
+const char *wv_http_resp_header(const wv_http_resp_t *resp, const char *name);
+
+#endif

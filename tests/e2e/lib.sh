@@ -1,0 +1,211 @@
+# tests/e2e/lib.sh — helpers for end-to-end tests against real components.
+# Everything listens on 127.0.0.1 on free ports and lives under $E2E_TMP,
+# which is removed (and every started process stopped) on exit.
+set -euo pipefail
+
+E2E_TMP=$(mktemp -d /tmp/waved-e2e.XXXXXX)
+E2E_PIDS=()
+E2E_FAILS=0
+E2E_PASSES=0
+PY=/usr/bin/python3
+
+e2e_cleanup() {
+  for pid in "${E2E_PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  [ -n "${E2E_KEEP:-}" ] || rm -rf "$E2E_TMP"
+}
+trap e2e_cleanup EXIT
+
+log() { printf '# %s\n' "$*" >&2; }
+
+free_port() {
+  $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # URL [seconds]
+  local i
+  for i in $(seq 1 $(( ${2:-10} * 50 ))); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.02
+  done
+  echo "timed out waiting for $1" >&2
+  return 1
+}
+
+# ok NAME CMD... — runs a check, counts it, and prints one line.
+ok() {
+  local name=$1; shift
+  if "$@"; then
+    echo "ok   $name"; E2E_PASSES=$((E2E_PASSES + 1))
+  else
+    echo "FAIL $name"; E2E_FAILS=$((E2E_FAILS + 1))
+  fi
+}
+
+e2e_finish() {
+  echo "$E2E_PASSES passed, $E2E_FAILS failed"
+  [ "$E2E_FAILS" -eq 0 ]
+}
+
+# ---- token server for Bearer auth ------------------------------------------
+
+make_token_cert() { # DIR
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=waved-e2e-token" \
+    -keyout "$1/tok.key" -out "$1/tok.crt" 2>/dev/null
+}
+
+# start_token_server DIR PORT USER PASS — signs RS256 JWTs for docker-registry.
+start_token_server() {
+  local dir=$1 port=$2
+  $PY "$(dirname "${BASH_SOURCE[0]}")/token_server.py" "$port" "$dir/tok.key" "$dir/tok.crt" \
+    "$3" "$4" >"$dir/token.log" 2>&1 &
+  E2E_PIDS+=($!)
+  wait_http "http://127.0.0.1:$port/health"
+}
+
+# ---- docker-registry ----------------------------------------------------------
+
+# start_registry NAME MODE [USER PASS] — MODE is anon, basic or token. Prints the port.
+start_registry() {
+  local name=$1 mode=$2 user=${3:-} pass=${4:-}
+  local dir="$E2E_TMP/reg-$name" port auth=""
+  mkdir -p "$dir/data"
+  port=$(free_port)
+  case "$mode" in
+    basic)
+      htpasswd -Bbn "$user" "$pass" >"$dir/htpasswd"
+      auth="auth: {htpasswd: {realm: basic-realm, path: $dir/htpasswd}}" ;;
+    token)
+      local tport; tport=$(free_port)
+      make_token_cert "$dir"
+      start_token_server "$dir" "$tport" "$user" "$pass"
+      auth="auth: {token: {realm: \"http://127.0.0.1:$tport/token\", service: local-registry, issuer: local-issuer, rootcertbundle: $dir/tok.crt}}" ;;
+  esac
+  cat >"$dir/config.yml" <<YML
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $dir/data}
+  delete: {enabled: true}
+  cache: {blobdescriptor: inmemory}
+http: {addr: "127.0.0.1:$port", secret: local-test}
+$auth
+YML
+  docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
+  E2E_PIDS+=($!)
+  wait_http "http://127.0.0.1:$port/v2/" >/dev/null
+  echo "$port"
+}
+
+# ---- images -----------------------------------------------------------------------
+
+sha256() { sha256sum "$1" | cut -d' ' -f1; }
+
+# put_blob LAYOUT FILE — moves FILE into the layout's blob store, prints its hex digest.
+put_blob() {
+  local d; d=$(sha256 "$2")
+  mv "$2" "$1/blobs/sha256/$d"
+  echo "$d"
+}
+
+make_rootfs() { # DIR
+  mkdir -p "$1/bin" "$1/etc" "$1/tmp"
+  chmod 1777 "$1/tmp"
+  cp /bin/busybox "$1/bin/busybox"
+  for a in sh ls cat echo env true false mkdir; do ln -s busybox "$1/bin/$a"; done
+  echo 'root:x:0:0:root:/root:/bin/sh' >"$1/etc/passwd"
+  echo 'root:x:0:' >"$1/etc/group"
+}
+
+# make_image_blobs LAYOUT ARCH ENTRYPOINT_JSON — writes layer, config and manifest
+# blobs; prints "<manifest hex> <manifest size>".
+make_image_blobs() {
+  local lay=$1 arch=$2 ep=$3 work="$1/.work-$2"
+  mkdir -p "$work/rootfs"
+  make_rootfs "$work/rootfs"
+  echo "$arch" >"$work/rootfs/etc/arch"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$work/rootfs" -cf "$work/layer.tar" .
+  local diff; diff=$(sha256 "$work/layer.tar")
+  gzip -n -c "$work/layer.tar" >"$work/layer.tgz"
+  local lsize; lsize=$(stat -c %s "$work/layer.tgz")
+  local layer; layer=$(put_blob "$lay" "$work/layer.tgz")
+  local epjson=""
+  [ -n "$ep" ] && epjson="\"Entrypoint\":$ep,"
+  printf '{"architecture":"%s","os":"linux","config":{%s"Env":["PATH=/bin"],"Cmd":["sh"],"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]},"history":[{"created_by":"e2e"}]}' \
+    "$arch" "$epjson" "$diff" >"$work/config.json"
+  local csize; csize=$(stat -c %s "$work/config.json")
+  local config; config=$(put_blob "$lay" "$work/config.json")
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:%s","size":%s}]}' \
+    "$config" "$csize" "$layer" "$lsize" >"$work/manifest.json"
+  local msize; msize=$(stat -c %s "$work/manifest.json")
+  local man; man=$(put_blob "$lay" "$work/manifest.json")
+  rm -rf "$work"
+  echo "$man $msize"
+}
+
+new_layout() { mkdir -p "$1/blobs/sha256"; echo '{"imageLayoutVersion":"1.0.0"}' >"$1/oci-layout"; }
+
+# make_busybox_layout DIR [ENTRYPOINT_JSON] — single-arch amd64 image tagged latest.
+make_busybox_layout() {
+  new_layout "$1"
+  local m s; read -r m s < <(make_image_blobs "$1" amd64 "${2:-}")
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}' \
+    "$m" "$s" >"$1/index.json"
+}
+
+# make_multiarch_layout DIR — an OCI index with linux/amd64 and linux/arm64 entries.
+make_multiarch_layout() {
+  new_layout "$1"
+  local ma sa mb sb
+  read -r ma sa < <(make_image_blobs "$1" amd64 "")
+  read -r mb sb < <(make_image_blobs "$1" arm64 "")
+  local w="$1/index.tmp"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"}},{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"arm64","os":"linux"}}]}' \
+    "$ma" "$sa" "$mb" "$sb" >"$w"
+  local isize; isize=$(stat -c %s "$w")
+  local idx; idx=$(put_blob "$1" "$w")
+  printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}' \
+    "$idx" "$isize" >"$1/index.json"
+}
+
+# push_layout DIR REF [CREDS] — pushes an OCI layout (all platforms) to a registry.
+push_layout() {
+  local creds=()
+  [ -n "${3:-}" ] && creds=(--dest-creds "$3")
+  skopeo copy --quiet --all --dest-tls-verify=false "${creds[@]}" "oci:$1:latest" "docker://$2"
+}
+
+# ---- containerd -----------------------------------------------------------------
+
+# start_containerd — a private containerd (own root, state and socket, CRI off).
+# Sets CTR_ADDR.
+start_containerd() {
+  local dir="$E2E_TMP/containerd"
+  mkdir -p "$dir"
+  cat >"$dir/config.toml" <<TOML
+version = 2
+root = "$dir/root"
+state = "$dir/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = "$dir/containerd.sock"
+[ttrpc]
+  address = "$dir/containerd-ttrpc.sock"
+[debug]
+  address = ""
+[metrics]
+  address = ""
+TOML
+  containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
+  E2E_PIDS+=($!)
+  CTR_ADDR="$dir/containerd.sock"
+  local i
+  for i in $(seq 1 250); do
+    ctr --address "$CTR_ADDR" version >/dev/null 2>&1 && return 0
+    sleep 0.02
+  done
+  echo "containerd did not start" >&2
+  return 1
+}
