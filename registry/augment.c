@@ -77,16 +77,16 @@ static int parse_object(wv_arena_t *a, const char *text, size_t len, size_t max,
   enum json_tokener_error jerr = json_tokener_get_error(tok);
   size_t end = json_tokener_get_parse_end(tok);
   json_tokener_free(tok);
-  while (end < len && (text[end] == ' ' || text[end] == '\t' || text[end] == '\n' ||
-                       text[end] == '\r'))
+  while (end < len &&
+         (text[end] == ' ' || text[end] == '\t' || text[end] == '\n' || text[end] == '\r'))
     end++;
   if (jerr != json_tokener_success || end != len || !json_object_is_type(obj, json_type_object)) {
     json_object_put(obj);
-    const char *why = jerr == json_tokener_success
-                          ? (end != len ? "trailing data" : "not a JSON object")
-                          : json_tokener_error_desc(jerr == json_tokener_continue
-                                                        ? json_tokener_error_parse_eof
-                                                        : jerr);
+    const char *why =
+        jerr == json_tokener_success
+            ? (end != len ? "trailing data" : "not a JSON object")
+            : json_tokener_error_desc(jerr == json_tokener_continue ? json_tokener_error_parse_eof
+                                                                    : jerr);
     return say(a, msg, WV_EPARSE, "Invalid %s: %s", what, why);
   }
   *root = obj;
@@ -208,8 +208,7 @@ static int read_string(wv_arena_t *a, json_object *obj, const char *key, const c
   return *out ? 0 : WV_ENOMEM;
 }
 
-static int read_layer(wv_arena_t *a, json_object *obj, wv_container_layer_t *l,
-                      const char **msg) {
+static int read_layer(wv_arena_t *a, json_object *obj, wv_container_layer_t *l, const char **msg) {
   static const char where[] = "container layer";
   if (!json_object_is_type(obj, json_type_object))
     return say(a, msg, WV_EINVAL, "Invalid container config: 'layers' must be an array of objects");
@@ -290,8 +289,7 @@ static int check_digest(wv_arena_t *a, const char *what, const char *d, const ch
   return 0;
 }
 
-int wv_container_config_validate(wv_arena_t *a, const wv_container_config_t *cc,
-                                 const char **msg) {
+int wv_container_config_validate(wv_arena_t *a, const wv_container_config_t *cc, const char **msg) {
   for (size_t i = 0; i < cc->n_layers; i++) {
     const wv_container_layer_t *l = &cc->layers[i];
     if (!l->location || !*l->location)
@@ -396,8 +394,8 @@ static int edit_run_config(wv_arena_t *a, json_object *root, const wv_container_
   int rc = entry_chain(a, ep, &chain);
   if (rc)
     return rc;
-  bool needed = cc->n_entrypoint || cc->n_cmd || (cc->working_dir && *cc->working_dir) ||
-                cc->n_env || chain;
+  bool needed =
+      cc->n_entrypoint || cc->n_cmd || (cc->working_dir && *cc->working_dir) || cc->n_env || chain;
   if (!needed)
     return 0;
   if (!cfg) {
@@ -405,8 +403,8 @@ static int edit_run_config(wv_arena_t *a, json_object *root, const wv_container_
     if ((rc = put(root, "config", cfg)) != 0)
       return rc;
   }
-  if (cc->n_entrypoint && (rc = put(cfg, "Entrypoint", string_array(cc->entrypoint,
-                                                                    cc->n_entrypoint))) != 0)
+  if (cc->n_entrypoint &&
+      (rc = put(cfg, "Entrypoint", string_array(cc->entrypoint, cc->n_entrypoint))) != 0)
     return rc;
   if (cc->n_cmd && (rc = put(cfg, "Cmd", string_array(cc->cmd, cc->n_cmd))) != 0)
     return rc;
@@ -516,8 +514,7 @@ static json_object *layer_object(const wv_container_layer_t *l) {
 
 int wv_augment_manifest(wv_arena_t *a, const char *manifest, size_t len,
                         const char *new_config_digest, int64_t new_config_size,
-                        const wv_container_config_t *cc, wv_augment_out_t *out,
-                        const char **msg) {
+                        const wv_container_config_t *cc, wv_augment_out_t *out, const char **msg) {
   json_object *root = NULL;
   int rc = wv_container_config_validate(a, cc, msg);
   if (rc)
@@ -655,7 +652,10 @@ int wv_augment_index_select(wv_arena_t *a, const char *index, size_t len,
   json_object *list = member(root, "manifests", json_type_array);
   if (!child || !list) {
     rc = say(a, msg, WV_EPARSE, "Unexpected media type for request '%s:%s' - offending value: %s",
-             image, tag, type ? type : index_media_type ? index_media_type : "(none)");
+             image, tag,
+             type               ? type
+             : index_media_type ? index_media_type
+                                : "(none)");
     goto out;
   }
   size_t cap = json_object_array_length(list);

@@ -102,8 +102,7 @@ int wv_container_config_parse(wv_arena_t *a, const char *json, size_t len,
  * Wave's ("Missing layer gzip digest", "Missing layer tar digest should start
  * with the 'sha256:' prefix -- offending value: x", …). 0 or WV_EINVAL.
  */
-int wv_container_config_validate(wv_arena_t *a, const wv_container_config_t *cc,
-                                 const char **msg);
+int wv_container_config_validate(wv_arena_t *a, const wv_container_config_t *cc, const char **msg);
 
 /* True when the config would change nothing (no layers, no overrides). */
 bool wv_container_config_is_empty(const wv_container_config_t *cc);
@@ -120,8 +119,8 @@ int wv_container_config_filter_arch(wv_arena_t *a, const wv_container_config_t *
 /* ---- single manifests ------------------------------------------------------ */
 
 typedef struct {
-  const char *media_type;        /* body "mediaType", NULL when absent (allowed in OCI) */
-  const char *config_digest;     /* "sha256:…" */
+  const char *media_type;    /* body "mediaType", NULL when absent (allowed in OCI) */
+  const char *config_digest; /* "sha256:…" */
   int64_t config_size;
   const char *config_media_type; /* NULL when absent */
 } wv_manifest_info_t;
@@ -150,8 +149,7 @@ int wv_augment_config(wv_arena_t *a, const char *config, size_t len,
  */
 int wv_augment_manifest(wv_arena_t *a, const char *manifest, size_t len,
                         const char *new_config_digest, int64_t new_config_size,
-                        const wv_container_config_t *cc, wv_augment_out_t *out,
-                        const char **msg);
+                        const wv_container_config_t *cc, wv_augment_out_t *out, const char **msg);
 
 /*
  * Augments one platform image: checks that config hashes to the manifest's

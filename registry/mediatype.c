@@ -8,16 +8,11 @@ static const struct {
   const char *name;
   wv_mt_kind_t kind;
 } known[] = {
-    {WV_MT_DOCKER_MANIFEST, WV_MT_KIND_MANIFEST},
-    {WV_MT_OCI_MANIFEST, WV_MT_KIND_MANIFEST},
-    {WV_MT_DOCKER_LIST, WV_MT_KIND_INDEX},
-    {WV_MT_OCI_INDEX, WV_MT_KIND_INDEX},
-    {WV_MT_DOCKER_SCHEMA1, WV_MT_KIND_SCHEMA1},
-    {WV_MT_DOCKER_SCHEMA1_SIGNED, WV_MT_KIND_SCHEMA1},
-    {WV_MT_DOCKER_CONFIG, WV_MT_KIND_OTHER},
-    {WV_MT_OCI_CONFIG, WV_MT_KIND_OTHER},
-    {WV_MT_DOCKER_LAYER_GZIP, WV_MT_KIND_OTHER},
-    {WV_MT_OCI_LAYER_GZIP, WV_MT_KIND_OTHER},
+    {WV_MT_DOCKER_MANIFEST, WV_MT_KIND_MANIFEST}, {WV_MT_OCI_MANIFEST, WV_MT_KIND_MANIFEST},
+    {WV_MT_DOCKER_LIST, WV_MT_KIND_INDEX},        {WV_MT_OCI_INDEX, WV_MT_KIND_INDEX},
+    {WV_MT_DOCKER_SCHEMA1, WV_MT_KIND_SCHEMA1},   {WV_MT_DOCKER_SCHEMA1_SIGNED, WV_MT_KIND_SCHEMA1},
+    {WV_MT_DOCKER_CONFIG, WV_MT_KIND_OTHER},      {WV_MT_OCI_CONFIG, WV_MT_KIND_OTHER},
+    {WV_MT_DOCKER_LAYER_GZIP, WV_MT_KIND_OTHER},  {WV_MT_OCI_LAYER_GZIP, WV_MT_KIND_OTHER},
 };
 
 static int is_blank(char c) { return c == ' ' || c == '\t'; }
@@ -35,10 +30,7 @@ static int lookup(const char *mt) {
     n--;
   for (size_t i = 0; i < sizeof known / sizeof known[0]; i++) {
     const char *k = known[i].name;
-    size_t kn = 0;
-    while (k[kn])
-      kn++;
-    if (kn == n && strncasecmp(k, mt, n) == 0)
+    if (strlen(k) == n && strncasecmp(k, mt, n) == 0)
       return (int)i;
   }
   return -1;

@@ -29,7 +29,7 @@
  * registry never falls back to schema 1 when it has something better.
  */
 #define WV_MT_ACCEPT_MANIFESTS                                                                     \
-  WV_MT_OCI_INDEX ", " WV_MT_OCI_MANIFEST ", " WV_MT_DOCKER_LIST ", " WV_MT_DOCKER_MANIFEST       \
+  WV_MT_OCI_INDEX ", " WV_MT_OCI_MANIFEST ", " WV_MT_DOCKER_LIST ", " WV_MT_DOCKER_MANIFEST        \
                   ", " WV_MT_DOCKER_SCHEMA1_SIGNED ", " WV_MT_DOCKER_SCHEMA1
 
 typedef enum {

@@ -14,7 +14,7 @@ static const struct {
   const char *alias;
   const char *canonical;
 } arches[] = {
-    {"amd64", "amd64"}, {"x86_64", "amd64"}, {"x86-64", "amd64"},
+    {"amd64", "amd64"}, {"x86_64", "amd64"},  {"x86-64", "amd64"},
     {"arm64", "arm64"}, {"aarch64", "arm64"}, {"arm", "arm"},
 };
 
@@ -199,8 +199,8 @@ bool wv_platform_match_entry(const wv_platform_t *want, const char *os, const ch
   return strcmp(want->variant, v) == 0;
 }
 
-bool wv_platform_list_match_entry(const wv_platform_list_t *want, const char *os,
-                                  const char *arch, const char *variant) {
+bool wv_platform_list_match_entry(const wv_platform_list_t *want, const char *os, const char *arch,
+                                  const char *variant) {
   for (size_t i = 0; i < want->n; i++)
     if (wv_platform_match_entry(&want->items[i], os, arch, variant))
       return true;

@@ -35,8 +35,8 @@
 
 #include "core/arena.h"
 
-#define WV_PLATFORM_WORD 32 /* os, arch, variant: at most 31 bytes + NUL */
-#define WV_PLATFORM_MAX 8   /* platforms in one comma-separated list */
+#define WV_PLATFORM_WORD 32                    /* os, arch, variant: at most 31 bytes + NUL */
+#define WV_PLATFORM_MAX 8                      /* platforms in one comma-separated list */
 #define WV_PLATFORM_STR (3 * WV_PLATFORM_WORD) /* fits one formatted platform */
 
 typedef struct {
@@ -54,8 +54,7 @@ typedef struct {
 int wv_platform_parse(wv_arena_t *a, const char *s, wv_platform_t *out, const char **msg);
 
 /* Parses a comma-separated list (at least one). Same returns; WV_ETOOBIG past WV_PLATFORM_MAX. */
-int wv_platform_parse_list(wv_arena_t *a, const char *s, wv_platform_list_t *out,
-                           const char **msg);
+int wv_platform_parse_list(wv_arena_t *a, const char *s, wv_platform_list_t *out, const char **msg);
 
 /* Writes "linux/arm/v7" into buf (always NUL-terminated); returns the length it needed. */
 size_t wv_platform_format(const wv_platform_t *p, char *buf, size_t size);
@@ -74,8 +73,8 @@ bool wv_platform_match_entry(const wv_platform_t *want, const char *os, const ch
                              const char *variant);
 
 /* True when any platform of the list matches the entry. */
-bool wv_platform_list_match_entry(const wv_platform_list_t *want, const char *os,
-                                  const char *arch, const char *variant);
+bool wv_platform_list_match_entry(const wv_platform_list_t *want, const char *os, const char *arch,
+                                  const char *variant);
 
 /* Normalises an architecture alias ("x86_64" → "amd64"); unknown names come back unchanged. */
 const char *wv_platform_arch_canonical(const char *arch);

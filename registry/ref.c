@@ -297,7 +297,8 @@ static bool route_kind(const char *s, size_t n, wv_route_kind_t *k) {
   static const struct {
     const char *word;
     wv_route_kind_t kind;
-  } kinds[] = {{"manifests", WV_ROUTE_MANIFESTS}, {"blobs", WV_ROUTE_BLOBS}, {"tags", WV_ROUTE_TAGS}};
+  } kinds[] = {
+      {"manifests", WV_ROUTE_MANIFESTS}, {"blobs", WV_ROUTE_BLOBS}, {"tags", WV_ROUTE_TAGS}};
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
     if (strlen(kinds[i].word) == n && memcmp(kinds[i].word, s, n) == 0) {
       *k = kinds[i].kind;

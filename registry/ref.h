@@ -90,11 +90,11 @@ bool wv_ref_is_registry(const char *s);
 typedef enum { WV_ROUTE_MANIFESTS, WV_ROUTE_BLOBS, WV_ROUTE_TAGS } wv_route_kind_t;
 
 typedef struct {
-  const char *token;     /* token form: the token; plain form: NULL */
-  const char *name;      /* everything between "/v2[/wt/<token>]/" and the kind */
-  const char *registry;  /* plain form: first component if it has a '.', else "docker.io";
-                            token form: NULL (the token record names the registry) */
-  const char *image;     /* token form: == name; plain form: name without the registry */
+  const char *token;    /* token form: the token; plain form: NULL */
+  const char *name;     /* everything between "/v2[/wt/<token>]/" and the kind */
+  const char *registry; /* plain form: first component if it has a '.', else "docker.io";
+                           token form: NULL (the token record names the registry) */
+  const char *image;    /* token form: == name; plain form: name without the registry */
   wv_route_kind_t kind;
   const char *reference; /* tag, digest or (tags) "list" */
   bool is_digest;
@@ -107,7 +107,9 @@ typedef struct {
  *   comp1, comp := [a-z0-9][a-z0-9_.-]+     compX := [a-zA-Z0-9][a-zA-Z0-9_.-]+
  * exactly as the spec writes it (so one-character components do not match).
  * A path starting with "/v2/wt/" is the token form: the first component of
- * <name> is the token and at least one image component must follow it.
+ * <name> is the token and at least one image component must follow it; as
+ * in Wave (whose regex backtracks to read "wt" as comp1 and the token as
+ * comp), every image component after the token may then mix case.
  * waved is stricter than Wave about the reference, which it forwards to
  * upstream URLs: manifests take a tag or a digest, blobs a digest, tags a
  * tag-shaped word (the handler answers 400 for anything but "list").
