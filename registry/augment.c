@@ -13,14 +13,14 @@
  */
 #include "registry/augment.h"
 
-#include <inttypes.h>
 #include <json-c/json.h>
-#include <openssl/evp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "core/digest.h"
 #include "core/err.h"
+#include "core/json.h"
 #include "registry/mediatype.h"
 #include "registry/ref.h"
 
@@ -42,52 +42,27 @@ static int say(wv_arena_t *a, const char **msg, int rc, const char *fmt, ...) {
   return *msg ? rc : WV_ENOMEM;
 }
 
-/* Until core/digest.h lands on this branch: sha256:<hex> with OpenSSL EVP. */
-static void sha256_digest(const void *data, size_t len, char out[WV_DIGEST_STR]) {
-  static const char hex[] = "0123456789abcdef";
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  memcpy(out, "sha256:", 7);
-  if (!EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) || n != 32) {
-    out[0] = '\0'; /* never a valid digest: callers compare and fail */
-    return;
-  }
-  for (unsigned i = 0; i < 32; i++) {
-    out[7 + 2 * i] = hex[md[i] >> 4];
-    out[8 + 2 * i] = hex[md[i] & 15];
-  }
-  out[71] = '\0';
-}
-
 /*
- * Parses a whole JSON document that must be an object. `what` names it in
- * messages ("image config"). *root is the caller's to put.
+ * Parses a whole JSON document that must be an object (core/json: strict,
+ * UTF-8, depth and size capped). `what` names it in messages ("image
+ * config"). *root is the caller's to put.
  */
 static int parse_object(wv_arena_t *a, const char *text, size_t len, size_t max, const char *what,
                         json_object **root, const char **msg) {
+  char err[160];
   *root = NULL;
   if (len > max)
     return say(a, msg, WV_ETOOBIG, "The %s exceeds the maximum allowed size of %zu bytes", what,
                max);
-  json_tokener *tok = json_tokener_new_ex(WV_AUGMENT_MAX_DEPTH);
-  if (!tok)
-    return WV_ENOMEM;
-  json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
-  json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
-  enum json_tokener_error jerr = json_tokener_get_error(tok);
-  size_t end = json_tokener_get_parse_end(tok);
-  json_tokener_free(tok);
-  while (end < len &&
-         (text[end] == ' ' || text[end] == '\t' || text[end] == '\n' || text[end] == '\r'))
-    end++;
-  if (jerr != json_tokener_success || end != len || !json_object_is_type(obj, json_type_object)) {
+  json_object *obj = NULL;
+  int rc = wv_json_parse(text, len, max, WV_AUGMENT_MAX_DEPTH, &obj, err, sizeof err);
+  if (rc == WV_ENOMEM)
+    return rc;
+  if (rc)
+    return say(a, msg, rc, "Invalid %s: %s", what, err);
+  if (!json_object_is_type(obj, json_type_object)) {
     json_object_put(obj);
-    const char *why =
-        jerr == json_tokener_success
-            ? (end != len ? "trailing data" : "not a JSON object")
-            : json_tokener_error_desc(jerr == json_tokener_continue ? json_tokener_error_parse_eof
-                                                                    : jerr);
-    return say(a, msg, WV_EPARSE, "Invalid %s: %s", what, why);
+    return say(a, msg, WV_EPARSE, "Invalid %s: not a JSON object", what);
   }
   *root = obj;
   return 0;
@@ -106,8 +81,7 @@ static int emit(wv_arena_t *a, json_object *root, wv_augment_out_t *out) {
   copy[len] = '\0';
   out->data = copy;
   out->len = len;
-  sha256_digest(copy, len, out->digest);
-  return 0;
+  return wv_digest_of(copy, len, out->digest);
 }
 
 /* The member key of obj when it has type t; NULL when absent, null or another type. */
@@ -566,8 +540,9 @@ int wv_augment_image(wv_arena_t *a, const char *manifest, size_t manifest_len, c
   int rc = wv_manifest_info(a, manifest, manifest_len, &info, msg);
   if (rc)
     return rc;
-  char actual[WV_DIGEST_STR];
-  sha256_digest(config, config_len, actual);
+  char actual[WV_DIGEST_STRLEN];
+  if ((rc = wv_digest_of(config, config_len, actual)) != 0)
+    return rc;
   if (strcmp(actual, info.config_digest) != 0)
     return say(a, msg, WV_EDIGEST, "Image config digest mismatch: expected %s, got %s",
                info.config_digest, actual);

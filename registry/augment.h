@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "core/digest.h"
 #include "registry/platform.h"
 
 struct json_object;
@@ -51,8 +52,6 @@ struct json_object;
 /* Caps on a containerConfig (Docker refuses more than 127 layers anyway). */
 #define WV_CC_MAX_LAYERS 128
 #define WV_CC_MAX_ITEMS 4096 /* entries in entrypoint, cmd or env */
-
-#define WV_DIGEST_STR 72 /* "sha256:" + 64 hex + NUL */
 
 typedef struct {
   const char *location;    /* data:, http(s)://, docker://, gzip: — NULL when absent */
@@ -77,7 +76,7 @@ typedef struct {
 typedef struct {
   char *data;
   size_t len;
-  char digest[WV_DIGEST_STR];
+  char digest[WV_DIGEST_STRLEN];
 } wv_augment_out_t;
 
 /* ---- containerConfig --------------------------------------------------- */

@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "core/digest.h"
 #include "core/err.h"
 
 #define MSG_IMAGE "Invalid container image name \xE2\x80\x94 offending value: '%s'"
@@ -16,7 +17,6 @@ static bool is_lower_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= '0' 
 static bool is_alnum(char c) { return is_lower_alnum(c) || (c >= 'A' && c <= 'Z'); }
 static bool is_word(char c) { return is_alnum(c) || c == '_'; }
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
-static bool is_hex_lower(char c) { return is_digit(c) || (c >= 'a' && c <= 'f'); }
 
 /* Sets *msg (when wanted) to a formatted arena string; returns rc, or WV_ENOMEM. */
 static int fail(wv_arena_t *a, const char **msg, int rc, const char *fmt, const char *v) {
@@ -103,16 +103,7 @@ static bool tag_ok(const char *s, size_t n) {
 
 bool wv_ref_is_tag(const char *s) { return s && tag_ok(s, strlen(s)); }
 
-static bool digest_ok(const char *s, size_t n) {
-  if (n != 71 || memcmp(s, "sha256:", 7) != 0)
-    return false;
-  for (size_t i = 7; i < n; i++)
-    if (!is_hex_lower(s[i]))
-      return false;
-  return true;
-}
-
-bool wv_ref_is_digest(const char *s) { return s && digest_ok(s, strlen(s)); }
+bool wv_ref_is_digest(const char *s) { return s && wv_digest_valid(s); }
 
 /* Length of a leading "<scheme>://" (RFC 3986 scheme), or 0 when there is none. */
 static size_t scheme_len(const char *s) {

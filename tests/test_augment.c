@@ -116,7 +116,7 @@ static wv_container_layer_t layer_fusion_arm64 = {
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static void sha256(const char *data, size_t len, char out[WV_DIGEST_STR]) {
+static void sha256(const char *data, size_t len, char out[WV_DIGEST_STRLEN]) {
   unsigned char md[32];
   unsigned int n;
   EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
@@ -127,7 +127,7 @@ static void sha256(const char *data, size_t len, char out[WV_DIGEST_STR]) {
 
 /* The output is consistent: digest of exactly the bytes, length without the NUL. */
 static int consistent(const wv_augment_out_t *o) {
-  char d[WV_DIGEST_STR];
+  char d[WV_DIGEST_STRLEN];
   sha256(o->data, o->len, d);
   if (strcmp(d, o->digest) != 0 || strlen(o->data) != o->len) {
     fprintf(stderr, "  inconsistent output: %s vs %s\n", d, o->digest);
@@ -158,7 +158,7 @@ static const char *compact(json_object *v) {
 }
 
 static char *fmt_manifest(wv_arena_t *a, const char *fmt, const char *cfg, int oci) {
-  char d[WV_DIGEST_STR];
+  char d[WV_DIGEST_STRLEN];
   sha256(cfg, strlen(cfg), d);
   return oci ? wv_arena_sprintf(a, fmt, d, strlen(cfg)) : wv_arena_sprintf(a, fmt, strlen(cfg), d);
 }
@@ -448,7 +448,7 @@ TEST(manifest_rewrite_docker) {
   CHECK_EQ_STR(info.media_type, WV_MT_DOCKER_MANIFEST);
   CHECK_EQ_STR(info.config_media_type, WV_MT_DOCKER_CONFIG);
   CHECK_EQ_INT(info.config_size, strlen(busybox_config));
-  char d[WV_DIGEST_STR];
+  char d[WV_DIGEST_STRLEN];
   sha256(busybox_config, strlen(busybox_config), d);
   CHECK_EQ_STR(info.config_digest, d);
 
