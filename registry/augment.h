@@ -25,6 +25,7 @@
  * escapes non-ASCII); the spec only requires consistency between the bytes,
  * their length and their digest.
  *
+ * Threads: no global state; any thread may call these with its own arena.
  * Ownership: everything returned lives in the caller's arena; json-c trees
  * are freed before return. Messages (*msg, may be NULL) are arena strings.
  * Return codes: 0; WV_ETOOBIG past a size cap; WV_EPARSE for malformed JSON
