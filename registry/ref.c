@@ -4,6 +4,7 @@
  */
 #include "registry/ref.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/digest.h"
@@ -236,17 +237,19 @@ const char *wv_ref_api_host(const char *registry) {
   return strcmp(registry, WV_REF_DEFAULT_REGISTRY) == 0 ? WV_REF_DOCKER_HUB_API : registry;
 }
 
-/* localhost[:port] and 127.0.0.0/8 are reached over plain HTTP. */
-static bool is_loopback(const char *registry) {
-  size_t host = strcspn(registry, ":");
-  if (host == 9 && strncmp(registry, "localhost", 9) == 0)
+/* localhost, a 127.0.0.0/8 dotted quad and [::1], each with or without a
+ * port. "127.example.com" is a DNS name, not loopback. */
+bool wv_ref_is_loopback(const char *registry) {
+  if (strncmp(registry, "[::1]", 5) == 0)
+    return registry[5] == '\0' || registry[5] == ':';
+  size_t n = strcspn(registry, ":");
+  if (n == 9 && strncmp(registry, "localhost", 9) == 0)
     return true;
-  return strncmp(registry, "127.", 4) == 0;
-}
-
-const char *wv_ref_api_base(wv_arena_t *a, const char *registry) {
-  return wv_arena_sprintf(a, "%s://%s", is_loopback(registry) ? "http" : "https",
-                          wv_ref_api_host(registry));
+  unsigned o[4];
+  int used = 0;
+  if (n > 15 || sscanf(registry, "%3u.%3u.%3u.%3u%n", &o[0], &o[1], &o[2], &o[3], &used) != 4)
+    return false;
+  return (size_t)used == n && o[0] == 127 && o[1] < 256 && o[2] < 256 && o[3] < 256;
 }
 
 /* ---- /v2 routes ------------------------------------------------------ */

@@ -75,10 +75,12 @@ const char *wv_ref_path_and_ref(wv_arena_t *a, const wv_ref_t *r);
 const char *wv_ref_api_host(const char *registry);
 
 /*
- * "https://<api host>", or "http://…" for localhost[:port] (spec §3.6) and
- * for 127.0.0.0/8, which Docker also treats as an insecure registry.
+ * True for localhost, 127.0.0.0/8 and [::1] (with or without a port): such
+ * registries are reached over plain HTTP (spec §3.6; Docker also treats
+ * 127.0.0.0/8 as insecure). Other plain-HTTP registries are listed in
+ * config.yml (registry/upstream.h).
  */
-const char *wv_ref_api_base(wv_arena_t *a, const char *registry);
+bool wv_ref_is_loopback(const char *registry);
 
 /* Grammar checks, exposed for the other modules that take names. */
 bool wv_ref_is_tag(const char *s);

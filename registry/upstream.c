@@ -1,6 +1,7 @@
 #include "registry/upstream.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "registry/ref.h"
 
 #include <ctype.h>
 #include <json-c/json.h>
@@ -109,29 +110,10 @@ static const wv_registry_conf_t *find_conf(const wv_upstream_t *u, const char *r
   return NULL;
 }
 
-/* localhost, 127.0.0.0/8 and [::1], with or without a port. */
-static bool is_loopback(const char *registry) {
-  char host[256];
-  size_t n = strcspn(registry, ":");
-  if (registry[0] == '[')
-    return strncmp(registry, "[::1]", 5) == 0;
-  if (n >= sizeof host)
-    return false;
-  memcpy(host, registry, n);
-  host[n] = '\0';
-  if (strcasecmp(host, "localhost") == 0)
-    return true;
-  unsigned a, b, c, d;
-  char tail;
-  return sscanf(host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 && b < 256 &&
-         c < 256 && d < 256;
-}
-
 int wv_upstream_base_url(const wv_upstream_t *u, const char *registry, char *out, size_t outlen) {
   const wv_registry_conf_t *c = find_conf(u, registry);
-  bool plain = (c && c->insecure) || is_loopback(registry);
-  const char *host = strcmp(registry, "docker.io") == 0 ? "registry-1.docker.io" : registry;
-  int n = snprintf(out, outlen, "%s://%s", plain ? "http" : "https", host);
+  bool plain = (c && c->insecure) || wv_ref_is_loopback(registry);
+  int n = snprintf(out, outlen, "%s://%s", plain ? "http" : "https", wv_ref_api_host(registry));
   return n < 0 || (size_t)n >= outlen ? WV_ETOOBIG : 0;
 }
 

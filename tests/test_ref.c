@@ -60,15 +60,18 @@ TEST(ref_fields_and_hosts) {
   CHECK_EQ_STR(wv_ref_repository(a, &r), "docker.io/library/ubuntu");
   CHECK_EQ_STR(wv_ref_path_and_ref(a, &r), "library/ubuntu:latest");
   CHECK_EQ_STR(wv_ref_api_host(r.registry), "registry-1.docker.io");
-  CHECK_EQ_STR(wv_ref_api_base(a, r.registry), "https://registry-1.docker.io");
+  CHECK_EQ_STR(wv_ref_api_host(r.registry), "registry-1.docker.io");
   CHECK_OK(wv_ref_parse(a, "quay.io/org/img@" DIGEST, &r, NULL));
   CHECK(r.is_digest);
   CHECK_EQ_STR(r.reference, DIGEST);
   CHECK_EQ_STR(wv_ref_path_and_ref(a, &r), "org/img@" DIGEST);
   CHECK_EQ_STR(wv_ref_api_host("quay.io"), "quay.io");
-  CHECK_EQ_STR(wv_ref_api_base(a, "localhost:5000"), "http://localhost:5000");
-  CHECK_EQ_STR(wv_ref_api_base(a, "127.0.0.1:5001"), "http://127.0.0.1:5001");
-  CHECK_EQ_STR(wv_ref_api_base(a, "localhost.example.com"), "https://localhost.example.com");
+  CHECK(wv_ref_is_loopback("localhost:5000"));
+  CHECK(wv_ref_is_loopback("[::1]:5000"));
+  CHECK(!wv_ref_is_loopback("127.example.com"));
+  CHECK(!wv_ref_is_loopback("127.0.0.1.nip.io"));
+  CHECK(wv_ref_is_loopback("127.0.0.1:5001"));
+  CHECK(!wv_ref_is_loopback("localhost.example.com"));
   wv_arena_free(a);
 }
 
