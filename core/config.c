@@ -31,7 +31,7 @@
 #define MAX_KEY_LEN 256
 #define MAX_ACCOUNTS 10000
 
-typedef enum { T_STR, T_INT, T_BOOL, T_DUR_MS, T_DUR_US, T_SIZE, T_MAP } ctype_t;
+typedef enum { T_STR, T_INT, T_BOOL, T_DUR_MS, T_DUR_US, T_SIZE, T_MAP, T_REGS } ctype_t;
 
 /* A value check beyond the type; writes a reason into why on failure. */
 typedef int (*check_fn)(const char *s, char *why, size_t whylen);
@@ -89,6 +89,9 @@ static const entry_t schema[] = {
      "wave.tokens.cache.duration", "Lifetime of a container token."},
     {"wave.accounts", T_MAP, OFF(accounts), "{}", 0, 0, NULL, "wave.accounts",
      "Basic-auth accounts: username -> sha256 hex of the password."},
+    {"wave.registries", T_REGS, OFF(registries), "{}", 0, 0, NULL, "wave.registries",
+     "Upstream registries: host[:port] -> {username, password, insecure}; ${VAR} and "
+     "${VAR:default} in username/password read the environment."},
     {"storage.path", T_STR, OFF(storage_path), "./data", 0, 0, NULL, NULL,
      "Directory of the LMDB state store and the blob store."},
     {"storage.map-size", T_SIZE, OFF(storage_map_size), "4GiB", 1 << 20, 1LL << 44, NULL, NULL,
@@ -113,10 +116,11 @@ static const struct {
 #define NALIASES (sizeof aliases / sizeof aliases[0])
 
 static const char *const type_names[] = {"string",   "int",  "bool", "duration",
-                                         "duration", "size", "map"};
+                                         "duration", "size", "map",  "registries"};
 /* The same types as they read in an error message. */
-static const char *const type_nouns[] = {"a string",   "an integer", "a boolean", "a duration",
-                                         "a duration", "a size",     "a mapping"};
+static const char *const type_nouns[] = {"a string",   "an integer", "a boolean",
+                                         "a duration", "a duration", "a size",
+                                         "a mapping",  "a mapping"};
 
 /* ---- value parsers: s → field, or a reason in why ---- */
 
@@ -293,6 +297,7 @@ static int set_scalar(wv_config_t *cfg, const entry_t *e, const char *s, char *w
   case T_SIZE:
     return parse_size(e, s, field, why, whylen);
   case T_MAP:
+  case T_REGS:
     break;
   }
   snprintf(why, whylen, "expected a mapping");
@@ -516,8 +521,116 @@ out:
   return rc;
 }
 
+/* ---- registries ---- */
+
+#define MAX_REGISTRIES 1000
+
+static void regs_free(wv_registries_t *r) {
+  for (size_t i = 0; i < r->len; i++) {
+    free(r->items[i].host);
+    free(r->items[i].username);
+    free(r->items[i].password);
+  }
+  free(r->items);
+  memset(r, 0, sizeof *r);
+}
+
+/* Expands a whole-value "${NAME}" or "${NAME:default}" from the environment,
+ * so secrets can stay out of the file (Micronaut's placeholder syntax).
+ * Anything else is taken literally. Returns a new string or NULL on OOM. */
+static char *expand_env(const char *s) {
+  size_t n = strlen(s);
+  if (n < 4 || strncmp(s, "${", 2) != 0 || s[n - 1] != '}')
+    return strdup(s);
+  char name[256];
+  const char *colon = memchr(s + 2, ':', n - 3);
+  size_t nlen = (size_t)((colon ? colon : s + n - 1) - (s + 2));
+  if (nlen == 0 || nlen >= sizeof name)
+    return strdup(s);
+  memcpy(name, s + 2, nlen);
+  name[nlen] = '\0';
+  const char *v = getenv(name);
+  if (v)
+    return strdup(v);
+  return colon ? strndup(colon + 1, (size_t)(s + n - 1 - (colon + 1))) : strdup("");
+}
+
+static int load_registry(loader_t *L, const char *path, yaml_node_t *k, yaml_node_t *v,
+                         wv_config_registry_t *r) {
+  char why[160];
+  if (k->type != YAML_SCALAR_NODE || !*scalar(k))
+    return fail(L, k, WV_EINVAL, "%s: registry names must be non-empty scalars", path);
+  if (v->type != YAML_MAPPING_NODE)
+    return fail(L, v, WV_EINVAL, "%s.%s: expected a mapping of username, password, insecure",
+                path, scalar(k));
+  if (!(r->host = strdup(scalar(k))))
+    return WV_ENOMEM;
+  for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+    yaml_node_t *fk = yaml_document_get_node(L->doc, p->key);
+    yaml_node_t *fv = yaml_document_get_node(L->doc, p->value);
+    const char *f = fk->type == YAML_SCALAR_NODE ? scalar(fk) : "";
+    if (fv->type != YAML_SCALAR_NODE)
+      return fail(L, fv, WV_EINVAL, "%s.%s.%s: expected a scalar", path, r->host, f);
+    const char *val = is_null(fv) ? "" : scalar(fv);
+    char **slot = strcmp(f, "username") == 0 ? &r->username
+                  : strcmp(f, "password") == 0 ? &r->password
+                                               : NULL;
+    if (slot) {
+      free(*slot);
+      if (!(*slot = expand_env(val)))
+        return WV_ENOMEM;
+    } else if (strcmp(f, "insecure") == 0) {
+      if (parse_bool(val, &r->insecure, why, sizeof why))
+        return fail(L, fv, WV_EINVAL, "%s.%s.insecure: %s", path, r->host, why);
+    } else {
+      return fail(L, fk, WV_EINVAL, "%s.%s.%s: unknown key (expected username, password, insecure)",
+                  path, r->host, f);
+    }
+  }
+  /* An empty user (an unset ${VAR:}) means anonymous, as in Wave. */
+  if (r->username && !*r->username) {
+    free(r->username), free(r->password);
+    r->username = r->password = NULL;
+  }
+  if (r->username && !r->password)
+    return fail(L, v, WV_EINVAL, "%s.%s: username without password", path, r->host);
+  return 0;
+}
+
+/* Replaces the registries entry e with the YAML mapping n. */
+static int load_regs(loader_t *L, const entry_t *e, const char *path, yaml_node_t *n) {
+  wv_registries_t *r = (wv_registries_t *)((char *)L->cfg + e->off), fresh = {0};
+  size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+  if (cnt > MAX_REGISTRIES)
+    return fail(L, n, WV_ETOOBIG, "%s: more than %d registries", path, MAX_REGISTRIES);
+  fresh.items = calloc(cnt + 1, sizeof *fresh.items);
+  if (!fresh.items)
+    return WV_ENOMEM;
+  int rc = 0;
+  for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+    rc = load_registry(L, path, yaml_document_get_node(L->doc, p->key),
+                       yaml_document_get_node(L->doc, p->value), &fresh.items[fresh.len++]);
+    if (rc)
+      break;
+  }
+  if (rc) {
+    regs_free(&fresh);
+    return rc;
+  }
+  regs_free(r);
+  *r = fresh;
+  return 0;
+}
+
 static int load_value(loader_t *L, const entry_t *e, const char *path, yaml_node_t *v) {
   char why[256];
+  if (e->type == T_REGS) {
+    if (is_null(v))
+      return (regs_free((wv_registries_t *)((char *)L->cfg + e->off)), 0);
+    if (v->type != YAML_MAPPING_NODE)
+      return fail(L, v, WV_EINVAL, "%s: expected a mapping, got %s", path, node_kind(v));
+    return load_regs(L, e, path, v);
+  }
   if (e->type == T_MAP) {
     if (is_null(v))
       return (strmap_free((wv_strmap_t *)((char *)L->cfg + e->off)), 0);
@@ -628,7 +741,7 @@ int wv_config_defaults(wv_config_t *cfg) {
   char why[256];
   memset(cfg, 0, sizeof *cfg);
   for (size_t i = 0; i < NSCHEMA; i++) {
-    if (schema[i].type == T_MAP)
+    if (schema[i].type == T_MAP || schema[i].type == T_REGS)
       continue; /* every map default is empty */
     int rc = set_scalar(cfg, &schema[i], schema[i].def, why, sizeof why);
     if (rc) {
@@ -693,6 +806,8 @@ void wv_config_free(wv_config_t *cfg) {
       *(char **)field = NULL;
     } else if (schema[i].type == T_MAP) {
       strmap_free(field);
+    } else if (schema[i].type == T_REGS) {
+      regs_free(field);
     }
   }
   free(cfg->server_authority);
@@ -738,14 +853,27 @@ static bool map_eq(const wv_strmap_t *a, const wv_strmap_t *b) {
   return true;
 }
 
+static bool regs_eq(const wv_registries_t *a, const wv_registries_t *b) {
+  if (a->len != b->len)
+    return false;
+  for (size_t i = 0; i < a->len; i++) {
+    const wv_config_registry_t *x = &a->items[i], *y = &b->items[i];
+    if (!str_eq(x->host, y->host) || !str_eq(x->username, y->username) ||
+        !str_eq(x->password, y->password) || x->insecure != y->insecure)
+      return false;
+  }
+  return true;
+}
+
 const char *wv_config_first_difference(const wv_config_t *a, const wv_config_t *b) {
   static const size_t width[] = {
-      0, sizeof(int), sizeof(bool), sizeof(int64_t), sizeof(int64_t), sizeof(uint64_t), 0};
+      0, sizeof(int), sizeof(bool), sizeof(int64_t), sizeof(int64_t), sizeof(uint64_t), 0, 0};
   for (size_t i = 0; i < NSCHEMA; i++) {
     const entry_t *e = &schema[i];
     const void *fa = (const char *)a + e->off, *fb = (const char *)b + e->off;
     bool eq = e->type == T_STR   ? str_eq(*(char *const *)fa, *(char *const *)fb)
-              : e->type == T_MAP ? map_eq(fa, fb)
+              : e->type == T_MAP  ? map_eq(fa, fb)
+              : e->type == T_REGS ? regs_eq(fa, fb)
                                  : memcmp(fa, fb, width[e->type]) == 0;
     if (!eq)
       return e->key;

@@ -24,6 +24,19 @@ typedef struct {
   size_t len;
 } wv_strmap_t;
 
+/* One upstream registry of wave.registries: credentials and transport. */
+typedef struct {
+  char *host;     /* host[:port] as written in image names */
+  char *username; /* NULL when anonymous */
+  char *password; /* NULL when anonymous */
+  bool insecure;  /* reach it over plain HTTP */
+} wv_config_registry_t;
+
+typedef struct {
+  wv_config_registry_t *items;
+  size_t len;
+} wv_registries_t;
+
 typedef struct {
   /* server.* (and Wave's micronaut.server.* aliases) */
   char *server_host; /* server.host, "127.0.0.1" */
@@ -44,6 +57,7 @@ typedef struct {
   bool anonymous_access; /* wave.capabilities.anonymous-access, true */
   int64_t token_ttl_ms;  /* wave.tokens.cache.duration, 36h */
   wv_strmap_t accounts;  /* wave.accounts, {} */
+  wv_registries_t registries; /* wave.registries, {} */
 
   /* storage.* */
   char *storage_path;        /* storage.path, "./data" */

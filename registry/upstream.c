@@ -35,7 +35,7 @@ typedef struct {
 } token_t;
 
 struct wv_upstream {
-  wv_registry_conf_t *confs;
+  wv_config_registry_t *confs;
   size_t nconfs;
   pthread_mutex_t mu; /* guards lookups and tokens; never held across I/O */
   lookup_t *lookups;
@@ -51,7 +51,9 @@ static int64_t now_ms(void) {
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
-int wv_upstream_new(wv_upstream_t **out, const wv_registry_conf_t *confs, size_t n) {
+int wv_upstream_new(wv_upstream_t **out, const wv_registries_t *regs) {
+  const wv_config_registry_t *confs = regs->items;
+  size_t n = regs->len;
   wv_upstream_t *u = calloc(1, sizeof *u);
   if (!u)
     return WV_ENOMEM;
@@ -60,7 +62,7 @@ int wv_upstream_new(wv_upstream_t **out, const wv_registry_conf_t *confs, size_t
   if (!u->confs)
     goto oom;
   for (size_t i = 0; i < n; i++, u->nconfs++) {
-    wv_registry_conf_t *c = &u->confs[i];
+    wv_config_registry_t *c = &u->confs[i];
     c->host = dup_or_null(confs[i].host);
     c->username = dup_or_null(confs[i].username);
     c->password = dup_or_null(confs[i].password);
@@ -86,9 +88,9 @@ void wv_upstream_free(wv_upstream_t *u) {
   if (!u)
     return;
   for (size_t i = 0; i < u->nconfs; i++) {
-    free((char *)u->confs[i].host);
-    free((char *)u->confs[i].username);
-    free((char *)u->confs[i].password);
+    free(u->confs[i].host);
+    free(u->confs[i].username);
+    free(u->confs[i].password);
   }
   free(u->confs);
   for (lookup_t *l = u->lookups, *next; l; l = next) {
@@ -103,7 +105,7 @@ void wv_upstream_free(wv_upstream_t *u) {
   free(u);
 }
 
-static const wv_registry_conf_t *find_conf(const wv_upstream_t *u, const char *registry) {
+static const wv_config_registry_t *find_conf(const wv_upstream_t *u, const char *registry) {
   for (size_t i = 0; i < u->nconfs; i++)
     if (strcasecmp(u->confs[i].host, registry) == 0)
       return &u->confs[i];
@@ -111,7 +113,7 @@ static const wv_registry_conf_t *find_conf(const wv_upstream_t *u, const char *r
 }
 
 int wv_upstream_base_url(const wv_upstream_t *u, const char *registry, char *out, size_t outlen) {
-  const wv_registry_conf_t *c = find_conf(u, registry);
+  const wv_config_registry_t *c = find_conf(u, registry);
   bool plain = (c && c->insecure) || wv_ref_is_loopback(registry);
   int n = snprintf(out, outlen, "%s://%s", plain ? "http" : "https", wv_ref_api_host(registry));
   return n < 0 || (size_t)n >= outlen ? WV_ETOOBIG : 0;
@@ -296,7 +298,7 @@ static int lookup_fetch(wv_upstream_t *u, const char *registry, auth_kind_t *kin
 
 /* ---- tokens -------------------------------------------------------------- */
 
-static char *basic_credentials(const wv_registry_conf_t *c) {
+static char *basic_credentials(const wv_config_registry_t *c) {
   if (!c || !c->username)
     return NULL;
   char plain[1024];
@@ -309,7 +311,7 @@ static char *basic_credentials(const wv_registry_conf_t *c) {
   return out;
 }
 
-static char *token_key(const char *registry, const char *scope, const wv_registry_conf_t *c) {
+static char *token_key(const char *registry, const char *scope, const wv_config_registry_t *c) {
   size_t n = strlen(registry) + strlen(scope) + (c && c->username ? strlen(c->username) : 0) + 3;
   char *k = malloc(n);
   if (k)
@@ -403,7 +405,7 @@ static char *parse_token(const wv_buf_t *body, int64_t *ttl_ms) {
 }
 
 static int token_fetch(wv_upstream_t *u, const char *realm, const char *service, const char *scope,
-                       const wv_registry_conf_t *c, char **token, int64_t *ttl_ms,
+                       const wv_config_registry_t *c, char **token, int64_t *ttl_ms,
                        wv_http_resp_t *resp, char *err, size_t errlen) {
   char url[MAX_URL];
   snprintf(url, sizeof url, "%s%c", realm, strchr(realm, '?') ? '&' : '?');
@@ -453,7 +455,7 @@ static void auth_state_free(auth_state_t *a) {
 
 /* Works out the Authorization header value for this request (may be empty). */
 static int authorize(wv_upstream_t *u, const char *registry, const char *repo, bool push,
-                     const wv_registry_conf_t *c, auth_state_t *a, char *auth, size_t authlen,
+                     const wv_config_registry_t *c, auth_state_t *a, char *auth, size_t authlen,
                      long *status, char *err, size_t errlen) {
   auth[0] = '\0';
   if (!lookup_get(u, registry, &a->kind, &a->realm, &a->service)) {
@@ -530,7 +532,7 @@ static int send_once(wv_upstream_t *u, const char *registry, const wv_http_req_t
 
 int wv_upstream_do(wv_upstream_t *u, const char *registry, const char *repo, bool push,
                    const wv_http_req_t *req, wv_http_resp_t *resp, char *err, size_t errlen) {
-  const wv_registry_conf_t *c = find_conf(u, registry);
+  const wv_config_registry_t *c = find_conf(u, registry);
   char auth[MAX_TOKEN_LEN + 64];
   int rc = 0;
   for (int attempt = 0; attempt < 2; attempt++) {

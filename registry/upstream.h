@@ -14,23 +14,17 @@
 #ifndef WV_UPSTREAM_H
 #define WV_UPSTREAM_H
 
+#include "core/config.h"
 #include "http/client.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct {
-  const char *host;     /* registry host[:port] as written in image names */
-  const char *username; /* NULL for anonymous */
-  const char *password;
-  bool insecure;        /* plain HTTP */
-} wv_registry_conf_t;
-
 typedef struct wv_upstream wv_upstream_t;
 
-/* Copies confs (n entries). Returns 0 or WV_ENOMEM. Free with wv_upstream_free(). */
-int wv_upstream_new(wv_upstream_t **out, const wv_registry_conf_t *confs, size_t n);
+/* Copies regs (wave.registries). Returns 0 or WV_ENOMEM. Free with wv_upstream_free(). */
+int wv_upstream_new(wv_upstream_t **out, const wv_registries_t *regs);
 void wv_upstream_free(wv_upstream_t *u);
 
 /* Writes "http(s)://<api host>" for registry into out. Returns 0 or WV_ETOOBIG. */

@@ -300,7 +300,42 @@ TEST(print_schema) {
   free(text);
 }
 
-WV_TESTS(T(defaults), T(shipped_config_yml_loads_and_states_defaults),
+TEST(registries) {
+  wv_config_t cfg;
+  setenv("WV_TEST_REG_PASS", "s3cret", 1);
+  unsetenv("WV_TEST_REG_UNSET");
+  CHECK_OK(load_text(&cfg, "wave:\n  registries:\n"
+                           "    \"127.0.0.1:5001\":\n      username: alice\n"
+                           "      password: ${WV_TEST_REG_PASS}\n      insecure: true\n"
+                           "    quay.io:\n      username: ${WV_TEST_REG_UNSET:}\n"
+                           "      password: ${WV_TEST_REG_UNSET:}\n"
+                           "    reg.lab: {username: bob, password: \"${WV_TEST_REG_UNSET:dflt}\"}\n"));
+  CHECK_EQ_INT(cfg.registries.len, 3);
+  CHECK_EQ_STR(cfg.registries.items[0].host, "127.0.0.1:5001");
+  CHECK_EQ_STR(cfg.registries.items[0].username, "alice");
+  CHECK_EQ_STR(cfg.registries.items[0].password, "s3cret");
+  CHECK(cfg.registries.items[0].insecure);
+  CHECK(cfg.registries.items[1].username == NULL); /* empty ${VAR:} = anonymous */
+  CHECK(!cfg.registries.items[1].insecure);
+  CHECK_EQ_STR(cfg.registries.items[2].password, "dflt");
+  wv_config_t other;
+  CHECK_OK(wv_config_defaults(&other));
+  CHECK_EQ_STR(wv_config_first_difference(&cfg, &other), "wave.registries");
+  wv_config_free(&other);
+  wv_config_free(&cfg);
+  CHECK(fails_with("wave:\n  registries:\n    quay.io:\n      user: x\n", 4,
+                   "wave.registries.quay.io.user: unknown key (expected username, password, "
+                   "insecure)"));
+  CHECK(fails_with("wave:\n  registries:\n    quay.io: x\n", 3,
+                   "wave.registries.quay.io: expected a mapping of username, password, insecure"));
+  CHECK(fails_with("wave:\n  registries:\n    quay.io:\n      username: x\n", 4,
+                   "wave.registries.quay.io: username without password"));
+  CHECK(fails_with("wave:\n  registries:\n    quay.io:\n      insecure: maybe\n", 4,
+                   "wave.registries.quay.io.insecure: invalid boolean 'maybe' (expected true or "
+                   "false)"));
+}
+
+WV_TESTS(T(defaults), T(registries), T(shipped_config_yml_loads_and_states_defaults),
          T(every_schema_key_documented_in_config_yml), T(every_default_parses),
          T(values_camelcase_aliases_and_dotted_keys), T(empty_file_and_empty_sections),
          T(bad_duration), T(bad_size), T(bad_int_bool_and_checks), T(unknown_key), T(wrong_type),

@@ -41,10 +41,11 @@ TEST(challenge_rejects) {
 }
 
 TEST(endpoints) {
-  wv_registry_conf_t confs[] = {{.host = "reg.lab:5000", .insecure = true},
-                                {.host = "quay.io", .username = "u", .password = "p"}};
+  wv_config_registry_t confs[] = {{.host = "reg.lab:5000", .insecure = true},
+                                  {.host = "quay.io", .username = "u", .password = "p"}};
+  wv_registries_t regs = {confs, 2};
   wv_upstream_t *u;
-  CHECK_OK(wv_upstream_new(&u, confs, 2));
+  CHECK_OK(wv_upstream_new(&u, &regs));
   char url[256];
   CHECK_OK(wv_upstream_base_url(u, "docker.io", url, sizeof url));
   CHECK_EQ_STR(url, "https://registry-1.docker.io");
