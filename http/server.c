@@ -440,6 +440,8 @@ static void conn_respond(conn_t *c, exchange_t *ex) {
   loop_t *l = c->loop;
   wv_resp_t *resp = &ex->resp;
   wv_req_t *req = &ex->req;
+  if (c->ex == ex) /* inline: the parse exchange answers; it comes back below */
+    c->ex = NULL;
   bool head_only = req->method == WV_M_HEAD || resp->status == 204 || resp->status == 304;
   bool keep = req->keep_alive && !resp->close && !l->draining && !ex->err_status;
   wv_buf_reset(&l->scratch);
