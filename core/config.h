@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* A string→string map (e.g. wave.accounts: user → sha256 hex of password). */
 typedef struct {
@@ -25,34 +26,46 @@ typedef struct {
 
 typedef struct {
   /* server.* (and Wave's micronaut.server.* aliases) */
-  char *server_host;            /* server.host, "127.0.0.1" */
-  int server_port;              /* server.port (alias micronaut.server.port), 9090; env WAVE_SERVER_PORT */
-  int io_threads;               /* server.io-threads, 0 = number of cores */
-  int workers;                  /* server.workers, 0 = 2 x cores (min 4) */
-  int64_t idle_timeout_ms;      /* server.idle-timeout (alias micronaut.server.idle-timeout), 910s */
-  int64_t header_timeout_ms;    /* server.header-timeout, 30s */
-  int64_t shutdown_timeout_ms;  /* server.shutdown-timeout, 30s */
-  uint64_t max_header_bytes;    /* server.max-header-size, 16KiB */
-  int max_headers;              /* server.max-headers, 100 */
-  uint64_t max_url_length;      /* server.max-url-length, 8KiB */
-  uint64_t max_body_size;       /* server.max-body-size, 10MiB (per-route limits may be lower) */
-  int max_connections;          /* server.max-connections, 10000 (per io thread) */
+  char *server_host; /* server.host, "127.0.0.1" */
+  int server_port;   /* server.port (alias micronaut.server.port), 9090; env WAVE_SERVER_PORT */
+  int io_threads;    /* server.io-threads, 0 = number of cores */
+  int workers;       /* server.workers, 0 = 2 x cores (min 4) */
+  int64_t idle_timeout_ms;     /* server.idle-timeout (alias micronaut.server.idle-timeout), 910s */
+  int64_t header_timeout_ms;   /* server.header-timeout, 30s */
+  int64_t shutdown_timeout_ms; /* server.shutdown-timeout, 30s */
+  uint64_t max_header_bytes;   /* server.max-header-size, 16KiB */
+  int max_headers;             /* server.max-headers, 100 */
+  uint64_t max_url_length;     /* server.max-url-length, 8KiB */
+  uint64_t max_body_size;      /* server.max-body-size, 10MiB (per-route limits may be lower) */
+  int max_connections;         /* server.max-connections, 10000 (per io thread) */
 
   /* wave.* */
-  char *server_url;             /* wave.server.url, "http://localhost:9090"; env WAVE_SERVER_URL */
-  bool anonymous_access;        /* wave.capabilities.anonymous-access, true */
-  int64_t token_ttl_ms;         /* wave.tokens.cache.duration, 36h */
-  wv_strmap_t accounts;         /* wave.accounts, {} */
+  char *server_url;      /* wave.server.url, "http://localhost:9090"; env WAVE_SERVER_URL */
+  bool anonymous_access; /* wave.capabilities.anonymous-access, true */
+  int64_t token_ttl_ms;  /* wave.tokens.cache.duration, 36h */
+  wv_strmap_t accounts;  /* wave.accounts, {} */
 
   /* storage.* */
-  char *storage_path;           /* storage.path, "./data" */
-  uint64_t storage_map_size;    /* storage.map-size, 4GiB (LMDB map; address space only) */
-  int64_t sweep_interval_ms;    /* storage.sweep-interval, 60s */
-  int64_t commit_delay_us;      /* storage.commit-delay, 200us (group-commit window) */
+  char *storage_path;        /* storage.path, "./data" */
+  uint64_t storage_map_size; /* storage.map-size, 4GiB (LMDB map; address space only) */
+  int64_t sweep_interval_ms; /* storage.sweep-interval, 60s */
+  int64_t commit_delay_us;   /* storage.commit-delay, 200us (group-commit window) */
 
   /* log.* */
-  char *log_level;              /* log.level, "info" */
+  char *log_level; /* log.level, "info" */
+
+  /* Derived, not keys: set by wv_config_load / wv_config_apply_env. */
+  char *server_authority; /* "host[:port]" of server_url */
 } wv_config_t;
+
+/* One schema row as shown by `waved --help` (all strings static). */
+typedef struct {
+  const char *key;       /* canonical kebab-case path, e.g. "server.io-threads" */
+  const char *type;      /* "string", "int", "bool", "duration", "size", "map" */
+  const char *def;       /* default, as it would be written in config.yml */
+  const char *desc;      /* one sentence */
+  const char *wave_name; /* Wave's name for the same setting, or NULL if waved's own */
+} wv_config_keyinfo_t;
 
 /* Fills cfg with the embedded defaults. Never fails except on OOM (WV_ENOMEM). */
 int wv_config_defaults(wv_config_t *cfg);
@@ -73,5 +86,18 @@ void wv_config_free(wv_config_t *cfg);
 
 /* "host[:port]" of wave.server.url, the authority used in wt/ image names. */
 const char *wv_config_authority(const wv_config_t *cfg);
+
+/* Row i of the schema into *out; WV_ENOTFOUND past the last row. */
+int wv_config_schema_at(size_t i, wv_config_keyinfo_t *out);
+
+/* Prints every key with its type, default, description and Wave name (for --help). */
+void wv_config_print_schema(FILE *out);
+
+/*
+ * Returns the canonical key of the first schema value that differs between a
+ * and b, or NULL when they are equal (used to log what a reload changed and
+ * to test that config.yml states the real defaults).
+ */
+const char *wv_config_first_difference(const wv_config_t *a, const wv_config_t *b);
 
 #endif

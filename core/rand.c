@@ -1,0 +1,75 @@
+/* core/rand.c — CSPRNG ids and constant-time compare (see rand.h). */
+#include "core/rand.h"
+#include "core/err.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <limits.h>
+#include <string.h>
+
+int wv_rand_bytes(void *p, size_t n) {
+  uint8_t *b = p;
+  while (n > 0) { /* RAND_bytes takes an int length */
+    int chunk = n > INT_MAX ? INT_MAX : (int)n;
+    if (RAND_bytes(b, chunk) != 1)
+      return WV_EINTERNAL;
+    b += chunk;
+    n -= (size_t)chunk;
+  }
+  return 0;
+}
+
+int wv_rand_below(uint64_t bound, uint64_t *out) {
+  if (bound == 0)
+    return WV_EINVAL;
+  /* Values at or above the largest multiple of bound would favour small results. */
+  uint64_t limit = UINT64_MAX - (UINT64_MAX % bound + 1) % bound;
+  for (;;) {
+    uint64_t v;
+    int rc = wv_rand_bytes(&v, sizeof v);
+    if (rc)
+      return rc;
+    if (v <= limit) {
+      *out = v % bound;
+      return 0;
+    }
+  }
+}
+
+int wv_rand_id(char *out, size_t len, const char *alphabet) {
+  size_t n = alphabet ? strlen(alphabet) : 0;
+  if (n < 2 || n > 256)
+    return WV_EINVAL;
+  /* Accept a byte only below the largest multiple of n that fits in 256. */
+  unsigned limit = 256 - 256 % (unsigned)n;
+  uint8_t pool[64];
+  size_t have = 0, used = 0, o = 0;
+  while (o < len) {
+    if (used == have) {
+      int rc = wv_rand_bytes(pool, sizeof pool);
+      if (rc)
+        return rc;
+      have = sizeof pool;
+      used = 0;
+    }
+    uint8_t b = pool[used++];
+    if (b < limit)
+      out[o++] = alphabet[b % n];
+  }
+  out[len] = '\0';
+  OPENSSL_cleanse(pool, sizeof pool); /* leftovers would reveal neighbouring ids */
+  return 0;
+}
+
+int wv_rand_hex12(char out[13]) { return wv_rand_id(out, 12, WV_RAND_HEX); }
+
+bool wv_ct_streq(const char *a, const char *b) {
+  if (!a || !b)
+    return false;
+  size_t la = strlen(a), lb = strlen(b);
+  if (la != lb) {
+    (void)CRYPTO_memcmp(a, a, la); /* same work as a match of this length */
+    return false;
+  }
+  return CRYPTO_memcmp(a, b, la) == 0;
+}

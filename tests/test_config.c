@@ -1,0 +1,307 @@
+/* Unit tests for core/config: defaults, the shipped config.yml, each error path. */
+#include "core/config.h"
+#include "core/err.h"
+#include "tests/runner.h"
+
+#include <stdbool.h>
+#include <unistd.h>
+
+static char tmp_path[64];
+static char err[512];
+
+/* Writes text to a fresh temp file and loads it over the defaults. */
+static int load_text(wv_config_t *cfg, const char *text) {
+  strcpy(tmp_path, "/tmp/wv-config-XXXXXX");
+  int fd = mkstemp(tmp_path);
+  if (fd < 0)
+    return WV_EIO;
+  size_t n = strlen(text);
+  ssize_t w = write(fd, text, n);
+  close(fd);
+  if (w != (ssize_t)n)
+    return WV_EIO;
+  int rc = wv_config_defaults(cfg);
+  if (rc == 0)
+    rc = wv_config_load(cfg, tmp_path, err, sizeof err);
+  unlink(tmp_path);
+  return rc;
+}
+
+/* Loads text expecting failure; checks the message is "<file>:<line>: <rest>". */
+static bool fails_with(const char *text, int line, const char *rest) {
+  wv_config_t cfg;
+  int rc = load_text(&cfg, text);
+  wv_config_free(&cfg);
+  char want[512];
+  snprintf(want, sizeof want, "%s:%d: %s", tmp_path, line, rest);
+  if (rc == 0 || strcmp(err, want) != 0) {
+    fprintf(stderr, "  rc=%d\n  got:  %s\n  want: %s\n", rc, err, want);
+    return false;
+  }
+  return true;
+}
+
+static const char *src_file(const char *name, char *out, size_t outlen) {
+  const char *src = getenv("WAVED_SRC");
+  snprintf(out, outlen, "%s/%s", src ? src : "..", name);
+  if (!src && access(out, R_OK) != 0) /* run by hand from out/tests */
+    snprintf(out, outlen, "../../%s", name);
+  return out;
+}
+
+TEST(defaults) {
+  wv_config_t cfg;
+  CHECK_OK(wv_config_defaults(&cfg));
+  CHECK_EQ_INT(cfg.server_port, 9090);
+  CHECK_EQ_INT(cfg.idle_timeout_ms, 910000);
+  CHECK_EQ_INT(cfg.token_ttl_ms, 36LL * 3600 * 1000);
+  CHECK_EQ_INT(cfg.max_header_bytes, 16384);
+  CHECK_EQ_INT(cfg.max_body_size, 10 << 20);
+  CHECK_EQ_INT(cfg.storage_map_size, 4ULL << 30);
+  CHECK_EQ_INT(cfg.commit_delay_us, 200);
+  CHECK(cfg.anonymous_access);
+  CHECK_EQ_STR(cfg.server_url, "http://localhost:9090");
+  CHECK_EQ_STR(wv_config_authority(&cfg), "localhost:9090");
+  CHECK_EQ_STR(cfg.log_level, "info");
+  CHECK_EQ_INT(cfg.accounts.len, 0);
+  wv_config_free(&cfg);
+}
+
+TEST(shipped_config_yml_loads_and_states_defaults) {
+  char path[1024];
+  wv_config_t cfg, def;
+  unsetenv("WAVE_SERVER_URL");
+  unsetenv("WAVE_SERVER_PORT");
+  CHECK_OK(wv_config_defaults(&cfg));
+  int rc = wv_config_load(&cfg, src_file("config.yml", path, sizeof path), err, sizeof err);
+  if (rc)
+    fprintf(stderr, "  %s\n", err);
+  CHECK_OK(rc);
+  CHECK_OK(wv_config_defaults(&def));
+  const char *diff = wv_config_first_difference(&cfg, &def);
+  if (diff)
+    fprintf(stderr, "  config.yml disagrees with the schema default of %s\n", diff);
+  CHECK(diff == NULL);
+  wv_config_free(&cfg);
+  wv_config_free(&def);
+}
+
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  static char text[1 << 16];
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  return text;
+}
+
+TEST(every_schema_key_documented_in_config_yml) {
+  char path[1024];
+  const char *text = slurp(src_file("config.yml", path, sizeof path));
+  CHECK(text);
+  wv_config_keyinfo_t ki;
+  size_t i = 0;
+  for (; wv_config_schema_at(i, &ki) == 0; i++) {
+    /* Each key is introduced by a "# <full.key> —" comment line. */
+    char needle[300];
+    snprintf(needle, sizeof needle, "# %s \xe2\x80\x94", ki.key);
+    if (!strstr(text, needle))
+      fprintf(stderr, "  config.yml does not document %s\n", ki.key);
+    CHECK(strstr(text, needle));
+  }
+  CHECK(i >= 20);
+}
+
+TEST(every_default_parses) {
+  /* wv_config_defaults would fail on a bad default; prove each one through a file too. */
+  wv_config_keyinfo_t ki;
+  for (size_t i = 0; wv_config_schema_at(i, &ki) == 0; i++) {
+    char text[512];
+    snprintf(text, sizeof text, "%s: %s\n", ki.key, ki.def);
+    wv_config_t cfg;
+    int rc = load_text(&cfg, text);
+    wv_config_free(&cfg);
+    if (rc)
+      fprintf(stderr, "  %s\n", err);
+    CHECK_OK(rc);
+  }
+}
+
+TEST(values_camelcase_aliases_and_dotted_keys) {
+  wv_config_t cfg;
+  int rc = load_text(&cfg,
+                     "server:\n"
+                     "  ioThreads: 3\n"
+                     "  max-body-size: 1MB\n"
+                     "  maxHeaderSize: 2KiB\n"
+                     "micronaut:\n"
+                     "  server:\n"
+                     "    port: 8081\n"
+                     "    idleTimeout: 15m\n"
+                     "wave.allowAnonymous: false\n"
+                     "wave:\n"
+                     "  server: {url: 'https://wave.example.org:8443/'}\n"
+                     "  accounts:\n"
+                     "    alice: 2BD806C97F0E00AF1A1FC3328FA763A9269723C8DB8FAC4F93AF71DB186D6E90\n"
+                     "storage: {commit-delay: 2ms, sweepInterval: 2h, map-size: 1073741824}\n"
+                     "log: {level: debug}\n");
+  if (rc)
+    fprintf(stderr, "  %s\n", err);
+  CHECK_OK(rc);
+  CHECK_EQ_INT(cfg.io_threads, 3);
+  CHECK_EQ_INT(cfg.max_body_size, 1000000);
+  CHECK_EQ_INT(cfg.max_header_bytes, 2048);
+  CHECK_EQ_INT(cfg.server_port, 8081);
+  CHECK_EQ_INT(cfg.idle_timeout_ms, 900000);
+  CHECK(!cfg.anonymous_access);
+  CHECK_EQ_STR(cfg.server_url, "https://wave.example.org:8443");
+  CHECK_EQ_STR(wv_config_authority(&cfg), "wave.example.org:8443");
+  CHECK_EQ_INT(cfg.accounts.len, 1);
+  CHECK_EQ_STR(cfg.accounts.keys[0], "alice");
+  CHECK_EQ_STR(cfg.accounts.values[0],
+               "2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90");
+  CHECK_EQ_INT(cfg.commit_delay_us, 2000);
+  CHECK_EQ_INT(cfg.sweep_interval_ms, 2LL * 3600 * 1000);
+  CHECK_EQ_INT(cfg.storage_map_size, 1 << 30);
+  CHECK_EQ_STR(cfg.log_level, "debug");
+  wv_config_free(&cfg);
+}
+
+TEST(empty_file_and_empty_sections) {
+  wv_config_t cfg;
+  CHECK_OK(load_text(&cfg, ""));
+  wv_config_free(&cfg);
+  CHECK_OK(load_text(&cfg, "# only a comment\nserver:\nwave:\n  tokens: ~\n"));
+  CHECK_EQ_INT(cfg.server_port, 9090);
+  wv_config_free(&cfg);
+}
+
+TEST(bad_duration) {
+  CHECK(fails_with("server:\n  port: 1\n  idle-timeout: abc\n", 3,
+                   "server.idle-timeout: invalid duration 'abc' (expected e.g. 910s, 15m, 36h)"));
+  CHECK(fails_with("server:\n  idleTimeout: 910\n", 2,
+                   "server.idleTimeout: invalid duration '910' (expected e.g. 910s, 15m, 36h)"));
+  CHECK(fails_with("storage.sweep-interval: 1500us\n", 1,
+                   "storage.sweep-interval: duration '1500us' is finer than the 1ms resolution "
+                   "of this key"));
+  CHECK(fails_with("server.idle-timeout: 99999999999999999999h\n", 1,
+                   "server.idle-timeout: invalid duration '99999999999999999999h' (expected e.g. "
+                   "910s, 15m, 36h)"));
+  CHECK(fails_with("server.idle-timeout: 8d\n", 1,
+                   "server.idle-timeout: '8d' out of range (1000ms..604800000ms)"));
+}
+
+TEST(bad_size) {
+  CHECK(fails_with("\nserver:\n  max-body-size: 10 MB\n", 3,
+                   "server.max-body-size: invalid size '10 MB' (expected e.g. 16KiB, 10MB, 4GiB)"));
+  CHECK(fails_with("server:\n  max-body-size: 10mb\n", 2,
+                   "server.max-body-size: invalid size '10mb' (expected e.g. 16KiB, 10MB, 4GiB)"));
+  CHECK(fails_with("server:\n  max-header-size: 1B\n", 2,
+                   "server.max-header-size: '1B' out of range (1024 bytes..1048576 bytes)"));
+}
+
+TEST(bad_int_bool_and_checks) {
+  CHECK(fails_with("server:\n  port: 70000\n", 2, "server.port: '70000' out of range (1..65535)"));
+  CHECK(fails_with("server:\n  port: 90x\n", 2, "server.port: invalid integer '90x'"));
+  CHECK(fails_with("server:\n  port:\n", 2, "server.port: missing value (expected an integer)"));
+  CHECK(fails_with("wave:\n  allow-anonymous: maybe\n", 2,
+                   "wave.allow-anonymous: invalid boolean 'maybe' (expected true or false)"));
+  CHECK(fails_with("log:\n  level: loud\n", 2,
+                   "log.level: invalid log level 'loud' (expected debug, info, warn, error or "
+                   "off)"));
+  CHECK(
+      fails_with("wave:\n  server:\n    url: ftp://x\n", 3,
+                 "wave.server.url: invalid URL 'ftp://x' (expected http(s)://host[:port][/path])"));
+  CHECK(fails_with("wave.server.url: http://h:99999\n", 1,
+                   "wave.server.url: invalid URL 'http://h:99999' (expected "
+                   "http(s)://host[:port][/path])"));
+  CHECK(fails_with("wave:\n  accounts:\n    bob: secret\n", 3,
+                   "wave.accounts.bob: expected the sha256 hex of the password (64 hex digits)"));
+}
+
+TEST(unknown_key) {
+  CHECK(fails_with("server:\n  port: 9090\n  io-thread: 2\n", 3, "server.io-thread: unknown key"));
+  CHECK(fails_with("wave:\n  build:\n    repo: x\n", 2, "wave.build: unknown key"));
+  CHECK(fails_with("severs: {}\n", 1, "severs: unknown key"));
+}
+
+TEST(wrong_type) {
+  CHECK(fails_with("server:\n  port:\n    value: 1\n", 3,
+                   "server.port: expected an integer, got a mapping"));
+  CHECK(fails_with("log:\n  level: [info]\n", 2, "log.level: expected a string, got a list"));
+  CHECK(fails_with("server: 9090\n", 1, "server: expected a mapping of keys, got a scalar"));
+  CHECK(fails_with("wave:\n  accounts: alice\n", 2,
+                   "wave.accounts: expected a mapping, got a scalar"));
+  CHECK(fails_with("- a\n- b\n", 1, "the top level must be a mapping of keys"));
+}
+
+TEST(yaml_syntax_error) {
+  wv_config_t cfg;
+  CHECK(load_text(&cfg, "server:\n  port: 1\n  host: [oops\nlog: {}\n") == WV_EPARSE);
+  wv_config_free(&cfg);
+  char want[128];
+  snprintf(want, sizeof want, "%s:", tmp_path);
+  CHECK(strncmp(err, want, strlen(want)) == 0);
+  CHECK(strstr(err, "YAML syntax error"));
+  /* libyaml reports the flow sequence at the line where it notices it is unterminated. */
+  int line = atoi(err + strlen(want));
+  CHECK(line >= 3 && line <= 5);
+
+  CHECK(load_text(&cfg, "server:\n\tport: 1\n") == WV_EPARSE);
+  wv_config_free(&cfg);
+  CHECK(strstr(err, ":2: YAML syntax error"));
+}
+
+TEST(missing_file) {
+  wv_config_t cfg;
+  CHECK_OK(wv_config_defaults(&cfg));
+  CHECK_EQ_INT(wv_config_load(&cfg, "/nonexistent/waved.yml", err, sizeof err), WV_EIO);
+  CHECK(strstr(err, "/nonexistent/waved.yml: cannot open"));
+  wv_config_free(&cfg);
+}
+
+TEST(env_overrides) {
+  wv_config_t cfg;
+  setenv("WAVE_SERVER_URL", "http://[::1]:7000/base", 1);
+  setenv("WAVE_SERVER_PORT", "7000", 1);
+  int rc = load_text(&cfg, "server: {port: 1234}\nwave.server.url: http://other\n");
+  CHECK_OK(rc);
+  CHECK_EQ_INT(cfg.server_port, 7000);
+  CHECK_EQ_STR(wv_config_authority(&cfg), "[::1]:7000");
+  wv_config_free(&cfg);
+
+  setenv("WAVE_SERVER_PORT", "seventy", 1);
+  CHECK(load_text(&cfg, "") == WV_EINVAL);
+  wv_config_free(&cfg);
+  CHECK_EQ_STR(err, "WAVE_SERVER_PORT: invalid integer 'seventy'");
+
+  setenv("WAVE_SERVER_PORT", "", 1); /* empty = unset */
+  setenv("WAVE_SERVER_URL", "localhost:9090", 1);
+  CHECK(load_text(&cfg, "") == WV_EINVAL);
+  wv_config_free(&cfg);
+  CHECK_EQ_STR(err, "WAVE_SERVER_URL: invalid URL 'localhost:9090' (expected "
+                    "http(s)://host[:port][/path])");
+  unsetenv("WAVE_SERVER_URL");
+  unsetenv("WAVE_SERVER_PORT");
+}
+
+TEST(print_schema) {
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  CHECK(f);
+  wv_config_print_schema(f);
+  fclose(f);
+  CHECK(strstr(text, "server.idle-timeout"));
+  CHECK(strstr(text, "micronaut.server.idle-timeout"));
+  CHECK(strstr(text, "910s"));
+  free(text);
+}
+
+WV_TESTS(T(defaults), T(shipped_config_yml_loads_and_states_defaults),
+         T(every_schema_key_documented_in_config_yml), T(every_default_parses),
+         T(values_camelcase_aliases_and_dotted_keys), T(empty_file_and_empty_sections),
+         T(bad_duration), T(bad_size), T(bad_int_bool_and_checks), T(unknown_key), T(wrong_type),
+         T(yaml_syntax_error), T(missing_file), T(env_overrides), T(print_schema))
