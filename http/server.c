@@ -1155,9 +1155,14 @@ int wv_server_start(wv_server_t *s) {
   for (i = 0; i < s->nloops && !rc; i++) {
     rc = loop_init(s, &s->loops[i], i, i == 0 ? s->o.port : s->port);
   }
+  /* Server threads take no signals: main's uv_signal handles them. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   if (!rc)
     rc = wv_pool_new(s->nworkers, s->o.max_queued_jobs, &s->pool);
   if (rc) {
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     for (int j = 0; j < i; j++) {
       if (!s->loops[j].uv_inited)
         continue;
@@ -1168,10 +1173,6 @@ int wv_server_start(wv_server_t *s) {
     s->port = -1;
     return rc;
   }
-  /* IO threads take no signals: main's uv_signal handles them. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
   for (i = 0; i < s->nloops; i++) {
     pthread_create(&s->loops[i].thread, NULL, loop_main, &s->loops[i]);
     s->running++;
