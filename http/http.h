@@ -62,8 +62,8 @@ struct wv_req {
   size_t body_len;
   wv_kv_t params[WV_ROUTE_MAX_PARAMS]; /* {param} captures, by pattern name */
   int nparams;
-  const char *wild;        /* what a trailing ** matched ("" if nothing), or NULL */
-  bool registry;           /* path is /v2 or under /v2/: registry URL space */
+  const char *wild; /* what a trailing ** matched ("" if nothing), or NULL */
+  bool registry;    /* path is /v2 or under /v2/: registry URL space */
   bool keep_alive;
   const struct wv_route *route;
   char client_ip[46];
@@ -75,7 +75,7 @@ typedef struct {
   const char *content_type; /* static or arena; NULL = none */
   const char *body;         /* static or arena; body_len bytes */
   size_t body_len;
-  int fd;                   /* >= 0: body is file_len bytes of fd at file_off; the server closes fd */
+  int fd; /* >= 0: body is file_len bytes of fd at file_off; the server closes fd */
   uint64_t file_off, file_len;
   wv_kv_t headers[WV_RESP_MAX_HEADERS]; /* extra headers; static or arena strings */
   int nheaders;

@@ -20,7 +20,9 @@ const char *wv_regerr_code(wv_regerr_t e) {
   return (unsigned)e < WV_REGERR_COUNT ? regerrs[e].code : "UNKNOWN";
 }
 
-int wv_regerr_status(wv_regerr_t e) { return (unsigned)e < WV_REGERR_COUNT ? regerrs[e].status : 500; }
+int wv_regerr_status(wv_regerr_t e) {
+  return (unsigned)e < WV_REGERR_COUNT ? regerrs[e].status : 500;
+}
 
 /* The one table from internal errors to HTTP: spec §0.3. */
 static const struct {
@@ -28,11 +30,11 @@ static const struct {
   int status;
   wv_regerr_t reg;
 } errmap[] = {
-    {WV_EINVAL, 400, WV_REGERR_BAD_REQUEST},   {WV_EPARSE, 400, WV_REGERR_BAD_REQUEST},
-    {WV_ERANGE, 400, WV_REGERR_BAD_REQUEST},   {WV_ENOTFOUND, 404, WV_REGERR_NOT_FOUND},
-    {WV_EEXPIRED, 404, WV_REGERR_NOT_FOUND},   {WV_ETOOBIG, 413, WV_REGERR_SIZE_INVALID},
-    {WV_ETIMEOUT, 408, WV_REGERR_TIMEOUT},     {WV_EBUSY, 429, WV_REGERR_TOOMANYREQUESTS},
-    {WV_EAUTH, 401, WV_REGERR_UNAUTHORIZED},   {WV_EDENIED, 403, WV_REGERR_DENIED},
+    {WV_EINVAL, 400, WV_REGERR_BAD_REQUEST}, {WV_EPARSE, 400, WV_REGERR_BAD_REQUEST},
+    {WV_ERANGE, 400, WV_REGERR_BAD_REQUEST}, {WV_ENOTFOUND, 404, WV_REGERR_NOT_FOUND},
+    {WV_EEXPIRED, 404, WV_REGERR_NOT_FOUND}, {WV_ETOOBIG, 413, WV_REGERR_SIZE_INVALID},
+    {WV_ETIMEOUT, 408, WV_REGERR_TIMEOUT},   {WV_EBUSY, 429, WV_REGERR_TOOMANYREQUESTS},
+    {WV_EAUTH, 401, WV_REGERR_UNAUTHORIZED}, {WV_EDENIED, 403, WV_REGERR_DENIED},
     {WV_EUPSTREAM, 502, WV_REGERR_UNKNOWN},
 };
 
@@ -56,8 +58,8 @@ wv_regerr_t wv_resp_registry_code(int rc, int *status) {
   return WV_REGERR_SERVER_ERROR;
 }
 
-int wv_resp_bytes(wv_req_t *req, wv_resp_t *resp, int status, const char *ctype,
-                  const void *body, size_t len) {
+int wv_resp_bytes(wv_req_t *req, wv_resp_t *resp, int status, const char *ctype, const void *body,
+                  size_t len) {
   char *copy = wv_arena_alloc(req->arena, len + 1);
   if (!copy)
     return WV_ENOMEM;
@@ -128,8 +130,7 @@ int wv_resp_registry_error(wv_req_t *req, wv_resp_t *resp, wv_regerr_t code, int
     return WV_ENOMEM;
   }
   json_object_object_add(e, "code", json_object_new_string(wv_regerr_code(code)));
-  json_object_object_add(e, "message",
-                         json_object_new_string(msg ? msg : regerrs[code].message));
+  json_object_object_add(e, "message", json_object_new_string(msg ? msg : regerrs[code].message));
   if (detail)
     json_object_object_add(e, "detail", detail);
   json_object_array_add(arr, e);
@@ -149,8 +150,8 @@ int wv_resp_error(wv_req_t *req, wv_resp_t *resp, int rc, const char *msg) {
     unsigned char id[6];
     if (RAND_bytes(id, sizeof id) != 1)
       memset(id, 0, sizeof id);
-    char *full = wv_arena_sprintf(req->arena, "%s - Error ID: %02x%02x%02x%02x%02x%02x", msg,
-                                  id[0], id[1], id[2], id[3], id[4], id[5]);
+    char *full = wv_arena_sprintf(req->arena, "%s - Error ID: %02x%02x%02x%02x%02x%02x", msg, id[0],
+                                  id[1], id[2], id[3], id[4], id[5]);
     if (full)
       msg = full;
     wv_error("%s %s: %s", req->method_name, req->path, msg);
@@ -160,38 +161,45 @@ int wv_resp_error(wv_req_t *req, wv_resp_t *resp, int rc, const char *msg) {
   return wv_resp_api_error(req, resp, status, msg);
 }
 
+static const struct {
+  int status;
+  const char *reason;
+} reasons[] = {
+    {100, "Continue"},
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {206, "Partial Content"},
+    {301, "Moved Permanently"},
+    {302, "Found"},
+    {303, "See Other"},
+    {304, "Not Modified"},
+    {307, "Temporary Redirect"},
+    {308, "Permanent Redirect"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {413, "Content Too Large"},
+    {414, "URI Too Long"},
+    {416, "Range Not Satisfiable"},
+    {429, "Too Many Requests"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+};
+
 const char *wv_resp_reason(int status) {
-  switch (status) {
-  case 100: return "Continue";
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 206: return "Partial Content";
-  case 301: return "Moved Permanently";
-  case 302: return "Found";
-  case 303: return "See Other";
-  case 304: return "Not Modified";
-  case 307: return "Temporary Redirect";
-  case 308: return "Permanent Redirect";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 409: return "Conflict";
-  case 413: return "Content Too Large";
-  case 414: return "URI Too Long";
-  case 416: return "Range Not Satisfiable";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  }
+  for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+    if (reasons[i].status == status)
+      return reasons[i].reason;
   return "Unknown";
 }
 
@@ -204,26 +212,70 @@ static const char security_headers[] =
     "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
     "Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n";
 
-int wv_resp_write_head(const wv_resp_t *resp, bool registry, bool keep_alive,
-                       const char *date_hdr, wv_buf_t *out) {
+/* Appends the decimal digits of v (the head is built on every response: no printf). */
+static int put_u64(wv_buf_t *out, uint64_t v) {
+  char d[24];
+  size_t i = sizeof d;
+  do {
+    d[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return wv_buf_append(out, d + i, sizeof d - i);
+}
+
+/* Appends "name: value\r\n". */
+static int put_header(wv_buf_t *out, const char *name, size_t nlen, const char *value) {
+  size_t vlen = strlen(value);
+  int rc = wv_buf_reserve(out, nlen + vlen + 4);
+  if (rc)
+    return rc;
+  char *p = out->data + out->len;
+  memcpy(p, name, nlen);
+  p[nlen] = ':';
+  p[nlen + 1] = ' ';
+  memcpy(p + nlen + 2, value, vlen);
+  p[nlen + 2 + vlen] = '\r';
+  p[nlen + 3 + vlen] = '\n';
+  out->len += nlen + vlen + 4;
+  out->data[out->len] = '\0';
+  return 0;
+}
+
+#define PUT_LIT(out, lit) wv_buf_append(out, lit, sizeof lit - 1)
+
+int wv_resp_write_head(const wv_resp_t *resp, bool registry, bool keep_alive, const char *date_hdr,
+                       wv_buf_t *out) {
   uint64_t clen = resp->fd >= 0 ? resp->file_len : resp->body_len;
   int status = resp->status ? resp->status : 500;
-  int rc = wv_buf_printf(out, "HTTP/1.1 %d %s\r\n", status, wv_resp_reason(status));
+  int rc = PUT_LIT(out, "HTTP/1.1 ");
+  if (!rc)
+    rc = put_u64(out, (uint64_t)status);
+  if (!rc)
+    rc = wv_buf_putc(out, ' ');
+  if (!rc)
+    rc = wv_buf_puts(out, wv_resp_reason(status));
+  if (!rc)
+    rc = PUT_LIT(out, "\r\n");
   if (!rc)
     rc = wv_buf_append(out, security_headers, sizeof security_headers - 1);
   if (!rc && date_hdr)
     rc = wv_buf_puts(out, date_hdr);
   if (!rc && resp->content_type)
-    rc = wv_buf_printf(out, "Content-Type: %s\r\n", resp->content_type);
+    rc = put_header(out, "Content-Type", 12, resp->content_type);
   if (!rc)
-    rc = wv_buf_printf(out, "Content-Length: %llu\r\n", (unsigned long long)clen);
+    rc = PUT_LIT(out, "Content-Length: ");
+  if (!rc)
+    rc = put_u64(out, clen);
+  if (!rc)
+    rc = PUT_LIT(out, "\r\n");
   if (!rc && registry)
-    rc = wv_buf_puts(out, "Docker-Distribution-Api-Version: registry/2.0\r\n");
+    rc = PUT_LIT(out, "Docker-Distribution-Api-Version: registry/2.0\r\n");
   if (!rc && !keep_alive)
-    rc = wv_buf_puts(out, "Connection: close\r\n");
+    rc = PUT_LIT(out, "Connection: close\r\n");
   for (int i = 0; !rc && i < resp->nheaders; i++)
-    rc = wv_buf_printf(out, "%s: %s\r\n", resp->headers[i].name, resp->headers[i].value);
+    rc = put_header(out, resp->headers[i].name, strlen(resp->headers[i].name),
+                    resp->headers[i].value);
   if (!rc)
-    rc = wv_buf_append(out, "\r\n", 2);
+    rc = PUT_LIT(out, "\r\n");
   return rc;
 }

@@ -16,24 +16,24 @@
 #include <json-c/json.h>
 
 /* Docker Distribution error codes (distribution's errcode, plus Wave's own). */
-#define WV_REGERR_MAP(X)                                                            \
-  X(UNKNOWN, "UNKNOWN", 500, "unknown error")                                       \
-  X(UNSUPPORTED, "UNSUPPORTED", 405, "The operation is unsupported.")               \
-  X(UNAUTHORIZED, "UNAUTHORIZED", 401, "authentication required")                   \
-  X(DENIED, "DENIED", 403, "requested access to the resource is denied")            \
-  X(TOOMANYREQUESTS, "TOOMANYREQUESTS", 429, "too many requests")                   \
-  X(NOT_FOUND, "NOT_FOUND", 404, "not found")                                       \
-  X(BAD_REQUEST, "BAD_REQUEST", 400, "bad request")                                 \
-  X(TIMEOUT, "TIMEOUT", 408, "timeout")                                             \
-  X(NOT_IMPLEMENTED, "NOT_IMPLEMENTED", 501, "not implemented")                     \
-  X(SERVER_ERROR, "SERVER_ERROR", 500, "server error")                              \
-  X(NAME_INVALID, "NAME_INVALID", 400, "invalid repository name")                   \
-  X(NAME_UNKNOWN, "NAME_UNKNOWN", 404, "repository name not known to registry")     \
-  X(MANIFEST_UNKNOWN, "MANIFEST_UNKNOWN", 404, "manifest unknown")                  \
-  X(MANIFEST_INVALID, "MANIFEST_INVALID", 400, "manifest invalid")                  \
-  X(MANIFEST_BLOB_UNKNOWN, "MANIFEST_BLOB_UNKNOWN", 404, "blob unknown to registry") \
-  X(BLOB_UNKNOWN, "BLOB_UNKNOWN", 404, "blob unknown to registry")                  \
-  X(DIGEST_INVALID, "DIGEST_INVALID", 400, "provided digest did not match uploaded content") \
+#define WV_REGERR_MAP(X)                                                                           \
+  X(UNKNOWN, "UNKNOWN", 500, "unknown error")                                                      \
+  X(UNSUPPORTED, "UNSUPPORTED", 405, "The operation is unsupported.")                              \
+  X(UNAUTHORIZED, "UNAUTHORIZED", 401, "authentication required")                                  \
+  X(DENIED, "DENIED", 403, "requested access to the resource is denied")                           \
+  X(TOOMANYREQUESTS, "TOOMANYREQUESTS", 429, "too many requests")                                  \
+  X(NOT_FOUND, "NOT_FOUND", 404, "not found")                                                      \
+  X(BAD_REQUEST, "BAD_REQUEST", 400, "bad request")                                                \
+  X(TIMEOUT, "TIMEOUT", 408, "timeout")                                                            \
+  X(NOT_IMPLEMENTED, "NOT_IMPLEMENTED", 501, "not implemented")                                    \
+  X(SERVER_ERROR, "SERVER_ERROR", 500, "server error")                                             \
+  X(NAME_INVALID, "NAME_INVALID", 400, "invalid repository name")                                  \
+  X(NAME_UNKNOWN, "NAME_UNKNOWN", 404, "repository name not known to registry")                    \
+  X(MANIFEST_UNKNOWN, "MANIFEST_UNKNOWN", 404, "manifest unknown")                                 \
+  X(MANIFEST_INVALID, "MANIFEST_INVALID", 400, "manifest invalid")                                 \
+  X(MANIFEST_BLOB_UNKNOWN, "MANIFEST_BLOB_UNKNOWN", 404, "blob unknown to registry")               \
+  X(BLOB_UNKNOWN, "BLOB_UNKNOWN", 404, "blob unknown to registry")                                 \
+  X(DIGEST_INVALID, "DIGEST_INVALID", 400, "provided digest did not match uploaded content")       \
   X(SIZE_INVALID, "SIZE_INVALID", 400, "provided length did not match content length")
 
 typedef enum {
@@ -53,8 +53,8 @@ int wv_resp_api_status(int rc);
 wv_regerr_t wv_resp_registry_code(int rc, int *status);
 
 /* Sets status, content type and a copy of body. 0 or WV_ENOMEM. */
-int wv_resp_bytes(wv_req_t *req, wv_resp_t *resp, int status, const char *ctype,
-                  const void *body, size_t len);
+int wv_resp_bytes(wv_req_t *req, wv_resp_t *resp, int status, const char *ctype, const void *body,
+                  size_t len);
 /* Like wv_resp_bytes but body is static (not copied). */
 void wv_resp_static(wv_resp_t *resp, int status, const char *ctype, const char *body, size_t len);
 /* Serialises obj as compact JSON (application/json) and drops the caller's reference. */
@@ -92,7 +92,7 @@ const char *wv_resp_reason(int status);
  * Content-Length, the registry version header when registry is set,
  * Connection: close when !keep_alive, then resp->headers.
  */
-int wv_resp_write_head(const wv_resp_t *resp, bool registry, bool keep_alive,
-                       const char *date_hdr, wv_buf_t *out);
+int wv_resp_write_head(const wv_resp_t *resp, bool registry, bool keep_alive, const char *date_hdr,
+                       wv_buf_t *out);
 
 #endif

@@ -176,9 +176,8 @@ static const struct {
   unsigned bit;
   const char *name;
 } methods[] = {
-    {WV_M_GET, "GET"},       {WV_M_HEAD, "HEAD"},   {WV_M_POST, "POST"},
-    {WV_M_PUT, "PUT"},       {WV_M_DELETE, "DELETE"}, {WV_M_PATCH, "PATCH"},
-    {WV_M_OPTIONS, "OPTIONS"},
+    {WV_M_GET, "GET"},       {WV_M_HEAD, "HEAD"},   {WV_M_POST, "POST"},       {WV_M_PUT, "PUT"},
+    {WV_M_DELETE, "DELETE"}, {WV_M_PATCH, "PATCH"}, {WV_M_OPTIONS, "OPTIONS"},
 };
 
 unsigned wv_router_method(const char *name) {

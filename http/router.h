@@ -27,11 +27,11 @@ enum {
 };
 
 typedef struct wv_route {
-  unsigned methods;   /* WV_M_* bits */
+  unsigned methods; /* WV_M_* bits */
   const char *pattern;
   wv_handler_cb handler;
-  unsigned flags;     /* WV_ROUTE_* */
-  size_t body_limit;  /* max request body; 0 = server.max-body-size */
+  unsigned flags;    /* WV_ROUTE_* */
+  size_t body_limit; /* max request body; 0 = server.max-body-size */
 } wv_route_t;
 
 typedef struct wv_router wv_router_t;

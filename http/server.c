@@ -58,7 +58,7 @@
 #define READ_BUF_SIZE (64 * 1024)
 #define HIGH_WATER (256 * 1024)
 #define LOW_WATER (64 * 1024)
-#define SMALL_BODY (16 * 1024)   /* copied behind the head: one buffer, one write */
+#define SMALL_BODY (16 * 1024) /* copied behind the head: one buffer, one write */
 #define FILE_CHUNK (128 * 1024)
 #define DISCARD_LIMIT (64 * 1024) /* body we read and drop before a 404/405 */
 #define BIG_BUF_KEEP (64 * 1024)  /* larger body buffers are not kept for reuse */
@@ -100,10 +100,10 @@ struct conn {
   uint32_t slot;
   int writes; /* uv_write requests in flight */
   fsend_t *fs;
-  bool busy;      /* a handler owns the current request */
-  bool closing;   /* uv_close called */
-  bool closed;    /* close callback ran; freed when fs ends */
-  bool linger;    /* close once writes drain (no keep-alive, EOF, error) */
+  bool busy;    /* a handler owns the current request */
+  bool closing; /* uv_close called */
+  bool closed;  /* close callback ran; freed when fs ends */
+  bool linger;  /* close once writes drain (no keep-alive, EOF, error) */
   bool reading;
   bool throttled; /* write queue above HIGH_WATER */
   bool in_message;
@@ -145,7 +145,7 @@ struct loop {
   pthread_t thread;
   pthread_mutex_t done_mu; /* leaf lock: guards done_*, closed */
   exchange_t *done_head, *done_tail;
-  bool closed; /* asyncs closed: pushers free their exchange themselves */
+  bool closed;         /* asyncs closed: pushers free their exchange themselves */
   atomic_int stop_req; /* 0 run, 1 drain, 2 force */
   conn_t *conns;
   int nconns;
@@ -402,7 +402,8 @@ static void fs_write_cb(uv_write_t *req, int status) {
   }
   fs->off += fs->chunk;
   fs->remain -= fs->chunk;
-  fs->conn->deadline = uv_now(&fs->conn->loop->uv) + (uint64_t)fs->conn->loop->srv->o.idle_timeout_ms;
+  fs->conn->deadline =
+      uv_now(&fs->conn->loop->uv) + (uint64_t)fs->conn->loop->srv->o.idle_timeout_ms;
   if (fs->remain == 0)
     fs_finish(fs, true);
   else
@@ -705,8 +706,9 @@ static void dispatch_unrouted(conn_t *c, exchange_t *ex) {
   if (ex->match.allow) {
     char allow[64];
     wv_router_allow_str(ex->match.allow, allow, sizeof allow);
-    char *msg = wv_arena_sprintf(req->arena, "Method [%s] not allowed for URI [%s]. Allowed methods: [%s]",
-                                 req->method_name, req->path, allow);
+    char *msg =
+        wv_arena_sprintf(req->arena, "Method [%s] not allowed for URI [%s]. Allowed methods: [%s]",
+                         req->method_name, req->path, allow);
     char *hdr = wv_arena_strdup(req->arena, allow);
     if (hdr)
       wv_resp_header(&ex->resp, "Allow", hdr);
@@ -850,8 +852,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 static void start_reading(conn_t *c) {
-  if (!c->reading && !c->closing &&
-      uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+  if (!c->reading && !c->closing && uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
     c->reading = true;
 }
 
@@ -1088,8 +1089,8 @@ static int loop_init(wv_server_t *s, loop_t *l, int idx, int port) {
   uv_async_init(&l->uv, &l->ctl_async, ctl_cb);
   uv_timer_init(&l->uv, &l->sweep);
   l->done_async.data = l->ctl_async.data = l->sweep.data = l;
-  int64_t tick = s->o.header_timeout_ms < s->o.idle_timeout_ms ? s->o.header_timeout_ms
-                                                               : s->o.idle_timeout_ms;
+  int64_t tick =
+      s->o.header_timeout_ms < s->o.idle_timeout_ms ? s->o.header_timeout_ms : s->o.idle_timeout_ms;
   tick /= 4;
   tick = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
   uv_timer_start(&l->sweep, sweep_cb, (uint64_t)tick, (uint64_t)tick);
@@ -1101,8 +1102,8 @@ static int loop_init(wv_server_t *s, loop_t *l, int idx, int port) {
     return rc;
   if (idx == 0)
     s->port = bound;
-  if (uv_tcp_open(&l->listener, fd) || uv_listen((uv_stream_t *)&l->listener, LISTEN_BACKLOG,
-                                                  on_connection)) {
+  if (uv_tcp_open(&l->listener, fd) ||
+      uv_listen((uv_stream_t *)&l->listener, LISTEN_BACKLOG, on_connection)) {
     wv_error("cannot listen on %s:%d", s->host, port);
     return WV_EIO;
   }
@@ -1217,8 +1218,8 @@ void wv_server_shutdown(wv_server_t *s) {
   int left = s->running;
   pthread_mutex_unlock(&s->mu);
   if (left > 0) {
-    wv_warn("shutdown: %d io thread(s) still busy after %lld ms, closing their connections",
-            left, (long long)s->o.shutdown_timeout_ms);
+    wv_warn("shutdown: %d io thread(s) still busy after %lld ms, closing their connections", left,
+            (long long)s->o.shutdown_timeout_ms);
     signal_loops(s, 2);
   }
   for (int i = 0; i < s->nloops; i++) {

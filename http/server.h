@@ -21,20 +21,20 @@
 #include <stdint.h>
 
 typedef struct {
-  const char *host;           /* address to bind, numeric IPv4 or IPv6 */
-  int port;                   /* 0 = ephemeral (see wv_server_port()) */
-  int io_threads;             /* 0 = number of cores */
-  int workers;                /* 0 = 2 x cores, at least 4 */
-  int64_t idle_timeout_ms;    /* keep-alive idle close */
-  int64_t header_timeout_ms;  /* time allowed to receive a request head */
-  int64_t shutdown_timeout_ms;/* graceful drain before connections are cut */
-  size_t max_header_bytes;    /* all header names + values (431) */
-  int max_headers;            /* header count (431) */
-  size_t max_url_length;      /* request target (414) */
-  size_t max_body_size;       /* default per-route body limit (413) */
-  int max_connections;        /* per IO thread */
-  size_t max_queued_jobs;     /* worker queue cap (503 past it); 0 = 64 per worker */
-  void *app;                  /* handed to handlers as req->app */
+  const char *host;            /* address to bind, numeric IPv4 or IPv6 */
+  int port;                    /* 0 = ephemeral (see wv_server_port()) */
+  int io_threads;              /* 0 = number of cores */
+  int workers;                 /* 0 = 2 x cores, at least 4 */
+  int64_t idle_timeout_ms;     /* keep-alive idle close */
+  int64_t header_timeout_ms;   /* time allowed to receive a request head */
+  int64_t shutdown_timeout_ms; /* graceful drain before connections are cut */
+  size_t max_header_bytes;     /* all header names + values (431) */
+  int max_headers;             /* header count (431) */
+  size_t max_url_length;       /* request target (414) */
+  size_t max_body_size;        /* default per-route body limit (413) */
+  int max_connections;         /* per IO thread */
+  size_t max_queued_jobs;      /* worker queue cap (503 past it); 0 = 64 per worker */
+  void *app;                   /* handed to handlers as req->app */
 } wv_server_opts_t;
 
 typedef struct wv_server wv_server_t;

@@ -149,7 +149,8 @@ TEST(service_info) {
   json_object *o = json_tokener_parse(r.body), *si, *v, *c;
   CHECK(o);
   CHECK(json_object_object_get_ex(o, "serviceInfo", &si));
-  CHECK(json_object_object_get_ex(si, "version", &v) && json_object_object_get_ex(si, "commitId", &c));
+  CHECK(json_object_object_get_ex(si, "version", &v) &&
+        json_object_object_get_ex(si, "commitId", &c));
   CHECK_EQ_STR(json_object_get_string(v), WAVED_VERSION);
   CHECK(strlen(json_object_get_string(c)) > 0);
   json_object_put(o);
@@ -207,8 +208,9 @@ TEST(not_found_and_method) {
                        "'/v2/library/ubuntu/manifests/latest'\"}]}");
   CHECK_EQ_STR(tc_header(&r, "docker-distribution-api-version"), "registry/2.0");
   tc_resp_free(&r);
-  CHECK_EQ_INT(tc_request(port(), "POST /service-info HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", &r,
-                          false), 405);
+  CHECK_EQ_INT(
+      tc_request(port(), "POST /service-info HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", &r, false),
+      405);
   CHECK_EQ_STR(tc_header(&r, "Allow"), "GET, HEAD");
   CHECK(strstr(r.body, "\"message\""));
   tc_resp_free(&r);

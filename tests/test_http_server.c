@@ -104,6 +104,8 @@ static wv_router_t *router;
 static wv_server_t *srv;
 static int port;
 
+static int max_conns = 10000;
+
 static int start(int64_t header_ms, int64_t idle_ms) {
   signal(SIGPIPE, SIG_IGN);
   wv_log_set_level(WV_LOG_WARN);
@@ -121,6 +123,9 @@ static int start(int64_t header_ms, int64_t idle_ms) {
   o.header_timeout_ms = header_ms;
   o.idle_timeout_ms = idle_ms;
   o.shutdown_timeout_ms = 2000;
+  o.max_connections = max_conns;
+  if (max_conns < 10000)
+    o.io_threads = 1;
   if (wv_server_new(&o, router, &srv) || wv_server_start(srv))
     return -1;
   port = wv_server_port(srv);
@@ -213,8 +218,8 @@ TEST(pipelining_keeps_order) {
   CHECK_OK(start(5000, 5000));
   tc_conn_t *c = tc_connect(port);
   /* inline, worker (slow), parked, inline, worker with body: all in one write. */
-  CHECK_OK(tc_sends(c, GET("/health") GET("/test/sleep?100") GET("/test/park?30") GET("/v2")
-                           "POST /test/echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"));
+  CHECK_OK(tc_sends(c, GET("/health") GET("/test/sleep?100") GET("/test/park?30") GET(
+                           "/v2") "POST /test/echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"));
   const char *want[] = {"{\"status\":\"UP\"}", "slept", "unparked", "OK", "hello"};
   tc_resp_t r;
   for (int i = 0; i < 5; i++) {
@@ -258,17 +263,22 @@ TEST(limits) {
   CHECK_EQ_INT(tc_request(port, "GET nopath HTTP/1.1\r\n\r\n", &r, false), 400);
   tc_resp_free(&r);
   /* Body limit 1024: by Content-Length before reading, and while chunked. */
-  CHECK_EQ_INT(tc_request(port, "POST /test/echo HTTP/1.1\r\nContent-Length: 2000\r\n\r\n", &r, false), 413);
+  CHECK_EQ_INT(
+      tc_request(port, "POST /test/echo HTTP/1.1\r\nContent-Length: 2000\r\n\r\n", &r, false), 413);
   tc_resp_free(&r);
-  n = (size_t)snprintf(big, sizeof big, "POST /test/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+  n = (size_t)snprintf(big, sizeof big,
+                       "POST /test/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
   for (int i = 0; i < 5; i++)
     n += (size_t)snprintf(big + n, sizeof big - n, "12c\r\n%0300d\r\n", 0);
   snprintf(big + n, sizeof big - n, "0\r\n\r\n");
   CHECK_EQ_INT(tc_request(port, big, &r, false), 413);
   tc_resp_free(&r);
   /* A chunked body under the limit is reassembled. */
-  CHECK_EQ_INT(tc_request(port, "POST /test/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", &r, false), 200);
+  CHECK_EQ_INT(tc_request(port,
+                          "POST /test/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+                          &r, false),
+               200);
   CHECK_EQ_STR(r.body, "abcde");
   tc_resp_free(&r);
   /* Still serving. */
@@ -280,7 +290,8 @@ TEST(limits) {
 TEST(expect_continue) {
   CHECK_OK(start(5000, 5000));
   tc_conn_t *c = tc_connect(port);
-  CHECK_OK(tc_sends(c, "POST /test/echo HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"));
+  CHECK_OK(
+      tc_sends(c, "POST /test/echo HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"));
   tc_resp_t r;
   CHECK_OK(tc_read(c, &r, false));
   CHECK_EQ_INT(r.status, 100);
@@ -303,7 +314,8 @@ TEST(large_and_file_bodies) {
   CHECK_OK(start(5000, 5000));
   tc_conn_t *c = tc_connect(port);
   tc_resp_t r;
-  CHECK_OK(tc_sends(c, GET("/test/big") GET("/test/file") "HEAD /test/file HTTP/1.1\r\n\r\n" GET("/health")));
+  CHECK_OK(tc_sends(c, GET("/test/big")
+                           GET("/test/file") "HEAD /test/file HTTP/1.1\r\n\r\n" GET("/health")));
   CHECK_OK(tc_read(c, &r, false));
   CHECK_EQ_INT(r.body_len, 1 << 20);
   CHECK(r.body[27] == 'b');
@@ -415,7 +427,9 @@ static void *hammer(void *arg) {
     return NULL;
   tc_resp_t r;
   for (int i = 0; i < 50; i++) {
-    const char *req = i % 3 == 0 ? GET("/test/sleep?1") : i % 3 == 1 ? GET("/v2/") : GET("/test/park?1");
+    const char *req = i % 3 == 0   ? GET("/test/sleep?1")
+                      : i % 3 == 1 ? GET("/v2/")
+                                   : GET("/test/park?1");
     if (tc_sends(c, req) || tc_read(c, &r, false))
       break;
     h->ok += r.status == 200;
@@ -442,6 +456,38 @@ TEST(concurrent_clients) {
   stop();
 }
 
-WV_TESTS(T(basic_routes), T(errors_by_url_space), T(params_and_keepalive), T(pipelining_keeps_order),
-         T(limits), T(expect_continue), T(large_and_file_bodies), T(client_gone_while_handled),
-         T(timeouts), T(graceful_shutdown), T(concurrent_clients))
+TEST(max_connections) {
+  max_conns = 3;
+  int rc = start(5000, 5000);
+  max_conns = 10000;
+  CHECK_OK(rc);
+  tc_conn_t *c[4];
+  tc_resp_t r;
+  for (int i = 0; i < 3; i++) {
+    c[i] = tc_connect(port);
+    CHECK(c[i]);
+    CHECK_OK(tc_sends(c[i], GET("/health")));
+    CHECK_OK(tc_read(c[i], &r, false));
+    tc_resp_free(&r);
+  }
+  /* The fourth is accepted and closed at once. */
+  c[3] = tc_connect(port);
+  CHECK(c[3]);
+  CHECK(tc_wait_closed(c[3], 2000));
+  tc_close(c[3]);
+  /* A freed slot is reused. */
+  tc_close(c[0]);
+  sleep_ms(50);
+  c[0] = tc_connect(port);
+  CHECK_OK(tc_sends(c[0], GET("/health")));
+  CHECK_OK(tc_read(c[0], &r, false));
+  CHECK_EQ_INT(r.status, 200);
+  tc_resp_free(&r);
+  for (int i = 0; i < 3; i++)
+    tc_close(c[i]);
+  stop();
+}
+
+WV_TESTS(T(max_connections), T(basic_routes), T(errors_by_url_space), T(params_and_keepalive),
+         T(pipelining_keeps_order), T(limits), T(expect_continue), T(large_and_file_bodies),
+         T(client_gone_while_handled), T(timeouts), T(graceful_shutdown), T(concurrent_clients))
