@@ -1,8 +1,196 @@
-/* core/main.c — composition root (being written: see http/ helper work). */
+/*
+ * core/main.c — the composition root: reads the config, opens the store,
+ * asks each folder to register its routes, starts the server, waits for
+ * SIGTERM/SIGINT and shuts everything down in reverse order. The only file in
+ * core/ that includes other folders (design §1).
+ *
+ * Exit status: 0 after a clean shutdown, 1 if the server cannot start,
+ * 2 for a bad command line or configuration.
+ */
+#include "core/config.h"
+#include "core/err.h"
 #include "core/log.h"
+#include "http/routes_basic.h"
+#include "http/router.h"
+#include "http/server.h"
 #include "version.h"
+
+#include <signal.h>
 #include <stdio.h>
-int main(void) {
-  printf("waved %s (%s)\n", WAVED_VERSION, WAVED_COMMIT);
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+typedef struct {
+  const char *config_path;
+  const char *host;
+  int port; /* -1 = from config */
+} cli_t;
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "Usage: waved [--config FILE] [--host ADDR] [--port N]\n"
+          "       waved --help | --version\n"
+          "\n"
+          "Serves the Wave API and the Docker Registry v2 API (spec: docs, config.yml).\n"
+          "\n"
+          "  --config FILE  configuration file (default: ./config.yml if present,\n"
+          "                 else the embedded defaults)\n"
+          "  --host ADDR    bind address, overrides server.host\n"
+          "  --port N       port, overrides server.port and WAVE_SERVER_PORT (0 = any free port)\n"
+          "  --help         this text and every configuration key\n"
+          "  --version      print the version and exit\n"
+          "\n");
+}
+
+/* Returns 0, 1 (--help/--version done: exit 0) or 2 (usage error). */
+static int parse_cli(int argc, char **argv, cli_t *cli) {
+  cli->config_path = NULL;
+  cli->host = NULL;
+  cli->port = -1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    bool has_val = i + 1 < argc;
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      wv_config_print_schema(stdout);
+      return 1;
+    }
+    if (strcmp(a, "--version") == 0) {
+      printf("waved %s (%s)\n", WAVED_VERSION, WAVED_COMMIT);
+      return 1;
+    }
+    if (strcmp(a, "--config") == 0 && has_val) {
+      cli->config_path = argv[++i];
+    } else if (strcmp(a, "--host") == 0 && has_val) {
+      cli->host = argv[++i];
+    } else if (strcmp(a, "--port") == 0 && has_val) {
+      char *end;
+      long p = strtol(argv[++i], &end, 10);
+      if (*end || p < 0 || p > 65535) {
+        fprintf(stderr, "waved: --port: '%s' is not a port number\n", argv[i]);
+        return 2;
+      }
+      cli->port = (int)p;
+    } else {
+      fprintf(stderr, "waved: unknown or incomplete option '%s'\n", a);
+      usage(stderr);
+      return 2;
+    }
+  }
   return 0;
+}
+
+/* Defaults, then the file (explicit, or ./config.yml if present), env, command line. */
+static int load_config(const cli_t *cli, wv_config_t *cfg) {
+  char err[512];
+  const char *path = cli->config_path;
+  if (!path && access("config.yml", R_OK) == 0)
+    path = "config.yml";
+  int rc = wv_config_defaults(cfg);
+  if (!rc)
+    rc = wv_config_load(cfg, path, err, sizeof err);
+  if (rc) {
+    fprintf(stderr, "waved: %s\n", rc == WV_ENOMEM ? "out of memory" : err);
+    return rc;
+  }
+  if (cli->host) {
+    char *h = strdup(cli->host);
+    if (!h)
+      return WV_ENOMEM;
+    free(cfg->server_host);
+    cfg->server_host = h;
+  }
+  if (cli->port >= 0)
+    cfg->server_port = cli->port;
+  wv_log_level_t level;
+  if (wv_log_level_parse(cfg->log_level, &level) == 0)
+    wv_log_set_level(level);
+  return 0;
+}
+
+static void on_signal(uv_signal_t *sig, int signum) {
+  wv_info("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  uv_stop(sig->loop);
+}
+
+static void close_handle(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+/* Blocks until SIGTERM or SIGINT. */
+static void wait_for_signal(void) {
+  uv_loop_t loop;
+  uv_signal_t term, intr;
+  uv_loop_init(&loop);
+  uv_signal_init(&loop, &term);
+  uv_signal_init(&loop, &intr);
+  uv_signal_start(&term, on_signal, SIGTERM);
+  uv_signal_start(&intr, on_signal, SIGINT);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_walk(&loop, close_handle, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+}
+
+int main(int argc, char **argv) {
+  uint64_t t0 = uv_hrtime();
+  cli_t cli;
+  int rc = parse_cli(argc, argv, &cli);
+  if (rc)
+    return rc == 1 ? 0 : 2;
+  /* A client that hangs up must not kill us: writes then fail with EPIPE. */
+  signal(SIGPIPE, SIG_IGN);
+
+  wv_config_t cfg;
+  if (load_config(&cli, &cfg)) {
+    wv_config_free(&cfg);
+    return 2;
+  }
+
+  /*
+   * ---- STORE ----
+   * The integrator opens the LMDB store (storage/) here, from cfg.storage_*,
+   * and hands it to the folders below through the app state (opts.app).
+   */
+
+  wv_router_t *router = NULL;
+  wv_server_t *srv = NULL;
+  int status = 1;
+  rc = wv_router_new(&router);
+  if (!rc)
+    rc = wv_routes_basic_register(router);
+  /* ---- ROUTES ---- registry/ and build/ register their tables here. */
+  if (rc) {
+    wv_error("cannot build the routing table: %s", wv_strerror(rc));
+    goto out;
+  }
+
+  wv_server_opts_t opts;
+  wv_server_opts_init(&opts, &cfg);
+  rc = wv_server_new(&opts, router, &srv);
+  if (!rc)
+    rc = wv_server_start(srv);
+  if (rc) {
+    wv_error("cannot start the HTTP server on %s:%d: %s", cfg.server_host, cfg.server_port,
+             wv_strerror(rc));
+    goto out;
+  }
+  wv_info("waved %s ready on http://%s:%d (io-threads=%d, workers=%d) in %.1f ms", WAVED_VERSION,
+          cfg.server_host, wv_server_port(srv), wv_server_io_threads(srv), wv_server_workers(srv),
+          (double)(uv_hrtime() - t0) / 1e6);
+
+  wait_for_signal();
+  wv_server_shutdown(srv);
+  /* ---- STORE ---- closed here, after the server and its workers stopped. */
+  wv_info("stopped");
+  status = 0;
+out:
+  wv_server_free(srv);
+  wv_router_free(router);
+  wv_config_free(&cfg);
+  return status;
 }

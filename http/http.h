@@ -1,0 +1,97 @@
+/*
+ * http/http.h — the request and response a handler sees.
+ *
+ * A request owns an arena (req->arena) that lives until its response has been
+ * written (or dropped because the client went away); everything a handler
+ * allocates for the response (body, header values) comes from that arena or
+ * is static. A request is touched by one thread at a time: its loop while it
+ * is parsed, then the handler's thread (loop for inline routes, a worker for
+ * the others, or whoever completes a parked request), then the loop again.
+ * A handler never sees the connection: the request carries copies of
+ * everything it needs, so it may outlive the client.
+ */
+#ifndef WV_HTTP_H
+#define WV_HTTP_H
+
+#include "core/arena.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Methods as bits, so a route can accept several and 405 can list them. */
+enum {
+  WV_M_GET = 1u << 0,
+  WV_M_HEAD = 1u << 1,
+  WV_M_POST = 1u << 2,
+  WV_M_PUT = 1u << 3,
+  WV_M_DELETE = 1u << 4,
+  WV_M_PATCH = 1u << 5,
+  WV_M_OPTIONS = 1u << 6,
+  WV_M_OTHER = 1u << 7, /* anything llhttp knows that we route nowhere */
+};
+
+#define WV_ROUTE_MAX_PARAMS 8
+#define WV_RESP_MAX_HEADERS 16
+
+/*
+ * A handler returns 0 once resp is filled, a negative WV_E* code (the server
+ * then answers with the error of the request's URL space unless resp was
+ * filled), or WV_PARKED: it kept req and will fill resp later and call
+ * wv_req_complete() from any thread.
+ */
+#define WV_PARKED 1
+
+typedef struct {
+  const char *name;
+  const char *value;
+} wv_kv_t;
+
+typedef struct wv_req wv_req_t;
+
+struct wv_req {
+  wv_arena_t *arena;
+  unsigned method;         /* one WV_M_* bit; HEAD stays HEAD (GET routes answer it) */
+  const char *method_name; /* "GET", ... */
+  const char *url;         /* request target as received */
+  const char *path;        /* url without the query, NUL-terminated */
+  const char *query;       /* after '?', or NULL */
+  const wv_kv_t *headers;  /* names as received; look up with wv_req_header() */
+  int nheaders;
+  const char *body; /* NUL-terminated copy (body_len bytes), never NULL */
+  size_t body_len;
+  wv_kv_t params[WV_ROUTE_MAX_PARAMS]; /* {param} captures, by pattern name */
+  int nparams;
+  const char *wild; /* what a trailing ** matched ("" if nothing), or NULL */
+  bool registry;    /* path is /v2 or under /v2/: registry URL space */
+  bool keep_alive;
+  const struct wv_route *route;
+  char client_ip[46];
+  void *app; /* wv_server_opts_t.app: the composition root's shared state */
+};
+
+typedef struct {
+  int status;               /* 0 = not filled yet */
+  const char *content_type; /* static or arena; NULL = none */
+  const char *body;         /* static or arena; body_len bytes */
+  size_t body_len;
+  int fd; /* >= 0: body is file_len bytes of fd at file_off; the server closes fd */
+  uint64_t file_off, file_len;
+  wv_kv_t headers[WV_RESP_MAX_HEADERS]; /* extra headers; static or arena strings */
+  int nheaders;
+  bool close; /* close the connection after this response */
+} wv_resp_t;
+
+/* Case-insensitive header lookup; NULL if absent. The first occurrence wins. */
+const char *wv_req_header(const wv_req_t *req, const char *name);
+/* The value of {name} in the matched pattern, or NULL. */
+const char *wv_req_param(const wv_req_t *req, const char *name);
+
+/*
+ * Completes a parked request: resp must be filled (or status 0 for a 500).
+ * Callable from any thread, once. After it returns the caller must not touch
+ * req again. If the client went away meanwhile the response is dropped.
+ */
+void wv_req_complete(wv_req_t *req);
+
+#endif

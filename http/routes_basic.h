@@ -1,0 +1,13 @@
+/*
+ * http/routes_basic.h — the routes every waved serves regardless of folder:
+ * /service-info, /health and the /v2 ping (spec §1.13, §3.1).
+ */
+#ifndef WV_ROUTES_BASIC_H
+#define WV_ROUTES_BASIC_H
+
+#include "http/router.h"
+
+/* Adds the basic routes to r. 0 or the wv_router_add() error. */
+int wv_routes_basic_register(wv_router_t *r);
+
+#endif

@@ -1,0 +1,493 @@
+/*
+ * In-process tests of http/server: a server on an ephemeral loopback port,
+ * plain sockets as clients. Test-only routes exercise workers, parking,
+ * bodies and file responses; they exist only in this binary.
+ */
+#include "core/err.h"
+#include "core/log.h"
+#include "http/resp.h"
+#include "http/routes_basic.h"
+#include "http/server.h"
+#include "tests/http_client.h"
+#include "tests/runner.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <time.h>
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static int echo_handler(wv_req_t *req, wv_resp_t *resp) {
+  return wv_resp_bytes(req, resp, 200, "application/octet-stream", req->body, req->body_len);
+}
+
+static int sleep_handler(wv_req_t *req, wv_resp_t *resp) {
+  const char *ms = req->query ? req->query : "200";
+  sleep_ms(atoi(ms));
+  wv_resp_static(resp, 200, "text/plain", "slept", 5);
+  return 0;
+}
+
+/* Parked: a separate thread fills the response and completes it. */
+typedef struct {
+  wv_req_t *req;
+  wv_resp_t *resp;
+  int delay_ms;
+} park_t;
+
+static void *parker_main(void *arg) {
+  park_t *p = arg;
+  sleep_ms(p->delay_ms);
+  wv_resp_static(p->resp, 200, "text/plain", "unparked", 8);
+  wv_req_complete(p->req);
+  free(p);
+  return NULL;
+}
+
+static int park_handler(wv_req_t *req, wv_resp_t *resp) {
+  park_t *p = malloc(sizeof *p);
+  p->req = req;
+  p->resp = resp;
+  p->delay_ms = req->query ? atoi(req->query) : 50;
+  pthread_t t;
+  pthread_create(&t, NULL, parker_main, p);
+  pthread_detach(t);
+  return WV_PARKED;
+}
+
+static int params_handler(wv_req_t *req, wv_resp_t *resp) {
+  char *s = wv_arena_sprintf(req->arena, "%s|%s", wv_req_param(req, "a"), wv_req_param(req, "b"));
+  wv_resp_static(resp, 200, "text/plain", s, strlen(s));
+  return 0;
+}
+
+static int big_handler(wv_req_t *req, wv_resp_t *resp) {
+  size_t n = 1 << 20;
+  char *b = wv_arena_alloc(req->arena, n);
+  for (size_t i = 0; i < n; i++)
+    b[i] = (char)('a' + i % 26);
+  wv_resp_static(resp, 200, "application/octet-stream", b, n);
+  return 0;
+}
+
+static char file_path[64];
+
+static int file_handler(wv_req_t *req, wv_resp_t *resp) {
+  int fd = open(file_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return WV_EIO;
+  wv_resp_file(resp, 200, "application/octet-stream", fd, 10, 300000);
+  return 0;
+}
+
+static int fail_handler(wv_req_t *req, wv_resp_t *resp) { return WV_ENOTFOUND; }
+static int crash_handler(wv_req_t *req, wv_resp_t *resp) { return WV_EIO; }
+
+static const wv_route_t test_routes[] = {
+    {WV_M_POST, "/test/echo", echo_handler, 0, 1024},
+    {WV_M_GET, "/test/sleep", sleep_handler, 0, 0},
+    {WV_M_GET, "/test/park", park_handler, 0, 0},
+    {WV_M_GET, "/test/ipark", park_handler, WV_ROUTE_INLINE, 0},
+    {WV_M_GET, "/test/p/{a}/x/{b}", params_handler, WV_ROUTE_INLINE, 0},
+    {WV_M_GET, "/test/big", big_handler, 0, 0},
+    {WV_M_GET, "/test/file", file_handler, 0, 0},
+    {WV_M_GET, "/test/fail", fail_handler, 0, 0},
+    {WV_M_GET, "/v2/fail", fail_handler, WV_ROUTE_INLINE, 0},
+    {WV_M_GET, "/test/crash", crash_handler, WV_ROUTE_INLINE, 0},
+};
+
+static wv_router_t *router;
+static wv_server_t *srv;
+static int port;
+
+static int max_conns = 10000;
+
+static int start(int64_t header_ms, int64_t idle_ms) {
+  signal(SIGPIPE, SIG_IGN);
+  wv_log_set_level(WV_LOG_WARN);
+  if (wv_router_new(&router) || wv_routes_basic_register(router) ||
+      wv_router_add(router, test_routes, sizeof test_routes / sizeof test_routes[0]))
+    return -1;
+  wv_server_opts_t o;
+  wv_server_opts_init(&o, NULL);
+  o.port = 0;
+  o.io_threads = 2;
+  o.workers = 2;
+  o.max_header_bytes = 4096;
+  o.max_headers = 20;
+  o.max_url_length = 512;
+  o.header_timeout_ms = header_ms;
+  o.idle_timeout_ms = idle_ms;
+  o.shutdown_timeout_ms = 2000;
+  o.max_connections = max_conns;
+  if (max_conns < 10000)
+    o.io_threads = 1;
+  if (wv_server_new(&o, router, &srv) || wv_server_start(srv))
+    return -1;
+  port = wv_server_port(srv);
+  return port > 0 ? 0 : -1;
+}
+
+static void stop(void) {
+  wv_server_free(srv);
+  wv_router_free(router);
+  srv = NULL;
+  router = NULL;
+}
+
+#define GET(path) "GET " path " HTTP/1.1\r\nHost: x\r\n\r\n"
+
+TEST(basic_routes) {
+  CHECK_OK(start(5000, 5000));
+  tc_resp_t r;
+  CHECK_EQ_INT(tc_request(port, GET("/service-info"), &r, false), 200);
+  CHECK(strstr(r.body, "\"serviceInfo\":{\"version\":\""));
+  CHECK_EQ_STR(tc_header(&r, "Content-Type"), "application/json");
+  CHECK_EQ_STR(tc_header(&r, "X-Content-Type-Options"), "nosniff");
+  CHECK_EQ_STR(tc_header(&r, "X-Frame-Options"), "DENY");
+  CHECK(tc_header(&r, "Date") && strstr(r.value, "GMT"));
+  CHECK(!tc_header(&r, "Docker-Distribution-Api-Version"));
+  tc_resp_free(&r);
+  CHECK_EQ_INT(tc_request(port, GET("/health"), &r, false), 200);
+  CHECK_EQ_STR(r.body, "{\"status\":\"UP\"}");
+  tc_resp_free(&r);
+  CHECK_EQ_INT(tc_request(port, GET("/v2/"), &r, false), 200);
+  CHECK_EQ_STR(r.body, "OK");
+  CHECK_EQ_STR(tc_header(&r, "Docker-Distribution-Api-Version"), "registry/2.0");
+  CHECK(!tc_header(&r, "WWW-Authenticate"));
+  tc_resp_free(&r);
+  CHECK_EQ_INT(tc_request(port, "HEAD /v2 HTTP/1.1\r\nHost: x\r\n\r\n", &r, true), 200);
+  CHECK_EQ_STR(tc_header(&r, "Content-Length"), "2");
+  CHECK_EQ_INT(r.body_len, 0);
+  tc_resp_free(&r);
+  stop();
+}
+
+TEST(errors_by_url_space) {
+  CHECK_OK(start(5000, 5000));
+  tc_resp_t r;
+  CHECK_EQ_INT(tc_request(port, GET("/nope"), &r, false), 404);
+  CHECK(strncmp(r.body, "{\"message\":", 11) == 0);
+  tc_resp_free(&r);
+  CHECK_EQ_INT(tc_request(port, GET("/v2/library/x/tags/list"), &r, false), 404);
+  CHECK_EQ_STR(r.body, "{\"errors\":[{\"code\":\"NOT_FOUND\",\"message\":\"Invalid request path "
+                       "'/v2/library/x/tags/list'\"}]}");
+  CHECK_EQ_STR(tc_header(&r, "Docker-Distribution-Api-Version"), "registry/2.0");
+  tc_resp_free(&r);
+  CHECK_EQ_INT(tc_request(port, "DELETE /service-info HTTP/1.1\r\n\r\n", &r, false), 405);
+  CHECK_EQ_STR(tc_header(&r, "Allow"), "GET, HEAD");
+  CHECK(strstr(r.body, "\"message\":\"Method [DELETE] not allowed"));
+  tc_resp_free(&r);
+  CHECK_EQ_INT(tc_request(port, "POST /v2/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &r, false), 405);
+  CHECK(strstr(r.body, "\"code\":\"UNSUPPORTED\""));
+  tc_resp_free(&r);
+  /* Handler errors map through the one table per URL space. */
+  CHECK_EQ_INT(tc_request(port, GET("/test/fail"), &r, false), 404);
+  CHECK_EQ_STR(r.body, "{\"message\":\"not found\"}");
+  tc_resp_free(&r);
+  CHECK_EQ_INT(tc_request(port, GET("/v2/fail"), &r, false), 404);
+  CHECK(strstr(r.body, "\"code\":\"NOT_FOUND\""));
+  tc_resp_free(&r);
+  CHECK_EQ_INT(tc_request(port, GET("/test/crash"), &r, false), 500);
+  CHECK(strstr(r.body, " - Error ID: "));
+  tc_resp_free(&r);
+  stop();
+}
+
+TEST(params_and_keepalive) {
+  CHECK_OK(start(5000, 5000));
+  tc_conn_t *c = tc_connect(port);
+  CHECK(c);
+  tc_resp_t r;
+  for (int i = 0; i < 100; i++) {
+    CHECK_OK(tc_sends(c, GET("/test/p/one/x/two?q=1")));
+    CHECK_OK(tc_read(c, &r, false));
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_STR(r.body, "one|two");
+    tc_resp_free(&r);
+  }
+  tc_close(c);
+  stop();
+}
+
+TEST(pipelining_keeps_order) {
+  CHECK_OK(start(5000, 5000));
+  tc_conn_t *c = tc_connect(port);
+  /* inline, worker (slow), parked, inline, worker with body: all in one write. */
+  CHECK_OK(tc_sends(c, GET("/health") GET("/test/sleep?100") GET("/test/park?30") GET(
+                           "/v2") "POST /test/echo HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"));
+  const char *want[] = {"{\"status\":\"UP\"}", "slept", "unparked", "OK", "hello"};
+  tc_resp_t r;
+  for (int i = 0; i < 5; i++) {
+    CHECK_OK(tc_read(c, &r, false));
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_EQ_STR(r.body, want[i]);
+    tc_resp_free(&r);
+  }
+  tc_close(c);
+  stop();
+}
+
+TEST(limits) {
+  CHECK_OK(start(5000, 5000));
+  tc_resp_t r;
+  char big[8192];
+  /* Header bytes over 4096 → 431, connection closed. */
+  snprintf(big, sizeof big, "GET /health HTTP/1.1\r\nX-Big: %0*d\r\n\r\n", 5000, 0);
+  tc_conn_t *c = tc_connect(port);
+  CHECK_OK(tc_sends(c, big));
+  CHECK_OK(tc_read(c, &r, false));
+  CHECK_EQ_INT(r.status, 431);
+  CHECK_EQ_STR(tc_header(&r, "Connection"), "close");
+  CHECK(tc_wait_closed(c, 2000));
+  tc_resp_free(&r);
+  tc_close(c);
+  /* Too many headers → 431. */
+  size_t n = (size_t)snprintf(big, sizeof big, "GET /health HTTP/1.1\r\n");
+  for (int i = 0; i < 25; i++)
+    n += (size_t)snprintf(big + n, sizeof big - n, "X-H%d: v\r\n", i);
+  snprintf(big + n, sizeof big - n, "\r\n");
+  CHECK_EQ_INT(tc_request(port, big, &r, false), 431);
+  tc_resp_free(&r);
+  /* URL over 512 → 414. */
+  snprintf(big, sizeof big, "GET /%0*d HTTP/1.1\r\n\r\n", 600, 0);
+  CHECK_EQ_INT(tc_request(port, big, &r, false), 414);
+  tc_resp_free(&r);
+  /* Malformed request line → 400. */
+  CHECK_EQ_INT(tc_request(port, "BLAH\r\n\r\n", &r, false), 400);
+  tc_resp_free(&r);
+  CHECK_EQ_INT(tc_request(port, "GET nopath HTTP/1.1\r\n\r\n", &r, false), 400);
+  tc_resp_free(&r);
+  /* Body limit 1024: by Content-Length before reading, and while chunked. */
+  CHECK_EQ_INT(
+      tc_request(port, "POST /test/echo HTTP/1.1\r\nContent-Length: 2000\r\n\r\n", &r, false), 413);
+  tc_resp_free(&r);
+  n = (size_t)snprintf(big, sizeof big,
+                       "POST /test/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+  for (int i = 0; i < 5; i++)
+    n += (size_t)snprintf(big + n, sizeof big - n, "12c\r\n%0300d\r\n", 0);
+  snprintf(big + n, sizeof big - n, "0\r\n\r\n");
+  CHECK_EQ_INT(tc_request(port, big, &r, false), 413);
+  tc_resp_free(&r);
+  /* A chunked body under the limit is reassembled. */
+  CHECK_EQ_INT(tc_request(port,
+                          "POST /test/echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+                          &r, false),
+               200);
+  CHECK_EQ_STR(r.body, "abcde");
+  tc_resp_free(&r);
+  /* Still serving. */
+  CHECK_EQ_INT(tc_request(port, GET("/health"), &r, false), 200);
+  tc_resp_free(&r);
+  stop();
+}
+
+TEST(expect_continue) {
+  CHECK_OK(start(5000, 5000));
+  tc_conn_t *c = tc_connect(port);
+  CHECK_OK(
+      tc_sends(c, "POST /test/echo HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"));
+  tc_resp_t r;
+  CHECK_OK(tc_read(c, &r, false));
+  CHECK_EQ_INT(r.status, 100);
+  tc_resp_free(&r);
+  CHECK_OK(tc_sends(c, "xyz"));
+  CHECK_OK(tc_read(c, &r, false));
+  CHECK_EQ_STR(r.body, "xyz");
+  tc_resp_free(&r);
+  tc_close(c);
+  stop();
+}
+
+TEST(large_and_file_bodies) {
+  snprintf(file_path, sizeof file_path, "/tmp/wv_test_file_%d", (int)getpid());
+  FILE *f = fopen(file_path, "wb");
+  CHECK(f);
+  for (int i = 0; i < 400000; i++)
+    fputc('0' + i % 10, f);
+  fclose(f);
+  CHECK_OK(start(5000, 5000));
+  tc_conn_t *c = tc_connect(port);
+  tc_resp_t r;
+  CHECK_OK(tc_sends(c, GET("/test/big")
+                           GET("/test/file") "HEAD /test/file HTTP/1.1\r\n\r\n" GET("/health")));
+  CHECK_OK(tc_read(c, &r, false));
+  CHECK_EQ_INT(r.body_len, 1 << 20);
+  CHECK(r.body[27] == 'b');
+  tc_resp_free(&r);
+  CHECK_OK(tc_read(c, &r, false));
+  CHECK_EQ_INT(r.body_len, 300000);
+  CHECK(r.body[0] == '0' && r.body[299999] == '9');
+  tc_resp_free(&r);
+  CHECK_OK(tc_read(c, &r, true));
+  CHECK_EQ_STR(tc_header(&r, "Content-Length"), "300000");
+  tc_resp_free(&r);
+  CHECK_OK(tc_read(c, &r, false));
+  CHECK_EQ_STR(r.body, "{\"status\":\"UP\"}");
+  tc_resp_free(&r);
+  tc_close(c);
+  /* A client that vanishes mid-file does not hurt the server. */
+  c = tc_connect(port);
+  struct linger lg = {1, 0};
+  setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  CHECK_OK(tc_sends(c, GET("/test/file") GET("/test/big")));
+  tc_close(c);
+  CHECK_EQ_INT(tc_request(port, GET("/health"), &r, false), 200);
+  tc_resp_free(&r);
+  stop();
+  unlink(file_path);
+}
+
+TEST(client_gone_while_handled) {
+  CHECK_OK(start(5000, 5000));
+  for (int i = 0; i < 4; i++) {
+    tc_conn_t *c = tc_connect(port);
+    CHECK_OK(tc_sends(c, i % 2 ? GET("/test/sleep?100") : GET("/test/park?100")));
+    tc_close(c);
+  }
+  /* Partial body then disconnect. */
+  tc_conn_t *c = tc_connect(port);
+  CHECK_OK(tc_sends(c, "POST /test/echo HTTP/1.1\r\nContent-Length: 1000\r\n\r\n0123456789"));
+  tc_close(c);
+  sleep_ms(200); /* let the handlers finish against closed connections */
+  tc_resp_t r;
+  CHECK_EQ_INT(tc_request(port, GET("/test/park?1"), &r, false), 200);
+  tc_resp_free(&r);
+  CHECK_EQ_INT(tc_request(port, GET("/test/ipark?1"), &r, false), 200);
+  CHECK_EQ_STR(r.body, "unparked");
+  tc_resp_free(&r);
+  stop();
+}
+
+TEST(timeouts) {
+  CHECK_OK(start(200, 400));
+  tc_conn_t *silent = tc_connect(port), *partial = tc_connect(port), *idle = tc_connect(port);
+  CHECK_OK(tc_sends(partial, "GET /health HTTP/1.1\r\n"));
+  CHECK_OK(tc_sends(idle, GET("/health")));
+  tc_resp_t r;
+  CHECK_OK(tc_read(idle, &r, false));
+  tc_resp_free(&r);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  CHECK(tc_wait_closed(silent, 2000));
+  CHECK(tc_wait_closed(partial, 2000));
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  CHECK(t1.tv_sec - t0.tv_sec < 2);
+  CHECK(tc_wait_closed(idle, 2000));
+  tc_close(silent);
+  tc_close(partial);
+  tc_close(idle);
+  stop();
+}
+
+static void *shutdown_thread(void *arg) {
+  (void)arg;
+  sleep_ms(50);
+  wv_server_shutdown(srv);
+  return NULL;
+}
+
+TEST(graceful_shutdown) {
+  CHECK_OK(start(5000, 5000));
+  tc_conn_t *idle = tc_connect(port), *busy = tc_connect(port);
+  tc_resp_t r;
+  CHECK_OK(tc_sends(idle, GET("/health")));
+  CHECK_OK(tc_read(idle, &r, false));
+  tc_resp_free(&r);
+  CHECK_OK(tc_sends(busy, GET("/test/sleep?300")));
+  pthread_t t;
+  pthread_create(&t, NULL, shutdown_thread, NULL);
+  /* The in-flight request is answered, with Connection: close. */
+  CHECK_OK(tc_read(busy, &r, false));
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_EQ_STR(tc_header(&r, "Connection"), "close");
+  tc_resp_free(&r);
+  CHECK(tc_wait_closed(busy, 2000));
+  CHECK(tc_wait_closed(idle, 2000));
+  pthread_join(t, NULL);
+  CHECK(tc_connect_fd(port) < 0); /* listeners are gone */
+  tc_close(idle);
+  tc_close(busy);
+  stop();
+}
+
+typedef struct {
+  int ok;
+} hammer_t;
+
+static void *hammer(void *arg) {
+  hammer_t *h = arg;
+  tc_conn_t *c = tc_connect(port);
+  if (!c)
+    return NULL;
+  tc_resp_t r;
+  for (int i = 0; i < 50; i++) {
+    const char *req = i % 3 == 0   ? GET("/test/sleep?1")
+                      : i % 3 == 1 ? GET("/v2/")
+                                   : GET("/test/park?1");
+    if (tc_sends(c, req) || tc_read(c, &r, false))
+      break;
+    h->ok += r.status == 200;
+    tc_resp_free(&r);
+  }
+  tc_close(c);
+  return NULL;
+}
+
+TEST(concurrent_clients) {
+  CHECK_OK(start(5000, 5000));
+  enum { N = 40 };
+  pthread_t t[N];
+  hammer_t h[N];
+  memset(h, 0, sizeof h);
+  for (int i = 0; i < N; i++)
+    pthread_create(&t[i], NULL, hammer, &h[i]);
+  int ok = 0;
+  for (int i = 0; i < N; i++) {
+    pthread_join(t[i], NULL);
+    ok += h[i].ok;
+  }
+  CHECK_EQ_INT(ok, N * 50);
+  stop();
+}
+
+TEST(max_connections) {
+  max_conns = 3;
+  int rc = start(5000, 5000);
+  max_conns = 10000;
+  CHECK_OK(rc);
+  tc_conn_t *c[4];
+  tc_resp_t r;
+  for (int i = 0; i < 3; i++) {
+    c[i] = tc_connect(port);
+    CHECK(c[i]);
+    CHECK_OK(tc_sends(c[i], GET("/health")));
+    CHECK_OK(tc_read(c[i], &r, false));
+    tc_resp_free(&r);
+  }
+  /* The fourth is accepted and closed at once. */
+  c[3] = tc_connect(port);
+  CHECK(c[3]);
+  CHECK(tc_wait_closed(c[3], 2000));
+  tc_close(c[3]);
+  /* A freed slot is reused. */
+  tc_close(c[0]);
+  sleep_ms(50);
+  c[0] = tc_connect(port);
+  CHECK_OK(tc_sends(c[0], GET("/health")));
+  CHECK_OK(tc_read(c[0], &r, false));
+  CHECK_EQ_INT(r.status, 200);
+  tc_resp_free(&r);
+  for (int i = 0; i < 3; i++)
+    tc_close(c[i]);
+  stop();
+}
+
+WV_TESTS(T(max_connections), T(basic_routes), T(errors_by_url_space), T(params_and_keepalive),
+         T(pipelining_keeps_order), T(limits), T(expect_continue), T(large_and_file_bodies),
+         T(client_gone_while_handled), T(timeouts), T(graceful_shutdown), T(concurrent_clients))
