@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,8 +70,10 @@ static int fsync_parent(const char *path) {
 int wv_logstore_put(const char *path, const void *data, size_t len, int level) {
   if (!path || !*path || (!data && len))
     return WV_EINVAL;
+  /* Unique per process and call, so two writers of one path never share a temp. */
+  static atomic_ulong seq;
   char *tmp = NULL;
-  if (asprintf(&tmp, "%s.tmp.%ld", path, (long)getpid()) < 0)
+  if (asprintf(&tmp, "%s.tmp.%ld.%lu", path, (long)getpid(), atomic_fetch_add(&seq, 1)) < 0)
     return WV_ENOMEM;
   int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -106,10 +109,13 @@ static int feed(ZSTD_DCtx *dc, wv_buf_t *b, char *chunk, size_t cap, const char 
   ZSTD_outBuffer out;
   do {
     out = (ZSTD_outBuffer){chunk, cap, 0};
+    size_t before = in.pos;
     size_t r = ZSTD_decompressStream(dc, &out, &in);
     if (ZSTD_isError(r))
       return WV_EPARSE;
-    *last = r;
+    /* A call that moved nothing reports the next frame's header hint: ignore it. */
+    if (in.pos != before || out.pos)
+      *last = r;
     int rc = wv_buf_append(b, chunk, out.pos);
     if (rc)
       return rc;
