@@ -30,9 +30,9 @@
 #define HEX_LEN 64
 
 struct wv_cas {
-  char *root;  /* <root>/blobs */
-  char *shas;  /* <root>/blobs/sha256 */
-  char *tmp;   /* <root>/blobs/tmp */
+  char *root; /* <root>/blobs */
+  char *shas; /* <root>/blobs/sha256 */
+  char *tmp;  /* <root>/blobs/tmp */
   uint64_t max_blob;
   atomic_uint_fast64_t seq; /* temp file names */
 };

@@ -27,13 +27,16 @@
  * variable (blocking calls) or get a callback (wv_store_submit). The one
  * committer thread takes everything queued (up to WV_STORE_BATCH_MAX
  * requests; after the first arrives it waits up to commit_delay_us for more),
- * opens one write transaction and applies each request in its own nested
- * child transaction: a request that fails (EEXISTS, a bad counter, a map that
- * is full at its ceiling) is rolled back alone and the others commit. The
- * parent is committed with LMDB's default durability (fsync of data and
- * meta page), and only then is any request completed. While one batch is
- * being fsynced the next one accumulates, so batches grow with load without
- * any added latency when commit_delay_us is 0.
+ * opens one write transaction and applies the requests in order. A request
+ * that fails (EEXISTS, a bad counter, a corrupt record, a map full at its
+ * ceiling) fails alone and the others commit: single-op requests whose
+ * failure is detected before they write go straight into the transaction;
+ * multi-op requests, and every request after an unexpected error (the batch
+ * is then aborted and redone), run in a nested child transaction that is
+ * rolled back alone (see run_batch). The transaction is committed with LMDB's default durability
+ * (fsync of data and meta page), and only then is any request completed. While one batch is being
+ * fsynced the next one accumulates, so batches grow with load without any added latency when
+ * commit_delay_us is 0.
  *
  * Map growth. When a write hits MDB_MAP_FULL the whole batch is aborted (no
  * request has been completed yet, so this is invisible), the map is doubled
@@ -63,9 +66,9 @@
 #include <time.h>
 
 #define HDR_LEN 16
-#define IDX_PREFIX 9            /* expiry (8) + db id (1) */
-#define DBI_EXPIRY WV_DB_COUNT  /* slot of the internal index in s->dbi */
-#define RC_MAP_FULL 1           /* internal, positive: never returned to callers */
+#define IDX_PREFIX 9           /* expiry (8) + db id (1) */
+#define DBI_EXPIRY WV_DB_COUNT /* slot of the internal index in s->dbi */
+#define RC_MAP_FULL 1          /* internal, positive: never returned to callers */
 #define DEFAULT_MAP (1ull << 30)
 #define DEFAULT_MAP_MAX (1ull << 40)
 #define MAX_READERS 1024
@@ -73,8 +76,8 @@
 #define SWEEP_BATCH 1024
 
 static const char *const db_names[WV_DB_COUNT + 1] = {
-    "tokens", "requests", "builds", "build_targets", "counters",
-    "mirrors", "scans", "manifests", "meta", "expiry",
+    "tokens",  "requests", "builds",    "build_targets", "counters",
+    "mirrors", "scans",    "manifests", "meta",          "expiry",
 };
 
 /* One op of a request; key and val point into the request's own allocation. */
@@ -258,14 +261,14 @@ static int index_put(wv_store_t *s, MDB_txn *txn, int64_t exp, wv_db_t db, const
 
 /* The record currently stored under a key, as the ops see it. */
 struct cur {
-  bool found; /* a record is stored (maybe expired) */
-  bool live;  /* found and not expired */
+  bool corrupt; /* a value without a record header: only DEL may touch it */
+  bool found;   /* a record is stored (maybe expired) */
+  bool live;    /* found and not expired */
   int64_t exp;
   MDB_val v;
 };
 
-static int load_cur(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t now,
-                    struct cur *c) {
+static int load_cur(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t now, struct cur *c) {
   MDB_val k = {op->klen, (void *)op->key};
   memset(c, 0, sizeof *c);
   int rc = mdb_get(txn, s->dbi[op->db], &k, &c->v);
@@ -275,7 +278,8 @@ static int load_cur(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t n
     return map_mdb(rc, "get");
   if (hdr_read(&c->v, &c->exp)) {
     wv_error("store: %s: corrupt record header", db_names[op->db]);
-    return WV_ESTORE;
+    c->corrupt = true;
+    return 0;
   }
   c->found = true;
   c->live = !is_expired(c->exp, now);
@@ -302,7 +306,7 @@ static int write_rec(wv_store_t *s, MDB_txn *txn, const struct iop *op, const st
 }
 
 static int del_rec(wv_store_t *s, MDB_txn *txn, const struct iop *op, const struct cur *c) {
-  if (!c->found)
+  if (!c->found && !c->corrupt)
     return 0;
   MDB_val k = {op->klen, (void *)op->key};
   int rc = map_mdb(mdb_del(txn, s->dbi[op->db], &k, NULL), "delete");
@@ -354,6 +358,8 @@ static int apply_op(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t n
   int rc = load_cur(s, txn, op, now, &c);
   if (rc)
     return rc;
+  if (c.corrupt && op->kind != WV_STORE_DEL)
+    return WV_ESTORE; /* nothing written yet */
   switch (op->kind) {
   case WV_STORE_PUT_NX:
     if (c.live)
@@ -381,8 +387,8 @@ static int sweep_one(wv_store_t *s, MDB_txn *txn, MDB_cursor *cur, int64_t now, 
   if (rc)
     return *done ? 0 : map_mdb(rc, "sweep cursor");
   const unsigned char *p = ik.mv_data;
-  bool valid = ik.mv_size > IDX_PREFIX && ik.mv_size <= IDX_PREFIX + WV_STORE_KEY_MAX &&
-               p[8] < WV_DB_COUNT;
+  bool valid =
+      ik.mv_size > IDX_PREFIX && ik.mv_size <= IDX_PREFIX + WV_STORE_KEY_MAX && p[8] < WV_DB_COUNT;
   int64_t exp = valid ? (int64_t)get_be64(p) : 0;
   if (exp > now) {
     *done = true;
@@ -390,7 +396,8 @@ static int sweep_one(wv_store_t *s, MDB_txn *txn, MDB_cursor *cur, int64_t now, 
   }
   /* Copy what we need: ik points into the page the delete below rewrites. */
   unsigned char key[WV_STORE_KEY_MAX];
-  struct iop op = {.db = valid ? (wv_db_t)p[8] : WV_DB_META, .key = (const char *)key,
+  struct iop op = {.db = valid ? (wv_db_t)p[8] : WV_DB_META,
+                   .key = (const char *)key,
                    .klen = valid ? ik.mv_size - IDX_PREFIX : 0};
   memcpy(key, p + IDX_PREFIX, op.klen);
   if ((rc = mdb_cursor_del(cur, 0)) != 0)
@@ -422,24 +429,37 @@ static int apply_sweep(wv_store_t *s, MDB_txn *txn, struct req *r) {
   return rc;
 }
 
-/* Applies one request in a child transaction of parent; rolls it back alone on error. */
-static int apply_req(wv_store_t *s, MDB_txn *parent, struct req *r, int64_t now) {
+/* Errors an op reports before it writes anything: the transaction is untouched. */
+static bool clean_failure(int rc) { return rc == WV_EEXISTS || rc == WV_EPARSE || rc == WV_ERANGE; }
+
+static int apply_ops(wv_store_t *s, MDB_txn *txn, struct req *r, int64_t now) {
+  int rc = 0;
+  r->value = 0;
+  r->removed = 0;
+  r->failed = 0;
+  if (r->sweep)
+    return apply_sweep(s, txn, r);
+  for (size_t i = 0; i < r->n && !rc; i++) {
+    rc = apply_op(s, txn, &r->ops[i], now, &r->value);
+    if (rc)
+      r->failed = i;
+  }
+  return rc;
+}
+
+/*
+ * Applies one request. nested: in a child transaction of parent, rolled back
+ * alone on error. Otherwise straight into parent, which is only safe when a
+ * failure is a clean_failure(); run_batch redoes the batch nested otherwise.
+ */
+static int apply_req(wv_store_t *s, MDB_txn *parent, struct req *r, int64_t now, bool nested) {
+  if (!nested)
+    return apply_ops(s, parent, r, now);
   MDB_txn *child;
   int rc = mdb_txn_begin(s->env, parent, 0, &child);
   if (rc)
     return map_mdb(rc, "begin child txn");
-  r->value = 0;
-  r->removed = 0;
-  r->failed = 0;
-  if (r->sweep) {
-    rc = apply_sweep(s, child, r);
-  } else {
-    for (size_t i = 0; i < r->n && !rc; i++) {
-      rc = apply_op(s, child, &r->ops[i], now, &r->value);
-      if (rc)
-        r->failed = i;
-    }
-  }
+  rc = apply_ops(s, child, r, now);
   if (rc) {
     mdb_txn_abort(child);
     r->removed = 0;
@@ -478,12 +498,19 @@ static void fail_all(struct req *batch, int rc) {
 }
 
 /*
- * Applies a batch in one write transaction and commits it. On MDB_MAP_FULL
- * the map grows and the batch is retried; once the map cannot grow, requests
- * that do not fit fail alone.
+ * Applies a batch in one write transaction and commits it.
+ *
+ * Fast mode applies single-op requests straight into the batch transaction:
+ * their ordinary failures (EEXISTS, EPARSE, ERANGE) are detected before
+ * anything is written. Nested child transactions (which cost LMDB a dirty
+ * list each) are used for multi-op requests, and for every request once
+ * something unexpected happened: then the batch is aborted and redone in safe
+ * mode, where each request is isolated. On MDB_MAP_FULL the map grows and the
+ * batch is redone; once it cannot grow, requests that do not fit fail alone.
+ * Nothing is completed before the commit, so a redo is invisible.
  */
 static void run_batch(wv_store_t *s, struct req *batch) {
-  bool can_grow = true;
+  bool can_grow = true, safe = false;
   for (int attempt = 0; attempt < 64; attempt++) {
     MDB_txn *txn;
     int rc = map_mdb(mdb_txn_begin(s->env, NULL, 0, &txn), "begin write txn");
@@ -492,17 +519,18 @@ static void run_batch(wv_store_t *s, struct req *batch) {
       return;
     }
     int64_t now = wv_store_now_ms();
-    bool full = false;
-    for (struct req *r = batch; r && !full; r = r->next) {
-      r->rc = apply_req(s, txn, r, now);
-      if (r->rc == RC_MAP_FULL) {
-        if (can_grow)
-          full = true;
-        else
-          r->rc = WV_ESTORE;
-      }
+    bool full = false, unsafe = false;
+    for (struct req *r = batch; r && !full && !unsafe; r = r->next) {
+      bool nested = safe || !can_grow || r->n > 1;
+      r->rc = apply_req(s, txn, r, now, nested);
+      if (r->rc == RC_MAP_FULL && can_grow)
+        full = true;
+      else if (r->rc == RC_MAP_FULL)
+        r->rc = WV_ESTORE; /* nested: rolled back alone */
+      else if (r->rc && !nested && !clean_failure(r->rc))
+        unsafe = true;
     }
-    if (!full) {
+    if (!full && !unsafe) {
       rc = map_mdb(mdb_txn_commit(txn), "commit");
       if (rc == 0)
         return;
@@ -510,10 +538,12 @@ static void run_batch(wv_store_t *s, struct req *batch) {
         fail_all(batch, rc == RC_MAP_FULL ? WV_ESTORE : rc);
         return;
       }
+      full = true;
     } else {
       mdb_txn_abort(txn);
     }
-    if (grow_map(s) != 0) {
+    safe = safe || unsafe;
+    if (full && grow_map(s) != 0) {
       wv_error("store: map full at %" PRIu64 " bytes and may not grow; failing writes that "
                "do not fit",
                s->map_size);
@@ -650,8 +680,8 @@ static int make_req(const wv_store_op_t *ops, size_t n, struct req **out) {
   char *p = (char *)(r->ops + n);
   for (size_t i = 0; i < n; i++) {
     struct iop *o = &r->ops[i];
-    *o = (struct iop){ops[i].kind, ops[i].db, p, klens[i], NULL, 0, ops[i].expires_ms,
-                      ops[i].delta};
+    *o =
+        (struct iop){ops[i].kind, ops[i].db, p, klens[i], NULL, 0, ops[i].expires_ms, ops[i].delta};
     memcpy(p, ops[i].key, klens[i] + 1);
     p += klens[i] + 1;
     if (ops[i].kind <= WV_STORE_PUT_NX && ops[i].val_len) {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static int rm_entry_(const char *path, const struct stat *st, int flag, struct FTW *f) {

@@ -335,7 +335,7 @@ TEST(kill_during_writes_loses_nothing_acknowledged) {
     wv_cas_t *cas = NULL;
     CHECK_OK(wv_store_open(&s, dir_, 1 << 20, 0));
     CHECK_OK(wv_cas_open(&cas, dir_, 0));
-    int bad = count_tmp() != 0, checked = 0;
+    int tmp_after = count_tmp(), bad = 0, checked = 0;
     for (int r = 0; r <= run && !bad; r++)
       for (int t = 0; t < THREADS && !bad; t++) {
         int max = acks_.max_rec[r][t];
@@ -353,6 +353,7 @@ TEST(kill_during_writes_loses_nothing_acknowledged) {
            run, recs, checked, acks_.nblobs, visible, leftover);
     wv_cas_close(cas);
     wv_store_close(s);
+    CHECK_EQ_INT(tmp_after, 0);
     CHECK(!bad);
     CHECK(visible >= 0);
   }

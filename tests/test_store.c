@@ -4,6 +4,7 @@
 #include "tests/runner.h"
 #include "tests/storage_util.h"
 
+#include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -155,7 +156,10 @@ TEST(put_if_absent_and_apply) {
   /* apply is all-or-nothing: the second op fails, so the first is not written. */
   wv_store_op_t ops[2] = {
       {.kind = WV_STORE_PUT, .db = WV_DB_BUILDS, .key = "b2", .val = "{}", .val_len = 2},
-      {.kind = WV_STORE_PUT_NX, .db = WV_DB_BUILD_TARGETS, .key = "img:tag", .val = "b2",
+      {.kind = WV_STORE_PUT_NX,
+       .db = WV_DB_BUILD_TARGETS,
+       .key = "img:tag",
+       .val = "b2",
        .val_len = 2},
   };
   size_t failed = 99;
@@ -254,8 +258,12 @@ TEST(sweep_uses_index) {
   char key[32];
   for (int i = 0; i < N; i++) {
     key_of(key, sizeof key, i);
-    wv_store_op_t op = {.kind = WV_STORE_PUT, .db = WV_DB_TOKENS, .key = key, .val = "t",
-                        .val_len = 1, .expires_ms = base + i};
+    wv_store_op_t op = {.kind = WV_STORE_PUT,
+                        .db = WV_DB_TOKENS,
+                        .key = key,
+                        .val = "t",
+                        .val_len = 1,
+                        .expires_ms = base + i};
     CHECK_OK(wv_store_submit(s, &op, NULL, NULL));
     op.db = WV_DB_REQUESTS;
     op.expires_ms = 0;
@@ -449,8 +457,8 @@ TEST(async_submit_one_failure_does_not_fail_batch) {
   char key[32];
   enum { N = 1000 };
   for (int i = 0; i < N; i++) {
-    wv_store_op_t op = {.kind = WV_STORE_PUT, .db = WV_DB_SCANS, .key = key, .val = "{}",
-                        .val_len = 2};
+    wv_store_op_t op = {
+        .kind = WV_STORE_PUT, .db = WV_DB_SCANS, .key = key, .val = "{}", .val_len = 2};
     snprintf(key, sizeof key, "scan-%d", i);
     if (i % 100 == 50) { /* a bad op in the middle of a batch */
       op.kind = WV_STORE_INCR;
@@ -485,8 +493,8 @@ TEST(close_drains_pending) {
   char key[32];
   for (int i = 0; i < 300; i++) {
     snprintf(key, sizeof key, "k%d", i);
-    wv_store_op_t op = {.kind = WV_STORE_PUT, .db = WV_DB_MIRRORS, .key = key, .val = "1",
-                        .val_len = 1};
+    wv_store_op_t op = {
+        .kind = WV_STORE_PUT, .db = WV_DB_MIRRORS, .key = key, .val = "1", .val_len = 1};
     CHECK_OK(wv_store_submit(s, &op, count_cb, &c));
   }
   wv_store_close(s);
@@ -554,8 +562,60 @@ TEST(map_grows_then_refuses_cleanly) {
   close_and_remove(s);
 }
 
+/* Writes a raw value with no record header, behind the store's back. */
+static int plant_corrupt(const char *dir, const char *dbname, const char *key) {
+  MDB_env *env;
+  MDB_txn *txn;
+  MDB_dbi dbi;
+  int rc = mdb_env_create(&env);
+  mdb_env_set_maxdbs(env, 16);
+  rc = rc ? rc : mdb_env_open(env, dir, 0, 0600);
+  rc = rc ? rc : mdb_txn_begin(env, NULL, 0, &txn);
+  rc = rc ? rc : mdb_dbi_open(txn, dbname, 0, &dbi);
+  MDB_val k = {strlen(key), (void *)key}, v = {3, "bad"};
+  rc = rc ? rc : mdb_put(txn, dbi, &k, &v, 0);
+  rc = rc ? rc : mdb_txn_commit(txn);
+  mdb_env_close(env);
+  return rc;
+}
+
+TEST(corrupt_record_fails_alone) {
+  wv_store_t *s = open_fresh(0);
+  CHECK(s);
+  wv_store_close(s);
+  CHECK_OK(plant_corrupt(dir_, "builds", "broken"));
+  s = NULL;
+  CHECK_OK(wv_store_open(&s, dir_, 0, 3000)); /* wide window: one batch */
+  char *v;
+  CHECK_EQ_INT(wv_store_get(s, WV_DB_BUILDS, "broken", &v, NULL, NULL), WV_ESTORE);
+  struct async_count c = {0};
+  char key[32];
+  for (int i = 0; i < 20; i++) {
+    snprintf(key, sizeof key, "ok-%d", i);
+    wv_store_op_t op = {
+        .kind = WV_STORE_PUT, .db = WV_DB_BUILDS, .key = key, .val = "1", .val_len = 1};
+    if (i == 10)
+      op.key = "broken"; /* fails mid-batch, after others were applied */
+    CHECK_OK(wv_store_submit(s, &op, count_cb, &c));
+  }
+  wv_store_close(s); /* drains */
+  CHECK_EQ_INT(atomic_load(&c.failed), 1);
+  CHECK_EQ_INT(atomic_load(&c.ok), 19);
+  s = NULL;
+  CHECK_OK(wv_store_open(&s, dir_, 0, 0));
+  CHECK_OK(wv_store_get(s, WV_DB_BUILDS, "ok-19", &v, NULL, NULL));
+  free(v);
+  CHECK_OK(wv_store_get(s, WV_DB_BUILDS, "ok-0", &v, NULL, NULL));
+  free(v);
+  /* Deleting the bad record works, and then it can be written again. */
+  CHECK_OK(wv_store_del(s, WV_DB_BUILDS, "broken"));
+  CHECK_OK(wv_store_put(s, WV_DB_BUILDS, "broken", "fixed", 5, 0));
+  close_and_remove(s);
+}
+
 WV_TESTS(T(put_get_del), T(expiry), T(counters), T(put_if_absent_and_apply), T(caps),
          T(reopen_persists), T(schema_version), T(sweep_uses_index), T(sweeper_thread),
          T(concurrent_writers_all_acknowledged), T(group_commit_throughput),
          T(async_submit_one_failure_does_not_fail_batch), T(close_drains_pending),
-         T(blocking_call_from_callback_refused), T(map_grows_then_refuses_cleanly))
+         T(blocking_call_from_callback_refused), T(map_grows_then_refuses_cleanly),
+         T(corrupt_record_fails_alone))
