@@ -230,19 +230,18 @@ static int finish_digest(wv_cas_writer_t *w, char *digest) {
   return 0;
 }
 
-/* Renames the verified temp file into place and makes the name durable. */
+/*
+ * Renames the verified temp file into place and makes the name durable. An
+ * existing blob of the same digest is replaced by identical content (readers
+ * holding it open keep the old inode), so a successful commit always means
+ * the blob is there, even if a delete raced with it.
+ */
 static int publish(wv_cas_writer_t *w, const char *digest) {
   wv_cas_t *c = w->cas;
   int rc = WV_ENOMEM;
   char *dir = blob_path(c, digest, 0), *dst = blob_path(c, digest, 1);
   if (!dir || !dst)
     goto out;
-  struct stat st;
-  if (stat(dst, &st) == 0) { /* already stored: content is identical by construction */
-    unlink(w->path);
-    rc = 0;
-    goto out;
-  }
   int created = mkdir(dir, 0700) == 0;
   if (!created && errno != EEXIST) {
     rc = WV_EIO;

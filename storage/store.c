@@ -1004,6 +1004,13 @@ void wv_store_stats(wv_store_t *s, wv_store_stats_t *out) {
 
 /* ---- sweeper ------------------------------------------------------------- */
 
+static bool sweeper_stopping(wv_store_t *s) {
+  pthread_mutex_lock(&s->mu);
+  bool stop = s->sweeper_stop;
+  pthread_mutex_unlock(&s->mu);
+  return stop;
+}
+
 static void *sweeper_main(void *arg) {
   wv_store_t *s = arg;
   pthread_mutex_lock(&s->mu);
@@ -1021,7 +1028,7 @@ static void *sweeper_main(void *arg) {
     do {
       rc = wv_store_sweep(s, wv_store_now_ms(), SWEEP_BATCH, &removed);
       total += removed;
-    } while (rc == 0 && removed == SWEEP_BATCH);
+    } while (rc == 0 && removed == SWEEP_BATCH && !sweeper_stopping(s));
     if (rc)
       wv_warn("store: sweep failed: %s", wv_strerror(rc));
     else if (total)

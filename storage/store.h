@@ -24,7 +24,7 @@
  * runs on the committer thread; they return WV_EBUSY there) and no store call
  * at all may be made from inside a wv_store_view_cb (the read lock it holds
  * is not recursive). wv_store_close must be called once, after every other
- * caller is done.
+ * caller is done. One wv_store_t per directory per process (an LMDB rule).
  */
 #ifndef WV_STORE_H
 #define WV_STORE_H
