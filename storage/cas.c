@@ -1,0 +1,353 @@
+/*
+ * storage/cas.c — content-addressed blobs: temp file, verify, fsync, rename,
+ * fsync the directory. See cas.h for the layout and the guarantees.
+ *
+ * Crash safety comes from ordering: the data is fsynced before the rename,
+ * so a name under blobs/sha256 only ever points at complete content, and the
+ * directory is fsynced after the rename (and the shard's parent after a
+ * shard is created) before commit returns, so an acknowledged blob cannot
+ * vanish. Everything in blobs/tmp is garbage by definition.
+ */
+#include "storage/cas.h"
+
+#include "core/err.h"
+#include "core/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PREFIX "sha256:"
+#define PREFIX_LEN 7
+#define HEX_LEN 64
+
+struct wv_cas {
+  char *root; /* <root>/blobs */
+  char *shas; /* <root>/blobs/sha256 */
+  char *tmp;  /* <root>/blobs/tmp */
+  uint64_t max_blob;
+  atomic_uint_fast64_t seq; /* temp file names */
+};
+
+struct wv_cas_writer {
+  wv_cas_t *cas;
+  int fd;
+  int err; /* sticky error from write */
+  uint64_t size;
+  EVP_MD_CTX *md;
+  char path[];
+};
+
+/* ---- paths ------------------------------------------------------------ */
+
+int wv_cas_digest_valid(const char *d) {
+  if (!d || strncmp(d, PREFIX, PREFIX_LEN) != 0)
+    return 0;
+  for (int i = 0; i < HEX_LEN; i++) {
+    char ch = d[PREFIX_LEN + i];
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+      return 0;
+  }
+  return d[PREFIX_LEN + HEX_LEN] == '\0';
+}
+
+/* <shas>/<2 hex>/<64 hex> (with_file) or <shas>/<2 hex>. The digest is valid. */
+static char *blob_path(const wv_cas_t *c, const char *digest, int with_file) {
+  const char *hex = digest + PREFIX_LEN;
+  char *p = NULL;
+  int n = with_file ? asprintf(&p, "%s/%.2s/%s", c->shas, hex, hex)
+                    : asprintf(&p, "%s/%.2s", c->shas, hex);
+  return n < 0 ? NULL : p;
+}
+
+static char *join(const char *a, const char *b) {
+  char *p = NULL;
+  return asprintf(&p, "%s/%s", a, b) < 0 ? NULL : p;
+}
+
+static int mkdir_ok(const char *path) {
+  if (mkdir(path, 0700) == 0 || errno == EEXIST)
+    return 0;
+  wv_error("cas: cannot create %s: %s", path, strerror(errno));
+  return WV_EIO;
+}
+
+static int fsync_dir(const char *path) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return WV_EIO;
+  int rc = fsync(fd) == 0 ? 0 : WV_EIO;
+  close(fd);
+  return rc;
+}
+
+/* Removes every entry of the temp directory: leftovers of a crash. */
+static int clean_tmp(const char *tmp) {
+  DIR *d = opendir(tmp);
+  if (!d)
+    return WV_EIO;
+  struct dirent *e;
+  int n = 0;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+      n++;
+    else
+      wv_warn("cas: cannot remove stale temp %s/%s: %s", tmp, e->d_name, strerror(errno));
+  }
+  closedir(d);
+  if (n)
+    wv_info("cas: removed %d stale temp files from %s", n, tmp);
+  return 0;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+void wv_cas_close(wv_cas_t *c) {
+  if (!c)
+    return;
+  free(c->root);
+  free(c->shas);
+  free(c->tmp);
+  free(c);
+}
+
+int wv_cas_open(wv_cas_t **out, const char *root, uint64_t max_blob) {
+  if (!out || !root || !*root)
+    return WV_EINVAL;
+  int rc = WV_ENOMEM;
+  wv_cas_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return WV_ENOMEM;
+  c->max_blob = max_blob;
+  atomic_init(&c->seq, 0);
+  c->root = join(root, "blobs");
+  c->shas = c->root ? join(c->root, "sha256") : NULL;
+  c->tmp = c->root ? join(c->root, "tmp") : NULL;
+  if (!c->shas || !c->tmp)
+    goto out;
+  if ((rc = mkdir_ok(root)) || (rc = mkdir_ok(c->root)) || (rc = mkdir_ok(c->shas)) ||
+      (rc = mkdir_ok(c->tmp)))
+    goto out;
+  if ((rc = clean_tmp(c->tmp)) != 0)
+    goto out;
+  *out = c;
+  c = NULL;
+out:
+  wv_cas_close(c);
+  return rc;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+int wv_cas_begin(wv_cas_t *c, wv_cas_writer_t **out) {
+  size_t cap = strlen(c->tmp) + 64;
+  wv_cas_writer_t *w = calloc(1, sizeof *w + cap);
+  if (!w)
+    return WV_ENOMEM;
+  w->cas = c;
+  w->fd = -1;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t seq = atomic_fetch_add(&c->seq, 1);
+  snprintf(w->path, cap, "%s/%ld-%llu-%lx", c->tmp, (long)getpid(), (unsigned long long)seq,
+           (unsigned long)ts.tv_nsec);
+  w->md = EVP_MD_CTX_new();
+  if (!w->md || EVP_DigestInit_ex(w->md, EVP_sha256(), NULL) != 1) {
+    EVP_MD_CTX_free(w->md);
+    free(w);
+    return WV_ENOMEM;
+  }
+  w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (w->fd < 0) {
+    wv_error("cas: cannot create %s: %s", w->path, strerror(errno));
+    EVP_MD_CTX_free(w->md);
+    free(w);
+    return WV_EIO;
+  }
+  *out = w;
+  return 0;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n) {
+  while (n) {
+    ssize_t k = write(fd, p, n);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0)
+      return WV_EIO;
+    p += k;
+    n -= (size_t)k;
+  }
+  return 0;
+}
+
+int wv_cas_write(wv_cas_writer_t *w, const void *p, size_t n) {
+  if (w->err)
+    return w->err;
+  if (w->cas->max_blob && (n > w->cas->max_blob || w->size > w->cas->max_blob - n))
+    return w->err = WV_ETOOBIG;
+  if (EVP_DigestUpdate(w->md, p, n) != 1)
+    return w->err = WV_EINTERNAL;
+  if (write_all(w->fd, p, n) != 0) {
+    wv_error("cas: write %s: %s", w->path, strerror(errno));
+    return w->err = WV_EIO;
+  }
+  w->size += n;
+  return 0;
+}
+
+uint64_t wv_cas_written(const wv_cas_writer_t *w) { return w->size; }
+
+void wv_cas_abort(wv_cas_writer_t *w) {
+  if (!w)
+    return;
+  if (w->fd >= 0) {
+    close(w->fd);
+    unlink(w->path);
+  }
+  EVP_MD_CTX_free(w->md);
+  free(w);
+}
+
+static int finish_digest(wv_cas_writer_t *w, char *digest) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(w->md, md, &len) != 1 || len != HEX_LEN / 2)
+    return WV_EINTERNAL;
+  memcpy(digest, PREFIX, PREFIX_LEN);
+  for (unsigned i = 0; i < len; i++)
+    snprintf(digest + PREFIX_LEN + 2 * i, 3, "%02x", md[i]);
+  return 0;
+}
+
+/*
+ * Renames the verified temp file into place and makes the name durable. An
+ * existing blob of the same digest is replaced by identical content (readers
+ * holding it open keep the old inode), so a successful commit always means
+ * the blob is there, even if a delete raced with it.
+ */
+static int publish(wv_cas_writer_t *w, const char *digest) {
+  wv_cas_t *c = w->cas;
+  int rc = WV_ENOMEM;
+  char *dir = blob_path(c, digest, 0), *dst = blob_path(c, digest, 1);
+  if (!dir || !dst)
+    goto out;
+  int created = mkdir(dir, 0700) == 0;
+  if (!created && errno != EEXIST) {
+    rc = WV_EIO;
+    goto out;
+  }
+  if (created && fsync_dir(c->shas) != 0) {
+    rc = WV_EIO;
+    goto out;
+  }
+  if (rename(w->path, dst) != 0) {
+    wv_error("cas: rename %s -> %s: %s", w->path, dst, strerror(errno));
+    rc = WV_EIO;
+    goto out;
+  }
+  rc = fsync_dir(dir);
+out:
+  if (rc)
+    unlink(w->path);
+  free(dir);
+  free(dst);
+  return rc;
+}
+
+int wv_cas_commit(wv_cas_writer_t *w, const char *expected, char *digest_out) {
+  char digest[WV_CAS_DIGEST_LEN + 1];
+  int rc = w->err;
+  if (!rc && expected && !wv_cas_digest_valid(expected))
+    rc = WV_EINVAL;
+  if (!rc)
+    rc = finish_digest(w, digest);
+  if (!rc && expected && strcmp(expected, digest) != 0)
+    rc = WV_EDIGEST;
+  if (!rc && fsync(w->fd) != 0) {
+    wv_error("cas: fsync %s: %s", w->path, strerror(errno));
+    rc = WV_EIO;
+  }
+  if (rc) {
+    wv_cas_abort(w);
+    return rc;
+  }
+  close(w->fd);
+  w->fd = -1;
+  rc = publish(w, digest);
+  if (rc == 0 && digest_out)
+    memcpy(digest_out, digest, sizeof digest);
+  EVP_MD_CTX_free(w->md);
+  free(w);
+  return rc;
+}
+
+int wv_cas_put(wv_cas_t *c, const void *p, size_t n, const char *expected, char *digest_out) {
+  wv_cas_writer_t *w;
+  int rc = wv_cas_begin(c, &w);
+  if (rc)
+    return rc;
+  if ((rc = wv_cas_write(w, p, n)) != 0) {
+    wv_cas_abort(w);
+    return rc;
+  }
+  return wv_cas_commit(w, expected, digest_out);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+int wv_cas_open_blob(wv_cas_t *c, const char *digest, int *fd, uint64_t *size) {
+  if (!wv_cas_digest_valid(digest))
+    return WV_EINVAL;
+  char *path = blob_path(c, digest, 1);
+  if (!path)
+    return WV_ENOMEM;
+  int f = open(path, O_RDONLY | O_CLOEXEC);
+  int err = errno;
+  free(path);
+  if (f < 0)
+    return err == ENOENT ? WV_ENOTFOUND : WV_EIO;
+  struct stat st;
+  if (fstat(f, &st) != 0) {
+    close(f);
+    return WV_EIO;
+  }
+  *fd = f;
+  *size = (uint64_t)st.st_size;
+  return 0;
+}
+
+int wv_cas_exists(wv_cas_t *c, const char *digest, uint64_t *size) {
+  if (!wv_cas_digest_valid(digest))
+    return WV_EINVAL;
+  char *path = blob_path(c, digest, 1);
+  if (!path)
+    return WV_ENOMEM;
+  struct stat st;
+  int rc = stat(path, &st) == 0 ? 0 : (errno == ENOENT ? WV_ENOTFOUND : WV_EIO);
+  free(path);
+  if (rc == 0 && size)
+    *size = (uint64_t)st.st_size;
+  return rc;
+}
+
+int wv_cas_delete(wv_cas_t *c, const char *digest) {
+  if (!wv_cas_digest_valid(digest))
+    return WV_EINVAL;
+  char *path = blob_path(c, digest, 1);
+  if (!path)
+    return WV_ENOMEM;
+  int rc = unlink(path) == 0 ? 0 : (errno == ENOENT ? WV_ENOTFOUND : WV_EIO);
+  free(path);
+  return rc;
+}

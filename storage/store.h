@@ -1,0 +1,190 @@
+/*
+ * storage/store.h — the LMDB state store: typed records with expiry, written
+ * through one group-commit thread.
+ *
+ * A record is a value (JSON text in practice, any bytes allowed) plus an
+ * expiry instant in unix milliseconds (0 = never). Keys are NUL-terminated
+ * strings of 1..WV_STORE_KEY_MAX bytes; values are at most WV_STORE_VALUE_MAX
+ * bytes. Past a cap a call fails with WV_ETOOBIG; an empty key is WV_EINVAL.
+ * An expired record reads as WV_ENOTFOUND even before the sweeper removes it.
+ *
+ * Writes: every write goes to one committer thread, which gathers the writes
+ * pending at that moment (waiting up to commit_delay_us for more, at most
+ * WV_STORE_BATCH_MAX requests), applies them in one LMDB write transaction,
+ * commits it durably (fsync) and then completes each request with its own
+ * result. The blocking calls (put, put_nx, del, incr, apply, sweep) return
+ * only after their write is on disk, so "answered 200" means "on disk". One
+ * failing request never fails the others of its batch.
+ *
+ * Reads (get, view) run on the calling thread in a read-only transaction and
+ * never wait for the committer. They may run on any number of threads.
+ *
+ * Thread rules: every function may be called from any thread, except that
+ * the blocking write calls must not be called from a wv_store_done_cb (it
+ * runs on the committer thread; they return WV_EBUSY there) and no store call
+ * at all may be made from inside a wv_store_view_cb (the read lock it holds
+ * is not recursive). wv_store_close must be called once, after every other
+ * caller is done. One wv_store_t per directory per process (an LMDB rule).
+ */
+#ifndef WV_STORE_H
+#define WV_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The named databases. The expiry index is internal and not listed. */
+typedef enum {
+  WV_DB_TOKENS = 0,    /* container-request token → request record */
+  WV_DB_REQUESTS,      /* request id → persisted request record */
+  WV_DB_BUILDS,        /* build id → build record */
+  WV_DB_BUILD_TARGETS, /* target image → build id */
+  WV_DB_COUNTERS,      /* counter name → decimal integer (wv_store_incr) */
+  WV_DB_MIRRORS,       /* mirror id → mirror record */
+  WV_DB_SCANS,         /* scan id → scan record */
+  WV_DB_MANIFESTS,     /* manifest cache */
+  WV_DB_META,          /* store metadata; "schema" holds the schema version */
+  WV_DB_COUNT
+} wv_db_t;
+
+#define WV_STORE_SCHEMA_VERSION 1
+#define WV_STORE_KEY_MAX 500                  /* bytes, without the NUL */
+#define WV_STORE_VALUE_MAX (8u * 1024 * 1024) /* bytes */
+#define WV_STORE_BATCH_MAX 512                /* requests per write transaction */
+#define WV_STORE_QUEUE_MAX 16384              /* requests waiting for the committer */
+#define WV_STORE_APPLY_MAX 64                 /* ops in one wv_store_apply */
+
+typedef struct wv_store wv_store_t;
+
+typedef enum {
+  WV_STORE_PUT = 0, /* write key = val (replaces; sets expiry) */
+  WV_STORE_PUT_NX,  /* write only if absent or expired, else WV_EEXISTS */
+  WV_STORE_DEL,     /* delete if present (idempotent: absent is not an error) */
+  WV_STORE_INCR     /* add delta to a decimal counter (absent/expired = 0) */
+} wv_store_op_kind_t;
+
+/*
+ * One write. key, val are borrowed: submit/apply copy them before returning.
+ * For INCR, expires_ms applies only when the counter is created (a counter
+ * keeps the expiry it was created with, which makes fixed rate-limit windows).
+ */
+typedef struct {
+  wv_store_op_kind_t kind;
+  wv_db_t db;
+  const char *key;
+  const void *val;
+  size_t val_len;
+  int64_t expires_ms; /* unix ms, 0 = never */
+  int64_t delta;      /* INCR only */
+} wv_store_op_t;
+
+/*
+ * Completion of an asynchronous write, called once on the committer thread
+ * after the write is durable (rc == 0) or failed. value is the counter's new
+ * value for INCR, 0 otherwise. Must not block for long; bounce to your own
+ * loop with uv_async_send.
+ */
+typedef void (*wv_store_done_cb)(void *arg, int rc, int64_t value);
+
+/*
+ * Zero-copy read callback: val/len point into the LMDB map and are valid only
+ * during the call. Its non-zero return is passed through by wv_store_view.
+ */
+typedef int (*wv_store_view_cb)(void *arg, const void *val, size_t len, int64_t expires_ms);
+
+typedef struct {
+  uint64_t commits;   /* write transactions committed */
+  uint64_t requests;  /* requests completed (ok or not) */
+  uint64_t failed;    /* requests completed with an error */
+  uint64_t grows;     /* times the map was enlarged */
+  uint64_t map_size;  /* current map size in bytes */
+  uint64_t max_batch; /* largest batch committed */
+} wv_store_stats_t;
+
+/*
+ * Opens (creating dir with mode 0700 if needed) the store in dir and starts
+ * its committer thread. map_size is the initial LMDB map size (0 = 1 GiB); the
+ * map grows by doubling when full, up to the ceiling (default 1 TiB, see
+ * wv_store_set_map_max). commit_delay_us is the group-commit window (< 0 or 0
+ * = commit as soon as the previous commit is done). Refuses, with
+ * WV_ESTORE and an error log line, a store written with a newer schema.
+ * Returns 0 and *out (close with wv_store_close), or WV_EIO / WV_ESTORE /
+ * WV_ENOMEM / WV_EINVAL.
+ */
+int wv_store_open(wv_store_t **out, const char *dir, uint64_t map_size, int64_t commit_delay_us);
+
+/*
+ * Drains every pending write (their callbacks run), stops the sweeper and
+ * the committer, and closes the environment. NULL is a no-op.
+ */
+void wv_store_close(wv_store_t *s);
+
+/* Sets the ceiling the map may grow to (bytes; below the current size = no growth). */
+void wv_store_set_map_max(wv_store_t *s, uint64_t max_bytes);
+
+/*
+ * Copies the record out: *val is malloc'd, NUL-terminated (not counted in
+ * *len) and freed by the caller. expires_ms may be NULL. Returns 0,
+ * WV_ENOTFOUND (absent or expired), WV_EINVAL, WV_ETOOBIG, WV_ENOMEM, WV_ESTORE.
+ */
+int wv_store_get(wv_store_t *s, wv_db_t db, const char *key, char **val, size_t *len,
+                 int64_t *expires_ms);
+
+/*
+ * Calls cb with the record in place, under a read transaction (the hot
+ * path: no copy, no allocation). Returns cb's return value, or WV_ENOTFOUND /
+ * WV_EINVAL / WV_ETOOBIG / WV_ESTORE without calling cb.
+ */
+int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg);
+
+/* Blocking durable writes. Each returns 0 once on disk, or the op's error. */
+int wv_store_put(wv_store_t *s, wv_db_t db, const char *key, const void *val, size_t len,
+                 int64_t expires_ms);
+/* WV_EEXISTS when a live record is present (nothing is written then). */
+int wv_store_put_nx(wv_store_t *s, wv_db_t db, const char *key, const void *val, size_t len,
+                    int64_t expires_ms);
+/* Removes the record and its expiry; deleting an absent key succeeds (idempotent). */
+int wv_store_del(wv_store_t *s, wv_db_t db, const char *key);
+/*
+ * Adds delta to the counter at key and stores *out = the new value (out may
+ * be NULL). WV_EPARSE if the record is not a decimal integer, WV_ERANGE on
+ * overflow.
+ */
+int wv_store_incr(wv_store_t *s, wv_db_t db, const char *key, int64_t delta, int64_t expires_ms,
+                  int64_t *out);
+
+/*
+ * Applies n (1..WV_STORE_APPLY_MAX) ops atomically: all of them or none.
+ * Returns 0, or the first failing op's error with *failed set to its index
+ * (failed may be NULL). INCR results are not reported; use wv_store_incr.
+ */
+int wv_store_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t *failed);
+
+/*
+ * Queues one write and returns at once. cb (may be NULL) runs later on the
+ * committer thread. Returns 0 (cb will be called exactly once), or an error
+ * and cb is never called: WV_EINVAL / WV_ETOOBIG (bad op), WV_EBUSY (queue
+ * full), WV_ECLOSED (store closing), WV_ENOMEM.
+ */
+int wv_store_submit(wv_store_t *s, const wv_store_op_t *op, wv_store_done_cb cb, void *arg);
+
+/*
+ * Removes up to max records whose expiry is <= now_ms, walking the expiry
+ * index in time order (never a full scan), in one durable transaction.
+ * *removed (may be NULL) gets the count; removed == max means call again.
+ */
+int wv_store_sweep(wv_store_t *s, int64_t now_ms, size_t max, size_t *removed);
+
+/*
+ * Starts a thread that sweeps every interval_ms (in batches of 1024 until
+ * nothing expired is left) until wv_store_close. Returns 0, WV_EEXISTS if
+ * already started, WV_EINVAL, WV_ENOMEM.
+ */
+int wv_store_start_sweeper(wv_store_t *s, int64_t interval_ms);
+
+/* Copies the counters out; safe from any thread. */
+void wv_store_stats(wv_store_t *s, wv_store_stats_t *out);
+
+/* Wall clock in unix milliseconds, the clock expiry is measured against. */
+int64_t wv_store_now_ms(void);
+
+#endif
