@@ -7,18 +7,26 @@
  * Exit status: 0 after a clean shutdown, 1 if the server cannot start,
  * 2 for a bad command line or configuration.
  */
+#include "core/app.h"
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "http/client.h"
 #include "http/routes_basic.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "registry/upstream.h"
+#include "storage/cas.h"
+#include "storage/store.h"
 #include "version.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -110,6 +118,52 @@ static int load_config(const cli_t *cli, wv_config_t *cfg) {
   return 0;
 }
 
+#define MAX_BLOB_SIZE (64ULL << 30) /* a single layer; far above any real one */
+
+/* Opens everything the handlers share. On failure logs why and returns non-zero;
+ * whatever was opened is released by close_services(). */
+static int open_services(const wv_config_t *cfg, wv_app_t *app) {
+  char dir[PATH_MAX];
+  int rc;
+  app->cfg = cfg;
+  if ((rc = wv_http_global_init())) {
+    wv_error("cannot initialise libcurl");
+    return rc;
+  }
+  if (mkdir(cfg->storage_path, 0700) != 0 && errno != EEXIST) {
+    wv_error("cannot create %s: %s", cfg->storage_path, strerror(errno));
+    return WV_EIO;
+  }
+  snprintf(dir, sizeof dir, "%s/state", cfg->storage_path);
+  rc = wv_store_open(&app->store, dir, cfg->storage_map_size, cfg->commit_delay_us);
+  if (rc) {
+    wv_error("cannot open the state store in %s: %s", dir, wv_strerror(rc));
+    return rc;
+  }
+  if ((rc = wv_store_start_sweeper(app->store, cfg->sweep_interval_ms))) {
+    wv_error("cannot start the expiry sweeper: %s", wv_strerror(rc));
+    return rc;
+  }
+  rc = wv_cas_open(&app->cas, cfg->storage_path, MAX_BLOB_SIZE);
+  if (rc) {
+    wv_error("cannot open the blob store in %s: %s", cfg->storage_path, wv_strerror(rc));
+    return rc;
+  }
+  if ((rc = wv_upstream_new(&app->upstream, &cfg->registries))) {
+    wv_error("cannot set up the upstream registry client: %s", wv_strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
+static void close_services(wv_app_t *app) {
+  wv_upstream_free(app->upstream);
+  wv_cas_close(app->cas);
+  /* Closing drains pending writes: everything acknowledged is on disk. */
+  wv_store_close(app->store);
+  wv_http_global_cleanup();
+}
+
 static void on_signal(uv_signal_t *sig, int signum) {
   wv_info("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   uv_stop(sig->loop);
@@ -151,15 +205,12 @@ int main(int argc, char **argv) {
     return 2;
   }
 
-  /*
-   * ---- STORE ----
-   * The integrator opens the LMDB store (storage/) here, from cfg.storage_*,
-   * and hands it to the folders below through the app state (opts.app).
-   */
-
+  wv_app_t app = {0};
   wv_router_t *router = NULL;
   wv_server_t *srv = NULL;
   int status = 1;
+  if (open_services(&cfg, &app))
+    goto out;
   rc = wv_router_new(&router);
   if (!rc)
     rc = wv_routes_basic_register(router);
@@ -171,6 +222,7 @@ int main(int argc, char **argv) {
 
   wv_server_opts_t opts;
   wv_server_opts_init(&opts, &cfg);
+  opts.app = &app;
   rc = wv_server_new(&opts, router, &srv);
   if (!rc)
     rc = wv_server_start(srv);
@@ -185,12 +237,14 @@ int main(int argc, char **argv) {
 
   wait_for_signal();
   wv_server_shutdown(srv);
-  /* ---- STORE ---- closed here, after the server and its workers stopped. */
-  wv_info("stopped");
   status = 0;
 out:
   wv_server_free(srv);
   wv_router_free(router);
+  /* The services outlive the server: its workers may use them until it stopped. */
+  close_services(&app);
+  if (status == 0)
+    wv_info("stopped");
   wv_config_free(&cfg);
   return status;
 }

@@ -1,0 +1,26 @@
+/*
+ * core/app.h — the state the composition root (core/main.c) shares with every
+ * handler through wv_req_t.app: the configuration and the long-lived services.
+ *
+ * core/ includes no other folder, so the services appear here as incomplete
+ * struct types; a handler includes the folder's header to use one. Everything
+ * is created before the server starts and destroyed after it stopped, so a
+ * handler may use any field without locking (each service is thread-safe).
+ */
+#ifndef WV_APP_H
+#define WV_APP_H
+
+#include "core/config.h"
+
+struct wv_store;
+struct wv_cas;
+struct wv_upstream;
+
+typedef struct {
+  const wv_config_t *cfg;
+  struct wv_store *store;       /* storage/store.h: the LMDB state store */
+  struct wv_cas *cas;           /* storage/cas.h: the content-addressed blob store */
+  struct wv_upstream *upstream; /* registry/upstream.h: upstream registry client */
+} wv_app_t;
+
+#endif
