@@ -209,3 +209,35 @@ TOML
   echo "containerd did not start" >&2
   return 1
 }
+
+# ---- waved -------------------------------------------------------------------------
+
+# start_waved [EXTRA_YAML] — starts $WAVED_BIN on a free port with its own data
+# directory and config; sets WAVED_PORT, WAVED_URL, WAVED_DIR, WAVED_PID.
+start_waved() {
+  WAVED_DIR="$E2E_TMP/waved-$RANDOM"
+  mkdir -p "$WAVED_DIR"
+  WAVED_PORT=$(free_port)
+  WAVED_URL="http://127.0.0.1:$WAVED_PORT"
+  {
+    echo "server: {host: 127.0.0.1, port: $WAVED_PORT}"
+    echo "storage: {path: $WAVED_DIR/data}"
+    echo "log: {level: ${WAVED_LOG_LEVEL:-info}}"
+    printf '%s\n' "${1:-}"
+  } >"$WAVED_DIR/config.yml"
+  "${WAVED_BIN:?WAVED_BIN must name the waved binary}" --config "$WAVED_DIR/config.yml" \
+    >"$WAVED_DIR/waved.log" 2>&1 &
+  WAVED_PID=$!
+  E2E_PIDS+=("$WAVED_PID")
+  wait_http "$WAVED_URL/health" || { cat "$WAVED_DIR/waved.log" >&2; return 1; }
+}
+
+stop_waved() {
+  kill -TERM "$WAVED_PID" 2>/dev/null || true
+  wait "$WAVED_PID" 2>/dev/null || true
+}
+
+# jq-free JSON field access: json_get FILE_OR_- EXPR (python expression on `d`).
+json_get() {
+  $PY -c 'import json,sys; d=json.load(open(sys.argv[1]) if sys.argv[1]!="-" else sys.stdin); v=eval(sys.argv[2]); print(v if not isinstance(v,(dict,list)) else json.dumps(v))' "$@"
+}
