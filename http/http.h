@@ -39,8 +39,15 @@ enum {
  * then answers with the error of the request's URL space unless resp was
  * filled), or WV_PARKED: it kept req and will fill resp later and call
  * wv_req_complete() from any thread.
+ *
+ * An inline handler may also return WV_DEFER (resp untouched): the server
+ * then runs req->defer (or, when NULL, the route's handler again) on a worker
+ * with req->on_worker set. This is how a hot path answers from a cache on the
+ * loop and hands a miss to a thread that may block. req->user carries what
+ * the inline part already worked out (arena memory).
  */
 #define WV_PARKED 1
+#define WV_DEFER 2
 
 typedef struct {
   const char *name;
@@ -48,6 +55,8 @@ typedef struct {
 } wv_kv_t;
 
 typedef struct wv_req wv_req_t;
+typedef struct wv_resp wv_resp_t;
+typedef int (*wv_req_handler_cb)(wv_req_t *req, wv_resp_t *resp);
 
 struct wv_req {
   wv_arena_t *arena;
@@ -67,10 +76,13 @@ struct wv_req {
   bool keep_alive;
   const struct wv_route *route;
   char client_ip[46];
-  void *app; /* wv_server_opts_t.app: the composition root's shared state */
+  void *app;                /* wv_server_opts_t.app: the composition root's shared state */
+  wv_req_handler_cb defer;  /* WV_DEFER: the worker-side handler (NULL = route's) */
+  void *user;               /* handler state carried across WV_DEFER */
+  bool on_worker;           /* running on a worker after WV_DEFER */
 };
 
-typedef struct {
+struct wv_resp {
   int status;               /* 0 = not filled yet */
   const char *content_type; /* static or arena; NULL = none */
   const char *body;         /* static or arena; body_len bytes */
@@ -80,7 +92,14 @@ typedef struct {
   wv_kv_t headers[WV_RESP_MAX_HEADERS]; /* extra headers; static or arena strings */
   int nheaders;
   bool close; /* close the connection after this response */
-} wv_resp_t;
+  /*
+   * has_length: announce Content-Length: length although no body is given
+   * (a HEAD answer, or a stream whose size is known). A stream without it is
+   * sent chunked.
+   */
+  bool has_length;
+  uint64_t length;
+};
 
 /* Case-insensitive header lookup; NULL if absent. The first occurrence wins. */
 const char *wv_req_header(const wv_req_t *req, const char *name);
@@ -93,5 +112,26 @@ const char *wv_req_param(const wv_req_t *req, const char *name);
  * req again. If the client went away meanwhile the response is dropped.
  */
 void wv_req_complete(wv_req_t *req);
+
+/*
+ * Streaming responses, for worker handlers only (never inline, never parked).
+ *
+ * wv_req_stream_begin() sends resp's status and headers at once (resp must be
+ * filled: status, content type, headers; has_length/length for a known size,
+ * else the body is sent chunked) and keeps the request open. The handler then
+ * writes the body with wv_req_stream_write(), which copies the bytes and
+ * blocks while more than a bounded amount (about 1 MiB) is queued for the
+ * client — back-pressure reaches the producer, nothing is held whole. When
+ * the handler returns, its return value ends the stream: 0 completes it
+ * (chunked: the last chunk is sent); an error cuts the connection, so the
+ * client sees a truncated body rather than a false success. For HEAD the
+ * body is dropped.
+ *
+ * begin: 0, WV_EINVAL (already streaming, no status) or WV_ENOMEM.
+ * write: 0, WV_ECLOSED (client gone: stop producing), WV_ETIMEOUT (client
+ * stopped reading for server.idle-timeout), WV_ENOMEM.
+ */
+int wv_req_stream_begin(wv_req_t *req);
+int wv_req_stream_write(wv_req_t *req, const void *p, size_t n);
 
 #endif

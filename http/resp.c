@@ -243,9 +243,9 @@ static int put_header(wv_buf_t *out, const char *name, size_t nlen, const char *
 
 #define PUT_LIT(out, lit) wv_buf_append(out, lit, sizeof lit - 1)
 
-int wv_resp_write_head(const wv_resp_t *resp, bool registry, bool keep_alive, const char *date_hdr,
-                       wv_buf_t *out) {
-  uint64_t clen = resp->fd >= 0 ? resp->file_len : resp->body_len;
+int wv_resp_write_head(const wv_resp_t *resp, bool registry, bool keep_alive, bool chunked,
+                       const char *date_hdr, wv_buf_t *out) {
+  uint64_t clen = resp->has_length ? resp->length : resp->fd >= 0 ? resp->file_len : resp->body_len;
   int status = resp->status ? resp->status : 500;
   int rc = PUT_LIT(out, "HTTP/1.1 ");
   if (!rc)
@@ -262,12 +262,16 @@ int wv_resp_write_head(const wv_resp_t *resp, bool registry, bool keep_alive, co
     rc = wv_buf_puts(out, date_hdr);
   if (!rc && resp->content_type)
     rc = put_header(out, "Content-Type", 12, resp->content_type);
-  if (!rc)
-    rc = PUT_LIT(out, "Content-Length: ");
-  if (!rc)
-    rc = put_u64(out, clen);
-  if (!rc)
-    rc = PUT_LIT(out, "\r\n");
+  if (!rc && chunked) {
+    rc = PUT_LIT(out, "Transfer-Encoding: chunked\r\n");
+  } else {
+    if (!rc)
+      rc = PUT_LIT(out, "Content-Length: ");
+    if (!rc)
+      rc = put_u64(out, clen);
+    if (!rc)
+      rc = PUT_LIT(out, "\r\n");
+  }
   if (!rc && registry)
     rc = PUT_LIT(out, "Docker-Distribution-Api-Version: registry/2.0\r\n");
   if (!rc && !keep_alive)

@@ -89,10 +89,11 @@ const char *wv_resp_reason(int status);
 /*
  * Appends the status line and headers (through the blank line) to out:
  * security headers, Date (date_hdr, a full "Date: ...\r\n" line), Content-Type,
- * Content-Length, the registry version header when registry is set,
- * Connection: close when !keep_alive, then resp->headers.
+ * Content-Length (or Transfer-Encoding: chunked when chunked), the registry
+ * version header when registry is set, Connection: close when !keep_alive,
+ * then resp->headers.
  */
-int wv_resp_write_head(const wv_resp_t *resp, bool registry, bool keep_alive, const char *date_hdr,
-                       wv_buf_t *out);
+int wv_resp_write_head(const wv_resp_t *resp, bool registry, bool keep_alive, bool chunked,
+                       const char *date_hdr, wv_buf_t *out);
 
 #endif

@@ -34,6 +34,24 @@
  * closes its listener and idle connections and answers in-flight requests
  * with Connection: close; a loop whose last connection is closed closes its
  * handles and ends. Past shutdown_timeout_ms main asks for a forced close.
+ *
+ * Deferral. An inline handler that returns WV_DEFER is detached like a
+ * worker route and queued to the pool; the worker runs req->defer.
+ *
+ * Streams. A worker that calls wv_req_stream_begin() keeps its exchange and
+ * shares a stream_t with the loop: the worker appends chunks under st->mu and
+ * pushes the exchange through the done-queue as a notification (in_done keeps
+ * it linked once); the loop takes the chunks and writes them. The worker
+ * blocks while st->queued (appended, not yet written to the socket) is above
+ * STREAM_HIGH; write callbacks lower it and signal. Ownership of the exchange
+ * moves to the loop only with the final push (ex->final, set under done_mu
+ * when the handler returned), so the loop never frees an exchange a worker
+ * still writes to; the loop's processing list uses its own link (pnext)
+ * because a worker may re-link the exchange while the loop walks the list. A
+ * connection that closes marks its stream failed and wakes the writer. Chunk
+ * writes hold a reference on the stream (st->refs) since they may complete
+ * after the exchange was recycled. Lock order: done_mu and st->mu are leaves,
+ * never held together.
  */
 #include "http/server.h"
 #include "core/err.h"
@@ -63,16 +81,47 @@
 #define DISCARD_LIMIT (64 * 1024) /* body we read and drop before a 404/405 */
 #define BIG_BUF_KEEP (64 * 1024)  /* larger body buffers are not kept for reuse */
 #define LISTEN_BACKLOG 1024
+#define STREAM_HIGH (1024 * 1024) /* queued stream bytes before the writer blocks */
 
 typedef struct loop loop_t;
 typedef struct conn conn_t;
 typedef struct exchange exchange_t;
+typedef struct stream stream_t;
+typedef struct schunk schunk_t;
+
+/* One piece of a streamed body, chunk framing included; freed after its write. */
+struct schunk {
+  uv_write_t req;
+  schunk_t *next;
+  conn_t *conn;
+  stream_t *st;
+  size_t len;
+  char data[];
+};
+
+struct stream {
+  pthread_mutex_t mu; /* leaf lock: guards everything below but refs */
+  pthread_cond_t cv;
+  atomic_int refs;   /* the exchange + each chunk being written */
+  schunk_t *head, *tail; /* appended by the worker, taken by the loop */
+  size_t queued;         /* appended and not yet written to the socket */
+  bool chunked;
+  bool failed; /* client gone or write failed */
+  bool ended;  /* the handler returned */
+  int end_rc;
+  bool head_sent; /* loop only */
+};
 
 struct exchange {
   wv_req_t req; /* first: wv_req_complete() converts req back to its exchange */
   wv_resp_t resp;
   wv_pool_job_t job;
-  exchange_t *next; /* done-queue link, under loop->done_mu */
+  exchange_t *next;  /* done-queue link, under loop->done_mu */
+  exchange_t *pnext; /* loop-private: done_cb's processing list */
+  stream_t *stream;  /* set by wv_req_stream_begin */
+  bool in_done;      /* linked in the done-queue (under done_mu) */
+  bool final;        /* a stream's last push: the loop owns it (under done_mu) */
+  bool pfinal;       /* loop-private copy of final taken when it was unlinked */
   loop_t *loop;
   uint32_t slot, gen; /* the connection it answers, while detached */
   wv_buf_t url, head, hoffs, body;
@@ -100,6 +149,7 @@ struct conn {
   uint32_t slot;
   int writes; /* uv_write requests in flight */
   fsend_t *fs;
+  exchange_t *sx; /* the exchange streaming to this connection, head sent */
   bool busy;    /* a handler owns the current request */
   bool closing; /* uv_close called */
   bool closed;  /* close callback ran; freed when fs ends */
@@ -200,6 +250,33 @@ void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg) {
   o->max_connections = cfg ? cfg->max_connections : 10000;
 }
 
+/* ---------- streams ---------- */
+
+static void chunks_free(schunk_t *c) {
+  while (c) {
+    schunk_t *next = c->next;
+    free(c);
+    c = next;
+  }
+}
+
+static void stream_unref(stream_t *st) {
+  if (!st || atomic_fetch_sub(&st->refs, 1) != 1)
+    return;
+  chunks_free(st->head);
+  pthread_mutex_destroy(&st->mu);
+  pthread_cond_destroy(&st->cv);
+  free(st);
+}
+
+/* The client is gone: wake and stop the writer. Any thread. */
+static void stream_fail(stream_t *st) {
+  pthread_mutex_lock(&st->mu);
+  st->failed = true;
+  pthread_cond_broadcast(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+}
+
 /* ---------- exchanges ---------- */
 
 static exchange_t *ex_new(loop_t *l) {
@@ -225,6 +302,9 @@ static exchange_t *ex_new(loop_t *l) {
 static void ex_reset(exchange_t *ex) {
   if (ex->resp.fd >= 0)
     close(ex->resp.fd);
+  stream_unref(ex->stream);
+  ex->stream = NULL;
+  ex->in_done = ex->final = false;
   wv_arena_reset(ex->req.arena);
   wv_arena_t *arena = ex->req.arena;
   memset(&ex->req, 0, sizeof ex->req);
@@ -252,6 +332,7 @@ static void ex_free(exchange_t *ex) {
     return;
   if (ex->resp.fd >= 0)
     close(ex->resp.fd);
+  stream_unref(ex->stream);
   wv_arena_free(ex->req.arena);
   wv_buf_free(&ex->url);
   wv_buf_free(&ex->head);
@@ -309,13 +390,139 @@ void wv_req_complete(wv_req_t *req) {
   done_push(ex);
 }
 
+/*
+ * Notifies the loop that a stream has work (head, chunks, or its end when
+ * final). A non-final push never hands the exchange over.
+ */
+static void stream_push(exchange_t *ex, bool final) {
+  loop_t *l = ex->loop;
+  pthread_mutex_lock(&l->done_mu);
+  if (l->closed) {
+    pthread_mutex_unlock(&l->done_mu);
+    stream_fail(ex->stream);
+    if (final)
+      ex_free(ex);
+    return;
+  }
+  if (final)
+    ex->final = true;
+  if (!ex->in_done) {
+    ex->in_done = true;
+    ex->next = NULL;
+    if (l->done_tail)
+      l->done_tail->next = ex;
+    else
+      l->done_head = ex;
+    l->done_tail = ex;
+    uv_async_send(&l->done_async);
+  }
+  pthread_mutex_unlock(&l->done_mu);
+}
+
 static void job_run(wv_pool_job_t *job) {
   exchange_t *ex = (exchange_t *)((char *)job - offsetof(exchange_t, job));
-  int rc = ex->req.route->handler(&ex->req, &ex->resp);
+  wv_req_handler_cb h = ex->req.defer ? ex->req.defer : ex->req.route->handler;
+  ex->req.on_worker = true;
+  int rc = h(&ex->req, &ex->resp);
+  if (ex->stream) {
+    stream_t *st = ex->stream;
+    pthread_mutex_lock(&st->mu);
+    st->ended = true;
+    st->end_rc = rc == WV_PARKED ? WV_EINTERNAL : rc;
+    pthread_mutex_unlock(&st->mu);
+    stream_push(ex, true);
+    return;
+  }
   if (rc == WV_PARKED)
     return;
   ex_settle(ex, rc);
   done_push(ex);
+}
+
+int wv_req_stream_begin(wv_req_t *req) {
+  exchange_t *ex = (exchange_t *)req;
+  if (ex->stream || !ex->resp.status || !req->on_worker)
+    return WV_EINVAL;
+  stream_t *st = calloc(1, sizeof *st);
+  if (!st)
+    return WV_ENOMEM;
+  pthread_mutex_init(&st->mu, NULL);
+  pthread_cond_init(&st->cv, NULL);
+  atomic_init(&st->refs, 1);
+  st->chunked = !ex->resp.has_length;
+  ex->stream = st;
+  stream_push(ex, false);
+  return 0;
+}
+
+/* "<hex>\r\n" into out; returns its length. */
+static size_t chunk_prefix(size_t n, char *out) {
+  static const char hex[] = "0123456789abcdef";
+  char d[20];
+  size_t i = sizeof d;
+  do {
+    d[--i] = hex[n & 15];
+    n >>= 4;
+  } while (n);
+  size_t k = sizeof d - i;
+  memcpy(out, d + i, k);
+  out[k] = '\r';
+  out[k + 1] = '\n';
+  return k + 2;
+}
+
+int wv_req_stream_write(wv_req_t *req, const void *p, size_t n) {
+  exchange_t *ex = (exchange_t *)req;
+  stream_t *st = ex->stream;
+  if (!st)
+    return WV_EINVAL;
+  if (n == 0 || req->method == WV_M_HEAD)
+    return 0;
+  size_t extra = st->chunked ? 24 : 0;
+  schunk_t *c = malloc(sizeof *c + n + extra);
+  if (!c)
+    return WV_ENOMEM;
+  size_t off = st->chunked ? chunk_prefix(n, c->data) : 0;
+  memcpy(c->data + off, p, n);
+  c->len = off + n;
+  if (st->chunked) {
+    c->data[c->len++] = '\r';
+    c->data[c->len++] = '\n';
+  }
+  c->next = NULL;
+  c->st = st;
+  int64_t wait_ms = ex->loop->srv->o.idle_timeout_ms;
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += (time_t)(wait_ms / 1000);
+  dl.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+  if (dl.tv_nsec >= 1000000000L) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000L;
+  }
+  int rc = 0;
+  pthread_mutex_lock(&st->mu);
+  while (!st->failed && st->queued >= STREAM_HIGH && rc == 0)
+    if (pthread_cond_timedwait(&st->cv, &st->mu, &dl) == ETIMEDOUT)
+      rc = WV_ETIMEOUT;
+  if (st->failed)
+    rc = WV_ECLOSED;
+  bool notify = false;
+  if (rc == 0) {
+    notify = st->head == NULL;
+    if (st->tail)
+      st->tail->next = c;
+    else
+      st->head = c;
+    st->tail = c;
+    st->queued += c->len;
+    c = NULL;
+  }
+  pthread_mutex_unlock(&st->mu);
+  free(c);
+  if (notify)
+    stream_push(ex, false);
+  return rc;
 }
 
 static void job_cancel(wv_pool_job_t *job) {
@@ -446,7 +653,7 @@ static void conn_respond(conn_t *c, exchange_t *ex) {
   bool head_only = req->method == WV_M_HEAD || resp->status == 204 || resp->status == 304;
   bool keep = req->keep_alive && !resp->close && !l->draining && !ex->err_status;
   wv_buf_reset(&l->scratch);
-  if (wv_resp_write_head(resp, req->registry, keep, loop_date(l), &l->scratch)) {
+  if (wv_resp_write_head(resp, req->registry, keep, false, loop_date(l), &l->scratch)) {
     ex_free(ex);
     conn_close(c);
     return;
@@ -514,6 +721,158 @@ static void conn_respond_error(conn_t *c, exchange_t *ex, int status, wv_regerr_
   if (!ex->resp.status)
     wv_resp_static(&ex->resp, status, NULL, "", 0);
   conn_respond(c, ex);
+}
+
+/* ---------- streams, loop side ---------- */
+
+static void stream_write_cb(uv_write_t *req, int status) {
+  schunk_t *w = (schunk_t *)req;
+  conn_t *c = w->conn;
+  stream_t *st = w->st;
+  pthread_mutex_lock(&st->mu);
+  st->queued -= w->len;
+  pthread_cond_broadcast(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+  stream_unref(st);
+  free(w);
+  c->writes--;
+  if (c->closing)
+    return;
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
+  conn_after_response(c);
+}
+
+/* Writes a stream's head: status, headers, Content-Length or chunked. */
+static int stream_send_head(conn_t *c, exchange_t *ex) {
+  loop_t *l = c->loop;
+  wv_resp_t *resp = &ex->resp;
+  bool keep = ex->req.keep_alive && !resp->close && !l->draining;
+  if (!keep)
+    c->linger = true;
+  wv_buf_reset(&l->scratch);
+  if (wv_resp_write_head(resp, ex->req.registry, keep, ex->stream->chunked, loop_date(l),
+                         &l->scratch))
+    return WV_ENOMEM;
+  wr_t *w = malloc(sizeof *w + l->scratch.len);
+  if (!w)
+    return WV_ENOMEM;
+  memcpy(w->data, l->scratch.data, l->scratch.len);
+  w->bufs[0] = uv_buf_init(w->data, (unsigned)l->scratch.len);
+  w->nbufs = 1;
+  w->hold = NULL;
+  return conn_write(c, w);
+}
+
+static int stream_send_chunk(conn_t *c, schunk_t *w) {
+  w->conn = c;
+  atomic_fetch_add(&w->st->refs, 1);
+  c->writes++;
+  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, stream_write_cb) < 0) {
+    c->writes--;
+    stream_unref(w->st);
+    return WV_EIO;
+  }
+  return 0;
+}
+
+/*
+ * Services a stream notification: head first, then the chunks appended so
+ * far; on the final push also the end (last chunk, or a cut connection after
+ * an error) and the exchange goes back to the connection.
+ */
+static void stream_service(loop_t *l, exchange_t *ex, bool final) {
+  stream_t *st = ex->stream;
+  conn_t *c = l->slots[ex->slot].gen == ex->gen ? l->slots[ex->slot].conn : NULL;
+  if (!c || !c->busy || c->closing) {
+    stream_fail(st);
+    if (final)
+      ex_free(ex);
+    return;
+  }
+  int rc = 0, end_rc = 0;
+  bool ended = false;
+  if (!st->head_sent) {
+    st->head_sent = true;
+    c->sx = ex;
+    c->deadline = uv_now(&l->uv) + (uint64_t)l->srv->o.idle_timeout_ms;
+    pthread_mutex_lock(&st->mu);
+    bool aborted = st->ended && st->end_rc != 0 && st->head == NULL;
+    pthread_mutex_unlock(&st->mu);
+    /* Failed before a byte of body: an honest error beats a truncated 200. */
+    if (aborted && final) {
+      c->sx = NULL;
+      c->busy = false;
+      stream_unref(st);
+      ex->stream = NULL;
+      ex->resp = (wv_resp_t){.fd = -1};
+      ex_settle(ex, WV_EUPSTREAM);
+      ex->resp.close = true;
+      conn_respond(c, ex);
+      conn_resume(c);
+      return;
+    }
+    rc = stream_send_head(c, ex);
+    if (rc) /* the connection is closed; the closing path failed the stream */
+      goto done;
+  }
+  pthread_mutex_lock(&st->mu);
+  schunk_t *list = st->head;
+  st->head = st->tail = NULL;
+  ended = st->ended;
+  end_rc = st->end_rc;
+  pthread_mutex_unlock(&st->mu);
+  while (list && !c->closing) {
+    schunk_t *next = list->next;
+    if (stream_send_chunk(c, list)) {
+      conn_close(c);
+      break;
+    }
+    list = next;
+  }
+  if (list) {
+    /* Not written: give the bytes back to the accounting, then drop them. */
+    size_t n = 0;
+    for (schunk_t *x = list; x; x = x->next)
+      n += x->len;
+    pthread_mutex_lock(&st->mu);
+    st->queued -= n;
+    pthread_mutex_unlock(&st->mu);
+    chunks_free(list);
+  }
+done:
+  if (!final)
+    return;
+  if (c->closing || !ended) {
+    ex_free(ex);
+    return;
+  }
+  c->sx = NULL;
+  c->busy = false;
+  if (end_rc == 0 && st->chunked && ex->req.method != WV_M_HEAD) {
+    static char last[] = "0\r\n\r\n";
+    wr_t *w = malloc(sizeof *w);
+    if (w) {
+      w->bufs[0] = uv_buf_init(last, sizeof last - 1);
+      w->nbufs = 1;
+      w->hold = NULL;
+      if (conn_write(c, w) < 0) {
+        ex_free(ex);
+        return;
+      }
+    } else {
+      end_rc = WV_ENOMEM;
+    }
+  }
+  if (end_rc != 0)
+    c->linger = true; /* the client must see a cut, not a complete body */
+  ex_recycle(c, ex);
+  conn_resume(c);
+  conn_after_response(c);
 }
 
 /* Closes a connection whose response is out and that must not be reused. */
@@ -737,9 +1096,14 @@ static void dispatch(conn_t *c) {
       conn_detach(c, ex);
       return;
     }
-    ex_settle(ex, rc);
-    conn_respond(c, ex);
-    return;
+    if (rc != WV_DEFER) {
+      ex_settle(ex, rc);
+      conn_respond(c, ex);
+      return;
+    }
+    if (ex->resp.fd >= 0)
+      close(ex->resp.fd);
+    ex->resp = (wv_resp_t){.fd = -1};
   }
   conn_detach(c, ex);
   ex->job.run = job_run;
@@ -900,6 +1264,10 @@ static void conn_close(conn_t *c) {
   loop_t *l = c->loop;
   c->closing = true;
   c->reading = false;
+  if (c->sx) { /* a worker may be blocked writing to us */
+    stream_fail(c->sx->stream);
+    c->sx = NULL;
+  }
   /* Unlink now: sweeps and late exchanges must not find it any more. */
   if (c->prev)
     c->prev->next = c->next;
@@ -951,10 +1319,22 @@ static void done_cb(uv_async_t *a) {
   pthread_mutex_lock(&l->done_mu);
   exchange_t *ex = l->done_head;
   l->done_head = l->done_tail = NULL;
+  /* A worker may re-link a streaming exchange as soon as in_done is false:
+   * walk with a link only the loop uses, and note finality while locked. */
+  for (exchange_t *x = ex; x; x = x->next) {
+    x->pnext = x->next;
+    x->pfinal = x->final;
+    x->in_done = false;
+  }
   pthread_mutex_unlock(&l->done_mu);
   while (ex) {
-    exchange_t *next = ex->next;
-    ex->next = NULL;
+    exchange_t *next = ex->pnext;
+    ex->pnext = NULL;
+    if (ex->stream) {
+      stream_service(l, ex, ex->pfinal);
+      ex = next;
+      continue;
+    }
     conn_t *c = l->slots[ex->slot].gen == ex->gen ? l->slots[ex->slot].conn : NULL;
     if (!c || !c->busy) {
       ex_free(ex); /* the client went away meanwhile */
@@ -1022,12 +1402,23 @@ static void ctl_cb(uv_async_t *a) {
 static void *loop_main(void *arg) {
   loop_t *l = arg;
   uv_run(&l->uv, UV_RUN_DEFAULT);
-  /* Exchanges that came back after the last connection closed. */
+  /* Exchanges that came back after the last connection closed. A stream
+   * whose handler still runs is the worker's: it frees it at its end. */
+  pthread_mutex_lock(&l->done_mu);
   exchange_t *ex = l->done_head;
   l->done_head = l->done_tail = NULL;
+  for (exchange_t *x = ex; x; x = x->next) {
+    x->pnext = x->next;
+    x->pfinal = x->final;
+    x->in_done = false;
+  }
+  pthread_mutex_unlock(&l->done_mu);
   while (ex) {
-    exchange_t *next = ex->next;
-    ex_free(ex);
+    exchange_t *next = ex->pnext;
+    if (ex->stream && !ex->pfinal)
+      stream_fail(ex->stream);
+    else
+      ex_free(ex);
     ex = next;
   }
   wv_server_t *s = l->srv;

@@ -13,6 +13,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <time.h>
 
@@ -87,7 +88,60 @@ static int file_handler(wv_req_t *req, wv_resp_t *resp) {
 static int fail_handler(wv_req_t *req, wv_resp_t *resp) { return WV_ENOTFOUND; }
 static int crash_handler(wv_req_t *req, wv_resp_t *resp) { return WV_EIO; }
 
+/* WV_DEFER: the inline part leaves a note, the worker part answers with it. */
+static int deferred_handler(wv_req_t *req, wv_resp_t *resp) {
+  char *s = wv_arena_sprintf(req->arena, "deferred:%s:%d", (const char *)req->user, req->on_worker);
+  wv_resp_static(resp, 200, "text/plain", s, strlen(s));
+  return 0;
+}
+
+static int defer_handler(wv_req_t *req, wv_resp_t *resp) {
+  if (req->query && strcmp(req->query, "hot") == 0) {
+    wv_resp_static(resp, 200, "text/plain", "hot", 3);
+    return 0;
+  }
+  req->user = wv_arena_strdup(req->arena, "note");
+  req->defer = deferred_handler;
+  return WV_DEFER;
+}
+
+/* Streams: ?<bytes>[&chunked][&fail] in 10000-byte writes. */
+static atomic_llong stream_written;
+static atomic_int stream_rc;
+
+static int stream_handler(wv_req_t *req, wv_resp_t *resp) {
+  long long total = atoll(req->query ? req->query : "0");
+  bool chunked = req->query && strstr(req->query, "chunked");
+  bool fail = req->query && strstr(req->query, "fail");
+  wv_resp_static(resp, 200, "application/octet-stream", NULL, 0);
+  if (!chunked) {
+    resp->has_length = true;
+    resp->length = (uint64_t)total;
+  }
+  int rc = wv_req_stream_begin(req);
+  char piece[10000];
+  long long off = 0;
+  while (!rc && off < total) {
+    if (fail && off >= total / 2) {
+      rc = WV_EUPSTREAM;
+      break;
+    }
+    size_t n = total - off < (long long)sizeof piece ? (size_t)(total - off) : sizeof piece;
+    for (size_t i = 0; i < n; i++)
+      piece[i] = (char)('a' + (off + (long long)i) % 26);
+    rc = wv_req_stream_write(req, piece, n);
+    if (!rc) {
+      off += (long long)n;
+      atomic_store(&stream_written, off);
+    }
+  }
+  atomic_store(&stream_rc, rc ? rc : 1);
+  return rc;
+}
+
 static const wv_route_t test_routes[] = {
+    {WV_M_GET, "/test/defer", defer_handler, WV_ROUTE_INLINE, 0},
+    {WV_M_GET, "/test/stream", stream_handler, 0, 0},
     {WV_M_POST, "/test/echo", echo_handler, 0, 1024},
     {WV_M_GET, "/test/sleep", sleep_handler, 0, 0},
     {WV_M_GET, "/test/park", park_handler, 0, 0},
@@ -488,6 +542,127 @@ TEST(max_connections) {
   stop();
 }
 
-WV_TESTS(T(max_connections), T(basic_routes), T(errors_by_url_space), T(params_and_keepalive),
+TEST(defer_to_worker) {
+  CHECK_OK(start(5000, 5000));
+  tc_conn_t *c = tc_connect(port);
+  tc_resp_t r;
+  CHECK_OK(tc_sends(c, GET("/test/defer") GET("/test/defer?hot") GET("/test/defer")));
+  CHECK_OK(tc_read(c, &r, false));
+  CHECK_EQ_STR(r.body, "deferred:note:1");
+  tc_resp_free(&r);
+  CHECK_OK(tc_read(c, &r, false));
+  CHECK_EQ_STR(r.body, "hot");
+  tc_resp_free(&r);
+  CHECK_OK(tc_read(c, &r, false));
+  CHECK_EQ_STR(r.body, "deferred:note:1");
+  tc_resp_free(&r);
+  tc_close(c);
+  stop();
+}
+
+/* Reads everything until EOF into a malloc'd buffer. */
+static char *read_all(int fd, size_t *len) {
+  size_t cap = 1 << 16, n = 0;
+  char *b = malloc(cap);
+  for (;;) {
+    if (n == cap)
+      b = realloc(b, cap *= 2);
+    ssize_t k = recv(fd, b + n, cap - n, 0);
+    if (k <= 0)
+      break;
+    n += (size_t)k;
+  }
+  *len = n;
+  return b;
+}
+
+static bool pattern_ok(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != (char)('a' + i % 26))
+      return false;
+  return true;
+}
+
+TEST(stream_backpressure_and_length) {
+  CHECK_OK(start(5000, 5000));
+  const long long total = 64LL << 20;
+  atomic_store(&stream_written, 0);
+  atomic_store(&stream_rc, 0);
+  tc_conn_t *c = tc_connect(port);
+  int small = 64 << 10;
+  setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  CHECK_OK(tc_sends(c, "GET /test/stream?67108864 HTTP/1.1\r\nConnection: close\r\n\r\n"));
+  sleep_ms(400);
+  /* The client reads nothing: the writer must be held near the bound. */
+  long long w = atomic_load(&stream_written);
+  CHECK(w > 0);
+  CHECK(w < (16LL << 20));
+  size_t n;
+  char *all = read_all(c->fd, &n);
+  char *body = memmem(all, n, "\r\n\r\n", 4);
+  CHECK(body);
+  CHECK(strstr(all, "Content-Length: 67108864\r\n"));
+  body += 4;
+  CHECK_EQ_INT((long long)(n - (size_t)(body - all)), total);
+  CHECK(pattern_ok(body, (size_t)total));
+  free(all);
+  tc_close(c);
+  CHECK_EQ_INT(atomic_load(&stream_rc), 1);
+  stop();
+}
+
+TEST(stream_chunked_and_failures) {
+  CHECK_OK(start(5000, 5000));
+  /* Chunked, then a normal request on the same connection. */
+  tc_conn_t *c = tc_connect(port);
+  CHECK_OK(tc_sends(c, "GET /test/stream?100000&chunked HTTP/1.1\r\n\r\n"
+                       "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"));
+  size_t n;
+  char *all = read_all(c->fd, &n);
+  CHECK(strstr(all, "Transfer-Encoding: chunked\r\n"));
+  char *p = strstr(all, "\r\n\r\n") + 4;
+  char *body = malloc(200000);
+  size_t blen = 0;
+  for (;;) {
+    size_t k = strtoul(p, &p, 16);
+    CHECK(p[0] == '\r' && p[1] == '\n');
+    p += 2;
+    if (k == 0)
+      break;
+    memcpy(body + blen, p, k);
+    blen += k;
+    p += k + 2;
+  }
+  CHECK_EQ_INT(blen, 100000);
+  CHECK(pattern_ok(body, blen));
+  free(body);
+  CHECK(strstr(p, "{\"status\":\"UP\"}"));
+  free(all);
+  tc_close(c);
+  /* A producer that fails mid-body: the client sees a cut, not a whole body. */
+  c = tc_connect(port);
+  CHECK_OK(tc_sends(c, "GET /test/stream?1000000&fail HTTP/1.1\r\n\r\n"));
+  all = read_all(c->fd, &n);
+  CHECK(strstr(all, "Content-Length: 1000000\r\n"));
+  CHECK(n < 1000000);
+  free(all);
+  tc_close(c);
+  /* A client that goes away: the writer gets WV_ECLOSED and stops. */
+  atomic_store(&stream_rc, 0);
+  c = tc_connect(port);
+  CHECK_OK(tc_sends(c, "GET /test/stream?1000000000 HTTP/1.1\r\n\r\n"));
+  sleep_ms(100);
+  tc_close(c);
+  for (int i = 0; i < 100 && atomic_load(&stream_rc) == 0; i++)
+    sleep_ms(20);
+  CHECK_EQ_INT(atomic_load(&stream_rc), WV_ECLOSED);
+  tc_resp_t r;
+  CHECK_EQ_INT(tc_request(port, GET("/health"), &r, false), 200);
+  tc_resp_free(&r);
+  stop();
+}
+
+WV_TESTS(T(defer_to_worker), T(stream_backpressure_and_length), T(stream_chunked_and_failures),
+         T(max_connections), T(basic_routes), T(errors_by_url_space), T(params_and_keepalive),
          T(pipelining_keeps_order), T(limits), T(expect_continue), T(large_and_file_bodies),
          T(client_gone_while_handled), T(timeouts), T(graceful_shutdown), T(concurrent_clients))
