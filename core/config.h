@@ -59,6 +59,16 @@ typedef struct {
   wv_strmap_t accounts;  /* wave.accounts, {} */
   wv_registries_t registries; /* wave.registries, {} */
 
+  /* wave.* — the /v2 proxy and its upstream client (registry/) */
+  int64_t cache_ttl_ms;          /* wave.storage.cache.duration, 1h (manifest/blob cache) */
+  int64_t hc_connect_timeout_ms; /* wave.httpclient.connect-timeout, 20s */
+  int64_t hc_read_timeout_ms;    /* wave.httpclient.read-timeout, 30s (whole manifest/config fetch) */
+  int64_t hc_idle_timeout_ms;    /* wave.httpclient.read-idle-timeout, 120s (streamed blobs) */
+  uint64_t hc_stream_threshold;  /* wave.httpclient.stream-threshold, 64KiB */
+  int hc_retry_attempts;         /* wave.httpclient.retry.attempts, 5 (tries in all) */
+  int64_t hc_retry_delay_ms;     /* wave.httpclient.retry.delay, 500ms (first backoff) */
+  int64_t hc_retry_max_delay_ms; /* wave.httpclient.retry.max-delay, 5s (cap of one backoff) */
+
   /* storage.* */
   char *storage_path;        /* storage.path, "./data" */
   uint64_t storage_map_size; /* storage.map-size, 4GiB (LMDB map; address space only) */

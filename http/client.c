@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,11 +157,19 @@ static size_t on_header(char *line, size_t size, size_t n, void *arg) {
   }
   if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
     clear_headers(x->resp);
+    const char *sp = memchr(line, ' ', len);
+    x->resp->status = sp ? strtol(sp + 1, NULL, 10) : 0;
     return len;
   }
   const char *colon = memchr(line, ':', len);
-  if (!colon)
-    return len; /* the blank line ending the head */
+  if (!colon) { /* the blank line ending the head */
+    bool informational = x->resp->status >= 100 && x->resp->status < 200;
+    if (!informational && x->req->head_cb && x->req->head_cb(x->req->body_arg, x->resp)) {
+      x->aborted = 1;
+      return 0;
+    }
+    return len;
+  }
   const char *v = colon + 1, *end = line + len;
   while (v < end && (*v == ' ' || *v == '\t'))
     v++;
@@ -212,7 +221,14 @@ static void set_options(CURL *e, const wv_http_req_t *req, xfer_t *x, struct cur
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(req->timeout_ms ? req->timeout_ms : 30000));
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                   (long)(req->timeout_ms < 0 ? 0 : req->timeout_ms ? req->timeout_ms : 30000));
+  if (req->idle_timeout_ms > 0) {
+    /* Fewer than 1 byte/s over the window: the peer stalled. */
+    long secs = (long)((req->idle_timeout_ms + 999) / 1000);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, secs);
+  }
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
                    (long)(req->connect_timeout_ms ? req->connect_timeout_ms : 10000));
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);

@@ -27,6 +27,14 @@ typedef struct wv_http_client wv_http_client_t;
 /* Returns 0 to go on, or non-zero to abort the transfer (WV_ECLOSED is reported). */
 typedef int (*wv_http_body_cb)(void *arg, const char *data, size_t len);
 
+struct wv_http_resp;
+/*
+ * Called once the head of the final response is in (status and headers set
+ * in resp), before its first body byte; a streamer decides here what to do
+ * with the body. Non-zero aborts like wv_http_body_cb.
+ */
+typedef int (*wv_http_head_cb)(void *arg, const struct wv_http_resp *resp);
+
 typedef struct {
   const char *method;           /* "GET" (default when NULL), "HEAD", "PUT", "POST", "PATCH", "DELETE" */
   const char *url;              /* absolute http(s) URL */
@@ -34,10 +42,12 @@ typedef struct {
   const void *body;             /* request body (PUT/POST/PATCH), may be NULL */
   size_t body_len;
   size_t max_body;              /* cap on the buffered response body; 0 = 8 MiB */
-  int64_t timeout_ms;           /* whole transfer; 0 = 30 s */
+  int64_t timeout_ms;           /* whole transfer; 0 = 30 s, < 0 = none (streams: see idle) */
   int64_t connect_timeout_ms;   /* 0 = 10 s */
+  int64_t idle_timeout_ms;      /* abort when no byte arrives for this long; 0 = off */
   wv_http_body_cb body_cb;      /* when set, the response body goes here, not to resp->body */
   void *body_arg;
+  wv_http_head_cb head_cb;      /* optional; gets body_arg */
 } wv_http_req_t;
 
 typedef struct {
@@ -45,7 +55,7 @@ typedef struct {
   char *value;
 } wv_http_header_t;
 
-typedef struct {
+typedef struct wv_http_resp {
   long status;                  /* HTTP status of the (last) response */
   wv_buf_t body;                /* response body (empty when streamed or HEAD) */
   wv_http_header_t *headers;    /* headers of the final response, in order */
