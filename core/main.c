@@ -15,6 +15,7 @@
 #include "http/routes_basic.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "registry/proxy.h"
 #include "registry/upstream.h"
 #include "storage/cas.h"
 #include "storage/store.h"
@@ -215,6 +216,8 @@ int main(int argc, char **argv) {
   if (!rc)
     rc = wv_routes_basic_register(router);
   /* ---- ROUTES ---- registry/ and build/ register their tables here. */
+  if (!rc)
+    rc = wv_proxy_register(router, &app);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;

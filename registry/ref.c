@@ -254,9 +254,13 @@ bool wv_ref_is_loopback(const char *registry) {
 
 /* ---- /v2 routes ------------------------------------------------------ */
 
-/* comp1/comp := [a-z0-9][a-z0-9_.-]+ ; compX := [a-zA-Z0-9][a-zA-Z0-9_.-]+ */
+/*
+ * comp1/comp := [a-z0-9][a-z0-9_.-]* ; compX := [a-zA-Z0-9][a-zA-Z0-9_.-]*
+ * One character is enough, as in distribution's grammar (Wave's regex wants
+ * two, which makes images like "r/x" unpullable; see docs/compatibility.md).
+ */
 static bool route_component(const char *s, size_t n, bool mixed_case) {
-  if (n < 2)
+  if (n < 1)
     return false;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
@@ -314,7 +318,7 @@ static bool route_reference_ok(wv_route_kind_t k, const char *ref, bool *is_dige
 }
 
 /* Fills r from the arena copy p of the path; WV_EINVAL when it does not match. */
-static int split_route(wv_arena_t *a, char *p, wv_route_t *r) {
+static int split_route(wv_arena_t *a, char *p, wv_v2_route_t *r) {
   bool token_form = strncmp(p, "/v2/wt/", 7) == 0;
   if (strncmp(p, "/v2/", 4) != 0)
     return WV_EINVAL;
@@ -355,7 +359,7 @@ static int split_route(wv_arena_t *a, char *p, wv_route_t *r) {
   return 0;
 }
 
-int wv_route_parse(wv_arena_t *a, const char *path, wv_route_t *out, const char **msg) {
+int wv_route_parse(wv_arena_t *a, const char *path, wv_v2_route_t *out, const char **msg) {
   if (!path)
     path = "";
   if (strlen(path) > WV_REF_MAX_INPUT)
@@ -363,7 +367,7 @@ int wv_route_parse(wv_arena_t *a, const char *path, wv_route_t *out, const char 
   char *p = wv_arena_strdup(a, path);
   if (!p)
     return WV_ENOMEM;
-  wv_route_t r = {0};
+  wv_v2_route_t r = {0};
   int rc = split_route(a, p, &r);
   if (rc == WV_EINVAL)
     return fail(a, msg, WV_ENOTFOUND, MSG_PATH, path);

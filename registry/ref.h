@@ -100,14 +100,15 @@ typedef struct {
   wv_route_kind_t kind;
   const char *reference; /* tag, digest or (tags) "list" */
   bool is_digest;
-} wv_route_t;
+} wv_v2_route_t;
 
 /*
  * Parses a /v2 request path (no query string):
  *   /v2[/wt]/<name>/(manifests|blobs|tags)/<reference>
  *   <name> := comp1 [ "/" comp ] ( "/" compX )*
- *   comp1, comp := [a-z0-9][a-z0-9_.-]+     compX := [a-zA-Z0-9][a-zA-Z0-9_.-]+
- * exactly as the spec writes it (so one-character components do not match).
+ *   comp1, comp := [a-z0-9][a-z0-9_.-]*     compX := [a-zA-Z0-9][a-zA-Z0-9_.-]*
+ * as the spec writes it except that one-character components are valid
+ * (distribution's grammar allows them; Wave's regex wrongly does not).
  * A path starting with "/v2/wt/" is the token form: the first component of
  * <name> is the token and at least one image component must follow it; as
  * in Wave (whose regex backtracks to read "wt" as comp1 and the token as
@@ -117,7 +118,7 @@ typedef struct {
  * tag-shaped word (the handler answers 400 for anything but "list").
  * Returns 0, WV_ENOTFOUND with "Invalid request path '<path>'", or WV_ENOMEM.
  */
-int wv_route_parse(wv_arena_t *a, const char *path, wv_route_t *out, const char **msg);
+int wv_route_parse(wv_arena_t *a, const char *path, wv_v2_route_t *out, const char **msg);
 
 const char *wv_route_kind_name(wv_route_kind_t k);
 

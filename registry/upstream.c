@@ -41,6 +41,7 @@ struct wv_upstream {
   lookup_t *lookups;
   token_t tokens[MAX_CACHED_TOKENS];
   size_t ntokens;
+  int64_t connect_ms, total_ms; /* lookup and token requests */
 };
 
 static int64_t now_ms(void) {
@@ -58,6 +59,8 @@ int wv_upstream_new(wv_upstream_t **out, const wv_registries_t *regs) {
   if (!u)
     return WV_ENOMEM;
   pthread_mutex_init(&u->mu, NULL);
+  u->connect_ms = 10000;
+  u->total_ms = 20000;
   u->confs = calloc(n ? n : 1, sizeof *u->confs);
   if (!u->confs)
     goto oom;
@@ -103,6 +106,11 @@ void wv_upstream_free(wv_upstream_t *u) {
   }
   pthread_mutex_destroy(&u->mu);
   free(u);
+}
+
+void wv_upstream_set_timeouts(wv_upstream_t *u, int64_t connect_ms, int64_t total_ms) {
+  u->connect_ms = connect_ms;
+  u->total_ms = total_ms;
 }
 
 static const wv_config_registry_t *find_conf(const wv_upstream_t *u, const char *registry) {
@@ -268,7 +276,10 @@ static int lookup_fetch(wv_upstream_t *u, const char *registry, auth_kind_t *kin
   if (wv_upstream_base_url(u, registry, url, sizeof url - 8))
     return WV_ETOOBIG;
   strcat(url, "/v2/");
-  wv_http_req_t req = {.url = url, .max_body = 64 << 10, .timeout_ms = 20000};
+  wv_http_req_t req = {.url = url,
+                       .max_body = 64 << 10,
+                       .timeout_ms = u->total_ms,
+                       .connect_timeout_ms = u->connect_ms};
   int rc = wv_http_do(wv_http_client_get(), &req, resp, err, errlen);
   if (rc)
     return rc;
@@ -422,7 +433,11 @@ static int token_fetch(wv_upstream_t *u, const char *realm, const char *service,
     snprintf(auth, sizeof auth, "Authorization: Basic %s", basic);
   free(basic);
   const char *hdrs[] = {auth[0] ? auth : NULL, NULL};
-  wv_http_req_t req = {.url = url, .headers = hdrs, .max_body = 1 << 20, .timeout_ms = 20000};
+  wv_http_req_t req = {.url = url,
+                       .headers = hdrs,
+                       .max_body = 1 << 20,
+                       .timeout_ms = u->total_ms,
+                       .connect_timeout_ms = u->connect_ms};
   int rc = wv_http_do(wv_http_client_get(), &req, resp, err, errlen);
   if (rc)
     return rc;

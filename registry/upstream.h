@@ -26,6 +26,11 @@ typedef struct wv_upstream wv_upstream_t;
 /* Copies regs (wave.registries). Returns 0 or WV_ENOMEM. Free with wv_upstream_free(). */
 int wv_upstream_new(wv_upstream_t **out, const wv_registries_t *regs);
 void wv_upstream_free(wv_upstream_t *u);
+/*
+ * Timeouts of the requests the client makes on its own (the /v2/ lookup and
+ * token requests); defaults 10 s connect, 20 s whole. Call before use.
+ */
+void wv_upstream_set_timeouts(wv_upstream_t *u, int64_t connect_ms, int64_t total_ms);
 
 /* Writes "http(s)://<api host>" for registry into out. Returns 0 or WV_ETOOBIG. */
 int wv_upstream_base_url(const wv_upstream_t *u, const char *registry, char *out, size_t outlen);

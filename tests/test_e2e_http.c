@@ -203,9 +203,9 @@ TEST(not_found_and_method) {
   CHECK(o && json_object_object_get_ex(o, "message", &m));
   json_object_put(o);
   tc_resp_free(&r);
-  CHECK_EQ_INT(tc_request(port(), GET("/v2/library/ubuntu/manifests/latest"), &r, false), 404);
+  CHECK_EQ_INT(tc_request(port(), GET("/v2/library/ubuntu/other/latest"), &r, false), 404);
   CHECK_EQ_STR(r.body, "{\"errors\":[{\"code\":\"NOT_FOUND\",\"message\":\"Invalid request path "
-                       "'/v2/library/ubuntu/manifests/latest'\"}]}");
+                       "'/v2/library/ubuntu/other/latest'\"}]}");
   CHECK_EQ_STR(tc_header(&r, "docker-distribution-api-version"), "registry/2.0");
   tc_resp_free(&r);
   CHECK_EQ_INT(

@@ -166,7 +166,7 @@ TEST(ref_grammar_helpers) {
 
 TEST(route_token_form) {
   wv_arena_t *a = wv_arena_new(0);
-  wv_route_t rt;
+  wv_v2_route_t rt;
   ROUTE_OK("/v2/wt/abc123/library/ubuntu/manifests/latest");
   CHECK_EQ_STR(rt.token, "abc123");
   CHECK_EQ_STR(rt.name, "library/ubuntu");
@@ -201,7 +201,7 @@ TEST(route_token_form) {
 
 TEST(route_plain_form) {
   wv_arena_t *a = wv_arena_new(0);
-  wv_route_t rt;
+  wv_v2_route_t rt;
   ROUTE_OK("/v2/quay.io/biocontainers/samtools/manifests/1.17");
   CHECK(rt.token == NULL);
   CHECK_EQ_STR(rt.registry, "quay.io");
@@ -212,11 +212,17 @@ TEST(route_plain_form) {
   CHECK_EQ_STR(rt.image, "library/ubuntu");
   ROUTE_OK("/v2/ubuntu/blobs/" DIGEST);
   CHECK_EQ_STR(rt.image, "ubuntu");
+  /* One-character components are valid (distribution's grammar). */
+  ROUTE_OK("/v2/r/x/manifests/latest");
+  CHECK_EQ_STR(rt.image, "r/x");
+  ROUTE_OK("/v2/wt/t/a/b/manifests/1");
+  CHECK_EQ_STR(rt.token, "t");
+  CHECK_EQ_STR(rt.image, "a/b");
   wv_arena_free(a);
 }
 
 static int route_rejects(wv_arena_t *a, const char *path) {
-  wv_route_t rt;
+  wv_v2_route_t rt;
   const char *msg = NULL;
   int rc = wv_route_parse(a, path, &rt, &msg);
   char want[512];
@@ -237,7 +243,8 @@ TEST(route_invalid) {
   CHECK(route_rejects(a, "/v3/library/ubuntu/manifests/latest"));
   CHECK(route_rejects(a, "/v2/Library/ubuntu/manifests/latest")); /* comp1 is lower case */
   CHECK(route_rejects(a, "/v2/library/Ubuntu/manifests/latest")); /* so is comp */
-  CHECK(route_rejects(a, "/v2/a/ubuntu/manifests/latest"));       /* comps have 2+ chars */
+  CHECK(route_rejects(a, "/v2/-a/ubuntu/manifests/latest"));      /* starts alphanumeric */
+  CHECK(route_rejects(a, "/v2/wt/t/r/x/manifests/"));                /* no reference */
   CHECK(route_rejects(a, "/v2/wt/abc123/manifests/latest"));      /* token, no image */
   CHECK(route_rejects(a, "/v2/wt/Abc123/library/ubuntu/manifests/latest"));
   CHECK(route_rejects(a, "/v2/wt/abc123/library/ubuntu/blobs/latest")); /* blobs by digest */

@@ -1,0 +1,285 @@
+/*
+ * registry/blobs.c — blob requests (spec §3.5).
+ *
+ * DESIGN
+ *
+ * Cached entries: a rewritten config or a request layer in the CAS is a file
+ * response (on the IO loop when the hot path finds it); an http(s) layer is a
+ * 307; a docker:// layer is fetched from the registry it names. Everything
+ * else is delegated to the upstream registry without following redirects:
+ *   - 3xx with Location → the same status, Location made absolute,
+ *     Content-Length 0, Connection: close (the client fetches from the CDN);
+ *   - 200 with a Content-Length up to wave.httpclient.stream-threshold → read
+ *     whole, digest checked, answered;
+ *   - a larger or unsized 200 → streamed through (http/http.h streams): the
+ *     worker writes each piece as it arrives and blocks while the client is
+ *     slow, so a layer is never held in memory. The bytes are hashed on the
+ *     way; a body that does not hash to the requested digest (or ends early)
+ *     cuts the connection, so a client never accepts wrong content;
+ *   - errors → the registry error of the status.
+ * HEAD asks upstream with HEAD and answers with the blob's headers (spec
+ * §3.3 says 400; real clients — containerd, skopeo — HEAD blobs).
+ */
+#include "core/digest.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "registry/mediatype.h"
+#include "registry/proxy_int.h"
+#include "registry/upstream.h"
+#include "storage/cas.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define ERROR_BODY_MAX (64u << 10)
+
+static int blob_headers(wv_resp_t *resp, const char *digest) {
+  wv_resp_header(resp, "Docker-Content-Digest", digest);
+  return wv_resp_header(resp, "Etag", digest);
+}
+
+static int redirect(wv_req_t *req, wv_resp_t *resp, int status, const char *location) {
+  wv_resp_static(resp, status, NULL, "", 0);
+  wv_resp_header(resp, "Location", location);
+  resp->close = true;
+  return 0;
+}
+
+int wv_proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e) {
+  wv_app_t *app = req->app;
+  if (e->kind == WV_CACHE_REDIRECT)
+    return redirect(req, resp, 307, e->location);
+  if (e->kind != WV_CACHE_BLOB)
+    return WV_DEFER;
+  int fd = -1;
+  uint64_t size = 0;
+  int rc = wv_cas_open_blob(app->cas, e->digest, &fd, &size);
+  if (rc)
+    return wv_resp_registry_error(
+        req, resp, WV_REGERR_BLOB_UNKNOWN, 404,
+        wv_arena_sprintf(req->arena, "blob '%s' is not in the blob store", e->digest), NULL);
+  wv_resp_file(resp, 200, e->media_type[0] ? e->media_type : "application/octet-stream", fd, 0,
+               size);
+  return blob_headers(resp, e->digest);
+}
+
+/* ---- delegate upstream ------------------------------------------------------------ */
+
+typedef enum { MODE_NONE, MODE_BUFFER, MODE_STREAM, MODE_DISCARD } mode_t_;
+
+typedef struct {
+  wv_req_t *req;
+  wv_resp_t *resp;
+  const char *digest;
+  uint64_t threshold;
+  mode_t_ mode;
+  bool began; /* the client has our head: no retry, no other answer */
+  int write_rc;
+  wv_buf_t buf;
+  wv_sha256_t sha;
+  bool sha_on;
+  uint64_t streamed;
+  int64_t length; /* upstream Content-Length, -1 when absent */
+} dlg_t;
+
+static int64_t content_length(const wv_http_resp_t *r) {
+  const char *cl = wv_http_resp_header(r, "Content-Length");
+  if (!cl || !*cl)
+    return -1;
+  char *end;
+  long long v = strtoll(cl, &end, 10);
+  return *end || v < 0 ? -1 : v;
+}
+
+static int dlg_begin_stream(dlg_t *d, const wv_http_resp_t *r) {
+  wv_req_t *req = d->req;
+  const char *ct = wv_http_resp_header(r, "Content-Type");
+  wv_resp_static(d->resp, 200, ct ? wv_arena_strdup(req->arena, ct) : "application/octet-stream",
+                 NULL, 0);
+  blob_headers(d->resp, d->digest);
+  if (d->length >= 0) {
+    d->resp->has_length = true;
+    d->resp->length = (uint64_t)d->length;
+  }
+  if (wv_sha256_init(&d->sha))
+    return WV_ENOMEM;
+  d->sha_on = true;
+  int rc = wv_req_stream_begin(req);
+  if (rc)
+    return rc;
+  d->began = true;
+  d->mode = MODE_STREAM;
+  return 0;
+}
+
+/* The head of each upstream response (a 401 retry sends a second one). */
+static int dlg_head(void *arg, const wv_http_resp_t *r) {
+  dlg_t *d = arg;
+  wv_buf_reset(&d->buf);
+  d->length = content_length(r);
+  if (r->status >= 300 && r->status <= 399) {
+    d->mode = MODE_DISCARD;
+  } else if (r->status == 200 && d->length >= 0 && (uint64_t)d->length <= d->threshold) {
+    d->mode = MODE_BUFFER;
+    d->buf.max = d->threshold;
+  } else if (r->status == 200) {
+    return dlg_begin_stream(d, r);
+  } else {
+    d->mode = MODE_BUFFER;
+    d->buf.max = ERROR_BODY_MAX;
+  }
+  return 0;
+}
+
+static int dlg_body(void *arg, const char *data, size_t len) {
+  dlg_t *d = arg;
+  switch (d->mode) {
+  case MODE_STREAM:
+    wv_sha256_update(&d->sha, data, len);
+    d->streamed += len;
+    d->write_rc = wv_req_stream_write(d->req, data, len);
+    return d->write_rc;
+  case MODE_BUFFER:
+    return wv_buf_append(&d->buf, data, len);
+  default:
+    return 0;
+  }
+}
+
+/* The streamed body is complete and has the requested digest. */
+static int dlg_finish_stream(dlg_t *d, int rc, const char *registry) {
+  uint8_t h[WV_SHA256_LEN];
+  char got[WV_DIGEST_STRLEN];
+  d->sha_on = false;
+  if (wv_sha256_final(&d->sha, h))
+    return WV_ENOMEM;
+  wv_digest_format(h, got);
+  if (rc) {
+    if (d->write_rc == 0)
+      wv_warn("blob %s from %s cut after %llu bytes: %s", d->digest, registry,
+              (unsigned long long)d->streamed, wv_strerror(rc));
+    return rc;
+  }
+  if (d->length >= 0 && d->streamed != (uint64_t)d->length)
+    return WV_EIO;
+  if (strcmp(got, d->digest) != 0) {
+    wv_error("blob %s from %s hashes to %s: connection cut", d->digest, registry, got);
+    return WV_EDIGEST;
+  }
+  return 0;
+}
+
+/* Answers from the finished upstream response (nothing streamed). */
+static int dlg_answer(dlg_t *d, const wv_http_resp_t *r, const char *registry, const char *image,
+                      const char *path) {
+  wv_req_t *req = d->req;
+  wv_resp_t *resp = d->resp;
+  wv_perr_t e;
+  const char *loc = wv_http_resp_header(r, "Location");
+  if (r->status >= 300 && r->status <= 399 && loc) {
+    char base[512];
+    if (wv_upstream_base_url(((wv_app_t *)req->app)->upstream, registry, base, sizeof base))
+      return WV_EINVAL;
+    const char *abs = wv_fetch_absolute_location(req->arena, base, path, loc);
+    if (!abs) {
+      wv_perr_set(&e, 502, WV_REGERR_UNKNOWN, "Registry '%s' redirected to '%.200s'", registry,
+                  loc);
+      return wv_perr_respond(req, resp, &e);
+    }
+    return redirect(req, resp, (int)r->status, abs);
+  }
+  if (r->status != 200) {
+    wv_perr_status(&e, r->status, true, registry, image, d->digest);
+    return wv_perr_respond(req, resp, &e);
+  }
+  const char *ct = wv_http_resp_header(r, "Content-Type");
+  ct = ct ? wv_arena_strdup(req->arena, ct) : "application/octet-stream";
+  if (req->method == WV_M_HEAD) {
+    int64_t len = content_length(r);
+    wv_resp_static(resp, 200, ct, NULL, 0);
+    resp->has_length = len >= 0;
+    resp->length = len >= 0 ? (uint64_t)len : 0;
+    return blob_headers(resp, d->digest);
+  }
+  char got[WV_DIGEST_STRLEN];
+  if (wv_digest_of(d->buf.data ? d->buf.data : "", d->buf.len, got) ||
+      strcmp(got, d->digest) != 0) {
+    wv_perr_set(&e, 502, WV_REGERR_UNKNOWN, "Registry '%s' sent a blob for '%s/%s@%s' that hashes to %s",
+                registry, registry, image, d->digest, got);
+    return wv_perr_respond(req, resp, &e);
+  }
+  int rc = wv_resp_bytes(req, resp, 200, ct, d->buf.data ? d->buf.data : "", d->buf.len);
+  return rc ? rc : blob_headers(resp, d->digest);
+}
+
+static int delegate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *registry,
+                    const char *image, const char *digest) {
+  const char *path = wv_arena_sprintf(req->arena, "/v2/%s/blobs/%s", image, digest);
+  if (!path)
+    return WV_ENOMEM;
+  dlg_t d = {.req = req, .resp = resp, .digest = digest, .length = -1};
+  d.threshold = app->cfg->hc_stream_threshold;
+  wv_buf_init(&d.buf, ERROR_BODY_MAX);
+  bool head = req->method == WV_M_HEAD;
+  wv_http_req_t hr = {.method = head ? "HEAD" : NULL,
+                      .url = path,
+                      .max_body = ERROR_BODY_MAX,
+                      .timeout_ms = head ? 0 : -1,
+                      .idle_timeout_ms = app->cfg->hc_idle_timeout_ms,
+                      .body_cb = head ? NULL : dlg_body,
+                      .head_cb = head ? NULL : dlg_head,
+                      .body_arg = &d};
+  wv_http_resp_t r;
+  wv_perr_t e;
+  wv_http_resp_init(&r);
+  int rc = wv_fetch(app, registry, image, &hr, &r, &d.began, &e);
+  if (d.began) {
+    rc = dlg_finish_stream(&d, rc, registry);
+  } else if (d.sha_on) {
+    wv_sha256_abort(&d.sha);
+  }
+  if (!d.began) {
+    if (rc)
+      rc = wv_perr_respond(req, resp, &e);
+    else
+      rc = dlg_answer(&d, &r, registry, image, path);
+  }
+  if (d.sha_on)
+    wv_sha256_abort(&d.sha);
+  wv_buf_free(&d.buf);
+  wv_http_resp_free(&r);
+  return rc;
+}
+
+/* docker://<registry>/v2/<image>/blobs/<digest> → its parts. */
+static int parse_docker_location(wv_arena_t *a, const char *loc, const char **registry,
+                                 const char **image, const char **digest) {
+  if (strncmp(loc, "docker://", 9) != 0)
+    return WV_EINVAL;
+  const char *p = loc + 9, *v2 = strstr(p, "/v2/"), *blobs = strstr(p, "/blobs/");
+  if (!v2 || !blobs || blobs <= v2 + 4 || v2 == p)
+    return WV_EINVAL;
+  *registry = wv_arena_strndup(a, p, (size_t)(v2 - p));
+  *image = wv_arena_strndup(a, v2 + 4, (size_t)(blobs - v2 - 4));
+  *digest = wv_arena_strdup(a, blobs + 7);
+  if (!*registry || !*image || !*digest)
+    return WV_ENOMEM;
+  return wv_digest_valid(*digest) && !strchr(*registry, '/') ? 0 : WV_EINVAL;
+}
+
+int wv_proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+  wv_cache_entry_t e;
+  const char *key = wv_cache_key_blob(req->arena, ctx->registry, ctx->image, ctx->rt.reference);
+  if (key && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0) {
+    int rc = wv_proxy_respond_blob_entry(req, resp, &e);
+    if (rc != WV_DEFER)
+      return rc;
+    const char *reg, *img, *dig;
+    if (parse_docker_location(req->arena, e.location, &reg, &img, &dig))
+      return wv_resp_registry_error(
+          req, resp, WV_REGERR_UNKNOWN, 400,
+          wv_arena_sprintf(req->arena, "Invalid layer location '%.200s'", e.location), NULL);
+    return delegate(req, resp, ctx->app, reg, img, dig);
+  }
+  return delegate(req, resp, ctx->app, ctx->registry, ctx->image, ctx->rt.reference);
+}

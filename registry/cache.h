@@ -1,0 +1,87 @@
+/*
+ * registry/cache.h — what the /v2 proxy keeps in WV_DB_MANIFESTS: the cache
+ * keys (defined here and only here) and the compact record formats the hot
+ * path reads on the IO loop without parsing JSON.
+ *
+ * Keys (spec §3.3 step 3, §3.5):
+ *   <request path>                               a token-form manifest by tag
+ *                                                (/v2/wt/<t>/<image>/manifests/<tag>)
+ *   <registry>/v2/<image>/manifests/<digest>     any manifest by digest (upstream
+ *                                                originals, rewritten ones)
+ *   <registry>/v2/<image>/blobs/<digest>         rewritten configs and request layers
+ *   T/<token>                                    the token's hot record (below)
+ * A registry host always contains '.' or ':' or is "localhost", and request
+ * paths start with "/v2/", so "T/" never collides with the others.
+ *
+ * Entry format: five header lines, then the body (manifests only):
+ *   <kind>\n<media type>\n<digest>\n<size>\n<location>\n<body…>
+ * kind is one byte: 'm' manifest bytes, 'b' blob in the CAS, 'r' redirect to
+ * location (http/https), 'd' blob proxied from location (docker://).
+ * Unused fields are empty. The hot token record is
+ *   <kind>\n<has containerConfig 0|1>\n<registry>\n<image>\n<reference>\n
+ * and expires with the token.
+ *
+ * Decoding copies into the caller's arena (the bytes of a view are valid only
+ * inside the view callback), so it is safe on any thread. No global state.
+ */
+#ifndef WV_CACHE_H
+#define WV_CACHE_H
+
+#include "core/arena.h"
+#include "core/buf.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+  WV_CACHE_MANIFEST = 'm',
+  WV_CACHE_BLOB = 'b',     /* bytes in the CAS under digest */
+  WV_CACHE_REDIRECT = 'r', /* 307 to location */
+  WV_CACHE_DOCKER = 'd',   /* proxied from a docker://<reg>/v2/<img>/blobs/<d> location */
+} wv_cache_kind_t;
+
+typedef struct {
+  wv_cache_kind_t kind;
+  const char *media_type; /* "" when none */
+  const char *digest;     /* "" when none */
+  uint64_t size;          /* blobs; manifests: body length */
+  const char *location;   /* redirect and docker entries */
+  const char *body;       /* manifests: body_len bytes (NUL-terminated copy) */
+  size_t body_len;
+} wv_cache_entry_t;
+
+typedef struct {
+  int kind; /* wv_token_kind_t */
+  bool has_cc;
+  const char *registry;
+  const char *image;
+  const char *reference;
+} wv_cache_token_t;
+
+/* Key builders: arena strings, NULL on OOM or when the key would exceed WV_STORE_KEY_MAX. */
+const char *wv_cache_key_manifest(wv_arena_t *a, const char *registry, const char *image,
+                                  const char *digest);
+const char *wv_cache_key_blob(wv_arena_t *a, const char *registry, const char *image,
+                              const char *digest);
+const char *wv_cache_key_token(wv_arena_t *a, const char *token);
+
+/* Appends the record to out. 0, WV_EINVAL (a field holds a newline), WV_ETOOBIG, WV_ENOMEM. */
+int wv_cache_encode(const wv_cache_entry_t *e, wv_buf_t *out);
+/* Parses a record copied into a. 0, WV_EPARSE or WV_ENOMEM. */
+int wv_cache_decode(wv_arena_t *a, const void *val, size_t len, wv_cache_entry_t *out);
+
+int wv_cache_token_encode(const wv_cache_token_t *t, wv_buf_t *out);
+int wv_cache_token_decode(wv_arena_t *a, const void *val, size_t len, wv_cache_token_t *out);
+
+struct wv_store;
+/*
+ * Reads and decodes the entry at key under one read transaction (safe on the
+ * IO loop: no write, no wait). 0, WV_ENOTFOUND, WV_EPARSE, WV_ENOMEM or a
+ * store error.
+ */
+int wv_cache_get(struct wv_store *s, wv_arena_t *a, const char *key, wv_cache_entry_t *out);
+int wv_cache_token_get(struct wv_store *s, wv_arena_t *a, const char *token,
+                       wv_cache_token_t *out);
+
+#endif

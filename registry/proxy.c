@@ -1,0 +1,286 @@
+/*
+ * registry/proxy.c — requests under /v2/: parsing, tokens, the hot path, tags.
+ *
+ * DESIGN
+ *
+ * Every /v2 pull starts on the IO loop (an inline route). The loop parses the
+ * path, then answers from the state store when everything it needs is
+ * already there, using read-only LMDB views only:
+ *   1. the token record exists (a view that copies nothing: a deleted or
+ *      expired token is a 404 at once);
+ *   2. the token's hot record T/<token> (registry, image, kind, flags — a
+ *      few short lines, no JSON), written by the first worker that loaded
+ *      the full record;
+ *   3. the cached manifest or blob entry (registry/cache.h).
+ * A manifest hit is copied into the response; a blob hit is a CAS file
+ * response or a 307. Anything else — unknown hot record, cache miss, an
+ * upstream blob, tags, an error that needs the full record to word it — is
+ * deferred to a worker (WV_DEFER) with the parsed context, where the full
+ * token record is read and the request is resolved against the upstream.
+ */
+#include "registry/proxy.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "registry/augment.h"
+#include "registry/proxy_int.h"
+#include "registry/upstream.h"
+#include "storage/store.h"
+
+#include <string.h>
+
+#define TAGS_MAX_BODY (4u << 20)
+#define INSPECT_BODY_LIMIT (64u << 10)
+
+static int reg_error(wv_req_t *req, wv_resp_t *resp, wv_regerr_t code, int status,
+                     const char *msg) {
+  return wv_resp_registry_error(req, resp, code, status, msg, NULL);
+}
+
+static int unknown_token(wv_req_t *req, wv_resp_t *resp, const char *token) {
+  return reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
+                   wv_arena_sprintf(req->arena, "Unknown Wave container for token '%s'", token));
+}
+
+static int exists_cb(void *arg, const void *val, size_t len, int64_t expires_ms) {
+  (void)arg, (void)val, (void)len, (void)expires_ms;
+  return 1;
+}
+
+bool wv_proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a) {
+  if (!ctx->have_rec)
+    return ctx->have_hot && ctx->hot.has_cc;
+  if (!ctx->rec.cc_json)
+    return false;
+  wv_container_config_t cc;
+  if (wv_container_config_parse(a, ctx->rec.cc_json, strlen(ctx->rec.cc_json), &cc, NULL))
+    return true; /* a broken config must surface as an error, not as pass-through */
+  return !wv_container_config_is_empty(&cc);
+}
+
+int wv_proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e) {
+  wv_resp_static(resp, 200, e->media_type[0] ? e->media_type : NULL, e->body, e->body_len);
+  wv_resp_header(resp, "Docker-Content-Digest", e->digest);
+  wv_resp_header(resp, "Etag", e->digest);
+  return 0;
+}
+
+/* ---- the hot path (IO loop) ------------------------------------------------- */
+
+/*
+ * The plain form takes the registry from the URL, so it must not become a way
+ * to reach this host's neighbours: an IP literal (or loopback name) is only
+ * proxied when wave.registries lists it.
+ */
+static bool plain_form_allowed(const wv_app_t *app, const char *registry) {
+  bool literal = strspn(registry, "0123456789.") == strlen(registry);
+  if (!literal && !wv_ref_is_loopback(registry))
+    return true;
+  const wv_registries_t *regs = &app->cfg->registries;
+  for (size_t i = 0; i < regs->len; i++)
+    if (strcmp(regs->items[i].host, registry) == 0)
+      return true;
+  return false;
+}
+
+static int v2_worker(wv_req_t *req, wv_resp_t *resp);
+
+/* The cache key of a manifest request, NULL when it is not cached by key. */
+static const char *manifest_key(wv_req_t *req, const wv_pctx_t *ctx) {
+  if (!ctx->rt.is_digest)
+    return ctx->token_form ? req->path : NULL;
+  return wv_cache_key_manifest(req->arena, ctx->registry, ctx->image, ctx->rt.reference);
+}
+
+/* Token form: 404 for a token that does not exist, hot record or defer. */
+static int hot_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+  wv_app_t *app = ctx->app;
+  int rc = wv_store_view(app->store, WV_DB_TOKENS, ctx->rt.token, exists_cb, NULL);
+  if (rc == WV_ENOTFOUND || rc == WV_EINVAL || rc == WV_ETOOBIG)
+    return unknown_token(req, resp, ctx->rt.token);
+  if (rc != 1)
+    return WV_DEFER;
+  if (wv_cache_token_get(app->store, req->arena, ctx->rt.token, &ctx->hot))
+    return WV_DEFER;
+  ctx->have_hot = true;
+  if (ctx->hot.kind == WV_TOKEN_FREEZE || ctx->hot.kind == WV_TOKEN_MIRROR ||
+      strcmp(ctx->hot.image, ctx->rt.image) != 0)
+    return WV_DEFER; /* the worker words these errors from the full record */
+  ctx->registry = ctx->hot.registry;
+  ctx->image = ctx->rt.image;
+  return 0;
+}
+
+static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
+  wv_pctx_t *ctx = wv_arena_calloc(req->arena, sizeof *ctx);
+  if (!ctx)
+    return WV_ENOMEM;
+  ctx->app = req->app;
+  const char *msg = NULL;
+  int rc = wv_route_parse(req->arena, req->path, &ctx->rt, &msg);
+  if (rc)
+    return rc == WV_ENOTFOUND ? reg_error(req, resp, WV_REGERR_NOT_FOUND, 404, msg) : rc;
+  /* HEAD works on manifests and (a waved extension, see docs) blobs. */
+  if (ctx->rt.kind == WV_ROUTE_TAGS && req->method == WV_M_HEAD)
+    return reg_error(req, resp, WV_REGERR_UNKNOWN, 400,
+                     wv_arena_sprintf(req->arena, "Invalid request HEAD '%s'", req->path));
+  if (ctx->rt.kind == WV_ROUTE_TAGS && strcmp(ctx->rt.reference, "list") != 0)
+    return reg_error(req, resp, WV_REGERR_UNKNOWN, 400,
+                     wv_arena_sprintf(req->arena, "Invalid request path '%s'", req->path));
+  req->user = ctx;
+  req->defer = v2_worker;
+  ctx->token_form = ctx->rt.token != NULL;
+  if (ctx->token_form) {
+    if ((rc = hot_token(req, resp, ctx)) != 0 || resp->status)
+      return rc;
+  } else {
+    ctx->registry = ctx->rt.registry;
+    ctx->image = ctx->rt.image;
+    if (!plain_form_allowed(ctx->app, ctx->registry))
+      return reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
+                       wv_arena_sprintf(req->arena,
+                                        "Registry '%s' cannot be pulled through this server",
+                                        ctx->registry));
+  }
+  if (ctx->rt.kind == WV_ROUTE_TAGS)
+    return WV_DEFER;
+  wv_cache_entry_t e;
+  const char *key =
+      ctx->rt.kind == WV_ROUTE_MANIFESTS
+          ? manifest_key(req, ctx)
+          : wv_cache_key_blob(req->arena, ctx->registry, ctx->image, ctx->rt.reference);
+  if (!key || wv_cache_get(ctx->app->store, req->arena, key, &e))
+    return WV_DEFER;
+  if (ctx->rt.kind == WV_ROUTE_MANIFESTS)
+    return e.kind == WV_CACHE_MANIFEST ? wv_proxy_respond_manifest(req, resp, &e) : WV_DEFER;
+  return wv_proxy_respond_blob_entry(req, resp, &e);
+}
+
+/* ---- tokens (worker) ------------------------------------------------------------ */
+
+/* Writes the hot record so the next pull of this token stays on the loop. */
+static void put_hot_record(wv_req_t *req, wv_pctx_t *ctx) {
+  wv_cache_token_t t = {
+      .kind = (int)ctx->rec.kind,
+      .has_cc = wv_proxy_has_config(ctx, req->arena),
+      .registry = ctx->rec.registry,
+      .image = ctx->rec.image,
+      .reference = ctx->rec.reference ? ctx->rec.reference : "",
+  };
+  wv_buf_t b;
+  wv_buf_init(&b, 64 << 10);
+  const char *key = wv_cache_key_token(req->arena, ctx->rec.token);
+  if (key && wv_cache_token_encode(&t, &b) == 0) {
+    wv_store_op_t op = {WV_STORE_PUT, WV_DB_MANIFESTS, key, b.data, b.len, ctx->rec.expires_ms, 0};
+    int rc = wv_store_submit(ctx->app->store, &op, NULL, NULL);
+    if (rc)
+      wv_debug("hot record for token %s not written: %s", ctx->rec.token, wv_strerror(rc));
+  }
+  wv_buf_free(&b);
+  ctx->hot = t;
+  ctx->have_hot = true;
+}
+
+/* Loads the token record and checks it may be pulled at this path. */
+static int load_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+  char *val = NULL;
+  size_t len = 0;
+  int rc = wv_store_get(ctx->app->store, WV_DB_TOKENS, ctx->rt.token, &val, &len, NULL);
+  if (rc == WV_ENOTFOUND || rc == WV_EINVAL || rc == WV_ETOOBIG)
+    return unknown_token(req, resp, ctx->rt.token);
+  if (rc)
+    return rc;
+  rc = wv_token_decode(req->arena, val, len, &ctx->rec);
+  free(val);
+  if (rc) {
+    wv_error("token %s: unreadable record: %s", ctx->rt.token, wv_strerror(rc));
+    return rc == WV_ENOMEM ? rc : WV_ESTORE;
+  }
+  ctx->have_rec = true;
+  const wv_token_rec_t *t = &ctx->rec;
+  if (t->kind == WV_TOKEN_FREEZE || t->kind == WV_TOKEN_MIRROR) {
+    const char *img = t->target_image ? t->target_image : t->container_image;
+    return reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
+                     wv_arena_sprintf(req->arena,
+                                      "Container '%s' is a %s image and must be pulled directly "
+                                      "from '%s'",
+                                      t->token, wv_token_kind_name(t->kind), img ? img : "?"));
+  }
+  if (strcmp(t->image, ctx->rt.image) != 0)
+    return reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
+                     wv_arena_sprintf(req->arena,
+                                      "Unexpected container image request '%s' for token '%s' - "
+                                      "expected '%s'",
+                                      ctx->rt.image, t->token, t->image));
+  ctx->registry = t->registry;
+  ctx->image = t->image;
+  if (!ctx->have_hot)
+    put_hot_record(req, ctx);
+  return 0;
+}
+
+/* ---- tags (worker) ----------------------------------------------------------------- */
+
+static const char *copy_header(wv_req_t *req, const wv_http_resp_t *r, const char *name) {
+  const char *v = wv_http_resp_header(r, name);
+  return v ? wv_arena_strdup(req->arena, v) : NULL;
+}
+
+/* tags/list, proxied verbatim (status, body, Content-Type, Link). */
+static int tags_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+  const char *path = wv_arena_sprintf(req->arena, "/v2/%s/tags/list%s%s", ctx->image,
+                                      req->query ? "?" : "", req->query ? req->query : "");
+  if (!path)
+    return WV_ENOMEM;
+  wv_http_req_t hr = {.url = path, .max_body = TAGS_MAX_BODY};
+  wv_http_resp_t r;
+  wv_perr_t e;
+  wv_http_resp_init(&r);
+  int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, &hr, &r, NULL, &e);
+  if (rc) {
+    wv_http_resp_free(&r);
+    return wv_perr_respond(req, resp, &e);
+  }
+  const char *ct = copy_header(req, &r, "Content-Type");
+  const char *link = copy_header(req, &r, "Link");
+  rc = wv_resp_bytes(req, resp, (int)r.status, ct ? ct : "application/json",
+                     r.body.data ? r.body.data : "", r.body.len);
+  if (!rc && link)
+    wv_resp_header(resp, "Link", link);
+  wv_http_resp_free(&r);
+  return rc;
+}
+
+/* ---- worker entry ------------------------------------------------------------------- */
+
+static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
+  wv_pctx_t *ctx = req->user;
+  if (!ctx)
+    return WV_EINTERNAL;
+  if (ctx->token_form) {
+    int rc = load_token(req, resp, ctx);
+    if (rc || resp->status)
+      return rc;
+  }
+  switch (ctx->rt.kind) {
+  case WV_ROUTE_MANIFESTS:
+    return wv_proxy_manifest_worker(req, resp, ctx);
+  case WV_ROUTE_BLOBS:
+    return wv_proxy_blob_worker(req, resp, ctx);
+  default:
+    return tags_worker(req, resp, ctx);
+  }
+}
+
+/* ---- registration ---------------------------------------------------------------- */
+
+static const wv_route_t proxy_routes[] = {
+    {WV_M_GET, "/v2/**", v2_handler, WV_ROUTE_INLINE, 0},
+    {WV_M_POST, "/v1alpha1/inspect", wv_inspect_handler, WV_ROUTE_WORKER, INSPECT_BODY_LIMIT},
+};
+
+int wv_proxy_register(wv_router_t *r, wv_app_t *app) {
+  if (app && app->upstream && app->cfg)
+    wv_upstream_set_timeouts(app->upstream, app->cfg->hc_connect_timeout_ms,
+                             app->cfg->hc_read_timeout_ms);
+  return wv_router_add(r, proxy_routes, sizeof proxy_routes / sizeof proxy_routes[0]);
+}

@@ -1,0 +1,71 @@
+/*
+ * registry/proxy_int.h — what the parts of the /v2 proxy share (proxy.c:
+ * routing, the hot path, tokens, tags; resolve.c: manifests; blobs.c: blobs).
+ * Not for use outside registry/.
+ *
+ * A pull is parsed once on the IO loop into a wv_pctx_t (req->user, in the
+ * request's arena); a miss hands the same context to a worker (WV_DEFER).
+ * Functions named *_worker block and run only on workers. Each handler part
+ * fills resp (errors included) and returns 0, or returns a negative WV_E*
+ * code for an internal failure the server turns into a 500.
+ */
+#ifndef WV_PROXY_INT_H
+#define WV_PROXY_INT_H
+
+#include "core/app.h"
+#include "http/http.h"
+#include "registry/cache.h"
+#include "registry/fetch.h"
+#include "registry/ref.h"
+#include "registry/token.h"
+
+#include <stdbool.h>
+
+typedef struct {
+  wv_app_t *app;
+  wv_v2_route_t rt;         /* the parsed /v2 path */
+  bool token_form;       /* /v2/wt/<token>/... */
+  const char *registry;  /* upstream registry of the image */
+  const char *image;     /* upstream repository path */
+  wv_cache_token_t hot;  /* token form: the hot record, when have_hot */
+  bool have_hot;
+  wv_token_rec_t rec;    /* token form, worker: the full record */
+  bool have_rec;
+} wv_pctx_t;
+
+/* True when the token carries a containerConfig that changes something. */
+bool wv_proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a);
+
+/* Answers 200 with a cached manifest: bytes, media type, digest headers. */
+int wv_proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e);
+
+/*
+ * Answers from a cached blob entry when that needs no upstream: 'b' (CAS
+ * file), 'r' (307). Returns 0 when answered, WV_DEFER for entries that need
+ * a worker ('d'), or an error (a CAS blob gone missing → 404 answered, 0).
+ */
+int wv_proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e);
+
+/*
+ * Resolves <registry>/<image>:<reference> (tag or digest) upstream into the
+ * manifest or index it names (verified, digest-cached). Worker only.
+ * 0, or the error in err.
+ */
+int wv_proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
+                            const char *reference, wv_cache_entry_t *out, wv_perr_t *err);
+
+/* Worker parts. */
+int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
+int wv_proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
+
+/* One batch of cache writes, applied in order (WV_STORE_APPLY_MAX per transaction). */
+typedef struct wv_pbatch wv_pbatch_t;
+wv_pbatch_t *wv_pbatch_new(wv_arena_t *a);
+int wv_pbatch_add(wv_pbatch_t *b, const char *key, const wv_cache_entry_t *e, int64_t expires_ms);
+int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s);
+
+/* The cache entry that serves a request layer's location (NULL location: none). */
+int wv_proxy_layer_entry(wv_arena_t *a, const char *location, const char *gzip_digest,
+                         int64_t gzip_size, wv_cache_entry_t *out);
+
+#endif

@@ -1,0 +1,625 @@
+/*
+ * registry/resolve.c — manifest requests on a worker (spec §3.3, §3.4).
+ *
+ * DESIGN
+ *
+ * A token-form tag request resolves the tag upstream (HEAD → digest, GET by
+ * digest, both with the full Accept list), verifies that the bytes hash to
+ * the digest, and either serves them unchanged (no containerConfig) or
+ * rewrites them (registry/augment.h): a single manifest directly, an index or
+ * Docker list by augmenting only the entries of the token's platform. Every
+ * document written to the cache is stored with its own digest; rewritten
+ * configs go to the CAS. The writes of one resolution are applied in order,
+ * children first and the request-path key last, so a hit on the request
+ * path implies every child is there too; they are durable before the answer
+ * leaves, so the next pull is a cache hit on the IO loop.
+ *
+ * Coalescing: concurrent resolutions of the same request-path key share one
+ * upstream round: the first worker leads, the others wait on a condition
+ * variable (bounded by the upstream timeouts) and then read the cache, or
+ * take the leader's error. The flight table's mutex is a leaf lock.
+ *
+ * Digest requests that miss the cache are fetched upstream by digest,
+ * verified and cached (digest-addressed content never changes).
+ */
+#include "core/digest.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "registry/augment.h"
+#include "registry/mediatype.h"
+#include "registry/platform.h"
+#include "registry/proxy_int.h"
+#include "storage/cas.h"
+#include "storage/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REQUEST_RECORD_MAX (4u << 20)
+
+static const char *const accept_hdr[] = {"Accept: " WV_MT_ACCEPT_MANIFESTS, NULL};
+
+/* ---- batches of cache writes ------------------------------------------------- */
+
+typedef struct pop {
+  struct pop *next;
+  const char *key;
+  wv_buf_t val;
+  int64_t expires_ms;
+} pop_t;
+
+struct wv_pbatch {
+  wv_arena_t *a;
+  pop_t *head, *tail;
+  size_t n;
+};
+
+static void pbatch_cleanup(void *arg) {
+  wv_pbatch_t *b = arg;
+  for (pop_t *o = b->head; o; o = o->next)
+    wv_buf_free(&o->val);
+}
+
+wv_pbatch_t *wv_pbatch_new(wv_arena_t *a) {
+  wv_pbatch_t *b = wv_arena_calloc(a, sizeof *b);
+  if (!b || wv_arena_on_cleanup(a, pbatch_cleanup, b))
+    return NULL;
+  b->a = a;
+  return b;
+}
+
+int wv_pbatch_add(wv_pbatch_t *b, const char *key, const wv_cache_entry_t *e, int64_t expires_ms) {
+  if (!key)
+    return WV_ENOMEM;
+  pop_t *o = wv_arena_calloc(b->a, sizeof *o);
+  if (!o)
+    return WV_ENOMEM;
+  o->key = key;
+  o->expires_ms = expires_ms;
+  wv_buf_init(&o->val, WV_STORE_VALUE_MAX);
+  /* Linked before encoding so the arena cleanup frees the buffer either way. */
+  if (b->tail)
+    b->tail->next = o;
+  else
+    b->head = o;
+  b->tail = o;
+  b->n++;
+  return wv_cache_encode(e, &o->val);
+}
+
+int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
+  wv_store_op_t ops[WV_STORE_APPLY_MAX];
+  pop_t *o = b->head;
+  while (o) {
+    size_t n = 0;
+    for (; o && n < WV_STORE_APPLY_MAX; o = o->next, n++)
+      ops[n] = (wv_store_op_t){WV_STORE_PUT, WV_DB_MANIFESTS, o->key, o->val.data, o->val.len,
+                               o->expires_ms, 0};
+    int rc = wv_store_apply(s, ops, n, NULL);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* ---- coalescing -------------------------------------------------------------------- */
+
+typedef struct flight {
+  struct flight *next;
+  char *key;
+  int refs;
+  bool done, failed;
+  wv_perr_t err;
+} flight_t;
+
+static pthread_mutex_t fl_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fl_cv = PTHREAD_COND_INITIALIZER;
+static flight_t *fl_head;
+
+/* Joins or starts the flight for key; *leader tells which. NULL on OOM. */
+static flight_t *flight_join(const char *key, bool *leader) {
+  pthread_mutex_lock(&fl_mu);
+  flight_t *f = fl_head;
+  while (f && strcmp(f->key, key) != 0)
+    f = f->next;
+  *leader = f == NULL;
+  if (!f && (f = calloc(1, sizeof *f)) != NULL) {
+    if (!(f->key = strdup(key))) {
+      free(f);
+      f = NULL;
+    } else {
+      f->next = fl_head;
+      fl_head = f;
+    }
+  }
+  if (f)
+    f->refs++;
+  pthread_mutex_unlock(&fl_mu);
+  return f;
+}
+
+/* Drops a reference; the leader also unlinks it and wakes the waiters. */
+static void flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
+  pthread_mutex_lock(&fl_mu);
+  if (leader) {
+    for (flight_t **pp = &fl_head; *pp; pp = &(*pp)->next)
+      if (*pp == f) {
+        *pp = f->next;
+        break;
+      }
+    f->done = true;
+    if (err) {
+      f->failed = true;
+      f->err = *err;
+    }
+    pthread_cond_broadcast(&fl_cv);
+  }
+  bool last = --f->refs == 0;
+  pthread_mutex_unlock(&fl_mu);
+  if (last) {
+    free(f->key);
+    free(f);
+  }
+}
+
+/* Waits for the leader. 0 when it succeeded, WV_EUPSTREAM (err filled) or WV_ETIMEOUT. */
+static int flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += (time_t)(timeout_ms / 1000);
+  dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (dl.tv_nsec >= 1000000000L) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000L;
+  }
+  int rc = 0;
+  pthread_mutex_lock(&fl_mu);
+  while (!f->done && rc == 0)
+    if (pthread_cond_timedwait(&fl_cv, &fl_mu, &dl) == ETIMEDOUT)
+      rc = WV_ETIMEOUT;
+  if (f->done && f->failed) {
+    *err = f->err;
+    rc = WV_EUPSTREAM;
+  } else if (f->done) {
+    rc = 0;
+  }
+  pthread_mutex_unlock(&fl_mu);
+  return rc;
+}
+
+/* ---- upstream manifests ------------------------------------------------------------ */
+
+typedef struct {
+  wv_req_t *req;
+  wv_pctx_t *ctx;
+  wv_pbatch_t *batch;
+  int64_t expires_ms; /* of cache entries */
+  wv_perr_t err;
+} res_t;
+
+static int oom(res_t *r) {
+  return wv_perr_set(&r->err, 500, WV_REGERR_SERVER_ERROR, "out of memory");
+}
+
+/* The media type to store a manifest under: Content-Type, else the body's. */
+static const char *manifest_media_type(wv_arena_t *a, const char *ctype, const char *body,
+                                       size_t len) {
+  const char *mt = wv_mediatype_canonical(ctype);
+  if (mt)
+    return mt;
+  json_object *o = NULL;
+  char err[64];
+  if (wv_json_parse(body, len, WV_AUGMENT_MAX_MANIFEST, 0, &o, err, sizeof err) == 0) {
+    const char *s = NULL;
+    if (wv_json_get_str(o, "mediaType", &s) == 0 && wv_mediatype_canonical(s))
+      mt = wv_mediatype_canonical(s);
+    else if (json_object_object_get_ex(o, "manifests", NULL))
+      mt = WV_MT_OCI_INDEX;
+    json_object_put(o);
+  }
+  if (mt)
+    return mt;
+  return ctype ? wv_arena_strdup(a, ctype) : "application/octet-stream";
+}
+
+/*
+ * The upstream manifest with this digest: from the cache, or fetched,
+ * verified and added to the batch. *out is filled either way.
+ */
+static int upstream_manifest(res_t *r, const char *digest, wv_cache_entry_t *out) {
+  wv_pctx_t *ctx = r->ctx;
+  wv_arena_t *a = r->req->arena;
+  const char *key = wv_cache_key_manifest(a, ctx->registry, ctx->image, digest);
+  if (!key)
+    return oom(r);
+  if (wv_cache_get(ctx->app->store, a, key, out) == 0 && out->kind == WV_CACHE_MANIFEST)
+    return 0;
+  const char *path = wv_arena_sprintf(a, "/v2/%s/manifests/%s", ctx->image, digest);
+  wv_http_req_t hr = {.url = path, .headers = accept_hdr, .max_body = WV_AUGMENT_MAX_MANIFEST};
+  wv_http_resp_t resp;
+  wv_http_resp_init(&resp);
+  int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, &hr, &resp, NULL, &r->err);
+  if (!rc && resp.status != 200)
+    rc = wv_perr_status(&r->err, resp.status, false, ctx->registry, ctx->image, digest);
+  char got[WV_DIGEST_STRLEN] = "";
+  const char *body = resp.body.data ? resp.body.data : "";
+  if (!rc && (wv_digest_of(body, resp.body.len, got) || strcmp(got, digest) != 0))
+    rc = wv_perr_set(&r->err, 502, WV_REGERR_UNKNOWN,
+                     "Registry '%s' sent a manifest for '%s/%s@%s' that hashes to %s",
+                     ctx->registry, ctx->registry, ctx->image, digest, got);
+  if (!rc) {
+    memset(out, 0, sizeof *out);
+    out->kind = WV_CACHE_MANIFEST;
+    out->media_type = manifest_media_type(
+        a, wv_http_resp_header(&resp, "Content-Type"), body, resp.body.len);
+    out->digest = wv_arena_strdup(a, digest);
+    out->body = wv_arena_strndup(a, body, resp.body.len);
+    out->body_len = resp.body.len;
+    out->size = resp.body.len;
+    out->location = "";
+    if (!out->digest || !out->body || wv_pbatch_add(r->batch, key, out, r->expires_ms))
+      rc = oom(r);
+  }
+  wv_http_resp_free(&resp);
+  return rc;
+}
+
+/* Tag → digest with a HEAD; a registry that sends no digest gets a GET. */
+static int resolve_tag(res_t *r, const char *tag, const char **digest) {
+  wv_pctx_t *ctx = r->ctx;
+  wv_arena_t *a = r->req->arena;
+  const char *path = wv_arena_sprintf(a, "/v2/%s/manifests/%s", ctx->image, tag);
+  wv_http_req_t hr = {.method = "HEAD", .url = path, .headers = accept_hdr};
+  wv_http_resp_t resp;
+  wv_http_resp_init(&resp);
+  int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, &hr, &resp, NULL, &r->err);
+  if (!rc && resp.status != 200)
+    rc = wv_perr_status(&r->err, resp.status, false, ctx->registry, ctx->image, tag);
+  const char *d = rc ? NULL : wv_http_resp_header(&resp, "Docker-Content-Digest");
+  if (!rc && d && wv_digest_valid(d)) {
+    *digest = wv_arena_strdup(a, d);
+    rc = *digest ? 0 : oom(r);
+  } else if (!rc) {
+    hr.method = NULL;
+    hr.max_body = WV_AUGMENT_MAX_MANIFEST;
+    rc = wv_fetch(ctx->app, ctx->registry, ctx->image, &hr, &resp, NULL, &r->err);
+    if (!rc && resp.status != 200)
+      rc = wv_perr_status(&r->err, resp.status, false, ctx->registry, ctx->image, tag);
+    char got[WV_DIGEST_STRLEN];
+    if (!rc && wv_digest_of(resp.body.data ? resp.body.data : "", resp.body.len, got) == 0)
+      *digest = wv_arena_strdup(a, got);
+  }
+  wv_http_resp_free(&resp);
+  return rc;
+}
+
+/* ---- augmentation ---------------------------------------------------------------- */
+
+int wv_proxy_layer_entry(wv_arena_t *a, const char *location, const char *gzip_digest,
+                         int64_t gzip_size, wv_cache_entry_t *out) {
+  memset(out, 0, sizeof *out);
+  out->media_type = WV_MT_DOCKER_LAYER_GZIP;
+  out->digest = gzip_digest;
+  out->size = gzip_size > 0 ? (uint64_t)gzip_size : 0;
+  out->location = "";
+  if (!location)
+    return WV_EINVAL;
+  if (strncmp(location, "cas:", 4) == 0 && wv_digest_valid(location + 4)) {
+    out->kind = WV_CACHE_BLOB;
+    out->digest = location + 4;
+  } else if (strncmp(location, "http://", 7) == 0 || strncmp(location, "https://", 8) == 0) {
+    out->kind = WV_CACHE_REDIRECT;
+    out->location = location;
+  } else if (strncmp(location, "docker://", 9) == 0) {
+    out->kind = WV_CACHE_DOCKER;
+    out->location = location;
+  } else {
+    return WV_EINVAL; /* data: should have been moved to the CAS by the front door */
+  }
+  (void)a;
+  return 0;
+}
+
+/* Maps an augment.h error to the client's error. */
+static int augment_error(res_t *r, int rc, const char *msg, const char *what) {
+  if (rc == WV_ENOMEM)
+    return oom(r);
+  if (rc == WV_EINVAL)
+    return wv_perr_set(&r->err, 400, WV_REGERR_BAD_REQUEST, "%s", msg ? msg : "Bad request");
+  return wv_perr_set(&r->err, 502, WV_REGERR_UNKNOWN, "Cannot augment %s from registry '%s' - %s",
+                     what, r->ctx->registry, msg ? msg : wv_strerror(rc));
+}
+
+/* Augments one platform manifest; *out is the rewritten manifest entry. */
+static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache_entry_t *m,
+                       wv_cache_entry_t *out) {
+  wv_pctx_t *ctx = r->ctx;
+  wv_arena_t *a = r->req->arena;
+  const char *msg = NULL;
+  wv_manifest_info_t info;
+  int rc = wv_manifest_info(a, m->body, m->body_len, &info, &msg);
+  if (rc)
+    return augment_error(r, rc, msg, "the manifest");
+  char *config;
+  size_t config_len;
+  rc = wv_fetch_blob(ctx->app, a, ctx->registry, ctx->image, info.config_digest,
+                     WV_AUGMENT_MAX_CONFIG, &config, &config_len, &r->err);
+  if (rc)
+    return rc;
+  wv_augment_out_t nm, nc;
+  wv_container_config_t used;
+  rc = wv_augment_image(a, m->body, m->body_len, config, config_len, cc, &nm, &nc, &used, &msg);
+  if (rc)
+    return augment_error(r, rc, msg, "the image");
+  if ((rc = wv_cas_put(ctx->app->cas, nc.data, nc.len, nc.digest, NULL)) != 0)
+    return wv_perr_set(&r->err, 500, WV_REGERR_SERVER_ERROR, "Cannot store the image config: %s",
+                       wv_strerror(rc));
+  wv_cache_entry_t ce = {.kind = WV_CACHE_BLOB,
+                         .media_type = wv_mediatype_config_for(m->media_type),
+                         .digest = wv_arena_strdup(a, nc.digest),
+                         .size = nc.len,
+                         .location = ""};
+  if (!ce.media_type)
+    ce.media_type = WV_MT_DOCKER_CONFIG;
+  if (wv_pbatch_add(r->batch, wv_cache_key_blob(a, ctx->registry, ctx->image, nc.digest), &ce,
+                    r->expires_ms))
+    return oom(r);
+  for (size_t i = 0; i < used.n_layers; i++) {
+    const wv_container_layer_t *l = &used.layers[i];
+    wv_cache_entry_t le;
+    if (wv_proxy_layer_entry(a, l->location, l->gzip_digest, l->gzip_size, &le))
+      return wv_perr_set(&r->err, 400, WV_REGERR_BAD_REQUEST,
+                         "Unsupported layer location '%.64s'", l->location ? l->location : "");
+    if (wv_pbatch_add(r->batch, wv_cache_key_blob(a, ctx->registry, ctx->image, l->gzip_digest),
+                      &le, r->expires_ms))
+      return oom(r);
+  }
+  *out = (wv_cache_entry_t){.kind = WV_CACHE_MANIFEST,
+                            .media_type = m->media_type,
+                            .digest = wv_arena_strdup(a, nm.digest),
+                            .size = nm.len,
+                            .location = "",
+                            .body = nm.data,
+                            .body_len = nm.len};
+  if (!out->digest ||
+      wv_pbatch_add(r->batch, wv_cache_key_manifest(a, ctx->registry, ctx->image, nm.digest), out,
+                    r->expires_ms))
+    return oom(r);
+  return 0;
+}
+
+/* Augments the matching platform entries of an index and rewrites it. */
+static int augment_index(res_t *r, const wv_container_config_t *cc, const wv_cache_entry_t *idx,
+                         wv_cache_entry_t *out) {
+  wv_pctx_t *ctx = r->ctx;
+  wv_arena_t *a = r->req->arena;
+  const char *msg = NULL;
+  const char *pstr = ctx->rec.platform ? ctx->rec.platform : "linux/amd64";
+  wv_platform_list_t want;
+  int rc = wv_platform_parse_list(a, pstr, &want, &msg);
+  if (rc)
+    return augment_error(r, rc == WV_ETOOBIG ? WV_EINVAL : rc, msg, "the index");
+  wv_index_entry_t *entries;
+  size_t n;
+  rc = wv_augment_index_select(a, idx->body, idx->body_len, idx->media_type, &want, ctx->image,
+                               ctx->rt.reference, &entries, &n, &msg);
+  if (rc)
+    return augment_error(r, rc, msg, "the index");
+  wv_index_repl_t *repl = wv_arena_calloc(a, (n ? n : 1) * sizeof *repl);
+  if (!repl)
+    return oom(r);
+  for (size_t i = 0; i < n; i++) {
+    wv_cache_entry_t child, aug;
+    if ((rc = upstream_manifest(r, entries[i].digest, &child)) != 0)
+      return rc;
+    if (wv_mediatype_classify(child.media_type) != WV_MT_KIND_MANIFEST)
+      return wv_perr_set(&r->err, 502, WV_REGERR_UNKNOWN,
+                         "Index entry %s of '%s/%s' is not an image manifest ('%s')",
+                         entries[i].digest, ctx->registry, ctx->image, child.media_type);
+    if ((rc = augment_one(r, cc, &child, &aug)) != 0)
+      return rc;
+    repl[i] = (wv_index_repl_t){entries[i].digest, aug.digest, (int64_t)aug.body_len};
+  }
+  wv_augment_out_t ni;
+  rc = wv_augment_index_rewrite(a, idx->body, idx->body_len, repl, n, &ni, &msg);
+  if (rc)
+    return augment_error(r, rc, msg, "the index");
+  *out = (wv_cache_entry_t){.kind = WV_CACHE_MANIFEST,
+                            .media_type = idx->media_type,
+                            .digest = wv_arena_strdup(a, ni.digest),
+                            .size = ni.len,
+                            .location = "",
+                            .body = ni.data,
+                            .body_len = ni.len};
+  if (!out->digest ||
+      wv_pbatch_add(r->batch, wv_cache_key_manifest(a, ctx->registry, ctx->image, ni.digest), out,
+                    r->expires_ms))
+    return oom(r);
+  return 0;
+}
+
+/* Pass-through or augmentation of the upstream document up. */
+static int serve_document(res_t *r, const wv_cache_entry_t *up, wv_cache_entry_t *out) {
+  wv_pctx_t *ctx = r->ctx;
+  wv_arena_t *a = r->req->arena;
+  wv_container_config_t cc;
+  const char *msg = NULL;
+  if (!ctx->rec.cc_json) {
+    *out = *up;
+    return 0;
+  }
+  int rc = wv_container_config_parse(a, ctx->rec.cc_json, strlen(ctx->rec.cc_json), &cc, &msg);
+  if (rc)
+    return augment_error(r, rc == WV_ENOMEM ? rc : WV_EINVAL, msg, "the containerConfig");
+  if (wv_container_config_is_empty(&cc)) {
+    *out = *up;
+    return 0;
+  }
+  switch (wv_mediatype_classify(up->media_type)) {
+  case WV_MT_KIND_MANIFEST:
+    return augment_one(r, &cc, up, out);
+  case WV_MT_KIND_INDEX:
+    return augment_index(r, &cc, up, out);
+  case WV_MT_KIND_SCHEMA1:
+    return wv_perr_set(&r->err, 400, WV_REGERR_UNSUPPORTED,
+                       "Docker schema 1 manifests cannot be augmented - image '%s/%s:%s'",
+                       ctx->registry, ctx->image, ctx->rt.reference);
+  default:
+    return wv_perr_set(&r->err, 400, WV_REGERR_UNKNOWN, "Unexpected media type '%s' for '%s/%s:%s'",
+                       up->media_type, ctx->registry, ctx->image, ctx->rt.reference);
+  }
+}
+
+/* ---- the request record (spec §3.4 step 5) ---------------------------------------- */
+
+static void update_request_record(res_t *r, const char *source_digest, const char *wave_digest) {
+  wv_pctx_t *ctx = r->ctx;
+  char *val = NULL, err[128];
+  size_t len = 0;
+  int64_t exp = 0;
+  json_object *o = NULL;
+  if (wv_store_get(ctx->app->store, WV_DB_REQUESTS, ctx->rec.token, &val, &len, &exp))
+    return; /* no record (a token written by something else): nothing to update */
+  if (wv_json_parse(val, len, REQUEST_RECORD_MAX, 0, &o, err, sizeof err) == 0 &&
+      json_object_is_type(o, json_type_object) &&
+      !json_object_object_get_ex(o, "waveDigest", NULL)) {
+    wv_json_add_str(o, "sourceDigest", source_digest);
+    wv_json_add_str(o, "waveDigest", wave_digest);
+    if (!json_object_object_get_ex(o, "sourceImage", NULL))
+      wv_json_add_str(o, "sourceImage", ctx->rec.container_image);
+    if (!json_object_object_get_ex(o, "waveImage", NULL))
+      wv_json_add_str(o, "waveImage", ctx->rec.target_image);
+    const char *s = wv_json_compact(o);
+    int rc = s ? wv_store_put(ctx->app->store, WV_DB_REQUESTS, ctx->rec.token, s, strlen(s), exp)
+               : WV_ENOMEM;
+    if (rc)
+      wv_warn("request %s: digests not recorded: %s", ctx->rec.token, wv_strerror(rc));
+  }
+  json_object_put(o);
+  free(val);
+}
+
+/* ---- entry points -------------------------------------------------------------------- */
+
+static int64_t cache_expiry(const wv_pctx_t *ctx) {
+  int64_t exp = wv_store_now_ms() + ctx->app->cfg->cache_ttl_ms;
+  /* A token's cache entries never outlive the token. */
+  if (ctx->have_rec && ctx->rec.expires_ms > 0 && ctx->rec.expires_ms < exp)
+    exp = ctx->rec.expires_ms;
+  return exp;
+}
+
+/* Resolves a token-form tag into *out and writes the cache. */
+static int resolve_token_tag(res_t *r, const char *key, wv_cache_entry_t *out) {
+  const char *digest = NULL;
+  wv_cache_entry_t up;
+  int rc = resolve_tag(r, r->ctx->rt.reference, &digest);
+  if (!rc && !digest)
+    rc = wv_perr_set(&r->err, 502, WV_REGERR_UNKNOWN, "No digest for '%s/%s:%s'",
+                     r->ctx->registry, r->ctx->image, r->ctx->rt.reference);
+  rc = rc ? rc : upstream_manifest(r, digest, &up);
+  rc = rc ? rc : serve_document(r, &up, out);
+  if (rc)
+    return rc;
+  /* The same token's later pulls come back by tag: the request-path key, last. */
+  if (wv_pbatch_add(r->batch, key, out, r->expires_ms))
+    return oom(r);
+  if ((rc = wv_pbatch_apply(r->batch, r->ctx->app->store)) != 0)
+    wv_warn("manifest cache not written: %s", wv_strerror(rc)); /* still answer */
+  update_request_record(r, up.digest, out->digest);
+  return 0;
+}
+
+static int respond(wv_req_t *req, wv_resp_t *resp, res_t *r, int rc, const wv_cache_entry_t *e) {
+  if (rc == WV_EUPSTREAM || (rc && r->err.status))
+    return wv_perr_respond(req, resp, &r->err);
+  if (rc)
+    return rc;
+  return wv_proxy_respond_manifest(req, resp, e);
+}
+
+int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+  res_t r = {.req = req, .ctx = ctx, .batch = wv_pbatch_new(req->arena)};
+  if (!r.batch)
+    return WV_ENOMEM;
+  r.expires_ms = cache_expiry(ctx);
+  wv_cache_entry_t e;
+  const wv_v2_route_t *rt = &ctx->rt;
+  const char *key = !rt->is_digest ? (ctx->token_form ? req->path : NULL)
+                                   : wv_cache_key_manifest(req->arena, ctx->registry, ctx->image,
+                                                           rt->reference);
+  if (key && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0 &&
+      e.kind == WV_CACHE_MANIFEST)
+    return wv_proxy_respond_manifest(req, resp, &e);
+  int rc;
+  if (rt->is_digest) {
+    /* Augmenting an image pinned by digest would change the digest it is pinned to. */
+    if (ctx->token_form && ctx->rec.reference && strcmp(ctx->rec.reference, rt->reference) == 0 &&
+        wv_proxy_has_config(ctx, req->arena))
+      return wv_resp_registry_error(
+          req, resp, WV_REGERR_UNSUPPORTED, 400,
+          wv_arena_sprintf(req->arena, "Operation not allowed for container '%s@%s'", ctx->image,
+                           rt->reference),
+          NULL);
+    rc = upstream_manifest(&r, rt->reference, &e);
+    if (!rc && wv_pbatch_apply(r.batch, ctx->app->store))
+      wv_warn("manifest cache not written for %s", key);
+    return respond(req, resp, &r, rc, &e);
+  }
+  if (!ctx->token_form) { /* plain form by tag: always fresh, digests cached */
+    const char *digest = NULL;
+    rc = resolve_tag(&r, rt->reference, &digest);
+    rc = rc ? rc : upstream_manifest(&r, digest, &e);
+    if (!rc && wv_pbatch_apply(r.batch, ctx->app->store))
+      wv_warn("manifest cache not written for %s", digest);
+    return respond(req, resp, &r, rc, &e);
+  }
+  bool leader;
+  flight_t *f = flight_join(key, &leader);
+  if (!f)
+    return WV_ENOMEM;
+  if (!leader) {
+    const wv_config_t *cfg = ctx->app->cfg;
+    int64_t wait_ms = (cfg->hc_read_timeout_ms + cfg->hc_retry_max_delay_ms) *
+                          (int64_t)cfg->hc_retry_attempts * 3 +
+                      cfg->hc_connect_timeout_ms;
+    rc = flight_wait(f, wait_ms, &r.err);
+    flight_leave(f, false, NULL);
+    if (rc == 0 && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0)
+      return wv_proxy_respond_manifest(req, resp, &e);
+    if (rc == WV_EUPSTREAM)
+      return wv_perr_respond(req, resp, &r.err);
+    /* Timed out, or the leader's result did not reach the cache: resolve alone. */
+    rc = resolve_token_tag(&r, key, &e);
+    return respond(req, resp, &r, rc, &e);
+  }
+  rc = resolve_token_tag(&r, key, &e);
+  flight_leave(f, true, rc ? &r.err : NULL);
+  return respond(req, resp, &r, rc, &e);
+}
+
+int wv_proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
+                            const char *reference, wv_cache_entry_t *out, wv_perr_t *err) {
+  wv_pctx_t ctx = {.app = app, .registry = registry, .image = image};
+  ctx.rt.reference = reference;
+  ctx.rt.is_digest = wv_digest_valid(reference);
+  res_t r = {.req = req, .ctx = &ctx, .batch = wv_pbatch_new(req->arena)};
+  if (!r.batch)
+    return WV_ENOMEM;
+  r.expires_ms = cache_expiry(&ctx);
+  const char *digest = reference;
+  int rc = ctx.rt.is_digest ? 0 : resolve_tag(&r, reference, &digest);
+  if (!rc && !digest)
+    rc = wv_perr_set(&r.err, 502, WV_REGERR_UNKNOWN, "No digest for '%s/%s:%s'", registry, image,
+                     reference);
+  rc = rc ? rc : upstream_manifest(&r, digest, out);
+  if (!rc && wv_pbatch_apply(r.batch, app->store))
+    wv_warn("manifest cache not written for %s", digest);
+  if (rc)
+    *err = r.err;
+  return rc;
+}
