@@ -10,6 +10,12 @@ E2E_PASSES=0
 PY=/usr/bin/python3
 
 e2e_cleanup() {
+  # Servers started inside $(...) record their pid in a file (E2E_PIDS of a
+  # subshell does not reach this shell).
+  local f
+  for f in "$E2E_TMP"/*/*.pid; do
+    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  done
   for pid in "${E2E_PIDS[@]:-}"; do
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   done
@@ -62,6 +68,7 @@ start_token_server() {
   $PY "$(dirname "${BASH_SOURCE[0]}")/token_server.py" "$port" "$dir/tok.key" "$dir/tok.crt" \
     "$3" "$4" >"$dir/token.log" 2>&1 &
   E2E_PIDS+=($!)
+  echo $! >"$dir/token.pid"
   wait_http "http://127.0.0.1:$port/health"
 }
 
@@ -95,8 +102,17 @@ $auth
 YML
   docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
   E2E_PIDS+=($!)
+  echo $! >"$dir/registry.pid"
   wait_http "http://127.0.0.1:$port/v2/" >/dev/null
   echo "$port"
+}
+
+# stop_registry NAME — stops a registry started with start_registry.
+stop_registry() {
+  local f="$E2E_TMP/reg-$1/registry.pid"
+  kill "$(cat "$f")" 2>/dev/null || true
+  while kill -0 "$(cat "$f")" 2>/dev/null; do sleep 0.02; done
+  rm -f "$f"
 }
 
 # ---- images -----------------------------------------------------------------------
