@@ -54,6 +54,18 @@ int wv_proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_e
 int wv_proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
                             const char *reference, wv_cache_entry_t *out, wv_perr_t *err);
 
+/*
+ * Coalescing of identical upstream work (resolve.c). join: the first caller
+ * for key leads (*leader = true), later ones follow until the leader leaves.
+ * A follower waits (0: the leader succeeded; WV_EUPSTREAM: its error in err;
+ * WV_ETIMEOUT) and then leaves; the leader leaves with its error (or NULL),
+ * which wakes the followers. NULL on OOM. Thread-safe (one leaf mutex).
+ */
+typedef struct wv_flight wv_flight_t;
+wv_flight_t *wv_flight_join(const char *key, bool *leader);
+int wv_flight_wait(wv_flight_t *f, int64_t timeout_ms, wv_perr_t *err);
+void wv_flight_leave(wv_flight_t *f, bool leader, const wv_perr_t *err);
+
 /* Worker parts. */
 int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
 int wv_proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);

@@ -108,20 +108,21 @@ int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
 
 /* ---- coalescing -------------------------------------------------------------------- */
 
-typedef struct flight {
-  struct flight *next;
+struct wv_flight {
+  struct wv_flight *next;
   char *key;
   int refs;
   bool done, failed;
   wv_perr_t err;
-} flight_t;
+};
+typedef struct wv_flight flight_t;
 
 static pthread_mutex_t fl_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fl_cv = PTHREAD_COND_INITIALIZER;
 static flight_t *fl_head;
 
 /* Joins or starts the flight for key; *leader tells which. NULL on OOM. */
-static flight_t *flight_join(const char *key, bool *leader) {
+flight_t *wv_flight_join(const char *key, bool *leader) {
   pthread_mutex_lock(&fl_mu);
   flight_t *f = fl_head;
   while (f && strcmp(f->key, key) != 0)
@@ -143,7 +144,7 @@ static flight_t *flight_join(const char *key, bool *leader) {
 }
 
 /* Drops a reference; the leader also unlinks it and wakes the waiters. */
-static void flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
+void wv_flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
   pthread_mutex_lock(&fl_mu);
   if (leader) {
     for (flight_t **pp = &fl_head; *pp; pp = &(*pp)->next)
@@ -167,7 +168,7 @@ static void flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
 }
 
 /* Waits for the leader. 0 when it succeeded, WV_EUPSTREAM (err filled) or WV_ETIMEOUT. */
-static int flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
+int wv_flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
   struct timespec dl;
   clock_gettime(CLOCK_REALTIME, &dl);
   dl.tv_sec += (time_t)(timeout_ms / 1000);
@@ -579,7 +580,7 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return respond(req, resp, &r, rc, &e);
   }
   bool leader;
-  flight_t *f = flight_join(key, &leader);
+  flight_t *f = wv_flight_join(key, &leader);
   if (!f)
     return WV_ENOMEM;
   if (!leader) {
@@ -587,8 +588,8 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     int64_t wait_ms = (cfg->hc_read_timeout_ms + cfg->hc_retry_max_delay_ms) *
                           (int64_t)cfg->hc_retry_attempts * 3 +
                       cfg->hc_connect_timeout_ms;
-    rc = flight_wait(f, wait_ms, &r.err);
-    flight_leave(f, false, NULL);
+    rc = wv_flight_wait(f, wait_ms, &r.err);
+    wv_flight_leave(f, false, NULL);
     if (rc == 0 && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0)
       return wv_proxy_respond_manifest(req, resp, &e);
     if (rc == WV_EUPSTREAM)
@@ -598,7 +599,7 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return respond(req, resp, &r, rc, &e);
   }
   rc = resolve_token_tag(&r, key, &e);
-  flight_leave(f, true, rc ? &r.err : NULL);
+  wv_flight_leave(f, true, rc ? &r.err : NULL);
   return respond(req, resp, &r, rc, &e);
 }
 

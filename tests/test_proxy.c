@@ -1,0 +1,389 @@
+/*
+ * Unit tests for the /v2 proxy parts that need no upstream: cache keys and
+ * record formats, layer locations, redirect resolution, the error mapping,
+ * the retry policy, coalescing, and the IO-loop hot path run against a real
+ * state store (no sockets: the route handler is called directly).
+ */
+#include "core/app.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "http/client.h"
+#include "http/router.h"
+#include "registry/proxy.h"
+#include "registry/proxy_int.h"
+#include "registry/upstream.h"
+#include "storage/cas.h"
+#include "storage/store.h"
+#include "tests/runner.h"
+#include "tests/storage_util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+#define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+
+TEST(cache_keys) {
+  wv_arena_t *a = wv_arena_new(0);
+  CHECK_EQ_STR(wv_cache_key_manifest(a, "quay.io", "org/img", D1),
+               "quay.io/v2/org/img/manifests/" D1);
+  CHECK_EQ_STR(wv_cache_key_blob(a, "127.0.0.1:5000", "library/busybox", D2),
+               "127.0.0.1:5000/v2/library/busybox/blobs/" D2);
+  CHECK_EQ_STR(wv_cache_key_token(a, "abc123"), "T/abc123");
+  char longimg[600];
+  memset(longimg, 'a', sizeof longimg - 1);
+  longimg[sizeof longimg - 1] = '\0';
+  CHECK(wv_cache_key_manifest(a, "docker.io", longimg, D1) == NULL);
+  wv_arena_free(a);
+}
+
+TEST(cache_entry_roundtrip) {
+  wv_arena_t *a = wv_arena_new(0);
+  wv_buf_t b;
+  wv_buf_init(&b, 1 << 20);
+  const char body[] = "{\"a\":\n1}\0tail";
+  wv_cache_entry_t e = {.kind = WV_CACHE_MANIFEST,
+                        .media_type = "application/vnd.oci.image.manifest.v1+json",
+                        .digest = D1,
+                        .size = sizeof body - 1,
+                        .location = "",
+                        .body = body,
+                        .body_len = sizeof body - 1};
+  CHECK_OK(wv_cache_encode(&e, &b));
+  wv_cache_entry_t d;
+  CHECK_OK(wv_cache_decode(a, b.data, b.len, &d));
+  CHECK_EQ_INT(d.kind, WV_CACHE_MANIFEST);
+  CHECK_EQ_STR(d.media_type, e.media_type);
+  CHECK_EQ_STR(d.digest, D1);
+  CHECK_EQ_INT(d.body_len, sizeof body - 1);
+  CHECK(memcmp(d.body, body, sizeof body - 1) == 0);
+  /* Blob and redirect entries carry no body. */
+  wv_buf_reset(&b);
+  e = (wv_cache_entry_t){.kind = WV_CACHE_REDIRECT, .location = "https://cdn.example/x?sig=1"};
+  CHECK_OK(wv_cache_encode(&e, &b));
+  CHECK_OK(wv_cache_decode(a, b.data, b.len, &d));
+  CHECK_EQ_INT(d.kind, WV_CACHE_REDIRECT);
+  CHECK_EQ_STR(d.location, "https://cdn.example/x?sig=1");
+  CHECK_EQ_INT(d.body_len, 0);
+  wv_buf_reset(&b);
+  e = (wv_cache_entry_t){.kind = WV_CACHE_BLOB, .media_type = "m", .digest = D2, .size = 42};
+  CHECK_OK(wv_cache_encode(&e, &b));
+  CHECK_OK(wv_cache_decode(a, b.data, b.len, &d));
+  CHECK_EQ_INT(d.size, 42);
+  /* A newline inside a field cannot be stored; garbage does not decode. */
+  wv_buf_reset(&b);
+  e.location = "http://x\ny";
+  CHECK_EQ_INT(wv_cache_encode(&e, &b), WV_EINVAL);
+  CHECK_EQ_INT(wv_cache_decode(a, "x\n\n\n0\n\n", 8, &d), WV_EPARSE);
+  CHECK_EQ_INT(wv_cache_decode(a, "m\nonly", 6, &d), WV_EPARSE);
+  CHECK_EQ_INT(wv_cache_decode(a, "b\n\n\nzz\n\n", 8, &d), WV_EPARSE);
+  wv_buf_free(&b);
+  wv_arena_free(a);
+}
+
+TEST(cache_token_record) {
+  wv_arena_t *a = wv_arena_new(0);
+  wv_buf_t b;
+  wv_buf_init(&b, 4096);
+  wv_cache_token_t t = {.kind = WV_TOKEN_CONTAINER,
+                        .has_cc = true,
+                        .registry = "127.0.0.1:5000",
+                        .image = "library/busybox",
+                        .reference = "latest"};
+  CHECK_OK(wv_cache_token_encode(&t, &b));
+  CHECK_EQ_STR(b.data, "0\n1\n127.0.0.1:5000\nlibrary/busybox\nlatest\n");
+  wv_cache_token_t d;
+  CHECK_OK(wv_cache_token_decode(a, b.data, b.len, &d));
+  CHECK(d.has_cc && d.kind == WV_TOKEN_CONTAINER);
+  CHECK_EQ_STR(d.registry, "127.0.0.1:5000");
+  CHECK_EQ_STR(d.image, "library/busybox");
+  CHECK_EQ_INT(wv_cache_token_decode(a, "7\n1\nr\ni\nx\n", 10, &d), WV_EPARSE);
+  wv_buf_free(&b);
+  wv_arena_free(a);
+}
+
+TEST(layer_locations) {
+  wv_arena_t *a = wv_arena_new(0);
+  wv_cache_entry_t e;
+  CHECK_OK(wv_proxy_layer_entry(a, "cas:" D1, D1, 10, &e));
+  CHECK(e.kind == WV_CACHE_BLOB);
+  CHECK_EQ_STR(e.digest, D1);
+  CHECK_EQ_STR(e.media_type, "application/vnd.docker.image.rootfs.diff.tar.gzip");
+  CHECK_OK(wv_proxy_layer_entry(a, "https://h/x.tar.gz", D1, 10, &e));
+  CHECK(e.kind == WV_CACHE_REDIRECT);
+  CHECK_OK(wv_proxy_layer_entry(a, "docker://quay.io/v2/o/i/blobs/" D1, D1, 10, &e));
+  CHECK(e.kind == WV_CACHE_DOCKER);
+  CHECK_EQ_INT(wv_proxy_layer_entry(a, "data:AAAA", D1, 10, &e), WV_EINVAL);
+  CHECK_EQ_INT(wv_proxy_layer_entry(a, "cas:nothex", D1, 10, &e), WV_EINVAL);
+  CHECK_EQ_INT(wv_proxy_layer_entry(a, NULL, D1, 10, &e), WV_EINVAL);
+  wv_arena_free(a);
+}
+
+TEST(absolute_location) {
+  wv_arena_t *a = wv_arena_new(0);
+  const char *base = "http://127.0.0.1:5000", *path = "/v2/lib/bb/blobs/" D1;
+  CHECK_EQ_STR(wv_fetch_absolute_location(a, base, path, "/blobs/x?a=1"),
+               "http://127.0.0.1:5000/blobs/x?a=1");
+  CHECK_EQ_STR(wv_fetch_absolute_location(a, base, path, "https://cdn.io/x"), "https://cdn.io/x");
+  CHECK_EQ_STR(wv_fetch_absolute_location(a, base, path, "//cdn.io/y"), "http://cdn.io/y");
+  CHECK_EQ_STR(wv_fetch_absolute_location(a, base, path, "data"),
+               "http://127.0.0.1:5000/v2/lib/bb/blobs/data");
+  CHECK(wv_fetch_absolute_location(a, base, path, "ftp://x/y") == NULL);
+  wv_arena_free(a);
+}
+
+TEST(error_mapping) {
+  wv_perr_t e;
+  CHECK_EQ_INT(wv_perr_status(&e, 404, false, "docker.io", "library/foo", "latest"), WV_EUPSTREAM);
+  CHECK_EQ_INT(e.status, 404);
+  CHECK(e.code == WV_REGERR_MANIFEST_UNKNOWN);
+  CHECK_EQ_STR(e.msg, "repository 'docker.io/library/foo:latest' not found");
+  wv_perr_status(&e, 404, true, "r.io", "a/b", D1);
+  CHECK(e.code == WV_REGERR_MANIFEST_BLOB_UNKNOWN);
+  CHECK_EQ_STR(e.msg, "repository 'r.io/a/b@" D1 "' not found");
+  wv_perr_status(&e, 401, false, "r.io", "a/b", "v1");
+  CHECK(e.code == WV_REGERR_UNAUTHORIZED && e.status == 401);
+  CHECK_EQ_STR(e.msg, "repository 'r.io/a/b:v1' unauthorized (401)");
+  wv_perr_status(&e, 403, false, "r.io", "a/b", "v1");
+  CHECK(e.code == WV_REGERR_UNAUTHORIZED && e.status == 403);
+  wv_perr_status(&e, 503, false, "r.io", "a/b", "v1");
+  CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 503);
+  wv_perr_status(&e, 302, false, "r.io", "a/b", "v1");
+  CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 502);
+  wv_perr_transport(&e, WV_ETIMEOUT, 0, "r.io", "slow");
+  CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 504);
+  CHECK(strstr(e.msg, "'r.io'"));
+  wv_perr_transport(&e, WV_EUPSTREAM, 0, "r.io", "refused");
+  CHECK(e.status == 502 && strstr(e.msg, "Unable to reach registry 'r.io' - refused"));
+  wv_perr_transport(&e, WV_EAUTH, 403, "r.io", "no");
+  CHECK(e.status == 403 && e.code == WV_REGERR_UNAUTHORIZED);
+}
+
+TEST(retry_policy) {
+  wv_config_t cfg;
+  CHECK_OK(wv_config_defaults(&cfg));
+  CHECK(wv_fetch_retryable_status(429) && wv_fetch_retryable_status(503));
+  CHECK(!wv_fetch_retryable_status(404) && !wv_fetch_retryable_status(401));
+  CHECK(!wv_fetch_retryable_status(501));
+  CHECK_EQ_INT(wv_fetch_backoff_ms(&cfg, 1), 500);
+  CHECK_EQ_INT(wv_fetch_backoff_ms(&cfg, 2), 875);
+  CHECK_EQ_INT(wv_fetch_backoff_ms(&cfg, 3), 1531);
+  CHECK_EQ_INT(wv_fetch_backoff_ms(&cfg, 10), 5000); /* retry.max-delay */
+  wv_config_free(&cfg);
+}
+
+/* ---- coalescing ---- */
+
+static atomic_int fl_leaders, fl_ok, fl_failed;
+
+static void *flight_thread(void *arg) {
+  bool leader;
+  wv_flight_t *f = wv_flight_join((const char *)arg, &leader);
+  if (leader) {
+    atomic_fetch_add(&fl_leaders, 1);
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    wv_perr_t e;
+    wv_perr_set(&e, 502, WV_REGERR_UNKNOWN, "leader failed");
+    wv_flight_leave(f, true, strcmp(arg, "fail") == 0 ? &e : NULL);
+    return NULL;
+  }
+  wv_perr_t e = {0};
+  int rc = wv_flight_wait(f, 5000, &e);
+  wv_flight_leave(f, false, NULL);
+  if (rc == 0)
+    atomic_fetch_add(&fl_ok, 1);
+  else if (rc == WV_EUPSTREAM && strcmp(e.msg, "leader failed") == 0)
+    atomic_fetch_add(&fl_failed, 1);
+  return NULL;
+}
+
+TEST(coalescing) {
+  const char *keys[] = {"ok", "fail"};
+  for (int k = 0; k < 2; k++) {
+    atomic_store(&fl_leaders, 0);
+    atomic_store(&fl_ok, 0);
+    atomic_store(&fl_failed, 0);
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++)
+      pthread_create(&t[i], NULL, flight_thread, (void *)keys[k]);
+    for (int i = 0; i < 8; i++)
+      pthread_join(t[i], NULL);
+    /* Threads that joined after the leader left lead their own flight. */
+    CHECK(atomic_load(&fl_leaders) >= 1);
+    CHECK_EQ_INT(atomic_load(&fl_leaders) + atomic_load(k ? &fl_failed : &fl_ok), 8);
+  }
+  /* A follower's wait is bounded. */
+  bool leader;
+  wv_flight_t *f = wv_flight_join("slow", &leader), *g = wv_flight_join("slow", &leader);
+  CHECK(!leader && f == g);
+  wv_perr_t e;
+  CHECK_EQ_INT(wv_flight_wait(g, 50, &e), WV_ETIMEOUT);
+  wv_flight_leave(g, false, NULL);
+  wv_flight_leave(f, true, NULL);
+}
+
+/* ---- the hot path against a real store ---- */
+
+typedef struct {
+  char dir[256];
+  wv_config_t cfg;
+  wv_app_t app;
+  wv_router_t *router;
+} env_t;
+
+static int env_open(env_t *env) {
+  memset(env, 0, sizeof *env);
+  if (wv_http_global_init() || !tmpdir_make(env->dir, "proxy") || wv_config_defaults(&env->cfg))
+    return -1;
+  env->cfg.hc_retry_attempts = 1;
+  env->cfg.hc_connect_timeout_ms = 1000;
+  env->app.cfg = &env->cfg;
+  char p[300];
+  snprintf(p, sizeof p, "%s/state", env->dir);
+  if (wv_store_open(&env->app.store, p, 0, 0) || wv_cas_open(&env->app.cas, env->dir, 0) ||
+      wv_upstream_new(&env->app.upstream, &env->cfg.registries) || wv_router_new(&env->router) ||
+      wv_proxy_register(env->router, &env->app))
+    return -1;
+  return 0;
+}
+
+static void env_close(env_t *env) {
+  wv_router_free(env->router);
+  wv_upstream_free(env->app.upstream);
+  wv_cas_close(env->app.cas);
+  wv_store_close(env->app.store);
+  wv_config_free(&env->cfg);
+  tmpdir_remove(env->dir);
+  wv_http_global_cleanup();
+}
+
+/* Runs one GET/HEAD through the route as the server would (inline, then worker on WV_DEFER). */
+static int run_v2(env_t *env, unsigned method, const char *path, wv_arena_t *a, wv_resp_t *resp,
+                  bool worker, int *inline_rc) {
+  static wv_req_t req;
+  memset(&req, 0, sizeof req);
+  memset(resp, 0, sizeof *resp);
+  resp->fd = -1;
+  req.arena = a;
+  req.method = method;
+  req.method_name = method == WV_M_HEAD ? "HEAD" : "GET";
+  req.path = req.url = path;
+  req.registry = true;
+  req.app = &env->app;
+  req.body = "";
+  wv_match_t m;
+  if (wv_router_match(env->router, WV_M_GET, path, strlen(path), &m))
+    return -100;
+  req.route = m.route;
+  int rc = m.route->handler(&req, resp);
+  *inline_rc = rc;
+  if (rc == WV_DEFER && worker) {
+    req.on_worker = true;
+    rc = req.defer(&req, resp);
+  }
+  return rc;
+}
+
+static int put_token(env_t *env, const char *token, const char *registry, const char *image) {
+  wv_token_rec_t t = {.token = token,
+                      .registry = registry,
+                      .image = image,
+                      .reference = "latest",
+                      .platform = "linux/amd64",
+                      .expires_ms = wv_store_now_ms() + 3600000};
+  wv_buf_t b;
+  wv_buf_init(&b, 1 << 20);
+  int rc = wv_token_encode(&t, &b);
+  if (!rc)
+    rc = wv_store_put(env->app.store, WV_DB_TOKENS, token, b.data, b.len, t.expires_ms);
+  wv_buf_free(&b);
+  return rc;
+}
+
+TEST(hot_path) {
+  env_t env;
+  CHECK_OK(env_open(&env));
+  wv_arena_t *a = wv_arena_new(0);
+  wv_resp_t resp;
+  int irc;
+  /* Unknown token: answered on the loop. */
+  CHECK_OK(run_v2(&env, WV_M_GET, "/v2/wt/nosuchtoken1/library/bb/manifests/latest", a, &resp,
+                  false, &irc));
+  CHECK_EQ_INT(resp.status, 404);
+  CHECK(strstr(resp.body, "Unknown Wave container for token 'nosuchtoken1'"));
+  CHECK(strstr(resp.body, "\"NOT_FOUND\""));
+  /* A known token with no hot record yet: deferred. */
+  CHECK_OK(put_token(&env, "tok1", "127.0.0.1:1", "library/bb"));
+  CHECK_EQ_INT(
+      run_v2(&env, WV_M_GET, "/v2/wt/tok1/library/bb/manifests/latest", a, &resp, false, &irc),
+      WV_DEFER);
+  /* The worker reads the record, writes the hot record, and fails upstream clearly. */
+  CHECK_OK(run_v2(&env, WV_M_GET, "/v2/wt/tok1/library/bb/manifests/latest", a, &resp, true, &irc));
+  CHECK_EQ_INT(irc, WV_DEFER);
+  CHECK_EQ_INT(resp.status, 502);
+  CHECK(strstr(resp.body, "Unable to reach registry '127.0.0.1:1'"));
+  /* Cached manifest under the request path: served on the loop, no worker. */
+  const char *path = "/v2/wt/tok1/library/bb/manifests/latest";
+  wv_buf_t b;
+  wv_buf_init(&b, 1 << 20);
+  wv_cache_entry_t e = {.kind = WV_CACHE_MANIFEST,
+                        .media_type = "application/vnd.oci.image.manifest.v1+json",
+                        .digest = D1,
+                        .location = "",
+                        .body = "{\"x\":1}",
+                        .body_len = 7};
+  CHECK_OK(wv_cache_encode(&e, &b));
+  CHECK_OK(wv_store_put(env.app.store, WV_DB_MANIFESTS, path, b.data, b.len, 0));
+  for (int i = 0; i < 100; i++) { /* the hot record is written asynchronously */
+    wv_cache_token_t t;
+    if (wv_cache_token_get(env.app.store, a, "tok1", &t) == 0)
+      break;
+    struct timespec ts = {0, 10 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  CHECK_OK(run_v2(&env, WV_M_HEAD, path, a, &resp, false, &irc));
+  CHECK_EQ_INT(irc, 0);
+  CHECK_EQ_INT(resp.status, 200);
+  CHECK_EQ_INT(resp.body_len, 7);
+  CHECK_EQ_STR(resp.content_type, "application/vnd.oci.image.manifest.v1+json");
+  CHECK_EQ_STR(resp.headers[0].name, "Docker-Content-Digest");
+  CHECK_EQ_STR(resp.headers[0].value, D1);
+  /* Another image path under the same token: the worker refuses it. */
+  CHECK_OK(run_v2(&env, WV_M_GET, "/v2/wt/tok1/library/other/manifests/latest", a, &resp, true,
+                  &irc));
+  CHECK_EQ_INT(irc, WV_DEFER);
+  CHECK_EQ_INT(resp.status, 404);
+  CHECK(strstr(resp.body, "Unexpected container image request"));
+  /* A blob in the CAS: a file response on the loop. */
+  char cd[WV_CAS_DIGEST_LEN + 1];
+  CHECK_OK(wv_cas_put(env.app.cas, "config-bytes", 12, NULL, cd));
+  wv_buf_reset(&b);
+  e = (wv_cache_entry_t){.kind = WV_CACHE_BLOB, .media_type = "application/x", .digest = cd,
+                         .location = ""};
+  CHECK_OK(wv_cache_encode(&e, &b));
+  const char *bkey = wv_cache_key_blob(a, "127.0.0.1:1", "library/bb", cd);
+  CHECK_OK(wv_store_put(env.app.store, WV_DB_MANIFESTS, bkey, b.data, b.len, 0));
+  char bpath[200];
+  snprintf(bpath, sizeof bpath, "/v2/wt/tok1/library/bb/blobs/%s", cd);
+  CHECK_OK(run_v2(&env, WV_M_GET, bpath, a, &resp, false, &irc));
+  CHECK_EQ_INT(resp.status, 200);
+  CHECK(resp.fd >= 0);
+  CHECK_EQ_INT(resp.file_len, 12);
+  close(resp.fd);
+  /* Tags other than list, HEAD on tags: 400 on the loop. */
+  CHECK_OK(run_v2(&env, WV_M_GET, "/v2/wt/tok1/library/bb/tags/x", a, &resp, false, &irc));
+  CHECK_EQ_INT(resp.status, 400);
+  CHECK_OK(run_v2(&env, WV_M_HEAD, "/v2/wt/tok1/library/bb/tags/list", a, &resp, false, &irc));
+  CHECK_EQ_INT(resp.status, 400);
+  /* The plain form refuses IP literals that are not configured. */
+  CHECK_OK(run_v2(&env, WV_M_GET, "/v2/10.0.0.1/x/manifests/latest", a, &resp, false, &irc));
+  CHECK_EQ_INT(resp.status, 404);
+  wv_buf_free(&b);
+  wv_arena_free(a);
+  env_close(&env);
+}
+
+WV_TESTS(T(cache_keys), T(cache_entry_roundtrip), T(cache_token_record), T(layer_locations),
+         T(absolute_location), T(error_mapping), T(retry_policy), T(coalescing), T(hot_path))
