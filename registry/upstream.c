@@ -534,7 +534,8 @@ static int send_once(wv_upstream_t *u, const char *registry, const wv_http_req_t
   const char **hdrs = calloc(n + 2, sizeof *hdrs);
   if (!hdrs)
     return WV_ENOMEM;
-  memcpy(hdrs, req->headers, n * sizeof *hdrs);
+  if (n)
+    memcpy(hdrs, req->headers, n * sizeof *hdrs);
   if (auth[0])
     hdrs[n++] = auth;
   wv_http_req_t r = *req;
