@@ -424,17 +424,19 @@ static void job_run(wv_pool_job_t *job) {
   wv_req_handler_cb h = ex->req.defer ? ex->req.defer : ex->req.route->handler;
   ex->req.on_worker = true;
   int rc = h(&ex->req, &ex->resp);
+  /* Parked: the exchange may already be completed and recycled; hands off.
+   * (A streaming handler never parks.) */
+  if (rc == WV_PARKED)
+    return;
   if (ex->stream) {
     stream_t *st = ex->stream;
     pthread_mutex_lock(&st->mu);
     st->ended = true;
-    st->end_rc = rc == WV_PARKED ? WV_EINTERNAL : rc;
+    st->end_rc = rc;
     pthread_mutex_unlock(&st->mu);
     stream_push(ex, true);
     return;
   }
-  if (rc == WV_PARKED)
-    return;
   ex_settle(ex, rc);
   done_push(ex);
 }

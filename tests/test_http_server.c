@@ -565,13 +565,14 @@ static char *read_all(int fd, size_t *len) {
   size_t cap = 1 << 16, n = 0;
   char *b = malloc(cap);
   for (;;) {
-    if (n == cap)
+    if (n + 1 >= cap)
       b = realloc(b, cap *= 2);
-    ssize_t k = recv(fd, b + n, cap - n, 0);
+    ssize_t k = recv(fd, b + n, cap - n - 1, 0);
     if (k <= 0)
       break;
     n += (size_t)k;
   }
+  b[n] = '\0'; /* the checks below use string functions on the head */
   *len = n;
   return b;
 }
