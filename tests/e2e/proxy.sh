@@ -177,5 +177,7 @@ ok "inspect single image" is "$code $(json_get "$T/i.json" '(d["container"]["con
 code=$(curl -s -o "$T/i.json" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary '{}' "$WAVED_URL/v1alpha1/inspect")
 ok "inspect without image -> 400" is "$code $(json_get "$T/i.json" 'd["message"]')" "400 Missing 'containerImage' attribute"
 
-grep -q 'ERROR\|AddressSanitizer' "$WAVED_DIR/waved.log" && { log "waved log:"; grep 'ERROR\|error' "$WAVED_DIR/waved.log" | head -20 >&2; }
+stop_waved
+ok "waved stopped cleanly, no sanitizer reports" bash -c "! grep -q 'Sanitizer\|runtime error' '$WAVED_DIR/waved.log'"
+grep -q 'ERROR\|Sanitizer' "$WAVED_DIR/waved.log" && { log "waved log:"; grep -A5 'ERROR\|Sanitizer' "$WAVED_DIR/waved.log" | head -40 >&2; }
 e2e_finish
