@@ -41,8 +41,10 @@ B64=$(base64 -w0 "$T/layer.tgz")
 CC="{\"env\":[\"E2E=1\",\"MODE=test\"],\"entrypoint\":[\"/bin/busybox\",\"sh\"],\"workingDir\":\"/work\",\"layers\":[{\"location\":\"data:$B64\",\"gzipDigest\":\"$GZ_D\",\"gzipSize\":$GZ_SIZE,\"tarDigest\":\"$TAR_D\"}]}"
 
 # ---- waved --------------------------------------------------------------------------------
+ADMIN_PASS=admin-pass-e2e
 WAVED_LOG_LEVEL=warn
 start_waved "wave:
+  accounts: {admin: $(printf '%s' "$ADMIN_PASS" | sha256sum | cut -d' ' -f1)}
   registries:
     \"${REG[basic]}\": {username: $USER_, password: $PASS_, insecure: true}
     \"${REG[token]}\": {username: $USER_, password: $PASS_, insecure: true}
@@ -145,6 +147,48 @@ code=$(curl -s -o "$T/e.json" -w '%{http_code}' "$WAVED_URL/v2/wt/$tok/library/b
 ok "tags/list proxied" is "$code $(json_get "$T/e.json" 'd["tags"]')" '200 ["latest"]'
 code=$(curl -s -o "$T/e.json" -w '%{http_code}' "$WAVED_URL/v2/wt/$tok/library/busybox/manifests/nosuchtag")
 ok "unknown tag -> 404 MANIFEST_UNKNOWN" is "$code $(json_get "$T/e.json" 'd["errors"][0]["code"]')" "404 MANIFEST_UNKNOWN"
+
+# ---- records, HEAD, docker:// and http(s) layers, eviction ------------------------------------------
+tok=$(sed 's|^[^/]*/wt/\([^/]*\)/.*|\1|' <<<"$IMG_basic")
+curl -s -o "$T/rec.json" "$WAVED_URL/v1alpha2/container/$tok"
+served=$(curl -s -D - -o /dev/null "http://$W/v2/wt/$tok/library/busybox/manifests/latest" | tr -d '\r' | grep -i '^docker-content-digest:' | cut -d' ' -f2)
+ok "request record: waveDigest = served digest, sourceDigest = upstream" is \
+  "$(json_get "$T/rec.json" '(d.get("waveDigest"), d.get("sourceDigest"), d.get("sourceImage"))')" \
+  "('$served', '$(sk inspect --tls-verify=false --creds=$USER_:$PASS_ "docker://${REG[basic]}/library/busybox:latest" | json_get - 'd["Digest"]')', '${REG[basic]}/library/busybox:latest')"
+cfgd=$(sk inspect --tls-verify=false --raw "docker://$IMG_basic" | json_get - 'd["config"]["digest"]')
+hdr=$(curl -s -I "http://$W/v2/wt/$tok/library/busybox/blobs/$cfgd" | tr -d '\r')
+ok "HEAD config blob (blob store) -> 200 with length and digest" is \
+  "$(head -1 <<<"$hdr" | cut -d' ' -f2) $(grep -i '^content-length:' <<<"$hdr" | cut -d' ' -f2) $(grep -i '^docker-content-digest:' <<<"$hdr" | cut -d' ' -f2)" \
+  "200 $(sk inspect --tls-verify=false --config --raw "docker://$IMG_basic" | wc -c) $cfgd"
+bbl=$(sk inspect --tls-verify=false --raw "docker://$IMG_basic" | json_get - 'd["layers"][0]["digest"]')
+bbsize=$(sk inspect --tls-verify=false --raw "docker://$IMG_basic" | json_get - 'd["layers"][0]["size"]')
+hdr=$(curl -s -I "http://$W/v2/wt/$tok/library/busybox/blobs/$bbl" | tr -d '\r')
+ok "HEAD upstream blob -> 200 with its length" is \
+  "$(head -1 <<<"$hdr" | cut -d' ' -f2) $(grep -i '^content-length:' <<<"$hdr" | cut -d' ' -f2)" "200 $bbsize"
+ok "GET upstream blob streamed, digest intact" is \
+  "$(curl -s "http://$W/v2/wt/$tok/library/busybox/blobs/$bbl" | sha256sum | cut -d' ' -f1)" "${bbl#sha256:}"
+inc=$(curl -s -H 'Content-Type: application/json' --data-binary \
+  "{\"containerImage\":\"${REG[anon]}/library/multi:latest\",\"containerPlatform\":\"linux/amd64\",\"containerIncludes\":[\"${REG[anon]}/library/busybox:latest\"]}" \
+  "$WAVED_URL/v1alpha2/container" | json_get - 'd["targetImage"]')
+inc="$W/${inc#*/}"
+rm -rf "$T/oci-inc"
+ok "containerIncludes (docker:// layer) pulls" sk copy --quiet --src-tls-verify=false "docker://$inc" "oci:$T/oci-inc:x"
+ok "included layer served from the other repository" test -s "$T/oci-inc/blobs/sha256/${bbl#sha256:}"
+HTTP_CC="{\"layers\":[{\"location\":\"http://127.0.0.1:9/layer.tgz\",\"gzipDigest\":\"$GZ_D\",\"gzipSize\":$GZ_SIZE,\"tarDigest\":\"$TAR_D\"}]}"
+himg=$(request "${REG[anon]}/library/busybox:latest" linux/amd64 "$HTTP_CC") || true
+if [ -n "$himg" ]; then
+  sk inspect --tls-verify=false --raw "docker://$himg" >/dev/null
+  htok=$(sed 's|^[^/]*/wt/\([^/]*\)/.*|\1|' <<<"$himg")
+  hdr=$(curl -s -D - -o /dev/null "http://$W/v2/wt/$htok/library/busybox/blobs/$GZ_D" | tr -d '\r')
+  ok "http layer -> 307 to its location, Connection: close" is \
+    "$(head -1 <<<"$hdr" | cut -d' ' -f2) $(grep -i '^location:' <<<"$hdr" | cut -d' ' -f2) $(grep -i '^connection:' <<<"$hdr" | cut -d' ' -f2) $(grep -i '^content-length:' <<<"$hdr" | cut -d' ' -f2)" \
+    "307 http://127.0.0.1:9/layer.tgz close 0"
+else
+  ok "http layer request accepted" false
+fi
+code=$(curl -s -o /dev/null -w '%{http_code}' -u "admin:$ADMIN_PASS" -X DELETE "$WAVED_URL/container-token/$tok")
+ok "evicted token (was cached) -> 404 on the next pull" is \
+  "$code $(curl -s -o /dev/null -w '%{http_code}' "http://$W/v2/wt/$tok/library/busybox/manifests/latest")" "200 404"
 
 # ---- the cache: upstream gone, cached manifests still served --------------------------------------
 UNCACHED=$(request "${REG[anon]}/library/multi:latest" linux/amd64 "$CC")
