@@ -40,6 +40,45 @@ GZ_SIZE=$(stat -c %s "$T/layer.tgz")
 B64=$(base64 -w0 "$T/layer.tgz")
 CC="{\"env\":[\"E2E=1\",\"MODE=test\"],\"entrypoint\":[\"/bin/busybox\",\"sh\"],\"workingDir\":\"/work\",\"layers\":[{\"location\":\"data:$B64\",\"gzipDigest\":\"$GZ_D\",\"gzipSize\":$GZ_SIZE,\"tarDigest\":\"$TAR_D\"}]}"
 
+# ---- a misbehaving upstream: slow, wrong digests, garbage --------------------------------------
+BADP=$(free_port)
+cat >"$T/bad.py" <<'PY'
+import hashlib, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+GARBAGE = b"this is not json"
+GD = "sha256:" + hashlib.sha256(GARBAGE).hexdigest()
+seen = set()
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def reply(self, code, body=b"", digest=None, head=False):
+        self.send_response(code)
+        self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        if digest: self.send_header("Docker-Content-Digest", digest)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head: self.wfile.write(body)
+    def handle_any(self, head):
+        p = self.path
+        if p == "/v2/": return self.reply(200, b"{}", head=head)
+        if head and p not in seen:  # the front door's existence check passes once
+            seen.add(p)
+            return self.reply(200, b"", GD, head)
+        if p.startswith("/v2/slow/"): time.sleep(30); return self.reply(200, head=head)
+        if p.startswith("/v2/flaky/"): return self.reply(503, b"{}", head=head)
+        if p.startswith("/v2/bad/"):  # a digest that does not match the bytes
+            return self.reply(200, b'{"schemaVersion":2}', "sha256:" + "0" * 64, head)
+        if p.startswith("/v2/junk/"):  # the right digest of bytes that are not a manifest
+            return self.reply(200, GARBAGE, GD, head)
+        self.reply(404, head=head)
+    def do_GET(self): self.handle_any(False)
+    def do_HEAD(self): self.handle_any(True)
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+mkdir -p "$T/bad"
+$PY "$T/bad.py" "$BADP" >"$T/bad/bad.log" 2>&1 &
+echo $! >"$T/bad/bad.pid"
+wait_http "http://127.0.0.1:$BADP/v2/"
+
 # ---- waved --------------------------------------------------------------------------------
 ADMIN_PASS=admin-pass-e2e
 WAVED_LOG_LEVEL=warn
@@ -48,7 +87,7 @@ start_waved "wave:
   registries:
     \"${REG[basic]}\": {username: $USER_, password: $PASS_, insecure: true}
     \"${REG[token]}\": {username: $USER_, password: $PASS_, insecure: true}
-  httpclient: {connect-timeout: 2s, read-timeout: 5s, retry: {attempts: 3, delay: 50ms, max-delay: 200ms}}"
+  httpclient: {connect-timeout: 2s, read-timeout: 3s, retry: {attempts: 3, delay: 50ms, max-delay: 200ms}}"
 W=127.0.0.1:$WAVED_PORT
 log "waved on $WAVED_URL"
 
@@ -205,6 +244,29 @@ ok "upstream stopped + uncached -> 502 UNKNOWN naming the registry" is \
   "$code $(json_get "$T/e.json" 'd["errors"][0]["code"]') $(json_get "$T/e.json" "'${REG[anon]}' in d['errors'][0]['message']")" \
   "502 UNKNOWN True"
 ok "... answered in ${ms} ms (< 10 s)" test "$ms" -lt 10000
+
+# pull_error IMAGE_PATH CONFIG — "<status> <code> <ms>" of a manifest pull of a new token.
+pull_error() {
+  local img t0 ms code
+  img=$(request "127.0.0.1:$BADP/$1:latest" linux/amd64 "$2") || { echo "POST failed"; return; }
+  t0=$(date +%s%N)
+  code=$(curl -s -m 30 -o "$T/pe.json" -w '%{http_code}' "http://$W/v2/$(sed 's|:latest$||' <<<"${img#*/}")/manifests/latest")
+  ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+  echo "$code $(json_get "$T/pe.json" 'd["errors"][0]["code"]' 2>/dev/null) $ms"
+}
+r=$(pull_error slow/img "")
+ok "slow upstream -> 504 UNKNOWN within the read timeout ($r ms)" \
+  bash -c "[[ '$r' =~ ^504\ UNKNOWN\ ([0-9]+)$ ]] && (( \${BASH_REMATCH[1]} < 8000 ))"
+ok "... message names the registry" has "$(cat "$T/pe.json")" "127.0.0.1:$BADP"
+r=$(pull_error flaky/img "")
+ok "upstream 503 (retried) -> 503 UNKNOWN" has "$r" "503 UNKNOWN"
+r=$(pull_error bad/img "")
+ok "manifest bytes not matching their digest -> 502 UNKNOWN" has "$r" "502 UNKNOWN"
+ok "... message says so" has "$(cat "$T/pe.json")" "that hashes to"
+r=$(pull_error junk/img "$CC")
+ok "garbage manifest (augmentation) -> 502 UNKNOWN" has "$r" "502 UNKNOWN"
+r=$(pull_error junk/img "")
+ok "garbage manifest (pass-through) served as bytes with their digest" has "$r" "200"
 
 # ---- inspect ---------------------------------------------------------------------------------------
 code=$(curl -s -o "$T/i.json" -w '%{http_code}' -H 'Content-Type: application/json' \
