@@ -204,8 +204,9 @@ static int dlg_answer(dlg_t *d, const wv_http_resp_t *r, const char *registry, c
   char got[WV_DIGEST_STRLEN];
   if (wv_digest_of(d->buf.data ? d->buf.data : "", d->buf.len, got) ||
       strcmp(got, d->digest) != 0) {
-    wv_perr_set(&e, 502, WV_REGERR_UNKNOWN, "Registry '%s' sent a blob for '%s/%s@%s' that hashes to %s",
-                registry, registry, image, d->digest, got);
+    wv_perr_set(&e, 502, WV_REGERR_UNKNOWN,
+                "Registry '%s' sent a blob for '%s/%s@%s' that hashes to %s", registry, registry,
+                image, d->digest, got);
     return wv_perr_respond(req, resp, &e);
   }
   int rc = wv_resp_bytes(req, resp, 200, ct, d->buf.data ? d->buf.data : "", d->buf.len);

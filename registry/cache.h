@@ -81,7 +81,6 @@ struct wv_store;
  * store error.
  */
 int wv_cache_get(struct wv_store *s, wv_arena_t *a, const char *key, wv_cache_entry_t *out);
-int wv_cache_token_get(struct wv_store *s, wv_arena_t *a, const char *token,
-                       wv_cache_token_t *out);
+int wv_cache_token_get(struct wv_store *s, wv_arena_t *a, const char *token, wv_cache_token_t *out);
 
 #endif

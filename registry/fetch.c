@@ -35,8 +35,8 @@ int wv_perr_transport(wv_perr_t *e, int rc, long auth_status, const char *regist
     return wv_perr_set(e, auth_status >= 400 ? (int)auth_status : 401, WV_REGERR_UNAUTHORIZED,
                        "Unable to authenticate with registry '%s' - %s", registry, detail);
   if (rc == WV_ETOOBIG)
-    return wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Registry '%s' sent too much data - %s",
-                       registry, detail);
+    return wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Registry '%s' sent too much data - %s", registry,
+                       detail);
   return wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Unable to reach registry '%s' - %s", registry,
                      detail);
 }
@@ -53,8 +53,8 @@ int wv_perr_status(wv_perr_t *e, long status, bool blob, const char *registry, c
                        status);
   if (status < 400 || status > 599)
     return wv_perr_set(e, 502, WV_REGERR_UNKNOWN,
-                       "Unexpected status %ld from registry '%s' for '%s/%s%c%s'", status,
-                       registry, registry, image, sep, ref);
+                       "Unexpected status %ld from registry '%s' for '%s/%s%c%s'", status, registry,
+                       registry, image, sep, ref);
   return wv_perr_set(e, (int)status, WV_REGERR_UNKNOWN,
                      "Registry '%s' answered %ld for '%s/%s%c%s'", registry, status, registry,
                      image, sep, ref);
@@ -106,8 +106,8 @@ int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, wv_htt
                  attempt < cfg->hc_retry_attempts && !(no_retry && *no_retry);
     if (!retry)
       break;
-    wv_debug("upstream %s %s: %s, retry %d", registry, req->url,
-             rc ? err : "retryable status", attempt);
+    wv_debug("upstream %s %s: %s, retry %d", registry, req->url, rc ? err : "retryable status",
+             attempt);
     backoff(cfg, attempt);
   }
   if (rc)
@@ -178,8 +178,8 @@ int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, cons
     }
     url = wv_fetch_absolute_location(a, base, url[0] == '/' ? url : path, loc);
     if (!url) {
-      rc = wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Registry '%s' redirected to '%s'", registry,
-                       loc);
+      rc =
+          wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Registry '%s' redirected to '%s'", registry, loc);
       goto out;
     }
   }

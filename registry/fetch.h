@@ -24,9 +24,9 @@
 
 /* A proxy error: what the client is answered with. */
 typedef struct {
-  int status;        /* HTTP status */
-  wv_regerr_t code;  /* registry error code */
-  char msg[768];     /* client-facing message */
+  int status;       /* HTTP status */
+  wv_regerr_t code; /* registry error code */
+  char msg[768];    /* client-facing message */
 } wv_perr_t;
 
 /* Sets e. Always returns WV_EUPSTREAM so callers can `return wv_perr_set(...)`. */

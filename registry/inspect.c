@@ -79,9 +79,12 @@ static json_object *config_spec(json_object *cfg) {
   copy_member(o, "created", cfg, "created");
   json_object_object_get_ex(cfg, "config", &c);
   json_object *cs = json_object_new_object();
-  static const char *const strs[][2] = {{"hostName", "Hostname"}, {"domainName", "Domainname"},
-                                        {"user", "User"},         {"env", "Env"},
-                                        {"cmd", "Cmd"},           {"image", "Image"},
+  static const char *const strs[][2] = {{"hostName", "Hostname"},
+                                        {"domainName", "Domainname"},
+                                        {"user", "User"},
+                                        {"env", "Env"},
+                                        {"cmd", "Cmd"},
+                                        {"image", "Image"},
                                         {"workingDir", "WorkingDir"},
                                         {"entrypoint", "Entrypoint"},
                                         {"labels", "Labels"}};
@@ -266,8 +269,9 @@ int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp) {
   json_object_put(idx);
   if (!d)
     return api_error(req, resp, 400,
-                     wv_arena_sprintf(a, "Cannot find matching platform '%s' in the image index "
-                                         "for '%s'",
+                     wv_arena_sprintf(a,
+                                      "Cannot find matching platform '%s' in the image index "
+                                      "for '%s'",
                                       pstr, wv_ref_full_name(a, &in.ref)));
   wv_cache_entry_t child;
   if (wv_proxy_fetch_manifest(req, in.app, in.ref.registry, in.ref.path, d, &child, &in.err))

@@ -23,13 +23,13 @@
 
 typedef struct {
   wv_app_t *app;
-  wv_v2_route_t rt;         /* the parsed /v2 path */
-  bool token_form;       /* /v2/wt/<token>/... */
-  const char *registry;  /* upstream registry of the image */
-  const char *image;     /* upstream repository path */
-  wv_cache_token_t hot;  /* token form: the hot record, when have_hot */
+  wv_v2_route_t rt;     /* the parsed /v2 path */
+  bool token_form;      /* /v2/wt/<token>/... */
+  const char *registry; /* upstream registry of the image */
+  const char *image;    /* upstream repository path */
+  wv_cache_token_t hot; /* token form: the hot record, when have_hot */
   bool have_hot;
-  wv_token_rec_t rec;    /* token form, worker: the full record */
+  wv_token_rec_t rec; /* token form, worker: the full record */
   bool have_rec;
 } wv_pctx_t;
 

@@ -97,8 +97,8 @@ int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
   while (o) {
     size_t n = 0;
     for (; o && n < WV_STORE_APPLY_MAX; o = o->next, n++)
-      ops[n] = (wv_store_op_t){WV_STORE_PUT, WV_DB_MANIFESTS, o->key, o->val.data, o->val.len,
-                               o->expires_ms, 0};
+      ops[n] = (wv_store_op_t){WV_STORE_PUT, WV_DB_MANIFESTS, o->key, o->val.data,
+                               o->val.len,   o->expires_ms,   0};
     int rc = wv_store_apply(s, ops, n, NULL);
     if (rc)
       return rc;
@@ -255,8 +255,8 @@ static int upstream_manifest(res_t *r, const char *digest, wv_cache_entry_t *out
   if (!rc) {
     memset(out, 0, sizeof *out);
     out->kind = WV_CACHE_MANIFEST;
-    out->media_type = manifest_media_type(
-        a, wv_http_resp_header(&resp, "Content-Type"), body, resp.body.len);
+    out->media_type =
+        manifest_media_type(a, wv_http_resp_header(&resp, "Content-Type"), body, resp.body.len);
     out->digest = wv_arena_strdup(a, digest);
     out->body = wv_arena_strndup(a, body, resp.body.len);
     out->body_len = resp.body.len;
@@ -373,8 +373,8 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
     const wv_container_layer_t *l = &used.layers[i];
     wv_cache_entry_t le;
     if (wv_proxy_layer_entry(a, l->location, l->gzip_digest, l->gzip_size, &le))
-      return wv_perr_set(&r->err, 400, WV_REGERR_BAD_REQUEST,
-                         "Unsupported layer location '%.64s'", l->location ? l->location : "");
+      return wv_perr_set(&r->err, 400, WV_REGERR_BAD_REQUEST, "Unsupported layer location '%.64s'",
+                         l->location ? l->location : "");
     if (wv_pbatch_add(r->batch, wv_cache_key_blob(a, ctx->registry, ctx->image, l->gzip_digest),
                       &le, r->expires_ms))
       return oom(r);
@@ -520,8 +520,8 @@ static int resolve_token_tag(res_t *r, const char *key, wv_cache_entry_t *out) {
   wv_cache_entry_t up;
   int rc = resolve_tag(r, r->ctx->rt.reference, &digest);
   if (!rc && !digest)
-    rc = wv_perr_set(&r->err, 502, WV_REGERR_UNKNOWN, "No digest for '%s/%s:%s'",
-                     r->ctx->registry, r->ctx->image, r->ctx->rt.reference);
+    rc = wv_perr_set(&r->err, 502, WV_REGERR_UNKNOWN, "No digest for '%s/%s:%s'", r->ctx->registry,
+                     r->ctx->image, r->ctx->rt.reference);
   rc = rc ? rc : upstream_manifest(r, digest, &up);
   rc = rc ? rc : serve_document(r, &up, out);
   if (rc)
@@ -550,22 +550,21 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   r.expires_ms = cache_expiry(ctx);
   wv_cache_entry_t e;
   const wv_v2_route_t *rt = &ctx->rt;
-  const char *key = !rt->is_digest ? (ctx->token_form ? req->path : NULL)
-                                   : wv_cache_key_manifest(req->arena, ctx->registry, ctx->image,
-                                                           rt->reference);
-  if (key && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0 &&
-      e.kind == WV_CACHE_MANIFEST)
+  const char *key =
+      !rt->is_digest ? (ctx->token_form ? req->path : NULL)
+                     : wv_cache_key_manifest(req->arena, ctx->registry, ctx->image, rt->reference);
+  if (key && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0 && e.kind == WV_CACHE_MANIFEST)
     return wv_proxy_respond_manifest(req, resp, &e);
   int rc;
   if (rt->is_digest) {
     /* Augmenting an image pinned by digest would change the digest it is pinned to. */
     if (ctx->token_form && ctx->rec.reference && strcmp(ctx->rec.reference, rt->reference) == 0 &&
         wv_proxy_has_config(ctx, req->arena))
-      return wv_resp_registry_error(
-          req, resp, WV_REGERR_UNSUPPORTED, 400,
-          wv_arena_sprintf(req->arena, "Operation not allowed for container '%s@%s'", ctx->image,
-                           rt->reference),
-          NULL);
+      return wv_resp_registry_error(req, resp, WV_REGERR_UNSUPPORTED, 400,
+                                    wv_arena_sprintf(req->arena,
+                                                     "Operation not allowed for container '%s@%s'",
+                                                     ctx->image, rt->reference),
+                                    NULL);
     rc = upstream_manifest(&r, rt->reference, &e);
     if (!rc && wv_pbatch_apply(r.batch, ctx->app->store))
       wv_warn("manifest cache not written for %s", key);

@@ -351,8 +351,8 @@ TEST(hot_path) {
   CHECK_EQ_STR(resp.headers[0].name, "Docker-Content-Digest");
   CHECK_EQ_STR(resp.headers[0].value, D1);
   /* Another image path under the same token: the worker refuses it. */
-  CHECK_OK(run_v2(&env, WV_M_GET, "/v2/wt/tok1/library/other/manifests/latest", a, &resp, true,
-                  &irc));
+  CHECK_OK(
+      run_v2(&env, WV_M_GET, "/v2/wt/tok1/library/other/manifests/latest", a, &resp, true, &irc));
   CHECK_EQ_INT(irc, WV_DEFER);
   CHECK_EQ_INT(resp.status, 404);
   CHECK(strstr(resp.body, "Unexpected container image request"));
@@ -360,8 +360,8 @@ TEST(hot_path) {
   char cd[WV_CAS_DIGEST_LEN + 1];
   CHECK_OK(wv_cas_put(env.app.cas, "config-bytes", 12, NULL, cd));
   wv_buf_reset(&b);
-  e = (wv_cache_entry_t){.kind = WV_CACHE_BLOB, .media_type = "application/x", .digest = cd,
-                         .location = ""};
+  e = (wv_cache_entry_t){
+      .kind = WV_CACHE_BLOB, .media_type = "application/x", .digest = cd, .location = ""};
   CHECK_OK(wv_cache_encode(&e, &b));
   const char *bkey = wv_cache_key_blob(a, "127.0.0.1:1", "library/bb", cd);
   CHECK_OK(wv_store_put(env.app.store, WV_DB_MANIFESTS, bkey, b.data, b.len, 0));
