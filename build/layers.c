@@ -208,8 +208,8 @@ int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, size_t idx, const wv_cont
   const char *b64 = l->location + strlen(WV_LAYER_DATA_PREFIX);
   size_t n = strlen(b64);
   if (wv_base64_decoded_len(b64, n) < 0) {
-    *msg = wv_arena_sprintf(a, "Invalid container layer [%zu] - `location` is not valid base64 data",
-                            idx);
+    *msg = wv_arena_sprintf(
+        a, "Invalid container layer [%zu] - `location` is not valid base64 data", idx);
     return WV_EINVAL;
   }
   verify_t v = {0};
@@ -242,9 +242,7 @@ out:
   return rc;
 }
 
-static bool has_prefix(const char *s, const char *p) {
-  return strncmp(s, p, strlen(p)) == 0;
-}
+static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
 int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, const wv_container_config_t *cc,
                     const char **msg) {
@@ -296,8 +294,8 @@ static int upstream_fail(inc_t *c, int rc, long status, const char *err) {
 }
 
 /* GET (or HEAD) /v2/<path>/<kind>/<ref>; resp is the caller's to free. */
-static int get_v2(inc_t *c, const char *method, const char *kind, const char *ref,
-                  size_t max_body, wv_http_resp_t *resp, char *err, size_t errlen) {
+static int get_v2(inc_t *c, const char *method, const char *kind, const char *ref, size_t max_body,
+                  wv_http_resp_t *resp, char *err, size_t errlen) {
   const char *url = wv_arena_sprintf(c->a, "/v2/%s/%s/%s", c->ref->path, kind, ref);
   const char *hdrs[] = {"Accept: " WV_MT_ACCEPT_MANIFESTS, NULL};
   if (!url)
@@ -467,8 +465,7 @@ int wv_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *name,
   return rc;
 }
 
-int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const wv_ref_t *ref,
-                          const char **msg) {
+int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const wv_ref_t *ref, const char **msg) {
   inc_t c = {.a = a, .u = u, .ref = ref, .msg = msg};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);

@@ -21,13 +21,14 @@
 
 #define MSG_SVC_SUFFIX " - HTTP status=501 - response=-"
 #define MSG_NO_BUILD                                                                               \
-  "Build service is not enabled - Check Wave configuration setting 'wave.build.enabled'" MSG_SVC_SUFFIX
+  "Build service is not enabled - Check Wave configuration setting "                               \
+  "'wave.build.enabled'" MSG_SVC_SUFFIX
 #define MSG_NO_MIRROR                                                                              \
-  "Mirror service is not enabled - Check Wave configuration setting 'wave.mirror.enabled'"         \
-      MSG_SVC_SUFFIX
+  "Mirror service is not enabled - Check Wave configuration setting "                              \
+  "'wave.mirror.enabled'" MSG_SVC_SUFFIX
 #define MSG_NO_SCAN                                                                                \
-  "Security scan service is not enabled - Check Wave configuration setting 'wave.scan.enabled'"    \
-      MSG_SVC_SUFFIX
+  "Security scan service is not enabled - Check Wave configuration setting "                       \
+  "'wave.scan.enabled'" MSG_SVC_SUFFIX
 
 /* ---- parsing --------------------------------------------------------------- */
 
@@ -121,14 +122,22 @@ static int parse_fields(parse_t *p, wv_creq_t *r) {
     size_t off;
   } strs[] = {
 #define S(k, f) {k, offsetof(wv_creq_t, f)}
-      S("towerAccessToken", tower_access_token), S("towerRefreshToken", tower_refresh_token),
-      S("towerEndpoint", tower_endpoint),        S("workflowId", workflow_id),
-      S("containerImage", container_image),      S("containerFile", container_file),
-      S("condaFile", conda_file),                S("containerPlatform", container_platform),
-      S("buildRepository", build_repository),    S("cacheRepository", cache_repository),
-      S("timestamp", timestamp),                 S("fingerprint", fingerprint),
-      S("format", format),                       S("nameStrategy", name_strategy),
-      S("scanMode", scan_mode),                  S("buildTemplate", build_template),
+      S("towerAccessToken", tower_access_token),
+      S("towerRefreshToken", tower_refresh_token),
+      S("towerEndpoint", tower_endpoint),
+      S("workflowId", workflow_id),
+      S("containerImage", container_image),
+      S("containerFile", container_file),
+      S("condaFile", conda_file),
+      S("containerPlatform", container_platform),
+      S("buildRepository", build_repository),
+      S("cacheRepository", cache_repository),
+      S("timestamp", timestamp),
+      S("fingerprint", fingerprint),
+      S("format", format),
+      S("nameStrategy", name_strategy),
+      S("scanMode", scan_mode),
+      S("buildTemplate", build_template),
 #undef S
   };
   int rc = 0;
@@ -161,9 +170,7 @@ static int parse_fields(parse_t *p, wv_creq_t *r) {
   return rc;
 }
 
-static void put_json(void *o) {
-  json_object_put(o);
-}
+static void put_json(void *o) { json_object_put(o); }
 
 int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, bool v2, wv_creq_t *out,
                   const char **msg) {
@@ -210,9 +217,7 @@ static int fail(check_t *c, int rc, const char *msg) {
   return rc;
 }
 
-static bool empty(const char *s) {
-  return !s || !*s;
-}
+static bool empty(const char *s) { return !s || !*s; }
 
 /* Step 1: legacy Platform hosts are renamed; an empty endpoint gets the default. */
 static const char *patch_tower(wv_arena_t *a, const char *e) {
@@ -252,9 +257,7 @@ static int check_repo(check_t *c, const char *repo, const char *what) {
   return *c->msg ? WV_EINVAL : WV_ENOMEM;
 }
 
-static bool too_long(const char *s, uint64_t max) {
-  return s && strlen(s) > max;
-}
+static bool too_long(const char *s, uint64_t max) { return s && strlen(s) > max; }
 
 static int check_request(check_t *c) {
   const wv_creq_t *r = c->r;
@@ -293,7 +296,8 @@ static int check_mirror(check_t *c) {
   if (!r->v2)
     return fail(c, WV_EINVAL, "Container mirroring requires the use of v2 API");
   if (empty(r->container_image))
-    return fail(c, WV_EINVAL, "Attribute `containerImage` is required when specifying `mirror` mode");
+    return fail(c, WV_EINVAL,
+                "Attribute `containerImage` is required when specifying `mirror` mode");
   if (empty(r->tower_access_token))
     return fail(c, WV_EINVAL,
                 "Container mirroring requires an authenticated request - specify the tower token "
@@ -313,12 +317,14 @@ static int check_mirror(check_t *c) {
     if (set[conflicts[i].off])
       return fail(c, WV_EINVAL, conflicts[i].msg);
   if (empty(r->build_repository))
-    return fail(c, WV_EINVAL, "Attribute `buildRepository` is required when specifying `mirror` mode");
+    return fail(c, WV_EINVAL,
+                "Attribute `buildRepository` is required when specifying `mirror` mode");
   const char *target = repo_registry(c->a, r->build_repository);
   if (!target)
     return WV_ENOMEM;
   if (strcmp(target, c->plan->image.registry) == 0)
-    return bad(c, WV_EINVAL, "Source and target mirror registry are the same - offending value '%s'",
+    return bad(c, WV_EINVAL,
+               "Source and target mirror registry are the same - offending value '%s'",
                r->build_repository);
   return 0;
 }
@@ -395,17 +401,18 @@ static int check_handling(check_t *c) {
   if (!r->v2 && !empty(r->name_strategy))
     return fail(c, WV_EINVAL, "Attribute `nameStrategy` is not allowed");
   if (!empty(r->container_file) && r->freeze && !custom_repo && !(r->v2 && r->packages))
-    return fail(c, WV_EINVAL, "Attribute `buildRepository` must be specified when using freeze mode [1]");
+    return fail(c, WV_EINVAL,
+                "Attribute `buildRepository` must be specified when using freeze mode [1]");
   if (!empty(r->container_image) && r->freeze && !custom_repo)
-    return fail(c, WV_EINVAL, "Attribute `buildRepository` must be specified when using freeze mode [2]");
+    return fail(c, WV_EINVAL,
+                "Attribute `buildRepository` must be specified when using freeze mode [2]");
   if (r->v2 && r->packages && r->freeze && !custom_repo)
-    return fail(c, WV_EINVAL, "Attribute `buildRepository` must be specified when using freeze mode [3]");
+    return fail(c, WV_EINVAL,
+                "Attribute `buildRepository` must be specified when using freeze mode [3]");
   return 0;
 }
 
-static bool is_sif(const wv_creq_t *r) {
-  return r->format && strcmp(r->format, "sif") == 0;
-}
+static bool is_sif(const wv_creq_t *r) { return r->format && strcmp(r->format, "sif") == 0; }
 
 /* Step 7. */
 static int check_platform(check_t *c) {
@@ -422,9 +429,11 @@ static int check_platform(check_t *c) {
   if (c->plan->plat.n == 1)
     return 0;
   if (strcmp(c->plan->platform, "linux/amd64,linux/arm64") != 0)
-    return fail(c, WV_EINVAL, "Only linux/amd64,linux/arm64 multi-platform combination is currently supported");
+    return fail(c, WV_EINVAL,
+                "Only linux/amd64,linux/arm64 multi-platform combination is currently supported");
   if (empty(r->container_file) && !r->packages)
-    return fail(c, WV_EINVAL, "Multi-platform builds require either 'containerFile' or 'packages' attribute");
+    return fail(c, WV_EINVAL,
+                "Multi-platform builds require either 'containerFile' or 'packages' attribute");
   if (is_sif(r))
     return fail(c, WV_EINVAL, "Multi-platform builds are not supported for Singularity format");
   return 0;
@@ -438,11 +447,17 @@ static int check_request_data(check_t *c) {
   if (!has_file && !has_image)
     return fail(c, WV_EINVAL, "Specify either 'containerImage' or 'containerFile' attribute");
   if (has_file && has_image)
-    return fail(c, WV_EINVAL, "Attributes 'containerImage' and 'containerFile' cannot be used in the same request");
+    return fail(
+        c, WV_EINVAL,
+        "Attributes 'containerImage' and 'containerFile' cannot be used in the same request");
   if (has_image && c->plan->image.is_digest && !wv_container_config_is_empty(&r->cc) && !r->freeze)
-    return fail(c, WV_EINVAL, "Container requests made using a SHA256 as tag does not support the 'containerConfig' attribute");
+    return fail(c, WV_EINVAL,
+                "Container requests made using a SHA256 as tag does not support the "
+                "'containerConfig' attribute");
   if (is_sif(r) && !r->freeze)
-    return fail(c, WV_EINVAL, "Singularity build is only allowed enabling freeze mode - see 'wave.freeze' setting");
+    return fail(
+        c, WV_EINVAL,
+        "Singularity build is only allowed enabling freeze mode - see 'wave.freeze' setting");
   /* Scanning is not available in this release: asking for a scan is a 501. */
   if (r->scan_mode && strcmp(r->scan_mode, "none") != 0)
     return fail(c, WV_EUNSUPPORTED, MSG_NO_SCAN);
@@ -475,7 +490,8 @@ static int choose_kind(check_t *c) {
   const wv_creq_t *r = c->r;
   if (!empty(r->container_file) || r->packages || r->freeze) {
     if (!empty(r->container_file) && !base64_canonical(r->container_file))
-      return fail(c, WV_EINVAL, "Invalid 'containerFile' attribute - make sure it encoded as a base64 string");
+      return fail(c, WV_EINVAL,
+                  "Invalid 'containerFile' attribute - make sure it encoded as a base64 string");
     c->plan->kind = WV_CREQ_BUILD;
     return fail(c, WV_EUNSUPPORTED, MSG_NO_BUILD);
   }
@@ -485,7 +501,9 @@ static int choose_kind(check_t *c) {
   }
   c->plan->kind = WV_CREQ_PLAIN;
   if (!c->cfg->ephemeral_token)
-    return fail(c, WV_EINVAL, "Ephemeral container provisioning is not enabled in this Wave deployment - use 'freeze' mode to provision this container");
+    return fail(c, WV_EINVAL,
+                "Ephemeral container provisioning is not enabled in this Wave deployment - use "
+                "'freeze' mode to provision this container");
   return 0;
 }
 

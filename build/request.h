@@ -130,8 +130,8 @@ int wv_creq_check(wv_arena_t *a, const wv_config_t *cfg, const wv_creq_t *r, wv_
  * instant. On success *resp is the response object (caller's reference).
  */
 int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
-                   const char *client_ip, int64_t now_ns, wv_creq_result_t *res,
-                   json_object **resp, const char **msg);
+                   const char *client_ip, int64_t now_ns, wv_creq_result_t *res, json_object **resp,
+                   const char **msg);
 
 /*
  * The account (a key of cfg->accounts) whose value is the SHA-256 hex of

@@ -16,8 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
-#define ID_MAX 64         /* longest token/request id we look up */
-#define SMALL_BODY 4096   /* GET/DELETE routes take no body */
+#define ID_MAX 64       /* longest token/request id we look up */
+#define SMALL_BODY 4096 /* GET/DELETE routes take no body */
 #define BASIC_REALM "Basic realm=Wave Authentication"
 
 /* Tokens and request ids are lowercase alphanumerics; anything else cannot exist. */
@@ -32,9 +32,7 @@ static const char *id_param(const wv_req_t *req, const char *name) {
   return id;
 }
 
-static const wv_app_t *app_of(const wv_req_t *req) {
-  return req->app;
-}
+static const wv_app_t *app_of(const wv_req_t *req) { return req->app; }
 
 static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   json_object *out = NULL;
@@ -48,13 +46,9 @@ static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   return wv_resp_json(req, resp, 200, out);
 }
 
-static int submit_v2(wv_req_t *req, wv_resp_t *resp) {
-  return submit(req, resp, true);
-}
+static int submit_v2(wv_req_t *req, wv_resp_t *resp) { return submit(req, resp, true); }
 
-static int submit_v1(wv_req_t *req, wv_resp_t *resp) {
-  return submit(req, resp, false);
-}
+static int submit_v1(wv_req_t *req, wv_resp_t *resp) { return submit(req, resp, false); }
 
 /* Reads a record copy into *val (freed by an arena cleanup). */
 static int load(wv_req_t *req, wv_db_t db, const char *key, char **val, size_t *len) {

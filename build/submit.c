@@ -49,8 +49,8 @@ static const char *json_text(wv_arena_t *a, json_object *o) {
 
 /* Encodes the two records for token res->token; *tok and *rec are arena strings. */
 static int encode_records(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
-                          const wv_creq_plan_t *plan, const char *client_ip,
-                          wv_creq_result_t *res, wv_buf_t *tok, const char **rec) {
+                          const wv_creq_plan_t *plan, const char *client_ip, wv_creq_result_t *res,
+                          wv_buf_t *tok, const char **rec) {
   res->target_image = wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(app->cfg), res->token,
                                        wv_ref_path_and_ref(a, &plan->image));
   if (!res->target_image)
@@ -97,9 +97,16 @@ static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
     if (rc)
       break;
     wv_store_op_t ops[2] = {
-        {.kind = WV_STORE_PUT_NX, .db = WV_DB_TOKENS, .key = token, .val = tok.data,
-         .val_len = tok.len, .expires_ms = res->expires_ns / WV_NS_PER_MS},
-        {.kind = WV_STORE_PUT_NX, .db = WV_DB_REQUESTS, .key = token, .val = rec,
+        {.kind = WV_STORE_PUT_NX,
+         .db = WV_DB_TOKENS,
+         .key = token,
+         .val = tok.data,
+         .val_len = tok.len,
+         .expires_ms = res->expires_ns / WV_NS_PER_MS},
+        {.kind = WV_STORE_PUT_NX,
+         .db = WV_DB_REQUESTS,
+         .key = token,
+         .val = rec,
          .val_len = strlen(rec),
          .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms},
     };
@@ -116,8 +123,8 @@ static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
 }
 
 int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
-                   const char *client_ip, int64_t now_ns, wv_creq_result_t *res,
-                   json_object **resp, const char **msg) {
+                   const char *client_ip, int64_t now_ns, wv_creq_result_t *res, json_object **resp,
+                   const char **msg) {
   memset(res, 0, sizeof *res);
   *resp = NULL;
   int rc = 0;
@@ -181,7 +188,7 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
   rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
   rc = rc ? rc : wv_creq_submit(app, a, &r, &plan, client_ip, wv_now_ns(), &res, resp, msg);
   if (!rc)
-    wv_info("container request %s: %s -> %s (%s)", res.token, res.container_image,
-            res.target_image, plan.user ? plan.user : "anonymous");
+    wv_info("container request %s: %s -> %s (%s)", res.token, res.container_image, res.target_image,
+            plan.user ? plan.user : "anonymous");
   return rc;
 }

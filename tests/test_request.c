@@ -80,11 +80,14 @@ static const char *jstr(json_object *o, const char *key) {
 static const char nextflow_example[] =
     "{\"towerAccessToken\": \"eyJ0aWQiOiAxMjN9.abc...\", \"towerRefreshToken\": \"4ed3c1a1b2...\","
     " \"towerWorkspaceId\": 123456789, \"towerEndpoint\": \"https://api.cloud.seqera.io\","
-    " \"containerImage\": \"quay.io/biocontainers/samtools:1.17--h00cdaf9_0\", \"containerFile\": null,"
+    " \"containerImage\": \"quay.io/biocontainers/samtools:1.17--h00cdaf9_0\", \"containerFile\": "
+    "null,"
     " \"containerConfig\": {\"entrypoint\": [\"/usr/bin/fusion\"], \"cmd\": null,"
     " \"env\": [\"FUSION_WORK=/fusion/s3/my-bucket/work\"], \"workingDir\": null, \"layers\": ["
-    " {\"location\": \"data:H4sIAAAAAAAA/+3OMQ6CQBCF4a1JvMOewBnYxVt4AS+wwkSzEsQIF...\", \"gzipDigest\": "
-    "\"sha256:6e1d4b1f0e0c6b5a0f3f2a9d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a6978879695\", \"gzipSize\": 312,"
+    " {\"location\": \"data:H4sIAAAAAAAA/+3OMQ6CQBCF4a1JvMOewBnYxVt4AS+wwkSzEsQIF...\", "
+    "\"gzipDigest\": "
+    "\"sha256:6e1d4b1f0e0c6b5a0f3f2a9d1c2b3a4f5e6d7c8b9a0f1e2d3c4b5a6978879695\", \"gzipSize\": "
+    "312,"
     " \"tarDigest\": \"sha256:1f0e2d3c4b5a69788796950a1b2c3d4e5f60718293a4b5c6d7e8f90112233445\","
     " \"skipHashing\": null},"
     " {\"location\": \"https://fusionfs.seqera.io/releases/pkg/2/4/20/fusion-amd64.tar.gz\","
@@ -99,7 +102,8 @@ static const char nextflow_example[] =
 
 /* Example 2: a Wave CLI conda build (nulls omitted). */
 static const char cli_conda_example[] =
-    "{\"containerPlatform\": \"linux/amd64\", \"dryRun\": false, \"freeze\": false, \"mirror\": false,"
+    "{\"containerPlatform\": \"linux/amd64\", \"dryRun\": false, \"freeze\": false, \"mirror\": "
+    "false,"
     " \"packages\": {\"type\": \"CONDA\", \"entries\": [\"bioconda::samtools=1.17\"],"
     " \"channels\": [\"conda-forge\", \"bioconda\"], \"condaOpts\": {\"mambaImage\": "
     "\"mambaorg/micromamba:1.5.10-noble\", \"basePackages\": \"conda-forge::procps-ng\", "
@@ -110,7 +114,8 @@ static const char cli_conda_example[] =
 
 /* Example 4: freeze with a user repository. */
 static const char freeze_example[] =
-    "{\"containerImage\": \"ubuntu:24.04\", \"containerConfig\": {\"env\": [\"FOO=bar\"], \"layers\": []},"
+    "{\"containerImage\": \"ubuntu:24.04\", \"containerConfig\": {\"env\": [\"FOO=bar\"], "
+    "\"layers\": []},"
     " \"containerPlatform\": \"linux/arm64\", \"buildRepository\": \"docker.io/acme/frozen\","
     " \"freeze\": true, \"mirror\": false, \"towerAccessToken\": \"" ALICE_TOKEN "\","
     " \"towerEndpoint\": \"https://api.cloud.seqera.io\"}";
@@ -149,8 +154,9 @@ TEST(example2_cli_conda_build_is_501_after_checks) {
   json_object *out = NULL;
   const char *msg = NULL;
   CHECK_EQ_INT(run(&e, cli_conda_example, true, &out, &msg), WV_EUNSUPPORTED);
-  CHECK(strncmp(msg, "Build service is not enabled - Check Wave configuration setting "
-                     "'wave.build.enabled'",
+  CHECK(strncmp(msg,
+                "Build service is not enabled - Check Wave configuration setting "
+                "'wave.build.enabled'",
                 80) == 0);
   /* The same body on v1 meets the v1 packages check first. */
   CHECK_EQ_INT(run(&e, cli_conda_example, false, &out, &msg), WV_EINVAL);
@@ -183,7 +189,8 @@ static const case_t cases[] = {
     {"[1]", true, WV_EINVAL, "Malformed request body - expected a JSON object"},
     {"{\"containerImage\": 5}", true, WV_EINVAL,
      "Invalid request attribute `containerImage` - expected a string"},
-    {"{\"freeze\": \"yes\"}", true, WV_EINVAL, "Invalid request attribute `freeze` - expected a boolean"},
+    {"{\"freeze\": \"yes\"}", true, WV_EINVAL,
+     "Invalid request attribute `freeze` - expected a boolean"},
     {"{\"containerIncludes\": \"busybox\"}", true, WV_EINVAL,
      "Invalid request attribute `containerIncludes` - expected an array of strings"},
     {"{\"scanMode\": \"ASYNC\"}", true, WV_EINVAL,
@@ -221,15 +228,18 @@ static const case_t cases[] = {
     {"{\"containerImage\": \"ubuntu\", \"mirror\": true, \"containerIncludes\": [\"a\"], "
      "\"towerAccessToken\": \"" ALICE_TOKEN "\"}",
      true, WV_EINVAL, "Attribute `mirror` and `containerIncludes` conflict each other"},
-    {"{\"containerImage\": \"ubuntu\", \"mirror\": true, \"towerAccessToken\": \"" ALICE_TOKEN "\"}",
+    {"{\"containerImage\": \"ubuntu\", \"mirror\": true, \"towerAccessToken\": \"" ALICE_TOKEN
+     "\"}",
      true, WV_EINVAL, "Attribute `buildRepository` is required when specifying `mirror` mode"},
     {"{\"containerImage\": \"quay.io/a/b\", \"mirror\": true, \"buildRepository\": \"quay.io/c\", "
      "\"towerAccessToken\": \"" ALICE_TOKEN "\"}",
-     true, WV_EINVAL, "Source and target mirror registry are the same - offending value 'quay.io/c'"},
+     true, WV_EINVAL,
+     "Source and target mirror registry are the same - offending value 'quay.io/c'"},
     {"{\"containerImage\": \"quay.io/a/b\", \"mirror\": true, \"buildRepository\": \"x.io/c\", "
      "\"towerAccessToken\": \"" ALICE_TOKEN "\"}",
      true, WV_EUNSUPPORTED,
-     "Mirror service is not enabled - Check Wave configuration setting 'wave.mirror.enabled' - HTTP "
+     "Mirror service is not enabled - Check Wave configuration setting 'wave.mirror.enabled' - "
+     "HTTP "
      "status=501 - response=-"},
     /* step 4: a bad token beats every later check */
     {"{\"towerAccessToken\": \"nope\", \"condaFile\": \"eA==\"}", true, WV_EAUTH, NULL},
@@ -253,7 +263,8 @@ static const case_t cases[] = {
      WV_EINVAL, "Only linux/amd64,linux/arm64 multi-platform combination is currently supported"},
     {"{\"containerImage\": \"ubuntu\", \"containerPlatform\": \"linux/amd64,linux/arm64\"}", true,
      WV_EINVAL, "Multi-platform builds require either 'containerFile' or 'packages' attribute"},
-    {"{\"containerFile\": \"eA==\", \"containerPlatform\": \"linux/amd64,linux/arm64\", \"format\": "
+    {"{\"containerFile\": \"eA==\", \"containerPlatform\": \"linux/amd64,linux/arm64\", "
+     "\"format\": "
      "\"sif\"}",
      true, WV_EINVAL, "Multi-platform builds are not supported for Singularity format"},
     /* step 9 */
@@ -268,11 +279,13 @@ static const case_t cases[] = {
      "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\", \"containerConfig\": "
      "{\"env\": [\"A=1\"]}}",
      true, WV_EINVAL,
-     "Container requests made using a SHA256 as tag does not support the 'containerConfig' attribute"},
+     "Container requests made using a SHA256 as tag does not support the 'containerConfig' "
+     "attribute"},
     {"{\"containerFile\": \"eA==\", \"format\": \"sif\"}", true, WV_EINVAL,
      "Singularity build is only allowed enabling freeze mode - see 'wave.freeze' setting"},
     {"{\"containerImage\": \"ubuntu\", \"scanMode\": \"required\"}", true, WV_EUNSUPPORTED,
-     "Security scan service is not enabled - Check Wave configuration setting 'wave.scan.enabled' - "
+     "Security scan service is not enabled - Check Wave configuration setting 'wave.scan.enabled' "
+     "- "
      "HTTP status=501 - response=-"},
     {"{\"containerImage\": \"ubuntu\", \"containerIncludes\": "
      "[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\",\"k\"]}",
@@ -304,8 +317,8 @@ TEST(messages_in_spec_order) {
     const char *msg = NULL;
     int rc = run(&e, cases[i].body, cases[i].v2, &out, &msg);
     json_object_put(out);
-    bool msg_ok = !cases[i].msg ? msg == NULL
-                                : msg && strncmp(msg, cases[i].msg, strlen(cases[i].msg)) == 0;
+    bool msg_ok =
+        !cases[i].msg ? msg == NULL : msg && strncmp(msg, cases[i].msg, strlen(cases[i].msg)) == 0;
     if (rc != cases[i].rc || !msg_ok)
       fprintf(stderr, "  case %zu: %s\n    rc %d (want %d), msg: %s\n", i, cases[i].body, rc,
               cases[i].rc, msg ? msg : "(null)");
@@ -323,8 +336,8 @@ TEST(anonymous_refused_when_disabled) {
   /* Missing token beats the (later) missing-image message. */
   CHECK_EQ_INT(run(&e, "{}", true, &out, &msg), WV_EINVAL);
   CHECK_EQ_STR(msg, "Missing user access token");
-  CHECK_OK(run(&e, "{\"containerImage\":\"alpine\",\"towerAccessToken\":\"" ALICE_TOKEN "\"}",
-               true, &out, &msg));
+  CHECK_OK(run(&e, "{\"containerImage\":\"alpine\",\"towerAccessToken\":\"" ALICE_TOKEN "\"}", true,
+               &out, &msg));
   json_object_put(out);
   e.cfg.ephemeral_token = false;
   CHECK_EQ_INT(run(&e, "{\"containerImage\":\"alpine\",\"towerAccessToken\":\"" ALICE_TOKEN "\"}",
@@ -346,7 +359,8 @@ TEST(v2_response_and_records) {
                      "\"timestamp\":\"2024-05-01T12:00:00.123456+02:00\",\"towerWorkspaceId\":7,"
                      "\"containerConfig\":{\"env\":[\"A=1\"],\"layers\":[{\"location\":"
                      "\"https://fusionfs.seqera.io/releases/pkg/2/4/20/fusion-amd64.tar.gz\","
-                     "\"gzipDigest\":\"sha256:" "aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11"
+                     "\"gzipDigest\":\"sha256:"
+                     "aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11aa11"
                      "\",\"gzipSize\":10,\"tarDigest\":\"sha256:"
                      "bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22bb22\"}]}}";
   int64_t before = wv_now_ns();
@@ -408,7 +422,8 @@ TEST(v2_response_and_records) {
   CHECK_EQ_STR(jstr(user, "id"), "alice");
   json_object *d = wv_record_describe(rec);
   json_object *req = NULL, *src = NULL;
-  CHECK(d && wv_json_get_object(d, "request", &req) == 0 && wv_json_get_object(d, "source", &src) == 0);
+  CHECK(d && wv_json_get_object(d, "request", &req) == 0 &&
+        wv_json_get_object(d, "source", &src) == 0);
   CHECK_EQ_STR(jstr(d, "token"), tok);
   CHECK_EQ_STR(jstr(req, "platform"), "linux/amd64");
   CHECK_EQ_STR(jstr(src, "image"), "docker.io/library/ubuntu:latest");
@@ -431,8 +446,9 @@ TEST(v1_response_omits_v2_fields) {
   json_object *out = NULL;
   const char *msg = NULL;
   /* CLI style: nulls omitted. */
-  CHECK_OK(run(&e, "{\"containerImage\":\"quay.io/org/img@sha256:"
-                   "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}",
+  CHECK_OK(run(&e,
+               "{\"containerImage\":\"quay.io/org/img@sha256:"
+               "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}",
                false, &out, &msg));
   const char *tok = jstr(out, "requestId");
   CHECK(tok);
@@ -444,8 +460,8 @@ TEST(v1_response_omits_v2_fields) {
            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
            tok);
   CHECK_EQ_STR(jstr(out, "targetImage"), want);
-  static const char *const absent[] = {"freeze", "mirror", "succeeded", "buildId", "cached",
-                                       "scanId"};
+  static const char *const absent[] = {"freeze",  "mirror", "succeeded",
+                                       "buildId", "cached", "scanId"};
   for (size_t i = 0; i < sizeof absent / sizeof absent[0]; i++)
     CHECK(!json_object_object_get_ex(out, absent[i], NULL));
   /* No containerConfig: a pure pass-through token. */
@@ -535,7 +551,8 @@ TEST(data_layers_verified) {
   CHECK_OK(make_layer(&l, 300000)); /* several decode and inflate chunks */
   char *loc = malloc(strlen(l.b64) + 8);
   sprintf(loc, "data:%s", l.b64);
-  static const char other[] = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+  static const char other[] =
+      "sha256:0000000000000000000000000000000000000000000000000000000000000000";
   struct {
     const char *loc, *gz;
     long long size;
@@ -550,8 +567,8 @@ TEST(data_layers_verified) {
       {"data:not*base64", l.gz_digest, (long long)l.gz_len, l.tar_digest,
        "Invalid container layer [1] - `location` is not valid base64 data"},
       /* base64 of "hello" with its right size and digest: not gzip */
-      {"data:aGVsbG8=", "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", 5,
-       l.tar_digest, "Invalid container layer [1] - `location` is not gzip data"},
+      {"data:aGVsbG8=", "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+       5, l.tar_digest, "Invalid container layer [1] - `location` is not gzip data"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char *body = layer_body(&l, bad[i].loc, bad[i].gz, bad[i].size, bad[i].tar);
@@ -605,8 +622,9 @@ TEST(layer_size_limit) {
   e.cfg.max_data_layer_size = 10;
   json_object *out = NULL;
   const char *msg = NULL;
-  CHECK_EQ_INT(run(&e, "{\"containerImage\":\"ubuntu\",\"containerConfig\":{\"layers\":"
-                       "[{\"location\":\"data:AAAAAAAAAAAA\"}]}}",
+  CHECK_EQ_INT(run(&e,
+                   "{\"containerImage\":\"ubuntu\",\"containerConfig\":{\"layers\":"
+                   "[{\"location\":\"data:AAAAAAAAAAAA\"}]}}",
                    true, &out, &msg),
                WV_EINVAL);
   CHECK_EQ_STR(msg, "Container layer exceeds the maximum allowed size");
@@ -639,8 +657,8 @@ TEST(base64_and_helpers) {
   env_close(&e);
 }
 
-WV_TESTS(T(example1_nextflow_nulls_parse_and_check), T(example2_cli_conda_build_is_501_after_checks),
-         T(example4_freeze_is_501_after_checks), T(messages_in_spec_order),
-         T(anonymous_refused_when_disabled), T(v2_response_and_records),
+WV_TESTS(T(example1_nextflow_nulls_parse_and_check),
+         T(example2_cli_conda_build_is_501_after_checks), T(example4_freeze_is_501_after_checks),
+         T(messages_in_spec_order), T(anonymous_refused_when_disabled), T(v2_response_and_records),
          T(v1_response_omits_v2_fields), T(tokens_are_random_alnum_and_unique),
          T(data_layers_verified), T(layer_size_limit), T(base64_and_helpers))
