@@ -679,15 +679,25 @@ static int verify_links(tar_t *t) {
 
 typedef int (*reader_cb)(void *src, const uint8_t **chunk, size_t *n); /* n = 0 at the end */
 
-static int finish(tar_t *t, gunzip_t *g) {
+/* Checks that both streams ended cleanly and the links stay inside; 0 or an error. */
+static int check_end(tar_t *t, gunzip_t *g) {
   if (!g->member_done)
     return say(t, WV_EPARSE, "Build context is not a valid gzip archive: unexpected end of data");
   if (t->st != ST_END && !(t->st == ST_HEADER && t->hdr_fill == 0))
     return say(t, WV_EPARSE, "Build context archive is truncated%s%s%s", t->name ? " (entry '" : "",
                t->name ? t->name : "", t->name ? "')" : "");
-  int rc = verify_links(t);
+  return verify_links(t);
+}
+
+/* Ends the hash context in every case; the digest only on success. */
+static int finish(tar_t *t, gunzip_t *g) {
+  int rc = check_end(t, g);
+  if (rc) {
+    wv_sha256_abort(&t->sha);
+    return rc;
+  }
   uint8_t hash[WV_SHA256_LEN];
-  if (!rc && (rc = wv_sha256_final(&t->sha, hash)) == 0)
+  if ((rc = wv_sha256_final(&t->sha, hash)) == 0)
     wv_digest_format(hash, t->res->tar_digest);
   return rc;
 }
