@@ -56,6 +56,9 @@ def ratio(label, a, b, key="rps"):
 
 print("\nratios (same run):")
 ratio("pull-load / wrk on the nginx file", ("hot", "nginx"), ("hot", "wrk-nginx"))
+a, b = num("hot", "nginx", "cpu_us_per_req"), num("hot", "wrk-nginx", "cpu_us_per_req")
+if a and b:
+    print("  %-60s %8.1f us vs %.1f us" % ("load generator CPU per request: pull-load vs wrk", a, b))
 r = {}
 ratio("hot waved-ping / docker-registry (FALLBACK: ping vs manifest)", ("hot", "waved-ping"), ("hot", "docker-registry"))
 ratio("hot waved-ping / nginx (FALLBACK: ping vs manifest)", ("hot", "waved-ping"), ("hot", "nginx"))

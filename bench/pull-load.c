@@ -53,6 +53,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <uv.h>
 
@@ -116,6 +117,7 @@ typedef struct worker {
   uint64_t t_measure, t_stop; /* uv_hrtime() of the window's edges */
   pl_hist_t hist;
   uint64_t ok, errs[ERR__N], body_bytes, connects;
+  uint64_t all; /* responses completed at any time, warm-up included */
 } worker_t;
 
 static opts_t g_opts;
@@ -316,6 +318,7 @@ static void conn_answered(conn_t *c) {
   const mix_line_t *l = c->line;
   c->line = NULL;
   c->complete = 0;
+  w->all++;
   llhttp_resume(&c->parser);
   if (l->expect && c->status != l->expect) {
     count_err(w, ERR_STATUS);
@@ -614,8 +617,8 @@ static void fmt_us(char *b, size_t n, uint64_t us) {
 
 typedef struct {
   pl_hist_t hist;
-  uint64_t ok, errs[ERR__N], err_total, body, connects;
-  double secs;
+  uint64_t ok, all, errs[ERR__N], err_total, body, connects;
+  double secs, cpu_us; /* cpu_us: this process's own user+system time */
   long rss_peak, rss_hwm;
 } total_t;
 
@@ -633,8 +636,10 @@ static void report(const total_t *t) {
     fmt_us(d, sizeof d, t->hist.max_us);
     printf("%s: %s, %d connections, %d threads, %.2f s measured%s\n", o->name, o->url, o->conns,
            o->threads, t->secs, o->once ? " (each line once)" : "");
-    printf("  requests %llu ok, %.1f/s; body %.1f MB, %.1f MB/s; %llu connects\n",
-           (unsigned long long)t->ok, rps, t->body / 1e6, mbps, (unsigned long long)t->connects);
+    printf("  requests %llu ok, %.1f/s; body %.1f MB, %.1f MB/s; %llu connects; "
+           "%.1f us CPU/request (load generator)\n",
+           (unsigned long long)t->ok, rps, t->body / 1e6, mbps, (unsigned long long)t->connects,
+           t->cpu_us / (double)(t->all ? t->all : 1));
     printf("  latency  p50 %s  p99 %s  p99.9 %s  max %s  mean %.0f us\n", a, b, c, d, mean);
     printf("  errors   %llu (connect %llu, io %llu, status %llu, timeout %llu, parse %llu)\n",
            (unsigned long long)t->err_total, (unsigned long long)t->errs[0],
@@ -651,7 +656,8 @@ static void report(const total_t *t) {
          (unsigned long long)t->hist.max_us, mean, (unsigned long long)t->err_total);
   for (int k = 0; k < ERR__N; k++)
     printf(" err_%s=%llu", err_names[k], (unsigned long long)t->errs[k]);
-  printf(" rss_peak_kb=%ld rss_hwm_kb=%ld\n", t->rss_peak, t->rss_hwm);
+  printf(" rss_peak_kb=%ld rss_hwm_kb=%ld cpu_us_per_req=%.2f\n", t->rss_peak, t->rss_hwm,
+         t->cpu_us / (double)(t->all ? t->all : 1));
   fflush(stdout);
 }
 
@@ -675,7 +681,7 @@ static int run(worker_t *ws, total_t *t) {
     worker_t *w = &ws[i];
     pthread_join(w->thread, NULL);
     pl_hist_merge(&t->hist, &w->hist);
-    t->ok += w->ok, t->body += w->body_bytes, t->connects += w->connects;
+    t->ok += w->ok, t->all += w->all, t->body += w->body_bytes, t->connects += w->connects;
     for (int k = 0; k < ERR__N; k++)
       t->errs[k] += w->errs[k], t->err_total += w->errs[k];
     /* The window: the threads' mean for timed runs; for -1, until the last
@@ -689,6 +695,10 @@ static int run(worker_t *ws, total_t *t) {
   }
   if (t->secs <= 0)
     t->secs = 1e-9;
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  t->cpu_us = ru.ru_utime.tv_sec * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_sec * 1e6 +
+              ru.ru_stime.tv_usec;
   return 0;
 }
 

@@ -213,9 +213,13 @@ if has hot; then
   run hot docker-registry "GET manifest by tag" "http://$REG" -m "$E2E_TMP/reg.hot"
   run hot nginx "GET same manifest bytes (static file)" "$NGX" -e "1 GET 200 /manifest.json"
   echo "== hot wrk: wrk -t$THREADS -c$CONNS -d${DUR}s on the same nginx file (generator check)"
-  wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --latency "$NGX/manifest.json" | tee "$E2E_TMP/wrk.out"
-  printf 'hot\twrk-nginx\twrk on the nginx file\tRESULT rps=%s\n' \
-    "$(sed -n 's/^Requests\/sec: *//p' "$E2E_TMP/wrk.out")" >>"$RESULTS"
+  perf stat -x, -e task-clock -o "$E2E_TMP/wrk.cpu" \
+    wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --latency "$NGX/manifest.json" | tee "$E2E_TMP/wrk.out"
+  wrk_n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$E2E_TMP/wrk.out")
+  wrk_ms=$(grep task-clock "$E2E_TMP/wrk.cpu" | cut -d, -f1)
+  printf 'hot\twrk-nginx\twrk on the same nginx file\tRESULT rps=%s cpu_us_per_req=%s\n' \
+    "$(sed -n 's/^Requests\/sec: *//p' "$E2E_TMP/wrk.out")" \
+    "$(awk "BEGIN{printf \"%.2f\", $wrk_ms * 1000 / $wrk_n}")" >>"$RESULTS"
   if [ "$PROXY" = 1 ]; then
     for k in pass aug; do
       head -1 "$E2E_TMP/wv-$k.mix" >"$E2E_TMP/wv-$k.hot"
@@ -281,7 +285,7 @@ has parked && skip parked waved "needs builds (1,000 pulls parked on one running
 # ---- report ------------------------------------------------------------------------------------
 
 echo
-echo "== pull-load summary: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), waved $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo '?'), ${DUR}s after ${WARM}s warm-up, $CONNS connections ($BLOB_CONNS for large), $THREADS load threads"
+echo "== pull-load summary: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), waved $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo '?'), ${DUR}s after ${WARM}s warm-up, $CONNS connections ($BLOB_CONNS for large), $THREADS load threads"
 [ "$PROXY" = 1 ] || echo "FALLBACK: waved has no /v2 proxy yet ($WHY); its row measured the ping"
 $PY "$here/pull-load-report.py" "$RESULTS" "$PROXY"
 [ -z "${PL_RESULTS:-}" ] || cp "$RESULTS" "$PL_RESULTS"
