@@ -56,6 +56,12 @@ typedef struct {
   char *server_url;      /* wave.server.url, "http://localhost:9090"; env WAVE_SERVER_URL */
   bool anonymous_access; /* wave.capabilities.anonymous-access, true */
   int64_t token_ttl_ms;  /* wave.tokens.cache.duration, 36h */
+  int token_length;      /* wave.tokens.length, 12 (12..64 lowercase alphanumerics) */
+  int64_t record_ttl_ms; /* wave.records.duration, 30d: persisted request records */
+  bool ephemeral_token;  /* wave.capabilities.ephemeral-token, true */
+  uint64_t max_data_layer_size;     /* wave.build.max-data-layer-size, 14000000 (chars) */
+  uint64_t max_container_file_size; /* wave.build.max-container-file-size, 10000 (chars) */
+  uint64_t max_conda_file_size;     /* wave.build.max-conda-file-size, 50000 (chars) */
   wv_strmap_t accounts;  /* wave.accounts, {} */
   wv_registries_t registries; /* wave.registries, {} */
 

@@ -28,7 +28,8 @@
   X(RANGE, -15, "value out of range")                     \
   X(INTERNAL, -16, "internal error")                      \
   X(EXPIRED, -17, "expired")                              \
-  X(DENIED, -18, "permission denied")
+  X(DENIED, -18, "permission denied")                     \
+  X(UNSUPPORTED, -19, "service not enabled")
 
 typedef enum {
   WV_OK = 0,

@@ -7,6 +7,7 @@
  * Exit status: 0 after a clean shutdown, 1 if the server cannot start,
  * 2 for a bad command line or configuration.
  */
+#include "build/routes.h"
 #include "core/app.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -215,6 +216,7 @@ int main(int argc, char **argv) {
   if (!rc)
     rc = wv_routes_basic_register(router);
   /* ---- ROUTES ---- registry/ and build/ register their tables here. */
+  rc = rc ? rc : wv_build_routes_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;

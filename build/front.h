@@ -1,0 +1,38 @@
+/*
+ * build/front.h — the entry points the container-request handlers
+ * (build/routes.c) need, without the registry types behind them.
+ *
+ * http/router.h and registry/ref.h both define a wv_route_t, so no file may
+ * include both; routes.c includes this header instead of request.h. The
+ * functions are documented where they are defined: request.h, records.h and
+ * layers.h, which include this file.
+ */
+#ifndef WV_BUILD_FRONT_H
+#define WV_BUILD_FRONT_H
+
+#include "core/app.h"
+#include "core/arena.h"
+#include "registry/token.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* request.h: parse + check + submit, what the POST handlers run. */
+int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
+                   const char *client_ip, json_object **resp, const char **msg);
+
+/* request.h: HTTP Basic check against wave.accounts (sha256 hex of password, constant time). */
+bool wv_creq_basic_auth(const wv_config_t *cfg, const char *user, const char *password);
+
+/* records.h: §1.4 from a persisted record. */
+json_object *wv_record_describe(json_object *rec);
+
+/* records.h: §1.6 for the token record of a plain request. */
+json_object *wv_record_status(const wv_token_rec_t *t, int64_t now_ns);
+
+/* layers.h: strict base64 into a NUL-terminated arena buffer. 0, WV_EINVAL or WV_ENOMEM. */
+int wv_base64_decode(wv_arena_t *a, const char *s, size_t n, char **out, size_t *outlen);
+
+#endif

@@ -1,0 +1,484 @@
+/*
+ * build/layers.c — data: layer verification, containerIncludes and the image
+ * existence check (see layers.h).
+ *
+ * DESIGN. A data: layer is checked in one pass over its base64 text: each
+ * chunk of text is decoded into a fixed buffer whose bytes are (1) hashed
+ * for gzipDigest, (2) written to a blob-store writer and (3) fed to zlib,
+ * whose output is hashed for tarDigest and counted against the cap. So the
+ * cost is one linear pass and two small buffers, whatever the layer size.
+ * Failures are collected and reported in a fixed order (base64, gzipSize,
+ * gzipDigest, gzip stream, tarDigest) so a client always learns the first
+ * thing that is wrong with what it sent.
+ */
+#include "build/layers.h"
+#include "core/digest.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "http/client.h"
+#include "registry/mediatype.h"
+#include "registry/upstream.h"
+#include "storage/cas.h"
+
+#include <string.h>
+#include <zlib.h>
+
+#define B64_CHUNK (64 * 1024)  /* base64 characters per step (multiple of 4) */
+#define BIN_CHUNK (48 * 1024)  /* their decoded bytes */
+#define TAR_CHUNK (128 * 1024) /* inflate output buffer */
+#define MAX_BLOB_HOPS 2        /* redirects followed for a config blob */
+
+/* ---- base64 -------------------------------------------------------------- */
+
+static int b64val(unsigned char c) {
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 26;
+  if (c >= '0' && c <= '9')
+    return c - '0' + 52;
+  if (c == '+')
+    return 62;
+  if (c == '/')
+    return 63;
+  return -1;
+}
+
+long long wv_base64_decoded_len(const char *s, size_t n) {
+  if (n % 4)
+    return -1;
+  size_t pad = 0;
+  if (n && s[n - 1] == '=')
+    pad = (n >= 2 && s[n - 2] == '=') ? 2 : 1;
+  for (size_t i = 0; i < n - pad; i++)
+    if (b64val((unsigned char)s[i]) < 0)
+      return -1;
+  return (long long)(n / 4 * 3 - pad);
+}
+
+/* Decodes n characters (a multiple of 4, already validated) into out; returns bytes written. */
+static size_t b64_decode(const char *s, size_t n, unsigned char *out) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 4) {
+    int v[4];
+    int k = 0;
+    for (; k < 4 && s[i + k] != '='; k++)
+      v[k] = b64val((unsigned char)s[i + k]);
+    uint32_t w = 0;
+    for (int j = 0; j < k; j++)
+      w |= (uint32_t)v[j] << (18 - 6 * j);
+    out[o++] = (unsigned char)(w >> 16);
+    if (k > 2)
+      out[o++] = (unsigned char)(w >> 8);
+    if (k > 3)
+      out[o++] = (unsigned char)w;
+  }
+  return o;
+}
+
+int wv_base64_decode(wv_arena_t *a, const char *s, size_t n, char **out, size_t *outlen) {
+  long long len = wv_base64_decoded_len(s, n);
+  if (len < 0)
+    return WV_EINVAL;
+  unsigned char *p = wv_arena_alloc(a, (size_t)len + 1);
+  if (!p)
+    return WV_ENOMEM;
+  *outlen = b64_decode(s, n, p);
+  p[*outlen] = '\0';
+  *out = (char *)p;
+  return 0;
+}
+
+/* ---- data: layers -------------------------------------------------------- */
+
+typedef struct {
+  wv_sha256_t gz, tar;
+  z_stream z;
+  bool z_init, in_member, ended, gz_bad, too_big;
+  uint64_t gz_len, tar_len;
+  unsigned char *out;
+  wv_cas_writer_t *w;
+} verify_t;
+
+/* Feeds decoded gzip bytes to zlib and hashes what comes out. */
+static int inflate_chunk(verify_t *v, const unsigned char *p, size_t n) {
+  v->z.next_in = (unsigned char *)p;
+  v->z.avail_in = (uInt)n;
+  while (v->z.avail_in > 0 && !v->gz_bad && !v->too_big) {
+    if (!v->in_member) {
+      /* A new gzip member (concatenated members are valid gzip). */
+      if (inflateReset(&v->z) != Z_OK)
+        return WV_EINTERNAL;
+      v->in_member = true;
+    }
+    v->z.next_out = v->out;
+    v->z.avail_out = TAR_CHUNK;
+    int zr = inflate(&v->z, Z_NO_FLUSH);
+    size_t got = TAR_CHUNK - v->z.avail_out;
+    v->tar_len += got;
+    if (v->tar_len > WV_LAYER_MAX_TAR) {
+      v->too_big = true;
+      break;
+    }
+    if (got && wv_sha256_update(&v->tar, v->out, got))
+      return WV_EINTERNAL;
+    if (zr == Z_STREAM_END) {
+      v->in_member = false;
+      v->ended = true;
+    } else if (zr != Z_OK && !(zr == Z_BUF_ERROR && got)) {
+      v->gz_bad = true;
+    }
+  }
+  return 0;
+}
+
+static int feed(verify_t *v, const unsigned char *p, size_t n) {
+  v->gz_len += n;
+  if (wv_sha256_update(&v->gz, p, n))
+    return WV_EINTERNAL;
+  if (v->w) {
+    int rc = wv_cas_write(v->w, p, n);
+    if (rc)
+      return rc;
+  }
+  return v->gz_bad || v->too_big ? 0 : inflate_chunk(v, p, n);
+}
+
+static void verify_release(verify_t *v) {
+  wv_sha256_abort(&v->gz);
+  wv_sha256_abort(&v->tar);
+  if (v->z_init)
+    inflateEnd(&v->z);
+  wv_cas_abort(v->w);
+  v->w = NULL;
+}
+
+/* Runs the one pass over the base64 text b64[0..n). */
+static int verify_stream(wv_arena_t *a, verify_t *v, const char *b64, size_t n) {
+  unsigned char *bin = wv_arena_alloc(a, BIN_CHUNK);
+  v->out = wv_arena_alloc(a, TAR_CHUNK);
+  if (!bin || !v->out)
+    return WV_ENOMEM;
+  for (size_t off = 0; off < n; off += B64_CHUNK) {
+    size_t take = n - off < B64_CHUNK ? n - off : B64_CHUNK;
+    int rc = feed(v, bin, b64_decode(b64 + off, take, bin));
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+/* Compares a computed hash with the expected digest string; true when equal. */
+static bool hash_is(const uint8_t h[WV_SHA256_LEN], const char *want, char got[WV_DIGEST_STRLEN]) {
+  wv_digest_format(h, got);
+  return strcmp(got, want) == 0;
+}
+
+/* Picks the first failure, in the order the header promises. */
+static const char *verdict(wv_arena_t *a, size_t idx, const wv_container_layer_t *l, verify_t *v,
+                           const uint8_t gzh[WV_SHA256_LEN], const uint8_t tarh[WV_SHA256_LEN]) {
+  char got[WV_DIGEST_STRLEN];
+  if ((uint64_t)l->gzip_size != v->gz_len)
+    return wv_arena_sprintf(a,
+                            "Invalid container layer [%zu] - `gzipSize` is %lld but the data: "
+                            "location holds %llu bytes",
+                            idx, (long long)l->gzip_size, (unsigned long long)v->gz_len);
+  if (!hash_is(gzh, l->gzip_digest, got))
+    return wv_arena_sprintf(a,
+                            "Invalid container layer [%zu] - `gzipDigest` is %s but the data: "
+                            "location hashes to %s",
+                            idx, l->gzip_digest, got);
+  if (v->too_big)
+    return wv_arena_sprintf(a,
+                            "Invalid container layer [%zu] - the uncompressed layer exceeds %llu "
+                            "bytes",
+                            idx, (unsigned long long)WV_LAYER_MAX_TAR);
+  if (v->gz_bad || !v->ended || v->in_member)
+    return wv_arena_sprintf(a, "Invalid container layer [%zu] - `location` is not gzip data", idx);
+  if (!hash_is(tarh, l->tar_digest, got))
+    return wv_arena_sprintf(a,
+                            "Invalid container layer [%zu] - `tarDigest` is %s but the "
+                            "uncompressed layer hashes to %s",
+                            idx, l->tar_digest, got);
+  return NULL;
+}
+
+int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, size_t idx, const wv_container_layer_t *l,
+                         const char **msg) {
+  const char *b64 = l->location + strlen(WV_LAYER_DATA_PREFIX);
+  size_t n = strlen(b64);
+  if (wv_base64_decoded_len(b64, n) < 0) {
+    *msg = wv_arena_sprintf(
+        a, "Invalid container layer [%zu] - `location` is not valid base64 data", idx);
+    return WV_EINVAL;
+  }
+  verify_t v = {0};
+  uint8_t gzh[WV_SHA256_LEN], tarh[WV_SHA256_LEN];
+  int rc = wv_sha256_init(&v.gz);
+  rc = rc ? rc : wv_sha256_init(&v.tar);
+  if (!rc) {
+    v.z_init = inflateInit2(&v.z, 16 + MAX_WBITS) == Z_OK;
+    rc = v.z_init ? 0 : WV_ENOMEM;
+  }
+  if (!rc && cas)
+    rc = wv_cas_begin(cas, &v.w);
+  rc = rc ? rc : verify_stream(a, &v, b64, n);
+  rc = rc ? rc : wv_sha256_final(&v.gz, gzh);
+  rc = rc ? rc : wv_sha256_final(&v.tar, tarh);
+  if (rc)
+    goto out;
+  const char *why = verdict(a, idx, l, &v, gzh, tarh);
+  if (why) {
+    *msg = why;
+    rc = WV_EINVAL;
+    goto out;
+  }
+  if (v.w) {
+    rc = wv_cas_commit(v.w, l->gzip_digest, NULL);
+    v.w = NULL; /* commit frees the writer in every case */
+  }
+out:
+  verify_release(&v);
+  return rc;
+}
+
+static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, const wv_container_config_t *cc,
+                    const char **msg) {
+  for (size_t i = 0; i < cc->n_layers; i++) {
+    const wv_container_layer_t *l = &cc->layers[i];
+    if (has_prefix(l->location, WV_LAYER_DATA_PREFIX)) {
+      int rc = wv_layer_verify_data(a, cas, i, l, msg);
+      if (rc)
+        return rc;
+    } else if (!has_prefix(l->location, "https://") && !has_prefix(l->location, "http://") &&
+               !has_prefix(l->location, WV_LAYER_DOCKER_PREFIX)) {
+      *msg = wv_arena_sprintf(a,
+                              "Invalid container layer [%zu] - unsupported `location`: use a "
+                              "data:, http(s):// or docker:// location",
+                              i);
+      return WV_EINVAL;
+    }
+  }
+  return 0;
+}
+
+/* ---- upstream: includes and the existence check ----------------------------- */
+
+typedef struct {
+  wv_arena_t *a;
+  wv_upstream_t *u;
+  const wv_ref_t *ref;
+  const char *name; /* as the client wrote it, for messages */
+  const char **msg;
+} inc_t;
+
+/* Turns an upstream failure into the client's error. */
+static int upstream_fail(inc_t *c, int rc, long status, const char *err) {
+  if (rc == WV_EAUTH || (rc == 0 && (status == 401 || status == 403 || status == 404))) {
+    *c->msg = wv_arena_sprintf(c->a,
+                               "Container image '%s' listed in `containerIncludes` does not exist "
+                               "or access is not authorized",
+                               c->name);
+    return WV_ENOTFOUND;
+  }
+  if (rc == 0)
+    *c->msg = wv_arena_sprintf(c->a,
+                               "Cannot resolve container include '%s' - the registry answered "
+                               "HTTP %ld",
+                               c->name, status);
+  else
+    *c->msg = wv_arena_sprintf(c->a, "Cannot resolve container include '%s' - %s", c->name, err);
+  return WV_EINVAL;
+}
+
+/* GET (or HEAD) /v2/<path>/<kind>/<ref>; resp is the caller's to free. */
+static int get_v2(inc_t *c, const char *method, const char *kind, const char *ref, size_t max_body,
+                  wv_http_resp_t *resp, char *err, size_t errlen) {
+  const char *url = wv_arena_sprintf(c->a, "/v2/%s/%s/%s", c->ref->path, kind, ref);
+  const char *hdrs[] = {"Accept: " WV_MT_ACCEPT_MANIFESTS, NULL};
+  if (!url)
+    return WV_ENOMEM;
+  wv_http_req_t req = {.method = method, .url = url, .headers = hdrs, .max_body = max_body};
+  return wv_upstream_do(c->u, c->ref->registry, c->ref->path, false, &req, resp, err, errlen);
+}
+
+/* Fetches a manifest by reference; *kind is its wv_mt_kind_t. */
+static int get_manifest(inc_t *c, const char *ref, wv_http_resp_t *resp, wv_mt_kind_t *kind) {
+  char err[256] = "";
+  int rc = get_v2(c, "GET", "manifests", ref, WV_AUGMENT_MAX_MANIFEST, resp, err, sizeof err);
+  if (rc || resp->status != 200)
+    return upstream_fail(c, rc, resp->status, err);
+  *kind = wv_mediatype_classify(wv_http_resp_header(resp, "Content-Type"));
+  if (*kind == WV_MT_KIND_OTHER) {
+    json_object *o = NULL;
+    const char *mt = NULL;
+    char perr[128];
+    if (!wv_json_parse(resp->body.data, resp->body.len, WV_AUGMENT_MAX_MANIFEST, 0, &o, perr,
+                       sizeof perr) &&
+        !wv_json_get_str(o, "mediaType", &mt))
+      *kind = wv_mediatype_classify(mt);
+    json_object_put(o);
+  }
+  return 0;
+}
+
+/*
+ * Fetches a blob, following up to MAX_BLOB_HOPS redirects (registries send
+ * blobs to storage or a CDN); the redirect target gets no credentials.
+ */
+static int get_blob(inc_t *c, const char *digest, wv_http_resp_t *resp) {
+  char err[256] = "";
+  int rc = get_v2(c, "GET", "blobs", digest, WV_AUGMENT_MAX_CONFIG, resp, err, sizeof err);
+  for (int hop = 0; rc == 0 && resp->status >= 300 && resp->status < 400 && hop < MAX_BLOB_HOPS;
+       hop++) {
+    const char *loc = wv_http_resp_header(resp, "Location");
+    char base[256];
+    if (!loc)
+      break;
+    const char *url = loc;
+    if (loc[0] == '/') {
+      if (wv_upstream_base_url(c->u, c->ref->registry, base, sizeof base))
+        break;
+      url = wv_arena_sprintf(c->a, "%s%s", base, loc);
+    } else {
+      url = wv_arena_strdup(c->a, loc);
+    }
+    if (!url)
+      return WV_ENOMEM;
+    wv_http_resp_free(resp);
+    wv_http_resp_init(resp);
+    wv_http_req_t req = {.method = "GET", .url = url, .max_body = WV_AUGMENT_MAX_CONFIG};
+    rc = wv_http_do(wv_http_client_get(), &req, resp, err, sizeof err);
+  }
+  if (rc || resp->status != 200)
+    return upstream_fail(c, rc, resp->status, err);
+  char got[WV_DIGEST_STRLEN];
+  if (wv_digest_of(resp->body.data, resp->body.len, got) || strcmp(got, digest) != 0) {
+    *c->msg = wv_arena_sprintf(c->a, "Container include '%s' - config blob does not match %s",
+                               c->name, digest);
+    return WV_EINVAL;
+  }
+  return 0;
+}
+
+static int bad_image(inc_t *c, const char *what) {
+  *c->msg = wv_arena_sprintf(c->a, "Container include '%s' - %s", c->name, what);
+  return WV_EINVAL;
+}
+
+/* Resolves the image manifest for the platform: body copied into *out (arena). */
+static int resolve_manifest(inc_t *c, const wv_platform_list_t *plat, char **out, size_t *len) {
+  wv_http_resp_t resp;
+  wv_http_resp_init(&resp);
+  wv_mt_kind_t kind = WV_MT_KIND_OTHER;
+  int rc = get_manifest(c, c->ref->reference, &resp, &kind);
+  if (!rc && kind == WV_MT_KIND_INDEX) {
+    wv_index_entry_t *e = NULL;
+    size_t n = 0;
+    rc = wv_augment_index_select(c->a, resp.body.data, resp.body.len,
+                                 wv_http_resp_header(&resp, "Content-Type"), plat, c->ref->path,
+                                 c->ref->reference, &e, &n, c->msg);
+    if (rc == WV_EINVAL || (!rc && n == 0))
+      rc = bad_image(c, *c->msg && rc ? *c->msg : "no manifest for the request platform");
+    const char *digest = rc ? NULL : wv_arena_strdup(c->a, e[0].digest);
+    wv_http_resp_free(&resp);
+    wv_http_resp_init(&resp);
+    if (!rc)
+      rc = digest ? get_manifest(c, digest, &resp, &kind) : WV_ENOMEM;
+  }
+  if (!rc && kind != WV_MT_KIND_MANIFEST)
+    rc = bad_image(c, "unsupported manifest type (schema 1 or unknown)");
+  if (!rc) {
+    *out = wv_arena_strndup(c->a, resp.body.data ? resp.body.data : "", resp.body.len);
+    *len = resp.body.len;
+    rc = *out ? 0 : WV_ENOMEM;
+  }
+  wv_http_resp_free(&resp);
+  return rc;
+}
+
+/* Appends one layer per manifest layer, paired with the config's diff_ids. */
+static int append_layers(inc_t *c, json_object *layers, json_object *diffs,
+                         wv_container_layer_t **out, size_t *n) {
+  size_t nl = json_object_array_length(layers);
+  if (nl != json_object_array_length(diffs))
+    return bad_image(c, "the manifest layers do not match the config rootfs.diff_ids");
+  if (*n + nl > WV_CC_MAX_LAYERS)
+    return bad_image(c, "too many layers");
+  wv_container_layer_t *v = wv_arena_alloc(c->a, (*n + nl) * sizeof *v);
+  if (!v)
+    return WV_ENOMEM;
+  if (*n)
+    memcpy(v, *out, *n * sizeof *v);
+  for (size_t i = 0; i < nl; i++) {
+    json_object *l = json_object_array_get_idx(layers, i);
+    const char *digest = NULL, *diff = json_object_get_string(json_object_array_get_idx(diffs, i));
+    int64_t size = 0;
+    if (wv_json_get_str(l, "digest", &digest) || wv_json_get_int64(l, "size", &size) ||
+        !wv_digest_valid(digest) || !diff || !wv_digest_valid(diff) || size <= 0)
+      return bad_image(c, "malformed manifest layer or diff_id");
+    wv_container_layer_t *d = &v[*n + i];
+    d->location = wv_arena_sprintf(c->a, WV_LAYER_DOCKER_PREFIX "%s/v2/%s/blobs/%s",
+                                   c->ref->registry, c->ref->path, digest);
+    d->gzip_digest = wv_arena_strdup(c->a, digest);
+    d->tar_digest = wv_arena_strdup(c->a, diff);
+    d->gzip_size = size;
+    if (!d->location || !d->gzip_digest || !d->tar_digest)
+      return WV_ENOMEM;
+  }
+  *out = v;
+  *n += nl;
+  return 0;
+}
+
+int wv_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *name,
+                       const wv_platform_list_t *plat, wv_container_layer_t **layers, size_t *n,
+                       const char **msg) {
+  wv_ref_t ref;
+  int rc = wv_ref_check_container_name(a, name, &ref, msg);
+  if (rc)
+    return rc;
+  inc_t c = {.a = a, .u = u, .ref = &ref, .name = name, .msg = msg};
+  char *man = NULL;
+  size_t man_len = 0;
+  wv_manifest_info_t info;
+  rc = resolve_manifest(&c, plat, &man, &man_len);
+  if (!rc && wv_manifest_info(a, man, man_len, &info, msg))
+    rc = bad_image(&c, "malformed image manifest");
+  wv_http_resp_t cfg;
+  wv_http_resp_init(&cfg);
+  rc = rc ? rc : get_blob(&c, info.config_digest, &cfg);
+  json_object *mo = NULL, *co = NULL, *ml = NULL, *rootfs = NULL, *diffs = NULL;
+  char perr[128];
+  if (!rc && (wv_json_parse(man, man_len, WV_AUGMENT_MAX_MANIFEST, 0, &mo, perr, sizeof perr) ||
+              wv_json_parse(cfg.body.data, cfg.body.len, WV_AUGMENT_MAX_CONFIG, 0, &co, perr,
+                            sizeof perr) ||
+              wv_json_get_array(mo, "layers", &ml) || wv_json_get_object(co, "rootfs", &rootfs) ||
+              wv_json_get_array(rootfs, "diff_ids", &diffs)))
+    rc = bad_image(&c, "malformed image manifest or config");
+  rc = rc ? rc : append_layers(&c, ml, diffs, layers, n);
+  json_object_put(mo);
+  json_object_put(co);
+  wv_http_resp_free(&cfg);
+  return rc;
+}
+
+int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const wv_ref_t *ref, const char **msg) {
+  inc_t c = {.a = a, .u = u, .ref = ref, .msg = msg};
+  wv_http_resp_t resp;
+  wv_http_resp_init(&resp);
+  char err[256] = "";
+  int rc = get_v2(&c, "HEAD", "manifests", ref->reference, 0, &resp, err, sizeof err);
+  long status = resp.status;
+  wv_http_resp_free(&resp);
+  if (rc == WV_ENOMEM)
+    return rc;
+  if (rc || status != 200) {
+    *msg = wv_arena_sprintf(a, "Container image '%s' does not exist or access is not authorized",
+                            wv_ref_full_name(a, ref));
+    return WV_EINVAL;
+  }
+  return 0;
+}

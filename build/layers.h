@@ -1,0 +1,78 @@
+/*
+ * build/layers.h — what the front door does with containerConfig layers and
+ * containerIncludes before it mints a token:
+ *
+ *   - data: layers are verified (Wave does not): the base64 is decoded
+ *     strictly, its size must equal gzipSize and its SHA-256 gzipDigest; it is
+ *     gunzipped (streaming, capped at WV_LAYER_MAX_TAR bytes) and the tar must
+ *     hash to tarDigest. The gzip bytes go to the blob store under gzipDigest,
+ *     so the token record only carries "cas:<gzipDigest>".
+ *   - containerIncludes (§4.7) are resolved upstream for the request platform
+ *     and become docker://<registry>/v2/<path>/blobs/<digest> layers.
+ *   - the requested image is checked to exist upstream (§1.2 step 9).
+ *
+ * Nothing is held whole in memory beyond the request body itself: decoding,
+ * hashing, inflating and writing to the blob store run in fixed chunks.
+ * Messages (*msg) are arena strings naming the layer index and the field.
+ * Thread rules: no shared state beyond the (thread-safe) cas and upstream.
+ */
+#ifndef WV_BUILD_LAYERS_H
+#define WV_BUILD_LAYERS_H
+
+#include "build/front.h"
+#include "core/arena.h"
+#include "registry/augment.h"
+#include "registry/platform.h"
+#include "registry/ref.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct wv_cas;
+struct wv_upstream;
+
+#define WV_LAYER_MAX_TAR (1ull << 30) /* uncompressed bytes of one data: layer */
+#define WV_LAYER_DATA_PREFIX "data:"
+#define WV_LAYER_DOCKER_PREFIX "docker://"
+
+/*
+ * Verifies data: layer number idx (location starts with "data:") and, when
+ * cas is not NULL, commits its gzip bytes to the blob store. Returns 0,
+ * WV_EINVAL (400, with the message), WV_EIO / WV_ENOMEM.
+ */
+int wv_layer_verify_data(wv_arena_t *a, struct wv_cas *cas, size_t idx,
+                         const wv_container_layer_t *l, const char **msg);
+
+/*
+ * Checks every layer location of cc (data:, http://, https:// or docker://;
+ * anything else is refused, so a client cannot name a cas: blob) and
+ * verifies/stores each data: layer. Returns as wv_layer_verify_data.
+ */
+int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, const wv_container_config_t *cc,
+                    const char **msg);
+
+/*
+ * Resolves one include (an image name) for platform: manifest (through an
+ * index when there is one), config rootfs.diff_ids, and appends one layer per
+ * manifest layer to *layers / *n (arena array, grown). Returns 0, WV_EINVAL
+ * (400: bad name, unusable image, upstream refusal), WV_ENOTFOUND (404: the
+ * image does not exist), WV_ENOMEM.
+ */
+int wv_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *name,
+                       const wv_platform_list_t *plat, wv_container_layer_t **layers, size_t *n,
+                       const char **msg);
+
+/*
+ * HEAD of the image's manifest upstream. Returns 0 when it exists; WV_EINVAL
+ * with "Container image '<image>' does not exist or access is not authorized"
+ * otherwise.
+ */
+int wv_image_check_exists(wv_arena_t *a, struct wv_upstream *u, const wv_ref_t *ref,
+                          const char **msg);
+
+/* Strict standard base64 (padding required, no blanks): decoded length, or -1 if invalid. */
+long long wv_base64_decoded_len(const char *s, size_t n);
+
+/* wv_base64_decode (front.h) decodes strict base64 into a NUL-terminated arena buffer. */
+
+#endif

@@ -1,0 +1,54 @@
+/*
+ * build/records.h — the JSON shapes of a container request once it exists:
+ * the persisted record (WaveContainerRecord, spec §1.5), its legacy
+ * description (DescribeWaveContainerResponse, §1.4), the live status
+ * (ContainerStatusResponse, §1.6) and the containerConfig as stored.
+ *
+ * The persisted record is one flat JSON object in WV_DB_REQUESTS under the
+ * request id, served as it is by GET /v1alpha2/container/{id}. It is flat on
+ * purpose: the /v2 proxy adds sourceDigest/waveDigest later by a
+ * read-modify-write of top-level keys. Null and empty values are omitted
+ * (§0.1); data: payloads read "data:DATA+OMITTED".
+ *
+ * Ownership: builders return a new json_object (the caller's reference) or
+ * NULL on OOM. Thread-safe (no shared state).
+ */
+#ifndef WV_BUILD_RECORDS_H
+#define WV_BUILD_RECORDS_H
+
+#include "build/request.h"
+#include "registry/token.h"
+
+#include <json-c/json.h>
+
+#define WV_RECORD_DATA_OMITTED "data:DATA+OMITTED"
+
+typedef enum {
+  WV_CC_FOR_TOKEN = 0, /* data: locations become cas:<gzipDigest> */
+  WV_CC_FOR_RECORD,    /* data: locations become data:DATA+OMITTED */
+} wv_cc_mode_t;
+
+/* containerConfig as a JSON object; NULL when cc is empty (or on OOM: check *oom). */
+json_object *wv_cc_to_json(const wv_container_config_t *cc, wv_cc_mode_t mode, bool *oom);
+
+/* The persisted record (§1.5). cc_record is consumed (may be NULL). */
+json_object *wv_record_new(const wv_creq_t *r, const wv_creq_plan_t *plan,
+                           const wv_creq_result_t *res, const char *client_ip,
+                           json_object *cc_record);
+
+/*
+ * Declared in front.h: wv_record_describe (§1.4 from a persisted record) and
+ * wv_record_status (§1.6 for the token record of a plain request: DONE,
+ * succeeded, creationTime, and duration as Wave's decimal seconds).
+ */
+
+/*
+ * The zone offset of a client timestamp ("…+02:00" → "+02:00", "…Z" → "Z"),
+ * as an arena string; NULL when s is NULL or not an ISO-8601 date-time.
+ */
+const char *wv_record_zone_id(wv_arena_t *a, const char *s);
+
+/* "2.4.20" from a Fusion layer URL ".../releases/pkg/2/4/20/fusion-amd64.tar.gz"; NULL if none. */
+const char *wv_record_fusion_version(wv_arena_t *a, const wv_container_config_t *cc);
+
+#endif

@@ -1,0 +1,149 @@
+/*
+ * build/request.h — the container-request front door (spec §1.1–§1.3, §4.8):
+ * POST /v1alpha2/container and POST /container-token.
+ *
+ * A request goes through three steps, each usable on its own (the unit tests
+ * call them directly, without sockets):
+ *
+ *   wv_creq_parse()    JSON → wv_creq_t. Explicit nulls are absent values,
+ *                      unknown fields are ignored, a wrong type or an unknown
+ *                      enum value is a 400 with a message naming the field
+ *                      (Wave answers 500 there; docs/compatibility.md).
+ *   wv_creq_check()    the spec's checks in the spec's order (§1.2) with its
+ *                      messages; decides the kind of request and the identity.
+ *   wv_creq_submit()   for a plain request: verifies the containerConfig and
+ *                      every data: layer (stored in the blob store), expands
+ *                      containerIncludes, checks the image exists upstream,
+ *                      mints the token and writes the token record and the
+ *                      persisted request record durably in one transaction,
+ *                      then builds the response (§1.3).
+ *
+ * Return codes (the handler maps them with wv_resp_error): 0; WV_EINVAL (400,
+ * *msg says why); WV_EAUTH (401 with an empty body: invalid access token);
+ * WV_ENOTFOUND (404, *msg); WV_EUNSUPPORTED (501, *msg: builds, freeze,
+ * mirror and scans are not served by this release); WV_ESTORE / WV_EIO /
+ * WV_ENOMEM / WV_EINTERNAL (500).
+ *
+ * Ownership: everything lives in the caller's arena, including the parsed
+ * JSON tree (released by an arena cleanup). *msg is an arena or static string.
+ * Thread rules: no shared state; call from a worker (submit blocks on the
+ * store and on upstream registries).
+ */
+#ifndef WV_BUILD_REQUEST_H
+#define WV_BUILD_REQUEST_H
+
+#include "build/front.h"
+#include "core/app.h"
+#include "core/arena.h"
+#include "registry/augment.h"
+#include "registry/platform.h"
+#include "registry/ref.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define WV_CREQ_MAX_INCLUDES 10 /* spec §4.7 */
+#define WV_CREQ_DEFAULT_TOWER "https://api.cloud.seqera.io"
+#define WV_CREQ_DEFAULT_PLATFORM "linux/amd64"
+
+typedef enum {
+  WV_CREQ_PLAIN = 0, /* existing image: pass-through or augmentation (§4.8) */
+  WV_CREQ_BUILD,     /* containerFile, packages or freeze: answered 501 for now */
+  WV_CREQ_MIRROR,    /* mirror: answered 501 for now */
+} wv_creq_kind_t;
+
+/* SubmitContainerTokenRequest (§1.1). NULL / false / 0 = absent or null. */
+typedef struct {
+  bool v2; /* /v1alpha2/container (else /container-token) */
+  const char *tower_access_token;
+  const char *tower_refresh_token;
+  const char *tower_endpoint;
+  bool has_workspace_id;
+  int64_t workspace_id;
+  const char *workflow_id;
+  const char *container_image;
+  const char *container_file;
+  const char *conda_file;
+  const char *container_platform;
+  const char *build_repository;
+  const char *cache_repository;
+  const char *timestamp;
+  const char *fingerprint;
+  const char *format;
+  const char *name_strategy;
+  const char *scan_mode;
+  const char *build_template;
+  bool freeze, dry_run, mirror;
+  const char **includes; /* containerIncludes */
+  size_t n_includes;
+  const char **scan_levels;
+  size_t n_scan_levels;
+  json_object *packages;      /* borrowed from the parsed tree; NULL when absent */
+  json_object *build_context; /* likewise */
+  wv_container_config_t cc;   /* containerConfig (empty when absent) */
+  bool has_cc;                /* containerConfig was a non-null object */
+} wv_creq_t;
+
+/* What wv_creq_check() decided. */
+typedef struct {
+  wv_creq_kind_t kind;
+  const char *user;        /* account name, NULL when anonymous */
+  const char *tower;       /* towerEndpoint after patching and defaulting */
+  wv_ref_t image;          /* PLAIN: the normalised containerImage */
+  const char *platform;    /* normalised platform, e.g. "linux/amd64" */
+  wv_platform_list_t plat; /* the same, parsed */
+} wv_creq_plan_t;
+
+/* The minted request, for the response and the tests. */
+typedef struct {
+  const char *token;           /* = requestId = containerToken */
+  const char *target_image;    /* <authority>/wt/<token>/<path>:<tag> */
+  const char *container_image; /* normalised source image */
+  int64_t created_ns, expires_ns;
+  const char *cc_token_json;  /* containerConfig as stored in the token record (cas: layers) */
+  const char *cc_record_json; /* as stored in the persisted record (data:DATA+OMITTED) */
+} wv_creq_result_t;
+
+/*
+ * Parses a request body (len bytes). v2 selects the version. Returns 0,
+ * WV_EINVAL with a message (malformed JSON, not an object, wrong field type,
+ * unknown enum value) or WV_ENOMEM.
+ */
+int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, bool v2, wv_creq_t *out,
+                  const char **msg);
+
+/*
+ * Runs the checks of spec §1.2 steps 1–10 in order, up to the choice of the
+ * request kind. Identity: a towerAccessToken must hash (SHA-256, hex) to a
+ * value of cfg->accounts (constant-time), else WV_EAUTH. Builds and mirrors
+ * return WV_EUNSUPPORTED after every check they would have passed through;
+ * a scanMode asking for a scan returns WV_EUNSUPPORTED (scanning disabled).
+ */
+int wv_creq_check(wv_arena_t *a, const wv_config_t *cfg, const wv_creq_t *r, wv_creq_plan_t *plan,
+                  const char **msg);
+
+/*
+ * Serves a plain request that passed wv_creq_check: see the top of this file.
+ * app->upstream may be NULL (unit tests): the upstream existence check is
+ * then skipped and containerIncludes are refused. now_ns is the creation
+ * instant. On success *resp is the response object (caller's reference).
+ */
+int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
+                   const char *client_ip, int64_t now_ns, wv_creq_result_t *res, json_object **resp,
+                   const char **msg);
+
+/*
+ * The account (a key of cfg->accounts) whose value is the SHA-256 hex of
+ * token (a towerAccessToken), or NULL. Compared in constant time.
+ */
+const char *wv_creq_account_for_token(const wv_config_t *cfg, const char *token);
+
+/* wv_creq_basic_auth (front.h): HTTP Basic against wave.accounts, same hashing. */
+
+/* wv_creq_handle (front.h) is parse + check + submit: what the POST handlers run. */
+
+/* The response of §1.3 for a plain request (v1 or v2 shape). */
+json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res);
+
+#endif

@@ -1,0 +1,167 @@
+/*
+ * build/routes.c — thin handlers for the container-request routes: parse the
+ * path, call build/request.h or the store, answer. Every route here may write
+ * to the store or call upstream registries, so all run on workers.
+ */
+#include "build/routes.h"
+#include "build/front.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/timefmt.h"
+#include "http/resp.h"
+#include "registry/token.h"
+#include "storage/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define ID_MAX 64       /* longest token/request id we look up */
+#define SMALL_BODY 4096 /* GET/DELETE routes take no body */
+#define BASIC_REALM "Basic realm=Wave Authentication"
+
+/* Tokens and request ids are lowercase alphanumerics; anything else cannot exist. */
+static const char *id_param(const wv_req_t *req, const char *name) {
+  const char *id = wv_req_param(req, name);
+  size_t n = id ? strlen(id) : 0;
+  if (n == 0 || n > ID_MAX)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9')))
+      return NULL;
+  return id;
+}
+
+static const wv_app_t *app_of(const wv_req_t *req) { return req->app; }
+
+static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
+  json_object *out = NULL;
+  const char *msg = NULL;
+  int rc = wv_creq_handle(app_of(req), req->arena, req->body, req->body_len, v2,
+                          req->client_ip[0] ? req->client_ip : NULL, &out, &msg);
+  if (rc == WV_EAUTH) /* spec §0.3: an invalid Platform token is a 401 with no body */
+    return wv_resp_api_error(req, resp, 401, NULL);
+  if (rc)
+    return wv_resp_error(req, resp, rc, msg);
+  return wv_resp_json(req, resp, 200, out);
+}
+
+static int submit_v2(wv_req_t *req, wv_resp_t *resp) { return submit(req, resp, true); }
+
+static int submit_v1(wv_req_t *req, wv_resp_t *resp) { return submit(req, resp, false); }
+
+/* Reads a record copy into *val (freed by an arena cleanup). */
+static int load(wv_req_t *req, wv_db_t db, const char *key, char **val, size_t *len) {
+  int rc = wv_store_get(app_of(req)->store, db, key, val, len, NULL);
+  if (rc == 0 && wv_arena_on_cleanup(req->arena, free, *val)) {
+    free(*val);
+    rc = WV_ENOMEM;
+  }
+  return rc;
+}
+
+/* GET /container-token/{token}: §1.4 from the persisted record. */
+static int describe(wv_req_t *req, wv_resp_t *resp) {
+  const char *t = id_param(req, "token");
+  char *val = NULL;
+  size_t len = 0;
+  int rc = t ? load(req, WV_DB_REQUESTS, t, &val, &len) : WV_ENOTFOUND;
+  if (rc == WV_ENOTFOUND)
+    return wv_resp_error(req, resp, rc,
+                         wv_arena_sprintf(req->arena, "Missing container record for token: %s",
+                                          wv_req_param(req, "token")));
+  json_object *rec = NULL, *out = NULL;
+  char err[128];
+  if (!rc)
+    rc = wv_json_parse(val, len, len + 1, 0, &rec, err, sizeof err) ? WV_ESTORE : 0;
+  if (!rc) {
+    out = wv_record_describe(rec);
+    rc = out ? 0 : WV_ENOMEM;
+  }
+  json_object_put(rec);
+  return rc ? wv_resp_error(req, resp, rc, NULL) : wv_resp_json(req, resp, 200, out);
+}
+
+/* GET /v1alpha2/container/{requestId}: the persisted record as stored (§1.5). */
+static int record(wv_req_t *req, wv_resp_t *resp) {
+  const char *id = id_param(req, "requestId");
+  char *val = NULL;
+  size_t len = 0;
+  int rc = id ? load(req, WV_DB_REQUESTS, id, &val, &len) : WV_ENOTFOUND;
+  if (rc == WV_ENOTFOUND)
+    return wv_resp_api_error(req, resp, 404, NULL);
+  if (rc)
+    return wv_resp_error(req, resp, rc, NULL);
+  wv_resp_static(resp, 200, "application/json", val, len);
+  return 0;
+}
+
+/* GET /v1alpha2/container/{requestId}/status: reads the token store (§1.6). */
+static int status(wv_req_t *req, wv_resp_t *resp) {
+  const char *id = id_param(req, "requestId");
+  char *val = NULL;
+  size_t len = 0;
+  int rc = id ? load(req, WV_DB_TOKENS, id, &val, &len) : WV_ENOTFOUND;
+  if (rc == WV_ENOTFOUND)
+    return wv_resp_api_error(req, resp, 404, NULL);
+  wv_token_rec_t t;
+  rc = rc ? rc : wv_token_decode(req->arena, val, len, &t);
+  json_object *out = rc ? NULL : wv_record_status(&t, wv_now_ns());
+  if (!rc && !out)
+    rc = WV_ENOMEM;
+  return rc ? wv_resp_error(req, resp, rc, NULL) : wv_resp_json(req, resp, 200, out);
+}
+
+/* True when the request carries HTTP Basic credentials of a wave.accounts entry. */
+static bool basic_ok(wv_req_t *req) {
+  const char *h = wv_req_header(req, "Authorization");
+  if (!h || strncasecmp(h, "Basic ", 6) != 0)
+    return false;
+  const char *b = h + 6;
+  while (*b == ' ')
+    b++;
+  char *dec = NULL;
+  size_t n = 0;
+  if (wv_base64_decode(req->arena, b, strlen(b), &dec, &n) || memchr(dec, '\0', n))
+    return false;
+  char *colon = strchr(dec, ':');
+  if (!colon)
+    return false;
+  *colon = '\0';
+  return wv_creq_basic_auth(app_of(req)->cfg, dec, colon + 1);
+}
+
+/* DELETE /container-token/{token}: evicts the token so pulls stop (§2.2). */
+static int evict(wv_req_t *req, wv_resp_t *resp) {
+  if (!basic_ok(req)) {
+    int rc = wv_resp_api_error(req, resp, 401, NULL);
+    return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", BASIC_REALM);
+  }
+  const char *t = id_param(req, "token");
+  char *val = NULL;
+  size_t len = 0;
+  int rc = t ? load(req, WV_DB_TOKENS, t, &val, &len) : WV_ENOTFOUND;
+  if (rc == WV_ENOTFOUND)
+    return wv_resp_error(req, resp, rc,
+                         wv_arena_sprintf(req->arena, "Missing container record for token: %s",
+                                          wv_req_param(req, "token")));
+  rc = rc ? rc : wv_store_del(app_of(req)->store, WV_DB_TOKENS, t);
+  if (rc)
+    return wv_resp_error(req, resp, rc, NULL);
+  wv_resp_static(resp, 200, NULL, "", 0);
+  return 0;
+}
+
+/* Spec §1 endpoint catalogue, container-request rows. POST bodies use server.max-body-size. */
+static const wv_route_t build_routes[] = {
+    {WV_M_POST, "/v1alpha2/container", submit_v2, WV_ROUTE_WORKER, 0},
+    {WV_M_POST, "/container-token", submit_v1, WV_ROUTE_WORKER, 0},
+    {WV_M_GET, "/container-token/{token}", describe, WV_ROUTE_WORKER, SMALL_BODY},
+    {WV_M_DELETE, "/container-token/{token}", evict, WV_ROUTE_WORKER, SMALL_BODY},
+    {WV_M_GET, "/v1alpha2/container/{requestId}", record, WV_ROUTE_WORKER, SMALL_BODY},
+    {WV_M_GET, "/v1alpha2/container/{requestId}/status", status, WV_ROUTE_WORKER, SMALL_BODY},
+};
+
+int wv_build_routes_register(wv_router_t *r) {
+  return wv_router_add(r, build_routes, sizeof build_routes / sizeof build_routes[0]);
+}

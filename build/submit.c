@@ -1,0 +1,194 @@
+/*
+ * build/submit.c — serving a plain container request (spec §4.8, §1.3):
+ * verify the layers, expand the inclusions, check the image upstream, mint
+ * the token and make both records durable before answering.
+ *
+ * The token record (what pulls read) and the persisted request record (what
+ * the record endpoints read) are written in one wv_store_apply, so a crash
+ * leaves both or neither; the call returns once they are on disk, so a 200
+ * is never lost. Both writes are PUT_NX: a token that collides with a live
+ * one (2^-62 per pair, but cheap to rule out) is redrawn.
+ */
+#include "build/layers.h"
+#include "build/records.h"
+#include "build/request.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/rand.h"
+#include "core/timefmt.h"
+#include "registry/token.h"
+#include "storage/store.h"
+
+#include <string.h>
+
+#define MINT_ATTEMPTS 4
+
+/* Appends the layers of every containerIncludes image to r->cc (§4.7). */
+static int expand_includes(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
+                           const wv_creq_plan_t *plan, const char **msg) {
+  if (!r->n_includes)
+    return 0;
+  if (!app->upstream) {
+    *msg = "Attribute `containerIncludes` cannot be resolved: no upstream registry access";
+    return WV_EINVAL;
+  }
+  for (size_t i = 0; i < r->n_includes; i++) {
+    int rc = wv_include_resolve(a, app->upstream, r->includes[i], &plan->plat, &r->cc.layers,
+                                &r->cc.n_layers, msg);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+static const char *json_text(wv_arena_t *a, json_object *o) {
+  const char *s = o ? wv_json_compact(o) : NULL;
+  return s ? wv_arena_strdup(a, s) : NULL;
+}
+
+/* Encodes the two records for token res->token; *tok and *rec are arena strings. */
+static int encode_records(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                          const wv_creq_plan_t *plan, const char *client_ip, wv_creq_result_t *res,
+                          wv_buf_t *tok, const char **rec) {
+  res->target_image = wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(app->cfg), res->token,
+                                       wv_ref_path_and_ref(a, &plan->image));
+  if (!res->target_image)
+    return WV_ENOMEM;
+  wv_token_rec_t t = {.token = res->token,
+                      .kind = WV_TOKEN_CONTAINER,
+                      .registry = plan->image.registry,
+                      .image = plan->image.path,
+                      .reference = plan->image.reference,
+                      .container_image = res->container_image,
+                      .target_image = res->target_image,
+                      .platform = plan->platform,
+                      .user = plan->user,
+                      .client_ip = client_ip,
+                      .cc_json = res->cc_token_json,
+                      .created_ms = res->created_ns / WV_NS_PER_MS,
+                      .expires_ms = res->expires_ns / WV_NS_PER_MS};
+  wv_buf_reset(tok);
+  int rc = wv_token_encode(&t, tok);
+  if (rc)
+    return rc;
+  bool oom = false;
+  json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_RECORD, &oom);
+  json_object *o = oom ? NULL : wv_record_new(r, plan, res, client_ip, cc);
+  *rec = json_text(a, o);
+  json_object_put(o);
+  return *rec ? 0 : WV_ENOMEM;
+}
+
+/* Mints the token and writes both records durably; redraws on a collision. */
+static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                          const wv_creq_plan_t *plan, const char *client_ip,
+                          wv_creq_result_t *res) {
+  size_t len = (size_t)app->cfg->token_length;
+  char *token = wv_arena_alloc(a, len + 1);
+  wv_buf_t tok;
+  wv_buf_init(&tok, WV_TOKEN_MAX_RECORD);
+  int rc = token ? 0 : WV_ENOMEM;
+  for (int attempt = 0; !rc && attempt < MINT_ATTEMPTS; attempt++) {
+    const char *rec = NULL;
+    rc = wv_rand_id(token, len, WV_RAND_ALNUM_LOWER);
+    res->token = token;
+    rc = rc ? rc : encode_records(app, a, r, plan, client_ip, res, &tok, &rec);
+    if (rc)
+      break;
+    wv_store_op_t ops[2] = {
+        {.kind = WV_STORE_PUT_NX,
+         .db = WV_DB_TOKENS,
+         .key = token,
+         .val = tok.data,
+         .val_len = tok.len,
+         .expires_ms = res->expires_ns / WV_NS_PER_MS},
+        {.kind = WV_STORE_PUT_NX,
+         .db = WV_DB_REQUESTS,
+         .key = token,
+         .val = rec,
+         .val_len = strlen(rec),
+         .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms},
+    };
+    rc = wv_store_apply(app->store, ops, 2, NULL);
+    if (rc != WV_EEXISTS)
+      break;
+    wv_warn("container token collision, drawing another one");
+    rc = attempt + 1 < MINT_ATTEMPTS ? 0 : WV_EINTERNAL;
+    if (!rc)
+      continue;
+  }
+  wv_buf_free(&tok);
+  return rc;
+}
+
+int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
+                   const char *client_ip, int64_t now_ns, wv_creq_result_t *res, json_object **resp,
+                   const char **msg) {
+  memset(res, 0, sizeof *res);
+  *resp = NULL;
+  int rc = 0;
+  if (r->cc.n_layers)
+    rc = wv_container_config_validate(a, &r->cc, msg);
+  rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
+  rc = rc ? rc : expand_includes(app, a, r, plan, msg);
+  if (!rc && app->upstream)
+    rc = wv_image_check_exists(a, app->upstream, &plan->image, msg);
+  if (rc)
+    return rc;
+  bool oom = false;
+  json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_TOKEN, &oom);
+  res->cc_token_json = json_text(a, cc);
+  json_object_put(cc);
+  cc = oom ? NULL : wv_cc_to_json(&r->cc, WV_CC_FOR_RECORD, &oom);
+  res->cc_record_json = json_text(a, cc);
+  json_object_put(cc);
+  res->container_image = wv_ref_full_name(a, &plan->image);
+  res->created_ns = now_ns;
+  res->expires_ns = now_ns + app->cfg->token_ttl_ms * WV_NS_PER_MS;
+  if (oom || !res->container_image)
+    return WV_ENOMEM;
+  rc = mint_and_store(app, a, r, plan, client_ip, res);
+  if (rc)
+    return rc;
+  *resp = wv_creq_response(r, res);
+  return *resp ? 0 : WV_ENOMEM;
+}
+
+json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res) {
+  json_object *o = json_object_new_object();
+  char exp[WV_TIME_ISO_STRLEN];
+  int rc = o ? wv_time_format_iso(res->expires_ns, exp, sizeof exp) : WV_ENOMEM;
+  rc = rc ? rc : wv_json_add_str(o, "requestId", res->token);
+  rc = rc ? rc : wv_json_add_str(o, "containerToken", res->token);
+  rc = rc ? rc : wv_json_add_str(o, "targetImage", res->target_image);
+  rc = rc ? rc : wv_json_add_str(o, "expiration", exp);
+  rc = rc ? rc : wv_json_add_str(o, "containerImage", res->container_image);
+  if (r->v2) {
+    /* v2 adds freeze, mirror and succeeded (§1.3); a plain image is usable at once. */
+    rc = rc ? rc : wv_json_add_bool(o, "freeze", r->freeze);
+    rc = rc ? rc : wv_json_add_bool(o, "mirror", r->mirror);
+    rc = rc ? rc : wv_json_add_bool(o, "succeeded", true);
+  }
+  if (rc) {
+    json_object_put(o);
+    return NULL;
+  }
+  return o;
+}
+
+int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
+                   const char *client_ip, json_object **resp, const char **msg) {
+  wv_creq_t r;
+  wv_creq_plan_t plan;
+  wv_creq_result_t res;
+  *resp = NULL;
+  *msg = NULL;
+  int rc = wv_creq_parse(a, body, len, v2, &r, msg);
+  rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
+  rc = rc ? rc : wv_creq_submit(app, a, &r, &plan, client_ip, wv_now_ns(), &res, resp, msg);
+  if (!rc)
+    wv_info("container request %s: %s -> %s (%s)", res.token, res.container_image, res.target_image,
+            plan.user ? plan.user : "anonymous");
+  return rc;
+}
