@@ -60,8 +60,8 @@ for sc, tgt in order:
         continue
     g = lambda k: float(kv[k]) if k in kv else None
     rss = g("rss_peak_kb")
-    print("%-7s %-16s %10.0f %8s %9s %9s %9s %6s %10s  %s" % (
-        sc, tgt, g("rps"), "-" if g("mbps") is None else "%.1f" % g("mbps"),
+    print("%-7s %-16s %10s %8s %9s %9s %9s %6s %10s  %s" % (
+        sc, tgt, "%.0f" % g("rps") if g("rps") >= 100 else "%.2f" % g("rps"), "-" if g("mbps") is None else "%.1f" % g("mbps"),
         ms(g("p50_us")), ms(g("p99_us")), ms(g("p999_us")),
         kv.get("errors", "-"), "%.1f MB" % (rss / 1024) if rss and rss > 0 else "-",
         what + ("  [median of %s]" % spread[(sc, tgt)] if (sc, tgt) in spread else "")))

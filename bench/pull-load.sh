@@ -128,6 +128,7 @@ events { worker_connections 4096; }
 http {
   access_log off;
   sendfile on; tcp_nopush on; tcp_nodelay on;
+  open_file_cache max=64 inactive=300s; open_file_cache_valid 300s;
   keepalive_requests 100000000; keepalive_timeout 120s;
   types { application/vnd.oci.image.manifest.v1+json json; }
   default_type application/octet-stream;
