@@ -22,6 +22,7 @@
 #   PL_BLOB_CONNS [4] connections for large blobs   PL_STORE_MB [7] data: layer for the store
 #   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot pull cold large parked"]
 #   PL_RESULTS        also write the RESULT lines (tab-separated, labelled) here
+#   PL_PERF, PL_PERF_DIR  perf record waved during the named runs (see run())
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -48,10 +49,23 @@ skip() { printf '%s\t%s\tskipped: %s\n' "$1" "$2" "$3" >>"$RESULTS"; echo "== $1
 
 # run SCENARIO TARGET WHAT URL PULL_LOAD_ARGS... — one pull-load run; its
 # RESULT line goes to the results file labelled with what was measured.
+# With PL_PERF naming "SCENARIO/TARGET" (several: space-separated), waved is
+# recorded with `perf record -g` during that run, into
+# $PL_PERF_DIR/perf.SCENARIO-TARGET.data (default: the current directory).
 run() {
-  local sc=$1 tgt=$2 what=$3 url=$4; shift 4
+  local sc=$1 tgt=$2 what=$3 url=$4 perf_pid=""; shift 4
   echo "== $sc $tgt: $what"
+  case " ${PL_PERF:-} " in
+    *" $sc/$tgt "*)
+      perf record -q -g -p "$WAVED_PID" -o "${PL_PERF_DIR:-.}/perf.$sc-$tgt.data" 2>/dev/null &
+      perf_pid=$!
+      sleep 0.2 ;;
+  esac
   "$PL" -c "$CONNS" -t "$THREADS" -d "$DUR" -w "$WARM" -n "$sc/$tgt" "$@" "$url" | tee "$E2E_TMP/run.out"
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" && wait "$perf_pid" || true
+    echo "   perf data: ${PL_PERF_DIR:-.}/perf.$sc-$tgt.data"
+  fi
   printf '%s\t%s\t%s\t%s\n' "$sc" "$tgt" "$what" "$(grep '^RESULT ' "$E2E_TMP/run.out")" >>"$RESULTS"
 }
 
