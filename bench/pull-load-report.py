@@ -48,7 +48,9 @@ def num(sc, tgt, key):
 
 
 def ms(us):
-    return "-" if us is None else ("%.0f us" % us if us < 1000 else "%.2f ms" % (us / 1000))
+    if us is None:
+        return "-"
+    return "%.0f us" % us if us < 1000 else "%.2f ms" % (us / 1e3) if us < 1e6 else "%.2f s" % (us / 1e6)
 
 
 hdr = ("scenario", "target", "req/s", "MB/s", "p50", "p99", "p99.9", "errors", "waved RSS", "measured")
