@@ -337,7 +337,7 @@ has parked && skip parked waved "needs builds (1,000 pulls parked on one running
 # ---- report ------------------------------------------------------------------------------------
 
 echo
-echo "== pull-load summary: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), waved $(git -C "$here/.." rev-parse --short HEAD 2>/dev/null || echo '?'), ${DUR}s after ${WARM}s warm-up (hot: median of $ROUNDS rounds), $CONNS connections ($BLOB_CONNS for large), $THREADS load threads"
+echo "== pull-load summary: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), waved $(curl -fsS "$WV/service-info" | json_get - 'd["serviceInfo"]["commitId"]' 2>/dev/null || echo '?'), ${DUR}s after ${WARM}s warm-up (hot: median of $ROUNDS rounds), $CONNS connections ($BLOB_CONNS for large), $THREADS load threads"
 [ "$PROXY" = 1 ] || echo "FALLBACK: waved has no /v2 proxy yet ($WHY); its row measured the ping"
 $PY "$here/pull-load-report.py" "$RESULTS" "$PROXY"
 [ -z "${PL_RESULTS:-}" ] || cp "$RESULTS" "$PL_RESULTS"
