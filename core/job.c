@@ -1,6 +1,7 @@
 /*
- * core/job.c — the job engine (see job.h for the contract, docs/jobs.md for
- * the limits).
+ * core/job.c — the job engine's thread (see job.h for the contract,
+ * docs/jobs.md for the limits; core/job_api.c holds the entry points other
+ * threads call).
  *
  * DESIGN. Other threads never touch a child process or a libuv handle: they
  * put a job on the inbox (or a cancel on the cancel list) under the engine
@@ -44,87 +45,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define NBUCKETS 1024
-#define MAX_KINDS 16
-#define MAX_FNS 32
-#define EOF_WAIT_MS 2000
-#define READ_CHUNK 65536
-
-struct jkind {
-  char name[64];
-  char label[128];
-  int max_running;
-  size_t max_queued;
-  bool rerunnable;
-  int64_t deadline_ms;
-  uint64_t memory_max;
-  int running;     /* job thread */
-  size_t waiting;  /* mu: submitted, not yet started */
-  job_t *qhead, *qtail; /* job thread */
-};
-
-typedef struct {
-  char name[64];
-  wv_job_fn fn;
-  void *arg;
-} jfn_t;
-
-struct wv_job_ctx {
-  jrun_t *run;
-  char reason[WV_JOB_REASON_MAX];
-};
-
-struct jrun {
-  wv_job_engine_t *e;
-  job_t *job;
-  uv_timer_t deadline, killer, eofwait;
-  uv_process_t proc;
-  uv_pipe_t out;
-  uv_work_t work;
-  int handles;      /* open handles; the run is freed when the last closes */
-  bool proc_open, out_open, fn_running;
-  bool exited, timed_out, cancelled, abandoned, ending;
-  atomic_bool stop_flag; /* read by function steps */
-  int64_t exit_code;
-  int term_signal;
-  int fn_rc;
-  pid_t pid;
-  int logfd;
-  uint64_t logged;
-  bool truncated;
-  char cgroup[PATH_MAX];
-  long ooms_before;
-  char cancel_reason[WV_JOB_REASON_MAX];
-  wv_job_ctx_t ctx;
-  char buf[READ_CHUNK];
-};
-
-struct wv_job_engine {
-  wv_job_opts_t opts;
-  char *log_dir, *exec_path, *cgroup_hint;
-  wv_job_mem_t mem;
-  char cgroup_parent[PATH_MAX];
-  jkind_t kinds[MAX_KINDS];
-  size_t nkinds;
-  jfn_t fns[MAX_FNS];
-  size_t nfns;
-
-  uv_loop_t loop;
-  uv_async_t wake;
-  uv_thread_t thread;
-  int live_runs; /* job thread */
-  bool started, joined;
-
-  uv_mutex_t mu; /* guards everything below; a leaf lock */
-  job_t *buckets[NBUCKETS];
-  job_t *inbox_head, *inbox_tail;
-  job_t *cancels;
-  job_t *fin_head, *fin_tail;
-  size_t nfinished;
-  size_t nwaiters;
-  bool stopping;
-};
-
 static void run_step(jrun_t *r);
 static void finish(jrun_t *r, wv_job_state_t state);
 
@@ -135,43 +55,43 @@ const char *wv_job_mem_name(wv_job_mem_t m) {
   return (unsigned)m < 5 ? n[m] : "unknown";
 }
 
-static uint32_t hash_id(const char *s) {
+uint32_t wv_jobeng_hash_id(const char *s) {
   uint32_t h = 2166136261u;
   while (*s)
     h = (h ^ (uint8_t)*s++) * 16777619u;
   return h % NBUCKETS;
 }
 
-static job_t *find_locked(wv_job_engine_t *e, const char *id) {
-  for (job_t *j = e->buckets[hash_id(id)]; j; j = j->hnext)
+job_t *wv_jobeng_find_locked(wv_job_engine_t *e, const char *id) {
+  for (job_t *j = e->buckets[wv_jobeng_hash_id(id)]; j; j = j->hnext)
     if (strcmp(j->id, id) == 0)
       return j;
   return NULL;
 }
 
-static void unlink_locked(wv_job_engine_t *e, job_t *j) {
-  for (job_t **p = &e->buckets[hash_id(j->id)]; *p; p = &(*p)->hnext)
+void wv_jobeng_unlink_locked(wv_job_engine_t *e, job_t *j) {
+  for (job_t **p = &e->buckets[wv_jobeng_hash_id(j->id)]; *p; p = &(*p)->hnext)
     if (*p == j) {
       *p = j->hnext;
       return;
     }
 }
 
-static jkind_t *find_kind(wv_job_engine_t *e, const char *name) {
+jkind_t *wv_jobeng_find_kind(wv_job_engine_t *e, const char *name) {
   for (size_t i = 0; i < e->nkinds; i++)
     if (strcmp(e->kinds[i].name, name) == 0)
       return &e->kinds[i];
   return NULL;
 }
 
-static const jfn_t *find_fn(wv_job_engine_t *e, const char *name) {
+const jfn_t *wv_jobeng_find_fn(wv_job_engine_t *e, const char *name) {
   for (size_t i = 0; i < e->nfns; i++)
     if (strcmp(e->fns[i].name, name) == 0)
       return &e->fns[i];
   return NULL;
 }
 
-static bool ended(wv_job_state_t s) { return s == WV_JOB_SUCCEEDED || s == WV_JOB_FAILED; }
+bool wv_jobeng_ended(wv_job_state_t s) { return s == WV_JOB_SUCCEEDED || s == WV_JOB_FAILED; }
 
 /* "15m", "90s", "1500ms": how a limit reads in a reason. */
 static void fmt_limit(int64_t ms, char *out, size_t n) {
@@ -185,7 +105,7 @@ static void fmt_limit(int64_t ms, char *out, size_t n) {
     snprintf(out, n, "%lldms", (long long)ms);
 }
 
-static void log_path(const wv_job_engine_t *e, const char *id, char *out, size_t n) {
+void wv_jobeng_log_path(const wv_job_engine_t *e, const char *id, char *out, size_t n) {
   snprintf(out, n, "%s/%s.log", e->log_dir, id);
 }
 
@@ -241,7 +161,7 @@ static void set_reason(jrun_t *r, int exit_status, const char *fmt, ...) {
   uv_mutex_unlock(&r->e->mu);
 }
 
-static int save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state) {
+int wv_jobeng_save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state) {
   const wv_job_persist_t *p = e->opts.persist;
   if (!p)
     return 0;
@@ -249,10 +169,10 @@ static int save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state) {
   char *json = wv_jobrec_to_json(j, state, &len);
   if (!json)
     return WV_ENOMEM;
-  int rc = p->save(p->ctx, j->id, json, len, ended(state));
+  int rc = p->save(p->ctx, j->id, json, len, wv_jobeng_ended(state));
   free(json);
   if (rc)
-    wv_error("jobs: %s: cannot save the %s record: %s", j->id, wv_job_state_name(state),
+    wv_error("jobs: %s: cannot wv_jobeng_save the %s record: %s", j->id, wv_job_state_name(state),
              wv_strerror(rc));
   return rc;
 }
@@ -357,7 +277,7 @@ static void close_run(jrun_t *r) {
  * report in their own words; look for the usual ones near the end of the log. */
 static bool log_says_oom(jrun_t *r) {
   char tail[4097], path[PATH_MAX];
-  log_path(r->e, r->job->id, path, sizeof path);
+  wv_jobeng_log_path(r->e, r->job->id, path, sizeof path);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return false;
@@ -549,7 +469,7 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
 static void on_work(uv_work_t *w) {
   jrun_t *r = w->data;
   const jstep_t *s = &r->job->steps[r->job->step];
-  const jfn_t *f = find_fn(r->e, s->fn);
+  const jfn_t *f = wv_jobeng_find_fn(r->e, s->fn);
   r->ctx.reason[0] = '\0';
   r->fn_rc = f ? f->fn(&r->ctx, f->arg, s->arg) : WV_EINVAL;
 }
@@ -619,7 +539,7 @@ static void keep_log(wv_job_engine_t *e, const job_t *j) {
   char path[PATH_MAX];
   if (!p || !p->put_log)
     return;
-  log_path(e, j->id, path, sizeof path);
+  wv_jobeng_log_path(e, j->id, path, sizeof path);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0) {
@@ -638,7 +558,7 @@ static void keep_log(wv_job_engine_t *e, const job_t *j) {
   free(buf);
 }
 
-static void call_waiters(jwaiter_t *w, const wv_job_info_t *info) {
+void wv_jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info) {
   while (w) {
     jwaiter_t *next = w->next;
     w->cb(w->arg, info);
@@ -647,7 +567,7 @@ static void call_waiters(jwaiter_t *w, const wv_job_info_t *info) {
   }
 }
 
-/* Evicts the oldest ended jobs past keep_finished (their records stay). */
+/* Evicts the oldest wv_jobeng_ended jobs past keep_finished (their records stay). */
 static void trim_finished_locked(wv_job_engine_t *e) {
   while (e->nfinished > e->opts.keep_finished) {
     job_t *old = e->fin_head;
@@ -655,7 +575,7 @@ static void trim_finished_locked(wv_job_engine_t *e) {
     if (!e->fin_head)
       e->fin_tail = NULL;
     e->nfinished--;
-    unlink_locked(e, old);
+    wv_jobeng_unlink_locked(e, old);
     wv_jobrec_free_job(old);
   }
 }
@@ -681,7 +601,7 @@ static void publish_end(wv_job_engine_t *e, job_t *j, wv_job_state_t state) {
   wv_jobrec_info(j, &info);
   trim_finished_locked(e);
   uv_mutex_unlock(&e->mu);
-  call_waiters(w, &info);
+  wv_jobeng_call_waiters(w, &info);
 }
 
 static void schedule(wv_job_engine_t *e, jkind_t *k);
@@ -700,7 +620,11 @@ static void finish(jrun_t *r, wv_job_state_t state) {
   j->finished_ns = wv_now_ns();
   uv_mutex_unlock(&e->mu);
   keep_log(e, j);
-  save(e, j, state);
+  wv_jobeng_save(e, j, state);
+  char took[32];
+  wv_duration_format_human(j->finished_ns - j->started_ns, took, sizeof took);
+  wv_info("jobs: %s (%s) %s after %s%s%s", j->id, j->kind_name, wv_job_state_name(state), took,
+          j->reason[0] ? ": " : "", j->reason);
   j->kind->running--;
   jkind_t *k = j->kind;
   publish_end(e, j, state); /* j may be freed from here on */
@@ -713,13 +637,13 @@ static void fail_unstarted(wv_job_engine_t *e, job_t *j, const char *reason) {
   snprintf(j->reason, sizeof j->reason, "%s", reason);
   j->finished_ns = wv_now_ns();
   uv_mutex_unlock(&e->mu);
-  save(e, j, WV_JOB_FAILED);
+  wv_jobeng_save(e, j, WV_JOB_FAILED);
   publish_end(e, j, WV_JOB_FAILED);
 }
 
 static int open_log(wv_job_engine_t *e, const job_t *j) {
   char path[PATH_MAX];
-  log_path(e, j->id, path, sizeof path);
+  wv_jobeng_log_path(e, j->id, path, sizeof path);
   return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
 
@@ -755,7 +679,7 @@ static void start_job(wv_job_engine_t *e, job_t *j) {
   j->reason[0] = '\0';
   j->exit_status = -1;
   uv_mutex_unlock(&e->mu);
-  save(e, j, WV_JOB_RUNNING);
+  wv_jobeng_save(e, j, WV_JOB_RUNNING);
   uv_mutex_lock(&e->mu);
   j->state = WV_JOB_RUNNING;
   uv_mutex_unlock(&e->mu);
@@ -825,7 +749,7 @@ typedef struct {
   jwaiter_t *waiters;
 } parked_t;
 
-/* Hands every waiter of a job that has not ended its info with stopping set. */
+/* Hands every waiter of a job that has not wv_jobeng_ended its info with stopping set. */
 static void release_waiters_on_stop(wv_job_engine_t *e) {
   uv_mutex_lock(&e->mu);
   size_t n = 0, cap = 0;
@@ -849,7 +773,7 @@ static void release_waiters_on_stop(wv_job_engine_t *e) {
   if (cap && !p)
     wv_error("jobs: out of memory releasing waiters at stop");
   for (size_t i = 0; i < n; i++)
-    call_waiters(p[i].waiters, &p[i].info);
+    wv_jobeng_call_waiters(p[i].waiters, &p[i].info);
   free(p);
 }
 
@@ -878,7 +802,7 @@ static void begin_stop(wv_job_engine_t *e) {
 
 #define MAX_CANCELS_PER_WAKE 256
 
-static void on_wake(uv_async_t *a) {
+void wv_jobeng_on_wake(uv_async_t *a) {
   wv_job_engine_t *e = a->data;
   char(*ids)[WV_JOB_ID_MAX + 1] = NULL;
   size_t nids = 0;
@@ -907,11 +831,11 @@ static void on_wake(uv_async_t *a) {
   for (size_t i = 0; i < nids; i++) {
     char reason[WV_JOB_REASON_MAX];
     uv_mutex_lock(&e->mu);
-    job_t *j = find_locked(e, ids[i]);
+    job_t *j = wv_jobeng_find_locked(e, ids[i]);
     if (j)
       snprintf(reason, sizeof reason, "%s", j->cancel_reason);
     uv_mutex_unlock(&e->mu);
-    if (j && !ended(j->state))
+    if (j && !wv_jobeng_ended(j->state))
       handle_cancel(e, j, reason);
   }
   free(ids);
@@ -921,481 +845,8 @@ static void on_wake(uv_async_t *a) {
     schedule(e, &e->kinds[i]);
 }
 
-static void job_thread(void *arg) {
+void wv_jobeng_job_thread(void *arg) {
   wv_job_engine_t *e = arg;
   uv_run(&e->loop, UV_RUN_DEFAULT);
   uv_loop_close(&e->loop);
-}
-
-/* ---- public API ---- */
-
-void wv_job_opts_init(wv_job_opts_t *o) {
-  memset(o, 0, sizeof *o);
-  o->kill_grace_ms = 5000;
-  o->log_max = 16u << 20;
-  o->max_waiters = 100000;
-  o->keep_finished = 1024;
-}
-
-int wv_job_engine_new(const wv_job_opts_t *opts, wv_job_engine_t **out) {
-  if (!opts || !opts->log_dir || !*opts->log_dir)
-    return WV_EINVAL;
-  wv_job_engine_t *e = calloc(1, sizeof *e);
-  if (!e)
-    return WV_ENOMEM;
-  e->opts = *opts;
-  if (e->opts.kill_grace_ms <= 0)
-    e->opts.kill_grace_ms = 5000;
-  if (!e->opts.log_max)
-    e->opts.log_max = 16u << 20;
-  if (!e->opts.max_waiters)
-    e->opts.max_waiters = 100000;
-  if (!e->opts.keep_finished)
-    e->opts.keep_finished = 1024;
-  e->log_dir = strdup(opts->log_dir);
-  e->exec_path = opts->exec_path ? strdup(opts->exec_path) : NULL;
-  e->cgroup_hint = opts->cgroup_dir ? strdup(opts->cgroup_dir) : NULL;
-  if (!e->log_dir || (opts->exec_path && !e->exec_path) || (opts->cgroup_dir && !e->cgroup_hint) ||
-      uv_mutex_init(&e->mu)) {
-    free(e->log_dir), free(e->exec_path), free(e->cgroup_hint), free(e);
-    return WV_ENOMEM;
-  }
-  e->opts.log_dir = e->log_dir;
-  e->opts.exec_path = e->exec_path;
-  e->opts.cgroup_dir = e->cgroup_hint;
-  *out = e;
-  return 0;
-}
-
-int wv_job_register_kind(wv_job_engine_t *e, const wv_job_kind_t *k) {
-  if (e->started || !k->name || !*k->name || strlen(k->name) >= 64 || k->max_running < 1 ||
-      k->deadline_ms <= 0)
-    return WV_EINVAL;
-  if (find_kind(e, k->name))
-    return WV_EEXISTS;
-  if (e->nkinds == MAX_KINDS)
-    return WV_ETOOBIG;
-  jkind_t *d = &e->kinds[e->nkinds++];
-  snprintf(d->name, sizeof d->name, "%s", k->name);
-  snprintf(d->label, sizeof d->label, "%s", k->label ? k->label : k->name);
-  d->max_running = k->max_running;
-  d->max_queued = k->max_queued ? k->max_queued : 10000;
-  d->rerunnable = k->rerunnable;
-  d->deadline_ms = k->deadline_ms;
-  d->memory_max = k->memory_max;
-  return 0;
-}
-
-int wv_job_register_fn(wv_job_engine_t *e, const char *name, wv_job_fn fn, void *arg) {
-  if (e->started || !name || !*name || strlen(name) >= 64 || !fn)
-    return WV_EINVAL;
-  if (find_fn(e, name))
-    return WV_EEXISTS;
-  if (e->nfns == MAX_FNS)
-    return WV_ETOOBIG;
-  jfn_t *f = &e->fns[e->nfns++];
-  snprintf(f->name, sizeof f->name, "%s", name);
-  f->fn = fn;
-  f->arg = arg;
-  return 0;
-}
-
-wv_job_mem_t wv_job_engine_mem(const wv_job_engine_t *e) { return e->mem; }
-
-/* Inserts a QUEUED job into the table and the inbox (no save). */
-static void admit_locked(wv_job_engine_t *e, job_t *j) {
-  uint32_t h = hash_id(j->id);
-  j->hnext = e->buckets[h];
-  e->buckets[h] = j;
-}
-
-static void inbox_push_locked(wv_job_engine_t *e, job_t *j) {
-  j->qnext = NULL;
-  j->admitted = true;
-  if (e->inbox_tail)
-    e->inbox_tail->qnext = j;
-  else
-    e->inbox_head = j;
-  e->inbox_tail = j;
-  j->kind->waiting++;
-}
-
-typedef struct {
-  wv_job_engine_t *e;
-  job_t *list; /* loaded jobs that had not ended, linked by qnext */
-} recover_t;
-
-static int recover_each(void *arg, const char *id, const char *json, size_t len) {
-  recover_t *rv = arg;
-  job_t *j;
-  int rc = wv_jobrec_from_json(json, len, &j);
-  if (rc) {
-    wv_warn("jobs: skipping unreadable job record %s: %s", id, wv_strerror(rc));
-    return rc == WV_ENOMEM ? rc : 0;
-  }
-  if (ended(j->state)) {
-    wv_jobrec_free_job(j);
-    return 0;
-  }
-  j->qnext = rv->list;
-  rv->list = j;
-  return 0;
-}
-
-/* Jobs interrupted by a restart: re-queued when their kind allows, else FAILED. */
-static int recover(wv_job_engine_t *e) {
-  const wv_job_persist_t *p = e->opts.persist;
-  recover_t rv = {e, NULL};
-  if (!p)
-    return 0;
-  int rc = p->load_all(p->ctx, recover_each, &rv);
-  while (rv.list) {
-    job_t *j = rv.list;
-    rv.list = j->qnext;
-    j->kind = find_kind(e, j->kind_name);
-    if (!rc && j->kind && j->kind->rerunnable) {
-      j->state = WV_JOB_QUEUED;
-      j->started_ns = 0;
-      wv_info("jobs: %s (%s) was interrupted by a restart; queued again", j->id, j->kind_name);
-      save(e, j, WV_JOB_QUEUED);
-      admit_locked(e, j);
-      inbox_push_locked(e, j);
-      continue;
-    }
-    if (!rc) {
-      snprintf(j->reason, sizeof j->reason, "%s", WV_JOB_REASON_RESTART);
-      j->finished_ns = wv_now_ns();
-      wv_warn("jobs: %s (%s) was interrupted by a restart; marked failed", j->id, j->kind_name);
-      save(e, j, WV_JOB_FAILED);
-    }
-    wv_jobrec_free_job(j);
-  }
-  return rc ? WV_ESTORE : 0;
-}
-
-int wv_job_engine_start(wv_job_engine_t *e) {
-  if (e->started)
-    return WV_EINVAL;
-  if (mkdir(e->log_dir, 0700) != 0 && errno != EEXIST) {
-    wv_error("jobs: cannot create %s: %s", e->log_dir, strerror(errno));
-    return WV_EIO;
-  }
-  if (e->opts.mem == WV_JOB_MEM_AUTO)
-    e->mem = wv_jobmem_detect(e->cgroup_hint, e->exec_path != NULL, e->cgroup_parent,
-                              sizeof e->cgroup_parent);
-  else
-    e->mem = e->opts.mem == WV_JOB_MEM_RLIMIT && !e->exec_path ? WV_JOB_MEM_NONE : e->opts.mem;
-  if ((e->mem == WV_JOB_MEM_CGROUP1 || e->mem == WV_JOB_MEM_CGROUP2) && !e->cgroup_parent[0])
-    snprintf(e->cgroup_parent, sizeof e->cgroup_parent, "%s", e->cgroup_hint ? e->cgroup_hint : "");
-  wv_info("jobs: memory limits through %s%s%s", wv_job_mem_name(e->mem),
-          e->cgroup_parent[0] ? " under " : "", e->cgroup_parent);
-  int rc = recover(e);
-  if (rc)
-    return rc;
-  if (uv_loop_init(&e->loop))
-    return WV_EINTERNAL;
-  if (uv_async_init(&e->loop, &e->wake, on_wake)) {
-    uv_loop_close(&e->loop);
-    return WV_EINTERNAL;
-  }
-  e->wake.data = e;
-  e->started = true;
-  if (uv_thread_create(&e->thread, job_thread, e)) {
-    e->started = false;
-    uv_close((uv_handle_t *)&e->wake, NULL);
-    uv_run(&e->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&e->loop);
-    return WV_EINTERNAL;
-  }
-  uv_async_send(&e->wake); /* schedule what recovery queued */
-  return 0;
-}
-
-static int build_job(wv_job_engine_t *e, const wv_job_spec_t *spec, job_t **out) {
-  jkind_t *k = spec->kind ? find_kind(e, spec->kind) : NULL;
-  if (!k || (spec->id && !wv_jobrec_id_valid(spec->id)) || spec->deadline_ms < 0)
-    return WV_EINVAL;
-  for (size_t i = 0; i < spec->nsteps && spec->steps; i++)
-    if (spec->steps[i].type == WV_JOB_STEP_FN && (!spec->steps[i].fn || !find_fn(e, spec->steps[i].fn)))
-      return WV_EINVAL;
-  job_t *j = calloc(1, sizeof *j);
-  if (!j)
-    return WV_ENOMEM;
-  int rc = wv_jobrec_copy_steps(j, spec->steps, spec->nsteps);
-  if (!rc && spec->workdir && !(j->workdir = strdup(spec->workdir)))
-    rc = WV_ENOMEM;
-  char gen[13];
-  if (!rc && !spec->id)
-    rc = wv_rand_hex12(gen);
-  if (rc) {
-    wv_jobrec_free_job(j);
-    return rc;
-  }
-  snprintf(j->id, sizeof j->id, spec->id ? "%s" : "job-%s", spec->id ? spec->id : gen);
-  snprintf(j->kind_name, sizeof j->kind_name, "%s", k->name);
-  j->kind = k;
-  j->deadline_ms = spec->deadline_ms ? spec->deadline_ms : k->deadline_ms;
-  j->memory_max = spec->memory_max ? spec->memory_max : k->memory_max;
-  j->state = WV_JOB_QUEUED;
-  j->exit_status = -1;
-  j->created_ns = wv_now_ns();
-  *out = j;
-  return 0;
-}
-
-static bool persisted(wv_job_engine_t *e, const char *id) {
-  const wv_job_persist_t *p = e->opts.persist;
-  char *json = NULL;
-  size_t len;
-  if (!p || p->get(p->ctx, id, &json, &len) != 0)
-    return false;
-  free(json);
-  return true;
-}
-
-int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
-  job_t *j;
-  int rc = build_job(e, spec, &j);
-  if (rc)
-    return rc;
-  if (spec->id && persisted(e, j->id))
-    rc = WV_EEXISTS;
-  uv_mutex_lock(&e->mu);
-  if (!rc && (e->stopping || !e->started))
-    rc = WV_ECLOSED;
-  else if (!rc && find_locked(e, j->id))
-    rc = WV_EEXISTS;
-  else if (!rc && j->kind->waiting >= j->kind->max_queued)
-    rc = WV_EBUSY;
-  if (!rc) {
-    admit_locked(e, j);
-    j->kind->waiting++; /* reserved; inbox_push counts it again, undone below */
-  }
-  uv_mutex_unlock(&e->mu);
-  if (rc) {
-    wv_jobrec_free_job(j);
-    return rc;
-  }
-  rc = save(e, j, WV_JOB_QUEUED);
-  uv_mutex_lock(&e->mu);
-  j->kind->waiting--;
-  if (rc) {
-    unlink_locked(e, j);
-    /* A waiter that found it meanwhile learns it failed. */
-    snprintf(j->reason, sizeof j->reason, "cannot save the job record: %s", wv_strerror(rc));
-  } else {
-    inbox_push_locked(e, j);
-    if (j->cancel_req) { /* cancelled while its record was being saved */
-      j->cnext = e->cancels;
-      e->cancels = j;
-    }
-  }
-  jwaiter_t *w = rc ? j->waiters : NULL;
-  if (rc)
-    for (jwaiter_t *x = w; x; x = x->next)
-      e->nwaiters--;
-  uv_mutex_unlock(&e->mu);
-  if (rc) {
-    wv_job_info_t info;
-    j->state = WV_JOB_FAILED;
-    wv_jobrec_info(j, &info);
-    call_waiters(w, &info);
-    wv_jobrec_free_job(j);
-    return rc;
-  }
-  if (id_out)
-    snprintf(id_out, WV_JOB_ID_MAX + 1, "%s", j->id);
-  uv_async_send(&e->wake);
-  return 0;
-}
-
-/* Info from the persisted record. 0 or WV_ENOTFOUND. */
-static int get_persisted(wv_job_engine_t *e, const char *id, wv_job_info_t *out) {
-  const wv_job_persist_t *p = e->opts.persist;
-  char *json = NULL;
-  size_t len;
-  job_t *j;
-  if (!p || p->get(p->ctx, id, &json, &len) != 0)
-    return WV_ENOTFOUND;
-  int rc = wv_jobrec_from_json(json, len, &j);
-  free(json);
-  if (rc)
-    return WV_ENOTFOUND;
-  wv_jobrec_info(j, out);
-  wv_jobrec_free_job(j);
-  return 0;
-}
-
-int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *arg) {
-  wv_job_info_t info;
-  bool found = false, now = false;
-  int rc = 0;
-  if (!id || !cb)
-    return WV_EINVAL;
-  uv_mutex_lock(&e->mu);
-  job_t *j = e->stopping ? NULL : find_locked(e, id);
-  if (e->stopping) {
-    rc = WV_ECLOSED;
-  } else if (j && ended(j->state)) {
-    found = now = true;
-    wv_jobrec_info(j, &info);
-  } else if (j) {
-    found = true;
-    jwaiter_t *w = e->nwaiters < e->opts.max_waiters ? malloc(sizeof *w) : NULL;
-    if (!w) {
-      rc = e->nwaiters < e->opts.max_waiters ? WV_ENOMEM : WV_EBUSY;
-    } else {
-      *w = (jwaiter_t){j->waiters, cb, arg};
-      j->waiters = w;
-      e->nwaiters++;
-    }
-  }
-  uv_mutex_unlock(&e->mu);
-  if (rc)
-    return rc;
-  if (!found) {
-    /* Every job that has not ended is in memory; an evicted one has ended. */
-    if (get_persisted(e, id, &info) != 0 || !ended(info.state))
-      return WV_ENOTFOUND;
-    now = true;
-  }
-  if (now)
-    cb(arg, &info);
-  return 0;
-}
-
-int wv_job_get(wv_job_engine_t *e, const char *id, wv_job_info_t *out) {
-  if (!id)
-    return WV_EINVAL;
-  uv_mutex_lock(&e->mu);
-  job_t *j = find_locked(e, id);
-  if (j)
-    wv_jobrec_info(j, out);
-  uv_mutex_unlock(&e->mu);
-  return j ? 0 : get_persisted(e, id, out);
-}
-
-/* The last max bytes of a file. */
-static int read_tail(const char *path, size_t max, char **out, size_t *len) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? WV_ENOTFOUND : WV_EIO;
-  struct stat st;
-  int rc = fstat(fd, &st) == 0 ? 0 : WV_EIO;
-  size_t size = rc ? 0 : (size_t)st.st_size, n = size > max ? max : size;
-  char *buf = rc ? NULL : malloc(n + 1);
-  if (!rc && !buf)
-    rc = WV_ENOMEM;
-  ssize_t got = rc ? -1 : pread(fd, buf, n, (off_t)(size - n));
-  close(fd);
-  if (!rc && got < 0)
-    rc = WV_EIO;
-  if (rc) {
-    free(buf);
-    return rc;
-  }
-  buf[got] = '\0';
-  *out = buf;
-  *len = (size_t)got;
-  return 0;
-}
-
-int wv_job_log(wv_job_engine_t *e, const char *id, size_t max, char **out, size_t *len) {
-  char path[PATH_MAX];
-  if (!wv_jobrec_id_valid(id))
-    return WV_ENOTFOUND;
-  log_path(e, id, path, sizeof path);
-  int rc = read_tail(path, max, out, len);
-  const wv_job_persist_t *p = e->opts.persist;
-  if (rc == WV_ENOTFOUND && p && p->get_log) /* the job ended and its log was stored */
-    rc = p->get_log(p->ctx, id, max, out, len);
-  return rc;
-}
-
-int wv_job_cancel(wv_job_engine_t *e, const char *id, const char *reason) {
-  if (!id)
-    return WV_EINVAL;
-  uv_mutex_lock(&e->mu);
-  job_t *j = find_locked(e, id);
-  int rc = !j ? WV_ENOTFOUND : ended(j->state) ? WV_EINVAL : 0;
-  if (!rc && !j->cancel_req) {
-    j->cancel_req = true;
-    snprintf(j->cancel_reason, sizeof j->cancel_reason, "%s",
-             reason && *reason ? reason : "cancelled");
-    if (j->admitted) { /* else wv_job_submit lists it once the record is saved */
-      j->cnext = e->cancels;
-      e->cancels = j;
-    }
-  }
-  uv_mutex_unlock(&e->mu);
-  if (!rc)
-    uv_async_send(&e->wake);
-  return rc;
-}
-
-void wv_job_engine_stop(wv_job_engine_t *e) {
-  if (!e || !e->started || e->joined)
-    return;
-  uv_mutex_lock(&e->mu);
-  e->stopping = true;
-  uv_mutex_unlock(&e->mu);
-  uv_async_send(&e->wake);
-  uv_thread_join(&e->thread);
-  e->joined = true;
-}
-
-void wv_job_engine_free(wv_job_engine_t *e) {
-  if (!e)
-    return;
-  wv_job_engine_stop(e);
-  for (size_t b = 0; b < NBUCKETS; b++)
-    while (e->buckets[b]) {
-      job_t *j = e->buckets[b];
-      e->buckets[b] = j->hnext;
-      for (jwaiter_t *w = j->waiters, *n; w; w = n) {
-        n = w->next;
-        free(w);
-      }
-      wv_jobrec_free_job(j);
-    }
-  uv_mutex_destroy(&e->mu);
-  free(e->log_dir), free(e->exec_path), free(e->cgroup_hint);
-  free(e);
-}
-
-/* ---- the exec wrapper (runs in the child, before the real command) ---- */
-
-static int exec_fail(int code, const char *what, const char *arg) {
-  fprintf(stderr, "waved --job-exec: %s %s: %s\n", what, arg ? arg : "", strerror(errno));
-  fflush(stderr);
-  return code;
-}
-
-int wv_job_exec_main(int argc, char **argv) {
-  const char *cgroup = NULL;
-  unsigned long long limit = 0;
-  int i = 1;
-  if (argc > 1 && strcmp(argv[1], "--job-exec") == 0)
-    i = 2;
-  for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
-    if (i + 1 >= argc)
-      return errno = EINVAL, exec_fail(126, "missing value for", argv[i]);
-    if (strcmp(argv[i], "--cgroup") == 0)
-      cgroup = argv[i + 1];
-    else if (strcmp(argv[i], "--rlimit-as") == 0)
-      limit = strtoull(argv[i + 1], NULL, 10);
-    else
-      return errno = EINVAL, exec_fail(126, "unknown option", argv[i]);
-  }
-  if (i + 1 >= argc)
-    return errno = EINVAL, exec_fail(126, "no command after", "--");
-  if (cgroup && wv_jobmem_join(cgroup, (long)getpid()) != 0)
-    return exec_fail(126, "cannot join cgroup", cgroup);
-  if (limit) {
-    struct rlimit rl = {(rlim_t)limit, (rlim_t)limit};
-    if (setrlimit(RLIMIT_AS, &rl) != 0)
-      return exec_fail(126, "cannot set RLIMIT_AS for", argv[i + 1]);
-  }
-  execvp(argv[i + 1], argv + i + 1);
-  return exec_fail(127, "cannot run", argv[i + 1]);
 }

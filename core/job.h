@@ -46,10 +46,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WV_JOB_ID_MAX 128      /* bytes of an id, without the NUL: [A-Za-z0-9._-]+ */
-#define WV_JOB_REASON_MAX 512  /* bytes of a failure reason, with the NUL */
-#define WV_JOB_STEPS_MAX 16    /* steps in one job */
-#define WV_JOB_ARGS_MAX 256    /* argv or env entries of one command step */
+#define WV_JOB_ID_MAX 128               /* bytes of an id, without the NUL: [A-Za-z0-9._-]+ */
+#define WV_JOB_REASON_MAX 512           /* bytes of a failure reason, with the NUL */
+#define WV_JOB_STEPS_MAX 16             /* steps in one job */
+#define WV_JOB_ARGS_MAX 256             /* argv or env entries of one command step */
 #define WV_JOB_RECORD_MAX (256u * 1024) /* bytes of a serialised job record */
 #define WV_JOB_REASON_RESTART "waved restarted while the job was running"
 
@@ -88,23 +88,23 @@ typedef struct {
 } wv_job_step_t;
 
 typedef struct {
-  const char *name;     /* "build", "mirror", "scan" ... */
-  const char *label;    /* starts failure reasons: "Container build" */
-  int max_running;      /* concurrency limit, >= 1 */
-  size_t max_queued;    /* cap on waiting jobs, 0 = 10000; past it submit is WV_EBUSY */
-  bool rerunnable;      /* re-queue (not fail) jobs interrupted by a restart */
-  int64_t deadline_ms;  /* default deadline from the start of the job, > 0 */
-  uint64_t memory_max;  /* default memory limit in bytes, 0 = none */
+  const char *name;    /* "build", "mirror", "scan" ... */
+  const char *label;   /* starts failure reasons: "Container build" */
+  int max_running;     /* concurrency limit, >= 1 */
+  size_t max_queued;   /* cap on waiting jobs, 0 = 10000; past it submit is WV_EBUSY */
+  bool rerunnable;     /* re-queue (not fail) jobs interrupted by a restart */
+  int64_t deadline_ms; /* default deadline from the start of the job, > 0 */
+  uint64_t memory_max; /* default memory limit in bytes, 0 = none */
 } wv_job_kind_t;
 
 typedef struct {
-  const char *id;         /* NULL = generated "job-<12 hex>"; else unique, [A-Za-z0-9._-] */
-  const char *kind;       /* a registered kind */
-  const char *workdir;    /* default cwd of command steps and given to fn steps; may be NULL */
-  int64_t deadline_ms;    /* 0 = the kind's default */
-  uint64_t memory_max;    /* 0 = the kind's default */
+  const char *id;      /* NULL = generated "job-<12 hex>"; else unique, [A-Za-z0-9._-] */
+  const char *kind;    /* a registered kind */
+  const char *workdir; /* default cwd of command steps and given to fn steps; may be NULL */
+  int64_t deadline_ms; /* 0 = the kind's default */
+  uint64_t memory_max; /* 0 = the kind's default */
   const wv_job_step_t *steps;
-  size_t nsteps;          /* 1..WV_JOB_STEPS_MAX */
+  size_t nsteps; /* 1..WV_JOB_STEPS_MAX */
 } wv_job_spec_t;
 
 /* A snapshot of a job, owned by whoever holds it (no pointers inside). */
@@ -158,7 +158,7 @@ typedef struct {
 } wv_job_persist_t;
 
 typedef struct {
-  const char *log_dir;     /* live logs: <log_dir>/<id>.log (created 0700); required */
+  const char *log_dir;             /* live logs: <log_dir>/<id>.log (created 0700); required */
   const wv_job_persist_t *persist; /* NULL = nothing survives a restart (tests only) */
   /*
    * A binary that implements wv_job_exec_main when run as
@@ -168,12 +168,12 @@ typedef struct {
    * cgroup limit moved in after spawn can apply.
    */
   const char *exec_path;
-  wv_job_mem_t mem;        /* AUTO = detect (docs/jobs.md) */
-  const char *cgroup_dir;  /* AUTO only: parent cgroup to use; NULL = our own cgroup */
-  int64_t kill_grace_ms;   /* SIGTERM → SIGKILL delay at a deadline; 0 = 5000 */
-  uint64_t log_max;        /* bytes of output kept per job; 0 = 16 MiB */
-  size_t max_waiters;      /* across all jobs; 0 = 100000; past it on_done is WV_EBUSY */
-  size_t keep_finished;    /* ended jobs kept in memory for fast lookups; 0 = 1024 */
+  wv_job_mem_t mem;       /* AUTO = detect (docs/jobs.md) */
+  const char *cgroup_dir; /* AUTO only: parent cgroup to use; NULL = our own cgroup */
+  int64_t kill_grace_ms;  /* SIGTERM → SIGKILL delay at a deadline; 0 = 5000 */
+  uint64_t log_max;       /* bytes of output kept per job; 0 = 16 MiB */
+  size_t max_waiters;     /* across all jobs; 0 = 100000; past it on_done is WV_EBUSY */
+  size_t keep_finished;   /* ended jobs kept in memory for fast lookups; 0 = 1024 */
 } wv_job_opts_t;
 
 /* Fills o with the defaults above (log_dir must still be set). */

@@ -14,7 +14,7 @@
 typedef struct {
   wv_job_step_type_t type;
   bool may_fail;
-  char *name; /* never NULL after copy: argv[0] or fn */
+  char *name;  /* never NULL after copy: argv[0] or fn */
   char **argv; /* NULL-terminated, owned */
   char **env;  /* NULL-terminated, owned; NULL = inherit */
   char *cwd;
@@ -55,12 +55,12 @@ typedef struct job {
   char reason[WV_JOB_REASON_MAX];
   jwaiter_t *waiters;
   bool cancel_req;
-  bool admitted;      /* in the inbox, a queue or running (cancels may be listed) */
+  bool admitted; /* in the inbox, a queue or running (cancels may be listed) */
   bool in_finished;
   char cancel_reason[WV_JOB_REASON_MAX];
 
-  jrun_t *run;        /* job thread only: the running state */
-  size_t step;        /* job thread only: index of the current step */
+  jrun_t *run; /* job thread only: the running state */
+  size_t step; /* job thread only: index of the current step */
 } job_t;
 
 void wv_jobrec_free_job(job_t *j);
@@ -74,5 +74,107 @@ int wv_jobrec_from_json(const char *json, size_t len, job_t **out);
 void wv_jobrec_info(const job_t *j, wv_job_info_t *out);
 /* True for [A-Za-z0-9._-]{1,WV_JOB_ID_MAX}. */
 bool wv_jobrec_id_valid(const char *id);
+
+/* ---- the engine (core/job.c: job thread; core/job_api.c: other threads) ---- */
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#define NBUCKETS 1024
+#define MAX_KINDS 16
+#define MAX_FNS 32
+#define EOF_WAIT_MS 2000
+#define READ_CHUNK 65536
+
+struct jkind {
+  char name[64];
+  char label[128];
+  int max_running;
+  size_t max_queued;
+  bool rerunnable;
+  int64_t deadline_ms;
+  uint64_t memory_max;
+  int running;          /* job thread */
+  size_t waiting;       /* mu: submitted, not yet started */
+  job_t *qhead, *qtail; /* job thread */
+};
+
+typedef struct {
+  char name[64];
+  wv_job_fn fn;
+  void *arg;
+} jfn_t;
+
+struct wv_job_ctx {
+  jrun_t *run;
+  char reason[WV_JOB_REASON_MAX];
+};
+
+struct jrun {
+  wv_job_engine_t *e;
+  job_t *job;
+  uv_timer_t deadline, killer, eofwait;
+  uv_process_t proc;
+  uv_pipe_t out;
+  uv_work_t work;
+  int handles; /* open handles; the run is freed when the last closes */
+  bool proc_open, out_open, fn_running;
+  bool exited, timed_out, cancelled, abandoned, ending;
+  atomic_bool stop_flag; /* read by function steps */
+  int64_t exit_code;
+  int term_signal;
+  int fn_rc;
+  pid_t pid;
+  int logfd;
+  uint64_t logged;
+  bool truncated;
+  char cgroup[PATH_MAX];
+  long ooms_before;
+  char cancel_reason[WV_JOB_REASON_MAX];
+  wv_job_ctx_t ctx;
+  char buf[READ_CHUNK];
+};
+
+struct wv_job_engine {
+  wv_job_opts_t opts;
+  char *log_dir, *exec_path, *cgroup_hint;
+  wv_job_mem_t mem;
+  char cgroup_parent[PATH_MAX];
+  jkind_t kinds[MAX_KINDS];
+  size_t nkinds;
+  jfn_t fns[MAX_FNS];
+  size_t nfns;
+
+  uv_loop_t loop;
+  uv_async_t wake;
+  uv_thread_t thread;
+  int live_runs; /* job thread */
+  bool started, joined;
+
+  uv_mutex_t mu; /* guards everything below; a leaf lock */
+  job_t *buckets[NBUCKETS];
+  job_t *inbox_head, *inbox_tail;
+  job_t *cancels;
+  job_t *fin_head, *fin_tail;
+  size_t nfinished;
+  size_t nwaiters;
+  bool stopping;
+};
+
+/* Shared by job.c and job_api.c. The *_locked ones need e->mu held. */
+uint32_t wv_jobeng_hash_id(const char *s);
+job_t *wv_jobeng_find_locked(wv_job_engine_t *e, const char *id);
+void wv_jobeng_unlink_locked(wv_job_engine_t *e, job_t *j);
+jkind_t *wv_jobeng_find_kind(wv_job_engine_t *e, const char *name);
+const jfn_t *wv_jobeng_find_fn(wv_job_engine_t *e, const char *name);
+bool wv_jobeng_ended(wv_job_state_t s);
+/* Saves the record with the given state through persistence (logs failures). */
+int wv_jobeng_save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state);
+/* Calls and frees a list of waiters. */
+void wv_jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info);
+void wv_jobeng_log_path(const wv_job_engine_t *e, const char *id, char *out, size_t n);
+void wv_jobeng_on_wake(uv_async_t *a);
+void wv_jobeng_job_thread(void *arg);
 
 #endif

@@ -167,8 +167,8 @@ wv_job_mem_t wv_jobmem_detect(const char *hint, bool have_wrapper, char *parent,
   return m;
 }
 
-int wv_jobmem_create(wv_job_mem_t m, const char *parent, const char *id, uint64_t bytes,
-                     char *dir, size_t n) {
+int wv_jobmem_create(wv_job_mem_t m, const char *parent, const char *id, uint64_t bytes, char *dir,
+                     size_t n) {
   char val[32];
   snprintf(dir, n, "%s/wvjob-%s", parent, id);
   if (mkdir(dir, 0755) != 0 && errno != EEXIST) {

@@ -28,8 +28,8 @@
 wv_job_mem_t wv_jobmem_detect(const char *hint, bool have_wrapper, char *parent, size_t n);
 
 /* Creates <parent>/wvjob-<id> with the limit; its path into dir. 0 or WV_EIO. */
-int wv_jobmem_create(wv_job_mem_t m, const char *parent, const char *id, uint64_t bytes,
-                     char *dir, size_t n);
+int wv_jobmem_create(wv_job_mem_t m, const char *parent, const char *id, uint64_t bytes, char *dir,
+                     size_t n);
 
 /* Moves pid into the group dir. 0 or WV_EIO. */
 int wv_jobmem_join(const char *dir, long pid);

@@ -315,8 +315,8 @@ TEST(deadline_kills_process_group) {
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   /* A grandchild that ignores SIGTERM: only the SIGKILL after the grace ends it. */
-  const char *argv[] = {
-      "sh", "-c", "sh -c 'trap \"\" TERM; echo $$ > gc.pid; exec sleep 30' & wait", NULL};
+  const char *argv[] = {"sh", "-c",
+                        "sh -c 'trap \"\" TERM; echo $$ > gc.pid; exec sleep 30' & wait", NULL};
   double t0 = now_sec();
   CHECK_OK(run_cmd(&f, "build", argv, 400, 0, &info, id));
   double took = now_sec() - t0;
@@ -426,7 +426,8 @@ TEST(waiters_before_and_after) {
   CHECK_OK(wv_job_engine_start(f.e));
   const char *argv[] = {"sleep", "0.3", NULL};
   wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv};
-  wv_job_spec_t spec = {.id = "bd-0123456789abcdef_1", .kind = "build", .steps = &step, .nsteps = 1};
+  wv_job_spec_t spec = {
+      .id = "bd-0123456789abcdef_1", .kind = "build", .steps = &step, .nsteps = 1};
   char id[WV_JOB_ID_MAX + 1];
   CHECK_OK(wv_job_submit(f.e, &spec, id));
   CHECK_EQ_STR(id, "bd-0123456789abcdef_1");
