@@ -93,10 +93,11 @@ static int import_blob(import_t *im, const char *digest, int64_t size) {
   close(fd);
   if (!rc && n < 0)
     rc = WV_EIO;
-  if (!rc && size >= 0 && wv_cas_written(w) != (uint64_t)size) {
+  uint64_t written = w ? wv_cas_written(w) : 0;
+  if (!rc && size >= 0 && written != (uint64_t)size) {
     wv_cas_abort(w);
     return failf(im, WV_EDIGEST, "blob %s: size %llu, descriptor says %lld", digest,
-                 (unsigned long long)wv_cas_written(w), (long long)size);
+                 (unsigned long long)written, (long long)size);
   }
   if (rc) {
     wv_cas_abort(w);

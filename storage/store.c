@@ -872,7 +872,7 @@ int wv_store_scan(wv_store_t *s, wv_db_t db, const char *prefix, wv_store_scan_c
       rc = map_mdb(mrc, "cursor get");
       break;
     }
-    if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
+    if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
       break;
     int64_t exp = 0;
     if (hdr_read(&v, &exp) != 0 || is_expired(exp, now))
