@@ -109,24 +109,22 @@ void wv_jobeng_log_path(const wv_job_engine_t *e, const char *id, char *out, siz
   snprintf(out, n, "%s/%s.log", e->log_dir, id);
 }
 
-/* Appends text to the job's log, within the cap. */
+/* Appends text to the job's log, within the cap. Any thread. */
 static void log_write(jrun_t *r, const char *p, size_t n) {
+  static const char note[] = "\n[waved: log truncated: output exceeds the log limit]\n";
   uint64_t max = r->e->opts.log_max;
-  if (r->logfd < 0 || r->truncated)
-    return;
-  if (r->logged + n > max) {
-    static const char note[] = "\n[waved: log truncated: output exceeds the log limit]\n";
-    n = (size_t)(max - r->logged);
-    r->truncated = true;
-    if (n && write(r->logfd, p, n) < 0)
-      return;
-    r->logged += n;
-    if (write(r->logfd, note, sizeof note - 1) < 0)
-      return;
-    return;
+  uv_mutex_lock(&r->log_mu);
+  if (r->logfd >= 0 && !r->truncated) {
+    bool cut = r->logged + n > max;
+    if (cut)
+      n = (size_t)(max - r->logged);
+    if (n && write(r->logfd, p, n) > 0)
+      r->logged += n;
+    if (cut && write(r->logfd, note, sizeof note - 1) > 0)
+      r->truncated = true;
+    r->truncated = r->truncated || cut;
   }
-  if (n && write(r->logfd, p, n) > 0)
-    r->logged += n;
+  uv_mutex_unlock(&r->log_mu);
 }
 
 static void log_linef(jrun_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -243,6 +241,7 @@ static void maybe_free_run(jrun_t *r) {
   if (r->handles > 0)
     return;
   wv_job_engine_t *e = r->e;
+  uv_mutex_destroy(&r->log_mu);
   free(r);
   if (--e->live_runs == 0) {
     uv_mutex_lock(&e->mu);
@@ -260,9 +259,11 @@ static void on_timer_closed(uv_handle_t *h) {
 }
 
 static void close_run(jrun_t *r) {
+  uv_mutex_lock(&r->log_mu);
   if (r->logfd >= 0)
     close(r->logfd);
   r->logfd = -1;
+  uv_mutex_unlock(&r->log_mu);
   if (r->cgroup[0])
     wv_jobmem_destroy(r->cgroup);
   r->cgroup[0] = '\0';
@@ -576,6 +577,11 @@ static void trim_finished_locked(wv_job_engine_t *e) {
       e->fin_tail = NULL;
     e->nfinished--;
     wv_jobeng_unlink_locked(e, old);
+    for (job_t **c = &e->cancels; *c; c = &(*c)->cnext) /* listed, not yet handled */
+      if (*c == old) {
+        *c = old->cnext;
+        break;
+      }
     wv_jobrec_free_job(old);
   }
 }
@@ -653,6 +659,11 @@ static void start_job(wv_job_engine_t *e, job_t *j) {
     wv_error("jobs: %s: out of memory starting the job", j->id);
     j->kind->running--;
     return fail_unstarted(e, j, "waved ran out of memory starting the job");
+  }
+  if (uv_mutex_init(&r->log_mu)) {
+    free(r);
+    j->kind->running--;
+    return fail_unstarted(e, j, "waved could not start the job (mutex)");
   }
   r->e = e;
   r->job = j;

@@ -126,6 +126,7 @@ struct jrun {
   int term_signal;
   int fn_rc;
   pid_t pid;
+  uv_mutex_t log_mu; /* a function step (worker) and the job thread may both log */
   int logfd;
   uint64_t logged;
   bool truncated;

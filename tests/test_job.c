@@ -118,6 +118,7 @@ static void fake_free(fake_t *f) {
 /* ---- helpers ---- */
 
 static char self_exe[PATH_MAX];
+static uint64_t fixture_log_max; /* 0 = the engine's default */
 
 typedef struct {
   pthread_mutex_t mu;
@@ -191,6 +192,7 @@ static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool ke
   o.exec_path = self_exe;
   o.mem = mem;
   o.kill_grace_ms = 300;
+  o.log_max = fixture_log_max;
   return wv_job_engine_new(&o, &f->e);
 }
 
@@ -564,6 +566,62 @@ TEST(restart_recovery) {
   fixture_free(&f);
 }
 
+static int spin_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
+  for (int i = 0; i < 1000 && !wv_job_ctx_cancelled(ctx); i++) {
+    wv_job_ctx_logf(ctx, "spin %d", i);
+    usleep(5000);
+  }
+  return wv_job_ctx_cancelled(ctx) ? WV_ETIMEOUT : 0;
+}
+
+TEST(deadline_during_fn_step) {
+  fixture_t f;
+  wv_job_kind_t k = kind_def("build", 1, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_register_fn(f.e, "spin", spin_fn, NULL));
+  CHECK_OK(wv_job_engine_start(f.e));
+  const char *never[] = {"sh", "-c", "echo must not run > ran.txt", NULL};
+  wv_job_step_t steps[2] = {{.type = WV_JOB_STEP_FN, .fn = "spin"},
+                            {.type = WV_JOB_STEP_CMD, .argv = never, .cwd = f.dir}};
+  wv_job_spec_t spec = {.kind = "build", .deadline_ms = 200, .steps = steps, .nsteps = 2};
+  char id[WV_JOB_ID_MAX + 1];
+  waiter_t w;
+  waiter_init(&w);
+  CHECK_OK(wv_job_submit(f.e, &spec, id));
+  CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
+  CHECK_EQ_INT(waiter_wait(&w, 5000), 1);
+  CHECK_EQ_INT(w.info.state, WV_JOB_FAILED);
+  CHECK_EQ_STR(w.info.reason, "Container build timed out after 200ms");
+  char path[400];
+  snprintf(path, sizeof path, "%s/ran.txt", f.dir);
+  CHECK(access(path, F_OK) != 0);
+  waiter_destroy(&w);
+  fixture_free(&f);
+}
+
+TEST(log_is_capped) {
+  fixture_t f;
+  wv_job_info_t info;
+  char id[WV_JOB_ID_MAX + 1], *log;
+  size_t len;
+  wv_job_kind_t k = kind_def("build", 1, 10000);
+  fixture_log_max = 4096;
+  int rc = fixture_open(&f, "job", WV_JOB_MEM_NONE, false);
+  fixture_log_max = 0;
+  CHECK_OK(rc);
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  const char *argv[] = {"sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x; echo", NULL};
+  CHECK_OK(run_cmd(&f, "build", argv, 0, 0, &info, id));
+  CHECK_EQ_INT(info.state, WV_JOB_SUCCEEDED);
+  CHECK_OK(wv_job_log(f.e, id, 1 << 20, &log, &len));
+  CHECK(len < 4096 + 200);
+  CHECK(strstr(log, "log truncated"));
+  free(log);
+  fixture_free(&f);
+}
+
 /* python3 allocates 256 MiB and touches every page. */
 static const char *const hog[] = {"python3", "-c",
                                   "b = b'x' * (256 << 20)\nprint('allocated', len(b))", NULL};
@@ -606,6 +664,8 @@ static const wv_test_t tests[] = {
     T(waiters_before_and_after),
     T(log_readable_while_running),
     T(restart_recovery),
+    T(deadline_during_fn_step),
+    T(log_is_capped),
     T(memory_limit_auto),
     T(memory_limit_rlimit),
 };
