@@ -354,6 +354,8 @@ static void on_proc_closed(uv_handle_t *h) {
 
 static void on_out_closed(uv_handle_t *h) {
   jrun_t *r = h->data;
+  close(r->outfd);
+  r->outfd = -1;
   r->out_open = false;
   r->handles--;
   if (!r->proc_open)
@@ -381,17 +383,23 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
     uv_timer_start(&r->eofwait, on_eof_wait, EOF_WAIT_MS, 0);
 }
 
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  jrun_t *r = h->data;
-  *buf = uv_buf_init(r->buf, sizeof r->buf);
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
-  jrun_t *r = s->data;
-  if (n > 0)
-    log_write(r, buf->base, (size_t)n);
-  else if (n < 0)
-    close_out(r);
+/* Drains the pipe (a bounded number of reads per wake-up, so one chatty job
+ * cannot starve the loop); EOF or an error ends the output. */
+static void on_output(uv_poll_t *p, int status, int events) {
+  jrun_t *r = p->data;
+  (void)events;
+  if (status < 0)
+    return close_out(r);
+  for (int i = 0; i < 16; i++) {
+    ssize_t n = read(r->outfd, r->buf, sizeof r->buf);
+    if (n > 0) {
+      log_write(r, r->buf, (size_t)n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+      return;
+    return close_out(r); /* EOF, or a read error */
+  }
 }
 
 /* The argv actually spawned: through the exec wrapper when it sets a limit. */
@@ -422,7 +430,7 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
   job_t *j = r->job;
   uv_file fds[2];
   char limit[32];
-  int rc = uv_pipe(fds, 0, 0);
+  int rc = uv_pipe(fds, UV_NONBLOCK_PIPE, 0); /* the read end is non-blocking */
   if (rc)
     return rc;
   char **wrapped = wrap_argv(r, s->argv, limit, sizeof limit);
@@ -456,12 +464,15 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
   r->proc_open = true;
   if (r->cgroup[0] && !r->e->exec_path)
     wv_jobmem_join(r->cgroup, r->pid); /* racy without the wrapper; best effort */
-  uv_pipe_init(&r->e->loop, &r->out, 0);
+  /* A poll handle, not a uv_pipe_t: the fd stays ours to close(). libuv closes the fds it
+   * owns with a raw syscall that ThreadSanitizer cannot see, which makes every later reuse
+   * of the number look like a race. */
+  r->outfd = fds[0];
+  uv_poll_init(&r->e->loop, &r->out, fds[0]);
   r->out.data = r;
-  uv_pipe_open(&r->out, fds[0]);
   r->out_open = true;
   r->handles++;
-  uv_read_start((uv_stream_t *)&r->out, on_alloc, on_read);
+  uv_poll_start(&r->out, UV_READABLE | UV_DISCONNECT, on_output);
   return 0;
 }
 
@@ -592,9 +603,13 @@ static void publish_end(wv_job_engine_t *e, job_t *j, wv_job_state_t state) {
   uv_mutex_lock(&e->mu);
   j->state = state;
   j->run = NULL;
-  jwaiter_t *w = j->waiters;
-  for (jwaiter_t *x = w; x; x = x->next)
+  jwaiter_t *w = NULL; /* reversed: waiters run in the order they registered */
+  for (jwaiter_t *x = j->waiters, *next; x; x = next) {
+    next = x->next;
+    x->next = w;
+    w = x;
     e->nwaiters--;
+  }
   j->waiters = NULL;
   j->qnext = NULL;
   j->in_finished = true;

@@ -209,7 +209,8 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out);
 /*
  * Registers cb(arg, info) to run once when job id ends (SUCCEEDED or FAILED).
  * If it already ended (in memory or in the persisted records), cb runs now on
- * this thread before the call returns 0. Returns 0, WV_ENOTFOUND (no such
+ * this thread before the call returns 0. Waiters of a job run in the order
+ * they registered. Returns 0, WV_ENOTFOUND (no such
  * job: cb never runs), WV_EBUSY (too many waiters), WV_ECLOSED, WV_ENOMEM.
  * At stop, waiters of jobs still running get cb with info->stopping set.
  */

@@ -116,7 +116,8 @@ struct jrun {
   job_t *job;
   uv_timer_t deadline, killer, eofwait;
   uv_process_t proc;
-  uv_pipe_t out;
+  uv_poll_t out; /* the read end of the output pipe; we own outfd (see job.c) */
+  int outfd;
   uv_work_t work;
   int handles; /* open handles; the run is freed when the last closes */
   bool proc_open, out_open, fn_running;
