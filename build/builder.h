@@ -33,9 +33,10 @@
 struct wv_store;
 struct wv_cas;
 
-#define WV_BUILD_KIND "build"           /* the job kind of builds */
-#define WV_BUILD_IMPORT_FN "oci-import" /* the job function importing into the embedded registry   \
-                                         */
+#define WV_BUILD_KIND "build" /* the job kind of builds */
+#define WV_BUILD_IMPORT_FN                                                                         \
+  "oci-import" /* the job function importing into the embedded registry                            \
+                */
 #define WV_BUILD_MAX_STEPS 4
 
 typedef enum { WV_BUILDER_BUILDAH = 0, WV_BUILDER_BUILDKIT } wv_builder_kind_t;

@@ -169,7 +169,8 @@ static void close_services(wv_app_t *app) {
 
 /* ---- JOBS ---- the job engine: records in the state store, the build kind. */
 
-#define JOB_RECORD_TTL_MS (7LL * 24 * 3600 * 1000) /* ended job records; build records outlive them */
+/* Ended job records expire after a week; the front door's build records outlive them. */
+#define JOB_RECORD_TTL_MS (7LL * 24 * 3600 * 1000)
 
 static wv_jobstore_t jobstore; /* must outlive the engine */
 static wv_job_persist_t job_persist;
