@@ -77,7 +77,7 @@
 
 static const char *const db_names[WV_DB_COUNT + 1] = {
     "tokens",  "requests", "builds",    "build_targets", "counters",
-    "mirrors", "scans",    "manifests", "meta",          "expiry",
+    "mirrors", "scans",    "manifests", "meta",          "vulns",         "expiry",
 };
 
 /* One op of a request; key and val point into the request's own allocation. */

@@ -43,6 +43,7 @@ typedef enum {
   WV_DB_SCANS,         /* scan id → scan record */
   WV_DB_MANIFESTS,     /* manifest cache */
   WV_DB_META,          /* store metadata; "schema" holds the schema version */
+  WV_DB_VULNS,         /* OSV vulnerability records and package index (scan/osv.h) */
   WV_DB_COUNT
 } wv_db_t;
 
