@@ -122,7 +122,10 @@ static int gzip_feed(wv_layer_t *l, const unsigned char *p, size_t n) {
 
 static int zstd_feed(wv_layer_t *l, const unsigned char *p, size_t n) {
   ZSTD_inBuffer in = {p, n, 0};
-  while (in.pos < in.size) {
+  bool full = false;
+  /* Call again while input remains or the last call filled the output (more may be buffered);
+   * never call with neither, which would start waiting for another frame. */
+  while (in.pos < in.size || full) {
     ZSTD_outBuffer out = {l->out, WV_LAYER_CHUNK, 0};
     size_t r = ZSTD_decompressStream(l->zs, &out, &in);
     if (ZSTD_isError(r))
@@ -131,20 +134,9 @@ static int zstd_feed(wv_layer_t *l, const unsigned char *p, size_t n) {
     int rc = emit(l, l->out, out.pos);
     if (rc)
       return rc;
+    full = out.pos == out.size;
   }
-  /* Drain what the decoder still holds for this input (a full output chunk). */
-  for (;;) {
-    ZSTD_outBuffer out = {l->out, WV_LAYER_CHUNK, 0};
-    size_t r = ZSTD_decompressStream(l->zs, &out, &in);
-    if (ZSTD_isError(r))
-      return fail(l, WV_EPARSE, ZSTD_getErrorName(r));
-    l->zs_last = r;
-    int rc = emit(l, l->out, out.pos);
-    if (rc)
-      return rc;
-    if (out.pos < out.size)
-      return 0;
-  }
+  return 0;
 }
 
 static int feed(wv_layer_t *l, const unsigned char *p, size_t n) {

@@ -17,8 +17,11 @@
 
 #define TAR_CAP (1u << 30)
 
+/* n - 1 octal digits and a NUL, as tar writes them. */
 static inline void tar_octal(char *f, size_t n, unsigned long long v) {
-  snprintf(f, n, "%0*llo", (int)(n - 1), v);
+  f[n - 1] = '\0';
+  for (size_t i = n - 1; i-- > 0; v >>= 3)
+    f[i] = (char)('0' + (v & 7));
 }
 
 static inline void tar_header(wv_buf_t *t, const char *name, char type, size_t size,
@@ -178,6 +181,109 @@ static inline int zip_write(zipw_t *z, const char *path) {
   int rc = write_file(path, z->data.data, z->data.len);
   wv_buf_free(&z->data);
   wv_buf_free(&z->cd);
+  return rc;
+}
+
+#endif
+
+/* ---- the known test images ---- */
+#ifndef WV_TEST_SCAN_IMAGES
+#define WV_TEST_SCAN_IMAGES
+
+#define DPKG_BASE                                                                                \
+  "Package: openssl\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3.0.11-1~deb12u1\n" \
+  "Description: Secure Sockets Layer toolkit\n multi-line description\n .\n more\n\n"           \
+  "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\n"       \
+  "Version: 3.0.11-1~deb12u1\n\n"                                                               \
+  "Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nSource: zlib\n"           \
+  "Version: 1:1.2.13.dfsg-1\n\n"                                                                \
+  "Package: bash\nStatus: install ok installed\nArchitecture: amd64\nSource: bash (5.2.15-2)\n"  \
+  "Version: 5.2.15-2+b2\n\n"                                                                    \
+  "Package: removed-pkg\nStatus: deinstall ok config-files\nVersion: 1.0-1\n\n"
+
+/* Layer 0: Debian 12 with dpkg, a conda env, Python packages and an R library. */
+static inline void image_layer0(wv_buf_t *t) {
+  char big[100000];
+  for (size_t i = 0; i < sizeof big; i++)
+    big[i] = (char)('a' + (i * 7) % 26);
+  big[sizeof big - 1] = '\0';
+  tar_dir(t, "./");
+  tar_dir(t, "./etc/");
+  tar_file(t, "./etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n"
+                                  "VERSION_ID=\"12\"\n");
+  tar_file(t, "./var/lib/dpkg/status",
+           DPKG_BASE "Package: tzdata\nStatus: install ok installed\nVersion: 2024a-0+deb12u1\n");
+  tar_file(t, "./var/lib/dpkg/status.d/base-files",
+           "Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\n");
+  tar_file(t, "./var/lib/dpkg/status.d/base-files.md5sums", "d41d8cd98f00b204  etc/issue\n");
+  tar_file(t, "./usr/share/big.bin", big);
+  tar_dir(t, "./opt/conda/conda-meta/");
+  tar_file(t, "./opt/conda/conda-meta/history", "==> 2024-01-01 <==\n");
+  tar_file(t, "./opt/conda/conda-meta/numpy-1.24.0-py311h_0.json",
+           "{\"name\":\"numpy\",\"version\":\"1.24.0\",\"build\":\"py311h_0\",\"subdir\":\"linux-64\","
+           "\"license\":\"BSD-3-Clause\",\"files\":[\"lib/x.so\"]}");
+  tar_file(t, "./opt/conda/conda-meta/python-3.11.5-h_0.json",
+           "{\"name\":\"python\",\"version\":\"3.11.5\",\"build\":\"h_0\"}");
+  tar_file(t, "./usr/lib/python3/dist-packages/requests-2.25.0.dist-info/METADATA",
+           "Metadata-Version: 2.1\r\nName: requests\r\nVersion: 2.25.0\r\nLicense: Apache 2.0\r\n\r\n"
+           "Version: 9.9.9 (body text, not a header)\r\n");
+  const char *sp = "./usr/local/lib/python3.11/site-packages/";
+  char path[512];
+  snprintf(path, sizeof path, "%sJinja2-3.1.2.dist-info/METADATA", sp);
+  tar_file(t, path, "Metadata-Version: 2.1\nName: Jinja2\nVersion: 3.1.2\n\nbody\n");
+  snprintf(path, sizeof path, "%surllib3-2.0.7.dist-info/METADATA", sp);
+  tar_file(t, path, "Metadata-Version: 2.1\nName: urllib3\nVersion: 2.0.7\n");
+  snprintf(path, sizeof path, "%sPyYAML-5.3.dist-info/METADATA", sp);
+  tar_file(t, path, "Metadata-Version: 2.1\nName: PyYAML\nVersion: 5.3\n");
+  snprintf(path, sizeof path,
+           "%sa_very_long_distribution_name_that_makes_the_path_longer_than_a_ustar_name-1.0.dist-info/METADATA",
+           sp);
+  tar_file(t, path, "Metadata-Version: 2.1\nName: a_very_long_distribution_name_that_makes_the_"
+                    "path_longer_than_a_ustar_name\nVersion: 1.0\n");
+  tar_file_gnu(t, "usr/lib/R/site-library/jsonlite/DESCRIPTION",
+               "Package: jsonlite\nVersion: 1.8.0\nLicense: MIT + file LICENSE\nBuilt: R 4.3.1\n");
+  tar_end(t);
+}
+
+/* Layer 1: deletes PyYAML (whiteout), resets conda-meta (opaque), upgrades dpkg. */
+static inline void image_layer1(wv_buf_t *t) {
+  tar_file(t, "usr/local/lib/python3.11/site-packages/.wh.PyYAML-5.3.dist-info", "");
+  tar_file(t, "opt/conda/conda-meta/.wh..wh..opq", "");
+  tar_file(t, "opt/conda/conda-meta/numpy-1.24.0-py311h_0.json",
+           "{\"name\":\"numpy\",\"version\":\"1.24.0\",\"build\":\"py311h_0\",\"subdir\":\"linux-64\"}");
+  tar_file(t, "var/lib/dpkg/status",
+           DPKG_BASE "Package: tzdata\nStatus: install ok installed\nVersion: 2024b-0+deb12u1\n\n"
+                     "Package: curl\nStatus: install ok installed\nArchitecture: amd64\n"
+                     "Version: 7.88.1-10+deb12u4\n");
+  tar_end(t);
+}
+
+/* Layer 2: unrelated files and a symlink, plain tar. */
+static inline void image_layer2(wv_buf_t *t) {
+  tar_file(t, "etc/hostname", "scan-test\n");
+  tar_symlink(t, "usr/bin/python", "python3");
+  tar_end(t);
+}
+
+/* Writes the three layers (gzip, zstd, plain) as dir/layer{0,1,2}. */
+static inline int image_write(const char *dir) {
+  wv_buf_t t, c;
+  char path[512];
+  int rc = 0;
+  for (int i = 0; i < 3 && !rc; i++) {
+    wv_buf_init(&t, TAR_CAP);
+    wv_buf_init(&c, TAR_CAP);
+    if (i == 0)
+      image_layer0(&t), gzip_buf(&t, &c, 6);
+    else if (i == 1)
+      image_layer1(&t), zstd_buf(&t, &c, 3);
+    else
+      image_layer2(&t), wv_buf_append(&c, t.data, t.len);
+    snprintf(path, sizeof path, "%s/layer%d", dir, i);
+    rc = write_file(path, c.data, c.len);
+    wv_buf_free(&t);
+    wv_buf_free(&c);
+  }
   return rc;
 }
 
