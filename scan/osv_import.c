@@ -642,6 +642,11 @@ static int import_record(wv_osv_import_t *imp, json_object *rec, const char *ori
   if (rc)
     goto out;
   snprintf(key, sizeof key, "r/%s", r.id);
+  bool stale = exists && pmod && r.modified && strcmp(pmod, r.modified) >= 0;
+  if (stale && !r.withdrawn) { /* what is stored is as new or newer */
+    imp->stats.unchanged++;
+    goto out;
+  }
   if (r.withdrawn || !r.norm) {
     if (r.withdrawn)
       imp->stats.withdrawn++;
@@ -649,10 +654,6 @@ static int import_record(wv_osv_import_t *imp, json_object *rec, const char *ori
       imp->stats.ignored++;
     if (exists && !(rc = unindex(imp, id, pkeys)) && !(rc = submit(imp, WV_STORE_DEL, key, NULL, 0)))
       rc = remember(imp, id, &r, false);
-    goto out;
-  }
-  if (exists && pmod && r.modified && strcmp(pmod, r.modified) >= 0) {
-    imp->stats.unchanged++;
     goto out;
   }
   if (exists && (rc = unindex(imp, id, pkeys)))
