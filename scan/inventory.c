@@ -116,7 +116,8 @@ static void kill_source(wv_inventory_t *inv, int i) {
 
 /* Hides the live sources of earlier layers at or under dir ("" = everything). */
 static void kill_under(wv_inventory_t *inv, const char *dir, bool self) {
-  if (*dir && wv_strmap_get(&inv->dirs, dir) < 0 && !(self && wv_strmap_get(&inv->by_path, dir) >= 0))
+  if (*dir && wv_strmap_get(&inv->dirs, dir) < 0 &&
+      !(self && wv_strmap_get(&inv->by_path, dir) >= 0))
     return;
   size_t dl = strlen(dir);
   for (size_t i = 0; i < inv->nsrc; i++) {
@@ -342,13 +343,20 @@ static int pkg_order(const void *x, const void *y) {
 static const char *ecosystem_of(const wv_inventory_t *inv, wv_pkg_type_t t) {
   const char *id = inv->os_id ? inv->os_id : "";
   switch (t) {
-  case WV_PKG_DEB: return strcmp(id, "ubuntu") == 0 ? "Ubuntu" : "Debian";
+  case WV_PKG_DEB:
+    return strcmp(id, "ubuntu") == 0 ? "Ubuntu" : "Debian";
   case WV_PKG_APK:
-    return strcmp(id, "wolfi") == 0 ? "Wolfi" : strcmp(id, "chainguard") == 0 ? "Chainguard" : "Alpine";
-  case WV_PKG_CONDA: return "conda";
-  case WV_PKG_PYPI: return "PyPI";
-  case WV_PKG_CRAN: return "CRAN";
-  default: return "";
+    return strcmp(id, "wolfi") == 0        ? "Wolfi"
+           : strcmp(id, "chainguard") == 0 ? "Chainguard"
+                                           : "Alpine";
+  case WV_PKG_CONDA:
+    return "conda";
+  case WV_PKG_PYPI:
+    return "PyPI";
+  case WV_PKG_CRAN:
+    return "CRAN";
+  default:
+    return "";
   }
 }
 

@@ -26,9 +26,10 @@
 #include <stdint.h>
 
 typedef struct {
-  size_t max_file;  /* largest database file read (0 = 64 MiB); larger ones are skipped with a warning */
-  size_t max_pkgs;  /* packages held at once (0 = 500 000) */
-  size_t arena_max; /* bytes for package strings (0 = 512 MiB) */
+  size_t max_file;   /* largest database file read (0 = 64 MiB); larger ones are skipped with a
+                        warning */
+  size_t max_pkgs;   /* packages held at once (0 = 500 000) */
+  size_t arena_max;  /* bytes for package strings (0 = 512 MiB) */
   size_t max_layers; /* 0 = 512 */
 } wv_inventory_opts_t;
 

@@ -141,9 +141,12 @@ static int zstd_feed(wv_layer_t *l, const unsigned char *p, size_t n) {
 
 static int feed(wv_layer_t *l, const unsigned char *p, size_t n) {
   switch (l->comp) {
-  case WV_LAYER_GZIP: return gzip_feed(l, p, n);
-  case WV_LAYER_ZSTD: return zstd_feed(l, p, n);
-  default: return emit(l, p, n);
+  case WV_LAYER_GZIP:
+    return gzip_feed(l, p, n);
+  case WV_LAYER_ZSTD:
+    return zstd_feed(l, p, n);
+  default:
+    return emit(l, p, n);
   }
 }
 
@@ -190,10 +193,14 @@ const char *wv_layer_error(const wv_layer_t *l) { return l->err; }
 
 const char *wv_layer_comp_name(wv_layer_comp_t c) {
   switch (c) {
-  case WV_LAYER_PLAIN: return "plain";
-  case WV_LAYER_GZIP: return "gzip";
-  case WV_LAYER_ZSTD: return "zstd";
-  default: return "unknown";
+  case WV_LAYER_PLAIN:
+    return "plain";
+  case WV_LAYER_GZIP:
+    return "gzip";
+  case WV_LAYER_ZSTD:
+    return "zstd";
+  default:
+    return "unknown";
   }
 }
 

@@ -44,7 +44,10 @@ wv_severity_t wv_severity_parse(const char *w) {
 }
 
 wv_severity_t wv_severity_of_cvss3(double s) {
-  return s >= 9.0 ? WV_SEV_CRITICAL : s >= 7.0 ? WV_SEV_HIGH : s >= 4.0 ? WV_SEV_MEDIUM : WV_SEV_LOW;
+  return s >= 9.0   ? WV_SEV_CRITICAL
+         : s >= 7.0 ? WV_SEV_HIGH
+         : s >= 4.0 ? WV_SEV_MEDIUM
+                    : WV_SEV_LOW;
 }
 
 /* One metric "K:V" of a vector: the weight of V among vals, or -1. */
@@ -101,10 +104,14 @@ static double roundup(double x) {
 
 int wv_cvss3_base_score(const char *vector, double *score) {
   metric_t m[] = {
-      {"AV", "NALP", {0.85, 0.62, 0.55, 0.2}, 0, 0}, {"AC", "LH", {0.77, 0.44}, 0, 0},
-      {"PR", "NLH", {0.85, 0.62, 0.27}, 0, 0},       {"UI", "NR", {0.85, 0.62}, 0, 0},
-      {"S", "UC", {0, 1}, 0, 0},                     {"C", "HLN", {0.56, 0.22, 0}, 0, 0},
-      {"I", "HLN", {0.56, 0.22, 0}, 0, 0},           {"A", "HLN", {0.56, 0.22, 0}, 0, 0},
+      {"AV", "NALP", {0.85, 0.62, 0.55, 0.2}, 0, 0},
+      {"AC", "LH", {0.77, 0.44}, 0, 0},
+      {"PR", "NLH", {0.85, 0.62, 0.27}, 0, 0},
+      {"UI", "NR", {0.85, 0.62}, 0, 0},
+      {"S", "UC", {0, 1}, 0, 0},
+      {"C", "HLN", {0.56, 0.22, 0}, 0, 0},
+      {"I", "HLN", {0.56, 0.22, 0}, 0, 0},
+      {"A", "HLN", {0.56, 0.22, 0}, 0, 0},
   };
   char scope = 'U';
   if (!vector || strncmp(vector, "CVSS:3.", 7) != 0 ||
@@ -286,9 +293,8 @@ static bool eco_applies(const char *osv_eco, const char *eco, const char *os_ver
 
 /* The name the advisories of pkg's ecosystem use, into buf. */
 static const char *lookup_name(const wv_pkg_t *p, char *buf, size_t n) {
-  const char *name = (p->type == WV_PKG_DEB || p->type == WV_PKG_APK) && p->src_name
-                         ? p->src_name
-                         : p->name;
+  const char *name =
+      (p->type == WV_PKG_DEB || p->type == WV_PKG_APK) && p->src_name ? p->src_name : p->name;
   size_t o = 0;
   for (const char *s = name; *s && o + 1 < n; s++) {
     char c = *s;
@@ -297,7 +303,8 @@ static const char *lookup_name(const wv_pkg_t *p, char *buf, size_t n) {
         buf[o++] = '-';
       continue;
     }
-    buf[o++] = (p->type == WV_PKG_PYPI || p->type == WV_PKG_CONDA) ? (char)tolower((unsigned char)c) : c;
+    buf[o++] =
+        (p->type == WV_PKG_PYPI || p->type == WV_PKG_CONDA) ? (char)tolower((unsigned char)c) : c;
   }
   buf[o] = '\0';
   return buf;

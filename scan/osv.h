@@ -112,21 +112,30 @@ void wv_osv_import_stats(const wv_osv_import_t *imp, wv_osv_stats_t *out);
 int wv_osv_import(wv_store_t *st, const char *path, wv_osv_stats_t *stats, wv_osv_msg_cb msg,
                   void *arg);
 
+/*
+ * The `waved --import-osv PATH` command: opens (creating) the state store
+ * under storage_path/state, imports PATH, prints each rejection to stderr
+ * and a summary line to stdout. Safe while a server runs on the same store
+ * (LMDB serialises writers across processes). Returns the exit status: 0,
+ * or 1 when the path could not be read or the store failed.
+ */
+int wv_osv_import_main(const char *storage_path, uint64_t map_size, const char *path);
+
 /* ---- matching ---- */
 
 /* One finding, in the shape of spec §1.8 plus what the report needs internally. */
 typedef struct {
-  const char *id;                /* CVE id when the record has one, else the OSV id */
-  const char *osv_id;            /* the OSV record id */
+  const char *id;     /* CVE id when the record has one, else the OSV id */
+  const char *osv_id; /* the OSV record id */
   wv_severity_t level;
-  double score;                  /* CVSS base score, 0 if none */
+  double score; /* CVSS base score, 0 if none */
   const char *title;
-  const char *pkg_name;          /* installed (binary) package name */
+  const char *pkg_name; /* installed (binary) package name */
   const char *installed_version;
-  const char *fixed_version;     /* "" when no fix is known */
+  const char *fixed_version; /* "" when no fix is known */
   const char *primary_url;
   const char *ecosystem;
-  const char *path;              /* package database file the package came from */
+  const char *path; /* package database file the package came from */
   int layer;
 } wv_vuln_t;
 

@@ -19,6 +19,7 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -224,9 +225,10 @@ static int list_remove(wv_osv_import_t *imp, const char *key, const char *id) {
 /* ---------------------------------------------------------------- normalisation */
 
 static const char *const known_ecos[] = {
-    "Debian", "Ubuntu", "Alpine", "Wolfi", "Chainguard", "PyPI",    "CRAN",     "conda",
-    "npm",    "Go",     "crates.io", "Hex", "Pub",       "NuGet",   "Maven",    "RubyGems",
-    "Packagist", "Rocky Linux", "AlmaLinux", "Red Hat", "SUSE", "openSUSE", "Bioconductor",
+    "Debian",    "Ubuntu",  "Alpine", "Wolfi",    "Chainguard",   "PyPI",
+    "CRAN",      "conda",   "npm",    "Go",       "crates.io",    "Hex",
+    "Pub",       "NuGet",   "Maven",  "RubyGems", "Packagist",    "Rocky Linux",
+    "AlmaLinux", "Red Hat", "SUSE",   "openSUSE", "Bioconductor",
 };
 
 /* Canonical spelling of the ecosystem's base name (before ':'), into buf with the suffix. */
@@ -275,9 +277,9 @@ static int check_range(json_object *r, wv_vscheme_t eco_scheme, size_t ai, bool 
   if (!json_object_is_type(r, json_type_object) || wv_json_get_str(r, "type", &type) ||
       wv_json_get_array(r, "events", &evs))
     return bad(why, wl, "affected[%zu]: a range lacks its type or events", ai);
-  wv_vscheme_t s = strcmp(type, "SEMVER") == 0 ? WV_VER_SEMVER
+  wv_vscheme_t s = strcmp(type, "SEMVER") == 0      ? WV_VER_SEMVER
                    : strcmp(type, "ECOSYSTEM") == 0 ? eco_scheme
-                   : WV_VER_NONE;
+                                                    : WV_VER_NONE;
   if (json_object_array_length(evs) > 256)
     return bad(why, wl, "affected[%zu]: too many events", ai);
   for (size_t i = 0; i < json_object_array_length(evs); i++) {
@@ -293,8 +295,10 @@ static int check_range(json_object *r, wv_vscheme_t eco_scheme, size_t ai, bool 
         found++, v = x;
     }
     if (found != 1)
-      return bad(why, wl, "affected[%zu]: an event needs exactly one of introduced, fixed, "
-                          "last_affected, limit", ai);
+      return bad(why, wl,
+                 "affected[%zu]: an event needs exactly one of introduced, fixed, "
+                 "last_affected, limit",
+                 ai);
     if (s != WV_VER_NONE && strcmp(v, "0") != 0 && strcmp(v, "*") != 0 && !wv_version_valid(s, v))
       return bad(why, wl, "affected[%zu]: '%s' is not a valid %s version", ai, v,
                  wv_version_scheme_name(s));
@@ -604,7 +608,8 @@ static int remember(wv_osv_import_t *imp, const char *id, const rec_t *r, bool p
   s->modified = present ? wv_arena_strdup(imp->a, r->modified ? r->modified : "") : NULL;
   wv_buf_free(&b);
   const char *k = wv_arena_strdup(imp->a, id);
-  if (!s->keys || !k || (present && !s->modified) || wv_strmap_put(&imp->seen_map, k, (int)imp->nseen))
+  if (!s->keys || !k || (present && !s->modified) ||
+      wv_strmap_put(&imp->seen_map, k, (int)imp->nseen))
     return WV_ENOMEM;
   imp->nseen++;
   return 0;
@@ -652,7 +657,8 @@ static int import_record(wv_osv_import_t *imp, json_object *rec, const char *ori
       imp->stats.withdrawn++;
     else
       imp->stats.ignored++;
-    if (exists && !(rc = unindex(imp, id, pkeys)) && !(rc = submit(imp, WV_STORE_DEL, key, NULL, 0)))
+    if (exists && !(rc = unindex(imp, id, pkeys)) &&
+        !(rc = submit(imp, WV_STORE_DEL, key, NULL, 0)))
       rc = remember(imp, id, &r, false);
     goto out;
   }
@@ -879,4 +885,32 @@ int wv_osv_import(wv_store_t *st, const char *path, wv_osv_stats_t *stats, wv_os
     wv_osv_import_stats(imp, stats);
   wv_osv_import_free(imp);
   return rc ? rc : crc;
+}
+
+static void print_msg(void *arg, const char *msg) {
+  (void)arg;
+  fprintf(stderr, "waved: import-osv: %s\n", msg);
+}
+
+int wv_osv_import_main(const char *storage_path, uint64_t map_size, const char *path) {
+  char dir[4096];
+  wv_store_t *st = NULL;
+  wv_osv_stats_t s = {0};
+  if (mkdir(storage_path, 0700) != 0 && errno != EEXIST) {
+    fprintf(stderr, "waved: cannot create %s: %s\n", storage_path, strerror(errno));
+    return 1;
+  }
+  snprintf(dir, sizeof dir, "%s/state", storage_path);
+  int rc = wv_store_open(&st, dir, map_size, 0);
+  if (rc) {
+    fprintf(stderr, "waved: cannot open the state store in %s: %s\n", dir, wv_strerror(rc));
+    return 1;
+  }
+  rc = wv_osv_import(st, path, &s, print_msg, NULL);
+  wv_store_close(st);
+  printf("import-osv %s: %zu files, %zu records read, %zu imported, %zu unchanged, %zu withdrawn, "
+         "%zu ignored, %zu rejected%s%s\n",
+         path, s.files, s.read, s.imported, s.unchanged, s.withdrawn, s.ignored, s.rejected,
+         rc ? ": " : "", rc ? wv_strerror(rc) : "");
+  return rc ? 1 : 0;
 }

@@ -50,8 +50,8 @@ wv_pkgdb_kind_t wv_pkgdb_classify(const char *path) {
   size_t n;
   if (strcmp(path, "var/lib/dpkg/status") == 0)
     return WV_PKGDB_DPKG_STATUS;
-  if (strncmp(path, "var/lib/dpkg/status.d/", 22) == 0 && !strchr(path + 22, '/') &&
-      path[22] && !has_suffix(path, strlen(path), ".md5sums"))
+  if (strncmp(path, "var/lib/dpkg/status.d/", 22) == 0 && !strchr(path + 22, '/') && path[22] &&
+      !has_suffix(path, strlen(path), ".md5sums"))
     return WV_PKGDB_DPKG_STATUS_D;
   if (strcmp(path, "lib/apk/db/installed") == 0)
     return WV_PKGDB_APK;
@@ -70,7 +70,8 @@ wv_pkgdb_kind_t wv_pkgdb_classify(const char *path) {
   comp_from_end(path, 0, &s, &n);
   if (has_suffix(s, n, ".egg-info"))
     return WV_PKGDB_PY_METADATA; /* an egg-info file is a PKG-INFO */
-  if (comp_is(path, 0, "DESCRIPTION") && (comp_is(path, 2, "library") || comp_is(path, 2, "site-library")))
+  if (comp_is(path, 0, "DESCRIPTION") &&
+      (comp_is(path, 2, "library") || comp_is(path, 2, "site-library")))
     return WV_PKGDB_R_DESCRIPTION;
   return WV_PKGDB_NONE;
 }
@@ -169,7 +170,8 @@ static void dpkg_source(wv_arena_t *a, const field_t *f, wv_pkg_t *p, bool *oom)
   while (sp < e && *sp != ' ')
     sp++;
   p->src_name = wv_arena_strndup(a, s, (size_t)(sp - s));
-  const char *lp = memchr(sp, '(', (size_t)(e - sp)), *rp = lp ? memchr(lp, ')', (size_t)(e - lp)) : NULL;
+  const char *lp = memchr(sp, '(', (size_t)(e - sp)),
+             *rp = lp ? memchr(lp, ')', (size_t)(e - lp)) : NULL;
   if (lp && rp && rp > lp + 1)
     p->src_version = wv_arena_strndup(a, lp + 1, (size_t)(rp - lp - 1));
   if (!p->src_name || (lp && rp && !p->src_version))
@@ -187,7 +189,8 @@ static bool dpkg_installed(const field_t *status) {
 
 static int parse_dpkg(const char *path, const char *d, size_t len, wv_arena_t *a, wv_pkg_cb cb,
                       void *arg, size_t *skipped) {
-  field_t f[] = {{"Package", NULL, 0}, {"Version", NULL, 0}, {"Status", NULL, 0}, {"Source", NULL, 0}, {"Architecture", NULL, 0}, {"License", NULL, 0}};
+  field_t f[] = {{"Package", NULL, 0}, {"Version", NULL, 0},      {"Status", NULL, 0},
+                 {"Source", NULL, 0},  {"Architecture", NULL, 0}, {"License", NULL, 0}};
   const char *p = d, *end = d + len;
   while (para_next(&p, end, f, 6, true)) {
     if (!dpkg_installed(&f[2]))
@@ -235,10 +238,12 @@ static int parse_apk(const char *path, const char *d, size_t len, wv_arena_t *a,
 
 /* ---- Python and R: one header paragraph ---- */
 
-static int parse_one_para(wv_pkg_type_t type, const char *namekey, const char *path,
-                          const char *d, size_t len, wv_arena_t *a, wv_pkg_cb cb, void *arg,
-                          size_t *skipped) {
-  field_t f[] = {{namekey, NULL, 0}, {"Version", NULL, 0}, {"License", NULL, 0}, {"License-Expression", NULL, 0}};
+static int parse_one_para(wv_pkg_type_t type, const char *namekey, const char *path, const char *d,
+                          size_t len, wv_arena_t *a, wv_pkg_cb cb, void *arg, size_t *skipped) {
+  field_t f[] = {{namekey, NULL, 0},
+                 {"Version", NULL, 0},
+                 {"License", NULL, 0},
+                 {"License-Expression", NULL, 0}};
   const char *p = d;
   if (!para_next(&p, d + len, f, 4, true)) {
     if (skipped)
@@ -289,8 +294,8 @@ static int parse_conda(const char *path, const char *d, size_t len, wv_arena_t *
   return rc;
 }
 
-int wv_pkgdb_parse(wv_pkgdb_kind_t k, const char *path, const char *data, size_t len,
-                   wv_arena_t *a, wv_pkg_cb cb, void *arg, size_t *skipped) {
+int wv_pkgdb_parse(wv_pkgdb_kind_t k, const char *path, const char *data, size_t len, wv_arena_t *a,
+                   wv_pkg_cb cb, void *arg, size_t *skipped) {
   switch (k) {
   case WV_PKGDB_DPKG_STATUS:
   case WV_PKGDB_DPKG_STATUS_D:

@@ -43,8 +43,8 @@ typedef struct {
   const char *arch;        /* NULL if unknown */
   const char *license;     /* as declared, NULL if unknown */
   const char *path;        /* file it was read from (normalised, no leading '/') */
-  const char *ecosystem;   /* OSV ecosystem: "Debian", "Ubuntu", "Alpine", "conda", "PyPI", "CRAN" */
-  int layer;               /* index of the layer the file came from (0 = base) */
+  const char *ecosystem; /* OSV ecosystem: "Debian", "Ubuntu", "Alpine", "conda", "PyPI", "CRAN" */
+  int layer;             /* index of the layer the file came from (0 = base) */
 } wv_pkg_t;
 
 typedef enum {
@@ -71,8 +71,8 @@ typedef int (*wv_pkg_cb)(void *arg, const wv_pkg_t *p);
  * 0, cb's error, or WV_ENOMEM (arena exhausted). Records that lack a name or
  * version are skipped; *skipped (may be NULL) counts them.
  */
-int wv_pkgdb_parse(wv_pkgdb_kind_t k, const char *path, const char *data, size_t len,
-                   wv_arena_t *a, wv_pkg_cb cb, void *arg, size_t *skipped);
+int wv_pkgdb_parse(wv_pkgdb_kind_t k, const char *path, const char *data, size_t len, wv_arena_t *a,
+                   wv_pkg_cb cb, void *arg, size_t *skipped);
 
 /*
  * os-release: *id ("debian", "ubuntu", "alpine", ...) and *version_id

@@ -120,8 +120,8 @@ static json_object *base_package(const char *id, const char *name, const char *v
   return o;
 }
 
-static int add_packages(const wv_pkg_t *pkgs, size_t n, const wv_spdx_opts_t *o,
-                        json_object *arr, json_object *rels, wv_sha256_t *ns_hash) {
+static int add_packages(const wv_pkg_t *pkgs, size_t n, const wv_spdx_opts_t *o, json_object *arr,
+                        json_object *rels, wv_sha256_t *ns_hash) {
   wv_buf_t b;
   char id[48], prev[48] = "";
   int rc = 0;
@@ -140,9 +140,11 @@ static int add_packages(const wv_pkg_t *pkgs, size_t n, const wv_spdx_opts_t *o,
     json_object_object_add(pk, "externalRefs", purl_ref(b.data));
     if (p->license)
       json_object_object_add(pk, "licenseComments", str(p->license));
-    const char *ld = o->layer_digests && (size_t)p->layer < o->nlayers ? o->layer_digests[p->layer] : NULL;
+    const char *ld =
+        o->layer_digests && (size_t)p->layer < o->nlayers ? o->layer_digests[p->layer] : NULL;
     wv_buf_reset(&b);
-    rc = wv_buf_printf(&b, "Found in /%s (layer %d%s%s)", p->path, p->layer, ld ? " " : "", ld ? ld : "");
+    rc = wv_buf_printf(&b, "Found in /%s (layer %d%s%s)", p->path, p->layer, ld ? " " : "",
+                       ld ? ld : "");
     json_object_object_add(pk, "sourceInfo", str(b.data));
     json_object_array_add(arr, pk);
     json_object_array_add(rels, relation("SPDXRef-Container", "CONTAINS", id));
@@ -178,9 +180,10 @@ int wv_spdx_write(const wv_pkg_t *pkgs, size_t n, const wv_spdx_opts_t *o, wv_bu
   json_object_array_add(arr, root);
   json_object_array_add(rels, relation("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-Container"));
   if (o->os_id) {
-    json_object_array_add(arr, base_package("SPDXRef-OperatingSystem", o->os_id, o->os_version,
-                                            "OPERATING-SYSTEM"));
-    json_object_array_add(rels, relation("SPDXRef-Container", "CONTAINS", "SPDXRef-OperatingSystem"));
+    json_object_array_add(
+        arr, base_package("SPDXRef-OperatingSystem", o->os_id, o->os_version, "OPERATING-SYSTEM"));
+    json_object_array_add(rels,
+                          relation("SPDXRef-Container", "CONTAINS", "SPDXRef-OperatingSystem"));
   }
   wv_sha256_t h;
   uint8_t d[WV_SHA256_LEN];

@@ -20,12 +20,12 @@
 #include <stdint.h>
 
 typedef struct {
-  const char *name;        /* the image reference; required */
-  const char *digest;      /* image manifest digest, or NULL */
-  const char *os_id;       /* from os-release, or NULL */
-  const char *os_version;  /* from os-release, or NULL */
-  const char *tool;        /* creator "Tool: <tool>", NULL = "waved" */
-  int64_t created_ns;      /* creation instant (ns since epoch); 0 = now */
+  const char *name;                 /* the image reference; required */
+  const char *digest;               /* image manifest digest, or NULL */
+  const char *os_id;                /* from os-release, or NULL */
+  const char *os_version;           /* from os-release, or NULL */
+  const char *tool;                 /* creator "Tool: <tool>", NULL = "waved" */
+  int64_t created_ns;               /* creation instant (ns since epoch); 0 = now */
   const char *const *layer_digests; /* per layer, for comments; may be NULL */
   size_t nlayers;
 } wv_spdx_opts_t;

@@ -221,11 +221,18 @@ static int set_path(wv_tar_t *t, const char *raw, size_t n, char typeflag) {
 
 static wv_tar_type_t type_of(char tf) {
   switch (tf) {
-  case '0': case '\0': case '7': return WV_TAR_FILE;
-  case '1': return WV_TAR_HARDLINK;
-  case '2': return WV_TAR_SYMLINK;
-  case '5': return WV_TAR_DIR;
-  default: return WV_TAR_OTHER;
+  case '0':
+  case '\0':
+  case '7':
+    return WV_TAR_FILE;
+  case '1':
+    return WV_TAR_HARDLINK;
+  case '2':
+    return WV_TAR_SYMLINK;
+  case '5':
+    return WV_TAR_DIR;
+  default:
+    return WV_TAR_OTHER;
   }
 }
 
@@ -284,9 +291,8 @@ static int report_entry(wv_tar_t *t, const unsigned char *h, uint64_t size) {
   t->e.path = t->path;
   t->e.linkname = t->link;
   /* Only regular files carry content; a hardlink's size field is not its data. */
-  uint64_t data = (tf == '1' || tf == '2' || tf == '5' || tf == '3' || tf == '4' || tf == '6')
-                      ? 0
-                      : size;
+  uint64_t data =
+      (tf == '1' || tf == '2' || tf == '5' || tf == '3' || tf == '4' || tf == '6') ? 0 : size;
   t->e.size = t->e.type == WV_TAR_FILE ? data : 0;
   clear_overrides(t);
   t->entries++;

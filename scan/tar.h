@@ -27,8 +27,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WV_TAR_PATH_MAX 4096            /* longest normalised path accepted */
-#define WV_TAR_META_MAX (1024 * 1024)   /* largest pax header / GNU long name */
+#define WV_TAR_PATH_MAX 4096          /* longest normalised path accepted */
+#define WV_TAR_META_MAX (1024 * 1024) /* largest pax header / GNU long name */
 
 typedef enum {
   WV_TAR_FILE = 0,

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define VMAX 256   /* longest version string accepted */
+#define VMAX 256 /* longest version string accepted */
 #define MAXPARTS 32
 
 static int sign(long long x) { return (x > 0) - (x < 0); }
@@ -356,7 +356,8 @@ static int pep_parse(const char *s, pep_v *v) {
     v->has_dev = true;
   if (*p == '+') {
     v->local = ++p;
-    while (isalnum((unsigned char)*p) || (pep_sep((unsigned char)*p) && isalnum((unsigned char)p[1])))
+    while (isalnum((unsigned char)*p) ||
+           (pep_sep((unsigned char)*p) && isalnum((unsigned char)p[1])))
       p++;
     v->local_n = (size_t)(p - v->local);
     if (!v->local_n)
@@ -701,13 +702,26 @@ int wv_version_compare(wv_vscheme_t s, const char *a, const char *b, int *cmp) {
     return WV_EINVAL;
   int c = 0, rc;
   switch (s) {
-  case WV_VER_DPKG: rc = dpkg_cmp(a, b, &c); break;
-  case WV_VER_APK: rc = apk_cmp(a, b, &c); break;
-  case WV_VER_PEP440: rc = pep_cmp(a, b, &c); break;
-  case WV_VER_SEMVER: rc = sem_cmp(a, b, &c); break;
-  case WV_VER_CRAN: rc = cran_cmp(a, b, &c); break;
-  case WV_VER_CONDA: rc = conda_cmp(a, b, &c); break;
-  default: return WV_EINVAL;
+  case WV_VER_DPKG:
+    rc = dpkg_cmp(a, b, &c);
+    break;
+  case WV_VER_APK:
+    rc = apk_cmp(a, b, &c);
+    break;
+  case WV_VER_PEP440:
+    rc = pep_cmp(a, b, &c);
+    break;
+  case WV_VER_SEMVER:
+    rc = sem_cmp(a, b, &c);
+    break;
+  case WV_VER_CRAN:
+    rc = cran_cmp(a, b, &c);
+    break;
+  case WV_VER_CONDA:
+    rc = conda_cmp(a, b, &c);
+    break;
+  default:
+    return WV_EINVAL;
   }
   if (!rc)
     *cmp = c < 0 ? -1 : c > 0;
@@ -724,11 +738,11 @@ wv_vscheme_t wv_version_scheme_of(const char *eco) {
     const char *name;
     wv_vscheme_t s;
   } map[] = {
-      {"Debian", WV_VER_DPKG},   {"Ubuntu", WV_VER_DPKG},     {"Alpine", WV_VER_APK},
-      {"Wolfi", WV_VER_APK},     {"Chainguard", WV_VER_APK},  {"PyPI", WV_VER_PEP440},
-      {"CRAN", WV_VER_CRAN},     {"conda", WV_VER_CONDA},     {"npm", WV_VER_SEMVER},
-      {"Go", WV_VER_SEMVER},     {"crates.io", WV_VER_SEMVER}, {"Hex", WV_VER_SEMVER},
-      {"Pub", WV_VER_SEMVER},    {"NuGet", WV_VER_SEMVER},
+      {"Debian", WV_VER_DPKG}, {"Ubuntu", WV_VER_DPKG},      {"Alpine", WV_VER_APK},
+      {"Wolfi", WV_VER_APK},   {"Chainguard", WV_VER_APK},   {"PyPI", WV_VER_PEP440},
+      {"CRAN", WV_VER_CRAN},   {"conda", WV_VER_CONDA},      {"npm", WV_VER_SEMVER},
+      {"Go", WV_VER_SEMVER},   {"crates.io", WV_VER_SEMVER}, {"Hex", WV_VER_SEMVER},
+      {"Pub", WV_VER_SEMVER},  {"NuGet", WV_VER_SEMVER},
   };
   if (!eco)
     return WV_VER_NONE;

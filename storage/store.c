@@ -76,8 +76,8 @@
 #define SWEEP_BATCH 1024
 
 static const char *const db_names[WV_DB_COUNT + 1] = {
-    "tokens",  "requests", "builds",    "build_targets", "counters",
-    "mirrors", "scans",    "manifests", "meta",          "vulns",         "expiry",
+    "tokens", "requests",  "builds", "build_targets", "counters", "mirrors",
+    "scans",  "manifests", "meta",   "vulns",         "expiry",
 };
 
 /* One op of a request; key and val point into the request's own allocation. */

@@ -27,9 +27,9 @@ static void findings(const scan_t *s, char *out, size_t n) {
   out[0] = '\0';
   for (size_t i = 0; i < s->n; i++) {
     const wv_vuln_t *v = &s->v[i];
-    o += (size_t)snprintf(out + o, n - o, "%s %.1f %s %s %s fix=%s L%d\n", wv_severity_name(v->level),
-                          v->score, v->id, v->pkg_name, v->installed_version, v->fixed_version,
-                          v->layer);
+    o += (size_t)snprintf(out + o, n - o, "%s %.1f %s %s %s fix=%s L%d\n",
+                          wv_severity_name(v->level), v->score, v->id, v->pkg_name,
+                          v->installed_version, v->fixed_version, v->layer);
   }
 }
 
@@ -78,34 +78,37 @@ TEST(debian_image_findings) {
   CHECK_EQ_INT(image_write(s.dir), 0);
   CHECK_OK(scan_image(&s, 3));
   findings(&s, got, sizeof got);
-  CHECK_EQ_STR(got,
-               "CRITICAL 9.8 PYSEC-2099-1 "
-               "a_very_long_distribution_name_that_makes_the_path_longer_than_a_ustar_name 1.0 fix= L0\n"
-               "HIGH 7.5 CRAN-2099-1 jsonlite 1.8.0 fix=1.8.5 L0\n"
-               "HIGH 7.5 CVE-2023-5678 libssl3 3.0.11-1~deb12u1 fix=3.0.11-1~deb12u2 L1\n"
-               "HIGH 7.5 CVE-2023-5678 openssl 3.0.11-1~deb12u1 fix=3.0.11-1~deb12u2 L1\n"
-               "HIGH 7.3 CVE-2024-2398 curl 7.88.1-10+deb12u4 fix=7.88.1-10+deb12u5 L1\n"
-               "MEDIUM 6.1 CVE-2023-32681 requests 2.25.0 fix=2.31.0 L0\n"
-               "MEDIUM 5.4 CVE-2024-22195 Jinja2 3.1.2 fix=3.1.3 L0\n"
-               "MEDIUM 0.0 CVE-2021-34141 numpy 1.24.0 fix=1.26.0 L1\n"
-               "LOW 0.0 CVE-2022-3715 bash 5.2.15-2+b2 fix=5.2.15-3 L1\n");
+  CHECK_EQ_STR(
+      got,
+      "CRITICAL 9.8 PYSEC-2099-1 "
+      "a_very_long_distribution_name_that_makes_the_path_longer_than_a_ustar_name 1.0 fix= L0\n"
+      "HIGH 7.5 CRAN-2099-1 jsonlite 1.8.0 fix=1.8.5 L0\n"
+      "HIGH 7.5 CVE-2023-5678 libssl3 3.0.11-1~deb12u1 fix=3.0.11-1~deb12u2 L1\n"
+      "HIGH 7.5 CVE-2023-5678 openssl 3.0.11-1~deb12u1 fix=3.0.11-1~deb12u2 L1\n"
+      "HIGH 7.3 CVE-2024-2398 curl 7.88.1-10+deb12u4 fix=7.88.1-10+deb12u5 L1\n"
+      "MEDIUM 6.1 CVE-2023-32681 requests 2.25.0 fix=2.31.0 L0\n"
+      "MEDIUM 5.4 CVE-2024-22195 Jinja2 3.1.2 fix=3.1.3 L0\n"
+      "MEDIUM 0.0 CVE-2021-34141 numpy 1.24.0 fix=1.26.0 L1\n"
+      "LOW 0.0 CVE-2022-3715 bash 5.2.15-2+b2 fix=5.2.15-3 L1\n");
 
   /* spec §1.8 objects, most severe first, capped at the limit */
   json_object *arr = wv_vulns_to_json(s.v, s.n, 3);
   CHECK(arr);
   CHECK_EQ_INT(json_object_array_length(arr), 3);
-  CHECK_EQ_STR(json_object_to_json_string_ext(json_object_array_get_idx(arr, 2),
-                                              JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
-               "{\"id\":\"CVE-2023-5678\",\"severity\":\"HIGH\",\"title\":\"openssl: excessive time in "
-               "DH key generation\",\"pkgName\":\"libssl3\",\"installedVersion\":\"3.0.11-1~deb12u1\","
-               "\"fixedVersion\":\"3.0.11-1~deb12u2\",\"primaryUrl\":"
-               "\"https://avd.aquasec.com/nvd/cve-2023-5678\"}");
-  CHECK_EQ_STR(json_object_to_json_string_ext(json_object_array_get_idx(arr, 0),
-                                              JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
-               "{\"id\":\"PYSEC-2099-1\",\"severity\":\"CRITICAL\",\"title\":\"\",\"pkgName\":"
-               "\"a_very_long_distribution_name_that_makes_the_path_longer_than_a_ustar_name\","
-               "\"installedVersion\":\"1.0\",\"fixedVersion\":\"\",\"primaryUrl\":"
-               "\"https://osv.dev/vulnerability/PYSEC-2099-1\"}");
+  CHECK_EQ_STR(
+      json_object_to_json_string_ext(json_object_array_get_idx(arr, 2),
+                                     JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+      "{\"id\":\"CVE-2023-5678\",\"severity\":\"HIGH\",\"title\":\"openssl: excessive time in "
+      "DH key generation\",\"pkgName\":\"libssl3\",\"installedVersion\":\"3.0.11-1~deb12u1\","
+      "\"fixedVersion\":\"3.0.11-1~deb12u2\",\"primaryUrl\":"
+      "\"https://avd.aquasec.com/nvd/cve-2023-5678\"}");
+  CHECK_EQ_STR(
+      json_object_to_json_string_ext(json_object_array_get_idx(arr, 0),
+                                     JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+      "{\"id\":\"PYSEC-2099-1\",\"severity\":\"CRITICAL\",\"title\":\"\",\"pkgName\":"
+      "\"a_very_long_distribution_name_that_makes_the_path_longer_than_a_ustar_name\","
+      "\"installedVersion\":\"1.0\",\"fixedVersion\":\"\",\"primaryUrl\":"
+      "\"https://osv.dev/vulnerability/PYSEC-2099-1\"}");
   json_object_put(arr);
   CHECK_EQ_STR(s.v[7].title, "Incomplete string comparison in numpy.core");
   json_object *counts = wv_vulns_counts(s.v, s.n);
@@ -125,7 +128,8 @@ TEST(debian_image_spdx) {
   for (size_t i = 0; i < 3; i++)
     layers[i] = wv_inventory_layer_digest(s.inv, i);
   wv_spdx_opts_t o = {.name = "localhost/test/debian:12",
-                      .digest = "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+                      .digest =
+                          "sha256:1111111111111111111111111111111111111111111111111111111111111111",
                       .os_id = wv_inventory_os_id(s.inv),
                       .os_version = wv_inventory_os_version(s.inv),
                       .created_ns = 1700000000123456789LL,
@@ -153,7 +157,7 @@ TEST(debian_image_spdx) {
   CHECK_EQ_STR(v, "2023-11-14T22:13:20Z");
   CHECK_OK(wv_json_get_array(doc, "packages", &pk));
   CHECK_OK(wv_json_get_array(doc, "relationships", &rels));
-  CHECK_EQ_INT(json_object_array_length(pk), 13 + 2);             /* + container, OS */
+  CHECK_EQ_INT(json_object_array_length(pk), 13 + 2); /* + container, OS */
   CHECK_EQ_INT(json_object_array_length(rels), 1 + 1 + 13);
   /* each package: an id, a version, a purl; ids are unique */
   int found = 0;
@@ -170,8 +174,9 @@ TEST(debian_image_spdx) {
     if (strcmp(name, "zlib1g") == 0 || strcmp(name, "Jinja2") == 0) {
       CHECK_OK(wv_json_get_array(p, "externalRefs", &refs));
       CHECK_OK(wv_json_get_str(json_object_array_get_idx(refs, 0), "referenceLocator", &v));
-      CHECK_EQ_STR(v, name[0] == 'z' ? "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12"
-                                     : "pkg:pypi/jinja2@3.1.2");
+      CHECK_EQ_STR(v, name[0] == 'z'
+                          ? "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64&distro=debian-12"
+                          : "pkg:pypi/jinja2@3.1.2");
       found++;
     }
   }

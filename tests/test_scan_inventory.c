@@ -111,8 +111,13 @@ TEST(tar_rejects_bad_input) {
 
 TEST(tar_path_normalize) {
   static const char *const c[][2] = {
-      {"./a/b", "a/b"}, {"/a//b/", "a/b"}, {"a/./b/../c", "a/c"}, {"../../etc/passwd", "etc/passwd"},
-      {".", ""},        {"./", ""},        {"a/..", ""},
+      {"./a/b", "a/b"},
+      {"/a//b/", "a/b"},
+      {"a/./b/../c", "a/c"},
+      {"../../etc/passwd", "etc/passwd"},
+      {".", ""},
+      {"./", ""},
+      {"a/..", ""},
   };
   char out[64];
   for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
@@ -219,10 +224,11 @@ typedef struct {
 
 static int list_pkg(void *arg, const wv_pkg_t *p) {
   plist_t *l = arg;
-  l->n += (size_t)snprintf(l->out + l->n, sizeof l->out - l->n, "%s %s %s src=%s/%s arch=%s lic=%s;",
-                           wv_pkg_type_name(p->type), p->name, p->version,
-                           p->src_name ? p->src_name : "-", p->src_version ? p->src_version : "-",
-                           p->arch ? p->arch : "-", p->license ? p->license : "-");
+  l->n +=
+      (size_t)snprintf(l->out + l->n, sizeof l->out - l->n, "%s %s %s src=%s/%s arch=%s lic=%s;",
+                       wv_pkg_type_name(p->type), p->name, p->version,
+                       p->src_name ? p->src_name : "-", p->src_version ? p->src_version : "-",
+                       p->arch ? p->arch : "-", p->license ? p->license : "-");
   return 0;
 }
 
@@ -268,8 +274,8 @@ static void inv_list(const wv_inventory_t *inv, char *out, size_t n) {
   out[0] = '\0';
   for (size_t i = 0; i < wv_inventory_count(inv); i++) {
     const wv_pkg_t *p = &wv_inventory_pkgs(inv)[i];
-    o += (size_t)snprintf(out + o, n - o, "%s/%s %s %s L%d;", p->ecosystem, wv_pkg_type_name(p->type),
-                          p->name, p->version, p->layer);
+    o += (size_t)snprintf(out + o, n - o, "%s/%s %s %s L%d;", p->ecosystem,
+                          wv_pkg_type_name(p->type), p->name, p->version, p->layer);
   }
 }
 
@@ -364,7 +370,8 @@ TEST(inventory_deletions) {
   char got[2048];
   for (int i = 0; i < 2; i++)
     wv_buf_init(&l[i], TAR_CAP);
-  tar_file(&l[0], "usr/lib/R/site-library/jsonlite/DESCRIPTION", "Package: jsonlite\nVersion: 1.8.0\n");
+  tar_file(&l[0], "usr/lib/R/site-library/jsonlite/DESCRIPTION",
+           "Package: jsonlite\nVersion: 1.8.0\n");
   tar_file(&l[0], "usr/lib/R/library/base/DESCRIPTION", "Package: base\nVersion: 4.3.1\n");
   tar_file(&l[0], "lib/apk/db/installed", "P:musl\nV:1.2.4-r2\n\n");
   tar_end(&l[0]);
@@ -387,7 +394,8 @@ TEST(inventory_deletions) {
   tar_file(&l[1], "lib/apk/.wh..wh..opq", "");
   tar_end(&l[1]);
   CHECK_OK(inv_of(l, 2, 0, got, sizeof got, NULL));
-  CHECK_EQ_STR(got, "Alpine/apk musl 1.2.4-r3 L1;CRAN/cran base 4.3.1 L0;CRAN/cran jsonlite 1.8.0 L0;");
+  CHECK_EQ_STR(got,
+               "Alpine/apk musl 1.2.4-r3 L1;CRAN/cran base 4.3.1 L0;CRAN/cran jsonlite 1.8.0 L0;");
   /* an oversized database file is skipped with a warning, not an error */
   size_t warn = 0;
   CHECK_OK(inv_of(l, 1, 16, got, sizeof got, &warn));

@@ -21,7 +21,7 @@ TEST(cvss3_scores) {
       {"CVSS:3.0/AV:L/AC:L/PR:L/UI:N/S:U/C:H/I:H/A:H", 7.8},
       {"CVSS:3.1/AV:N/AC:H/PR:N/UI:N/S:U/C:H/I:N/A:N", 5.9},
       {"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H", 10.0},
-      {"CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:C/C:H/I:H/A:H", 9.9},  /* PR:L weighs 0.68 when S:C */
+      {"CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:C/C:H/I:H/A:H", 9.9}, /* PR:L weighs 0.68 when S:C */
       {"CVSS:3.1/AV:N/AC:L/PR:N/UI:R/S:U/C:L/I:L/A:N", 5.4},
       {"CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:L/I:L/A:L", 7.3},
       {"CVSS:3.1/AV:N/AC:H/PR:N/UI:R/S:C/C:H/I:N/A:N", 6.1},
@@ -192,10 +192,13 @@ TEST(import_counts_and_updates) {
   match_one(st, WV_PKG_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
   CHECK_EQ_STR(got, "CVE-2024-22195 3.1.3 MEDIUM;");
 
-  /* newer records: urllib3's range widens, PyYAML's moves to another package, jinja2's is withdrawn */
+  /* newer records: urllib3's range widens, PyYAML's moves to another package, jinja2's is withdrawn
+   */
   const char *upd =
-      "[{\"id\":\"GHSA-v845-jxx5-vc9f\",\"modified\":\"2024-02-01T00:00:00Z\",\"aliases\":[\"CVE-2023-43804\"],"
-      "\"affected\":[{\"package\":{\"ecosystem\":\"PyPI\",\"name\":\"urllib3\"},\"ranges\":[{\"type\":"
+      "[{\"id\":\"GHSA-v845-jxx5-vc9f\",\"modified\":\"2024-02-01T00:00:00Z\",\"aliases\":[\"CVE-"
+      "2023-43804\"],"
+      "\"affected\":[{\"package\":{\"ecosystem\":\"PyPI\",\"name\":\"urllib3\"},\"ranges\":[{"
+      "\"type\":"
       "\"ECOSYSTEM\",\"events\":[{\"introduced\":\"0\"},{\"fixed\":\"2.1.0\"}]}]}]},"
       "{\"id\":\"PYSEC-2021-142\",\"modified\":\"2024-02-01T00:00:00Z\",\"affected\":[{\"package\":"
       "{\"ecosystem\":\"PyPI\",\"name\":\"ruamel.yaml\"},\"versions\":[\"0.17.0\"]}]},"

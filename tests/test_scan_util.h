@@ -29,7 +29,7 @@ static inline void tar_header(wv_buf_t *t, const char *name, char type, size_t s
                               const char *link) {
   char h[512];
   memset(h, 0, sizeof h);
-  snprintf(h, 100, "%s", name);
+  memcpy(h, name, strnlen(name, 100)); /* longer names come with a pax or GNU record */
   tar_octal(h + 100, 8, type == '5' ? 0755 : 0644);
   tar_octal(h + 108, 8, 0);
   tar_octal(h + 116, 8, 0);
@@ -37,8 +37,11 @@ static inline void tar_header(wv_buf_t *t, const char *name, char type, size_t s
   tar_octal(h + 136, 12, 0);
   h[156] = type;
   if (link)
-    snprintf(h + 157, 100, "%s", link);
-  memcpy(h + 257, "ustar\0" "00", 8);
+    memcpy(h + 157, link, strnlen(link, 100));
+  memcpy(h + 257,
+         "ustar\0"
+         "00",
+         8);
   memset(h + 148, ' ', 8);
   unsigned sum = 0;
   for (int i = 0; i < 512; i++)
@@ -191,15 +194,16 @@ static inline int zip_write(zipw_t *z, const char *path) {
 #ifndef WV_TEST_SCAN_IMAGES
 #define WV_TEST_SCAN_IMAGES
 
-#define DPKG_BASE                                                                                \
-  "Package: openssl\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3.0.11-1~deb12u1\n" \
-  "Description: Secure Sockets Layer toolkit\n multi-line description\n .\n more\n\n"           \
-  "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\n"       \
-  "Version: 3.0.11-1~deb12u1\n\n"                                                               \
-  "Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nSource: zlib\n"           \
-  "Version: 1:1.2.13.dfsg-1\n\n"                                                                \
-  "Package: bash\nStatus: install ok installed\nArchitecture: amd64\nSource: bash (5.2.15-2)\n"  \
-  "Version: 5.2.15-2+b2\n\n"                                                                    \
+#define DPKG_BASE                                                                                  \
+  "Package: openssl\nStatus: install ok installed\nArchitecture: amd64\nVersion: "                 \
+  "3.0.11-1~deb12u1\n"                                                                             \
+  "Description: Secure Sockets Layer toolkit\n multi-line description\n .\n more\n\n"              \
+  "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl\n"         \
+  "Version: 3.0.11-1~deb12u1\n\n"                                                                  \
+  "Package: zlib1g\nStatus: install ok installed\nArchitecture: amd64\nSource: zlib\n"             \
+  "Version: 1:1.2.13.dfsg-1\n\n"                                                                   \
+  "Package: bash\nStatus: install ok installed\nArchitecture: amd64\nSource: bash (5.2.15-2)\n"    \
+  "Version: 5.2.15-2+b2\n\n"                                                                       \
   "Package: removed-pkg\nStatus: deinstall ok config-files\nVersion: 1.0-1\n\n"
 
 /* Layer 0: Debian 12 with dpkg, a conda env, Python packages and an R library. */
@@ -210,8 +214,9 @@ static inline void image_layer0(wv_buf_t *t) {
   big[sizeof big - 1] = '\0';
   tar_dir(t, "./");
   tar_dir(t, "./etc/");
-  tar_file(t, "./etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n"
-                                  "VERSION_ID=\"12\"\n");
+  tar_file(t, "./etc/os-release",
+           "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n"
+           "VERSION_ID=\"12\"\n");
   tar_file(t, "./var/lib/dpkg/status",
            DPKG_BASE "Package: tzdata\nStatus: install ok installed\nVersion: 2024a-0+deb12u1\n");
   tar_file(t, "./var/lib/dpkg/status.d/base-files",
@@ -220,14 +225,16 @@ static inline void image_layer0(wv_buf_t *t) {
   tar_file(t, "./usr/share/big.bin", big);
   tar_dir(t, "./opt/conda/conda-meta/");
   tar_file(t, "./opt/conda/conda-meta/history", "==> 2024-01-01 <==\n");
-  tar_file(t, "./opt/conda/conda-meta/numpy-1.24.0-py311h_0.json",
-           "{\"name\":\"numpy\",\"version\":\"1.24.0\",\"build\":\"py311h_0\",\"subdir\":\"linux-64\","
-           "\"license\":\"BSD-3-Clause\",\"files\":[\"lib/x.so\"]}");
+  tar_file(
+      t, "./opt/conda/conda-meta/numpy-1.24.0-py311h_0.json",
+      "{\"name\":\"numpy\",\"version\":\"1.24.0\",\"build\":\"py311h_0\",\"subdir\":\"linux-64\","
+      "\"license\":\"BSD-3-Clause\",\"files\":[\"lib/x.so\"]}");
   tar_file(t, "./opt/conda/conda-meta/python-3.11.5-h_0.json",
            "{\"name\":\"python\",\"version\":\"3.11.5\",\"build\":\"h_0\"}");
-  tar_file(t, "./usr/lib/python3/dist-packages/requests-2.25.0.dist-info/METADATA",
-           "Metadata-Version: 2.1\r\nName: requests\r\nVersion: 2.25.0\r\nLicense: Apache 2.0\r\n\r\n"
-           "Version: 9.9.9 (body text, not a header)\r\n");
+  tar_file(
+      t, "./usr/lib/python3/dist-packages/requests-2.25.0.dist-info/METADATA",
+      "Metadata-Version: 2.1\r\nName: requests\r\nVersion: 2.25.0\r\nLicense: Apache 2.0\r\n\r\n"
+      "Version: 9.9.9 (body text, not a header)\r\n");
   const char *sp = "./usr/local/lib/python3.11/site-packages/";
   char path[512];
   snprintf(path, sizeof path, "%sJinja2-3.1.2.dist-info/METADATA", sp);
@@ -237,10 +244,12 @@ static inline void image_layer0(wv_buf_t *t) {
   snprintf(path, sizeof path, "%sPyYAML-5.3.dist-info/METADATA", sp);
   tar_file(t, path, "Metadata-Version: 2.1\nName: PyYAML\nVersion: 5.3\n");
   snprintf(path, sizeof path,
-           "%sa_very_long_distribution_name_that_makes_the_path_longer_than_a_ustar_name-1.0.dist-info/METADATA",
+           "%sa_very_long_distribution_name_that_makes_the_path_longer_than_a_ustar_name-1.0.dist-"
+           "info/METADATA",
            sp);
-  tar_file(t, path, "Metadata-Version: 2.1\nName: a_very_long_distribution_name_that_makes_the_"
-                    "path_longer_than_a_ustar_name\nVersion: 1.0\n");
+  tar_file(t, path,
+           "Metadata-Version: 2.1\nName: a_very_long_distribution_name_that_makes_the_"
+           "path_longer_than_a_ustar_name\nVersion: 1.0\n");
   tar_file_gnu(t, "usr/lib/R/site-library/jsonlite/DESCRIPTION",
                "Package: jsonlite\nVersion: 1.8.0\nLicense: MIT + file LICENSE\nBuilt: R 4.3.1\n");
   tar_end(t);
@@ -250,8 +259,9 @@ static inline void image_layer0(wv_buf_t *t) {
 static inline void image_layer1(wv_buf_t *t) {
   tar_file(t, "usr/local/lib/python3.11/site-packages/.wh.PyYAML-5.3.dist-info", "");
   tar_file(t, "opt/conda/conda-meta/.wh..wh..opq", "");
-  tar_file(t, "opt/conda/conda-meta/numpy-1.24.0-py311h_0.json",
-           "{\"name\":\"numpy\",\"version\":\"1.24.0\",\"build\":\"py311h_0\",\"subdir\":\"linux-64\"}");
+  tar_file(
+      t, "opt/conda/conda-meta/numpy-1.24.0-py311h_0.json",
+      "{\"name\":\"numpy\",\"version\":\"1.24.0\",\"build\":\"py311h_0\",\"subdir\":\"linux-64\"}");
   tar_file(t, "var/lib/dpkg/status",
            DPKG_BASE "Package: tzdata\nStatus: install ok installed\nVersion: 2024b-0+deb12u1\n\n"
                      "Package: curl\nStatus: install ok installed\nArchitecture: amd64\n"
@@ -295,74 +305,115 @@ static inline int image_write(const char *dir) {
 #define WV_TEST_SCAN_OSV
 
 #define MOD "\"modified\":\"2024-01-01T00:00:00Z\","
-#define RANGE(intro, fixed)                                                                      \
-  "\"ranges\":[{\"type\":\"ECOSYSTEM\",\"events\":[{\"introduced\":\"" intro "\"},{\"fixed\":\"" \
-  fixed "\"}]}]"
+#define RANGE(intro, fixed)                                                                        \
+  "\"ranges\":[{\"type\":\"ECOSYSTEM\",\"events\":[{\"introduced\":\"" intro                       \
+  "\"},{\"fixed\":\"" fixed "\"}]}]"
 #define PKG(eco, name) "\"package\":{\"ecosystem\":\"" eco "\",\"name\":\"" name "\"}"
 #define CVSS3(v) "\"severity\":[{\"type\":\"CVSS_V3\",\"score\":\"CVSS:3.1/" v "\"}],"
 
 static const struct {
   const char *file, *json;
 } osv_files[] = {
-    {"debian/openssl.json",
-     "{\"id\":\"DEBIAN-CVE-2023-5678\"," MOD "\"upstream\":[\"CVE-2023-5678\"],"
-     "\"summary\":\"openssl: excessive time in DH key generation\"," CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H")
-     "\"affected\":[{" PKG("Debian:12", "openssl") "," RANGE("0", "3.0.11-1~deb12u2") "},"
-     "{" PKG("Debian:11", "openssl") "," RANGE("0", "1.1.1w-0+deb11u1") "}]}"},
+    {"debian/openssl.json", "{\"id\":\"DEBIAN-CVE-2023-5678\"," MOD
+                            "\"upstream\":[\"CVE-2023-5678\"],"
+                            "\"summary\":\"openssl: excessive time in DH key generation\"," CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H") "\"affected\":[{" PKG(
+                                "Debian:12",
+                                "openssl") "," RANGE("0",
+                                                     "3.0.11-1~deb12u2") "},"
+                                                                         "{" PKG("Debian:11", "open"
+                                                                                              "ssl") "," RANGE(
+                                                                             "0", "1.1.1w-0+"
+                                                                                  "deb11u1") "}]}"},
     {"debian/zlib.json",
-     "{\"id\":\"CVE-2022-37434\"," MOD "\"affected\":[{" PKG("Debian:12", "zlib") ","
-     RANGE("0", "1:1.2.13.dfsg-1") "}],\"database_specific\":{\"severity\":\"critical\"}}"},
+     "{\"id\":\"CVE-2022-37434\"," MOD "\"affected\":[{" PKG("Debian:12", "zlib") "," RANGE(
+         "0", "1:1.2.13.dfsg-1") "}],\"database_specific\":{\"severity\":\"critical\"}}"},
     {"debian/bash.json",
      "{\"id\":\"DEBIAN-CVE-2022-3715\"," MOD "\"upstream\":[\"CVE-2022-3715\"],\"summary\":\"bash: "
-     "a heap-buffer-overflow in valid_parameter_transform\",\"affected\":[{" PKG("Debian:12", "bash")
-     "," RANGE("0", "5.2.15-3") ",\"database_specific\":{\"severity\":\"low\"}}]}"},
-    {"debian/curl.json",
-     "[{\"id\":\"CVE-2024-2398\"," MOD "\"summary\":\"curl: HTTP/2 push headers memory-leak\","
-     CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:L/I:L/A:L") "\"affected\":[{" PKG("Debian:12", "curl") ","
-     RANGE("0", "7.88.1-10+deb12u5") "}]},"
-     "{\"id\":\"UBUNTU-CVE-2024-2398\"," MOD "\"aliases\":[\"CVE-2024-2398\"],\"affected\":[{"
-     PKG("Ubuntu:22.04:LTS", "curl") "," RANGE("0", "9.0") "}]}]"},
+     "a heap-buffer-overflow in valid_parameter_transform\",\"affected\":[{" PKG(
+         "Debian:12",
+         "bash") "," RANGE("0", "5.2.15-3") ",\"database_specific\":{\"severity\":\"low\"}}]}"},
+    {"debian/curl.json", "[{\"id\":\"CVE-2024-2398\"," MOD
+                         "\"summary\":\"curl: HTTP/2 push headers memory-leak\"," CVSS3("AV:N/AC:L/"
+                                                                                        "PR:N/UI:N/"
+                                                                                        "S:U/C:L/"
+                                                                                        "I:L/A:L") "\"affected\":[{" PKG(
+                             "Debian:12",
+                             "curl") "," RANGE("0",
+                                               "7.88.1-10+deb12u5") "}]},"
+                                                                    "{\"id\":\"UBUNTU-CVE-2024-"
+                                                                    "2398\"," MOD
+                                                                    "\"aliases\":[\"CVE-2024-"
+                                                                    "2398\"],\"affected\":[{" PKG(
+                                                                        "Ubuntu:22.04:LTS",
+                                                                        "curl") "," RANGE("0",
+                                                                                          "9.0") "}"
+                                                                                                 "]"
+                                                                                                 "}"
+                                                                                                 "]"},
     {"pypi/requests.json",
      "{\"id\":\"GHSA-j8r2-6x86-q33q\"," MOD "\"aliases\":[\"CVE-2023-32681\",\"PYSEC-2023-74\"],"
-     "\"summary\":\"Unintended leak of Proxy-Authorization header in requests\","
-     CVSS3("AV:N/AC:H/PR:N/UI:R/S:C/C:H/I:N/A:N") "\"affected\":[{" PKG("PyPI", "requests") ","
-     RANGE("2.3.0", "2.31.0") "}],\"references\":[{\"type\":\"ADVISORY\",\"url\":\"https://x\"}]}"},
+     "\"summary\":\"Unintended leak of Proxy-Authorization header in requests\"," CVSS3("AV:N/AC:H/"
+                                                                                        "PR:N/UI:R/"
+                                                                                        "S:C/C:H/"
+                                                                                        "I:N/A:N") "\"affected\":[{" PKG(
+         "PyPI", "requests") "," RANGE("2.3.0", "2.31.0") "}],\"references\":[{\"type\":"
+                                                          "\"ADVISORY\",\"url\":\"https://x\"}]}"},
     {"pypi/requests-pysec.json",
-     "{\"id\":\"PYSEC-2023-74\"," MOD "\"aliases\":[\"CVE-2023-32681\"],\"affected\":[{"
-     PKG("PyPI", "requests") "," RANGE("0", "2.31.0") "}]}"},
+     "{\"id\":\"PYSEC-2023-74\"," MOD "\"aliases\":[\"CVE-2023-32681\"],\"affected\":[{" PKG(
+         "PyPI", "requests") "," RANGE("0", "2.31.0") "}]}"},
     {"pypi/jinja2.json",
      "{\"id\":\"GHSA-h5c8-rqwp-cp95\"," MOD "\"aliases\":[\"CVE-2024-22195\"],\"summary\":\"Jinja "
-     "vulnerable to HTML attribute injection\"," CVSS3("AV:N/AC:L/PR:N/UI:R/S:U/C:L/I:L/A:N")
-     "\"affected\":[{" PKG("PyPI", "jinja2") "," RANGE("0", "3.1.3") "}]}"},
+     "vulnerable to HTML attribute injection\"," CVSS3(
+         "AV:N/AC:L/PR:N/UI:R/S:U/C:L/I:L/A:N") "\"affected\":[{" PKG("PyPI",
+                                                                      "jinja2") "," RANGE("0",
+                                                                                          "3.1.3") "}]}"},
     {"pypi/urllib3.json",
-     "{\"id\":\"GHSA-v845-jxx5-vc9f\"," MOD "\"aliases\":[\"CVE-2023-43804\"],"
-     CVSS3("AV:N/AC:H/PR:H/UI:N/S:U/C:H/I:H/A:N") "\"affected\":[{" PKG("PyPI", "urllib3") ","
-     "\"ranges\":[{\"type\":\"ECOSYSTEM\",\"events\":[{\"introduced\":\"0\"},{\"fixed\":\"1.26.17\"}]},"
-     "{\"type\":\"ECOSYSTEM\",\"events\":[{\"fixed\":\"2.0.6\"},{\"introduced\":\"2.0.0\"}]}]}]}"},
-    {"pypi/pyyaml.json",
-     "{\"id\":\"PYSEC-2021-142\"," MOD "\"aliases\":[\"CVE-2020-14343\"],"
-     CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H") "\"affected\":[{" PKG("PyPI", "PyYAML") ","
-     RANGE("0", "5.4") "}]}"},
-    {"pypi/long.json",
-     "{\"id\":\"PYSEC-2099-1\"," MOD CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H")
-     "\"affected\":[{" PKG("PyPI", "a-very-long-distribution-name-that-makes-the-path-longer-than-a-ustar-name")
-     ",\"versions\":[\"0.9\",\"1.0\"]}]}"},
+     "{\"id\":\"GHSA-v845-jxx5-vc9f\"," MOD "\"aliases\":[\"CVE-2023-43804\"]," CVSS3(
+         "AV:N/AC:H/PR:H/UI:N/S:U/C:H/I:H/A:N") "\"affected\":[{" PKG("PyPI",
+                                                                      "urllib3") ","
+                                                                                 "\"ranges\":[{"
+                                                                                 "\"type\":"
+                                                                                 "\"ECOSYSTEM\","
+                                                                                 "\"events\":[{"
+                                                                                 "\"introduced\":"
+                                                                                 "\"0\"},{"
+                                                                                 "\"fixed\":\"1.26."
+                                                                                 "17\"}]},"
+                                                                                 "{\"type\":"
+                                                                                 "\"ECOSYSTEM\","
+                                                                                 "\"events\":[{"
+                                                                                 "\"fixed\":\"2.0."
+                                                                                 "6\"},{"
+                                                                                 "\"introduced\":"
+                                                                                 "\"2.0.0\"}]}]}]"
+                                                                                 "}"},
+    {"pypi/pyyaml.json", "{\"id\":\"PYSEC-2021-142\"," MOD
+                         "\"aliases\":[\"CVE-2020-14343\"]," CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:H/"
+                                                                   "I:H/A:H") "\"affected\":[{" PKG(
+                             "PyPI", "PyYAML") "," RANGE("0", "5.4") "}]}"},
+    {"pypi/long.json", "{\"id\":\"PYSEC-2099-1\"," MOD
+                           CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H") "\"affected\":[{" PKG(
+                               "PyPI", "a-very-long-distribution-name-that-makes-the-path-longer-"
+                                       "than-a-ustar-name") ",\"versions\":[\"0.9\",\"1.0\"]}]}"},
     {"conda/numpy.json",
      "{\"id\":\"WAVED-TEST-0001\"," MOD "\"aliases\":[\"CVE-2021-34141\"],\"details\":\"Incomplete "
-     "string comparison in numpy.core\\nmore text\",\"affected\":[{" PKG("conda", "numpy") ","
-     RANGE("0", "1.26.0") "}],\"database_specific\":{\"severity\":\"MODERATE\"}}"},
+     "string comparison in numpy.core\\nmore text\",\"affected\":[{" PKG(
+         "conda",
+         "numpy") "," RANGE("0", "1.26.0") "}],\"database_specific\":{\"severity\":\"MODERATE\"}}"},
     {"cran/jsonlite.json",
-     "{\"id\":\"CRAN-2099-1\"," MOD "\"summary\":\"jsonlite test advisory\",\"severity\":[{\"type\":"
-     "\"CVSS_V2\",\"score\":\"AV:N/AC:L/Au:N/C:P/I:P/A:P\"}],\"affected\":[{" PKG("CRAN", "jsonlite")
-     "," RANGE("0", "1.8.5") "}]}"},
+     "{\"id\":\"CRAN-2099-1\"," MOD
+     "\"summary\":\"jsonlite test advisory\",\"severity\":[{\"type\":"
+     "\"CVSS_V2\",\"score\":\"AV:N/AC:L/Au:N/C:P/I:P/A:P\"}],\"affected\":[{" PKG(
+         "CRAN", "jsonlite") "," RANGE("0", "1.8.5") "}]}"},
     /* malformed: each is rejected with a message, the import goes on */
     {"bad/not-json.json", "{ not json"},
     {"bad/affected.json", "{\"id\":\"BAD-1\",\"affected\":{\"package\":{}}}"},
     {"bad/events.json",
-     "{\"id\":\"BAD-2\",\"affected\":[{" PKG("PyPI", "x") ",\"ranges\":[{\"type\":\"ECOSYSTEM\","
-     "\"events\":[{\"introduced\":\"0\",\"fixed\":\"1.0\"}]}]}]}"},
-    {"bad/version.json",
-     "{\"id\":\"BAD-3\",\"affected\":[{" PKG("Debian:12", "x") "," RANGE("0", "not a version") "}]}"},
+     "{\"id\":\"BAD-2\",\"affected\":[{" PKG(
+         "PyPI", "x") ",\"ranges\":[{\"type\":\"ECOSYSTEM\","
+                      "\"events\":[{\"introduced\":\"0\",\"fixed\":\"1.0\"}]}]}]}"},
+    {"bad/version.json", "{\"id\":\"BAD-3\",\"affected\":[{" PKG("Debian:12", "x") "," RANGE(
+                             "0", "not a version") "}]}"},
     {"bad/noid.json", "{\"summary\":\"no id\"}"},
     /* valid, but nothing an image can match */
     {"git-only.json",
@@ -375,15 +426,17 @@ static const struct {
   const char *name, *json;
 } osv_zip_members[] = {
     {"ALPINE-CVE-2023-6129.json",
-     "{\"id\":\"ALPINE-CVE-2023-6129\"," MOD "\"aliases\":[\"CVE-2023-6129\"],"
-     CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H") "\"affected\":[{" PKG("Alpine:v3.19", "openssl") ","
-     RANGE("0", "3.1.4-r6") "}]}"},
-    {"ALPINE-busybox.json",
-     "{\"id\":\"ALPINE-CVE-2023-42366\"," MOD "\"affected\":[{" PKG("Alpine:v3.19", "busybox") ","
-     RANGE("0", "1.36.1_p1-r0") "}]}"},
-    {"ALPINE-musl.json",
-     "{\"id\":\"ALPINE-CVE-2025-26519\"," MOD "\"affected\":[{" PKG("Alpine:v3.18", "musl") ","
-     RANGE("0", "1.2.5-r0") "}]}"},
+     "{\"id\":\"ALPINE-CVE-2023-6129\"," MOD "\"aliases\":[\"CVE-2023-6129\"]," CVSS3(
+         "AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H") "\"affected\":[{" PKG("Alpine:v3.19",
+                                                                      "openssl") "," RANGE("0",
+                                                                                           "3.1.4-"
+                                                                                           "r6") "}"
+                                                                                                 "]"
+                                                                                                 "}"},
+    {"ALPINE-busybox.json", "{\"id\":\"ALPINE-CVE-2023-42366\"," MOD "\"affected\":[{" PKG(
+                                "Alpine:v3.19", "busybox") "," RANGE("0", "1.36.1_p1-r0") "}]}"},
+    {"ALPINE-musl.json", "{\"id\":\"ALPINE-CVE-2025-26519\"," MOD "\"affected\":[{" PKG(
+                             "Alpine:v3.18", "musl") "," RANGE("0", "1.2.5-r0") "}]}"},
     {"notes.txt", "not json"},
 };
 

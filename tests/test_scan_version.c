@@ -20,8 +20,8 @@ static int run_cases(wv_vscheme_t s, const vcase_t *c, size_t n) {
     int r1 = wv_version_compare(s, c[i].a, c[i].b, &x);
     int r2 = wv_version_compare(s, c[i].b, c[i].a, &y);
     if (r1 || r2 || x != c[i].want || y != -c[i].want) {
-      fprintf(stderr, "  %s: %s vs %s: got %d/%d (rc %d/%d), want %d\n",
-              wv_version_scheme_name(s), c[i].a, c[i].b, x, y, r1, r2, c[i].want);
+      fprintf(stderr, "  %s: %s vs %s: got %d/%d (rc %d/%d), want %d\n", wv_version_scheme_name(s),
+              c[i].a, c[i].b, x, y, r1, r2, c[i].want);
       bad++;
     }
   }
@@ -34,21 +34,21 @@ TEST(dpkg_order) {
   static const vcase_t c[] = {
       {"1.0", "1.0", 0},
       {"1.0-1", "1.0-2", -1},
-      {"1.0", "1.0-0", 0},            /* an absent revision is "0" */
-      {"1:1.0", "2.0", 1},            /* epoch beats everything */
-      {"0:1.0", "1.0", 0},            /* epoch 0 is no epoch */
-      {"1.0~rc1", "1.0", -1},         /* tilde sorts before the end */
+      {"1.0", "1.0-0", 0},    /* an absent revision is "0" */
+      {"1:1.0", "2.0", 1},    /* epoch beats everything */
+      {"0:1.0", "1.0", 0},    /* epoch 0 is no epoch */
+      {"1.0~rc1", "1.0", -1}, /* tilde sorts before the end */
       {"1.0~rc1", "1.0~rc2", -1},
       {"1.0~~", "1.0~", -1},
       {"1.0~", "1.0", -1},
-      {"1.0", "1.0a", -1},            /* letters after the end */
-      {"1.0a", "1.0+", -1},           /* letters before non-letters */
+      {"1.0", "1.0a", -1},  /* letters after the end */
+      {"1.0a", "1.0+", -1}, /* letters before non-letters */
       {"1.0.1", "1.0a", 1},
-      {"2.30-1", "2.4-1", 1},         /* numeric, not lexical */
-      {"1.01", "1.1", 0},             /* leading zeros do not count */
+      {"2.30-1", "2.4-1", 1},               /* numeric, not lexical */
+      {"1.01", "1.1", 0},                   /* leading zeros do not count */
       {"3.0.11-1~deb12u2", "3.0.11-1", -1}, /* security update of a backport */
       {"3.0.11-1~deb12u2", "3.0.11-1~deb12u1", 1},
-      {"1.2.3-1+b1", "1.2.3-1", 1},   /* binNMU */
+      {"1.2.3-1+b1", "1.2.3-1", 1}, /* binNMU */
       {"7.88.1-10+deb12u5", "7.88.1-10+deb12u12", -1},
       {"1:2.38-4", "2.40-1", 1},
   };
@@ -66,18 +66,18 @@ TEST(apk_order) {
       {"1.0-r0", "1.0-r1", -1},
       {"1.0-r10", "1.0-r9", 1},
       {"1.0", "1.0-r0", -1},
-      {"1.0_rc1", "1.0", -1},         /* pre-release suffixes sort before */
+      {"1.0_rc1", "1.0", -1}, /* pre-release suffixes sort before */
       {"1.0_alpha1", "1.0_beta1", -1},
       {"1.0_beta2", "1.0_pre1", -1},
       {"1.0_pre1", "1.0_rc1", -1},
-      {"1.0_p1", "1.0", 1},           /* post-release suffixes after */
+      {"1.0_p1", "1.0", 1}, /* post-release suffixes after */
       {"1.0_git20230101", "1.0", 1},
       {"1.0a", "1.0", 1},
       {"1.0a", "1.0b", -1},
       {"1.0a", "1.0.1", -1},
       {"1.2.10", "1.2.9", 1},
       {"3.1.4-r5", "3.1.4_p1-r0", -1},
-      {"1.01", "1.1", -1},            /* a leading zero makes a fraction */
+      {"1.01", "1.1", -1}, /* a leading zero makes a fraction */
       {"1.001", "1.01", -1},
       {"2.36.1-r0", "2.36.1_rc2-r0", 1},
   };
@@ -90,8 +90,8 @@ TEST(apk_order) {
 
 TEST(pep440_order) {
   static const vcase_t c[] = {
-      {"1.0", "1.0.0", 0},            /* trailing zeros */
-      {"1.0.dev1", "1.0a1", -1},      /* dev release of the final before any pre-release */
+      {"1.0", "1.0.0", 0},       /* trailing zeros */
+      {"1.0.dev1", "1.0a1", -1}, /* dev release of the final before any pre-release */
       {"1.0a1.dev1", "1.0a1", -1},
       {"1.0a1", "1.0a2", -1},
       {"1.0a2", "1.0b1", -1},
@@ -100,12 +100,12 @@ TEST(pep440_order) {
       {"1.0", "1.0.post1.dev1", -1},
       {"1.0.post1.dev1", "1.0.post1", -1},
       {"1.0.post1", "1.0.1", -1},
-      {"1.0", "1.0+local", -1},       /* a local version is above its public one */
-      {"1.0+abc", "1.0+1", -1},       /* numeric local segments above strings */
+      {"1.0", "1.0+local", -1}, /* a local version is above its public one */
+      {"1.0+abc", "1.0+1", -1}, /* numeric local segments above strings */
       {"1.0+1.2", "1.0+1.10", -1},
       {"1.0+ubuntu1", "1.0+ubuntu1.1", -1},
-      {"1!0.5", "2.0", 1},            /* epoch */
-      {"1.0alpha1", "1.0a1", 0},      /* spellings */
+      {"1!0.5", "2.0", 1},       /* epoch */
+      {"1.0alpha1", "1.0a1", 0}, /* spellings */
       {"1.0c1", "1.0rc1", 0},
       {"1.0-1", "1.0.post1", 0},
       {"1.0.RC1", "1.0rc1", 0},
@@ -127,7 +127,7 @@ TEST(semver_order) {
       {"1.0.0-alpha.beta", "1.0.0-beta", -1},
       {"1.0.0-beta.2", "1.0.0-beta.11", -1},
       {"1.0.0-rc.1", "1.0.0", -1},
-      {"1.0.0+build.1", "1.0.0", 0},              /* build metadata ignored */
+      {"1.0.0+build.1", "1.0.0", 0}, /* build metadata ignored */
       {"v1.2.3", "1.2.3", 0},
       {"1.2", "1.2.0", 0},
       {"2.0.0", "10.0.0", -1},
@@ -140,8 +140,8 @@ TEST(semver_order) {
 
 TEST(cran_order) {
   static const vcase_t c[] = {
-      {"1.0-1", "1.0.1", 0},          /* '-' and '.' are the same separator */
-      {"1.0", "1.0-0", -1},           /* R: more components is newer */
+      {"1.0-1", "1.0.1", 0}, /* '-' and '.' are the same separator */
+      {"1.0", "1.0-0", -1},  /* R: more components is newer */
       {"0.9.10", "0.9.9", 1},
       {"1.2-14", "1.2-3", 1},
   };
@@ -153,9 +153,10 @@ TEST(cran_order) {
 TEST(conda_order) {
   /* conda's VersionOrder documentation, in order. */
   static const char *const chain[] = {
-      "0.4",    "0.4.1.rc", "0.4.1", "0.5a1",  "0.5b3",    "0.5C1",  "0.5",    "0.9.6",
-      "0.960923", "1.0",    "1.1dev1", "1.1_", "1.1a1", "1.1.0dev1", "1.1.a1", "1.1.0rc1",
-      "1.1.0",  "1.1.0post1", "1.1post1", "1996.07.12", "1!0.4.1", "1!3.1.1.6", "2!0.4.1",
+      "0.4",      "0.4.1.rc",   "0.4.1",    "0.5a1",     "0.5b3",   "0.5C1",
+      "0.5",      "0.9.6",      "0.960923", "1.0",       "1.1dev1", "1.1_",
+      "1.1a1",    "1.1.0dev1",  "1.1.a1",   "1.1.0rc1",  "1.1.0",   "1.1.0post1",
+      "1.1post1", "1996.07.12", "1!0.4.1",  "1!3.1.1.6", "2!0.4.1",
   };
   int bad = 0;
   for (size_t i = 0; i + 1 < sizeof chain / sizeof chain[0]; i++) {
@@ -164,7 +165,7 @@ TEST(conda_order) {
   }
   CHECK_EQ_INT(bad, 0);
   static const vcase_t eq[] = {
-      {"0.4.1.rc", "0.4.1.RC", 0}, {"1.1.0dev1", "1.1.dev1", 0}, {"1.1.0", "1.1", 0},
+      {"0.4.1.rc", "0.4.1.RC", 0},    {"1.1.0dev1", "1.1.dev1", 0}, {"1.1.0", "1.1", 0},
       {"1.1.0post1", "1.1.post1", 0}, {"1.2.3+4", "1.2.3+5", -1},
   };
   RUN(WV_VER_CONDA, eq);
