@@ -27,6 +27,8 @@ static int numcmp(const char *a, size_t an, const char *b, size_t bn) {
     b++, bn--;
   if (an != bn)
     return an < bn ? -1 : 1;
+  if (an == 0) /* both empty (an absent number may be NULL) */
+    return 0;
   int c = memcmp(a, b, an);
   return sign(c);
 }

@@ -241,5 +241,36 @@ TEST(import_bad_paths) {
   tmpdir_remove(dir);
 }
 
+/* Mutated records are imported or rejected, never crash; every record read is accounted for. */
+TEST(import_mutations) {
+  char dir[256], path[600];
+  CHECK(tmpdir_make(dir, "scan-osvmut"));
+  snprintf(path, sizeof path, "%s/state", dir);
+  wv_store_t *st;
+  CHECK_OK(wv_store_open(&st, path, 0, 0));
+  wv_osv_import_t *imp;
+  CHECK_OK(wv_osv_import_new(&imp, st, NULL, NULL));
+  uint32_t r = 777;
+  for (int i = 0; i < 600; i++) {
+    const char *src = osv_files[(size_t)i % (sizeof osv_files / sizeof osv_files[0])].json;
+    char buf[2048];
+    size_t n = strlen(src);
+    memcpy(buf, src, n);
+    for (int k = 0; k < 1 + i % 3; k++) {
+      r = r * 1103515245u + 12345u;
+      buf[(r >> 8) % n] = "{}[]\",:0 aZ~-."[(r >> 3) % 14];
+    }
+    CHECK_OK(wv_osv_import_json(imp, "mutant", buf, n));
+  }
+  CHECK_OK(wv_osv_import_commit(imp));
+  wv_osv_stats_t s;
+  wv_osv_import_stats(imp, &s);
+  CHECK_EQ_INT(s.read, s.imported + s.unchanged + s.withdrawn + s.ignored + s.rejected);
+  CHECK(s.rejected > 0 && s.imported > 0);
+  wv_osv_import_free(imp);
+  wv_store_close(st);
+  tmpdir_remove(dir);
+}
+
 WV_TESTS(T(cvss3_scores), T(severity_levels), T(affected_ranges), T(import_counts_and_updates),
-         T(import_bad_paths))
+         T(import_bad_paths), T(import_mutations))
