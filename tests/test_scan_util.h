@@ -311,174 +311,94 @@ static inline int image_write(const char *dir) {
 #define PKG(eco, name) "\"package\":{\"ecosystem\":\"" eco "\",\"name\":\"" name "\"}"
 #define CVSS3(v) "\"severity\":[{\"type\":\"CVSS_V3\",\"score\":\"CVSS:3.1/" v "\"}],"
 
+/* JSON text reads better unwrapped. */
+// clang-format off
 static const struct {
   const char *file, *json;
-} osv_files
-    [] =
-        {
-            {"debian/openssl.json", "{\"id\":\"DEBIAN-CVE-2023-5678\"," MOD
-                                    "\"upstream\":[\"CVE-2023-5678\"],"
-                                    "\"summary\":\"openssl: excessive time in DH key "
-                                    "generation\"," CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H") "\"affected\":[{" PKG(
-                                        "Debian:12",
-                                        "openssl") "," RANGE("0",
-                                                             "3.0.11-1~deb12u2") "},"
-                                                                                 "{" PKG(
-                                                                                     "Debian:11",
-                                                                                     "open"
-                                                                                     "ssl") "," RANGE("0",
-                                                                                                      "1.1.1w-0+"
-                                                                                                      "deb11u1") "}]}"},
-            {"debian/zlib.json",
-             "{\"id\":\"CVE-2022-37434\"," MOD "\"affected\":[{" PKG("Debian:12", "zlib") "," RANGE(
-                 "0", "1:1.2.13.dfsg-1") "}],\"database_specific\":{\"severity\":\"critical\"}}"},
-            {"debian/bash.json",
-             "{\"id\":\"DEBIAN-CVE-2022-3715\"," MOD
-             "\"upstream\":[\"CVE-2022-3715\"],\"summary\":\"bash: "
-             "a heap-buffer-overflow in valid_parameter_transform\",\"affected\":[{" PKG(
-                 "Debian:12",
-                 "bash") "," RANGE("0",
-                                   "5.2.15-3") ",\"database_specific\":{\"severity\":\"low\"}}]}"},
-            {"debian/curl.json",
-             "[{\"id\":\"CVE-2024-2398\"," MOD
-             "\"summary\":\"curl: HTTP/2 push headers memory-leak\"," CVSS3(
-                 "AV:N/AC:L/"
-                 "PR:N/UI:N/"
-                 "S:U/C:L/"
-                 "I:L/A:L") "\"affected\":[{" PKG("Debian:12",
-                                                  "curl") "," RANGE("0",
-                                                                    "7.88.1-10+deb12u5") "}]},"
-                                                                                         "{\"id\":"
-                                                                                         "\"UBUNTU-"
-                                                                                         "CVE-2024-"
-                                                                                         "2398\""
-                                                                                         "," MOD
-                                                                                         "\"aliases"
-                                                                                         "\":["
-                                                                                         "\"CVE-"
-                                                                                         "2024-"
-                                                                                         "2398\"],"
-                                                                                         "\"affecte"
-                                                                                         "d\":["
-                                                                                         "{" PKG(
-                                                                                             "Ubunt"
-                                                                                             "u:22."
-                                                                                             "04:"
-                                                                                             "LTS",
-                                                                                             "curl") "," RANGE("0",
-                                                                                                               "9.0") "}"
-                                                                                                                      "]"
-                                                                                                                      "}"
-                                                                                                                      "]"},
-            {"pypi/requests.json",
-             "{\"id\":\"GHSA-j8r2-6x86-q33q\"," MOD
-             "\"aliases\":[\"CVE-2023-32681\",\"PYSEC-2023-74\"],"
-             "\"summary\":\"Unintended leak of Proxy-Authorization header in requests\"," CVSS3(
-                 "AV:N/AC:H/"
-                 "PR:N/UI:R/"
-                 "S:C/C:H/"
-                 "I:N/A:N") "\"affected\":[{" PKG("PyPI",
-                                                  "requests") "," RANGE("2.3.0",
-                                                                        "2.31.0") "}],"
-                                                                                  "\"references\":["
-                                                                                  "{\"type\":"
-                                                                                  "\"ADVISORY\","
-                                                                                  "\"url\":\"https:"
-                                                                                  "//x\"}]}"},
-            {"pypi/requests-pysec.json", "{\"id\":\"PYSEC-2023-74\"," MOD
-                                         "\"aliases\":[\"CVE-2023-32681\"],\"affected\":[{" PKG(
-                                             "PyPI", "requests") "," RANGE("0", "2.31.0") "}]}"},
-            {"pypi/jinja2.json",
-             "{\"id\":\"GHSA-h5c8-rqwp-cp95\"," MOD
-             "\"aliases\":[\"CVE-2024-22195\"],\"summary\":\"Jinja "
-             "vulnerable to HTML attribute injection\"," CVSS3("AV:N/AC:L/PR:N/UI:R/S:U/C:L/I:L/"
-                                                               "A:N") "\"affected\":[{" PKG(
-                 "PyPI", "jinja2") "," RANGE("0", "3.1.3") "}]}"},
-            {"pypi/urllib3.json",
-             "{\"id\":\"GHSA-v845-jxx5-vc9f\"," MOD "\"aliases\":[\"CVE-2023-43804\"]," CVSS3(
-                 "AV:N/AC:H/PR:H/UI:N/S:U/C:H/I:H/A:N") "\"affected\":[{" PKG("PyPI",
-                                                                              "urllib3") ","
-                                                                                         "\"ranges"
-                                                                                         "\":[{"
-                                                                                         "\"type\":"
-                                                                                         "\"ECOSYST"
-                                                                                         "EM\","
-                                                                                         "\"events"
-                                                                                         "\":[{"
-                                                                                         "\"introdu"
-                                                                                         "ced\":"
-                                                                                         "\"0\"},{"
-                                                                                         "\"fixed\""
-                                                                                         ":\"1.26."
-                                                                                         "17\"}]},"
-                                                                                         "{\"type\""
-                                                                                         ":"
-                                                                                         "\"ECOSYST"
-                                                                                         "EM\","
-                                                                                         "\"events"
-                                                                                         "\":[{"
-                                                                                         "\"fixed\""
-                                                                                         ":\"2.0."
-                                                                                         "6\"},{"
-                                                                                         "\"introdu"
-                                                                                         "ced\":"
-                                                                                         "\"2.0."
-                                                                                         "0\"}]}]}]"
-                                                                                         "}"},
-            {"pypi/pyyaml.json",
-             "{\"id\":\"PYSEC-2021-142\"," MOD "\"aliases\":[\"CVE-2020-14343\"]," CVSS3(
-                 "AV:N/AC:L/PR:N/UI:N/S:U/C:H/"
-                 "I:H/A:H") "\"affected\":[{" PKG("PyPI", "PyYAML") "," RANGE("0", "5.4") "}]}"},
-            {"pypi/long.json",
-             "{\"id\":\"PYSEC-2099-1\"," MOD
-                 CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H") "\"affected\":[{" PKG(
-                     "PyPI", "a-very-long-distribution-name-that-makes-the-path-longer-"
-                             "than-a-ustar-name") ",\"versions\":[\"0.9\",\"1.0\"]}]}"},
-            {"conda/numpy.json",
-             "{\"id\":\"WAVED-TEST-0001\"," MOD
-             "\"aliases\":[\"CVE-2021-34141\"],\"details\":\"Incomplete "
-             "string comparison in numpy.core\\nmore text\",\"affected\":[{" PKG(
-                 "conda", "numpy") "," RANGE("0", "1.26.0") "}],\"database_specific\":{"
-                                                            "\"severity\":\"MODERATE\"}}"},
-            {"cran/jsonlite.json",
-             "{\"id\":\"CRAN-2099-1\"," MOD
-             "\"summary\":\"jsonlite test advisory\",\"severity\":[{\"type\":"
-             "\"CVSS_V2\",\"score\":\"AV:N/AC:L/Au:N/C:P/I:P/A:P\"}],\"affected\":[{" PKG(
-                 "CRAN", "jsonlite") "," RANGE("0", "1.8.5") "}]}"},
-            /* malformed: each is rejected with a message, the import goes on */
-            {"bad/not-json.json", "{ not json"},
-            {"bad/affected.json", "{\"id\":\"BAD-1\",\"affected\":{\"package\":{}}}"},
-            {"bad/events.json",
-             "{\"id\":\"BAD-2\",\"affected\":[{" PKG(
-                 "PyPI", "x") ",\"ranges\":[{\"type\":\"ECOSYSTEM\","
-                              "\"events\":[{\"introduced\":\"0\",\"fixed\":\"1.0\"}]}]}]}"},
-            {"bad/version.json", "{\"id\":\"BAD-3\",\"affected\":[{" PKG(
-                                     "Debian:12", "x") "," RANGE("0", "not a version") "}]}"},
-            {"bad/noid.json", "{\"summary\":\"no id\"}"},
-            /* valid, but nothing an image can match */
-            {"git-only.json", "{\"id\":\"OSV-GIT-1\",\"affected\":[{\"ranges\":[{\"type\":\"GIT\","
-                              "\"repo\":\"https://x\","
-                              "\"events\":[{\"introduced\":\"abc\"}]}]}]}"},
-            {"readme.txt", "not a record"},
+} osv_files[] = {
+    {"debian/openssl.json",
+     "{\"id\":\"DEBIAN-CVE-2023-5678\"," MOD "\"upstream\":[\"CVE-2023-5678\"],"
+     "\"summary\":\"openssl: excessive time in DH key generation\"," CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H")
+     "\"affected\":[{" PKG("Debian:12", "openssl") "," RANGE("0", "3.0.11-1~deb12u2") "},"
+     "{" PKG("Debian:11", "openssl") "," RANGE("0", "1.1.1w-0+deb11u1") "}]}"},
+    {"debian/zlib.json",
+     "{\"id\":\"CVE-2022-37434\"," MOD "\"affected\":[{" PKG("Debian:12", "zlib") ","
+     RANGE("0", "1:1.2.13.dfsg-1") "}],\"database_specific\":{\"severity\":\"critical\"}}"},
+    {"debian/bash.json",
+     "{\"id\":\"DEBIAN-CVE-2022-3715\"," MOD "\"upstream\":[\"CVE-2022-3715\"],\"summary\":\"bash: "
+     "a heap-buffer-overflow in valid_parameter_transform\",\"affected\":[{" PKG("Debian:12", "bash")
+     "," RANGE("0", "5.2.15-3") ",\"database_specific\":{\"severity\":\"low\"}}]}"},
+    {"debian/curl.json",
+     "[{\"id\":\"CVE-2024-2398\"," MOD "\"summary\":\"curl: HTTP/2 push headers memory-leak\","
+     CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:L/I:L/A:L") "\"affected\":[{" PKG("Debian:12", "curl") ","
+     RANGE("0", "7.88.1-10+deb12u5") "}]},"
+     "{\"id\":\"UBUNTU-CVE-2024-2398\"," MOD "\"aliases\":[\"CVE-2024-2398\"],\"affected\":[{"
+     PKG("Ubuntu:22.04:LTS", "curl") "," RANGE("0", "9.0") "}]}]"},
+    {"pypi/requests.json",
+     "{\"id\":\"GHSA-j8r2-6x86-q33q\"," MOD "\"aliases\":[\"CVE-2023-32681\",\"PYSEC-2023-74\"],"
+     "\"summary\":\"Unintended leak of Proxy-Authorization header in requests\","
+     CVSS3("AV:N/AC:H/PR:N/UI:R/S:C/C:H/I:N/A:N") "\"affected\":[{" PKG("PyPI", "requests") ","
+     RANGE("2.3.0", "2.31.0") "}],\"references\":[{\"type\":\"ADVISORY\",\"url\":\"https://x\"}]}"},
+    {"pypi/requests-pysec.json",
+     "{\"id\":\"PYSEC-2023-74\"," MOD "\"aliases\":[\"CVE-2023-32681\"],\"affected\":[{"
+     PKG("PyPI", "requests") "," RANGE("0", "2.31.0") "}]}"},
+    {"pypi/jinja2.json",
+     "{\"id\":\"GHSA-h5c8-rqwp-cp95\"," MOD "\"aliases\":[\"CVE-2024-22195\"],\"summary\":\"Jinja "
+     "vulnerable to HTML attribute injection\"," CVSS3("AV:N/AC:L/PR:N/UI:R/S:U/C:L/I:L/A:N")
+     "\"affected\":[{" PKG("PyPI", "jinja2") "," RANGE("0", "3.1.3") "}]}"},
+    {"pypi/urllib3.json",
+     "{\"id\":\"GHSA-v845-jxx5-vc9f\"," MOD "\"aliases\":[\"CVE-2023-43804\"],"
+     CVSS3("AV:N/AC:H/PR:H/UI:N/S:U/C:H/I:H/A:N") "\"affected\":[{" PKG("PyPI", "urllib3") ","
+     "\"ranges\":[{\"type\":\"ECOSYSTEM\",\"events\":[{\"introduced\":\"0\"},{\"fixed\":\"1.26.17\"}]},"
+     "{\"type\":\"ECOSYSTEM\",\"events\":[{\"fixed\":\"2.0.6\"},{\"introduced\":\"2.0.0\"}]}]}]}"},
+    {"pypi/pyyaml.json",
+     "{\"id\":\"PYSEC-2021-142\"," MOD "\"aliases\":[\"CVE-2020-14343\"],"
+     CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H") "\"affected\":[{" PKG("PyPI", "PyYAML") ","
+     RANGE("0", "5.4") "}]}"},
+    {"pypi/long.json",
+     "{\"id\":\"PYSEC-2099-1\"," MOD CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H")
+     "\"affected\":[{" PKG("PyPI", "a-very-long-distribution-name-that-makes-the-path-longer-than-a-ustar-name")
+     ",\"versions\":[\"0.9\",\"1.0\"]}]}"},
+    {"conda/numpy.json",
+     "{\"id\":\"WAVED-TEST-0001\"," MOD "\"aliases\":[\"CVE-2021-34141\"],\"details\":\"Incomplete "
+     "string comparison in numpy.core\\nmore text\",\"affected\":[{" PKG("conda", "numpy") ","
+     RANGE("0", "1.26.0") "}],\"database_specific\":{\"severity\":\"MODERATE\"}}"},
+    {"cran/jsonlite.json",
+     "{\"id\":\"CRAN-2099-1\"," MOD "\"summary\":\"jsonlite test advisory\",\"severity\":[{\"type\":"
+     "\"CVSS_V2\",\"score\":\"AV:N/AC:L/Au:N/C:P/I:P/A:P\"}],\"affected\":[{" PKG("CRAN", "jsonlite")
+     "," RANGE("0", "1.8.5") "}]}"},
+    /* malformed: each is rejected with a message, the import goes on */
+    {"bad/not-json.json", "{ not json"},
+    {"bad/affected.json", "{\"id\":\"BAD-1\",\"affected\":{\"package\":{}}}"},
+    {"bad/events.json",
+     "{\"id\":\"BAD-2\",\"affected\":[{" PKG("PyPI", "x") ",\"ranges\":[{\"type\":\"ECOSYSTEM\","
+     "\"events\":[{\"introduced\":\"0\",\"fixed\":\"1.0\"}]}]}]}"},
+    {"bad/version.json",
+     "{\"id\":\"BAD-3\",\"affected\":[{" PKG("Debian:12", "x") "," RANGE("0", "not a version") "}]}"},
+    {"bad/noid.json", "{\"summary\":\"no id\"}"},
+    /* valid, but nothing an image can match */
+    {"git-only.json",
+     "{\"id\":\"OSV-GIT-1\",\"affected\":[{\"ranges\":[{\"type\":\"GIT\",\"repo\":\"https://x\","
+     "\"events\":[{\"introduced\":\"abc\"}]}]}]}"},
+    {"readme.txt", "not a record"},
 };
 
 static const struct {
   const char *name, *json;
 } osv_zip_members[] = {
     {"ALPINE-CVE-2023-6129.json",
-     "{\"id\":\"ALPINE-CVE-2023-6129\"," MOD "\"aliases\":[\"CVE-2023-6129\"]," CVSS3(
-         "AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H") "\"affected\":[{" PKG("Alpine:v3.19",
-                                                                      "openssl") "," RANGE("0",
-                                                                                           "3.1.4-"
-                                                                                           "r6") "}"
-                                                                                                 "]"
-                                                                                                 "}"},
-    {"ALPINE-busybox.json", "{\"id\":\"ALPINE-CVE-2023-42366\"," MOD "\"affected\":[{" PKG(
-                                "Alpine:v3.19", "busybox") "," RANGE("0", "1.36.1_p1-r0") "}]}"},
-    {"ALPINE-musl.json", "{\"id\":\"ALPINE-CVE-2025-26519\"," MOD "\"affected\":[{" PKG(
-                             "Alpine:v3.18", "musl") "," RANGE("0", "1.2.5-r0") "}]}"},
+     "{\"id\":\"ALPINE-CVE-2023-6129\"," MOD "\"aliases\":[\"CVE-2023-6129\"],"
+     CVSS3("AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H") "\"affected\":[{" PKG("Alpine:v3.19", "openssl") ","
+     RANGE("0", "3.1.4-r6") "}]}"},
+    {"ALPINE-busybox.json",
+     "{\"id\":\"ALPINE-CVE-2023-42366\"," MOD "\"affected\":[{" PKG("Alpine:v3.19", "busybox") ","
+     RANGE("0", "1.36.1_p1-r0") "}]}"},
+    {"ALPINE-musl.json",
+     "{\"id\":\"ALPINE-CVE-2025-26519\"," MOD "\"affected\":[{" PKG("Alpine:v3.18", "musl") ","
+     RANGE("0", "1.2.5-r0") "}]}"},
     {"notes.txt", "not json"},
 };
+// clang-format on
 
 /* Writes dir/osv/... (18 files) and dir/alpine.zip. Returns 0 or -1. */
 static inline int osv_dataset_write(const char *dir) {
