@@ -19,6 +19,7 @@
 #include "http/router.h"
 #include "http/server.h"
 #include "registry/upstream.h"
+#include "scan/osv.h"
 #include "storage/cas.h"
 #include "storage/jobstore.h"
 #include "storage/store.h"
@@ -37,12 +38,14 @@
 typedef struct {
   const char *config_path;
   const char *host;
-  int port; /* -1 = from config */
+  int port;               /* -1 = from config */
+  const char *import_osv; /* --import-osv PATH: import vulnerability data and exit */
 } cli_t;
 
 static void usage(FILE *out) {
   fprintf(out,
           "Usage: waved [--config FILE] [--host ADDR] [--port N]\n"
+          "       waved [--config FILE] --import-osv PATH\n"
           "       waved --help | --version\n"
           "\n"
           "Serves the Wave API and the Docker Registry v2 API (spec: docs, config.yml).\n"
@@ -51,6 +54,8 @@ static void usage(FILE *out) {
           "                 else the embedded defaults)\n"
           "  --host ADDR    bind address, overrides server.host\n"
           "  --port N       port, overrides server.port and WAVE_SERVER_PORT (0 = any free port)\n"
+          "  --import-osv PATH  import OSV vulnerability records (a directory of .json\n"
+          "                 files, a .json file or a .zip) into the state store, then exit\n"
           "  --help         this text and every configuration key\n"
           "  --version      print the version and exit\n"
           "\n");
@@ -61,6 +66,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
   cli->config_path = NULL;
   cli->host = NULL;
   cli->port = -1;
+  cli->import_osv = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool has_val = i + 1 < argc;
@@ -75,6 +81,8 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
     }
     if (strcmp(a, "--config") == 0 && has_val) {
       cli->config_path = argv[++i];
+    } else if (strcmp(a, "--import-osv") == 0 && has_val) {
+      cli->import_osv = argv[++i];
     } else if (strcmp(a, "--host") == 0 && has_val) {
       cli->host = argv[++i];
     } else if (strcmp(a, "--port") == 0 && has_val) {
@@ -248,6 +256,12 @@ int main(int argc, char **argv) {
   if (load_config(&cli, &cfg)) {
     wv_config_free(&cfg);
     return 2;
+  }
+
+  if (cli.import_osv) { /* an operator command: no server */
+    rc = wv_osv_import_main(cfg.storage_path, cfg.storage_map_size, cli.import_osv);
+    wv_config_free(&cfg);
+    return rc;
   }
 
   wv_app_t app = {0};

@@ -75,10 +75,16 @@
 #define MAX_DBS 16
 #define SWEEP_BATCH 1024
 
-static const char *const db_names[WV_DB_COUNT + 1] = {
+static const char *const db_names[] = {
     "tokens", "requests",  "builds", "build_targets", "counters", "mirrors",
-    "scans",  "manifests", "meta",   "jobs",          "embedded", "expiry",
+    "scans",  "manifests", "meta",   "jobs",          "embedded", "vulns",
+    "expiry",
 };
+/* One name per wv_db_t, plus the internal expiry index last: a database added
+ * to the enum without a name here must not compile (it would otherwise open
+ * under the next name). */
+_Static_assert(sizeof db_names / sizeof db_names[0] == WV_DB_COUNT + 1,
+               "db_names must name every wv_db_t and the expiry index");
 
 /* One op of a request; key and val point into the request's own allocation. */
 struct iop {
