@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -85,6 +86,13 @@ static pid_t start(const char *bin, int port, const char *dir) {
   return pid;
 }
 
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  return remove(path);
+}
+
+/* Removes a run's data directory. */
+static void rm_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
@@ -103,8 +111,9 @@ int main(int argc, char **argv) {
     runs = 10;
   double *t = calloc((size_t)runs, sizeof *t);
   pid_t pid = 0;
+  char dir[] = "/tmp/waved-footprint-XXXXXX";
   for (int i = 0; i < runs; i++) {
-    char dir[] = "/tmp/waved-footprint-XXXXXX";
+    strcpy(dir, "/tmp/waved-footprint-XXXXXX");
     if (!mkdtemp(dir))
       return perror("mkdtemp"), 1;
     int port = free_port();
@@ -121,6 +130,7 @@ int main(int argc, char **argv) {
     if (i < runs - 1) {
       kill(pid, SIGTERM);
       waitpid(pid, NULL, 0);
+      rm_tree(dir);
     }
   }
   sleep(1);
@@ -128,6 +138,7 @@ int main(int argc, char **argv) {
   kill(pid, SIGTERM);
   int status = 0;
   waitpid(pid, &status, 0);
+  rm_tree(dir);
   qsort(t, (size_t)runs, sizeof *t, cmp);
   printf("runs: %d\n", runs);
   printf("start-to-ready: median %.1f ms, worst %.1f ms\n", t[runs / 2], t[runs - 1]);

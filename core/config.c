@@ -49,6 +49,22 @@ typedef struct {
 
 static int check_url(const char *s, char *why, size_t whylen);
 static int check_level(const char *s, char *why, size_t whylen);
+static int check_builder(const char *s, char *why, size_t whylen);
+
+/* Default builder command templates (docs/builds.md lists the placeholders). */
+#define BUILDAH "buildah --root {workspace}/buildah/root --runroot {workspace}/buildah/runroot " \
+                "--storage-driver vfs"
+#define BUILDAH_BUILD                                                                     \
+  BUILDAH " build --isolation chroot --runtime /usr/sbin/runc --tls-verify={tls-verify} " \
+          "--authfile {authfile} --platform {platform} -f {containerfile} -t {image} {context}"
+#define BUILDAH_PUSH                                                        \
+  BUILDAH " push --tls-verify={tls-verify} --authfile {authfile} --digestfile " \
+          "{workdir}/digest {image} {dest}"
+#define BUILDAH_CLEANUP BUILDAH " rmi {image}"
+#define BUILDKIT_BUILD                                                                        \
+  "buildctl --addr unix:///run/buildkit/buildkitd.sock build --frontend dockerfile.v0 "     \
+  "--local dockerfile={workdir} --opt filename=Containerfile --local context={context} "    \
+  "--opt platform={platform} --output {output}"
 
 #define OFF(f) offsetof(wv_config_t, f)
 #define DAY_MS (24LL * 3600 * 1000)
@@ -137,6 +153,31 @@ static const entry_t schema[] = {
      "Period of the expiry sweeper."},
     {"storage.commit-delay", T_DUR_US, OFF(commit_delay_us), "200us", 0, 1000000, NULL, NULL,
      "Group-commit window: writes arriving within it share one fsync."},
+    {"wave.build.workspace", T_STR, OFF(build_workspace), "", 0, 0, NULL, "wave.build.workspace",
+     "Work directory of builds (one sub-directory per build); empty = <storage.path>/build."},
+    {"wave.build.repo", T_STR, OFF(build_repo), "", 0, 0, NULL, "wave.build.repo",
+     "Repository builds are pushed to (host[:port]/path); empty = the embedded registry."},
+    {"wave.build.timeout", T_DUR_MS, OFF(build_timeout_ms), "15m", 1000, 7 * DAY_MS, NULL,
+     "wave.build.timeout", "Maximum duration of a build; past it the build fails."},
+    {"wave.build.trusted-timeout", T_DUR_MS, OFF(build_trusted_timeout_ms), "25m", 1000,
+     7 * DAY_MS, NULL, "wave.build.trusted-timeout",
+     "Maximum duration of an authenticated freeze build (used when longer than the timeout)."},
+    {"wave.build.memory", T_SIZE, OFF(build_memory), "3600MiB", 16LL << 20, 1LL << 40, NULL, NULL,
+     "Memory limit of a build's processes (cgroup, else RLIMIT_AS; docs/jobs.md)."},
+    {"wave.build.max-concurrent", T_INT, OFF(build_max_concurrent), "4", 1, 256, NULL, NULL,
+     "Builds running at once; more wait in a queue."},
+    {"wave.build.kill-grace", T_DUR_MS, OFF(build_kill_grace_ms), "10s", 0, 600000, NULL, NULL,
+     "Delay between SIGTERM and SIGKILL when a build passes its deadline."},
+    {"wave.build.builder", T_STR, OFF(build_builder), "buildah", 0, 0, check_builder, NULL,
+     "Builder backend: buildah or buildkit."},
+    {"wave.build.buildah.build", T_STR, OFF(build_buildah_build), BUILDAH_BUILD, 0, 0, NULL, NULL,
+     "Command template of the buildah build step."},
+    {"wave.build.buildah.push", T_STR, OFF(build_buildah_push), BUILDAH_PUSH, 0, 0, NULL, NULL,
+     "Command template of the buildah push step."},
+    {"wave.build.buildah.cleanup", T_STR, OFF(build_buildah_cleanup), BUILDAH_CLEANUP, 0, 0, NULL,
+     NULL, "Command template run after the push (failure ignored); empty = none."},
+    {"wave.build.buildkit.build", T_STR, OFF(build_buildkit_build), BUILDKIT_BUILD, 0, 0, NULL,
+     NULL, "Command template of the buildkit build (it pushes itself)."},
     {"log.level", T_STR, OFF(log_level), "info", 0, 0, check_level, NULL,
      "Log level: debug, info, warn, error or off."},
 };
@@ -351,6 +392,13 @@ static int check_level(const char *s, char *why, size_t whylen) {
   if (wv_log_level_parse(s, &lvl) == 0)
     return 0;
   snprintf(why, whylen, "invalid log level '%s' (expected debug, info, warn, error or off)", s);
+  return WV_EINVAL;
+}
+
+static int check_builder(const char *s, char *why, size_t whylen) {
+  if (strcmp(s, "buildah") == 0 || strcmp(s, "buildkit") == 0)
+    return 0;
+  snprintf(why, whylen, "unknown builder '%s' (expected buildah or buildkit)", s);
   return WV_EINVAL;
 }
 

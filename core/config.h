@@ -81,6 +81,20 @@ typedef struct {
   int64_t sweep_interval_ms; /* storage.sweep-interval, 60s */
   int64_t commit_delay_us;   /* storage.commit-delay, 200us (group-commit window) */
 
+  /* wave.build.* — builds and the job engine (docs/jobs.md, docs/builds.md) */
+  char *build_workspace;        /* wave.build.workspace, "" = <storage.path>/build */
+  char *build_repo;             /* wave.build.repo, "" = the embedded registry */
+  int64_t build_timeout_ms;     /* wave.build.timeout, 15m */
+  int64_t build_trusted_timeout_ms; /* wave.build.trusted-timeout, 25m */
+  uint64_t build_memory;        /* wave.build.memory, 3600MiB */
+  int build_max_concurrent;     /* wave.build.max-concurrent, 4 */
+  int64_t build_kill_grace_ms;  /* wave.build.kill-grace, 10s */
+  char *build_builder;          /* wave.build.builder, "buildah" | "buildkit" */
+  char *build_buildah_build;    /* wave.build.buildah.build, command template */
+  char *build_buildah_push;     /* wave.build.buildah.push, command template */
+  char *build_buildah_cleanup;  /* wave.build.buildah.cleanup, command template ("" = none) */
+  char *build_buildkit_build;   /* wave.build.buildkit.build, command template */
+
   /* log.* */
   char *log_level; /* log.level, "info" */
 

@@ -11,14 +11,18 @@
 #include "core/app.h"
 #include "core/config.h"
 #include "core/err.h"
+#include "core/job.h"
 #include "core/log.h"
+#include "build/builder.h"
 #include "http/client.h"
 #include "http/routes_basic.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "registry/proxy.h"
 #include "registry/upstream.h"
+#include "scan/osv.h"
 #include "storage/cas.h"
+#include "storage/jobstore.h"
 #include "storage/store.h"
 #include "version.h"
 
@@ -35,12 +39,14 @@
 typedef struct {
   const char *config_path;
   const char *host;
-  int port; /* -1 = from config */
+  int port;               /* -1 = from config */
+  const char *import_osv; /* --import-osv PATH: import vulnerability data and exit */
 } cli_t;
 
 static void usage(FILE *out) {
   fprintf(out,
           "Usage: waved [--config FILE] [--host ADDR] [--port N]\n"
+          "       waved [--config FILE] --import-osv PATH\n"
           "       waved --help | --version\n"
           "\n"
           "Serves the Wave API and the Docker Registry v2 API (spec: docs, config.yml).\n"
@@ -49,6 +55,8 @@ static void usage(FILE *out) {
           "                 else the embedded defaults)\n"
           "  --host ADDR    bind address, overrides server.host\n"
           "  --port N       port, overrides server.port and WAVE_SERVER_PORT (0 = any free port)\n"
+          "  --import-osv PATH  import OSV vulnerability records (a directory of .json\n"
+          "                 files, a .json file or a .zip) into the state store, then exit\n"
           "  --help         this text and every configuration key\n"
           "  --version      print the version and exit\n"
           "\n");
@@ -59,6 +67,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
   cli->config_path = NULL;
   cli->host = NULL;
   cli->port = -1;
+  cli->import_osv = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool has_val = i + 1 < argc;
@@ -73,6 +82,8 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
     }
     if (strcmp(a, "--config") == 0 && has_val) {
       cli->config_path = argv[++i];
+    } else if (strcmp(a, "--import-osv") == 0 && has_val) {
+      cli->import_osv = argv[++i];
     } else if (strcmp(a, "--host") == 0 && has_val) {
       cli->host = argv[++i];
     } else if (strcmp(a, "--port") == 0 && has_val) {
@@ -166,6 +177,44 @@ static void close_services(wv_app_t *app) {
   wv_http_global_cleanup();
 }
 
+/* ---- JOBS ---- the job engine: records in the state store, the build kind. */
+
+/* Ended job records expire after a week; the front door's build records outlive them. */
+#define JOB_RECORD_TTL_MS (7LL * 24 * 3600 * 1000)
+
+static wv_jobstore_t jobstore; /* must outlive the engine */
+static wv_job_persist_t job_persist;
+
+static int start_jobs(const wv_config_t *cfg, wv_app_t *app) {
+  char logs[PATH_MAX], live[PATH_MAX + 8], ws[PATH_MAX], self[PATH_MAX];
+  wv_job_opts_t o;
+  int rc;
+  snprintf(logs, sizeof logs, "%s/logs", cfg->storage_path);
+  snprintf(live, sizeof live, "%s/live", logs);
+  snprintf(ws, sizeof ws, "%s", *cfg->build_workspace ? cfg->build_workspace : "");
+  if (!*ws)
+    snprintf(ws, sizeof ws, "%s/build", cfg->storage_path);
+  if (mkdir(ws, 0700) != 0 && errno != EEXIST) {
+    wv_error("cannot create the build workspace %s: %s", ws, strerror(errno));
+    return WV_EIO;
+  }
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  self[n > 0 ? n : 0] = '\0';
+  if ((rc = wv_jobstore_init(&jobstore, app->store, logs, JOB_RECORD_TTL_MS, &job_persist)))
+    return rc;
+  wv_job_opts_init(&o);
+  o.log_dir = live;
+  o.persist = &job_persist;
+  o.exec_path = n > 0 ? self : NULL; /* the --job-exec wrapper applies memory limits */
+  o.kill_grace_ms = cfg->build_kill_grace_ms;
+  rc = wv_job_engine_new(&o, &app->jobs);
+  rc = rc ? rc : wv_builder_register(app->jobs, cfg, app->store, app->cas);
+  rc = rc ? rc : wv_job_engine_start(app->jobs);
+  if (rc)
+    wv_error("cannot start the job engine: %s", wv_strerror(rc));
+  return rc;
+}
+
 static void on_signal(uv_signal_t *sig, int signum) {
   wv_info("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
   uv_stop(sig->loop);
@@ -193,6 +242,9 @@ static void wait_for_signal(void) {
 }
 
 int main(int argc, char **argv) {
+  /* The job engine runs builders through this wrapper (cgroup, RLIMIT_AS, exec). */
+  if (argc > 1 && strcmp(argv[1], "--job-exec") == 0)
+    return wv_job_exec_main(argc, argv);
   uint64_t t0 = uv_hrtime();
   cli_t cli;
   int rc = parse_cli(argc, argv, &cli);
@@ -207,11 +259,17 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  if (cli.import_osv) { /* an operator command: no server */
+    rc = wv_osv_import_main(cfg.storage_path, cfg.storage_map_size, cli.import_osv);
+    wv_config_free(&cfg);
+    return rc;
+  }
+
   wv_app_t app = {0};
   wv_router_t *router = NULL;
   wv_server_t *srv = NULL;
   int status = 1;
-  if (open_services(&cfg, &app))
+  if (open_services(&cfg, &app) || start_jobs(&cfg, &app))
     goto out;
   rc = wv_router_new(&router);
   if (!rc)
@@ -246,6 +304,8 @@ int main(int argc, char **argv) {
 out:
   wv_server_free(srv);
   wv_router_free(router);
+  /* Running builds are killed; their records stay RUNNING for the next start. */
+  wv_job_engine_free(app.jobs);
   /* The services outlive the server: its workers may use them until it stopped. */
   close_services(&app);
   if (status == 0)

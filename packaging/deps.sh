@@ -2,13 +2,14 @@
 # packaging/deps.sh SET... — makes sure the Debian 12 packages a target needs
 # are installed. As root it installs what is missing with apt-get; otherwise it
 # prints the apt-get line to run and fails, so nothing half-builds.
-# Sets: build (compile waved), test (end-to-end components), bench (load tools).
+# Sets: build (compile waved), test (end-to-end components), bench (load tools
+# and the servers bench/pull-load.sh starts).
 set -euo pipefail
 
 build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libjson-c-dev
        liblmdb-dev libssl-dev libyaml-dev libzstd-dev zlib1g-dev node-llhttp)
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static)
-bench=(wrk nginx-light linux-perf)
+bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-static)
 
 want=()
 for set in "$@"; do

@@ -75,10 +75,16 @@
 #define MAX_DBS 16
 #define SWEEP_BATCH 1024
 
-static const char *const db_names[WV_DB_COUNT + 1] = {
-    "tokens",  "requests", "builds",    "build_targets", "counters",
-    "mirrors", "scans",    "manifests", "meta",          "expiry",
+static const char *const db_names[] = {
+    "tokens", "requests",  "builds", "build_targets", "counters", "mirrors",
+    "scans",  "manifests", "meta",   "jobs",          "embedded", "vulns",
+    "expiry",
 };
+/* One name per wv_db_t, plus the internal expiry index last: a database added
+ * to the enum without a name here must not compile (it would otherwise open
+ * under the next name). */
+_Static_assert(sizeof db_names / sizeof db_names[0] == WV_DB_COUNT + 1,
+               "db_names must name every wv_db_t and the expiry index");
 
 /* One op of a request; key and val point into the request's own allocation. */
 struct iop {
@@ -839,6 +845,51 @@ static int copy_cb(void *arg, const void *val, size_t len, int64_t expires_ms) {
   c->len = len;
   c->exp = expires_ms;
   return 0;
+}
+
+int wv_store_scan(wv_store_t *s, wv_db_t db, const char *prefix, wv_store_scan_cb cb, void *arg) {
+  size_t plen = prefix ? strlen(prefix) : 0;
+  if ((unsigned)db >= WV_DB_COUNT || plen > WV_STORE_KEY_MAX)
+    return WV_EINVAL;
+  MDB_txn *txn;
+  MDB_cursor *cur;
+  pthread_rwlock_rdlock(&s->map_lock);
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (rc) {
+    pthread_rwlock_unlock(&s->map_lock);
+    map_mdb(rc, "begin read txn");
+    return rc == ENOMEM ? WV_ENOMEM : WV_ESTORE;
+  }
+  if ((rc = mdb_cursor_open(txn, s->dbi[db], &cur)) != 0) {
+    mdb_txn_abort(txn);
+    pthread_rwlock_unlock(&s->map_lock);
+    return map_mdb(rc, "cursor open");
+  }
+  int64_t now = wv_store_now_ms();
+  MDB_val k = {plen, (void *)prefix}, v;
+  int op = plen ? MDB_SET_RANGE : MDB_FIRST;
+  rc = 0;
+  while (!rc) {
+    int mrc = mdb_cursor_get(cur, &k, &v, (MDB_cursor_op)op);
+    op = MDB_NEXT;
+    if (mrc == MDB_NOTFOUND)
+      break;
+    if (mrc) {
+      rc = map_mdb(mrc, "cursor get");
+      break;
+    }
+    if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
+      break;
+    int64_t exp = 0;
+    if (hdr_read(&v, &exp) != 0 || is_expired(exp, now))
+      continue;
+    rc = cb(arg, k.mv_data, k.mv_size, (const unsigned char *)v.mv_data + HDR_LEN,
+            v.mv_size - HDR_LEN, exp);
+  }
+  mdb_cursor_close(cur);
+  mdb_txn_abort(txn);
+  pthread_rwlock_unlock(&s->map_lock);
+  return rc;
 }
 
 int wv_store_get(wv_store_t *s, wv_db_t db, const char *key, char **val, size_t *len,

@@ -43,6 +43,9 @@ typedef enum {
   WV_DB_SCANS,         /* scan id → scan record */
   WV_DB_MANIFESTS,     /* manifest cache */
   WV_DB_META,          /* store metadata; "schema" holds the schema version */
+  WV_DB_JOBS,          /* job id → job record (core/job.h, storage/jobstore.h) */
+  WV_DB_EMBEDDED,      /* embedded build registry: tags, manifests, blob links */
+  WV_DB_VULNS,         /* OSV vulnerability records and package index (scan/osv.h) */
   WV_DB_COUNT
 } wv_db_t;
 
@@ -135,6 +138,22 @@ int wv_store_get(wv_store_t *s, wv_db_t db, const char *key, char **val, size_t 
  * WV_EINVAL / WV_ETOOBIG / WV_ESTORE without calling cb.
  */
 int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg);
+
+/*
+ * Scan callback: key (klen bytes, not NUL-terminated) and val point into the
+ * LMDB map and are valid only during the call. A non-zero return stops the
+ * scan and is passed through by wv_store_scan.
+ */
+typedef int (*wv_store_scan_cb)(void *arg, const char *key, size_t klen, const void *val,
+                                size_t len, int64_t expires_ms);
+
+/*
+ * Calls cb for every live record of db whose key starts with prefix (NULL or
+ * "" = all), in key order, under one read transaction (expired and corrupt
+ * records are skipped). The same rule as view: no store call from inside cb.
+ * Returns 0, cb's non-zero return, WV_EINVAL or WV_ESTORE.
+ */
+int wv_store_scan(wv_store_t *s, wv_db_t db, const char *prefix, wv_store_scan_cb cb, void *arg);
 
 /* Blocking durable writes. Each returns 0 once on disk, or the op's error. */
 int wv_store_put(wv_store_t *s, wv_db_t db, const char *key, const void *val, size_t len,

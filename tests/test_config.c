@@ -224,7 +224,7 @@ TEST(bad_int_bool_and_checks) {
 TEST(unknown_key) {
   CHECK(fails_with("server:\n  port: 9090\n  io-thread: 2\n", 3, "server.io-thread: unknown key"));
   CHECK(fails_with("wave:\n  bild:\n    repo: x\n", 2, "wave.bild: unknown key"));
-  CHECK(fails_with("wave:\n  build:\n    repo: x\n", 3, "wave.build.repo: unknown key"));
+  CHECK(fails_with("wave:\n  build:\n    repro: x\n", 3, "wave.build.repro: unknown key"));
   CHECK(fails_with("severs: {}\n", 1, "severs: unknown key"));
 }
 

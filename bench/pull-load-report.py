@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""bench/pull-load-report.py RESULTS PROXY — the table, ratios and target
+check of one bench/pull-load.sh run. RESULTS has one tab-separated line per
+run: scenario, target, what was measured, and pull-load's RESULT line (or
+"skipped: why"). PROXY is 1 when the waved rows measured real pulls, 0 when
+they fell back to the /v2/ ping."""
+import sys
+
+runs, order = {}, []
+for line in open(sys.argv[1]):
+    parts = line.rstrip("\n").split("\t")
+    if len(parts) == 3:
+        sc, tgt, what = parts
+        kv = None
+    else:
+        sc, tgt, what, res = parts
+        kv = dict(f.split("=", 1) for f in res.split()[1:])
+    if (sc, tgt) not in runs:
+        runs[(sc, tgt)] = []
+        order.append((sc, tgt))
+    runs[(sc, tgt)].append((what, kv))
+proxy = sys.argv[2] == "1"
+
+
+def speed(run):
+    kv = run[1]
+    return float(kv.get("mbps") if kv.get("mbps") and float(kv.get("rps", 0)) < 100 else kv.get("rps", 0))
+
+
+# A target run several times (hot rounds) is represented by its median run,
+# so all its numbers come from one real run; the spread is shown beside it.
+rows, spread = {}, {}
+for key, rs in runs.items():
+    if rs[0][1] is None:
+        rows[key] = rs[0]
+        continue
+    rs = sorted(rs, key=speed)
+    rows[key] = rs[(len(rs) - 1) // 2]
+    if len(rs) > 1:
+        spread[key] = "%d runs, req/s %.0f..%.0f" % (len(rs), float(rs[0][1]["rps"]), float(rs[-1][1]["rps"]))
+
+
+def num(sc, tgt, key):
+    r = rows.get((sc, tgt))
+    if not r or not r[1] or key not in r[1]:
+        return None
+    return float(r[1][key])
+
+
+def ms(us):
+    if us is None:
+        return "-"
+    return "%.0f us" % us if us < 1000 else "%.2f ms" % (us / 1e3) if us < 1e6 else "%.2f s" % (us / 1e6)
+
+
+hdr = ("scenario", "target", "req/s", "MB/s", "p50", "p99", "p99.9", "errors", "waved RSS", "measured")
+print("%-7s %-16s %10s %8s %9s %9s %9s %6s %10s  %s" % hdr)
+for sc, tgt in order:
+    what, kv = rows[(sc, tgt)]
+    if kv is None:
+        print("%-7s %-16s %s" % (sc, tgt, what))
+        continue
+    g = lambda k: float(kv[k]) if k in kv else None
+    rss = g("rss_peak_kb")
+    print("%-7s %-16s %10s %8s %9s %9s %9s %6s %10s  %s" % (
+        sc, tgt, "%.0f" % g("rps") if g("rps") >= 100 else "%.2f" % g("rps"), "-" if g("mbps") is None else "%.1f" % g("mbps"),
+        ms(g("p50_us")), ms(g("p99_us")), ms(g("p999_us")),
+        kv.get("errors", "-"), "%.1f MB" % (rss / 1024) if rss and rss > 0 else "-",
+        what + ("  [median of %s]" % spread[(sc, tgt)] if (sc, tgt) in spread else "")))
+
+
+def ratio(label, a, b, key="rps"):
+    x, y = num(*a, key), num(*b, key)
+    if x is None or y is None or y == 0:
+        return None
+    print("  %-60s %8.2fx   (%s %s / %s %s)" % (label, x / y, a[1], key, b[1], key))
+    return x / y
+
+
+print("\nratios (same run):")
+ratio("pull-load / wrk on the nginx file", ("hot", "nginx"), ("hot", "wrk-nginx"))
+a, b = num("hot", "nginx", "cpu_us_per_req"), num("hot", "wrk-nginx", "cpu_us_per_req")
+if a and b:
+    print("  %-60s %8.1f us vs %.1f us" % ("load generator CPU per request: pull-load vs wrk", a, b))
+r = {}
+ratio("hot waved-ping / docker-registry (FALLBACK: ping vs manifest)", ("hot", "waved-ping"), ("hot", "docker-registry"))
+ratio("hot waved-ping / nginx (FALLBACK: ping vs manifest)", ("hot", "waved-ping"), ("hot", "nginx"))
+for k in ("pass", "aug"):
+    t = "waved-" + k
+    r[k, "reg"] = ratio("hot %s / docker-registry" % t, ("hot", t), ("hot", "docker-registry"))
+    r[k, "ngx"] = ratio("hot %s / nginx" % t, ("hot", t), ("hot", "nginx"))
+    ratio("pull %s / docker-registry" % t, ("pull", t), ("pull", "docker-registry"))
+    ratio("cold %s / docker-registry" % t, ("cold", t), ("cold", "docker-registry"))
+large = {}
+large["waved-upstream"] = ratio("large waved-upstream / nginx (MB/s)", ("large", "waved-upstream"), ("large", "nginx"), "mbps")
+ratio("large waved-upstream / docker-registry (MB/s)", ("large", "waved-upstream"), ("large", "docker-registry"), "mbps")
+large["waved-store"] = ratio("large waved-store / nginx-store, same file (MB/s)", ("large", "waved-store"), ("large", "nginx-store"), "mbps")
+
+print("\ntargets (hot manifest path, %s connections; large blobs):" % (rows.get(("hot", "nginx"), (0, {}))[1] or {}).get("conns", "?"))
+if not proxy:
+    print("  not evaluated: the waved rows measured the /v2/ ping, not pulls (proxy not on this build)")
+    sys.exit(0)
+
+
+def verdict(name, ok, detail):
+    print("  %-4s %-46s %s" % ("met" if ok else "MISS", name, detail))
+
+
+peak = max((float(kv.get("rss_peak_kb", 0)) for (sc, t), rs in runs.items() if t.startswith("waved")
+            for _, kv in rs if kv), default=0)
+all_errs = lambda sc, t: sum(float(kv.get("errors", 0)) for _, kv in runs.get((sc, t), []) if kv)
+for k in ("pass", "aug"):
+    t = "waved-" + k
+    if r.get((k, "reg")) is None:
+        continue
+    verdict("%s: >= 20x docker-registry req/s" % t, r[k, "reg"] >= 20, "%.1fx" % r[k, "reg"])
+    verdict("%s: >= 0.5x nginx req/s" % t, r[k, "ngx"] >= 0.5, "%.2fx" % r[k, "ngx"])
+    p99 = num("hot", t, "p99_us")
+    verdict("%s: p99 < 5 ms" % t, p99 < 5000, ms(p99))
+    errs = all_errs("hot", t)
+    verdict("%s: no errors (all rounds)" % t, errs == 0, "%d" % errs)
+verdict("waved peak RSS < 64 MB (all waved runs)", peak < 64 * 1024, "%.1f MB" % (peak / 1024))
+for t, v in large.items():
+    if v is not None:
+        verdict("large %s: >= 80%% of nginx MB/s" % t, v >= 0.8, "%.0f%%" % (v * 100))
+    else:
+        print("  n/a  large %s: not measured (see the table)" % t)

@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# bench/pull-load.sh [OUT_DIR] — pulls through waved against docker-registry
+# and nginx, in one run, on 127.0.0.1.
+#
+# Starts docker-registry (a busybox image made offline and a 256 MiB
+# single-layer image pushed into it), nginx (serving the same manifest bytes
+# and the same 256 MiB file), and waved (OUT_DIR/waved). Creates container
+# tokens through waved's API (pass-through, and augmented with a small data:
+# layer), derives every request from real responses, runs
+# OUT_DIR/bench/pull-load against each target with the same connections and
+# duration, and prints one table plus the ratios waved/docker-registry and
+# waved/nginx. Everything it starts is stopped at exit (tests/e2e/lib.sh).
+#
+# When waved has no /v2 proxy or container API yet, the waved rows measure
+# GET /v2/ (the ping) instead and say so; the scenarios that need the proxy
+# print "skipped" with the reason.
+#
+# Environment (defaults in brackets):
+#   PL_DURATION [5]   measured seconds per run      PL_WARMUP [1]  warm-up seconds
+#   PL_CONNS    [50]  connections per run           PL_THREADS [2] load threads
+#   PL_COLD_TOKENS [200] tokens per kind for cold   PL_BLOB_MB [256] large layer size
+#   PL_BLOB_CONNS [4] connections for large blobs   PL_STORE_MB [7] data: layer for the store
+#   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot pull cold large parked"]
+#   PL_RESULTS        also write the RESULT lines (tab-separated, labelled) here
+#   PL_PERF, PL_PERF_DIR  perf record waved during the named runs (see run())
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=$(cd "${1:-out-release}" && pwd)
+export WAVED_BIN=${WAVED_BIN:-$out/waved}
+PL=${PULL_LOAD:-$out/bench/pull-load}
+DUR=${PL_DURATION:-5} WARM=${PL_WARMUP:-1} CONNS=${PL_CONNS:-50} THREADS=${PL_THREADS:-2}
+COLD_N=${PL_COLD_TOKENS:-200} BLOB_MB=${PL_BLOB_MB:-256} BLOB_CONNS=${PL_BLOB_CONNS:-4}
+STORE_MB=${PL_STORE_MB:-7} ROUNDS=${PL_ROUNDS:-3}
+SCENARIOS=${PL_SCENARIOS:-hot pull cold large parked}
+export WAVED_LOG_LEVEL=${WAVED_LOG_LEVEL:-warn}
+
+# shellcheck source=../tests/e2e/lib.sh
+source "$here/../tests/e2e/lib.sh"
+chmod 755 "$E2E_TMP" # nginx workers run as nobody
+RESULTS="$E2E_TMP/results.tsv"
+: >"$RESULTS"
+ACCEPT="application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json"
+ACCEPT+=",application/vnd.docker.distribution.manifest.list.v2+json"
+ACCEPT+=",application/vnd.docker.distribution.manifest.v2+json"
+
+has() { case " $SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+skip() { printf '%s\t%s\tskipped: %s\n' "$1" "$2" "$3" >>"$RESULTS"; echo "== $1 $2: skipped: $3"; }
+
+# run SCENARIO TARGET WHAT URL PULL_LOAD_ARGS... — one pull-load run; its
+# RESULT line goes to the results file labelled with what was measured.
+# With PL_PERF naming "SCENARIO/TARGET" (several: space-separated), waved is
+# recorded with `perf record -g` during that run, into
+# $PL_PERF_DIR/perf.SCENARIO-TARGET.data (default: the current directory).
+run() {
+  local sc=$1 tgt=$2 what=$3 url=$4 perf_pid=""; shift 4
+  echo "== $sc $tgt: $what"
+  case " ${PL_PERF:-} " in
+    *" $sc/$tgt "*)
+      perf record -q -g -p "$WAVED_PID" -o "${PL_PERF_DIR:-.}/perf.$sc-$tgt.data" 2>/dev/null &
+      perf_pid=$!
+      sleep 0.2 ;;
+  esac
+  "$PL" -c "$CONNS" -t "$THREADS" -d "$DUR" -w "$WARM" -n "$sc/$tgt" "$@" "$url" | tee "$E2E_TMP/run.out"
+  if [ -n "$perf_pid" ]; then
+    kill -INT "$perf_pid" && wait "$perf_pid" || true
+    echo "   perf data: ${PL_PERF_DIR:-.}/perf.$sc-$tgt.data"
+  fi
+  printf '%s\t%s\t%s\t%s\n' "$sc" "$tgt" "$what" "$(grep '^RESULT ' "$E2E_TMP/run.out")" >>"$RESULTS"
+}
+
+# ---- upstream: docker-registry with busybox and a large single-layer image ----
+
+start_registry bench anon >"$E2E_TMP/reg.port"
+REG=127.0.0.1:$(cat "$E2E_TMP/reg.port")
+make_busybox_layout "$E2E_TMP/bb"
+push_layout "$E2E_TMP/bb" "$REG/library/busybox:latest"
+
+# push_blob REPO FILE — monolithic upload (POST, then PUT with the digest).
+push_blob() {
+  local d loc; d=sha256:$(sha256 "$2")
+  loc=$(curl -fsS -o /dev/null -D - -X POST "http://$REG/v2/$1/blobs/uploads/" |
+    tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  case "$loc" in http*) ;; *) loc="http://$REG$loc" ;; esac
+  case "$loc" in *\?*) loc="$loc&digest=$d" ;; *) loc="$loc?digest=$d" ;; esac
+  curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+    --data-binary "@$2" "$loc"
+  echo "$d"
+}
+
+# The large layer is random bytes: registries never look inside a layer, and
+# random data is what a compressed layer looks like to the network.
+mkdir -p "$E2E_TMP/www" "$E2E_TMP/big"
+if has large; then
+  head -c "$((BLOB_MB * 1024 * 1024))" /dev/urandom >"$E2E_TMP/big/layer"
+  BIG_LAYER=$(push_blob library/big "$E2E_TMP/big/layer")
+  printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"]},"rootfs":{"type":"layers","diff_ids":["%s"]}}' \
+    "$BIG_LAYER" >"$E2E_TMP/big/config"
+  big_config=$(push_blob library/big "$E2E_TMP/big/config")
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%s}]}' \
+    "$big_config" "$(stat -c %s "$E2E_TMP/big/config")" "$BIG_LAYER" \
+    "$(stat -c %s "$E2E_TMP/big/layer")" >"$E2E_TMP/big/manifest"
+  curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+    --data-binary "@$E2E_TMP/big/manifest" "http://$REG/v2/library/big/manifests/latest"
+  mv "$E2E_TMP/big/layer" "$E2E_TMP/www/big.layer" # nginx serves the same bytes
+fi
+
+# manifest_of BASE PATH REF DEST — GETs a manifest as a runtime would; writes
+# the body to DEST and prints the status and the Docker-Content-Digest.
+manifest_of() {
+  local st
+  st=$(curl -sS -o "$4" -D "$4.hdr" -w '%{http_code}' -H "Accept: $ACCEPT" "$1$2/manifests/$3")
+  echo "$st $(tr -d '\r' <"$4.hdr" | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')"
+}
+
+# pull_mix BASE PATH TAG DEST — the requests of one real pull, from the real
+# answers: manifest by tag, HEAD by digest, config blob, every layer blob.
+pull_mix() {
+  local st dg; read -r st dg < <(manifest_of "$1" "$2" "$3" "$4.manifest")
+  [ "$st" = 200 ] || { echo "manifest $1$2:$3 answered $st" >&2; return 1; }
+  {
+    echo "1 GET 200 $2/manifests/$3 Accept:$ACCEPT"
+    echo "1 HEAD 200 $2/manifests/$dg Accept:$ACCEPT"
+    json_get "$4.manifest" 'd["config"]["digest"]' | sed "s|^|1 GET 200 $2/blobs/|"
+    json_get "$4.manifest" '"\n".join(l["digest"] for l in d["layers"])' | sed "s|^|1 GET 200 $2/blobs/|"
+  } >"$4"
+}
+
+pull_mix "http://$REG" /v2/library/busybox latest "$E2E_TMP/reg.mix"
+cp "$E2E_TMP/reg.mix.manifest" "$E2E_TMP/www/manifest.json" # the same bytes for nginx
+
+# ---- nginx: the near-the-limit reference -----------------------------------------
+
+NGX_PORT=$(free_port)
+mkdir -p "$E2E_TMP/nginx/logs"
+cat >"$E2E_TMP/nginx/nginx.conf" <<NGX
+worker_processes $(nproc);
+daemon off;
+pid $E2E_TMP/nginx/nginx.pid;
+error_log $E2E_TMP/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on; tcp_nodelay on;
+  open_file_cache max=64 inactive=300s; open_file_cache_valid 300s;
+  keepalive_requests 100000000; keepalive_timeout 120s;
+  types { application/vnd.oci.image.manifest.v1+json json; }
+  default_type application/octet-stream;
+  server { listen 127.0.0.1:$NGX_PORT; root $E2E_TMP/www; }
+}
+NGX
+nginx -c "$E2E_TMP/nginx/nginx.conf" -p "$E2E_TMP/nginx" &
+E2E_PIDS+=($!)
+NGX="http://127.0.0.1:$NGX_PORT"
+wait_http "$NGX/manifest.json"
+
+# ---- waved ----------------------------------------------------------------------------
+
+start_waved
+WV="$WAVED_URL"
+
+# make_data_layer NAME BYTES — a tar.gz holding one file of BYTES random
+# bytes (0: a short text file); prints it as a data: ContainerLayer (JSON)
+# and leaves the .tgz in $E2E_TMP/dl-NAME/l.tgz.
+make_data_layer() {
+  local d="$E2E_TMP/dl-$1"
+  mkdir -p "$d/root/opt"
+  if [ "$2" = 0 ]; then
+    echo "pull-load $(date -u +%F)" >"$d/root/opt/bench.txt"
+  else
+    head -c "$2" /dev/urandom >"$d/root/opt/bench.bin"
+  fi
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$d/root" -cf "$d/l.tar" .
+  gzip -n -1 -c "$d/l.tar" >"$d/l.tgz"
+  printf '{"location":"data:%s","gzipDigest":"sha256:%s","gzipSize":%s,"tarDigest":"sha256:%s"}' \
+    "$(base64 -w0 "$d/l.tgz")" "$(sha256 "$d/l.tgz")" "$(stat -c %s "$d/l.tgz")" "$(sha256 "$d/l.tar")"
+}
+LAYER_JSON=$(make_data_layer small 0)
+
+# request_body KIND IMAGE — the POST /v1alpha2/container body; KIND is pass
+# (pass-through), aug (augmented: env and a small data: layer) or store
+# (augmented with the large data: layer in $STORE_LAYER_JSON).
+request_body() {
+  case "$1" in
+    pass) printf '{"containerImage":"%s"}' "$2" ;;
+    aug) printf '{"containerImage":"%s","containerConfig":{"env":["PULL_LOAD=1"],"layers":[%s]}}' "$2" "$LAYER_JSON" ;;
+    store) printf '{"containerImage":"%s","containerConfig":{"layers":[%s]}}' "$2" "$STORE_LAYER_JSON" ;;
+  esac
+}
+
+# make_tokens KIND IMAGE N — N container requests over one keep-alive
+# connection; prints one "/v2/wt/<token>/<path> <tag>" per line.
+make_tokens() {
+  request_body "$1" "$2" >"$E2E_TMP/req.json"
+  $PY - "$WAVED_PORT" "$E2E_TMP/req.json" "$3" <<'PY'
+import http.client, json, sys
+port, body, n = int(sys.argv[1]), open(sys.argv[2], "rb").read(), int(sys.argv[3])
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+for _ in range(n):
+    c.request("POST", "/v1alpha2/container", body, {"Content-Type": "application/json"})
+    r = c.getresponse(); data = r.read()
+    if r.status != 200:
+        sys.exit("POST /v1alpha2/container answered %d: %s" % (r.status, data[:200].decode(errors="replace")))
+    img = json.loads(data)["targetImage"]
+    path = img.split("/", 1)[1]              # drop <wave-authority>
+    name, tag = path.rsplit(":", 1) if "@" not in path else path.split("@", 1)
+    print("/v2/%s %s" % (name, tag))
+PY
+}
+
+# The waved targets: real tokens when the container API and the /v2 proxy
+# answer, otherwise the ping (PROXY=0 and WHY say which and why).
+PROXY=1 WHY=""
+if ! make_tokens pass "$REG/library/busybox:latest" 1 >"$E2E_TMP/tok.pass" 2>"$E2E_TMP/tok.err"; then
+  PROXY=0 WHY="container API: $(head -c 200 "$E2E_TMP/tok.err")"
+elif ! make_tokens aug "$REG/library/busybox:latest" 1 >"$E2E_TMP/tok.aug" 2>"$E2E_TMP/tok.err"; then
+  PROXY=0 WHY="container API (augmented): $(head -c 200 "$E2E_TMP/tok.err")"
+else
+  for k in pass aug; do
+    read -r p t <"$E2E_TMP/tok.$k"
+    if ! pull_mix "$WV" "$p" "$t" "$E2E_TMP/wv-$k.mix" 2>"$E2E_TMP/tok.err"; then
+      PROXY=0 WHY="/v2 proxy: $(cat "$E2E_TMP/tok.err")"
+      break
+    fi
+  done
+fi
+if [ "$PROXY" = 0 ]; then
+  echo "!! FALLBACK: no /v2 proxy on this build, the waved row measures GET /v2/ (the ping)"
+  echo "!! reason: $WHY"
+fi
+
+# ---- scenarios ---------------------------------------------------------------------------
+
+# Hot: manifest by tag, already resolved and cached by waved. nginx serves the
+# same bytes as a static file; wrk on the same URL checks that pull-load is
+# not the bottleneck. The targets run in turn, ROUNDS times, and the report
+# takes each target's median round: on a shared 2-core machine one round's
+# ratio can be off by a factor of two when something else wakes up.
+wrk_round() {
+  echo "== hot wrk: wrk -t$THREADS -c$CONNS -d${DUR}s on the same nginx file (generator check)"
+  perf stat -x, -e task-clock -o "$E2E_TMP/wrk.cpu" \
+    wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --latency "$NGX/manifest.json" | tee "$E2E_TMP/wrk.out"
+  local n ms
+  n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$E2E_TMP/wrk.out")
+  ms=$(grep task-clock "$E2E_TMP/wrk.cpu" | cut -d, -f1)
+  printf 'hot\twrk-nginx\twrk on the same nginx file\tRESULT rps=%s cpu_us_per_req=%s\n' \
+    "$(sed -n 's/^Requests\/sec: *//p' "$E2E_TMP/wrk.out")" \
+    "$(awk "BEGIN{printf \"%.2f\", $ms * 1000 / $n}")" >>"$RESULTS"
+}
+if has hot; then
+  head -1 "$E2E_TMP/reg.mix" >"$E2E_TMP/reg.hot"
+  if [ "$PROXY" = 1 ]; then
+    for k in pass aug; do head -1 "$E2E_TMP/wv-$k.mix" >"$E2E_TMP/wv-$k.hot"; done
+  fi
+  for round in $(seq "$ROUNDS"); do
+    echo "== hot: round $round of $ROUNDS"
+    run hot docker-registry "GET manifest by tag" "http://$REG" -m "$E2E_TMP/reg.hot"
+    run hot nginx "GET same manifest bytes (static file)" "$NGX" -e "1 GET 200 /manifest.json"
+    wrk_round
+    if [ "$PROXY" = 1 ]; then
+      for k in pass aug; do
+        run hot "waved-$k" "GET manifest by tag (cached)" "$WV" -p "$WAVED_PID" -m "$E2E_TMP/wv-$k.hot"
+      done
+    else
+      run hot waved-ping "FALLBACK: GET /v2/ ping, not a pull" "$WV" -p "$WAVED_PID" -e "1 GET 200 /v2/"
+    fi
+  done
+fi
+
+# Pull: the whole pull replayed (manifest, HEAD by digest, config, layers).
+if has pull; then
+  run pull docker-registry "full pull (manifest, HEAD, config, layer)" "http://$REG" -m "$E2E_TMP/reg.mix"
+  for k in pass aug; do
+    if [ "$PROXY" = 1 ]; then
+      run pull "waved-$k" "full pull (manifest, HEAD, config, layers)" "$WV" -p "$WAVED_PID" -m "$E2E_TMP/wv-$k.mix"
+    else
+      skip pull "waved-$k" "needs the /v2 proxy"
+    fi
+  done
+fi
+
+# Cold: first pulls of many new tokens, made in advance; each manifest is
+# fetched once (-1), so waved resolves every one upstream. docker-registry
+# gets the same number of manifest GETs.
+if has cold; then
+  for i in $(seq "$COLD_N"); do head -1 "$E2E_TMP/reg.mix"; done >"$E2E_TMP/reg.cold"
+  run cold docker-registry "$COLD_N manifest GETs, each once" "http://$REG" -1 -m "$E2E_TMP/reg.cold"
+  for k in pass aug; do
+    if [ "$PROXY" = 1 ]; then
+      t0=$(date +%s.%N)
+      make_tokens "$k" "$REG/library/busybox:latest" "$COLD_N" >"$E2E_TMP/cold-$k.tok"
+      echo "== cold: $COLD_N $k tokens created in $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t0}") s"
+      while read -r p t; do echo "1 GET 200 $p/manifests/$t Accept:$ACCEPT"; done \
+        <"$E2E_TMP/cold-$k.tok" >"$E2E_TMP/cold-$k.mix"
+      run cold "waved-$k" "first manifest GET of $COLD_N new tokens" "$WV" -p "$WAVED_PID" -1 -m "$E2E_TMP/cold-$k.mix"
+    else
+      skip cold "waved-$k" "needs the /v2 proxy"
+    fi
+  done
+fi
+
+# Large blobs: one 256 MiB layer, in MB/s, against nginx serving the file.
+if has large; then
+  CONNS_SAVED=$CONNS CONNS=$BLOB_CONNS
+  run large nginx "GET ${BLOB_MB} MiB file (sendfile)" "$NGX" -T 60 -e "1 GET 200 /big.layer"
+  run large docker-registry "GET ${BLOB_MB} MiB layer blob" "http://$REG" -T 60 \
+    -e "1 GET 200 /v2/library/big/blobs/$BIG_LAYER"
+  if [ "$PROXY" = 1 ]; then
+    make_tokens pass "$REG/library/big:latest" 1 >"$E2E_TMP/tok.big"
+    read -r p t <"$E2E_TMP/tok.big"
+    run large waved-upstream "GET ${BLOB_MB} MiB layer streamed from docker-registry" "$WV" \
+      -T 60 -p "$WAVED_PID" -e "1 GET 200 $p/blobs/$BIG_LAYER"
+  else
+    skip large waved-upstream "needs the /v2 proxy"
+  fi
+  # waved's blob store: the only way in today is a data: layer, capped by
+  # the 10 MiB request body (base64), so the largest is STORE_MB (7 MiB);
+  # nginx serves the same .tgz for the ratio.
+  if [ "$PROXY" = 1 ]; then
+    STORE_LAYER_JSON=$(make_data_layer store "$((STORE_MB * 1024 * 1024))")
+    cp "$E2E_TMP/dl-store/l.tgz" "$E2E_TMP/www/store.tgz"
+    store_dg=sha256:$(sha256 "$E2E_TMP/www/store.tgz")
+    make_tokens store "$REG/library/busybox:latest" 1 >"$E2E_TMP/tok.store"
+    read -r p t <"$E2E_TMP/tok.store"
+    manifest_of "$WV" "$p" "$t" "$E2E_TMP/store.manifest" >/dev/null
+    run large nginx-store "GET the same ${STORE_MB} MiB .tgz (sendfile)" "$NGX" -T 60 -e "1 GET 200 /store.tgz"
+    run large waved-store "GET ${STORE_MB} MiB data: layer from waved's blob store" "$WV" -T 60 \
+      -p "$WAVED_PID" -e "1 GET 200 $p/blobs/$store_dg"
+  else
+    skip large waved-store "needs the /v2 proxy"
+  fi
+  CONNS=$CONNS_SAVED
+fi
+
+has parked && skip parked waved "needs builds (1,000 pulls parked on one running build)"
+
+# ---- report ------------------------------------------------------------------------------------
+
+echo
+echo "== pull-load summary: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), waved $(curl -fsS "$WV/service-info" | json_get - 'd["serviceInfo"]["commitId"]' 2>/dev/null || echo '?'), ${DUR}s after ${WARM}s warm-up (hot: median of $ROUNDS rounds), $CONNS connections ($BLOB_CONNS for large), $THREADS load threads"
+[ "$PROXY" = 1 ] || echo "FALLBACK: waved has no /v2 proxy yet ($WHY); its row measured the ping"
+$PY "$here/pull-load-report.py" "$RESULTS" "$PROXY"
+[ -z "${PL_RESULTS:-}" ] || cp "$RESULTS" "$PL_RESULTS"

@@ -1,0 +1,113 @@
+/*
+ * build/builder.h — builder backends as command templates (design §6,
+ * spec §4.1): turns one build (work dir, platform, target repository and
+ * tag, credentials) into the job-engine steps that run it.
+ *
+ * Templates come from config.yml (wave.build.buildah.*, wave.build.buildkit.*).
+ * A template is split on spaces into words; {placeholders} are expanded
+ * inside a word and the result is never split again or seen by a shell, so
+ * a value cannot inject arguments. A word that is exactly one placeholder
+ * whose value is empty is dropped. An unknown placeholder is an error.
+ * Placeholders (docs/builds.md): {workspace} {workdir} {containerfile}
+ * {context} {authfile} {platform} {repo} {tag} {image} {dest} {output}
+ * {oci-dir} {tls-verify} {insecure}.
+ *
+ * Credentials reach the builder only through the auth file
+ * (<workdir>/config.json, Docker config.json format, mode 0600) named by
+ * --authfile / REGISTRY_AUTH_FILE / DOCKER_CONFIG, never through argv.
+ *
+ * Thread rules: all functions are pure or touch only the paths given; the
+ * registered job function runs on a job-engine worker.
+ */
+#ifndef WV_BUILDER_H
+#define WV_BUILDER_H
+
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/job.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct wv_store;
+struct wv_cas;
+
+#define WV_BUILD_KIND "build" /* the job kind of builds */
+#define WV_BUILD_IMPORT_FN                                                                         \
+  "oci-import" /* the job function importing into the embedded registry                            \
+                */
+#define WV_BUILD_MAX_STEPS 4
+
+typedef enum { WV_BUILDER_BUILDAH = 0, WV_BUILDER_BUILDKIT } wv_builder_kind_t;
+
+/* The backend: which one and its templates (borrowed from the config). */
+typedef struct {
+  wv_builder_kind_t kind;
+  const char *build;   /* required */
+  const char *push;    /* buildah only; NULL/"" = no push step */
+  const char *cleanup; /* NULL/"" = no cleanup step */
+} wv_builder_t;
+
+/* One build. Strings are borrowed. */
+typedef struct {
+  const char *workspace; /* wave.build.workspace (resolved) */
+  const char *workdir;   /* <workspace>/<build id>: Containerfile, context/, config.json */
+  const char *platform;  /* "linux/amd64" */
+  const char *repo;      /* target repository host[:port]/path; NULL/"" = embedded registry */
+  const char *tag;       /* target tag */
+  bool insecure;         /* plain HTTP / no TLS verification towards the registries */
+} wv_build_target_t;
+
+/* One registry credential for the auth file. */
+typedef struct {
+  const char *host; /* registry host[:port] as in image names; "docker.io" for Docker Hub */
+  const char *username;
+  const char *password;
+} wv_build_cred_t;
+
+/* The backend configured in cfg. 0 or WV_EINVAL (unknown builder / empty template). */
+int wv_builder_from_config(const wv_config_t *cfg, wv_builder_t *out);
+
+/*
+ * Expands template tpl for t into a NULL-terminated argv allocated from a.
+ * Returns 0, WV_EINVAL (unknown or unclosed placeholder, empty result; err
+ * says which), WV_ETOOBIG (more than WV_JOB_ARGS_MAX words) or WV_ENOMEM.
+ */
+int wv_builder_expand(wv_arena_t *a, const char *tpl, const wv_build_target_t *t,
+                      const char ***argv, char *err, size_t errlen);
+
+/*
+ * The steps of a build into steps[WV_BUILD_MAX_STEPS] (everything from a):
+ * build, push (buildah), import into the embedded registry (when t->repo is
+ * empty), cleanup (may fail). Every command step gets the environment of
+ * waved plus REGISTRY_AUTH_FILE and DOCKER_CONFIG. Same errors as expand.
+ */
+int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target_t *t,
+                     wv_job_step_t *steps, size_t *n, char *err, size_t errlen);
+
+/*
+ * The Docker config.json for creds: {"auths":{"<key>":{"auth":"<base64
+ * user:pass>"}}} where key is https://index.docker.io/v1/ for Docker Hub and
+ * https://<host> otherwise (spec §4.1 step 4). Entries without a username
+ * are skipped. Appends to out: 0, WV_EINVAL, WV_ETOOBIG, WV_ENOMEM.
+ */
+int wv_builder_authfile(const wv_build_cred_t *creds, size_t n, wv_buf_t *out);
+
+/* Writes that JSON to <workdir>/config.json with mode 0600. 0, WV_EIO, WV_ENOMEM. */
+int wv_builder_write_authfile(const char *workdir, const wv_build_cred_t *creds, size_t n);
+
+/*
+ * Registers the "build" job kind (limits from cfg: max-concurrent, timeout,
+ * memory; label "Container build") and the "oci-import" function, which
+ * imports <workdir>/oci into the embedded registry of store/cas. Before
+ * wv_job_engine_start. Returns what registration returns.
+ */
+int wv_builder_register(wv_job_engine_t *e, const wv_config_t *cfg, struct wv_store *store,
+                        struct wv_cas *cas);
+
+/* The pushed manifest digest that buildah wrote to <workdir>/digest
+ * (--digestfile) into digest (n >= 72 bytes). 0 or WV_ENOTFOUND. */
+int wv_builder_result_digest(const char *workdir, char *digest, size_t n);
+
+#endif

@@ -1,0 +1,919 @@
+/*
+ * build/templates.c — packages → container file + conda YAML, and the
+ * freeze rewrite (see templates.h).
+ *
+ * The code follows Wave's helpers (TemplateUtils, CondaHelper, PixiHelper,
+ * CranHelper, DockerHelper, FreezeServiceImpl) closely because their output
+ * is hashed into build ids; where Wave would throw a NullPointerException
+ * or a 500 we answer with a 400 instead, and say so in a comment.
+ */
+#include "build/templates.h"
+#include "build/condayaml.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "core/json.h"
+
+#include <json-c/json.h>
+#include <string.h>
+
+#include "build/templates_text.inc"
+
+#define OUT_MAX (4u << 20)
+
+static int say(wv_arena_t *a, const char **msg, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int say(wv_arena_t *a, const char **msg, int rc, const char *fmt, ...) {
+  if (msg) {
+    va_list ap;
+    va_start(ap, fmt);
+    *msg = wv_arena_vsprintf(a, fmt, ap);
+    va_end(ap);
+  }
+  return rc;
+}
+
+static const char *buf_to_arena(wv_arena_t *a, wv_buf_t *b) {
+  return wv_arena_strndup(a, b->data ? b->data : "", b->len);
+}
+
+void wv_template_defaults_wave(wv_template_defaults_t *d) {
+  d->mamba_image_v1 = "mambaorg/micromamba:1.5.10-noble";
+  d->mamba_image_v2 = "mambaorg/micromamba:2-amazon2023";
+  d->conda_base_packages = "conda-forge::procps-ng";
+  d->conda_base_image = "ubuntu:24.04";
+  d->pixi_image = "public.cr.seqera.io/wave/pixi:0.61.0-noble";
+  d->pixi_base_packages = "conda-forge::procps-ng";
+  d->pixi_base_image = "ubuntu:24.04";
+  d->cran_image = "rocker/r-ver:4.4.1";
+  d->cran_base_packages = "littler r-cran-docopt";
+}
+
+static const char *const template_names[] = {"-", "conda/micromamba:v1", "conda/micromamba:v2",
+                                             "conda/pixi:v1", "cran/installr:v1"};
+
+const char *wv_template_name(wv_template_t t) { return (unsigned)t < 5 ? template_names[t] : "-"; }
+
+int wv_template_parse(wv_arena_t *a, const char *s, wv_template_t *out, const char **msg) {
+  if (!s)
+    return *out = WV_TPL_DEFAULT, 0;
+  for (int i = 1; i < 5; i++)
+    if (!strcmp(s, template_names[i]))
+      return *out = (wv_template_t)i, 0;
+  return say(a, msg, WV_EINVAL, "Unexpected or missing package type '-' or build template '%s'", s);
+}
+
+wv_template_t wv_template_effective(wv_template_t t, wv_pkg_type_t type) {
+  if (t != WV_TPL_DEFAULT)
+    return t;
+  return type == WV_PKG_CONDA  ? WV_TPL_MICROMAMBA_V2
+         : type == WV_PKG_CRAN ? WV_TPL_CRAN_V1
+                               : WV_TPL_DEFAULT;
+}
+
+/* ---- TemplateRenderer ------------------------------------------------------------ */
+
+typedef struct {
+  const char *name;
+  const char *value; /* NULL: drop a line holding only this placeholder, "" inline */
+} binding_t;
+
+static bool var_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-';
+}
+
+static bool space_char(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* The binding for name[0..n), or NULL; *ignored for {{wave_context_dir}}. */
+static const binding_t *lookup(const binding_t *b, size_t nb, const char *name, size_t n,
+                               bool *ignored) {
+  *ignored = n == 16 && !strncmp(name, "wave_context_dir", 16);
+  for (size_t i = 0; i < nb; i++)
+    if (strlen(b[i].name) == n && !strncmp(b[i].name, name, n))
+      return &b[i];
+  return NULL;
+}
+
+/* VAR1: the whole line is blanks, one {{name}}, blanks (the newline included). */
+static bool whole_line_var(const char *line, size_t len, size_t *pre, size_t *name_at,
+                           size_t *name_len) {
+  size_t i = 0;
+  while (i < len && space_char(line[i]))
+    i++;
+  if (i + 4 > len || strncmp(line + i, "{{", 2))
+    return false;
+  size_t s = i + 2, e = s;
+  while (e < len && var_char(line[e]))
+    e++;
+  if (e == s || e + 2 > len || strncmp(line + e, "}}", 2))
+    return false;
+  for (size_t k = e + 2; k < len; k++)
+    if (!space_char(line[k]))
+      return false;
+  *pre = i, *name_at = s, *name_len = e - s;
+  return true;
+}
+
+/* One template line (with its '\n') into out. WV_EINTERNAL for an unbound name. */
+static int render_line(wv_buf_t *out, const char *line, size_t len, const binding_t *b, size_t nb) {
+  size_t pre, at, n;
+  bool ign;
+  int rc = 0;
+  if (whole_line_var(line, len, &pre, &at, &n)) {
+    const binding_t *v = lookup(b, nb, line + at, n, &ign);
+    if (ign)
+      return wv_buf_append(out, line, len);
+    if (!v)
+      return WV_EINTERNAL;
+    if (!v->value)
+      return 0; /* the line disappears */
+    for (const char *p = v->value; *p && !rc;) {
+      size_t l = strcspn(p, "\n");
+      l += p[l] == '\n';
+      rc = wv_buf_append(out, line, pre);
+      if (!rc)
+        rc = wv_buf_append(out, p, l);
+      p += l;
+    }
+    return rc ? rc : wv_buf_append(out, line + at + n + 2, len - at - n - 2);
+  }
+  size_t i = 0;
+  while (i < len && !rc) {
+    const char *o = memmem(line + i, len - i, "{{", 2);
+    size_t s = o ? (size_t)(o - line) : len, e = s + 2;
+    while (o && e < len && var_char(line[e]))
+      e++;
+    bool is_var = o && e > s + 2 && e + 2 <= len && !strncmp(line + e, "}}", 2) &&
+                  !(s > 0 && line[s - 1] == '$');
+    if (!is_var) { /* copy up to and including a "{{" that is not a placeholder */
+      size_t upto = o ? s + 2 : len;
+      rc = wv_buf_append(out, line + i, upto - i);
+      i = upto;
+      continue;
+    }
+    rc = wv_buf_append(out, line + i, s - i);
+    const binding_t *v = lookup(b, nb, line + s + 2, e - s - 2, &ign);
+    if (!rc && ign)
+      rc = wv_buf_append(out, line + s, e + 2 - s);
+    else if (!rc && !v)
+      rc = WV_EINTERNAL;
+    else if (!rc && v->value)
+      rc = wv_buf_puts(out, v->value);
+    i = e + 2;
+  }
+  return rc;
+}
+
+static int render(const char *tpl, const binding_t *b, size_t nb, wv_buf_t *out) {
+  int rc = 0;
+  for (const char *p = tpl; *p && !rc;) {
+    size_t l = strcspn(p, "\n");
+    l += p[l] == '\n';
+    if (strncmp(p, "##", 2) != 0)
+      rc = render_line(out, p, l, b, nb);
+    p += l;
+  }
+  return rc;
+}
+
+/* addCommands: one per line; Singularity under a "%post" header, indented by 4. */
+static int add_commands(wv_buf_t *out, const wv_pkg_opts_t *o, bool sif) {
+  if (!o || !o->commands || o->n_commands == 0)
+    return 0;
+  int rc = sif ? wv_buf_puts(out, "%post\n") : 0;
+  for (size_t i = 0; i < o->n_commands && !rc; i++)
+    rc = wv_buf_printf(out, "%s%s\n", sif ? "    " : "", o->commands[i]);
+  return rc;
+}
+
+/* ---- PackagesSpec from JSON -------------------------------------------------------- */
+
+/* An optional string member; explicit null = absent. */
+static int get_str(wv_arena_t *a, const json_object *o, const char *key, const char **out,
+                   const char **msg) {
+  const char *s;
+  int rc = wv_json_get_str(o, key, &s);
+  *out = NULL;
+  if (rc == WV_ENOTFOUND)
+    return 0;
+  if (rc)
+    return say(a, msg, WV_EINVAL, "Invalid 'packages' attribute: '%s' must be a string", key);
+  return (*out = wv_arena_strdup(a, s)) ? 0 : WV_ENOMEM;
+}
+
+static int get_list(wv_arena_t *a, const json_object *o, const char *key, const char ***out,
+                    size_t *n, const char **msg) {
+  *out = NULL, *n = 0;
+  int rc = wv_json_get_strv(o, key, a, WV_PACKAGES_MAX_ITEMS, out, n);
+  if (rc == WV_ENOTFOUND)
+    return 0;
+  if (rc == WV_ETOOBIG)
+    return say(a, msg, WV_EINVAL, "Invalid 'packages' attribute: too many '%s' items", key);
+  if (rc == WV_EINVAL)
+    return say(a, msg, WV_EINVAL, "Invalid 'packages' attribute: '%s' must be a list of strings",
+               key);
+  /* The strings live in the json object: copy them so it may be freed. */
+  for (size_t i = 0; !rc && i < *n; i++)
+    if (!((*out)[i] = wv_arena_strdup(a, (*out)[i])))
+      rc = WV_ENOMEM;
+  return rc;
+}
+
+static int get_opts(wv_arena_t *a, const json_object *o, const char *key, const char *image_key,
+                    const wv_pkg_opts_t **out, const char **msg) {
+  json_object *obj;
+  int rc = wv_json_get_object(o, key, &obj);
+  *out = NULL;
+  if (rc == WV_ENOTFOUND)
+    return 0;
+  if (rc)
+    return say(a, msg, WV_EINVAL, "Invalid 'packages' attribute: '%s' must be an object", key);
+  wv_pkg_opts_t *r = wv_arena_calloc(a, sizeof *r);
+  if (!r)
+    return WV_ENOMEM;
+  json_object *bp = NULL;
+  r->base_packages_set = json_object_object_get_ex(obj, "basePackages", &bp);
+  if ((rc = get_str(a, obj, image_key, &r->image, msg)) != 0 ||
+      (rc = get_str(a, obj, "baseImage", &r->base_image, msg)) != 0 ||
+      (rc = get_str(a, obj, "basePackages", &r->base_packages, msg)) != 0 ||
+      (rc = get_list(a, obj, "commands", &r->commands, &r->n_commands, msg)) != 0)
+    return rc;
+  *out = r;
+  return 0;
+}
+
+int wv_packages_from_json(wv_arena_t *a, const json_object *obj, wv_packages_t *out,
+                          const char **msg) {
+  memset(out, 0, sizeof *out);
+  if (!obj)
+    return WV_ENOTFOUND;
+  if (!json_object_is_type(obj, json_type_object))
+    return say(a, msg, WV_EINVAL, "Invalid 'packages' attribute: not a JSON object");
+  const char *type;
+  int rc = get_str(a, obj, "type", &type, msg);
+  if (rc)
+    return rc;
+  if (type && !strcmp(type, "CONDA"))
+    out->type = WV_PKG_CONDA;
+  else if (type && !strcmp(type, "CRAN"))
+    out->type = WV_PKG_CRAN;
+  else if (type) /* Jackson would fail the whole request with a 500 */
+    return say(a, msg, WV_EINVAL, "Unexpected or missing package type '%s'", type);
+  if ((rc = get_str(a, obj, "environment", &out->environment, msg)) != 0 ||
+      (rc = get_list(a, obj, "entries", &out->entries, &out->n_entries, msg)) != 0 ||
+      (rc = get_list(a, obj, "channels", &out->channels, &out->n_channels, msg)) != 0 ||
+      (rc = get_opts(a, obj, "condaOpts", "mambaImage", &out->conda_opts, msg)) != 0 ||
+      (rc = get_opts(a, obj, "pixiOpts", "pixiImage", &out->pixi_opts, msg)) != 0 ||
+      (rc = get_opts(a, obj, "cranOpts", "rImage", &out->cran_opts, msg)) != 0)
+    return rc;
+  return 0;
+}
+
+/* ---- validation ------------------------------------------------------------------ */
+
+static bool is_url(const char *s) {
+  return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8);
+}
+
+const char *wv_packages_lock_file(const wv_packages_t *p) {
+  for (size_t i = 0; p->entries && i < p->n_entries; i++)
+    if (is_url(p->entries[i]))
+      return p->n_entries == 1 ? p->entries[i] : NULL;
+  return NULL;
+}
+
+/* Strict base64 (standard alphabet, padding, zero spare bits): Wave's round-trip check. */
+static int b64_value(unsigned char c) {
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 26;
+  if (c >= '0' && c <= '9')
+    return c - '0' + 52;
+  return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+static char *b64_decode(wv_arena_t *a, const char *s, size_t *outlen) {
+  size_t n = strlen(s);
+  if (n % 4)
+    return NULL;
+  char *out = wv_arena_alloc(a, n / 4 * 3 + 1);
+  size_t w = 0;
+  for (size_t i = 0; out && i < n; i += 4) {
+    int v[4], pad = 0;
+    for (int k = 0; k < 4; k++) {
+      unsigned char c = (unsigned char)s[i + k];
+      if (c == '=' && i + 4 == n && k >= 2 && (k == 3 || s[i + 3] == '=')) {
+        v[k] = 0, pad++;
+        continue;
+      }
+      if ((v[k] = b64_value(c)) < 0 || pad)
+        return NULL;
+    }
+    uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+    if ((pad == 1 && (x & 0xff)) || (pad == 2 && (x & 0xffff)))
+      return NULL; /* spare bits set: re-encoding would differ */
+    out[w++] = (char)(x >> 16);
+    if (pad < 2)
+      out[w++] = (char)(x >> 8);
+    if (pad < 1)
+      out[w++] = (char)x;
+  }
+  if (out)
+    out[w] = '\0', *outlen = w;
+  return out;
+}
+
+static int decode_environment(wv_arena_t *a, const wv_packages_t *p, const char **text,
+                              const char **msg) {
+  size_t n = 0;
+  char *t = b64_decode(a, p->environment, &n);
+  if (!t || memchr(t, '\0', n))
+    return say(a, msg, WV_EINVAL,
+               "Invalid 'packages.envFile' attribute - make sure it encoded as a base64 string");
+  *text = t;
+  return 0;
+}
+
+int wv_packages_validate(wv_arena_t *a, const wv_packages_t *p, wv_template_t tpl,
+                         const char **msg) {
+  if (p->type == WV_PKG_UNSET)
+    return say(a, msg, WV_EINVAL, "Unexpected or missing package type '-' or build template '%s'",
+               wv_template_name(tpl));
+  bool has_entries = p->entries && p->n_entries > 0;
+  if (has_entries && p->environment)
+    return say(a, msg, WV_EINVAL,
+               "Attributes 'entries' and 'environment' of 'packages' cannot be used together");
+  size_t urls = 0;
+  for (size_t i = 0; has_entries && i < p->n_entries; i++)
+    urls += is_url(p->entries[i]);
+  if (urls && p->n_entries > 1)
+    return say(a, msg, WV_EINVAL,
+               "No more than one Conda lock remote file can be specified at the same time");
+  if (p->type == WV_PKG_CONDA && !has_entries && !p->environment)
+    return say(a, msg, WV_EINVAL,
+               "Attribute 'entries' or 'environment' is required for 'CONDA' packages");
+  const char *text;
+  if (p->environment)
+    return decode_environment(a, p, &text, msg);
+  return p->type == WV_PKG_CONDA ? wv_packages_conda_yaml(a, p, &text, msg) : 0;
+}
+
+/* ---- conda YAML ------------------------------------------------------------------- */
+
+/* DockerHelper.trim0: trim, then strip matching single, then double quotes. */
+static const char *trim0(wv_arena_t *a, const char *s, size_t n) {
+  while (n && space_char(*s))
+    s++, n--;
+  while (n && space_char(s[n - 1]))
+    n--;
+  while (n >= 2 && s[0] == '\'' && s[n - 1] == '\'')
+    s++, n -= 2;
+  while (n >= 2 && s[0] == '"' && s[n - 1] == '"')
+    s++, n -= 2;
+  return wv_arena_strndup(a, s, n);
+}
+
+/* entries.join(' ').split(' '), blanks dropped, each trim0'd. */
+static int split_entries(wv_arena_t *a, const wv_packages_t *p, const char ***out, size_t *n) {
+  size_t cap = 0;
+  for (size_t i = 0; i < p->n_entries; i++)
+    cap += strlen(p->entries[i]) / 2 + 1;
+  const char **v = wv_arena_calloc(a, (cap + 1) * sizeof *v);
+  if (!v)
+    return WV_ENOMEM;
+  size_t k = 0;
+  for (size_t i = 0; i < p->n_entries; i++) {
+    for (const char *s = p->entries[i]; *s;) {
+      size_t l = strcspn(s, " ");
+      /* Java filters empty pieces before trim0, so a lone "''" survives as "". */
+      if (l && !(v[k++] = trim0(a, s, l)))
+        return WV_ENOMEM;
+      s += l + (s[l] == ' ');
+    }
+  }
+  *out = v, *n = k;
+  return 0;
+}
+
+/* "pip::x" → Wave's hint, with every run of ':' collapsed as replaceAll(":+", ":"). */
+static int pip_prefix_error(wv_arena_t *a, const char *e, const char **msg) {
+  char *fixed = wv_arena_strdup(a, e), *w = fixed;
+  if (!fixed)
+    return WV_ENOMEM;
+  for (const char *r = e; *r; r++)
+    if (!(*r == ':' && r > e && r[-1] == ':'))
+      *w++ = *r;
+  *w = '\0';
+  return say(a, msg, WV_EINVAL, "Invalid pip prefix - Likely you want to use '%s' instead of '%s'",
+             fixed, e);
+}
+
+static int add_strs(wv_arena_t *a, wv_yaml_node_t *seq, const char *const *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    wv_yaml_node_t *s = wv_yaml_str(a, v[i]);
+    if (!s || wv_yaml_append(a, seq, s))
+      return WV_ENOMEM;
+  }
+  return 0;
+}
+
+/* DockerHelper.condaPackagesToCondaYaml. */
+static int yaml_from_entries(wv_arena_t *a, const wv_packages_t *p, const char **yaml,
+                             const char **msg) {
+  const char **list;
+  size_t n;
+  int rc = split_entries(a, p, &list, &n);
+  if (rc || n == 0)
+    return rc; /* blank entries: no YAML */
+  wv_yaml_node_t *root = wv_yaml_new(a, WV_YAML_MAP), *deps = wv_yaml_new(a, WV_YAML_SEQ);
+  wv_yaml_node_t *pip = wv_yaml_new(a, WV_YAML_SEQ);
+  if (!root || !deps || !pip)
+    return WV_ENOMEM;
+  for (size_t i = 0; i < n && !rc; i++) {
+    if (!strncmp(list[i], "pip::", 5))
+      return pip_prefix_error(a, list[i], msg);
+    bool is_pip = !strncmp(list[i], "pip:", 4);
+    const char *item = is_pip ? list[i] + 4 : list[i];
+    rc = add_strs(a, is_pip ? pip : deps, &item, 1);
+  }
+  if (!rc && pip->n) {
+    wv_yaml_node_t *m = wv_yaml_new(a, WV_YAML_MAP);
+    rc = !m || add_strs(a, deps, (const char *[]){"pip"}, 1) || wv_yaml_put(a, m, "pip", pip) ||
+                 wv_yaml_append(a, deps, m)
+             ? WV_ENOMEM
+             : 0;
+  }
+  if (!rc && p->channels && p->n_channels) {
+    wv_yaml_node_t *ch = wv_yaml_new(a, WV_YAML_SEQ);
+    rc = !ch || add_strs(a, ch, p->channels, p->n_channels) || wv_yaml_put(a, root, "channels", ch)
+             ? WV_ENOMEM
+             : 0;
+  }
+  if (!rc)
+    rc = wv_yaml_put(a, root, "dependencies", deps);
+  return rc ? rc : wv_yaml_dump(a, root, yaml);
+}
+
+/* DockerHelper.condaEnvironmentToCondaYaml: re-dump, request channels appended. */
+static int yaml_from_environment(wv_arena_t *a, const wv_packages_t *p, const char **yaml,
+                                 const char **msg) {
+  const char *text;
+  wv_yaml_node_t *root;
+  int rc = decode_environment(a, p, &text, msg);
+  if (!rc)
+    rc = wv_yaml_load(a, text, strlen(text), &root, msg);
+  if (rc)
+    return rc == WV_EPARSE || rc == WV_ETOOBIG ? WV_EINVAL : rc;
+  if (p->channels) {
+    wv_yaml_node_t *ch = wv_yaml_get(root, "channels");
+    if (!ch || (ch->kind == WV_YAML_SCALAR && ch->type == WV_YAML_NULL)) {
+      if (!(ch = wv_yaml_new(a, WV_YAML_SEQ)) || wv_yaml_put(a, root, "channels", ch))
+        return WV_ENOMEM;
+    }
+    if (ch->kind != WV_YAML_SEQ) /* Wave: ClassCastException, a 500 */
+      return say(a, msg, WV_EINVAL, "Invalid conda YAML: 'channels' must be a list");
+    for (size_t i = 0; i < p->n_channels; i++) {
+      bool dup = false;
+      for (size_t k = 0; k < ch->n && !dup; k++)
+        dup = ch->items[k]->kind == WV_YAML_SCALAR && !strcmp(ch->items[k]->text, p->channels[i]);
+      if (!dup && add_strs(a, ch, &p->channels[i], 1))
+        return WV_ENOMEM;
+    }
+  }
+  return wv_yaml_dump(a, root, yaml);
+}
+
+int wv_packages_conda_yaml(wv_arena_t *a, const wv_packages_t *p, const char **yaml,
+                           const char **msg) {
+  *yaml = NULL;
+  if (p->type != WV_PKG_CONDA)
+    return 0;
+  if (p->environment)
+    return yaml_from_environment(a, p, yaml, msg);
+  if (p->entries && p->n_entries && !wv_packages_lock_file(p))
+    return yaml_from_entries(a, p, yaml, msg);
+  return 0;
+}
+
+/* ---- container files ------------------------------------------------------------- */
+
+static const char *pick(const char *v, const char *dflt) { return v ? v : dflt; }
+
+/* basePackages as Jackson leaves it: the default unless the field was present. */
+static const char *base_packages(const wv_pkg_opts_t *o, const char *dflt) {
+  return o && o->base_packages_set ? o->base_packages : dflt;
+}
+
+/* mambaInstallBasePackage0 / pixiAddBasePackage0. */
+static const char *install_line(wv_arena_t *a, const char *cmd, const char *pkgs, bool sif) {
+  if (!pkgs || !*pkgs)
+    return NULL;
+  return sif ? wv_arena_sprintf(a, "%s %s", cmd, pkgs)
+             : wv_arena_sprintf(a, "&& %s %s \\", cmd, pkgs);
+}
+
+/* "-c a -c b" */
+static const char *channel_opts(wv_arena_t *a, const wv_packages_t *p) {
+  wv_buf_t b;
+  wv_buf_init(&b, OUT_MAX);
+  int rc = 0;
+  for (size_t i = 0; p->channels && i < p->n_channels && !rc; i++)
+    rc = wv_buf_printf(&b, "%s-c %s", i ? " " : "", p->channels[i]);
+  const char *r = rc ? NULL : buf_to_arena(a, &b);
+  wv_buf_free(&b);
+  return r;
+}
+
+/* CondaHelper.isMicromambaV1: the image name matches .*micromamba:1[.-].* */
+static bool micromamba_v1(const char *image) {
+  for (const char *p = image; (p = strstr(p, "micromamba:1")) != NULL; p++)
+    if (p[12] == '.' || p[12] == '-')
+      return true;
+  return false;
+}
+
+static int finish(wv_arena_t *a, const char *tpl, const binding_t *b, size_t nb,
+                  const wv_pkg_opts_t *o, bool sif, const char **out) {
+  wv_buf_t buf;
+  wv_buf_init(&buf, OUT_MAX);
+  int rc = render(tpl, b, nb, &buf);
+  if (!rc)
+    rc = add_commands(&buf, o, sif);
+  if (!rc && !(*out = buf_to_arena(a, &buf)))
+    rc = WV_ENOMEM;
+  wv_buf_free(&buf);
+  return rc;
+}
+
+static int conda_v1(wv_arena_t *a, const wv_packages_t *p, bool sif,
+                    const wv_template_defaults_t *d, const char **out) {
+  const wv_pkg_opts_t *o = p->conda_opts;
+  const char *lock = wv_packages_lock_file(p);
+  binding_t b[] = {
+      {"base_image", pick(o ? o->image : NULL, d->mamba_image_v1)},
+      {"base_packages", install_line(a, "micromamba install -y -n base",
+                                     base_packages(o, d->conda_base_packages), sif)},
+      {"channel_opts", channel_opts(a, p)},
+      {"target", lock ? wv_arena_sprintf(a, "-f %s", lock) : NULL},
+  };
+  const char *tpl =
+      lock ? (sif ? MM1_SIF_PKGS : MM1_DOCKER_PKGS) : (sif ? MM1_SIF_FILE : MM1_DOCKER_FILE);
+  return finish(a, tpl, b, 4, o, sif, out);
+}
+
+static int conda_v2(wv_arena_t *a, const wv_packages_t *p, bool sif,
+                    const wv_template_defaults_t *d, const char **out) {
+  const wv_pkg_opts_t *o = p->conda_opts;
+  const char *lock = wv_packages_lock_file(p);
+  const char *mamba = pick(o ? o->image : NULL, d->mamba_image_v2);
+  if (micromamba_v1(mamba)) /* the v2 template needs micromamba 2.x */
+    mamba = d->mamba_image_v2;
+  binding_t b[] = {
+      {"base_image", pick(o ? o->base_image : NULL, d->conda_base_image)},
+      {"mamba_image", mamba},
+      {"base_packages", install_line(a, "micromamba install -y -n base",
+                                     base_packages(o, d->conda_base_packages), sif)},
+      {"channel_opts", channel_opts(a, p)},
+      {"target", lock ? wv_arena_sprintf(a, "-f %s", lock) : NULL},
+  };
+  const char *tpl =
+      lock ? (sif ? MM2_SIF_PKGS : MM2_DOCKER_PKGS) : (sif ? MM2_SIF_FILE : MM2_DOCKER_FILE);
+  return finish(a, tpl, b, 5, o, sif, out);
+}
+
+static int pixi_v1(wv_arena_t *a, const wv_packages_t *p, bool sif, const wv_template_defaults_t *d,
+                   const char **out, const char **msg) {
+  if (p->type != WV_PKG_CONDA)
+    return say(a, msg, WV_EINVAL,
+               "Package type 'CRAN' not supported by 'conda/pixi:v1' build template");
+  if (wv_packages_lock_file(p))
+    return say(a, msg, WV_EINVAL, "Conda lock file is not supported by 'conda/pixi:v1' template");
+  const wv_pkg_opts_t *o = p->pixi_opts;
+  binding_t b[] = {
+      {"base_image", pick(o ? o->base_image : NULL, d->pixi_base_image)},
+      {"pixi_image", pick(o ? o->image : NULL, d->pixi_image)},
+      {"base_packages", install_line(a, "pixi add", base_packages(o, d->pixi_base_packages), sif)},
+  };
+  return finish(a, sif ? PIXI_SIF_FILE : PIXI_DOCKER_FILE, b, 3, o, sif, out);
+}
+
+/* CranHelper.buildRepositoryOptions. */
+static const char *cran_repo_opts(wv_arena_t *a, const wv_packages_t *p, bool sif) {
+  wv_buf_t b;
+  wv_buf_init(&b, OUT_MAX);
+  int rc = wv_buf_puts(&b, "R -e \"");
+  if (!p->channels || p->n_channels == 0)
+    rc = rc ? rc : wv_buf_puts(&b, "options(repos = c(CRAN = 'https://cloud.r-project.org/'))");
+  for (size_t i = 0; p->channels && i < p->n_channels && !rc; i++) {
+    const char *r = p->channels[i];
+    rc = wv_buf_puts(&b, i ? "; " : "");
+    if (rc)
+      break;
+    if (!strcasecmp(r, "bioconductor"))
+      rc = wv_buf_puts(&b, "options(BioC_mirror = 'https://bioconductor.org')");
+    else if (!strcasecmp(r, "cran"))
+      rc = wv_buf_puts(&b, "options(repos = c(CRAN = 'https://cloud.r-project.org/'))");
+    else
+      rc = wv_buf_printf(&b, "options(repos = c(CRAN = '%s'))", r);
+  }
+  if (!rc)
+    rc = wv_buf_puts(&b, sif ? "\"" : "\" ");
+  const char *s = rc ? NULL : buf_to_arena(a, &b);
+  wv_buf_free(&b);
+  return s;
+}
+
+/* CranHelper.formatPackageTarget: 'pkg' or BiocManager::install('x'), a URL as is. */
+static const char *cran_target(wv_arena_t *a, const wv_packages_t *p) {
+  const char **list;
+  size_t n;
+  if (is_url(p->entries[0])) { /* the joined string starts with a URL */
+    wv_buf_t b;
+    wv_buf_init(&b, OUT_MAX);
+    int rc = 0;
+    for (size_t i = 0; i < p->n_entries && !rc; i++)
+      rc = wv_buf_printf(&b, "%s%s", i ? " " : "", p->entries[i]);
+    const char *s = rc ? NULL : buf_to_arena(a, &b);
+    wv_buf_free(&b);
+    return s;
+  }
+  if (split_entries(a, p, &list, &n))
+    return NULL;
+  wv_buf_t b;
+  wv_buf_init(&b, OUT_MAX);
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    const char *sep = i ? " " : "";
+    rc = !strncmp(list[i], "bioc::", 6)
+             ? wv_buf_printf(&b, "%sBiocManager::install('%s')", sep, list[i] + 6)
+             : wv_buf_printf(&b, "%s'%s'", sep, list[i]);
+  }
+  const char *s = rc ? NULL : buf_to_arena(a, &b);
+  wv_buf_free(&b);
+  return s;
+}
+
+static int cran_v1(wv_arena_t *a, const wv_packages_t *p, bool sif, const wv_template_defaults_t *d,
+                   const char **out) {
+  const wv_pkg_opts_t *o = p->cran_opts;
+  const char *bp = base_packages(o, d->cran_base_packages);
+  const char *install =
+      bp && *bp ? wv_arena_sprintf(a, "apt-get update && apt-get install -y %s", bp) : NULL;
+  const char *image = pick(o ? o->image : NULL, d->cran_image);
+  if (!p->entries || p->n_entries == 0) { /* the build-context flow */
+    binding_t b[] = {{"base_image", image}, {"base_packages", install ? install : ""}};
+    return finish(a, sif ? CRAN_SIF_FILE : CRAN_DOCKER_FILE, b, 2, o, sif, out);
+  }
+  const char *bps = sif ? "" : "\\";
+  if (install)
+    bps = wv_arena_sprintf(a, sif ? "%s\n    %s" : "%s\n    && %s \\", bps, install);
+  binding_t b[] = {
+      {"base_image", image},
+      {"repo_opts", cran_repo_opts(a, p, sif)},
+      {"target", cran_target(a, p)},
+      {"base_packages", bps},
+  };
+  return finish(a, sif ? CRAN_SIF_PKGS : CRAN_DOCKER_PKGS, b, 4, o, sif, out);
+}
+
+int wv_packages_container_file(wv_arena_t *a, const wv_packages_t *p, wv_template_t tpl, bool sif,
+                               const wv_template_defaults_t *d, const char **out,
+                               const char **msg) {
+  int rc = wv_packages_validate(a, p, tpl, msg);
+  if (rc)
+    return rc;
+  if (p->type == WV_PKG_CONDA && (tpl == WV_TPL_DEFAULT || tpl == WV_TPL_MICROMAMBA_V2))
+    return conda_v2(a, p, sif, d, out);
+  if (p->type == WV_PKG_CONDA && tpl == WV_TPL_MICROMAMBA_V1)
+    return conda_v1(a, p, sif, d, out);
+  if (tpl == WV_TPL_PIXI_V1)
+    return pixi_v1(a, p, sif, d, out, msg);
+  if (p->type == WV_PKG_CRAN && (tpl == WV_TPL_DEFAULT || tpl == WV_TPL_CRAN_V1))
+    return cran_v1(a, p, sif, d, out);
+  /* Wave renders CRAN with the conda v1 template here; we refuse the mix instead. */
+  return say(a, msg, WV_EINVAL, "Unexpected or missing package type '%s' or build template '%s'",
+             p->type == WV_PKG_CONDA ? "CONDA" : "CRAN", wv_template_name(tpl));
+}
+
+/* ---- freeze ------------------------------------------------------------------------ */
+
+static const char *digest_hex(const wv_container_layer_t *l) {
+  if (!l->gzip_digest)
+    return NULL;
+  return !strncmp(l->gzip_digest, "sha256:", 7) ? l->gzip_digest + 7 : l->gzip_digest;
+}
+
+const char *wv_freeze_layer_name(wv_arena_t *a, const wv_container_layer_t *l) {
+  const char *h = digest_hex(l);
+  return h ? wv_arena_sprintf(a, "layer-%s.tar.gz", h) : NULL;
+}
+
+const char *wv_freeze_layer_dir(wv_arena_t *a, const wv_container_layer_t *l) {
+  const char *h = digest_hex(l);
+  return h ? wv_arena_sprintf(a, "layer-%s", h) : NULL;
+}
+
+/* Escape.cli for one argument: quote or backslash-escape shell wildcards. */
+static int cli_arg(wv_buf_t *b, const char *s) {
+  static const char wild[] = "*?{}[]'\" ()\\!&|<>`:";
+  bool special = strpbrk(s, wild) != NULL;
+  if (!special)
+    return wv_buf_puts(b, s);
+  if (!strchr(s, '\''))
+    return wv_buf_printf(b, "'%s'", s);
+  int rc = 0;
+  for (const char *p = s; *p && !rc; p++)
+    rc = strchr(wild, *p) ? wv_buf_printf(b, "\\%c", *p) : wv_buf_putc(b, *p);
+  return rc;
+}
+
+static int join(wv_buf_t *b, const char *const *v, size_t n, const char *sep, const char *q) {
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i++)
+    rc = wv_buf_printf(b, "%s%s%s%s", i ? sep : "", q, v[i], q);
+  return rc;
+}
+
+static int docker_config(wv_arena_t *a, wv_buf_t *b, const wv_container_config_t *cc) {
+  int rc = 0;
+  for (size_t i = 0; i < cc->n_layers && !rc; i++) {
+    const char *name = wv_freeze_layer_name(a, &cc->layers[i]);
+    rc = name ? wv_buf_printf(b, "ADD %s /\n", name) : WV_EINVAL;
+  }
+  if (!rc && cc->working_dir && *cc->working_dir)
+    rc = wv_buf_printf(b, "WORKDIR %s\n", cc->working_dir);
+  if (!rc && cc->n_env) {
+    rc = wv_buf_puts(b, "ENV ");
+    rc = rc ? rc : join(b, cc->env, cc->n_env, " ", "");
+    rc = rc ? rc : wv_buf_putc(b, '\n');
+  }
+  /* Groovy prints the quoted list as ["a", "b"]. */
+  if (!rc && cc->n_entrypoint) {
+    rc = wv_buf_puts(b, "ENTRYPOINT [");
+    rc = rc ? rc : join(b, cc->entrypoint, cc->n_entrypoint, ", ", "\"");
+    rc = rc ? rc : wv_buf_puts(b, "]\n");
+  }
+  if (!rc && cc->n_cmd) {
+    rc = wv_buf_puts(b, "CMD [");
+    rc = rc ? rc : join(b, cc->cmd, cc->n_cmd, ", ", "\"");
+    rc = rc ? rc : wv_buf_puts(b, "]\n");
+  }
+  return rc;
+}
+
+/* Singularity: layers, env and entrypoint only (workingDir and cmd have no equivalent). */
+static int singularity_config(wv_arena_t *a, wv_buf_t *b, const wv_container_config_t *cc) {
+  int rc = cc->n_layers ? wv_buf_puts(b, "%files\n") : 0;
+  for (size_t i = 0; i < cc->n_layers && !rc; i++) {
+    const char *dir = wv_freeze_layer_dir(a, &cc->layers[i]);
+    rc = dir ? wv_buf_printf(b, "  {{wave_context_dir}}/%s/* /\n", dir) : WV_EINVAL;
+  }
+  if (!rc && cc->n_env) {
+    rc = wv_buf_puts(b, "%environment\n  export ");
+    rc = rc ? rc : join(b, cc->env, cc->n_env, " ", "");
+    rc = rc ? rc : wv_buf_putc(b, '\n');
+  }
+  if (!rc && cc->n_entrypoint) {
+    rc = wv_buf_puts(b, "%runscript\n  ");
+    for (size_t i = 0; i < cc->n_entrypoint && !rc; i++) {
+      rc = i ? wv_buf_putc(b, ' ') : 0;
+      rc = rc ? rc : cli_arg(b, cc->entrypoint[i]);
+    }
+    rc = rc ? rc : wv_buf_putc(b, '\n');
+  }
+  return rc;
+}
+
+static int freeze_build(wv_arena_t *a, const wv_freeze_input_t *in, bool has_config, wv_buf_t *b) {
+  int rc;
+  if (in->container_image && !in->container_file) {
+    rc = wv_buf_puts(b, "# wave generated container file\n");
+    rc = rc                ? rc
+         : in->singularity ? wv_buf_printf(b, "BootStrap: docker\nFrom: %s\n", in->container_image)
+                           : wv_buf_printf(b, "FROM %s\n", in->container_image);
+  } else {
+    rc = wv_buf_printf(b, "%s\n# wave generated container file\n", in->container_file);
+  }
+  if (!rc && in->entry_chain && in->n_entry_chain) {
+    rc = wv_buf_puts(b, in->singularity ? "%environment\n  export WAVE_ENTRY_CHAIN=\""
+                                        : "ENV WAVE_ENTRY_CHAIN=\"");
+    rc = rc ? rc : join(b, in->entry_chain, in->n_entry_chain, " ", "");
+    rc = rc ? rc : wv_buf_puts(b, "\"\n");
+  }
+  if (!rc && has_config)
+    rc = in->singularity ? singularity_config(a, b, in->config) : docker_config(a, b, in->config);
+  return rc;
+}
+
+int wv_freeze_container_file(wv_arena_t *a, const wv_freeze_input_t *in, const char **out) {
+  bool has_config = in->config && !wv_container_config_is_empty(in->config);
+  *out = NULL;
+  if (!in->container_image && !in->container_file)
+    return WV_EINVAL;
+  if (in->container_file && !has_config)
+    return 0; /* nothing to add: the file is built as it is */
+  wv_buf_t b;
+  wv_buf_init(&b, OUT_MAX);
+  int rc = freeze_build(a, in, has_config, &b);
+  if (!rc && !(*out = buf_to_arena(a, &b)))
+    rc = WV_ENOMEM;
+  wv_buf_free(&b);
+  return rc;
+}
+
+/* RegHelper.parseFromStatement on a trimmed line: the image of a FROM / From: line. */
+static const char *from_image(wv_arena_t *a, const char *line) {
+  if (strncmp(line, "FROM ", 5) && strncasecmp(line, "from:", 5))
+    return NULL;
+  const char *tok[3] = {NULL, NULL, NULL};
+  size_t len[3] = {0, 0, 0};
+  int n = 0;
+  for (const char *p = line; *p && n < 3;) {
+    p += strspn(p, " ");
+    size_t l = strcspn(p, " ");
+    if (l)
+      tok[n] = p, len[n++] = l;
+    p += l;
+  }
+  int i = n >= 2 && !strncmp(tok[1], "--platform=", 11) ? 2 : 1;
+  return i < n ? wv_arena_strndup(a, tok[i], len[i]) : NULL;
+}
+
+/* RegHelper.parseEntrypoint: exec form ["a", "b"] or shell form split on blanks. */
+static int parse_entrypoint(wv_arena_t *a, const char *line, const char ***out, size_t *n) {
+  *out = NULL, *n = 0;
+  if (strncmp(line, "ENTRYPOINT ", 11))
+    return 0;
+  const char *v = line + 10;
+  while (*v == ' ' || *v == '\t')
+    v++;
+  size_t vl = strlen(v);
+  while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+    vl--;
+  bool exec = vl >= 2 && v[0] == '[' && v[vl - 1] == ']';
+  const char *sep = exec ? "," : " ";
+  if (exec)
+    v++, vl -= 2;
+  const char **items = wv_arena_calloc(a, (vl / 2 + 2) * sizeof *items);
+  if (!items)
+    return WV_ENOMEM;
+  for (size_t i = 0; i < vl;) {
+    size_t l = strcspn(v + i, sep);
+    if (l > vl - i)
+      l = vl - i;
+    const char *s = v + i;
+    size_t sl = l;
+    if (exec) { /* trim, then drop one pair of surrounding double quotes */
+      while (sl && (*s == ' ' || *s == '\t'))
+        s++, sl--;
+      while (sl && (s[sl - 1] == ' ' || s[sl - 1] == '\t'))
+        sl--;
+      if (sl >= 2 && s[0] == '"' && s[sl - 1] == '"')
+        s++, sl -= 2;
+    }
+    if (l && !(items[(*n)++] = wv_arena_strndup(a, s, sl)))
+      return WV_ENOMEM;
+    i += l + 1;
+  }
+  *out = items;
+  return 0;
+}
+
+int wv_freeze_entrypoint_source(wv_arena_t *a, const char *file, const char ***entry, size_t *n,
+                                const char **image) {
+  *entry = NULL, *n = 0, *image = NULL;
+  if (!file)
+    return 0;
+  /* Scan from the bottom: the first ENTRYPOINT met wins, the first FROM ends the scan. */
+  for (const char *end = file + strlen(file); end > file;) {
+    const char *start = end;
+    while (start > file && start[-1] != '\n')
+      start--;
+    size_t len = (size_t)(end - start);
+    end = start > file ? start - 1 : file;
+    while (len && strchr(" \t\r\n", start[len - 1]))
+      len--;
+    while (len && strchr(" \t\r", *start))
+      start++, len--;
+    char *line = wv_arena_strndup(a, start, len);
+    if (!line)
+      return WV_ENOMEM;
+    const char *img = from_image(a, line);
+    if (img) {
+      if (!*entry)
+        *image = img;
+      return 0;
+    }
+    const char **e;
+    size_t en;
+    int rc = parse_entrypoint(a, line, &e, &en);
+    if (rc)
+      return rc;
+    if (en && !*entry)
+      *entry = e, *n = en;
+  }
+  return 0;
+}

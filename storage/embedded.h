@@ -1,0 +1,67 @@
+/*
+ * storage/embedded.h — the embedded build registry (design §3): images built
+ * into an OCI layout are imported into the blob store, and their tags and
+ * manifests are recorded in the state store, so waved serves them itself
+ * when wave.build.repo is empty.
+ *
+ * Records (WV_DB_EMBEDDED; the key layout is defined here and only here):
+ *
+ *   tag/<repo>:<tag>          → "<manifest digest>"
+ *   manifest/<digest>         → "<media type>\n<manifest bytes>"
+ *   link/<repo>@<digest>      → ""   (the blob or manifest belongs to repo)
+ *
+ * A repository sees only what was imported into it (the links), as in
+ * distribution's repository links. Blob content lives in the CAS
+ * (storage/cas.h). The tag is written last, in its own transaction after
+ * every blob, link and manifest is durable, so a tag never names something
+ * incomplete.
+ *
+ * Thread rules: every function may be called from any thread; import blocks
+ * (file reads, fsyncs, durable store writes) and belongs on a worker.
+ */
+#ifndef WV_EMBEDDED_H
+#define WV_EMBEDDED_H
+
+#include "storage/cas.h"
+#include "storage/store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WV_EMBEDDED_REPO "wave/build"       /* the default repository (design §3) */
+#define WV_EMBEDDED_MANIFEST_MAX (4u << 20) /* bytes of one manifest or index */
+#define WV_EMBEDDED_INDEX_MAX (1u << 20)    /* bytes of a layout's index.json */
+#define WV_EMBEDDED_MEDIATYPE_MAX 256       /* bytes of a media type, with the NUL */
+#define WV_EMBEDDED_DIGEST_LEN 72           /* "sha256:" + 64 hex + NUL */
+
+/*
+ * Imports the image of the OCI layout directory `layout` whose index.json
+ * entry is annotated org.opencontainers.image.ref.name = ref_name (NULL: the
+ * only entry) as repo:tag. Every blob is copied into the CAS and verified
+ * against its descriptor's digest and size; an image index brings its child
+ * manifests. The manifest digest goes to digest (may be NULL). On failure
+ * nothing is tagged and err says what was wrong ("blob sha256:…: digest
+ * mismatch"). Returns 0, WV_EINVAL (bad arguments), WV_ENOTFOUND (no such
+ * entry or blob), WV_EPARSE (bad JSON), WV_EDIGEST, WV_ETOOBIG, WV_EIO,
+ * WV_ESTORE, WV_ENOMEM.
+ */
+int wv_embedded_import(wv_store_t *s, wv_cas_t *c, const char *layout, const char *ref_name,
+                       const char *repo, const char *tag, char *digest, char *err, size_t errlen);
+
+/*
+ * The manifest of repo by tag or by digest ("sha256:…"): *body malloc'd
+ * (freed by the caller), media_type (WV_EMBEDDED_MEDIATYPE_MAX bytes) and
+ * digest (WV_EMBEDDED_DIGEST_LEN bytes) filled; each out may be NULL except
+ * body/len. Returns 0, WV_ENOTFOUND, WV_EINVAL, WV_ESTORE, WV_ENOMEM.
+ */
+int wv_embedded_get_manifest(wv_store_t *s, const char *repo, const char *ref, char **body,
+                             size_t *len, char *media_type, char *digest);
+
+/*
+ * Whether repo holds blob digest (linked and present in the CAS); its size
+ * to *size (may be NULL). Returns 0, WV_ENOTFOUND, WV_EINVAL, WV_EIO.
+ */
+int wv_embedded_has_blob(wv_store_t *s, wv_cas_t *c, const char *repo, const char *digest,
+                         uint64_t *size);
+
+#endif

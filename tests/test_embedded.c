@@ -1,0 +1,242 @@
+/*
+ * Unit tests for storage/embedded (OCI layout import, manifest and blob
+ * lookups) and storage/jobstore (job records and logs in the real store).
+ */
+#include "core/digest.h"
+#include "core/err.h"
+#include "core/job.h"
+#include "core/log.h"
+#include "runner.h"
+#include "storage/embedded.h"
+#include "storage/jobstore.h"
+#include "storage/log.h"
+#include "storage_util.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef struct {
+  char dir[256], layout[300];
+  wv_store_t *s;
+  wv_cas_t *c;
+} fx_t;
+
+static int fx_open(fx_t *f) {
+  char p[400];
+  if (!tmpdir_make(f->dir, "emb"))
+    return WV_EIO;
+  snprintf(f->layout, sizeof f->layout, "%s/layout", f->dir);
+  snprintf(p, sizeof p, "%s/layout/blobs/sha256", f->dir);
+  mkdir(f->layout, 0700);
+  snprintf(p, sizeof p, "%s/layout/blobs", f->dir);
+  mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/layout/blobs/sha256", f->dir);
+  mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/state", f->dir);
+  int rc = wv_store_open(&f->s, p, 0, 0);
+  return rc ? rc : wv_cas_open(&f->c, f->dir, 0);
+}
+
+static void fx_close(fx_t *f) {
+  wv_cas_close(f->c);
+  wv_store_close(f->s);
+  tmpdir_remove(f->dir);
+}
+
+static int write_file(const char *path, const void *p, size_t n) {
+  FILE *fp = fopen(path, "wb");
+  if (!fp)
+    return WV_EIO;
+  size_t w = fwrite(p, 1, n, fp);
+  fclose(fp);
+  return w == n ? 0 : WV_EIO;
+}
+
+/* Writes p as a layout blob; its digest to digest. */
+static int put_blob(fx_t *f, const char *p, size_t n, char digest[WV_DIGEST_STRLEN]) {
+  char path[512];
+  int rc = wv_digest_of(p, n, digest);
+  if (rc)
+    return rc;
+  snprintf(path, sizeof path, "%s/blobs/sha256/%s", f->layout, digest + 7);
+  return write_file(path, p, n);
+}
+
+/* A one-layer image; returns the manifest digest and size. */
+static int make_image(fx_t *f, const char *arch, char mdigest[WV_DIGEST_STRLEN], size_t *msize,
+                      char ldigest[WV_DIGEST_STRLEN]) {
+  char layer[256], cfg[512], man[1024], cdigest[WV_DIGEST_STRLEN];
+  int n = snprintf(layer, sizeof layer, "layer bytes for %s", arch);
+  int rc = put_blob(f, layer, (size_t)n, ldigest);
+  int cn = snprintf(cfg, sizeof cfg,
+                    "{\"architecture\":\"%s\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\","
+                    "\"diff_ids\":[\"%s\"]}}",
+                    arch, ldigest);
+  rc = rc ? rc : put_blob(f, cfg, (size_t)cn, cdigest);
+  int mn = snprintf(man, sizeof man,
+                    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+"
+                    "json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+                    "\"digest\":\"%s\",\"size\":%d},\"layers\":[{\"mediaType\":\"application/"
+                    "vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"%s\",\"size\":%d}]}",
+                    cdigest, cn, ldigest, n);
+  rc = rc ? rc : put_blob(f, man, (size_t)mn, mdigest);
+  *msize = (size_t)mn;
+  return rc;
+}
+
+static int write_index(fx_t *f, const char *mt, const char *digest, size_t size, const char *name) {
+  char text[1024], path[512];
+  int n = snprintf(text, sizeof text,
+                   "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"%s\",\"digest\":\"%s\","
+                   "\"size\":%zu,\"annotations\":{\"org.opencontainers.image.ref.name\":\"%s\"}}]}",
+                   mt, digest, size, name);
+  snprintf(path, sizeof path, "%s/index.json", f->layout);
+  return write_file(path, text, (size_t)n);
+}
+
+TEST(import_and_lookup) {
+  fx_t f;
+  char m[WV_DIGEST_STRLEN], l[WV_DIGEST_STRLEN], got[WV_EMBEDDED_DIGEST_LEN], err[256];
+  char mt[WV_EMBEDDED_MEDIATYPE_MAX], *body;
+  size_t msize, len;
+  uint64_t size;
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(make_image(&f, "amd64", m, &msize, l));
+  CHECK_OK(write_index(&f, "application/vnd.oci.image.manifest.v1+json", m, msize, "abc123"));
+  CHECK_OK(wv_embedded_import(f.s, f.c, f.layout, "abc123", WV_EMBEDDED_REPO, "abc123", got, err,
+                              sizeof err));
+  CHECK_EQ_STR(got, m);
+  CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "abc123", &body, &len, mt, got));
+  CHECK_EQ_STR(mt, "application/vnd.oci.image.manifest.v1+json");
+  CHECK_EQ_STR(got, m);
+  CHECK_EQ_INT(len, msize);
+  CHECK(strstr(body, l));
+  free(body);
+  CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, m, &body, &len, NULL, NULL));
+  free(body);
+  CHECK_OK(wv_embedded_has_blob(f.s, f.c, WV_EMBEDDED_REPO, l, &size));
+  CHECK_EQ_INT(size, strlen("layer bytes for amd64"));
+  /* Another repository sees nothing; unknown tags and digests are not found. */
+  CHECK_EQ_INT(wv_embedded_has_blob(f.s, f.c, "other/repo", l, NULL), WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_embedded_get_manifest(f.s, "other/repo", m, &body, &len, NULL, NULL),
+               WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "nope", &body, &len, NULL, NULL),
+               WV_ENOTFOUND);
+  CHECK_EQ_INT(
+      wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "sha256:xyz", &body, &len, NULL, NULL),
+      WV_EINVAL);
+  /* A name that is not in index.json. */
+  CHECK_EQ_INT(
+      wv_embedded_import(f.s, f.c, f.layout, "other", WV_EMBEDDED_REPO, "t", NULL, err, sizeof err),
+      WV_ENOTFOUND);
+  fx_close(&f);
+}
+
+TEST(import_index) {
+  fx_t f;
+  char m1[WV_DIGEST_STRLEN], m2[WV_DIGEST_STRLEN], l1[WV_DIGEST_STRLEN], l2[WV_DIGEST_STRLEN];
+  char idx[1024], id[WV_DIGEST_STRLEN], got[WV_EMBEDDED_DIGEST_LEN], err[256], mt[256], *body;
+  size_t s1, s2, len;
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(make_image(&f, "amd64", m1, &s1, l1));
+  CHECK_OK(make_image(&f, "arm64", m2, &s2, l2));
+  int n = snprintf(idx, sizeof idx,
+                   "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\","
+                   "\"manifests\":[{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+                   "\"digest\":\"%s\",\"size\":%zu,\"platform\":{\"architecture\":\"amd64\","
+                   "\"os\":\"linux\"}},{\"mediaType\":\"application/"
+                   "vnd.oci.image.manifest.v1+json\",\"digest\":\"%s\",\"size\":%zu}]}",
+                   m1, s1, m2, s2);
+  CHECK_OK(put_blob(&f, idx, (size_t)n, id));
+  CHECK_OK(write_index(&f, "application/vnd.oci.image.index.v1+json", id, (size_t)n, "multi"));
+  CHECK_OK(
+      wv_embedded_import(f.s, f.c, f.layout, "multi", "wave/build", "multi", got, err, sizeof err));
+  CHECK_EQ_STR(got, id);
+  CHECK_OK(wv_embedded_get_manifest(f.s, "wave/build", "multi", &body, &len, mt, NULL));
+  CHECK_EQ_STR(mt, "application/vnd.oci.image.index.v1+json");
+  free(body);
+  CHECK_OK(wv_embedded_get_manifest(f.s, "wave/build", m2, &body, &len, mt, NULL));
+  free(body);
+  CHECK_OK(wv_embedded_has_blob(f.s, f.c, "wave/build", l2, NULL));
+  fx_close(&f);
+}
+
+TEST(digest_mismatch_refused) {
+  fx_t f;
+  char m[WV_DIGEST_STRLEN], l[WV_DIGEST_STRLEN], err[256], path[512], *body;
+  size_t msize, len;
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(make_image(&f, "amd64", m, &msize, l));
+  CHECK_OK(write_index(&f, "application/vnd.oci.image.manifest.v1+json", m, msize, "t1"));
+  /* Same length, other content: only the digest can tell. */
+  snprintf(path, sizeof path, "%s/blobs/sha256/%s", f.layout, l + 7);
+  CHECK_OK(write_file(path, "layer bytes for AMD64", strlen("layer bytes for AMD64")));
+  CHECK_EQ_INT(
+      wv_embedded_import(f.s, f.c, f.layout, "t1", "wave/build", "t1", NULL, err, sizeof err),
+      WV_EDIGEST);
+  CHECK(strstr(err, l));
+  CHECK_EQ_INT(wv_embedded_get_manifest(f.s, "wave/build", "t1", &body, &len, NULL, NULL),
+               WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_cas_exists(f.c, l, NULL), WV_ENOTFOUND);
+  /* A truncated blob fails on its size. */
+  CHECK_OK(write_file(path, "layer", 5));
+  CHECK_EQ_INT(
+      wv_embedded_import(f.s, f.c, f.layout, "t1", "wave/build", "t1", NULL, err, sizeof err),
+      WV_EDIGEST);
+  /* A tampered manifest is refused too. */
+  CHECK_OK(write_file(path, "layer bytes for amd64", strlen("layer bytes for amd64")));
+  snprintf(path, sizeof path, "%s/blobs/sha256/%s", f.layout, m + 7);
+  FILE *fp = fopen(path, "r+b");
+  CHECK(fp);
+  fputc(' ', fp);
+  fclose(fp);
+  CHECK_EQ_INT(
+      wv_embedded_import(f.s, f.c, f.layout, "t1", "wave/build", "t1", NULL, err, sizeof err),
+      WV_EDIGEST);
+  fx_close(&f);
+}
+
+static int count_each(void *arg, const char *id, const char *json, size_t len) {
+  (*(int *)arg)++;
+  return strstr(json, id) ? 0 : WV_EPARSE;
+}
+
+TEST(jobstore_records_and_logs) {
+  fx_t f;
+  wv_jobstore_t js;
+  wv_job_persist_t p;
+  char logs[400], *out;
+  size_t len;
+  int n = 0;
+  CHECK_OK(fx_open(&f));
+  snprintf(logs, sizeof logs, "%s/logs", f.dir);
+  CHECK_OK(wv_jobstore_init(&js, f.s, logs, 60000, &p));
+  CHECK_OK(p.save(p.ctx, "bd-1", "{\"id\":\"bd-1\"}", 13, false));
+  CHECK_OK(p.save(p.ctx, "bd-2", "{\"id\":\"bd-2\"}", 13, true));
+  CHECK_OK(p.load_all(p.ctx, count_each, &n));
+  CHECK_EQ_INT(n, 2);
+  CHECK_OK(p.get(p.ctx, "bd-2", &out, &len));
+  CHECK_EQ_STR(out, "{\"id\":\"bd-2\"}");
+  free(out);
+  int64_t exp;
+  CHECK_OK(wv_store_get(f.s, WV_DB_JOBS, "bd-2", &out, &len, &exp));
+  free(out);
+  CHECK(exp > 0);
+  CHECK_OK(wv_store_get(f.s, WV_DB_JOBS, "bd-1", &out, &len, &exp));
+  free(out);
+  CHECK_EQ_INT(exp, 0);
+  CHECK_OK(p.put_log(p.ctx, "bd-2", "line one\nline two\n", 18));
+  CHECK_OK(p.get_log(p.ctx, "bd-2", 9, &out, &len));
+  CHECK_EQ_STR(out, "line two\n");
+  free(out);
+  fx_close(&f);
+}
+
+int wv_test_failed;
+static const wv_test_t tests[] = {T(import_and_lookup), T(import_index), T(digest_mismatch_refused),
+                                  T(jobstore_records_and_logs)};
+
+int main(int argc, char **argv) {
+  wv_log_set_level(WV_LOG_ERROR);
+  return wv_test_run(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}

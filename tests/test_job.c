@@ -1,0 +1,682 @@
+/*
+ * Unit tests for core/job: the job engine with real child processes.
+ *
+ * The test binary doubles as the exec wrapper (--job-exec), as waved does,
+ * so memory limits run through the same path as in production.
+ */
+#include "core/err.h"
+#include "core/job.h"
+#include "core/log.h"
+#include "runner.h"
+#include "storage_util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- a fake in-memory persistence ---- */
+
+#define FAKE_MAX 64
+typedef struct {
+  pthread_mutex_t mu;
+  char *ids[FAKE_MAX], *json[FAKE_MAX], *logs[FAKE_MAX];
+  size_t n, saves;
+} fake_t;
+
+static int fake_slot(fake_t *f, const char *id) {
+  for (size_t i = 0; i < f->n; i++)
+    if (strcmp(f->ids[i], id) == 0)
+      return (int)i;
+  if (f->n == FAKE_MAX)
+    return -1;
+  f->ids[f->n] = strdup(id);
+  return (int)f->n++;
+}
+
+static int fake_save(void *ctx, const char *id, const char *json, size_t len, bool final) {
+  fake_t *f = ctx;
+  pthread_mutex_lock(&f->mu);
+  int i = fake_slot(f, id);
+  if (i >= 0) {
+    free(f->json[i]);
+    f->json[i] = strndup(json, len);
+    f->saves++;
+  }
+  pthread_mutex_unlock(&f->mu);
+  return i < 0 ? WV_ETOOBIG : 0;
+}
+
+static int fake_load_all(void *ctx, wv_job_record_cb each, void *arg) {
+  fake_t *f = ctx;
+  int rc = 0;
+  pthread_mutex_lock(&f->mu);
+  for (size_t i = 0; i < f->n && !rc; i++)
+    if (f->json[i])
+      rc = each(arg, f->ids[i], f->json[i], strlen(f->json[i]));
+  pthread_mutex_unlock(&f->mu);
+  return rc;
+}
+
+static int fake_get(void *ctx, const char *id, char **json, size_t *len) {
+  fake_t *f = ctx;
+  int rc = WV_ENOTFOUND;
+  pthread_mutex_lock(&f->mu);
+  for (size_t i = 0; i < f->n; i++)
+    if (strcmp(f->ids[i], id) == 0 && f->json[i]) {
+      *json = strdup(f->json[i]);
+      *len = strlen(*json);
+      rc = 0;
+    }
+  pthread_mutex_unlock(&f->mu);
+  return rc;
+}
+
+static int fake_put_log(void *ctx, const char *id, const void *data, size_t len) {
+  fake_t *f = ctx;
+  pthread_mutex_lock(&f->mu);
+  int i = fake_slot(f, id);
+  if (i >= 0) {
+    free(f->logs[i]);
+    f->logs[i] = strndup(data, len);
+  }
+  pthread_mutex_unlock(&f->mu);
+  return i < 0 ? WV_ETOOBIG : 0;
+}
+
+static int fake_get_log(void *ctx, const char *id, size_t max, char **out, size_t *len) {
+  fake_t *f = ctx;
+  int rc = WV_ENOTFOUND;
+  pthread_mutex_lock(&f->mu);
+  for (size_t i = 0; i < f->n; i++)
+    if (strcmp(f->ids[i], id) == 0 && f->logs[i]) {
+      size_t n = strlen(f->logs[i]);
+      const char *p = f->logs[i] + (n > max ? n - max : 0);
+      *out = strdup(p);
+      *len = strlen(p);
+      rc = 0;
+    }
+  pthread_mutex_unlock(&f->mu);
+  return rc;
+}
+
+static void fake_init(fake_t *f, wv_job_persist_t *p) {
+  memset(f, 0, sizeof *f);
+  pthread_mutex_init(&f->mu, NULL);
+  *p = (wv_job_persist_t){f, fake_save, fake_load_all, fake_get, fake_put_log, fake_get_log};
+}
+
+static void fake_free(fake_t *f) {
+  for (size_t i = 0; i < f->n; i++)
+    free(f->ids[i]), free(f->json[i]), free(f->logs[i]);
+  pthread_mutex_destroy(&f->mu);
+}
+
+/* ---- helpers ---- */
+
+static char self_exe[PATH_MAX];
+static uint64_t fixture_log_max; /* 0 = the engine's default */
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int calls;
+  wv_job_info_t info;
+} waiter_t;
+
+static void waiter_init(waiter_t *w) {
+  memset(w, 0, sizeof *w);
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+}
+
+static void on_done(void *arg, const wv_job_info_t *info) {
+  waiter_t *w = arg;
+  pthread_mutex_lock(&w->mu);
+  w->calls++;
+  w->info = *info;
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+/* Waits up to ms for the first call; returns the number of calls. */
+static int waiter_wait(waiter_t *w, int ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L)
+    ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+  pthread_mutex_lock(&w->mu);
+  while (w->calls == 0 && pthread_cond_timedwait(&w->cv, &w->mu, &ts) == 0)
+    ;
+  int n = w->calls;
+  pthread_mutex_unlock(&w->mu);
+  return n;
+}
+
+static void waiter_destroy(waiter_t *w) {
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->cv);
+}
+
+typedef struct {
+  char dir[256];
+  wv_job_engine_t *e;
+  fake_t fake;
+  wv_job_persist_t persist;
+} fixture_t;
+
+static wv_job_kind_t kind_def(const char *name, int max_running, int64_t deadline_ms) {
+  return (wv_job_kind_t){.name = name,
+                         .label = "Container build",
+                         .max_running = max_running,
+                         .deadline_ms = deadline_ms};
+}
+
+static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool keep_store) {
+  wv_job_opts_t o;
+  char logs[300];
+  if (!keep_store) {
+    if (!tmpdir_make(f->dir, tag))
+      return WV_EIO;
+    fake_init(&f->fake, &f->persist);
+  }
+  snprintf(logs, sizeof logs, "%s/logs", f->dir);
+  wv_job_opts_init(&o);
+  o.log_dir = logs;
+  o.persist = &f->persist;
+  o.exec_path = self_exe;
+  o.mem = mem;
+  o.kill_grace_ms = 300;
+  o.log_max = fixture_log_max;
+  return wv_job_engine_new(&o, &f->e);
+}
+
+static void fixture_close(fixture_t *f) {
+  wv_job_engine_free(f->e);
+  f->e = NULL;
+}
+
+static void fixture_free(fixture_t *f) {
+  fixture_close(f);
+  fake_free(&f->fake);
+  tmpdir_remove(f->dir);
+}
+
+/* Submits one command job and waits for its end (up to 20 s). */
+static int run_cmd(fixture_t *f, const char *kind, const char *const *argv, int64_t deadline_ms,
+                   uint64_t mem, wv_job_info_t *info, char *id) {
+  wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv, .cwd = f->dir};
+  wv_job_spec_t spec = {.kind = kind,
+                        .workdir = f->dir,
+                        .deadline_ms = deadline_ms,
+                        .memory_max = mem,
+                        .steps = &step,
+                        .nsteps = 1};
+  waiter_t w;
+  waiter_init(&w);
+  int rc = wv_job_submit(f->e, &spec, id);
+  if (!rc)
+    rc = wv_job_on_done(f->e, id, on_done, &w);
+  if (!rc && waiter_wait(&w, 20000) != 1)
+    rc = WV_ETIMEOUT;
+  *info = w.info;
+  waiter_destroy(&w);
+  return rc;
+}
+
+/* ---- tests ---- */
+
+TEST(success_and_log) {
+  fixture_t f;
+  wv_job_info_t info;
+  char id[WV_JOB_ID_MAX + 1];
+  wv_job_kind_t k = kind_def("build", 2, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  const char *argv[] = {"sh", "-c", "echo hello-out; echo hello-err >&2; pwd", NULL};
+  CHECK_OK(run_cmd(&f, "build", argv, 0, 0, &info, id));
+  CHECK_EQ_INT(info.state, WV_JOB_SUCCEEDED);
+  CHECK_EQ_INT(info.exit_status, 0);
+  CHECK_EQ_STR(info.reason, "");
+  CHECK(info.started_ns >= info.created_ns && info.finished_ns >= info.started_ns);
+  char *log;
+  size_t len;
+  CHECK_OK(wv_job_log(f.e, id, 1 << 20, &log, &len));
+  CHECK(strstr(log, "hello-out") && strstr(log, "hello-err") && strstr(log, f.dir));
+  free(log);
+  /* The tail only when asked for less. */
+  CHECK_OK(wv_job_log(f.e, id, 10, &log, &len));
+  CHECK(len == 10);
+  free(log);
+  /* The final record is durable and says SUCCEEDED. */
+  char *json;
+  CHECK_OK(f.persist.get(&f.fake, id, &json, &len));
+  CHECK(strstr(json, "\"state\":\"SUCCEEDED\""));
+  free(json);
+  fixture_free(&f);
+}
+
+TEST(failing_command) {
+  fixture_t f;
+  wv_job_info_t info;
+  char id[WV_JOB_ID_MAX + 1];
+  wv_job_kind_t k = kind_def("build", 2, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  const char *argv[] = {"sh", "-c", "echo about to fail; exit 3", NULL};
+  CHECK_OK(run_cmd(&f, "build", argv, 0, 0, &info, id));
+  CHECK_EQ_INT(info.state, WV_JOB_FAILED);
+  CHECK_EQ_INT(info.exit_status, 3);
+  CHECK_EQ_STR(info.reason, "Container build failed: step 'sh' exited with status 3");
+  const char *missing[] = {"/nonexistent/builder", NULL};
+  CHECK_OK(run_cmd(&f, "build", missing, 0, 0, &info, id));
+  CHECK_EQ_INT(info.state, WV_JOB_FAILED);
+  CHECK(strstr(info.reason, "/nonexistent/builder"));
+  fixture_free(&f);
+}
+
+static bool pid_alive(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *fp = fopen(path, "r");
+  if (!fp)
+    return false;
+  size_t n = fread(buf, 1, sizeof buf - 1, fp);
+  fclose(fp);
+  buf[n] = '\0';
+  const char *rp = strrchr(buf, ')');
+  return rp && rp[1] == ' ' && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+static pid_t read_pid(const char *dir, const char *name) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *fp = fopen(path, "r");
+  long pid = 0;
+  if (fp) {
+    if (fscanf(fp, "%ld", &pid) != 1)
+      pid = 0;
+    fclose(fp);
+  }
+  return (pid_t)pid;
+}
+
+TEST(deadline_kills_process_group) {
+  fixture_t f;
+  wv_job_info_t info;
+  char id[WV_JOB_ID_MAX + 1];
+  wv_job_kind_t k = kind_def("build", 2, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  /* A grandchild that ignores SIGTERM: only the SIGKILL after the grace ends it. */
+  const char *argv[] = {"sh", "-c",
+                        "sh -c 'trap \"\" TERM; echo $$ > gc.pid; exec sleep 30' & wait", NULL};
+  double t0 = now_sec();
+  CHECK_OK(run_cmd(&f, "build", argv, 400, 0, &info, id));
+  double took = now_sec() - t0;
+  CHECK_EQ_INT(info.state, WV_JOB_FAILED);
+  CHECK_EQ_INT(info.exit_status, -1);
+  CHECK_EQ_STR(info.reason, "Container build timed out after 400ms");
+  CHECK(took < 5.0);
+  pid_t gc = read_pid(f.dir, "gc.pid");
+  CHECK(gc > 0);
+  for (int i = 0; i < 100 && pid_alive(gc); i++)
+    usleep(10000);
+  CHECK(!pid_alive(gc));
+  fixture_free(&f);
+}
+
+TEST(grandchild_does_not_outlive_its_step) {
+  fixture_t f;
+  wv_job_info_t info;
+  char id[WV_JOB_ID_MAX + 1];
+  wv_job_kind_t k = kind_def("build", 2, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  /* The main process exits at once, leaving a background sleeper holding the pipe. */
+  const char *argv[] = {"sh", "-c", "sleep 30 & echo $! > bg.pid; echo done", NULL};
+  double t0 = now_sec();
+  CHECK_OK(run_cmd(&f, "build", argv, 0, 0, &info, id));
+  CHECK(now_sec() - t0 < 3.0);
+  CHECK_EQ_INT(info.state, WV_JOB_SUCCEEDED);
+  pid_t bg = read_pid(f.dir, "bg.pid");
+  CHECK(bg > 0);
+  for (int i = 0; i < 100 && pid_alive(bg); i++)
+    usleep(10000);
+  CHECK(!pid_alive(bg));
+  fixture_free(&f);
+}
+
+static atomic_int cur_running, max_running;
+
+static int slow_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
+  int now = atomic_fetch_add(&cur_running, 1) + 1;
+  int prev = atomic_load(&max_running);
+  while (now > prev && !atomic_compare_exchange_weak(&max_running, &prev, now))
+    ;
+  wv_job_ctx_logf(ctx, "slow step %s of %s", arg ? arg : "-", wv_job_ctx_id(ctx));
+  usleep(100000);
+  atomic_fetch_sub(&cur_running, 1);
+  if (arg && strcmp(arg, "fail") == 0) {
+    wv_job_ctx_fail(ctx, "Import failed: %s", "bad layout");
+    return WV_EPARSE;
+  }
+  return 0;
+}
+
+TEST(concurrency_limit_and_fn_steps) {
+  fixture_t f;
+  wv_job_kind_t k = kind_def("build", 2, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_register_fn(f.e, "slow", slow_fn, NULL));
+  CHECK_OK(wv_job_engine_start(f.e));
+  atomic_store(&cur_running, 0);
+  atomic_store(&max_running, 0);
+  waiter_t w[5];
+  char ids[5][WV_JOB_ID_MAX + 1];
+  for (int i = 0; i < 5; i++) {
+    wv_job_step_t step = {.type = WV_JOB_STEP_FN, .fn = "slow", .arg = i == 4 ? "fail" : "ok"};
+    wv_job_spec_t spec = {.kind = "build", .steps = &step, .nsteps = 1};
+    waiter_init(&w[i]);
+    CHECK_OK(wv_job_submit(f.e, &spec, ids[i]));
+    CHECK_OK(wv_job_on_done(f.e, ids[i], on_done, &w[i]));
+  }
+  for (int i = 0; i < 5; i++)
+    CHECK_EQ_INT(waiter_wait(&w[i], 10000), 1);
+  CHECK_EQ_INT(atomic_load(&max_running), 2);
+  for (int i = 0; i < 4; i++)
+    CHECK_EQ_INT(w[i].info.state, WV_JOB_SUCCEEDED);
+  CHECK_EQ_INT(w[4].info.state, WV_JOB_FAILED);
+  CHECK_EQ_STR(w[4].info.reason, "Import failed: bad layout");
+  char *log;
+  size_t len;
+  CHECK_OK(wv_job_log(f.e, ids[0], 4096, &log, &len));
+  CHECK(strstr(log, "slow step ok"));
+  free(log);
+  for (int i = 0; i < 5; i++)
+    waiter_destroy(&w[i]);
+  /* Unknown kinds and functions are refused at submit. */
+  wv_job_step_t bad = {.type = WV_JOB_STEP_FN, .fn = "nope"};
+  wv_job_spec_t spec = {.kind = "build", .steps = &bad, .nsteps = 1};
+  CHECK_EQ_INT(wv_job_submit(f.e, &spec, NULL), WV_EINVAL);
+  spec.kind = "nope";
+  CHECK_EQ_INT(wv_job_submit(f.e, &spec, NULL), WV_EINVAL);
+  fixture_free(&f);
+}
+
+static atomic_int counted;
+static void count_cb(void *arg, const wv_job_info_t *info) {
+  if (info->state == WV_JOB_SUCCEEDED)
+    atomic_fetch_add(&counted, 1);
+}
+
+TEST(waiters_before_and_after) {
+  fixture_t f;
+  wv_job_kind_t k = kind_def("build", 1, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  const char *argv[] = {"sleep", "0.3", NULL};
+  wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv};
+  wv_job_spec_t spec = {
+      .id = "bd-0123456789abcdef_1", .kind = "build", .steps = &step, .nsteps = 1};
+  char id[WV_JOB_ID_MAX + 1];
+  CHECK_OK(wv_job_submit(f.e, &spec, id));
+  CHECK_EQ_STR(id, "bd-0123456789abcdef_1");
+  CHECK_EQ_INT(wv_job_submit(f.e, &spec, NULL), WV_EEXISTS);
+  atomic_store(&counted, 0);
+  for (int i = 0; i < 5000; i++) /* thousands of parked requests: memory only */
+    CHECK_OK(wv_job_on_done(f.e, id, count_cb, NULL));
+  waiter_t w;
+  waiter_init(&w);
+  CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
+  wv_job_info_t info;
+  CHECK_OK(wv_job_get(f.e, id, &info));
+  CHECK(info.state == WV_JOB_QUEUED || info.state == WV_JOB_RUNNING);
+  CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
+  CHECK_EQ_INT(atomic_load(&counted), 5000);
+  /* After the end: the callback runs at once, on this thread. */
+  waiter_t late;
+  waiter_init(&late);
+  CHECK_OK(wv_job_on_done(f.e, id, on_done, &late));
+  CHECK_EQ_INT(late.calls, 1);
+  CHECK_EQ_INT(late.info.state, WV_JOB_SUCCEEDED);
+  CHECK_EQ_INT(wv_job_on_done(f.e, "no-such-job", on_done, &late), WV_ENOTFOUND);
+  waiter_destroy(&w);
+  waiter_destroy(&late);
+  fixture_free(&f);
+}
+
+TEST(log_readable_while_running) {
+  fixture_t f;
+  wv_job_kind_t k = kind_def("build", 1, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  const char *argv[] = {"sh", "-c", "echo tick; sleep 2; echo tock", NULL};
+  wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv};
+  wv_job_spec_t spec = {.kind = "build", .steps = &step, .nsteps = 1};
+  char id[WV_JOB_ID_MAX + 1];
+  CHECK_OK(wv_job_submit(f.e, &spec, id));
+  bool seen = false;
+  for (int i = 0; i < 150 && !seen; i++) {
+    char *log = NULL;
+    size_t len;
+    if (wv_job_log(f.e, id, 4096, &log, &len) == 0)
+      seen = strstr(log, "tick") != NULL;
+    free(log);
+    if (!seen)
+      usleep(10000);
+  }
+  CHECK(seen);
+  wv_job_info_t info;
+  CHECK_OK(wv_job_get(f.e, id, &info));
+  CHECK_EQ_INT(info.state, WV_JOB_RUNNING);
+  /* Cancel ends it early, with the reason given. */
+  waiter_t w;
+  waiter_init(&w);
+  CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
+  CHECK_OK(wv_job_cancel(f.e, id, "Cancelled by the user"));
+  CHECK_EQ_INT(waiter_wait(&w, 5000), 1);
+  CHECK_EQ_INT(w.info.state, WV_JOB_FAILED);
+  CHECK_EQ_STR(w.info.reason, "Cancelled by the user");
+  waiter_destroy(&w);
+  /* After the end the log comes from persistence (the live file is gone). */
+  char path[400];
+  snprintf(path, sizeof path, "%s/logs/%s.log", f.dir, id);
+  CHECK(access(path, F_OK) != 0);
+  char *log;
+  size_t len;
+  CHECK_OK(wv_job_log(f.e, id, 4096, &log, &len));
+  CHECK(strstr(log, "tick") && !strstr(log, "tock"));
+  free(log);
+  fixture_free(&f);
+}
+
+TEST(restart_recovery) {
+  fixture_t f;
+  wv_job_kind_t once = kind_def("build", 1, 10000);
+  wv_job_kind_t again = kind_def("mirror", 1, 10000);
+  again.rerunnable = true;
+  again.label = "Container mirror";
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(wv_job_register_kind(f.e, &once));
+  CHECK_OK(wv_job_register_kind(f.e, &again));
+  CHECK_OK(wv_job_engine_start(f.e));
+  /* First run: each sleeps; a re-run finds its marker and succeeds at once. */
+  const char *slow[] = {"sh", "-c", "if [ -f $M ]; then echo rerun; else touch $M; sleep 30; fi",
+                        NULL};
+  const char *env_a[] = {"M=a.mark", "PATH=/usr/bin:/bin", NULL};
+  const char *env_b[] = {"M=b.mark", "PATH=/usr/bin:/bin", NULL};
+  wv_job_step_t sa = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_a, .cwd = f.dir};
+  wv_job_step_t sb = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_b, .cwd = f.dir};
+  wv_job_spec_t a = {.id = "bd-a_1", .kind = "build", .steps = &sa, .nsteps = 1};
+  wv_job_spec_t q = {.id = "bd-q_1", .kind = "build", .steps = &sa, .nsteps = 1};
+  wv_job_spec_t b = {.id = "mr-b", .kind = "mirror", .steps = &sb, .nsteps = 1};
+  CHECK_OK(wv_job_submit(f.e, &a, NULL));
+  CHECK_OK(wv_job_submit(f.e, &q, NULL)); /* waits behind a (limit 1) */
+  CHECK_OK(wv_job_submit(f.e, &b, NULL));
+  wv_job_info_t info;
+  for (int i = 0; i < 200; i++) {
+    char m[300];
+    snprintf(m, sizeof m, "%s/b.mark", f.dir);
+    if (wv_job_get(f.e, "bd-a_1", &info) == 0 && info.state == WV_JOB_RUNNING &&
+        access(m, F_OK) == 0)
+      break;
+    usleep(10000);
+  }
+  CHECK_EQ_INT(info.state, WV_JOB_RUNNING);
+  fixture_close(&f); /* "crash": records stay RUNNING / QUEUED */
+  char *json;
+  size_t len;
+  CHECK_OK(f.persist.get(&f.fake, "bd-a_1", &json, &len));
+  CHECK(strstr(json, "\"state\":\"RUNNING\""));
+  free(json);
+
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true));
+  CHECK_OK(wv_job_register_kind(f.e, &once));
+  CHECK_OK(wv_job_register_kind(f.e, &again));
+  CHECK_OK(wv_job_engine_start(f.e));
+  CHECK_OK(wv_job_get(f.e, "bd-a_1", &info));
+  CHECK_EQ_INT(info.state, WV_JOB_FAILED);
+  CHECK_EQ_STR(info.reason, WV_JOB_REASON_RESTART);
+  CHECK_OK(wv_job_get(f.e, "bd-q_1", &info));
+  CHECK_EQ_INT(info.state, WV_JOB_FAILED);
+  CHECK_EQ_STR(info.reason, WV_JOB_REASON_RESTART);
+  waiter_t w;
+  waiter_init(&w);
+  CHECK_OK(wv_job_on_done(f.e, "mr-b", on_done, &w));
+  CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
+  CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
+  waiter_destroy(&w);
+  char *log;
+  CHECK_OK(wv_job_log(f.e, "mr-b", 4096, &log, &len));
+  CHECK(strstr(log, "rerun"));
+  free(log);
+  fixture_free(&f);
+}
+
+static int spin_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
+  for (int i = 0; i < 1000 && !wv_job_ctx_cancelled(ctx); i++) {
+    wv_job_ctx_logf(ctx, "spin %d", i);
+    usleep(5000);
+  }
+  return wv_job_ctx_cancelled(ctx) ? WV_ETIMEOUT : 0;
+}
+
+TEST(deadline_during_fn_step) {
+  fixture_t f;
+  wv_job_kind_t k = kind_def("build", 1, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_register_fn(f.e, "spin", spin_fn, NULL));
+  CHECK_OK(wv_job_engine_start(f.e));
+  const char *never[] = {"sh", "-c", "echo must not run > ran.txt", NULL};
+  wv_job_step_t steps[2] = {{.type = WV_JOB_STEP_FN, .fn = "spin"},
+                            {.type = WV_JOB_STEP_CMD, .argv = never, .cwd = f.dir}};
+  wv_job_spec_t spec = {.kind = "build", .deadline_ms = 200, .steps = steps, .nsteps = 2};
+  char id[WV_JOB_ID_MAX + 1];
+  waiter_t w;
+  waiter_init(&w);
+  CHECK_OK(wv_job_submit(f.e, &spec, id));
+  CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
+  CHECK_EQ_INT(waiter_wait(&w, 5000), 1);
+  CHECK_EQ_INT(w.info.state, WV_JOB_FAILED);
+  CHECK_EQ_STR(w.info.reason, "Container build timed out after 200ms");
+  char path[400];
+  snprintf(path, sizeof path, "%s/ran.txt", f.dir);
+  CHECK(access(path, F_OK) != 0);
+  waiter_destroy(&w);
+  fixture_free(&f);
+}
+
+TEST(log_is_capped) {
+  fixture_t f;
+  wv_job_info_t info;
+  char id[WV_JOB_ID_MAX + 1], *log;
+  size_t len;
+  wv_job_kind_t k = kind_def("build", 1, 10000);
+  fixture_log_max = 4096;
+  int rc = fixture_open(&f, "job", WV_JOB_MEM_NONE, false);
+  fixture_log_max = 0;
+  CHECK_OK(rc);
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  const char *argv[] = {"sh", "-c", "head -c 1000000 /dev/zero | tr '\\0' x; echo", NULL};
+  CHECK_OK(run_cmd(&f, "build", argv, 0, 0, &info, id));
+  CHECK_EQ_INT(info.state, WV_JOB_SUCCEEDED);
+  CHECK_OK(wv_job_log(f.e, id, 1 << 20, &log, &len));
+  CHECK(len < 4096 + 200);
+  CHECK(strstr(log, "log truncated"));
+  free(log);
+  fixture_free(&f);
+}
+
+/* python3 allocates 256 MiB and touches every page. */
+static const char *const hog[] = {"python3", "-c",
+                                  "b = b'x' * (256 << 20)\nprint('allocated', len(b))", NULL};
+
+static void memory_limit_with(wv_job_mem_t mech) {
+  fixture_t f;
+  wv_job_info_t info;
+  char id[WV_JOB_ID_MAX + 1];
+  wv_job_kind_t k = kind_def("build", 1, 20000);
+  k.memory_max = 64u << 20;
+  CHECK_OK(fixture_open(&f, "job", mech, false));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  wv_job_mem_t used = wv_job_engine_mem(f.e);
+  printf("  memory limit mechanism: %s\n", wv_job_mem_name(used));
+  if (used == WV_JOB_MEM_NONE) {
+    printf("  (no mechanism available: skipped)\n");
+    fixture_free(&f);
+    return;
+  }
+  CHECK_OK(run_cmd(&f, "build", (const char *const *)hog, 0, 0, &info, id));
+  CHECK_EQ_INT(info.state, WV_JOB_FAILED);
+  CHECK_EQ_STR(info.reason, "Container build exceeded the memory limit of 64MiB");
+  /* The same program within a larger limit succeeds. */
+  CHECK_OK(run_cmd(&f, "build", (const char *const *)hog, 0, 1u << 30, &info, id));
+  CHECK_EQ_INT(info.state, WV_JOB_SUCCEEDED);
+  fixture_free(&f);
+}
+
+TEST(memory_limit_auto) { memory_limit_with(WV_JOB_MEM_AUTO); }
+TEST(memory_limit_rlimit) { memory_limit_with(WV_JOB_MEM_RLIMIT); }
+
+int wv_test_failed;
+static const wv_test_t tests[] = {
+    T(success_and_log),
+    T(failing_command),
+    T(deadline_kills_process_group),
+    T(grandchild_does_not_outlive_its_step),
+    T(concurrency_limit_and_fn_steps),
+    T(waiters_before_and_after),
+    T(log_readable_while_running),
+    T(restart_recovery),
+    T(deadline_during_fn_step),
+    T(log_is_capped),
+    T(memory_limit_auto),
+    T(memory_limit_rlimit),
+};
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--job-exec") == 0)
+    return wv_job_exec_main(argc, argv);
+  ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+  if (n <= 0)
+    return 2;
+  self_exe[n] = '\0';
+  wv_log_set_level(getenv("TEST_DEBUG") ? WV_LOG_DEBUG : WV_LOG_WARN);
+  return wv_test_run(argc, argv, tests, sizeof tests / sizeof tests[0]);
+}

@@ -1,0 +1,335 @@
+/*
+ * tests/test_templates.c — container files and conda YAML from `packages`
+ * (spec §4.2) and the freeze rewrite (§4.3), compared with the expected
+ * texts in tests/fixtures/templates/. WV_REGEN_FIXTURES=1 rewrites them
+ * (then review the diff: the fixtures are the contract, not the output).
+ */
+#include "build/checksum.h"
+#include "build/naming.h"
+#include "build/templates.h"
+#include "core/arena.h"
+#include "core/err.h"
+#include "runner.h"
+
+#include <json-c/json.h>
+#include <libgen.h>
+
+static wv_arena_t *A;
+static wv_template_defaults_t D;
+
+static const char *fixture_path(const char *name) {
+  static char dir[1024];
+  snprintf(dir, sizeof dir, "%s", __FILE__);
+  return wv_arena_sprintf(A, "%s/fixtures/templates/%s", dirname(dir), name);
+}
+
+static const char *read_fixture(const char *name) {
+  FILE *f = fopen(fixture_path(name), "rb");
+  if (!f)
+    return NULL;
+  char *buf = wv_arena_alloc(A, 1 << 16);
+  size_t n = fread(buf, 1, (1 << 16) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return buf;
+}
+
+/* Compares text with the fixture (or rewrites it in regeneration mode). */
+static int same_as_fixture(const char *name, const char *text) {
+  if (getenv("WV_REGEN_FIXTURES")) {
+    FILE *f = fopen(fixture_path(name), "wb");
+    if (!f)
+      return 0;
+    fputs(text, f);
+    fclose(f);
+    return 1;
+  }
+  const char *want = read_fixture(name);
+  if (!want || strcmp(want, text) != 0) {
+    fprintf(stderr, "  fixture %s differs; got:\n%s\n", name, text);
+    return 0;
+  }
+  return 1;
+}
+
+static int packages(const char *json, wv_packages_t *p) {
+  json_object *o = json_tokener_parse(json);
+  const char *msg = NULL;
+  int rc = wv_packages_from_json(A, o, p, &msg);
+  json_object_put(o);
+  if (rc)
+    fprintf(stderr, "  packages: %s\n", msg ? msg : wv_strerror(rc));
+  return rc;
+}
+
+static int render(const char *json, wv_template_t tpl, bool sif, const char **out) {
+  wv_packages_t p;
+  const char *msg = NULL;
+  int rc = packages(json, &p);
+  if (!rc)
+    rc = wv_packages_container_file(A, &p, tpl, sif, &D, out, &msg);
+  if (rc)
+    fprintf(stderr, "  render: %s\n", msg ? msg : wv_strerror(rc));
+  return rc;
+}
+
+static const char *conda_yaml(const char *json) {
+  wv_packages_t p;
+  const char *y = NULL, *msg = NULL;
+  if (packages(json, &p) || wv_packages_conda_yaml(A, &p, &y, &msg))
+    return msg ? msg : "error";
+  return y ? y : "(none)";
+}
+
+#define ENTRIES                                                                                    \
+  "{\"type\":\"CONDA\",\"entries\":[\"bioconda::samtools=1.17\",\"pip:pandas==2.2.2 "              \
+  "'numpy<2'\"],\"channels\":[\"conda-forge\",\"bioconda\"],\"condaOpts\":{\"mambaImage\":"        \
+  "\"mambaorg/micromamba:1.5.10-noble\",\"basePackages\":\"conda-forge::procps-ng\","              \
+  "\"baseImage\":\"ubuntu:24.04\",\"commands\":[\"RUN echo done\"]},\"pixiOpts\":null}"
+#define LOCK                                                                                       \
+  "{\"type\":\"CONDA\",\"entries\":[\"https://foo.com/lock.yml\"],\"channels\":[\"conda-forge\","  \
+  "\"defaults\"],\"condaOpts\":{\"basePackages\":\"foo::one bar::two\"}}"
+
+TEST(conda_v2) {
+  A = wv_arena_new(0);
+  const char *out;
+  CHECK_OK(render(ENTRIES, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("conda-v2-entries.Dockerfile", out));
+  CHECK_OK(render(ENTRIES, WV_TPL_MICROMAMBA_V2, true, &out));
+  CHECK(same_as_fixture("conda-v2-entries.singularity", out));
+  CHECK_OK(render(LOCK, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("conda-v2-lock.Dockerfile", out));
+  CHECK_OK(render(LOCK, WV_TPL_DEFAULT, true, &out));
+  CHECK(same_as_fixture("conda-v2-lock.singularity", out));
+  CHECK(same_as_fixture("conda-v2-entries.conda.yml", conda_yaml(ENTRIES)));
+  CHECK_EQ_STR(conda_yaml(LOCK), "(none)");
+  /* An offline lab's defaults replace every image; explicit null basePackages drops the line. */
+  wv_template_defaults_t saved = D;
+  D.mamba_image_v2 = "lab.local/micromamba:2";
+  D.conda_base_image = "lab.local/ubuntu:24.04";
+  CHECK_OK(
+      render("{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"condaOpts\":{\"basePackages\":null}}",
+             WV_TPL_DEFAULT, false, &out));
+  D = saved;
+  CHECK(same_as_fixture("conda-v2-offline.Dockerfile", out));
+  wv_arena_free(A);
+}
+
+TEST(conda_v1) {
+  A = wv_arena_new(0);
+  const char *out;
+  CHECK_OK(render(LOCK, WV_TPL_MICROMAMBA_V1, false, &out));
+  CHECK(same_as_fixture("conda-v1-lock.Dockerfile", out));
+  CHECK_OK(render(LOCK, WV_TPL_MICROMAMBA_V1, true, &out));
+  CHECK(same_as_fixture("conda-v1-lock.singularity", out));
+  CHECK_OK(render(ENTRIES, WV_TPL_MICROMAMBA_V1, false, &out));
+  CHECK(same_as_fixture("conda-v1-entries.Dockerfile", out));
+  CHECK_OK(render(ENTRIES, WV_TPL_MICROMAMBA_V1, true, &out));
+  CHECK(same_as_fixture("conda-v1-entries.singularity", out));
+  wv_arena_free(A);
+}
+
+TEST(pixi_v1) {
+  A = wv_arena_new(0);
+  const char *out, *msg = NULL;
+  const char *req = "{\"type\":\"CONDA\",\"entries\":[\"salmon\",\"bwa\"],\"channels\":"
+                    "[\"conda-forge\",\"bioconda\"],\"pixiOpts\":{\"pixiImage\":\"my/pixi:1\","
+                    "\"commands\":[\"echo a\",\"echo b\"]}}";
+  CHECK_OK(render(req, WV_TPL_PIXI_V1, false, &out));
+  CHECK(same_as_fixture("pixi-v1.Dockerfile", out));
+  CHECK_OK(render(req, WV_TPL_PIXI_V1, true, &out));
+  CHECK(same_as_fixture("pixi-v1.singularity", out));
+  CHECK_EQ_STR(conda_yaml(req),
+               "channels:\n- conda-forge\n- bioconda\ndependencies:\n- salmon\n- bwa\n");
+  wv_packages_t p;
+  CHECK_OK(packages(LOCK, &p));
+  CHECK_EQ_INT(wv_packages_container_file(A, &p, WV_TPL_PIXI_V1, false, &D, &out, &msg), WV_EINVAL);
+  CHECK_EQ_STR(msg, "Conda lock file is not supported by 'conda/pixi:v1' template");
+  wv_arena_free(A);
+}
+
+TEST(cran_v1) {
+  A = wv_arena_new(0);
+  const char *out;
+  const char *req = "{\"type\":\"CRAN\",\"entries\":[\"dplyr\",\"bioc::DESeq2\"],\"channels\":"
+                    "[\"cran\",\"bioconductor\",\"https://r.example.org\"],\"cranOpts\":"
+                    "{\"commands\":[\"RUN echo ok\"]}}";
+  CHECK_OK(render(req, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("cran-v1-entries.Dockerfile", out));
+  CHECK_OK(render(req, WV_TPL_CRAN_V1, true, &out));
+  CHECK(same_as_fixture("cran-v1-entries.singularity", out));
+  const char *ctx = "{\"type\":\"CRAN\",\"cranOpts\":{\"rImage\":\"rocker/r-ver:4.5.0\"}}";
+  CHECK_OK(render(ctx, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("cran-v1-context.Dockerfile", out));
+  CHECK_OK(render(ctx, WV_TPL_DEFAULT, true, &out));
+  CHECK(same_as_fixture("cran-v1-context.singularity", out));
+  CHECK_EQ_STR(conda_yaml(req), "(none)");
+  wv_arena_free(A);
+}
+
+TEST(environment_yaml) {
+  A = wv_arena_new(0);
+  /* base64 of "name: rnaseq\ndependencies:\n  - salmon=1.10\n  - pip:\n    - multiqc\n" */
+  const char *req =
+      "{\"type\":\"CONDA\",\"environment\":\"bmFtZTogcm5hc2VxCmRlcGVuZGVuY2llczoKICAt"
+      "IHNhbG1vbj0xLjEwCiAgLSBwaXA6CiAgICAtIG11bHRpcWMK\",\"channels\":[\"bioconda\"]}";
+  CHECK_EQ_STR(conda_yaml(req), "name: rnaseq\ndependencies:\n- salmon=1.10\n- pip:\n  - multiqc\n"
+                                "channels:\n- bioconda\n");
+  const char *dup = "{\"type\":\"CONDA\",\"environment\":\"Y2hhbm5lbHM6IFtiaW9jb25kYV0K\","
+                    "\"channels\":[\"bioconda\",\"conda-forge\"]}"; /* channels: [bioconda] */
+  CHECK_EQ_STR(conda_yaml(dup), "channels:\n- bioconda\n- conda-forge\n");
+  const char *out;
+  CHECK_OK(render(req, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("conda-v2-environment.Dockerfile", out));
+  wv_arena_free(A);
+}
+
+TEST(validation_messages) {
+  A = wv_arena_new(0);
+  struct {
+    const char *json;
+    wv_template_t tpl;
+    const char *msg;
+  } cases[] = {
+      {"{\"entries\":[\"bwa\"]}", WV_TPL_DEFAULT,
+       "Unexpected or missing package type '-' or build template '-'"},
+      {"{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"environment\":\"YTogMQo=\"}", WV_TPL_DEFAULT,
+       "Attributes 'entries' and 'environment' of 'packages' cannot be used together"},
+      {"{\"type\":\"CONDA\",\"entries\":[\"https://x/lock.yml\",\"bwa\"]}", WV_TPL_DEFAULT,
+       "No more than one Conda lock remote file can be specified at the same time"},
+      {"{\"type\":\"CONDA\",\"entries\":[\"pip::numpy\"]}", WV_TPL_DEFAULT,
+       "Invalid pip prefix - Likely you want to use 'pip:numpy' instead of 'pip::numpy'"},
+      {"{\"type\":\"CONDA\",\"environment\":\"YTogMQo\"}", WV_TPL_DEFAULT,
+       "Invalid 'packages.envFile' attribute - make sure it encoded as a base64 string"},
+      {"{\"type\":\"CONDA\"}", WV_TPL_DEFAULT,
+       "Attribute 'entries' or 'environment' is required for 'CONDA' packages"},
+      {"{\"type\":\"CRAN\",\"entries\":[\"x\"]}", WV_TPL_MICROMAMBA_V2,
+       "Unexpected or missing package type 'CRAN' or build template 'conda/micromamba:v2'"},
+      {"{\"type\":\"CONDA\",\"entries\":[\"x\"]}", WV_TPL_CRAN_V1,
+       "Unexpected or missing package type 'CONDA' or build template 'cran/installr:v1'"},
+      {"{\"type\":\"CRAN\",\"entries\":[\"x\"]}", WV_TPL_PIXI_V1,
+       "Package type 'CRAN' not supported by 'conda/pixi:v1' build template"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    wv_packages_t p;
+    const char *out, *msg = NULL;
+    CHECK_OK(packages(cases[i].json, &p));
+    CHECK_EQ_INT(wv_packages_container_file(A, &p, cases[i].tpl, false, &D, &out, &msg), WV_EINVAL);
+    CHECK_EQ_STR(msg, cases[i].msg);
+  }
+  wv_packages_t p;
+  const char *msg = NULL;
+  json_object *o = json_tokener_parse("{\"type\":\"PIP\"}");
+  CHECK_EQ_INT(wv_packages_from_json(A, o, &p, &msg), WV_EINVAL);
+  json_object_put(o);
+  o = json_tokener_parse("{\"type\":\"CONDA\",\"entries\":[1]}");
+  CHECK_EQ_INT(wv_packages_from_json(A, o, &p, &msg), WV_EINVAL);
+  json_object_put(o);
+  /* Explicit nulls everywhere are accepted. */
+  CHECK_OK(packages("{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"environment\":null,"
+                    "\"channels\":null,\"condaOpts\":null,\"cranOpts\":null}",
+                    &p));
+  CHECK(p.channels == NULL && p.conda_opts == NULL);
+  wv_template_t t;
+  CHECK_EQ_INT(wv_template_parse(A, "conda/foo:v9", &t, &msg), WV_EINVAL);
+  CHECK_OK(wv_template_parse(A, "conda/pixi:v1", &t, &msg));
+  CHECK_EQ_INT(t, WV_TPL_PIXI_V1);
+  wv_arena_free(A);
+}
+
+/* The spec's example 2 (§6.3): a Wave CLI conda build whose hosted tag is known. */
+TEST(spec_example_2_tag) {
+  A = wv_arena_new(0);
+  const char *req = "{\"type\":\"CONDA\",\"entries\":[\"bioconda::samtools=1.17\"],\"channels\":"
+                    "[\"conda-forge\",\"bioconda\"],\"condaOpts\":{\"mambaImage\":"
+                    "\"mambaorg/micromamba:1.5.10-noble\",\"basePackages\":\"conda-forge::procps-"
+                    "ng\",\"baseImage\":\"ubuntu:24.04\"}}";
+  const char *file, *yaml = conda_yaml(req), *img;
+  CHECK_OK(render(req, WV_TPL_DEFAULT, false, &file));
+  wv_checksum_input_t in = {.container_file = file,
+                            .conda_file = yaml,
+                            .platform = "linux/amd64",
+                            .repository = "private.cr.seqera.io/wave/build"};
+  char id[WV_CHECKSUM_STRLEN];
+  CHECK_OK(wv_checksum_container_id(&in, id));
+  CHECK_OK(wv_naming_target_image(A, false, in.repository, id, yaml, WV_NAME_DEFAULT, &img));
+  CHECK(strncmp(img, "private.cr.seqera.io/wave/build:samtools-1.17--", 47) == 0);
+  wv_arena_free(A);
+}
+
+#define H64(c)                                                                                     \
+  c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c  \
+      c c c c c c c c c c c c c c c c
+
+TEST(freeze_rewrite) {
+  A = wv_arena_new(0);
+  const char *ep[] = {"/bin/sh", "-c"}, *cmd[] = {"echo", "hi"}, *env[] = {"A=1", "B=two"};
+  wv_container_layer_t layers[] = {
+      {"data:xx", "sha256:" H64("a"), 10, "sha256:" H64("b")},
+      {"https://x/fusion-amd64.tar.gz", "sha256:" H64("c"), 20, "sha256:" H64("d")}};
+  wv_container_config_t cc = {ep, 2, cmd, 2, env, 2, "/work", layers, 2};
+  const char *chain[] = {"/usr/bin/tini", "--"};
+  wv_freeze_input_t in = {
+      .container_image = "ubuntu:24.04", .config = &cc, .entry_chain = chain, .n_entry_chain = 2};
+  const char *out;
+  CHECK_OK(wv_freeze_container_file(A, &in, &out));
+  CHECK(same_as_fixture("freeze-image.Dockerfile", out));
+  in.singularity = true;
+  const char *sep[] = {"my tool", "it's"};
+  wv_container_config_t scc = cc;
+  scc.entrypoint = sep;
+  in.config = &scc;
+  CHECK_OK(wv_freeze_container_file(A, &in, &out));
+  CHECK(same_as_fixture("freeze-image.singularity", out));
+  /* A container file with a config: the file, a newline, the comment, then the config. */
+  wv_freeze_input_t f = {.container_file = "FROM alpine\nRUN true", .config = &cc};
+  CHECK_OK(wv_freeze_container_file(A, &f, &out));
+  CHECK(same_as_fixture("freeze-file.Dockerfile", out));
+  /* A container file without a config is built as it is; an image alone still gets FROM. */
+  wv_container_config_t empty = {0};
+  f.config = &empty;
+  CHECK_OK(wv_freeze_container_file(A, &f, &out));
+  CHECK(out == NULL);
+  wv_freeze_input_t img = {.container_image = "alpine:3"};
+  CHECK_OK(wv_freeze_container_file(A, &img, &out));
+  CHECK_EQ_STR(out, "# wave generated container file\nFROM alpine:3\n");
+  wv_freeze_input_t none = {0};
+  CHECK_EQ_INT(wv_freeze_container_file(A, &none, &out), WV_EINVAL);
+  CHECK_EQ_STR(wv_freeze_layer_name(A, &layers[0]), "layer-" H64("a") ".tar.gz");
+  wv_arena_free(A);
+}
+
+TEST(freeze_entrypoint_source) {
+  A = wv_arena_new(0);
+  const char **e, *img;
+  size_t n;
+  CHECK_OK(wv_freeze_entrypoint_source(
+      A,
+      "FROM a AS build\nENTRYPOINT [\"x\"]\nFROM --platform=linux/amd64 b:1\n"
+      "ENTRYPOINT [\"/bin/tini\", \"--\"]\nRUN x\nENTRYPOINT run  me\n",
+      &e, &n, &img));
+  CHECK_EQ_INT(n, 2);
+  CHECK_EQ_STR(e[0], "run");
+  CHECK_EQ_STR(e[1], "me");
+  CHECK(img == NULL);
+  CHECK_OK(wv_freeze_entrypoint_source(
+      A, "FROM a\nENTRYPOINT [\"/bin/tini\", \"--\"]\nFROM --platform=linux/amd64 b:1\nRUN x\n", &e,
+      &n, &img));
+  CHECK(e == NULL);
+  CHECK_EQ_STR(img, "b:1");
+  CHECK_OK(wv_freeze_entrypoint_source(A, "BootStrap: docker\nFrom: alpine:3\n", &e, &n, &img));
+  CHECK_EQ_STR(img, "alpine:3");
+  CHECK_OK(
+      wv_freeze_entrypoint_source(A, "FROM a\nENTRYPOINT [\"/bin/tini\", \"--\"]\n", &e, &n, &img));
+  CHECK_EQ_INT(n, 2);
+  CHECK_EQ_STR(e[0], "/bin/tini");
+  CHECK_EQ_STR(e[1], "--");
+  wv_arena_free(A);
+}
+
+static void setup(void) __attribute__((constructor));
+static void setup(void) { wv_template_defaults_wave(&D); }
+
+WV_TESTS(T(conda_v2), T(conda_v1), T(pixi_v1), T(cran_v1), T(environment_yaml),
+         T(validation_messages), T(spec_example_2_tag), T(freeze_rewrite),
+         T(freeze_entrypoint_source))
