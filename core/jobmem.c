@@ -34,7 +34,9 @@
 
 static int write_file(const char *dir, const char *name, const char *val) {
   char path[4096];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
+  int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+  if (n < 0 || (size_t)n >= sizeof path)
+    return -ENAMETOOLONG;
   int fd = open(path, O_WRONLY | O_CLOEXEC);
   if (fd < 0)
     return -errno;

@@ -206,7 +206,7 @@ TEST(corrupt_and_truncated) {
   setup();
   CHECK_EQ_INT(wv_context_unpack(A, "not gzip at all", 15, ctx, NULL, &res, &msg), WV_EPARSE);
   CHECK_EQ_INT(wv_context_unpack(A, "", 0, ctx, NULL, &res, &msg), WV_EPARSE);
-  size_t n;
+  size_t n = 0;
   char *gz = slurp(fixture("ok.tar.gz"), &n);
   CHECK_EQ_INT(wv_context_unpack(A, gz, n / 2, ctx, NULL, &res, &msg), WV_EPARSE);
   CHECK_EQ_STR(msg, "Build context is not a valid gzip archive: unexpected end of data");
