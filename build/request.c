@@ -326,6 +326,11 @@ static int check_mirror(check_t *c) {
     return bad(c, WV_EINVAL,
                "Source and target mirror registry are the same - offending value '%s'",
                r->build_repository);
+  /* The server's own build repository is not a mirror target (Wave's RepoType.Mirror rule). */
+  const char *own = c->cfg->build_repo;
+  if (own && *own && strncmp(r->build_repository, own, strlen(own)) == 0)
+    return bad(c, WV_EINVAL, "Mirror registry not allowed - offending value '%s'",
+               r->build_repository);
   return 0;
 }
 
@@ -496,8 +501,8 @@ static int choose_kind(check_t *c) {
     return fail(c, WV_EUNSUPPORTED, MSG_NO_BUILD);
   }
   if (r->mirror) {
-    c->plan->kind = WV_CREQ_MIRROR;
-    return fail(c, WV_EUNSUPPORTED, MSG_NO_MIRROR);
+    c->plan->kind = WV_CREQ_MIRROR; /* served by build/mirror_req.c */
+    return c->cfg->mirror_enabled ? 0 : fail(c, WV_EUNSUPPORTED, MSG_NO_MIRROR);
   }
   c->plan->kind = WV_CREQ_PLAIN;
   if (!c->cfg->ephemeral_token)

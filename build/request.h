@@ -50,7 +50,7 @@
 typedef enum {
   WV_CREQ_PLAIN = 0, /* existing image: pass-through or augmentation (§4.8) */
   WV_CREQ_BUILD,     /* containerFile, packages or freeze: answered 501 for now */
-  WV_CREQ_MIRROR,    /* mirror: answered 501 for now */
+  WV_CREQ_MIRROR,    /* mirror: build/mirror_req.h (501 when wave.mirror.enabled is false) */
 } wv_creq_kind_t;
 
 /* SubmitContainerTokenRequest (§1.1). NULL / false / 0 = absent or null. */

@@ -5,6 +5,7 @@
  */
 #include "build/routes.h"
 #include "build/front.h"
+#include "build/mirror_api.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/timefmt.h"
@@ -106,7 +107,9 @@ static int status(wv_req_t *req, wv_resp_t *resp) {
     return wv_resp_api_error(req, resp, 404, NULL);
   wv_token_rec_t t;
   rc = rc ? rc : wv_token_decode(req->arena, val, len, &t);
-  json_object *out = rc ? NULL : wv_record_status(&t, wv_now_ns());
+  json_object *out = rc                          ? NULL
+                     : t.kind == WV_TOKEN_MIRROR ? wv_mirror_status(app_of(req), &t, wv_now_ns())
+                                                 : wv_record_status(&t, wv_now_ns());
   if (!rc && !out)
     rc = WV_ENOMEM;
   return rc ? wv_resp_error(req, resp, rc, NULL) : wv_resp_json(req, resp, 200, out);

@@ -10,6 +10,7 @@
  * one (2^-62 per pair, but cheap to rule out) is redrawn.
  */
 #include "build/layers.h"
+#include "build/mirror_req.h"
 #include "build/records.h"
 #include "build/request.h"
 #include "core/err.h"
@@ -186,6 +187,8 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
   *msg = NULL;
   int rc = wv_creq_parse(a, body, len, v2, &r, msg);
   rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
+  if (!rc && plan.kind == WV_CREQ_MIRROR)
+    return wv_mirror_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg);
   rc = rc ? rc : wv_creq_submit(app, a, &r, &plan, client_ip, wv_now_ns(), &res, resp, msg);
   if (!rc)
     wv_info("container request %s: %s -> %s (%s)", res.token, res.container_image, res.target_image,

@@ -95,6 +95,15 @@ typedef struct {
   char *build_buildah_cleanup;  /* wave.build.buildah.cleanup, command template ("" = none) */
   char *build_buildkit_build;   /* wave.build.buildkit.build, command template */
 
+  /* wave.mirror.* — mirrors (registry/mirror.h, docs/mirror.md) */
+  bool mirror_enabled;             /* wave.mirror.enabled, true */
+  int64_t mirror_max_duration_ms;  /* wave.mirror.max-duration, 20m */
+  int64_t mirror_status_ttl_ms;    /* wave.mirror.status.duration, 1h */
+  int64_t mirror_failure_ttl_ms;   /* wave.mirror.failure.duration, 50s */
+  int mirror_retry_attempts;       /* wave.mirror.retry-attempts, 2 */
+  uint64_t mirror_chunk_size;      /* wave.mirror.chunk-size, 8MiB */
+  int mirror_max_concurrent;       /* wave.mirror.max-concurrent, 2 */
+
   /* log.* */
   char *log_level; /* log.level, "info" */
 

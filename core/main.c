@@ -7,6 +7,8 @@
  * Exit status: 0 after a clean shutdown, 1 if the server cannot start,
  * 2 for a bad command line or configuration.
  */
+#include "build/mirror_api.h"
+#include "build/mirror_routes.h"
 #include "build/routes.h"
 #include "core/app.h"
 #include "core/config.h"
@@ -209,7 +211,9 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app) {
   o.kill_grace_ms = cfg->build_kill_grace_ms;
   rc = wv_job_engine_new(&o, &app->jobs);
   rc = rc ? rc : wv_builder_register(app->jobs, cfg, app->store, app->cas);
+  rc = rc ? rc : wv_mirror_register(app->jobs, app);
   rc = rc ? rc : wv_job_engine_start(app->jobs);
+  rc = rc ? rc : wv_mirror_recover(app);
   if (rc)
     wv_error("cannot start the job engine: %s", wv_strerror(rc));
   return rc;
@@ -278,6 +282,7 @@ int main(int argc, char **argv) {
   if (!rc)
     rc = wv_proxy_register(router, &app);
   rc = rc ? rc : wv_build_routes_register(router);
+  rc = rc ? rc : wv_mirror_routes_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;

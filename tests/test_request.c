@@ -237,10 +237,7 @@ static const case_t cases[] = {
      "Source and target mirror registry are the same - offending value 'quay.io/c'"},
     {"{\"containerImage\": \"quay.io/a/b\", \"mirror\": true, \"buildRepository\": \"x.io/c\", "
      "\"towerAccessToken\": \"" ALICE_TOKEN "\"}",
-     true, WV_EUNSUPPORTED,
-     "Mirror service is not enabled - Check Wave configuration setting 'wave.mirror.enabled' - "
-     "HTTP "
-     "status=501 - response=-"},
+     true, WV_EUNSUPPORTED, "Mirror requests cannot be served: no upstream registry access"},
     /* step 4: a bad token beats every later check */
     {"{\"towerAccessToken\": \"nope\", \"condaFile\": \"eA==\"}", true, WV_EAUTH, NULL},
     /* step 5 */
@@ -344,6 +341,29 @@ TEST(anonymous_refused_when_disabled) {
                    true, &out, &msg),
                WV_EINVAL);
   CHECK(strncmp(msg, "Ephemeral container provisioning is not enabled", 47) == 0);
+  env_close(&e);
+}
+
+/* Mirror switched off, and the server's own build repository as a target. */
+TEST(mirror_disabled_and_own_repository) {
+  env_t e;
+  CHECK_OK(env_open(&e));
+  const char *body = "{\"containerImage\": \"quay.io/a/b\", \"mirror\": true, "
+                     "\"buildRepository\": \"x.io/wave/build/m\", \"towerAccessToken\": \"" ALICE_TOKEN
+                     "\"}";
+  json_object *out = NULL;
+  const char *msg = NULL;
+  free(e.cfg.build_repo);
+  e.cfg.build_repo = strdup("x.io/wave/build");
+  CHECK_EQ_INT(run(&e, body, true, &out, &msg), WV_EINVAL);
+  CHECK_EQ_STR(msg, "Mirror registry not allowed - offending value 'x.io/wave/build/m'");
+  free(e.cfg.build_repo);
+  e.cfg.build_repo = strdup("");
+  e.cfg.mirror_enabled = false;
+  CHECK_EQ_INT(run(&e, body, true, &out, &msg), WV_EUNSUPPORTED);
+  CHECK_EQ_STR(msg, "Mirror service is not enabled - Check Wave configuration setting "
+                    "'wave.mirror.enabled' - HTTP status=501 - response=-");
+  CHECK(out == NULL);
   env_close(&e);
 }
 
@@ -659,6 +679,7 @@ TEST(base64_and_helpers) {
 
 WV_TESTS(T(example1_nextflow_nulls_parse_and_check),
          T(example2_cli_conda_build_is_501_after_checks), T(example4_freeze_is_501_after_checks),
-         T(messages_in_spec_order), T(anonymous_refused_when_disabled), T(v2_response_and_records),
+         T(messages_in_spec_order), T(anonymous_refused_when_disabled),
+         T(mirror_disabled_and_own_repository), T(v2_response_and_records),
          T(v1_response_omits_v2_fields), T(tokens_are_random_alnum_and_unique),
          T(data_layers_verified), T(layer_size_limit), T(base64_and_helpers))
