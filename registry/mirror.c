@@ -235,6 +235,17 @@ static int list_children(wv_arena_t *a, json_object *o, wv_mt_kind_t kind, wv_mi
   return add_array(a, arr, false, out, n, err, errlen);
 }
 
+/* Slots needed for the descriptors of o: a config plus every array entry. */
+static int count_children(json_object *o, size_t *need) {
+  json_object *arr = NULL;
+  *need = 1;
+  if (json_object_object_get_ex(o, "manifests", &arr) && json_object_is_type(arr, json_type_array))
+    *need += json_object_array_length(arr);
+  if (json_object_object_get_ex(o, "layers", &arr) && json_object_is_type(arr, json_type_array))
+    *need += json_object_array_length(arr);
+  return *need > WV_MIRROR_MAX_CHILDREN + 1 ? WV_ETOOBIG : 0;
+}
+
 int wv_mirror_children(wv_arena_t *a, const char *body, size_t len, const char *content_type,
                        const char **mt, wv_mirror_desc_t **out, size_t *n, char *err,
                        size_t errlen) {
@@ -248,6 +259,7 @@ int wv_mirror_children(wv_arena_t *a, const char *body, size_t len, const char *
     snprintf(err, errlen, "not a JSON object: %s", perr);
     return WV_EPARSE;
   }
+  size_t need = 0;
   const char *type = doc_type(a, o, content_type);
   wv_mt_kind_t kind = wv_mediatype_classify(type);
   const char *canon = wv_mediatype_canonical(type);
@@ -259,9 +271,11 @@ int wv_mirror_children(wv_arena_t *a, const char *body, size_t len, const char *
   } else if (!type) {
     snprintf(err, errlen, "unknown manifest type");
     rc = WV_EPARSE;
+  } else if ((rc = count_children(o, &need))) {
+    snprintf(err, errlen, "more than %d descriptors", WV_MIRROR_MAX_CHILDREN);
   } else {
     /* Unknown types with a manifest's shape (artifacts) are copied like manifests. */
-    *out = wv_arena_calloc(a, (WV_MIRROR_MAX_CHILDREN + 1) * sizeof **out);
+    *out = wv_arena_calloc(a, need * sizeof **out);
     rc = *out ? list_children(a, o, kind == WV_MT_KIND_INDEX ? kind : WV_MT_KIND_MANIFEST, *out, n,
                               err, errlen)
               : WV_ENOMEM;
@@ -405,7 +419,7 @@ static int copy_manifest(mirror_t *m, const char *ref, const char *want, const c
                          int depth) {
   if (depth > WV_MIRROR_MAX_DEPTH)
     return mirror_fail(m, WV_EPARSE, "manifests nested deeper than %d levels", WV_MIRROR_MAX_DEPTH);
-  wv_arena_t *a = wv_arena_new(16384);
+  wv_arena_t *a = wv_arena_new(0); /* the manifest's descriptors: bounded by the caps */
   if (!a)
     return WV_ENOMEM;
   get_t g = {.a = a, .ref = ref, .want = want};
@@ -462,7 +476,10 @@ int wv_mirror_copy(wv_upstream_t *u, const wv_mirror_opts_t *o, wv_mirror_stats_
   mirror_logf(&m, "mirror %s/%s:%s -> %s/%s:%s", o->src_registry, o->src_repo, o->src_ref,
               o->dst_registry, o->dst_repo, o->dst_ref);
   const char *want = strncmp(o->src_ref, "sha256:", 7) == 0 ? o->src_ref : NULL;
-  int rc = copy_manifest(&m, o->src_ref, want ? want : NULL, o->dst_ref, 0);
+  int rc = copy_manifest(&m, o->src_ref, want, o->dst_ref, 0);
+  if (rc && !err[0])
+    mirror_fail(&m, rc, "copy %s/%s:%s: %s", o->src_registry, o->src_repo, o->src_ref,
+                wv_strerror(rc));
   if (!rc)
     mirror_logf(&m,
                 "done: %s; %zu manifests written (%zu already there), %zu blobs copied "

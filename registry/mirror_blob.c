@@ -184,19 +184,25 @@ out:
 /* ---- consumer: the upload session ------------------------------------------- */
 
 typedef struct {
-  wv_arena_t *a;
-  const char *loc; /* current session URL: a path on the target, or absolute */
-  bool same;       /* loc is a path on the target */
+  wv_arena_t *a;              /* a few strings per blob, not per chunk */
+  char loc[MIRROR_URL_MAX];   /* current session URL: a path on the target, or absolute */
+  bool same;                  /* loc is a path on the target */
   char what[256];
 } session_t;
 
-/* Takes the Location of a 202 as the session's next URL. */
+/* Takes the Location of a 202 as the session's next URL (one per PATCH: no arena growth). */
 static int session_next(mirror_t *m, session_t *s, const wv_http_resp_t *resp) {
-  const char *loc = wv_http_resp_header(resp, "Location");
-  if (!loc || wv_mirror_location(s->a, m->dst_base, loc, NULL, &s->loc, &s->same))
-    return mirror_fail(m, WV_EUPSTREAM, "%s: target registry %s sent no usable upload Location",
-                       s->what, m->o->dst_registry);
-  return 0;
+  const char *loc = wv_http_resp_header(resp, "Location"), *t = NULL;
+  wv_arena_t *tmp = wv_arena_new(2 * MIRROR_URL_MAX);
+  int rc = tmp ? 0 : WV_ENOMEM;
+  if (!rc && (!loc || wv_mirror_location(tmp, m->dst_base, loc, NULL, &t, &s->same) ||
+              strlen(t) >= sizeof s->loc))
+    rc = mirror_fail(m, WV_EUPSTREAM, "%s: target registry %s sent no usable upload Location",
+                     s->what, m->o->dst_registry);
+  if (!rc)
+    memcpy(s->loc, t, strlen(t) + 1);
+  wv_arena_free(tmp);
+  return rc;
 }
 
 /* Opens the session, or mounts the blob (*mounted) when source and target share a registry. */
@@ -279,7 +285,7 @@ static int source_result(mirror_t *m, pipe_t *p) {
 }
 
 /* Streams the source into the open session; checks size and digest. */
-static int stream(mirror_t *m, session_t *s, pipe_t *p, char *chunk, uint64_t *total) {
+static int stream(mirror_t *m, session_t *s, pipe_t *p, char *chunk, uint64_t *total, size_t *chunks) {
   wv_sha256_t h;
   int rc = wv_sha256_init(&h);
   size_t got = 0;
@@ -292,6 +298,7 @@ static int stream(mirror_t *m, session_t *s, pipe_t *p, char *chunk, uint64_t *t
       rc = wv_sha256_update(&h, chunk, got);
       rc = rc ? rc : session_patch(m, s, chunk, got, *total);
       *total += got;
+      (*chunks)++;
     }
   } while (!rc && got == m->chunk);
   uint8_t hash[WV_SHA256_LEN];
@@ -333,7 +340,7 @@ static void pipe_destroy(pipe_t *p) {
 }
 
 /* Uploads d into an open session from the source, on a helper thread. */
-static int upload(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, uint64_t *total) {
+static int upload(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, uint64_t *total, size_t *chunks) {
   pipe_t p;
   char *chunk = malloc(m->chunk);
   int rc = chunk ? pipe_init(&p, m, d) : WV_ENOMEM;
@@ -347,7 +354,7 @@ static int upload(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, uint64_t
     free(chunk);
     return mirror_fail(m, WV_EINTERNAL, "cannot start a thread to read blob %s", d->digest);
   }
-  rc = stream(m, s, &p, chunk, total);
+  rc = stream(m, s, &p, chunk, total, chunks);
   pthread_mutex_lock(&p.mu);
   p.stop = true;
   pthread_cond_broadcast(&p.cv);
@@ -363,7 +370,7 @@ static int upload(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, uint64_t
 }
 
 int mirror_copy_blob(mirror_t *m, const wv_mirror_desc_t *d) {
-  wv_arena_t *a = wv_arena_new(4096);
+  wv_arena_t *a = wv_arena_new(4 * MIRROR_URL_MAX);
   if (!a)
     return WV_ENOMEM;
   session_t s = {.a = a};
@@ -376,6 +383,7 @@ int mirror_copy_blob(mirror_t *m, const wv_mirror_desc_t *d) {
   bool exists = !rc && resp.status == 200, mounted = false;
   wv_http_resp_free(&resp);
   uint64_t total = 0;
+  size_t chunks = 0;
   if (exists) {
     m->st.blobs_existing++;
     mirror_logf(m, "blob %s already in the target", d->digest);
@@ -388,12 +396,12 @@ int mirror_copy_blob(mirror_t *m, const wv_mirror_desc_t *d) {
     mirror_logf(m, "blob %s mounted from %s", d->digest, m->o->src_repo);
     goto out;
   }
-  if (!rc && (rc = upload(m, &s, d, &total)))
+  if (!rc && (rc = upload(m, &s, d, &total, &chunks)))
     session_cancel(m, &s);
   if (!rc) {
     m->st.blobs_copied++;
     m->st.bytes += total;
-    mirror_logf(m, "blob %s copied (%" PRIu64 " bytes)", d->digest, total);
+    mirror_logf(m, "blob %s copied (%" PRIu64 " bytes in %zu chunks)", d->digest, total, chunks);
   }
 out:
   wv_arena_free(a);
