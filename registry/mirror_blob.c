@@ -184,9 +184,9 @@ out:
 /* ---- consumer: the upload session ------------------------------------------- */
 
 typedef struct {
-  wv_arena_t *a;              /* a few strings per blob, not per chunk */
-  char loc[MIRROR_URL_MAX];   /* current session URL: a path on the target, or absolute */
-  bool same;                  /* loc is a path on the target */
+  wv_arena_t *a;            /* a few strings per blob, not per chunk */
+  char loc[MIRROR_URL_MAX]; /* current session URL: a path on the target, or absolute */
+  bool same;                /* loc is a path on the target */
   char what[256];
 } session_t;
 
@@ -285,7 +285,8 @@ static int source_result(mirror_t *m, pipe_t *p) {
 }
 
 /* Streams the source into the open session; checks size and digest. */
-static int stream(mirror_t *m, session_t *s, pipe_t *p, char *chunk, uint64_t *total, size_t *chunks) {
+static int stream(mirror_t *m, session_t *s, pipe_t *p, char *chunk, uint64_t *total,
+                  size_t *chunks) {
   wv_sha256_t h;
   int rc = wv_sha256_init(&h);
   size_t got = 0;
@@ -340,7 +341,8 @@ static void pipe_destroy(pipe_t *p) {
 }
 
 /* Uploads d into an open session from the source, on a helper thread. */
-static int upload(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, uint64_t *total, size_t *chunks) {
+static int upload(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, uint64_t *total,
+                  size_t *chunks) {
   pipe_t p;
   char *chunk = malloc(m->chunk);
   int rc = chunk ? pipe_init(&p, m, d) : WV_ENOMEM;
