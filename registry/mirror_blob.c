@@ -292,6 +292,8 @@ static int stream(mirror_t *m, session_t *s, pipe_t *p, char *chunk, uint64_t *t
   size_t got = 0;
   *total = 0;
   do {
+    if (!rc && mirror_cancelled(m)) /* a steady stream never waits in pipe_read */
+      rc = WV_ECLOSED;
     rc = rc ? rc : pipe_read(p, chunk, m->chunk, &got);
     if (rc == WV_ECLOSED)
       rc = mirror_fail(m, rc, "mirror cancelled");
