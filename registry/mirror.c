@@ -495,32 +495,46 @@ int wv_mirror_copy(wv_upstream_t *u, const wv_mirror_opts_t *o, wv_mirror_stats_
 
 /* ---- single requests for the front door ------------------------------------ */
 
+/* One manifest request for the front door; rc and status as wv_mirror_head_digest. */
+static int manifest_req(wv_upstream_t *u, const char *registry, const char *repo, const char *path,
+                        const char *method, int64_t timeout_ms, wv_http_resp_t *resp) {
+  char detail[256];
+  const char *hdrs[] = {ACCEPT_HEADER, NULL};
+  wv_http_req_t req = {.method = method,
+                       .url = path,
+                       .headers = hdrs,
+                       .max_body = WV_MIRROR_MAX_MANIFEST,
+                       .timeout_ms = timeout_ms,
+                       .connect_timeout_ms = timeout_ms};
+  int rc = wv_upstream_do(u, registry, repo, false, &req, resp, detail, sizeof detail);
+  if (!rc && resp->status == 404)
+    rc = WV_ENOTFOUND;
+  else if (!rc && (resp->status == 401 || resp->status == 403))
+    rc = WV_EAUTH;
+  else if (!rc && resp->status != 200)
+    rc = WV_EUPSTREAM;
+  return rc;
+}
+
 int wv_mirror_head_digest(wv_upstream_t *u, const char *registry, const char *repo, const char *ref,
                           int64_t timeout_ms, char digest[WV_DIGEST_STRLEN], long *status) {
-  char path[MIRROR_URL_MAX], detail[256];
+  char path[MIRROR_URL_MAX];
   int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
   if (n < 0 || (size_t)n >= sizeof path)
     return WV_ETOOBIG;
-  const char *hdrs[] = {ACCEPT_HEADER, NULL};
-  wv_http_req_t req = {.method = "HEAD",
-                       .url = path,
-                       .headers = hdrs,
-                       .timeout_ms = timeout_ms,
-                       .connect_timeout_ms = timeout_ms};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = wv_upstream_do(u, registry, repo, false, &req, &resp, detail, sizeof detail);
+  int rc = manifest_req(u, registry, repo, path, "HEAD", timeout_ms, &resp);
+  const char *dg = rc ? NULL : wv_http_resp_header(&resp, "Docker-Content-Digest");
+  if (!rc && dg && wv_digest_valid(dg)) {
+    snprintf(digest, WV_DIGEST_STRLEN, "%s", dg);
+  } else if (!rc) {
+    /* Some registries omit the digest header: the digest is the hash of the bytes. */
+    rc = manifest_req(u, registry, repo, path, "GET", timeout_ms, &resp);
+    rc = rc ? rc : wv_digest_of(resp.body.data, resp.body.len, digest);
+  }
   if (status)
     *status = resp.status;
-  const char *dg = rc ? NULL : wv_http_resp_header(&resp, "Docker-Content-Digest");
-  if (!rc && resp.status == 404)
-    rc = WV_ENOTFOUND;
-  else if (!rc && (resp.status == 401 || resp.status == 403))
-    rc = WV_EAUTH;
-  else if (!rc && (resp.status != 200 || !dg || !wv_digest_valid(dg)))
-    rc = WV_EUPSTREAM;
-  if (!rc)
-    snprintf(digest, WV_DIGEST_STRLEN, "%s", dg);
   wv_http_resp_free(&resp);
   return rc;
 }
