@@ -144,8 +144,10 @@ E2E_PIDS+=($!)
 wait_http "http://127.0.0.1:$SLOW_PORT/v2/"
 make_scan_layout $T/img $R/0 $R/1 $R/2
 make_scan_layout $T/bad $R/bad
+make_scan_layout $T/base $R/0
 push_layout $T/img "127.0.0.1:$REG_PORT/library/scanme:latest"
 push_layout $T/bad "127.0.0.1:$REG_PORT/library/badlayer:latest"
+push_layout $T/base "127.0.0.1:$REG_PORT/library/base:latest"
 IMG="127.0.0.1:$SLOW_PORT/library/scanme:latest"
 BAD="127.0.0.1:$SLOW_PORT/library/badlayer:latest"
 
@@ -284,6 +286,26 @@ for i in $(seq 1 200); do
 done
 ok "repaired image: DONE with its HIGH finding" \
   is "$(jt $T/b2st.json '(d["succeeded"], d["vulnerabilities"])')" "False {'HIGH': 1}"
+
+# ---- a scan interrupted by a crash runs again after the restart -------------------------------
+KREQ="{\"containerImage\":\"127.0.0.1:$SLOW_PORT/library/base:latest\",\"scanMode\":\"required\",\"scanLevels\":[\"LOW\",\"MEDIUM\",\"HIGH\"]}"
+post /v1alpha2/container "$KREQ" $T/k.json >/dev/null
+KTOK=$(json_get $T/k.json 'd["requestId"]')
+get /v1alpha2/container/$KTOK/status $T/kst0.json >/dev/null
+kill -9 "$WAVED_PID"
+wait "$WAVED_PID" 2>/dev/null || true
+"$WAVED_BIN" --config "$WAVED_DIR/config.yml" >>"$WAVED_DIR/waved.log" 2>&1 &
+WAVED_PID=$!
+E2E_PIDS+=("$WAVED_PID")
+wait_http "$WAVED_URL/health"
+for i in $(seq 1 200); do
+  get /v1alpha2/container/$KTOK/status $T/kst.json >/dev/null
+  [ "$(json_get $T/kst.json 'd["status"]')" = DONE ] && break
+  sleep 0.05
+done
+ok "killed while SCANNING, restarted: the scan ends DONE with its findings" \
+  is "$(json_get $T/kst0.json 'd["status"]') $(jt $T/kst.json '(d["status"], d["succeeded"], d["vulnerabilities"])')" \
+  "SCANNING DONE True {'HIGH': 2, 'LOW': 1}"
 
 # ---- scanning disabled: scanMode answers 501 -------------------------------------------------
 stop_waved
