@@ -189,8 +189,8 @@ static const entry_t schema[] = {
      "wave.scan.vulnerability.limit", "Vulnerabilities kept in a scan record, most severe first."},
     {"wave.scan.status.duration", T_DUR_MS, OFF(scan_status_ttl_ms), "5d", 1000, 3650 * DAY_MS,
      NULL, "wave.scan.status.duration", "Lifetime of a scan record and its SBOM."},
-    {"wave.scan.failure.duration", T_DUR_MS, OFF(scan_failure_ttl_ms), "30m", 1000,
-     3650 * DAY_MS, NULL, "wave.scan.failure.duration", "Lifetime of a failed scan record."},
+    {"wave.scan.failure.duration", T_DUR_MS, OFF(scan_failure_ttl_ms), "30m", 1000, 3650 * DAY_MS,
+     NULL, "wave.scan.failure.duration", "Lifetime of a failed scan record."},
     {"wave.scan.id.duration", T_DUR_MS, OFF(scan_id_ttl_ms), "7d", 1000, 3650 * DAY_MS, NULL,
      "wave.scan.id.duration", "How long an image (and digest) keeps its scan id."},
     {"wave.scan.max-concurrent", T_INT, OFF(scan_max_concurrent), "2", 1, 256, NULL, NULL,
@@ -421,8 +421,9 @@ static int check_severity(const char *s, char *why, size_t whylen) {
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
       known = known || (strlen(words[i]) == n && strncmp(s, words[i], n) == 0);
     if (!known) {
-      snprintf(why, whylen, "unknown severity '%.*s' (expected LOW, MEDIUM, HIGH, CRITICAL, UNKNOWN)",
-               (int)n, s);
+      snprintf(why, whylen,
+               "unknown severity '%.*s' (expected LOW, MEDIUM, HIGH, CRITICAL, UNKNOWN)", (int)n,
+               s);
       return WV_EINVAL;
     }
     s += n + (s[n] == ',');

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #define MAX_REDIRECTS 3
-#define CHUNK (256u * 1024)     /* read size of embedded blobs */
+#define CHUNK (256u * 1024)      /* read size of embedded blobs */
 #define DISCARD_MAX (64u * 1024) /* error or redirect body we skip before giving up */
 
 typedef struct {
@@ -256,8 +256,7 @@ static int layer_hop(layer_t *l, const char *url, wv_http_resp_t *resp) {
   int rc = wv_http_do(wv_http_client_get(), &req, resp, err, sizeof err);
   if (l->rc)
     return l->rc;
-  return rc ? fail(r, WV_EUPSTREAM, "cannot fetch layer %s from '%s': %s", l->digest, url, err)
-            : 0;
+  return rc ? fail(r, WV_EUPSTREAM, "cannot fetch layer %s from '%s': %s", l->digest, url, err) : 0;
 }
 
 static int upstream_layer(layer_t *l) {
@@ -275,8 +274,8 @@ static int upstream_layer(layer_t *l) {
     if (hop == MAX_REDIRECTS)
       rc = fail(r, WV_EUPSTREAM, "too many redirects fetching layer %s", l->digest);
     else if (!(url = wv_fetch_absolute_location(r->a, r->base, url[0] == '/' ? url : path, loc)))
-      rc = fail(r, WV_EUPSTREAM, "registry '%s' redirected layer %s to '%.200s'",
-                r->src->registry, l->digest, loc);
+      rc = fail(r, WV_EUPSTREAM, "registry '%s' redirected layer %s to '%.200s'", r->src->registry,
+                l->digest, loc);
   }
   if (!rc && resp.status != 200)
     rc = fail(r, resp.status == 404 ? WV_ENOTFOUND : WV_EUPSTREAM,
@@ -292,8 +291,8 @@ static int embedded_layer(layer_t *l) {
   int rc = wv_embedded_has_blob(l->r->app->store, l->r->app->cas, l->r->src->repo, l->digest, NULL);
   rc = rc ? rc : wv_cas_open_blob(l->r->app->cas, l->digest, &fd, &size);
   if (rc)
-    return fail(l->r, rc == WV_ENOTFOUND ? rc : WV_EIO,
-                "layer %s is missing from the blob store", l->digest);
+    return fail(l->r, rc == WV_ENOTFOUND ? rc : WV_EIO, "layer %s is missing from the blob store",
+                l->digest);
   char *buf = malloc(CHUNK);
   rc = buf ? 0 : WV_ENOMEM;
   while (!rc) {
@@ -370,8 +369,8 @@ static int read_layers(rs_t *r, const doc_t *man, wv_inventory_t *inv,
 }
 
 int wv_scan_source_read(const wv_app_t *app, wv_arena_t *a, const wv_scan_source_t *src,
-                        wv_inventory_t *inv, const wv_scan_io_t *io,
-                        wv_scan_source_result_t *out, const char **msg) {
+                        wv_inventory_t *inv, const wv_scan_io_t *io, wv_scan_source_result_t *out,
+                        const char **msg) {
   static const char *const none = "";
   rs_t r = {.app = app, .a = a, .src = src, .io = io, .msg = msg};
   memset(out, 0, sizeof *out);

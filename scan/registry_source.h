@@ -63,7 +63,7 @@ typedef struct {
  * WV_ENOMEM, WV_EIO.
  */
 int wv_scan_source_read(const wv_app_t *app, wv_arena_t *a, const wv_scan_source_t *src,
-                        wv_inventory_t *inv, const wv_scan_io_t *io,
-                        wv_scan_source_result_t *out, const char **msg);
+                        wv_inventory_t *inv, const wv_scan_io_t *io, wv_scan_source_result_t *out,
+                        const char **msg);
 
 #endif

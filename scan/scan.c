@@ -363,9 +363,8 @@ int wv_scan_abandon(const wv_app_t *app, const char *id, const char *reason) {
   return rc ? rc : wv_scan_store_failure(app, id, reason, wv_now_ns());
 }
 
-int wv_scan_reserve_image(const wv_app_t *app, const char *image, const char *digest,
-                          bool embedded, const char *platform, char id[WV_SCAN_ID_MAX + 1],
-                          bool *is_new) {
+int wv_scan_reserve_image(const wv_app_t *app, const char *image, const char *digest, bool embedded,
+                          const char *platform, char id[WV_SCAN_ID_MAX + 1], bool *is_new) {
   wv_arena_t *a = wv_arena_new(0);
   wv_ref_t ref;
   const char *msg = NULL;
@@ -389,8 +388,7 @@ int wv_scan_reserve_image(const wv_app_t *app, const char *image, const char *di
 
 int wv_scan_submit_for_image(const wv_app_t *app, const char *image, const char *digest,
                              bool embedded, const char *platform, wv_scan_origin_t origin,
-                             const char *origin_id, const char *mode,
-                             char id[WV_SCAN_ID_MAX + 1]) {
+                             const char *origin_id, const char *mode, char id[WV_SCAN_ID_MAX + 1]) {
   bool is_new = false;
   id[0] = '\0';
   if (!app->cfg->scan_enabled || !mode || strcmp(mode, "none") == 0)
@@ -446,8 +444,8 @@ static bool in_list(const char *list, const char *word) {
   return false;
 }
 
-int wv_scan_levels_verdict(const char *levels, json_object *counts, bool *succeeded,
-                           char *reason, size_t reason_len) {
+int wv_scan_levels_verdict(const char *levels, json_object *counts, bool *succeeded, char *reason,
+                           size_t reason_len) {
   char bad[64] = "";
   size_t o = 0;
   bool any = counts && json_object_object_length(counts) > 0;
@@ -496,9 +494,13 @@ static int scan_done(const wv_app_t *app, const wv_token_rec_t *t, json_object *
     snprintf(reason, sizeof reason, "Container security scan did not complete successfully");
   double scan_s = json_object_object_get_ex(rec, "duration", &d) ? json_object_get_double(d) : 0;
   int64_t req_ns = wv_now_ns() - t->created_ms * WV_NS_PER_MS;
-  int rc = wv_duration_format_wave((req_ns > 0 ? req_ns : 0) + (int64_t)(scan_s * 1e9), dur,
-                                   sizeof dur);
-  snprintf(uri, sizeof uri, "%s/view/scans/%s", app->cfg->server_url, t->scan_id);
+  int rc =
+      wv_duration_format_wave((req_ns > 0 ? req_ns : 0) + (int64_t)(scan_s * 1e9), dur, sizeof dur);
+  const char *base = app->cfg->server_url;
+  size_t bl = strlen(base);
+  while (bl && base[bl - 1] == '/')
+    bl--;
+  snprintf(uri, sizeof uri, "%.*s/view/scans/%s", (int)bl, base, t->scan_id);
   rc = rc ? rc : wv_json_add_str(st, "status", "DONE");
   if (!rc && counts && json_object_object_length(counts) > 0) {
     rc = wv_json_add_obj(st, "vulnerabilities", counts);

@@ -60,12 +60,13 @@ typedef enum {
 
 /* What to scan. Strings are borrowed. */
 typedef struct {
-  const char *image;     /* full name for the id and the record, e.g. docker.io/library/ubuntu:latest */
-  const char *digest;    /* manifest digest when known (it enters the id); NULL otherwise */
-  const char *registry;  /* where to read it: upstream host[:port]; NULL = the embedded registry */
-  const char *repo;      /* repository path, e.g. library/ubuntu or wave/build */
-  const char *reference; /* tag or digest to read; the digest when known keeps scan and id in step */
-  const char *platform;  /* "linux/amd64" (NULL = that) */
+  const char *image; /* full name for the id and the record, e.g. docker.io/library/ubuntu:latest */
+  const char *digest;   /* manifest digest when known (it enters the id); NULL otherwise */
+  const char *registry; /* where to read it: upstream host[:port]; NULL = the embedded registry */
+  const char *repo;     /* repository path, e.g. library/ubuntu or wave/build */
+  const char
+      *reference;       /* tag or digest to read; the digest when known keeps scan and id in step */
+  const char *platform; /* "linux/amd64" (NULL = that) */
 } wv_scan_target_t;
 
 /* Registers the "scan" job kind and its function step. fn_arg app must outlive the engine. */
@@ -110,9 +111,8 @@ int wv_scan_image_digest(const wv_app_t *app, const char *image, char out[72]);
  * "<authority>/wave/build:<tag>"). digest may be NULL: the id is then from
  * the name alone, as Wave does for builds. WV_EINVAL for a bad name.
  */
-int wv_scan_reserve_image(const wv_app_t *app, const char *image, const char *digest,
-                          bool embedded, const char *platform, char id[WV_SCAN_ID_MAX + 1],
-                          bool *is_new);
+int wv_scan_reserve_image(const wv_app_t *app, const char *image, const char *digest, bool embedded,
+                          const char *platform, char id[WV_SCAN_ID_MAX + 1], bool *is_new);
 
 /*
  * The hook for builds and mirrors (spec §4.6), called once the image was
@@ -124,8 +124,7 @@ int wv_scan_reserve_image(const wv_app_t *app, const char *image, const char *di
  */
 int wv_scan_submit_for_image(const wv_app_t *app, const char *image, const char *digest,
                              bool embedded, const char *platform, wv_scan_origin_t origin,
-                             const char *origin_id, const char *mode,
-                             char id[WV_SCAN_ID_MAX + 1]);
+                             const char *origin_id, const char *mode, char id[WV_SCAN_ID_MAX + 1]);
 
 /* Fails a reserved scan that will not run (reason goes to its logs) and releases its id. */
 int wv_scan_abandon(const wv_app_t *app, const char *id, const char *reason);
@@ -147,7 +146,7 @@ bool wv_scan_id_valid(const char *s);
 int wv_scan_status_fill(const wv_app_t *app, const wv_token_rec_t *t, json_object *status);
 
 /* Pure part of the above, for tests: levels "LOW,MEDIUM" (NULL = none); counts {"HIGH":1}. */
-int wv_scan_levels_verdict(const char *levels, json_object *counts, bool *succeeded,
-                           char *reason, size_t reason_len);
+int wv_scan_levels_verdict(const char *levels, json_object *counts, bool *succeeded, char *reason,
+                           size_t reason_len);
 
 #endif

@@ -188,9 +188,9 @@ static int run(job_t *j, const char **msg) {
           wv_inventory_os_id(inv) ? wv_inventory_os_id(inv) : "unknown",
           wv_inventory_os_version(inv) ? wv_inventory_os_version(inv) : "",
           wv_inventory_warnings(inv));
-  if (!rc && (rc = wv_osv_match(j->app->store, wv_inventory_pkgs(inv), wv_inventory_count(inv),
-                                wv_inventory_os_id(inv), wv_inventory_os_version(inv), j->a, &v,
-                                &n)))
+  if (!rc &&
+      (rc = wv_osv_match(j->app->store, wv_inventory_pkgs(inv), wv_inventory_count(inv),
+                         wv_inventory_os_id(inv), wv_inventory_os_version(inv), j->a, &v, &n)))
     *msg = "cannot read the vulnerability database";
   if (!rc) {
     n = filter_severity(v, n, j->app->cfg->scan_severity);

@@ -218,8 +218,11 @@ TEST(embedded_image_scan) {
   json_object_put(rec);
 
   /* The counts cover every finding, not only the kept ones. */
-  wv_token_rec_t t = {.token = "tok", .scan_id = id, .scan_mode = "required",
-                      .scan_levels = "LOW,MEDIUM", .created_ms = wv_now_ms()};
+  wv_token_rec_t t = {.token = "tok",
+                      .scan_id = id,
+                      .scan_mode = "required",
+                      .scan_levels = "LOW,MEDIUM",
+                      .created_ms = wv_now_ms()};
   json_object *st = json_object_new_object();
   wv_json_add_str(st, "status", "DONE");
   CHECK_OK(wv_scan_status_fill(&f.app, &t, st));
@@ -279,7 +282,8 @@ TEST(failed_scan_releases_the_id) {
   CHECK_EQ_INT(wait_job(&f, id), WV_JOB_FAILED);
   wv_job_info_t info;
   CHECK_OK(wv_job_get(f.app.jobs, id, &info));
-  CHECK(strstr(info.reason, "Container security scan failed: image 'wave/build:missing' not found"));
+  CHECK(
+      strstr(info.reason, "Container security scan failed: image 'wave/build:missing' not found"));
   json_object *rec = NULL;
   CHECK_OK(wv_scan_load_record(&f.app, id, &rec));
   CHECK_EQ_STR(str(rec, "status"), "FAILED");
@@ -309,7 +313,8 @@ TEST(pending_scan_status_and_abandon) {
   char id[WV_SCAN_ID_MAX + 1], id2[WV_SCAN_ID_MAX + 1];
   bool is_new = false;
   CHECK_OK(fx_open(&f, false));
-  CHECK_OK(wv_scan_reserve_image(&f.app, "docker.io/library/x:1", "sha256:"
+  CHECK_OK(wv_scan_reserve_image(&f.app, "docker.io/library/x:1",
+                                 "sha256:"
                                  "1111111111111111111111111111111111111111111111111111111111111111",
                                  false, NULL, id, &is_new));
   CHECK(is_new);
@@ -340,7 +345,8 @@ TEST(pending_scan_status_and_abandon) {
   CHECK_EQ_STR(str(rec, "status"), "FAILED");
   CHECK_EQ_STR(str(rec, "logs"), "Container build did not complete successfully");
   json_object_put(rec);
-  CHECK_OK(wv_scan_reserve_image(&f.app, "docker.io/library/x:1", "sha256:"
+  CHECK_OK(wv_scan_reserve_image(&f.app, "docker.io/library/x:1",
+                                 "sha256:"
                                  "1111111111111111111111111111111111111111111111111111111111111111",
                                  false, NULL, id2, &is_new));
   CHECK(is_new);
@@ -377,9 +383,9 @@ TEST(disabled) {
   bool is_new = true;
   CHECK_OK(fx_open(&f, false));
   f.cfg.scan_enabled = false;
-  CHECK_EQ_INT(wv_scan_reserve_image(&f.app, "docker.io/library/x:1", NULL, false, NULL, id,
-                                     &is_new),
-               WV_EUNSUPPORTED);
+  CHECK_EQ_INT(
+      wv_scan_reserve_image(&f.app, "docker.io/library/x:1", NULL, false, NULL, id, &is_new),
+      WV_EUNSUPPORTED);
   CHECK_OK(wv_scan_submit_for_image(&f.app, "docker.io/library/x:1", NULL, false, NULL,
                                     WV_SCAN_FOR_BUILD, "b", "async", id));
   CHECK_EQ_STR(id, "");
@@ -387,8 +393,8 @@ TEST(disabled) {
   CHECK_OK(wv_scan_submit_for_image(&f.app, "docker.io/library/x:1", NULL, false, NULL,
                                     WV_SCAN_FOR_BUILD, "b", "none", id));
   CHECK_EQ_STR(id, "");
-  CHECK_EQ_INT(wv_scan_submit_for_image(&f.app, "not a name", NULL, false, NULL,
-                                        WV_SCAN_FOR_BUILD, "b", "async", id),
+  CHECK_EQ_INT(wv_scan_submit_for_image(&f.app, "not a name", NULL, false, NULL, WV_SCAN_FOR_BUILD,
+                                        "b", "async", id),
                WV_EINVAL);
   fx_close(&f);
 }
