@@ -104,7 +104,7 @@ typedef struct {
   const char *cc_token_json;  /* containerConfig as stored in the token record (cas: layers) */
   const char *cc_record_json; /* as stored in the persisted record (data:DATA+OMITTED) */
   const char *scan_id;        /* scanMode async/required: the image's scan (scan/scan.h) */
-  bool scan_new;              /* the scan was reserved here: start it once the token exists */
+  bool scan_new;              /* the scan was reserved by this request (not shared) */
 } wv_creq_result_t;
 
 /*

@@ -181,10 +181,16 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
     return WV_ENOMEM;
   rc = reserve_scan(app, a, r, plan, res);
   rc = rc ? rc : mint_and_store(app, a, r, plan, client_ip, res);
+  if (rc && res->scan_new) /* nobody will start it: free the id for the next request */
+    wv_scan_abandon(app, res->scan_id, "The container request could not be stored");
   if (rc)
     return rc;
-  /* A scan that cannot start is recorded FAILED: the status then says so. */
-  if (res->scan_new && wv_scan_start(app, res->scan_id, WV_SCAN_FOR_REQUEST, res->token))
+  /*
+   * Start is idempotent: a shared scan that is running or done is left alone,
+   * and one whose reserver died before starting it starts here. A scan that
+   * cannot start is recorded FAILED: the status then says so.
+   */
+  if (res->scan_id && wv_scan_start(app, res->scan_id, WV_SCAN_FOR_REQUEST, res->token))
     wv_warn("container request %s: scan %s could not start", res->token, res->scan_id);
   *resp = wv_creq_response(r, res);
   return *resp ? 0 : WV_ENOMEM;

@@ -237,11 +237,20 @@ static int cached_id(const wv_app_t *app, const char *key, char id[WV_SCAN_ID_MA
   char *val = NULL;
   size_t len = 0;
   int rc = wv_store_get(app->store, WV_DB_SCANS, key, &val, &len, NULL);
-  if (!rc && !wv_scan_id_valid(val))
-    rc = WV_ENOTFOUND; /* a corrupt entry is replaced below */
-  if (!rc)
+  bool valid = !rc && wv_scan_id_valid(val);
+  if (valid)
     snprintf(id, WV_SCAN_ID_MAX + 1, "%s", val);
   free(val);
+  if (rc)
+    return rc;
+  /* A corrupt entry, or one that outlived its record (7d id, 5d record): scan again. */
+  char *rec = NULL;
+  rc = valid ? wv_store_get(app->store, WV_DB_SCANS, id, &rec, &len, NULL) : WV_ENOTFOUND;
+  free(rec);
+  if (rc == WV_ENOTFOUND) {
+    wv_store_del(app->store, WV_DB_SCANS, key);
+    id[0] = '\0';
+  }
   return rc;
 }
 
@@ -302,6 +311,12 @@ int wv_scan_reserve(const wv_app_t *app, const wv_scan_target_t *t, char id[WV_S
 
 /* ---- start, abandon ------------------------------------------------------------------ */
 
+/*
+ * Start writes nothing but the job: the origin travels in the step's argument
+ * ("<id> <originKey> <originId>") and the job itself adds it to the record,
+ * so the record has one writer after its reservation and a late or repeated
+ * start can never overwrite a finished record.
+ */
 int wv_scan_start(const wv_app_t *app, const char *id, wv_scan_origin_t origin,
                   const char *origin_id) {
   wv_job_info_t info;
@@ -311,25 +326,17 @@ int wv_scan_start(const wv_app_t *app, const char *id, wv_scan_origin_t origin,
     return 0; /* started before */
   json_object *rec = NULL;
   const char *status = NULL;
-  int64_t exp = 0;
-  char *val = NULL;
-  size_t len = 0;
-  int rc = wv_store_get(app->store, WV_DB_SCANS, id, &val, &len, &exp);
-  free(val);
-  rc = rc ? rc : wv_scan_load_record(app, id, &rec);
-  if (!rc && (wv_json_get_str(rec, "status", &status) || strcmp(status, "PENDING") != 0)) {
-    json_object_put(rec);
-    return 0; /* already ended */
-  }
-  if (!rc && origin_id && (unsigned)origin < 3) {
-    rc = wv_json_add_str(rec, origin_keys[origin], origin_id);
-    const char *s = rc ? NULL : wv_json_compact(rec);
-    rc = rc ? rc : (s ? wv_store_put(app->store, WV_DB_SCANS, id, s, strlen(s), exp) : WV_ENOMEM);
-  }
+  int rc = wv_scan_load_record(app, id, &rec);
+  bool pending = !rc && !wv_json_get_str(rec, "status", &status) && !strcmp(status, "PENDING");
   json_object_put(rec);
-  if (rc)
-    return rc;
-  wv_job_step_t step = {.type = WV_JOB_STEP_FN, .name = "scan", .fn = WV_SCAN_KIND, .arg = id};
+  if (rc || !pending)
+    return rc; /* unknown, or ended already */
+  char arg[WV_SCAN_ID_MAX + 160];
+  if (origin_id && (unsigned)origin < 3 && strlen(origin_id) < 128 && !strchr(origin_id, ' '))
+    snprintf(arg, sizeof arg, "%s %s %s", id, origin_keys[origin], origin_id);
+  else
+    snprintf(arg, sizeof arg, "%s", id);
+  wv_job_step_t step = {.type = WV_JOB_STEP_FN, .name = "scan", .fn = WV_SCAN_KIND, .arg = arg};
   wv_job_spec_t spec = {.id = id, .kind = WV_SCAN_KIND, .steps = &step, .nsteps = 1};
   rc = wv_job_submit(app->jobs, &spec, NULL);
   if (rc == WV_EEXISTS)

@@ -12,8 +12,8 @@
  * Life of a scan:
  *   wv_scan_reserve   the id (cached or new); a new one gets a PENDING record
  *                     and remembers where to read the image
- *   wv_scan_start     names its origin (requestId / buildId / mirrorId) and
- *                     queues the job; a no-op for a scan already started
+ *   wv_scan_start     queues the job, which records its origin (requestId /
+ *                     buildId / mirrorId); a no-op for a scan started or ended
  *   (job "scan")      function step on a worker: stream the layers
  *                     (registry_source.h), inventory, match OSV, write the
  *                     record SUCCEEDED (or FAILED), the SPDX SBOM and the
@@ -84,10 +84,11 @@ int wv_scan_reserve(const wv_app_t *app, const wv_scan_target_t *t, char id[WV_S
                     bool *is_new);
 
 /*
- * Sets the origin of scan id (origin_id may be NULL) and queues its job.
- * Idempotent: a scan whose job exists already is left alone (0). A job that
- * cannot be queued fails the scan (FAILED record, id released) and the error
- * is returned: WV_EBUSY (queue full), WV_ENOTFOUND (no such reserved scan), ...
+ * Queues the job of scan id; its origin (origin_id may be NULL) goes into
+ * the record when the job starts. Idempotent: a scan whose job exists, or
+ * that ended, is left alone (0). A job that cannot be queued fails the scan
+ * (FAILED record, id released) and the error is returned: WV_EBUSY (queue
+ * full), WV_ENOTFOUND (no such scan), ...
  */
 int wv_scan_start(const wv_app_t *app, const char *id, wv_scan_origin_t origin,
                   const char *origin_id);

@@ -35,6 +35,7 @@ typedef struct {
   wv_arena_t *a;
   wv_buf_t log;
   const char *image, *digest, *platform;
+  const char *origin_key, *origin_id; /* from the step argument; may be NULL */
   wv_scan_source_t src;
 } job_t;
 
@@ -83,6 +84,37 @@ static int load_source(job_t *j) {
                                 .platform = j->platform};
   }
   json_object_put(o);
+  return rc;
+}
+
+/* "<id> <originKey> <originId>" (wv_scan_start) into j; false when the id is malformed. */
+static bool parse_arg(job_t *j, const char *arg) {
+  char id[WV_SCAN_ID_MAX + 1], key[32], origin[160];
+  int n = sscanf(arg ? arg : "", "%48s %31s %159s", id, key, origin);
+  if (n < 1 || !wv_scan_id_valid(id))
+    return false;
+  j->id = wv_arena_strdup(j->a, id);
+  j->origin_key = n == 3 ? wv_arena_strdup(j->a, key) : NULL;
+  j->origin_id = n == 3 ? wv_arena_strdup(j->a, origin) : NULL;
+  return j->id != NULL;
+}
+
+/* The origin goes into the record when the scan starts (the job is its only writer now). */
+static int set_origin(job_t *j) {
+  json_object *rec = NULL;
+  const char *cur = NULL;
+  if (!j->origin_key)
+    return 0;
+  int rc = wv_scan_load_record(j->app, j->id, &rec);
+  if (!rc && wv_json_get_str(rec, j->origin_key, &cur) == WV_ENOTFOUND) {
+    rc = wv_json_add_str(rec, j->origin_key, j->origin_id);
+    const char *s = rc ? NULL : wv_json_compact(rec);
+    rc = rc  ? rc
+         : s ? wv_store_put(j->app->store, WV_DB_SCANS, j->id, s, strlen(s),
+                            wv_store_now_ms() + j->app->cfg->scan_status_ttl_ms)
+             : WV_ENOMEM;
+  }
+  json_object_put(rec);
   return rc;
 }
 
@@ -215,18 +247,21 @@ static bool past_deadline(job_t *j) {
 }
 
 int wv_scan_job_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *step_arg) {
-  job_t j = {.ctx = ctx, .app = fn_arg, .id = step_arg};
+  job_t j = {.ctx = ctx, .app = fn_arg};
   const char *msg = NULL;
-  if (!wv_scan_id_valid(step_arg))
-    return WV_EINVAL;
   j.a = wv_arena_new(0);
   wv_buf_init(&j.log, LOG_KEEP);
-  int rc = j.a ? load_source(&j) : WV_ENOMEM;
+  if (!j.a || !parse_arg(&j, step_arg)) {
+    wv_arena_free(j.a);
+    return j.a ? WV_EINVAL : WV_ENOMEM;
+  }
+  int rc = load_source(&j);
   if (rc == WV_ENOTFOUND) { /* re-run of a scan that already ended */
     wv_job_ctx_logf(ctx, "scan %s has ended already", j.id);
     rc = 0;
     goto out;
   }
+  rc = rc ? rc : set_origin(&j);
   rc = rc ? rc : run(&j, &msg);
   if (rc == WV_ECLOSED && !past_deadline(&j))
     goto out; /* waved is stopping: the record stays PENDING and the job runs again */

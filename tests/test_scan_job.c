@@ -251,6 +251,17 @@ TEST(embedded_image_scan) {
   CHECK_OK(wv_scan_reserve_image(&f.app, IMAGE, NULL, true, "linux/amd64", id2, &is_new));
   CHECK(!is_new);
   CHECK_EQ_STR(id2, id);
+  /* A late start of an ended scan changes nothing. */
+  CHECK_OK(wv_scan_start(&f.app, id, WV_SCAN_FOR_REQUEST, "late"));
+  CHECK_OK(wv_scan_load_record(&f.app, id, &rec));
+  CHECK_EQ_STR(str(rec, "status"), "SUCCEEDED");
+  CHECK_EQ_STR(str(rec, "requestId"), "(absent)");
+  json_object_put(rec);
+  /* An id that outlived its record (id 7d, record 5d) gives way to a new scan. */
+  CHECK_OK(wv_store_del(f.app.store, WV_DB_SCANS, id));
+  CHECK_OK(wv_scan_reserve_image(&f.app, IMAGE, NULL, true, "linux/amd64", id2, &is_new));
+  CHECK(is_new);
+  CHECK_EQ_INT(strcmp(strrchr(id2, '_'), "_2"), 0);
   fx_close(&f);
 }
 
