@@ -527,6 +527,12 @@ int wv_scan_status_fill(const wv_app_t *app, const wv_token_rec_t *t, json_objec
   int rc = wv_json_add_str(st, "scanId", t->scan_id);
   if (rc || !t->scan_mode || strcmp(t->scan_mode, "required") != 0)
     return rc; /* async never changes the status (§4.6) */
+  /* A build or mirror still running, or failed, speaks for itself (Wave's order). */
+  const char *base = NULL;
+  bool ok = true;
+  if (wv_json_get_str(st, "status", &base) || strcmp(base, "DONE") != 0 ||
+      (!wv_json_get_bool(st, "succeeded", &ok) && !ok))
+    return 0;
   json_object *rec = NULL;
   const char *status = NULL;
   rc = wv_scan_load_record(app, t->scan_id, &rec);

@@ -137,12 +137,13 @@ int wv_scan_routes_register(struct wv_router *r);
 bool wv_scan_id_valid(const char *s);
 
 /*
- * §1.6 for a request with a scan: adds scanId and detailsUri to status (the
- * §1.6 object for the request without its scan) and, for scanMode
- * "required", turns it into SCANNING (no succeeded, no duration) until the
- * scan ends, then DONE with vulnerabilities, succeeded and reason by the
- * allowed levels; duration = the request's + the scan's (as Wave). A no-op
- * when t has no scan id. Returns 0, WV_ENOMEM, WV_ESTORE.
+ * §1.6 for a request with a scan: adds scanId to status (the §1.6 object
+ * for the request without its scan) and, for scanMode "required" when that
+ * status is DONE and not failed (a running or failed build/mirror is left as
+ * it is), turns it into SCANNING (no succeeded, no duration) until the scan
+ * ends, then DONE with vulnerabilities, succeeded, reason and detailsUri by
+ * the allowed levels; duration = the request's + the scan's (as Wave). A
+ * no-op when t has no scan id. Returns 0, WV_ENOMEM, WV_ESTORE.
  */
 int wv_scan_status_fill(const wv_app_t *app, const wv_token_rec_t *t, json_object *status);
 

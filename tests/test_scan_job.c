@@ -306,6 +306,8 @@ TEST(failed_scan_releases_the_id) {
   /* The status of a required scan that failed. */
   wv_token_rec_t t = {.token = "tok", .scan_id = id, .scan_mode = "required", .created_ms = 1};
   json_object *st = json_object_new_object();
+  wv_json_add_str(st, "status", "DONE");
+  wv_json_add_bool(st, "succeeded", true);
   CHECK_OK(wv_scan_status_fill(&f.app, &t, st));
   CHECK_EQ_STR(compact(json_object_object_get(st, "succeeded")), "false");
   CHECK_EQ_STR(str(st, "reason"), "Container security scan did not complete successfully");
@@ -338,6 +340,20 @@ TEST(pending_scan_status_and_abandon) {
   CHECK_EQ_STR(str(st, "status"), "SCANNING");
   CHECK(!json_object_object_get_ex(st, "succeeded", NULL));
   CHECK(!json_object_object_get_ex(st, "duration", NULL));
+  json_object_put(st);
+
+  /* A build still running (or failed) is reported as such. */
+  st = json_object_new_object();
+  wv_json_add_str(st, "status", "BUILDING");
+  CHECK_OK(wv_scan_status_fill(&f.app, &t, st));
+  CHECK_EQ_STR(str(st, "status"), "BUILDING");
+  json_object_put(st);
+  st = json_object_new_object();
+  wv_json_add_str(st, "status", "DONE");
+  wv_json_add_bool(st, "succeeded", false);
+  CHECK_OK(wv_scan_status_fill(&f.app, &t, st));
+  CHECK_EQ_STR(str(st, "status"), "DONE");
+  CHECK_EQ_STR(str(st, "scanId"), id);
   json_object_put(st);
 
   /* async never changes the status. */
