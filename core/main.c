@@ -21,6 +21,7 @@
 #include "registry/proxy.h"
 #include "registry/upstream.h"
 #include "scan/osv.h"
+#include "scan/scan.h"
 #include "storage/cas.h"
 #include "storage/jobstore.h"
 #include "storage/store.h"
@@ -177,7 +178,7 @@ static void close_services(wv_app_t *app) {
   wv_http_global_cleanup();
 }
 
-/* ---- JOBS ---- the job engine: records in the state store, the build kind. */
+/* ---- JOBS ---- the job engine: records in the state store, the build and scan kinds. */
 
 /* Ended job records expire after a week; the front door's build records outlive them. */
 #define JOB_RECORD_TTL_MS (7LL * 24 * 3600 * 1000)
@@ -209,6 +210,7 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app) {
   o.kill_grace_ms = cfg->build_kill_grace_ms;
   rc = wv_job_engine_new(&o, &app->jobs);
   rc = rc ? rc : wv_builder_register(app->jobs, cfg, app->store, app->cas);
+  rc = rc ? rc : wv_scan_register(app->jobs, app); /* registered even when disabled: recovery */
   rc = rc ? rc : wv_job_engine_start(app->jobs);
   if (rc)
     wv_error("cannot start the job engine: %s", wv_strerror(rc));
@@ -278,6 +280,7 @@ int main(int argc, char **argv) {
   if (!rc)
     rc = wv_proxy_register(router, &app);
   rc = rc ? rc : wv_build_routes_register(router);
+  rc = rc ? rc : wv_scan_routes_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;
