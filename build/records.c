@@ -107,6 +107,7 @@ json_object *wv_record_new(const wv_creq_t *r, const wv_creq_plan_t *plan,
   rc =
       rc ? rc : wv_json_add_str(o, "fusionVersion", a ? wv_record_fusion_version(a, &r->cc) : NULL);
   rc = rc ? rc : wv_json_add_bool(o, "mirror", r->mirror);
+  rc = rc ? rc : wv_json_add_str(o, "scanId", res->scan_id);
   wv_arena_free(a);
   json_object_put(cc_record);
   if (rc) {

@@ -463,8 +463,8 @@ static int check_request_data(check_t *c) {
     return fail(
         c, WV_EINVAL,
         "Singularity build is only allowed enabling freeze mode - see 'wave.freeze' setting");
-  /* Scanning is not available in this release: asking for a scan is a 501. */
-  if (r->scan_mode && strcmp(r->scan_mode, "none") != 0)
+  /* Asking for a scan while scanning is disabled is a 501 ("none" asks for nothing). */
+  if (r->scan_mode && strcmp(r->scan_mode, "none") != 0 && !c->cfg->scan_enabled)
     return fail(c, WV_EUNSUPPORTED, MSG_NO_SCAN);
   if (r->n_includes > WV_CREQ_MAX_INCLUDES)
     return fail(c, WV_EINVAL, "The number of container inclusions cannot be greater than 10");

@@ -103,6 +103,8 @@ typedef struct {
   int64_t created_ns, expires_ns;
   const char *cc_token_json;  /* containerConfig as stored in the token record (cas: layers) */
   const char *cc_record_json; /* as stored in the persisted record (data:DATA+OMITTED) */
+  const char *scan_id;        /* scanMode async/required: the image's scan (scan/scan.h) */
+  bool scan_new;              /* the scan was reserved by this request (not shared) */
 } wv_creq_result_t;
 
 /*
@@ -118,7 +120,8 @@ int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, bool v2, wv_creq_
  * request kind. Identity: a towerAccessToken must hash (SHA-256, hex) to a
  * value of cfg->accounts (constant-time), else WV_EAUTH. Builds and mirrors
  * return WV_EUNSUPPORTED after every check they would have passed through;
- * a scanMode asking for a scan returns WV_EUNSUPPORTED (scanning disabled).
+ * a scanMode asking for a scan returns WV_EUNSUPPORTED when
+ * wave.scan.enabled is false.
  */
 int wv_creq_check(wv_arena_t *a, const wv_config_t *cfg, const wv_creq_t *r, wv_creq_plan_t *plan,
                   const char **msg);

@@ -11,6 +11,7 @@
 #include "core/timefmt.h"
 #include "http/resp.h"
 #include "registry/token.h"
+#include "scan/scan.h"
 #include "storage/store.h"
 
 #include <stdlib.h>
@@ -112,6 +113,9 @@ static int status(wv_req_t *req, wv_resp_t *resp) {
                                                  : wv_record_status(&t, wv_now_ns());
   if (!rc && !out)
     rc = WV_ENOMEM;
+  rc = rc ? rc : wv_scan_status_fill(app_of(req), &t, out); /* SCANNING, counts, verdict */
+  if (rc)
+    json_object_put(out);
   return rc ? wv_resp_error(req, resp, rc, NULL) : wv_resp_json(req, resp, 200, out);
 }
 

@@ -19,6 +19,7 @@
 #include "core/rand.h"
 #include "core/timefmt.h"
 #include "registry/token.h"
+#include "scan/scan.h"
 #include "storage/store.h"
 
 #include <string.h>
@@ -48,6 +49,33 @@ static const char *json_text(wv_arena_t *a, json_object *o) {
   return s ? wv_arena_strdup(a, s) : NULL;
 }
 
+/* scanLevels as "LOW,MEDIUM" (arena), NULL when none are allowed. */
+static const char *scan_levels(wv_arena_t *a, const wv_creq_t *r) {
+  const char *s = NULL;
+  for (size_t i = 0; i < r->n_scan_levels; i++)
+    s = s ? wv_arena_sprintf(a, "%s,%s", s, r->scan_levels[i]) : r->scan_levels[i];
+  return s;
+}
+
+/*
+ * scanMode async/required (spec §4.6, §2.6): the scan of the image (its
+ * name and upstream digest give the id; a cached id is shared), reserved
+ * before the token so both records can name it. Dry runs scan nothing.
+ */
+static int reserve_scan(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                        const wv_creq_plan_t *plan, wv_creq_result_t *res) {
+  if (!r->scan_mode || strcmp(r->scan_mode, "none") == 0 || r->dry_run || !app->jobs)
+    return 0;
+  char digest[72], *id = wv_arena_alloc(a, WV_SCAN_ID_MAX + 1);
+  if (!id)
+    return WV_ENOMEM;
+  bool known = wv_scan_image_digest(app, res->container_image, digest) == 0;
+  int rc = wv_scan_reserve_image(app, res->container_image, known ? digest : NULL, false,
+                                 plan->platform, id, &res->scan_new);
+  res->scan_id = rc ? NULL : id;
+  return rc;
+}
+
 /* Encodes the two records for token res->token; *tok and *rec are arena strings. */
 static int encode_records(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                           const wv_creq_plan_t *plan, const char *client_ip, wv_creq_result_t *res,
@@ -67,6 +95,9 @@ static int encode_records(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
                       .user = plan->user,
                       .client_ip = client_ip,
                       .cc_json = res->cc_token_json,
+                      .scan_id = res->scan_id,
+                      .scan_mode = res->scan_id ? r->scan_mode : NULL,
+                      .scan_levels = res->scan_id ? scan_levels(a, r) : NULL,
                       .created_ms = res->created_ns / WV_NS_PER_MS,
                       .expires_ms = res->expires_ns / WV_NS_PER_MS};
   wv_buf_reset(tok);
@@ -149,9 +180,19 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
   res->expires_ns = now_ns + app->cfg->token_ttl_ms * WV_NS_PER_MS;
   if (oom || !res->container_image)
     return WV_ENOMEM;
-  rc = mint_and_store(app, a, r, plan, client_ip, res);
+  rc = reserve_scan(app, a, r, plan, res);
+  rc = rc ? rc : mint_and_store(app, a, r, plan, client_ip, res);
+  if (rc && res->scan_new) /* nobody will start it: free the id for the next request */
+    wv_scan_abandon(app, res->scan_id, "The container request could not be stored");
   if (rc)
     return rc;
+  /*
+   * Start is idempotent: a shared scan that is running or done is left alone,
+   * and one whose reserver died before starting it starts here. A scan that
+   * cannot start is recorded FAILED: the status then says so.
+   */
+  if (res->scan_id && wv_scan_start(app, res->scan_id, WV_SCAN_FOR_REQUEST, res->token))
+    wv_warn("container request %s: scan %s could not start", res->token, res->scan_id);
   *resp = wv_creq_response(r, res);
   return *resp ? 0 : WV_ENOMEM;
 }
@@ -169,7 +210,10 @@ json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res) {
     /* v2 adds freeze, mirror and succeeded (§1.3); a plain image is usable at once. */
     rc = rc ? rc : wv_json_add_bool(o, "freeze", r->freeze);
     rc = rc ? rc : wv_json_add_bool(o, "mirror", r->mirror);
-    rc = rc ? rc : wv_json_add_bool(o, "succeeded", true);
+    /* A scan makes clients poll the status (§1.3: no succeeded when scanId is set). */
+    rc = rc ? rc : wv_json_add_str(o, "scanId", res->scan_id);
+    if (!res->scan_id)
+      rc = rc ? rc : wv_json_add_bool(o, "succeeded", true);
   }
   if (rc) {
     json_object_put(o);

@@ -50,6 +50,7 @@ typedef struct {
 static int check_url(const char *s, char *why, size_t whylen);
 static int check_level(const char *s, char *why, size_t whylen);
 static int check_builder(const char *s, char *why, size_t whylen);
+static int check_severity(const char *s, char *why, size_t whylen);
 
 /* Default builder command templates (docs/builds.md lists the placeholders). */
 #define BUILDAH "buildah --root {workspace}/buildah/root --runroot {workspace}/buildah/runroot " \
@@ -195,6 +196,22 @@ static const entry_t schema[] = {
      NULL, "Bytes per PATCH request of a blob upload (memory per running mirror: this + 1MiB)."},
     {"wave.mirror.max-concurrent", T_INT, OFF(mirror_max_concurrent), "2", 1, 256, NULL, NULL,
      "Mirrors running at once; more wait in a queue."},
+    {"wave.scan.enabled", T_BOOL, OFF(scan_enabled), "false", 0, 0, NULL, "wave.scan.enabled",
+     "Security scans of images (scanMode, scans after builds); needs imported OSV data."},
+    {"wave.scan.timeout", T_DUR_MS, OFF(scan_timeout_ms), "15m", 1000, 7 * DAY_MS, NULL,
+     "wave.scan.timeout", "Maximum duration of a scan; past it the scan fails."},
+    {"wave.scan.severity", T_STR, OFF(scan_severity), "", 0, 0, check_severity,
+     "wave.scan.severity", "Severities reported (e.g. MEDIUM,HIGH,CRITICAL); empty = all."},
+    {"wave.scan.vulnerability.limit", T_INT, OFF(scan_vuln_limit), "100", 1, 100000, NULL,
+     "wave.scan.vulnerability.limit", "Vulnerabilities kept in a scan record, most severe first."},
+    {"wave.scan.status.duration", T_DUR_MS, OFF(scan_status_ttl_ms), "5d", 1000, 3650 * DAY_MS,
+     NULL, "wave.scan.status.duration", "Lifetime of a scan record and its SBOM."},
+    {"wave.scan.failure.duration", T_DUR_MS, OFF(scan_failure_ttl_ms), "30m", 1000, 3650 * DAY_MS,
+     NULL, "wave.scan.failure.duration", "Lifetime of a failed scan record."},
+    {"wave.scan.id.duration", T_DUR_MS, OFF(scan_id_ttl_ms), "7d", 1000, 3650 * DAY_MS, NULL,
+     "wave.scan.id.duration", "How long an image (and digest) keeps its scan id."},
+    {"wave.scan.max-concurrent", T_INT, OFF(scan_max_concurrent), "2", 1, 256, NULL, NULL,
+     "Scans running at once; more wait in a queue."},
     {"log.level", T_STR, OFF(log_level), "info", 0, 0, check_level, NULL,
      "Log level: debug, info, warn, error or off."},
 };
@@ -410,6 +427,25 @@ static int check_level(const char *s, char *why, size_t whylen) {
     return 0;
   snprintf(why, whylen, "invalid log level '%s' (expected debug, info, warn, error or off)", s);
   return WV_EINVAL;
+}
+
+/* A comma-separated list of LOW, MEDIUM, HIGH, CRITICAL, UNKNOWN (or empty). */
+static int check_severity(const char *s, char *why, size_t whylen) {
+  static const char *const words[] = {"LOW", "MEDIUM", "HIGH", "CRITICAL", "UNKNOWN"};
+  while (*s) {
+    size_t n = strcspn(s, ",");
+    bool known = false;
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+      known = known || (strlen(words[i]) == n && strncmp(s, words[i], n) == 0);
+    if (!known) {
+      snprintf(why, whylen,
+               "unknown severity '%.*s' (expected LOW, MEDIUM, HIGH, CRITICAL, UNKNOWN)", (int)n,
+               s);
+      return WV_EINVAL;
+    }
+    s += n + (s[n] == ',');
+  }
+  return 0;
 }
 
 static int check_builder(const char *s, char *why, size_t whylen) {

@@ -103,6 +103,15 @@ typedef struct {
   int mirror_retry_attempts;       /* wave.mirror.retry-attempts, 2 */
   uint64_t mirror_chunk_size;      /* wave.mirror.chunk-size, 8MiB */
   int mirror_max_concurrent;       /* wave.mirror.max-concurrent, 2 */
+  /* wave.scan.* — security scans (docs/scan.md) */
+  bool scan_enabled;           /* wave.scan.enabled, false */
+  int64_t scan_timeout_ms;     /* wave.scan.timeout, 15m */
+  char *scan_severity;         /* wave.scan.severity, "" = every level */
+  int scan_vuln_limit;         /* wave.scan.vulnerability.limit, 100 */
+  int64_t scan_status_ttl_ms;  /* wave.scan.status.duration, 5d: scan records */
+  int64_t scan_failure_ttl_ms; /* wave.scan.failure.duration, 30m: failed scan records */
+  int64_t scan_id_ttl_ms;      /* wave.scan.id.duration, 7d: image -> scan id cache */
+  int scan_max_concurrent;     /* wave.scan.max-concurrent, 2 */
 
   /* log.* */
   char *log_level; /* log.level, "info" */

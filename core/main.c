@@ -23,6 +23,7 @@
 #include "registry/proxy.h"
 #include "registry/upstream.h"
 #include "scan/osv.h"
+#include "scan/scan.h"
 #include "storage/cas.h"
 #include "storage/jobstore.h"
 #include "storage/store.h"
@@ -179,7 +180,7 @@ static void close_services(wv_app_t *app) {
   wv_http_global_cleanup();
 }
 
-/* ---- JOBS ---- the job engine: records in the state store, the build kind. */
+/* ---- JOBS ---- the job engine: records in the state store, the build and scan kinds. */
 
 /* Ended job records expire after a week; the front door's build records outlive them. */
 #define JOB_RECORD_TTL_MS (7LL * 24 * 3600 * 1000)
@@ -212,6 +213,7 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app) {
   rc = wv_job_engine_new(&o, &app->jobs);
   rc = rc ? rc : wv_builder_register(app->jobs, cfg, app->store, app->cas);
   rc = rc ? rc : wv_mirror_register(app->jobs, app);
+  rc = rc ? rc : wv_scan_register(app->jobs, app); /* registered even when disabled: recovery */
   rc = rc ? rc : wv_job_engine_start(app->jobs);
   rc = rc ? rc : wv_mirror_recover(app);
   if (rc)
@@ -283,6 +285,7 @@ int main(int argc, char **argv) {
     rc = wv_proxy_register(router, &app);
   rc = rc ? rc : wv_build_routes_register(router);
   rc = rc ? rc : wv_mirror_routes_register(router);
+  rc = rc ? rc : wv_scan_routes_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;

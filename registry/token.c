@@ -27,6 +27,9 @@ int wv_token_encode(const wv_token_rec_t *t, wv_buf_t *out) {
   rc = rc ? rc : wv_json_add_str(o, "user", t->user);
   rc = rc ? rc : wv_json_add_str(o, "clientIp", t->client_ip);
   rc = rc ? rc : wv_json_add_str(o, "buildId", t->build_id);
+  rc = rc ? rc : wv_json_add_str(o, "scanId", t->scan_id);
+  rc = rc ? rc : wv_json_add_str(o, "scanMode", t->scan_mode);
+  rc = rc ? rc : wv_json_add_str(o, "scanLevels", t->scan_levels);
   rc = rc ? rc : wv_json_add_str(o, "containerConfig", t->cc_json);
   rc = rc ? rc : wv_json_add_int(o, "createdMs", t->created_ms);
   rc = rc ? rc : wv_json_add_int(o, "expiresMs", t->expires_ms);
@@ -69,6 +72,9 @@ int wv_token_decode(wv_arena_t *a, const char *json, size_t len, wv_token_rec_t 
   rc = rc ? rc : get_opt(a, o, "user", &out->user);
   rc = rc ? rc : get_opt(a, o, "clientIp", &out->client_ip);
   rc = rc ? rc : get_opt(a, o, "buildId", &out->build_id);
+  rc = rc ? rc : get_opt(a, o, "scanId", &out->scan_id);
+  rc = rc ? rc : get_opt(a, o, "scanMode", &out->scan_mode);
+  rc = rc ? rc : get_opt(a, o, "scanLevels", &out->scan_levels);
   rc = rc ? rc : get_opt(a, o, "containerConfig", &out->cc_json);
   if (!rc && (wv_json_get_int64(o, "createdMs", &out->created_ms) ||
               wv_json_get_int64(o, "expiresMs", &out->expires_ms)))

@@ -44,6 +44,9 @@ typedef struct {
   const char *user;            /* account name, NULL when anonymous */
   const char *client_ip;       /* NULL when unknown */
   const char *build_id;        /* WV_TOKEN_BUILD: the build a pull waits for */
+  const char *scan_id;         /* the scan of the image (scan/scan.h), NULL when none */
+  const char *scan_mode;       /* "async" or "required" when scan_id is set */
+  const char *scan_levels;     /* allowed severities, "LOW,MEDIUM"; NULL = none allowed */
   const char *cc_json;         /* containerConfig JSON, NULL when none (pass-through) */
   int64_t created_ms;          /* unix ms */
   int64_t expires_ms;          /* unix ms */

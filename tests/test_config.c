@@ -336,8 +336,24 @@ TEST(registries) {
                    "false)"));
 }
 
+TEST(scan_keys) {
+  wv_config_t cfg;
+  CHECK_OK(load_text(&cfg, "wave:\n  scan:\n    enabled: true\n    severity: HIGH,CRITICAL\n"
+                           "    vulnerability: {limit: 7}\n    id: {duration: 1h}\n"));
+  CHECK(cfg.scan_enabled);
+  CHECK_EQ_STR(cfg.scan_severity, "HIGH,CRITICAL");
+  CHECK_EQ_INT(cfg.scan_vuln_limit, 7);
+  CHECK_EQ_INT(cfg.scan_id_ttl_ms, 3600000);
+  CHECK_EQ_INT(cfg.scan_status_ttl_ms, 5LL * 24 * 3600 * 1000);
+  wv_config_free(&cfg);
+  CHECK(fails_with("wave.scan.severity: HIGH,SEVERE\n", 1,
+                   "wave.scan.severity: unknown severity 'SEVERE' (expected LOW, MEDIUM, HIGH, "
+                   "CRITICAL, UNKNOWN)"));
+}
+
 WV_TESTS(T(defaults), T(registries), T(shipped_config_yml_loads_and_states_defaults),
          T(every_schema_key_documented_in_config_yml), T(every_default_parses),
          T(values_camelcase_aliases_and_dotted_keys), T(empty_file_and_empty_sections),
          T(bad_duration), T(bad_size), T(bad_int_bool_and_checks), T(unknown_key), T(wrong_type),
-         T(yaml_syntax_error), T(missing_file), T(env_overrides), T(print_schema))
+         T(yaml_syntax_error), T(missing_file), T(env_overrides), T(print_schema),
+         T(scan_keys))
