@@ -235,8 +235,15 @@ static int load_log(wv_req_t *req, char **out, size_t *len) {
   if (rc)
     return rc;
   *len = wv_ansi_strip(log, *len);
-  *out = wv_arena_strndup(req->arena, log, *len);
+  /* A build failed by a restart never wrote why: say it at the end. */
+  wv_job_info_t ji;
+  bool say = wv_job_get(app->jobs, id, &ji) == 0 && ji.state == WV_JOB_FAILED && ji.reason[0] &&
+             !strstr(log, ji.reason);
+  *out = say ? wv_arena_sprintf(req->arena, "%s[waved: %s FAILED: %s]\n", log, id, ji.reason)
+             : wv_arena_strndup(req->arena, log, *len);
   free(log);
+  if (*out && say)
+    *len = strlen(*out);
   return *out ? 0 : WV_ENOMEM;
 }
 

@@ -55,7 +55,9 @@ static int failed_build(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, const wv
   const char *msg = ji->reason[0] ? ji->reason : "Container build did not complete successfully";
   if (wv_job_log(ctx->app->jobs, ji->id, WV_PULL_LOG_MAX, &log, &len) == 0) {
     len = wv_ansi_strip(log, len);
-    if (len)
+    if (len && ji->reason[0] && !strstr(log, ji->reason))
+      msg = wv_arena_sprintf(req->arena, "%s[waved: %s FAILED: %s]\n", log, ji->id, ji->reason);
+    else if (len)
       msg = wv_arena_strndup(req->arena, log, len);
     free(log);
   }
@@ -256,9 +258,18 @@ int wv_proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return embedded_manifest(req, resp, ctx);
   case WV_ROUTE_BLOBS:
     return embedded_blob(req, resp, ctx);
-  default:
-    return reg_error(req, resp, WV_REGERR_UNSUPPORTED, 405,
-                     "Listing tags is not supported for built images");
+  default: { /* the token names one image: its tag is the only one it may see */
+    json_object *o = json_object_new_object(), *tags = json_object_new_array();
+    rc = o && tags ? wv_json_add_str(o, "name", ctx->rec.image) : WV_ENOMEM;
+    if (!rc && json_object_array_add(tags, json_object_new_string(ctx->rec.reference)))
+      rc = WV_ENOMEM;
+    if (!rc) {
+      json_object_object_add(o, "tags", tags);
+      tags = NULL;
+    }
+    json_object_put(tags);
+    return rc ? (json_object_put(o), rc) : wv_resp_json(req, resp, 200, o);
+  }
   }
 }
 
