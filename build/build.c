@@ -67,9 +67,9 @@ static int fail(const char **msg, int rc, const char *m) {
 }
 
 /* Requests this release does not build yet, and the container file's own rules (§4.1). */
-static int check_supported(const wv_config_t *cfg, const wv_creq_t *r, const wv_creq_plan_t *plan,
-                           const char **msg) {
-  if (!cfg->build_enabled)
+static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
+                           const wv_creq_plan_t *plan, const char **msg) {
+  if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */
     return fail(msg, WV_EUNSUPPORTED,
                 "Build service is not enabled - Check Wave configuration setting "
                 "'wave.build.enabled'" MSG_SUFFIX_501);
@@ -428,7 +428,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   minted_t m = {.in = &in};
   outcome_t o = {D_NEW, NULL};
   *resp = NULL;
-  int rc = check_supported(app->cfg, r, plan, msg);
+  int rc = check_supported(app->cfg, app->jobs, r, plan, msg);
   rc = rc ? rc : wv_build_container_file(a, app->cfg, r, &in.file, &in.conda, &in.tpl, msg);
   rc = rc ? rc : check_file(in.file, msg);
   if (!rc && r->cc.n_layers)
