@@ -24,7 +24,10 @@ static size_t seq_len(const char *s, size_t i, size_t len) {
     }
     return len - i;
   }
-  return 2; /* ESC plus one character (charset selection, keypad modes ...) */
+  /* nF / Fp / Fe escapes: intermediates 0x20-0x2f (ESC ( B selects a charset), then a final. */
+  while (j < len && (unsigned char)s[j] >= 0x20 && (unsigned char)s[j] <= 0x2f)
+    j++;
+  return j < len ? j - i + 1 : len - i;
 }
 
 size_t wv_ansi_strip(char *s, size_t len) {
