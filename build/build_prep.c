@@ -68,6 +68,14 @@ int wv_build_container_file(wv_arena_t *a, const wv_config_t *cfg, const wv_creq
     return WV_EINVAL;
   }
   *file = text;
+  /* v1's deprecated condaFile: the conda.yml of the build (and of its checksum). */
+  if (r->conda_file && *r->conda_file) {
+    if (wv_base64_decode(a, r->conda_file, strlen(r->conda_file), &text, &n) != 0) {
+      *msg = "Invalid 'condaFile' attribute - make sure it encoded as a base64 string";
+      return WV_EINVAL;
+    }
+    *conda = text;
+  }
   return 0;
 }
 

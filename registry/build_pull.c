@@ -83,8 +83,12 @@ static int wait_for_build(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return wv_job_get(ctx->app->jobs, ctx->rec.build_id, &ji) == 0 && ji.state == WV_JOB_FAILED
                ? failed_build(req, resp, ctx, &ji)
                : WV_DEFER;
-  return reg_error(req, resp, WV_REGERR_TOOMANYREQUESTS, 429,
-                   "Too many pulls waiting for builds - retry later");
+  if (rc == WV_EBUSY)
+    return reg_error(req, resp, WV_REGERR_TOOMANYREQUESTS, 429,
+                     "Too many pulls waiting for builds - retry later");
+  return rc == WV_ENOMEM ? rc
+                         : reg_error(req, resp, WV_REGERR_UNKNOWN, 503,
+                                     "Server shutting down - retry the pull");
 }
 
 /* ---- the embedded registry ---------------------------------------------------- */

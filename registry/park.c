@@ -274,6 +274,8 @@ int wv_park_on_job(wv_req_t *req, wv_resp_t *resp, struct wv_job_engine *jobs, c
     return WV_ECLOSED;
   }
   e->deadline_ms = now_ms() + lot.deadline_ms;
+  if (!lot.parked.head) /* the park thread may sleep past this deadline: wake it */
+    pthread_cond_signal(&lot.cv);
   list_push(&lot.parked, e);
   lot.count++;
   pthread_mutex_unlock(&lot.mu);

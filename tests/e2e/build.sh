@@ -5,7 +5,8 @@
 # (status and the pull's 400 with the log), an identical request (cached, same
 # id), a build pushed to an external wave.build.repo, package requests
 # (rendering, config template images, a build whose base images are local),
-# a restart during a build, and 200 parked pulls next to a /health loop.
+# a restart during a build, 200 parked pulls next to a /health loop, and a
+# parked pull past its deadline.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if ! command -v buildah >/dev/null || ! command -v skopeo >/dev/null; then
@@ -235,5 +236,16 @@ ok "external: the RUN layer holds /ext" test "$(top_layer_file "$T/p11" ext)" = 
 skopeo inspect --raw --tls-verify=false "docker://$(field "$T/r11.json" 'd["containerImage"]')" >"$T/ext.manifest"
 ok "external: the image is in the registry, same digest" \
   test "$(sha256 "$T/ext.manifest")" = "$(sha256 "$T/p11/manifest.json")"
+stop_waved
+
+# ---- 9. a parked pull past its deadline (server.idle-timeout) -------------------------------
+log "9. parked pull deadline"
+start_waved "server.idle-timeout: 1s"
+CF12=$(b64 "FROM $BB\nRUN sleep 5 && echo late > /late\n")
+post "{\"containerFile\":\"$CF12\"}" "$T/r12.json" >/dev/null
+PN12=$(pull_name "$T/r12.json"); R12=${PN12#*/}
+CODE12=$(curl -s -o "$T/p12.json" -w '%{http_code}' "$WAVED_URL/v2/${R12%:*}/manifests/${R12##*:}")
+ok "deadline: 408 TIMEOUT once server.idle-timeout passed" \
+  test "$CODE12 $(field "$T/p12.json" 'd["errors"][0]["code"]')" = "408 TIMEOUT"
 
 e2e_finish
