@@ -153,8 +153,8 @@ static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t 
   if (in->embedded) {
     char *body = NULL;
     size_t len;
-    int rc = wv_embedded_get_manifest(app->store, WV_EMBEDDED_REPO, in->tref.reference, &body,
-                                      &len, NULL, NULL);
+    int rc = wv_embedded_get_manifest(app->store, WV_EMBEDDED_REPO, in->tref.reference, &body, &len,
+                                      NULL, NULL);
     free(body);
     return rc == 0;
   }
@@ -233,9 +233,8 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   size_t n = 0;
   char err[256] = "";
   const wv_config_t *cfg = app->cfg;
-  const char *ws = empty(cfg->build_workspace)
-                       ? wv_arena_sprintf(a, "%s/build", cfg->storage_path)
-                       : cfg->build_workspace;
+  const char *ws = empty(cfg->build_workspace) ? wv_arena_sprintf(a, "%s/build", cfg->storage_path)
+                                               : cfg->build_workspace;
   wv_build_target_t t = {.workspace = ws,
                          .workdir = workdir,
                          .platform = "linux/amd64",
@@ -249,9 +248,10 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
     return rc;
   }
   if (in->embedded && n < WV_JOB_STEPS_MAX)
-    steps[n++] = (wv_job_step_t){
-        .type = WV_JOB_STEP_FN, .name = "cleanup-layout", .fn = WV_BUILD_CLEANUP_FN,
-        .may_fail = true};
+    steps[n++] = (wv_job_step_t){.type = WV_JOB_STEP_FN,
+                                 .name = "cleanup-layout",
+                                 .fn = WV_BUILD_CLEANUP_FN,
+                                 .may_fail = true};
   wv_job_spec_t spec = {
       .id = id, .kind = WV_BUILD_KIND, .workdir = workdir, .steps = steps, .nsteps = n};
   return wv_job_submit(app->jobs, &spec, NULL);
@@ -282,10 +282,18 @@ static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   int64_t now_ms = now_ns / WV_NS_PER_MS;
   wv_store_op_t ops[3] = {
       {.kind = WV_STORE_INCR, .db = WV_DB_COUNTERS, .key = ckey, .delta = 1},
-      {.kind = WV_STORE_PUT, .db = WV_DB_BUILD_TARGETS, .key = in->target, .val = id,
-       .val_len = strlen(id), .expires_ms = now_ms + cfg->build_status_ttl_ms},
-      {.kind = WV_STORE_PUT, .db = WV_DB_BUILDS, .key = id, .val = rtext,
-       .val_len = strlen(rtext), .expires_ms = now_ms + cfg->build_record_ttl_ms},
+      {.kind = WV_STORE_PUT,
+       .db = WV_DB_BUILD_TARGETS,
+       .key = in->target,
+       .val = id,
+       .val_len = strlen(id),
+       .expires_ms = now_ms + cfg->build_status_ttl_ms},
+      {.kind = WV_STORE_PUT,
+       .db = WV_DB_BUILDS,
+       .key = id,
+       .val = rtext,
+       .val_len = strlen(rtext),
+       .expires_ms = now_ms + cfg->build_record_ttl_ms},
   };
   if ((rc = wv_store_apply(app->store, ops, 3, NULL)) != 0)
     return rc;
@@ -327,8 +335,8 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
 typedef struct {
   wv_creq_result_t res;
   const wv_binput_t *in;
-  const char *build_id;  /* in the response */
-  const char *job_id;    /* in the token: what pulls wait for (NULL for dry runs) */
+  const char *build_id; /* in the response */
+  const char *job_id;   /* in the token: what pulls wait for (NULL for dry runs) */
   bool build_new;
 } minted_t;
 
@@ -345,12 +353,17 @@ static int mint(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv
     m->res.token = token;
     m->res.target_image =
         wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(app->cfg), token, path);
-    wv_token_rec_t t = {.token = token, .kind = WV_TOKEN_BUILD,
-                        .registry = m->in->tref.registry, .image = m->in->tref.path,
+    wv_token_rec_t t = {.token = token,
+                        .kind = WV_TOKEN_BUILD,
+                        .registry = m->in->tref.registry,
+                        .image = m->in->tref.path,
                         .reference = m->in->tref.reference,
                         .container_image = m->res.container_image,
-                        .target_image = m->res.target_image, .platform = plan->platform,
-                        .user = plan->user, .client_ip = client_ip, .build_id = m->job_id,
+                        .target_image = m->res.target_image,
+                        .platform = plan->platform,
+                        .user = plan->user,
+                        .client_ip = client_ip,
+                        .build_id = m->job_id,
                         .cc_json = m->res.cc_token_json,
                         .created_ms = m->res.created_ns / WV_NS_PER_MS,
                         .expires_ms = m->res.expires_ns / WV_NS_PER_MS};
@@ -371,10 +384,18 @@ static int mint(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv
       break;
     }
     wv_store_op_t ops[2] = {
-        {.kind = WV_STORE_PUT_NX, .db = WV_DB_TOKENS, .key = token, .val = tok.data,
-         .val_len = tok.len, .expires_ms = t.expires_ms},
-        {.kind = WV_STORE_PUT_NX, .db = WV_DB_REQUESTS, .key = token, .val = rtext,
-         .val_len = strlen(rtext), .expires_ms = t.created_ms + app->cfg->record_ttl_ms},
+        {.kind = WV_STORE_PUT_NX,
+         .db = WV_DB_TOKENS,
+         .key = token,
+         .val = tok.data,
+         .val_len = tok.len,
+         .expires_ms = t.expires_ms},
+        {.kind = WV_STORE_PUT_NX,
+         .db = WV_DB_REQUESTS,
+         .key = token,
+         .val = rtext,
+         .val_len = strlen(rtext),
+         .expires_ms = t.created_ms + app->cfg->record_ttl_ms},
     };
     rc = wv_store_apply(app->store, ops, 2, NULL);
     if (rc == WV_EEXISTS)

@@ -21,7 +21,7 @@
 
 #define ID_MAX 128
 #define SMALL_BODY 4096
-#define LOG_MAX (16u << 20)        /* bytes of log an endpoint serves (the job keeps no more) */
+#define LOG_MAX (16u << 20) /* bytes of log an endpoint serves (the job keeps no more) */
 #define RECORD_MAX (4u << 20)
 #define MSG_FAILED "Container build did not complete successfully"
 
@@ -124,8 +124,8 @@ static int add_duration(json_object *o, int64_t ns) {
   return rc ? rc : wv_json_add_number_text(o, "duration", d);
 }
 
-json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a,
-                                       const wv_token_rec_t *t, int64_t now_ns) {
+json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a, const wv_token_rec_t *t,
+                                       int64_t now_ns) {
   json_object *o = json_object_new_object();
   build_t b;
   bool ok = true;
@@ -143,9 +143,9 @@ json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a,
   if (!rc && done && !ok) {
     rc = wv_json_add_str(o, "reason", MSG_FAILED);
     rc = rc ? rc
-            : wv_json_add_str(o, "detailsUri",
-                              wv_arena_sprintf(a, "%s/view/builds/%s", app->cfg->server_url,
-                                               t->build_id));
+            : wv_json_add_str(
+                  o, "detailsUri",
+                  wv_arena_sprintf(a, "%s/view/builds/%s", app->cfg->server_url, t->build_id));
   }
   rc = rc ? rc : add_instant(o, "creationTime", created);
   if (!rc && done)

@@ -33,8 +33,8 @@ struct wv_router;
 int wv_build_api_register(struct wv_router *r);
 
 /* §1.6 for a token of kind BUILD (a new reference), NULL on OOM. */
-json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a,
-                                       const wv_token_rec_t *t, int64_t now_ns);
+json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a, const wv_token_rec_t *t,
+                                       int64_t now_ns);
 
 /* The work directory of a build: <wave.build.workspace or storage.path/build>/<id> (arena). */
 const char *wv_build_workdir(wv_arena_t *a, const wv_config_t *cfg, const char *id);

@@ -62,8 +62,8 @@ int wv_build_container_file(wv_arena_t *a, const wv_config_t *cfg, const wv_creq
     return from_packages(a, cfg, r, file, conda, tpl, msg);
   char *text = NULL;
   size_t n = 0;
-  if (r->container_file && wv_base64_decode(a, r->container_file, strlen(r->container_file),
-                                            &text, &n) != 0) {
+  if (r->container_file &&
+      wv_base64_decode(a, r->container_file, strlen(r->container_file), &text, &n) != 0) {
     *msg = "Invalid 'containerFile' attribute - make sure it encoded as a base64 string";
     return WV_EINVAL;
   }
@@ -132,8 +132,8 @@ void wv_build_rmtree(const char *dir) {
 }
 
 /* The buildContext's tar.gz bytes: data:<base64>, or fetched from http(s). */
-static int context_bytes(wv_arena_t *a, const wv_config_t *cfg, const char *loc,
-                         const char **gz, size_t *len, const char **msg) {
+static int context_bytes(wv_arena_t *a, const wv_config_t *cfg, const char *loc, const char **gz,
+                         size_t *len, const char **msg) {
   if (strncmp(loc, WV_LAYER_DATA_PREFIX, 5) == 0) {
     char *out;
     if (wv_base64_decode(a, loc + 5, strlen(loc + 5), &out, len)) {
@@ -203,8 +203,7 @@ static int unpack_context(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
 }
 
 /* The auth file: wave.registries credentials of every registry the build touches. */
-static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
-                       const char *dir) {
+static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, const char *dir) {
   const char **hosts;
   size_t n;
   int rc = wv_build_from_registries(a, in->file, &hosts, &n);
@@ -226,8 +225,8 @@ static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in
   return wv_builder_write_authfile(dir, creds, k);
 }
 
-int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
-                     const wv_binput_t *in, const char **dir, const char **msg) {
+int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
+                     const char **dir, const char **msg) {
   char rnd[13];
   int rc = wv_rand_id(rnd, 12, WV_RAND_ALNUM_LOWER);
   const char *d = rc ? NULL : wv_build_workdir(a, app->cfg, wv_arena_sprintf(a, "tmp-%s", rnd));

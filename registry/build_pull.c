@@ -36,7 +36,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define WV_PULL_LOG_MAX 100000 /* bytes of build log in a failed pull's error (Wave's logs.max-length) */
+#define WV_PULL_LOG_MAX                                                                            \
+  100000 /* bytes of build log in a failed pull's error (Wave's logs.max-length) */
 
 static int reg_error(wv_req_t *req, wv_resp_t *resp, wv_regerr_t code, int status, const char *m) {
   return wv_resp_registry_error(req, resp, code, status, m, NULL);

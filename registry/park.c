@@ -108,8 +108,7 @@ static void on_job_done(void *arg, const wv_job_info_t *info) {
   bool free_it = unref(e);
   pthread_mutex_unlock(&lot.mu);
   if (req)
-    answer(req, resp, 503, WV_REGERR_UNKNOWN,
-           "Server shutting down - retry the pull");
+    answer(req, resp, 503, WV_REGERR_UNKNOWN, "Server shutting down - retry the pull");
   if (free_it)
     free(e);
 }

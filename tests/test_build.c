@@ -87,8 +87,7 @@ static int env_open(env_t *e, const char *build) {
   e->app.cfg = &e->cfg;
   e->a = wv_arena_new(0);
   snprintf(path, sizeof path, "%s/state", e->dir);
-  if (wv_store_open(&e->app.store, path, 64 << 20, 0) ||
-      wv_cas_open(&e->app.cas, e->dir, 0))
+  if (wv_store_open(&e->app.store, path, 64 << 20, 0) || wv_cas_open(&e->app.cas, e->dir, 0))
     return -1;
   snprintf(path, sizeof path, "%s/build", e->dir);
   mkdir(path, 0700);
@@ -153,7 +152,8 @@ static const char *file_body(env_t *e, const char *text, const char *extra) {
 /* ---- text helpers ------------------------------------------------------------------ */
 
 TEST(ansi_strip) {
-  char s[] = "\x1b[1;32mok\x1b[0m plain \x1b]0;title\x07" "end\x1b(B!";
+  char s[] = "\x1b[1;32mok\x1b[0m plain \x1b]0;title\x07"
+             "end\x1b(B!";
   size_t n = wv_ansi_strip(s, strlen(s));
   CHECK_EQ_STR(s, "ok plain end!");
   CHECK_EQ_INT((int)n, 13);
@@ -162,8 +162,9 @@ TEST(ansi_strip) {
 }
 
 TEST(log_lock_sections) {
-  const char *log = "step 1\n#7 1.5 >> CONDA_LOCK_START\n#7 1.5 @EXPLICIT\n#7 1.6 https://x/a.conda\n"
-                    "#7 1.6 << CONDA_LOCK_END\nstep 2\n";
+  const char *log =
+      "step 1\n#7 1.5 >> CONDA_LOCK_START\n#7 1.5 @EXPLICIT\n#7 1.6 https://x/a.conda\n"
+      "#7 1.6 << CONDA_LOCK_END\nstep 2\n";
   char a[256], b[256];
   snprintf(a, sizeof a, "%s", log);
   snprintf(b, sizeof b, "%s", log);
@@ -205,22 +206,27 @@ TEST(refusals) {
   CHECK_OK(env_open(&e, "fail"));
   json_object *out;
   const char *msg;
-  CHECK_EQ_INT(submit(&e, "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
-                          "\"buildRepository\":\"reg.example.com/a/b\"}",
+  CHECK_EQ_INT(submit(&e,
+                      "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
+                      "\"buildRepository\":\"reg.example.com/a/b\"}",
                       &out, &msg),
                WV_EUNSUPPORTED);
   CHECK(strncmp(msg, "Freeze builds are not supported", 31) == 0);
-  CHECK_EQ_INT(submit(&e, file_body(&e, "FROM x\n", ",\"containerPlatform\":\"linux/amd64,linux/arm64\""),
-                      &out, &msg),
-               WV_EUNSUPPORTED);
+  CHECK_EQ_INT(
+      submit(&e, file_body(&e, "FROM x\n", ",\"containerPlatform\":\"linux/amd64,linux/arm64\""),
+             &out, &msg),
+      WV_EUNSUPPORTED);
   CHECK(strncmp(msg, "Multi-platform builds are not supported", 39) == 0);
-  CHECK_EQ_INT(submit(&e, file_body(&e, "FROM x\nCOPY /root/.docker/config.json /\n", NULL), &out, &msg),
-               WV_EINVAL);
+  CHECK_EQ_INT(
+      submit(&e, file_body(&e, "FROM x\nCOPY /root/.docker/config.json /\n", NULL), &out, &msg),
+      WV_EINVAL);
   CHECK(strstr(msg, "(error code: 100)"));
-  CHECK_EQ_INT(submit(&e, file_body(&e, "FROM x\nRUN /kaniko/executor\n", NULL), &out, &msg), WV_EINVAL);
-  CHECK(strstr(msg, "(error code: 101)"));
-  CHECK_EQ_INT(submit(&e, "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"pip::x\"]}}", &out, &msg),
+  CHECK_EQ_INT(submit(&e, file_body(&e, "FROM x\nRUN /kaniko/executor\n", NULL), &out, &msg),
                WV_EINVAL);
+  CHECK(strstr(msg, "(error code: 101)"));
+  CHECK_EQ_INT(
+      submit(&e, "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"pip::x\"]}}", &out, &msg),
+      WV_EINVAL);
   e.cfg.build_enabled = false;
   CHECK_EQ_INT(submit(&e, file_body(&e, "FROM x\n", NULL), &out, &msg), WV_EUNSUPPORTED);
   CHECK(strncmp(msg, "Build service is not enabled", 28) == 0);
@@ -283,7 +289,9 @@ TEST(build_join_reuse_records) {
   snprintf(oci, sizeof oci, "%s/build/%s/oci", e.dir, id);
   CHECK(access(oci, F_OK) != 0);
   /* Container status of the first request: DONE, succeeded, decimal duration. */
-  wv_token_rec_t t = {.token = jstr(o1, "requestId"), .kind = WV_TOKEN_BUILD, .build_id = id,
+  wv_token_rec_t t = {.token = jstr(o1, "requestId"),
+                      .kind = WV_TOKEN_BUILD,
+                      .build_id = id,
                       .created_ms = wv_store_now_ms()};
   json_object *st = wv_build_container_status(&e.app, e.a, &t, wv_now_ns());
   CHECK_EQ_STR(jstr(st, "status"), "DONE");
