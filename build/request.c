@@ -20,9 +20,6 @@
 #define MAX_LIST 1000 /* elements in a request's string arrays */
 
 #define MSG_SVC_SUFFIX " - HTTP status=501 - response=-"
-#define MSG_NO_BUILD                                                                               \
-  "Build service is not enabled - Check Wave configuration setting "                               \
-  "'wave.build.enabled'" MSG_SVC_SUFFIX
 #define MSG_NO_MIRROR                                                                              \
   "Mirror service is not enabled - Check Wave configuration setting "                              \
   "'wave.mirror.enabled'" MSG_SVC_SUFFIX
@@ -497,8 +494,8 @@ static int choose_kind(check_t *c) {
     if (!empty(r->container_file) && !base64_canonical(r->container_file))
       return fail(c, WV_EINVAL,
                   "Invalid 'containerFile' attribute - make sure it encoded as a base64 string");
-    c->plan->kind = WV_CREQ_BUILD;
-    return fail(c, WV_EUNSUPPORTED, MSG_NO_BUILD);
+    c->plan->kind = WV_CREQ_BUILD; /* served by build/build.c (freeze: 501 there) */
+    return 0;
   }
   if (r->mirror) {
     c->plan->kind = WV_CREQ_MIRROR; /* served by build/mirror_req.c */

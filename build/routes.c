@@ -4,6 +4,7 @@
  * to the store or call upstream registries, so all run on workers.
  */
 #include "build/routes.h"
+#include "build/build_api.h"
 #include "build/front.h"
 #include "build/mirror_api.h"
 #include "core/err.h"
@@ -108,9 +109,13 @@ static int status(wv_req_t *req, wv_resp_t *resp) {
     return wv_resp_api_error(req, resp, 404, NULL);
   wv_token_rec_t t;
   rc = rc ? rc : wv_token_decode(req->arena, val, len, &t);
-  json_object *out = rc                          ? NULL
-                     : t.kind == WV_TOKEN_MIRROR ? wv_mirror_status(app_of(req), &t, wv_now_ns())
-                                                 : wv_record_status(&t, wv_now_ns());
+  json_object *out = NULL;
+  if (!rc && t.kind == WV_TOKEN_BUILD)
+    out = wv_build_container_status(app_of(req), req->arena, &t, wv_now_ns());
+  else if (!rc && t.kind == WV_TOKEN_MIRROR)
+    out = wv_mirror_status(app_of(req), &t, wv_now_ns());
+  else if (!rc)
+    out = wv_record_status(&t, wv_now_ns());
   if (!rc && !out)
     rc = WV_ENOMEM;
   rc = rc ? rc : wv_scan_status_fill(app_of(req), &t, out); /* SCANNING, counts, verdict */
@@ -170,5 +175,6 @@ static const wv_route_t build_routes[] = {
 };
 
 int wv_build_routes_register(wv_router_t *r) {
-  return wv_router_add(r, build_routes, sizeof build_routes / sizeof build_routes[0]);
+  int rc = wv_router_add(r, build_routes, sizeof build_routes / sizeof build_routes[0]);
+  return rc ? rc : wv_build_api_register(r);
 }

@@ -9,6 +9,7 @@
  * is never lost. Both writes are PUT_NX: a token that collides with a live
  * one (2^-62 per pair, but cheap to rule out) is redrawn.
  */
+#include "build/build.h"
 #include "build/layers.h"
 #include "build/mirror_req.h"
 #include "build/records.h"
@@ -233,6 +234,8 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
   rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
   if (!rc && plan.kind == WV_CREQ_MIRROR)
     return wv_mirror_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg);
+  if (!rc && plan.kind == WV_CREQ_BUILD)
+    return wv_build_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg);
   rc = rc ? rc : wv_creq_submit(app, a, &r, &plan, client_ip, wv_now_ns(), &res, resp, msg);
   if (!rc)
     wv_info("container request %s: %s -> %s (%s)", res.token, res.container_image, res.target_image,

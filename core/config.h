@@ -94,6 +94,16 @@ typedef struct {
   char *build_buildah_push;     /* wave.build.buildah.push, command template */
   char *build_buildah_cleanup;  /* wave.build.buildah.cleanup, command template ("" = none) */
   char *build_buildkit_build;   /* wave.build.buildkit.build, command template */
+  bool build_enabled;               /* wave.build.enabled, true */
+  int64_t build_status_ttl_ms;      /* wave.build.status.duration, 90m: dedupe entry of a build */
+  int64_t build_failure_ttl_ms;     /* wave.build.failure.duration, 50s: of a failed build */
+  int64_t build_record_ttl_ms;      /* wave.build.record.duration, 5d: build records */
+  uint64_t build_context_max_file;  /* wave.build.context.max-file-size, 1MiB */
+  uint64_t build_context_max_total; /* wave.build.context.max-size, 10MiB */
+  /* wave.build.templates.* — images and packages of package builds (spec §4.2) */
+  char *tpl_mamba_image_v1, *tpl_mamba_image_v2, *tpl_conda_base_packages, *tpl_conda_base_image;
+  char *tpl_pixi_image, *tpl_pixi_base_packages, *tpl_pixi_base_image;
+  char *tpl_cran_image, *tpl_cran_base_packages;
 
   /* wave.mirror.* — mirrors (registry/mirror.h, docs/mirror.md) */
   bool mirror_enabled;             /* wave.mirror.enabled, true */

@@ -15,11 +15,13 @@
 #include "core/err.h"
 #include "core/job.h"
 #include "core/log.h"
+#include "build/build.h"
 #include "build/builder.h"
 #include "http/client.h"
 #include "http/routes_basic.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "registry/park.h"
 #include "registry/proxy.h"
 #include "registry/upstream.h"
 #include "scan/osv.h"
@@ -214,6 +216,7 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app) {
   rc = rc ? rc : wv_builder_register(app->jobs, cfg, app->store, app->cas);
   rc = rc ? rc : wv_mirror_register(app->jobs, app);
   rc = rc ? rc : wv_scan_register(app->jobs, app); /* registered even when disabled: recovery */
+  rc = rc ? rc : wv_build_register(app->jobs);
   rc = rc ? rc : wv_job_engine_start(app->jobs);
   rc = rc ? rc : wv_mirror_recover(app);
   if (rc)
@@ -275,7 +278,7 @@ int main(int argc, char **argv) {
   wv_router_t *router = NULL;
   wv_server_t *srv = NULL;
   int status = 1;
-  if (open_services(&cfg, &app) || start_jobs(&cfg, &app))
+  if (open_services(&cfg, &app) || start_jobs(&cfg, &app) || wv_park_start(cfg.idle_timeout_ms))
     goto out;
   rc = wv_router_new(&router);
   if (!rc)
@@ -307,9 +310,11 @@ int main(int argc, char **argv) {
           (double)(uv_hrtime() - t0) / 1e6);
 
   wait_for_signal();
+  wv_park_stop(); /* pulls parked on builds are answered before the server goes */
   wv_server_shutdown(srv);
   status = 0;
 out:
+  wv_park_stop();
   wv_server_free(srv);
   wv_router_free(router);
   /* Running builds are killed; their records stay RUNNING for the next start. */

@@ -114,6 +114,15 @@ const char *wv_req_param(const wv_req_t *req, const char *name);
 void wv_req_complete(wv_req_t *req);
 
 /*
+ * Runs a parked request's handler again on a worker: req->defer = handler,
+ * then the request goes through the worker pool as a deferred one would (it
+ * may park again, complete, or stream). Callable from any thread, instead of
+ * wv_req_complete. 0, or WV_EBUSY (queue full) / WV_ECLOSED (stopping): the
+ * request is still the caller's, who then completes it.
+ */
+int wv_req_resume(wv_req_t *req, wv_req_handler_cb handler);
+
+/*
  * Streaming responses, for worker handlers only (never inline, never parked).
  *
  * wv_req_stream_begin() sends resp's status and headers at once (resp must be

@@ -390,6 +390,15 @@ void wv_req_complete(wv_req_t *req) {
   done_push(ex);
 }
 
+static void job_run(wv_pool_job_t *job);
+
+int wv_req_resume(wv_req_t *req, wv_req_handler_cb handler) {
+  exchange_t *ex = (exchange_t *)req;
+  req->defer = handler;
+  ex->job.run = job_run;
+  return wv_pool_submit(ex->loop->srv->pool, &ex->job);
+}
+
 /*
  * Notifies the loop that a stream has work (head, chunks, or its end when
  * final). A non-final push never hands the exchange over.

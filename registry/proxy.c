@@ -260,6 +260,9 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
     int rc = load_token(req, resp, ctx);
     if (rc || resp->status)
       return rc;
+    /* Images waved builds: wait for the build, serve the embedded registry (build_pull.c). */
+    if (ctx->rec.kind == WV_TOKEN_BUILD && (rc = wv_proxy_build_worker(req, resp, ctx)) != WV_DEFER)
+      return rc;
   }
   switch (ctx->rt.kind) {
   case WV_ROUTE_MANIFESTS:

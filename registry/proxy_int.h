@@ -69,6 +69,12 @@ void wv_flight_leave(wv_flight_t *f, bool leader, const wv_perr_t *err);
 /* Worker parts. */
 int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
 int wv_proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
+/*
+ * Token kind BUILD (build_pull.c): waits for the build (may return
+ * WV_PARKED), answers a failed build, serves the embedded registry; returns
+ * WV_DEFER when the normal upstream path should serve the request.
+ */
+int wv_proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
 
 /* One batch of cache writes, applied in order (WV_STORE_APPLY_MAX per transaction). */
 typedef struct wv_pbatch wv_pbatch_t;

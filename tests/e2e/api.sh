@@ -88,8 +88,8 @@ ok "bad image name -> 400 spec message" is "$(post /v1alpha2/container '{"contai
   "400 Invalid container image name — offending value: 'Bad Image'"
 ok "missing image upstream -> 400" is "$(post /v1alpha2/container "{\"containerImage\":\"$REG/library/nope:1\"}" $T/e.json) $(json_get $T/e.json 'd["message"]')" \
   "400 Container image '$REG/library/nope:1' does not exist or access is not authorized"
-ok "containerFile -> 501 build service" is "$(post /v1alpha2/container '{"containerFile":"RlJPTSBidXN5Ym94Cg=="}' $T/e.json) $(json_get $T/e.json 'd["message"][:28]')" \
-  "501 Build service is not enabled"
+ok "freeze -> 501 (builds: tests/e2e/build.sh)" is "$(post /v1alpha2/container "{\"containerImage\":\"$REG/library/busybox\",\"freeze\":true,\"buildRepository\":\"$REG/frozen/x\"}" $T/e.json) $(json_get $T/e.json 'd["message"][:31]')" \
+  "501 Freeze builds are not supported"
 
 # ---- identity --------------------------------------------------------------------------
 ok "good towerAccessToken -> 200" is "$(post /v1alpha2/container "{\"containerImage\":\"$REG/library/busybox\",\"towerAccessToken\":\"$TOKEN_GOOD\"}" $T/auth.json)" 200

@@ -1,0 +1,505 @@
+/*
+ * build/build.c — from a checked build request to a build (see build.h).
+ *
+ * DESIGN. A build is identified by its target image (the checksum is in the
+ * tag), so de-duplication is one lookup: WV_DB_BUILD_TARGETS[target] → the
+ * build id, whose job (core/job.h) says how it stands. The lookup runs first
+ * without a lock (most identical requests end here: joined or reused, no
+ * work dir made). Only a request that needs a new build prepares a work
+ * directory (unpacking its context, outside any lock), then takes the
+ * process-wide create lock, looks again, and if still needed: reads the
+ * per-checksum counter, writes counter + target entry + build record in one
+ * durable transaction, moves the work directory to <workspace>/<id> and
+ * submits the job, all before unlocking, so whoever finds the target entry
+ * also finds the job to wait on. A job that has failed stays the answer
+ * for wave.build.failure.duration after it ended (clients retry later);
+ * a build failed by a restart of waved can be retried at once.
+ */
+#include "build/build_int.h"
+#include "build/checksum.h"
+#include "build/layers.h"
+#include "build/naming.h"
+#include "build/records.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/rand.h"
+#include "core/timefmt.h"
+#include "registry/token.h"
+#include "registry/upstream.h"
+#include "storage/embedded.h"
+#include "storage/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define MINT_ATTEMPTS 4
+#define MSG_SUFFIX_501 " - HTTP status=501 - response=-"
+
+static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
+
+typedef enum { D_NEW = 0, D_JOIN, D_DONE_OK, D_DONE_FAIL, D_EXISTS } decision_t;
+
+typedef struct {
+  decision_t d;
+  const char *id; /* build id (JOIN, DONE_*, and NEW once created) */
+} outcome_t;
+
+static bool empty(const char *s) { return !s || !*s; }
+
+const char *wv_build_workdir(wv_arena_t *a, const wv_config_t *cfg, const char *id) {
+  if (!id)
+    return NULL;
+  if (!empty(cfg->build_workspace))
+    return wv_arena_sprintf(a, "%s/%s", cfg->build_workspace, id);
+  return wv_arena_sprintf(a, "%s/build/%s", cfg->storage_path, id);
+}
+
+/* ---- inputs ------------------------------------------------------------------------ */
+
+static int fail(const char **msg, int rc, const char *m) {
+  *msg = m;
+  return rc;
+}
+
+/* Requests this release does not build yet, and the container file's own rules (§4.1). */
+static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
+                           const wv_creq_plan_t *plan, const char **msg) {
+  if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */
+    return fail(msg, WV_EUNSUPPORTED,
+                "Build service is not enabled - Check Wave configuration setting "
+                "'wave.build.enabled'" MSG_SUFFIX_501);
+  if (r->freeze)
+    return fail(msg, WV_EUNSUPPORTED,
+                "Freeze builds are not supported by this server yet" MSG_SUFFIX_501);
+  if (plan->plat.n > 1)
+    return fail(msg, WV_EUNSUPPORTED,
+                "Multi-platform builds are not supported by this server yet" MSG_SUFFIX_501);
+  return 0;
+}
+
+static int check_file(const char *file, const char **msg) {
+  if (empty(file))
+    return fail(msg, WV_EINVAL, "Missing dockerfile content");
+  if (strstr(file, "/.docker/config.json"))
+    return fail(msg, WV_EINVAL,
+                "Use of '/.docker/config.json' is not allowed in the container file (error "
+                "code: 100)");
+  if (strstr(file, "/kaniko"))
+    return fail(msg, WV_EINVAL,
+                "Use of '/kaniko' is not allowed in the container file (error code: 101)");
+  return 0;
+}
+
+static bool registry_insecure(const wv_config_t *cfg, const char *host) {
+  if (wv_ref_is_loopback(host))
+    return true;
+  for (size_t i = 0; i < cfg->registries.len; i++)
+    if (strcmp(cfg->registries.items[i].host, host) == 0)
+      return cfg->registries.items[i].insecure;
+  return false;
+}
+
+/* Repository, checksum and target image (§2.4, §2.5). */
+static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                      const wv_creq_plan_t *plan, wv_binput_t *in, const char **msg) {
+  const wv_config_t *cfg = app->cfg;
+  wv_name_strategy_t st;
+  in->embedded = empty(r->build_repository) && empty(cfg->build_repo);
+  const char *def = in->embedded
+                        ? wv_arena_sprintf(a, "%s/%s", wv_config_authority(cfg), WV_EMBEDDED_REPO)
+                        : cfg->build_repo;
+  int rc = def ? wv_naming_strategy_parse(a, r->name_strategy, &st, msg) : WV_ENOMEM;
+  rc = rc ? rc
+          : wv_naming_build_repo(a, r->build_repository, false, def, NULL, NULL, 0, st, &in->repo,
+                                 msg);
+  if (rc)
+    return rc;
+  /* The embedded registry has one repository: image names stay in the tag. */
+  if (in->embedded && st == WV_NAME_IMAGE_SUFFIX)
+    st = WV_NAME_TAG_PREFIX;
+  if (r->build_context)
+    wv_json_get_str(r->build_context, "tarDigest", &in->tar_digest);
+  wv_checksum_input_t ci = {.container_file = in->file,
+                            .conda_file = in->conda,
+                            .platform = plan->platform,
+                            .repository = in->repo,
+                            .has_build_context = r->build_context != NULL,
+                            .build_context_tar_digest = in->tar_digest};
+  char cid[WV_CHECKSUM_STRLEN];
+  if ((rc = wv_checksum_container_id(&ci, cid)) != 0)
+    return rc == WV_EPARSE ? fail(msg, WV_EINVAL, "The container file is not valid UTF-8") : rc;
+  in->cid = wv_arena_strdup(a, cid);
+  rc = in->cid ? wv_naming_target_image(a, false, in->repo, in->cid, in->conda, st, &in->target)
+               : WV_ENOMEM;
+  rc = rc ? rc : wv_ref_parse(a, in->target, &in->tref, msg);
+  if (rc)
+    return rc;
+  in->insecure = registry_insecure(cfg, in->tref.registry);
+  const char **hosts;
+  size_t n;
+  rc = wv_build_from_registries(a, in->file, &hosts, &n);
+  for (size_t i = 0; !rc && i < n; i++)
+    in->insecure = in->insecure || registry_insecure(cfg, hosts[i]);
+  return rc;
+}
+
+/* Whether the target image exists already (embedded: its tag; else a HEAD upstream). */
+static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in) {
+  if (in->embedded) {
+    char *body = NULL;
+    size_t len;
+    int rc = wv_embedded_get_manifest(app->store, WV_EMBEDDED_REPO, in->tref.reference, &body, &len,
+                                      NULL, NULL);
+    free(body);
+    return rc == 0;
+  }
+  const char *msg;
+  return app->upstream && wv_image_check_exists(a, app->upstream, &in->tref, &msg) == 0;
+}
+
+/* ---- the decision ---------------------------------------------------------------------- */
+
+/* What the target entry says (no lock needed: it only reads). */
+static int decide(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, bool exists,
+                  int64_t now_ns, outcome_t *o) {
+  char *id = NULL;
+  size_t len;
+  o->d = exists ? D_EXISTS : D_NEW;
+  o->id = NULL;
+  int rc = wv_store_get(app->store, WV_DB_BUILD_TARGETS, in->target, &id, &len, NULL);
+  if (rc == WV_ENOTFOUND)
+    return 0;
+  if (rc)
+    return rc;
+  o->id = wv_arena_strdup(a, id);
+  free(id);
+  if (!o->id)
+    return WV_ENOMEM;
+  wv_job_info_t ji;
+  if (wv_job_get(app->jobs, o->id, &ji) != 0) {
+    o->id = NULL; /* the job is gone: the entry means nothing any more */
+    return 0;
+  }
+  if (ji.state == WV_JOB_QUEUED || ji.state == WV_JOB_RUNNING) {
+    o->d = D_JOIN;
+  } else if (ji.state == WV_JOB_SUCCEEDED) {
+    o->d = exists ? D_DONE_OK : D_NEW; /* an image deleted since is built again */
+  } else {
+    bool restart = strcmp(ji.reason, WV_JOB_REASON_RESTART) == 0;
+    int64_t until = ji.finished_ns + app->cfg->build_failure_ttl_ms * WV_NS_PER_MS;
+    o->d = !restart && now_ns < until ? D_DONE_FAIL : (exists ? D_EXISTS : D_NEW);
+  }
+  if (o->d == D_NEW || o->d == D_EXISTS)
+    o->id = NULL;
+  return 0;
+}
+
+/* ---- records ------------------------------------------------------------------------- */
+
+static json_object *build_record(wv_arena_t *a, const wv_creq_t *r, const wv_creq_plan_t *plan,
+                                 const wv_binput_t *in, const char *id, const char *client_ip,
+                                 int64_t now_ns) {
+  json_object *o = json_object_new_object();
+  char t[WV_TIME_ISO_STRLEN];
+  int rc = o ? wv_time_format_iso(now_ns, t, sizeof t) : WV_ENOMEM;
+  rc = rc ? rc : wv_json_add_str(o, "buildId", id);
+  rc = rc ? rc : wv_json_add_str(o, "dockerFile", in->file);
+  rc = rc ? rc : wv_json_add_str(o, "condaFile", in->conda);
+  rc = rc ? rc : wv_json_add_str(o, "targetImage", in->target);
+  rc = rc ? rc : wv_json_add_str(o, "userName", plan->user);
+  rc = rc ? rc : wv_json_add_str(o, "requestIp", client_ip);
+  rc = rc ? rc : wv_json_add_str(o, "startTime", t);
+  rc = rc ? rc : wv_json_add_str(o, "offsetId", wv_record_zone_id(a, r->timestamp));
+  rc = rc ? rc : wv_json_add_str(o, "platform", plan->platform);
+  rc = rc ? rc : wv_json_add_str(o, "format", "DOCKER");
+  rc = rc ? rc : wv_json_add_str(o, "buildTemplate", in->tpl);
+  if (rc) {
+    json_object_put(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* The job: the builder's steps, then (embedded) dropping the imported OCI layout. */
+static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, const char *id,
+                      const char *workdir) {
+  wv_builder_t b;
+  wv_job_step_t steps[WV_JOB_STEPS_MAX];
+  size_t n = 0;
+  char err[256] = "";
+  const wv_config_t *cfg = app->cfg;
+  const char *ws = empty(cfg->build_workspace) ? wv_arena_sprintf(a, "%s/build", cfg->storage_path)
+                                               : cfg->build_workspace;
+  wv_build_target_t t = {.workspace = ws,
+                         .workdir = workdir,
+                         .platform = "linux/amd64",
+                         .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
+                         .tag = in->tref.reference,
+                         .insecure = in->insecure};
+  int rc = wv_builder_from_config(cfg, &b);
+  rc = rc ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
+  if (rc) {
+    wv_error("build %s: cannot make its steps: %s %s", id, wv_strerror(rc), err);
+    return rc;
+  }
+  if (in->embedded && n < WV_JOB_STEPS_MAX)
+    steps[n++] = (wv_job_step_t){.type = WV_JOB_STEP_FN,
+                                 .name = "cleanup-layout",
+                                 .fn = WV_BUILD_CLEANUP_FN,
+                                 .may_fail = true};
+  wv_job_spec_t spec = {
+      .id = id, .kind = WV_BUILD_KIND, .workdir = workdir, .steps = steps, .nsteps = n};
+  return wv_job_submit(app->jobs, &spec, NULL);
+}
+
+/* Under create_mu: counter, target entry and record, work dir, job. */
+static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                  const wv_creq_plan_t *plan, const wv_binput_t *in, const char *tmpdir,
+                  const char *client_ip, int64_t now_ns, outcome_t *o) {
+  const wv_config_t *cfg = app->cfg;
+  const char *ckey = wv_arena_sprintf(a, "build/%s", in->cid);
+  char *val = NULL;
+  size_t len;
+  int64_t n = 0;
+  int rc = ckey ? wv_store_get(app->store, WV_DB_COUNTERS, ckey, &val, &len, NULL) : WV_ENOMEM;
+  if (rc == 0)
+    n = strtoll(val, NULL, 10);
+  free(val);
+  if (rc && rc != WV_ENOTFOUND)
+    return rc;
+  const char *id = wv_naming_build_id(a, in->cid, (unsigned long)(n + 1));
+  const char *workdir = wv_build_workdir(a, cfg, id);
+  json_object *rec = id ? build_record(a, r, plan, in, id, client_ip, now_ns) : NULL;
+  const char *rtext = rec ? wv_arena_strdup(a, wv_json_compact(rec)) : NULL;
+  json_object_put(rec);
+  if (!rtext || !workdir)
+    return WV_ENOMEM;
+  int64_t now_ms = now_ns / WV_NS_PER_MS;
+  wv_store_op_t ops[3] = {
+      {.kind = WV_STORE_INCR, .db = WV_DB_COUNTERS, .key = ckey, .delta = 1},
+      {.kind = WV_STORE_PUT,
+       .db = WV_DB_BUILD_TARGETS,
+       .key = in->target,
+       .val = id,
+       .val_len = strlen(id),
+       .expires_ms = now_ms + cfg->build_status_ttl_ms},
+      {.kind = WV_STORE_PUT,
+       .db = WV_DB_BUILDS,
+       .key = id,
+       .val = rtext,
+       .val_len = strlen(rtext),
+       .expires_ms = now_ms + cfg->build_record_ttl_ms},
+  };
+  if ((rc = wv_store_apply(app->store, ops, 3, NULL)) != 0)
+    return rc;
+  wv_build_rmtree(workdir); /* a leftover of a store that was reset */
+  if (rename(tmpdir, workdir) != 0) {
+    wv_error("build %s: cannot move %s to %s: %s", id, tmpdir, workdir, strerror(errno));
+    rc = WV_EIO;
+  }
+  rc = rc ? rc : submit_job(app, a, in, id, workdir);
+  if (rc) { /* nothing will run: identical requests must not join it */
+    wv_store_del(app->store, WV_DB_BUILD_TARGETS, in->target);
+    return rc;
+  }
+  o->d = D_NEW;
+  o->id = id;
+  wv_info("build %s: %s (%s)", id, in->target, plan->user ? plan->user : "anonymous");
+  return 0;
+}
+
+/* Prepares outside the lock, then decides again and creates under it. */
+static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                     const wv_creq_plan_t *plan, const wv_binput_t *in, bool exists,
+                     const char *client_ip, int64_t now_ns, outcome_t *o, const char **msg) {
+  const char *tmp = NULL;
+  int rc = wv_build_prepare(app, a, r, in, &tmp, msg);
+  if (rc)
+    return rc;
+  pthread_mutex_lock(&create_mu);
+  rc = decide(app, a, in, exists, now_ns, o);
+  if (!rc && o->d == D_NEW)
+    rc = create(app, a, r, plan, in, tmp, client_ip, now_ns, o);
+  pthread_mutex_unlock(&create_mu);
+  wv_build_rmtree(tmp); /* gone already when it became the work dir */
+  return rc;
+}
+
+/* ---- token, request record, response ---------------------------------------------- */
+
+typedef struct {
+  wv_creq_result_t res;
+  const wv_binput_t *in;
+  const char *build_id; /* in the response */
+  const char *job_id;   /* in the token: what pulls wait for (NULL for dry runs) */
+  bool build_new;
+} minted_t;
+
+static int mint(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_creq_plan_t *plan,
+                const char *client_ip, minted_t *m) {
+  size_t len = (size_t)app->cfg->token_length;
+  char *token = wv_arena_alloc(a, len + 1);
+  const char *path = wv_ref_path_and_ref(a, &m->in->tref);
+  wv_buf_t tok;
+  wv_buf_init(&tok, WV_TOKEN_MAX_RECORD);
+  int rc = token && path ? 0 : WV_ENOMEM;
+  for (int attempt = 0; !rc && attempt < MINT_ATTEMPTS; attempt++) {
+    rc = wv_rand_id(token, len, WV_RAND_ALNUM_LOWER);
+    m->res.token = token;
+    m->res.target_image =
+        wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(app->cfg), token, path);
+    wv_token_rec_t t = {.token = token,
+                        .kind = WV_TOKEN_BUILD,
+                        .registry = m->in->tref.registry,
+                        .image = m->in->tref.path,
+                        .reference = m->in->tref.reference,
+                        .container_image = m->res.container_image,
+                        .target_image = m->res.target_image,
+                        .platform = plan->platform,
+                        .user = plan->user,
+                        .client_ip = client_ip,
+                        .build_id = m->job_id,
+                        .cc_json = m->res.cc_token_json,
+                        .created_ms = m->res.created_ns / WV_NS_PER_MS,
+                        .expires_ms = m->res.expires_ns / WV_NS_PER_MS};
+    wv_buf_reset(&tok);
+    rc = rc ? rc : (m->res.target_image ? wv_token_encode(&t, &tok) : WV_ENOMEM);
+    bool oom = false;
+    json_object *cc = rc ? NULL : wv_cc_to_json(&r->cc, WV_CC_FOR_RECORD, &oom);
+    json_object *rec = rc || oom ? NULL : wv_record_new(r, plan, &m->res, client_ip, cc);
+    int jrc = rec ? 0 : WV_ENOMEM;
+    jrc = jrc ? jrc : wv_json_add_str(rec, "buildId", m->build_id);
+    jrc = jrc ? jrc : wv_json_add_bool(rec, "buildNew", m->build_new);
+    jrc = jrc ? jrc : wv_json_add_str(rec, "containerFile", m->in->file);
+    jrc = jrc ? jrc : wv_json_add_str(rec, "condaFile", m->in->conda);
+    const char *rtext = jrc ? NULL : wv_arena_strdup(a, wv_json_compact(rec));
+    json_object_put(rec);
+    if (rc || !rtext) {
+      rc = rc ? rc : WV_ENOMEM;
+      break;
+    }
+    wv_store_op_t ops[2] = {
+        {.kind = WV_STORE_PUT_NX,
+         .db = WV_DB_TOKENS,
+         .key = token,
+         .val = tok.data,
+         .val_len = tok.len,
+         .expires_ms = t.expires_ms},
+        {.kind = WV_STORE_PUT_NX,
+         .db = WV_DB_REQUESTS,
+         .key = token,
+         .val = rtext,
+         .val_len = strlen(rtext),
+         .expires_ms = t.created_ms + app->cfg->record_ttl_ms},
+    };
+    rc = wv_store_apply(app->store, ops, 2, NULL);
+    if (rc == WV_EEXISTS)
+      rc = attempt + 1 < MINT_ATTEMPTS ? 0 : WV_EINTERNAL; /* collision: draw again */
+    else
+      break;
+  }
+  wv_buf_free(&tok);
+  return rc;
+}
+
+static json_object *response(const wv_creq_t *r, const minted_t *m, const outcome_t *o,
+                             bool dry_exists) {
+  json_object *j = json_object_new_object();
+  char exp[WV_TIME_ISO_STRLEN];
+  int rc = j ? wv_time_format_iso(m->res.expires_ns, exp, sizeof exp) : WV_ENOMEM;
+  rc = rc ? rc : wv_json_add_str(j, "requestId", m->res.token);
+  rc = rc ? rc : wv_json_add_str(j, "containerToken", m->res.token);
+  rc = rc ? rc : wv_json_add_str(j, "targetImage", m->res.target_image);
+  rc = rc ? rc : wv_json_add_str(j, "expiration", exp);
+  rc = rc ? rc : wv_json_add_str(j, "containerImage", m->res.container_image);
+  if (!r->v2) { /* v1: buildId only for a build started now */
+    if (!rc && m->build_new)
+      rc = wv_json_add_str(j, "buildId", m->build_id);
+  } else {
+    bool cached = r->dry_run ? dry_exists : (o->d == D_DONE_OK || o->d == D_DONE_FAIL);
+    if (!rc && m->build_id) {
+      rc = wv_json_add_str(j, "buildId", m->build_id);
+      rc = rc ? rc : wv_json_add_bool(j, "cached", cached);
+    }
+    rc = rc ? rc : wv_json_add_bool(j, "freeze", false);
+    rc = rc ? rc : wv_json_add_bool(j, "mirror", false);
+    if (!rc && (o->d == D_DONE_OK || o->d == D_EXISTS || (r->dry_run && dry_exists)))
+      rc = wv_json_add_bool(j, "succeeded", true);
+    else if (!rc && o->d == D_DONE_FAIL)
+      rc = wv_json_add_bool(j, "succeeded", false);
+  }
+  if (rc) {
+    json_object_put(j);
+    return NULL;
+  }
+  return j;
+}
+
+/* ---- entry point ---------------------------------------------------------------------- */
+
+int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                    const wv_creq_plan_t *plan, const char *client_ip, int64_t now_ns,
+                    json_object **resp, const char **msg) {
+  wv_binput_t in = {0};
+  minted_t m = {.in = &in};
+  outcome_t o = {D_NEW, NULL};
+  *resp = NULL;
+  int rc = check_supported(app->cfg, app->jobs, r, plan, msg);
+  rc = rc ? rc : wv_build_container_file(a, app->cfg, r, &in.file, &in.conda, &in.tpl, msg);
+  rc = rc ? rc : check_file(in.file, msg);
+  if (!rc && r->cc.n_layers)
+    rc = wv_container_config_validate(a, &r->cc, msg);
+  rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
+  rc = rc ? rc : make_names(app, a, r, plan, &in, msg);
+  if (rc)
+    return rc;
+  bool exists = target_exists(app, a, &in);
+  if (r->dry_run) {
+    m.build_id = wv_naming_dry_run_id(a, in.cid);
+    o.d = D_NEW;
+  } else {
+    rc = decide(app, a, &in, exists, now_ns, &o);
+    if (!rc && o.d == D_NEW)
+      rc = new_build(app, a, r, plan, &in, exists, client_ip, now_ns, &o, msg);
+    if (rc)
+      return rc;
+    m.build_id = m.job_id = o.id;
+    m.build_new = o.d == D_NEW;
+  }
+  bool oom = false;
+  json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_TOKEN, &oom);
+  m.res.cc_token_json = cc ? wv_arena_strdup(a, wv_json_compact(cc)) : NULL;
+  json_object_put(cc);
+  m.res.container_image = in.target;
+  m.res.created_ns = now_ns;
+  m.res.expires_ns = now_ns + app->cfg->token_ttl_ms * WV_NS_PER_MS;
+  if (oom || (cc && !m.res.cc_token_json))
+    return WV_ENOMEM;
+  if ((rc = mint(app, a, r, plan, client_ip, &m)) != 0)
+    return rc;
+  *resp = response(r, &m, &o, exists);
+  return *resp ? 0 : WV_ENOMEM;
+}
+
+/* ---- the cleanup step ---------------------------------------------------------------- */
+
+/* After the import the OCI layout is a second copy of the image: drop it. */
+static int cleanup_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
+  (void)fn_arg, (void)arg;
+  const char *wd = wv_job_ctx_workdir(ctx);
+  char path[4096];
+  if (!wd)
+    return 0;
+  snprintf(path, sizeof path, "%s/oci", wd);
+  wv_build_rmtree(path);
+  return 0;
+}
+
+int wv_build_register(wv_job_engine_t *e) {
+  return wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
+}

@@ -1,0 +1,51 @@
+/*
+ * build/build_api.h — what the world sees of a build (spec §1.6, §1.7):
+ * GET /v1alpha1/builds/{id}, /status, /logs, /condalock, and the container
+ * status of a request that built.
+ *
+ * A build record (WV_DB_BUILDS) is written when the build starts; its end
+ * (duration, exitStatus, succeeded, digest) is taken from the build's job
+ * the first time the record is read after the job ended, and written back,
+ * so nothing depends on a callback having run (a restart included).
+ * Logs are the job's output (core/job.h), ANSI-stripped; /logs leaves out
+ * the conda lock section, /condalock serves only it.
+ *
+ * No registry/ref.h here: http/router.h and ref.h both define wv_route_t.
+ * Thread rules: worker threads (store reads and writes).
+ */
+#ifndef WV_BUILD_API_H
+#define WV_BUILD_API_H
+
+#include "core/app.h"
+#include "core/arena.h"
+#include "registry/token.h"
+
+#include <json-c/json.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct wv_router;
+
+#define WV_BUILD_LOCK_START ">> CONDA_LOCK_START"
+#define WV_BUILD_LOCK_END "<< CONDA_LOCK_END"
+
+/* Adds the build routes. 0, WV_EINVAL or WV_ENOMEM (as wv_router_add). */
+int wv_build_api_register(struct wv_router *r);
+
+/* §1.6 for a token of kind BUILD (a new reference), NULL on OOM. */
+json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a, const wv_token_rec_t *t,
+                                       int64_t now_ns);
+
+/* The work directory of a build: <wave.build.workspace or storage.path/build>/<id> (arena). */
+const char *wv_build_workdir(wv_arena_t *a, const wv_config_t *cfg, const char *id);
+
+/*
+ * Log text helpers (in place on a NUL-terminated buffer of len bytes; return
+ * the new length): without the conda lock section, markers included; and
+ * only the lock (the lines between the markers, buildkit "#12 3.45 "
+ * prefixes removed), or (size_t)-1 when the log has no lock.
+ */
+size_t wv_build_log_without_lock(char *s, size_t len);
+size_t wv_build_log_lock(char *s, size_t len);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * build/build_int.h — what build.c (decision, records, token, response) and
+ * build_prep.c (work directory: Containerfile, context, conda.yml, auth
+ * file) share. Not for use outside build/.
+ */
+#ifndef WV_BUILD_INT_H
+#define WV_BUILD_INT_H
+
+#include "build/build.h"
+#include "build/builder.h"
+#include "registry/ref.h"
+
+#include <stdbool.h>
+
+/* Everything a build is made of, worked out from the request (arena strings). */
+typedef struct {
+  const char *file;       /* container file text */
+  const char *conda;      /* conda YAML or NULL */
+  const char *tpl;        /* effective buildTemplate, NULL for containerFile requests */
+  const char *repo;       /* build repository (hashed by the checksum) */
+  const char *cid;        /* the 16-hex checksum */
+  const char *target;     /* the target image, "<repo>:<tag>" */
+  wv_ref_t tref;          /* target parsed */
+  bool embedded;          /* into waved's embedded registry (wave.build.repo empty) */
+  bool insecure;          /* plain HTTP towards a registry the build uses */
+  const char *tar_digest; /* buildContext.tarDigest, NULL when none */
+} wv_binput_t;
+
+/*
+ * Prepares a fresh work directory under the workspace (a temporary name;
+ * the caller renames it once the build id is known): Containerfile,
+ * context/ (the buildContext unpacked safely, its tarDigest checked),
+ * context/conda.yml, config.json (credentials of the registries the build
+ * pulls from and pushes to, from wave.registries). *dir is an arena path.
+ * 0, WV_EINVAL / WV_ETOOBIG (400, *msg), WV_EIO, WV_ENOMEM.
+ */
+int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
+                     const char **dir, const char **msg);
+
+/* Removes a directory tree (no symlink is followed). Best effort. */
+void wv_build_rmtree(const char *dir);
+
+/* The registries a container file pulls FROM (arena vector of registry hosts). */
+int wv_build_from_registries(wv_arena_t *a, const char *file, const char ***hosts, size_t *n);
+
+#endif

@@ -1,0 +1,359 @@
+/*
+ * Unit tests for the build flow (build/build.c, build_prep.c, build_api.c)
+ * and its text helpers (core/ansi.c): ids, de-duplication, the failure
+ * window, dry runs, refusals, package rendering with config.yml images,
+ * contexts, records and container status. No sockets: a real state store,
+ * blob store and job engine run a fake builder (a shell script that writes
+ * an OCI layout, or `false`).
+ */
+#include "build/build.h"
+#include "build/build_api.h"
+#include "build/builder.h"
+#include "core/ansi.h"
+#include "core/config.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/timefmt.h"
+#include "storage/cas.h"
+#include "storage/embedded.h"
+#include "storage/store.h"
+#include "tests/runner.h"
+#include "tests/storage_util.h"
+
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Writes <workdir>/oci: one image whose layer is the build context, tagged $2. */
+static const char fake_builder[] =
+    "set -e\n"
+    "d=\"$1/oci\"; mkdir -p \"$d/blobs/sha256\"; cd \"$d\"\n"
+    "echo '{\"imageLayoutVersion\":\"1.0.0\"}' > oci-layout\n"
+    "tar --sort=name --mtime=@0 --owner=0 --group=0 -C \"$1/context\" -cf l.tar .\n"
+    "diff=$(sha256sum l.tar | cut -d' ' -f1); gzip -n l.tar\n"
+    "ld=$(sha256sum l.tar.gz | cut -d' ' -f1); ls=$(stat -c %s l.tar.gz); mv l.tar.gz "
+    "blobs/sha256/$ld\n"
+    "printf '{\"architecture\":\"amd64\",\"os\":\"linux\",\"rootfs\":{\"type\":\"layers\","
+    "\"diff_ids\":[\"sha256:%s\"]}}' $diff > c.json\n"
+    "cd2=$(sha256sum c.json | cut -d' ' -f1); cs=$(stat -c %s c.json); mv c.json "
+    "blobs/sha256/$cd2\n"
+    "printf '{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\","
+    "\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\",\"digest\":"
+    "\"sha256:%s\",\"size\":%s},\"layers\":[{\"mediaType\":\"application/"
+    "vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"sha256:%s\",\"size\":%s}]}' $cd2 $cs $ld $ls "
+    "> m.json\n"
+    "md=$(sha256sum m.json | cut -d' ' -f1); ms=$(stat -c %s m.json); mv m.json "
+    "blobs/sha256/$md\n"
+    "printf '{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"application/"
+    "vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:%s\",\"size\":%s,\"annotations\":"
+    "{\"org.opencontainers.image.ref.name\":\"%s\"}}]}' $md $ms \"$2\" > index.json\n"
+    "echo '>> CONDA_LOCK_START'; echo '#5 0.25 https://conda/x.tar.bz2'; echo '<< CONDA_LOCK_END'\n"
+    "printf '\\033[1mbuilt\\033[0m\\n'\n";
+
+typedef struct {
+  char dir[256];
+  wv_config_t cfg;
+  wv_app_t app;
+  wv_arena_t *a;
+} env_t;
+
+static void set_str(char **field, const char *v) {
+  free(*field);
+  *field = strdup(v);
+}
+
+/* build = "ok" (the fake builder), "fail" (false) or NULL (no job engine). */
+static int env_open(env_t *e, const char *build) {
+  memset(e, 0, sizeof *e);
+  wv_log_set_level(WV_LOG_ERROR);
+  if (!tmpdir_make(e->dir, "build") || wv_config_defaults(&e->cfg))
+    return -1;
+  char path[1024], script[512];
+  set_str(&e->cfg.storage_path, e->dir);
+  set_str(&e->cfg.server_authority, "wave.example.com");
+  set_str(&e->cfg.tpl_mamba_image_v2, "lab.example.com:5000/mamba:2");
+  set_str(&e->cfg.tpl_conda_base_image, "lab.example.com:5000/ubuntu:24.04");
+  snprintf(script, sizeof script, "%s/fake-build.sh", e->dir);
+  FILE *f = fopen(script, "w");
+  if (!f)
+    return -1;
+  fputs(fake_builder, f);
+  fclose(f);
+  snprintf(path, sizeof path, "sh %s {workdir} {tag}", script);
+  set_str(&e->cfg.build_buildah_build, build && strcmp(build, "ok") == 0 ? path : "false");
+  set_str(&e->cfg.build_buildah_push, "true");
+  set_str(&e->cfg.build_buildah_cleanup, "");
+  e->app.cfg = &e->cfg;
+  e->a = wv_arena_new(0);
+  snprintf(path, sizeof path, "%s/state", e->dir);
+  if (wv_store_open(&e->app.store, path, 64 << 20, 0) || wv_cas_open(&e->app.cas, e->dir, 0))
+    return -1;
+  snprintf(path, sizeof path, "%s/build", e->dir);
+  mkdir(path, 0700);
+  if (!build)
+    return 0;
+  wv_job_opts_t o;
+  wv_job_opts_init(&o);
+  snprintf(path, sizeof path, "%s/logs", e->dir);
+  o.log_dir = path;
+  o.mem = WV_JOB_MEM_NONE;
+  int rc = wv_job_engine_new(&o, &e->app.jobs);
+  rc = rc ? rc : wv_builder_register(e->app.jobs, &e->cfg, e->app.store, e->app.cas);
+  rc = rc ? rc : wv_build_register(e->app.jobs);
+  return rc ? rc : wv_job_engine_start(e->app.jobs);
+}
+
+static void env_close(env_t *e) {
+  wv_job_engine_free(e->app.jobs);
+  wv_cas_close(e->app.cas);
+  wv_store_close(e->app.store);
+  wv_config_free(&e->cfg);
+  wv_arena_free(e->a);
+  tmpdir_remove(e->dir);
+}
+
+static int submit(env_t *e, const char *body, json_object **out, const char **msg) {
+  *msg = NULL;
+  *out = NULL;
+  return wv_creq_handle(&e->app, e->a, body, strlen(body), true, "203.0.113.7", out, msg);
+}
+
+static const char *jstr(json_object *o, const char *key) {
+  const char *s = NULL;
+  return wv_json_get_str(o, key, &s) ? NULL : s;
+}
+
+/* "1" / "0" for a boolean member, "-" when absent. */
+static const char *jbool(json_object *o, const char *key) {
+  bool b;
+  return wv_json_get_bool(o, key, &b) ? "-" : b ? "1" : "0";
+}
+
+static wv_job_state_t wait_job(env_t *e, const char *id) {
+  wv_job_info_t ji = {0};
+  for (int i = 0; i < 1000; i++) {
+    if (wv_job_get(e->app.jobs, id, &ji) == 0 &&
+        (ji.state == WV_JOB_SUCCEEDED || ji.state == WV_JOB_FAILED))
+      return ji.state;
+    usleep(10000);
+  }
+  return ji.state;
+}
+
+/* {"containerFile": base64(text)} plus extra members. */
+static const char *file_body(env_t *e, const char *text, const char *extra) {
+  size_t n = strlen(text);
+  char *b64 = wv_arena_alloc(e->a, 4 * ((n + 2) / 3) + 1);
+  EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)text, (int)n);
+  return wv_arena_sprintf(e->a, "{\"containerFile\":\"%s\"%s}", b64, extra ? extra : "");
+}
+
+/* ---- text helpers ------------------------------------------------------------------ */
+
+TEST(ansi_strip) {
+  char s[] = "\x1b[1;32mok\x1b[0m plain \x1b]0;title\x07"
+             "end\x1b(B!";
+  size_t n = wv_ansi_strip(s, strlen(s));
+  CHECK_EQ_STR(s, "ok plain end!");
+  CHECK_EQ_INT((int)n, 13);
+  char t[] = "cut \x1b[";
+  CHECK_EQ_INT((int)wv_ansi_strip(t, strlen(t)), 4);
+}
+
+TEST(log_lock_sections) {
+  const char *log =
+      "step 1\n#7 1.5 >> CONDA_LOCK_START\n#7 1.5 @EXPLICIT\n#7 1.6 https://x/a.conda\n"
+      "#7 1.6 << CONDA_LOCK_END\nstep 2\n";
+  char a[256], b[256];
+  snprintf(a, sizeof a, "%s", log);
+  snprintf(b, sizeof b, "%s", log);
+  size_t n = wv_build_log_without_lock(a, strlen(a));
+  CHECK_EQ_STR(a, "step 1\nstep 2\n");
+  CHECK_EQ_INT((int)n, 14);
+  n = wv_build_log_lock(b, strlen(b));
+  CHECK_EQ_STR(b, "@EXPLICIT\nhttps://x/a.conda\n");
+  char c[] = "no lock here\n";
+  CHECK(wv_build_log_lock(c, strlen(c)) == (size_t)-1);
+  CHECK_EQ_INT((int)wv_build_log_without_lock(c, strlen(c)), 13);
+}
+
+/* ---- inputs and refusals --------------------------------------------------------------- */
+
+TEST(packages_use_config_images) {
+  env_t e;
+  CHECK_OK(env_open(&e, NULL));
+  wv_creq_t r;
+  const char *msg = NULL, *file, *conda, *tpl;
+  const char *body = "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"samtools=1.17\"]}}";
+  CHECK_OK(wv_creq_parse(e.a, body, strlen(body), true, &r, &msg));
+  CHECK_OK(wv_build_container_file(e.a, &e.cfg, &r, &file, &conda, &tpl, &msg));
+  CHECK(strstr(file, "FROM lab.example.com:5000/mamba:2 AS build\n"));
+  CHECK(strstr(file, "FROM lab.example.com:5000/ubuntu:24.04 AS prod\n"));
+  CHECK_EQ_STR(conda, "dependencies:\n- samtools=1.17\n");
+  CHECK_EQ_STR(tpl, "conda/micromamba:v2");
+  /* The request's own images win. */
+  body = "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"x\"],\"condaOpts\":{\"mambaImage\":"
+         "\"mine/mamba:2\",\"baseImage\":\"mine/base:1\"}}}";
+  CHECK_OK(wv_creq_parse(e.a, body, strlen(body), true, &r, &msg));
+  CHECK_OK(wv_build_container_file(e.a, &e.cfg, &r, &file, &conda, &tpl, &msg));
+  CHECK(strstr(file, "FROM mine/mamba:2 AS build\n") && strstr(file, "FROM mine/base:1 AS prod\n"));
+  env_close(&e);
+}
+
+TEST(refusals) {
+  env_t e;
+  CHECK_OK(env_open(&e, "fail"));
+  json_object *out;
+  const char *msg;
+  CHECK_EQ_INT(submit(&e,
+                      "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
+                      "\"buildRepository\":\"reg.example.com/a/b\"}",
+                      &out, &msg),
+               WV_EUNSUPPORTED);
+  CHECK(strncmp(msg, "Freeze builds are not supported", 31) == 0);
+  CHECK_EQ_INT(
+      submit(&e, file_body(&e, "FROM x\n", ",\"containerPlatform\":\"linux/amd64,linux/arm64\""),
+             &out, &msg),
+      WV_EUNSUPPORTED);
+  CHECK(strncmp(msg, "Multi-platform builds are not supported", 39) == 0);
+  CHECK_EQ_INT(
+      submit(&e, file_body(&e, "FROM x\nCOPY /root/.docker/config.json /\n", NULL), &out, &msg),
+      WV_EINVAL);
+  CHECK(strstr(msg, "(error code: 100)"));
+  CHECK_EQ_INT(submit(&e, file_body(&e, "FROM x\nRUN /kaniko/executor\n", NULL), &out, &msg),
+               WV_EINVAL);
+  CHECK(strstr(msg, "(error code: 101)"));
+  CHECK_EQ_INT(
+      submit(&e, "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"pip::x\"]}}", &out, &msg),
+      WV_EINVAL);
+  e.cfg.build_enabled = false;
+  CHECK_EQ_INT(submit(&e, file_body(&e, "FROM x\n", NULL), &out, &msg), WV_EUNSUPPORTED);
+  CHECK(strncmp(msg, "Build service is not enabled", 28) == 0);
+  env_close(&e);
+}
+
+TEST(dry_run_builds_nothing) {
+  env_t e;
+  CHECK_OK(env_open(&e, "ok"));
+  json_object *out;
+  const char *msg;
+  CHECK_OK(submit(&e, file_body(&e, "FROM scratch\n", ",\"dryRun\":true"), &out, &msg));
+  const char *id = jstr(out, "buildId");
+  CHECK(id && strlen(id) == 18 && strcmp(id + 16, "_0") == 0);
+  CHECK_EQ_STR(jbool(out, "cached"), "0");
+  CHECK_EQ_STR(jbool(out, "succeeded"), "-");
+  wv_job_info_t ji;
+  char bd[64];
+  snprintf(bd, sizeof bd, "bd-%.16s_1", id);
+  CHECK_EQ_INT(wv_job_get(e.app.jobs, bd, &ji), WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_job_get(e.app.jobs, id, &ji), WV_ENOTFOUND);
+  json_object_put(out);
+  env_close(&e);
+}
+
+/* ---- the build flow ------------------------------------------------------------------- */
+
+TEST(build_join_reuse_records) {
+  env_t e;
+  CHECK_OK(env_open(&e, "ok"));
+  json_object *o1, *o2, *o3;
+  const char *msg;
+  const char *body = file_body(&e, "FROM scratch\nCOPY . /\n", NULL);
+  CHECK_OK(submit(&e, body, &o1, &msg));
+  const char *id = jstr(o1, "buildId");
+  CHECK(id && strncmp(id, "bd-", 3) == 0 && strcmp(id + 19, "_1") == 0);
+  CHECK_EQ_STR(jbool(o1, "cached"), "0");
+  CHECK_EQ_STR(jbool(o1, "succeeded"), "-");
+  char want[128];
+  snprintf(want, sizeof want, "wave.example.com/wave/build:%.16s", id + 3);
+  CHECK_EQ_STR(jstr(o1, "containerImage"), want);
+  snprintf(want, sizeof want, "wave.example.com/wt/%s/wave/build:%.16s", jstr(o1, "requestId"),
+           id + 3);
+  CHECK_EQ_STR(jstr(o1, "targetImage"), want);
+  /* An identical request while it runs (or just after) gets the same build. */
+  CHECK_OK(submit(&e, body, &o2, &msg));
+  CHECK_EQ_STR(jstr(o2, "buildId"), id);
+  CHECK_EQ_INT(wait_job(&e, id), WV_JOB_SUCCEEDED);
+  CHECK_OK(submit(&e, body, &o3, &msg));
+  CHECK_EQ_STR(jstr(o3, "buildId"), id);
+  CHECK_EQ_STR(jbool(o3, "cached"), "1");
+  CHECK_EQ_STR(jbool(o3, "succeeded"), "1");
+  /* The embedded registry has the tag; the layout copy was dropped. */
+  char *m = NULL, dg[WV_EMBEDDED_DIGEST_LEN];
+  size_t len;
+  CHECK_OK(wv_embedded_get_manifest(e.app.store, WV_EMBEDDED_REPO, want + strlen(want) - 16, &m,
+                                    &len, NULL, dg));
+  free(m);
+  char oci[512];
+  snprintf(oci, sizeof oci, "%s/build/%s/oci", e.dir, id);
+  CHECK(access(oci, F_OK) != 0);
+  /* Container status of the first request: DONE, succeeded, decimal duration. */
+  wv_token_rec_t t = {.token = jstr(o1, "requestId"),
+                      .kind = WV_TOKEN_BUILD,
+                      .build_id = id,
+                      .created_ms = wv_store_now_ms()};
+  json_object *st = wv_build_container_status(&e.app, e.a, &t, wv_now_ns());
+  CHECK_EQ_STR(jstr(st, "status"), "DONE");
+  CHECK_EQ_STR(jbool(st, "succeeded"), "1");
+  CHECK_EQ_STR(jstr(st, "buildId"), id);
+  CHECK(strstr(wv_json_compact(st), "\"duration\":0."));
+  json_object_put(st);
+  json_object_put(o1);
+  json_object_put(o2);
+  json_object_put(o3);
+  env_close(&e);
+}
+
+TEST(failure_window_then_retry) {
+  env_t e;
+  CHECK_OK(env_open(&e, "fail"));
+  json_object *o1, *o2, *o3;
+  const char *msg;
+  const char *body = file_body(&e, "FROM scratch\n", NULL);
+  CHECK_OK(submit(&e, body, &o1, &msg));
+  const char *id = jstr(o1, "buildId");
+  CHECK_EQ_INT(wait_job(&e, id), WV_JOB_FAILED);
+  CHECK_OK(submit(&e, body, &o2, &msg));
+  CHECK_EQ_STR(jstr(o2, "buildId"), id);
+  CHECK_EQ_STR(jbool(o2, "cached"), "1");
+  CHECK_EQ_STR(jbool(o2, "succeeded"), "0");
+  wv_token_rec_t t = {.token = "tok", .kind = WV_TOKEN_BUILD, .build_id = id};
+  json_object *st = wv_build_container_status(&e.app, e.a, &t, wv_now_ns());
+  CHECK_EQ_STR(jstr(st, "status"), "DONE");
+  CHECK_EQ_STR(jbool(st, "succeeded"), "0");
+  CHECK_EQ_STR(jstr(st, "reason"), "Container build did not complete successfully");
+  json_object_put(st);
+  /* Past the failure window the next identical request builds again, with n + 1. */
+  e.cfg.build_failure_ttl_ms = 0;
+  CHECK_OK(submit(&e, body, &o3, &msg));
+  char want[64];
+  snprintf(want, sizeof want, "%.19s_2", id);
+  CHECK_EQ_STR(jstr(o3, "buildId"), want);
+  CHECK_EQ_STR(jbool(o3, "cached"), "0");
+  wait_job(&e, want);
+  json_object_put(o1);
+  json_object_put(o2);
+  json_object_put(o3);
+  env_close(&e);
+}
+
+TEST(build_context_checked) {
+  env_t e;
+  CHECK_OK(env_open(&e, "ok"));
+  json_object *out;
+  const char *msg;
+  const char *bad = file_body(&e, "FROM scratch\n",
+                              ",\"buildContext\":{\"location\":\"data:bm90IGd6aXA=\","
+                              "\"tarDigest\":\"sha256:00\"}");
+  CHECK_EQ_INT(submit(&e, bad, &out, &msg), WV_EINVAL);
+  CHECK(msg != NULL);
+  bad = file_body(&e, "FROM scratch\n", ",\"buildContext\":{\"location\":\"ftp://x/y.tgz\"}");
+  CHECK_EQ_INT(submit(&e, bad, &out, &msg), WV_EINVAL);
+  CHECK(strstr(msg, "data: or http(s)"));
+  env_close(&e);
+}
+
+WV_TESTS(T(ansi_strip), T(log_lock_sections), T(packages_use_config_images), T(refusals),
+         T(dry_run_builds_nothing), T(build_join_reuse_records), T(failure_window_then_retry),
+         T(build_context_checked))
