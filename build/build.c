@@ -19,6 +19,7 @@
 #include "build/checksum.h"
 #include "build/layers.h"
 #include "build/naming.h"
+#include "build/mirror_req.h"
 #include "build/records.h"
 #include "core/err.h"
 #include "core/json.h"
@@ -73,9 +74,6 @@ static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, 
     return fail(msg, WV_EUNSUPPORTED,
                 "Build service is not enabled - Check Wave configuration setting "
                 "'wave.build.enabled'" MSG_SUFFIX_501);
-  if (r->freeze)
-    return fail(msg, WV_EUNSUPPORTED,
-                "Freeze builds are not supported by this server yet" MSG_SUFFIX_501);
   if (plan->plat.n > 1)
     return fail(msg, WV_EUNSUPPORTED,
                 "Multi-platform builds are not supported by this server yet" MSG_SUFFIX_501);
@@ -115,8 +113,8 @@ static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                         : cfg->build_repo;
   int rc = def ? wv_naming_strategy_parse(a, r->name_strategy, &st, msg) : WV_ENOMEM;
   rc = rc ? rc
-          : wv_naming_build_repo(a, r->build_repository, false, def, NULL, NULL, 0, st, &in->repo,
-                                 msg);
+          : wv_naming_build_repo(a, r->build_repository, r->freeze, def, NULL, NULL, 0, st,
+                                 &in->repo, msg);
   if (rc)
     return rc;
   /* The embedded registry has one repository: image names stay in the tag. */
@@ -129,7 +127,9 @@ static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                             .platform = plan->platform,
                             .repository = in->repo,
                             .has_build_context = r->build_context != NULL,
-                            .build_context_tar_digest = in->tar_digest};
+                            .build_context_tar_digest = in->tar_digest,
+                            .container_config = &r->cc,
+                            .freeze = r->freeze};
   char cid[WV_CHECKSUM_STRLEN];
   if ((rc = wv_checksum_container_id(&ci, cid)) != 0)
     return rc == WV_EPARSE ? fail(msg, WV_EINVAL, "The container file is not valid UTF-8") : rc;
@@ -237,7 +237,7 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                                                : cfg->build_workspace;
   wv_build_target_t t = {.workspace = ws,
                          .workdir = workdir,
-                         .platform = "linux/amd64",
+                         .platform = in->platform,
                          .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
                          .tag = in->tref.reference,
                          .insecure = in->insecure};
@@ -252,8 +252,12 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                                  .name = "cleanup-layout",
                                  .fn = WV_BUILD_CLEANUP_FN,
                                  .may_fail = true};
-  wv_job_spec_t spec = {
-      .id = id, .kind = WV_BUILD_KIND, .workdir = workdir, .steps = steps, .nsteps = n};
+  wv_job_spec_t spec = {.id = id,
+                        .kind = WV_BUILD_KIND,
+                        .workdir = workdir,
+                        .deadline_ms = in->deadline_ms,
+                        .steps = steps,
+                        .nsteps = n};
   return wv_job_submit(app->jobs, &spec, NULL);
 }
 
@@ -351,10 +355,13 @@ static int mint(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv
   for (int attempt = 0; !rc && attempt < MINT_ATTEMPTS; attempt++) {
     rc = wv_rand_id(token, len, WV_RAND_ALNUM_LOWER);
     m->res.token = token;
+    /* Freeze: clients pull the real image; its token is refused by /v2 (§4.3). */
     m->res.target_image =
-        wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(app->cfg), token, path);
+        m->in->freeze
+            ? m->in->target
+            : wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(app->cfg), token, path);
     wv_token_rec_t t = {.token = token,
-                        .kind = WV_TOKEN_BUILD,
+                        .kind = m->in->freeze ? WV_TOKEN_FREEZE : WV_TOKEN_BUILD,
                         .registry = m->in->tref.registry,
                         .image = m->in->tref.path,
                         .reference = m->in->tref.reference,
@@ -412,10 +419,13 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
   json_object *j = json_object_new_object();
   char exp[WV_TIME_ISO_STRLEN];
   int rc = j ? wv_time_format_iso(m->res.expires_ns, exp, sizeof exp) : WV_ENOMEM;
+  bool stable = r->v2 && r->freeze; /* §1.3: no token, no expiration */
   rc = rc ? rc : wv_json_add_str(j, "requestId", m->res.token);
-  rc = rc ? rc : wv_json_add_str(j, "containerToken", m->res.token);
+  if (!stable)
+    rc = rc ? rc : wv_json_add_str(j, "containerToken", m->res.token);
   rc = rc ? rc : wv_json_add_str(j, "targetImage", m->res.target_image);
-  rc = rc ? rc : wv_json_add_str(j, "expiration", exp);
+  if (!stable)
+    rc = rc ? rc : wv_json_add_str(j, "expiration", exp);
   rc = rc ? rc : wv_json_add_str(j, "containerImage", m->res.container_image);
   if (!r->v2) { /* v1: buildId only for a build started now */
     if (!rc && m->build_new)
@@ -426,7 +436,7 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
       rc = wv_json_add_str(j, "buildId", m->build_id);
       rc = rc ? rc : wv_json_add_bool(j, "cached", cached);
     }
-    rc = rc ? rc : wv_json_add_bool(j, "freeze", false);
+    rc = rc ? rc : wv_json_add_bool(j, "freeze", r->freeze);
     rc = rc ? rc : wv_json_add_bool(j, "mirror", false);
     if (!rc && (o->d == D_DONE_OK || o->d == D_EXISTS || (r->dry_run && dry_exists)))
       rc = wv_json_add_bool(j, "succeeded", true);
@@ -442,6 +452,12 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
 
 /* ---- entry point ---------------------------------------------------------------------- */
 
+/* §4.1 step 5: authenticated freeze builds get the trusted timeout when it is longer. */
+static int64_t deadline_ms(const wv_config_t *cfg, const wv_creq_t *r, const wv_creq_plan_t *plan) {
+  bool trusted = plan->user && r->freeze && cfg->build_trusted_timeout_ms > cfg->build_timeout_ms;
+  return trusted ? cfg->build_trusted_timeout_ms : 0; /* 0: the kind's default */
+}
+
 int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                     const wv_creq_plan_t *plan, const char *client_ip, int64_t now_ns,
                     json_object **resp, const char **msg) {
@@ -451,11 +467,18 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   *resp = NULL;
   int rc = check_supported(app->cfg, app->jobs, r, plan, msg);
   rc = rc ? rc : wv_build_container_file(a, app->cfg, r, &in.file, &in.conda, &in.tpl, msg);
+  in.freeze = r->freeze;
+  in.platform = plan->platform;
+  in.deadline_ms = deadline_ms(app->cfg, r, plan);
+  if (!rc && r->freeze)
+    rc = wv_build_freeze_file(app, a, r, plan, &in, msg);
   rc = rc ? rc : check_file(in.file, msg);
   if (!rc && r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
   rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
   rc = rc ? rc : make_names(app, a, r, plan, &in, msg);
+  if (!rc && !in.embedded) /* §4.1 step 4, before anything runs */
+    rc = wv_mirror_check_target_auth(app, a, in.tref.registry, in.repo, msg);
   if (rc)
     return rc;
   bool exists = target_exists(app, a, &in);

@@ -11,6 +11,7 @@
 #include "registry/ref.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Everything a build is made of, worked out from the request (arena strings). */
 typedef struct {
@@ -24,6 +25,9 @@ typedef struct {
   bool embedded;          /* into waved's embedded registry (wave.build.repo empty) */
   bool insecure;          /* plain HTTP towards a registry the build uses */
   const char *tar_digest; /* buildContext.tarDigest, NULL when none */
+  const char *platform;   /* normalised platform of this build */
+  int64_t deadline_ms;    /* job deadline, 0 = the build kind's default */
+  bool freeze;            /* a freeze build: layer archives, real target in the response */
 } wv_binput_t;
 
 /*
@@ -36,6 +40,19 @@ typedef struct {
  */
 int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
                      const char **dir, const char **msg);
+
+/*
+ * Freeze (spec §4.3, build/freeze.c). wv_build_freeze_file rewrites in->file
+ * (NULL for an image request) into the container file to build, with the
+ * entry chain from the file or the base image config. wv_build_freeze_layers
+ * writes each containerConfig layer as ctxdir/layer-<hex>.tar.gz (data:
+ * layers from the CAS, http(s) fetched), checking gzipSize and gzipDigest.
+ * 0, WV_EINVAL (400, *msg), WV_EIO, WV_ENOMEM.
+ */
+int wv_build_freeze_file(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                         const wv_creq_plan_t *plan, wv_binput_t *in, const char **msg);
+int wv_build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                           const char *ctxdir, const char **msg);
 
 /* Removes a directory tree (no symlink is followed). Best effort. */
 void wv_build_rmtree(const char *dir);

@@ -242,6 +242,8 @@ int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, con
   rc = rc ? rc : unpack_context(app, a, r, ctxdir, msg);
   if (!rc && in->conda)
     rc = write_file(ctxdir, "conda.yml", in->conda, 0644);
+  if (!rc && in->freeze)
+    rc = wv_build_freeze_layers(app, a, r, ctxdir, msg);
   rc = rc ? rc : write_creds(app, a, in, d);
   if (rc)
     wv_build_rmtree(d);

@@ -482,3 +482,44 @@ int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const wv_ref_t *ref, 
   }
   return 0;
 }
+
+int wv_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *name,
+                        const wv_platform_list_t *plat, const char ***entry, size_t *n,
+                        const char **msg) {
+  wv_ref_t ref;
+  *entry = NULL;
+  *n = 0;
+  int rc = wv_ref_check_container_name(a, name, &ref, msg);
+  if (rc)
+    return rc;
+  inc_t c = {.a = a, .u = u, .ref = &ref, .name = name, .msg = msg};
+  char *man = NULL;
+  size_t man_len = 0;
+  wv_manifest_info_t info;
+  rc = resolve_manifest(&c, plat, &man, &man_len);
+  if (!rc && wv_manifest_info(a, man, man_len, &info, msg))
+    rc = bad_image(&c, "malformed image manifest");
+  wv_http_resp_t cfg;
+  wv_http_resp_init(&cfg);
+  rc = rc ? rc : get_blob(&c, info.config_digest, &cfg);
+  json_object *co = NULL, *conf = NULL, *ep = NULL;
+  char perr[128];
+  if (!rc &&
+      wv_json_parse(cfg.body.data, cfg.body.len, WV_AUGMENT_MAX_CONFIG, 0, &co, perr, sizeof perr))
+    rc = bad_image(&c, "malformed image config");
+  if (!rc && json_object_object_get_ex(co, "config", &conf) &&
+      json_object_object_get_ex(conf, "Entrypoint", &ep) &&
+      json_object_is_type(ep, json_type_array)) {
+    size_t len = json_object_array_length(ep);
+    *entry = wv_arena_calloc(a, (len + 1) * sizeof **entry);
+    for (size_t i = 0; *entry && i < len; i++) {
+      const char *s = json_object_get_string(json_object_array_get_idx(ep, i));
+      if (s && !((*entry)[(*n)++] = wv_arena_strdup(a, s)))
+        rc = WV_ENOMEM;
+    }
+    rc = rc ? rc : (*entry ? 0 : WV_ENOMEM);
+  }
+  json_object_put(co);
+  wv_http_resp_free(&cfg);
+  return rc;
+}

@@ -70,6 +70,15 @@ int wv_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *name,
 int wv_image_check_exists(wv_arena_t *a, struct wv_upstream *u, const wv_ref_t *ref,
                           const char **msg);
 
+/*
+ * The config Entrypoint of image name for platform (freeze's WAVE_ENTRY_CHAIN,
+ * spec §4.3): *entry is an arena vector of *n strings, NULL/0 when the image
+ * has none. Errors as wv_include_resolve.
+ */
+int wv_image_entrypoint(wv_arena_t *a, struct wv_upstream *u, const char *name,
+                        const wv_platform_list_t *plat, const char ***entry, size_t *n,
+                        const char **msg);
+
 /* Strict standard base64 (padding required, no blanks): decoded length, or -1 if invalid. */
 long long wv_base64_decoded_len(const char *s, size_t n);
 

@@ -66,8 +66,13 @@ static int check_source_and_target(const wv_app_t *app, wv_arena_t *a, const wv_
                             wv_ref_full_name(a, src));
     return WV_EINVAL;
   }
-  if (!has_credentials(app->cfg, tref->registry) &&
-      wv_mirror_registry_wants_auth(app->upstream, tref->registry, CHECK_TIMEOUT_MS)) {
+  return wv_mirror_check_target_auth(app, a, tref->registry, target, msg);
+}
+
+int wv_mirror_check_target_auth(const wv_app_t *app, wv_arena_t *a, const char *registry,
+                                const char *target, const char **msg) {
+  if (!has_credentials(app->cfg, registry) && app->upstream &&
+      wv_mirror_registry_wants_auth(app->upstream, registry, CHECK_TIMEOUT_MS)) {
     *msg = wv_arena_sprintf(a, "Missing credentials for container repository: %s", target);
     return WV_EINVAL;
   }

@@ -43,6 +43,15 @@ int wv_mirror_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
  * host is fine. Parsed into *out. Returns 0, WV_EINVAL (*msg: the target is
  * not a valid image name) or WV_ENOMEM.
  */
+/*
+ * Spec §4.1 step 4 for a registry waved pushes to (mirror, freeze): when
+ * wave.registries has no credentials for registry and its /v2/ asks for
+ * auth, WV_EINVAL with "Missing credentials for container repository:
+ * <target>". 0 otherwise (an unreachable registry fails later, in the job).
+ */
+int wv_mirror_check_target_auth(const wv_app_t *app, wv_arena_t *a, const char *registry,
+                                const char *target, const char **msg);
+
 int wv_mirror_target(wv_arena_t *a, const char *build_repository, const wv_ref_t *src,
                      wv_ref_t *out, const char **msg);
 

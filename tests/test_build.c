@@ -206,12 +206,21 @@ TEST(refusals) {
   CHECK_OK(env_open(&e, "fail"));
   json_object *out;
   const char *msg;
-  CHECK_EQ_INT(submit(&e,
-                      "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
-                      "\"buildRepository\":\"reg.example.com/a/b\"}",
-                      &out, &msg),
-               WV_EUNSUPPORTED);
-  CHECK(strncmp(msg, "Freeze builds are not supported", 31) == 0);
+  /* Freeze (§1.3, §4.3): the real image, no token, no expiration; a dry run launches nothing. */
+  CHECK_OK(submit(&e,
+                  "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
+                  "\"dryRun\":true,\"buildRepository\":\"reg.example.com/a/b\","
+                  "\"containerConfig\":{\"env\":[\"A=1\"],\"entrypoint\":[\"/e\"]}}",
+                  &out, &msg));
+  const char *ti = NULL, *ci = NULL;
+  json_object *v = NULL;
+  CHECK(!json_object_object_get_ex(out, "containerToken", &v));
+  CHECK(!json_object_object_get_ex(out, "expiration", &v));
+  CHECK_OK(wv_json_get_str(out, "targetImage", &ti));
+  CHECK_OK(wv_json_get_str(out, "containerImage", &ci));
+  CHECK(strncmp(ti, "reg.example.com/a/b:", 20) == 0 && strlen(ti) == 36 && strcmp(ti, ci) == 0);
+  CHECK(json_object_object_get_ex(out, "freeze", &v) && json_object_get_boolean(v));
+  json_object_put(out);
   CHECK_EQ_INT(
       submit(&e, file_body(&e, "FROM x\n", ",\"containerPlatform\":\"linux/amd64,linux/arm64\""),
              &out, &msg),

@@ -88,8 +88,10 @@ ok "bad image name -> 400 spec message" is "$(post /v1alpha2/container '{"contai
   "400 Invalid container image name — offending value: 'Bad Image'"
 ok "missing image upstream -> 400" is "$(post /v1alpha2/container "{\"containerImage\":\"$REG/library/nope:1\"}" $T/e.json) $(json_get $T/e.json 'd["message"]')" \
   "400 Container image '$REG/library/nope:1' does not exist or access is not authorized"
-ok "freeze -> 501 (builds: tests/e2e/build.sh)" is "$(post /v1alpha2/container "{\"containerImage\":\"$REG/library/busybox\",\"freeze\":true,\"buildRepository\":\"$REG/frozen/x\"}" $T/e.json) $(json_get $T/e.json 'd["message"][:31]')" \
-  "501 Freeze builds are not supported"
+# Freeze (§1.3): a dry run answers the real image, no containerToken, no expiration.
+ok "freeze dry run -> 200" is "$(post /v1alpha2/container "{\"containerImage\":\"$REG/library/busybox\",\"freeze\":true,\"dryRun\":true,\"buildRepository\":\"$REG/frozen/x\"}" $T/e.json)" 200
+ok "freeze response shape" is "$(json_get $T/e.json '"containerToken" in d, "expiration" in d, d["targetImage"].rsplit(":",1)[0], len(d["targetImage"].rsplit(":",1)[1]), d["freeze"]')" \
+  "(False, False, '$REG/frozen/x', 16, True)"
 
 # ---- identity --------------------------------------------------------------------------
 ok "good towerAccessToken -> 200" is "$(post /v1alpha2/container "{\"containerImage\":\"$REG/library/busybox\",\"towerAccessToken\":\"$TOKEN_GOOD\"}" $T/auth.json)" 200
