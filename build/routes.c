@@ -110,7 +110,7 @@ static int status(wv_req_t *req, wv_resp_t *resp) {
   wv_token_rec_t t;
   rc = rc ? rc : wv_token_decode(req->arena, val, len, &t);
   json_object *out = NULL;
-  if (!rc && t.kind == WV_TOKEN_BUILD)
+  if (!rc && (t.kind == WV_TOKEN_BUILD || t.kind == WV_TOKEN_FREEZE))
     out = wv_build_container_status(app_of(req), req->arena, &t, wv_now_ns());
   else if (!rc && t.kind == WV_TOKEN_MIRROR)
     out = wv_mirror_status(app_of(req), &t, wv_now_ns());

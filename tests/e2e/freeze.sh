@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# tests/e2e/freeze.sh — freeze builds (spec §4.3) with buildah against two
+# docker-registry instances: the source anonymous (busybox with an
+# Entrypoint), the target behind htpasswd Basic auth whose credentials waved
+# reads from wave.registries. A freeze of the image with a containerConfig
+# (a data: layer, env, workingDir, entrypoint) by an authenticated request, a
+# freeze of a Dockerfile, a target without credentials (400 before anything
+# runs), a pull of the target while it builds (fails at the registry), an
+# identical second request (cached). Then waved is stopped and the target is
+# checked directly with skopeo: config, layer count, the added file.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if ! command -v buildah >/dev/null || ! command -v skopeo >/dev/null; then
+  echo "skip: buildah or skopeo not installed"
+  exit 0
+fi
+T=$E2E_TMP
+USER_=freeze-user
+PASS_=freeze-pass-42
+TOKEN=freeze-e2e-token
+CREDS="$USER_:$PASS_"
+is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
+has() { [[ "$1" == *"$2"* ]] || { echo "    '${1:0:400}' lacks '$2'" >&2; return 1; }; }
+
+make_busybox_layout "$T/busybox" '["/bin/sh","-c"]'
+SRC=127.0.0.1:$(start_registry src anon)
+DST=127.0.0.1:$(start_registry dst basic "$USER_" "$PASS_")
+NOCREDS=127.0.0.1:$(start_registry nocreds basic other other-pass)
+push_layout "$T/busybox" "$SRC/library/busybox:latest"
+log "source $SRC (anon), target $DST (basic), target without credentials $NOCREDS"
+
+TOKEN_HASH=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
+WAVED_LOG_LEVEL=warn
+start_waved "wave:
+  accounts: {alice: $TOKEN_HASH}
+  registries:
+    '$DST': {username: $USER_, password: $PASS_, insecure: true}"
+
+post() { # BODY OUT — POST /v1alpha2/container; prints the status
+  curl -s -o "$2" -w '%{http_code}' -H 'Content-Type: application/json' -X POST \
+    --data-binary "$1" "$WAVED_URL/v1alpha2/container"
+}
+field() { json_get "$1" "$2" 2>/dev/null || true; }
+wait_done() { # REQUEST_ID — polls the container status until DONE (120 s)
+  local i
+  for i in $(seq 1 1200); do
+    curl -s -o "$T/st.json" "$WAVED_URL/v1alpha2/container/$1/status"
+    [ "$(field "$T/st.json" 'd["status"]')" = DONE ] && return 0
+    sleep 0.1
+  done
+  cat "$T/st.json" >&2
+  return 1
+}
+b64() { printf '%b' "$1" | base64 -w0; }
+# layer_has OCI_DIR FILE TEXT — prints yes when some layer of the layout holds FILE with TEXT.
+layer_has() {
+  local b
+  for b in "$1"/blobs/sha256/*; do
+    { tar -xzOf "$b" "$2" 2>/dev/null || tar -xzOf "$b" "./$2" 2>/dev/null; } | grep -q "$3" &&
+      { echo yes; return 0; }
+  done
+  return 0
+}
+
+# ---- the data: layer ---------------------------------------------------------------------
+mkdir -p "$T/lay"
+echo "added by a frozen layer" >"$T/lay/frozen-layer.txt"
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$T/lay" -cf "$T/lay.tar" .
+gzip -n -c "$T/lay.tar" >"$T/lay.tgz"
+LAYER="{\"location\":\"data:$(base64 -w0 "$T/lay.tgz")\",\"gzipDigest\":\"sha256:$(sha256 "$T/lay.tgz")\",\"gzipSize\":$(stat -c %s "$T/lay.tgz"),\"tarDigest\":\"sha256:$(sha256 "$T/lay.tar")\"}"
+CC="{\"layers\":[$LAYER],\"env\":[\"FROZEN=yes\",\"OTHER=2\"],\"workingDir\":\"/work\",\"entrypoint\":[\"/bin/sh\",\"-c\"],\"cmd\":[\"echo hi\"]}"
+IMG_BODY="{\"containerImage\":\"$SRC/library/busybox:latest\",\"freeze\":true,\"buildRepository\":\"$DST/frozen\",\"containerConfig\":$CC,\"towerAccessToken\":\"$TOKEN\"}"
+
+# ---- 1. target without credentials: the spec's 400, nothing runs -------------------------
+ok "no credentials for the target -> 400 spec message" \
+  is "$(post "{\"containerImage\":\"$SRC/library/busybox:latest\",\"freeze\":true,\"buildRepository\":\"$NOCREDS/frozen\"}" "$T/nc.json") $(field "$T/nc.json" 'd["message"]')" \
+  "400 Missing credentials for container repository: $NOCREDS/frozen"
+ok "no credentials: no build directory was made" \
+  is "$(ls "$WAVED_DIR/data/build" 2>/dev/null | grep -c '^bd-' || true)" 0
+
+# ---- 2. freeze of an image with a containerConfig ---------------------------------------
+ok "image freeze: 200" is "$(post "$IMG_BODY" "$T/r1.json")" 200
+TI1=$(field "$T/r1.json" 'd["targetImage"]')
+RID1=$(field "$T/r1.json" 'd["requestId"]')
+ID1=$(field "$T/r1.json" 'd["buildId"]')
+ok "image freeze: targetImage is <buildRepository>:<16 hex>" \
+  bash -c "[[ '$TI1' =~ ^$DST/frozen:[0-9a-f]{16}$ ]]"
+ok "image freeze: no containerToken, no expiration, freeze true, not cached" \
+  is "$(field "$T/r1.json" '["containerToken" in d, "expiration" in d, d["freeze"], d["cached"], d["containerImage"] == d["targetImage"]]')" \
+  '[false, false, true, false, true]'
+ok "image freeze: build id bd-<tag>_1" is "$ID1" "bd-${TI1##*:}_1"
+# The image is not there yet: the registry answers, nothing waits (§4.3).
+early=$(timeout 20 skopeo inspect --raw --creds "$CREDS" --tls-verify=false "docker://$TI1" 2>&1 || true)
+ok "image freeze: a pull during the build fails at the target registry" has "${early,,}" "manifest unknown"
+ok "image freeze: Containerfile adds the layer archive" \
+  has "$(cat "$WAVED_DIR/data/build/$ID1/Containerfile")" "ADD layer-$(sha256 "$T/lay.tgz").tar.gz /"
+ok "image freeze: the layer archive is in the context" \
+  cmp -s "$T/lay.tgz" "$WAVED_DIR/data/build/$ID1/context/layer-$(sha256 "$T/lay.tgz").tar.gz"
+ok "image freeze: Containerfile chains the base image entrypoint" \
+  has "$(cat "$WAVED_DIR/data/build/$ID1/Containerfile")" 'ENV WAVE_ENTRY_CHAIN="/bin/sh -c"'
+ok "image freeze: status DONE" wait_done "$RID1"
+ok "image freeze: succeeded" is "$(field "$T/st.json" 'd["succeeded"]')" True
+
+# ---- 3. freeze of a Dockerfile -----------------------------------------------------------
+CF=$(b64 "FROM $SRC/library/busybox:latest\nRUN echo frozen > /f\n")
+ok "file freeze: 200" is "$(post "{\"containerFile\":\"$CF\",\"freeze\":true,\"buildRepository\":\"$DST/frozen-file\"}" "$T/r2.json")" 200
+TI2=$(field "$T/r2.json" 'd["targetImage"]')
+ok "file freeze: targetImage in the target repository" bash -c "[[ '$TI2' =~ ^$DST/frozen-file:[0-9a-f]{16}$ ]]"
+ok "file freeze: status DONE" wait_done "$(field "$T/r2.json" 'd["requestId"]')"
+ok "file freeze: succeeded" is "$(field "$T/st.json" 'd["succeeded"]')" True
+
+# ---- 4. an identical request is cached ---------------------------------------------------
+ok "repeat: 200" is "$(post "$IMG_BODY" "$T/r3.json")" 200
+ok "repeat: same target and build, cached, succeeded" \
+  is "$(field "$T/r3.json" '[d["targetImage"], d["buildId"], d["cached"], d["succeeded"]]')" \
+  "[\"$TI1\", \"$ID1\", true, true]"
+
+# ---- 5. waved stopped: the target registry alone serves the frozen images ----------------
+stop_waved
+ok "waved is stopped" bash -c "! curl -s -o /dev/null $WAVED_URL/health"
+skopeo inspect --config --creds "$CREDS" --tls-verify=false "docker://$TI1" >"$T/c1.json"
+ok "image: config env has the request env" \
+  is "$(json_get "$T/c1.json" '[e for e in d["config"]["Env"] if e.split("=")[0] in ("FROZEN","OTHER")]')" '["FROZEN=yes", "OTHER=2"]'
+ok "image: config has WAVE_ENTRY_CHAIN of the base entrypoint" \
+  is "$(json_get "$T/c1.json" '[e for e in d["config"]["Env"] if e.startswith("WAVE_ENTRY_CHAIN=")]')" '["WAVE_ENTRY_CHAIN=/bin/sh -c"]'
+ok "image: workdir, entrypoint, cmd" \
+  is "$(json_get "$T/c1.json" '[d["config"]["WorkingDir"], d["config"]["Entrypoint"], d["config"]["Cmd"]]')" \
+  '["/work", ["/bin/sh", "-c"], ["echo hi"]]'
+BASE_LAYERS=$(skopeo inspect --tls-verify=false "docker://$SRC/library/busybox:latest" | json_get - 'len(d["Layers"])')
+ok "image: one layer more than the base" \
+  is "$(skopeo inspect --creds "$CREDS" --tls-verify=false "docker://$TI1" | json_get - 'len(d["Layers"])')" "$((BASE_LAYERS + 1))"
+skopeo copy --quiet --src-creds "$CREDS" --src-tls-verify=false "docker://$TI1" "oci:$T/out1:x"
+ok "image: the added file is in a layer of the OCI copy" \
+  is "$(layer_has "$T/out1" frozen-layer.txt 'added by a frozen layer')" yes
+ok "image: manifest digest via skopeo equals the copied one" \
+  is "$(skopeo inspect --creds "$CREDS" --tls-verify=false "docker://$TI1" | json_get - 'd["Digest"]')" \
+  "$(json_get "$T/out1/index.json" 'd["manifests"][0]["digest"]')"
+skopeo copy --quiet --src-creds "$CREDS" --src-tls-verify=false "docker://$TI2" "oci:$T/out2:x"
+ok "file: /f written by RUN is in a layer" is "$(layer_has "$T/out2" f frozen)" yes
+ok "file: no token needed, anonymous pull refused by the target" \
+  bash -c "! skopeo inspect --tls-verify=false docker://$TI2 >/dev/null 2>&1"
+
+e2e_finish
