@@ -68,15 +68,11 @@ static int fail(const char **msg, int rc, const char *m) {
 }
 
 /* Requests this release does not build yet, and the container file's own rules (§4.1). */
-static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
-                           const wv_creq_plan_t *plan, const char **msg) {
+static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const char **msg) {
   if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */
     return fail(msg, WV_EUNSUPPORTED,
                 "Build service is not enabled - Check Wave configuration setting "
                 "'wave.build.enabled'" MSG_SUFFIX_501);
-  if (plan->plat.n > 1)
-    return fail(msg, WV_EUNSUPPORTED,
-                "Multi-platform builds are not supported by this server yet" MSG_SUFFIX_501);
   return 0;
 }
 
@@ -102,16 +98,17 @@ static bool registry_insecure(const wv_config_t *cfg, const char *host) {
   return false;
 }
 
-/* Repository, checksum and target image (§2.4, §2.5). */
-static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
-                      const wv_creq_plan_t *plan, wv_binput_t *in, const char **msg) {
+/* Repository, checksum and target image (§2.4, §2.5); a child of a multi-platform build (§4.4)
+ * gets the default naming strategy. */
+static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bool child,
+                      wv_binput_t *in, const char **msg) {
   const wv_config_t *cfg = app->cfg;
   wv_name_strategy_t st;
   in->embedded = empty(r->build_repository) && empty(cfg->build_repo);
   const char *def = in->embedded
                         ? wv_arena_sprintf(a, "%s/%s", wv_config_authority(cfg), WV_EMBEDDED_REPO)
                         : cfg->build_repo;
-  int rc = def ? wv_naming_strategy_parse(a, r->name_strategy, &st, msg) : WV_ENOMEM;
+  int rc = def ? wv_naming_strategy_parse(a, child ? NULL : r->name_strategy, &st, msg) : WV_ENOMEM;
   rc = rc ? rc
           : wv_naming_build_repo(a, r->build_repository, r->freeze, def, NULL, NULL, 0, st,
                                  &in->repo, msg);
@@ -124,7 +121,7 @@ static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
     wv_json_get_str(r->build_context, "tarDigest", &in->tar_digest);
   wv_checksum_input_t ci = {.container_file = in->file,
                             .conda_file = in->conda,
-                            .platform = plan->platform,
+                            .platform = in->platform,
                             .repository = in->repo,
                             .has_build_context = r->build_context != NULL,
                             .build_context_tar_digest = in->tar_digest,
@@ -215,7 +212,7 @@ static json_object *build_record(wv_arena_t *a, const wv_creq_t *r, const wv_cre
   rc = rc ? rc : wv_json_add_str(o, "requestIp", client_ip);
   rc = rc ? rc : wv_json_add_str(o, "startTime", t);
   rc = rc ? rc : wv_json_add_str(o, "offsetId", wv_record_zone_id(a, r->timestamp));
-  rc = rc ? rc : wv_json_add_str(o, "platform", plan->platform);
+  rc = rc ? rc : wv_json_add_str(o, "platform", in->platform);
   rc = rc ? rc : wv_json_add_str(o, "format", "DOCKER");
   rc = rc ? rc : wv_json_add_str(o, "buildTemplate", in->tpl);
   if (rc) {
@@ -261,6 +258,14 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   return wv_job_submit(app->jobs, &spec, NULL);
 }
 
+/* The parent of a multi-platform build: a job that waits for the children, then PUTs the index. */
+static int submit_multi(const wv_app_t *app, const wv_binput_t *in, const char *id) {
+  wv_job_step_t step = {
+      .type = WV_JOB_STEP_FN, .name = "index", .fn = WV_BUILD_MULTI_FN, .arg = in->multi_arg};
+  wv_job_spec_t spec = {.id = id, .kind = WV_BUILD_MULTI_KIND, .steps = &step, .nsteps = 1};
+  return wv_job_submit(app->jobs, &spec, NULL);
+}
+
 /* Under create_mu: counter, target entry and record, work dir, job. */
 static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                   const wv_creq_plan_t *plan, const wv_binput_t *in, const char *tmpdir,
@@ -276,7 +281,9 @@ static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   free(val);
   if (rc && rc != WV_ENOTFOUND)
     return rc;
-  const char *id = wv_naming_build_id(a, in->cid, (unsigned long)(n + 1));
+  /* The parent of a multi-platform build is bd-<id>_0 (§4.4); a retry after a failure takes
+   * the next number, job ids being unique. */
+  const char *id = wv_naming_build_id(a, in->cid, (unsigned long)(in->multi_arg ? n : n + 1));
   const char *workdir = wv_build_workdir(a, cfg, id);
   json_object *rec = id ? build_record(a, r, plan, in, id, client_ip, now_ns) : NULL;
   const char *rtext = rec ? wv_arena_strdup(a, wv_json_compact(rec)) : NULL;
@@ -301,12 +308,16 @@ static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   };
   if ((rc = wv_store_apply(app->store, ops, 3, NULL)) != 0)
     return rc;
-  wv_build_rmtree(workdir); /* a leftover of a store that was reset */
-  if (rename(tmpdir, workdir) != 0) {
-    wv_error("build %s: cannot move %s to %s: %s", id, tmpdir, workdir, strerror(errno));
-    rc = WV_EIO;
+  if (in->multi_arg) {
+    rc = submit_multi(app, in, id);
+  } else {
+    wv_build_rmtree(workdir); /* a leftover of a store that was reset */
+    if (rename(tmpdir, workdir) != 0) {
+      wv_error("build %s: cannot move %s to %s: %s", id, tmpdir, workdir, strerror(errno));
+      rc = WV_EIO;
+    }
+    rc = rc ? rc : submit_job(app, a, in, id, workdir);
   }
-  rc = rc ? rc : submit_job(app, a, in, id, workdir);
   if (rc) { /* nothing will run: identical requests must not join it */
     wv_store_del(app->store, WV_DB_BUILD_TARGETS, in->target);
     return rc;
@@ -322,7 +333,7 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                      const wv_creq_plan_t *plan, const wv_binput_t *in, bool exists,
                      const char *client_ip, int64_t now_ns, outcome_t *o, const char **msg) {
   const char *tmp = NULL;
-  int rc = wv_build_prepare(app, a, r, in, &tmp, msg);
+  int rc = in->multi_arg ? 0 : wv_build_prepare(app, a, r, in, &tmp, msg);
   if (rc)
     return rc;
   pthread_mutex_lock(&create_mu);
@@ -452,6 +463,33 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
 
 /* ---- entry point ---------------------------------------------------------------------- */
 
+/*
+ * §4.4: the two children are ordinary builds (deduplicated and cached like any other) with
+ * their own platform, checksum and default-named tag; parent->multi_arg then names them.
+ */
+static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                           const wv_creq_plan_t *plan, wv_binput_t *parent, const char *client_ip,
+                           int64_t now_ns, const char **msg) {
+  static const char *const platforms[] = {"linux/amd64", "linux/arm64"};
+  wv_binput_t kids[2];
+  const char *ids[2] = {NULL, NULL};
+  int rc = 0;
+  for (size_t i = 0; !rc && i < 2; i++) {
+    kids[i] = *parent;
+    kids[i].platform = platforms[i];
+    kids[i].multi_arg = NULL;
+    rc = make_names(app, a, r, true, &kids[i], msg);
+    bool exists = !rc && target_exists(app, a, &kids[i]);
+    outcome_t o = {D_NEW, NULL};
+    rc = rc ? rc : decide(app, a, &kids[i], exists, now_ns, &o);
+    if (!rc && o.d == D_NEW)
+      rc = new_build(app, a, r, plan, &kids[i], exists, client_ip, now_ns, &o, msg);
+    ids[i] = o.id; /* NULL: the child image is there already */
+  }
+  parent->multi_arg = rc ? NULL : wv_build_multi_arg(a, parent->target, kids, ids, 2);
+  return rc ? rc : (parent->multi_arg ? 0 : WV_ENOMEM);
+}
+
 /* §4.1 step 5: authenticated freeze builds get the trusted timeout when it is longer. */
 static int64_t deadline_ms(const wv_config_t *cfg, const wv_creq_t *r, const wv_creq_plan_t *plan) {
   bool trusted = plan->user && r->freeze && cfg->build_trusted_timeout_ms > cfg->build_timeout_ms;
@@ -465,7 +503,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   minted_t m = {.in = &in};
   outcome_t o = {D_NEW, NULL};
   *resp = NULL;
-  int rc = check_supported(app->cfg, app->jobs, r, plan, msg);
+  int rc = check_supported(app->cfg, app->jobs, msg);
   rc = rc ? rc : wv_build_container_file(a, app->cfg, r, &in.file, &in.conda, &in.tpl, msg);
   in.freeze = r->freeze;
   in.platform = plan->platform;
@@ -476,7 +514,11 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   if (!rc && r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
   rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
-  rc = rc ? rc : make_names(app, a, r, plan, &in, msg);
+  rc = rc ? rc : make_names(app, a, r, false, &in, msg);
+  if (!rc && plan->plat.n > 1 && in.embedded)
+    rc = fail(msg, WV_EUNSUPPORTED,
+              "Multi-platform builds need a build repository - specify 'buildRepository' or "
+              "configure 'wave.build.repo'" MSG_SUFFIX_501);
   if (!rc && !in.embedded) /* §4.1 step 4, before anything runs */
     rc = wv_mirror_check_target_auth(app, a, in.tref.registry, in.repo, msg);
   if (rc)
@@ -487,6 +529,8 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
     o.d = D_NEW;
   } else {
     rc = decide(app, a, &in, exists, now_ns, &o);
+    if (!rc && o.d == D_NEW && plan->plat.n > 1)
+      rc = submit_children(app, a, r, plan, &in, client_ip, now_ns, msg);
     if (!rc && o.d == D_NEW)
       rc = new_build(app, a, r, plan, &in, exists, client_ip, now_ns, &o, msg);
     if (rc)
@@ -523,6 +567,7 @@ static int cleanup_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   return 0;
 }
 
-int wv_build_register(wv_job_engine_t *e) {
-  return wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
+int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
+  int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
+  return rc ? rc : wv_build_multi_register(e, app);
 }

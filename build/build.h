@@ -44,8 +44,11 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                     const wv_creq_plan_t *plan, const char *client_ip, int64_t now_ns,
                     json_object **resp, const char **msg);
 
-/* Registers the build-cleanup job function (before wv_job_engine_start). */
-int wv_build_register(wv_job_engine_t *e);
+/*
+ * Registers the build-cleanup job function and the multi-build job kind
+ * (before wv_job_engine_start). app must outlive the engine's workers.
+ */
+int wv_build_register(wv_job_engine_t *e, const wv_app_t *app);
 
 /*
  * The container file of a request and its conda YAML (NULL when none):

@@ -27,6 +27,7 @@ typedef struct {
   const char *tar_digest; /* buildContext.tarDigest, NULL when none */
   const char *platform;   /* normalised platform of this build */
   int64_t deadline_ms;    /* job deadline, 0 = the build kind's default */
+  const char *multi_arg;  /* the parent of a multi-platform build: its job's argument */
   bool freeze;            /* a freeze build: layer archives, real target in the response */
 } wv_binput_t;
 
@@ -53,6 +54,19 @@ int wv_build_freeze_file(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                          const wv_creq_plan_t *plan, wv_binput_t *in, const char **msg);
 int wv_build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                            const char *ctxdir, const char **msg);
+
+/*
+ * Multi-platform builds (spec §4.4, build/multi.c): the job kind and step
+ * function that wait for the child builds and PUT the OCI index to the
+ * parent tag, and the step argument naming the children (ids[i] NULL for a
+ * child whose image existed already). The argument is an arena string, NULL
+ * on OOM.
+ */
+#define WV_BUILD_MULTI_KIND "multi-build"
+#define WV_BUILD_MULTI_FN "multi-build"
+int wv_build_multi_register(wv_job_engine_t *e, const wv_app_t *app);
+const char *wv_build_multi_arg(wv_arena_t *a, const char *target, const wv_binput_t *kids,
+                               const char *const *ids, size_t n);
 
 /* Removes a directory tree (no symlink is followed). Best effort. */
 void wv_build_rmtree(const char *dir);

@@ -216,7 +216,7 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app) {
   rc = rc ? rc : wv_builder_register(app->jobs, cfg, app->store, app->cas);
   rc = rc ? rc : wv_mirror_register(app->jobs, app);
   rc = rc ? rc : wv_scan_register(app->jobs, app); /* registered even when disabled: recovery */
-  rc = rc ? rc : wv_build_register(app->jobs);
+  rc = rc ? rc : wv_build_register(app->jobs, app);
   rc = rc ? rc : wv_job_engine_start(app->jobs);
   rc = rc ? rc : wv_mirror_recover(app);
   if (rc)

@@ -553,3 +553,55 @@ bool wv_mirror_registry_wants_auth(wv_upstream_t *u, const char *registry, int64
   wv_http_resp_free(&resp);
   return wants;
 }
+
+int wv_mirror_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry, const char *repo,
+                           const char *ref, int64_t timeout_ms, wv_mirror_desc_t *d) {
+  char path[MIRROR_URL_MAX];
+  int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
+  if (n < 0 || (size_t)n >= sizeof path)
+    return WV_ETOOBIG;
+  wv_http_resp_t resp;
+  wv_http_resp_init(&resp);
+  char digest[WV_DIGEST_STRLEN];
+  int rc = manifest_req(u, registry, repo, path, "GET", timeout_ms, &resp);
+  rc = rc ? rc : wv_digest_of(resp.body.data, resp.body.len, digest);
+  if (!rc) {
+    const char *ct = wv_http_resp_header(&resp, "Content-Type");
+    d->media_type = bare_type(a, ct ? ct : WV_MT_OCI_MANIFEST);
+    d->digest = wv_arena_strdup(a, digest);
+    d->size = (int64_t)resp.body.len;
+    rc = d->media_type && d->digest ? 0 : WV_ENOMEM;
+  }
+  wv_http_resp_free(&resp);
+  return rc;
+}
+
+int wv_mirror_put_manifest(wv_upstream_t *u, const char *registry, const char *repo,
+                           const char *ref, const char *media_type, const char *body, size_t len,
+                           int64_t timeout_ms, char *err, size_t errlen) {
+  char path[MIRROR_URL_MAX], ct[256];
+  int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
+  if (n < 0 || (size_t)n >= sizeof path)
+    return WV_ETOOBIG;
+  snprintf(ct, sizeof ct, "Content-Type: %s", media_type);
+  const char *hdrs[] = {ct, NULL};
+  wv_http_req_t req = {.method = "PUT",
+                       .url = path,
+                       .headers = hdrs,
+                       .body = body,
+                       .body_len = len,
+                       .max_body = 64 << 10,
+                       .timeout_ms = timeout_ms,
+                       .connect_timeout_ms = timeout_ms};
+  wv_http_resp_t resp;
+  wv_http_resp_init(&resp);
+  int rc = wv_upstream_do(u, registry, repo, true, &req, &resp, err, errlen);
+  if (!rc && resp.status != 201 && resp.status != 200) {
+    char detail[200];
+    error_text(&resp, detail, sizeof detail);
+    snprintf(err, errlen, "HTTP %ld%s", resp.status, detail);
+    rc = resp.status == 401 || resp.status == 403 ? WV_EAUTH : WV_EUPSTREAM;
+  }
+  wv_http_resp_free(&resp);
+  return rc;
+}

@@ -115,6 +115,22 @@ typedef struct {
 } wv_mirror_desc_t;
 
 /*
+ * GET of repo:ref's manifest: *d gets its media type (Content-Type), digest
+ * (of the bytes) and size, in arena a. Errors as wv_mirror_head_digest.
+ */
+int wv_mirror_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry, const char *repo,
+                           const char *ref, int64_t timeout_ms, wv_mirror_desc_t *d);
+
+/*
+ * PUT of a manifest or index (len bytes of media_type) to repo:ref with push
+ * credentials. 0, WV_EAUTH (401/403), WV_EUPSTREAM (another status), or the
+ * transport's error; err says what.
+ */
+int wv_mirror_put_manifest(wv_upstream_t *u, const char *registry, const char *repo,
+                           const char *ref, const char *media_type, const char *body, size_t len,
+                           int64_t timeout_ms, char *err, size_t errlen);
+
+/*
  * Parses a manifest or index (len bytes) and lists what it references: an
  * index's manifests, or a manifest's config then layers. content_type is the
  * registry's Content-Type (may be NULL: the document's mediaType is used,

@@ -100,7 +100,7 @@ static int env_open(env_t *e, const char *build) {
   o.mem = WV_JOB_MEM_NONE;
   int rc = wv_job_engine_new(&o, &e->app.jobs);
   rc = rc ? rc : wv_builder_register(e->app.jobs, &e->cfg, e->app.store, e->app.cas);
-  rc = rc ? rc : wv_build_register(e->app.jobs);
+  rc = rc ? rc : wv_build_register(e->app.jobs, &e->app);
   return rc ? rc : wv_job_engine_start(e->app.jobs);
 }
 
@@ -225,7 +225,7 @@ TEST(refusals) {
       submit(&e, file_body(&e, "FROM x\n", ",\"containerPlatform\":\"linux/amd64,linux/arm64\""),
              &out, &msg),
       WV_EUNSUPPORTED);
-  CHECK(strncmp(msg, "Multi-platform builds are not supported", 39) == 0);
+  CHECK(strncmp(msg, "Multi-platform builds need a build repository", 45) == 0);
   CHECK_EQ_INT(
       submit(&e, file_body(&e, "FROM x\nCOPY /root/.docker/config.json /\n", NULL), &out, &msg),
       WV_EINVAL);

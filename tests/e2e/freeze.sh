@@ -6,7 +6,8 @@
 # (a data: layer, env, workingDir, entrypoint) by an authenticated request, a
 # freeze of a Dockerfile, a target without credentials (400 before anything
 # runs), a pull of the target while it builds (fails at the registry), an
-# identical second request (cached). Then waved is stopped and the target is
+# identical second request (cached), a multi-platform freeze (two child
+# builds, then an OCI index on the parent tag). Then waved is stopped and the target is
 # checked directly with skopeo: config, layer count, the added file.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -115,7 +116,26 @@ ok "repeat: same target and build, cached, succeeded" \
   is "$(field "$T/r3.json" '[d["targetImage"], d["buildId"], d["cached"], d["succeeded"]]')" \
   "[\"$TI1\", \"$ID1\", true, true]"
 
-# ---- 5. waved stopped: the target registry alone serves the frozen images ----------------
+# ---- 5. multi-platform freeze (§4.4): two child builds, then an OCI index ----------------
+mkdir -p "$T/mctx" && echo "multi-arch payload" >"$T/mctx/payload.txt"
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$T/mctx" -cf "$T/mctx.tar" .
+gzip -n -c "$T/mctx.tar" >"$T/mctx.tgz"
+MCTX="{\"location\":\"data:$(base64 -w0 "$T/mctx.tgz")\",\"tarDigest\":\"sha256:$(sha256 "$T/mctx.tar")\"}"
+MCF=$(b64 'FROM scratch\nCOPY payload.txt /payload.txt\n')
+ok "multi: 200" is "$(post "{\"containerFile\":\"$MCF\",\"buildContext\":$MCTX,\"freeze\":true,\"buildRepository\":\"$DST/frozen-multi\",\"containerPlatform\":\"linux/amd64,linux/arm64\",\"towerAccessToken\":\"$TOKEN\"}" "$T/r4.json")" 200
+TI4=$(field "$T/r4.json" 'd["targetImage"]')
+ok "multi: parent build id bd-<parent tag>_0" is "$(field "$T/r4.json" 'd["buildId"]')" "bd-${TI4##*:}_0"
+ok "multi: status DONE" wait_done "$(field "$T/r4.json" 'd["requestId"]')"
+ok "multi: succeeded" is "$(field "$T/st.json" 'd["succeeded"]')" True
+# The children, named as ordinary single-platform builds of the same file.
+KIDS=$(ls "$WAVED_DIR/data/build" | grep -E '^bd-[0-9a-f]{16}_1$' | sort)
+KID_TAGS=""
+for k in $KIDS; do
+  grep -q 'payload.txt' "$WAVED_DIR/data/build/$k/Containerfile" && KID_TAGS="$KID_TAGS ${k:3:16}"
+done
+ok "multi: two child builds" is "$(echo $KID_TAGS | wc -w)" 2
+
+# ---- 6. waved stopped: the target registry alone serves the frozen images ----------------
 stop_waved
 ok "waved is stopped" bash -c "! curl -s -o /dev/null $WAVED_URL/health"
 skopeo inspect --config --creds "$CREDS" --tls-verify=false "docker://$TI1" >"$T/c1.json"
@@ -139,5 +159,24 @@ skopeo copy --quiet --src-creds "$CREDS" --src-tls-verify=false "docker://$TI2" 
 ok "file: /f written by RUN is in a layer" is "$(layer_has "$T/out2" f frozen)" yes
 ok "file: no token needed, anonymous pull refused by the target" \
   bash -c "! skopeo inspect --tls-verify=false docker://$TI2 >/dev/null 2>&1"
+
+skopeo inspect --raw --creds "$CREDS" --tls-verify=false "docker://$TI4" >"$T/idx.json"
+ok "multi: the parent tag is an OCI index" \
+  is "$(json_get "$T/idx.json" 'd["mediaType"]')" application/vnd.oci.image.index.v1+json
+ok "multi: with linux/amd64 and linux/arm64" \
+  is "$(json_get "$T/idx.json" 'sorted(m["platform"]["os"]+"/"+m["platform"]["architecture"] for m in d["manifests"])')" \
+  '["linux/amd64", "linux/arm64"]'
+want=""
+for t in $KID_TAGS; do
+  want="$want $(skopeo inspect --creds "$CREDS" --tls-verify=false "docker://$DST/frozen-multi:$t" | json_get - 'd["Digest"]')"
+done
+ok "multi: index digests are the child tags' digests" \
+  is "$(json_get "$T/idx.json" '" ".join(sorted(m["digest"] for m in d["manifests"]))')" "$(echo $want | tr ' ' '\n' | sort | xargs)"
+for arch in amd64 arm64; do
+  skopeo copy --quiet --override-arch $arch --src-creds "$CREDS" --src-tls-verify=false "docker://$TI4" "oci:$T/m-$arch:x"
+  ok "multi: $arch image from the index holds the payload" is "$(layer_has "$T/m-$arch" payload.txt 'multi-arch payload')" yes
+  ok "multi: $arch config says $arch" \
+    is "$(skopeo inspect --override-arch $arch --config --creds "$CREDS" --tls-verify=false "docker://$TI4" | json_get - 'd["architecture"]')" $arch
+done
 
 e2e_finish
