@@ -68,11 +68,15 @@ static int fail(const char **msg, int rc, const char *m) {
 }
 
 /* Requests this release does not build yet, and the container file's own rules (§4.1). */
-static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const char **msg) {
+static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
+                           const char **msg) {
   if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */
     return fail(msg, WV_EUNSUPPORTED,
                 "Build service is not enabled - Check Wave configuration setting "
                 "'wave.build.enabled'" MSG_SUFFIX_501);
+  if (r->format && strcmp(r->format, "sif") == 0) /* buildah builds OCI images only */
+    return fail(msg, WV_EUNSUPPORTED,
+                "Singularity builds are not supported by this server" MSG_SUFFIX_501);
   return 0;
 }
 
@@ -503,7 +507,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   minted_t m = {.in = &in};
   outcome_t o = {D_NEW, NULL};
   *resp = NULL;
-  int rc = check_supported(app->cfg, app->jobs, msg);
+  int rc = check_supported(app->cfg, app->jobs, r, msg);
   rc = rc ? rc : wv_build_container_file(a, app->cfg, r, &in.file, &in.conda, &in.tpl, msg);
   in.freeze = r->freeze;
   in.platform = plan->platform;

@@ -226,6 +226,12 @@ TEST(refusals) {
              &out, &msg),
       WV_EUNSUPPORTED);
   CHECK(strncmp(msg, "Multi-platform builds need a build repository", 45) == 0);
+  CHECK_EQ_INT(submit(&e,
+                      "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
+                      "\"format\":\"sif\",\"buildRepository\":\"reg.example.com/a/b\"}",
+                      &out, &msg),
+               WV_EUNSUPPORTED);
+  CHECK(strncmp(msg, "Singularity builds are not supported", 36) == 0);
   CHECK_EQ_INT(
       submit(&e, file_body(&e, "FROM x\nCOPY /root/.docker/config.json /\n", NULL), &out, &msg),
       WV_EINVAL);
