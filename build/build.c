@@ -253,6 +253,8 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                                  .name = "cleanup-layout",
                                  .fn = WV_BUILD_CLEANUP_FN,
                                  .may_fail = true};
+  if (n < WV_JOB_STEPS_MAX && wv_build_scan_step(in, &steps[n]))
+    n++;
   wv_job_spec_t spec = {.id = id,
                         .kind = WV_BUILD_KIND,
                         .workdir = workdir,
@@ -387,6 +389,9 @@ static int mint(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv
                         .client_ip = client_ip,
                         .build_id = m->job_id,
                         .cc_json = m->res.cc_token_json,
+                        .scan_id = m->in->scan_id,
+                        .scan_mode = m->in->scan_mode,
+                        .scan_levels = m->in->scan_id ? wv_creq_scan_levels(a, r) : NULL,
                         .created_ms = m->res.created_ns / WV_NS_PER_MS,
                         .expires_ms = m->res.expires_ns / WV_NS_PER_MS};
     wv_buf_reset(&tok);
@@ -453,9 +458,11 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
     }
     rc = rc ? rc : wv_json_add_bool(j, "freeze", r->freeze);
     rc = rc ? rc : wv_json_add_bool(j, "mirror", false);
-    if (!rc && (o->d == D_DONE_OK || o->d == D_EXISTS || (r->dry_run && dry_exists)))
+    rc = rc ? rc : wv_json_add_str(j, "scanId", m->res.scan_id);
+    bool say = !m->res.scan_id; /* §1.3: succeeded is always omitted when scanId is set */
+    if (!rc && say && (o->d == D_DONE_OK || o->d == D_EXISTS || (r->dry_run && dry_exists)))
       rc = wv_json_add_bool(j, "succeeded", true);
-    else if (!rc && o->d == D_DONE_FAIL)
+    else if (!rc && say && o->d == D_DONE_FAIL)
       rc = wv_json_add_bool(j, "succeeded", false);
   }
   if (rc) {
@@ -482,6 +489,7 @@ static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
     kids[i] = *parent;
     kids[i].platform = platforms[i];
     kids[i].multi_arg = NULL;
+    kids[i].scan_id = kids[i].scan_mode = NULL; /* no per-child scans (§4.4) */
     rc = make_names(app, a, r, true, &kids[i], msg);
     bool exists = !rc && target_exists(app, a, &kids[i]);
     outcome_t o = {D_NEW, NULL};
@@ -532,15 +540,23 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
     m.build_id = wv_naming_dry_run_id(a, in.cid);
     o.d = D_NEW;
   } else {
-    rc = decide(app, a, &in, exists, now_ns, &o);
+    bool scan_new = false;
+    rc = wv_build_scan_reserve(app, a, r, plan, &in, &scan_new);
+    rc = rc ? rc : decide(app, a, &in, exists, now_ns, &o);
     if (!rc && o.d == D_NEW && plan->plat.n > 1)
       rc = submit_children(app, a, r, plan, &in, client_ip, now_ns, msg);
     if (!rc && o.d == D_NEW)
       rc = new_build(app, a, r, plan, &in, exists, client_ip, now_ns, &o, msg);
-    if (rc)
+    if (rc) {
+      wv_build_scan_abandon(app, &in, scan_new);
       return rc;
+    }
     m.build_id = m.job_id = o.id;
     m.build_new = o.d == D_NEW;
+    m.res.scan_id = in.scan_id;
+    m.res.scan_new = scan_new;
+    wv_build_scan_after(app, &in, scan_new, m.build_new ? o.id : NULL,
+                        o.d == D_EXISTS || o.d == D_DONE_OK, o.d == D_DONE_FAIL);
   }
   bool oom = false;
   json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_TOKEN, &oom);
@@ -573,5 +589,6 @@ static int cleanup_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 
 int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
+  rc = rc ? rc : wv_build_scan_register(e, app);
   return rc ? rc : wv_build_multi_register(e, app);
 }

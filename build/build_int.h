@@ -27,6 +27,8 @@ typedef struct {
   const char *tar_digest; /* buildContext.tarDigest, NULL when none */
   const char *platform;   /* normalised platform of this build */
   int64_t deadline_ms;    /* job deadline, 0 = the build kind's default */
+  const char *scan_id;    /* the reserved scan of the target, NULL when none */
+  const char *scan_mode;  /* "async"/"required" with scan_id */
   const char *multi_arg;  /* the parent of a multi-platform build: its job's argument */
   bool freeze;            /* a freeze build: layer archives, real target in the response */
 } wv_binput_t;
@@ -67,6 +69,22 @@ int wv_build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
 int wv_build_multi_register(wv_job_engine_t *e, const wv_app_t *app);
 const char *wv_build_multi_arg(wv_arena_t *a, const char *target, const wv_binput_t *kids,
                                const char *const *ids, size_t n);
+
+/*
+ * The scan of the built image (build/build_scan.c). reserve sets in->scan_id
+ * (and *is_new) when a scan is due; step gives the job's last step when it
+ * is; after says what the build's outcome means for it (new_job: the id of
+ * a build this request started; usable: the image is there; failed: a cached
+ * failure); abandon releases a scan of a build that could not start.
+ */
+#define WV_BUILD_SCAN_FN "build-scan"
+int wv_build_scan_reserve(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                          const wv_creq_plan_t *plan, wv_binput_t *in, bool *is_new);
+bool wv_build_scan_step(const wv_binput_t *in, wv_job_step_t *step);
+void wv_build_scan_after(const wv_app_t *app, const wv_binput_t *in, bool is_new,
+                         const char *new_job, bool usable, bool failed);
+void wv_build_scan_abandon(const wv_app_t *app, const wv_binput_t *in, bool is_new);
+int wv_build_scan_register(wv_job_engine_t *e, const wv_app_t *app);
 
 /* Removes a directory tree (no symlink is followed). Best effort. */
 void wv_build_rmtree(const char *dir);

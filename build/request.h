@@ -149,4 +149,7 @@ const char *wv_creq_account_for_token(const wv_config_t *cfg, const char *token)
 /* The response of §1.3 for a plain request (v1 or v2 shape). */
 json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res);
 
+/* The request's scanLevels as "LOW,MEDIUM" (arena string), NULL when none are allowed. */
+const char *wv_creq_scan_levels(wv_arena_t *a, const wv_creq_t *r);
+
 #endif

@@ -51,7 +51,7 @@ static const char *json_text(wv_arena_t *a, json_object *o) {
 }
 
 /* scanLevels as "LOW,MEDIUM" (arena), NULL when none are allowed. */
-static const char *scan_levels(wv_arena_t *a, const wv_creq_t *r) {
+const char *wv_creq_scan_levels(wv_arena_t *a, const wv_creq_t *r) {
   const char *s = NULL;
   for (size_t i = 0; i < r->n_scan_levels; i++)
     s = s ? wv_arena_sprintf(a, "%s,%s", s, r->scan_levels[i]) : r->scan_levels[i];
@@ -98,7 +98,7 @@ static int encode_records(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
                       .cc_json = res->cc_token_json,
                       .scan_id = res->scan_id,
                       .scan_mode = res->scan_id ? r->scan_mode : NULL,
-                      .scan_levels = res->scan_id ? scan_levels(a, r) : NULL,
+                      .scan_levels = res->scan_id ? wv_creq_scan_levels(a, r) : NULL,
                       .created_ms = res->created_ns / WV_NS_PER_MS,
                       .expires_ms = res->expires_ns / WV_NS_PER_MS};
   wv_buf_reset(tok);

@@ -179,4 +179,27 @@ for arch in amd64 arm64; do
     is "$(skopeo inspect --override-arch $arch --config --creds "$CREDS" --tls-verify=false "docker://$TI4" | json_get - 'd["architecture"]')" $arch
 done
 
+# ---- 7. scans (docs/scan.md "For builds and mirrors"): a freeze with scanning on ---------
+start_waved "wave:
+  scan: {enabled: true}
+  accounts: {alice: $TOKEN_HASH}
+  registries:
+    '$DST': {username: $USER_, password: $PASS_, insecure: true}"
+CF5=$(b64 "FROM $SRC/library/busybox:latest\nRUN echo scanned > /s\n")
+ok "scan: freeze with scanning enabled -> 200" \
+  is "$(post "{\"containerFile\":\"$CF5\",\"freeze\":true,\"buildRepository\":\"$DST/frozen-scan\"}" "$T/r5.json")" 200
+SID=$(field "$T/r5.json" 'd["scanId"]')
+ok "scan: the response names the scan, succeeded omitted" \
+  is "$(field "$T/r5.json" '[d["scanId"][:3], "succeeded" in d]')" '["sc-", false]'
+ok "scan: container status DONE" wait_done "$(field "$T/r5.json" 'd["requestId"]')"
+for i in $(seq 1 300); do
+  curl -s -o "$T/scan.json" "$WAVED_URL/v1alpha1/scans/$SID"
+  [ "$(field "$T/scan.json" 'd["status"]')" = PENDING ] || break
+  sleep 0.1
+done
+ok "scan: the scan ran on the frozen image after the push" \
+  is "$(field "$T/scan.json" '[d["status"], d["buildId"], d["containerImage"]]')" \
+  "[\"SUCCEEDED\", \"$(field "$T/r5.json" 'd["buildId"]')\", \"$(field "$T/r5.json" 'd["targetImage"]')\"]"
+stop_waved
+
 e2e_finish
