@@ -38,7 +38,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MINT_ATTEMPTS 4
 #define MSG_SUFFIX_501 " - HTTP status=501 - response=-"
 
 static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -361,77 +360,61 @@ typedef struct {
   bool build_new;
 } minted_t;
 
+typedef struct {
+  const wv_app_t *app;
+  wv_arena_t *a;
+  const wv_creq_t *r;
+  const wv_creq_plan_t *plan;
+  const char *client_ip;
+  minted_t *m;
+} mint_t;
+
+/* The token record and the request record for the token just drawn (m->res.token). */
+static int encode_cb(void *arg, wv_buf_t *tok, const char **rtext) {
+  mint_t *x = arg;
+  minted_t *m = x->m;
+  wv_arena_t *a = x->a;
+  const char *token = m->res.token, *path = wv_ref_path_and_ref(a, &m->in->tref);
+  /* Freeze: clients pull the real image; its token is refused by /v2 (§4.3). */
+  m->res.target_image =
+      m->in->freeze ? m->in->target
+      : path ? wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(x->app->cfg), token, path)
+             : NULL;
+  wv_token_rec_t t = {.token = token,
+                      .kind = m->in->freeze ? WV_TOKEN_FREEZE : WV_TOKEN_BUILD,
+                      .registry = m->in->tref.registry,
+                      .image = m->in->tref.path,
+                      .reference = m->in->tref.reference,
+                      .container_image = m->res.container_image,
+                      .target_image = m->res.target_image,
+                      .platform = x->plan->platform,
+                      .user = x->plan->user,
+                      .client_ip = x->client_ip,
+                      .build_id = m->job_id,
+                      .cc_json = m->res.cc_token_json,
+                      .scan_id = m->in->scan_id,
+                      .scan_mode = m->in->scan_mode,
+                      .scan_levels = m->in->scan_id ? wv_creq_scan_levels(a, x->r) : NULL,
+                      .created_ms = m->res.created_ns / WV_NS_PER_MS,
+                      .expires_ms = m->res.expires_ns / WV_NS_PER_MS};
+  int rc = m->res.target_image ? wv_token_encode(&t, tok) : WV_ENOMEM;
+  bool oom = false;
+  json_object *cc = rc ? NULL : wv_cc_to_json(&x->r->cc, WV_CC_FOR_RECORD, &oom);
+  json_object *rec = rc || oom ? NULL : wv_record_new(x->r, x->plan, &m->res, x->client_ip, cc);
+  int jrc = rec ? 0 : WV_ENOMEM;
+  jrc = jrc ? jrc : wv_json_add_str(rec, "buildId", m->build_id);
+  jrc = jrc ? jrc : wv_json_add_bool(rec, "buildNew", m->build_new);
+  jrc = jrc ? jrc : wv_json_add_str(rec, "containerFile", m->in->file);
+  jrc = jrc ? jrc : wv_json_add_str(rec, "condaFile", m->in->conda);
+  *rtext = jrc ? NULL : wv_arena_strdup(a, wv_json_compact(rec));
+  json_object_put(rec);
+  return rc ? rc : (*rtext ? 0 : WV_ENOMEM);
+}
+
 static int mint(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_creq_plan_t *plan,
                 const char *client_ip, minted_t *m) {
-  size_t len = (size_t)app->cfg->token_length;
-  char *token = wv_arena_alloc(a, len + 1);
-  const char *path = wv_ref_path_and_ref(a, &m->in->tref);
-  wv_buf_t tok;
-  wv_buf_init(&tok, WV_TOKEN_MAX_RECORD);
-  int rc = token && path ? 0 : WV_ENOMEM;
-  for (int attempt = 0; !rc && attempt < MINT_ATTEMPTS; attempt++) {
-    rc = wv_rand_id(token, len, WV_RAND_ALNUM_LOWER);
-    m->res.token = token;
-    /* Freeze: clients pull the real image; its token is refused by /v2 (§4.3). */
-    m->res.target_image =
-        m->in->freeze
-            ? m->in->target
-            : wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(app->cfg), token, path);
-    wv_token_rec_t t = {.token = token,
-                        .kind = m->in->freeze ? WV_TOKEN_FREEZE : WV_TOKEN_BUILD,
-                        .registry = m->in->tref.registry,
-                        .image = m->in->tref.path,
-                        .reference = m->in->tref.reference,
-                        .container_image = m->res.container_image,
-                        .target_image = m->res.target_image,
-                        .platform = plan->platform,
-                        .user = plan->user,
-                        .client_ip = client_ip,
-                        .build_id = m->job_id,
-                        .cc_json = m->res.cc_token_json,
-                        .scan_id = m->in->scan_id,
-                        .scan_mode = m->in->scan_mode,
-                        .scan_levels = m->in->scan_id ? wv_creq_scan_levels(a, r) : NULL,
-                        .created_ms = m->res.created_ns / WV_NS_PER_MS,
-                        .expires_ms = m->res.expires_ns / WV_NS_PER_MS};
-    wv_buf_reset(&tok);
-    rc = rc ? rc : (m->res.target_image ? wv_token_encode(&t, &tok) : WV_ENOMEM);
-    bool oom = false;
-    json_object *cc = rc ? NULL : wv_cc_to_json(&r->cc, WV_CC_FOR_RECORD, &oom);
-    json_object *rec = rc || oom ? NULL : wv_record_new(r, plan, &m->res, client_ip, cc);
-    int jrc = rec ? 0 : WV_ENOMEM;
-    jrc = jrc ? jrc : wv_json_add_str(rec, "buildId", m->build_id);
-    jrc = jrc ? jrc : wv_json_add_bool(rec, "buildNew", m->build_new);
-    jrc = jrc ? jrc : wv_json_add_str(rec, "containerFile", m->in->file);
-    jrc = jrc ? jrc : wv_json_add_str(rec, "condaFile", m->in->conda);
-    const char *rtext = jrc ? NULL : wv_arena_strdup(a, wv_json_compact(rec));
-    json_object_put(rec);
-    if (rc || !rtext) {
-      rc = rc ? rc : WV_ENOMEM;
-      break;
-    }
-    wv_store_op_t ops[2] = {
-        {.kind = WV_STORE_PUT_NX,
-         .db = WV_DB_TOKENS,
-         .key = token,
-         .val = tok.data,
-         .val_len = tok.len,
-         .expires_ms = t.expires_ms},
-        {.kind = WV_STORE_PUT_NX,
-         .db = WV_DB_REQUESTS,
-         .key = token,
-         .val = rtext,
-         .val_len = strlen(rtext),
-         .expires_ms = t.created_ms + app->cfg->record_ttl_ms},
-    };
-    rc = wv_store_apply(app->store, ops, 2, NULL);
-    if (rc == WV_EEXISTS)
-      rc = attempt + 1 < MINT_ATTEMPTS ? 0 : WV_EINTERNAL; /* collision: draw again */
-    else
-      break;
-  }
-  wv_buf_free(&tok);
-  return rc;
+  mint_t x = {app, a, r, plan, client_ip, m};
+  return wv_creq_mint(app, a, &m->res, encode_cb, &x);
 }
 
 static json_object *response(const wv_creq_t *r, const minted_t *m, const outcome_t *o,

@@ -78,12 +78,16 @@ const char *wv_build_multi_arg(wv_arena_t *a, const char *target, const wv_binpu
  * failure); abandon releases a scan of a build that could not start.
  */
 #define WV_BUILD_SCAN_FN "build-scan"
+#define WV_MIRROR_SCAN_FN "mirror-scan"
 int wv_build_scan_reserve(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                           const wv_creq_plan_t *plan, wv_binput_t *in, bool *is_new);
 bool wv_build_scan_step(const wv_binput_t *in, wv_job_step_t *step);
 void wv_build_scan_after(const wv_app_t *app, const wv_binput_t *in, bool is_new,
                          const char *new_job, bool usable, bool failed);
 void wv_build_scan_abandon(const wv_app_t *app, const wv_binput_t *in, bool is_new);
+/* The same for any job kind (mirrors): origin says what started the scan. */
+void wv_build_scan_outcome(const wv_app_t *app, const char *scan_id, int origin, bool is_new,
+                           const char *new_job, bool usable, bool failed);
 int wv_build_scan_register(wv_job_engine_t *e, const wv_app_t *app);
 
 /* Removes a directory tree (no symlink is followed). Best effort. */

@@ -12,7 +12,9 @@
  *   - an image that is there already (cached) starts the scan at once;
  *   - a cached failure abandons a scan this request reserved.
  *
- * Multi-platform builds are not scanned here (see docs/compatibility.md).
+ * Mirrors (build/mirror_req.c) use the same pieces with their own step
+ * ("mirror-scan"). Multi-platform builds are not scanned here (see
+ * docs/compatibility.md).
  */
 #include "build/build_int.h"
 #include "core/err.h"
@@ -56,26 +58,31 @@ static void build_done_cb(void *arg, const wv_job_info_t *info) {
   free(w);
 }
 
-void wv_build_scan_after(const wv_app_t *app, const wv_binput_t *in, bool is_new,
-                         const char *new_job, bool usable, bool failed) {
-  if (!in->scan_id)
+void wv_build_scan_outcome(const wv_app_t *app, const char *scan_id, int origin, bool is_new,
+                           const char *new_job, bool usable, bool failed) {
+  if (!scan_id)
     return;
   if (new_job) {
     waiter_t *w = calloc(1, sizeof *w);
     if (w) {
       w->app = app;
-      snprintf(w->id, sizeof w->id, "%s", in->scan_id);
+      snprintf(w->id, sizeof w->id, "%s", scan_id);
     }
-    if (!w || wv_job_on_done(app->jobs, new_job, build_done_cb, w) != 0)
-      free(w); /* the scan then stays pending if the build fails: logged below */
-    if (!w)
-      wv_warn("build %s: scan %s will not be abandoned if the build fails", new_job, in->scan_id);
+    if (!w || wv_job_on_done(app->jobs, new_job, build_done_cb, w) != 0) {
+      free(w);
+      wv_warn("job %s: scan %s will not be abandoned if it fails", new_job, scan_id);
+    }
   } else if (usable) {
-    if (wv_scan_start(app, in->scan_id, WV_SCAN_FOR_BUILD, NULL) != 0)
-      wv_warn("scan %s of %s could not start", in->scan_id, in->target);
+    if (wv_scan_start(app, scan_id, (wv_scan_origin_t)origin, NULL) != 0)
+      wv_warn("scan %s could not start", scan_id);
   } else if (failed && is_new) {
-    wv_scan_abandon(app, in->scan_id, "The container build failed");
+    wv_scan_abandon(app, scan_id, "The container build failed");
   }
+}
+
+void wv_build_scan_after(const wv_app_t *app, const wv_binput_t *in, bool is_new,
+                         const char *new_job, bool usable, bool failed) {
+  wv_build_scan_outcome(app, in->scan_id, WV_SCAN_FOR_BUILD, is_new, new_job, usable, failed);
 }
 
 void wv_build_scan_abandon(const wv_app_t *app, const wv_binput_t *in, bool is_new) {
@@ -83,14 +90,22 @@ void wv_build_scan_abandon(const wv_app_t *app, const wv_binput_t *in, bool is_n
     wv_scan_abandon(app, in->scan_id, "The container build could not be started");
 }
 
-static int scan_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *id) {
-  const wv_app_t *app = fn_arg;
-  int rc = id ? wv_scan_start(app, id, WV_SCAN_FOR_BUILD, wv_job_ctx_id(ctx)) : 0;
+static int start_scan(wv_job_ctx_t *ctx, const wv_app_t *app, wv_scan_origin_t origin,
+                      const char *id) {
+  int rc = id ? wv_scan_start(app, id, origin, wv_job_ctx_id(ctx)) : 0;
   if (rc)
     wv_job_ctx_logf(ctx, "scan %s could not start: %s", id, wv_strerror(rc));
   else if (id)
     wv_job_ctx_logf(ctx, "scan %s started", id);
   return 0; /* the image is pushed: the build succeeded whatever the scan does */
+}
+
+static int build_scan_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *id) {
+  return start_scan(ctx, fn_arg, WV_SCAN_FOR_BUILD, id);
+}
+
+static int mirror_scan_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *id) {
+  return start_scan(ctx, fn_arg, WV_SCAN_FOR_MIRROR, id);
 }
 
 bool wv_build_scan_step(const wv_binput_t *in, wv_job_step_t *step) {
@@ -105,5 +120,6 @@ bool wv_build_scan_step(const wv_binput_t *in, wv_job_step_t *step) {
 }
 
 int wv_build_scan_register(wv_job_engine_t *e, const wv_app_t *app) {
-  return wv_job_register_fn(e, WV_BUILD_SCAN_FN, scan_fn, (void *)app);
+  int rc = wv_job_register_fn(e, WV_BUILD_SCAN_FN, build_scan_fn, (void *)app);
+  return rc ? rc : wv_job_register_fn(e, WV_MIRROR_SCAN_FN, mirror_scan_fn, (void *)app);
 }

@@ -8,6 +8,7 @@
  * of two identical requests exactly one submits the job and the other reads
  * a complete entry. If the submit fails both are deleted again.
  */
+#include "build/build_int.h"
 #include "build/mirror_req.h"
 #include "build/records.h"
 #include "core/err.h"
@@ -18,13 +19,13 @@
 #include "core/timefmt.h"
 #include "registry/mirror.h"
 #include "registry/upstream.h"
+#include "scan/scan.h"
 #include "storage/store.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define MINT_ATTEMPTS 4
 #define CHECK_TIMEOUT_MS 20000 /* each HEAD / probe made while the client waits */
 
 /* What the request ends up pointing at. */
@@ -32,6 +33,7 @@ typedef struct {
   const char *id; /* mirror id; NULL when cached without a record of ours */
   bool cached;    /* the target holds the image, or the shared mirror ended */
   int succeeded;  /* 1, 0, or -1 while the mirror runs */
+  bool started;   /* this request started the mirror job */
 } track_t;
 
 int wv_mirror_target(wv_arena_t *a, const char *build_repository, const wv_ref_t *src,
@@ -129,9 +131,17 @@ static int entry_read(const wv_app_t *app, wv_arena_t *a, const char *key, const
   return rc;
 }
 
-static int submit_job(const wv_app_t *app, const char *id) {
-  wv_job_step_t step = {.type = WV_JOB_STEP_FN, .name = "copy", .fn = WV_MIRROR_COPY_FN, .arg = id};
-  wv_job_spec_t spec = {.id = id, .kind = WV_MIRROR_KIND, .steps = &step, .nsteps = 1};
+/* The copy, then (scanMode async/required) the scan of the target once it is there. */
+static int submit_job(const wv_app_t *app, const char *id, const char *scan_id) {
+  wv_job_step_t steps[2] = {
+      {.type = WV_JOB_STEP_FN, .name = "copy", .fn = WV_MIRROR_COPY_FN, .arg = id},
+      {.type = WV_JOB_STEP_FN,
+       .name = "scan",
+       .fn = WV_MIRROR_SCAN_FN,
+       .arg = scan_id,
+       .may_fail = true}};
+  wv_job_spec_t spec = {
+      .id = id, .kind = WV_MIRROR_KIND, .steps = steps, .nsteps = scan_id ? 2 : 1};
   int rc = wv_job_submit(app->jobs, &spec, NULL);
   return rc ? rc : wv_mirror_watch(app, id);
 }
@@ -140,6 +150,7 @@ typedef struct {
   const wv_creq_plan_t *plan;
   const wv_creq_t *r;
   const char *source, *target, *digest;
+  const char *scan_id, *scan_mode; /* the target's scan, NULL when none is due */
   int64_t now_ns;
 } mreq_t;
 
@@ -181,7 +192,7 @@ static int start_or_join(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, tr
       return rc == WV_ENOTFOUND ? WV_EBUSY : rc; /* expired in between: let the client retry */
     bool ended = wv_job_get(app->jobs, old_id, &info) == 0 && info.state >= WV_JOB_SUCCEEDED;
     if (!ended || strcmp(old_digest, q->digest) == 0) {
-      *tr = (track_t){old_id, ended, ended ? info.state == WV_JOB_SUCCEEDED : -1};
+      *tr = (track_t){old_id, ended, ended ? info.state == WV_JOB_SUCCEEDED : -1, false};
       return 0;
     }
     /* The shared mirror copied another digest of the source: mirror again. */
@@ -190,7 +201,7 @@ static int start_or_join(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, tr
   }
   if (rc)
     return rc;
-  if ((rc = submit_job(app, id))) {
+  if ((rc = submit_job(app, id, q->scan_id))) {
     wv_error("mirror %s: cannot start the job: %s", id, wv_strerror(rc));
     wv_store_op_t undo[2] = {{.kind = WV_STORE_DEL, .db = WV_DB_MIRRORS, .key = key},
                              {.kind = WV_STORE_DEL, .db = WV_DB_MIRRORS, .key = id}};
@@ -198,8 +209,22 @@ static int start_or_join(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, tr
     return rc;
   }
   wv_info("mirror %s: %s -> %s (%s)", id, q->source, q->target, q->plan->user);
-  *tr = (track_t){id, false, -1};
+  *tr = (track_t){id, false, -1, true};
   return 0;
+}
+
+/* scanMode async/required: the target's scan (id from its name and digest), reserved first. */
+static int reserve_scan(const wv_app_t *app, wv_arena_t *a, mreq_t *q, bool *is_new) {
+  const char *mode = q->r->scan_mode;
+  if (!mode || strcmp(mode, "none") == 0 || !app->cfg->scan_enabled || q->r->dry_run)
+    return 0;
+  char *id = wv_arena_alloc(a, WV_SCAN_ID_MAX + 1);
+  int rc =
+      id ? wv_scan_reserve_image(app, q->target, q->digest, false, q->plan->platform, id, is_new)
+         : WV_ENOMEM;
+  q->scan_id = rc ? NULL : id;
+  q->scan_mode = rc ? NULL : mode;
+  return rc;
 }
 
 /* Step 4, then 5: what the request points at. */
@@ -212,7 +237,8 @@ static int track_mirror(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, con
   if (q->r->dry_run) {
     char hex[13];
     int rc = wv_rand_hex12(hex);
-    *tr = (track_t){rc ? NULL : wv_arena_sprintf(a, WV_MIRROR_ID_PREFIX "%s_0", hex), cached, 1};
+    *tr = (track_t){rc ? NULL : wv_arena_sprintf(a, WV_MIRROR_ID_PREFIX "%s_0", hex), cached, 1,
+                    false};
     return rc ? rc : tr->id ? 0 : WV_ENOMEM;
   }
   if (!cached)
@@ -245,6 +271,9 @@ static int encode(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, const wv_
                       .user = q->plan->user,
                       .client_ip = client_ip,
                       .build_id = tr->id,
+                      .scan_id = q->scan_id,
+                      .scan_mode = q->scan_mode,
+                      .scan_levels = q->scan_id ? wv_creq_scan_levels(a, q->r) : NULL,
                       .created_ms = res->created_ns / WV_NS_PER_MS,
                       .expires_ms = res->expires_ns / WV_NS_PER_MS};
   wv_buf_reset(tok);
@@ -263,43 +292,26 @@ static int encode(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, const wv_
   return *rec ? 0 : rc ? rc : WV_ENOMEM;
 }
 
-/* Step 6: the token and the persisted request record, durably; redraws on a collision. */
+typedef struct {
+  const wv_app_t *app;
+  wv_arena_t *a;
+  const mreq_t *q;
+  const wv_ref_t *tref;
+  const track_t *tr;
+  const char *client_ip;
+  wv_creq_result_t *res;
+} mint_t;
+
+static int encode_cb(void *arg, wv_buf_t *tok, const char **rec) {
+  mint_t *m = arg;
+  return encode(m->app, m->a, m->q, m->tref, m->tr, m->client_ip, m->res, tok, rec);
+}
+
+/* Step 6: the token and the persisted request record, durably (wv_creq_mint). */
 static int mint(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, const wv_ref_t *tref,
                 const track_t *tr, const char *client_ip, wv_creq_result_t *res) {
-  size_t len = (size_t)app->cfg->token_length;
-  char *token = wv_arena_alloc(a, len + 1);
-  wv_buf_t tok;
-  wv_buf_init(&tok, WV_TOKEN_MAX_RECORD);
-  int rc = token ? 0 : WV_ENOMEM;
-  for (int attempt = 0; !rc && attempt < MINT_ATTEMPTS; attempt++) {
-    const char *rec = NULL;
-    rc = wv_rand_id(token, len, WV_RAND_ALNUM_LOWER);
-    res->token = token;
-    rc = rc ? rc : encode(app, a, q, tref, tr, client_ip, res, &tok, &rec);
-    if (rc)
-      break;
-    wv_store_op_t ops[2] = {
-        {.kind = WV_STORE_PUT_NX,
-         .db = WV_DB_TOKENS,
-         .key = token,
-         .val = tok.data,
-         .val_len = tok.len,
-         .expires_ms = res->expires_ns / WV_NS_PER_MS},
-        {.kind = WV_STORE_PUT_NX,
-         .db = WV_DB_REQUESTS,
-         .key = token,
-         .val = rec,
-         .val_len = strlen(rec),
-         .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms},
-    };
-    rc = wv_store_apply(app->store, ops, 2, NULL);
-    if (rc == WV_EEXISTS)
-      rc = attempt + 1 < MINT_ATTEMPTS ? 0 : WV_EINTERNAL;
-    else
-      break;
-  }
-  wv_buf_free(&tok);
-  return rc;
+  mint_t m = {app, a, q, tref, tr, client_ip, res};
+  return wv_creq_mint(app, a, res, encode_cb, &m);
 }
 
 static json_object *response(const wv_creq_result_t *res, const char *target, const track_t *tr) {
@@ -313,7 +325,8 @@ static json_object *response(const wv_creq_result_t *res, const char *target, co
     rc = wv_json_add_bool(o, "cached", tr->cached);
   rc = rc ? rc : wv_json_add_bool(o, "freeze", false);
   rc = rc ? rc : wv_json_add_bool(o, "mirror", true);
-  if (!rc && tr->succeeded >= 0)
+  rc = rc ? rc : wv_json_add_str(o, "scanId", res->scan_id);
+  if (!rc && tr->succeeded >= 0 && !res->scan_id) /* §1.3: omitted when scanId is set */
     rc = wv_json_add_bool(o, "succeeded", tr->succeeded == 1);
   if (rc) {
     json_object_put(o);
@@ -344,14 +357,23 @@ int wv_mirror_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
               .digest = digest,
               .now_ns = now_ns};
   track_t tr = {0};
+  bool scan_new = false;
+  rc = rc ? rc : reserve_scan(app, a, &q, &scan_new);
   rc = rc ? rc : q.source ? track_mirror(app, a, &q, &tref, &tr) : WV_ENOMEM;
   wv_creq_result_t res = {.target_image = target,
                           .container_image = q.source,
+                          .scan_id = q.scan_id,
+                          .scan_new = scan_new,
                           .created_ns = now_ns,
                           .expires_ns = now_ns + app->cfg->token_ttl_ms * WV_NS_PER_MS};
   rc = rc ? rc : mint(app, a, &q, &tref, &tr, client_ip, &res);
-  if (rc)
+  if (rc) {
+    if (q.scan_id && scan_new && !tr.started)
+      wv_scan_abandon(app, q.scan_id, "The mirror request could not be stored");
     return rc;
+  }
+  wv_build_scan_outcome(app, q.scan_id, WV_SCAN_FOR_MIRROR, scan_new, tr.started ? tr.id : NULL,
+                        tr.succeeded == 1, tr.succeeded == 0);
   *resp = response(&res, target, &tr);
   return *resp ? 0 : WV_ENOMEM;
 }

@@ -35,6 +35,7 @@
 #include "build/front.h"
 #include "core/app.h"
 #include "core/arena.h"
+#include "core/buf.h"
 #include "registry/augment.h"
 #include "registry/platform.h"
 #include "registry/ref.h"
@@ -148,6 +149,19 @@ const char *wv_creq_account_for_token(const wv_config_t *cfg, const char *token)
 
 /* The response of §1.3 for a plain request (v1 or v2 shape). */
 json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res);
+
+/*
+ * Mints a request id/token (§2.1) and writes the token record and the
+ * persisted request record in one durable transaction, drawing again on a
+ * collision: res->token is set before each encode(arg, tok, rec) call, which
+ * fills tok (reset for it) and *rec (an arena string) for that token. The
+ * token expires at res->expires_ns, the record wave.record TTL after
+ * res->created_ns. Returns 0, encode's error, WV_EINTERNAL (collisions
+ * only), or the store's error. Used by plain requests, builds and mirrors.
+ */
+typedef int (*wv_creq_encode_cb)(void *arg, wv_buf_t *tok, const char **rec);
+int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
+                 wv_creq_encode_cb encode, void *arg);
 
 /* The request's scanLevels as "LOW,MEDIUM" (arena string), NULL when none are allowed. */
 const char *wv_creq_scan_levels(wv_arena_t *a, const wv_creq_t *r);

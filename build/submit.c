@@ -113,10 +113,8 @@ static int encode_records(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
   return *rec ? 0 : WV_ENOMEM;
 }
 
-/* Mints the token and writes both records durably; redraws on a collision. */
-static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
-                          const wv_creq_plan_t *plan, const char *client_ip,
-                          wv_creq_result_t *res) {
+int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
+                 wv_creq_encode_cb encode, void *arg) {
   size_t len = (size_t)app->cfg->token_length;
   char *token = wv_arena_alloc(a, len + 1);
   wv_buf_t tok;
@@ -126,7 +124,8 @@ static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
     const char *rec = NULL;
     rc = wv_rand_id(token, len, WV_RAND_ALNUM_LOWER);
     res->token = token;
-    rc = rc ? rc : encode_records(app, a, r, plan, client_ip, res, &tok, &rec);
+    wv_buf_reset(&tok);
+    rc = rc ? rc : encode(arg, &tok, &rec);
     if (rc)
       break;
     wv_store_op_t ops[2] = {
@@ -148,11 +147,31 @@ static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
       break;
     wv_warn("container token collision, drawing another one");
     rc = attempt + 1 < MINT_ATTEMPTS ? 0 : WV_EINTERNAL;
-    if (!rc)
-      continue;
   }
   wv_buf_free(&tok);
   return rc;
+}
+
+typedef struct {
+  const wv_app_t *app;
+  wv_arena_t *a;
+  const wv_creq_t *r;
+  const wv_creq_plan_t *plan;
+  const char *client_ip;
+  wv_creq_result_t *res;
+} plain_t;
+
+static int encode_plain(void *arg, wv_buf_t *tok, const char **rec) {
+  plain_t *p = arg;
+  return encode_records(p->app, p->a, p->r, p->plan, p->client_ip, p->res, tok, rec);
+}
+
+/* Mints the token and writes both records durably. */
+static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                          const wv_creq_plan_t *plan, const char *client_ip,
+                          wv_creq_result_t *res) {
+  plain_t p = {app, a, r, plan, client_ip, res};
+  return wv_creq_mint(app, a, res, encode_plain, &p);
 }
 
 int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,

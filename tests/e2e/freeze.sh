@@ -7,7 +7,8 @@
 # freeze of a Dockerfile, a target without credentials (400 before anything
 # runs), a pull of the target while it builds (fails at the registry), an
 # identical second request (cached), a multi-platform freeze (two child
-# builds, then an OCI index on the parent tag). Then waved is stopped and the target is
+# builds, then an OCI index on the parent tag), scans after a freeze and after
+# a mirror (a second waved with scanning on). Then waved is stopped and the target is
 # checked directly with skopeo: config, layer count, the added file.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -200,6 +201,21 @@ done
 ok "scan: the scan ran on the frozen image after the push" \
   is "$(field "$T/scan.json" '[d["status"], d["buildId"], d["containerImage"]]')" \
   "[\"SUCCEEDED\", \"$(field "$T/r5.json" 'd["buildId"]')\", \"$(field "$T/r5.json" 'd["targetImage"]')\"]"
+# A mirror with scanMode async: the scan runs once the copy is done.
+ok "scan: mirror with scanMode async -> 200" \
+  is "$(post "{\"containerImage\":\"$SRC/library/busybox:latest\",\"mirror\":true,\"buildRepository\":\"$DST/mirrored\",\"scanMode\":\"async\",\"towerAccessToken\":\"$TOKEN\"}" "$T/r6.json")" 200
+MSID=$(field "$T/r6.json" 'd["scanId"]')
+ok "scan: the mirror response names the scan, succeeded omitted" \
+  is "$(field "$T/r6.json" '[d["scanId"][:3], "succeeded" in d, d["mirror"]]')" '["sc-", false, true]'
+ok "scan: mirror status DONE" wait_done "$(field "$T/r6.json" 'd["requestId"]')"
+for i in $(seq 1 300); do
+  curl -s -o "$T/mscan.json" "$WAVED_URL/v1alpha1/scans/$MSID"
+  [ "$(field "$T/mscan.json" 'd["status"]')" = PENDING ] || break
+  sleep 0.1
+done
+ok "scan: the scan ran on the mirrored image" \
+  is "$(field "$T/mscan.json" '[d["status"], d["mirrorId"], d["containerImage"]]')" \
+  "[\"SUCCEEDED\", \"$(field "$T/r6.json" 'd["buildId"]')\", \"$DST/mirrored/library/busybox:latest\"]"
 stop_waved
 
 e2e_finish
