@@ -8,6 +8,7 @@
  */
 #include "build/build.h"
 #include "build/build_api.h"
+#include "build/build_int.h"
 #include "build/builder.h"
 #include "core/ansi.h"
 #include "core/config.h"
@@ -15,6 +16,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timefmt.h"
+#include "http/client.h"
 #include "storage/cas.h"
 #include "storage/embedded.h"
 #include "storage/store.h"
@@ -369,6 +371,63 @@ TEST(build_context_checked) {
   env_close(&e);
 }
 
+/* ---- freeze (§4.3) --------------------------------------------------------------------- */
+
+/* The containerConfig is part of a freeze id (§2.4): another env, another tag. */
+TEST(freeze_id_has_config) {
+  env_t e;
+  CHECK_OK(env_open(&e, "ok"));
+  json_object *out;
+  const char *msg, *tags[3];
+  const char *envs[3] = {"A=1", "A=2", "A=1"};
+  for (int i = 0; i < 3; i++) {
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,\"dryRun\":true,"
+             "\"buildRepository\":\"reg.example.com/a/b\",\"containerConfig\":{\"env\":[\"%s\"]}}",
+             envs[i]);
+    CHECK_OK(submit(&e, body, &out, &msg));
+    tags[i] = wv_arena_strdup(e.a, jstr(out, "targetImage"));
+    json_object_put(out);
+  }
+  CHECK(strcmp(tags[0], tags[1]) != 0);
+  CHECK_EQ_STR(tags[0], tags[2]);
+  env_close(&e);
+}
+
+/* Layer archives: from the blob store with size and digest checked; a URL that fails is a 400. */
+TEST(freeze_layer_archives) {
+  env_t e;
+  CHECK_OK(env_open(&e, "ok"));
+  char digest[WV_DIGEST_STRLEN], ctx[512], path[700];
+  CHECK_OK(wv_cas_put(e.app.cas, "hello", 5, NULL, digest));
+  snprintf(ctx, sizeof ctx, "%s/ctx", e.dir);
+  CHECK_OK(mkdir(ctx, 0700));
+  wv_container_layer_t l = {.location = "data:aGVsbG8=", .gzip_digest = digest, .gzip_size = 5};
+  wv_creq_t r = {0};
+  r.cc.layers = &l;
+  r.cc.n_layers = 1;
+  const char *msg = NULL;
+  CHECK_OK(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg));
+  snprintf(path, sizeof path, "%s/layer-%s.tar.gz", ctx, digest + 7);
+  struct stat st;
+  CHECK(stat(path, &st) == 0 && st.st_size == 5);
+  l.gzip_size = 6;
+  CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
+  CHECK(strstr(msg, "does not match its gzipSize/gzipDigest"));
+  l.gzip_size = 4;
+  CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
+  CHECK(strstr(msg, "larger than its gzipSize"));
+  CHECK_OK(wv_http_global_init());
+  l.location = "http://127.0.0.1:1/layer.tgz";
+  CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
+  CHECK(strstr(msg, "Unable to fetch container layer"));
+  l.location = "docker://x/y@sha256:00";
+  CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
+  CHECK(strstr(msg, "Unsupported container layer location"));
+  env_close(&e);
+}
+
 WV_TESTS(T(ansi_strip), T(log_lock_sections), T(packages_use_config_images), T(refusals),
          T(dry_run_builds_nothing), T(build_join_reuse_records), T(failure_window_then_retry),
-         T(build_context_checked))
+         T(build_context_checked), T(freeze_id_has_config), T(freeze_layer_archives))
