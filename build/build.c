@@ -28,6 +28,7 @@
 #include "core/timefmt.h"
 #include "registry/token.h"
 #include "registry/upstream.h"
+#include "build/build_api.h"
 #include "storage/embedded.h"
 #include "storage/store.h"
 
@@ -252,6 +253,11 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                                  .name = "cleanup-layout",
                                  .fn = WV_BUILD_CLEANUP_FN,
                                  .may_fail = true};
+  /* The builder's digest file lives in the work dir, which the engine removes
+   * when the job ends: copy the digest into the record first. */
+  if (!in->embedded && n < WV_JOB_STEPS_MAX)
+    steps[n++] = (wv_job_step_t){
+        .type = WV_JOB_STEP_FN, .name = "record-digest", .fn = WV_BUILD_DIGEST_FN};
   if (n < WV_JOB_STEPS_MAX && wv_build_scan_step(in, &steps[n]))
     n++;
   wv_job_spec_t spec = {.id = id,
@@ -570,8 +576,21 @@ static int cleanup_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   return 0;
 }
 
+static int digest_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
+  (void)arg;
+  char digest[WV_EMBEDDED_DIGEST_LEN];
+  const char *wd = wv_job_ctx_workdir(ctx);
+  int rc = wd ? wv_builder_result_digest(wd, digest, sizeof digest) : WV_ENOTFOUND;
+  if (rc) {
+    wv_job_ctx_fail(ctx, "Container build failed: the builder reported no image digest");
+    return rc;
+  }
+  return wv_build_record_digest(fn_arg, wv_job_ctx_id(ctx), digest);
+}
+
 int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
+  rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_DIGEST_FN, digest_fn, (void *)app);
   rc = rc ? rc : wv_build_scan_register(e, app);
   return rc ? rc : wv_build_multi_register(e, app);
 }

@@ -39,6 +39,7 @@
 #include <json-c/json.h>
 
 #define WV_BUILD_CLEANUP_FN "build-cleanup" /* job function: drops the imported OCI layout */
+#define WV_BUILD_DIGEST_FN "build-digest"   /* job function: pushed digest → build record */
 
 int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                     const wv_creq_plan_t *plan, const char *client_ip, int64_t now_ns,

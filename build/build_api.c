@@ -57,6 +57,23 @@ static const char *result_digest(const wv_app_t *app, wv_arena_t *a, const char 
   return wd && wv_builder_result_digest(wd, d, WV_EMBEDDED_DIGEST_LEN) == 0 ? d : NULL;
 }
 
+int wv_build_record_digest(const wv_app_t *app, const char *id, const char *digest) {
+  char *val = NULL, err[64];
+  size_t len = 0;
+  int64_t expires = 0;
+  json_object *rec = NULL;
+  int rc = wv_store_get(app->store, WV_DB_BUILDS, id, &val, &len, &expires);
+  if (rc == 0 && wv_json_parse(val, len, RECORD_MAX, 0, &rec, err, sizeof err))
+    rc = WV_ESTORE;
+  free(val);
+  rc = rc ? rc : wv_json_add_str(rec, "digest", digest);
+  const char *s = rc ? NULL : wv_json_compact(rec);
+  if (s)
+    rc = wv_store_put(app->store, WV_DB_BUILDS, id, s, strlen(s), expires);
+  json_object_put(rec);
+  return rc;
+}
+
 static int64_t ended_ns(const wv_job_info_t *j) {
   return j->finished_ns > j->created_ns ? j->finished_ns - j->created_ns : 0;
 }

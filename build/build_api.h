@@ -32,6 +32,13 @@ struct wv_router;
 /* Adds the build routes. 0, WV_EINVAL or WV_ENOMEM (as wv_router_add). */
 int wv_build_api_register(struct wv_router *r);
 
+/*
+ * Writes the pushed image's digest into build id's record. Called by the
+ * build job's last step, while the builder's digest file still exists (the
+ * job engine removes the work dir when the job ends). 0 or a store error.
+ */
+int wv_build_record_digest(const wv_app_t *app, const char *id, const char *digest);
+
 /* §1.6 for a token of kind BUILD (a new reference), NULL on OOM. */
 json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a, const wv_token_rec_t *t,
                                        int64_t now_ns);

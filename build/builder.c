@@ -320,7 +320,8 @@ int wv_builder_register(wv_job_engine_t *e, const wv_config_t *cfg, struct wv_st
                      .label = "Container build",
                      .max_running = cfg->build_max_concurrent,
                      .deadline_ms = cfg->build_timeout_ms,
-                     .memory_max = cfg->build_memory};
+                     .memory_max = cfg->build_memory,
+                     .remove_workdir = true};
   import_ctx.store = store;
   import_ctx.cas = cas;
   int rc = wv_job_register_kind(e, &k);

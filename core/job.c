@@ -33,6 +33,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -92,6 +93,20 @@ const jfn_t *wv_jobeng_find_fn(wv_job_engine_t *e, const char *name) {
 }
 
 bool wv_jobeng_ended(wv_job_state_t s) { return s == WV_JOB_SUCCEEDED || s == WV_JOB_FAILED; }
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  if (remove(path) != 0 && errno != ENOENT)
+    wv_warn("jobs: cannot remove %s: %s", path, strerror(errno));
+  return 0;
+}
+
+void wv_jobeng_remove_workdir(const job_t *j) {
+  if (!j->kind || !j->kind->remove_workdir || !j->workdir || !*j->workdir)
+    return;
+  /* FTW_PHYS: a symlink planted in the work dir is removed, never followed. */
+  nftw(j->workdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
 
 /* "15m", "90s", "1500ms": how a limit reads in a reason. */
 static void fmt_limit(int64_t ms, char *out, size_t n) {
@@ -641,6 +656,7 @@ static void finish(jrun_t *r, wv_job_state_t state) {
   j->finished_ns = wv_now_ns();
   uv_mutex_unlock(&e->mu);
   keep_log(e, j);
+  wv_jobeng_remove_workdir(j);
   wv_jobeng_save(e, j, state);
   char took[32];
   wv_duration_format_human(j->finished_ns - j->started_ns, took, sizeof took);
@@ -658,6 +674,7 @@ static void fail_unstarted(wv_job_engine_t *e, job_t *j, const char *reason) {
   snprintf(j->reason, sizeof j->reason, "%s", reason);
   j->finished_ns = wv_now_ns();
   uv_mutex_unlock(&e->mu);
+  wv_jobeng_remove_workdir(j);
   wv_jobeng_save(e, j, WV_JOB_FAILED);
   publish_end(e, j, WV_JOB_FAILED);
 }

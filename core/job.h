@@ -95,6 +95,8 @@ typedef struct {
   bool rerunnable;     /* re-queue (not fail) jobs interrupted by a restart */
   int64_t deadline_ms; /* default deadline from the start of the job, > 0 */
   uint64_t memory_max; /* default memory limit in bytes, 0 = none */
+  bool remove_workdir; /* remove a job's workdir once it ended, however it ended: work dirs
+                          may hold credentials and build contexts that must not pile up */
 } wv_job_kind_t;
 
 typedef struct {

@@ -76,6 +76,7 @@ int wv_job_register_kind(wv_job_engine_t *e, const wv_job_kind_t *k) {
   d->max_running = k->max_running;
   d->max_queued = k->max_queued ? k->max_queued : 10000;
   d->rerunnable = k->rerunnable;
+  d->remove_workdir = k->remove_workdir;
   d->deadline_ms = k->deadline_ms;
   d->memory_max = k->memory_max;
   return 0;
@@ -161,6 +162,7 @@ static int recover(wv_job_engine_t *e) {
       snprintf(j->reason, sizeof j->reason, "%s", WV_JOB_REASON_RESTART);
       j->finished_ns = wv_now_ns();
       wv_warn("jobs: %s (%s) was interrupted by a restart; marked failed", j->id, j->kind_name);
+      wv_jobeng_remove_workdir(j);
       wv_jobeng_save(e, j, WV_JOB_FAILED);
     }
     wv_jobrec_free_job(j);

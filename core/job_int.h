@@ -93,6 +93,7 @@ struct jkind {
   int max_running;
   size_t max_queued;
   bool rerunnable;
+  bool remove_workdir;
   int64_t deadline_ms;
   uint64_t memory_max;
   int running;          /* job thread */
@@ -171,6 +172,8 @@ void wv_jobeng_unlink_locked(wv_job_engine_t *e, job_t *j);
 jkind_t *wv_jobeng_find_kind(wv_job_engine_t *e, const char *name);
 const jfn_t *wv_jobeng_find_fn(wv_job_engine_t *e, const char *name);
 bool wv_jobeng_ended(wv_job_state_t s);
+/* Removes j's workdir when its kind asks for it (remove_workdir); never follows links. */
+void wv_jobeng_remove_workdir(const job_t *j);
 /* Saves the record with the given state through persistence (logs failures). */
 int wv_jobeng_save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state);
 /* Calls and frees a list of waiters. */

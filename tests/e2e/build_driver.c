@@ -102,6 +102,26 @@ static int save_file(const char *dir, const char *name, const char *p, size_t n)
   return w == n ? 0 : WV_EIO;
 }
 
+/* Last step of a pushed build: the builder's digest file lives in the work
+ * dir, which the engine removes at the end; keep a copy beside it. */
+static int keep_digest_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
+  (void)fn_arg, (void)arg;
+  char from[PATH_MAX], dir[PATH_MAX], to[PATH_MAX + 8], buf[256];
+  const char *wd = wv_job_ctx_workdir(ctx);
+  snprintf(from, sizeof from, "%s/digest", wd);
+  snprintf(dir, sizeof dir, "%s.digest", wd);
+  snprintf(to, sizeof to, "%s/digest", dir);
+  mkdir(dir, 0700);
+  FILE *in = fopen(from, "rb"), *out = in ? fopen(to, "wb") : NULL;
+  size_t n = in ? fread(buf, 1, sizeof buf, in) : 0;
+  int rc = out && fwrite(buf, 1, n, out) == n ? 0 : WV_EIO;
+  if (in)
+    fclose(in);
+  if (out)
+    fclose(out);
+  return rc;
+}
+
 /* Submits the build and waits for its end. */
 static int run_build(const args_t *a, wv_config_t *cfg, wv_job_engine_t *e, wv_job_info_t *out) {
   wv_builder_t b;
@@ -120,6 +140,9 @@ static int run_build(const args_t *a, wv_config_t *cfg, wv_job_engine_t *e, wv_j
   int rc = ar ? wv_builder_from_config(cfg, &b) : WV_ENOMEM;
   rc = rc ? rc : wv_builder_write_authfile(a->workdir, a->creds, a->ncreds);
   rc = rc ? rc : wv_builder_steps(ar, &b, &t, steps, &n, err, sizeof err);
+  if (!rc && a->repo && n < WV_BUILD_MAX_STEPS)
+    steps[n++] = (wv_job_step_t){
+        .type = WV_JOB_STEP_FN, .name = "keep-digest", .fn = "driver-keep-digest"};
   char jid[WV_JOB_ID_MAX + 1];
   snprintf(jid, sizeof jid, "bd-%s_1", a->tag);
   wv_job_spec_t spec = {.id = jid,
@@ -145,6 +168,9 @@ static int run_build(const args_t *a, wv_config_t *cfg, wv_job_engine_t *e, wv_j
   }
   char *log;
   size_t len;
+  /* The engine removed the work dir when the job ended (the build kind asks
+   * it to); outputs of this driver go into a fresh one. */
+  mkdir(a->workdir, 0700);
   if (wv_job_log(e, id, 1 << 20, &log, &len) == 0) {
     save_file(a->workdir, "build.log", log, len);
     free(log);
@@ -167,7 +193,9 @@ static void print_result(const args_t *a, wv_store_t *s, const wv_job_info_t *in
     printf("mediatype=%s\n", mt);
     free(body);
   } else if (a->repo) {
-    wv_builder_result_digest(a->workdir, digest, sizeof digest);
+    char kept[PATH_MAX];
+    snprintf(kept, sizeof kept, "%s.digest", a->workdir);
+    wv_builder_result_digest(kept, digest, sizeof digest);
   }
   printf("digest=%s\n", digest);
 }
@@ -207,6 +235,7 @@ int main(int argc, char **argv) {
   o.kill_grace_ms = 1000;
   rc = rc ? rc : wv_job_engine_new(&o, &e);
   rc = rc ? rc : wv_builder_register(e, &cfg, s, c);
+  rc = rc ? rc : wv_job_register_fn(e, "driver-keep-digest", keep_digest_fn, NULL);
   rc = rc ? rc : wv_job_engine_start(e);
   rc = rc ? rc : run_build(&a, &cfg, e, &info);
   if (!rc)
