@@ -82,6 +82,7 @@
 #define BIG_BUF_KEEP (64 * 1024)  /* larger body buffers are not kept for reuse */
 #define LISTEN_BACKLOG 1024
 #define STREAM_HIGH (1024 * 1024) /* queued stream bytes before the writer blocks */
+#define ARENA_MIN_CAP ((size_t)64 << 20)
 
 typedef struct loop loop_t;
 typedef struct conn conn_t;
@@ -279,16 +280,26 @@ static void stream_fail(stream_t *st) {
 
 /* ---------- exchanges ---------- */
 
+/*
+ * A handler may copy parts of the body into the arena (a JSON string holding
+ * a data: layer, say), so a raised server.max-body-size raises the arena cap
+ * with it; the default body limit keeps the default cap.
+ */
+static size_t arena_cap(const wv_server_opts_t *o) {
+  size_t cap = o->max_body_size * 3;
+  return cap / 3 == o->max_body_size && cap > ARENA_MIN_CAP ? cap : ARENA_MIN_CAP;
+}
+
 static exchange_t *ex_new(loop_t *l) {
+  const wv_server_opts_t *o = &l->srv->o;
   exchange_t *ex = calloc(1, sizeof *ex);
   if (!ex)
     return NULL;
-  ex->req.arena = wv_arena_new(0);
+  ex->req.arena = wv_arena_new(arena_cap(o));
   if (!ex->req.arena) {
     free(ex);
     return NULL;
   }
-  const wv_server_opts_t *o = &l->srv->o;
   ex->loop = l;
   wv_buf_init(&ex->url, o->max_url_length);
   wv_buf_init(&ex->head, o->max_header_bytes);
