@@ -15,8 +15,19 @@
  * answers only if the generation still matches, otherwise it frees the
  * exchange. So a connection can be freed at any time (client gone, timeout,
  * forced shutdown) without waiting for its handler, and nothing is used
- * after free. Connection memory itself is freed in the uv close callback (or
- * after an in-flight file read, see fsend_t).
+ * after free. Connection memory itself is freed in the uv close callback.
+ *
+ * File bodies. A file (a CAS blob) goes out with sendfile(2) from the loop
+ * thread on the non-blocking socket, after the head written by uv_write has
+ * left: no user-space copy and no thread hop (blob files are expected in the
+ * page cache). When the socket is full, writability is watched with a
+ * uv_poll_t on a dup() of the socket — the uv_tcp_t owns the descriptor's own
+ * epoll entry, and an epoll entry belongs to a (descriptor, file) pair, so
+ * the duplicate gets one of its own. The duplicate is closed only in the
+ * poll's close callback, after libuv removed it from epoll. Each wake-up
+ * sends at most FILE_BURST bytes so one blob cannot starve the loop's other
+ * connections. A connection that closes ends its file send at once: nothing
+ * is in flight outside the loop.
  *
  * One request at a time. llhttp is paused at each on_message_complete; the
  * request is dispatched; the rest of the input (a pipelined request) is kept
@@ -60,6 +71,7 @@
 #include "http/resp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -68,6 +80,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,10 +89,10 @@
 #define READ_BUF_SIZE (64 * 1024)
 #define HIGH_WATER (256 * 1024)
 #define LOW_WATER (64 * 1024)
-#define SMALL_BODY (16 * 1024) /* copied behind the head: one buffer, one write */
-#define FILE_CHUNK (128 * 1024)
-#define DISCARD_LIMIT (64 * 1024) /* body we read and drop before a 404/405 */
-#define BIG_BUF_KEEP (64 * 1024)  /* larger body buffers are not kept for reuse */
+#define SMALL_BODY (16 * 1024)       /* copied behind the head: one buffer, one write */
+#define FILE_BURST (4 * 1024 * 1024) /* sendfile bytes per wake-up */
+#define DISCARD_LIMIT (64 * 1024)    /* body we read and drop before a 404/405 */
+#define BIG_BUF_KEEP (64 * 1024)     /* larger body buffers are not kept for reuse */
 #define LISTEN_BACKLOG 1024
 #define STREAM_HIGH (1024 * 1024) /* queued stream bytes before the writer blocks */
 #define ARENA_MIN_CAP ((size_t)64 << 20)
@@ -103,7 +116,7 @@ struct schunk {
 struct stream {
   pthread_mutex_t mu; /* leaf lock: guards everything below but refs */
   pthread_cond_t cv;
-  atomic_int refs;   /* the exchange + each chunk being written */
+  atomic_int refs;       /* the exchange + each chunk being written */
   schunk_t *head, *tail; /* appended by the worker, taken by the loop */
   size_t queued;         /* appended and not yet written to the socket */
   bool chunked;
@@ -151,25 +164,27 @@ struct conn {
   int writes; /* uv_write requests in flight */
   fsend_t *fs;
   exchange_t *sx; /* the exchange streaming to this connection, head sent */
-  bool busy;    /* a handler owns the current request */
-  bool closing; /* uv_close called */
-  bool closed;  /* close callback ran; freed when fs ends */
-  bool linger;  /* close once writes drain (no keep-alive, EOF, error) */
+  bool busy;      /* a handler owns the current request */
+  bool closing;   /* uv_close called */
+  bool linger;    /* close once writes drain (no keep-alive, EOF, error) */
   bool reading;
   bool throttled; /* write queue above HIGH_WATER */
   bool in_message;
 };
 
-/* Streams a file body: one chunk read in libuv's threadpool, then written. */
+/*
+ * Sends a file body with sendfile(2) (see DESIGN). Owned by its connection
+ * until it ends; then, if the poll handle was started, by the poll's close
+ * callback, which frees it.
+ */
 struct fsend {
-  uv_fs_t fsreq;
-  uv_write_t wreq;
+  uv_poll_t poll; /* on sock, initialised at the first EAGAIN */
   conn_t *conn;
   exchange_t *ex;
-  int fd;
+  int fd;   /* the file */
+  int sock; /* dup of the socket for the poll, or -1 */
   uint64_t off, remain;
-  size_t chunk;
-  char buf[FILE_CHUNK];
+  bool started; /* the head has left; sendfile may run */
 };
 
 typedef struct {
@@ -232,6 +247,7 @@ static void conn_close(conn_t *c);
 static void conn_resume(conn_t *c);
 static void conn_after_response(conn_t *c);
 static void loop_check_done(loop_t *l);
+static void fs_start(fsend_t *fs);
 
 /* ---------- options ---------- */
 
@@ -568,9 +584,14 @@ static void write_cb(uv_write_t *req, int status) {
     return;
   }
   c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
-  if (c->throttled && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < LOW_WATER) {
+  size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  if (c->throttled && queued < LOW_WATER) {
     c->throttled = false;
     conn_resume(c);
+  }
+  if (c->fs && !c->fs->started && queued == 0) {
+    fs_start(c->fs); /* the head is out: the file follows */
+    return;
   }
   conn_after_response(c);
 }
@@ -592,20 +613,30 @@ static int conn_write(conn_t *c, wr_t *w) {
   return 0;
 }
 
-static void fs_read_next(fsend_t *fs);
+static void fs_poll_closed(uv_handle_t *h) {
+  fsend_t *fs = h->data;
+  close(fs->sock);
+  free(fs);
+}
 
+/* Releases the file send's own resources; the connection is not touched. */
+static void fs_release(fsend_t *fs) {
+  close(fs->fd);
+  ex_free(fs->ex);
+  if (fs->sock >= 0)
+    uv_close((uv_handle_t *)&fs->poll, fs_poll_closed);
+  else
+    free(fs);
+}
+
+/* The body is out (ok) or cannot be (the connection is closed). */
 static void fs_finish(fsend_t *fs, bool ok) {
   conn_t *c = fs->conn;
-  close(fs->fd);
+  exchange_t *ex = fs->ex;
+  fs->ex = NULL;
   c->fs = NULL;
-  if (c->closed) { /* the close callback left the connection to us */
-    ex_free(fs->ex);
-    free(fs);
-    free(c);
-    return;
-  }
-  ex_recycle(c, fs->ex);
-  free(fs);
+  fs_release(fs);
+  ex_recycle(c, ex);
   if (!ok) {
     conn_close(c);
     return;
@@ -614,43 +645,83 @@ static void fs_finish(fsend_t *fs, bool ok) {
   conn_after_response(c);
 }
 
-static void fs_write_cb(uv_write_t *req, int status) {
-  fsend_t *fs = (fsend_t *)((char *)req - offsetof(fsend_t, wreq));
-  if (status < 0 || fs->conn->closing) {
+static void fs_poll_cb(uv_poll_t *h, int status, int events);
+
+/* Waits for the socket to take more: a poll on a duplicate (see DESIGN). */
+static int fs_wait(fsend_t *fs) {
+  if (fs->sock < 0) {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&fs->conn->tcp, &fd))
+      return -1;
+    int sock = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (sock < 0)
+      return -1;
+    if (uv_poll_init(&fs->conn->loop->uv, &fs->poll, sock)) {
+      close(sock);
+      return -1;
+    }
+    fs->sock = sock;
+    fs->poll.data = fs;
+  }
+  /* Level-triggered and kept armed: restarting would cost an epoll DEL+ADD. */
+  if (uv_is_active((uv_handle_t *)&fs->poll))
+    return 0;
+  return uv_poll_start(&fs->poll, UV_WRITABLE, fs_poll_cb) ? -1 : 0;
+}
+
+/* Sends what the socket takes, up to FILE_BURST; then waits or finishes. */
+static void fs_pump(fsend_t *fs) {
+  conn_t *c = fs->conn;
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd)) {
     fs_finish(fs, false);
     return;
   }
-  fs->off += fs->chunk;
-  fs->remain -= fs->chunk;
-  fs->conn->deadline =
-      uv_now(&fs->conn->loop->uv) + (uint64_t)fs->conn->loop->srv->o.idle_timeout_ms;
-  if (fs->remain == 0)
-    fs_finish(fs, true);
-  else
-    fs_read_next(fs);
-}
-
-static void fs_read_cb(uv_fs_t *req) {
-  fsend_t *fs = (fsend_t *)req;
-  ssize_t n = req->result;
-  uv_fs_req_cleanup(req);
-  if (n <= 0 || fs->conn->closing) {
+  uint64_t burst = 0;
+  while (fs->remain > 0 && burst < FILE_BURST) {
+    size_t want = fs->remain < FILE_BURST ? (size_t)fs->remain : FILE_BURST;
+    off_t off = (off_t)fs->off;
+    ssize_t n = sendfile(fd, fs->fd, &off, want);
+    if (n > 0) {
+      fs->off += (uint64_t)n;
+      fs->remain -= (uint64_t)n;
+      burst += (uint64_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
     if (n == 0)
       wv_warn("file body ended %llu bytes early", (unsigned long long)fs->remain);
-    fs_finish(fs, false);
+    fs_finish(fs, false); /* the client left (EPIPE, ECONNRESET) or the file shrank */
     return;
   }
-  fs->chunk = (size_t)n;
-  uv_buf_t b = uv_buf_init(fs->buf, (unsigned)n);
-  if (uv_write(&fs->wreq, (uv_stream_t *)&fs->conn->tcp, &b, 1, fs_write_cb) < 0)
+  if (burst)
+    c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
+  if (fs->remain == 0) {
+    fs_finish(fs, true);
+    return;
+  }
+  /* Full socket or a spent burst: continue when it is writable (at once for
+   * the latter, after the loop's other connections had their turn). */
+  if (fs_wait(fs))
     fs_finish(fs, false);
 }
 
-static void fs_read_next(fsend_t *fs) {
-  size_t want = fs->remain < FILE_CHUNK ? (size_t)fs->remain : FILE_CHUNK;
-  uv_buf_t b = uv_buf_init(fs->buf, (unsigned)want);
-  if (uv_fs_read(&fs->conn->loop->uv, &fs->fsreq, fs->fd, &b, 1, (int64_t)fs->off, fs_read_cb) < 0)
+static void fs_poll_cb(uv_poll_t *h, int status, int events) {
+  fsend_t *fs = h->data;
+  (void)events;
+  if (status < 0) {
     fs_finish(fs, false);
+    return;
+  }
+  fs_pump(fs);
+}
+
+static void fs_start(fsend_t *fs) {
+  fs->started = true;
+  fs_pump(fs);
 }
 
 /*
@@ -704,6 +775,8 @@ static void conn_respond(conn_t *c, exchange_t *ex) {
     fs->conn = c;
     fs->ex = ex;
     fs->fd = resp->fd;
+    fs->sock = -1;
+    fs->started = false;
     resp->fd = -1;
     fs->off = resp->file_off;
     fs->remain = resp->file_len;
@@ -719,8 +792,11 @@ static void conn_respond(conn_t *c, exchange_t *ex) {
     return;
   }
   if (fs) {
+    /* The file follows the head: at once when uv_write sent it whole,
+     * else from the head's write callback. */
     c->fs = fs;
-    fs_read_next(fs); /* queued behind the head; ordering is kept by uv_write */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0)
+      fs_start(fs);
   }
 }
 
@@ -1265,9 +1341,7 @@ static void close_cb(uv_handle_t *h) {
   free(c->in);
   ex_free(c->ex);
   c->ex = NULL;
-  c->closed = true;
-  if (!c->fs) /* else fs_finish frees it once the in-flight read returns */
-    free(c);
+  free(c);
   loop_check_done(l);
 }
 
@@ -1280,6 +1354,10 @@ static void conn_close(conn_t *c) {
   if (c->sx) { /* a worker may be blocked writing to us */
     stream_fail(c->sx->stream);
     c->sx = NULL;
+  }
+  if (c->fs) { /* nothing of it is in flight: end it now */
+    fs_release(c->fs);
+    c->fs = NULL;
   }
   /* Unlink now: sweeps and late exchanges must not find it any more. */
   if (c->prev)
