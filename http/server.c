@@ -50,11 +50,19 @@
  * worker route and queued to the pool; the worker runs req->defer.
  *
  * Streams. A worker that calls wv_req_stream_begin() keeps its exchange and
- * shares a stream_t with the loop: the worker appends chunks under st->mu and
- * pushes the exchange through the done-queue as a notification (in_done keeps
- * it linked once); the loop takes the chunks and writes them. The worker
- * blocks while st->queued (appended, not yet written to the socket) is above
- * STREAM_HIGH; write callbacks lower it and signal. Ownership of the exchange
+ * shares a stream_t with the loop. The worker copies what it writes into a
+ * chunk of its own (st->fill, up to STREAM_CHUNK bytes) and appends the chunk
+ * under st->mu when it is full, or at once when the loop has nothing queued
+ * (so a slow upstream is not delayed); then it pushes the exchange through
+ * the done-queue as a notification (in_done keeps it linked once) and the
+ * loop takes the chunks and writes them. Written chunks go back to the
+ * stream as spares, so a long stream allocates a few chunks, not one per
+ * write. The chunk that completes a body of announced length is held back
+ * until the handler returns: it goes out only if the handler succeeds, so a
+ * body that fails its final check (a digest) reaches the client short and
+ * cut, never whole. The worker blocks while st->queued (appended, not yet
+ * written to the socket) is above STREAM_HIGH; write callbacks lower it and
+ * signal a waiting writer. Ownership of the exchange
  * moves to the loop only with the final push (ex->final, set under done_mu
  * when the handler returned), so the loop never frees an exchange a worker
  * still writes to; the loop's processing list uses its own link (pnext)
@@ -95,6 +103,9 @@
 #define BIG_BUF_KEEP (64 * 1024)     /* larger body buffers are not kept for reuse */
 #define LISTEN_BACKLOG 1024
 #define STREAM_HIGH (1024 * 1024) /* queued stream bytes before the writer blocks */
+#define STREAM_CHUNK (256 * 1024) /* payload bytes of one stream chunk */
+#define STREAM_SPARES 4           /* written chunks kept for reuse per stream */
+#define CHUNK_ROOM 18             /* room before a payload for "<hex>\r\n" */
 #define ARENA_MIN_CAP ((size_t)64 << 20)
 
 typedef struct loop loop_t;
@@ -103,27 +114,40 @@ typedef struct exchange exchange_t;
 typedef struct stream stream_t;
 typedef struct schunk schunk_t;
 
-/* One piece of a streamed body, chunk framing included; freed after its write. */
+/*
+ * One piece of a streamed body. The payload starts at data + CHUNK_ROOM; with
+ * chunked framing the "<hex>\r\n" prefix is put right before it and "\r\n"
+ * after it when the chunk is appended. What is written is data[off, off+wlen).
+ */
 struct schunk {
   uv_write_t req;
   schunk_t *next;
   conn_t *conn;
   stream_t *st;
-  size_t len;
-  char data[];
+  size_t len;       /* payload bytes */
+  size_t off, wlen; /* the framed bytes, set when appended */
+  char data[];      /* CHUNK_ROOM + STREAM_CHUNK + 2 */
 };
 
 struct stream {
-  pthread_mutex_t mu; /* leaf lock: guards everything below but refs */
+  pthread_mutex_t mu; /* leaf lock: guards the fields up to head_sent, but refs */
   pthread_cond_t cv;
   atomic_int refs;       /* the exchange + each chunk being written */
   schunk_t *head, *tail; /* appended by the worker, taken by the loop */
-  size_t queued;         /* appended and not yet written to the socket */
+  schunk_t *spare;       /* written chunks kept for reuse */
+  int nspare;
+  size_t queued; /* appended and not yet written to the socket */
+  bool waiting;  /* the worker waits for queued to drop */
   bool chunked;
   bool failed; /* client gone or write failed */
   bool ended;  /* the handler returned */
   int end_rc;
   bool head_sent; /* loop only */
+  /* The worker's own, never touched by the loop: */
+  schunk_t *fill;    /* the chunk being filled */
+  bool has_length;   /* a Content-Length was announced: length */
+  uint64_t length;   /* announced body length */
+  uint64_t accepted; /* bytes taken by wv_req_stream_write */
 };
 
 struct exchange {
@@ -248,6 +272,7 @@ static void conn_resume(conn_t *c);
 static void conn_after_response(conn_t *c);
 static void loop_check_done(loop_t *l);
 static void fs_start(fsend_t *fs);
+static void stream_end(exchange_t *ex, int rc);
 
 /* ---------- options ---------- */
 
@@ -281,6 +306,8 @@ static void stream_unref(stream_t *st) {
   if (!st || atomic_fetch_sub(&st->refs, 1) != 1)
     return;
   chunks_free(st->head);
+  chunks_free(st->spare);
+  free(st->fill);
   pthread_mutex_destroy(&st->mu);
   pthread_cond_destroy(&st->cv);
   free(st);
@@ -456,12 +483,7 @@ static void job_run(wv_pool_job_t *job) {
   if (rc == WV_PARKED)
     return;
   if (ex->stream) {
-    stream_t *st = ex->stream;
-    pthread_mutex_lock(&st->mu);
-    st->ended = true;
-    st->end_rc = rc;
-    pthread_mutex_unlock(&st->mu);
-    stream_push(ex, true);
+    stream_end(ex, rc);
     return;
   }
   ex_settle(ex, rc);
@@ -479,26 +501,117 @@ int wv_req_stream_begin(wv_req_t *req) {
   pthread_cond_init(&st->cv, NULL);
   atomic_init(&st->refs, 1);
   st->chunked = !ex->resp.has_length;
+  st->has_length = ex->resp.has_length;
+  st->length = ex->resp.length;
   ex->stream = st;
   stream_push(ex, false);
   return 0;
 }
 
-/* "<hex>\r\n" into out; returns its length. */
-static size_t chunk_prefix(size_t n, char *out) {
+/* Writes "<hex>\r\n" so that it ends right before end; returns its length. */
+static size_t chunk_prefix(size_t n, char *end) {
   static const char hex[] = "0123456789abcdef";
-  char d[20];
-  size_t i = sizeof d;
+  char *p = end;
+  *--p = '\n';
+  *--p = '\r';
   do {
-    d[--i] = hex[n & 15];
+    *--p = hex[n & 15];
     n >>= 4;
   } while (n);
-  size_t k = sizeof d - i;
-  memcpy(out, d + i, k);
-  out[k] = '\r';
-  out[k + 1] = '\n';
-  return k + 2;
+  return (size_t)(end - p);
 }
+
+/* A chunk to fill: a spare, else a new one (NULL when out of memory). Worker. */
+static schunk_t *chunk_get(stream_t *st) {
+  pthread_mutex_lock(&st->mu);
+  schunk_t *c = st->spare;
+  if (c) {
+    st->spare = c->next;
+    st->nspare--;
+  }
+  pthread_mutex_unlock(&st->mu);
+  if (!c && !(c = malloc(sizeof *c + CHUNK_ROOM + STREAM_CHUNK + 2)))
+    return NULL;
+  c->next = NULL;
+  c->st = st;
+  c->len = 0;
+  return c;
+}
+
+/* Adds the framing; the chunk is then ready to be written. */
+static void chunk_frame(const stream_t *st, schunk_t *c) {
+  c->off = CHUNK_ROOM;
+  c->wlen = c->len;
+  if (st->chunked) {
+    size_t k = chunk_prefix(c->len, c->data + CHUNK_ROOM);
+    c->off -= k;
+    c->data[CHUNK_ROOM + c->len] = '\r';
+    c->data[CHUNK_ROOM + c->len + 1] = '\n';
+    c->wlen += k + 2;
+  }
+}
+
+/* Appends c; st->mu is held. Returns true when the loop must be told. */
+static bool chunk_append_locked(stream_t *st, schunk_t *c) {
+  bool notify = st->head == NULL;
+  if (st->tail)
+    st->tail->next = c;
+  else
+    st->head = c;
+  st->tail = c;
+  st->queued += c->wlen;
+  return notify;
+}
+
+static struct timespec deadline_in(int64_t ms) {
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += (time_t)(ms / 1000);
+  dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (dl.tv_nsec >= 1000000000L) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000L;
+  }
+  return dl;
+}
+
+/*
+ * Hands st->fill to the loop. With only_if_idle, only when nothing is queued
+ * (else the worker keeps filling it); otherwise blocks while STREAM_HIGH
+ * bytes are queued. Returns 0, WV_ECLOSED or WV_ETIMEOUT (the client read
+ * nothing for server.idle-timeout).
+ */
+static int stream_publish(exchange_t *ex, stream_t *st, bool only_if_idle) {
+  int rc = 0;
+  bool notify = false;
+  pthread_mutex_lock(&st->mu);
+  if (only_if_idle && st->queued > 0 && !st->failed) {
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+  }
+  if (!st->failed && st->queued >= STREAM_HIGH) {
+    struct timespec dl = deadline_in(ex->loop->srv->o.idle_timeout_ms);
+    st->waiting = true;
+    while (!st->failed && st->queued >= STREAM_HIGH && rc == 0)
+      if (pthread_cond_timedwait(&st->cv, &st->mu, &dl) == ETIMEDOUT)
+        rc = WV_ETIMEOUT;
+    st->waiting = false;
+  }
+  if (st->failed)
+    rc = WV_ECLOSED;
+  if (rc == 0) {
+    chunk_frame(st, st->fill);
+    notify = chunk_append_locked(st, st->fill);
+    st->fill = NULL;
+  }
+  pthread_mutex_unlock(&st->mu);
+  if (notify)
+    stream_push(ex, false);
+  return rc;
+}
+
+/* The fill holds the body's last byte: it waits for the handler's verdict. */
+static bool holds_last(const stream_t *st) { return st->has_length && st->accepted >= st->length; }
 
 int wv_req_stream_write(wv_req_t *req, const void *p, size_t n) {
   exchange_t *ex = (exchange_t *)req;
@@ -507,51 +620,50 @@ int wv_req_stream_write(wv_req_t *req, const void *p, size_t n) {
     return WV_EINVAL;
   if (n == 0 || req->method == WV_M_HEAD)
     return 0;
-  size_t extra = st->chunked ? 24 : 0;
-  schunk_t *c = malloc(sizeof *c + n + extra);
-  if (!c)
-    return WV_ENOMEM;
-  size_t off = st->chunked ? chunk_prefix(n, c->data) : 0;
-  memcpy(c->data + off, p, n);
-  c->len = off + n;
-  if (st->chunked) {
-    c->data[c->len++] = '\r';
-    c->data[c->len++] = '\n';
+  const char *src = p;
+  while (n > 0) {
+    if (!st->fill && !(st->fill = chunk_get(st)))
+      return WV_ENOMEM;
+    schunk_t *f = st->fill;
+    size_t k = STREAM_CHUNK - f->len < n ? STREAM_CHUNK - f->len : n;
+    memcpy(f->data + CHUNK_ROOM + f->len, src, k);
+    f->len += k;
+    src += k;
+    n -= k;
+    st->accepted += k;
+    if (f->len == STREAM_CHUNK && !holds_last(st)) {
+      int rc = stream_publish(ex, st, false);
+      if (rc)
+        return rc;
+    }
   }
-  c->next = NULL;
-  c->st = st;
-  int64_t wait_ms = ex->loop->srv->o.idle_timeout_ms;
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += (time_t)(wait_ms / 1000);
-  dl.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-  if (dl.tv_nsec >= 1000000000L) {
-    dl.tv_sec++;
-    dl.tv_nsec -= 1000000000L;
-  }
-  int rc = 0;
+  /* A partial chunk goes out at once when the socket has nothing to send. */
+  if (st->fill && !holds_last(st))
+    return stream_publish(ex, st, true);
   pthread_mutex_lock(&st->mu);
-  while (!st->failed && st->queued >= STREAM_HIGH && rc == 0)
-    if (pthread_cond_timedwait(&st->cv, &st->mu, &dl) == ETIMEDOUT)
-      rc = WV_ETIMEOUT;
-  if (st->failed)
-    rc = WV_ECLOSED;
-  bool notify = false;
-  if (rc == 0) {
-    notify = st->head == NULL;
-    if (st->tail)
-      st->tail->next = c;
-    else
-      st->head = c;
-    st->tail = c;
-    st->queued += c->len;
-    c = NULL;
-  }
+  int rc = st->failed ? WV_ECLOSED : 0;
   pthread_mutex_unlock(&st->mu);
-  free(c);
-  if (notify)
-    stream_push(ex, false);
   return rc;
+}
+
+/* The handler returned rc: the held chunk goes out on success, then the end. */
+static void stream_end(exchange_t *ex, int rc) {
+  stream_t *st = ex->stream;
+  schunk_t *f = st->fill;
+  st->fill = NULL;
+  if (f && (rc != 0 || f->len == 0)) {
+    free(f);
+    f = NULL;
+  }
+  pthread_mutex_lock(&st->mu);
+  if (f) {
+    chunk_frame(st, f);
+    chunk_append_locked(st, f);
+  }
+  st->ended = true;
+  st->end_rc = rc;
+  pthread_mutex_unlock(&st->mu);
+  stream_push(ex, true);
 }
 
 static void job_cancel(wv_pool_job_t *job) {
@@ -819,11 +931,18 @@ static void stream_write_cb(uv_write_t *req, int status) {
   conn_t *c = w->conn;
   stream_t *st = w->st;
   pthread_mutex_lock(&st->mu);
-  st->queued -= w->len;
-  pthread_cond_broadcast(&st->cv);
+  st->queued -= w->wlen;
+  if (st->waiting && st->queued < STREAM_HIGH)
+    pthread_cond_signal(&st->cv);
+  if (st->nspare < STREAM_SPARES) {
+    w->next = st->spare;
+    st->spare = w;
+    st->nspare++;
+    w = NULL;
+  }
   pthread_mutex_unlock(&st->mu);
-  stream_unref(st);
   free(w);
+  stream_unref(st);
   c->writes--;
   if (c->closing)
     return;
@@ -860,7 +979,7 @@ static int stream_send_chunk(conn_t *c, schunk_t *w) {
   w->conn = c;
   atomic_fetch_add(&w->st->refs, 1);
   c->writes++;
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+  uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)w->wlen);
   if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, stream_write_cb) < 0) {
     c->writes--;
     stream_unref(w->st);
@@ -927,7 +1046,7 @@ static void stream_service(loop_t *l, exchange_t *ex, bool final) {
     /* Not written: give the bytes back to the accounting, then drop them. */
     size_t n = 0;
     for (schunk_t *x = list; x; x = x->next)
-      n += x->len;
+      n += x->wlen;
     pthread_mutex_lock(&st->mu);
     st->queued -= n;
     pthread_mutex_unlock(&st->mu);

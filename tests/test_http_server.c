@@ -121,7 +121,9 @@ static int defer_handler(wv_req_t *req, wv_resp_t *resp) {
   return WV_DEFER;
 }
 
-/* Streams: ?<bytes>[&chunked][&fail] in 10000-byte writes. */
+/* Streams: ?<bytes>[&chunked][&fail][&lie] in 10000-byte writes; fail stops
+ * half-way with an error, lie writes every byte and then fails (a body that
+ * does not hash to its digest). */
 static atomic_llong stream_written;
 static atomic_int stream_rc;
 
@@ -129,6 +131,7 @@ static int stream_handler(wv_req_t *req, wv_resp_t *resp) {
   long long total = atoll(req->query ? req->query : "0");
   bool chunked = req->query && strstr(req->query, "chunked");
   bool fail = req->query && strstr(req->query, "fail");
+  bool lie = req->query && strstr(req->query, "lie");
   wv_resp_static(resp, 200, "application/octet-stream", NULL, 0);
   if (!chunked) {
     resp->has_length = true;
@@ -151,6 +154,8 @@ static int stream_handler(wv_req_t *req, wv_resp_t *resp) {
       atomic_store(&stream_written, off);
     }
   }
+  if (!rc && lie)
+    rc = WV_EDIGEST;
   atomic_store(&stream_rc, rc ? rc : 1);
   return rc;
 }
@@ -769,6 +774,30 @@ TEST(stream_chunked_and_failures) {
   CHECK(n < 1000000);
   free(all);
   tc_close(c);
+  /* Every byte written, then the handler fails (a wrong digest): the body
+   * that completes the announced length is held back, so the client never
+   * sees a whole body. Small and large, with a fast and a slow reader. */
+  const char *lies[] = {"GET /test/stream?3000&lie HTTP/1.1\r\n\r\n",
+                        "GET /test/stream?3000000&lie HTTP/1.1\r\n\r\n"};
+  for (int i = 0; i < 4; i++) {
+    c = tc_connect(port);
+    CHECK_OK(tc_sends(c, lies[i % 2]));
+    if (i >= 2)
+      sleep_ms(100);
+    all = read_all(c->fd, &n);
+    char *b = strstr(all, "\r\n\r\n");
+    CHECK(b);
+    /* Failed before its head left (a small body, all held): an error. */
+    if (strncmp(all, "HTTP/1.1 200 ", 13) == 0) {
+      size_t body_len = n - (size_t)(b + 4 - all);
+      CHECK(body_len < (i % 2 ? 3000000u : 3000u));
+      CHECK(pattern_ok(b + 4, body_len));
+    } else {
+      CHECK(strncmp(all, "HTTP/1.1 5", 10) == 0);
+    }
+    free(all);
+    tc_close(c);
+  }
   /* A client that goes away: the writer gets WV_ECLOSED and stops. */
   atomic_store(&stream_rc, 0);
   c = tc_connect(port);
