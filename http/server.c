@@ -836,9 +836,66 @@ static void fs_start(fsend_t *fs) {
   fs_pump(fs);
 }
 
+/* A file send for ex's file body; takes resp->fd. NULL when out of memory. */
+static fsend_t *fs_new(conn_t *c, exchange_t *ex) {
+  fsend_t *fs = malloc(sizeof *fs);
+  if (!fs)
+    return NULL;
+  fs->conn = c;
+  fs->ex = ex;
+  fs->fd = ex->resp.fd;
+  fs->sock = -1;
+  fs->started = false;
+  fs->off = ex->resp.file_off;
+  fs->remain = ex->resp.file_len;
+  ex->resp.fd = -1;
+  return fs;
+}
+
+/* Drops a file send that never started, with its exchange. */
+static void fs_drop(fsend_t *fs) {
+  if (!fs)
+    return;
+  close(fs->fd);
+  ex_free(fs->ex);
+  free(fs);
+}
+
 /*
- * Serialises ex's response and queues it on c. Takes ex: it is recycled as
- * c's parse exchange, or kept alive by the write / file stream that needs it.
+ * Queues what uv_try_write left of bufs (sent bytes went out) with uv_write;
+ * hold is freed after that write. Returns 0, or < 0 with c closed.
+ */
+static int conn_write_rest(conn_t *c, const uv_buf_t *bufs, unsigned nbufs, size_t sent,
+                           exchange_t *hold) {
+  size_t head_rest = sent < bufs[0].len ? bufs[0].len - sent : 0;
+  wr_t *w = malloc(sizeof *w + head_rest);
+  if (!w) {
+    ex_free(hold);
+    conn_close(c);
+    return WV_ENOMEM;
+  }
+  w->nbufs = 0;
+  w->hold = hold;
+  if (head_rest) {
+    memcpy(w->data, bufs[0].base + (bufs[0].len - head_rest), head_rest);
+    w->bufs[w->nbufs++] = uv_buf_init(w->data, (unsigned)head_rest);
+  }
+  if (nbufs > 1) {
+    size_t skip = sent > bufs[0].len ? sent - bufs[0].len : 0;
+    w->bufs[w->nbufs++] = uv_buf_init(bufs[1].base + skip, (unsigned)(bufs[1].len - skip));
+  }
+  return conn_write(c, w);
+}
+
+/*
+ * Serialises ex's response and sends it on c. Takes ex: it is recycled as
+ * c's parse exchange, or kept alive by the write / file send that needs it.
+ *
+ * The head (with a small body copied behind it) and a large body go out with
+ * uv_try_write first. When the socket takes it all — the usual case for a
+ * hot manifest — there is no write request, no malloc, and no write-queue
+ * round trip through the next loop iteration (which would also re-arm the
+ * socket's epoll entry); only what is left is queued with uv_write.
  */
 static void conn_respond(conn_t *c, exchange_t *ex) {
   loop_t *l = c->loop;
@@ -848,63 +905,58 @@ static void conn_respond(conn_t *c, exchange_t *ex) {
     c->ex = NULL;
   bool head_only = req->method == WV_M_HEAD || resp->status == 204 || resp->status == 304;
   bool keep = req->keep_alive && !resp->close && !l->draining && !ex->err_status;
-  wv_buf_reset(&l->scratch);
-  if (wv_resp_write_head(resp, req->registry, keep, false, loop_date(l), &l->scratch)) {
-    ex_free(ex);
-    conn_close(c);
-    return;
-  }
   bool copy_body = !head_only && resp->fd < 0 && resp->body_len <= SMALL_BODY;
-  size_t n = l->scratch.len + (copy_body ? resp->body_len : 0);
-  wr_t *w = malloc(sizeof *w + n);
-  if (!w) {
+  bool large_body = !head_only && resp->fd < 0 && !copy_body;
+  wv_buf_reset(&l->scratch);
+  if (wv_resp_write_head(resp, req->registry, keep, false, loop_date(l), &l->scratch) ||
+      (copy_body && resp->body_len && wv_buf_append(&l->scratch, resp->body, resp->body_len))) {
     ex_free(ex);
     conn_close(c);
     return;
-  }
-  memcpy(w->data, l->scratch.data, l->scratch.len);
-  if (copy_body && resp->body_len)
-    memcpy(w->data + l->scratch.len, resp->body, resp->body_len);
-  w->bufs[0] = uv_buf_init(w->data, (unsigned)n);
-  w->nbufs = 1;
-  w->hold = NULL;
-  if (!head_only && resp->fd < 0 && !copy_body) {
-    w->bufs[1] = uv_buf_init((char *)resp->body, (unsigned)resp->body_len);
-    w->nbufs = 2;
-    w->hold = ex;
   }
   if (!keep)
     c->linger = true;
   fsend_t *fs = NULL;
-  if (!head_only && resp->fd >= 0 && resp->file_len > 0) {
-    fs = malloc(sizeof *fs);
-    if (!fs) {
-      free(w);
+  if (!head_only && resp->fd >= 0 && resp->file_len > 0 && !(fs = fs_new(c, ex))) {
+    ex_free(ex);
+    conn_close(c);
+    return;
+  }
+  uv_buf_t bufs[2] = {uv_buf_init(l->scratch.data, (unsigned)l->scratch.len)};
+  unsigned nbufs = 1;
+  size_t total = l->scratch.len;
+  if (large_body) {
+    bufs[nbufs++] = uv_buf_init((char *)resp->body, (unsigned)resp->body_len);
+    total += resp->body_len;
+  }
+  int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+  if (n < 0 && n != UV_EAGAIN) { /* the client is gone */
+    fs_drop(fs);
+    if (!fs)
       ex_free(ex);
-      conn_close(c);
+    conn_close(c);
+    return;
+  }
+  size_t sent = n > 0 ? (size_t)n : 0;
+  if (sent == total) {
+    c->deadline = uv_now(&l->uv) + (uint64_t)l->srv->o.idle_timeout_ms;
+    if (fs) {
+      c->fs = fs;
+      fs_start(fs);
       return;
     }
-    fs->conn = c;
-    fs->ex = ex;
-    fs->fd = resp->fd;
-    fs->sock = -1;
-    fs->started = false;
-    resp->fd = -1;
-    fs->off = resp->file_off;
-    fs->remain = resp->file_len;
-  }
-  if (!w->hold && !fs)
     ex_recycle(c, ex);
-  if (conn_write(c, w) < 0) {
-    if (fs) {
-      close(fs->fd);
-      ex_free(fs->ex);
-      free(fs);
-    }
+    conn_after_response(c);
+    return;
+  }
+  if (!large_body && !fs)
+    ex_recycle(c, ex);
+  if (conn_write_rest(c, bufs, nbufs, sent, large_body ? ex : NULL) < 0) {
+    fs_drop(fs);
     return;
   }
   if (fs) {
-    /* The file follows the head: at once when uv_write sent it whole,
+    /* The file follows the head: at once when uv_write sent the rest,
      * else from the head's write callback. */
     c->fs = fs;
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0)
