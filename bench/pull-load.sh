@@ -19,7 +19,8 @@
 #   PL_DURATION [5]   measured seconds per run      PL_WARMUP [1]  warm-up seconds
 #   PL_CONNS    [50]  connections per run           PL_THREADS [2] load threads
 #   PL_COLD_TOKENS [200] tokens per kind for cold   PL_BLOB_MB [256] large layer size
-#   PL_BLOB_CONNS [4] connections for large blobs   PL_STORE_MB [7] data: layer for the store
+#   PL_BLOB_CONNS [4] connections for large blobs   PL_STORE_MB [PL_BLOB_MB] data: layer
+#                                                   served from waved's blob store
 #   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot pull cold large parked"]
 #   PL_RESULTS        also write the RESULT lines (tab-separated, labelled) here
 #   PL_PERF, PL_PERF_DIR  perf record waved during the named runs (see run())
@@ -31,7 +32,7 @@ export WAVED_BIN=${WAVED_BIN:-$out/waved}
 PL=${PULL_LOAD:-$out/bench/pull-load}
 DUR=${PL_DURATION:-5} WARM=${PL_WARMUP:-1} CONNS=${PL_CONNS:-50} THREADS=${PL_THREADS:-2}
 COLD_N=${PL_COLD_TOKENS:-200} BLOB_MB=${PL_BLOB_MB:-256} BLOB_CONNS=${PL_BLOB_CONNS:-4}
-STORE_MB=${PL_STORE_MB:-7} ROUNDS=${PL_ROUNDS:-3}
+STORE_MB=${PL_STORE_MB:-$BLOB_MB} ROUNDS=${PL_ROUNDS:-3}
 SCENARIOS=${PL_SCENARIOS:-hot pull cold large parked}
 export WAVED_LOG_LEVEL=${WAVED_LOG_LEVEL:-warn}
 
@@ -156,12 +157,17 @@ wait_http "$NGX/manifest.json"
 
 # ---- waved ----------------------------------------------------------------------------
 
-start_waved
+# The blob-store case puts a STORE_MB layer into waved's CAS the only way the
+# API offers, a data: layer in the container request (base64, so ~4/3 of the
+# size); the request body and data: caps are raised for this run only.
+store_cap=$((STORE_MB * 3 / 2 + 16))
+start_waved "$(printf 'server: {max-body-size: %sMiB}\nwave: {build: {max-data-layer-size: %s}}' \
+  "$store_cap" "$((store_cap * 1024 * 1024))")"
 WV="$WAVED_URL"
 
 # make_data_layer NAME BYTES — a tar.gz holding one file of BYTES random
-# bytes (0: a short text file); prints it as a data: ContainerLayer (JSON)
-# and leaves the .tgz in $E2E_TMP/dl-NAME/l.tgz.
+# bytes (0: a short text file); writes it as a data: ContainerLayer (JSON) to
+# $E2E_TMP/dl-NAME/layer.json and leaves the .tgz in $E2E_TMP/dl-NAME/l.tgz.
 make_data_layer() {
   local d="$E2E_TMP/dl-$1"
   mkdir -p "$d/root/opt"
@@ -172,19 +178,28 @@ make_data_layer() {
   fi
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$d/root" -cf "$d/l.tar" .
   gzip -n -1 -c "$d/l.tar" >"$d/l.tgz"
-  printf '{"location":"data:%s","gzipDigest":"sha256:%s","gzipSize":%s,"tarDigest":"sha256:%s"}' \
-    "$(base64 -w0 "$d/l.tgz")" "$(sha256 "$d/l.tgz")" "$(stat -c %s "$d/l.tgz")" "$(sha256 "$d/l.tar")"
+  {
+    printf '{"location":"data:'
+    base64 -w0 "$d/l.tgz"
+    printf '","gzipDigest":"sha256:%s","gzipSize":%s,"tarDigest":"sha256:%s"}' \
+      "$(sha256 "$d/l.tgz")" "$(stat -c %s "$d/l.tgz")" "$(sha256 "$d/l.tar")"
+  } >"$d/layer.json"
+  rm -f "$d/l.tar"
 }
-LAYER_JSON=$(make_data_layer small 0)
+make_data_layer small 0
+LAYER_JSON=$(cat "$E2E_TMP/dl-small/layer.json")
 
 # request_body KIND IMAGE — the POST /v1alpha2/container body; KIND is pass
 # (pass-through), aug (augmented: env and a small data: layer) or store
-# (augmented with the large data: layer in $STORE_LAYER_JSON).
+# (augmented with the large data: layer in $E2E_TMP/dl-store/layer.json).
 request_body() {
   case "$1" in
     pass) printf '{"containerImage":"%s"}' "$2" ;;
     aug) printf '{"containerImage":"%s","containerConfig":{"env":["PULL_LOAD=1"],"layers":[%s]}}' "$2" "$LAYER_JSON" ;;
-    store) printf '{"containerImage":"%s","containerConfig":{"layers":[%s]}}' "$2" "$STORE_LAYER_JSON" ;;
+    store)
+      printf '{"containerImage":"%s","containerConfig":{"layers":[' "$2"
+      cat "$E2E_TMP/dl-store/layer.json"
+      printf ']}}' ;;
   esac
 }
 
@@ -195,7 +210,7 @@ make_tokens() {
   $PY - "$WAVED_PORT" "$E2E_TMP/req.json" "$3" <<'PY'
 import http.client, json, sys
 port, body, n = int(sys.argv[1]), open(sys.argv[2], "rb").read(), int(sys.argv[3])
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
 for _ in range(n):
     c.request("POST", "/v1alpha2/container", body, {"Content-Type": "application/json"})
     r = c.getresponse(); data = r.read()
@@ -302,6 +317,7 @@ fi
 # Large blobs: one 256 MiB layer, in MB/s, against nginx serving the file.
 if has large; then
   CONNS_SAVED=$CONNS CONNS=$BLOB_CONNS
+  sync # the files were just written: no writeback during the runs
   run large nginx "GET ${BLOB_MB} MiB file (sendfile)" "$NGX" -T 60 -e "1 GET 200 /big.layer"
   run large docker-registry "GET ${BLOB_MB} MiB layer blob" "http://$REG" -T 60 \
     -e "1 GET 200 /v2/library/big/blobs/$BIG_LAYER"
@@ -313,16 +329,18 @@ if has large; then
   else
     skip large waved-upstream "needs the /v2 proxy"
   fi
-  # waved's blob store: the only way in today is a data: layer, capped by
-  # the 10 MiB request body (base64), so the largest is STORE_MB (7 MiB);
+  # waved's blob store: a STORE_MB data: layer (a .tgz of random bytes) put
+  # into the CAS by a container request (limits raised at start_waved);
   # nginx serves the same .tgz for the ratio.
   if [ "$PROXY" = 1 ]; then
-    STORE_LAYER_JSON=$(make_data_layer store "$((STORE_MB * 1024 * 1024))")
+    make_data_layer store "$((STORE_MB * 1024 * 1024))"
     cp "$E2E_TMP/dl-store/l.tgz" "$E2E_TMP/www/store.tgz"
     store_dg=sha256:$(sha256 "$E2E_TMP/www/store.tgz")
     make_tokens store "$REG/library/busybox:latest" 1 >"$E2E_TMP/tok.store"
     read -r p t <"$E2E_TMP/tok.store"
     manifest_of "$WV" "$p" "$t" "$E2E_TMP/store.manifest" >/dev/null
+    rm -f "$E2E_TMP/dl-store/layer.json" "$E2E_TMP/req.json"
+    sync
     run large nginx-store "GET the same ${STORE_MB} MiB .tgz (sendfile)" "$NGX" -T 60 -e "1 GET 200 /store.tgz"
     run large waved-store "GET ${STORE_MB} MiB data: layer from waved's blob store" "$WV" -T 60 \
       -p "$WAVED_PID" -e "1 GET 200 $p/blobs/$store_dg"

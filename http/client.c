@@ -13,6 +13,9 @@
 #define DEFAULT_MAX_BODY ((size_t)8 << 20)
 #define MAX_HEADERS 200
 #define MAX_HEADER_BYTES ((size_t)64 << 10)
+/* Receive buffer for streamed bodies: fewer, larger pieces for the consumer
+ * (curl's default is 16 KiB). */
+#define STREAM_BUFFER_SIZE (512L << 10)
 
 struct wv_http_client {
   CURL *easy;
@@ -222,7 +225,9 @@ static void set_options(CURL *e, const wv_http_req_t *req, xfer_t *x, struct cur
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
-                   (long)(req->timeout_ms < 0 ? 0 : req->timeout_ms ? req->timeout_ms : 30000));
+                   (long)(req->timeout_ms < 0 ? 0
+                          : req->timeout_ms   ? req->timeout_ms
+                                              : 30000));
   if (req->idle_timeout_ms > 0) {
     /* Fewer than 1 byte/s over the window: the peer stalled. */
     long secs = (long)((req->idle_timeout_ms + 999) / 1000);
@@ -236,6 +241,8 @@ static void set_options(CURL *e, const wv_http_req_t *req, xfer_t *x, struct cur
   curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+  if (req->body_cb)
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, STREAM_BUFFER_SIZE);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "waved");
   if (strcmp(method, "HEAD") == 0) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);

@@ -76,10 +76,10 @@ struct wv_req {
   bool keep_alive;
   const struct wv_route *route;
   char client_ip[46];
-  void *app;                /* wv_server_opts_t.app: the composition root's shared state */
-  wv_req_handler_cb defer;  /* WV_DEFER: the worker-side handler (NULL = route's) */
-  void *user;               /* handler state carried across WV_DEFER */
-  bool on_worker;           /* running on a worker after WV_DEFER */
+  void *app;               /* wv_server_opts_t.app: the composition root's shared state */
+  wv_req_handler_cb defer; /* WV_DEFER: the worker-side handler (NULL = route's) */
+  void *user;              /* handler state carried across WV_DEFER */
+  bool on_worker;          /* running on a worker after WV_DEFER */
 };
 
 struct wv_resp {
@@ -133,8 +133,10 @@ int wv_req_resume(wv_req_t *req, wv_req_handler_cb handler);
  * client — back-pressure reaches the producer, nothing is held whole. When
  * the handler returns, its return value ends the stream: 0 completes it
  * (chunked: the last chunk is sent); an error cuts the connection, so the
- * client sees a truncated body rather than a false success. For HEAD the
- * body is dropped.
+ * client sees a truncated body rather than a false success. With a known
+ * length the bytes that complete the body are held until the handler
+ * returns 0, so a check made after the last write (a digest) still keeps a
+ * wrong body from arriving whole. For HEAD the body is dropped.
  *
  * begin: 0, WV_EINVAL (already streaming, no status) or WV_ENOMEM.
  * write: 0, WV_ECLOSED (client gone: stop producing), WV_ETIMEOUT (client

@@ -15,8 +15,19 @@
  * answers only if the generation still matches, otherwise it frees the
  * exchange. So a connection can be freed at any time (client gone, timeout,
  * forced shutdown) without waiting for its handler, and nothing is used
- * after free. Connection memory itself is freed in the uv close callback (or
- * after an in-flight file read, see fsend_t).
+ * after free. Connection memory itself is freed in the uv close callback.
+ *
+ * File bodies. A file (a CAS blob) goes out with sendfile(2) from the loop
+ * thread on the non-blocking socket, after the head written by uv_write has
+ * left: no user-space copy and no thread hop (blob files are expected in the
+ * page cache). When the socket is full, writability is watched with a
+ * uv_poll_t on a dup() of the socket — the uv_tcp_t owns the descriptor's own
+ * epoll entry, and an epoll entry belongs to a (descriptor, file) pair, so
+ * the duplicate gets one of its own. The duplicate is closed only in the
+ * poll's close callback, after libuv removed it from epoll. Each wake-up
+ * sends at most FILE_BURST bytes so one blob cannot starve the loop's other
+ * connections. A connection that closes ends its file send at once: nothing
+ * is in flight outside the loop.
  *
  * One request at a time. llhttp is paused at each on_message_complete; the
  * request is dispatched; the rest of the input (a pipelined request) is kept
@@ -39,11 +50,19 @@
  * worker route and queued to the pool; the worker runs req->defer.
  *
  * Streams. A worker that calls wv_req_stream_begin() keeps its exchange and
- * shares a stream_t with the loop: the worker appends chunks under st->mu and
- * pushes the exchange through the done-queue as a notification (in_done keeps
- * it linked once); the loop takes the chunks and writes them. The worker
- * blocks while st->queued (appended, not yet written to the socket) is above
- * STREAM_HIGH; write callbacks lower it and signal. Ownership of the exchange
+ * shares a stream_t with the loop. The worker copies what it writes into a
+ * chunk of its own (st->fill, up to STREAM_CHUNK bytes) and appends the chunk
+ * under st->mu when it is full, or at once when the loop has nothing queued
+ * (so a slow upstream is not delayed); then it pushes the exchange through
+ * the done-queue as a notification (in_done keeps it linked once) and the
+ * loop takes the chunks and writes them. Written chunks go back to the
+ * stream as spares, so a long stream allocates a few chunks, not one per
+ * write. The chunk that completes a body of announced length is held back
+ * until the handler returns: it goes out only if the handler succeeds, so a
+ * body that fails its final check (a digest) reaches the client short and
+ * cut, never whole. The worker blocks while st->queued (appended, not yet
+ * written to the socket) is above STREAM_HIGH; write callbacks lower it and
+ * signal a waiting writer. Ownership of the exchange
  * moves to the loop only with the final push (ex->final, set under done_mu
  * when the handler returned), so the loop never frees an exchange a worker
  * still writes to; the loop's processing list uses its own link (pnext)
@@ -60,6 +79,7 @@
 #include "http/resp.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <llhttp.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -68,6 +88,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -76,12 +97,16 @@
 #define READ_BUF_SIZE (64 * 1024)
 #define HIGH_WATER (256 * 1024)
 #define LOW_WATER (64 * 1024)
-#define SMALL_BODY (16 * 1024) /* copied behind the head: one buffer, one write */
-#define FILE_CHUNK (128 * 1024)
-#define DISCARD_LIMIT (64 * 1024) /* body we read and drop before a 404/405 */
-#define BIG_BUF_KEEP (64 * 1024)  /* larger body buffers are not kept for reuse */
+#define SMALL_BODY (16 * 1024)       /* copied behind the head: one buffer, one write */
+#define FILE_BURST (4 * 1024 * 1024) /* sendfile bytes per wake-up */
+#define DISCARD_LIMIT (64 * 1024)    /* body we read and drop before a 404/405 */
+#define BIG_BUF_KEEP (64 * 1024)     /* larger body buffers are not kept for reuse */
 #define LISTEN_BACKLOG 1024
 #define STREAM_HIGH (1024 * 1024) /* queued stream bytes before the writer blocks */
+#define STREAM_CHUNK (256 * 1024) /* payload bytes of one stream chunk */
+#define STREAM_SPARES 4           /* written chunks kept for reuse per stream */
+#define CHUNK_ROOM 18             /* room before a payload for "<hex>\r\n" */
+#define ARENA_MIN_CAP ((size_t)64 << 20)
 
 typedef struct loop loop_t;
 typedef struct conn conn_t;
@@ -89,27 +114,40 @@ typedef struct exchange exchange_t;
 typedef struct stream stream_t;
 typedef struct schunk schunk_t;
 
-/* One piece of a streamed body, chunk framing included; freed after its write. */
+/*
+ * One piece of a streamed body. The payload starts at data + CHUNK_ROOM; with
+ * chunked framing the "<hex>\r\n" prefix is put right before it and "\r\n"
+ * after it when the chunk is appended. What is written is data[off, off+wlen).
+ */
 struct schunk {
   uv_write_t req;
   schunk_t *next;
   conn_t *conn;
   stream_t *st;
-  size_t len;
-  char data[];
+  size_t len;       /* payload bytes */
+  size_t off, wlen; /* the framed bytes, set when appended */
+  char data[];      /* CHUNK_ROOM + STREAM_CHUNK + 2 */
 };
 
 struct stream {
-  pthread_mutex_t mu; /* leaf lock: guards everything below but refs */
+  pthread_mutex_t mu; /* leaf lock: guards the fields up to head_sent, but refs */
   pthread_cond_t cv;
-  atomic_int refs;   /* the exchange + each chunk being written */
+  atomic_int refs;       /* the exchange + each chunk being written */
   schunk_t *head, *tail; /* appended by the worker, taken by the loop */
-  size_t queued;         /* appended and not yet written to the socket */
+  schunk_t *spare;       /* written chunks kept for reuse */
+  int nspare;
+  size_t queued; /* appended and not yet written to the socket */
+  bool waiting;  /* the worker waits for queued to drop */
   bool chunked;
   bool failed; /* client gone or write failed */
   bool ended;  /* the handler returned */
   int end_rc;
   bool head_sent; /* loop only */
+  /* The worker's own, never touched by the loop: */
+  schunk_t *fill;    /* the chunk being filled */
+  bool has_length;   /* a Content-Length was announced: length */
+  uint64_t length;   /* announced body length */
+  uint64_t accepted; /* bytes taken by wv_req_stream_write */
 };
 
 struct exchange {
@@ -150,25 +188,27 @@ struct conn {
   int writes; /* uv_write requests in flight */
   fsend_t *fs;
   exchange_t *sx; /* the exchange streaming to this connection, head sent */
-  bool busy;    /* a handler owns the current request */
-  bool closing; /* uv_close called */
-  bool closed;  /* close callback ran; freed when fs ends */
-  bool linger;  /* close once writes drain (no keep-alive, EOF, error) */
+  bool busy;      /* a handler owns the current request */
+  bool closing;   /* uv_close called */
+  bool linger;    /* close once writes drain (no keep-alive, EOF, error) */
   bool reading;
   bool throttled; /* write queue above HIGH_WATER */
   bool in_message;
 };
 
-/* Streams a file body: one chunk read in libuv's threadpool, then written. */
+/*
+ * Sends a file body with sendfile(2) (see DESIGN). Owned by its connection
+ * until it ends; then, if the poll handle was started, by the poll's close
+ * callback, which frees it.
+ */
 struct fsend {
-  uv_fs_t fsreq;
-  uv_write_t wreq;
+  uv_poll_t poll; /* on sock, initialised at the first EAGAIN */
   conn_t *conn;
   exchange_t *ex;
-  int fd;
+  int fd;   /* the file */
+  int sock; /* dup of the socket for the poll, or -1 */
   uint64_t off, remain;
-  size_t chunk;
-  char buf[FILE_CHUNK];
+  bool started; /* the head has left; sendfile may run */
 };
 
 typedef struct {
@@ -231,6 +271,8 @@ static void conn_close(conn_t *c);
 static void conn_resume(conn_t *c);
 static void conn_after_response(conn_t *c);
 static void loop_check_done(loop_t *l);
+static void fs_start(fsend_t *fs);
+static void stream_end(exchange_t *ex, int rc);
 
 /* ---------- options ---------- */
 
@@ -264,6 +306,8 @@ static void stream_unref(stream_t *st) {
   if (!st || atomic_fetch_sub(&st->refs, 1) != 1)
     return;
   chunks_free(st->head);
+  chunks_free(st->spare);
+  free(st->fill);
   pthread_mutex_destroy(&st->mu);
   pthread_cond_destroy(&st->cv);
   free(st);
@@ -279,16 +323,26 @@ static void stream_fail(stream_t *st) {
 
 /* ---------- exchanges ---------- */
 
+/*
+ * A handler may copy parts of the body into the arena (a JSON string holding
+ * a data: layer, say), so a raised server.max-body-size raises the arena cap
+ * with it; the default body limit keeps the default cap.
+ */
+static size_t arena_cap(const wv_server_opts_t *o) {
+  size_t cap = o->max_body_size * 3;
+  return cap / 3 == o->max_body_size && cap > ARENA_MIN_CAP ? cap : ARENA_MIN_CAP;
+}
+
 static exchange_t *ex_new(loop_t *l) {
+  const wv_server_opts_t *o = &l->srv->o;
   exchange_t *ex = calloc(1, sizeof *ex);
   if (!ex)
     return NULL;
-  ex->req.arena = wv_arena_new(0);
+  ex->req.arena = wv_arena_new(arena_cap(o));
   if (!ex->req.arena) {
     free(ex);
     return NULL;
   }
-  const wv_server_opts_t *o = &l->srv->o;
   ex->loop = l;
   wv_buf_init(&ex->url, o->max_url_length);
   wv_buf_init(&ex->head, o->max_header_bytes);
@@ -438,12 +492,7 @@ static void job_run(wv_pool_job_t *job) {
   if (rc == WV_PARKED)
     return;
   if (ex->stream) {
-    stream_t *st = ex->stream;
-    pthread_mutex_lock(&st->mu);
-    st->ended = true;
-    st->end_rc = rc;
-    pthread_mutex_unlock(&st->mu);
-    stream_push(ex, true);
+    stream_end(ex, rc);
     return;
   }
   ex_settle(ex, rc);
@@ -461,26 +510,117 @@ int wv_req_stream_begin(wv_req_t *req) {
   pthread_cond_init(&st->cv, NULL);
   atomic_init(&st->refs, 1);
   st->chunked = !ex->resp.has_length;
+  st->has_length = ex->resp.has_length;
+  st->length = ex->resp.length;
   ex->stream = st;
   stream_push(ex, false);
   return 0;
 }
 
-/* "<hex>\r\n" into out; returns its length. */
-static size_t chunk_prefix(size_t n, char *out) {
+/* Writes "<hex>\r\n" so that it ends right before end; returns its length. */
+static size_t chunk_prefix(size_t n, char *end) {
   static const char hex[] = "0123456789abcdef";
-  char d[20];
-  size_t i = sizeof d;
+  char *p = end;
+  *--p = '\n';
+  *--p = '\r';
   do {
-    d[--i] = hex[n & 15];
+    *--p = hex[n & 15];
     n >>= 4;
   } while (n);
-  size_t k = sizeof d - i;
-  memcpy(out, d + i, k);
-  out[k] = '\r';
-  out[k + 1] = '\n';
-  return k + 2;
+  return (size_t)(end - p);
 }
+
+/* A chunk to fill: a spare, else a new one (NULL when out of memory). Worker. */
+static schunk_t *chunk_get(stream_t *st) {
+  pthread_mutex_lock(&st->mu);
+  schunk_t *c = st->spare;
+  if (c) {
+    st->spare = c->next;
+    st->nspare--;
+  }
+  pthread_mutex_unlock(&st->mu);
+  if (!c && !(c = malloc(sizeof *c + CHUNK_ROOM + STREAM_CHUNK + 2)))
+    return NULL;
+  c->next = NULL;
+  c->st = st;
+  c->len = 0;
+  return c;
+}
+
+/* Adds the framing; the chunk is then ready to be written. */
+static void chunk_frame(const stream_t *st, schunk_t *c) {
+  c->off = CHUNK_ROOM;
+  c->wlen = c->len;
+  if (st->chunked) {
+    size_t k = chunk_prefix(c->len, c->data + CHUNK_ROOM);
+    c->off -= k;
+    c->data[CHUNK_ROOM + c->len] = '\r';
+    c->data[CHUNK_ROOM + c->len + 1] = '\n';
+    c->wlen += k + 2;
+  }
+}
+
+/* Appends c; st->mu is held. Returns true when the loop must be told. */
+static bool chunk_append_locked(stream_t *st, schunk_t *c) {
+  bool notify = st->head == NULL;
+  if (st->tail)
+    st->tail->next = c;
+  else
+    st->head = c;
+  st->tail = c;
+  st->queued += c->wlen;
+  return notify;
+}
+
+static struct timespec deadline_in(int64_t ms) {
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += (time_t)(ms / 1000);
+  dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (dl.tv_nsec >= 1000000000L) {
+    dl.tv_sec++;
+    dl.tv_nsec -= 1000000000L;
+  }
+  return dl;
+}
+
+/*
+ * Hands st->fill to the loop. With only_if_idle, only when nothing is queued
+ * (else the worker keeps filling it); otherwise blocks while STREAM_HIGH
+ * bytes are queued. Returns 0, WV_ECLOSED or WV_ETIMEOUT (the client read
+ * nothing for server.idle-timeout).
+ */
+static int stream_publish(exchange_t *ex, stream_t *st, bool only_if_idle) {
+  int rc = 0;
+  bool notify = false;
+  pthread_mutex_lock(&st->mu);
+  if (only_if_idle && st->queued > 0 && !st->failed) {
+    pthread_mutex_unlock(&st->mu);
+    return 0;
+  }
+  if (!st->failed && st->queued >= STREAM_HIGH) {
+    struct timespec dl = deadline_in(ex->loop->srv->o.idle_timeout_ms);
+    st->waiting = true;
+    while (!st->failed && st->queued >= STREAM_HIGH && rc == 0)
+      if (pthread_cond_timedwait(&st->cv, &st->mu, &dl) == ETIMEDOUT)
+        rc = WV_ETIMEOUT;
+    st->waiting = false;
+  }
+  if (st->failed)
+    rc = WV_ECLOSED;
+  if (rc == 0) {
+    chunk_frame(st, st->fill);
+    notify = chunk_append_locked(st, st->fill);
+    st->fill = NULL;
+  }
+  pthread_mutex_unlock(&st->mu);
+  if (notify)
+    stream_push(ex, false);
+  return rc;
+}
+
+/* The fill holds the body's last byte: it waits for the handler's verdict. */
+static bool holds_last(const stream_t *st) { return st->has_length && st->accepted >= st->length; }
 
 int wv_req_stream_write(wv_req_t *req, const void *p, size_t n) {
   exchange_t *ex = (exchange_t *)req;
@@ -489,51 +629,50 @@ int wv_req_stream_write(wv_req_t *req, const void *p, size_t n) {
     return WV_EINVAL;
   if (n == 0 || req->method == WV_M_HEAD)
     return 0;
-  size_t extra = st->chunked ? 24 : 0;
-  schunk_t *c = malloc(sizeof *c + n + extra);
-  if (!c)
-    return WV_ENOMEM;
-  size_t off = st->chunked ? chunk_prefix(n, c->data) : 0;
-  memcpy(c->data + off, p, n);
-  c->len = off + n;
-  if (st->chunked) {
-    c->data[c->len++] = '\r';
-    c->data[c->len++] = '\n';
+  const char *src = p;
+  while (n > 0) {
+    if (!st->fill && !(st->fill = chunk_get(st)))
+      return WV_ENOMEM;
+    schunk_t *f = st->fill;
+    size_t k = STREAM_CHUNK - f->len < n ? STREAM_CHUNK - f->len : n;
+    memcpy(f->data + CHUNK_ROOM + f->len, src, k);
+    f->len += k;
+    src += k;
+    n -= k;
+    st->accepted += k;
+    if (f->len == STREAM_CHUNK && !holds_last(st)) {
+      int rc = stream_publish(ex, st, false);
+      if (rc)
+        return rc;
+    }
   }
-  c->next = NULL;
-  c->st = st;
-  int64_t wait_ms = ex->loop->srv->o.idle_timeout_ms;
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += (time_t)(wait_ms / 1000);
-  dl.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-  if (dl.tv_nsec >= 1000000000L) {
-    dl.tv_sec++;
-    dl.tv_nsec -= 1000000000L;
-  }
-  int rc = 0;
+  /* A partial chunk goes out at once when the socket has nothing to send. */
+  if (st->fill && !holds_last(st))
+    return stream_publish(ex, st, true);
   pthread_mutex_lock(&st->mu);
-  while (!st->failed && st->queued >= STREAM_HIGH && rc == 0)
-    if (pthread_cond_timedwait(&st->cv, &st->mu, &dl) == ETIMEDOUT)
-      rc = WV_ETIMEOUT;
-  if (st->failed)
-    rc = WV_ECLOSED;
-  bool notify = false;
-  if (rc == 0) {
-    notify = st->head == NULL;
-    if (st->tail)
-      st->tail->next = c;
-    else
-      st->head = c;
-    st->tail = c;
-    st->queued += c->len;
-    c = NULL;
-  }
+  int rc = st->failed ? WV_ECLOSED : 0;
   pthread_mutex_unlock(&st->mu);
-  free(c);
-  if (notify)
-    stream_push(ex, false);
   return rc;
+}
+
+/* The handler returned rc: the held chunk goes out on success, then the end. */
+static void stream_end(exchange_t *ex, int rc) {
+  stream_t *st = ex->stream;
+  schunk_t *f = st->fill;
+  st->fill = NULL;
+  if (f && (rc != 0 || f->len == 0)) {
+    free(f);
+    f = NULL;
+  }
+  pthread_mutex_lock(&st->mu);
+  if (f) {
+    chunk_frame(st, f);
+    chunk_append_locked(st, f);
+  }
+  st->ended = true;
+  st->end_rc = rc;
+  pthread_mutex_unlock(&st->mu);
+  stream_push(ex, true);
 }
 
 static void job_cancel(wv_pool_job_t *job) {
@@ -566,9 +705,14 @@ static void write_cb(uv_write_t *req, int status) {
     return;
   }
   c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
-  if (c->throttled && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < LOW_WATER) {
+  size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  if (c->throttled && queued < LOW_WATER) {
     c->throttled = false;
     conn_resume(c);
+  }
+  if (c->fs && !c->fs->started && queued == 0) {
+    fs_start(c->fs); /* the head is out: the file follows */
+    return;
   }
   conn_after_response(c);
 }
@@ -590,20 +734,30 @@ static int conn_write(conn_t *c, wr_t *w) {
   return 0;
 }
 
-static void fs_read_next(fsend_t *fs);
+static void fs_poll_closed(uv_handle_t *h) {
+  fsend_t *fs = h->data;
+  close(fs->sock);
+  free(fs);
+}
 
+/* Releases the file send's own resources; the connection is not touched. */
+static void fs_release(fsend_t *fs) {
+  close(fs->fd);
+  ex_free(fs->ex);
+  if (fs->sock >= 0)
+    uv_close((uv_handle_t *)&fs->poll, fs_poll_closed);
+  else
+    free(fs);
+}
+
+/* The body is out (ok) or cannot be (the connection is closed). */
 static void fs_finish(fsend_t *fs, bool ok) {
   conn_t *c = fs->conn;
-  close(fs->fd);
+  exchange_t *ex = fs->ex;
+  fs->ex = NULL;
   c->fs = NULL;
-  if (c->closed) { /* the close callback left the connection to us */
-    ex_free(fs->ex);
-    free(fs);
-    free(c);
-    return;
-  }
-  ex_recycle(c, fs->ex);
-  free(fs);
+  fs_release(fs);
+  ex_recycle(c, ex);
   if (!ok) {
     conn_close(c);
     return;
@@ -612,48 +766,145 @@ static void fs_finish(fsend_t *fs, bool ok) {
   conn_after_response(c);
 }
 
-static void fs_write_cb(uv_write_t *req, int status) {
-  fsend_t *fs = (fsend_t *)((char *)req - offsetof(fsend_t, wreq));
-  if (status < 0 || fs->conn->closing) {
+static void fs_poll_cb(uv_poll_t *h, int status, int events);
+
+/* Waits for the socket to take more: a poll on a duplicate (see DESIGN). */
+static int fs_wait(fsend_t *fs) {
+  if (fs->sock < 0) {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&fs->conn->tcp, &fd))
+      return -1;
+    int sock = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (sock < 0)
+      return -1;
+    if (uv_poll_init(&fs->conn->loop->uv, &fs->poll, sock)) {
+      close(sock);
+      return -1;
+    }
+    fs->sock = sock;
+    fs->poll.data = fs;
+  }
+  /* Level-triggered and kept armed: restarting would cost an epoll DEL+ADD. */
+  if (uv_is_active((uv_handle_t *)&fs->poll))
+    return 0;
+  return uv_poll_start(&fs->poll, UV_WRITABLE, fs_poll_cb) ? -1 : 0;
+}
+
+/* Sends what the socket takes, up to FILE_BURST; then waits or finishes. */
+static void fs_pump(fsend_t *fs) {
+  conn_t *c = fs->conn;
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd)) {
     fs_finish(fs, false);
     return;
   }
-  fs->off += fs->chunk;
-  fs->remain -= fs->chunk;
-  fs->conn->deadline =
-      uv_now(&fs->conn->loop->uv) + (uint64_t)fs->conn->loop->srv->o.idle_timeout_ms;
-  if (fs->remain == 0)
-    fs_finish(fs, true);
-  else
-    fs_read_next(fs);
-}
-
-static void fs_read_cb(uv_fs_t *req) {
-  fsend_t *fs = (fsend_t *)req;
-  ssize_t n = req->result;
-  uv_fs_req_cleanup(req);
-  if (n <= 0 || fs->conn->closing) {
+  uint64_t burst = 0;
+  while (fs->remain > 0 && burst < FILE_BURST) {
+    size_t want = fs->remain < FILE_BURST ? (size_t)fs->remain : FILE_BURST;
+    off_t off = (off_t)fs->off;
+    ssize_t n = sendfile(fd, fs->fd, &off, want);
+    if (n > 0) {
+      fs->off += (uint64_t)n;
+      fs->remain -= (uint64_t)n;
+      burst += (uint64_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
     if (n == 0)
       wv_warn("file body ended %llu bytes early", (unsigned long long)fs->remain);
-    fs_finish(fs, false);
+    fs_finish(fs, false); /* the client left (EPIPE, ECONNRESET) or the file shrank */
     return;
   }
-  fs->chunk = (size_t)n;
-  uv_buf_t b = uv_buf_init(fs->buf, (unsigned)n);
-  if (uv_write(&fs->wreq, (uv_stream_t *)&fs->conn->tcp, &b, 1, fs_write_cb) < 0)
+  if (burst)
+    c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
+  if (fs->remain == 0) {
+    fs_finish(fs, true);
+    return;
+  }
+  /* Full socket or a spent burst: continue when it is writable (at once for
+   * the latter, after the loop's other connections had their turn). */
+  if (fs_wait(fs))
     fs_finish(fs, false);
 }
 
-static void fs_read_next(fsend_t *fs) {
-  size_t want = fs->remain < FILE_CHUNK ? (size_t)fs->remain : FILE_CHUNK;
-  uv_buf_t b = uv_buf_init(fs->buf, (unsigned)want);
-  if (uv_fs_read(&fs->conn->loop->uv, &fs->fsreq, fs->fd, &b, 1, (int64_t)fs->off, fs_read_cb) < 0)
+static void fs_poll_cb(uv_poll_t *h, int status, int events) {
+  fsend_t *fs = h->data;
+  (void)events;
+  if (status < 0) {
     fs_finish(fs, false);
+    return;
+  }
+  fs_pump(fs);
+}
+
+static void fs_start(fsend_t *fs) {
+  fs->started = true;
+  fs_pump(fs);
+}
+
+/* A file send for ex's file body; takes resp->fd. NULL when out of memory. */
+static fsend_t *fs_new(conn_t *c, exchange_t *ex) {
+  fsend_t *fs = malloc(sizeof *fs);
+  if (!fs)
+    return NULL;
+  fs->conn = c;
+  fs->ex = ex;
+  fs->fd = ex->resp.fd;
+  fs->sock = -1;
+  fs->started = false;
+  fs->off = ex->resp.file_off;
+  fs->remain = ex->resp.file_len;
+  ex->resp.fd = -1;
+  return fs;
+}
+
+/* Drops a file send that never started, with its exchange. */
+static void fs_drop(fsend_t *fs) {
+  if (!fs)
+    return;
+  close(fs->fd);
+  ex_free(fs->ex);
+  free(fs);
 }
 
 /*
- * Serialises ex's response and queues it on c. Takes ex: it is recycled as
- * c's parse exchange, or kept alive by the write / file stream that needs it.
+ * Queues what uv_try_write left of bufs (sent bytes went out) with uv_write;
+ * hold is freed after that write. Returns 0, or < 0 with c closed.
+ */
+static int conn_write_rest(conn_t *c, const uv_buf_t *bufs, unsigned nbufs, size_t sent,
+                           exchange_t *hold) {
+  size_t head_rest = sent < bufs[0].len ? bufs[0].len - sent : 0;
+  wr_t *w = malloc(sizeof *w + head_rest);
+  if (!w) {
+    ex_free(hold);
+    conn_close(c);
+    return WV_ENOMEM;
+  }
+  w->nbufs = 0;
+  w->hold = hold;
+  if (head_rest) {
+    memcpy(w->data, bufs[0].base + (bufs[0].len - head_rest), head_rest);
+    w->bufs[w->nbufs++] = uv_buf_init(w->data, (unsigned)head_rest);
+  }
+  if (nbufs > 1) {
+    size_t skip = sent > bufs[0].len ? sent - bufs[0].len : 0;
+    w->bufs[w->nbufs++] = uv_buf_init(bufs[1].base + skip, (unsigned)(bufs[1].len - skip));
+  }
+  return conn_write(c, w);
+}
+
+/*
+ * Serialises ex's response and sends it on c. Takes ex: it is recycled as
+ * c's parse exchange, or kept alive by the write / file send that needs it.
+ *
+ * The head (with a small body copied behind it) and a large body go out with
+ * uv_try_write first. When the socket takes it all — the usual case for a
+ * hot manifest — there is no write request, no malloc, and no write-queue
+ * round trip through the next loop iteration (which would also re-arm the
+ * socket's epoll entry); only what is left is queued with uv_write.
  */
 static void conn_respond(conn_t *c, exchange_t *ex) {
   loop_t *l = c->loop;
@@ -663,62 +914,62 @@ static void conn_respond(conn_t *c, exchange_t *ex) {
     c->ex = NULL;
   bool head_only = req->method == WV_M_HEAD || resp->status == 204 || resp->status == 304;
   bool keep = req->keep_alive && !resp->close && !l->draining && !ex->err_status;
-  wv_buf_reset(&l->scratch);
-  if (wv_resp_write_head(resp, req->registry, keep, false, loop_date(l), &l->scratch)) {
-    ex_free(ex);
-    conn_close(c);
-    return;
-  }
   bool copy_body = !head_only && resp->fd < 0 && resp->body_len <= SMALL_BODY;
-  size_t n = l->scratch.len + (copy_body ? resp->body_len : 0);
-  wr_t *w = malloc(sizeof *w + n);
-  if (!w) {
+  bool large_body = !head_only && resp->fd < 0 && !copy_body;
+  wv_buf_reset(&l->scratch);
+  if (wv_resp_write_head(resp, req->registry, keep, false, loop_date(l), &l->scratch) ||
+      (copy_body && resp->body_len && wv_buf_append(&l->scratch, resp->body, resp->body_len))) {
     ex_free(ex);
     conn_close(c);
     return;
-  }
-  memcpy(w->data, l->scratch.data, l->scratch.len);
-  if (copy_body && resp->body_len)
-    memcpy(w->data + l->scratch.len, resp->body, resp->body_len);
-  w->bufs[0] = uv_buf_init(w->data, (unsigned)n);
-  w->nbufs = 1;
-  w->hold = NULL;
-  if (!head_only && resp->fd < 0 && !copy_body) {
-    w->bufs[1] = uv_buf_init((char *)resp->body, (unsigned)resp->body_len);
-    w->nbufs = 2;
-    w->hold = ex;
   }
   if (!keep)
     c->linger = true;
   fsend_t *fs = NULL;
-  if (!head_only && resp->fd >= 0 && resp->file_len > 0) {
-    fs = malloc(sizeof *fs);
-    if (!fs) {
-      free(w);
+  if (!head_only && resp->fd >= 0 && resp->file_len > 0 && !(fs = fs_new(c, ex))) {
+    ex_free(ex);
+    conn_close(c);
+    return;
+  }
+  uv_buf_t bufs[2] = {uv_buf_init(l->scratch.data, (unsigned)l->scratch.len)};
+  unsigned nbufs = 1;
+  size_t total = l->scratch.len;
+  if (large_body) {
+    bufs[nbufs++] = uv_buf_init((char *)resp->body, (unsigned)resp->body_len);
+    total += resp->body_len;
+  }
+  int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+  if (n < 0 && n != UV_EAGAIN) { /* the client is gone */
+    fs_drop(fs);
+    if (!fs)
       ex_free(ex);
-      conn_close(c);
+    conn_close(c);
+    return;
+  }
+  size_t sent = n > 0 ? (size_t)n : 0;
+  if (sent == total) {
+    c->deadline = uv_now(&l->uv) + (uint64_t)l->srv->o.idle_timeout_ms;
+    if (fs) {
+      c->fs = fs;
+      fs_start(fs);
       return;
     }
-    fs->conn = c;
-    fs->ex = ex;
-    fs->fd = resp->fd;
-    resp->fd = -1;
-    fs->off = resp->file_off;
-    fs->remain = resp->file_len;
-  }
-  if (!w->hold && !fs)
     ex_recycle(c, ex);
-  if (conn_write(c, w) < 0) {
-    if (fs) {
-      close(fs->fd);
-      ex_free(fs->ex);
-      free(fs);
-    }
+    conn_after_response(c);
+    return;
+  }
+  if (!large_body && !fs)
+    ex_recycle(c, ex);
+  if (conn_write_rest(c, bufs, nbufs, sent, large_body ? ex : NULL) < 0) {
+    fs_drop(fs);
     return;
   }
   if (fs) {
+    /* The file follows the head: at once when uv_write sent the rest,
+     * else from the head's write callback. */
     c->fs = fs;
-    fs_read_next(fs); /* queued behind the head; ordering is kept by uv_write */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0)
+      fs_start(fs);
   }
 }
 
@@ -741,11 +992,18 @@ static void stream_write_cb(uv_write_t *req, int status) {
   conn_t *c = w->conn;
   stream_t *st = w->st;
   pthread_mutex_lock(&st->mu);
-  st->queued -= w->len;
-  pthread_cond_broadcast(&st->cv);
+  st->queued -= w->wlen;
+  if (st->waiting && st->queued < STREAM_HIGH)
+    pthread_cond_signal(&st->cv);
+  if (st->nspare < STREAM_SPARES) {
+    w->next = st->spare;
+    st->spare = w;
+    st->nspare++;
+    w = NULL;
+  }
   pthread_mutex_unlock(&st->mu);
-  stream_unref(st);
   free(w);
+  stream_unref(st);
   c->writes--;
   if (c->closing)
     return;
@@ -782,7 +1040,7 @@ static int stream_send_chunk(conn_t *c, schunk_t *w) {
   w->conn = c;
   atomic_fetch_add(&w->st->refs, 1);
   c->writes++;
-  uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
+  uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)w->wlen);
   if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, stream_write_cb) < 0) {
     c->writes--;
     stream_unref(w->st);
@@ -849,7 +1107,7 @@ static void stream_service(loop_t *l, exchange_t *ex, bool final) {
     /* Not written: give the bytes back to the accounting, then drop them. */
     size_t n = 0;
     for (schunk_t *x = list; x; x = x->next)
-      n += x->len;
+      n += x->wlen;
     pthread_mutex_lock(&st->mu);
     st->queued -= n;
     pthread_mutex_unlock(&st->mu);
@@ -1263,9 +1521,7 @@ static void close_cb(uv_handle_t *h) {
   free(c->in);
   ex_free(c->ex);
   c->ex = NULL;
-  c->closed = true;
-  if (!c->fs) /* else fs_finish frees it once the in-flight read returns */
-    free(c);
+  free(c);
   loop_check_done(l);
 }
 
@@ -1278,6 +1534,10 @@ static void conn_close(conn_t *c) {
   if (c->sx) { /* a worker may be blocked writing to us */
     stream_fail(c->sx->stream);
     c->sx = NULL;
+  }
+  if (c->fs) { /* nothing of it is in flight: end it now */
+    fs_release(c->fs);
+    c->fs = NULL;
   }
   /* Unlink now: sweeps and late exchanges must not find it any more. */
   if (c->prev)

@@ -21,9 +21,18 @@ const char *wv_cache_key_blob(wv_arena_t *a, const char *registry, const char *i
   return key_join(a, registry, image, "blobs", digest);
 }
 
+/* Built by hand: the hot path asks for it on every pull. */
 const char *wv_cache_key_token(wv_arena_t *a, const char *token) {
-  char *k = wv_arena_sprintf(a, "T/%s", token);
-  return k && strlen(k) <= WV_STORE_KEY_MAX ? k : NULL;
+  size_t n = strlen(token);
+  if (n + 2 > WV_STORE_KEY_MAX)
+    return NULL;
+  char *k = wv_arena_alloc(a, n + 3);
+  if (!k)
+    return NULL;
+  k[0] = 'T';
+  k[1] = '/';
+  memcpy(k + 2, token, n + 1);
+  return k;
 }
 
 /* Appends s and a newline; a field with a newline in it cannot be stored. */
@@ -143,5 +152,24 @@ int wv_cache_token_get(struct wv_store *s, wv_arena_t *a, const char *token,
     return WV_ENOMEM;
   view_t v = {a, out, true};
   int rc = wv_store_view(s, WV_DB_MANIFESTS, key, view_cb, &v);
+  return rc == 1 ? 0 : rc;
+}
+
+int wv_cache_snap_get(wv_store_snap_t *snap, wv_arena_t *a, const char *key,
+                      wv_cache_entry_t *out) {
+  if (!key)
+    return WV_ENOTFOUND;
+  view_t v = {a, out, false};
+  int rc = wv_store_snap_view(snap, WV_DB_MANIFESTS, key, view_cb, &v);
+  return rc == 1 ? 0 : rc;
+}
+
+int wv_cache_snap_token_get(wv_store_snap_t *snap, wv_arena_t *a, const char *token,
+                            wv_cache_token_t *out) {
+  const char *key = wv_cache_key_token(a, token);
+  if (!key)
+    return WV_ENOMEM;
+  view_t v = {a, out, true};
+  int rc = wv_store_snap_view(snap, WV_DB_MANIFESTS, key, view_cb, &v);
   return rc == 1 ? 0 : rc;
 }

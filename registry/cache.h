@@ -83,4 +83,12 @@ struct wv_store;
 int wv_cache_get(struct wv_store *s, wv_arena_t *a, const char *key, wv_cache_entry_t *out);
 int wv_cache_token_get(struct wv_store *s, wv_arena_t *a, const char *token, wv_cache_token_t *out);
 
+/* The same inside a read snapshot (storage/store.h): the hot path's lookups
+ * share one transaction. */
+struct wv_store_snap;
+int wv_cache_snap_get(struct wv_store_snap *snap, wv_arena_t *a, const char *key,
+                      wv_cache_entry_t *out);
+int wv_cache_snap_token_get(struct wv_store_snap *snap, wv_arena_t *a, const char *token,
+                            wv_cache_token_t *out);
+
 #endif

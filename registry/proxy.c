@@ -5,7 +5,8 @@
  *
  * Every /v2 pull starts on the IO loop (an inline route). The loop parses the
  * path, then answers from the state store when everything it needs is
- * already there, using read-only LMDB views only:
+ * already there, using zero-copy views in one read-only LMDB transaction
+ * (a snapshot, so the three lookups cost one transaction):
  *   1. the token record exists (a view that copies nothing: a deleted or
  *      expired token is a 404 at once);
  *   2. the token's hot record T/<token> (registry, image, kind, flags — a
@@ -92,14 +93,13 @@ static const char *manifest_key(wv_req_t *req, const wv_pctx_t *ctx) {
 }
 
 /* Token form: 404 for a token that does not exist, hot record or defer. */
-static int hot_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
-  wv_app_t *app = ctx->app;
-  int rc = wv_store_view(app->store, WV_DB_TOKENS, ctx->rt.token, exists_cb, NULL);
+static int hot_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_snap_t *snap) {
+  int rc = wv_store_snap_view(snap, WV_DB_TOKENS, ctx->rt.token, exists_cb, NULL);
   if (rc == WV_ENOTFOUND || rc == WV_EINVAL || rc == WV_ETOOBIG)
     return unknown_token(req, resp, ctx->rt.token);
   if (rc != 1)
     return WV_DEFER;
-  if (wv_cache_token_get(app->store, req->arena, ctx->rt.token, &ctx->hot))
+  if (wv_cache_snap_token_get(snap, req->arena, ctx->rt.token, &ctx->hot))
     return WV_DEFER;
   ctx->have_hot = true;
   if (ctx->hot.kind == WV_TOKEN_FREEZE || ctx->hot.kind == WV_TOKEN_MIRROR ||
@@ -107,6 +107,28 @@ static int hot_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return WV_DEFER; /* the worker words these errors from the full record */
   ctx->registry = ctx->hot.registry;
   ctx->image = ctx->rt.image;
+  return 0;
+}
+
+/*
+ * The token checks (token form) and the cache entry, from one snapshot:
+ * 0 with *e filled, WV_DEFER, or an answered error (resp filled).
+ */
+static int hot_lookup(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_snap_t *snap,
+                      wv_cache_entry_t *e) {
+  if (ctx->token_form) {
+    int rc = hot_token(req, resp, ctx, snap);
+    if (rc || resp->status)
+      return rc;
+  }
+  if (ctx->rt.kind == WV_ROUTE_TAGS)
+    return WV_DEFER;
+  const char *key =
+      ctx->rt.kind == WV_ROUTE_MANIFESTS
+          ? manifest_key(req, ctx)
+          : wv_cache_key_blob(req->arena, ctx->registry, ctx->image, ctx->rt.reference);
+  if (!key || wv_cache_snap_get(snap, req->arena, key, e))
+    return WV_DEFER;
   return 0;
 }
 
@@ -129,10 +151,7 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
   req->user = ctx;
   req->defer = v2_worker;
   ctx->token_form = ctx->rt.token != NULL;
-  if (ctx->token_form) {
-    if ((rc = hot_token(req, resp, ctx)) != 0 || resp->status)
-      return rc;
-  } else {
+  if (!ctx->token_form) {
     ctx->registry = ctx->rt.registry;
     ctx->image = ctx->rt.image;
     if (!plain_form_allowed(ctx->app, ctx->registry))
@@ -140,16 +159,17 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
                        wv_arena_sprintf(req->arena,
                                         "Registry '%s' cannot be pulled through this server",
                                         ctx->registry));
+    if (ctx->rt.kind == WV_ROUTE_TAGS)
+      return WV_DEFER;
   }
-  if (ctx->rt.kind == WV_ROUTE_TAGS)
+  wv_store_snap_t snap;
+  if (wv_store_snap_begin(ctx->app->store, &snap))
     return WV_DEFER;
   wv_cache_entry_t e;
-  const char *key =
-      ctx->rt.kind == WV_ROUTE_MANIFESTS
-          ? manifest_key(req, ctx)
-          : wv_cache_key_blob(req->arena, ctx->registry, ctx->image, ctx->rt.reference);
-  if (!key || wv_cache_get(ctx->app->store, req->arena, key, &e))
-    return WV_DEFER;
+  rc = hot_lookup(req, resp, ctx, &snap, &e);
+  wv_store_snap_end(&snap);
+  if (rc || resp->status)
+    return rc;
   if (ctx->rt.kind == WV_ROUTE_MANIFESTS)
     return e.kind == WV_CACHE_MANIFEST ? wv_proxy_respond_manifest(req, resp, &e) : WV_DEFER;
   return wv_proxy_respond_blob_entry(req, resp, &e);

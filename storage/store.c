@@ -76,9 +76,8 @@
 #define SWEEP_BATCH 1024
 
 static const char *const db_names[] = {
-    "tokens", "requests",  "builds", "build_targets", "counters", "mirrors",
-    "scans",  "manifests", "meta",   "jobs",          "embedded", "vulns",
-    "expiry",
+    "tokens",    "requests", "builds", "build_targets", "counters", "mirrors", "scans",
+    "manifests", "meta",     "jobs",   "embedded",      "vulns",    "expiry",
 };
 /* One name per wv_db_t, plus the internal expiry index last: a database added
  * to the enum without a name here must not compile (it would otherwise open
@@ -801,30 +800,55 @@ int wv_store_sweep(wv_store_t *s, int64_t now_ms, size_t max, size_t *removed) {
 
 /* ---- reads --------------------------------------------------------------- */
 
-int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg) {
-  size_t klen;
-  int rc = check_key(db, key, &klen);
-  if (rc)
-    return rc;
+int wv_store_snap_begin(wv_store_t *s, wv_store_snap_t *snap) {
   MDB_txn *txn;
   pthread_rwlock_rdlock(&s->map_lock);
-  rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
   if (rc) {
     pthread_rwlock_unlock(&s->map_lock);
     map_mdb(rc, "begin read txn"); /* logs */
     return rc == ENOMEM ? WV_ENOMEM : WV_ESTORE;
   }
+  snap->s = s;
+  snap->txn = txn;
+  snap->now_ms = wv_store_now_ms();
+  return 0;
+}
+
+int wv_store_snap_view(wv_store_snap_t *snap, wv_db_t db, const char *key, wv_store_view_cb cb,
+                       void *arg) {
+  size_t klen;
+  int rc = check_key(db, key, &klen);
+  if (rc)
+    return rc;
   MDB_val k = {klen, (void *)key}, v;
   int64_t exp = 0;
-  rc = map_mdb(mdb_get(txn, s->dbi[db], &k, &v), "get");
+  rc = map_mdb(mdb_get(snap->txn, snap->s->dbi[db], &k, &v), "get");
   if (rc == 0 && (rc = hdr_read(&v, &exp)) != 0)
     wv_error("store: %s: corrupt record header", db_names[db]);
-  if (rc == 0 && is_expired(exp, wv_store_now_ms()))
+  if (rc == 0 && is_expired(exp, snap->now_ms))
     rc = WV_ENOTFOUND;
   if (rc == 0)
     rc = cb(arg, (const unsigned char *)v.mv_data + HDR_LEN, v.mv_size - HDR_LEN, exp);
-  mdb_txn_abort(txn);
-  pthread_rwlock_unlock(&s->map_lock);
+  return rc;
+}
+
+void wv_store_snap_end(wv_store_snap_t *snap) {
+  mdb_txn_abort(snap->txn);
+  pthread_rwlock_unlock(&snap->s->map_lock);
+  snap->txn = NULL;
+}
+
+int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg) {
+  size_t klen;
+  int rc = check_key(db, key, &klen);
+  if (rc)
+    return rc;
+  wv_store_snap_t snap;
+  if ((rc = wv_store_snap_begin(s, &snap)) != 0)
+    return rc;
+  rc = wv_store_snap_view(&snap, db, key, cb, arg);
+  wv_store_snap_end(&snap);
   return rc;
 }
 

@@ -140,6 +140,27 @@ int wv_store_get(wv_store_t *s, wv_db_t db, const char *key, char **val, size_t 
 int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg);
 
 /*
+ * A read snapshot: several wv_store_snap_view calls in one read-only
+ * transaction, so a request that looks up a few keys begins one transaction
+ * instead of one per key, and every lookup sees the same committed state.
+ * Lives on the caller's stack; begin returns 0 or WV_ENOMEM / WV_ESTORE
+ * (then nothing is held and end is not needed). Between begin and end the
+ * thread holds the store's read lock: no other store call on that thread
+ * (like inside a view callback), and end it soon — a map resize waits.
+ * snap_view behaves like wv_store_view.
+ */
+typedef struct wv_store_snap {
+  wv_store_t *s;
+  void *txn; /* MDB_txn */
+  int64_t now_ms;
+} wv_store_snap_t;
+
+int wv_store_snap_begin(wv_store_t *s, wv_store_snap_t *snap);
+int wv_store_snap_view(wv_store_snap_t *snap, wv_db_t db, const char *key, wv_store_view_cb cb,
+                       void *arg);
+void wv_store_snap_end(wv_store_snap_t *snap);
+
+/*
  * Scan callback: key (klen bytes, not NUL-terminated) and val point into the
  * LMDB map and are valid only during the call. A non-zero return stops the
  * scan and is passed through by wv_store_scan.

@@ -85,6 +85,22 @@ static int file_handler(wv_req_t *req, wv_resp_t *resp) {
   return 0;
 }
 
+/* /test/bigfile?<off>&<len>: a range of big_path, served inline (the hot path). */
+static char big_path[64];
+
+static uint8_t big_byte(uint64_t i) { return (uint8_t)(i ^ (i >> 8) ^ (i >> 16)); }
+
+static int bigfile_handler(wv_req_t *req, wv_resp_t *resp) {
+  unsigned long long off = 0, len = 0;
+  if (!req->query || sscanf(req->query, "%llu&%llu", &off, &len) != 2)
+    return WV_EINVAL;
+  int fd = open(big_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return WV_EIO;
+  wv_resp_file(resp, 200, "application/octet-stream", fd, off, len);
+  return 0;
+}
+
 static int fail_handler(wv_req_t *req, wv_resp_t *resp) { return WV_ENOTFOUND; }
 static int crash_handler(wv_req_t *req, wv_resp_t *resp) { return WV_EIO; }
 
@@ -105,7 +121,9 @@ static int defer_handler(wv_req_t *req, wv_resp_t *resp) {
   return WV_DEFER;
 }
 
-/* Streams: ?<bytes>[&chunked][&fail] in 10000-byte writes. */
+/* Streams: ?<bytes>[&chunked][&fail][&lie] in 10000-byte writes; fail stops
+ * half-way with an error, lie writes every byte and then fails (a body that
+ * does not hash to its digest). */
 static atomic_llong stream_written;
 static atomic_int stream_rc;
 
@@ -113,6 +131,7 @@ static int stream_handler(wv_req_t *req, wv_resp_t *resp) {
   long long total = atoll(req->query ? req->query : "0");
   bool chunked = req->query && strstr(req->query, "chunked");
   bool fail = req->query && strstr(req->query, "fail");
+  bool lie = req->query && strstr(req->query, "lie");
   wv_resp_static(resp, 200, "application/octet-stream", NULL, 0);
   if (!chunked) {
     resp->has_length = true;
@@ -135,6 +154,8 @@ static int stream_handler(wv_req_t *req, wv_resp_t *resp) {
       atomic_store(&stream_written, off);
     }
   }
+  if (!rc && lie)
+    rc = WV_EDIGEST;
   atomic_store(&stream_rc, rc ? rc : 1);
   return rc;
 }
@@ -149,6 +170,7 @@ static const wv_route_t test_routes[] = {
     {WV_M_GET, "/test/p/{a}/x/{b}", params_handler, WV_ROUTE_INLINE, 0},
     {WV_M_GET, "/test/big", big_handler, 0, 0},
     {WV_M_GET, "/test/file", file_handler, 0, 0},
+    {WV_M_GET, "/test/bigfile", bigfile_handler, WV_ROUTE_INLINE, 0},
     {WV_M_GET, "/test/fail", fail_handler, 0, 0},
     {WV_M_GET, "/v2/fail", fail_handler, WV_ROUTE_INLINE, 0},
     {WV_M_GET, "/test/crash", crash_handler, WV_ROUTE_INLINE, 0},
@@ -395,6 +417,110 @@ TEST(large_and_file_bodies) {
   tc_resp_free(&r);
   stop();
   unlink(file_path);
+}
+
+/* A client with a tiny receive window, so the server's socket fills up. */
+static tc_conn_t *slow_connect(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  struct timeval tv = {.tv_sec = 10};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    close(fd);
+    return NULL;
+  }
+  tc_conn_t *c = calloc(1, sizeof *c);
+  c->fd = fd;
+  return c;
+}
+
+/* Reads a body of len bytes that must be big_path's bytes from off on. */
+static bool read_big_body(tc_conn_t *c, uint64_t off, uint64_t len) {
+  uint64_t got = 0;
+  for (;;) {
+    size_t n = c->len < len - got ? c->len : (size_t)(len - got);
+    for (size_t i = 0; i < n; i++)
+      if ((uint8_t)c->buf[i] != big_byte(off + got + i))
+        return false;
+    got += n;
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+    if (got == len)
+      return true;
+    if (tc_fill(c))
+      return false;
+  }
+}
+
+TEST(sendfile_bodies) {
+  const uint64_t size = 12u << 20;
+  snprintf(big_path, sizeof big_path, "/tmp/wv_test_big_%d", (int)getpid());
+  FILE *f = fopen(big_path, "wb");
+  CHECK(f);
+  for (uint64_t i = 0; i < size; i++)
+    fputc(big_byte(i), f);
+  fclose(f);
+  CHECK_OK(start(5000, 5000));
+  /* A slow reader: the socket fills, sendfile waits for writability and
+   * resumes; a pipelined request is answered after the whole body. */
+  tc_conn_t *c = slow_connect();
+  CHECK(c);
+  CHECK_OK(tc_sends(c, "GET /test/bigfile?0&12582912 HTTP/1.1\r\n\r\n"
+                       "HEAD /test/bigfile?5&100 HTTP/1.1\r\n\r\n"
+                       "GET /test/bigfile?1000003&70001 HTTP/1.1\r\n\r\n" GET("/health")));
+  sleep_ms(200);
+  tc_resp_t r;
+  CHECK_OK(tc_read(c, &r, true));
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_EQ_STR(tc_header(&r, "Content-Length"), "12582912");
+  tc_resp_free(&r);
+  CHECK(read_big_body(c, 0, size));
+  CHECK_OK(tc_read(c, &r, true));
+  CHECK_EQ_STR(tc_header(&r, "Content-Length"), "100");
+  tc_resp_free(&r);
+  CHECK_OK(tc_read(c, &r, true));
+  CHECK_EQ_STR(tc_header(&r, "Content-Length"), "70001");
+  tc_resp_free(&r);
+  CHECK(read_big_body(c, 1000003, 70001));
+  CHECK_OK(tc_read(c, &r, false));
+  CHECK_EQ_STR(r.body, "{\"status\":\"UP\"}");
+  tc_resp_free(&r);
+  tc_close(c);
+  /* A file shorter than announced: the body is cut and the connection closed. */
+  c = tc_connect(port);
+  CHECK_OK(tc_sends(c, "GET /test/bigfile?12582000&2000 HTTP/1.1\r\n\r\n" GET("/health")));
+  CHECK_OK(tc_read(c, &r, true));
+  CHECK_EQ_STR(tc_header(&r, "Content-Length"), "2000");
+  tc_resp_free(&r);
+  CHECK(read_big_body(c, 12582000, 912));
+  CHECK(c->len == 0);
+  CHECK(tc_wait_closed(c, 2000));
+  tc_close(c);
+  /* Clients that vanish while the server waits for writability. */
+  for (int i = 0; i < 4; i++) {
+    c = slow_connect();
+    CHECK(c);
+    CHECK_OK(tc_sends(c, "GET /test/bigfile?0&12582912 HTTP/1.1\r\n\r\n"));
+    sleep_ms(50);
+    struct linger lg = {1, 0};
+    if (i % 2)
+      setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    tc_close(c);
+  }
+  CHECK_EQ_INT(tc_request(port, GET("/health"), &r, false), 200);
+  tc_resp_free(&r);
+  /* Shutdown with a file send parked on a reader that never reads: the
+   * forced close after the shutdown timeout ends it. */
+  c = slow_connect();
+  CHECK(c);
+  CHECK_OK(tc_sends(c, "GET /test/bigfile?0&12582912 HTTP/1.1\r\n\r\n"));
+  sleep_ms(50);
+  stop();
+  tc_close(c);
+  unlink(big_path);
 }
 
 TEST(client_gone_while_handled) {
@@ -648,6 +774,30 @@ TEST(stream_chunked_and_failures) {
   CHECK(n < 1000000);
   free(all);
   tc_close(c);
+  /* Every byte written, then the handler fails (a wrong digest): the body
+   * that completes the announced length is held back, so the client never
+   * sees a whole body. Small and large, with a fast and a slow reader. */
+  const char *lies[] = {"GET /test/stream?3000&lie HTTP/1.1\r\n\r\n",
+                        "GET /test/stream?3000000&lie HTTP/1.1\r\n\r\n"};
+  for (int i = 0; i < 4; i++) {
+    c = tc_connect(port);
+    CHECK_OK(tc_sends(c, lies[i % 2]));
+    if (i >= 2)
+      sleep_ms(100);
+    all = read_all(c->fd, &n);
+    char *b = strstr(all, "\r\n\r\n");
+    CHECK(b);
+    /* Failed before its head left (a small body, all held): an error. */
+    if (strncmp(all, "HTTP/1.1 200 ", 13) == 0) {
+      size_t body_len = n - (size_t)(b + 4 - all);
+      CHECK(body_len < (i % 2 ? 3000000u : 3000u));
+      CHECK(pattern_ok(b + 4, body_len));
+    } else {
+      CHECK(strncmp(all, "HTTP/1.1 5", 10) == 0);
+    }
+    free(all);
+    tc_close(c);
+  }
   /* A client that goes away: the writer gets WV_ECLOSED and stops. */
   atomic_store(&stream_rc, 0);
   c = tc_connect(port);
@@ -666,4 +816,5 @@ TEST(stream_chunked_and_failures) {
 WV_TESTS(T(defer_to_worker), T(stream_backpressure_and_length), T(stream_chunked_and_failures),
          T(max_connections), T(basic_routes), T(errors_by_url_space), T(params_and_keepalive),
          T(pipelining_keeps_order), T(limits), T(expect_continue), T(large_and_file_bodies),
-         T(client_gone_while_handled), T(timeouts), T(graceful_shutdown), T(concurrent_clients))
+         T(sendfile_bodies), T(client_gone_while_handled), T(timeouts), T(graceful_shutdown),
+         T(concurrent_clients))

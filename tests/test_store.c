@@ -109,6 +109,45 @@ TEST(expiry) {
   close_and_remove(s);
 }
 
+static void *put_new(void *arg) {
+  wv_store_put(arg, WV_DB_MANIFESTS, "T/t1", "new", 3, 0);
+  return NULL;
+}
+
+TEST(snapshot_reads) {
+  wv_store_t *s = open_fresh(0);
+  CHECK(s);
+  int64_t now = wv_store_now_ms();
+  CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "t1", "tok", 3, now + HOUR_MS));
+  CHECK_OK(wv_store_put(s, WV_DB_MANIFESTS, "T/t1", "hot", 3, 0));
+  CHECK_OK(wv_store_put(s, WV_DB_MANIFESTS, "gone", "old", 3, now - 1));
+  wv_store_snap_t snap;
+  CHECK_OK(wv_store_snap_begin(s, &snap));
+  struct view_seen v = {0};
+  CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_TOKENS, "t1", view_cb, &v), 42);
+  CHECK(v.len == 3 && v.first == 't' && v.exp == now + HOUR_MS);
+  CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "T/t1", view_cb, &v), 42);
+  CHECK(v.len == 3 && v.first == 'h');
+  memset(&v, 0, sizeof v);
+  CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "gone", view_cb, &v), WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "none", view_cb, &v), WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "", view_cb, &v), WV_EINVAL);
+  CHECK(v.ptr == NULL);
+  wv_store_snap_end(&snap);
+  /* A snapshot sees the state at its start; the next one sees the write
+   * (made by another thread: no store call while this one holds a snapshot). */
+  CHECK_OK(wv_store_snap_begin(s, &snap));
+  pthread_t th;
+  CHECK_OK(pthread_create(&th, NULL, put_new, s));
+  pthread_join(th, NULL);
+  CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "T/t1", view_cb, &v), 42);
+  CHECK_EQ_INT(v.first, 'h');
+  wv_store_snap_end(&snap);
+  CHECK_EQ_INT(wv_store_view(s, WV_DB_MANIFESTS, "T/t1", view_cb, &v), 42);
+  CHECK_EQ_INT(v.first, 'n');
+  close_and_remove(s);
+}
+
 TEST(counters) {
   wv_store_t *s = open_fresh(0);
   CHECK(s);
@@ -613,8 +652,8 @@ TEST(corrupt_record_fails_alone) {
   close_and_remove(s);
 }
 
-WV_TESTS(T(put_get_del), T(expiry), T(counters), T(put_if_absent_and_apply), T(caps),
-         T(reopen_persists), T(schema_version), T(sweep_uses_index), T(sweeper_thread),
+WV_TESTS(T(put_get_del), T(expiry), T(snapshot_reads), T(counters), T(put_if_absent_and_apply),
+         T(caps), T(reopen_persists), T(schema_version), T(sweep_uses_index), T(sweeper_thread),
          T(concurrent_writers_all_acknowledged), T(group_commit_throughput),
          T(async_submit_one_failure_does_not_fail_batch), T(close_drains_pending),
          T(blocking_call_from_callback_refused), T(map_grows_then_refuses_cleanly),
