@@ -150,9 +150,12 @@ ok "packages: micromamba v2 stages on the configured images" \
 ok "packages: the installs of the v2 template" grep -q 'micromamba install -y -n base -f /tmp/conda.yml' "$T/b5.Dockerfile"
 printf 'channels:\n- conda-forge\n- bioconda\ndependencies:\n- bioconda::samtools=1.17\n- bwa\n' >"$T/want.yml"
 ok "packages: conda file" diff "$T/want.yml" "$T/b5.conda.yml"
-ok "packages: conda.yml in the build context" diff "$T/want.yml" "$DATA/build/$ID5/context/conda.yml"
 wait_done "$(field "$T/r5.json" 'd["requestId"]')"
 get "/v1alpha1/builds/$ID5/logs" "$T/l5.txt" >/dev/null
+# The work dir is removed when the job ends, so the context is checked through the
+# build: its COPY of conda.yml ran (a missing file fails that step).
+ok "packages: conda.yml was in the build context (its COPY ran)" grep -q 'COPY.*conda.yml' "$T/l5.txt"
+ok "packages: the work dir is gone once the build ended" test ! -e "$DATA/build/$ID5"
 ok "packages: the local base image was pulled, the build failed in its RUN (no micromamba)" \
   bash -c "grep -q 'STEP 3/' '$T/l5.txt' && ! grep -qi 'error.*pull' '$T/l5.txt'"
 PK2="{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"salmon\"],\"condaOpts\":{\"mambaImage\":\"$BB\",\"baseImage\":\"$BB\",\"basePackages\":null,\"commands\":[\"RUN echo custom\"]}},\"nameStrategy\":\"none\",\"dryRun\":true}"
