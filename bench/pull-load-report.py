@@ -91,10 +91,39 @@ for k in ("pass", "aug"):
     r[k, "ngx"] = ratio("hot %s / nginx" % t, ("hot", t), ("hot", "nginx"))
     ratio("pull %s / docker-registry" % t, ("pull", t), ("pull", "docker-registry"))
     ratio("cold %s / docker-registry" % t, ("cold", t), ("cold", "docker-registry"))
+for when in ("before", "after"):
+    ratio("parked: hot while %s pulls parked / hot %s the build" % (
+        num("parked", "waved-parked", "parked_n") and "%.0f" % num("parked", "waved-parked", "parked_n") or "?", when),
+        ("parked", "waved-hot-parked"), ("parked", "waved-hot-" + when))
 large = {}
 large["waved-upstream"] = ratio("large waved-upstream / nginx (MB/s)", ("large", "waved-upstream"), ("large", "nginx"), "mbps")
 ratio("large waved-upstream / docker-registry (MB/s)", ("large", "waved-upstream"), ("large", "docker-registry"), "mbps")
 large["waved-store"] = ratio("large waved-store / nginx-store, same file (MB/s)", ("large", "waved-store"), ("large", "nginx-store"), "mbps")
+
+park = rows.get(("parked", "waved-parked"), (None, None))[1]
+if park:
+    pn, pok, perr = int(float(park["parked_n"])), int(float(park["requests"])), int(float(park["errors"]))
+    msize = int(float(park["manifest_size"]))
+    same = park["manifest_status"] == "200" and int(park["ok_bytes"]) == pok * msize
+    print("\nparked: %s:" % rows[("parked", "waved-parked")][0])
+    bad = ", ".join("%s x%s" % (k[7:], v) for k, v in park.items() if k.startswith("status_"))
+    print("  %d of %d parked pulls answered 200, %d errors (%s%s); their bodies %s (%d bytes = %d x %d-byte manifest: %s)" % (
+        pok, pn, perr, ", ".join("%s %s" % (k[4:], v) for k, v in park.items() if k.startswith("err_")),
+        "; statuses " + bad if bad else "",
+        "are the built manifest" if same else "are NOT all the built manifest", int(park["ok_bytes"]), pok, msize,
+        "yes" if same else "no"))
+    print("  parked latency p50 %s, p99 %s, p99.9 %s, max %s; build %s s by its status (succeeded %s), %s s from POST to the last answer" % (
+        ms(float(park["p50_us"])), ms(float(park["p99_us"])), ms(float(park["p999_us"])), ms(float(park["max_us"])),
+        park["build_s"][:6], park["build_ok"], park["wall_s"]))
+    print("  the hot run while parked ended while the build was still running: %s" % (
+        "yes" if park["hot_while_building"] == "1" else "NO (raise PL_PARK_SLEEP)"))
+    for t in ("waved-hot-before", "waved-hot-parked", "waved-hot-after"):
+        kv = rows.get(("parked", t), (None, None))[1]
+        if kv:
+            print("  %-18s %8.0f req/s  p50 %s  p99 %s  p99.9 %s  errors %s  waved RSS peak %.1f MB" % (
+                t, float(kv["rps"]), ms(float(kv["p50_us"])), ms(float(kv["p99_us"])), ms(float(kv["p999_us"])),
+                kv["errors"], float(kv["rss_peak_kb"]) / 1024))
+    print("  waved RSS peak while the %d pulls were parked (whole parking): %.1f MB" % (pn, float(park["rss_peak_kb"]) / 1024))
 
 print("\ntargets (hot manifest path, %s connections; large blobs):" % (rows.get(("hot", "nginx"), (0, {}))[1] or {}).get("conns", "?"))
 if not proxy:
@@ -120,6 +149,9 @@ for k in ("pass", "aug"):
     errs = all_errs("hot", t)
     verdict("%s: no errors (all rounds)" % t, errs == 0, "%d" % errs)
 verdict("waved peak RSS < 64 MB (all waved runs)", peak < 64 * 1024, "%.1f MB" % (peak / 1024))
+if park:
+    verdict("parked: all %d pulls 200 with the manifest" % pn, same and pok == pn and perr == 0,
+            "%d ok, %d errors" % (pok, perr))
 for t, v in large.items():
     if v is not None:
         verdict("large %s: >= 80%% of nginx MB/s" % t, v >= 0.8, "%.0f%%" % (v * 100))

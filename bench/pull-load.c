@@ -37,7 +37,9 @@
  * line's STATUS; 0 accepts any), timeout (no complete response within -T;
  * the connection is closed and re-opened), parse (malformed response).
  * Errors count from the start, warm-up included: any error is a finding.
- * Only successful requests enter the latency histogram.
+ * Only successful requests enter the latency histogram. Unexpected statuses
+ * are also counted by code (status_<code> in RESULT), and ok_bytes is the
+ * body bytes of the responses that had the expected status (bytes: all).
  *
  * Output: a human-readable block, then one machine-readable line starting
  * with "RESULT " (key=value pairs, no spaces inside values) for scripts.
@@ -105,6 +107,7 @@ typedef struct {
   uint64_t retry_at;      /* uv_now() of the next connect attempt in C_RETRY */
   uint64_t rng;
   int state, counted, complete, status, keep_alive, failed_connect;
+  uint64_t resp_bytes; /* body bytes of the response in flight, inside the window */
   char buf[READ_BUF];
 } conn_t;
 
@@ -116,7 +119,8 @@ typedef struct worker {
   int nconns, measuring, stopping;
   uint64_t t_measure, t_stop; /* uv_hrtime() of the window's edges */
   pl_hist_t hist;
-  uint64_t ok, errs[ERR__N], body_bytes, connects;
+  uint64_t ok, errs[ERR__N], body_bytes, ok_bytes, connects;
+  uint64_t bad_status[600]; /* unexpected statuses, by code (0: out of range) */
   uint64_t all; /* responses completed at any time, warm-up included */
 } worker_t;
 
@@ -300,8 +304,10 @@ static int on_headers_complete(llhttp_t *p) {
 
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   conn_t *c = p->data;
-  if (c->w->measuring)
+  if (c->w->measuring) {
     c->w->body_bytes += len;
+    c->resp_bytes += len;
+  }
   return 0;
 }
 
@@ -322,8 +328,10 @@ static void conn_answered(conn_t *c) {
   llhttp_resume(&c->parser);
   if (l->expect && c->status != l->expect) {
     count_err(w, ERR_STATUS);
+    w->bad_status[c->status > 0 && c->status < 600 ? c->status : 0]++;
   } else if (c->counted && w->measuring) {
     w->ok++;
+    w->ok_bytes += c->resp_bytes;
     pl_hist_record(&w->hist, (uv_hrtime() - c->t0) / 1000);
   }
   if (w->stopping)
@@ -385,6 +393,7 @@ static void conn_send(conn_t *c) {
   }
   c->line = l;
   c->complete = 0;
+  c->resp_bytes = 0;
   c->counted = c->w->measuring;
   c->t0 = uv_hrtime();
   uv_buf_t b = uv_buf_init(l->text, (unsigned)l->len);
@@ -617,7 +626,8 @@ static void fmt_us(char *b, size_t n, uint64_t us) {
 
 typedef struct {
   pl_hist_t hist;
-  uint64_t ok, all, errs[ERR__N], err_total, body, connects;
+  uint64_t ok, all, errs[ERR__N], err_total, body, ok_body, connects;
+  uint64_t bad_status[600];
   double secs, cpu_us; /* cpu_us: this process's own user+system time */
   long rss_peak, rss_hwm;
 } total_t;
@@ -645,17 +655,28 @@ static void report(const total_t *t) {
            (unsigned long long)t->err_total, (unsigned long long)t->errs[0],
            (unsigned long long)t->errs[1], (unsigned long long)t->errs[2],
            (unsigned long long)t->errs[3], (unsigned long long)t->errs[4]);
+    if (t->errs[ERR_STATUS]) {
+      printf("  unexpected statuses:");
+      for (int k = 0; k < 600; k++)
+        if (t->bad_status[k])
+          printf(" %d x%llu", k, (unsigned long long)t->bad_status[k]);
+      printf("\n");
+    }
     if (o->pid > 0)
       printf("  server   pid %ld: peak VmRSS %.1f MB during the run, VmHWM %.1f MB\n", o->pid,
              t->rss_peak / 1024.0, t->rss_hwm / 1024.0);
   }
   printf("RESULT name=%s conns=%d threads=%d secs=%.3f requests=%llu rps=%.1f mbps=%.2f "
-         "p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu mean_us=%.0f errors=%llu",
+         "bytes=%llu ok_bytes=%llu p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu mean_us=%.0f errors=%llu",
          o->name, o->conns, o->threads, t->secs, (unsigned long long)t->ok, rps, mbps,
+         (unsigned long long)t->body, (unsigned long long)t->ok_body,
          (unsigned long long)p50, (unsigned long long)p99, (unsigned long long)p999,
          (unsigned long long)t->hist.max_us, mean, (unsigned long long)t->err_total);
   for (int k = 0; k < ERR__N; k++)
     printf(" err_%s=%llu", err_names[k], (unsigned long long)t->errs[k]);
+  for (int k = 0; k < 600; k++)
+    if (t->bad_status[k])
+      printf(" status_%d=%llu", k, (unsigned long long)t->bad_status[k]);
   printf(" rss_peak_kb=%ld rss_hwm_kb=%ld cpu_us_per_req=%.2f\n", t->rss_peak, t->rss_hwm,
          t->cpu_us / (double)(t->all ? t->all : 1));
   fflush(stdout);
@@ -682,6 +703,9 @@ static int run(worker_t *ws, total_t *t) {
     pthread_join(w->thread, NULL);
     pl_hist_merge(&t->hist, &w->hist);
     t->ok += w->ok, t->all += w->all, t->body += w->body_bytes, t->connects += w->connects;
+    t->ok_body += w->ok_bytes;
+    for (int k = 0; k < 600; k++)
+      t->bad_status[k] += w->bad_status[k];
     for (int k = 0; k < ERR__N; k++)
       t->errs[k] += w->errs[k], t->err_total += w->errs[k];
     /* The window: the threads' mean for timed runs; for -1, until the last

@@ -22,6 +22,7 @@
 #   PL_BLOB_CONNS [4] connections for large blobs   PL_STORE_MB [PL_BLOB_MB] data: layer
 #                                                   served from waved's blob store
 #   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot pull cold large parked"]
+#   PL_PARK_PULLS [1000] pulls parked on one build  PL_PARK_SLEEP [20] its RUN sleep, s
 #   PL_RESULTS        also write the RESULT lines (tab-separated, labelled) here
 #   PL_PERF, PL_PERF_DIR  perf record waved during the named runs (see run())
 set -euo pipefail
@@ -33,6 +34,7 @@ PL=${PULL_LOAD:-$out/bench/pull-load}
 DUR=${PL_DURATION:-5} WARM=${PL_WARMUP:-1} CONNS=${PL_CONNS:-50} THREADS=${PL_THREADS:-2}
 COLD_N=${PL_COLD_TOKENS:-200} BLOB_MB=${PL_BLOB_MB:-256} BLOB_CONNS=${PL_BLOB_CONNS:-4}
 STORE_MB=${PL_STORE_MB:-$BLOB_MB} ROUNDS=${PL_ROUNDS:-3}
+PARK_N=${PL_PARK_PULLS:-1000} PARK_SLEEP=${PL_PARK_SLEEP:-20}
 SCENARIOS=${PL_SCENARIOS:-hot pull cold large parked}
 export WAVED_LOG_LEVEL=${WAVED_LOG_LEVEL:-warn}
 
@@ -350,7 +352,86 @@ if has large; then
   CONNS=$CONNS_SAVED
 fi
 
-has parked && skip parked waved "needs builds (1,000 pulls parked on one running build)"
+# Parked: PARK_N manifest GETs on the tag of one running build (FROM the
+# bench's busybox, RUN sleep PL_PARK_SLEEP), each sent once on its own
+# connection (-1) right after the build is requested; waved parks them until
+# the build ends. While they are parked, the hot scenario (pass-through token,
+# cached) runs for the same duration as the hot runs without a build made just
+# before the build and just after it, in the same run. Then the parked pulls end with the build: each must
+# be a 200 with the built manifest (status checked by pull-load; the body
+# bytes must be PARK_N times the manifest's size), their latency is ~ the
+# build time.
+if has parked; then
+  if [ "$PROXY" = 1 ]; then
+    need=$((PARK_N + CONNS + 256))
+    if [ "$(ulimit -n)" -lt "$need" ]; then
+      ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+      echo "== parked: open files limit raised to $(ulimit -n) (want $need)"
+    fi
+    head -1 "$E2E_TMP/wv-pass.mix" >"$E2E_TMP/wv-pass.hot"
+    run parked waved-hot-before "hot GET manifest by tag (cached), no build, before" "$WV" \
+      -p "$WAVED_PID" -m "$E2E_TMP/wv-pass.hot"
+    # A unique RUN line, so the build is never one waved already has.
+    cf=$(printf 'FROM %s\nRUN sleep %s && echo pull-load-%s > /parked\n' \
+      "$REG/library/busybox:latest" "$PARK_SLEEP" "$(date +%s%N)" | base64 -w0)
+    st=$(curl -sS -o "$E2E_TMP/park.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+      -X POST --data-binary "{\"containerFile\":\"$cf\"}" "$WV/v1alpha2/container")
+    if [ "$st" != 200 ]; then
+      skip parked waved "build request answered $st: $(head -c 200 "$E2E_TMP/park.json")"
+    else
+      t_post=$(date +%s.%N)
+      park_rid=$(json_get "$E2E_TMP/park.json" 'd["requestId"]')
+      park_bid=$(json_get "$E2E_TMP/park.json" 'd["buildId"]')
+      img=$(json_get "$E2E_TMP/park.json" 'd["targetImage"]')
+      img=${img#*/}
+      pp="/v2/${img%:*}" pt=${img##*:}
+      for _ in $(seq "$PARK_N"); do echo "1 GET 200 $pp/manifests/$pt Accept:$ACCEPT"; done >"$E2E_TMP/park.mix"
+      park_status() { curl -fsS "$WV/v1alpha2/container/$park_rid/status" | json_get - 'd["status"]' 2>/dev/null || echo '?'; }
+      echo "== parked waved-parked: $PARK_N manifest GETs on the tag of build $park_bid (RUN sleep $PARK_SLEEP)"
+      "$PL" -c "$PARK_N" -t "$THREADS" -1 -d "$((PARK_SLEEP + 90))" -T "$((PARK_SLEEP + 90))" \
+        -n parked/waved-parked -p "$WAVED_PID" -m "$E2E_TMP/park.mix" "$WV" >"$E2E_TMP/park.out" 2>&1 &
+      park_pl=$!
+      # Wait until the parked pulls' connections are all open (pull-load
+      # sends on connect), or their number has not moved for 0.5 s (a pull
+      # answered at once, e.g. 503 when waved's worker queue is full, closes
+      # its connection: -1 has nothing more to send); 5 s at most.
+      n=0 same=0
+      for _ in $(seq 250); do
+        m=$(ss -Htn state established "( dport = :$WAVED_PORT )" | wc -l)
+        [ "$m" -lt "$PARK_N" ] || { n=$m; break; }
+        if [ "$m" = "$n" ]; then same=$((same + 1)); else same=0 n=$m; fi
+        [ "$same" -lt 25 ] || break
+        sleep 0.02
+      done
+      sleep 0.3
+      s0=$(park_status)
+      echo "== parked: $n connections open to waved after $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t_post}") s, build $s0"
+      run parked waved-hot-parked "hot GET manifest by tag (cached), $PARK_N pulls parked" "$WV" \
+        -p "$WAVED_PID" -m "$E2E_TMP/wv-pass.hot"
+      s1=$(park_status)
+      [ "$s0 $s1" = "BUILDING BUILDING" ] ||
+        echo "!! parked: the build was $s0 before and $s1 after the hot run; raise PL_PARK_SLEEP"
+      wait "$park_pl" || true
+      t_end=$(date +%s.%N)
+      cat "$E2E_TMP/park.out"
+      run parked waved-hot-after "hot GET manifest by tag (cached), no build, after" "$WV" \
+        -p "$WAVED_PID" -m "$E2E_TMP/wv-pass.hot"
+      # The built manifest, as one more pull sees it: its size checks the
+      # parked pulls' bodies.
+      read -r mst _ < <(manifest_of "$WV" "$pp" "$pt" "$E2E_TMP/park.manifest")
+      msize=$(stat -c %s "$E2E_TMP/park.manifest")
+      curl -fsS "$WV/v1alpha2/container/$park_rid/status" >"$E2E_TMP/park.status" || true
+      bdur=$(json_get "$E2E_TMP/park.status" 'd.get("duration") or "?"' 2>/dev/null || echo '?')
+      bok=$(json_get "$E2E_TMP/park.status" 'd.get("succeeded")' 2>/dev/null || echo '?')
+      printf '%s\t%s\t%s\t%s parked_n=%s hot_while_building=%s manifest_status=%s manifest_size=%s build_s=%s build_ok=%s wall_s=%s\n' \
+        parked waved-parked "$PARK_N manifest GETs parked on one build (RUN sleep $PARK_SLEEP), sent at once" \
+        "$(grep '^RESULT ' "$E2E_TMP/park.out")" "$PARK_N" "$([ "$s0 $s1" = "BUILDING BUILDING" ] && echo 1 || echo 0)" \
+        "$mst" "$msize" "$bdur" "$bok" "$(awk "BEGIN{printf \"%.2f\", $t_end - $t_post}")" >>"$RESULTS"
+    fi
+  else
+    skip parked waved "needs the /v2 proxy"
+  fi
+fi
 
 # ---- report ------------------------------------------------------------------------------------
 
