@@ -95,6 +95,9 @@ static const entry_t schema[] = {
      "Maximum bytes of a request target."},
     {"server.max-body-size", T_SIZE, OFF(max_body_size), "10MiB", 1024, 1LL << 32, NULL, NULL,
      "Maximum request body; routes may set lower limits."},
+    {"server.worker-queue", T_INT, OFF(worker_queue), "4096", 1, 1000000, NULL, NULL,
+     "Requests that may wait for a worker thread; past it new ones get 503. Bursts of "
+     "pulls of a running build pass through this queue before they park."},
     {"server.max-connections", T_INT, OFF(max_connections), "10000", 1, 1000000, NULL, NULL,
      "Maximum open connections per IO thread."},
     {"wave.server.url", T_STR, OFF(server_url), "http://localhost:9090", 0, 0, check_url,

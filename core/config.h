@@ -51,6 +51,7 @@ typedef struct {
   uint64_t max_url_length;     /* server.max-url-length, 8KiB */
   uint64_t max_body_size;      /* server.max-body-size, 10MiB (per-route limits may be lower) */
   int max_connections;         /* server.max-connections, 10000 (per io thread) */
+  int worker_queue;            /* server.worker-queue, 4096 (requests waiting for a worker) */
 
   /* wave.* */
   char *server_url;      /* wave.server.url, "http://localhost:9090"; env WAVE_SERVER_URL */

@@ -290,6 +290,7 @@ void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg) {
   o->max_url_length = cfg ? (size_t)cfg->max_url_length : 8192;
   o->max_body_size = cfg ? (size_t)cfg->max_body_size : (size_t)10 << 20;
   o->max_connections = cfg ? cfg->max_connections : 10000;
+  o->max_queued_jobs = cfg ? (size_t)cfg->worker_queue : 0;
 }
 
 /* ---------- streams ---------- */
