@@ -386,23 +386,15 @@ static int encode_cb(void *arg, wv_buf_t *tok, const char **rtext) {
       m->in->freeze ? m->in->target
       : path ? wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(x->app->cfg), token, path)
              : NULL;
-  wv_token_rec_t t = {.token = token,
-                      .kind = m->in->freeze ? WV_TOKEN_FREEZE : WV_TOKEN_BUILD,
-                      .registry = m->in->tref.registry,
-                      .image = m->in->tref.path,
-                      .reference = m->in->tref.reference,
-                      .container_image = m->res.container_image,
-                      .target_image = m->res.target_image,
-                      .platform = x->plan->platform,
-                      .user = x->plan->user,
-                      .client_ip = x->client_ip,
-                      .build_id = m->job_id,
-                      .cc_json = m->res.cc_token_json,
-                      .scan_id = m->in->scan_id,
-                      .scan_mode = m->in->scan_mode,
-                      .scan_levels = m->in->scan_id ? wv_creq_scan_levels(a, x->r) : NULL,
-                      .created_ms = m->res.created_ns / WV_NS_PER_MS,
-                      .expires_ms = m->res.expires_ns / WV_NS_PER_MS};
+  wv_token_rec_t t = wv_creq_token_rec(&m->res, &m->in->tref, x->plan, x->client_ip);
+  t.kind = m->in->freeze ? WV_TOKEN_FREEZE : WV_TOKEN_BUILD;
+  t.container_image = m->res.container_image;
+  t.target_image = m->res.target_image;
+  t.build_id = m->job_id;
+  t.cc_json = m->res.cc_token_json;
+  t.scan_id = m->in->scan_id;
+  t.scan_mode = m->in->scan_mode;
+  t.scan_levels = m->in->scan_id ? wv_creq_scan_levels(a, x->r) : NULL;
   int rc = m->res.target_image ? wv_token_encode(&t, tok) : WV_ENOMEM;
   bool oom = false;
   json_object *cc = rc ? NULL : wv_cc_to_json(&x->r->cc, WV_CC_FOR_RECORD, &oom);

@@ -6,42 +6,17 @@
  */
 #include "build/checksum.h"
 #include "core/err.h"
+#include "core/utf.h"
 
 #include <json-c/json.h>
 #include <stdio.h>
-
-/* Decodes one strict UTF-8 sequence; returns its length or 0 when invalid. */
-static size_t utf8_next(const unsigned char *p, uint32_t *cp) {
-  static const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
-  uint32_t c = p[0];
-  size_t len;
-  if (c < 0x80)
-    return *cp = c, 1;
-  if ((c & 0xe0) == 0xc0)
-    len = 2, c &= 0x1f;
-  else if ((c & 0xf0) == 0xe0)
-    len = 3, c &= 0x0f;
-  else if ((c & 0xf8) == 0xf0)
-    len = 4, c &= 0x07;
-  else
-    return 0;
-  for (size_t i = 1; i < len; i++) {
-    if ((p[i] & 0xc0) != 0x80)
-      return 0;
-    c = c << 6 | (p[i] & 0x3f);
-  }
-  if (c < min_cp[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-    return 0;
-  *cp = c;
-  return len;
-}
 
 int wv_checksum_java_string_hash(const char *s, int32_t *out) {
   uint32_t h = 0;
   const unsigned char *p = (const unsigned char *)s;
   while (p && *p) {
     uint32_t cp;
-    size_t n = utf8_next(p, &cp);
+    size_t n = wv_utf8_decode(p, &cp);
     if (n == 0)
       return WV_EPARSE;
     if (cp < 0x10000) {

@@ -433,23 +433,35 @@ static int append_layers(inc_t *c, json_object *layers, json_object *diffs,
   return 0;
 }
 
+/*
+ * Checks c->name into *ref (and points c->ref at it), then fetches its
+ * manifest for plat (*man, *man_len; see resolve_manifest) and its config
+ * blob into cfg, which the caller has initialised and frees whatever this
+ * returns. Returns 0 or the first error; *c->msg says why.
+ */
+static int fetch_image(inc_t *c, wv_ref_t *ref, const wv_platform_list_t *plat, char **man,
+                       size_t *man_len, wv_http_resp_t *cfg) {
+  wv_manifest_info_t info;
+  int rc = wv_ref_check_container_name(c->a, c->name, ref, c->msg);
+  if (rc)
+    return rc;
+  c->ref = ref;
+  rc = resolve_manifest(c, plat, man, man_len);
+  if (!rc && wv_manifest_info(c->a, *man, *man_len, &info, c->msg))
+    rc = bad_image(c, "malformed image manifest");
+  return rc ? rc : get_blob(c, info.config_digest, cfg);
+}
+
 int wv_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *name,
                        const wv_platform_list_t *plat, wv_container_layer_t **layers, size_t *n,
                        const char **msg) {
   wv_ref_t ref;
-  int rc = wv_ref_check_container_name(a, name, &ref, msg);
-  if (rc)
-    return rc;
-  inc_t c = {.a = a, .u = u, .ref = &ref, .name = name, .msg = msg};
+  inc_t c = {.a = a, .u = u, .name = name, .msg = msg};
   char *man = NULL;
   size_t man_len = 0;
-  wv_manifest_info_t info;
-  rc = resolve_manifest(&c, plat, &man, &man_len);
-  if (!rc && wv_manifest_info(a, man, man_len, &info, msg))
-    rc = bad_image(&c, "malformed image manifest");
   wv_http_resp_t cfg;
   wv_http_resp_init(&cfg);
-  rc = rc ? rc : get_blob(&c, info.config_digest, &cfg);
+  int rc = fetch_image(&c, &ref, plat, &man, &man_len, &cfg);
   json_object *mo = NULL, *co = NULL, *ml = NULL, *rootfs = NULL, *diffs = NULL;
   char perr[128];
   if (!rc && (wv_json_parse(man, man_len, WV_AUGMENT_MAX_MANIFEST, 0, &mo, perr, sizeof perr) ||
@@ -489,19 +501,12 @@ int wv_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *name,
   wv_ref_t ref;
   *entry = NULL;
   *n = 0;
-  int rc = wv_ref_check_container_name(a, name, &ref, msg);
-  if (rc)
-    return rc;
-  inc_t c = {.a = a, .u = u, .ref = &ref, .name = name, .msg = msg};
+  inc_t c = {.a = a, .u = u, .name = name, .msg = msg};
   char *man = NULL;
   size_t man_len = 0;
-  wv_manifest_info_t info;
-  rc = resolve_manifest(&c, plat, &man, &man_len);
-  if (!rc && wv_manifest_info(a, man, man_len, &info, msg))
-    rc = bad_image(&c, "malformed image manifest");
   wv_http_resp_t cfg;
   wv_http_resp_init(&cfg);
-  rc = rc ? rc : get_blob(&c, info.config_digest, &cfg);
+  int rc = fetch_image(&c, &ref, plat, &man, &man_len, &cfg);
   json_object *co = NULL, *conf = NULL, *ep = NULL;
   char perr[128];
   if (!rc &&

@@ -260,22 +260,14 @@ static int track_mirror(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, con
 static int encode(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, const wv_ref_t *tref,
                   const track_t *tr, const char *client_ip, wv_creq_result_t *res, wv_buf_t *tok,
                   const char **rec) {
-  wv_token_rec_t t = {.token = res->token,
-                      .kind = WV_TOKEN_MIRROR,
-                      .registry = tref->registry,
-                      .image = tref->path,
-                      .reference = tref->reference,
-                      .container_image = q->target,
-                      .target_image = q->target,
-                      .platform = q->plan->platform,
-                      .user = q->plan->user,
-                      .client_ip = client_ip,
-                      .build_id = tr->id,
-                      .scan_id = q->scan_id,
-                      .scan_mode = q->scan_mode,
-                      .scan_levels = q->scan_id ? wv_creq_scan_levels(a, q->r) : NULL,
-                      .created_ms = res->created_ns / WV_NS_PER_MS,
-                      .expires_ms = res->expires_ns / WV_NS_PER_MS};
+  wv_token_rec_t t = wv_creq_token_rec(res, tref, q->plan, client_ip);
+  t.kind = WV_TOKEN_MIRROR;
+  t.container_image = q->target;
+  t.target_image = q->target;
+  t.build_id = tr->id;
+  t.scan_id = q->scan_id;
+  t.scan_mode = q->scan_mode;
+  t.scan_levels = q->scan_id ? wv_creq_scan_levels(a, q->r) : NULL;
   wv_buf_reset(tok);
   int rc = wv_token_encode(&t, tok);
   if (rc)

@@ -39,6 +39,7 @@
 #include "registry/augment.h"
 #include "registry/platform.h"
 #include "registry/ref.h"
+#include "registry/token.h"
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -162,6 +163,15 @@ json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res);
 typedef int (*wv_creq_encode_cb)(void *arg, wv_buf_t *tok, const char **rec);
 int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
                  wv_creq_encode_cb encode, void *arg);
+
+/*
+ * A token record with the fields every request kind fills the same way: the
+ * token (res->token), the image named by ref, the plan's platform and user,
+ * client_ip, and res's creation and expiry times in ms. The caller sets the
+ * kind and the rest. Strings are borrowed, not copied; nothing to free.
+ */
+wv_token_rec_t wv_creq_token_rec(const wv_creq_result_t *res, const wv_ref_t *ref,
+                                 const wv_creq_plan_t *plan, const char *client_ip);
 
 /* The request's scanLevels as "LOW,MEDIUM" (arena string), NULL when none are allowed. */
 const char *wv_creq_scan_levels(wv_arena_t *a, const wv_creq_t *r);

@@ -85,22 +85,14 @@ static int encode_records(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
                                        wv_ref_path_and_ref(a, &plan->image));
   if (!res->target_image)
     return WV_ENOMEM;
-  wv_token_rec_t t = {.token = res->token,
-                      .kind = WV_TOKEN_CONTAINER,
-                      .registry = plan->image.registry,
-                      .image = plan->image.path,
-                      .reference = plan->image.reference,
-                      .container_image = res->container_image,
-                      .target_image = res->target_image,
-                      .platform = plan->platform,
-                      .user = plan->user,
-                      .client_ip = client_ip,
-                      .cc_json = res->cc_token_json,
-                      .scan_id = res->scan_id,
-                      .scan_mode = res->scan_id ? r->scan_mode : NULL,
-                      .scan_levels = res->scan_id ? wv_creq_scan_levels(a, r) : NULL,
-                      .created_ms = res->created_ns / WV_NS_PER_MS,
-                      .expires_ms = res->expires_ns / WV_NS_PER_MS};
+  wv_token_rec_t t = wv_creq_token_rec(res, &plan->image, plan, client_ip);
+  t.kind = WV_TOKEN_CONTAINER;
+  t.container_image = res->container_image;
+  t.target_image = res->target_image;
+  t.cc_json = res->cc_token_json;
+  t.scan_id = res->scan_id;
+  t.scan_mode = res->scan_id ? r->scan_mode : NULL;
+  t.scan_levels = res->scan_id ? wv_creq_scan_levels(a, r) : NULL;
   wv_buf_reset(tok);
   int rc = wv_token_encode(&t, tok);
   if (rc)
@@ -111,6 +103,19 @@ static int encode_records(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
   *rec = json_text(a, o);
   json_object_put(o);
   return *rec ? 0 : WV_ENOMEM;
+}
+
+wv_token_rec_t wv_creq_token_rec(const wv_creq_result_t *res, const wv_ref_t *ref,
+                                 const wv_creq_plan_t *plan, const char *client_ip) {
+  return (wv_token_rec_t){.token = res->token,
+                          .registry = ref->registry,
+                          .image = ref->path,
+                          .reference = ref->reference,
+                          .platform = plan->platform,
+                          .user = plan->user,
+                          .client_ip = client_ip,
+                          .created_ms = res->created_ns / WV_NS_PER_MS,
+                          .expires_ms = res->expires_ns / WV_NS_PER_MS};
 }
 
 int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,

@@ -24,6 +24,14 @@ int wv_log_level_parse(const char *s, wv_log_level_t *out) {
   return WV_EINVAL;
 }
 
+void wv_log_vline(wv_log_line_cb cb, void *arg, size_t max, const char *fmt, va_list ap) {
+  if (!cb)
+    return;
+  char line[WV_LOG_LINE_MAX];
+  vsnprintf(line, max < sizeof line ? max : sizeof line, fmt, ap);
+  cb(arg, line);
+}
+
 void wv_log(wv_log_level_t level, const char *fmt, ...) {
   if ((int)level < atomic_load(&log_level))
     return;

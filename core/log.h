@@ -6,6 +6,9 @@
 #ifndef WV_LOG_H
 #define WV_LOG_H
 
+#include <stdarg.h>
+#include <stddef.h>
+
 typedef enum { WV_LOG_DEBUG = 0, WV_LOG_INFO, WV_LOG_WARN, WV_LOG_ERROR, WV_LOG_OFF } wv_log_level_t;
 
 void wv_log_set_level(wv_log_level_t level);
@@ -13,6 +16,20 @@ wv_log_level_t wv_log_get_level(void);
 /* Parses "debug|info|warn|error|off"; returns 0 or WV_EINVAL. */
 int wv_log_level_parse(const char *s, wv_log_level_t *out);
 void wv_log(wv_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Receives one formatted line (no newline) for a job or scan log. */
+typedef void (*wv_log_line_cb)(void *arg, const char *line);
+
+/* Longest line wv_log_vline passes on, NUL included. */
+#define WV_LOG_LINE_MAX 1024
+
+/*
+ * Formats fmt/ap into a stack buffer of at most max bytes (capped at
+ * WV_LOG_LINE_MAX, NUL included; longer output is truncated) and hands it to
+ * cb(arg, line). Does nothing when cb is NULL. The line lives only for the
+ * call; cb copies what it keeps. Returns nothing: a log line cannot fail.
+ */
+void wv_log_vline(wv_log_line_cb cb, void *arg, size_t max, const char *fmt, va_list ap);
 
 #define wv_debug(...) wv_log(WV_LOG_DEBUG, __VA_ARGS__)
 #define wv_info(...) wv_log(WV_LOG_INFO, __VA_ARGS__)

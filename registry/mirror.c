@@ -6,6 +6,7 @@
 #include "registry/mirror.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "registry/mediatype.h"
 #include "registry/mirror_int.h"
 
@@ -33,14 +34,10 @@ int mirror_fail(mirror_t *m, int rc, const char *fmt, ...) {
 }
 
 void mirror_logf(mirror_t *m, const char *fmt, ...) {
-  if (!m->o->log)
-    return;
-  char line[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
+  wv_log_vline(m->o->log, m->o->cb_arg, WV_LOG_LINE_MAX, fmt, ap);
   va_end(ap);
-  m->o->log(m->o->cb_arg, line);
 }
 
 bool mirror_cancelled(const mirror_t *m) {

@@ -124,8 +124,11 @@ static void take_expired(list_t *out, int64_t now) {
   }
 }
 
-/* Answers the expired entries taken by take_expired (outside the lock). */
-static void expire(list_t *l) {
+/*
+ * Answers every entry of l (already settled and taken off the lot) with the
+ * same registry error, outside the lock; drops the lot's reference to each.
+ */
+static void answer_all(list_t *l, int status, wv_regerr_t code, const char *msg) {
   for (entry_t *e = l->head, *next; e; e = next) {
     next = e->next;
     wv_req_t *req = e->req;
@@ -135,9 +138,14 @@ static void expire(list_t *l) {
     pthread_mutex_unlock(&lot.mu);
     if (free_it)
       free(e);
-    answer(req, resp, 408, WV_REGERR_TIMEOUT,
-           "Timed out waiting for the container build to complete - retry the pull");
+    answer(req, resp, status, code, msg);
   }
+}
+
+/* Answers the expired entries taken by take_expired (outside the lock). */
+static void expire(list_t *l) {
+  answer_all(l, 408, WV_REGERR_TIMEOUT,
+             "Timed out waiting for the container build to complete - retry the pull");
 }
 
 /*
@@ -243,17 +251,7 @@ void wv_park_stop(void) {
       list_push(&left, e);
     }
   pthread_mutex_unlock(&lot.mu);
-  for (entry_t *e = left.head, *next; e; e = next) {
-    next = e->next;
-    wv_req_t *req = e->req;
-    wv_resp_t *resp = e->resp;
-    pthread_mutex_lock(&lot.mu);
-    bool free_it = unref(e);
-    pthread_mutex_unlock(&lot.mu);
-    if (free_it)
-      free(e);
-    answer(req, resp, 503, WV_REGERR_UNKNOWN, "Server shutting down - retry the pull");
-  }
+  answer_all(&left, 503, WV_REGERR_UNKNOWN, "Server shutting down - retry the pull");
   lot.started = false;
 }
 

@@ -14,6 +14,7 @@
 
 #include "core/err.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "scan/strmap.h"
 #include "scan/zip.h"
 
@@ -76,14 +77,10 @@ typedef struct {
 
 static void say(wv_osv_import_t *imp, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(wv_osv_import_t *imp, const char *fmt, ...) {
-  if (!imp->msg)
-    return;
-  char line[600];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
+  wv_log_vline(imp->msg, imp->msg_arg, 600, fmt, ap);
   va_end(ap);
-  imp->msg(imp->msg_arg, line);
 }
 
 /* ---------------------------------------------------------------- writes */

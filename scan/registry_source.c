@@ -10,6 +10,7 @@
 #include "core/digest.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "http/client.h"
 #include "registry/augment.h"
 #include "registry/fetch.h"
@@ -42,14 +43,12 @@ typedef struct {
 
 static void say(rs_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(rs_t *r, const char *fmt, ...) {
-  if (!r->io || !r->io->log)
+  if (!r->io)
     return;
-  char line[1024];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
+  wv_log_vline(r->io->log, r->io->arg, WV_LOG_LINE_MAX, fmt, ap);
   va_end(ap);
-  r->io->log(r->io->arg, line);
 }
 
 static int fail(rs_t *r, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
