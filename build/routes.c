@@ -63,16 +63,29 @@ static int load(wv_req_t *req, wv_db_t db, const char *key, char **val, size_t *
   return rc;
 }
 
+/* Loads the record of db keyed by the route's {param}; WV_ENOTFOUND when the
+ * parameter is not a valid id or nothing is stored under it. */
+static int load_param(wv_req_t *req, const char *param, wv_db_t db, const char **key, char **val,
+                      size_t *len) {
+  *key = id_param(req, param);
+  return *key ? load(req, db, *key, val, len) : WV_ENOTFOUND;
+}
+
+/* The §1.4 404 for an unknown token, naming it as the client sent it. */
+static int missing_token(wv_req_t *req, wv_resp_t *resp) {
+  return wv_resp_error(req, resp, WV_ENOTFOUND,
+                       wv_arena_sprintf(req->arena, "Missing container record for token: %s",
+                                        wv_req_param(req, "token")));
+}
+
 /* GET /container-token/{token}: §1.4 from the persisted record. */
 static int describe(wv_req_t *req, wv_resp_t *resp) {
-  const char *t = id_param(req, "token");
+  const char *t;
   char *val = NULL;
   size_t len = 0;
-  int rc = t ? load(req, WV_DB_REQUESTS, t, &val, &len) : WV_ENOTFOUND;
+  int rc = load_param(req, "token", WV_DB_REQUESTS, &t, &val, &len);
   if (rc == WV_ENOTFOUND)
-    return wv_resp_error(req, resp, rc,
-                         wv_arena_sprintf(req->arena, "Missing container record for token: %s",
-                                          wv_req_param(req, "token")));
+    return missing_token(req, resp);
   json_object *rec = NULL, *out = NULL;
   char err[128];
   if (!rc)
@@ -87,10 +100,10 @@ static int describe(wv_req_t *req, wv_resp_t *resp) {
 
 /* GET /v1alpha2/container/{requestId}: the persisted record as stored (§1.5). */
 static int record(wv_req_t *req, wv_resp_t *resp) {
-  const char *id = id_param(req, "requestId");
+  const char *id;
   char *val = NULL;
   size_t len = 0;
-  int rc = id ? load(req, WV_DB_REQUESTS, id, &val, &len) : WV_ENOTFOUND;
+  int rc = load_param(req, "requestId", WV_DB_REQUESTS, &id, &val, &len);
   if (rc == WV_ENOTFOUND)
     return wv_resp_api_error(req, resp, 404, NULL);
   if (rc)
@@ -101,10 +114,10 @@ static int record(wv_req_t *req, wv_resp_t *resp) {
 
 /* GET /v1alpha2/container/{requestId}/status: reads the token store (§1.6). */
 static int status(wv_req_t *req, wv_resp_t *resp) {
-  const char *id = id_param(req, "requestId");
+  const char *id;
   char *val = NULL;
   size_t len = 0;
-  int rc = id ? load(req, WV_DB_TOKENS, id, &val, &len) : WV_ENOTFOUND;
+  int rc = load_param(req, "requestId", WV_DB_TOKENS, &id, &val, &len);
   if (rc == WV_ENOTFOUND)
     return wv_resp_api_error(req, resp, 404, NULL);
   wv_token_rec_t t;
@@ -149,14 +162,12 @@ static int evict(wv_req_t *req, wv_resp_t *resp) {
     int rc = wv_resp_api_error(req, resp, 401, NULL);
     return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", BASIC_REALM);
   }
-  const char *t = id_param(req, "token");
+  const char *t;
   char *val = NULL;
   size_t len = 0;
-  int rc = t ? load(req, WV_DB_TOKENS, t, &val, &len) : WV_ENOTFOUND;
+  int rc = load_param(req, "token", WV_DB_TOKENS, &t, &val, &len);
   if (rc == WV_ENOTFOUND)
-    return wv_resp_error(req, resp, rc,
-                         wv_arena_sprintf(req->arena, "Missing container record for token: %s",
-                                          wv_req_param(req, "token")));
+    return missing_token(req, resp);
   rc = rc ? rc : wv_store_del(app_of(req)->store, WV_DB_TOKENS, t);
   if (rc)
     return wv_resp_error(req, resp, rc, NULL);

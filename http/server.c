@@ -1586,19 +1586,27 @@ static void on_connection(uv_stream_t *server, int status) {
 
 /* ---------- loop control ---------- */
 
-static void done_cb(uv_async_t *a) {
-  loop_t *l = a->data;
+/*
+ * Takes the whole done-queue. A worker may re-link a streaming exchange as
+ * soon as in_done is false: the returned list is linked through pnext, a
+ * link only the loop uses, and finality is noted (pfinal) while locked.
+ */
+static exchange_t *done_take(loop_t *l) {
   pthread_mutex_lock(&l->done_mu);
   exchange_t *ex = l->done_head;
   l->done_head = l->done_tail = NULL;
-  /* A worker may re-link a streaming exchange as soon as in_done is false:
-   * walk with a link only the loop uses, and note finality while locked. */
   for (exchange_t *x = ex; x; x = x->next) {
     x->pnext = x->next;
     x->pfinal = x->final;
     x->in_done = false;
   }
   pthread_mutex_unlock(&l->done_mu);
+  return ex;
+}
+
+static void done_cb(uv_async_t *a) {
+  loop_t *l = a->data;
+  exchange_t *ex = done_take(l);
   while (ex) {
     exchange_t *next = ex->pnext;
     ex->pnext = NULL;
@@ -1676,15 +1684,7 @@ static void *loop_main(void *arg) {
   uv_run(&l->uv, UV_RUN_DEFAULT);
   /* Exchanges that came back after the last connection closed. A stream
    * whose handler still runs is the worker's: it frees it at its end. */
-  pthread_mutex_lock(&l->done_mu);
-  exchange_t *ex = l->done_head;
-  l->done_head = l->done_tail = NULL;
-  for (exchange_t *x = ex; x; x = x->next) {
-    x->pnext = x->next;
-    x->pfinal = x->final;
-    x->in_done = false;
-  }
-  pthread_mutex_unlock(&l->done_mu);
+  exchange_t *ex = done_take(l);
   while (ex) {
     exchange_t *next = ex->pnext;
     if (ex->stream && !ex->pfinal)
