@@ -651,6 +651,15 @@ static void report(const total_t *t) {
            (unsigned long long)t->ok, rps, t->body / 1e6, mbps, (unsigned long long)t->connects,
            t->cpu_us / (double)(t->all ? t->all : 1));
     printf("  latency  p50 %s  p99 %s  p99.9 %s  max %s  mean %.0f us\n", a, b, c, d, mean);
+    /* The tail's shape: a bimodal tail (a step between two quantiles) points
+     * at scheduling or a timer, a smooth one at queueing. */
+    static const double qs[] = {0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9999};
+    printf("  quantiles");
+    for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+      fmt_us(a, sizeof a, pl_hist_quantile(&t->hist, qs[k]));
+      printf("  %g%% %s", qs[k] * 100, a);
+    }
+    printf("\n");
     printf("  errors   %llu (connect %llu, io %llu, status %llu, timeout %llu, parse %llu)\n",
            (unsigned long long)t->err_total, (unsigned long long)t->errs[0],
            (unsigned long long)t->errs[1], (unsigned long long)t->errs[2],

@@ -76,7 +76,7 @@ static const entry_t schema[] = {
     {"server.port", T_INT, OFF(server_port), "9090", 1, 65535, NULL, "micronaut.server.port",
      "TCP port of the HTTP server (env WAVE_SERVER_PORT)."},
     {"server.io-threads", T_INT, OFF(io_threads), "0", 0, 256, NULL, NULL,
-     "IO loop threads, each with its own SO_REUSEPORT listener; 0 = number of cores."},
+     "IO loop threads, each with its own SO_REUSEPORT listener; 0 = half the cores, at least 1."},
     {"server.workers", T_INT, OFF(workers), "0", 0, 1024, NULL, NULL,
      "Worker threads for handlers that may block; 0 = 2 x cores, at least 4."},
     {"server.idle-timeout", T_DUR_MS, OFF(idle_timeout_ms), "910s", 1000, 7 * DAY_MS, NULL,

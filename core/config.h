@@ -41,7 +41,7 @@ typedef struct {
   /* server.* (and Wave's micronaut.server.* aliases) */
   char *server_host; /* server.host, "127.0.0.1" */
   int server_port;   /* server.port (alias micronaut.server.port), 9090; env WAVE_SERVER_PORT */
-  int io_threads;    /* server.io-threads, 0 = number of cores */
+  int io_threads;    /* server.io-threads, 0 = half the cores, at least 1 */
   int workers;       /* server.workers, 0 = 2 x cores (min 4) */
   int64_t idle_timeout_ms;     /* server.idle-timeout (alias micronaut.server.idle-timeout), 910s */
   int64_t header_timeout_ms;   /* server.header-timeout, 30s */

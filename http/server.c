@@ -1788,7 +1788,11 @@ int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_se
   }
   s->o.host = s->host;
   int cores = (int)uv_available_parallelism();
-  s->nloops = s->o.io_threads > 0 ? s->o.io_threads : cores;
+  /* Half the cores by default: the other half runs the workers, the store
+   * committer and the builders. On 2 cores two loops plus two busy client or
+   * builder threads are more runnable threads than cores, and a request then
+   * waits up to two 4 ms scheduler ticks (docs/benchmarks.md, p99). */
+  s->nloops = s->o.io_threads > 0 ? s->o.io_threads : (cores / 2 > 1 ? cores / 2 : 1);
   s->nworkers = s->o.workers > 0 ? s->o.workers : (2 * cores < 4 ? 4 : 2 * cores);
   s->o.io_threads = s->nloops;
   s->o.workers = s->nworkers;

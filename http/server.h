@@ -23,7 +23,7 @@
 typedef struct {
   const char *host;            /* address to bind, numeric IPv4 or IPv6 */
   int port;                    /* 0 = ephemeral (see wv_server_port()) */
-  int io_threads;              /* 0 = number of cores */
+  int io_threads;              /* 0 = half the cores, at least 1 */
   int workers;                 /* 0 = 2 x cores, at least 4 */
   int64_t idle_timeout_ms;     /* keep-alive idle close */
   int64_t header_timeout_ms;   /* time allowed to receive a request head */
