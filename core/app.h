@@ -14,6 +14,7 @@
 
 struct wv_store;
 struct wv_cas;
+struct wv_bcache;
 struct wv_upstream;
 struct wv_job_engine;
 
@@ -21,6 +22,7 @@ typedef struct {
   const wv_config_t *cfg;
   struct wv_store *store;       /* storage/store.h: the LMDB state store */
   struct wv_cas *cas;           /* storage/cas.h: the content-addressed blob store */
+  struct wv_bcache *bcache;     /* storage/blobcache.h: upstream blob cache; NULL when off */
   struct wv_upstream *upstream; /* registry/upstream.h: upstream registry client */
   struct wv_job_engine *jobs;   /* core/job.h: builds and other child processes; park on it */
 } wv_app_t;

@@ -68,6 +68,9 @@ typedef struct {
 
   /* wave.* — the /v2 proxy and its upstream client (registry/) */
   int64_t cache_ttl_ms;          /* wave.storage.cache.duration, 1h (manifest/blob cache) */
+  bool blob_cache_enabled;       /* wave.blob-cache.enabled, true */
+  uint64_t blob_cache_max_size;  /* wave.blob-cache.max-size, 10GiB */
+  int64_t blob_cache_idle_ms;    /* wave.blob-cache.duration, 7d (unused that long: removed) */
   int64_t hc_connect_timeout_ms; /* wave.httpclient.connect-timeout, 20s */
   int64_t hc_read_timeout_ms;    /* wave.httpclient.read-timeout, 30s (whole manifest/config fetch) */
   int64_t hc_idle_timeout_ms;    /* wave.httpclient.read-idle-timeout, 120s (streamed blobs) */

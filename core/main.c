@@ -26,6 +26,7 @@
 #include "registry/upstream.h"
 #include "scan/osv.h"
 #include "scan/scan.h"
+#include "storage/blobcache.h"
 #include "storage/cas.h"
 #include "storage/jobstore.h"
 #include "storage/store.h"
@@ -167,6 +168,14 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_error("cannot open the blob store in %s: %s", cfg->storage_path, wv_strerror(rc));
     return rc;
   }
+  if (cfg->blob_cache_enabled) {
+    snprintf(dir, sizeof dir, "%s/blobcache", cfg->storage_path);
+    rc = wv_bcache_open(&app->bcache, dir, cfg->blob_cache_max_size, cfg->blob_cache_idle_ms);
+    if (rc) {
+      wv_error("cannot open the blob cache in %s: %s", dir, wv_strerror(rc));
+      return rc;
+    }
+  }
   if ((rc = wv_upstream_new(&app->upstream, &cfg->registries))) {
     wv_error("cannot set up the upstream registry client: %s", wv_strerror(rc));
     return rc;
@@ -177,6 +186,7 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
 static void close_services(wv_app_t *app) {
   wv_upstream_free(app->upstream);
   wv_cas_close(app->cas);
+  wv_bcache_close(app->bcache);
   /* Closing drains pending writes: everything acknowledged is on disk. */
   wv_store_close(app->store);
   wv_http_global_cleanup();

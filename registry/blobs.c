@@ -17,16 +17,27 @@
  *     way; a body that does not hash to the requested digest (or ends early)
  *     cuts the connection, so a client never accepts wrong content;
  *   - errors → the registry error of the status.
+ * Blob cache (wave.blob-cache.enabled): a 200 body that is sent to a GET is
+ * also written to the blob cache and, once its digest checks, published
+ * there with a 'u' entry for this repository, so the next pull is a
+ * sendfile on the IO loop. When the entry has expired but the bytes are
+ * still cached, the upstream is asked with a HEAD first (it still has the
+ * blob and still lets these credentials read it) and the bytes come from
+ * disk; if the upstream cannot be reached at all, they come from disk too,
+ * as the cached manifests do.
  * HEAD asks upstream with HEAD and answers with the blob's headers (spec
  * §3.3 says 400; real clients — containerd, skopeo — HEAD blobs).
  */
 #include "core/digest.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/timefmt.h"
 #include "registry/mediatype.h"
 #include "registry/proxy_int.h"
 #include "registry/upstream.h"
+#include "storage/blobcache.h"
 #include "storage/cas.h"
+#include "storage/store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +56,25 @@ static int redirect(wv_req_t *req, wv_resp_t *resp, int status, const char *loca
   return 0;
 }
 
+/* A blob from the blob cache: 0 answered, WV_ENOTFOUND when it is not there (any more). */
+static int respond_cached(wv_req_t *req, wv_resp_t *resp, const char *digest,
+                          const char *media_type) {
+  wv_bcache_t *bc = ((wv_app_t *)req->app)->bcache;
+  int fd = -1;
+  uint64_t size = 0;
+  if (!bc || wv_bcache_open_blob(bc, digest, &fd, &size) != 0)
+    return WV_ENOTFOUND;
+  wv_resp_file(resp, 200, media_type && *media_type ? media_type : "application/octet-stream",
+               fd, 0, size);
+  return blob_headers(resp, digest);
+}
+
 int wv_proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e) {
   wv_app_t *app = req->app;
   if (e->kind == WV_CACHE_REDIRECT)
     return redirect(req, resp, 307, e->location);
+  if (e->kind == WV_CACHE_UPSTREAM)
+    return respond_cached(req, resp, e->digest, e->media_type) == 0 ? 0 : WV_DEFER;
   if (e->kind != WV_CACHE_BLOB)
     return WV_DEFER;
   int fd = -1;
@@ -70,6 +96,8 @@ typedef enum { MODE_NONE, MODE_BUFFER, MODE_STREAM, MODE_DISCARD } mode_t_;
 typedef struct {
   wv_req_t *req;
   wv_resp_t *resp;
+  wv_bcache_writer_t *tee; /* the streamed body goes to the blob cache too */
+  const char *media_type;  /* upstream Content-Type of a 200 */
   const char *digest;
   uint64_t threshold;
   mode_t_ mode;
@@ -94,9 +122,12 @@ static int64_t content_length(const wv_http_resp_t *r) {
 static int dlg_begin_stream(dlg_t *d, const wv_http_resp_t *r) {
   wv_req_t *req = d->req;
   const char *ct = wv_http_resp_header(r, "Content-Type");
-  wv_resp_static(d->resp, 200, ct ? wv_arena_strdup(req->arena, ct) : "application/octet-stream",
-                 NULL, 0);
+  d->media_type = ct ? wv_arena_strdup(req->arena, ct) : "application/octet-stream";
+  wv_resp_static(d->resp, 200, d->media_type, NULL, 0);
   blob_headers(d->resp, d->digest);
+  wv_bcache_t *bc = ((wv_app_t *)req->app)->bcache;
+  if (bc && wv_bcache_begin(bc, d->length, &d->tee) != 0)
+    d->tee = NULL; /* too big, disk low or an IO error: stream without keeping it */
   if (d->length >= 0) {
     d->resp->has_length = true;
     d->resp->length = (uint64_t)d->length;
@@ -137,6 +168,10 @@ static int dlg_body(void *arg, const char *data, size_t len) {
   case MODE_STREAM:
     wv_sha256_update(&d->sha, data, len);
     d->streamed += len;
+    if (d->tee && wv_bcache_write(d->tee, data, len) != 0) {
+      wv_bcache_abort(d->tee);
+      d->tee = NULL;
+    }
     d->write_rc = wv_req_stream_write(d->req, data, len);
     return d->write_rc;
   case MODE_BUFFER:
@@ -167,6 +202,39 @@ static int dlg_finish_stream(dlg_t *d, int rc, const char *registry) {
     return WV_EDIGEST;
   }
   return 0;
+}
+
+/* Records that this repository's upstream served digest, now in the blob cache. */
+static void remember(wv_req_t *req, const char *registry, const char *image, const char *digest,
+                     uint64_t size, const char *media_type) {
+  wv_app_t *app = req->app;
+  wv_cache_entry_t e = {.kind = WV_CACHE_UPSTREAM,
+                        .media_type = media_type ? media_type : "",
+                        .digest = digest,
+                        .size = size,
+                        .location = ""};
+  const char *key = wv_cache_key_blob(req->arena, registry, image, digest);
+  wv_buf_t b;
+  wv_buf_init(&b, 4096);
+  int rc = key ? wv_cache_encode(&e, &b) : WV_ENOMEM;
+  if (rc == 0) {
+    wv_store_op_t op = {WV_STORE_PUT, WV_DB_MANIFESTS, key,
+                        b.data,       b.len,           wv_now_ms() + app->cfg->cache_ttl_ms,
+                        0};
+    rc = wv_store_submit(app->store, &op, NULL, NULL);
+  }
+  if (rc)
+    wv_debug("blob cache entry for %s/%s@%s not written: %s", registry, image, digest,
+             wv_strerror(rc));
+  wv_buf_free(&b);
+}
+
+/* A verified small body: into the blob cache (best effort) for the next GET. */
+static void keep_small(wv_req_t *req, const dlg_t *d, const char *registry, const char *image,
+                       const char *ct) {
+  wv_bcache_t *bc = ((wv_app_t *)req->app)->bcache;
+  if (bc && wv_bcache_put(bc, d->buf.data ? d->buf.data : "", d->buf.len, d->digest) == 0)
+    remember(req, registry, image, d->digest, d->buf.len, ct);
 }
 
 /* Answers from the finished upstream response (nothing streamed). */
@@ -209,6 +277,7 @@ static int dlg_answer(dlg_t *d, const wv_http_resp_t *r, const char *registry, c
                 image, d->digest, got);
     return wv_perr_respond(req, resp, &e);
   }
+  keep_small(req, d, registry, image, ct);
   int rc = wv_resp_bytes(req, resp, 200, ct, d->buf.data ? d->buf.data : "", d->buf.len);
   return rc ? rc : blob_headers(resp, d->digest);
 }
@@ -236,6 +305,12 @@ static int delegate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *r
   int rc = wv_fetch(app, registry, image, &hr, &r, &d.began, &e);
   if (d.began) {
     rc = dlg_finish_stream(&d, rc, registry);
+    if (rc == 0 && d.tee) {
+      wv_bcache_writer_t *tee = d.tee;
+      d.tee = NULL;
+      if (wv_bcache_commit(tee, digest) == 0)
+        remember(req, registry, image, digest, d.streamed, d.media_type);
+    }
   } else if (d.sha_on) {
     wv_sha256_abort(&d.sha);
   }
@@ -247,9 +322,56 @@ static int delegate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *r
   }
   if (d.sha_on)
     wv_sha256_abort(&d.sha);
+  wv_bcache_abort(d.tee);
   wv_buf_free(&d.buf);
   wv_http_resp_free(&r);
   return rc;
+}
+
+/*
+ * The blob is in the blob cache but this repository has no entry for it (it
+ * expired, or another repository fetched it): a HEAD asks the upstream
+ * whether it still serves the blob to these credentials, then the bytes come
+ * from disk and the entry is written again. If the upstream cannot be
+ * reached at all the bytes come from disk without a new entry. WV_DEFER when
+ * the blob is not cached or the upstream said no (the normal path then
+ * answers with the upstream's words).
+ */
+static int revalidate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *registry,
+                      const char *image, const char *digest) {
+  uint64_t size = 0;
+  if (!app->bcache || wv_bcache_exists(app->bcache, digest, &size) != 0)
+    return WV_DEFER;
+  const char *path = wv_arena_sprintf(req->arena, "/v2/%s/blobs/%s", image, digest);
+  if (!path)
+    return WV_ENOMEM;
+  wv_http_req_t hr = {.method = "HEAD", .url = path, .max_body = ERROR_BODY_MAX};
+  wv_http_resp_t r;
+  wv_perr_t e;
+  wv_http_resp_init(&r);
+  int rc = wv_fetch(app, registry, image, &hr, &r, NULL, &e);
+  long status = rc == 0 ? r.status : 0;
+  const char *ct = rc == 0 ? wv_http_resp_header(&r, "Content-Type") : NULL;
+  ct = ct ? wv_arena_strdup(req->arena, ct) : "application/octet-stream";
+  wv_http_resp_free(&r);
+  bool confirmed = rc == 0 && (status == 200 || (status >= 300 && status <= 399));
+  bool unreachable = rc != 0 && rc != WV_EAUTH;
+  if (!confirmed && !unreachable)
+    return WV_DEFER;
+  if (unreachable)
+    wv_info("blob %s/%s@%s from the blob cache: upstream unreachable (%s)", registry, image,
+            digest, e.msg);
+  if (respond_cached(req, resp, digest, ct) != 0)
+    return WV_DEFER; /* evicted meanwhile */
+  if (confirmed)
+    remember(req, registry, image, digest, size, ct);
+  return 0;
+}
+
+static int delegate_or_cache(wv_req_t *req, wv_resp_t *resp, wv_app_t *app,
+                             const char *registry, const char *image, const char *digest) {
+  int rc = revalidate(req, resp, app, registry, image, digest);
+  return rc == WV_DEFER ? delegate(req, resp, app, registry, image, digest) : rc;
 }
 
 /* docker://<registry>/v2/<image>/blobs/<digest> → its parts. */
@@ -275,6 +397,8 @@ int wv_proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     int rc = wv_proxy_respond_blob_entry(req, resp, &e);
     if (rc != WV_DEFER)
       return rc;
+    if (e.kind == WV_CACHE_UPSTREAM) /* the bytes were evicted: fetch them again */
+      return delegate(req, resp, ctx->app, ctx->registry, ctx->image, ctx->rt.reference);
     const char *reg, *img, *dig;
     if (parse_docker_location(req->arena, e.location, &reg, &img, &dig))
       return wv_resp_registry_error(
@@ -282,5 +406,5 @@ int wv_proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
           wv_arena_sprintf(req->arena, "Invalid layer location '%.200s'", e.location), NULL);
     return delegate(req, resp, ctx->app, reg, img, dig);
   }
-  return delegate(req, resp, ctx->app, ctx->registry, ctx->image, ctx->rt.reference);
+  return delegate_or_cache(req, resp, ctx->app, ctx->registry, ctx->image, ctx->rt.reference);
 }

@@ -81,7 +81,7 @@ int wv_cache_decode(wv_arena_t *a, const void *val, size_t len, wv_cache_entry_t
   rc = rc ? rc : take_line(a, &p, end, &out->location);
   if (rc)
     return rc;
-  if (strlen(kind) != 1 || !strchr("mbrd", kind[0]))
+  if (strlen(kind) != 1 || !strchr("mbrdu", kind[0]))
     return WV_EPARSE;
   out->kind = (wv_cache_kind_t)kind[0];
   char *e;

@@ -8,7 +8,8 @@
  *                                                (/v2/wt/<t>/<image>/manifests/<tag>)
  *   <registry>/v2/<image>/manifests/<digest>     any manifest by digest (upstream
  *                                                originals, rewritten ones)
- *   <registry>/v2/<image>/blobs/<digest>         rewritten configs and request layers
+ *   <registry>/v2/<image>/blobs/<digest>         rewritten configs, request layers,
+ *                                                upstream blobs in the blob cache
  *   T/<token>                                    the token's hot record (below)
  * A registry host always contains '.' or ':' or is "localhost", and request
  * paths start with "/v2/", so "T/" never collides with the others.
@@ -16,7 +17,10 @@
  * Entry format: five header lines, then the body (manifests only):
  *   <kind>\n<media type>\n<digest>\n<size>\n<location>\n<body…>
  * kind is one byte: 'm' manifest bytes, 'b' blob in the CAS, 'r' redirect to
- * location (http/https), 'd' blob proxied from location (docker://).
+ * location (http/https), 'd' blob proxied from location (docker://), 'u'
+ * upstream blob in the blob cache (storage/blobcache.h) under digest: the
+ * entry says this repository's upstream served it (and so may be asked to
+ * again) until it expires; the bytes may outlive it or be evicted first.
  * Unused fields are empty. The hot token record is
  *   <kind>\n<has containerConfig 0|1>\n<registry>\n<image>\n<reference>\n
  * and expires with the token.
@@ -39,6 +43,7 @@ typedef enum {
   WV_CACHE_BLOB = 'b',     /* bytes in the CAS under digest */
   WV_CACHE_REDIRECT = 'r', /* 307 to location */
   WV_CACHE_DOCKER = 'd',   /* proxied from a docker://<reg>/v2/<img>/blobs/<d> location */
+  WV_CACHE_UPSTREAM = 'u', /* upstream blob in the blob cache under digest */
 } wv_cache_kind_t;
 
 typedef struct {

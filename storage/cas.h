@@ -46,6 +46,13 @@ int wv_cas_digest_valid(const char *digest);
 /* Starts a blob. Returns 0 and *out, or WV_EIO / WV_ENOMEM. */
 int wv_cas_begin(wv_cas_t *c, wv_cas_writer_t **out);
 /*
+ * Starts a blob whose content the caller verifies itself (it already hashes
+ * the stream): writes are not hashed, and commit requires expected and
+ * trusts it. Only for bytes whose digest the caller has checked before
+ * commit. Same returns as wv_cas_begin.
+ */
+int wv_cas_begin_verified(wv_cas_t *c, wv_cas_writer_t **out);
+/*
  * Appends n bytes. Returns 0, WV_ETOOBIG past the cap, WV_EIO. After an
  * error the writer can only be aborted (commit returns the same error).
  */
@@ -53,7 +60,8 @@ int wv_cas_write(wv_cas_writer_t *w, const void *p, size_t n);
 /*
  * Finishes the blob and frees w in every case. If expected is not NULL the
  * content must hash to it (else WV_EDIGEST and nothing is visible); expected
- * must be a valid digest (else WV_EINVAL). On success the blob is durable and
+ * must be a valid digest (else WV_EINVAL; a verified writer requires it).
+ * On success the blob is durable and
  * its digest is written to digest_out (WV_CAS_DIGEST_LEN + 1 bytes; may be
  * NULL). Committing content that is already stored succeeds.
  */

@@ -206,6 +206,13 @@ ok "HEAD upstream blob -> 200 with its length" is \
   "$(head -1 <<<"$hdr" | cut -d' ' -f2) $(grep -i '^content-length:' <<<"$hdr" | cut -d' ' -f2)" "200 $bbsize"
 ok "GET upstream blob streamed, digest intact" is \
   "$(curl -s "http://$W/v2/wt/$tok/library/busybox/blobs/$bbl" | sha256sum | cut -d' ' -f1)" "${bbl#sha256:}"
+cached_file="$WAVED_DIR/data/blobcache/blobs/sha256/${bbl:7:2}/${bbl#sha256:}"
+ok "streamed blob ($bbsize bytes) kept in the blob cache, intact" is \
+  "$(sha256sum "$cached_file" 2>/dev/null | cut -d' ' -f1)" "${bbl#sha256:}"
+hdr=$(curl -s -D - -o "$T/blob2" "http://$W/v2/wt/$tok/library/busybox/blobs/$bbl" | tr -d '\r')
+ok "second GET from the blob cache: 200, length, digest header, bytes" is \
+  "$(head -1 <<<"$hdr" | cut -d' ' -f2) $(grep -i '^content-length:' <<<"$hdr" | cut -d' ' -f2) $(grep -i '^docker-content-digest:' <<<"$hdr" | cut -d' ' -f2) $(sha256sum <"$T/blob2" | cut -d' ' -f1)" \
+  "200 $bbsize $bbl ${bbl#sha256:}"
 inc=$(curl -s -H 'Content-Type: application/json' --data-binary \
   "{\"containerImage\":\"${REG[anon]}/library/multi:latest\",\"containerPlatform\":\"linux/amd64\",\"containerIncludes\":[\"${REG[anon]}/library/busybox:latest\"]}" \
   "$WAVED_URL/v1alpha2/container" | json_get - 'd["targetImage"]')
@@ -237,6 +244,11 @@ for v in IMG_anon MIMG_anon PIMG_anon; do
 done
 ok "upstream stopped: augmented config from the blob store" has \
   "$(sk inspect --tls-verify=false --config "docker://$IMG_anon")" "E2E=1"
+rm -rf "$T/oci-offline"
+# (IMG_anon's own added layer now redirects to 127.0.0.1:9: the http-layer request above
+# registered the same digest for the same repository.)
+ok "upstream stopped: pass-through image pulls whole (its layer from the blob cache)" \
+  sk copy --quiet --src-tls-verify=false "docker://$PIMG_anon" "oci:$T/oci-offline:x"
 t0=$(date +%s%N)
 code=$(curl -s -m 30 -o "$T/e.json" -w '%{http_code}' "http://$W/v2/$(sed 's|:latest$||' <<<"${UNCACHED#*/}")/manifests/latest")
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
