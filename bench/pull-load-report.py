@@ -96,8 +96,11 @@ for when in ("before", "after"):
         num("parked", "waved-parked", "parked_n") and "%.0f" % num("parked", "waved-parked", "parked_n") or "?", when),
         ("parked", "waved-hot-parked"), ("parked", "waved-hot-" + when))
 large = {}
-large["waved-upstream"] = ratio("large waved-upstream / nginx (MB/s)", ("large", "waved-upstream"), ("large", "nginx"), "mbps")
-ratio("large waved-upstream / docker-registry (MB/s)", ("large", "waved-upstream"), ("large", "docker-registry"), "mbps")
+large["waved-upstream"] = ratio("large waved-upstream (blob cache) / nginx (MB/s)", ("large", "waved-upstream"), ("large", "nginx"), "mbps")
+ratio("large waved-upstream (blob cache) / docker-registry (MB/s)", ("large", "waved-upstream"), ("large", "docker-registry"), "mbps")
+ratio("large waved-upstream-first (cold, teed) / docker-registry (MB/s)", ("large", "waved-upstream-first"), ("large", "docker-registry"), "mbps")
+ratio("large waved-stream (blob cache off) / nginx (MB/s)", ("large", "waved-stream"), ("large", "nginx"), "mbps")
+ratio("large waved-stream (blob cache off) / docker-registry (MB/s)", ("large", "waved-stream"), ("large", "docker-registry"), "mbps")
 large["waved-store"] = ratio("large waved-store / nginx-store, same file (MB/s)", ("large", "waved-store"), ("large", "nginx-store"), "mbps")
 
 park = rows.get(("parked", "waved-parked"), (None, None))[1]

@@ -326,8 +326,24 @@ if has large; then
   if [ "$PROXY" = 1 ]; then
     make_tokens pass "$REG/library/big:latest" 1 >"$E2E_TMP/tok.big"
     read -r p t <"$E2E_TMP/tok.big"
-    run large waved-upstream "GET ${BLOB_MB} MiB layer streamed from docker-registry" "$WV" \
+    # The first pull streams from docker-registry and tees into the blob
+    # cache (one request); later pulls are sent from the cache.
+    CONNS=1 run large waved-upstream-first "first GET of the ${BLOB_MB} MiB layer: streamed from docker-registry, teed into the blob cache" \
+      "$WV" -T 60 -w 0 -1 -p "$WAVED_PID" -e "1 GET 200 $p/blobs/$BIG_LAYER"
+    sync
+    run large waved-upstream "GET the ${BLOB_MB} MiB upstream layer again (blob cache)" "$WV" \
       -T 60 -p "$WAVED_PID" -e "1 GET 200 $p/blobs/$BIG_LAYER"
+    # The stream alone: a second waved with the blob cache off.
+    if [ -z "${PL_NO_STREAM_ROW:-}" ]; then
+      saved=("$WAVED_PID" "$WAVED_PORT" "$WAVED_URL" "$WAVED_DIR")
+      start_waved "wave: {blob-cache: {enabled: false}}"
+      make_tokens pass "$REG/library/big:latest" 1 >"$E2E_TMP/tok.big2"
+      read -r p2 t2 <"$E2E_TMP/tok.big2"
+      run large waved-stream "GET ${BLOB_MB} MiB layer streamed from docker-registry (blob cache off)" \
+        "$WAVED_URL" -T 60 -p "$WAVED_PID" -e "1 GET 200 $p2/blobs/$BIG_LAYER"
+      stop_waved
+      WAVED_PID=${saved[0]} WAVED_PORT=${saved[1]} WAVED_URL=${saved[2]} WAVED_DIR=${saved[3]}
+    fi
   else
     skip large waved-upstream "needs the /v2 proxy"
   fi

@@ -48,8 +48,8 @@ static int cached(wv_bcache_t *b, const char *d) {
 }
 
 static void set_mtime(const char *d, int64_t age_ms) {
-  char path[400];
-  snprintf(path, sizeof path, "%s/blobs/sha256/%.2s/%s", root_, d + 7, d + 7);
+  char path[512];
+  snprintf(path, sizeof path, "%.256s/blobs/sha256/%.2s/%.64s", root_, d + 7, d + 7);
   struct timespec now, ts[2];
   clock_gettime(CLOCK_REALTIME, &now);
   ts[0] = ts[1] = (struct timespec){now.tv_sec - age_ms / 1000, 0};
