@@ -83,6 +83,16 @@ int wv_pbatch_add(wv_pbatch_t *b, const char *key, const wv_cache_entry_t *e, in
 int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s);
 
 /* The cache entry that serves a request layer's location (NULL location: none). */
+/*
+ * Adds a request layer's entry to b under key, unless key already holds
+ * verified bytes of that digest (a CAS blob or a blob-cache entry) and the
+ * new entry is only a location (redirect or docker://): the same digest is
+ * the same content, and another request's unverified URL must not take an
+ * image's layer (or an upstream blob of the same repository) away from its
+ * pulls. Worker only (reads the store).
+ */
+int wv_pbatch_add_layer(wv_pbatch_t *b, struct wv_store *s, const char *key,
+                        const wv_cache_entry_t *e, int64_t expires_ms);
 int wv_proxy_layer_entry(wv_arena_t *a, const char *location, const char *gzip_digest,
                          int64_t gzip_size, wv_cache_entry_t *out);
 

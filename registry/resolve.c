@@ -91,6 +91,16 @@ int wv_pbatch_add(wv_pbatch_t *b, const char *key, const wv_cache_entry_t *e, in
   return wv_cache_encode(e, &o->val);
 }
 
+int wv_pbatch_add_layer(wv_pbatch_t *b, struct wv_store *s, const char *key,
+                        const wv_cache_entry_t *e, int64_t expires_ms) {
+  wv_cache_entry_t old;
+  bool location_only = e->kind == WV_CACHE_REDIRECT || e->kind == WV_CACHE_DOCKER;
+  if (key && location_only && wv_cache_get(s, b->a, key, &old) == 0 &&
+      (old.kind == WV_CACHE_BLOB || old.kind == WV_CACHE_UPSTREAM))
+    return 0;
+  return wv_pbatch_add(b, key, e, expires_ms);
+}
+
 int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
   wv_store_op_t ops[WV_STORE_APPLY_MAX];
   pop_t *o = b->head;
@@ -375,8 +385,9 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
     if (wv_proxy_layer_entry(a, l->location, l->gzip_digest, l->gzip_size, &le))
       return wv_perr_set(&r->err, 400, WV_REGERR_BAD_REQUEST, "Unsupported layer location '%.64s'",
                          l->location ? l->location : "");
-    if (wv_pbatch_add(r->batch, wv_cache_key_blob(a, ctx->registry, ctx->image, l->gzip_digest),
-                      &le, r->expires_ms))
+    if (wv_pbatch_add_layer(r->batch, ctx->app->store,
+                            wv_cache_key_blob(a, ctx->registry, ctx->image, l->gzip_digest), &le,
+                            r->expires_ms))
       return oom(r);
   }
   *out = (wv_cache_entry_t){.kind = WV_CACHE_MANIFEST,

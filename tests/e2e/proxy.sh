@@ -220,18 +220,30 @@ inc="$W/${inc#*/}"
 rm -rf "$T/oci-inc"
 ok "containerIncludes (docker:// layer) pulls" sk copy --quiet --src-tls-verify=false "docker://$inc" "oci:$T/oci-inc:x"
 ok "included layer served from the other repository" test -s "$T/oci-inc/blobs/sha256/${bbl#sha256:}"
-HTTP_CC="{\"layers\":[{\"location\":\"http://127.0.0.1:9/layer.tgz\",\"gzipDigest\":\"$GZ_D\",\"gzipSize\":$GZ_SIZE,\"tarDigest\":\"$TAR_D\"}]}"
+# An http layer (never fetched by waved: the client follows the 307), with a digest of its own.
+HTTP_D="sha256:$(printf 'http layer %s' "$RANDOM" | sha256sum | cut -d' ' -f1)"
+HTTP_CC="{\"layers\":[{\"location\":\"http://127.0.0.1:9/layer.tgz\",\"gzipDigest\":\"$HTTP_D\",\"gzipSize\":$GZ_SIZE,\"tarDigest\":\"$TAR_D\"}]}"
 himg=$(request "${REG[anon]}/library/busybox:latest" linux/amd64 "$HTTP_CC") || true
 if [ -n "$himg" ]; then
   sk inspect --tls-verify=false --raw "docker://$himg" >/dev/null
   htok=$(sed 's|^[^/]*/wt/\([^/]*\)/.*|\1|' <<<"$himg")
-  hdr=$(curl -s -D - -o /dev/null "http://$W/v2/wt/$htok/library/busybox/blobs/$GZ_D" | tr -d '\r')
+  hdr=$(curl -s -D - -o /dev/null "http://$W/v2/wt/$htok/library/busybox/blobs/$HTTP_D" | tr -d '\r')
   ok "http layer -> 307 to its location, Connection: close" is \
     "$(head -1 <<<"$hdr" | cut -d' ' -f2) $(grep -i '^location:' <<<"$hdr" | cut -d' ' -f2) $(grep -i '^connection:' <<<"$hdr" | cut -d' ' -f2) $(grep -i '^content-length:' <<<"$hdr" | cut -d' ' -f2)" \
     "307 http://127.0.0.1:9/layer.tgz close 0"
 else
   ok "http layer request accepted" false
 fi
+# Another request naming IMG_anon's data: layer digest with a dead http location must not take
+# the verified bytes away from IMG_anon's pulls (or from its own: same digest, same content).
+POISON_CC="{\"layers\":[{\"location\":\"http://127.0.0.1:9/layer.tgz\",\"gzipDigest\":\"$GZ_D\",\"gzipSize\":$GZ_SIZE,\"tarDigest\":\"$TAR_D\"}]}"
+pimg=$(request "${REG[anon]}/library/busybox:latest" linux/amd64 "$POISON_CC") || true
+sk inspect --tls-verify=false --raw "docker://$pimg" >/dev/null 2>&1
+ptok=$(sed 's|^[^/]*/wt/\([^/]*\)/.*|\1|' <<<"$pimg")
+atok=$(sed 's|^[^/]*/wt/\([^/]*\)/.*|\1|' <<<"$IMG_anon")
+ok "same digest with an http location: both tokens still get the stored bytes (200)" is \
+  "$(curl -s -o /dev/null -w '%{http_code}' "http://$W/v2/wt/$atok/library/busybox/blobs/$GZ_D") $(curl -s -o /dev/null -w '%{http_code}' "http://$W/v2/wt/$ptok/library/busybox/blobs/$GZ_D")" \
+  "200 200"
 code=$(curl -s -o /dev/null -w '%{http_code}' -u "admin:$ADMIN_PASS" -X DELETE "$WAVED_URL/container-token/$tok")
 ok "evicted token (was cached) -> 404 on the next pull" is \
   "$code $(curl -s -o /dev/null -w '%{http_code}' "http://$W/v2/wt/$tok/library/busybox/manifests/latest")" "200 404"
@@ -245,10 +257,8 @@ done
 ok "upstream stopped: augmented config from the blob store" has \
   "$(sk inspect --tls-verify=false --config "docker://$IMG_anon")" "E2E=1"
 rm -rf "$T/oci-offline"
-# (IMG_anon's own added layer now redirects to 127.0.0.1:9: the http-layer request above
-# registered the same digest for the same repository.)
-ok "upstream stopped: pass-through image pulls whole (its layer from the blob cache)" \
-  sk copy --quiet --src-tls-verify=false "docker://$PIMG_anon" "oci:$T/oci-offline:x"
+ok "upstream stopped: augmented image pulls whole (upstream layer from the blob cache)" \
+  sk copy --quiet --src-tls-verify=false "docker://$IMG_anon" "oci:$T/oci-offline:x"
 t0=$(date +%s%N)
 code=$(curl -s -m 30 -o "$T/e.json" -w '%{http_code}' "http://$W/v2/$(sed 's|:latest$||' <<<"${UNCACHED#*/}")/manifests/latest")
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
