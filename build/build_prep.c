@@ -152,7 +152,7 @@ static int context_bytes(wv_arena_t *a, const wv_config_t *cfg, const char *loc,
   wv_http_resp_t resp;
   char err[256] = "";
   wv_http_resp_init(&resp);
-  int rc = c ? wv_http_do(c, &hr, &resp, err, sizeof err) : WV_ENOMEM;
+  int rc = c ? wv_http_do_outbound(c, cfg, &hr, &resp, err, sizeof err) : WV_ENOMEM;
   if (!rc && resp.status != 200)
     snprintf(err, sizeof err, "HTTP status %ld", resp.status);
   if (!rc && resp.status == 200) {
