@@ -831,6 +831,9 @@ static int load_list(loader_t *L, const entry_t *e, const char *path, yaml_node_
                   node_kind(item));
     if (strchr(scalar(item), ','))
       return fail(L, item, WV_EINVAL, "%s: a list item may not contain a comma", path);
+    int rc = e->check ? e->check(scalar(item), why, sizeof why) : 0; /* point at the item */
+    if (rc)
+      return fail(L, item, rc, "%s: %s", path, why);
     len += strlen(scalar(item)) + 1;
     if (len > MAX_CONFIG_FILE)
       return fail(L, n, WV_ETOOBIG, "%s: list too long", path);

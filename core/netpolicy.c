@@ -277,7 +277,9 @@ static int parse_list(wv_netpolicy_t *p, const char *allow, char *err, size_t er
   p->hosts = calloc(cap, sizeof *p->hosts);
   if (!p->cidrs || !p->hosts)
     return WV_ENOMEM;
-  for (const char *s = allow; *s;) {
+  if (allow[strspn(allow, " \t\r\n")] == '\0')
+    return 0; /* an empty list */
+  for (const char *s = allow;;) {
     size_t len = strcspn(s, ",");
     const char *b = s, *e = s + len;
     while (b < e && isspace((unsigned char)*b))
@@ -295,9 +297,10 @@ static int parse_list(wv_netpolicy_t *p, const char *allow, char *err, size_t er
     int rc = add_entry(p, entry, err, errlen);
     if (rc)
       return rc;
-    s += len + (s[len] == ',');
+    if (s[len] != ',')
+      return 0;
+    s += len + 1;
   }
-  return 0;
 }
 
 int wv_netpolicy_new(const char *allow, bool allow_private, wv_netpolicy_t **out, char *err,

@@ -128,10 +128,10 @@ const char *wv_http_resp_header(const wv_http_resp_t *resp, const char *name) {
 typedef struct {
   const wv_netpolicy_t *policy;
   wv_netpolicy_dest_t dest;
-  size_t cur;           /* index into dest.addrs of this attempt */
-  bool by_name;         /* the allow list names the host: connect as usual */
-  bool denied;          /* the callback refused an address */
-  char host[300];       /* as curl's URL parser spells it ("[::1]" for IPv6) */
+  size_t cur;     /* index into dest.addrs of this attempt */
+  bool by_name;   /* the allow list names the host: connect as usual */
+  bool denied;    /* the callback refused an address */
+  char host[300]; /* as curl's URL parser spells it ("[::1]" for IPv6) */
   long port;
   char why[300];
 } guard_t;
@@ -306,8 +306,8 @@ static curl_socket_t guard_open_socket(void *arg, curlsocktype purpose, struct c
   const wv_netpolicy_addr_t *want = &g->dest.addrs[g->cur];
   if (purpose != CURLSOCKTYPE_IPCXN || !same_addr(&a->addr, &want->addr)) {
     g->denied = true;
-    snprintf(g->why, sizeof g->why, "the connection was about to go to an address other than the "
-                                    "checked %s",
+    snprintf(g->why, sizeof g->why,
+             "the connection was about to go to an address other than the checked %s",
              want->text);
     return CURL_SOCKET_BAD;
   }
@@ -427,8 +427,7 @@ int wv_http_do(wv_http_client_t *c, const wv_http_req_t *req, wv_http_resp_t *re
   CURLcode cc = perform(c, req, &x, hdrs, cerr);
   /* A pinned request tries the host's next checked address only when this
    * one could not be connected to, so nothing was sent yet. */
-  while (g && !g->by_name && !g->denied && cc == CURLE_COULDNT_CONNECT &&
-         g->cur + 1 < g->dest.n) {
+  while (g && !g->by_name && !g->denied && cc == CURLE_COULDNT_CONNECT && g->cur + 1 < g->dest.n) {
     g->cur++;
     cerr[0] = '\0';
     cc = perform(c, req, &x, hdrs, cerr);
