@@ -453,15 +453,35 @@ int wv_http_do(wv_http_client_t *c, const wv_http_req_t *req, wv_http_resp_t *re
   return cc == CURLE_OPERATION_TIMEDOUT ? WV_ETIMEOUT : WV_EUPSTREAM;
 }
 
-int wv_http_do_outbound(wv_http_client_t *c, const wv_config_t *cfg, const wv_http_req_t *req,
-                        wv_http_resp_t *resp, char *err, size_t errlen) {
-  wv_netpolicy_t *policy = NULL;
+/* The policy of cfg; failure means an unvalidated list (tests) or OOM. */
+static int config_policy(const wv_config_t *cfg, wv_netpolicy_t **policy, char *err,
+                         size_t errlen) {
   char why[256] = "";
-  int rc = wv_netpolicy_from_config(cfg, &policy, why, sizeof why);
+  int rc = wv_netpolicy_from_config(cfg, policy, why, sizeof why);
   if (rc) { /* the loader validated the list: only memory can fail here */
     snprintf(err, errlen, "wave.security.outbound.allow: %s", why[0] ? why : wv_strerror(rc));
     return rc == WV_ENOMEM ? rc : WV_EINTERNAL;
   }
+  return 0;
+}
+
+int wv_http_outbound_check(const wv_config_t *cfg, const char *url, char *err, size_t errlen) {
+  guard_t *g = calloc(1, sizeof *g);
+  int rc = g ? config_policy(cfg, (wv_netpolicy_t **)&g->policy, err, errlen) : WV_ENOMEM;
+  if (!rc)
+    rc = guard_prepare(g, url, err, errlen);
+  if (g)
+    wv_netpolicy_free((wv_netpolicy_t *)g->policy);
+  free(g);
+  return rc;
+}
+
+int wv_http_do_outbound(wv_http_client_t *c, const wv_config_t *cfg, const wv_http_req_t *req,
+                        wv_http_resp_t *resp, char *err, size_t errlen) {
+  wv_netpolicy_t *policy = NULL;
+  int rc = config_policy(cfg, &policy, err, errlen);
+  if (rc)
+    return rc;
   wv_http_req_t r = *req;
   r.policy = policy;
   rc = wv_http_do(c, &r, resp, err, errlen);

@@ -101,6 +101,14 @@ int wv_http_do(wv_http_client_t *c, const wv_http_req_t *req, wv_http_resp_t *re
 int wv_http_do_outbound(wv_http_client_t *c, const wv_config_t *cfg, const wv_http_req_t *req,
                         wv_http_resp_t *resp, char *err, size_t errlen);
 
+/*
+ * Checks url against cfg's SSRF policy as wv_http_do_outbound() would, but
+ * sends nothing (its host is resolved). Returns 0, WV_EDENIED with the reason
+ * in err, WV_EUPSTREAM (not an http(s) URL, or the host does not resolve) or
+ * WV_ENOMEM.
+ */
+int wv_http_outbound_check(const wv_config_t *cfg, const char *url, char *err, size_t errlen);
+
 void wv_http_resp_init(wv_http_resp_t *resp);
 void wv_http_resp_free(wv_http_resp_t *resp);
 /* Case-insensitive lookup of the first header called name; NULL when absent. */
