@@ -466,12 +466,16 @@ static int config_policy(const wv_config_t *cfg, wv_netpolicy_t **policy, char *
 }
 
 int wv_http_outbound_check(const wv_config_t *cfg, const char *url, char *err, size_t errlen) {
+  wv_netpolicy_t *policy = NULL;
   guard_t *g = calloc(1, sizeof *g);
-  int rc = g ? config_policy(cfg, (wv_netpolicy_t **)&g->policy, err, errlen) : WV_ENOMEM;
-  if (!rc)
+  int rc = g ? config_policy(cfg, &policy, err, errlen) : WV_ENOMEM;
+  if (!g)
+    snprintf(err, errlen, "out of memory");
+  if (!rc) {
+    g->policy = policy;
     rc = guard_prepare(g, url, err, errlen);
-  if (g)
-    wv_netpolicy_free((wv_netpolicy_t *)g->policy);
+  }
+  wv_netpolicy_free(policy);
   free(g);
   return rc;
 }
