@@ -219,7 +219,11 @@ static const entry_t schema[] = {
      "wave.scan.id.duration", "How long an image (and digest) keeps its scan id."},
     {"wave.scan.max-concurrent", T_INT, OFF(scan_max_concurrent), "2", 1, 256, NULL, NULL,
      "Scans running at once; more wait in a queue."},
-    /* wave.security.outbound.* — the SSRF policy (core/netpolicy.h, docs/security.md) */
+    /* wave.security.* — the SSRF policy (core/netpolicy.h, docs/security.md) */
+    {"wave.security.ssrf-protection.enabled", T_BOOL, OFF(ssrf_protection), "true", 0, 0, NULL,
+     "wave.security.ssrf-protection.enabled",
+     "Check URLs taken from requests against wave.security.outbound.*; false = fetch any "
+     "address."},
     {"wave.security.outbound.allow-private", T_BOOL, OFF(outbound_allow_private), "false", 0, 0,
      NULL, NULL,
      "Let request-supplied URLs (build contexts, freeze layers) reach private addresses "

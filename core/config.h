@@ -123,7 +123,8 @@ typedef struct {
   int64_t scan_failure_ttl_ms; /* wave.scan.failure.duration, 30m: failed scan records */
   int64_t scan_id_ttl_ms;      /* wave.scan.id.duration, 7d: image -> scan id cache */
   int scan_max_concurrent;     /* wave.scan.max-concurrent, 2 */
-  /* wave.security.outbound.* — SSRF policy of request-supplied URLs (core/netpolicy.h) */
+  /* wave.security.* — SSRF policy of request-supplied URLs (core/netpolicy.h) */
+  bool ssrf_protection;        /* wave.security.ssrf-protection.enabled, true (false = no checks) */
   bool outbound_allow_private; /* wave.security.outbound.allow-private, false */
   char *outbound_allow;        /* wave.security.outbound.allow, "" = none (comma-separated) */
 

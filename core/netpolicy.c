@@ -31,6 +31,7 @@ typedef struct {
 } cidr_t;
 
 struct wv_netpolicy {
+  bool off; /* ssrf-protection disabled: everything is allowed */
   bool allow_private;
   cidr_t *cidrs;
   size_t ncidrs;
@@ -323,12 +324,17 @@ int wv_netpolicy_new(const char *allow, bool allow_private, wv_netpolicy_t **out
 
 int wv_netpolicy_from_config(const wv_config_t *cfg, wv_netpolicy_t **out, char *err,
                              size_t errlen) {
-  return wv_netpolicy_new(cfg->outbound_allow, cfg->outbound_allow_private, out, err, errlen);
+  int rc = wv_netpolicy_new(cfg->outbound_allow, cfg->outbound_allow_private, out, err, errlen);
+  if (!rc)
+    (*out)->off = !cfg->ssrf_protection;
+  return rc;
 }
 
 /* ---- checks --------------------------------------------------------------------------- */
 
 bool wv_netpolicy_host_allowed(const wv_netpolicy_t *p, const char *host) {
+  if (p->off)
+    return true;
   size_t n = strlen(host);
   if (n > 1 && host[n - 1] == '.')
     n--;
@@ -381,7 +387,8 @@ static int check(const wv_netpolicy_t *p, const char *host, const struct sockadd
     return WV_EDENIED;
   }
   wv_net_class_t c = wv_net_classify(sa);
-  if (c == WV_NET_PUBLIC || (p->allow_private && (c == WV_NET_PRIVATE || c == WV_NET_SHARED)))
+  if (p->off || c == WV_NET_PUBLIC ||
+      (p->allow_private && (c == WV_NET_PRIVATE || c == WV_NET_SHARED)))
     return 0;
   const uint8_t *bytes;
   int family = match_form(sa, &bytes);

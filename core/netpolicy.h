@@ -68,7 +68,9 @@ typedef struct {
  */
 int wv_netpolicy_new(const char *allow, bool allow_private, wv_netpolicy_t **out, char *err,
                      size_t errlen);
-/* The policy of cfg's wave.security.outbound.* keys; as wv_netpolicy_new(). */
+/* The policy of cfg's wave.security.* keys; as wv_netpolicy_new(). With
+ * wave.security.ssrf-protection.enabled false it allows everything (every
+ * host counts as named by the allow list). */
 int wv_netpolicy_from_config(const wv_config_t *cfg, wv_netpolicy_t **out, char *err,
                              size_t errlen);
 void wv_netpolicy_free(wv_netpolicy_t *p);

@@ -383,6 +383,9 @@ TEST(outbound_keys) {
                    "wave.security.outbound.allow: a list item may not contain a comma"));
   CHECK(fails_with("wave.security.outbound.allow: {a: 1}\n", 1,
                    "wave.security.outbound.allow: expected a list, got a mapping"));
+  CHECK_OK(load_text(&cfg, "wave.security.ssrfProtection.enabled: false\n"));
+  CHECK(!cfg.ssrf_protection);
+  wv_config_free(&cfg);
   CHECK(fails_with("wave.security.outbound.allow-private: maybe\n", 1,
                    "wave.security.outbound.allow-private: invalid boolean 'maybe' (expected true "
                    "or false)"));

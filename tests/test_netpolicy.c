@@ -33,22 +33,22 @@ TEST(classify_ipv4) {
     const char *addr;
     wv_net_class_t want;
   } cases[] = {
-      {"8.8.8.8", WV_NET_PUBLIC},           {"1.1.1.1", WV_NET_PUBLIC},
-      {"127.0.0.1", WV_NET_LOOPBACK},       {"127.255.255.254", WV_NET_LOOPBACK},
-      {"10.0.0.1", WV_NET_PRIVATE},         {"10.255.255.255", WV_NET_PRIVATE},
-      {"172.16.0.1", WV_NET_PRIVATE},       {"172.31.255.255", WV_NET_PRIVATE},
-      {"172.15.255.255", WV_NET_PUBLIC},    {"172.32.0.0", WV_NET_PUBLIC},
-      {"192.168.1.1", WV_NET_PRIVATE},      {"192.169.0.1", WV_NET_PUBLIC},
-      {"100.64.0.1", WV_NET_SHARED},        {"100.127.255.255", WV_NET_SHARED},
-      {"100.63.255.255", WV_NET_PUBLIC},    {"100.128.0.0", WV_NET_PUBLIC},
-      {"169.254.0.1", WV_NET_LINK_LOCAL},   {"169.254.169.254", WV_NET_METADATA},
-      {"169.254.170.2", WV_NET_METADATA},   {"100.100.100.200", WV_NET_METADATA},
-      {"0.0.0.0", WV_NET_UNSPECIFIED},      {"0.1.2.3", WV_NET_UNSPECIFIED},
-      {"224.0.0.1", WV_NET_MULTICAST},      {"239.255.255.250", WV_NET_MULTICAST},
-      {"240.0.0.1", WV_NET_RESERVED},       {"255.255.255.255", WV_NET_RESERVED},
-      {"192.0.2.7", WV_NET_RESERVED},       {"198.18.0.1", WV_NET_RESERVED},
-      {"198.51.100.1", WV_NET_RESERVED},    {"203.0.113.9", WV_NET_RESERVED},
-      {"192.0.0.8", WV_NET_RESERVED},       {"223.255.255.255", WV_NET_PUBLIC},
+      {"8.8.8.8", WV_NET_PUBLIC},         {"1.1.1.1", WV_NET_PUBLIC},
+      {"127.0.0.1", WV_NET_LOOPBACK},     {"127.255.255.254", WV_NET_LOOPBACK},
+      {"10.0.0.1", WV_NET_PRIVATE},       {"10.255.255.255", WV_NET_PRIVATE},
+      {"172.16.0.1", WV_NET_PRIVATE},     {"172.31.255.255", WV_NET_PRIVATE},
+      {"172.15.255.255", WV_NET_PUBLIC},  {"172.32.0.0", WV_NET_PUBLIC},
+      {"192.168.1.1", WV_NET_PRIVATE},    {"192.169.0.1", WV_NET_PUBLIC},
+      {"100.64.0.1", WV_NET_SHARED},      {"100.127.255.255", WV_NET_SHARED},
+      {"100.63.255.255", WV_NET_PUBLIC},  {"100.128.0.0", WV_NET_PUBLIC},
+      {"169.254.0.1", WV_NET_LINK_LOCAL}, {"169.254.169.254", WV_NET_METADATA},
+      {"169.254.170.2", WV_NET_METADATA}, {"100.100.100.200", WV_NET_METADATA},
+      {"0.0.0.0", WV_NET_UNSPECIFIED},    {"0.1.2.3", WV_NET_UNSPECIFIED},
+      {"224.0.0.1", WV_NET_MULTICAST},    {"239.255.255.250", WV_NET_MULTICAST},
+      {"240.0.0.1", WV_NET_RESERVED},     {"255.255.255.255", WV_NET_RESERVED},
+      {"192.0.2.7", WV_NET_RESERVED},     {"198.18.0.1", WV_NET_RESERVED},
+      {"198.51.100.1", WV_NET_RESERVED},  {"203.0.113.9", WV_NET_RESERVED},
+      {"192.0.0.8", WV_NET_RESERVED},     {"223.255.255.255", WV_NET_PUBLIC},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     if (cls(cases[i].addr) != cases[i].want)
@@ -65,25 +65,25 @@ TEST(classify_ipv6) {
       {"2606:4700::1111", WV_NET_PUBLIC},
       {"::1", WV_NET_LOOPBACK},
       {"::", WV_NET_UNSPECIFIED},
-      {"::ffff:127.0.0.1", WV_NET_LOOPBACK},   /* IPv4-mapped: the IPv4 address counts */
+      {"::ffff:127.0.0.1", WV_NET_LOOPBACK}, /* IPv4-mapped: the IPv4 address counts */
       {"::ffff:169.254.169.254", WV_NET_METADATA},
       {"::ffff:10.1.2.3", WV_NET_PRIVATE},
       {"::ffff:8.8.8.8", WV_NET_PUBLIC},
-      {"::127.0.0.1", WV_NET_RESERVED},        /* IPv4-compatible (deprecated) */
-      {"64:ff9b::7f00:1", WV_NET_LOOPBACK},    /* NAT64 of 127.0.0.1 */
-      {"64:ff9b::808:808", WV_NET_PUBLIC},     /* NAT64 of 8.8.8.8 */
-      {"64:ff9b:1::1", WV_NET_PRIVATE},        /* local-use NAT64 */
-      {"2002:7f00:1::1", WV_NET_LOOPBACK},     /* 6to4 of 127.0.0.1 */
+      {"::127.0.0.1", WV_NET_RESERVED},     /* IPv4-compatible (deprecated) */
+      {"64:ff9b::7f00:1", WV_NET_LOOPBACK}, /* NAT64 of 127.0.0.1 */
+      {"64:ff9b::808:808", WV_NET_PUBLIC},  /* NAT64 of 8.8.8.8 */
+      {"64:ff9b:1::1", WV_NET_PRIVATE},     /* local-use NAT64 */
+      {"2002:7f00:1::1", WV_NET_LOOPBACK},  /* 6to4 of 127.0.0.1 */
       {"2002:808:808::1", WV_NET_PUBLIC},
-      {"2001::1", WV_NET_RESERVED},            /* Teredo */
-      {"2001:db8::1", WV_NET_RESERVED},        /* documentation */
-      {"100::1", WV_NET_RESERVED},             /* discard */
+      {"2001::1", WV_NET_RESERVED},     /* Teredo */
+      {"2001:db8::1", WV_NET_RESERVED}, /* documentation */
+      {"100::1", WV_NET_RESERVED},      /* discard */
       {"fc00::1", WV_NET_PRIVATE},
       {"fd12:3456::1", WV_NET_PRIVATE},
-      {"fd00:ec2::254", WV_NET_METADATA},      /* AWS IMDS over IPv6 */
+      {"fd00:ec2::254", WV_NET_METADATA}, /* AWS IMDS over IPv6 */
       {"fe80::1", WV_NET_LINK_LOCAL},
       {"febf::1", WV_NET_LINK_LOCAL},
-      {"fec0::1", WV_NET_PRIVATE},             /* deprecated site-local */
+      {"fec0::1", WV_NET_PRIVATE}, /* deprecated site-local */
       {"ff02::1", WV_NET_MULTICAST},
       {"2a00:1450::1", WV_NET_PUBLIC},
   };
@@ -165,8 +165,8 @@ TEST(allow_list_cidrs) {
 TEST(allow_list_host_names) {
   wv_netpolicy_t *p;
   char err[256];
-  CHECK_OK(wv_netpolicy_new("files.lab.example,*.corp.example., localhost", false, &p, err,
-                            sizeof err));
+  CHECK_OK(
+      wv_netpolicy_new("files.lab.example,*.corp.example., localhost", false, &p, err, sizeof err));
   CHECK(wv_netpolicy_host_allowed(p, "files.lab.example"));
   CHECK(wv_netpolicy_host_allowed(p, "FILES.Lab.Example."));
   CHECK(!wv_netpolicy_host_allowed(p, "x.files.lab.example"));
@@ -224,8 +224,8 @@ static const struct addrinfo *answer(answer_t *a, const char *const *addrs, size
     a->ai[i].ai_family = a->ss[i].ss_family;
     a->ai[i].ai_socktype = SOCK_STREAM;
     a->ai[i].ai_addr = (struct sockaddr *)&a->ss[i];
-    a->ai[i].ai_addrlen = a->ss[i].ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                        : sizeof(struct sockaddr_in6);
+    a->ai[i].ai_addrlen =
+        a->ss[i].ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     a->ai[i].ai_next = i + 1 < n ? &a->ai[i + 1] : NULL;
   }
   return a->ai;
@@ -238,9 +238,9 @@ TEST(host_with_one_private_address_is_denied) {
   char err[256], why[256];
   CHECK_OK(wv_netpolicy_new("", false, &p, err, sizeof err));
   const char *mixed[] = {"93.184.216.34", "2606:2800::1", "10.0.0.7"};
-  CHECK_EQ_INT(wv_netpolicy_check_list(p, "rebind.example", answer(&a, mixed, 3), &d, why,
-                                       sizeof why),
-               WV_EDENIED);
+  CHECK_EQ_INT(
+      wv_netpolicy_check_list(p, "rebind.example", answer(&a, mixed, 3), &d, why, sizeof why),
+      WV_EDENIED);
   CHECK_EQ_STR(why, "host 'rebind.example' resolves to 10.0.0.7, a private address, which "
                     "wave.security.outbound does not allow");
   const char *mapped[] = {"93.184.216.34", "::ffff:169.254.169.254"};
@@ -252,13 +252,11 @@ TEST(host_with_one_private_address_is_denied) {
   CHECK_EQ_INT(d.n, 2);
   CHECK_EQ_STR(d.addrs[0].text, "2606:2800::1"); /* resolver order is kept */
   CHECK_EQ_STR(d.addrs[1].text, "93.184.216.34");
-  CHECK_EQ_INT(wv_netpolicy_check_list(p, "none.example", NULL, &d, why, sizeof why),
-               WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_netpolicy_check_list(p, "none.example", NULL, &d, why, sizeof why), WV_ENOTFOUND);
   wv_netpolicy_free(p);
   /* With allow-private the same mixed answer passes; loopback among them still fails. */
   CHECK_OK(wv_netpolicy_new("", true, &p, err, sizeof err));
-  CHECK_OK(wv_netpolicy_check_list(p, "rebind.example", answer(&a, mixed, 3), &d, why,
-                                   sizeof why));
+  CHECK_OK(wv_netpolicy_check_list(p, "rebind.example", answer(&a, mixed, 3), &d, why, sizeof why));
   CHECK_EQ_INT(d.n, 3);
   const char *lo[] = {"10.0.0.7", "127.0.0.1"};
   CHECK_EQ_INT(wv_netpolicy_check_list(p, "lo.example", answer(&a, lo, 2), &d, why, sizeof why),
@@ -284,8 +282,7 @@ TEST(resolve_literals_and_localhost) {
   /* localhost resolves to loopback addresses only, whatever /etc/hosts lists. */
   CHECK_EQ_INT(wv_netpolicy_resolve(p, "localhost", &d, why, sizeof why), WV_EDENIED);
   CHECK(strstr(why, "host 'localhost' resolves to "));
-  CHECK_EQ_INT(wv_netpolicy_resolve(p, "no-such-host.invalid", &d, why, sizeof why),
-               WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_netpolicy_resolve(p, "no-such-host.invalid", &d, why, sizeof why), WV_ENOTFOUND);
   CHECK(strstr(why, "cannot resolve host 'no-such-host.invalid'"));
   CHECK_EQ_INT(wv_netpolicy_resolve(p, "", &d, why, sizeof why), WV_EINVAL);
   wv_netpolicy_free(p);
@@ -310,6 +307,15 @@ TEST(policy_from_config) {
   cfg.outbound_allow_private = true;
   CHECK_OK(wv_netpolicy_from_config(&cfg, &p, err, sizeof err));
   CHECK_OK(check(p, "10.0.0.1", why, sizeof why));
+  CHECK_EQ_INT(check(p, "127.0.0.1", why, sizeof why), WV_EDENIED);
+  CHECK(!wv_netpolicy_host_allowed(p, "localhost"));
+  wv_netpolicy_free(p);
+  /* Protection off (Wave's switch): everything passes, every host is connected to as usual. */
+  CHECK(cfg.ssrf_protection);
+  cfg.ssrf_protection = false;
+  CHECK_OK(wv_netpolicy_from_config(&cfg, &p, err, sizeof err));
+  CHECK_OK(check(p, "169.254.169.254", why, sizeof why));
+  CHECK(wv_netpolicy_host_allowed(p, "localhost"));
   wv_netpolicy_free(p);
   wv_config_free(&cfg);
 }

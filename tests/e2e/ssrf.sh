@@ -4,7 +4,8 @@
 # layer archive. A waved with the default policy refuses an http buildContext
 # and a freeze build's http layer on loopback with a 400 whose message says
 # why, and the file server never sees a request. A waved whose config allows
-# 127.0.0.1/32 fetches both, and the builds succeed. A bad allow list stops
+# 127.0.0.1/32 fetches both, and the builds succeed; so does one with Wave's
+# wave.security.ssrf-protection.enabled set to false. A bad allow list stops
 # waved at start-up with a message naming the file, line and entry.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -109,7 +110,15 @@ ok "127.0.0.2 is not on the list -> 400 (same build, exists already)" \
   "400 True"
 stop_waved
 
-# ---- 3. a bad allow list is refused at start-up -------------------------------------
+# ---- 3. protection switched off (Wave's key): fetched from loopback -----------------
+start_waved "wave.security.ssrf-protection.enabled: false"
+log "waved (ssrf-protection off) on $WAVED_URL"
+CF3=$(b64 'FROM scratch\nCOPY hello.txt /copied-again.txt\n')
+ok "protection off: context on 127.0.0.1 -> 200" is "$(post "${CTX_BODY//$CF/$CF3}" "$T/o1.json")" 200
+ok "protection off: fetched" is "$(fetched /ctx.tgz)" 2
+stop_waved
+
+# ---- 4. a bad allow list is refused at start-up -------------------------------------
 mkdir -p "$T/bad"
 printf 'storage: {path: %s}\nwave:\n  security:\n    outbound:\n      allow:\n        - 10.0.0.1/8\n' \
   "$T/bad/data" >"$T/bad/config.yml"
