@@ -483,10 +483,13 @@ int wv_http_outbound_check(const wv_config_t *cfg, const char *url, char *err, s
 int wv_http_do_outbound(wv_http_client_t *c, const wv_config_t *cfg, const wv_http_req_t *req,
                         wv_http_resp_t *resp, char *err, size_t errlen) {
   wv_netpolicy_t *policy = NULL;
+  wv_http_req_t r = *req;
+  r.policy = NULL;
+  if (!cfg->ssrf_protection) /* switched off: a request like any other */
+    return wv_http_do(c, &r, resp, err, errlen);
   int rc = config_policy(cfg, &policy, err, errlen);
   if (rc)
     return rc;
-  wv_http_req_t r = *req;
   r.policy = policy;
   rc = wv_http_do(c, &r, resp, err, errlen);
   wv_netpolicy_free(policy);
