@@ -497,6 +497,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   outcome_t o = {D_NEW, NULL};
   *resp = NULL;
   int rc = check_supported(app->cfg, app->jobs, r, msg);
+  rc = rc ? rc : wv_build_check_urls(app, a, r, msg);
   rc = rc ? rc : wv_build_container_file(a, app->cfg, r, &in.file, &in.conda, &in.tpl, msg);
   in.freeze = r->freeze;
   in.platform = plan->platform;

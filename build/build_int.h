@@ -45,6 +45,16 @@ int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, con
                      const char **dir, const char **msg);
 
 /*
+ * The SSRF policy at request time (core/netpolicy.h): the http(s) buildContext
+ * location and, for freeze builds, the http(s) layer locations must be
+ * allowed by wave.security.outbound, whether or not this request will fetch
+ * them (an identical build may exist already), so one request gets one
+ * answer. Resolves their hosts; the fetch checks again and connects to the
+ * checked address. 0, WV_EINVAL (400, *msg), WV_ENOMEM.
+ */
+int wv_build_check_urls(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const char **msg);
+
+/*
  * Freeze (spec §4.3, build/freeze.c). wv_build_freeze_file rewrites in->file
  * (NULL for an image request) into the container file to build, with the
  * entry chain from the file or the base image config. wv_build_freeze_layers

@@ -131,6 +131,36 @@ void wv_build_rmtree(const char *dir) {
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* ---- SSRF policy --------------------------------------------------------------------- */
+
+static bool is_http(const char *s) {
+  return s && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0);
+}
+
+/* Only a refusal answers the request here; any other failure is the fetch's to report. */
+static int check_url(const wv_app_t *app, wv_arena_t *a, const char *url, const char *what,
+                     const char **msg) {
+  char err[512] = "";
+  int rc = wv_http_outbound_check(app->cfg, url, err, sizeof err);
+  if (rc == WV_ENOMEM)
+    return rc;
+  if (rc != WV_EDENIED)
+    return 0;
+  *msg = wv_arena_sprintf(a, "%s '%s' - %s", what, url, err);
+  return *msg ? WV_EINVAL : WV_ENOMEM;
+}
+
+int wv_build_check_urls(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const char **msg) {
+  const char *loc = NULL;
+  if (r->build_context)
+    wv_json_get_str(r->build_context, "location", &loc);
+  int rc = is_http(loc) ? check_url(app, a, loc, "Unable to fetch the build context from", msg) : 0;
+  for (size_t i = 0; !rc && r->freeze && i < r->cc.n_layers; i++)
+    if (is_http(r->cc.layers[i].location))
+      rc = check_url(app, a, r->cc.layers[i].location, "Unable to fetch container layer", msg);
+  return rc;
+}
+
 /* The buildContext's tar.gz bytes: data:<base64>, or fetched from http(s). */
 static int context_bytes(wv_arena_t *a, const wv_config_t *cfg, const char *loc, const char **gz,
                          size_t *len, const char **msg) {
@@ -152,7 +182,7 @@ static int context_bytes(wv_arena_t *a, const wv_config_t *cfg, const char *loc,
   wv_http_resp_t resp;
   char err[256] = "";
   wv_http_resp_init(&resp);
-  int rc = c ? wv_http_do(c, &hr, &resp, err, sizeof err) : WV_ENOMEM;
+  int rc = c ? wv_http_do_outbound(c, cfg, &hr, &resp, err, sizeof err) : WV_ENOMEM;
   if (!rc && resp.status != 200)
     snprintf(err, sizeof err, "HTTP status %ld", resp.status);
   if (!rc && resp.status == 200) {

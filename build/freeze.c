@@ -95,7 +95,8 @@ static int from_cas(const wv_app_t *app, const wv_container_layer_t *l, sink_t *
   return rc;
 }
 
-static int from_url(wv_arena_t *a, const char *url, sink_t *s, const char **msg) {
+static int from_url(const wv_config_t *cfg, wv_arena_t *a, const char *url, sink_t *s,
+                    const char **msg) {
   wv_http_req_t req = {.url = url,
                        .timeout_ms = LAYER_TIMEOUT_MS,
                        .idle_timeout_ms = 120000,
@@ -105,7 +106,7 @@ static int from_url(wv_arena_t *a, const char *url, sink_t *s, const char **msg)
   char err[256] = "";
   wv_http_resp_init(&resp);
   wv_http_client_t *c = wv_http_client_get();
-  int rc = c ? wv_http_do(c, &req, &resp, err, sizeof err) : WV_ENOMEM;
+  int rc = c ? wv_http_do_outbound(c, cfg, &req, &resp, err, sizeof err) : WV_ENOMEM;
   if (!rc && resp.status != 200) {
     *msg = wv_arena_sprintf(a, "Unable to fetch container layer '%s' - HTTP status %ld", url,
                             resp.status);
@@ -140,7 +141,7 @@ static int write_layer(const wv_app_t *app, wv_arena_t *a, const wv_container_la
   if (starts(l->location, WV_LAYER_DATA_PREFIX) || starts(l->location, "cas:"))
     rc = from_cas(app, l, &s);
   else if (starts(l->location, "http://") || starts(l->location, "https://"))
-    rc = from_url(a, l->location, &s, msg);
+    rc = from_url(app->cfg, a, l->location, &s, msg);
   else {
     *msg = wv_arena_sprintf(a, "Unsupported container layer location for freeze builds: '%s'",
                             l->location ? l->location : "");

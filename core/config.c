@@ -15,6 +15,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/netpolicy.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -31,7 +32,9 @@
 #define MAX_KEY_LEN 256
 #define MAX_ACCOUNTS 10000
 
-typedef enum { T_STR, T_INT, T_BOOL, T_DUR_MS, T_DUR_US, T_SIZE, T_MAP, T_REGS } ctype_t;
+/* T_LIST is a string field holding a comma-separated list; in YAML it is written either as a
+ * list of scalars (joined with commas) or as one comma-separated scalar. */
+typedef enum { T_STR, T_INT, T_BOOL, T_DUR_MS, T_DUR_US, T_SIZE, T_MAP, T_REGS, T_LIST } ctype_t;
 
 /* A value check beyond the type; writes a reason into why on failure. */
 typedef int (*check_fn)(const char *s, char *why, size_t whylen);
@@ -51,6 +54,7 @@ static int check_url(const char *s, char *why, size_t whylen);
 static int check_level(const char *s, char *why, size_t whylen);
 static int check_builder(const char *s, char *why, size_t whylen);
 static int check_severity(const char *s, char *why, size_t whylen);
+static int check_outbound_allow(const char *s, char *why, size_t whylen);
 
 /* Default builder command templates (docs/builds.md lists the placeholders). */
 #define BUILDAH "buildah --root {workspace}/buildah/root --runroot {workspace}/buildah/runroot " \
@@ -223,6 +227,19 @@ static const entry_t schema[] = {
      "wave.scan.id.duration", "How long an image (and digest) keeps its scan id."},
     {"wave.scan.max-concurrent", T_INT, OFF(scan_max_concurrent), "2", 1, 256, NULL, NULL,
      "Scans running at once; more wait in a queue."},
+    /* wave.security.* — the SSRF policy (core/netpolicy.h, docs/security.md) */
+    {"wave.security.ssrf-protection.enabled", T_BOOL, OFF(ssrf_protection), "true", 0, 0, NULL,
+     "wave.security.ssrf-protection.enabled",
+     "Check URLs taken from requests against wave.security.outbound.*; false = fetch any "
+     "address."},
+    {"wave.security.outbound.allow-private", T_BOOL, OFF(outbound_allow_private), "false", 0, 0,
+     NULL, NULL,
+     "Let request-supplied URLs (build contexts, freeze layers) reach private addresses "
+     "(10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7); never loopback or metadata."},
+    {"wave.security.outbound.allow", T_LIST, OFF(outbound_allow), "", 0, 0, check_outbound_allow,
+     NULL,
+     "Addresses, CIDR blocks and host names (*.domain for subdomains) that request-supplied "
+     "URLs may reach whatever their class, e.g. [127.0.0.1/32, files.lab.example]."},
     {"wave.build.enabled", T_BOOL, OFF(build_enabled), "true", 0, 0, NULL, "wave.build.enabled",
      "Serve build requests (containerFile, packages); false = 501."},
     {"wave.build.status.duration", T_DUR_MS, OFF(build_status_ttl_ms), "90m", 1000, 365 * DAY_MS,
@@ -273,12 +290,12 @@ static const struct {
 };
 #define NALIASES (sizeof aliases / sizeof aliases[0])
 
-static const char *const type_names[] = {"string",   "int",  "bool", "duration",
-                                         "duration", "size", "map",  "registries"};
+static const char *const type_names[] = {"string", "int", "bool",       "duration", "duration",
+                                         "size",   "map", "registries", "list"};
 /* The same types as they read in an error message. */
 static const char *const type_nouns[] = {"a string",   "an integer", "a boolean",
                                          "a duration", "a duration", "a size",
-                                         "a mapping",  "a mapping"};
+                                         "a mapping",  "a mapping",  "a list"};
 
 /* ---- value parsers: s → field, or a reason in why ---- */
 
@@ -444,6 +461,7 @@ static int set_scalar(wv_config_t *cfg, const entry_t *e, const char *s, char *w
   void *field = (char *)cfg + e->off;
   switch (e->type) {
   case T_STR:
+  case T_LIST:
     return parse_str(e, s, field, why, whylen);
   case T_INT:
     return parse_int(e, s, field, why, whylen);
@@ -489,6 +507,14 @@ static int check_severity(const char *s, char *why, size_t whylen) {
     s += n + (s[n] == ',');
   }
   return 0;
+}
+
+/* wave.security.outbound.allow: parsed exactly as the policy will be. */
+static int check_outbound_allow(const char *s, char *why, size_t whylen) {
+  wv_netpolicy_t *p = NULL;
+  int rc = wv_netpolicy_new(s, false, &p, why, whylen);
+  wv_netpolicy_free(p);
+  return rc == WV_ENOMEM ? rc : rc ? WV_EINVAL : 0;
 }
 
 static int check_builder(const char *s, char *why, size_t whylen) {
@@ -806,6 +832,41 @@ static int load_regs(loader_t *L, const entry_t *e, const char *path, yaml_node_
   return 0;
 }
 
+/* A T_LIST written as a YAML list: its scalars joined with commas, then set as one string. */
+static int load_list(loader_t *L, const entry_t *e, const char *path, yaml_node_t *n) {
+  char why[256];
+  size_t len = 0;
+  for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+    yaml_node_t *item = yaml_document_get_node(L->doc, *i);
+    if (item->type != YAML_SCALAR_NODE)
+      return fail(L, item, WV_EINVAL, "%s: list items must be scalars, got %s", path,
+                  node_kind(item));
+    if (strchr(scalar(item), ','))
+      return fail(L, item, WV_EINVAL, "%s: a list item may not contain a comma", path);
+    int rc = e->check ? e->check(scalar(item), why, sizeof why) : 0; /* point at the item */
+    if (rc)
+      return fail(L, item, rc, "%s: %s", path, why);
+    len += strlen(scalar(item)) + 1;
+    if (len > MAX_CONFIG_FILE)
+      return fail(L, n, WV_ETOOBIG, "%s: list too long", path);
+  }
+  char *joined = calloc(1, len + 1);
+  if (!joined)
+    return WV_ENOMEM;
+  size_t at = 0;
+  for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++) {
+    const char *v = scalar(yaml_document_get_node(L->doc, *i));
+    size_t vl = strlen(v);
+    if (at)
+      joined[at++] = ',';
+    memcpy(joined + at, v, vl);
+    at += vl;
+  }
+  int rc = set_scalar(L->cfg, e, joined, why, sizeof why);
+  free(joined);
+  return rc ? fail(L, n, rc, "%s: %s", path, why) : 0;
+}
+
 static int load_value(loader_t *L, const entry_t *e, const char *path, yaml_node_t *v) {
   char why[256];
   if (e->type == T_REGS) {
@@ -822,10 +883,12 @@ static int load_value(loader_t *L, const entry_t *e, const char *path, yaml_node
       return fail(L, v, WV_EINVAL, "%s: expected a mapping, got %s", path, node_kind(v));
     return load_map(L, e, path, v);
   }
+  if (e->type == T_LIST && v->type == YAML_SEQUENCE_NODE)
+    return load_list(L, e, path, v);
   if (v->type != YAML_SCALAR_NODE)
     return fail(L, v, WV_EINVAL, "%s: expected %s, got %s", path, type_nouns[e->type],
                 node_kind(v));
-  if (is_null(v) && e->type != T_STR)
+  if (is_null(v) && e->type != T_STR && e->type != T_LIST)
     return fail(L, v, WV_EINVAL, "%s: missing value (expected %s)", path, type_nouns[e->type]);
   const char *s = is_null(v) ? "" : scalar(v);
   int rc = set_scalar(L->cfg, e, s, why, sizeof why);
@@ -985,7 +1048,7 @@ int wv_config_apply_env(wv_config_t *cfg, char *err, size_t errlen) {
 void wv_config_free(wv_config_t *cfg) {
   for (size_t i = 0; i < NSCHEMA; i++) {
     void *field = (char *)cfg + schema[i].off;
-    if (schema[i].type == T_STR) {
+    if (schema[i].type == T_STR || schema[i].type == T_LIST) {
       free(*(char **)field);
       *(char **)field = NULL;
     } else if (schema[i].type == T_MAP) {
@@ -1051,11 +1114,11 @@ static bool regs_eq(const wv_registries_t *a, const wv_registries_t *b) {
 
 const char *wv_config_first_difference(const wv_config_t *a, const wv_config_t *b) {
   static const size_t width[] = {
-      0, sizeof(int), sizeof(bool), sizeof(int64_t), sizeof(int64_t), sizeof(uint64_t), 0, 0};
+      0, sizeof(int), sizeof(bool), sizeof(int64_t), sizeof(int64_t), sizeof(uint64_t), 0, 0, 0};
   for (size_t i = 0; i < NSCHEMA; i++) {
     const entry_t *e = &schema[i];
     const void *fa = (const char *)a + e->off, *fb = (const char *)b + e->off;
-    bool eq = e->type == T_STR   ? str_eq(*(char *const *)fa, *(char *const *)fb)
+    bool eq = e->type == T_STR || e->type == T_LIST ? str_eq(*(char *const *)fa, *(char *const *)fb)
               : e->type == T_MAP  ? map_eq(fa, fb)
               : e->type == T_REGS ? regs_eq(fa, fb)
                                  : memcmp(fa, fb, width[e->type]) == 0;

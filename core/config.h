@@ -126,6 +126,10 @@ typedef struct {
   int64_t scan_failure_ttl_ms; /* wave.scan.failure.duration, 30m: failed scan records */
   int64_t scan_id_ttl_ms;      /* wave.scan.id.duration, 7d: image -> scan id cache */
   int scan_max_concurrent;     /* wave.scan.max-concurrent, 2 */
+  /* wave.security.* — SSRF policy of request-supplied URLs (core/netpolicy.h) */
+  bool ssrf_protection;        /* wave.security.ssrf-protection.enabled, true (false = no checks) */
+  bool outbound_allow_private; /* wave.security.outbound.allow-private, false */
+  char *outbound_allow;        /* wave.security.outbound.allow, "" = none (comma-separated) */
 
   /* log.* */
   char *log_level; /* log.level, "info" */
@@ -137,7 +141,7 @@ typedef struct {
 /* One schema row as shown by `waved --help` (all strings static). */
 typedef struct {
   const char *key;       /* canonical kebab-case path, e.g. "server.io-threads" */
-  const char *type;      /* "string", "int", "bool", "duration", "size", "map" */
+  const char *type;      /* "string", "int", "bool", "duration", "size", "map", "list" */
   const char *def;       /* default, as it would be written in config.yml */
   const char *desc;      /* one sentence */
   const char *wave_name; /* Wave's name for the same setting, or NULL if waved's own */

@@ -1,14 +1,17 @@
 #include "http/client.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/netpolicy.h"
 
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define DEFAULT_MAX_BODY ((size_t)8 << 20)
 #define MAX_HEADERS 200
@@ -117,9 +120,26 @@ const char *wv_http_resp_header(const wv_http_resp_t *resp, const char *name) {
   return NULL;
 }
 
+/*
+ * Where a policy-checked request may connect: the checked addresses of its
+ * host, tried in order (one per attempt, pinned with CURLOPT_CONNECT_TO); the
+ * open-socket callback refuses any address but the one of this attempt.
+ */
+typedef struct {
+  const wv_netpolicy_t *policy;
+  wv_netpolicy_dest_t dest;
+  size_t cur;     /* index into dest.addrs of this attempt */
+  bool by_name;   /* the allow list names the host: connect as usual */
+  bool denied;    /* the callback refused an address */
+  char host[300]; /* as curl's URL parser spells it ("[::1]" for IPv6) */
+  long port;
+  char why[300];
+} guard_t;
+
 typedef struct {
   const wv_http_req_t *req;
   wv_http_resp_t *resp;
+  guard_t *guard; /* NULL without a policy */
   size_t header_bytes;
   int too_big;
   int aborted;
@@ -217,6 +237,112 @@ static struct curl_slist *make_headers(const wv_http_req_t *req) {
   return list;
 }
 
+/* ---- SSRF guard ---------------------------------------------------------------------- */
+
+/* The URL's host (as curl's parser spells it) and port (scheme default when absent). */
+static int url_host_port(const char *url, guard_t *g) {
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *port = NULL;
+  int rc = WV_EINVAL;
+  if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+      (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0) && *host &&
+      strlen(host) < sizeof g->host) {
+    snprintf(g->host, sizeof g->host, "%s", host);
+    g->port = strtol(port, NULL, 10);
+    rc = 0;
+  }
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+/* Resolves and checks the request's host before anything is sent; 0 or WV_E* with err set. */
+static int guard_prepare(guard_t *g, const char *url, char *err, size_t errlen) {
+  if (url_host_port(url, g)) {
+    snprintf(err, errlen, "%.300s: not a valid http(s) URL", url);
+    return WV_EUPSTREAM;
+  }
+  char bare[sizeof g->host];
+  size_t n = strlen(g->host);
+  if (g->host[0] == '[' && n > 2) /* an IPv6 literal: resolve it without the brackets */
+    snprintf(bare, sizeof bare, "%.*s", (int)(n - 2), g->host + 1);
+  else
+    snprintf(bare, sizeof bare, "%s", g->host);
+  if (wv_netpolicy_host_allowed(g->policy, bare)) {
+    g->by_name = true;
+    return 0;
+  }
+  int rc = wv_netpolicy_resolve(g->policy, bare, &g->dest, g->why, sizeof g->why);
+  if (rc) {
+    snprintf(err, errlen, "%s", g->why);
+    return rc == WV_ENOMEM ? rc : rc == WV_EDENIED ? WV_EDENIED : WV_EUPSTREAM;
+  }
+  return 0;
+}
+
+static bool same_addr(const struct sockaddr *a, const struct sockaddr_storage *b) {
+  if (a->sa_family != b->ss_family)
+    return false;
+  if (a->sa_family == AF_INET)
+    return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                  &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
+  return a->sa_family == AF_INET6 &&
+         memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+/*
+ * curl's socket factory for a pinned request: the last word on where bytes
+ * go. Whatever curl resolved or was told, only the address checked for this
+ * attempt gets a socket (checked once more against the policy).
+ */
+static curl_socket_t guard_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a) {
+  guard_t *g = arg;
+  const wv_netpolicy_addr_t *want = &g->dest.addrs[g->cur];
+  if (purpose != CURLSOCKTYPE_IPCXN || !same_addr(&a->addr, &want->addr)) {
+    g->denied = true;
+    snprintf(g->why, sizeof g->why,
+             "the connection was about to go to an address other than the checked %s",
+             want->text);
+    return CURL_SOCKET_BAD;
+  }
+  if (wv_netpolicy_check_addr(g->policy, &a->addr, g->why, sizeof g->why)) {
+    g->denied = true;
+    return CURL_SOCKET_BAD;
+  }
+  return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* Pins this attempt to dest.addrs[g->cur]; *list is the caller's to free. */
+static int guard_options(CURL *e, guard_t *g, struct curl_slist **list) {
+  /* Never ride on (or leave behind) a pooled connection, and never a proxy
+   * from the environment: the checked address must be the peer. */
+  curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+  curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+  curl_easy_setopt(e, CURLOPT_PROXY, "");
+  if (g->by_name)
+    return 0;
+  const wv_netpolicy_addr_t *d = &g->dest.addrs[g->cur];
+  char line[512];
+  bool v6 = d->addr.ss_family == AF_INET6;
+  snprintf(line, sizeof line, "%s:%ld:%s%s%s:%ld", g->host, g->port, v6 ? "[" : "", d->text,
+           v6 ? "]" : "", g->port);
+  *list = curl_slist_append(NULL, line);
+  if (!*list)
+    return WV_ENOMEM;
+  curl_easy_setopt(e, CURLOPT_CONNECT_TO, *list);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, guard_open_socket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, g);
+  return 0;
+}
+
+/* ---- transfer ------------------------------------------------------------------------ */
+
 static void set_options(CURL *e, const wv_http_req_t *req, xfer_t *x, struct curl_slist *hdrs) {
   const char *method = req->method ? req->method : "GET";
   curl_easy_setopt(e, CURLOPT_URL, req->url);
@@ -253,26 +379,66 @@ static void set_options(CURL *e, const wv_http_req_t *req, xfer_t *x, struct cur
   }
 }
 
-int wv_http_do(wv_http_client_t *c, const wv_http_req_t *req, wv_http_resp_t *resp, char *err,
-               size_t errlen) {
-  char cerr[CURL_ERROR_SIZE] = "";
-  xfer_t x = {.req = req, .resp = resp};
-  resp->body.max = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
-  struct curl_slist *hdrs = make_headers(req);
-  if (!hdrs) {
-    snprintf(err, errlen, "out of memory");
-    return WV_ENOMEM;
-  }
+/* One curl_easy_perform with the request's options (and the guard's pin, if any). */
+static CURLcode perform(wv_http_client_t *c, const wv_http_req_t *req, xfer_t *x,
+                        struct curl_slist *hdrs, char *cerr) {
+  struct curl_slist *pin = NULL;
   /* Reset clears per-request options but keeps the connection cache, so the
    * next request to the same registry reuses the connection. */
   curl_easy_reset(c->easy);
-  set_options(c->easy, req, &x, hdrs);
+  set_options(c->easy, req, x, hdrs);
+  CURLcode cc = CURLE_OUT_OF_MEMORY;
   curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, cerr);
-  CURLcode cc = curl_easy_perform(c->easy);
-  curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &resp->status);
+  if (!x->guard || guard_options(c->easy, x->guard, &pin) == 0)
+    cc = curl_easy_perform(c->easy);
+  curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &x->resp->status);
   curl_easy_setopt(c->easy, CURLOPT_ERRORBUFFER, NULL);
   curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, NULL);
+  curl_easy_setopt(c->easy, CURLOPT_CONNECT_TO, NULL);
+  curl_slist_free_all(pin);
+  return cc;
+}
+
+int wv_http_do(wv_http_client_t *c, const wv_http_req_t *req, wv_http_resp_t *resp, char *err,
+               size_t errlen) {
+  char cerr[CURL_ERROR_SIZE] = "";
+  guard_t *g = NULL;
+  xfer_t x = {.req = req, .resp = resp};
+  resp->body.max = req->max_body ? req->max_body : DEFAULT_MAX_BODY;
+  if (req->policy) {
+    if (!(g = calloc(1, sizeof *g))) {
+      snprintf(err, errlen, "out of memory");
+      return WV_ENOMEM;
+    }
+    g->policy = req->policy;
+    int rc = guard_prepare(g, req->url, err, errlen);
+    if (rc) {
+      free(g);
+      return rc;
+    }
+    x.guard = g;
+  }
+  struct curl_slist *hdrs = make_headers(req);
+  if (!hdrs) {
+    free(g);
+    snprintf(err, errlen, "out of memory");
+    return WV_ENOMEM;
+  }
+  CURLcode cc = perform(c, req, &x, hdrs, cerr);
+  /* A pinned request tries the host's next checked address only when this
+   * one could not be connected to, so nothing was sent yet. */
+  while (g && !g->by_name && !g->denied && cc == CURLE_COULDNT_CONNECT && g->cur + 1 < g->dest.n) {
+    g->cur++;
+    cerr[0] = '\0';
+    cc = perform(c, req, &x, hdrs, cerr);
+  }
   curl_slist_free_all(hdrs);
+  if (g && g->denied) {
+    snprintf(err, errlen, "%s", g->why);
+    free(g);
+    return WV_EDENIED;
+  }
+  free(g);
   if (cc == CURLE_OK)
     return 0;
   if (x.too_big) {
@@ -285,4 +451,47 @@ int wv_http_do(wv_http_client_t *c, const wv_http_req_t *req, wv_http_resp_t *re
   }
   snprintf(err, errlen, "%s: %s", req->url, cerr[0] ? cerr : curl_easy_strerror(cc));
   return cc == CURLE_OPERATION_TIMEDOUT ? WV_ETIMEOUT : WV_EUPSTREAM;
+}
+
+/* The policy of cfg; failure means an unvalidated list (tests) or OOM. */
+static int config_policy(const wv_config_t *cfg, wv_netpolicy_t **policy, char *err,
+                         size_t errlen) {
+  char why[256] = "";
+  int rc = wv_netpolicy_from_config(cfg, policy, why, sizeof why);
+  if (rc) { /* the loader validated the list: only memory can fail here */
+    snprintf(err, errlen, "wave.security.outbound.allow: %s", why[0] ? why : wv_strerror(rc));
+    return rc == WV_ENOMEM ? rc : WV_EINTERNAL;
+  }
+  return 0;
+}
+
+int wv_http_outbound_check(const wv_config_t *cfg, const char *url, char *err, size_t errlen) {
+  wv_netpolicy_t *policy = NULL;
+  guard_t *g = calloc(1, sizeof *g);
+  int rc = g ? config_policy(cfg, &policy, err, errlen) : WV_ENOMEM;
+  if (!g)
+    snprintf(err, errlen, "out of memory");
+  if (!rc) {
+    g->policy = policy;
+    rc = guard_prepare(g, url, err, errlen);
+  }
+  wv_netpolicy_free(policy);
+  free(g);
+  return rc;
+}
+
+int wv_http_do_outbound(wv_http_client_t *c, const wv_config_t *cfg, const wv_http_req_t *req,
+                        wv_http_resp_t *resp, char *err, size_t errlen) {
+  wv_netpolicy_t *policy = NULL;
+  wv_http_req_t r = *req;
+  r.policy = NULL;
+  if (!cfg->ssrf_protection) /* switched off: a request like any other */
+    return wv_http_do(c, &r, resp, err, errlen);
+  int rc = config_policy(cfg, &policy, err, errlen);
+  if (rc)
+    return rc;
+  r.policy = policy;
+  rc = wv_http_do(c, &r, resp, err, errlen);
+  wv_netpolicy_free(policy);
+  return rc;
 }

@@ -13,11 +13,20 @@
  * blob redirects are passed to the client); only http and https; every
  * response body is capped (max_body) unless it is streamed to a callback;
  * connect and total timeouts are always set.
+ *
+ * SSRF: a request with a netpolicy (URLs taken from requests) is checked
+ * before anything is sent: the URL's host is resolved once, every address
+ * must be allowed, and curl is made to connect to exactly the checked address
+ * (CURLOPT_CONNECT_TO, and an open-socket callback that refuses any other
+ * address), over a fresh connection, with no proxy. A host the allow list
+ * names is connected to as usual.
  */
 #ifndef WV_HTTP_CLIENT_H
 #define WV_HTTP_CLIENT_H
 
 #include "core/buf.h"
+#include "core/config.h"
+#include "core/netpolicy.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +57,7 @@ typedef struct {
   wv_http_body_cb body_cb;      /* when set, the response body goes here, not to resp->body */
   void *body_arg;
   wv_http_head_cb head_cb;      /* optional; gets body_arg */
+  const wv_netpolicy_t *policy; /* when set, the destination must pass it (SSRF, see above) */
 } wv_http_req_t;
 
 typedef struct {
@@ -74,12 +84,30 @@ wv_http_client_t *wv_http_client_get(void);
  * Performs req. On return resp holds status, headers and (unless streamed)
  * the body; the caller frees it with wv_http_resp_free() whatever the result.
  * Returns 0 when an HTTP response was received (any status), WV_ETIMEOUT,
- * WV_ETOOBIG (body over max_body), WV_ECLOSED (body_cb aborted), or
- * WV_EUPSTREAM (connection refused, DNS, TLS, protocol); err gets a one-line
- * reason.
+ * WV_ETOOBIG (body over max_body), WV_ECLOSED (body_cb aborted), WV_EDENIED
+ * (req->policy refused the destination; nothing was sent), or WV_EUPSTREAM
+ * (connection refused, DNS, TLS, protocol, a malformed URL); err gets a
+ * one-line reason.
  */
 int wv_http_do(wv_http_client_t *c, const wv_http_req_t *req, wv_http_resp_t *resp, char *err,
                size_t errlen);
+
+/*
+ * wv_http_do() under the SSRF policy of cfg's wave.security.outbound.* keys:
+ * for URLs taken from requests (build contexts, freeze-build layers).
+ * req->policy is ignored. Returns as wv_http_do(); WV_EDENIED (err says which
+ * address and why) when the destination is not allowed.
+ */
+int wv_http_do_outbound(wv_http_client_t *c, const wv_config_t *cfg, const wv_http_req_t *req,
+                        wv_http_resp_t *resp, char *err, size_t errlen);
+
+/*
+ * Checks url against cfg's SSRF policy as wv_http_do_outbound() would, but
+ * sends nothing (its host is resolved). Returns 0, WV_EDENIED with the reason
+ * in err, WV_EUPSTREAM (not an http(s) URL, or the host does not resolve) or
+ * WV_ENOMEM.
+ */
+int wv_http_outbound_check(const wv_config_t *cfg, const char *url, char *err, size_t errlen);
 
 void wv_http_resp_init(wv_http_resp_t *resp);
 void wv_http_resp_free(wv_http_resp_t *resp);

@@ -368,6 +368,17 @@ TEST(build_context_checked) {
   bad = file_body(&e, "FROM scratch\n", ",\"buildContext\":{\"location\":\"ftp://x/y.tgz\"}");
   CHECK_EQ_INT(submit(&e, bad, &out, &msg), WV_EINVAL);
   CHECK(strstr(msg, "data: or http(s)"));
+  /* An http(s) context on a loopback address: refused by the SSRF policy before any fetch. */
+  CHECK_OK(wv_http_global_init());
+  bad = file_body(&e, "FROM scratch\n",
+                  ",\"buildContext\":{\"location\":\"http://127.0.0.1:1/c.tgz\"}");
+  CHECK_EQ_INT(submit(&e, bad, &out, &msg), WV_EINVAL);
+  CHECK_EQ_STR(msg, "Unable to fetch the build context from 'http://127.0.0.1:1/c.tgz' - 127.0.0.1 "
+                    "is a loopback address, which wave.security.outbound does not allow");
+  set_str(&e.cfg.outbound_allow, "127.0.0.1/32"); /* allowed: now the fetch itself fails */
+  CHECK_EQ_INT(submit(&e, bad, &out, &msg), WV_EINVAL);
+  CHECK(strstr(msg, "Unable to fetch the build context from 'http://127.0.0.1:1/c.tgz' - "));
+  CHECK(!strstr(msg, "wave.security.outbound"));
   env_close(&e);
 }
 
@@ -422,6 +433,11 @@ TEST(freeze_layer_archives) {
   l.location = "http://127.0.0.1:1/layer.tgz";
   CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK(strstr(msg, "Unable to fetch container layer"));
+  CHECK(strstr(msg, "127.0.0.1 is a loopback address, which wave.security.outbound"));
+  set_str(&e.cfg.outbound_allow, "127.0.0.0/8");
+  CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
+  CHECK(strstr(msg, "Unable to fetch container layer"));
+  CHECK(!strstr(msg, "wave.security.outbound"));
   l.location = "docker://x/y@sha256:00";
   CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK(strstr(msg, "Unsupported container layer location"));

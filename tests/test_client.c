@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,7 +14,10 @@ static int listen_fd;
 static int port;
 
 /* Answers by path: /ok, /big, /redirect, /slow (never answers), /echo-auth. */
+static int served; /* requests read by the server (atomic) */
+
 static void serve_one(int fd) {
+  __atomic_add_fetch(&served, 1, __ATOMIC_SEQ_CST);
   char req[8192];
   ssize_t n = 0, r;
   while (n < (ssize_t)sizeof req - 1 && (r = read(fd, req + n, sizeof req - 1 - (size_t)n)) > 0) {
@@ -154,6 +158,84 @@ TEST(timeout_and_refused) {
   wv_http_resp_free(&r);
 }
 
+/* GET url under the SSRF policy allow/allow_private; the server's request count is in *seen. */
+static int get_checked(const char *url, const char *allow, bool allow_private, wv_http_resp_t *r,
+                       char *err, size_t errlen, int *seen) {
+  wv_netpolicy_t *p;
+  int rc = wv_netpolicy_new(allow, allow_private, &p, err, errlen);
+  if (rc)
+    return rc;
+  int before = __atomic_load_n(&served, __ATOMIC_SEQ_CST);
+  wv_http_req_t req = {.url = url, .policy = p, .timeout_ms = 5000};
+  wv_http_resp_init(r);
+  rc = wv_http_do(wv_http_client_get(), &req, r, err, errlen);
+  *seen = __atomic_load_n(&served, __ATOMIC_SEQ_CST) - before;
+  wv_netpolicy_free(p);
+  return rc;
+}
+
+TEST(ssrf_policy) {
+  start_server();
+  char url[160], err[512];
+  int seen;
+  wv_http_resp_t r;
+  /* A connection to the server is pooled first: a denied request must not ride on it. */
+  CHECK_OK(get("/ok", NULL, 0, 0, &r, NULL));
+  wv_http_resp_free(&r);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
+  CHECK_EQ_INT(get_checked(url, "", false, &r, err, sizeof err, &seen), WV_EDENIED);
+  CHECK_EQ_STR(err, "127.0.0.1 is a loopback address, which wave.security.outbound does not allow");
+  CHECK_EQ_INT(seen, 0); /* nothing was sent */
+  wv_http_resp_free(&r);
+  /* allow-private does not open loopback. */
+  CHECK_EQ_INT(get_checked(url, "", true, &r, err, sizeof err, &seen), WV_EDENIED);
+  wv_http_resp_free(&r);
+  /* Listed: fetched, from the checked address. */
+  CHECK_OK(get_checked(url, "127.0.0.1/32", false, &r, err, sizeof err, &seen));
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_EQ_STR(r.body.data, "hello");
+  CHECK_EQ_INT(seen, 1);
+  wv_http_resp_free(&r);
+  /* Other spellings of loopback are loopback. */
+  const char *aliases[] = {"http://[::ffff:127.0.0.1]:%d/ok", "http://127.1:%d/ok",
+                           "http://2130706433:%d/ok", "http://0x7f.0.0.1:%d/ok",
+                           "http://localhost:%d/ok", "http://LocalHost:%d/ok",
+                           "http://0.0.0.0:%d/ok", "http://[::]:%d/ok"};
+  for (size_t i = 0; i < sizeof aliases / sizeof aliases[0]; i++) {
+    snprintf(url, sizeof url, aliases[i], port);
+    int rc = get_checked(url, "", false, &r, err, sizeof err, &seen);
+    if (rc != WV_EDENIED || seen)
+      fprintf(stderr, "  %s: rc=%d seen=%d %s\n", url, rc, seen, err);
+    CHECK_EQ_INT(rc, WV_EDENIED);
+    CHECK_EQ_INT(seen, 0);
+    wv_http_resp_free(&r);
+  }
+  /* A host name on the allow list is connected to as usual. */
+  snprintf(url, sizeof url, "http://localhost:%d/ok", port);
+  CHECK_OK(get_checked(url, "files.example,localhost", false, &r, err, sizeof err, &seen));
+  CHECK_EQ_INT(r.status, 200);
+  wv_http_resp_free(&r);
+  /* A name that resolves to allowed addresses only is pinned to them. */
+  CHECK_OK(get_checked(url, "127.0.0.0/8,::1", false, &r, err, sizeof err, &seen));
+  CHECK_EQ_INT(r.status, 200);
+  wv_http_resp_free(&r);
+  /* Redirects are answered, never followed, under a policy too. */
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/redirect", port);
+  CHECK_OK(get_checked(url, "127.0.0.1", false, &r, err, sizeof err, &seen));
+  CHECK_EQ_INT(r.status, 307);
+  CHECK_EQ_INT(seen, 1);
+  wv_http_resp_free(&r);
+  /* Not an http(s) URL, or a host that does not resolve: an upstream error naming it. */
+  CHECK_EQ_INT(get_checked("file:///etc/passwd", "", false, &r, err, sizeof err, &seen),
+               WV_EUPSTREAM);
+  CHECK(strstr(err, "not a valid http(s) URL"));
+  wv_http_resp_free(&r);
+  CHECK_EQ_INT(get_checked("http://no-such-host.invalid/x", "", false, &r, err, sizeof err, &seen),
+               WV_EUPSTREAM);
+  CHECK(strstr(err, "cannot resolve host 'no-such-host.invalid'"));
+  wv_http_resp_free(&r);
+}
+
 static size_t streamed;
 static int count_cb(void *arg, const char *d, size_t n) {
   streamed += n;
@@ -180,4 +262,4 @@ TEST(streaming) {
 }
 
 WV_TESTS(T(get_ok), T(body_cap), T(redirect_not_followed), T(head_and_headers),
-         T(timeout_and_refused), T(streaming))
+         T(timeout_and_refused), T(ssrf_policy), T(streaming))

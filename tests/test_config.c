@@ -351,9 +351,49 @@ TEST(scan_keys) {
                    "CRITICAL, UNKNOWN)"));
 }
 
+/* wave.security.outbound.*: the allow list as a YAML list or one comma string; bad entries. */
+TEST(outbound_keys) {
+  wv_config_t cfg;
+  int rc = load_text(&cfg, "wave:\n"
+                           "  security:\n"
+                           "    outbound:\n"
+                           "      allowPrivate: true\n"
+                           "      allow: [127.0.0.1/32, '::1', files.lab.example, '*.corp.example']\n");
+  if (rc)
+    fprintf(stderr, "  %s\n", err);
+  CHECK_OK(rc);
+  CHECK(cfg.outbound_allow_private);
+  CHECK_EQ_STR(cfg.outbound_allow, "127.0.0.1/32,::1,files.lab.example,*.corp.example");
+  wv_config_free(&cfg);
+  CHECK_OK(load_text(&cfg, "wave.security.outbound.allow: 10.0.0.0/8, fd00::/8\n"));
+  CHECK_EQ_STR(cfg.outbound_allow, "10.0.0.0/8, fd00::/8");
+  CHECK(!cfg.outbound_allow_private);
+  wv_config_free(&cfg);
+  CHECK_OK(load_text(&cfg, "wave.security.outbound.allow: []\n"));
+  CHECK_EQ_STR(cfg.outbound_allow, "");
+  wv_config_free(&cfg);
+  CHECK(fails_with("wave.security.outbound:\n  allow:\n    - 10.0.0.0/8\n    - 10.0.0.1/8\n", 4,
+                   "wave.security.outbound.allow: '10.0.0.1/8' has bits set past its /8 prefix"));
+  CHECK(fails_with("wave.security.outbound.allow: [http://x]\n", 1,
+                   "wave.security.outbound.allow: 'http://x' is not an IP address, a CIDR block "
+                   "or a host name"));
+  CHECK(fails_with("wave.security.outbound.allow: [[1]]\n", 1,
+                   "wave.security.outbound.allow: list items must be scalars, got a list"));
+  CHECK(fails_with("wave.security.outbound.allow: ['a,b']\n", 1,
+                   "wave.security.outbound.allow: a list item may not contain a comma"));
+  CHECK(fails_with("wave.security.outbound.allow: {a: 1}\n", 1,
+                   "wave.security.outbound.allow: expected a list, got a mapping"));
+  CHECK_OK(load_text(&cfg, "wave.security.ssrfProtection.enabled: false\n"));
+  CHECK(!cfg.ssrf_protection);
+  wv_config_free(&cfg);
+  CHECK(fails_with("wave.security.outbound.allow-private: maybe\n", 1,
+                   "wave.security.outbound.allow-private: invalid boolean 'maybe' (expected true "
+                   "or false)"));
+}
+
 WV_TESTS(T(defaults), T(registries), T(shipped_config_yml_loads_and_states_defaults),
          T(every_schema_key_documented_in_config_yml), T(every_default_parses),
          T(values_camelcase_aliases_and_dotted_keys), T(empty_file_and_empty_sections),
          T(bad_duration), T(bad_size), T(bad_int_bool_and_checks), T(unknown_key), T(wrong_type),
          T(yaml_syntax_error), T(missing_file), T(env_overrides), T(print_schema),
-         T(scan_keys))
+         T(scan_keys), T(outbound_keys))

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# tests/e2e/ssrf.sh — the SSRF policy for URLs taken from requests (design §7,
+# docs/security.md). A file server on 127.0.0.1 holds a build context and a
+# layer archive. A waved with the default policy refuses an http buildContext
+# and a freeze build's http layer on loopback with a 400 whose message says
+# why, and the file server never sees a request. A waved whose config allows
+# 127.0.0.1/32 fetches both, and the builds succeed; so does one with Wave's
+# wave.security.ssrf-protection.enabled set to false. A bad allow list stops
+# waved at start-up with a message naming the file, line and entry.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if ! command -v buildah >/dev/null || ! command -v skopeo >/dev/null; then
+  echo "skip: buildah or skopeo not installed"
+  exit 0
+fi
+T=$E2E_TMP
+is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
+has() { [[ "$1" == *"$2"* ]] || { echo "    '${1:0:400}' lacks '$2'" >&2; return 1; }; }
+b64() { printf '%b' "$1" | base64 -w0; }
+field() { json_get "$1" "$2" 2>/dev/null || true; }
+post() { # BODY OUT — POST /v1alpha2/container; prints the status
+  curl -s -o "$2" -w '%{http_code}' -H 'Content-Type: application/json' -X POST \
+    --data-binary "$1" "$WAVED_URL/v1alpha2/container"
+}
+wait_done() { # REQUEST_ID — polls the container status until DONE (120 s)
+  local i
+  for i in $(seq 1 1200); do
+    curl -s -o "$T/st.json" "$WAVED_URL/v1alpha2/container/$1/status"
+    [ "$(field "$T/st.json" 'd["status"]')" = DONE ] && return 0
+    sleep 0.1
+  done
+  cat "$T/st.json" >&2
+  return 1
+}
+# fetched PATH — how many GETs of PATH the file server has logged.
+fetched() { grep -c "\"GET $1 HTTP" "$T/files/server.log" || true; }
+
+# ---- fixtures: a registry with busybox, a file server with a context and a layer -------
+make_busybox_layout "$T/busybox"
+REG=127.0.0.1:$(start_registry reg anon)
+push_layout "$T/busybox" "$REG/library/busybox:latest"
+
+mkdir -p "$T/files" "$T/ctx" "$T/lay"
+echo "context fetched over http" >"$T/ctx/hello.txt"
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$T/ctx" -cf "$T/ctx.tar" .
+gzip -n -c "$T/ctx.tar" >"$T/files/ctx.tgz"
+echo "layer fetched over http" >"$T/lay/http-layer.txt"
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$T/lay" -cf "$T/lay.tar" .
+gzip -n -c "$T/lay.tar" >"$T/files/lay.tgz"
+FPORT=$(free_port)
+(cd "$T/files" && exec $PY -m http.server "$FPORT" --bind 127.0.0.1 >"$T/files/server.log" 2>&1) &
+E2E_PIDS+=($!)
+wait_http "http://127.0.0.1:$FPORT/" >/dev/null
+FILES="http://127.0.0.1:$FPORT"
+log "registry $REG, file server $FILES"
+
+CF=$(b64 'FROM scratch\nCOPY hello.txt /hello.txt\n')
+CTX_BODY="{\"containerFile\":\"$CF\",\"buildContext\":{\"location\":\"$FILES/ctx.tgz\",\"tarDigest\":\"sha256:$(sha256 "$T/ctx.tar")\"}}"
+LAYER="{\"location\":\"$FILES/lay.tgz\",\"gzipDigest\":\"sha256:$(sha256 "$T/files/lay.tgz")\",\"gzipSize\":$(stat -c %s "$T/files/lay.tgz"),\"tarDigest\":\"sha256:$(sha256 "$T/lay.tar")\"}"
+FREEZE_BODY="{\"containerImage\":\"$REG/library/busybox:latest\",\"freeze\":true,\"buildRepository\":\"$REG/frozen\",\"containerConfig\":{\"layers\":[$LAYER]}}"
+DENIED="is a loopback address, which wave.security.outbound does not allow"
+
+# ---- 1. the default policy: loopback URLs are refused at request time ------------------
+start_waved ""
+log "waved (default policy) on $WAVED_URL"
+ok "context on 127.0.0.1 -> 400" is "$(post "$CTX_BODY" "$T/d1.json")" 400
+ok "context on 127.0.0.1: the message says why" \
+  is "$(field "$T/d1.json" 'd["message"]')" \
+  "Unable to fetch the build context from '$FILES/ctx.tgz' - 127.0.0.1 $DENIED"
+ok "context on 127.0.0.1: nothing was fetched" is "$(fetched /ctx.tgz)" 0
+LH_BODY=${CTX_BODY//127.0.0.1:$FPORT/localhost:$FPORT}
+ok "context on localhost -> 400" is "$(post "$LH_BODY" "$T/d2.json")" 400
+ok "context on localhost: the name and its address are named" \
+  has "$(field "$T/d2.json" 'd["message"]')" "host 'localhost' resolves to 127.0.0.1, a loopback address"
+MAPPED_BODY=${CTX_BODY//127.0.0.1:$FPORT/[::ffff:127.0.0.1]:$FPORT}
+ok "context on [::ffff:127.0.0.1] -> 400 (IPv4-mapped is loopback too)" \
+  is "$(post "$MAPPED_BODY" "$T/d3.json") $(field "$T/d3.json" '"loopback" in d["message"]')" "400 True"
+ok "freeze layer on 127.0.0.1 -> 400" is "$(post "$FREEZE_BODY" "$T/d4.json")" 400
+ok "freeze layer on 127.0.0.1: the message says why" \
+  is "$(field "$T/d4.json" 'd["message"]')" \
+  "Unable to fetch container layer '$FILES/lay.tgz' - 127.0.0.1 $DENIED"
+ok "nothing was fetched from the file server" is "$(fetched /lay.tgz)$(fetched /ctx.tgz)" 00
+ok "no build was started" is "$(ls "$WAVED_DIR/data/build" 2>/dev/null | grep -c '^bd-' || true)" 0
+stop_waved
+
+# ---- 2. loopback allowed in config.yml: both are fetched and built -------------------
+start_waved "wave:
+  security:
+    outbound:
+      allow: [127.0.0.1/32]"
+log "waved (allow 127.0.0.1/32) on $WAVED_URL"
+ok "allowed context -> 200" is "$(post "$CTX_BODY" "$T/a1.json")" 200
+ok "allowed context: fetched once" is "$(fetched /ctx.tgz)" 1
+ok "allowed context: build DONE" wait_done "$(field "$T/a1.json" 'd["requestId"]')"
+ok "allowed context: succeeded" is "$(field "$T/st.json" 'd["succeeded"]')" True
+ok "allowed freeze layer -> 200" is "$(post "$FREEZE_BODY" "$T/a2.json")" 200
+ok "allowed freeze layer: fetched once" is "$(fetched /lay.tgz)" 1
+ok "allowed freeze layer: build DONE" wait_done "$(field "$T/a2.json" 'd["requestId"]')"
+ok "allowed freeze layer: succeeded" is "$(field "$T/st.json" 'd["succeeded"]')" True
+skopeo copy --quiet --src-tls-verify=false "docker://$(field "$T/a2.json" 'd["targetImage"]')" \
+  "dir:$T/frozen" 2>"$T/frozen.err" || true
+top=$(json_get "$T/frozen/manifest.json" 'd["layers"][-1]["digest"].split(":")[1]' 2>/dev/null || true)
+ok "allowed freeze layer: the image holds the fetched layer" \
+  is "$({ tar -xzOf "$T/frozen/$top" http-layer.txt || tar -xzOf "$T/frozen/$top" ./http-layer.txt; } 2>/dev/null)" \
+  "layer fetched over http"
+# Only the listed address: another loopback address is still refused — also when
+# the request names a build that exists already (checked whether or not it fetches).
+ok "127.0.0.2 is not on the list -> 400 (same build, exists already)" \
+  is "$(post "${CTX_BODY//127.0.0.1:$FPORT/127.0.0.2:$FPORT}" "$T/a3.json") $(field "$T/a3.json" '"127.0.0.2 is a loopback address" in d["message"]')" \
+  "400 True"
+stop_waved
+
+# ---- 3. protection switched off (Wave's key): fetched from loopback -----------------
+start_waved "wave.security.ssrf-protection.enabled: false"
+log "waved (ssrf-protection off) on $WAVED_URL"
+CF3=$(b64 'FROM scratch\nCOPY hello.txt /copied-again.txt\n')
+ok "protection off: context on 127.0.0.1 -> 200" is "$(post "${CTX_BODY//$CF/$CF3}" "$T/o1.json")" 200
+ok "protection off: fetched" is "$(fetched /ctx.tgz)" 2
+stop_waved
+
+# ---- 4. a bad allow list is refused at start-up -------------------------------------
+mkdir -p "$T/bad"
+printf 'storage: {path: %s}\nwave:\n  security:\n    outbound:\n      allow:\n        - 10.0.0.1/8\n' \
+  "$T/bad/data" >"$T/bad/config.yml"
+rc=0
+timeout 10 "$WAVED_BIN" --config "$T/bad/config.yml" >"$T/bad/out.log" 2>&1 || rc=$?
+ok "bad allow list: waved exits non-zero" test "$rc" -ne 0 -a "$rc" -ne 124
+ok "bad allow list: the error names file, line and entry" \
+  has "$(cat "$T/bad/out.log")" "$T/bad/config.yml:6: wave.security.outbound.allow: '10.0.0.1/8' has bits set past its /8 prefix"
+
+e2e_finish
