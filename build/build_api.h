@@ -58,6 +58,13 @@ int wv_build_record_load(const wv_app_t *app, wv_arena_t *a, const char *id, jso
                          wv_build_state_t *state);
 
 /*
+ * How many builds container id cid (the 16-hex checksum) has had: its
+ * builds are bd-<cid>_1 .. bd-<cid>_<n> (and bd-<cid>_0 for a
+ * multi-platform parent). 0 (with *n = 0 when none) or a store error.
+ */
+int wv_build_count(const wv_app_t *app, wv_arena_t *a, const char *cid, int64_t *n);
+
+/*
  * The build's log as /logs reads it before the conda lock is cut out: the
  * job's output (the last 16 MiB), ANSI-stripped, with the reason of a
  * restart failure appended; NUL-terminated in the arena. While the build

@@ -3,7 +3,8 @@
  * the route table, the build, mirror and container pages, and what the scan
  * and inspect pages (build/view_scan.c) share.
  *
- *   GET /view/builds/{buildId}       build record, Containerfile, log (running or ended)
+ *   GET /view/builds/{buildId}       build record, Containerfile, log (running or ended);
+ *                                    a bare bd-<hex> lists that container's builds
  *   GET /view/mirrors/{mirrorId}     mirror record and its log
  *   GET /view/containers/{token}     the persisted container request (never credentials)
  *   GET /view/scans/{scanId}         scan record and vulnerability table
@@ -17,6 +18,7 @@
 #include "build/build_api.h"
 #include "build/front.h"
 #include "build/mirror_api.h"
+#include "build/naming.h"
 #include "build/view.h"
 #include "build/view_int.h"
 #include "core/err.h"
@@ -30,6 +32,7 @@
 
 #define SMALL_BODY 4096           /* GET routes take no body */
 #define PAGE_MAX WV_HTML_PAGE_MAX /* one page, escaping included */
+#define LIST_MAX 100              /* builds listed for a bare container id, newest first */
 #define MSG_OFF "The web views of this server are disabled."
 
 /* ---- shared ------------------------------------------------------------------------ */
@@ -206,6 +209,70 @@ static const char *dash_suffix_fix(wv_req_t *req, const char *id) {
   return wv_arena_sprintf(req->arena, "%.*s_%s", (int)(dash - id), id, dash + 1);
 }
 
+/* The container id of a bare "bd-<16 hex>" or "<16 hex>" (no build number), else NULL. */
+static const char *bare_cid(const char *id) {
+  const char *h = strncmp(id, "bd-", 3) == 0 ? id + 3 : id;
+  if (strlen(h) != 16)
+    return NULL;
+  for (const char *p = h; *p; p++)
+    if (!isdigit((unsigned char)*p) && !(*p >= 'a' && *p <= 'f'))
+      return NULL;
+  return h;
+}
+
+/* One row of the build list: id (linked), status, start, digest. */
+static int list_row(wv_buf_t *b, const char *id, json_object *rec, wv_build_state_t st) {
+  int rc = wv_buf_puts(b, "<tr><td><a href=\"");
+  rc = rc ? rc : wv_html_esc(b, id);
+  rc = rc ? rc : wv_buf_puts(b, "\">");
+  rc = rc ? rc : wv_html_esc(b, id);
+  rc = rc ? rc
+          : wv_buf_printf(b, "</a></td><td class=\"%s\">%s</td><td>", build_state_cls[st],
+                          build_state_word[st]);
+  rc = rc ? rc : wv_html_esc(b, wv_view_str(rec, "startTime"));
+  rc = rc ? rc : wv_buf_puts(b, "</td><td>");
+  rc = rc ? rc : wv_html_esc(b, wv_view_str(rec, "digest"));
+  return rc ? rc : wv_buf_puts(b, "</td></tr>\n");
+}
+
+/*
+ * A bare container id (Wave's view does the same): the one build it had is
+ * redirected to, several are listed (the newest LIST_MAX), none is a 404.
+ */
+static int build_list(wv_req_t *req, wv_resp_t *resp, const char *id, const char *cid) {
+  int64_t n = 0;
+  int rc = wv_build_count(req->app, req->arena, cid, &n), found = 0;
+  const char *only = NULL;
+  wv_buf_t b;
+  wv_buf_init(&b, PAGE_MAX);
+  rc = rc ? rc : wv_html_begin(&b, wv_arena_sprintf(req->arena, "Container builds %s", cid));
+  rc = rc ? rc
+          : wv_buf_puts(&b, "<table><thead><tr><th>Build</th><th>Status</th><th>Started</th>"
+                            "<th>Digest</th></tr></thead><tbody>\n");
+  for (int64_t k = n; !rc && k >= 0 && k > n - LIST_MAX; k--) {
+    const char *bid = wv_naming_build_id(req->arena, cid, (unsigned long)k);
+    json_object *rec = NULL;
+    wv_build_state_t st;
+    int lrc = bid ? wv_build_record_load(req->app, req->arena, bid, &rec, &st) : WV_ENOMEM;
+    if (lrc == WV_ENOTFOUND) /* expired, or no multi-platform parent (_0) */
+      continue;
+    rc = lrc ? lrc : list_row(&b, bid, rec, st);
+    json_object_put(rec);
+    only = bid;
+    found++;
+  }
+  rc = rc ? rc : wv_buf_puts(&b, "</tbody></table>\n");
+  rc = rc ? rc : wv_html_end(&b);
+  if (!rc && found <= 1) {
+    wv_buf_free(&b);
+    if (found == 0)
+      return unknown(req, resp, "container build id", id);
+    rc = wv_html_error(req, resp, 302, wv_arena_sprintf(req->arena, "See build %s", only));
+    return rc ? rc : wv_resp_header(resp, "Location", only);
+  }
+  return wv_view_finish(req, resp, 200, &b, rc);
+}
+
 static int view_build(wv_req_t *req, wv_resp_t *resp) {
   const char *id = wv_req_param(req, "buildId"), *fixed = NULL;
   if (!wv_build_id_valid(id))
@@ -217,6 +284,8 @@ static int view_build(wv_req_t *req, wv_resp_t *resp) {
     rc = wv_html_error(req, resp, 302, wv_arena_sprintf(req->arena, "See build %s", fixed));
     return rc ? rc : wv_resp_header(resp, "Location", fixed);
   }
+  if (rc == WV_ENOTFOUND && bare_cid(id))
+    return build_list(req, resp, id, bare_cid(id));
   if (rc == WV_ENOTFOUND)
     return unknown(req, resp, "container build id", id);
   if (rc)

@@ -82,7 +82,8 @@ EOF
 WAVED_LOG_LEVEL=warn
 start_waved "wave:
   accounts: {alice: $TOKEN_HASH}
-  scan: {enabled: true}"
+  scan: {enabled: true}
+  build: {failure: {duration: 0s}}"
 log "waved on $WAVED_URL, registries $REG and $DST"
 "$WAVED_BIN" --config "$WAVED_DIR/config.yml" --import-osv $T/osv >$T/import.out 2>&1
 ok "import-osv: 1 record" grep -q "1 records read, 1 imported" $T/import.out
@@ -162,12 +163,30 @@ if command -v buildah >/dev/null; then
   ok "job-name form bd-<hex>-<n> redirects" \
     is "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$WAVED_URL/view/builds/${BID%_*}-${BID##*_}")" \
     "302 $WAVED_URL/view/builds/$BID"
+  ok "bare container id with one build redirects to it" \
+    is "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$WAVED_URL/view/builds/${BID%_*}")" \
+    "302 $WAVED_URL/view/builds/$BID"
+  # A failing build run twice (failure.duration 0s lets the retry build again): _1 and _2.
+  CFF=$(printf 'FROM %s\nRUN echo failing-build && exit 3\n' "$BB" | base64 -w0)
+  post /v1alpha2/container "{\"containerFile\":\"$CFF\"}" $T/f1.json >/dev/null
+  wait_done "$(field $T/f1.json 'd["requestId"]')"
+  post /v1alpha2/container "{\"containerFile\":\"$CFF\"}" $T/f2.json >/dev/null
+  wait_done "$(field $T/f2.json 'd["requestId"]')"
+  F1=$(field $T/f1.json 'd["buildId"]')
+  F2=$(field $T/f2.json 'd["buildId"]')
+  ok "failing build twice: _1 then _2" is "${F1##*_} ${F2##*_} ${F1%_*}" "1 2 ${F2%_*}"
+  ok "failed build page: FAILED, exit status, log" \
+    bash -c "[ \"\$(curl -s -o $T/f.html -w '%{http_code}' '$WAVED_URL/view/builds/$F1')\" = 200 ] && grep -qF '>FAILED<' $T/f.html && grep -qF '<tr><th>Exit status</th><td>3</td></tr>' $T/f.html && grep -qF 'failing-build' $T/f.html"
+  ok "bare container id with two builds -> list page" is "$(page "/view/builds/${F1%_*}" $T/list.html)" "200 $HTML"
+  ok "list page links both builds, newest first" \
+    bash -c "grep -o 'href=\"bd-[0-9a-f]*_[0-9]\"' $T/list.html | tr '\n' ' ' | grep -qx 'href=\"$F2\" href=\"$F1\" '"
 else
   log "buildah not installed: build page checks skipped"
 fi
 
 # ---- unknown and malformed ids, POST /view/scans ---------------------------------------------
 ok "unknown build -> 404 html" is "$(page /view/builds/bd-0000000000000000_9 $T/n1.html)" "404 $HTML"
+ok "bare container id without builds -> 404 html" is "$(page /view/builds/bd-0000000000000000 $T/n0.html)" "404 $HTML"
 ok "unknown mirror -> 404 html" is "$(page /view/mirrors/mr-000000000000 $T/n2.html)" "404 $HTML"
 ok "unknown scan -> 404 html" is "$(page /view/scans/sc-0000000000000000_1 $T/n3.html)" "404 $HTML"
 ok "unknown container -> 404 html" is "$(page /view/containers/zzzzzzzzzzzz $T/n4.html)" "404 $HTML"
