@@ -25,6 +25,7 @@
 #include "core/json.h"
 #include "http/resp.h"
 #include "http/router.h"
+#include "scan/scan.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -47,7 +48,12 @@ const char *wv_view_str(json_object *o, const char *key) {
 }
 
 const char *wv_view_link(wv_req_t *req, const char *kind, const char *id) {
-  return id && id[0] ? wv_arena_sprintf(req->arena, "../%s/%s", kind, id) : NULL;
+  bool ok = strcmp(kind, "builds") == 0       ? wv_build_id_valid(id)
+            : strcmp(kind, "mirrors") == 0    ? wv_mirror_id_valid(id)
+            : strcmp(kind, "scans") == 0      ? wv_scan_id_valid(id)
+            : strcmp(kind, "containers") == 0 ? wv_record_id_valid(id)
+                                              : false;
+  return ok ? wv_arena_sprintf(req->arena, "../%s/%s", kind, id) : NULL;
 }
 
 int wv_view_urlenc(wv_buf_t *b, const char *s) {
@@ -151,7 +157,7 @@ static int build_children(wv_req_t *req, wv_buf_t *b, json_object *rec) {
     json_object *c = json_object_array_get_idx(arr, i);
     const char *cid = wv_view_str(c, "id");
     rc = wv_html_row_link(b, wv_view_str(c, "value") ? wv_view_str(c, "value") : "build",
-                          wv_build_id_valid(cid) ? wv_view_link(req, "builds", cid) : NULL, cid);
+                          wv_view_link(req, "builds", cid), cid);
   }
   return rc ? rc : wv_html_table_end(b);
 }

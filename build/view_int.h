@@ -23,7 +23,10 @@
 /* The string member key of o (numbers and booleans as their JSON text); NULL when absent. */
 const char *wv_view_str(json_object *o, const char *key);
 
-/* "../<kind>/<id>" in the arena; NULL when id is NULL or empty. */
+/*
+ * "../<kind>/<id>" in the arena (kind builds, mirrors, scans or containers);
+ * NULL when id is not a valid id of that kind (the row then shows it as text).
+ */
 const char *wv_view_link(wv_req_t *req, const char *kind, const char *id);
 
 /* Appends s percent-encoded for a query value (unreserved characters kept). */
