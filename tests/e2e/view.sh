@@ -6,7 +6,8 @@
 # page is fetched: 200, text/html; charset=utf-8, its own CSP, the record's
 # key fields, values carrying <script> come out escaped, no Platform token on
 # the container page; unknown ids 404, malformed ids 400, inspect errors keep
-# the upstream's status; and with wave.capabilities.web-views=false every
+# the upstream's status; a real browser (chromium, when installed) applies the
+# stylesheet under the page's CSP; and with wave.capabilities.web-views=false every
 # /view route answers 404 (same data, records present).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -196,6 +197,45 @@ ok "malformed scan id -> 400" is "$(page /view/scans/sc-xyz $T/b3.html)" "400 $H
 ok "malformed token -> 400" is "$(page /view/containers/NOT-A-TOKEN $T/b4.html)" "400 $HTML"
 ok "POST /view/scans -> 404 html" \
   is "$(curl -s -o /dev/null -w '%{http_code} %{content_type}' -X POST -d x "$WAVED_URL/view/scans")" "404 $HTML"
+
+# ---- a real browser applies the stylesheet under the page's CSP (when chromium is installed) --
+# The header is dark (#16202e) only when the CSP's style hash matches the inline <style>;
+# with a wrong hash chromium renders the page unstyled (white).
+if command -v chromium >/dev/null; then
+  timeout 90 chromium --headless=new --no-sandbox --disable-gpu --no-first-run \
+    --user-data-dir="$T/chromium" --screenshot="$T/shot.png" --window-size=800,300 \
+    "$WAVED_URL/view/containers/$TOK" >"$T/chromium.log" 2>&1 || true
+  ok "chromium: the page renders with its stylesheet (header pixel #16202e)" \
+    is "$($PY - "$T/shot.png" <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], "rb").read()
+pos, idat, hdr = 8, b"", None
+while pos < len(data):
+    n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+    chunk = data[pos + 8:pos + 8 + n]
+    if kind == b"IHDR":
+        hdr = struct.unpack(">IIBBBBB", chunk)
+    elif kind == b"IDAT":
+        idat += chunk
+    pos += 12 + n
+w, h, depth, ctype = hdr[:4]
+bpp = {2: 3, 6: 4}[ctype]
+raw, stride, prev, rows = zlib.decompress(idat), w * bpp, bytearray(w * bpp), []
+for y in range(12):  # unfilter the first rows only
+    f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+    for i in range(stride):
+        a = line[i - bpp] if i >= bpp else 0
+        b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+        p = a + b - c
+        pr = a if abs(p - a) <= abs(p - b) and abs(p - a) <= abs(p - c) else b if abs(p - b) <= abs(p - c) else c
+        line[i] = (line[i] + [0, a, b, (a + b) // 2, pr][f]) & 255
+    prev = line
+print("%02x%02x%02x" % tuple(prev[10 * bpp:10 * bpp + 3]))
+PY
+)" 16202e
+else
+  log "chromium not installed: browser check skipped"
+fi
 
 # ---- wave.capabilities.web-views: false --------------------------------------------------------
 stop_waved
