@@ -277,12 +277,27 @@ static int submit_multi(const wv_app_t *app, const wv_binput_t *in, const char *
   return wv_job_submit(app->jobs, &spec, NULL);
 }
 
+/* WV_DB_COUNTERS key of the builds of container id cid (build.h). */
+static const char *counter_key(wv_arena_t *a, const char *cid) {
+  return wv_arena_sprintf(a, "build/%s", cid);
+}
+
+int wv_build_count(const wv_app_t *app, wv_arena_t *a, const char *cid, int64_t *n) {
+  const char *key = counter_key(a, cid);
+  char *val = NULL;
+  size_t len;
+  int rc = key ? wv_store_get(app->store, WV_DB_COUNTERS, key, &val, &len, NULL) : WV_ENOMEM;
+  *n = rc ? 0 : strtoll(val, NULL, 10);
+  free(val);
+  return rc == WV_ENOTFOUND ? 0 : rc;
+}
+
 /* Under create_mu: counter, target entry and record, work dir, job. */
 static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                   const wv_creq_plan_t *plan, const wv_binput_t *in, const char *tmpdir,
                   const char *client_ip, int64_t now_ns, outcome_t *o) {
   const wv_config_t *cfg = app->cfg;
-  const char *ckey = wv_arena_sprintf(a, "build/%s", in->cid);
+  const char *ckey = counter_key(a, in->cid);
   char *val = NULL;
   size_t len;
   int64_t n = 0;

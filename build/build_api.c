@@ -178,15 +178,34 @@ json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a, const
 /* ---- handlers -------------------------------------------------------------------------- */
 
 /* Build ids are bd-<16 hex>_<n> (older forms without bd-): [A-Za-z0-9._-]. */
-static const char *id_param(const wv_req_t *req) {
-  const char *id = wv_req_param(req, "buildId");
+bool wv_build_id_valid(const char *id) {
   size_t n = id ? strlen(id) : 0;
   if (n == 0 || n > ID_MAX)
-    return NULL;
+    return false;
   for (size_t i = 0; i < n; i++)
     if (!isalnum((unsigned char)id[i]) && !strchr("._-", id[i]))
-      return NULL;
-  return id;
+      return false;
+  return true;
+}
+
+static const char *id_param(const wv_req_t *req) {
+  const char *id = wv_req_param(req, "buildId");
+  return wv_build_id_valid(id) ? id : NULL;
+}
+
+int wv_build_record_load(const wv_app_t *app, wv_arena_t *a, const char *id, json_object **rec,
+                         wv_build_state_t *state) {
+  build_t b;
+  bool ok = false;
+  *rec = NULL;
+  int rc = build_load(app, a, id, &b);
+  if (!rc && !b.rec)
+    rc = WV_ENOTFOUND; /* a job without a record: nothing to show */
+  if (rc)
+    return rc;
+  *state = !build_done(&b, &ok) ? WV_BUILD_RUNNING : ok ? WV_BUILD_SUCCEEDED : WV_BUILD_FAILED;
+  *rec = b.rec;
+  return 0;
 }
 
 static int load_or_404(wv_req_t *req, wv_resp_t *resp, build_t *b, const char **id) {
@@ -243,12 +262,9 @@ static int status(wv_req_t *req, wv_resp_t *resp) {
   return wv_resp_json(req, resp, 200, o);
 }
 
-/* The job's log, ANSI-stripped, in the arena; WV_ENOTFOUND when there is none. */
-static int load_log(wv_req_t *req, char **out, size_t *len) {
-  const wv_app_t *app = req->app;
-  const char *id = id_param(req);
+int wv_build_log(const wv_app_t *app, wv_arena_t *a, const char *id, char **out, size_t *len) {
   char *log = NULL;
-  int rc = id && app->jobs ? wv_job_log(app->jobs, id, LOG_MAX, &log, len) : WV_ENOTFOUND;
+  int rc = app->jobs ? wv_job_log(app->jobs, id, LOG_MAX, &log, len) : WV_ENOTFOUND;
   if (rc)
     return rc;
   *len = wv_ansi_strip(log, *len);
@@ -256,12 +272,18 @@ static int load_log(wv_req_t *req, char **out, size_t *len) {
   wv_job_info_t ji;
   bool say = wv_job_get(app->jobs, id, &ji) == 0 && ji.state == WV_JOB_FAILED && ji.reason[0] &&
              !strstr(log, ji.reason);
-  *out = say ? wv_arena_sprintf(req->arena, "%s[waved: %s FAILED: %s]\n", log, id, ji.reason)
-             : wv_arena_strndup(req->arena, log, *len);
+  *out = say ? wv_arena_sprintf(a, "%s[waved: %s FAILED: %s]\n", log, id, ji.reason)
+             : wv_arena_strndup(a, log, *len);
   free(log);
   if (*out && say)
     *len = strlen(*out);
   return *out ? 0 : WV_ENOMEM;
+}
+
+/* The log of the route's build, in the arena; WV_ENOTFOUND when there is none. */
+static int load_log(wv_req_t *req, char **out, size_t *len) {
+  const char *id = id_param(req);
+  return id ? wv_build_log(req->app, req->arena, id, out, len) : WV_ENOTFOUND;
 }
 
 static int logs(wv_req_t *req, wv_resp_t *resp) {

@@ -21,6 +21,7 @@
 #include "registry/token.h"
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,34 @@ int wv_build_record_digest(const wv_app_t *app, const char *id, const char *dige
 /* §1.6 for a token of kind BUILD (a new reference), NULL on OOM. */
 json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a, const wv_token_rec_t *t,
                                        int64_t now_ns);
+
+/* True when id has the shape of a build id ([A-Za-z0-9._-], 1..128 characters). */
+bool wv_build_id_valid(const char *id);
+
+typedef enum { WV_BUILD_RUNNING = 0, WV_BUILD_SUCCEEDED, WV_BUILD_FAILED } wv_build_state_t;
+
+/*
+ * The record of build id as GET /v1alpha1/builds/{id} serves it (its end
+ * taken from the job once the job ended) and the build's state. *rec is the
+ * caller's reference. 0, WV_ENOTFOUND (no record), WV_ESTORE, WV_ENOMEM.
+ */
+int wv_build_record_load(const wv_app_t *app, wv_arena_t *a, const char *id, json_object **rec,
+                         wv_build_state_t *state);
+
+/*
+ * How many builds container id cid (the 16-hex checksum) has had: its
+ * builds are bd-<cid>_1 .. bd-<cid>_<n> (and bd-<cid>_0 for a
+ * multi-platform parent). 0 (with *n = 0 when none) or a store error.
+ */
+int wv_build_count(const wv_app_t *app, wv_arena_t *a, const char *cid, int64_t *n);
+
+/*
+ * The build's log as /logs reads it before the conda lock is cut out: the
+ * job's output (the last 16 MiB), ANSI-stripped, with the reason of a
+ * restart failure appended; NUL-terminated in the arena. While the build
+ * runs it is the output so far. 0, WV_ENOTFOUND, WV_EIO, WV_ENOMEM.
+ */
+int wv_build_log(const wv_app_t *app, wv_arena_t *a, const char *id, char **out, size_t *len);
 
 /* The work directory of a build: <wave.build.workspace or storage.path/build>/<id> (arena). */
 const char *wv_build_workdir(wv_arena_t *a, const wv_config_t *cfg, const char *id);

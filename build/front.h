@@ -26,6 +26,14 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
 /* request.h: HTTP Basic check against wave.accounts (sha256 hex of password, constant time). */
 bool wv_creq_basic_auth(const wv_config_t *cfg, const char *user, const char *password);
 
+/* records.h: true for a token / request id (1..64 lowercase letters and digits). */
+bool wv_record_id_valid(const char *id);
+/*
+ * records.h: the persisted record (§1.5) of request id, parsed (*rec the
+ * caller's reference). 0, WV_ENOTFOUND (also for an id that cannot exist),
+ * WV_ESTORE, WV_ENOMEM.
+ */
+int wv_record_load(const wv_app_t *app, const char *id, json_object **rec);
 /* records.h: §1.4 from a persisted record. */
 json_object *wv_record_describe(json_object *rec);
 

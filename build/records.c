@@ -4,9 +4,13 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/timefmt.h"
+#include "storage/store.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
+
+#define REQUEST_ID_MAX 64 /* longest token/request id looked up */
 
 static json_object *layer_json(const wv_container_layer_t *l, wv_cc_mode_t mode) {
   json_object *o = json_object_new_object();
@@ -211,4 +215,26 @@ const char *wv_record_fusion_version(wv_arena_t *a, const wv_container_config_t 
     return out;
   }
   return NULL;
+}
+
+bool wv_record_id_valid(const char *id) {
+  size_t n = id ? strlen(id) : 0;
+  if (n == 0 || n > REQUEST_ID_MAX)
+    return false;
+  for (size_t i = 0; i < n; i++)
+    if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9')))
+      return false;
+  return true;
+}
+
+int wv_record_load(const wv_app_t *app, const char *id, json_object **rec) {
+  char *val = NULL, err[128];
+  size_t len = 0;
+  *rec = NULL;
+  int rc = wv_record_id_valid(id) ? wv_store_get(app->store, WV_DB_REQUESTS, id, &val, &len, NULL)
+                                  : WV_ENOTFOUND;
+  if (!rc && wv_json_parse(val, len, len + 1, 0, rec, err, sizeof err))
+    rc = WV_ESTORE;
+  free(val);
+  return rc;
 }

@@ -19,20 +19,13 @@
 #include <string.h>
 #include <strings.h>
 
-#define ID_MAX 64       /* longest token/request id we look up */
 #define SMALL_BODY 4096 /* GET/DELETE routes take no body */
 #define BASIC_REALM "Basic realm=Wave Authentication"
 
 /* Tokens and request ids are lowercase alphanumerics; anything else cannot exist. */
 static const char *id_param(const wv_req_t *req, const char *name) {
   const char *id = wv_req_param(req, name);
-  size_t n = id ? strlen(id) : 0;
-  if (n == 0 || n > ID_MAX)
-    return NULL;
-  for (size_t i = 0; i < n; i++)
-    if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9')))
-      return NULL;
-  return id;
+  return wv_record_id_valid(id) ? id : NULL;
 }
 
 static const wv_app_t *app_of(const wv_req_t *req) { return req->app; }
@@ -80,16 +73,10 @@ static int missing_token(wv_req_t *req, wv_resp_t *resp) {
 
 /* GET /container-token/{token}: §1.4 from the persisted record. */
 static int describe(wv_req_t *req, wv_resp_t *resp) {
-  const char *t;
-  char *val = NULL;
-  size_t len = 0;
-  int rc = load_param(req, "token", WV_DB_REQUESTS, &t, &val, &len);
+  json_object *rec = NULL, *out = NULL;
+  int rc = wv_record_load(app_of(req), wv_req_param(req, "token"), &rec);
   if (rc == WV_ENOTFOUND)
     return missing_token(req, resp);
-  json_object *rec = NULL, *out = NULL;
-  char err[128];
-  if (!rc)
-    rc = wv_json_parse(val, len, len + 1, 0, &rec, err, sizeof err) ? WV_ESTORE : 0;
   if (!rc) {
     out = wv_record_describe(rec);
     rc = out ? 0 : WV_ENOMEM;

@@ -60,6 +60,7 @@ typedef struct {
   int token_length;      /* wave.tokens.length, 12 (12..64 lowercase alphanumerics) */
   int64_t record_ttl_ms; /* wave.records.duration, 30d: persisted request records */
   bool ephemeral_token;  /* wave.capabilities.ephemeral-token, true */
+  bool web_views;        /* wave.capabilities.web-views, true: the /view/ pages */
   uint64_t max_data_layer_size;     /* wave.build.max-data-layer-size, 14000000 (chars) */
   uint64_t max_container_file_size; /* wave.build.max-container-file-size, 10000 (chars) */
   uint64_t max_conda_file_size;     /* wave.build.max-conda-file-size, 50000 (chars) */

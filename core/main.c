@@ -10,6 +10,7 @@
 #include "build/mirror_api.h"
 #include "build/mirror_routes.h"
 #include "build/routes.h"
+#include "build/view.h"
 #include "core/app.h"
 #include "core/config.h"
 #include "core/err.h"
@@ -299,6 +300,7 @@ int main(int argc, char **argv) {
   rc = rc ? rc : wv_build_routes_register(router);
   rc = rc ? rc : wv_mirror_routes_register(router);
   rc = rc ? rc : wv_scan_routes_register(router);
+  rc = rc ? rc : wv_view_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;

@@ -16,3 +16,42 @@ const char *wv_req_param(const wv_req_t *req, const char *name) {
       return req->params[i].value;
   return NULL;
 }
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Decodes p[0..n) into a new arena string. */
+static char *query_decode(wv_arena_t *a, const char *p, size_t n) {
+  char *v = wv_arena_strndup(a, p, n), *w = v;
+  if (!v)
+    return NULL;
+  for (const char *r = v; *r; r++) {
+    int hi = *r == '%' ? hexval(r[1]) : -1, lo = hi >= 0 ? hexval(r[2]) : -1;
+    if (lo >= 0) {
+      *w++ = (char)(hi * 16 + lo);
+      r += 2;
+    } else {
+      *w++ = *r == '+' ? ' ' : *r;
+    }
+  }
+  *w = '\0';
+  return v;
+}
+
+char *wv_req_query(const wv_req_t *req, const char *name) {
+  size_t nl = strlen(name);
+  for (const char *p = req->query; p && *p;) {
+    const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
+    if ((size_t)(end - p) > nl && strncmp(p, name, nl) == 0 && p[nl] == '=')
+      return query_decode(req->arena, p + nl + 1, (size_t)(end - p) - nl - 1);
+    p = amp ? amp + 1 : NULL;
+  }
+  return NULL;
+}

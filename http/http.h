@@ -105,6 +105,12 @@ struct wv_resp {
 const char *wv_req_header(const wv_req_t *req, const char *name);
 /* The value of {name} in the matched pattern, or NULL. */
 const char *wv_req_param(const wv_req_t *req, const char *name);
+/*
+ * The value of name in the query string, percent- and '+'-decoded into
+ * req->arena; NULL when absent (or on OOM). The first occurrence wins; a
+ * decoded NUL ends the value.
+ */
+char *wv_req_query(const wv_req_t *req, const char *name);
 
 /*
  * Completes a parked request: resp must be filled (or status 0 for a 500).

@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static const struct {
   const char *code;
@@ -209,8 +210,17 @@ static const char security_headers[] =
     "X-Frame-Options: DENY\r\n"
     "Referrer-Policy: strict-origin-when-cross-origin\r\n"
     "Permissions-Policy: camera=(), microphone=(), geolocation=()\r\n"
-    "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
     "Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n";
+/* The default policy; a response that sets its own (an HTML page) replaces it. */
+static const char default_csp[] =
+    "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n";
+
+static bool own_csp(const wv_resp_t *resp) {
+  for (int i = 0; i < resp->nheaders; i++)
+    if (strcasecmp(resp->headers[i].name, "Content-Security-Policy") == 0)
+      return true;
+  return false;
+}
 
 /* Appends the decimal digits of v (the head is built on every response: no printf). */
 static int put_u64(wv_buf_t *out, uint64_t v) {
@@ -258,6 +268,8 @@ int wv_resp_write_head(const wv_resp_t *resp, bool registry, bool keep_alive, bo
     rc = PUT_LIT(out, "\r\n");
   if (!rc)
     rc = wv_buf_append(out, security_headers, sizeof security_headers - 1);
+  if (!rc && !own_csp(resp))
+    rc = wv_buf_append(out, default_csp, sizeof default_csp - 1);
   if (!rc && date_hdr)
     rc = wv_buf_puts(out, date_hdr);
   if (!rc && resp->content_type)

@@ -17,41 +17,9 @@
 #include "registry/proxy_int.h"
 #include "registry/upstream.h"
 
-#include <ctype.h>
 #include <string.h>
 
 #define INSPECT_MAX_BODY (64u << 10)
-
-static int api_error(wv_req_t *req, wv_resp_t *resp, int status, const char *msg) {
-  return wv_resp_api_error(req, resp, status, msg);
-}
-
-/* The value of name in the query string, percent-decoded; NULL when absent. */
-static char *query_param(wv_arena_t *a, const char *query, const char *name) {
-  size_t nl = strlen(name);
-  for (const char *p = query; p && *p;) {
-    const char *amp = strchr(p, '&'), *end = amp ? amp : p + strlen(p);
-    if ((size_t)(end - p) > nl && strncmp(p, name, nl) == 0 && p[nl] == '=') {
-      char *v = wv_arena_strndup(a, p + nl + 1, (size_t)(end - p - (ptrdiff_t)nl - 1));
-      if (!v)
-        return NULL;
-      char *w = v;
-      for (const char *r = v; *r; r++) {
-        if (*r == '%' && isxdigit((unsigned char)r[1]) && isxdigit((unsigned char)r[2])) {
-          char hex[3] = {r[1], r[2], 0};
-          *w++ = (char)strtol(hex, NULL, 16);
-          r += 2;
-        } else {
-          *w++ = *r == '+' ? ' ' : *r;
-        }
-      }
-      *w = '\0';
-      return v;
-    }
-    p = amp ? amp + 1 : NULL;
-  }
-  return NULL;
-}
 
 /* Copies member `from` of src into dst as `to` when it is present and not null/empty. */
 static void copy_member(json_object *dst, const char *to, json_object *src, const char *from) {
@@ -158,14 +126,23 @@ typedef struct {
   wv_app_t *app;
   wv_ref_t ref;
   wv_perr_t err;
+  int status;      /* of a failure */
+  const char *msg; /* of a failure (arena or static) */
 } insp_t;
 
-/* Answers an upstream failure in the API shape. */
-static int upstream_error(insp_t *in, wv_resp_t *resp) {
-  return api_error(in->req, resp, in->err.status ? in->err.status : 502, in->err.msg);
+/* Records a failure; returns WV_EINVAL (the status says what kind). */
+static int fail(insp_t *in, int status, const char *msg) {
+  in->status = status;
+  in->msg = msg;
+  return WV_EINVAL;
 }
 
-static int container_answer(insp_t *in, wv_resp_t *resp, const wv_cache_entry_t *m) {
+/* A failure of the upstream registry, with its status (502 when it gave none). */
+static int upstream_fail(insp_t *in) {
+  return fail(in, in->err.status ? in->err.status : 502, in->err.msg);
+}
+
+static int container_spec(insp_t *in, const wv_cache_entry_t *m, json_object **out) {
   wv_arena_t *a = in->req->arena;
   json_object *doc = NULL, *cfg = NULL;
   char err[128], *config = NULL, base[512];
@@ -174,16 +151,16 @@ static int container_answer(insp_t *in, wv_resp_t *resp, const wv_cache_entry_t 
   const char *msg = NULL;
   if (wv_mediatype_classify(m->media_type) != WV_MT_KIND_MANIFEST ||
       wv_manifest_info(a, m->body, m->body_len, &info, &msg))
-    return api_error(in->req, resp, 400,
-                     wv_arena_sprintf(a, "Unsupported manifest type '%s' for image '%s'",
-                                      m->media_type, wv_ref_full_name(a, &in->ref)));
+    return fail(in, 400,
+                wv_arena_sprintf(a, "Unsupported manifest type '%s' for image '%s'", m->media_type,
+                                 wv_ref_full_name(a, &in->ref)));
   if (wv_fetch_blob(in->app, a, in->ref.registry, in->ref.path, info.config_digest,
                     WV_AUGMENT_MAX_CONFIG, &config, &config_len, &in->err))
-    return upstream_error(in, resp);
+    return upstream_fail(in);
   if (wv_json_parse(m->body, m->body_len, WV_AUGMENT_MAX_MANIFEST, 0, &doc, err, sizeof err) ||
       wv_json_parse(config, config_len, WV_AUGMENT_MAX_CONFIG, 0, &cfg, err, sizeof err)) {
     json_object_put(doc);
-    return api_error(in->req, resp, 502, "Malformed manifest or config from the registry");
+    return fail(in, 502, "Malformed manifest or config from the registry");
   }
   wv_upstream_base_url(in->app->upstream, in->ref.registry, base, sizeof base);
   json_object *c = json_object_new_object();
@@ -199,9 +176,9 @@ static int container_answer(insp_t *in, wv_resp_t *resp, const wv_cache_entry_t 
   wv_json_add_bool(c, "oci", wv_mediatype_is_oci(m->media_type));
   json_object_put(doc);
   json_object_put(cfg);
-  json_object *o = json_object_new_object();
-  json_object_object_add(o, "container", c);
-  return wv_resp_json(in->req, resp, 200, o);
+  *out = json_object_new_object();
+  json_object_object_add(*out, "container", c);
+  return 0;
 }
 
 /* The entry of an index matching want; its digest or NULL. */
@@ -224,57 +201,82 @@ static const char *select_platform(json_object *idx, const wv_platform_t *want) 
   return NULL;
 }
 
-int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp) {
+/* Checks image and platform and resolves the image's manifest into *m. */
+static int resolve(insp_t *in, const char *image, const char *pstr, wv_platform_t *want,
+                   wv_cache_entry_t *m) {
+  wv_arena_t *a = in->req->arena;
+  const char *msg = NULL;
+  if (!image || !image[0])
+    return fail(in, 400, "Missing 'containerImage' attribute");
+  if (pstr && strchr(pstr, ','))
+    return fail(in, 400,
+                wv_arena_sprintf(a,
+                                 "Container multi-platform architecture not allowed - "
+                                 "offending value: %s",
+                                 pstr));
+  if (pstr && wv_platform_parse(a, pstr, want, &msg))
+    return fail(in, 400, msg);
+  if (wv_ref_parse(a, image, &in->ref, &msg))
+    return fail(in, 400, msg);
+  if (wv_proxy_fetch_manifest(in->req, in->app, in->ref.registry, in->ref.path, in->ref.reference,
+                              m, &in->err))
+    return upstream_fail(in);
+  return 0;
+}
+
+int wv_inspect(wv_req_t *req, const char *image, const char *pstr, json_object **out, int *status,
+               const char **msg) {
   insp_t in = {.req = req, .app = req->app};
   wv_arena_t *a = req->arena;
-  json_object *body = NULL;
+  wv_platform_t want;
+  wv_cache_entry_t m;
+  char err[256];
+  *out = NULL;
+  int rc = resolve(&in, image, pstr, &want, &m);
+  if (!rc && wv_mediatype_classify(m.media_type) != WV_MT_KIND_INDEX)
+    rc = container_spec(&in, &m, out);
+  else if (!rc) {
+    json_object *idx = NULL;
+    const char *d = NULL;
+    if (wv_json_parse(m.body, m.body_len, WV_AUGMENT_MAX_MANIFEST, 0, &idx, err, sizeof err))
+      rc = fail(&in, 502, "Malformed image index from the registry");
+    else if (!pstr) {
+      *out = json_object_new_object();
+      json_object_object_add(*out, "index", index_spec(idx, &m));
+    } else if ((d = select_platform(idx, &want)) == NULL) {
+      rc = fail(&in, 400,
+                wv_arena_sprintf(a,
+                                 "Cannot find matching platform '%s' in the image index "
+                                 "for '%s'",
+                                 pstr, wv_ref_full_name(a, &in.ref)));
+    } else {
+      wv_cache_entry_t child;
+      d = wv_arena_strdup(a, d);
+      if (wv_proxy_fetch_manifest(req, in.app, in.ref.registry, in.ref.path, d, &child, &in.err))
+        rc = upstream_fail(&in);
+      else
+        rc = container_spec(&in, &child, out);
+    }
+    json_object_put(idx);
+  }
+  if (rc) { /* in.msg may point into in.err, which ends here */
+    *status = in.status;
+    *msg = in.msg ? wv_arena_strdup(a, in.msg) : NULL;
+  }
+  return rc;
+}
+
+int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp) {
+  json_object *body = NULL, *out = NULL;
   char err[256];
   const char *image = NULL, *msg = NULL;
+  int status = 0;
   if (wv_json_parse(req->body, req->body_len, INSPECT_MAX_BODY, 0, &body, err, sizeof err))
-    return api_error(req, resp, 400, err);
-  int rc = wv_json_get_str(body, "containerImage", &image);
-  image = rc == 0 && image[0] ? wv_arena_strdup(a, image) : NULL;
+    return wv_resp_api_error(req, resp, 400, err);
+  if (wv_json_get_str(body, "containerImage", &image) == 0)
+    image = wv_arena_strdup(req->arena, image);
   json_object_put(body);
-  if (!image)
-    return api_error(req, resp, 400, "Missing 'containerImage' attribute");
-  const char *pstr = query_param(a, req->query, "platform");
-  wv_platform_t want;
-  if (pstr && strchr(pstr, ','))
-    return api_error(req, resp, 400,
-                     wv_arena_sprintf(a,
-                                      "Container multi-platform architecture not allowed - "
-                                      "offending value: %s",
-                                      pstr));
-  if (pstr && wv_platform_parse(a, pstr, &want, &msg))
-    return api_error(req, resp, 400, msg);
-  if (wv_ref_parse(a, image, &in.ref, &msg))
-    return api_error(req, resp, 400, msg);
-  wv_cache_entry_t m;
-  if (wv_proxy_fetch_manifest(req, in.app, in.ref.registry, in.ref.path, in.ref.reference, &m,
-                              &in.err))
-    return upstream_error(&in, resp);
-  if (wv_mediatype_classify(m.media_type) != WV_MT_KIND_INDEX)
-    return container_answer(&in, resp, &m);
-  json_object *idx = NULL;
-  if (wv_json_parse(m.body, m.body_len, WV_AUGMENT_MAX_MANIFEST, 0, &idx, err, sizeof err))
-    return api_error(req, resp, 502, "Malformed image index from the registry");
-  if (!pstr) {
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "index", index_spec(idx, &m));
-    json_object_put(idx);
-    return wv_resp_json(req, resp, 200, o);
-  }
-  const char *d = select_platform(idx, &want);
-  d = d ? wv_arena_strdup(a, d) : NULL;
-  json_object_put(idx);
-  if (!d)
-    return api_error(req, resp, 400,
-                     wv_arena_sprintf(a,
-                                      "Cannot find matching platform '%s' in the image index "
-                                      "for '%s'",
-                                      pstr, wv_ref_full_name(a, &in.ref)));
-  wv_cache_entry_t child;
-  if (wv_proxy_fetch_manifest(req, in.app, in.ref.registry, in.ref.path, d, &child, &in.err))
-    return upstream_error(&in, resp);
-  return container_answer(&in, resp, &child);
+  if (wv_inspect(req, image, wv_req_query(req, "platform"), &out, &status, &msg))
+    return wv_resp_api_error(req, resp, status, msg);
+  return wv_resp_json(req, resp, 200, out);
 }

@@ -13,6 +13,8 @@
 #include "core/app.h"
 #include "http/router.h"
 
+#include <json-c/json.h>
+
 /*
  * Adds the routes and applies the proxy's settings to app->upstream (its
  * lookup and token timeouts). Call once before the server starts.
@@ -22,5 +24,17 @@ int wv_proxy_register(wv_router_t *r, wv_app_t *app);
 
 /* POST /v1alpha1/inspect (registry/inspect.c). */
 int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp);
+
+/*
+ * What POST /v1alpha1/inspect answers, for any caller (the handler above and
+ * the /view/inspect page): image (a name as a client writes it) resolved
+ * upstream, platform (NULL = none) picked from an index. 0 with *out =
+ * {"container": ContainerSpec} or {"index": IndexSpec} (the caller's
+ * reference); otherwise WV_EINVAL with *status (400 bad input, the
+ * upstream's status such as 404, or 502) and *msg (arena or static text,
+ * may be NULL). Worker only (upstream calls).
+ */
+int wv_inspect(wv_req_t *req, const char *image, const char *platform, json_object **out,
+               int *status, const char **msg);
 
 #endif

@@ -478,7 +478,7 @@ int wv_scan_levels_verdict(const char *levels, json_object *counts, bool *succee
   return 0;
 }
 
-static json_object *load_counts(const wv_app_t *app, const char *id) {
+json_object *wv_scan_load_counts(const wv_app_t *app, const char *id) {
   char key[SCAN_KEY_MAX], *val = NULL, err[64];
   size_t len = 0;
   json_object *o = NULL;
@@ -494,7 +494,7 @@ static int scan_done(const wv_app_t *app, const wv_token_rec_t *t, json_object *
                      json_object *rec, bool ok) {
   char reason[512], uri[600], dur[WV_DURATION_STRLEN];
   bool succeeded = false;
-  json_object *counts = ok ? load_counts(app, t->scan_id) : NULL, *d = NULL;
+  json_object *counts = ok ? wv_scan_load_counts(app, t->scan_id) : NULL, *d = NULL;
   if (ok)
     wv_scan_levels_verdict(t->scan_levels, counts, &succeeded, reason, sizeof reason);
   else

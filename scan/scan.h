@@ -133,6 +133,19 @@ int wv_scan_abandon(const wv_app_t *app, const char *id, const char *reason);
 /* GET /v1alpha1/scans/{id}, /spdx, /logs (scan/scan_api.c). */
 int wv_scan_routes_register(struct wv_router *r);
 
+/*
+ * The §1.8 record of scan id, parsed (caller's reference). 0, WV_ENOTFOUND,
+ * WV_ESTORE, WV_ENOMEM.
+ */
+int wv_scan_load_record(const wv_app_t *app, const char *id, json_object **out);
+
+/*
+ * The per-severity counts of a succeeded scan over every finding (the
+ * record's list stops at wave.scan.vulnerability.limit), e.g. {"HIGH":2};
+ * the caller's reference, or NULL when the scan has none stored.
+ */
+json_object *wv_scan_load_counts(const wv_app_t *app, const char *id);
+
 /* True when s has the shape of a scan id (sc-<16 hex>_<digits>). */
 bool wv_scan_id_valid(const char *s);
 

@@ -23,9 +23,6 @@ void wv_scan_key(char *out, const char *prefix, const char *id);
 /* The stored value of key as a malloc'd string freed by an arena cleanup. 0, WV_ENOTFOUND, ... */
 int wv_scan_load(const wv_app_t *app, wv_arena_t *a, const char *key, char **val, size_t *len);
 
-/* The record of id parsed (caller's reference). 0, WV_ENOTFOUND, WV_ESTORE, WV_ENOMEM. */
-int wv_scan_load_record(const wv_app_t *app, const char *id, json_object **out);
-
 /* Drops "id/<hex>" when it still names id, so the next request scans again. */
 int wv_scan_release_id(const wv_app_t *app, const char *id);
 

@@ -1,0 +1,14 @@
+/*
+ * build/view.h — the HTML pages under /view/ (spec §1; docs/views.md): one
+ * static route table registered by core/main.c. The pages live in
+ * build/view.c and build/view_scan.c.
+ */
+#ifndef WV_BUILD_VIEW_H
+#define WV_BUILD_VIEW_H
+
+#include "http/router.h"
+
+/* Adds the /view/ routes. 0, WV_EINVAL or WV_ENOMEM (as wv_router_add). */
+int wv_view_register(wv_router_t *r);
+
+#endif
