@@ -1,6 +1,7 @@
 /*
  * core/job_int.h — the job engine's private types, shared by core/job.c (the
- * engine) and core/jobrec.c (records as JSON). Not for other modules.
+ * engine), core/job_step.c (running steps), core/job_api.c (other threads'
+ * entry points) and core/jobrec.c (records as JSON). Not for other modules.
  */
 #ifndef WV_JOB_INT_H
 #define WV_JOB_INT_H
@@ -75,7 +76,7 @@ void wv_jobrec_info(const job_t *j, wv_job_info_t *out);
 /* True for [A-Za-z0-9._-]{1,WV_JOB_ID_MAX}. */
 bool wv_jobrec_id_valid(const char *id);
 
-/* ---- the engine (core/job.c: job thread; core/job_api.c: other threads) ---- */
+/* ---- the engine (core/job.c, core/job_step.c: job thread; core/job_api.c: other threads) ---- */
 
 #include <limits.h>
 #include <stdatomic.h>
@@ -181,5 +182,24 @@ void wv_jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info);
 void wv_jobeng_log_path(const wv_job_engine_t *e, const char *id, char *out, size_t n);
 void wv_jobeng_on_wake(uv_async_t *a);
 void wv_jobeng_job_thread(void *arg);
+
+/* Shared by job.c and job_step.c (job thread, unless it says otherwise). */
+/* "15m", "90s", "1500ms": how a limit reads in a reason. */
+void wv_jobeng_fmt_limit(int64_t ms, char *out, size_t n);
+/* Appends text to the job's log, within the cap. Any thread. */
+void wv_jobeng_log_write(jrun_t *r, const char *p, size_t n);
+/* One formatted line (newline added) into the job's log. */
+void wv_jobeng_log_linef(jrun_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Sets the failure reason (first one wins) and the exit status. */
+void wv_jobeng_set_reason(jrun_t *r, int exit_status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Close callback of the run's handles: frees the run after its last one. */
+void wv_jobeng_on_timer_closed(uv_handle_t *h);
+/* Closes the log, removes the cgroup and closes the run's timers. */
+void wv_jobeng_close_run(jrun_t *r);
+/* Ends the run with state: log kept, record saved, waiters told, next job scheduled. */
+void wv_jobeng_finish(jrun_t *r, wv_job_state_t state);
+/* Starts the job's next step, or finishes the job after its last (job_step.c). */
+void wv_jobeng_run_step(jrun_t *r);
 
 #endif

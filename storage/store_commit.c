@@ -1,0 +1,595 @@
+/*
+ * storage/store_commit.c — the store's writes (group commit, see the DESIGN
+ * in storage/store.c): public writes queue a request, the one committer
+ * thread takes batches and applies them in one LMDB write transaction,
+ * growing the map when it is full.
+ */
+#include "storage/store_int.h"
+
+#include "core/err.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int check_op(const wv_store_op_t *op, size_t *klen) {
+  int rc = wv_sto_check_key(op->db, op->key, klen);
+  if (rc)
+    return rc;
+  if ((unsigned)op->kind > WV_STORE_INCR || op->expires_ms < 0)
+    return WV_EINVAL;
+  if (op->kind == WV_STORE_PUT || op->kind == WV_STORE_PUT_NX) {
+    if (op->val_len > WV_STORE_VALUE_MAX)
+      return WV_ETOOBIG;
+    if (!op->val && op->val_len)
+      return WV_EINVAL;
+  }
+  return 0;
+}
+
+/* ---- applying ops inside a write transaction (committer thread) -------- */
+
+static int index_key(unsigned char *buf, int64_t exp, wv_db_t db, const char *key, size_t klen,
+                     MDB_val *out) {
+  put_be64(buf, (uint64_t)exp);
+  buf[8] = (unsigned char)db;
+  memcpy(buf + IDX_PREFIX, key, klen);
+  out->mv_data = buf;
+  out->mv_size = IDX_PREFIX + klen;
+  return 0;
+}
+
+static int index_del(wv_store_t *s, MDB_txn *txn, int64_t exp, wv_db_t db, const char *key,
+                     size_t klen) {
+  unsigned char buf[IDX_PREFIX + WV_STORE_KEY_MAX];
+  MDB_val k;
+  index_key(buf, exp, db, key, klen, &k);
+  int rc = mdb_del(txn, s->dbi[DBI_EXPIRY], &k, NULL);
+  return rc == MDB_NOTFOUND ? 0 : wv_sto_map_mdb(rc, "expiry index delete");
+}
+
+static int index_put(wv_store_t *s, MDB_txn *txn, int64_t exp, wv_db_t db, const char *key,
+                     size_t klen) {
+  unsigned char buf[IDX_PREFIX + WV_STORE_KEY_MAX];
+  MDB_val k, v = {0, ""};
+  index_key(buf, exp, db, key, klen, &k);
+  return wv_sto_map_mdb(mdb_put(txn, s->dbi[DBI_EXPIRY], &k, &v, 0), "expiry index put");
+}
+
+/* The record currently stored under a key, as the ops see it. */
+struct cur {
+  bool corrupt; /* a value without a record header: only DEL may touch it */
+  bool found;   /* a record is stored (maybe expired) */
+  bool live;    /* found and not expired */
+  int64_t exp;
+  MDB_val v;
+};
+
+static int load_cur(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t now, struct cur *c) {
+  MDB_val k = {op->klen, (void *)op->key};
+  memset(c, 0, sizeof *c);
+  int rc = mdb_get(txn, s->dbi[op->db], &k, &c->v);
+  if (rc == MDB_NOTFOUND)
+    return 0;
+  if (rc)
+    return wv_sto_map_mdb(rc, "get");
+  if (hdr_read(&c->v, &c->exp)) {
+    wv_error("store: %s: corrupt record header", wv_sto_db_names[op->db]);
+    c->corrupt = true;
+    return 0;
+  }
+  c->found = true;
+  c->live = !is_expired(c->exp, now);
+  return 0;
+}
+
+static int write_rec(wv_store_t *s, MDB_txn *txn, const struct iop *op, const struct cur *c,
+                     const void *val, size_t vlen, int64_t exp) {
+  int rc = 0;
+  if (c->found && c->exp != 0 && c->exp != exp)
+    rc = index_del(s, txn, c->exp, op->db, op->key, op->klen);
+  if (!rc && exp != 0 && !(c->found && c->exp == exp))
+    rc = index_put(s, txn, exp, op->db, op->key, op->klen);
+  if (rc)
+    return rc;
+  MDB_val k = {op->klen, (void *)op->key}, v = {HDR_LEN + vlen, NULL};
+  rc = mdb_put(txn, s->dbi[op->db], &k, &v, MDB_RESERVE);
+  if (rc)
+    return wv_sto_map_mdb(rc, "put");
+  hdr_write(v.mv_data, exp);
+  if (vlen)
+    memcpy((unsigned char *)v.mv_data + HDR_LEN, val, vlen);
+  return 0;
+}
+
+static int del_rec(wv_store_t *s, MDB_txn *txn, const struct iop *op, const struct cur *c) {
+  if (!c->found && !c->corrupt)
+    return 0;
+  MDB_val k = {op->klen, (void *)op->key};
+  int rc = wv_sto_map_mdb(mdb_del(txn, s->dbi[op->db], &k, NULL), "delete");
+  if (!rc && c->exp != 0)
+    rc = index_del(s, txn, c->exp, op->db, op->key, op->klen);
+  return rc;
+}
+
+/* Parses a stored counter: optional '-', 1..19 digits, nothing else. */
+int wv_sto_parse_counter(const MDB_val *v, int64_t *out) {
+  const char *p = (const char *)v->mv_data + HDR_LEN;
+  size_t n = v->mv_size - HDR_LEN, i = 0;
+  bool neg = n > 0 && p[0] == '-';
+  i = neg ? 1 : 0;
+  if (n == i || n - i > 19)
+    return WV_EPARSE;
+  int64_t x = 0;
+  for (; i < n; i++) {
+    if (p[i] < '0' || p[i] > '9')
+      return WV_EPARSE;
+    if (x > (INT64_MAX - (p[i] - '0')) / 10)
+      return WV_ERANGE;
+    x = x * 10 + (p[i] - '0');
+  }
+  *out = neg ? -x : x;
+  return 0;
+}
+
+static int apply_incr(wv_store_t *s, MDB_txn *txn, const struct iop *op, const struct cur *c,
+                      int64_t *value) {
+  int64_t x = 0;
+  if (c->live) {
+    int rc = wv_sto_parse_counter(&c->v, &x);
+    if (rc)
+      return rc;
+  }
+  if ((op->delta > 0 && x > INT64_MAX - op->delta) || (op->delta < 0 && x < INT64_MIN - op->delta))
+    return WV_ERANGE;
+  x += op->delta;
+  char text[24];
+  int n = snprintf(text, sizeof text, "%" PRId64, x);
+  *value = x;
+  return write_rec(s, txn, op, c, text, (size_t)n, c->live ? c->exp : op->expires_ms);
+}
+
+static int apply_op(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t now,
+                    int64_t *value) {
+  struct cur c;
+  int rc = load_cur(s, txn, op, now, &c);
+  if (rc)
+    return rc;
+  if (c.corrupt && op->kind != WV_STORE_DEL)
+    return WV_ESTORE; /* nothing written yet */
+  switch (op->kind) {
+  case WV_STORE_PUT_NX:
+    if (c.live)
+      return WV_EEXISTS;
+    /* fallthrough */
+  case WV_STORE_PUT:
+    return write_rec(s, txn, op, &c, op->val, op->vlen, op->expires_ms);
+  case WV_STORE_DEL:
+    return del_rec(s, txn, op, &c);
+  case WV_STORE_INCR:
+    return apply_incr(s, txn, op, &c, value);
+  }
+  return WV_EINVAL;
+}
+
+/*
+ * Removes the first index entry if it is due, and its record if the record
+ * still carries that expiry. *done = true when nothing due is left.
+ */
+static int sweep_one(wv_store_t *s, MDB_txn *txn, MDB_cursor *cur, int64_t now, size_t *removed,
+                     bool *done) {
+  MDB_val ik, iv;
+  int rc = mdb_cursor_get(cur, &ik, &iv, MDB_FIRST);
+  *done = rc == MDB_NOTFOUND;
+  if (rc)
+    return *done ? 0 : wv_sto_map_mdb(rc, "sweep cursor");
+  const unsigned char *p = ik.mv_data;
+  bool valid =
+      ik.mv_size > IDX_PREFIX && ik.mv_size <= IDX_PREFIX + WV_STORE_KEY_MAX && p[8] < WV_DB_COUNT;
+  int64_t exp = valid ? (int64_t)get_be64(p) : 0;
+  if (exp > now) {
+    *done = true;
+    return 0;
+  }
+  /* Copy what we need: ik points into the page the delete below rewrites. */
+  unsigned char key[WV_STORE_KEY_MAX];
+  struct iop op = {.db = valid ? (wv_db_t)p[8] : WV_DB_META,
+                   .key = (const char *)key,
+                   .klen = valid ? ik.mv_size - IDX_PREFIX : 0};
+  memcpy(key, p + IDX_PREFIX, op.klen);
+  if ((rc = mdb_cursor_del(cur, 0)) != 0)
+    return wv_sto_map_mdb(rc, "sweep index delete");
+  if (!valid)
+    return 0; /* an entry we cannot read: dropped */
+  struct cur c;
+  if ((rc = load_cur(s, txn, &op, now, &c)) != 0)
+    return rc;
+  if (c.found && c.exp == exp) {
+    MDB_val k = {op.klen, key};
+    if ((rc = mdb_del(txn, s->dbi[op.db], &k, NULL)) != 0)
+      return wv_sto_map_mdb(rc, "sweep delete");
+    (*removed)++;
+  }
+  return 0;
+}
+
+static int apply_sweep(wv_store_t *s, MDB_txn *txn, struct req *r) {
+  MDB_cursor *cur;
+  int rc = mdb_cursor_open(txn, s->dbi[DBI_EXPIRY], &cur);
+  if (rc)
+    return wv_sto_map_mdb(rc, "sweep cursor");
+  /* The work is bounded by index entries visited, not only by records removed. */
+  bool done = false;
+  for (size_t seen = 0; seen < r->max && !done && !rc; seen++)
+    rc = sweep_one(s, txn, cur, r->now_ms, &r->removed, &done);
+  mdb_cursor_close(cur);
+  return rc;
+}
+
+/* Errors an op reports before it writes anything: the transaction is untouched. */
+static bool clean_failure(int rc) { return rc == WV_EEXISTS || rc == WV_EPARSE || rc == WV_ERANGE; }
+
+static int apply_ops(wv_store_t *s, MDB_txn *txn, struct req *r, int64_t now) {
+  int rc = 0;
+  r->value = 0;
+  r->removed = 0;
+  r->failed = 0;
+  if (r->sweep)
+    return apply_sweep(s, txn, r);
+  for (size_t i = 0; i < r->n && !rc; i++) {
+    rc = apply_op(s, txn, &r->ops[i], now, &r->value);
+    if (rc)
+      r->failed = i;
+  }
+  return rc;
+}
+
+/*
+ * Applies one request. nested: in a child transaction of parent, rolled back
+ * alone on error. Otherwise straight into parent, which is only safe when a
+ * failure is a clean_failure(); run_batch redoes the batch nested otherwise.
+ */
+static int apply_req(wv_store_t *s, MDB_txn *parent, struct req *r, int64_t now, bool nested) {
+  if (!nested)
+    return apply_ops(s, parent, r, now);
+  MDB_txn *child;
+  int rc = mdb_txn_begin(s->env, parent, 0, &child);
+  if (rc)
+    return wv_sto_map_mdb(rc, "begin child txn");
+  rc = apply_ops(s, child, r, now);
+  if (rc) {
+    mdb_txn_abort(child);
+    r->removed = 0;
+    return rc;
+  }
+  return wv_sto_map_mdb(mdb_txn_commit(child), "commit child txn");
+}
+
+/* Doubles the map (bounded by map_max). Returns 0, or -1 when it cannot grow. */
+static int grow_map(wv_store_t *s) {
+  pthread_mutex_lock(&s->mu);
+  uint64_t max = s->map_max;
+  pthread_mutex_unlock(&s->mu);
+  if (s->map_size >= max)
+    return -1;
+  uint64_t want = s->map_size * 2 > max ? max : s->map_size * 2;
+  pthread_rwlock_wrlock(&s->map_lock);
+  int rc = mdb_env_set_mapsize(s->env, (size_t)want);
+  pthread_rwlock_unlock(&s->map_lock);
+  if (rc) {
+    wv_error("store: cannot grow map to %" PRIu64 " bytes: %s", want, mdb_strerror(rc));
+    return -1;
+  }
+  wv_info("store: map grown from %" PRIu64 " to %" PRIu64 " bytes", s->map_size, want);
+  s->map_size = want;
+  pthread_mutex_lock(&s->mu);
+  s->stats.grows++;
+  s->stats.map_size = want;
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static void fail_all(struct req *batch, int rc) {
+  for (struct req *r = batch; r; r = r->next)
+    r->rc = rc;
+}
+
+/*
+ * Applies a batch in one write transaction and commits it.
+ *
+ * Fast mode applies single-op requests straight into the batch transaction:
+ * their ordinary failures (EEXISTS, EPARSE, ERANGE) are detected before
+ * anything is written. Nested child transactions (which cost LMDB a dirty
+ * list each) are used for multi-op requests, and for every request once
+ * something unexpected happened: then the batch is aborted and redone in safe
+ * mode, where each request is isolated. On MDB_MAP_FULL the map grows and the
+ * batch is redone; once it cannot grow, requests that do not fit fail alone.
+ * Nothing is completed before the commit, so a redo is invisible.
+ */
+static void run_batch(wv_store_t *s, struct req *batch) {
+  bool can_grow = true, safe = false;
+  for (int attempt = 0; attempt < 64; attempt++) {
+    MDB_txn *txn;
+    int rc = wv_sto_map_mdb(mdb_txn_begin(s->env, NULL, 0, &txn), "begin write txn");
+    if (rc) {
+      fail_all(batch, rc == RC_MAP_FULL ? WV_ESTORE : rc);
+      return;
+    }
+    int64_t now = wv_store_now_ms();
+    bool full = false, unsafe = false;
+    for (struct req *r = batch; r && !full && !unsafe; r = r->next) {
+      bool nested = safe || !can_grow || r->n > 1;
+      r->rc = apply_req(s, txn, r, now, nested);
+      if (r->rc == RC_MAP_FULL && can_grow)
+        full = true;
+      else if (r->rc == RC_MAP_FULL)
+        r->rc = WV_ESTORE; /* nested: rolled back alone */
+      else if (r->rc && !nested && !clean_failure(r->rc))
+        unsafe = true;
+    }
+    if (!full && !unsafe) {
+      rc = wv_sto_map_mdb(mdb_txn_commit(txn), "commit");
+      if (rc == 0)
+        return;
+      if (rc != RC_MAP_FULL || !can_grow) {
+        fail_all(batch, rc == RC_MAP_FULL ? WV_ESTORE : rc);
+        return;
+      }
+      full = true;
+    } else {
+      mdb_txn_abort(txn);
+    }
+    safe = safe || unsafe;
+    if (full && grow_map(s) != 0) {
+      wv_error("store: map full at %" PRIu64 " bytes and may not grow; failing writes that "
+               "do not fit",
+               s->map_size);
+      can_grow = false;
+    }
+  }
+  fail_all(batch, WV_ESTORE);
+}
+
+/* ---- the committer thread --------------------------------------------- */
+
+static void complete(struct req *r) {
+  if (r->w) {
+    struct waiter *w = r->w;
+    pthread_mutex_lock(&w->mu);
+    w->rc = r->rc;
+    w->value = r->value;
+    w->failed = r->failed;
+    w->removed = r->removed;
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+  } else if (r->cb) {
+    r->cb(r->arg, r->rc, r->value);
+  }
+  free(r);
+}
+
+void wv_sto_deadline_after(struct timespec *ts, int64_t us) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  int64_t ns = ts->tv_nsec + (us % 1000000) * 1000;
+  ts->tv_sec += us / 1000000 + ns / 1000000000;
+  ts->tv_nsec = ns % 1000000000;
+}
+
+/* Waits for work, then for the group window; returns the batch (NULL = exit). Holds mu. */
+static struct req *take_batch(wv_store_t *s) {
+  while (!s->head && !s->closing)
+    pthread_cond_wait(&s->work_cv, &s->mu);
+  if (!s->head)
+    return NULL;
+  if (s->delay_us > 0 && s->qlen < WV_STORE_BATCH_MAX && !s->closing) {
+    struct timespec ts;
+    wv_sto_deadline_after(&ts, s->delay_us);
+    while (s->qlen < WV_STORE_BATCH_MAX && !s->closing)
+      if (pthread_cond_timedwait(&s->work_cv, &s->mu, &ts) == ETIMEDOUT)
+        break;
+  }
+  struct req *batch = s->head, *last = s->head;
+  size_t n = 1;
+  while (last->next && n < WV_STORE_BATCH_MAX) {
+    last = last->next;
+    n++;
+  }
+  s->head = last->next;
+  if (!s->head)
+    s->tail = NULL;
+  last->next = NULL;
+  s->qlen -= n;
+  pthread_cond_broadcast(&s->space_cv);
+  return batch;
+}
+
+void *wv_sto_committer_main(void *arg) {
+  wv_store_t *s = arg;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    struct req *batch = take_batch(s);
+    if (!batch)
+      break;
+    pthread_mutex_unlock(&s->mu);
+    run_batch(s, batch);
+    uint64_t n = 0, failed = 0;
+    for (struct req *r = batch, *next; r; r = next) {
+      next = r->next;
+      n++;
+      failed += r->rc != 0;
+      complete(r);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stats.commits++;
+    s->stats.requests += n;
+    s->stats.failed += failed;
+    if (n > s->stats.max_batch)
+      s->stats.max_batch = n;
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+/* Queues r. blocking: wait for room; else WV_EBUSY when full. Frees r on error. */
+static int enqueue(wv_store_t *s, struct req *r, bool blocking) {
+  int rc = 0;
+  pthread_mutex_lock(&s->mu);
+  while (!s->closing && s->qlen >= WV_STORE_QUEUE_MAX && blocking)
+    pthread_cond_wait(&s->space_cv, &s->mu);
+  if (s->closing)
+    rc = WV_ECLOSED;
+  else if (s->qlen >= WV_STORE_QUEUE_MAX)
+    rc = WV_EBUSY;
+  if (rc == 0) {
+    if (s->tail)
+      s->tail->next = r;
+    else
+      s->head = r;
+    s->tail = r;
+    s->qlen++;
+    /* Wake the committer when it may be idle or when the batch is full. */
+    if (s->qlen == 1 || s->qlen >= WV_STORE_BATCH_MAX)
+      pthread_cond_signal(&s->work_cv);
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (rc)
+    free(r);
+  return rc;
+}
+
+/* Copies ops (validated) into one allocation. Returns 0 or WV_EINVAL/ETOOBIG/ENOMEM. */
+static int make_req(const wv_store_op_t *ops, size_t n, struct req **out) {
+  size_t klens[WV_STORE_APPLY_MAX], bytes = sizeof(struct req) + n * sizeof(struct iop);
+  if (n == 0 || n > WV_STORE_APPLY_MAX)
+    return WV_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    int rc = check_op(&ops[i], &klens[i]);
+    if (rc)
+      return rc;
+    bytes += klens[i] + 1 + (ops[i].kind <= WV_STORE_PUT_NX ? ops[i].val_len : 0);
+  }
+  struct req *r = calloc(1, bytes);
+  if (!r)
+    return WV_ENOMEM;
+  r->n = n;
+  r->ops = (struct iop *)(r + 1);
+  char *p = (char *)(r->ops + n);
+  for (size_t i = 0; i < n; i++) {
+    struct iop *o = &r->ops[i];
+    *o =
+        (struct iop){ops[i].kind, ops[i].db, p, klens[i], NULL, 0, ops[i].expires_ms, ops[i].delta};
+    memcpy(p, ops[i].key, klens[i] + 1);
+    p += klens[i] + 1;
+    if (ops[i].kind <= WV_STORE_PUT_NX && ops[i].val_len) {
+      memcpy(p, ops[i].val, ops[i].val_len);
+      o->val = p;
+      o->vlen = ops[i].val_len;
+      p += ops[i].val_len;
+    }
+  }
+  *out = r;
+  return 0;
+}
+
+/* Queues r and waits until the committer completed it. Frees r. */
+static int run_sync(wv_store_t *s, struct req *r, struct waiter *w) {
+  if (pthread_equal(pthread_self(), s->committer)) {
+    free(r);
+    return WV_EBUSY; /* called from a done callback: would wait for itself */
+  }
+  memset(w, 0, sizeof *w);
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  r->w = w;
+  int rc = enqueue(s, r, true);
+  if (rc == 0) {
+    pthread_mutex_lock(&w->mu);
+    while (!w->done)
+      pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+    rc = w->rc;
+  }
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+  return rc;
+}
+
+/* ---- public writes ----------------------------------------------------- */
+
+int wv_store_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t *failed) {
+  struct req *r;
+  struct waiter w;
+  int rc = make_req(ops, n, &r);
+  if (rc)
+    return rc;
+  rc = run_sync(s, r, &w);
+  if (rc && failed)
+    *failed = w.failed;
+  return rc;
+}
+
+static int one_sync(wv_store_t *s, const wv_store_op_t *op, int64_t *value) {
+  struct req *r;
+  struct waiter w;
+  int rc = make_req(op, 1, &r);
+  if (rc)
+    return rc;
+  rc = run_sync(s, r, &w);
+  if (rc == 0 && value)
+    *value = w.value;
+  return rc;
+}
+
+int wv_store_put(wv_store_t *s, wv_db_t db, const char *key, const void *val, size_t len,
+                 int64_t expires_ms) {
+  wv_store_op_t op = {WV_STORE_PUT, db, key, val, len, expires_ms, 0};
+  return one_sync(s, &op, NULL);
+}
+
+int wv_store_put_nx(wv_store_t *s, wv_db_t db, const char *key, const void *val, size_t len,
+                    int64_t expires_ms) {
+  wv_store_op_t op = {WV_STORE_PUT_NX, db, key, val, len, expires_ms, 0};
+  return one_sync(s, &op, NULL);
+}
+
+int wv_store_del(wv_store_t *s, wv_db_t db, const char *key) {
+  wv_store_op_t op = {WV_STORE_DEL, db, key, NULL, 0, 0, 0};
+  return one_sync(s, &op, NULL);
+}
+
+int wv_store_incr(wv_store_t *s, wv_db_t db, const char *key, int64_t delta, int64_t expires_ms,
+                  int64_t *out) {
+  wv_store_op_t op = {WV_STORE_INCR, db, key, NULL, 0, expires_ms, delta};
+  return one_sync(s, &op, out);
+}
+
+int wv_store_submit(wv_store_t *s, const wv_store_op_t *op, wv_store_done_cb cb, void *arg) {
+  struct req *r;
+  int rc = make_req(op, 1, &r);
+  if (rc)
+    return rc;
+  r->cb = cb;
+  r->arg = arg;
+  return enqueue(s, r, false);
+}
+
+int wv_store_sweep(wv_store_t *s, int64_t now_ms, size_t max, size_t *removed) {
+  if (max == 0)
+    return WV_EINVAL;
+  struct req *r = calloc(1, sizeof *r);
+  if (!r)
+    return WV_ENOMEM;
+  r->sweep = true;
+  r->now_ms = now_ms;
+  r->max = max;
+  struct waiter w;
+  int rc = run_sync(s, r, &w);
+  if (removed)
+    *removed = rc == 0 ? w.removed : 0;
+  return rc;
+}

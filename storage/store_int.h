@@ -1,0 +1,144 @@
+/*
+ * storage/store_int.h — the state store's private types and what its parts
+ * share: storage/store.c (open, close, sweeper), storage/store_commit.c
+ * (writes, the committer thread) and storage/store_read.c (reads). Not for
+ * other files: the public API is storage/store.h.
+ */
+#ifndef WV_STORE_INT_H
+#define WV_STORE_INT_H
+
+#include "storage/store.h"
+
+#include "core/err.h"
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define HDR_LEN 16
+#define IDX_PREFIX 9           /* expiry (8) + db id (1) */
+#define DBI_EXPIRY WV_DB_COUNT /* slot of the internal index in s->dbi */
+#define RC_MAP_FULL 1          /* internal, positive: never returned to callers */
+
+/* One op of a request; key and val point into the request's own allocation. */
+struct iop {
+  wv_store_op_kind_t kind;
+  wv_db_t db;
+  const char *key;
+  size_t klen;
+  const void *val;
+  size_t vlen;
+  int64_t expires_ms;
+  int64_t delta;
+};
+
+/* A blocking caller waits here; the committer fills the results. */
+struct waiter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done;
+  int rc;
+  int64_t value;
+  size_t failed;
+  size_t removed;
+};
+
+struct req {
+  struct req *next;
+  bool sweep;
+  int64_t now_ms; /* sweep */
+  size_t max;     /* sweep */
+  size_t n;
+  struct iop *ops;
+  /* results */
+  int rc;
+  int64_t value;
+  size_t failed;
+  size_t removed;
+  /* completion: exactly one of cb / w */
+  wv_store_done_cb cb;
+  void *arg;
+  struct waiter *w;
+};
+
+struct wv_store {
+  MDB_env *env;
+  MDB_dbi dbi[WV_DB_COUNT + 1];
+  pthread_rwlock_t map_lock; /* read: any read txn; write: resize */
+  uint64_t map_size;         /* committer only (after open) */
+
+  pthread_mutex_t mu; /* guards everything below */
+  pthread_cond_t work_cv;
+  pthread_cond_t space_cv;
+  pthread_cond_t sweep_cv;
+  struct req *head, *tail;
+  size_t qlen;
+  bool closing;
+  bool sweeper_on, sweeper_stop;
+  int64_t sweep_interval_ms;
+  uint64_t map_max;
+  wv_store_stats_t stats;
+
+  pthread_t committer;
+  pthread_t sweeper;
+  int64_t delay_us;
+};
+
+/* ---- the record header (format in the DESIGN of storage/store.c) ---- */
+
+static inline void put_be64(unsigned char *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (unsigned char)(v & 0xff);
+}
+
+static inline uint64_t get_be64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+static inline void hdr_write(unsigned char *p, int64_t expires_ms) {
+  memset(p, 0, HDR_LEN);
+  p[0] = 'w';
+  p[1] = 'v';
+  p[2] = 1;
+  put_be64(p + 8, (uint64_t)expires_ms);
+}
+
+/* Returns 0 and the expiry, or WV_ESTORE for a value that is not a record. */
+static inline int hdr_read(const MDB_val *v, int64_t *expires_ms) {
+  const unsigned char *p = v->mv_data;
+  if (v->mv_size < HDR_LEN || p[0] != 'w' || p[1] != 'v' || p[2] != 1)
+    return WV_ESTORE;
+  *expires_ms = (int64_t)get_be64(p + 8);
+  return 0;
+}
+
+static inline bool is_expired(int64_t expires_ms, int64_t now_ms) {
+  return expires_ms != 0 && expires_ms <= now_ms;
+}
+
+/* ---- store.c ---- */
+
+/* One name per wv_db_t, then the internal expiry index (DBI_EXPIRY). */
+extern const char *const wv_sto_db_names[];
+/* Maps an LMDB or errno code to ours (logs I/O and store errors); MDB_MAP_FULL gives RC_MAP_FULL.
+ */
+int wv_sto_map_mdb(int rc, const char *what);
+/* Checks db and key; sets *klen. 0, WV_EINVAL or WV_ETOOBIG. */
+int wv_sto_check_key(wv_db_t db, const char *key, size_t *klen);
+
+/* ---- store_commit.c ---- */
+
+/* Parses a stored counter record's value. 0, WV_EPARSE or WV_ERANGE. */
+int wv_sto_parse_counter(const MDB_val *v, int64_t *out);
+/* *ts = now + us on CLOCK_MONOTONIC (the store's condition variables use it). */
+void wv_sto_deadline_after(struct timespec *ts, int64_t us);
+/* The committer thread (arg: the store); returns when closing and drained. */
+void *wv_sto_committer_main(void *arg);
+
+#endif
