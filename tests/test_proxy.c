@@ -92,13 +92,25 @@ TEST(cache_token_record) {
                         .image = "library/busybox",
                         .reference = "latest"};
   CHECK_OK(wv_cache_token_encode(&t, &b));
-  CHECK_EQ_STR(b.data, "0\n1\n127.0.0.1:5000\nlibrary/busybox\nlatest\n");
+  CHECK_EQ_STR(b.data, "0\n1\n127.0.0.1:5000\nlibrary/busybox\nlatest\n\n");
   wv_cache_token_t d;
   CHECK_OK(wv_cache_token_decode(a, b.data, b.len, &d));
   CHECK(d.has_cc && d.kind == WV_TOKEN_CONTAINER);
+  CHECK(d.has_user && d.user == NULL); /* anonymous */
+  /* The account of the request rides along (rate limits on the hot path). */
+  t.user = "alice";
+  wv_buf_reset(&b);
+  CHECK_OK(wv_cache_token_encode(&t, &b));
+  CHECK_OK(wv_cache_token_decode(a, b.data, b.len, &d));
+  CHECK(d.has_user);
+  CHECK_EQ_STR(d.user, "alice");
   CHECK_EQ_STR(d.registry, "127.0.0.1:5000");
   CHECK_EQ_STR(d.image, "library/busybox");
   CHECK_EQ_INT(wv_cache_token_decode(a, "7\n1\nr\ni\nx\n", 10, &d), WV_EPARSE);
+  /* A record written before the user line existed still decodes: who is unknown. */
+  CHECK_OK(wv_cache_token_decode(a, "0\n0\nr\ni\nx\n", 10, &d));
+  CHECK(!d.has_user && d.user == NULL);
+  CHECK_EQ_STR(d.reference, "x");
   wv_buf_free(&b);
   wv_arena_free(a);
 }
