@@ -24,6 +24,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "core/rand.h"
 #include "core/timefmt.h"
 #include "registry/token.h"
@@ -354,6 +355,21 @@ static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   return 0;
 }
 
+/* The request's build permit, once; WV_EBUSY with the spec's message when over the limit. */
+static int take_permit(const wv_app_t *app, wv_arena_t *a, const wv_creq_plan_t *plan,
+                       const wv_binput_t *in, const char *client_ip, const char **msg) {
+  if (!app->build_limit || !in->permit || in->permit->taken)
+    return 0;
+  int rc =
+      wv_ratelimit_acquire(app->build_limit, plan->user, client_ip, &in->permit->retry_after_s);
+  in->permit->taken = rc == 0;
+  if (rc == WV_EBUSY) {
+    *msg = wv_ratelimit_message(a, app->build_limit, plan->user, client_ip);
+    wv_info("build of %s refused: %s", in->target, *msg ? *msg : "rate limit");
+  }
+  return rc;
+}
+
 /* Prepares outside the lock, then decides again and creates under it. */
 static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                      const wv_creq_plan_t *plan, const wv_binput_t *in, bool exists,
@@ -364,6 +380,8 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
     return rc;
   pthread_mutex_lock(&create_mu);
   rc = decide(app, a, in, exists, now_ns, o);
+  if (!rc && o->d == D_NEW)
+    rc = take_permit(app, a, plan, in, client_ip, msg);
   if (!rc && o->d == D_NEW)
     rc = create(app, a, r, plan, in, tmp, client_ip, now_ns, o);
   pthread_mutex_unlock(&create_mu);
@@ -506,8 +524,9 @@ static int64_t deadline_ms(const wv_config_t *cfg, const wv_creq_t *r, const wv_
 
 int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                     const wv_creq_plan_t *plan, const char *client_ip, int64_t now_ns,
-                    json_object **resp, const char **msg) {
-  wv_binput_t in = {0};
+                    json_object **resp, const char **msg, int64_t *retry_after_s) {
+  wv_build_permit_t permit = {false, 0};
+  wv_binput_t in = {.permit = &permit};
   minted_t m = {.in = &in};
   outcome_t o = {D_NEW, NULL};
   *resp = NULL;
@@ -546,6 +565,8 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
       rc = new_build(app, a, r, plan, &in, exists, client_ip, now_ns, &o, msg);
     if (rc) {
       wv_build_scan_abandon(app, &in, scan_new);
+      if (rc == WV_EBUSY && retry_after_s)
+        *retry_after_s = permit.retry_after_s;
       return rc;
     }
     m.build_id = m.job_id = o.id;

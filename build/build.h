@@ -23,6 +23,11 @@
  * wave.build.status.duration from the start, the de-duplication entry.
  * WV_DB_COUNTERS "build/<checksum>" → n, the durable per-checksum counter.
  *
+ * Build rate limit (spec §4.1 step 8): the first build a request creates
+ * takes a permit of app->build_limit (user, else client_ip) under the create
+ * lock, before anything is written; refused, nothing is created and the
+ * call returns WV_EBUSY (429) with the spec's message and *retry_after_s.
+ *
  * Returns as wv_creq_submit (request.h); WV_EUNSUPPORTED (501) for freeze and
  * multi-platform builds (a later release) and when wave.build.enabled is
  * false. Thread rules: worker threads (blocks on the store, upstream
@@ -43,7 +48,7 @@
 
 int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                     const wv_creq_plan_t *plan, const char *client_ip, int64_t now_ns,
-                    json_object **resp, const char **msg);
+                    json_object **resp, const char **msg, int64_t *retry_after_s);
 
 /*
  * Registers the build-cleanup job function and the multi-build job kind

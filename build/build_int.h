@@ -13,6 +13,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+/*
+ * A request's build permit (rate-limit.build.*): taken once, by the first
+ * build the request creates (the children and parent of a multi-platform
+ * build share it); joined, reused, cached and dry-run builds take none.
+ */
+typedef struct {
+  bool taken;
+  int64_t retry_after_s; /* refused: seconds until a permit is available */
+} wv_build_permit_t;
+
 /* Everything a build is made of, worked out from the request (arena strings). */
 typedef struct {
   const char *file;       /* container file text */
@@ -31,6 +41,7 @@ typedef struct {
   const char *scan_mode;  /* "async"/"required" with scan_id */
   const char *multi_arg;  /* the parent of a multi-platform build: its job's argument */
   bool freeze;            /* a freeze build: layer archives, real target in the response */
+  wv_build_permit_t *permit; /* the request's build permit */
 } wv_binput_t;
 
 /*

@@ -19,9 +19,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* request.h: parse + check + submit, what the POST handlers run. */
+/*
+ * request.h: parse + check + submit, what the POST handlers run. Past a rate
+ * limit (the pull permit every container request takes, the build permit of
+ * a new build) it returns WV_EBUSY (429) with the spec's message and
+ * *retry_after_s (may be NULL) = seconds until a permit is available.
+ */
 int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
-                   const char *client_ip, json_object **resp, const char **msg);
+                   const char *client_ip, json_object **resp, const char **msg,
+                   int64_t *retry_after_s);
 
 /* request.h: HTTP Basic check against wave.accounts (sha256 hex of password, constant time). */
 bool wv_creq_basic_auth(const wv_config_t *cfg, const char *user, const char *password);

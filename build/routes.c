@@ -33,10 +33,16 @@ static const wv_app_t *app_of(const wv_req_t *req) { return req->app; }
 static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   json_object *out = NULL;
   const char *msg = NULL;
+  int64_t retry = 0;
   int rc = wv_creq_handle(app_of(req), req->arena, req->body, req->body_len, v2,
-                          req->client_ip[0] ? req->client_ip : NULL, &out, &msg);
+                          req->client_ip[0] ? req->client_ip : NULL, &out, &msg, &retry);
   if (rc == WV_EAUTH) /* spec §0.3: an invalid Platform token is a 401 with no body */
     return wv_resp_api_error(req, resp, 401, NULL);
+  if (rc == WV_EBUSY && retry > 0) { /* a rate limit: 429, and when to come back */
+    const char *after = wv_arena_sprintf(req->arena, "%lld", (long long)retry);
+    int hrc = after ? wv_resp_error(req, resp, rc, msg) : WV_ENOMEM;
+    return hrc ? hrc : wv_resp_header(resp, "Retry-After", after);
+  }
   if (rc)
     return wv_resp_error(req, resp, rc, msg);
   return wv_resp_json(req, resp, 200, out);

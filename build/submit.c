@@ -17,6 +17,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "core/rand.h"
 #include "core/timefmt.h"
 #include "registry/token.h"
@@ -247,8 +248,20 @@ json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res) {
   return o;
 }
 
+/* Spec §1.2 step 8: every container request takes a pull permit (user, else client IP). */
+static int take_pull(const wv_app_t *app, wv_arena_t *a, const wv_creq_plan_t *plan,
+                     const char *client_ip, int64_t *retry_after_s, const char **msg) {
+  if (!app->pull_limit)
+    return 0;
+  int rc = wv_ratelimit_acquire(app->pull_limit, plan->user, client_ip, retry_after_s);
+  if (rc == WV_EBUSY)
+    *msg = wv_ratelimit_message(a, app->pull_limit, plan->user, client_ip);
+  return rc;
+}
+
 int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
-                   const char *client_ip, json_object **resp, const char **msg) {
+                   const char *client_ip, json_object **resp, const char **msg,
+                   int64_t *retry_after_s) {
   wv_creq_t r;
   wv_creq_plan_t plan;
   wv_creq_result_t res;
@@ -256,10 +269,11 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
   *msg = NULL;
   int rc = wv_creq_parse(a, body, len, v2, &r, msg);
   rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
+  rc = rc ? rc : take_pull(app, a, &plan, client_ip, retry_after_s, msg);
   if (!rc && plan.kind == WV_CREQ_MIRROR)
     return wv_mirror_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg);
   if (!rc && plan.kind == WV_CREQ_BUILD)
-    return wv_build_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg);
+    return wv_build_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg, retry_after_s);
   rc = rc ? rc : wv_creq_submit(app, a, &r, &plan, client_ip, wv_now_ns(), &res, resp, msg);
   if (!rc)
     wv_info("container request %s: %s -> %s (%s)", res.token, res.container_image, res.target_image,

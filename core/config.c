@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/netpolicy.h"
+#include "core/ratelimit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -55,6 +56,7 @@ static int check_level(const char *s, char *why, size_t whylen);
 static int check_builder(const char *s, char *why, size_t whylen);
 static int check_severity(const char *s, char *why, size_t whylen);
 static int check_outbound_allow(const char *s, char *why, size_t whylen);
+static int check_rate(const char *s, char *why, size_t whylen);
 
 /* Default builder command templates (docs/builds.md lists the placeholders). */
 #define BUILDAH "buildah --root {workspace}/buildah/root --runroot {workspace}/buildah/runroot " \
@@ -275,6 +277,23 @@ static const entry_t schema[] = {
     TPL("cran-base-packages", tpl_cran_base_packages, "littler r-cran-docopt",
         "Default cranOpts.basePackages."),
 #undef TPL
+    {"rate-limit.enabled", T_BOOL, OFF(rl_enabled), "false", 0, 0, NULL, NULL,
+     "Enforce the build and pull rate limits below (429 with Retry-After past them)."},
+    {"rate-limit.build.anonymous", T_STR, OFF(rl_build_anon), "10/1h", 0, 0, check_rate,
+     "rate-limit.build.anonymous",
+     "New builds per client IP of anonymous requests: <max>/<period>, or off."},
+    {"rate-limit.build.authenticated", T_STR, OFF(rl_build_auth), "250/1h", 0, 0, check_rate,
+     "rate-limit.build.authenticated", "New builds per account: <max>/<period>, or off."},
+    {"rate-limit.pull.anonymous", T_STR, OFF(rl_pull_anon), "250/1h", 0, 0, check_rate,
+     "rate-limit.pull.anonymous",
+     "Pulls (container requests, manifests by digest) per client IP of anonymous requests and "
+     "tokens: <max>/<period>, or off."},
+    {"rate-limit.pull.authenticated", T_STR, OFF(rl_pull_auth), "2000/1m", 0, 0, check_rate,
+     "rate-limit.pull.authenticated",
+     "Pulls per account (of the request, or of the token pulled): <max>/<period>, or off."},
+    {"rate-limit.max-keys", T_INT, OFF(rl_max_keys), "100000", 8, 1 << 24, NULL, NULL,
+     "Users and addresses each limiter tracks at once (16 bytes each); past it the key "
+     "closest to a full bucket is forgotten."},
     {"log.level", T_STR, OFF(log_level), "info", 0, 0, check_level, NULL,
      "Log level: debug, info, warn, error or off."},
 };
@@ -518,6 +537,11 @@ static int check_outbound_allow(const char *s, char *why, size_t whylen) {
   int rc = wv_netpolicy_new(s, false, &p, why, whylen);
   wv_netpolicy_free(p);
   return rc == WV_ENOMEM ? rc : rc ? WV_EINVAL : 0;
+}
+
+static int check_rate(const char *s, char *why, size_t whylen) {
+  wv_rate_t r;
+  return wv_rate_parse(s, &r, why, whylen);
 }
 
 static int check_builder(const char *s, char *why, size_t whylen) {

@@ -132,6 +132,14 @@ typedef struct {
   bool outbound_allow_private; /* wave.security.outbound.allow-private, false */
   char *outbound_allow;        /* wave.security.outbound.allow, "" = none (comma-separated) */
 
+  /* rate-limit.* — per-user / per-IP limits on builds and pulls (core/ratelimit.h) */
+  bool rl_enabled;     /* rate-limit.enabled, false */
+  char *rl_build_anon; /* rate-limit.build.anonymous, "10/1h" (per client IP) */
+  char *rl_build_auth; /* rate-limit.build.authenticated, "250/1h" (per account) */
+  char *rl_pull_anon;  /* rate-limit.pull.anonymous, "250/1h" */
+  char *rl_pull_auth;  /* rate-limit.pull.authenticated, "2000/1m" */
+  int rl_max_keys;     /* rate-limit.max-keys, 100000 (keys tracked per limiter) */
+
   /* log.* */
   char *log_level; /* log.level, "info" */
 

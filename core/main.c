@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/job.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "build/build.h"
 #include "build/builder.h"
 #include "http/client.h"
@@ -181,10 +182,20 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_error("cannot set up the upstream registry client: %s", wv_strerror(rc));
     return rc;
   }
+  if ((rc = wv_ratelimit_from_config(cfg, &app->build_limit, &app->pull_limit))) {
+    wv_error("cannot set up the rate limits: %s", wv_strerror(rc));
+    return rc;
+  }
+  if (cfg->rl_enabled)
+    wv_info("rate limits: builds %s anonymous, %s authenticated; pulls %s anonymous, %s "
+            "authenticated",
+            cfg->rl_build_anon, cfg->rl_build_auth, cfg->rl_pull_anon, cfg->rl_pull_auth);
   return 0;
 }
 
 static void close_services(wv_app_t *app) {
+  wv_ratelimit_free(app->pull_limit);
+  wv_ratelimit_free(app->build_limit);
   wv_upstream_free(app->upstream);
   wv_cas_close(app->cas);
   wv_bcache_close(app->bcache);

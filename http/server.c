@@ -147,6 +147,24 @@ void wv_srv_conn_close(conn_t *c) {
   uv_close((uv_handle_t *)&c->tcp, close_cb);
 }
 
+/*
+ * The peer's address as text, once per connection: rate limits key
+ * anonymous clients on it (an IPv4-mapped IPv6 address reads as IPv4).
+ */
+static void peer_ip(conn_t *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  c->ip[0] = '\0';
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len))
+    return;
+  if (ss.ss_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)&ss, c->ip, sizeof c->ip);
+  else if (ss.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof c->ip);
+  if (strncmp(c->ip, "::ffff:", 7) == 0 && strchr(c->ip + 7, '.'))
+    memmove(c->ip, c->ip + 7, strlen(c->ip + 7) + 1);
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   loop_t *l = server->data;
   if (status < 0)
@@ -172,6 +190,7 @@ static void on_connection(uv_stream_t *server, int status) {
     l->conns->prev = c;
   l->conns = c;
   uv_tcp_nodelay(&c->tcp, 1);
+  peer_ip(c);
   wv_srv_conn_parser_init(c);
   c->deadline = uv_now(&l->uv) + (uint64_t)l->srv->o.header_timeout_ms;
   wv_srv_start_reading(c);

@@ -130,6 +130,7 @@ struct conn {
   bool reading;
   bool throttled; /* write queue above HIGH_WATER */
   bool in_message;
+  char ip[46]; /* the client's address (wv_req_t.client_ip), "" when unknown */
 };
 
 /*

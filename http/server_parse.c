@@ -101,6 +101,7 @@ static int build_head(conn_t *c, exchange_t *ex) {
   req->registry = strcmp(path, "/v2") == 0 || strncmp(path, "/v2/", 4) == 0;
   req->keep_alive = llhttp_should_keep_alive(&c->parser);
   req->app = c->loop->srv->o.app;
+  memcpy(req->client_ip, c->ip, sizeof req->client_ip);
   return 0;
 }
 

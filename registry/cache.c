@@ -102,7 +102,8 @@ int wv_cache_token_encode(const wv_cache_token_t *t, wv_buf_t *out) {
   int rc = wv_buf_printf(out, "%d\n%d\n", t->kind, t->has_cc ? 1 : 0);
   rc = rc ? rc : put_line(out, t->registry);
   rc = rc ? rc : put_line(out, t->image);
-  return rc ? rc : put_line(out, t->reference);
+  rc = rc ? rc : put_line(out, t->reference);
+  return rc ? rc : put_line(out, t->user);
 }
 
 int wv_cache_token_decode(wv_arena_t *a, const void *val, size_t len, wv_cache_token_t *out) {
@@ -114,6 +115,10 @@ int wv_cache_token_decode(wv_arena_t *a, const void *val, size_t len, wv_cache_t
   rc = rc ? rc : take_line(a, &p, end, &out->registry);
   rc = rc ? rc : take_line(a, &p, end, &out->image);
   rc = rc ? rc : take_line(a, &p, end, &out->reference);
+  if (!rc && p < end && (rc = take_line(a, &p, end, &out->user)) == 0) {
+    out->has_user = true;
+    out->user = out->user[0] ? out->user : NULL;
+  }
   if (rc)
     return rc;
   if (!kind[0] || kind[1] || kind[0] < '0' || kind[0] > '3' || (cc[0] != '0' && cc[0] != '1'))

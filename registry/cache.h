@@ -22,8 +22,9 @@
  * entry says this repository's upstream served it (and so may be asked to
  * again) until it expires; the bytes may outlive it or be evicted first.
  * Unused fields are empty. The hot token record is
- *   <kind>\n<has containerConfig 0|1>\n<registry>\n<image>\n<reference>\n
- * and expires with the token.
+ *   <kind>\n<has containerConfig 0|1>\n<registry>\n<image>\n<reference>\n<user>\n
+ * (user: the account of the request, empty when anonymous; records written
+ * before it existed end after the reference) and expires with the token.
  *
  * Decoding copies into the caller's arena (the bytes of a view are valid only
  * inside the view callback), so it is safe on any thread. No global state.
@@ -62,6 +63,8 @@ typedef struct {
   const char *registry;
   const char *image;
   const char *reference;
+  const char *user; /* account of the token's request, NULL when anonymous */
+  bool has_user;    /* the record says who (false: an older record without the line) */
 } wv_cache_token_t;
 
 /* Key builders: arena strings, NULL on OOM or when the key would exceed WV_STORE_KEY_MAX. */

@@ -18,10 +18,19 @@
  * upstream blob, tags, an error that needs the full record to word it — is
  * deferred to a worker (WV_DEFER) with the parsed context, where the full
  * token record is read and the request is resolved against the upstream.
+ *
+ * Pull rate limit (spec §3.3 step 1, §5.3): a manifest request by digest
+ * takes one pull permit of the token's account (the hot record names it) or
+ * of the client's address (plain form, anonymous tokens), before anything
+ * else is looked up. It is taken where the key is first known — on the loop
+ * for the plain form and for tokens with a hot record, else on the worker —
+ * and only once (pull_counted). With limits off app->pull_limit is NULL and
+ * this costs one test per request.
  */
 #include "registry/proxy.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "registry/augment.h"
 #include "registry/proxy_int.h"
 #include "registry/upstream.h"
@@ -63,6 +72,27 @@ int wv_proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_ent
   wv_resp_header(resp, "Docker-Content-Digest", e->digest);
   wv_resp_header(resp, "Etag", e->digest);
   return 0;
+}
+
+/* ---- the pull rate limit (loop or worker) -------------------------------------- */
+
+static bool pull_counts(const wv_pctx_t *ctx) {
+  return ctx->app->pull_limit && !ctx->pull_counted && ctx->rt.kind == WV_ROUTE_MANIFESTS &&
+         ctx->rt.is_digest;
+}
+
+/* Takes the permit of user (NULL: the client's address); over the limit answers 429. */
+static int take_pull(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, const char *user) {
+  int64_t retry = 0;
+  ctx->pull_counted = true;
+  if (wv_ratelimit_acquire(ctx->app->pull_limit, user, req->client_ip, &retry) == 0)
+    return 0;
+  const char *msg = wv_ratelimit_message(req->arena, ctx->app->pull_limit, user, req->client_ip);
+  const char *after = wv_arena_sprintf(req->arena, "%lld", (long long)retry);
+  if (!msg || !after)
+    return WV_ENOMEM;
+  int rc = reg_error(req, resp, WV_REGERR_TOOMANYREQUESTS, 429, msg);
+  return rc ? rc : wv_resp_header(resp, "Retry-After", after);
 }
 
 /* ---- the hot path (IO loop) ------------------------------------------------- */
@@ -120,6 +150,10 @@ static int hot_lookup(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_s
     int rc = hot_token(req, resp, ctx, snap);
     if (rc || resp->status)
       return rc;
+    if (pull_counts(ctx) && !ctx->hot.has_user)
+      return WV_DEFER; /* an older hot record: the worker knows the account */
+    if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, ctx->hot.user)) || resp->status))
+      return rc;
   }
   if (ctx->rt.kind == WV_ROUTE_TAGS)
     return WV_DEFER;
@@ -161,6 +195,8 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
                                         ctx->registry));
     if (ctx->rt.kind == WV_ROUTE_TAGS)
       return WV_DEFER;
+    if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, NULL)) || resp->status))
+      return rc;
   }
   wv_store_snap_t snap;
   if (wv_store_snap_begin(ctx->app->store, &snap))
@@ -185,6 +221,8 @@ static void put_hot_record(wv_req_t *req, wv_pctx_t *ctx) {
       .registry = ctx->rec.registry,
       .image = ctx->rec.image,
       .reference = ctx->rec.reference ? ctx->rec.reference : "",
+      .user = ctx->rec.user,
+      .has_user = true,
   };
   wv_buf_t b;
   wv_buf_init(&b, 64 << 10);
@@ -233,7 +271,7 @@ static int load_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
                                       ctx->rt.image, t->token, t->image));
   ctx->registry = t->registry;
   ctx->image = t->image;
-  if (!ctx->have_hot)
+  if (!ctx->have_hot || !ctx->hot.has_user)
     put_hot_record(req, ctx);
   return 0;
 }
@@ -279,6 +317,8 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
   if (ctx->token_form) {
     int rc = load_token(req, resp, ctx);
     if (rc || resp->status)
+      return rc;
+    if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, ctx->rec.user)) || resp->status))
       return rc;
     /* Images waved builds: wait for the build, serve the embedded registry (build_pull.c). */
     if (ctx->rec.kind == WV_TOKEN_BUILD && (rc = wv_proxy_build_worker(req, resp, ctx)) != WV_DEFER)

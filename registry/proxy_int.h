@@ -31,6 +31,7 @@ typedef struct {
   bool have_hot;
   wv_token_rec_t rec; /* token form, worker: the full record */
   bool have_rec;
+  bool pull_counted; /* the pull permit of this request was taken (loop or worker) */
 } wv_pctx_t;
 
 /* True when the token carries a containerConfig that changes something. */

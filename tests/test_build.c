@@ -15,6 +15,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "core/timefmt.h"
 #include "http/client.h"
 #include "storage/cas.h"
@@ -118,7 +119,7 @@ static void env_close(env_t *e) {
 static int submit(env_t *e, const char *body, json_object **out, const char **msg) {
   *msg = NULL;
   *out = NULL;
-  return wv_creq_handle(&e->app, e->a, body, strlen(body), true, "203.0.113.7", out, msg);
+  return wv_creq_handle(&e->app, e->a, body, strlen(body), true, "203.0.113.7", out, msg, NULL);
 }
 
 static const char *jstr(json_object *o, const char *key) {
@@ -355,6 +356,81 @@ TEST(failure_window_then_retry) {
   env_close(&e);
 }
 
+/* ---- rate limits (core/ratelimit.h) ------------------------------------------------- */
+
+TEST(build_rate_limit_counts_new_builds_only) {
+  env_t e;
+  CHECK_OK(env_open(&e, "ok"));
+  wv_rate_t one = {1, 3600000}, off = {0, 0};
+  CHECK_OK(wv_ratelimit_new("build", one, off, 64, &e.app.build_limit));
+  json_object *o;
+  const char *msg;
+  /* Dry runs build nothing and take no permit. */
+  CHECK_OK(submit(&e, file_body(&e, "FROM scratch\n", ",\"dryRun\":true"), &o, &msg));
+  json_object_put(o);
+  const char *body = file_body(&e, "FROM scratch\nCOPY . /\n", NULL);
+  CHECK_OK(submit(&e, body, &o, &msg)); /* the one permit */
+  const char *id = wv_arena_strdup(e.a, jstr(o, "buildId"));
+  json_object_put(o);
+  CHECK_OK(submit(&e, body, &o, &msg)); /* joined: no permit */
+  CHECK_EQ_STR(jstr(o, "buildId"), id);
+  json_object_put(o);
+  CHECK_EQ_INT(wait_job(&e, id), WV_JOB_SUCCEEDED);
+  CHECK_OK(submit(&e, body, &o, &msg)); /* cached: no permit */
+  CHECK_EQ_STR(jbool(o, "cached"), "1");
+  json_object_put(o);
+  /* A second new build is over the limit: 429, nothing created. */
+  const char *other = file_body(&e, "FROM scratch\nCOPY . /other\n", NULL);
+  int64_t retry = 0;
+  o = NULL;
+  CHECK_EQ_INT(
+      wv_creq_handle(&e.app, e.a, other, strlen(other), true, "203.0.113.7", &o, &msg, &retry),
+      WV_EBUSY);
+  CHECK(o == NULL);
+  CHECK_EQ_STR(msg, "Request exceeded build rate limit for IP 203.0.113.7");
+  CHECK(retry >= 3599 && retry <= 3600);
+  /* An account has its own budget; the refused build was never counted. */
+  CHECK_OK(wv_ratelimit_acquire(e.app.build_limit, "alice", NULL, NULL));
+  wv_ratelimit_free(e.app.build_limit);
+  e.app.build_limit = NULL;
+  CHECK_OK(submit(&e, other, &o, &msg));
+  CHECK(strcmp(jstr(o, "buildId") + 19, "_1") == 0);
+  CHECK_EQ_INT(wait_job(&e, jstr(o, "buildId")), WV_JOB_SUCCEEDED);
+  json_object_put(o);
+  env_close(&e);
+}
+
+TEST(container_requests_take_pull_permits) {
+  env_t e;
+  CHECK_OK(env_open(&e, "ok"));
+  wv_rate_t two = {2, 60000}, off = {0, 0};
+  CHECK_OK(wv_ratelimit_new("pull", two, off, 64, &e.app.pull_limit));
+  json_object *o;
+  const char *msg;
+  const char *body = file_body(&e, "FROM scratch\n", ",\"dryRun\":true");
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(submit(&e, body, &o, &msg));
+    json_object_put(o);
+  }
+  int64_t retry = 0;
+  CHECK_EQ_INT(
+      wv_creq_handle(&e.app, e.a, body, strlen(body), true, "203.0.113.7", &o, &msg, &retry),
+      WV_EBUSY);
+  CHECK_EQ_STR(msg, "Request exceeded pull rate limit for IP 203.0.113.7");
+  CHECK_EQ_INT(retry, 30);
+  /* Another address is not affected; a request refused as invalid takes nothing. */
+  CHECK_OK(wv_creq_handle(&e.app, e.a, body, strlen(body), true, "203.0.113.8", &o, &msg, NULL));
+  json_object_put(o);
+  CHECK_EQ_INT(wv_creq_handle(&e.app, e.a, "{}", 2, true, "203.0.113.9", &o, &msg, NULL),
+               WV_EINVAL);
+  CHECK_OK(wv_creq_handle(&e.app, e.a, body, strlen(body), true, "203.0.113.9", &o, &msg, NULL));
+  json_object_put(o);
+  CHECK_OK(wv_creq_handle(&e.app, e.a, body, strlen(body), true, "203.0.113.9", &o, &msg, NULL));
+  json_object_put(o);
+  wv_ratelimit_free(e.app.pull_limit);
+  env_close(&e);
+}
+
 TEST(build_context_checked) {
   env_t e;
   CHECK_OK(env_open(&e, "ok"));
@@ -446,4 +522,5 @@ TEST(freeze_layer_archives) {
 
 WV_TESTS(T(ansi_strip), T(log_lock_sections), T(packages_use_config_images), T(refusals),
          T(dry_run_builds_nothing), T(build_join_reuse_records), T(failure_window_then_retry),
-         T(build_context_checked), T(freeze_id_has_config), T(freeze_layer_archives))
+         T(build_context_checked), T(freeze_id_has_config), T(freeze_layer_archives),
+         T(build_rate_limit_counts_new_builds_only), T(container_requests_take_pull_permits))

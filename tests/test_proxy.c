@@ -8,6 +8,7 @@
 #include "core/config.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "http/client.h"
 #include "http/router.h"
 #include "registry/proxy.h"
@@ -92,13 +93,25 @@ TEST(cache_token_record) {
                         .image = "library/busybox",
                         .reference = "latest"};
   CHECK_OK(wv_cache_token_encode(&t, &b));
-  CHECK_EQ_STR(b.data, "0\n1\n127.0.0.1:5000\nlibrary/busybox\nlatest\n");
+  CHECK_EQ_STR(b.data, "0\n1\n127.0.0.1:5000\nlibrary/busybox\nlatest\n\n");
   wv_cache_token_t d;
   CHECK_OK(wv_cache_token_decode(a, b.data, b.len, &d));
   CHECK(d.has_cc && d.kind == WV_TOKEN_CONTAINER);
+  CHECK(d.has_user && d.user == NULL); /* anonymous */
+  /* The account of the request rides along (rate limits on the hot path). */
+  t.user = "alice";
+  wv_buf_reset(&b);
+  CHECK_OK(wv_cache_token_encode(&t, &b));
+  CHECK_OK(wv_cache_token_decode(a, b.data, b.len, &d));
+  CHECK(d.has_user);
+  CHECK_EQ_STR(d.user, "alice");
   CHECK_EQ_STR(d.registry, "127.0.0.1:5000");
   CHECK_EQ_STR(d.image, "library/busybox");
   CHECK_EQ_INT(wv_cache_token_decode(a, "7\n1\nr\ni\nx\n", 10, &d), WV_EPARSE);
+  /* A record written before the user line existed still decodes: who is unknown. */
+  CHECK_OK(wv_cache_token_decode(a, "0\n0\nr\ni\nx\n", 10, &d));
+  CHECK(!d.has_user && d.user == NULL);
+  CHECK_EQ_STR(d.reference, "x");
   wv_buf_free(&b);
   wv_arena_free(a);
 }
@@ -259,11 +272,14 @@ static void env_close(env_t *env) {
   wv_http_global_cleanup();
 }
 
+static const char *run_ip = ""; /* the client address run_v2 gives its requests */
+
 /* Runs one GET/HEAD through the route as the server would (inline, then worker on WV_DEFER). */
 static int run_v2(env_t *env, unsigned method, const char *path, wv_arena_t *a, wv_resp_t *resp,
                   bool worker, int *inline_rc) {
   static wv_req_t req;
   memset(&req, 0, sizeof req);
+  snprintf(req.client_ip, sizeof req.client_ip, "%s", run_ip);
   memset(resp, 0, sizeof *resp);
   resp->fd = -1;
   req.arena = a;
@@ -286,8 +302,11 @@ static int run_v2(env_t *env, unsigned method, const char *path, wv_arena_t *a, 
   return rc;
 }
 
+static const char *put_user = NULL; /* the account put_token records */
+
 static int put_token(env_t *env, const char *token, const char *registry, const char *image) {
   wv_token_rec_t t = {.token = token,
+                      .user = put_user,
                       .registry = registry,
                       .image = image,
                       .reference = "latest",
@@ -385,5 +404,117 @@ TEST(hot_path) {
   env_close(&env);
 }
 
+/* Puts a cached manifest {"x":1} (digest D1) under key. */
+static int put_manifest(env_t *env, const char *key) {
+  wv_buf_t b;
+  wv_buf_init(&b, 1 << 20);
+  wv_cache_entry_t e = {.kind = WV_CACHE_MANIFEST,
+                        .media_type = "application/vnd.oci.image.manifest.v1+json",
+                        .digest = D1,
+                        .location = "",
+                        .body = "{\"x\":1}",
+                        .body_len = 7};
+  int rc = wv_cache_encode(&e, &b);
+  rc = rc ? rc : wv_store_put(env->app.store, WV_DB_MANIFESTS, key, b.data, b.len, 0);
+  wv_buf_free(&b);
+  return rc;
+}
+
+static const char *resp_header(const wv_resp_t *r, const char *name) {
+  for (int i = 0; i < r->nheaders; i++)
+    if (strcmp(r->headers[i].name, name) == 0)
+      return r->headers[i].value;
+  return NULL;
+}
+
+/* Waits (up to 1 s) for the asynchronous hot record of token, with its user line. */
+static bool wait_hot(env_t *env, wv_arena_t *a, const char *token) {
+  for (int i = 0; i < 100; i++) {
+    wv_cache_token_t t;
+    if (wv_cache_token_get(env->app.store, a, token, &t) == 0 && t.has_user)
+      return true;
+    struct timespec ts = {0, 10 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return false;
+}
+
+TEST(pull_rate_limit) {
+  env_t env;
+  CHECK_OK(env_open(&env));
+  wv_arena_t *a = wv_arena_new(0);
+  wv_resp_t resp;
+  int irc;
+  wv_rate_t anon = {2, 3600000}, auth = {3, 3600000};
+  CHECK_OK(wv_ratelimit_new("pull", anon, auth, 64, &env.app.pull_limit));
+  /* Plain form, a cached manifest by digest: counted on the loop, per client address. */
+  CHECK_OK(put_manifest(&env, wv_cache_key_manifest(a, "quay.io", "library/bb", D1)));
+  const char *dpath = "/v2/quay.io/library/bb/manifests/" D1;
+  run_ip = "198.51.100.1";
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(run_v2(&env, i ? WV_M_HEAD : WV_M_GET, dpath, a, &resp, false, &irc));
+    CHECK_EQ_INT(irc, 0);
+    CHECK_EQ_INT(resp.status, 200);
+  }
+  CHECK_OK(run_v2(&env, WV_M_GET, dpath, a, &resp, false, &irc));
+  CHECK_EQ_INT(irc, 0); /* refused on the loop */
+  CHECK_EQ_INT(resp.status, 429);
+  CHECK(strstr(resp.body, "{\"code\":\"TOOMANYREQUESTS\",\"message\":\"Request exceeded pull "
+                          "rate limit for IP 198.51.100.1\""));
+  CHECK_EQ_STR(resp_header(&resp, "Retry-After"), "1800");
+  /* Tags and blobs take no permit: not refused (deferred to a worker here). */
+  CHECK_EQ_INT(
+      run_v2(&env, WV_M_GET, "/v2/quay.io/library/bb/manifests/latest", a, &resp, false, &irc),
+      WV_DEFER);
+  CHECK_EQ_INT(resp.status, 0);
+  CHECK_EQ_INT(run_v2(&env, WV_M_GET, "/v2/quay.io/library/bb/blobs/" D1, a, &resp, false, &irc),
+               WV_DEFER);
+  CHECK_EQ_INT(resp.status, 0);
+  run_ip = "198.51.100.2"; /* another address */
+  CHECK_OK(run_v2(&env, WV_M_GET, dpath, a, &resp, false, &irc));
+  CHECK_EQ_INT(resp.status, 200);
+  /* Token form: the token's account. The first pull runs on a worker (no hot record). */
+  put_user = "alice";
+  CHECK_OK(put_token(&env, "tokalice", "quay.io", "library/bb"));
+  put_user = NULL;
+  const char *tpath = "/v2/wt/tokalice/library/bb/manifests/" D1;
+  CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, true, &irc));
+  CHECK_EQ_INT(irc, WV_DEFER);
+  CHECK_EQ_INT(resp.status, 200); /* the digest entry is cached */
+  CHECK(wait_hot(&env, a, "tokalice"));
+  for (int i = 0; i < 2; i++) {
+    run_ip = i ? "198.51.100.3" : "198.51.100.4";
+    CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, false, &irc));
+    CHECK_EQ_INT(irc, 0);
+    CHECK_EQ_INT(resp.status, 200);
+  }
+  CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, false, &irc));
+  CHECK_EQ_INT(resp.status, 429);
+  CHECK(strstr(resp.body, "Request exceeded pull rate limit for user alice"));
+  CHECK_EQ_STR(resp_header(&resp, "Retry-After"), "1200");
+  /* A hot record from before the account line: the loop leaves the request to the worker,
+   * which counts it and rewrites the record. */
+  CHECK_OK(put_token(&env, "tokold", "quay.io", "library/bb"));
+  CHECK_OK(wv_store_put(env.app.store, WV_DB_MANIFESTS, wv_cache_key_token(a, "tokold"),
+                        "0\n0\nquay.io\nlibrary/bb\nlatest\n", 30, 0));
+  run_ip = "198.51.100.5";
+  const char *opath = "/v2/wt/tokold/library/bb/manifests/" D1;
+  CHECK_EQ_INT(run_v2(&env, WV_M_GET, opath, a, &resp, false, &irc), WV_DEFER);
+  CHECK_OK(run_v2(&env, WV_M_GET, opath, a, &resp, true, &irc));
+  CHECK_EQ_INT(resp.status, 200);
+  CHECK(wait_hot(&env, a, "tokold"));
+  CHECK_OK(run_v2(&env, WV_M_GET, opath, a, &resp, false, &irc));
+  CHECK_EQ_INT(irc, 0); /* on the loop again */
+  CHECK_EQ_INT(resp.status, 200);
+  CHECK_OK(run_v2(&env, WV_M_GET, opath, a, &resp, false, &irc));
+  CHECK_EQ_INT(resp.status, 429); /* the worker's permit counted: the address's two are used */
+  wv_ratelimit_free(env.app.pull_limit);
+  env.app.pull_limit = NULL;
+  run_ip = "";
+  wv_arena_free(a);
+  env_close(&env);
+}
+
 WV_TESTS(T(cache_keys), T(cache_entry_roundtrip), T(cache_token_record), T(layer_locations),
-         T(absolute_location), T(error_mapping), T(retry_policy), T(coalescing), T(hot_path))
+         T(absolute_location), T(error_mapping), T(retry_policy), T(coalescing), T(hot_path),
+         T(pull_rate_limit))

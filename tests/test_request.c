@@ -66,7 +66,7 @@ static void env_close(env_t *e) {
 /* Runs parse + check + submit on body; returns rc, *msg and *out (response). */
 static int run(env_t *e, const char *body, bool v2, json_object **out, const char **msg) {
   *msg = NULL;
-  return wv_creq_handle(&e->app, e->a, body, strlen(body), v2, "203.0.113.7", out, msg);
+  return wv_creq_handle(&e->app, e->a, body, strlen(body), v2, "203.0.113.7", out, msg, NULL);
 }
 
 static const char *jstr(json_object *o, const char *key) {

@@ -1,0 +1,98 @@
+/*
+ * core/ratelimit.h — per-user (or per-client-IP) rate limits on builds and
+ * pulls (spec §5.3, design §7; docs/rate-limits.md).
+ *
+ * A rate is "<max>/<period>" (10/1h: ten permits an hour). One limiter
+ * (wv_ratelimit_t) serves one kind of permit, build or pull, with two rates:
+ * one for authenticated requests, keyed by the account name, and one for
+ * anonymous requests, keyed by the client's IP address. Each key has a token
+ * bucket of max permits that refills continuously at max per period (GCRA:
+ * the whole state of a key is one instant, its "theoretical arrival time"),
+ * so a burst of max is allowed at once and the next permit follows
+ * period/max later. A refused request learns how long until a permit is
+ * available (Retry-After).
+ *
+ * Memory is fixed at creation: max_keys slots (rounded up to a power of two),
+ * 16 bytes each, grouped in sets of 8 chosen by a keyed hash of the key. A
+ * key whose bucket is full again is indistinguishable from an absent one, so
+ * its slot is reused freely; when a set holds 8 busy keys the one closest to
+ * full is forgotten (that key gets its permits back early: under a flood of
+ * distinct keys the limit loosens, memory never grows). Every check is O(1).
+ *
+ * Thread rules: wv_ratelimit_acquire* may be called from any thread at once
+ * (the IO loops call it on the manifest hot path). A set is guarded by one of
+ * 64 cache-line-aligned mutexes picked by the set's index, so two requests
+ * contend only when their keys fall in the same stripe; there is no global
+ * lock. The clock is monotonic (wv_mono_ns).
+ */
+#ifndef WV_RATELIMIT_H
+#define WV_RATELIMIT_H
+
+#include "core/arena.h"
+#include "core/config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define WV_RATE_MAX_PERMITS 1000000000u /* per period */
+#define WV_RATE_MIN_PERIOD_MS 1000LL
+#define WV_RATE_MAX_PERIOD_MS (366LL * 24 * 3600 * 1000)
+#define WV_RATELIMIT_MAX_KEYS (1u << 24)
+
+typedef struct {
+  uint32_t max;      /* permits per period; 0 = unlimited ("off") */
+  int64_t period_ms; /* 0 when unlimited */
+} wv_rate_t;
+
+/*
+ * Parses "<max>/<period>" (period: a number and ms, s, m, h or d, e.g. 10/1h,
+ * 2000/1m; a bare unit means 1 of it: 25/d) or "off" (unlimited). max is
+ * 1..WV_RATE_MAX_PERMITS, period 1s..366d. 0, or WV_EINVAL with the reason
+ * in why (whylen bytes, always NUL-terminated).
+ */
+int wv_rate_parse(const char *s, wv_rate_t *out, char *why, size_t whylen);
+
+typedef struct wv_ratelimit wv_ratelimit_t;
+
+/*
+ * Creates a limiter for permits named what ("build", "pull": used in the
+ * refusal message). max_keys (1..WV_RATELIMIT_MAX_KEYS) bounds the keys
+ * tracked at once. 0, WV_EINVAL or WV_ENOMEM. Free with wv_ratelimit_free.
+ */
+int wv_ratelimit_new(const char *what, wv_rate_t anonymous, wv_rate_t authenticated,
+                     size_t max_keys, wv_ratelimit_t **out);
+void wv_ratelimit_free(wv_ratelimit_t *rl);
+
+/*
+ * Takes one permit for user (an account name; NULL or "" = anonymous, then
+ * the key is ip; NULL or "" ip counts as one shared "unknown" address).
+ * Returns 0 when granted, or WV_EBUSY when the key is over its rate, with
+ * *retry_after_s (may be NULL) set to the whole seconds (at least 1) until
+ * a permit is available. The _at form takes the monotonic instant (tests).
+ */
+int wv_ratelimit_acquire(wv_ratelimit_t *rl, const char *user, const char *ip,
+                         int64_t *retry_after_s);
+int wv_ratelimit_acquire_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
+                            int64_t *retry_after_s);
+
+/*
+ * The refusal message of spec §3.3/§4.1 in arena a: "Request exceeded
+ * <what> rate limit for user <user>" or "... for IP <ip>". NULL on OOM.
+ */
+const char *wv_ratelimit_message(wv_arena_t *a, const wv_ratelimit_t *rl, const char *user,
+                                 const char *ip);
+
+/*
+ * The two limiters of a configuration (rate-limit.*): *build and *pull, each
+ * NULL when rate-limit.enabled is false or both of its rates are off, so a
+ * caller's whole cost when limits are off is one NULL test. 0, WV_EINVAL
+ * (a rate that does not parse; config loading refuses those first) or
+ * WV_ENOMEM.
+ */
+int wv_ratelimit_from_config(const wv_config_t *cfg, wv_ratelimit_t **build, wv_ratelimit_t **pull);
+
+/* Slots (a power of two, at least max_keys) and keys forgotten early so far. */
+size_t wv_ratelimit_capacity(const wv_ratelimit_t *rl);
+uint64_t wv_ratelimit_evictions(const wv_ratelimit_t *rl);
+
+#endif
