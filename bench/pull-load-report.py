@@ -98,7 +98,7 @@ for when in ("before", "after"):
 large = {}
 large["waved-upstream"] = ratio("large waved-upstream (blob cache) / nginx (MB/s)", ("large", "waved-upstream"), ("large", "nginx"), "mbps")
 ratio("large waved-upstream (blob cache) / docker-registry (MB/s)", ("large", "waved-upstream"), ("large", "docker-registry"), "mbps")
-ratio("large waved-upstream-first (cold, teed) / docker-registry (MB/s)", ("large", "waved-upstream-first"), ("large", "docker-registry"), "mbps")
+ratio("large waved-upstream-first (cold, teed, 1 connection) / docker-registry (4 connections, MB/s)", ("large", "waved-upstream-first"), ("large", "docker-registry"), "mbps")
 ratio("large waved-stream (blob cache off) / nginx (MB/s)", ("large", "waved-stream"), ("large", "nginx"), "mbps")
 ratio("large waved-stream (blob cache off) / docker-registry (MB/s)", ("large", "waved-stream"), ("large", "docker-registry"), "mbps")
 large["waved-store"] = ratio("large waved-store / nginx-store, same file (MB/s)", ("large", "waved-store"), ("large", "nginx-store"), "mbps")
