@@ -39,7 +39,7 @@ test-asan:
 test-tsan:
 	@packaging/deps.sh build test
 	$(MAKE) --no-print-directory build OUT=out-tsan CMAKE_FLAGS=-DWAVED_TSAN=ON
-	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir out-tsan --output-on-failure -j$(JOBS)
+	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" ctest --test-dir out-tsan --output-on-failure -j$(JOBS)
 
 bench:
 	@packaging/deps.sh build bench

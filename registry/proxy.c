@@ -342,8 +342,6 @@ static const wv_route_t proxy_routes[] = {
 };
 
 int wv_proxy_register(wv_router_t *r, wv_app_t *app) {
-  if (app && app->upstream && app->cfg)
-    wv_upstream_set_timeouts(app->upstream, app->cfg->hc_connect_timeout_ms,
-                             app->cfg->hc_read_timeout_ms);
+  (void)app; /* the upstream's timeouts are set where it is created (core/main.c) */
   return wv_router_add(r, proxy_routes, sizeof proxy_routes / sizeof proxy_routes[0]);
 }

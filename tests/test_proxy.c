@@ -259,6 +259,8 @@ static int env_open(env_t *env) {
       wv_upstream_new(&env->app.upstream, &env->cfg.registries) || wv_router_new(&env->router) ||
       wv_proxy_register(env->router, &env->app))
     return -1;
+  wv_upstream_set_timeouts(env->app.upstream, env->cfg.hc_connect_timeout_ms,
+                           env->cfg.hc_read_timeout_ms);
   return 0;
 }
 
