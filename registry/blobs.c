@@ -32,6 +32,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/timefmt.h"
+#include "registry/blobfill.h"
 #include "registry/mediatype.h"
 #include "registry/proxy_int.h"
 #include "registry/upstream.h"
@@ -41,8 +42,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ERROR_BODY_MAX (64u << 10)
+#define FOLLOW_CHUNK (256u << 10) /* a follower's read from the leader's file */
 
 static int blob_headers(wv_resp_t *resp, const char *digest) {
   wv_resp_header(resp, "Docker-Content-Digest", digest);
@@ -97,6 +100,7 @@ typedef struct {
   wv_req_t *req;
   wv_resp_t *resp;
   wv_bcache_writer_t *tee; /* the streamed body goes to the blob cache too */
+  wv_bfill_t *fill;        /* leader of concurrent GETs of this blob: they read the tee */
   const char *media_type;  /* upstream Content-Type of a 200 */
   const char *digest;
   uint64_t threshold;
@@ -128,6 +132,9 @@ static int dlg_begin_stream(dlg_t *d, const wv_http_resp_t *r) {
   wv_bcache_t *bc = ((wv_app_t *)req->app)->bcache;
   if (bc && wv_bcache_begin(bc, d->length, &d->tee) != 0)
     d->tee = NULL; /* too big, disk low or an IO error: stream without keeping it */
+  if (d->tee && d->fill &&
+      wv_bfill_start(d->fill, wv_bcache_writer_fd(d->tee), d->length, d->media_type) != 0)
+    wv_bfill_finish(d->fill, false); /* no descriptor to share: followers fetch on their own */
   if (d->length >= 0) {
     d->resp->has_length = true;
     d->resp->length = (uint64_t)d->length;
@@ -171,6 +178,10 @@ static int dlg_body(void *arg, const char *data, size_t len) {
     if (d->tee && wv_bcache_write(d->tee, data, len) != 0) {
       wv_bcache_abort(d->tee);
       d->tee = NULL;
+      if (d->fill) /* the followers' source is gone: cut them */
+        wv_bfill_finish(d->fill, false);
+    } else if (d->tee && d->fill) {
+      wv_bfill_progress(d->fill, d->streamed);
     }
     d->write_rc = wv_req_stream_write(d->req, data, len);
     return d->write_rc;
@@ -282,12 +293,13 @@ static int dlg_answer(dlg_t *d, const wv_http_resp_t *r, const char *registry, c
   return rc ? rc : blob_headers(resp, d->digest);
 }
 
-static int delegate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *registry,
-                    const char *image, const char *digest) {
+/* Fetches the blob upstream; fill (may be NULL): this GET leads concurrent ones. */
+static int delegate_fill(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *registry,
+                         const char *image, const char *digest, wv_bfill_t *fill) {
   const char *path = wv_arena_sprintf(req->arena, "/v2/%s/blobs/%s", image, digest);
   if (!path)
     return WV_ENOMEM;
-  dlg_t d = {.req = req, .resp = resp, .digest = digest, .length = -1};
+  dlg_t d = {.req = req, .resp = resp, .digest = digest, .length = -1, .fill = fill};
   d.threshold = app->cfg->hc_stream_threshold;
   wv_buf_init(&d.buf, ERROR_BODY_MAX);
   bool head = req->method == WV_M_HEAD;
@@ -303,12 +315,14 @@ static int delegate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *r
   wv_perr_t e;
   wv_http_resp_init(&r);
   int rc = wv_fetch(app, registry, image, &hr, &r, &d.began, &e);
+  bool published = false;
   if (d.began) {
     rc = dlg_finish_stream(&d, rc, registry);
     if (rc == 0 && d.tee) {
       wv_bcache_writer_t *tee = d.tee;
       d.tee = NULL;
-      if (wv_bcache_commit(tee, digest) == 0)
+      published = wv_bcache_commit(tee, digest) == 0;
+      if (published)
         remember(req, registry, image, digest, d.streamed, d.media_type);
     }
   } else if (d.sha_on) {
@@ -322,6 +336,8 @@ static int delegate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *r
   }
   if (d.sha_on)
     wv_sha256_abort(&d.sha);
+  if (fill) /* before the tee's file goes: followers finish reading from their own descriptor */
+    wv_bfill_finish(fill, published);
   wv_bcache_abort(d.tee);
   wv_buf_free(&d.buf);
   wv_http_resp_free(&r);
@@ -368,10 +384,88 @@ static int revalidate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char 
   return 0;
 }
 
+
+static int delegate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *registry,
+                    const char *image, const char *digest) {
+  return delegate_fill(req, resp, app, registry, image, digest, NULL);
+}
+
+/*
+ * A follower: sends the bytes the leader writes into the blob cache's temp
+ * file as they arrive. WV_DEFER before anything was sent when the leader
+ * does not stream into a file (the caller then fetches on its own); after
+ * the head went out, an error cuts the connection.
+ */
+static int follow(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, wv_bfill_t *f,
+                  const char *digest) {
+  int fd = -1;
+  int64_t length = -1;
+  char mt[256];
+  wv_bfill_state_t st =
+      wv_bfill_wait_start(f, app->cfg->hc_read_timeout_ms, &fd, &length, mt, sizeof mt);
+  if ((st != WV_BFILL_STREAMING && st != WV_BFILL_DONE) || fd < 0)
+    return WV_DEFER;
+  wv_resp_static(resp, 200, wv_arena_strdup(req->arena, mt[0] ? mt : "application/octet-stream"),
+                 NULL, 0);
+  blob_headers(resp, digest);
+  resp->has_length = length >= 0;
+  resp->length = length >= 0 ? (uint64_t)length : 0;
+  int rc = wv_req_stream_begin(req);
+  char *buf = rc ? NULL : wv_arena_alloc(req->arena, FOLLOW_CHUNK);
+  if (rc || !buf)
+    return rc ? rc : WV_ENOMEM;
+  uint64_t off = 0;
+  for (;;) {
+    uint64_t written, before = off;
+    st = wv_bfill_wait(f, off, app->cfg->hc_idle_timeout_ms, &written);
+    while (off < written) {
+      size_t n = written - off < FOLLOW_CHUNK ? (size_t)(written - off) : FOLLOW_CHUNK;
+      ssize_t k = pread(fd, buf, n, (off_t)off);
+      if (k <= 0)
+        return WV_EIO;
+      if ((rc = wv_req_stream_write(req, buf, (size_t)k)) != 0)
+        return rc;
+      off += (uint64_t)k;
+    }
+    if (st == WV_BFILL_DONE)
+      return length < 0 || off == (uint64_t)length ? 0 : WV_EIO;
+    if (st != WV_BFILL_STREAMING)
+      return WV_EIO; /* the leader failed: so does this copy */
+    if (written == before)
+      return WV_ETIMEOUT;
+  }
+}
+
+/*
+ * A GET of an upstream blob nobody has cached: the first one streams (and
+ * fills the cache), GETs of the same blob of the same repository arriving
+ * meanwhile follow it (registry/blobfill.h).
+ */
+static int fetch_shared(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *registry,
+                        const char *image, const char *digest) {
+  const char *key = wv_cache_key_blob(req->arena, registry, image, digest);
+  bool leader = false;
+  wv_bfill_t *f = req->method == WV_M_GET && app->bcache && key ? wv_bfill_join(key, &leader) : NULL;
+  if (!f)
+    return delegate(req, resp, app, registry, image, digest);
+  int rc;
+  if (leader) {
+    rc = delegate_fill(req, resp, app, registry, image, digest, f);
+  } else {
+    rc = follow(req, resp, app, f, digest);
+    if (rc == WV_DEFER)
+      rc = revalidate(req, resp, app, registry, image, digest);
+    if (rc == WV_DEFER)
+      rc = delegate(req, resp, app, registry, image, digest);
+  }
+  wv_bfill_leave(f);
+  return rc;
+}
+
 static int delegate_or_cache(wv_req_t *req, wv_resp_t *resp, wv_app_t *app,
                              const char *registry, const char *image, const char *digest) {
   int rc = revalidate(req, resp, app, registry, image, digest);
-  return rc == WV_DEFER ? delegate(req, resp, app, registry, image, digest) : rc;
+  return rc == WV_DEFER ? fetch_shared(req, resp, app, registry, image, digest) : rc;
 }
 
 /* docker://<registry>/v2/<image>/blobs/<digest> → its parts. */
@@ -398,7 +492,7 @@ int wv_proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     if (rc != WV_DEFER)
       return rc;
     if (e.kind == WV_CACHE_UPSTREAM) /* the bytes were evicted: fetch them again */
-      return delegate(req, resp, ctx->app, ctx->registry, ctx->image, ctx->rt.reference);
+      return fetch_shared(req, resp, ctx->app, ctx->registry, ctx->image, ctx->rt.reference);
     const char *reg, *img, *dig;
     if (parse_docker_location(req->arena, e.location, &reg, &img, &dig))
       return wv_resp_registry_error(

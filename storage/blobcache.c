@@ -371,6 +371,8 @@ int wv_bcache_write(wv_bcache_writer_t *w, const void *p, size_t n) {
   return wv_cas_write(w->w, p, n);
 }
 
+int wv_bcache_writer_fd(const wv_bcache_writer_t *w) { return wv_cas_writer_fd(w->w); }
+
 void wv_bcache_abort(wv_bcache_writer_t *w) {
   if (!w)
     return;

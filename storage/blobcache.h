@@ -78,6 +78,8 @@ int wv_bcache_write(wv_bcache_writer_t *w, const void *p, size_t n);
  * Returns 0, WV_EINVAL (bad digest), WV_EIO.
  */
 int wv_bcache_commit(wv_bcache_writer_t *w, const char *digest);
+/* The temp file's descriptor (readable, owned by w): bytes written so far can be read back. */
+int wv_bcache_writer_fd(const wv_bcache_writer_t *w);
 /* Drops what was written and frees w. NULL is a no-op. */
 void wv_bcache_abort(wv_bcache_writer_t *w);
 

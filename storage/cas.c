@@ -170,7 +170,9 @@ static int begin(wv_cas_t *c, bool hashed, wv_cas_writer_t **out) {
       return WV_ENOMEM;
     }
   }
-  w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  /* Readable too: a blob being written can be read back while it grows
+   * (registry/blobfill.h). */
+  w->fd = open(w->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (w->fd < 0) {
     wv_error("cas: cannot create %s: %s", w->path, strerror(errno));
     EVP_MD_CTX_free(w->md);
@@ -214,6 +216,8 @@ int wv_cas_write(wv_cas_writer_t *w, const void *p, size_t n) {
 }
 
 uint64_t wv_cas_written(const wv_cas_writer_t *w) { return w->size; }
+
+int wv_cas_writer_fd(const wv_cas_writer_t *w) { return w->fd; }
 
 void wv_cas_abort(wv_cas_writer_t *w) {
   if (!w)

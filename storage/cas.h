@@ -70,6 +70,8 @@ int wv_cas_commit(wv_cas_writer_t *w, const char *expected, char *digest_out);
 void wv_cas_abort(wv_cas_writer_t *w);
 /* Bytes written so far. */
 uint64_t wv_cas_written(const wv_cas_writer_t *w);
+/* The temp file's descriptor (readable; owned by w, valid until commit/abort). */
+int wv_cas_writer_fd(const wv_cas_writer_t *w);
 
 /* One-shot begin + write + commit. Same errors as those. */
 int wv_cas_put(wv_cas_t *c, const void *p, size_t n, const char *expected, char *digest_out);

@@ -28,7 +28,6 @@ get() { # PATH OUT [curl args...]
   local p=$1 o=$2; shift 2
   curl -s -o "$o" -D "$o.h" -w '%{http_code}' "$@" "$WAVED_URL$p"
 }
-is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
 has() { [[ "$1" == *"$2"* ]] || { echo "    '$1' lacks '$2'" >&2; return 1; }; }
 T=$E2E_TMP
 

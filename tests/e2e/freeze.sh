@@ -21,7 +21,6 @@ USER_=freeze-user
 PASS_=freeze-pass-42
 TOKEN=freeze-e2e-token
 CREDS="$USER_:$PASS_"
-is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
 has() { [[ "$1" == *"$2"* ]] || { echo "    '${1:0:400}' lacks '$2'" >&2; return 1; }; }
 
 make_busybox_layout "$T/busybox" '["/bin/sh","-c"]'

@@ -50,6 +50,10 @@ ok() {
   fi
 }
 
+# is GOT WANT — equality with both shown on failure; has TEXT PART — substring.
+is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
+has() { [[ "$1" == *"$2"* ]] || { echo "    '${1:0:300}' lacks '$2'" >&2; return 1; }; }
+
 e2e_finish() {
   echo "$E2E_PASSES passed, $E2E_FAILS failed"
   [ "$E2E_FAILS" -eq 0 ]

@@ -16,7 +16,6 @@ T=$E2E_TMP
 USER_=mirror-user
 PASS_=mirror-pass-42
 TOKEN=mirror-e2e-token
-is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
 has() { [[ "$1" == *"$2"* ]] || { echo "    '${1:0:400}' lacks '$2'" >&2; return 1; }; }
 
 # ---- registries and images -------------------------------------------------------------

@@ -11,8 +11,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 T=$E2E_TMP
 USER_=e2euser
 PASS_=e2e-pass-42
-is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
-has() { [[ "$1" == *"$2"* ]] || { echo "    '${1:0:300}' lacks '$2'" >&2; return 1; }; }
 
 # ---- upstreams ------------------------------------------------------------------------
 make_busybox_layout "$T/busybox" '["/bin/sh","-e"]'

@@ -15,8 +15,6 @@ if ! command -v skopeo >/dev/null || ! command -v docker-registry >/dev/null; th
   exit 0
 fi
 T=$E2E_TMP
-is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
-has() { [[ "$1" == *"$2"* ]] || { echo "    '${1:0:300}' lacks '$2'" >&2; return 1; }; }
 between() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ] ||
   { echo "    '$1' not in $2..$3" >&2; return 1; }; }
 

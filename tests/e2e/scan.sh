@@ -7,7 +7,6 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 T=$E2E_TMP
-is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
 has() { [[ "$1" == *"$2"* ]] || { echo "    '$1' lacks '$2'" >&2; return 1; }; }
 post() { # PATH BODY OUT — prints the status
   curl -s -o "$3" -D "$3.h" -w '%{http_code}' -H 'Content-Type: application/json' \

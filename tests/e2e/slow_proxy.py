@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
 """A registry in front of a registry that delays every blob GET.
 
-Usage: slow_proxy.py PORT UPSTREAM_PORT DELAY_SECONDS
+Usage: slow_proxy.py PORT UPSTREAM_PORT DELAY_SECONDS [LOG]
 
 tests/e2e/scan.sh puts it between waved and docker-registry so that a scan
 lasts long enough for the container status to be seen SCANNING. Manifests
 and HEADs pass at once; bodies are copied whole (test images are small).
-Listens on 127.0.0.1 only.
+Listens on 127.0.0.1 only. With LOG, each request is appended to it as
+"METHOD PATH" (tests/e2e/blobcache.sh counts upstream blob GETs).
 """
 import http.client
 import http.server
 import sys
+import threading
 import time
 
 PORT, UPSTREAM, DELAY = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+LOG = sys.argv[4] if len(sys.argv) > 4 else None
+LOG_MU = threading.Lock()
 KEEP = ("content-type", "content-length", "docker-content-digest", "location",
         "www-authenticate", "docker-distribution-api-version")
 
@@ -22,6 +26,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def forward(self, method):
+        if LOG:
+            with LOG_MU, open(LOG, "a") as f:
+                f.write("%s %s\n" % (method, self.path))
         if method == "GET" and "/blobs/" in self.path:
             time.sleep(DELAY)
         conn = http.client.HTTPConnection("127.0.0.1", UPSTREAM, timeout=30)

@@ -14,7 +14,6 @@ if ! command -v buildah >/dev/null || ! command -v skopeo >/dev/null; then
   exit 0
 fi
 T=$E2E_TMP
-is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
 has() { [[ "$1" == *"$2"* ]] || { echo "    '${1:0:400}' lacks '$2'" >&2; return 1; }; }
 b64() { printf '%b' "$1" | base64 -w0; }
 field() { json_get "$1" "$2" 2>/dev/null || true; }

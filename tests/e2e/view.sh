@@ -16,7 +16,6 @@ TOKEN="tower-secret-$RANDOM$RANDOM"
 TOKEN_HASH=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
 XSS='<script>alert(1)</script>'
 XSS_ESC='&lt;script&gt;alert(1)&lt;/script&gt;'
-is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
 has() { grep -qF -- "$2" "$1" || { echo "    $1 lacks '$2'" >&2; return 1; }; }
 lacks() { ! grep -qF -- "$2" "$1" || { echo "    $1 has '$2'" >&2; return 1; }; }
 post() { # PATH BODY OUT — prints the status

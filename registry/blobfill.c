@@ -1,0 +1,174 @@
+/*
+ * registry/blobfill.c — one upstream stream for concurrent first pulls of a
+ * blob. See blobfill.h.
+ *
+ * Fills live in a short list (one per blob being streamed into the cache at
+ * this moment, so at most the number of workers) under a leaf mutex; a fill
+ * leaves the list when its leader finishes, so a GET arriving after that
+ * starts a new fill (and will normally find the blob in the cache first).
+ */
+#include "registry/blobfill.h"
+
+#include "core/err.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct wv_bfill {
+  wv_bfill_t *next;
+  char *key;
+  int refs; /* under tab_mu */
+  bool listed;
+  pthread_mutex_t mu; /* the fields below */
+  pthread_cond_t cv;
+  wv_bfill_state_t state;
+  int fd;
+  int64_t length;
+  uint64_t written;
+  char media_type[256];
+};
+
+static pthread_mutex_t tab_mu = PTHREAD_MUTEX_INITIALIZER;
+static wv_bfill_t *tab;
+
+wv_bfill_t *wv_bfill_join(const char *key, bool *leader) {
+  pthread_mutex_lock(&tab_mu);
+  wv_bfill_t *f = tab;
+  while (f && strcmp(f->key, key) != 0)
+    f = f->next;
+  *leader = f == NULL;
+  if (!f && (f = calloc(1, sizeof *f)) != NULL) {
+    if (!(f->key = strdup(key))) {
+      free(f);
+      f = NULL;
+    } else {
+      pthread_mutex_init(&f->mu, NULL);
+      pthread_condattr_t ca;
+      pthread_condattr_init(&ca);
+      pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+      pthread_cond_init(&f->cv, &ca);
+      pthread_condattr_destroy(&ca);
+      f->fd = -1;
+      f->length = -1;
+      f->next = tab;
+      f->listed = true;
+      tab = f;
+    }
+  }
+  if (f)
+    f->refs++;
+  pthread_mutex_unlock(&tab_mu);
+  return f;
+}
+
+int wv_bfill_start(wv_bfill_t *f, int fd, int64_t length, const char *media_type) {
+  int copy = dup(fd);
+  if (copy < 0)
+    return errno == EMFILE || errno == ENFILE ? WV_ENOMEM : WV_EIO;
+  pthread_mutex_lock(&f->mu);
+  f->fd = copy;
+  f->length = length;
+  snprintf(f->media_type, sizeof f->media_type, "%s", media_type ? media_type : "");
+  f->state = WV_BFILL_STREAMING;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+  return 0;
+}
+
+void wv_bfill_progress(wv_bfill_t *f, uint64_t written) {
+  pthread_mutex_lock(&f->mu);
+  f->written = written;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+}
+
+/* Takes f out of the list so later GETs start afresh (tab_mu not held). */
+static void unlist(wv_bfill_t *f) {
+  pthread_mutex_lock(&tab_mu);
+  if (f->listed) {
+    wv_bfill_t **pp = &tab;
+    while (*pp != f)
+      pp = &(*pp)->next;
+    *pp = f->next;
+    f->listed = false;
+  }
+  pthread_mutex_unlock(&tab_mu);
+}
+
+void wv_bfill_finish(wv_bfill_t *f, bool ok) {
+  unlist(f);
+  pthread_mutex_lock(&f->mu);
+  if (f->state == WV_BFILL_STREAMING)
+    f->state = ok ? WV_BFILL_DONE : WV_BFILL_FAILED;
+  else if (f->state == WV_BFILL_WAITING)
+    f->state = WV_BFILL_NONE;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+}
+
+static void deadline_in(struct timespec *ts, int64_t ms) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (ms % 1000) * 1000000;
+  if (ts->tv_nsec >= 1000000000) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000;
+  }
+}
+
+wv_bfill_state_t wv_bfill_wait_start(wv_bfill_t *f, int64_t timeout_ms, int *fd, int64_t *length,
+                                     char *media_type, size_t mt_cap) {
+  struct timespec dl;
+  deadline_in(&dl, timeout_ms);
+  pthread_mutex_lock(&f->mu);
+  while (f->state == WV_BFILL_WAITING)
+    if (pthread_cond_timedwait(&f->cv, &f->mu, &dl) == ETIMEDOUT)
+      break;
+  wv_bfill_state_t st = f->state;
+  if (f->fd >= 0) {
+    *fd = f->fd;
+    *length = f->length;
+    snprintf(media_type, mt_cap, "%s", f->media_type);
+  }
+  pthread_mutex_unlock(&f->mu);
+  return st;
+}
+
+wv_bfill_state_t wv_bfill_wait(wv_bfill_t *f, uint64_t off, int64_t idle_ms, uint64_t *written) {
+  struct timespec dl;
+  deadline_in(&dl, idle_ms);
+  pthread_mutex_lock(&f->mu);
+  while (f->state == WV_BFILL_STREAMING && f->written <= off)
+    if (pthread_cond_timedwait(&f->cv, &f->mu, &dl) == ETIMEDOUT)
+      break;
+  wv_bfill_state_t st = f->state;
+  *written = f->written;
+  pthread_mutex_unlock(&f->mu);
+  return st;
+}
+
+void wv_bfill_leave(wv_bfill_t *f) {
+  pthread_mutex_lock(&tab_mu);
+  bool last = --f->refs == 0;
+  if (last && f->listed) { /* a leader that never finished; nobody can join now */
+    wv_bfill_t **pp = &tab;
+    while (*pp != f)
+      pp = &(*pp)->next;
+    *pp = f->next;
+    f->listed = false;
+  }
+  pthread_mutex_unlock(&tab_mu);
+  if (!last)
+    return;
+  if (f->fd >= 0)
+    close(f->fd);
+  pthread_cond_destroy(&f->cv);
+  pthread_mutex_destroy(&f->mu);
+  free(f->key);
+  free(f);
+}
