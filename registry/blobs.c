@@ -19,12 +19,16 @@
  *   - errors → the registry error of the status.
  * Blob cache (wave.blob-cache.enabled): a 200 body that is sent to a GET is
  * also written to the blob cache and, once its digest checks, published
- * there with a 'u' entry for this repository, so the next pull is a
- * sendfile on the IO loop. When the entry has expired but the bytes are
- * still cached, the upstream is asked with a HEAD first (it still has the
- * blob and still lets these credentials read it) and the bytes come from
- * disk; if the upstream cannot be reached at all, they come from disk too,
- * as the cached manifests do.
+ * there with a 'u' entry for this repository carrying the time the
+ * upstream served it; within wave.storage.cache.duration of that the next
+ * pull is a sendfile on the IO loop. Later, a HEAD (no retries) asks the
+ * upstream whether it still serves the blob to these credentials before the
+ * bytes come from disk (and renews the time); while the upstream is down
+ * (no connection, timeout, 5xx) they come from disk anyway, as cached
+ * manifests do. Only a repository with a 'u' entry ever reads the cache: a
+ * HEAD proves nothing about bytes, so a repository without one GETs, and
+ * the digest check of that GET is what admits it. Concurrent first GETs of
+ * one blob share one upstream stream (registry/blobfill.h).
  * HEAD asks upstream with HEAD and answers with the blob's headers (spec
  * §3.3 says 400; real clients — containerd, skopeo — HEAD blobs).
  */
@@ -72,12 +76,26 @@ static int respond_cached(wv_req_t *req, wv_resp_t *resp, const char *digest,
   return blob_headers(resp, digest);
 }
 
+/*
+ * A 'u' entry's location is when the upstream last confirmed the blob to
+ * this repository (unix ms); within wave.storage.cache.duration of it the
+ * cached bytes are sent without asking.
+ */
+static bool confirmed_recently(const wv_app_t *app, const wv_cache_entry_t *e) {
+  char *end;
+  long long at = strtoll(e->location, &end, 10);
+  int64_t now = wv_now_ms();
+  return *e->location && !*end && at <= now + 60000 && now - at <= app->cfg->cache_ttl_ms;
+}
+
 int wv_proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e) {
   wv_app_t *app = req->app;
   if (e->kind == WV_CACHE_REDIRECT)
     return redirect(req, resp, 307, e->location);
   if (e->kind == WV_CACHE_UPSTREAM)
-    return respond_cached(req, resp, e->digest, e->media_type) == 0 ? 0 : WV_DEFER;
+    return confirmed_recently(app, e) && respond_cached(req, resp, e->digest, e->media_type) == 0
+               ? 0
+               : WV_DEFER;
   if (e->kind != WV_CACHE_BLOB)
     return WV_DEFER;
   int fd = -1;
@@ -215,25 +233,30 @@ static int dlg_finish_stream(dlg_t *d, int rc, const char *registry) {
   return 0;
 }
 
-/* Records that this repository's upstream served digest, now in the blob cache. */
+/*
+ * Records that this repository's upstream served (or just confirmed) digest,
+ * whose bytes are in the blob cache: the entry lives as long as an unused
+ * cached blob does and carries the confirmation time.
+ */
 static void remember(wv_req_t *req, const char *registry, const char *image, const char *digest,
                      uint64_t size, const char *media_type) {
   wv_app_t *app = req->app;
+  char at[24];
+  snprintf(at, sizeof at, "%lld", (long long)wv_now_ms());
   wv_cache_entry_t e = {.kind = WV_CACHE_UPSTREAM,
                         .media_type = media_type ? media_type : "",
                         .digest = digest,
                         .size = size,
-                        .location = ""};
+                        .location = at};
   const char *key = wv_cache_key_blob(req->arena, registry, image, digest);
   wv_buf_t b;
   wv_buf_init(&b, 4096);
   int rc = key ? wv_cache_encode(&e, &b) : WV_ENOMEM;
-  if (rc == 0) {
-    wv_store_op_t op = {WV_STORE_PUT, WV_DB_MANIFESTS, key,
-                        b.data,       b.len,           wv_now_ms() + app->cfg->cache_ttl_ms,
-                        0};
-    rc = wv_store_submit(app->store, &op, NULL, NULL);
-  }
+  /* Durable before the worker moves on: GETs queued behind this one must
+   * find the entry, or they fetch the blob again. */
+  if (rc == 0)
+    rc = wv_store_put(app->store, WV_DB_MANIFESTS, key, b.data, b.len,
+                      wv_now_ms() + app->cfg->blob_cache_idle_ms);
   if (rc)
     wv_debug("blob cache entry for %s/%s@%s not written: %s", registry, image, digest,
              wv_strerror(rc));
@@ -345,45 +368,45 @@ static int delegate_fill(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const ch
 }
 
 /*
- * The blob is in the blob cache but this repository has no entry for it (it
- * expired, or another repository fetched it): a HEAD asks the upstream
- * whether it still serves the blob to these credentials, then the bytes come
- * from disk and the entry is written again. If the upstream cannot be
- * reached at all the bytes come from disk without a new entry. WV_DEFER when
- * the blob is not cached or the upstream said no (the normal path then
- * answers with the upstream's words).
+ * This repository's entry says the upstream served the blob, but longer ago
+ * than wave.storage.cache.duration: a HEAD (no retries) asks whether it
+ * still serves it to the configured credentials. Yes (200 or a redirect):
+ * the bytes come from disk and the entry is renewed. The upstream is down
+ * (connection failure, timeout, 5xx): the bytes come from disk without a
+ * new entry, as cached manifests are served while it is down. Anything else
+ * (401, 403, 404), or the bytes are gone: WV_DEFER, and the caller fetches,
+ * so the client gets the upstream's own answer. A repository without an
+ * entry never gets here: a HEAD proves nothing about the bytes, a GET does.
  */
 static int revalidate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *registry,
-                      const char *image, const char *digest) {
+                      const char *image, const wv_cache_entry_t *u) {
   uint64_t size = 0;
-  if (!app->bcache || wv_bcache_exists(app->bcache, digest, &size) != 0)
+  if (!app->bcache || wv_bcache_exists(app->bcache, u->digest, &size) != 0)
     return WV_DEFER;
-  const char *path = wv_arena_sprintf(req->arena, "/v2/%s/blobs/%s", image, digest);
+  const char *path = wv_arena_sprintf(req->arena, "/v2/%s/blobs/%s", image, u->digest);
   if (!path)
     return WV_ENOMEM;
   wv_http_req_t hr = {.method = "HEAD", .url = path, .max_body = ERROR_BODY_MAX};
   wv_http_resp_t r;
   wv_perr_t e;
+  const bool no_retry = true;
   wv_http_resp_init(&r);
-  int rc = wv_fetch(app, registry, image, &hr, &r, NULL, &e);
+  int rc = wv_fetch(app, registry, image, &hr, &r, &no_retry, &e);
   long status = rc == 0 ? r.status : 0;
-  const char *ct = rc == 0 ? wv_http_resp_header(&r, "Content-Type") : NULL;
-  ct = ct ? wv_arena_strdup(req->arena, ct) : "application/octet-stream";
   wv_http_resp_free(&r);
   bool confirmed = rc == 0 && (status == 200 || (status >= 300 && status <= 399));
-  bool unreachable = rc != 0 && rc != WV_EAUTH;
-  if (!confirmed && !unreachable)
+  bool down = rc == WV_EUPSTREAM || rc == WV_ETIMEOUT || (rc == 0 && status >= 500);
+  if (!confirmed && !down)
     return WV_DEFER;
-  if (unreachable)
-    wv_info("blob %s/%s@%s from the blob cache: upstream unreachable (%s)", registry, image,
-            digest, e.msg);
-  if (respond_cached(req, resp, digest, ct) != 0)
+  if (down)
+    wv_info("blob %s/%s@%s from the blob cache: upstream down (%s)", registry, image, u->digest,
+            rc ? e.msg : "5xx");
+  if (respond_cached(req, resp, u->digest, u->media_type) != 0)
     return WV_DEFER; /* evicted meanwhile */
   if (confirmed)
-    remember(req, registry, image, digest, size, ct);
+    remember(req, registry, image, u->digest, size, u->media_type);
   return 0;
 }
-
 
 static int delegate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *registry,
                     const char *image, const char *digest) {
@@ -454,18 +477,32 @@ static int fetch_shared(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const cha
   } else {
     rc = follow(req, resp, app, f, digest);
     if (rc == WV_DEFER)
-      rc = revalidate(req, resp, app, registry, image, digest);
-    if (rc == WV_DEFER)
       rc = delegate(req, resp, app, registry, image, digest);
   }
   wv_bfill_leave(f);
   return rc;
 }
 
-static int delegate_or_cache(wv_req_t *req, wv_resp_t *resp, wv_app_t *app,
-                             const char *registry, const char *image, const char *digest) {
-  int rc = revalidate(req, resp, app, registry, image, digest);
-  return rc == WV_DEFER ? fetch_shared(req, resp, app, registry, image, digest) : rc;
+/*
+ * An upstream blob of registry/image: from the blob cache when this
+ * repository's entry u (NULL: looked up) says the upstream served it,
+ * revalidated once that is older than wave.storage.cache.duration; else
+ * fetched, shared with concurrent GETs of the same blob.
+ */
+static int upstream_blob(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *registry,
+                         const char *image, const char *digest, const wv_cache_entry_t *u) {
+  wv_cache_entry_t e;
+  const char *key = u ? NULL : wv_cache_key_blob(req->arena, registry, image, digest);
+  if (key && wv_cache_get(app->store, req->arena, key, &e) == 0 && e.kind == WV_CACHE_UPSTREAM)
+    u = &e;
+  if (u && app->bcache) {
+    int rc = confirmed_recently(app, u) && respond_cached(req, resp, digest, u->media_type) == 0
+                 ? 0
+                 : revalidate(req, resp, app, registry, image, u);
+    if (rc != WV_DEFER)
+      return rc;
+  }
+  return fetch_shared(req, resp, app, registry, image, digest);
 }
 
 /* docker://<registry>/v2/<image>/blobs/<digest> → its parts. */
@@ -491,14 +528,14 @@ int wv_proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     int rc = wv_proxy_respond_blob_entry(req, resp, &e);
     if (rc != WV_DEFER)
       return rc;
-    if (e.kind == WV_CACHE_UPSTREAM) /* the bytes were evicted: fetch them again */
-      return fetch_shared(req, resp, ctx->app, ctx->registry, ctx->image, ctx->rt.reference);
+    if (e.kind == WV_CACHE_UPSTREAM) /* not confirmed lately, or the bytes were evicted */
+      return upstream_blob(req, resp, ctx->app, ctx->registry, ctx->image, ctx->rt.reference, &e);
     const char *reg, *img, *dig;
     if (parse_docker_location(req->arena, e.location, &reg, &img, &dig))
       return wv_resp_registry_error(
           req, resp, WV_REGERR_UNKNOWN, 400,
           wv_arena_sprintf(req->arena, "Invalid layer location '%.200s'", e.location), NULL);
-    return delegate(req, resp, ctx->app, reg, img, dig);
+    return upstream_blob(req, resp, ctx->app, reg, img, dig, NULL);
   }
-  return delegate_or_cache(req, resp, ctx->app, ctx->registry, ctx->image, ctx->rt.reference);
+  return fetch_shared(req, resp, ctx->app, ctx->registry, ctx->image, ctx->rt.reference);
 }

@@ -36,6 +36,7 @@
 #include "registry/upstream.h"
 #include "storage/store.h"
 
+#include <arpa/inet.h>
 #include <string.h>
 
 #define TAGS_MAX_BODY (4u << 20)
@@ -98,13 +99,33 @@ static int take_pull(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, const char 
 /* ---- the hot path (IO loop) ------------------------------------------------- */
 
 /*
+ * True for a host that names an address rather than a registry: anything
+ * inet_aton() accepts (dotted, hex, octal and shortened IPv4: 0x7f.1,
+ * 2130706433), a bracketed IPv6 literal, a name with a trailing dot (which
+ * skips the search list and the literal checks), and localhost names.
+ */
+static bool names_address(const char *registry) {
+  char host[256];
+  size_t n = registry[0] == '[' ? strcspn(registry, "]") + 1 : strcspn(registry, ":");
+  if (n >= sizeof host)
+    return true;
+  memcpy(host, registry, n);
+  host[n] = '\0';
+  struct in_addr a4;
+  size_t len = strlen(host);
+  return host[0] == '[' || inet_aton(host, &a4) || (len && host[len - 1] == '.') ||
+         strcmp(host, "localhost") == 0 ||
+         (len > 10 && strcmp(host + len - 10, ".localhost") == 0) || wv_ref_is_loopback(registry);
+}
+
+/*
  * The plain form takes the registry from the URL, so it must not become a way
- * to reach this host's neighbours: an IP literal (or loopback name) is only
- * proxied when wave.registries lists it.
+ * to reach this host's neighbours: a host that names an address is only
+ * proxied when wave.registries lists it. (A DNS name that resolves to a
+ * private address is not caught here: docs/security.md.)
  */
 static bool plain_form_allowed(const wv_app_t *app, const char *registry) {
-  bool literal = strspn(registry, "0123456789.") == strlen(registry);
-  if (!literal && !wv_ref_is_loopback(registry))
+  if (!names_address(registry))
     return true;
   const wv_registries_t *regs = &app->cfg->registries;
   for (size_t i = 0; i < regs->len; i++)

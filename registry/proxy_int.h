@@ -83,17 +83,18 @@ wv_pbatch_t *wv_pbatch_new(wv_arena_t *a);
 int wv_pbatch_add(wv_pbatch_t *b, const char *key, const wv_cache_entry_t *e, int64_t expires_ms);
 int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s);
 
-/* The cache entry that serves a request layer's location (NULL location: none). */
 /*
- * Adds a request layer's entry to b under key, unless key already holds
- * verified bytes of that digest (a CAS blob or a blob-cache entry) and the
- * new entry is only a location (redirect or docker://): the same digest is
- * the same content, and another request's unverified URL must not take an
- * image's layer (or an upstream blob of the same repository) away from its
- * pulls. Worker only (reads the store).
+ * Adds a request layer's entry to b under key. When the new entry is only a
+ * location (redirect or docker://) and key already holds verified bytes of
+ * that digest, the bytes win — the same digest is the same content, and
+ * another request's unverified URL must not take an image's layer (or an
+ * upstream blob of the same repository) away from its pulls: a CAS entry is
+ * written again with this request's expiry (so it lasts as long as this
+ * request's manifest), a blob-cache entry is left as it is. Worker only.
  */
 int wv_pbatch_add_layer(wv_pbatch_t *b, struct wv_store *s, const char *key,
                         const wv_cache_entry_t *e, int64_t expires_ms);
+/* The cache entry that serves a request layer's location (NULL location: none). */
 int wv_proxy_layer_entry(wv_arena_t *a, const char *location, const char *gzip_digest,
                          int64_t gzip_size, wv_cache_entry_t *out);
 

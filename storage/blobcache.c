@@ -51,6 +51,7 @@ struct wv_bcache {
   uint64_t max_bytes;
   int64_t idle_ms;
   pthread_mutex_t mu;
+  uint64_t inflight; /* bytes reserved by writers not yet finished */
   node_t **tab;
   node_t lru; /* sentinel */
   wv_bcache_stats_t st;
@@ -59,6 +60,7 @@ struct wv_bcache {
 struct wv_bcache_writer {
   wv_bcache_t *b;
   wv_cas_writer_t *w;
+  uint64_t reserved; /* counted in b->inflight until commit or abort */
 };
 
 static int64_t now_ms(void) {
@@ -334,31 +336,45 @@ int wv_bcache_exists(wv_bcache_t *b, const char *digest, uint64_t *size) {
 /* ---- writing ---------------------------------------------------------------------- */
 
 /* True when the filesystem has room for length more bytes above the reserve. */
-static bool room_for(const wv_bcache_t *b, int64_t length) {
+static bool room_for(const wv_bcache_t *b, uint64_t length) {
   struct statvfs vfs;
   if (statvfs(b->root, &vfs) != 0)
     return false;
   uint64_t total = (uint64_t)vfs.f_blocks * vfs.f_frsize;
   uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
   uint64_t reserve = total / 20 < RESERVE_MAX ? total / 20 : RESERVE_MAX;
-  uint64_t need = (length > 0 ? (uint64_t)length : 0) + reserve;
-  return avail > need;
+  return avail > length + reserve;
 }
 
+/*
+ * Blobs being written count too: each writer reserves its announced length
+ * (a quarter of the cap when unsized), all writers together at most half
+ * the cap, and the filesystem must hold what is reserved above its reserve.
+ */
 int wv_bcache_begin(wv_bcache_t *b, int64_t length, wv_bcache_writer_t **out) {
-  if ((length > 0 && (uint64_t)length > b->max_bytes / 4) || !room_for(b, length)) {
-    pthread_mutex_lock(&b->mu);
-    b->st.skipped++;
-    pthread_mutex_unlock(&b->mu);
-    return WV_ETOOBIG;
+  uint64_t want = length >= 0 ? (uint64_t)length : b->max_bytes / 4;
+  pthread_mutex_lock(&b->mu);
+  bool ok = want <= b->max_bytes / 4 && b->inflight + want <= b->max_bytes / 2;
+  if (ok)
+    b->inflight += want;
+  uint64_t inflight = b->inflight;
+  pthread_mutex_unlock(&b->mu);
+  wv_bcache_writer_t *w = NULL;
+  int rc = !ok || !room_for(b, inflight) ? WV_ETOOBIG : 0;
+  if (!rc && !(w = calloc(1, sizeof *w)))
+    rc = WV_ENOMEM;
+  if (!rc) {
+    w->b = b;
+    w->reserved = want;
+    rc = wv_cas_begin_verified(b->cas, &w->w);
   }
-  wv_bcache_writer_t *w = calloc(1, sizeof *w);
-  if (!w)
-    return WV_ENOMEM;
-  w->b = b;
-  int rc = wv_cas_begin_verified(b->cas, &w->w);
   if (rc) {
     free(w);
+    pthread_mutex_lock(&b->mu);
+    if (ok)
+      b->inflight -= want;
+    b->st.skipped++;
+    pthread_mutex_unlock(&b->mu);
     return rc;
   }
   *out = w;
@@ -366,8 +382,8 @@ int wv_bcache_begin(wv_bcache_t *b, int64_t length, wv_bcache_writer_t **out) {
 }
 
 int wv_bcache_write(wv_bcache_writer_t *w, const void *p, size_t n) {
-  if (wv_cas_written(w->w) + n > w->b->max_bytes / 4)
-    return WV_ETOOBIG; /* an unsized body that turned out too big */
+  if (wv_cas_written(w->w) + n > w->reserved)
+    return WV_ETOOBIG; /* longer than announced, or an unsized body over a quarter */
   return wv_cas_write(w->w, p, n);
 }
 
@@ -378,6 +394,7 @@ void wv_bcache_abort(wv_bcache_writer_t *w) {
     return;
   pthread_mutex_lock(&w->b->mu);
   w->b->st.skipped++;
+  w->b->inflight -= w->reserved;
   pthread_mutex_unlock(&w->b->mu);
   wv_cas_abort(w->w);
   free(w);
@@ -385,11 +402,12 @@ void wv_bcache_abort(wv_bcache_writer_t *w) {
 
 int wv_bcache_commit(wv_bcache_writer_t *w, const char *digest) {
   wv_bcache_t *b = w->b;
-  uint64_t size = wv_cas_written(w->w);
+  uint64_t size = wv_cas_written(w->w), reserved = w->reserved;
   int rc = wv_cas_commit(w->w, digest, NULL);
   free(w);
   node_t *victims = NULL;
   pthread_mutex_lock(&b->mu);
+  b->inflight -= reserved;
   if (rc == 0)
     rc = add(b, digest, size, now_ms());
   if (rc == 0)

@@ -64,10 +64,12 @@ int wv_bcache_exists(wv_bcache_t *b, const char *digest, uint64_t *size);
 /*
  * Starts caching a blob whose content the caller verifies itself (it hashes
  * the stream anyway; the cache does not hash it a second time). length is
- * the expected size or -1 when unknown. Returns 0 and *out, or WV_ETOOBIG
- * when the blob would take more than a quarter of the cache or the
- * filesystem is low on space (then nothing is cached; not an error for the
- * caller's request), WV_EIO, WV_ENOMEM.
+ * the expected size or -1 when unknown; the writer reserves it (a quarter
+ * of the cap when unknown) until it is committed or aborted, and writes past
+ * it fail. Returns 0 and *out, or WV_ETOOBIG when the blob would take more
+ * than a quarter of the cache, the writers in progress would hold more than
+ * half of it, or the filesystem is low on space (then nothing is cached; not
+ * an error for the caller's request), WV_EIO, WV_ENOMEM.
  */
 int wv_bcache_begin(wv_bcache_t *b, int64_t length, wv_bcache_writer_t **out);
 /* Appends n bytes; after an error the writer can only be aborted. */

@@ -398,9 +398,25 @@ TEST(hot_path) {
   CHECK_EQ_INT(resp.status, 400);
   CHECK_OK(run_v2(&env, WV_M_HEAD, "/v2/wt/tok1/library/bb/tags/list", a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 400);
-  /* The plain form refuses IP literals that are not configured. */
-  CHECK_OK(run_v2(&env, WV_M_GET, "/v2/10.0.0.1/x/manifests/latest", a, &resp, false, &irc));
-  CHECK_EQ_INT(resp.status, 404);
+  /* The plain form refuses hosts that name an address unless configured: IP
+   * literals in every spelling inet_aton takes, trailing dots, localhost names.
+   * (A host needs a '.' to be a host at all: /v2/2130706433/x is docker.io.) */
+  static const char *const refused[] = {
+      "/v2/10.0.0.1/x/manifests/latest",     "/v2/0x7f.0.0.1/x/manifests/latest",
+      "/v2/0x7f.1/x/manifests/latest",       "/v2/0177.0.0.1/x/manifests/latest",
+      "/v2/0xa9.254.169.254/x/manifests/latest", "/v2/127.1/x/manifests/latest",
+      "/v2/localhost./x/manifests/latest",   "/v2/registry.example./x/manifests/latest",
+      "/v2/db.localhost/x/manifests/latest",
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    int vrc = run_v2(&env, WV_M_GET, refused[i], a, &resp, false, &irc);
+    if (vrc || resp.status != 404)
+      fprintf(stderr, "  %s: rc %d\n", refused[i], vrc);
+    CHECK_OK(vrc);
+    if (resp.status != 404)
+      fprintf(stderr, "  %s answered %d\n", refused[i], resp.status);
+    CHECK_EQ_INT(resp.status, 404);
+  }
   wv_buf_free(&b);
   wv_arena_free(a);
   env_close(&env);

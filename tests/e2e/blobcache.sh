@@ -7,7 +7,10 @@
 # get the right bytes; the next GET comes from disk (no upstream GET, faster
 # than the upstream's delay); a restart keeps the cache; a blob over a quarter
 # of wave.blob-cache.max-size is streamed but not kept; with the cache off
-# every GET goes upstream.
+# every GET goes upstream; another repository of the same upstream never gets
+# the cached bytes (not even while the upstream is down); a confirmation older
+# than wave.storage.cache.duration costs one HEAD, and while the upstream is
+# down the repository that had the blob still gets it.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 T=$E2E_TMP
@@ -17,9 +20,16 @@ start_registry up anon >"$T/reg.port"
 REG_PORT=$(cat "$T/reg.port")
 make_busybox_layout "$T/bb"
 push_layout "$T/bb" "127.0.0.1:$REG_PORT/library/busybox:latest"
+# library/other: a single-manifest image whose layer differs (/etc/arch says arm64).
+new_layout "$T/other"
+read -r om os < <(make_image_blobs "$T/other" arm64 "")
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}' \
+  "$om" "$os" >"$T/other/index.json"
+push_layout "$T/other" "127.0.0.1:$REG_PORT/library/other:latest"
 SLOW_PORT=$(free_port)
 $PY "$(dirname "${BASH_SOURCE[0]}")/slow_proxy.py" "$SLOW_PORT" "$REG_PORT" "$DELAY" "$T/upstream.log" &
-E2E_PIDS+=($!)
+SLOW_PID=$!
+E2E_PIDS+=("$SLOW_PID")
 wait_http "http://127.0.0.1:$SLOW_PORT/v2/"
 UP="127.0.0.1:$SLOW_PORT"
 ACCEPT="application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"
@@ -90,6 +100,28 @@ curl -sf -o /dev/null "$WAVED_URL$repo/blobs/$layer"
 ok "cache off: two GETs, two upstream GETs, no blobcache directory" is \
   "$(( $(upstream_gets "$layer") - n0 )) $(test -d "$WAVED_DIR/data/blobcache" && echo dir || echo no-dir)" \
   "2 no-dir"
+stop_waved
+# ---- who may read a cached blob: only a repository whose upstream served it ----
+start_waved "wave: {storage: {cache: {duration: 1s}}}"
+read -r repo layer size < <(token_layer)
+curl -sf -o /dev/null "$WAVED_URL$repo/blobs/$layer"
+other=$(curl -sf -H 'Content-Type: application/json' \
+  -d "{\"containerImage\":\"$UP/library/other:latest\"}" "$WAVED_URL/v1alpha2/container" |
+  json_get - 'd["targetImage"]')
+other="/v2/$(sed 's|^[^/]*/||; s|:[^:/]*$||' <<<"$other")"
+code=$(curl -s -o /dev/null -w '%{http_code}' "$WAVED_URL$other/blobs/$layer")
+ok "another repository of the same upstream: its own answer (404), not the cached bytes" is "$code" 404
+sleep 1.2 # this repository's confirmation is now older than wave.storage.cache.duration
+n0=$(grep -c "^HEAD .*/blobs/$layer\$" "$T/upstream.log" || true)
+code=$(curl -s -o "$T/stale" -w '%{http_code}' "$WAVED_URL$repo/blobs/$layer")
+ok "stale entry: one upstream HEAD, then the cached bytes" is \
+  "$code sha256:$(sha256 "$T/stale") $(( $(grep -c "^HEAD .*/blobs/$layer\$" "$T/upstream.log") - n0 ))" "200 $layer 1"
+sleep 1.2
+kill "$SLOW_PID"; wait "$SLOW_PID" 2>/dev/null || true # the upstream is down now
+code=$(curl -s -m 30 -o "$T/down" -w '%{http_code}' "$WAVED_URL$repo/blobs/$layer")
+ok "stale entry, upstream down: the cached bytes" is "$code sha256:$(sha256 "$T/down")" "200 $layer"
+code=$(curl -s -m 30 -o /dev/null -w '%{http_code}' "$WAVED_URL$other/blobs/$layer")
+ok "upstream down: another repository still does not get them ($code)" test "$code" != 200
 stop_waved
 ok "no sanitizer reports" bash -c "! grep -q 'Sanitizer\|runtime error' $E2E_TMP/waved-*/waved.log"
 e2e_finish

@@ -236,7 +236,8 @@ fi
 # the verified bytes away from IMG_anon's pulls (or from its own: same digest, same content).
 POISON_CC="{\"layers\":[{\"location\":\"http://127.0.0.1:9/layer.tgz\",\"gzipDigest\":\"$GZ_D\",\"gzipSize\":$GZ_SIZE,\"tarDigest\":\"$TAR_D\"}]}"
 pimg=$(request "${REG[anon]}/library/busybox:latest" linux/amd64 "$POISON_CC") || true
-sk inspect --tls-verify=false --raw "docker://$pimg" >/dev/null 2>&1
+ok "the same digest with an http location: request accepted and resolved" \
+  sk_quiet inspect --tls-verify=false --raw "docker://$pimg"
 ptok=$(sed 's|^[^/]*/wt/\([^/]*\)/.*|\1|' <<<"$pimg")
 atok=$(sed 's|^[^/]*/wt/\([^/]*\)/.*|\1|' <<<"$IMG_anon")
 ok "same digest with an http location: both tokens still get the stored bytes (200)" is \
