@@ -13,10 +13,12 @@
  */
 #include "core/netpolicy.h"
 #include "core/err.h"
+#include "core/log.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,12 +399,22 @@ static int check(const wv_netpolicy_t *p, const char *host, const struct sockadd
       return 0;
   char text[INET6_ADDRSTRLEN];
   addr_text(sa, text, sizeof text);
-  if (host && strcasecmp(host, text) != 0)
+  struct in_addr a4;
+  struct in6_addr a6;
+  bool literal = host && (inet_aton(host, &a4) || inet_pton(AF_INET6, host, &a6) == 1);
+  if (host && strcasecmp(host, text) != 0 && literal) {
     snprintf(why, whylen,
              "host '%.120s' resolves to %s, %s, which wave.security.outbound does "
              "not allow",
              host, text, wv_net_class_text(c));
-  else
+  } else if (host && strcasecmp(host, text) != 0) {
+    /* The caller sees the class, not the address: no map of internal DNS. */
+    wv_info("outbound: host '%.120s' resolves to %s, %s: refused", host, text,
+            wv_net_class_text(c));
+    snprintf(why, whylen,
+             "host '%.120s' resolves to %s, which wave.security.outbound does not allow", host,
+             wv_net_class_text(c));
+  } else
     snprintf(why, whylen, "%s is %s, which wave.security.outbound does not allow", text,
              wv_net_class_text(c));
   return WV_EDENIED;

@@ -24,6 +24,7 @@
 #include "core/timefmt.h"
 
 #include <ctype.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -209,13 +210,30 @@ static slot_t *find_slot(wv_ratelimit_t *rl, slot_t *set, uint64_t h, int64_t no
   return free_slot;
 }
 
+/*
+ * The key of an anonymous client: its IPv4 address, or the /64 of an IPv6
+ * one — a single host is usually given a whole /64, and keying on the full
+ * address would let it rotate through 2^64 budgets (and crowd others out).
+ */
+static uint64_t ip_key(const wv_ratelimit_t *rl, const char *ip) {
+  struct in6_addr a6;
+  if (!ip || !*ip)
+    return hash_key(rl, 'i', "unknown");
+  if (!strchr(ip, ':') || inet_pton(AF_INET6, ip, &a6) != 1)
+    return hash_key(rl, 'i', ip);
+  char net[8 * 2 + 1];
+  for (int i = 0; i < 8; i++)
+    snprintf(net + 2 * i, 3, "%02x", a6.s6_addr[i]);
+  return hash_key(rl, '6', net);
+}
+
 int wv_ratelimit_acquire_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
                             int64_t *retry_after_s) {
   bool authed = user && *user;
   const bucket_t *b = authed ? &rl->auth : &rl->anon;
   if (b->interval_ns == 0)
     return 0;
-  uint64_t h = authed ? hash_key(rl, 'u', user) : hash_key(rl, 'i', ip && *ip ? ip : "unknown");
+  uint64_t h = authed ? hash_key(rl, 'u', user) : ip_key(rl, ip);
   size_t set = (size_t)(h >> 32) & (rl->nsets - 1);
   pthread_mutex_t *mu = &rl->stripes[set & (STRIPES - 1)].mu;
   pthread_mutex_lock(mu);

@@ -71,8 +71,8 @@ static int respond_cached(wv_req_t *req, wv_resp_t *resp, const char *digest,
   uint64_t size = 0;
   if (!bc || wv_bcache_open_blob(bc, digest, &fd, &size) != 0)
     return WV_ENOTFOUND;
-  wv_resp_file(resp, 200, media_type && *media_type ? media_type : "application/octet-stream",
-               fd, 0, size);
+  wv_resp_file(resp, 200, media_type && *media_type ? media_type : "application/octet-stream", fd,
+               0, size);
   return blob_headers(resp, digest);
 }
 
@@ -468,7 +468,8 @@ static int fetch_shared(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const cha
                         const char *image, const char *digest) {
   const char *key = wv_cache_key_blob(req->arena, registry, image, digest);
   bool leader = false;
-  wv_bfill_t *f = req->method == WV_M_GET && app->bcache && key ? wv_bfill_join(key, &leader) : NULL;
+  wv_bfill_t *f =
+      req->method == WV_M_GET && app->bcache && key ? wv_bfill_join(key, &leader) : NULL;
   if (!f)
     return delegate(req, resp, app, registry, image, digest);
   int rc;

@@ -181,8 +181,8 @@ static int augment_embedded(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b, wv_ca
     wv_cache_entry_t le;
     rc = wv_proxy_layer_entry(a, l->location, l->gzip_digest, l->gzip_size, &le);
     rc = rc ? rc
-            : wv_pbatch_add_layer(b, ctx->app->store, wv_cache_key_blob(a, reg, img, l->gzip_digest),
-                                  &le, exp);
+            : wv_pbatch_add_layer(b, ctx->app->store,
+                                  wv_cache_key_blob(a, reg, img, l->gzip_digest), &le, exp);
   }
   *m = (wv_cache_entry_t){.kind = WV_CACHE_MANIFEST,
                           .media_type = m->media_type,

@@ -98,7 +98,7 @@ int wv_pbatch_add_layer(wv_pbatch_t *b, struct wv_store *s, const char *key,
   if (!key || !location_only || wv_cache_get(s, b->a, key, &old) != 0)
     return wv_pbatch_add(b, key, e, expires_ms);
   if (old.kind == WV_CACHE_UPSTREAM)
-    return 0; /* the repository's own blob: its entry outlives this request's */
+    return 0;                    /* the repository's own blob: its entry outlives this request's */
   if (old.kind == WV_CACHE_BLOB) /* the bytes, for this request's lifetime too */
     return wv_pbatch_add(b, key, &old, expires_ms);
   return wv_pbatch_add(b, key, e, expires_ms);

@@ -37,10 +37,10 @@ typedef struct wv_bcache wv_bcache_t;
 typedef struct wv_bcache_writer wv_bcache_writer_t;
 
 typedef struct {
-  uint64_t blobs, bytes;          /* what the cache holds now */
-  uint64_t hits, misses, added;   /* since open */
+  uint64_t blobs, bytes;           /* what the cache holds now */
+  uint64_t hits, misses, added;    /* since open */
   uint64_t evicted, evicted_bytes; /* since open, by size, count or idle time */
-  uint64_t skipped;               /* blobs not cached: too big, disk low, write error */
+  uint64_t skipped;                /* blobs not cached: too big, disk low, write error */
 } wv_bcache_stats_t;
 
 /*

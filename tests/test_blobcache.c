@@ -70,7 +70,11 @@ TEST(put_open_and_stats) {
   CHECK(memcmp(buf, "abc", 3) == 0);
   close(fd);
   CHECK_OK(wv_bcache_exists(b, ABC, &size));
-  CHECK_EQ_INT(wv_bcache_open_blob(b, "sha256:" "00", &fd, &size), WV_EINVAL);
+  CHECK_EQ_INT(wv_bcache_open_blob(b,
+                                   "sha256:"
+                                   "00",
+                                   &fd, &size),
+               WV_EINVAL);
   CHECK_EQ_INT(wv_bcache_put(b, "abc", 3, "sha256:nothex"), WV_EINVAL);
   char other[WV_DIGEST_STRLEN];
   wv_digest_of("x", 1, other);
@@ -157,7 +161,7 @@ TEST(reopen_order_and_idle) {
   for (int i = 0; i < 4; i++)
     CHECK_OK(add_blob(b, 100 * KIB, i, d[i]));
   wv_bcache_close(b);
-  set_mtime(d[0], 3600 * 1000LL);     /* used an hour ago */
+  set_mtime(d[0], 3600 * 1000LL);      /* used an hour ago */
   set_mtime(d[1], 10 * 3600 * 1000LL); /* ten hours ago: the oldest within a day */
   set_mtime(d[2], 2 * DAY_MS);         /* idle longer than a day */
   set_mtime(d[3], 0);
@@ -241,5 +245,5 @@ TEST(threads) {
   tmpdir_remove(root_);
 }
 
-WV_TESTS(T(put_open_and_stats), T(lru_by_size), T(too_big_is_not_kept),
-         T(reopen_order_and_idle), T(bad_open_arguments), T(threads))
+WV_TESTS(T(put_open_and_stats), T(lru_by_size), T(too_big_is_not_kept), T(reopen_order_and_idle),
+         T(bad_open_arguments), T(threads))

@@ -402,10 +402,10 @@ TEST(hot_path) {
    * literals in every spelling inet_aton takes, trailing dots, localhost names.
    * (A host needs a '.' to be a host at all: /v2/2130706433/x is docker.io.) */
   static const char *const refused[] = {
-      "/v2/10.0.0.1/x/manifests/latest",     "/v2/0x7f.0.0.1/x/manifests/latest",
-      "/v2/0x7f.1/x/manifests/latest",       "/v2/0177.0.0.1/x/manifests/latest",
+      "/v2/10.0.0.1/x/manifests/latest",         "/v2/0x7f.0.0.1/x/manifests/latest",
+      "/v2/0x7f.1/x/manifests/latest",           "/v2/0177.0.0.1/x/manifests/latest",
       "/v2/0xa9.254.169.254/x/manifests/latest", "/v2/127.1/x/manifests/latest",
-      "/v2/localhost./x/manifests/latest",   "/v2/registry.example./x/manifests/latest",
+      "/v2/localhost./x/manifests/latest",       "/v2/registry.example./x/manifests/latest",
       "/v2/db.localhost/x/manifests/latest",
   };
   for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {

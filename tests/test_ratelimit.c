@@ -132,6 +132,19 @@ TEST(keys_are_independent) {
   wv_ratelimit_free(rl);
 }
 
+/* Anonymous IPv6 clients are keyed by their /64: rotating addresses gains nothing. */
+TEST(ipv6_clients_share_their_64) {
+  wv_ratelimit_t *rl;
+  CHECK_OK(wv_ratelimit_new("pull", rate("1/1h"), rate("1/1h"), 64, &rl));
+  CHECK_OK(wv_ratelimit_acquire_at(rl, NULL, "2001:db8:1:2::1", T0, NULL));
+  CHECK_EQ_INT(wv_ratelimit_acquire_at(rl, NULL, "2001:db8:1:2:ffff::7", T0, NULL), WV_EBUSY);
+  CHECK_EQ_INT(wv_ratelimit_acquire_at(rl, NULL, "2001:0db8:0001:0002:0:0:0:9", T0, NULL),
+               WV_EBUSY);
+  CHECK_OK(wv_ratelimit_acquire_at(rl, NULL, "2001:db8:1:3::1", T0, NULL)); /* another /64 */
+  CHECK_OK(wv_ratelimit_acquire_at(rl, NULL, "::1", T0, NULL));
+  wv_ratelimit_free(rl);
+}
+
 TEST(off_class_is_unlimited) {
   wv_ratelimit_t *rl;
   CHECK_OK(wv_ratelimit_new("build", rate("off"), rate("1/1h"), 64, &rl));
@@ -309,6 +322,6 @@ TEST(config_bad_rate_is_a_clear_error) {
 }
 
 WV_TESTS(T(parse_good), T(parse_bad), T(burst_then_one_per_interval), T(retry_after_rounds_up),
-         T(keys_are_independent), T(off_class_is_unlimited), T(messages), T(bounded_and_evicts),
-         T(concurrent_callers_share_exact_budget), T(config_defaults_are_off), T(config_enabled),
-         T(config_bad_rate_is_a_clear_error))
+         T(keys_are_independent), T(ipv6_clients_share_their_64), T(off_class_is_unlimited),
+         T(messages), T(bounded_and_evicts), T(concurrent_callers_share_exact_budget),
+         T(config_defaults_are_off), T(config_enabled), T(config_bad_rate_is_a_clear_error))
