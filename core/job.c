@@ -139,18 +139,22 @@ void wv_jobeng_log_write(jrun_t *r, const char *p, size_t n) {
   uv_mutex_unlock(&r->log_mu);
 }
 
-void wv_jobeng_log_linef(jrun_t *r, const char *fmt, ...) {
-  char line[1024];
-  va_list ap;
-  va_start(ap, fmt);
+void wv_jobeng_log_vlinef(jrun_t *r, const char *fmt, va_list ap) {
+  char line[2048];
   int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-  va_end(ap);
   if (n < 0)
     return;
   if ((size_t)n >= sizeof line - 1)
     n = (int)sizeof line - 2;
   line[n++] = '\n';
   wv_jobeng_log_write(r, line, (size_t)n);
+}
+
+void wv_jobeng_log_linef(jrun_t *r, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  wv_jobeng_log_vlinef(r, fmt, ap);
+  va_end(ap);
 }
 
 /* Sets the failure reason (first one wins) and the exit status. */

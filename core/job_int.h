@@ -190,6 +190,9 @@ void wv_jobeng_fmt_limit(int64_t ms, char *out, size_t n);
 void wv_jobeng_log_write(jrun_t *r, const char *p, size_t n);
 /* One formatted line (newline added) into the job's log. */
 void wv_jobeng_log_linef(jrun_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same with a va_list (one line, '\n' added, cut at 2 KiB). */
+void wv_jobeng_log_vlinef(jrun_t *r, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
 /* Sets the failure reason (first one wins) and the exit status. */
 void wv_jobeng_set_reason(jrun_t *r, int exit_status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

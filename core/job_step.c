@@ -31,17 +31,10 @@ bool wv_job_ctx_cancelled(const wv_job_ctx_t *ctx) {
 }
 
 void wv_job_ctx_logf(wv_job_ctx_t *ctx, const char *fmt, ...) {
-  char line[2048];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 1, fmt, ap);
+  wv_jobeng_log_vlinef(ctx->run, fmt, ap);
   va_end(ap);
-  if (n < 0)
-    return;
-  if ((size_t)n >= sizeof line - 1)
-    n = (int)sizeof line - 2;
-  line[n++] = '\n';
-  wv_jobeng_log_write(ctx->run, line, (size_t)n);
 }
 
 void wv_job_ctx_fail(wv_job_ctx_t *ctx, const char *fmt, ...) {

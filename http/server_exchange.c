@@ -111,14 +111,7 @@ void wv_srv_ex_settle(exchange_t *ex, int rc) {
 
 /* ---------- done-queue (any thread → loop) ---------- */
 
-static void done_push(exchange_t *ex) {
-  loop_t *l = ex->loop;
-  pthread_mutex_lock(&l->done_mu);
-  if (l->closed) {
-    pthread_mutex_unlock(&l->done_mu);
-    wv_srv_ex_free(ex);
-    return;
-  }
+void wv_srv_done_link(loop_t *l, exchange_t *ex) {
   ex->next = NULL;
   if (l->done_tail)
     l->done_tail->next = ex;
@@ -127,6 +120,17 @@ static void done_push(exchange_t *ex) {
   l->done_tail = ex;
   /* Sent under the lock so the loop cannot close the handle in between. */
   uv_async_send(&l->done_async);
+}
+
+static void done_push(exchange_t *ex) {
+  loop_t *l = ex->loop;
+  pthread_mutex_lock(&l->done_mu);
+  if (l->closed) {
+    pthread_mutex_unlock(&l->done_mu);
+    wv_srv_ex_free(ex);
+    return;
+  }
+  wv_srv_done_link(l, ex);
   pthread_mutex_unlock(&l->done_mu);
 }
 

@@ -58,13 +58,7 @@ static void stream_push(exchange_t *ex, bool final) {
     ex->final = true;
   if (!ex->in_done) {
     ex->in_done = true;
-    ex->next = NULL;
-    if (l->done_tail)
-      l->done_tail->next = ex;
-    else
-      l->done_head = ex;
-    l->done_tail = ex;
-    uv_async_send(&l->done_async);
+    wv_srv_done_link(l, ex);
   }
   pthread_mutex_unlock(&l->done_mu);
 }

@@ -39,15 +39,6 @@ get() { curl -s -o "$2" -w '%{http_code}' "$WAVED_URL$1"; }
 field() { json_get "$1" "$2" 2>/dev/null || true; }
 # The pull name through this waved (wave.server.url is the default localhost:9090).
 pull_name() { field "$1" 'd["targetImage"]' | sed "s#^localhost:9090#127.0.0.1:$WAVED_PORT#"; }
-wait_done() { # REQUEST_ID — polls the container status until DONE (30 s)
-  local i
-  for i in $(seq 1 300); do
-    get "/v1alpha2/container/$1/status" "$T/st.json" >/dev/null
-    [ "$(field "$T/st.json" 'd["status"]')" = DONE ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 # top_layer_file DIR FILE — a file of the last layer of a skopeo dir: copy.
 top_layer_file() {
   local top; top=$(json_get "$1/manifest.json" 'd["layers"][-1]["digest"].split(":")[1]')

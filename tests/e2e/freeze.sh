@@ -42,16 +42,6 @@ post() { # BODY OUT — POST /v1alpha2/container; prints the status
     --data-binary "$1" "$WAVED_URL/v1alpha2/container"
 }
 field() { json_get "$1" "$2" 2>/dev/null || true; }
-wait_done() { # REQUEST_ID — polls the container status until DONE (120 s)
-  local i
-  for i in $(seq 1 1200); do
-    curl -s -o "$T/st.json" "$WAVED_URL/v1alpha2/container/$1/status"
-    [ "$(field "$T/st.json" 'd["status"]')" = DONE ] && return 0
-    sleep 0.1
-  done
-  cat "$T/st.json" >&2
-  return 1
-}
 b64() { printf '%b' "$1" | base64 -w0; }
 # layer_has OCI_DIR FILE TEXT — prints yes when some layer of the layout holds FILE with TEXT.
 layer_has() {

@@ -54,6 +54,19 @@ ok() {
 is() { [ "$1" = "$2" ] || { echo "    got '$1', want '$2'" >&2; return 1; }; }
 has() { [[ "$1" == *"$2"* ]] || { echo "    '${1:0:300}' lacks '$2'" >&2; return 1; }; }
 
+# wait_done REQUEST_ID [SECONDS] — polls the container status until DONE (120 s);
+# leaves the last status in $E2E_TMP/st.json and shows it when it times out.
+wait_done() {
+  local i
+  for i in $(seq 1 $(( ${2:-120} * 10 ))); do
+    curl -s -o "$E2E_TMP/st.json" "$WAVED_URL/v1alpha2/container/$1/status"
+    [ "$(json_get "$E2E_TMP/st.json" 'd["status"]' 2>/dev/null)" = DONE ] && return 0
+    sleep 0.1
+  done
+  cat "$E2E_TMP/st.json" >&2
+  return 1
+}
+
 e2e_finish() {
   echo "$E2E_PASSES passed, $E2E_FAILS failed"
   [ "$E2E_FAILS" -eq 0 ]

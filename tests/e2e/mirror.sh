@@ -54,17 +54,6 @@ mirror_req() {
     "$WAVED_URL/v1alpha2/container"
 }
 
-# wait_done REQUEST_ID — polls the container status until DONE; leaves it in $T/status.json.
-wait_done() {
-  local i
-  for i in $(seq 1 300); do
-    curl -fsS -o "$T/status.json" "$WAVED_URL/v1alpha2/container/$1/status" || return 1
-    [ "$(json_get "$T/status.json" 'd["status"]')" = DONE ] && return 0
-    sleep 0.1
-  done
-  cat "$T/status.json" >&2
-  return 1
-}
 field() { json_get "$1" "d.get('$2')"; }
 
 # ---- the multi-arch mirror ---------------------------------------------------------------
@@ -80,7 +69,7 @@ ok "response: mirror true, not cached, no token/expiration/succeeded" \
   "[true, false, false, false, false]"
 ok "status ends DONE" wait_done "$RID"
 ok "status: mirrorId, succeeded, no buildId" \
-  is "$(json_get "$T/status.json" '[d.get("mirrorId"), d.get("succeeded"), "buildId" in d, "reason" in d]')" \
+  is "$(json_get "$T/st.json" '[d.get("mirrorId"), d.get("succeeded"), "buildId" in d, "reason" in d]')" \
   "[\"$MID\", true, false, false]"
 curl -fsS -o "$T/record.json" "$WAVED_URL/v1alpha1/mirrors/$MID"
 SRC_DIGEST=sha256:$(skopeo inspect --raw --tls-verify=false "docker://$SRC/library/multi:latest" | sha256sum | cut -d' ' -f1)
@@ -117,7 +106,7 @@ ok "concurrent requests share one mirror" \
 ok "concurrent requests have their own request ids" \
   is "$(cat "$T"/conc*.json | grep -o '"requestId":"[a-z0-9]*"' | sort -u | wc -l)" 3
 ok "single-arch mirror DONE" wait_done "$(field "$T/conc1.json" requestId)"
-ok "single-arch mirror succeeded" is "$(field "$T/status.json" succeeded)" True
+ok "single-arch mirror succeeded" is "$(field "$T/st.json" succeeded)" True
 ok "only one mirror job ran" is "$(grep -c "mirror mr-.*library/busybox:latest" "$WAVED_DIR/waved.log")" 1
 
 # ---- refusals before anything runs ----------------------------------------------------------
@@ -141,7 +130,7 @@ ok "broken source: request accepted" is "$(mirror_req "$SRC/library/broken:lates
 BID=$(field "$T/resp.json" buildId)
 ok "broken source: status DONE" wait_done "$(field "$T/resp.json" requestId)"
 ok "broken source: failed with the spec's reason" \
-  is "$(json_get "$T/status.json" '[d["succeeded"], d["reason"], d["mirrorId"], d["detailsUri"]]')" \
+  is "$(json_get "$T/st.json" '[d["succeeded"], d["reason"], d["mirrorId"], d["detailsUri"]]')" \
   "[false, \"Container mirror did not complete successfully\", \"$BID\", \"http://127.0.0.1:9999/view/mirrors/$BID\"]"
 curl -fsS -o "$T/broken.json" "$WAVED_URL/v1alpha1/mirrors/$BID"
 ok "broken source: record COMPLETED with exit code 1" \

@@ -65,15 +65,6 @@ field() { json_get "$1" "$2" 2>/dev/null || true; }
 header() { tr -d '\r' <"$1.hdr" | awk -v h="$(echo "$2" | tr A-Z a-z)" -F': ' 'tolower($1)==h {print $2}'; }
 b64() { printf '%b' "$1" | base64 -w0; }
 build_body() { echo "{\"containerFile\":\"$(b64 "$1")\"${2:-}}"; }
-wait_done() { # REQUEST_ID — polls the container status until DONE (30 s)
-  local i
-  for i in $(seq 1 300); do
-    curl -s -o "$T/st.json" "$WAVED_URL/v1alpha2/container/$1/status"
-    [ "$(field "$T/st.json" 'd["status"]')" = DONE ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 # ---- 1. builds: anonymous 2/1h per address -------------------------------------------------
 log "1. build permits"

@@ -21,16 +21,6 @@ post() { # BODY OUT — POST /v1alpha2/container; prints the status
   curl -s -o "$2" -w '%{http_code}' -H 'Content-Type: application/json' -X POST \
     --data-binary "$1" "$WAVED_URL/v1alpha2/container"
 }
-wait_done() { # REQUEST_ID — polls the container status until DONE (120 s)
-  local i
-  for i in $(seq 1 1200); do
-    curl -s -o "$T/st.json" "$WAVED_URL/v1alpha2/container/$1/status"
-    [ "$(field "$T/st.json" 'd["status"]')" = DONE ] && return 0
-    sleep 0.1
-  done
-  cat "$T/st.json" >&2
-  return 1
-}
 # fetched PATH — how many GETs of PATH the file server has logged.
 fetched() { grep -c "\"GET $1 HTTP" "$T/files/server.log" || true; }
 

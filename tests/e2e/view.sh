@@ -30,15 +30,6 @@ page() {
 }
 HTML="text/html; charset=utf-8"
 field() { json_get "$1" "$2" 2>/dev/null || true; }
-wait_done() { # REQUEST_ID — polls the container status until DONE (60 s)
-  local i
-  for i in $(seq 1 600); do
-    curl -s -o "$T/st.json" "$WAVED_URL/v1alpha2/container/$1/status"
-    [ "$(field "$T/st.json" 'd["status"]')" = DONE ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 # ---- images: busybox, and a one-layer image with a dpkg database for the scan ------------
 REG=127.0.0.1:$(start_registry src anon)
