@@ -4,7 +4,7 @@
  *
  * Keys use Wave's names where Wave has one (spec §5); kebab-case and camelCase
  * spellings are interchangeable, as in Wave. Every key, its type and default
- * live in one schema table in config.c; config.yml at the top of the source
+ * live in one schema table in config_schema.c; config.yml at the top of the source
  * tree documents each of them. A bad file or value is refused with
  * "<file>:<line>: <key>: <why>". The loaded config is read-only after start-up
  * and may be read from any thread.
