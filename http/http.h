@@ -150,5 +150,11 @@ int wv_req_resume(wv_req_t *req, wv_req_handler_cb handler);
  */
 int wv_req_stream_begin(wv_req_t *req);
 int wv_req_stream_write(wv_req_t *req, const void *p, size_t n);
+/*
+ * How long wv_req_stream_write may wait for the client to drain before it
+ * fails with WV_ETIMEOUT (default: server.idle-timeout). May be called
+ * before wv_req_stream_begin; 0 restores the default.
+ */
+void wv_req_stream_stall_timeout(wv_req_t *req, int64_t ms);
 
 #endif

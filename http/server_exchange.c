@@ -64,6 +64,7 @@ static void ex_reset(exchange_t *ex) {
     wv_buf_free(&ex->body);
   wv_buf_reset(&ex->body);
   ex->discarded = 0;
+  ex->stall_ms = 0;
   ex->err_status = 0;
   ex->nhdr = 0;
   ex->hstate = 0;

@@ -101,7 +101,8 @@ struct exchange {
   wv_buf_t url, head, hoffs, body;
   uint64_t discarded;
   uint64_t body_limit;
-  int err_status; /* parse-time refusal: 400, 413, 414, 431 */
+  int64_t stall_ms; /* wv_req_stream_stall_timeout; 0 = server.idle-timeout */
+  int err_status;   /* parse-time refusal: 400, 413, 414, 431 */
   int nhdr;
   int hstate; /* 0 between headers, 1 in a name, 2 in a value */
   bool discard_body;

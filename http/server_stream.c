@@ -163,7 +163,8 @@ static int stream_publish(exchange_t *ex, stream_t *st, bool only_if_idle) {
     return 0;
   }
   if (!st->failed && st->queued >= STREAM_HIGH) {
-    struct timespec dl = deadline_in(ex->loop->srv->o.idle_timeout_ms);
+    struct timespec dl =
+        deadline_in(ex->stall_ms > 0 ? ex->stall_ms : ex->loop->srv->o.idle_timeout_ms);
     st->waiting = true;
     while (!st->failed && st->queued >= STREAM_HIGH && rc == 0)
       if (pthread_cond_timedwait(&st->cv, &st->mu, &dl) == ETIMEDOUT)
@@ -185,6 +186,10 @@ static int stream_publish(exchange_t *ex, stream_t *st, bool only_if_idle) {
 
 /* The fill holds the body's last byte: it waits for the handler's verdict. */
 static bool holds_last(const stream_t *st) { return st->has_length && st->accepted >= st->length; }
+
+void wv_req_stream_stall_timeout(wv_req_t *req, int64_t ms) {
+  ((exchange_t *)req)->stall_ms = ms > 0 ? ms : 0;
+}
 
 int wv_req_stream_write(wv_req_t *req, const void *p, size_t n) {
   exchange_t *ex = (exchange_t *)req;

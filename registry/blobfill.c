@@ -12,6 +12,7 @@
 #include "core/err.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +68,7 @@ wv_bfill_t *wv_bfill_join(const char *key, bool *leader) {
 }
 
 int wv_bfill_start(wv_bfill_t *f, int fd, int64_t length, const char *media_type) {
-  int copy = dup(fd);
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0)
     return errno == EMFILE || errno == ENFILE ? WV_ENOMEM : WV_EIO;
   pthread_mutex_lock(&f->mu);

@@ -150,9 +150,12 @@ static int dlg_begin_stream(dlg_t *d, const wv_http_resp_t *r) {
   wv_bcache_t *bc = ((wv_app_t *)req->app)->bcache;
   if (bc && wv_bcache_begin(bc, d->length, &d->tee) != 0)
     d->tee = NULL; /* too big, disk low or an IO error: stream without keeping it */
-  if (d->tee && d->fill &&
-      wv_bfill_start(d->fill, wv_bcache_writer_fd(d->tee), d->length, d->media_type) != 0)
-    wv_bfill_finish(d->fill, false); /* no descriptor to share: followers fetch on their own */
+  /* Shared only when the cache keeps it and its size is known (an unsized body may outgrow
+   * its reservation); otherwise followers fetch on their own at once. */
+  if (d->fill &&
+      (!d->tee || d->length < 0 ||
+       wv_bfill_start(d->fill, wv_bcache_writer_fd(d->tee), d->length, d->media_type) != 0))
+    wv_bfill_finish(d->fill, false);
   if (d->length >= 0) {
     d->resp->has_length = true;
     d->resp->length = (uint64_t)d->length;
@@ -201,8 +204,11 @@ static int dlg_body(void *arg, const char *data, size_t len) {
     } else if (d->tee && d->fill) {
       wv_bfill_progress(d->fill, d->streamed);
     }
+    if (d->write_rc)
+      return d->tee && d->fill ? 0
+                               : d->write_rc; /* client gone: the fill goes on for the followers */
     d->write_rc = wv_req_stream_write(d->req, data, len);
-    return d->write_rc;
+    return d->write_rc && !(d->tee && d->fill) ? d->write_rc : 0;
   case MODE_BUFFER:
     return wv_buf_append(&d->buf, data, len);
   default:
@@ -338,16 +344,18 @@ static int delegate_fill(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const ch
   wv_perr_t e;
   wv_http_resp_init(&r);
   int rc = wv_fetch(app, registry, image, &hr, &r, &d.began, &e);
-  bool published = false;
+  bool verified = false; /* the tee holds the whole blob and it hashed right */
   if (d.began) {
     rc = dlg_finish_stream(&d, rc, registry);
     if (rc == 0 && d.tee) {
       wv_bcache_writer_t *tee = d.tee;
       d.tee = NULL;
-      published = wv_bcache_commit(tee, digest) == 0;
-      if (published)
+      verified = true;
+      if (wv_bcache_commit(tee, digest) == 0)
         remember(req, registry, image, digest, d.streamed, d.media_type);
     }
+    if (rc == 0 && d.write_rc)
+      rc = d.write_rc; /* this client left; the followers were served */
   } else if (d.sha_on) {
     wv_sha256_abort(&d.sha);
   }
@@ -360,7 +368,7 @@ static int delegate_fill(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const ch
   if (d.sha_on)
     wv_sha256_abort(&d.sha);
   if (fill) /* before the tee's file goes: followers finish reading from their own descriptor */
-    wv_bfill_finish(fill, published);
+    wv_bfill_finish(fill, verified); /* followers read their own descriptor of the file */
   wv_bcache_abort(d.tee);
   wv_buf_free(&d.buf);
   wv_http_resp_free(&r);
@@ -474,7 +482,11 @@ static int fetch_shared(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const cha
     return delegate(req, resp, app, registry, image, digest);
   int rc;
   if (leader) {
+    /* A client that stops reading must not hold the followers: after this
+     * long without draining, its write fails and the fill goes on alone. */
+    wv_req_stream_stall_timeout(req, app->cfg->hc_idle_timeout_ms / 4);
     rc = delegate_fill(req, resp, app, registry, image, digest, f);
+    wv_bfill_finish(f, false); /* no-op unless delegate_fill left early (OOM) */
   } else {
     rc = follow(req, resp, app, f, digest);
     if (rc == WV_DEFER)
