@@ -10,6 +10,7 @@
 #include "registry/blobfill.h"
 
 #include "core/err.h"
+#include "registry/keyed.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -21,10 +22,8 @@
 #include <unistd.h>
 
 struct wv_bfill {
-  wv_bfill_t *next;
-  char *key;
-  int refs; /* under tab_mu */
-  bool listed;
+  wv_keyed_t k;       /* first: the table entry (under tab_mu) */
+  bool listed;        /* under tab_mu */
   pthread_mutex_t mu; /* the fields below */
   pthread_cond_t cv;
   wv_bfill_state_t state;
@@ -35,34 +34,22 @@ struct wv_bfill {
 };
 
 static pthread_mutex_t tab_mu = PTHREAD_MUTEX_INITIALIZER;
-static wv_bfill_t *tab;
+static wv_keyed_t *tab;
 
 wv_bfill_t *wv_bfill_join(const char *key, bool *leader) {
   pthread_mutex_lock(&tab_mu);
-  wv_bfill_t *f = tab;
-  while (f && strcmp(f->key, key) != 0)
-    f = f->next;
-  *leader = f == NULL;
-  if (!f && (f = calloc(1, sizeof *f)) != NULL) {
-    if (!(f->key = strdup(key))) {
-      free(f);
-      f = NULL;
-    } else {
-      pthread_mutex_init(&f->mu, NULL);
-      pthread_condattr_t ca;
-      pthread_condattr_init(&ca);
-      pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-      pthread_cond_init(&f->cv, &ca);
-      pthread_condattr_destroy(&ca);
-      f->fd = -1;
-      f->length = -1;
-      f->next = tab;
-      f->listed = true;
-      tab = f;
-    }
+  wv_bfill_t *f = (wv_bfill_t *)wv_keyed_join(&tab, key, sizeof(wv_bfill_t), leader);
+  if (f && *leader) {
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    f->fd = -1;
+    f->length = -1;
+    f->listed = true;
   }
-  if (f)
-    f->refs++;
   pthread_mutex_unlock(&tab_mu);
   return f;
 }
@@ -92,10 +79,7 @@ void wv_bfill_progress(wv_bfill_t *f, uint64_t written) {
 static void unlist(wv_bfill_t *f) {
   pthread_mutex_lock(&tab_mu);
   if (f->listed) {
-    wv_bfill_t **pp = &tab;
-    while (*pp != f)
-      pp = &(*pp)->next;
-    *pp = f->next;
+    wv_keyed_unlink(&tab, &f->k);
     f->listed = false;
   }
   pthread_mutex_unlock(&tab_mu);
@@ -155,12 +139,9 @@ wv_bfill_state_t wv_bfill_wait(wv_bfill_t *f, uint64_t off, int64_t idle_ms, uin
 
 void wv_bfill_leave(wv_bfill_t *f) {
   pthread_mutex_lock(&tab_mu);
-  bool last = --f->refs == 0;
+  bool last = --f->k.refs == 0;
   if (last && f->listed) { /* a leader that never finished; nobody can join now */
-    wv_bfill_t **pp = &tab;
-    while (*pp != f)
-      pp = &(*pp)->next;
-    *pp = f->next;
+    wv_keyed_unlink(&tab, &f->k);
     f->listed = false;
   }
   pthread_mutex_unlock(&tab_mu);
@@ -170,6 +151,6 @@ void wv_bfill_leave(wv_bfill_t *f) {
     close(f->fd);
   pthread_cond_destroy(&f->cv);
   pthread_mutex_destroy(&f->mu);
-  free(f->key);
+  free(f->k.key);
   free(f);
 }

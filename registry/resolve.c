@@ -29,6 +29,7 @@
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/platform.h"
+#include "registry/keyed.h"
 #include "registry/proxy_int.h"
 #include "storage/cas.h"
 #include "storage/store.h"
@@ -122,9 +123,7 @@ int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
 /* ---- coalescing -------------------------------------------------------------------- */
 
 struct wv_flight {
-  struct wv_flight *next;
-  char *key;
-  int refs;
+  wv_keyed_t k; /* first: the list entry */
   bool done, failed;
   wv_perr_t err;
 };
@@ -132,26 +131,12 @@ typedef struct wv_flight flight_t;
 
 static pthread_mutex_t fl_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t fl_cv = PTHREAD_COND_INITIALIZER;
-static flight_t *fl_head;
+static wv_keyed_t *fl_head;
 
 /* Joins or starts the flight for key; *leader tells which. NULL on OOM. */
 flight_t *wv_flight_join(const char *key, bool *leader) {
   pthread_mutex_lock(&fl_mu);
-  flight_t *f = fl_head;
-  while (f && strcmp(f->key, key) != 0)
-    f = f->next;
-  *leader = f == NULL;
-  if (!f && (f = calloc(1, sizeof *f)) != NULL) {
-    if (!(f->key = strdup(key))) {
-      free(f);
-      f = NULL;
-    } else {
-      f->next = fl_head;
-      fl_head = f;
-    }
-  }
-  if (f)
-    f->refs++;
+  flight_t *f = (flight_t *)wv_keyed_join(&fl_head, key, sizeof(flight_t), leader);
   pthread_mutex_unlock(&fl_mu);
   return f;
 }
@@ -160,11 +145,7 @@ flight_t *wv_flight_join(const char *key, bool *leader) {
 void wv_flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
   pthread_mutex_lock(&fl_mu);
   if (leader) {
-    for (flight_t **pp = &fl_head; *pp; pp = &(*pp)->next)
-      if (*pp == f) {
-        *pp = f->next;
-        break;
-      }
+    wv_keyed_unlink(&fl_head, &f->k);
     f->done = true;
     if (err) {
       f->failed = true;
@@ -172,10 +153,10 @@ void wv_flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
     }
     pthread_cond_broadcast(&fl_cv);
   }
-  bool last = --f->refs == 0;
+  bool last = --f->k.refs == 0;
   pthread_mutex_unlock(&fl_mu);
   if (last) {
-    free(f->key);
+    free(f->k.key);
     free(f);
   }
 }
