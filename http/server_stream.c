@@ -263,15 +263,8 @@ static void stream_write_cb(uv_write_t *req, int status) {
   pthread_mutex_unlock(&st->mu);
   free(w);
   wv_srv_stream_unref(st);
-  c->writes--;
-  if (c->closing)
-    return;
-  if (status < 0) {
-    wv_srv_conn_close(c);
-    return;
-  }
-  c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
-  wv_srv_conn_after_response(c);
+  if (wv_srv_write_done(c, status))
+    wv_srv_conn_after_response(c);
 }
 
 /* Writes a stream's head: status, headers, Content-Length or chunked. */

@@ -29,19 +29,25 @@ const char *wv_srv_loop_date(loop_t *l) {
   return l->date;
 }
 
+bool wv_srv_write_done(conn_t *c, int status) {
+  c->writes--;
+  if (c->closing)
+    return false;
+  if (status < 0) {
+    wv_srv_conn_close(c);
+    return false;
+  }
+  c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
+  return true;
+}
+
 static void write_cb(uv_write_t *req, int status) {
   wr_t *w = (wr_t *)req;
   conn_t *c = w->conn;
   wv_srv_ex_free(w->hold);
   free(w);
-  c->writes--;
-  if (c->closing)
+  if (!wv_srv_write_done(c, status))
     return;
-  if (status < 0) {
-    wv_srv_conn_close(c);
-    return;
-  }
-  c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
   size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
   if (c->throttled && queued < LOW_WATER) {
     c->throttled = false;
