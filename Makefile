@@ -5,7 +5,7 @@ JOBS     ?= 2
 CONFIG   ?= config.yml
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-asan test-tsan bench clean deps
+.PHONY: all build run test test-asan test-tsan bench clean deps install deb
 
 all: build
 
@@ -46,5 +46,27 @@ bench:
 	$(MAKE) --no-print-directory build OUT=out-release CMAKE_FLAGS=-DCMAKE_BUILD_TYPE=Release
 	bench/run.sh out-release
 
+# Installs the binary, waved.service and, unless one exists, SYSCONFDIR/waved/
+# config.yml (else config.yml.dist next to it); see docs/operations.md.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+install: build
+	cmake -S . -B $(OUT) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DCMAKE_INSTALL_SYSCONFDIR=$(SYSCONFDIR)
+	cmake --build $(OUT) -j$(JOBS) --target waved
+	DESTDIR=$(DESTDIR) cmake --install $(OUT)
+	@echo "Installed. As root: systemctl daemon-reload && systemctl enable --now waved"
+
+# A Debian package built from a copy of the tree (tracked and new files) in
+# out-deb/src with packaging/debian as debian/; the .deb lands in out-deb/.
+deb:
+	@packaging/deps.sh build package
+	rm -rf out-deb && mkdir -p out-deb/src
+	git ls-files -z --cached --others --exclude-standard | \
+	  tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C out-deb/src
+	cp -r packaging/debian out-deb/src/debian
+	cd out-deb/src && DEB_BUILD_OPTIONS="nocheck parallel=$(JOBS)" dpkg-buildpackage -b -us -uc
+	@ls out-deb/*.deb
+
 clean:
-	rm -rf out out-asan out-tsan out-release
+	rm -rf out out-asan out-tsan out-release out-deb

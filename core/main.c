@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -333,8 +334,12 @@ int main(int argc, char **argv) {
   wv_info("waved %s ready on http://%s:%d (io-threads=%d, workers=%d) in %.1f ms", WAVED_VERSION,
           cfg.server_host, wv_server_port(srv), wv_server_io_threads(srv), wv_server_workers(srv),
           (double)(uv_hrtime() - t0) / 1e6);
+  /* systemd Type=notify (packaging/waved.service): the store is open and the
+   * listeners serve. Does nothing unless NOTIFY_SOCKET is set. */
+  sd_notifyf(0, "READY=1\nSTATUS=serving on port %d", wv_server_port(srv));
 
   wait_for_signal();
+  sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
   wv_park_stop(); /* pulls parked on builds are answered before the server goes */
   wv_server_shutdown(srv);
   status = 0;

@@ -3,13 +3,18 @@
 # are installed. As root it installs what is missing with apt-get; otherwise it
 # prints the apt-get line to run and fails, so nothing half-builds.
 # Sets: build (compile waved), test (end-to-end components), bench (load tools
-# and the servers bench/pull-load.sh starts).
+# and the servers bench/pull-load.sh starts), package (make deb and
+# packaging/check-deb.sh).
 set -euo pipefail
 
 build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libjson-c-dev
-       liblmdb-dev libssl-dev libyaml-dev libzstd-dev zlib1g-dev node-llhttp)
+       liblmdb-dev libssl-dev libyaml-dev libzstd-dev zlib1g-dev node-llhttp
+       libsystemd-dev)
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static
       buildah runc)
+# make deb and packaging/check-deb.sh: build the .deb, check it, run it.
+package=(debhelper dpkg-dev lintian systemd iproute2 util-linux curl python3
+         docker-registry skopeo busybox-static buildah runc)
 bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-static
        buildah runc iproute2)
 
@@ -19,6 +24,7 @@ for set in "$@"; do
     build) want+=("${build[@]}") ;;
     test) want+=("${test[@]}") ;;
     bench) want+=("${bench[@]}") ;;
+    package) want+=("${package[@]}") ;;
     *) echo "deps.sh: unknown set '$set'" >&2; exit 2 ;;
   esac
 done
