@@ -10,7 +10,7 @@
 #      systemd as PID 1 here, so this script plays its part: the unit's
 #      Environment/EnvironmentFile/LimitNOFILE/UMask, a NOTIFY_SOCKET it
 #      listens on, and the unit's filesystem sandbox rebuilt with mount
-#      namespaces (ProtectSystem=strict, ProtectHome, PrivateTmp,
+#      namespaces (ProtectSystem, ProtectHome, PrivateTmp,
 #      ProtectKernelTunables), a scratch directory mounted on /var/lib/waved —
 #      all in a private network namespace, so the installed config's
 #      127.0.0.1:9090 is free and nothing leaves loopback. It waits for
@@ -78,16 +78,22 @@ PY
   echo $! >"$T/notify/notify.pid"
   for _ in $(seq 1 100); do [ -S "$NDIR/notify" ] && break; sleep 0.02; done
 
-  # The unit's sandbox, then its ExecStart with its environment only.
-  # ProtectSystem=strict: every mount read-only but /dev, /proc, /sys and the
-  # StateDirectory (bound below, before the rest turns read-only). ProtectHome=yes:
-  # /home, /root, /run/user empty. PrivateTmp=yes: own /tmp and /var/tmp.
-  # ProtectKernelTunables=yes: /proc/sys and /sys read-only (the cgroup
-  # mounts under /sys/fs/cgroup stay writable, as systemd leaves them).
-  # StateDirectory=waved: the scratch directory on /var/lib/waved.
+  # The unit's filesystem sandbox as systemd would build it, from the unit's
+  # own directives (each applied only when the unit sets it), then its
+  # ExecStart with its environment only:
+  #   StateDirectory=waved    the scratch directory mounted on /var/lib/waved
+  #   ProtectSystem=yes|full|strict  /usr, /boot, /efi (+ /etc; strict: every
+  #                           mount but /dev, /proc, /sys, /run/user and the
+  #                           state directory) read-only
+  #   ProtectHome=yes         /home, /root, /run/user empty and read-only
+  #   PrivateTmp=yes          own /tmp and /var/tmp
+  #   ProtectKernelTunables=yes  /proc/sys and /sys read-only (the cgroup
+  #                           mounts under /sys/fs/cgroup stay writable, as
+  #                           systemd leaves them without ProtectControlGroups)
+  directive() { sed -n "s/^$1=//p" "$UNIT" | tail -1; }
   cat >"$T/sandbox.sh" <<'SH'
 set -e
-state=$1 nofile=$2 umask_=$3; shift 3
+state=$1 nofile=$2 umask_=$3 psys=$4 phome=$5 ptmp=$6 ptun=$7; shift 7
 ro() {
   [ -d "$1" ] || return 0
   mountpoint -q "$1" || mount --bind "$1" "$1"
@@ -95,23 +101,40 @@ ro() {
 }
 mkdir -p /var/lib/waved
 mount --bind "$state" /var/lib/waved
-ro /
-for m in $(findmnt -rn -o TARGET | grep -Ev '^/(proc|sys|dev|var/lib/waved)(/|$)' | grep -v '^/$'); do
-  mount -o remount,bind,ro "$m" 2>/dev/null || true
-done
-for d in /home /root /run/user; do [ -d "$d" ] && mount -t tmpfs -o ro,mode=0755 tmpfs "$d"; done
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-mount -t tmpfs -o mode=1777 tmpfs /var/tmp
-ro /proc/sys
-mount -o remount,bind,ro /sys
-ulimit -n "$nofile"
+case "$psys" in
+  yes | true) for d in /usr /boot /efi; do ro "$d"; done ;;
+  full) for d in /usr /boot /efi /etc; do ro "$d"; done ;;
+  strict)
+    ro /
+    for m in $(findmnt -rn -o TARGET | grep -Ev '^/(proc|sys|dev|var/lib/waved|run/user)(/|$)'); do
+      [ "$m" = / ] || mount -o remount,bind,ro "$m" 2>/dev/null || true
+    done ;;
+esac
+case "$phome" in
+  yes | true) for d in /home /root /run/user; do
+      [ -d "$d" ] && mount -t tmpfs -o ro,mode=0755 tmpfs "$d"
+    done ;;
+esac
+case "$ptmp" in
+  yes | true) mount -t tmpfs -o mode=1777 tmpfs /tmp; mount -t tmpfs -o mode=1777 tmpfs /var/tmp ;;
+esac
+case "$ptun" in
+  yes | true) ro /proc/sys; mount -o remount,bind,ro /sys ;;
+esac
+# systemd sets LimitNOFILE as PID 1; here the hard limit may be lower and
+# CAP_SYS_RESOURCE absent (a container): then take the hard limit.
+ulimit -n "$nofile" 2>/dev/null || {
+  echo "check-deb: cannot raise the open-files limit to $nofile here; using $(ulimit -Hn)" >&2
+  ulimit -n "$(ulimit -Hn)"
+}
 umask "$umask_"
 cd /
 exec "$@" </dev/null
 SH
   unshare --mount --propagation private -- bash "$T/sandbox.sh" "$STATE" "${nofile:-1024}" \
-    "${umask_:-0022}" env -i "${ENVV[@]}" NOTIFY_SOCKET="$NDIR/notify" "${ARGV[@]}" \
-    >"$T/waved.log" 2>&1 &
+    "${umask_:-0022}" "$(directive ProtectSystem)" "$(directive ProtectHome)" \
+    "$(directive PrivateTmp)" "$(directive ProtectKernelTunables)" \
+    env -i "${ENVV[@]}" NOTIFY_SOCKET="$NDIR/notify" "${ARGV[@]}" >"$T/waved.log" 2>&1 &
   WAVED_PID=$!
   E2E_PIDS+=("$WAVED_PID")
   WAVED_URL=http://127.0.0.1:9090
@@ -126,6 +149,13 @@ SH
   # Readiness means serving: no wait between READY=1 and the first answer.
   ok "/health answers at READY" is "$(curl -s -o /dev/null -w '%{http_code}' "$WAVED_URL/health")" 200
   ok "state store opened in the StateDirectory" test -d "$STATE/state"
+  if [ "$ready" != yes ]; then
+    echo "--- waved log (journal) ---"; tail -40 "$T/waved.log"
+    echo "--- notify ---"; cat "$T/notify.log" 2>/dev/null || true
+    rm -rf "$STATE" "$NDIR"
+    e2e_finish
+    exit 1
+  fi
 
   # A pull through waved.
   curl -s -o "$T/req.json" "$WAVED_URL/v1alpha2/container" -H 'Content-Type: application/json' \
