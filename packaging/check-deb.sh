@@ -65,6 +65,7 @@ if [ "${1:-}" = --run-unit ]; then
   NDIR=$(mktemp -d /run/waved-check.XXXXXX)
   STATE=$(mktemp -d /var/lib/waved-check.XXXXXX)
   chmod 0700 "$STATE"
+  trap 'rm -rf "$STATE" "$NDIR"; e2e_cleanup' EXIT
   mkdir -p "$T/notify"
   $PY - "$NDIR/notify" "$T/notify.log" <<'PY' &
 import socket, sys
@@ -152,14 +153,13 @@ SH
   if [ "$ready" != yes ]; then
     echo "--- waved log (journal) ---"; tail -40 "$T/waved.log"
     echo "--- notify ---"; cat "$T/notify.log" 2>/dev/null || true
-    rm -rf "$STATE" "$NDIR"
     e2e_finish
     exit 1
   fi
 
   # A pull through waved.
   curl -s -o "$T/req.json" "$WAVED_URL/v1alpha2/container" -H 'Content-Type: application/json' \
-    -d "{\"containerImage\":\"$REG/library/busybox:latest\",\"containerConfig\":{\"env\":[\"FROM_DEB=1\"]}}"
+    -d "{\"containerImage\":\"$REG/library/busybox:latest\",\"containerConfig\":{\"env\":[\"FROM_DEB=1\"]}}" || true
   target=$(json_get "$T/req.json" 'd["targetImage"]' 2>/dev/null || true)
   ok "container request answered" has "$target" "/wt/"
   ok "skopeo pulls through the installed waved" \
@@ -171,7 +171,7 @@ SH
   cf=$(printf 'FROM %s/library/busybox:latest\nRUN echo built-by-the-package > /hello\n' "$REG" |
        base64 -w0)
   curl -s -o "$T/build.json" "$WAVED_URL/v1alpha2/container" -H 'Content-Type: application/json' \
-    -d "{\"containerFile\":\"$cf\",\"containerPlatform\":\"linux/amd64\"}"
+    -d "{\"containerFile\":\"$cf\",\"containerPlatform\":\"linux/amd64\"}" || true
   rid=$(json_get "$T/build.json" 'd["requestId"]' 2>/dev/null || true)
   btarget=$(json_get "$T/build.json" 'd["targetImage"]' 2>/dev/null || true)
   ok "build request accepted" has "$btarget" "/wt/"
@@ -189,7 +189,6 @@ SH
     echo "--- waved log (journal) ---"; tail -40 "$T/waved.log"
     echo "--- notify ---"; cat "$T/notify.log"
   fi
-  rm -rf "$STATE" "$NDIR"
   e2e_finish
   exit
 fi
