@@ -60,8 +60,7 @@ if [ "${1:-}" = --run-unit ]; then
   REG=127.0.0.1:$(start_registry up anon)
   push_layout "$T/busybox" "$REG/library/busybox:latest"
 
-  # The notify socket systemd would listen on; /run is outside every mount
-  # the sandbox changes.
+  # The notify socket systemd would listen on (its own is /run/systemd/notify).
   NDIR=$(mktemp -d /run/waved-check.XXXXXX)
   STATE=$(mktemp -d /var/lib/waved-check.XXXXXX)
   chmod 0700 "$STATE"
