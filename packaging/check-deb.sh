@@ -2,7 +2,8 @@
 # packaging/check-deb.sh [DEB] — checks the Debian package the way a lab
 # installs it (CI runs this after `make test`; run it by hand as root):
 #
-#   1. builds it (`make deb`, unless a .deb is given) and runs lintian: no errors;
+#   0. `make install` into a DESTDIR, twice: the files, and config.yml kept;
+#   1. builds the package (`make deb`, unless a .deb is given), lintian: no errors;
 #   2. installs it with apt-get (its Depends come from Debian), checks the
 #      conffile, the state directory and `systemd-analyze verify` of the
 #      installed unit;
@@ -208,6 +209,20 @@ cleanup() {
   [ "$had_state" = yes ] || rm -rf /var/lib/waved
 }
 trap cleanup EXIT
+
+say "make install DESTDIR=... twice: files in place, an existing config.yml kept"
+stage=$(mktemp -d /tmp/waved-install.XXXXXX)
+make --no-print-directory install DESTDIR="$stage" >"$stage.log" 2>&1 || { tail -20 "$stage.log"; die "make install"; }
+echo "# edited" >>"$stage/etc/waved/config.yml"
+make --no-print-directory install DESTDIR="$stage" >"$stage.log" 2>&1 || { tail -20 "$stage.log"; die "make install"; }
+for f in usr/local/bin/waved usr/local/lib/systemd/system/waved.service etc/waved/config.yml.dist \
+  usr/local/share/man/man8/waved.8 usr/local/share/doc/waved/operations.md; do
+  [ -f "$stage/$f" ] || die "make install: no $f"
+done
+tail -1 "$stage/etc/waved/config.yml" | grep -qx '# edited' || die "make install replaced config.yml"
+grep -qx 'ExecStart=/usr/local/bin/waved --config /etc/waved/config.yml' \
+  "$stage/usr/local/lib/systemd/system/waved.service" || die "make install: ExecStart"
+rm -rf "$stage" "$stage.log"
 
 deb=${1:-}
 if [ -z "$deb" ]; then
