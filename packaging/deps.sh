@@ -2,12 +2,17 @@
 # packaging/deps.sh SET... — makes sure the Debian 12 packages a target needs
 # are installed. As root it installs what is missing with apt-get; otherwise it
 # prints the apt-get line to run and fails, so nothing half-builds.
-# Sets: build (compile waved), test (end-to-end components), bench (load tools
-# and the servers bench/pull-load.sh starts).
+# Sets: build (compile waved), run (what waved needs at run time on its
+# defaults: the buildah builder and the runc runtime it is configured with),
+# test (end-to-end components), bench (load tools and the servers
+# bench/pull-load.sh starts).
 set -euo pipefail
 
 build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libjson-c-dev
        liblmdb-dev libssl-dev libyaml-dev libzstd-dev zlib1g-dev node-llhttp)
+# buildah's Recommends (runc) are skipped by --no-install-recommends; the default
+# wave.build.buildah.build template names /usr/sbin/runc, so it is listed here.
+run=(buildah runc)
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static
       buildah runc)
 bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-static
@@ -17,6 +22,7 @@ want=()
 for set in "$@"; do
   case "$set" in
     build) want+=("${build[@]}") ;;
+    run) want+=("${run[@]}") ;;
     test) want+=("${test[@]}") ;;
     bench) want+=("${bench[@]}") ;;
     *) echo "deps.sh: unknown set '$set'" >&2; exit 2 ;;
