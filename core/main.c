@@ -120,6 +120,9 @@ static int load_config(const cli_t *cli, wv_config_t *cfg) {
   int rc = wv_config_defaults(cfg);
   if (!rc)
     rc = wv_config_load(cfg, path, err, sizeof err);
+  /* Builders run in their own directories: every path they are given must be absolute. */
+  if (!rc)
+    rc = wv_config_resolve_paths(cfg, path, err, sizeof err);
   if (rc) {
     fprintf(stderr, "waved: %s\n", rc == WV_ENOMEM ? "out of memory" : err);
     return rc;
