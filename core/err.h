@@ -40,6 +40,13 @@ typedef enum {
 #undef WV_ERR_ENUM
 } wv_err_t;
 
+/*
+ * The code of a failed file-system call from its errno: WV_ENOSPC when the disk
+ * or the quota is full (ENOSPC, EDQUOT), so requests answer 507 rather than 500;
+ * WV_EIO otherwise.
+ */
+int wv_err_io(int errnum);
+
 /* Returns a static, never-NULL description of rc (unknown codes included). */
 const char *wv_strerror(int rc);
 

@@ -230,6 +230,10 @@ int wv_preflight_dir(const char *key, const char *path, char *err, size_t errlen
   if (fd >= 0)
     close(fd);
   unlink(probe);
+  /* A full disk is not a reason to stay down: what is stored is still served (the disk check
+   * reports it). Anything else (permissions, a read-only mount) is. */
+  if (!ok && fd >= 0 && wv_err_io(e) == WV_ENOSPC)
+    return 0;
   if (!ok) {
     snprintf(err, errlen, "%s: %s: not writable: %s", key, path, strerror(e));
     return WV_EIO;
