@@ -138,8 +138,8 @@ static const entry_t schema[] = {
      "Directory of the LMDB state store and the blob store; relative = to the config file's "
      "directory."},
     {"storage.reserve", T_SIZE, OFF(storage_reserve), "1GiB", 0, 1LL << 50, NULL, NULL,
-     "Free space kept on storage.path's filesystem: below it /health reports the disk and new "
-     "builds and mirrors get 507."},
+     "Free space kept on storage.path's filesystem (at most half of it): below it /health "
+     "reports the disk and new builds get 507."},
     {"storage.map-size", T_SIZE, OFF(storage_map_size), "4GiB", 1 << 20, 1LL << 44, NULL, NULL,
      "LMDB map size (address space reserved, not disk used)."},
     {"storage.sweep-interval", T_DUR_MS, OFF(sweep_interval_ms), "60s", 1000, DAY_MS, NULL, NULL,
