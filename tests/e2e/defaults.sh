@@ -84,7 +84,47 @@ ok "its top layer holds the RUN output" \
   is "$(tar -xzOf "$T/p2/$TOP" built 2>/dev/null || tar -xzOf "$T/p2/$TOP" ./built 2>/dev/null)" built-on-defaults
 ok "the build's work directory is under ./data" test -d "$HOME_DIR/data/build"
 
+# ---- 3. a second waved on the same port stops at start-up with one line -----------------------
+log "3. start-up errors"
+RC=0
+OUT=$(cd "$HOME_DIR" && WAVE_SERVER_PORT="$WAVED_PORT" timeout 10 "$WAVED_BIN" --config ./config.yml 2>&1) || RC=$?
+ok "port in use: exit 1" is "$RC" 1
+ok "port in use: one clear line" is "$OUT" "waved: server.port: cannot listen on 127.0.0.1:$WAVED_PORT: Address already in use (another process holds the port: stop it, or change server.port or WAVE_SERVER_PORT)"
+ok "the running waved was not disturbed" is "$(curl -s -o /dev/null -w '%{http_code}' "$WAVED_URL/service-info")" 200
+touch "$T/afile"
+printf 'storage: {path: ./afile/data}\n' >"$T/bad.yml"
+RC=0
+OUT=$(cd "$T" && timeout 10 "$WAVED_BIN" --config ./bad.yml --port 0 2>&1) || RC=$?
+ok "unusable storage.path: exit 1" is "$RC" 1
+ok "unusable storage.path: one line with key, absolute path and reason" \
+  is "$OUT" "waved: storage.path: $T/afile/data: cannot create the directory: Not a directory"
+
 kill -TERM "$WAVED_PID"
 RC=0; wait "$WAVED_PID" || RC=$?
 ok "waved stops cleanly" is "$RC" 0
+
+# ---- 4. without buildah: degraded, builds refused when asked, the rest works ----------------------
+log "4. no builder on PATH"
+NOB="$T/nobuilder"
+mkdir -p "$NOB" && cp "$SRC/config.yml" "$NOB/config.yml"
+(
+  cd "$NOB"
+  exec env PATH=/nonexistent-bin WAVE_SERVER_PORT="$WAVED_PORT" WAVE_SERVER_URL="$WAVED_URL" \
+    "$WAVED_BIN" --config ./config.yml >"$T/nob.log" 2>&1
+) &
+WAVED_PID=$!
+E2E_PIDS+=("$WAVED_PID")
+wait_http "$WAVED_URL/health" 20 || { cat "$T/nob.log" >&2; exit 1; }
+ok "preflight names buildah and its package" \
+  grep -q "preflight: builds are not available: buildah not found - apt-get install buildah" "$T/nob.log"
+curl -s -o "$T/h2.json" "$WAVED_URL/health"
+ok "health DEGRADED, builder DOWN" \
+  is "$(json_get "$T/h2.json" 'd["status"]+" "+d["components"]["builder"]["status"]+" "+d["components"]["builder"]["detail"]')" "DEGRADED DOWN buildah not found"
+CF2=$(printf 'FROM %s\nRUN echo other > /other\n' "$REG/library/busybox:latest" | base64 -w0)
+ok "a build request gets 503 when made" is "$(post "{\"containerFile\":\"$CF2\"}" "$T/nb.json")" 503
+ok "with the reason" is "$(cat "$T/nb.json")" '{"message":"Container builds are not available on this server - buildah not found"}'
+ok "a plain container request still works" is "$(post "{\"containerImage\":\"$REG/library/busybox:latest\"}" "$T/nb2.json")" 200
+kill -TERM "$WAVED_PID"
+RC=0; wait "$WAVED_PID" || RC=$?
+ok "stops cleanly" is "$RC" 0
 e2e_finish
