@@ -18,9 +18,11 @@ $(OUT)/CMakeCache.txt:
 build: deps $(OUT)/CMakeCache.txt
 	cmake --build $(OUT) -j$(JOBS)
 
-# Starts waved in the foreground on its defaults (config.yml holds only
+# Installs what builds need at run time (packaging/deps.sh run: buildah, runc),
+# then starts waved in the foreground on its defaults (config.yml holds only
 # documented defaults); Ctrl-C stops it cleanly.
 run: build
+	@packaging/deps.sh run
 	./$(OUT)/waved --config $(CONFIG)
 
 # Every unit and end-to-end test. One test: `ctest --test-dir out -R core`

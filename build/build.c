@@ -24,6 +24,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/preflight.h"
 #include "core/ratelimit.h"
 #include "core/rand.h"
 #include "core/timefmt.h"
@@ -371,11 +372,33 @@ static int take_permit(const wv_app_t *app, wv_arena_t *a, const wv_creq_plan_t 
 }
 
 /* Prepares outside the lock, then decides again and creates under it. */
+/*
+ * What a new build needs from the host, checked when the request is made rather than found
+ * missing by a failed build later: the builder's programs (503) and free disk above
+ * storage.reserve (507, whose text http/resp.c writes). Cached and joined builds need neither.
+ */
+static int host_can_build(const wv_app_t *app, wv_arena_t *a, const char **msg) {
+  char why[256];
+  wv_disk_t disk;
+  if (!app->preflight)
+    return 0;
+  if (wv_preflight_builder(app->preflight, why, sizeof why)) {
+    *msg = wv_arena_sprintf(a, "Container builds are not available on this server - %s", why);
+    return WV_EUNAVAIL;
+  }
+  if (wv_preflight_disk(app->preflight, &disk) == 0 && disk.low)
+    return WV_ENOSPC;
+  return 0;
+}
+
 static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                      const wv_creq_plan_t *plan, const wv_binput_t *in, bool exists,
                      const char *client_ip, int64_t now_ns, outcome_t *o, const char **msg) {
   const char *tmp = NULL;
-  int rc = in->multi_arg ? 0 : wv_build_prepare(app, a, r, in, &tmp, msg);
+  int rc = host_can_build(app, a, msg);
+  if (rc)
+    return rc;
+  rc = in->multi_arg ? 0 : wv_build_prepare(app, a, r, in, &tmp, msg);
   if (rc)
     return rc;
   pthread_mutex_lock(&create_mu);

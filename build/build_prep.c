@@ -112,11 +112,11 @@ static int write_file(const char *dir, const char *name, const char *text, mode_
   snprintf(path, sizeof path, "%s/%s", dir, name);
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
   if (fd < 0)
-    return WV_EIO;
+    return wv_err_io(errno);
   size_t n = strlen(text);
-  int rc = write(fd, text, n) == (ssize_t)n ? 0 : WV_EIO;
-  if (close(fd) != 0)
-    rc = WV_EIO;
+  int rc = write(fd, text, n) == (ssize_t)n ? 0 : wv_err_io(errno);
+  if (close(fd) != 0 && !rc)
+    rc = wv_err_io(errno);
   return rc;
 }
 
@@ -264,8 +264,10 @@ int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, con
   if (!ctxdir)
     return rc ? rc : WV_ENOMEM;
   if (mkdir(d, 0700) != 0 || mkdir(ctxdir, 0700) != 0) {
-    wv_error("cannot create the build directory %s: %s", d, strerror(errno));
-    return WV_EIO;
+    int e = errno;
+    wv_error("cannot create the build directory %s: %s", d, strerror(e));
+    rmdir(d);
+    return wv_err_io(e);
   }
   *dir = d;
   rc = write_file(d, "Containerfile", in->file, 0600);

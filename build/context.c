@@ -470,8 +470,8 @@ static int write_all(tar_t *t, const uint8_t *p, size_t n) {
     if (w < 0 && errno == EINTR)
       continue;
     if (w <= 0)
-      return say(t, WV_EIO, "Build context entry '%s' cannot be written: %s", t->name,
-                 strerror(errno));
+      return say(t, w < 0 ? wv_err_io(errno) : WV_EIO,
+                 "Build context entry '%s' cannot be written: %s", t->name, strerror(errno));
     p += w, n -= (size_t)w;
   }
   return 0;

@@ -18,6 +18,7 @@ struct wv_bcache;
 struct wv_upstream;
 struct wv_job_engine;
 struct wv_ratelimit;
+struct wv_preflight;
 
 typedef struct {
   const wv_config_t *cfg;
@@ -29,6 +30,8 @@ typedef struct {
   /* core/ratelimit.h: NULL when that limit is off (rate-limit.enabled false, or both rates off) */
   struct wv_ratelimit *build_limit; /* a permit per new build */
   struct wv_ratelimit *pull_limit;  /* a permit per container request and manifest by digest */
+  /* core/preflight.h: builder, disk and memory checks; NULL in tests without one */
+  struct wv_preflight *preflight;
 } wv_app_t;
 
 #endif

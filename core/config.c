@@ -24,15 +24,16 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #define MAX_CONFIG_FILE (1u << 20) /* a config file is small; refuse anything absurd */
 #define MAX_ACCOUNTS 10000
 
 /* The types (ctype_t) as they read in an error message. */
-static const char *const type_nouns[] = {"a string",   "an integer", "a boolean",
-                                         "a duration", "a duration", "a size",
-                                         "a mapping",  "a mapping",  "a list"};
+static const char *const type_nouns[] = {"a string",   "an integer", "a boolean", "a duration",
+                                         "a duration", "a size",     "a mapping", "a mapping",
+                                         "a list",     "a path"};
 
 /* ---- value parsers: s → field, or a reason in why ---- */
 
@@ -199,6 +200,7 @@ static int set_scalar(wv_config_t *cfg, const entry_t *e, const char *s, char *w
   switch (e->type) {
   case T_STR:
   case T_LIST:
+  case T_PATH:
     return parse_str(e, s, field, why, whylen);
   case T_INT:
     return parse_int(e, s, field, why, whylen);
@@ -469,7 +471,7 @@ static int load_value(loader_t *L, const entry_t *e, const char *path, yaml_node
   if (v->type != YAML_SCALAR_NODE)
     return fail(L, v, WV_EINVAL, "%s: expected %s, got %s", path, type_nouns[e->type],
                 node_kind(v));
-  if (is_null(v) && e->type != T_STR && e->type != T_LIST)
+  if (is_null(v) && !WV_CFG_IS_STRING(e->type))
     return fail(L, v, WV_EINVAL, "%s: missing value (expected %s)", path, type_nouns[e->type]);
   const char *s = is_null(v) ? "" : scalar(v);
   int rc = set_scalar(L->cfg, e, s, why, sizeof why);
@@ -626,10 +628,80 @@ int wv_config_apply_env(wv_config_t *cfg, char *err, size_t errlen) {
   return finish(cfg, err, errlen);
 }
 
+/* ---- paths ---- */
+
+/*
+ * Appends the components of rel to out (which holds an absolute directory), dropping "."
+ * components and repeated slashes. ".." is kept: only the kernel knows what it means
+ * when a component is a symbolic link. WV_ETOOBIG past outlen.
+ */
+static int path_append(char *out, size_t outlen, const char *rel) {
+  size_t at = strlen(out);
+  while (*rel) {
+    size_t n = strcspn(rel, "/");
+    bool dot = n == 1 && rel[0] == '.';
+    if (n && !dot) {
+      bool slash = at == 0 || out[at - 1] != '/';
+      if (at + slash + n >= outlen)
+        return WV_ETOOBIG;
+      if (slash)
+        out[at++] = '/';
+      memcpy(out + at, rel, n);
+      at += n;
+      out[at] = '\0';
+    }
+    rel += n + (rel[n] == '/');
+  }
+  return 0;
+}
+
+/* The absolute directory relative paths are taken from: config_file's, or the cwd. */
+static int base_dir(const char *config_file, char *out, size_t outlen) {
+  const char *slash = config_file ? strrchr(config_file, '/') : NULL;
+  char dir[PATH_MAX];
+  if (config_file && config_file[0] == '/') {
+    snprintf(out, outlen, "%.*s", slash == config_file ? 1 : (int)(slash - config_file),
+             config_file);
+    return 0;
+  }
+  if (!getcwd(out, outlen))
+    return WV_EIO;
+  if (!slash)
+    return 0;
+  snprintf(dir, sizeof dir, "%.*s", (int)(slash - config_file), config_file);
+  return path_append(out, outlen, dir);
+}
+
+int wv_config_resolve_paths(wv_config_t *cfg, const char *config_file, char *err, size_t errlen) {
+  char base[PATH_MAX], abs[PATH_MAX];
+  if (base_dir(config_file, base, sizeof base)) {
+    snprintf(err, errlen, "cannot find the working directory: %s", strerror(errno));
+    return WV_EIO;
+  }
+  for (size_t i = 0; i < wv_cfg_nschema; i++) {
+    const entry_t *e = &wv_cfg_schema[i];
+    char **field = (char **)((char *)cfg + e->off);
+    if (e->type != T_PATH || !*field || !**field)
+      continue;
+    snprintf(abs, sizeof abs, "%s", (*field)[0] == '/' ? "/" : base);
+    if (path_append(abs, sizeof abs, *field)) {
+      snprintf(err, errlen, "%s: '%.80s...' is longer than %d bytes once made absolute", e->key,
+               *field, PATH_MAX - 1);
+      return WV_EINVAL;
+    }
+    char *copy = strdup(abs);
+    if (!copy)
+      return WV_ENOMEM;
+    free(*field);
+    *field = copy;
+  }
+  return 0;
+}
+
 void wv_config_free(wv_config_t *cfg) {
   for (size_t i = 0; i < wv_cfg_nschema; i++) {
     void *field = (char *)cfg + wv_cfg_schema[i].off;
-    if (wv_cfg_schema[i].type == T_STR || wv_cfg_schema[i].type == T_LIST) {
+    if (WV_CFG_IS_STRING(wv_cfg_schema[i].type)) {
       free(*(char **)field);
       *(char **)field = NULL;
     } else if (wv_cfg_schema[i].type == T_MAP) {
@@ -669,14 +741,14 @@ static bool regs_eq(const wv_registries_t *a, const wv_registries_t *b) {
 
 const char *wv_config_first_difference(const wv_config_t *a, const wv_config_t *b) {
   static const size_t width[] = {
-      0, sizeof(int), sizeof(bool), sizeof(int64_t), sizeof(int64_t), sizeof(uint64_t), 0, 0, 0};
+      0, sizeof(int), sizeof(bool), sizeof(int64_t), sizeof(int64_t), sizeof(uint64_t), 0, 0, 0, 0};
   for (size_t i = 0; i < wv_cfg_nschema; i++) {
     const entry_t *e = &wv_cfg_schema[i];
     const void *fa = (const char *)a + e->off, *fb = (const char *)b + e->off;
-    bool eq = e->type == T_STR || e->type == T_LIST ? str_eq(*(char *const *)fa, *(char *const *)fb)
-              : e->type == T_MAP  ? map_eq(fa, fb)
-              : e->type == T_REGS ? regs_eq(fa, fb)
-                                 : memcmp(fa, fb, width[e->type]) == 0;
+    bool eq = WV_CFG_IS_STRING(e->type) ? str_eq(*(char *const *)fa, *(char *const *)fb)
+              : e->type == T_MAP        ? map_eq(fa, fb)
+              : e->type == T_REGS       ? regs_eq(fa, fb)
+                                        : memcmp(fa, fb, width[e->type]) == 0;
     if (!eq)
       return e->key;
   }

@@ -85,6 +85,7 @@ typedef struct {
   uint64_t storage_map_size; /* storage.map-size, 4GiB (LMDB map; address space only) */
   int64_t sweep_interval_ms; /* storage.sweep-interval, 60s */
   int64_t commit_delay_us;   /* storage.commit-delay, 200us (group-commit window) */
+  uint64_t storage_reserve;  /* storage.reserve, 1GiB: free space below which the disk is low */
 
   /* wave.build.* — builds and the job engine (docs/jobs.md, docs/builds.md) */
   char *build_workspace;        /* wave.build.workspace, "" = <storage.path>/build */
@@ -169,6 +170,15 @@ int wv_config_load(wv_config_t *cfg, const char *path, char *err, size_t errlen)
 
 /* Applies WAVE_SERVER_URL / WAVE_SERVER_PORT. Same error convention. */
 int wv_config_apply_env(wv_config_t *cfg, char *err, size_t errlen);
+
+/*
+ * Makes every path-valued key (storage.path, wave.build.workspace, ...) absolute:
+ * a relative value is taken relative to the directory of config_file, or to the
+ * working directory when config_file is NULL (embedded defaults). Empty values
+ * stay empty. Returns 0, WV_ENOMEM, or WV_EINVAL/WV_EIO with "<key>: <reason>"
+ * in err. Called once at start-up, after wv_config_load.
+ */
+int wv_config_resolve_paths(wv_config_t *cfg, const char *config_file, char *err, size_t errlen);
 
 /* Frees every string the config owns. */
 void wv_config_free(wv_config_t *cfg);

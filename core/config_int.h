@@ -15,8 +15,23 @@
 #define MAX_KEY_LEN 256
 
 /* T_LIST is a string field holding a comma-separated list; in YAML it is written either as a
- * list of scalars (joined with commas) or as one comma-separated scalar. */
-typedef enum { T_STR, T_INT, T_BOOL, T_DUR_MS, T_DUR_US, T_SIZE, T_MAP, T_REGS, T_LIST } ctype_t;
+ * list of scalars (joined with commas) or as one comma-separated scalar. T_PATH is a string
+ * field naming a file or directory: wv_config_resolve_paths() makes it absolute. */
+typedef enum {
+  T_STR,
+  T_INT,
+  T_BOOL,
+  T_DUR_MS,
+  T_DUR_US,
+  T_SIZE,
+  T_MAP,
+  T_REGS,
+  T_LIST,
+  T_PATH
+} ctype_t;
+
+/* A string-valued type: T_STR, T_LIST or T_PATH (a char * field). */
+#define WV_CFG_IS_STRING(t) ((t) == T_STR || (t) == T_LIST || (t) == T_PATH)
 
 /* A value check beyond the type; writes a reason into why on failure. */
 typedef int (*check_fn)(const char *s, char *why, size_t whylen);

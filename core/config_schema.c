@@ -134,16 +134,21 @@ static const entry_t schema[] = {
      "wave.httpclient.retry.delay", "First retry backoff; each next one is 1.75 times longer."},
     {"wave.httpclient.retry.max-delay", T_DUR_MS, OFF(hc_retry_max_delay_ms), "5s", 0, 600000,
      NULL, "wave.httpclient.retry.max-delay", "Cap of one retry backoff."},
-    {"storage.path", T_STR, OFF(storage_path), "./data", 0, 0, NULL, NULL,
-     "Directory of the LMDB state store and the blob store."},
+    {"storage.path", T_PATH, OFF(storage_path), "./data", 0, 0, NULL, NULL,
+     "Directory of the LMDB state store and the blob store; relative = to the config file's "
+     "directory."},
+    {"storage.reserve", T_SIZE, OFF(storage_reserve), "1GiB", 0, 1LL << 50, NULL, NULL,
+     "Free space kept on storage.path's filesystem (at most half of it): below it /health "
+     "reports the disk and new builds get 507."},
     {"storage.map-size", T_SIZE, OFF(storage_map_size), "4GiB", 1 << 20, 1LL << 44, NULL, NULL,
      "LMDB map size (address space reserved, not disk used)."},
     {"storage.sweep-interval", T_DUR_MS, OFF(sweep_interval_ms), "60s", 1000, DAY_MS, NULL, NULL,
      "Period of the expiry sweeper."},
     {"storage.commit-delay", T_DUR_US, OFF(commit_delay_us), "200us", 0, 1000000, NULL, NULL,
      "Group-commit window: writes arriving within it share one fsync."},
-    {"wave.build.workspace", T_STR, OFF(build_workspace), "", 0, 0, NULL, "wave.build.workspace",
-     "Work directory of builds (one sub-directory per build); empty = <storage.path>/build."},
+    {"wave.build.workspace", T_PATH, OFF(build_workspace), "", 0, 0, NULL, "wave.build.workspace",
+     "Work directory of builds (one sub-directory per build); empty = <storage.path>/build; "
+     "relative = to the config file's directory."},
     {"wave.build.repo", T_STR, OFF(build_repo), "", 0, 0, NULL, "wave.build.repo",
      "Repository builds are pushed to (host[:port]/path); empty = the embedded registry."},
     {"wave.build.timeout", T_DUR_MS, OFF(build_timeout_ms), "15m", 1000, 7 * DAY_MS, NULL,
@@ -281,7 +286,7 @@ static const struct {
 #define NALIASES (sizeof aliases / sizeof aliases[0])
 
 static const char *const type_names[] = {"string", "int", "bool",       "duration", "duration",
-                                         "size",   "map", "registries", "list"};
+                                         "size",   "map", "registries", "list",     "path"};
 
 /* ---- validators ---- */
 

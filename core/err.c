@@ -1,5 +1,9 @@
 #include "core/err.h"
 
+#include <errno.h>
+
+int wv_err_io(int errnum) { return errnum == ENOSPC || errnum == EDQUOT ? WV_ENOSPC : WV_EIO; }
+
 const char *wv_strerror(int rc) {
   switch (rc) {
   case WV_OK:

@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/job.h"
 #include "core/log.h"
+#include "core/preflight.h"
 #include "core/ratelimit.h"
 #include "build/build.h"
 #include "build/builder.h"
@@ -121,6 +122,9 @@ static int load_config(const cli_t *cli, wv_config_t *cfg) {
   int rc = wv_config_defaults(cfg);
   if (!rc)
     rc = wv_config_load(cfg, path, err, sizeof err);
+  /* Builders run in their own directories: every path they are given must be absolute. */
+  if (!rc)
+    rc = wv_config_resolve_paths(cfg, path, err, sizeof err);
   if (rc) {
     fprintf(stderr, "waved: %s\n", rc == WV_ENOMEM ? "out of memory" : err);
     return rc;
@@ -151,10 +155,6 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
   if ((rc = wv_http_global_init())) {
     wv_error("cannot initialise libcurl");
     return rc;
-  }
-  if (mkdir(cfg->storage_path, 0700) != 0 && errno != EEXIST) {
-    wv_error("cannot create %s: %s", cfg->storage_path, strerror(errno));
-    return WV_EIO;
   }
   snprintf(dir, sizeof dir, "%s/state", cfg->storage_path);
   rc = wv_store_open(&app->store, dir, cfg->storage_map_size, cfg->commit_delay_us);
@@ -196,7 +196,26 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
   return 0;
 }
 
+/*
+ * What must hold before anything starts: the port is free, storage.path and the build
+ * workspace can be created and written. Each failure is one line on stderr, and waved stops
+ * before a thread or a listener exists.
+ */
+static int check_start(const wv_config_t *cfg) {
+  char err[PATH_MAX + 256], ws[PATH_MAX];
+  snprintf(ws, sizeof ws, "%s", *cfg->build_workspace ? cfg->build_workspace : "");
+  if (!*ws)
+    snprintf(ws, sizeof ws, "%s/build", cfg->storage_path);
+  int rc = wv_preflight_port(cfg->server_host, cfg->server_port, err, sizeof err);
+  rc = rc ? rc : wv_preflight_dir("storage.path", cfg->storage_path, err, sizeof err);
+  rc = rc ? rc : wv_preflight_dir("wave.build.workspace", ws, err, sizeof err);
+  if (rc)
+    fprintf(stderr, "waved: %s\n", err);
+  return rc;
+}
+
 static void close_services(wv_app_t *app) {
+  wv_preflight_free(app->preflight);
   wv_ratelimit_free(app->pull_limit);
   wv_ratelimit_free(app->build_limit);
   wv_upstream_free(app->upstream);
@@ -224,10 +243,6 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app) {
   snprintf(ws, sizeof ws, "%s", *cfg->build_workspace ? cfg->build_workspace : "");
   if (!*ws)
     snprintf(ws, sizeof ws, "%s/build", cfg->storage_path);
-  if (mkdir(ws, 0700) != 0 && errno != EEXIST) {
-    wv_error("cannot create the build workspace %s: %s", ws, strerror(errno));
-    return WV_EIO;
-  }
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   self[n > 0 ? n : 0] = '\0';
   if ((rc = wv_jobstore_init(&jobstore, app->store, logs, JOB_RECORD_TTL_MS, &job_persist)))
@@ -303,7 +318,12 @@ int main(int argc, char **argv) {
   wv_router_t *router = NULL;
   wv_server_t *srv = NULL;
   int status = 1;
+  if (check_start(&cfg))
+    goto out;
   if (open_services(&cfg, &app) || start_jobs(&cfg, &app) || wv_park_start(cfg.idle_timeout_ms))
+    goto out;
+  /* Problems found here degrade waved (one log line each); requests that need the part fail. */
+  if (wv_preflight_new(&cfg, wv_job_engine_mem(app.jobs), &app.preflight))
     goto out;
   rc = wv_router_new(&router);
   if (!rc)

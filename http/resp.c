@@ -1,7 +1,10 @@
 #include "http/resp.h"
+#include "core/app.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/preflight.h"
 
+#include <limits.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,12 +34,13 @@ static const struct {
   int status;
   wv_regerr_t reg;
 } errmap[] = {
-    {WV_EINVAL, 400, WV_REGERR_BAD_REQUEST}, {WV_EPARSE, 400, WV_REGERR_BAD_REQUEST},
-    {WV_ERANGE, 400, WV_REGERR_BAD_REQUEST}, {WV_ENOTFOUND, 404, WV_REGERR_NOT_FOUND},
-    {WV_EEXPIRED, 404, WV_REGERR_NOT_FOUND}, {WV_ETOOBIG, 413, WV_REGERR_SIZE_INVALID},
-    {WV_ETIMEOUT, 408, WV_REGERR_TIMEOUT},   {WV_EBUSY, 429, WV_REGERR_TOOMANYREQUESTS},
-    {WV_EAUTH, 401, WV_REGERR_UNAUTHORIZED}, {WV_EDENIED, 403, WV_REGERR_DENIED},
-    {WV_EUPSTREAM, 502, WV_REGERR_UNKNOWN},  {WV_EUNSUPPORTED, 501, WV_REGERR_NOT_IMPLEMENTED},
+    {WV_EINVAL, 400, WV_REGERR_BAD_REQUEST},   {WV_EPARSE, 400, WV_REGERR_BAD_REQUEST},
+    {WV_ERANGE, 400, WV_REGERR_BAD_REQUEST},   {WV_ENOTFOUND, 404, WV_REGERR_NOT_FOUND},
+    {WV_EEXPIRED, 404, WV_REGERR_NOT_FOUND},   {WV_ETOOBIG, 413, WV_REGERR_SIZE_INVALID},
+    {WV_ETIMEOUT, 408, WV_REGERR_TIMEOUT},     {WV_EBUSY, 429, WV_REGERR_TOOMANYREQUESTS},
+    {WV_EAUTH, 401, WV_REGERR_UNAUTHORIZED},   {WV_EDENIED, 403, WV_REGERR_DENIED},
+    {WV_EUPSTREAM, 502, WV_REGERR_UNKNOWN},    {WV_EUNSUPPORTED, 501, WV_REGERR_NOT_IMPLEMENTED},
+    {WV_EUNAVAIL, 503, WV_REGERR_UNAVAILABLE}, {WV_ENOSPC, 507, WV_REGERR_UNAVAILABLE},
 };
 
 int wv_resp_api_status(int rc) {
@@ -139,6 +143,20 @@ int wv_resp_registry_error(wv_req_t *req, wv_resp_t *resp, wv_regerr_t code, int
   return wv_resp_json(req, resp, status ? status : wv_regerr_status(code), o);
 }
 
+/* "Insufficient storage - <path>: <N> bytes free ...": what a full disk answers (507). */
+static const char *nospace_text(wv_req_t *req) {
+  const wv_app_t *app = req->app;
+  char text[PATH_MAX + 160];
+  if (app && app->preflight)
+    wv_preflight_nospace_text(app->preflight, text, sizeof text);
+  else if (app && app->cfg)
+    wv_disk_nospace_text(app->cfg->storage_path, app->cfg->storage_reserve, text, sizeof text);
+  else
+    snprintf(text, sizeof text, "Insufficient storage");
+  const char *copy = wv_arena_strdup(req->arena, text);
+  return copy ? copy : "Insufficient storage";
+}
+
 int wv_resp_error(wv_req_t *req, wv_resp_t *resp, int rc, const char *msg) {
   int status;
   wv_regerr_t reg = wv_resp_registry_code(rc, &status);
@@ -146,6 +164,8 @@ int wv_resp_error(wv_req_t *req, wv_resp_t *resp, int rc, const char *msg) {
     status = wv_resp_api_status(rc);
   if (!msg)
     msg = wv_strerror(rc);
+  if (rc == WV_ENOSPC)
+    msg = nospace_text(req);
   if (status == 500) {
     /* Spec §0.3: internal errors carry an id that also appears in the log. */
     unsigned char id[6];
@@ -195,6 +215,7 @@ static const struct {
     {502, "Bad Gateway"},
     {503, "Service Unavailable"},
     {504, "Gateway Timeout"},
+    {507, "Insufficient Storage"},
 };
 
 const char *wv_resp_reason(int status) {

@@ -21,6 +21,7 @@
   X(UNSUPPORTED, "UNSUPPORTED", 405, "The operation is unsupported.")                              \
   X(UNAUTHORIZED, "UNAUTHORIZED", 401, "authentication required")                                  \
   X(DENIED, "DENIED", 403, "requested access to the resource is denied")                           \
+  X(UNAVAILABLE, "UNAVAILABLE", 503, "service unavailable")                                        \
   X(TOOMANYREQUESTS, "TOOMANYREQUESTS", 429, "too many requests")                                  \
   X(NOT_FOUND, "NOT_FOUND", 404, "not found")                                                      \
   X(BAD_REQUEST, "BAD_REQUEST", 400, "bad request")                                                \

@@ -2,14 +2,18 @@
 # packaging/deps.sh SET... — makes sure the Debian 12 packages a target needs
 # are installed. As root it installs what is missing with apt-get; otherwise it
 # prints the apt-get line to run and fails, so nothing half-builds.
-# Sets: build (compile waved), test (end-to-end components), bench (load tools
-# and the servers bench/pull-load.sh starts), package (make deb and
-# packaging/check-deb.sh).
+# Sets: build (compile waved), run (what waved needs at run time on its
+# defaults: the buildah builder and the runc runtime it is configured with),
+# test (end-to-end components), bench (load tools and the servers
+# bench/pull-load.sh starts), package (make deb and packaging/check-deb.sh).
 set -euo pipefail
 
 build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libjson-c-dev
        liblmdb-dev libssl-dev libyaml-dev libzstd-dev zlib1g-dev node-llhttp
        libsystemd-dev)
+# buildah's Recommends (runc) are skipped by --no-install-recommends; the default
+# wave.build.buildah.build template names /usr/sbin/runc, so it is listed here.
+run=(buildah runc)
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static
       buildah runc)
 # make deb and packaging/check-deb.sh: build the .deb, check it, run it.
@@ -22,6 +26,7 @@ want=()
 for set in "$@"; do
   case "$set" in
     build) want+=("${build[@]}") ;;
+    run) want+=("${run[@]}") ;;
     test) want+=("${test[@]}") ;;
     bench) want+=("${bench[@]}") ;;
     package) want+=("${package[@]}") ;;

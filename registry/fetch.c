@@ -2,6 +2,7 @@
 #include "core/digest.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/preflight.h"
 #include "core/rand.h"
 #include "registry/upstream.h"
 
@@ -19,6 +20,18 @@ int wv_perr_set(wv_perr_t *e, int status, wv_regerr_t code, const char *fmt, ...
   va_start(ap, fmt);
   vsnprintf(e->msg, sizeof e->msg, fmt, ap);
   va_end(ap);
+  return WV_EUPSTREAM;
+}
+
+int wv_perr_local(wv_perr_t *e, const wv_app_t *app, int rc, const char *what) {
+  if (rc != WV_ENOSPC)
+    return wv_perr_set(e, 500, WV_REGERR_SERVER_ERROR, "%s: %s", what, wv_strerror(rc));
+  if (app->preflight)
+    wv_preflight_nospace_text(app->preflight, e->msg, sizeof e->msg);
+  else
+    wv_disk_nospace_text(app->cfg->storage_path, app->cfg->storage_reserve, e->msg, sizeof e->msg);
+  e->status = 507;
+  e->code = WV_REGERR_UNAVAILABLE;
   return WV_EUPSTREAM;
 }
 

@@ -33,6 +33,13 @@ typedef struct {
 int wv_perr_set(wv_perr_t *e, int status, wv_regerr_t code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/*
+ * A local failure rc while doing what ("Cannot store the image config"): a full disk
+ * (WV_ENOSPC) → 507 UNAVAILABLE "Insufficient storage - <path>: <N> bytes free ...",
+ * anything else → 500 SERVER_ERROR "<what>: <strerror>". Returns WV_EUPSTREAM.
+ */
+int wv_perr_local(wv_perr_t *e, const wv_app_t *app, int rc, const char *what);
+
 /* Answers the request with e (registry envelope). */
 int wv_perr_respond(wv_req_t *req, wv_resp_t *resp, const wv_perr_t *e);
 

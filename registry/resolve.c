@@ -351,8 +351,7 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
   if (rc)
     return augment_error(r, rc, msg, "the image");
   if ((rc = wv_cas_put(ctx->app->cas, nc.data, nc.len, nc.digest, NULL)) != 0)
-    return wv_perr_set(&r->err, 500, WV_REGERR_SERVER_ERROR, "Cannot store the image config: %s",
-                       wv_strerror(rc));
+    return wv_perr_local(&r->err, ctx->app, rc, "Cannot store the image config");
   wv_cache_entry_t ce = {.kind = WV_CACHE_BLOB,
                          .media_type = wv_mediatype_config_for(m->media_type),
                          .digest = wv_arena_strdup(a, nc.digest),

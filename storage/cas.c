@@ -85,7 +85,7 @@ static int fsync_dir(const char *path) {
   int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
     return WV_EIO;
-  int rc = fsync(fd) == 0 ? 0 : WV_EIO;
+  int rc = fsync(fd) == 0 ? 0 : wv_err_io(errno);
   close(fd);
   return rc;
 }
@@ -174,10 +174,11 @@ static int begin(wv_cas_t *c, bool hashed, wv_cas_writer_t **out) {
    * (registry/blobfill.h). */
   w->fd = open(w->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (w->fd < 0) {
-    wv_error("cas: cannot create %s: %s", w->path, strerror(errno));
+    int e = errno;
+    wv_error("cas: cannot create %s: %s", w->path, strerror(e));
     EVP_MD_CTX_free(w->md);
     free(w);
-    return WV_EIO;
+    return wv_err_io(e);
   }
   *out = w;
   return 0;
@@ -193,7 +194,7 @@ static int write_all(int fd, const unsigned char *p, size_t n) {
     if (k < 0 && errno == EINTR)
       continue;
     if (k <= 0)
-      return WV_EIO;
+      return k < 0 ? wv_err_io(errno) : WV_EIO;
     p += k;
     n -= (size_t)k;
   }
@@ -207,9 +208,10 @@ int wv_cas_write(wv_cas_writer_t *w, const void *p, size_t n) {
     return w->err = WV_ETOOBIG;
   if (w->md && EVP_DigestUpdate(w->md, p, n) != 1)
     return w->err = WV_EINTERNAL;
-  if (write_all(w->fd, p, n) != 0) {
-    wv_error("cas: write %s: %s", w->path, strerror(errno));
-    return w->err = WV_EIO;
+  int rc = write_all(w->fd, p, n);
+  if (rc) {
+    wv_error("cas: write %s: %s", w->path, rc == WV_ENOSPC ? strerror(ENOSPC) : strerror(errno));
+    return w->err = rc;
   }
   w->size += n;
   return 0;
@@ -255,7 +257,7 @@ static int publish(wv_cas_writer_t *w, const char *digest) {
     goto out;
   int created = mkdir(dir, 0700) == 0;
   if (!created && errno != EEXIST) {
-    rc = WV_EIO;
+    rc = wv_err_io(errno);
     goto out;
   }
   if (created && fsync_dir(c->shas) != 0) {
@@ -291,7 +293,7 @@ int wv_cas_commit(wv_cas_writer_t *w, const char *expected, char *digest_out) {
     rc = WV_EDIGEST;
   if (!rc && fsync(w->fd) != 0) {
     wv_error("cas: fsync %s: %s", w->path, strerror(errno));
-    rc = WV_EIO;
+    rc = wv_err_io(errno);
   }
   if (rc) {
     wv_cas_abort(w);

@@ -22,7 +22,7 @@ static int write_all(int fd, const void *p, size_t n) {
     if (k < 0 && errno == EINTR)
       continue;
     if (k <= 0)
-      return WV_EIO;
+      return k < 0 ? wv_err_io(errno) : WV_EIO;
     c += k;
     n -= (size_t)k;
   }
@@ -62,7 +62,7 @@ static int fsync_parent(const char *path) {
   free(copy);
   if (fd < 0)
     return WV_EIO;
-  int rc = fsync(fd) == 0 ? 0 : WV_EIO;
+  int rc = fsync(fd) == 0 ? 0 : wv_err_io(errno);
   close(fd);
   return rc;
 }
@@ -77,17 +77,18 @@ int wv_logstore_put(const char *path, const void *data, size_t len, int level) {
     return WV_ENOMEM;
   int rc = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) {
-    wv_error("logstore: cannot create %s: %s", tmp, strerror(errno));
+    int e = errno;
+    wv_error("logstore: cannot create %s: %s", tmp, strerror(e));
     free(tmp);
-    return WV_EIO;
+    return wv_err_io(e);
   }
   rc = compress_to(fd, data, len, level);
   if (!rc && fsync(fd) != 0)
-    rc = WV_EIO;
+    rc = wv_err_io(errno);
   if (close(fd) != 0 && !rc)
-    rc = WV_EIO;
+    rc = wv_err_io(errno);
   if (!rc && rename(tmp, path) != 0)
-    rc = WV_EIO;
+    rc = wv_err_io(errno);
   if (!rc)
     rc = fsync_parent(path);
   if (rc) {

@@ -100,8 +100,11 @@ int wv_sto_map_mdb(int rc, const char *what) {
     return RC_MAP_FULL;
   case ENOMEM:
     return WV_ENOMEM;
-  case EIO:
   case ENOSPC:
+  case EDQUOT:
+    wv_error("store: %s: %s", what, mdb_strerror(rc));
+    return WV_ENOSPC;
+  case EIO:
     wv_error("store: %s: %s", what, mdb_strerror(rc));
     return WV_EIO;
   default:

@@ -263,6 +263,55 @@ TEST(missing_file) {
   wv_config_free(&cfg);
 }
 
+/* Resolves storage.path = rel and wave.build.workspace = ws against config_file. */
+static bool resolves(const char *config_file, const char *rel, const char *ws, const char *want,
+                     const char *want_ws) {
+  wv_config_t cfg;
+  bool ok = wv_config_defaults(&cfg) == 0;
+  free(cfg.storage_path);
+  free(cfg.build_workspace);
+  cfg.storage_path = strdup(rel);
+  cfg.build_workspace = strdup(ws);
+  ok = ok && wv_config_resolve_paths(&cfg, config_file, err, sizeof err) == 0;
+  ok = ok && strcmp(cfg.storage_path, want) == 0 && strcmp(cfg.build_workspace, want_ws) == 0;
+  if (!ok)
+    fprintf(stderr, "  %s + %s, %s -> %s, %s (want %s, %s) %s\n", config_file ? config_file : "-",
+            rel, ws, cfg.storage_path, cfg.build_workspace, want, want_ws, err);
+  wv_config_free(&cfg);
+  return ok;
+}
+
+TEST(paths_resolved_against_config_dir) {
+  char cwd[4096], want[4200], want_ws[4200];
+  CHECK(getcwd(cwd, sizeof cwd) != NULL);
+  /* The shipped default next to an absolute config file. */
+  CHECK(resolves("/etc/waved/config.yml", "./data", "", "/etc/waved/data", ""));
+  CHECK(resolves("/etc/waved/config.yml", "data/./x//y/", "ws", "/etc/waved/data/x/y",
+                 "/etc/waved/ws"));
+  CHECK(resolves("/config.yml", "./data", "/abs/ws", "/data", "/abs/ws"));
+  CHECK(resolves("/etc/waved/config.yml", "/var/lib/waved", "", "/var/lib/waved", ""));
+  CHECK(resolves("/etc/waved/config.yml", "../data", "", "/etc/waved/../data", ""));
+  /* A relative config file: its directory, taken from the cwd. */
+  snprintf(want, sizeof want, "%s/conf/data", cwd);
+  snprintf(want_ws, sizeof want_ws, "%s/conf/ws", cwd);
+  CHECK(resolves("./conf/config.yml", "./data", "ws", want, want_ws));
+  snprintf(want, sizeof want, "%s/data", cwd);
+  CHECK(resolves("config.yml", "./data", "", want, ""));
+  /* No config file: the working directory. */
+  CHECK(resolves(NULL, "./data", "", want, ""));
+  /* Too long once absolute: a clear error naming the key. */
+  wv_config_t cfg;
+  char longp[5000];
+  memset(longp, 'a', sizeof longp - 1);
+  longp[sizeof longp - 1] = '\0';
+  CHECK_OK(wv_config_defaults(&cfg));
+  free(cfg.storage_path);
+  cfg.storage_path = strdup(longp);
+  CHECK_EQ_INT(wv_config_resolve_paths(&cfg, "/etc/config.yml", err, sizeof err), WV_EINVAL);
+  CHECK(strncmp(err, "storage.path: ", 14) == 0);
+  wv_config_free(&cfg);
+}
+
 TEST(env_overrides) {
   wv_config_t cfg;
   setenv("WAVE_SERVER_URL", "http://[::1]:7000/base", 1);
@@ -395,5 +444,5 @@ WV_TESTS(T(defaults), T(registries), T(shipped_config_yml_loads_and_states_defau
          T(every_schema_key_documented_in_config_yml), T(every_default_parses),
          T(values_camelcase_aliases_and_dotted_keys), T(empty_file_and_empty_sections),
          T(bad_duration), T(bad_size), T(bad_int_bool_and_checks), T(unknown_key), T(wrong_type),
-         T(yaml_syntax_error), T(missing_file), T(env_overrides), T(print_schema),
-         T(scan_keys), T(outbound_keys))
+         T(yaml_syntax_error), T(missing_file), T(paths_resolved_against_config_dir),
+         T(env_overrides), T(print_schema), T(scan_keys), T(outbound_keys))
