@@ -304,7 +304,9 @@ static int load_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
                                       ctx->rt.image, t->token, t->image));
   ctx->registry = t->registry;
   ctx->image = t->image;
-  ctx->who = t->user; /* a token acts for the request that made it */
+  /* A token acts for the request that made it; an image waved built was
+   * pushed by waved itself (the request's right to push was checked then). */
+  ctx->who = t->kind == WV_TOKEN_BUILD ? WV_WHO_WAVED : t->user;
   if (!ctx->have_hot || !ctx->hot.has_user)
     put_hot_record(req, ctx);
   return 0;
