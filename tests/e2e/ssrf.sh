@@ -116,23 +116,22 @@ stop_waved
 #   PLAIN sends a realm on its own host over plain http, and is not marked insecure;
 #   TRUST the same as PLAIN but marked insecure: the control, it does get credentials.
 echo "a secret an upstream wants waved to read" >"$T/files/secret"
-evil() { # NAME MODE [URL] — starts one; prints its port
-  local port; port=$(free_port)
-  $PY "$(dirname "${BASH_SOURCE[0]}")/evil_upstream.py" "$port" "$T/evil-$1.log" "$2" "${3:-}" \
+evil() { # NAME MODE [URL] — starts one (in this shell, so e2e_finish stops it); port in EVIL
+  EVIL=$(free_port)
+  $PY "$(dirname "${BASH_SOURCE[0]}")/evil_upstream.py" "$EVIL" "$T/evil-$1.log" "$2" "${3:-}" \
     >"$T/evil-$1.out" 2>&1 &
   E2E_PIDS+=($!)
-  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.05; done
-  echo "$port"
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$EVIL/v2/" && break; sleep 0.05; done
 }
 DEAD=$(free_port) # nothing listens there
-RED=127.0.0.1:$(evil red redirect "$FILES/secret")
-CLOSE=127.0.0.1:$(evil close redirect "http://127.0.0.1:$DEAD/secret")
-TOK_OTHER=$(evil tok-other token)
-TOK_PLAIN=$(evil tok-plain token)
-TOK_TRUST=$(evil tok-trust token)
-OTHER=127.0.0.1:$(evil other bearer "http://localhost:$TOK_OTHER/token")
-PLAIN=127.0.0.1:$(evil plain bearer "http://127.0.0.1:$TOK_PLAIN/token")
-TRUST=127.0.0.1:$(evil trust bearer "http://127.0.0.1:$TOK_TRUST/token")
+evil red redirect "$FILES/secret"; RED=127.0.0.1:$EVIL
+evil close redirect "http://127.0.0.1:$DEAD/secret"; CLOSE=127.0.0.1:$EVIL
+evil tok-other token; TOK_OTHER=$EVIL
+evil tok-plain token; TOK_PLAIN=$EVIL
+evil tok-trust token; TOK_TRUST=$EVIL
+evil other bearer "http://localhost:$TOK_OTHER/token"; OTHER=127.0.0.1:$EVIL
+evil plain bearer "http://127.0.0.1:$TOK_PLAIN/token"; PLAIN=127.0.0.1:$EVIL
+evil trust bearer "http://127.0.0.1:$TOK_TRUST/token"; TRUST=127.0.0.1:$EVIL
 UNREACH=127.0.0.1:$(free_port)
 CRED="username: evil-user, password: evil-pass, allow: {anonymous: pull}"
 start_waved "wave:
