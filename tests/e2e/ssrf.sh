@@ -114,7 +114,8 @@ stop_waved
 #   CLOSE the same, to a closed loopback port;
 #   OTHER sends a token realm on another host (localhost, not 127.0.0.1);
 #   PLAIN sends a realm on its own host over plain http, and is not marked insecure;
-#   TRUST the same as PLAIN but marked insecure: the control, it does get credentials.
+#   TRUST the same as PLAIN but marked insecure: the control, it does get credentials;
+#   FAR   sends a realm on [::1], which the outbound policy does not allow.
 echo "a secret an upstream wants waved to read" >"$T/files/secret"
 evil() { # NAME MODE [URL] — starts one (in this shell, so e2e_finish stops it); port in EVIL
   EVIL=$(free_port)
@@ -132,6 +133,7 @@ evil tok-trust token; TOK_TRUST=$EVIL
 evil other bearer "http://localhost:$TOK_OTHER/token"; OTHER=127.0.0.1:$EVIL
 evil plain bearer "http://127.0.0.1:$TOK_PLAIN/token"; PLAIN=127.0.0.1:$EVIL
 evil trust bearer "http://127.0.0.1:$TOK_TRUST/token"; TRUST=127.0.0.1:$EVIL
+evil far bearer "http://[::1]:$TOK_TRUST/token"; FAR=127.0.0.1:$EVIL
 UNREACH=127.0.0.1:$(free_port)
 CRED="username: evil-user, password: evil-pass, allow: {anonymous: pull}"
 start_waved "wave:
@@ -143,7 +145,8 @@ start_waved "wave:
     '$UNREACH': {insecure: true}
     '$OTHER': {$CRED, insecure: true}
     '$PLAIN': {$CRED}
-    '$TRUST': {$CRED, insecure: true}"
+    '$TRUST': {$CRED, insecure: true}
+    '$FAR': {insecure: true}"
 log "waved (upstream-chosen URLs) on $WAVED_URL"
 inspect() { # IMAGE OUT — POST /v1alpha1/inspect; prints the status
   curl -s -o "$2" -w '%{http_code}' -H 'Content-Type: application/json' -X POST \
@@ -171,6 +174,10 @@ ok "control: the same realm of an insecure registry gets the credentials" \
   is "$(inspect "$TRUST/x/img:1" "$T/u6.json") $(grep -c "auth=Basic $(printf evil-user:evil-pass | base64 -w0)" "$T/evil-tok-trust.log")" \
   "200 1"
 
+ok "realm on a loopback address the policy does not allow: 403, never asked" \
+  is "$(inspect "$FAR/x/img:1" "$T/u12.json") $(field "$T/u12.json" 'd["message"]')" \
+  "403 Registry '$FAR' - its token service is refused by the outbound policy: ::1 is a loopback address, which wave.security.outbound does not allow"
+ok "... (the token service saw one request, the control's)" is "$(grep -c 'GET /token' "$T/evil-tok-trust.log")" 1
 ok "registry down: 502 naming the upstream" \
   is "$(post "{\"containerImage\":\"$UNREACH/x/img:1\"}" "$T/u7.json") $(field "$T/u7.json" 'd["message"]')" \
   "502 Unable to reach registry '$UNREACH' - connection failed"
