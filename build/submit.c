@@ -206,10 +206,6 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
     rc = wv_container_config_validate(a, &r->cc, msg);
   rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
   rc = rc ? rc : expand_includes(app, a, r, plan, msg);
-  if (!rc && !wv_proxy_registry_allowed(app, plan->image.registry)) {
-    *msg = address_refused(a, plan->image.registry);
-    rc = WV_EINVAL;
-  }
   if (!rc && app->upstream)
     rc = wv_image_check_exists(a, app->upstream, plan->user, &plan->image, msg);
   if (rc)
@@ -289,6 +285,12 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
   *msg = NULL;
   int rc = wv_creq_parse(a, body, len, v2, &r, msg);
   rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
+  /* A containerImage (of any kind of request) whose registry names an address. */
+  if (!rc && r.container_image && *r.container_image && plan.image.registry &&
+      !wv_proxy_registry_allowed(app, plan.image.registry)) {
+    *msg = address_refused(a, plan.image.registry);
+    rc = WV_EINVAL;
+  }
   rc = rc ? rc : take_pull(app, a, &plan, client_ip, retry_after_s, msg);
   if (!rc && plan.kind == WV_CREQ_MIRROR)
     return wv_mirror_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg);

@@ -35,6 +35,7 @@ WAVED_LOG_LEVEL=info # the multi-platform check finds child builds in the log
 start_waved "wave:
   accounts: {alice: $TOKEN_HASH}
   registries:
+    '$SRC': {insecure: true}
     '$DST': {username: $USER_, password: $PASS_, insecure: true,
              allow: {anonymous: push, accounts: {alice: push}}}"
 
@@ -178,6 +179,7 @@ start_waved "wave:
   scan: {enabled: true}
   accounts: {alice: $TOKEN_HASH}
   registries:
+    '$SRC': {insecure: true}
     '$DST': {username: $USER_, password: $PASS_, insecure: true,
              allow: {anonymous: push, accounts: {alice: push}}}"
 CF5=$(b64 "FROM $SRC/library/busybox:latest\nRUN echo scanned > /s\n")

@@ -40,6 +40,7 @@ start_waved "wave:
   server: {url: 'http://127.0.0.1:9999'}
   accounts: {alice: $TOKEN_HASH}
   registries:
+    '$SRC': {insecure: true}
     '$DST': {username: $USER_, password: $PASS_, allow: {accounts: {alice: push}}}
 wave.mirror:
   chunk-size: 256KiB

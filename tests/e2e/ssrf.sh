@@ -50,7 +50,9 @@ FREEZE_BODY="{\"containerImage\":\"$REG/library/busybox:latest\",\"freeze\":true
 DENIED="is a loopback address, which wave.security.outbound does not allow"
 
 # ---- 1. the default policy: loopback URLs are refused at request time ------------------
-start_waved ""
+# The registry is named by address: wave.registries must list it (docs/security.md).
+REGS="wave.registries: {'$REG': {insecure: true}}"
+start_waved "$REGS"
 log "waved (default policy) on $WAVED_URL"
 ok "context on 127.0.0.1 -> 400" is "$(post "$CTX_BODY" "$T/d1.json")" 400
 ok "context on 127.0.0.1: the message says why" \
@@ -73,7 +75,8 @@ ok "no build was started" is "$(ls "$WAVED_DIR/data/build" 2>/dev/null | grep -c
 stop_waved
 
 # ---- 2. loopback allowed in config.yml: both are fetched and built -------------------
-start_waved "wave:
+start_waved "$REGS
+wave:
   security:
     outbound:
       allow: [127.0.0.1/32]"
@@ -100,7 +103,8 @@ ok "127.0.0.2 is not on the list -> 400 (same build, exists already)" \
 stop_waved
 
 # ---- 3. protection switched off (Wave's key): fetched from loopback -----------------
-start_waved "wave.security.ssrf-protection.enabled: false"
+start_waved "$REGS
+wave.security.ssrf-protection.enabled: false"
 log "waved (ssrf-protection off) on $WAVED_URL"
 CF3=$(b64 'FROM scratch\nCOPY hello.txt /copied-again.txt\n')
 ok "protection off: context on 127.0.0.1 -> 200" is "$(post "${CTX_BODY//$CF/$CF3}" "$T/o1.json")" 200
@@ -187,6 +191,8 @@ ok "registry down: inspect 502, no port state in the text" \
 ok "an unconfigured loopback registry in containerImage -> 400" \
   is "$(post "{\"containerImage\":\"127.0.0.1:$DEAD/x/img:1\"}" "$T/u9.json") $(field "$T/u9.json" 'd["message"]')" \
   "400 Registry '127.0.0.1:$DEAD' names an address, not a registry, and wave.registries does not list it"
+ok "... also as the containerImage of a freeze build" \
+  is "$(post "{\"containerImage\":\"127.0.0.1:$DEAD/x/img:1\",\"freeze\":true,\"buildRepository\":\"$RED/frozen\"}" "$T/u13.json")" 400
 ok "... and in inspect, any spelling" \
   is "$(inspect "0x7f.1:$DEAD/x/img:1" "$T/u10.json") $(inspect "localhost:$DEAD/x/img:1" "$T/u11.json")" "400 400"
 stop_waved
