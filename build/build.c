@@ -151,6 +151,45 @@ static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bo
   return rc;
 }
 
+/* True when repo is wave.build.repo or a repository under it. */
+static bool under_build_repo(const wv_config_t *cfg, const char *repo) {
+  if (empty(cfg->build_repo))
+    return false;
+  size_t n = strlen(cfg->build_repo);
+  while (n && cfg->build_repo[n - 1] == '/')
+    n--;
+  return strncmp(repo, cfg->build_repo, n) == 0 && (repo[n] == '\0' || repo[n] == '/');
+}
+
+const char *wv_build_push_who(const wv_binput_t *in) {
+  return in->own_repo ? WV_WHO_WAVED : in->who;
+}
+
+/*
+ * A push into a registry whose credentials are configured: waved's own build
+ * repository always, a buildRepository or cacheRepository only when the
+ * registry's allow policy lets the caller push (docs/security.md). 403 else.
+ */
+static int check_push(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, wv_binput_t *in,
+                      const char **msg) {
+  in->own_repo = in->embedded || under_build_repo(app->cfg, in->repo);
+  const char *repos[] = {in->own_repo ? NULL : in->repo, r->cache_repository};
+  for (size_t i = 0; i < 2 && app->upstream; i++) {
+    wv_ref_t ref;
+    const char *m = NULL;
+    if (empty(repos[i]) || under_build_repo(app->cfg, repos[i]) ||
+        wv_ref_parse(a, wv_arena_sprintf(a, "%s:x", repos[i]), &ref, &m) != 0)
+      continue;
+    if (wv_upstream_perm(app->upstream, ref.registry, in->who) >= WV_PERM_PUSH)
+      continue;
+    char why[512];
+    wv_upstream_denied(ref.registry, in->who, true, why, sizeof why);
+    *msg = wv_arena_sprintf(a, "Container repository '%s' - %s", repos[i], why);
+    return WV_EDENIED;
+  }
+  return 0;
+}
+
 /* Whether the target image exists already (embedded: its tag; else a HEAD upstream). */
 static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in) {
   if (in->embedded) {
@@ -162,7 +201,8 @@ static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t 
     return rc == 0;
   }
   const char *msg;
-  return app->upstream && wv_image_check_exists(a, app->upstream, &in->tref, &msg) == 0;
+  return app->upstream &&
+         wv_image_check_exists(a, app->upstream, wv_build_push_who(in), &in->tref, &msg) == 0;
 }
 
 /* ---- the decision ---------------------------------------------------------------------- */
@@ -528,6 +568,7 @@ static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
     kids[i].multi_arg = NULL;
     kids[i].scan_id = kids[i].scan_mode = NULL; /* no per-child scans (§4.4) */
     rc = make_names(app, a, r, true, &kids[i], msg);
+    rc = rc ? rc : check_push(app, a, r, &kids[i], msg);
     bool exists = !rc && target_exists(app, a, &kids[i]);
     outcome_t o = {D_NEW, NULL};
     rc = rc ? rc : decide(app, a, &kids[i], exists, now_ns, &o);
@@ -549,7 +590,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                     const wv_creq_plan_t *plan, const char *client_ip, int64_t now_ns,
                     json_object **resp, const char **msg, int64_t *retry_after_s) {
   wv_build_permit_t permit = {false, 0};
-  wv_binput_t in = {.permit = &permit};
+  wv_binput_t in = {.permit = &permit, .who = plan->user};
   minted_t m = {.in = &in};
   outcome_t o = {D_NEW, NULL};
   *resp = NULL;
@@ -566,6 +607,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
     rc = wv_container_config_validate(a, &r->cc, msg);
   rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
   rc = rc ? rc : make_names(app, a, r, false, &in, msg);
+  rc = rc ? rc : check_push(app, a, r, &in, msg);
   if (!rc && plan->plat.n > 1 && in.embedded)
     rc = fail(msg, WV_EUNSUPPORTED,
               "Multi-platform builds need a build repository - specify 'buildRepository' or "

@@ -42,7 +42,12 @@ typedef struct {
   const char *multi_arg;  /* the parent of a multi-platform build: its job's argument */
   bool freeze;            /* a freeze build: layer archives, real target in the response */
   wv_build_permit_t *permit; /* the request's build permit */
+  const char *who;        /* the request's account, NULL = anonymous (registry/upstream.h) */
+  bool own_repo;          /* the target is waved's: embedded or under wave.build.repo */
 } wv_binput_t;
+
+/* Whom the build's registry calls act for: waved itself for its own repository, else who. */
+const char *wv_build_push_who(const wv_binput_t *in);
 
 /*
  * Prepares a fresh work directory under the workspace (a temporary name;

@@ -3,6 +3,7 @@
  * directory (spec §4.1 steps 1, 2, 4, 9; §4.2).
  */
 #include "build/build_int.h"
+#include "registry/upstream.h"
 #include "build/context.h"
 #include "build/layers.h"
 #include "build/templates.h"
@@ -232,7 +233,12 @@ static int unpack_context(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
   return rc;
 }
 
-/* The auth file: wave.registries credentials of every registry the build touches. */
+/*
+ * The auth file: the wave.registries credentials of the registries the build
+ * touches that its caller may use (docs/security.md): the target's when the
+ * target is waved's own repository or the caller may push there (checked at
+ * request time, build.c), a FROM registry's when the caller may pull from it.
+ */
 static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, const char *dir) {
   const char **hosts;
   size_t n;
@@ -244,11 +250,13 @@ static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in
   size_t k = 0;
   if (!creds)
     return WV_ENOMEM;
+  const char *push_who = wv_build_push_who(in);
   for (size_t i = 0; i < regs->len; i++) {
     const wv_config_registry_t *g = &regs->items[i];
-    bool used = !in->embedded && strcmp(g->host, in->tref.registry) == 0;
+    bool used = !in->embedded && strcmp(g->host, in->tref.registry) == 0 &&
+                (push_who == WV_WHO_WAVED || wv_registry_perm(g, push_who) >= WV_PERM_PUSH);
     for (size_t j = 0; j < n && !used; j++)
-      used = strcmp(g->host, hosts[j]) == 0;
+      used = strcmp(g->host, hosts[j]) == 0 && wv_registry_perm(g, in->who) >= WV_PERM_PULL;
     if (used && g->username)
       creds[k++] = (wv_build_cred_t){g->host, g->username, g->password ? g->password : ""};
   }

@@ -35,7 +35,8 @@ int wv_build_freeze_file(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   if (!rc && !entry && from && app->upstream) {
     const char *why = NULL;
     /* The build reports a base image it cannot pull; here it only means no chain. */
-    if (wv_image_entrypoint(a, app->upstream, from, &plan->plat, &entry, &n, &why) != 0) {
+    if (wv_image_entrypoint(a, app->upstream, plan->user, from, &plan->plat, &entry, &n, &why) !=
+        0) {
       wv_warn("freeze: cannot inspect the entrypoint of %s: %s", from, why ? why : "-");
       entry = NULL, n = 0;
     }

@@ -32,6 +32,14 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
 /* request.h: HTTP Basic check against wave.accounts (sha256 hex of password, constant time). */
 bool wv_creq_basic_auth(const wv_config_t *cfg, const char *user, const char *password);
 
+/*
+ * routes.c: the wave.accounts name of the request's HTTP Basic credentials
+ * (arena), NULL without an Authorization header (*bad false) or when the
+ * header is not valid Basic credentials of an account (*bad true).
+ */
+struct wv_req;
+const char *wv_req_basic_account(struct wv_req *req, bool *bad);
+
 /* records.h: true for a token / request id (1..64 lowercase letters and digits). */
 bool wv_record_id_valid(const char *id);
 /*

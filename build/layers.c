@@ -17,6 +17,7 @@
 #include "core/json.h"
 #include "http/client.h"
 #include "registry/mediatype.h"
+#include "core/log.h"
 #include "registry/upstream.h"
 #include "storage/cas.h"
 
@@ -272,10 +273,34 @@ typedef struct {
   const wv_ref_t *ref;
   const char *name; /* as the client wrote it, for messages */
   const char **msg;
+  const char *who; /* whom the upstream calls act for (registry/upstream.h) */
 } inc_t;
+
+/*
+ * A failure to talk to the registry at all (not an answer of it): 502 naming
+ * the upstream, 403 for a refusal by waved's own policies. The transport's
+ * text (addresses, ports, refused or reset) goes to the log only.
+ */
+static int transport_fail(wv_arena_t *a, const char *registry, int rc, const char *err,
+                          const char **msg) {
+  if (rc == WV_ENOMEM)
+    return rc;
+  if (rc == WV_EDENIED) {
+    *msg = wv_arena_sprintf(a, "Registry '%s' - %s", registry, err);
+    return WV_EDENIED;
+  }
+  wv_warn("upstream %s: %s (%s)", registry, err, wv_strerror(rc));
+  *msg = wv_arena_sprintf(a, "Unable to reach registry '%s' - %s", registry,
+                          rc == WV_ETIMEOUT  ? "it did not answer in time"
+                          : rc == WV_ETOOBIG ? "it sent too much data"
+                                             : "connection failed");
+  return WV_EUPSTREAM;
+}
 
 /* Turns an upstream failure into the client's error. */
 static int upstream_fail(inc_t *c, int rc, long status, const char *err) {
+  if (rc && rc != WV_EAUTH)
+    return transport_fail(c->a, c->ref->registry, rc, err, c->msg);
   if (rc == WV_EAUTH || (rc == 0 && (status == 401 || status == 403 || status == 404))) {
     *c->msg = wv_arena_sprintf(c->a,
                                "Container image '%s' listed in `containerIncludes` does not exist "
@@ -283,13 +308,10 @@ static int upstream_fail(inc_t *c, int rc, long status, const char *err) {
                                c->name);
     return WV_ENOTFOUND;
   }
-  if (rc == 0)
-    *c->msg = wv_arena_sprintf(c->a,
-                               "Cannot resolve container include '%s' - the registry answered "
-                               "HTTP %ld",
-                               c->name, status);
-  else
-    *c->msg = wv_arena_sprintf(c->a, "Cannot resolve container include '%s' - %s", c->name, err);
+  *c->msg = wv_arena_sprintf(c->a,
+                             "Cannot resolve container include '%s' - the registry answered "
+                             "HTTP %ld",
+                             c->name, status);
   return WV_EINVAL;
 }
 
@@ -301,7 +323,8 @@ static int get_v2(inc_t *c, const char *method, const char *kind, const char *re
   if (!url)
     return WV_ENOMEM;
   wv_http_req_t req = {.method = method, .url = url, .headers = hdrs, .max_body = max_body};
-  return wv_upstream_do(c->u, c->ref->registry, c->ref->path, false, &req, resp, err, errlen);
+  return wv_upstream_do(c->u, c->ref->registry, c->ref->path, false, c->who, &req, resp, err,
+                        errlen);
 }
 
 /* Fetches a manifest by reference; *kind is its wv_mt_kind_t. */
@@ -338,19 +361,28 @@ static int get_blob(inc_t *c, const char *digest, wv_http_resp_t *resp) {
     if (!loc)
       break;
     const char *url = loc;
-    if (loc[0] == '/') {
-      if (wv_upstream_base_url(c->u, c->ref->registry, base, sizeof base))
-        break;
-      url = wv_arena_sprintf(c->a, "%s%s", base, loc);
-    } else {
-      url = wv_arena_strdup(c->a, loc);
-    }
+    if (wv_upstream_base_url(c->u, c->ref->registry, base, sizeof base))
+      break;
+    size_t bl = strlen(base);
+    bool own = loc[0] == '/' || (strncmp(loc, base, bl) == 0 && loc[bl] == '/');
+    url = loc[0] == '/' ? wv_arena_sprintf(c->a, "%s%s", base, loc) : wv_arena_strdup(c->a, loc);
     if (!url)
       return WV_ENOMEM;
     wv_http_resp_free(resp);
     wv_http_resp_init(resp);
-    wv_http_req_t req = {.method = "GET", .url = url, .max_body = WV_AUGMENT_MAX_CONFIG};
+    /* No credentials; a location off the registry is a URL the upstream
+     * chose, so the outbound policy decides (docs/security.md). */
+    wv_http_req_t req = {.method = "GET",
+                         .url = url,
+                         .max_body = WV_AUGMENT_MAX_CONFIG,
+                         .policy = own ? NULL : wv_upstream_policy(c->u)};
     rc = wv_http_do(wv_http_client_get(), &req, resp, err, sizeof err);
+    if (rc == WV_EDENIED) {
+      wv_warn("upstream %s: config redirect to %s refused: %s", c->ref->registry, url, err);
+      snprintf(err, sizeof err,
+               "it redirected a blob to an address the outbound policy does "
+               "not allow");
+    }
   }
   if (rc || resp->status != 200)
     return upstream_fail(c, rc, resp->status, err);
@@ -452,11 +484,11 @@ static int fetch_image(inc_t *c, wv_ref_t *ref, const wv_platform_list_t *plat, 
   return rc ? rc : get_blob(c, info.config_digest, cfg);
 }
 
-int wv_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *name,
+int wv_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
                        const wv_platform_list_t *plat, wv_container_layer_t **layers, size_t *n,
                        const char **msg) {
   wv_ref_t ref;
-  inc_t c = {.a = a, .u = u, .name = name, .msg = msg};
+  inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
   char *man = NULL;
   size_t man_len = 0;
   wv_http_resp_t cfg;
@@ -477,8 +509,9 @@ int wv_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *name,
   return rc;
 }
 
-int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const wv_ref_t *ref, const char **msg) {
-  inc_t c = {.a = a, .u = u, .ref = ref, .msg = msg};
+int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const char *who, const wv_ref_t *ref,
+                          const char **msg) {
+  inc_t c = {.a = a, .u = u, .ref = ref, .msg = msg, .who = who};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
   char err[256] = "";
@@ -487,6 +520,16 @@ int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const wv_ref_t *ref, 
   wv_http_resp_free(&resp);
   if (rc == WV_ENOMEM)
     return rc;
+  /* Not reaching the registry is not an answer about the image. */
+  if (rc && rc != WV_EAUTH)
+    return transport_fail(a, ref->registry, rc, err, msg);
+  if (!rc && (status >= 500 || (status >= 300 && status < 400))) {
+    wv_warn("upstream %s: HEAD of %s answered %ld", ref->registry, wv_ref_full_name(a, ref),
+            status);
+    *msg = wv_arena_sprintf(a, "Registry '%s' answered HTTP %ld for image '%s'", ref->registry,
+                            status, wv_ref_full_name(a, ref));
+    return WV_EUPSTREAM;
+  }
   if (rc || status != 200) {
     *msg = wv_arena_sprintf(a, "Container image '%s' does not exist or access is not authorized",
                             wv_ref_full_name(a, ref));
@@ -495,13 +538,13 @@ int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const wv_ref_t *ref, 
   return 0;
 }
 
-int wv_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *name,
+int wv_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
                         const wv_platform_list_t *plat, const char ***entry, size_t *n,
                         const char **msg) {
   wv_ref_t ref;
   *entry = NULL;
   *n = 0;
-  inc_t c = {.a = a, .u = u, .name = name, .msg = msg};
+  inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
   char *man = NULL;
   size_t man_len = 0;
   wv_http_resp_t cfg;

@@ -54,28 +54,34 @@ int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, const wv_container_config
 /*
  * Resolves one include (an image name) for platform: manifest (through an
  * index when there is one), config rootfs.diff_ids, and appends one layer per
- * manifest layer to *layers / *n (arena array, grown). Returns 0, WV_EINVAL
- * (400: bad name, unusable image, upstream refusal), WV_ENOTFOUND (404: the
- * image does not exist), WV_ENOMEM.
+ * manifest layer to *layers / *n (arena array, grown), acting for who.
+ * Returns 0, WV_EINVAL (400: bad name, unusable image, upstream refusal),
+ * WV_ENOTFOUND (404: the image does not exist), WV_EDENIED (403: waved's
+ * credential or outbound policy refused), WV_EUPSTREAM (502: the registry
+ * could not be reached), WV_ENOMEM.
  */
-int wv_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *name,
+int wv_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *who, const char *name,
                        const wv_platform_list_t *plat, wv_container_layer_t **layers, size_t *n,
                        const char **msg);
 
 /*
- * HEAD of the image's manifest upstream. Returns 0 when it exists; WV_EINVAL
- * with "Container image '<image>' does not exist or access is not authorized"
- * otherwise.
+ * HEAD of the image's manifest upstream, on behalf of who (an account, NULL =
+ * anonymous; registry/upstream.h). Returns 0 when it exists; WV_EINVAL with
+ * "Container image '<image>' does not exist or access is not authorized"
+ * when the registry says no (401/403/404); WV_EDENIED (403) when the
+ * registry's credentials may not act for who and anonymous access was
+ * refused; WV_EUPSTREAM (502 "Unable to reach registry '<host>' - ...")
+ * when the registry could not be asked (the transport error is logged).
  */
-int wv_image_check_exists(wv_arena_t *a, struct wv_upstream *u, const wv_ref_t *ref,
-                          const char **msg);
+int wv_image_check_exists(wv_arena_t *a, struct wv_upstream *u, const char *who,
+                          const wv_ref_t *ref, const char **msg);
 
 /*
  * The config Entrypoint of image name for platform (freeze's WAVE_ENTRY_CHAIN,
  * spec §4.3): *entry is an arena vector of *n strings, NULL/0 when the image
  * has none. Errors as wv_include_resolve.
  */
-int wv_image_entrypoint(wv_arena_t *a, struct wv_upstream *u, const char *name,
+int wv_image_entrypoint(wv_arena_t *a, struct wv_upstream *u, const char *who, const char *name,
                         const wv_platform_list_t *plat, const char ***entry, size_t *n,
                         const char **msg);
 

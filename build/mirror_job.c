@@ -237,7 +237,9 @@ static int copy_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *id) {
                         .idle_timeout_ms = cfg->hc_idle_timeout_ms,
                         .log = log_line,
                         .cancelled = is_cancelled,
-                        .cb_arg = ctx};
+                        .cb_arg = ctx,
+                        /* The request's account, checked when it was made (mirror_req.c). */
+                        .who = str_of(rec, "userName")};
   wv_mirror_stats_t st;
   rc = wv_mirror_copy(app->upstream, &o, &st, err, sizeof err);
   if (rc && !wv_job_ctx_cancelled(ctx))

@@ -57,12 +57,29 @@ static bool has_credentials(const wv_config_t *cfg, const char *registry) {
 
 /* Steps 2 and 3 of the header. */
 static int check_source_and_target(const wv_app_t *app, wv_arena_t *a, const wv_ref_t *src,
-                                   const char *target, const wv_ref_t *tref, char *digest,
-                                   const char **msg) {
-  int rc = wv_mirror_head_digest(app->upstream, src->registry, src->path, src->reference,
+                                   const char *target, const wv_ref_t *tref, const char *who,
+                                   char *digest, const char **msg) {
+  char why[512];
+  /* The target's credentials push only for those the registry's policy allows. */
+  if (wv_upstream_perm(app->upstream, tref->registry, who) < WV_PERM_PUSH) {
+    wv_upstream_denied(tref->registry, who, true, why, sizeof why);
+    *msg = wv_arena_sprintf(a, "Container repository '%s' - %s", target, why);
+    return WV_EDENIED;
+  }
+  int rc = wv_mirror_head_digest(app->upstream, src->registry, src->path, src->reference, who,
                                  CHECK_TIMEOUT_MS, digest, NULL);
   if (rc == WV_ENOMEM)
     return rc;
+  if (rc == WV_EDENIED) {
+    wv_upstream_denied(src->registry, who, false, why, sizeof why);
+    *msg = wv_arena_sprintf(a, "Container image '%s' - %s", wv_ref_full_name(a, src), why);
+    return WV_EDENIED;
+  }
+  if (rc && rc != WV_ENOTFOUND && rc != WV_EAUTH && rc != WV_EUPSTREAM) {
+    *msg = wv_arena_sprintf(a, "Unable to reach registry '%s' - %s", src->registry,
+                            rc == WV_ETIMEOUT ? "it did not answer in time" : "connection failed");
+    return WV_EUPSTREAM;
+  }
   if (rc) {
     *msg = wv_arena_sprintf(a, "Container image '%s' does not exist or access is not authorized",
                             wv_ref_full_name(a, src));
@@ -232,7 +249,7 @@ static int track_mirror(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, con
                         track_t *tr) {
   char have[WV_DIGEST_STRLEN] = "";
   bool cached = wv_mirror_head_digest(app->upstream, tref->registry, tref->path, tref->reference,
-                                      CHECK_TIMEOUT_MS, have, NULL) == 0 &&
+                                      q->plan->user, CHECK_TIMEOUT_MS, have, NULL) == 0 &&
                 strcmp(have, q->digest) == 0;
   if (q->r->dry_run) {
     char hex[13];
@@ -341,7 +358,8 @@ int wv_mirror_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   const char *target = rc ? NULL : wv_ref_full_name(a, &tref);
   if (!rc && !target)
     rc = WV_ENOMEM;
-  rc = rc ? rc : check_source_and_target(app, a, &plan->image, target, &tref, digest, msg);
+  rc = rc ? rc
+          : check_source_and_target(app, a, &plan->image, target, &tref, plan->user, digest, msg);
   mreq_t q = {.plan = plan,
               .r = r,
               .source = wv_ref_full_name(a, &plan->image),

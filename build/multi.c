@@ -67,7 +67,8 @@ static int child_entry(const wv_app_t *app, wv_arena_t *a, wv_job_ctx_t *ctx, js
   if (rc)
     return rc;
   wv_mirror_desc_t d;
-  rc = wv_mirror_get_manifest(app->upstream, a, ref.registry, ref.path, ref.reference,
+  /* The request's right to push here was checked when it was made (build.c). */
+  rc = wv_mirror_get_manifest(app->upstream, a, ref.registry, ref.path, ref.reference, WV_WHO_WAVED,
                               MANIFEST_TIMEOUT_MS, &d);
   if (rc) {
     wv_job_ctx_fail(ctx, "Multi-platform build failed: cannot read %s - %s", target,
@@ -122,7 +123,7 @@ static int multi_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
     manifests = NULL;
     const char *body = json_object_to_json_string_ext(idx, JSON_C_TO_STRING_PLAIN |
                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
-    rc = wv_mirror_put_manifest(app->upstream, ref.registry, ref.path, ref.reference,
+    rc = wv_mirror_put_manifest(app->upstream, ref.registry, ref.path, ref.reference, WV_WHO_WAVED,
                                 WV_MT_OCI_INDEX, body, strlen(body), MANIFEST_TIMEOUT_MS, err,
                                 sizeof err);
     if (rc)

@@ -149,6 +149,31 @@ static bool basic_ok(wv_req_t *req) {
   return wv_creq_basic_auth(app_of(req)->cfg, dec, colon + 1);
 }
 
+const char *wv_req_basic_account(wv_req_t *req, bool *bad) {
+  const char *h = wv_req_header(req, "Authorization");
+  *bad = false;
+  if (!h)
+    return NULL;
+  *bad = true;
+  if (strncasecmp(h, "Basic ", 6) != 0)
+    return NULL;
+  const char *b = h + 6;
+  while (*b == ' ')
+    b++;
+  char *dec = NULL;
+  size_t n = 0;
+  if (wv_base64_decode(req->arena, b, strlen(b), &dec, &n) || memchr(dec, '\0', n))
+    return NULL;
+  char *colon = strchr(dec, ':');
+  if (!colon)
+    return NULL;
+  *colon = '\0';
+  if (!wv_creq_basic_auth(app_of(req)->cfg, dec, colon + 1))
+    return NULL;
+  *bad = false;
+  return dec;
+}
+
 /* DELETE /container-token/{token}: evicts the token so pulls stop (§2.2). */
 static int evict(wv_req_t *req, wv_resp_t *resp) {
   if (!basic_ok(req)) {

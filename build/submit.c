@@ -20,6 +20,7 @@
 #include "core/ratelimit.h"
 #include "core/rand.h"
 #include "core/timefmt.h"
+#include "registry/proxy.h"
 #include "registry/token.h"
 #include "scan/scan.h"
 #include "storage/store.h"
@@ -27,6 +28,14 @@
 #include <string.h>
 
 #define MINT_ATTEMPTS 4
+
+/* The refusal of an image whose registry names an address (registry/proxy.h). */
+static const char *address_refused(wv_arena_t *a, const char *registry) {
+  return wv_arena_sprintf(a,
+                          "Registry '%s' names an address, not a registry, and wave.registries "
+                          "does not list it",
+                          registry);
+}
 
 /* Appends the layers of every containerIncludes image to r->cc (§4.7). */
 static int expand_includes(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
@@ -38,8 +47,15 @@ static int expand_includes(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
     return WV_EINVAL;
   }
   for (size_t i = 0; i < r->n_includes; i++) {
-    int rc = wv_include_resolve(a, app->upstream, r->includes[i], &plan->plat, &r->cc.layers,
-                                &r->cc.n_layers, msg);
+    wv_ref_t ref;
+    const char *m = NULL;
+    if (wv_ref_parse(a, r->includes[i], &ref, &m) == 0 &&
+        !wv_proxy_registry_allowed(app, ref.registry)) {
+      *msg = address_refused(a, ref.registry);
+      return WV_EINVAL;
+    }
+    int rc = wv_include_resolve(a, app->upstream, plan->user, r->includes[i], &plan->plat,
+                                &r->cc.layers, &r->cc.n_layers, msg);
     if (rc)
       return rc;
   }
@@ -191,7 +207,7 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
   rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
   rc = rc ? rc : expand_includes(app, a, r, plan, msg);
   if (!rc && app->upstream)
-    rc = wv_image_check_exists(a, app->upstream, &plan->image, msg);
+    rc = wv_image_check_exists(a, app->upstream, plan->user, &plan->image, msg);
   if (rc)
     return rc;
   bool oom = false;
@@ -269,6 +285,12 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
   *msg = NULL;
   int rc = wv_creq_parse(a, body, len, v2, &r, msg);
   rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
+  /* A containerImage (of any kind of request) whose registry names an address. */
+  if (!rc && r.container_image && *r.container_image && plan.image.registry &&
+      !wv_proxy_registry_allowed(app, plan.image.registry)) {
+    *msg = address_refused(a, plan.image.registry);
+    rc = WV_EINVAL;
+  }
   rc = rc ? rc : take_pull(app, a, &plan, client_ip, retry_after_s, msg);
   if (!rc && plan.kind == WV_CREQ_MIRROR)
     return wv_mirror_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg);

@@ -302,7 +302,7 @@ int wv_view_inspect(wv_req_t *req, wv_resp_t *resp) {
     return wv_html_error(req, resp, 400, "Missing 'image' query parameter");
   if (platform && !platform[0])
     platform = NULL;
-  if (wv_inspect(req, image, platform, &out, &status, &msg))
+  if (wv_inspect(req, image, platform, NULL, &out, &status, &msg))
     return wv_html_error(req, resp, status ? status : 500, msg);
   wv_buf_t b;
   wv_buf_init(&b, PAGE_MAX);

@@ -318,12 +318,60 @@ out:
 
 #define MAX_REGISTRIES 1000
 
-static void regs_free(wv_registries_t *r) {
-  for (size_t i = 0; i < r->len; i++) {
-    free(r->items[i].host);
-    free(r->items[i].username);
-    free(r->items[i].password);
+void wv_config_registry_free(wv_config_registry_t *r) {
+  free(r->host);
+  free(r->username);
+  free(r->password);
+  for (size_t i = 0; i < r->nallow; i++)
+    free(r->allow_names[i]);
+  free(r->allow_names);
+  free(r->allow_perms);
+  memset(r, 0, sizeof *r);
+}
+
+int wv_config_registry_copy(wv_config_registry_t *dst, const wv_config_registry_t *src) {
+  *dst = (wv_config_registry_t){.insecure = src->insecure,
+                                .allow_anonymous = src->allow_anonymous,
+                                .allow_accounts = src->allow_accounts};
+  dst->host = src->host ? strdup(src->host) : NULL;
+  dst->username = src->username ? strdup(src->username) : NULL;
+  dst->password = src->password ? strdup(src->password) : NULL;
+  bool ok = (!src->host || dst->host) && (!src->username || dst->username) &&
+            (!src->password || dst->password);
+  if (ok && src->nallow) {
+    dst->allow_names = calloc(src->nallow, sizeof *dst->allow_names);
+    dst->allow_perms = calloc(src->nallow, sizeof *dst->allow_perms);
+    ok = dst->allow_names && dst->allow_perms;
+    for (size_t i = 0; ok && i < src->nallow; i++, dst->nallow++) {
+      dst->allow_perms[i] = src->allow_perms[i];
+      ok = (dst->allow_names[i] = strdup(src->allow_names[i])) != NULL;
+    }
   }
+  if (!ok) {
+    wv_config_registry_free(dst);
+    return WV_ENOMEM;
+  }
+  return 0;
+}
+
+const char *wv_perm_name(wv_perm_t p) {
+  return p == WV_PERM_PUSH ? "push" : p == WV_PERM_PULL ? "pull" : "none";
+}
+
+wv_perm_t wv_registry_perm(const wv_config_registry_t *r, const char *account) {
+  if (!r || !r->username)
+    return WV_PERM_PUSH; /* no credentials: nothing of the operator's is lent */
+  if (!account)
+    return r->allow_anonymous;
+  for (size_t i = 0; i < r->nallow; i++)
+    if (strcmp(r->allow_names[i], account) == 0)
+      return r->allow_perms[i];
+  return r->allow_accounts;
+}
+
+static void regs_free(wv_registries_t *r) {
+  for (size_t i = 0; i < r->len; i++)
+    wv_config_registry_free(&r->items[i]);
   free(r->items);
   memset(r, 0, sizeof *r);
 }
@@ -348,13 +396,88 @@ static char *expand_env(const char *s) {
   return colon ? strndup(colon + 1, (size_t)(s + n - 1 - (colon + 1))) : strdup("");
 }
 
+static int parse_perm(loader_t *L, yaml_node_t *n, const char *where, wv_perm_t *out) {
+  const char *v = n->type == YAML_SCALAR_NODE ? scalar(n) : NULL;
+  if (v && strcmp(v, "none") == 0)
+    *out = WV_PERM_NONE;
+  else if (v && strcmp(v, "pull") == 0)
+    *out = WV_PERM_PULL;
+  else if (v && strcmp(v, "push") == 0)
+    *out = WV_PERM_PUSH;
+  else
+    return fail(L, n, WV_EINVAL, "%s: expected none, pull or push", where);
+  return 0;
+}
+
+#define MAX_ALLOW_ACCOUNTS 1000
+
+/* allow.accounts: {name: perm, "*": perm}. */
+static int load_allow_accounts(loader_t *L, const char *where, yaml_node_t *v,
+                               wv_config_registry_t *r) {
+  if (v->type != YAML_MAPPING_NODE)
+    return fail(L, v, WV_EINVAL, "%s: expected a mapping of account -> none, pull or push", where);
+  size_t cnt = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
+  if (cnt > MAX_ALLOW_ACCOUNTS)
+    return fail(L, v, WV_ETOOBIG, "%s: more than %d accounts", where, MAX_ALLOW_ACCOUNTS);
+  r->allow_names = calloc(cnt + 1, sizeof *r->allow_names);
+  r->allow_perms = calloc(cnt + 1, sizeof *r->allow_perms);
+  if (!r->allow_names || !r->allow_perms)
+    return WV_ENOMEM;
+  for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+    yaml_node_t *ak = yaml_document_get_node(L->doc, p->key);
+    yaml_node_t *av = yaml_document_get_node(L->doc, p->value);
+    if (ak->type != YAML_SCALAR_NODE || !*scalar(ak))
+      return fail(L, ak, WV_EINVAL, "%s: account names must be non-empty scalars", where);
+    char sub[768];
+    snprintf(sub, sizeof sub, "%.400s.%.200s", where, scalar(ak));
+    wv_perm_t perm;
+    int rc = parse_perm(L, av, sub, &perm);
+    if (rc)
+      return rc;
+    if (strcmp(scalar(ak), "*") == 0) {
+      r->allow_accounts = perm;
+      continue;
+    }
+    if (!(r->allow_names[r->nallow] = strdup(scalar(ak))))
+      return WV_ENOMEM;
+    r->allow_perms[r->nallow++] = perm;
+  }
+  return 0;
+}
+
+/* allow: {anonymous: perm, accounts: {...}}. */
+static int load_allow(loader_t *L, const char *path, yaml_node_t *v, wv_config_registry_t *r) {
+  char where[512];
+  snprintf(where, sizeof where, "%.200s.%.200s.allow", path, r->host);
+  if (v->type != YAML_MAPPING_NODE)
+    return fail(L, v, WV_EINVAL, "%s: expected a mapping of anonymous, accounts", where);
+  for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top; p++) {
+    yaml_node_t *fk = yaml_document_get_node(L->doc, p->key);
+    yaml_node_t *fv = yaml_document_get_node(L->doc, p->value);
+    const char *f = fk->type == YAML_SCALAR_NODE ? scalar(fk) : "";
+    char sub[768];
+    snprintf(sub, sizeof sub, "%.400s.%.200s", where, f);
+    int rc;
+    if (strcmp(f, "anonymous") == 0)
+      rc = parse_perm(L, fv, sub, &r->allow_anonymous);
+    else if (strcmp(f, "accounts") == 0)
+      rc = r->allow_names ? fail(L, fk, WV_EINVAL, "%s: given twice", sub)
+                          : load_allow_accounts(L, sub, fv, r);
+    else
+      rc = fail(L, fk, WV_EINVAL, "%s: unknown key (expected anonymous, accounts)", sub);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
 static int load_registry(loader_t *L, const char *path, yaml_node_t *k, yaml_node_t *v,
                          wv_config_registry_t *r) {
   char why[160];
   if (k->type != YAML_SCALAR_NODE || !*scalar(k))
     return fail(L, k, WV_EINVAL, "%s: registry names must be non-empty scalars", path);
   if (v->type != YAML_MAPPING_NODE)
-    return fail(L, v, WV_EINVAL, "%s.%s: expected a mapping of username, password, insecure",
+    return fail(L, v, WV_EINVAL, "%s.%s: expected a mapping of username, password, insecure, allow",
                 path, scalar(k));
   if (!(r->host = strdup(scalar(k))))
     return WV_ENOMEM;
@@ -362,10 +485,16 @@ static int load_registry(loader_t *L, const char *path, yaml_node_t *k, yaml_nod
     yaml_node_t *fk = yaml_document_get_node(L->doc, p->key);
     yaml_node_t *fv = yaml_document_get_node(L->doc, p->value);
     const char *f = fk->type == YAML_SCALAR_NODE ? scalar(fk) : "";
+    if (strcmp(f, "allow") == 0) {
+      int rc = load_allow(L, path, fv, r);
+      if (rc)
+        return rc;
+      continue;
+    }
     if (fv->type != YAML_SCALAR_NODE)
       return fail(L, fv, WV_EINVAL, "%s.%s.%s: expected a scalar", path, r->host, f);
     const char *val = is_null(fv) ? "" : scalar(fv);
-    char **slot = strcmp(f, "username") == 0 ? &r->username
+    char **slot = strcmp(f, "username") == 0   ? &r->username
                   : strcmp(f, "password") == 0 ? &r->password
                                                : NULL;
     if (slot) {
@@ -376,8 +505,9 @@ static int load_registry(loader_t *L, const char *path, yaml_node_t *k, yaml_nod
       if (parse_bool(val, &r->insecure, why, sizeof why))
         return fail(L, fv, WV_EINVAL, "%s.%s.insecure: %s", path, r->host, why);
     } else {
-      return fail(L, fk, WV_EINVAL, "%s.%s.%s: unknown key (expected username, password, insecure)",
-                  path, r->host, f);
+      return fail(L, fk, WV_EINVAL,
+                  "%s.%s.%s: unknown key (expected username, password, insecure, allow)", path,
+                  r->host, f);
     }
   }
   /* An empty user (an unset ${VAR:}) means anonymous, as in Wave. */
@@ -733,8 +863,13 @@ static bool regs_eq(const wv_registries_t *a, const wv_registries_t *b) {
   for (size_t i = 0; i < a->len; i++) {
     const wv_config_registry_t *x = &a->items[i], *y = &b->items[i];
     if (!str_eq(x->host, y->host) || !str_eq(x->username, y->username) ||
-        !str_eq(x->password, y->password) || x->insecure != y->insecure)
+        !str_eq(x->password, y->password) || x->insecure != y->insecure ||
+        x->allow_anonymous != y->allow_anonymous || x->allow_accounts != y->allow_accounts ||
+        x->nallow != y->nallow)
       return false;
+    for (size_t j = 0; j < x->nallow; j++)
+      if (!str_eq(x->allow_names[j], y->allow_names[j]) || x->allow_perms[j] != y->allow_perms[j])
+        return false;
   }
   return true;
 }

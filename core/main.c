@@ -185,6 +185,12 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
   }
   /* Before any thread can use it: jobs recovered at start fetch at once. */
   wv_upstream_set_timeouts(app->upstream, cfg->hc_connect_timeout_ms, cfg->hc_read_timeout_ms);
+  char why[256] = "";
+  if ((rc = wv_upstream_set_outbound(app->upstream, cfg, why, sizeof why))) {
+    wv_error("cannot set up the outbound policy for registries: %s",
+             why[0] ? why : wv_strerror(rc));
+    return rc;
+  }
   if ((rc = wv_ratelimit_from_config(cfg, &app->build_limit, &app->pull_limit))) {
     wv_error("cannot set up the rate limits: %s", wv_strerror(rc));
     return rc;

@@ -51,6 +51,12 @@
 #define ERROR_BODY_MAX (64u << 10)
 #define FOLLOW_CHUNK (256u << 10) /* a follower's read from the leader's file */
 
+/* Who the upstream calls of this pull act for (proxy_int.h). */
+static const char *who_of(const wv_req_t *req) {
+  const wv_pctx_t *ctx = req->user;
+  return ctx ? ctx->who : NULL;
+}
+
 static int blob_headers(wv_resp_t *resp, const char *digest) {
   wv_resp_header(resp, "Docker-Content-Digest", digest);
   return wv_resp_header(resp, "Etag", digest);
@@ -343,7 +349,7 @@ static int delegate_fill(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const ch
   wv_http_resp_t r;
   wv_perr_t e;
   wv_http_resp_init(&r);
-  int rc = wv_fetch(app, registry, image, &hr, &r, &d.began, &e);
+  int rc = wv_fetch(app, registry, image, who_of(req), &hr, &r, &d.began, &e);
   bool verified = false; /* the tee holds the whole blob and it hashed right */
   if (d.began) {
     rc = dlg_finish_stream(&d, rc, registry);
@@ -399,7 +405,7 @@ static int revalidate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char 
   wv_perr_t e;
   const bool no_retry = true;
   wv_http_resp_init(&r);
-  int rc = wv_fetch(app, registry, image, &hr, &r, &no_retry, &e);
+  int rc = wv_fetch(app, registry, image, who_of(req), &hr, &r, &no_retry, &e);
   long status = rc == 0 ? r.status : 0;
   wv_http_resp_free(&r);
   bool confirmed = rc == 0 && (status == 200 || (status >= 300 && status <= 399));

@@ -41,17 +41,18 @@ int wv_perr_respond(wv_req_t *req, wv_resp_t *resp, const wv_perr_t *e) {
 
 int wv_perr_transport(wv_perr_t *e, int rc, long auth_status, const char *registry,
                       const char *detail) {
-  if (rc == WV_ETIMEOUT)
-    return wv_perr_set(e, 504, WV_REGERR_UNKNOWN, "Registry '%s' did not answer in time - %s",
-                       registry, detail);
+  if (rc == WV_EDENIED)
+    return wv_perr_set(e, 403, WV_REGERR_DENIED, "Registry '%s' - %s", registry, detail);
   if (rc == WV_EAUTH)
     return wv_perr_set(e, auth_status >= 400 ? (int)auth_status : 401, WV_REGERR_UNAUTHORIZED,
                        "Unable to authenticate with registry '%s' - %s", registry, detail);
+  wv_warn("upstream %s: %s (%s)", registry, detail, wv_strerror(rc));
+  if (rc == WV_ETIMEOUT)
+    return wv_perr_set(e, 504, WV_REGERR_UNKNOWN, "Registry '%s' did not answer in time", registry);
   if (rc == WV_ETOOBIG)
-    return wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Registry '%s' sent too much data - %s", registry,
-                       detail);
-  return wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Unable to reach registry '%s' - %s", registry,
-                     detail);
+    return wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Registry '%s' sent too much data", registry);
+  return wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Unable to reach registry '%s' - connection failed",
+                     registry);
 }
 
 int wv_perr_status(wv_perr_t *e, long status, bool blob, const char *registry, const char *image,
@@ -101,8 +102,8 @@ static void backoff(const wv_config_t *cfg, int attempt) {
   sleep_ms(ms);
 }
 
-int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, wv_http_req_t *req,
-             wv_http_resp_t *resp, const bool *no_retry, wv_perr_t *e) {
+int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, const char *who,
+             wv_http_req_t *req, wv_http_resp_t *resp, const bool *no_retry, wv_perr_t *e) {
   const wv_config_t *cfg = app->cfg;
   if (!req->connect_timeout_ms)
     req->connect_timeout_ms = cfg->hc_connect_timeout_ms;
@@ -114,7 +115,7 @@ int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, wv_htt
     err[0] = '\0';
     wv_http_resp_free(resp);
     wv_http_resp_init(resp);
-    rc = wv_upstream_do(app->upstream, registry, repo, false, req, resp, err, sizeof err);
+    rc = wv_upstream_do(app->upstream, registry, repo, false, who, req, resp, err, sizeof err);
     bool retry = (rc == WV_EUPSTREAM || (rc == 0 && wv_fetch_retryable_status(resp->status))) &&
                  attempt < cfg->hc_retry_attempts && !(no_retry && *no_retry);
     if (!retry)
@@ -145,30 +146,46 @@ const char *wv_fetch_absolute_location(wv_arena_t *a, const char *base, const ch
   return wv_arena_sprintf(a, "%s%s%.*s%s", base, dir ? "" : "/", dir, path, location);
 }
 
+/* True when url (a hop of a blob fetch) is not on the registry itself. */
+static bool hop_off_registry(const char *base, const char *url) {
+  size_t bl = strlen(base);
+  return url[0] != '/' && !(strncmp(url, base, bl) == 0 && url[bl] == '/');
+}
+
 /* One hop of a blob fetch: on the registry (with auth) or a foreign URL (without). */
-static int blob_hop(const wv_app_t *app, const char *registry, const char *image, const char *base,
-                    const char *url, size_t max, wv_http_resp_t *resp, wv_perr_t *e) {
+static int blob_hop(const wv_app_t *app, const char *registry, const char *image, const char *who,
+                    const char *base, const char *url, size_t max, wv_http_resp_t *resp,
+                    wv_perr_t *e) {
   wv_http_req_t req = {.max_body = max};
   size_t bl = strlen(base);
   if (url[0] == '/' || (strncmp(url, base, bl) == 0 && url[bl] == '/')) {
     req.url = url[0] == '/' ? url : url + bl;
-    return wv_fetch(app, registry, image, &req, resp, NULL, e);
+    return wv_fetch(app, registry, image, who, &req, resp, NULL, e);
   }
-  /* A CDN or storage URL: credentials for the registry must not leak there. */
+  /* A CDN or storage URL the upstream chose: no credentials for the registry,
+   * and the outbound policy decides whether waved may go there at all. */
   char err[512] = "";
   req.url = url;
   req.timeout_ms = app->cfg->hc_read_timeout_ms;
   req.connect_timeout_ms = app->cfg->hc_connect_timeout_ms;
   wv_http_resp_free(resp);
   wv_http_resp_init(resp);
-  int rc = wv_http_do(wv_http_client_get(), &req, resp, err, sizeof err);
+  int rc = wv_http_do_outbound(wv_http_client_get(), app->cfg, &req, resp, err, sizeof err);
+  if (rc == WV_EDENIED) {
+    wv_warn("upstream %s: blob redirect to %s refused: %s", registry, url, err);
+    return wv_perr_set(e, 403, WV_REGERR_DENIED,
+                       "Registry '%s' redirected a blob to an address the outbound policy does "
+                       "not allow",
+                       registry);
+  }
   if (rc)
     wv_perr_transport(e, rc, 0, registry, err);
   return rc;
 }
 
 int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, const char *image,
-                  const char *digest, size_t max, char **out, size_t *len, wv_perr_t *e) {
+                  const char *who, const char *digest, size_t max, char **out, size_t *len,
+                  wv_perr_t *e) {
   char base[512];
   if (wv_upstream_base_url(app->upstream, registry, base, sizeof base))
     return wv_perr_set(e, 400, WV_REGERR_NAME_INVALID, "Registry name too long: '%s'", registry);
@@ -178,7 +195,7 @@ int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, cons
   wv_http_resp_init(&resp);
   int rc = 0;
   for (int hop = 0;; hop++) {
-    rc = blob_hop(app, registry, image, base, url, max, &resp, e);
+    rc = blob_hop(app, registry, image, who, base, url, max, &resp, e);
     if (rc)
       goto out;
     const char *loc = wv_http_resp_header(&resp, "Location");
@@ -191,21 +208,31 @@ int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, cons
     }
     url = wv_fetch_absolute_location(a, base, url[0] == '/' ? url : path, loc);
     if (!url) {
-      rc =
-          wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Registry '%s' redirected to '%s'", registry, loc);
+      wv_warn("upstream %s: unusable blob redirect to '%s'", registry, loc);
+      rc = wv_perr_set(e, 502, WV_REGERR_UNKNOWN,
+                       "Registry '%s' redirected a blob to an unusable location", registry);
       goto out;
     }
   }
   if (resp.status != 200) {
-    rc = wv_perr_status(e, resp.status, true, registry, image, digest);
+    if (hop_off_registry(base, url))
+      wv_warn("upstream %s: blob redirect target answered %ld", registry, resp.status);
+    rc = hop_off_registry(base, url)
+             ? wv_perr_set(e, 502, WV_REGERR_UNKNOWN,
+                           "Registry '%s' redirected a blob to a location that did not serve it",
+                           registry)
+             : wv_perr_status(e, resp.status, true, registry, image, digest);
     goto out;
   }
   char got[WV_DIGEST_STRLEN];
   if (wv_digest_of(resp.body.data ? resp.body.data : "", resp.body.len, got) ||
       strcmp(got, digest) != 0) {
+    /* The bytes' hash stays in the log: it would tell the caller something
+     * about a response it may not read. */
+    wv_warn("upstream %s: blob %s/%s@%s hashes to %s", registry, registry, image, digest, got);
     rc = wv_perr_set(e, 502, WV_REGERR_UNKNOWN,
-                     "Registry '%s' sent a blob for '%s/%s@%s' that hashes to %s", registry,
-                     registry, image, digest, got);
+                     "Registry '%s' sent a blob for '%s/%s@%s' that does not match its digest",
+                     registry, registry, image, digest);
     goto out;
   }
   *out = wv_arena_strndup(a, resp.body.data ? resp.body.data : "", resp.body.len);

@@ -45,10 +45,14 @@ int wv_perr_respond(wv_req_t *req, wv_resp_t *resp, const wv_perr_t *e);
 
 /*
  * A transport failure (rc from wv_http_do / wv_upstream_do, detail its text):
- * WV_ETIMEOUT → 504 UNKNOWN "Registry '<r>' did not answer in time ...",
+ * WV_ETIMEOUT → 504 UNKNOWN "Registry '<r>' did not answer in time",
  * WV_EAUTH → the token service's status (401 when none) UNAUTHORIZED,
- * WV_ETOOBIG → 502 UNKNOWN, anything else → 502 UNKNOWN "Unable to reach
- * registry '<r>' ...". Returns WV_EUPSTREAM.
+ * WV_EDENIED → 403 DENIED (the credential policy or the outbound policy,
+ * detail says which: waved's own words), WV_ETOOBIG → 502 UNKNOWN, anything
+ * else → 502 UNKNOWN "Unable to reach registry '<r>' - connection failed".
+ * The transport detail (curl's text: addresses, ports, refused or reset)
+ * is logged, never put in the message, so an answer cannot map a network.
+ * Returns WV_EUPSTREAM.
  */
 int wv_perr_transport(wv_perr_t *e, int rc, long auth_status, const char *registry,
                       const char *detail);
@@ -77,17 +81,20 @@ int64_t wv_fetch_backoff_ms(const wv_config_t *cfg, int attempt);
  * received (any status: the caller maps it), else fills e and returns the
  * transport error. no_retry may be NULL.
  */
-int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, wv_http_req_t *req,
-             wv_http_resp_t *resp, const bool *no_retry, wv_perr_t *e);
+int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, const char *who,
+             wv_http_req_t *req, wv_http_resp_t *resp, const bool *no_retry, wv_perr_t *e);
 
 /*
  * GETs a blob (an image config) whole, following up to 3 redirects the way
- * Wave does (Authorization dropped when the host changes), capped at max
- * bytes, and checks it hashes to digest. 0 with *out and *len (arena), or
- * the error in e (502 UNKNOWN for a digest mismatch).
+ * Wave does (Authorization dropped when the host changes; a redirect off the
+ * registry is a URL the upstream chose, fetched under the outbound policy of
+ * docs/security.md), capped at max bytes, and checks it hashes to digest.
+ * 0 with *out and *len (arena), or the error in e (502 UNKNOWN for a digest
+ * mismatch, 403 DENIED for a refused redirect).
  */
 int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, const char *image,
-                  const char *digest, size_t max, char **out, size_t *len, wv_perr_t *e);
+                  const char *who, const char *digest, size_t max, char **out, size_t *len,
+                  wv_perr_t *e);
 
 /*
  * Makes an upstream Location absolute: "/x" and "x" are resolved against

@@ -10,6 +10,7 @@
  */
 #include "core/err.h"
 #include "core/json.h"
+#include "build/request.h"
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/platform.h"
@@ -124,6 +125,7 @@ static json_object *manifest_spec(json_object *m, const char *media_type) {
 typedef struct {
   wv_req_t *req;
   wv_app_t *app;
+  const char *who; /* account, NULL = anonymous */
   wv_ref_t ref;
   wv_perr_t err;
   int status;      /* of a failure */
@@ -154,7 +156,7 @@ static int container_spec(insp_t *in, const wv_cache_entry_t *m, json_object **o
     return fail(in, 400,
                 wv_arena_sprintf(a, "Unsupported manifest type '%s' for image '%s'", m->media_type,
                                  wv_ref_full_name(a, &in->ref)));
-  if (wv_fetch_blob(in->app, a, in->ref.registry, in->ref.path, info.config_digest,
+  if (wv_fetch_blob(in->app, a, in->ref.registry, in->ref.path, in->who, info.config_digest,
                     WV_AUGMENT_MAX_CONFIG, &config, &config_len, &in->err))
     return upstream_fail(in);
   if (wv_json_parse(m->body, m->body_len, WV_AUGMENT_MAX_MANIFEST, 0, &doc, err, sizeof err) ||
@@ -218,15 +220,21 @@ static int resolve(insp_t *in, const char *image, const char *pstr, wv_platform_
     return fail(in, 400, msg);
   if (wv_ref_parse(a, image, &in->ref, &msg))
     return fail(in, 400, msg);
-  if (wv_proxy_fetch_manifest(in->req, in->app, in->ref.registry, in->ref.path, in->ref.reference,
-                              m, &in->err))
+  if (!wv_proxy_registry_allowed(in->app, in->ref.registry))
+    return fail(in, 400,
+                wv_arena_sprintf(a,
+                                 "Registry '%s' names an address, not a registry, and "
+                                 "wave.registries does not list it",
+                                 in->ref.registry));
+  if (wv_proxy_fetch_manifest(in->req, in->app, in->ref.registry, in->ref.path, in->who,
+                              in->ref.reference, m, &in->err))
     return upstream_fail(in);
   return 0;
 }
 
-int wv_inspect(wv_req_t *req, const char *image, const char *pstr, json_object **out, int *status,
-               const char **msg) {
-  insp_t in = {.req = req, .app = req->app};
+int wv_inspect(wv_req_t *req, const char *image, const char *pstr, const char *who,
+               json_object **out, int *status, const char **msg) {
+  insp_t in = {.req = req, .app = req->app, .who = who};
   wv_arena_t *a = req->arena;
   wv_platform_t want;
   wv_cache_entry_t m;
@@ -252,7 +260,8 @@ int wv_inspect(wv_req_t *req, const char *image, const char *pstr, json_object *
     } else {
       wv_cache_entry_t child;
       d = wv_arena_strdup(a, d);
-      if (wv_proxy_fetch_manifest(req, in.app, in.ref.registry, in.ref.path, d, &child, &in.err))
+      if (wv_proxy_fetch_manifest(req, in.app, in.ref.registry, in.ref.path, who, d, &child,
+                                  &in.err))
         rc = upstream_fail(&in);
       else
         rc = container_spec(&in, &child, out);
@@ -269,14 +278,21 @@ int wv_inspect(wv_req_t *req, const char *image, const char *pstr, json_object *
 int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp) {
   json_object *body = NULL, *out = NULL;
   char err[256];
-  const char *image = NULL, *msg = NULL;
+  const char *image = NULL, *msg = NULL, *token = NULL, *who = NULL;
   int status = 0;
   if (wv_json_parse(req->body, req->body_len, INSPECT_MAX_BODY, 0, &body, err, sizeof err))
     return wv_resp_api_error(req, resp, 400, err);
   if (wv_json_get_str(body, "containerImage", &image) == 0)
     image = wv_arena_strdup(req->arena, image);
+  /* The Platform token names the account inspect acts for (as a container
+   * request's does); any other token is refused like there. */
+  bool has_token = wv_json_get_str(body, "towerAccessToken", &token) == 0 && token && *token;
+  if (has_token)
+    who = wv_creq_account_for_token(((wv_app_t *)req->app)->cfg, token);
   json_object_put(body);
-  if (wv_inspect(req, image, wv_req_query(req, "platform"), &out, &status, &msg))
+  if (has_token && !who)
+    return wv_resp_api_error(req, resp, 401, NULL);
+  if (wv_inspect(req, image, wv_req_query(req, "platform"), who, &out, &status, &msg))
     return wv_resp_api_error(req, resp, status, msg);
   return wv_resp_json(req, resp, 200, out);
 }

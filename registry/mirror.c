@@ -63,11 +63,13 @@ int mirror_request(mirror_t *m, bool dst, const char *what, const char *method, 
   wv_http_resp_free(resp);
   wv_http_resp_init(resp);
   int rc;
-  if (abs_url)
+  if (abs_url) {
+    req.policy = wv_upstream_policy(m->u); /* a URL the registry chose */
     rc = wv_http_do(wv_http_client_get(), &req, resp, detail, sizeof detail);
-  else
+  } else {
     rc = wv_upstream_do(m->u, side_registry(m, dst), dst ? m->o->dst_repo : m->o->src_repo, dst,
-                        &req, resp, detail, sizeof detail);
+                        m->o->who, &req, resp, detail, sizeof detail);
+  }
   if (rc) {
     m->retry = rc == WV_EUPSTREAM || rc == WV_ETIMEOUT;
     return mirror_fail(m, rc, "%s: %s %s: %s", what, dst ? "target registry" : "source registry",
@@ -494,7 +496,8 @@ int wv_mirror_copy(wv_upstream_t *u, const wv_mirror_opts_t *o, wv_mirror_stats_
 
 /* One manifest request for the front door; rc and status as wv_mirror_head_digest. */
 static int manifest_req(wv_upstream_t *u, const char *registry, const char *repo, const char *path,
-                        const char *method, int64_t timeout_ms, wv_http_resp_t *resp) {
+                        const char *who, const char *method, int64_t timeout_ms,
+                        wv_http_resp_t *resp) {
   char detail[256];
   const char *hdrs[] = {ACCEPT_HEADER, NULL};
   wv_http_req_t req = {.method = method,
@@ -503,7 +506,9 @@ static int manifest_req(wv_upstream_t *u, const char *registry, const char *repo
                        .max_body = WV_MIRROR_MAX_MANIFEST,
                        .timeout_ms = timeout_ms,
                        .connect_timeout_ms = timeout_ms};
-  int rc = wv_upstream_do(u, registry, repo, false, &req, resp, detail, sizeof detail);
+  int rc = wv_upstream_do(u, registry, repo, false, who, &req, resp, detail, sizeof detail);
+  if (rc && rc != WV_EDENIED)
+    wv_warn("upstream %s: %s", registry, detail);
   if (!rc && resp->status == 404)
     rc = WV_ENOTFOUND;
   else if (!rc && (resp->status == 401 || resp->status == 403))
@@ -514,20 +519,21 @@ static int manifest_req(wv_upstream_t *u, const char *registry, const char *repo
 }
 
 int wv_mirror_head_digest(wv_upstream_t *u, const char *registry, const char *repo, const char *ref,
-                          int64_t timeout_ms, char digest[WV_DIGEST_STRLEN], long *status) {
+                          const char *who, int64_t timeout_ms, char digest[WV_DIGEST_STRLEN],
+                          long *status) {
   char path[MIRROR_URL_MAX];
   int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
   if (n < 0 || (size_t)n >= sizeof path)
     return WV_ETOOBIG;
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = manifest_req(u, registry, repo, path, "HEAD", timeout_ms, &resp);
+  int rc = manifest_req(u, registry, repo, path, who, "HEAD", timeout_ms, &resp);
   const char *dg = rc ? NULL : wv_http_resp_header(&resp, "Docker-Content-Digest");
   if (!rc && dg && wv_digest_valid(dg)) {
     snprintf(digest, WV_DIGEST_STRLEN, "%s", dg);
   } else if (!rc) {
     /* Some registries omit the digest header: the digest is the hash of the bytes. */
-    rc = manifest_req(u, registry, repo, path, "GET", timeout_ms, &resp);
+    rc = manifest_req(u, registry, repo, path, who, "GET", timeout_ms, &resp);
     rc = rc ? rc : wv_digest_of(resp.body.data, resp.body.len, digest);
   }
   if (status)
@@ -552,7 +558,8 @@ bool wv_mirror_registry_wants_auth(wv_upstream_t *u, const char *registry, int64
 }
 
 int wv_mirror_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry, const char *repo,
-                           const char *ref, int64_t timeout_ms, wv_mirror_desc_t *d) {
+                           const char *ref, const char *who, int64_t timeout_ms,
+                           wv_mirror_desc_t *d) {
   char path[MIRROR_URL_MAX];
   int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
   if (n < 0 || (size_t)n >= sizeof path)
@@ -560,7 +567,7 @@ int wv_mirror_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
   char digest[WV_DIGEST_STRLEN];
-  int rc = manifest_req(u, registry, repo, path, "GET", timeout_ms, &resp);
+  int rc = manifest_req(u, registry, repo, path, who, "GET", timeout_ms, &resp);
   rc = rc ? rc : wv_digest_of(resp.body.data, resp.body.len, digest);
   if (!rc) {
     const char *ct = wv_http_resp_header(&resp, "Content-Type");
@@ -574,8 +581,9 @@ int wv_mirror_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry
 }
 
 int wv_mirror_put_manifest(wv_upstream_t *u, const char *registry, const char *repo,
-                           const char *ref, const char *media_type, const char *body, size_t len,
-                           int64_t timeout_ms, char *err, size_t errlen) {
+                           const char *ref, const char *who, const char *media_type,
+                           const char *body, size_t len, int64_t timeout_ms, char *err,
+                           size_t errlen) {
   char path[MIRROR_URL_MAX], ct[256];
   int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
   if (n < 0 || (size_t)n >= sizeof path)
@@ -592,7 +600,7 @@ int wv_mirror_put_manifest(wv_upstream_t *u, const char *registry, const char *r
                        .connect_timeout_ms = timeout_ms};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = wv_upstream_do(u, registry, repo, true, &req, &resp, err, errlen);
+  int rc = wv_upstream_do(u, registry, repo, true, who, &req, &resp, err, errlen);
   if (!rc && resp.status != 201 && resp.status != 200) {
     char detail[200];
     error_text(&resp, detail, sizeof detail);

@@ -66,6 +66,7 @@ typedef struct {
   wv_mirror_log_cb log;          /* may be NULL */
   wv_mirror_cancel_cb cancelled; /* may be NULL */
   void *cb_arg;
+  const char *who; /* whom the copy acts for (registry/upstream.h): the request's account */
 } wv_mirror_opts_t;
 
 typedef struct {
@@ -95,7 +96,8 @@ int wv_mirror_copy(wv_upstream_t *u, const wv_mirror_opts_t *o, wv_mirror_stats_
  * transport error; *status (may be NULL) gets the HTTP status.
  */
 int wv_mirror_head_digest(wv_upstream_t *u, const char *registry, const char *repo, const char *ref,
-                          int64_t timeout_ms, char digest[WV_DIGEST_STRLEN], long *status);
+                          const char *who, int64_t timeout_ms, char digest[WV_DIGEST_STRLEN],
+                          long *status);
 
 /*
  * True when <registry>/v2/ answers 401 to an anonymous request: the registry
@@ -119,7 +121,8 @@ typedef struct {
  * (of the bytes) and size, in arena a. Errors as wv_mirror_head_digest.
  */
 int wv_mirror_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry, const char *repo,
-                           const char *ref, int64_t timeout_ms, wv_mirror_desc_t *d);
+                           const char *ref, const char *who, int64_t timeout_ms,
+                           wv_mirror_desc_t *d);
 
 /*
  * PUT of a manifest or index (len bytes of media_type) to repo:ref with push
@@ -127,8 +130,9 @@ int wv_mirror_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry
  * transport's error; err says what.
  */
 int wv_mirror_put_manifest(wv_upstream_t *u, const char *registry, const char *repo,
-                           const char *ref, const char *media_type, const char *body, size_t len,
-                           int64_t timeout_ms, char *err, size_t errlen);
+                           const char *ref, const char *who, const char *media_type,
+                           const char *body, size_t len, int64_t timeout_ms, char *err,
+                           size_t errlen);
 
 /*
  * Parses a manifest or index (len bytes) and lists what it references: an

@@ -107,8 +107,12 @@ static int follow(pipe_t *p, wv_http_req_t *req, wv_http_resp_t *resp, char *bas
     wv_http_resp_free(resp);
     wv_http_resp_init(resp);
     req->url = url;
+    size_t bl = strlen(base);
+    bool own = loc[0] == '/' || (strncmp(url, base, bl) == 0 && url[bl] == '/');
+    req->policy = own ? NULL : wv_upstream_policy(p->m->u); /* a URL the registry chose */
     rc = wv_http_do(wv_http_client_get(), req, resp, p->detail, sizeof p->detail);
     req->url = NULL;
+    req->policy = NULL;
   }
   return rc;
 }
@@ -128,8 +132,8 @@ static void *producer(void *arg) {
                        .body_arg = p};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = wv_upstream_do(m->u, m->o->src_registry, m->o->src_repo, false, &req, &resp, p->detail,
-                          sizeof p->detail);
+  int rc = wv_upstream_do(m->u, m->o->src_registry, m->o->src_repo, false, m->o->who, &req, &resp,
+                          p->detail, sizeof p->detail);
   if (!rc)
     rc = follow(p, &req, &resp, base);
   pthread_mutex_lock(&p->mu);

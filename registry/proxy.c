@@ -31,7 +31,9 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/ratelimit.h"
+#include "build/front.h"
 #include "registry/augment.h"
+#include "registry/mediatype.h"
 #include "registry/proxy_int.h"
 #include "registry/upstream.h"
 #include "storage/store.h"
@@ -124,7 +126,7 @@ static bool names_address(const char *registry) {
  * proxied when wave.registries lists it. (A DNS name that resolves to a
  * private address is not caught here: docs/security.md.)
  */
-static bool plain_form_allowed(const wv_app_t *app, const char *registry) {
+bool wv_proxy_registry_allowed(const wv_app_t *app, const char *registry) {
   if (!names_address(registry))
     return true;
   const wv_registries_t *regs = &app->cfg->registries;
@@ -209,15 +211,25 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
   if (!ctx->token_form) {
     ctx->registry = ctx->rt.registry;
     ctx->image = ctx->rt.image;
-    if (!plain_form_allowed(ctx->app, ctx->registry))
+    if (!wv_proxy_registry_allowed(ctx->app, ctx->registry))
       return reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
                        wv_arena_sprintf(req->arena,
                                         "Registry '%s' cannot be pulled through this server",
                                         ctx->registry));
+    /* The plain form acts for its Basic account, else anonymously. */
+    bool bad = false;
+    ctx->who = wv_req_basic_account(req, &bad);
+    if (bad) {
+      rc = reg_error(req, resp, WV_REGERR_UNAUTHORIZED, 401, "Invalid credentials");
+      return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
+    }
+    ctx->restricted = wv_proxy_restricted(ctx->app, ctx->registry, ctx->who);
     if (ctx->rt.kind == WV_ROUTE_TAGS)
       return WV_DEFER;
-    if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, NULL)) || resp->status))
+    if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, ctx->who)) || resp->status))
       return rc;
+    if (ctx->restricted)
+      return WV_DEFER; /* nothing cached for others before the upstream said yes */
   }
   wv_store_snap_t snap;
   if (wv_store_snap_begin(ctx->app->store, &snap))
@@ -292,6 +304,9 @@ static int load_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
                                       ctx->rt.image, t->token, t->image));
   ctx->registry = t->registry;
   ctx->image = t->image;
+  /* A token acts for the request that made it; an image waved built was
+   * pushed by waved itself (the request's right to push was checked then). */
+  ctx->who = t->kind == WV_TOKEN_BUILD ? WV_WHO_WAVED : t->user;
   if (!ctx->have_hot || !ctx->hot.has_user)
     put_hot_record(req, ctx);
   return 0;
@@ -314,7 +329,7 @@ static int tags_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   wv_http_resp_t r;
   wv_perr_t e;
   wv_http_resp_init(&r);
-  int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, &hr, &r, NULL, &e);
+  int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, ctx->who, &hr, &r, NULL, &e);
   if (rc) {
     wv_http_resp_free(&r);
     return wv_perr_respond(req, resp, &e);
@@ -331,10 +346,44 @@ static int tags_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
 
 /* ---- worker entry ------------------------------------------------------------------- */
 
+/*
+ * Plain form, a caller the registry's credentials do not act for: the
+ * upstream must say yes to the caller itself (a HEAD without the
+ * credentials) before anything cached is served. 0 to go on, or answered.
+ */
+static int plain_access(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+  if (ctx->token_form || !ctx->restricted || ctx->rt.kind == WV_ROUTE_TAGS)
+    return 0;
+  const char *path = wv_arena_sprintf(req->arena, "/v2/%s/%s/%s", ctx->image,
+                                      ctx->rt.kind == WV_ROUTE_MANIFESTS ? "manifests" : "blobs",
+                                      ctx->rt.reference);
+  if (!path)
+    return WV_ENOMEM;
+  const char *hdrs[] = {"Accept: " WV_MT_ACCEPT_MANIFESTS, NULL};
+  wv_http_req_t hr = {.method = "HEAD", .url = path, .headers = hdrs};
+  wv_http_resp_t r;
+  wv_perr_t e;
+  wv_http_resp_init(&r);
+  int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, ctx->who, &hr, &r, NULL, &e);
+  long status = r.status;
+  wv_http_resp_free(&r);
+  if (rc)
+    return wv_perr_respond(req, resp, &e);
+  if (status == 401 || status == 403 || status == 404)
+    return wv_perr_respond(req, resp,
+                           (wv_perr_status(&e, status, ctx->rt.kind == WV_ROUTE_BLOBS,
+                                           ctx->registry, ctx->image, ctx->rt.reference),
+                            &e));
+  return 0;
+}
+
 static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
   wv_pctx_t *ctx = req->user;
   if (!ctx)
     return WV_EINTERNAL;
+  int prc = plain_access(req, resp, ctx);
+  if (prc || resp->status)
+    return prc;
   if (ctx->token_form) {
     int rc = load_token(req, resp, ctx);
     if (rc || resp->status)

@@ -26,7 +26,8 @@ int wv_proxy_register(wv_router_t *r, wv_app_t *app);
 int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp);
 
 /*
- * What POST /v1alpha1/inspect answers, for any caller (the handler above and
+ * What POST /v1alpha1/inspect answers, on behalf of who (an account, NULL =
+ * anonymous: registry/upstream.h), for any caller (the handler above and
  * the /view/inspect page): image (a name as a client writes it) resolved
  * upstream, platform (NULL = none) picked from an index. 0 with *out =
  * {"container": ContainerSpec} or {"index": IndexSpec} (the caller's
@@ -34,7 +35,16 @@ int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp);
  * upstream's status such as 404, or 502) and *msg (arena or static text,
  * may be NULL). Worker only (upstream calls).
  */
-int wv_inspect(wv_req_t *req, const char *image, const char *platform, json_object **out,
-               int *status, const char **msg);
+int wv_inspect(wv_req_t *req, const char *image, const char *platform, const char *who,
+               json_object **out, int *status, const char **msg);
+
+/*
+ * True unless registry (host[:port] of an image name a request chose) names
+ * an address rather than a registry — an IP literal in any inet_aton
+ * spelling, [IPv6], a trailing dot, localhost or *.localhost — and
+ * wave.registries does not list it. The plain /v2/<host>/ form, inspect and
+ * containerImage/containerIncludes refuse such names (docs/security.md).
+ */
+bool wv_proxy_registry_allowed(const wv_app_t *app, const char *registry);
 
 #endif

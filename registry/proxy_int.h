@@ -32,6 +32,12 @@ typedef struct {
   wv_token_rec_t rec; /* token form, worker: the full record */
   bool have_rec;
   bool pull_counted; /* the pull permit of this request was taken (loop or worker) */
+  /* Who the upstream calls act for (upstream.h): the token's creator, or the
+   * plain form's Basic account (NULL: anonymous). restricted: the registry
+   * has credentials this caller may not pull with, so nothing cached by
+   * others is served to it before the upstream has said yes to the caller. */
+  const char *who;
+  bool restricted;
 } wv_pctx_t;
 
 /* True when the token carries a containerConfig that changes something. */
@@ -53,7 +59,11 @@ int wv_proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_e
  * 0, or the error in err.
  */
 int wv_proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
-                            const char *reference, wv_cache_entry_t *out, wv_perr_t *err);
+                            const char *who, const char *reference, wv_cache_entry_t *out,
+                            wv_perr_t *err);
+
+/* True when registry has credentials that who may not pull with (upstream.h). */
+bool wv_proxy_restricted(const wv_app_t *app, const char *registry, const char *who);
 
 /*
  * Coalescing of identical upstream work (resolve.c). join: the first caller

@@ -31,6 +31,7 @@
 #include "registry/platform.h"
 #include "registry/keyed.h"
 #include "registry/proxy_int.h"
+#include "registry/upstream.h"
 #include "storage/cas.h"
 #include "storage/store.h"
 
@@ -231,13 +232,14 @@ static int upstream_manifest(res_t *r, const char *digest, wv_cache_entry_t *out
   const char *key = wv_cache_key_manifest(a, ctx->registry, ctx->image, digest);
   if (!key)
     return oom(r);
-  if (wv_cache_get(ctx->app->store, a, key, out) == 0 && out->kind == WV_CACHE_MANIFEST)
+  if (!ctx->restricted && wv_cache_get(ctx->app->store, a, key, out) == 0 &&
+      out->kind == WV_CACHE_MANIFEST)
     return 0;
   const char *path = wv_arena_sprintf(a, "/v2/%s/manifests/%s", ctx->image, digest);
   wv_http_req_t hr = {.url = path, .headers = accept_hdr, .max_body = WV_AUGMENT_MAX_MANIFEST};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, &hr, &resp, NULL, &r->err);
+  int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, ctx->who, &hr, &resp, NULL, &r->err);
   if (!rc && resp.status != 200)
     rc = wv_perr_status(&r->err, resp.status, false, ctx->registry, ctx->image, digest);
   char got[WV_DIGEST_STRLEN] = "";
@@ -271,7 +273,7 @@ static int resolve_tag(res_t *r, const char *tag, const char **digest) {
   wv_http_req_t hr = {.method = "HEAD", .url = path, .headers = accept_hdr};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, &hr, &resp, NULL, &r->err);
+  int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, ctx->who, &hr, &resp, NULL, &r->err);
   if (!rc && resp.status != 200)
     rc = wv_perr_status(&r->err, resp.status, false, ctx->registry, ctx->image, tag);
   const char *d = rc ? NULL : wv_http_resp_header(&resp, "Docker-Content-Digest");
@@ -281,7 +283,7 @@ static int resolve_tag(res_t *r, const char *tag, const char **digest) {
   } else if (!rc) {
     hr.method = NULL;
     hr.max_body = WV_AUGMENT_MAX_MANIFEST;
-    rc = wv_fetch(ctx->app, ctx->registry, ctx->image, &hr, &resp, NULL, &r->err);
+    rc = wv_fetch(ctx->app, ctx->registry, ctx->image, ctx->who, &hr, &resp, NULL, &r->err);
     if (!rc && resp.status != 200)
       rc = wv_perr_status(&r->err, resp.status, false, ctx->registry, ctx->image, tag);
     char got[WV_DIGEST_STRLEN];
@@ -341,7 +343,7 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
     return augment_error(r, rc, msg, "the manifest");
   char *config;
   size_t config_len;
-  rc = wv_fetch_blob(ctx->app, a, ctx->registry, ctx->image, info.config_digest,
+  rc = wv_fetch_blob(ctx->app, a, ctx->registry, ctx->image, ctx->who, info.config_digest,
                      WV_AUGMENT_MAX_CONFIG, &config, &config_len, &r->err);
   if (rc)
     return rc;
@@ -596,9 +598,18 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   return respond(req, resp, &r, rc, &e);
 }
 
+bool wv_proxy_restricted(const wv_app_t *app, const char *registry, const char *who) {
+  return wv_upstream_perm(app->upstream, registry, who) < WV_PERM_PULL;
+}
+
 int wv_proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
-                            const char *reference, wv_cache_entry_t *out, wv_perr_t *err) {
-  wv_pctx_t ctx = {.app = app, .registry = registry, .image = image};
+                            const char *who, const char *reference, wv_cache_entry_t *out,
+                            wv_perr_t *err) {
+  wv_pctx_t ctx = {.app = app,
+                   .registry = registry,
+                   .image = image,
+                   .who = who,
+                   .restricted = wv_proxy_restricted(app, registry, who)};
   ctx.rt.reference = reference;
   ctx.rt.is_digest = wv_digest_valid(reference);
   res_t r = {.req = req, .ctx = &ctx, .batch = wv_pbatch_new(req->arena)};

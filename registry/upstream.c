@@ -1,7 +1,10 @@
 #include "registry/upstream.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/netpolicy.h"
 #include "registry/ref.h"
+
+#include <curl/curl.h>
 
 #include <ctype.h>
 #include <json-c/json.h>
@@ -42,7 +45,10 @@ struct wv_upstream {
   token_t tokens[MAX_CACHED_TOKENS];
   size_t ntokens;
   int64_t connect_ms, total_ms; /* lookup and token requests */
+  wv_netpolicy_t *policy;       /* for realms; NULL = unchecked (tests) */
 };
+
+const char WV_WHO_WAVED[] = "(waved)";
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -64,15 +70,9 @@ int wv_upstream_new(wv_upstream_t **out, const wv_registries_t *regs) {
   u->confs = calloc(n ? n : 1, sizeof *u->confs);
   if (!u->confs)
     goto oom;
-  for (size_t i = 0; i < n; i++, u->nconfs++) {
-    wv_config_registry_t *c = &u->confs[i];
-    c->host = dup_or_null(confs[i].host);
-    c->username = dup_or_null(confs[i].username);
-    c->password = dup_or_null(confs[i].password);
-    c->insecure = confs[i].insecure;
-    if (!c->host || (confs[i].username && !c->username) || (confs[i].password && !c->password))
+  for (size_t i = 0; i < n; i++, u->nconfs++)
+    if (wv_config_registry_copy(&u->confs[i], &confs[i]) || !u->confs[i].host)
       goto oom;
-  }
   *out = u;
   return 0;
 oom:
@@ -90,12 +90,10 @@ static void lookup_free(lookup_t *l) {
 void wv_upstream_free(wv_upstream_t *u) {
   if (!u)
     return;
-  for (size_t i = 0; i < u->nconfs; i++) {
-    free(u->confs[i].host);
-    free(u->confs[i].username);
-    free(u->confs[i].password);
-  }
+  for (size_t i = 0; i < u->nconfs; i++)
+    wv_config_registry_free(&u->confs[i]);
   free(u->confs);
+  wv_netpolicy_free(u->policy);
   for (lookup_t *l = u->lookups, *next; l; l = next) {
     next = l->next;
     lookup_free(l);
@@ -118,6 +116,94 @@ static const wv_config_registry_t *find_conf(const wv_upstream_t *u, const char 
     if (strcasecmp(u->confs[i].host, registry) == 0)
       return &u->confs[i];
   return NULL;
+}
+
+const wv_netpolicy_t *wv_upstream_policy(const wv_upstream_t *u) { return u->policy; }
+
+const wv_config_registry_t *wv_upstream_conf(const wv_upstream_t *u, const char *registry) {
+  return find_conf(u, registry);
+}
+
+int wv_upstream_set_outbound(wv_upstream_t *u, const wv_config_t *cfg, char *err, size_t errlen) {
+  wv_netpolicy_t *p = NULL;
+  int rc = wv_netpolicy_from_config(cfg, &p, err, errlen);
+  if (rc)
+    return rc == WV_ENOMEM ? rc : WV_EINTERNAL;
+  wv_netpolicy_free(u->policy);
+  u->policy = p;
+  return 0;
+}
+
+wv_perm_t wv_upstream_perm(const wv_upstream_t *u, const char *registry, const char *who) {
+  if (who == WV_WHO_WAVED)
+    return WV_PERM_PUSH;
+  return wv_registry_perm(find_conf(u, registry), who);
+}
+
+void wv_upstream_denied(const char *registry, const char *who, bool push, char *err,
+                        size_t errlen) {
+  char caller[160];
+  if (who)
+    snprintf(caller, sizeof caller, "account '%.100s' is", who);
+  else
+    snprintf(caller, sizeof caller, "anonymous requests are");
+  snprintf(err, errlen,
+           "%s not allowed to %s registry %.200s with its configured credentials "
+           "(wave.registries.\"%.200s\".allow)",
+           caller, push ? "push to" : "pull from", registry, registry);
+}
+
+/* The host of url (lowercase, no port, brackets kept off) and whether it is https. */
+static bool url_host(const char *url, char *host, size_t hostlen, bool *https) {
+  CURLU *h = curl_url();
+  char *hp = NULL, *sp = NULL;
+  bool ok = h && curl_url_set(h, CURLUPART_URL, url, 0) == CURLUE_OK &&
+            curl_url_get(h, CURLUPART_HOST, &hp, 0) == CURLUE_OK &&
+            curl_url_get(h, CURLUPART_SCHEME, &sp, 0) == CURLUE_OK && strlen(hp) < hostlen;
+  if (ok) {
+    size_t n = 0;
+    for (const char *c = hp; *c; c++)
+      if (*c != '[' && *c != ']')
+        host[n++] = (char)tolower((unsigned char)*c);
+    host[n] = '\0';
+    *https = strcasecmp(sp, "https") == 0;
+  }
+  curl_free(hp);
+  curl_free(sp);
+  curl_url_cleanup(h);
+  return ok;
+}
+
+/* The registry's API host without port or brackets, lowercase. */
+static void registry_host(const char *registry, char *host, size_t hostlen) {
+  const char *api = wv_ref_api_host(registry);
+  const char *end;
+  if (api[0] == '[') {
+    api++;
+    end = strchr(api, ']');
+  } else {
+    end = strchr(api, ':');
+  }
+  size_t n = end ? (size_t)(end - api) : strlen(api);
+  if (n >= hostlen)
+    n = hostlen - 1;
+  for (size_t i = 0; i < n; i++)
+    host[i] = (char)tolower((unsigned char)api[i]);
+  host[n] = '\0';
+}
+
+bool wv_upstream_realm_trusted(const char *registry, bool insecure, const char *realm) {
+  char rh[256], gh[256];
+  bool https = false;
+  if (!url_host(realm, rh, sizeof rh, &https))
+    return false;
+  if (!https && !insecure)
+    return false;
+  registry_host(registry, gh, sizeof gh);
+  if (strcmp(rh, gh) == 0)
+    return true;
+  /* Docker Hub's token service lives next to its registry. */
+  return strcmp(registry, WV_REF_DEFAULT_REGISTRY) == 0 && strcmp(rh, "auth.docker.io") == 0;
 }
 
 int wv_upstream_base_url(const wv_upstream_t *u, const char *registry, char *out, size_t outlen) {
@@ -415,9 +501,10 @@ static char *parse_token(const wv_buf_t *body, int64_t *ttl_ms) {
   return token;
 }
 
-static int token_fetch(wv_upstream_t *u, const char *realm, const char *service, const char *scope,
-                       const wv_config_registry_t *c, char **token, int64_t *ttl_ms,
-                       wv_http_resp_t *resp, char *err, size_t errlen) {
+static int token_fetch(wv_upstream_t *u, const char *registry, const char *realm,
+                       const char *service, const char *scope, const wv_config_registry_t *c,
+                       char **token, int64_t *ttl_ms, wv_http_resp_t *resp, char *err,
+                       size_t errlen) {
   char url[MAX_URL];
   snprintf(url, sizeof url, "%s%c", realm, strchr(realm, '?') ? '&' : '?');
   if (service) {
@@ -428,6 +515,15 @@ static int token_fetch(wv_upstream_t *u, const char *realm, const char *service,
   strncat(url, "scope=", sizeof url - strlen(url) - 1);
   append_escaped(url, sizeof url, scope);
   char auth[1100] = "";
+  const wv_config_registry_t *conf = find_conf(u, registry);
+  /* The realm is the registry's choice: the credentials go only to its own
+   * host, over https unless the operator marked it insecure. */
+  if (c && c->username && !wv_upstream_realm_trusted(registry, conf && conf->insecure, realm)) {
+    wv_warn("registry %s: token realm %s is not on the registry's own host over %s: "
+            "asking it without credentials",
+            registry, realm, conf && conf->insecure ? "http(s)" : "https");
+    c = NULL;
+  }
   char *basic = basic_credentials(c);
   if (basic)
     snprintf(auth, sizeof auth, "Authorization: Basic %s", basic);
@@ -438,16 +534,35 @@ static int token_fetch(wv_upstream_t *u, const char *realm, const char *service,
                        .max_body = 1 << 20,
                        .timeout_ms = u->total_ms,
                        .connect_timeout_ms = u->connect_ms};
-  int rc = wv_http_do(wv_http_client_get(), &req, resp, err, errlen);
-  if (rc)
+  /* A realm on another host than a configured registry's is any URL an
+   * upstream names: it goes through the outbound policy (resolved once,
+   * pinned). */
+  char rh[256], gh[256];
+  bool https;
+  registry_host(registry, gh, sizeof gh);
+  if (u->policy && !(conf && url_host(realm, rh, sizeof rh, &https) && strcmp(rh, gh) == 0))
+    req.policy = u->policy;
+  char detail[512] = "";
+  int rc = wv_http_do(wv_http_client_get(), &req, resp, detail, sizeof detail);
+  if (rc == WV_EDENIED) {
+    wv_warn("registry %s: token realm %s refused: %s", registry, realm, detail);
+    snprintf(err, errlen, "its token service is refused by the outbound policy: %s", detail);
     return rc;
+  }
+  if (rc) {
+    wv_warn("registry %s: token realm %s: %s", registry, realm, detail);
+    snprintf(err, errlen, "its token service could not be reached");
+    return rc;
+  }
   if (resp->status != 200) {
-    snprintf(err, errlen, "token service %s answered %ld", realm, resp->status);
+    wv_info("registry %s: token realm %s answered %ld", registry, realm, resp->status);
+    snprintf(err, errlen, "its token service answered %ld", resp->status);
     return WV_EAUTH;
   }
   *token = parse_token(&resp->body, ttl_ms);
   if (!*token) {
-    snprintf(err, errlen, "token service %s answered without a token", realm);
+    wv_info("registry %s: token realm %s answered without a token", registry, realm);
+    snprintf(err, errlen, "its token service answered without a token");
     return WV_EAUTH;
   }
   return 0;
@@ -504,7 +619,8 @@ static int authorize(wv_upstream_t *u, const char *registry, const char *repo, b
     int64_t ttl = 0;
     wv_http_resp_t r;
     wv_http_resp_init(&r);
-    int rc = token_fetch(u, a->realm, a->service, scope, c, &token, &ttl, &r, err, errlen);
+    int rc =
+        token_fetch(u, registry, a->realm, a->service, scope, c, &token, &ttl, &r, err, errlen);
     *status = r.status;
     wv_http_resp_free(&r);
     if (rc)
@@ -547,8 +663,20 @@ static int send_once(wv_upstream_t *u, const char *registry, const wv_http_req_t
 }
 
 int wv_upstream_do(wv_upstream_t *u, const char *registry, const char *repo, bool push,
-                   const wv_http_req_t *req, wv_http_resp_t *resp, char *err, size_t errlen) {
+                   const char *who, const wv_http_req_t *req, wv_http_resp_t *resp, char *err,
+                   size_t errlen) {
   const wv_config_registry_t *c = find_conf(u, registry);
+  /* The operator's credentials act only for those the policy allows. */
+  bool withheld = false;
+  if (c && c->username &&
+      wv_upstream_perm(u, registry, who) < (push ? WV_PERM_PUSH : WV_PERM_PULL)) {
+    withheld = true;
+    c = NULL;
+    if (push) {
+      wv_upstream_denied(registry, who, true, err, errlen);
+      return WV_EDENIED;
+    }
+  }
   char auth[MAX_TOKEN_LEN + 64];
   int rc = 0;
   for (int attempt = 0; attempt < 2; attempt++) {
@@ -570,6 +698,11 @@ int wv_upstream_do(wv_upstream_t *u, const char *registry, const char *repo, boo
     auth_state_free(&a);
     if (!retry)
       break;
+  }
+  /* Anonymous access was all this caller had, and it was not enough. */
+  if (withheld && (rc == WV_EAUTH || (rc == 0 && (resp->status == 401 || resp->status == 403)))) {
+    wv_upstream_denied(registry, who, false, err, errlen);
+    return WV_EDENIED;
   }
   return rc;
 }

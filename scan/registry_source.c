@@ -104,7 +104,7 @@ static int upstream_manifest(rs_t *r, const char *ref, doc_t *d) {
   wv_http_resp_t resp;
   wv_perr_t e;
   wv_http_resp_init(&resp);
-  int rc = wv_fetch(r->app, r->src->registry, r->src->repo, &req, &resp, NULL, &e);
+  int rc = wv_fetch(r->app, r->src->registry, r->src->repo, WV_WHO_WAVED, &req, &resp, NULL, &e);
   if (rc)
     rc = fail(r, rc == WV_ETOOBIG ? rc : WV_EUPSTREAM, "%s", e.msg);
   else if (resp.status == 404)
@@ -244,7 +244,8 @@ static int layer_hop(layer_t *l, const char *url, wv_http_resp_t *resp) {
   if (url[0] == '/' || (strncmp(url, r->base, bl) == 0 && url[bl] == '/')) {
     wv_perr_t e;
     req.url = url[0] == '/' ? url : url + bl;
-    int rc = wv_fetch(r->app, r->src->registry, r->src->repo, &req, resp, &l->began, &e);
+    int rc =
+        wv_fetch(r->app, r->src->registry, r->src->repo, WV_WHO_WAVED, &req, resp, &l->began, &e);
     return rc && !l->rc ? fail(r, WV_EUPSTREAM, "%s", e.msg) : (l->rc ? l->rc : rc);
   }
   char err[512] = "";
@@ -252,10 +253,18 @@ static int layer_hop(layer_t *l, const char *url, wv_http_resp_t *resp) {
   req.connect_timeout_ms = cfg->hc_connect_timeout_ms;
   wv_http_resp_free(resp);
   wv_http_resp_init(resp);
-  int rc = wv_http_do(wv_http_client_get(), &req, resp, err, sizeof err);
+  /* A URL the registry chose: under the outbound policy (docs/security.md). */
+  int rc = wv_http_do_outbound(wv_http_client_get(), cfg, &req, resp, err, sizeof err);
   if (l->rc)
     return l->rc;
-  return rc ? fail(r, WV_EUPSTREAM, "cannot fetch layer %s from '%s': %s", l->digest, url, err) : 0;
+  if (rc)
+    wv_warn("scan: layer %s of %s redirected to %s: %s", l->digest, r->src->registry, url, err);
+  return rc ? fail(r, WV_EUPSTREAM,
+                   "cannot fetch layer %s: registry '%s' redirected it to a "
+                   "location that %s",
+                   l->digest, r->src->registry,
+                   rc == WV_EDENIED ? "the outbound policy does not allow" : "could not be read")
+            : 0;
 }
 
 static int upstream_layer(layer_t *l) {

@@ -425,7 +425,8 @@ int wv_scan_image_digest(const wv_app_t *app, const char *image, char out[72]) {
   wv_http_resp_t resp;
   wv_perr_t e;
   wv_http_resp_init(&resp);
-  rc = req.url ? wv_fetch(app, ref.registry, ref.path, &req, &resp, NULL, &e) : WV_ENOMEM;
+  rc = req.url ? wv_fetch(app, ref.registry, ref.path, WV_WHO_WAVED, &req, &resp, NULL, &e)
+               : WV_ENOMEM;
   const char *d = rc ? NULL : wv_http_resp_header(&resp, "Docker-Content-Digest");
   if (!rc)
     rc = resp.status == 404 ? WV_ENOTFOUND : (resp.status != 200 || !d) ? WV_EUPSTREAM : 0;

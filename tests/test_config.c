@@ -354,12 +354,13 @@ TEST(registries) {
   wv_config_t cfg;
   setenv("WV_TEST_REG_PASS", "s3cret", 1);
   unsetenv("WV_TEST_REG_UNSET");
-  CHECK_OK(load_text(&cfg, "wave:\n  registries:\n"
-                           "    \"127.0.0.1:5001\":\n      username: alice\n"
-                           "      password: ${WV_TEST_REG_PASS}\n      insecure: true\n"
-                           "    quay.io:\n      username: ${WV_TEST_REG_UNSET:}\n"
-                           "      password: ${WV_TEST_REG_UNSET:}\n"
-                           "    reg.lab: {username: bob, password: \"${WV_TEST_REG_UNSET:dflt}\"}\n"));
+  CHECK_OK(load_text(&cfg,
+                     "wave:\n  registries:\n"
+                     "    \"127.0.0.1:5001\":\n      username: alice\n"
+                     "      password: ${WV_TEST_REG_PASS}\n      insecure: true\n"
+                     "    quay.io:\n      username: ${WV_TEST_REG_UNSET:}\n"
+                     "      password: ${WV_TEST_REG_UNSET:}\n"
+                     "    reg.lab: {username: bob, password: \"${WV_TEST_REG_UNSET:dflt}\"}\n"));
   CHECK_EQ_INT(cfg.registries.len, 3);
   CHECK_EQ_STR(cfg.registries.items[0].host, "127.0.0.1:5001");
   CHECK_EQ_STR(cfg.registries.items[0].username, "alice");
@@ -375,14 +376,66 @@ TEST(registries) {
   wv_config_free(&cfg);
   CHECK(fails_with("wave:\n  registries:\n    quay.io:\n      user: x\n", 4,
                    "wave.registries.quay.io.user: unknown key (expected username, password, "
-                   "insecure)"));
+                   "insecure, allow)"));
   CHECK(fails_with("wave:\n  registries:\n    quay.io: x\n", 3,
-                   "wave.registries.quay.io: expected a mapping of username, password, insecure"));
+                   "wave.registries.quay.io: expected a mapping of username, password, insecure, "
+                   "allow"));
   CHECK(fails_with("wave:\n  registries:\n    quay.io:\n      username: x\n", 4,
                    "wave.registries.quay.io: username without password"));
   CHECK(fails_with("wave:\n  registries:\n    quay.io:\n      insecure: maybe\n", 4,
                    "wave.registries.quay.io.insecure: invalid boolean 'maybe' (expected true or "
                    "false)"));
+}
+
+/* wave.registries.<host>.allow: who may use the configured credentials, and for what. */
+TEST(registry_allow_policy) {
+  wv_config_t cfg;
+  CHECK_OK(load_text(&cfg, "wave:\n  registries:\n"
+                           "    reg.lab:\n      username: op\n      password: pw\n"
+                           "      allow:\n        anonymous: pull\n"
+                           "        accounts: {alice: push, bob: none, '*': pull}\n"
+                           "    strict.lab: {username: op, password: pw}\n"
+                           "    open.lab: {insecure: true}\n"));
+  CHECK_EQ_INT(cfg.registries.len, 3);
+  const wv_config_registry_t *r = &cfg.registries.items[0], *strict = &cfg.registries.items[1],
+                             *open = &cfg.registries.items[2];
+  CHECK_EQ_INT(wv_registry_perm(r, NULL), WV_PERM_PULL);
+  CHECK_EQ_INT(wv_registry_perm(r, "alice"), WV_PERM_PUSH);
+  CHECK_EQ_INT(wv_registry_perm(r, "bob"), WV_PERM_NONE);
+  CHECK_EQ_INT(wv_registry_perm(r, "carol"), WV_PERM_PULL); /* "*" */
+  /* Defaults: nobody may use the credentials. */
+  CHECK_EQ_INT(wv_registry_perm(strict, NULL), WV_PERM_NONE);
+  CHECK_EQ_INT(wv_registry_perm(strict, "alice"), WV_PERM_NONE);
+  /* No credentials configured: nothing to guard. */
+  CHECK_EQ_INT(wv_registry_perm(open, NULL), WV_PERM_PUSH);
+  CHECK_EQ_INT(wv_registry_perm(NULL, NULL), WV_PERM_PUSH);
+  CHECK_EQ_STR(wv_perm_name(WV_PERM_PULL), "pull");
+  wv_config_registry_t copy;
+  CHECK_OK(wv_config_registry_copy(&copy, r));
+  CHECK_EQ_INT(wv_registry_perm(&copy, "alice"), WV_PERM_PUSH);
+  CHECK_EQ_INT(wv_registry_perm(&copy, "bob"), WV_PERM_NONE);
+  CHECK_EQ_INT(wv_registry_perm(&copy, NULL), WV_PERM_PULL);
+  wv_config_registry_free(&copy);
+  /* A changed policy is a changed configuration. */
+  wv_config_t other;
+  CHECK_OK(load_text(&other, "wave:\n  registries:\n"
+                             "    reg.lab:\n      username: op\n      password: pw\n"
+                             "      allow:\n        anonymous: pull\n"
+                             "        accounts: {alice: pull, bob: none, '*': pull}\n"
+                             "    strict.lab: {username: op, password: pw}\n"
+                             "    open.lab: {insecure: true}\n"));
+  CHECK_EQ_STR(wv_config_first_difference(&cfg, &other), "wave.registries");
+  wv_config_free(&other);
+  wv_config_free(&cfg);
+  CHECK(fails_with("wave:\n  registries:\n    q.io:\n      allow: {anonymous: write}\n", 4,
+                   "wave.registries.q.io.allow.anonymous: expected none, pull or push"));
+  CHECK(fails_with("wave:\n  registries:\n    q.io:\n      allow: {accounts: {a: all}}\n", 4,
+                   "wave.registries.q.io.allow.accounts.a: expected none, pull or push"));
+  CHECK(fails_with("wave:\n  registries:\n    q.io:\n      allow: {everyone: pull}\n", 4,
+                   "wave.registries.q.io.allow.everyone: unknown key (expected anonymous, "
+                   "accounts)"));
+  CHECK(fails_with("wave:\n  registries:\n    q.io:\n      allow: pull\n", 4,
+                   "wave.registries.q.io.allow: expected a mapping of anonymous, accounts"));
 }
 
 TEST(scan_keys) {
@@ -403,11 +456,12 @@ TEST(scan_keys) {
 /* wave.security.outbound.*: the allow list as a YAML list or one comma string; bad entries. */
 TEST(outbound_keys) {
   wv_config_t cfg;
-  int rc = load_text(&cfg, "wave:\n"
-                           "  security:\n"
-                           "    outbound:\n"
-                           "      allowPrivate: true\n"
-                           "      allow: [127.0.0.1/32, '::1', files.lab.example, '*.corp.example']\n");
+  int rc =
+      load_text(&cfg, "wave:\n"
+                      "  security:\n"
+                      "    outbound:\n"
+                      "      allowPrivate: true\n"
+                      "      allow: [127.0.0.1/32, '::1', files.lab.example, '*.corp.example']\n");
   if (rc)
     fprintf(stderr, "  %s\n", err);
   CHECK_OK(rc);
@@ -440,7 +494,8 @@ TEST(outbound_keys) {
                    "or false)"));
 }
 
-WV_TESTS(T(defaults), T(registries), T(shipped_config_yml_loads_and_states_defaults),
+WV_TESTS(T(defaults), T(registries), T(registry_allow_policy),
+         T(shipped_config_yml_loads_and_states_defaults),
          T(every_schema_key_documented_in_config_yml), T(every_default_parses),
          T(values_camelcase_aliases_and_dotted_keys), T(empty_file_and_empty_sections),
          T(bad_duration), T(bad_size), T(bad_int_bool_and_checks), T(unknown_key), T(wrong_type),

@@ -168,7 +168,10 @@ TEST(error_mapping) {
   CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 504);
   CHECK(strstr(e.msg, "'r.io'"));
   wv_perr_transport(&e, WV_EUPSTREAM, 0, "r.io", "refused");
-  CHECK(e.status == 502 && strstr(e.msg, "Unable to reach registry 'r.io' - refused"));
+  CHECK(e.status == 502 &&
+        strcmp(e.msg, "Unable to reach registry 'r.io' - connection failed") == 0);
+  wv_perr_transport(&e, WV_EDENIED, 0, "r.io", "no");
+  CHECK(e.status == 403 && e.code == WV_REGERR_DENIED && strstr(e.msg, "'r.io'"));
   wv_perr_transport(&e, WV_EAUTH, 403, "r.io", "no");
   CHECK(e.status == 403 && e.code == WV_REGERR_UNAUTHORIZED);
 }

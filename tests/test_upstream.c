@@ -5,6 +5,8 @@
 #include "registry/upstream.h"
 #include "tests/runner.h"
 
+#include <string.h>
+
 TEST(challenge_bearer) {
   wv_auth_challenge_t c;
   CHECK_OK(wv_auth_challenge_parse(
@@ -63,4 +65,62 @@ TEST(endpoints) {
   wv_upstream_free(u);
 }
 
-WV_TESTS(T(challenge_bearer), T(challenge_basic_and_escapes), T(challenge_rejects), T(endpoints))
+/* Which realms get a registry's Basic credentials: its own host, https unless insecure. */
+TEST(realm_trust) {
+  CHECK(wv_upstream_realm_trusted("quay.io", false, "https://quay.io/v2/auth"));
+  CHECK(wv_upstream_realm_trusted("quay.io", false, "https://QUAY.io:8443/token"));
+  CHECK(!wv_upstream_realm_trusted("quay.io", false, "http://quay.io/v2/auth"));
+  CHECK(!wv_upstream_realm_trusted("quay.io", false, "https://evil.example/token"));
+  CHECK(!wv_upstream_realm_trusted("quay.io", false, "https://quay.io.evil.example/token"));
+  CHECK(!wv_upstream_realm_trusted("quay.io", false, "https://evil.example/quay.io"));
+  CHECK(!wv_upstream_realm_trusted("quay.io", false, "https://quay.io@evil.example/token"));
+  CHECK(wv_upstream_realm_trusted("docker.io", false, "https://auth.docker.io/token"));
+  CHECK(!wv_upstream_realm_trusted("ghcr.io", false, "https://auth.docker.io/token"));
+  /* Insecure (configured): plain http to its own host is fine, another host still not. */
+  CHECK(wv_upstream_realm_trusted("127.0.0.1:5000", true, "http://127.0.0.1:5001/token"));
+  CHECK(!wv_upstream_realm_trusted("127.0.0.1:5000", false, "http://127.0.0.1:5001/token"));
+  CHECK(!wv_upstream_realm_trusted("127.0.0.1:5000", true, "http://127.0.0.2:5001/token"));
+  CHECK(!wv_upstream_realm_trusted("127.0.0.1:5000", true, "http://localhost:5001/token"));
+  CHECK(wv_upstream_realm_trusted("[::1]:5000", true, "http://[::1]:5001/token"));
+  CHECK(!wv_upstream_realm_trusted("quay.io", true, "not a url"));
+}
+
+/* The credential policy as the upstream client applies it. */
+TEST(perm_and_refusal) {
+  char *names[] = {"alice"};
+  wv_perm_t perms[] = {WV_PERM_PUSH};
+  wv_config_registry_t confs[] = {{.host = "reg.lab:5000",
+                                   .username = "op",
+                                   .password = "pw",
+                                   .allow_anonymous = WV_PERM_PULL,
+                                   .allow_names = names,
+                                   .allow_perms = perms,
+                                   .nallow = 1},
+                                  {.host = "open.lab"}};
+  wv_registries_t regs = {confs, 2};
+  wv_upstream_t *u;
+  CHECK_OK(wv_upstream_new(&u, &regs));
+  CHECK_EQ_INT(wv_upstream_perm(u, "reg.lab:5000", NULL), WV_PERM_PULL);
+  CHECK_EQ_INT(wv_upstream_perm(u, "REG.lab:5000", "alice"), WV_PERM_PUSH);
+  CHECK_EQ_INT(wv_upstream_perm(u, "reg.lab:5000", "bob"), WV_PERM_NONE);
+  CHECK_EQ_INT(wv_upstream_perm(u, "reg.lab:5000", WV_WHO_WAVED), WV_PERM_PUSH);
+  CHECK_EQ_INT(wv_upstream_perm(u, "open.lab", NULL), WV_PERM_PUSH);
+  CHECK_EQ_INT(wv_upstream_perm(u, "elsewhere.io", NULL), WV_PERM_PUSH);
+  /* A push the policy refuses never leaves the process. */
+  char err[512];
+  wv_http_req_t req = {.method = "PUT", .url = "/v2/x/manifests/latest"};
+  wv_http_resp_t resp;
+  wv_http_resp_init(&resp);
+  CHECK_EQ_INT(wv_upstream_do(u, "reg.lab:5000", "x", true, NULL, &req, &resp, err, sizeof err),
+               WV_EDENIED);
+  CHECK_EQ_STR(err, "anonymous requests are not allowed to push to registry reg.lab:5000 with its "
+                    "configured credentials (wave.registries.\"reg.lab:5000\".allow)");
+  CHECK_EQ_INT(wv_upstream_do(u, "reg.lab:5000", "x", true, "bob", &req, &resp, err, sizeof err),
+               WV_EDENIED);
+  CHECK(strstr(err, "account 'bob' is not allowed to push to registry reg.lab:5000"));
+  wv_http_resp_free(&resp);
+  wv_upstream_free(u);
+}
+
+WV_TESTS(T(challenge_bearer), T(challenge_basic_and_escapes), T(challenge_rejects), T(endpoints),
+         T(realm_trust), T(perm_and_refusal))

@@ -16,7 +16,8 @@ make_busybox_layout "$E2E_TMP/busybox"
 push_layout "$E2E_TMP/busybox" "$REG/library/busybox:latest"
 
 WAVED_LOG_LEVEL=warn
-start_waved "wave: {accounts: {alice: $HASH_GOOD, admin: $HASH_ADMIN}}"
+# Registries named by an address are served only when wave.registries lists them.
+start_waved "wave: {accounts: {alice: $HASH_GOOD, admin: $HASH_ADMIN}, registries: {\"$REG\": {insecure: true}}}"
 log "waved on $WAVED_URL, registry on $REG"
 
 # post PATH BODY OUT — prints the status; the body goes to OUT, headers to OUT.h.

@@ -48,7 +48,9 @@ upstream_gets() { grep -c "^GET .*/blobs/$1\$" "$T/upstream.log" || true; }
 cache_file() { echo "$WAVED_DIR/data/blobcache/blobs/sha256/${1:7:2}/${1#sha256:}"; }
 
 # ---- coalesced first pulls, then the cache ----
-start_waved ""
+# Registries named by an address are served only when wave.registries lists them.
+REGS="registries: {\"$UP\": {insecure: true}}"
+start_waved "wave: {$REGS}"
 read -r repo layer size < <(token_layer)
 log "layer $layer ($size bytes), upstream blob GETs delayed ${DELAY}s"
 pids=()
@@ -83,7 +85,7 @@ ok "after a restart: from the cache, no upstream GET" is \
 stop_waved
 
 # ---- a blob over a quarter of max-size is streamed, not kept ----
-start_waved "wave: {blob-cache: {max-size: 2MiB}}"
+start_waved "wave: {$REGS, blob-cache: {max-size: 2MiB}}"
 read -r repo layer size < <(token_layer)
 code=$(curl -s -o "$T/big" -w '%{http_code}' "$WAVED_URL$repo/blobs/$layer")
 ok "over a quarter of max-size ($size > 512 KiB): 200, right bytes, not kept" is \
@@ -92,7 +94,7 @@ ok "over a quarter of max-size ($size > 512 KiB): 200, right bytes, not kept" is
 stop_waved
 
 # ---- cache off: every GET goes upstream ----
-start_waved "wave: {blob-cache: {enabled: false}}"
+start_waved "wave: {$REGS, blob-cache: {enabled: false}}"
 read -r repo layer size < <(token_layer)
 n0=$(upstream_gets "$layer")
 curl -sf -o /dev/null "$WAVED_URL$repo/blobs/$layer"
@@ -102,7 +104,7 @@ ok "cache off: two GETs, two upstream GETs, no blobcache directory" is \
   "2 no-dir"
 stop_waved
 # ---- who may read a cached blob: only a repository whose upstream served it ----
-start_waved "wave: {storage: {cache: {duration: 1s}}}"
+start_waved "wave: {$REGS, storage: {cache: {duration: 1s}}}"
 read -r repo layer size < <(token_layer)
 curl -sf -o /dev/null "$WAVED_URL$repo/blobs/$layer"
 other=$(curl -sf -H 'Content-Type: application/json' \

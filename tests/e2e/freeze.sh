@@ -35,7 +35,9 @@ WAVED_LOG_LEVEL=info # the multi-platform check finds child builds in the log
 start_waved "wave:
   accounts: {alice: $TOKEN_HASH}
   registries:
-    '$DST': {username: $USER_, password: $PASS_, insecure: true}"
+    '$SRC': {insecure: true}
+    '$DST': {username: $USER_, password: $PASS_, insecure: true,
+             allow: {anonymous: push, accounts: {alice: push}}}"
 
 post() { # BODY OUT — POST /v1alpha2/container; prints the status
   curl -s -o "$2" -w '%{http_code}' -H 'Content-Type: application/json' -X POST \
@@ -177,7 +179,9 @@ start_waved "wave:
   scan: {enabled: true}
   accounts: {alice: $TOKEN_HASH}
   registries:
-    '$DST': {username: $USER_, password: $PASS_, insecure: true}"
+    '$SRC': {insecure: true}
+    '$DST': {username: $USER_, password: $PASS_, insecure: true,
+             allow: {anonymous: push, accounts: {alice: push}}}"
 CF5=$(b64 "FROM $SRC/library/busybox:latest\nRUN echo scanned > /s\n")
 ok "scan: freeze with scanning enabled -> 200" \
   is "$(post "{\"containerFile\":\"$CF5\",\"freeze\":true,\"buildRepository\":\"$DST/frozen-scan\"}" "$T/r5.json")" 200

@@ -40,7 +40,8 @@ start_waved "wave:
   server: {url: 'http://127.0.0.1:9999'}
   accounts: {alice: $TOKEN_HASH}
   registries:
-    '$DST': {username: $USER_, password: $PASS_}
+    '$SRC': {insecure: true}
+    '$DST': {username: $USER_, password: $PASS_, allow: {accounts: {alice: push}}}
 wave.mirror:
   chunk-size: 256KiB
   retry-attempts: 0"

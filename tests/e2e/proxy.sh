@@ -83,8 +83,10 @@ WAVED_LOG_LEVEL=warn
 start_waved "wave:
   accounts: {admin: $(printf '%s' "$ADMIN_PASS" | sha256sum | cut -d' ' -f1)}
   registries:
-    \"${REG[basic]}\": {username: $USER_, password: $PASS_, insecure: true}
-    \"${REG[token]}\": {username: $USER_, password: $PASS_, insecure: true}
+    \"${REG[anon]}\": {insecure: true}
+    \"127.0.0.1:$BADP\": {insecure: true}
+    \"${REG[basic]}\": {username: $USER_, password: $PASS_, insecure: true, allow: {anonymous: pull}}
+    \"${REG[token]}\": {username: $USER_, password: $PASS_, insecure: true, allow: {anonymous: pull}}
   httpclient: {connect-timeout: 2s, read-timeout: 3s, retry: {attempts: 3, delay: 50ms, max-delay: 200ms}}"
 W=127.0.0.1:$WAVED_PORT
 log "waved on $WAVED_URL"

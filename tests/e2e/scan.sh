@@ -151,7 +151,9 @@ IMG="127.0.0.1:$SLOW_PORT/library/scanme:latest"
 BAD="127.0.0.1:$SLOW_PORT/library/badlayer:latest"
 
 WAVED_LOG_LEVEL=warn
-start_waved "wave: {scan: {enabled: true}}"
+# Registries named by an address are served only when wave.registries lists them.
+REGS="registries: {\"127.0.0.1:$REG_PORT\": {insecure: true}, \"127.0.0.1:$SLOW_PORT\": {insecure: true}}"
+start_waved "wave: {$REGS, scan: {enabled: true}}"
 log "waved on $WAVED_URL, registry on 127.0.0.1:$REG_PORT behind 127.0.0.1:$SLOW_PORT"
 "$WAVED_BIN" --config "$WAVED_DIR/config.yml" --import-osv "$O" >"$T/import.out" 2>&1
 ok "import-osv: 9 records imported" has "$(cat $T/import.out)" "9 records read, 9 imported"
@@ -307,7 +309,7 @@ ok "killed while SCANNING, restarted: the scan ends DONE with its findings" \
 
 # ---- scanning disabled: scanMode answers 501 -------------------------------------------------
 stop_waved
-start_waved ""
+start_waved "wave: {$REGS}"
 ok "scanning disabled: scanMode required -> 501" is "$(post /v1alpha2/container "$REQ" $T/dis.json)" 501
 
 e2e_finish

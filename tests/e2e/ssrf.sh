@@ -50,7 +50,9 @@ FREEZE_BODY="{\"containerImage\":\"$REG/library/busybox:latest\",\"freeze\":true
 DENIED="is a loopback address, which wave.security.outbound does not allow"
 
 # ---- 1. the default policy: loopback URLs are refused at request time ------------------
-start_waved ""
+# The registry is named by address: wave.registries must list it (docs/security.md).
+REGS="wave.registries: {'$REG': {insecure: true}}"
+start_waved "$REGS"
 log "waved (default policy) on $WAVED_URL"
 ok "context on 127.0.0.1 -> 400" is "$(post "$CTX_BODY" "$T/d1.json")" 400
 ok "context on 127.0.0.1: the message says why" \
@@ -73,7 +75,8 @@ ok "no build was started" is "$(ls "$WAVED_DIR/data/build" 2>/dev/null | grep -c
 stop_waved
 
 # ---- 2. loopback allowed in config.yml: both are fetched and built -------------------
-start_waved "wave:
+start_waved "$REGS
+wave:
   security:
     outbound:
       allow: [127.0.0.1/32]"
@@ -100,11 +103,98 @@ ok "127.0.0.2 is not on the list -> 400 (same build, exists already)" \
 stop_waved
 
 # ---- 3. protection switched off (Wave's key): fetched from loopback -----------------
-start_waved "wave.security.ssrf-protection.enabled: false"
+start_waved "$REGS
+wave.security.ssrf-protection.enabled: false"
 log "waved (ssrf-protection off) on $WAVED_URL"
 CF3=$(b64 'FROM scratch\nCOPY hello.txt /copied-again.txt\n')
 ok "protection off: context on 127.0.0.1 -> 200" is "$(post "${CTX_BODY//$CF/$CF3}" "$T/o1.json")" 200
 ok "protection off: fetched" is "$(fetched /ctx.tgz)" 2
+stop_waved
+
+# ---- 5. URLs an upstream chooses: blob redirects and token realms (issue 12) ------------
+# Misbehaving registries (evil_upstream.py), each configured in wave.registries so
+# waved may name them by address at all:
+#   RED   redirects every blob to a URL of its choosing (the file server's /secret);
+#   CLOSE the same, to a closed loopback port;
+#   OTHER sends a token realm on another host (localhost, not 127.0.0.1);
+#   PLAIN sends a realm on its own host over plain http, and is not marked insecure;
+#   TRUST the same as PLAIN but marked insecure: the control, it does get credentials;
+#   FAR   sends a realm on [::1], which the outbound policy does not allow.
+echo "a secret an upstream wants waved to read" >"$T/files/secret"
+evil() { # NAME MODE [URL] — starts one (in this shell, so e2e_finish stops it); port in EVIL
+  EVIL=$(free_port)
+  $PY "$(dirname "${BASH_SOURCE[0]}")/evil_upstream.py" "$EVIL" "$T/evil-$1.log" "$2" "${3:-}" \
+    >"$T/evil-$1.out" 2>&1 &
+  E2E_PIDS+=($!)
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$EVIL/v2/" && break; sleep 0.05; done
+}
+DEAD=$(free_port) # nothing listens there
+evil red redirect "$FILES/secret"; RED=127.0.0.1:$EVIL
+evil close redirect "http://127.0.0.1:$DEAD/secret"; CLOSE=127.0.0.1:$EVIL
+evil tok-other token; TOK_OTHER=$EVIL
+evil tok-plain token; TOK_PLAIN=$EVIL
+evil tok-trust token; TOK_TRUST=$EVIL
+evil other bearer "http://localhost:$TOK_OTHER/token"; OTHER=127.0.0.1:$EVIL
+evil plain bearer "http://127.0.0.1:$TOK_PLAIN/token"; PLAIN=127.0.0.1:$EVIL
+evil trust bearer "http://127.0.0.1:$TOK_TRUST/token"; TRUST=127.0.0.1:$EVIL
+evil far bearer "http://[::1]:$TOK_TRUST/token"; FAR=127.0.0.1:$EVIL
+UNREACH=127.0.0.1:$(free_port)
+CRED="username: evil-user, password: evil-pass, allow: {anonymous: pull}"
+start_waved "wave:
+  security: {outbound: {allow: [localhost]}}
+  httpclient: {retry: {attempts: 1}}
+  registries:
+    '$RED': {insecure: true}
+    '$CLOSE': {insecure: true}
+    '$UNREACH': {insecure: true}
+    '$OTHER': {$CRED, insecure: true}
+    '$PLAIN': {$CRED}
+    '$TRUST': {$CRED, insecure: true}
+    '$FAR': {insecure: true}"
+log "waved (upstream-chosen URLs) on $WAVED_URL"
+inspect() { # IMAGE OUT — POST /v1alpha1/inspect; prints the status
+  curl -s -o "$2" -w '%{http_code}' -H 'Content-Type: application/json' -X POST \
+    --data-binary "{\"containerImage\":\"$1\"}" "$WAVED_URL/v1alpha1/inspect"
+}
+ok "blob redirect to loopback: inspect refused 403" is "$(inspect "$RED/x/img:1" "$T/u1.json")" 403
+ok "... the message names the upstream and the class of failure" \
+  is "$(field "$T/u1.json" 'd["message"]')" \
+  "Registry '$RED' redirected a blob to an address the outbound policy does not allow"
+ok "... waved never fetched the secret" is "$(fetched /secret)" 0
+ok "... no hash of anything in the answer" is "$(grep -c 'sha256\|hashes' "$T/u1.json" || true)" 0
+ok "redirect to a closed port: same status" is "$(inspect "$CLOSE/x/img:1" "$T/u2.json")" 403
+ok "... and the same words: open and closed ports look alike" \
+  is "$(field "$T/u2.json" 'd["message"]' | sed "s/$CLOSE/R/")" \
+  "$(field "$T/u1.json" 'd["message"]' | sed "s/$RED/R/")"
+ok "... nor did anything after it (the closed port was never tried)" is "$(fetched /secret)" 0
+
+ok "realm on another host: inspect works" is "$(inspect "$OTHER/x/img:1" "$T/u4.json")" 200
+ok "... the realm was asked" test "$(grep -c 'GET /token' "$T/evil-tok-other.log")" -ge 1
+ok "... without the registry's credentials" is "$(grep -c 'auth=Basic' "$T/evil-tok-other.log" || true)" 0
+ok "realm over plain http (registry not insecure): inspect works" \
+  is "$(inspect "$PLAIN/x/img:1" "$T/u5.json")" 200
+ok "... the realm got no credentials" is "$(grep -c 'auth=Basic' "$T/evil-tok-plain.log" || true)" 0
+ok "control: the same realm of an insecure registry gets the credentials" \
+  is "$(inspect "$TRUST/x/img:1" "$T/u6.json") $(grep -c "auth=Basic $(printf evil-user:evil-pass | base64 -w0)" "$T/evil-tok-trust.log")" \
+  "200 1"
+
+ok "realm on a loopback address the policy does not allow: 403, never asked" \
+  is "$(inspect "$FAR/x/img:1" "$T/u12.json") $(field "$T/u12.json" 'd["message"]')" \
+  "403 Registry '$FAR' - its token service is refused by the outbound policy: ::1 is a loopback address, which wave.security.outbound does not allow"
+ok "... (the token service saw one request, the control's)" is "$(grep -c 'GET /token' "$T/evil-tok-trust.log")" 1
+ok "registry down: 502 naming the upstream" \
+  is "$(post "{\"containerImage\":\"$UNREACH/x/img:1\"}" "$T/u7.json") $(field "$T/u7.json" 'd["message"]')" \
+  "502 Unable to reach registry '$UNREACH' - connection failed"
+ok "... and logged with the transport's own words" grep -q "upstream $UNREACH: .*Connection refused\|upstream $UNREACH: .*Failed to connect" "$WAVED_DIR/waved.log"
+ok "registry down: inspect 502, no port state in the text" \
+  is "$(inspect "$UNREACH/x/img:1" "$T/u8.json") $(grep -ci 'refused\|port' "$T/u8.json" || true)" "502 0"
+ok "an unconfigured loopback registry in containerImage -> 400" \
+  is "$(post "{\"containerImage\":\"127.0.0.1:$DEAD/x/img:1\"}" "$T/u9.json") $(field "$T/u9.json" 'd["message"]')" \
+  "400 Registry '127.0.0.1:$DEAD' names an address, not a registry, and wave.registries does not list it"
+ok "... also as the containerImage of a freeze build" \
+  is "$(post "{\"containerImage\":\"127.0.0.1:$DEAD/x/img:1\",\"freeze\":true,\"buildRepository\":\"$RED/frozen\"}" "$T/u13.json")" 400
+ok "... and in inspect, any spelling" \
+  is "$(inspect "0x7f.1:$DEAD/x/img:1" "$T/u10.json") $(inspect "localhost:$DEAD/x/img:1" "$T/u11.json")" "400 400"
 stop_waved
 
 # ---- 4. a bad allow list is refused at start-up -------------------------------------

@@ -73,6 +73,7 @@ EOF
 WAVED_LOG_LEVEL=warn
 start_waved "wave:
   accounts: {alice: $TOKEN_HASH}
+  registries: {\"$REG\": {insecure: true}, \"$DST\": {insecure: true}}
   scan: {enabled: true}
   build: {failure: {duration: 0s}}"
 log "waved on $WAVED_URL, registries $REG and $DST"
