@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -79,6 +80,16 @@ static int ctx_policy(SSL_CTX *ctx) {
   return 0;
 }
 
+/* The private key in a PEM file (no passphrase); NULL with the error queued. */
+static EVP_PKEY *read_key(const char *path) {
+  BIO *b = BIO_new_file(path, "r");
+  if (!b)
+    return NULL;
+  EVP_PKEY *k = PEM_read_bio_PrivateKey(b, NULL, NULL, NULL);
+  BIO_free(b);
+  return k;
+}
+
 int wv_tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *why, size_t whylen) {
   *out = NULL;
   int rc = check_file("cert", cert, why, whylen);
@@ -86,6 +97,7 @@ int wv_tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *why, 
   if (rc)
     return rc;
   ERR_clear_error();
+  EVP_PKEY *pkey = NULL;
   SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
   if (!ctx) {
     snprintf(why, whylen, "cannot create a TLS context: %s", ssl_reason());
@@ -98,15 +110,16 @@ int wv_tls_ctx_new(const char *cert, const char *key, SSL_CTX **out, char *why, 
     snprintf(why, whylen, "server.tls.cert: '%s' is not a usable PEM certificate: %s", cert,
              ssl_reason());
     rc = WV_EINVAL;
-  } else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+  } else if (!(pkey = read_key(key))) {
     snprintf(why, whylen, "server.tls.key: '%s' is not a usable PEM private key: %s", key,
              ssl_reason());
     rc = WV_EINVAL;
-  } else if (SSL_CTX_check_private_key(ctx) != 1) {
+  } else if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
     snprintf(why, whylen, "server.tls.key: '%s' does not match the certificate '%s'", key, cert);
     ERR_clear_error();
     rc = WV_EINVAL;
   }
+  EVP_PKEY_free(pkey);
   if (rc) {
     SSL_CTX_free(ctx);
     return rc;
