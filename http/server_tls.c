@@ -208,8 +208,17 @@ static int out_flush(conn_t *c) {
   return out_queue_plain(c, sent);
 }
 
+/* Per-record ciphertext overhead, generously: header, tag, content type, padding. */
+#define RECORD_OVERHEAD 64
+
 /* SSL_write of all of bufs into tls_out. 0 or WV_EIO. */
 static int encrypt(conn_t *c, const uv_buf_t *bufs, unsigned nbufs) {
+  size_t total = 0;
+  for (unsigned i = 0; i < nbufs; i++)
+    total += bufs[i].len;
+  /* Room for the whole ciphertext at once: no realloc per record. */
+  if (wv_buf_reserve(&c->loop->tls_out, total + (total / 16384 + nbufs) * RECORD_OVERHEAD))
+    return WV_ENOMEM;
   for (unsigned i = 0; i < nbufs; i++) {
     if (bufs[i].len == 0)
       continue;

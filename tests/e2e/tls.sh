@@ -94,6 +94,63 @@ ok "curl: second layer GET (blob cache file) 200, right bytes" is "$code sha256:
 code=$("${CURL[@]}" -o /dev/null -o /dev/null -w '%{http_code}' "$HTTPS/health" "$HTTPS/v2/$REPO/blobs/$LAYER")
 ok "two requests on one kept-alive TLS connection" is "$code" "200200"
 
+# A large layer: the file path in pieces, with back-pressure from a slow client.
+push_blob() { # REPO FILE — monolithic upload; prints the digest
+  local d loc; d=sha256:$(sha256 "$2")
+  loc=$(curl -fsS -o /dev/null -D - -X POST "http://127.0.0.1:$REG_PORT/v2/$1/blobs/uploads/" |
+    tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+  case "$loc" in http*) ;; *) loc="http://127.0.0.1:$REG_PORT$loc" ;; esac
+  case "$loc" in *\?*) loc="$loc&digest=$d" ;; *) loc="$loc?digest=$d" ;; esac
+  curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$2" "$loc"
+  echo "$d"
+}
+head -c $((12 * 1024 * 1024)) /dev/urandom >"$T/big.layer"
+BIG=$(push_blob library/big "$T/big.layer")
+printf '{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["%s"]}}' "$BIG" >"$T/big.config"
+BIGC=$(push_blob library/big "$T/big.config")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%s},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%s}]}' \
+  "$BIGC" "$(stat -c %s "$T/big.config")" "$BIG" "$(stat -c %s "$T/big.layer")" >"$T/big.manifest"
+curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+  --data-binary "@$T/big.manifest" "http://127.0.0.1:$REG_PORT/v2/library/big/manifests/latest"
+BIGIMG=$("${CURL[@]}" -H 'Content-Type: application/json' \
+  -d "{\"containerImage\":\"127.0.0.1:$REG_PORT/library/big:latest\"}" "$HTTPS/v1alpha2/container" |
+  json_get - 'd["targetImage"]')
+BIGREPO=${BIGIMG#*/}
+BIGREPO=${BIGREPO%:*}
+code=$("${CURL[@]}" -o "$T/b1" -w '%{http_code}' "$HTTPS/v2/$BIGREPO/blobs/$BIG")
+ok "12 MiB layer, first GET (streamed): 200, right bytes" is "$code sha256:$(sha256 "$T/b1")" "200 $BIG"
+code=$("${CURL[@]}" --limit-rate 6M -o "$T/b2" -w '%{http_code}' "$HTTPS/v2/$BIGREPO/blobs/$BIG")
+ok "12 MiB layer from the blob cache to a slow client (6 MB/s): 200, right bytes" is \
+  "$code sha256:$(sha256 "$T/b2")" "200 $BIG"
+# Pipelined: three requests in one TLS write (a file body in the middle); all
+# answered, in order, the layer bytes intact.
+$PY - "$TPORT" "$P/ca.crt" "/v2/$BIGREPO/blobs/$BIG" "$T/pipe" <<'PYEOF'
+import socket, ssl, sys
+port, ca, path, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=ca)
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="127.0.0.1")
+req = lambda p, extra="": f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode()
+s.sendall(req("/health") + req(path) + req("/health", "Connection: close\r\n"))
+data = b""
+s.settimeout(60)
+while True:
+    try:
+        b = s.recv(1 << 20)
+    except ssl.SSLEOFError:
+        break
+    if not b:
+        break
+    data += b
+open(out, "wb").write(data)
+PYEOF
+ok "three pipelined requests over TLS (a 12 MiB file in the middle): in order, intact" is \
+  "$($PY -c '
+import sys
+d, layer = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+i = d.find(layer)
+print(d.count(b"HTTP/1.1 200 OK\r\n"), d[:i].count(b"HTTP/1.1 200"), d.count(layer), d[-15:].decode())' \
+  "$T/pipe" "$T/big.layer")" '3 2 1 {"status":"UP"}'
+
 # ---- skopeo and podman, verification on ----
 ok "skopeo copy over HTTPS (--src-cert-dir)" \
   skopeo copy --quiet --src-cert-dir "$P/cadir" "docker://$IMG" "oci:$T/copy:latest"
@@ -116,7 +173,8 @@ pod() {
   CONTAINERS_CONF="$T/containers.conf" CONTAINERS_STORAGE_CONF="$T/storage.conf" \
     podman --root "$T/podman/root" --runroot "$T/podman/run" --storage-driver vfs "$@"
 }
-ok "podman pull over HTTPS (--cert-dir)" pod pull -q --cert-dir "$P/cadir" "$IMG"
+pod_pull() { pod pull -q --cert-dir "$P/cadir" "$IMG" >/dev/null; }
+ok "podman pull over HTTPS (--cert-dir)" pod_pull
 ok "podman has the image" has "$(pod images --format '{{.Repository}}' 2>&1)" "127.0.0.1:$TPORT/wt/"
 
 # ---- plain HTTP on the TLS port; a silent client ----
@@ -152,6 +210,7 @@ def get():
     r = c.getresponse()
     return r.status, len(r.read())
 first = get()
+open(go + ".ready", "w").close()
 sock = c.sock
 cn = dict(x[0] for x in sock.getpeercert()["subject"])["commonName"]
 while not os.path.exists(go):
@@ -170,7 +229,8 @@ pull_stream "$T/stream1.codes" &
 STREAM_PID=$!
 pull_stream "$T/stream2.codes" &
 STREAM2_PID=$!
-sleep 1
+for _ in $(seq 300); do [ -f "$T/go.ready" ] && break; sleep 0.05; done
+sleep 0.5
 cp "$P/b.crt" "$P/server.crt"
 cp "$P/b.key" "$P/server.key"
 kill -HUP "$WAVED_PID"
