@@ -5,8 +5,9 @@
  *
  * DESIGN
  *
- * Threads. Each IO thread owns one uv loop, one SO_REUSEPORT listener and
- * every connection it accepted; nothing else touches them. Workers (core/pool)
+ * Threads. Each IO thread owns one uv loop, its SO_REUSEPORT listeners (plain
+ * HTTP, HTTPS: server_tls.c) and every connection it accepted; nothing else
+ * touches them. Workers (core/pool)
  * and parkers only ever hold an exchange (request + response + arena), never
  * a connection. An exchange goes back to its loop through the loop's
  * done-queue (done_mu + list + uv_async_send) — the only crossing.
@@ -633,6 +634,8 @@ void wv_server_free(wv_server_t *s) {
     free(l->tls_plain);
     free(l->tls_file);
     wv_buf_free(&l->tls_out);
+    for (int j = 0; j < l->ntls_spare; j++)
+      free(l->tls_spare[j].data);
     wv_buf_free(&l->scratch);
     pthread_mutex_destroy(&l->done_mu);
   }

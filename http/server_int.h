@@ -46,10 +46,12 @@
 #define STREAM_SPARES 4           /* written chunks kept for reuse per stream */
 #define CHUNK_ROOM 18             /* room before a payload for "<hex>\r\n" */
 #define ARENA_MIN_CAP ((size_t)64 << 20)
-#define TLS_PLAIN_SIZE (16 * 1024)      /* one TLS record of decrypted input */
-#define TLS_FILE_CHUNK (256 * 1024)     /* file bytes read and encrypted at once */
-#define TLS_FILE_HIGH (1024 * 1024)     /* queued ciphertext before a file send waits */
-#define TLS_OUT_MAX ((size_t)256 << 20) /* ciphertext of one write */
+#define TLS_PLAIN_SIZE (16 * 1024)         /* one TLS record of decrypted input */
+#define TLS_FILE_CHUNK (256 * 1024)        /* file bytes read and encrypted at once */
+#define TLS_FILE_HIGH (1024 * 1024)        /* queued ciphertext before a file send waits */
+#define TLS_OUT_MAX ((size_t)256 << 20)    /* ciphertext of one write */
+#define TLS_SPARES 16                      /* written file-sized ciphertext buffers kept per loop */
+#define TLS_SPARE_MAX (2 * TLS_FILE_CHUNK) /* larger ones are freed, not kept */
 
 typedef struct loop loop_t;
 typedef struct conn conn_t;
@@ -202,6 +204,13 @@ struct loop {
   char *tls_plain;  /* decrypted input, TLS_PLAIN_SIZE (TLS only) */
   char *tls_file;   /* file bytes to encrypt, TLS_FILE_CHUNK (TLS only) */
   wv_buf_t tls_out; /* ciphertext made by SSL_write / the handshake, not yet queued */
+  /* Written ciphertext buffers for reuse: a fresh large malloc is a fresh
+   * mmap, and its page faults cost more than the encryption. */
+  struct {
+    char *data;
+    size_t cap;
+  } tls_spare[TLS_SPARES];
+  int ntls_spare;
   char date[64];
   time_t date_sec;
   bool draining, listener_closed, stopping, uv_inited;

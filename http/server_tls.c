@@ -124,14 +124,36 @@ typedef struct {
   uv_write_t req;
   uv_write_t *orig; /* completed with cb once the ciphertext is written */
   uv_write_cb cb;
-  char *data; /* the ciphertext, freed after the write */
+  loop_t *loop;
+  char *data; /* the ciphertext, kept as a spare or freed after the write */
+  size_t cap;
 } twr_t;
+
+/* Keeps a written buffer for the next tls_out, or frees it. */
+static void spare_put(loop_t *l, char *data, size_t cap) {
+  if (l->ntls_spare < TLS_SPARES && cap >= TLS_FILE_CHUNK && cap <= TLS_SPARE_MAX) {
+    l->tls_spare[l->ntls_spare].data = data;
+    l->tls_spare[l->ntls_spare++].cap = cap;
+    return;
+  }
+  free(data);
+}
+
+/* tls_out was handed to a write: give it a spare allocation, if any. */
+static void spare_take(loop_t *l) {
+  if (l->ntls_spare == 0)
+    return;
+  l->ntls_spare--;
+  l->tls_out.data = l->tls_spare[l->ntls_spare].data;
+  l->tls_out.cap = l->tls_spare[l->ntls_spare].cap;
+  l->tls_out.len = 0;
+}
 
 static void twr_cb(uv_write_t *req, int status) {
   twr_t *t = (twr_t *)req;
   uv_write_t *orig = t->orig;
   uv_write_cb cb = t->cb;
-  free(t->data);
+  spare_put(t->loop, t->data, t->cap);
   free(t);
   cb(orig, status);
 }
@@ -143,7 +165,7 @@ static void twr_cb(uv_write_t *req, int status) {
 static int out_queue(conn_t *c, size_t skip, uv_write_t *orig, uv_write_cb cb) {
   wv_buf_t *out = &c->loop->tls_out;
   twr_t *t = malloc(sizeof *t);
-  size_t len = 0;
+  size_t len = 0, cap = out->cap;
   char *data = t ? wv_buf_detach(out, &len) : NULL;
   out->max = TLS_OUT_MAX;
   if (!data) {
@@ -151,13 +173,16 @@ static int out_queue(conn_t *c, size_t skip, uv_write_t *orig, uv_write_cb cb) {
     wv_buf_reset(out);
     return WV_ENOMEM;
   }
+  spare_take(c->loop);
   t->orig = orig;
   t->cb = cb;
+  t->loop = c->loop;
   t->data = data;
+  t->cap = cap;
   uv_buf_t b = uv_buf_init(data + skip, (unsigned)(len - skip));
   int rc = uv_write(&t->req, (uv_stream_t *)&c->tcp, &b, 1, twr_cb);
   if (rc < 0) {
-    free(data);
+    spare_put(c->loop, data, cap);
     free(t);
     return rc;
   }

@@ -70,6 +70,7 @@ static int ctx_policy(SSL_CTX *ctx) {
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
   SSL_CTX_sess_set_cache_size(ctx, SESSION_CACHE_SIZE);
   SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+  SSL_CTX_set_dh_auto(ctx, 1); /* DHE suites with RFC 7919 groups */
   static const unsigned char sid[] = "waved";
   if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
       !SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) ||
