@@ -9,7 +9,7 @@ set -euo pipefail
 build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libjson-c-dev
        liblmdb-dev libssl-dev libyaml-dev libzstd-dev zlib1g-dev node-llhttp)
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static
-      buildah runc)
+      buildah runc podman)
 bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-static
        buildah runc iproute2)
 
