@@ -119,7 +119,8 @@ static void close_cb(uv_handle_t *h) {
   conn_t *c = h->data;
   loop_t *l = c->loop;
   l->nconns--;
-  wv_srv_tls_conn_free(c);
+  if (c->tls)
+    wv_srv_tls_conn_free(c);
   free(c->in);
   wv_srv_ex_free(c->ex);
   c->ex = NULL;

@@ -379,6 +379,12 @@ void wv_srv_tls_input(conn_t *c) {
     if (!c->closing && c->loop->tls_out.len)
       out_flush(c); /* session tickets, key updates */
   }
+  if (!c->closing && c->reading && (c->linger || c->in)) {
+    /* As on the plain path: no reading past a kept request or a last
+     * response, so rbio cannot grow without bound. */
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = false;
+  }
   t->feeding = false;
 }
 
