@@ -50,6 +50,10 @@ typedef struct {
   /* server.* (and Wave's micronaut.server.* aliases) */
   char *server_host; /* server.host, "127.0.0.1" */
   int server_port;   /* server.port (alias micronaut.server.port), 9090; env WAVE_SERVER_PORT */
+  bool server_plain; /* server.plain, true: serve plain HTTP on server.port */
+  char *tls_cert;    /* server.tls.cert, "": PEM certificate + chain; set = HTTPS */
+  char *tls_key;     /* server.tls.key, "": PEM private key of tls_cert */
+  int tls_port;      /* server.tls.port, 9443 */
   int io_threads;    /* server.io-threads, 0 = half the cores, at least 1 */
   int workers;       /* server.workers, 0 = 2 x cores (min 4) */
   int64_t idle_timeout_ms;     /* server.idle-timeout (alias micronaut.server.idle-timeout), 910s */

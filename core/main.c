@@ -281,15 +281,28 @@ static void close_handle(uv_handle_t *h, void *arg) {
     uv_close(h, NULL);
 }
 
-/* Blocks until SIGTERM or SIGINT. */
-static void wait_for_signal(void) {
+/* SIGHUP: reload the TLS certificate and key (docs/http-server.md, "TLS"). */
+static void on_hup(uv_signal_t *sig, int signum) {
+  (void)signum;
+  wv_server_t *srv = sig->data;
+  if (wv_server_tls_port(srv) < 0)
+    wv_info("received SIGHUP: no TLS listener, nothing to reload");
+  else
+    wv_server_tls_reload(srv); /* logs the outcome */
+}
+
+/* Blocks until SIGTERM or SIGINT; SIGHUP reloads srv's TLS certificate. */
+static void wait_for_signal(wv_server_t *srv) {
   uv_loop_t loop;
-  uv_signal_t term, intr;
+  uv_signal_t term, intr, hup;
   uv_loop_init(&loop);
   uv_signal_init(&loop, &term);
   uv_signal_init(&loop, &intr);
+  uv_signal_init(&loop, &hup);
+  hup.data = srv;
   uv_signal_start(&term, on_signal, SIGTERM);
   uv_signal_start(&intr, on_signal, SIGINT);
+  uv_signal_start(&hup, on_hup, SIGHUP);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_walk(&loop, close_handle, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -357,6 +370,8 @@ int main(int argc, char **argv) {
              wv_strerror(rc));
     goto out;
   }
+  if (wv_server_tls_port(srv) >= 0)
+    wv_info("HTTPS on https://%s:%d", cfg.server_host, wv_server_tls_port(srv));
   wv_info("waved %s ready on http://%s:%d (io-threads=%d, workers=%d) in %.1f ms", WAVED_VERSION,
           cfg.server_host, wv_server_port(srv), wv_server_io_threads(srv), wv_server_workers(srv),
           (double)(uv_hrtime() - t0) / 1e6);
@@ -364,7 +379,7 @@ int main(int argc, char **argv) {
    * listeners serve. Does nothing unless NOTIFY_SOCKET is set. */
   sd_notifyf(0, "READY=1\nSTATUS=serving on port %d", wv_server_port(srv));
 
-  wait_for_signal();
+  wait_for_signal(srv);
   sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
   wv_park_stop(); /* pulls parked on builds are answered before the server goes */
   wv_server_shutdown(srv);

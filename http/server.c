@@ -5,8 +5,9 @@
  *
  * DESIGN
  *
- * Threads. Each IO thread owns one uv loop, one SO_REUSEPORT listener and
- * every connection it accepted; nothing else touches them. Workers (core/pool)
+ * Threads. Each IO thread owns one uv loop, its SO_REUSEPORT listeners (plain
+ * HTTP, HTTPS: server_tls.c) and every connection it accepted; nothing else
+ * touches them. Workers (core/pool)
  * and parkers only ever hold an exchange (request + response + arena), never
  * a connection. An exchange goes back to its loop through the loop's
  * done-queue (done_mu + list + uv_async_send) — the only crossing.
@@ -77,6 +78,7 @@
 #include "http/server_int.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "http/tls.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -103,6 +105,10 @@ void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg) {
   o->max_body_size = cfg ? (size_t)cfg->max_body_size : (size_t)10 << 20;
   o->max_connections = cfg ? cfg->max_connections : 10000;
   o->max_queued_jobs = cfg ? (size_t)cfg->worker_queue : 0;
+  o->plain = cfg ? cfg->server_plain : true;
+  o->tls_cert = cfg ? cfg->tls_cert : NULL;
+  o->tls_key = cfg ? cfg->tls_key : NULL;
+  o->tls_port = cfg ? cfg->tls_port : 9443;
 }
 
 /* ---------- connections ---------- */
@@ -113,6 +119,8 @@ static void close_cb(uv_handle_t *h) {
   conn_t *c = h->data;
   loop_t *l = c->loop;
   l->nconns--;
+  if (c->tls)
+    wv_srv_tls_conn_free(c);
   free(c->in);
   wv_srv_ex_free(c->ex);
   c->ex = NULL;
@@ -165,14 +173,15 @@ static void peer_ip(conn_t *c) {
     memmove(c->ip, c->ip + 7, strlen(c->ip + 7) + 1);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
+/* Accepts a connection on a listener; NULL when refused (closed). */
+static conn_t *conn_accept(uv_stream_t *server, int status) {
   loop_t *l = server->data;
   if (status < 0)
-    return;
+    return NULL;
   conn_t *c = calloc(1, sizeof *c);
   if (!c || uv_tcp_init(&l->uv, &c->tcp)) {
     free(c);
-    return;
+    return NULL;
   }
   c->tcp.data = c;
   c->loop = l;
@@ -181,7 +190,7 @@ static void on_connection(uv_stream_t *server, int status) {
     /* Over max-connections: accept and close at once, so the backlog drains. */
     c->closing = true;
     uv_close((uv_handle_t *)&c->tcp, close_cb);
-    return;
+    return NULL;
   }
   c->slot = l->free_slots[--l->nfree];
   l->slots[c->slot].conn = c;
@@ -192,7 +201,25 @@ static void on_connection(uv_stream_t *server, int status) {
   uv_tcp_nodelay(&c->tcp, 1);
   peer_ip(c);
   wv_srv_conn_parser_init(c);
+  /* Also the TLS handshake's deadline. */
   c->deadline = uv_now(&l->uv) + (uint64_t)l->srv->o.header_timeout_ms;
+  return c;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  conn_t *c = conn_accept(server, status);
+  if (c)
+    wv_srv_start_reading(c);
+}
+
+static void on_tls_connection(uv_stream_t *server, int status) {
+  conn_t *c = conn_accept(server, status);
+  if (!c)
+    return;
+  if (wv_srv_tls_conn_init(c)) {
+    wv_srv_conn_close(c);
+    return;
+  }
   wv_srv_start_reading(c);
 }
 
@@ -255,6 +282,16 @@ static void sweep_cb(uv_timer_t *t) {
 
 static void handle_close_noop(uv_handle_t *h) { (void)h; }
 
+static void close_listeners(loop_t *l) {
+  if (l->listener_closed)
+    return;
+  l->listener_closed = true;
+  if (l->has_plain)
+    uv_close((uv_handle_t *)&l->listener, handle_close_noop);
+  if (l->has_tls)
+    uv_close((uv_handle_t *)&l->tls_listener, handle_close_noop);
+}
+
 static void loop_check_done(loop_t *l) {
   if (!l->draining || l->nconns > 0 || l->stopping)
     return;
@@ -265,10 +302,7 @@ static void loop_check_done(loop_t *l) {
   uv_close((uv_handle_t *)&l->done_async, handle_close_noop);
   uv_close((uv_handle_t *)&l->ctl_async, handle_close_noop);
   uv_close((uv_handle_t *)&l->sweep, handle_close_noop);
-  if (!l->listener_closed) {
-    l->listener_closed = true;
-    uv_close((uv_handle_t *)&l->listener, handle_close_noop);
-  }
+  close_listeners(l);
 }
 
 static void ctl_cb(uv_async_t *a) {
@@ -277,10 +311,7 @@ static void ctl_cb(uv_async_t *a) {
   if (req == 0 || l->stopping)
     return;
   l->draining = true;
-  if (!l->listener_closed) {
-    l->listener_closed = true;
-    uv_close((uv_handle_t *)&l->listener, handle_close_noop);
-  }
+  close_listeners(l);
   for (conn_t *c = l->conns, *next; c; c = next) {
     next = c->next;
     if (req == 2 || conn_idle(c))
@@ -343,7 +374,36 @@ static int make_listener(const char *host, int port, int *fd_out, int *port_out)
   return 0;
 }
 
-static int loop_init(wv_server_t *s, loop_t *l, int idx, int port) {
+/* Binds and listens on one of l's listeners; *port is set from loop 0's. */
+static int loop_listen(loop_t *l, uv_tcp_t *h, int *port, uv_connection_cb cb) {
+  wv_server_t *s = l->srv;
+  uv_tcp_init(&l->uv, h);
+  h->data = l;
+  int fd, bound = *port;
+  int rc = make_listener(s->host, *port, &fd, &bound);
+  if (rc)
+    return rc;
+  if (uv_tcp_open(h, fd)) {
+    close(fd);
+    wv_error("cannot listen on %s:%d", s->host, *port);
+    return WV_EIO;
+  }
+  if (uv_listen((uv_stream_t *)h, LISTEN_BACKLOG, cb)) {
+    wv_error("cannot listen on %s:%d", s->host, *port);
+    return WV_EIO;
+  }
+  *port = bound;
+  return 0;
+}
+
+static int loop_init_tls(loop_t *l) {
+  l->tls_plain = malloc(TLS_PLAIN_SIZE);
+  l->tls_file = malloc(TLS_FILE_CHUNK);
+  wv_buf_init(&l->tls_out, TLS_OUT_MAX);
+  return l->tls_plain && l->tls_file ? 0 : WV_ENOMEM;
+}
+
+static int loop_init(wv_server_t *s, loop_t *l, int idx) {
   l->srv = s;
   l->idx = idx;
   int n = s->o.max_connections;
@@ -369,25 +429,28 @@ static int loop_init(wv_server_t *s, loop_t *l, int idx, int port) {
   tick /= 4;
   tick = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
   uv_timer_start(&l->sweep, sweep_cb, (uint64_t)tick, (uint64_t)tick);
-  uv_tcp_init(&l->uv, &l->listener);
-  l->listener.data = l;
-  int fd, bound = port;
-  int rc = make_listener(s->host, port, &fd, &bound);
-  if (rc)
-    return rc;
-  if (idx == 0)
-    s->port = bound;
-  if (uv_tcp_open(&l->listener, fd) ||
-      uv_listen((uv_stream_t *)&l->listener, LISTEN_BACKLOG, on_connection)) {
-    wv_error("cannot listen on %s:%d", s->host, port);
-    return WV_EIO;
+  int rc = 0;
+  if (s->o.plain) {
+    int port = idx == 0 ? s->o.port : s->port;
+    l->has_plain = true;
+    rc = loop_listen(l, &l->listener, &port, on_connection);
+    if (!rc && idx == 0)
+      s->port = port;
   }
-  return 0;
+  if (!rc && s->tls_ctx) {
+    int port = idx == 0 ? s->o.tls_port : s->tls_port;
+    l->has_tls = true;
+    rc = loop_init_tls(l);
+    rc = rc ? rc : loop_listen(l, &l->tls_listener, &port, on_tls_connection);
+    if (!rc && idx == 0)
+      s->tls_port = port;
+  }
+  return rc;
 }
 
 int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_server_t **out) {
-  if (!opts->host || opts->port < 0 || opts->port > 65535 || opts->max_connections < 1 ||
-      opts->max_headers < 1)
+  if (!opts->host || opts->port < 0 || opts->port > 65535 || opts->tls_port < 0 ||
+      opts->tls_port > 65535 || opts->max_connections < 1 || opts->max_headers < 1)
     return WV_EINVAL;
   wv_server_t *s = calloc(1, sizeof *s);
   if (!s)
@@ -412,7 +475,9 @@ int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_se
     s->o.max_queued_jobs = (size_t)64 * (size_t)s->nworkers;
   s->router = router;
   s->port = -1;
+  s->tls_port = -1;
   pthread_mutex_init(&s->mu, NULL);
+  pthread_mutex_init(&s->tls_mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   wv_srv_parse_init();
   *out = s;
@@ -425,16 +490,62 @@ static void walk_close(uv_handle_t *h, void *arg) {
     uv_close(h, NULL);
 }
 
+static bool tls_wanted(const wv_server_opts_t *o) {
+  return (o->tls_cert && *o->tls_cert) || (o->tls_key && *o->tls_key);
+}
+
+/* Loads the TLS context when TLS is configured; refuses a server with no listener. */
+static int tls_setup(wv_server_t *s) {
+  if (!tls_wanted(&s->o)) {
+    if (s->o.plain)
+      return 0;
+    wv_error("server.plain is false but server.tls.cert and server.tls.key are not set: "
+             "nothing to listen on");
+    return WV_EINVAL;
+  }
+  char why[512], desc[384];
+  int rc = wv_tls_ctx_new(s->o.tls_cert, s->o.tls_key, &s->tls_ctx, why, sizeof why);
+  if (rc) {
+    wv_error("%s", why);
+    return rc;
+  }
+  wv_tls_ctx_describe(s->tls_ctx, desc, sizeof desc);
+  wv_info("TLS certificate %s: %s", s->o.tls_cert, desc);
+  return 0;
+}
+
+int wv_server_tls_reload(wv_server_t *s) {
+  if (!s->tls_ctx)
+    return WV_EINVAL;
+  char why[512], desc[384];
+  SSL_CTX *ctx;
+  int rc = wv_tls_ctx_new(s->o.tls_cert, s->o.tls_key, &ctx, why, sizeof why);
+  if (rc) {
+    wv_error("TLS reload failed, keeping the current certificate: %s", why);
+    return rc;
+  }
+  pthread_mutex_lock(&s->tls_mu);
+  SSL_CTX *old = s->tls_ctx;
+  s->tls_ctx = ctx;
+  pthread_mutex_unlock(&s->tls_mu);
+  SSL_CTX_free(old); /* open connections hold their own references */
+  wv_tls_ctx_describe(ctx, desc, sizeof desc);
+  wv_info("TLS certificate reloaded from %s: %s", s->o.tls_cert, desc);
+  return 0;
+}
+
 int wv_server_start(wv_server_t *s) {
   if (s->started)
     return WV_EINVAL;
+  int rc = s->tls_ctx ? 0 : tls_setup(s);
+  if (rc)
+    return rc;
   s->loops = calloc((size_t)s->nloops, sizeof *s->loops);
   if (!s->loops)
     return WV_ENOMEM;
-  int rc = 0, i;
-  for (i = 0; i < s->nloops && !rc; i++) {
-    rc = loop_init(s, &s->loops[i], i, i == 0 ? s->o.port : s->port);
-  }
+  int i;
+  for (i = 0; i < s->nloops && !rc; i++)
+    rc = loop_init(s, &s->loops[i], i);
   /* Server threads take no signals: main's uv_signal handles them. */
   sigset_t all, old;
   sigfillset(&all);
@@ -451,6 +562,7 @@ int wv_server_start(wv_server_t *s) {
       uv_loop_close(&s->loops[j].uv);
     }
     s->port = -1;
+    s->tls_port = -1;
     return rc;
   }
   for (i = 0; i < s->nloops; i++) {
@@ -463,6 +575,7 @@ int wv_server_start(wv_server_t *s) {
 }
 
 int wv_server_port(const wv_server_t *s) { return s->port; }
+int wv_server_tls_port(const wv_server_t *s) { return s->tls_port; }
 int wv_server_io_threads(const wv_server_t *s) { return s->nloops; }
 int wv_server_workers(const wv_server_t *s) { return s->nworkers; }
 
@@ -519,12 +632,19 @@ void wv_server_free(wv_server_t *s) {
     free(l->slots);
     free(l->free_slots);
     free(l->read_buf);
+    free(l->tls_plain);
+    free(l->tls_file);
+    wv_buf_free(&l->tls_out);
+    for (int j = 0; j < l->ntls_spare; j++)
+      free(l->tls_spare[j].data);
     wv_buf_free(&l->scratch);
     pthread_mutex_destroy(&l->done_mu);
   }
   free(s->loops);
   pthread_mutex_destroy(&s->mu);
+  pthread_mutex_destroy(&s->tls_mu);
   pthread_cond_destroy(&s->cv);
+  SSL_CTX_free(s->tls_ctx);
   free(s->host);
   free(s);
 }

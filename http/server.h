@@ -2,10 +2,10 @@
  * http/server.h — the HTTP/1.1 server: IO loops, connections, workers.
  *
  * wv_server_start() binds one SO_REUSEPORT listening socket per IO thread
- * (each thread runs its own uv loop; a connection stays on the loop that
- * accepted it) and starts the worker pool. Requests are parsed with llhttp,
- * matched against the router, and run inline on the loop (WV_ROUTE_INLINE),
- * on a worker, or parked (see http/http.h, wv_req_complete()).
+ * and protocol — plain HTTP and/or HTTPS (each thread runs its own uv loop; a
+ * connection stays on the loop that accepted it) and starts the worker pool. Requests are parsed
+ * with llhttp, matched against the router, and run inline on the loop (WV_ROUTE_INLINE), on a
+ * worker, or parked (see http/http.h, wv_req_complete()).
  *
  * Thread rules: new/start/shutdown/free are called from one thread (main);
  * the router and opts must not change after start. Handlers run on loop
@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "http/router.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,10 @@ typedef struct {
   size_t max_body_size;        /* default per-route body limit (413) */
   int max_connections;         /* per IO thread */
   size_t max_queued_jobs;      /* worker queue cap (503 past it); 0 = 64 per worker */
+  bool plain;                  /* serve plain HTTP on port */
+  const char *tls_cert;        /* PEM certificate + chain; with tls_key: HTTPS on tls_port */
+  const char *tls_key;         /* PEM private key; NULL/"" (both) = no TLS */
+  int tls_port;                /* 0 = ephemeral (see wv_server_tls_port()) */
   void *app;                   /* handed to handlers as req->app */
 } wv_server_opts_t;
 
@@ -48,12 +53,22 @@ void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg);
  */
 int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_server_t **out);
 /*
- * Binds every listener, then starts IO threads and workers. On failure
- * (WV_EIO: bind/listen refused, message logged) nothing is left running.
+ * Loads the TLS certificate and key (when set), binds every listener, then
+ * starts IO threads and workers. On failure (WV_EIO: bind/listen refused;
+ * WV_EINVAL/WV_EIO: certificate or key unusable; message logged) nothing is
+ * left running.
  */
 int wv_server_start(wv_server_t *s);
-/* The bound port (useful with port 0), or -1 before start. */
+/* The bound port (useful with port 0), or -1 before start or without plain HTTP. */
 int wv_server_port(const wv_server_t *s);
+/* The bound TLS port, or -1 before start or without TLS. */
+int wv_server_tls_port(const wv_server_t *s);
+/*
+ * Loads the TLS certificate and key again (SIGHUP). New connections use the
+ * new pair; open ones keep theirs. On failure the current pair stays and the
+ * reason is logged. 0, WV_EINVAL (TLS is off) or the load error. Main thread.
+ */
+int wv_server_tls_reload(wv_server_t *s);
 /* IO thread and worker counts after defaults were applied. */
 int wv_server_io_threads(const wv_server_t *s);
 int wv_server_workers(const wv_server_t *s);

@@ -10,6 +10,8 @@
  *   server_stream.c   streamed bodies, worker side and loop side
  *   server_exchange.c exchanges, the done-queue push, worker jobs, parked
  *                     completions (wv_req_complete, wv_req_resume)
+ *   server_tls.c      TLS connections: handshake, decrypting input,
+ *                     encrypting output (contexts: http/tls.c)
  *
  * Thread rules: everything here runs on the loop that owns the connection,
  * except what says "any thread" or "worker".
@@ -22,6 +24,7 @@
 #include "http/server.h"
 
 #include <llhttp.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -43,6 +46,12 @@
 #define STREAM_SPARES 4           /* written chunks kept for reuse per stream */
 #define CHUNK_ROOM 18             /* room before a payload for "<hex>\r\n" */
 #define ARENA_MIN_CAP ((size_t)64 << 20)
+#define TLS_PLAIN_SIZE (16 * 1024)         /* one TLS record of decrypted input */
+#define TLS_FILE_CHUNK (256 * 1024)        /* file bytes read and encrypted at once */
+#define TLS_FILE_HIGH (1024 * 1024)        /* queued ciphertext before a file send waits */
+#define TLS_OUT_MAX ((size_t)256 << 20)    /* ciphertext of one write */
+#define TLS_SPARES 16                      /* written file-sized ciphertext buffers kept per loop */
+#define TLS_SPARE_MAX (2 * TLS_FILE_CHUNK) /* larger ones are freed, not kept */
 
 typedef struct loop loop_t;
 typedef struct conn conn_t;
@@ -112,6 +121,14 @@ struct exchange {
 
 typedef struct fsend fsend_t;
 
+/* A TLS connection's state (server_tls.c). Freed with its connection. */
+typedef struct {
+  SSL *ssl;     /* owns rbio and the write BIO */
+  BIO *rbio;    /* memory BIO: ciphertext read from the socket, not yet decrypted */
+  bool started; /* the first byte was checked: a TLS handshake, not plain HTTP */
+  bool feeding; /* decrypting input: no nested pass (see wv_srv_tls_input) */
+} tlsc_t;
+
 struct conn {
   uv_tcp_t tcp;
   llhttp_t parser;
@@ -124,6 +141,7 @@ struct conn {
   uint32_t slot;
   int writes; /* uv_write requests in flight */
   fsend_t *fs;
+  tlsc_t *tls;    /* NULL on the plain listener */
   exchange_t *sx; /* the exchange streaming to this connection, head sent */
   bool busy;      /* a handler owns the current request */
   bool closing;   /* uv_close called */
@@ -167,7 +185,8 @@ struct loop {
   wv_server_t *srv;
   int idx;
   uv_loop_t uv;
-  uv_tcp_t listener;
+  uv_tcp_t listener;     /* plain HTTP (server.port), when plain */
+  uv_tcp_t tls_listener; /* HTTPS (server.tls.port), when TLS is on */
   uv_async_t done_async, ctl_async;
   uv_timer_t sweep;
   pthread_t thread;
@@ -182,9 +201,20 @@ struct loop {
   int nfree;
   char *read_buf;
   wv_buf_t scratch;
+  char *tls_plain;  /* decrypted input, TLS_PLAIN_SIZE (TLS only) */
+  char *tls_file;   /* file bytes to encrypt, TLS_FILE_CHUNK (TLS only) */
+  wv_buf_t tls_out; /* ciphertext made by SSL_write / the handshake, not yet queued */
+  /* Written ciphertext buffers for reuse: a fresh large malloc is a fresh
+   * mmap, and its page faults cost more than the encryption. */
+  struct {
+    char *data;
+    size_t cap;
+  } tls_spare[TLS_SPARES];
+  int ntls_spare;
   char date[64];
   time_t date_sec;
   bool draining, listener_closed, stopping, uv_inited;
+  bool has_plain, has_tls; /* listeners initialised */
 };
 
 struct wv_server {
@@ -195,7 +225,10 @@ struct wv_server {
   int nloops;
   wv_pool_t *pool;
   int nworkers;
-  int port;
+  int port;               /* plain port bound, -1 when none */
+  int tls_port;           /* TLS port bound, -1 when none */
+  pthread_mutex_t tls_mu; /* leaf lock: guards tls_ctx (swapped on reload) */
+  SSL_CTX *tls_ctx;       /* NULL = no TLS listener */
   bool started, stopped;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -249,6 +282,34 @@ void wv_srv_conn_respond_error(conn_t *c, exchange_t *ex, int status, wv_regerr_
 /* Closes a connection whose response is out and that must not be reused. */
 void wv_srv_conn_after_response(conn_t *c);
 
+/* The write callback of wr_t writes (accounting, back-pressure, file start). */
+void wv_srv_write_cb(uv_write_t *req, int status);
+
+/* ---- server_tls.c ---- */
+
+/* Sets up TLS state for a connection accepted on the TLS listener. 0 or WV_ENOMEM. */
+int wv_srv_tls_conn_init(conn_t *c);
+/* Frees c's TLS state (close callback). */
+void wv_srv_tls_conn_free(conn_t *c);
+/* libuv's read callback on a TLS connection: ciphertext in, requests out. */
+void wv_srv_tls_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+/* Decrypts and parses what is buffered, as far as the connection allows. */
+void wv_srv_tls_input(conn_t *c);
+/*
+ * Encrypts bufs and queues the ciphertext; cb(orig, status) runs when it is
+ * written (as for uv_write). 0, or < 0 with nothing queued and cb not called.
+ */
+int wv_srv_tls_write(conn_t *c, uv_write_t *orig, const uv_buf_t *bufs, unsigned nbufs,
+                     uv_write_cb cb);
+/*
+ * uv_try_write for TLS: encrypts bufs, writes what the socket takes and
+ * queues the rest as a wr_t write. Returns the plaintext length (all of it
+ * is taken) or < 0 (nothing sent; c is not closed).
+ */
+int wv_srv_tls_try_write(conn_t *c, const uv_buf_t *bufs, unsigned nbufs);
+/* Encrypts p[0..n) and queues it as a wr_t write. 0, or < 0 with c closed. */
+int wv_srv_tls_send(conn_t *c, const void *p, size_t n);
+
 /* ---- server_parse.c ---- */
 
 /* Sets up the llhttp callbacks once per process; before the first connection. */
@@ -259,6 +320,10 @@ void wv_srv_conn_parser_init(conn_t *c);
 void wv_srv_start_reading(conn_t *c);
 /* Continues after a response was queued or the write queue drained. */
 void wv_srv_conn_resume(conn_t *c);
+/* Parses data until a request needs to wait; keeps what is left in c->in. */
+void wv_srv_conn_feed(conn_t *c, const char *data, size_t len);
+/* The socket read ended (nread < 0: EOF or an error). */
+void wv_srv_conn_read_end(conn_t *c, ssize_t nread);
 
 /* ---- server.c ---- */
 

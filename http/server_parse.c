@@ -293,7 +293,7 @@ static void parse_failed(conn_t *c, llhttp_errno_t err) {
 }
 
 /* Parses data until a request needs to wait; keeps what is left in c->in. */
-static void conn_feed(conn_t *c, const char *data, size_t len) {
+void wv_srv_conn_feed(conn_t *c, const char *data, size_t len) {
   while (len > 0 && !c->busy && !c->closing && !c->linger && !c->throttled && !c->fs) {
     if (!c->ex && !(c->ex = wv_srv_ex_new(c->loop))) {
       wv_srv_conn_close(c);
@@ -342,11 +342,14 @@ static void conn_feed(conn_t *c, const char *data, size_t len) {
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = s->data;
   if (nread > 0) {
-    conn_feed(c, buf->base, (size_t)nread);
+    wv_srv_conn_feed(c, buf->base, (size_t)nread);
     return;
   }
-  if (nread == 0)
-    return;
+  if (nread < 0)
+    wv_srv_conn_read_end(c, nread);
+}
+
+void wv_srv_conn_read_end(conn_t *c, ssize_t nread) {
   /* EOF or error. A half-sent request is dropped; a response in flight finishes. */
   stop_reading(c);
   if (nread == UV_EOF && !c->in_message && (c->writes || c->fs)) {
@@ -357,7 +360,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 void wv_srv_start_reading(conn_t *c) {
-  if (!c->reading && !c->closing && uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) == 0)
+  if (!c->reading && !c->closing &&
+      uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, c->tls ? wv_srv_tls_read_cb : read_cb) == 0)
     c->reading = true;
 }
 
@@ -374,7 +378,7 @@ void wv_srv_conn_resume(conn_t *c) {
   c->in = NULL;
   c->in_len = 0;
   if (in) {
-    conn_feed(c, in, n);
+    wv_srv_conn_feed(c, in, n);
     free(in);
   }
   if (c->closing || c->busy || c->throttled || c->fs || c->linger || c->in)
@@ -382,4 +386,6 @@ void wv_srv_conn_resume(conn_t *c) {
   if (!c->in_message)
     c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
   wv_srv_start_reading(c);
+  if (c->tls) /* input decrypted or buffered while the request was handled */
+    wv_srv_tls_input(c);
 }

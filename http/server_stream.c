@@ -293,7 +293,9 @@ static int stream_send_chunk(conn_t *c, schunk_t *w) {
   atomic_fetch_add(&w->st->refs, 1);
   c->writes++;
   uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)w->wlen);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, stream_write_cb) < 0) {
+  int rc = c->tls ? wv_srv_tls_write(c, &w->req, &b, 1, stream_write_cb)
+                  : uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, stream_write_cb);
+  if (rc < 0) {
     c->writes--;
     wv_srv_stream_unref(w->st);
     return WV_EIO;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 static void fs_start(fsend_t *fs);
+static void fs_pump(fsend_t *fs);
 
 /* ---------- writing ---------- */
 
@@ -41,7 +42,7 @@ bool wv_srv_write_done(conn_t *c, int status) {
   return true;
 }
 
-static void write_cb(uv_write_t *req, int status) {
+void wv_srv_write_cb(uv_write_t *req, int status) {
   wr_t *w = (wr_t *)req;
   conn_t *c = w->conn;
   wv_srv_ex_free(w->hold);
@@ -57,6 +58,10 @@ static void write_cb(uv_write_t *req, int status) {
     fs_start(c->fs); /* the head is out: the file follows */
     return;
   }
+  if (c->fs && c->tls && queued < TLS_FILE_HIGH / 2) {
+    fs_pump(c->fs); /* encrypted file pieces drained: encrypt the next ones */
+    return;
+  }
   wv_srv_conn_after_response(c);
 }
 
@@ -64,7 +69,8 @@ static void write_cb(uv_write_t *req, int status) {
 int wv_srv_conn_write(conn_t *c, wr_t *w) {
   w->conn = c;
   c->writes++;
-  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, w->nbufs, write_cb);
+  int rc = c->tls ? wv_srv_tls_write(c, &w->req, w->bufs, w->nbufs, wv_srv_write_cb)
+                  : uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, w->nbufs, wv_srv_write_cb);
   if (rc < 0) {
     c->writes--;
     wv_srv_ex_free(w->hold);
@@ -133,9 +139,46 @@ static int fs_wait(fsend_t *fs) {
   return uv_poll_start(&fs->poll, UV_WRITABLE, fs_poll_cb) ? -1 : 0;
 }
 
+/*
+ * The TLS form of fs_pump: reads, encrypts and queues pieces while less than
+ * TLS_FILE_HIGH ciphertext waits, up to FILE_BURST; the write callbacks call
+ * fs_pump again as the queue drains (see DESIGN in http/server_tls.c).
+ */
+static void fs_pump_tls(fsend_t *fs) {
+  conn_t *c = fs->conn;
+  uv_stream_t *s = (uv_stream_t *)&c->tcp;
+  uint64_t burst = 0;
+  while (fs->remain > 0 && burst < FILE_BURST &&
+         uv_stream_get_write_queue_size(s) < TLS_FILE_HIGH) {
+    size_t want = fs->remain < TLS_FILE_CHUNK ? (size_t)fs->remain : TLS_FILE_CHUNK;
+    ssize_t n = pread(fs->fd, c->loop->tls_file, want, (off_t)fs->off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      if (n == 0)
+        wv_warn("file body ended %llu bytes early", (unsigned long long)fs->remain);
+      fs_finish(fs, false);
+      return;
+    }
+    if (wv_srv_tls_send(c, c->loop->tls_file, (size_t)n) < 0)
+      return; /* c is closed, and with it the file send */
+    fs->off += (uint64_t)n;
+    fs->remain -= (uint64_t)n;
+    burst += (uint64_t)n;
+  }
+  if (burst)
+    c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
+  if (fs->remain == 0)
+    fs_finish(fs, true); /* all queued: the writes in flight finish the response */
+}
+
 /* Sends what the socket takes, up to FILE_BURST; then waits or finishes. */
 static void fs_pump(fsend_t *fs) {
   conn_t *c = fs->conn;
+  if (c->tls) {
+    fs_pump_tls(fs);
+    return;
+  }
   uv_os_fd_t fd;
   if (uv_fileno((uv_handle_t *)&c->tcp, &fd)) {
     fs_finish(fs, false);
@@ -281,7 +324,8 @@ void wv_srv_conn_respond(conn_t *c, exchange_t *ex) {
     bufs[nbufs++] = uv_buf_init((char *)resp->body, (unsigned)resp->body_len);
     total += resp->body_len;
   }
-  int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+  int n = c->tls ? wv_srv_tls_try_write(c, bufs, nbufs)
+                 : uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
   if (n < 0 && n != UV_EAGAIN) { /* the client is gone */
     fs_drop(fs);
     if (!fs)

@@ -15,7 +15,7 @@ build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libj
 # wave.build.buildah.build template names /usr/sbin/runc, so it is listed here.
 run=(buildah runc)
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static
-      buildah runc)
+      buildah runc podman)
 # make deb and packaging/check-deb.sh: build the .deb, check it, run it.
 package=(debhelper dpkg-dev lintian systemd iproute2 util-linux curl python3
          docker-registry skopeo busybox-static buildah runc)
