@@ -328,6 +328,78 @@ TEST(spec_example_2_tag) {
   wv_arena_free(A);
 }
 
+/*
+ * The request shapes nf-wave and the Wave CLI send for conda and pixi builds. The expected
+ * container files are the expected outputs of Wave's own tests (seqeralabs/wave), copied to
+ * tests/fixtures/templates/wave-*; the expected ids were computed by the independent
+ * reference tests/fixtures/gen_checksum_vectors.py over those texts (platform linux/amd64,
+ * repository wave/build).
+ */
+static const char *shape_id(const char *file, const char *yaml) {
+  wv_checksum_input_t in = {.container_file = file,
+                            .conda_file = yaml,
+                            .platform = "linux/amd64",
+                            .repository = "wave/build"};
+  char *id = wv_arena_alloc(A, WV_CHECKSUM_STRLEN);
+  return wv_checksum_container_id(&in, id) ? "error" : id;
+}
+
+TEST(wave_request_shapes) {
+  A = wv_arena_new(0);
+  const char *out, *yaml;
+  /* entries with channels, default template. ContainerHelperTest: "should create conda docker
+   * file with packages using micromamba v2 by default". */
+  const char *entries = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
+                        "\"channels\":[\"conda-forge\",\"bioconda\"]}";
+  CHECK_OK(render(entries, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("wave-v2-entries.Dockerfile", out));
+  CHECK_EQ_STR(yaml = conda_yaml(entries), "channels:\n- conda-forge\n- bioconda\ndependencies:\n"
+                                           "- bwa=0.7.15\n- salmon=1.1.1\n");
+  CHECK_EQ_STR(shape_id(out, yaml), "dd3faed20244213c");
+  /* The Wave CLI's shape: condaOpts with the v1 image, which the v2 template replaces.
+   * CondaHelperTest: "should override a v1 mamba image with the v2 default in v2". */
+  const char *cli = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
+                    "\"channels\":[\"conda-forge\",\"bioconda\"],\"condaOpts\":{\"mambaImage\":"
+                    "\"mambaorg/micromamba:1.5.10-noble\",\"basePackages\":\"conda-forge::procps-"
+                    "ng\",\"baseImage\":\"ubuntu:24.04\",\"commands\":null}}";
+  CHECK_OK(render(cli, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("wave-v2-entries.Dockerfile", out));
+  CHECK_EQ_STR(shape_id(out, conda_yaml(cli)), "dd3faed20244213c");
+  /* The generated conda file. ContainerHelperTest: "should validate conda packages helper". */
+  CHECK(same_as_fixture("wave-packages.conda.yml",
+                        conda_yaml("{\"type\":\"CONDA\",\"entries\":[\"this\",\"that\"],"
+                                   "\"channels\":[\"defaults\"]}")));
+
+  /* environment file + channels (nf-wave's local conda file). ContainerHelperTest: "should
+   * validate conda env and channels helper" (conda file); TemplateUtilsTest: "should create
+   * dockerfile using micromamba v2 template from conda file" (container file). */
+  const char *env = "{\"type\":\"CONDA\",\"environment\":\"Y2hhbm5lbHM6Ci0gYWEKZGVwZW5kZW5jaWVzOgot"
+                    "IGJ3YT0wLjcuMTUKLSBzYWxtb249MS4xLjEK\",\"channels\":[\"xx\",\"yy\"],"
+                    "\"condaOpts\":{\"mambaImage\":\"mambaorg/micromamba:2.1.1\",\"baseImage\":"
+                    "\"ubuntu:24.04\",\"basePackages\":\"conda-forge::procps-ng\"}}";
+  CHECK(same_as_fixture("wave-env-channels.conda.yml", yaml = conda_yaml(env)));
+  CHECK_OK(render(env, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("wave-v2-file.Dockerfile", out));
+  CHECK_EQ_STR(shape_id(out, yaml), "eb06328a47325604");
+
+  /* lock-file URL. ContainerHelperTest: "should create conda docker file with lock file and
+   * micromamba v2"; no conda file. */
+  const char *lock = "{\"type\":\"CONDA\",\"entries\":[\"https://foo.com/lock.yml\"],"
+                     "\"channels\":[\"conda-forge\",\"bioconda\"]}";
+  CHECK_OK(render(lock, WV_TPL_MICROMAMBA_V2, false, &out));
+  CHECK(same_as_fixture("wave-v2-lock.Dockerfile", out));
+  CHECK_EQ_STR(conda_yaml(lock), "(none)");
+  CHECK_EQ_STR(shape_id(out, NULL), "8a499c12066c303a");
+
+  /* pixi. ContainerHelperTest: "should create conda docker file with packages and pixi". */
+  const char *pixi = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
+                     "\"channels\":[\"conda-forge\"]}";
+  CHECK_OK(render(pixi, WV_TPL_PIXI_V1, false, &out));
+  CHECK(same_as_fixture("wave-pixi-entries.Dockerfile", out));
+  CHECK_EQ_STR(shape_id(out, conda_yaml(pixi)), "a503d19638edca11");
+  wv_arena_free(A);
+}
+
 #define H64(c)                                                                                     \
   c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c  \
       c c c c c c c c c c c c c c c c
@@ -402,5 +474,5 @@ static void setup(void) __attribute__((constructor));
 static void setup(void) { wv_template_defaults_wave(&D); }
 
 WV_TESTS(T(conda_v2), T(conda_v1), T(pixi_v1), T(cran_v1), T(environment_yaml), T(environment_text),
-         T(validation_messages), T(spec_example_2_tag), T(freeze_rewrite),
+         T(validation_messages), T(spec_example_2_tag), T(wave_request_shapes), T(freeze_rewrite),
          T(freeze_entrypoint_source))

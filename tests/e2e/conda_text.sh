@@ -4,7 +4,8 @@
 # files as `packages.environment`. An explicit lock file, a spec list, a YAML
 # file and malformed ones, on waved's defaults; the build ids are compared with
 # the independent reference tests/fixtures/gen_checksum_vectors.py computes over
-# the expected container file and conda YAML.
+# the expected container file and conda YAML; then the conda and pixi request
+# shapes of nf-wave and the Wave CLI against the expected outputs of Wave's tests.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 T=$E2E_TMP
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -64,5 +65,22 @@ ok "lock file with a spec line: names the line" \
   is "$(field "$T/r7.json" 'd["message"]')" "Invalid conda lock file at line 3: expected one http(s) package URL"
 ok "empty lock file: 400" \
   is "$(post "{\"packages\":{\"type\":\"CONDA\",\"environment\":\"$(b64 '@EXPLICIT\n')\"},\"dryRun\":true}" "$T/r8.json")" 400
+# ---- the request shapes of nf-wave and the Wave CLI (tests/test_templates.c wave_request_shapes):
+# container files = the expected outputs of Wave's own tests (tests/fixtures/templates/wave-*)
+E='"entries":["bwa=0.7.15","salmon=1.1.1"]'
+ENTRIES_YAML='channels:\n- conda-forge\n- bioconda\ndependencies:\n- bwa=0.7.15\n- salmon=1.1.1\n'
+post "{\"packages\":{\"type\":\"CONDA\",$E,\"channels\":[\"conda-forge\",\"bioconda\"]},\"dryRun\":true,\"nameStrategy\":\"none\"}" "$T/s1.json" >/dev/null
+ok "shape entries+channels: id" is "$(field "$T/s1.json" 'd["buildId"]')" "$(want_id wave-v2-entries.Dockerfile "$ENTRIES_YAML")_0"
+post "{\"packages\":{\"type\":\"CONDA\",$E,\"channels\":[\"conda-forge\",\"bioconda\"],\"condaOpts\":{\"mambaImage\":\"mambaorg/micromamba:1.5.10-noble\",\"basePackages\":\"conda-forge::procps-ng\",\"baseImage\":\"ubuntu:24.04\"}},\"dryRun\":true}" "$T/s2.json" >/dev/null
+ok "shape Wave CLI (v1 mamba image): same id" is "$(field "$T/s2.json" 'd["buildId"]')" "$(field "$T/s1.json" 'd["buildId"]')"
+ENV=$(b64 'channels:\n- aa\ndependencies:\n- bwa=0.7.15\n- salmon=1.1.1\n')
+post "{\"packages\":{\"type\":\"CONDA\",\"environment\":\"$ENV\",\"channels\":[\"xx\",\"yy\"],\"condaOpts\":{\"mambaImage\":\"mambaorg/micromamba:2.1.1\",\"baseImage\":\"ubuntu:24.04\",\"basePackages\":\"conda-forge::procps-ng\"}},\"dryRun\":true}" "$T/s3.json" >/dev/null
+ok "shape environment file: id" is "$(field "$T/s3.json" 'd["buildId"]')" \
+  "$(want_id wave-v2-file.Dockerfile "$(sed 's/$/\\n/' "$HERE/fixtures/templates/wave-env-channels.conda.yml" | tr -d '\n')")_0"
+post '{"packages":{"type":"CONDA","entries":["https://foo.com/lock.yml"],"channels":["conda-forge","bioconda"]},"buildTemplate":"conda/micromamba:v2","dryRun":true}' "$T/s4.json" >/dev/null
+ok "shape lock URL: id" is "$(field "$T/s4.json" 'd["buildId"]')" "$(want_id wave-v2-lock.Dockerfile '')_0"
+post "{\"packages\":{\"type\":\"CONDA\",$E,\"channels\":[\"conda-forge\"]},\"buildTemplate\":\"conda/pixi:v1\",\"dryRun\":true}" "$T/s5.json" >/dev/null
+ok "shape pixi: id" is "$(field "$T/s5.json" 'd["buildId"]')" \
+  "$(want_id wave-pixi-entries.Dockerfile 'channels:\n- conda-forge\ndependencies:\n- bwa=0.7.15\n- salmon=1.1.1\n')_0"
 ok "waved still answers" is "$(curl -s -o /dev/null -w '%{http_code}' "$WAVED_URL/health")" 200
 e2e_finish
