@@ -257,8 +257,8 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   /* The builder's digest file lives in the work dir, which the engine removes
    * when the job ends: copy the digest into the record first. */
   if (!in->embedded && n < WV_JOB_STEPS_MAX)
-    steps[n++] = (wv_job_step_t){
-        .type = WV_JOB_STEP_FN, .name = "record-digest", .fn = WV_BUILD_DIGEST_FN};
+    steps[n++] =
+        (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "record-digest", .fn = WV_BUILD_DIGEST_FN};
   if (n < WV_JOB_STEPS_MAX && wv_build_scan_step(in, &steps[n]))
     n++;
   wv_job_spec_t spec = {.id = id,
@@ -512,7 +512,8 @@ static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
       rc = new_build(app, a, r, plan, &kids[i], exists, client_ip, now_ns, &o, msg);
     ids[i] = o.id; /* NULL: the child image is there already */
   }
-  parent->multi_arg = rc ? NULL : wv_build_multi_arg(a, parent->target, kids, ids, 2);
+  parent->multi_arg =
+      rc ? NULL : wv_build_multi_arg(a, parent->target, parent->embedded, kids, ids, 2);
   return rc ? rc : (parent->multi_arg ? 0 : WV_ENOMEM);
 }
 
@@ -543,10 +544,6 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
     rc = wv_container_config_validate(a, &r->cc, msg);
   rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
   rc = rc ? rc : make_names(app, a, r, false, &in, msg);
-  if (!rc && plan->plat.n > 1 && in.embedded)
-    rc = fail(msg, WV_EUNSUPPORTED,
-              "Multi-platform builds need a build repository - specify 'buildRepository' or "
-              "configure 'wave.build.repo'" MSG_SUFFIX_501);
   if (!rc && !in.embedded) /* §4.1 step 4, before anything runs */
     rc = wv_mirror_check_target_auth(app, a, in.tref.registry, in.repo, msg);
   if (rc)

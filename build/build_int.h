@@ -25,22 +25,22 @@ typedef struct {
 
 /* Everything a build is made of, worked out from the request (arena strings). */
 typedef struct {
-  const char *file;       /* container file text */
-  const char *conda;      /* conda YAML or NULL */
-  const char *tpl;        /* effective buildTemplate, NULL for containerFile requests */
-  const char *repo;       /* build repository (hashed by the checksum) */
-  const char *cid;        /* the 16-hex checksum */
-  const char *target;     /* the target image, "<repo>:<tag>" */
-  wv_ref_t tref;          /* target parsed */
-  bool embedded;          /* into waved's embedded registry (wave.build.repo empty) */
-  bool insecure;          /* plain HTTP towards a registry the build uses */
-  const char *tar_digest; /* buildContext.tarDigest, NULL when none */
-  const char *platform;   /* normalised platform of this build */
-  int64_t deadline_ms;    /* job deadline, 0 = the build kind's default */
-  const char *scan_id;    /* the reserved scan of the target, NULL when none */
-  const char *scan_mode;  /* "async"/"required" with scan_id */
-  const char *multi_arg;  /* the parent of a multi-platform build: its job's argument */
-  bool freeze;            /* a freeze build: layer archives, real target in the response */
+  const char *file;          /* container file text */
+  const char *conda;         /* conda YAML or NULL */
+  const char *tpl;           /* effective buildTemplate, NULL for containerFile requests */
+  const char *repo;          /* build repository (hashed by the checksum) */
+  const char *cid;           /* the 16-hex checksum */
+  const char *target;        /* the target image, "<repo>:<tag>" */
+  wv_ref_t tref;             /* target parsed */
+  bool embedded;             /* into waved's embedded registry (wave.build.repo empty) */
+  bool insecure;             /* plain HTTP towards a registry the build uses */
+  const char *tar_digest;    /* buildContext.tarDigest, NULL when none */
+  const char *platform;      /* normalised platform of this build */
+  int64_t deadline_ms;       /* job deadline, 0 = the build kind's default */
+  const char *scan_id;       /* the reserved scan of the target, NULL when none */
+  const char *scan_mode;     /* "async"/"required" with scan_id */
+  const char *multi_arg;     /* the parent of a multi-platform build: its job's argument */
+  bool freeze;               /* a freeze build: layer archives, real target in the response */
   wv_build_permit_t *permit; /* the request's build permit */
 } wv_binput_t;
 
@@ -81,15 +81,16 @@ int wv_build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
 /*
  * Multi-platform builds (spec §4.4, build/multi.c): the job kind and step
  * function that wait for the child builds and PUT the OCI index to the
- * parent tag, and the step argument naming the children (ids[i] NULL for a
- * child whose image existed already). The argument is an arena string, NULL
+ * parent tag (or record it in the embedded registry when `embedded`), and
+ * the step argument naming the children (ids[i] NULL for a child whose
+ * image existed already). The argument is an arena string, NULL
  * on OOM.
  */
 #define WV_BUILD_MULTI_KIND "multi-build"
 #define WV_BUILD_MULTI_FN "multi-build"
 int wv_build_multi_register(wv_job_engine_t *e, const wv_app_t *app);
-const char *wv_build_multi_arg(wv_arena_t *a, const char *target, const wv_binput_t *kids,
-                               const char *const *ids, size_t n);
+const char *wv_build_multi_arg(wv_arena_t *a, const char *target, bool embedded,
+                               const wv_binput_t *kids, const char *const *ids, size_t n);
 
 /*
  * The scan of the built image (build/build_scan.c). reserve sets in->scan_id
