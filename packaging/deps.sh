@@ -7,7 +7,8 @@
 set -euo pipefail
 
 build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libjson-c-dev
-       liblmdb-dev libssl-dev libyaml-dev libzstd-dev zlib1g-dev node-llhttp)
+       liblmdb-dev libssl-dev libyaml-dev libzstd-dev zlib1g-dev node-llhttp
+       qemu-user-static binfmt-support) # RUN steps of foreign-arch builds (docs/builds.md)
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static
       buildah runc)
 bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-static
@@ -23,13 +24,27 @@ for set in "$@"; do
   esac
 done
 
+# qemu-user-static registers its interpreters with binfmt_misc; where the postinst
+# could not (no init system, binfmt_misc not mounted yet) enable them now.
+binfmt() {
+  [[ " ${want[*]} " == *" qemu-user-static "* ]] || return 0
+  command -v update-binfmts >/dev/null || return 0
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps.sh: foreign-arch RUN steps need: sudo update-binfmts --enable" >&2
+    return 0
+  fi
+  update-binfmts --enable >/dev/null 2>&1 ||
+    echo "deps.sh: update-binfmts --enable failed; foreign-arch RUN steps will not run" >&2
+}
+
 missing=()
 for p in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+[ ${#missing[@]} -eq 0 ] && { binfmt; exit 0; }
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "Missing Debian packages. Install them with:" >&2
@@ -41,3 +56,4 @@ export DEBIAN_FRONTEND=noninteractive
 # Several builds may run deps.sh at once: wait for dpkg's lock instead of failing.
 apt-get -o DPkg::Lock::Timeout=600 update -qq
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+binfmt
