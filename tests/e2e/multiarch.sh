@@ -4,7 +4,11 @@
 # "Multi-platform builds"): the children and the OCI index live in the embedded
 # registry; a pull through the wt/ name resolves the index and each platform
 # (skopeo --override-arch); a pull issued while the build runs is parked until
-# the index exists; an identical request is cached.
+# the index exists; an identical request is cached. Then a RUN step in both
+# halves (the arm64 one under qemu-user through binfmt_misc) from a multi-arch
+# busybox-static base this test assembles: amd64 from the host, arm64 from
+# Debian's busybox-static:arm64 (apt-get download into a private apt state,
+# cached in /var/cache/waved-test/ by content).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 if ! command -v buildah >/dev/null || ! command -v skopeo >/dev/null; then
@@ -87,4 +91,55 @@ ok "naming: imageSuffix dry run stays in wave/build" \
   is "$(post "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"samtools=1.17\"]},\"containerPlatform\":\"linux/amd64,linux/arm64\",\"nameStrategy\":\"imageSuffix\",\"dryRun\":true}" "$T/r3.json")" 200
 ok "naming: tag prefixed with the tool" \
   bash -c "[[ '$(field "$T/r3.json" 'd["containerImage"]')' =~ ^localhost:9090/wave/build:samtools-1.17--[0-9a-f]{16}$ ]]"
+# ---- 3. RUN in both halves: the arm64 one under qemu-user (binfmt_misc) -------------------
+CACHE=/var/cache/waved-test
+# arm64_busybox — prints the path of an arm64 busybox-static binary, cached by content.
+arm64_busybox() {
+  local f h
+  for f in "$CACHE"/busybox-static-arm64-*; do
+    [ -f "$f" ] || continue
+    h=$(sha256 "$f")
+    [ "$f" = "$CACHE/busybox-static-arm64-$h" ] && { echo "$f"; return 0; }
+  done
+  [ "$(id -u)" -eq 0 ] || { echo "no cached arm64 busybox and not root" >&2; return 1; }
+  local apt="$CACHE/apt" o
+  mkdir -p "$apt/lists/partial" "$apt/archives/partial"
+  o=(-q -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt" -o APT::Architecture=arm64
+     -o APT::Architectures::=arm64)
+  apt-get "${o[@]}" update >"$T/apt.log" 2>&1 || { cat "$T/apt.log" >&2; return 1; }
+  (cd "$T" && apt-get "${o[@]}" download busybox-static:arm64 >>"$T/apt.log" 2>&1) ||
+    { cat "$T/apt.log" >&2; return 1; }
+  dpkg-deb -x "$T"/busybox-static_*_arm64.deb "$T/bbdeb"
+  h=$(sha256 "$T/bbdeb/bin/busybox")
+  install -m 0755 "$T/bbdeb/bin/busybox" "$CACHE/busybox-static-arm64-$h"
+  echo "$CACHE/busybox-static-arm64-$h"
+}
+ok "qemu: waved logged that linux/arm64 RUN steps can run" \
+  grep -q 'build platform linux/arm64: RUN steps can run' "$WAVED_DIR/waved.log"
+ARM_BB=$(arm64_busybox) || ARM_BB=""
+ok "qemu: an arm64 busybox-static binary" test -n "$ARM_BB"
+REG=127.0.0.1:$(start_registry reg anon)
+new_layout "$T/bbmulti"
+read -r MA SA < <(make_image_blobs "$T/bbmulti" amd64 "")
+read -r MB SB < <(BUSYBOX="$ARM_BB" make_image_blobs "$T/bbmulti" arm64 "")
+printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"amd64","os":"linux"}},{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"platform":{"architecture":"arm64","os":"linux"}}]}' \
+  "$MA" "$SA" "$MB" "$SB" >"$T/bbmulti/index.tmp"
+IS=$(stat -c %s "$T/bbmulti/index.tmp")
+ID=$(put_blob "$T/bbmulti" "$T/bbmulti/index.tmp")
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}' \
+  "$ID" "$IS" >"$T/bbmulti/index.json"
+push_layout "$T/bbmulti" "$REG/library/bbmulti:latest"
+RCF=$(b64 "FROM $REG/library/bbmulti:latest\nRUN echo \"ran on \$(uname -m) for \$(cat /etc/arch)\" > /ran.txt\n")
+ok "run: 200" is "$(post "{\"containerFile\":\"$RCF\",\"containerPlatform\":\"linux/amd64,linux/arm64\"}" "$T/r4.json")" 200
+ok "run: status DONE" wait_done "$(field "$T/r4.json" 'd["requestId"]')" 600
+ok "run: succeeded" is "$(field "$T/st.json" 'd["succeeded"]')" True
+RPN=$(pull_name "$T/r4.json")
+for arch in amd64 arm64; do
+  mach=x86_64; [ $arch = arm64 ] && mach=aarch64
+  ok "run: $arch config says $arch" \
+    is "$(skopeo inspect --override-arch $arch --config --tls-verify=false "docker://$RPN" | json_get - 'd["architecture"]')" $arch
+  skopeo copy --quiet --override-arch $arch --src-tls-verify=false "docker://$RPN" "oci:$T/r-$arch:x"
+  ok "run: $arch image has the file its RUN wrote, on $mach" \
+    is "$(layer_has "$T/r-$arch" ran.txt "ran on $mach for $arch")" yes
+done
 e2e_finish
