@@ -86,6 +86,23 @@ ok "again: 200" is "$(post "$BODY" "$T/r2.json")" 200
 ok "again: same parent, cached, succeeded" \
   is "$(field "$T/r2.json" '[d["containerImage"], d["buildId"], d["cached"], d["succeeded"]]')" \
   "[\"$CI\", \"bd-${CI##*:}_0\", true, true]"
+# A containerConfig is applied at pull time to each platform of the index, as for upstream images.
+BODYC="{\"containerFile\":\"$CF\",\"buildContext\":$CTX,\"containerPlatform\":\"linux/amd64,linux/arm64\",\"containerConfig\":{\"env\":[\"HELLO=multi\"]}}"
+ok "config: 200, same build" is "$(post "$BODYC" "$T/r5.json")" 200
+ok "config: same parent image" is "$(field "$T/r5.json" 'd["containerImage"]')" "$CI"
+CPN=$(pull_name "$T/r5.json")
+skopeo inspect --raw --tls-verify=false "docker://$CPN" >"$T/cidx.json"
+ok "config: still an index of both platforms" \
+  is "$(json_get "$T/cidx.json" 'sorted(m["platform"]["architecture"] for m in d["manifests"])')" '["amd64", "arm64"]'
+ok "config: the index names augmented children" \
+  bash -c "! cmp -s '$T/cidx.json' '$T/idx.json'"
+for arch in amd64 arm64; do
+  skopeo inspect --override-arch $arch --config --tls-verify=false "docker://$CPN" >"$T/cc-$arch.json"
+  ok "config: $arch config says $arch and has the env" \
+    is "$(json_get "$T/cc-$arch.json" '[d["architecture"], "HELLO=multi" in d["config"]["Env"]]')" "[\"$arch\", true]"
+  skopeo copy --quiet --override-arch $arch --src-tls-verify=false "docker://$CPN" "oci:$T/c-$arch:x"
+  ok "config: $arch image still holds the payload" is "$(layer_has "$T/c-$arch" payload.txt 'multi-arch payload')" yes
+done
 # nameStrategy imageSuffix becomes tagPrefix in the one embedded repository (as for builds).
 ok "naming: imageSuffix dry run stays in wave/build" \
   is "$(post "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"samtools=1.17\"]},\"containerPlatform\":\"linux/amd64,linux/arm64\",\"nameStrategy\":\"imageSuffix\",\"dryRun\":true}" "$T/r3.json")" 200
