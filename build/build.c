@@ -258,8 +258,8 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   /* The builder's digest file lives in the work dir, which the engine removes
    * when the job ends: copy the digest into the record first. */
   if (!in->embedded && n < WV_JOB_STEPS_MAX)
-    steps[n++] =
-        (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "record-digest", .fn = WV_BUILD_DIGEST_FN};
+    steps[n++] = (wv_job_step_t){
+        .type = WV_JOB_STEP_FN, .name = "record-digest", .fn = WV_BUILD_DIGEST_FN};
   if (n < WV_JOB_STEPS_MAX && wv_build_scan_step(in, &steps[n]))
     n++;
   wv_job_spec_t spec = {.id = id,
