@@ -28,18 +28,18 @@ run: build
 # Every unit and end-to-end test. One test: `ctest --test-dir out -R core`
 # or run its binary with a test name: `out/tests/test_siphash spec_vectors`.
 test:
-	@packaging/deps.sh build test
+	@packaging/deps.sh build run test
 	$(MAKE) --no-print-directory build
 	ctest --test-dir $(OUT) --output-on-failure -j$(JOBS)
 
 test-asan:
-	@packaging/deps.sh build test
+	@packaging/deps.sh build run test
 	$(MAKE) --no-print-directory build OUT=out-asan CMAKE_FLAGS=-DWAVED_ASAN=ON
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir out-asan --output-on-failure -j$(JOBS)
 
 test-tsan:
-	@packaging/deps.sh build test
+	@packaging/deps.sh build run test
 	$(MAKE) --no-print-directory build OUT=out-tsan CMAKE_FLAGS=-DWAVED_TSAN=ON
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" ctest --test-dir out-tsan --output-on-failure -j$(JOBS)
 

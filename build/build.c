@@ -19,6 +19,7 @@
 #include "build/checksum.h"
 #include "build/layers.h"
 #include "build/naming.h"
+#include "build/platform_run.h"
 #include "build/mirror_req.h"
 #include "build/records.h"
 #include "core/err.h"
@@ -298,8 +299,8 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   /* The builder's digest file lives in the work dir, which the engine removes
    * when the job ends: copy the digest into the record first. */
   if (!in->embedded && n < WV_JOB_STEPS_MAX)
-    steps[n++] = (wv_job_step_t){
-        .type = WV_JOB_STEP_FN, .name = "record-digest", .fn = WV_BUILD_DIGEST_FN};
+    steps[n++] =
+        (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "record-digest", .fn = WV_BUILD_DIGEST_FN};
   if (n < WV_JOB_STEPS_MAX && wv_build_scan_step(in, &steps[n]))
     n++;
   wv_job_spec_t spec = {.id = id,
@@ -576,7 +577,8 @@ static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
       rc = new_build(app, a, r, plan, &kids[i], exists, client_ip, now_ns, &o, msg);
     ids[i] = o.id; /* NULL: the child image is there already */
   }
-  parent->multi_arg = rc ? NULL : wv_build_multi_arg(a, parent->target, kids, ids, 2);
+  parent->multi_arg =
+      rc ? NULL : wv_build_multi_arg(a, parent->target, parent->embedded, kids, ids, 2);
   return rc ? rc : (parent->multi_arg ? 0 : WV_ENOMEM);
 }
 
@@ -608,10 +610,6 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
   rc = rc ? rc : make_names(app, a, r, false, &in, msg);
   rc = rc ? rc : check_push(app, a, r, &in, msg);
-  if (!rc && plan->plat.n > 1 && in.embedded)
-    rc = fail(msg, WV_EUNSUPPORTED,
-              "Multi-platform builds need a build repository - specify 'buildRepository' or "
-              "configure 'wave.build.repo'" MSG_SUFFIX_501);
   if (!rc && !in.embedded) /* §4.1 step 4, before anything runs */
     rc = wv_mirror_check_target_auth(app, a, in.tref.registry, in.repo, msg);
   if (rc)
@@ -683,6 +681,8 @@ static int digest_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 }
 
 int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
+  if (app->cfg->build_enabled) /* one line per platform: can its RUN steps run here? */
+    wv_build_platforms_log();
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
   rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_DIGEST_FN, digest_fn, (void *)app);
   rc = rc ? rc : wv_build_scan_register(e, app);

@@ -86,15 +86,16 @@ int wv_build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
 /*
  * Multi-platform builds (spec §4.4, build/multi.c): the job kind and step
  * function that wait for the child builds and PUT the OCI index to the
- * parent tag, and the step argument naming the children (ids[i] NULL for a
- * child whose image existed already). The argument is an arena string, NULL
+ * parent tag (or record it in the embedded registry when `embedded`), and
+ * the step argument naming the children (ids[i] NULL for a child whose
+ * image existed already). The argument is an arena string, NULL
  * on OOM.
  */
 #define WV_BUILD_MULTI_KIND "multi-build"
 #define WV_BUILD_MULTI_FN "multi-build"
 int wv_build_multi_register(wv_job_engine_t *e, const wv_app_t *app);
-const char *wv_build_multi_arg(wv_arena_t *a, const char *target, const wv_binput_t *kids,
-                               const char *const *ids, size_t n);
+const char *wv_build_multi_arg(wv_arena_t *a, const char *target, bool embedded,
+                               const wv_binput_t *kids, const char *const *ids, size_t n);
 
 /*
  * The scan of the built image (build/build_scan.c). reserve sets in->scan_id

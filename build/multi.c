@@ -3,14 +3,17 @@
  * §4.4). The request side (build.c) submits the two child builds as ordinary
  * builds and then this job, whose step argument is a small JSON document:
  *
- *   {"target":"<parent image>","children":[{"id":"bd-…"|null,
+ *   {"target":"<parent image>","embedded":true|false,"children":[{"id":"bd-…"|null,
  *    "target":"<child image>","platform":"linux/amd64"}, …]}
  *
  * The job waits for each child job (a null id: the child image existed
  * already), reads each child manifest from the target registry (media type,
  * digest, size), and PUTs an OCI image index naming both to the parent tag.
- * It runs on a job worker thread and only touches app->jobs, app->upstream
- * and app->cfg, which outlive the engine's workers.
+ * Into the embedded registry ("embedded": true) the children are read from
+ * and the index recorded in the state store (storage/embedded.h), so a pull
+ * of the parent through its wt/ name resolves the index and each platform.
+ * It runs on a job worker thread and only touches app->jobs, app->upstream,
+ * app->store and app->cfg, which outlive the engine's workers.
  */
 #include "build/build_int.h"
 #include "core/err.h"
@@ -19,6 +22,7 @@
 #include "registry/mediatype.h"
 #include "registry/mirror.h"
 #include "registry/ref.h"
+#include "storage/embedded.h"
 
 #include <string.h>
 #include <time.h>
@@ -54,8 +58,30 @@ static int wait_child(const wv_app_t *app, wv_job_ctx_t *ctx, const char *id) {
 }
 
 /* One index entry for child c: its manifest as the target registry has it. */
+/* The manifest of an embedded child image: media type, digest, size. */
+static int embedded_child(const wv_app_t *app, wv_arena_t *a, const wv_ref_t *ref,
+                          wv_mirror_desc_t *d) {
+  char *body = NULL, *mt = wv_arena_alloc(a, WV_EMBEDDED_MEDIATYPE_MAX),
+       *dg = wv_arena_alloc(a, WV_EMBEDDED_DIGEST_LEN);
+  size_t len = 0;
+  if (!mt || !dg)
+    return WV_ENOMEM;
+  if (strcmp(ref->path, WV_EMBEDDED_REPO) != 0)
+    return WV_EINVAL;
+  int rc =
+      wv_embedded_get_manifest(app->store, WV_EMBEDDED_REPO, ref->reference, &body, &len, mt, dg);
+  free(body);
+  if (rc)
+    return rc;
+  memset(d, 0, sizeof *d);
+  d->media_type = mt;
+  d->digest = dg;
+  d->size = (int64_t)len;
+  return 0;
+}
+
 static int child_entry(const wv_app_t *app, wv_arena_t *a, wv_job_ctx_t *ctx, json_object *c,
-                       json_object *manifests) {
+                       bool embedded, json_object *manifests) {
   const char *id = NULL, *target = NULL, *platform = NULL;
   wv_json_get_str(c, "id", &id);
   wv_json_get_str(c, "target", &target);
@@ -68,8 +94,9 @@ static int child_entry(const wv_app_t *app, wv_arena_t *a, wv_job_ctx_t *ctx, js
     return rc;
   wv_mirror_desc_t d;
   /* The request's right to push here was checked when it was made (build.c). */
-  rc = wv_mirror_get_manifest(app->upstream, a, ref.registry, ref.path, ref.reference, WV_WHO_WAVED,
-                              MANIFEST_TIMEOUT_MS, &d);
+  rc = embedded ? embedded_child(app, a, &ref, &d)
+                : wv_mirror_get_manifest(app->upstream, a, ref.registry, ref.path, ref.reference,
+                                         WV_WHO_WAVED, MANIFEST_TIMEOUT_MS, &d);
   if (rc) {
     wv_job_ctx_fail(ctx, "Multi-platform build failed: cannot read %s - %s", target,
                     wv_strerror(rc));
@@ -111,11 +138,18 @@ static int multi_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
     rc = WV_EPARSE;
     goto out;
   }
+  json_object *emb = NULL;
+  bool embedded = json_object_object_get_ex(spec, "embedded", &emb) && json_object_get_boolean(emb);
+  if (embedded && (strcmp(ref.path, WV_EMBEDDED_REPO) != 0 || !app->store)) {
+    wv_job_ctx_fail(ctx, "Multi-platform build failed: %s is not in the embedded registry", target);
+    rc = WV_EINVAL;
+    goto out;
+  }
   idx = json_object_new_object();
   manifests = json_object_new_array();
   rc = idx && manifests ? 0 : WV_ENOMEM;
   for (size_t i = 0; !rc && i < json_object_array_length(kids); i++)
-    rc = child_entry(app, a, ctx, json_object_array_get_idx(kids, i), manifests);
+    rc = child_entry(app, a, ctx, json_object_array_get_idx(kids, i), embedded, manifests);
   rc = rc ? rc : wv_json_add_int(idx, "schemaVersion", 2);
   rc = rc ? rc : wv_json_add_str(idx, "mediaType", WV_MT_OCI_INDEX);
   if (!rc) {
@@ -123,9 +157,12 @@ static int multi_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
     manifests = NULL;
     const char *body = json_object_to_json_string_ext(idx, JSON_C_TO_STRING_PLAIN |
                                                                JSON_C_TO_STRING_NOSLASHESCAPE);
-    rc = wv_mirror_put_manifest(app->upstream, ref.registry, ref.path, ref.reference, WV_WHO_WAVED,
-                                WV_MT_OCI_INDEX, body, strlen(body), MANIFEST_TIMEOUT_MS, err,
-                                sizeof err);
+    rc = embedded
+             ? wv_embedded_put_index(app->store, WV_EMBEDDED_REPO, ref.reference, WV_MT_OCI_INDEX,
+                                     body, strlen(body), NULL, err, sizeof err)
+             : wv_mirror_put_manifest(app->upstream, ref.registry, ref.path, ref.reference,
+                                      WV_WHO_WAVED, WV_MT_OCI_INDEX, body, strlen(body),
+                                      MANIFEST_TIMEOUT_MS, err, sizeof err);
     if (rc)
       wv_job_ctx_fail(ctx, "Multi-platform build failed: cannot push the index to %s - %s", target,
                       err);
@@ -153,10 +190,11 @@ int wv_build_multi_register(wv_job_engine_t *e, const wv_app_t *app) {
   return rc ? rc : wv_job_register_fn(e, WV_BUILD_MULTI_FN, multi_fn, (void *)app);
 }
 
-const char *wv_build_multi_arg(wv_arena_t *a, const char *target, const wv_binput_t *kids,
-                               const char *const *ids, size_t n) {
+const char *wv_build_multi_arg(wv_arena_t *a, const char *target, bool embedded,
+                               const wv_binput_t *kids, const char *const *ids, size_t n) {
   json_object *o = json_object_new_object(), *arr = json_object_new_array();
   int rc = o && arr ? wv_json_add_str(o, "target", target) : WV_ENOMEM;
+  rc = rc ? rc : wv_json_add_bool(o, "embedded", embedded);
   for (size_t i = 0; !rc && i < n; i++) {
     json_object *c = json_object_new_object();
     rc = c ? wv_json_add_str(c, "id", ids[i]) : WV_ENOMEM;

@@ -415,14 +415,10 @@ static int add_strs(wv_arena_t *a, wv_yaml_node_t *seq, const char *const *v, si
   return 0;
 }
 
-/* DockerHelper.condaPackagesToCondaYaml. */
-static int yaml_from_entries(wv_arena_t *a, const wv_packages_t *p, const char **yaml,
-                             const char **msg) {
-  const char **list;
-  size_t n;
-  int rc = split_entries(a, p, &list, &n);
-  if (rc || n == 0)
-    return rc; /* blank entries: no YAML */
+/* DockerHelper.condaPackagesToCondaYaml over the package specs list[0..n), n > 0. */
+static int yaml_from_list(wv_arena_t *a, const wv_packages_t *p, const char **list, size_t n,
+                          const char **yaml, const char **msg) {
+  int rc = 0;
   wv_yaml_node_t *root = wv_yaml_new(a, WV_YAML_MAP), *deps = wv_yaml_new(a, WV_YAML_SEQ);
   wv_yaml_node_t *pip = wv_yaml_new(a, WV_YAML_SEQ);
   if (!root || !deps || !pip)
@@ -452,6 +448,105 @@ static int yaml_from_entries(wv_arena_t *a, const wv_packages_t *p, const char *
   return rc ? rc : wv_yaml_dump(a, root, yaml);
 }
 
+static int yaml_from_entries(wv_arena_t *a, const wv_packages_t *p, const char **yaml,
+                             const char **msg) {
+  const char **list;
+  size_t n;
+  int rc = split_entries(a, p, &list, &n);
+  if (rc || n == 0)
+    return rc; /* blank entries: no YAML */
+  return yaml_from_list(a, p, list, n, yaml, msg);
+}
+
+/*
+ * Conda environments that are not YAML. nf-wave sends the bytes of any local
+ * conda file ending in .yml, .yaml or .txt as `environment`; a .txt file is
+ * either an explicit lock file (`conda list --explicit`, conda-lock: comment
+ * lines, "@EXPLICIT", one package URL per line) or a plain list of package
+ * specs (`conda create --file`: one spec per line, '#' comments). Both become
+ * the conda YAML that Wave's own generator (DockerHelper.condaPackagesToCondaYaml)
+ * writes for the same specs sent as `entries`: `channels` from the request,
+ * then `dependencies` — the package URLs of a lock file, or the specs (a
+ * "pip:x" spec in the pip section, as for entries). So the container file
+ * is Wave's conda-file template unchanged and a spec list hashes like the
+ * equivalent entries request. Lines are capped by WV_PACKAGES_MAX_ITEMS.
+ */
+typedef enum { ENV_NOT_TEXT, ENV_EXPLICIT, ENV_SPECS } env_text_kind_t;
+
+/* The next line of *p without its newline and surrounding blanks; false at the end. */
+static bool next_line(const char **p, const char **s, size_t *n, size_t *lineno) {
+  if (!**p)
+    return false;
+  size_t l = strcspn(*p, "\n");
+  const char *b = *p, *e = *p + l;
+  *p += l + ((*p)[l] == '\n');
+  (*lineno)++;
+  while (b < e && space_char(*b))
+    b++;
+  while (e > b && space_char(e[-1]))
+    e--;
+  *s = b, *n = (size_t)(e - b);
+  return true;
+}
+
+/* A line conda's spec-file reader would take as one MatchSpec (and YAML would not). */
+static bool spec_line(const char *s, size_t n) {
+  if (n == 0 || s[0] == '-' || s[0] == '[' || s[0] == '{' || s[0] == '@' || s[n - 1] == ':')
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == 0x7f || (c == ':' && i + 1 < n && space_char(s[i + 1])))
+      return false;
+  }
+  return true;
+}
+
+/* Which kind of text environment `text` is; the first offending line for a lock file. */
+static env_text_kind_t env_text_kind(const char *text, size_t *bad_line) {
+  const char *p = text, *s;
+  size_t n, lineno = 0, specs = 0;
+  bool explicit_seen = false;
+  *bad_line = 0;
+  while (next_line(&p, &s, &n, &lineno)) {
+    if (n == 0 || s[0] == '#')
+      continue;
+    if (!explicit_seen && !specs && n == 9 && !strncmp(s, "@EXPLICIT", 9)) {
+      explicit_seen = true;
+      continue;
+    }
+    if (explicit_seen) {
+      if ((!is_url(s) || memchr(s, ' ', n) || memchr(s, '\t', n)) && !*bad_line)
+        *bad_line = lineno;
+      continue;
+    }
+    if (!spec_line(s, n))
+      return ENV_NOT_TEXT;
+    specs++;
+  }
+  return explicit_seen ? ENV_EXPLICIT : specs ? ENV_SPECS : ENV_NOT_TEXT;
+}
+
+static int yaml_from_text(wv_arena_t *a, const wv_packages_t *p, const char *text,
+                          env_text_kind_t kind, const char **yaml, const char **msg) {
+  const char **list = wv_arena_calloc(a, (WV_PACKAGES_MAX_ITEMS + 1) * sizeof *list);
+  if (!list)
+    return WV_ENOMEM;
+  const char *q = text, *s;
+  size_t n, lineno = 0, k = 0;
+  while (next_line(&q, &s, &n, &lineno)) {
+    if (n == 0 || s[0] == '#' || (n == 9 && !strncmp(s, "@EXPLICIT", 9)))
+      continue;
+    if (k == WV_PACKAGES_MAX_ITEMS)
+      return say(a, msg, WV_EINVAL, "Invalid conda %s: more than %d packages",
+                 kind == ENV_EXPLICIT ? "lock file" : "package list", WV_PACKAGES_MAX_ITEMS);
+    if (!(list[k++] = wv_arena_strndup(a, s, n)))
+      return WV_ENOMEM;
+  }
+  if (k == 0)
+    return say(a, msg, WV_EINVAL, "Invalid conda lock file: no package URL after @EXPLICIT");
+  return yaml_from_list(a, p, list, k, yaml, msg);
+}
+
 /* DockerHelper.condaEnvironmentToCondaYaml: re-dump, request channels appended. */
 static int yaml_from_environment(wv_arena_t *a, const wv_packages_t *p, const char **yaml,
                                  const char **msg) {
@@ -460,6 +555,15 @@ static int yaml_from_environment(wv_arena_t *a, const wv_packages_t *p, const ch
   int rc = decode_environment(a, p, &text, msg);
   if (!rc)
     rc = wv_yaml_load(a, text, strlen(text), &root, msg);
+  if (rc == WV_EPARSE) { /* not a YAML mapping: a lock file or a spec list? */
+    size_t bad;
+    env_text_kind_t kind = env_text_kind(text, &bad);
+    if (kind == ENV_EXPLICIT && bad)
+      return say(a, msg, WV_EINVAL,
+                 "Invalid conda lock file at line %zu: expected one http(s) package URL", bad);
+    if (kind != ENV_NOT_TEXT)
+      return yaml_from_text(a, p, text, kind, yaml, msg);
+  }
   if (rc)
     return rc == WV_EPARSE || rc == WV_ETOOBIG ? WV_EINVAL : rc;
   if (p->channels) {

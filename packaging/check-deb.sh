@@ -197,7 +197,7 @@ fi
 [ "$(id -u)" -eq 0 ] || die "run as root: it installs and purges the waved package"
 cd "$SRC"
 export DEBIAN_FRONTEND=noninteractive
-"$SRC/packaging/deps.sh" build test package
+"$SRC/packaging/deps.sh" build run test package
 
 if dpkg-query -W -f='${Status}' waved 2>/dev/null | grep -q 'ok installed'; then
   die "the waved package is already installed here; remove it first (dpkg --purge waved)"

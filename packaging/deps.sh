@@ -13,7 +13,9 @@ build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libj
        libsystemd-dev)
 # buildah's Recommends (runc) are skipped by --no-install-recommends; the default
 # wave.build.buildah.build template names /usr/sbin/runc, so it is listed here.
-run=(buildah runc)
+# qemu-user-static + binfmt-support run the RUN steps of foreign-arch builds
+# (docs/builds.md).
+run=(buildah runc qemu-user-static binfmt-support)
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static
       buildah runc podman)
 # make deb and packaging/check-deb.sh: build the .deb, check it, run it.
@@ -34,13 +36,27 @@ for set in "$@"; do
   esac
 done
 
+# qemu-user-static registers its interpreters with binfmt_misc; where the postinst
+# could not (no init system, binfmt_misc not mounted yet) enable them now.
+binfmt() {
+  [[ " ${want[*]} " == *" qemu-user-static "* ]] || return 0
+  command -v update-binfmts >/dev/null || return 0
+  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "deps.sh: foreign-arch RUN steps need: sudo update-binfmts --enable" >&2
+    return 0
+  fi
+  update-binfmts --enable >/dev/null 2>&1 ||
+    echo "deps.sh: update-binfmts --enable failed; foreign-arch RUN steps will not run" >&2
+}
+
 missing=()
 for p in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+[ ${#missing[@]} -eq 0 ] && { binfmt; exit 0; }
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "Missing Debian packages. Install them with:" >&2
@@ -52,3 +68,4 @@ export DEBIAN_FRONTEND=noninteractive
 # Several builds may run deps.sh at once: wait for dpkg's lock instead of failing.
 apt-get -o DPkg::Lock::Timeout=600 update -qq
 apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}"
+binfmt

@@ -27,6 +27,7 @@
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/park.h"
+#include "registry/platform.h"
 #include "registry/proxy_int.h"
 #include "storage/cas.h"
 #include "storage/embedded.h"
@@ -141,18 +142,13 @@ static int add_blob_entries(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b, const
   return rc;
 }
 
-/* Applies the token's containerConfig to an embedded single-platform image. */
-static int augment_embedded(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b, wv_cache_entry_t *m,
-                            int64_t exp, const char **msg) {
+/* Applies containerConfig cc to the embedded single-platform image m (replaced in place). */
+static int augment_embedded_one(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b,
+                                const wv_container_config_t *cc, wv_cache_entry_t *m, int64_t exp,
+                                const char **msg) {
   wv_arena_t *a = req->arena;
-  wv_container_config_t cc;
   wv_manifest_info_t info;
-  int rc = wv_container_config_parse(a, ctx->rec.cc_json, strlen(ctx->rec.cc_json), &cc, msg);
-  if (!rc && wv_mediatype_classify(m->media_type) != WV_MT_KIND_MANIFEST) {
-    *msg = "Only single-platform built images can be augmented";
-    rc = WV_EINVAL;
-  }
-  rc = rc ? rc : wv_manifest_info(a, m->body, m->body_len, &info, msg);
+  int rc = wv_manifest_info(a, m->body, m->body_len, &info, msg);
   int fd = -1;
   uint64_t size = 0;
   rc = rc ? rc : wv_cas_open_blob(ctx->app->cas, info.config_digest, &fd, &size);
@@ -165,7 +161,7 @@ static int augment_embedded(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b, wv_ca
     close(fd);
   wv_augment_out_t nm, nc;
   wv_container_config_t used;
-  rc = rc ? rc : wv_augment_image(a, m->body, m->body_len, config, size, &cc, &nm, &nc, &used, msg);
+  rc = rc ? rc : wv_augment_image(a, m->body, m->body_len, config, size, cc, &nm, &nc, &used, msg);
   rc = rc ? rc : wv_cas_put(ctx->app->cas, nc.data, nc.len, nc.digest, NULL);
   if (rc)
     return rc;
@@ -192,6 +188,85 @@ static int augment_embedded(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b, wv_ca
                           .body = nm.data,
                           .body_len = nm.len};
   return rc ? rc : wv_pbatch_add(b, wv_cache_key_manifest(a, reg, img, nm.digest), m, exp);
+}
+
+/*
+ * The index of an embedded multi-platform build: each child of the token's platforms is
+ * augmented as a single image (read by digest from the embedded registry), then the index is
+ * rewritten to name the augmented children, as resolve.c does for upstream indexes.
+ */
+static int augment_embedded_index(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b,
+                                  const wv_container_config_t *cc, wv_cache_entry_t *m, int64_t exp,
+                                  const char **msg) {
+  wv_arena_t *a = req->arena;
+  wv_platform_list_t want;
+  wv_index_entry_t *entries;
+  size_t n;
+  int rc =
+      wv_platform_parse_list(a, ctx->rec.platform ? ctx->rec.platform : "linux/amd64", &want, msg);
+  rc = rc ? rc
+          : wv_augment_index_select(a, m->body, m->body_len, m->media_type, &want, ctx->rec.image,
+                                    ctx->rt.reference, &entries, &n, msg);
+  wv_index_repl_t *repl = rc ? NULL : wv_arena_calloc(a, (n ? n : 1) * sizeof *repl);
+  if (!rc && !repl)
+    rc = WV_ENOMEM;
+  for (size_t i = 0; !rc && i < n; i++) {
+    char *body = NULL, *mt = wv_arena_alloc(a, WV_EMBEDDED_MEDIATYPE_MAX),
+         *dg = wv_arena_alloc(a, WV_EMBEDDED_DIGEST_LEN);
+    size_t len = 0;
+    rc = mt && dg ? wv_embedded_get_manifest(ctx->app->store, WV_EMBEDDED_REPO, entries[i].digest,
+                                             &body, &len, mt, dg)
+                  : WV_ENOMEM;
+    wv_cache_entry_t child = {.kind = WV_CACHE_MANIFEST,
+                              .media_type = mt,
+                              .digest = dg,
+                              .size = len,
+                              .location = "",
+                              .body = rc ? NULL : wv_arena_strndup(a, body, len),
+                              .body_len = len};
+    free(body);
+    if (!rc && !child.body)
+      rc = WV_ENOMEM;
+    if (!rc && wv_mediatype_classify(mt) != WV_MT_KIND_MANIFEST) {
+      *msg = "An index entry of the built image is not an image manifest";
+      rc = WV_EINVAL;
+    }
+    rc = rc ? rc : augment_embedded_one(req, ctx, b, cc, &child, exp, msg);
+    if (!rc)
+      repl[i] = (wv_index_repl_t){entries[i].digest, child.digest, (int64_t)child.body_len};
+  }
+  wv_augment_out_t ni;
+  rc = rc ? rc : wv_augment_index_rewrite(a, m->body, m->body_len, repl, n, &ni, msg);
+  if (rc)
+    return rc == WV_ENOTFOUND ? WV_EINVAL : rc;
+  *m = (wv_cache_entry_t){.kind = WV_CACHE_MANIFEST,
+                          .media_type = m->media_type,
+                          .digest = wv_arena_strdup(a, ni.digest),
+                          .size = ni.len,
+                          .location = "",
+                          .body = ni.data,
+                          .body_len = ni.len};
+  return wv_pbatch_add(b, wv_cache_key_manifest(a, ctx->rec.registry, ctx->rec.image, ni.digest), m,
+                       exp);
+}
+
+/* Applies the token's containerConfig to an embedded image or multi-platform index. */
+static int augment_embedded(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b, wv_cache_entry_t *m,
+                            int64_t exp, const char **msg) {
+  wv_container_config_t cc;
+  int rc =
+      wv_container_config_parse(req->arena, ctx->rec.cc_json, strlen(ctx->rec.cc_json), &cc, msg);
+  if (rc)
+    return rc;
+  switch (wv_mediatype_classify(m->media_type)) {
+  case WV_MT_KIND_MANIFEST:
+    return augment_embedded_one(req, ctx, b, &cc, m, exp, msg);
+  case WV_MT_KIND_INDEX:
+    return augment_embedded_index(req, ctx, b, &cc, m, exp, msg);
+  default:
+    *msg = "The built image cannot be augmented";
+    return WV_EINVAL;
+  }
 }
 
 static int embedded_manifest(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {

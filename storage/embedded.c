@@ -367,6 +367,71 @@ int wv_embedded_get_manifest(wv_store_t *s, const char *repo, const char *ref, c
   return rc;
 }
 
+int wv_embedded_put_index(wv_store_t *s, const char *repo, const char *tag, const char *media_type,
+                          const char *body, size_t len, char *digest, char *err, size_t errlen) {
+  char perr[128], dg[WV_DIGEST_STRLEN];
+  json_object *idx = NULL, *list = NULL;
+  if (errlen)
+    err[0] = '\0';
+  if (!name_ok(repo, 255) || !name_ok(tag, 128) || !body || !is_index(media_type) ||
+      len > WV_EMBEDDED_MANIFEST_MAX)
+    return WV_EINVAL;
+  wv_arena_t *a = wv_arena_new(4096);
+  if (!a)
+    return WV_ENOMEM;
+  int rc = wv_json_parse(body, len, WV_EMBEDDED_MANIFEST_MAX, 0, &idx, perr, sizeof perr);
+  if (rc || wv_json_get_array(idx, "manifests", &list)) {
+    snprintf(err, errlen, "index: %s", rc ? perr : "no manifests list");
+    rc = WV_EPARSE;
+  }
+  for (size_t i = 0; !rc && i < json_object_array_length(list); i++) {
+    const char *d = NULL;
+    json_object *e = json_object_array_get_idx(list, i);
+    if (wv_json_get_str(e, "digest", &d) || !wv_cas_digest_valid(d)) {
+      snprintf(err, errlen, "index entry %zu has no valid digest", i);
+      rc = WV_EPARSE;
+    } else if ((rc = linked(s, repo, d)) != 0) {
+      snprintf(err, errlen, "manifest %s is not in %s", d, repo);
+    }
+  }
+  rc = rc ? rc : wv_digest_of(body, len, dg);
+  char *val = rc ? NULL : wv_arena_alloc(a, strlen(media_type) + 1 + len + 1);
+  if (!rc && !val)
+    rc = WV_ENOMEM;
+  if (!rc) {
+    size_t mt = strlen(media_type);
+    memcpy(val, media_type, mt);
+    val[mt] = '\n';
+    memcpy(val + mt + 1, body, len);
+    wv_store_op_t ops[2] = {
+        {.kind = WV_STORE_PUT,
+         .db = WV_DB_EMBEDDED,
+         .key = wv_arena_sprintf(a, "manifest/%s", dg),
+         .val = val,
+         .val_len = mt + 1 + len},
+        {.kind = WV_STORE_PUT,
+         .db = WV_DB_EMBEDDED,
+         .key = wv_arena_sprintf(a, "link/%s@%s", repo, dg),
+         .val = "",
+         .val_len = 0},
+    };
+    wv_store_op_t tagop = {.kind = WV_STORE_PUT,
+                           .db = WV_DB_EMBEDDED,
+                           .key = wv_arena_sprintf(a, "tag/%s:%s", repo, tag),
+                           .val = dg,
+                           .val_len = strlen(dg)};
+    rc = ops[0].key && ops[1].key && tagop.key ? wv_store_apply(s, ops, 2, NULL) : WV_ENOMEM;
+    rc = rc ? rc : wv_store_apply(s, &tagop, 1, NULL); /* the tag last, alone */
+    if (rc && rc != WV_ENOMEM)
+      snprintf(err, errlen, "cannot record the index: %s", wv_strerror(rc));
+  }
+  if (!rc && digest)
+    snprintf(digest, WV_EMBEDDED_DIGEST_LEN, "%s", dg);
+  json_object_put(idx);
+  wv_arena_free(a);
+  return rc;
+}
+
 int wv_embedded_has_blob(wv_store_t *s, wv_cas_t *c, const char *repo, const char *digest,
                          uint64_t *size) {
   if (!name_ok(repo, 255) || !wv_cas_digest_valid(digest))

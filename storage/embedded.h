@@ -58,6 +58,20 @@ int wv_embedded_get_manifest(wv_store_t *s, const char *repo, const char *ref, c
                              size_t *len, char *media_type, char *digest);
 
 /*
+ * Records an image index (the parent of a multi-platform build, spec §4.4)
+ * as repo:tag: body is the index JSON (media type `media_type`, an OCI
+ * index or Docker manifest list, at most WV_EMBEDDED_MANIFEST_MAX bytes)
+ * whose every manifests[] digest must already be a manifest of repo (the
+ * child images, imported first). The index record and its link are written
+ * durably, then the tag alone, as for an import. Its digest goes to digest
+ * (may be NULL). Returns 0, WV_EINVAL (bad arguments or not an index),
+ * WV_EPARSE, WV_ENOTFOUND (a child is not in repo; err names it), WV_ESTORE,
+ * WV_ENOMEM.
+ */
+int wv_embedded_put_index(wv_store_t *s, const char *repo, const char *tag, const char *media_type,
+                          const char *body, size_t len, char *digest, char *err, size_t errlen);
+
+/*
  * Whether repo holds blob digest (linked and present in the CAS); its size
  * to *size (may be NULL). Returns 0, WV_ENOTFOUND, WV_EINVAL, WV_EIO.
  */

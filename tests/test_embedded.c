@@ -161,6 +161,64 @@ TEST(import_index) {
   fx_close(&f);
 }
 
+/* The parent of a multi-platform build: an index over two imported child images. */
+TEST(put_index) {
+  fx_t f;
+  char m1[WV_DIGEST_STRLEN], m2[WV_DIGEST_STRLEN], l1[WV_DIGEST_STRLEN], l2[WV_DIGEST_STRLEN];
+  char idx[1024], want[WV_DIGEST_STRLEN], got[WV_EMBEDDED_DIGEST_LEN], err[256], mt[256], *body;
+  size_t s1, s2, len;
+  const char *oci = "application/vnd.oci.image.manifest.v1+json",
+             *imt = "application/vnd.oci.image.index.v1+json";
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(make_image(&f, "amd64", m1, &s1, l1));
+  CHECK_OK(write_index(&f, oci, m1, s1, "kid1"));
+  CHECK_OK(wv_embedded_import(f.s, f.c, f.layout, "kid1", WV_EMBEDDED_REPO, "kid1", NULL, err,
+                              sizeof err));
+  CHECK_OK(make_image(&f, "arm64", m2, &s2, l2));
+  int n = snprintf(idx, sizeof idx,
+                   "{\"schemaVersion\":2,\"mediaType\":\"%s\",\"manifests\":[{\"mediaType\":\"%s\","
+                   "\"digest\":\"%s\",\"size\":%zu,\"platform\":{\"architecture\":\"amd64\",\"os\":"
+                   "\"linux\"}},{\"mediaType\":\"%s\",\"digest\":\"%s\",\"size\":%zu,\"platform\":{"
+                   "\"architecture\":\"arm64\",\"os\":\"linux\"}}]}",
+                   imt, oci, m1, s1, oci, m2, s2);
+  /* The arm64 child is not imported yet: refused, nothing tagged. */
+  CHECK_EQ_INT(wv_embedded_put_index(f.s, WV_EMBEDDED_REPO, "parent", imt, idx, (size_t)n, got, err,
+                                     sizeof err),
+               WV_ENOTFOUND);
+  CHECK(strstr(err, m2) != NULL);
+  CHECK_EQ_INT(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "parent", &body, &len, NULL, NULL),
+               WV_ENOTFOUND);
+  CHECK_OK(write_index(&f, oci, m2, s2, "kid2"));
+  CHECK_OK(wv_embedded_import(f.s, f.c, f.layout, "kid2", WV_EMBEDDED_REPO, "kid2", NULL, err,
+                              sizeof err));
+  CHECK_OK(wv_embedded_put_index(f.s, WV_EMBEDDED_REPO, "parent", imt, idx, (size_t)n, got, err,
+                                 sizeof err));
+  CHECK_OK(wv_digest_of(idx, (size_t)n, want));
+  CHECK_EQ_STR(got, want);
+  /* By tag and by digest: the same bytes and media type; the children by digest. */
+  CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "parent", &body, &len, mt, got));
+  CHECK_EQ_STR(mt, imt);
+  CHECK_EQ_STR(got, want);
+  CHECK(len == (size_t)n && memcmp(body, idx, len) == 0);
+  free(body);
+  CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, want, &body, &len, NULL, NULL));
+  free(body);
+  CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, m2, &body, &len, mt, NULL));
+  CHECK_EQ_STR(mt, oci);
+  free(body);
+  /* Not an index, not JSON, another repository's children. */
+  CHECK_EQ_INT(wv_embedded_put_index(f.s, WV_EMBEDDED_REPO, "p2", oci, idx, (size_t)n, NULL, err,
+                                     sizeof err),
+               WV_EINVAL);
+  CHECK_EQ_INT(
+      wv_embedded_put_index(f.s, WV_EMBEDDED_REPO, "p2", imt, "{x", 2, NULL, err, sizeof err),
+      WV_EPARSE);
+  CHECK_EQ_INT(
+      wv_embedded_put_index(f.s, "other/repo", "p2", imt, idx, (size_t)n, NULL, err, sizeof err),
+      WV_ENOTFOUND);
+  fx_close(&f);
+}
+
 TEST(digest_mismatch_refused) {
   fx_t f;
   char m[WV_DIGEST_STRLEN], l[WV_DIGEST_STRLEN], err[256], path[512], *body;
@@ -233,8 +291,8 @@ TEST(jobstore_records_and_logs) {
 }
 
 int wv_test_failed;
-static const wv_test_t tests[] = {T(import_and_lookup), T(import_index), T(digest_mismatch_refused),
-                                  T(jobstore_records_and_logs)};
+static const wv_test_t tests[] = {T(import_and_lookup), T(import_index), T(put_index),
+                                  T(digest_mismatch_refused), T(jobstore_records_and_logs)};
 
 int main(int argc, char **argv) {
   wv_log_set_level(WV_LOG_ERROR);

@@ -184,6 +184,77 @@ TEST(environment_yaml) {
   wv_arena_free(A);
 }
 
+/* A CONDA request whose environment is `text` (base64-encoded here), with channels JSON. */
+static const char *env_request(const char *text, const char *channels) {
+  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t n = strlen(text);
+  char *b = wv_arena_alloc(A, (n + 2) / 3 * 4 + 1), *w = b;
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned v = (unsigned char)text[i] << 16;
+    v |= i + 1 < n ? (unsigned char)text[i + 1] << 8 : 0;
+    v |= i + 2 < n ? (unsigned char)text[i + 2] : 0;
+    *w++ = tbl[v >> 18 & 63], *w++ = tbl[v >> 12 & 63];
+    *w++ = i + 1 < n ? tbl[v >> 6 & 63] : '=';
+    *w++ = i + 2 < n ? tbl[v & 63] : '=';
+  }
+  *w = '\0';
+  return wv_arena_sprintf(A, "{\"type\":\"CONDA\",\"environment\":\"%s\"%s%s}", b,
+                          channels ? ",\"channels\":" : "", channels ? channels : "");
+}
+
+/* nf-wave sends .txt conda files (explicit lock files, spec lists) as `environment`. */
+TEST(environment_text) {
+  A = wv_arena_new(0);
+  const char *lock =
+      "# This file may be used to create an environment using:\n"
+      "# $ conda create --name <env> --file <this file>\n"
+      "# platform: linux-64\n"
+      "@EXPLICIT\n"
+      "https://conda.anaconda.org/conda-forge/linux-64/"
+      "zlib-1.3.1-hb9d3cd8_2.conda#c9f075ab2f33b3bbee9e62d4ad0a6cd8\n"
+      "  https://conda.anaconda.org/bioconda/linux-64/bwa-0.7.18-he4a0461_1.tar.bz2\r\n"
+      "\n";
+  CHECK_EQ_STR(conda_yaml(env_request(lock, NULL)),
+               "dependencies:\n"
+               "- https://conda.anaconda.org/conda-forge/linux-64/"
+               "zlib-1.3.1-hb9d3cd8_2.conda#c9f075ab2f33b3bbee9e62d4ad0a6cd8\n"
+               "- https://conda.anaconda.org/bioconda/linux-64/bwa-0.7.18-he4a0461_1.tar.bz2\n");
+  /* The container file is Wave's conda-file template, as for a YAML environment. */
+  const char *out;
+  CHECK_OK(render(env_request(lock, NULL), WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("conda-v2-environment.Dockerfile", out));
+  CHECK_OK(render(env_request(lock, NULL), WV_TPL_MICROMAMBA_V1, false, &out));
+  const char *v1 = "FROM mambaorg/micromamba:1.5.10-noble\n"
+                   "COPY --chown=$MAMBA_USER:$MAMBA_USER conda.yml /tmp/conda.yml\n"
+                   "RUN micromamba install -y -n base -f /tmp/conda.yml \\\n";
+  CHECK(!strncmp(out, v1, strlen(v1)));
+
+  /* A spec list gives the YAML of the same specs sent as entries (one spec per line). */
+  const char *specs = "# comment\nbioconda::samtools=1.17\n\nnumpy >=1.20\npip:multiqc==1.21\n";
+  const char *as_text = conda_yaml(env_request(specs, "[\"conda-forge\",\"bioconda\"]"));
+  CHECK_EQ_STR(as_text, "channels:\n- conda-forge\n- bioconda\ndependencies:\n"
+                        "- bioconda::samtools=1.17\n- numpy >=1.20\n- pip\n- pip:\n"
+                        "  - multiqc==1.21\n");
+  CHECK_EQ_STR(conda_yaml("{\"type\":\"CONDA\",\"entries\":[\"bioconda::samtools=1.17\"],"
+                          "\"channels\":[\"bioconda\"]}"),
+               conda_yaml(env_request("bioconda::samtools=1.17\n", "[\"bioconda\"]")));
+
+  /* Errors: a bad lock line, an empty lock, pip:: in a list; YAML files keep the YAML checks. */
+  CHECK_EQ_STR(conda_yaml(env_request("@EXPLICIT\nhttps://x/a.conda\nzlib=1.3\n", NULL)),
+               "Invalid conda lock file at line 3: expected one http(s) package URL");
+  CHECK_EQ_STR(conda_yaml(env_request("# c\n@EXPLICIT\n# nothing\n", NULL)),
+               "Invalid conda lock file: no package URL after @EXPLICIT");
+  CHECK_EQ_STR(conda_yaml(env_request("pip::x\n", NULL)),
+               "Invalid pip prefix - Likely you want to use 'pip:x' instead of 'pip::x'");
+  const char *bad = conda_yaml(env_request("name: x\ndependencies:\n  - [a\n", NULL));
+  CHECK(!strncmp(bad, "Invalid conda YAML at line", 26));
+  bad = conda_yaml(env_request("samtools\n- bwa\n", NULL));
+  CHECK(!strncmp(bad, "Invalid conda YAML at line", 26));
+  bad = conda_yaml(env_request("# only a comment\n", NULL));
+  CHECK(!strncmp(bad, "Invalid conda YAML at line", 26));
+  wv_arena_free(A);
+}
+
 TEST(validation_messages) {
   A = wv_arena_new(0);
   struct {
@@ -254,6 +325,78 @@ TEST(spec_example_2_tag) {
   CHECK_OK(wv_checksum_container_id(&in, id));
   CHECK_OK(wv_naming_target_image(A, false, in.repository, id, yaml, WV_NAME_DEFAULT, &img));
   CHECK(strncmp(img, "private.cr.seqera.io/wave/build:samtools-1.17--", 47) == 0);
+  wv_arena_free(A);
+}
+
+/*
+ * The request shapes nf-wave and the Wave CLI send for conda and pixi builds. The expected
+ * container files are the expected outputs of Wave's own tests (seqeralabs/wave), copied to
+ * tests/fixtures/templates/wave-*; the expected ids were computed by the independent
+ * reference tests/fixtures/gen_checksum_vectors.py over those texts (platform linux/amd64,
+ * repository wave/build).
+ */
+static const char *shape_id(const char *file, const char *yaml) {
+  wv_checksum_input_t in = {.container_file = file,
+                            .conda_file = yaml,
+                            .platform = "linux/amd64",
+                            .repository = "wave/build"};
+  char *id = wv_arena_alloc(A, WV_CHECKSUM_STRLEN);
+  return wv_checksum_container_id(&in, id) ? "error" : id;
+}
+
+TEST(wave_request_shapes) {
+  A = wv_arena_new(0);
+  const char *out, *yaml;
+  /* entries with channels, default template. ContainerHelperTest: "should create conda docker
+   * file with packages using micromamba v2 by default". */
+  const char *entries = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
+                        "\"channels\":[\"conda-forge\",\"bioconda\"]}";
+  CHECK_OK(render(entries, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("wave-v2-entries.Dockerfile", out));
+  CHECK_EQ_STR(yaml = conda_yaml(entries), "channels:\n- conda-forge\n- bioconda\ndependencies:\n"
+                                           "- bwa=0.7.15\n- salmon=1.1.1\n");
+  CHECK_EQ_STR(shape_id(out, yaml), "dd3faed20244213c");
+  /* The Wave CLI's shape: condaOpts with the v1 image, which the v2 template replaces.
+   * CondaHelperTest: "should override a v1 mamba image with the v2 default in v2". */
+  const char *cli = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
+                    "\"channels\":[\"conda-forge\",\"bioconda\"],\"condaOpts\":{\"mambaImage\":"
+                    "\"mambaorg/micromamba:1.5.10-noble\",\"basePackages\":\"conda-forge::procps-"
+                    "ng\",\"baseImage\":\"ubuntu:24.04\",\"commands\":null}}";
+  CHECK_OK(render(cli, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("wave-v2-entries.Dockerfile", out));
+  CHECK_EQ_STR(shape_id(out, conda_yaml(cli)), "dd3faed20244213c");
+  /* The generated conda file. ContainerHelperTest: "should validate conda packages helper". */
+  CHECK(same_as_fixture("wave-packages.conda.yml",
+                        conda_yaml("{\"type\":\"CONDA\",\"entries\":[\"this\",\"that\"],"
+                                   "\"channels\":[\"defaults\"]}")));
+
+  /* environment file + channels (nf-wave's local conda file). ContainerHelperTest: "should
+   * validate conda env and channels helper" (conda file); TemplateUtilsTest: "should create
+   * dockerfile using micromamba v2 template from conda file" (container file). */
+  const char *env = "{\"type\":\"CONDA\",\"environment\":\"Y2hhbm5lbHM6Ci0gYWEKZGVwZW5kZW5jaWVzOgot"
+                    "IGJ3YT0wLjcuMTUKLSBzYWxtb249MS4xLjEK\",\"channels\":[\"xx\",\"yy\"],"
+                    "\"condaOpts\":{\"mambaImage\":\"mambaorg/micromamba:2.1.1\",\"baseImage\":"
+                    "\"ubuntu:24.04\",\"basePackages\":\"conda-forge::procps-ng\"}}";
+  CHECK(same_as_fixture("wave-env-channels.conda.yml", yaml = conda_yaml(env)));
+  CHECK_OK(render(env, WV_TPL_DEFAULT, false, &out));
+  CHECK(same_as_fixture("wave-v2-file.Dockerfile", out));
+  CHECK_EQ_STR(shape_id(out, yaml), "eb06328a47325604");
+
+  /* lock-file URL. ContainerHelperTest: "should create conda docker file with lock file and
+   * micromamba v2"; no conda file. */
+  const char *lock = "{\"type\":\"CONDA\",\"entries\":[\"https://foo.com/lock.yml\"],"
+                     "\"channels\":[\"conda-forge\",\"bioconda\"]}";
+  CHECK_OK(render(lock, WV_TPL_MICROMAMBA_V2, false, &out));
+  CHECK(same_as_fixture("wave-v2-lock.Dockerfile", out));
+  CHECK_EQ_STR(conda_yaml(lock), "(none)");
+  CHECK_EQ_STR(shape_id(out, NULL), "8a499c12066c303a");
+
+  /* pixi. ContainerHelperTest: "should create conda docker file with packages and pixi". */
+  const char *pixi = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
+                     "\"channels\":[\"conda-forge\"]}";
+  CHECK_OK(render(pixi, WV_TPL_PIXI_V1, false, &out));
+  CHECK(same_as_fixture("wave-pixi-entries.Dockerfile", out));
+  CHECK_EQ_STR(shape_id(out, conda_yaml(pixi)), "a503d19638edca11");
   wv_arena_free(A);
 }
 
@@ -330,6 +473,6 @@ TEST(freeze_entrypoint_source) {
 static void setup(void) __attribute__((constructor));
 static void setup(void) { wv_template_defaults_wave(&D); }
 
-WV_TESTS(T(conda_v2), T(conda_v1), T(pixi_v1), T(cran_v1), T(environment_yaml),
-         T(validation_messages), T(spec_example_2_tag), T(freeze_rewrite),
+WV_TESTS(T(conda_v2), T(conda_v1), T(pixi_v1), T(cran_v1), T(environment_yaml), T(environment_text),
+         T(validation_messages), T(spec_example_2_tag), T(wave_request_shapes), T(freeze_rewrite),
          T(freeze_entrypoint_source))

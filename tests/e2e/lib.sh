@@ -146,7 +146,7 @@ put_blob() {
 make_rootfs() { # DIR
   mkdir -p "$1/bin" "$1/etc" "$1/tmp"
   chmod 1777 "$1/tmp"
-  cp /bin/busybox "$1/bin/busybox"
+  cp "${BUSYBOX:-/bin/busybox}" "$1/bin/busybox" # BUSYBOX: another arch's binary
   for a in sh ls cat echo env true false mkdir; do ln -s busybox "$1/bin/$a"; done
   echo 'root:x:0:0:root:/root:/bin/sh' >"$1/etc/passwd"
   echo 'root:x:0:' >"$1/etc/group"
