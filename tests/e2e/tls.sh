@@ -56,7 +56,7 @@ server:
   tls: {cert: $P/server.crt, key: $P/server.key, port: $TPORT}
 storage: {path: $W/data}
 log: {level: debug}
-wave: {server: {url: "https://127.0.0.1:$TPORT"}}
+wave: {server: {url: "https://127.0.0.1:$TPORT"}, registries: {"127.0.0.1:$REG_PORT": {}}}
 YML
 "$WAVED_BIN" --config "$W/config.yml" >"$W/waved.log" 2>&1 &
 WAVED_PID=$!
@@ -148,8 +148,9 @@ ok "three pipelined requests over TLS (a 12 MiB file in the middle): in order, i
 import sys
 d, layer = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
 i = d.find(layer)
-print(d.count(b"HTTP/1.1 200 OK\r\n"), d[:i].count(b"HTTP/1.1 200"), d.count(layer), d[-15:].decode())' \
-  "$T/pipe" "$T/big.layer")" '3 2 1 {"status":"UP"}'
+print(d.count(b"HTTP/1.1 200 OK\r\n"), d[:i].count(b"HTTP/1.1 200"), d.count(layer),
+      d[i:].count(b"{\"status\":\"UP\",\"components\""), d.endswith(b"}}}"))' \
+  "$T/pipe" "$T/big.layer")" '3 2 1 1 True'
 
 # ---- skopeo and podman, verification on ----
 ok "skopeo copy over HTTPS (--src-cert-dir)" \
