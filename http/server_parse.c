@@ -122,7 +122,8 @@ static int on_headers_complete(llhttp_t *p) {
     ex->body.max = ex->body_limit;
   const char *expect = wv_req_header(&ex->req, "Expect");
   ex->expect_continue = expect && strcasecmp(expect, "100-continue") == 0;
-  if (ex->expect_continue && ((p->flags & F_CHUNKED) || p->content_length > 0)) {
+  /* No socket only in tests/fuzz/fuzz_http.c, which parses without one. */
+  if (ex->expect_continue && ((p->flags & F_CHUNKED) || p->content_length > 0) && c->tcp.loop) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     wr_t *w = malloc(sizeof *w);
     if (w) {

@@ -3,7 +3,7 @@
 # are installed. As root it installs what is missing with apt-get; otherwise it
 # prints the apt-get line to run and fails, so nothing half-builds.
 # Sets: build (compile waved), test (end-to-end components), bench (load tools
-# and the servers bench/pull-load.sh starts).
+# and the servers bench/pull-load.sh starts), fuzz (clang and libFuzzer for `make fuzz`).
 set -euo pipefail
 
 build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libjson-c-dev
@@ -12,6 +12,7 @@ test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busyb
       buildah runc)
 bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-static
        buildah runc iproute2)
+fuzz=(clang-14 libclang-rt-14-dev)
 
 want=()
 for set in "$@"; do
@@ -19,6 +20,7 @@ for set in "$@"; do
     build) want+=("${build[@]}") ;;
     test) want+=("${test[@]}") ;;
     bench) want+=("${bench[@]}") ;;
+    fuzz) want+=("${fuzz[@]}") ;;
     *) echo "deps.sh: unknown set '$set'" >&2; exit 2 ;;
   esac
 done
