@@ -17,7 +17,7 @@ for t in $(sed -n 's/^set(WAVED_FUZZ_TARGETS \(.*\))$/\1/p' "$here/CMakeLists.tx
   mkdir -p "$work"
   cp "$here/corpus/$t"/* "$work"/ 2>/dev/null || true
   log="$out/fuzz-$t.log"
-  if "$out/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+  if "$out/tests/fuzz/fuzz_$t" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$art/$t-" "$work" >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     echo "fuzz_$t: ok, ${runs:-?} runs in ${secs}s"
