@@ -114,8 +114,10 @@ ok "crash: 200" test "$(post "{\"containerFile\":\"$CF1\"}" "$T/r1.json")" = 200
 ID1=$(field "$T/r1.json" 'd["buildId"]')
 ok "crash: the RUN sleeps below waved" wait_sleep "$T/tree1"
 ok "crash: buildah runs" grep -q ':buildah' "$T/tree1"
+# The runner is waved itself (comm "waved") below waved: pick it by name, not by pid order.
+runner_of() { grep ':waved$' "$1" | head -1 | cut -d: -f1; }
 ok "crash: the step runs under its job runner" \
-  bash -c "tr '\0' ' ' </proc/$(head -1 "$T/tree1" | cut -d: -f1)/cmdline | grep -q -- '--job-exec --parent $WAVED_PID --job '"
+  bash -c "tr '\0' ' ' </proc/$(runner_of "$T/tree1")/cmdline | grep -q -- '--job-exec --parent $WAVED_PID --job '"
 kill9_waved
 for i in $(seq 1 50); do
   [ "$(alive "$T/tree1")" = 0 ] && break
@@ -135,7 +137,8 @@ CF2=$(b64 "FROM $BB\nRUN sleep 300 && echo leftover\n")
 ok "leftover: 200" test "$(post "{\"containerFile\":\"$CF2\"}" "$T/r2.json")" = 200
 ID2=$(field "$T/r2.json" 'd["buildId"]')
 ok "leftover: the RUN sleeps below waved" wait_sleep "$T/tree2"
-RUNNER=$(head -1 "$T/tree2" | cut -d: -f1)
+RUNNER=$(runner_of "$T/tree2")
+ok "leftover: found the runner" test -n "$RUNNER"
 kill -STOP "$RUNNER"
 kill9_waved
 sleep 2
