@@ -5,7 +5,7 @@ JOBS     ?= 2
 CONFIG   ?= config.yml
 CMAKE_FLAGS ?=
 
-.PHONY: all build run test test-asan test-tsan bench clean deps install deb
+.PHONY: all build run test test-asan test-tsan bench clean deps install deb fuzz
 
 all: build
 
@@ -43,6 +43,16 @@ test-tsan:
 	$(MAKE) --no-print-directory build OUT=out-tsan CMAKE_FLAGS=-DWAVED_TSAN=ON
 	TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" ctest --test-dir out-tsan --output-on-failure -j$(JOBS)
 
+# libFuzzer targets (tests/fuzz, docs/security.md "Fuzzing"), built with clang in out-fuzz and
+# run FUZZ_SECONDS each on their seed corpus; fails on a crash, leak or sanitizer report.
+FUZZ_SECONDS ?= 10
+fuzz:
+	@packaging/deps.sh build fuzz
+	cmake -S . -B out-fuzz -DCMAKE_C_COMPILER=clang-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DWAVED_FUZZ=ON -DBUILD_TESTING=OFF
+	cmake --build out-fuzz -j$(JOBS) --target fuzz_targets
+	tests/fuzz/run.sh out-fuzz $(FUZZ_SECONDS)
+
 bench:
 	@packaging/deps.sh build bench
 	$(MAKE) --no-print-directory build OUT=out-release CMAKE_FLAGS=-DCMAKE_BUILD_TYPE=Release
@@ -71,4 +81,4 @@ deb:
 	@ls out-deb/*.deb
 
 clean:
-	rm -rf out out-asan out-tsan out-release out-deb
+	rm -rf out out-asan out-tsan out-release out-deb out-fuzz

@@ -60,6 +60,9 @@ typedef struct job {
   bool in_finished;
   char cancel_reason[WV_JOB_REASON_MAX];
 
+  int64_t pgid;        /* the running step's process group (its runner's pid), 0 = none */
+  uint64_t pgid_start; /* its start time (/proc stat ticks): guards against pid reuse */
+
   jrun_t *run; /* job thread only: the running state */
   size_t step; /* job thread only: index of the current step */
 } job_t;
@@ -124,6 +127,7 @@ struct jrun {
   int handles; /* open handles; the run is freed when the last closes */
   bool proc_open, out_open, fn_running;
   bool exited, timed_out, cancelled, abandoned, ending;
+  bool wrapped;          /* the step runs under the job runner (waved --job-exec) */
   atomic_bool stop_flag; /* read by function steps */
   int64_t exit_code;
   int term_signal;

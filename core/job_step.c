@@ -8,6 +8,7 @@
 #include "core/job.h"
 #include "core/err.h"
 #include "core/job_int.h"
+#include "core/jobkill.h"
 #include "core/jobmem.h"
 
 #include <errno.h>
@@ -69,6 +70,30 @@ static bool log_says_oom(jrun_t *r) {
   return false;
 }
 
+/* The runner could not exec the command: its one line "waved --job-exec: cannot run X: why"
+ * is in the log; the reason reads as when uv_spawn itself fails. */
+static bool runner_exec_failed(jrun_t *r, char *why, size_t n) {
+  char tail[4097], path[PATH_MAX];
+  static const char mark[] = "waved --job-exec: cannot run ";
+  wv_jobeng_log_path(r->e, r->job->id, path, sizeof path);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  off_t end = lseek(fd, 0, SEEK_END);
+  ssize_t got = pread(fd, tail, 4096, end > 4096 ? end - 4096 : 0);
+  close(fd);
+  if (got <= 0)
+    return false;
+  tail[got] = '\0';
+  char *p = strstr(tail, mark);
+  if (!p)
+    return false;
+  p += sizeof mark - 1;
+  size_t len = strcspn(p, "\n");
+  snprintf(why, n, "%.*s", (int)len, p);
+  return true;
+}
+
 static bool memory_exceeded(jrun_t *r) {
   wv_job_engine_t *e = r->e;
   if (r->cgroup[0])
@@ -81,7 +106,7 @@ static void cmd_step_done(jrun_t *r) {
   job_t *j = r->job;
   const jstep_t *s = &j->steps[j->step];
   const char *label = j->kind->label;
-  char lim[32];
+  char lim[32], why[512];
   uv_timer_stop(&r->eofwait);
   uv_timer_stop(&r->killer);
   if (r->abandoned)
@@ -99,6 +124,8 @@ static void cmd_step_done(jrun_t *r) {
   } else if (failed && s->may_fail) {
     wv_jobeng_log_linef(r, "[waved: step '%s' failed with status %d; continuing]", s->name, status);
     failed = false;
+  } else if (status == 127 && r->wrapped && runner_exec_failed(r, why, sizeof why)) {
+    wv_jobeng_set_reason(r, 127, "%s failed: cannot run %s", label, why);
   } else if (r->term_signal) {
     wv_jobeng_set_reason(r, status, "%s failed: step '%s' was killed by signal %d", label, s->name,
                          r->term_signal);
@@ -175,25 +202,35 @@ static void on_output(uv_poll_t *p, int status, int events) {
   }
 }
 
-/* The argv actually spawned: through the exec wrapper when it sets a limit. */
-static char **wrap_argv(jrun_t *r, char **argv, char *limit, size_t limitlen) {
+/* The argv actually spawned: through the job runner (waved --job-exec) whenever there is
+ * one, so the step dies with waved (core/job_api.c) and sits in its cgroup or under its
+ * RLIMIT_AS before the real command runs. */
+static char **wrap_argv(jrun_t *r, char **argv, char *limit, size_t limitlen, char *parent,
+                        size_t parentlen) {
   wv_job_engine_t *e = r->e;
-  bool rlimit = e->mem == WV_JOB_MEM_RLIMIT && r->job->memory_max && e->exec_path;
-  bool cg = r->cgroup[0] && e->exec_path;
-  if (!rlimit && !cg)
+  if (!e->exec_path)
     return NULL;
+  bool rlimit = e->mem == WV_JOB_MEM_RLIMIT && r->job->memory_max;
+  bool cg = r->cgroup[0];
   size_t n = 0;
   while (argv[n])
     n++;
-  char **w = calloc(n + 6, sizeof *w);
+  char **w = calloc(n + 10, sizeof *w);
   if (!w)
     return NULL;
   size_t k = 0;
   w[k++] = e->exec_path;
   w[k++] = "--job-exec";
-  w[k++] = cg ? "--cgroup" : "--rlimit-as";
-  snprintf(limit, limitlen, "%llu", (unsigned long long)r->job->memory_max);
-  w[k++] = cg ? r->cgroup : limit;
+  snprintf(parent, parentlen, "%ld", (long)getpid());
+  w[k++] = "--parent";
+  w[k++] = parent;
+  w[k++] = "--job";
+  w[k++] = r->job->id;
+  if (rlimit || cg) {
+    w[k++] = cg ? "--cgroup" : "--rlimit-as";
+    snprintf(limit, limitlen, "%llu", (unsigned long long)r->job->memory_max);
+    w[k++] = cg ? r->cgroup : limit;
+  }
   w[k++] = "--";
   memcpy(w + k, argv, (n + 1) * sizeof *w);
   return w;
@@ -202,11 +239,11 @@ static char **wrap_argv(jrun_t *r, char **argv, char *limit, size_t limitlen) {
 static int spawn_cmd(jrun_t *r, const jstep_t *s) {
   job_t *j = r->job;
   uv_file fds[2];
-  char limit[32];
+  char limit[32], parent[32];
   int rc = uv_pipe(fds, UV_NONBLOCK_PIPE, 0); /* the read end is non-blocking */
   if (rc)
     return rc;
-  char **wrapped = wrap_argv(r, s->argv, limit, sizeof limit);
+  char **wrapped = wrap_argv(r, s->argv, limit, sizeof limit, parent, sizeof parent);
   uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
                                    {.flags = UV_INHERIT_FD, .data.fd = fds[1]},
                                    {.flags = UV_INHERIT_FD, .data.fd = fds[1]}};
@@ -225,6 +262,7 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
   r->term_signal = 0;
   r->proc.data = r;
   rc = uv_spawn(&r->e->loop, &r->proc, &o);
+  bool via_runner = wrapped != NULL;
   free(wrapped);
   close(fds[1]);
   r->handles++; /* initialised even when the spawn failed: it must be closed */
@@ -235,6 +273,16 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
   }
   r->pid = r->proc.pid;
   r->proc_open = true;
+  r->wrapped = via_runner;
+  if (r->wrapped) {
+    /* Durably, before the step can do anything lasting: a restart after a crash kills this
+     * group before it rules on the job (core/job_api.c, recover). */
+    uv_mutex_lock(&r->e->mu);
+    j->pgid = r->pid;
+    j->pgid_start = wv_jobkill_start_time(r->pid);
+    uv_mutex_unlock(&r->e->mu);
+    wv_jobeng_save(r->e, j, WV_JOB_RUNNING);
+  }
   if (r->cgroup[0] && !r->e->exec_path)
     wv_jobmem_join(r->cgroup, r->pid); /* racy without the wrapper; best effort */
   /* A poll handle, not a uv_pipe_t: the fd stays ours to close(). libuv closes the fds it

@@ -164,6 +164,10 @@ char *wv_jobrec_to_json(const job_t *j, wv_job_state_t state, size_t *len) {
   rc = rc ? rc : wv_json_add_str(o, "workdir", j->workdir);
   rc = rc ? rc : wv_json_add_int(o, "deadline_ms", j->deadline_ms);
   rc = rc ? rc : wv_json_add_int(o, "memory_max", (int64_t)j->memory_max);
+  if (j->pgid > 0 && !wv_jobeng_ended(state)) {
+    rc = rc ? rc : wv_json_add_int(o, "pgid", j->pgid);
+    rc = rc ? rc : wv_json_add_int(o, "pgid_start", (int64_t)j->pgid_start);
+  }
   for (size_t i = 0; !rc && i < j->nsteps; i++) {
     json_object *s = step_json(&j->steps[i]);
     rc = s ? json_object_array_add(steps, s) : WV_ENOMEM;
@@ -274,6 +278,10 @@ static int parse_fields(json_object *o, job_t *j) {
     j->exit_status = (int)v;
   if (wv_json_get_int64(o, "memory_max", &v) == 0 && v >= 0)
     j->memory_max = (uint64_t)v;
+  if (wv_json_get_int64(o, "pgid", &v) == 0 && v > 1 && v <= INT32_MAX)
+    j->pgid = v;
+  if (wv_json_get_int64(o, "pgid_start", &v) == 0 && v > 0)
+    j->pgid_start = (uint64_t)v;
   return get_str_dup(o, "workdir", &j->workdir);
 }
 

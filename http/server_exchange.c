@@ -70,6 +70,8 @@ static void ex_reset(exchange_t *ex) {
   ex->hstate = 0;
   ex->discard_body = false;
   ex->expect_continue = false;
+  ex->in_trailers = false;
+  ex->trailer_bytes = 0;
   ex->next = NULL;
 }
 

@@ -116,6 +116,9 @@ struct exchange {
   int hstate; /* 0 between headers, 1 in a name, 2 in a value */
   bool discard_body;
   bool expect_continue;
+  bool in_trailers;       /* past the head: trailer fields are counted (431 cap), never kept,
+                             since growing head would move the strings req->headers points to */
+  uint64_t trailer_bytes; /* bytes of trailer fields so far */
   wv_match_t match;
 };
 

@@ -5,7 +5,8 @@
 # Sets: build (compile waved), run (what waved needs at run time on its
 # defaults: the buildah builder and the runc runtime it is configured with),
 # test (end-to-end components), bench (load tools and the servers
-# bench/pull-load.sh starts), package (make deb and packaging/check-deb.sh).
+# bench/pull-load.sh starts), package (make deb and packaging/check-deb.sh),
+# fuzz (clang and libFuzzer for `make fuzz`).
 set -euo pipefail
 
 build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libjson-c-dev
@@ -23,6 +24,7 @@ package=(debhelper dpkg-dev lintian systemd iproute2 util-linux curl python3
          docker-registry skopeo busybox-static buildah runc)
 bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-static
        buildah runc iproute2)
+fuzz=(clang-14 libclang-rt-14-dev)
 
 want=()
 for set in "$@"; do
@@ -32,6 +34,7 @@ for set in "$@"; do
     test) want+=("${test[@]}") ;;
     bench) want+=("${bench[@]}") ;;
     package) want+=("${package[@]}") ;;
+    fuzz) want+=("${fuzz[@]}") ;;
     *) echo "deps.sh: unknown set '$set'" >&2; exit 2 ;;
   esac
 done

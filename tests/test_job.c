@@ -6,6 +6,7 @@
  */
 #include "core/err.h"
 #include "core/job.h"
+#include "core/jobkill.h"
 #include "core/log.h"
 #include "runner.h"
 #include "storage_util.h"
@@ -16,6 +17,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- a fake in-memory persistence ---- */
@@ -356,6 +358,120 @@ TEST(grandchild_does_not_outlive_its_step) {
   fixture_free(&f);
 }
 
+/* Waits up to ms for a pid file to hold a live pid. */
+static pid_t wait_pid_file(const char *dir, const char *name, int ms) {
+  for (int i = 0; i < ms / 10; i++) {
+    pid_t p = read_pid(dir, name);
+    if (p > 0 && pid_alive(p))
+      return p;
+    usleep(10000);
+  }
+  return 0;
+}
+
+/* waved killed with SIGKILL mid-step: the runner's parent-death signal takes the whole step
+ * with it, including a background grandchild that left the process group (setsid). */
+TEST(step_dies_with_waved) {
+  fixture_t f;
+  CHECK(tmpdir_make(f.dir, "job"));
+  pid_t waved = fork();
+  CHECK(waved >= 0);
+  if (waved == 0) {
+    fake_init(&f.fake, &f.persist);
+    wv_job_kind_t k = kind_def("build", 2, 60000);
+    if (fixture_open(&f, "job", WV_JOB_MEM_NONE, true) || wv_job_register_kind(f.e, &k) ||
+        wv_job_engine_start(f.e))
+      _exit(2);
+    const char *argv[] = {"sh", "-c",
+                          "setsid sleep 300 & echo $! > esc.pid; sleep 300 & echo $! > bg.pid; "
+                          "echo $$ > main.pid; wait",
+                          NULL};
+    wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv, .cwd = f.dir};
+    wv_job_spec_t spec = {.kind = "build", .steps = &step, .nsteps = 1};
+    if (wv_job_submit(f.e, &spec, NULL))
+      _exit(3);
+    pause();
+    _exit(0);
+  }
+  pid_t main_pid = wait_pid_file(f.dir, "main.pid", 10000);
+  pid_t bg = wait_pid_file(f.dir, "bg.pid", 2000), esc = wait_pid_file(f.dir, "esc.pid", 2000);
+  CHECK(main_pid > 0 && bg > 0 && esc > 0);
+  kill(waved, SIGKILL);
+  CHECK_EQ_INT(waitpid(waved, NULL, 0), waved);
+  for (int i = 0; i < 300 && (pid_alive(main_pid) || pid_alive(bg) || pid_alive(esc)); i++)
+    usleep(10000);
+  CHECK(!pid_alive(main_pid));
+  CHECK(!pid_alive(bg));
+  CHECK(!pid_alive(esc));
+  tmpdir_remove(f.dir);
+}
+
+/* A runner that did not die with the old waved (here: stopped, so it cannot act on the
+ * parent-death signal) is killed at the next start, before the job is ruled on; a recorded
+ * group whose leader is not that job's runner is left alone (pid reuse). */
+TEST(restart_kills_leftover_group) {
+  fixture_t f;
+  wv_job_kind_t k = kind_def("build", 1, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  fixture_close(&f);
+  pid_t runner = fork();
+  CHECK(runner >= 0);
+  if (runner == 0) {
+    char parent[32];
+    snprintf(parent, sizeof parent, "%ld", (long)getppid());
+    setsid();
+    if (chdir(f.dir) != 0)
+      _exit(2);
+    execl(self_exe, self_exe, "--job-exec", "--parent", parent, "--job", "bd-left_1", "--", "sh",
+          "-c", "sleep 300 & echo $! > left.pid; wait", (char *)NULL);
+    _exit(127);
+  }
+  pid_t other = fork(); /* not a runner: must survive */
+  CHECK(other >= 0);
+  if (other == 0) {
+    setsid();
+    execlp("sleep", "sleep", "300", (char *)NULL);
+    _exit(127);
+  }
+  pid_t left = wait_pid_file(f.dir, "left.pid", 10000);
+  CHECK(left > 0);
+  kill(runner, SIGSTOP);
+  char rec[1024];
+  const char *fmt = "{\"id\":\"%s\",\"kind\":\"build\",\"state\":\"RUNNING\",\"created\":1,"
+                    "\"started\":2,\"finished\":0,\"exit\":-1,\"reason\":\"\",\"deadline_ms\":"
+                    "10000,\"memory_max\":0,\"pgid\":%d,\"pgid_start\":%llu,\"steps\":[{\"type\":"
+                    "\"cmd\",\"name\":\"build\",\"argv\":[\"true\"]}]}";
+  snprintf(rec, sizeof rec, fmt, "bd-left_1", (int)runner,
+           (unsigned long long)wv_jobkill_start_time(runner));
+  CHECK_OK(f.persist.save(&f.fake, "bd-left_1", rec, strlen(rec), false));
+  snprintf(rec, sizeof rec, fmt, "bd-other_1", (int)other,
+           (unsigned long long)wv_jobkill_start_time(other));
+  CHECK_OK(f.persist.save(&f.fake, "bd-other_1", rec, strlen(rec), false));
+  CHECK(pid_alive(left));
+
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  pid_t reaped = 0;
+  for (int i = 0; i < 500 && reaped == 0; i++) /* bounded: the test must fail, not hang */
+    if ((reaped = waitpid(runner, NULL, WNOHANG)) == 0)
+      usleep(10000);
+  if (reaped != runner)
+    kill(runner, SIGKILL), waitpid(runner, NULL, 0);
+  CHECK_EQ_INT(reaped, runner);
+  for (int i = 0; i < 200 && pid_alive(left); i++)
+    usleep(10000);
+  CHECK(!pid_alive(left));
+  CHECK(pid_alive(other));
+  wv_job_info_t info;
+  CHECK_OK(wv_job_get(f.e, "bd-left_1", &info));
+  CHECK_EQ_INT(info.state, WV_JOB_FAILED);
+  CHECK_EQ_STR(info.reason, WV_JOB_REASON_RESTART);
+  kill(other, SIGKILL);
+  waitpid(other, NULL, 0);
+  fixture_free(&f);
+}
+
 static atomic_int cur_running, max_running;
 
 static int slow_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
@@ -668,6 +784,8 @@ static const wv_test_t tests[] = {
     T(log_is_capped),
     T(memory_limit_auto),
     T(memory_limit_rlimit),
+    T(step_dies_with_waved),
+    T(restart_kills_leftover_group),
 };
 
 int main(int argc, char **argv) {
