@@ -40,6 +40,7 @@ cat >"$T/waved.yml" <<YML
 server: {host: 127.0.0.1, port: $WAVED_PORT}
 storage: {path: $DATA, reserve: 4MiB, map-size: 64MiB}
 log: {level: warn}
+wave: {registries: {"$REG": {}}}
 YML
 run_waved() {
   "$WAVED_BIN" --config "$T/waved.yml" >>"$T/waved.log" 2>&1 &
