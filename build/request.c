@@ -169,13 +169,14 @@ static int parse_fields(parse_t *p, wv_creq_t *r) {
 
 static void put_json(void *o) { json_object_put(o); }
 
-int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, bool v2, wv_creq_t *out,
-                  const char **msg) {
+int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, size_t max_values, bool v2,
+                  wv_creq_t *out, const char **msg) {
   char err[160];
   json_object *root = NULL;
   memset(out, 0, sizeof *out);
   out->v2 = v2;
-  int rc = wv_json_parse(body, len, len + 1, MAX_BODY_DEPTH, &root, err, sizeof err);
+  int rc = wv_json_parse_body(body, len, len + 1, MAX_BODY_DEPTH,
+                              max_values ? max_values : WV_JSON_MAX_VALUES, &root, err, sizeof err);
   if (rc == WV_ENOMEM)
     return rc;
   if (rc) {

@@ -188,7 +188,7 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
   int rc = 0;
   if (r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
-  rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
+  rc = rc ? rc : wv_layers_check(a, app->cas, app->cfg, &r->cc, msg);
   rc = rc ? rc : expand_includes(app, a, r, plan, msg);
   if (!rc && app->upstream)
     rc = wv_image_check_exists(a, app->upstream, &plan->image, msg);
@@ -267,7 +267,7 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
   wv_creq_result_t res;
   *resp = NULL;
   *msg = NULL;
-  int rc = wv_creq_parse(a, body, len, v2, &r, msg);
+  int rc = wv_creq_parse(a, body, len, (size_t)app->cfg->max_json_values, v2, &r, msg);
   rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
   rc = rc ? rc : take_pull(app, a, &plan, client_ip, retry_after_s, msg);
   if (!rc && plan.kind == WV_CREQ_MIRROR)
