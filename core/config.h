@@ -54,18 +54,18 @@ typedef struct {
   int worker_queue;            /* server.worker-queue, 4096 (requests waiting for a worker) */
 
   /* wave.* */
-  char *server_url;             /* wave.server.url, "http://localhost:9090"; env WAVE_SERVER_URL */
-  bool anonymous_access;        /* wave.capabilities.anonymous-access, true */
-  int64_t token_ttl_ms;         /* wave.tokens.cache.duration, 36h */
-  int token_length;             /* wave.tokens.length, 12 (12..64 lowercase alphanumerics) */
-  int64_t record_ttl_ms;        /* wave.records.duration, 30d: persisted request records */
-  bool ephemeral_token;         /* wave.capabilities.ephemeral-token, true */
-  bool web_views;               /* wave.capabilities.web-views, true: the /view/ pages */
-  uint64_t max_data_layer_size; /* wave.build.max-data-layer-size, 14000000 (chars) */
+  char *server_url;      /* wave.server.url, "http://localhost:9090"; env WAVE_SERVER_URL */
+  bool anonymous_access; /* wave.capabilities.anonymous-access, true */
+  int64_t token_ttl_ms;  /* wave.tokens.cache.duration, 36h */
+  int token_length;      /* wave.tokens.length, 12 (12..64 lowercase alphanumerics) */
+  int64_t record_ttl_ms; /* wave.records.duration, 30d: persisted request records */
+  bool ephemeral_token;  /* wave.capabilities.ephemeral-token, true */
+  bool web_views;        /* wave.capabilities.web-views, true: the /view/ pages */
+  uint64_t max_data_layer_size;     /* wave.build.max-data-layer-size, 14000000 (chars) */
   uint64_t max_container_file_size; /* wave.build.max-container-file-size, 10000 (chars) */
   uint64_t max_conda_file_size;     /* wave.build.max-conda-file-size, 50000 (chars) */
-  wv_strmap_t accounts;             /* wave.accounts, {} */
-  wv_registries_t registries;       /* wave.registries, {} */
+  wv_strmap_t accounts;  /* wave.accounts, {} */
+  wv_registries_t registries; /* wave.registries, {} */
 
   /* wave.* — the /v2 proxy and its upstream client (registry/) */
   int64_t cache_ttl_ms;          /* wave.storage.cache.duration, 1h (manifest/blob cache) */
@@ -73,8 +73,8 @@ typedef struct {
   uint64_t blob_cache_max_size;  /* wave.blob-cache.max-size, 10GiB */
   int64_t blob_cache_idle_ms;    /* wave.blob-cache.duration, 7d (unused that long: removed) */
   int64_t hc_connect_timeout_ms; /* wave.httpclient.connect-timeout, 20s */
-  int64_t hc_read_timeout_ms; /* wave.httpclient.read-timeout, 30s (whole manifest/config fetch) */
-  int64_t hc_idle_timeout_ms; /* wave.httpclient.read-idle-timeout, 120s (streamed blobs) */
+  int64_t hc_read_timeout_ms;    /* wave.httpclient.read-timeout, 30s (whole manifest/config fetch) */
+  int64_t hc_idle_timeout_ms;    /* wave.httpclient.read-idle-timeout, 120s (streamed blobs) */
   uint64_t hc_stream_threshold;  /* wave.httpclient.stream-threshold, 64KiB */
   int hc_retry_attempts;         /* wave.httpclient.retry.attempts, 5 (tries in all) */
   int64_t hc_retry_delay_ms;     /* wave.httpclient.retry.delay, 500ms (first backoff) */
@@ -87,18 +87,18 @@ typedef struct {
   int64_t commit_delay_us;   /* storage.commit-delay, 200us (group-commit window) */
 
   /* wave.build.* — builds and the job engine (docs/jobs.md, docs/builds.md) */
-  char *build_workspace;            /* wave.build.workspace, "" = <storage.path>/build */
-  char *build_repo;                 /* wave.build.repo, "" = the embedded registry */
-  int64_t build_timeout_ms;         /* wave.build.timeout, 15m */
+  char *build_workspace;        /* wave.build.workspace, "" = <storage.path>/build */
+  char *build_repo;             /* wave.build.repo, "" = the embedded registry */
+  int64_t build_timeout_ms;     /* wave.build.timeout, 15m */
   int64_t build_trusted_timeout_ms; /* wave.build.trusted-timeout, 25m */
-  uint64_t build_memory;            /* wave.build.memory, 3600MiB */
-  int build_max_concurrent;         /* wave.build.max-concurrent, 4 */
-  int64_t build_kill_grace_ms;      /* wave.build.kill-grace, 10s */
-  char *build_builder;              /* wave.build.builder, "buildah" | "buildkit" */
-  char *build_buildah_build;        /* wave.build.buildah.build, command template */
-  char *build_buildah_push;         /* wave.build.buildah.push, command template */
-  char *build_buildah_cleanup;      /* wave.build.buildah.cleanup, command template ("" = none) */
-  char *build_buildkit_build;       /* wave.build.buildkit.build, command template */
+  uint64_t build_memory;        /* wave.build.memory, 3600MiB */
+  int build_max_concurrent;     /* wave.build.max-concurrent, 4 */
+  int64_t build_kill_grace_ms;  /* wave.build.kill-grace, 10s */
+  char *build_builder;          /* wave.build.builder, "buildah" | "buildkit" */
+  char *build_buildah_build;    /* wave.build.buildah.build, command template */
+  char *build_buildah_push;     /* wave.build.buildah.push, command template */
+  char *build_buildah_cleanup;  /* wave.build.buildah.cleanup, command template ("" = none) */
+  char *build_buildkit_build;   /* wave.build.buildkit.build, command template */
   bool build_enabled;               /* wave.build.enabled, true */
   int64_t build_status_ttl_ms;      /* wave.build.status.duration, 90m: dedupe entry of a build */
   int64_t build_failure_ttl_ms;     /* wave.build.failure.duration, 50s: of a failed build */
@@ -119,13 +119,13 @@ typedef struct {
   char *tpl_cran_image, *tpl_cran_base_packages;
 
   /* wave.mirror.* — mirrors (registry/mirror.h, docs/mirror.md) */
-  bool mirror_enabled;            /* wave.mirror.enabled, true */
-  int64_t mirror_max_duration_ms; /* wave.mirror.max-duration, 20m */
-  int64_t mirror_status_ttl_ms;   /* wave.mirror.status.duration, 1h */
-  int64_t mirror_failure_ttl_ms;  /* wave.mirror.failure.duration, 50s */
-  int mirror_retry_attempts;      /* wave.mirror.retry-attempts, 2 */
-  uint64_t mirror_chunk_size;     /* wave.mirror.chunk-size, 8MiB */
-  int mirror_max_concurrent;      /* wave.mirror.max-concurrent, 2 */
+  bool mirror_enabled;             /* wave.mirror.enabled, true */
+  int64_t mirror_max_duration_ms;  /* wave.mirror.max-duration, 20m */
+  int64_t mirror_status_ttl_ms;    /* wave.mirror.status.duration, 1h */
+  int64_t mirror_failure_ttl_ms;   /* wave.mirror.failure.duration, 50s */
+  int mirror_retry_attempts;       /* wave.mirror.retry-attempts, 2 */
+  uint64_t mirror_chunk_size;      /* wave.mirror.chunk-size, 8MiB */
+  int mirror_max_concurrent;       /* wave.mirror.max-concurrent, 2 */
   /* wave.scan.* — security scans (docs/scan.md) */
   bool scan_enabled;           /* wave.scan.enabled, false */
   int64_t scan_timeout_ms;     /* wave.scan.timeout, 15m */

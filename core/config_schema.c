@@ -27,19 +27,18 @@ static int check_outbound_allow(const char *s, char *why, size_t whylen);
 static int check_rate(const char *s, char *why, size_t whylen);
 
 /* Default builder command templates (docs/builds.md lists the placeholders). */
-#define BUILDAH                                                                                    \
-  "buildah --root {workspace}/buildah/root --runroot {workspace}/buildah/runroot "                 \
-  "--storage-driver vfs"
-#define BUILDAH_BUILD                                                                              \
-  BUILDAH " build --isolation chroot --runtime /usr/sbin/runc --tls-verify={tls-verify} "          \
+#define BUILDAH "buildah --root {workspace}/buildah/root --runroot {workspace}/buildah/runroot " \
+                "--storage-driver vfs"
+#define BUILDAH_BUILD                                                                     \
+  BUILDAH " build --isolation chroot --runtime /usr/sbin/runc --tls-verify={tls-verify} " \
           "--authfile {authfile} --platform {platform} -f {containerfile} -t {image} {context}"
-#define BUILDAH_PUSH                                                                               \
-  BUILDAH " push --tls-verify={tls-verify} --authfile {authfile} --digestfile "                    \
+#define BUILDAH_PUSH                                                        \
+  BUILDAH " push --tls-verify={tls-verify} --authfile {authfile} --digestfile " \
           "{workdir}/digest {image} {dest}"
 #define BUILDAH_CLEANUP BUILDAH " rmi {image}"
-#define BUILDKIT_BUILD                                                                             \
-  "buildctl --addr unix:///run/buildkit/buildkitd.sock build --frontend dockerfile.v0 "            \
-  "--local dockerfile={workdir} --opt filename=Containerfile --local context={context} "           \
+#define BUILDKIT_BUILD                                                                        \
+  "buildctl --addr unix:///run/buildkit/buildkitd.sock build --frontend dockerfile.v0 "     \
+  "--local dockerfile={workdir} --opt filename=Containerfile --local context={context} "    \
   "--opt platform={platform} --output {output}"
 
 #define OFF(f) offsetof(wv_config_t, f)
@@ -92,8 +91,8 @@ static const entry_t schema[] = {
     {"wave.capabilities.web-views", T_BOOL, OFF(web_views), "true", 0, 0, NULL,
      "wave.capabilities.web-views",
      "Serve the HTML pages under /view/ (build, mirror, scan, container, inspect); off: 404."},
-    {"wave.build.max-data-layer-size", T_SIZE, OFF(max_data_layer_size), "14000000", 1, 1LL << 32,
-     NULL, "wave.build.max-data-layer-size",
+    {"wave.build.max-data-layer-size", T_SIZE, OFF(max_data_layer_size), "14000000", 1,
+     1LL << 32, NULL, "wave.build.max-data-layer-size",
      "Maximum length in characters of a containerConfig layer location (data: layers)."},
     {"wave.build.max-container-file-size", T_SIZE, OFF(max_container_file_size), "10000", 1,
      1LL << 32, NULL, "wave.build.max-container-file-size",
@@ -114,16 +113,16 @@ static const entry_t schema[] = {
      "next pull of the same repository is served from disk."},
     {"wave.blob-cache.max-size", T_SIZE, OFF(blob_cache_max_size), "10GiB", 1 << 20, 1LL << 50,
      NULL, NULL, "Blob cache size cap; least recently used blobs are removed past it."},
-    {"wave.blob-cache.duration", T_DUR_MS, OFF(blob_cache_idle_ms), "7d", 1000, 3650 * DAY_MS, NULL,
-     NULL, "A cached blob not pulled for this long is removed."},
+    {"wave.blob-cache.duration", T_DUR_MS, OFF(blob_cache_idle_ms), "7d", 1000, 3650 * DAY_MS,
+     NULL, NULL, "A cached blob not pulled for this long is removed."},
     {"wave.httpclient.connect-timeout", T_DUR_MS, OFF(hc_connect_timeout_ms), "20s", 100,
      3600 * 1000LL, NULL, "wave.httpclient.connect-timeout",
      "Connect timeout of upstream registry requests."},
-    {"wave.httpclient.read-timeout", T_DUR_MS, OFF(hc_read_timeout_ms), "30s", 100, 3600 * 1000LL,
-     NULL, "micronaut.http.services.stream-client.read-timeout",
+    {"wave.httpclient.read-timeout", T_DUR_MS, OFF(hc_read_timeout_ms), "30s", 100,
+     3600 * 1000LL, NULL, "micronaut.http.services.stream-client.read-timeout",
      "Time allowed for a whole upstream manifest, config, token or small blob request."},
-    {"wave.httpclient.read-idle-timeout", T_DUR_MS, OFF(hc_idle_timeout_ms), "120s", 1000, DAY_MS,
-     NULL, "micronaut.http.services.stream-client.read-idle-timeout",
+    {"wave.httpclient.read-idle-timeout", T_DUR_MS, OFF(hc_idle_timeout_ms), "120s", 1000,
+     DAY_MS, NULL, "micronaut.http.services.stream-client.read-idle-timeout",
      "A streamed upstream blob is abandoned when no byte arrives for this long."},
     {"wave.httpclient.stream-threshold", T_SIZE, OFF(hc_stream_threshold), "64KiB", 0, 1LL << 30,
      NULL, "wave.httpclient.stream-threshold",
@@ -133,8 +132,8 @@ static const entry_t schema[] = {
      "Upstream tries in all for 429, 5xx and connection failures."},
     {"wave.httpclient.retry.delay", T_DUR_MS, OFF(hc_retry_delay_ms), "500ms", 0, 60000, NULL,
      "wave.httpclient.retry.delay", "First retry backoff; each next one is 1.75 times longer."},
-    {"wave.httpclient.retry.max-delay", T_DUR_MS, OFF(hc_retry_max_delay_ms), "5s", 0, 600000, NULL,
-     "wave.httpclient.retry.max-delay", "Cap of one retry backoff."},
+    {"wave.httpclient.retry.max-delay", T_DUR_MS, OFF(hc_retry_max_delay_ms), "5s", 0, 600000,
+     NULL, "wave.httpclient.retry.max-delay", "Cap of one retry backoff."},
     {"storage.path", T_STR, OFF(storage_path), "./data", 0, 0, NULL, NULL,
      "Directory of the LMDB state store and the blob store."},
     {"storage.map-size", T_SIZE, OFF(storage_map_size), "4GiB", 1 << 20, 1LL << 44, NULL, NULL,
@@ -149,8 +148,8 @@ static const entry_t schema[] = {
      "Repository builds are pushed to (host[:port]/path); empty = the embedded registry."},
     {"wave.build.timeout", T_DUR_MS, OFF(build_timeout_ms), "15m", 1000, 7 * DAY_MS, NULL,
      "wave.build.timeout", "Maximum duration of a build; past it the build fails."},
-    {"wave.build.trusted-timeout", T_DUR_MS, OFF(build_trusted_timeout_ms), "25m", 1000, 7 * DAY_MS,
-     NULL, "wave.build.trusted-timeout",
+    {"wave.build.trusted-timeout", T_DUR_MS, OFF(build_trusted_timeout_ms), "25m", 1000,
+     7 * DAY_MS, NULL, "wave.build.trusted-timeout",
      "Maximum duration of an authenticated freeze build (used when longer than the timeout)."},
     {"wave.build.memory", T_SIZE, OFF(build_memory), "3600MiB", 16LL << 20, 1LL << 40, NULL, NULL,
      "Memory limit of a build's processes (cgroup, else RLIMIT_AS; docs/jobs.md)."},
@@ -224,8 +223,8 @@ static const entry_t schema[] = {
      "How long a failed build is answered to identical requests before one may retry it."},
     {"wave.build.record.duration", T_DUR_MS, OFF(build_record_ttl_ms), "5d", 1000, 3650 * DAY_MS,
      NULL, "wave.build.record.duration", "Lifetime of a build record (/v1alpha1/builds/{id})."},
-    {"wave.build.context.max-file-size", T_SIZE, OFF(build_context_max_file), "1MiB", 1, 1LL << 32,
-     NULL, NULL, "Largest file of an unpacked buildContext."},
+    {"wave.build.context.max-file-size", T_SIZE, OFF(build_context_max_file), "1MiB", 1,
+     1LL << 32, NULL, NULL, "Largest file of an unpacked buildContext."},
     {"wave.build.context.max-size", T_SIZE, OFF(build_context_max_total), "10MiB", 1, 1LL << 34,
      NULL, NULL, "Bytes of all files of an unpacked buildContext."},
     /* Hostile-input limits (docs/security.md) */
@@ -246,8 +245,7 @@ static const entry_t schema[] = {
     {"storage.blob-gc.grace", T_DUR_MS, OFF(blob_gc_grace_ms), "1h", 0, 30 * DAY_MS, NULL, NULL,
      "Blobs written more recently than this are never collected (a request may be storing "
      "them)."},
-#define TPL(k, f, d, w)                                                                            \
-  { "wave.build.templates." k, T_STR, OFF(f), d, 0, 0, NULL, NULL, w }
+#define TPL(k, f, d, w) {"wave.build.templates." k, T_STR, OFF(f), d, 0, 0, NULL, NULL, w}
     TPL("mamba-image-v1", tpl_mamba_image_v1, "mambaorg/micromamba:1.5.10-noble",
         "Default condaOpts.mambaImage of conda/micromamba:v1."),
     TPL("mamba-image-v2", tpl_mamba_image_v2, "mambaorg/micromamba:2-amazon2023",
