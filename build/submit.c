@@ -259,6 +259,22 @@ static int take_pull(const wv_app_t *app, wv_arena_t *a, const wv_creq_plan_t *p
   return rc;
 }
 
+/*
+ * wave.auth.failure-rate for towerAccessTokens: a client IP past its failed
+ * authentications gets 429 before its token is checked (a check may cost a
+ * slow hash per account).
+ */
+static int auth_gate(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const char *client_ip,
+                     int64_t *retry_after_s, const char **msg) {
+  if (!app->auth_limit || !r->tower_access_token || !*r->tower_access_token)
+    return 0;
+  if (wv_ratelimit_peek(app->auth_limit, NULL, client_ip, retry_after_s) != WV_EBUSY)
+    return 0;
+  *msg = wv_arena_sprintf(a, "Too many failed authentications from IP %s - retry in %lld seconds",
+                          client_ip ? client_ip : "unknown", (long long)*retry_after_s);
+  return *msg ? WV_EBUSY : WV_ENOMEM;
+}
+
 int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
                    const char *client_ip, json_object **resp, const char **msg,
                    int64_t *retry_after_s) {
@@ -268,7 +284,10 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
   *resp = NULL;
   *msg = NULL;
   int rc = wv_creq_parse(a, body, len, (size_t)app->cfg->max_json_values, v2, &r, msg);
+  rc = rc ? rc : auth_gate(app, a, &r, client_ip, retry_after_s, msg);
   rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
+  if (rc == WV_EAUTH && app->auth_limit)
+    wv_ratelimit_acquire(app->auth_limit, NULL, client_ip, NULL);
   rc = rc ? rc : take_pull(app, a, &plan, client_ip, retry_after_s, msg);
   if (!rc && plan.kind == WV_CREQ_MIRROR)
     return wv_mirror_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg);

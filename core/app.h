@@ -29,6 +29,7 @@ typedef struct {
   /* core/ratelimit.h: NULL when that limit is off (rate-limit.enabled false, or both rates off) */
   struct wv_ratelimit *build_limit; /* a permit per new build */
   struct wv_ratelimit *pull_limit;  /* a permit per container request and manifest by digest */
+  struct wv_ratelimit *auth_limit;  /* a permit per failed authentication, per client IP */
 } wv_app_t;
 
 #endif

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* A string→string map (e.g. wave.accounts: user → sha256 hex of password). */
+/* A string→string map (e.g. wave.accounts: user → stored secret, core/secret.h). */
 typedef struct {
   char **keys;
   char **values;

@@ -101,7 +101,7 @@ static const entry_t schema[] = {
      NULL, "wave.build.max-conda-file-size",
      "Maximum length in characters of the base64 condaFile."},
     {"wave.accounts", T_MAP, OFF(accounts), "{}", 0, 0, NULL, "wave.accounts",
-     "Basic-auth accounts: username -> sha256 hex of the password."},
+     "Accounts: username -> `waved hash-password` output (or, deprecated, sha256 hex)."},
     {"wave.registries", T_REGS, OFF(registries), "{}", 0, 0, NULL, "wave.registries",
      "Upstream registries: host[:port] -> {username, password, insecure}; ${VAR} and "
      "${VAR:default} in username/password read the environment."},

@@ -17,6 +17,7 @@
 #include "core/job.h"
 #include "core/log.h"
 #include "core/ratelimit.h"
+#include "core/secret.h"
 #include "build/build.h"
 #include "build/builder.h"
 #include "http/client.h"
@@ -55,6 +56,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "Usage: waved [--config FILE] [--host ADDR] [--port N]\n"
           "       waved [--config FILE] --import-osv PATH\n"
+          "       waved hash-password [--iterations N] < password\n"
           "       waved --help | --version\n"
           "\n"
           "Serves the Wave API and the Docker Registry v2 API (spec: docs, config.yml).\n"
@@ -188,6 +190,12 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_error("cannot set up the rate limits: %s", wv_strerror(rc));
     return rc;
   }
+  if ((rc = wv_ratelimit_auth_from_config(cfg, &app->auth_limit))) {
+    wv_error("cannot set up wave.auth.failure-rate: %s", wv_strerror(rc));
+    return rc;
+  }
+  if ((rc = wv_secret_check_accounts(cfg)))
+    return rc;
   if (cfg->rl_enabled)
     wv_info("rate limits: builds %s anonymous, %s authenticated; pulls %s anonymous, %s "
             "authenticated",
@@ -196,6 +204,7 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
 }
 
 static void close_services(wv_app_t *app) {
+  wv_ratelimit_free(app->auth_limit);
   wv_ratelimit_free(app->pull_limit);
   wv_ratelimit_free(app->build_limit);
   wv_upstream_free(app->upstream);
@@ -278,6 +287,8 @@ int main(int argc, char **argv) {
   /* The job engine runs builders through this wrapper (cgroup, RLIMIT_AS, exec). */
   if (argc > 1 && strcmp(argv[1], "--job-exec") == 0)
     return wv_job_exec_main(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "hash-password") == 0) /* an operator command */
+    return wv_secret_main(argc, argv);
   uint64_t t0 = uv_hrtime();
   cli_t cli;
   int rc = parse_cli(argc, argv, &cli);

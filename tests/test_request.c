@@ -11,6 +11,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/secret.h"
 #include "core/timefmt.h"
 #include "storage/cas.h"
 #include "storage/store.h"
@@ -741,6 +742,16 @@ TEST(base64_and_helpers) {
   wv_arena_free(a);
   env_t e;
   CHECK_OK(env_open(&e));
+  CHECK(wv_creq_basic_auth(&e.cfg, "alice", ALICE_TOKEN));
+  CHECK(!wv_creq_basic_auth(&e.cfg, "alice", "wrong"));
+  CHECK(!wv_creq_basic_auth(&e.cfg, "bob", ALICE_TOKEN));
+  CHECK_EQ_STR(wv_creq_account_for_token(&e.cfg, ALICE_TOKEN), "alice");
+  CHECK(wv_creq_account_for_token(&e.cfg, "x") == NULL);
+  /* The salted form works the same way, for Basic and for towerAccessToken. */
+  char stored[WV_SECRET_MAX_LEN];
+  CHECK_OK(wv_secret_hash(ALICE_TOKEN, 1000, stored, sizeof stored));
+  free(e.cfg.accounts.values[0]);
+  e.cfg.accounts.values[0] = strdup(stored);
   CHECK(wv_creq_basic_auth(&e.cfg, "alice", ALICE_TOKEN));
   CHECK(!wv_creq_basic_auth(&e.cfg, "alice", "wrong"));
   CHECK(!wv_creq_basic_auth(&e.cfg, "bob", ALICE_TOKEN));
