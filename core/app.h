@@ -18,6 +18,7 @@ struct wv_bcache;
 struct wv_upstream;
 struct wv_job_engine;
 struct wv_ratelimit;
+struct wv_blobgc;
 
 typedef struct {
   const wv_config_t *cfg;
@@ -30,6 +31,7 @@ typedef struct {
   struct wv_ratelimit *build_limit; /* a permit per new build */
   struct wv_ratelimit *pull_limit;  /* a permit per container request and manifest by digest */
   struct wv_ratelimit *auth_limit;  /* a permit per failed authentication, per client IP */
+  struct wv_blobgc *blobgc;         /* storage/blobgc.h: NULL when storage.blob-gc is off */
 } wv_app_t;
 
 #endif

@@ -30,6 +30,7 @@
 #include "scan/osv.h"
 #include "scan/scan.h"
 #include "storage/blobcache.h"
+#include "storage/blobgc.h"
 #include "storage/cas.h"
 #include "storage/jobstore.h"
 #include "storage/store.h"
@@ -172,6 +173,12 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_error("cannot open the blob store in %s: %s", cfg->storage_path, wv_strerror(rc));
     return rc;
   }
+  if (cfg->blob_gc_enabled &&
+      (rc = wv_blobgc_start(app->store, app->cas, cfg->blob_gc_interval_ms, cfg->blob_gc_grace_ms,
+                            &app->blobgc))) {
+    wv_error("cannot start the blob-store collector: %s", wv_strerror(rc));
+    return rc;
+  }
   if (cfg->blob_cache_enabled) {
     snprintf(dir, sizeof dir, "%s/blobcache", cfg->storage_path);
     rc = wv_bcache_open(&app->bcache, dir, cfg->blob_cache_max_size, cfg->blob_cache_idle_ms);
@@ -208,6 +215,7 @@ static void close_services(wv_app_t *app) {
   wv_ratelimit_free(app->pull_limit);
   wv_ratelimit_free(app->build_limit);
   wv_upstream_free(app->upstream);
+  wv_blobgc_stop(app->blobgc); /* before the stores it reads */
   wv_cas_close(app->cas);
   wv_bcache_close(app->bcache);
   /* Closing drains pending writes: everything acknowledged is on disk. */
