@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/netpolicy.h"
 #include "core/ratelimit.h"
+#include "core/secret.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -408,9 +409,11 @@ int wv_cfg_check_sha256_hex(const char *s, char *why, size_t whylen) {
   size_t n = 0;
   while (isxdigit((unsigned char)s[n]))
     n++;
-  if (n == 64 && s[n] == '\0')
+  if ((n == 64 && s[n] == '\0') || wv_secret_kind(s) == WV_SECRET_PBKDF2)
     return 0;
-  snprintf(why, whylen, "expected the sha256 hex of the password (64 hex digits)");
+  snprintf(why, whylen,
+           "expected the output of `waved hash-password` (pbkdf2-sha256$...) or the sha256 hex "
+           "of the password (64 hex digits)");
   return WV_EINVAL;
 }
 

@@ -1,6 +1,7 @@
 /* core/json.c — json-c helpers (see json.h). */
 #include "core/json.h"
 #include "core/err.h"
+#include "core/memtrim.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -122,6 +123,7 @@ int wv_json_parse_body(const char *text, size_t len, size_t max_bytes, int max_d
     snprintf(err, errlen, "JSON body larger than %zu bytes", max_bytes);
     return WV_ETOOBIG;
   }
+  wv_memtrim_note(len); /* a large body: its buffer and objects are freed soon */
   int rc = wv_json_scan(text, len, max_values, err, errlen);
   return rc ? rc : wv_json_parse(text, len, max_bytes, max_depth, out, err, errlen);
 }

@@ -16,6 +16,7 @@
 #include "core/err.h"
 #include "core/job.h"
 #include "core/log.h"
+#include "core/memtrim.h"
 #include "core/ratelimit.h"
 #include "core/secret.h"
 #include "build/build.h"
@@ -317,6 +318,8 @@ int main(int argc, char **argv) {
     return rc;
   }
 
+  if (wv_memtrim_start())
+    wv_warn("cannot start the memory trimmer: memory may stay at its peak after a spike");
   wv_app_t app = {0};
   wv_router_t *router = NULL;
   wv_server_t *srv = NULL;
@@ -365,6 +368,7 @@ out:
   wv_job_engine_free(app.jobs);
   /* The services outlive the server: its workers may use them until it stopped. */
   close_services(&app);
+  wv_memtrim_stop();
   if (status == 0)
     wv_info("stopped");
   wv_config_free(&cfg);
