@@ -194,7 +194,7 @@ PY
   local i left=0 live_d
   live_d=$(head -1 "$T/live.digests")
   for i in $(seq 1 40); do
-    left=$(while read -r d; do [ -f "$blobs/${d:7:2}/${d:7}" ] && echo x; done \
+    left=$(while read -r d; do if [ -f "$blobs/${d:7:2}/${d:7}" ]; then echo x; fi; done \
       <"$T/expired.digests" | wc -l)
     [ "$left" -eq 0 ] && break
     sleep 0.5
