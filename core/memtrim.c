@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <time.h>
 
 static struct {
@@ -16,7 +17,13 @@ static struct {
   bool running, stop;
 } T = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static atomic_bool dirty;
+static _Atomic int64_t last_note_ms = INT64_MIN / 2; /* monotonic ms of the last large input */
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void *trim_main(void *arg) {
   (void)arg;
@@ -27,7 +34,8 @@ static void *trim_main(void *arg) {
     ts.tv_sec += WV_MEMTRIM_DELAY_MS / 1000;
     while (!T.stop && pthread_cond_timedwait(&T.cv, &T.mu, &ts) != ETIMEDOUT) {
     }
-    if (!T.stop && atomic_exchange(&dirty, false)) {
+    /* A request noted at its start may free its memory long after: keep trimming a while. */
+    if (!T.stop && mono_ms() - atomic_load(&last_note_ms) < WV_MEMTRIM_WINDOW_MS) {
       pthread_mutex_unlock(&T.mu);
       malloc_trim(0);
       pthread_mutex_lock(&T.mu);
@@ -66,5 +74,5 @@ void wv_memtrim_stop(void) {
 
 void wv_memtrim_note(size_t bytes) {
   if (bytes >= WV_MEMTRIM_LARGE)
-    atomic_store(&dirty, true);
+    atomic_store(&last_note_ms, mono_ms());
 }

@@ -9,8 +9,9 @@
  * mapping, unmapped on free (glibc's sliding threshold would otherwise grow
  * to the largest body seen and put later ones on the heap); and a trimmer
  * thread that calls malloc_trim(0) — which also returns the free pages inside
- * every arena — within WV_MEMTRIM_DELAY_MS after a large input was handled
- * (wv_memtrim_note), never more often than that.
+ * every arena — every WV_MEMTRIM_DELAY_MS for WV_MEMTRIM_WINDOW_MS after a
+ * large input arrived (wv_memtrim_note; the request that brought it may free
+ * its memory seconds later), and never otherwise.
  *
  * Thread rules: wv_memtrim_note may be called from any thread; start and stop
  * from the composition root only.
@@ -22,6 +23,7 @@
 
 #define WV_MEMTRIM_LARGE (1u << 20) /* inputs from this size on are "large" */
 #define WV_MEMTRIM_DELAY_MS 2000
+#define WV_MEMTRIM_WINDOW_MS 30000
 
 /* Sets the malloc thresholds and starts the trimmer. 0 or WV_EINTERNAL. */
 int wv_memtrim_start(void);
