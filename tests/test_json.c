@@ -203,11 +203,12 @@ TEST(body_refuses_nul_escape) {
     CHECK(strstr(err, "\\u0000 is not allowed in a string"));
     CHECK(o == NULL);
   }
-  /* An escaped backslash followed by u0000 is six ordinary characters. */
-  const char *ok = "[\"\\\\u0000\", \"\\u0041\\u00001\"]";
-  CHECK_EQ_INT(wv_json_parse_body(ok, strlen(ok), 100, 0, 0, &o, err, sizeof err), WV_EPARSE);
-  const char *ok2 = "[\"\\\\u0000\", \"\\u0041\"]";
-  CHECK_OK(wv_json_parse_body(ok2, strlen(ok2), 100, 0, 0, &o, err, sizeof err));
+  /* A \u0000 right after another escape is still refused... */
+  const char *after = "[\"\\\\u0000\", \"\\u0041\\u00001\"]";
+  CHECK_EQ_INT(wv_json_parse_body(after, strlen(after), 100, 0, 0, &o, err, sizeof err), WV_EPARSE);
+  /* ...while an escaped backslash followed by u0000 is six ordinary characters. */
+  const char *ok = "[\"\\\\u0000\", \"\\u0041\"]";
+  CHECK_OK(wv_json_parse_body(ok, strlen(ok), 100, 0, 0, &o, err, sizeof err));
   CHECK_EQ_STR(json_object_get_string(json_object_array_get_idx(o, 0)), "\\u0000");
   CHECK_EQ_STR(json_object_get_string(json_object_array_get_idx(o, 1)), "A");
   json_object_put(o);
