@@ -607,7 +607,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   rc = rc ? rc : check_file(in.file, msg);
   if (!rc && r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
-  rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
+  rc = rc ? rc : wv_layers_check(a, app->cas, app->cfg, &r->cc, msg);
   rc = rc ? rc : make_names(app, a, r, false, &in, msg);
   rc = rc ? rc : check_push(app, a, r, &in, msg);
   if (!rc && !in.embedded) /* §4.1 step 4, before anything runs */

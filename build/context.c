@@ -13,9 +13,11 @@
  * every directory on the way is opened with openat(O_NOFOLLOW | O_DIRECTORY)
  * starting from an fd of the context root, so a symlink planted by an
  * earlier entry cannot redirect a write. Symlink targets are checked
- * lexically when created and, at the end, every symlink is resolved inside
- * the root (following chains through the links actually on disk) to catch
- * combinations such as "a -> ." then "b -> a/..".
+ * lexically and resolved on disk when created and, at the end, every symlink
+ * is resolved inside the root again (following chains through the links
+ * actually on disk) to catch combinations such as "a -> ." then "b -> a/..".
+ * A hard link to a symlink becomes a symlink with the same text, checked the
+ * same way: no chain of links may produce a path outside the root.
  */
 #include "build/context.h"
 #include "core/err.h"
@@ -244,6 +246,13 @@ static bool target_inside(const char *link_path, const char *target) {
   return true;
 }
 
+static bool resolves_inside(tar_t *t, const char *path);
+
+/*
+ * Creates path -> target after the lexical check, then resolves the new link
+ * through the links already on disk at once (check_end resolves every link
+ * again, since a later entry may change what an earlier one resolves to).
+ */
 static int make_symlink(tar_t *t, char *path, const char *target) {
   if (!*path || !target_inside(path, target))
     return say(t, WV_EINVAL,
@@ -258,12 +267,25 @@ static int make_symlink(tar_t *t, char *path, const char *target) {
   int rc = clear_slot(t, dfd, base);
   if (!rc && symlinkat(target, dfd, base) != 0)
     rc = say(t, WV_EIO, "Build context entry '%s' cannot be created: %s", t->name, strerror(errno));
+  if (!rc && !resolves_inside(t, rec->path)) {
+    unlinkat(dfd, base, 0);
+    rc = say(t, WV_EINVAL, "Build context entry '%s' is a link pointing outside the build context",
+             t->name);
+  }
   close(dfd);
   if (!rc)
     rec->next = t->links, t->links = rec, t->res->symlinks++;
   return rc;
 }
 
+/*
+ * A hard link names its target's final entry. When that entry is a symlink,
+ * linking it would copy its text to another directory, where the same
+ * relative target may point elsewhere (outside): so the link becomes a new
+ * symlink with that text, checked like any other. Directories on the way to
+ * the target are opened O_NOFOLLOW, so a target is never reached through a
+ * symlink.
+ */
 static int make_hardlink(tar_t *t, char *path, const char *target) {
   char *tp;
   int rc = normalise(t, target, &tp);
@@ -274,6 +296,20 @@ static int make_hardlink(tar_t *t, char *path, const char *target) {
   int tfd = open_parent(t, tp, &tbase);
   if (tfd < 0)
     return tfd;
+  struct stat st;
+  if (fstatat(tfd, tbase, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+    char text[MAX_PATH_LEN + 1];
+    ssize_t n = readlinkat(tfd, tbase, text, MAX_PATH_LEN);
+    close(tfd);
+    if (n < 0)
+      return say(t, WV_EIO, "Build context entry '%s' cannot be linked to '%s': %s", t->name,
+                 target, strerror(errno));
+    text[n] = '\0';
+    rc = make_symlink(t, path, text);
+    if (!rc) /* counted as a hard link, as the archive says */
+      t->res->symlinks--, t->res->hardlinks++;
+    return rc;
+  }
   int dfd = open_parent(t, path, &base);
   if (dfd < 0) {
     close(tfd);

@@ -2,14 +2,20 @@
  * build/layers.c — data: layer verification, containerIncludes and the image
  * existence check (see layers.h).
  *
- * DESIGN. A data: layer is checked in one pass over its base64 text: each
- * chunk of text is decoded into a fixed buffer whose bytes are (1) hashed
- * for gzipDigest, (2) written to a blob-store writer and (3) fed to zlib,
- * whose output is hashed for tarDigest and counted against the cap. So the
- * cost is one linear pass and two small buffers, whatever the layer size.
- * Failures are collected and reported in a fixed order (base64, gzipSize,
- * gzipDigest, gzip stream, tarDigest) so a client always learns the first
- * thing that is wrong with what it sent.
+ * DESIGN. Cheap checks come first, so a hostile layer costs little: the
+ * decoded size is known from the base64 length alone and must equal gzipSize;
+ * then one pass decodes and hashes the text against gzipDigest, with no
+ * inflating and no disk. Only a layer whose compressed bytes are exactly what
+ * the client declared is inflated: a second pass decodes each chunk into a
+ * fixed buffer whose bytes are written to a blob-store writer and fed to
+ * zlib, whose output is hashed for tarDigest and counted against a budget
+ * (wave.build.data-layer.max-inflate-ratio times the compressed size plus
+ * 1 MiB, never above wave.build.data-layer.max-inflated-size), so a gzip
+ * bomb stops after a bounded amount of work. The cost is two linear passes
+ * over the text and two small buffers, whatever the layer size. Failures are
+ * reported in a fixed order (base64, gzipSize, gzipDigest, inflate budget,
+ * gzip stream, tarDigest) so a client always learns the first thing that is
+ * wrong with what it sent.
  */
 #include "build/layers.h"
 #include "core/digest.h"
@@ -96,7 +102,7 @@ typedef struct {
   wv_sha256_t gz, tar;
   z_stream z;
   bool z_init, in_member, ended, gz_bad, too_big;
-  uint64_t gz_len, tar_len;
+  uint64_t gz_len, tar_len, tar_budget;
   unsigned char *out;
   wv_cas_writer_t *w;
 } verify_t;
@@ -117,7 +123,7 @@ static int inflate_chunk(verify_t *v, const unsigned char *p, size_t n) {
     int zr = inflate(&v->z, Z_NO_FLUSH);
     size_t got = TAR_CHUNK - v->z.avail_out;
     v->tar_len += got;
-    if (v->tar_len > WV_LAYER_MAX_TAR) {
+    if (v->tar_len > v->tar_budget) {
       v->too_big = true;
       break;
     }
@@ -133,16 +139,20 @@ static int inflate_chunk(verify_t *v, const unsigned char *p, size_t n) {
   return 0;
 }
 
+/* Second pass: the verified gzip bytes go to the blob store and to zlib. */
 static int feed(verify_t *v, const unsigned char *p, size_t n) {
-  v->gz_len += n;
-  if (wv_sha256_update(&v->gz, p, n))
-    return WV_EINTERNAL;
   if (v->w) {
     int rc = wv_cas_write(v->w, p, n);
     if (rc)
       return rc;
   }
   return v->gz_bad || v->too_big ? 0 : inflate_chunk(v, p, n);
+}
+
+/* First pass: the decoded bytes are only counted and hashed. */
+static int feed_hash(verify_t *v, const unsigned char *p, size_t n) {
+  v->gz_len += n;
+  return wv_sha256_update(&v->gz, p, n) ? WV_EINTERNAL : 0;
 }
 
 static void verify_release(verify_t *v) {
@@ -154,15 +164,17 @@ static void verify_release(verify_t *v) {
   v->w = NULL;
 }
 
-/* Runs the one pass over the base64 text b64[0..n). */
-static int verify_stream(wv_arena_t *a, verify_t *v, const char *b64, size_t n) {
+/* Runs one pass over the base64 text b64[0..n), handing each decoded chunk to step. */
+static int verify_stream(wv_arena_t *a, verify_t *v, const char *b64, size_t n,
+                         int (*step)(verify_t *, const unsigned char *, size_t)) {
   unsigned char *bin = wv_arena_alloc(a, BIN_CHUNK);
-  v->out = wv_arena_alloc(a, TAR_CHUNK);
+  if (!v->out)
+    v->out = wv_arena_alloc(a, TAR_CHUNK);
   if (!bin || !v->out)
     return WV_ENOMEM;
   for (size_t off = 0; off < n; off += B64_CHUNK) {
     size_t take = n - off < B64_CHUNK ? n - off : B64_CHUNK;
-    int rc = feed(v, bin, b64_decode(b64 + off, take, bin));
+    int rc = step(v, bin, b64_decode(b64 + off, take, bin));
     if (rc)
       return rc;
   }
@@ -175,25 +187,24 @@ static bool hash_is(const uint8_t h[WV_SHA256_LEN], const char *want, char got[W
   return strcmp(got, want) == 0;
 }
 
-/* Picks the first failure, in the order the header promises. */
+static const char *bad_size(wv_arena_t *a, size_t idx, const wv_container_layer_t *l,
+                            unsigned long long got) {
+  return wv_arena_sprintf(a,
+                          "Invalid container layer [%zu] - `gzipSize` is %lld but the data: "
+                          "location holds %llu bytes",
+                          idx, (long long)l->gzip_size, got);
+}
+
+/* The failures of the inflating pass, in the order the header promises. */
 static const char *verdict(wv_arena_t *a, size_t idx, const wv_container_layer_t *l, verify_t *v,
-                           const uint8_t gzh[WV_SHA256_LEN], const uint8_t tarh[WV_SHA256_LEN]) {
+                           const uint8_t tarh[WV_SHA256_LEN]) {
   char got[WV_DIGEST_STRLEN];
-  if ((uint64_t)l->gzip_size != v->gz_len)
-    return wv_arena_sprintf(a,
-                            "Invalid container layer [%zu] - `gzipSize` is %lld but the data: "
-                            "location holds %llu bytes",
-                            idx, (long long)l->gzip_size, (unsigned long long)v->gz_len);
-  if (!hash_is(gzh, l->gzip_digest, got))
-    return wv_arena_sprintf(a,
-                            "Invalid container layer [%zu] - `gzipDigest` is %s but the data: "
-                            "location hashes to %s",
-                            idx, l->gzip_digest, got);
   if (v->too_big)
     return wv_arena_sprintf(a,
-                            "Invalid container layer [%zu] - the uncompressed layer exceeds %llu "
-                            "bytes",
-                            idx, (unsigned long long)WV_LAYER_MAX_TAR);
+                            "Invalid container layer [%zu] - the uncompressed layer exceeds its "
+                            "budget of %llu bytes (%llu compressed bytes; see "
+                            "wave.build.data-layer.max-inflate-ratio)",
+                            idx, (unsigned long long)v->tar_budget, (unsigned long long)v->gz_len);
   if (v->gz_bad || !v->ended || v->in_member)
     return wv_arena_sprintf(a, "Invalid container layer [%zu] - `location` is not gzip data", idx);
   if (!hash_is(tarh, l->tar_digest, got))
@@ -204,18 +215,59 @@ static const char *verdict(wv_arena_t *a, size_t idx, const wv_container_layer_t
   return NULL;
 }
 
-int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, size_t idx, const wv_container_layer_t *l,
-                         const char **msg) {
-  const char *b64 = l->location + strlen(WV_LAYER_DATA_PREFIX);
-  size_t n = strlen(b64);
-  if (wv_base64_decoded_len(b64, n) < 0) {
+uint64_t wv_layer_inflate_budget(const wv_config_t *cfg, uint64_t gz_len) {
+  uint64_t cap = cfg ? cfg->data_layer_max_inflated : WV_LAYER_MAX_TAR;
+  uint64_t ratio = cfg ? (uint64_t)cfg->data_layer_max_ratio : WV_LAYER_MAX_RATIO;
+  uint64_t floor = WV_LAYER_BUDGET_FLOOR;
+  if (gz_len > (cap - floor) / ratio) /* ratio * gz_len + floor would pass the cap */
+    return cap;
+  return ratio * gz_len + floor < cap ? ratio * gz_len + floor : cap;
+}
+
+/* The cheap pass: decoded size against gzipSize, then the hash against gzipDigest. */
+static int check_compressed(wv_arena_t *a, size_t idx, const wv_container_layer_t *l,
+                            const char *b64, size_t n, const char **msg) {
+  long long len = wv_base64_decoded_len(b64, n);
+  if (len < 0) {
     *msg = wv_arena_sprintf(
         a, "Invalid container layer [%zu] - `location` is not valid base64 data", idx);
     return WV_EINVAL;
   }
+  if (l->gzip_size != len) {
+    *msg = bad_size(a, idx, l, (unsigned long long)len);
+    return WV_EINVAL;
+  }
   verify_t v = {0};
-  uint8_t gzh[WV_SHA256_LEN], tarh[WV_SHA256_LEN];
+  uint8_t gzh[WV_SHA256_LEN];
+  char got[WV_DIGEST_STRLEN];
   int rc = wv_sha256_init(&v.gz);
+  rc = rc ? rc : verify_stream(a, &v, b64, n, feed_hash);
+  rc = rc ? rc : wv_sha256_final(&v.gz, gzh);
+  wv_sha256_abort(&v.gz);
+  if (!rc && v.gz_len != (uint64_t)len) /* cannot happen: the length is exact */
+    rc = WV_EINTERNAL;
+  if (!rc && !hash_is(gzh, l->gzip_digest, got)) {
+    *msg = wv_arena_sprintf(a,
+                            "Invalid container layer [%zu] - `gzipDigest` is %s but the data: "
+                            "location hashes to %s",
+                            idx, l->gzip_digest, got);
+    rc = WV_EINVAL;
+  }
+  return rc;
+}
+
+int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, const wv_config_t *cfg, size_t idx,
+                         const wv_container_layer_t *l, const char **msg) {
+  const char *b64 = l->location + strlen(WV_LAYER_DATA_PREFIX);
+  size_t n = strlen(b64);
+  int rc = check_compressed(a, idx, l, b64, n, msg);
+  if (rc)
+    return rc;
+  verify_t v = {0};
+  uint8_t tarh[WV_SHA256_LEN];
+  v.gz_len = (uint64_t)l->gzip_size;
+  v.tar_budget = wv_layer_inflate_budget(cfg, v.gz_len);
+  rc = wv_sha256_init(&v.gz); /* released with the rest; the first pass hashed already */
   rc = rc ? rc : wv_sha256_init(&v.tar);
   if (!rc) {
     v.z_init = inflateInit2(&v.z, 16 + MAX_WBITS) == Z_OK;
@@ -223,12 +275,11 @@ int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, size_t idx, const wv_cont
   }
   if (!rc && cas)
     rc = wv_cas_begin(cas, &v.w);
-  rc = rc ? rc : verify_stream(a, &v, b64, n);
-  rc = rc ? rc : wv_sha256_final(&v.gz, gzh);
+  rc = rc ? rc : verify_stream(a, &v, b64, n, feed);
   rc = rc ? rc : wv_sha256_final(&v.tar, tarh);
   if (rc)
     goto out;
-  const char *why = verdict(a, idx, l, &v, gzh, tarh);
+  const char *why = verdict(a, idx, l, &v, tarh);
   if (why) {
     *msg = why;
     rc = WV_EINVAL;
@@ -245,12 +296,12 @@ out:
 
 static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
-int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, const wv_container_config_t *cc,
-                    const char **msg) {
+int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, const wv_config_t *cfg,
+                    const wv_container_config_t *cc, const char **msg) {
   for (size_t i = 0; i < cc->n_layers; i++) {
     const wv_container_layer_t *l = &cc->layers[i];
     if (has_prefix(l->location, WV_LAYER_DATA_PREFIX)) {
-      int rc = wv_layer_verify_data(a, cas, i, l, msg);
+      int rc = wv_layer_verify_data(a, cas, cfg, i, l, msg);
       if (rc)
         return rc;
     } else if (!has_prefix(l->location, "https://") && !has_prefix(l->location, "http://") &&

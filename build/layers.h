@@ -3,9 +3,10 @@
  * containerIncludes before it mints a token:
  *
  *   - data: layers are verified (Wave does not): the base64 is decoded
- *     strictly, its size must equal gzipSize and its SHA-256 gzipDigest; it is
- *     gunzipped (streaming, capped at WV_LAYER_MAX_TAR bytes) and the tar must
- *     hash to tarDigest. The gzip bytes go to the blob store under gzipDigest,
+ *     strictly, its size must equal gzipSize and its SHA-256 gzipDigest, both
+ *     checked before anything is inflated; it is then gunzipped (streaming,
+ *     under the budget of wv_layer_inflate_budget) and the tar must hash to
+ *     tarDigest. The gzip bytes go to the blob store under gzipDigest,
  *     so the token record only carries "cas:<gzipDigest>".
  *   - containerIncludes (§4.7) are resolved upstream for the request platform
  *     and become docker://<registry>/v2/<path>/blobs/<digest> layers.
@@ -21,6 +22,7 @@
 
 #include "build/front.h"
 #include "core/arena.h"
+#include "core/config.h"
 #include "registry/augment.h"
 #include "registry/platform.h"
 #include "registry/ref.h"
@@ -31,16 +33,26 @@
 struct wv_cas;
 struct wv_upstream;
 
-#define WV_LAYER_MAX_TAR (1ull << 30) /* uncompressed bytes of one data: layer */
+#define WV_LAYER_MAX_TAR (1ull << 30) /* default cap on uncompressed bytes of one data: layer */
+#define WV_LAYER_MAX_RATIO 100        /* default inflated/compressed budget ratio */
+#define WV_LAYER_BUDGET_FLOOR (1ull << 20) /* added to every budget: tiny layers of empty files */
 #define WV_LAYER_DATA_PREFIX "data:"
 #define WV_LAYER_DOCKER_PREFIX "docker://"
 
 /*
- * Verifies data: layer number idx (location starts with "data:") and, when
- * cas is not NULL, commits its gzip bytes to the blob store. Returns 0,
- * WV_EINVAL (400, with the message), WV_EIO / WV_ENOMEM.
+ * The most bytes a data: layer of gz_len compressed bytes may inflate to:
+ * wave.build.data-layer.max-inflate-ratio x gz_len + 1 MiB, at most
+ * wave.build.data-layer.max-inflated-size (cfg NULL: the defaults above).
  */
-int wv_layer_verify_data(wv_arena_t *a, struct wv_cas *cas, size_t idx,
+uint64_t wv_layer_inflate_budget(const wv_config_t *cfg, uint64_t gz_len);
+
+/*
+ * Verifies data: layer number idx (location starts with "data:") and, when
+ * cas is not NULL, commits its gzip bytes to the blob store. cfg (NULL =
+ * defaults) gives the inflate budget. Returns 0, WV_EINVAL (400, with the
+ * message), WV_EIO / WV_ENOMEM.
+ */
+int wv_layer_verify_data(wv_arena_t *a, struct wv_cas *cas, const wv_config_t *cfg, size_t idx,
                          const wv_container_layer_t *l, const char **msg);
 
 /*
@@ -48,8 +60,8 @@ int wv_layer_verify_data(wv_arena_t *a, struct wv_cas *cas, size_t idx,
  * anything else is refused, so a client cannot name a cas: blob) and
  * verifies/stores each data: layer. Returns as wv_layer_verify_data.
  */
-int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, const wv_container_config_t *cc,
-                    const char **msg);
+int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, const wv_config_t *cfg,
+                    const wv_container_config_t *cc, const char **msg);
 
 /*
  * Resolves one include (an image name) for platform: manifest (through an

@@ -11,6 +11,7 @@
 #include "build/request.h"
 #include "core/digest.h"
 #include "core/err.h"
+#include "core/secret.h"
 #include "core/json.h"
 #include "core/rand.h"
 
@@ -169,13 +170,14 @@ static int parse_fields(parse_t *p, wv_creq_t *r) {
 
 static void put_json(void *o) { json_object_put(o); }
 
-int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, bool v2, wv_creq_t *out,
-                  const char **msg) {
+int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, size_t max_values, bool v2,
+                  wv_creq_t *out, const char **msg) {
   char err[160];
   json_object *root = NULL;
   memset(out, 0, sizeof *out);
   out->v2 = v2;
-  int rc = wv_json_parse(body, len, len + 1, MAX_BODY_DEPTH, &root, err, sizeof err);
+  int rc = wv_json_parse_body(body, len, len + 1, MAX_BODY_DEPTH,
+                              max_values ? max_values : WV_JSON_MAX_VALUES, &root, err, sizeof err);
   if (rc == WV_ENOMEM)
     return rc;
   if (rc) {
@@ -331,49 +333,31 @@ static int check_mirror(check_t *c) {
   return 0;
 }
 
-/* Lowercase copy of a configured hash, so "AB12…" in config.yml matches too. */
-static void lower_hex(const char *s, char out[2 * WV_SHA256_LEN + 1]) {
-  size_t i = 0;
-  for (; s && s[i] && i < 2 * WV_SHA256_LEN; i++)
-    out[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 'a' : s[i]);
-  out[i] = '\0';
-}
-
-static int secret_hex(const char *secret, char hex[2 * WV_SHA256_LEN + 1]) {
-  uint8_t h[WV_SHA256_LEN];
-  if (wv_sha256(secret, strlen(secret), h))
-    return WV_EINTERNAL;
-  wv_hex_encode(h, sizeof h, hex);
-  return 0;
-}
-
 const char *wv_creq_account_for_token(const wv_config_t *cfg, const char *token) {
-  char hex[2 * WV_SHA256_LEN + 1], want[2 * WV_SHA256_LEN + 1];
-  if (!token || secret_hex(token, hex))
+  if (!token)
     return NULL;
   const char *user = NULL;
-  /* Every entry is compared, so the time taken does not say which one matched. */
-  for (size_t i = 0; i < cfg->accounts.len; i++) {
-    lower_hex(cfg->accounts.values[i], want);
-    if (wv_ct_streq(hex, want) && !user)
+  /* Every entry is compared, so the time taken does not say which one matched
+   * (a verified token is remembered by core/secret.c: later requests are cheap). */
+  for (size_t i = 0; i < cfg->accounts.len; i++)
+    if (wv_secret_verify(cfg->accounts.values[i], token) && !user)
       user = cfg->accounts.keys[i];
-  }
   return user;
 }
 
 bool wv_creq_basic_auth(const wv_config_t *cfg, const char *user, const char *password) {
-  char hex[2 * WV_SHA256_LEN + 1], want[2 * WV_SHA256_LEN + 1] = "";
-  bool found = false;
-  if (!user || !password || secret_hex(password, hex))
+  const char *stored = NULL;
+  if (!user || !password)
     return false;
-  for (size_t i = 0; i < cfg->accounts.len; i++) {
-    if (strcmp(cfg->accounts.keys[i], user) == 0) {
-      lower_hex(cfg->accounts.values[i], want);
-      found = true;
-    }
-  }
-  /* Unknown users are compared too (against ""), so timing says nothing about names. */
-  return wv_ct_streq(hex, want) && found;
+  for (size_t i = 0; i < cfg->accounts.len; i++)
+    if (strcmp(cfg->accounts.keys[i], user) == 0)
+      stored = cfg->accounts.values[i];
+  /* An unknown user costs a verification too (against the first account, and
+   * refused whatever the outcome), so timing says nothing about names. */
+  bool found = stored != NULL;
+  if (!found && cfg->accounts.len)
+    stored = cfg->accounts.values[0];
+  return wv_secret_verify(stored, password) && found;
 }
 
 /* Step 4: a towerAccessToken must hash to one of the configured accounts. */

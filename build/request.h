@@ -110,12 +110,14 @@ typedef struct {
 } wv_creq_result_t;
 
 /*
- * Parses a request body (len bytes). v2 selects the version. Returns 0,
- * WV_EINVAL with a message (malformed JSON, not an object, wrong field type,
- * unknown enum value) or WV_ENOMEM.
+ * Parses a request body (len bytes) of at most max_values JSON values (0 =
+ * WV_JSON_MAX_VALUES; server.max-json-values). v2 selects the version.
+ * Returns 0, WV_EINVAL with a message (malformed JSON, too many values, a
+ * \u0000 in a string, not an object, wrong field type, unknown enum value)
+ * or WV_ENOMEM.
  */
-int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, bool v2, wv_creq_t *out,
-                  const char **msg);
+int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, size_t max_values, bool v2,
+                  wv_creq_t *out, const char **msg);
 
 /*
  * Runs the checks of spec §1.2 steps 1–10 in order, up to the choice of the

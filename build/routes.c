@@ -9,6 +9,7 @@
 #include "build/mirror_api.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/ratelimit.h"
 #include "core/timefmt.h"
 #include "http/resp.h"
 #include "registry/token.h"
@@ -130,23 +131,65 @@ static int status(wv_req_t *req, wv_resp_t *resp) {
   return rc ? wv_resp_error(req, resp, rc, NULL) : wv_resp_json(req, resp, 200, out);
 }
 
-/* True when the request carries HTTP Basic credentials of a wave.accounts entry. */
-static bool basic_ok(wv_req_t *req) {
+/*
+ * 0 when the request carries HTTP Basic credentials of a wave.accounts entry,
+ * WV_ENOTFOUND when it carries none, WV_EAUTH when they are wrong (or
+ * malformed: only those count as failures for wave.auth.failure-rate).
+ */
+static int basic_check(wv_req_t *req) {
   const char *h = wv_req_header(req, "Authorization");
-  if (!h || strncasecmp(h, "Basic ", 6) != 0)
-    return false;
+  if (!h)
+    return WV_ENOTFOUND;
+  if (strncasecmp(h, "Basic ", 6) != 0)
+    return WV_EAUTH;
   const char *b = h + 6;
   while (*b == ' ')
     b++;
   char *dec = NULL;
   size_t n = 0;
   if (wv_base64_decode(req->arena, b, strlen(b), &dec, &n) || memchr(dec, '\0', n))
-    return false;
+    return WV_EAUTH;
   char *colon = strchr(dec, ':');
   if (!colon)
-    return false;
+    return WV_EAUTH;
   *colon = '\0';
-  return wv_creq_basic_auth(app_of(req)->cfg, dec, colon + 1);
+  return wv_creq_basic_auth(app_of(req)->cfg, dec, colon + 1) ? 0 : WV_EAUTH;
+}
+
+/* The 429 of a client IP past wave.auth.failure-rate. */
+static int auth_throttled(wv_req_t *req, wv_resp_t *resp, int64_t retry) {
+  const char *after = wv_arena_sprintf(req->arena, "%lld", (long long)retry);
+  const char *msg =
+      wv_arena_sprintf(req->arena,
+                       "Too many failed authentications from IP %s - retry in "
+                       "%lld seconds",
+                       req->client_ip[0] ? req->client_ip : "unknown", (long long)retry);
+  int rc = after && msg ? wv_resp_api_error(req, resp, 429, msg) : WV_ENOMEM;
+  return rc ? rc : wv_resp_header(resp, "Retry-After", after);
+}
+
+/*
+ * HTTP Basic authentication under wave.auth.failure-rate: a client IP past
+ * its failures is refused (429) before its credentials are even checked, and
+ * each wrong credential takes one permit. Returns 0 when authenticated, or 1
+ * when resp holds the answer (401 or 429), or a negative code.
+ */
+static int basic_auth(wv_req_t *req, wv_resp_t *resp) {
+  wv_ratelimit_t *rl = app_of(req)->auth_limit;
+  const char *ip = req->client_ip[0] ? req->client_ip : NULL;
+  int64_t retry = 0;
+  if (rl && wv_ratelimit_peek(rl, NULL, ip, &retry) == WV_EBUSY) {
+    int rc = auth_throttled(req, resp, retry);
+    return rc ? rc : 1;
+  }
+  int rc = basic_check(req);
+  if (rc == 0)
+    return 0;
+  if (rc == WV_EAUTH && rl)
+    wv_ratelimit_acquire(rl, NULL, ip, NULL);
+  rc = wv_resp_api_error(req, resp, 401, NULL);
+  rc = rc ? rc : wv_resp_header(resp, "WWW-Authenticate", BASIC_REALM);
+  return rc ? rc : 1;
 }
 
 const char *wv_req_basic_account(wv_req_t *req, bool *bad) {
@@ -176,14 +219,13 @@ const char *wv_req_basic_account(wv_req_t *req, bool *bad) {
 
 /* DELETE /container-token/{token}: evicts the token so pulls stop (§2.2). */
 static int evict(wv_req_t *req, wv_resp_t *resp) {
-  if (!basic_ok(req)) {
-    int rc = wv_resp_api_error(req, resp, 401, NULL);
-    return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", BASIC_REALM);
-  }
+  int rc = basic_auth(req, resp);
+  if (rc)
+    return rc > 0 ? 0 : rc;
   const char *t;
   char *val = NULL;
   size_t len = 0;
-  int rc = load_param(req, "token", WV_DB_TOKENS, &t, &val, &len);
+  rc = load_param(req, "token", WV_DB_TOKENS, &t, &val, &len);
   if (rc == WV_ENOTFOUND)
     return missing_token(req, resp);
   rc = rc ? rc : wv_store_del(app_of(req)->store, WV_DB_TOKENS, t);

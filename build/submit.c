@@ -204,7 +204,7 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
   int rc = 0;
   if (r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
-  rc = rc ? rc : wv_layers_check(a, app->cas, &r->cc, msg);
+  rc = rc ? rc : wv_layers_check(a, app->cas, app->cfg, &r->cc, msg);
   rc = rc ? rc : expand_includes(app, a, r, plan, msg);
   if (!rc && app->upstream)
     rc = wv_image_check_exists(a, app->upstream, plan->user, &plan->image, msg);
@@ -275,6 +275,22 @@ static int take_pull(const wv_app_t *app, wv_arena_t *a, const wv_creq_plan_t *p
   return rc;
 }
 
+/*
+ * wave.auth.failure-rate for towerAccessTokens: a client IP past its failed
+ * authentications gets 429 before its token is checked (a check may cost a
+ * slow hash per account).
+ */
+static int auth_gate(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const char *client_ip,
+                     int64_t *retry_after_s, const char **msg) {
+  if (!app->auth_limit || !r->tower_access_token || !*r->tower_access_token)
+    return 0;
+  if (wv_ratelimit_peek(app->auth_limit, NULL, client_ip, retry_after_s) != WV_EBUSY)
+    return 0;
+  *msg = wv_arena_sprintf(a, "Too many failed authentications from IP %s - retry in %lld seconds",
+                          client_ip ? client_ip : "unknown", (long long)*retry_after_s);
+  return *msg ? WV_EBUSY : WV_ENOMEM;
+}
+
 int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
                    const char *client_ip, json_object **resp, const char **msg,
                    int64_t *retry_after_s) {
@@ -283,8 +299,11 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
   wv_creq_result_t res;
   *resp = NULL;
   *msg = NULL;
-  int rc = wv_creq_parse(a, body, len, v2, &r, msg);
+  int rc = wv_creq_parse(a, body, len, (size_t)app->cfg->max_json_values, v2, &r, msg);
+  rc = rc ? rc : auth_gate(app, a, &r, client_ip, retry_after_s, msg);
   rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
+  if (rc == WV_EAUTH && app->auth_limit)
+    wv_ratelimit_acquire(app->auth_limit, NULL, client_ip, NULL);
   /* A containerImage (of any kind of request) whose registry names an address. */
   if (!rc && r.container_image && *r.container_image && plan.image.registry &&
       !wv_proxy_registry_allowed(app, plan.image.registry)) {

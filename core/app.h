@@ -19,6 +19,7 @@ struct wv_upstream;
 struct wv_job_engine;
 struct wv_ratelimit;
 struct wv_preflight;
+struct wv_blobgc;
 
 typedef struct {
   const wv_config_t *cfg;
@@ -32,6 +33,8 @@ typedef struct {
   struct wv_ratelimit *pull_limit;  /* a permit per container request and manifest by digest */
   /* core/preflight.h: builder, disk and memory checks; NULL in tests without one */
   struct wv_preflight *preflight;
+  struct wv_ratelimit *auth_limit; /* a permit per failed authentication, per client IP */
+  struct wv_blobgc *blobgc;        /* storage/blobgc.h: NULL when storage.blob-gc is off */
 } wv_app_t;
 
 #endif

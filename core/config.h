@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-/* A string→string map (e.g. wave.accounts: user → sha256 hex of password). */
+/* A string→string map (e.g. wave.accounts: user → stored secret, core/secret.h). */
 typedef struct {
   char **keys;
   char **values;
@@ -119,6 +119,14 @@ typedef struct {
   int64_t build_record_ttl_ms;      /* wave.build.record.duration, 5d: build records */
   uint64_t build_context_max_file;  /* wave.build.context.max-file-size, 1MiB */
   uint64_t build_context_max_total; /* wave.build.context.max-size, 10MiB */
+  /* Hostile-input limits (docs/security.md) */
+  int max_json_values;              /* server.max-json-values, 100000 (request bodies) */
+  uint64_t data_layer_max_inflated; /* wave.build.data-layer.max-inflated-size, 1GiB */
+  int data_layer_max_ratio;         /* wave.build.data-layer.max-inflate-ratio, 100 */
+  char *auth_failure_rate;          /* wave.auth.failure-rate, "5/1m" per client IP, or off */
+  bool blob_gc_enabled;             /* storage.blob-gc.enabled, true */
+  int64_t blob_gc_interval_ms;      /* storage.blob-gc.interval, 10m */
+  int64_t blob_gc_grace_ms;         /* storage.blob-gc.grace, 1h: younger blobs are kept */
   /* wave.build.templates.* — images and packages of package builds (spec §4.2) */
   char *tpl_mamba_image_v1, *tpl_mamba_image_v2, *tpl_conda_base_packages, *tpl_conda_base_image;
   char *tpl_pixi_image, *tpl_pixi_base_packages, *tpl_pixi_base_image;

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/netpolicy.h"
 #include "core/ratelimit.h"
+#include "core/secret.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -110,7 +111,7 @@ static const entry_t schema[] = {
      NULL, "wave.build.max-conda-file-size",
      "Maximum length in characters of the base64 condaFile."},
     {"wave.accounts", T_MAP, OFF(accounts), "{}", 0, 0, NULL, "wave.accounts",
-     "Basic-auth accounts: username -> sha256 hex of the password."},
+     "Accounts: username -> `waved hash-password` output (or, deprecated, sha256 hex)."},
     {"wave.registries", T_REGS, OFF(registries), "{}", 0, 0, NULL, "wave.registries",
      "Upstream registries: host[:port] -> {username, password, insecure, allow: {anonymous, "
      "accounts}}; ${VAR} and "
@@ -142,8 +143,8 @@ static const entry_t schema[] = {
      "Upstream tries in all for 429, 5xx and connection failures."},
     {"wave.httpclient.retry.delay", T_DUR_MS, OFF(hc_retry_delay_ms), "500ms", 0, 60000, NULL,
      "wave.httpclient.retry.delay", "First retry backoff; each next one is 1.75 times longer."},
-    {"wave.httpclient.retry.max-delay", T_DUR_MS, OFF(hc_retry_max_delay_ms), "5s", 0, 600000,
-     NULL, "wave.httpclient.retry.max-delay", "Cap of one retry backoff."},
+    {"wave.httpclient.retry.max-delay", T_DUR_MS, OFF(hc_retry_max_delay_ms), "5s", 0, 600000, NULL,
+     "wave.httpclient.retry.max-delay", "Cap of one retry backoff."},
     {"storage.path", T_PATH, OFF(storage_path), "./data", 0, 0, NULL, NULL,
      "Directory of the LMDB state store and the blob store; relative = to the config file's "
      "directory."},
@@ -242,6 +243,24 @@ static const entry_t schema[] = {
      NULL, NULL, "Largest file of an unpacked buildContext."},
     {"wave.build.context.max-size", T_SIZE, OFF(build_context_max_total), "10MiB", 1, 1LL << 34,
      NULL, NULL, "Bytes of all files of an unpacked buildContext."},
+    /* Hostile-input limits (docs/security.md) */
+    {"server.max-json-values", T_INT, OFF(max_json_values), "100000", 16, 100000000, NULL, NULL,
+     "Values (object members and array elements) a JSON request body may hold; past it 400."},
+    {"wave.build.data-layer.max-inflated-size", T_SIZE, OFF(data_layer_max_inflated), "1GiB",
+     1 << 20, 1LL << 36, NULL, NULL, "Largest uncompressed size of one data: layer."},
+    {"wave.build.data-layer.max-inflate-ratio", T_INT, OFF(data_layer_max_ratio), "100", 1, 1100,
+     NULL, NULL,
+     "A data: layer may inflate to this many times its compressed size plus 1MiB; past it 400."},
+    {"wave.auth.failure-rate", T_STR, OFF(auth_failure_rate), "5/1m", 0, 0, check_rate, NULL,
+     "Failed Basic authentications allowed per client IP (<max>/<period> or off); past it 429 "
+     "with Retry-After."},
+    {"storage.blob-gc.enabled", T_BOOL, OFF(blob_gc_enabled), "true", 0, 0, NULL, NULL,
+     "Remove blob-store content that no live token, record or cache entry references."},
+    {"storage.blob-gc.interval", T_DUR_MS, OFF(blob_gc_interval_ms), "10m", 1000, DAY_MS, NULL,
+     NULL, "Period of the blob-store collector."},
+    {"storage.blob-gc.grace", T_DUR_MS, OFF(blob_gc_grace_ms), "1h", 0, 30 * DAY_MS, NULL, NULL,
+     "Blobs written more recently than this are never collected (a request may be storing "
+     "them)."},
 #define TPL(k, f, d, w)                                                                            \
   { "wave.build.templates." k, T_STR, OFF(f), d, 0, 0, NULL, NULL, w }
     TPL("mamba-image-v1", tpl_mamba_image_v1, "mambaorg/micromamba:1.5.10-noble",
@@ -406,9 +425,11 @@ int wv_cfg_check_sha256_hex(const char *s, char *why, size_t whylen) {
   size_t n = 0;
   while (isxdigit((unsigned char)s[n]))
     n++;
-  if (n == 64 && s[n] == '\0')
+  if ((n == 64 && s[n] == '\0') || wv_secret_kind(s) == WV_SECRET_PBKDF2)
     return 0;
-  snprintf(why, whylen, "expected the sha256 hex of the password (64 hex digits)");
+  snprintf(why, whylen,
+           "expected the output of `waved hash-password` (pbkdf2-sha256$...) or the sha256 hex "
+           "of the password (64 hex digits)");
   return WV_EINVAL;
 }
 

@@ -1,6 +1,7 @@
 /* core/json.c — json-c helpers (see json.h). */
 #include "core/json.h"
 #include "core/err.h"
+#include "core/memtrim.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -81,6 +82,50 @@ int wv_json_parse(const char *text, size_t len, size_t max_bytes, int max_depth,
   }
   *out = o; /* a literal `null` document is a NULL object, and that is fine */
   return 0;
+}
+
+/* At p (just after a backslash inside a string): true for the escape u0000. */
+static bool nul_escape(const char *p, const char *end) {
+  return end - p >= 5 && memcmp(p, "u0000", 5) == 0;
+}
+
+int wv_json_scan(const char *text, size_t len, size_t max_values, char *err, size_t errlen) {
+  const char *p = text, *end = text + len;
+  size_t values = 1;
+  bool in_str = false;
+  for (; p < end; p++) {
+    char c = *p;
+    if (in_str) {
+      if (c == '\\') {
+        if (p + 1 < end && nul_escape(p + 1, end))
+          return parse_error(text, (size_t)(p - text), "\\u0000 is not allowed in a string", err,
+                             errlen);
+        p++; /* the escaped character cannot end the string */
+      } else if (c == '"') {
+        in_str = false;
+      }
+    } else if (c == '"') {
+      in_str = true;
+    } else if (c == ',' || c == '[' || c == '{') {
+      if (max_values && ++values > max_values) {
+        snprintf(err, errlen, "JSON body has more than %zu values", max_values);
+        return WV_ETOOBIG;
+      }
+    }
+  }
+  return 0;
+}
+
+int wv_json_parse_body(const char *text, size_t len, size_t max_bytes, int max_depth,
+                       size_t max_values, json_object **out, char *err, size_t errlen) {
+  *out = NULL;
+  if (len > max_bytes) {
+    snprintf(err, errlen, "JSON body larger than %zu bytes", max_bytes);
+    return WV_ETOOBIG;
+  }
+  wv_memtrim_note(len); /* a large body: its buffer and objects are freed soon */
+  int rc = wv_json_scan(text, len, max_values, err, errlen);
+  return rc ? rc : wv_json_parse(text, len, max_bytes, max_depth, out, err, errlen);
 }
 
 /* Looks up key: 0 with *v set, WV_ENOTFOUND for absent/null, WV_EINVAL if obj is no object. */

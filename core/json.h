@@ -32,6 +32,27 @@
 int wv_json_parse(const char *text, size_t len, size_t max_bytes, int max_depth, json_object **out,
                   char *err, size_t errlen);
 
+/* Default cap on the values of a request body (server.max-json-values). */
+#define WV_JSON_MAX_VALUES 100000
+
+/*
+ * A cheap pass over untrusted JSON text before any object is built: refuses
+ * more than max_values values (WV_ETOOBIG; every object member and array
+ * element counts, so 800,000 keys cost one linear scan and no allocation)
+ * and a \u0000 escape inside a string (WV_EPARSE: json-c would keep the NUL
+ * and every C reader of the string would see it truncated). The count is an
+ * upper bound (commas and opened containers outside strings, plus one); the
+ * text is not otherwise validated. 0 = no value cap. Message in err.
+ */
+int wv_json_scan(const char *text, size_t len, size_t max_values, char *err, size_t errlen);
+
+/*
+ * wv_json_parse for a request body: wv_json_scan with max_values first, so a
+ * hostile body is refused before json-c allocates anything for it.
+ */
+int wv_json_parse_body(const char *text, size_t len, size_t max_bytes, int max_depth,
+                       size_t max_values, json_object **out, char *err, size_t errlen);
+
 /*
  * Typed getters on an object member. Each returns 0, WV_ENOTFOUND when the
  * member is absent or null, or WV_EINVAL when it has another type (or obj is

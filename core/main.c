@@ -17,7 +17,9 @@
 #include "core/job.h"
 #include "core/log.h"
 #include "core/preflight.h"
+#include "core/memtrim.h"
 #include "core/ratelimit.h"
+#include "core/secret.h"
 #include "build/build.h"
 #include "build/builder.h"
 #include "http/client.h"
@@ -30,6 +32,7 @@
 #include "scan/osv.h"
 #include "scan/scan.h"
 #include "storage/blobcache.h"
+#include "storage/blobgc.h"
 #include "storage/cas.h"
 #include "storage/jobstore.h"
 #include "storage/store.h"
@@ -57,6 +60,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "Usage: waved [--config FILE] [--host ADDR] [--port N]\n"
           "       waved [--config FILE] --import-osv PATH\n"
+          "       waved hash-password [--iterations N] < password\n"
           "       waved --help | --version\n"
           "\n"
           "Serves the Wave API and the Docker Registry v2 API (spec: docs, config.yml).\n"
@@ -171,6 +175,11 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_error("cannot open the blob store in %s: %s", cfg->storage_path, wv_strerror(rc));
     return rc;
   }
+  if (cfg->blob_gc_enabled && (rc = wv_blobgc_start(app->store, app->cas, cfg->blob_gc_interval_ms,
+                                                    cfg->blob_gc_grace_ms, &app->blobgc))) {
+    wv_error("cannot start the blob-store collector: %s", wv_strerror(rc));
+    return rc;
+  }
   if (cfg->blob_cache_enabled) {
     snprintf(dir, sizeof dir, "%s/blobcache", cfg->storage_path);
     rc = wv_bcache_open(&app->bcache, dir, cfg->blob_cache_max_size, cfg->blob_cache_idle_ms);
@@ -195,6 +204,12 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_error("cannot set up the rate limits: %s", wv_strerror(rc));
     return rc;
   }
+  if ((rc = wv_ratelimit_auth_from_config(cfg, &app->auth_limit))) {
+    wv_error("cannot set up wave.auth.failure-rate: %s", wv_strerror(rc));
+    return rc;
+  }
+  if ((rc = wv_secret_check_accounts(cfg)))
+    return rc;
   if (cfg->rl_enabled)
     wv_info("rate limits: builds %s anonymous, %s authenticated; pulls %s anonymous, %s "
             "authenticated",
@@ -222,9 +237,11 @@ static int check_start(const wv_config_t *cfg) {
 
 static void close_services(wv_app_t *app) {
   wv_preflight_free(app->preflight);
+  wv_ratelimit_free(app->auth_limit);
   wv_ratelimit_free(app->pull_limit);
   wv_ratelimit_free(app->build_limit);
   wv_upstream_free(app->upstream);
+  wv_blobgc_stop(app->blobgc); /* before the stores it reads */
   wv_cas_close(app->cas);
   wv_bcache_close(app->bcache);
   /* Closing drains pending writes: everything acknowledged is on disk. */
@@ -313,6 +330,8 @@ int main(int argc, char **argv) {
   /* The job engine runs builders through this wrapper (cgroup, RLIMIT_AS, exec). */
   if (argc > 1 && strcmp(argv[1], "--job-exec") == 0)
     return wv_job_exec_main(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "hash-password") == 0) /* an operator command */
+    return wv_secret_main(argc, argv);
   uint64_t t0 = uv_hrtime();
   cli_t cli;
   int rc = parse_cli(argc, argv, &cli);
@@ -333,6 +352,8 @@ int main(int argc, char **argv) {
     return rc;
   }
 
+  if (wv_memtrim_start())
+    wv_warn("cannot start the memory trimmer: memory may stay at its peak after a spike");
   wv_app_t app = {0};
   wv_router_t *router = NULL;
   wv_server_t *srv = NULL;
@@ -392,6 +413,7 @@ out:
   wv_job_engine_free(app.jobs);
   /* The services outlive the server: its workers may use them until it stopped. */
   close_services(&app);
+  wv_memtrim_stop();
   if (status == 0)
     wv_info("stopped");
   wv_config_free(&cfg);

@@ -250,6 +250,33 @@ int wv_ratelimit_acquire_at(wv_ratelimit_t *rl, const char *user, const char *ip
   return WV_EBUSY;
 }
 
+int wv_ratelimit_peek_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
+                         int64_t *retry_after_s) {
+  bool authed = user && *user;
+  const bucket_t *b = authed ? &rl->auth : &rl->anon;
+  if (b->interval_ns == 0)
+    return 0;
+  uint64_t h = authed ? hash_key(rl, 'u', user) : ip_key(rl, ip);
+  size_t set = (size_t)(h >> 32) & (rl->nsets - 1);
+  pthread_mutex_t *mu = &rl->stripes[set & (STRIPES - 1)].mu;
+  int64_t wait = 0;
+  pthread_mutex_lock(mu);
+  for (slot_t *s = &rl->slots[set * WAYS], *e = s + WAYS; s < e; s++)
+    if (s->h == h && s->tat > now_ns)
+      wait = s->tat + b->interval_ns - now_ns - b->burst_ns;
+  pthread_mutex_unlock(mu);
+  if (wait <= 0)
+    return 0;
+  if (retry_after_s)
+    *retry_after_s = (wait + NS_PER_S - 1) / NS_PER_S;
+  return WV_EBUSY;
+}
+
+int wv_ratelimit_peek(wv_ratelimit_t *rl, const char *user, const char *ip,
+                      int64_t *retry_after_s) {
+  return wv_ratelimit_peek_at(rl, user, ip, wv_mono_ns(), retry_after_s);
+}
+
 int wv_ratelimit_acquire(wv_ratelimit_t *rl, const char *user, const char *ip,
                          int64_t *retry_after_s) {
   return wv_ratelimit_acquire_at(rl, user, ip, wv_mono_ns(), retry_after_s);
@@ -294,4 +321,15 @@ int wv_ratelimit_from_config(const wv_config_t *cfg, wv_ratelimit_t **build,
     *build = NULL;
   }
   return rc;
+}
+
+int wv_ratelimit_auth_from_config(const wv_config_t *cfg, wv_ratelimit_t **out) {
+  wv_rate_t fail, off = {0, 0};
+  *out = NULL;
+  if (wv_rate_parse(cfg->auth_failure_rate, &fail, NULL, 0))
+    return WV_EINVAL;
+  if (fail.max == 0)
+    return 0;
+  size_t keys = cfg->rl_max_keys > 0 ? (size_t)cfg->rl_max_keys : 100000;
+  return wv_ratelimit_new("authentication", fail, off, keys, out);
 }

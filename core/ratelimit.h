@@ -76,6 +76,16 @@ int wv_ratelimit_acquire_at(wv_ratelimit_t *rl, const char *user, const char *ip
                             int64_t *retry_after_s);
 
 /*
+ * Whether wv_ratelimit_acquire would refuse the key now, without taking a
+ * permit: 0, or WV_EBUSY with *retry_after_s as acquire sets it. A limiter
+ * of failures (wave.auth.failure-rate) peeks before an attempt and acquires
+ * after a failure, so successes cost nothing.
+ */
+int wv_ratelimit_peek(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t *retry_after_s);
+int wv_ratelimit_peek_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
+                         int64_t *retry_after_s);
+
+/*
  * The refusal message of spec §3.3/§4.1 in arena a: "Request exceeded
  * <what> rate limit for user <user>" or "... for IP <ip>". NULL on OOM.
  */
@@ -90,6 +100,13 @@ const char *wv_ratelimit_message(wv_arena_t *a, const wv_ratelimit_t *rl, const 
  * WV_ENOMEM.
  */
 int wv_ratelimit_from_config(const wv_config_t *cfg, wv_ratelimit_t **build, wv_ratelimit_t **pull);
+
+/*
+ * The limiter of failed authentications (wave.auth.failure-rate, keyed by
+ * client IP whatever rate-limit.enabled says): *out is NULL when the rate is
+ * off. 0, WV_EINVAL or WV_ENOMEM.
+ */
+int wv_ratelimit_auth_from_config(const wv_config_t *cfg, wv_ratelimit_t **out);
 
 /* Slots (a power of two, at least max_keys) and keys forgotten early so far. */
 size_t wv_ratelimit_capacity(const wv_ratelimit_t *rl);

@@ -280,7 +280,9 @@ int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp) {
   char err[256];
   const char *image = NULL, *msg = NULL, *token = NULL, *who = NULL;
   int status = 0;
-  if (wv_json_parse(req->body, req->body_len, INSPECT_MAX_BODY, 0, &body, err, sizeof err))
+  const wv_app_t *app = req->app;
+  if (wv_json_parse_body(req->body, req->body_len, INSPECT_MAX_BODY, 0,
+                         (size_t)app->cfg->max_json_values, &body, err, sizeof err))
     return wv_resp_api_error(req, resp, 400, err);
   if (wv_json_get_str(body, "containerImage", &image) == 0)
     image = wv_arena_strdup(req->arena, image);

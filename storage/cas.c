@@ -368,3 +368,68 @@ int wv_cas_delete(wv_cas_t *c, const char *digest) {
   free(path);
   return rc;
 }
+
+/* ---- sweep ---------------------------------------------------------------- */
+
+static int hexnib(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : (c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1);
+}
+
+/* 64 lowercase hex characters (and nothing more) into 32 bytes; false otherwise. */
+static bool name_sha(const char *name, uint8_t sha[32]) {
+  if (strlen(name) != HEX_LEN)
+    return false;
+  for (int i = 0; i < 32; i++) {
+    int hi = hexnib(name[2 * i]), lo = hexnib(name[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return false;
+    sha[i] = (uint8_t)(hi << 4 | lo);
+  }
+  return true;
+}
+
+/* Sweeps one shard directory (<shas>/<2 hex>). */
+static int sweep_shard(int dfd, int64_t cutoff_ms, wv_cas_keep_cb keep, void *arg,
+                       uint64_t *removed, uint64_t *bytes) {
+  DIR *d = fdopendir(dfd);
+  if (!d) {
+    close(dfd);
+    return WV_EIO;
+  }
+  struct dirent *de;
+  uint8_t sha[32];
+  while ((de = readdir(d)) != NULL) {
+    struct stat st;
+    if (!name_sha(de->d_name, sha) || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW))
+      continue;
+    int64_t mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+    if (!S_ISREG(st.st_mode) || mtime_ms >= cutoff_ms || keep(arg, sha))
+      continue;
+    if (unlinkat(dirfd(d), de->d_name, 0) == 0) {
+      if (removed)
+        (*removed)++;
+      if (bytes)
+        *bytes += (uint64_t)st.st_size;
+    }
+  }
+  closedir(d);
+  return 0;
+}
+
+int wv_cas_sweep(wv_cas_t *c, int64_t cutoff_ms, wv_cas_keep_cb keep, void *arg, uint64_t *removed,
+                 uint64_t *bytes) {
+  DIR *top = opendir(c->shas);
+  if (!top)
+    return WV_EIO;
+  struct dirent *de;
+  int rc = 0;
+  while (!rc && (de = readdir(top)) != NULL) {
+    if (strlen(de->d_name) != 2 || hexnib(de->d_name[0]) < 0 || hexnib(de->d_name[1]) < 0)
+      continue;
+    int dfd = openat(dirfd(top), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd >= 0)
+      rc = sweep_shard(dfd, cutoff_ms, keep, arg, removed, bytes);
+  }
+  closedir(top);
+  return rc;
+}

@@ -22,6 +22,7 @@
 #ifndef WV_CAS_H
 #define WV_CAS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -88,5 +89,19 @@ int wv_cas_exists(wv_cas_t *c, const char *digest, uint64_t *size);
 
 /* Removes a blob. Returns 0, WV_ENOTFOUND, WV_EINVAL or WV_EIO. */
 int wv_cas_delete(wv_cas_t *c, const char *digest);
+
+/* Whether the blob of digest (32 bytes of SHA-256) must stay. */
+typedef bool (*wv_cas_keep_cb)(void *arg, const uint8_t sha[32]);
+
+/*
+ * The sweep of a mark-and-sweep collector (storage/blobgc.h): walks every
+ * committed blob and removes each one last written before cutoff_ms (unix
+ * ms, by mtime: a commit always writes a fresh file, so a blob committed
+ * again is young again) that keep does not want. Blobs being written (temp
+ * files) are never touched; a reader holding a blob open keeps its bytes.
+ * Adds to *removed and *bytes (may be NULL). 0 or WV_EIO (the walk stopped).
+ */
+int wv_cas_sweep(wv_cas_t *c, int64_t cutoff_ms, wv_cas_keep_cb keep, void *arg, uint64_t *removed,
+                 uint64_t *bytes);
 
 #endif

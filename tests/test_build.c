@@ -189,7 +189,7 @@ TEST(packages_use_config_images) {
   wv_creq_t r;
   const char *msg = NULL, *file, *conda, *tpl;
   const char *body = "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"samtools=1.17\"]}}";
-  CHECK_OK(wv_creq_parse(e.a, body, strlen(body), true, &r, &msg));
+  CHECK_OK(wv_creq_parse(e.a, body, strlen(body), 0, true, &r, &msg));
   CHECK_OK(wv_build_container_file(e.a, &e.cfg, &r, &file, &conda, &tpl, &msg));
   CHECK(strstr(file, "FROM lab.example.com:5000/mamba:2 AS build\n"));
   CHECK(strstr(file, "FROM lab.example.com:5000/ubuntu:24.04 AS prod\n"));
@@ -198,7 +198,7 @@ TEST(packages_use_config_images) {
   /* The request's own images win. */
   body = "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"x\"],\"condaOpts\":{\"mambaImage\":"
          "\"mine/mamba:2\",\"baseImage\":\"mine/base:1\"}}}";
-  CHECK_OK(wv_creq_parse(e.a, body, strlen(body), true, &r, &msg));
+  CHECK_OK(wv_creq_parse(e.a, body, strlen(body), 0, true, &r, &msg));
   CHECK_OK(wv_build_container_file(e.a, &e.cfg, &r, &file, &conda, &tpl, &msg));
   CHECK(strstr(file, "FROM mine/mamba:2 AS build\n") && strstr(file, "FROM mine/base:1 AS prod\n"));
   env_close(&e);

@@ -218,7 +218,8 @@ TEST(bad_int_bool_and_checks) {
                    "wave.server.url: invalid URL 'http://h:99999' (expected "
                    "http(s)://host[:port][/path])"));
   CHECK(fails_with("wave:\n  accounts:\n    bob: secret\n", 3,
-                   "wave.accounts.bob: expected the sha256 hex of the password (64 hex digits)"));
+                   "wave.accounts.bob: expected the output of `waved hash-password` "
+                   "(pbkdf2-sha256$...) or the sha256 hex of the password (64 hex digits)"));
 }
 
 TEST(unknown_key) {

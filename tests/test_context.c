@@ -172,6 +172,41 @@ TEST(links_and_special_files) {
               "Build context entry 'pipe' has an unsupported type (fifo)");
 }
 
+TEST(link_chains_never_leave_the_context) {
+  const char *out = "is a link pointing outside the build context";
+  char want[200];
+  /* A hard link to "a/b/s -> ../../x" would be "h -> ../../x" at the root. */
+  snprintf(want, sizeof want, "Build context entry 'h' %s", out);
+  expect_fail("hardlink-symlink.tar.gz", NULL, WV_EINVAL, want);
+  /* The same through a chain of two hard links. */
+  snprintf(want, sizeof want, "Build context entry 'h2' %s", out);
+  expect_fail("hardlink-chain.tar.gz", NULL, WV_EINVAL, want);
+  snprintf(want, sizeof want, "Build context entry 'h' %s", out);
+  expect_fail("hardlink-abs.tar.gz", NULL, WV_EINVAL, want);
+  snprintf(want, sizeof want, "Build context entry 'a/b/s' %s", out);
+  expect_fail("symlink-dotdot.tar.gz", NULL, WV_EINVAL, want);
+  snprintf(want, sizeof want, "Build context entry 'up' %s", out);
+  expect_fail("symlink-dir-later.tar.gz", NULL, WV_EINVAL, want);
+  /* A hard link's target is never reached through a symlinked directory. */
+  expect_fail("hardlink-through-symlink.tar.gz", NULL, WV_EINVAL,
+              "Build context entry 'h' would be written through a symbolic link or a file");
+  /* A hard link to a symlink that stays inside: a symlink with the same text. */
+  setup();
+  wv_context_result_t res;
+  const char *msg = NULL;
+  CHECK_OK(unpack("hardlink-symlink-ok.tar.gz", NULL, &res, &msg));
+  CHECK_EQ_INT(res.symlinks, 1);
+  CHECK_EQ_INT(res.hardlinks, 2);
+  char path[1024], lt[64];
+  snprintf(path, sizeof path, "%s/d/h", ctx);
+  ssize_t l = readlink(path, lt, sizeof lt - 1);
+  CHECK(l == 4 && !strncmp(lt, "../f", 4));
+  struct stat st;
+  snprintf(path, sizeof path, "%s/h", ctx);
+  CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 2);
+  teardown();
+}
+
 TEST(size_limits) {
   expect_fail("big-file.tar.gz", NULL, WV_ETOOBIG,
               "Build context file 'big.bin' exceeds the maximum allowed size of 1 MB");
@@ -215,5 +250,5 @@ TEST(corrupt_and_truncated) {
 }
 
 WV_TESTS(T(unpack_ok_and_digest), T(gnu_long_name), T(unsafe_paths),
-         T(symlink_outside_then_write_through), T(links_and_special_files), T(size_limits),
-         T(corrupt_and_truncated))
+         T(symlink_outside_then_write_through), T(links_and_special_files),
+         T(link_chains_never_leave_the_context), T(size_limits), T(corrupt_and_truncated))

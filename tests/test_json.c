@@ -4,6 +4,10 @@
 #include "core/json.h"
 #include "tests/runner.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 static char err[256];
 
 static int parse(const char *text, json_object **o) {
@@ -152,5 +156,64 @@ TEST(round_trip_escapes) {
   json_object_put(o);
 }
 
+/* A body of n keys {"k0":0,"k1":0,...} (malloc'd). */
+static char *many_keys(size_t n, size_t *len) {
+  char *b = malloc(n * 16 + 3), *p = b;
+  *p++ = '{';
+  for (size_t i = 0; i < n; i++)
+    p += sprintf(p, "%s\"k%zu\":0", i ? "," : "", i);
+  *p++ = '}';
+  *p = '\0';
+  *len = (size_t)(p - b);
+  return b;
+}
+
+TEST(body_value_cap) {
+  json_object *o = NULL;
+  size_t len;
+  char *b = many_keys(800000, &len); /* ~10 MiB, the shape that once took 1 GB of RSS */
+  CHECK(len > 9000000);
+  CHECK_EQ_INT(wv_json_parse_body(b, len, 16 << 20, 0, WV_JSON_MAX_VALUES, &o, err, sizeof err),
+               WV_ETOOBIG);
+  CHECK(o == NULL);
+  CHECK_EQ_STR(err, "JSON body has more than 100000 values");
+  free(b);
+  /* At the cap exactly: parsed (the object plus its members). */
+  b = many_keys(99, &len);
+  CHECK_OK(wv_json_parse_body(b, len, 1 << 20, 0, 100, &o, err, sizeof err));
+  CHECK_EQ_INT(json_object_object_length(o), 99);
+  json_object_put(o);
+  CHECK_EQ_INT(wv_json_parse_body(b, len, 1 << 20, 0, 99, &o, err, sizeof err), WV_ETOOBIG);
+  free(b);
+  /* Commas and brackets inside strings are not values. */
+  const char *str = "{\"a\":\"[,,,{,,,\\\",,,\"}";
+  CHECK_OK(wv_json_parse_body(str, strlen(str), 100, 0, 2, &o, err, sizeof err));
+  json_object_put(o);
+  CHECK_EQ_INT(wv_json_scan("[[],[],[]]", 10, 4, err, sizeof err), WV_ETOOBIG);
+  CHECK_OK(wv_json_scan("[[],[],[]]", 10, 0, err, sizeof err)); /* 0 = no cap */
+}
+
+TEST(body_refuses_nul_escape) {
+  json_object *o = NULL;
+  const char *bad[] = {"{\"containerImage\":\"ubuntu\\u0000:evil\"}", "{\"k\\u0000ey\":1}",
+                       "[\"\\u0000\"]"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    CHECK_EQ_INT(wv_json_parse_body(bad[i], strlen(bad[i]), 100, 0, 0, &o, err, sizeof err),
+                 WV_EPARSE);
+    CHECK(strstr(err, "\\u0000 is not allowed in a string"));
+    CHECK(o == NULL);
+  }
+  /* A \u0000 right after another escape is still refused... */
+  const char *after = "[\"\\\\u0000\", \"\\u0041\\u00001\"]";
+  CHECK_EQ_INT(wv_json_parse_body(after, strlen(after), 100, 0, 0, &o, err, sizeof err), WV_EPARSE);
+  /* ...while an escaped backslash followed by u0000 is six ordinary characters. */
+  const char *ok = "[\"\\\\u0000\", \"\\u0041\"]";
+  CHECK_OK(wv_json_parse_body(ok, strlen(ok), 100, 0, 0, &o, err, sizeof err));
+  CHECK_EQ_STR(json_object_get_string(json_object_array_get_idx(o, 0)), "\\u0000");
+  CHECK_EQ_STR(json_object_get_string(json_object_array_get_idx(o, 1)), "A");
+  json_object_put(o);
+}
+
 WV_TESTS(T(parse_ok_ignores_unknown_and_accepts_nulls), T(parse_errors_have_line_and_column),
-         T(parse_caps), T(builder_omits_null_and_empty_keeps_false_and_zero), T(round_trip_escapes))
+         T(parse_caps), T(body_value_cap), T(body_refuses_nul_escape),
+         T(builder_omits_null_and_empty_keeps_false_and_zero), T(round_trip_escapes))

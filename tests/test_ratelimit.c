@@ -96,6 +96,24 @@ TEST(burst_then_one_per_interval) {
   wv_ratelimit_free(rl);
 }
 
+TEST(peek_takes_nothing) {
+  wv_ratelimit_t *rl;
+  CHECK_OK(wv_ratelimit_new("authentication", rate("3/1m"), rate("off"), 64, &rl));
+  int64_t retry = 0;
+  /* Peeking never consumes: a thousand peeks leave the whole burst. */
+  for (int i = 0; i < 1000; i++)
+    CHECK_OK(wv_ratelimit_peek_at(rl, NULL, "10.0.0.9", T0, &retry));
+  for (int i = 0; i < 3; i++)
+    CHECK_OK(wv_ratelimit_acquire_at(rl, NULL, "10.0.0.9", T0, NULL));
+  CHECK_EQ_INT(wv_ratelimit_peek_at(rl, NULL, "10.0.0.9", T0, &retry), WV_EBUSY);
+  CHECK_EQ_INT(retry, 20);
+  CHECK_OK(wv_ratelimit_peek_at(rl, NULL, "10.0.0.10", T0, &retry)); /* others unaffected */
+  CHECK_EQ_INT(wv_ratelimit_peek_at(rl, NULL, "10.0.0.9", T0 + 19 * S, &retry), WV_EBUSY);
+  CHECK_EQ_INT(retry, 1);
+  CHECK_OK(wv_ratelimit_peek_at(rl, NULL, "10.0.0.9", T0 + 20 * S, &retry));
+  wv_ratelimit_free(rl);
+}
+
 TEST(retry_after_rounds_up) {
   wv_ratelimit_t *rl;
   CHECK_OK(wv_ratelimit_new("pull", rate("3/10s"), rate("3/10s"), 64, &rl));
@@ -321,7 +339,8 @@ TEST(config_bad_rate_is_a_clear_error) {
   CHECK(strstr(err, "rate-limit.enabled: invalid boolean 'maybe'") != NULL);
 }
 
-WV_TESTS(T(parse_good), T(parse_bad), T(burst_then_one_per_interval), T(retry_after_rounds_up),
-         T(keys_are_independent), T(ipv6_clients_share_their_64), T(off_class_is_unlimited),
-         T(messages), T(bounded_and_evicts), T(concurrent_callers_share_exact_budget),
-         T(config_defaults_are_off), T(config_enabled), T(config_bad_rate_is_a_clear_error))
+WV_TESTS(T(parse_good), T(parse_bad), T(burst_then_one_per_interval), T(peek_takes_nothing),
+         T(retry_after_rounds_up), T(keys_are_independent), T(ipv6_clients_share_their_64),
+         T(off_class_is_unlimited), T(messages), T(bounded_and_evicts),
+         T(concurrent_callers_share_exact_budget), T(config_defaults_are_off), T(config_enabled),
+         T(config_bad_rate_is_a_clear_error))

@@ -11,6 +11,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/secret.h"
 #include "core/timefmt.h"
 #include "storage/cas.h"
 #include "storage/store.h"
@@ -126,7 +127,7 @@ TEST(example1_nextflow_nulls_parse_and_check) {
   wv_creq_t r;
   wv_creq_plan_t plan;
   const char *msg = NULL;
-  CHECK_OK(wv_creq_parse(e.a, nextflow_example, strlen(nextflow_example), true, &r, &msg));
+  CHECK_OK(wv_creq_parse(e.a, nextflow_example, strlen(nextflow_example), 0, true, &r, &msg));
   CHECK_EQ_STR(r.container_image, "quay.io/biocontainers/samtools:1.17--h00cdaf9_0");
   CHECK(r.container_file == NULL && r.packages == NULL && r.includes == NULL && !r.freeze);
   CHECK(r.has_workspace_id && r.workspace_id == 123456789);
@@ -348,9 +349,9 @@ TEST(anonymous_refused_when_disabled) {
 TEST(mirror_disabled_and_own_repository) {
   env_t e;
   CHECK_OK(env_open(&e));
-  const char *body = "{\"containerImage\": \"quay.io/a/b\", \"mirror\": true, "
-                     "\"buildRepository\": \"x.io/wave/build/m\", \"towerAccessToken\": \"" ALICE_TOKEN
-                     "\"}";
+  const char *body =
+      "{\"containerImage\": \"quay.io/a/b\", \"mirror\": true, "
+      "\"buildRepository\": \"x.io/wave/build/m\", \"towerAccessToken\": \"" ALICE_TOKEN "\"}";
   json_object *out = NULL;
   const char *msg = NULL;
   free(e.cfg.build_repo);
@@ -636,6 +637,78 @@ TEST(data_layers_verified) {
   env_close(&e);
 }
 
+/* A gzip bomb made cheaply: `members` concatenated gzip members of 1 MiB of zeros each. */
+static int make_bomb(layer_t *l, size_t members) {
+  size_t n = 1 << 20;
+  unsigned char *zeros = calloc(1, n), one[4096];
+  z_stream z = {0};
+  if (deflateInit2(&z, 9, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return -1;
+  z.next_in = zeros;
+  z.avail_in = (uInt)n;
+  z.next_out = one;
+  z.avail_out = sizeof one;
+  if (deflate(&z, Z_FINISH) != Z_STREAM_END)
+    return -1;
+  size_t m = z.total_out;
+  deflateEnd(&z);
+  l->gz_len = m * members;
+  unsigned char *gz = malloc(l->gz_len);
+  for (size_t i = 0; i < members; i++)
+    memcpy(gz + i * m, one, m);
+  wv_digest_of(gz, l->gz_len, l->gz_digest);
+  snprintf(l->tar_digest, sizeof l->tar_digest, "sha256:%064d", 0);
+  l->b64 = malloc(4 * ((l->gz_len + 2) / 3) + 8);
+  memcpy(l->b64, "data:", 5);
+  EVP_EncodeBlock((unsigned char *)l->b64 + 5, gz, (int)l->gz_len);
+  free(gz);
+  free(zeros);
+  return 0;
+}
+
+/* Runs wv_layer_verify_data on the bomb; returns the milliseconds it took. */
+static int64_t verify_ms(wv_arena_t *a, const wv_config_t *cfg, const layer_t *l, long long size,
+                         const char *gz_digest, const char **msg) {
+  wv_container_layer_t cl = {
+      .location = l->b64, .gzip_digest = gz_digest, .gzip_size = size, .tar_digest = l->tar_digest};
+  int64_t t0 = wv_mono_ns();
+  *msg = NULL;
+  int rc = wv_layer_verify_data(a, NULL, cfg, 0, &cl, msg);
+  return rc == WV_EINVAL ? (wv_mono_ns() - t0) / 1000000 : -1;
+}
+
+TEST(data_layer_bomb_cheap_checks_first) {
+  wv_arena_t *a = wv_arena_new(0);
+  layer_t l;
+  CHECK_OK(make_bomb(&l, 1024)); /* 1 GiB of zeros in about 1 MB */
+  const char *msg = NULL;
+  /* A wrong gzipSize or gzipDigest is noticed without inflating anything. */
+  int64_t ms = verify_ms(a, NULL, &l, (long long)l.gz_len + 1, l.gz_digest, &msg);
+  CHECK(ms >= 0 && ms < 150);
+  CHECK(msg && strstr(msg, "`gzipSize` is"));
+  static const char other[] =
+      "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+  ms = verify_ms(a, NULL, &l, (long long)l.gz_len, other, &msg);
+  CHECK(ms >= 0 && ms < 150);
+  CHECK(msg && strstr(msg, "`gzipDigest` is"));
+  /* Right size and digest: inflated only up to ratio x size + 1 MiB, then refused. */
+  CHECK_EQ_INT(wv_layer_inflate_budget(NULL, l.gz_len), 100 * l.gz_len + (1 << 20));
+  ms = verify_ms(a, NULL, &l, (long long)l.gz_len, l.gz_digest, &msg);
+  CHECK(ms >= 0);
+  if (msg)
+    fprintf(stderr, "  %s (%lld ms)\n", msg, (long long)ms);
+  CHECK(msg && strstr(msg, "the uncompressed layer exceeds its budget of"));
+  /* The absolute cap wins over the ratio, and both come from the config. */
+  wv_config_t cfg = {.data_layer_max_inflated = 4 << 20, .data_layer_max_ratio = 1000};
+  CHECK_EQ_INT(wv_layer_inflate_budget(&cfg, l.gz_len), 4 << 20);
+  CHECK_EQ_INT(wv_layer_inflate_budget(&cfg, 1000), 1000 * 1000 + (1 << 20));
+  CHECK_EQ_INT(wv_layer_inflate_budget(&cfg, UINT64_MAX / 2), 4 << 20);
+  ms = verify_ms(a, &cfg, &l, (long long)l.gz_len, l.gz_digest, &msg);
+  CHECK(msg && strstr(msg, "budget of 4194304 bytes"));
+  free(l.b64);
+  wv_arena_free(a);
+}
+
 TEST(layer_size_limit) {
   env_t e;
   CHECK_OK(env_open(&e));
@@ -674,6 +747,16 @@ TEST(base64_and_helpers) {
   CHECK(!wv_creq_basic_auth(&e.cfg, "bob", ALICE_TOKEN));
   CHECK_EQ_STR(wv_creq_account_for_token(&e.cfg, ALICE_TOKEN), "alice");
   CHECK(wv_creq_account_for_token(&e.cfg, "x") == NULL);
+  /* The salted form works the same way, for Basic and for towerAccessToken. */
+  char stored[WV_SECRET_MAX_LEN];
+  CHECK_OK(wv_secret_hash(ALICE_TOKEN, 1000, stored, sizeof stored));
+  free(e.cfg.accounts.values[0]);
+  e.cfg.accounts.values[0] = strdup(stored);
+  CHECK(wv_creq_basic_auth(&e.cfg, "alice", ALICE_TOKEN));
+  CHECK(!wv_creq_basic_auth(&e.cfg, "alice", "wrong"));
+  CHECK(!wv_creq_basic_auth(&e.cfg, "bob", ALICE_TOKEN));
+  CHECK_EQ_STR(wv_creq_account_for_token(&e.cfg, ALICE_TOKEN), "alice");
+  CHECK(wv_creq_account_for_token(&e.cfg, "x") == NULL);
   env_close(&e);
 }
 
@@ -682,4 +765,5 @@ WV_TESTS(T(example1_nextflow_nulls_parse_and_check),
          T(messages_in_spec_order), T(anonymous_refused_when_disabled),
          T(mirror_disabled_and_own_repository), T(v2_response_and_records),
          T(v1_response_omits_v2_fields), T(tokens_are_random_alnum_and_unique),
-         T(data_layers_verified), T(layer_size_limit), T(base64_and_helpers))
+         T(data_layers_verified), T(data_layer_bomb_cheap_checks_first), T(layer_size_limit),
+         T(base64_and_helpers))

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# tests/e2e/hostile.sh — misbehaving clients against a real waved
+# (docs/security.md). One function per hostile case, named case_<what>; each
+# starts the waved it needs (start_waved) and stops it. To add a case: write
+# case_<name>, add it to CASES at the bottom. Run one case by name:
+#   bash tests/e2e/hostile.sh json_values
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+T=$E2E_TMP
+
+# post PATH BODY_FILE OUT [curl args] — prints the status; body in OUT, headers in OUT.h.
+post_file() {
+  local p=$1 f=$2 o=$3; shift 3
+  curl -s -m 60 -o "$o" -D "$o.h" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -H 'Expect:' -X POST --data-binary "@$f" "$@" "$WAVED_URL$p"
+}
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$WAVED_PID/status"; }
+header() { tr -d '\r' <"$1" | awk -v k="$2" 'tolower($1) == tolower(k) ":" {print $2}'; }
+
+# Point 3: a 10 MiB body of ~800,000 keys is refused cheaply, before json-c
+# allocates anything (it once took 1 GB of RSS).
+case_json_values() {
+  start_waved
+  $PY -c 'import sys; sys.stdout.write("{" + ",".join("\"k%d\":0" % i for i in range(800000)) + "}")' \
+    >"$T/keys.json"
+  local before code t0 t1
+  before=$(rss_kb)
+  t0=$(date +%s%N)
+  code=$(post_file /v1alpha2/container "$T/keys.json" "$T/keys.out")
+  t1=$(date +%s%N)
+  ok "800k keys: 400" is "$code" 400
+  ok "800k keys: names the cap" has "$(cat "$T/keys.out")" "more than 100000 values"
+  ok "800k keys: refused within 2 s" test $(( (t1 - t0) / 1000000 )) -lt 2000
+  # The body buffer itself (~10 MiB) is the only cost: far below the 1 GB of before.
+  ok "800k keys: RSS grew by less than 40 MB" test $(( $(rss_kb) - before )) -lt 40000
+  # Point 9: a \u0000 inside a string is a 400, never a truncated value.
+  printf '{"containerImage":"busybox\\u0000:evil"}' >"$T/nul.json"
+  code=$(post_file /v1alpha2/container "$T/nul.json" "$T/nul.out")
+  ok "\\u0000 in a string: 400" is "$code" 400
+  ok "\\u0000 in a string: says so" has "$(cat "$T/nul.out")" 'u0000 is not allowed in a string'
+  stop_waved
+}
+
+# Point 3: after a spike of large bodies RSS comes back within 20 % within 10 s.
+case_memory_after_spike() {
+  start_waved
+  $PY - "$T/big.json" <<'PY'
+import json, sys
+d = {"k%d" % i: "v" * 100 for i in range(90000)}  # ~9.8 MB, under every cap
+json.dump(d, open(sys.argv[1], "w"))
+PY
+  post_file /v1alpha2/container "$T/big.json" "$T/warm.out" >/dev/null # warm the worker path
+  sleep 3
+  local before peak=0 after i code
+  before=$(rss_kb)
+  local pids=()
+  for i in 1 2 3; do
+    post_file /v1alpha2/container "$T/big.json" "$T/big$i.out" >"$T/big$i.code" &
+    pids+=($!)
+  done
+  for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+    local r; r=$(rss_kb); [ "$r" -gt "$peak" ] && peak=$r
+    sleep 0.1
+  done
+  wait "${pids[@]}" # not a bare wait: waved is a child of this shell too
+  ok "spike: bodies parsed (400: no containerImage)" is "$(cat "$T/big1.code")" 400
+  after=$(rss_kb)
+  for i in $(seq 1 20); do
+    after=$(rss_kb)
+    [ "$after" -le $(( before * 12 / 10 )) ] && break
+    sleep 0.5
+  done
+  log "RSS before $before kB, peak >= $peak kB, after $after kB"
+  ok "spike: RSS back within 20 % in 10 s" test "$after" -le $(( before * 12 / 10 ))
+  stop_waved
+}
+
+# Point 5: a data: layer that inflates to 1 GiB costs nothing when its gzipSize
+# or gzipDigest is wrong, and is stopped by the ratio budget when they are right.
+case_data_layer_bomb() {
+  start_waved
+  $PY - "$T" <<'PY'
+import base64, gzip, hashlib, json, sys
+member = gzip.compress(b"\0" * (1 << 20), 9, mtime=0)
+gz = member * 1024                      # 1 GiB of zeros in about 1 MB
+b64 = base64.b64encode(gz).decode()
+def body(size, digest):
+    return {"containerImage": "127.0.0.1:1/none:latest", "containerConfig": {"layers": [{
+        "location": "data:" + b64, "gzipSize": size, "gzipDigest": digest,
+        "tarDigest": "sha256:" + "0" * 64}]}}
+good = "sha256:" + hashlib.sha256(gz).hexdigest()
+json.dump(body(len(gz) + 1, good), open(sys.argv[1] + "/bomb-size.json", "w"))
+json.dump(body(len(gz), "sha256:" + "1" * 64), open(sys.argv[1] + "/bomb-digest.json", "w"))
+json.dump(body(len(gz), good), open(sys.argv[1] + "/bomb-good.json", "w"))
+PY
+  local what code ms t0
+  for what in size digest; do
+    t0=$(date +%s%N)
+    code=$(post_file /v1alpha2/container "$T/bomb-$what.json" "$T/bomb-$what.out")
+    ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+    ok "bomb, wrong gzip$what: 400" is "$code" 400
+    ok "bomb, wrong gzip$what: named" has "$(cat "$T/bomb-$what.out")" '`gzip'
+    ok "bomb, wrong gzip$what: answered in ${ms} ms (< 1500)" test "$ms" -lt 1500
+  done
+  code=$(post_file /v1alpha2/container "$T/bomb-good.json" "$T/bomb-good.out")
+  ok "bomb, right size and digest: 400" is "$code" 400
+  ok "bomb, right size and digest: the budget" has "$(cat "$T/bomb-good.out")" \
+    'exceeds its budget'
+  stop_waved
+}
+
+# Point 9: failed Basic authentications are throttled per client IP; another
+# IP still authenticates; secrets are salted PBKDF2 from `waved hash-password`.
+case_auth_throttle() {
+  local stored legacy code
+  stored=$(printf 'admin-secret\n' | "$WAVED_BIN" hash-password --iterations 20000)
+  ok "hash-password: pbkdf2 form" has "$stored" 'pbkdf2-sha256$20000$'
+  legacy=$(printf '%s' old-secret | sha256sum | cut -d' ' -f1)
+  start_waved "wave: {accounts: {admin: '$stored', old: $legacy}, auth: {failure-rate: 3/1m}}"
+  ok "legacy SHA-256 value: start-up warning" has "$(cat "$WAVED_DIR/waved.log")" \
+    'wave.accounts.old: an unsalted SHA-256'
+  del() { # USER:PASS [curl args] — DELETE of a token that does not exist
+    local up=$1; shift
+    curl -s -o "$T/del.out" -D "$T/del.h" -w '%{http_code}' -u "$up" -X DELETE "$@" \
+      "$WAVED_URL/container-token/doesnotexist0"
+  }
+  ok "right secret: authenticated (404 for the unknown token)" is "$(del admin:admin-secret)" 404
+  ok "legacy secret still accepted" is "$(del old:old-secret)" 404
+  local i
+  for i in 1 2 3; do
+    ok "wrong secret $i: 401" is "$(del admin:wrong)" 401
+  done
+  code=$(del admin:wrong)
+  ok "4th failure: 429" is "$code" 429
+  ok "429 has Retry-After" test -n "$(header "$T/del.h" Retry-After)"
+  ok "429 names the IP" has "$(cat "$T/del.out")" 'Too many failed authentications from IP 127.0.0.1'
+  ok "throttled IP: even the right secret waits" is "$(del admin:admin-secret)" 429
+  ok "another IP: unaffected" is "$(del admin:admin-secret --interface 127.0.0.2)" 404
+  ok "no credentials: a plain 401 challenge" is \
+    "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE --interface 127.0.0.3 \
+      "$WAVED_URL/container-token/doesnotexist0")" 401
+  stop_waved
+}
+
+# Point 6: data: layers of 1,000 expired requests leave no bytes in the blob
+# store, while a live request keeps its own.
+case_blob_gc() {
+  local reg
+  reg=127.0.0.1:$(start_registry gc anon)
+  make_busybox_layout "$T/busybox"
+  push_layout "$T/busybox" "$reg/library/busybox:latest"
+  start_waved "wave: {tokens: {cache: {duration: 12s}}}
+storage.blob-gc: {interval: 1s, grace: 0s}
+storage: {sweep-interval: 1s}"
+  cat >"$T/reqs.py" <<'PY'
+import base64, gzip, hashlib, http.client, io, json, sys, tarfile, threading, urllib.parse
+url, reg, out, n, tag = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+u = urllib.parse.urlparse(url)
+def layer(i):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tf:
+        data = ("%s layer %d\n" % (tag, i)).encode()
+        ti = tarfile.TarInfo("f%d" % i); ti.size = len(data); ti.mtime = 0
+        tf.addfile(ti, io.BytesIO(data))
+    tar = raw.getvalue(); gz = gzip.compress(tar, mtime=0)
+    return {"location": "data:" + base64.b64encode(gz).decode(), "gzipSize": len(gz),
+            "gzipDigest": "sha256:" + hashlib.sha256(gz).hexdigest(),
+            "tarDigest": "sha256:" + hashlib.sha256(tar).hexdigest()}
+digests, bad = [], []
+lock = threading.Lock()
+def worker(k):
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    for i in range(k, n, 4):
+        l = layer(i)
+        body = json.dumps({"containerImage": reg + "/library/busybox:latest",
+                           "containerConfig": {"layers": [l]}})
+        c.request("POST", "/v1alpha2/container", body, {"Content-Type": "application/json"})
+        r = c.getresponse(); r.read()
+        with lock:
+            (digests if r.status == 200 else bad).append(l["gzipDigest"] if r.status == 200 else r.status)
+ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+open(out + "/" + tag + ".digests", "w").write("\n".join(digests) + "\n")
+print(len(digests), len(bad))
+PY
+  $PY "$T/reqs.py" "$WAVED_URL" "$reg" "$T" 1000 expired
+  local made blobs=$WAVED_DIR/data/blobs/sha256
+  made=$(wc -l <"$T/expired.digests")
+  ok "1000 requests with data: layers accepted" is "$made" 1000
+  local last; last=$(tail -1 "$T/expired.digests")
+  ok "their layers are in the blob store" test -f "$blobs/${last:7:2}/${last:7}"
+  # Just before the last of them expires, one more request: it must keep its layer.
+  sleep 10
+  $PY "$T/reqs.py" "$WAVED_URL" "$reg" "$T" 1 live
+  local i left=0 live_d
+  live_d=$(head -1 "$T/live.digests")
+  for i in $(seq 1 40); do
+    left=$(while read -r d; do if [ -f "$blobs/${d:7:2}/${d:7}" ]; then echo x; fi; done \
+      <"$T/expired.digests" | wc -l)
+    [ "$left" -eq 0 ] && break
+    sleep 0.5
+  done
+  ok "expired requests: no layer left ($left)" is "$left" 0
+  ok "the live request keeps its layer" test -f "$blobs/${live_d:7:2}/${live_d:7}"
+  ok "expired requests: no bytes left besides the live layer" \
+    is "$(find "$blobs" -type f | wc -l)" 1
+  stop_waved
+  stop_registry gc 2>/dev/null || true
+}
+
+CASES=(json_values memory_after_spike data_layer_bomb auth_throttle blob_gc)
+if [ $# -gt 0 ]; then CASES=("$@"); fi
+for c in "${CASES[@]}"; do
+  log "case $c"
+  "case_$c"
+done
+e2e_finish
