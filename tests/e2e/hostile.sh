@@ -77,7 +77,7 @@ PY
 # Point 5: a data: layer that inflates to 1 GiB costs nothing when its gzipSize
 # or gzipDigest is wrong, and is stopped by the ratio budget when they are right.
 case_data_layer_bomb() {
-  start_waved
+  start_waved "wave: {registries: {\"127.0.0.1:1\": {}}}"
   $PY - "$T" <<'PY'
 import base64, gzip, hashlib, json, sys
 member = gzip.compress(b"\0" * (1 << 20), 9, mtime=0)
@@ -148,7 +148,7 @@ case_blob_gc() {
   reg=127.0.0.1:$(start_registry gc anon)
   make_busybox_layout "$T/busybox"
   push_layout "$T/busybox" "$reg/library/busybox:latest"
-  start_waved "wave: {tokens: {cache: {duration: 12s}}}
+  start_waved "wave: {tokens: {cache: {duration: 12s}}, registries: {\"$reg\": {}}}
 storage.blob-gc: {interval: 1s, grace: 0s}
 storage: {sweep-interval: 1s}"
   cat >"$T/reqs.py" <<'PY'
