@@ -137,23 +137,10 @@ static int status(wv_req_t *req, wv_resp_t *resp) {
  * malformed: only those count as failures for wave.auth.failure-rate).
  */
 static int basic_check(wv_req_t *req) {
-  const char *h = wv_req_header(req, "Authorization");
-  if (!h)
-    return WV_ENOTFOUND;
-  if (strncasecmp(h, "Basic ", 6) != 0)
-    return WV_EAUTH;
-  const char *b = h + 6;
-  while (*b == ' ')
-    b++;
-  char *dec = NULL;
-  size_t n = 0;
-  if (wv_base64_decode(req->arena, b, strlen(b), &dec, &n) || memchr(dec, '\0', n))
-    return WV_EAUTH;
-  char *colon = strchr(dec, ':');
-  if (!colon)
-    return WV_EAUTH;
-  *colon = '\0';
-  return wv_creq_basic_auth(app_of(req)->cfg, dec, colon + 1) ? 0 : WV_EAUTH;
+  bool bad = false;
+  if (wv_req_basic_account(req, &bad))
+    return 0;
+  return bad ? WV_EAUTH : WV_ENOTFOUND;
 }
 
 /* The 429 of a client IP past wave.auth.failure-rate. */
