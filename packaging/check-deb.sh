@@ -60,6 +60,11 @@ if [ "${1:-}" = --run-unit ]; then
   make_busybox_layout "$T/busybox"
   REG=127.0.0.1:$(start_registry up anon)
   push_layout "$T/busybox" "$REG/library/busybox:latest"
+  # A registry named by an address is reached only when wave.registries lists
+  # it (docs/security.md): the operator's one edit of /etc/waved/config.yml,
+  # mounted over the installed file inside the unit's namespace below.
+  sed "s|^  registries: {}\$|  registries: {\"$REG\": {}}|" /etc/waved/config.yml >"$T/config.yml"
+  ok "the operator's edit lists the lab registry" grep -q "registries: {\"$REG\": {}}" "$T/config.yml"
 
   # The notify socket systemd would listen on (its own is /run/systemd/notify).
   NDIR=$(mktemp -d /run/waved-check.XXXXXX)
@@ -94,7 +99,7 @@ PY
   directive() { sed -n "s/^$1=//p" "$UNIT" | tail -1; }
   cat >"$T/sandbox.sh" <<'SH'
 set -e
-state=$1 nofile=$2 umask_=$3 psys=$4 phome=$5 ptmp=$6 ptun=$7; shift 7
+state=$1 nofile=$2 umask_=$3 psys=$4 phome=$5 ptmp=$6 ptun=$7 cfg=$8; shift 8
 ro() {
   [ -d "$1" ] || return 0
   mountpoint -q "$1" || mount --bind "$1" "$1"
@@ -111,6 +116,9 @@ case "$psys" in
       [ "$m" = / ] || mount -o remount,bind,ro "$m" 2>/dev/null || true
     done ;;
 esac
+# The operator's edit of the conffile, seen only inside this namespace (before
+# PrivateTmp hides the file it comes from).
+[ -n "$cfg" ] && mount --bind "$cfg" /etc/waved/config.yml
 case "$phome" in
   yes | true) for d in /home /root /run/user; do
       [ -d "$d" ] && mount -t tmpfs -o ro,mode=0755 tmpfs "$d"
@@ -134,7 +142,7 @@ exec "$@" </dev/null
 SH
   unshare --mount --propagation private -- bash "$T/sandbox.sh" "$STATE" "${nofile:-1024}" \
     "${umask_:-0022}" "$(directive ProtectSystem)" "$(directive ProtectHome)" \
-    "$(directive PrivateTmp)" "$(directive ProtectKernelTunables)" \
+    "$(directive PrivateTmp)" "$(directive ProtectKernelTunables)" "$T/config.yml" \
     env -i "${ENVV[@]}" NOTIFY_SOCKET="$NDIR/notify" "${ARGV[@]}" >"$T/waved.log" 2>&1 &
   WAVED_PID=$!
   E2E_PIDS+=("$WAVED_PID")
