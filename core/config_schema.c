@@ -83,7 +83,13 @@ static const entry_t schema[] = {
      "Requests that may wait for a worker thread; past it new ones get 503. Bursts of "
      "pulls of a running build pass through this queue before they park."},
     {"server.max-connections", T_INT, OFF(max_connections), "10000", 1, 1000000, NULL, NULL,
-     "Maximum open connections per IO thread."},
+     "Maximum open connections per IO thread; lowered at start to fit RLIMIT_NOFILE (raised to "
+     "its hard limit), keeping a quarter of the descriptors for files, upstreams and jobs."},
+    {"server.max-connections-per-ip", T_INT, OFF(max_conns_per_ip), "256", 0, 1000000, NULL, NULL,
+     "Open connections per client address; a connection past it gets 503 and is closed "
+     "(nginx limit_conn). 0 = no cap."},
+    {"server.keepalive-timeout", T_DUR_MS, OFF(keepalive_timeout_ms), "60s", 100, DAY_MS, NULL,
+     NULL, "An idle keep-alive connection is closed after this long between requests."},
     {"wave.server.url", T_STR, OFF(server_url), "http://localhost:9090", 0, 0, check_url,
      "wave.server.url", "Public base URL (env WAVE_SERVER_URL); its host[:port] names wt/ images."},
     {"wave.capabilities.anonymous-access", T_BOOL, OFF(anonymous_access), "true", 0, 0, NULL,

@@ -152,7 +152,9 @@ struct conn {
   bool reading;
   bool throttled; /* write queue above HIGH_WATER */
   bool in_message;
-  char ip[46]; /* the client's address (wv_req_t.client_ip), "" when unknown */
+  bool ip_counted;  /* counted in the server's per-address table (close_cb uncounts) */
+  bool over_ip_cap; /* past server.max-connections-per-ip: its request gets 503 */
+  char ip[46];      /* the client's address (wv_req_t.client_ip), "" when unknown */
 };
 
 /*
@@ -236,6 +238,14 @@ struct wv_server {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int running;
+  /* Open connections per client address, all loops (server.max-connections-per-ip):
+   * open addressing, a power-of-two size above twice the connection total. */
+  pthread_mutex_t ip_mu; /* leaf lock: guards ips */
+  struct ipcount {
+    char ip[46];
+    int n;
+  } * ips;
+  size_t ipcap;
 };
 
 /* ---- server_exchange.c ---- */
@@ -330,6 +340,9 @@ void wv_srv_conn_read_end(conn_t *c, ssize_t nread);
 
 /* ---- server.c ---- */
 
+/* Renews c's deadline: server.keepalive-timeout when c is idle between
+ * requests, else server.idle-timeout (a body or a response in progress). */
+void wv_srv_conn_refresh(conn_t *c);
 /* Closes c (unlinked at once, freed in the close callback). No-op when closing. */
 void wv_srv_conn_close(conn_t *c);
 

@@ -129,6 +129,8 @@ static int on_headers_complete(llhttp_t *p) {
   ex->in_trailers = true;
   wv_router_match(c->loop->srv->router, ex->req.method, ex->req.path, strlen(ex->req.path),
                   &ex->match);
+  if (c->over_ip_cap)
+    return refuse(ex, 503);
   const wv_route_t *r = ex->match.route;
   ex->discard_body = !r;
   ex->body_limit = r ? (r->body_limit ? r->body_limit : o->max_body_size) : DISCARD_LIMIT;
@@ -300,11 +302,14 @@ static void parse_failed(conn_t *c, llhttp_errno_t err) {
   if (status == 400)
     wv_debug("bad request: %s (%s)", llhttp_errno_name(err), llhttp_get_error_reason(&c->parser));
   ex->err_status = status; /* forces Connection: close */
-  const char *msg = status == 431   ? "Request header fields too large"
+  const char *msg = status == 503   ? "Too many connections from this address - retry later"
+                    : status == 431 ? "Request header fields too large"
                     : status == 414 ? "URI too long"
                     : status == 413 ? "Request body too large"
                                     : "Bad request";
-  wv_regerr_t reg = status == 413 ? WV_REGERR_SIZE_INVALID : WV_REGERR_BAD_REQUEST;
+  wv_regerr_t reg = status == 413   ? WV_REGERR_SIZE_INVALID
+                    : status == 503 ? WV_REGERR_UNAVAILABLE
+                                    : WV_REGERR_BAD_REQUEST;
   ex->resp = (wv_resp_t){.fd = -1};
   wv_srv_conn_respond_error(c, ex, status, reg, msg);
 }
@@ -401,7 +406,7 @@ void wv_srv_conn_resume(conn_t *c) {
   if (c->closing || c->busy || c->throttled || c->fs || c->linger || c->in)
     return;
   if (!c->in_message)
-    c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
+    wv_srv_conn_refresh(c);
   wv_srv_start_reading(c);
   if (c->tls) /* input decrypted or buffered while the request was handled */
     wv_srv_tls_input(c);
