@@ -66,6 +66,8 @@ typedef struct {
   int max_connections;         /* server.max-connections, 10000 (per io thread) */
   int max_conns_per_ip;        /* server.max-connections-per-ip, 256 (0 = no cap) */
   int64_t keepalive_timeout_ms; /* server.keepalive-timeout, 60s */
+  uint64_t max_body_memory;     /* server.max-body-memory, 256MiB (bodies in flight) */
+  uint64_t min_body_rate;       /* server.min-body-rate, 1KiB (bytes/s over 10 s; 0 = off) */
   int worker_queue;             /* server.worker-queue, 4096 (requests waiting for a worker) */
 
   /* wave.* */

@@ -90,6 +90,13 @@ static const entry_t schema[] = {
      "(nginx limit_conn). 0 = no cap."},
     {"server.keepalive-timeout", T_DUR_MS, OFF(keepalive_timeout_ms), "60s", 100, DAY_MS, NULL,
      NULL, "An idle keep-alive connection is closed after this long between requests."},
+    {"server.max-body-memory", T_SIZE, OFF(max_body_memory), "256MiB", 1 << 20, 1LL << 40, NULL,
+     NULL,
+     "Request bodies held in memory by all connections together (announced lengths are "
+     "reserved up front); a body past it gets 503 and Connection: close."},
+    {"server.min-body-rate", T_SIZE, OFF(min_body_rate), "1KiB", 0, 1LL << 30, NULL, NULL,
+     "Bytes per second a request body must bring over each 10 s window, else 408 and close; "
+     "0 = off."},
     {"wave.server.url", T_STR, OFF(server_url), "http://localhost:9090", 0, 0, check_url,
      "wave.server.url", "Public base URL (env WAVE_SERVER_URL); its host[:port] names wt/ images."},
     {"wave.capabilities.anonymous-access", T_BOOL, OFF(anonymous_access), "true", 0, 0, NULL,

@@ -107,6 +107,9 @@ void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg) {
   o->max_connections = cfg ? cfg->max_connections : 10000;
   o->max_conns_per_ip = cfg ? cfg->max_conns_per_ip : 256;
   o->keepalive_timeout_ms = cfg ? cfg->keepalive_timeout_ms : 60000;
+  o->max_body_memory = cfg ? (size_t)cfg->max_body_memory : (size_t)256 << 20;
+  o->min_body_rate = cfg ? (size_t)cfg->min_body_rate : 1024;
+  o->body_rate_window_ms = 10000;
   o->max_queued_jobs = cfg ? (size_t)cfg->worker_queue : 0;
   o->plain = cfg ? cfg->server_plain : true;
   o->tls_cert = cfg ? cfg->tls_cert : NULL;
@@ -334,6 +337,24 @@ static void done_cb(uv_async_t *a) {
   }
 }
 
+/*
+ * A body being received must bring server.min-body-rate bytes per second
+ * over each window, or its request is answered 408 and the connection
+ * closed: a body that trickles no longer holds its memory (and a share of
+ * server.max-body-memory) until the idle timeout.
+ */
+static bool body_too_slow(conn_t *c, uint64_t now) {
+  const wv_server_opts_t *o = &c->loop->srv->o;
+  if (!o->min_body_rate || !c->in_message || !c->ex || !c->ex->in_trailers || c->linger ||
+      now - c->rate_start < (uint64_t)o->body_rate_window_ms)
+    return false;
+  if (c->rate_bytes * 1000 < (uint64_t)o->min_body_rate * (now - c->rate_start))
+    return true;
+  c->rate_start = now;
+  c->rate_bytes = 0;
+  return false;
+}
+
 static void sweep_cb(uv_timer_t *t) {
   loop_t *l = t->data;
   uint64_t now = uv_now(&l->uv);
@@ -341,6 +362,8 @@ static void sweep_cb(uv_timer_t *t) {
     next = c->next;
     if (c->deadline && now >= c->deadline)
       wv_srv_conn_close(c);
+    else if (body_too_slow(c, now))
+      wv_srv_conn_refuse(c, 408);
   }
 }
 
@@ -491,6 +514,7 @@ static int loop_init(wv_server_t *s, loop_t *l, int idx) {
   int64_t tick =
       s->o.header_timeout_ms < s->o.idle_timeout_ms ? s->o.header_timeout_ms : s->o.idle_timeout_ms;
   tick = s->o.keepalive_timeout_ms < tick ? s->o.keepalive_timeout_ms : tick;
+  tick = s->o.body_rate_window_ms < tick ? s->o.body_rate_window_ms : tick;
   tick /= 4;
   tick = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
   uv_timer_start(&l->sweep, sweep_cb, (uint64_t)tick, (uint64_t)tick);
@@ -516,7 +540,7 @@ static int loop_init(wv_server_t *s, loop_t *l, int idx) {
 int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_server_t **out) {
   if (!opts->host || opts->port < 0 || opts->port > 65535 || opts->tls_port < 0 ||
       opts->tls_port > 65535 || opts->max_connections < 1 || opts->max_headers < 1 ||
-      opts->max_conns_per_ip < 0 || opts->keepalive_timeout_ms < 1)
+      opts->max_conns_per_ip < 0 || opts->keepalive_timeout_ms < 1 || opts->body_rate_window_ms < 1)
     return WV_EINVAL;
   wv_server_t *s = calloc(1, sizeof *s);
   if (!s)
@@ -682,6 +706,7 @@ int wv_server_port(const wv_server_t *s) { return s->port; }
 int wv_server_tls_port(const wv_server_t *s) { return s->tls_port; }
 int wv_server_io_threads(const wv_server_t *s) { return s->nloops; }
 int wv_server_workers(const wv_server_t *s) { return s->nworkers; }
+uint64_t wv_server_body_memory(wv_server_t *s) { return atomic_load(&s->body_mem); }
 int wv_server_max_connections(const wv_server_t *s) { return s->o.max_connections; }
 
 static void signal_loops(wv_server_t *s, int req) {

@@ -36,6 +36,9 @@ typedef struct {
   int max_connections;          /* per IO thread; clamped below RLIMIT_NOFILE at start */
   int max_conns_per_ip;         /* open connections per client address (503 past it); 0 = no cap */
   int64_t keepalive_timeout_ms; /* idle keep-alive connection between requests */
+  size_t max_body_memory;       /* request bodies held, all connections (503 past it) */
+  size_t min_body_rate;         /* body bytes/s over each window, else 408; 0 = off */
+  int64_t body_rate_window_ms;  /* the window of min_body_rate (10 s) */
   size_t max_queued_jobs;       /* worker queue cap (503 past it); 0 = 64 per worker */
   bool plain;                   /* serve plain HTTP on port */
   const char *tls_cert;         /* PEM certificate + chain; with tls_key: HTTPS on tls_port */
@@ -74,6 +77,8 @@ int wv_server_tls_reload(wv_server_t *s);
 /* IO thread and worker counts after defaults were applied. */
 int wv_server_io_threads(const wv_server_t *s);
 int wv_server_workers(const wv_server_t *s);
+/* Bytes request bodies hold of server.max-body-memory now. Any thread. */
+uint64_t wv_server_body_memory(wv_server_t *s);
 /* server.max-connections per IO thread after the descriptor clamp (valid after start). */
 int wv_server_max_connections(const wv_server_t *s);
 /*
