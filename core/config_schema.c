@@ -93,7 +93,8 @@ static const entry_t schema[] = {
     {"server.max-body-memory", T_SIZE, OFF(max_body_memory), "256MiB", 1 << 20, 1LL << 40, NULL,
      NULL,
      "Request bodies held in memory by all connections together (announced lengths are "
-     "reserved up front); a body past it gets 503 and Connection: close."},
+     "reserved up front); a body past it gets 503 and Connection: close. Never below "
+     "server.max-body-size."},
     {"server.min-body-rate", T_SIZE, OFF(min_body_rate), "1KiB", 0, 1LL << 30, NULL, NULL,
      "Bytes per second a request body must bring over each 10 s window, else 408 and close; "
      "0 = off."},

@@ -552,6 +552,9 @@ int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_se
     return WV_ENOMEM;
   }
   s->o.host = s->host;
+  /* One body of the largest allowed size always fits when alone. */
+  if (s->o.max_body_memory < s->o.max_body_size)
+    s->o.max_body_memory = s->o.max_body_size;
   int cores = (int)uv_available_parallelism();
   /* Half the cores by default: the other half runs the workers, the store
    * committer and the builders. On 2 cores two loops plus two busy client or

@@ -209,8 +209,10 @@ static int start(int64_t header_ms, int64_t idle_ms) {
   o.keepalive_timeout_ms = keepalive_ms ? keepalive_ms : idle_ms;
   if (per_ip_cap)
     o.max_conns_per_ip = per_ip_cap;
-  if (body_memory)
+  if (body_memory) { /* the budget is never below one body of the largest size */
     o.max_body_memory = body_memory;
+    o.max_body_size = 2048;
+  }
   if (rate_window_ms)
     o.body_rate_window_ms = rate_window_ms;
   if (max_conns < 10000)
