@@ -161,9 +161,10 @@ wait_http "$NGX/manifest.json"
 
 # The blob-store case puts a STORE_MB layer into waved's CAS the only way the
 # API offers, a data: layer in the container request (base64, so ~4/3 of the
-# size); the request body and data: caps are raised for this run only.
+# size); the request body and data: caps are raised for this run only. All
+# load comes from one address (loopback): no per-address connection cap.
 store_cap=$((STORE_MB * 3 / 2 + 16))
-start_waved "$(printf 'server: {max-body-size: %sMiB}\nwave: {build: {max-data-layer-size: %s}}' \
+start_waved "$(printf 'server: {max-body-size: %sMiB, max-connections-per-ip: 0}\nwave: {build: {max-data-layer-size: %s}}' \
   "$store_cap" "$((store_cap * 1024 * 1024))")"
 WV="$WAVED_URL"
 

@@ -64,7 +64,11 @@ typedef struct {
   uint64_t max_url_length;     /* server.max-url-length, 8KiB */
   uint64_t max_body_size;      /* server.max-body-size, 10MiB (per-route limits may be lower) */
   int max_connections;         /* server.max-connections, 10000 (per io thread) */
-  int worker_queue;            /* server.worker-queue, 4096 (requests waiting for a worker) */
+  int max_conns_per_ip;        /* server.max-connections-per-ip, 256 (0 = no cap) */
+  int64_t keepalive_timeout_ms; /* server.keepalive-timeout, 60s */
+  uint64_t max_body_memory;     /* server.max-body-memory, 256MiB (bodies in flight) */
+  uint64_t min_body_rate;       /* server.min-body-rate, 1KiB (bytes/s over 10 s; 0 = off) */
+  int worker_queue;             /* server.worker-queue, 4096 (requests waiting for a worker) */
 
   /* wave.* */
   char *server_url;             /* wave.server.url, "http://localhost:9090"; env WAVE_SERVER_URL */

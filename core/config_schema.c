@@ -83,7 +83,21 @@ static const entry_t schema[] = {
      "Requests that may wait for a worker thread; past it new ones get 503. Bursts of "
      "pulls of a running build pass through this queue before they park."},
     {"server.max-connections", T_INT, OFF(max_connections), "10000", 1, 1000000, NULL, NULL,
-     "Maximum open connections per IO thread."},
+     "Maximum open connections per IO thread; lowered at start to fit RLIMIT_NOFILE (raised to "
+     "its hard limit), keeping a quarter of the descriptors for files, upstreams and jobs."},
+    {"server.max-connections-per-ip", T_INT, OFF(max_conns_per_ip), "256", 0, 1000000, NULL, NULL,
+     "Open connections per client address; a connection past it gets 503 and is closed "
+     "(nginx limit_conn). 0 = no cap."},
+    {"server.keepalive-timeout", T_DUR_MS, OFF(keepalive_timeout_ms), "60s", 100, DAY_MS, NULL,
+     NULL, "An idle keep-alive connection is closed after this long between requests."},
+    {"server.max-body-memory", T_SIZE, OFF(max_body_memory), "256MiB", 1 << 20, 1LL << 40, NULL,
+     NULL,
+     "Request bodies held in memory by all connections together (announced lengths are "
+     "reserved up front); a body past it gets 503 and Connection: close. Never below "
+     "server.max-body-size."},
+    {"server.min-body-rate", T_SIZE, OFF(min_body_rate), "1KiB", 0, 1LL << 30, NULL, NULL,
+     "Bytes per second a request body must bring over each 10 s window, else 408 and close; "
+     "0 = off."},
     {"wave.server.url", T_STR, OFF(server_url), "http://localhost:9090", 0, 0, check_url,
      "wave.server.url", "Public base URL (env WAVE_SERVER_URL); its host[:port] names wt/ images."},
     {"wave.capabilities.anonymous-access", T_BOOL, OFF(anonymous_access), "true", 0, 0, NULL,

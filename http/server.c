@@ -85,6 +85,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -104,6 +105,11 @@ void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg) {
   o->max_url_length = cfg ? (size_t)cfg->max_url_length : 8192;
   o->max_body_size = cfg ? (size_t)cfg->max_body_size : (size_t)10 << 20;
   o->max_connections = cfg ? cfg->max_connections : 10000;
+  o->max_conns_per_ip = cfg ? cfg->max_conns_per_ip : 256;
+  o->keepalive_timeout_ms = cfg ? cfg->keepalive_timeout_ms : 60000;
+  o->max_body_memory = cfg ? (size_t)cfg->max_body_memory : (size_t)256 << 20;
+  o->min_body_rate = cfg ? (size_t)cfg->min_body_rate : 1024;
+  o->body_rate_window_ms = 10000;
   o->max_queued_jobs = cfg ? (size_t)cfg->worker_queue : 0;
   o->plain = cfg ? cfg->server_plain : true;
   o->tls_cert = cfg ? cfg->tls_cert : NULL;
@@ -111,14 +117,76 @@ void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg) {
   o->tls_port = cfg ? cfg->tls_port : 9443;
 }
 
+/* ---------- connections per client address ---------- */
+
+static size_t ip_hash(const char *ip) {
+  size_t h = 2166136261u;
+  for (; *ip; ip++)
+    h = (h ^ (unsigned char)*ip) * 16777619u;
+  return h;
+}
+
+/* The slot of ip in the table, or the empty slot where it would go. ip_mu held. */
+static size_t ip_find(wv_server_t *s, const char *ip) {
+  size_t i = ip_hash(ip) & (s->ipcap - 1);
+  while (s->ips[i].n && strcmp(s->ips[i].ip, ip) != 0)
+    i = (i + 1) & (s->ipcap - 1);
+  return i;
+}
+
+/* Counts a new connection from c->ip; false when the address is at its cap. */
+static bool ip_take(wv_server_t *s, conn_t *c) {
+  if (!s->o.max_conns_per_ip || !c->ip[0])
+    return true;
+  pthread_mutex_lock(&s->ip_mu);
+  size_t i = ip_find(s, c->ip);
+  bool ok = s->ips[i].n < s->o.max_conns_per_ip;
+  if (ok && !s->ips[i].n++)
+    memcpy(s->ips[i].ip, c->ip, sizeof c->ip);
+  pthread_mutex_unlock(&s->ip_mu);
+  c->ip_counted = ok;
+  return ok;
+}
+
+/* Uncounts c; an address whose count drops to 0 leaves the table (backward
+ * shift, so no probe chain is cut). */
+static void ip_drop(wv_server_t *s, conn_t *c) {
+  pthread_mutex_lock(&s->ip_mu);
+  size_t mask = s->ipcap - 1, i = ip_find(s, c->ip);
+  if (s->ips[i].n && --s->ips[i].n == 0) {
+    for (size_t j = (i + 1) & mask; s->ips[j].n; j = (j + 1) & mask) {
+      size_t home = ip_hash(s->ips[j].ip) & mask;
+      /* j may move to i unless its home lies cyclically in (i, j]. */
+      if (i <= j ? (home <= i || home > j) : (home <= i && home > j)) {
+        s->ips[i] = s->ips[j];
+        s->ips[j].n = 0;
+        i = j;
+      }
+    }
+  }
+  pthread_mutex_unlock(&s->ip_mu);
+}
+
 /* ---------- connections ---------- */
 
 static void loop_check_done(loop_t *l);
+
+static bool conn_idle(const conn_t *c) {
+  return !c->busy && !c->in_message && !c->writes && !c->fs && !c->in;
+}
+
+void wv_srv_conn_refresh(conn_t *c) {
+  const wv_server_opts_t *o = &c->loop->srv->o;
+  c->deadline = uv_now(&c->loop->uv) +
+                (uint64_t)(conn_idle(c) ? o->keepalive_timeout_ms : o->idle_timeout_ms);
+}
 
 static void close_cb(uv_handle_t *h) {
   conn_t *c = h->data;
   loop_t *l = c->loop;
   l->nconns--;
+  if (c->ip_counted)
+    ip_drop(l->srv, c);
   if (c->tls)
     wv_srv_tls_conn_free(c);
   free(c->in);
@@ -200,6 +268,9 @@ static conn_t *conn_accept(uv_stream_t *server, int status) {
   l->conns = c;
   uv_tcp_nodelay(&c->tcp, 1);
   peer_ip(c);
+  /* Like nginx's limit_conn: the connection over the cap is kept until its
+   * request head arrives, which is answered 503 with Connection: close. */
+  c->over_ip_cap = !ip_take(l->srv, c);
   wv_srv_conn_parser_init(c);
   /* Also the TLS handshake's deadline. */
   c->deadline = uv_now(&l->uv) + (uint64_t)l->srv->o.header_timeout_ms;
@@ -266,8 +337,22 @@ static void done_cb(uv_async_t *a) {
   }
 }
 
-static bool conn_idle(const conn_t *c) {
-  return !c->busy && !c->in_message && !c->writes && !c->fs && !c->in;
+/*
+ * A body being received must bring server.min-body-rate bytes per second
+ * over each window, or its request is answered 408 and the connection
+ * closed: a body that trickles no longer holds its memory (and a share of
+ * server.max-body-memory) until the idle timeout.
+ */
+static bool body_too_slow(conn_t *c, uint64_t now) {
+  const wv_server_opts_t *o = &c->loop->srv->o;
+  if (!o->min_body_rate || !c->in_message || !c->ex || !c->ex->in_trailers || c->linger ||
+      now - c->rate_start < (uint64_t)o->body_rate_window_ms)
+    return false;
+  if (c->rate_bytes * 1000 < (uint64_t)o->min_body_rate * (now - c->rate_start))
+    return true;
+  c->rate_start = now;
+  c->rate_bytes = 0;
+  return false;
 }
 
 static void sweep_cb(uv_timer_t *t) {
@@ -277,6 +362,8 @@ static void sweep_cb(uv_timer_t *t) {
     next = c->next;
     if (c->deadline && now >= c->deadline)
       wv_srv_conn_close(c);
+    else if (body_too_slow(c, now))
+      wv_srv_conn_refuse(c, 408);
   }
 }
 
@@ -426,6 +513,8 @@ static int loop_init(wv_server_t *s, loop_t *l, int idx) {
   l->done_async.data = l->ctl_async.data = l->sweep.data = l;
   int64_t tick =
       s->o.header_timeout_ms < s->o.idle_timeout_ms ? s->o.header_timeout_ms : s->o.idle_timeout_ms;
+  tick = s->o.keepalive_timeout_ms < tick ? s->o.keepalive_timeout_ms : tick;
+  tick = s->o.body_rate_window_ms < tick ? s->o.body_rate_window_ms : tick;
   tick /= 4;
   tick = tick < 10 ? 10 : tick > 1000 ? 1000 : tick;
   uv_timer_start(&l->sweep, sweep_cb, (uint64_t)tick, (uint64_t)tick);
@@ -450,7 +539,8 @@ static int loop_init(wv_server_t *s, loop_t *l, int idx) {
 
 int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_server_t **out) {
   if (!opts->host || opts->port < 0 || opts->port > 65535 || opts->tls_port < 0 ||
-      opts->tls_port > 65535 || opts->max_connections < 1 || opts->max_headers < 1)
+      opts->tls_port > 65535 || opts->max_connections < 1 || opts->max_headers < 1 ||
+      opts->max_conns_per_ip < 0 || opts->keepalive_timeout_ms < 1 || opts->body_rate_window_ms < 1)
     return WV_EINVAL;
   wv_server_t *s = calloc(1, sizeof *s);
   if (!s)
@@ -462,6 +552,9 @@ int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_se
     return WV_ENOMEM;
   }
   s->o.host = s->host;
+  /* One body of the largest allowed size always fits when alone. */
+  if (s->o.max_body_memory < s->o.max_body_size)
+    s->o.max_body_memory = s->o.max_body_size;
   int cores = (int)uv_available_parallelism();
   /* Half the cores by default: the other half runs the workers, the store
    * committer and the builders. On 2 cores two loops plus two busy client or
@@ -478,6 +571,7 @@ int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_se
   s->tls_port = -1;
   pthread_mutex_init(&s->mu, NULL);
   pthread_mutex_init(&s->tls_mu, NULL);
+  pthread_mutex_init(&s->ip_mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   wv_srv_parse_init();
   *out = s;
@@ -534,10 +628,47 @@ int wv_server_tls_reload(wv_server_t *s) {
   return 0;
 }
 
+/*
+ * Raises RLIMIT_NOFILE to its hard limit and clamps max-connections so that
+ * the connections of all loops leave a quarter of the descriptors (at least
+ * 256) to blob files, file sends (a dup each), upstream sockets, the store
+ * and job pipes. Then sizes the per-address table.
+ */
+static int fd_budget(wv_server_t *s) {
+  struct rlimit rl;
+  uint64_t lim = 1024, hard = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    if (rl.rlim_cur < rl.rlim_max) {
+      rlim_t cur = rl.rlim_cur;
+      rl.rlim_cur = rl.rlim_max;
+      if (setrlimit(RLIMIT_NOFILE, &rl))
+        rl.rlim_cur = cur;
+    }
+    lim = rl.rlim_cur == RLIM_INFINITY ? (uint64_t)1 << 20 : (uint64_t)rl.rlim_cur;
+    hard = rl.rlim_max == RLIM_INFINITY ? (uint64_t)1 << 20 : (uint64_t)rl.rlim_max;
+  }
+  uint64_t keep = lim / 4 < 256 ? 256 : lim / 4;
+  uint64_t per = lim > keep ? (lim - keep) / (uint64_t)s->nloops : 1;
+  int configured = s->o.max_connections;
+  if ((uint64_t)s->o.max_connections > per)
+    s->o.max_connections = per ? (int)per : 1;
+  wv_info("file descriptors: limit %llu (hard %llu), %llu kept for files, upstreams and jobs; "
+          "server.max-connections %d per io thread x %d (configured %d)",
+          (unsigned long long)lim, (unsigned long long)hard, (unsigned long long)keep,
+          s->o.max_connections, s->nloops, configured);
+  size_t total = (size_t)s->o.max_connections * (size_t)s->nloops;
+  for (s->ipcap = 16; s->ipcap < 2 * total; s->ipcap *= 2)
+    ;
+  s->ips = calloc(s->ipcap, sizeof *s->ips);
+  return s->ips ? 0 : WV_ENOMEM;
+}
+
 int wv_server_start(wv_server_t *s) {
   if (s->started)
     return WV_EINVAL;
   int rc = s->tls_ctx ? 0 : tls_setup(s);
+  if (!rc && !s->ips)
+    rc = fd_budget(s);
   if (rc)
     return rc;
   s->loops = calloc((size_t)s->nloops, sizeof *s->loops);
@@ -578,6 +709,8 @@ int wv_server_port(const wv_server_t *s) { return s->port; }
 int wv_server_tls_port(const wv_server_t *s) { return s->tls_port; }
 int wv_server_io_threads(const wv_server_t *s) { return s->nloops; }
 int wv_server_workers(const wv_server_t *s) { return s->nworkers; }
+uint64_t wv_server_body_memory(wv_server_t *s) { return atomic_load(&s->body_mem); }
+int wv_server_max_connections(const wv_server_t *s) { return s->o.max_connections; }
 
 static void signal_loops(wv_server_t *s, int req) {
   for (int i = 0; i < s->nloops; i++) {
@@ -643,6 +776,8 @@ void wv_server_free(wv_server_t *s) {
   free(s->loops);
   pthread_mutex_destroy(&s->mu);
   pthread_mutex_destroy(&s->tls_mu);
+  pthread_mutex_destroy(&s->ip_mu);
+  free(s->ips);
   pthread_cond_destroy(&s->cv);
   SSL_CTX_free(s->tls_ctx);
   free(s->host);

@@ -22,24 +22,29 @@
 #include <stdint.h>
 
 typedef struct {
-  const char *host;            /* address to bind, numeric IPv4 or IPv6 */
-  int port;                    /* 0 = ephemeral (see wv_server_port()) */
-  int io_threads;              /* 0 = half the cores, at least 1 */
-  int workers;                 /* 0 = 2 x cores, at least 4 */
-  int64_t idle_timeout_ms;     /* keep-alive idle close */
-  int64_t header_timeout_ms;   /* time allowed to receive a request head */
-  int64_t shutdown_timeout_ms; /* graceful drain before connections are cut */
-  size_t max_header_bytes;     /* all header names + values (431) */
-  int max_headers;             /* header count (431) */
-  size_t max_url_length;       /* request target (414) */
-  size_t max_body_size;        /* default per-route body limit (413) */
-  int max_connections;         /* per IO thread */
-  size_t max_queued_jobs;      /* worker queue cap (503 past it); 0 = 64 per worker */
-  bool plain;                  /* serve plain HTTP on port */
-  const char *tls_cert;        /* PEM certificate + chain; with tls_key: HTTPS on tls_port */
-  const char *tls_key;         /* PEM private key; NULL/"" (both) = no TLS */
-  int tls_port;                /* 0 = ephemeral (see wv_server_tls_port()) */
-  void *app;                   /* handed to handlers as req->app */
+  const char *host;             /* address to bind, numeric IPv4 or IPv6 */
+  int port;                     /* 0 = ephemeral (see wv_server_port()) */
+  int io_threads;               /* 0 = half the cores, at least 1 */
+  int workers;                  /* 0 = 2 x cores, at least 4 */
+  int64_t idle_timeout_ms;      /* a body or response making no progress */
+  int64_t header_timeout_ms;    /* time allowed to receive a request head */
+  int64_t shutdown_timeout_ms;  /* graceful drain before connections are cut */
+  size_t max_header_bytes;      /* all header names + values (431) */
+  int max_headers;              /* header count (431) */
+  size_t max_url_length;        /* request target (414) */
+  size_t max_body_size;         /* default per-route body limit (413) */
+  int max_connections;          /* per IO thread; clamped below RLIMIT_NOFILE at start */
+  int max_conns_per_ip;         /* open connections per client address (503 past it); 0 = no cap */
+  int64_t keepalive_timeout_ms; /* idle keep-alive connection between requests */
+  size_t max_body_memory;       /* request bodies held, all connections (503 past it) */
+  size_t min_body_rate;         /* body bytes/s over each window, else 408; 0 = off */
+  int64_t body_rate_window_ms;  /* the window of min_body_rate (10 s) */
+  size_t max_queued_jobs;       /* worker queue cap (503 past it); 0 = 64 per worker */
+  bool plain;                   /* serve plain HTTP on port */
+  const char *tls_cert;         /* PEM certificate + chain; with tls_key: HTTPS on tls_port */
+  const char *tls_key;          /* PEM private key; NULL/"" (both) = no TLS */
+  int tls_port;                 /* 0 = ephemeral (see wv_server_tls_port()) */
+  void *app;                    /* handed to handlers as req->app */
 } wv_server_opts_t;
 
 typedef struct wv_server wv_server_t;
@@ -72,6 +77,10 @@ int wv_server_tls_reload(wv_server_t *s);
 /* IO thread and worker counts after defaults were applied. */
 int wv_server_io_threads(const wv_server_t *s);
 int wv_server_workers(const wv_server_t *s);
+/* Bytes request bodies hold of server.max-body-memory now. Any thread. */
+uint64_t wv_server_body_memory(wv_server_t *s);
+/* server.max-connections per IO thread after the descriptor clamp (valid after start). */
+int wv_server_max_connections(const wv_server_t *s);
 /*
  * Graceful stop, blocking: closes listeners, closes idle keep-alive
  * connections, lets in-flight requests finish (responses then carry

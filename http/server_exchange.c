@@ -44,6 +44,27 @@ exchange_t *wv_srv_ex_new(loop_t *l) {
   return ex;
 }
 
+int wv_srv_body_reserve(exchange_t *ex, uint64_t total) {
+  if (total <= ex->body_held)
+    return 0;
+  wv_server_t *s = ex->loop->srv;
+  uint64_t add = total - ex->body_held;
+  if (atomic_fetch_add(&s->body_mem, add) + add > s->o.max_body_memory) {
+    atomic_fetch_sub(&s->body_mem, add);
+    return -1;
+  }
+  ex->body_held = total;
+  return 0;
+}
+
+/* Gives ex's reservation back to the budget. Any thread that owns ex. */
+static void body_release(exchange_t *ex) {
+  if (ex->body_held) {
+    atomic_fetch_sub(&ex->loop->srv->body_mem, ex->body_held);
+    ex->body_held = 0;
+  }
+}
+
 /* Forgets the previous request but keeps the arena's first block and buffers. */
 static void ex_reset(exchange_t *ex) {
   if (ex->resp.fd >= 0)
@@ -65,7 +86,9 @@ static void ex_reset(exchange_t *ex) {
   wv_buf_reset(&ex->body);
   ex->discarded = 0;
   ex->stall_ms = 0;
+  body_release(ex);
   ex->err_status = 0;
+  ex->err_msg = NULL;
   ex->nhdr = 0;
   ex->hstate = 0;
   ex->discard_body = false;
@@ -82,6 +105,7 @@ void wv_srv_ex_free(exchange_t *ex) {
   if (ex->resp.fd >= 0)
     close(ex->resp.fd);
   wv_srv_stream_unref(ex->stream);
+  body_release(ex);
   wv_arena_free(ex->req.arena);
   wv_buf_free(&ex->url);
   wv_buf_free(&ex->head);

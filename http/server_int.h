@@ -110,8 +110,10 @@ struct exchange {
   wv_buf_t url, head, hoffs, body;
   uint64_t discarded;
   uint64_t body_limit;
-  int64_t stall_ms; /* wv_req_stream_stall_timeout; 0 = server.idle-timeout */
-  int err_status;   /* parse-time refusal: 400, 413, 414, 431 */
+  int64_t stall_ms;    /* wv_req_stream_stall_timeout; 0 = server.idle-timeout */
+  int err_status;      /* parse-time refusal: 400, 408, 413, 414, 431, 503 */
+  const char *err_msg; /* its message when not the status's usual one (static) */
+  uint64_t body_held;  /* bytes reserved from the server's body budget */
   int nhdr;
   int hstate; /* 0 between headers, 1 in a name, 2 in a value */
   bool discard_body;
@@ -152,7 +154,10 @@ struct conn {
   bool reading;
   bool throttled; /* write queue above HIGH_WATER */
   bool in_message;
-  char ip[46]; /* the client's address (wv_req_t.client_ip), "" when unknown */
+  uint64_t rate_start, rate_bytes; /* body receive rate: window start (loop ms), bytes since */
+  bool ip_counted;  /* counted in the server's per-address table (close_cb uncounts) */
+  bool over_ip_cap; /* past server.max-connections-per-ip: its request gets 503 */
+  char ip[46];      /* the client's address (wv_req_t.client_ip), "" when unknown */
 };
 
 /*
@@ -236,12 +241,24 @@ struct wv_server {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   int running;
+  /* Open connections per client address, all loops (server.max-connections-per-ip):
+   * open addressing, a power-of-two size above twice the connection total. */
+  atomic_uint_least64_t body_mem; /* bytes reserved by request bodies (server.max-body-memory) */
+  pthread_mutex_t ip_mu;          /* leaf lock: guards ips */
+  struct ipcount {
+    char ip[46];
+    int n;
+  } * ips;
+  size_t ipcap;
 };
 
 /* ---- server_exchange.c ---- */
 
 /* A fresh exchange for a request on l; NULL when out of memory. */
 exchange_t *wv_srv_ex_new(loop_t *l);
+/* Reserves room for a body of total bytes from the server's budget; 0, or
+ * -1 when the budget would be exceeded (nothing reserved). Loop. */
+int wv_srv_body_reserve(exchange_t *ex, uint64_t total);
 /* Frees ex with its arena, file and stream reference. Any thread that owns ex. NULL is a no-op. */
 void wv_srv_ex_free(exchange_t *ex);
 /* Gives ex back to c as its parse exchange, or frees it if c has one. */
@@ -321,6 +338,9 @@ void wv_srv_parse_init(void);
 void wv_srv_conn_parser_init(conn_t *c);
 /* Reads from c unless it is reading already or closing. */
 void wv_srv_start_reading(conn_t *c);
+/* Refuses c's request being received: answers status (ex->err_msg or the
+ * usual message) with Connection: close. */
+void wv_srv_conn_refuse(conn_t *c, int status);
 /* Continues after a response was queued or the write queue drained. */
 void wv_srv_conn_resume(conn_t *c);
 /* Parses data until a request needs to wait; keeps what is left in c->in. */
@@ -330,6 +350,9 @@ void wv_srv_conn_read_end(conn_t *c, ssize_t nread);
 
 /* ---- server.c ---- */
 
+/* Renews c's deadline: server.keepalive-timeout when c is idle between
+ * requests, else server.idle-timeout (a body or a response in progress). */
+void wv_srv_conn_refresh(conn_t *c);
 /* Closes c (unlinked at once, freed in the close callback). No-op when closing. */
 void wv_srv_conn_close(conn_t *c);
 

@@ -25,6 +25,12 @@ static int refuse(exchange_t *ex, int status) {
   return -1;
 }
 
+/* The request bodies in flight would pass server.max-body-memory. */
+static int refuse_budget(exchange_t *ex) {
+  ex->err_msg = "Too many request bodies in flight (server.max-body-memory) - retry later";
+  return refuse(ex, 503);
+}
+
 static int on_message_begin(llhttp_t *p) {
   conn_t *c = pconn(p);
   c->in_message = true;
@@ -129,6 +135,8 @@ static int on_headers_complete(llhttp_t *p) {
   ex->in_trailers = true;
   wv_router_match(c->loop->srv->router, ex->req.method, ex->req.path, strlen(ex->req.path),
                   &ex->match);
+  if (c->over_ip_cap)
+    return refuse(ex, 503);
   const wv_route_t *r = ex->match.route;
   ex->discard_body = !r;
   ex->body_limit = r ? (r->body_limit ? r->body_limit : o->max_body_size) : DISCARD_LIMIT;
@@ -136,6 +144,9 @@ static int on_headers_complete(llhttp_t *p) {
     return refuse(ex, 413);
   if (!ex->discard_body)
     ex->body.max = ex->body_limit;
+  if (!ex->discard_body && (p->flags & F_CONTENT_LENGTH) && p->content_length > 0 &&
+      wv_srv_body_reserve(ex, p->content_length))
+    return refuse_budget(ex);
   const char *expect = wv_req_header(&ex->req, "Expect");
   ex->expect_continue = expect && strcasecmp(expect, "100-continue") == 0;
   /* No socket only in tests/fuzz/fuzz_http.c, which parses without one. */
@@ -149,17 +160,28 @@ static int on_headers_complete(llhttp_t *p) {
       wv_srv_conn_write(c, w);
     }
   }
-  /* A body may trickle in: the idle timeout, not the header timeout, applies. */
+  /* A body may trickle in: the idle timeout, not the header timeout, applies,
+   * and the sweep holds it to server.min-body-rate. */
   c->deadline = uv_now(&c->loop->uv) + (uint64_t)o->idle_timeout_ms;
+  c->rate_start = uv_now(&c->loop->uv);
+  c->rate_bytes = 0;
   return 0;
 }
 
+/* Chunked bodies reserve as they grow, 64 KiB at a time. */
+#define BODY_RESERVE_STEP (64 * 1024)
+
 static int on_body(llhttp_t *p, const char *at, size_t len) {
   exchange_t *ex = pconn(p)->ex;
+  pconn(p)->rate_bytes += len;
   if (ex->discard_body) {
     ex->discarded += len;
     return ex->discarded > ex->body_limit ? refuse(ex, 413) : 0;
   }
+  uint64_t need = (uint64_t)ex->body.len + len;
+  if (need > ex->body_held && wv_srv_body_reserve(ex, (need + BODY_RESERVE_STEP - 1) /
+                                                          BODY_RESERVE_STEP * BODY_RESERVE_STEP))
+    return refuse_budget(ex);
   return wv_buf_append(&ex->body, at, len) ? refuse(ex, 413) : 0;
 }
 
@@ -300,13 +322,24 @@ static void parse_failed(conn_t *c, llhttp_errno_t err) {
   if (status == 400)
     wv_debug("bad request: %s (%s)", llhttp_errno_name(err), llhttp_get_error_reason(&c->parser));
   ex->err_status = status; /* forces Connection: close */
-  const char *msg = status == 431   ? "Request header fields too large"
+  const char *msg = ex->err_msg     ? ex->err_msg
+                    : status == 503 ? "Too many connections from this address - retry later"
+                    : status == 408 ? "Request body too slow (below server.min-body-rate)"
+                    : status == 431 ? "Request header fields too large"
                     : status == 414 ? "URI too long"
                     : status == 413 ? "Request body too large"
                                     : "Bad request";
-  wv_regerr_t reg = status == 413 ? WV_REGERR_SIZE_INVALID : WV_REGERR_BAD_REQUEST;
+  wv_regerr_t reg = status == 413   ? WV_REGERR_SIZE_INVALID
+                    : status == 503 ? WV_REGERR_UNAVAILABLE
+                    : status == 408 ? WV_REGERR_TIMEOUT
+                                    : WV_REGERR_BAD_REQUEST;
   ex->resp = (wv_resp_t){.fd = -1};
   wv_srv_conn_respond_error(c, ex, status, reg, msg);
+}
+
+void wv_srv_conn_refuse(conn_t *c, int status) {
+  c->ex->err_status = status;
+  parse_failed(c, HPE_OK);
 }
 
 /* Parses data until a request needs to wait; keeps what is left in c->in. */
@@ -401,7 +434,7 @@ void wv_srv_conn_resume(conn_t *c) {
   if (c->closing || c->busy || c->throttled || c->fs || c->linger || c->in)
     return;
   if (!c->in_message)
-    c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
+    wv_srv_conn_refresh(c);
   wv_srv_start_reading(c);
   if (c->tls) /* input decrypted or buffered while the request was handled */
     wv_srv_tls_input(c);

@@ -322,7 +322,7 @@ void wv_srv_stream_service(loop_t *l, exchange_t *ex, bool final) {
   if (!st->head_sent) {
     st->head_sent = true;
     c->sx = ex;
-    c->deadline = uv_now(&l->uv) + (uint64_t)l->srv->o.idle_timeout_ms;
+    wv_srv_conn_refresh(c);
     pthread_mutex_lock(&st->mu);
     bool aborted = st->ended && st->end_rc != 0 && st->head == NULL;
     pthread_mutex_unlock(&st->mu);

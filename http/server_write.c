@@ -38,7 +38,7 @@ bool wv_srv_write_done(conn_t *c, int status) {
     wv_srv_conn_close(c);
     return false;
   }
-  c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
+  wv_srv_conn_refresh(c);
   return true;
 }
 
@@ -167,7 +167,7 @@ static void fs_pump_tls(fsend_t *fs) {
     burst += (uint64_t)n;
   }
   if (burst)
-    c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
+    wv_srv_conn_refresh(c);
   if (fs->remain == 0)
     fs_finish(fs, true); /* all queued: the writes in flight finish the response */
 }
@@ -205,7 +205,7 @@ static void fs_pump(fsend_t *fs) {
     return;
   }
   if (burst)
-    c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.idle_timeout_ms;
+    wv_srv_conn_refresh(c);
   if (fs->remain == 0) {
     fs_finish(fs, true);
     return;
@@ -335,7 +335,7 @@ void wv_srv_conn_respond(conn_t *c, exchange_t *ex) {
   }
   size_t sent = n > 0 ? (size_t)n : 0;
   if (sent == total) {
-    c->deadline = uv_now(&l->uv) + (uint64_t)l->srv->o.idle_timeout_ms;
+    wv_srv_conn_refresh(c);
     if (fs) {
       c->fs = fs;
       fs_start(fs);

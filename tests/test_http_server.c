@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static void sleep_ms(int ms) {
@@ -164,6 +165,7 @@ static const wv_route_t test_routes[] = {
     {WV_M_GET, "/test/defer", defer_handler, WV_ROUTE_INLINE, 0},
     {WV_M_GET, "/test/stream", stream_handler, 0, 0},
     {WV_M_POST, "/test/echo", echo_handler, 0, 1024},
+    {WV_M_POST, "/test/bigecho", echo_handler, 0, 0},
     {WV_M_GET, "/test/sleep", sleep_handler, 0, 0},
     {WV_M_GET, "/test/park", park_handler, 0, 0},
     {WV_M_GET, "/test/ipark", park_handler, WV_ROUTE_INLINE, 0},
@@ -181,6 +183,10 @@ static wv_server_t *srv;
 static int port;
 
 static int max_conns = 10000;
+static int per_ip_cap = 0;         /* 0: the default */
+static int64_t keepalive_ms = 0;   /* 0: the idle timeout */
+static size_t body_memory = 0;     /* 0: the default */
+static int64_t rate_window_ms = 0; /* 0: the default */
 
 static int start(int64_t header_ms, int64_t idle_ms) {
   signal(SIGPIPE, SIG_IGN);
@@ -200,6 +206,15 @@ static int start(int64_t header_ms, int64_t idle_ms) {
   o.idle_timeout_ms = idle_ms;
   o.shutdown_timeout_ms = 2000;
   o.max_connections = max_conns;
+  o.keepalive_timeout_ms = keepalive_ms ? keepalive_ms : idle_ms;
+  if (per_ip_cap)
+    o.max_conns_per_ip = per_ip_cap;
+  if (body_memory) { /* the budget is never below one body of the largest size */
+    o.max_body_memory = body_memory;
+    o.max_body_size = 2048;
+  }
+  if (rate_window_ms)
+    o.body_rate_window_ms = rate_window_ms;
   if (max_conns < 10000)
     o.io_threads = 1;
   if (wv_server_new(&o, router, &srv) || wv_server_start(srv))
@@ -668,6 +683,170 @@ TEST(max_connections) {
   stop();
 }
 
+/* Past server.max-connections-per-ip the request gets 503 + close (nginx limit_conn). */
+TEST(per_ip_cap) {
+  per_ip_cap = 2;
+  int rc = start(5000, 5000);
+  per_ip_cap = 0;
+  CHECK_OK(rc);
+  tc_conn_t *c[3];
+  tc_resp_t r;
+  for (int i = 0; i < 2; i++) {
+    c[i] = tc_connect(port);
+    CHECK(c[i]);
+    CHECK_OK(tc_sends(c[i], GET("/health")));
+    CHECK_OK(tc_read(c[i], &r, false));
+    CHECK_EQ_INT(r.status, 200);
+    tc_resp_free(&r);
+  }
+  c[2] = tc_connect(port);
+  CHECK_OK(tc_sends(c[2], GET("/health")));
+  CHECK_OK(tc_read(c[2], &r, false));
+  CHECK_EQ_INT(r.status, 503);
+  CHECK(strstr(r.body, "Too many connections from this address"));
+  tc_resp_free(&r);
+  CHECK(tc_wait_closed(c[2], 2000));
+  tc_close(c[2]);
+  /* A closed connection frees its count. */
+  tc_close(c[0]);
+  sleep_ms(100);
+  c[0] = tc_connect(port);
+  CHECK_OK(tc_sends(c[0], GET("/health")));
+  CHECK_OK(tc_read(c[0], &r, false));
+  CHECK_EQ_INT(r.status, 200);
+  tc_resp_free(&r);
+  for (int i = 0; i < 2; i++)
+    tc_close(c[i]);
+  stop();
+}
+
+/* RLIMIT_NOFILE is raised to its hard limit and max-connections fits below it. */
+TEST(fd_limit_clamp) {
+  struct rlimit old, rl;
+  CHECK_OK(getrlimit(RLIMIT_NOFILE, &old));
+  rl.rlim_cur = 300;
+  rl.rlim_max = 1000 < old.rlim_max ? 1000 : old.rlim_max;
+  CHECK_OK(setrlimit(RLIMIT_NOFILE, &rl));
+  max_conns = 5000;
+  int rc = start(5000, 5000); /* one io thread */
+  max_conns = 10000;
+  struct rlimit now;
+  getrlimit(RLIMIT_NOFILE, &now);
+  setrlimit(RLIMIT_NOFILE, &old); /* root may raise the hard limit back */
+  CHECK_OK(rc);
+  CHECK_EQ_INT((long)now.rlim_cur, (long)rl.rlim_max);
+  uint64_t lim = rl.rlim_max, keep = lim / 4 < 256 ? 256 : lim / 4;
+  CHECK_EQ_INT(wv_server_max_connections(srv), (int)(lim - keep));
+  tc_resp_t r;
+  CHECK_EQ_INT(tc_request(port, GET("/health"), &r, false), 200);
+  tc_resp_free(&r);
+  stop();
+}
+
+/* An idle keep-alive connection closes at the keep-alive timeout; a parked
+ * request does not (its parker owns the deadline). */
+TEST(keepalive_timeout) {
+  keepalive_ms = 300;
+  int rc = start(5000, 5000);
+  keepalive_ms = 0;
+  CHECK_OK(rc);
+  tc_conn_t *idle = tc_connect(port), *parked = tc_connect(port);
+  tc_resp_t r;
+  CHECK_OK(tc_sends(idle, GET("/health")));
+  CHECK_OK(tc_read(idle, &r, false));
+  tc_resp_free(&r);
+  CHECK_OK(tc_sends(parked, GET("/test/park?1200")));
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  CHECK(tc_wait_closed(idle, 3000));
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+  CHECK(ms >= 200 && ms < 2000);
+  CHECK_OK(tc_read(parked, &r, false));
+  CHECK_EQ_INT(r.status, 200);
+  tc_resp_free(&r);
+  tc_close(idle);
+  tc_close(parked);
+  stop();
+}
+
+#define POST_HEAD(path, len) "POST " path " HTTP/1.1\r\nHost: x\r\nContent-Length: " len "\r\n\r\n"
+
+/* Bodies in flight share server.max-body-memory: past it 503 + close; a
+ * finished request gives its share back. */
+TEST(body_memory_budget) {
+  body_memory = 2500;
+  int rc = start(5000, 5000);
+  body_memory = 0;
+  CHECK_OK(rc);
+  tc_conn_t *a = tc_connect(port), *b = tc_connect(port), *x = tc_connect(port);
+  tc_resp_t r;
+  CHECK_OK(tc_sends(a, POST_HEAD("/test/echo", "1000") "abc"));
+  CHECK_OK(tc_sends(b, POST_HEAD("/test/echo", "1000")));
+  sleep_ms(100);
+  CHECK_EQ_INT((int)wv_server_body_memory(srv), 2000);
+  CHECK_OK(tc_sends(x, POST_HEAD("/test/echo", "1000")));
+  CHECK_OK(tc_read(x, &r, false));
+  CHECK_EQ_INT(r.status, 503);
+  CHECK(strstr(r.body, "server.max-body-memory"));
+  tc_resp_free(&r);
+  CHECK(tc_wait_closed(x, 2000));
+  char body[997];
+  memset(body, 'z', sizeof body);
+  CHECK_OK(tc_send(a, body, sizeof body));
+  CHECK_OK(tc_read(a, &r, false));
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_EQ_INT((int)r.body_len, 1000);
+  tc_resp_free(&r);
+  sleep_ms(100);
+  CHECK_EQ_INT((int)wv_server_body_memory(srv), 1000);
+  tc_close(b);
+  sleep_ms(100);
+  CHECK_EQ_INT((int)wv_server_body_memory(srv), 0);
+  tc_close(a);
+  tc_close(x);
+  stop();
+}
+
+/* Issue 12, point 3: 30 connections each holding an unfinished 10 MiB - 1
+ * body. The budget refuses what does not fit; the stalled bodies fail
+ * server.min-body-rate (408) and give all their memory back within a few
+ * windows, not at the idle timeout. */
+TEST(stalled_bodies_released) {
+  rate_window_ms = 300;
+  int rc = start(5000, 900000);
+  rate_window_ms = 0;
+  CHECK_OK(rc);
+  enum { N = 30 };
+  tc_conn_t *c[N];
+  static char piece[64 * 1024];
+  memset(piece, 'q', sizeof piece);
+  int refused = 0, slow = 0;
+  for (int i = 0; i < N; i++) {
+    c[i] = tc_connect(port);
+    CHECK(c[i]);
+    CHECK_OK(tc_sends(c[i], POST_HEAD("/test/bigecho", "10485759")));
+    tc_send(c[i], piece, sizeof piece);
+  }
+  sleep_ms(100);
+  CHECK(wv_server_body_memory(srv) <= (uint64_t)256 << 20);
+  CHECK(wv_server_body_memory(srv) >= (uint64_t)20 * 10485759);
+  for (int i = 0; i < N; i++) {
+    tc_resp_t r;
+    if (tc_read(c[i], &r, false) == 0) {
+      refused += r.status == 503;
+      slow += r.status == 408;
+      tc_resp_free(&r);
+    }
+    CHECK(tc_wait_closed(c[i], 3000));
+    tc_close(c[i]);
+  }
+  CHECK_EQ_INT(refused, N - 25); /* 25 x (10 MiB - 1) fit in 256 MiB */
+  CHECK(slow > 0);
+  CHECK_EQ_INT((int)wv_server_body_memory(srv), 0);
+  stop();
+}
+
 TEST(defer_to_worker) {
   CHECK_OK(start(5000, 5000));
   tc_conn_t *c = tc_connect(port);
@@ -817,4 +996,5 @@ WV_TESTS(T(defer_to_worker), T(stream_backpressure_and_length), T(stream_chunked
          T(max_connections), T(basic_routes), T(errors_by_url_space), T(params_and_keepalive),
          T(pipelining_keeps_order), T(limits), T(expect_continue), T(large_and_file_bodies),
          T(sendfile_bodies), T(client_gone_while_handled), T(timeouts), T(graceful_shutdown),
-         T(concurrent_clients))
+         T(concurrent_clients), T(per_ip_cap), T(keepalive_timeout), T(body_memory_budget),
+         T(stalled_bodies_released), T(fd_limit_clamp))

@@ -207,7 +207,46 @@ PY
   stop_registry gc 2>/dev/null || true
 }
 
-CASES=(json_values memory_after_spike data_layer_bomb auth_throttle blob_gc)
+# Point 8: one client address holds at most server.max-connections-per-ip
+# connections; the request of one past it gets 503 and Connection: close
+# (nginx limit_conn). The descriptor budget is logged at start.
+case_conn_cap() {
+  start_waved "server: {max-connections-per-ip: 3}"
+  ok "fd limit logged" has "$(cat "$WAVED_DIR/waved.log")" "file descriptors: limit"
+  local fds=() fd i code
+  for i in 1 2 3; do
+    exec {fd}<>"/dev/tcp/127.0.0.1/$WAVED_PORT"
+    fds+=("$fd")
+  done
+  sleep 0.3
+  code=$(curl -s -m 10 -o "$T/cap.out" -D "$T/cap.h" -w '%{http_code}' "$WAVED_URL/health")
+  ok "4th connection from one address: 503" is "$code" 503
+  ok "503 names the cap" has "$(cat "$T/cap.out")" "Too many connections from this address"
+  ok "503 closes the connection" is "$(header "$T/cap.h" Connection)" close
+  for fd in "${fds[@]}"; do exec {fd}>&-; done
+  sleep 0.3
+  code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$WAVED_URL/health")
+  ok "after the others closed: 200" is "$code" 200
+  stop_waved
+}
+
+# Point 3: a body that stalls is answered 408 after the 10 s rate window
+# (server.min-body-rate), not held until the 910 s idle timeout.
+case_slow_body() {
+  start_waved
+  local fd t0 t1 line
+  exec {fd}<>"/dev/tcp/127.0.0.1/$WAVED_PORT"
+  printf 'POST /v1alpha2/container HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10485759\r\n\r\n{"a":' >&"$fd"
+  t0=$(date +%s)
+  IFS= read -r -t 40 line <&"$fd" || line=""
+  t1=$(date +%s)
+  exec {fd}>&-
+  ok "stalled body: 408" has "$line" "408"
+  ok "stalled body: answered within 25 s ($((t1 - t0)) s)" test $((t1 - t0)) -lt 25
+  stop_waved
+}
+
+CASES=(json_values memory_after_spike data_layer_bomb auth_throttle blob_gc conn_cap slow_body)
 if [ $# -gt 0 ]; then CASES=("$@"); fi
 for c in "${CASES[@]}"; do
   log "case $c"
