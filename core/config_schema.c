@@ -85,7 +85,7 @@ static const entry_t schema[] = {
     {"server.max-connections", T_INT, OFF(max_connections), "10000", 1, 1000000, NULL, NULL,
      "Maximum open connections per IO thread; lowered at start to fit RLIMIT_NOFILE (raised to "
      "its hard limit), keeping a quarter of the descriptors for files, upstreams and jobs."},
-    {"server.max-connections-per-ip", T_INT, OFF(max_conns_per_ip), "256", 0, 1000000, NULL, NULL,
+    {"server.max-connections-per-ip", T_INT, OFF(max_conns_per_ip), "1024", 0, 1000000, NULL, NULL,
      "Open connections per client address; a connection past it gets 503 and is closed "
      "(nginx limit_conn). 0 = no cap."},
     {"server.keepalive-timeout", T_DUR_MS, OFF(keepalive_timeout_ms), "60s", 100, DAY_MS, NULL,
