@@ -42,6 +42,12 @@ case_json_values() {
 
 # Point 3: after a spike of large bodies RSS comes back within 20 % within 10 s.
 case_memory_after_spike() {
+  # AddressSanitizer's allocator keeps freed memory in quarantine and does not
+  # return it to the system, so RSS says nothing about waved's own behaviour there.
+  if ldd "$WAVED_BIN" 2>/dev/null | grep -q libasan; then
+    echo "skip memory_after_spike: $WAVED_BIN is an AddressSanitizer build"
+    return 0
+  fi
   start_waved
   $PY - "$T/big.json" <<'PY'
 import json, sys
