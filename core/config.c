@@ -430,7 +430,7 @@ static int load_allow_accounts(loader_t *L, const char *where, yaml_node_t *v,
       return fail(L, ak, WV_EINVAL, "%s: account names must be non-empty scalars", where);
     char sub[768];
     snprintf(sub, sizeof sub, "%.400s.%.200s", where, scalar(ak));
-    wv_perm_t perm;
+    wv_perm_t perm = WV_PERM_NONE;
     int rc = parse_perm(L, av, sub, &perm);
     if (rc)
       return rc;

@@ -36,7 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   wv_creq_t r;
   wv_creq_plan_t plan;
   const char *msg = NULL;
-  if (wv_creq_parse(a, (const char *)data + 1, size - 1, v2, &r, &msg) == 0) {
+  if (wv_creq_parse(a, (const char *)data + 1, size - 1, (size_t)cfg.max_json_values, v2, &r,
+                    &msg) == 0) {
     wv_creq_check(a, &cfg, &r, &plan, &msg);
     if (r.has_cc) {
       wv_container_config_validate(a, &r.cc, &msg);
