@@ -27,7 +27,8 @@ ACCEPT+=",application/vnd.docker.distribution.manifest.v2+json"
 echo "# $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%H:%MZ)"
 for round in $(seq "${AB_ROUNDS:-3}"); do
   for cfg in "$@"; do
-    start_waved "$cfg"
+    start_waved "$cfg
+wave.registries: {\"$REG\": {}}"
     curl -sf -H 'Content-Type: application/json' -o "$E2E_TMP/resp.json" \
       -d "{\"containerImage\":\"$REG/library/busybox:latest\"}" "$WAVED_URL/v1alpha2/container"
     img=$(json_get "$E2E_TMP/resp.json" 'd["targetImage"]')

@@ -69,8 +69,8 @@ mv "$T/big/layer" "$T/www/big.layer"
 
 # ---- waved, TLS on ----
 WPORT=$(free_port)
-start_waved "$(printf 'server.tls.cert: %s\nserver.tls.key: %s\nserver.tls.port: %s\nserver.io-threads: %s' \
-  "$T/pki/srv.crt" "$T/pki/srv.key" "$WPORT" "$LOOPS")"
+start_waved "$(printf 'server.tls.cert: %s\nserver.tls.key: %s\nserver.tls.port: %s\nserver.io-threads: %s\nwave.registries: {"%s": {}}' \
+  "$T/pki/srv.crt" "$T/pki/srv.key" "$WPORT" "$LOOPS" "$REG")"
 WV="https://127.0.0.1:$WPORT"
 CURL=(curl -fsS --cacert "$T/pki/ca.crt")
 token() { # IMAGE — prints "<repo path> <tag>" of a pass-through token

@@ -164,8 +164,8 @@ wait_http "$NGX/manifest.json"
 # size); the request body and data: caps are raised for this run only. All
 # load comes from one address (loopback): no per-address connection cap.
 store_cap=$((STORE_MB * 3 / 2 + 16))
-start_waved "$(printf 'server: {max-body-size: %sMiB, max-connections-per-ip: 0}\nwave: {build: {max-data-layer-size: %s}}' \
-  "$store_cap" "$((store_cap * 1024 * 1024))")"
+start_waved "$(printf 'server: {max-body-size: %sMiB, max-connections-per-ip: 0}\nwave: {build: {max-data-layer-size: %s}}\nwave.registries: {"%s": {}}' \
+  "$store_cap" "$((store_cap * 1024 * 1024))" "$REG")"
 WV="$WAVED_URL"
 
 # make_data_layer NAME BYTES — a tar.gz holding one file of BYTES random
@@ -337,7 +337,8 @@ if has large; then
     # The stream alone: a second waved with the blob cache off.
     if [ -z "${PL_NO_STREAM_ROW:-}" ]; then
       saved=("$WAVED_PID" "$WAVED_PORT" "$WAVED_URL" "$WAVED_DIR")
-      start_waved "wave: {blob-cache: {enabled: false}}"
+      start_waved "wave: {blob-cache: {enabled: false}}
+wave.registries: {\"$REG\": {}}"
       make_tokens pass "$REG/library/big:latest" 1 >"$E2E_TMP/tok.big2"
       read -r p2 t2 <"$E2E_TMP/tok.big2"
       run large waved-stream "GET ${BLOB_MB} MiB layer streamed from docker-registry (blob cache off)" \
