@@ -70,6 +70,12 @@ int wv_digest_of(const void *p, size_t n, char out[WV_DIGEST_STRLEN]) {
   return rc;
 }
 
+int wv_hex_value(char c) {
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= '0' && c <= '9' ? c - '0' : -1;
+}
+
 /* Lowercase only: a digest has one spelling, so it can be used as a key as is. */
 static int hexval(char c) {
   if (c >= '0' && c <= '9')

@@ -52,4 +52,7 @@ bool wv_digest_valid(const char *s);
 /* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */
 void wv_hex_encode(const uint8_t *p, size_t n, char *out);
 
+/* The value of one hex digit of either case, or -1. */
+int wv_hex_value(char c);
+
 #endif

@@ -227,31 +227,12 @@ static uint64_t ip_key(const wv_ratelimit_t *rl, const char *ip) {
   return hash_key(rl, '6', net);
 }
 
-int wv_ratelimit_acquire_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
-                            int64_t *retry_after_s) {
-  bool authed = user && *user;
-  const bucket_t *b = authed ? &rl->auth : &rl->anon;
-  if (b->interval_ns == 0)
-    return 0;
-  uint64_t h = authed ? hash_key(rl, 'u', user) : ip_key(rl, ip);
-  size_t set = (size_t)(h >> 32) & (rl->nsets - 1);
-  pthread_mutex_t *mu = &rl->stripes[set & (STRIPES - 1)].mu;
-  pthread_mutex_lock(mu);
-  slot_t *s = find_slot(rl, &rl->slots[set * WAYS], h, now_ns);
-  int64_t tat = s->tat > now_ns ? s->tat : now_ns;
-  int64_t wait = tat + b->interval_ns - now_ns - b->burst_ns;
-  if (wait <= 0)
-    s->tat = tat + b->interval_ns;
-  pthread_mutex_unlock(mu);
-  if (wait <= 0)
-    return 0;
-  if (retry_after_s)
-    *retry_after_s = (wait + NS_PER_S - 1) / NS_PER_S;
-  return WV_EBUSY;
-}
-
-int wv_ratelimit_peek_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
-                         int64_t *retry_after_s) {
+/*
+ * GCRA for one key: the wait until the key's next permit, or <= 0 when one is
+ * free. take=true takes it (creating the key's slot); false only looks.
+ */
+static int gcra(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns, bool take,
+                int64_t *retry_after_s) {
   bool authed = user && *user;
   const bucket_t *b = authed ? &rl->auth : &rl->anon;
   if (b->interval_ns == 0)
@@ -261,15 +242,33 @@ int wv_ratelimit_peek_at(wv_ratelimit_t *rl, const char *user, const char *ip, i
   pthread_mutex_t *mu = &rl->stripes[set & (STRIPES - 1)].mu;
   int64_t wait = 0;
   pthread_mutex_lock(mu);
-  for (slot_t *s = &rl->slots[set * WAYS], *e = s + WAYS; s < e; s++)
-    if (s->h == h && s->tat > now_ns)
-      wait = s->tat + b->interval_ns - now_ns - b->burst_ns;
+  if (take) {
+    slot_t *s = find_slot(rl, &rl->slots[set * WAYS], h, now_ns);
+    int64_t tat = s->tat > now_ns ? s->tat : now_ns;
+    wait = tat + b->interval_ns - now_ns - b->burst_ns;
+    if (wait <= 0)
+      s->tat = tat + b->interval_ns;
+  } else {
+    for (slot_t *s = &rl->slots[set * WAYS], *e = s + WAYS; s < e; s++)
+      if (s->h == h && s->tat > now_ns)
+        wait = s->tat + b->interval_ns - now_ns - b->burst_ns;
+  }
   pthread_mutex_unlock(mu);
   if (wait <= 0)
     return 0;
   if (retry_after_s)
     *retry_after_s = (wait + NS_PER_S - 1) / NS_PER_S;
   return WV_EBUSY;
+}
+
+int wv_ratelimit_acquire_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
+                            int64_t *retry_after_s) {
+  return gcra(rl, user, ip, now_ns, true, retry_after_s);
+}
+
+int wv_ratelimit_peek_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
+                         int64_t *retry_after_s) {
+  return gcra(rl, user, ip, now_ns, false, retry_after_s);
 }
 
 int wv_ratelimit_peek(wv_ratelimit_t *rl, const char *user, const char *ip,

@@ -21,22 +21,12 @@ typedef struct {
   uint8_t salt[SALT_LEN], hash[HASH_LEN];
 } parsed_t;
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Decodes exactly 2n hex digits at s (ending at end or '$') into out; 0 or -1. */
 static int unhex(const char *s, size_t len, uint8_t *out, size_t n) {
   if (len != 2 * n)
     return -1;
   for (size_t i = 0; i < n; i++) {
-    int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+    int hi = wv_hex_value(s[2 * i]), lo = wv_hex_value(s[2 * i + 1]);
     if (hi < 0 || lo < 0)
       return -1;
     out[i] = (uint8_t)(hi << 4 | lo);

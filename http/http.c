@@ -1,3 +1,4 @@
+#include "core/digest.h"
 #include "http/http.h"
 
 #include <string.h>
@@ -17,23 +18,13 @@ const char *wv_req_param(const wv_req_t *req, const char *name) {
   return NULL;
 }
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 /* Decodes p[0..n) into a new arena string. */
 static char *query_decode(wv_arena_t *a, const char *p, size_t n) {
   char *v = wv_arena_strndup(a, p, n), *w = v;
   if (!v)
     return NULL;
   for (const char *r = v; *r; r++) {
-    int hi = *r == '%' ? hexval(r[1]) : -1, lo = hi >= 0 ? hexval(r[2]) : -1;
+    int hi = *r == '%' ? wv_hex_value(r[1]) : -1, lo = hi >= 0 ? wv_hex_value(r[2]) : -1;
     if (lo >= 0) {
       *w++ = (char)(hi * 16 + lo);
       r += 2;
