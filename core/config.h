@@ -48,14 +48,16 @@ typedef struct {
 
 typedef struct {
   /* server.* (and Wave's micronaut.server.* aliases) */
-  char *server_host; /* server.host, "127.0.0.1" */
-  int server_port;   /* server.port (alias micronaut.server.port), 9090; env WAVE_SERVER_PORT */
-  bool server_plain; /* server.plain, true: serve plain HTTP on server.port */
-  char *tls_cert;    /* server.tls.cert, "": PEM certificate + chain; set = HTTPS */
-  char *tls_key;     /* server.tls.key, "": PEM private key of tls_cert */
-  int tls_port;      /* server.tls.port, 9443 */
-  int io_threads;    /* server.io-threads, 0 = half the cores, at least 1 */
-  int workers;       /* server.workers, 0 = 2 x cores (min 4) */
+  char *server_host;    /* server.host, "127.0.0.1" */
+  int server_port;      /* server.port (alias micronaut.server.port), 9090; env WAVE_SERVER_PORT */
+  bool server_plain;    /* server.plain, true: serve plain HTTP on server.port */
+  char *tls_cert;       /* server.tls.cert, "": PEM certificate + chain; set = HTTPS */
+  char *tls_key;        /* server.tls.key, "": PEM private key of tls_cert */
+  int tls_port;         /* server.tls.port, 9443 */
+  int io_threads;       /* server.io-threads, 0 = half the cores, at least 1 */
+  int workers;          /* server.workers, 0 = 2 x cores (min 4) */
+  int registry_workers; /* server.registry-workers, 0 = 64 */
+  int registry_workers_per_client; /* server.registry-workers-per-client, 0 = a quarter */
   int64_t idle_timeout_ms;     /* server.idle-timeout (alias micronaut.server.idle-timeout), 910s */
   int64_t header_timeout_ms;   /* server.header-timeout, 30s */
   int64_t shutdown_timeout_ms; /* server.shutdown-timeout, 30s */
@@ -96,6 +98,8 @@ typedef struct {
   int hc_retry_attempts;         /* wave.httpclient.retry.attempts, 5 (tries in all) */
   int64_t hc_retry_delay_ms;     /* wave.httpclient.retry.delay, 500ms (first backoff) */
   int64_t hc_retry_max_delay_ms; /* wave.httpclient.retry.max-delay, 5s (cap of one backoff) */
+  uint64_t bs_min_rate;          /* wave.blob-streams.min-rate, 16KiB (bytes/s, both directions) */
+  int64_t bs_rate_window_ms;     /* wave.blob-streams.rate-window, 30s */
 
   /* storage.* */
   char *storage_path;        /* storage.path, "./data" */

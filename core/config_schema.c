@@ -63,6 +63,13 @@ static const entry_t schema[] = {
      "IO loop threads, each with its own SO_REUSEPORT listener; 0 = half the cores, at least 1."},
     {"server.workers", T_INT, OFF(workers), "0", 0, 1024, NULL, NULL,
      "Worker threads for handlers that may block; 0 = 2 x cores, at least 4."},
+    {"server.registry-workers", T_INT, OFF(registry_workers), "0", 0, 4096, NULL, NULL,
+     "Threads for registry (/v2) requests, which wait on upstreams and clients; apart from "
+     "server.workers so that no pull can hold up the API. 0 = 64."},
+    {"server.registry-workers-per-client", T_INT, OFF(registry_workers_per_client), "0", 0, 4096,
+     NULL, NULL,
+     "Registry requests one client address runs at once; the rest wait their turn while other "
+     "clients go first. 0 = a quarter of server.registry-workers."},
     {"server.idle-timeout", T_DUR_MS, OFF(idle_timeout_ms), "910s", 1000, 7 * DAY_MS, NULL,
      "micronaut.server.idle-timeout",
      "Idle connection timeout, also the deadline of a pull parked on a running build; must "
@@ -140,6 +147,11 @@ static const entry_t schema[] = {
      NULL, NULL, "Blob cache size cap; least recently used blobs are removed past it."},
     {"wave.blob-cache.duration", T_DUR_MS, OFF(blob_cache_idle_ms), "7d", 1000, 3650 * DAY_MS, NULL,
      NULL, "A cached blob not pulled for this long is removed."},
+    {"wave.blob-streams.min-rate", T_SIZE, OFF(bs_min_rate), "16KiB", 1, 1LL << 30, NULL, NULL,
+     "Bytes per second a streamed upstream blob must move over each rate-window (upstream and "
+     "client alike); slower streams are cut. Also a total deadline: size / min-rate + 2 windows."},
+    {"wave.blob-streams.rate-window", T_DUR_MS, OFF(bs_rate_window_ms), "30s", 1000, 3600 * 1000LL,
+     NULL, NULL, "Window over which wave.blob-streams.min-rate is measured."},
     {"wave.httpclient.connect-timeout", T_DUR_MS, OFF(hc_connect_timeout_ms), "20s", 100,
      3600 * 1000LL, NULL, "wave.httpclient.connect-timeout",
      "Connect timeout of upstream registry requests."},

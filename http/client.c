@@ -307,8 +307,7 @@ static curl_socket_t guard_open_socket(void *arg, curlsocktype purpose, struct c
   if (purpose != CURLSOCKTYPE_IPCXN || !same_addr(&a->addr, &want->addr)) {
     g->denied = true;
     snprintf(g->why, sizeof g->why,
-             "the connection was about to go to an address other than the checked %s",
-             want->text);
+             "the connection was about to go to an address other than the checked %s", want->text);
     return CURL_SOCKET_BAD;
   }
   if (wv_netpolicy_check_addr(g->policy, &a->addr, g->why, sizeof g->why)) {
@@ -355,9 +354,9 @@ static void set_options(CURL *e, const wv_http_req_t *req, xfer_t *x, struct cur
                           : req->timeout_ms   ? req->timeout_ms
                                               : 30000));
   if (req->idle_timeout_ms > 0) {
-    /* Fewer than 1 byte/s over the window: the peer stalled. */
+    /* Fewer than min_rate (default 1) bytes/s over the window: the peer stalled. */
     long secs = (long)((req->idle_timeout_ms + 999) / 1000);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, req->min_rate ? (long)req->min_rate : 1L);
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, secs);
   }
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,

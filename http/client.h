@@ -45,16 +45,17 @@ struct wv_http_resp;
 typedef int (*wv_http_head_cb)(void *arg, const struct wv_http_resp *resp);
 
 typedef struct {
-  const char *method;           /* "GET" (default when NULL), "HEAD", "PUT", "POST", "PATCH", "DELETE" */
-  const char *url;              /* absolute http(s) URL */
-  const char *const *headers;   /* NULL-terminated "Name: value" lines, may be NULL */
-  const void *body;             /* request body (PUT/POST/PATCH), may be NULL */
+  const char *method; /* "GET" (default when NULL), "HEAD", "PUT", "POST", "PATCH", "DELETE" */
+  const char *url;    /* absolute http(s) URL */
+  const char *const *headers; /* NULL-terminated "Name: value" lines, may be NULL */
+  const void *body;           /* request body (PUT/POST/PATCH), may be NULL */
   size_t body_len;
-  size_t max_body;              /* cap on the buffered response body; 0 = 8 MiB */
-  int64_t timeout_ms;           /* whole transfer; 0 = 30 s, < 0 = none (streams: see idle) */
-  int64_t connect_timeout_ms;   /* 0 = 10 s */
-  int64_t idle_timeout_ms;      /* abort when no byte arrives for this long; 0 = off */
-  wv_http_body_cb body_cb;      /* when set, the response body goes here, not to resp->body */
+  size_t max_body;            /* cap on the buffered response body; 0 = 8 MiB */
+  int64_t timeout_ms;         /* whole transfer; 0 = 30 s, < 0 = none (streams: see idle) */
+  int64_t connect_timeout_ms; /* 0 = 10 s */
+  int64_t idle_timeout_ms;    /* abort when no byte arrives for this long; 0 = off */
+  uint64_t min_rate;       /* with idle_timeout_ms: abort below this many bytes/s over it (0: 1) */
+  wv_http_body_cb body_cb; /* when set, the response body goes here, not to resp->body */
   void *body_arg;
   wv_http_head_cb head_cb;      /* optional; gets body_arg */
   const wv_netpolicy_t *policy; /* when set, the destination must pass it (SSRF, see above) */
@@ -66,9 +67,9 @@ typedef struct {
 } wv_http_header_t;
 
 typedef struct wv_http_resp {
-  long status;                  /* HTTP status of the (last) response */
-  wv_buf_t body;                /* response body (empty when streamed or HEAD) */
-  wv_http_header_t *headers;    /* headers of the final response, in order */
+  long status;               /* HTTP status of the (last) response */
+  wv_buf_t body;             /* response body (empty when streamed or HEAD) */
+  wv_http_header_t *headers; /* headers of the final response, in order */
   size_t nheaders;
   size_t headers_cap;
 } wv_http_resp_t;

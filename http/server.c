@@ -97,6 +97,8 @@ void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg) {
   o->port = cfg ? cfg->server_port : 9090;
   o->io_threads = cfg ? cfg->io_threads : 0;
   o->workers = cfg ? cfg->workers : 0;
+  o->registry_workers = cfg ? cfg->registry_workers : 0;
+  o->registry_workers_per_client = cfg ? cfg->registry_workers_per_client : 0;
   o->idle_timeout_ms = cfg ? cfg->idle_timeout_ms : 910000;
   o->header_timeout_ms = cfg ? cfg->header_timeout_ms : 30000;
   o->shutdown_timeout_ms = cfg ? cfg->shutdown_timeout_ms : 30000;
@@ -564,6 +566,10 @@ int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_se
   s->nworkers = s->o.workers > 0 ? s->o.workers : (2 * cores < 4 ? 4 : 2 * cores);
   s->o.io_threads = s->nloops;
   s->o.workers = s->nworkers;
+  s->npeer = s->o.registry_workers > 0 ? s->o.registry_workers : 64;
+  s->o.registry_workers = s->npeer;
+  if (s->o.registry_workers_per_client <= 0)
+    s->o.registry_workers_per_client = s->npeer / 4 > 1 ? s->npeer / 4 : 1;
   if (!s->o.max_queued_jobs)
     s->o.max_queued_jobs = (size_t)64 * (size_t)s->nworkers;
   s->router = router;
@@ -572,6 +578,7 @@ int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_se
   pthread_mutex_init(&s->mu, NULL);
   pthread_mutex_init(&s->tls_mu, NULL);
   pthread_mutex_init(&s->ip_mu, NULL);
+  pthread_mutex_init(&s->peer_mu, NULL);
   pthread_cond_init(&s->cv, NULL);
   wv_srv_parse_init();
   *out = s;
@@ -683,7 +690,11 @@ int wv_server_start(wv_server_t *s) {
   pthread_sigmask(SIG_BLOCK, &all, &old);
   if (!rc)
     rc = wv_pool_new(s->nworkers, s->o.max_queued_jobs, &s->pool);
+  if (!rc)
+    rc = wv_pool_new(s->npeer, s->o.max_queued_jobs, &s->peer_pool);
   if (rc) {
+    wv_pool_free(s->pool);
+    s->pool = NULL;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     for (int j = 0; j < i; j++) {
       if (!s->loops[j].uv_inited)
@@ -753,6 +764,7 @@ void wv_server_shutdown(wv_server_t *s) {
   }
   /* Loops are gone: running jobs finish and free their exchange in done_push. */
   wv_pool_stop(s->pool, wv_srv_job_cancel);
+  wv_pool_stop(s->peer_pool, wv_srv_job_cancel);
 }
 
 void wv_server_free(wv_server_t *s) {
@@ -760,6 +772,8 @@ void wv_server_free(wv_server_t *s) {
     return;
   wv_server_shutdown(s);
   wv_pool_free(s->pool);
+  wv_pool_free(s->peer_pool);
+  wv_srv_peer_free(s);
   for (int i = 0; s->loops && i < s->nloops; i++) {
     loop_t *l = &s->loops[i];
     free(l->slots);
@@ -777,6 +791,7 @@ void wv_server_free(wv_server_t *s) {
   pthread_mutex_destroy(&s->mu);
   pthread_mutex_destroy(&s->tls_mu);
   pthread_mutex_destroy(&s->ip_mu);
+  pthread_mutex_destroy(&s->peer_mu);
   free(s->ips);
   pthread_cond_destroy(&s->cv);
   SSL_CTX_free(s->tls_ctx);

@@ -22,18 +22,20 @@
 #include <stdint.h>
 
 typedef struct {
-  const char *host;             /* address to bind, numeric IPv4 or IPv6 */
-  int port;                     /* 0 = ephemeral (see wv_server_port()) */
-  int io_threads;               /* 0 = half the cores, at least 1 */
-  int workers;                  /* 0 = 2 x cores, at least 4 */
-  int64_t idle_timeout_ms;      /* a body or response making no progress */
-  int64_t header_timeout_ms;    /* time allowed to receive a request head */
-  int64_t shutdown_timeout_ms;  /* graceful drain before connections are cut */
-  size_t max_header_bytes;      /* all header names + values (431) */
-  int max_headers;              /* header count (431) */
-  size_t max_url_length;        /* request target (414) */
-  size_t max_body_size;         /* default per-route body limit (413) */
-  int max_connections;          /* per IO thread; clamped below RLIMIT_NOFILE at start */
+  const char *host;                /* address to bind, numeric IPv4 or IPv6 */
+  int port;                        /* 0 = ephemeral (see wv_server_port()) */
+  int io_threads;                  /* 0 = half the cores, at least 1 */
+  int workers;                     /* 0 = 2 x cores, at least 4 */
+  int registry_workers;            /* /v2 handlers (they wait on peers); 0 = 64 */
+  int registry_workers_per_client; /* of those, per client address; 0 = a quarter, at least 1 */
+  int64_t idle_timeout_ms;         /* a body or response making no progress */
+  int64_t header_timeout_ms;       /* time allowed to receive a request head */
+  int64_t shutdown_timeout_ms;     /* graceful drain before connections are cut */
+  size_t max_header_bytes;         /* all header names + values (431) */
+  int max_headers;                 /* header count (431) */
+  size_t max_url_length;           /* request target (414) */
+  size_t max_body_size;            /* default per-route body limit (413) */
+  int max_connections;             /* per IO thread; clamped below RLIMIT_NOFILE at start */
   int max_conns_per_ip;         /* open connections per client address (503 past it); 0 = no cap */
   int64_t keepalive_timeout_ms; /* idle keep-alive connection between requests */
   size_t max_body_memory;       /* request bodies held, all connections (503 past it) */

@@ -89,6 +89,8 @@ static void ex_reset(exchange_t *ex) {
   body_release(ex);
   ex->err_status = 0;
   ex->err_msg = NULL;
+  ex->has_share = false;
+  ex->wnext = NULL;
   ex->nhdr = 0;
   ex->hstate = 0;
   ex->discard_body = false;
@@ -149,7 +151,7 @@ void wv_srv_done_link(loop_t *l, exchange_t *ex) {
   uv_async_send(&l->done_async);
 }
 
-static void done_push(exchange_t *ex) {
+void wv_srv_done_push(exchange_t *ex) {
   loop_t *l = ex->loop;
   pthread_mutex_lock(&l->done_mu);
   if (l->closed) {
@@ -164,14 +166,13 @@ static void done_push(exchange_t *ex) {
 void wv_req_complete(wv_req_t *req) {
   exchange_t *ex = (exchange_t *)req;
   wv_srv_ex_settle(ex, WV_EINTERNAL);
-  done_push(ex);
+  wv_srv_done_push(ex);
 }
 
 int wv_req_resume(wv_req_t *req, wv_req_handler_cb handler) {
   exchange_t *ex = (exchange_t *)req;
   req->defer = handler;
-  ex->job.run = wv_srv_job_run;
-  return wv_pool_submit(ex->loop->srv->pool, &ex->job);
+  return wv_srv_submit(ex);
 }
 
 void wv_srv_job_run(wv_pool_job_t *job) {
@@ -188,7 +189,7 @@ void wv_srv_job_run(wv_pool_job_t *job) {
     return;
   }
   wv_srv_ex_settle(ex, rc);
-  done_push(ex);
+  wv_srv_done_push(ex);
 }
 
 void wv_srv_job_cancel(wv_pool_job_t *job) {

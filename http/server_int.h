@@ -58,6 +58,9 @@ typedef struct conn conn_t;
 typedef struct exchange exchange_t;
 typedef struct stream stream_t;
 typedef struct schunk schunk_t;
+typedef struct peer_ip peer_ip_t;
+
+#define PEER_BUCKETS 256 /* hash buckets of the peer pool's per-address shares */
 
 /*
  * One piece of a streamed body. The payload starts at data + CHUNK_ROOM; with
@@ -100,6 +103,8 @@ struct exchange {
   wv_resp_t resp;
   wv_pool_job_t job;
   exchange_t *next;  /* done-queue link, under loop->done_mu */
+  exchange_t *wnext; /* waiting for a share of its address (server_peer.c), under peer_mu */
+  bool has_share;    /* holds a share of the peer pool for its address (server_peer.c) */
   exchange_t *pnext; /* loop-private: done_cb's processing list */
   stream_t *stream;  /* set by wv_req_stream_begin */
   bool in_done;      /* linked in the done-queue (under done_mu) */
@@ -233,6 +238,10 @@ struct wv_server {
   int nloops;
   wv_pool_t *pool;
   int nworkers;
+  wv_pool_t *peer_pool; /* /v2 handlers (server_peer.c) */
+  int npeer;
+  pthread_mutex_t peer_mu; /* leaf lock: guards peer_tab */
+  peer_ip_t *peer_tab[PEER_BUCKETS];
   int port;               /* plain port bound, -1 when none */
   int tls_port;           /* TLS port bound, -1 when none */
   pthread_mutex_t tls_mu; /* leaf lock: guards tls_ctx (swapped on reload) */
@@ -274,6 +283,17 @@ void wv_srv_done_link(loop_t *l, exchange_t *ex);
 void wv_srv_job_run(wv_pool_job_t *job);
 /* Drops a job the pool never ran, with its exchange. */
 void wv_srv_job_cancel(wv_pool_job_t *job);
+
+/* Puts ex (answered) on its loop's done-queue; frees it when the loop is gone. Any thread. */
+void wv_srv_done_push(exchange_t *ex);
+
+/* ---- server_peer.c ---- */
+
+/* Queues detached ex on its pool: /v2 on the peer pool (fair shares per address), the rest on
+ * the workers. 0, WV_EBUSY (queue full) or WV_ECLOSED. */
+int wv_srv_submit(exchange_t *ex);
+/* Frees the peer table and the jobs still waiting in it (after the peer pool stopped). */
+void wv_srv_peer_free(wv_server_t *s);
 
 /* ---- server_stream.c ---- */
 

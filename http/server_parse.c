@@ -286,8 +286,7 @@ static void dispatch(conn_t *c) {
     ex->resp = (wv_resp_t){.fd = -1};
   }
   conn_detach(c, ex);
-  ex->job.run = wv_srv_job_run;
-  int rc = wv_pool_submit(c->loop->srv->pool, &ex->job);
+  int rc = wv_srv_submit(ex);
   if (rc) {
     /* Queue full or stopping: answer 503 here, the connection goes on. */
     c->busy = false;

@@ -154,3 +154,10 @@ void wv_bfill_leave(wv_bfill_t *f) {
   free(f->k.key);
   free(f);
 }
+
+bool wv_bfill_followed(wv_bfill_t *f) {
+  pthread_mutex_lock(&tab_mu);
+  bool r = f->k.refs > 1;
+  pthread_mutex_unlock(&tab_mu);
+  return r;
+}

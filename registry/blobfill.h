@@ -70,5 +70,7 @@ wv_bfill_state_t wv_bfill_wait(wv_bfill_t *f, uint64_t off, int64_t idle_ms, uin
 
 /* Leaves the fill (leader: after wv_bfill_finish). The last one frees it. */
 void wv_bfill_leave(wv_bfill_t *f);
+/* Whether anyone but the caller holds f (a follower waits on it). */
+bool wv_bfill_followed(wv_bfill_t *f);
 
 #endif

@@ -12,8 +12,11 @@
  *   - 200 with a Content-Length up to wave.httpclient.stream-threshold → read
  *     whole, digest checked, answered;
  *   - a larger or unsized 200 → streamed through (http/http.h streams): the
- *     worker writes each piece as it arrives and blocks while the client is
- *     slow, so a layer is never held in memory. The bytes are hashed on the
+ *     thread (a registry worker, never an API worker: http/server_peer.c)
+ *     writes each piece as it arrives and blocks while the client is slow,
+ *     so a layer is never held in memory. Paced: below
+ *     wave.blob-streams.min-rate over a rate-window, or past size / min-rate
+ *     + 2 windows, the stream is cut (docs/proxy.md, "Slow peers"). The bytes are hashed on the
  *     way; a body that does not hash to the requested digest (or ends early)
  *     cuts the connection, so a client never accepts wrong content;
  *   - errors → the registry error of the status.
@@ -116,6 +119,54 @@ int wv_proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_e
   return blob_headers(resp, e->digest);
 }
 
+/* ---- pace: wave.blob-streams.min-rate over each rate-window, and in total -------- */
+
+typedef struct {
+  uint64_t min_rate;
+  int64_t window_ms;
+  int64_t win_at;    /* monotonic ms the current window began */
+  uint64_t win_from; /* bytes moved when it began */
+  int64_t end_at;    /* total deadline (monotonic ms), 0 = none yet */
+  int64_t began;     /* monotonic ms the stream began (for the log) */
+} pace_t;
+
+static void pace_init(pace_t *p, const wv_config_t *cfg) {
+  *p = (pace_t){.min_rate = cfg->bs_min_rate ? cfg->bs_min_rate : 1,
+                .window_ms = cfg->bs_rate_window_ms > 0 ? cfg->bs_rate_window_ms : 30000,
+                .win_at = wv_mono_ms()};
+  p->began = p->win_at;
+}
+
+static void pace_log(const pace_t *p, const char *digest, const char *who, uint64_t done) {
+  wv_info("blob %s: %s cut after %llu bytes in %lld ms (wave.blob-streams.min-rate %llu B/s over "
+          "%lld ms)",
+          digest, who, (unsigned long long)done, (long long)(wv_mono_ms() - p->began),
+          (unsigned long long)p->min_rate, (long long)p->window_ms);
+}
+
+/* The size is known: the whole stream must end by size / min-rate + 2 windows. */
+static void pace_length(pace_t *p, int64_t length) {
+  if (length >= 0)
+    p->end_at = wv_mono_ms() + 2 * p->window_ms +
+                (int64_t)((uint64_t)length / p->min_rate * 1000u +
+                          (uint64_t)length % p->min_rate * 1000u / p->min_rate);
+}
+
+/* done bytes moved so far: WV_ETIMEOUT when a window closed below the rate or the deadline passed.
+ */
+static int pace_check(pace_t *p, uint64_t done) {
+  int64_t now = wv_mono_ms();
+  if (p->end_at && now > p->end_at)
+    return WV_ETIMEOUT;
+  if (now - p->win_at < p->window_ms)
+    return 0;
+  if (done - p->win_from < p->min_rate * (uint64_t)(now - p->win_at) / 1000u)
+    return WV_ETIMEOUT;
+  p->win_at = now;
+  p->win_from = done;
+  return 0;
+}
+
 /* ---- delegate upstream ------------------------------------------------------------ */
 
 typedef enum { MODE_NONE, MODE_BUFFER, MODE_STREAM, MODE_DISCARD } mode_t_;
@@ -136,6 +187,7 @@ typedef struct {
   bool sha_on;
   uint64_t streamed;
   int64_t length; /* upstream Content-Length, -1 when absent */
+  pace_t pace;    /* of the streamed body */
 } dlg_t;
 
 static int64_t content_length(const wv_http_resp_t *r) {
@@ -166,6 +218,8 @@ static int dlg_begin_stream(dlg_t *d, const wv_http_resp_t *r) {
     d->resp->has_length = true;
     d->resp->length = (uint64_t)d->length;
   }
+  pace_init(&d->pace, ((wv_app_t *)req->app)->cfg);
+  pace_length(&d->pace, d->length);
   if (wv_sha256_init(&d->sha))
     return WV_ENOMEM;
   d->sha_on = true;
@@ -210,11 +264,26 @@ static int dlg_body(void *arg, const char *data, size_t len) {
     } else if (d->tee && d->fill) {
       wv_bfill_progress(d->fill, d->streamed);
     }
+    if (pace_check(&d->pace, d->streamed) != 0) {
+      /* Too slow. A shared fill first drops its own slow client and goes on for the
+       * followers (they check their own pace); anything else is cut. */
+      if (d->write_rc || !d->tee || !d->fill || !wv_bfill_followed(d->fill)) {
+        pace_log(&d->pace, d->digest, "stream", d->streamed);
+        return WV_ETIMEOUT;
+      }
+      pace_log(&d->pace, d->digest, "the leading client of a shared stream", d->streamed);
+      d->write_rc = WV_ETIMEOUT;
+      int64_t began = d->pace.began;
+      pace_init(&d->pace, ((wv_app_t *)d->req->app)->cfg);
+      d->pace.began = began;
+      pace_length(&d->pace, d->length >= 0 ? d->length - (int64_t)d->streamed : -1);
+      d->pace.win_from = d->streamed;
+    }
+    /* Client gone: the fill goes on while a follower waits for it, else it stops. */
     if (d->write_rc)
-      return d->tee && d->fill ? 0
-                               : d->write_rc; /* client gone: the fill goes on for the followers */
+      return d->tee && d->fill && wv_bfill_followed(d->fill) ? 0 : d->write_rc;
     d->write_rc = wv_req_stream_write(d->req, data, len);
-    return d->write_rc && !(d->tee && d->fill) ? d->write_rc : 0;
+    return d->write_rc && !(d->tee && d->fill && wv_bfill_followed(d->fill)) ? d->write_rc : 0;
   case MODE_BUFFER:
     return wv_buf_append(&d->buf, data, len);
   default:
@@ -328,6 +397,16 @@ static int dlg_answer(dlg_t *d, const wv_http_resp_t *r, const char *registry, c
   return rc ? rc : blob_headers(resp, d->digest);
 }
 
+/*
+ * The upstream's own pace window (curl's low-speed check): twice the rate window, so that
+ * pace_check, which can tell a slow client from a slow upstream, usually decides first;
+ * curl decides when no byte arrives at all. Never longer than read-idle-timeout.
+ */
+static int64_t idle_window(const wv_config_t *cfg) {
+  int64_t w = 2 * cfg->bs_rate_window_ms;
+  return w > 0 && w < cfg->hc_idle_timeout_ms ? w : cfg->hc_idle_timeout_ms;
+}
+
 /* Fetches the blob upstream; fill (may be NULL): this GET leads concurrent ones. */
 static int delegate_fill(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char *registry,
                          const char *image, const char *digest, wv_bfill_t *fill) {
@@ -342,7 +421,8 @@ static int delegate_fill(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const ch
                       .url = path,
                       .max_body = ERROR_BODY_MAX,
                       .timeout_ms = head ? 0 : -1,
-                      .idle_timeout_ms = app->cfg->hc_idle_timeout_ms,
+                      .idle_timeout_ms = idle_window(app->cfg),
+                      .min_rate = app->cfg->bs_min_rate,
                       .body_cb = head ? NULL : dlg_body,
                       .head_cb = head ? NULL : dlg_head,
                       .body_arg = &d};
@@ -451,10 +531,17 @@ static int follow(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, wv_bfill_t *f,
   char *buf = rc ? NULL : wv_arena_alloc(req->arena, FOLLOW_CHUNK);
   if (rc || !buf)
     return rc ? rc : WV_ENOMEM;
+  pace_t pace;
+  pace_init(&pace, app->cfg);
+  pace_length(&pace, length);
   uint64_t off = 0;
   for (;;) {
     uint64_t written, before = off;
-    st = wv_bfill_wait(f, off, app->cfg->hc_idle_timeout_ms, &written);
+    if ((rc = pace_check(&pace, off)) != 0) {
+      pace_log(&pace, digest, "a follower", off);
+      return rc; /* this client, or the fill it follows, is too slow */
+    }
+    st = wv_bfill_wait(f, off, idle_window(app->cfg), &written);
     while (off < written) {
       size_t n = written - off < FOLLOW_CHUNK ? (size_t)(written - off) : FOLLOW_CHUNK;
       ssize_t k = pread(fd, buf, n, (off_t)off);
@@ -463,6 +550,10 @@ static int follow(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, wv_bfill_t *f,
       if ((rc = wv_req_stream_write(req, buf, (size_t)k)) != 0)
         return rc;
       off += (uint64_t)k;
+      if ((rc = pace_check(&pace, off)) != 0) {
+        pace_log(&pace, digest, "a follower", off);
+        return rc;
+      }
     }
     if (st == WV_BFILL_DONE)
       return length < 0 || off == (uint64_t)length ? 0 : WV_EIO;
@@ -484,13 +575,15 @@ static int fetch_shared(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const cha
   bool leader = false;
   wv_bfill_t *f =
       req->method == WV_M_GET && app->bcache && key ? wv_bfill_join(key, &leader) : NULL;
+  /* A client that stops reading fails its write after this long (and a leader's fill
+   * goes on for its followers without it). */
+  int64_t stall = app->cfg->hc_idle_timeout_ms / 4;
+  wv_req_stream_stall_timeout(req, app->cfg->bs_rate_window_ms < stall ? app->cfg->bs_rate_window_ms
+                                                                       : stall);
   if (!f)
     return delegate(req, resp, app, registry, image, digest);
   int rc;
   if (leader) {
-    /* A client that stops reading must not hold the followers: after this
-     * long without draining, its write fails and the fill goes on alone. */
-    wv_req_stream_stall_timeout(req, app->cfg->hc_idle_timeout_ms / 4);
     rc = delegate_fill(req, resp, app, registry, image, digest, f);
     wv_bfill_finish(f, false); /* no-op unless delegate_fill left early (OOM) */
   } else {

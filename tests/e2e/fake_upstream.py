@@ -7,7 +7,7 @@ Anonymous /v2/; one manifest (DIR/manifest.json) for any repository and tag;
 blobs from the files DIR/<hex>, each sent as DIR/<hex>.mode says (one line):
 "sized RATE" (Content-Length), "chunked RATE", "cut RATE BYTES" (closes after
 BYTES), "wrong RATE" / "chunkedwrong RATE" (last byte flipped), RATE in
-bytes/s (0 = at once). Every request is appended to LOG as "METHOD PATH".
+bytes/s (0 = at once; below 256 KiB/s in pieces of RATE/4). Every request is appended to LOG as "METHOD PATH".
 Listens on 127.0.0.1 only.
 """
 import http.server, os, sys, threading, time
@@ -56,7 +56,8 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if head: return
         limit = int(mode[2]) if kind == "cut" else len(data)
-        step = 64 << 10
+        # Slow rates trickle in small pieces (2 B/s: a byte every half second).
+        step = 64 << 10 if rate == 0 or rate >= (256 << 10) else max(1, int(rate // 4))
         off = 0
         try:
             while off < limit:

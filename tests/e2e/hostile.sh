@@ -252,7 +252,129 @@ case_slow_body() {
   stop_waved
 }
 
-CASES=(json_values memory_after_spike data_layer_bomb auth_throttle blob_gc conn_cap slow_body)
+# Point 2: slow peers never starve the API (docs/proxy.md, "Slow peers"). An upstream
+# that trickles blobs at 2 B/s and clients that read an uncached 32 MiB blob at
+# 100 kB/s, 4 x server.workers pulls of them in flight: container requests and
+# cached manifest pulls are answered within 1 s, no pull is refused, every slow
+# stream is cut within its bounds (min-rate over rate-window), and with the
+# registry workers' shares exhausted by one client address, another address's
+# pull is served at once.
+case_slow_peers() {
+  local up_port up h i
+  mkdir -p "$T/sp"
+  up_port=$(free_port)
+  $PY "$(dirname "${BASH_SOURCE[0]}")/fake_upstream.py" "$up_port" "$T/sp" "$T/sp.log" &
+  E2E_PIDS+=($!)
+  wait_http "http://127.0.0.1:$up_port/v2/"
+  up=127.0.0.1:$up_port
+  h=$(printf '{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}' |
+    tee "$T/sp/cfg.json" | sha256sum | cut -d' ' -f1)
+  mv "$T/sp/cfg.json" "$T/sp/$h" && echo "sized 0" >"$T/sp/$h.mode"
+  printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[]}' \
+    "$h" "$(stat -c %s "$T/sp/$h")" >"$T/sp/manifest.json"
+  # blob BYTES MODE... — prints its digest.
+  blob() {
+    local f="$T/sp/new.$RANDOM" x
+    head -c "$1" /dev/urandom >"$f"
+    x=$(sha256 "$f")
+    mv "$f" "$T/sp/$x"
+    shift
+    echo "$*" >"$T/sp/$x.mode"
+    echo "sha256:$x"
+  }
+  cat >"$T/sp.py" <<'PY'
+import http.client, json, sys, threading, time
+port, repo, secs = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+pulls = [(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in sys.argv[4:]]
+mu = threading.Lock()
+st = {"streams": 0, "refused": [], "whole": 0, "errors": []}
+end = time.time() + secs
+def pull(digest, rate):
+    while time.time() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            c.request("GET", "%s/blobs/%s" % (repo, digest))
+            r = c.getresponse()
+            if r.status != 200:
+                r.read()
+                with mu: st["refused"].append(r.status)
+                c.close(); time.sleep(1); continue
+            n = 0
+            try:
+                while time.time() < end:  # what the kernel still buffers after a cut is not ours
+                    b = r.read(10000 if rate else 1 << 20)
+                    if not b: break
+                    n += len(b)
+                    if rate: time.sleep(len(b) / rate)
+            except Exception:
+                pass
+            with mu:
+                st["streams"] += 1
+                st["whole"] += n == int(r.getheader("Content-Length") or -1)
+            c.close()
+        except Exception as e:
+            with mu: st["errors"].append(str(e)[:60])
+            time.sleep(0.5)
+ts = [threading.Thread(target=pull, args=p) for p in pulls]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(json.dumps(st))
+PY
+  # ms_of "CODE SECONDS" — the milliseconds, or 99999 unless CODE is 200.
+  ms_of() { [ "${1% *}" = 200 ] && awk -v s="${1#* }" 'BEGIN {print int(s * 1000)}' || echo 99999; }
+  local accept='application/vnd.oci.image.manifest.v1+json' run
+  for run in defaults shares; do
+    local pulls=() big
+    for i in 1 2 3 4 5 6 7 8; do pulls+=("$(blob $((1 << 20)) sized 2):0"); done
+    big=$(blob $((32 << 20)) sized 0)
+    for i in 1 2 3 4 5 6 7 8; do pulls+=("$big:100000"); done
+    local srv="server: {workers: 4}"
+    [ $run = shares ] && srv="server: {workers: 4, registry-workers: 8, registry-workers-per-client: 4}"
+    start_waved "$srv
+wave: {blob-streams: {min-rate: 256KiB, rate-window: 2s}, registries: {\"$up\": {insecure: true}}}"
+    local img repo
+    img=$(curl -sf -H 'Content-Type: application/json' -d "{\"containerImage\":\"$up/library/x:latest\"}" \
+      "$WAVED_URL/v1alpha2/container" | json_get - 'd["targetImage"]')
+    img=${img#*/}
+    repo="/v2/${img%:*}"
+    ok "$run: manifest pulled before the storm" is \
+      "$(curl -s -o /dev/null -w '%{http_code}' -H "Accept: $accept" "$WAVED_URL$repo/manifests/latest")" 200
+    $PY "$T/sp.py" "$WAVED_PORT" "$repo" 12 "${pulls[@]}" >"$T/sp.out" &
+    local storm=$! worst_c=0 worst_m=0 worst_o=0 t
+    for i in 1 2 3 4; do
+      sleep 2
+      t=$(ms_of "$(curl -s -m 10 -o /dev/null -w '%{http_code} %{time_total}' -H 'Content-Type: application/json' \
+        -d "{\"containerImage\":\"$up/library/x:latest\"}" "$WAVED_URL/v1alpha2/container")")
+      [ "$t" -gt "$worst_c" ] && worst_c=$t
+      t=$(ms_of "$(curl -s -m 10 -o /dev/null -w '%{http_code} %{time_total}' -H "Accept: $accept" \
+        "$WAVED_URL$repo/manifests/latest")")
+      [ "$t" -gt "$worst_m" ] && worst_m=$t
+      # Another client address pulls a blob nobody has cached (a fresh one each time).
+      t=$(ms_of "$(curl -s -m 10 --interface 127.0.0.2 -o /dev/null -w '%{http_code} %{time_total}' \
+        "$WAVED_URL$repo/blobs/$(blob 65536 sized 0)")")
+      [ "$t" -gt "$worst_o" ] && worst_o=$t
+    done
+    wait "$storm"
+    log "$run storm: $(cat "$T/sp.out"); API ${worst_c} ms, manifest ${worst_m} ms, other client ${worst_o} ms"
+    ok "$run: container requests answered within 1 s (worst $worst_c ms)" test "$worst_c" -lt 1000
+    ok "$run: cached manifest pulls answered within 1 s (worst $worst_m ms)" test "$worst_m" -lt 1000
+    ok "$run: another client's uncached blob within 1 s (worst $worst_o ms)" test "$worst_o" -lt 1000
+    local res; res=$(cat "$T/sp.out")
+    ok "$run: no pull refused" is "$(echo "$res" | json_get - 'd["refused"]')" "[]"
+    ok "$run: no connection error" is "$(echo "$res" | json_get - 'd["errors"]')" "[]"
+    ok "$run: no slow stream finished whole" is "$(echo "$res" | json_get - 'd["whole"]')" 0
+    ok "$run: at least 16 slow streams served" test "$(echo "$res" | json_get - 'd["streams"]')" -ge 16
+    # waved's side: each slow stream is cut within 2 windows (4 s), with slack for a loaded machine.
+    local cut worst
+    cut=$(grep -c ' cut after [0-9]* bytes in ' "$WAVED_DIR/waved.log")
+    worst=$(sed -n 's/.* cut after [0-9]* bytes in \([0-9]*\) ms.*/\1/p' "$WAVED_DIR/waved.log" | sort -n | tail -1)
+    log "$run storm: $cut streams cut, the longest after ${worst:-?} ms"
+    ok "$run: slow streams were cut" test "$cut" -ge 8
+    ok "$run: each cut within 7 s (worst ${worst:-?} ms)" test "${worst:-99999}" -lt 7000
+    stop_waved
+  done
+}
+
+CASES=(json_values memory_after_spike data_layer_bomb auth_throttle blob_gc conn_cap slow_body slow_peers)
 if [ $# -gt 0 ]; then CASES=("$@"); fi
 for c in "${CASES[@]}"; do
   log "case $c"

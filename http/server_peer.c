@@ -1,0 +1,166 @@
+/*
+ * http/server_peer.c — which pool runs a detached request, and fair shares of
+ * the peer pool per client address.
+ *
+ * DESIGN
+ *
+ * Two pools. Handlers of the registry URL space (/v2) wait on peers: an
+ * upstream that trickles a blob, a client that reads one slowly, a fill they
+ * follow. They run on the peer pool (server.registry-workers threads, many,
+ * since a waiting thread costs a stack and nothing else). Everything else —
+ * the API, whose container requests must answer at once — runs on the worker
+ * pool (server.workers), which therefore no pull can occupy
+ * (docs/proxy.md, "Slow peers").
+ *
+ * Fair shares. One client address may run at most
+ * server.registry-workers-per-client peer jobs at once. A job of an address at
+ * its share does not run when a thread picks it: it waits in that address's
+ * own list, and the next job of the address to end hands its share to the
+ * oldest waiter (which goes back to the pool's queue holding the share), so
+ * other addresses overtake it and nothing is refused. A job that parks gives
+ * its share back when its handler returns; its resumption takes one anew.
+ *
+ * The table of addresses holds an entry only while the address holds a
+ * share, so it never outgrows the jobs in flight. peer_mu is a leaf lock:
+ * jobs are submitted and run without it.
+ */
+#include "http/server_int.h"
+#include "core/err.h"
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct peer_ip {
+  peer_ip_t *next;
+  char ip[46];
+  int running;                       /* shares held: jobs running, or queued with a share */
+  exchange_t *wait_head, *wait_tail; /* jobs waiting for a share, oldest first (wnext) */
+};
+
+static unsigned ip_hash(const char *ip) {
+  unsigned h = 2166136261u; /* FNV-1a */
+  for (; *ip; ip++)
+    h = (h ^ (unsigned char)*ip) * 16777619u;
+  return h % PEER_BUCKETS;
+}
+
+/* The entry of ip, created when add; NULL when absent (or out of memory). peer_mu held. */
+static peer_ip_t *ip_find(wv_server_t *s, const char *ip, bool add) {
+  peer_ip_t **b = &s->peer_tab[ip_hash(ip)];
+  for (peer_ip_t *e = *b; e; e = e->next)
+    if (strcmp(e->ip, ip) == 0)
+      return e;
+  peer_ip_t *e = add ? calloc(1, sizeof *e) : NULL;
+  if (e) {
+    snprintf(e->ip, sizeof e->ip, "%s", ip);
+    e->next = *b;
+    *b = e;
+  }
+  return e;
+}
+
+static void ip_remove(wv_server_t *s, peer_ip_t *gone) {
+  for (peer_ip_t **p = &s->peer_tab[ip_hash(gone->ip)]; *p; p = &(*p)->next)
+    if (*p == gone) {
+      *p = gone->next;
+      free(gone);
+      return;
+    }
+}
+
+static int peer_cap(const wv_server_t *s) { return s->o.registry_workers_per_client; }
+
+/* Gives up ip's share: to its oldest waiter (returned, to be queued), else back. */
+static exchange_t *share_release(wv_server_t *s, const char *ip) {
+  pthread_mutex_lock(&s->peer_mu);
+  peer_ip_t *e = ip_find(s, ip, false);
+  exchange_t *w = e ? e->wait_head : NULL;
+  if (w) {
+    e->wait_head = w->wnext;
+    if (!e->wait_head)
+      e->wait_tail = NULL;
+    w->wnext = NULL;
+    w->has_share = true;
+  } else if (e && --e->running <= 0) {
+    ip_remove(s, e);
+  }
+  pthread_mutex_unlock(&s->peer_mu);
+  return w;
+}
+
+/* true: ex may run now (it holds a share, or no entry could be made); false: it waits. */
+static bool share_take(wv_server_t *s, exchange_t *ex) {
+  if (ex->has_share)
+    return true;
+  pthread_mutex_lock(&s->peer_mu);
+  peer_ip_t *e = ip_find(s, ex->req.client_ip, true);
+  bool run = true;
+  if (!e) {
+    /* Out of memory: run unaccounted rather than lose the request. */
+  } else if (e->running >= peer_cap(s)) {
+    ex->wnext = NULL;
+    if (e->wait_tail)
+      e->wait_tail->wnext = ex;
+    else
+      e->wait_head = ex;
+    e->wait_tail = ex;
+    run = false;
+  } else {
+    e->running++;
+    ex->has_share = true;
+  }
+  pthread_mutex_unlock(&s->peer_mu);
+  return run;
+}
+
+static void peer_job_run(wv_pool_job_t *job) {
+  exchange_t *ex = (exchange_t *)((char *)job - offsetof(exchange_t, job));
+  wv_server_t *s = ex->loop->srv;
+  if (!share_take(s, ex))
+    return; /* waits for a share of its own address */
+  bool held = ex->has_share;
+  ex->has_share = false;
+  char ip[sizeof ex->req.client_ip];
+  memcpy(ip, ex->req.client_ip, sizeof ip);
+  wv_srv_job_run(job); /* ex may be answered, recycled or parked from here on */
+  if (!held)
+    return;
+  /* The share goes to the oldest waiter of ip; one the pool refuses (full or stopping) is
+   * answered 503 and the share passes on. */
+  exchange_t *w = share_release(s, ip);
+  int rc;
+  while (w && (rc = wv_pool_submit(s->peer_pool, &w->job)) != 0) {
+    w->has_share = false;
+    wv_resp_error(&w->req, &w->resp, rc, "Server busy - retry later");
+    w->resp.status = 503;
+    wv_srv_done_push(w);
+    w = share_release(s, ip);
+  }
+}
+
+int wv_srv_submit(exchange_t *ex) {
+  wv_server_t *s = ex->loop->srv;
+  if (ex->req.registry && s->peer_pool) {
+    ex->job.run = peer_job_run;
+    return wv_pool_submit(s->peer_pool, &ex->job);
+  }
+  ex->job.run = wv_srv_job_run;
+  return wv_pool_submit(s->pool, &ex->job);
+}
+
+void wv_srv_peer_free(wv_server_t *s) {
+  for (int b = 0; b < PEER_BUCKETS; b++) {
+    peer_ip_t *e = s->peer_tab[b];
+    while (e) {
+      peer_ip_t *next = e->next;
+      for (exchange_t *w = e->wait_head, *wn; w; w = wn) {
+        wn = w->wnext;
+        wv_srv_ex_free(w);
+      }
+      free(e);
+      e = next;
+    }
+    s->peer_tab[b] = NULL;
+  }
+}
