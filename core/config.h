@@ -88,6 +88,7 @@ typedef struct {
 
   /* wave.* — the /v2 proxy and its upstream client (registry/) */
   int64_t cache_ttl_ms;          /* wave.storage.cache.duration, 1h (manifest/blob cache) */
+  int64_t tag_cache_ms;          /* wave.storage.cache.tag-duration, 10s (tag -> digest) */
   bool blob_cache_enabled;       /* wave.blob-cache.enabled, true */
   uint64_t blob_cache_max_size;  /* wave.blob-cache.max-size, 10GiB */
   int64_t blob_cache_idle_ms;    /* wave.blob-cache.duration, 7d (unused that long: removed) */

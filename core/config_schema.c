@@ -137,6 +137,9 @@ static const entry_t schema[] = {
      "Upstream registries: host[:port] -> {username, password, insecure, allow: {anonymous, "
      "accounts}}; ${VAR} and "
      "${VAR:default} in username/password read the environment."},
+    {"wave.storage.cache.tag-duration", T_DUR_MS, OFF(tag_cache_ms), "10s", 0, DAY_MS, NULL, NULL,
+     "How long an upstream tag -> digest resolution is reused by new pulls of the same image "
+     "and tag (new tokens among them); 0 = every resolution asks the upstream."},
     {"wave.storage.cache.duration", T_DUR_MS, OFF(cache_ttl_ms), "1h", 1000, 30 * DAY_MS, NULL,
      "wave.storage.cache.duration", "Lifetime of cached manifests and blob descriptors."},
     {"wave.blob-cache.enabled", T_BOOL, OFF(blob_cache_enabled), "true", 0, 0, NULL,

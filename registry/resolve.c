@@ -31,6 +31,7 @@
 #include "registry/platform.h"
 #include "registry/keyed.h"
 #include "registry/proxy_int.h"
+#include "registry/tagcache.h"
 #include "registry/upstream.h"
 #include "storage/cas.h"
 #include "storage/store.h"
@@ -40,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define REQUEST_RECORD_MAX (4u << 20)
 
@@ -187,6 +189,13 @@ int wv_flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
   return rc;
 }
 
+/* How long a flight's followers wait for its leader's upstream round. */
+static int64_t flight_wait_ms(const wv_config_t *cfg) {
+  return (cfg->hc_read_timeout_ms + cfg->hc_retry_max_delay_ms) * (int64_t)cfg->hc_retry_attempts *
+             3 +
+         cfg->hc_connect_timeout_ms;
+}
+
 /* ---- upstream manifests ------------------------------------------------------------ */
 
 typedef struct {
@@ -199,6 +208,41 @@ typedef struct {
 
 static int oom(res_t *r) {
   return wv_perr_set(&r->err, 500, WV_REGERR_SERVER_ERROR, "out of memory");
+}
+
+#define LOOK_AGAIN 1 /* lead_or_wait: a leader finished well, its result is cached */
+
+/*
+ * Concurrent fetches of one upstream thing (kind + key) share one round: 0 when this caller
+ * fetches — leading *f (leave it with wv_flight_leave(*f, true, ...)) or alone (*f NULL:
+ * out of memory, or the leader took too long); LOOK_AGAIN when a leader fetched it (read the
+ * cache); WV_EUPSTREAM when the leader failed (its error in r->err).
+ */
+static int lead_or_wait(res_t *r, char kind, const char *key, flight_t **f) {
+  *f = NULL;
+  const char *fkey = wv_arena_sprintf(r->req->arena, "%c\x1c%s", kind, key);
+  bool leader;
+  flight_t *fl = fkey ? wv_flight_join(fkey, &leader) : NULL;
+  if (!fl || leader) {
+    *f = fl;
+    return 0;
+  }
+  int rc = wv_flight_wait(fl, flight_wait_ms(r->ctx->app->cfg), &r->err);
+  wv_flight_leave(fl, false, NULL);
+  return rc == 0 ? LOOK_AGAIN : rc == WV_EUPSTREAM ? rc : 0;
+}
+
+/* Writes one digest-addressed entry now (not with the batch), so that the followers of the
+ * flight that fetched it find it; best effort. */
+static void put_now(res_t *r, const char *key, const wv_cache_entry_t *e) {
+  wv_buf_t b;
+  wv_buf_init(&b, WV_STORE_VALUE_MAX);
+  int rc = wv_cache_encode(e, &b);
+  if (rc == 0)
+    rc = wv_store_put(r->ctx->app->store, WV_DB_MANIFESTS, key, b.data, b.len, r->expires_ms);
+  if (rc)
+    wv_debug("cache entry %s not written: %s", key, wv_strerror(rc));
+  wv_buf_free(&b);
 }
 
 /* The media type to store a manifest under: Content-Type, else the body's. */
@@ -222,19 +266,11 @@ static const char *manifest_media_type(wv_arena_t *a, const char *ctype, const c
   return ctype ? wv_arena_strdup(a, ctype) : "application/octet-stream";
 }
 
-/*
- * The upstream manifest with this digest: from the cache, or fetched,
- * verified and added to the batch. *out is filled either way.
- */
-static int upstream_manifest(res_t *r, const char *digest, wv_cache_entry_t *out) {
+/* Fetches the manifest with this digest, verifies it and caches it (now when lead). */
+static int fetch_manifest(res_t *r, const char *digest, const char *key, bool lead,
+                          wv_cache_entry_t *out) {
   wv_pctx_t *ctx = r->ctx;
   wv_arena_t *a = r->req->arena;
-  const char *key = wv_cache_key_manifest(a, ctx->registry, ctx->image, digest);
-  if (!key)
-    return oom(r);
-  if (!ctx->restricted && wv_cache_get(ctx->app->store, a, key, out) == 0 &&
-      out->kind == WV_CACHE_MANIFEST)
-    return 0;
   const char *path = wv_arena_sprintf(a, "/v2/%s/manifests/%s", ctx->image, digest);
   wv_http_req_t hr = {.url = path, .headers = accept_hdr, .max_body = WV_AUGMENT_MAX_MANIFEST};
   wv_http_resp_t resp;
@@ -258,15 +294,45 @@ static int upstream_manifest(res_t *r, const char *digest, wv_cache_entry_t *out
     out->body_len = resp.body.len;
     out->size = resp.body.len;
     out->location = "";
-    if (!out->digest || !out->body || wv_pbatch_add(r->batch, key, out, r->expires_ms))
+    if (!out->digest || !out->body)
+      rc = oom(r);
+    else if (lead)
+      put_now(r, key, out);
+    else if (wv_pbatch_add(r->batch, key, out, r->expires_ms))
       rc = oom(r);
   }
   wv_http_resp_free(&resp);
   return rc;
 }
 
+/*
+ * The upstream manifest with this digest: from the cache, or fetched (once for
+ * concurrent callers), verified and cached. *out is filled either way.
+ */
+static int upstream_manifest(res_t *r, const char *digest, wv_cache_entry_t *out) {
+  wv_pctx_t *ctx = r->ctx;
+  wv_arena_t *a = r->req->arena;
+  const char *key = wv_cache_key_manifest(a, ctx->registry, ctx->image, digest);
+  if (!key)
+    return oom(r);
+  if (!ctx->restricted && wv_cache_get(ctx->app->store, a, key, out) == 0 &&
+      out->kind == WV_CACHE_MANIFEST)
+    return 0;
+  flight_t *f = NULL;
+  int rc = ctx->restricted ? 0 : lead_or_wait(r, 'm', key, &f);
+  if (rc == LOOK_AGAIN && wv_cache_get(ctx->app->store, a, key, out) == 0 &&
+      out->kind == WV_CACHE_MANIFEST)
+    return 0;
+  if (rc == WV_EUPSTREAM)
+    return rc;
+  rc = fetch_manifest(r, digest, key, f != NULL, out);
+  if (f)
+    wv_flight_leave(f, true, rc ? &r->err : NULL);
+  return rc;
+}
+
 /* Tag → digest with a HEAD; a registry that sends no digest gets a GET. */
-static int resolve_tag(res_t *r, const char *tag, const char **digest) {
+static int resolve_tag_upstream(res_t *r, const char *tag, const char **digest) {
   wv_pctx_t *ctx = r->ctx;
   wv_arena_t *a = r->req->arena;
   const char *path = wv_arena_sprintf(a, "/v2/%s/manifests/%s", ctx->image, tag);
@@ -292,6 +358,39 @@ static int resolve_tag(res_t *r, const char *tag, const char **digest) {
   }
   wv_http_resp_free(&resp);
   return rc;
+}
+
+/*
+ * Tag → digest: from the tag cache while fresh (wave.storage.cache.tag-duration),
+ * else asked upstream, with concurrent resolutions of the same tag — new tokens of
+ * one image among them — sharing one upstream round (registry/tagcache.h).
+ */
+static int resolve_tag(res_t *r, const char *tag, const char **digest) {
+  wv_pctx_t *ctx = r->ctx;
+  int64_t ttl = ctx->app->cfg->tag_cache_ms;
+  char key[WV_TAGCACHE_KEY_MAX + 1], d[WV_DIGEST_STRLEN];
+  if (ttl <= 0 ||
+      wv_tagcache_key(key, sizeof key, ctx->registry, ctx->image, tag, !ctx->restricted) != 0)
+    return resolve_tag_upstream(r, tag, digest);
+  for (int round = 0; round < 2; round++) {
+    if (wv_tagcache_get(key, d, sizeof d)) {
+      *digest = wv_arena_strdup(r->req->arena, d);
+      return *digest ? 0 : oom(r);
+    }
+    flight_t *f = NULL;
+    int rc = round == 0 ? lead_or_wait(r, 't', key, &f) : 0;
+    if (rc == LOOK_AGAIN)
+      continue;
+    if (rc)
+      return rc;
+    rc = resolve_tag_upstream(r, tag, digest);
+    if (rc == 0 && *digest)
+      wv_tagcache_put(key, *digest, ttl);
+    if (f)
+      wv_flight_leave(f, true, rc ? &r->err : NULL);
+    return rc;
+  }
+  return resolve_tag_upstream(r, tag, digest);
 }
 
 /* ---- augmentation ---------------------------------------------------------------- */
@@ -331,6 +430,78 @@ static int augment_error(res_t *r, int rc, const char *msg, const char *what) {
                      what, r->ctx->registry, msg ? msg : wv_strerror(rc));
 }
 
+/* Reads a whole CAS blob of at most max bytes into the arena; non-zero when it cannot. */
+static int cas_read(wv_cas_t *cas, wv_arena_t *a, const char *digest, size_t max, char **out,
+                    size_t *len) {
+  int fd = -1;
+  uint64_t size = 0;
+  if (wv_cas_open_blob(cas, digest, &fd, &size) != 0)
+    return WV_ENOTFOUND;
+  char *buf = size <= max ? wv_arena_alloc(a, (size_t)size + 1) : NULL;
+  size_t got = 0;
+  while (buf && got < size) {
+    ssize_t k = pread(fd, buf + got, (size_t)size - got, (off_t)got);
+    if (k <= 0)
+      break;
+    got += (size_t)k;
+  }
+  close(fd);
+  if (!buf || got != size)
+    return WV_EIO;
+  buf[got] = '\0';
+  *out = buf;
+  *len = got;
+  return 0;
+}
+
+/*
+ * The upstream image config with this digest: from the CAS when this repository's cache
+ * entry says it is there (digest-addressed content never changes), else fetched (verified
+ * by wv_fetch_blob), kept in the CAS and entered for the repository — so new tokens of an
+ * image cost the upstream nothing for its config, and a GET of it is served from disk.
+ * A caller who may not use the configured credentials never reads what they fetched.
+ */
+static int upstream_config(res_t *r, const char *digest, const char *manifest_mt, char **out,
+                           size_t *len) {
+  wv_pctx_t *ctx = r->ctx;
+  wv_arena_t *a = r->req->arena;
+  const char *key = wv_cache_key_blob(a, ctx->registry, ctx->image, digest);
+  wv_cache_entry_t e;
+  if (!key)
+    return oom(r);
+  flight_t *f = NULL;
+  int rc = 0;
+  for (int round = 0; round < 2; round++) {
+    if (!ctx->restricted && wv_cache_get(ctx->app->store, a, key, &e) == 0 &&
+        e.kind == WV_CACHE_BLOB && strcmp(e.digest, digest) == 0 &&
+        cas_read(ctx->app->cas, a, digest, WV_AUGMENT_MAX_CONFIG, out, len) == 0)
+      return 0;
+    if (round == 1 || ctx->restricted || (rc = lead_or_wait(r, 'c', key, &f)) != LOOK_AGAIN)
+      break;
+  }
+  if (rc == WV_EUPSTREAM)
+    return rc;
+  rc = wv_fetch_blob(ctx->app, a, ctx->registry, ctx->image, ctx->who, digest,
+                     WV_AUGMENT_MAX_CONFIG, out, len, &r->err);
+  if (!rc && !ctx->restricted) {
+    /* Best effort: without the copy the next resolution fetches it again. */
+    uint64_t have = 0;
+    if ((wv_cas_exists(ctx->app->cas, digest, &have) == 0 && have == *len) ||
+        wv_cas_put(ctx->app->cas, *out, *len, digest, NULL) == 0) {
+      const char *mt = wv_mediatype_config_for(manifest_mt);
+      wv_cache_entry_t ce = {.kind = WV_CACHE_BLOB,
+                             .media_type = mt ? mt : WV_MT_DOCKER_CONFIG,
+                             .digest = digest,
+                             .size = *len,
+                             .location = ""};
+      put_now(r, key, &ce);
+    }
+  }
+  if (f)
+    wv_flight_leave(f, true, rc ? &r->err : NULL);
+  return rc;
+}
+
 /* Augments one platform manifest; *out is the rewritten manifest entry. */
 static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache_entry_t *m,
                        wv_cache_entry_t *out) {
@@ -343,16 +514,18 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
     return augment_error(r, rc, msg, "the manifest");
   char *config;
   size_t config_len;
-  rc = wv_fetch_blob(ctx->app, a, ctx->registry, ctx->image, ctx->who, info.config_digest,
-                     WV_AUGMENT_MAX_CONFIG, &config, &config_len, &r->err);
-  if (rc)
+  if ((rc = upstream_config(r, info.config_digest, m->media_type, &config, &config_len)) != 0)
     return rc;
   wv_augment_out_t nm, nc;
   wv_container_config_t used;
   rc = wv_augment_image(a, m->body, m->body_len, config, config_len, cc, &nm, &nc, &used, &msg);
   if (rc)
     return augment_error(r, rc, msg, "the image");
-  if ((rc = wv_cas_put(ctx->app->cas, nc.data, nc.len, nc.digest, NULL)) != 0)
+  /* New tokens of one image with one containerConfig rewrite it to the same bytes: the
+   * CAS already has them (and their fsyncs) after the first. */
+  uint64_t have = 0;
+  if ((wv_cas_exists(ctx->app->cas, nc.digest, &have) != 0 || have != nc.len) &&
+      (rc = wv_cas_put(ctx->app->cas, nc.data, nc.len, nc.digest, NULL)) != 0)
     return wv_perr_local(&r->err, ctx->app, rc, "Cannot store the image config");
   wv_cache_entry_t ce = {.kind = WV_CACHE_BLOB,
                          .media_type = wv_mediatype_config_for(m->media_type),
@@ -491,8 +664,10 @@ static void update_request_record(res_t *r, const char *source_digest, const cha
     if (!json_object_object_get_ex(o, "waveImage", NULL))
       wv_json_add_str(o, "waveImage", ctx->rec.target_image);
     const char *s = wv_json_compact(o);
-    int rc = s ? wv_store_put(ctx->app->store, WV_DB_REQUESTS, ctx->rec.token, s, strlen(s), exp)
-               : WV_ENOMEM;
+    /* Queued, not waited for: the digests are a report, and a record that lost them to a
+     * crash gets them again from the next pull (they are added only where absent). */
+    wv_store_op_t op = {WV_STORE_PUT, WV_DB_REQUESTS, ctx->rec.token, s, s ? strlen(s) : 0, exp, 0};
+    int rc = s ? wv_store_submit(ctx->app->store, &op, NULL, NULL) : WV_ENOMEM;
     if (rc)
       wv_warn("request %s: digests not recorded: %s", ctx->rec.token, wv_strerror(rc));
   }
@@ -579,11 +754,7 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   if (!f)
     return WV_ENOMEM;
   if (!leader) {
-    const wv_config_t *cfg = ctx->app->cfg;
-    int64_t wait_ms = (cfg->hc_read_timeout_ms + cfg->hc_retry_max_delay_ms) *
-                          (int64_t)cfg->hc_retry_attempts * 3 +
-                      cfg->hc_connect_timeout_ms;
-    rc = wv_flight_wait(f, wait_ms, &r.err);
+    rc = wv_flight_wait(f, flight_wait_ms(ctx->app->cfg), &r.err);
     wv_flight_leave(f, false, NULL);
     if (rc == 0 && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0)
       return wv_proxy_respond_manifest(req, resp, &e);
