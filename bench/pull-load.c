@@ -20,8 +20,9 @@
  * Body bytes count when they arrive inside the window, so MB/s is right even
  * when a single 256 MB response spans the window's edges.
  *
- * The request mix is a list of lines "WEIGHT METHOD STATUS PATH [Name:value]..."
- * (from -m FILE, '#' comments allowed, and/or -e LINE). Every request text is
+ * The request mix is a list of lines "WEIGHT METHOD STATUS PATH [Name:value]... [@BODYFILE]"
+ * (from -m FILE, '#' comments allowed, and/or -e LINE); @BODYFILE sends that file's bytes
+ * (with their Content-Length) as the request body, e.g. container requests (POST). Every request text is
  * rendered once at start; sending is a uv_write of that static buffer. Each
  * request picks a line at random in proportion to WEIGHT (a per-connection
  * xorshift generator). With -1 ("once") weights are ignored and every line is
@@ -180,14 +181,30 @@ static int mix_parse_line(const char *src, const char *host, mix_line_t *l) {
   int rc = PUTS(text, &len, method) | PUTS(text, &len, " ") | PUTS(text, &len, path) |
            PUTS(text, &len, " HTTP/1.1\r\nHost: ") | PUTS(text, &len, host) |
            PUTS(text, &len, "\r\nUser-Agent: pull-load\r\n");
+  char body[MAX_LINE / 2];
+  size_t body_len = 0;
   for (char *h; (h = strtok_r(NULL, " \t\r\n", &save));) {
+    if (h[0] == '@') { /* the body, from a file */
+      FILE *bf = fopen(h + 1, "rb");
+      if (!bf)
+        return fprintf(stderr, "pull-load: %s: %s\n", h + 1, strerror(errno)), -1;
+      body_len = fread(body, 1, sizeof body, bf);
+      int big = fgetc(bf) != EOF;
+      fclose(bf);
+      if (big)
+        return fprintf(stderr, "pull-load: %s: body over %zu bytes\n", h + 1, sizeof body), -1;
+      char cl[64];
+      snprintf(cl, sizeof cl, "Content-Length: %zu\r\n", body_len);
+      rc |= PUTS(text, &len, cl);
+      continue;
+    }
     char *colon = strchr(h, ':');
     if (!colon || colon == h)
       return fprintf(stderr, "pull-load: bad header '%s' (want Name:value)\n", h), -1;
     rc |= put(text, &len, h, (size_t)(colon - h)) | PUTS(text, &len, ": ") |
           PUTS(text, &len, colon + 1) | PUTS(text, &len, "\r\n");
   }
-  rc |= PUTS(text, &len, "\r\n");
+  rc |= PUTS(text, &len, "\r\n") | put(text, &len, body, body_len);
   if (rc)
     return fprintf(stderr, "pull-load: request too long: %s\n", src), -1;
   if (!(l->text = malloc(len)))

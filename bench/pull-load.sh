@@ -21,7 +21,7 @@
 #   PL_COLD_TOKENS [200] tokens per kind for cold   PL_BLOB_MB [256] large layer size
 #   PL_BLOB_CONNS [4] connections for large blobs   PL_STORE_MB [PL_BLOB_MB] data: layer
 #                                                   served from waved's blob store
-#   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot pull cold large parked"]
+#   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot pull cold creq large parked"]
 #   PL_PARK_PULLS [1000] pulls parked on one build  PL_PARK_SLEEP [20] its RUN sleep, s
 #   PL_RESULTS        also write the RESULT lines (tab-separated, labelled) here
 #   PL_PERF, PL_PERF_DIR  perf record waved during the named runs (see run())
@@ -35,7 +35,7 @@ DUR=${PL_DURATION:-5} WARM=${PL_WARMUP:-1} CONNS=${PL_CONNS:-50} THREADS=${PL_TH
 COLD_N=${PL_COLD_TOKENS:-200} BLOB_MB=${PL_BLOB_MB:-256} BLOB_CONNS=${PL_BLOB_CONNS:-4}
 STORE_MB=${PL_STORE_MB:-$BLOB_MB} ROUNDS=${PL_ROUNDS:-3}
 PARK_N=${PL_PARK_PULLS:-1000} PARK_SLEEP=${PL_PARK_SLEEP:-20}
-SCENARIOS=${PL_SCENARIOS:-hot pull cold large parked}
+SCENARIOS=${PL_SCENARIOS:-hot pull cold creq large parked}
 export WAVED_LOG_LEVEL=${WAVED_LOG_LEVEL:-warn}
 
 # shellcheck source=../tests/e2e/lib.sh
@@ -313,6 +313,21 @@ if has cold; then
       run cold "waved-$k" "first manifest GET of $COLD_N new tokens" "$WV" -p "$WAVED_PID" -1 -m "$E2E_TMP/cold-$k.mix"
     else
       skip cold "waved-$k" "needs the /v2 proxy"
+    fi
+  done
+fi
+
+# Container requests for an image already seen (the tokens above resolved it): each POST
+# creates a new token, as a pipeline's tasks do (issue 15 point 2). Closed loop, CONNS
+# connections; the bodies are the pass-through and augmented ones above.
+if has creq; then
+  for k in pass aug; do
+    if [ "$PROXY" = 1 ]; then
+      request_body "$k" "$REG/library/busybox:latest" >"$E2E_TMP/creq-$k.json"
+      run creq "waved-$k" "POST /v1alpha2/container, a new token each, image already seen" "$WV" \
+        -p "$WAVED_PID" -e "1 POST 200 /v1alpha2/container Content-Type:application/json @$E2E_TMP/creq-$k.json"
+    else
+      skip creq "waved-$k" "needs the container API"
     fi
   done
 fi

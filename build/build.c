@@ -203,7 +203,7 @@ static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t 
   }
   const char *msg;
   return app->upstream &&
-         wv_image_check_exists(a, app->upstream, wv_build_push_who(in), &in->tref, &msg) == 0;
+         wv_image_check_exists(a, app->upstream, wv_build_push_who(in), &in->tref, 0, &msg) == 0;
 }
 
 /* ---- the decision ---------------------------------------------------------------------- */

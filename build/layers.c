@@ -18,6 +18,7 @@
  * wrong with what it sent.
  */
 #include "build/layers.h"
+#include "registry/tagcache.h"
 #include "core/digest.h"
 #include "core/err.h"
 #include "core/json.h"
@@ -27,6 +28,7 @@
 #include "registry/upstream.h"
 #include "storage/cas.h"
 
+#include <pthread.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -256,6 +258,49 @@ static int check_compressed(wv_arena_t *a, size_t idx, const wv_container_layer_
   return rc;
 }
 
+/*
+ * data: layers verified lately (gzip digest → the tar digest it inflated to, and its size).
+ * A pipeline sends the same small layer with each of its thousands of requests: once its
+ * gzip bytes hash to a remembered digest (the cheap pass) and the claimed tarDigest is the
+ * remembered one, inflating it again would prove nothing new, and the CAS has its bytes.
+ * Direct-mapped and fixed, under a leaf lock.
+ */
+#define VERIFIED_SLOTS 256
+static pthread_mutex_t verified_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  char gz[WV_DIGEST_STRLEN], tar[WV_DIGEST_STRLEN];
+  uint64_t tar_len;
+} verified[VERIFIED_SLOTS];
+
+static unsigned verified_slot(const char *gz) {
+  unsigned h = 2166136261u;
+  for (; *gz; gz++)
+    h = (h ^ (unsigned char)*gz) * 16777619u;
+  return h % VERIFIED_SLOTS;
+}
+
+static bool verified_before(const wv_container_layer_t *l, uint64_t budget) {
+  if (strlen(l->gzip_digest) >= WV_DIGEST_STRLEN || strlen(l->tar_digest) >= WV_DIGEST_STRLEN)
+    return false;
+  unsigned i = verified_slot(l->gzip_digest);
+  pthread_mutex_lock(&verified_mu);
+  bool yes = strcmp(verified[i].gz, l->gzip_digest) == 0 &&
+             strcmp(verified[i].tar, l->tar_digest) == 0 && verified[i].tar_len <= budget;
+  pthread_mutex_unlock(&verified_mu);
+  return yes;
+}
+
+static void verified_now(const wv_container_layer_t *l, uint64_t tar_len) {
+  if (strlen(l->gzip_digest) >= WV_DIGEST_STRLEN || strlen(l->tar_digest) >= WV_DIGEST_STRLEN)
+    return;
+  unsigned i = verified_slot(l->gzip_digest);
+  pthread_mutex_lock(&verified_mu);
+  memcpy(verified[i].gz, l->gzip_digest, strlen(l->gzip_digest) + 1);
+  memcpy(verified[i].tar, l->tar_digest, strlen(l->tar_digest) + 1);
+  verified[i].tar_len = tar_len;
+  pthread_mutex_unlock(&verified_mu);
+}
+
 int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, const wv_config_t *cfg, size_t idx,
                          const wv_container_layer_t *l, const char **msg) {
   const char *b64 = l->location + strlen(WV_LAYER_DATA_PREFIX);
@@ -267,6 +312,10 @@ int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, const wv_config_t *cfg, s
   uint8_t tarh[WV_SHA256_LEN];
   v.gz_len = (uint64_t)l->gzip_size;
   v.tar_budget = wv_layer_inflate_budget(cfg, v.gz_len);
+  uint64_t have = 0;
+  if (verified_before(l, v.tar_budget) &&
+      (!cas || (wv_cas_exists(cas, l->gzip_digest, &have) == 0 && have == v.gz_len)))
+    return 0;
   rc = wv_sha256_init(&v.gz); /* released with the rest; the first pass hashed already */
   rc = rc ? rc : wv_sha256_init(&v.tar);
   if (!rc) {
@@ -289,6 +338,8 @@ int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, const wv_config_t *cfg, s
     rc = wv_cas_commit(v.w, l->gzip_digest, NULL);
     v.w = NULL; /* commit frees the writer in every case */
   }
+  if (!rc)
+    verified_now(l, v.tar_len);
 out:
   verify_release(&v);
   return rc;
@@ -561,13 +612,24 @@ int wv_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *who, const c
 }
 
 int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const char *who, const wv_ref_t *ref,
-                          const char **msg) {
+                          int64_t tag_ttl_ms, const char **msg) {
   inc_t c = {.a = a, .u = u, .ref = ref, .msg = msg, .who = who};
+  /* A pull or a request resolved this tag within wave.storage.cache.tag-duration: it exists
+   * (for callers with the same access to the credentials), no round trip. */
+  char key[WV_TAGCACHE_KEY_MAX + 1], digest[WV_DIGEST_STRLEN];
+  bool creds = wv_upstream_perm(u, ref->registry, who) >= WV_PERM_PULL;
+  bool keyed = tag_ttl_ms > 0 && wv_tagcache_key(key, sizeof key, ref->registry, ref->path,
+                                                 ref->reference, creds) == 0;
+  if (keyed && wv_tagcache_get(key, digest, sizeof digest))
+    return 0;
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
   char err[256] = "";
   int rc = get_v2(&c, "HEAD", "manifests", ref->reference, 0, &resp, err, sizeof err);
   long status = resp.status;
+  const char *d = rc ? NULL : wv_http_resp_header(&resp, "Docker-Content-Digest");
+  if (keyed && status == 200 && d && wv_digest_valid(d)) /* the first pull's HEAD, saved */
+    wv_tagcache_put(key, d, tag_ttl_ms);
   wv_http_resp_free(&resp);
   if (rc == WV_ENOMEM)
     return rc;

@@ -84,9 +84,12 @@ int wv_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *who, co
  * registry's credentials may not act for who and anonymous access was
  * refused; WV_EUPSTREAM (502 "Unable to reach registry '<host>' - ...")
  * when the registry could not be asked (the transport error is logged).
+ * tag_ttl_ms > 0: an answer in the tag cache (registry/tagcache.h) younger than
+ * that is the answer (no HEAD), and a HEAD's digest is remembered there for the
+ * first pull's resolution.
  */
 int wv_image_check_exists(wv_arena_t *a, struct wv_upstream *u, const char *who,
-                          const wv_ref_t *ref, const char **msg);
+                          const wv_ref_t *ref, int64_t tag_ttl_ms, const char **msg);
 
 /*
  * The config Entrypoint of image name for platform (freeze's WAVE_ENTRY_CHAIN,

@@ -622,6 +622,21 @@ TEST(data_layers_verified) {
   CHECK(strstr(t.cc_json, cas));
   CHECK(strstr(t.cc_json, "https://example.com/x.tar.gz"));
   CHECK(!strstr(t.cc_json, "data:"));
+  /* Verified once, the same bytes are not inflated again — but a wrong tarDigest with
+   * them is still refused. */
+  json_object *first = out;
+  out = NULL;
+  body = layer_body(&l, loc, l.gz_digest, (long long)l.gz_len, l.tar_digest);
+  CHECK_OK(run(&e, body, true, &out, &msg));
+  free(body);
+  json_object_put(out);
+  out = NULL;
+  body = layer_body(&l, loc, l.gz_digest, (long long)l.gz_len, other);
+  CHECK(run(&e, body, true, &out, &msg) == WV_EINVAL);
+  CHECK(msg && strstr(msg, "`tarDigest` is sha256:0000"));
+  free(body);
+  json_object_put(out);
+  out = first;
   wv_container_config_t cc;
   const char *m = NULL;
   CHECK_OK(wv_container_config_parse(e.a, t.cc_json, strlen(t.cc_json), &cc, &m));
