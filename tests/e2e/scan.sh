@@ -137,7 +137,7 @@ EOF
 # ---- registry, slow front, waved -------------------------------------------------------
 REG_PORT=$(start_registry reg anon)
 SLOW_PORT=$(free_port)
-$PY "$(dirname "${BASH_SOURCE[0]}")/slow_proxy.py" "$SLOW_PORT" "$REG_PORT" 0.4 \
+$PY "$(dirname "${BASH_SOURCE[0]}")/slow_proxy.py" "$SLOW_PORT" "$REG_PORT" 1.5 \
   >"$T/slow.log" 2>&1 &
 E2E_PIDS+=($!)
 wait_http "http://127.0.0.1:$SLOW_PORT/v2/"
