@@ -129,15 +129,16 @@ IMG=$(json_get "$T/r.json" 'd["targetImage"]' | sed "s#^localhost:9090#127.0.0.1
 pod_pull() { pod pull -q --tls-verify=false "$IMG" >/dev/null 2>"$T/pull.err"; }
 ok "run: podman pulls the image through waved" pod_pull
 t5=$(now)
-OUT=$(pod run --rm --pull never --network none "$IMG" \
-  Rscript -e 'library(wavedhello); cat(wavedhello::hello())' 2>"$T/run.err" || true)
+pod run --rm --pull never --network none "$IMG" Rscript -e 'library(wavedhello)' \
+  -e 'cat(wavedhello::hello(), "\n", Sys.getenv("R_LIBS_USER"), " ", find.package("wavedhello"), sep = "")' \
+  >"$T/run.out" 2>"$T/run.err" || true
 t6=$(now)
 log "pull $(secs "$t4" "$t5") s, run $(secs "$t5" "$t6") s"
-ok "run: with no network, R loads the package and prints its string" is "$OUT" "$WANT"
-ok "run: the package is in R_LIBS_USER's library" \
-  is "$(pod run --rm --pull never --network none "$IMG" \
-    Rscript -e 'cat(Sys.getenv("R_LIBS_USER"), find.package("wavedhello"))' 2>>"$T/run.err")" \
+ok "run: with no network, R loads the package and prints its string" \
+  is "$(head -n1 "$T/run.out")" "$WANT"
+ok "run: the package is in R_LIBS_USER's library" is "$(sed -n 2p "$T/run.out")" \
   "/usr/local/lib/R/site-library /usr/local/lib/R/site-library/wavedhello"
+ok "run: nothing else printed" is "$(wc -l <"$T/run.out")" 1
 log "times: base $(secs "$t0" "$t1") s, push $(secs "$t1" "$t2") s, build $(secs "$t3" "$t4") s, pull+run $(secs "$t4" "$t6") s, total $(secs "$t0" "$(now)") s"
 if [ "$E2E_FAILS" -ne 0 ]; then
   for f in build.log pull.err run.err; do
