@@ -726,7 +726,7 @@ static const char *cran_repo_opts(wv_arena_t *a, const wv_packages_t *p, bool si
 }
 
 /* CranHelper.formatPackageTarget: 'pkg' or BiocManager::install('x'), a URL as is. */
-static const char *cran_target(wv_arena_t *a, const wv_packages_t *p) {
+static const char *cran_target_wave(wv_arena_t *a, const wv_packages_t *p) {
   const char **list;
   size_t n;
   if (is_url(p->entries[0])) { /* the joined string starts with a URL */
@@ -753,6 +753,34 @@ static const char *cran_target(wv_arena_t *a, const wv_packages_t *p) {
   const char *s = rc ? NULL : buf_to_arena(a, &b);
   wv_buf_free(&b);
   return s;
+}
+
+/*
+ * The repository the options line above leaves in effect when it is a URL
+ * channel (the last `cran` or URL channel wins, as in R), else NULL. Wave's
+ * `R -e "options(repos = …)"` sets the option in an R process that exits at
+ * once, so install2.r never sees it and installs from the image's own
+ * repository; for a URL we also hand it to install2.r (`-r`), so a request can
+ * name its (offline, in-house) CRAN mirror. `cran`/`bioconductor` channels and
+ * no channels (the Wave CLI's shape) keep Wave's text and build ids
+ * (docs/compatibility.md).
+ */
+static const char *cran_repo_url(const wv_packages_t *p) {
+  const char *last = NULL;
+  for (size_t i = 0; p->channels && i < p->n_channels; i++)
+    if (strcasecmp(p->channels[i], "bioconductor"))
+      last = p->channels[i]; /* `cran` too: it replaces an earlier URL */
+  /* Only a URL, and one that stays a single word inside '…'. */
+  if (!last || !strstr(last, "://") || strpbrk(last, "' \t\r\n"))
+    return NULL;
+  return last;
+}
+
+/* CranHelper.formatPackageTarget: 'pkg' or BiocManager::install('x'), a URL as is;
+ * preceded by `-r '<url>' ` when cran_repo_url names one. */
+static const char *cran_target(wv_arena_t *a, const wv_packages_t *p) {
+  const char *t = cran_target_wave(a, p), *repo = cran_repo_url(p);
+  return t && repo ? wv_arena_sprintf(a, "-r '%s' %s", repo, t) : t;
 }
 
 static int cran_v1(wv_arena_t *a, const wv_packages_t *p, bool sif, const wv_template_defaults_t *d,

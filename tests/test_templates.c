@@ -164,6 +164,45 @@ TEST(cran_v1) {
   CHECK_OK(render(ctx, WV_TPL_DEFAULT, true, &out));
   CHECK(same_as_fixture("cran-v1-context.singularity", out));
   CHECK_EQ_STR(conda_yaml(req), "(none)");
+  /* The Wave CLI's shape (no channels) and `cran`/`bioconductor` channels keep
+   * Wave's text byte for byte; only a URL left in effect is passed to install2.r. */
+  const char *cli = "{\"type\":\"CRAN\",\"entries\":[\"dplyr\"],\"cranOpts\":{\"rImage\":"
+                    "\"rocker/r-ver:4.4.1\",\"basePackages\":\"littler r-cran-docopt\","
+                    "\"commands\":null}}";
+  const char *wave_text =
+      "FROM rocker/r-ver:4.4.1\n"
+      "RUN \\\n"
+      "    R -e \"options(repos = c(CRAN = 'https://cloud.r-project.org/'))\" \\\n"
+      "    && apt-get update && apt-get install -y littler r-cran-docopt \\\n"
+      "    && install2.r 'dplyr' \\\n"
+      "    && rm -rf /tmp/downloaded_packages/ /tmp/*.rds \\\n"
+      "    && rm -rf /var/lib/apt/lists/*\n"
+      "USER root\n"
+      "ENV R_LIBS_USER=\"/usr/local/lib/R/site-library\"\n";
+  CHECK_OK(render(cli, WV_TPL_DEFAULT, false, &out));
+  CHECK_EQ_STR(out, wave_text);
+  const char *later_cran = "{\"type\":\"CRAN\",\"entries\":[\"dplyr\"],\"channels\":"
+                           "[\"https://r.example.org\",\"bioconductor\",\"CRAN\"]}";
+  CHECK_OK(render(later_cran, WV_TPL_DEFAULT, false, &out));
+  CHECK(strstr(out, "&& install2.r 'dplyr' \\\n") != NULL);
+  const char *local = "{\"type\":\"CRAN\",\"entries\":[\"wavedhello\"],\"channels\":"
+                      "[\"http://127.0.0.1:8080\"],\"cranOpts\":{\"rImage\":\"r:1\","
+                      "\"basePackages\":null}}";
+  CHECK_OK(render(local, WV_TPL_DEFAULT, false, &out));
+  CHECK_EQ_STR(out, "FROM r:1\n"
+                    "RUN \\\n"
+                    "    R -e \"options(repos = c(CRAN = 'http://127.0.0.1:8080'))\" \\\n"
+                    "    && install2.r -r 'http://127.0.0.1:8080' 'wavedhello' \\\n"
+                    "    && rm -rf /tmp/downloaded_packages/ /tmp/*.rds \\\n"
+                    "    && rm -rf /var/lib/apt/lists/*\n"
+                    "USER root\n"
+                    "ENV R_LIBS_USER=\"/usr/local/lib/R/site-library\"\n");
+  const char *odd = "{\"type\":\"CRAN\",\"entries\":[\"x\"],\"channels\":[\"http://a/'b\"]}";
+  CHECK_OK(render(odd, WV_TPL_DEFAULT, false, &out));
+  CHECK(strstr(out, "install2.r 'x'") != NULL);
+  const char *word = "{\"type\":\"CRAN\",\"entries\":[\"x\"],\"channels\":[\"conda-forge\"]}";
+  CHECK_OK(render(word, WV_TPL_DEFAULT, false, &out));
+  CHECK(strstr(out, "install2.r 'x'") != NULL);
   wv_arena_free(A);
 }
 
