@@ -22,6 +22,7 @@
 #include "core/secret.h"
 #include "build/build.h"
 #include "build/builder.h"
+#include "build/sif/sif.h"
 #include "http/client.h"
 #include "http/routes_basic.h"
 #include "http/router.h"
@@ -332,6 +333,8 @@ int main(int argc, char **argv) {
     return wv_job_exec_main(argc, argv);
   if (argc > 1 && strcmp(argv[1], "hash-password") == 0) /* an operator command */
     return wv_secret_main(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "sif") == 0) /* waved sif inspect FILE (docs/singularity.md) */
+    return wv_sif_main(argc, argv);
   uint64_t t0 = uv_hrtime();
   cli_t cli;
   int rc = parse_cli(argc, argv, &cli);
