@@ -23,6 +23,7 @@
 #include "build/build.h"
 #include "build/builder.h"
 #include "build/sif/sif.h"
+#include "build/sif/sifbuild.h"
 #include "http/client.h"
 #include "http/routes_basic.h"
 #include "http/router.h"
@@ -375,6 +376,7 @@ int main(int argc, char **argv) {
   if (!rc)
     rc = wv_proxy_register(router, &app);
   rc = rc ? rc : wv_build_routes_register(router);
+  rc = rc ? rc : wv_sif_routes_register(router);
   rc = rc ? rc : wv_mirror_routes_register(router);
   rc = rc ? rc : wv_scan_routes_register(router);
   rc = rc ? rc : wv_view_register(router);

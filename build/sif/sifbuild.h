@@ -67,4 +67,8 @@ int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_build_target_t 
 
 int wv_sif_register(wv_job_engine_t *e, const wv_app_t *app);
 
+/* GET /v1alpha1/builds/{buildId}/sif (build/sif/sifroute.c). */
+struct wv_router;
+int wv_sif_routes_register(struct wv_router *r);
+
 #endif

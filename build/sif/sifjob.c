@@ -13,7 +13,9 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/rand.h"
+#include "storage/cas.h"
 #include "storage/embedded.h"
+#include "storage/store.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -276,8 +278,50 @@ static int write_sif(const char *wd, const char *sif, char *err, size_t errlen) 
   return rc;
 }
 
+/* The SIF into the blob store, for GET /v1alpha1/builds/{id}/sif (sifroute.c). */
+static int store_sif(const wv_app_t *app, const char *sif, char digest[WV_DIGEST_STRLEN],
+                     uint64_t *size) {
+  wv_cas_writer_t *w = NULL;
+  int fd = open(sif, O_RDONLY | O_CLOEXEC);
+  char *buf = malloc(1u << 20);
+  int rc = fd >= 0 && buf ? wv_cas_begin(app->cas, &w) : WV_EIO;
+  *size = 0;
+  for (ssize_t n; !rc && (n = read(fd, buf, 1u << 20)) != 0;) {
+    rc = n < 0 ? WV_EIO : wv_cas_write(w, buf, (size_t)n);
+    *size += n > 0 ? (uint64_t)n : 0;
+  }
+  if (!rc) {
+    rc = wv_cas_commit(w, NULL, digest); /* frees w in every case */
+    w = NULL;
+  }
+  wv_cas_abort(w);
+  free(buf);
+  if (fd >= 0)
+    close(fd);
+  return rc;
+}
+
+/* sifDigest and sifSize into the build record (kept as long as the record). */
+static int record_sif(const wv_app_t *app, const char *id, const char *digest, uint64_t size) {
+  char *val = NULL, err[64];
+  size_t len = 0;
+  int64_t expires = 0;
+  json_object *rec = NULL;
+  int rc = wv_store_get(app->store, WV_DB_BUILDS, id, &val, &len, &expires);
+  if (rc == 0 && wv_json_parse(val, len, META_MAX, 0, &rec, err, sizeof err))
+    rc = WV_ESTORE;
+  free(val);
+  rc = rc ? rc : wv_json_add_str(rec, "sifDigest", digest);
+  rc = rc ? rc : wv_json_add_int(rec, "sifSize", (int64_t)size);
+  const char *s = rc ? NULL : wv_json_compact(rec);
+  if (s)
+    rc = wv_store_put(app->store, WV_DB_BUILDS, id, s, strlen(s), expires);
+  json_object_put(rec);
+  return rc;
+}
+
 static int write_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *tag) {
-  (void)fn_arg;
+  const wv_app_t *app = fn_arg;
   const char *wd = wv_job_ctx_workdir(ctx);
   char sif[4096], rootfs[4096], err[512] = "", mdigest[WV_DIGEST_STRLEN];
   snprintf(sif, sizeof sif, "%s/image.sif", wd);
@@ -293,11 +337,17 @@ static int write_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *tag) {
   }
   wv_job_ctx_logf(ctx, "wrote image.sif (%s), arch %s, %zu objects; ORAS manifest %s", err,
                   info.arch, info.n, mdigest);
-  return 0;
+  char sdig[WV_DIGEST_STRLEN];
+  uint64_t size = 0;
+  rc = app && app->cas ? store_sif(app, sif, sdig, &size) : 0;
+  rc = rc || !app || !app->store ? rc : record_sif(app, wv_job_ctx_id(ctx), sdig, size);
+  if (rc)
+    wv_job_ctx_fail(ctx, "Container build failed: cannot keep the SIF for download: %s",
+                    wv_strerror(rc));
+  return rc;
 }
 
 int wv_sif_register(wv_job_engine_t *e, const wv_app_t *app) {
-  (void)app;
   int rc = wv_job_register_fn(e, WV_SIF_ROOTFS_FN, rootfs_fn, NULL);
-  return rc ? rc : wv_job_register_fn(e, WV_SIF_WRITE_FN, write_fn, NULL);
+  return rc ? rc : wv_job_register_fn(e, WV_SIF_WRITE_FN, write_fn, (void *)app);
 }

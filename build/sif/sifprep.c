@@ -566,7 +566,8 @@ static int make_meta(wv_arena_t *a, const wv_deffile_t *d, json_object *cfg, con
 /* A JSON string for a COPY/ADD line (names were checked to hold no quote or backslash). */
 static int jstr(wv_buf_t *b, const char *s) { return wv_buf_printf(b, "\"%s\"", s); }
 
-/* "layer-<64 hex>/ *" (without the blank): a freeze layer, whose archive the context holds as layer-<hex>.tar.gz. */
+/* "layer-<64 hex>/ *" (without the blank): a freeze layer, whose archive the context holds as
+ * layer-<hex>.tar.gz. */
 static const char *freeze_layer(wv_arena_t *a, const char *rel, const char *ctx) {
   size_t n = strlen(rel);
   if (n != 6 + 64 + 2 || strncmp(rel, "layer-", 6) || strcmp(rel + 70, "/*") ||

@@ -12,7 +12,7 @@
 # %environment, %runscript, %labels, %help; a freeze of an image with a
 # containerConfig (a data: layer, env, entrypoint); Wave's validation
 # messages; bad definitions (400, nothing left behind); a failing %post;
-# an identical request (cached).
+# an identical request (cached); the plain HTTP download of the SIF.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 for c in buildah skopeo mksquashfs unsquashfs; do
@@ -229,6 +229,22 @@ RUN1=$(chroot "$R" /.singularity.d/actions/run a b 2>&1 || true)
 ok "singularity run: runscript with its arguments" has "$RUN1" "runscript args: a b"
 ok "singularity run: env of %environment, %post and the image" \
   has "$RUN1" "DEFVAR=from environment POSTVAR=set in post IMGVAR=from image"
+
+# ---- plain HTTP download (beyond Wave) ----------------------------------------------------------
+DL="$WAVED_URL/v1alpha1/builds/$ID1/sif"
+ok "download: 200, the same bytes as the ORAS layer" \
+  is "$(curl -s -o "$T/dl.sif" -w '%{http_code}' "$DL") $(sha256 "$T/dl.sif")" "200 $(sha256 "$T/one.sif")"
+curl -s -D "$T/dl.h" -o /dev/null "$DL"
+ok "download: Content-Length and digest headers" \
+  bash -c "grep -qi '^content-length: $(stat -c %s "$T/one.sif")' '$T/dl.h' && grep -qi '^docker-content-digest: sha256:$(sha256 "$T/one.sif")' '$T/dl.h' && grep -qi '^accept-ranges: bytes' '$T/dl.h'"
+ok "download: a range (206, Content-Range)" \
+  is "$(curl -s -r 32-40 -D "$T/r.h" "$DL") $(grep -i '^content-range' "$T/r.h" | tr -d '\r')" \
+  "SIF_MAGIC Content-Range: bytes 32-40/$(stat -c %s "$T/one.sif")"
+ok "download: a resumed download (curl -C -) completes the file" bash -c "
+  head -c 1000 '$T/one.sif' >'$T/part.sif' && curl -s -C - -o '$T/part.sif' '$DL' &&
+  cmp -s '$T/part.sif' '$T/one.sif'"
+ok "download: unsatisfiable range 416" is "$(curl -s -o /dev/null -w '%{http_code}' -r 999999999- "$DL")" 416
+ok "download: unknown build 404" is "$(curl -s -o /dev/null -w '%{http_code}' "$WAVED_URL/v1alpha1/builds/bd-nope_1/sif")" 404
 
 # ---- 2. an identical request: cached ------------------------------------------------------------
 ok "identical request: 200" is "$(post "$BODY1" "$T/r1b.json")" 200
