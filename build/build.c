@@ -485,11 +485,12 @@ static int encode_cb(void *arg, wv_buf_t *tok, const char **rtext) {
       : path ? wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(x->app->cfg), token, path)
              : NULL;
   wv_token_rec_t t = wv_creq_token_rec(&m->res, &m->in->tref, x->plan, x->client_ip);
-  t.kind = m->in->freeze ? WV_TOKEN_FREEZE : WV_TOKEN_BUILD;
+  /* A SIF is also served through /v2/wt/<token>/ (parked while it builds): docs/singularity.md. */
+  t.kind = m->in->freeze && !m->in->sif ? WV_TOKEN_FREEZE : WV_TOKEN_BUILD;
   t.container_image = m->res.container_image;
   t.target_image = m->res.target_image;
   t.build_id = m->job_id;
-  t.cc_json = m->res.cc_token_json;
+  t.cc_json = m->in->sif ? NULL : m->res.cc_token_json; /* baked into the SIF */
   t.scan_id = m->in->scan_id;
   t.scan_mode = m->in->scan_mode;
   t.scan_levels = m->in->scan_id ? wv_creq_scan_levels(a, x->r) : NULL;

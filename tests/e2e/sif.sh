@@ -230,6 +230,17 @@ ok "singularity run: runscript with its arguments" has "$RUN1" "runscript args: 
 ok "singularity run: env of %environment, %post and the image" \
   has "$RUN1" "DEFVAR=from environment POSTVAR=set in post IMGVAR=from image"
 
+# ---- the pull through waved's /v2 (what singularity pull oras://<waved>/wt/<token>/... asks) -----
+WT1="127.0.0.1:$WAVED_PORT/wt/$RID1/${REF1#*/}"
+ok "pull through waved: the ORAS manifest, byte for byte" \
+  cmp -s <(skopeo inspect --raw --tls-verify=false "docker://$WT1") "$M"
+LD=$(field "$M" 'd["layers"][0]["digest"]')
+CD=$(field "$M" 'd["config"]["digest"]')
+ok "pull through waved: the config blob {}" \
+  is "$(curl -s "$WAVED_URL/v2/wt/$RID1/$(echo "${REF1#*/}" | sed 's/:.*//')/blobs/$CD")" '{}'
+ok "pull through waved: the SIF blob" \
+  is "$(curl -s "$WAVED_URL/v2/wt/$RID1/$(echo "${REF1#*/}" | sed 's/:.*//')/blobs/$LD" | sha256sum | cut -d' ' -f1)" "$(sha256 "$T/one.sif")"
+
 # ---- plain HTTP download (beyond Wave) ----------------------------------------------------------
 DL="$WAVED_URL/v1alpha1/builds/$ID1/sif"
 ok "download: 200, the same bytes as the ORAS layer" \
@@ -261,6 +272,12 @@ CC="{\"layers\":[$LAYER],\"env\":[\"FROZEN=yes\"],\"entrypoint\":[\"/bin/echo\",
 BODY2="{\"containerImage\":\"$SRC/library/busybox:latest\",\"format\":\"sif\",\"freeze\":true,\"buildRepository\":\"$DST/sif/frozen\",\"containerConfig\":$CC}"
 ok "freeze: 200" is "$(post "$BODY2" "$T/r2.json")" 200
 TI2=$(field "$T/r2.json" 'd["targetImage"]')
+RID2=$(field "$T/r2.json" 'd["requestId"]')
+REF2=${TI2#oras://}
+# A pull through waved issued while the build runs waits for it (parked), then gets the manifest.
+skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:$WAVED_PORT/wt/$RID2/${REF2#*/}" \
+  >"$T/parked.json" 2>"$T/parked.err" &
+PARKED=$!
 ok "freeze: oras:// target" bash -c "[[ '$TI2' =~ ^oras://$DST/sif/frozen:[0-9a-f]{16}$ ]]"
 ok "freeze: build finishes" wait_done "$(field "$T/r2.json" 'd["requestId"]')" 300
 ok "freeze: succeeded" is "$(field "$E2E_TMP/st.json" 'd["succeeded"]')" True
@@ -274,6 +291,9 @@ From: $SRC/library/busybox:latest
 %files
   {{wave_context_dir}}/layer-"
 pull_sif "${TI2#oras://}" "$T/two.sif"
+wait "$PARKED" || true
+ok "pull while building: waited, then the pushed manifest" \
+  bash -c "cmp -s '$T/parked.json' '$T/two.sif.manifest' || { cat '$T/parked.err' >&2; false; }"
 ok "freeze SIF: waved sif inspect, Python reader, unsquashfs" check_sif "$T/two.sif" "$T/two"
 R2=$T/two/rootfs
 ok "freeze: the layer's file" is "$(cat "$R2/etc/frozen.txt")" "added by a frozen layer"
