@@ -239,6 +239,13 @@ static void setup(void) {
   if (!mkdtemp(dir))
     abort();
 }
+static void teardown(void) __attribute__((destructor));
+static void teardown(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "cannot remove %s\n", dir);
+}
 
 WV_TESTS(T(header_fields), T(descriptor_fields), T(reader_accepts_and_reports), T(reader_rules),
          T(writer_refuses))
