@@ -63,13 +63,15 @@ start_waved "wave:
   registries:
     '$SRC': {insecure: true}
     '$DST': {username: $USER_, password: $PASS_, insecure: true,
-             allow: {anonymous: push}}"
+             allow: {anonymous: push}}
+  build: {context: {max-file-size: 256KiB}}"
 
 post() { # BODY OUT — POST /v1alpha2/container; prints the status
   curl -s -o "$2" -w '%{http_code}' -H 'Content-Type: application/json' -X POST \
     --data-binary "$1" "$WAVED_URL/v1alpha2/container"
 }
 field() { json_get "$1" "$2" 2>/dev/null || true; }
+msg() { field "$1" 'd["message"]'; }
 b64() { printf '%s' "$1" | base64 -w0; }
 
 # ---- the independent reader (Python, standard library) --------------------------------------
@@ -303,7 +305,6 @@ ok "freeze: env and WAVE_ENTRY_CHAIN" \
   is "$(chroot "$R2" /.singularity.d/actions/exec /bin/sh -c 'echo $FROZEN $WAVE_ENTRY_CHAIN')" "yes /bin/sh -c"
 
 # ---- 4. Wave's validation messages, bad definitions ----------------------------------------------
-msg() { field "$1" 'd["message"]'; }
 ok "sif without freeze: 400" \
   is "$(post "{\"containerFile\":\"$(b64 "$DEF")\",\"format\":\"sif\"}" "$T/v1.json") $(msg "$T/v1.json")" \
   "400 Singularity build is only allowed enabling freeze mode - see 'wave.freeze' setting"
@@ -329,6 +330,21 @@ ok "bad definition: %files matching nothing" bad "Bootstrap: docker
 From: $SRC/library/busybox:latest
 %files
   nothing-here /x" "matches nothing in the build context"
+# An oversized build context (wave.build.context.max-file-size is 256KiB here): 400, nothing left.
+mkdir -p "$T/bigctx"
+head -c 300000 /dev/urandom >"$T/bigctx/big.bin"
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$T/bigctx" -cf "$T/big.tar" .
+gzip -n -c "$T/big.tar" >"$T/big.tgz"
+BIG="{\"location\":\"data:$(base64 -w0 "$T/big.tgz")\",\"tarDigest\":\"sha256:$(sha256 "$T/big.tar")\"}"
+printf '{"containerFile":"%s","format":"sif","freeze":true,"buildRepository":"%s","buildContext":%s}' \
+  "$(b64 "$DEF")" "$DST/sif/big" "$BIG" >"$T/big.body"
+BIGST=$(curl -s -o "$T/big.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+  --data-binary @"$T/big.body" "$WAVED_URL/v1alpha2/container")
+ok "oversized context: 400 naming the limit" is "$BIGST $(msg "$T/big.json" | grep -c -i 'larger\|limit\|size')" "400 1"
+# packages: Wave's Singularity template, a dry run (micromamba is not available offline)
+ok "packages: dry run, oras:// target" \
+  is "$(post "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"samtools=1.17\"]},\"format\":\"sif\",\"freeze\":true,\"buildRepository\":\"$DST/sif/pk\",\"dryRun\":true}" "$T/pk.json") $(field "$T/pk.json" 'd["targetImage"].rsplit(":",1)[0]')" \
+  "200 oras://$DST/sif/pk"
 ok "bad definitions: no build directory left" \
   is "$(ls "$WAVED_DIR/data/build" | grep -c -v -e '^bd-' -e '^buildah$' || true) $(ls "$WAVED_DIR/data/build" | grep -c '^bd-' || true)" "0 $before"
 
