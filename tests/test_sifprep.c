@@ -77,6 +77,7 @@ TEST(prepare_writes_containerfile_and_tree) {
   CHECK(mkdir(p, 0755) == 0);
   put("context/hello.txt", "hello\n");
   put("context/other.txt", "other\n");
+  put("context/we\"ird.txt", "quoted name\n");
   put("context/data/n.txt", "n\n");
   put("context/layer-" HEX ".tar.gz", "not really gzip");
   put("Containerfile", DEF);
@@ -101,6 +102,7 @@ TEST(prepare_writes_containerfile_and_tree) {
   CHECK(strncmp(cf, want_head, strlen(want_head)) == 0);
   CHECK(strstr(cf, "COPY [\"hello.txt\", \"/txt/\"]\n"));
   CHECK(strstr(cf, "COPY [\"other.txt\", \"/txt/\"]\n"));
+  CHECK(strstr(cf, "COPY [\"we\\\"ird.txt\", \"/txt/\"]\n")); /* JSON-escaped name */
   CHECK(strstr(cf, "COPY --from=waved-sif post.sh /.post.script\nRUN [\"/bin/sh\", \"-c\", "
                    "\"SINGULARITY_ENVIRONMENT=/.singularity.d/env/91-environment.sh "
                    "SINGULARITY_LABELS=/.build.labels /bin/bash -ex /.post.script;"));

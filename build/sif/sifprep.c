@@ -563,8 +563,20 @@ static int make_meta(wv_arena_t *a, const wv_deffile_t *d, json_object *cfg, con
 
 /* ---- the Containerfile ---- */
 
-/* A JSON string for a COPY/ADD line (names were checked to hold no quote or backslash). */
-static int jstr(wv_buf_t *b, const char *s) { return wv_buf_printf(b, "\"%s\"", s); }
+/* A JSON string for a COPY/ADD line (exec form): context file names may hold any byte but NUL. */
+static int jstr(wv_buf_t *b, const char *s) {
+  int rc = wv_buf_putc(b, '"');
+  for (; *s && !rc; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\')
+      rc = wv_buf_printf(b, "\\%c", c);
+    else if (c < 0x20)
+      rc = wv_buf_printf(b, "\\u%04x", c);
+    else
+      rc = wv_buf_putc(b, (char)c);
+  }
+  return rc ? rc : wv_buf_putc(b, '"');
+}
 
 /* "layer-<64 hex>/ *" (without the blank): a freeze layer, whose archive the context holds as
  * layer-<hex>.tar.gz. */
