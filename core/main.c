@@ -63,6 +63,7 @@ static void usage(FILE *out) {
           "Usage: waved [--config FILE] [--host ADDR] [--port N]\n"
           "       waved [--config FILE] --import-osv PATH\n"
           "       waved hash-password [--iterations N] < password\n"
+          "       waved sif inspect FILE | waved sif extract FILE OBJECT OUT\n"
           "       waved --help | --version\n"
           "\n"
           "Serves the Wave API and the Docker Registry v2 API (spec: docs, config.yml).\n"
