@@ -22,6 +22,7 @@
 #include "build/platform_run.h"
 #include "build/mirror_req.h"
 #include "build/records.h"
+#include "build/sif/sifbuild.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -77,9 +78,7 @@ static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, 
     return fail(msg, WV_EUNSUPPORTED,
                 "Build service is not enabled - Check Wave configuration setting "
                 "'wave.build.enabled'" MSG_SUFFIX_501);
-  if (r->format && strcmp(r->format, "sif") == 0) /* buildah builds OCI images only */
-    return fail(msg, WV_EUNSUPPORTED,
-                "Singularity builds are not supported by this server" MSG_SUFFIX_501);
+  (void)r;
   return 0;
 }
 
@@ -138,9 +137,10 @@ static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bo
   if ((rc = wv_checksum_container_id(&ci, cid)) != 0)
     return rc == WV_EPARSE ? fail(msg, WV_EINVAL, "The container file is not valid UTF-8") : rc;
   in->cid = wv_arena_strdup(a, cid);
-  rc = in->cid ? wv_naming_target_image(a, false, in->repo, in->cid, in->conda, st, &in->target)
+  rc = in->cid ? wv_naming_target_image(a, in->sif, in->repo, in->cid, in->conda, st, &in->target)
                : WV_ENOMEM;
-  rc = rc ? rc : wv_ref_parse(a, in->target, &in->tref, msg);
+  /* A Singularity target is oras://<repo>:<tag> (spec §4.1); the registry reference follows. */
+  rc = rc ? rc : wv_ref_parse(a, in->target + (in->sif ? 7 : 0), &in->tref, msg);
   if (rc)
     return rc;
   in->insecure = registry_insecure(cfg, in->tref.registry);
@@ -260,7 +260,7 @@ static json_object *build_record(wv_arena_t *a, const wv_creq_t *r, const wv_cre
   rc = rc ? rc : wv_json_add_str(o, "startTime", t);
   rc = rc ? rc : wv_json_add_str(o, "offsetId", wv_record_zone_id(a, r->timestamp));
   rc = rc ? rc : wv_json_add_str(o, "platform", in->platform);
-  rc = rc ? rc : wv_json_add_str(o, "format", "DOCKER");
+  rc = rc ? rc : wv_json_add_str(o, "format", in->sif ? "SINGULARITY" : "DOCKER");
   rc = rc ? rc : wv_json_add_str(o, "buildTemplate", in->tpl);
   if (rc) {
     json_object_put(o);
@@ -285,8 +285,9 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                          .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
                          .tag = in->tref.reference,
                          .insecure = in->insecure};
-  int rc = wv_builder_from_config(cfg, &b);
-  rc = rc ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
+  int rc = in->sif ? wv_sif_steps(a, cfg, &t, steps, &n, err, sizeof err)
+                   : wv_builder_from_config(cfg, &b);
+  rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
   if (rc) {
     wv_error("build %s: cannot make its steps: %s %s", id, wv_strerror(rc), err);
     return rc;
@@ -484,11 +485,12 @@ static int encode_cb(void *arg, wv_buf_t *tok, const char **rtext) {
       : path ? wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(x->app->cfg), token, path)
              : NULL;
   wv_token_rec_t t = wv_creq_token_rec(&m->res, &m->in->tref, x->plan, x->client_ip);
-  t.kind = m->in->freeze ? WV_TOKEN_FREEZE : WV_TOKEN_BUILD;
+  /* A SIF is also served through /v2/wt/<token>/ (parked while it builds): docs/singularity.md. */
+  t.kind = m->in->freeze && !m->in->sif ? WV_TOKEN_FREEZE : WV_TOKEN_BUILD;
   t.container_image = m->res.container_image;
   t.target_image = m->res.target_image;
   t.build_id = m->job_id;
-  t.cc_json = m->res.cc_token_json;
+  t.cc_json = m->in->sif ? NULL : m->res.cc_token_json; /* baked into the SIF */
   t.scan_id = m->in->scan_id;
   t.scan_mode = m->in->scan_mode;
   t.scan_levels = m->in->scan_id ? wv_creq_scan_levels(a, x->r) : NULL;
@@ -600,11 +602,14 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   rc = rc ? rc : wv_build_check_urls(app, a, r, msg);
   rc = rc ? rc : wv_build_container_file(a, app->cfg, r, &in.file, &in.conda, &in.tpl, msg);
   in.freeze = r->freeze;
+  in.sif = r->format && strcmp(r->format, "sif") == 0;
   in.platform = plan->platform;
   in.deadline_ms = deadline_ms(app->cfg, r, plan);
   if (!rc && r->freeze)
     rc = wv_build_freeze_file(app, a, r, plan, &in, msg);
   rc = rc ? rc : check_file(in.file, msg);
+  if (!rc && in.sif) /* a bad definition file is a 400 before anything runs */
+    rc = wv_sif_check(a, in.file, msg);
   if (!rc && r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
   rc = rc ? rc : wv_layers_check(a, app->cas, app->cfg, &r->cc, msg);
@@ -620,7 +625,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
     o.d = D_NEW;
   } else {
     bool scan_new = false;
-    rc = wv_build_scan_reserve(app, a, r, plan, &in, &scan_new);
+    rc = in.sif ? 0 : wv_build_scan_reserve(app, a, r, plan, &in, &scan_new); /* SIF: no scan */
     rc = rc ? rc : decide(app, a, &in, exists, now_ns, &o);
     if (!rc && o.d == D_NEW && plan->plat.n > 1)
       rc = submit_children(app, a, r, plan, &in, client_ip, now_ns, msg);
@@ -686,5 +691,6 @@ int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
   rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_DIGEST_FN, digest_fn, (void *)app);
   rc = rc ? rc : wv_build_scan_register(e, app);
+  rc = rc ? rc : wv_sif_register(e, app);
   return rc ? rc : wv_build_multi_register(e, app);
 }

@@ -25,25 +25,26 @@ typedef struct {
 
 /* Everything a build is made of, worked out from the request (arena strings). */
 typedef struct {
-  const char *file;       /* container file text */
-  const char *conda;      /* conda YAML or NULL */
-  const char *tpl;        /* effective buildTemplate, NULL for containerFile requests */
-  const char *repo;       /* build repository (hashed by the checksum) */
-  const char *cid;        /* the 16-hex checksum */
-  const char *target;     /* the target image, "<repo>:<tag>" */
-  wv_ref_t tref;          /* target parsed */
-  bool embedded;          /* into waved's embedded registry (wave.build.repo empty) */
-  bool insecure;          /* plain HTTP towards a registry the build uses */
-  const char *tar_digest; /* buildContext.tarDigest, NULL when none */
-  const char *platform;   /* normalised platform of this build */
-  int64_t deadline_ms;    /* job deadline, 0 = the build kind's default */
-  const char *scan_id;    /* the reserved scan of the target, NULL when none */
-  const char *scan_mode;  /* "async"/"required" with scan_id */
-  const char *multi_arg;  /* the parent of a multi-platform build: its job's argument */
-  bool freeze;            /* a freeze build: layer archives, real target in the response */
+  const char *file;          /* container file text */
+  const char *conda;         /* conda YAML or NULL */
+  const char *tpl;           /* effective buildTemplate, NULL for containerFile requests */
+  const char *repo;          /* build repository (hashed by the checksum) */
+  const char *cid;           /* the 16-hex checksum */
+  const char *target;        /* the target image, "<repo>:<tag>" */
+  wv_ref_t tref;             /* target parsed */
+  bool embedded;             /* into waved's embedded registry (wave.build.repo empty) */
+  bool insecure;             /* plain HTTP towards a registry the build uses */
+  const char *tar_digest;    /* buildContext.tarDigest, NULL when none */
+  const char *platform;      /* normalised platform of this build */
+  int64_t deadline_ms;       /* job deadline, 0 = the build kind's default */
+  const char *scan_id;       /* the reserved scan of the target, NULL when none */
+  const char *scan_mode;     /* "async"/"required" with scan_id */
+  const char *multi_arg;     /* the parent of a multi-platform build: its job's argument */
+  bool freeze;               /* a freeze build: layer archives, real target in the response */
   wv_build_permit_t *permit; /* the request's build permit */
-  const char *who;        /* the request's account, NULL = anonymous (registry/upstream.h) */
-  bool own_repo;          /* the target is waved's: embedded or under wave.build.repo */
+  const char *who;           /* the request's account, NULL = anonymous (registry/upstream.h) */
+  bool own_repo;             /* the target is waved's: embedded or under wave.build.repo */
+  bool sif;                  /* format: sif — a Singularity build (build/sif/sifbuild.h) */
 } wv_binput_t;
 
 /* Whom the build's registry calls act for: waved itself for its own repository, else who. */

@@ -6,11 +6,13 @@
 #include "registry/upstream.h"
 #include "build/context.h"
 #include "build/layers.h"
+#include "build/sif/sifbuild.h"
 #include "build/templates.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/rand.h"
+#include "core/timefmt.h"
 #include "http/client.h"
 
 #include <errno.h>
@@ -50,7 +52,8 @@ static int from_packages(wv_arena_t *a, const wv_config_t *cfg, const wv_creq_t 
   tpl = wv_template_effective(tpl, p.type);
   rc = wv_packages_validate(a, &p, tpl, msg);
   rc = rc ? rc : wv_packages_conda_yaml(a, &p, conda, msg);
-  rc = rc ? rc : wv_packages_container_file(a, &p, tpl, false, &d, file, msg);
+  bool sif = r->format && strcmp(r->format, "sif") == 0;
+  rc = rc ? rc : wv_packages_container_file(a, &p, tpl, sif, &d, file, msg);
   *tpl_name = wv_template_name(tpl);
   return rc;
 }
@@ -95,7 +98,7 @@ int wv_build_from_registries(wv_arena_t *a, const char *file, const char ***host
     if (!line)
       return WV_ENOMEM;
     char *w = strtok_r(line, " \t\r", &save);
-    if (!w || strcasecmp(w, "FROM") != 0)
+    if (!w || (strcasecmp(w, "FROM") != 0 && strcasecmp(w, "FROM:") != 0)) /* From: = SIF */
       continue;
     while ((w = strtok_r(NULL, " \t\r", &save)) && strncmp(w, "--", 2) == 0)
       ; /* --platform=... */
@@ -285,6 +288,11 @@ int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, con
   if (!rc && in->freeze)
     rc = wv_build_freeze_layers(app, a, r, ctxdir, msg);
   rc = rc ? rc : write_creds(app, a, in, d);
+  if (!rc && in->sif) {
+    wv_sif_input_t si = {
+        .file = in->file, .platform = in->platform, .who = in->who, .now_ns = wv_now_ns()};
+    rc = wv_sif_prepare(app, a, &si, d, msg);
+  }
   if (rc)
     wv_build_rmtree(d);
   return rc;

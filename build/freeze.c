@@ -43,6 +43,7 @@ int wv_build_freeze_file(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   }
   wv_freeze_input_t fi = {.container_image = in->file ? NULL : r->container_image,
                           .container_file = in->file,
+                          .singularity = in->sif,
                           .config = &r->cc,
                           .entry_chain = entry,
                           .n_entry_chain = n};

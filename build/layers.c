@@ -684,3 +684,18 @@ int wv_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *who, const 
   wv_http_resp_free(&cfg);
   return rc;
 }
+
+int wv_image_config_json(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
+                         const wv_platform_list_t *plat, const char **config, const char **msg) {
+  wv_ref_t ref;
+  inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
+  char *man = NULL;
+  size_t man_len = 0;
+  wv_http_resp_t cfg;
+  wv_http_resp_init(&cfg);
+  int rc = fetch_image(&c, &ref, plat, &man, &man_len, &cfg);
+  *config = rc ? NULL : wv_arena_strndup(a, cfg.body.data ? cfg.body.data : "", cfg.body.len);
+  rc = rc ? rc : (*config ? 0 : WV_ENOMEM);
+  wv_http_resp_free(&cfg);
+  return rc;
+}

@@ -100,6 +100,10 @@ int wv_image_entrypoint(wv_arena_t *a, struct wv_upstream *u, const char *who, c
                         const wv_platform_list_t *plat, const char ***entry, size_t *n,
                         const char **msg);
 
+/* The image config JSON of image name for platform (Singularity builds); errors as above. */
+int wv_image_config_json(wv_arena_t *a, struct wv_upstream *u, const char *who, const char *name,
+                         const wv_platform_list_t *plat, const char **config, const char **msg);
+
 /* Strict standard base64 (padding required, no blanks): decoded length, or -1 if invalid. */
 long long wv_base64_decoded_len(const char *s, size_t n);
 

@@ -122,6 +122,10 @@ typedef struct {
   char *build_buildah_push;         /* wave.build.buildah.push, command template */
   char *build_buildah_cleanup;      /* wave.build.buildah.cleanup, command template ("" = none) */
   char *build_buildkit_build;       /* wave.build.buildkit.build, command template */
+  char *build_sif_build;            /* wave.build.singularity.build, command template */
+  char *build_sif_squashfs;         /* wave.build.singularity.squashfs, command template */
+  char *build_sif_push;             /* wave.build.singularity.push, command template */
+  char *build_sif_cleanup;          /* wave.build.singularity.cleanup ("" = none) */
   bool build_enabled;               /* wave.build.enabled, true */
   int64_t build_status_ttl_ms;      /* wave.build.status.duration, 90m: dedupe entry of a build */
   int64_t build_failure_ttl_ms;     /* wave.build.failure.duration, 50s: of a failed build */

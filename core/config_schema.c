@@ -38,6 +38,18 @@ static int check_rate(const char *s, char *why, size_t whylen);
   BUILDAH " push --tls-verify={tls-verify} --authfile {authfile} --digestfile "                    \
           "{workdir}/digest {image} {dest}"
 #define BUILDAH_CLEANUP BUILDAH " rmi {image}"
+/* Singularity builds (docs/singularity.md): rootfs, squashfs, ORAS push, cleanup. */
+#define SIF_BUILD                                                                                  \
+  BUILDAH " build --isolation chroot --runtime /usr/sbin/runc --tls-verify={tls-verify} "          \
+          "--authfile {authfile} --platform {platform} -f {containerfile} "                        \
+          "--build-context waved-sif={workdir}/sif -t localhost/waved-sif:{tag} "                  \
+          "--output type=local,dest={workdir}/rootfs {context}"
+#define SIF_SQUASHFS                                                                               \
+  "mksquashfs {workdir}/rootfs {workdir}/part.sqfs -noappend -comp gzip -no-progress"
+#define SIF_PUSH                                                                                   \
+  "skopeo copy --preserve-digests --dest-tls-verify={tls-verify} --dest-authfile {authfile} "      \
+  "--digestfile {workdir}/digest oci:{oci-dir}:{tag} {dest}"
+#define SIF_CLEANUP BUILDAH " rmi localhost/waved-sif:{tag}"
 #define BUILDKIT_BUILD                                                                             \
   "buildctl --addr unix:///run/buildkit/buildkitd.sock build --frontend dockerfile.v0 "            \
   "--local dockerfile={workdir} --opt filename=Containerfile --local context={context} "           \
@@ -210,6 +222,14 @@ static const entry_t schema[] = {
      "Command template of the buildah push step."},
     {"wave.build.buildah.cleanup", T_STR, OFF(build_buildah_cleanup), BUILDAH_CLEANUP, 0, 0, NULL,
      NULL, "Command template run after the push (failure ignored); empty = none."},
+    {"wave.build.singularity.build", T_STR, OFF(build_sif_build), SIF_BUILD, 0, 0, NULL, NULL,
+     "Command template of a Singularity build's root filesystem (buildah --output type=local)."},
+    {"wave.build.singularity.squashfs", T_STR, OFF(build_sif_squashfs), SIF_SQUASHFS, 0, 0, NULL,
+     NULL, "Command template making the squashfs partition of a SIF."},
+    {"wave.build.singularity.push", T_STR, OFF(build_sif_push), SIF_PUSH, 0, 0, NULL, NULL,
+     "Command template pushing the SIF as an ORAS artifact (skopeo copy of an OCI layout)."},
+    {"wave.build.singularity.cleanup", T_STR, OFF(build_sif_cleanup), SIF_CLEANUP, 0, 0, NULL, NULL,
+     "Command template run after a Singularity build (failure ignored); empty = none."},
     {"wave.build.buildkit.build", T_STR, OFF(build_buildkit_build), BUILDKIT_BUILD, 0, 0, NULL,
      NULL, "Command template of the buildkit build (it pushes itself)."},
     {"wave.mirror.enabled", T_BOOL, OFF(mirror_enabled), "true", 0, 0, NULL, "wave.mirror.enabled",

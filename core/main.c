@@ -22,6 +22,8 @@
 #include "core/secret.h"
 #include "build/build.h"
 #include "build/builder.h"
+#include "build/sif/sif.h"
+#include "build/sif/sifbuild.h"
 #include "http/client.h"
 #include "http/routes_basic.h"
 #include "http/router.h"
@@ -61,6 +63,7 @@ static void usage(FILE *out) {
           "Usage: waved [--config FILE] [--host ADDR] [--port N]\n"
           "       waved [--config FILE] --import-osv PATH\n"
           "       waved hash-password [--iterations N] < password\n"
+          "       waved sif inspect FILE | waved sif extract FILE OBJECT OUT\n"
           "       waved --help | --version\n"
           "\n"
           "Serves the Wave API and the Docker Registry v2 API (spec: docs, config.yml).\n"
@@ -332,6 +335,8 @@ int main(int argc, char **argv) {
     return wv_job_exec_main(argc, argv);
   if (argc > 1 && strcmp(argv[1], "hash-password") == 0) /* an operator command */
     return wv_secret_main(argc, argv);
+  if (argc > 1 && strcmp(argv[1], "sif") == 0) /* waved sif inspect FILE (docs/singularity.md) */
+    return wv_sif_main(argc, argv);
   uint64_t t0 = uv_hrtime();
   cli_t cli;
   int rc = parse_cli(argc, argv, &cli);
@@ -372,6 +377,7 @@ int main(int argc, char **argv) {
   if (!rc)
     rc = wv_proxy_register(router, &app);
   rc = rc ? rc : wv_build_routes_register(router);
+  rc = rc ? rc : wv_sif_routes_register(router);
   rc = rc ? rc : wv_mirror_routes_register(router);
   rc = rc ? rc : wv_scan_routes_register(router);
   rc = rc ? rc : wv_view_register(router);

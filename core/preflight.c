@@ -46,6 +46,8 @@ static const char *remedy(const char *prog) {
   } fixes[] = {
       {"buildah", "apt-get install buildah"},
       {"runc", "apt-get install runc"},
+      {"mksquashfs", "apt-get install squashfs-tools"},
+      {"skopeo", "apt-get install skopeo"},
       {"crun", "apt-get install crun"},
       {"buildctl", "install BuildKit's buildctl (not packaged in Debian 12), or set "
                    "wave.build.builder: buildah"},
@@ -166,6 +168,22 @@ static void check_builder(const wv_config_t *cfg, bool log, char *missing, size_
     if (!missing[0])
       snprintf(missing, n, "no buildkitd socket at %s", sock);
   }
+}
+
+/* Singularity builds (docs/singularity.md) need more programs: a warning each, builds stay on. */
+static void check_sif(const wv_config_t *cfg) {
+  char progs[MAX_PROGS][256];
+  size_t np = 0;
+  if (!cfg->build_enabled)
+    return;
+  np = template_progs(cfg->build_sif_build, progs, np);
+  np = template_progs(cfg->build_sif_squashfs, progs, np);
+  np = template_progs(cfg->build_sif_push, progs, np);
+  for (size_t i = 0; i < np; i++)
+    if (!on_path(progs[i]))
+      wv_warn("preflight: Singularity (format: sif) builds will fail: %s not found - %s", progs[i],
+              remedy(progs[i]) ? remedy(progs[i])
+                               : "install it, or change wave.build.singularity.*");
 }
 
 static int64_t mono_ns(void) {
@@ -353,6 +371,7 @@ int wv_preflight_new(const wv_config_t *cfg, wv_job_mem_t mem, wv_preflight_t **
   pf->mem = mem;
   pthread_mutex_init(&pf->mu, NULL);
   check_builder(cfg, true, pf->missing, sizeof pf->missing);
+  check_sif(cfg);
   pf->checked_ns = mono_ns();
   check_mem(pf);
   wv_disk_t d;

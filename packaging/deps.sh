@@ -15,12 +15,13 @@ build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libj
 # buildah's Recommends (runc) are skipped by --no-install-recommends; the default
 # wave.build.buildah.build template names /usr/sbin/runc, so it is listed here.
 # qemu-user-static + binfmt-support run the RUN steps of foreign-arch builds
-# (docs/builds.md).
-run=(buildah runc qemu-user-static binfmt-support)
+# (docs/builds.md). squashfs-tools (mksquashfs) and skopeo make and push the SIF
+# of format: sif builds (docs/singularity.md).
+run=(buildah runc qemu-user-static binfmt-support squashfs-tools skopeo)
 # debootstrap (+ the archive keyring it verifies with) makes the R base image of
 # tests/e2e/cran.sh from Debian's mirror, once; tests/fixtures/cran/r-base.sh caches it.
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static
-      buildah runc podman debootstrap debian-archive-keyring)
+      buildah runc podman squashfs-tools debootstrap debian-archive-keyring)
 # make deb and packaging/check-deb.sh: build the .deb, check it, run it.
 package=(debhelper dpkg-dev lintian systemd iproute2 util-linux curl python3
          docker-registry skopeo busybox-static buildah runc)

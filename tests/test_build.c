@@ -232,12 +232,22 @@ TEST(refusals) {
   CHECK(strstr(jstr(out, "containerImage"), "/wave/build:") != NULL);
   CHECK(strlen(jstr(out, "buildId")) == 18 && !strcmp(jstr(out, "buildId") + 16, "_0"));
   json_object_put(out);
+  /* format: sif (build/sif): the target is oras://<repo>:<tag>; a bad definition is a 400. */
+  CHECK_OK(submit(&e,
+                  file_body(&e, "Bootstrap: docker\nFrom: x\n%post\n  true\n",
+                            ",\"format\":\"sif\",\"freeze\":true,\"dryRun\":true,"
+                            "\"buildRepository\":\"reg.example.com/a/b\""),
+                  &out, &msg));
+  CHECK(strncmp(jstr(out, "containerImage"), "oras://reg.example.com/a/b:", 27) == 0);
+  CHECK_EQ_STR(jstr(out, "targetImage"), jstr(out, "containerImage"));
+  json_object_put(out);
   CHECK_EQ_INT(submit(&e,
-                      "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
-                      "\"format\":\"sif\",\"buildRepository\":\"reg.example.com/a/b\"}",
+                      file_body(&e, "Bootstrap: docker\nFrom: x\n%setup\n  true\n",
+                                ",\"format\":\"sif\",\"freeze\":true,"
+                                "\"buildRepository\":\"reg.example.com/a/b\""),
                       &out, &msg),
-               WV_EUNSUPPORTED);
-  CHECK(strncmp(msg, "Singularity builds are not supported", 36) == 0);
+               WV_EINVAL);
+  CHECK(strstr(msg, "'%setup'"));
   CHECK_EQ_INT(
       submit(&e, file_body(&e, "FROM x\nCOPY /root/.docker/config.json /\n", NULL), &out, &msg),
       WV_EINVAL);
