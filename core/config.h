@@ -101,6 +101,7 @@ typedef struct {
   int64_t hc_retry_max_delay_ms; /* wave.httpclient.retry.max-delay, 5s (cap of one backoff) */
   uint64_t bs_min_rate;          /* wave.blob-streams.min-rate, 16KiB (bytes/s, both directions) */
   int64_t bs_rate_window_ms;     /* wave.blob-streams.rate-window, 30s */
+  int64_t bs_max_duration_ms;    /* wave.blob-streams.max-duration, 1h */
 
   /* storage.* */
   char *storage_path;        /* storage.path, "./data" */

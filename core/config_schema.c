@@ -167,6 +167,10 @@ static const entry_t schema[] = {
      "client alike); slower streams are cut. Also a total deadline: size / min-rate + 2 windows."},
     {"wave.blob-streams.rate-window", T_DUR_MS, OFF(bs_rate_window_ms), "30s", 1000, 3600 * 1000LL,
      NULL, NULL, "Window over which wave.blob-streams.min-rate is measured."},
+    {"wave.blob-streams.max-duration", T_DUR_MS, OFF(bs_max_duration_ms), "1h", 1000, 7 * DAY_MS,
+     NULL, NULL,
+     "No streamed upstream blob lasts longer, whatever size the upstream announces (an unsized "
+     "or endless body included)."},
     {"wave.httpclient.connect-timeout", T_DUR_MS, OFF(hc_connect_timeout_ms), "20s", 100,
      3600 * 1000LL, NULL, "wave.httpclient.connect-timeout",
      "Connect timeout of upstream registry requests."},

@@ -220,7 +220,9 @@ void wv_srv_conn_close(conn_t *c) {
   if (c->next)
     c->next->prev = c->prev;
   l->slots[c->slot].conn = NULL;
-  l->slots[c->slot].gen++;
+  /* Atomic: a registry worker reads it to skip a waiting request whose client left
+   * (server_peer.c); the loop's own reads stay plain. */
+  __atomic_add_fetch(&l->slots[c->slot].gen, 1, __ATOMIC_RELAXED);
   l->free_slots[l->nfree++] = c->slot;
   uv_close((uv_handle_t *)&c->tcp, close_cb);
 }
@@ -570,6 +572,8 @@ int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_se
   s->o.registry_workers = s->npeer;
   if (s->o.registry_workers_per_client <= 0)
     s->o.registry_workers_per_client = s->npeer / 4 > 1 ? s->npeer / 4 : 1;
+  if (s->o.registry_workers_per_client > s->npeer) /* one address never holds them all */
+    s->o.registry_workers_per_client = s->npeer > 1 ? s->npeer - 1 : 1;
   if (!s->o.max_queued_jobs)
     s->o.max_queued_jobs = (size_t)64 * (size_t)s->nworkers;
   s->router = router;

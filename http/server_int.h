@@ -242,6 +242,7 @@ struct wv_server {
   int npeer;
   pthread_mutex_t peer_mu; /* leaf lock: guards peer_tab */
   peer_ip_t *peer_tab[PEER_BUCKETS];
+  size_t nwaiting; /* jobs in all wait lists (capped at max_queued_jobs), under peer_mu */
   int port;               /* plain port bound, -1 when none */
   int tls_port;           /* TLS port bound, -1 when none */
   pthread_mutex_t tls_mu; /* leaf lock: guards tls_ctx (swapped on reload) */

@@ -28,6 +28,7 @@
 #include "core/err.h"
 #include "core/log.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,8 +36,23 @@ struct peer_ip {
   peer_ip_t *next;
   char ip[46];
   int running;                       /* shares held: jobs running, or queued with a share */
+  int nwait;                         /* jobs in the wait list */
   exchange_t *wait_head, *wait_tail; /* jobs waiting for a share, oldest first (wnext) */
 };
+
+/*
+ * The share key of a client address: the address itself for IPv4, its /64 for IPv6 (one
+ * host usually holds a whole /64, as the rate limits count it: docs/rate-limits.md).
+ */
+static void share_key(const char *ip, char out[46]) {
+  struct in6_addr a6;
+  if (strchr(ip, ':') && inet_pton(AF_INET6, ip, &a6) == 1) {
+    memset(a6.s6_addr + 8, 0, 8);
+    if (inet_ntop(AF_INET6, &a6, out, 46))
+      return;
+  }
+  snprintf(out, 46, "%s", ip);
+}
 
 static unsigned ip_hash(const char *ip) {
   unsigned h = 2166136261u; /* FNV-1a */
@@ -80,6 +96,8 @@ static exchange_t *share_release(wv_server_t *s, const char *ip) {
     e->wait_head = w->wnext;
     if (!e->wait_head)
       e->wait_tail = NULL;
+    e->nwait--;
+    s->nwaiting--;
     w->wnext = NULL;
     w->has_share = true;
   } else if (e && --e->running <= 0) {
@@ -89,53 +107,85 @@ static exchange_t *share_release(wv_server_t *s, const char *ip) {
   return w;
 }
 
-/* true: ex may run now (it holds a share, or no entry could be made); false: it waits. */
-static bool share_take(wv_server_t *s, exchange_t *ex) {
+typedef enum { SHARE_RUN, SHARE_WAIT, SHARE_FULL } share_t;
+
+/*
+ * SHARE_RUN: ex may run now (it holds a share, or no entry could be made); SHARE_WAIT: it
+ * waits in its address's list; SHARE_FULL: that list (4 x the share) or all lists together
+ * (server.worker-queue) are full — the caller answers 503, as a full queue does.
+ */
+static share_t share_take(wv_server_t *s, exchange_t *ex) {
   if (ex->has_share)
-    return true;
+    return SHARE_RUN;
+  char key[46];
+  share_key(ex->req.client_ip, key);
   pthread_mutex_lock(&s->peer_mu);
-  peer_ip_t *e = ip_find(s, ex->req.client_ip, true);
-  bool run = true;
+  peer_ip_t *e = ip_find(s, key, true);
+  share_t r = SHARE_RUN;
   if (!e) {
     /* Out of memory: run unaccounted rather than lose the request. */
-  } else if (e->running >= peer_cap(s)) {
+  } else if (e->running < peer_cap(s)) {
+    e->running++;
+    ex->has_share = true;
+  } else if (e->nwait >= 4 * peer_cap(s) || s->nwaiting >= s->o.max_queued_jobs) {
+    r = SHARE_FULL;
+  } else {
     ex->wnext = NULL;
     if (e->wait_tail)
       e->wait_tail->wnext = ex;
     else
       e->wait_head = ex;
     e->wait_tail = ex;
-    run = false;
-  } else {
-    e->running++;
-    ex->has_share = true;
+    e->nwait++;
+    s->nwaiting++;
+    r = SHARE_WAIT;
   }
   pthread_mutex_unlock(&s->peer_mu);
-  return run;
+  return r;
+}
+
+/* Answers ex 503 without running it (its loop drops the answer when the client left). */
+static void refuse(exchange_t *ex, int rc, const char *msg) {
+  ex->has_share = false;
+  wv_resp_error(&ex->req, &ex->resp, rc, msg);
+  ex->resp.status = 503;
+  wv_resp_header(&ex->resp, "Retry-After", "1");
+  wv_srv_done_push(ex);
+}
+
+/* Whether the connection ex answers has closed since it was detached (its slot's generation
+ * moved on). Slots never move, and generations only grow, so a stale read only delays this. */
+static bool client_gone(const exchange_t *ex) {
+  return __atomic_load_n(&ex->loop->slots[ex->slot].gen, __ATOMIC_RELAXED) != ex->gen;
 }
 
 static void peer_job_run(wv_pool_job_t *job) {
   exchange_t *ex = (exchange_t *)((char *)job - offsetof(exchange_t, job));
   wv_server_t *s = ex->loop->srv;
-  if (!share_take(s, ex))
+  share_t st = share_take(s, ex);
+  if (st == SHARE_WAIT)
     return; /* waits for a share of its own address */
+  if (st == SHARE_FULL) {
+    refuse(ex, WV_EBUSY, "Too many registry requests from this address in progress - retry later");
+    return;
+  }
   bool held = ex->has_share;
   ex->has_share = false;
-  char ip[sizeof ex->req.client_ip];
-  memcpy(ip, ex->req.client_ip, sizeof ip);
-  wv_srv_job_run(job); /* ex may be answered, recycled or parked from here on */
+  char key[46];
+  share_key(ex->req.client_ip, key);
+  if (client_gone(ex)) /* nobody to answer: no upstream work for it */
+    refuse(ex, WV_EBUSY, "Client gone");
+  else
+    wv_srv_job_run(job); /* ex may be answered, recycled or parked from here on */
   if (!held)
     return;
-  /* The share goes to the oldest waiter of ip; one the pool refuses (full or stopping) is
-   * answered 503 and the share passes on. */
-  exchange_t *w = share_release(s, ip);
+  /* The share goes to the oldest waiter of the address; one the pool refuses (full or
+   * stopping) is answered 503 and the share passes on. */
+  exchange_t *w = share_release(s, key);
   int rc;
   while (w && (rc = wv_pool_submit(s->peer_pool, &w->job)) != 0) {
-    w->has_share = false;
-    wv_resp_error(&w->req, &w->resp, rc, "Server busy - retry later");
-    w->resp.status = 503;
-    wv_srv_done_push(w);
-    w = share_release(s, ip);
+    refuse(w, rc, "Server busy - retry later");
+    w = share_release(s, key);
   }
 }
 

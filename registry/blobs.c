@@ -126,37 +126,45 @@ typedef struct {
   int64_t window_ms;
   int64_t win_at;    /* monotonic ms the current window began */
   uint64_t win_from; /* bytes moved when it began */
-  int64_t end_at;    /* total deadline (monotonic ms), 0 = none yet */
+  int64_t end_at;    /* total deadline (monotonic ms) */
   int64_t began;     /* monotonic ms the stream began (for the log) */
 } pace_t;
 
+/* Every stream ends by wave.blob-streams.max-duration, whatever the upstream says of its size
+ * (an unsized body, or a Content-Length of a terabyte, would otherwise never end). */
 static void pace_init(pace_t *p, const wv_config_t *cfg) {
   *p = (pace_t){.min_rate = cfg->bs_min_rate ? cfg->bs_min_rate : 1,
                 .window_ms = cfg->bs_rate_window_ms > 0 ? cfg->bs_rate_window_ms : 30000,
                 .win_at = wv_mono_ms()};
   p->began = p->win_at;
+  p->end_at = p->began + (cfg->bs_max_duration_ms > 0 ? cfg->bs_max_duration_ms : 3600000);
 }
 
 static void pace_log(const pace_t *p, const char *digest, const char *who, uint64_t done) {
   wv_info("blob %s: %s cut after %llu bytes in %lld ms (wave.blob-streams.min-rate %llu B/s over "
-          "%lld ms)",
+          "%lld ms, max-duration)",
           digest, who, (unsigned long long)done, (long long)(wv_mono_ms() - p->began),
           (unsigned long long)p->min_rate, (long long)p->window_ms);
 }
 
-/* The size is known: the whole stream must end by size / min-rate + 2 windows. */
+/* The size is known: the stream must also end by size / min-rate + 2 windows (if sooner). */
 static void pace_length(pace_t *p, int64_t length) {
-  if (length >= 0)
-    p->end_at = wv_mono_ms() + 2 * p->window_ms +
-                (int64_t)((uint64_t)length / p->min_rate * 1000u +
-                          (uint64_t)length % p->min_rate * 1000u / p->min_rate);
+  if (length < 0)
+    return;
+  uint64_t secs = (uint64_t)length / p->min_rate; /* no overflow below: capped at a year */
+  uint64_t ms = secs > 366ull * 86400
+                    ? 366ull * 86400 * 1000
+                    : secs * 1000u + (uint64_t)length % p->min_rate * 1000u / p->min_rate;
+  int64_t at = wv_mono_ms() + 2 * p->window_ms + (int64_t)ms;
+  if (at < p->end_at)
+    p->end_at = at;
 }
 
 /* done bytes moved so far: WV_ETIMEOUT when a window closed below the rate or the deadline passed.
  */
 static int pace_check(pace_t *p, uint64_t done) {
   int64_t now = wv_mono_ms();
-  if (p->end_at && now > p->end_at)
+  if (now > p->end_at)
     return WV_ETIMEOUT;
   if (now - p->win_at < p->window_ms)
     return 0;
