@@ -6,7 +6,7 @@
  *   WV_TESTS(T(name), T(other))
  *
  * The binary runs every test, or only those named on the command line
- * (`out/tests/test_core siphash_vectors`), prints one line per test and a
+ * (`out/tests/test_siphash paper_vector`), prints one line per test and a
  * closing "N passed, N failed" line, and exits non-zero if any failed.
  * A failed CHECK returns from the test at once.
  */
