@@ -70,7 +70,7 @@ static int fail(const char **msg, int rc, const char *m) {
   return rc;
 }
 
-/* Requests this release does not build yet, and the container file's own rules (§4.1). */
+/* Requests this release does not build yet, and the container file's own rules (contract §6.1). */
 static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
                            const char **msg) {
   if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */
@@ -105,8 +105,8 @@ static bool registry_insecure(const wv_config_t *cfg, const char *host) {
   return false;
 }
 
-/* Repository, checksum and target image (§2.4, §2.5); a child of a multi-platform build (§4.4)
- * gets the default naming strategy. */
+/* Repository, checksum and target image (contract §4.4, §4.5); a child of a multi-platform build
+ * (§6.4) gets the default naming strategy. */
 static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bool child,
                       wv_binput_t *in, const char **msg) {
   const wv_config_t *cfg = app->cfg;
@@ -350,8 +350,8 @@ static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   free(val);
   if (rc && rc != WV_ENOTFOUND)
     return rc;
-  /* The parent of a multi-platform build is bd-<id>_0 (§4.4); a retry after a failure takes
-   * the next number, job ids being unique. */
+  /* The parent of a multi-platform build is bd-<id>_0 (contract §6.4); a retry after a failure
+   * takes the next number, job ids being unique. */
   const char *id = wv_naming_build_id(a, in->cid, (unsigned long)(in->multi_arg ? n : n + 1));
   const char *workdir = wv_build_workdir(a, cfg, id);
   json_object *rec = id ? build_record(a, r, plan, in, id, client_ip, now_ns) : NULL;
@@ -478,7 +478,7 @@ static int encode_cb(void *arg, wv_buf_t *tok, const char **rtext) {
   minted_t *m = x->m;
   wv_arena_t *a = x->a;
   const char *token = m->res.token, *path = wv_ref_path_and_ref(a, &m->in->tref);
-  /* Freeze: clients pull the real image; its token is refused by /v2 (§4.3). */
+  /* Freeze: clients pull the real image; its token is refused by /v2 (contract §6.3). */
   m->res.target_image =
       m->in->freeze ? m->in->target
       : path ? wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(x->app->cfg), token, path)
@@ -517,7 +517,7 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
   json_object *j = json_object_new_object();
   char exp[WV_TIME_ISO_STRLEN];
   int rc = j ? wv_time_format_iso(m->res.expires_ns, exp, sizeof exp) : WV_ENOMEM;
-  bool stable = r->v2 && r->freeze; /* §1.3: no token, no expiration */
+  bool stable = r->v2 && r->freeze; /* contract §3.3: no token, no expiration */
   rc = rc ? rc : wv_json_add_str(j, "requestId", m->res.token);
   if (!stable)
     rc = rc ? rc : wv_json_add_str(j, "containerToken", m->res.token);
@@ -537,7 +537,7 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
     rc = rc ? rc : wv_json_add_bool(j, "freeze", r->freeze);
     rc = rc ? rc : wv_json_add_bool(j, "mirror", false);
     rc = rc ? rc : wv_json_add_str(j, "scanId", m->res.scan_id);
-    bool say = !m->res.scan_id; /* §1.3: succeeded is always omitted when scanId is set */
+    bool say = !m->res.scan_id; /* contract §3.3: succeeded is always omitted when scanId is set */
     if (!rc && say && (o->d == D_DONE_OK || o->d == D_EXISTS || (r->dry_run && dry_exists)))
       rc = wv_json_add_bool(j, "succeeded", true);
     else if (!rc && say && o->d == D_DONE_FAIL)
@@ -553,7 +553,7 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
 /* ---- entry point ---------------------------------------------------------------------- */
 
 /*
- * §4.4: the two children are ordinary builds (deduplicated and cached like any other) with
+ * contract §6.4: the two children are ordinary builds (deduplicated and cached like any other) with
  * their own platform, checksum and default-named tag; parent->multi_arg then names them.
  */
 static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
@@ -567,7 +567,7 @@ static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
     kids[i] = *parent;
     kids[i].platform = platforms[i];
     kids[i].multi_arg = NULL;
-    kids[i].scan_id = kids[i].scan_mode = NULL; /* no per-child scans (§4.4) */
+    kids[i].scan_id = kids[i].scan_mode = NULL; /* no per-child scans (contract §6.4) */
     rc = make_names(app, a, r, true, &kids[i], msg);
     rc = rc ? rc : check_push(app, a, r, &kids[i], msg);
     bool exists = !rc && target_exists(app, a, &kids[i]);
@@ -582,7 +582,7 @@ static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
   return rc ? rc : (parent->multi_arg ? 0 : WV_ENOMEM);
 }
 
-/* §4.1 step 5: authenticated freeze builds get the trusted timeout when it is longer. */
+/* contract §6.1 step 5: authenticated freeze builds get the trusted timeout when it is longer. */
 static int64_t deadline_ms(const wv_config_t *cfg, const wv_creq_t *r, const wv_creq_plan_t *plan) {
   bool trusted = plan->user && r->freeze && cfg->build_trusted_timeout_ms > cfg->build_timeout_ms;
   return trusted ? cfg->build_trusted_timeout_ms : 0; /* 0: the kind's default */
@@ -610,7 +610,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   rc = rc ? rc : wv_layers_check(a, app->cas, app->cfg, &r->cc, msg);
   rc = rc ? rc : make_names(app, a, r, false, &in, msg);
   rc = rc ? rc : check_push(app, a, r, &in, msg);
-  if (!rc && !in.embedded) /* §4.1 step 4, before anything runs */
+  if (!rc && !in.embedded) /* contract §6.1 step 4, before anything runs */
     rc = wv_mirror_check_target_auth(app, a, in.tref.registry, in.repo, msg);
   if (rc)
     return rc;

@@ -127,7 +127,7 @@ static bool build_done(const build_t *b, bool *ok) {
   return false;
 }
 
-/* ---- container status (§1.6) ---------------------------------------------------------- */
+/* ---- container status (contract §3.6) -------------------------------------------------------- */
 
 static int add_instant(json_object *o, const char *key, int64_t ns) {
   char t[WV_TIME_ISO_STRLEN];
@@ -222,7 +222,7 @@ static int load_or_404(wv_req_t *req, wv_resp_t *resp, build_t *b, const char **
   return 0;
 }
 
-/* GET /v1alpha1/builds/{buildId}: WaveBuildRecord (§1.7). */
+/* GET /v1alpha1/builds/{buildId}: WaveBuildRecord (contract §6.5). */
 static int record(wv_req_t *req, wv_resp_t *resp) {
   build_t b;
   const char *id;
@@ -234,7 +234,7 @@ static int record(wv_req_t *req, wv_resp_t *resp) {
   return wv_resp_json(req, resp, 200, o);
 }
 
-/* GET /v1alpha1/builds/{buildId}/status: BuildStatusResponse (§1.7). */
+/* GET /v1alpha1/builds/{buildId}/status: BuildStatusResponse (contract §6.5). */
 static int status(wv_req_t *req, wv_resp_t *resp) {
   build_t b;
   const char *id, *start = NULL;
@@ -370,7 +370,7 @@ size_t wv_build_log_lock(char *s, size_t len) {
   return w;
 }
 
-/* Spec §1.7. */
+/* Contract §6.5. */
 static const wv_route_t api_routes[] = {
     {WV_M_GET, "/v1alpha1/builds/{buildId}", record, WV_ROUTE_WORKER, SMALL_BODY},
     {WV_M_GET, "/v1alpha1/builds/{buildId}/status", status, WV_ROUTE_WORKER, SMALL_BODY},

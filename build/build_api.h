@@ -1,5 +1,5 @@
 /*
- * build/build_api.h — what the world sees of a build (spec §1.6, §1.7):
+ * build/build_api.h — what the world sees of a build (contract §3.6, §6.5):
  * GET /v1alpha1/builds/{id}, /status, /logs, /condalock, and the container
  * status of a request that built.
  *
@@ -40,7 +40,7 @@ int wv_build_api_register(struct wv_router *r);
  */
 int wv_build_record_digest(const wv_app_t *app, const char *id, const char *digest);
 
-/* §1.6 for a token of kind BUILD (a new reference), NULL on OOM. */
+/* contract §3.6 for a token of kind BUILD (a new reference), NULL on OOM. */
 json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a, const wv_token_rec_t *t,
                                        int64_t now_ns);
 

@@ -1,5 +1,5 @@
 /*
- * build/checksum.h — the build "containerId" of spec §2.4 and the Java
+ * build/checksum.h — the build "containerId" of contract §4.4 and the Java
  * hashCode of a ContainerConfig that a freeze build folds into it.
  *
  * The id must be bit-identical to Wave's, so everything here mirrors Java:

@@ -43,15 +43,15 @@ const char *wv_req_basic_account(struct wv_req *req, bool *bad);
 /* records.h: true for a token / request id (1..64 lowercase letters and digits). */
 bool wv_record_id_valid(const char *id);
 /*
- * records.h: the persisted record (§1.5) of request id, parsed (*rec the
+ * records.h: the persisted record (contract §3.5) of request id, parsed (*rec the
  * caller's reference). 0, WV_ENOTFOUND (also for an id that cannot exist),
  * WV_ESTORE, WV_ENOMEM.
  */
 int wv_record_load(const wv_app_t *app, const char *id, json_object **rec);
-/* records.h: §1.4 from a persisted record. */
+/* records.h: contract §3.4 from a persisted record. */
 json_object *wv_record_describe(json_object *rec);
 
-/* records.h: §1.6 for the token record of a plain request. */
+/* records.h: contract §3.6 for the token record of a plain request. */
 json_object *wv_record_status(const wv_token_rec_t *t, int64_t now_ns);
 
 /* layers.h: strict base64 into a NUL-terminated arena buffer. 0, WV_EINVAL or WV_ENOMEM. */

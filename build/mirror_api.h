@@ -4,8 +4,8 @@
  * request and the mirror record endpoints (build/routes.c,
  * build/mirror_routes.c). The request side is build/mirror_req.h.
  *
- * A mirror (spec §4.5, docs/mirror.md) is a job of kind "mirror" whose id is
- * the mirror id (mr-<12 hex>); its record (MirrorResult, §1.9) lives in
+ * A mirror (contract §7.1, docs/mirror.md) is a job of kind "mirror" whose id is
+ * the mirror id (mr-<12 hex>); its record (MirrorResult, §7.2) lives in
  * WV_DB_MIRRORS under the same id. While the job runs the record says
  * PENDING and readers take the live state from the job engine; when the job
  * ends a waiter completes the record (status, duration, exitCode, reason).
@@ -53,7 +53,7 @@ int wv_mirror_recover(const wv_app_t *app);
 int wv_mirror_watch(const wv_app_t *app, const char *id);
 
 /*
- * §1.6 for the token record of a mirror request (t->build_id = mirror id, or
+ * contract §3.6 for the token record of a mirror request (t->build_id = mirror id, or
  * NULL when the target already held the image and no mirror ran): BUILDING
  * while the job runs, then DONE with succeeded, and on failure reason
  * "Container mirror did not complete successfully" and detailsUri. NULL on OOM.
@@ -61,7 +61,7 @@ int wv_mirror_watch(const wv_app_t *app, const char *id);
 json_object *wv_mirror_status(const wv_app_t *app, const wv_token_rec_t *t, int64_t now_ns);
 
 /*
- * MirrorResult (§1.9) of mirror id, with the live state of its job and its
+ * MirrorResult (contract §7.2) of mirror id, with the live state of its job and its
  * log. 0, WV_ENOTFOUND, WV_ESTORE, WV_ENOMEM.
  */
 int wv_mirror_result(const wv_app_t *app, const char *id, json_object **out);

@@ -1,7 +1,7 @@
 /*
  * build/mirror_job.c — a mirror as a job: the job kind and its copy
  * function, the waiter that completes the record, and the read side (the
- * MirrorResult of §1.9 and the container status of §1.6).
+ * MirrorResult of contract §7.2 and the container status of §3.6).
  *
  * The state of a mirror has one source of truth at a time: the job engine
  * while the job is known to it (it keeps ended jobs for a week), the

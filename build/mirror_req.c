@@ -1,6 +1,6 @@
 /*
  * build/mirror_req.c — a mirror request, from the checked request to the
- * answer (spec §4.5; the steps are listed in build/mirror_req.h).
+ * answer (contract §7.1; the steps are listed in build/mirror_req.h).
  *
  * Nothing runs before every check passed: the source digest, the target
  * credentials and the cache are looked at first, and only then is the entry
@@ -104,7 +104,7 @@ static const char *entry_key(wv_arena_t *a, const char *target) {
   return wv_arena_sprintf(a, "target:%s", target);
 }
 
-/* The PENDING MirrorResult (§1.9) as stored. */
+/* The PENDING MirrorResult (contract §7.2) as stored. */
 static const char *record_text(wv_arena_t *a, const char *id, const char *digest,
                                const char *source, const char *target, int64_t now_ns,
                                const char *offset, const char *user) {
@@ -335,7 +335,7 @@ static json_object *response(const wv_creq_result_t *res, const char *target, co
   rc = rc ? rc : wv_json_add_bool(o, "freeze", false);
   rc = rc ? rc : wv_json_add_bool(o, "mirror", true);
   rc = rc ? rc : wv_json_add_str(o, "scanId", res->scan_id);
-  if (!rc && tr->succeeded >= 0 && !res->scan_id) /* §1.3: omitted when scanId is set */
+  if (!rc && tr->succeeded >= 0 && !res->scan_id) /* contract §3.3: omitted when scanId is set */
     rc = wv_json_add_bool(o, "succeeded", tr->succeeded == 1);
   if (rc) {
     json_object_put(o);

@@ -1,13 +1,13 @@
 /*
- * build/mirror_req.h — serving a mirror request (spec §4.5) once it passed
- * the checks of wv_creq_check (§1.2 step 3: v2, containerImage,
+ * build/mirror_req.h — serving a mirror request (contract §7.1) once it passed
+ * the checks of wv_creq_check (§3.2 step 3: v2, containerImage,
  * towerAccessToken of a wave.accounts entry, no conflicts, buildRepository
  * on another registry).
  *
  * wv_mirror_submit, in order, before anything runs:
  *   1. target = <buildRepository>/<source path>:<source tag> (or @digest);
  *   2. the source digest (HEAD; missing ⇒ 400 "Container image '<i>' does
- *      not exist or access is not authorized", §1.2 step 9);
+ *      not exist or access is not authorized", contract §3.2 step 9);
  *   3. target credentials: when wave.registries has none for the target
  *      registry and its /v2/ asks for auth ⇒ 400 "Missing credentials for
  *      container repository: <target>";
@@ -21,7 +21,7 @@
  *      succeeded while it runs). An entry whose mirror ended for another
  *      source digest is replaced.
  *   6. the token and persisted request records are written (one durable
- *      transaction), and the §1.3 response is built: no containerToken, no
+ *      transaction), and the contract §3.3 response is built: no containerToken, no
  *      expiration, targetImage = containerImage = target, mirror:true,
  *      buildId = mirror id.
  *
@@ -44,7 +44,7 @@ int wv_mirror_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
  * not a valid image name) or WV_ENOMEM.
  */
 /*
- * Spec §4.1 step 4 for a registry waved pushes to (mirror, freeze): when
+ * Contract §6.1 step 4 for a registry waved pushes to (mirror, freeze): when
  * wave.registries has no credentials for registry and its /v2/ asks for
  * auth, WV_EINVAL with "Missing credentials for container repository:
  * <target>". 0 otherwise (an unreachable registry fails later, in the job).

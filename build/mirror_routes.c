@@ -1,5 +1,5 @@
 /*
- * build/mirror_routes.c — thin handlers for the mirror endpoints (§1.9):
+ * build/mirror_routes.c — thin handlers for the mirror endpoints (contract §7.2):
  * check the id, read the record (build/mirror_job.c), answer. Both read the
  * store and the job engine, so they run on workers.
  */
@@ -60,7 +60,7 @@ static int get_logs(wv_req_t *req, wv_resp_t *resp) {
   return rc ? rc : cd ? wv_resp_header(resp, "Content-Disposition", cd) : WV_ENOMEM;
 }
 
-/* Spec §1 endpoint catalogue, mirror rows. */
+/* Contract §2 endpoint catalogue, mirror rows. */
 static const wv_route_t mirror_routes[] = {
     {WV_M_GET, "/v1alpha1/mirrors/{mirrorId}", get_mirror, WV_ROUTE_WORKER, SMALL_BODY},
     {WV_M_GET, "/v1alpha1/mirrors/{mirrorId}/logs", get_logs, WV_ROUTE_WORKER, SMALL_BODY},

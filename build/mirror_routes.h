@@ -1,5 +1,5 @@
 /*
- * build/mirror_routes.h — the mirror record endpoints (spec §1.9):
+ * build/mirror_routes.h — the mirror record endpoints (contract §7.2):
  * GET /v1alpha1/mirrors/{mirrorId} and GET /v1alpha1/mirrors/{mirrorId}/logs.
  * One static table, registered by core/main.c.
  */

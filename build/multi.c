@@ -1,6 +1,6 @@
 /*
- * build/multi.c — the "multi-build" job of a multi-platform build (spec
- * §4.4). The request side (build.c) submits the two child builds as ordinary
+ * build/multi.c — the "multi-build" job of a multi-platform build (contract
+ * §6.4). The request side (build.c) submits the two child builds as ordinary
  * builds and then this job, whose step argument is a small JSON document:
  *
  *   {"target":"<parent image>","embedded":true|false,"children":[{"id":"bd-…"|null,

@@ -1,14 +1,14 @@
 /*
  * build/records.h — the JSON shapes of a container request once it exists:
- * the persisted record (WaveContainerRecord, spec §1.5), its legacy
- * description (DescribeWaveContainerResponse, §1.4), the live status
- * (ContainerStatusResponse, §1.6) and the containerConfig as stored.
+ * the persisted record (WaveContainerRecord, contract §3.5), its legacy
+ * description (DescribeWaveContainerResponse, §3.4), the live status
+ * (ContainerStatusResponse, §3.6) and the containerConfig as stored.
  *
  * The persisted record is one flat JSON object in WV_DB_REQUESTS under the
  * request id, served as it is by GET /v1alpha2/container/{id}. It is flat on
  * purpose: the /v2 proxy adds sourceDigest/waveDigest later by a
  * read-modify-write of top-level keys. Null and empty values are omitted
- * (§0.1); data: payloads read "data:DATA+OMITTED".
+ * (contract §1.1); data: payloads read "data:DATA+OMITTED".
  *
  * Ownership: builders return a new json_object (the caller's reference) or
  * NULL on OOM. Thread-safe (no shared state).
@@ -31,14 +31,14 @@ typedef enum {
 /* containerConfig as a JSON object; NULL when cc is empty (or on OOM: check *oom). */
 json_object *wv_cc_to_json(const wv_container_config_t *cc, wv_cc_mode_t mode, bool *oom);
 
-/* The persisted record (§1.5). cc_record is consumed (may be NULL). */
+/* The persisted record (contract §3.5). cc_record is consumed (may be NULL). */
 json_object *wv_record_new(const wv_creq_t *r, const wv_creq_plan_t *plan,
                            const wv_creq_result_t *res, const char *client_ip,
                            json_object *cc_record);
 
 /*
- * Declared in front.h: wv_record_describe (§1.4 from a persisted record) and
- * wv_record_status (§1.6 for the token record of a plain request: DONE,
+ * Declared in front.h: wv_record_describe (contract §3.4 from a persisted record) and
+ * wv_record_status (§3.6 for the token record of a plain request: DONE,
  * succeeded, creationTime, and duration as Wave's decimal seconds).
  */
 

@@ -2,7 +2,7 @@
  * build/request.c — parsing and checking container requests (see request.h).
  *
  * DESIGN. wv_creq_check() is one straight list of checks in the order of
- * spec §1.2, so that a request with two problems always gets the message of
+ * contract §3.2, so that a request with two problems always gets the message of
  * the first one, as Wave would answer. Requests this release cannot serve
  * (builds, freeze, mirror, scans) still pass through every check they would
  * meet in Wave before the 501, so clients get the same 400s. The serving of
@@ -80,7 +80,7 @@ static int opt_strv(parse_t *p, const char *key, const char ***out, size_t *n) {
   return rc ? type_error(p, key, "an array of strings") : 0;
 }
 
-/* An enum value must be one of the names in set (case-sensitive, §0.1). */
+/* An enum value must be one of the names in set (case-sensitive, contract §1.1). */
 static int check_enum(parse_t *p, const char *key, const char *v, const char *const *set) {
   if (!v)
     return 0;
@@ -196,7 +196,7 @@ int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, size_t max_values
   return parse_fields(&p, out);
 }
 
-/* ---- checks (§1.2) ------------------------------------------------------------ */
+/* ---- checks (contract §3.2) ------------------------------------------------------------ */
 
 typedef struct {
   wv_arena_t *a;
@@ -452,7 +452,7 @@ static int check_request_data(check_t *c) {
   return 0;
 }
 
-/* A containerFile must survive a base64 decode/encode round trip (§1.1). */
+/* A containerFile must survive a base64 decode/encode round trip (contract §3.1). */
 static bool base64_canonical(const char *s) {
   size_t n = strlen(s);
   if (n % 4)

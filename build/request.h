@@ -1,5 +1,5 @@
 /*
- * build/request.h — the container-request front door (spec §1.1–§1.3, §4.8):
+ * build/request.h — the container-request front door (contract §3.1–§3.3, §3.7):
  * POST /v1alpha2/container and POST /container-token.
  *
  * A request goes through three steps, each usable on its own (the unit tests
@@ -9,14 +9,14 @@
  *                      unknown fields are ignored, a wrong type or an unknown
  *                      enum value is a 400 with a message naming the field
  *                      (Wave answers 500 there; docs/compatibility.md).
- *   wv_creq_check()    the spec's checks in the spec's order (§1.2) with its
+ *   wv_creq_check()    the spec's checks in the spec's order (contract §3.2) with its
  *                      messages; decides the kind of request and the identity.
  *   wv_creq_submit()   for a plain request: verifies the containerConfig and
  *                      every data: layer (stored in the blob store), expands
  *                      containerIncludes, checks the image exists upstream,
  *                      mints the token and writes the token record and the
  *                      persisted request record durably in one transaction,
- *                      then builds the response (§1.3).
+ *                      then builds the response (contract §3.3).
  *
  * Return codes (the handler maps them with wv_resp_error): 0; WV_EINVAL (400,
  * *msg says why); WV_EAUTH (401 with an empty body: invalid access token);
@@ -45,17 +45,17 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define WV_CREQ_MAX_INCLUDES 10 /* spec §4.7 */
+#define WV_CREQ_MAX_INCLUDES 10 /* contract §6.6 */
 #define WV_CREQ_DEFAULT_TOWER "https://api.cloud.seqera.io"
 #define WV_CREQ_DEFAULT_PLATFORM "linux/amd64"
 
 typedef enum {
-  WV_CREQ_PLAIN = 0, /* existing image: pass-through or augmentation (§4.8) */
+  WV_CREQ_PLAIN = 0, /* existing image: pass-through or augmentation (contract §3.7) */
   WV_CREQ_BUILD,     /* containerFile, packages or freeze: answered 501 for now */
   WV_CREQ_MIRROR,    /* mirror: build/mirror_req.h (501 when wave.mirror.enabled is false) */
 } wv_creq_kind_t;
 
-/* SubmitContainerTokenRequest (§1.1). NULL / false / 0 = absent or null. */
+/* SubmitContainerTokenRequest (contract §3.1). NULL / false / 0 = absent or null. */
 typedef struct {
   bool v2; /* /v1alpha2/container (else /container-token) */
   const char *tower_access_token;
@@ -120,7 +120,7 @@ int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, size_t max_values
                   wv_creq_t *out, const char **msg);
 
 /*
- * Runs the checks of spec §1.2 steps 1–10 in order, up to the choice of the
+ * Runs the checks of contract §3.2 steps 1–10 in order, up to the choice of the
  * request kind. Identity: a towerAccessToken must hash (SHA-256, hex) to a
  * value of cfg->accounts (constant-time), else WV_EAUTH. Builds and mirrors
  * return WV_EUNSUPPORTED after every check they would have passed through;
@@ -150,11 +150,11 @@ const char *wv_creq_account_for_token(const wv_config_t *cfg, const char *token)
 
 /* wv_creq_handle (front.h) is parse + check + submit: what the POST handlers run. */
 
-/* The response of §1.3 for a plain request (v1 or v2 shape). */
+/* The response of contract §3.3 for a plain request (v1 or v2 shape). */
 json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res);
 
 /*
- * Mints a request id/token (§2.1) and writes the token record and the
+ * Mints a request id/token (contract §4.1) and writes the token record and the
  * persisted request record in one durable transaction, drawing again on a
  * collision: res->token is set before each encode(arg, tok, rec) call, which
  * fills tok (reset for it) and *rec (an arena string) for that token. The

@@ -37,7 +37,7 @@ static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   int64_t retry = 0;
   int rc = wv_creq_handle(app_of(req), req->arena, req->body, req->body_len, v2,
                           req->client_ip[0] ? req->client_ip : NULL, &out, &msg, &retry);
-  if (rc == WV_EAUTH) /* spec §0.3: an invalid Platform token is a 401 with no body */
+  if (rc == WV_EAUTH) /* contract §1.3: an invalid Platform token is a 401 with no body */
     return wv_resp_api_error(req, resp, 401, NULL);
   if (rc == WV_EBUSY && retry > 0) { /* a rate limit: 429, and when to come back */
     const char *after = wv_arena_sprintf(req->arena, "%lld", (long long)retry);
@@ -71,14 +71,14 @@ static int load_param(wv_req_t *req, const char *param, wv_db_t db, const char *
   return *key ? load(req, db, *key, val, len) : WV_ENOTFOUND;
 }
 
-/* The §1.4 404 for an unknown token, naming it as the client sent it. */
+/* The contract §3.4 404 for an unknown token, naming it as the client sent it. */
 static int missing_token(wv_req_t *req, wv_resp_t *resp) {
   return wv_resp_error(req, resp, WV_ENOTFOUND,
                        wv_arena_sprintf(req->arena, "Missing container record for token: %s",
                                         wv_req_param(req, "token")));
 }
 
-/* GET /container-token/{token}: §1.4 from the persisted record. */
+/* GET /container-token/{token}: contract §3.4 from the persisted record. */
 static int describe(wv_req_t *req, wv_resp_t *resp) {
   json_object *rec = NULL, *out = NULL;
   int rc = wv_record_load(app_of(req), wv_req_param(req, "token"), &rec);
@@ -92,7 +92,7 @@ static int describe(wv_req_t *req, wv_resp_t *resp) {
   return rc ? wv_resp_error(req, resp, rc, NULL) : wv_resp_json(req, resp, 200, out);
 }
 
-/* GET /v1alpha2/container/{requestId}: the persisted record as stored (§1.5). */
+/* GET /v1alpha2/container/{requestId}: the persisted record as stored (contract §3.5). */
 static int record(wv_req_t *req, wv_resp_t *resp) {
   const char *id;
   char *val = NULL;
@@ -106,7 +106,7 @@ static int record(wv_req_t *req, wv_resp_t *resp) {
   return 0;
 }
 
-/* GET /v1alpha2/container/{requestId}/status: reads the token store (§1.6). */
+/* GET /v1alpha2/container/{requestId}/status: reads the token store (contract §3.6). */
 static int status(wv_req_t *req, wv_resp_t *resp) {
   const char *id;
   char *val = NULL;
@@ -204,7 +204,7 @@ const char *wv_req_basic_account(wv_req_t *req, bool *bad) {
   return dec;
 }
 
-/* DELETE /container-token/{token}: evicts the token so pulls stop (§2.2). */
+/* DELETE /container-token/{token}: evicts the token so pulls stop (contract §4.2). */
 static int evict(wv_req_t *req, wv_resp_t *resp) {
   int rc = basic_auth(req, resp);
   if (rc)
@@ -222,7 +222,7 @@ static int evict(wv_req_t *req, wv_resp_t *resp) {
   return 0;
 }
 
-/* Spec §1 endpoint catalogue, container-request rows. POST bodies use server.max-body-size. */
+/* Contract §2 endpoint catalogue, container-request rows. POST bodies use server.max-body-size. */
 static const wv_route_t build_routes[] = {
     {WV_M_POST, "/v1alpha2/container", submit_v2, WV_ROUTE_WORKER, 0},
     {WV_M_POST, "/container-token", submit_v1, WV_ROUTE_WORKER, 0},

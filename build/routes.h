@@ -1,5 +1,5 @@
 /*
- * build/routes.h — the container-request routes (spec §1, first rows of the
+ * build/routes.h — the container-request routes (contract §2, first rows of the
  * endpoint catalogue): one static table, registered by core/main.c.
  */
 #ifndef WV_BUILD_ROUTES_H

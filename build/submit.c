@@ -1,5 +1,5 @@
 /*
- * build/submit.c — serving a plain container request (spec §4.8, §1.3):
+ * build/submit.c — serving a plain container request (contract §3.7, §3.3):
  * verify the layers, expand the inclusions, check the image upstream, mint
  * the token and make both records durable before answering.
  *
@@ -37,7 +37,7 @@ static const char *address_refused(wv_arena_t *a, const char *registry) {
                           registry);
 }
 
-/* Appends the layers of every containerIncludes image to r->cc (§4.7). */
+/* Appends the layers of every containerIncludes image to r->cc (contract §6.6). */
 static int expand_includes(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
                            const wv_creq_plan_t *plan, const char **msg) {
   if (!r->n_includes)
@@ -76,7 +76,7 @@ const char *wv_creq_scan_levels(wv_arena_t *a, const wv_creq_t *r) {
 }
 
 /*
- * scanMode async/required (spec §4.6, §2.6): the scan of the image (its
+ * scanMode async/required (contract §8.1, §4.6): the scan of the image (its
  * name and upstream digest give the id; a cached id is shared), reserved
  * before the token so both records can name it. Dry runs scan nothing.
  */
@@ -249,10 +249,10 @@ json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res) {
   rc = rc ? rc : wv_json_add_str(o, "expiration", exp);
   rc = rc ? rc : wv_json_add_str(o, "containerImage", res->container_image);
   if (r->v2) {
-    /* v2 adds freeze, mirror and succeeded (§1.3); a plain image is usable at once. */
+    /* v2 adds freeze, mirror and succeeded (contract §3.3); a plain image is usable at once. */
     rc = rc ? rc : wv_json_add_bool(o, "freeze", r->freeze);
     rc = rc ? rc : wv_json_add_bool(o, "mirror", r->mirror);
-    /* A scan makes clients poll the status (§1.3: no succeeded when scanId is set). */
+    /* A scan makes clients poll the status (contract §3.3: no succeeded when scanId is set). */
     rc = rc ? rc : wv_json_add_str(o, "scanId", res->scan_id);
     if (!res->scan_id)
       rc = rc ? rc : wv_json_add_bool(o, "succeeded", true);
@@ -264,7 +264,7 @@ json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res) {
   return o;
 }
 
-/* Spec §1.2 step 8: every container request takes a pull permit (user, else client IP). */
+/* Contract §3.2 step 8: every container request takes a pull permit (user, else client IP). */
 static int take_pull(const wv_app_t *app, wv_arena_t *a, const wv_creq_plan_t *plan,
                      const char *client_ip, int64_t *retry_after_s, const char **msg) {
   if (!app->pull_limit)

@@ -1,5 +1,5 @@
 /*
- * build/view.c — the HTML pages under /view/ (spec §1, the detailsUri links):
+ * build/view.c — the HTML pages under /view/ (contract §2, the detailsUri links):
  * the route table, the build, mirror and container pages, and what the scan
  * and inspect pages (build/view_scan.c) share.
  *
@@ -460,7 +460,7 @@ static int r_scan(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv_view_scan
 static int r_scan_post(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, view_scan_post); }
 static int r_inspect(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv_view_inspect); }
 
-/* Spec §1 endpoint catalogue, the /view row. */
+/* Contract §2 endpoint catalogue, the /view row. */
 static const wv_route_t view_routes[] = {
     {WV_M_GET, "/view/builds/{buildId}", r_build, WV_ROUTE_WORKER, SMALL_BODY},
     {WV_M_GET, "/view/mirrors/{mirrorId}", r_mirror, WV_ROUTE_WORKER, SMALL_BODY},

@@ -1,5 +1,5 @@
 /*
- * build/view.h — the HTML pages under /view/ (spec §1; docs/views.md): one
+ * build/view.h — the HTML pages under /view/ (contract §2; docs/views.md): one
  * static route table registered by core/main.c. The pages live in
  * build/view.c and build/view_scan.c.
  */

@@ -1,6 +1,6 @@
 /*
  * build/view_scan.c — the scan page (/view/scans/{scanId}: the record of
- * spec §1.8 with counts by severity and the vulnerability table) and the
+ * contract §8.2 with counts by severity and the vulnerability table) and the
  * inspect page (/view/inspect?image=&platform=: what POST /v1alpha1/inspect
  * answers, through the same registry/ code). See build/view.c.
  */

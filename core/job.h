@@ -1,5 +1,5 @@
 /*
- * core/job.h — the job engine (design §2): one thread with its own libuv loop
+ * core/job.h — the job engine (architecture §2.4): one thread with its own libuv loop
  * owns every child process waved starts (builders, copies, scanners).
  *
  * A job has a kind (registered with a concurrency limit; jobs past the limit

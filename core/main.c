@@ -2,7 +2,7 @@
  * core/main.c — the composition root: reads the config, opens the store,
  * asks each folder to register its routes, starts the server, waits for
  * SIGTERM/SIGINT and shuts everything down in reverse order. The only file in
- * core/ that includes other folders (design §1).
+ * core/ that includes other folders (architecture §1).
  *
  * Exit status: 0 after a clean shutdown, 1 if the server cannot start,
  * 2 for a bad command line or configuration.

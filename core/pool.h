@@ -1,6 +1,6 @@
 /*
  * core/pool.h — a fixed pool of worker threads for work that may block
- * (design §2: upstream fetches, LMDB write transactions, JSON-heavy work).
+ * (architecture §2.2: upstream fetches, LMDB write transactions, JSON-heavy work).
  *
  * Jobs are intrusive: the caller embeds a wv_pool_job_t in its own object and
  * keeps ownership of it; the pool only links it into its queue. A job runs

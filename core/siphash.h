@@ -1,5 +1,5 @@
 /*
- * core/siphash.h — SipHash-2-4 and Wave's content checksum (spec §2.4).
+ * core/siphash.h — SipHash-2-4 and Wave's content checksum (contract §4.4).
  *
  * The checksum names builds ("bd-<id>_<n>"), tags and scans, so it must be
  * bit-identical to Wave's (Guava sipHash24 over the UTF-16LE form of a

@@ -1,5 +1,5 @@
 /*
- * core/timefmt.h — clocks and the time formats of Wave's API (spec §0.1).
+ * core/timefmt.h — clocks and the time formats of Wave's API (contract §1.1).
  *
  * Instants are int64 nanoseconds since the Unix epoch (UTC), good until
  * year 2262; they render as Java's Instant.toString does: ISO-8601 UTC with

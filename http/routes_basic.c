@@ -104,7 +104,7 @@ static int health_handler(wv_req_t *req, wv_resp_t *resp) {
   return wv_resp_json(req, resp, down ? 503 : 200, o);
 }
 
-/* Spec §3.1: 200 "OK", no authentication challenge; the server adds the API version header. */
+/* Contract §5.1: 200 "OK", no authentication challenge; the server adds the API version header. */
 static int ping_handler(wv_req_t *req, wv_resp_t *resp) {
   (void)req;
   wv_resp_static(resp, 200, "text/plain", "OK", 2);

@@ -1,6 +1,6 @@
 /*
  * http/routes_basic.h — the routes every waved serves regardless of folder:
- * /service-info, /health and the /v2 ping (spec §1.13, §3.1).
+ * /service-info, /health and the /v2 ping (contract §2.1, §5.1).
  */
 #ifndef WV_ROUTES_BASIC_H
 #define WV_ROUTES_BASIC_H

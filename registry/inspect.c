@@ -1,11 +1,11 @@
 /*
- * registry/inspect.c — POST /v1alpha1/inspect[?platform=] (spec §1.10).
+ * registry/inspect.c — POST /v1alpha1/inspect[?platform=] (contract §5.8).
  *
  * The image is resolved like a pull (HEAD tag → digest, GET by digest with
  * the full Accept list, digest verified); the answer is {"index": IndexSpec}
  * for an index or list when no platform is asked, else {"container":
  * ContainerSpec} built from the manifest and its config blob. Names follow
- * Wave's lower-camel specs; null and empty values are omitted (spec §0.1),
+ * Wave's lower-camel specs; null and empty values are omitted (contract §1.1),
  * booleans are always present.
  */
 #include "core/err.h"

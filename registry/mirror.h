@@ -1,5 +1,5 @@
 /*
- * registry/mirror.h — the mirror copy engine (spec §4.5): copies an image,
+ * registry/mirror.h — the mirror copy engine (contract §7.1): copies an image,
  * every platform of it, from one registry to another with waved's own
  * registry client, keeping every digest.
  *

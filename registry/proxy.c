@@ -19,7 +19,7 @@
  * deferred to a worker (WV_DEFER) with the parsed context, where the full
  * token record is read and the request is resolved against the upstream.
  *
- * Pull rate limit (spec §3.3 step 1, §5.3): a manifest request by digest
+ * Pull rate limit (contract §5.3 step 1, §9.1): a manifest request by digest
  * takes one pull permit of the token's account (the hot record names it) or
  * of the client's address (plain form, anonymous tokens), before anything
  * else is looked up. It is taken where the key is first known — on the loop

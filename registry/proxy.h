@@ -1,6 +1,6 @@
 /*
- * registry/proxy.h — the Docker Registry v2 proxy (spec §3) and inspect
- * (spec §1.10): route registration for the composition root.
+ * registry/proxy.h — the Docker Registry v2 proxy (contract §5) and inspect
+ * (contract §5.8): route registration for the composition root.
  *
  * Routes: GET/HEAD under /v2/ (inline: answered on the IO loop from the cache
  * when it can, else deferred to a worker) and POST /v1alpha1/inspect

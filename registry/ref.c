@@ -1,6 +1,6 @@
 /*
- * registry/ref.c — image references (spec §2.3) and the /v2 route grammar
- * (spec §3.2). Pure string work: no I/O, all results in the caller's arena.
+ * registry/ref.c — image references (contract §4.3) and the /v2 route grammar
+ * (contract §5.2). Pure string work: no I/O, all results in the caller's arena.
  */
 #include "registry/ref.h"
 

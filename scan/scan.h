@@ -1,5 +1,5 @@
 /*
- * scan/scan.h — security scans as jobs (spec §1.6, §1.8, §2.6, §4.6): ids,
+ * scan/scan.h — security scans as jobs (contract §3.6, §8.2, §4.6, §8.1): ids,
  * records, the "scan" job kind, and what the front door and the build and
  * mirror flows call.
  *
@@ -23,7 +23,7 @@
  *
  * Store layout (WV_DB_SCANS; this file and scan/scan.c are the only ones that
  * know it):
- *   "sc-<hex>_<n>"      the §1.8 record, served as stored
+ *   "sc-<hex>_<n>"      the contract §8.2 record, served as stored
  *   "id/<hex>"          the image's current scan id    (wave.scan.id.duration)
  *   "req/sc-..."        where to read the image, for the job (and its re-run)
  *   "sum/sc-..."        {"HIGH":2,...} over every finding, before the limit
@@ -116,7 +116,7 @@ int wv_scan_reserve_image(const wv_app_t *app, const char *image, const char *di
                           const char *platform, char id[WV_SCAN_ID_MAX + 1], bool *is_new);
 
 /*
- * The hook for builds and mirrors (spec §4.6), called once the image was
+ * The hook for builds and mirrors (contract §8.1), called once the image was
  * pushed: reserve_image + start. mode "none" or NULL, or scanning disabled:
  * *id = "" and 0 (no scan). A build that wants its scan id in the response
  * before it builds calls wv_scan_reserve_image at request time, then
@@ -134,7 +134,7 @@ int wv_scan_abandon(const wv_app_t *app, const char *id, const char *reason);
 int wv_scan_routes_register(struct wv_router *r);
 
 /*
- * The §1.8 record of scan id, parsed (caller's reference). 0, WV_ENOTFOUND,
+ * The contract §8.2 record of scan id, parsed (caller's reference). 0, WV_ENOTFOUND,
  * WV_ESTORE, WV_ENOMEM.
  */
 int wv_scan_load_record(const wv_app_t *app, const char *id, json_object **out);
@@ -150,7 +150,7 @@ json_object *wv_scan_load_counts(const wv_app_t *app, const char *id);
 bool wv_scan_id_valid(const char *s);
 
 /*
- * §1.6 for a request with a scan: adds scanId to status (the §1.6 object
+ * contract §3.6 for a request with a scan: adds scanId to status (the §3.6 object
  * for the request without its scan) and, for scanMode "required" when that
  * status is DONE and not failed (a running or failed build/mirror is left as
  * it is), turns it into SCANNING (no succeeded, no duration) until the scan

@@ -1,5 +1,5 @@
 /*
- * scan/scan_api.c — the scan endpoints of spec §1.8: thin handlers that read
+ * scan/scan_api.c — the scan endpoints of contract §8.2: thin handlers that read
  * the store (or the job's log) and answer. All run on workers (they copy
  * records and may decompress an SBOM).
  *
@@ -105,7 +105,7 @@ static int logs(wv_req_t *req, wv_resp_t *resp) {
   return attachment(req, resp, "attachment; filename=%s.log", id);
 }
 
-/* Spec §1 endpoint catalogue, scan rows. */
+/* Contract §2 endpoint catalogue, scan rows. */
 static const wv_route_t scan_routes[] = {
     {WV_M_GET, "/v1alpha1/scans/{scanId}", record, WV_ROUTE_WORKER, SMALL_BODY},
     {WV_M_GET, "/v1alpha1/scans/{scanId}/spdx", spdx, WV_ROUTE_WORKER, SMALL_BODY},

@@ -1,5 +1,5 @@
 /*
- * Unit tests for registry/augment: the augmentation rewrite of spec §3.4 on
+ * Unit tests for registry/augment: the augmentation rewrite of contract §5.4 on
  * real-looking Docker and OCI documents. Every output digest is recomputed
  * here from the returned bytes.
  */

@@ -209,7 +209,8 @@ TEST(refusals) {
   CHECK_OK(env_open(&e, "fail"));
   json_object *out;
   const char *msg;
-  /* Freeze (§1.3, §4.3): the real image, no token, no expiration; a dry run launches nothing. */
+  /* Freeze (contract §3.3, §6.3): the real image, no token, no expiration; a dry run launches
+   * nothing. */
   CHECK_OK(submit(&e,
                   "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
                   "\"dryRun\":true,\"buildRepository\":\"reg.example.com/a/b\","
@@ -461,9 +462,9 @@ TEST(build_context_checked) {
   env_close(&e);
 }
 
-/* ---- freeze (§4.3) --------------------------------------------------------------------- */
+/* ---- freeze (contract §6.3) ------------------------------------------------------------------ */
 
-/* The containerConfig is part of a freeze id (§2.4): another env, another tag. */
+/* The containerConfig is part of a freeze id (§4.4): another env, another tag. */
 TEST(freeze_id_has_config) {
   env_t e;
   CHECK_OK(env_open(&e, "ok"));

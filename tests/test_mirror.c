@@ -172,7 +172,7 @@ static const char *target_of(wv_arena_t *a, const char *repo, const char *image)
 
 TEST(target_names) {
   wv_arena_t *a = wv_arena_new(0);
-  /* <buildRepository>/<source path>:<source tag>, the source registry dropped (§2.3) */
+  /* <buildRepository>/<source path>:<source tag>, the source registry dropped (contract §4.3) */
   CHECK_EQ_STR(target_of(a, "registry.lab:5000/mirror", "ubuntu:22.04"),
                "registry.lab:5000/mirror/library/ubuntu:22.04");
   CHECK_EQ_STR(target_of(a, "registry.lab:5000/mirror/", "quay.io/biocontainers/samtools"),

@@ -1,5 +1,5 @@
 /*
- * tests/test_naming.c — makeTargetImage and ids (spec §2.5, §2.6) and the
+ * tests/test_naming.c — makeTargetImage and ids (contract §4.5, §4.6) and the
  * conda YAML loader/dumper they rely on (build/condayaml).
  */
 #include "build/condayaml.h"

@@ -1,4 +1,4 @@
-/* Unit tests for registry/ref: image references (spec §2.3) and /v2 routes (spec §3.2). */
+/* Unit tests for registry/ref: image references (contract §4.3) and /v2 routes (contract §5.2). */
 #include "core/arena.h"
 #include "core/err.h"
 #include "registry/ref.h"

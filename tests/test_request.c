@@ -1,5 +1,5 @@
 /*
- * Unit tests for build/request: parsing, the §1.2 checks and their order,
+ * Unit tests for build/request: parsing, the contract §3.2 checks and their order,
  * data-layer verification, tokens, records and responses — against a real
  * store and blob store in a temp dir, without sockets (upstream is NULL).
  */
@@ -75,7 +75,7 @@ static const char *jstr(json_object *o, const char *key) {
   return wv_json_get_str(o, key, &s) ? NULL : s;
 }
 
-/* ---- §6.3 literal examples ------------------------------------------------------- */
+/* ---- contract §10.3 literal examples ------------------------------------------------------- */
 
 /* Example 1, as Nextflow sends it (explicit nulls), with its truncated layers. */
 static const char nextflow_example[] =
@@ -175,7 +175,7 @@ TEST(example4_freeze_is_501_after_checks) {
   env_close(&e);
 }
 
-/* ---- §1.2 messages, in order ---------------------------------------------------- */
+/* ---- contract §3.2 messages, in order ---------------------------------------------------- */
 
 typedef struct {
   const char *body;
@@ -422,7 +422,7 @@ TEST(v2_response_and_records) {
   CHECK_EQ_INT(exp_ms, t.expires_ms);
   CHECK_EQ_INT(t.expires_ms, exp / WV_NS_PER_MS);
 
-  /* the persisted record (§1.5) and its description (§1.4) */
+  /* the persisted record (contract §3.5) and its description (§3.4) */
   CHECK_OK(wv_store_get(e.app.store, WV_DB_REQUESTS, tok, &val, &len, &exp_ms));
   CHECK(exp_ms >= t.created_ms + 29LL * 24 * 3600 * 1000);
   json_object *rec = NULL;
@@ -451,7 +451,7 @@ TEST(v2_response_and_records) {
   json_object_put(d);
   json_object_put(rec);
 
-  /* the status (§1.6) */
+  /* the status (contract §3.6) */
   json_object *st = wv_record_status(&t, t.created_ms * WV_NS_PER_MS + 1500 * WV_NS_PER_MS);
   CHECK_EQ_STR(jstr(st, "status"), "DONE");
   CHECK(strstr(wv_json_compact(st), "\"duration\":1.500000000"));

@@ -2,9 +2,9 @@
  * tests/test_scan_job.c — scan jobs without sockets: the test image of
  * tests/test_scan_util.h (gzip, zstd and plain layers, a whiteout) is
  * imported into the embedded registry, the OSV data set into the store, and
- * real scan jobs run on a real job engine. Then ids (spec §2.6 vectors, the
- * per-image counter, the cache and its release on failure), records (§1.8),
- * the container status verdict (§1.6) and the failure record's log rules.
+ * real scan jobs run on a real job engine. Then ids (contract §4.6 vectors, the
+ * per-image counter, the cache and its release on failure), records (§8.2),
+ * the container status verdict (§3.6) and the failure record's log rules.
  */
 #include "core/digest.h"
 #include "core/err.h"

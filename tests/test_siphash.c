@@ -1,4 +1,4 @@
-/* Unit tests for core/siphash: the SipHash paper vector and every checksum vector of spec §2.4. */
+/* Unit tests for core/siphash: the SipHash paper vector, the checksum vectors of contract §4.4. */
 #include "core/err.h"
 #include "core/siphash.h"
 #include "tests/runner.h"
@@ -52,7 +52,7 @@ TEST(spec_map_vectors) {
   const char *conda[] = {"containerFile", "FROM foo",    "condaFile",  "some::conda-recipe",
                          "platform",      "linux/arm64", "repository", "wave/build"};
   CHECK_EQ_STR(sum_pairs(conda, 4), "c6dac2e544419f71");
-  /* A null value serialises as the empty string (spec §2.4 step 2). */
+  /* A null value serialises as the empty string (contract §4.4 step 2). */
   arm[3] = "";
   CHECK_EQ_STR(sum_pairs(arm, 4), "be9ee6ac1eeff4b5");
 }
