@@ -3,7 +3,7 @@
  *
  * DESIGN. A build is identified by its target image (the checksum is in the
  * tag), so de-duplication is one lookup: WV_DB_BUILD_TARGETS[target] → the
- * build id, whose job (core/job.h) says how it stands. The lookup runs first
+ * build id, whose job (core/job/job.h) says how it stands. The lookup runs first
  * without a lock (most identical requests end here: joined or reused, no
  * work dir made). Only a request that needs a new build prepares a work
  * directory (unpacking its context, outside any lock), then takes the
@@ -20,8 +20,8 @@
 #include "build/layers.h"
 #include "build/naming.h"
 #include "build/platform_run.h"
-#include "build/mirror_req.h"
-#include "build/records.h"
+#include "build/mirror/request.h"
+#include "build/request/records.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"

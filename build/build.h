@@ -38,8 +38,8 @@
 #define WV_BUILD_BUILD_H
 
 #include "build/build_api.h"
-#include "build/request.h"
-#include "core/job.h"
+#include "build/request/request.h"
+#include "core/job/job.h"
 
 #include <json-c/json.h>
 

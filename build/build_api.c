@@ -6,7 +6,7 @@
 #include "build/builder.h"
 #include "core/ansi.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timefmt.h"
@@ -20,7 +20,6 @@
 #include <string.h>
 
 #define ID_MAX 128
-#define SMALL_BODY 4096
 #define LOG_MAX (16u << 20) /* bytes of log an endpoint serves (the job keeps no more) */
 #define RECORD_MAX (4u << 20)
 #define MSG_FAILED "Container build did not complete successfully"
@@ -372,12 +371,13 @@ size_t wv_build_log_lock(char *s, size_t len) {
 
 /* Contract §6.5. */
 static const wv_route_t api_routes[] = {
-    {WV_M_GET, "/v1alpha1/builds/{buildId}", record, WV_ROUTE_WORKER, SMALL_BODY},
-    {WV_M_GET, "/v1alpha1/builds/{buildId}/status", status, WV_ROUTE_WORKER, SMALL_BODY},
-    {WV_M_GET, "/v1alpha1/builds/{buildId}/logs", logs, WV_ROUTE_WORKER, SMALL_BODY},
-    {WV_M_GET, "/v1alpha1/builds/{buildId}/condalock", condalock, WV_ROUTE_WORKER, SMALL_BODY},
+    {WV_M_GET, "/v1alpha1/builds/{buildId}", record, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
+    {WV_M_GET, "/v1alpha1/builds/{buildId}/status", status, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
+    {WV_M_GET, "/v1alpha1/builds/{buildId}/logs", logs, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
+    {WV_M_GET, "/v1alpha1/builds/{buildId}/condalock", condalock, WV_ROUTE_WORKER,
+     WV_ROUTE_NO_BODY},
 };
 
-int wv_build_api_register(wv_router_t *r) {
+int wv_build_routes_register(wv_router_t *r) {
   return wv_router_add(r, api_routes, sizeof api_routes / sizeof api_routes[0]);
 }

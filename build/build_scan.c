@@ -12,7 +12,7 @@
  *   - an image that is there already (cached) starts the scan at once;
  *   - a cached failure abandons a scan this request reserved.
  *
- * Mirrors (build/mirror_req.c) use the same pieces with their own step
+ * Mirrors (build/mirror/request.c) use the same pieces with their own step
  * ("mirror-scan"). Multi-platform builds are not scanned here (see
  * docs/compatibility.md).
  */

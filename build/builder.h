@@ -25,7 +25,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/config.h"
-#include "core/job.h"
+#include "core/job/job.h"
 
 #include <stdbool.h>
 #include <stddef.h>

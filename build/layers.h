@@ -20,8 +20,9 @@
 #ifndef WV_BUILD_LAYERS_H
 #define WV_BUILD_LAYERS_H
 
-#include "build/front.h"
+#include "core/app.h"
 #include "core/arena.h"
+#include "core/base64.h"
 #include "core/config.h"
 #include "registry/augment.h"
 #include "registry/platform.h"
@@ -99,7 +100,5 @@ int wv_image_entrypoint(wv_arena_t *a, struct wv_upstream *u, const char *who, c
 
 /* Strict standard base64 (padding required, no blanks): decoded length, or -1 if invalid. */
 long long wv_base64_decoded_len(const char *s, size_t n);
-
-/* wv_base64_decode (front.h) decodes strict base64 into a NUL-terminated arena buffer. */
 
 #endif

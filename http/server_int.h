@@ -19,7 +19,7 @@
 #ifndef WV_SERVER_INT_H
 #define WV_SERVER_INT_H
 
-#include "core/pool.h"
+#include "http/pool.h"
 #include "http/resp.h"
 #include "http/server.h"
 

@@ -21,7 +21,7 @@
  */
 #include "core/ansi.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "registry/augment.h"

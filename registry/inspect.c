@@ -10,7 +10,7 @@
  */
 #include "core/err.h"
 #include "core/json.h"
-#include "build/request.h"
+#include "build/request/request.h"
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/platform.h"

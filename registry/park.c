@@ -12,7 +12,7 @@
  */
 #include "registry/park.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/log.h"
 #include "http/resp.h"
 

@@ -31,7 +31,6 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/ratelimit.h"
-#include "build/front.h"
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/proxy_int.h"
@@ -218,7 +217,7 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
                                         ctx->registry));
     /* The plain form acts for its Basic account, else anonymously. */
     bool bad = false;
-    ctx->who = wv_req_basic_account(req, &bad);
+    ctx->who = wv_req_basic_account(req, ctx->app->cfg, &bad);
     if (bad) {
       rc = reg_error(req, resp, WV_REGERR_UNAUTHORIZED, 401, "Invalid credentials");
       return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
@@ -411,7 +410,7 @@ static const wv_route_t proxy_routes[] = {
     {WV_M_POST, "/v1alpha1/inspect", wv_inspect_handler, WV_ROUTE_WORKER, INSPECT_BODY_LIMIT},
 };
 
-int wv_proxy_register(wv_router_t *r, wv_app_t *app) {
+int wv_proxy_routes_register(wv_router_t *r, wv_app_t *app) {
   (void)app; /* the upstream's timeouts are set where it is created (core/main.c) */
   return wv_router_add(r, proxy_routes, sizeof proxy_routes / sizeof proxy_routes[0]);
 }

@@ -11,7 +11,7 @@
 #include "scan/scan_int.h"
 #include "core/digest.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/siphash.h"

@@ -130,7 +130,7 @@ int wv_scan_submit_for_image(const wv_app_t *app, const char *image, const char 
 /* Fails a reserved scan that will not run (reason goes to its logs) and releases its id. */
 int wv_scan_abandon(const wv_app_t *app, const char *id, const char *reason);
 
-/* GET /v1alpha1/scans/{id}, /spdx, /logs (scan/scan_api.c). */
+/* GET /v1alpha1/scans/{id}, /spdx, /logs (scan/routes.c). */
 int wv_scan_routes_register(struct wv_router *r);
 
 /*

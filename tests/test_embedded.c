@@ -4,7 +4,7 @@
  */
 #include "core/digest.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/log.h"
 #include "runner.h"
 #include "storage/embedded.h"

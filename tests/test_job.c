@@ -1,12 +1,12 @@
 /*
- * Unit tests for core/job: the job engine with real child processes.
+ * Unit tests for core/job/: the job engine with real child processes.
  *
  * The test binary doubles as the exec wrapper (--job-exec), as waved does,
  * so memory limits run through the same path as in production.
  */
 #include "core/err.h"
-#include "core/job.h"
-#include "core/jobkill.h"
+#include "core/job/job.h"
+#include "core/job/jobkill.h"
 #include "core/log.h"
 #include "runner.h"
 #include "storage_util.h"

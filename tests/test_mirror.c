@@ -1,10 +1,10 @@
 /*
  * Unit tests for the mirror: the copy engine's pure parts (registry/mirror.h:
  * what a manifest or index references, upload Locations, Content-Range), the
- * target name and mirror ids of the request flow (build/mirror_req.h), and
+ * target name and mirror ids of the request flow (build/mirror/request.h), and
  * the error a copy reports when a registry cannot be reached.
  */
-#include "build/mirror_req.h"
+#include "build/mirror/request.h"
 #include "core/arena.h"
 #include "core/err.h"
 #include "http/client.h"

@@ -260,7 +260,7 @@ static int env_open(env_t *env) {
   snprintf(p, sizeof p, "%s/state", env->dir);
   if (wv_store_open(&env->app.store, p, 0, 0) || wv_cas_open(&env->app.cas, env->dir, 0) ||
       wv_upstream_new(&env->app.upstream, &env->cfg.registries) || wv_router_new(&env->router) ||
-      wv_proxy_register(env->router, &env->app))
+      wv_proxy_routes_register(env->router, &env->app))
     return -1;
   wv_upstream_set_timeouts(env->app.upstream, env->cfg.hc_connect_timeout_ms,
                            env->cfg.hc_read_timeout_ms);

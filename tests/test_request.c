@@ -4,8 +4,8 @@
  * store and blob store in a temp dir, without sockets (upstream is NULL).
  */
 #include "build/layers.h"
-#include "build/records.h"
-#include "build/request.h"
+#include "build/request/records.h"
+#include "build/request/request.h"
 #include "core/config.h"
 #include "core/digest.h"
 #include "core/err.h"
@@ -742,9 +742,9 @@ TEST(base64_and_helpers) {
   wv_arena_free(a);
   env_t e;
   CHECK_OK(env_open(&e));
-  CHECK(wv_creq_basic_auth(&e.cfg, "alice", ALICE_TOKEN));
-  CHECK(!wv_creq_basic_auth(&e.cfg, "alice", "wrong"));
-  CHECK(!wv_creq_basic_auth(&e.cfg, "bob", ALICE_TOKEN));
+  CHECK(wv_secret_account_check(&e.cfg, "alice", ALICE_TOKEN));
+  CHECK(!wv_secret_account_check(&e.cfg, "alice", "wrong"));
+  CHECK(!wv_secret_account_check(&e.cfg, "bob", ALICE_TOKEN));
   CHECK_EQ_STR(wv_creq_account_for_token(&e.cfg, ALICE_TOKEN), "alice");
   CHECK(wv_creq_account_for_token(&e.cfg, "x") == NULL);
   /* The salted form works the same way, for Basic and for towerAccessToken. */
@@ -752,9 +752,9 @@ TEST(base64_and_helpers) {
   CHECK_OK(wv_secret_hash(ALICE_TOKEN, 1000, stored, sizeof stored));
   free(e.cfg.accounts.values[0]);
   e.cfg.accounts.values[0] = strdup(stored);
-  CHECK(wv_creq_basic_auth(&e.cfg, "alice", ALICE_TOKEN));
-  CHECK(!wv_creq_basic_auth(&e.cfg, "alice", "wrong"));
-  CHECK(!wv_creq_basic_auth(&e.cfg, "bob", ALICE_TOKEN));
+  CHECK(wv_secret_account_check(&e.cfg, "alice", ALICE_TOKEN));
+  CHECK(!wv_secret_account_check(&e.cfg, "alice", "wrong"));
+  CHECK(!wv_secret_account_check(&e.cfg, "bob", ALICE_TOKEN));
   CHECK_EQ_STR(wv_creq_account_for_token(&e.cfg, ALICE_TOKEN), "alice");
   CHECK(wv_creq_account_for_token(&e.cfg, "x") == NULL);
   env_close(&e);
