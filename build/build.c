@@ -70,7 +70,8 @@ static int fail(const char **msg, int rc, const char *m) {
   return rc;
 }
 
-/* Requests this release does not build yet, and the container file's own rules (contract §6.1). */
+/* Builds this server cannot run (the build service switched off, a format its builder cannot
+ * make), and the container file's own rules (contract §6.1). */
 static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
                            const char **msg) {
   if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */

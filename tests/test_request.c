@@ -171,7 +171,7 @@ TEST(example4_freeze_is_501_after_checks) {
   json_object *out = NULL;
   const char *msg = NULL;
   CHECK_EQ_INT(run(&e, freeze_example, true, &out, &msg), WV_EUNSUPPORTED);
-  CHECK(strstr(msg, "Build service is not enabled"));
+  CHECK_HAS(msg, "Build service is not enabled");
   env_close(&e);
 }
 
@@ -454,7 +454,7 @@ TEST(v2_response_and_records) {
   /* the status (contract §3.6) */
   json_object *st = wv_record_status(&t, t.created_ms * WV_NS_PER_MS + 1500 * WV_NS_PER_MS);
   CHECK_EQ_STR(jstr(st, "status"), "DONE");
-  CHECK(strstr(wv_json_compact(st), "\"duration\":1.500000000"));
+  CHECK_HAS(wv_json_compact(st), "\"duration\":1.500000000");
   CHECK(wv_json_get_bool(st, "succeeded", &b) == 0 && b);
   json_object_put(st);
   json_object_put(out);
@@ -619,8 +619,8 @@ TEST(data_layers_verified) {
   free(val);
   char cas[100];
   snprintf(cas, sizeof cas, "\"location\":\"cas:%s\"", l.gz_digest);
-  CHECK(strstr(t.cc_json, cas));
-  CHECK(strstr(t.cc_json, "https://example.com/x.tar.gz"));
+  CHECK_HAS(t.cc_json, cas);
+  CHECK_HAS(t.cc_json, "https://example.com/x.tar.gz");
   CHECK(!strstr(t.cc_json, "data:"));
   wv_container_config_t cc;
   const char *m = NULL;
@@ -628,7 +628,7 @@ TEST(data_layers_verified) {
   CHECK_EQ_INT(cc.n_layers, 2);
   CHECK_EQ_INT(cc.layers[1].gzip_size, l.gz_len);
   CHECK_OK(wv_store_get(e.app.store, WV_DB_REQUESTS, jstr(out, "requestId"), &val, &len, NULL));
-  CHECK(strstr(val, "\"location\":\"data:DATA+OMITTED\""));
+  CHECK_HAS(val, "\"location\":\"data:DATA+OMITTED\"");
   CHECK(!strstr(val, l.b64));
   free(val);
   json_object_put(out);

@@ -77,7 +77,7 @@ TEST(tar_entries_any_chunking) {
     CHECK_EQ_INT(wv_tar_entries(tar), 9);
     wv_tar_free(tar);
     CHECK_EQ_STR(w.log, sample_log());
-    CHECK(strstr(w.content, "/want.txt=pax content") != NULL);
+    CHECK_HAS(w.content, "/want.txt=pax content");
   }
   wv_buf_free(&t);
 }
@@ -93,7 +93,7 @@ TEST(tar_rejects_bad_input) {
   t.data[512 + 10] ^= 1;
   CHECK_OK(wv_tar_new(&tar, &o));
   CHECK_EQ_INT(wv_tar_write(tar, t.data, t.len), WV_EPARSE);
-  CHECK(strstr(wv_tar_error(tar), "checksum") != NULL);
+  CHECK_HAS(wv_tar_error(tar), "checksum");
   wv_tar_free(tar);
   t.data[512 + 10] ^= 1;
   /* a stream cut inside an entry's data */
@@ -415,7 +415,7 @@ TEST(inventory_corrupt_layer) {
   CHECK_OK(wv_inventory_layer_begin(inv, "sha256:cut"));
   CHECK_OK(wv_inventory_layer_write(inv, l.data, l.len));
   CHECK_EQ_INT(wv_inventory_layer_end(inv), WV_EPARSE);
-  CHECK(strstr(wv_inventory_error(inv), "sha256:cut") != NULL);
+  CHECK_HAS(wv_inventory_error(inv), "sha256:cut");
   CHECK_EQ_INT(wv_inventory_finish(inv), WV_EINVAL);
   wv_inventory_free(inv);
   wv_buf_free(&l);

@@ -4,15 +4,14 @@
  * store and the job engine, so they run on workers.
  */
 #include "build/mirror/mirror.h"
+#include "build/request/request.h"
 #include "core/err.h"
 #include "http/resp.h"
 #include "http/router.h"
 
 #include <stdlib.h>
 
-#define MSG_NO_MIRROR                                                                              \
-  "Mirror service is not enabled - Check Wave configuration setting 'wave.mirror.enabled' - "      \
-  "HTTP status=501 - response=-"
+#define MSG_NO_MIRROR WV_MSG_SERVICE_OFF("Mirror", "wave.mirror.enabled")
 
 /* The mirror id of the path, or NULL (answered 404 with an empty body, as Wave). */
 static const char *mirror_id(wv_req_t *req) {

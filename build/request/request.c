@@ -3,10 +3,11 @@
  *
  * DESIGN. wv_creq_check() is one straight list of checks in the order of
  * contract §3.2, so that a request with two problems always gets the message of
- * the first one, as Wave would answer. Requests this release cannot serve
- * (builds, freeze, mirror, scans) still pass through every check they would
- * meet in Wave before the 501, so clients get the same 400s. The serving of
- * plain requests (wv_creq_submit) lives in submit.c.
+ * the first one, as Wave would answer. A request for a service that is
+ * switched off (builds, mirrors, scans) or that waved does not provide
+ * (Singularity builds) still passes every check it would meet in Wave before
+ * its 501, so clients get the same 400s. Plain requests are served by
+ * submit.c, builds and freezes by build/build.c, mirrors by build/mirror/.
  */
 #include "build/request/request.h"
 #include "core/digest.h"
@@ -20,13 +21,8 @@
 #define MAX_BODY_DEPTH 16
 #define MAX_LIST 1000 /* elements in a request's string arrays */
 
-#define MSG_SVC_SUFFIX " - HTTP status=501 - response=-"
-#define MSG_NO_MIRROR                                                                              \
-  "Mirror service is not enabled - Check Wave configuration setting "                              \
-  "'wave.mirror.enabled'" MSG_SVC_SUFFIX
-#define MSG_NO_SCAN                                                                                \
-  "Security scan service is not enabled - Check Wave configuration setting "                       \
-  "'wave.scan.enabled'" MSG_SVC_SUFFIX
+#define MSG_NO_MIRROR WV_MSG_SERVICE_OFF("Mirror", "wave.mirror.enabled")
+#define MSG_NO_SCAN WV_MSG_SERVICE_OFF("Security scan", "wave.scan.enabled")
 
 /* ---- parsing --------------------------------------------------------------- */
 
@@ -360,7 +356,7 @@ static int check_identity(check_t *c) {
 /* Step 5. */
 static int check_handling(check_t *c) {
   const wv_creq_t *r = c->r;
-  bool custom_repo = !empty(r->build_repository); /* waved has no default build repository yet */
+  bool custom_repo = !empty(r->build_repository); /* any repository the request names */
   if (!c->plan->user && !c->cfg->anonymous_access)
     return fail(c, WV_EINVAL, "Missing user access token");
   if (r->v2 && !empty(r->container_file) && r->packages)
@@ -463,7 +459,7 @@ static int choose_kind(check_t *c) {
     if (!empty(r->container_file) && !base64_canonical(r->container_file))
       return fail(c, WV_EINVAL,
                   "Invalid 'containerFile' attribute - make sure it encoded as a base64 string");
-    c->plan->kind = WV_CREQ_BUILD; /* served by build/build.c (freeze: 501 there) */
+    c->plan->kind = WV_CREQ_BUILD; /* builds and freezes: served by build/build.c */
     return 0;
   }
   if (r->mirror) {

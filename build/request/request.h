@@ -20,8 +20,8 @@
  *
  * Return codes (the handler maps them with wv_resp_error): 0; WV_EINVAL (400,
  * *msg says why); WV_EAUTH (401 with an empty body: invalid access token);
- * WV_ENOTFOUND (404, *msg); WV_EUNSUPPORTED (501, *msg: builds, freeze,
- * mirror and scans are not served by this release); WV_ESTORE / WV_EIO /
+ * WV_ENOTFOUND (404, *msg); WV_EUNSUPPORTED (501, *msg: a service switched
+ * off — builds, mirrors, scans — or a Singularity build); WV_ESTORE / WV_EIO /
  * WV_ENOMEM / WV_EINTERNAL (500).
  *
  * Ownership: everything lives in the caller's arena, including the parsed
@@ -43,6 +43,11 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+/* Wave's 501 message for a service switched off in the configuration (contract §1.3). */
+#define WV_MSG_SERVICE_OFF(service, key)                                                           \
+  service " service is not enabled - Check Wave configuration setting '" key                       \
+          "' - HTTP status=501 - response=-"
 
 #define WV_CREQ_MAX_INCLUDES 10 /* contract §6.6 */
 #define WV_CREQ_DEFAULT_TOWER "https://api.cloud.seqera.io"
