@@ -136,7 +136,7 @@ typedef struct {
   char *tpl_pixi_image, *tpl_pixi_base_packages, *tpl_pixi_base_image;
   char *tpl_cran_image, *tpl_cran_base_packages;
 
-  /* wave.mirror.* — mirrors (registry/mirror.h, docs/mirror.md) */
+  /* wave.mirror.* — mirrors (registry/copy.h, docs/mirror.md) */
   bool mirror_enabled;            /* wave.mirror.enabled, true */
   int64_t mirror_max_duration_ms; /* wave.mirror.max-duration, 20m */
   int64_t mirror_status_ttl_ms;   /* wave.mirror.status.duration, 1h */

@@ -71,7 +71,7 @@ static int resume_pull(wv_req_t *req, wv_resp_t *resp);
 /* Tag manifests wait for a build that is still running. Returns WV_DEFER to go on. */
 static int wait_for_build(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   wv_job_info_t ji;
-  if (ctx->rt.kind != WV_ROUTE_MANIFESTS || ctx->rt.is_digest || !ctx->rec.build_id ||
+  if (ctx->rt.kind != WV_V2_MANIFESTS || ctx->rt.is_digest || !ctx->rec.build_id ||
       !ctx->app->jobs || wv_job_get(ctx->app->jobs, ctx->rec.build_id, &ji) != 0)
     return WV_DEFER; /* dry runs, cached images, records long gone: serve what exists */
   if (ji.state == WV_JOB_FAILED)
@@ -336,9 +336,9 @@ int wv_proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   if (rc != WV_DEFER || !is_embedded(ctx))
     return rc;
   switch (ctx->rt.kind) {
-  case WV_ROUTE_MANIFESTS:
+  case WV_V2_MANIFESTS:
     return embedded_manifest(req, resp, ctx);
-  case WV_ROUTE_BLOBS:
+  case WV_V2_BLOBS:
     return embedded_blob(req, resp, ctx);
   default: { /* the token names one image: its tag is the only one it may see */
     json_object *o = json_object_new_object(), *tags = json_object_new_array();

@@ -79,7 +79,7 @@ int wv_proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_ent
 /* ---- the pull rate limit (loop or worker) -------------------------------------- */
 
 static bool pull_counts(const wv_pctx_t *ctx) {
-  return ctx->app->pull_limit && !ctx->pull_counted && ctx->rt.kind == WV_ROUTE_MANIFESTS &&
+  return ctx->app->pull_limit && !ctx->pull_counted && ctx->rt.kind == WV_V2_MANIFESTS &&
          ctx->rt.is_digest;
 }
 
@@ -177,10 +177,10 @@ static int hot_lookup(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_s
     if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, ctx->hot.user)) || resp->status))
       return rc;
   }
-  if (ctx->rt.kind == WV_ROUTE_TAGS)
+  if (ctx->rt.kind == WV_V2_TAGS)
     return WV_DEFER;
   const char *key =
-      ctx->rt.kind == WV_ROUTE_MANIFESTS
+      ctx->rt.kind == WV_V2_MANIFESTS
           ? manifest_key(req, ctx)
           : wv_cache_key_blob(req->arena, ctx->registry, ctx->image, ctx->rt.reference);
   if (!key || wv_cache_snap_get(snap, req->arena, key, e))
@@ -198,10 +198,10 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
   if (rc)
     return rc == WV_ENOTFOUND ? reg_error(req, resp, WV_REGERR_NOT_FOUND, 404, msg) : rc;
   /* HEAD works on manifests and (a waved extension, see docs) blobs. */
-  if (ctx->rt.kind == WV_ROUTE_TAGS && req->method == WV_M_HEAD)
+  if (ctx->rt.kind == WV_V2_TAGS && req->method == WV_M_HEAD)
     return reg_error(req, resp, WV_REGERR_UNKNOWN, 400,
                      wv_arena_sprintf(req->arena, "Invalid request HEAD '%s'", req->path));
-  if (ctx->rt.kind == WV_ROUTE_TAGS && strcmp(ctx->rt.reference, "list") != 0)
+  if (ctx->rt.kind == WV_V2_TAGS && strcmp(ctx->rt.reference, "list") != 0)
     return reg_error(req, resp, WV_REGERR_UNKNOWN, 400,
                      wv_arena_sprintf(req->arena, "Invalid request path '%s'", req->path));
   req->user = ctx;
@@ -223,7 +223,7 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
       return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
     }
     ctx->restricted = wv_proxy_restricted(ctx->app, ctx->registry, ctx->who);
-    if (ctx->rt.kind == WV_ROUTE_TAGS)
+    if (ctx->rt.kind == WV_V2_TAGS)
       return WV_DEFER;
     if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, ctx->who)) || resp->status))
       return rc;
@@ -238,7 +238,7 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
   wv_store_snap_end(&snap);
   if (rc || resp->status)
     return rc;
-  if (ctx->rt.kind == WV_ROUTE_MANIFESTS)
+  if (ctx->rt.kind == WV_V2_MANIFESTS)
     return e.kind == WV_CACHE_MANIFEST ? wv_proxy_respond_manifest(req, resp, &e) : WV_DEFER;
   return wv_proxy_respond_blob_entry(req, resp, &e);
 }
@@ -351,11 +351,11 @@ static int tags_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
  * credentials) before anything cached is served. 0 to go on, or answered.
  */
 static int plain_access(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
-  if (ctx->token_form || !ctx->restricted || ctx->rt.kind == WV_ROUTE_TAGS)
+  if (ctx->token_form || !ctx->restricted || ctx->rt.kind == WV_V2_TAGS)
     return 0;
-  const char *path = wv_arena_sprintf(req->arena, "/v2/%s/%s/%s", ctx->image,
-                                      ctx->rt.kind == WV_ROUTE_MANIFESTS ? "manifests" : "blobs",
-                                      ctx->rt.reference);
+  const char *path =
+      wv_arena_sprintf(req->arena, "/v2/%s/%s/%s", ctx->image,
+                       ctx->rt.kind == WV_V2_MANIFESTS ? "manifests" : "blobs", ctx->rt.reference);
   if (!path)
     return WV_ENOMEM;
   const char *hdrs[] = {"Accept: " WV_MT_ACCEPT_MANIFESTS, NULL};
@@ -370,8 +370,8 @@ static int plain_access(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return wv_perr_respond(req, resp, &e);
   if (status == 401 || status == 403 || status == 404)
     return wv_perr_respond(req, resp,
-                           (wv_perr_status(&e, status, ctx->rt.kind == WV_ROUTE_BLOBS,
-                                           ctx->registry, ctx->image, ctx->rt.reference),
+                           (wv_perr_status(&e, status, ctx->rt.kind == WV_V2_BLOBS, ctx->registry,
+                                           ctx->image, ctx->rt.reference),
                             &e));
   return 0;
 }
@@ -394,9 +394,9 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
       return rc;
   }
   switch (ctx->rt.kind) {
-  case WV_ROUTE_MANIFESTS:
+  case WV_V2_MANIFESTS:
     return wv_proxy_manifest_worker(req, resp, ctx);
-  case WV_ROUTE_BLOBS:
+  case WV_V2_BLOBS:
     return wv_proxy_blob_worker(req, resp, ctx);
   default:
     return tags_worker(req, resp, ctx);

@@ -89,7 +89,7 @@ bool wv_ref_is_registry(const char *s);
 
 /* ---- /v2 route grammar (contract §5.2) ---------------------------------- */
 
-typedef enum { WV_ROUTE_MANIFESTS, WV_ROUTE_BLOBS, WV_ROUTE_TAGS } wv_route_kind_t;
+typedef enum { WV_V2_MANIFESTS, WV_V2_BLOBS, WV_V2_TAGS } wv_v2_kind_t;
 
 typedef struct {
   const char *token;    /* token form: the token; plain form: NULL */
@@ -97,7 +97,7 @@ typedef struct {
   const char *registry; /* plain form: first component if it has a '.', else "docker.io";
                            token form: NULL (the token record names the registry) */
   const char *image;    /* token form: == name; plain form: name without the registry */
-  wv_route_kind_t kind;
+  wv_v2_kind_t kind;
   const char *reference; /* tag, digest or (tags) "list" */
   bool is_digest;
 } wv_v2_route_t;
@@ -120,6 +120,6 @@ typedef struct {
  */
 int wv_route_parse(wv_arena_t *a, const char *path, wv_v2_route_t *out, const char **msg);
 
-const char *wv_route_kind_name(wv_route_kind_t k);
+const char *wv_route_kind_name(wv_v2_kind_t k);
 
 #endif

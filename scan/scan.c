@@ -55,7 +55,7 @@ bool wv_scan_id_valid(const char *s) {
 int wv_scan_id_hash(const char *image, const char *digest, char out[20]) {
   const char *kv[4] = {"image", image, "digest", digest};
   char hex[WV_CHECKSUM_STRLEN];
-  int rc = wv_checksum_pairs(kv, digest && *digest ? 2 : 1, hex);
+  int rc = wv_siphash_pairs(kv, digest && *digest ? 2 : 1, hex);
   if (!rc)
     snprintf(out, 20, "sc-%s", hex);
   return rc;

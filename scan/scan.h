@@ -3,7 +3,7 @@
  * records, the "scan" job kind, and what the front door and the build and
  * mirror flows call.
  *
- * A scan has an id "sc-<16 hex>_<n>": the hex is wv_checksum_pairs of
+ * A scan has an id "sc-<16 hex>_<n>": the hex is wv_siphash_pairs of
  * ("image", <image>) and, when known, ("digest", <digest>); n counts the
  * scans of that image (WV_DB_COUNTERS "scan/<hex>"). The image keeps its id
  * for wave.scan.id.duration (7d), so requests within it share one scan; a
@@ -72,7 +72,7 @@ typedef struct {
 /* Registers the "scan" job kind and its function step. fn_arg app must outlive the engine. */
 int wv_scan_register(struct wv_job_engine *e, const wv_app_t *app);
 
-/* "sc-" + wv_checksum_pairs(image[, digest]) (without the "_n"), into out (20 bytes). */
+/* "sc-" + wv_siphash_pairs(image[, digest]) (without the "_n"), into out (20 bytes). */
 int wv_scan_id_hash(const char *image, const char *digest, char out[20]);
 
 /*

@@ -226,7 +226,7 @@ static int list_pkg(void *arg, const wv_pkg_t *p) {
   plist_t *l = arg;
   l->n +=
       (size_t)snprintf(l->out + l->n, sizeof l->out - l->n, "%s %s %s src=%s/%s arch=%s lic=%s;",
-                       wv_pkg_type_name(p->type), p->name, p->version,
+                       wv_ecosystem_name(p->type), p->name, p->version,
                        p->src_name ? p->src_name : "-", p->src_version ? p->src_version : "-",
                        p->arch ? p->arch : "-", p->license ? p->license : "-");
   return 0;
@@ -275,7 +275,7 @@ static void inv_list(const wv_inventory_t *inv, char *out, size_t n) {
   for (size_t i = 0; i < wv_inventory_count(inv); i++) {
     const wv_pkg_t *p = &wv_inventory_pkgs(inv)[i];
     o += (size_t)snprintf(out + o, n - o, "%s/%s %s %s L%d;", p->ecosystem,
-                          wv_pkg_type_name(p->type), p->name, p->version, p->layer);
+                          wv_ecosystem_name(p->type), p->name, p->version, p->layer);
   }
 }
 

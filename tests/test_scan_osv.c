@@ -134,7 +134,7 @@ static void on_msg(void *arg, const char *m) {
 }
 
 /* Matches one package and returns "id fixed severity;..." */
-static void match_one(wv_store_t *st, wv_pkg_type_t t, const char *eco, const char *name,
+static void match_one(wv_store_t *st, wv_ecosystem_t t, const char *eco, const char *name,
                       const char *version, char *out, size_t n) {
   wv_arena_t *a = wv_arena_new(0);
   wv_pkg_t p = {.type = t, .name = name, .version = version, .ecosystem = eco, .path = "x"};
@@ -182,14 +182,14 @@ TEST(import_counts_and_updates) {
   CHECK_OK(wv_osv_import(st, path, &s, NULL, NULL));
   CHECK_EQ_INT(s.files, 3);
   CHECK_EQ_INT(s.imported, 3);
-  match_one(st, WV_PKG_APK, "Alpine", "busybox", "1.36.1-r15", got, sizeof got);
+  match_one(st, WV_ECO_APK, "Alpine", "busybox", "1.36.1-r15", got, sizeof got);
   CHECK_EQ_STR(got, "ALPINE-CVE-2023-42366 1.36.1_p1-r0 UNKNOWN;");
 
-  match_one(st, WV_PKG_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
   CHECK_EQ_STR(got, "");
-  match_one(st, WV_PKG_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
   CHECK_EQ_STR(got, "CVE-2020-14343 5.4 CRITICAL;");
-  match_one(st, WV_PKG_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
   CHECK_EQ_STR(got, "CVE-2024-22195 3.1.3 MEDIUM;");
 
   /* newer records: urllib3's range widens, PyYAML's moves to another package, jinja2's is withdrawn
@@ -211,13 +211,13 @@ TEST(import_counts_and_updates) {
   CHECK_EQ_INT(s.imported, 2);
   CHECK_EQ_INT(s.withdrawn, 1);
   CHECK_EQ_INT(s.unchanged, 1); /* an older copy of CVE-2024-2398 does not replace the newer */
-  match_one(st, WV_PKG_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
   CHECK_EQ_STR(got, "CVE-2023-43804 2.1.0 UNKNOWN;");
-  match_one(st, WV_PKG_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
   CHECK_EQ_STR(got, "");
-  match_one(st, WV_PKG_PYPI, "PyPI", "Ruamel_YAML", "0.17.0", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "Ruamel_YAML", "0.17.0", got, sizeof got);
   CHECK_EQ_STR(got, "PYSEC-2021-142  UNKNOWN;");
-  match_one(st, WV_PKG_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
   CHECK_EQ_STR(got, "");
   wv_store_close(st);
   tmpdir_remove(dir);

@@ -37,7 +37,7 @@ TEST(incremental_matches_one_shot) {
 
 static const char *sum_pairs(const char *const *kv, size_t n) {
   static char out[WV_CHECKSUM_STRLEN];
-  return wv_checksum_pairs(kv, n, out) == 0 ? out : "error";
+  return wv_siphash_pairs(kv, n, out) == 0 ? out : "error";
 }
 
 TEST(spec_map_vectors) {
@@ -67,14 +67,14 @@ TEST(spec_scan_id_vectors) {
 TEST(spec_varargs_vector) {
   char out[WV_CHECKSUM_STRLEN];
   const char *a[] = {"a"};
-  CHECK_OK(wv_checksum_args(a, 1, out));
+  CHECK_OK(wv_siphash_args(a, 1, out));
   CHECK_EQ_STR(out, "bcf5c2d233d23f0f");
   /* A null argument contributes only its separator. */
   const char *withnull[] = {"a", NULL};
   const char *withempty[] = {"a", ""};
   char o2[WV_CHECKSUM_STRLEN];
-  CHECK_OK(wv_checksum_args(withnull, 2, out));
-  CHECK_OK(wv_checksum_args(withempty, 2, o2));
+  CHECK_OK(wv_siphash_args(withnull, 2, out));
+  CHECK_OK(wv_siphash_args(withempty, 2, o2));
   CHECK_EQ_STR(out, o2);
   CHECK(strcmp(out, "bcf5c2d233d23f0f") != 0);
 }
@@ -110,13 +110,13 @@ TEST(invalid_utf8_rejected) {
   char out[WV_CHECKSUM_STRLEN];
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     const char *kv[] = {"k", bad[i]};
-    CHECK_EQ_INT(wv_checksum_pairs(kv, 1, out), WV_EPARSE);
-    CHECK_EQ_INT(wv_checksum_args(&bad[i], 1, out), WV_EPARSE);
+    CHECK_EQ_INT(wv_siphash_pairs(kv, 1, out), WV_EPARSE);
+    CHECK_EQ_INT(wv_siphash_args(&bad[i], 1, out), WV_EPARSE);
   }
   const char *nullkey[] = {NULL, "v"};
-  CHECK_EQ_INT(wv_checksum_pairs(nullkey, 1, out), WV_EINVAL);
+  CHECK_EQ_INT(wv_siphash_pairs(nullkey, 1, out), WV_EINVAL);
   const char *edge[] = {"k", "\xef\xbf\xbf\xf4\x8f\xbf\xbf"}; /* U+FFFF, U+10FFFF are valid */
-  CHECK_OK(wv_checksum_pairs(edge, 1, out));
+  CHECK_OK(wv_siphash_pairs(edge, 1, out));
 }
 
 WV_TESTS(T(paper_vector), T(incremental_matches_one_shot), T(spec_map_vectors),

@@ -16,7 +16,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timefmt.h"
-#include "registry/mirror.h"
+#include "registry/copy.h"
 #include "registry/ref.h"
 #include "storage/store.h"
 
@@ -224,7 +224,7 @@ static int copy_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *id) {
                     wv_strerror(rc));
     goto out;
   }
-  wv_mirror_opts_t o = {.src_registry = src.registry,
+  wv_copy_opts_t o = {.src_registry = src.registry,
                         .src_repo = src.path,
                         .src_ref = src.reference,
                         .dst_registry = dst.registry,
@@ -240,8 +240,8 @@ static int copy_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *id) {
                         .cb_arg = ctx,
                         /* The request's account, checked when it was made (build/mirror/request.c). */
                         .who = str_of(rec, "userName")};
-  wv_mirror_stats_t st;
-  rc = wv_mirror_copy(app->upstream, &o, &st, err, sizeof err);
+  wv_copy_stats_t st;
+  rc = wv_copy_image(app->upstream, &o, &st, err, sizeof err);
   if (rc && !wv_job_ctx_cancelled(ctx))
     wv_job_ctx_fail(ctx, "Container mirror failed: %s", err);
   const char *want = str_of(rec, "digest");

@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #define WV_MIRROR_KIND "mirror"         /* job kind */
-#define WV_MIRROR_COPY_FN "mirror-copy" /* job function: the copy (registry/mirror.h) */
+#define WV_MIRROR_COPY_FN "mirror-copy" /* job function: the copy (registry/copy.h) */
 #define WV_MIRROR_ID_PREFIX "mr-"
 #define WV_MIRROR_LOG_MAX ((size_t)1 << 20) /* bytes of a log served or embedded */
 

@@ -17,7 +17,7 @@
 #include "core/log.h"
 #include "core/rand.h"
 #include "core/timefmt.h"
-#include "registry/mirror.h"
+#include "registry/copy.h"
 #include "registry/upstream.h"
 #include "scan/scan.h"
 #include "storage/store.h"
@@ -66,8 +66,8 @@ static int check_source_and_target(const wv_app_t *app, wv_arena_t *a, const wv_
     *msg = wv_arena_sprintf(a, "Container repository '%s' - %s", target, why);
     return WV_EDENIED;
   }
-  int rc = wv_mirror_head_digest(app->upstream, src->registry, src->path, src->reference, who,
-                                 CHECK_TIMEOUT_MS, digest, NULL);
+  int rc = wv_copy_head_digest(app->upstream, src->registry, src->path, src->reference, who,
+                               CHECK_TIMEOUT_MS, digest, NULL);
   if (rc == WV_ENOMEM)
     return rc;
   if (rc == WV_EDENIED) {
@@ -91,7 +91,7 @@ static int check_source_and_target(const wv_app_t *app, wv_arena_t *a, const wv_
 int wv_mirror_check_target_auth(const wv_app_t *app, wv_arena_t *a, const char *registry,
                                 const char *target, const char **msg) {
   if (!has_credentials(app->cfg, registry) && app->upstream &&
-      wv_mirror_registry_wants_auth(app->upstream, registry, CHECK_TIMEOUT_MS)) {
+      wv_copy_registry_wants_auth(app->upstream, registry, CHECK_TIMEOUT_MS)) {
     *msg = wv_arena_sprintf(a, "Missing credentials for container repository: %s", target);
     return WV_EINVAL;
   }
@@ -248,8 +248,8 @@ static int reserve_scan(const wv_app_t *app, wv_arena_t *a, mreq_t *q, bool *is_
 static int track_mirror(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, const wv_ref_t *tref,
                         track_t *tr) {
   char have[WV_DIGEST_STRLEN] = "";
-  bool cached = wv_mirror_head_digest(app->upstream, tref->registry, tref->path, tref->reference,
-                                      q->plan->user, CHECK_TIMEOUT_MS, have, NULL) == 0 &&
+  bool cached = wv_copy_head_digest(app->upstream, tref->registry, tref->path, tref->reference,
+                                    q->plan->user, CHECK_TIMEOUT_MS, have, NULL) == 0 &&
                 strcmp(have, q->digest) == 0;
   if (q->r->dry_run) {
     char hex[13];

@@ -1,12 +1,12 @@
 /*
- * registry/mirror_blob.c — copying one blob between registries without
+ * registry/copy_blob.c — copying one blob between registries without
  * holding it in memory.
  *
  * DESIGN. Our HTTP client sends request bodies from memory and delivers
  * response bodies to a callback on the thread that made the request, and a
  * curl handle cannot be re-entered from its own callback. So the source GET
  * runs on a helper thread (its own client) whose body callback writes into a
- * bounded ring (WV_MIRROR_RING bytes) and blocks while the ring is full; the
+ * bounded ring (WV_COPY_RING bytes) and blocks while the ring is full; the
  * copying thread reads the ring into a chunk buffer and sends each full chunk
  * as one PATCH. Back-pressure reaches the source over TCP: when the target is
  * slow, the helper blocks, curl stops reading, the source's window closes.
@@ -23,7 +23,7 @@
  * are checked before the PUT, and the registry checks the digest again.
  */
 #include "core/err.h"
-#include "registry/mirror_int.h"
+#include "registry/copy_int.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -47,8 +47,8 @@ typedef struct {
   int rc;
   long status;
   char detail[512];
-  mirror_t *m;
-  const wv_mirror_desc_t *d;
+  copy_t *m;
+  const wv_copy_desc_t *d;
 } pipe_t;
 
 /* ---- producer: the source GET on a helper thread ------------------------------ */
@@ -119,7 +119,7 @@ static int follow(pipe_t *p, wv_http_req_t *req, wv_http_resp_t *resp, char *bas
 
 static void *producer(void *arg) {
   pipe_t *p = arg;
-  mirror_t *m = p->m;
+  copy_t *m = p->m;
   char path[MIRROR_URL_MAX], base[512] = "";
   snprintf(path, sizeof path, "/v2/%s/blobs/%s", m->o->src_repo, p->d->digest);
   wv_upstream_base_url(m->u, m->o->src_registry, base, sizeof base);
@@ -162,7 +162,7 @@ static int pipe_read(pipe_t *p, char *buf, size_t want, size_t *got) {
       ts.tv_sec += ts.tv_nsec / 1000000000L;
       ts.tv_nsec %= 1000000000L;
       pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-      if (p->len == 0 && !p->done && mirror_cancelled(p->m)) {
+      if (p->len == 0 && !p->done && wv__copy_cancelled(p->m)) {
         rc = WV_ECLOSED;
         goto out;
       }
@@ -195,14 +195,14 @@ typedef struct {
 } session_t;
 
 /* Takes the Location of a 202 as the session's next URL (one per PATCH: no arena growth). */
-static int session_next(mirror_t *m, session_t *s, const wv_http_resp_t *resp) {
+static int session_next(copy_t *m, session_t *s, const wv_http_resp_t *resp) {
   const char *loc = wv_http_resp_header(resp, "Location"), *t = NULL;
   wv_arena_t *tmp = wv_arena_new(2 * MIRROR_URL_MAX);
   int rc = tmp ? 0 : WV_ENOMEM;
-  if (!rc && (!loc || wv_mirror_location(tmp, m->dst_base, loc, NULL, &t, &s->same) ||
+  if (!rc && (!loc || wv_copy_location(tmp, m->dst_base, loc, NULL, &t, &s->same) ||
               strlen(t) >= sizeof s->loc))
-    rc = mirror_fail(m, WV_EUPSTREAM, "%s: target registry %s sent no usable upload Location",
-                     s->what, m->o->dst_registry);
+    rc = wv__copy_fail(m, WV_EUPSTREAM, "%s: target registry %s sent no usable upload Location",
+                       s->what, m->o->dst_registry);
   if (!rc)
     memcpy(s->loc, t, strlen(t) + 1);
   wv_arena_free(tmp);
@@ -210,7 +210,7 @@ static int session_next(mirror_t *m, session_t *s, const wv_http_resp_t *resp) {
 }
 
 /* Opens the session, or mounts the blob (*mounted) when source and target share a registry. */
-static int session_open(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, bool *mounted) {
+static int session_open(copy_t *m, session_t *s, const wv_copy_desc_t *d, bool *mounted) {
   bool mount = m->same_registry && strcmp(m->o->src_repo, m->o->dst_repo) != 0;
   const char *path = mount ? wv_arena_sprintf(s->a, "/v2/%s/blobs/uploads/?mount=%s&from=%s",
                                               m->o->dst_repo, d->digest, m->o->src_repo)
@@ -220,51 +220,51 @@ static int session_open(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, bo
   const char *hdrs[] = {"Content-Type: application/octet-stream", NULL};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = mirror_request(m, true, s->what, "POST", path, false, hdrs, "", 0, &resp);
+  int rc = wv__copy_request(m, true, s->what, "POST", path, false, hdrs, "", 0, &resp);
   *mounted = !rc && mount && resp.status == 201;
   if (!rc && !*mounted)
     rc = resp.status == 202 ? session_next(m, s, &resp)
-                            : mirror_fail_status(m, true, s->what, &resp);
+                            : wv__copy_fail_status(m, true, s->what, &resp);
   wv_http_resp_free(&resp);
   return rc;
 }
 
 /* Sends one chunk at offset off. */
-static int session_patch(mirror_t *m, session_t *s, const char *buf, size_t n, uint64_t off) {
+static int session_patch(copy_t *m, session_t *s, const char *buf, size_t n, uint64_t off) {
   char range[96];
-  wv_mirror_content_range(off, n, range, sizeof range);
+  wv_copy_content_range(off, n, range, sizeof range);
   const char *hdrs[] = {"Content-Type: application/octet-stream", range, "Expect:", NULL};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = mirror_request(m, true, s->what, "PATCH", s->loc, !s->same, hdrs, buf, n, &resp);
+  int rc = wv__copy_request(m, true, s->what, "PATCH", s->loc, !s->same, hdrs, buf, n, &resp);
   if (!rc)
     rc = resp.status == 202 ? session_next(m, s, &resp)
-                            : mirror_fail_status(m, true, s->what, &resp);
+                            : wv__copy_fail_status(m, true, s->what, &resp);
   wv_http_resp_free(&resp);
   return rc;
 }
 
-static int session_close(mirror_t *m, session_t *s, const wv_mirror_desc_t *d) {
+static int session_close(copy_t *m, session_t *s, const wv_copy_desc_t *d) {
   const char *url = NULL;
   bool same = s->same;
-  if (wv_mirror_location(s->a, m->dst_base, s->loc, d->digest, &url, &same))
+  if (wv_copy_location(s->a, m->dst_base, s->loc, d->digest, &url, &same))
     return WV_ENOMEM;
   const char *hdrs[] = {"Content-Type: application/octet-stream", NULL};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = mirror_request(m, true, s->what, "PUT", url, !same, hdrs, "", 0, &resp);
+  int rc = wv__copy_request(m, true, s->what, "PUT", url, !same, hdrs, "", 0, &resp);
   if (!rc && resp.status != 201 && resp.status != 204)
-    rc = mirror_fail_status(m, true, s->what, &resp);
+    rc = wv__copy_fail_status(m, true, s->what, &resp);
   wv_http_resp_free(&resp);
   return rc;
 }
 
-static void session_cancel(mirror_t *m, session_t *s) {
+static void session_cancel(copy_t *m, session_t *s) {
   char keep[512];
   snprintf(keep, sizeof keep, "%s", m->err); /* the real failure stays the reason */
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  mirror_request(m, true, s->what, "DELETE", s->loc, !s->same, NULL, NULL, 0, &resp);
+  wv__copy_request(m, true, s->what, "DELETE", s->loc, !s->same, NULL, NULL, 0, &resp);
   wv_http_resp_free(&resp);
   snprintf(m->err, m->errlen, "%s", keep);
 }
@@ -272,35 +272,35 @@ static void session_cancel(mirror_t *m, session_t *s) {
 /* ---- the blob ------------------------------------------------------------------- */
 
 /* Why the source stream ended badly, or 0. */
-static int source_result(mirror_t *m, pipe_t *p) {
+static int source_result(copy_t *m, pipe_t *p) {
   char what[200];
   snprintf(what, sizeof what, "fetch blob %s of %s", p->d->digest, m->o->src_repo);
   if (p->rc && p->rc != WV_ECLOSED) {
     m->retry = p->rc == WV_EUPSTREAM || p->rc == WV_ETIMEOUT;
-    return mirror_fail(m, p->rc, "%s: source registry %s: %s", what, m->o->src_registry,
-                       p->detail[0] ? p->detail : wv_strerror(p->rc));
+    return wv__copy_fail(m, p->rc, "%s: source registry %s: %s", what, m->o->src_registry,
+                         p->detail[0] ? p->detail : wv_strerror(p->rc));
   }
   if (p->status != 200) {
     m->retry = p->status == 429 || p->status >= 500;
-    return mirror_fail(m, WV_EUPSTREAM, "%s: source registry %s answered %ld", what,
-                       m->o->src_registry, p->status);
+    return wv__copy_fail(m, WV_EUPSTREAM, "%s: source registry %s answered %ld", what,
+                         m->o->src_registry, p->status);
   }
   return p->rc;
 }
 
 /* Streams the source into the open session; checks size and digest. */
-static int stream(mirror_t *m, session_t *s, pipe_t *p, char *chunk, uint64_t *total,
+static int stream(copy_t *m, session_t *s, pipe_t *p, char *chunk, uint64_t *total,
                   size_t *chunks) {
   wv_sha256_t h;
   int rc = wv_sha256_init(&h);
   size_t got = 0;
   *total = 0;
   do {
-    if (!rc && mirror_cancelled(m)) /* a steady stream never waits in pipe_read */
+    if (!rc && wv__copy_cancelled(m)) /* a steady stream never waits in pipe_read */
       rc = WV_ECLOSED;
     rc = rc ? rc : pipe_read(p, chunk, m->chunk, &got);
     if (rc == WV_ECLOSED)
-      rc = mirror_fail(m, rc, "mirror cancelled");
+      rc = wv__copy_fail(m, rc, "mirror cancelled");
     if (!rc && got) {
       rc = wv_sha256_update(&h, chunk, got);
       rc = rc ? rc : session_patch(m, s, chunk, got, *total);
@@ -318,20 +318,20 @@ static int stream(mirror_t *m, session_t *s, pipe_t *p, char *chunk, uint64_t *t
     return rc;
   wv_digest_format(hash, dg);
   if (p->d->size >= 0 && *total != (uint64_t)p->d->size)
-    return mirror_fail(m, WV_EDIGEST,
-                       "%s: source registry %s sent %" PRIu64 " bytes, expected %" PRId64, s->what,
-                       m->o->src_registry, *total, p->d->size);
+    return wv__copy_fail(m, WV_EDIGEST,
+                         "%s: source registry %s sent %" PRIu64 " bytes, expected %" PRId64,
+                         s->what, m->o->src_registry, *total, p->d->size);
   if (strcmp(dg, p->d->digest) != 0)
-    return mirror_fail(m, WV_EDIGEST, "%s: source registry %s sent bytes hashing to %s", s->what,
-                       m->o->src_registry, dg);
+    return wv__copy_fail(m, WV_EDIGEST, "%s: source registry %s sent bytes hashing to %s", s->what,
+                         m->o->src_registry, dg);
   return 0;
 }
 
-static int pipe_init(pipe_t *p, mirror_t *m, const wv_mirror_desc_t *d) {
+static int pipe_init(pipe_t *p, copy_t *m, const wv_copy_desc_t *d) {
   memset(p, 0, sizeof *p);
   p->m = m;
   p->d = d;
-  p->cap = WV_MIRROR_RING;
+  p->cap = WV_COPY_RING;
   p->ring = malloc(p->cap);
   if (!p->ring)
     return WV_ENOMEM;
@@ -347,7 +347,7 @@ static void pipe_destroy(pipe_t *p) {
 }
 
 /* Uploads d into an open session from the source, on a helper thread. */
-static int upload(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, uint64_t *total,
+static int upload(copy_t *m, session_t *s, const wv_copy_desc_t *d, uint64_t *total,
                   size_t *chunks) {
   pipe_t p;
   char *chunk = malloc(m->chunk);
@@ -360,7 +360,7 @@ static int upload(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, uint64_t
   if (pthread_create(&th, NULL, producer, &p) != 0) {
     pipe_destroy(&p);
     free(chunk);
-    return mirror_fail(m, WV_EINTERNAL, "cannot start a thread to read blob %s", d->digest);
+    return wv__copy_fail(m, WV_EINTERNAL, "cannot start a thread to read blob %s", d->digest);
   }
   rc = stream(m, s, &p, chunk, total, chunks);
   pthread_mutex_lock(&p.mu);
@@ -377,7 +377,7 @@ static int upload(mirror_t *m, session_t *s, const wv_mirror_desc_t *d, uint64_t
   return rc ? rc : session_close(m, s, d);
 }
 
-int mirror_copy_blob(mirror_t *m, const wv_mirror_desc_t *d) {
+int wv__copy_blob(copy_t *m, const wv_copy_desc_t *d) {
   wv_arena_t *a = wv_arena_new(4 * MIRROR_URL_MAX);
   if (!a)
     return WV_ENOMEM;
@@ -387,21 +387,21 @@ int mirror_copy_blob(mirror_t *m, const wv_mirror_desc_t *d) {
   snprintf(path, sizeof path, "/v2/%s/blobs/%s", m->o->dst_repo, d->digest);
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = mirror_request(m, true, "check target", "HEAD", path, false, NULL, NULL, 0, &resp);
+  int rc = wv__copy_request(m, true, "check target", "HEAD", path, false, NULL, NULL, 0, &resp);
   bool exists = !rc && resp.status == 200, mounted = false;
   wv_http_resp_free(&resp);
   uint64_t total = 0;
   size_t chunks = 0;
   if (exists) {
     m->st.blobs_existing++;
-    mirror_logf(m, "blob %s already in the target", d->digest);
+    wv__copy_logf(m, "blob %s already in the target", d->digest);
     rc = 0;
     goto out;
   }
   rc = session_open(m, &s, d, &mounted);
   if (!rc && mounted) {
     m->st.blobs_mounted++;
-    mirror_logf(m, "blob %s mounted from %s", d->digest, m->o->src_repo);
+    wv__copy_logf(m, "blob %s mounted from %s", d->digest, m->o->src_repo);
     goto out;
   }
   if (!rc && (rc = upload(m, &s, d, &total, &chunks)))
@@ -409,7 +409,7 @@ int mirror_copy_blob(mirror_t *m, const wv_mirror_desc_t *d) {
   if (!rc) {
     m->st.blobs_copied++;
     m->st.bytes += total;
-    mirror_logf(m, "blob %s copied (%" PRIu64 " bytes in %zu chunks)", d->digest, total, chunks);
+    wv__copy_logf(m, "blob %s copied (%" PRIu64 " bytes in %zu chunks)", d->digest, total, chunks);
   }
 out:
   wv_arena_free(a);

@@ -1,5 +1,5 @@
-/* scan/strmap.c — see strmap.h. FNV-1a hashing, linear probing. */
-#include "scan/strmap.h"
+/* scan/intmap.c — see intmap.h. FNV-1a hashing, linear probing. */
+#include "scan/intmap.h"
 
 #include "core/err.h"
 
@@ -15,7 +15,7 @@ static uint64_t hash_str(const char *s) {
   return h;
 }
 
-static size_t slot_of(const wv_strmap_t *m, const char *k, bool *found) {
+static size_t slot_of(const wv_intmap_t *m, const char *k, bool *found) {
   size_t i = hash_str(k) & (m->cap - 1);
   while (m->keys[i]) {
     if (strcmp(m->keys[i], k) == 0) {
@@ -28,7 +28,7 @@ static size_t slot_of(const wv_strmap_t *m, const char *k, bool *found) {
   return i;
 }
 
-int wv_strmap_get(const wv_strmap_t *m, const char *k) {
+int wv_intmap_get(const wv_intmap_t *m, const char *k) {
   if (!m->cap)
     return -1;
   bool found;
@@ -36,9 +36,9 @@ int wv_strmap_get(const wv_strmap_t *m, const char *k) {
   return found ? m->vals[i] : -1;
 }
 
-static int grow(wv_strmap_t *m) {
+static int grow(wv_intmap_t *m) {
   size_t nc = m->cap ? m->cap * 2 : 64;
-  wv_strmap_t nm = {calloc(nc, sizeof *nm.keys), calloc(nc, sizeof *nm.vals), nc, 0};
+  wv_intmap_t nm = {calloc(nc, sizeof *nm.keys), calloc(nc, sizeof *nm.vals), nc, 0};
   if (!nm.keys || !nm.vals) {
     free(nm.keys);
     free(nm.vals);
@@ -59,7 +59,7 @@ static int grow(wv_strmap_t *m) {
   return 0;
 }
 
-int wv_strmap_put(wv_strmap_t *m, const char *k, int v) {
+int wv_intmap_put(wv_intmap_t *m, const char *k, int v) {
   bool found = false;
   size_t i = 0;
   if (m->cap)
@@ -79,7 +79,7 @@ int wv_strmap_put(wv_strmap_t *m, const char *k, int v) {
   return 0;
 }
 
-void wv_strmap_free(wv_strmap_t *m) {
+void wv_intmap_free(wv_intmap_t *m) {
   free(m->keys);
   free(m->vals);
   m->keys = NULL;

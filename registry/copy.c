@@ -1,14 +1,14 @@
 /*
- * registry/mirror.c — the mirror copy engine: the walk over manifests and
- * the pure helpers. Blob streaming is in registry/mirror_blob.c. The design
- * is described at the top of registry/mirror.h and in docs/mirror.md.
+ * registry/copy.c — the mirror copy engine: the walk over manifests and
+ * the pure helpers. Blob streaming is in registry/copy_blob.c. The design
+ * is described at the top of registry/copy.h and in docs/mirror.md.
  */
-#include "registry/mirror.h"
+#include "registry/copy.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "registry/mediatype.h"
-#include "registry/mirror_int.h"
+#include "registry/copy_int.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -25,7 +25,7 @@
 
 /* ---- errors, logs ------------------------------------------------------------ */
 
-int mirror_fail(mirror_t *m, int rc, const char *fmt, ...) {
+int wv__copy_fail(copy_t *m, int rc, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(m->err, m->errlen, fmt, ap);
@@ -33,30 +33,30 @@ int mirror_fail(mirror_t *m, int rc, const char *fmt, ...) {
   return rc;
 }
 
-void mirror_logf(mirror_t *m, const char *fmt, ...) {
+void wv__copy_logf(copy_t *m, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   wv_log_vline(m->o->log, m->o->cb_arg, WV_LOG_LINE_MAX, fmt, ap);
   va_end(ap);
 }
 
-bool mirror_cancelled(const mirror_t *m) {
+bool wv__copy_cancelled(const copy_t *m) {
   return m->o->cancelled && m->o->cancelled(m->o->cb_arg);
 }
 
-static const char *side_registry(const mirror_t *m, bool dst) {
+static const char *side_registry(const copy_t *m, bool dst) {
   return dst ? m->o->dst_registry : m->o->src_registry;
 }
 
-int mirror_request(mirror_t *m, bool dst, const char *what, const char *method, const char *path,
-                   bool abs_url, const char *const *headers, const void *body, size_t body_len,
-                   wv_http_resp_t *resp) {
+int wv__copy_request(copy_t *m, bool dst, const char *what, const char *method, const char *path,
+                     bool abs_url, const char *const *headers, const void *body, size_t body_len,
+                     wv_http_resp_t *resp) {
   wv_http_req_t req = {.method = method,
                        .url = path,
                        .headers = headers,
                        .body = body,
                        .body_len = body_len,
-                       .max_body = WV_MIRROR_MAX_MANIFEST,
+                       .max_body = WV_COPY_MAX_MANIFEST,
                        .timeout_ms = m->req_timeout,
                        .connect_timeout_ms = m->conn_timeout};
   char detail[512] = "";
@@ -72,8 +72,8 @@ int mirror_request(mirror_t *m, bool dst, const char *what, const char *method, 
   }
   if (rc) {
     m->retry = rc == WV_EUPSTREAM || rc == WV_ETIMEOUT;
-    return mirror_fail(m, rc, "%s: %s %s: %s", what, dst ? "target registry" : "source registry",
-                       side_registry(m, dst), detail[0] ? detail : wv_strerror(rc));
+    return wv__copy_fail(m, rc, "%s: %s %s: %s", what, dst ? "target registry" : "source registry",
+                         side_registry(m, dst), detail[0] ? detail : wv_strerror(rc));
   }
   return 0;
 }
@@ -96,30 +96,30 @@ static void error_text(const wv_http_resp_t *resp, char *out, size_t outlen) {
   json_object_put(o);
 }
 
-int mirror_fail_status(mirror_t *m, bool dst, const char *what, const wv_http_resp_t *resp) {
+int wv__copy_fail_status(copy_t *m, bool dst, const char *what, const wv_http_resp_t *resp) {
   char text[300];
   error_text(resp, text, sizeof text);
   m->retry = resp->status == 429 || resp->status >= 500;
-  return mirror_fail(m, WV_EUPSTREAM, "%s: %s %s answered %ld%s", what,
-                     dst ? "target registry" : "source registry", side_registry(m, dst),
-                     resp->status, text);
+  return wv__copy_fail(m, WV_EUPSTREAM, "%s: %s %s answered %ld%s", what,
+                       dst ? "target registry" : "source registry", side_registry(m, dst),
+                       resp->status, text);
 }
 
 /* Sleeps ms unless cancelled first. Returns false when cancelled. */
-static bool pause_ms(const mirror_t *m, int64_t ms) {
+static bool pause_ms(const copy_t *m, int64_t ms) {
   for (int64_t waited = 0; waited < ms; waited += 100) {
-    if (mirror_cancelled(m))
+    if (wv__copy_cancelled(m))
       return false;
     struct timespec ts = {0, 100 * 1000000L};
     nanosleep(&ts, NULL);
   }
-  return !mirror_cancelled(m);
+  return !wv__copy_cancelled(m);
 }
 
-typedef int (*step_fn)(mirror_t *m, void *arg);
+typedef int (*step_fn)(copy_t *m, void *arg);
 
 /* Runs fn up to o->attempts times while its failure is retryable. */
-static int with_retry(mirror_t *m, step_fn fn, void *arg) {
+static int with_retry(copy_t *m, step_fn fn, void *arg) {
   int attempts = m->o->attempts > 0 ? m->o->attempts : 1;
   int64_t delay = RETRY_DELAY_MS;
   int rc = 0;
@@ -128,9 +128,9 @@ static int with_retry(mirror_t *m, step_fn fn, void *arg) {
     rc = fn(m, arg);
     if (!rc || !m->retry || i == attempts)
       break;
-    mirror_logf(m, "%s - trying again (%d of %d)", m->err, i + 1, attempts);
+    wv__copy_logf(m, "%s - trying again (%d of %d)", m->err, i + 1, attempts);
     if (!pause_ms(m, delay))
-      return mirror_fail(m, WV_ECLOSED, "mirror cancelled");
+      return wv__copy_fail(m, WV_ECLOSED, "mirror cancelled");
     delay = delay * 2 > RETRY_MAX_DELAY_MS ? RETRY_MAX_DELAY_MS : delay * 2;
   }
   return rc;
@@ -148,8 +148,8 @@ static const char *bare_type(wv_arena_t *a, const char *ct) {
   return n ? wv_arena_strndup(a, ct, n) : NULL;
 }
 
-static int desc_parse(wv_arena_t *a, json_object *o, bool is_manifest, wv_mirror_desc_t *d,
-                      char *err, size_t errlen) {
+static int desc_parse(wv_arena_t *a, json_object *o, bool is_manifest, wv_copy_desc_t *d, char *err,
+                      size_t errlen) {
   const char *mt = NULL, *dg = NULL;
   int64_t size = -1;
   if (!json_object_is_type(o, json_type_object) || wv_json_get_str(o, "digest", &dg) || !dg) {
@@ -193,12 +193,12 @@ static const char *doc_type(wv_arena_t *a, json_object *o, const char *content_t
   return ct;
 }
 
-static int add_array(wv_arena_t *a, json_object *arr, bool is_manifest, wv_mirror_desc_t *out,
+static int add_array(wv_arena_t *a, json_object *arr, bool is_manifest, wv_copy_desc_t *out,
                      size_t *n, char *err, size_t errlen) {
   size_t len = json_object_array_length(arr);
   for (size_t i = 0; i < len; i++) {
-    if (*n >= WV_MIRROR_MAX_CHILDREN) {
-      snprintf(err, errlen, "more than %d descriptors", WV_MIRROR_MAX_CHILDREN);
+    if (*n >= WV_COPY_MAX_CHILDREN) {
+      snprintf(err, errlen, "more than %d descriptors", WV_COPY_MAX_CHILDREN);
       return WV_ETOOBIG;
     }
     int rc = desc_parse(a, json_object_array_get_idx(arr, i), is_manifest, &out[*n], err, errlen);
@@ -210,7 +210,7 @@ static int add_array(wv_arena_t *a, json_object *arr, bool is_manifest, wv_mirro
   return 0;
 }
 
-static int list_children(wv_arena_t *a, json_object *o, wv_mt_kind_t kind, wv_mirror_desc_t *out,
+static int list_children(wv_arena_t *a, json_object *o, wv_mt_kind_t kind, wv_copy_desc_t *out,
                          size_t *n, char *err, size_t errlen) {
   json_object *arr = NULL, *cfg = NULL;
   if (kind == WV_MT_KIND_INDEX) {
@@ -242,17 +242,16 @@ static int count_children(json_object *o, size_t *need) {
     *need += json_object_array_length(arr);
   if (json_object_object_get_ex(o, "layers", &arr) && json_object_is_type(arr, json_type_array))
     *need += json_object_array_length(arr);
-  return *need > WV_MIRROR_MAX_CHILDREN + 1 ? WV_ETOOBIG : 0;
+  return *need > WV_COPY_MAX_CHILDREN + 1 ? WV_ETOOBIG : 0;
 }
 
-int wv_mirror_children(wv_arena_t *a, const char *body, size_t len, const char *content_type,
-                       const char **mt, wv_mirror_desc_t **out, size_t *n, char *err,
-                       size_t errlen) {
+int wv_copy_children(wv_arena_t *a, const char *body, size_t len, const char *content_type,
+                     const char **mt, wv_copy_desc_t **out, size_t *n, char *err, size_t errlen) {
   json_object *o = NULL;
   char perr[128];
   *out = NULL;
   *n = 0;
-  if (wv_json_parse(body, len, WV_MIRROR_MAX_MANIFEST, 0, &o, perr, sizeof perr) ||
+  if (wv_json_parse(body, len, WV_COPY_MAX_MANIFEST, 0, &o, perr, sizeof perr) ||
       !json_object_is_type(o, json_type_object)) {
     json_object_put(o);
     snprintf(err, errlen, "not a JSON object: %s", perr);
@@ -271,7 +270,7 @@ int wv_mirror_children(wv_arena_t *a, const char *body, size_t len, const char *
     snprintf(err, errlen, "unknown manifest type");
     rc = WV_EPARSE;
   } else if ((rc = count_children(o, &need))) {
-    snprintf(err, errlen, "more than %d descriptors", WV_MIRROR_MAX_CHILDREN);
+    snprintf(err, errlen, "more than %d descriptors", WV_COPY_MAX_CHILDREN);
   } else {
     /* Unknown types with a manifest's shape (artifacts) are copied like manifests. */
     *out = wv_arena_calloc(a, need * sizeof **out);
@@ -293,8 +292,8 @@ static size_t origin_len(const char *url) {
   return p ? (size_t)(p - url) + strcspn(p, "/?#") : 0;
 }
 
-int wv_mirror_location(wv_arena_t *a, const char *base, const char *location, const char *digest,
-                       const char **target, bool *same_origin) {
+int wv_copy_location(wv_arena_t *a, const char *base, const char *location, const char *digest,
+                     const char **target, bool *same_origin) {
   if (!location || !*location)
     return WV_EINVAL;
   const char *rest = location;
@@ -314,7 +313,7 @@ int wv_mirror_location(wv_arena_t *a, const char *base, const char *location, co
   return *target ? 0 : WV_ENOMEM;
 }
 
-int wv_mirror_content_range(uint64_t off, size_t n, char *out, size_t outlen) {
+int wv_copy_content_range(uint64_t off, size_t n, char *out, size_t outlen) {
   int w = snprintf(out, outlen, "Content-Range: %" PRIu64 "-%" PRIu64, off, off + n - 1);
   return w < 0 || (size_t)w >= outlen || n == 0 ? WV_ETOOBIG : 0;
 }
@@ -330,35 +329,36 @@ typedef struct {
   const char *ctype;
 } get_t;
 
-static int get_manifest(mirror_t *m, void *arg) {
+static int get_manifest(copy_t *m, void *arg) {
   get_t *g = arg;
   const char *hdrs[] = {ACCEPT_HEADER, NULL};
   const char *path = wv_arena_sprintf(g->a, "/v2/%s/manifests/%s", m->o->src_repo, g->ref);
   const char *what = wv_arena_sprintf(g->a, "fetch manifest %s of %s", g->ref, m->o->src_repo);
   if (!path || !what)
     return WV_ENOMEM;
-  int rc = mirror_request(m, false, what, "GET", path, false, hdrs, NULL, 0, &g->resp);
+  int rc = wv__copy_request(m, false, what, "GET", path, false, hdrs, NULL, 0, &g->resp);
   if (rc)
     return rc;
   if (g->resp.status != 200)
-    return mirror_fail_status(m, false, what, &g->resp);
+    return wv__copy_fail_status(m, false, what, &g->resp);
   if ((rc = wv_digest_of(g->resp.body.data, g->resp.body.len, g->digest)))
     return rc;
   if (g->want && strcmp(g->want, g->digest) != 0)
-    return mirror_fail(m, WV_EDIGEST, "%s: source registry %s sent bytes hashing to %s", what,
-                       m->o->src_registry, g->digest);
+    return wv__copy_fail(m, WV_EDIGEST, "%s: source registry %s sent bytes hashing to %s", what,
+                         m->o->src_registry, g->digest);
   g->ctype = bare_type(g->a, wv_http_resp_header(&g->resp, "Content-Type"));
   return 0;
 }
 
 /* True when the target repository already has manifest digest. */
-static bool dst_has(mirror_t *m, wv_arena_t *a, const char *kind, const char *digest) {
+static bool dst_has(copy_t *m, wv_arena_t *a, const char *kind, const char *digest) {
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
   const char *hdrs[] = {ACCEPT_HEADER, NULL};
   const char *path = wv_arena_sprintf(a, "/v2/%s/%s/%s", m->o->dst_repo, kind, digest);
-  int rc = path ? mirror_request(m, true, "check target", "HEAD", path, false, hdrs, NULL, 0, &resp)
-                : WV_ENOMEM;
+  int rc =
+      path ? wv__copy_request(m, true, "check target", "HEAD", path, false, hdrs, NULL, 0, &resp)
+           : WV_ENOMEM;
   bool has = rc == 0 && resp.status == 200;
   wv_http_resp_free(&resp);
   return has;
@@ -371,7 +371,7 @@ typedef struct {
   const get_t *g;
 } put_t;
 
-static int put_manifest(mirror_t *m, void *arg) {
+static int put_manifest(copy_t *m, void *arg) {
   put_t *p = arg;
   char ct[512];
   snprintf(ct, sizeof ct, "Content-Type: %s", p->mt);
@@ -383,27 +383,27 @@ static int put_manifest(mirror_t *m, void *arg) {
     return WV_ENOMEM;
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = mirror_request(m, true, what, "PUT", path, false, hdrs, p->g->resp.body.data,
-                          p->g->resp.body.len, &resp);
+  int rc = wv__copy_request(m, true, what, "PUT", path, false, hdrs, p->g->resp.body.data,
+                            p->g->resp.body.len, &resp);
   if (!rc && resp.status != 201 && resp.status != 200)
-    rc = mirror_fail_status(m, true, what, &resp);
+    rc = wv__copy_fail_status(m, true, what, &resp);
   const char *dg = rc ? NULL : wv_http_resp_header(&resp, "Docker-Content-Digest");
   if (dg && strcmp(dg, p->g->digest) != 0)
-    rc = mirror_fail(m, WV_EDIGEST, "%s: target registry %s stored it as %s", what,
-                     m->o->dst_registry, dg);
+    rc = wv__copy_fail(m, WV_EDIGEST, "%s: target registry %s stored it as %s", what,
+                       m->o->dst_registry, dg);
   wv_http_resp_free(&resp);
   return rc;
 }
 
-static int copy_blob_step(mirror_t *m, void *arg) { return mirror_copy_blob(m, arg); }
+static int copy_blob_step(copy_t *m, void *arg) { return wv__copy_blob(m, arg); }
 
-static int copy_manifest(mirror_t *m, const char *ref, const char *want, const char *dst_ref,
+static int copy_manifest(copy_t *m, const char *ref, const char *want, const char *dst_ref,
                          int depth);
 
-static int copy_children(mirror_t *m, const wv_mirror_desc_t *kids, size_t n, int depth) {
+static int copy_children(copy_t *m, const wv_copy_desc_t *kids, size_t n, int depth) {
   for (size_t i = 0; i < n; i++) {
-    if (mirror_cancelled(m))
-      return mirror_fail(m, WV_ECLOSED, "mirror cancelled");
+    if (wv__copy_cancelled(m))
+      return wv__copy_fail(m, WV_ECLOSED, "mirror cancelled");
     int rc = kids[i].is_manifest
                  ? copy_manifest(m, kids[i].digest, kids[i].digest, kids[i].digest, depth + 1)
                  : with_retry(m, copy_blob_step, (void *)&kids[i]);
@@ -414,10 +414,10 @@ static int copy_children(mirror_t *m, const wv_mirror_desc_t *kids, size_t n, in
 }
 
 /* Copies manifest ref (expected digest want, or NULL) and everything under it. */
-static int copy_manifest(mirror_t *m, const char *ref, const char *want, const char *dst_ref,
+static int copy_manifest(copy_t *m, const char *ref, const char *want, const char *dst_ref,
                          int depth) {
-  if (depth > WV_MIRROR_MAX_DEPTH)
-    return mirror_fail(m, WV_EPARSE, "manifests nested deeper than %d levels", WV_MIRROR_MAX_DEPTH);
+  if (depth > WV_COPY_MAX_DEPTH)
+    return wv__copy_fail(m, WV_EPARSE, "manifests nested deeper than %d levels", WV_COPY_MAX_DEPTH);
   wv_arena_t *a = wv_arena_new(0); /* the manifest's descriptors: bounded by the caps */
   if (!a)
     return WV_ENOMEM;
@@ -425,23 +425,23 @@ static int copy_manifest(mirror_t *m, const char *ref, const char *want, const c
   wv_http_resp_init(&g.resp);
   int rc = 0;
   if (want && dst_has(m, a, "manifests", want)) {
-    mirror_logf(m, "manifest %s already in the target", want);
+    wv__copy_logf(m, "manifest %s already in the target", want);
     m->st.manifests_existing++;
     goto out;
   }
   rc = with_retry(m, get_manifest, &g);
   const char *mt = NULL;
-  wv_mirror_desc_t *kids = NULL;
+  wv_copy_desc_t *kids = NULL;
   size_t n = 0;
   char perr[256];
-  if (!rc && (rc = wv_mirror_children(a, g.resp.body.data, g.resp.body.len, g.ctype, &mt, &kids, &n,
-                                      perr, sizeof perr)))
+  if (!rc && (rc = wv_copy_children(a, g.resp.body.data, g.resp.body.len, g.ctype, &mt, &kids, &n,
+                                    perr, sizeof perr)))
     rc = rc == WV_ENOMEM ? rc
-                         : mirror_fail(m, rc, "read manifest %s of %s/%s: %s", g.digest,
-                                       m->o->src_registry, m->o->src_repo, perr);
+                         : wv__copy_fail(m, rc, "read manifest %s of %s/%s: %s", g.digest,
+                                         m->o->src_registry, m->o->src_repo, perr);
   if (!rc)
-    mirror_logf(m, "manifest %s (%s): %zu %s", g.digest, mt, n,
-                wv_mediatype_classify(mt) == WV_MT_KIND_INDEX ? "manifests" : "blobs");
+    wv__copy_logf(m, "manifest %s (%s): %zu %s", g.digest, mt, n,
+                  wv_mediatype_classify(mt) == WV_MT_KIND_INDEX ? "manifests" : "blobs");
   rc = rc ? rc : copy_children(m, kids, n, depth);
   put_t p = {.a = a, .ref = dst_ref ? dst_ref : g.digest, .mt = mt, .g = &g};
   rc = rc ? rc : with_retry(m, put_manifest, &p);
@@ -456,14 +456,14 @@ out:
   return rc;
 }
 
-static size_t chunk_of(const wv_mirror_opts_t *o) {
-  size_t c = o->chunk_size ? o->chunk_size : WV_MIRROR_CHUNK_DEFAULT;
-  return c < WV_MIRROR_CHUNK_MIN ? WV_MIRROR_CHUNK_MIN : c;
+static size_t chunk_of(const wv_copy_opts_t *o) {
+  size_t c = o->chunk_size ? o->chunk_size : WV_COPY_CHUNK_DEFAULT;
+  return c < WV_COPY_CHUNK_MIN ? WV_COPY_CHUNK_MIN : c;
 }
 
-int wv_mirror_copy(wv_upstream_t *u, const wv_mirror_opts_t *o, wv_mirror_stats_t *st, char *err,
-                   size_t errlen) {
-  mirror_t m = {.u = u, .o = o, .err = err, .errlen = errlen};
+int wv_copy_image(wv_upstream_t *u, const wv_copy_opts_t *o, wv_copy_stats_t *st, char *err,
+                  size_t errlen) {
+  copy_t m = {.u = u, .o = o, .err = err, .errlen = errlen};
   err[0] = '\0';
   m.same_registry = strcasecmp(o->src_registry, o->dst_registry) == 0;
   m.chunk = chunk_of(o);
@@ -471,22 +471,22 @@ int wv_mirror_copy(wv_upstream_t *u, const wv_mirror_opts_t *o, wv_mirror_stats_
   m.conn_timeout = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000;
   m.idle_timeout = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 120000;
   if (wv_upstream_base_url(u, o->dst_registry, m.dst_base, sizeof m.dst_base))
-    return mirror_fail(&m, WV_ETOOBIG, "target registry name too long");
-  mirror_logf(&m, "mirror %s/%s:%s -> %s/%s:%s", o->src_registry, o->src_repo, o->src_ref,
-              o->dst_registry, o->dst_repo, o->dst_ref);
+    return wv__copy_fail(&m, WV_ETOOBIG, "target registry name too long");
+  wv__copy_logf(&m, "mirror %s/%s:%s -> %s/%s:%s", o->src_registry, o->src_repo, o->src_ref,
+                o->dst_registry, o->dst_repo, o->dst_ref);
   const char *want = strncmp(o->src_ref, "sha256:", 7) == 0 ? o->src_ref : NULL;
   int rc = copy_manifest(&m, o->src_ref, want, o->dst_ref, 0);
   if (rc && !err[0])
-    mirror_fail(&m, rc, "copy %s/%s:%s: %s", o->src_registry, o->src_repo, o->src_ref,
-                wv_strerror(rc));
+    wv__copy_fail(&m, rc, "copy %s/%s:%s: %s", o->src_registry, o->src_repo, o->src_ref,
+                  wv_strerror(rc));
   if (!rc)
-    mirror_logf(&m,
-                "done: %s; %zu manifests written (%zu already there), %zu blobs copied "
-                "(%" PRIu64 " bytes), %zu mounted, %zu already there",
-                m.st.digest, m.st.manifests, m.st.manifests_existing, m.st.blobs_copied, m.st.bytes,
-                m.st.blobs_mounted, m.st.blobs_existing);
+    wv__copy_logf(&m,
+                  "done: %s; %zu manifests written (%zu already there), %zu blobs copied "
+                  "(%" PRIu64 " bytes), %zu mounted, %zu already there",
+                  m.st.digest, m.st.manifests, m.st.manifests_existing, m.st.blobs_copied,
+                  m.st.bytes, m.st.blobs_mounted, m.st.blobs_existing);
   else
-    mirror_logf(&m, "failed: %s", err);
+    wv__copy_logf(&m, "failed: %s", err);
   if (st)
     *st = m.st;
   return rc;
@@ -494,7 +494,7 @@ int wv_mirror_copy(wv_upstream_t *u, const wv_mirror_opts_t *o, wv_mirror_stats_
 
 /* ---- single requests for the front door ------------------------------------ */
 
-/* One manifest request for the front door; rc and status as wv_mirror_head_digest. */
+/* One manifest request for the front door; rc and status as wv_copy_head_digest. */
 static int manifest_req(wv_upstream_t *u, const char *registry, const char *repo, const char *path,
                         const char *who, const char *method, int64_t timeout_ms,
                         wv_http_resp_t *resp) {
@@ -503,7 +503,7 @@ static int manifest_req(wv_upstream_t *u, const char *registry, const char *repo
   wv_http_req_t req = {.method = method,
                        .url = path,
                        .headers = hdrs,
-                       .max_body = WV_MIRROR_MAX_MANIFEST,
+                       .max_body = WV_COPY_MAX_MANIFEST,
                        .timeout_ms = timeout_ms,
                        .connect_timeout_ms = timeout_ms};
   int rc = wv_upstream_do(u, registry, repo, false, who, &req, resp, detail, sizeof detail);
@@ -518,9 +518,9 @@ static int manifest_req(wv_upstream_t *u, const char *registry, const char *repo
   return rc;
 }
 
-int wv_mirror_head_digest(wv_upstream_t *u, const char *registry, const char *repo, const char *ref,
-                          const char *who, int64_t timeout_ms, char digest[WV_DIGEST_STRLEN],
-                          long *status) {
+int wv_copy_head_digest(wv_upstream_t *u, const char *registry, const char *repo, const char *ref,
+                        const char *who, int64_t timeout_ms, char digest[WV_DIGEST_STRLEN],
+                        long *status) {
   char path[MIRROR_URL_MAX];
   int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
   if (n < 0 || (size_t)n >= sizeof path)
@@ -542,7 +542,7 @@ int wv_mirror_head_digest(wv_upstream_t *u, const char *registry, const char *re
   return rc;
 }
 
-bool wv_mirror_registry_wants_auth(wv_upstream_t *u, const char *registry, int64_t timeout_ms) {
+bool wv_copy_registry_wants_auth(wv_upstream_t *u, const char *registry, int64_t timeout_ms) {
   char url[600], detail[256];
   if (wv_upstream_base_url(u, registry, url, sizeof url - 8))
     return false;
@@ -557,9 +557,8 @@ bool wv_mirror_registry_wants_auth(wv_upstream_t *u, const char *registry, int64
   return wants;
 }
 
-int wv_mirror_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry, const char *repo,
-                           const char *ref, const char *who, int64_t timeout_ms,
-                           wv_mirror_desc_t *d) {
+int wv_copy_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry, const char *repo,
+                         const char *ref, const char *who, int64_t timeout_ms, wv_copy_desc_t *d) {
   char path[MIRROR_URL_MAX];
   int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
   if (n < 0 || (size_t)n >= sizeof path)
@@ -580,10 +579,9 @@ int wv_mirror_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry
   return rc;
 }
 
-int wv_mirror_put_manifest(wv_upstream_t *u, const char *registry, const char *repo,
-                           const char *ref, const char *who, const char *media_type,
-                           const char *body, size_t len, int64_t timeout_ms, char *err,
-                           size_t errlen) {
+int wv_copy_put_manifest(wv_upstream_t *u, const char *registry, const char *repo, const char *ref,
+                         const char *who, const char *media_type, const char *body, size_t len,
+                         int64_t timeout_ms, char *err, size_t errlen) {
   char path[MIRROR_URL_MAX], ct[256];
   int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
   if (n < 0 || (size_t)n >= sizeof path)
