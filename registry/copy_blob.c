@@ -24,6 +24,7 @@
  */
 #include "core/err.h"
 #include "registry/copy_int.h"
+#include "core/timefmt.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -156,11 +157,7 @@ static int pipe_read(pipe_t *p, char *buf, size_t want, size_t *got) {
   pthread_mutex_lock(&p->mu);
   while (*got < want) {
     while (p->len == 0 && !p->done) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += WAIT_SLICE_MS * 1000000L;
-      ts.tv_sec += ts.tv_nsec / 1000000000L;
-      ts.tv_nsec %= 1000000000L;
+      struct timespec ts = wv_deadline_ts(CLOCK_REALTIME, WAIT_SLICE_MS);
       pthread_cond_timedwait(&p->cv, &p->mu, &ts);
       if (p->len == 0 && !p->done && wv__copy_cancelled(p->m)) {
         rc = WV_ECLOSED;

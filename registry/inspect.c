@@ -20,8 +20,6 @@
 
 #include <string.h>
 
-#define INSPECT_MAX_BODY (64u << 10)
-
 /* Copies member `from` of src into dst as `to` when it is present and not null/empty. */
 static void copy_member(json_object *dst, const char *to, json_object *src, const char *from) {
   json_object *v = NULL;
@@ -281,7 +279,7 @@ int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp) {
   const char *image = NULL, *msg = NULL, *token = NULL, *who = NULL;
   int status = 0;
   const wv_app_t *app = req->app;
-  if (wv_json_parse_body(req->body, req->body_len, INSPECT_MAX_BODY, 0,
+  if (wv_json_parse_body(req->body, req->body_len, WV_INSPECT_MAX_BODY, 0,
                          (size_t)app->cfg->max_json_values, &body, err, sizeof err))
     return wv_resp_api_error(req, resp, 400, err);
   if (wv_json_get_str(body, "containerImage", &image) == 0)

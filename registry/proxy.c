@@ -41,7 +41,6 @@
 #include <string.h>
 
 #define TAGS_MAX_BODY (4u << 20)
-#define INSPECT_BODY_LIMIT (64u << 10)
 
 static int reg_error(wv_req_t *req, wv_resp_t *resp, wv_regerr_t code, int status,
                      const char *msg) {
@@ -407,7 +406,7 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
 
 static const wv_route_t proxy_routes[] = {
     {WV_M_GET, "/v2/**", v2_handler, WV_ROUTE_INLINE, 0},
-    {WV_M_POST, "/v1alpha1/inspect", wv_inspect_handler, WV_ROUTE_WORKER, INSPECT_BODY_LIMIT},
+    {WV_M_POST, "/v1alpha1/inspect", wv_inspect_handler, WV_ROUTE_WORKER, WV_INSPECT_MAX_BODY},
 };
 
 int wv_proxy_routes_register(wv_router_t *r, wv_app_t *app) {
