@@ -121,7 +121,7 @@ typedef struct worker {
   pl_hist_t hist;
   uint64_t ok, errs[ERR__N], body_bytes, ok_bytes, connects;
   uint64_t bad_status[600]; /* unexpected statuses, by code (0: out of range) */
-  uint64_t all; /* responses completed at any time, warm-up included */
+  uint64_t all;             /* responses completed at any time, warm-up included */
 } worker_t;
 
 static opts_t g_opts;
@@ -676,11 +676,12 @@ static void report(const total_t *t) {
              t->rss_peak / 1024.0, t->rss_hwm / 1024.0);
   }
   printf("RESULT name=%s conns=%d threads=%d secs=%.3f requests=%llu rps=%.1f mbps=%.2f "
-         "bytes=%llu ok_bytes=%llu p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu mean_us=%.0f errors=%llu",
+         "bytes=%llu ok_bytes=%llu p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu mean_us=%.0f "
+         "errors=%llu",
          o->name, o->conns, o->threads, t->secs, (unsigned long long)t->ok, rps, mbps,
-         (unsigned long long)t->body, (unsigned long long)t->ok_body,
-         (unsigned long long)p50, (unsigned long long)p99, (unsigned long long)p999,
-         (unsigned long long)t->hist.max_us, mean, (unsigned long long)t->err_total);
+         (unsigned long long)t->body, (unsigned long long)t->ok_body, (unsigned long long)p50,
+         (unsigned long long)p99, (unsigned long long)p999, (unsigned long long)t->hist.max_us,
+         mean, (unsigned long long)t->err_total);
   for (int k = 0; k < ERR__N; k++)
     printf(" err_%s=%llu", err_names[k], (unsigned long long)t->errs[k]);
   for (int k = 0; k < 600; k++)

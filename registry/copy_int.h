@@ -43,8 +43,8 @@ bool wv__copy_cancelled(const copy_t *m);
  * error fills m->err with "<what>: <registry>: <detail>" and sets m->retry.
  */
 int wv__copy_request(copy_t *m, bool dst, const char *what, const char *method, const char *path,
-                   bool abs_url, const char *const *headers, const void *body, size_t body_len,
-                   wv_http_resp_t *resp);
+                     bool abs_url, const char *const *headers, const void *body, size_t body_len,
+                     wv_http_resp_t *resp);
 
 /* "<what>: <registry> answered <status> (<registry error text>)"; sets m->retry for 429/5xx. */
 int wv__copy_fail_status(copy_t *m, bool dst, const char *what, const wv_http_resp_t *resp);

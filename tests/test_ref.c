@@ -244,7 +244,7 @@ TEST(route_invalid) {
   CHECK(route_rejects(a, "/v2/Library/ubuntu/manifests/latest")); /* comp1 is lower case */
   CHECK(route_rejects(a, "/v2/library/Ubuntu/manifests/latest")); /* so is comp */
   CHECK(route_rejects(a, "/v2/-a/ubuntu/manifests/latest"));      /* starts alphanumeric */
-  CHECK(route_rejects(a, "/v2/wt/t/r/x/manifests/"));                /* no reference */
+  CHECK(route_rejects(a, "/v2/wt/t/r/x/manifests/"));             /* no reference */
   CHECK(route_rejects(a, "/v2/wt/abc123/manifests/latest"));      /* token, no image */
   CHECK(route_rejects(a, "/v2/wt/Abc123/library/ubuntu/manifests/latest"));
   CHECK(route_rejects(a, "/v2/wt/abc123/library/ubuntu/blobs/latest")); /* blobs by digest */

@@ -224,22 +224,23 @@ static int copy_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *id) {
                     wv_strerror(rc));
     goto out;
   }
-  wv_copy_opts_t o = {.src_registry = src.registry,
-                        .src_repo = src.path,
-                        .src_ref = src.reference,
-                        .dst_registry = dst.registry,
-                        .dst_repo = dst.path,
-                        .dst_ref = dst.reference,
-                        .chunk_size = (size_t)cfg->mirror_chunk_size,
-                        .attempts = 1 + cfg->mirror_retry_attempts,
-                        .connect_timeout_ms = cfg->hc_connect_timeout_ms,
-                        .request_timeout_ms = cfg->hc_read_timeout_ms * 2,
-                        .idle_timeout_ms = cfg->hc_idle_timeout_ms,
-                        .log = log_line,
-                        .cancelled = is_cancelled,
-                        .cb_arg = ctx,
-                        /* The request's account, checked when it was made (build/mirror/request.c). */
-                        .who = str_of(rec, "userName")};
+  wv_copy_opts_t o = {
+      .src_registry = src.registry,
+      .src_repo = src.path,
+      .src_ref = src.reference,
+      .dst_registry = dst.registry,
+      .dst_repo = dst.path,
+      .dst_ref = dst.reference,
+      .chunk_size = (size_t)cfg->mirror_chunk_size,
+      .attempts = 1 + cfg->mirror_retry_attempts,
+      .connect_timeout_ms = cfg->hc_connect_timeout_ms,
+      .request_timeout_ms = cfg->hc_read_timeout_ms * 2,
+      .idle_timeout_ms = cfg->hc_idle_timeout_ms,
+      .log = log_line,
+      .cancelled = is_cancelled,
+      .cb_arg = ctx,
+      /* The request's account, checked when it was made (build/mirror/request.c). */
+      .who = str_of(rec, "userName")};
   wv_copy_stats_t st;
   rc = wv_copy_image(app->upstream, &o, &st, err, sizeof err);
   if (rc && !wv_job_ctx_cancelled(ctx))
