@@ -25,8 +25,8 @@ run: build
 	@packaging/deps.sh run
 	./$(OUT)/waved --config $(CONFIG)
 
-# Every unit and end-to-end test. One test: `ctest --test-dir out -R core`
-# or run its binary with a test name: `out/tests/test_siphash spec_vectors`.
+# Every unit and end-to-end test. One module: `ctest --test-dir out -R siphash`;
+# one case inside it: `out/tests/test_siphash paper_vector`.
 test:
 	@packaging/deps.sh build run test
 	$(MAKE) --no-print-directory build

@@ -35,7 +35,8 @@ static int free_port(void) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &len))
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) ||
+      getsockname(fd, (struct sockaddr *)&a, &len))
     return -1;
   close(fd);
   return ntohs(a.sin_port);
@@ -44,13 +45,15 @@ static int free_port(void) {
 /* Returns 1 when GET /health answered 200, 0 otherwise. */
 static int health_ok(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port),
                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   int ok = 0;
   if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
     const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     char buf[64] = {0};
-    if (write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1) && read(fd, buf, sizeof buf - 1) > 12)
+    if (write(fd, req, sizeof req - 1) == (ssize_t)(sizeof req - 1) &&
+        read(fd, buf, sizeof buf - 1) > 12)
       ok = strncmp(buf, "HTTP/1.1 200", 12) == 0;
   }
   close(fd);
@@ -143,7 +146,8 @@ int main(int argc, char **argv) {
   printf("runs: %d\n", runs);
   printf("start-to-ready: median %.1f ms, worst %.1f ms\n", t[runs / 2], t[runs - 1]);
   printf("idle RSS: %.1f MB (peak %.1f MB)\n", (double)rss / 1024.0, (double)hwm / 1024.0);
-  printf("exit on SIGTERM: %s\n", WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "0 (clean)" : "NOT clean");
+  printf("exit on SIGTERM: %s\n",
+         WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "0 (clean)" : "NOT clean");
   free(t);
   return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 1;
 }

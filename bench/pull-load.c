@@ -22,12 +22,11 @@
  *
  * The request mix is a list of lines "WEIGHT METHOD STATUS PATH [Name:value]... [@BODYFILE]"
  * (from -m FILE, '#' comments allowed, and/or -e LINE); @BODYFILE sends that file's bytes
- * (with their Content-Length) as the request body, e.g. container requests (POST). Every request text is
- * rendered once at start; sending is a uv_write of that static buffer. Each
- * request picks a line at random in proportion to WEIGHT (a per-connection
- * xorshift generator). With -1 ("once") weights are ignored and every line is
- * sent exactly once, in order, spread over all connections; the run ends when
- * the last line is answered (or -d passes). -1 has no warm-up.
+ * (with their Content-Length) as the request body, e.g. container requests (POST). Every request
+ * text is rendered once at start; sending is a uv_write of that static buffer. Each request picks a
+ * line at random in proportion to WEIGHT (a per-connection xorshift generator). With -1 ("once")
+ * weights are ignored and every line is sent exactly once, in order, spread over all connections;
+ * the run ends when the last line is answered (or -d passes). -1 has no warm-up.
  *
  * Responses are parsed with llhttp (the parser waved itself uses): status,
  * Content-Length, chunked and read-until-close bodies, HEAD responses without
@@ -122,7 +121,7 @@ typedef struct worker {
   pl_hist_t hist;
   uint64_t ok, errs[ERR__N], body_bytes, ok_bytes, connects;
   uint64_t bad_status[600]; /* unexpected statuses, by code (0: out of range) */
-  uint64_t all; /* responses completed at any time, warm-up included */
+  uint64_t all;             /* responses completed at any time, warm-up included */
 } worker_t;
 
 static opts_t g_opts;
@@ -693,11 +692,12 @@ static void report(const total_t *t) {
              t->rss_peak / 1024.0, t->rss_hwm / 1024.0);
   }
   printf("RESULT name=%s conns=%d threads=%d secs=%.3f requests=%llu rps=%.1f mbps=%.2f "
-         "bytes=%llu ok_bytes=%llu p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu mean_us=%.0f errors=%llu",
+         "bytes=%llu ok_bytes=%llu p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu mean_us=%.0f "
+         "errors=%llu",
          o->name, o->conns, o->threads, t->secs, (unsigned long long)t->ok, rps, mbps,
-         (unsigned long long)t->body, (unsigned long long)t->ok_body,
-         (unsigned long long)p50, (unsigned long long)p99, (unsigned long long)p999,
-         (unsigned long long)t->hist.max_us, mean, (unsigned long long)t->err_total);
+         (unsigned long long)t->body, (unsigned long long)t->ok_body, (unsigned long long)p50,
+         (unsigned long long)p99, (unsigned long long)p999, (unsigned long long)t->hist.max_us,
+         mean, (unsigned long long)t->err_total);
   for (int k = 0; k < ERR__N; k++)
     printf(" err_%s=%llu", err_names[k], (unsigned long long)t->errs[k]);
   for (int k = 0; k < 600; k++)

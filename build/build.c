@@ -3,7 +3,7 @@
  *
  * DESIGN. A build is identified by its target image (the checksum is in the
  * tag), so de-duplication is one lookup: WV_DB_BUILD_TARGETS[target] → the
- * build id, whose job (core/job.h) says how it stands. The lookup runs first
+ * build id, whose job (core/job/job.h) says how it stands. The lookup runs first
  * without a lock (most identical requests end here: joined or reused, no
  * work dir made). Only a request that needs a new build prepares a work
  * directory (unpacking its context, outside any lock), then takes the
@@ -20,8 +20,8 @@
 #include "build/layers.h"
 #include "build/naming.h"
 #include "build/platform_run.h"
-#include "build/mirror_req.h"
-#include "build/records.h"
+#include "build/mirror/request.h"
+#include "build/request/records.h"
 #include "build/sif/sifbuild.h"
 #include "core/err.h"
 #include "core/json.h"
@@ -71,7 +71,8 @@ static int fail(const char **msg, int rc, const char *m) {
   return rc;
 }
 
-/* Requests this release does not build yet, and the container file's own rules (§4.1). */
+/* Builds this server cannot run (the build service switched off, a format its builder cannot
+ * make), and the container file's own rules (contract §6.1). */
 static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
                            const char **msg) {
   if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */
@@ -104,8 +105,8 @@ static bool registry_insecure(const wv_config_t *cfg, const char *host) {
   return false;
 }
 
-/* Repository, checksum and target image (§2.4, §2.5); a child of a multi-platform build (§4.4)
- * gets the default naming strategy. */
+/* Repository, checksum and target image (contract §4.4, §4.5); a child of a multi-platform build
+ * (§6.4) gets the default naming strategy. */
 static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bool child,
                       wv_binput_t *in, const char **msg) {
   const wv_config_t *cfg = app->cfg;
@@ -139,7 +140,7 @@ static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bo
   in->cid = wv_arena_strdup(a, cid);
   rc = in->cid ? wv_naming_target_image(a, in->sif, in->repo, in->cid, in->conda, st, &in->target)
                : WV_ENOMEM;
-  /* A Singularity target is oras://<repo>:<tag> (spec §4.1); the registry reference follows. */
+  /* A Singularity target is oras://<repo>:<tag> (contract §6.1); the registry reference follows. */
   rc = rc ? rc : wv_ref_parse(a, in->target + (in->sif ? 7 : 0), &in->tref, msg);
   if (rc)
     return rc;
@@ -351,8 +352,8 @@ static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   free(val);
   if (rc && rc != WV_ENOTFOUND)
     return rc;
-  /* The parent of a multi-platform build is bd-<id>_0 (§4.4); a retry after a failure takes
-   * the next number, job ids being unique. */
+  /* The parent of a multi-platform build is bd-<id>_0 (contract §6.4); a retry after a failure
+   * takes the next number, job ids being unique. */
   const char *id = wv_naming_build_id(a, in->cid, (unsigned long)(in->multi_arg ? n : n + 1));
   const char *workdir = wv_build_workdir(a, cfg, id);
   json_object *rec = id ? build_record(a, r, plan, in, id, client_ip, now_ns) : NULL;
@@ -479,7 +480,7 @@ static int encode_cb(void *arg, wv_buf_t *tok, const char **rtext) {
   minted_t *m = x->m;
   wv_arena_t *a = x->a;
   const char *token = m->res.token, *path = wv_ref_path_and_ref(a, &m->in->tref);
-  /* Freeze: clients pull the real image; its token is refused by /v2 (§4.3). */
+  /* Freeze: clients pull the real image; its token is refused by /v2 (contract §6.3). */
   m->res.target_image =
       m->in->freeze ? m->in->target
       : path ? wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(x->app->cfg), token, path)
@@ -519,7 +520,7 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
   json_object *j = json_object_new_object();
   char exp[WV_TIME_ISO_STRLEN];
   int rc = j ? wv_time_format_iso(m->res.expires_ns, exp, sizeof exp) : WV_ENOMEM;
-  bool stable = r->v2 && r->freeze; /* §1.3: no token, no expiration */
+  bool stable = r->v2 && r->freeze; /* contract §3.3: no token, no expiration */
   rc = rc ? rc : wv_json_add_str(j, "requestId", m->res.token);
   if (!stable)
     rc = rc ? rc : wv_json_add_str(j, "containerToken", m->res.token);
@@ -539,7 +540,7 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
     rc = rc ? rc : wv_json_add_bool(j, "freeze", r->freeze);
     rc = rc ? rc : wv_json_add_bool(j, "mirror", false);
     rc = rc ? rc : wv_json_add_str(j, "scanId", m->res.scan_id);
-    bool say = !m->res.scan_id; /* §1.3: succeeded is always omitted when scanId is set */
+    bool say = !m->res.scan_id; /* contract §3.3: succeeded is always omitted when scanId is set */
     if (!rc && say && (o->d == D_DONE_OK || o->d == D_EXISTS || (r->dry_run && dry_exists)))
       rc = wv_json_add_bool(j, "succeeded", true);
     else if (!rc && say && o->d == D_DONE_FAIL)
@@ -555,7 +556,7 @@ static json_object *response(const wv_creq_t *r, const minted_t *m, const outcom
 /* ---- entry point ---------------------------------------------------------------------- */
 
 /*
- * §4.4: the two children are ordinary builds (deduplicated and cached like any other) with
+ * contract §6.4: the two children are ordinary builds (deduplicated and cached like any other) with
  * their own platform, checksum and default-named tag; parent->multi_arg then names them.
  */
 static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
@@ -569,7 +570,7 @@ static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
     kids[i] = *parent;
     kids[i].platform = platforms[i];
     kids[i].multi_arg = NULL;
-    kids[i].scan_id = kids[i].scan_mode = NULL; /* no per-child scans (§4.4) */
+    kids[i].scan_id = kids[i].scan_mode = NULL; /* no per-child scans (contract §6.4) */
     rc = make_names(app, a, r, true, &kids[i], msg);
     rc = rc ? rc : check_push(app, a, r, &kids[i], msg);
     bool exists = !rc && target_exists(app, a, &kids[i]);
@@ -584,7 +585,7 @@ static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
   return rc ? rc : (parent->multi_arg ? 0 : WV_ENOMEM);
 }
 
-/* §4.1 step 5: authenticated freeze builds get the trusted timeout when it is longer. */
+/* contract §6.1 step 5: authenticated freeze builds get the trusted timeout when it is longer. */
 static int64_t deadline_ms(const wv_config_t *cfg, const wv_creq_t *r, const wv_creq_plan_t *plan) {
   bool trusted = plan->user && r->freeze && cfg->build_trusted_timeout_ms > cfg->build_timeout_ms;
   return trusted ? cfg->build_trusted_timeout_ms : 0; /* 0: the kind's default */
@@ -615,7 +616,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   rc = rc ? rc : wv_layers_check(a, app->cas, app->cfg, &r->cc, msg);
   rc = rc ? rc : make_names(app, a, r, false, &in, msg);
   rc = rc ? rc : check_push(app, a, r, &in, msg);
-  if (!rc && !in.embedded) /* §4.1 step 4, before anything runs */
+  if (!rc && !in.embedded) /* contract §6.1 step 4, before anything runs */
     rc = wv_mirror_check_target_auth(app, a, in.tref.registry, in.repo, msg);
   if (rc)
     return rc;

@@ -1,5 +1,5 @@
 /*
- * build/build.h — container requests that build (spec §4.1, §4.2, §2.4–§2.6):
+ * build/build.h — container requests that build (contract §6.1, §6.2, §4.4–§4.6):
  * from a checked request to a build job, a token and the response.
  *
  *   wv_build_submit()  the container file (decoded containerFile, or made
@@ -15,15 +15,15 @@
  *                          prepared, records written, job submitted.
  *                      Then the token (kind BUILD, naming the build) and the
  *                      persisted request record are written durably, as for
- *                      plain requests, and the response of §1.3 is built.
+ *                      plain requests, and the response of contract §3.3 is built.
  *
  * Records (WV_DB_BUILDS, key = build id, expiry wave.build.record.duration):
- * WaveBuildRecord JSON (§1.7), finished lazily from the job when read
+ * WaveBuildRecord JSON (contract §6.5), finished lazily from the job when read
  * (build_api.c). WV_DB_BUILD_TARGETS: target image → build id, expiry
  * wave.build.status.duration from the start, the de-duplication entry.
  * WV_DB_COUNTERS "build/<checksum>" → n, the durable per-checksum counter.
  *
- * Build rate limit (spec §4.1 step 8): the first build a request creates
+ * Build rate limit (contract §6.1 step 8): the first build a request creates
  * takes a permit of app->build_limit (user, else client_ip) under the create
  * lock, before anything is written; refused, nothing is created and the
  * call returns WV_EBUSY (429) with the spec's message and *retry_after_s.
@@ -38,8 +38,8 @@
 #define WV_BUILD_BUILD_H
 
 #include "build/build_api.h"
-#include "build/request.h"
-#include "core/job.h"
+#include "build/request/request.h"
+#include "core/job/job.h"
 
 #include <json-c/json.h>
 

@@ -6,7 +6,7 @@
 #include "build/builder.h"
 #include "core/ansi.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timefmt.h"
@@ -20,7 +20,6 @@
 #include <string.h>
 
 #define ID_MAX 128
-#define SMALL_BODY 4096
 #define LOG_MAX (16u << 20) /* bytes of log an endpoint serves (the job keeps no more) */
 #define RECORD_MAX (4u << 20)
 #define MSG_FAILED "Container build did not complete successfully"
@@ -127,7 +126,7 @@ static bool build_done(const build_t *b, bool *ok) {
   return false;
 }
 
-/* ---- container status (§1.6) ---------------------------------------------------------- */
+/* ---- container status (contract §3.6) -------------------------------------------------------- */
 
 static int add_instant(json_object *o, const char *key, int64_t ns) {
   char t[WV_TIME_ISO_STRLEN];
@@ -222,7 +221,7 @@ static int load_or_404(wv_req_t *req, wv_resp_t *resp, build_t *b, const char **
   return 0;
 }
 
-/* GET /v1alpha1/builds/{buildId}: WaveBuildRecord (§1.7). */
+/* GET /v1alpha1/builds/{buildId}: WaveBuildRecord (contract §6.5). */
 static int record(wv_req_t *req, wv_resp_t *resp) {
   build_t b;
   const char *id;
@@ -234,7 +233,7 @@ static int record(wv_req_t *req, wv_resp_t *resp) {
   return wv_resp_json(req, resp, 200, o);
 }
 
-/* GET /v1alpha1/builds/{buildId}/status: BuildStatusResponse (§1.7). */
+/* GET /v1alpha1/builds/{buildId}/status: BuildStatusResponse (contract §6.5). */
 static int status(wv_req_t *req, wv_resp_t *resp) {
   build_t b;
   const char *id, *start = NULL;
@@ -370,14 +369,15 @@ size_t wv_build_log_lock(char *s, size_t len) {
   return w;
 }
 
-/* Spec §1.7. */
+/* Contract §6.5. */
 static const wv_route_t api_routes[] = {
-    {WV_M_GET, "/v1alpha1/builds/{buildId}", record, WV_ROUTE_WORKER, SMALL_BODY},
-    {WV_M_GET, "/v1alpha1/builds/{buildId}/status", status, WV_ROUTE_WORKER, SMALL_BODY},
-    {WV_M_GET, "/v1alpha1/builds/{buildId}/logs", logs, WV_ROUTE_WORKER, SMALL_BODY},
-    {WV_M_GET, "/v1alpha1/builds/{buildId}/condalock", condalock, WV_ROUTE_WORKER, SMALL_BODY},
+    {WV_M_GET, "/v1alpha1/builds/{buildId}", record, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
+    {WV_M_GET, "/v1alpha1/builds/{buildId}/status", status, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
+    {WV_M_GET, "/v1alpha1/builds/{buildId}/logs", logs, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
+    {WV_M_GET, "/v1alpha1/builds/{buildId}/condalock", condalock, WV_ROUTE_WORKER,
+     WV_ROUTE_NO_BODY},
 };
 
-int wv_build_api_register(wv_router_t *r) {
+int wv_build_routes_register(wv_router_t *r) {
   return wv_router_add(r, api_routes, sizeof api_routes / sizeof api_routes[0]);
 }

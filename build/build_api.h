@@ -1,5 +1,5 @@
 /*
- * build/build_api.h — what the world sees of a build (spec §1.6, §1.7):
+ * build/build_api.h — what the world sees of a build (contract §3.6, §6.5):
  * GET /v1alpha1/builds/{id}, /status, /logs, /condalock, and the container
  * status of a request that built.
  *
@@ -7,7 +7,7 @@
  * (duration, exitStatus, succeeded, digest) is taken from the build's job
  * the first time the record is read after the job ended, and written back,
  * so nothing depends on a callback having run (a restart included).
- * Logs are the job's output (core/job.h), ANSI-stripped; /logs leaves out
+ * Logs are the job's output (core/job/job.h), ANSI-stripped; /logs leaves out
  * the conda lock section, /condalock serves only it.
  *
  * No registry/ref.h here: http/router.h and ref.h both define wv_route_t.
@@ -30,8 +30,8 @@ struct wv_router;
 #define WV_BUILD_LOCK_START ">> CONDA_LOCK_START"
 #define WV_BUILD_LOCK_END "<< CONDA_LOCK_END"
 
-/* Adds the build routes. 0, WV_EINVAL or WV_ENOMEM (as wv_router_add). */
-int wv_build_api_register(struct wv_router *r);
+/* Adds the build routes (GET /v1alpha1/builds/...). 0, WV_EINVAL or WV_ENOMEM. */
+int wv_build_routes_register(struct wv_router *r);
 
 /*
  * Writes the pushed image's digest into build id's record. Called by the
@@ -40,7 +40,7 @@ int wv_build_api_register(struct wv_router *r);
  */
 int wv_build_record_digest(const wv_app_t *app, const char *id, const char *digest);
 
-/* §1.6 for a token of kind BUILD (a new reference), NULL on OOM. */
+/* contract §3.6 for a token of kind BUILD (a new reference), NULL on OOM. */
 json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a, const wv_token_rec_t *t,
                                        int64_t now_ns);
 

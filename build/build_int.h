@@ -72,7 +72,7 @@ int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, con
 int wv_build_check_urls(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const char **msg);
 
 /*
- * Freeze (spec §4.3, build/freeze.c). wv_build_freeze_file rewrites in->file
+ * Freeze (contract §6.3, build/freeze.c). wv_build_freeze_file rewrites in->file
  * (NULL for an image request) into the container file to build, with the
  * entry chain from the file or the base image config. wv_build_freeze_layers
  * writes each containerConfig layer as ctxdir/layer-<hex>.tar.gz (data:
@@ -85,7 +85,7 @@ int wv_build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
                            const char *ctxdir, const char **msg);
 
 /*
- * Multi-platform builds (spec §4.4, build/multi.c): the job kind and step
+ * Multi-platform builds (contract §6.4, build/multi.c): the job kind and step
  * function that wait for the child builds and PUT the OCI index to the
  * parent tag (or record it in the embedded registry when `embedded`), and
  * the step argument naming the children (ids[i] NULL for a child whose

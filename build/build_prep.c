@@ -1,6 +1,6 @@
 /*
  * build/build_prep.c — the container file of a build request and its work
- * directory (spec §4.1 steps 1, 2, 4, 9; §4.2).
+ * directory (contract §6.1 steps 1, 2, 4, 9; §6.2).
  */
 #include "build/build_int.h"
 #include "registry/upstream.h"

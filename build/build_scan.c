@@ -1,6 +1,6 @@
 /*
- * build/build_scan.c — the scan of a built (or frozen) image (spec §4.1 step
- * 5, §4.6; docs/scan.md "For builds and mirrors"). The scan id is reserved
+ * build/build_scan.c — the scan of a built (or frozen) image (contract §6.1 step
+ * 5, §8.1; docs/scan.md "For builds and mirrors"). The scan id is reserved
  * at request time, from the target image name, so the response, the token
  * and the records can name it before the build runs. Then:
  *
@@ -12,7 +12,7 @@
  *   - an image that is there already (cached) starts the scan at once;
  *   - a cached failure abandons a scan this request reserved.
  *
- * Mirrors (build/mirror_req.c) use the same pieces with their own step
+ * Mirrors (build/mirror/request.c) use the same pieces with their own step
  * ("mirror-scan"). Multi-platform builds are not scanned here (see
  * docs/compatibility.md).
  */

@@ -1,6 +1,6 @@
 /*
- * build/builder.h — builder backends as command templates (design §6,
- * spec §4.1): turns one build (work dir, platform, target repository and
+ * build/builder.h — builder backends as command templates (architecture §5.3,
+ * contract §6.1): turns one build (work dir, platform, target repository and
  * tag, credentials) into the job-engine steps that run it.
  *
  * Templates come from config.yml (wave.build.buildah.*, wave.build.buildkit.*).
@@ -25,7 +25,7 @@
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/config.h"
-#include "core/job.h"
+#include "core/job/job.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -89,7 +89,7 @@ int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target
 /*
  * The Docker config.json for creds: {"auths":{"<key>":{"auth":"<base64
  * user:pass>"}}} where key is https://index.docker.io/v1/ for Docker Hub and
- * https://<host> otherwise (spec §4.1 step 4). Entries without a username
+ * https://<host> otherwise (contract §6.1 step 4). Entries without a username
  * are skipped. Appends to out: 0, WV_EINVAL, WV_ETOOBIG, WV_ENOMEM.
  */
 int wv_builder_authfile(const wv_build_cred_t *creds, size_t n, wv_buf_t *out);

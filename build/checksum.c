@@ -122,5 +122,5 @@ int wv_checksum_container_id(const wv_checksum_input_t *in, char out[WV_CHECKSUM
     snprintf(cfg, sizeof cfg, "%d", (int)h);
     kv[2 * n] = "containerConfig", kv[2 * n + 1] = cfg, n++;
   }
-  return wv_checksum_pairs(kv, n, out);
+  return wv_siphash_pairs(kv, n, out);
 }

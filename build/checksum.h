@@ -1,9 +1,9 @@
 /*
- * build/checksum.h — the build "containerId" of spec §2.4 and the Java
+ * build/checksum.h — the build "containerId" of contract §4.4 and the Java
  * hashCode of a ContainerConfig that a freeze build folds into it.
  *
  * The id must be bit-identical to Wave's, so everything here mirrors Java:
- * the ordered (key, value) pairs hashed by wv_checksum_pairs(), and
+ * the ordered (key, value) pairs hashed by wv_siphash_pairs(), and
  * ContainerConfig.hashCode() = Objects.hash(entrypoint, cmd, env, workingDir,
  * layers) with int32 wrap-around, String.hashCode over UTF-16 code units,
  * null → 0 and an empty list → 1.

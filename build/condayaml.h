@@ -2,7 +2,7 @@
  * build/condayaml.h — conda environment YAML: a small tree loaded with
  * libyaml and written back the way Wave's SnakeYAML dumper writes it.
  *
- * Wave hashes the conda file it generates (spec §2.4), so the text must
+ * Wave hashes the conda file it generates (contract §4.4), so the text must
  * match SnakeYAML's block style byte for byte in the cases conda files use:
  * 2-space nesting, sequences inside mappings not indented ("deps:\n- a"),
  * "- key: v" for a mapping inside a sequence, "[]" and "{}" for empty

@@ -1,7 +1,7 @@
 /*
  * build/context.h — unpack a request's build context (a tar.gz) into the
- * build's context directory, safely, and compute its tarDigest (spec §2.4,
- * §4.1 step 9).
+ * build's context directory, safely, and compute its tarDigest (contract §4.4,
+ * §6.1 step 9).
  *
  * The archive is untrusted. Accepted: regular files, directories, symbolic
  * and hard links that stay inside the context; pax ("path", "linkpath",
@@ -36,7 +36,7 @@
 #include "core/digest.h"
 
 typedef struct {
-  uint64_t max_file_bytes;  /* per regular file; spec/design default 1 MiB */
+  uint64_t max_file_bytes;  /* per regular file; Wave's default 1 MiB */
   uint64_t max_total_bytes; /* all regular files together; default 10 MiB */
   uint32_t max_entries;     /* tar entries of any kind; default 10000 */
 } wv_context_limits_t;

@@ -1,6 +1,6 @@
 /*
  * build/freeze.c — the parts of a build that only freeze requests have
- * (spec §4.3): the rewrite of the request into a container file (with
+ * (contract §6.3): the rewrite of the request into a container file (with
  * WAVE_ENTRY_CHAIN from the file or from the base image config), and the
  * layer archives of the containerConfig written into the build context as
  * context/layer-<hex>.tar.gz for the file's `ADD layer-<hex>.tar.gz /`.

@@ -18,6 +18,7 @@
  * wrong with what it sent.
  */
 #include "build/layers.h"
+#include "core/base64.h"
 #include "registry/tagcache.h"
 #include "core/digest.h"
 #include "core/err.h"
@@ -36,67 +37,6 @@
 #define BIN_CHUNK (48 * 1024)  /* their decoded bytes */
 #define TAR_CHUNK (128 * 1024) /* inflate output buffer */
 #define MAX_BLOB_HOPS 2        /* redirects followed for a config blob */
-
-/* ---- base64 -------------------------------------------------------------- */
-
-static int b64val(unsigned char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+')
-    return 62;
-  if (c == '/')
-    return 63;
-  return -1;
-}
-
-long long wv_base64_decoded_len(const char *s, size_t n) {
-  if (n % 4)
-    return -1;
-  size_t pad = 0;
-  if (n && s[n - 1] == '=')
-    pad = (n >= 2 && s[n - 2] == '=') ? 2 : 1;
-  for (size_t i = 0; i < n - pad; i++)
-    if (b64val((unsigned char)s[i]) < 0)
-      return -1;
-  return (long long)(n / 4 * 3 - pad);
-}
-
-/* Decodes n characters (a multiple of 4, already validated) into out; returns bytes written. */
-static size_t b64_decode(const char *s, size_t n, unsigned char *out) {
-  size_t o = 0;
-  for (size_t i = 0; i < n; i += 4) {
-    int v[4];
-    int k = 0;
-    for (; k < 4 && s[i + k] != '='; k++)
-      v[k] = b64val((unsigned char)s[i + k]);
-    uint32_t w = 0;
-    for (int j = 0; j < k; j++)
-      w |= (uint32_t)v[j] << (18 - 6 * j);
-    out[o++] = (unsigned char)(w >> 16);
-    if (k > 2)
-      out[o++] = (unsigned char)(w >> 8);
-    if (k > 3)
-      out[o++] = (unsigned char)w;
-  }
-  return o;
-}
-
-int wv_base64_decode(wv_arena_t *a, const char *s, size_t n, char **out, size_t *outlen) {
-  long long len = wv_base64_decoded_len(s, n);
-  if (len < 0)
-    return WV_EINVAL;
-  unsigned char *p = wv_arena_alloc(a, (size_t)len + 1);
-  if (!p)
-    return WV_ENOMEM;
-  *outlen = b64_decode(s, n, p);
-  p[*outlen] = '\0';
-  *out = (char *)p;
-  return 0;
-}
 
 /* ---- data: layers -------------------------------------------------------- */
 
@@ -176,7 +116,7 @@ static int verify_stream(wv_arena_t *a, verify_t *v, const char *b64, size_t n,
     return WV_ENOMEM;
   for (size_t off = 0; off < n; off += B64_CHUNK) {
     size_t take = n - off < B64_CHUNK ? n - off : B64_CHUNK;
-    int rc = step(v, bin, b64_decode(b64 + off, take, bin));
+    int rc = step(v, bin, wv_base64_decode_into(b64 + off, take, bin));
     if (rc)
       return rc;
   }

@@ -8,9 +8,9 @@
  *     under the budget of wv_layer_inflate_budget) and the tar must hash to
  *     tarDigest. The gzip bytes go to the blob store under gzipDigest,
  *     so the token record only carries "cas:<gzipDigest>".
- *   - containerIncludes (§4.7) are resolved upstream for the request platform
+ *   - containerIncludes (contract §6.6) are resolved upstream for the request platform
  *     and become docker://<registry>/v2/<path>/blobs/<digest> layers.
- *   - the requested image is checked to exist upstream (§1.2 step 9).
+ *   - the requested image is checked to exist upstream (§3.2 step 9).
  *
  * Nothing is held whole in memory beyond the request body itself: decoding,
  * hashing, inflating and writing to the blob store run in fixed chunks.
@@ -20,8 +20,9 @@
 #ifndef WV_BUILD_LAYERS_H
 #define WV_BUILD_LAYERS_H
 
-#include "build/front.h"
+#include "core/app.h"
 #include "core/arena.h"
+#include "core/base64.h"
 #include "core/config.h"
 #include "registry/augment.h"
 #include "registry/platform.h"
@@ -93,7 +94,7 @@ int wv_image_check_exists(wv_arena_t *a, struct wv_upstream *u, const char *who,
 
 /*
  * The config Entrypoint of image name for platform (freeze's WAVE_ENTRY_CHAIN,
- * spec §4.3): *entry is an arena vector of *n strings, NULL/0 when the image
+ * contract §6.3): *entry is an arena vector of *n strings, NULL/0 when the image
  * has none. Errors as wv_include_resolve.
  */
 int wv_image_entrypoint(wv_arena_t *a, struct wv_upstream *u, const char *who, const char *name,
@@ -103,10 +104,5 @@ int wv_image_entrypoint(wv_arena_t *a, struct wv_upstream *u, const char *who, c
 /* The image config JSON of image name for platform (Singularity builds); errors as above. */
 int wv_image_config_json(wv_arena_t *a, struct wv_upstream *u, const char *who, const char *name,
                          const wv_platform_list_t *plat, const char **config, const char **msg);
-
-/* Strict standard base64 (padding required, no blanks): decoded length, or -1 if invalid. */
-long long wv_base64_decoded_len(const char *s, size_t n);
-
-/* wv_base64_decode (front.h) decodes strict base64 into a NUL-terminated arena buffer. */
 
 #endif

@@ -1,6 +1,6 @@
 /*
- * build/multi.c — the "multi-build" job of a multi-platform build (spec
- * §4.4). The request side (build.c) submits the two child builds as ordinary
+ * build/multi.c — the "multi-build" job of a multi-platform build (contract
+ * §6.4). The request side (build.c) submits the two child builds as ordinary
  * builds and then this job, whose step argument is a small JSON document:
  *
  *   {"target":"<parent image>","embedded":true|false,"children":[{"id":"bd-…"|null,
@@ -20,7 +20,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "registry/mediatype.h"
-#include "registry/mirror.h"
+#include "registry/copy.h"
 #include "registry/ref.h"
 #include "storage/embedded.h"
 
@@ -60,7 +60,7 @@ static int wait_child(const wv_app_t *app, wv_job_ctx_t *ctx, const char *id) {
 /* One index entry for child c: its manifest as the target registry has it. */
 /* The manifest of an embedded child image: media type, digest, size. */
 static int embedded_child(const wv_app_t *app, wv_arena_t *a, const wv_ref_t *ref,
-                          wv_mirror_desc_t *d) {
+                          wv_copy_desc_t *d) {
   char *body = NULL, *mt = wv_arena_alloc(a, WV_EMBEDDED_MEDIATYPE_MAX),
        *dg = wv_arena_alloc(a, WV_EMBEDDED_DIGEST_LEN);
   size_t len = 0;
@@ -92,11 +92,11 @@ static int child_entry(const wv_app_t *app, wv_arena_t *a, wv_job_ctx_t *ctx, js
   int rc = id ? wait_child(app, ctx, id) : 0;
   if (rc)
     return rc;
-  wv_mirror_desc_t d;
+  wv_copy_desc_t d;
   /* The request's right to push here was checked when it was made (build.c). */
   rc = embedded ? embedded_child(app, a, &ref, &d)
-                : wv_mirror_get_manifest(app->upstream, a, ref.registry, ref.path, ref.reference,
-                                         WV_WHO_WAVED, MANIFEST_TIMEOUT_MS, &d);
+                : wv_copy_get_manifest(app->upstream, a, ref.registry, ref.path, ref.reference,
+                                       WV_WHO_WAVED, MANIFEST_TIMEOUT_MS, &d);
   if (rc) {
     wv_job_ctx_fail(ctx, "Multi-platform build failed: cannot read %s - %s", target,
                     wv_strerror(rc));
@@ -160,9 +160,9 @@ static int multi_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
     rc = embedded
              ? wv_embedded_put_index(app->store, WV_EMBEDDED_REPO, ref.reference, WV_MT_OCI_INDEX,
                                      body, strlen(body), NULL, err, sizeof err)
-             : wv_mirror_put_manifest(app->upstream, ref.registry, ref.path, ref.reference,
-                                      WV_WHO_WAVED, WV_MT_OCI_INDEX, body, strlen(body),
-                                      MANIFEST_TIMEOUT_MS, err, sizeof err);
+             : wv_copy_put_manifest(app->upstream, ref.registry, ref.path, ref.reference,
+                                    WV_WHO_WAVED, WV_MT_OCI_INDEX, body, strlen(body),
+                                    MANIFEST_TIMEOUT_MS, err, sizeof err);
     if (rc)
       wv_job_ctx_fail(ctx, "Multi-platform build failed: cannot push the index to %s - %s", target,
                       err);

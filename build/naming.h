@@ -1,5 +1,5 @@
 /*
- * build/naming.h — build target names and ids (spec §2.5, §2.6).
+ * build/naming.h — build target names and ids (contract §4.5, §4.6).
  *
  * wv_naming_target_image() is Wave's makeTargetImage: "<repo>:<id>", or a
  * tag / repository suffix made of the tool names of the conda YAML. The
@@ -68,7 +68,7 @@ const char *wv_naming_normalise_tag(wv_arena_t *a, const char *s);
 const char *wv_naming_normalise_name(wv_arena_t *a, const char *s);
 
 /*
- * The build repository (spec §2.5 "Repository selection"): buildRepository if
+ * The build repository (contract §4.5 "Repository selection"): buildRepository if
  * given, else the public repo for freeze when one is configured, else the
  * default build repo; then Wave's targetRepo rules when it lies under the
  * public repo (reserved path segments ⇒ WV_EINVAL "Use of repository '<repo>'
@@ -86,7 +86,7 @@ int wv_naming_build_repo(wv_arena_t *a, const char *build_repository, bool freez
 wv_name_strategy_t wv_naming_effective_strategy(wv_name_strategy_t s, const char *repo,
                                                 const char *public_repo);
 
-/* Ids of spec §2.6. */
+/* Ids of contract §4.6. */
 const char *wv_naming_build_id(wv_arena_t *a, const char *container_id,
                                unsigned long n);                                /* bd-<id>_<n> */
 const char *wv_naming_dry_run_id(wv_arena_t *a, const char *container_id);      /* <id>_0 */

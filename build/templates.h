@@ -1,7 +1,7 @@
 /*
  * build/templates.h — the container file a `packages` request builds
- * (spec §4.2), the conda YAML that goes with it, and the freeze rewrite of
- * spec §4.3.
+ * (contract §6.2), the conda YAML that goes with it, and the freeze rewrite of
+ * contract §6.3.
  *
  * The template texts are Wave's (src/main/resources/templates), rendered
  * with Wave's TemplateRenderer rules: a line holding only "{{name}}" is
@@ -9,7 +9,7 @@
  * in front of every line of the value; other "{{name}}" are replaced inline
  * (null → ""), "${{" is left alone, lines starting with "##" are dropped and
  * {{wave_context_dir}} survives for the builder to substitute. Byte-identical
- * output is what makes build ids match hosted Wave (spec §2.4).
+ * output is what makes build ids match hosted Wave (contract §4.4).
  *
  * Image and package defaults are not hard-coded: the caller passes a
  * wv_template_defaults_t (wv_template_defaults_wave() fills Wave's values)
@@ -63,7 +63,7 @@ typedef struct {
   const wv_pkg_opts_t *cran_opts;
 } wv_packages_t;
 
-/* Defaults for absent options (spec §1.1). Strings are borrowed, not copied. */
+/* Defaults for absent options (contract §3.1). Strings are borrowed, not copied. */
 typedef struct {
   const char *mamba_image_v1;      /* mambaorg/micromamba:1.5.10-noble */
   const char *mamba_image_v2;      /* mambaorg/micromamba:2-amazon2023 */
@@ -127,7 +127,7 @@ int wv_packages_container_file(wv_arena_t *a, const wv_packages_t *p, wv_templat
                                bool singularity, const wv_template_defaults_t *defaults,
                                const char **out, const char **msg);
 
-/* ---- freeze (spec §4.3) ------------------------------------------------------ */
+/* ---- freeze (contract §6.3) ------------------------------------------------------ */
 
 typedef struct {
   const char *container_image;         /* set when the request has no container file */
@@ -159,7 +159,8 @@ int wv_freeze_container_file(wv_arena_t *a, const wv_freeze_input_t *in, const c
 int wv_freeze_entrypoint_source(wv_arena_t *a, const char *container_file, const char ***entry,
                                 size_t *n, const char **from_image);
 
-/* Layer archive names of §4.1 step 9: "layer-<hex>.tar.gz" and the Singularity dir "layer-<hex>".
+/* Layer archive names of contract §6.1 step 9: "layer-<hex>.tar.gz" and the Singularity dir
+ * "layer-<hex>".
  */
 const char *wv_freeze_layer_name(wv_arena_t *a, const wv_container_layer_t *l);
 const char *wv_freeze_layer_dir(wv_arena_t *a, const wv_container_layer_t *l);

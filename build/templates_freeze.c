@@ -1,5 +1,5 @@
 /*
- * build/templates_freeze.c — the freeze rewrite of spec §4.3 (see
+ * build/templates_freeze.c — the freeze rewrite of contract §6.3 (see
  * templates.h): the container file for a freeze request, the layer archive
  * names, and where a container file's entry chain comes from. Follows
  * Wave's FreezeServiceImpl and ContainerInspectService closely (the

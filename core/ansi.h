@@ -1,7 +1,7 @@
 /*
  * core/ansi.h — removing terminal escape sequences from builder output
  * before it is served (build logs, the 400 a pull gets for a failed build;
- * spec §4.1 "Logs are ANSI-stripped").
+ * contract §6.1 "Logs are ANSI-stripped").
  *
  * Pure, no allocation, any thread.
  */

@@ -27,7 +27,7 @@ typedef struct {
   struct wv_cas *cas;           /* storage/cas.h: the content-addressed blob store */
   struct wv_bcache *bcache;     /* storage/blobcache.h: upstream blob cache; NULL when off */
   struct wv_upstream *upstream; /* registry/upstream.h: upstream registry client */
-  struct wv_job_engine *jobs;   /* core/job.h: builds and other child processes; park on it */
+  struct wv_job_engine *jobs;   /* core/job/job.h: builds and other child processes; park on it */
   /* core/ratelimit.h: NULL when that limit is off (rate-limit.enabled false, or both rates off) */
   struct wv_ratelimit *build_limit; /* a permit per new build */
   struct wv_ratelimit *pull_limit;  /* a permit per container request and manifest by digest */

@@ -2,7 +2,7 @@
  * core/config.h — waved's configuration: embedded defaults, config.yml (read
  * with libyaml), then environment overrides (WAVE_SERVER_URL, WAVE_SERVER_PORT).
  *
- * Keys use Wave's names where Wave has one (spec §5); kebab-case and camelCase
+ * Keys use Wave's names where Wave has one (contract §9); kebab-case and camelCase
  * spellings are interchangeable, as in Wave. Every key, its type and default
  * live in one schema table in config_schema.c; config.yml at the top of the source
  * tree documents each of them. A bad file or value is refused with
@@ -141,12 +141,12 @@ typedef struct {
   bool blob_gc_enabled;             /* storage.blob-gc.enabled, true */
   int64_t blob_gc_interval_ms;      /* storage.blob-gc.interval, 10m */
   int64_t blob_gc_grace_ms;         /* storage.blob-gc.grace, 1h: younger blobs are kept */
-  /* wave.build.templates.* — images and packages of package builds (spec §4.2) */
+  /* wave.build.templates.* — images and packages of package builds (contract §6.2) */
   char *tpl_mamba_image_v1, *tpl_mamba_image_v2, *tpl_conda_base_packages, *tpl_conda_base_image;
   char *tpl_pixi_image, *tpl_pixi_base_packages, *tpl_pixi_base_image;
   char *tpl_cran_image, *tpl_cran_base_packages;
 
-  /* wave.mirror.* — mirrors (registry/mirror.h, docs/mirror.md) */
+  /* wave.mirror.* — mirrors (registry/copy.h, docs/mirror.md) */
   bool mirror_enabled;            /* wave.mirror.enabled, true */
   int64_t mirror_max_duration_ms; /* wave.mirror.max-duration, 20m */
   int64_t mirror_status_ttl_ms;   /* wave.mirror.status.duration, 1h */

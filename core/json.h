@@ -1,6 +1,6 @@
 /*
  * core/json.h — JSON helpers over json-c with the conventions of Wave's API
- * (spec §0.1): unknown fields are ignored, explicit nulls are accepted
+ * (contract §1.1): unknown fields are ignored, explicit nulls are accepted
  * wherever a field is optional, and responses omit null and empty fields
  * (but keep false and 0).
  *

@@ -9,7 +9,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-typedef enum { WV_LOG_DEBUG = 0, WV_LOG_INFO, WV_LOG_WARN, WV_LOG_ERROR, WV_LOG_OFF } wv_log_level_t;
+typedef enum {
+  WV_LOG_DEBUG = 0,
+  WV_LOG_INFO,
+  WV_LOG_WARN,
+  WV_LOG_ERROR,
+  WV_LOG_OFF
+} wv_log_level_t;
 
 void wv_log_set_level(wv_log_level_t level);
 wv_log_level_t wv_log_get_level(void);

@@ -2,30 +2,30 @@
  * core/main.c — the composition root: reads the config, opens the store,
  * asks each folder to register its routes, starts the server, waits for
  * SIGTERM/SIGINT and shuts everything down in reverse order. The only file in
- * core/ that includes other folders (design §1).
+ * core/ that includes other folders (architecture §1).
  *
  * Exit status: 0 after a clean shutdown, 1 if the server cannot start,
  * 2 for a bad command line or configuration.
  */
-#include "build/mirror_api.h"
-#include "build/mirror_routes.h"
-#include "build/routes.h"
-#include "build/view.h"
+#include "build/mirror/mirror.h"
+#include "build/request/request.h"
+#include "build/view/view.h"
 #include "core/app.h"
 #include "core/config.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/log.h"
 #include "core/preflight.h"
 #include "core/memtrim.h"
 #include "core/ratelimit.h"
 #include "core/secret.h"
 #include "build/build.h"
+#include "build/build_api.h"
 #include "build/builder.h"
 #include "build/sif/sif.h"
 #include "build/sif/sifbuild.h"
 #include "http/client.h"
-#include "http/routes_basic.h"
+#include "http/routes.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "registry/park.h"
@@ -372,15 +372,16 @@ int main(int argc, char **argv) {
     goto out;
   rc = wv_router_new(&router);
   if (!rc)
-    rc = wv_routes_basic_register(router);
-  /* ---- ROUTES ---- registry/ and build/ register their tables here. */
+    rc = wv_http_routes_register(router);
+  /* ---- ROUTES ---- each area registers its table (its routes.c) here. */
   if (!rc)
-    rc = wv_proxy_register(router, &app);
+    rc = wv_proxy_routes_register(router, &app);
+  rc = rc ? rc : wv_creq_routes_register(router);
   rc = rc ? rc : wv_build_routes_register(router);
   rc = rc ? rc : wv_sif_routes_register(router);
   rc = rc ? rc : wv_mirror_routes_register(router);
   rc = rc ? rc : wv_scan_routes_register(router);
-  rc = rc ? rc : wv_view_register(router);
+  rc = rc ? rc : wv_view_routes_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;

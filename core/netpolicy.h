@@ -1,6 +1,6 @@
 /*
  * core/netpolicy.h — the SSRF policy for outbound URLs taken from requests
- * (design §7): build contexts and freeze-build layer locations that waved
+ * (architecture §6): build contexts and freeze-build layer locations that waved
  * fetches itself. Container registries named in image references are not
  * subject to it (labs run registries on private networks; docs/security.md).
  *

@@ -16,7 +16,7 @@
 #define WV_PREFLIGHT_H
 
 #include "core/config.h"
-#include "core/job.h"
+#include "core/job/job.h"
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -29,7 +29,7 @@ int wv_rand_below(uint64_t bound, uint64_t *out);
  */
 int wv_rand_id(char *out, size_t len, const char *alphabet);
 
-/* 12 lowercase hex digits, the shape of Wave's tokens and ids (spec §2.1). */
+/* 12 lowercase hex digits, the shape of Wave's tokens and ids (contract §4.1). */
 int wv_rand_hex12(char out[13]);
 
 /*

@@ -1,6 +1,6 @@
 /*
  * core/ratelimit.h — per-user (or per-client-IP) rate limits on builds and
- * pulls (spec §5.3, design §7; docs/rate-limits.md).
+ * pulls (contract §9.1, architecture §6; docs/rate-limits.md).
  *
  * A rate is "<max>/<period>" (10/1h: ten permits an hour). One limiter
  * (wv_ratelimit_t) serves one kind of permit, build or pull, with two rates:
@@ -86,7 +86,7 @@ int wv_ratelimit_peek_at(wv_ratelimit_t *rl, const char *user, const char *ip, i
                          int64_t *retry_after_s);
 
 /*
- * The refusal message of spec §3.3/§4.1 in arena a: "Request exceeded
+ * The refusal message of contract §5.3/§6.1 in arena a: "Request exceeded
  * <what> rate limit for user <user>" or "... for IP <ip>". NULL on OOM.
  */
 const char *wv_ratelimit_message(wv_arena_t *a, const wv_ratelimit_t *rl, const char *user,

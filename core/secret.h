@@ -59,6 +59,13 @@ bool wv_secret_verify(const char *stored, const char *secret);
 int wv_secret_check_accounts(const wv_config_t *cfg);
 
 /*
+ * HTTP Basic against wave.accounts: true when user is an account and password
+ * verifies against its value. Every call costs one verification, also for an
+ * unknown user, so the time taken says nothing about account names.
+ */
+bool wv_secret_account_check(const wv_config_t *cfg, const char *user, const char *password);
+
+/*
  * `waved hash-password [--iterations N]`: reads the password from the first
  * line of stdin and prints the stored form. Returns the exit status.
  */

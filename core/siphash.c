@@ -135,7 +135,7 @@ static int put_string(wv_siphash_t *s, const char *str) {
   return 0;
 }
 
-int wv_checksum_pairs(const char *const *kv, size_t npairs, char out[WV_CHECKSUM_STRLEN]) {
+int wv_siphash_pairs(const char *const *kv, size_t npairs, char out[WV_CHECKSUM_STRLEN]) {
   wv_siphash_t s;
   wv_siphash_init(&s, wave_key);
   for (size_t i = 0; i < npairs; i++) {
@@ -153,7 +153,7 @@ int wv_checksum_pairs(const char *const *kv, size_t npairs, char out[WV_CHECKSUM
   return 0;
 }
 
-int wv_checksum_args(const char *const *args, size_t nargs, char out[WV_CHECKSUM_STRLEN]) {
+int wv_siphash_args(const char *const *args, size_t nargs, char out[WV_CHECKSUM_STRLEN]) {
   wv_siphash_t s;
   wv_siphash_init(&s, wave_key);
   for (size_t i = 0; i < nargs; i++) {

@@ -1,5 +1,5 @@
 /*
- * core/siphash.h — SipHash-2-4 and Wave's content checksum (spec §2.4).
+ * core/siphash.h — SipHash-2-4 and Wave's content checksum (contract §4.4).
  *
  * The checksum names builds ("bd-<id>_<n>"), tags and scans, so it must be
  * bit-identical to Wave's (Guava sipHash24 over the UTF-16LE form of a
@@ -39,9 +39,9 @@ void wv_siphash_hex(uint64_t h, char out[WV_CHECKSUM_STRLEN]);
  * 00..0f. Returns 0, or WV_EPARSE on invalid UTF-8 (overlong, surrogate code
  * point, above U+10FFFF, truncated) or WV_EINVAL on a NULL key.
  */
-int wv_checksum_pairs(const char *const *kv, size_t npairs, char out[WV_CHECKSUM_STRLEN]);
+int wv_siphash_pairs(const char *const *kv, size_t npairs, char out[WV_CHECKSUM_STRLEN]);
 
 /* Wave's "varargs" checksum: each arg (NULL = nothing) then U+001C, then a final U+001E. */
-int wv_checksum_args(const char *const *args, size_t nargs, char out[WV_CHECKSUM_STRLEN]);
+int wv_siphash_args(const char *const *args, size_t nargs, char out[WV_CHECKSUM_STRLEN]);
 
 #endif

@@ -24,6 +24,12 @@ int64_t wv_now_ms(void) { return wv_now_ns() / WV_NS_PER_MS; }
 int64_t wv_mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 int64_t wv_mono_ms(void) { return wv_mono_ns() / WV_NS_PER_MS; }
 
+struct timespec wv_deadline_ts(clockid_t clock, int64_t ms) {
+  int64_t ns = clock_ns(clock) + (ms > 0 ? ms : 0) * WV_NS_PER_MS;
+  return (struct timespec){.tv_sec = (time_t)(ns / WV_NS_PER_S),
+                           .tv_nsec = (long)(ns % WV_NS_PER_S)};
+}
+
 /* Floor division: instants before 1970 must land on the previous second/day. */
 static int64_t floordiv(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 

@@ -1,5 +1,5 @@
 /*
- * core/timefmt.h — clocks and the time formats of Wave's API (spec §0.1).
+ * core/timefmt.h — clocks and the time formats of Wave's API (contract §1.1).
  *
  * Instants are int64 nanoseconds since the Unix epoch (UTC), good until
  * year 2262; they render as Java's Instant.toString does: ISO-8601 UTC with
@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* "YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ" + NUL, rounded up. */
 #define WV_TIME_ISO_STRLEN 32
@@ -28,6 +29,11 @@ int64_t wv_now_ms(void);
 /* Monotonic clock (CLOCK_MONOTONIC): for deadlines and measuring elapsed time. */
 int64_t wv_mono_ns(void);
 int64_t wv_mono_ms(void);
+/*
+ * The instant ms (>= 0) from now on clock (CLOCK_MONOTONIC or CLOCK_REALTIME,
+ * the clock the condition variable waits on), for pthread_cond_timedwait.
+ */
+struct timespec wv_deadline_ts(clockid_t clock, int64_t ms);
 
 /*
  * Renders ns since the epoch as ISO-8601 UTC into out (outlen >=

@@ -1,5 +1,5 @@
 /*
- * http/html.h — small HTML pages (the /view/... pages of spec §1): one escape
+ * http/html.h — small HTML pages (the /view/... pages of contract §2): one escape
  * function, a handful of building blocks over a capped wv_buf_t, and the
  * answer (text/html; charset=utf-8 with a Content-Security-Policy that
  * allows exactly the page's own inline stylesheet and nothing else — no

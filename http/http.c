@@ -1,5 +1,7 @@
-#include "core/digest.h"
 #include "http/http.h"
+#include "core/base64.h"
+#include "core/digest.h"
+#include "core/secret.h"
 
 #include <string.h>
 #include <strings.h>
@@ -45,4 +47,29 @@ char *wv_req_query(const wv_req_t *req, const char *name) {
     p = amp ? amp + 1 : NULL;
   }
   return NULL;
+}
+
+const char *wv_req_basic_account(wv_req_t *req, const wv_config_t *cfg, bool *bad) {
+  const char *h = wv_req_header(req, "Authorization");
+  *bad = false;
+  if (!h)
+    return NULL;
+  *bad = true;
+  if (strncasecmp(h, "Basic ", 6) != 0)
+    return NULL;
+  const char *b = h + 6;
+  while (*b == ' ')
+    b++;
+  char *dec = NULL;
+  size_t n = 0;
+  if (wv_base64_decode(req->arena, b, strlen(b), &dec, &n) || memchr(dec, '\0', n))
+    return NULL;
+  char *colon = strchr(dec, ':');
+  if (!colon)
+    return NULL;
+  *colon = '\0';
+  if (!wv_secret_account_check(cfg, dec, colon + 1))
+    return NULL;
+  *bad = false;
+  return dec;
 }

@@ -14,6 +14,7 @@
 #define WV_HTTP_H
 
 #include "core/arena.h"
+#include "core/config.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -111,6 +112,13 @@ const char *wv_req_param(const wv_req_t *req, const char *name);
  * decoded NUL ends the value.
  */
 char *wv_req_query(const wv_req_t *req, const char *name);
+
+/*
+ * The wave.accounts name of the request's HTTP Basic credentials (arena),
+ * NULL without an Authorization header (*bad false) or when the header is not
+ * valid Basic credentials of an account of cfg (*bad true).
+ */
+const char *wv_req_basic_account(wv_req_t *req, const wv_config_t *cfg, bool *bad);
 
 /*
  * Completes a parked request: resp must be filled (or status 0 for a 500).

@@ -28,7 +28,7 @@ int wv_regerr_status(wv_regerr_t e) {
   return (unsigned)e < WV_REGERR_COUNT ? regerrs[e].status : 500;
 }
 
-/* The one table from internal errors to HTTP: spec §0.3. */
+/* The one table from internal errors to HTTP: contract §1.3. */
 static const struct {
   int rc;
   int status;
@@ -167,7 +167,7 @@ int wv_resp_error(wv_req_t *req, wv_resp_t *resp, int rc, const char *msg) {
   if (rc == WV_ENOSPC)
     msg = nospace_text(req);
   if (status == 500) {
-    /* Spec §0.3: internal errors carry an id that also appears in the log. */
+    /* Contract §1.3: internal errors carry an id that also appears in the log. */
     unsigned char id[6];
     if (RAND_bytes(id, sizeof id) != 1)
       memset(id, 0, sizeof id);
@@ -225,7 +225,7 @@ const char *wv_resp_reason(int status) {
   return "Unknown";
 }
 
-/* Spec §1.15: sent on every response; one static block keeps the hot path cheap. */
+/* Contract §2.2: sent on every response; one static block keeps the hot path cheap. */
 static const char security_headers[] =
     "X-Content-Type-Options: nosniff\r\n"
     "X-Frame-Options: DENY\r\n"

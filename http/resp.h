@@ -1,5 +1,5 @@
 /*
- * http/resp.h — filling responses, and the two error shapes of spec §0.2.
+ * http/resp.h — filling responses, and the two error shapes of contract §1.2.
  *
  * Bodies and header values set here are copied into req->arena (or are
  * static), so they live until the response is written. Every wv_resp_* call

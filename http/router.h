@@ -26,6 +26,9 @@ enum {
   WV_ROUTE_INLINE = 1u << 0 /* runs on the IO loop: must never block */
 };
 
+/* The body cap of routes that take no body (GET, DELETE): a few KiB of stray bytes at most. */
+#define WV_ROUTE_NO_BODY 4096
+
 typedef struct wv_route {
   unsigned methods; /* WV_M_* bits */
   const char *pattern;

@@ -7,7 +7,7 @@
  *
  * Threads. Each IO thread owns one uv loop, its SO_REUSEPORT listeners (plain
  * HTTP, HTTPS: server_tls.c) and every connection it accepted; nothing else
- * touches them. Workers (core/pool)
+ * touches them. Workers (http/pool)
  * and parkers only ever hold an exchange (request + response + arena), never
  * a connection. An exchange goes back to its loop through the loop's
  * done-queue (done_mu + list + uv_async_send) — the only crossing.

@@ -19,7 +19,7 @@
 #ifndef WV_SERVER_INT_H
 #define WV_SERVER_INT_H
 
-#include "core/pool.h"
+#include "http/pool.h"
 #include "http/resp.h"
 #include "http/server.h"
 
@@ -242,7 +242,7 @@ struct wv_server {
   int npeer;
   pthread_mutex_t peer_mu; /* leaf lock: guards peer_tab */
   peer_ip_t *peer_tab[PEER_BUCKETS];
-  size_t nwaiting; /* jobs in all wait lists (capped at max_queued_jobs), under peer_mu */
+  size_t nwaiting;        /* jobs in all wait lists (capped at max_queued_jobs), under peer_mu */
   int port;               /* plain port bound, -1 when none */
   int tls_port;           /* TLS port bound, -1 when none */
   pthread_mutex_t tls_mu; /* leaf lock: guards tls_ctx (swapped on reload) */
@@ -275,9 +275,6 @@ void wv_srv_ex_free(exchange_t *ex);
 void wv_srv_ex_recycle(conn_t *c, exchange_t *ex);
 /* Makes sure a handler's outcome (rc) is a response. */
 void wv_srv_ex_settle(exchange_t *ex, int rc);
-/* A write on c ended: false when c is closing or now closed (status < 0),
- * else the idle deadline is renewed and true. */
-bool wv_srv_write_done(conn_t *c, int status);
 /* Links ex at the tail of l's done-queue and wakes the loop; done_mu held, l not closed. */
 void wv_srv_done_link(loop_t *l, exchange_t *ex);
 /* The pool job of a detached exchange: runs its handler on a worker. */
@@ -308,6 +305,9 @@ void wv_srv_stream_end(exchange_t *ex, int rc);
 void wv_srv_stream_service(loop_t *l, exchange_t *ex, bool final);
 
 /* ---- server_write.c ---- */
+/* A write on c ended: false when c is closing or now closed (status < 0),
+ * else the idle deadline is renewed and true. */
+bool wv_srv_write_done(conn_t *c, int status);
 
 /* The "Date: ...\r\n" header line, redone once a second. */
 const char *wv_srv_loop_date(loop_t *l);

@@ -6,6 +6,7 @@
  */
 #include "http/server_int.h"
 #include "core/err.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -136,18 +137,6 @@ static bool chunk_append_locked(stream_t *st, schunk_t *c) {
   return notify;
 }
 
-static struct timespec deadline_in(int64_t ms) {
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += (time_t)(ms / 1000);
-  dl.tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (dl.tv_nsec >= 1000000000L) {
-    dl.tv_sec++;
-    dl.tv_nsec -= 1000000000L;
-  }
-  return dl;
-}
-
 /*
  * Hands st->fill to the loop. With only_if_idle, only when nothing is queued
  * (else the worker keeps filling it); otherwise blocks while STREAM_HIGH
@@ -163,8 +152,8 @@ static int stream_publish(exchange_t *ex, stream_t *st, bool only_if_idle) {
     return 0;
   }
   if (!st->failed && st->queued >= STREAM_HIGH) {
-    struct timespec dl =
-        deadline_in(ex->stall_ms > 0 ? ex->stall_ms : ex->loop->srv->o.idle_timeout_ms);
+    struct timespec dl = wv_deadline_ts(
+        CLOCK_REALTIME, ex->stall_ms > 0 ? ex->stall_ms : ex->loop->srv->o.idle_timeout_ms);
     st->waiting = true;
     while (!st->failed && st->queued >= STREAM_HIGH && rc == 0)
       if (pthread_cond_timedwait(&st->cv, &st->mu, &dl) == ETIMEDOUT)

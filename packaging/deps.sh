@@ -28,6 +28,8 @@ package=(debhelper dpkg-dev lintian systemd iproute2 util-linux curl python3
 bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-static
        buildah runc iproute2)
 fuzz=(clang-14 libclang-rt-14-dev)
+# clang-format: tools/check-format.sh (ctest check_format, .ci/run) checks every C file.
+test+=(clang-format)
 
 want=()
 for set in "$@"; do

@@ -1,5 +1,5 @@
 /*
- * registry/augment.c — the augmentation rewrite (spec §3.4).
+ * registry/augment.c — the augmentation rewrite (contract §5.4).
  *
  * DESIGN. Each public function is parse → edit in place → serialise. json-c
  * keeps object keys in insertion order and json_object_object_add() on an

@@ -1,5 +1,5 @@
 /*
- * registry/augment.h — the augmentation rewrite of spec §3.4, bytes in,
+ * registry/augment.h — the augmentation rewrite of contract §5.4, bytes in,
  * bytes out, no I/O.
  *
  * The proxy resolves a tag upstream and, when the token carries a
@@ -83,7 +83,7 @@ typedef struct {
 /* ---- containerConfig --------------------------------------------------- */
 
 /*
- * Reads a ContainerConfig (spec §1.1) from a json-c value: NULL or JSON null
+ * Reads a ContainerConfig (contract §3.1) from a json-c value: NULL or JSON null
  * give an empty config; explicit nulls inside are absent values; unknown
  * fields (skipHashing among them) are ignored. Type errors give WV_EINVAL.
  * Strings are copied into the arena, so obj may be freed afterwards. Layer
@@ -156,7 +156,7 @@ int wv_augment_manifest(wv_arena_t *a, const char *manifest, size_t len,
  * config.digest (WV_EDIGEST otherwise), filters Fusion layers by the config's
  * "architecture", rewrites the config, then the manifest. *used (may be NULL)
  * receives the filtered config, whose layers the caller registers in the
- * blob cache (spec §3.4 step 4).
+ * blob cache (contract §5.4 step 4).
  */
 int wv_augment_image(wv_arena_t *a, const char *manifest, size_t manifest_len, const char *config,
                      size_t config_len, const wv_container_config_t *cc,

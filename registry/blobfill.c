@@ -11,6 +11,7 @@
 
 #include "core/err.h"
 #include "registry/keyed.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,20 +97,10 @@ void wv_bfill_finish(wv_bfill_t *f, bool ok) {
   pthread_mutex_unlock(&f->mu);
 }
 
-static void deadline_in(struct timespec *ts, int64_t ms) {
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_sec += ms / 1000;
-  ts->tv_nsec += (ms % 1000) * 1000000;
-  if (ts->tv_nsec >= 1000000000) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000;
-  }
-}
-
 wv_bfill_state_t wv_bfill_wait_start(wv_bfill_t *f, int64_t timeout_ms, int *fd, int64_t *length,
                                      char *media_type, size_t mt_cap) {
   struct timespec dl;
-  deadline_in(&dl, timeout_ms);
+  dl = wv_deadline_ts(CLOCK_MONOTONIC, timeout_ms);
   pthread_mutex_lock(&f->mu);
   while (f->state == WV_BFILL_WAITING)
     if (pthread_cond_timedwait(&f->cv, &f->mu, &dl) == ETIMEDOUT)
@@ -126,7 +117,7 @@ wv_bfill_state_t wv_bfill_wait_start(wv_bfill_t *f, int64_t timeout_ms, int *fd,
 
 wv_bfill_state_t wv_bfill_wait(wv_bfill_t *f, uint64_t off, int64_t idle_ms, uint64_t *written) {
   struct timespec dl;
-  deadline_in(&dl, idle_ms);
+  dl = wv_deadline_ts(CLOCK_MONOTONIC, idle_ms);
   pthread_mutex_lock(&f->mu);
   while (f->state == WV_BFILL_STREAMING && f->written <= off)
     if (pthread_cond_timedwait(&f->cv, &f->mu, &dl) == ETIMEDOUT)

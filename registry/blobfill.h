@@ -1,6 +1,6 @@
 /*
  * registry/blobfill.h — concurrent first pulls of one upstream blob share one
- * upstream stream (design: "Concurrent fetches of the same upstream object
+ * upstream stream (architecture §5.2: "Concurrent fetches of the same upstream object
  * are coalesced").
  *
  * The first GET of a blob that is not cached leads: it streams from the

@@ -1,5 +1,5 @@
 /*
- * registry/blobs.c — blob requests (spec §3.5).
+ * registry/blobs.c — blob requests (contract §5.5).
  *
  * DESIGN
  *
@@ -32,8 +32,8 @@
  * HEAD proves nothing about bytes, so a repository without one GETs, and
  * the digest check of that GET is what admits it. Concurrent first GETs of
  * one blob share one upstream stream (registry/blobfill.h).
- * HEAD asks upstream with HEAD and answers with the blob's headers (spec
- * §3.3 says 400; real clients — containerd, skopeo — HEAD blobs).
+ * HEAD asks upstream with HEAD and answers with the blob's headers (contract
+ * §5.3 says 400; real clients — containerd, skopeo — HEAD blobs).
  */
 #include "core/digest.h"
 #include "core/err.h"

@@ -1,6 +1,6 @@
 /*
  * registry/build_pull.c — pulls of images waved builds (token kind BUILD,
- * spec §3.3 step 2, design §2 "Parking", §3 "Embedded build registry").
+ * contract §5.3 step 2, architecture §2.3 "Parking", §3.4 "Embedded build registry").
  *
  * DESIGN. A manifest request by tag for a build that is still queued or
  * running is parked on the build's job (registry/park.h) and resumed on a
@@ -12,7 +12,7 @@
  *     by tag or digest from the state store, blobs from the CAS. The first
  *     tag pull writes the usual cache entries (request path, blobs), so every
  *     later pull of the token is answered on the IO loop. A containerConfig
- *     (non-freeze builds apply it at pull time, spec §2.4) is applied here
+ *     (non-freeze builds apply it at pull time, contract §4.4) is applied here
  *     with registry/augment.h, as resolve.c does for upstream images;
  *   - builds pushed to a registry go the normal upstream way (WV_DEFER back
  *     to proxy.c's worker).
@@ -21,7 +21,7 @@
  */
 #include "core/ansi.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "registry/augment.h"
@@ -50,7 +50,7 @@ static bool is_embedded(const wv_pctx_t *ctx) {
          strcmp(ctx->rec.image, WV_EMBEDDED_REPO) == 0;
 }
 
-/* 400 UNKNOWN with the log of the failed build (spec §3.3, §3.7). */
+/* 400 UNKNOWN with the log of the failed build (contract §5.3, §5.7). */
 static int failed_build(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, const wv_job_info_t *ji) {
   char *log = NULL;
   size_t len = 0;
@@ -71,7 +71,7 @@ static int resume_pull(wv_req_t *req, wv_resp_t *resp);
 /* Tag manifests wait for a build that is still running. Returns WV_DEFER to go on. */
 static int wait_for_build(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   wv_job_info_t ji;
-  if (ctx->rt.kind != WV_ROUTE_MANIFESTS || ctx->rt.is_digest || !ctx->rec.build_id ||
+  if (ctx->rt.kind != WV_V2_MANIFESTS || ctx->rt.is_digest || !ctx->rec.build_id ||
       !ctx->app->jobs || wv_job_get(ctx->app->jobs, ctx->rec.build_id, &ji) != 0)
     return WV_DEFER; /* dry runs, cached images, records long gone: serve what exists */
   if (ji.state == WV_JOB_FAILED)
@@ -336,9 +336,9 @@ int wv_proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   if (rc != WV_DEFER || !is_embedded(ctx))
     return rc;
   switch (ctx->rt.kind) {
-  case WV_ROUTE_MANIFESTS:
+  case WV_V2_MANIFESTS:
     return embedded_manifest(req, resp, ctx);
-  case WV_ROUTE_BLOBS:
+  case WV_V2_BLOBS:
     return embedded_blob(req, resp, ctx);
   default: { /* the token names one image: its tag is the only one it may see */
     json_object *o = json_object_new_object(), *tags = json_object_new_array();

@@ -3,7 +3,7 @@
  * keys (defined here and only here) and the compact record formats the hot
  * path reads on the IO loop without parsing JSON.
  *
- * Keys (spec §3.3 step 3, §3.5):
+ * Keys (contract §5.3 step 3, §5.5):
  *   <request path>                               a token-form manifest by tag
  *                                                (/v2/wt/<t>/<image>/manifests/<tag>)
  *   <registry>/v2/<image>/manifests/<digest>     any manifest by digest (upstream

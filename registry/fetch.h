@@ -1,8 +1,8 @@
 /*
  * registry/fetch.h — the proxy's upstream calls: wv_upstream_do() with the
- * configured timeouts and the retry policy of spec §3.6.5, and the one place
+ * configured timeouts and the retry policy of contract §5.6, and the one place
  * that turns an upstream outcome into the registry error the client gets
- * (spec §3.4 step 1, §3.7).
+ * (contract §5.4 step 1, §5.7).
  *
  * Retry: 429, 500, 502, 503, 504 and connection failures are tried again, up
  * to wave.httpclient.retry.attempts tries in all, after a backoff that starts

@@ -1,16 +1,16 @@
 /*
- * registry/inspect.c — POST /v1alpha1/inspect[?platform=] (spec §1.10).
+ * registry/inspect.c — POST /v1alpha1/inspect[?platform=] (contract §5.8).
  *
  * The image is resolved like a pull (HEAD tag → digest, GET by digest with
  * the full Accept list, digest verified); the answer is {"index": IndexSpec}
  * for an index or list when no platform is asked, else {"container":
  * ContainerSpec} built from the manifest and its config blob. Names follow
- * Wave's lower-camel specs; null and empty values are omitted (spec §0.1),
+ * Wave's lower-camel specs; null and empty values are omitted (contract §1.1),
  * booleans are always present.
  */
 #include "core/err.h"
 #include "core/json.h"
-#include "build/request.h"
+#include "build/request/request.h"
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/platform.h"
@@ -19,8 +19,6 @@
 #include "registry/upstream.h"
 
 #include <string.h>
-
-#define INSPECT_MAX_BODY (64u << 10)
 
 /* Copies member `from` of src into dst as `to` when it is present and not null/empty. */
 static void copy_member(json_object *dst, const char *to, json_object *src, const char *from) {
@@ -281,7 +279,7 @@ int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp) {
   const char *image = NULL, *msg = NULL, *token = NULL, *who = NULL;
   int status = 0;
   const wv_app_t *app = req->app;
-  if (wv_json_parse_body(req->body, req->body_len, INSPECT_MAX_BODY, 0,
+  if (wv_json_parse_body(req->body, req->body_len, WV_INSPECT_MAX_BODY, 0,
                          (size_t)app->cfg->max_json_values, &body, err, sizeof err))
     return wv_resp_api_error(req, resp, 400, err);
   if (wv_json_get_str(body, "containerImage", &image) == 0)

@@ -12,9 +12,10 @@
  */
 #include "registry/park.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/log.h"
 #include "http/resp.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -49,12 +50,6 @@ static struct {
   list_t parked, ready;
   size_t count;
 } lot = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void list_push(list_t *l, entry_t *e) {
   e->next = NULL;
@@ -177,23 +172,13 @@ static bool resume_ready(void) {
   return true;
 }
 
-static void deadline_ts(struct timespec *ts, int64_t wait_ms) {
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_sec += (time_t)(wait_ms / 1000);
-  ts->tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
-
 static void *park_main(void *arg) {
   (void)arg;
   pthread_mutex_lock(&lot.mu);
   while (!lot.stopping) {
     bool full = !resume_ready();
     list_t expired = {0};
-    take_expired(&expired, now_ms());
+    take_expired(&expired, wv_mono_ms());
     if (expired.head) {
       pthread_mutex_unlock(&lot.mu);
       expire(&expired);
@@ -201,12 +186,11 @@ static void *park_main(void *arg) {
       continue;
     }
     int64_t wait = full ? RETRY_MS : 60000;
-    if (lot.parked.head && lot.parked.head->deadline_ms - now_ms() < wait)
-      wait = lot.parked.head->deadline_ms - now_ms();
+    if (lot.parked.head && lot.parked.head->deadline_ms - wv_mono_ms() < wait)
+      wait = lot.parked.head->deadline_ms - wv_mono_ms();
     if (lot.stopping || (lot.ready.head && !full))
       continue;
-    struct timespec ts;
-    deadline_ts(&ts, wait > 0 ? wait : 0);
+    struct timespec ts = wv_deadline_ts(CLOCK_MONOTONIC, wait);
     pthread_cond_timedwait(&lot.cv, &lot.mu, &ts);
   }
   pthread_mutex_unlock(&lot.mu);
@@ -270,7 +254,7 @@ int wv_park_on_job(wv_req_t *req, wv_resp_t *resp, struct wv_job_engine *jobs, c
     free(e);
     return WV_ECLOSED;
   }
-  e->deadline_ms = now_ms() + lot.deadline_ms;
+  e->deadline_ms = wv_mono_ms() + lot.deadline_ms;
   if (!lot.parked.head) /* the park thread may sleep past this deadline: wake it */
     pthread_cond_signal(&lot.cv);
   list_push(&lot.parked, e);

@@ -1,5 +1,5 @@
 /*
- * registry/park.h — pulls that wait for a job (design §2 "Parking"): a
+ * registry/park.h — pulls that wait for a job (architecture §2.3 "Parking"): a
  * manifest request for an image whose build is still running is parked on
  * the build's waiter list in the job engine. A parked request holds no
  * thread: it is a small entry here plus the job engine's 24-byte waiter.
@@ -10,7 +10,7 @@
  * retries a little later when that pool's queue is full, so a build that
  * releases thousands of pulls at once never drops one and never blocks the
  * job thread. Every parked request also has a deadline (server.idle-timeout,
- * design §2): past it the request is answered 408 TIMEOUT. At stop, every
+ * architecture §2.3): past it the request is answered 408 TIMEOUT. At stop, every
  * request still parked is answered 503 before the server goes away.
  *
  * One parking lot per process (wv_park_start / wv_park_stop, from main).

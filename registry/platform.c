@@ -1,4 +1,4 @@
-/* registry/platform.c — platform normalisation and index matching (spec §2.7). */
+/* registry/platform.c — platform normalisation and index matching (contract §4.7). */
 #include "registry/platform.h"
 
 #include <stdio.h>
@@ -44,7 +44,7 @@ static bool word_ok(const char *s, size_t n) {
   return true;
 }
 
-/* Applies the variant rules of §2.7 for a canonical arch; writes into out. */
+/* Applies the variant rules of contract §4.7 for a canonical arch; writes into out. */
 static void normalise_variant(const char *arch, const char *v, char out[WV_PLATFORM_WORD]) {
   if (strcmp(arch, "arm64") == 0 && (strcmp(v, "v8") == 0 || strcmp(v, "8") == 0))
     v = "";

@@ -1,5 +1,5 @@
 /*
- * registry/platform.h — container platforms (spec §2.7).
+ * registry/platform.h — container platforms (contract §4.7).
  *
  * A platform string is "os/arch[/variant]" or just "arch" (os defaults to
  * linux); a multi-platform request is a comma-separated list of them

@@ -19,7 +19,7 @@
  * deferred to a worker (WV_DEFER) with the parsed context, where the full
  * token record is read and the request is resolved against the upstream.
  *
- * Pull rate limit (spec §3.3 step 1, §5.3): a manifest request by digest
+ * Pull rate limit (contract §5.3 step 1, §9.1): a manifest request by digest
  * takes one pull permit of the token's account (the hot record names it) or
  * of the client's address (plain form, anonymous tokens), before anything
  * else is looked up. It is taken where the key is first known — on the loop
@@ -31,7 +31,6 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/ratelimit.h"
-#include "build/front.h"
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/proxy_int.h"
@@ -42,7 +41,6 @@
 #include <string.h>
 
 #define TAGS_MAX_BODY (4u << 20)
-#define INSPECT_BODY_LIMIT (64u << 10)
 
 static int reg_error(wv_req_t *req, wv_resp_t *resp, wv_regerr_t code, int status,
                      const char *msg) {
@@ -80,7 +78,7 @@ int wv_proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_ent
 /* ---- the pull rate limit (loop or worker) -------------------------------------- */
 
 static bool pull_counts(const wv_pctx_t *ctx) {
-  return ctx->app->pull_limit && !ctx->pull_counted && ctx->rt.kind == WV_ROUTE_MANIFESTS &&
+  return ctx->app->pull_limit && !ctx->pull_counted && ctx->rt.kind == WV_V2_MANIFESTS &&
          ctx->rt.is_digest;
 }
 
@@ -178,10 +176,10 @@ static int hot_lookup(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_s
     if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, ctx->hot.user)) || resp->status))
       return rc;
   }
-  if (ctx->rt.kind == WV_ROUTE_TAGS)
+  if (ctx->rt.kind == WV_V2_TAGS)
     return WV_DEFER;
   const char *key =
-      ctx->rt.kind == WV_ROUTE_MANIFESTS
+      ctx->rt.kind == WV_V2_MANIFESTS
           ? manifest_key(req, ctx)
           : wv_cache_key_blob(req->arena, ctx->registry, ctx->image, ctx->rt.reference);
   if (!key || wv_cache_snap_get(snap, req->arena, key, e))
@@ -199,10 +197,10 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
   if (rc)
     return rc == WV_ENOTFOUND ? reg_error(req, resp, WV_REGERR_NOT_FOUND, 404, msg) : rc;
   /* HEAD works on manifests and (a waved extension, see docs) blobs. */
-  if (ctx->rt.kind == WV_ROUTE_TAGS && req->method == WV_M_HEAD)
+  if (ctx->rt.kind == WV_V2_TAGS && req->method == WV_M_HEAD)
     return reg_error(req, resp, WV_REGERR_UNKNOWN, 400,
                      wv_arena_sprintf(req->arena, "Invalid request HEAD '%s'", req->path));
-  if (ctx->rt.kind == WV_ROUTE_TAGS && strcmp(ctx->rt.reference, "list") != 0)
+  if (ctx->rt.kind == WV_V2_TAGS && strcmp(ctx->rt.reference, "list") != 0)
     return reg_error(req, resp, WV_REGERR_UNKNOWN, 400,
                      wv_arena_sprintf(req->arena, "Invalid request path '%s'", req->path));
   req->user = ctx;
@@ -218,13 +216,13 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
                                         ctx->registry));
     /* The plain form acts for its Basic account, else anonymously. */
     bool bad = false;
-    ctx->who = wv_req_basic_account(req, &bad);
+    ctx->who = wv_req_basic_account(req, ctx->app->cfg, &bad);
     if (bad) {
       rc = reg_error(req, resp, WV_REGERR_UNAUTHORIZED, 401, "Invalid credentials");
       return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
     }
     ctx->restricted = wv_proxy_restricted(ctx->app, ctx->registry, ctx->who);
-    if (ctx->rt.kind == WV_ROUTE_TAGS)
+    if (ctx->rt.kind == WV_V2_TAGS)
       return WV_DEFER;
     if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, ctx->who)) || resp->status))
       return rc;
@@ -239,7 +237,7 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
   wv_store_snap_end(&snap);
   if (rc || resp->status)
     return rc;
-  if (ctx->rt.kind == WV_ROUTE_MANIFESTS)
+  if (ctx->rt.kind == WV_V2_MANIFESTS)
     return e.kind == WV_CACHE_MANIFEST ? wv_proxy_respond_manifest(req, resp, &e) : WV_DEFER;
   return wv_proxy_respond_blob_entry(req, resp, &e);
 }
@@ -352,11 +350,11 @@ static int tags_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
  * credentials) before anything cached is served. 0 to go on, or answered.
  */
 static int plain_access(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
-  if (ctx->token_form || !ctx->restricted || ctx->rt.kind == WV_ROUTE_TAGS)
+  if (ctx->token_form || !ctx->restricted || ctx->rt.kind == WV_V2_TAGS)
     return 0;
-  const char *path = wv_arena_sprintf(req->arena, "/v2/%s/%s/%s", ctx->image,
-                                      ctx->rt.kind == WV_ROUTE_MANIFESTS ? "manifests" : "blobs",
-                                      ctx->rt.reference);
+  const char *path =
+      wv_arena_sprintf(req->arena, "/v2/%s/%s/%s", ctx->image,
+                       ctx->rt.kind == WV_V2_MANIFESTS ? "manifests" : "blobs", ctx->rt.reference);
   if (!path)
     return WV_ENOMEM;
   const char *hdrs[] = {"Accept: " WV_MT_ACCEPT_MANIFESTS, NULL};
@@ -371,8 +369,8 @@ static int plain_access(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return wv_perr_respond(req, resp, &e);
   if (status == 401 || status == 403 || status == 404)
     return wv_perr_respond(req, resp,
-                           (wv_perr_status(&e, status, ctx->rt.kind == WV_ROUTE_BLOBS,
-                                           ctx->registry, ctx->image, ctx->rt.reference),
+                           (wv_perr_status(&e, status, ctx->rt.kind == WV_V2_BLOBS, ctx->registry,
+                                           ctx->image, ctx->rt.reference),
                             &e));
   return 0;
 }
@@ -395,9 +393,9 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
       return rc;
   }
   switch (ctx->rt.kind) {
-  case WV_ROUTE_MANIFESTS:
+  case WV_V2_MANIFESTS:
     return wv_proxy_manifest_worker(req, resp, ctx);
-  case WV_ROUTE_BLOBS:
+  case WV_V2_BLOBS:
     return wv_proxy_blob_worker(req, resp, ctx);
   default:
     return tags_worker(req, resp, ctx);
@@ -408,10 +406,10 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
 
 static const wv_route_t proxy_routes[] = {
     {WV_M_GET, "/v2/**", v2_handler, WV_ROUTE_INLINE, 0},
-    {WV_M_POST, "/v1alpha1/inspect", wv_inspect_handler, WV_ROUTE_WORKER, INSPECT_BODY_LIMIT},
+    {WV_M_POST, "/v1alpha1/inspect", wv_inspect_handler, WV_ROUTE_WORKER, WV_INSPECT_MAX_BODY},
 };
 
-int wv_proxy_register(wv_router_t *r, wv_app_t *app) {
+int wv_proxy_routes_register(wv_router_t *r, wv_app_t *app) {
   (void)app; /* the upstream's timeouts are set where it is created (core/main.c) */
   return wv_router_add(r, proxy_routes, sizeof proxy_routes / sizeof proxy_routes[0]);
 }

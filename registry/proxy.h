@@ -1,10 +1,10 @@
 /*
- * registry/proxy.h — the Docker Registry v2 proxy (spec §3) and inspect
- * (spec §1.10): route registration for the composition root.
+ * registry/proxy.h — the Docker Registry v2 proxy (contract §5) and inspect
+ * (contract §5.8): route registration for the composition root.
  *
  * Routes: GET/HEAD under /v2/ (inline: answered on the IO loop from the cache
  * when it can, else deferred to a worker) and POST /v1alpha1/inspect
- * (worker). /v2 and /v2/ (ping) stay in http/routes_basic.c, which is
+ * (worker). /v2 and /v2/ (ping) stay in http/routes.c, which is
  * registered first.
  */
 #ifndef WV_PROXY_H
@@ -20,7 +20,7 @@
  * lookup and token timeouts). Call once before the server starts.
  * 0, WV_EINVAL or WV_ENOMEM.
  */
-int wv_proxy_register(wv_router_t *r, wv_app_t *app);
+int wv_proxy_routes_register(wv_router_t *r, wv_app_t *app);
 
 /* POST /v1alpha1/inspect (registry/inspect.c). */
 int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp);

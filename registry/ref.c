@@ -1,6 +1,6 @@
 /*
- * registry/ref.c — image references (spec §2.3) and the /v2 route grammar
- * (spec §3.2). Pure string work: no I/O, all results in the caller's arena.
+ * registry/ref.c — image references (contract §4.3) and the /v2 route grammar
+ * (contract §5.2). Pure string work: no I/O, all results in the caller's arena.
  */
 #include "registry/ref.h"
 
@@ -291,12 +291,11 @@ static bool route_name_ok(const char *s, size_t n, size_t strict) {
   return true;
 }
 
-static bool route_kind(const char *s, size_t n, wv_route_kind_t *k) {
+static bool route_kind(const char *s, size_t n, wv_v2_kind_t *k) {
   static const struct {
     const char *word;
-    wv_route_kind_t kind;
-  } kinds[] = {
-      {"manifests", WV_ROUTE_MANIFESTS}, {"blobs", WV_ROUTE_BLOBS}, {"tags", WV_ROUTE_TAGS}};
+    wv_v2_kind_t kind;
+  } kinds[] = {{"manifests", WV_V2_MANIFESTS}, {"blobs", WV_V2_BLOBS}, {"tags", WV_V2_TAGS}};
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
     if (strlen(kinds[i].word) == n && memcmp(kinds[i].word, s, n) == 0) {
       *k = kinds[i].kind;
@@ -306,13 +305,13 @@ static bool route_kind(const char *s, size_t n, wv_route_kind_t *k) {
   return false;
 }
 
-const char *wv_route_kind_name(wv_route_kind_t k) {
-  return k == WV_ROUTE_MANIFESTS ? "manifests" : k == WV_ROUTE_BLOBS ? "blobs" : "tags";
+const char *wv_route_kind_name(wv_v2_kind_t k) {
+  return k == WV_V2_MANIFESTS ? "manifests" : k == WV_V2_BLOBS ? "blobs" : "tags";
 }
 
-static bool route_reference_ok(wv_route_kind_t k, const char *ref, bool *is_digest) {
+static bool route_reference_ok(wv_v2_kind_t k, const char *ref, bool *is_digest) {
   *is_digest = wv_ref_is_digest(ref);
-  if (k == WV_ROUTE_BLOBS)
+  if (k == WV_V2_BLOBS)
     return *is_digest;
   return *is_digest || wv_ref_is_tag(ref);
 }

@@ -1,7 +1,7 @@
 /*
  * registry/ref.h — container image references and /v2 request paths.
  *
- * Image references follow spec §2.3 (the rules Wave applies everywhere a
+ * Image references follow contract §4.3 (the rules Wave applies everywhere a
  * client names an image):
  *   - an optional "oras://" scheme; any other "<scheme>://" is rejected;
  *   - the reference is what follows the first '@' of the last path component
@@ -54,7 +54,7 @@ typedef struct {
 int wv_ref_parse(wv_arena_t *a, const char *s, wv_ref_t *out, const char **msg);
 
 /*
- * The request-time check of `containerImage` (spec §1.2): any URL scheme,
+ * The request-time check of `containerImage` (contract §3.2): any URL scheme,
  * oras:// included, gives the "repository name" message, anything
  * wv_ref_parse() rejects gives the "image name" message. Returns 0,
  * WV_EINVAL or WV_ENOMEM; *out (may be NULL) receives the parsed reference.
@@ -76,7 +76,7 @@ const char *wv_ref_api_host(const char *registry);
 
 /*
  * True for localhost, 127.0.0.0/8 and [::1] (with or without a port): such
- * registries are reached over plain HTTP (spec §3.6; Docker also treats
+ * registries are reached over plain HTTP (contract §5.6; Docker also treats
  * 127.0.0.0/8 as insecure). Other plain-HTTP registries are listed in
  * config.yml (registry/upstream.h).
  */
@@ -87,9 +87,9 @@ bool wv_ref_is_tag(const char *s);
 bool wv_ref_is_digest(const char *s); /* sha256:<64 lowercase hex> */
 bool wv_ref_is_registry(const char *s);
 
-/* ---- /v2 route grammar (spec §3.2) ---------------------------------- */
+/* ---- /v2 route grammar (contract §5.2) ---------------------------------- */
 
-typedef enum { WV_ROUTE_MANIFESTS, WV_ROUTE_BLOBS, WV_ROUTE_TAGS } wv_route_kind_t;
+typedef enum { WV_V2_MANIFESTS, WV_V2_BLOBS, WV_V2_TAGS } wv_v2_kind_t;
 
 typedef struct {
   const char *token;    /* token form: the token; plain form: NULL */
@@ -97,7 +97,7 @@ typedef struct {
   const char *registry; /* plain form: first component if it has a '.', else "docker.io";
                            token form: NULL (the token record names the registry) */
   const char *image;    /* token form: == name; plain form: name without the registry */
-  wv_route_kind_t kind;
+  wv_v2_kind_t kind;
   const char *reference; /* tag, digest or (tags) "list" */
   bool is_digest;
 } wv_v2_route_t;
@@ -120,6 +120,6 @@ typedef struct {
  */
 int wv_route_parse(wv_arena_t *a, const char *path, wv_v2_route_t *out, const char **msg);
 
-const char *wv_route_kind_name(wv_route_kind_t k);
+const char *wv_route_kind_name(wv_v2_kind_t k);
 
 #endif

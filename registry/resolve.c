@@ -1,5 +1,5 @@
 /*
- * registry/resolve.c — manifest requests on a worker (spec §3.3, §3.4).
+ * registry/resolve.c — manifest requests on a worker (contract §5.3, §5.4).
  *
  * DESIGN
  *
@@ -644,7 +644,7 @@ static int serve_document(res_t *r, const wv_cache_entry_t *up, wv_cache_entry_t
   }
 }
 
-/* ---- the request record (spec §3.4 step 5) ---------------------------------------- */
+/* ---- the request record (contract §5.4 step 5) ---------------------------------------- */
 
 static void update_request_record(res_t *r, const char *source_digest, const char *wave_digest) {
   wv_pctx_t *ctx = r->ctx;

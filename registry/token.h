@@ -33,26 +33,28 @@ typedef enum {
 } wv_token_kind_t;
 
 typedef struct {
-  const char *token;           /* = requestId */
+  const char *token; /* = requestId */
   wv_token_kind_t kind;
-  const char *registry;        /* upstream registry host[:port], e.g. "docker.io" */
-  const char *image;           /* repository path without registry, e.g. "library/ubuntu" */
-  const char *reference;       /* tag or sha256 digest of the requested image */
-  const char *container_image; /* normalised full source name, e.g. docker.io/library/ubuntu:latest */
-  const char *target_image;    /* the name handed to the client */
-  const char *platform;        /* normalised, e.g. "linux/amd64" */
-  const char *user;            /* account name, NULL when anonymous */
-  const char *client_ip;       /* NULL when unknown */
-  const char *build_id;        /* WV_TOKEN_BUILD: the build a pull waits for */
-  const char *scan_id;         /* the scan of the image (scan/scan.h), NULL when none */
-  const char *scan_mode;       /* "async" or "required" when scan_id is set */
-  const char *scan_levels;     /* allowed severities, "LOW,MEDIUM"; NULL = none allowed */
-  const char *cc_json;         /* containerConfig JSON, NULL when none (pass-through) */
-  int64_t created_ms;          /* unix ms */
-  int64_t expires_ms;          /* unix ms */
+  const char *registry;  /* upstream registry host[:port], e.g. "docker.io" */
+  const char *image;     /* repository path without registry, e.g. "library/ubuntu" */
+  const char *reference; /* tag or sha256 digest of the requested image */
+  const char
+      *container_image;     /* normalised full source name, e.g. docker.io/library/ubuntu:latest */
+  const char *target_image; /* the name handed to the client */
+  const char *platform;     /* normalised, e.g. "linux/amd64" */
+  const char *user;         /* account name, NULL when anonymous */
+  const char *client_ip;    /* NULL when unknown */
+  const char *build_id;     /* WV_TOKEN_BUILD: the build a pull waits for */
+  const char *scan_id;      /* the scan of the image (scan/scan.h), NULL when none */
+  const char *scan_mode;    /* "async" or "required" when scan_id is set */
+  const char *scan_levels;  /* allowed severities, "LOW,MEDIUM"; NULL = none allowed */
+  const char *cc_json;      /* containerConfig JSON, NULL when none (pass-through) */
+  int64_t created_ms;       /* unix ms */
+  int64_t expires_ms;       /* unix ms */
 } wv_token_rec_t;
 
-/* Appends the record as compact JSON to out. 0, WV_EINVAL (missing token, registry or image) or WV_ETOOBIG/WV_ENOMEM. */
+/* Appends the record as compact JSON to out. 0, WV_EINVAL (missing token, registry or image) or
+ * WV_ETOOBIG/WV_ENOMEM. */
 int wv_token_encode(const wv_token_rec_t *t, wv_buf_t *out);
 
 /* Parses a record; strings go to arena a. 0, WV_EPARSE or WV_ENOMEM. */

@@ -3,6 +3,7 @@
 #include "core/log.h"
 #include "core/netpolicy.h"
 #include "registry/ref.h"
+#include "core/timefmt.h"
 
 #include <curl/curl.h>
 
@@ -49,12 +50,6 @@ struct wv_upstream {
 };
 
 const char WV_WHO_WAVED[] = "(waved)";
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
@@ -307,7 +302,7 @@ static int lookup_get(wv_upstream_t *u, const char *registry, auth_kind_t *kind,
   int found = 0;
   pthread_mutex_lock(&u->mu);
   for (lookup_t *l = u->lookups; l; l = l->next) {
-    if (strcmp(l->registry, registry) == 0 && l->expires_ms > now_ms()) {
+    if (strcmp(l->registry, registry) == 0 && l->expires_ms > wv_mono_ms()) {
       *kind = l->kind;
       *realm = dup_or_null(l->realm);
       *service = dup_or_null(l->service);
@@ -328,7 +323,7 @@ static void lookup_put(wv_upstream_t *u, const char *registry, auth_kind_t kind,
   l->realm = dup_or_null(realm);
   l->service = dup_or_null(service);
   l->kind = kind;
-  l->expires_ms = now_ms() + LOOKUP_TTL_MS;
+  l->expires_ms = wv_mono_ms() + LOOKUP_TTL_MS;
   if (!l->registry) {
     lookup_free(l);
     return;
@@ -420,7 +415,7 @@ static char *token_get(wv_upstream_t *u, const char *key) {
   char *t = NULL;
   pthread_mutex_lock(&u->mu);
   for (size_t i = 0; i < u->ntokens; i++)
-    if (strcmp(u->tokens[i].key, key) == 0 && u->tokens[i].expires_ms > now_ms()) {
+    if (strcmp(u->tokens[i].key, key) == 0 && u->tokens[i].expires_ms > wv_mono_ms()) {
       t = strdup(u->tokens[i].token);
       break;
     }
@@ -438,7 +433,7 @@ static void token_slot_free(token_t *t) {
  * entry closest to expiry. Takes ownership of key and token. */
 static void token_put(wv_upstream_t *u, char *key, char *token, int64_t ttl_ms) {
   pthread_mutex_lock(&u->mu);
-  int64_t now = now_ms();
+  int64_t now = wv_mono_ms();
   size_t slot = u->ntokens;
   for (size_t i = 0; i < u->ntokens; i++) {
     if (strcmp(u->tokens[i].key, key) == 0 || u->tokens[i].expires_ms <= now) {

@@ -1,7 +1,7 @@
 /*
  * registry/upstream.h — talking to upstream registries: endpoints, the auth
  * challenge flow (anonymous, Basic, Bearer token), a token cache, and one
- * retry after a 401 with a fresh token (spec §3.6).
+ * retry after a 401 with a fresh token (contract §5.6).
  *
  * One wv_upstream_t is shared by every worker thread: its caches are guarded
  * by a mutex that is never held across network I/O. Requests themselves run

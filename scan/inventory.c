@@ -13,7 +13,7 @@
 
 #include "core/err.h"
 #include "scan/layer.h"
-#include "scan/strmap.h"
+#include "scan/intmap.h"
 #include "scan/tar.h"
 
 #include <fcntl.h>
@@ -39,7 +39,7 @@ struct wv_inventory {
   wv_pkg_t *pkgs;
   int *pkg_src;
   size_t npkgs, cappkgs;
-  wv_strmap_t by_path, dirs;
+  wv_intmap_t by_path, dirs;
   const char **digests;
   size_t nlayers;
   int cur; /* layer being read, -1 = none */
@@ -86,8 +86,8 @@ void wv_inventory_free(wv_inventory_t *inv) {
     return;
   wv_tar_free(inv->tar);
   wv_layer_free(inv->layer);
-  wv_strmap_free(&inv->by_path);
-  wv_strmap_free(&inv->dirs);
+  wv_intmap_free(&inv->by_path);
+  wv_intmap_free(&inv->dirs);
   free(inv->src);
   free(inv->pkgs);
   free(inv->pkg_src);
@@ -110,14 +110,14 @@ static int fail(wv_inventory_t *inv, int rc, const char *detail) {
 static void kill_source(wv_inventory_t *inv, int i) {
   source_t *s = &inv->src[i];
   s->alive = false;
-  if (wv_strmap_get(&inv->by_path, s->path) == i)
-    wv_strmap_put(&inv->by_path, s->path, -1); /* the map never grows here: the key exists */
+  if (wv_intmap_get(&inv->by_path, s->path) == i)
+    wv_intmap_put(&inv->by_path, s->path, -1); /* the map never grows here: the key exists */
 }
 
 /* Hides the live sources of earlier layers at or under dir ("" = everything). */
 static void kill_under(wv_inventory_t *inv, const char *dir, bool self) {
-  if (*dir && wv_strmap_get(&inv->dirs, dir) < 0 &&
-      !(self && wv_strmap_get(&inv->by_path, dir) >= 0))
+  if (*dir && wv_intmap_get(&inv->dirs, dir) < 0 &&
+      !(self && wv_intmap_get(&inv->by_path, dir) >= 0))
     return;
   size_t dl = strlen(dir);
   for (size_t i = 0; i < inv->nsrc; i++) {
@@ -137,10 +137,10 @@ static int note_dirs(wv_inventory_t *inv, const char *path) {
     return WV_ENOMEM;
   for (char *s = strrchr(d, '/'); s; s = strrchr(d, '/')) {
     *s = '\0';
-    if (wv_strmap_get(&inv->dirs, d) >= 0)
+    if (wv_intmap_get(&inv->dirs, d) >= 0)
       break; /* its ancestors are in already */
     char *k = wv_arena_strdup(inv->a, d);
-    if (!k || wv_strmap_put(&inv->dirs, k, 1))
+    if (!k || wv_intmap_put(&inv->dirs, k, 1))
       return WV_ENOMEM;
   }
   return 0;
@@ -159,7 +159,7 @@ static int on_entry(void *arg, const wv_tar_entry_t *e) {
   default:
     break;
   }
-  int i = wv_strmap_get(&inv->by_path, e->path);
+  int i = wv_intmap_get(&inv->by_path, e->path);
   if (i >= 0)
     kill_source(inv, i); /* replaced, also within the same layer: the last entry wins */
   if (e->type != WV_TAR_DIR)
@@ -225,7 +225,7 @@ static int on_file(void *arg, const wv_tar_entry_t *e, const char *data, size_t 
              inv->cur, e->path, skipped);
   }
   if (!rc)
-    rc = wv_strmap_put(&inv->by_path, s->path, (int)inv->nsrc);
+    rc = wv_intmap_put(&inv->by_path, s->path, (int)inv->nsrc);
   if (!rc)
     rc = note_dirs(inv, s->path);
   if (rc)
@@ -340,20 +340,20 @@ static int pkg_order(const void *x, const void *y) {
   return c;
 }
 
-static const char *ecosystem_of(const wv_inventory_t *inv, wv_pkg_type_t t) {
+static const char *ecosystem_of(const wv_inventory_t *inv, wv_ecosystem_t t) {
   const char *id = inv->os_id ? inv->os_id : "";
   switch (t) {
-  case WV_PKG_DEB:
+  case WV_ECO_DEB:
     return strcmp(id, "ubuntu") == 0 ? "Ubuntu" : "Debian";
-  case WV_PKG_APK:
+  case WV_ECO_APK:
     return strcmp(id, "wolfi") == 0        ? "Wolfi"
            : strcmp(id, "chainguard") == 0 ? "Chainguard"
                                            : "Alpine";
-  case WV_PKG_CONDA:
+  case WV_ECO_CONDA:
     return "conda";
-  case WV_PKG_PYPI:
+  case WV_ECO_PYPI:
     return "PyPI";
-  case WV_PKG_CRAN:
+  case WV_ECO_CRAN:
     return "CRAN";
   default:
     return "";

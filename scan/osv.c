@@ -7,7 +7,7 @@
 
 #include "core/err.h"
 #include "core/json.h"
-#include "scan/strmap.h"
+#include "scan/intmap.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -294,17 +294,17 @@ static bool eco_applies(const char *osv_eco, const char *eco, const char *os_ver
 /* The name the advisories of pkg's ecosystem use, into buf. */
 static const char *lookup_name(const wv_pkg_t *p, char *buf, size_t n) {
   const char *name =
-      (p->type == WV_PKG_DEB || p->type == WV_PKG_APK) && p->src_name ? p->src_name : p->name;
+      (p->type == WV_ECO_DEB || p->type == WV_ECO_APK) && p->src_name ? p->src_name : p->name;
   size_t o = 0;
   for (const char *s = name; *s && o + 1 < n; s++) {
     char c = *s;
-    if (p->type == WV_PKG_PYPI && (c == '-' || c == '_' || c == '.')) {
+    if (p->type == WV_ECO_PYPI && (c == '-' || c == '_' || c == '.')) {
       if (o == 0 || buf[o - 1] != '-')
         buf[o++] = '-';
       continue;
     }
     buf[o++] =
-        (p->type == WV_PKG_PYPI || p->type == WV_PKG_CONDA) ? (char)tolower((unsigned char)c) : c;
+        (p->type == WV_ECO_PYPI || p->type == WV_ECO_CONDA) ? (char)tolower((unsigned char)c) : c;
   }
   buf[o] = '\0';
   return buf;
@@ -313,7 +313,7 @@ static const char *lookup_name(const wv_pkg_t *p, char *buf, size_t n) {
 typedef struct {
   wv_store_t *st;
   wv_arena_t *a;
-  wv_strmap_t cache; /* store key → index in objs (record or index list) */
+  wv_intmap_t cache; /* store key → index in objs (record or index list) */
   json_object **objs;
   size_t nobjs, capobjs;
   wv_vuln_t *v;
@@ -322,7 +322,7 @@ typedef struct {
 
 /* A parsed store value, cached for the whole match (NULL when absent or unparsable). */
 static int cached_get(match_t *m, const char *key, json_object **out) {
-  int i = wv_strmap_get(&m->cache, key);
+  int i = wv_intmap_get(&m->cache, key);
   if (i >= 0) {
     *out = m->objs[i];
     return 0;
@@ -349,7 +349,7 @@ static int cached_get(match_t *m, const char *key, json_object **out) {
     m->objs = no, m->capobjs = nc;
   }
   char *k = wv_arena_strdup(m->a, key);
-  if (!k || wv_strmap_put(&m->cache, k, (int)m->nobjs)) {
+  if (!k || wv_intmap_put(&m->cache, k, (int)m->nobjs)) {
     json_object_put(o);
     return WV_ENOMEM;
   }
@@ -433,7 +433,7 @@ static int match_pkg(match_t *m, const wv_pkg_t *p, const char *os_version) {
     return 0;
   char lname[256], key[WV_STORE_KEY_MAX + 1];
   lookup_name(p, lname, sizeof lname);
-  const char *cmpver = p->type == WV_PKG_DEB && p->src_version ? p->src_version : p->version;
+  const char *cmpver = p->type == WV_ECO_DEB && p->src_version ? p->src_version : p->version;
   if (snprintf(key, sizeof key, "p/%s/%s", p->ecosystem, lname) >= (int)sizeof key)
     return 0;
   json_object *ids;
@@ -513,7 +513,7 @@ int wv_osv_match(wv_store_t *st, const wv_pkg_t *pkgs, size_t n, const char *os_
     json_object_put(m.objs[i]);
   free(m.objs);
   free(m.v);
-  wv_strmap_free(&m.cache);
+  wv_intmap_free(&m.cache);
   return rc;
 }
 

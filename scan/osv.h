@@ -123,7 +123,7 @@ int wv_osv_import_main(const char *storage_path, uint64_t map_size, const char *
 
 /* ---- matching ---- */
 
-/* One finding, in the shape of spec §1.8 plus what the report needs internally. */
+/* One finding, in the shape of contract §8.2 plus what the report needs internally. */
 typedef struct {
   const char *id;     /* CVE id when the record has one, else the OSV id */
   const char *osv_id; /* the OSV record id */
@@ -163,12 +163,12 @@ int wv_osv_match(wv_store_t *st, const wv_pkg_t *pkgs, size_t n, const char *os_
 void wv_vulns_sort(wv_vuln_t *v, size_t n);
 
 /*
- * Spec §1.8 vulnerability objects as a new JSON array (caller puts it), at
+ * Contract §8.2 vulnerability objects as a new JSON array (caller puts it), at
  * most limit entries (0 = all) in the given order; missing strings are "".
  * NULL on OOM.
  */
 json_object *wv_vulns_to_json(const wv_vuln_t *v, size_t n, size_t limit);
-/* Spec §1.6 counts {"HIGH":2,"MEDIUM":5} (only non-zero levels). NULL on OOM. */
+/* Contract §3.6 counts {"HIGH":2,"MEDIUM":5} (only non-zero levels). NULL on OOM. */
 json_object *wv_vulns_counts(const wv_vuln_t *v, size_t n);
 
 #endif

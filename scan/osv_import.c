@@ -15,7 +15,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
-#include "scan/strmap.h"
+#include "scan/intmap.h"
 #include "scan/zip.h"
 
 #include <dirent.h>
@@ -52,7 +52,7 @@ struct wv_osv_import {
   void *msg_arg;
   wv_osv_stats_t stats;
   wv_arena_t *a;
-  wv_strmap_t lists_map, seen_map;
+  wv_intmap_t lists_map, seen_map;
   idlist_t *lists;
   size_t nlists, caplists;
   seen_t *seen;
@@ -144,7 +144,7 @@ static int list_load(wv_osv_import_t *imp, idlist_t *l) {
 }
 
 static int list_get(wv_osv_import_t *imp, const char *key, idlist_t **out) {
-  int i = wv_strmap_get(&imp->lists_map, key);
+  int i = wv_intmap_get(&imp->lists_map, key);
   if (i >= 0) {
     *out = &imp->lists[i];
     return 0;
@@ -162,7 +162,7 @@ static int list_get(wv_osv_import_t *imp, const char *key, idlist_t **out) {
     return WV_ENOMEM;
   int rc = list_load(imp, l);
   if (!rc)
-    rc = wv_strmap_put(&imp->lists_map, l->key, (int)imp->nlists);
+    rc = wv_intmap_put(&imp->lists_map, l->key, (int)imp->nlists);
   if (rc) {
     free(l->ids);
     return rc;
@@ -212,7 +212,7 @@ static int list_remove(wv_osv_import_t *imp, const char *key, const char *id) {
 /* What is stored for id: modified and index keys (from this run, or from the store). */
 static int previous(wv_osv_import_t *imp, const char *id, bool *exists, const char **modified,
                     const char **keys) {
-  int i = wv_strmap_get(&imp->seen_map, id);
+  int i = wv_intmap_get(&imp->seen_map, id);
   *exists = false;
   if (i >= 0) {
     *exists = imp->seen[i].modified != NULL;
@@ -268,7 +268,7 @@ static int remember(wv_osv_import_t *imp, const char *id, const rec_t *r, bool p
   wv_buf_free(&b);
   const char *k = wv_arena_strdup(imp->a, id);
   if (!s->keys || !k || (present && !s->modified) ||
-      wv_strmap_put(&imp->seen_map, k, (int)imp->nseen))
+      wv_intmap_put(&imp->seen_map, k, (int)imp->nseen))
     return WV_ENOMEM;
   imp->nseen++;
   return 0;
@@ -522,8 +522,8 @@ void wv_osv_import_free(wv_osv_import_t *imp) {
     free(imp->lists[i].ids);
   free(imp->lists);
   free(imp->seen);
-  wv_strmap_free(&imp->lists_map);
-  wv_strmap_free(&imp->seen_map);
+  wv_intmap_free(&imp->lists_map);
+  wv_intmap_free(&imp->seen_map);
   wv_arena_free(imp->a);
   pthread_mutex_destroy(&imp->mu);
   pthread_cond_destroy(&imp->cv);

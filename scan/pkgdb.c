@@ -196,7 +196,7 @@ static int parse_dpkg(const char *path, const char *d, size_t len, wv_arena_t *a
     if (!dpkg_installed(&f[2]))
       continue;
     bool oom = false;
-    wv_pkg_t pk = {.type = WV_PKG_DEB, .path = path};
+    wv_pkg_t pk = {.type = WV_ECO_DEB, .path = path};
     pk.name = dup_field(a, &f[0], &oom);
     pk.version = dup_field(a, &f[1], &oom);
     pk.arch = dup_field(a, &f[4], &oom);
@@ -221,7 +221,7 @@ static int parse_apk(const char *path, const char *d, size_t len, wv_arena_t *a,
   const char *p = d, *end = d + len;
   while (para_next(&p, end, f, 5, false)) {
     bool oom = false;
-    wv_pkg_t pk = {.type = WV_PKG_APK, .path = path};
+    wv_pkg_t pk = {.type = WV_ECO_APK, .path = path};
     pk.name = dup_field(a, &f[0], &oom);
     pk.version = dup_field(a, &f[1], &oom);
     pk.arch = dup_field(a, &f[2], &oom);
@@ -238,7 +238,7 @@ static int parse_apk(const char *path, const char *d, size_t len, wv_arena_t *a,
 
 /* ---- Python and R: one header paragraph ---- */
 
-static int parse_one_para(wv_pkg_type_t type, const char *namekey, const char *path, const char *d,
+static int parse_one_para(wv_ecosystem_t type, const char *namekey, const char *path, const char *d,
                           size_t len, wv_arena_t *a, wv_pkg_cb cb, void *arg, size_t *skipped) {
   field_t f[] = {{namekey, NULL, 0},
                  {"Version", NULL, 0},
@@ -284,7 +284,7 @@ static int parse_conda(const char *path, const char *d, size_t len, wv_arena_t *
     return 0;
   }
   bool oom = false;
-  wv_pkg_t pk = {.type = WV_PKG_CONDA, .path = path};
+  wv_pkg_t pk = {.type = WV_ECO_CONDA, .path = path};
   pk.name = jstr(a, o, "name", &oom);
   pk.version = jstr(a, o, "version", &oom);
   pk.arch = jstr(a, o, "subdir", &oom);
@@ -305,9 +305,9 @@ int wv_pkgdb_parse(wv_pkgdb_kind_t k, const char *path, const char *data, size_t
   case WV_PKGDB_CONDA_META:
     return parse_conda(path, data, len, a, cb, arg, skipped);
   case WV_PKGDB_PY_METADATA:
-    return parse_one_para(WV_PKG_PYPI, "Name", path, data, len, a, cb, arg, skipped);
+    return parse_one_para(WV_ECO_PYPI, "Name", path, data, len, a, cb, arg, skipped);
   case WV_PKGDB_R_DESCRIPTION:
-    return parse_one_para(WV_PKG_CRAN, "Package", path, data, len, a, cb, arg, skipped);
+    return parse_one_para(WV_ECO_CRAN, "Package", path, data, len, a, cb, arg, skipped);
   default:
     return 0;
   }
@@ -343,9 +343,9 @@ int wv_pkgdb_os_release(const char *data, size_t len, wv_arena_t *a, const char 
   return oom ? WV_ENOMEM : 0;
 }
 
-const char *wv_pkg_type_name(wv_pkg_type_t t) {
+const char *wv_ecosystem_name(wv_ecosystem_t t) {
   static const char *const n[] = {"deb", "apk", "conda", "pypi", "cran"};
-  return (unsigned)t < WV_PKG_NTYPES ? n[t] : "unknown";
+  return (unsigned)t < WV_ECO_COUNT ? n[t] : "unknown";
 }
 
 char *wv_pkg_pypi_normalize(wv_arena_t *a, const char *name) {

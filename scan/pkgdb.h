@@ -26,16 +26,16 @@
 #include <stddef.h>
 
 typedef enum {
-  WV_PKG_DEB = 0,
-  WV_PKG_APK,
-  WV_PKG_CONDA,
-  WV_PKG_PYPI,
-  WV_PKG_CRAN,
-  WV_PKG_NTYPES
-} wv_pkg_type_t;
+  WV_ECO_DEB = 0,
+  WV_ECO_APK,
+  WV_ECO_CONDA,
+  WV_ECO_PYPI,
+  WV_ECO_CRAN,
+  WV_ECO_COUNT
+} wv_ecosystem_t;
 
 typedef struct {
-  wv_pkg_type_t type;
+  wv_ecosystem_t type;
   const char *name;
   const char *version;
   const char *src_name;    /* dpkg Source / apk origin, NULL when the same as name */
@@ -82,7 +82,7 @@ int wv_pkgdb_os_release(const char *data, size_t len, wv_arena_t *a, const char 
                         const char **version_id);
 
 /* "deb", "apk", "conda", "pypi", "cran". */
-const char *wv_pkg_type_name(wv_pkg_type_t t);
+const char *wv_ecosystem_name(wv_ecosystem_t t);
 
 /* PEP 503 normalised name (lowercase, runs of "-_." as one "-") into the arena; NULL on OOM. */
 char *wv_pkg_pypi_normalize(wv_arena_t *a, const char *name);

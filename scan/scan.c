@@ -11,7 +11,7 @@
 #include "scan/scan_int.h"
 #include "core/digest.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/siphash.h"
@@ -55,7 +55,7 @@ bool wv_scan_id_valid(const char *s) {
 int wv_scan_id_hash(const char *image, const char *digest, char out[20]) {
   const char *kv[4] = {"image", image, "digest", digest};
   char hex[WV_CHECKSUM_STRLEN];
-  int rc = wv_checksum_pairs(kv, digest && *digest ? 2 : 1, hex);
+  int rc = wv_siphash_pairs(kv, digest && *digest ? 2 : 1, hex);
   if (!rc)
     snprintf(out, 20, "sc-%s", hex);
   return rc;
@@ -439,7 +439,7 @@ int wv_scan_image_digest(const wv_app_t *app, const char *image, char out[72]) {
   return rc && rc != WV_ENOMEM && rc != WV_ENOTFOUND ? WV_EUPSTREAM : rc;
 }
 
-/* ---- container status (§1.6) ------------------------------------------------------- */
+/* ---- container status (contract §3.6) ------------------------------------------------------- */
 
 static bool in_list(const char *list, const char *word) {
   size_t n = strlen(word);
@@ -527,7 +527,7 @@ int wv_scan_status_fill(const wv_app_t *app, const wv_token_rec_t *t, json_objec
     return 0;
   int rc = wv_json_add_str(st, "scanId", t->scan_id);
   if (rc || !t->scan_mode || strcmp(t->scan_mode, "required") != 0)
-    return rc; /* async never changes the status (§4.6) */
+    return rc; /* async never changes the status (contract §8.1) */
   /* A build or mirror still running, or failed, speaks for itself (Wave's order). */
   const char *base = NULL;
   bool ok = true;

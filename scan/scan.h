@@ -1,9 +1,9 @@
 /*
- * scan/scan.h — security scans as jobs (spec §1.6, §1.8, §2.6, §4.6): ids,
+ * scan/scan.h — security scans as jobs (contract §3.6, §8.2, §4.6, §8.1): ids,
  * records, the "scan" job kind, and what the front door and the build and
  * mirror flows call.
  *
- * A scan has an id "sc-<16 hex>_<n>": the hex is wv_checksum_pairs of
+ * A scan has an id "sc-<16 hex>_<n>": the hex is wv_siphash_pairs of
  * ("image", <image>) and, when known, ("digest", <digest>); n counts the
  * scans of that image (WV_DB_COUNTERS "scan/<hex>"). The image keeps its id
  * for wave.scan.id.duration (7d), so requests within it share one scan; a
@@ -23,7 +23,7 @@
  *
  * Store layout (WV_DB_SCANS; this file and scan/scan.c are the only ones that
  * know it):
- *   "sc-<hex>_<n>"      the §1.8 record, served as stored
+ *   "sc-<hex>_<n>"      the contract §8.2 record, served as stored
  *   "id/<hex>"          the image's current scan id    (wave.scan.id.duration)
  *   "req/sc-..."        where to read the image, for the job (and its re-run)
  *   "sum/sc-..."        {"HIGH":2,...} over every finding, before the limit
@@ -72,7 +72,7 @@ typedef struct {
 /* Registers the "scan" job kind and its function step. fn_arg app must outlive the engine. */
 int wv_scan_register(struct wv_job_engine *e, const wv_app_t *app);
 
-/* "sc-" + wv_checksum_pairs(image[, digest]) (without the "_n"), into out (20 bytes). */
+/* "sc-" + wv_siphash_pairs(image[, digest]) (without the "_n"), into out (20 bytes). */
 int wv_scan_id_hash(const char *image, const char *digest, char out[20]);
 
 /*
@@ -116,7 +116,7 @@ int wv_scan_reserve_image(const wv_app_t *app, const char *image, const char *di
                           const char *platform, char id[WV_SCAN_ID_MAX + 1], bool *is_new);
 
 /*
- * The hook for builds and mirrors (spec §4.6), called once the image was
+ * The hook for builds and mirrors (contract §8.1), called once the image was
  * pushed: reserve_image + start. mode "none" or NULL, or scanning disabled:
  * *id = "" and 0 (no scan). A build that wants its scan id in the response
  * before it builds calls wv_scan_reserve_image at request time, then
@@ -130,11 +130,11 @@ int wv_scan_submit_for_image(const wv_app_t *app, const char *image, const char 
 /* Fails a reserved scan that will not run (reason goes to its logs) and releases its id. */
 int wv_scan_abandon(const wv_app_t *app, const char *id, const char *reason);
 
-/* GET /v1alpha1/scans/{id}, /spdx, /logs (scan/scan_api.c). */
+/* GET /v1alpha1/scans/{id}, /spdx, /logs (scan/routes.c). */
 int wv_scan_routes_register(struct wv_router *r);
 
 /*
- * The §1.8 record of scan id, parsed (caller's reference). 0, WV_ENOTFOUND,
+ * The contract §8.2 record of scan id, parsed (caller's reference). 0, WV_ENOTFOUND,
  * WV_ESTORE, WV_ENOMEM.
  */
 int wv_scan_load_record(const wv_app_t *app, const char *id, json_object **out);
@@ -150,7 +150,7 @@ json_object *wv_scan_load_counts(const wv_app_t *app, const char *id);
 bool wv_scan_id_valid(const char *s);
 
 /*
- * §1.6 for a request with a scan: adds scanId to status (the §1.6 object
+ * contract §3.6 for a request with a scan: adds scanId to status (the §3.6 object
  * for the request without its scan) and, for scanMode "required" when that
  * status is DONE and not failed (a running or failed build/mirror is left as
  * it is), turns it into SCANNING (no succeeded, no duration) until the scan

@@ -1,6 +1,6 @@
 /*
  * scan/scan_int.h — what scan/scan.c (ids, records), scan/scan_job.c (the
- * job) and scan/scan_api.c (the routes) share: the WV_DB_SCANS key layout of
+ * job) and scan/routes.c (the routes) share: the WV_DB_SCANS key layout of
  * scan/scan.h and the record writes. Not for other folders.
  */
 #ifndef WV_SCAN_SCAN_INT_H
@@ -8,7 +8,7 @@
 
 #include "core/app.h"
 #include "core/arena.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "scan/scan.h"
 
 #include <json-c/json.h>

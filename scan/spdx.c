@@ -28,14 +28,14 @@ int wv_pkg_purl(const wv_pkg_t *p, const char *os_id, const char *os_version, wv
   static const char *const type[] = {"deb", "apk", "conda", "pypi", "cran"};
   const char *ns = NULL;
   int rc;
-  if (p->type == WV_PKG_DEB)
+  if (p->type == WV_ECO_DEB)
     ns = os_id && *os_id ? os_id : "debian";
-  else if (p->type == WV_PKG_APK)
+  else if (p->type == WV_ECO_APK)
     ns = os_id && *os_id ? os_id : "alpine";
   rc = wv_buf_printf(out, "pkg:%s/", type[p->type]);
   if (!rc && ns)
     rc = wv_buf_printf(out, "%s/", ns);
-  if (!rc && p->type == WV_PKG_PYPI) {
+  if (!rc && p->type == WV_ECO_PYPI) {
     for (const char *s = p->name; *s && !rc; s++) /* pypi purls use the normalised name */
       rc = wv_buf_putc(out, (*s == '_' || *s == '.') ? '-' : (char)tolower((unsigned char)*s));
   } else if (!rc) {
@@ -46,13 +46,13 @@ int wv_pkg_purl(const wv_pkg_t *p, const char *os_id, const char *os_version, wv
   if (!rc)
     rc = purl_enc(out, p->version);
   char sep = '?';
-  if (!rc && p->arch && (p->type == WV_PKG_DEB || p->type == WV_PKG_APK)) {
+  if (!rc && p->arch && (p->type == WV_ECO_DEB || p->type == WV_ECO_APK)) {
     rc = wv_buf_printf(out, "%carch=", sep);
     if (!rc)
       rc = purl_enc(out, p->arch);
     sep = '&';
   }
-  if (!rc && p->arch && p->type == WV_PKG_CONDA) {
+  if (!rc && p->arch && p->type == WV_ECO_CONDA) {
     rc = wv_buf_printf(out, "%csubdir=", sep);
     if (!rc)
       rc = purl_enc(out, p->arch);
@@ -72,7 +72,7 @@ static int package_id(const wv_pkg_t *p, char out[48]) {
   uint8_t d[WV_SHA256_LEN];
   char hex[2 * WV_SHA256_LEN + 1];
   int rc = wv_sha256_init(&h);
-  const char *parts[] = {wv_pkg_type_name(p->type), p->name, p->version, p->path};
+  const char *parts[] = {wv_ecosystem_name(p->type), p->name, p->version, p->path};
   for (size_t i = 0; i < 4 && !rc; i++)
     rc = wv_sha256_update(&h, parts[i], strlen(parts[i]) + 1);
   if (rc) {

@@ -10,7 +10,7 @@
  *           _hg/_p after it.
  *   PEP440  PyPI: [N!]N(.N)*[{a|b|rc}N][.postN][.devN][+local], with the
  *           normalisations of PEP 440 (alpha, c, pre, preview, r, rev, '-N').
- *   SEMVER  2.0.0, precedence rules of §11 (build metadata ignored); a
+ *   SEMVER  2.0.0, precedence rules of its item 11 (build metadata ignored); a
  *           leading 'v' and missing minor/patch are tolerated.
  *   CRAN    R package_version: non-negative integers separated by '.' or '-'.
  *   CONDA   conda's VersionOrder (epoch, components split on '.' and '_',

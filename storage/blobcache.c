@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "storage/cas.h"
+#include "core/timefmt.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -62,12 +63,6 @@ struct wv_bcache_writer {
   wv_cas_writer_t *w;
   uint64_t reserved; /* counted in b->inflight until commit or abort */
 };
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t bucket(const char *digest) {
   uint64_t h = 0;
@@ -233,7 +228,7 @@ static int index_disk(wv_bcache_t *b) {
     rc = add(b, v[i].digest, v[i].size, v[i].mtime_ms);
   free(v);
   node_t *victims = NULL;
-  trim(b, now_ms(), &victims);
+  trim(b, wv_now_ms(), &victims);
   b->st.evicted = b->st.evicted_bytes = 0; /* count what happens from now on */
   drop(b, victims);
   if (b->st.blobs)
@@ -295,7 +290,7 @@ int wv_bcache_open_blob(wv_bcache_t *b, const char *digest, int *fd, uint64_t *s
   if (!n)
     return WV_ENOTFOUND;
   int rc = wv_cas_open_blob(b->cas, digest, fd, size);
-  int64_t now = now_ms();
+  int64_t now = wv_now_ms();
   bool touch = false;
   pthread_mutex_lock(&b->mu);
   if (rc == 0) {
@@ -409,12 +404,12 @@ int wv_bcache_commit(wv_bcache_writer_t *w, const char *digest) {
   pthread_mutex_lock(&b->mu);
   b->inflight -= reserved;
   if (rc == 0)
-    rc = add(b, digest, size, now_ms());
+    rc = add(b, digest, size, wv_now_ms());
   if (rc == 0)
     b->st.added++;
   else
     b->st.skipped++;
-  trim(b, now_ms(), &victims);
+  trim(b, wv_now_ms(), &victims);
   pthread_mutex_unlock(&b->mu);
   drop(b, victims);
   return rc;

@@ -1,6 +1,6 @@
 /*
  * storage/blobcache.h — a size-capped, least-recently-used cache of upstream
- * blobs on local disk (design: "streamed through with back-pressure, and
+ * blobs on local disk (architecture §3.5: "streamed through with back-pressure, and
  * teed into the blob store when the blob cache is on").
  *
  * It is its own content-addressed store (storage/cas.h) under

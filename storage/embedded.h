@@ -1,5 +1,5 @@
 /*
- * storage/embedded.h — the embedded build registry (design §3): images built
+ * storage/embedded.h — the embedded build registry (architecture §3.4): images built
  * into an OCI layout are imported into the blob store, and their tags and
  * manifests are recorded in the state store, so waved serves them itself
  * when wave.build.repo is empty.
@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WV_EMBEDDED_REPO "wave/build"       /* the default repository (design §3) */
+#define WV_EMBEDDED_REPO "wave/build"       /* the default repository (architecture §3.4) */
 #define WV_EMBEDDED_MANIFEST_MAX (4u << 20) /* bytes of one manifest or index */
 #define WV_EMBEDDED_INDEX_MAX (1u << 20)    /* bytes of a layout's index.json */
 #define WV_EMBEDDED_MEDIATYPE_MAX 256       /* bytes of a media type, with the NUL */
@@ -58,7 +58,7 @@ int wv_embedded_get_manifest(wv_store_t *s, const char *repo, const char *ref, c
                              size_t *len, char *media_type, char *digest);
 
 /*
- * Records an image index (the parent of a multi-platform build, spec §4.4)
+ * Records an image index (the parent of a multi-platform build, contract §6.4)
  * as repo:tag: body is the index JSON (media type `media_type`, an OCI
  * index or Docker manifest list, at most WV_EMBEDDED_MANIFEST_MAX bytes)
  * whose every manifests[] digest must already be a manifest of repo (the

@@ -1,5 +1,5 @@
 /*
- * storage/jobstore.h — the job engine's persistence (core/job.h's
+ * storage/jobstore.h — the job engine's persistence (core/job/job.h's
  * wv_job_persist_t) on the LMDB state store and the zstd log files.
  *
  * Records live in WV_DB_JOBS keyed by job id; a QUEUED or RUNNING record
@@ -10,7 +10,7 @@
 #ifndef WV_JOBSTORE_H
 #define WV_JOBSTORE_H
 
-#include "core/job.h"
+#include "core/job/job.h"
 #include "storage/store.h"
 
 #include <limits.h>

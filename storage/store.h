@@ -43,7 +43,7 @@ typedef enum {
   WV_DB_SCANS,         /* scan id → scan record */
   WV_DB_MANIFESTS,     /* manifest cache */
   WV_DB_META,          /* store metadata; "schema" holds the schema version */
-  WV_DB_JOBS,          /* job id → job record (core/job.h, storage/jobstore.h) */
+  WV_DB_JOBS,          /* job id → job record (core/job/job.h, storage/jobstore.h) */
   WV_DB_EMBEDDED,      /* embedded build registry: tags, manifests, blob links */
   WV_DB_VULNS,         /* OSV vulnerability records and package index (scan/osv.h) */
   WV_DB_COUNT

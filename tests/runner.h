@@ -6,12 +6,18 @@
  *   WV_TESTS(T(name), T(other))
  *
  * The binary runs every test, or only those named on the command line
- * (`out/tests/test_core siphash_vectors`), prints one line per test and a
+ * (`out/tests/test_siphash paper_vector`), prints one line per test and a
  * closing "N passed, N failed" line, and exits non-zero if any failed.
- * A failed CHECK returns from the test at once.
+ * A failed CHECK returns from the test at once and prints what it compared:
+ * both values (CHECK_EQ_*), the haystack and the needle (CHECK_HAS), the
+ * error's name (CHECK_OK). What a test sets up it hands to TEST_CLEANUP(fn, arg)
+ * right away: the runner calls the deferred functions, last first, when the
+ * test returns — also after a failed CHECK — so an environment is always closed.
  */
 #ifndef WV_TEST_RUNNER_H
 #define WV_TEST_RUNNER_H
+
+#include "core/err.h"
 
 #include <inttypes.h>
 #include <stdint.h>
@@ -27,52 +33,82 @@ typedef struct {
 
 extern int wv_test_failed;
 
+/* Deferred clean-ups of the running test (TEST_CLEANUP), run last first after it returns. */
+#define WV_TEST_MAX_DEFER 16
+typedef struct {
+  void (*fn)(void *);
+  void *arg;
+} wv_test_defer_t;
+extern wv_test_defer_t wv_test_defers[WV_TEST_MAX_DEFER];
+extern int wv_test_ndefer;
+
+/* Calls fn(arg) when the running test returns, whatever its outcome. */
+static inline void wv_test_defer(void (*fn)(void *), void *arg) {
+  if (wv_test_ndefer < WV_TEST_MAX_DEFER)
+    wv_test_defers[wv_test_ndefer++] = (wv_test_defer_t){fn, arg};
+  else
+    fn(arg); /* no room: clean up now rather than never (a test defers a handful) */
+}
+#define TEST_CLEANUP(fn, arg) wv_test_defer((void (*)(void *))(fn), (arg))
+
 #define TEST(name) static void test_##name(void)
-#define T(name) {#name, test_##name}
+#define T(name)                                                                                    \
+  { #name, test_##name }
 
-#define FAIL_AT(...)                                          \
-  do {                                                        \
-    fprintf(stderr, "  %s:%d: ", __FILE__, __LINE__);         \
-    fprintf(stderr, __VA_ARGS__);                             \
-    fputc('\n', stderr);                                      \
-    wv_test_failed = 1;                                       \
+#define FAIL_AT(...)                                                                               \
+  do {                                                                                             \
+    fprintf(stderr, "  %s:%d: ", __FILE__, __LINE__);                                              \
+    fprintf(stderr, __VA_ARGS__);                                                                  \
+    fputc('\n', stderr);                                                                           \
+    wv_test_failed = 1;                                                                            \
   } while (0)
 
-#define CHECK(cond)                                           \
-  do {                                                        \
-    if (!(cond)) {                                            \
-      FAIL_AT("CHECK(%s) failed", #cond);                     \
-      return;                                                 \
-    }                                                         \
+#define CHECK(cond)                                                                                \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      FAIL_AT("CHECK(%s) failed", #cond);                                                          \
+      return;                                                                                      \
+    }                                                                                              \
   } while (0)
 
-#define CHECK_EQ_INT(a, b)                                                          \
-  do {                                                                              \
-    long long va_ = (long long)(a), vb_ = (long long)(b);                           \
-    if (va_ != vb_) {                                                               \
-      FAIL_AT("%s == %s failed: %lld != %lld", #a, #b, va_, vb_);                   \
-      return;                                                                       \
-    }                                                                               \
+#define CHECK_EQ_INT(a, b)                                                                         \
+  do {                                                                                             \
+    long long va_ = (long long)(a), vb_ = (long long)(b);                                          \
+    if (va_ != vb_) {                                                                              \
+      FAIL_AT("%s == %s failed: %lld != %lld", #a, #b, va_, vb_);                                  \
+      return;                                                                                      \
+    }                                                                                              \
   } while (0)
 
-#define CHECK_EQ_STR(a, b)                                                          \
-  do {                                                                              \
-    const char *sa_ = (a), *sb_ = (b);                                              \
-    if (!sa_ || !sb_ || strcmp(sa_, sb_) != 0) {                                    \
-      FAIL_AT("%s == %s failed: \"%s\" != \"%s\"", #a, #b, sa_ ? sa_ : "(null)",     \
-              sb_ ? sb_ : "(null)");                                                \
-      return;                                                                       \
-    }                                                                               \
+#define CHECK_EQ_STR(a, b)                                                                         \
+  do {                                                                                             \
+    const char *sa_ = (a), *sb_ = (b);                                                             \
+    if (!sa_ || !sb_ || strcmp(sa_, sb_) != 0) {                                                   \
+      FAIL_AT("%s == %s failed: \"%s\" != \"%s\"", #a, #b, sa_ ? sa_ : "(null)",                   \
+              sb_ ? sb_ : "(null)");                                                               \
+      return;                                                                                      \
+    }                                                                                              \
   } while (0)
 
-/* Checks that rc == 0 and prints the error name otherwise. */
-#define CHECK_OK(expr)                                                              \
-  do {                                                                              \
-    int rc_ = (expr);                                                               \
-    if (rc_ != 0) {                                                                 \
-      FAIL_AT("%s returned %d", #expr, rc_);                                        \
-      return;                                                                       \
-    }                                                                               \
+/* Checks that rc == 0 and prints the error's name (wv_strerror) otherwise. */
+#define CHECK_OK(expr)                                                                             \
+  do {                                                                                             \
+    int rc_ = (expr);                                                                              \
+    if (rc_ != 0) {                                                                                \
+      FAIL_AT("%s returned %d (%s)", #expr, rc_, wv_strerror(rc_));                                \
+      return;                                                                                      \
+    }                                                                                              \
+  } while (0)
+
+/* Checks that the string haystack contains needle; prints both otherwise. */
+#define CHECK_HAS(haystack, needle)                                                                \
+  do {                                                                                             \
+    const char *h_ = (haystack), *n_ = (needle);                                                   \
+    if (!h_ || !n_ || !strstr(h_, n_)) {                                                           \
+      FAIL_AT("CHECK_HAS(%s, %s) failed:\n    \"%.2000s\"\n    lacks \"%s\"", #haystack, #needle,  \
+              h_ ? h_ : "(null)", n_ ? n_ : "(null)");                                             \
+      return;                                                                                      \
+    }                                                                                              \
   } while (0)
 
 static inline int wv_test_run(int argc, char **argv, const wv_test_t *tests, size_t n) {
@@ -87,7 +123,12 @@ static inline int wv_test_run(int argc, char **argv, const wv_test_t *tests, siz
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     wv_test_failed = 0;
+    wv_test_ndefer = 0;
     tests[i].fn();
+    while (wv_test_ndefer > 0) {
+      wv_test_defer_t d = wv_test_defers[--wv_test_ndefer];
+      d.fn(d.arg);
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
     printf("%s %s (%.1f ms)\n", wv_test_failed ? "FAIL" : "ok  ", tests[i].name, ms);
@@ -105,11 +146,18 @@ static inline int wv_test_run(int argc, char **argv, const wv_test_t *tests, siz
   return failed ? 1 : 0;
 }
 
-#define WV_TESTS(...)                                                               \
-  int wv_test_failed;                                                               \
-  static const wv_test_t wv_tests_[] = {__VA_ARGS__};                               \
-  int main(int argc, char **argv) {                                                 \
-    return wv_test_run(argc, argv, wv_tests_, sizeof wv_tests_ / sizeof wv_tests_[0]); \
+/* The runner's state, defined once per test binary (by WV_TESTS, or by hand before a main of its
+ * own). */
+#define WV_TEST_GLOBALS                                                                            \
+  int wv_test_failed;                                                                              \
+  wv_test_defer_t wv_test_defers[WV_TEST_MAX_DEFER];                                               \
+  int wv_test_ndefer
+
+#define WV_TESTS(...)                                                                              \
+  WV_TEST_GLOBALS;                                                                                 \
+  static const wv_test_t wv_tests_[] = {__VA_ARGS__};                                              \
+  int main(int argc, char **argv) {                                                                \
+    return wv_test_run(argc, argv, wv_tests_, sizeof wv_tests_ / sizeof wv_tests_[0]);             \
   }
 
 #endif

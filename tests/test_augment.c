@@ -1,5 +1,5 @@
 /*
- * Unit tests for registry/augment: the augmentation rewrite of spec §3.4 on
+ * Unit tests for registry/augment: the augmentation rewrite of contract §5.4 on
  * real-looking Docker and OCI documents. Every output digest is recomputed
  * here from the returned bytes.
  */
@@ -490,7 +490,7 @@ TEST(image_rewrite_oci) {
                "\"digest\":\"" D("5") "\"}");
   CHECK_EQ_STR(compact(at(m, "layers.3.digest")), "\"" D("9") "\"");
   CHECK_EQ_STR(compact(at(m, "mediaType")), "\"" WV_MT_OCI_MANIFEST "\"");
-  CHECK(strstr(nm.data, "\"annotations\":{\"org.opencontainers.image.base.name\""));
+  CHECK_HAS(nm.data, "\"annotations\":{\"org.opencontainers.image.base.name\"");
   CHECK_EQ_STR(compact(at(c, "rootfs.diff_ids")),
                "[\"" D("1") "\",\"" D("2") "\",\"" D("6") "\",\"" D("0") "\"]");
   CHECK_EQ_STR(compact(at(c, "config.Env")), "[\"WAVE_ENTRY_CHAIN=/docker-entrypoint.sh\"]");
@@ -605,11 +605,11 @@ TEST(index_select_docker_list) {
   CHECK_OK(wv_augment_index_rewrite(a, docker_list, strlen(docker_list), &r, 1, &out, &msg));
   CHECK(consistent(&out));
   CHECK(strchr(out.data, '\n') == NULL);
-  CHECK(strstr(out.data, "{\"digest\":\"" D(
-                             "1") "\",\"mediaType\":\"" WV_MT_DOCKER_MANIFEST
-                                  "\",\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"},"
-                                  "\"size\":999}"));
-  CHECK(strstr(out.data, "\"digest\":\"" D("e") "\""));
+  CHECK_HAS(out.data,
+            "{\"digest\":\"" D("1") "\",\"mediaType\":\"" WV_MT_DOCKER_MANIFEST
+                                    "\",\"platform\":{\"architecture\":\"amd64\",\"os\":\"linux\"},"
+                                    "\"size\":999}");
+  CHECK_HAS(out.data, "\"digest\":\"" D("e") "\"");
 
   /* Not an index at all. */
   char *manifest = fmt_manifest(a, docker_manifest_fmt, busybox_config, 0);
@@ -637,8 +637,8 @@ TEST(mediatype_classify) {
   CHECK_EQ_STR(wv_mediatype_config_for(WV_MT_OCI_MANIFEST), WV_MT_OCI_CONFIG);
   CHECK_EQ_STR(wv_mediatype_config_for(WV_MT_DOCKER_MANIFEST), WV_MT_DOCKER_CONFIG);
   CHECK(wv_mediatype_is_oci(WV_MT_OCI_INDEX) && !wv_mediatype_is_oci(WV_MT_DOCKER_LIST));
-  CHECK(strstr(WV_MT_ACCEPT_MANIFESTS, WV_MT_OCI_INDEX ", " WV_MT_OCI_MANIFEST));
-  CHECK(strstr(WV_MT_ACCEPT_MANIFESTS, WV_MT_DOCKER_SCHEMA1_SIGNED));
+  CHECK_HAS(WV_MT_ACCEPT_MANIFESTS, WV_MT_OCI_INDEX ", " WV_MT_OCI_MANIFEST);
+  CHECK_HAS(WV_MT_ACCEPT_MANIFESTS, WV_MT_DOCKER_SCHEMA1_SIGNED);
 }
 
 WV_TESTS(T(container_config_parse), T(container_layer_validation), T(fusion_filter),

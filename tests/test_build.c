@@ -191,8 +191,8 @@ TEST(packages_use_config_images) {
   const char *body = "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"samtools=1.17\"]}}";
   CHECK_OK(wv_creq_parse(e.a, body, strlen(body), 0, true, &r, &msg));
   CHECK_OK(wv_build_container_file(e.a, &e.cfg, &r, &file, &conda, &tpl, &msg));
-  CHECK(strstr(file, "FROM lab.example.com:5000/mamba:2 AS build\n"));
-  CHECK(strstr(file, "FROM lab.example.com:5000/ubuntu:24.04 AS prod\n"));
+  CHECK_HAS(file, "FROM lab.example.com:5000/mamba:2 AS build\n");
+  CHECK_HAS(file, "FROM lab.example.com:5000/ubuntu:24.04 AS prod\n");
   CHECK_EQ_STR(conda, "dependencies:\n- samtools=1.17\n");
   CHECK_EQ_STR(tpl, "conda/micromamba:v2");
   /* The request's own images win. */
@@ -209,7 +209,8 @@ TEST(refusals) {
   CHECK_OK(env_open(&e, "fail"));
   json_object *out;
   const char *msg;
-  /* Freeze (§1.3, §4.3): the real image, no token, no expiration; a dry run launches nothing. */
+  /* Freeze (contract §3.3, §6.3): the real image, no token, no expiration; a dry run launches
+   * nothing. */
   CHECK_OK(submit(&e,
                   "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
                   "\"dryRun\":true,\"buildRepository\":\"reg.example.com/a/b\","
@@ -229,7 +230,7 @@ TEST(refusals) {
                   file_body(&e, "FROM x\n",
                             ",\"containerPlatform\":\"linux/amd64,linux/arm64\",\"dryRun\":true"),
                   &out, &msg));
-  CHECK(strstr(jstr(out, "containerImage"), "/wave/build:") != NULL);
+  CHECK_HAS(jstr(out, "containerImage"), "/wave/build:");
   CHECK(strlen(jstr(out, "buildId")) == 18 && !strcmp(jstr(out, "buildId") + 16, "_0"));
   json_object_put(out);
   /* format: sif (build/sif): the target is oras://<repo>:<tag>; a bad definition is a 400. */
@@ -251,10 +252,10 @@ TEST(refusals) {
   CHECK_EQ_INT(
       submit(&e, file_body(&e, "FROM x\nCOPY /root/.docker/config.json /\n", NULL), &out, &msg),
       WV_EINVAL);
-  CHECK(strstr(msg, "(error code: 100)"));
+  CHECK_HAS(msg, "(error code: 100)");
   CHECK_EQ_INT(submit(&e, file_body(&e, "FROM x\nRUN /kaniko/executor\n", NULL), &out, &msg),
                WV_EINVAL);
-  CHECK(strstr(msg, "(error code: 101)"));
+  CHECK_HAS(msg, "(error code: 101)");
   CHECK_EQ_INT(
       submit(&e, "{\"packages\":{\"type\":\"CONDA\",\"entries\":[\"pip::x\"]}}", &out, &msg),
       WV_EINVAL);
@@ -328,7 +329,7 @@ TEST(build_join_reuse_records) {
   CHECK_EQ_STR(jstr(st, "status"), "DONE");
   CHECK_EQ_STR(jbool(st, "succeeded"), "1");
   CHECK_EQ_STR(jstr(st, "buildId"), id);
-  CHECK(strstr(wv_json_compact(st), "\"duration\":0."));
+  CHECK_HAS(wv_json_compact(st), "\"duration\":0.");
   json_object_put(st);
   json_object_put(o1);
   json_object_put(o2);
@@ -456,7 +457,7 @@ TEST(build_context_checked) {
   CHECK(msg != NULL);
   bad = file_body(&e, "FROM scratch\n", ",\"buildContext\":{\"location\":\"ftp://x/y.tgz\"}");
   CHECK_EQ_INT(submit(&e, bad, &out, &msg), WV_EINVAL);
-  CHECK(strstr(msg, "data: or http(s)"));
+  CHECK_HAS(msg, "data: or http(s)");
   /* An http(s) context on a loopback address: refused by the SSRF policy before any fetch. */
   CHECK_OK(wv_http_global_init());
   bad = file_body(&e, "FROM scratch\n",
@@ -466,14 +467,14 @@ TEST(build_context_checked) {
                     "is a loopback address, which wave.security.outbound does not allow");
   set_str(&e.cfg.outbound_allow, "127.0.0.1/32"); /* allowed: now the fetch itself fails */
   CHECK_EQ_INT(submit(&e, bad, &out, &msg), WV_EINVAL);
-  CHECK(strstr(msg, "Unable to fetch the build context from 'http://127.0.0.1:1/c.tgz' - "));
+  CHECK_HAS(msg, "Unable to fetch the build context from 'http://127.0.0.1:1/c.tgz' - ");
   CHECK(!strstr(msg, "wave.security.outbound"));
   env_close(&e);
 }
 
-/* ---- freeze (§4.3) --------------------------------------------------------------------- */
+/* ---- freeze (contract §6.3) ------------------------------------------------------------------ */
 
-/* The containerConfig is part of a freeze id (§2.4): another env, another tag. */
+/* The containerConfig is part of a freeze id (§4.4): another env, another tag. */
 TEST(freeze_id_has_config) {
   env_t e;
   CHECK_OK(env_open(&e, "ok"));
@@ -514,22 +515,22 @@ TEST(freeze_layer_archives) {
   CHECK(stat(path, &st) == 0 && st.st_size == 5);
   l.gzip_size = 6;
   CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
-  CHECK(strstr(msg, "does not match its gzipSize/gzipDigest"));
+  CHECK_HAS(msg, "does not match its gzipSize/gzipDigest");
   l.gzip_size = 4;
   CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
-  CHECK(strstr(msg, "larger than its gzipSize"));
+  CHECK_HAS(msg, "larger than its gzipSize");
   CHECK_OK(wv_http_global_init());
   l.location = "http://127.0.0.1:1/layer.tgz";
   CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
-  CHECK(strstr(msg, "Unable to fetch container layer"));
-  CHECK(strstr(msg, "127.0.0.1 is a loopback address, which wave.security.outbound"));
+  CHECK_HAS(msg, "Unable to fetch container layer");
+  CHECK_HAS(msg, "127.0.0.1 is a loopback address, which wave.security.outbound");
   set_str(&e.cfg.outbound_allow, "127.0.0.0/8");
   CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
-  CHECK(strstr(msg, "Unable to fetch container layer"));
+  CHECK_HAS(msg, "Unable to fetch container layer");
   CHECK(!strstr(msg, "wave.security.outbound"));
   l.location = "docker://x/y@sha256:00";
   CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
-  CHECK(strstr(msg, "Unsupported container layer location"));
+  CHECK_HAS(msg, "Unsupported container layer location");
   env_close(&e);
 }
 

@@ -56,7 +56,7 @@ TEST(default_buildah_templates) {
                                 B));
   CHECK_EQ_INT(steps[2].type, WV_JOB_STEP_FN);
   CHECK_EQ_STR(steps[2].fn, WV_BUILD_IMPORT_FN);
-  CHECK(strstr(steps[2].arg, "\"layout\":\"/ws/bd-1/oci\""));
+  CHECK_HAS(steps[2].arg, "\"layout\":\"/ws/bd-1/oci\"");
   CHECK(steps[3].may_fail && !steps[0].may_fail);
   CHECK_EQ_STR(steps[0].cwd, "/ws/bd-1");
   bool has_auth_env = false;
@@ -67,11 +67,11 @@ TEST(default_buildah_templates) {
   /* Pushed to a registry: docker:// destination, no import step. */
   CHECK_OK(wv_builder_steps(a, &b, &repo_target, steps, &n, err, sizeof err));
   CHECK_EQ_INT(n, 3);
-  CHECK(strstr(joined(a, steps[0].argv), "--tls-verify=false"));
-  CHECK(strstr(joined(a, steps[0].argv), "--platform linux/arm64"));
-  CHECK(strstr(joined(a, steps[0].argv), "-t 127.0.0.1:5000/wave/build:abc "));
-  CHECK(strstr(joined(a, steps[1].argv),
-               " 127.0.0.1:5000/wave/build:abc docker://127.0.0.1:5000/wave/build:abc"));
+  CHECK_HAS(joined(a, steps[0].argv), "--tls-verify=false");
+  CHECK_HAS(joined(a, steps[0].argv), "--platform linux/arm64");
+  CHECK_HAS(joined(a, steps[0].argv), "-t 127.0.0.1:5000/wave/build:abc ");
+  CHECK_HAS(joined(a, steps[1].argv),
+            " 127.0.0.1:5000/wave/build:abc docker://127.0.0.1:5000/wave/build:abc");
   wv_arena_free(a);
   wv_config_free(&cfg);
 }
@@ -101,8 +101,8 @@ TEST(buildkit_template) {
   CHECK(docker_config);
   CHECK_OK(wv_builder_steps(a, &b, &embedded_target, steps, &n, err, sizeof err));
   CHECK_EQ_INT(n, 2);
-  CHECK(strstr(joined(a, steps[0].argv),
-               "--output type=oci,dest=/ws/bd-1/oci,tar=false,name=localhost/wave/build:abc"));
+  CHECK_HAS(joined(a, steps[0].argv),
+            "--output type=oci,dest=/ws/bd-1/oci,tar=false,name=localhost/wave/build:abc");
   CHECK_EQ_INT(steps[1].type, WV_JOB_STEP_FN);
   wv_arena_free(a);
   wv_config_free(&cfg);

@@ -60,7 +60,7 @@ TEST(put_and_read_back) {
   uint64_t size = 0;
   CHECK_OK(wv_cas_exists(c, ABC, &size));
   CHECK_EQ_INT(size, 3);
-  /* The layout is the one design.md fixes. */
+  /* The layout is the one architecture §3.2 fixes. */
   char path[400];
   struct stat st;
   snprintf(path, sizeof path, "%s/blobs/sha256/ba/%s", root_, ABC + 7);

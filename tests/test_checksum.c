@@ -1,5 +1,5 @@
 /*
- * tests/test_checksum.c — containerId (spec §2.4) and Java hashCode vectors.
+ * tests/test_checksum.c — containerId (contract §4.4) and Java hashCode vectors.
  * The constants come from tests/fixtures/gen_checksum_vectors.py, an
  * independent Python model of Java/Guava, not from this C code.
  */

@@ -109,7 +109,7 @@ TEST(every_schema_key_documented_in_config_yml) {
     snprintf(needle, sizeof needle, "# %s \xe2\x80\x94", ki.key);
     if (!strstr(text, needle))
       fprintf(stderr, "  config.yml does not document %s\n", ki.key);
-    CHECK(strstr(text, needle));
+    CHECK_HAS(text, needle);
   }
   CHECK(i >= 20);
 }
@@ -246,21 +246,21 @@ TEST(yaml_syntax_error) {
   char want[128];
   snprintf(want, sizeof want, "%s:", tmp_path);
   CHECK(strncmp(err, want, strlen(want)) == 0);
-  CHECK(strstr(err, "YAML syntax error"));
+  CHECK_HAS(err, "YAML syntax error");
   /* libyaml reports the flow sequence at the line where it notices it is unterminated. */
   int line = atoi(err + strlen(want));
   CHECK(line >= 3 && line <= 5);
 
   CHECK(load_text(&cfg, "server:\n\tport: 1\n") == WV_EPARSE);
   wv_config_free(&cfg);
-  CHECK(strstr(err, ":2: YAML syntax error"));
+  CHECK_HAS(err, ":2: YAML syntax error");
 }
 
 TEST(missing_file) {
   wv_config_t cfg;
   CHECK_OK(wv_config_defaults(&cfg));
   CHECK_EQ_INT(wv_config_load(&cfg, "/nonexistent/waved.yml", err, sizeof err), WV_EIO);
-  CHECK(strstr(err, "/nonexistent/waved.yml: cannot open"));
+  CHECK_HAS(err, "/nonexistent/waved.yml: cannot open");
   wv_config_free(&cfg);
 }
 
@@ -345,9 +345,9 @@ TEST(print_schema) {
   CHECK(f);
   wv_config_print_schema(f);
   fclose(f);
-  CHECK(strstr(text, "server.idle-timeout"));
-  CHECK(strstr(text, "micronaut.server.idle-timeout"));
-  CHECK(strstr(text, "910s"));
+  CHECK_HAS(text, "server.idle-timeout");
+  CHECK_HAS(text, "micronaut.server.idle-timeout");
+  CHECK_HAS(text, "910s");
   free(text);
 }
 

@@ -4,7 +4,7 @@
  */
 #include "core/digest.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/log.h"
 #include "runner.h"
 #include "storage/embedded.h"
@@ -110,7 +110,7 @@ TEST(import_and_lookup) {
   CHECK_EQ_STR(mt, "application/vnd.oci.image.manifest.v1+json");
   CHECK_EQ_STR(got, m);
   CHECK_EQ_INT(len, msize);
-  CHECK(strstr(body, l));
+  CHECK_HAS(body, l);
   free(body);
   CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, m, &body, &len, NULL, NULL));
   free(body);
@@ -185,7 +185,7 @@ TEST(put_index) {
   CHECK_EQ_INT(wv_embedded_put_index(f.s, WV_EMBEDDED_REPO, "parent", imt, idx, (size_t)n, got, err,
                                      sizeof err),
                WV_ENOTFOUND);
-  CHECK(strstr(err, m2) != NULL);
+  CHECK_HAS(err, m2);
   CHECK_EQ_INT(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "parent", &body, &len, NULL, NULL),
                WV_ENOTFOUND);
   CHECK_OK(write_index(&f, oci, m2, s2, "kid2"));
@@ -232,7 +232,7 @@ TEST(digest_mismatch_refused) {
   CHECK_EQ_INT(
       wv_embedded_import(f.s, f.c, f.layout, "t1", "wave/build", "t1", NULL, err, sizeof err),
       WV_EDIGEST);
-  CHECK(strstr(err, l));
+  CHECK_HAS(err, l);
   CHECK_EQ_INT(wv_embedded_get_manifest(f.s, "wave/build", "t1", &body, &len, NULL, NULL),
                WV_ENOTFOUND);
   CHECK_EQ_INT(wv_cas_exists(f.c, l, NULL), WV_ENOTFOUND);
@@ -290,7 +290,7 @@ TEST(jobstore_records_and_logs) {
   fx_close(&f);
 }
 
-int wv_test_failed;
+WV_TEST_GLOBALS;
 static const wv_test_t tests[] = {T(import_and_lookup), T(import_index), T(put_index),
                                   T(digest_mismatch_refused), T(jobstore_records_and_logs)};
 

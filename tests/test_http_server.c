@@ -6,7 +6,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "http/resp.h"
-#include "http/routes_basic.h"
+#include "http/routes.h"
 #include "http/server.h"
 #include "tests/http_client.h"
 #include "tests/runner.h"
@@ -191,7 +191,7 @@ static int64_t rate_window_ms = 0; /* 0: the default */
 static int start(int64_t header_ms, int64_t idle_ms) {
   signal(SIGPIPE, SIG_IGN);
   wv_log_set_level(WV_LOG_WARN);
-  if (wv_router_new(&router) || wv_routes_basic_register(router) ||
+  if (wv_router_new(&router) || wv_http_routes_register(router) ||
       wv_router_add(router, test_routes, sizeof test_routes / sizeof test_routes[0]))
     return -1;
   wv_server_opts_t o;
@@ -236,7 +236,7 @@ TEST(basic_routes) {
   CHECK_OK(start(5000, 5000));
   tc_resp_t r;
   CHECK_EQ_INT(tc_request(port, GET("/service-info"), &r, false), 200);
-  CHECK(strstr(r.body, "\"serviceInfo\":{\"version\":\""));
+  CHECK_HAS(r.body, "\"serviceInfo\":{\"version\":\"");
   CHECK_EQ_STR(tc_header(&r, "Content-Type"), "application/json");
   CHECK_EQ_STR(tc_header(&r, "X-Content-Type-Options"), "nosniff");
   CHECK_EQ_STR(tc_header(&r, "X-Frame-Options"), "DENY");
@@ -271,20 +271,20 @@ TEST(errors_by_url_space) {
   tc_resp_free(&r);
   CHECK_EQ_INT(tc_request(port, "DELETE /service-info HTTP/1.1\r\n\r\n", &r, false), 405);
   CHECK_EQ_STR(tc_header(&r, "Allow"), "GET, HEAD");
-  CHECK(strstr(r.body, "\"message\":\"Method [DELETE] not allowed"));
+  CHECK_HAS(r.body, "\"message\":\"Method [DELETE] not allowed");
   tc_resp_free(&r);
   CHECK_EQ_INT(tc_request(port, "POST /v2/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &r, false), 405);
-  CHECK(strstr(r.body, "\"code\":\"UNSUPPORTED\""));
+  CHECK_HAS(r.body, "\"code\":\"UNSUPPORTED\"");
   tc_resp_free(&r);
   /* Handler errors map through the one table per URL space. */
   CHECK_EQ_INT(tc_request(port, GET("/test/fail"), &r, false), 404);
   CHECK_EQ_STR(r.body, "{\"message\":\"not found\"}");
   tc_resp_free(&r);
   CHECK_EQ_INT(tc_request(port, GET("/v2/fail"), &r, false), 404);
-  CHECK(strstr(r.body, "\"code\":\"NOT_FOUND\""));
+  CHECK_HAS(r.body, "\"code\":\"NOT_FOUND\"");
   tc_resp_free(&r);
   CHECK_EQ_INT(tc_request(port, GET("/test/crash"), &r, false), 500);
-  CHECK(strstr(r.body, " - Error ID: "));
+  CHECK_HAS(r.body, " - Error ID: ");
   tc_resp_free(&r);
   stop();
 }
@@ -703,7 +703,7 @@ TEST(per_ip_cap) {
   CHECK_OK(tc_sends(c[2], GET("/health")));
   CHECK_OK(tc_read(c[2], &r, false));
   CHECK_EQ_INT(r.status, 503);
-  CHECK(strstr(r.body, "Too many connections from this address"));
+  CHECK_HAS(r.body, "Too many connections from this address");
   tc_resp_free(&r);
   CHECK(tc_wait_closed(c[2], 2000));
   tc_close(c[2]);
@@ -788,7 +788,7 @@ TEST(body_memory_budget) {
   CHECK_OK(tc_sends(x, POST_HEAD("/test/echo", "1000")));
   CHECK_OK(tc_read(x, &r, false));
   CHECK_EQ_INT(r.status, 503);
-  CHECK(strstr(r.body, "server.max-body-memory"));
+  CHECK_HAS(r.body, "server.max-body-memory");
   tc_resp_free(&r);
   CHECK(tc_wait_closed(x, 2000));
   char body[997];
@@ -907,7 +907,7 @@ TEST(stream_backpressure_and_length) {
   char *all = read_all(c->fd, &n);
   char *body = memmem(all, n, "\r\n\r\n", 4);
   CHECK(body);
-  CHECK(strstr(all, "Content-Length: 67108864\r\n"));
+  CHECK_HAS(all, "Content-Length: 67108864\r\n");
   body += 4;
   CHECK_EQ_INT((long long)(n - (size_t)(body - all)), total);
   CHECK(pattern_ok(body, (size_t)total));
@@ -925,7 +925,7 @@ TEST(stream_chunked_and_failures) {
                        "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"));
   size_t n;
   char *all = read_all(c->fd, &n);
-  CHECK(strstr(all, "Transfer-Encoding: chunked\r\n"));
+  CHECK_HAS(all, "Transfer-Encoding: chunked\r\n");
   char *p = strstr(all, "\r\n\r\n") + 4;
   char *body = malloc(200000);
   size_t blen = 0;
@@ -942,14 +942,14 @@ TEST(stream_chunked_and_failures) {
   CHECK_EQ_INT(blen, 100000);
   CHECK(pattern_ok(body, blen));
   free(body);
-  CHECK(strstr(p, "{\"status\":\"UP\"}"));
+  CHECK_HAS(p, "{\"status\":\"UP\"}");
   free(all);
   tc_close(c);
   /* A producer that fails mid-body: the client sees a cut, not a whole body. */
   c = tc_connect(port);
   CHECK_OK(tc_sends(c, "GET /test/stream?1000000&fail HTTP/1.1\r\n\r\n"));
   all = read_all(c->fd, &n);
-  CHECK(strstr(all, "Content-Length: 1000000\r\n"));
+  CHECK_HAS(all, "Content-Length: 1000000\r\n");
   CHECK(n < 1000000);
   free(all);
   tc_close(c);

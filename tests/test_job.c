@@ -1,12 +1,12 @@
 /*
- * Unit tests for core/job: the job engine with real child processes.
+ * Unit tests for core/job/: the job engine with real child processes.
  *
  * The test binary doubles as the exec wrapper (--job-exec), as waved does,
  * so memory limits run through the same path as in production.
  */
 #include "core/err.h"
-#include "core/job.h"
-#include "core/jobkill.h"
+#include "core/job/job.h"
+#include "core/job/jobkill.h"
 #include "core/log.h"
 #include "runner.h"
 #include "storage_util.h"
@@ -259,7 +259,7 @@ TEST(success_and_log) {
   /* The final record is durable and says SUCCEEDED. */
   char *json;
   CHECK_OK(f.persist.get(&f.fake, id, &json, &len));
-  CHECK(strstr(json, "\"state\":\"SUCCEEDED\""));
+  CHECK_HAS(json, "\"state\":\"SUCCEEDED\"");
   free(json);
   fixture_free(&f);
 }
@@ -280,7 +280,7 @@ TEST(failing_command) {
   const char *missing[] = {"/nonexistent/builder", NULL};
   CHECK_OK(run_cmd(&f, "build", missing, 0, 0, &info, id));
   CHECK_EQ_INT(info.state, WV_JOB_FAILED);
-  CHECK(strstr(info.reason, "/nonexistent/builder"));
+  CHECK_HAS(info.reason, "/nonexistent/builder");
   fixture_free(&f);
 }
 
@@ -517,7 +517,7 @@ TEST(concurrency_limit_and_fn_steps) {
   char *log;
   size_t len;
   CHECK_OK(wv_job_log(f.e, ids[0], 4096, &log, &len));
-  CHECK(strstr(log, "slow step ok"));
+  CHECK_HAS(log, "slow step ok");
   free(log);
   for (int i = 0; i < 5; i++)
     waiter_destroy(&w[i]);
@@ -656,7 +656,7 @@ TEST(restart_recovery) {
   char *json;
   size_t len;
   CHECK_OK(f.persist.get(&f.fake, "bd-a_1", &json, &len));
-  CHECK(strstr(json, "\"state\":\"RUNNING\""));
+  CHECK_HAS(json, "\"state\":\"RUNNING\"");
   free(json);
 
   CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true));
@@ -677,7 +677,7 @@ TEST(restart_recovery) {
   waiter_destroy(&w);
   char *log;
   CHECK_OK(wv_job_log(f.e, "mr-b", 4096, &log, &len));
-  CHECK(strstr(log, "rerun"));
+  CHECK_HAS(log, "rerun");
   free(log);
   fixture_free(&f);
 }
@@ -733,7 +733,7 @@ TEST(log_is_capped) {
   CHECK_EQ_INT(info.state, WV_JOB_SUCCEEDED);
   CHECK_OK(wv_job_log(f.e, id, 1 << 20, &log, &len));
   CHECK(len < 4096 + 200);
-  CHECK(strstr(log, "log truncated"));
+  CHECK_HAS(log, "log truncated");
   free(log);
   fixture_free(&f);
 }
@@ -770,7 +770,7 @@ static void memory_limit_with(wv_job_mem_t mech) {
 TEST(memory_limit_auto) { memory_limit_with(WV_JOB_MEM_AUTO); }
 TEST(memory_limit_rlimit) { memory_limit_with(WV_JOB_MEM_RLIMIT); }
 
-int wv_test_failed;
+WV_TEST_GLOBALS;
 static const wv_test_t tests[] = {
     T(success_and_log),
     T(failing_command),

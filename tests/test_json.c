@@ -91,7 +91,7 @@ TEST(parse_errors_have_line_and_column) {
   CHECK_EQ_STR(err, "Malformed JSON: empty body");
   CHECK_EQ_INT(parse("{\"a\": \"\xff\"}", &o), WV_EPARSE); /* invalid UTF-8 */
   CHECK_EQ_INT(wv_json_parse("{\"a\":\0}", 7, 100, 0, &o, err, sizeof err), WV_EPARSE);
-  CHECK(strstr(err, "NUL byte"));
+  CHECK_HAS(err, "NUL byte");
 }
 
 TEST(parse_caps) {
@@ -101,13 +101,13 @@ TEST(parse_caps) {
   CHECK_OK(wv_json_parse("[[[1]]]", 7, 100, 3, &o, err, sizeof err));
   json_object_put(o);
   CHECK_EQ_INT(wv_json_parse("[[[[1]]]]", 9, 100, 3, &o, err, sizeof err), WV_EPARSE);
-  CHECK(strstr(err, "nested too deeply"));
+  CHECK_HAS(err, "nested too deeply");
   /* The default depth cap protects against a stack-exhausting body. */
   static char deep[20001];
   memset(deep, '[', 10000);
   memset(deep + 10000, ']', 10000);
   CHECK_EQ_INT(parse(deep, &o), WV_EPARSE);
-  CHECK(strstr(err, "nested too deeply"));
+  CHECK_HAS(err, "nested too deeply");
 }
 
 TEST(builder_omits_null_and_empty_keeps_false_and_zero) {
@@ -200,7 +200,7 @@ TEST(body_refuses_nul_escape) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     CHECK_EQ_INT(wv_json_parse_body(bad[i], strlen(bad[i]), 100, 0, 0, &o, err, sizeof err),
                  WV_EPARSE);
-    CHECK(strstr(err, "\\u0000 is not allowed in a string"));
+    CHECK_HAS(err, "\\u0000 is not allowed in a string");
     CHECK(o == NULL);
   }
   /* A \u0000 right after another escape is still refused... */

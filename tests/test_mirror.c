@@ -1,15 +1,15 @@
 /*
- * Unit tests for the mirror: the copy engine's pure parts (registry/mirror.h:
+ * Unit tests for the mirror: the copy engine's pure parts (registry/copy.h:
  * what a manifest or index references, upload Locations, Content-Range), the
- * target name and mirror ids of the request flow (build/mirror_req.h), and
+ * target name and mirror ids of the request flow (build/mirror/request.h), and
  * the error a copy reports when a registry cannot be reached.
  */
-#include "build/mirror_req.h"
+#include "build/mirror/request.h"
 #include "core/arena.h"
 #include "core/err.h"
 #include "http/client.h"
 #include "registry/mediatype.h"
-#include "registry/mirror.h"
+#include "registry/copy.h"
 #include "tests/runner.h"
 
 #define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
@@ -17,14 +17,14 @@
 #define D3 "sha256:3333333333333333333333333333333333333333333333333333333333333333"
 
 static int children(wv_arena_t *a, const char *body, const char *ct, const char **mt,
-                    wv_mirror_desc_t **kids, size_t *n, char *err) {
-  return wv_mirror_children(a, body, strlen(body), ct, mt, kids, n, err, 256);
+                    wv_copy_desc_t **kids, size_t *n, char *err) {
+  return wv_copy_children(a, body, strlen(body), ct, mt, kids, n, err, 256);
 }
 
 TEST(children_of_an_index) {
   wv_arena_t *a = wv_arena_new(0);
   const char *mt = NULL;
-  wv_mirror_desc_t *k = NULL;
+  wv_copy_desc_t *k = NULL;
   size_t n = 0;
   char err[256];
   const char *idx =
@@ -50,7 +50,7 @@ TEST(children_of_an_index) {
 TEST(children_of_a_manifest) {
   wv_arena_t *a = wv_arena_new(0);
   const char *mt = NULL;
-  wv_mirror_desc_t *k = NULL;
+  wv_copy_desc_t *k = NULL;
   size_t n = 0;
   char err[256];
   const char *man =
@@ -85,32 +85,31 @@ TEST(children_of_a_manifest) {
 TEST(children_refused) {
   wv_arena_t *a = wv_arena_new(0);
   const char *mt = NULL;
-  wv_mirror_desc_t *k = NULL;
+  wv_copy_desc_t *k = NULL;
   size_t n = 0;
   char err[256];
   CHECK_EQ_INT(children(a, "not json", NULL, &mt, &k, &n, err), WV_EPARSE);
   CHECK_EQ_INT(children(a, "[1]", NULL, &mt, &k, &n, err), WV_EPARSE);
   CHECK_EQ_INT(children(a, "{\"schemaVersion\":1,\"fsLayers\":[]}", NULL, &mt, &k, &n, err),
                WV_EUNSUPPORTED);
-  CHECK(strstr(err, "schema 1"));
+  CHECK_HAS(err, "schema 1");
   CHECK_EQ_INT(children(a, "{\"manifests\":[{\"size\":1}]}", NULL, &mt, &k, &n, err), WV_EPARSE);
-  CHECK(strstr(err, "no digest"));
+  CHECK_HAS(err, "no digest");
   CHECK_EQ_INT(children(a, "{\"manifests\":[{\"digest\":\"sha512:abc\"}]}", NULL, &mt, &k, &n, err),
                WV_EPARSE);
-  CHECK(strstr(err, "sha512:abc"));
+  CHECK_HAS(err, "sha512:abc");
   CHECK_EQ_INT(children(a, "{\"mediaType\":\"" WV_MT_OCI_MANIFEST "\",\"layers\":[]}", NULL, &mt,
                         &k, &n, err),
                WV_EPARSE);
-  CHECK(strstr(err, "config"));
+  CHECK_HAS(err, "config");
   /* Past the descriptor cap. */
   wv_buf_t b;
   wv_buf_init(&b, 1 << 20);
   wv_buf_puts(&b, "{\"manifests\":[");
-  for (int i = 0; i <= WV_MIRROR_MAX_CHILDREN; i++)
+  for (int i = 0; i <= WV_COPY_MAX_CHILDREN; i++)
     wv_buf_printf(&b, "%s{\"digest\":\"" D1 "\"}", i ? "," : "");
   wv_buf_puts(&b, "]}");
-  CHECK_EQ_INT(wv_mirror_children(a, b.data, b.len, NULL, &mt, &k, &n, err, sizeof err),
-               WV_ETOOBIG);
+  CHECK_EQ_INT(wv_copy_children(a, b.data, b.len, NULL, &mt, &k, &n, err, sizeof err), WV_ETOOBIG);
   wv_buf_free(&b);
   wv_arena_free(a);
 }
@@ -121,45 +120,45 @@ TEST(upload_locations) {
   bool same = false;
   const char *base = "http://127.0.0.1:5000";
   /* distribution answers absolute URLs on itself */
-  CHECK_OK(wv_mirror_location(a, base, "http://127.0.0.1:5000/v2/r/blobs/uploads/u1?_state=x", NULL,
-                              &t, &same));
+  CHECK_OK(wv_copy_location(a, base, "http://127.0.0.1:5000/v2/r/blobs/uploads/u1?_state=x", NULL,
+                            &t, &same));
   CHECK(same);
   CHECK_EQ_STR(t, "/v2/r/blobs/uploads/u1?_state=x");
-  CHECK_OK(wv_mirror_location(a, base, "http://127.0.0.1:5000/v2/r/blobs/uploads/u1?_state=x", D1,
-                              &t, &same));
+  CHECK_OK(wv_copy_location(a, base, "http://127.0.0.1:5000/v2/r/blobs/uploads/u1?_state=x", D1, &t,
+                            &same));
   CHECK_EQ_STR(t, "/v2/r/blobs/uploads/u1?_state=x&digest=sha256%3A"
                   "1111111111111111111111111111111111111111111111111111111111111111");
   /* a path, with or without its slash, and no query yet */
-  CHECK_OK(wv_mirror_location(a, base, "/v2/r/blobs/uploads/u2", D1, &t, &same));
+  CHECK_OK(wv_copy_location(a, base, "/v2/r/blobs/uploads/u2", D1, &t, &same));
   CHECK(same);
   CHECK(strncmp(t, "/v2/r/blobs/uploads/u2?digest=sha256%3A", 39) == 0);
-  CHECK_OK(wv_mirror_location(a, base, "v2/r/blobs/uploads/u3", NULL, &t, &same));
+  CHECK_OK(wv_copy_location(a, base, "v2/r/blobs/uploads/u3", NULL, &t, &same));
   CHECK_EQ_STR(t, "/v2/r/blobs/uploads/u3");
   /* another origin (an object store): kept absolute, sent without credentials */
-  CHECK_OK(wv_mirror_location(a, base, "https://uploads.example.com/u4?sig=1", D1, &t, &same));
+  CHECK_OK(wv_copy_location(a, base, "https://uploads.example.com/u4?sig=1", D1, &t, &same));
   CHECK(!same);
   CHECK(strncmp(t, "https://uploads.example.com/u4?sig=1&digest=sha256%3A", 53) == 0);
   /* same host, other port or scheme: another origin */
-  CHECK_OK(wv_mirror_location(a, base, "http://127.0.0.1:5001/v2/x", NULL, &t, &same));
+  CHECK_OK(wv_copy_location(a, base, "http://127.0.0.1:5001/v2/x", NULL, &t, &same));
   CHECK(!same);
-  CHECK_OK(wv_mirror_location(a, base, "https://127.0.0.1:5000/v2/x", NULL, &t, &same));
+  CHECK_OK(wv_copy_location(a, base, "https://127.0.0.1:5000/v2/x", NULL, &t, &same));
   CHECK(!same);
-  CHECK_EQ_INT(wv_mirror_location(a, base, "", NULL, &t, &same), WV_EINVAL);
-  CHECK_EQ_INT(wv_mirror_location(a, base, NULL, NULL, &t, &same), WV_EINVAL);
-  CHECK_EQ_INT(wv_mirror_location(a, base, "ftp://x/y", NULL, &t, &same), WV_EINVAL);
+  CHECK_EQ_INT(wv_copy_location(a, base, "", NULL, &t, &same), WV_EINVAL);
+  CHECK_EQ_INT(wv_copy_location(a, base, NULL, NULL, &t, &same), WV_EINVAL);
+  CHECK_EQ_INT(wv_copy_location(a, base, "ftp://x/y", NULL, &t, &same), WV_EINVAL);
   wv_arena_free(a);
 }
 
 TEST(content_range) {
   char h[64];
-  CHECK_OK(wv_mirror_content_range(0, 1, h, sizeof h));
+  CHECK_OK(wv_copy_content_range(0, 1, h, sizeof h));
   CHECK_EQ_STR(h, "Content-Range: 0-0");
-  CHECK_OK(wv_mirror_content_range(8388608, 8388608, h, sizeof h));
+  CHECK_OK(wv_copy_content_range(8388608, 8388608, h, sizeof h));
   CHECK_EQ_STR(h, "Content-Range: 8388608-16777215");
-  CHECK_OK(wv_mirror_content_range(1ULL << 40, 10, h, sizeof h));
+  CHECK_OK(wv_copy_content_range(1ULL << 40, 10, h, sizeof h));
   CHECK_EQ_STR(h, "Content-Range: 1099511627776-1099511627785");
-  CHECK_EQ_INT(wv_mirror_content_range(0, 0, h, sizeof h), WV_ETOOBIG);
-  CHECK_EQ_INT(wv_mirror_content_range(0, 5, h, 8), WV_ETOOBIG);
+  CHECK_EQ_INT(wv_copy_content_range(0, 0, h, sizeof h), WV_ETOOBIG);
+  CHECK_EQ_INT(wv_copy_content_range(0, 5, h, 8), WV_ETOOBIG);
 }
 
 static const char *target_of(wv_arena_t *a, const char *repo, const char *image) {
@@ -172,7 +171,7 @@ static const char *target_of(wv_arena_t *a, const char *repo, const char *image)
 
 TEST(target_names) {
   wv_arena_t *a = wv_arena_new(0);
-  /* <buildRepository>/<source path>:<source tag>, the source registry dropped (§2.3) */
+  /* <buildRepository>/<source path>:<source tag>, the source registry dropped (contract §4.3) */
   CHECK_EQ_STR(target_of(a, "registry.lab:5000/mirror", "ubuntu:22.04"),
                "registry.lab:5000/mirror/library/ubuntu:22.04");
   CHECK_EQ_STR(target_of(a, "registry.lab:5000/mirror/", "quay.io/biocontainers/samtools"),
@@ -212,21 +211,21 @@ TEST(unreachable_source_named_in_the_error) {
   wv_upstream_t *u = NULL;
   CHECK_OK(wv_upstream_new(&u, &none));
   wv_upstream_set_timeouts(u, 2000, 2000);
-  wv_mirror_opts_t o = {.src_registry = "127.0.0.1:1",
-                        .src_repo = "library/x",
-                        .src_ref = "latest",
-                        .dst_registry = "127.0.0.1:2",
-                        .dst_repo = "m/library/x",
-                        .dst_ref = "latest",
-                        .attempts = 1,
-                        .connect_timeout_ms = 2000,
-                        .request_timeout_ms = 2000,
-                        .log = no_log};
+  wv_copy_opts_t o = {.src_registry = "127.0.0.1:1",
+                      .src_repo = "library/x",
+                      .src_ref = "latest",
+                      .dst_registry = "127.0.0.1:2",
+                      .dst_repo = "m/library/x",
+                      .dst_ref = "latest",
+                      .attempts = 1,
+                      .connect_timeout_ms = 2000,
+                      .request_timeout_ms = 2000,
+                      .log = no_log};
   char err[512];
-  int rc = wv_mirror_copy(u, &o, NULL, err, sizeof err);
+  int rc = wv_copy_image(u, &o, NULL, err, sizeof err);
   CHECK(rc == WV_EUPSTREAM || rc == WV_ETIMEOUT);
-  CHECK(strstr(err, "fetch manifest latest of library/x"));
-  CHECK(strstr(err, "source registry 127.0.0.1:1"));
+  CHECK_HAS(err, "fetch manifest latest of library/x");
+  CHECK_HAS(err, "source registry 127.0.0.1:1");
   wv_upstream_free(u);
 }
 

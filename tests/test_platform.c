@@ -1,4 +1,4 @@
-/* Unit tests for registry/platform (spec §2.7). */
+/* Unit tests for registry/platform (contract §4.7). */
 #include "core/arena.h"
 #include "core/err.h"
 #include "registry/platform.h"

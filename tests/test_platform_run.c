@@ -53,7 +53,7 @@ TEST(native_and_emulated) {
   /* An arm64 host runs arm64 natively and needs qemu-x86_64 for amd64. */
   CHECK(wv_build_platform_can_run_at(dir, "aarch64", "linux/arm64", why, sizeof why));
   CHECK(!wv_build_platform_can_run_at(dir, "aarch64", "linux/amd64", why, sizeof why));
-  CHECK(strstr(why, "qemu-x86_64") != NULL);
+  CHECK_HAS(why, "qemu-x86_64");
   /* Disabled entry, disabled binfmt_misc. */
   put("qemu-aarch64", "disabled\n");
   CHECK(!wv_build_platform_can_run_at(dir, "x86_64", "linux/arm64", why, sizeof why));

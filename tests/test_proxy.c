@@ -166,7 +166,7 @@ TEST(error_mapping) {
   CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 502);
   wv_perr_transport(&e, WV_ETIMEOUT, 0, "r.io", "slow");
   CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 504);
-  CHECK(strstr(e.msg, "'r.io'"));
+  CHECK_HAS(e.msg, "'r.io'");
   wv_perr_transport(&e, WV_EUPSTREAM, 0, "r.io", "refused");
   CHECK(e.status == 502 &&
         strcmp(e.msg, "Unable to reach registry 'r.io' - connection failed") == 0);
@@ -247,10 +247,13 @@ typedef struct {
   wv_config_t cfg;
   wv_app_t app;
   wv_router_t *router;
+  const char *client_ip; /* the client address run_v2 gives its requests ("" none) */
+  const char *user;      /* the account put_token records (NULL anonymous) */
 } env_t;
 
 static int env_open(env_t *env) {
   memset(env, 0, sizeof *env);
+  env->client_ip = "";
   if (wv_http_global_init() || !tmpdir_make(env->dir, "proxy") || wv_config_defaults(&env->cfg))
     return -1;
   env->cfg.hc_retry_attempts = 1;
@@ -260,7 +263,7 @@ static int env_open(env_t *env) {
   snprintf(p, sizeof p, "%s/state", env->dir);
   if (wv_store_open(&env->app.store, p, 0, 0) || wv_cas_open(&env->app.cas, env->dir, 0) ||
       wv_upstream_new(&env->app.upstream, &env->cfg.registries) || wv_router_new(&env->router) ||
-      wv_proxy_register(env->router, &env->app))
+      wv_proxy_routes_register(env->router, &env->app))
     return -1;
   wv_upstream_set_timeouts(env->app.upstream, env->cfg.hc_connect_timeout_ms,
                            env->cfg.hc_read_timeout_ms);
@@ -277,14 +280,36 @@ static void env_close(env_t *env) {
   wv_http_global_cleanup();
 }
 
-static const char *run_ip = ""; /* the client address run_v2 gives its requests */
+static void env_free(env_t *env) {
+  env_close(env);
+  free(env);
+}
+
+/* An open environment closed when the test returns, failed or not; NULL if it cannot open. */
+static env_t *env_start(void) {
+  env_t *env = malloc(sizeof *env);
+  if (!env || env_open(env)) {
+    free(env);
+    return NULL;
+  }
+  TEST_CLEANUP(env_free, env);
+  return env;
+}
+
+/* An arena freed when the test returns. */
+static wv_arena_t *arena_start(void) {
+  wv_arena_t *a = wv_arena_new(0);
+  if (a)
+    TEST_CLEANUP(wv_arena_free, a);
+  return a;
+}
 
 /* Runs one GET/HEAD through the route as the server would (inline, then worker on WV_DEFER). */
 static int run_v2(env_t *env, unsigned method, const char *path, wv_arena_t *a, wv_resp_t *resp,
                   bool worker, int *inline_rc) {
   static wv_req_t req;
   memset(&req, 0, sizeof req);
-  snprintf(req.client_ip, sizeof req.client_ip, "%s", run_ip);
+  snprintf(req.client_ip, sizeof req.client_ip, "%s", env->client_ip);
   memset(resp, 0, sizeof *resp);
   resp->fd = -1;
   req.arena = a;
@@ -307,11 +332,9 @@ static int run_v2(env_t *env, unsigned method, const char *path, wv_arena_t *a, 
   return rc;
 }
 
-static const char *put_user = NULL; /* the account put_token records */
-
 static int put_token(env_t *env, const char *token, const char *registry, const char *image) {
   wv_token_rec_t t = {.token = token,
-                      .user = put_user,
+                      .user = env->user,
                       .registry = registry,
                       .image = image,
                       .reference = "latest",
@@ -326,84 +349,147 @@ static int put_token(env_t *env, const char *token, const char *registry, const 
   return rc;
 }
 
-TEST(hot_path) {
-  env_t env;
-  CHECK_OK(env_open(&env));
-  wv_arena_t *a = wv_arena_new(0);
+#define HOT_PATH "/v2/wt/tok1/library/bb/manifests/latest"
+
+/* An unknown token is answered on the loop. */
+TEST(hot_unknown_token) {
+  env_t *env = env_start();
+  wv_arena_t *a = arena_start();
+  CHECK(env && a);
   wv_resp_t resp;
   int irc;
-  /* Unknown token: answered on the loop. */
-  CHECK_OK(run_v2(&env, WV_M_GET, "/v2/wt/nosuchtoken1/library/bb/manifests/latest", a, &resp,
-                  false, &irc));
+  CHECK_OK(run_v2(env, WV_M_GET, "/v2/wt/nosuchtoken1/library/bb/manifests/latest", a, &resp, false,
+                  &irc));
   CHECK_EQ_INT(resp.status, 404);
-  CHECK(strstr(resp.body, "Unknown Wave container for token 'nosuchtoken1'"));
-  CHECK(strstr(resp.body, "\"NOT_FOUND\""));
-  /* A known token with no hot record yet: deferred. */
-  CHECK_OK(put_token(&env, "tok1", "127.0.0.1:1", "library/bb"));
-  CHECK_EQ_INT(
-      run_v2(&env, WV_M_GET, "/v2/wt/tok1/library/bb/manifests/latest", a, &resp, false, &irc),
-      WV_DEFER);
-  /* The worker reads the record, writes the hot record, and fails upstream clearly. */
-  CHECK_OK(run_v2(&env, WV_M_GET, "/v2/wt/tok1/library/bb/manifests/latest", a, &resp, true, &irc));
+  CHECK_HAS(resp.body, "Unknown Wave container for token 'nosuchtoken1'");
+  CHECK_HAS(resp.body, "\"NOT_FOUND\"");
+}
+
+/* A known token with no hot record yet goes to a worker, which fails upstream clearly. */
+TEST(hot_miss_deferred) {
+  env_t *env = env_start();
+  wv_arena_t *a = arena_start();
+  CHECK(env && a);
+  wv_resp_t resp;
+  int irc;
+  CHECK_OK(put_token(env, "tok1", "127.0.0.1:1", "library/bb"));
+  CHECK_EQ_INT(run_v2(env, WV_M_GET, HOT_PATH, a, &resp, false, &irc), WV_DEFER);
+  CHECK_OK(run_v2(env, WV_M_GET, HOT_PATH, a, &resp, true, &irc));
   CHECK_EQ_INT(irc, WV_DEFER);
   CHECK_EQ_INT(resp.status, 502);
-  CHECK(strstr(resp.body, "Unable to reach registry '127.0.0.1:1'"));
-  /* Cached manifest under the request path: served on the loop, no worker. */
-  const char *path = "/v2/wt/tok1/library/bb/manifests/latest";
+  CHECK_HAS(resp.body, "Unable to reach registry '127.0.0.1:1'");
+}
+
+/* Puts entry e under key in the manifest cache. */
+static int put_entry(env_t *env, const char *key, const wv_cache_entry_t *e) {
   wv_buf_t b;
   wv_buf_init(&b, 1 << 20);
+  int rc = wv_cache_encode(e, &b);
+  rc = rc ? rc : wv_store_put(env->app.store, WV_DB_MANIFESTS, key, b.data, b.len, 0);
+  wv_buf_free(&b);
+  return rc;
+}
+
+/* tok1 for 127.0.0.1:1 library/bb, its hot record written by one worker pass. */
+static int hot_token(env_t *env, wv_arena_t *a) {
+  wv_resp_t resp;
+  int irc;
+  int rc = put_token(env, "tok1", "127.0.0.1:1", "library/bb");
+  rc = rc ? rc : run_v2(env, WV_M_GET, HOT_PATH, a, &resp, true, &irc);
+  for (int i = 0; !rc && i < 100; i++) { /* the hot record is written asynchronously */
+    wv_cache_token_t t;
+    if (wv_cache_token_get(env->app.store, a, "tok1", &t) == 0)
+      return 0;
+    struct timespec ts = {0, 10 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return rc ? rc : WV_ETIMEOUT;
+}
+
+/* A manifest cached under the request path is served on the loop, no worker. */
+TEST(hot_manifest_inline) {
+  env_t *env = env_start();
+  wv_arena_t *a = arena_start();
+  CHECK(env && a);
+  CHECK_OK(hot_token(env, a));
   wv_cache_entry_t e = {.kind = WV_CACHE_MANIFEST,
                         .media_type = "application/vnd.oci.image.manifest.v1+json",
                         .digest = D1,
                         .location = "",
                         .body = "{\"x\":1}",
                         .body_len = 7};
-  CHECK_OK(wv_cache_encode(&e, &b));
-  CHECK_OK(wv_store_put(env.app.store, WV_DB_MANIFESTS, path, b.data, b.len, 0));
-  for (int i = 0; i < 100; i++) { /* the hot record is written asynchronously */
-    wv_cache_token_t t;
-    if (wv_cache_token_get(env.app.store, a, "tok1", &t) == 0)
-      break;
-    struct timespec ts = {0, 10 * 1000000L};
-    nanosleep(&ts, NULL);
-  }
-  CHECK_OK(run_v2(&env, WV_M_HEAD, path, a, &resp, false, &irc));
+  CHECK_OK(put_entry(env, HOT_PATH, &e));
+  wv_resp_t resp;
+  int irc;
+  CHECK_OK(run_v2(env, WV_M_HEAD, HOT_PATH, a, &resp, false, &irc));
   CHECK_EQ_INT(irc, 0);
   CHECK_EQ_INT(resp.status, 200);
   CHECK_EQ_INT(resp.body_len, 7);
   CHECK_EQ_STR(resp.content_type, "application/vnd.oci.image.manifest.v1+json");
   CHECK_EQ_STR(resp.headers[0].name, "Docker-Content-Digest");
   CHECK_EQ_STR(resp.headers[0].value, D1);
-  /* Another image path under the same token: the worker refuses it. */
+}
+
+/* Another image path under the same token: the worker refuses it. */
+TEST(hot_other_image_refused) {
+  env_t *env = env_start();
+  wv_arena_t *a = arena_start();
+  CHECK(env && a);
+  CHECK_OK(hot_token(env, a));
+  wv_resp_t resp;
+  int irc;
   CHECK_OK(
-      run_v2(&env, WV_M_GET, "/v2/wt/tok1/library/other/manifests/latest", a, &resp, true, &irc));
+      run_v2(env, WV_M_GET, "/v2/wt/tok1/library/other/manifests/latest", a, &resp, true, &irc));
   CHECK_EQ_INT(irc, WV_DEFER);
   CHECK_EQ_INT(resp.status, 404);
-  CHECK(strstr(resp.body, "Unexpected container image request"));
-  /* A blob in the CAS: a file response on the loop. */
+  CHECK_HAS(resp.body, "Unexpected container image request");
+}
+
+/* A blob in the CAS is a file response on the loop. */
+TEST(hot_blob_file) {
+  env_t *env = env_start();
+  wv_arena_t *a = arena_start();
+  CHECK(env && a);
+  CHECK_OK(hot_token(env, a));
   char cd[WV_CAS_DIGEST_LEN + 1];
-  CHECK_OK(wv_cas_put(env.app.cas, "config-bytes", 12, NULL, cd));
-  wv_buf_reset(&b);
-  e = (wv_cache_entry_t){
+  CHECK_OK(wv_cas_put(env->app.cas, "config-bytes", 12, NULL, cd));
+  wv_cache_entry_t e = {
       .kind = WV_CACHE_BLOB, .media_type = "application/x", .digest = cd, .location = ""};
-  CHECK_OK(wv_cache_encode(&e, &b));
-  const char *bkey = wv_cache_key_blob(a, "127.0.0.1:1", "library/bb", cd);
-  CHECK_OK(wv_store_put(env.app.store, WV_DB_MANIFESTS, bkey, b.data, b.len, 0));
+  CHECK_OK(put_entry(env, wv_cache_key_blob(a, "127.0.0.1:1", "library/bb", cd), &e));
   char bpath[200];
   snprintf(bpath, sizeof bpath, "/v2/wt/tok1/library/bb/blobs/%s", cd);
-  CHECK_OK(run_v2(&env, WV_M_GET, bpath, a, &resp, false, &irc));
+  wv_resp_t resp;
+  int irc;
+  CHECK_OK(run_v2(env, WV_M_GET, bpath, a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 200);
   CHECK(resp.fd >= 0);
-  CHECK_EQ_INT(resp.file_len, 12);
   close(resp.fd);
-  /* Tags other than list, HEAD on tags: 400 on the loop. */
-  CHECK_OK(run_v2(&env, WV_M_GET, "/v2/wt/tok1/library/bb/tags/x", a, &resp, false, &irc));
+  CHECK_EQ_INT(resp.file_len, 12);
+}
+
+/* Tags other than list, and HEAD on tags, are a 400 on the loop. */
+TEST(hot_tags_refused) {
+  env_t *env = env_start();
+  wv_arena_t *a = arena_start();
+  CHECK(env && a);
+  CHECK_OK(hot_token(env, a));
+  wv_resp_t resp;
+  int irc;
+  CHECK_OK(run_v2(env, WV_M_GET, "/v2/wt/tok1/library/bb/tags/x", a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 400);
-  CHECK_OK(run_v2(&env, WV_M_HEAD, "/v2/wt/tok1/library/bb/tags/list", a, &resp, false, &irc));
+  CHECK_OK(run_v2(env, WV_M_HEAD, "/v2/wt/tok1/library/bb/tags/list", a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 400);
-  /* The plain form refuses hosts that name an address unless configured: IP
-   * literals in every spelling inet_aton takes, trailing dots, localhost names.
-   * (A host needs a '.' to be a host at all: /v2/2130706433/x is docker.io.) */
+}
+
+/*
+ * The plain form refuses hosts that name an address unless configured: IP
+ * literals in every spelling inet_aton takes, trailing dots, localhost names.
+ * (A host needs a '.' to be a host at all: /v2/2130706433/x is docker.io.)
+ */
+TEST(plain_form_refuses_addresses) {
+  env_t *env = env_start();
+  wv_arena_t *a = arena_start();
+  CHECK(env && a);
   static const char *const refused[] = {
       "/v2/10.0.0.1/x/manifests/latest",         "/v2/0x7f.0.0.1/x/manifests/latest",
       "/v2/0x7f.1/x/manifests/latest",           "/v2/0177.0.0.1/x/manifests/latest",
@@ -412,17 +498,14 @@ TEST(hot_path) {
       "/v2/db.localhost/x/manifests/latest",
   };
   for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-    int vrc = run_v2(&env, WV_M_GET, refused[i], a, &resp, false, &irc);
+    wv_resp_t resp;
+    int irc;
+    int vrc = run_v2(env, WV_M_GET, refused[i], a, &resp, false, &irc);
     if (vrc || resp.status != 404)
-      fprintf(stderr, "  %s: rc %d\n", refused[i], vrc);
+      fprintf(stderr, "  %s: rc %d, answered %d\n", refused[i], vrc, resp.status);
     CHECK_OK(vrc);
-    if (resp.status != 404)
-      fprintf(stderr, "  %s answered %d\n", refused[i], resp.status);
     CHECK_EQ_INT(resp.status, 404);
   }
-  wv_buf_free(&b);
-  wv_arena_free(a);
-  env_close(&env);
 }
 
 /* Puts a cached manifest {"x":1} (digest D1) under key. */
@@ -471,7 +554,7 @@ TEST(pull_rate_limit) {
   /* Plain form, a cached manifest by digest: counted on the loop, per client address. */
   CHECK_OK(put_manifest(&env, wv_cache_key_manifest(a, "quay.io", "library/bb", D1)));
   const char *dpath = "/v2/quay.io/library/bb/manifests/" D1;
-  run_ip = "198.51.100.1";
+  env.client_ip = "198.51.100.1";
   for (int i = 0; i < 2; i++) {
     CHECK_OK(run_v2(&env, i ? WV_M_HEAD : WV_M_GET, dpath, a, &resp, false, &irc));
     CHECK_EQ_INT(irc, 0);
@@ -480,8 +563,8 @@ TEST(pull_rate_limit) {
   CHECK_OK(run_v2(&env, WV_M_GET, dpath, a, &resp, false, &irc));
   CHECK_EQ_INT(irc, 0); /* refused on the loop */
   CHECK_EQ_INT(resp.status, 429);
-  CHECK(strstr(resp.body, "{\"code\":\"TOOMANYREQUESTS\",\"message\":\"Request exceeded pull "
-                          "rate limit for IP 198.51.100.1\""));
+  CHECK_HAS(resp.body, "{\"code\":\"TOOMANYREQUESTS\",\"message\":\"Request exceeded pull "
+                       "rate limit for IP 198.51.100.1\"");
   CHECK_EQ_STR(resp_header(&resp, "Retry-After"), "1800");
   /* Tags and blobs take no permit: not refused (deferred to a worker here). */
   CHECK_EQ_INT(
@@ -491,34 +574,34 @@ TEST(pull_rate_limit) {
   CHECK_EQ_INT(run_v2(&env, WV_M_GET, "/v2/quay.io/library/bb/blobs/" D1, a, &resp, false, &irc),
                WV_DEFER);
   CHECK_EQ_INT(resp.status, 0);
-  run_ip = "198.51.100.2"; /* another address */
+  env.client_ip = "198.51.100.2"; /* another address */
   CHECK_OK(run_v2(&env, WV_M_GET, dpath, a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 200);
   /* Token form: the token's account. The first pull runs on a worker (no hot record). */
-  put_user = "alice";
+  env.user = "alice";
   CHECK_OK(put_token(&env, "tokalice", "quay.io", "library/bb"));
-  put_user = NULL;
+  env.user = NULL;
   const char *tpath = "/v2/wt/tokalice/library/bb/manifests/" D1;
   CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, true, &irc));
   CHECK_EQ_INT(irc, WV_DEFER);
   CHECK_EQ_INT(resp.status, 200); /* the digest entry is cached */
   CHECK(wait_hot(&env, a, "tokalice"));
   for (int i = 0; i < 2; i++) {
-    run_ip = i ? "198.51.100.3" : "198.51.100.4";
+    env.client_ip = i ? "198.51.100.3" : "198.51.100.4";
     CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, false, &irc));
     CHECK_EQ_INT(irc, 0);
     CHECK_EQ_INT(resp.status, 200);
   }
   CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 429);
-  CHECK(strstr(resp.body, "Request exceeded pull rate limit for user alice"));
+  CHECK_HAS(resp.body, "Request exceeded pull rate limit for user alice");
   CHECK_EQ_STR(resp_header(&resp, "Retry-After"), "1200");
   /* A hot record from before the account line: the loop leaves the request to the worker,
    * which counts it and rewrites the record. */
   CHECK_OK(put_token(&env, "tokold", "quay.io", "library/bb"));
   CHECK_OK(wv_store_put(env.app.store, WV_DB_MANIFESTS, wv_cache_key_token(a, "tokold"),
                         "0\n0\nquay.io\nlibrary/bb\nlatest\n", 30, 0));
-  run_ip = "198.51.100.5";
+  env.client_ip = "198.51.100.5";
   const char *opath = "/v2/wt/tokold/library/bb/manifests/" D1;
   CHECK_EQ_INT(run_v2(&env, WV_M_GET, opath, a, &resp, false, &irc), WV_DEFER);
   CHECK_OK(run_v2(&env, WV_M_GET, opath, a, &resp, true, &irc));
@@ -531,11 +614,13 @@ TEST(pull_rate_limit) {
   CHECK_EQ_INT(resp.status, 429); /* the worker's permit counted: the address's two are used */
   wv_ratelimit_free(env.app.pull_limit);
   env.app.pull_limit = NULL;
-  run_ip = "";
+  env.client_ip = "";
   wv_arena_free(a);
   env_close(&env);
 }
 
 WV_TESTS(T(cache_keys), T(cache_entry_roundtrip), T(cache_token_record), T(layer_locations),
-         T(absolute_location), T(error_mapping), T(retry_policy), T(coalescing), T(hot_path),
-         T(pull_rate_limit))
+         T(absolute_location), T(error_mapping), T(retry_policy), T(coalescing),
+         T(hot_unknown_token), T(hot_miss_deferred), T(hot_manifest_inline),
+         T(hot_other_image_refused), T(hot_blob_file), T(hot_tags_refused),
+         T(plain_form_refuses_addresses), T(pull_rate_limit))

@@ -332,11 +332,11 @@ TEST(config_bad_rate_is_a_clear_error) {
   rc = load_text(&cfg, "rate-limit.build.anonymous: 10\n", path, sizeof path);
   wv_config_free(&cfg);
   CHECK(rc != 0);
-  CHECK(strstr(err, "rate-limit.build.anonymous: invalid rate '10'") != NULL);
+  CHECK_HAS(err, "rate-limit.build.anonymous: invalid rate '10'");
   rc = load_text(&cfg, "rate-limit:\n  enabled: maybe\n", path, sizeof path);
   wv_config_free(&cfg);
   CHECK(rc != 0);
-  CHECK(strstr(err, "rate-limit.enabled: invalid boolean 'maybe'") != NULL);
+  CHECK_HAS(err, "rate-limit.enabled: invalid boolean 'maybe'");
 }
 
 WV_TESTS(T(parse_good), T(parse_bad), T(burst_then_one_per_interval), T(peek_takes_nothing),

@@ -1,4 +1,4 @@
-/* Unit tests for registry/ref: image references (spec §2.3) and /v2 routes (spec §3.2). */
+/* Unit tests for registry/ref: image references (contract §4.3) and /v2 routes (contract §5.2). */
 #include "core/arena.h"
 #include "core/err.h"
 #include "registry/ref.h"
@@ -172,21 +172,21 @@ TEST(route_token_form) {
   CHECK_EQ_STR(rt.name, "library/ubuntu");
   CHECK_EQ_STR(rt.image, "library/ubuntu");
   CHECK(rt.registry == NULL);
-  CHECK_EQ_INT(rt.kind, WV_ROUTE_MANIFESTS);
+  CHECK_EQ_INT(rt.kind, WV_V2_MANIFESTS);
   CHECK_EQ_STR(rt.reference, "latest");
   CHECK(!rt.is_digest);
 
   ROUTE_OK("/v2/wt/22d3c6c1cb06/wave/build/blobs/" DIGEST);
   CHECK_EQ_STR(rt.token, "22d3c6c1cb06");
   CHECK_EQ_STR(rt.image, "wave/build");
-  CHECK_EQ_INT(rt.kind, WV_ROUTE_BLOBS);
+  CHECK_EQ_INT(rt.kind, WV_V2_BLOBS);
   CHECK(rt.is_digest);
   CHECK_EQ_STR(rt.reference, DIGEST);
 
   ROUTE_OK("/v2/wt/abc123/library/ubuntu/manifests/" DIGEST);
   CHECK(rt.is_digest);
   ROUTE_OK("/v2/wt/abc123/library/ubuntu/tags/list");
-  CHECK_EQ_INT(rt.kind, WV_ROUTE_TAGS);
+  CHECK_EQ_INT(rt.kind, WV_V2_TAGS);
   CHECK_EQ_STR(rt.reference, "list");
   /* Deep paths; mixed case after the token, as Wave's regex lets through. */
   ROUTE_OK("/v2/wt/abc123/org/Team/Img_1/manifests/v1.0");
@@ -244,7 +244,7 @@ TEST(route_invalid) {
   CHECK(route_rejects(a, "/v2/Library/ubuntu/manifests/latest")); /* comp1 is lower case */
   CHECK(route_rejects(a, "/v2/library/Ubuntu/manifests/latest")); /* so is comp */
   CHECK(route_rejects(a, "/v2/-a/ubuntu/manifests/latest"));      /* starts alphanumeric */
-  CHECK(route_rejects(a, "/v2/wt/t/r/x/manifests/"));                /* no reference */
+  CHECK(route_rejects(a, "/v2/wt/t/r/x/manifests/"));             /* no reference */
   CHECK(route_rejects(a, "/v2/wt/abc123/manifests/latest"));      /* token, no image */
   CHECK(route_rejects(a, "/v2/wt/Abc123/library/ubuntu/manifests/latest"));
   CHECK(route_rejects(a, "/v2/wt/abc123/library/ubuntu/blobs/latest")); /* blobs by digest */
@@ -254,7 +254,7 @@ TEST(route_invalid) {
   CHECK(route_rejects(a, "/v2/wt/abc123/../ubuntu/manifests/latest"));
   CHECK(route_rejects(a, "/v2/library/ubuntu/manifests/latest?x=1"));
   CHECK(route_rejects(a, ""));
-  CHECK_EQ_STR(wv_route_kind_name(WV_ROUTE_BLOBS), "blobs");
+  CHECK_EQ_STR(wv_route_kind_name(WV_V2_BLOBS), "blobs");
   wv_arena_free(a);
 }
 

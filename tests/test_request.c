@@ -1,11 +1,11 @@
 /*
- * Unit tests for build/request: parsing, the §1.2 checks and their order,
+ * Unit tests for build/request: parsing, the contract §3.2 checks and their order,
  * data-layer verification, tokens, records and responses — against a real
  * store and blob store in a temp dir, without sockets (upstream is NULL).
  */
 #include "build/layers.h"
-#include "build/records.h"
-#include "build/request.h"
+#include "build/request/records.h"
+#include "build/request/request.h"
 #include "core/config.h"
 #include "core/digest.h"
 #include "core/err.h"
@@ -75,7 +75,7 @@ static const char *jstr(json_object *o, const char *key) {
   return wv_json_get_str(o, key, &s) ? NULL : s;
 }
 
-/* ---- §6.3 literal examples ------------------------------------------------------- */
+/* ---- contract §10.3 literal examples ------------------------------------------------------- */
 
 /* Example 1, as Nextflow sends it (explicit nulls), with its truncated layers. */
 static const char nextflow_example[] =
@@ -171,11 +171,11 @@ TEST(example4_freeze_is_501_after_checks) {
   json_object *out = NULL;
   const char *msg = NULL;
   CHECK_EQ_INT(run(&e, freeze_example, true, &out, &msg), WV_EUNSUPPORTED);
-  CHECK(strstr(msg, "Build service is not enabled"));
+  CHECK_HAS(msg, "Build service is not enabled");
   env_close(&e);
 }
 
-/* ---- §1.2 messages, in order ---------------------------------------------------- */
+/* ---- contract §3.2 messages, in order ---------------------------------------------------- */
 
 typedef struct {
   const char *body;
@@ -422,7 +422,7 @@ TEST(v2_response_and_records) {
   CHECK_EQ_INT(exp_ms, t.expires_ms);
   CHECK_EQ_INT(t.expires_ms, exp / WV_NS_PER_MS);
 
-  /* the persisted record (§1.5) and its description (§1.4) */
+  /* the persisted record (contract §3.5) and its description (§3.4) */
   CHECK_OK(wv_store_get(e.app.store, WV_DB_REQUESTS, tok, &val, &len, &exp_ms));
   CHECK(exp_ms >= t.created_ms + 29LL * 24 * 3600 * 1000);
   json_object *rec = NULL;
@@ -451,10 +451,10 @@ TEST(v2_response_and_records) {
   json_object_put(d);
   json_object_put(rec);
 
-  /* the status (§1.6) */
+  /* the status (contract §3.6) */
   json_object *st = wv_record_status(&t, t.created_ms * WV_NS_PER_MS + 1500 * WV_NS_PER_MS);
   CHECK_EQ_STR(jstr(st, "status"), "DONE");
-  CHECK(strstr(wv_json_compact(st), "\"duration\":1.500000000"));
+  CHECK_HAS(wv_json_compact(st), "\"duration\":1.500000000");
   CHECK(wv_json_get_bool(st, "succeeded", &b) == 0 && b);
   json_object_put(st);
   json_object_put(out);
@@ -619,8 +619,8 @@ TEST(data_layers_verified) {
   free(val);
   char cas[100];
   snprintf(cas, sizeof cas, "\"location\":\"cas:%s\"", l.gz_digest);
-  CHECK(strstr(t.cc_json, cas));
-  CHECK(strstr(t.cc_json, "https://example.com/x.tar.gz"));
+  CHECK_HAS(t.cc_json, cas);
+  CHECK_HAS(t.cc_json, "https://example.com/x.tar.gz");
   CHECK(!strstr(t.cc_json, "data:"));
   /* Verified once, the same bytes are not inflated again — but a wrong tarDigest with
    * them is still refused. */
@@ -643,7 +643,7 @@ TEST(data_layers_verified) {
   CHECK_EQ_INT(cc.n_layers, 2);
   CHECK_EQ_INT(cc.layers[1].gzip_size, l.gz_len);
   CHECK_OK(wv_store_get(e.app.store, WV_DB_REQUESTS, jstr(out, "requestId"), &val, &len, NULL));
-  CHECK(strstr(val, "\"location\":\"data:DATA+OMITTED\""));
+  CHECK_HAS(val, "\"location\":\"data:DATA+OMITTED\"");
   CHECK(!strstr(val, l.b64));
   free(val);
   json_object_put(out);
@@ -757,9 +757,9 @@ TEST(base64_and_helpers) {
   wv_arena_free(a);
   env_t e;
   CHECK_OK(env_open(&e));
-  CHECK(wv_creq_basic_auth(&e.cfg, "alice", ALICE_TOKEN));
-  CHECK(!wv_creq_basic_auth(&e.cfg, "alice", "wrong"));
-  CHECK(!wv_creq_basic_auth(&e.cfg, "bob", ALICE_TOKEN));
+  CHECK(wv_secret_account_check(&e.cfg, "alice", ALICE_TOKEN));
+  CHECK(!wv_secret_account_check(&e.cfg, "alice", "wrong"));
+  CHECK(!wv_secret_account_check(&e.cfg, "bob", ALICE_TOKEN));
   CHECK_EQ_STR(wv_creq_account_for_token(&e.cfg, ALICE_TOKEN), "alice");
   CHECK(wv_creq_account_for_token(&e.cfg, "x") == NULL);
   /* The salted form works the same way, for Basic and for towerAccessToken. */
@@ -767,9 +767,9 @@ TEST(base64_and_helpers) {
   CHECK_OK(wv_secret_hash(ALICE_TOKEN, 1000, stored, sizeof stored));
   free(e.cfg.accounts.values[0]);
   e.cfg.accounts.values[0] = strdup(stored);
-  CHECK(wv_creq_basic_auth(&e.cfg, "alice", ALICE_TOKEN));
-  CHECK(!wv_creq_basic_auth(&e.cfg, "alice", "wrong"));
-  CHECK(!wv_creq_basic_auth(&e.cfg, "bob", ALICE_TOKEN));
+  CHECK(wv_secret_account_check(&e.cfg, "alice", ALICE_TOKEN));
+  CHECK(!wv_secret_account_check(&e.cfg, "alice", "wrong"));
+  CHECK(!wv_secret_account_check(&e.cfg, "bob", ALICE_TOKEN));
   CHECK_EQ_STR(wv_creq_account_for_token(&e.cfg, ALICE_TOKEN), "alice");
   CHECK(wv_creq_account_for_token(&e.cfg, "x") == NULL);
   env_close(&e);

@@ -2,7 +2,7 @@
  * tests/test_scan_image.c — end to end without a registry: OSV data the test
  * writes is imported into a fresh store, test images (layers built here) are
  * inventoried, and the findings must be exactly the expected ones; then the
- * §1.8 JSON, the §1.6 counts and the SPDX document of the same scan.
+ * contract §8.2 JSON, the §3.6 counts and the SPDX document of the same scan.
  */
 #include "core/err.h"
 #include "core/json.h"
@@ -91,7 +91,7 @@ TEST(debian_image_findings) {
       "MEDIUM 0.0 CVE-2021-34141 numpy 1.24.0 fix=1.26.0 L1\n"
       "LOW 0.0 CVE-2022-3715 bash 5.2.15-2+b2 fix=5.2.15-3 L1\n");
 
-  /* spec §1.8 objects, most severe first, capped at the limit */
+  /* contract §8.2 objects, most severe first, capped at the limit */
   json_object *arr = wv_vulns_to_json(s.v, s.n, 3);
   CHECK(arr);
   CHECK_EQ_INT(json_object_array_length(arr), 3);

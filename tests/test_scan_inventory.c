@@ -77,7 +77,7 @@ TEST(tar_entries_any_chunking) {
     CHECK_EQ_INT(wv_tar_entries(tar), 9);
     wv_tar_free(tar);
     CHECK_EQ_STR(w.log, sample_log());
-    CHECK(strstr(w.content, "/want.txt=pax content") != NULL);
+    CHECK_HAS(w.content, "/want.txt=pax content");
   }
   wv_buf_free(&t);
 }
@@ -93,7 +93,7 @@ TEST(tar_rejects_bad_input) {
   t.data[512 + 10] ^= 1;
   CHECK_OK(wv_tar_new(&tar, &o));
   CHECK_EQ_INT(wv_tar_write(tar, t.data, t.len), WV_EPARSE);
-  CHECK(strstr(wv_tar_error(tar), "checksum") != NULL);
+  CHECK_HAS(wv_tar_error(tar), "checksum");
   wv_tar_free(tar);
   t.data[512 + 10] ^= 1;
   /* a stream cut inside an entry's data */
@@ -226,7 +226,7 @@ static int list_pkg(void *arg, const wv_pkg_t *p) {
   plist_t *l = arg;
   l->n +=
       (size_t)snprintf(l->out + l->n, sizeof l->out - l->n, "%s %s %s src=%s/%s arch=%s lic=%s;",
-                       wv_pkg_type_name(p->type), p->name, p->version,
+                       wv_ecosystem_name(p->type), p->name, p->version,
                        p->src_name ? p->src_name : "-", p->src_version ? p->src_version : "-",
                        p->arch ? p->arch : "-", p->license ? p->license : "-");
   return 0;
@@ -275,7 +275,7 @@ static void inv_list(const wv_inventory_t *inv, char *out, size_t n) {
   for (size_t i = 0; i < wv_inventory_count(inv); i++) {
     const wv_pkg_t *p = &wv_inventory_pkgs(inv)[i];
     o += (size_t)snprintf(out + o, n - o, "%s/%s %s %s L%d;", p->ecosystem,
-                          wv_pkg_type_name(p->type), p->name, p->version, p->layer);
+                          wv_ecosystem_name(p->type), p->name, p->version, p->layer);
   }
 }
 
@@ -415,7 +415,7 @@ TEST(inventory_corrupt_layer) {
   CHECK_OK(wv_inventory_layer_begin(inv, "sha256:cut"));
   CHECK_OK(wv_inventory_layer_write(inv, l.data, l.len));
   CHECK_EQ_INT(wv_inventory_layer_end(inv), WV_EPARSE);
-  CHECK(strstr(wv_inventory_error(inv), "sha256:cut") != NULL);
+  CHECK_HAS(wv_inventory_error(inv), "sha256:cut");
   CHECK_EQ_INT(wv_inventory_finish(inv), WV_EINVAL);
   wv_inventory_free(inv);
   wv_buf_free(&l);

@@ -2,9 +2,9 @@
  * tests/test_scan_job.c — scan jobs without sockets: the test image of
  * tests/test_scan_util.h (gzip, zstd and plain layers, a whiteout) is
  * imported into the embedded registry, the OSV data set into the store, and
- * real scan jobs run on a real job engine. Then ids (spec §2.6 vectors, the
- * per-image counter, the cache and its release on failure), records (§1.8),
- * the container status verdict (§1.6) and the failure record's log rules.
+ * real scan jobs run on a real job engine. Then ids (contract §4.6 vectors, the
+ * per-image counter, the cache and its release on failure), records (§8.2),
+ * the container status verdict (§3.6) and the failure record's log rules.
  */
 #include "core/digest.h"
 #include "core/err.h"
@@ -242,8 +242,8 @@ TEST(embedded_image_scan) {
   wv_scan_key(key, "req/", id);
   CHECK_EQ_INT(wv_store_get(f.app.store, WV_DB_SCANS, key, &val, &len, NULL), WV_ENOTFOUND);
   CHECK_OK(wv_job_log(f.app.jobs, id, 1 << 20, &val, &len));
-  CHECK(strstr(val, "inventory: "));
-  CHECK(strstr(val, "9 vulnerabilities"));
+  CHECK_HAS(val, "inventory: ");
+  CHECK_HAS(val, "9 vulnerabilities");
   free(val);
 
   /* Same image within wave.scan.id.duration: the same scan, no new job. */
@@ -298,7 +298,7 @@ TEST(failed_scan_releases_the_id) {
   json_object *rec = NULL;
   CHECK_OK(wv_scan_load_record(&f.app, id, &rec));
   CHECK_EQ_STR(str(rec, "status"), "FAILED");
-  CHECK(strstr(str(rec, "logs"), "not found in the embedded registry"));
+  CHECK_HAS(str(rec, "logs"), "not found in the embedded registry");
   json_object *d = NULL;
   CHECK(json_object_object_get_ex(rec, "duration", &d));
   json_object_put(rec);

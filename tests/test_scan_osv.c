@@ -134,7 +134,7 @@ static void on_msg(void *arg, const char *m) {
 }
 
 /* Matches one package and returns "id fixed severity;..." */
-static void match_one(wv_store_t *st, wv_pkg_type_t t, const char *eco, const char *name,
+static void match_one(wv_store_t *st, wv_ecosystem_t t, const char *eco, const char *name,
                       const char *version, char *out, size_t n) {
   wv_arena_t *a = wv_arena_new(0);
   wv_pkg_t p = {.type = t, .name = name, .version = version, .ecosystem = eco, .path = "x"};
@@ -166,11 +166,11 @@ TEST(import_counts_and_updates) {
   CHECK_EQ_INT(s.rejected, 5);
   CHECK_EQ_INT(s.ignored, 1);
   CHECK_EQ_INT(m.count, 5);
-  CHECK(strstr(m.text, "not-json.json: Malformed JSON") != NULL);
-  CHECK(strstr(m.text, "BAD-1: \"affected\" is not an array") != NULL);
-  CHECK(strstr(m.text, "BAD-2: affected[0]: an event needs exactly one") != NULL);
-  CHECK(strstr(m.text, "BAD-3: affected[0]: 'not a version' is not a valid dpkg version") != NULL);
-  CHECK(strstr(m.text, "noid.json: missing or invalid \"id\"") != NULL);
+  CHECK_HAS(m.text, "not-json.json: Malformed JSON");
+  CHECK_HAS(m.text, "BAD-1: \"affected\" is not an array");
+  CHECK_HAS(m.text, "BAD-2: affected[0]: an event needs exactly one");
+  CHECK_HAS(m.text, "BAD-3: affected[0]: 'not a version' is not a valid dpkg version");
+  CHECK_HAS(m.text, "noid.json: missing or invalid \"id\"");
 
   /* the same data again changes nothing */
   CHECK_OK(wv_osv_import(st, path, &s, NULL, NULL));
@@ -182,14 +182,14 @@ TEST(import_counts_and_updates) {
   CHECK_OK(wv_osv_import(st, path, &s, NULL, NULL));
   CHECK_EQ_INT(s.files, 3);
   CHECK_EQ_INT(s.imported, 3);
-  match_one(st, WV_PKG_APK, "Alpine", "busybox", "1.36.1-r15", got, sizeof got);
+  match_one(st, WV_ECO_APK, "Alpine", "busybox", "1.36.1-r15", got, sizeof got);
   CHECK_EQ_STR(got, "ALPINE-CVE-2023-42366 1.36.1_p1-r0 UNKNOWN;");
 
-  match_one(st, WV_PKG_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
   CHECK_EQ_STR(got, "");
-  match_one(st, WV_PKG_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
   CHECK_EQ_STR(got, "CVE-2020-14343 5.4 CRITICAL;");
-  match_one(st, WV_PKG_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
   CHECK_EQ_STR(got, "CVE-2024-22195 3.1.3 MEDIUM;");
 
   /* newer records: urllib3's range widens, PyYAML's moves to another package, jinja2's is withdrawn
@@ -211,13 +211,13 @@ TEST(import_counts_and_updates) {
   CHECK_EQ_INT(s.imported, 2);
   CHECK_EQ_INT(s.withdrawn, 1);
   CHECK_EQ_INT(s.unchanged, 1); /* an older copy of CVE-2024-2398 does not replace the newer */
-  match_one(st, WV_PKG_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
   CHECK_EQ_STR(got, "CVE-2023-43804 2.1.0 UNKNOWN;");
-  match_one(st, WV_PKG_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
   CHECK_EQ_STR(got, "");
-  match_one(st, WV_PKG_PYPI, "PyPI", "Ruamel_YAML", "0.17.0", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "Ruamel_YAML", "0.17.0", got, sizeof got);
   CHECK_EQ_STR(got, "PYSEC-2021-142  UNKNOWN;");
-  match_one(st, WV_PKG_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
+  match_one(st, WV_ECO_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
   CHECK_EQ_STR(got, "");
   wv_store_close(st);
   tmpdir_remove(dir);
@@ -236,7 +236,7 @@ TEST(import_bad_paths) {
   snprintf(path, sizeof path, "%s/bad.zip", dir);
   CHECK_EQ_INT(write_file(path, "PK\3\4 this is not a zip", 22), 0);
   CHECK_EQ_INT(wv_osv_import(st, path, &s, on_msg, &m), WV_EIO);
-  CHECK(strstr(m.text, "no end of central directory") != NULL);
+  CHECK_HAS(m.text, "no end of central directory");
   wv_store_close(st);
   tmpdir_remove(dir);
 }

@@ -1,4 +1,4 @@
-/* Unit tests for core/siphash: the SipHash paper vector and every checksum vector of spec §2.4. */
+/* Unit tests for core/siphash: the SipHash paper vector, the checksum vectors of contract §4.4. */
 #include "core/err.h"
 #include "core/siphash.h"
 #include "tests/runner.h"
@@ -37,7 +37,7 @@ TEST(incremental_matches_one_shot) {
 
 static const char *sum_pairs(const char *const *kv, size_t n) {
   static char out[WV_CHECKSUM_STRLEN];
-  return wv_checksum_pairs(kv, n, out) == 0 ? out : "error";
+  return wv_siphash_pairs(kv, n, out) == 0 ? out : "error";
 }
 
 TEST(spec_map_vectors) {
@@ -52,7 +52,7 @@ TEST(spec_map_vectors) {
   const char *conda[] = {"containerFile", "FROM foo",    "condaFile",  "some::conda-recipe",
                          "platform",      "linux/arm64", "repository", "wave/build"};
   CHECK_EQ_STR(sum_pairs(conda, 4), "c6dac2e544419f71");
-  /* A null value serialises as the empty string (spec §2.4 step 2). */
+  /* A null value serialises as the empty string (contract §4.4 step 2). */
   arm[3] = "";
   CHECK_EQ_STR(sum_pairs(arm, 4), "be9ee6ac1eeff4b5");
 }
@@ -67,14 +67,14 @@ TEST(spec_scan_id_vectors) {
 TEST(spec_varargs_vector) {
   char out[WV_CHECKSUM_STRLEN];
   const char *a[] = {"a"};
-  CHECK_OK(wv_checksum_args(a, 1, out));
+  CHECK_OK(wv_siphash_args(a, 1, out));
   CHECK_EQ_STR(out, "bcf5c2d233d23f0f");
   /* A null argument contributes only its separator. */
   const char *withnull[] = {"a", NULL};
   const char *withempty[] = {"a", ""};
   char o2[WV_CHECKSUM_STRLEN];
-  CHECK_OK(wv_checksum_args(withnull, 2, out));
-  CHECK_OK(wv_checksum_args(withempty, 2, o2));
+  CHECK_OK(wv_siphash_args(withnull, 2, out));
+  CHECK_OK(wv_siphash_args(withempty, 2, o2));
   CHECK_EQ_STR(out, o2);
   CHECK(strcmp(out, "bcf5c2d233d23f0f") != 0);
 }
@@ -110,13 +110,13 @@ TEST(invalid_utf8_rejected) {
   char out[WV_CHECKSUM_STRLEN];
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     const char *kv[] = {"k", bad[i]};
-    CHECK_EQ_INT(wv_checksum_pairs(kv, 1, out), WV_EPARSE);
-    CHECK_EQ_INT(wv_checksum_args(&bad[i], 1, out), WV_EPARSE);
+    CHECK_EQ_INT(wv_siphash_pairs(kv, 1, out), WV_EPARSE);
+    CHECK_EQ_INT(wv_siphash_args(&bad[i], 1, out), WV_EPARSE);
   }
   const char *nullkey[] = {NULL, "v"};
-  CHECK_EQ_INT(wv_checksum_pairs(nullkey, 1, out), WV_EINVAL);
+  CHECK_EQ_INT(wv_siphash_pairs(nullkey, 1, out), WV_EINVAL);
   const char *edge[] = {"k", "\xef\xbf\xbf\xf4\x8f\xbf\xbf"}; /* U+FFFF, U+10FFFF are valid */
-  CHECK_OK(wv_checksum_pairs(edge, 1, out));
+  CHECK_OK(wv_siphash_pairs(edge, 1, out));
 }
 
 WV_TESTS(T(paper_vector), T(incremental_matches_one_shot), T(spec_map_vectors),

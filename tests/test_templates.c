@@ -1,6 +1,6 @@
 /*
  * tests/test_templates.c — container files and conda YAML from `packages`
- * (spec §4.2) and the freeze rewrite (§4.3), compared with the expected
+ * (contract §6.2) and the freeze rewrite (§6.3), compared with the expected
  * texts in tests/fixtures/templates/. WV_REGEN_FIXTURES=1 rewrites them
  * (then review the diff: the fixtures are the contract, not the output).
  */
@@ -347,7 +347,7 @@ TEST(validation_messages) {
   wv_arena_free(A);
 }
 
-/* The spec's example 2 (§6.3): a Wave CLI conda build whose hosted tag is known. */
+/* The spec's example 2 (contract §10.3): a Wave CLI conda build whose hosted tag is known. */
 TEST(spec_example_2_tag) {
   A = wv_arena_new(0);
   const char *req = "{\"type\":\"CONDA\",\"entries\":[\"bioconda::samtools=1.17\"],\"channels\":"

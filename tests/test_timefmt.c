@@ -9,7 +9,7 @@ static const char *iso(int64_t ns) {
 }
 
 TEST(format_like_java_instant) {
-  /* The two examples of spec §0.1, epoch values computed with Python's datetime. */
+  /* The two examples of contract §1.1, epoch values computed with Python's datetime. */
   CHECK_EQ_STR(iso(1712697541715321000LL), "2024-04-09T21:19:01.715321Z");
   CHECK_EQ_STR(iso(1762656623254497148LL), "2025-11-09T02:50:23.254497148Z");
   /* Fraction in groups of three, as Instant.toString does. */

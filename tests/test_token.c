@@ -5,12 +5,17 @@
 
 TEST(round_trip) {
   wv_arena_t *a = wv_arena_new(0);
-  wv_token_rec_t t = {.token = "abc123def456", .kind = WV_TOKEN_CONTAINER,
-                      .registry = "127.0.0.1:5001", .image = "library/busybox",
-                      .reference = "latest", .container_image = "127.0.0.1:5001/library/busybox:latest",
+  wv_token_rec_t t = {.token = "abc123def456",
+                      .kind = WV_TOKEN_CONTAINER,
+                      .registry = "127.0.0.1:5001",
+                      .image = "library/busybox",
+                      .reference = "latest",
+                      .container_image = "127.0.0.1:5001/library/busybox:latest",
                       .target_image = "localhost:9090/wt/abc123def456/library/busybox:latest",
-                      .platform = "linux/amd64", .cc_json = "{\"env\":[\"A=1\"]}",
-                      .created_ms = 1000, .expires_ms = 2000};
+                      .platform = "linux/amd64",
+                      .cc_json = "{\"env\":[\"A=1\"]}",
+                      .created_ms = 1000,
+                      .expires_ms = 2000};
   wv_buf_t b;
   wv_buf_init(&b, 1 << 20);
   CHECK_OK(wv_token_encode(&t, &b));
@@ -36,7 +41,8 @@ TEST(round_trip) {
 TEST(refuses_bad_records) {
   wv_arena_t *a = wv_arena_new(0);
   wv_token_rec_t d;
-  const char *bad[] = {"", "[]", "{\"token\":\"x\"}", "{\"token\":1,\"registry\":\"r\",\"image\":\"i\"}",
+  const char *bad[] = {"", "[]", "{\"token\":\"x\"}",
+                       "{\"token\":1,\"registry\":\"r\",\"image\":\"i\"}",
                        "{\"token\":\"x\",\"registry\":\"r\",\"image\":\"i\",\"createdMs\":\"no\"}"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     CHECK_EQ_INT(wv_token_decode(a, bad[i], strlen(bad[i]), &d), WV_EPARSE);

@@ -117,7 +117,7 @@ TEST(perm_and_refusal) {
                     "configured credentials (wave.registries.\"reg.lab:5000\".allow)");
   CHECK_EQ_INT(wv_upstream_do(u, "reg.lab:5000", "x", true, "bob", &req, &resp, err, sizeof err),
                WV_EDENIED);
-  CHECK(strstr(err, "account 'bob' is not allowed to push to registry reg.lab:5000"));
+  CHECK_HAS(err, "account 'bob' is not allowed to push to registry reg.lab:5000");
   wv_http_resp_free(&resp);
   wv_upstream_free(u);
 }

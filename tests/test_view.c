@@ -81,18 +81,18 @@ TEST(blocks_escape_every_argument) {
   CHECK_OK(wv_html_note(&b, "<n>"));
   CHECK_OK(wv_html_end(&b));
   const char *p = b.data;
-  CHECK(strstr(p, "<title>&lt;t&gt; - waved</title>"));
-  CHECK(strstr(p, "<h1>&lt;t&gt;</h1>"));
-  CHECK(strstr(p, "<tr><th>&lt;l&gt;</th><td>&lt;v&gt;</td></tr>"));
-  CHECK(strstr(p, "<tr><th>Empty</th><td>-</td></tr>"));
-  CHECK(strstr(p, "<tr><th>Null</th><td>-</td></tr>"));
-  CHECK(strstr(p, "<td><a href=\"../builds/a&quot;b\">&lt;x&gt;</a></td>"));
-  CHECK(strstr(p, "<tr><th>NoHref</th><td>plain</td></tr>"));
-  CHECK(strstr(p, "<span class=\"ok&quot;\">&lt;s&gt;</span>"));
-  CHECK(strstr(p, "<h2>&lt;h&gt;</h2>"));
-  CHECK(strstr(p, "<p class=\"note\">&lt;n&gt;</p>"));
+  CHECK_HAS(p, "<title>&lt;t&gt; - waved</title>");
+  CHECK_HAS(p, "<h1>&lt;t&gt;</h1>");
+  CHECK_HAS(p, "<tr><th>&lt;l&gt;</th><td>&lt;v&gt;</td></tr>");
+  CHECK_HAS(p, "<tr><th>Empty</th><td>-</td></tr>");
+  CHECK_HAS(p, "<tr><th>Null</th><td>-</td></tr>");
+  CHECK_HAS(p, "<td><a href=\"../builds/a&quot;b\">&lt;x&gt;</a></td>");
+  CHECK_HAS(p, "<tr><th>NoHref</th><td>plain</td></tr>");
+  CHECK_HAS(p, "<span class=\"ok&quot;\">&lt;s&gt;</span>");
+  CHECK_HAS(p, "<h2>&lt;h&gt;</h2>");
+  CHECK_HAS(p, "<p class=\"note\">&lt;n&gt;</p>");
   CHECK(strncmp(p, "<!DOCTYPE html>", 15) == 0);
-  CHECK(strstr(p, "</body></html>\n"));
+  CHECK_HAS(p, "</body></html>\n");
   /* No argument came out raw: the only tags are the page's own. */
   CHECK(!strstr(p, "<t>") && !strstr(p, "<l>") && !strstr(p, "<v>") && !strstr(p, "<x>"));
   CHECK(!strstr(p, "<script"));
@@ -107,12 +107,12 @@ TEST(pre_shows_the_tail) {
   wv_buf_reset(&b);
   /* 10 bytes capped at 4: the note, then the last 4 bytes. */
   CHECK_OK(wv_html_pre(&b, "0123456<89", 10, 4));
-  CHECK(strstr(b.data, "Showing the last 4 of 10 bytes."));
-  CHECK(strstr(b.data, "<pre>6&lt;89</pre>"));
+  CHECK_HAS(b.data, "Showing the last 4 of 10 bytes.");
+  CHECK_HAS(b.data, "<pre>6&lt;89</pre>");
   wv_buf_reset(&b);
   /* A cut inside "é" starts at the next whole character. */
   CHECK_OK(wv_html_pre(&b, "a\xC3\xA9zz", 5, 3));
-  CHECK(strstr(b.data, "<pre>zz</pre>"));
+  CHECK_HAS(b.data, "<pre>zz</pre>");
   wv_buf_free(&b);
 }
 
@@ -168,14 +168,14 @@ TEST(send_sets_type_and_own_policy) {
   wv_buf_init(&head, 1 << 16);
   CHECK_OK(wv_resp_write_head(&resp, false, true, false, NULL, &head));
   CHECK_EQ_INT(count_lines(head.data, "Content-Security-Policy:"), 1);
-  CHECK(strstr(head.data, want));
+  CHECK_HAS(head.data, want);
   /* A response without its own policy still gets the default. */
   wv_resp_t plain = {.fd = -1};
   wv_resp_static(&plain, 200, "application/json", "{}", 2);
   wv_buf_reset(&head);
   CHECK_OK(wv_resp_write_head(&plain, false, true, false, NULL, &head));
   CHECK_EQ_INT(count_lines(head.data, "Content-Security-Policy:"), 1);
-  CHECK(strstr(head.data, "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'"));
+  CHECK_HAS(head.data, "Content-Security-Policy: default-src 'none'; frame-ancestors 'none'");
   wv_buf_free(&head);
   wv_buf_free(&b);
   wv_arena_free(req->arena);
@@ -188,8 +188,8 @@ TEST(error_page) {
   CHECK_EQ_INT(resp.status, 404);
   CHECK_EQ_STR(resp.content_type, "text/html; charset=utf-8");
   char *body = strndup(resp.body, resp.body_len);
-  CHECK(strstr(body, "<h1>404 Not Found</h1>"));
-  CHECK(strstr(body, "<p>Unknown id &#39;&lt;script&gt;&#39;</p>"));
+  CHECK_HAS(body, "<h1>404 Not Found</h1>");
+  CHECK_HAS(body, "<p>Unknown id &#39;&lt;script&gt;&#39;</p>");
   CHECK(!strstr(body, "<script>"));
   free(body);
   /* A huge message is cut, not refused. */

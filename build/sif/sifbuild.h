@@ -24,7 +24,7 @@
 #include "build/builder.h"
 #include "core/app.h"
 #include "core/arena.h"
-#include "core/job.h"
+#include "core/job/job.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -88,7 +88,7 @@ ok "bad image name -> 400 spec message" is "$(post /v1alpha2/container '{"contai
   "400 Invalid container image name — offending value: 'Bad Image'"
 ok "missing image upstream -> 400" is "$(post /v1alpha2/container "{\"containerImage\":\"$REG/library/nope:1\"}" $T/e.json) $(json_get $T/e.json 'd["message"]')" \
   "400 Container image '$REG/library/nope:1' does not exist or access is not authorized"
-# Freeze (§1.3): a dry run answers the real image, no containerToken, no expiration.
+# Freeze (contract §3.3): a dry run answers the real image, no containerToken, no expiration.
 ok "freeze dry run -> 200" is "$(post /v1alpha2/container "{\"containerImage\":\"$REG/library/busybox\",\"freeze\":true,\"dryRun\":true,\"buildRepository\":\"$REG/frozen/x\"}" $T/e.json)" 200
 ok "freeze response shape" is "$(json_get $T/e.json '"containerToken" in d, "expiration" in d, d["targetImage"].rsplit(":",1)[0], len(d["targetImage"].rsplit(":",1)[1]), d["freeze"]')" \
   "(False, False, '$REG/frozen/x', 16, True)"

@@ -13,7 +13,7 @@
  */
 #include "build/builder.h"
 #include "core/err.h"
-#include "core/job.h"
+#include "core/job/job.h"
 #include "core/log.h"
 #include "storage/cas.h"
 #include "storage/embedded.h"
@@ -141,8 +141,8 @@ static int run_build(const args_t *a, wv_config_t *cfg, wv_job_engine_t *e, wv_j
   rc = rc ? rc : wv_builder_write_authfile(a->workdir, a->creds, a->ncreds);
   rc = rc ? rc : wv_builder_steps(ar, &b, &t, steps, &n, err, sizeof err);
   if (!rc && a->repo && n < WV_BUILD_MAX_STEPS)
-    steps[n++] = (wv_job_step_t){
-        .type = WV_JOB_STEP_FN, .name = "keep-digest", .fn = "driver-keep-digest"};
+    steps[n++] =
+        (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "keep-digest", .fn = "driver-keep-digest"};
   char jid[WV_JOB_ID_MAX + 1];
   snprintf(jid, sizeof jid, "bd-%s_1", a->tag);
   wv_job_spec_t spec = {.id = jid,

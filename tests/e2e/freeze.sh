@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/e2e/freeze.sh — freeze builds (spec §4.3) with buildah against two
+# tests/e2e/freeze.sh — freeze builds (contract §6.3) with buildah against two
 # docker-registry instances: the source anonymous (busybox with an
 # Entrypoint), the target behind htpasswd Basic auth whose credentials waved
 # reads from wave.registries. A freeze of the image with a containerConfig
@@ -82,7 +82,7 @@ ok "image freeze: no containerToken, no expiration, freeze true, not cached" \
   is "$(field "$T/r1.json" '["containerToken" in d, "expiration" in d, d["freeze"], d["cached"], d["containerImage"] == d["targetImage"]]')" \
   '[false, false, true, false, true]'
 ok "image freeze: build id bd-<tag>_1" is "$ID1" "bd-${TI1##*:}_1"
-# The image is not there yet: the registry answers, nothing waits (§4.3).
+# The image is not there yet: the registry answers, nothing waits (contract §6.3).
 early=$(timeout 20 skopeo inspect --raw --creds "$CREDS" --tls-verify=false "docker://$TI1" 2>&1 || true)
 ok "image freeze: a pull during the build fails at the target registry" has "${early,,}" "manifest unknown"
 # The work dir goes away when the build ends: read the Containerfile from the
@@ -110,7 +110,7 @@ ok "repeat: same target and build, cached, succeeded" \
   is "$(field "$T/r3.json" '[d["targetImage"], d["buildId"], d["cached"], d["succeeded"]]')" \
   "[\"$TI1\", \"$ID1\", true, true]"
 
-# ---- 5. multi-platform freeze (§4.4): two child builds, then an OCI index ----------------
+# ---- 5. multi-platform freeze (contract §6.4): two child builds, then an OCI index ----------------
 mkdir -p "$T/mctx" && echo "multi-arch payload" >"$T/mctx/payload.txt"
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$T/mctx" -cf "$T/mctx.tar" .
 gzip -n -c "$T/mctx.tar" >"$T/mctx.tgz"

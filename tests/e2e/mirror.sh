@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/e2e/mirror.sh — mirror requests (spec §4.5) against two real
+# tests/e2e/mirror.sh — mirror requests (contract §7.1) against two real
 # docker-registry instances: the source anonymous, holding an amd64+arm64
 # index and a single-arch image; the target behind htpasswd Basic auth whose
 # credentials waved reads from wave.registries. Requests carry a

@@ -164,7 +164,7 @@ ok "required: POST -> 200" is "$(post /v1alpha2/container "$REQ" $T/r1.json)" 20
 TOK=$(json_get $T/r1.json 'd["requestId"]')
 SCAN=$(json_get $T/r1.json 'd.get("scanId","")')
 ok "required: scanId sc-<16hex>_1" grep -Eqx 'sc-[0-9a-f]{16}_1' <<<"$SCAN"
-ok "required: no succeeded in the response (§1.3)" is "$(json_get $T/r1.json '"succeeded" in d')" False
+ok "required: no succeeded in the response (contract §3.3)" is "$(json_get $T/r1.json '"succeeded" in d')" False
 ok "scan record PENDING while it runs, no duration" \
   is "$(get /v1alpha1/scans/$SCAN $T/pending.json >/dev/null; jt $T/pending.json '(d["status"], "duration" in d, d["containerImage"])')" \
   "PENDING False $IMG"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/e2e/ssrf.sh — the SSRF policy for URLs taken from requests (design §7,
+# tests/e2e/ssrf.sh — the SSRF policy for URLs taken from requests (architecture §6,
 # docs/security.md). A file server on 127.0.0.1 holds a build context and a
 # layer archive. A waved with the default policy refuses an http buildContext
 # and a freeze build's http layer on loopback with a 400 whose message says

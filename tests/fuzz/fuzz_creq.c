@@ -1,10 +1,10 @@
 /*
  * tests/fuzz/fuzz_creq.c — the body of POST /v1alpha2/container and
- * /container-token (build/request.c): wv_creq_parse, then the checks of
+ * /container-token (build/request/request.c): wv_creq_parse, then the checks of
  * wv_creq_check against the default configuration, and the
  * containerConfig validation. The first byte picks v1 or v2.
  */
-#include "build/request.h"
+#include "build/request/request.h"
 #include "core/arena.h"
 #include "core/config.h"
 #include "core/log.h"

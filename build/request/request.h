@@ -1,0 +1,195 @@
+/*
+ * build/request/request.h — the container-request front door (contract §3.1–§3.3, §3.7):
+ * POST /v1alpha2/container and POST /container-token.
+ *
+ * A request goes through three steps, each usable on its own (the unit tests
+ * call them directly, without sockets):
+ *
+ *   wv_creq_parse()    JSON → wv_creq_t. Explicit nulls are absent values,
+ *                      unknown fields are ignored, a wrong type or an unknown
+ *                      enum value is a 400 with a message naming the field
+ *                      (Wave answers 500 there; docs/compatibility.md).
+ *   wv_creq_check()    the spec's checks in the spec's order (contract §3.2) with its
+ *                      messages; decides the kind of request and the identity.
+ *   wv_creq_submit()   for a plain request: verifies the containerConfig and
+ *                      every data: layer (stored in the blob store), expands
+ *                      containerIncludes, checks the image exists upstream,
+ *                      mints the token and writes the token record and the
+ *                      persisted request record durably in one transaction,
+ *                      then builds the response (contract §3.3).
+ *
+ * Return codes (the handler maps them with wv_resp_error): 0; WV_EINVAL (400,
+ * *msg says why); WV_EAUTH (401 with an empty body: invalid access token);
+ * WV_ENOTFOUND (404, *msg); WV_EUNSUPPORTED (501, *msg: a service switched
+ * off — builds, mirrors, scans — or a Singularity build); WV_ESTORE / WV_EIO /
+ * WV_ENOMEM / WV_EINTERNAL (500).
+ *
+ * Ownership: everything lives in the caller's arena, including the parsed
+ * JSON tree (released by an arena cleanup). *msg is an arena or static string.
+ * Thread rules: no shared state; call from a worker (submit blocks on the
+ * store and on upstream registries).
+ */
+#ifndef WV_BUILD_REQUEST_H
+#define WV_BUILD_REQUEST_H
+
+#include "core/app.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "registry/augment.h"
+#include "registry/platform.h"
+#include "registry/ref.h"
+#include "registry/token.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Wave's 501 message for a service switched off in the configuration (contract §1.3). */
+#define WV_MSG_SERVICE_OFF(service, key)                                                           \
+  service " service is not enabled - Check Wave configuration setting '" key                       \
+          "' - HTTP status=501 - response=-"
+
+#define WV_CREQ_MAX_INCLUDES 10 /* contract §6.6 */
+#define WV_CREQ_DEFAULT_TOWER "https://api.cloud.seqera.io"
+#define WV_CREQ_DEFAULT_PLATFORM "linux/amd64"
+
+typedef enum {
+  WV_CREQ_PLAIN = 0, /* existing image: pass-through or augmentation (contract §3.7) */
+  WV_CREQ_BUILD,     /* containerFile, packages or freeze: answered 501 for now */
+  WV_CREQ_MIRROR,    /* mirror: build/mirror/request.h (501 when wave.mirror.enabled is false) */
+} wv_creq_kind_t;
+
+/* SubmitContainerTokenRequest (contract §3.1). NULL / false / 0 = absent or null. */
+typedef struct {
+  bool v2; /* /v1alpha2/container (else /container-token) */
+  const char *tower_access_token;
+  const char *tower_refresh_token;
+  const char *tower_endpoint;
+  bool has_workspace_id;
+  int64_t workspace_id;
+  const char *workflow_id;
+  const char *container_image;
+  const char *container_file;
+  const char *conda_file;
+  const char *container_platform;
+  const char *build_repository;
+  const char *cache_repository;
+  const char *timestamp;
+  const char *fingerprint;
+  const char *format;
+  const char *name_strategy;
+  const char *scan_mode;
+  const char *build_template;
+  bool freeze, dry_run, mirror;
+  const char **includes; /* containerIncludes */
+  size_t n_includes;
+  const char **scan_levels;
+  size_t n_scan_levels;
+  json_object *packages;      /* borrowed from the parsed tree; NULL when absent */
+  json_object *build_context; /* likewise */
+  wv_container_config_t cc;   /* containerConfig (empty when absent) */
+  bool has_cc;                /* containerConfig was a non-null object */
+} wv_creq_t;
+
+/* What wv_creq_check() decided. */
+typedef struct {
+  wv_creq_kind_t kind;
+  const char *user;        /* account name, NULL when anonymous */
+  const char *tower;       /* towerEndpoint after patching and defaulting */
+  wv_ref_t image;          /* PLAIN: the normalised containerImage */
+  const char *platform;    /* normalised platform, e.g. "linux/amd64" */
+  wv_platform_list_t plat; /* the same, parsed */
+} wv_creq_plan_t;
+
+/* The minted request, for the response and the tests. */
+typedef struct {
+  const char *token;           /* = requestId = containerToken */
+  const char *target_image;    /* <authority>/wt/<token>/<path>:<tag> */
+  const char *container_image; /* normalised source image */
+  int64_t created_ns, expires_ns;
+  const char *cc_token_json;  /* containerConfig as stored in the token record (cas: layers) */
+  const char *cc_record_json; /* as stored in the persisted record (data:DATA+OMITTED) */
+  const char *scan_id;        /* scanMode async/required: the image's scan (scan/scan.h) */
+  bool scan_new;              /* the scan was reserved by this request (not shared) */
+} wv_creq_result_t;
+
+/*
+ * Parses a request body (len bytes) of at most max_values JSON values (0 =
+ * WV_JSON_MAX_VALUES; server.max-json-values). v2 selects the version.
+ * Returns 0, WV_EINVAL with a message (malformed JSON, too many values, a
+ * \u0000 in a string, not an object, wrong field type, unknown enum value)
+ * or WV_ENOMEM.
+ */
+int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, size_t max_values, bool v2,
+                  wv_creq_t *out, const char **msg);
+
+/*
+ * Runs the checks of contract §3.2 steps 1–10 in order, up to the choice of the
+ * request kind. Identity: a towerAccessToken must hash (SHA-256, hex) to a
+ * value of cfg->accounts (constant-time), else WV_EAUTH. Builds and mirrors
+ * return WV_EUNSUPPORTED after every check they would have passed through;
+ * a scanMode asking for a scan returns WV_EUNSUPPORTED when
+ * wave.scan.enabled is false.
+ */
+int wv_creq_check(wv_arena_t *a, const wv_config_t *cfg, const wv_creq_t *r, wv_creq_plan_t *plan,
+                  const char **msg);
+
+/*
+ * Serves a plain request that passed wv_creq_check: see the top of this file.
+ * app->upstream may be NULL (unit tests): the upstream existence check is
+ * then skipped and containerIncludes are refused. now_ns is the creation
+ * instant. On success *resp is the response object (caller's reference).
+ */
+int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
+                   const char *client_ip, int64_t now_ns, wv_creq_result_t *res, json_object **resp,
+                   const char **msg);
+
+/*
+ * The account (a key of cfg->accounts) whose value is the SHA-256 hex of
+ * token (a towerAccessToken), or NULL. Compared in constant time.
+ */
+const char *wv_creq_account_for_token(const wv_config_t *cfg, const char *token);
+
+/*
+ * Parse + check + submit: what the POST handlers run. Past a rate limit (the
+ * pull permit every container request takes, the build permit of a new
+ * build) it returns WV_EBUSY (429) with Wave's message and *retry_after_s (may
+ * be NULL) = seconds until a permit is available.
+ */
+int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
+                   const char *client_ip, json_object **resp, const char **msg,
+                   int64_t *retry_after_s);
+
+/* Adds the container-request routes (build/request/routes.c). 0, WV_EINVAL or WV_ENOMEM. */
+struct wv_router;
+int wv_creq_routes_register(struct wv_router *r);
+
+/* The response of contract §3.3 for a plain request (v1 or v2 shape). */
+json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res);
+
+/*
+ * Mints a request id/token (contract §4.1) and writes the token record and the
+ * persisted request record in one durable transaction, drawing again on a
+ * collision: res->token is set before each encode(arg, tok, rec) call, which
+ * fills tok (reset for it) and *rec (an arena string) for that token. The
+ * token expires at res->expires_ns, the record wave.record TTL after
+ * res->created_ns. Returns 0, encode's error, WV_EINTERNAL (collisions
+ * only), or the store's error. Used by plain requests, builds and mirrors.
+ */
+typedef int (*wv_creq_encode_cb)(void *arg, wv_buf_t *tok, const char **rec);
+int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
+                 wv_creq_encode_cb encode, void *arg);
+
+/*
+ * A token record with the fields every request kind fills the same way: the
+ * token (res->token), the image named by ref, the plan's platform and user,
+ * client_ip, and res's creation and expiry times in ms. The caller sets the
+ * kind and the rest. Strings are borrowed, not copied; nothing to free.
+ */
+wv_token_rec_t wv_creq_token_rec(const wv_creq_result_t *res, const wv_ref_t *ref,
+                                 const wv_creq_plan_t *plan, const char *client_ip);
+
+/* The request's scanLevels as "LOW,MEDIUM" (arena string), NULL when none are allowed. */
+const char *wv_creq_scan_levels(wv_arena_t *a, const wv_creq_t *r);
+
+#endif

@@ -1,0 +1,324 @@
+/*
+ * build/request/submit.c — serving a plain container request (contract §3.7, §3.3):
+ * verify the layers, expand the inclusions, check the image upstream, mint
+ * the token and make both records durable before answering.
+ *
+ * The token record (what pulls read) and the persisted request record (what
+ * the record endpoints read) are written in one wv_store_apply, so a crash
+ * leaves both or neither; the call returns once they are on disk, so a 200
+ * is never lost. Both writes are PUT_NX: a token that collides with a live
+ * one (2^-62 per pair, but cheap to rule out) is redrawn.
+ */
+#include "build/build.h"
+#include "build/layers.h"
+#include "build/mirror/request.h"
+#include "build/request/records.h"
+#include "build/request/request.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/ratelimit.h"
+#include "core/rand.h"
+#include "core/timefmt.h"
+#include "registry/proxy.h"
+#include "registry/token.h"
+#include "scan/scan.h"
+#include "storage/store.h"
+
+#include <string.h>
+
+#define MINT_ATTEMPTS 4
+
+/* The refusal of an image whose registry names an address (registry/proxy.h). */
+static const char *address_refused(wv_arena_t *a, const char *registry) {
+  return wv_arena_sprintf(a,
+                          "Registry '%s' names an address, not a registry, and wave.registries "
+                          "does not list it",
+                          registry);
+}
+
+/* Appends the layers of every containerIncludes image to r->cc (contract §6.6). */
+static int expand_includes(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
+                           const wv_creq_plan_t *plan, const char **msg) {
+  if (!r->n_includes)
+    return 0;
+  if (!app->upstream) {
+    *msg = "Attribute `containerIncludes` cannot be resolved: no upstream registry access";
+    return WV_EINVAL;
+  }
+  for (size_t i = 0; i < r->n_includes; i++) {
+    wv_ref_t ref;
+    const char *m = NULL;
+    if (wv_ref_parse(a, r->includes[i], &ref, &m) == 0 &&
+        !wv_proxy_registry_allowed(app, ref.registry)) {
+      *msg = address_refused(a, ref.registry);
+      return WV_EINVAL;
+    }
+    int rc = wv_include_resolve(a, app->upstream, plan->user, r->includes[i], &plan->plat,
+                                &r->cc.layers, &r->cc.n_layers, msg);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+static const char *json_text(wv_arena_t *a, json_object *o) {
+  const char *s = o ? wv_json_compact(o) : NULL;
+  return s ? wv_arena_strdup(a, s) : NULL;
+}
+
+/* scanLevels as "LOW,MEDIUM" (arena), NULL when none are allowed. */
+const char *wv_creq_scan_levels(wv_arena_t *a, const wv_creq_t *r) {
+  const char *s = NULL;
+  for (size_t i = 0; i < r->n_scan_levels; i++)
+    s = s ? wv_arena_sprintf(a, "%s,%s", s, r->scan_levels[i]) : r->scan_levels[i];
+  return s;
+}
+
+/*
+ * scanMode async/required (contract §8.1, §4.6): the scan of the image (its
+ * name and upstream digest give the id; a cached id is shared), reserved
+ * before the token so both records can name it. Dry runs scan nothing.
+ */
+static int reserve_scan(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                        const wv_creq_plan_t *plan, wv_creq_result_t *res) {
+  if (!r->scan_mode || strcmp(r->scan_mode, "none") == 0 || r->dry_run || !app->jobs)
+    return 0;
+  char digest[72], *id = wv_arena_alloc(a, WV_SCAN_ID_MAX + 1);
+  if (!id)
+    return WV_ENOMEM;
+  bool known = wv_scan_image_digest(app, res->container_image, digest) == 0;
+  int rc = wv_scan_reserve_image(app, res->container_image, known ? digest : NULL, false,
+                                 plan->platform, id, &res->scan_new);
+  res->scan_id = rc ? NULL : id;
+  return rc;
+}
+
+/* Encodes the two records for token res->token; *tok and *rec are arena strings. */
+static int encode_records(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                          const wv_creq_plan_t *plan, const char *client_ip, wv_creq_result_t *res,
+                          wv_buf_t *tok, const char **rec) {
+  res->target_image = wv_arena_sprintf(a, "%s/wt/%s/%s", wv_config_authority(app->cfg), res->token,
+                                       wv_ref_path_and_ref(a, &plan->image));
+  if (!res->target_image)
+    return WV_ENOMEM;
+  wv_token_rec_t t = wv_creq_token_rec(res, &plan->image, plan, client_ip);
+  t.kind = WV_TOKEN_CONTAINER;
+  t.container_image = res->container_image;
+  t.target_image = res->target_image;
+  t.cc_json = res->cc_token_json;
+  t.scan_id = res->scan_id;
+  t.scan_mode = res->scan_id ? r->scan_mode : NULL;
+  t.scan_levels = res->scan_id ? wv_creq_scan_levels(a, r) : NULL;
+  wv_buf_reset(tok);
+  int rc = wv_token_encode(&t, tok);
+  if (rc)
+    return rc;
+  bool oom = false;
+  json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_RECORD, &oom);
+  json_object *o = oom ? NULL : wv_record_new(r, plan, res, client_ip, cc);
+  *rec = json_text(a, o);
+  json_object_put(o);
+  return *rec ? 0 : WV_ENOMEM;
+}
+
+wv_token_rec_t wv_creq_token_rec(const wv_creq_result_t *res, const wv_ref_t *ref,
+                                 const wv_creq_plan_t *plan, const char *client_ip) {
+  return (wv_token_rec_t){.token = res->token,
+                          .registry = ref->registry,
+                          .image = ref->path,
+                          .reference = ref->reference,
+                          .platform = plan->platform,
+                          .user = plan->user,
+                          .client_ip = client_ip,
+                          .created_ms = res->created_ns / WV_NS_PER_MS,
+                          .expires_ms = res->expires_ns / WV_NS_PER_MS};
+}
+
+int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
+                 wv_creq_encode_cb encode, void *arg) {
+  size_t len = (size_t)app->cfg->token_length;
+  char *token = wv_arena_alloc(a, len + 1);
+  wv_buf_t tok;
+  wv_buf_init(&tok, WV_TOKEN_MAX_RECORD);
+  int rc = token ? 0 : WV_ENOMEM;
+  for (int attempt = 0; !rc && attempt < MINT_ATTEMPTS; attempt++) {
+    const char *rec = NULL;
+    rc = wv_rand_id(token, len, WV_RAND_ALNUM_LOWER);
+    res->token = token;
+    wv_buf_reset(&tok);
+    rc = rc ? rc : encode(arg, &tok, &rec);
+    if (rc)
+      break;
+    wv_store_op_t ops[2] = {
+        {.kind = WV_STORE_PUT_NX,
+         .db = WV_DB_TOKENS,
+         .key = token,
+         .val = tok.data,
+         .val_len = tok.len,
+         .expires_ms = res->expires_ns / WV_NS_PER_MS},
+        {.kind = WV_STORE_PUT_NX,
+         .db = WV_DB_REQUESTS,
+         .key = token,
+         .val = rec,
+         .val_len = strlen(rec),
+         .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms},
+    };
+    rc = wv_store_apply(app->store, ops, 2, NULL);
+    if (rc != WV_EEXISTS)
+      break;
+    wv_warn("container token collision, drawing another one");
+    rc = attempt + 1 < MINT_ATTEMPTS ? 0 : WV_EINTERNAL;
+  }
+  wv_buf_free(&tok);
+  return rc;
+}
+
+typedef struct {
+  const wv_app_t *app;
+  wv_arena_t *a;
+  const wv_creq_t *r;
+  const wv_creq_plan_t *plan;
+  const char *client_ip;
+  wv_creq_result_t *res;
+} plain_t;
+
+static int encode_plain(void *arg, wv_buf_t *tok, const char **rec) {
+  plain_t *p = arg;
+  return encode_records(p->app, p->a, p->r, p->plan, p->client_ip, p->res, tok, rec);
+}
+
+/* Mints the token and writes both records durably. */
+static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                          const wv_creq_plan_t *plan, const char *client_ip,
+                          wv_creq_result_t *res) {
+  plain_t p = {app, a, r, plan, client_ip, res};
+  return wv_creq_mint(app, a, res, encode_plain, &p);
+}
+
+int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
+                   const char *client_ip, int64_t now_ns, wv_creq_result_t *res, json_object **resp,
+                   const char **msg) {
+  memset(res, 0, sizeof *res);
+  *resp = NULL;
+  int rc = 0;
+  if (r->cc.n_layers)
+    rc = wv_container_config_validate(a, &r->cc, msg);
+  rc = rc ? rc : wv_layers_check(a, app->cas, app->cfg, &r->cc, msg);
+  rc = rc ? rc : expand_includes(app, a, r, plan, msg);
+  if (!rc && app->upstream)
+    rc = wv_image_check_exists(a, app->upstream, plan->user, &plan->image, app->cfg->tag_cache_ms,
+                               msg);
+  if (rc)
+    return rc;
+  bool oom = false;
+  json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_TOKEN, &oom);
+  res->cc_token_json = json_text(a, cc);
+  json_object_put(cc);
+  cc = oom ? NULL : wv_cc_to_json(&r->cc, WV_CC_FOR_RECORD, &oom);
+  res->cc_record_json = json_text(a, cc);
+  json_object_put(cc);
+  res->container_image = wv_ref_full_name(a, &plan->image);
+  res->created_ns = now_ns;
+  res->expires_ns = now_ns + app->cfg->token_ttl_ms * WV_NS_PER_MS;
+  if (oom || !res->container_image)
+    return WV_ENOMEM;
+  rc = reserve_scan(app, a, r, plan, res);
+  rc = rc ? rc : mint_and_store(app, a, r, plan, client_ip, res);
+  if (rc && res->scan_new) /* nobody will start it: free the id for the next request */
+    wv_scan_abandon(app, res->scan_id, "The container request could not be stored");
+  if (rc)
+    return rc;
+  /*
+   * Start is idempotent: a shared scan that is running or done is left alone,
+   * and one whose reserver died before starting it starts here. A scan that
+   * cannot start is recorded FAILED: the status then says so.
+   */
+  if (res->scan_id && wv_scan_start(app, res->scan_id, WV_SCAN_FOR_REQUEST, res->token))
+    wv_warn("container request %s: scan %s could not start", res->token, res->scan_id);
+  *resp = wv_creq_response(r, res);
+  return *resp ? 0 : WV_ENOMEM;
+}
+
+json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res) {
+  json_object *o = json_object_new_object();
+  char exp[WV_TIME_ISO_STRLEN];
+  int rc = o ? wv_time_format_iso(res->expires_ns, exp, sizeof exp) : WV_ENOMEM;
+  rc = rc ? rc : wv_json_add_str(o, "requestId", res->token);
+  rc = rc ? rc : wv_json_add_str(o, "containerToken", res->token);
+  rc = rc ? rc : wv_json_add_str(o, "targetImage", res->target_image);
+  rc = rc ? rc : wv_json_add_str(o, "expiration", exp);
+  rc = rc ? rc : wv_json_add_str(o, "containerImage", res->container_image);
+  if (r->v2) {
+    /* v2 adds freeze, mirror and succeeded (contract §3.3); a plain image is usable at once. */
+    rc = rc ? rc : wv_json_add_bool(o, "freeze", r->freeze);
+    rc = rc ? rc : wv_json_add_bool(o, "mirror", r->mirror);
+    /* A scan makes clients poll the status (contract §3.3: no succeeded when scanId is set). */
+    rc = rc ? rc : wv_json_add_str(o, "scanId", res->scan_id);
+    if (!res->scan_id)
+      rc = rc ? rc : wv_json_add_bool(o, "succeeded", true);
+  }
+  if (rc) {
+    json_object_put(o);
+    return NULL;
+  }
+  return o;
+}
+
+/* Contract §3.2 step 8: every container request takes a pull permit (user, else client IP). */
+static int take_pull(const wv_app_t *app, wv_arena_t *a, const wv_creq_plan_t *plan,
+                     const char *client_ip, int64_t *retry_after_s, const char **msg) {
+  if (!app->pull_limit)
+    return 0;
+  int rc = wv_ratelimit_acquire(app->pull_limit, plan->user, client_ip, retry_after_s);
+  if (rc == WV_EBUSY)
+    *msg = wv_ratelimit_message(a, app->pull_limit, plan->user, client_ip);
+  return rc;
+}
+
+/*
+ * wave.auth.failure-rate for towerAccessTokens: a client IP past its failed
+ * authentications gets 429 before its token is checked (a check may cost a
+ * slow hash per account).
+ */
+static int auth_gate(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const char *client_ip,
+                     int64_t *retry_after_s, const char **msg) {
+  if (!app->auth_limit || !r->tower_access_token || !*r->tower_access_token)
+    return 0;
+  if (wv_ratelimit_peek(app->auth_limit, NULL, client_ip, retry_after_s) != WV_EBUSY)
+    return 0;
+  *msg = wv_arena_sprintf(a, "Too many failed authentications from IP %s - retry in %lld seconds",
+                          client_ip ? client_ip : "unknown", (long long)*retry_after_s);
+  return *msg ? WV_EBUSY : WV_ENOMEM;
+}
+
+int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
+                   const char *client_ip, json_object **resp, const char **msg,
+                   int64_t *retry_after_s) {
+  wv_creq_t r;
+  wv_creq_plan_t plan;
+  wv_creq_result_t res;
+  *resp = NULL;
+  *msg = NULL;
+  int rc = wv_creq_parse(a, body, len, (size_t)app->cfg->max_json_values, v2, &r, msg);
+  rc = rc ? rc : auth_gate(app, a, &r, client_ip, retry_after_s, msg);
+  rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
+  if (rc == WV_EAUTH && app->auth_limit)
+    wv_ratelimit_acquire(app->auth_limit, NULL, client_ip, NULL);
+  /* A containerImage (of any kind of request) whose registry names an address. */
+  if (!rc && r.container_image && *r.container_image && plan.image.registry &&
+      !wv_proxy_registry_allowed(app, plan.image.registry)) {
+    *msg = address_refused(a, plan.image.registry);
+    rc = WV_EINVAL;
+  }
+  rc = rc ? rc : take_pull(app, a, &plan, client_ip, retry_after_s, msg);
+  if (!rc && plan.kind == WV_CREQ_MIRROR)
+    return wv_mirror_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg);
+  if (!rc && plan.kind == WV_CREQ_BUILD)
+    return wv_build_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg, retry_after_s);
+  rc = rc ? rc : wv_creq_submit(app, a, &r, &plan, client_ip, wv_now_ns(), &res, resp, msg);
+  if (!rc)
+    wv_info("container request %s: %s -> %s (%s)", res.token, res.container_image, res.target_image,
+            plan.user ? plan.user : "anonymous");
+  return rc;
+}

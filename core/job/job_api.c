@@ -1,0 +1,634 @@
+/*
+ * core/job/job_api.c — the job engine's entry points for other threads: set-up,
+ * start with restart recovery, submit, waiters, snapshots, logs, cancel,
+ * stop; and the --job-exec wrapper. The job thread's side is core/job/job.c.
+ */
+#include "core/err.h"
+#include "core/job/job.h"
+#include "core/job/job_int.h"
+#include "core/job/jobkill.h"
+#include "core/job/jobmem.h"
+#include "core/log.h"
+#include "core/rand.h"
+#include "core/timefmt.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* The parent-death signal of the job runner (nothing else sends it to the runner). */
+#define RUNNER_DEATH_SIG SIGUSR2
+
+/* ---- public API ---- */
+
+void wv_job_opts_init(wv_job_opts_t *o) {
+  memset(o, 0, sizeof *o);
+  o->kill_grace_ms = 5000;
+  o->log_max = 16u << 20;
+  o->max_waiters = 100000;
+  o->keep_finished = 1024;
+}
+
+int wv_job_engine_new(const wv_job_opts_t *opts, wv_job_engine_t **out) {
+  if (!opts || !opts->log_dir || !*opts->log_dir)
+    return WV_EINVAL;
+  wv_job_engine_t *e = calloc(1, sizeof *e);
+  if (!e)
+    return WV_ENOMEM;
+  e->opts = *opts;
+  if (e->opts.kill_grace_ms <= 0)
+    e->opts.kill_grace_ms = 5000;
+  if (!e->opts.log_max)
+    e->opts.log_max = 16u << 20;
+  if (!e->opts.max_waiters)
+    e->opts.max_waiters = 100000;
+  if (!e->opts.keep_finished)
+    e->opts.keep_finished = 1024;
+  e->log_dir = strdup(opts->log_dir);
+  e->exec_path = opts->exec_path ? strdup(opts->exec_path) : NULL;
+  e->cgroup_hint = opts->cgroup_dir ? strdup(opts->cgroup_dir) : NULL;
+  if (!e->log_dir || (opts->exec_path && !e->exec_path) || (opts->cgroup_dir && !e->cgroup_hint) ||
+      uv_mutex_init(&e->mu)) {
+    free(e->log_dir), free(e->exec_path), free(e->cgroup_hint), free(e);
+    return WV_ENOMEM;
+  }
+  e->opts.log_dir = e->log_dir;
+  e->opts.exec_path = e->exec_path;
+  e->opts.cgroup_dir = e->cgroup_hint;
+  *out = e;
+  return 0;
+}
+
+int wv_job_register_kind(wv_job_engine_t *e, const wv_job_kind_t *k) {
+  if (e->started || !k->name || !*k->name || strlen(k->name) >= 64 || k->max_running < 1 ||
+      k->deadline_ms <= 0)
+    return WV_EINVAL;
+  if (wv_jobeng_find_kind(e, k->name))
+    return WV_EEXISTS;
+  if (e->nkinds == MAX_KINDS)
+    return WV_ETOOBIG;
+  jkind_t *d = &e->kinds[e->nkinds++];
+  snprintf(d->name, sizeof d->name, "%s", k->name);
+  snprintf(d->label, sizeof d->label, "%s", k->label ? k->label : k->name);
+  d->max_running = k->max_running;
+  d->max_queued = k->max_queued ? k->max_queued : 10000;
+  d->rerunnable = k->rerunnable;
+  d->remove_workdir = k->remove_workdir;
+  d->deadline_ms = k->deadline_ms;
+  d->memory_max = k->memory_max;
+  return 0;
+}
+
+int wv_job_register_fn(wv_job_engine_t *e, const char *name, wv_job_fn fn, void *arg) {
+  if (e->started || !name || !*name || strlen(name) >= 64 || !fn)
+    return WV_EINVAL;
+  if (wv_jobeng_find_fn(e, name))
+    return WV_EEXISTS;
+  if (e->nfns == MAX_FNS)
+    return WV_ETOOBIG;
+  jfn_t *f = &e->fns[e->nfns++];
+  snprintf(f->name, sizeof f->name, "%s", name);
+  f->fn = fn;
+  f->arg = arg;
+  return 0;
+}
+
+wv_job_mem_t wv_job_engine_mem(const wv_job_engine_t *e) { return e->mem; }
+
+/* Inserts a QUEUED job into the table and the inbox (no wv_jobeng_save). */
+static void admit_locked(wv_job_engine_t *e, job_t *j) {
+  uint32_t h = wv_jobeng_hash_id(j->id);
+  j->hnext = e->buckets[h];
+  e->buckets[h] = j;
+}
+
+static void inbox_push_locked(wv_job_engine_t *e, job_t *j) {
+  j->qnext = NULL;
+  j->admitted = true;
+  if (e->inbox_tail)
+    e->inbox_tail->qnext = j;
+  else
+    e->inbox_head = j;
+  e->inbox_tail = j;
+  j->kind->waiting++;
+}
+
+typedef struct {
+  wv_job_engine_t *e;
+  job_t *list; /* loaded jobs that had not wv_jobeng_ended, linked by qnext */
+} recover_t;
+
+static int recover_each(void *arg, const char *id, const char *json, size_t len) {
+  recover_t *rv = arg;
+  job_t *j;
+  int rc = wv_jobrec_from_json(json, len, &j);
+  if (rc) {
+    wv_warn("jobs: skipping unreadable job record %s: %s", id, wv_strerror(rc));
+    return rc == WV_ENOMEM ? rc : 0;
+  }
+  if (wv_jobeng_ended(j->state)) {
+    wv_jobrec_free_job(j);
+    return 0;
+  }
+  j->qnext = rv->list;
+  rv->list = j;
+  return 0;
+}
+
+/*
+ * What an interrupted job left running: its runner should have died with the old waved
+ * (parent-death signal), but a runner that could not act (stopped, say) keeps the build
+ * going on the storage the next run would use. The recorded group is killed only when
+ * its leader is still that job's runner, started when recorded (pids are reused); the
+ * job's cgroup, when there is one, is emptied and removed too.
+ */
+static void kill_leftovers(wv_job_engine_t *e, job_t *j) {
+  pid_t pgid = (pid_t)j->pgid;
+  if (pgid > 1 && wv_jobkill_is_runner(pgid, j->id) &&
+      (!j->pgid_start || wv_jobkill_start_time(pgid) == j->pgid_start)) {
+    int n = wv_jobkill_tree(pgid, true);
+    kill(-pgid, SIGKILL);
+    for (int i = 0; i < 200 && wv_jobkill_group_count(pgid) > 0; i++) {
+      struct timespec ts = {0, 10 * 1000 * 1000};
+      nanosleep(&ts, NULL);
+    }
+    wv_warn("jobs: %s: killed %d leftover process(es) of the interrupted job (group %d)%s", j->id,
+            n, (int)pgid, wv_jobkill_group_count(pgid) ? "; some are still exiting" : "");
+  }
+  if (e->cgroup_parent[0]) {
+    char dir[PATH_MAX + WV_JOB_ID_MAX + 16];
+    struct stat st;
+    snprintf(dir, sizeof dir, "%s/wvjob-%s", e->cgroup_parent, j->id);
+    if (stat(dir, &st) == 0)
+      wv_jobmem_destroy(dir);
+  }
+  j->pgid = 0;
+  j->pgid_start = 0;
+}
+
+/* Jobs interrupted by a restart: re-queued when their kind allows, else FAILED. */
+static int recover(wv_job_engine_t *e) {
+  const wv_job_persist_t *p = e->opts.persist;
+  recover_t rv = {e, NULL};
+  if (!p)
+    return 0;
+  int rc = p->load_all(p->ctx, recover_each, &rv);
+  while (rv.list) {
+    job_t *j = rv.list;
+    rv.list = j->qnext;
+    j->kind = wv_jobeng_find_kind(e, j->kind_name);
+    if (!rc)
+      kill_leftovers(e, j);
+    if (!rc && j->kind && j->kind->rerunnable) {
+      j->state = WV_JOB_QUEUED;
+      j->started_ns = 0;
+      wv_info("jobs: %s (%s) was interrupted by a restart; queued again", j->id, j->kind_name);
+      wv_jobeng_save(e, j, WV_JOB_QUEUED);
+      admit_locked(e, j);
+      inbox_push_locked(e, j);
+      continue;
+    }
+    if (!rc) {
+      snprintf(j->reason, sizeof j->reason, "%s", WV_JOB_REASON_RESTART);
+      j->finished_ns = wv_now_ns();
+      wv_warn("jobs: %s (%s) was interrupted by a restart; marked failed", j->id, j->kind_name);
+      wv_jobeng_remove_workdir(j);
+      wv_jobeng_save(e, j, WV_JOB_FAILED);
+    }
+    wv_jobrec_free_job(j);
+  }
+  return rc ? WV_ESTORE : 0;
+}
+
+int wv_job_engine_start(wv_job_engine_t *e) {
+  if (e->started)
+    return WV_EINVAL;
+  if (mkdir(e->log_dir, 0700) != 0 && errno != EEXIST) {
+    wv_error("jobs: cannot create %s: %s", e->log_dir, strerror(errno));
+    return WV_EIO;
+  }
+  if (e->opts.mem == WV_JOB_MEM_AUTO)
+    e->mem = wv_jobmem_detect(e->cgroup_hint, e->exec_path != NULL, e->cgroup_parent,
+                              sizeof e->cgroup_parent);
+  else
+    e->mem = e->opts.mem == WV_JOB_MEM_RLIMIT && !e->exec_path ? WV_JOB_MEM_NONE : e->opts.mem;
+  if ((e->mem == WV_JOB_MEM_CGROUP1 || e->mem == WV_JOB_MEM_CGROUP2) && !e->cgroup_parent[0])
+    snprintf(e->cgroup_parent, sizeof e->cgroup_parent, "%s", e->cgroup_hint ? e->cgroup_hint : "");
+  wv_info("jobs: memory limits through %s%s%s", wv_job_mem_name(e->mem),
+          e->cgroup_parent[0] ? " under " : "", e->cgroup_parent);
+  int rc = recover(e);
+  if (rc)
+    return rc;
+  if (uv_loop_init(&e->loop))
+    return WV_EINTERNAL;
+  if (uv_async_init(&e->loop, &e->wake, wv_jobeng_on_wake)) {
+    uv_loop_close(&e->loop);
+    return WV_EINTERNAL;
+  }
+  e->wake.data = e;
+  e->started = true;
+  if (uv_thread_create(&e->thread, wv_jobeng_job_thread, e)) {
+    e->started = false;
+    uv_close((uv_handle_t *)&e->wake, NULL);
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&e->loop);
+    return WV_EINTERNAL;
+  }
+  uv_async_send(&e->wake); /* schedule what recovery queued */
+  return 0;
+}
+
+static int build_job(wv_job_engine_t *e, const wv_job_spec_t *spec, job_t **out) {
+  jkind_t *k = spec->kind ? wv_jobeng_find_kind(e, spec->kind) : NULL;
+  if (!k || (spec->id && !wv_jobrec_id_valid(spec->id)) || spec->deadline_ms < 0)
+    return WV_EINVAL;
+  for (size_t i = 0; i < spec->nsteps && spec->steps; i++)
+    if (spec->steps[i].type == WV_JOB_STEP_FN &&
+        (!spec->steps[i].fn || !wv_jobeng_find_fn(e, spec->steps[i].fn)))
+      return WV_EINVAL;
+  job_t *j = calloc(1, sizeof *j);
+  if (!j)
+    return WV_ENOMEM;
+  int rc = wv_jobrec_copy_steps(j, spec->steps, spec->nsteps);
+  if (!rc && spec->workdir && !(j->workdir = strdup(spec->workdir)))
+    rc = WV_ENOMEM;
+  char gen[13];
+  if (!rc && !spec->id)
+    rc = wv_rand_hex12(gen);
+  if (rc) {
+    wv_jobrec_free_job(j);
+    return rc;
+  }
+  snprintf(j->id, sizeof j->id, spec->id ? "%s" : "job-%s", spec->id ? spec->id : gen);
+  snprintf(j->kind_name, sizeof j->kind_name, "%s", k->name);
+  j->kind = k;
+  j->deadline_ms = spec->deadline_ms ? spec->deadline_ms : k->deadline_ms;
+  j->memory_max = spec->memory_max ? spec->memory_max : k->memory_max;
+  j->state = WV_JOB_QUEUED;
+  j->exit_status = -1;
+  j->created_ns = wv_now_ns();
+  *out = j;
+  return 0;
+}
+
+static bool persisted(wv_job_engine_t *e, const char *id) {
+  const wv_job_persist_t *p = e->opts.persist;
+  char *json = NULL;
+  size_t len;
+  if (!p || p->get(p->ctx, id, &json, &len) != 0)
+    return false;
+  free(json);
+  return true;
+}
+
+int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
+  job_t *j;
+  int rc = build_job(e, spec, &j);
+  if (rc)
+    return rc;
+  if (spec->id && persisted(e, j->id))
+    rc = WV_EEXISTS;
+  uv_mutex_lock(&e->mu);
+  if (!rc && (e->stopping || !e->started))
+    rc = WV_ECLOSED;
+  else if (!rc && wv_jobeng_find_locked(e, j->id))
+    rc = WV_EEXISTS;
+  else if (!rc && j->kind->waiting >= j->kind->max_queued)
+    rc = WV_EBUSY;
+  if (!rc) {
+    admit_locked(e, j);
+    j->kind->waiting++; /* reserved; inbox_push counts it again, undone below */
+  }
+  uv_mutex_unlock(&e->mu);
+  if (rc) {
+    wv_jobrec_free_job(j);
+    return rc;
+  }
+  rc = wv_jobeng_save(e, j, WV_JOB_QUEUED);
+  uv_mutex_lock(&e->mu);
+  j->kind->waiting--;
+  if (rc) {
+    wv_jobeng_unlink_locked(e, j);
+    /* A waiter that found it meanwhile learns it failed. */
+    snprintf(j->reason, sizeof j->reason, "cannot wv_jobeng_save the job record: %s",
+             wv_strerror(rc));
+  } else {
+    inbox_push_locked(e, j);
+    if (j->cancel_req) { /* cancelled while its record was being saved */
+      j->cnext = e->cancels;
+      e->cancels = j;
+    }
+  }
+  jwaiter_t *w = rc ? j->waiters : NULL;
+  if (rc)
+    for (jwaiter_t *x = w; x; x = x->next)
+      e->nwaiters--;
+  uv_mutex_unlock(&e->mu);
+  if (rc) {
+    wv_job_info_t info;
+    j->state = WV_JOB_FAILED;
+    wv_jobrec_info(j, &info);
+    wv_jobeng_call_waiters(w, &info);
+    wv_jobrec_free_job(j);
+    return rc;
+  }
+  if (id_out)
+    snprintf(id_out, WV_JOB_ID_MAX + 1, "%s", j->id);
+  uv_async_send(&e->wake);
+  return 0;
+}
+
+/* Info from the persisted record. 0 or WV_ENOTFOUND. */
+static int get_persisted(wv_job_engine_t *e, const char *id, wv_job_info_t *out) {
+  const wv_job_persist_t *p = e->opts.persist;
+  char *json = NULL;
+  size_t len;
+  job_t *j;
+  if (!p || p->get(p->ctx, id, &json, &len) != 0)
+    return WV_ENOTFOUND;
+  int rc = wv_jobrec_from_json(json, len, &j);
+  free(json);
+  if (rc)
+    return WV_ENOTFOUND;
+  wv_jobrec_info(j, out);
+  wv_jobrec_free_job(j);
+  return 0;
+}
+
+int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *arg) {
+  wv_job_info_t info;
+  bool found = false, now = false;
+  int rc = 0;
+  if (!id || !cb)
+    return WV_EINVAL;
+  uv_mutex_lock(&e->mu);
+  job_t *j = e->stopping ? NULL : wv_jobeng_find_locked(e, id);
+  if (e->stopping) {
+    rc = WV_ECLOSED;
+  } else if (j && wv_jobeng_ended(j->state)) {
+    found = now = true;
+    wv_jobrec_info(j, &info);
+  } else if (j) {
+    found = true;
+    jwaiter_t *w = e->nwaiters < e->opts.max_waiters ? malloc(sizeof *w) : NULL;
+    if (!w) {
+      rc = e->nwaiters < e->opts.max_waiters ? WV_ENOMEM : WV_EBUSY;
+    } else {
+      *w = (jwaiter_t){j->waiters, cb, arg};
+      j->waiters = w;
+      e->nwaiters++;
+    }
+  }
+  uv_mutex_unlock(&e->mu);
+  if (rc)
+    return rc;
+  if (!found) {
+    /* Every job that has not wv_jobeng_ended is in memory; an evicted one has wv_jobeng_ended. */
+    if (get_persisted(e, id, &info) != 0 || !wv_jobeng_ended(info.state))
+      return WV_ENOTFOUND;
+    now = true;
+  }
+  if (now)
+    cb(arg, &info);
+  return 0;
+}
+
+int wv_job_get(wv_job_engine_t *e, const char *id, wv_job_info_t *out) {
+  if (!id)
+    return WV_EINVAL;
+  uv_mutex_lock(&e->mu);
+  job_t *j = wv_jobeng_find_locked(e, id);
+  if (j)
+    wv_jobrec_info(j, out);
+  uv_mutex_unlock(&e->mu);
+  return j ? 0 : get_persisted(e, id, out);
+}
+
+/* The last max bytes of a file. */
+static int read_tail(const char *path, size_t max, char **out, size_t *len) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? WV_ENOTFOUND : WV_EIO;
+  struct stat st;
+  int rc = fstat(fd, &st) == 0 ? 0 : WV_EIO;
+  size_t size = rc ? 0 : (size_t)st.st_size, n = size > max ? max : size;
+  char *buf = rc ? NULL : malloc(n + 1);
+  if (!rc && !buf)
+    rc = WV_ENOMEM;
+  ssize_t got = rc ? -1 : pread(fd, buf, n, (off_t)(size - n));
+  close(fd);
+  if (!rc && got < 0)
+    rc = WV_EIO;
+  if (rc) {
+    free(buf);
+    return rc;
+  }
+  buf[got] = '\0';
+  *out = buf;
+  *len = (size_t)got;
+  return 0;
+}
+
+int wv_job_log(wv_job_engine_t *e, const char *id, size_t max, char **out, size_t *len) {
+  char path[PATH_MAX];
+  if (!wv_jobrec_id_valid(id))
+    return WV_ENOTFOUND;
+  wv_jobeng_log_path(e, id, path, sizeof path);
+  int rc = read_tail(path, max, out, len);
+  const wv_job_persist_t *p = e->opts.persist;
+  if (rc == WV_ENOTFOUND && p && p->get_log) /* the job wv_jobeng_ended and its log was stored */
+    rc = p->get_log(p->ctx, id, max, out, len);
+  return rc;
+}
+
+int wv_job_cancel(wv_job_engine_t *e, const char *id, const char *reason) {
+  if (!id)
+    return WV_EINVAL;
+  uv_mutex_lock(&e->mu);
+  job_t *j = wv_jobeng_find_locked(e, id);
+  int rc = !j ? WV_ENOTFOUND : wv_jobeng_ended(j->state) ? WV_EINVAL : 0;
+  if (!rc && !j->cancel_req) {
+    j->cancel_req = true;
+    snprintf(j->cancel_reason, sizeof j->cancel_reason, "%s",
+             reason && *reason ? reason : "cancelled");
+    if (j->admitted) { /* else wv_job_submit lists it once the record is saved */
+      j->cnext = e->cancels;
+      e->cancels = j;
+    }
+  }
+  uv_mutex_unlock(&e->mu);
+  if (!rc)
+    uv_async_send(&e->wake);
+  return rc;
+}
+
+void wv_job_engine_stop(wv_job_engine_t *e) {
+  if (!e || !e->started || e->joined)
+    return;
+  uv_mutex_lock(&e->mu);
+  e->stopping = true;
+  uv_mutex_unlock(&e->mu);
+  uv_async_send(&e->wake);
+  uv_thread_join(&e->thread);
+  e->joined = true;
+}
+
+void wv_job_engine_free(wv_job_engine_t *e) {
+  if (!e)
+    return;
+  wv_job_engine_stop(e);
+  for (size_t b = 0; b < NBUCKETS; b++)
+    while (e->buckets[b]) {
+      job_t *j = e->buckets[b];
+      e->buckets[b] = j->hnext;
+      for (jwaiter_t *w = j->waiters, *n; w; w = n) {
+        n = w->next;
+        free(w);
+      }
+      wv_jobrec_free_job(j);
+    }
+  uv_mutex_destroy(&e->mu);
+  free(e->log_dir), free(e->exec_path), free(e->cgroup_hint);
+  free(e);
+}
+
+/* ---- the exec wrapper: the job runner (runs as the step's process-group leader) ---- */
+
+static int exec_fail(int code, const char *what, const char *arg) {
+  fprintf(stderr, "waved --job-exec: %s %s: %s\n", what, arg ? arg : "", strerror(errno));
+  fflush(stderr);
+  return code;
+}
+
+/* Signals the runner waits for; all blocked, taken with sigwaitinfo. */
+static void runner_sigset(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGCHLD);
+  sigaddset(set, RUNNER_DEATH_SIG);
+  sigaddset(set, SIGTERM);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGHUP);
+  sigaddset(set, SIGQUIT);
+}
+
+/* waved is gone: nothing of this step may go on. */
+static _Noreturn void runner_kill_all(const char *cgroup) {
+  wv_jobkill_tree(getpid(), false);
+  if (cgroup)
+    wv_jobmem_signal(cgroup, SIGKILL); /* skips this process */
+  kill(0, SIGKILL);                    /* the rest of the group, this process last */
+  _exit(137);
+}
+
+/* Exits the way the command did: the same code, or the same signal. */
+static _Noreturn void runner_exit_as(int status) {
+  if (WIFEXITED(status))
+    _exit(WEXITSTATUS(status));
+  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+  struct rlimit no_core = {0, 0};
+  setrlimit(RLIMIT_CORE, &no_core);
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  raise(sig);
+  _exit(128 + sig);
+}
+
+/*
+ * The runner stays the parent of the command: it dies with waved (a
+ * parent-death signal, checked against the pid waved gave it), and then kills
+ * the command's whole tree, its process group and its cgroup. It is a child
+ * subreaper, so descendants that leave the group (setsid) and lose their
+ * parent still hang below it. When the command ends, whatever it left is
+ * killed and the runner exits with the command's status.
+ */
+static int run_supervised(char **cmd, pid_t parent, const char *cgroup, unsigned long long limit) {
+  sigset_t set, old;
+  runner_sigset(&set);
+  sigprocmask(SIG_BLOCK, &set, &old);
+  if (prctl(PR_SET_PDEATHSIG, RUNNER_DEATH_SIG) != 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+    return exec_fail(126, "cannot watch", "the parent");
+  if (getppid() != parent) /* waved died before the watch was set */
+    runner_kill_all(cgroup);
+  pid_t child = fork();
+  if (child < 0)
+    return exec_fail(126, "cannot fork for", cmd[0]);
+  if (child == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (limit) {
+      struct rlimit rl = {(rlim_t)limit, (rlim_t)limit};
+      if (setrlimit(RLIMIT_AS, &rl) != 0)
+        _exit(exec_fail(126, "cannot set RLIMIT_AS for", cmd[0]));
+    }
+    execvp(cmd[0], cmd);
+    _exit(exec_fail(127, "cannot run", cmd[0])); /* the engine reads this line (job_step.c) */
+  }
+  for (;;) {
+    siginfo_t si;
+    int sig = sigwaitinfo(&set, &si);
+    if (sig < 0)
+      continue;
+    if (getppid() != parent)
+      runner_kill_all(cgroup);
+    if (sig == SIGCHLD) {
+      int status;
+      pid_t got;
+      while ((got = waitpid(-1, &status, WNOHANG)) > 0)
+        if (got == child) {
+          wv_jobkill_tree(getpid(), false); /* nothing the step started outlives it */
+          while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+          runner_exit_as(status);
+        }
+    } else if (sig != RUNNER_DEATH_SIG) {
+      kill(child, sig); /* a signal sent to the runner alone reaches the command */
+    }
+  }
+}
+
+int wv_job_exec_main(int argc, char **argv) {
+  const char *cgroup = NULL;
+  unsigned long long limit = 0;
+  long parent = 0;
+  int i = 1;
+  if (argc > 1 && strcmp(argv[1], "--job-exec") == 0)
+    i = 2;
+  for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
+    if (i + 1 >= argc)
+      return errno = EINVAL, exec_fail(126, "missing value for", argv[i]);
+    if (strcmp(argv[i], "--cgroup") == 0)
+      cgroup = argv[i + 1];
+    else if (strcmp(argv[i], "--rlimit-as") == 0)
+      limit = strtoull(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--parent") == 0)
+      parent = strtol(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--job") != 0) /* the job id: for recovery to recognise us */
+      return errno = EINVAL, exec_fail(126, "unknown option", argv[i]);
+  }
+  if (i + 1 >= argc)
+    return errno = EINVAL, exec_fail(126, "no command after", "--");
+  if (cgroup && wv_jobmem_join(cgroup, (long)getpid()) != 0)
+    return exec_fail(126, "cannot join cgroup", cgroup);
+  if (parent > 0)
+    return run_supervised(argv + i + 1, (pid_t)parent, cgroup, limit);
+  if (limit) {
+    struct rlimit rl = {(rlim_t)limit, (rlim_t)limit};
+    if (setrlimit(RLIMIT_AS, &rl) != 0)
+      return exec_fail(126, "cannot set RLIMIT_AS for", argv[i + 1]);
+  }
+  execvp(argv[i + 1], argv + i + 1);
+  return exec_fail(127, "cannot run", argv[i + 1]);
+}

@@ -1,0 +1,368 @@
+/*
+ * core/job/job_step.c — running a job's steps on the job thread (see the DESIGN
+ * in core/job/job.c): a command step is spawned in its own process group with
+ * its output piped into the log and ends when both the process and the pipe
+ * are closed; a function step runs on the libuv threadpool with a
+ * wv_job_ctx_t. Also the wv_job_ctx_* calls a function step makes.
+ */
+#include "core/job/job.h"
+#include "core/err.h"
+#include "core/job/job_int.h"
+#include "core/job/jobkill.h"
+#include "core/job/jobmem.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* ---- function-step context ---- */
+
+const char *wv_job_ctx_id(const wv_job_ctx_t *ctx) { return ctx->run->job->id; }
+const char *wv_job_ctx_workdir(const wv_job_ctx_t *ctx) { return ctx->run->job->workdir; }
+bool wv_job_ctx_cancelled(const wv_job_ctx_t *ctx) {
+  return atomic_load(&((jrun_t *)ctx->run)->stop_flag);
+}
+
+void wv_job_ctx_logf(wv_job_ctx_t *ctx, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  wv_jobeng_log_vlinef(ctx->run, fmt, ap);
+  va_end(ap);
+}
+
+void wv_job_ctx_fail(wv_job_ctx_t *ctx, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx->reason, sizeof ctx->reason, fmt, ap);
+  va_end(ap);
+}
+
+/* ---- command steps ---- */
+
+/* Heuristic for RLIMIT_AS: the limit makes allocations fail, which programs
+ * report in their own words; look for the usual ones near the end of the log. */
+static bool log_says_oom(jrun_t *r) {
+  char tail[4097], path[PATH_MAX];
+  wv_jobeng_log_path(r->e, r->job->id, path, sizeof path);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  off_t end = lseek(fd, 0, SEEK_END);
+  off_t off = end > 4096 ? end - 4096 : 0;
+  ssize_t n = pread(fd, tail, 4096, off);
+  close(fd);
+  if (n <= 0)
+    return false;
+  tail[n] = '\0';
+  static const char *const words[] = {"Cannot allocate memory", "out of memory", "MemoryError",
+                                      "bad_alloc", "memory exhausted"};
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+    if (strstr(tail, words[i]))
+      return true;
+  return false;
+}
+
+/* The runner could not exec the command: its one line "waved --job-exec: cannot run X: why"
+ * is in the log; the reason reads as when uv_spawn itself fails. */
+static bool runner_exec_failed(jrun_t *r, char *why, size_t n) {
+  char tail[4097], path[PATH_MAX];
+  static const char mark[] = "waved --job-exec: cannot run ";
+  wv_jobeng_log_path(r->e, r->job->id, path, sizeof path);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  off_t end = lseek(fd, 0, SEEK_END);
+  ssize_t got = pread(fd, tail, 4096, end > 4096 ? end - 4096 : 0);
+  close(fd);
+  if (got <= 0)
+    return false;
+  tail[got] = '\0';
+  char *p = strstr(tail, mark);
+  if (!p)
+    return false;
+  p += sizeof mark - 1;
+  size_t len = strcspn(p, "\n");
+  snprintf(why, n, "%.*s", (int)len, p);
+  return true;
+}
+
+static bool memory_exceeded(jrun_t *r) {
+  wv_job_engine_t *e = r->e;
+  if (r->cgroup[0])
+    return wv_jobmem_oom_kills(e->mem, r->cgroup) > r->ooms_before;
+  return e->mem == WV_JOB_MEM_RLIMIT && r->job->memory_max && log_says_oom(r);
+}
+
+/* Both the process and the pipe are closed: judge the step. */
+static void cmd_step_done(jrun_t *r) {
+  job_t *j = r->job;
+  const jstep_t *s = &j->steps[j->step];
+  const char *label = j->kind->label;
+  char lim[32], why[512];
+  uv_timer_stop(&r->eofwait);
+  uv_timer_stop(&r->killer);
+  if (r->abandoned)
+    return wv_jobeng_close_run(r);
+  int status = r->term_signal ? 128 + r->term_signal : (int)r->exit_code;
+  bool failed = status != 0 || r->timed_out || r->cancelled;
+  if (r->timed_out) {
+    wv_jobeng_fmt_limit(j->deadline_ms, lim, sizeof lim);
+    wv_jobeng_set_reason(r, -1, "%s timed out after %s", label, lim);
+  } else if (r->cancelled) {
+    wv_jobeng_set_reason(r, -1, "%s", r->cancel_reason);
+  } else if (failed && memory_exceeded(r)) {
+    wv_jobmem_format(j->memory_max, lim, sizeof lim);
+    wv_jobeng_set_reason(r, status, "%s exceeded the memory limit of %s", label, lim);
+  } else if (failed && s->may_fail) {
+    wv_jobeng_log_linef(r, "[waved: step '%s' failed with status %d; continuing]", s->name, status);
+    failed = false;
+  } else if (status == 127 && r->wrapped && runner_exec_failed(r, why, sizeof why)) {
+    wv_jobeng_set_reason(r, 127, "%s failed: cannot run %s", label, why);
+  } else if (r->term_signal) {
+    wv_jobeng_set_reason(r, status, "%s failed: step '%s' was killed by signal %d", label, s->name,
+                         r->term_signal);
+  } else if (status != 0) {
+    wv_jobeng_set_reason(r, status, "%s failed: step '%s' exited with status %d", label, s->name,
+                         status);
+  }
+  if (!failed) {
+    uv_mutex_lock(&r->e->mu);
+    j->exit_status = status;
+    uv_mutex_unlock(&r->e->mu);
+  }
+  if (failed)
+    return wv_jobeng_finish(r, WV_JOB_FAILED);
+  j->step++;
+  wv_jobeng_run_step(r);
+}
+
+static void on_proc_closed(uv_handle_t *h) {
+  jrun_t *r = h->data;
+  r->proc_open = false;
+  r->handles--;
+  if (!r->out_open)
+    cmd_step_done(r);
+}
+
+static void on_out_closed(uv_handle_t *h) {
+  jrun_t *r = h->data;
+  close(r->outfd);
+  r->outfd = -1;
+  r->out_open = false;
+  r->handles--;
+  if (!r->proc_open)
+    cmd_step_done(r);
+}
+
+static void close_out(jrun_t *r) {
+  if (r->out_open && !uv_is_closing((uv_handle_t *)&r->out))
+    uv_close((uv_handle_t *)&r->out, on_out_closed);
+}
+
+static void on_eof_wait(uv_timer_t *t) { close_out(t->data); }
+
+static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
+  jrun_t *r = p->data;
+  r->exited = true;
+  r->exit_code = status;
+  r->term_signal = sig;
+  /* Nothing the step started outlives it. */
+  kill(-r->pid, SIGKILL);
+  if (r->cgroup[0])
+    wv_jobmem_signal(r->cgroup, SIGKILL);
+  uv_close((uv_handle_t *)p, on_proc_closed);
+  if (r->out_open)
+    uv_timer_start(&r->eofwait, on_eof_wait, EOF_WAIT_MS, 0);
+}
+
+/* Drains the pipe (a bounded number of reads per wake-up, so one chatty job
+ * cannot starve the loop); EOF or an error ends the output. */
+static void on_output(uv_poll_t *p, int status, int events) {
+  jrun_t *r = p->data;
+  (void)events;
+  if (status < 0)
+    return close_out(r);
+  for (int i = 0; i < 16; i++) {
+    ssize_t n = read(r->outfd, r->buf, sizeof r->buf);
+    if (n > 0) {
+      wv_jobeng_log_write(r, r->buf, (size_t)n);
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+      return;
+    return close_out(r); /* EOF, or a read error */
+  }
+}
+
+/* The argv actually spawned: through the job runner (waved --job-exec) whenever there is
+ * one, so the step dies with waved (core/job/job_api.c) and sits in its cgroup or under its
+ * RLIMIT_AS before the real command runs. */
+static char **wrap_argv(jrun_t *r, char **argv, char *limit, size_t limitlen, char *parent,
+                        size_t parentlen) {
+  wv_job_engine_t *e = r->e;
+  if (!e->exec_path)
+    return NULL;
+  bool rlimit = e->mem == WV_JOB_MEM_RLIMIT && r->job->memory_max;
+  bool cg = r->cgroup[0];
+  size_t n = 0;
+  while (argv[n])
+    n++;
+  char **w = calloc(n + 10, sizeof *w);
+  if (!w)
+    return NULL;
+  size_t k = 0;
+  w[k++] = e->exec_path;
+  w[k++] = "--job-exec";
+  snprintf(parent, parentlen, "%ld", (long)getpid());
+  w[k++] = "--parent";
+  w[k++] = parent;
+  w[k++] = "--job";
+  w[k++] = r->job->id;
+  if (rlimit || cg) {
+    w[k++] = cg ? "--cgroup" : "--rlimit-as";
+    snprintf(limit, limitlen, "%llu", (unsigned long long)r->job->memory_max);
+    w[k++] = cg ? r->cgroup : limit;
+  }
+  w[k++] = "--";
+  memcpy(w + k, argv, (n + 1) * sizeof *w);
+  return w;
+}
+
+static int spawn_cmd(jrun_t *r, const jstep_t *s) {
+  job_t *j = r->job;
+  uv_file fds[2];
+  char limit[32], parent[32];
+  int rc = uv_pipe(fds, UV_NONBLOCK_PIPE, 0); /* the read end is non-blocking */
+  if (rc)
+    return rc;
+  char **wrapped = wrap_argv(r, s->argv, limit, sizeof limit, parent, sizeof parent);
+  uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
+                                   {.flags = UV_INHERIT_FD, .data.fd = fds[1]},
+                                   {.flags = UV_INHERIT_FD, .data.fd = fds[1]}};
+  uv_process_options_t o = {
+      .exit_cb = on_proc_exit,
+      .file = wrapped ? wrapped[0] : s->argv[0],
+      .args = wrapped ? wrapped : s->argv,
+      .env = s->env,
+      .cwd = s->cwd ? s->cwd : j->workdir,
+      .flags = UV_PROCESS_DETACHED,
+      .stdio_count = 3,
+      .stdio = stdio,
+  };
+  r->exited = false;
+  r->exit_code = 0;
+  r->term_signal = 0;
+  r->proc.data = r;
+  rc = uv_spawn(&r->e->loop, &r->proc, &o);
+  bool via_runner = wrapped != NULL;
+  free(wrapped);
+  close(fds[1]);
+  r->handles++; /* initialised even when the spawn failed: it must be closed */
+  if (rc) {
+    close(fds[0]);
+    uv_close((uv_handle_t *)&r->proc, wv_jobeng_on_timer_closed);
+    return rc;
+  }
+  r->pid = r->proc.pid;
+  r->proc_open = true;
+  r->wrapped = via_runner;
+  if (r->wrapped) {
+    /* Durably, before the step can do anything lasting: a restart after a crash kills this
+     * group before it rules on the job (core/job/job_api.c, recover). */
+    uv_mutex_lock(&r->e->mu);
+    j->pgid = r->pid;
+    j->pgid_start = wv_jobkill_start_time(r->pid);
+    uv_mutex_unlock(&r->e->mu);
+    wv_jobeng_save(r->e, j, WV_JOB_RUNNING);
+  }
+  if (r->cgroup[0] && !r->e->exec_path)
+    wv_jobmem_join(r->cgroup, r->pid); /* racy without the wrapper; best effort */
+  /* A poll handle, not a uv_pipe_t: the fd stays ours to close(). libuv closes the fds it
+   * owns with a raw syscall that ThreadSanitizer cannot see, which makes every later reuse
+   * of the number look like a race. */
+  r->outfd = fds[0];
+  uv_poll_init(&r->e->loop, &r->out, fds[0]);
+  r->out.data = r;
+  r->out_open = true;
+  r->handles++;
+  uv_poll_start(&r->out, UV_READABLE | UV_DISCONNECT, on_output);
+  return 0;
+}
+
+/* ---- function steps ---- */
+
+static void on_work(uv_work_t *w) {
+  jrun_t *r = w->data;
+  const jstep_t *s = &r->job->steps[r->job->step];
+  const jfn_t *f = wv_jobeng_find_fn(r->e, s->fn);
+  r->ctx.reason[0] = '\0';
+  r->fn_rc = f ? f->fn(&r->ctx, f->arg, s->arg) : WV_EINVAL;
+}
+
+static void on_work_done(uv_work_t *w, int status) {
+  jrun_t *r = w->data;
+  job_t *j = r->job;
+  const jstep_t *s = &j->steps[j->step];
+  char lim[32];
+  r->fn_running = false;
+  if (r->abandoned)
+    return wv_jobeng_close_run(r);
+  int rc = status ? status : r->fn_rc;
+  if (r->timed_out) {
+    wv_jobeng_fmt_limit(j->deadline_ms, lim, sizeof lim);
+    wv_jobeng_set_reason(r, -1, "%s timed out after %s", j->kind->label, lim);
+  } else if (r->cancelled) {
+    wv_jobeng_set_reason(r, -1, "%s", r->cancel_reason);
+  } else if (rc && s->may_fail) {
+    wv_jobeng_log_linef(r, "[waved: step '%s' failed: %s; continuing]", s->name, wv_strerror(rc));
+    rc = 0;
+  } else if (rc && r->ctx.reason[0]) {
+    wv_jobeng_set_reason(r, -1, "%s", r->ctx.reason);
+  } else if (rc) {
+    wv_jobeng_set_reason(r, -1, "%s failed: step '%s': %s", j->kind->label, s->name,
+                         wv_strerror(rc));
+  }
+  if (rc || r->timed_out || r->cancelled)
+    return wv_jobeng_finish(r, WV_JOB_FAILED);
+  j->step++;
+  wv_jobeng_run_step(r);
+}
+
+/* ---- the next step ---- */
+
+void wv_jobeng_run_step(jrun_t *r) {
+  job_t *j = r->job;
+  if (r->timed_out || r->cancelled) /* limit hit between steps */
+    return wv_jobeng_finish(r, WV_JOB_FAILED);
+  if (j->step >= j->nsteps)
+    return wv_jobeng_finish(r, WV_JOB_SUCCEEDED);
+  const jstep_t *s = &j->steps[j->step];
+  wv_jobeng_log_linef(r, "[waved: step %zu/%zu: %s]", j->step + 1, j->nsteps, s->name);
+  if (s->type == WV_JOB_STEP_FN) {
+    r->fn_running = true;
+    r->work.data = r;
+    int rc = uv_queue_work(&r->e->loop, &r->work, on_work, on_work_done);
+    if (rc) {
+      r->fn_running = false;
+      wv_jobeng_set_reason(r, -1, "%s failed: cannot run step '%s': %s", j->kind->label, s->name,
+                           uv_strerror(rc));
+      wv_jobeng_finish(r, WV_JOB_FAILED);
+    }
+    return;
+  }
+  int rc = spawn_cmd(r, s);
+  if (rc) {
+    wv_jobeng_log_linef(r, "[waved: cannot run '%s': %s]", s->argv[0], uv_strerror(rc));
+    wv_jobeng_set_reason(r, 127, "%s failed: cannot run '%s': %s", j->kind->label, s->argv[0],
+                         uv_strerror(rc));
+    wv_jobeng_finish(r, WV_JOB_FAILED);
+  }
+}
