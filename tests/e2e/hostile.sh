@@ -148,7 +148,7 @@ case_upstream_urls() {
   fport=$(free_port)
   (cd "$T/files" && exec $PY -m http.server "$fport" --bind 127.0.0.1 >"$T/files.log" 2>&1) &
   E2E_PIDS+=($!)
-  wait_http "http://127.0.0.1:$fport/" >/dev/null
+  wait_http "http://127.0.0.1:$fport/" 30 >/dev/null # python's start-up, at any load
   start_evil_upstream red redirect "http://127.0.0.1:$fport/secret"; red=127.0.0.1:$EVIL
   start_evil_upstream tok token
   start_evil_upstream other bearer "http://localhost:$EVIL/token"; other=127.0.0.1:$EVIL

@@ -279,14 +279,14 @@ json_get() {
 
 # start_evil_upstream NAME MODE [URL] — an evil_upstream.py (MODE redirect, bearer or
 # token: see that file) on a free port, its requests logged to $E2E_TMP/evil-NAME.log;
-# sets EVIL to its port. Runs in this shell, so cleanup stops it.
+# sets EVIL to its port (waits up to 30 s for it). Runs in this shell, so cleanup stops it.
 start_evil_upstream() {
   EVIL=$(free_port)
   $PY "$(dirname "${BASH_SOURCE[0]}")/evil_upstream.py" "$EVIL" "$E2E_TMP/evil-$1.log" "$2" \
     "${3:-}" >"$E2E_TMP/evil-$1.out" 2>&1 &
   E2E_PIDS+=($!)
   local i
-  for i in $(seq 1 100); do
+  for i in $(seq 1 600); do
     curl -s -o /dev/null "http://127.0.0.1:$EVIL/v2/" && break
     sleep 0.05
   done
