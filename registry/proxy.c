@@ -96,6 +96,33 @@ static int take_pull(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, const char 
   return rc ? rc : wv_resp_header(resp, "Retry-After", after);
 }
 
+static const char *client_ip(const wv_req_t *req) {
+  return req->client_ip[0] ? req->client_ip : NULL;
+}
+
+/*
+ * wave.auth.failure-rate on the plain form, as on the API (build/routes.c):
+ * a request that carries credentials from a client IP past its failed Basic
+ * authentications gets 429 TOOMANYREQUESTS with Retry-After before they are
+ * checked (a check may cost a slow hash); wrong ones take a permit (v2_handler).
+ * Anonymous pulls are not gated. 0 with resp unset when the request may go on.
+ */
+static int auth_gate(wv_req_t *req, wv_resp_t *resp, const wv_app_t *app) {
+  wv_ratelimit_t *rl = app->auth_limit;
+  int64_t retry = 0;
+  if (!rl || !wv_req_header(req, "Authorization") ||
+      wv_ratelimit_peek(rl, NULL, client_ip(req), &retry) != WV_EBUSY)
+    return 0;
+  const char *after = wv_arena_sprintf(req->arena, "%lld", (long long)retry);
+  const char *msg = wv_arena_sprintf(
+      req->arena, "Too many failed authentications from IP %s - retry in %lld seconds",
+      client_ip(req) ? client_ip(req) : "unknown", (long long)retry);
+  if (!after || !msg)
+    return WV_ENOMEM;
+  int rc = reg_error(req, resp, WV_REGERR_TOOMANYREQUESTS, 429, msg);
+  return rc ? rc : wv_resp_header(resp, "Retry-After", after);
+}
+
 /* ---- the hot path (IO loop) ------------------------------------------------- */
 
 /*
@@ -215,9 +242,13 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
                                         "Registry '%s' cannot be pulled through this server",
                                         ctx->registry));
     /* The plain form acts for its Basic account, else anonymously. */
+    if ((rc = auth_gate(req, resp, ctx->app)) || resp->status)
+      return rc;
     bool bad = false;
     ctx->who = wv_req_basic_account(req, ctx->app->cfg, &bad);
     if (bad) {
+      if (ctx->app->auth_limit)
+        wv_ratelimit_acquire(ctx->app->auth_limit, NULL, client_ip(req), NULL);
       rc = reg_error(req, resp, WV_REGERR_UNAUTHORIZED, 401, "Invalid credentials");
       return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
     }

@@ -34,45 +34,8 @@ post() {
 get() { curl -s -o "$2" -w '%{http_code}' "$WAVED_URL$1"; }
 field() { json_get "$1" "$2" 2>/dev/null || true; }
 
-# The process tree below a pid, as "pid:starttime:comm" lines (start time guards against
-# pid reuse when the list is checked later).
-tree() {
-  $PY - "$1" <<'PY'
-import os, sys
-procs = {}
-for p in os.listdir("/proc"):
-    if not p.isdigit():
-        continue
-    try:
-        s = open(f"/proc/{p}/stat").read()
-    except OSError:
-        continue
-    r = s.rindex(")")
-    f = s[r + 2:].split()
-    if f[0] != "Z":
-        procs[int(p)] = (int(f[1]), f[19], s[s.index("(") + 1:r])
-seen, grew = {int(sys.argv[1])}, True
-while grew:
-    grew = False
-    for pid, (ppid, _, _) in procs.items():
-        if ppid in seen and pid not in seen:
-            seen.add(pid)
-            grew = True
-for pid in sorted(seen - {int(sys.argv[1])}):
-    print(f"{pid}:{procs[pid][1]}:{procs[pid][2]}")
-PY
-}
-# How many processes of a list saved by tree() still run (same pid, same start time).
-alive() {
-  local n=0 pid start rest s
-  while IFS=: read -r pid start rest; do
-    s=$(cut -d')' -f2- "/proc/$pid/stat" 2>/dev/null) || continue
-    # fields after the name: state is the 1st, starttime the 20th
-    set -- $s
-    [ "$1" != Z ] && [ "${20}" = "$start" ] && n=$((n + 1))
-  done <"$1"
-  echo "$n"
-}
+tree() { proc_tree "$@"; } # lib.sh
+alive() { procs_alive "$@"; }
 # Processes whose command line names this waved's storage (buildah --root and the like).
 storage_procs() {
   local n=0 f

@@ -274,3 +274,62 @@ stop_waved() {
 json_get() {
   $PY -c 'import json,sys; d=json.load(open(sys.argv[1]) if sys.argv[1]!="-" else sys.stdin); v=eval(sys.argv[2]); print(v if not isinstance(v,(dict,list)) else json.dumps(v))' "$@"
 }
+
+# ---- misbehaving upstreams, process trees (ssrf.sh, crash.sh, hostile.sh) -----------------
+
+# start_evil_upstream NAME MODE [URL] — an evil_upstream.py (MODE redirect, bearer or
+# token: see that file) on a free port, its requests logged to $E2E_TMP/evil-NAME.log;
+# sets EVIL to its port (waits up to 30 s for it). Runs in this shell, so cleanup stops it.
+start_evil_upstream() {
+  EVIL=$(free_port)
+  $PY "$(dirname "${BASH_SOURCE[0]}")/evil_upstream.py" "$EVIL" "$E2E_TMP/evil-$1.log" "$2" \
+    "${3:-}" >"$E2E_TMP/evil-$1.out" 2>&1 &
+  E2E_PIDS+=($!)
+  local i
+  for i in $(seq 1 600); do
+    curl -s -o /dev/null "http://127.0.0.1:$EVIL/v2/" && break
+    sleep 0.05
+  done
+}
+
+# proc_tree PID — the processes below PID, as "pid:starttime:comm" lines (the start time
+# guards against pid reuse when procs_alive checks the list later).
+proc_tree() {
+  $PY - "$1" <<'PY'
+import os, sys
+procs = {}
+for p in os.listdir("/proc"):
+    if not p.isdigit():
+        continue
+    try:
+        s = open(f"/proc/{p}/stat").read()
+    except OSError:
+        continue
+    r = s.rindex(")")
+    f = s[r + 2:].split()
+    if f[0] != "Z":
+        procs[int(p)] = (int(f[1]), f[19], s[s.index("(") + 1:r])
+seen, grew = {int(sys.argv[1])}, True
+while grew:
+    grew = False
+    for pid, (ppid, _, _) in procs.items():
+        if ppid in seen and pid not in seen:
+            seen.add(pid)
+            grew = True
+for pid in sorted(seen - {int(sys.argv[1])}):
+    print(f"{pid}:{procs[pid][1]}:{procs[pid][2]}")
+PY
+}
+
+# procs_alive FILE — how many processes of a proc_tree list still run (same pid and
+# start time, not a zombie).
+procs_alive() {
+  local n=0 pid start rest s
+  while IFS=: read -r pid start rest; do
+    s=$(cut -d')' -f2- "/proc/$pid/stat" 2>/dev/null) || continue
+    # fields after the name: state is the 1st, starttime the 20th
+    set -- $s
+    [ "$1" != Z ] && [ "${20}" = "$start" ] && n=$((n + 1))
+  done <"$1"
+  echo "$n"
+}

@@ -121,13 +121,7 @@ stop_waved
 #   TRUST the same as PLAIN but marked insecure: the control, it does get credentials;
 #   FAR   sends a realm on [::1], which the outbound policy does not allow.
 echo "a secret an upstream wants waved to read" >"$T/files/secret"
-evil() { # NAME MODE [URL] — starts one (in this shell, so e2e_finish stops it); port in EVIL
-  EVIL=$(free_port)
-  $PY "$(dirname "${BASH_SOURCE[0]}")/evil_upstream.py" "$EVIL" "$T/evil-$1.log" "$2" "${3:-}" \
-    >"$T/evil-$1.out" 2>&1 &
-  E2E_PIDS+=($!)
-  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$EVIL/v2/" && break; sleep 0.05; done
-}
+evil() { start_evil_upstream "$@"; } # NAME MODE [URL] (lib.sh); port in EVIL
 DEAD=$(free_port) # nothing listens there
 evil red redirect "$FILES/secret"; RED=127.0.0.1:$EVIL
 evil close redirect "http://127.0.0.1:$DEAD/secret"; CLOSE=127.0.0.1:$EVIL
