@@ -169,6 +169,11 @@ typedef struct {
   /* log.* */
   char *log_level; /* log.level, "info" */
 
+  /* metrics.* — /metrics and the /view overview (docs/operations.md) */
+  bool metrics_enabled;      /* metrics.enabled, true */
+  char *metrics_allow_addrs; /* metrics.allow-addresses, "127.0.0.0/8, ::1/128" (CIDR list) */
+  char *metrics_accounts;    /* metrics.accounts, "" (wave.accounts names, Basic auth) */
+
   /* Derived, not keys: set by wv_config_load / wv_config_apply_env. */
   char *server_authority; /* "host[:port]" of server_url */
 } wv_config_t;

@@ -28,6 +28,7 @@
 #include "core/job_int.h"
 #include "core/jobmem.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/rand.h"
 #include "core/timefmt.h"
 
@@ -362,6 +363,7 @@ void wv_jobeng_finish(jrun_t *r, wv_job_state_t state) {
           j->reason[0] ? ": " : "", j->reason);
   j->kind->running--;
   jkind_t *k = j->kind;
+  wv_metrics_job_end(j->kind_name, wv_job_state_name(state), j->finished_ns - j->started_ns);
   publish_end(e, j, state); /* j may be freed from here on */
   schedule(e, k);
 }
@@ -374,6 +376,7 @@ static void fail_unstarted(wv_job_engine_t *e, job_t *j, const char *reason) {
   uv_mutex_unlock(&e->mu);
   wv_jobeng_remove_workdir(j);
   wv_jobeng_save(e, j, WV_JOB_FAILED);
+  wv_metrics_job_end(j->kind_name, "FAILED", 0);
   publish_end(e, j, WV_JOB_FAILED);
 }
 

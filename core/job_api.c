@@ -632,3 +632,15 @@ int wv_job_exec_main(int argc, char **argv) {
   execvp(argv[i + 1], argv + i + 1);
   return exec_fail(127, "cannot run", argv[i + 1]);
 }
+
+int wv_job_engine_kind(wv_job_engine_t *e, size_t i, char *name, int *running, size_t *waiting) {
+  uv_mutex_lock(&e->mu);
+  int rc = i < e->nkinds ? 0 : WV_ENOTFOUND;
+  if (!rc) {
+    snprintf(name, 64, "%s", e->kinds[i].name);
+    *running = atomic_load(&e->kinds[i].running);
+    *waiting = e->kinds[i].waiting;
+  }
+  uv_mutex_unlock(&e->mu);
+  return rc;
+}

@@ -100,7 +100,7 @@ struct jkind {
   bool remove_workdir;
   int64_t deadline_ms;
   uint64_t memory_max;
-  int running;          /* job thread */
+  atomic_int running;   /* written by the job thread; read by wv_job_engine_kind */
   size_t waiting;       /* mu: submitted, not yet started */
   job_t *qhead, *qtail; /* job thread */
 };

@@ -23,6 +23,7 @@
 #include "build/build.h"
 #include "build/builder.h"
 #include "http/client.h"
+#include "http/metrics_route.h"
 #include "http/routes_basic.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -35,6 +36,7 @@
 #include "storage/blobgc.h"
 #include "storage/cas.h"
 #include "storage/jobstore.h"
+#include "storage/ops.h"
 #include "storage/store.h"
 #include "version.h"
 
@@ -54,6 +56,7 @@ typedef struct {
   const char *host;
   int port;               /* -1 = from config */
   const char *import_osv; /* --import-osv PATH: import vulnerability data and exit */
+  const char *backup;     /* backup DEST: copy the stores into DEST and exit */
 } cli_t;
 
 static void usage(FILE *out) {
@@ -61,6 +64,7 @@ static void usage(FILE *out) {
           "Usage: waved [--config FILE] [--host ADDR] [--port N]\n"
           "       waved [--config FILE] --import-osv PATH\n"
           "       waved hash-password [--iterations N] < password\n"
+          "       waved [--config FILE] backup DEST\n"
           "       waved --help | --version\n"
           "\n"
           "Serves the Wave API and the Docker Registry v2 API (spec: docs, config.yml).\n"
@@ -71,6 +75,8 @@ static void usage(FILE *out) {
           "  --port N       port, overrides server.port and WAVE_SERVER_PORT (0 = any free port)\n"
           "  --import-osv PATH  import OSV vulnerability records (a directory of .json\n"
           "                 files, a .json file or a .zip) into the state store, then exit\n"
+          "  backup DEST    copy the state store (compacted, consistent while waved\n"
+          "                 serves) and the blob store into DEST, then exit\n"
           "  --help         this text and every configuration key\n"
           "  --version      print the version and exit\n"
           "\n");
@@ -82,6 +88,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
   cli->host = NULL;
   cli->port = -1;
   cli->import_osv = NULL;
+  cli->backup = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool has_val = i + 1 < argc;
@@ -96,6 +103,8 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
     }
     if (strcmp(a, "--config") == 0 && has_val) {
       cli->config_path = argv[++i];
+    } else if (strcmp(a, "backup") == 0 && has_val) {
+      cli->backup = argv[++i];
     } else if (strcmp(a, "--import-osv") == 0 && has_val) {
       cli->import_osv = argv[++i];
     } else if (strcmp(a, "--host") == 0 && has_val) {
@@ -346,6 +355,11 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  if (cli.backup) { /* an operator command, safe while a waved serves the same data */
+    rc = wv_store_backup_main(cfg.storage_path, cfg.storage_map_size, cli.backup);
+    wv_config_free(&cfg);
+    return rc;
+  }
   if (cli.import_osv) { /* an operator command: no server */
     rc = wv_osv_import_main(cfg.storage_path, cfg.storage_map_size, cli.import_osv);
     wv_config_free(&cfg);
@@ -375,6 +389,7 @@ int main(int argc, char **argv) {
   rc = rc ? rc : wv_mirror_routes_register(router);
   rc = rc ? rc : wv_scan_routes_register(router);
   rc = rc ? rc : wv_view_register(router);
+  rc = rc ? rc : wv_metrics_routes_register(router, &cfg);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;

@@ -200,3 +200,16 @@ int wv_secret_main(int argc, char **argv) {
   printf("%s\n", out);
   return 0;
 }
+
+bool wv_secret_account_ok(const wv_config_t *cfg, const char *user, const char *password) {
+  const char *stored = NULL;
+  if (!user || !password)
+    return false;
+  for (size_t i = 0; i < cfg->accounts.len; i++)
+    if (strcmp(cfg->accounts.keys[i], user) == 0)
+      stored = cfg->accounts.values[i];
+  bool found = stored != NULL;
+  if (!found && cfg->accounts.len)
+    stored = cfg->accounts.values[0];
+  return wv_secret_verify(stored, password) && found;
+}

@@ -59,6 +59,13 @@ bool wv_secret_verify(const char *stored, const char *secret);
 int wv_secret_check_accounts(const wv_config_t *cfg);
 
 /*
+ * True when user is a wave.accounts name and password matches its stored
+ * secret. An unknown user costs one verification too, so timing says nothing
+ * about which names exist.
+ */
+bool wv_secret_account_ok(const wv_config_t *cfg, const char *user, const char *password);
+
+/*
  * `waved hash-password [--iterations N]`: reads the password from the first
  * line of stdin and prints the stored form. Returns the exit status.
  */

@@ -19,6 +19,7 @@
 #ifndef WV_SERVER_INT_H
 #define WV_SERVER_INT_H
 
+#include "core/metrics.h"
 #include "core/pool.h"
 #include "http/resp.h"
 #include "http/server.h"
@@ -122,6 +123,7 @@ struct exchange {
                              since growing head would move the strings req->headers points to */
   uint64_t trailer_bytes; /* bytes of trailer fields so far */
   wv_match_t match;
+  uint64_t t0; /* wv_metrics_start() at the request's first byte; 0 = not counted */
 };
 
 typedef struct fsend fsend_t;
@@ -355,5 +357,13 @@ void wv_srv_conn_read_end(conn_t *c, ssize_t nread);
 void wv_srv_conn_refresh(conn_t *c);
 /* Closes c (unlinked at once, freed in the close callback). No-op when closing. */
 void wv_srv_conn_close(conn_t *c);
+
+/* Counts ex's answer in /metrics: its route class, status and time since its first byte. */
+static inline void wv_srv_count(const exchange_t *ex) {
+  if (ex->t0)
+    wv_metrics_request(ex->req.path ? wv_metrics_route_class(ex->req.path, ex->match.route != NULL)
+                                    : WV_MR_UNROUTED,
+                       ex->resp.status, ex->t0);
+}
 
 #endif

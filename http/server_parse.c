@@ -34,6 +34,7 @@ static int refuse_budget(exchange_t *ex) {
 static int on_message_begin(llhttp_t *p) {
   conn_t *c = pconn(p);
   c->in_message = true;
+  c->ex->t0 = wv_metrics_start();
   c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.header_timeout_ms;
   return 0;
 }

@@ -30,6 +30,7 @@
 #include "registry/proxy.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/ratelimit.h"
 #include "build/front.h"
 #include "registry/augment.h"
@@ -237,11 +238,12 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
   wv_cache_entry_t e;
   rc = hot_lookup(req, resp, ctx, &snap, &e);
   wv_store_snap_end(&snap);
-  if (rc || resp->status)
-    return rc;
-  if (ctx->rt.kind == WV_ROUTE_MANIFESTS)
-    return e.kind == WV_CACHE_MANIFEST ? wv_proxy_respond_manifest(req, resp, &e) : WV_DEFER;
-  return wv_proxy_respond_blob_entry(req, resp, &e);
+  if (!rc && !resp->status)
+    rc = ctx->rt.kind != WV_ROUTE_MANIFESTS ? wv_proxy_respond_blob_entry(req, resp, &e)
+         : e.kind == WV_CACHE_MANIFEST      ? wv_proxy_respond_manifest(req, resp, &e)
+                                            : WV_DEFER;
+  wv_metrics_add(rc == WV_DEFER ? WV_MC_HOT_MISS : WV_MC_HOT_HIT, 1);
+  return rc;
 }
 
 /* ---- tokens (worker) ------------------------------------------------------------ */
