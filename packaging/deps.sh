@@ -19,6 +19,9 @@ build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libj
 run=(buildah runc qemu-user-static binfmt-support)
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static
       buildah runc podman)
+# tests/e2e/metrics.sh scrapes waved with a real Prometheus; the view tests render in
+# headless Chromium (docs/operations.md).
+test+=(prometheus chromium)
 # make deb and packaging/check-deb.sh: build the .deb, check it, run it.
 package=(debhelper dpkg-dev lintian systemd iproute2 util-linux curl python3
          docker-registry skopeo busybox-static buildah runc)
