@@ -167,7 +167,9 @@ typedef struct {
   int rl_max_keys;     /* rate-limit.max-keys, 100000 (keys tracked per limiter) */
 
   /* log.* */
-  char *log_level; /* log.level, "info" */
+  char *log_level;  /* log.level, "info" */
+  char *log_format; /* log.format, "text" (or "json") */
+  char *access_log; /* log.access-log, "" = off; a file path, or "-" for stderr */
 
   /* metrics.* — /metrics and the /view overview (docs/operations.md) */
   bool metrics_enabled;      /* metrics.enabled, true */

@@ -28,6 +28,7 @@ static int check_severity(const char *s, char *why, size_t whylen);
 static int check_outbound_allow(const char *s, char *why, size_t whylen);
 static int check_rate(const char *s, char *why, size_t whylen);
 static int check_cidrs(const char *s, char *why, size_t whylen);
+static int check_log_format(const char *s, char *why, size_t whylen);
 
 /* Default builder command templates (docs/builds.md lists the placeholders). */
 #define BUILDAH                                                                                    \
@@ -315,6 +316,11 @@ static const entry_t schema[] = {
      "closest to a full bucket is forgotten."},
     {"log.level", T_STR, OFF(log_level), "info", 0, 0, check_level, NULL,
      "Log level: debug, info, warn, error or off."},
+    {"log.format", T_STR, OFF(log_format), "text", 0, 0, check_log_format, NULL,
+     "Log lines as text or json (one object per line: time, level, request_id, msg)."},
+    {"log.access-log", T_STR, OFF(access_log), "", 0, 0, NULL, NULL,
+     "Access log in the combined format (with the request id): a file path, - for stderr, "
+     "or empty for none."},
     /* metrics.* — /metrics and the /view overview (docs/operations.md) */
     {"metrics.enabled", T_BOOL, OFF(metrics_enabled), "true", 0, 0, NULL, NULL,
      "Count requests on the hot path and serve /metrics (Prometheus text format)."},
@@ -545,4 +551,12 @@ static int check_cidrs(const char *s, char *why, size_t whylen) {
   wv_cidrs_t c;
   int rc = wv_cidrs_parse(s, &c, why, whylen);
   return rc ? WV_EINVAL : 0;
+}
+
+static int check_log_format(const char *s, char *why, size_t whylen) {
+  bool json;
+  if (wv_log_format_parse(s, &json) == 0)
+    return 0;
+  snprintf(why, whylen, "unknown log format '%s' (expected text or json)", s);
+  return WV_EINVAL;
 }

@@ -359,8 +359,10 @@ void wv_jobeng_finish(jrun_t *r, wv_job_state_t state) {
   wv_jobeng_save(e, j, state);
   char took[32];
   wv_duration_format_human(j->finished_ns - j->started_ns, took, sizeof took);
+  wv_log_set_request(j->rid); /* the job thread's line about it names its request */
   wv_info("jobs: %s (%s) %s after %s%s%s", j->id, j->kind_name, wv_job_state_name(state), took,
           j->reason[0] ? ": " : "", j->reason);
+  wv_log_set_request(0);
   j->kind->running--;
   jkind_t *k = j->kind;
   wv_metrics_job_end(j->kind_name, wv_job_state_name(state), j->finished_ns - j->started_ns);

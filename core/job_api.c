@@ -297,6 +297,7 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
   int rc = build_job(e, spec, &j);
   if (rc)
     return rc;
+  j->rid = wv_log_request();
   if (spec->id && persisted(e, j->id))
     rc = WV_EEXISTS;
   uv_mutex_lock(&e->mu);

@@ -59,6 +59,7 @@ typedef struct job {
   bool admitted; /* in the inbox, a queue or running (cancels may be listed) */
   bool in_finished;
   char cancel_reason[WV_JOB_REASON_MAX];
+  uint64_t rid; /* the request that submitted it (core/log.h), 0 = none; not persisted */
 
   int64_t pgid;        /* the running step's process group (its runner's pid), 0 = none */
   uint64_t pgid_start; /* its start time (/proc stat ticks): guards against pid reuse */

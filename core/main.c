@@ -22,6 +22,7 @@
 #include "core/secret.h"
 #include "build/build.h"
 #include "build/builder.h"
+#include "http/accesslog.h"
 #include "http/client.h"
 #include "http/metrics_route.h"
 #include "http/routes_basic.h"
@@ -155,6 +156,9 @@ static int load_config(const cli_t *cli, wv_config_t *cfg) {
   wv_log_level_t level;
   if (wv_log_level_parse(cfg->log_level, &level) == 0)
     wv_log_set_level(level);
+  bool json = false;
+  if (wv_log_format_parse(cfg->log_format, &json) == 0)
+    wv_log_set_json(json);
   return 0;
 }
 
@@ -373,7 +377,7 @@ int main(int argc, char **argv) {
   wv_router_t *router = NULL;
   wv_server_t *srv = NULL;
   int status = 1;
-  if (check_start(&cfg))
+  if (check_start(&cfg) || wv_accesslog_open(cfg.access_log))
     goto out;
   if (open_services(&cfg, &app) || start_jobs(&cfg, &app) || wv_park_start(cfg.idle_timeout_ms))
     goto out;
@@ -431,6 +435,7 @@ out:
   /* The services outlive the server: its workers may use them until it stopped. */
   close_services(&app);
   wv_memtrim_stop();
+  wv_accesslog_close();
   if (status == 0)
     wv_info("stopped");
   wv_config_free(&cfg);
