@@ -322,6 +322,10 @@ static const entry_t schema[] = {
      "Access log in the combined format (with the request id): a file path, - for stderr, "
      "or empty for none."},
     /* metrics.* — /metrics and the /view overview (docs/operations.md) */
+    {"wave.metrics.enabled", T_BOOL, OFF(wave_metrics_enabled), "false", 0, 0, NULL,
+     "wave.metrics.enabled",
+     "Count builds, pulls, mirrors and scans by day, org and arch and serve "
+     "/v1alpha2/metrics/* and /v1alpha3/metrics/* (HTTP Basic against wave.accounts)."},
     {"metrics.enabled", T_BOOL, OFF(metrics_enabled), "true", 0, 0, NULL, NULL,
      "Count requests on the hot path and serve /metrics (Prometheus text format)."},
     {"metrics.allow-addresses", T_LIST, OFF(metrics_allow_addrs), "127.0.0.0/8,::1/128", 0, 0,

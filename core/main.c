@@ -31,6 +31,7 @@
 #include "registry/park.h"
 #include "registry/proxy.h"
 #include "registry/upstream.h"
+#include "registry/usage.h"
 #include "registry/validate.h"
 #include "scan/osv.h"
 #include "scan/scan.h"
@@ -396,6 +397,7 @@ int main(int argc, char **argv) {
   rc = rc ? rc : wv_view_register(router);
   rc = rc ? rc : wv_metrics_routes_register(router, &cfg);
   rc = rc ? rc : wv_validate_register(router);
+  rc = rc ? rc : wv_usage_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;

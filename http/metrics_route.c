@@ -29,8 +29,7 @@
 
 static wv_cidrs_t allow; /* metrics.allow-addresses; read-only after register */
 
-/* The account of valid Basic credentials listed in metrics.accounts, else NULL. */
-static const char *basic_account(wv_req_t *req, const wv_config_t *cfg) {
+const char *wv_req_basic_user(wv_req_t *req, const wv_config_t *cfg) {
   const char *h = wv_req_header(req, "Authorization");
   if (!h || strncasecmp(h, "Basic ", 6) != 0)
     return NULL;
@@ -51,17 +50,45 @@ static const char *basic_account(wv_req_t *req, const wv_config_t *cfg) {
   if (!colon)
     return NULL;
   *colon = '\0';
-  /* Listed first, then verified: an unlisted account costs no slow hash. */
-  const char *list = cfg->metrics_accounts;
-  size_t ulen = strlen(dec);
-  bool listed = false;
-  for (const char *p = list; *p && !listed;) {
+  return wv_secret_account_ok(cfg, dec, colon + 1) ? dec : NULL;
+}
+
+/* True when user is listed in metrics.accounts. */
+static bool listed(const wv_config_t *cfg, const char *user) {
+  size_t ulen = strlen(user);
+  for (const char *p = cfg->metrics_accounts ? cfg->metrics_accounts : ""; *p;) {
     p += strspn(p, " ,");
     size_t l = strcspn(p, " ,");
-    listed = l == ulen && l && memcmp(p, dec, l) == 0;
+    if (l == ulen && l && memcmp(p, user, l) == 0)
+      return true;
     p += l;
   }
-  return listed && wv_secret_account_ok(cfg, dec, colon + 1) ? dec : NULL;
+  return false;
+}
+
+/* The account of valid Basic credentials listed in metrics.accounts, else NULL. */
+static const char *basic_account(wv_req_t *req, const wv_config_t *cfg) {
+  const char *h = wv_req_header(req, "Authorization");
+  const char *b = h && strncasecmp(h, "Basic ", 6) == 0 ? h + 6 : NULL;
+  if (!b)
+    return NULL;
+  /* Listed first, then verified: an unlisted account costs no slow hash. */
+  char user[256];
+  unsigned char dec[CRED_MAX + 4];
+  b += strspn(b, " ");
+  size_t n = strcspn(b, " \t");
+  int dl = n == 0 || n % 4 || n / 4 * 3 > CRED_MAX
+               ? -1
+               : EVP_DecodeBlock(dec, (const unsigned char *)b, (int)n);
+  if (dl < 0)
+    return NULL;
+  dec[dl] = '\0';
+  size_t ul = strcspn((const char *)dec, ":");
+  if (ul >= sizeof user)
+    return NULL;
+  memcpy(user, dec, ul);
+  user[ul] = '\0';
+  return listed(cfg, user) ? wv_req_basic_user(req, cfg) : NULL;
 }
 
 int wv_ops_access(wv_req_t *req, wv_resp_t *resp) {

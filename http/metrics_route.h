@@ -25,4 +25,10 @@ int wv_metrics_routes_register(wv_router_t *r, const wv_config_t *cfg);
  */
 int wv_ops_access(wv_req_t *req, wv_resp_t *resp);
 
+/*
+ * The wave.accounts name of the request's HTTP Basic credentials (arena), or
+ * NULL when it has none or they do not match an account.
+ */
+const char *wv_req_basic_user(wv_req_t *req, const wv_config_t *cfg);
+
 #endif
