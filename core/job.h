@@ -202,6 +202,13 @@ int wv_job_engine_start(wv_job_engine_t *e);
  */
 int wv_job_engine_kind(wv_job_engine_t *e, size_t i, char *name, int *running, size_t *waiting);
 
+/*
+ * Snapshots of the jobs the engine holds in memory (queued, running, and the
+ * last opts.keep_finished ended), at most max of them, in no order. Returns
+ * how many were written to out. Any thread.
+ */
+size_t wv_job_engine_list(wv_job_engine_t *e, wv_job_info_t *out, size_t max);
+
 /* The mechanism detected at start. */
 wv_job_mem_t wv_job_engine_mem(const wv_job_engine_t *e);
 

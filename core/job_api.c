@@ -645,3 +645,13 @@ int wv_job_engine_kind(wv_job_engine_t *e, size_t i, char *name, int *running, s
   uv_mutex_unlock(&e->mu);
   return rc;
 }
+
+size_t wv_job_engine_list(wv_job_engine_t *e, wv_job_info_t *out, size_t max) {
+  size_t n = 0;
+  uv_mutex_lock(&e->mu);
+  for (size_t b = 0; b < NBUCKETS && n < max; b++)
+    for (job_t *j = e->buckets[b]; j && n < max; j = j->hnext)
+      wv_jobrec_info(j, &out[n++]);
+  uv_mutex_unlock(&e->mu);
+  return n;
+}

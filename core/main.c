@@ -25,6 +25,7 @@
 #include "http/accesslog.h"
 #include "http/client.h"
 #include "http/metrics_route.h"
+#include "http/overview.h"
 #include "http/routes_basic.h"
 #include "http/router.h"
 #include "http/server.h"
@@ -398,6 +399,7 @@ int main(int argc, char **argv) {
   rc = rc ? rc : wv_metrics_routes_register(router, &cfg);
   rc = rc ? rc : wv_validate_register(router);
   rc = rc ? rc : wv_usage_register(router);
+  rc = rc ? rc : wv_overview_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;
