@@ -89,6 +89,7 @@ static void ex_reset(exchange_t *ex) {
   body_release(ex);
   ex->err_status = 0;
   ex->err_msg = NULL;
+  ex->t0 = ex->rid = 0; /* set again at the next request's first byte */
   ex->nhdr = 0;
   ex->hstate = 0;
   ex->discard_body = false;
