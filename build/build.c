@@ -32,6 +32,7 @@
 #include "core/timefmt.h"
 #include "registry/token.h"
 #include "registry/upstream.h"
+#include "registry/usage.h"
 #include "build/build_api.h"
 #include "storage/embedded.h"
 #include "storage/store.h"
@@ -311,7 +312,10 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                         .deadline_ms = in->deadline_ms,
                         .steps = steps,
                         .nsteps = n};
-  return wv_job_submit(app->jobs, &spec, NULL);
+  rc = wv_job_submit(app->jobs, &spec, NULL);
+  if (!rc) /* Wave's builds counter (registry/usage.h) */
+    wv_usage_count(app, WV_USAGE_BUILDS, NULL, in->platform);
+  return rc;
 }
 
 /* The parent of a multi-platform build: a job that waits for the children, then PUTs the index. */

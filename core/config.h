@@ -177,7 +177,15 @@ typedef struct {
   int rl_max_keys;     /* rate-limit.max-keys, 100000 (keys tracked per limiter) */
 
   /* log.* */
-  char *log_level; /* log.level, "info" */
+  char *log_level;  /* log.level, "info" */
+  char *log_format; /* log.format, "text" (or "json") */
+  char *access_log; /* log.access-log, "" = off; a file path, or "-" for stderr */
+
+  /* metrics.* — /metrics and the /view overview (docs/operations.md) */
+  bool metrics_enabled;      /* metrics.enabled, true */
+  bool wave_metrics_enabled; /* wave.metrics.enabled, false: Wave's usage counters (contract §12) */
+  char *metrics_allow_addrs; /* metrics.allow-addresses, "127.0.0.0/8, ::1/128" (CIDR list) */
+  char *metrics_accounts;    /* metrics.accounts, "" (wave.accounts names, Basic auth) */
 
   /* Derived, not keys: set by wv_config_load / wv_config_apply_env. */
   char *server_authority; /* "host[:port]" of server_url */

@@ -8,6 +8,7 @@
  * and parsing values live in config.c; config_int.h is what both share.
  */
 #include "core/config_int.h"
+#include "core/cidr.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/netpolicy.h"
@@ -26,6 +27,8 @@ static int check_builder(const char *s, char *why, size_t whylen);
 static int check_severity(const char *s, char *why, size_t whylen);
 static int check_outbound_allow(const char *s, char *why, size_t whylen);
 static int check_rate(const char *s, char *why, size_t whylen);
+static int check_cidrs(const char *s, char *why, size_t whylen);
+static int check_log_format(const char *s, char *why, size_t whylen);
 
 /* Default builder command templates (docs/builds.md lists the placeholders). */
 #define BUILDAH                                                                                    \
@@ -352,6 +355,25 @@ static const entry_t schema[] = {
      "closest to a full bucket is forgotten."},
     {"log.level", T_STR, OFF(log_level), "info", 0, 0, check_level, NULL,
      "Log level: debug, info, warn, error or off."},
+    {"log.format", T_STR, OFF(log_format), "text", 0, 0, check_log_format, NULL,
+     "Log lines as text or json (one object per line: time, level, request_id, msg)."},
+    {"log.access-log", T_STR, OFF(access_log), "", 0, 0, NULL, NULL,
+     "Access log in the combined format (with the request id): a file path, - for stderr, "
+     "or empty for none."},
+    /* metrics.* — /metrics and the /view overview (docs/operations.md) */
+    {"wave.metrics.enabled", T_BOOL, OFF(wave_metrics_enabled), "false", 0, 0, NULL,
+     "wave.metrics.enabled",
+     "Count builds, pulls, mirrors and scans by day, org and arch and serve "
+     "/v1alpha2/metrics/* and /v1alpha3/metrics/* (HTTP Basic against wave.accounts)."},
+    {"metrics.enabled", T_BOOL, OFF(metrics_enabled), "true", 0, 0, NULL, NULL,
+     "Count requests on the hot path and serve /metrics (Prometheus text format)."},
+    {"metrics.allow-addresses", T_LIST, OFF(metrics_allow_addrs), "127.0.0.0/8,::1/128", 0, 0,
+     check_cidrs, NULL,
+     "Client address ranges (CIDR, or * for any) that may read /metrics and /view without "
+     "credentials."},
+    {"metrics.accounts", T_LIST, OFF(metrics_accounts), "", 0, 0, NULL, NULL,
+     "wave.accounts names that may read /metrics and /view from any address with HTTP Basic "
+     "credentials."},
 };
 #define NSCHEMA (sizeof schema / sizeof schema[0])
 
@@ -565,4 +587,19 @@ void wv_config_print_schema(FILE *out) {
   for (size_t i = 0; i < NALIASES; i++)
     fprintf(out, " %s=%s", aliases[i].alias, aliases[i].key);
   fprintf(out, "\nEnvironment: WAVE_SERVER_URL, WAVE_SERVER_PORT override the file.\n");
+}
+
+/* metrics.allow-addresses: every entry a CIDR block, an address or "*". */
+static int check_cidrs(const char *s, char *why, size_t whylen) {
+  wv_cidrs_t c;
+  int rc = wv_cidrs_parse(s, &c, why, whylen);
+  return rc ? WV_EINVAL : 0;
+}
+
+static int check_log_format(const char *s, char *why, size_t whylen) {
+  bool json;
+  if (wv_log_format_parse(s, &json) == 0)
+    return 0;
+  snprintf(why, whylen, "unknown log format '%s' (expected text or json)", s);
+  return WV_EINVAL;
 }

@@ -7,7 +7,9 @@
 #define WV_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
   WV_LOG_DEBUG = 0,
@@ -19,6 +21,21 @@ typedef enum {
 
 void wv_log_set_level(wv_log_level_t level);
 wv_log_level_t wv_log_get_level(void);
+/* log.format: text lines (the default) or one JSON object per line. */
+void wv_log_set_json(bool json);
+/* Parses "text|json" into *json; returns 0 or WV_EINVAL. */
+int wv_log_format_parse(const char *s, bool *json);
+
+/*
+ * The request the calling thread works for (0 = none): every line it logs
+ * carries the id ("req=<16 hex>" in text, "request_id" in JSON) and jobs it
+ * submits log it first. The server sets it around each handler call.
+ */
+void wv_log_set_request(uint64_t id);
+uint64_t wv_log_request(void);
+/* The id as 16 lowercase hex digits and a NUL. */
+void wv_log_request_text(uint64_t id, char out[17]);
+
 /* Parses "debug|info|warn|error|off"; returns 0 or WV_EINVAL. */
 int wv_log_level_parse(const char *s, wv_log_level_t *out);
 void wv_log(wv_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

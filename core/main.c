@@ -24,19 +24,25 @@
 #include "build/builder.h"
 #include "build/sif/sif.h"
 #include "build/sif/sifbuild.h"
+#include "http/accesslog.h"
 #include "http/client.h"
+#include "http/metrics_route.h"
+#include "http/overview.h"
 #include "http/routes.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "registry/park.h"
 #include "registry/proxy.h"
 #include "registry/upstream.h"
+#include "registry/usage.h"
+#include "registry/validate.h"
 #include "scan/osv.h"
 #include "scan/scan.h"
 #include "storage/blobcache.h"
 #include "storage/blobgc.h"
 #include "storage/cas.h"
 #include "storage/jobstore.h"
+#include "storage/ops.h"
 #include "storage/store.h"
 #include "version.h"
 
@@ -56,6 +62,7 @@ typedef struct {
   const char *host;
   int port;               /* -1 = from config */
   const char *import_osv; /* --import-osv PATH: import vulnerability data and exit */
+  const char *backup;     /* backup DEST: copy the stores into DEST and exit */
 } cli_t;
 
 static void usage(FILE *out) {
@@ -64,6 +71,7 @@ static void usage(FILE *out) {
           "       waved [--config FILE] --import-osv PATH\n"
           "       waved hash-password [--iterations N] < password\n"
           "       waved sif inspect FILE | waved sif extract FILE OBJECT OUT\n"
+          "       waved [--config FILE] backup DEST\n"
           "       waved --help | --version\n"
           "\n"
           "Serves the Wave API and the Docker Registry v2 API (spec: docs, config.yml).\n"
@@ -74,6 +82,8 @@ static void usage(FILE *out) {
           "  --port N       port, overrides server.port and WAVE_SERVER_PORT (0 = any free port)\n"
           "  --import-osv PATH  import OSV vulnerability records (a directory of .json\n"
           "                 files, a .json file or a .zip) into the state store, then exit\n"
+          "  backup DEST    copy the state store (compacted, consistent while waved\n"
+          "                 serves) and the blob store into DEST, then exit\n"
           "  --help         this text and every configuration key\n"
           "  --version      print the version and exit\n"
           "\n");
@@ -85,6 +95,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
   cli->host = NULL;
   cli->port = -1;
   cli->import_osv = NULL;
+  cli->backup = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool has_val = i + 1 < argc;
@@ -99,6 +110,8 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
     }
     if (strcmp(a, "--config") == 0 && has_val) {
       cli->config_path = argv[++i];
+    } else if (strcmp(a, "backup") == 0 && has_val) {
+      cli->backup = argv[++i];
     } else if (strcmp(a, "--import-osv") == 0 && has_val) {
       cli->import_osv = argv[++i];
     } else if (strcmp(a, "--host") == 0 && has_val) {
@@ -148,6 +161,9 @@ static int load_config(const cli_t *cli, wv_config_t *cfg) {
   wv_log_level_t level;
   if (wv_log_level_parse(cfg->log_level, &level) == 0)
     wv_log_set_level(level);
+  bool json = false;
+  if (wv_log_format_parse(cfg->log_format, &json) == 0)
+    wv_log_set_json(json);
   return 0;
 }
 
@@ -351,6 +367,11 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  if (cli.backup) { /* an operator command, safe while a waved serves the same data */
+    rc = wv_store_backup_main(cfg.storage_path, cfg.storage_map_size, cli.backup);
+    wv_config_free(&cfg);
+    return rc;
+  }
   if (cli.import_osv) { /* an operator command: no server */
     rc = wv_osv_import_main(cfg.storage_path, cfg.storage_map_size, cli.import_osv);
     wv_config_free(&cfg);
@@ -363,7 +384,7 @@ int main(int argc, char **argv) {
   wv_router_t *router = NULL;
   wv_server_t *srv = NULL;
   int status = 1;
-  if (check_start(&cfg))
+  if (check_start(&cfg) || wv_accesslog_open(cfg.access_log))
     goto out;
   if (open_services(&cfg, &app) || start_jobs(&cfg, &app) || wv_park_start(cfg.idle_timeout_ms))
     goto out;
@@ -382,6 +403,10 @@ int main(int argc, char **argv) {
   rc = rc ? rc : wv_mirror_routes_register(router);
   rc = rc ? rc : wv_scan_routes_register(router);
   rc = rc ? rc : wv_view_routes_register(router);
+  rc = rc ? rc : wv_metrics_routes_register(router, &cfg);
+  rc = rc ? rc : wv_validate_register(router);
+  rc = rc ? rc : wv_usage_register(router);
+  rc = rc ? rc : wv_overview_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;
@@ -421,6 +446,7 @@ out:
   /* The services outlive the server: its workers may use them until it stopped. */
   close_services(&app);
   wv_memtrim_stop();
+  wv_accesslog_close();
   if (status == 0)
     wv_info("stopped");
   wv_config_free(&cfg);

@@ -58,6 +58,7 @@ struct wv_ratelimit {
   slot_t *slots;
   stripe_t stripes[STRIPES];
   _Atomic uint64_t evictions;
+  _Atomic uint64_t refused; /* permits refused (acquire past the limit) */
 };
 
 /* ---- parsing ---- */
@@ -256,6 +257,8 @@ static int gcra(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t no
   pthread_mutex_unlock(mu);
   if (wait <= 0)
     return 0;
+  if (take)
+    atomic_fetch_add_explicit(&rl->refused, 1, memory_order_relaxed);
   if (retry_after_s)
     *retry_after_s = (wait + NS_PER_S - 1) / NS_PER_S;
   return WV_EBUSY;
@@ -293,6 +296,12 @@ size_t wv_ratelimit_capacity(const wv_ratelimit_t *rl) { return rl->nsets * WAYS
 
 uint64_t wv_ratelimit_evictions(const wv_ratelimit_t *rl) {
   return atomic_load_explicit(&((wv_ratelimit_t *)rl)->evictions, memory_order_relaxed);
+}
+
+const char *wv_ratelimit_name(const wv_ratelimit_t *rl) { return rl->what; }
+
+uint64_t wv_ratelimit_refused(const wv_ratelimit_t *rl) {
+  return atomic_load_explicit(&((wv_ratelimit_t *)rl)->refused, memory_order_relaxed);
 }
 
 /* One limiter from two configured rates; NULL (and 0) when both are off. */

@@ -99,6 +99,11 @@ const char *wv_ratelimit_message(wv_arena_t *a, const wv_ratelimit_t *rl, const 
  * (a rate that does not parse; config loading refuses those first) or
  * WV_ENOMEM.
  */
+/* Permits refused since the limiter was made (acquire calls past the limit). */
+uint64_t wv_ratelimit_refused(const wv_ratelimit_t *rl);
+/* The limiter's name ("build", "pull", "auth"). */
+const char *wv_ratelimit_name(const wv_ratelimit_t *rl);
+
 int wv_ratelimit_from_config(const wv_config_t *cfg, wv_ratelimit_t **build, wv_ratelimit_t **pull);
 
 /*

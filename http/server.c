@@ -187,6 +187,7 @@ static void close_cb(uv_handle_t *h) {
   conn_t *c = h->data;
   loop_t *l = c->loop;
   l->nconns--;
+  wv_metrics_add(WV_MC_CONN_CLOSED, 1);
   if (c->ip_counted)
     ip_drop(l->srv, c);
   if (c->tls)
@@ -258,6 +259,7 @@ static conn_t *conn_accept(uv_stream_t *server, int status) {
   c->tcp.data = c;
   c->loop = l;
   l->nconns++;
+  wv_metrics_add(WV_MC_CONN_OPENED, 1);
   if (uv_accept(server, (uv_stream_t *)&c->tcp) || l->nfree == 0 || l->draining) {
     /* Over max-connections: accept and close at once, so the backlog drains. */
     c->closing = true;
@@ -362,6 +364,7 @@ static bool body_too_slow(conn_t *c, uint64_t now) {
 static void sweep_cb(uv_timer_t *t) {
   loop_t *l = t->data;
   uint64_t now = uv_now(&l->uv);
+  wv_accesslog_flush(0); /* this loop's lines wait at most one tick (<= 1 s) */
   for (conn_t *c = l->conns, *next; c; c = next) {
     next = c->next;
     if (c->deadline && now >= c->deadline)
@@ -416,6 +419,7 @@ static void ctl_cb(uv_async_t *a) {
 static void *loop_main(void *arg) {
   loop_t *l = arg;
   uv_run(&l->uv, UV_RUN_DEFAULT);
+  wv_accesslog_flush(0);
   /* Exchanges that came back after the last connection closed. A stream
    * whose handler still runs is the worker's: it frees it at its end. */
   exchange_t *ex = done_take(l);
@@ -497,6 +501,8 @@ static int loop_init_tls(loop_t *l) {
 static int loop_init(wv_server_t *s, loop_t *l, int idx) {
   l->srv = s;
   l->idx = idx;
+  /* Request ids: the loop in the top byte, then the start time, then a count. */
+  l->rid_seq = ((uint64_t)(idx & 0xff) << 56) | (((uint64_t)wv_now_ms() & 0xffffff) << 32);
   int n = s->o.max_connections;
   l->slots = calloc((size_t)n, sizeof *l->slots);
   l->free_slots = malloc((size_t)n * sizeof *l->free_slots);

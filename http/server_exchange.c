@@ -91,6 +91,7 @@ static void ex_reset(exchange_t *ex) {
   ex->err_msg = NULL;
   ex->has_share = false;
   ex->wnext = NULL;
+  ex->t0 = ex->rid = 0; /* set again at the next request's first byte */
   ex->nhdr = 0;
   ex->hstate = 0;
   ex->discard_body = false;
@@ -179,7 +180,9 @@ void wv_srv_job_run(wv_pool_job_t *job) {
   exchange_t *ex = (exchange_t *)((char *)job - offsetof(exchange_t, job));
   wv_req_handler_cb h = ex->req.defer ? ex->req.defer : ex->req.route->handler;
   ex->req.on_worker = true;
+  wv_log_set_request(ex->rid);
   int rc = h(&ex->req, &ex->resp);
+  wv_log_set_request(0);
   /* Parked: the exchange may already be completed and recycled; hands off.
    * (A streaming handler never parks.) */
   if (rc == WV_PARKED)

@@ -19,6 +19,9 @@
 #ifndef WV_SERVER_INT_H
 #define WV_SERVER_INT_H
 
+#include "core/metrics.h"
+#include "core/timefmt.h"
+#include "http/accesslog.h"
 #include "http/pool.h"
 #include "http/resp.h"
 #include "http/server.h"
@@ -127,6 +130,8 @@ struct exchange {
                              since growing head would move the strings req->headers points to */
   uint64_t trailer_bytes; /* bytes of trailer fields so far */
   wv_match_t match;
+  uint64_t t0;  /* mono ns at the request's first byte; 0 = neither metrics nor access log */
+  uint64_t rid; /* request id (core/log.h): log lines, access log, job logs */
 };
 
 typedef struct fsend fsend_t;
@@ -226,6 +231,7 @@ struct loop {
   int ntls_spare;
   char date[64];
   time_t date_sec;
+  uint64_t rid_seq; /* the last request id given out: loop index and start time above */
   bool draining, listener_closed, stopping, uv_inited;
   bool has_plain, has_tls; /* listeners initialised */
 };
@@ -376,5 +382,21 @@ void wv_srv_conn_read_end(conn_t *c, ssize_t nread);
 void wv_srv_conn_refresh(conn_t *c);
 /* Closes c (unlinked at once, freed in the close callback). No-op when closing. */
 void wv_srv_conn_close(conn_t *c);
+
+/* Counts ex's answer in /metrics (route class, status, time since its first byte) and
+ * writes its access-log line. */
+static inline void wv_srv_count(const exchange_t *ex) {
+  if (!ex->t0)
+    return;
+  if (wv_metrics_enabled())
+    wv_metrics_request(ex->req.path ? wv_metrics_route_class(ex->req.path, ex->match.route != NULL)
+                                    : WV_MR_UNROUTED,
+                       ex->resp.status, ex->t0);
+  if (wv_accesslog_on()) {
+    const wv_resp_t *r = &ex->resp;
+    uint64_t bytes = ex->req.method == WV_M_HEAD ? 0 : r->fd >= 0 ? r->file_len : r->body_len;
+    wv_accesslog_write(&ex->req, r->status, bytes, ex->rid, ex->t0);
+  }
+}
 
 #endif

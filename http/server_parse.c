@@ -34,6 +34,8 @@ static int refuse_budget(exchange_t *ex) {
 static int on_message_begin(llhttp_t *p) {
   conn_t *c = pconn(p);
   c->in_message = true;
+  c->ex->t0 = wv_metrics_enabled() || wv_accesslog_on() ? (uint64_t)wv_mono_ns() : 0;
+  c->ex->rid = ++c->loop->rid_seq;
   c->deadline = uv_now(&c->loop->uv) + (uint64_t)c->loop->srv->o.header_timeout_ms;
   return 0;
 }
@@ -271,7 +273,9 @@ static void dispatch(conn_t *c) {
   }
   const wv_route_t *r = ex->match.route;
   if (r->flags & WV_ROUTE_INLINE) {
+    wv_log_set_request(ex->rid);
     int rc = r->handler(&ex->req, &ex->resp);
+    wv_log_set_request(0);
     if (rc == WV_PARKED) {
       conn_detach(c, ex);
       return;

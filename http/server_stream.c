@@ -328,6 +328,7 @@ void wv_srv_stream_service(loop_t *l, exchange_t *ex, bool final) {
       wv_srv_conn_resume(c);
       return;
     }
+    wv_srv_count(ex);
     rc = stream_send_head(c, ex);
     if (rc) /* the connection is closed; the closing path failed the stream */
       goto done;

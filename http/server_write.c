@@ -298,6 +298,7 @@ void wv_srv_conn_respond(conn_t *c, exchange_t *ex) {
   wv_req_t *req = &ex->req;
   if (c->ex == ex) /* inline: the parse exchange answers; it comes back below */
     c->ex = NULL;
+  wv_srv_count(ex);
   bool head_only = req->method == WV_M_HEAD || resp->status == 204 || resp->status == 304;
   bool keep = req->keep_alive && !resp->close && !l->draining && !ex->err_status;
   bool copy_body = !head_only && resp->fd < 0 && resp->body_len <= SMALL_BODY;

@@ -22,6 +22,9 @@ run=(buildah runc qemu-user-static binfmt-support squashfs-tools skopeo)
 # tests/e2e/cran.sh from Debian's mirror, once; tests/fixtures/cran/r-base.sh caches it.
 test=(curl python3 openssl docker-registry skopeo containerd apache2-utils busybox-static
       buildah runc podman squashfs-tools debootstrap debian-archive-keyring)
+# tests/e2e/metrics.sh scrapes waved with a real Prometheus; the view tests render in
+# headless Chromium (docs/operations.md).
+test+=(prometheus chromium)
 # make deb and packaging/check-deb.sh: build the .deb, check it, run it.
 package=(debhelper dpkg-dev lintian systemd iproute2 util-linux curl python3
          docker-registry skopeo busybox-static buildah runc)

@@ -103,7 +103,8 @@ int wv_cache_token_encode(const wv_cache_token_t *t, wv_buf_t *out) {
   rc = rc ? rc : put_line(out, t->registry);
   rc = rc ? rc : put_line(out, t->image);
   rc = rc ? rc : put_line(out, t->reference);
-  return rc ? rc : put_line(out, t->user);
+  rc = rc ? rc : put_line(out, t->user);
+  return rc ? rc : put_line(out, t->platform);
 }
 
 int wv_cache_token_decode(wv_arena_t *a, const void *val, size_t len, wv_cache_token_t *out) {
@@ -118,6 +119,9 @@ int wv_cache_token_decode(wv_arena_t *a, const void *val, size_t len, wv_cache_t
   if (!rc && p < end && (rc = take_line(a, &p, end, &out->user)) == 0) {
     out->has_user = true;
     out->user = out->user[0] ? out->user : NULL;
+    /* Added after the user line: records written before it have none. */
+    if (p < end && (rc = take_line(a, &p, end, &out->platform)) == 0)
+      out->platform = out->platform[0] ? out->platform : NULL;
   }
   if (rc)
     return rc;

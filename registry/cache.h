@@ -63,8 +63,9 @@ typedef struct {
   const char *registry;
   const char *image;
   const char *reference;
-  const char *user; /* account of the token's request, NULL when anonymous */
-  bool has_user;    /* the record says who (false: an older record without the line) */
+  const char *user;     /* account of the token's request, NULL when anonymous */
+  bool has_user;        /* the record says who (false: an older record without the line) */
+  const char *platform; /* the request's platform ("linux/amd64"); NULL in older records */
 } wv_cache_token_t;
 
 /* Key builders: arena strings, NULL on OOM or when the key would exceed WV_STORE_KEY_MAX. */

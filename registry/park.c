@@ -12,6 +12,7 @@
  */
 #include "registry/park.h"
 #include "core/err.h"
+#include "core/metrics.h"
 #include "core/job/job.h"
 #include "core/log.h"
 #include "http/resp.h"
@@ -93,6 +94,7 @@ static void on_job_done(void *arg, const wv_job_info_t *info) {
     e->settled = true;
     list_del(&lot.parked, e);
     lot.count--;
+    wv_metrics_add(WV_MC_PARKED_OUT, 1);
     req = e->req;
   } else if (!e->settled) {
     list_del(&lot.parked, e);
@@ -115,6 +117,7 @@ static void take_expired(list_t *out, int64_t now) {
     list_del(&lot.parked, e);
     e->settled = true;
     lot.count--;
+    wv_metrics_add(WV_MC_PARKED_OUT, 1);
     list_push(out, e);
   }
 }
@@ -160,6 +163,7 @@ static bool resume_ready(void) {
     list_del(&lot.ready, e);
     e->settled = true;
     lot.count--;
+    wv_metrics_add(WV_MC_PARKED_OUT, 1);
     bool free_it = unref(e);
     if (free_it)
       free(e);
@@ -232,6 +236,7 @@ void wv_park_stop(void) {
       list_del(lists[i], e);
       e->settled = true;
       lot.count--;
+      wv_metrics_add(WV_MC_PARKED_OUT, 1);
       list_push(&left, e);
     }
   pthread_mutex_unlock(&lot.mu);
@@ -259,6 +264,7 @@ int wv_park_on_job(wv_req_t *req, wv_resp_t *resp, struct wv_job_engine *jobs, c
     pthread_cond_signal(&lot.cv);
   list_push(&lot.parked, e);
   lot.count++;
+  wv_metrics_add(WV_MC_PARKED_IN, 1);
   pthread_mutex_unlock(&lot.mu);
   /* From here the waiter may run at once (the job just ended) and resume req elsewhere. */
   int rc = wv_job_on_done(jobs, id, on_job_done, e);
@@ -270,6 +276,7 @@ int wv_park_on_job(wv_req_t *req, wv_resp_t *resp, struct wv_job_engine *jobs, c
     list_del(&lot.parked, e);
     e->settled = true;
     lot.count--;
+    wv_metrics_add(WV_MC_PARKED_OUT, 1);
   }
   bool free_it = unref(e) || (mine && unref(e));
   pthread_mutex_unlock(&lot.mu);

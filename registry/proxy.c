@@ -30,11 +30,13 @@
 #include "registry/proxy.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/ratelimit.h"
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/proxy_int.h"
 #include "registry/upstream.h"
+#include "registry/usage.h"
 #include "storage/store.h"
 
 #include <arpa/inet.h>
@@ -163,6 +165,22 @@ bool wv_proxy_registry_allowed(const wv_app_t *app, const char *registry) {
 
 static int v2_worker(wv_req_t *req, wv_resp_t *resp);
 
+/*
+ * Wave's pulls counter (contract §12): a GET answered with a single-image manifest (an index is not
+ * a pull), for the token's account, on the token's platform.
+ */
+static void count_pull(wv_req_t *req, const wv_resp_t *resp, const wv_pctx_t *ctx) {
+  const char *ct = resp->content_type;
+  if (req->method != WV_M_GET || resp->status != 200 || !ct || strstr(ct, "index") ||
+      strstr(ct, "list") || ctx->rt.kind != WV_V2_MANIFESTS)
+    return;
+  const char *user = ctx->token_form ? (ctx->have_hot ? ctx->hot.user : ctx->rec.user) : ctx->who;
+  const char *plat = !ctx->token_form ? NULL
+                     : ctx->have_hot  ? ctx->hot.platform
+                                      : ctx->rec.platform;
+  wv_usage_count(ctx->app, WV_USAGE_PULLS, user, plat);
+}
+
 /* The cache key of a manifest request, NULL when it is not cached by key. */
 static const char *manifest_key(wv_req_t *req, const wv_pctx_t *ctx) {
   if (!ctx->rt.is_digest)
@@ -266,11 +284,14 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
   wv_cache_entry_t e;
   rc = hot_lookup(req, resp, ctx, &snap, &e);
   wv_store_snap_end(&snap);
-  if (rc || resp->status)
-    return rc;
-  if (ctx->rt.kind == WV_V2_MANIFESTS)
-    return e.kind == WV_CACHE_MANIFEST ? wv_proxy_respond_manifest(req, resp, &e) : WV_DEFER;
-  return wv_proxy_respond_blob_entry(req, resp, &e);
+  if (!rc && !resp->status)
+    rc = ctx->rt.kind != WV_V2_MANIFESTS ? wv_proxy_respond_blob_entry(req, resp, &e)
+         : e.kind == WV_CACHE_MANIFEST   ? wv_proxy_respond_manifest(req, resp, &e)
+                                         : WV_DEFER;
+  wv_metrics_add(rc == WV_DEFER ? WV_MC_HOT_MISS : WV_MC_HOT_HIT, 1);
+  if (!rc && ctx->app->cfg->wave_metrics_enabled)
+    count_pull(req, resp, ctx);
+  return rc;
 }
 
 /* ---- tokens (worker) ------------------------------------------------------------ */
@@ -285,6 +306,7 @@ static void put_hot_record(wv_req_t *req, wv_pctx_t *ctx) {
       .reference = ctx->rec.reference ? ctx->rec.reference : "",
       .user = ctx->rec.user,
       .has_user = true,
+      .platform = ctx->rec.platform,
   };
   wv_buf_t b;
   wv_buf_init(&b, 64 << 10);
@@ -424,8 +446,12 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
       return rc;
   }
   switch (ctx->rt.kind) {
-  case WV_V2_MANIFESTS:
-    return wv_proxy_manifest_worker(req, resp, ctx);
+  case WV_V2_MANIFESTS: {
+    int rc = wv_proxy_manifest_worker(req, resp, ctx);
+    if (!rc && ctx->app->cfg->wave_metrics_enabled)
+      count_pull(req, resp, ctx);
+    return rc;
+  }
   case WV_V2_BLOBS:
     return wv_proxy_blob_worker(req, resp, ctx);
   default:

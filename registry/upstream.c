@@ -1,7 +1,9 @@
 #include "registry/upstream.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/netpolicy.h"
+#include "core/timefmt.h"
 #include "registry/ref.h"
 #include "core/timefmt.h"
 
@@ -652,7 +654,9 @@ static int send_once(wv_upstream_t *u, const char *registry, const wv_http_req_t
   wv_http_req_t r = *req;
   r.url = url;
   r.headers = hdrs;
+  uint64_t t0 = (uint64_t)wv_mono_ns();
   int rc = wv_http_do(wv_http_client_get(), &r, resp, err, errlen);
+  wv_metrics_upstream(registry, (uint64_t)wv_mono_ns() - t0, rc != 0 || resp->status >= 500);
   free(hdrs);
   return rc;
 }

@@ -21,6 +21,7 @@
 #include "registry/mediatype.h"
 #include "registry/ref.h"
 #include "registry/upstream.h"
+#include "registry/usage.h"
 #include "storage/store.h"
 
 #include <stdio.h>
@@ -339,6 +340,8 @@ int wv_scan_start(const wv_app_t *app, const char *id, wv_scan_origin_t origin,
   wv_job_step_t step = {.type = WV_JOB_STEP_FN, .name = "scan", .fn = WV_SCAN_KIND, .arg = arg};
   wv_job_spec_t spec = {.id = id, .kind = WV_SCAN_KIND, .steps = &step, .nsteps = 1};
   rc = wv_job_submit(app->jobs, &spec, NULL);
+  if (!rc) /* Wave's scans counter (registry/usage.h) */
+    wv_usage_count(app, WV_USAGE_SCANS, NULL, NULL);
   if (rc == WV_EEXISTS)
     return 0;
   if (rc) {

@@ -93,7 +93,7 @@ TEST(cache_token_record) {
                         .image = "library/busybox",
                         .reference = "latest"};
   CHECK_OK(wv_cache_token_encode(&t, &b));
-  CHECK_EQ_STR(b.data, "0\n1\n127.0.0.1:5000\nlibrary/busybox\nlatest\n\n");
+  CHECK_EQ_STR(b.data, "0\n1\n127.0.0.1:5000\nlibrary/busybox\nlatest\n\n\n");
   wv_cache_token_t d;
   CHECK_OK(wv_cache_token_decode(a, b.data, b.len, &d));
   CHECK(d.has_cc && d.kind == WV_TOKEN_CONTAINER);
@@ -107,6 +107,17 @@ TEST(cache_token_record) {
   CHECK_EQ_STR(d.user, "alice");
   CHECK_EQ_STR(d.registry, "127.0.0.1:5000");
   CHECK_EQ_STR(d.image, "library/busybox");
+  CHECK(d.platform == NULL);
+  /* The platform rides along too (Wave's usage counters by arch, registry/usage.h). */
+  t.platform = "linux/arm64";
+  wv_buf_reset(&b);
+  CHECK_OK(wv_cache_token_encode(&t, &b));
+  CHECK_OK(wv_cache_token_decode(a, b.data, b.len, &d));
+  CHECK_EQ_STR(d.platform, "linux/arm64");
+  /* A record written before the platform line: no platform, the user still read. */
+  CHECK_OK(wv_cache_token_decode(a, "0\n0\nr\ni\nx\nbob\n", 14, &d));
+  CHECK(d.has_user && d.platform == NULL);
+  CHECK_EQ_STR(d.user, "bob");
   CHECK_EQ_INT(wv_cache_token_decode(a, "7\n1\nr\ni\nx\n", 10, &d), WV_EPARSE);
   /* A record written before the user line existed still decodes: who is unknown. */
   CHECK_OK(wv_cache_token_decode(a, "0\n0\nr\ni\nx\n", 10, &d));

@@ -19,6 +19,7 @@
 #include "core/timefmt.h"
 #include "registry/copy.h"
 #include "registry/upstream.h"
+#include "registry/usage.h"
 #include "scan/scan.h"
 #include "storage/store.h"
 
@@ -160,6 +161,8 @@ static int submit_job(const wv_app_t *app, const char *id, const char *scan_id) 
   wv_job_spec_t spec = {
       .id = id, .kind = WV_MIRROR_KIND, .steps = steps, .nsteps = scan_id ? 2 : 1};
   int rc = wv_job_submit(app->jobs, &spec, NULL);
+  if (!rc) /* Wave's mirrors counter (registry/usage.h) */
+    wv_usage_count(app, WV_USAGE_MIRRORS, NULL, NULL);
   return rc ? rc : wv_mirror_watch(app, id);
 }
 

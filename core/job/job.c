@@ -28,6 +28,7 @@
 #include "core/job/job_int.h"
 #include "core/job/jobmem.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/rand.h"
 #include "core/timefmt.h"
 
@@ -358,10 +359,13 @@ void wv_jobeng_finish(jrun_t *r, wv_job_state_t state) {
   wv_jobeng_save(e, j, state);
   char took[32];
   wv_duration_format_human(j->finished_ns - j->started_ns, took, sizeof took);
+  wv_log_set_request(j->rid); /* the job thread's line about it names its request */
   wv_info("jobs: %s (%s) %s after %s%s%s", j->id, j->kind_name, wv_job_state_name(state), took,
           j->reason[0] ? ": " : "", j->reason);
+  wv_log_set_request(0);
   j->kind->running--;
   jkind_t *k = j->kind;
+  wv_metrics_job_end(j->kind_name, wv_job_state_name(state), j->finished_ns - j->started_ns);
   publish_end(e, j, state); /* j may be freed from here on */
   schedule(e, k);
 }
@@ -374,6 +378,7 @@ static void fail_unstarted(wv_job_engine_t *e, job_t *j, const char *reason) {
   uv_mutex_unlock(&e->mu);
   wv_jobeng_remove_workdir(j);
   wv_jobeng_save(e, j, WV_JOB_FAILED);
+  wv_metrics_job_end(j->kind_name, "FAILED", 0);
   publish_end(e, j, WV_JOB_FAILED);
 }
 

@@ -196,6 +196,19 @@ int wv_job_register_fn(wv_job_engine_t *e, const char *name, wv_job_fn fn, void 
  */
 int wv_job_engine_start(wv_job_engine_t *e);
 
+/*
+ * The i-th registered kind (0 .. kinds-1): its name (copied into name, 64 bytes), jobs
+ * running now and jobs waiting in its queue. WV_ENOTFOUND past the last kind. Any thread.
+ */
+int wv_job_engine_kind(wv_job_engine_t *e, size_t i, char *name, int *running, size_t *waiting);
+
+/*
+ * Snapshots of the jobs the engine holds in memory (queued, running, and the
+ * last opts.keep_finished ended), at most max of them, in no order. Returns
+ * how many were written to out. Any thread.
+ */
+size_t wv_job_engine_list(wv_job_engine_t *e, wv_job_info_t *out, size_t max);
+
 /* The mechanism detected at start. */
 wv_job_mem_t wv_job_engine_mem(const wv_job_engine_t *e);
 

@@ -297,6 +297,7 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
   int rc = build_job(e, spec, &j);
   if (rc)
     return rc;
+  j->rid = wv_log_request();
   if (spec->id && persisted(e, j->id))
     rc = WV_EEXISTS;
   uv_mutex_lock(&e->mu);
@@ -631,4 +632,26 @@ int wv_job_exec_main(int argc, char **argv) {
   }
   execvp(argv[i + 1], argv + i + 1);
   return exec_fail(127, "cannot run", argv[i + 1]);
+}
+
+int wv_job_engine_kind(wv_job_engine_t *e, size_t i, char *name, int *running, size_t *waiting) {
+  uv_mutex_lock(&e->mu);
+  int rc = i < e->nkinds ? 0 : WV_ENOTFOUND;
+  if (!rc) {
+    snprintf(name, 64, "%s", e->kinds[i].name);
+    *running = atomic_load(&e->kinds[i].running);
+    *waiting = e->kinds[i].waiting;
+  }
+  uv_mutex_unlock(&e->mu);
+  return rc;
+}
+
+size_t wv_job_engine_list(wv_job_engine_t *e, wv_job_info_t *out, size_t max) {
+  size_t n = 0;
+  uv_mutex_lock(&e->mu);
+  for (size_t b = 0; b < NBUCKETS && n < max; b++)
+    for (job_t *j = e->buckets[b]; j && n < max; j = j->hnext)
+      wv_jobrec_info(j, &out[n++]);
+  uv_mutex_unlock(&e->mu);
+  return n;
 }

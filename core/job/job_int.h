@@ -59,6 +59,7 @@ typedef struct job {
   bool admitted; /* in the inbox, a queue or running (cancels may be listed) */
   bool in_finished;
   char cancel_reason[WV_JOB_REASON_MAX];
+  uint64_t rid; /* the request that submitted it (core/log.h), 0 = none; not persisted */
 
   int64_t pgid;        /* the running step's process group (its runner's pid), 0 = none */
   uint64_t pgid_start; /* its start time (/proc stat ticks): guards against pid reuse */
@@ -100,7 +101,7 @@ struct jkind {
   bool remove_workdir;
   int64_t deadline_ms;
   uint64_t memory_max;
-  int running;          /* job thread */
+  atomic_int running;   /* written by the job thread; read by wv_job_engine_kind */
   size_t waiting;       /* mu: submitted, not yet started */
   job_t *qhead, *qtail; /* job thread */
 };

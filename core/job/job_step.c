@@ -10,6 +10,7 @@
 #include "core/job/job_int.h"
 #include "core/job/jobkill.h"
 #include "core/job/jobmem.h"
+#include "core/log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -345,6 +346,11 @@ void wv_jobeng_run_step(jrun_t *r) {
   if (j->step >= j->nsteps)
     return wv_jobeng_finish(r, WV_JOB_SUCCEEDED);
   const jstep_t *s = &j->steps[j->step];
+  if (j->step == 0 && j->rid) {
+    char rid[17];
+    wv_log_request_text(j->rid, rid);
+    wv_jobeng_log_linef(r, "[waved: %s submitted by request %s]", j->id, rid);
+  }
   wv_jobeng_log_linef(r, "[waved: step %zu/%zu: %s]", j->step + 1, j->nsteps, s->name);
   if (s->type == WV_JOB_STEP_FN) {
     r->fn_running = true;

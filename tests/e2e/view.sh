@@ -225,7 +225,8 @@ print("%02x%02x%02x" % tuple(prev[10 * bpp:10 * bpp + 3]))
 PY
 )" 16202e
 else
-  log "chromium not installed: browser check skipped"
+  # make test installs chromium (packaging/deps.sh test): a missing browser is a failure.
+  ok "chromium is installed (packaging/deps.sh test)" false
 fi
 
 # ---- wave.capabilities.web-views: false --------------------------------------------------------

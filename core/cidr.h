@@ -1,0 +1,36 @@
+/*
+ * core/cidr.h — a short list of address ranges that a client address is matched
+ * against (metrics.allow-addresses). Fixed size, no allocation: a list is parsed
+ * once from the configuration and read by any thread afterwards.
+ */
+#ifndef WV_CIDR_H
+#define WV_CIDR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define WV_CIDRS_MAX 64 /* entries of one list */
+
+typedef struct {
+  int family; /* AF_INET or AF_INET6 */
+  unsigned prefix;
+  uint8_t net[16];
+} wv_cidr_t;
+
+typedef struct {
+  bool any; /* "*" was listed */
+  size_t n;
+  wv_cidr_t items[WV_CIDRS_MAX];
+} wv_cidrs_t;
+
+/*
+ * Parses "a.b.c.d/n, x::/n, 10.0.0.1, *" (commas and blanks separate entries;
+ * "" is an empty list). Returns 0, or WV_EINVAL / WV_ETOOBIG with the bad entry
+ * named in why.
+ */
+int wv_cidrs_parse(const char *s, wv_cidrs_t *out, char *why, size_t whylen);
+/* True when ip (numeric text; IPv4-mapped IPv6 counts as IPv4) is in the list. */
+bool wv_cidrs_match(const wv_cidrs_t *c, const char *ip);
+
+#endif

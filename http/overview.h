@@ -1,0 +1,15 @@
+/*
+ * http/overview.h — GET /view: the operator's overview page (docs/operations.md,
+ * "Overview page"): health and key counters, running jobs with the tail of
+ * their logs (the page refreshes itself while anything runs: no script), and
+ * the recent builds, mirrors and scans with links to their pages. Restricted
+ * like /metrics (wv_ops_access).
+ */
+#ifndef WV_OVERVIEW_H
+#define WV_OVERVIEW_H
+
+#include "http/router.h"
+
+int wv_overview_register(wv_router_t *r);
+
+#endif

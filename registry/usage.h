@@ -1,0 +1,33 @@
+/*
+ * registry/usage.h — Wave's usage counters and their API (contract §12,
+ * docs/compatibility.md "Usage metrics"): builds, pulls, fusion pulls, mirrors
+ * and scans, by day, by organisation (the e-mail domain of the account, when
+ * its name is an e-mail address) and by architecture, kept in the state
+ * store's counters. Counted only when wave.metrics.enabled.
+ */
+#ifndef WV_REGISTRY_USAGE_H
+#define WV_REGISTRY_USAGE_H
+
+#include "core/app.h"
+#include "http/router.h"
+
+typedef enum {
+  WV_USAGE_BUILDS = 0,
+  WV_USAGE_PULLS,
+  WV_USAGE_FUSION,
+  WV_USAGE_MIRRORS,
+  WV_USAGE_SCANS,
+  WV_USAGE_COUNT
+} wv_usage_t;
+
+/*
+ * Counts one event for user (a wave.accounts name, NULL = anonymous: only the
+ * org-less counters) on arch (any spelling of contract §12's list, or NULL). The
+ * increments are queued to the store's committer: the caller never waits.
+ */
+void wv_usage_count(const wv_app_t *app, wv_usage_t what, const char *user, const char *arch);
+
+/* GET /v1alpha2/metrics/... and /v1alpha3/metrics/... 0 or the router's error. */
+int wv_usage_register(wv_router_t *r);
+
+#endif
