@@ -87,6 +87,14 @@ static void ip_remove(wv_server_t *s, peer_ip_t *gone) {
 
 static int peer_cap(const wv_server_t *s) { return s->o.registry_workers_per_client; }
 
+/* Waiting requests of one address: as many as it may hold connections
+ * (server.max-connections-per-ip: a cluster pulling through one address parks hundreds of
+ * pulls at once), at least 4 shares. */
+static int wait_cap(const wv_server_t *s) {
+  int conns = s->o.max_conns_per_ip > 0 ? s->o.max_conns_per_ip : 1024;
+  return conns > 4 * peer_cap(s) ? conns : 4 * peer_cap(s);
+}
+
 /* Gives up ip's share: to its oldest waiter (returned, to be queued), else back. */
 static exchange_t *share_release(wv_server_t *s, const char *ip) {
   pthread_mutex_lock(&s->peer_mu);
@@ -111,7 +119,7 @@ typedef enum { SHARE_RUN, SHARE_WAIT, SHARE_FULL } share_t;
 
 /*
  * SHARE_RUN: ex may run now (it holds a share, or no entry could be made); SHARE_WAIT: it
- * waits in its address's list; SHARE_FULL: that list (4 x the share) or all lists together
+ * waits in its address's list; SHARE_FULL: that list (wait_cap) or all lists together
  * (server.worker-queue) are full — the caller answers 503, as a full queue does.
  */
 static share_t share_take(wv_server_t *s, exchange_t *ex) {
@@ -127,7 +135,7 @@ static share_t share_take(wv_server_t *s, exchange_t *ex) {
   } else if (e->running < peer_cap(s)) {
     e->running++;
     ex->has_share = true;
-  } else if (e->nwait >= 4 * peer_cap(s) || s->nwaiting >= s->o.max_queued_jobs) {
+  } else if (e->nwait >= wait_cap(s) || s->nwaiting >= s->o.max_queued_jobs) {
     r = SHARE_FULL;
   } else {
     ex->wnext = NULL;

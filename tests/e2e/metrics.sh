@@ -100,7 +100,13 @@ v=$(query 'sum(waved_http_requests_total{class="manifest"})' | first_value)
 ok "Prometheus has the manifest requests" test "${v:-0}" -ge 4
 v=$(query 'histogram_quantile(0.5, sum by (le) (waved_http_request_duration_seconds_bucket{class="manifest"}))' | first_value)
 ok "a latency quantile computes from the histogram" bash -c "[ -n '$v' ] && [ '$v' != NaN ]"
-v=$(query 'sum(rate(waved_http_requests_total{class="metrics"}[1m])) >= 0' | first_value)
+# A scrape is counted once it is answered, so the series shows from the next scrape on
+# (and a rate needs two of its samples): wait for that, a scrape a second.
+for i in $(seq 1 60); do
+  v=$(query 'sum(rate(waved_http_requests_total{class="metrics"}[1m])) >= 0' | first_value)
+  [ -n "$v" ] && break
+  sleep 0.5
+done
 ok "Prometheus's own scrapes are counted (class metrics)" test -n "$v"
 
 stop_waved

@@ -87,7 +87,9 @@ start_waved "wave:
     \"127.0.0.1:$BADP\": {insecure: true}
     \"${REG[basic]}\": {username: $USER_, password: $PASS_, insecure: true, allow: {anonymous: pull}}
     \"${REG[token]}\": {username: $USER_, password: $PASS_, insecure: true, allow: {anonymous: pull}}
-  httpclient: {connect-timeout: 2s, read-timeout: 3s, retry: {attempts: 3, delay: 50ms, max-delay: 200ms}}"
+  httpclient: {connect-timeout: 2s, read-timeout: 3s, retry: {attempts: 3, delay: 50ms, max-delay: 200ms}}
+  # A short tag window: the 'upstream stopped + uncached' check needs the tag asked again.
+  storage: {cache: {tag-duration: 1s}}"
 W=127.0.0.1:$WAVED_PORT
 log "waved on $WAVED_URL"
 
@@ -260,6 +262,7 @@ ok "upstream stopped: augmented config from the blob store" has \
 rm -rf "$T/oci-offline"
 ok "upstream stopped: augmented image pulls whole (upstream layer from the blob cache)" \
   sk copy --quiet --src-tls-verify=false "docker://$IMG_anon" "oci:$T/oci-offline:x"
+sleep 1.1 # past wave.storage.cache.tag-duration: the tag must be asked upstream again
 t0=$(date +%s%N)
 code=$(curl -s -m 30 -o "$T/e.json" -w '%{http_code}' "http://$W/v2/$(sed 's|:latest$||' <<<"${UNCACHED#*/}")/manifests/latest")
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))

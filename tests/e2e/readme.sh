@@ -102,6 +102,11 @@ check() { # CMD — one README command
       ok "runs: the first pull's container request" has "$out" "\"targetImage\":\"localhost:9090/wt/$TOKEN/library/busybox:latest\"" ;;
     skopeo\ inspect*)
       ok "runs: the first pull's skopeo inspect" has "$(eval "$(as_here "$c")")" '"HELLO=world"' ;;
+    "waved sif inspect"*)
+      # No SIF at hand here (tests/e2e/sif.sh inspects real ones): the command runs and
+      # refuses a file that is not one, naming why.
+      ok "runs: waved sif inspect (refuses a non-SIF, says why)" has \
+        "$("$WAVED_BIN" sif inspect /etc/hostname 2>&1)" "invalid SIF" ;;
     *) ok "README command has a check here: $c" false ;;
   esac
 }
