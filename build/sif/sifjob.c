@@ -180,7 +180,9 @@ static int put_blob(const char *layout, const char *text, size_t len,
   char path[4096];
   if (wv_digest_of(text, len, digest) != 0)
     return WV_ENOMEM;
-  snprintf(path, sizeof path, "%s/blobs/sha256/%s", layout, digest + 7);
+  int n = snprintf(path, sizeof path, "%s/blobs/sha256/%s", layout, digest + 7);
+  if (n < 0 || (size_t)n >= sizeof path)
+    return WV_ETOOBIG;
   FILE *f = fopen(path, "wbe");
   int rc = f && fwrite(text, 1, len, f) == len ? 0 : WV_EIO;
   if (f && fclose(f) != 0)
