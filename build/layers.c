@@ -18,6 +18,7 @@
  * wrong with what it sent.
  */
 #include "build/layers.h"
+#include "core/siphash.h"
 #include "core/base64.h"
 #include "registry/tagcache.h"
 #include "core/digest.h"
@@ -213,10 +214,7 @@ static struct {
 } verified[VERIFIED_SLOTS];
 
 static unsigned verified_slot(const char *gz) {
-  unsigned h = 2166136261u;
-  for (; *gz; gz++)
-    h = (h ^ (unsigned char)*gz) * 16777619u;
-  return h % VERIFIED_SLOTS;
+  return (unsigned)(wv_str_hash(gz) % VERIFIED_SLOTS);
 }
 
 static bool verified_before(const wv_container_layer_t *l, uint64_t budget) {

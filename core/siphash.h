@@ -44,4 +44,15 @@ int wv_siphash_pairs(const char *const *kv, size_t npairs, char out[WV_CHECKSUM_
 /* Wave's "varargs" checksum: each arg (NULL = nothing) then U+001C, then a final U+001E. */
 int wv_siphash_args(const char *const *args, size_t nargs, char out[WV_CHECKSUM_STRLEN]);
 
+/*
+ * FNV-1a of a NUL-terminated string: the bucket hash of waved's in-memory
+ * tables (keys are not attacker-chosen in bulk there; each table is bounded).
+ */
+static inline uint64_t wv_str_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
 #endif

@@ -76,6 +76,7 @@
  * never held together.
  */
 #include "http/server_int.h"
+#include "core/siphash.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "http/tls.h"
@@ -121,12 +122,7 @@ void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg) {
 
 /* ---------- connections per client address ---------- */
 
-static size_t ip_hash(const char *ip) {
-  size_t h = 2166136261u;
-  for (; *ip; ip++)
-    h = (h ^ (unsigned char)*ip) * 16777619u;
-  return h;
-}
+static size_t ip_hash(const char *ip) { return (size_t)wv_str_hash(ip); }
 
 /* The slot of ip in the table, or the empty slot where it would go. ip_mu held. */
 static size_t ip_find(wv_server_t *s, const char *ip) {

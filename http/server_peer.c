@@ -25,6 +25,7 @@
  * jobs are submitted and run without it.
  */
 #include "http/server_int.h"
+#include "core/siphash.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -54,12 +55,7 @@ static void share_key(const char *ip, char out[46]) {
   snprintf(out, 46, "%s", ip);
 }
 
-static unsigned ip_hash(const char *ip) {
-  unsigned h = 2166136261u; /* FNV-1a */
-  for (; *ip; ip++)
-    h = (h ^ (unsigned char)*ip) * 16777619u;
-  return h % PEER_BUCKETS;
-}
+static unsigned ip_hash(const char *ip) { return (unsigned)(wv_str_hash(ip) % PEER_BUCKETS); }
 
 /* The entry of ip, created when add; NULL when absent (or out of memory). peer_mu held. */
 static peer_ip_t *ip_find(wv_server_t *s, const char *ip, bool add) {

@@ -3,6 +3,7 @@
  * tagcache.h).
  */
 #include "registry/tagcache.h"
+#include "core/siphash.h"
 #include "core/digest.h"
 #include "core/timefmt.h"
 
@@ -19,12 +20,7 @@ typedef struct {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static slot_t slots[WV_TAGCACHE_SLOTS];
 
-static slot_t *slot_of(const char *key) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)key; *p; p++)
-    h = (h ^ *p) * 1099511628211ull;
-  return &slots[h % WV_TAGCACHE_SLOTS];
-}
+static slot_t *slot_of(const char *key) { return &slots[wv_str_hash(key) % WV_TAGCACHE_SLOTS]; }
 
 int wv_tagcache_key(char *out, size_t cap, const char *registry, const char *image, const char *tag,
                     bool creds) {

@@ -1,5 +1,6 @@
 /* scan/intmap.c — see intmap.h. FNV-1a hashing, linear probing. */
 #include "scan/intmap.h"
+#include "core/siphash.h"
 
 #include "core/err.h"
 
@@ -8,15 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t hash_str(const char *s) {
-  uint64_t h = 1469598103934665603ULL;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-  return h;
-}
-
 static size_t slot_of(const wv_intmap_t *m, const char *k, bool *found) {
-  size_t i = hash_str(k) & (m->cap - 1);
+  size_t i = wv_str_hash(k) & (m->cap - 1);
   while (m->keys[i]) {
     if (strcmp(m->keys[i], k) == 0) {
       *found = true;

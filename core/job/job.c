@@ -24,6 +24,7 @@
  * store write is a few ms; the job thread has nothing more urgent to do).
  */
 #include "core/job/job.h"
+#include "core/siphash.h"
 #include "core/err.h"
 #include "core/job/job_int.h"
 #include "core/job/jobmem.h"
@@ -54,12 +55,7 @@ const char *wv_job_mem_name(wv_job_mem_t m) {
   return (unsigned)m < 5 ? n[m] : "unknown";
 }
 
-uint32_t wv_jobeng_hash_id(const char *s) {
-  uint32_t h = 2166136261u;
-  while (*s)
-    h = (h ^ (uint8_t)*s++) * 16777619u;
-  return h % NBUCKETS;
-}
+uint32_t wv_jobeng_hash_id(const char *s) { return (uint32_t)(wv_str_hash(s) % NBUCKETS); }
 
 job_t *wv_jobeng_find_locked(wv_job_engine_t *e, const char *id) {
   for (job_t *j = e->buckets[wv_jobeng_hash_id(id)]; j; j = j->hnext)
