@@ -60,7 +60,7 @@ int wv_cidrs_parse(const char *s, wv_cidrs_t *out, char *why, size_t whylen) {
   }
 }
 
-static bool in_range(const wv_cidr_t *c, const uint8_t *a) {
+bool wv_cidr_contains(const wv_cidr_t *c, const uint8_t *a) {
   unsigned full = c->prefix / 8, rest = c->prefix % 8;
   if (memcmp(c->net, a, full) != 0)
     return false;
@@ -87,7 +87,7 @@ bool wv_cidrs_match(const wv_cidrs_t *c, const char *ip) {
     return false;
   }
   for (size_t i = 0; i < c->n; i++)
-    if (c->items[i].family == family && in_range(&c->items[i], a))
+    if (c->items[i].family == family && wv_cidr_contains(&c->items[i], a))
       return true;
   return false;
 }

@@ -30,6 +30,8 @@ typedef struct {
  * named in why.
  */
 int wv_cidrs_parse(const char *s, wv_cidrs_t *out, char *why, size_t whylen);
+/* True when a (network bytes of c's family) is inside c (core/netpolicy.c uses it too). */
+bool wv_cidr_contains(const wv_cidr_t *c, const uint8_t *a);
 /* True when ip (numeric text; IPv4-mapped IPv6 counts as IPv4) is in the list. */
 bool wv_cidrs_match(const wv_cidrs_t *c, const char *ip);
 

@@ -12,6 +12,7 @@
  * loopback, link-local or metadata, which name this very machine or its cloud.
  */
 #include "core/netpolicy.h"
+#include "core/cidr.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -26,11 +27,7 @@
 
 #define MAX_HOST 253
 
-typedef struct {
-  int family;      /* AF_INET or AF_INET6 */
-  uint8_t net[16]; /* network bytes (4 used for IPv4) */
-  unsigned prefix; /* bits */
-} cidr_t;
+typedef wv_cidr_t cidr_t; /* core/cidr.h */
 
 struct wv_netpolicy {
   bool off; /* ssrf-protection disabled: everything is allowed */
@@ -354,12 +351,7 @@ bool wv_netpolicy_host_allowed(const wv_netpolicy_t *p, const char *host) {
 }
 
 static bool cidr_match(const cidr_t *c, int family, const uint8_t *a) {
-  if (c->family != family)
-    return false;
-  unsigned full = c->prefix / 8, rest = c->prefix % 8;
-  if (memcmp(c->net, a, full) != 0)
-    return false;
-  return rest == 0 || ((a[full] ^ c->net[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
+  return c->family == family && wv_cidr_contains(c, a);
 }
 
 /* The family and bytes an address is matched as: ::ffff:a.b.c.d as IPv4. */
