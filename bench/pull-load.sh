@@ -25,6 +25,7 @@
 #   PL_PARK_PULLS [1000] pulls parked on one build  PL_PARK_SLEEP [20] its RUN sleep, s
 #   PL_RESULTS        also write the RESULT lines (tab-separated, labelled) here
 #   PL_PERF, PL_PERF_DIR  perf record waved during the named runs (see run())
+#   PL_PERF_CG [-g]   perf's call-graph option (e.g. "--call-graph dwarf" through libc)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,7 +61,8 @@ run() {
   echo "== $sc $tgt: $what"
   case " ${PL_PERF:-} " in
     *" $sc/$tgt "*)
-      perf record -q -g -p "$WAVED_PID" -o "${PL_PERF_DIR:-.}/perf.$sc-$tgt.data" 2>/dev/null &
+      # shellcheck disable=SC2086 # PL_PERF_CG is a list of perf options
+      perf record -q ${PL_PERF_CG:--g} -p "$WAVED_PID" -o "${PL_PERF_DIR:-.}/perf.$sc-$tgt.data" 2>/dev/null &
       perf_pid=$!
       sleep 0.2 ;;
   esac

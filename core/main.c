@@ -439,6 +439,8 @@ int main(int argc, char **argv) {
   status = 0;
 out:
   wv_park_stop();
+  /* Container requests parked on a group commit are answered while the loops exist. */
+  wv_store_flush(app.store);
   wv_server_free(srv);
   wv_router_free(router);
   /* Running builds are killed; their records stay RUNNING for the next start. */

@@ -208,6 +208,24 @@ int wv_store_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t *fa
 int wv_store_submit(wv_store_t *s, const wv_store_op_t *op, wv_store_done_cb cb, void *arg);
 
 /*
+ * wv_store_apply without the wait: queues n (1..WV_STORE_APPLY_MAX) ops to be
+ * applied atomically and returns at once; cb runs later on the committer
+ * thread with rc 0 once all of them are durable, or the first failing op's
+ * error (nothing written then). The same returns and rules as
+ * wv_store_submit. This is how a request handler parks until its records are
+ * on disk instead of holding a thread (build/request/submit.c).
+ */
+int wv_store_submit_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, wv_store_done_cb cb,
+                          void *arg);
+
+/*
+ * Waits until every write queued before the call has completed (its callback
+ * has returned). NULL is a no-op. 0, WV_ECLOSED, WV_EBUSY (from a callback)
+ * or WV_ENOMEM.
+ */
+int wv_store_flush(wv_store_t *s);
+
+/*
  * Removes up to max records whose expiry is <= now_ms, walking the expiry
  * index in time order (never a full scan), in one durable transaction.
  * *removed (may be NULL) gets the count; removed == max means call again.

@@ -249,13 +249,60 @@ static int apply_ops(wv_store_t *s, MDB_txn *txn, struct req *r, int64_t now) {
 }
 
 /*
+ * Whether a multi-op request can go straight into the batch transaction: its
+ * only ordinary failure, a PUT_NX on a live record, can then be found before
+ * anything is written (precheck). True for PUT, PUT_NX and DEL ops on
+ * distinct keys — what a container request writes (its token and its
+ * record), thousands of times a second. A child transaction costs LMDB a
+ * fresh dirty list of a few MB (malloc → mmap, then munmap and a TLB
+ * shootdown on every core), which made it the committer's main cost.
+ */
+static bool flat_ok(const struct req *r) {
+  if (r->sweep)
+    return false;
+  for (size_t i = 0; i < r->n; i++) {
+    const struct iop *a = &r->ops[i];
+    if (a->kind == WV_STORE_INCR)
+      return false;
+    for (size_t j = 0; j < i; j++) {
+      const struct iop *b = &r->ops[j];
+      if (a->db == b->db && a->klen == b->klen && memcmp(a->key, b->key, a->klen) == 0)
+        return false;
+    }
+  }
+  return true;
+}
+
+/* A flat_ok request's ordinary failure, found before any of its ops writes. */
+static int precheck(wv_store_t *s, MDB_txn *txn, struct req *r, int64_t now) {
+  r->value = 0;
+  r->failed = 0;
+  for (size_t i = 0; i < r->n; i++) {
+    struct cur c;
+    int rc = load_cur(s, txn, &r->ops[i], now, &c);
+    if (!rc && c.corrupt && r->ops[i].kind != WV_STORE_DEL)
+      rc = WV_ESTORE; /* not a clean failure: the batch is redone nested */
+    if (!rc && c.live && r->ops[i].kind == WV_STORE_PUT_NX)
+      rc = WV_EEXISTS;
+    if (rc) {
+      r->failed = i;
+      return rc;
+    }
+  }
+  return 0;
+}
+
+/*
  * Applies one request. nested: in a child transaction of parent, rolled back
  * alone on error. Otherwise straight into parent, which is only safe when a
- * failure is a clean_failure(); run_batch redoes the batch nested otherwise.
+ * failure is a clean_failure() found before anything was written (one op, or
+ * flat_ok and precheck); run_batch redoes the batch nested otherwise.
  */
 static int apply_req(wv_store_t *s, MDB_txn *parent, struct req *r, int64_t now, bool nested) {
-  if (!nested)
-    return apply_ops(s, parent, r, now);
+  if (!nested) {
+    int rc = r->n > 1 ? precheck(s, parent, r, now) : 0;
+    return rc ? rc : apply_ops(s, parent, r, now);
+  }
   MDB_txn *child;
   int rc = mdb_txn_begin(s->env, parent, 0, &child);
   if (rc)
@@ -301,10 +348,11 @@ static void fail_all(struct req *batch, int rc) {
 /*
  * Applies a batch in one write transaction and commits it.
  *
- * Fast mode applies single-op requests straight into the batch transaction:
- * their ordinary failures (EEXISTS, EPARSE, ERANGE) are detected before
- * anything is written. Nested child transactions (which cost LMDB a dirty
- * list each) are used for multi-op requests, and for every request once
+ * Fast mode applies single-op requests, and multi-op ones that pass flat_ok,
+ * straight into the batch transaction: their ordinary failures (EEXISTS,
+ * EPARSE, ERANGE) are detected before anything is written. Nested child
+ * transactions (which cost LMDB a dirty list each) are used for the other
+ * multi-op requests, and for every request once
  * something unexpected happened: then the batch is aborted and redone in safe
  * mode, where each request is isolated. On MDB_MAP_FULL the map grows and the
  * batch is redone; once it cannot grow, requests that do not fit fail alone.
@@ -322,7 +370,7 @@ static void run_batch(wv_store_t *s, struct req *batch) {
     int64_t now = wv_store_now_ms();
     bool full = false, unsafe = false;
     for (struct req *r = batch; r && !full && !unsafe; r = r->next) {
-      bool nested = safe || !can_grow || r->n > 1;
+      bool nested = safe || !can_grow || (r->n > 1 && !flat_ok(r));
       r->rc = apply_req(s, txn, r, now, nested);
       if (r->rc == RC_MAP_FULL && can_grow)
         full = true;
@@ -569,13 +617,26 @@ int wv_store_incr(wv_store_t *s, wv_db_t db, const char *key, int64_t delta, int
 }
 
 int wv_store_submit(wv_store_t *s, const wv_store_op_t *op, wv_store_done_cb cb, void *arg) {
+  return wv_store_submit_apply(s, op, 1, cb, arg);
+}
+
+int wv_store_submit_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, wv_store_done_cb cb,
+                          void *arg) {
   struct req *r;
-  int rc = make_req(op, 1, &r);
+  int rc = make_req(ops, n, &r);
   if (rc)
     return rc;
   r->cb = cb;
   r->arg = arg;
   return enqueue(s, r, false);
+}
+
+int wv_store_flush(wv_store_t *s) {
+  if (!s)
+    return 0;
+  struct req *r = calloc(1, sizeof *r); /* no ops: a place in the queue */
+  struct waiter w;
+  return r ? run_sync(s, r, &w) : WV_ENOMEM;
 }
 
 int wv_store_sweep(wv_store_t *s, int64_t now_ms, size_t max, size_t *removed) {

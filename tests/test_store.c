@@ -525,6 +525,57 @@ TEST(async_submit_one_failure_does_not_fail_batch) {
   close_and_remove(s);
 }
 
+/*
+ * Two-op applies queued without waiting, in few batches: the ones on distinct
+ * keys go straight into the batch (flat), a collision fails alone and writes
+ * neither op, and one naming a key twice takes the nested path. flush returns
+ * only after every callback queued before it ran.
+ */
+TEST(async_apply_all_or_nothing_in_batch) {
+  wv_store_t *s = open_fresh(2000);
+  CHECK(s);
+  CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "taken", "x", 1, 0));
+  struct async_count c = {0};
+  enum { N = 300 };
+  for (int i = 0; i < N; i++) {
+    char k1[32], k2[32];
+    snprintf(k1, sizeof k1, "t-%d", i);
+    snprintf(k2, sizeof k2, "t-%d", i);
+    wv_store_op_t ops[2] = {
+        {.kind = WV_STORE_PUT_NX, .db = WV_DB_TOKENS, .key = k1, .val = "tok", .val_len = 3},
+        {.kind = WV_STORE_PUT_NX, .db = WV_DB_REQUESTS, .key = k2, .val = "rec", .val_len = 3},
+    };
+    if (i % 50 == 7) { /* collides: neither op may land */
+      ops[1].db = WV_DB_TOKENS;
+      ops[1].key = "taken";
+    } else if (i % 50 == 9) { /* the same key twice: applied in order, nested */
+      ops[1].db = WV_DB_TOKENS;
+      ops[1].kind = WV_STORE_PUT;
+      ops[1].val = "second";
+      ops[1].val_len = 6;
+    }
+    CHECK_OK(wv_store_submit_apply(s, ops, 2, count_cb, &c));
+  }
+  CHECK_OK(wv_store_flush(s));
+  CHECK_EQ_INT(atomic_load(&c.calls), N);
+  CHECK_EQ_INT(atomic_load(&c.failed), N / 50);
+  char buf[32];
+  CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "t-7", buf, sizeof buf), WV_ENOTFOUND);
+  CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "t-257", buf, sizeof buf), WV_ENOTFOUND);
+  CHECK_OK(get_str(s, WV_DB_TOKENS, "taken", buf, sizeof buf));
+  CHECK_EQ_STR(buf, "x");
+  CHECK_OK(get_str(s, WV_DB_TOKENS, "t-8", buf, sizeof buf));
+  CHECK_EQ_STR(buf, "tok");
+  CHECK_OK(get_str(s, WV_DB_REQUESTS, "t-8", buf, sizeof buf));
+  CHECK_EQ_STR(buf, "rec");
+  CHECK_OK(get_str(s, WV_DB_TOKENS, "t-59", buf, sizeof buf));
+  CHECK_EQ_STR(buf, "second");
+  wv_store_stats_t st;
+  wv_store_stats(s, &st);
+  CHECK(st.commits < N / 4); /* grouped (timing-tolerant bound) */
+  close_and_remove(s);
+}
+
 TEST(close_drains_pending) {
   wv_store_t *s = open_fresh(5000);
   CHECK(s);
@@ -655,6 +706,6 @@ TEST(corrupt_record_fails_alone) {
 WV_TESTS(T(put_get_del), T(expiry), T(snapshot_reads), T(counters), T(put_if_absent_and_apply),
          T(caps), T(reopen_persists), T(schema_version), T(sweep_uses_index), T(sweeper_thread),
          T(concurrent_writers_all_acknowledged), T(group_commit_throughput),
-         T(async_submit_one_failure_does_not_fail_batch), T(close_drains_pending),
-         T(blocking_call_from_callback_refused), T(map_grows_then_refuses_cleanly),
-         T(corrupt_record_fails_alone))
+         T(async_submit_one_failure_does_not_fail_batch), T(async_apply_all_or_nothing_in_batch),
+         T(close_drains_pending), T(blocking_call_from_callback_refused),
+         T(map_grows_then_refuses_cleanly), T(corrupt_record_fails_alone))

@@ -160,6 +160,20 @@ int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t 
                    const char *client_ip, json_object **resp, const char **msg,
                    int64_t *retry_after_s);
 
+/*
+ * wv_creq_handle for the HTTP handler: a plain request without a scan does
+ * not wait for the durable write of its records. It returns WV_PARKED once
+ * they are queued (wv_store_submit_apply); later, on the store's committer
+ * thread, done(arg, rc, resp) runs exactly once: rc 0 and the response
+ * (caller's reference) when both records are on disk, else the error (resp
+ * NULL). After WV_PARKED the caller must not touch arena a until done has
+ * run. Every other outcome returns as wv_creq_handle, done not called.
+ */
+typedef void (*wv_creq_done_cb)(void *arg, int rc, json_object *resp);
+int wv_creq_handle_async(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
+                         const char *client_ip, json_object **resp, const char **msg,
+                         int64_t *retry_after_s, wv_creq_done_cb done, void *arg);
+
 /* Adds the container-request routes (build/request/routes.c). 0, WV_EINVAL or WV_ENOMEM. */
 struct wv_router;
 int wv_creq_routes_register(struct wv_router *r);

@@ -31,12 +31,35 @@ static const char *id_param(const wv_req_t *req, const char *name) {
 
 static const wv_app_t *app_of(const wv_req_t *req) { return req->app; }
 
+/* A request parked on the group commit of its records (arena memory). */
+typedef struct {
+  wv_req_t *req;
+  wv_resp_t *resp;
+} parked_t;
+
+/* Its records are durable (or failed): answers it, on the store's committer thread. */
+static void submitted(void *arg, int rc, json_object *out) {
+  parked_t *p = arg;
+  if (!rc)
+    rc = wv_resp_json(p->req, p->resp, 200, out);
+  if (rc && wv_resp_error(p->req, p->resp, rc, NULL))
+    p->resp->status = 0; /* the server answers 500 */
+  wv_req_complete(p->req);
+}
+
 static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   json_object *out = NULL;
   const char *msg = NULL;
   int64_t retry = 0;
-  int rc = wv_creq_handle(app_of(req), req->arena, req->body, req->body_len, v2,
-                          req->client_ip[0] ? req->client_ip : NULL, &out, &msg, &retry);
+  parked_t *p = wv_arena_alloc(req->arena, sizeof *p);
+  if (!p)
+    return WV_ENOMEM;
+  *p = (parked_t){req, resp};
+  int rc = wv_creq_handle_async(app_of(req), req->arena, req->body, req->body_len, v2,
+                                req->client_ip[0] ? req->client_ip : NULL, &out, &msg, &retry,
+                                submitted, p);
+  if (rc == WV_PARKED)
+    return rc;
   if (rc == WV_EAUTH) /* contract §1.3: an invalid Platform token is a 401 with no body */
     return wv_resp_api_error(req, resp, 401, NULL);
   if (rc == WV_EBUSY && retry > 0) { /* a rate limit: 429, and when to come back */

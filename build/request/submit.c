@@ -4,10 +4,17 @@
  * the token and make both records durable before answering.
  *
  * The token record (what pulls read) and the persisted request record (what
- * the record endpoints read) are written in one wv_store_apply, so a crash
- * leaves both or neither; the call returns once they are on disk, so a 200
+ * the record endpoints read) are written in one atomic apply, so a crash
+ * leaves both or neither; the answer is sent once they are on disk, so a 200
  * is never lost. Both writes are PUT_NX: a token that collides with a live
  * one (2^-62 per pair, but cheap to rule out) is redrawn.
+ *
+ * The HTTP handler does not wait for that write on its worker
+ * (wv_creq_handle_async): the apply is queued with wv_store_submit_apply and
+ * the request parks; the store's committer thread completes it once the
+ * group commit that carries it is durable. Four workers used to cap the
+ * group commit at four requests per fsync; now every request in flight
+ * shares one (docs/benchmarks.md, "Container requests").
  */
 #include "build/build.h"
 #include "build/layers.h"
@@ -75,6 +82,10 @@ const char *wv_creq_scan_levels(wv_arena_t *a, const wv_creq_t *r) {
   return s;
 }
 
+static bool wants_scan(const wv_app_t *app, const wv_creq_t *r) {
+  return r->scan_mode && strcmp(r->scan_mode, "none") != 0 && !r->dry_run && app->jobs;
+}
+
 /*
  * scanMode async/required (contract §8.1, §4.6): the scan of the image (its
  * name and upstream digest give the id; a cached id is shared), reserved
@@ -82,7 +93,7 @@ const char *wv_creq_scan_levels(wv_arena_t *a, const wv_creq_t *r) {
  */
 static int reserve_scan(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                         const wv_creq_plan_t *plan, wv_creq_result_t *res) {
-  if (!r->scan_mode || strcmp(r->scan_mode, "none") == 0 || r->dry_run || !app->jobs)
+  if (!wants_scan(app, r))
     return 0;
   char digest[72], *id = wv_arena_alloc(a, WV_SCAN_ID_MAX + 1);
   if (!id)
@@ -135,6 +146,24 @@ wv_token_rec_t wv_creq_token_rec(const wv_creq_result_t *res, const wv_ref_t *re
                           .expires_ms = res->expires_ns / WV_NS_PER_MS};
 }
 
+/* The two writes of a minted token: its token record and its persisted request record. */
+static void record_ops(const wv_app_t *app, const wv_creq_result_t *res, const wv_buf_t *tok,
+                       const char *rec, wv_store_op_t ops[2]) {
+  ops[0] = (wv_store_op_t){.kind = WV_STORE_PUT_NX,
+                           .db = WV_DB_TOKENS,
+                           .key = res->token,
+                           .val = tok->data,
+                           .val_len = tok->len,
+                           .expires_ms = res->expires_ns / WV_NS_PER_MS};
+  ops[1] =
+      (wv_store_op_t){.kind = WV_STORE_PUT_NX,
+                      .db = WV_DB_REQUESTS,
+                      .key = res->token,
+                      .val = rec,
+                      .val_len = strlen(rec),
+                      .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms};
+}
+
 int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
                  wv_creq_encode_cb encode, void *arg) {
   size_t len = (size_t)app->cfg->token_length;
@@ -150,20 +179,8 @@ int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
     rc = rc ? rc : encode(arg, &tok, &rec);
     if (rc)
       break;
-    wv_store_op_t ops[2] = {
-        {.kind = WV_STORE_PUT_NX,
-         .db = WV_DB_TOKENS,
-         .key = token,
-         .val = tok.data,
-         .val_len = tok.len,
-         .expires_ms = res->expires_ns / WV_NS_PER_MS},
-        {.kind = WV_STORE_PUT_NX,
-         .db = WV_DB_REQUESTS,
-         .key = token,
-         .val = rec,
-         .val_len = strlen(rec),
-         .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms},
-    };
+    wv_store_op_t ops[2];
+    record_ops(app, res, &tok, rec, ops);
     rc = wv_store_apply(app->store, ops, 2, NULL);
     if (rc != WV_EEXISTS)
       break;
@@ -196,11 +213,10 @@ static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
   return wv_creq_mint(app, a, res, encode_plain, &p);
 }
 
-int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
-                   const char *client_ip, int64_t now_ns, wv_creq_result_t *res, json_object **resp,
-                   const char **msg) {
+/* Everything before the token: checks, includes, the image, the containerConfig texts. */
+static int prepare(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
+                   int64_t now_ns, wv_creq_result_t *res, const char **msg) {
   memset(res, 0, sizeof *res);
-  *resp = NULL;
   int rc = 0;
   if (r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
@@ -221,9 +237,15 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
   res->container_image = wv_ref_full_name(a, &plan->image);
   res->created_ns = now_ns;
   res->expires_ns = now_ns + app->cfg->token_ttl_ms * WV_NS_PER_MS;
-  if (oom || !res->container_image)
-    return WV_ENOMEM;
-  rc = reserve_scan(app, a, r, plan, res);
+  return oom || !res->container_image ? WV_ENOMEM : 0;
+}
+
+int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
+                   const char *client_ip, int64_t now_ns, wv_creq_result_t *res, json_object **resp,
+                   const char **msg) {
+  *resp = NULL;
+  int rc = prepare(app, a, r, plan, now_ns, res, msg);
+  rc = rc ? rc : reserve_scan(app, a, r, plan, res);
   rc = rc ? rc : mint_and_store(app, a, r, plan, client_ip, res);
   if (rc && res->scan_new) /* nobody will start it: free the id for the next request */
     wv_scan_abandon(app, res->scan_id, "The container request could not be stored");
@@ -238,6 +260,120 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
     wv_warn("container request %s: scan %s could not start", res->token, res->scan_id);
   *resp = wv_creq_response(r, res);
   return *resp ? 0 : WV_ENOMEM;
+}
+
+/* A plain request parked on the group commit of its two records. Arena memory. */
+typedef struct {
+  const wv_app_t *app;
+  wv_arena_t *a;
+  const wv_creq_t *r;
+  const wv_creq_plan_t *plan;
+  const char *client_ip;
+  wv_creq_result_t res;
+  int attempt;
+  uint64_t rid; /* the request id its log lines carry */
+  wv_creq_done_cb done;
+  void *arg;
+} parked_t;
+
+static void parked_done(void *arg, int rc, int64_t value);
+
+/*
+ * Draws a token, encodes both records and queues them (copied by the store).
+ * 0: parked_done runs later, maybe before this returns — the caller must not
+ * touch p after a 0.
+ */
+static int parked_queue(parked_t *p) {
+  size_t len = (size_t)p->app->cfg->token_length;
+  char *token = wv_arena_alloc(p->a, len + 1);
+  wv_buf_t tok;
+  wv_buf_init(&tok, WV_TOKEN_MAX_RECORD);
+  const char *rec = NULL;
+  int rc = token ? wv_rand_id(token, len, WV_RAND_ALNUM_LOWER) : WV_ENOMEM;
+  p->res.token = token;
+  rc = rc ? rc : encode_records(p->app, p->a, p->r, p->plan, p->client_ip, &p->res, &tok, &rec);
+  if (!rc) {
+    wv_store_op_t ops[2];
+    record_ops(p->app, &p->res, &tok, rec, ops);
+    rc = wv_store_submit_apply(p->app->store, ops, 2, parked_done, p);
+  }
+  wv_buf_free(&tok);
+  return rc;
+}
+
+static void log_request(const wv_creq_plan_t *plan, const wv_creq_result_t *res) {
+  wv_info("container request %s: %s -> %s (%s)", res->token, res->container_image,
+          res->target_image, plan->user ? plan->user : "anonymous");
+}
+
+/* The committer thread: the records are durable (rc 0), collided or failed. */
+static void parked_done(void *arg, int rc, int64_t value) {
+  (void)value;
+  parked_t *p = arg;
+  wv_log_set_request(p->rid);
+  if (rc == WV_EEXISTS && ++p->attempt < MINT_ATTEMPTS) {
+    wv_warn("container token collision, drawing another one");
+    rc = parked_queue(p);
+    if (!rc) {
+      wv_log_set_request(0);
+      return;
+    }
+  } else if (rc == WV_EEXISTS) {
+    rc = WV_EINTERNAL;
+  }
+  json_object *resp = rc ? NULL : wv_creq_response(p->r, &p->res);
+  if (!rc && !resp)
+    rc = WV_ENOMEM;
+  if (!rc)
+    log_request(p->plan, &p->res);
+  wv_log_set_request(0);
+  p->done(p->arg, rc, resp);
+}
+
+/*
+ * A plain request: prepared on the caller's thread, then parked on its
+ * records' group commit (WV_PARKED). A scan reservation, or a store queue
+ * that is full, takes the blocking path instead (answer in *resp, 0).
+ */
+static int submit_parked(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
+                         const wv_creq_plan_t *plan, const char *client_ip, json_object **resp,
+                         const char **msg, wv_creq_done_cb done, void *arg) {
+  wv_creq_result_t *res;
+  if (wants_scan(app, r)) {
+    if (!(res = wv_arena_alloc(a, sizeof *res)))
+      return WV_ENOMEM;
+    int rc = wv_creq_submit(app, a, r, plan, client_ip, wv_now_ns(), res, resp, msg);
+    if (!rc)
+      log_request(plan, res);
+    return rc;
+  }
+  parked_t *p = wv_arena_calloc(a, sizeof *p);
+  if (!p)
+    return WV_ENOMEM;
+  int rc = prepare(app, a, r, plan, wv_now_ns(), &p->res, msg);
+  if (rc)
+    return rc;
+  p->app = app;
+  p->a = a;
+  p->r = r;
+  p->plan = plan;
+  p->client_ip = client_ip;
+  p->rid = wv_log_request();
+  p->done = done;
+  p->arg = arg;
+  rc = parked_queue(p);
+  if (rc == 0)
+    return WV_PARKED; /* p and a may be gone already */
+  if (rc != WV_EBUSY)
+    return rc;
+  /* The store's queue is full: wait for room on this thread, as before. */
+  rc = mint_and_store(app, a, r, plan, client_ip, &p->res);
+  *resp = rc ? NULL : wv_creq_response(r, &p->res);
+  if (!rc && !*resp)
+    rc = WV_ENOMEM;
+  if (!rc)
+    log_request(plan, &p->res);
+  return rc;
 }
 
 json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res) {
@@ -292,33 +428,53 @@ static int auth_gate(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, con
   return *msg ? WV_EBUSY : WV_ENOMEM;
 }
 
-int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
-                   const char *client_ip, json_object **resp, const char **msg,
-                   int64_t *retry_after_s) {
-  wv_creq_t r;
-  wv_creq_plan_t plan;
+/*
+ * Parse, check, submit. With done (the HTTP handler) a plain request parks on
+ * its group commit (submit_parked); without (the unit tests), it waits.
+ */
+static int handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
+                  const char *client_ip, json_object **resp, const char **msg,
+                  int64_t *retry_after_s, wv_creq_done_cb done, void *arg) {
+  /* In the arena: a parked request outlives this frame. */
+  wv_creq_t *r = wv_arena_alloc(a, sizeof *r);
+  wv_creq_plan_t *plan = wv_arena_alloc(a, sizeof *plan);
   wv_creq_result_t res;
   *resp = NULL;
   *msg = NULL;
-  int rc = wv_creq_parse(a, body, len, (size_t)app->cfg->max_json_values, v2, &r, msg);
-  rc = rc ? rc : auth_gate(app, a, &r, client_ip, retry_after_s, msg);
-  rc = rc ? rc : wv_creq_check(a, app->cfg, &r, &plan, msg);
+  if (!r || !plan)
+    return WV_ENOMEM;
+  int rc = wv_creq_parse(a, body, len, (size_t)app->cfg->max_json_values, v2, r, msg);
+  rc = rc ? rc : auth_gate(app, a, r, client_ip, retry_after_s, msg);
+  rc = rc ? rc : wv_creq_check(a, app->cfg, r, plan, msg);
   if (rc == WV_EAUTH && app->auth_limit)
     wv_ratelimit_acquire(app->auth_limit, NULL, client_ip, NULL);
   /* A containerImage (of any kind of request) whose registry names an address. */
-  if (!rc && r.container_image && *r.container_image && plan.image.registry &&
-      !wv_proxy_registry_allowed(app, plan.image.registry)) {
-    *msg = address_refused(a, plan.image.registry);
+  if (!rc && r->container_image && *r->container_image && plan->image.registry &&
+      !wv_proxy_registry_allowed(app, plan->image.registry)) {
+    *msg = address_refused(a, plan->image.registry);
     rc = WV_EINVAL;
   }
-  rc = rc ? rc : take_pull(app, a, &plan, client_ip, retry_after_s, msg);
-  if (!rc && plan.kind == WV_CREQ_MIRROR)
-    return wv_mirror_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg);
-  if (!rc && plan.kind == WV_CREQ_BUILD)
-    return wv_build_submit(app, a, &r, &plan, client_ip, wv_now_ns(), resp, msg, retry_after_s);
-  rc = rc ? rc : wv_creq_submit(app, a, &r, &plan, client_ip, wv_now_ns(), &res, resp, msg);
+  rc = rc ? rc : take_pull(app, a, plan, client_ip, retry_after_s, msg);
+  if (!rc && plan->kind == WV_CREQ_MIRROR)
+    return wv_mirror_submit(app, a, r, plan, client_ip, wv_now_ns(), resp, msg);
+  if (!rc && plan->kind == WV_CREQ_BUILD)
+    return wv_build_submit(app, a, r, plan, client_ip, wv_now_ns(), resp, msg, retry_after_s);
+  if (!rc && done)
+    return submit_parked(app, a, r, plan, client_ip, resp, msg, done, arg);
+  rc = rc ? rc : wv_creq_submit(app, a, r, plan, client_ip, wv_now_ns(), &res, resp, msg);
   if (!rc)
-    wv_info("container request %s: %s -> %s (%s)", res.token, res.container_image, res.target_image,
-            plan.user ? plan.user : "anonymous");
+    log_request(plan, &res);
   return rc;
+}
+
+int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
+                   const char *client_ip, json_object **resp, const char **msg,
+                   int64_t *retry_after_s) {
+  return handle(app, a, body, len, v2, client_ip, resp, msg, retry_after_s, NULL, NULL);
+}
+
+int wv_creq_handle_async(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
+                         const char *client_ip, json_object **resp, const char **msg,
+                         int64_t *retry_after_s, wv_creq_done_cb done, void *arg) {
+  return handle(app, a, body, len, v2, client_ip, resp, msg, retry_after_s, done, arg);
 }
