@@ -103,6 +103,37 @@ ratio("large waved-stream (blob cache off) / nginx (MB/s)", ("large", "waved-str
 ratio("large waved-stream (blob cache off) / docker-registry (MB/s)", ("large", "waved-stream"), ("large", "docker-registry"), "mbps")
 large["waved-store"] = ratio("large waved-store / nginx-store, same file (MB/s)", ("large", "waved-store"), ("large", "nginx-store"), "mbps")
 
+# Open loop: per rate, the median over the rounds of each quantile (each quantile's
+# median may come from a different round), nginx and waved side by side.
+def med(vals):
+    vals = sorted(vals)
+    return vals[(len(vals) - 1) // 2] if vals else None
+
+
+open_rates = sorted({int(t.split("@")[1]) for s, t in runs if s == "open" and "@" in t})
+if open_rates:
+    ngx_max = num("open", "nginx-max", "rps")
+    print("\nopen loop (latency from the intended send time; medians of %d rounds; nginx max %s req/s):" % (
+        len(runs[("open", "nginx@%d" % open_rates[0])]), "%.0f" % ngx_max if ngx_max else "?"))
+    print("  %8s  %-6s %9s %9s %9s %9s %6s %6s" % ("rate", "target", "achieved", "p50", "p99", "p99.9", "late", "errors"))
+    for rate in open_rates:
+        q = {}
+        for tgt in ("nginx", "waved"):
+            rs = [kv for _, kv in runs.get(("open", "%s@%d" % (tgt, rate)), []) if kv]
+            if not rs:
+                continue
+            q[tgt] = {k: med([float(kv[k]) for kv in rs]) for k in ("rps", "p50_us", "p99_us", "p999_us", "late", "errors")}
+            m = q[tgt]
+            print("  %8d  %-6s %8.1f%% %9s %9s %9s %6.0f %6.0f" % (
+                rate, tgt, 100 * m["rps"] / rate, ms(m["p50_us"]), ms(m["p99_us"]), ms(m["p999_us"]), m["late"], m["errors"]))
+        if "nginx" in q and "waved" in q:
+            sustained = q["nginx"]["rps"] >= 0.95 * rate
+            ratio99 = q["waved"]["p99_us"] / max(q["nginx"]["p99_us"], 1)
+            print("  %8s  waved p99 / nginx p99 = %.2fx (target <= 1.2x where nginx sustains the rate: %s)%s" % (
+                "", ratio99, "yes" if sustained else "no, nginx reached %.0f%%" % (100 * q["nginx"]["rps"] / rate),
+                "; at %.0f%% of nginx's max: waved p99 %s (target < 2 ms)" % (100 * rate / ngx_max, ms(q["waved"]["p99_us"]))
+                if ngx_max and abs(rate / ngx_max - 0.5) < 0.15 else ""))
+
 park = rows.get(("parked", "waved-parked"), (None, None))[1]
 if park:
     pn, pok, perr = int(float(park["parked_n"])), int(float(park["requests"])), int(float(park["errors"]))

@@ -2,7 +2,7 @@
  * bench/pull-load — an HTTP/1.1 load generator that replays registry pulls.
  *
  *   pull-load [-c CONNS] [-t THREADS] [-d SECONDS] [-w SECONDS] [-T SECONDS]
- *             [-m MIXFILE] [-e MIXLINE]... [-n NAME] [-p PID] [-1] [-q] URL
+ *             [-R RATE] [-m MIXFILE] [-e MIXLINE]... [-n NAME] [-p PID] [-1] [-q] URL
  *
  * DESIGN
  *
@@ -13,6 +13,22 @@
  * nothing with the others while running (only the atomic line cursor in -1
  * mode). The main thread only samples the server's memory from /proc and
  * merges the results after joining.
+ *
+ * Open loop (-R RATE, requests per second in all), as wrk2 does: every
+ * connection has a fixed schedule, one request every CONNS / RATE seconds,
+ * the connections' schedules staggered evenly (thread i's k-th slot is at
+ * start + k * THREADS / RATE and goes to its connection k mod its
+ * connections). A connection still waiting for its previous answer when its
+ * next slot comes sends that request as soon as the answer arrives (still no
+ * pipelining), and the latency of every request is measured from its slot,
+ * the intended send time, not from when it could be sent: a server that
+ * stalls is charged for all the requests that should have gone out
+ * meanwhile (coordinated omission). Slots are timed with a timerfd per
+ * thread (microseconds; libuv's timers have millisecond steps, which would
+ * add up to a millisecond to every latency). Requests scheduled inside the
+ * window but not answered when it ends (in flight or still waiting for
+ * their connection) are counted as "late" and recorded with the time they
+ * had waited so far, a lower bound.
  *
  * Time: the first -w seconds are warm-up (connections are opened and
  * requests run, nothing is counted); the next -d seconds are measured. A
@@ -56,7 +72,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/timerfd.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #define READ_BUF (256 * 1024)
@@ -64,6 +82,7 @@
 #define MAX_CONNS 100000
 #define TICK_MS 10
 #define RETRY_MS 20
+#define RATE_MAX 10e6 /* -R cap, requests per second */
 
 enum { ERR_CONNECT, ERR_IO, ERR_STATUS, ERR_TIMEOUT, ERR_PARSE, ERR__N };
 static const char *const err_names[ERR__N] = {"connect", "io", "status", "timeout", "parse"};
@@ -86,6 +105,7 @@ typedef struct {
 typedef struct {
   int conns, threads, once, quiet;
   double duration, warmup, timeout;
+  double rate; /* -R: requests per second in all (open loop); 0 = closed loop */
   const char *name, *url;
   long pid;
   char host[256];
@@ -103,8 +123,11 @@ typedef struct {
   llhttp_t parser;
   struct worker *w;
   const mix_line_t *line; /* in flight, or NULL */
-  uint64_t t0;            /* uv_hrtime() when the request was sent */
-  uint64_t retry_at;      /* uv_now() of the next connect attempt in C_RETRY */
+  uint64_t t0;            /* uv_hrtime() when the request was sent (open loop: its slot) */
+  uint64_t t_sent;        /* uv_hrtime() when it was actually written */
+  uint64_t pending;       /* open loop: slots that came while busy, oldest at pend_at */
+  uint64_t pend_at;
+  uint64_t retry_at; /* uv_now() of the next connect attempt in C_RETRY */
   uint64_t rng;
   int state, counted, complete, status, keep_alive, failed_connect;
   uint64_t resp_bytes; /* body bytes of the response in flight, inside the window */
@@ -122,6 +145,13 @@ typedef struct worker {
   uint64_t ok, errs[ERR__N], body_bytes, ok_bytes, connects;
   uint64_t bad_status[600]; /* unexpected statuses, by code (0: out of range) */
   uint64_t all;             /* responses completed at any time, warm-up included */
+  /* open loop */
+  int tfd;             /* timerfd (CLOCK_MONOTONIC, the clock of uv_hrtime) */
+  uv_poll_t tpoll;     /* its readiness in the loop */
+  uint64_t slot_start; /* uv_hrtime() of slot 0 */
+  double slot_gap;     /* ns between this thread's slots */
+  uint64_t slot_next;  /* index of the next slot to hand out */
+  uint64_t late;       /* scheduled in the window, unanswered at its end */
 } worker_t;
 
 static opts_t g_opts;
@@ -275,7 +305,8 @@ static const mix_line_t *mix_pick(conn_t *c) {
 /* ---- connections ---------------------------------------------------------- */
 
 static void conn_connect(conn_t *c);
-static void conn_send(conn_t *c);
+static void conn_send(conn_t *c, uint64_t intended);
+static void conn_next(conn_t *c);
 static void worker_stop(worker_t *w);
 
 static void count_err(worker_t *w, int kind) { w->errs[kind]++; }
@@ -355,7 +386,7 @@ static void conn_answered(conn_t *c) {
   if (!c->keep_alive)
     conn_drop(c, -1);
   else
-    conn_send(c);
+    conn_next(c);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -401,7 +432,7 @@ static void on_written(uv_write_t *req, int status) {
     conn_drop(c, ERR_IO);
 }
 
-static void conn_send(conn_t *c) {
+static void conn_send(conn_t *c, uint64_t intended) {
   const mix_line_t *l = mix_pick(c);
   if (!l) {
     conn_finish(c);
@@ -411,7 +442,8 @@ static void conn_send(conn_t *c) {
   c->complete = 0;
   c->resp_bytes = 0;
   c->counted = c->w->measuring;
-  c->t0 = uv_hrtime();
+  c->t0 = intended;
+  c->t_sent = uv_hrtime();
   uv_buf_t b = uv_buf_init(l->text, (unsigned)l->len);
   int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
   if (rc < 0)
@@ -436,7 +468,74 @@ static void on_connect(uv_connect_t *req, int status) {
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0)
     conn_drop(c, ERR_IO);
   else
-    conn_send(c);
+    conn_next(c);
+}
+
+/* c is open and idle: closed loop, send at once; open loop, send its oldest due slot if any. */
+static void conn_next(conn_t *c) {
+  if (g_opts.rate <= 0) {
+    conn_send(c, uv_hrtime());
+    return;
+  }
+  if (!c->pending)
+    return;
+  uint64_t at = c->pend_at;
+  c->pending--;
+  c->pend_at += (uint64_t)(c->w->slot_gap * c->w->nconns);
+  conn_send(c, at);
+}
+
+/* ---- open loop: the slots ------------------------------------------------- */
+
+static uint64_t slot_time(const worker_t *w, uint64_t k) {
+  return w->slot_start + (uint64_t)((double)k * w->slot_gap);
+}
+
+static void timer_arm(worker_t *w, uint64_t at) {
+  struct itimerspec its = {.it_value = {(time_t)(at / 1000000000u), (long)(at % 1000000000u)}};
+  timerfd_settime(w->tfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* Hands every slot that is due to its connection, then sleeps until the next one. */
+static void on_slot(uv_poll_t *p, int status, int events) {
+  (void)status;
+  (void)events;
+  worker_t *w = p->data;
+  uint64_t expirations, now = uv_hrtime();
+  if (read(w->tfd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+    return;
+  if (w->stopping)
+    return;
+  for (uint64_t at; (at = slot_time(w, w->slot_next)) <= now; w->slot_next++) {
+    conn_t *c = &w->conns[w->slot_next % (uint64_t)w->nconns];
+    if (c->state == C_DONE || c->state == C_CLOSING)
+      continue;
+    if (!c->pending)
+      c->pend_at = at;
+    c->pending++;
+    if (c->state == C_OPEN && !c->line)
+      conn_next(c);
+  }
+  timer_arm(w, slot_time(w, w->slot_next));
+}
+
+/* Open loop, at the end of the window: what was scheduled but not answered. */
+static void count_late(worker_t *w, uint64_t now) {
+  uint64_t gap = (uint64_t)(w->slot_gap * w->nconns);
+  for (int i = 0; i < w->nconns; i++) {
+    conn_t *c = &w->conns[i];
+    if (c->line && c->counted) {
+      w->late++;
+      pl_hist_record(&w->hist, (now - c->t0) / 1000);
+    }
+    for (uint64_t k = 0; k < c->pending; k++) {
+      uint64_t at = c->pend_at + k * gap;
+      if (at < w->t_measure)
+        continue;
+      w->late++;
+      pl_hist_record(&w->hist, (now - at) / 1000);
+    }
+  }
 }
 
 static void conn_connect(conn_t *c) {
@@ -476,7 +575,7 @@ static void on_tick(uv_timer_t *t) {
   int done = 0;
   for (int i = 0; i < w->nconns; i++) {
     conn_t *c = &w->conns[i];
-    if (c->state == C_OPEN && c->line && now - c->t0 > limit)
+    if (c->state == C_OPEN && c->line && now - c->t_sent > limit)
       conn_drop(c, ERR_TIMEOUT);
     else if (c->state == C_RETRY && uv_now(&w->loop) >= c->retry_at)
       conn_connect(c);
@@ -490,9 +589,14 @@ static void worker_stop(worker_t *w) {
   if (w->stopping)
     return;
   w->stopping = 1;
-  if (w->measuring)
+  if (w->measuring) {
     w->t_stop = uv_hrtime();
+    if (g_opts.rate > 0)
+      count_late(w, w->t_stop);
+  }
   w->measuring = 0;
+  if (g_opts.rate > 0)
+    uv_close((uv_handle_t *)&w->tpoll, NULL);
   for (int i = 0; i < w->nconns; i++) {
     conn_t *c = &w->conns[i];
     if (c->state != C_DONE && c->state != C_CLOSING && c->state != C_RETRY)
@@ -518,6 +622,14 @@ static void *worker_main(void *arg) {
     on_warm(&w->warm);
   uv_timer_start(&w->end, on_end, end_ms, 0);
   uv_timer_start(&w->tick, on_tick, TICK_MS, TICK_MS);
+  if (g_opts.rate > 0) {
+    w->slot_gap = 1e9 * g_opts.threads / g_opts.rate;
+    w->slot_start = uv_hrtime();
+    uv_poll_init(&w->loop, &w->tpoll, w->tfd);
+    w->tpoll.data = w;
+    uv_poll_start(&w->tpoll, UV_READABLE, on_slot);
+    timer_arm(w, w->slot_start);
+  }
   for (int i = 0; i < w->nconns; i++)
     conn_connect(&w->conns[i]);
   uv_run(&w->loop, UV_RUN_DEFAULT);
@@ -563,12 +675,32 @@ static long proc_kb(long pid, const char *field) {
   return v;
 }
 
+/* The process's user+system CPU time in microseconds (/proc/PID/stat); -1 when unavailable. */
+static double proc_cpu_us(long pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+  unsigned long long ut = 0, st = 0;
+  /* after ")": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+  if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
 static void usage(void) {
-  fprintf(stderr,
-          "usage: pull-load [-c CONNS] [-t THREADS] [-d SECONDS] [-w SECONDS] [-T SECONDS]\n"
-          "                 [-m MIXFILE] [-e MIXLINE]... [-n NAME] [-p PID] [-1] [-q] URL\n"
-          "  mix line: WEIGHT METHOD STATUS PATH [Name:value]...   (STATUS 0 = any)\n"
-          "  -1 sends every mix line once (no warm-up); -p samples that process's RSS\n");
+  fprintf(
+      stderr,
+      "usage: pull-load [-c CONNS] [-t THREADS] [-d SECONDS] [-w SECONDS] [-T SECONDS]\n"
+      "                 [-R RATE] [-m MIXFILE] [-e MIXLINE]... [-n NAME] [-p PID] [-1] [-q] URL\n"
+      "  mix line: WEIGHT METHOD STATUS PATH [Name:value]...   (STATUS 0 = any)\n"
+      "  -1 sends every mix line once (no warm-up); -p samples that process's RSS and CPU\n"
+      "  -R RATE: open loop at RATE requests/s in all, latency from the intended send time\n");
 }
 
 static int parse_args(int argc, char **argv, char ***lines, int *nlines, const char **file) {
@@ -581,7 +713,7 @@ static int parse_args(int argc, char **argv, char ***lines, int *nlines, const c
                 .timeout = 10,
                 .name = "run",
                 .pid = -1};
-  while ((ch = getopt(argc, argv, "c:t:d:w:T:m:e:n:p:1qh")) != -1) {
+  while ((ch = getopt(argc, argv, "c:t:d:w:T:R:m:e:n:p:1qh")) != -1) {
     switch (ch) {
     case 'c':
       o->conns = atoi(optarg);
@@ -597,6 +729,9 @@ static int parse_args(int argc, char **argv, char ***lines, int *nlines, const c
       break;
     case 'T':
       o->timeout = atof(optarg);
+      break;
+    case 'R':
+      o->rate = atof(optarg);
       break;
     case 'm':
       *file = optarg;
@@ -621,7 +756,8 @@ static int parse_args(int argc, char **argv, char ***lines, int *nlines, const c
     }
   }
   if (optind != argc - 1 || o->conns < 1 || o->conns > MAX_CONNS || o->threads < 1 ||
-      o->duration <= 0 || o->warmup < 0 || o->timeout <= 0)
+      o->duration <= 0 || o->warmup < 0 || o->timeout <= 0 || o->rate < 0 || o->rate > RATE_MAX ||
+      (o->rate > 0 && o->once))
     return usage(), -1;
   if (o->threads > o->conns)
     o->threads = o->conns;
@@ -642,9 +778,10 @@ static void fmt_us(char *b, size_t n, uint64_t us) {
 
 typedef struct {
   pl_hist_t hist;
-  uint64_t ok, all, errs[ERR__N], err_total, body, ok_body, connects;
+  uint64_t ok, all, errs[ERR__N], err_total, body, ok_body, connects, late;
   uint64_t bad_status[600];
   double secs, cpu_us; /* cpu_us: this process's own user+system time */
+  double srv_cpu_us;   /* the -p process's user+system time during the run (-1: unknown) */
   long rss_peak, rss_hwm;
 } total_t;
 
@@ -666,6 +803,10 @@ static void report(const total_t *t) {
            "%.1f us CPU/request (load generator)\n",
            (unsigned long long)t->ok, rps, t->body / 1e6, mbps, (unsigned long long)t->connects,
            t->cpu_us / (double)(t->all ? t->all : 1));
+    if (o->rate > 0)
+      printf("  open loop at %.0f requests/s (%.1f%% achieved); latency from the intended send "
+             "time; %llu late (unanswered at the end, recorded as their wait so far)\n",
+             o->rate, 100.0 * rps / o->rate, (unsigned long long)t->late);
     printf("  latency  p50 %s  p99 %s  p99.9 %s  max %s  mean %.0f us\n", a, b, c, d, mean);
     /* The tail's shape: a bimodal tail (a step between two quantiles) points
      * at scheduling or a timer, a smooth one at queueing. */
@@ -688,29 +829,35 @@ static void report(const total_t *t) {
       printf("\n");
     }
     if (o->pid > 0)
-      printf("  server   pid %ld: peak VmRSS %.1f MB during the run, VmHWM %.1f MB\n", o->pid,
-             t->rss_peak / 1024.0, t->rss_hwm / 1024.0);
+      printf("  server   pid %ld: peak VmRSS %.1f MB during the run, VmHWM %.1f MB, "
+             "%.1f us CPU/request\n",
+             o->pid, t->rss_peak / 1024.0, t->rss_hwm / 1024.0,
+             t->srv_cpu_us >= 0 ? t->srv_cpu_us / (double)(t->all ? t->all : 1) : -1);
   }
-  printf("RESULT name=%s conns=%d threads=%d secs=%.3f requests=%llu rps=%.1f mbps=%.2f "
+  printf("RESULT name=%s conns=%d threads=%d rate=%.0f late=%llu secs=%.3f requests=%llu "
+         "rps=%.1f mbps=%.2f "
          "bytes=%llu ok_bytes=%llu p50_us=%llu p99_us=%llu p999_us=%llu max_us=%llu mean_us=%.0f "
          "errors=%llu",
-         o->name, o->conns, o->threads, t->secs, (unsigned long long)t->ok, rps, mbps,
-         (unsigned long long)t->body, (unsigned long long)t->ok_body, (unsigned long long)p50,
-         (unsigned long long)p99, (unsigned long long)p999, (unsigned long long)t->hist.max_us,
-         mean, (unsigned long long)t->err_total);
+         o->name, o->conns, o->threads, o->rate, (unsigned long long)t->late, t->secs,
+         (unsigned long long)t->ok, rps, mbps, (unsigned long long)t->body,
+         (unsigned long long)t->ok_body, (unsigned long long)p50, (unsigned long long)p99,
+         (unsigned long long)p999, (unsigned long long)t->hist.max_us, mean,
+         (unsigned long long)t->err_total);
   for (int k = 0; k < ERR__N; k++)
     printf(" err_%s=%llu", err_names[k], (unsigned long long)t->errs[k]);
   for (int k = 0; k < 600; k++)
     if (t->bad_status[k])
       printf(" status_%d=%llu", k, (unsigned long long)t->bad_status[k]);
-  printf(" rss_peak_kb=%ld rss_hwm_kb=%ld cpu_us_per_req=%.2f\n", t->rss_peak, t->rss_hwm,
-         t->cpu_us / (double)(t->all ? t->all : 1));
+  printf(" rss_peak_kb=%ld rss_hwm_kb=%ld cpu_us_per_req=%.2f srv_cpu_us_per_req=%.2f\n",
+         t->rss_peak, t->rss_hwm, t->cpu_us / (double)(t->all ? t->all : 1),
+         t->srv_cpu_us >= 0 ? t->srv_cpu_us / (double)(t->all ? t->all : 1) : -1);
   fflush(stdout);
 }
 
 /* Runs the workers to completion while sampling the server's RSS; fills t. */
 static int run(worker_t *ws, total_t *t) {
   const opts_t *o = &g_opts;
+  double cpu0 = o->pid > 0 ? proc_cpu_us(o->pid) : -1;
   atomic_store(&g_running, o->threads);
   for (int i = 0; i < o->threads; i++)
     if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]))
@@ -723,6 +870,8 @@ static int run(worker_t *ws, total_t *t) {
     nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
   }
   t->rss_hwm = o->pid > 0 ? proc_kb(o->pid, "VmHWM") : -1;
+  double cpu1 = o->pid > 0 ? proc_cpu_us(o->pid) : -1;
+  t->srv_cpu_us = cpu0 >= 0 && cpu1 >= cpu0 ? cpu1 - cpu0 : -1;
   pl_hist_init(&t->hist);
   for (int i = 0; i < o->threads; i++) {
     worker_t *w = &ws[i];
@@ -730,6 +879,7 @@ static int run(worker_t *ws, total_t *t) {
     pl_hist_merge(&t->hist, &w->hist);
     t->ok += w->ok, t->all += w->all, t->body += w->body_bytes, t->connects += w->connects;
     t->ok_body += w->ok_bytes;
+    t->late += w->late;
     for (int k = 0; k < 600; k++)
       t->bad_status[k] += w->bad_status[k];
     for (int k = 0; k < ERR__N; k++)
@@ -773,11 +923,18 @@ int main(int argc, char **argv) {
   g_settings.on_message_complete = on_message_complete;
   if (!(ws = calloc((size_t)g_opts.threads, sizeof *ws)))
     goto out;
+  for (int i = 0; i < g_opts.threads; i++)
+    ws[i].tfd = -1;
   for (int i = 0, at = 0; i < g_opts.threads; i++) {
     worker_t *w = &ws[i];
     w->nconns = g_opts.conns / g_opts.threads + (i < g_opts.conns % g_opts.threads);
     if (!(w->conns = calloc((size_t)w->nconns, sizeof *w->conns)) || uv_loop_init(&w->loop))
       goto out;
+    if (g_opts.rate > 0 &&
+        (w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
+      fprintf(stderr, "pull-load: timerfd_create: %s\n", strerror(errno));
+      goto out;
+    }
     pl_hist_init(&w->hist);
     for (int j = 0; j < w->nconns; j++, at++) {
       w->conns[j].w = w;
@@ -790,8 +947,11 @@ int main(int argc, char **argv) {
   rc = 0;
 out:
   if (ws)
-    for (int i = 0; i < g_opts.threads; i++)
+    for (int i = 0; i < g_opts.threads; i++) {
       free(ws[i].conns);
+      if (ws[i].tfd >= 0)
+        close(ws[i].tfd);
+    }
   free(ws);
   free(t);
   free(lines);

@@ -21,7 +21,9 @@
 #   PL_COLD_TOKENS [200] tokens per kind for cold   PL_BLOB_MB [256] large layer size
 #   PL_BLOB_CONNS [4] connections for large blobs   PL_STORE_MB [PL_BLOB_MB] data: layer
 #                                                   served from waved's blob store
-#   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot pull cold creq large parked"]
+#   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot open pull cold creq large parked"]
+#   PL_OPEN_RATES ["10000 25000 50000"] open-loop rates (req/s), plus 80 % of nginx's maximum
+#   PL_OPEN_ROUNDS [3] rounds of the open scenario  PL_OPEN_DURATION [3] seconds per open run
 #   PL_PARK_PULLS [1000] pulls parked on one build  PL_PARK_SLEEP [20] its RUN sleep, s
 #   PL_RESULTS        also write the RESULT lines (tab-separated, labelled) here
 #   PL_PERF, PL_PERF_DIR  perf record waved during the named runs (see run())
@@ -36,7 +38,9 @@ DUR=${PL_DURATION:-5} WARM=${PL_WARMUP:-1} CONNS=${PL_CONNS:-50} THREADS=${PL_TH
 COLD_N=${PL_COLD_TOKENS:-200} BLOB_MB=${PL_BLOB_MB:-256} BLOB_CONNS=${PL_BLOB_CONNS:-4}
 STORE_MB=${PL_STORE_MB:-$BLOB_MB} ROUNDS=${PL_ROUNDS:-3}
 PARK_N=${PL_PARK_PULLS:-1000} PARK_SLEEP=${PL_PARK_SLEEP:-20}
-SCENARIOS=${PL_SCENARIOS:-hot pull cold creq large parked}
+SCENARIOS=${PL_SCENARIOS:-hot open pull cold creq large parked}
+OPEN_RATES=${PL_OPEN_RATES:-10000 25000 50000} OPEN_ROUNDS=${PL_OPEN_ROUNDS:-3}
+OPEN_DUR=${PL_OPEN_DURATION:-3}
 export WAVED_LOG_LEVEL=${WAVED_LOG_LEVEL:-warn}
 
 # shellcheck source=../tests/e2e/lib.sh
@@ -285,6 +289,39 @@ if has hot; then
       run hot waved-ping "FALLBACK: GET /v2/ ping, not a pull" "$WV" -p "$WAVED_PID" -e "1 GET 200 /v2/"
     fi
   done
+fi
+
+# Open loop: the hot manifest at constant rates, latency from the intended send time
+# (bench/pull-load -R corrects for coordinated omission as wrk2 does). nginx's maximum is
+# measured first (closed loop, same run) for the 80 % rate; then, OPEN_ROUNDS times, every
+# rate on nginx and on waved (pass-through, cached), in alternating order, short runs. The
+# report takes the median of each quantile over the rounds.
+if has open; then
+  if [ "$PROXY" = 1 ]; then
+    head -1 "$E2E_TMP/wv-pass.mix" >"$E2E_TMP/wv-open.hot"
+    run open nginx-max "closed loop, nginx's maximum on the manifest bytes" "$NGX" \
+      -d "$OPEN_DUR" -e "1 GET 200 /manifest.json"
+    ngx_max=$(grep '^RESULT ' "$E2E_TMP/run.out" | sed -n 's/.* rps=\([0-9.]*\).*/\1/p')
+    rates="$OPEN_RATES $(awk "BEGIN{printf \"%d\", ${ngx_max:-0} * 0.8}")"
+    for round in $(seq "$OPEN_ROUNDS"); do
+      for r in $rates; do
+        [ "$r" -gt 0 ] || continue
+        first=nginx
+        [ $((round % 2)) = 0 ] && first=waved
+        for tgt in $first $([ $first = nginx ] && echo waved || echo nginx); do
+          if [ "$tgt" = nginx ]; then
+            run open "nginx@$r" "open loop, $r req/s, same manifest bytes (static file)" "$NGX" \
+              -d "$OPEN_DUR" -R "$r" -e "1 GET 200 /manifest.json"
+          else
+            run open "waved@$r" "open loop, $r req/s, manifest by tag (cached, pass-through)" "$WV" \
+              -d "$OPEN_DUR" -R "$r" -p "$WAVED_PID" -m "$E2E_TMP/wv-open.hot"
+          fi
+        done
+      done
+    done
+  else
+    skip open waved "needs the /v2 proxy"
+  fi
 fi
 
 # Pull: the whole pull replayed (manifest, HEAD by digest, config, layers).
