@@ -91,6 +91,7 @@ for k in ("pass", "aug"):
     r[k, "ngx"] = ratio("hot %s / nginx" % t, ("hot", t), ("hot", "nginx"))
     ratio("pull %s / docker-registry" % t, ("pull", t), ("pull", "docker-registry"))
     ratio("cold %s / docker-registry" % t, ("cold", t), ("cold", "docker-registry"))
+    ratio("mixed cold %s / docker-registry (target >= 1x)" % t, ("mixed", t), ("mixed", "docker-registry"))
 for when in ("before", "after"):
     ratio("parked: hot while %s pulls parked / hot %s the build" % (
         num("parked", "waved-parked", "parked_n") and "%.0f" % num("parked", "waved-parked", "parked_n") or "?", when),

@@ -21,9 +21,11 @@
 #   PL_COLD_TOKENS [200] tokens per kind for cold   PL_BLOB_MB [256] large layer size
 #   PL_BLOB_CONNS [4] connections for large blobs   PL_STORE_MB [PL_BLOB_MB] data: layer
 #                                                   served from waved's blob store
-#   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot open pull cold creq large parked"]
+#   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot open pull cold mixed creq large parked"]
 #   PL_OPEN_RATES ["10000 25000 50000"] open-loop rates (req/s), plus 80 % of nginx's maximum
 #   PL_OPEN_ROUNDS [3] rounds of the open scenario  PL_OPEN_DURATION [3] seconds per open run
+#   PL_CREQ_RATE [1000] the open-loop rate of the creq scenario's latency runs
+#   PL_MIX_IMAGES [100] distinct images of the mixed cold scenario; PL_MIX_TOKENS [200] tokens per kind
 #   PL_PARK_PULLS [1000] pulls parked on one build  PL_PARK_SLEEP [20] its RUN sleep, s
 #   PL_RESULTS        also write the RESULT lines (tab-separated, labelled) here
 #   PL_PERF, PL_PERF_DIR  perf record waved during the named runs (see run())
@@ -38,9 +40,10 @@ DUR=${PL_DURATION:-5} WARM=${PL_WARMUP:-1} CONNS=${PL_CONNS:-50} THREADS=${PL_TH
 COLD_N=${PL_COLD_TOKENS:-200} BLOB_MB=${PL_BLOB_MB:-256} BLOB_CONNS=${PL_BLOB_CONNS:-4}
 STORE_MB=${PL_STORE_MB:-$BLOB_MB} ROUNDS=${PL_ROUNDS:-3}
 PARK_N=${PL_PARK_PULLS:-1000} PARK_SLEEP=${PL_PARK_SLEEP:-20}
-SCENARIOS=${PL_SCENARIOS:-hot open pull cold creq large parked}
+SCENARIOS=${PL_SCENARIOS:-hot open pull cold mixed creq large parked}
 OPEN_RATES=${PL_OPEN_RATES:-10000 25000 50000} OPEN_ROUNDS=${PL_OPEN_ROUNDS:-3}
-OPEN_DUR=${PL_OPEN_DURATION:-3}
+OPEN_DUR=${PL_OPEN_DURATION:-3} CREQ_RATE=${PL_CREQ_RATE:-1000}
+MIX_IMAGES=${PL_MIX_IMAGES:-100} MIX_TOKENS=${PL_MIX_TOKENS:-200}
 export WAVED_LOG_LEVEL=${WAVED_LOG_LEVEL:-warn}
 
 # shellcheck source=../tests/e2e/lib.sh
@@ -356,6 +359,71 @@ if has cold; then
   done
 fi
 
+# Mixed cold: MIX_IMAGES distinct images (each its own repository, its own config and so
+# its own manifest digest; the busybox layer is mounted, not copied), MIX_TOKENS new tokens
+# per kind spread over them in a shuffled order, each token's first manifest GET once. Every
+# image costs waved one upstream resolution; docker-registry gets the same GETs of the same
+# images' manifests, in the same order.
+if has mixed; then
+  if [ "$PROXY" = 1 ]; then
+    $PY - "$REG" "$E2E_TMP/reg.mix.manifest" "$MIX_IMAGES" >"$E2E_TMP/mix.images" <<'PY'
+import hashlib, http.client, json, sys
+reg, man, n = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3])
+c = http.client.HTTPConnection(reg, timeout=60)
+def req(method, path, body=None, headers={}, ok=(200, 201, 202)):
+    c.request(method, path, body, headers)
+    r = c.getresponse(); data = r.read()
+    if r.status not in ok:
+        sys.exit("%s %s: %d %s" % (method, path, r.status, data[:200]))
+    return r, data
+_, cfg = req("GET", "/v2/library/busybox/blobs/" + man["config"]["digest"])
+cfg = json.loads(cfg)
+for i in range(n):
+    repo = "library/mix-%03d" % i
+    for l in man["layers"]:  # cross-repository mount of the shared layer
+        req("POST", "/v2/%s/blobs/uploads/?mount=%s&from=library/busybox" % (repo, l["digest"]))
+    cfg.setdefault("config", {})["Env"] = ["PATH=/bin", "PULL_LOAD_IMAGE=%d" % i]
+    b = json.dumps(cfg).encode(); d = "sha256:" + hashlib.sha256(b).hexdigest()
+    r, _ = req("POST", "/v2/%s/blobs/uploads/" % repo)
+    loc = r.getheader("Location"); loc = loc[loc.index("/v2/"):] if "://" in loc else loc
+    req("PUT", loc + ("&" if "?" in loc else "?") + "digest=" + d, b, {"Content-Type": "application/octet-stream"})
+    m = dict(man, config=dict(man["config"], digest=d, size=len(b)))
+    req("PUT", "/v2/%s/manifests/latest" % repo, json.dumps(m).encode(), {"Content-Type": m["mediaType"]})
+    print("%s/%s:latest" % (reg, repo))
+PY
+    # The same shuffled order of images for every target (2 tokens per image by default).
+    $PY -c 'import random, sys; random.seed(15); l = [x.strip() for x in open(sys.argv[1])] * (int(sys.argv[2]) // len(open(sys.argv[1]).readlines())); random.shuffle(l); print("\n".join(l))' \
+      "$E2E_TMP/mix.images" "$MIX_TOKENS" >"$E2E_TMP/mix.order"
+    sed "s|^$REG/\(.*\):latest$|1 GET 200 /v2/\1/manifests/latest Accept:$ACCEPT|" "$E2E_TMP/mix.order" >"$E2E_TMP/reg.mixed"
+    run mixed docker-registry "$(wc -l <"$E2E_TMP/mix.order") manifest GETs of $MIX_IMAGES images, each once" \
+      "http://$REG" -1 -m "$E2E_TMP/reg.mixed"
+    for k in pass aug; do
+      request_body "$k" "@@IMAGE@@" >"$E2E_TMP/mix-body.$k"
+      t0=$(date +%s.%N)
+      $PY - "$WAVED_PORT" "$E2E_TMP/mix-body.$k" "$E2E_TMP/mix.order" >"$E2E_TMP/mixed-$k.tok" <<'PY'
+import http.client, json, sys
+port, body, images = int(sys.argv[1]), open(sys.argv[2]).read(), open(sys.argv[3]).read().split()
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+for img in images:
+    c.request("POST", "/v1alpha2/container", body.replace("@@IMAGE@@", img), {"Content-Type": "application/json"})
+    r = c.getresponse(); data = r.read()
+    if r.status != 200:
+        sys.exit("POST /v1alpha2/container answered %d: %s" % (r.status, data[:200].decode(errors="replace")))
+    path = json.loads(data)["targetImage"].split("/", 1)[1]
+    name, tag = path.rsplit(":", 1)
+    print("/v2/%s %s" % (name, tag))
+PY
+      echo "== mixed: $(wc -l <"$E2E_TMP/mixed-$k.tok") $k tokens over $MIX_IMAGES images created in $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t0}") s"
+      while read -r p t; do echo "1 GET 200 $p/manifests/$t Accept:$ACCEPT"; done \
+        <"$E2E_TMP/mixed-$k.tok" >"$E2E_TMP/mixed-$k.mix"
+      run mixed "waved-$k" "first manifest GET of $(wc -l <"$E2E_TMP/mixed-$k.tok") new tokens of $MIX_IMAGES images" \
+        "$WV" -p "$WAVED_PID" -1 -m "$E2E_TMP/mixed-$k.mix"
+    done
+  else
+    skip mixed waved "needs the /v2 proxy"
+  fi
+fi
+
 # Container requests for an image already seen (the tokens above resolved it): each POST
 # creates a new token, as a pipeline's tasks do (issue 15 point 2). Closed loop, CONNS
 # connections; the bodies are the pass-through and augmented ones above.
@@ -364,6 +432,9 @@ if has creq; then
     if [ "$PROXY" = 1 ]; then
       request_body "$k" "$REG/library/busybox:latest" >"$E2E_TMP/creq-$k.json"
       run creq "waved-$k" "POST /v1alpha2/container, a new token each, image already seen" "$WV" \
+        -p "$WAVED_PID" -e "1 POST 200 /v1alpha2/container Content-Type:application/json @$E2E_TMP/creq-$k.json"
+      # The latency a pipeline sees at a steady CREQ_RATE (open loop, from the intended send time).
+      run creq "waved-$k@$CREQ_RATE" "the same POST, open loop at $CREQ_RATE req/s" "$WV" -R "$CREQ_RATE" \
         -p "$WAVED_PID" -e "1 POST 200 /v1alpha2/container Content-Type:application/json @$E2E_TMP/creq-$k.json"
     else
       skip creq "waved-$k" "needs the container API"
