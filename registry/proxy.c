@@ -169,7 +169,7 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp);
  * Wave's pulls counter (contract §12): a GET answered with a single-image manifest (an index is not
  * a pull), for the token's account, on the token's platform.
  */
-static void count_pull(wv_req_t *req, const wv_resp_t *resp, const wv_pctx_t *ctx) {
+void wv_proxy_count_pull(wv_req_t *req, const wv_resp_t *resp, const wv_pctx_t *ctx) {
   const char *ct = resp->content_type;
   if (req->method != WV_M_GET || resp->status != 200 || !ct || strstr(ct, "index") ||
       strstr(ct, "list") || ctx->rt.kind != WV_V2_MANIFESTS)
@@ -290,7 +290,7 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
                                          : WV_DEFER;
   wv_metrics_add(rc == WV_DEFER ? WV_MC_HOT_MISS : WV_MC_HOT_HIT, 1);
   if (!rc && ctx->app->cfg->wave_metrics_enabled)
-    count_pull(req, resp, ctx);
+    wv_proxy_count_pull(req, resp, ctx);
   return rc;
 }
 
@@ -449,7 +449,7 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
   case WV_V2_MANIFESTS: {
     int rc = wv_proxy_manifest_worker(req, resp, ctx);
     if (!rc && ctx->app->cfg->wave_metrics_enabled)
-      count_pull(req, resp, ctx);
+      wv_proxy_count_pull(req, resp, ctx);
     return rc;
   }
   case WV_V2_BLOBS:

@@ -48,6 +48,8 @@ bool wv_proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a);
 
 /* Answers 200 with a cached manifest: bytes, media type, digest headers. */
 int wv_proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e);
+/* Counts an answered manifest GET for the usage metrics (wave.metrics); any thread. */
+void wv_proxy_count_pull(wv_req_t *req, const wv_resp_t *resp, const wv_pctx_t *ctx);
 
 /*
  * Answers from a cached blob entry when that needs no upstream: 'b' (CAS

@@ -108,6 +108,19 @@ int wv_pbatch_add_layer(wv_pbatch_t *b, struct wv_store *s, const char *key,
   return wv_pbatch_add(b, key, e, expires_ms);
 }
 
+/* Queues b as one atomic write (at most WV_STORE_APPLY_MAX entries); cb as wv_store_submit_apply.
+ */
+static int pbatch_submit(wv_pbatch_t *b, struct wv_store *s, wv_store_done_cb cb, void *arg) {
+  wv_store_op_t ops[WV_STORE_APPLY_MAX];
+  size_t n = 0;
+  if (b->n > WV_STORE_APPLY_MAX)
+    return WV_ETOOBIG;
+  for (pop_t *o = b->head; o; o = o->next, n++)
+    ops[n] = (wv_store_op_t){WV_STORE_PUT, WV_DB_MANIFESTS, o->key, o->val.data,
+                             o->val.len,   o->expires_ms,   0};
+  return n ? wv_store_submit_apply(s, ops, n, cb, arg) : WV_EINVAL;
+}
+
 int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
   wv_store_op_t ops[WV_STORE_APPLY_MAX];
   pop_t *o = b->head;
@@ -685,7 +698,7 @@ static int64_t cache_expiry(const wv_pctx_t *ctx) {
   return exp;
 }
 
-/* Resolves a token-form tag into *out and writes the cache. */
+/* Resolves a token-form tag into *out and adds its entries to the batch (not applied yet). */
 static int resolve_token_tag(res_t *r, const char *key, wv_cache_entry_t *out) {
   const char *digest = NULL;
   wv_cache_entry_t up;
@@ -700,10 +713,59 @@ static int resolve_token_tag(res_t *r, const char *key, wv_cache_entry_t *out) {
   /* The same token's later pulls come back by tag: the request-path key, last. */
   if (wv_pbatch_add(r->batch, key, out, r->expires_ms))
     return oom(r);
-  if ((rc = wv_pbatch_apply(r->batch, r->ctx->app->store)) != 0)
-    wv_warn("manifest cache not written: %s", wv_strerror(rc)); /* still answer */
   update_request_record(r, up.digest, out->digest);
   return 0;
+}
+
+/*
+ * A token's first pull, parked on the group commit of its cache entries. The answer waits
+ * for them: the client asks for the rewritten config next, by a digest only those entries
+ * know. The worker does not: it is free as soon as they are queued (before, each first pull
+ * held a registry worker, and so a share of its client's, for an fsync).
+ */
+typedef struct {
+  wv_req_t *req;
+  wv_resp_t *resp;
+  wv_pctx_t *ctx;
+  flight_t *f;        /* led by this request: left once the entries are visible; or NULL */
+  wv_cache_entry_t e; /* the answer (arena strings) */
+  uint64_t rid;
+} parked_t;
+
+/* The committer thread: the entries are durable (or failed: answered anyway, as before). */
+static void parked_done(void *arg, int rc, int64_t value) {
+  (void)value;
+  parked_t *p = arg;
+  wv_log_set_request(p->rid);
+  if (rc)
+    wv_warn("manifest cache not written: %s", wv_strerror(rc));
+  if (p->f)
+    wv_flight_leave(p->f, true, NULL);
+  if (wv_proxy_respond_manifest(p->req, p->resp, &p->e) == 0 &&
+      p->ctx->app->cfg->wave_metrics_enabled)
+    wv_proxy_count_pull(p->req, p->resp, p->ctx);
+  wv_log_set_request(0);
+  wv_req_complete(p->req);
+}
+
+/*
+ * Writes the batch of a resolved token tag and answers *e: parked on the commit when the
+ * batch fits one write (WV_PARKED: hands off req), else — or when the store's queue is
+ * full — waits on this thread. Leaves f (may be NULL) once the entries are written.
+ */
+static int commit_and_answer(res_t *r, wv_resp_t *resp, flight_t *f, const wv_cache_entry_t *e) {
+  parked_t *p = wv_arena_calloc(r->req->arena, sizeof *p);
+  if (p) {
+    *p = (parked_t){r->req, resp, r->ctx, f, *e, wv_log_request()};
+    if (pbatch_submit(r->batch, r->ctx->app->store, parked_done, p) == 0)
+      return WV_PARKED;
+  }
+  int rc = wv_pbatch_apply(r->batch, r->ctx->app->store);
+  if (rc)
+    wv_warn("manifest cache not written: %s", wv_strerror(rc)); /* still answer */
+  if (f)
+    wv_flight_leave(f, true, NULL);
+  return wv_proxy_respond_manifest(r->req, resp, e);
 }
 
 static int respond(wv_req_t *req, wv_resp_t *resp, res_t *r, int rc, const wv_cache_entry_t *e) {
@@ -762,10 +824,12 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
       return wv_perr_respond(req, resp, &r.err);
     /* Timed out, or the leader's result did not reach the cache: resolve alone. */
     rc = resolve_token_tag(&r, key, &e);
-    return respond(req, resp, &r, rc, &e);
+    return rc ? respond(req, resp, &r, rc, &e) : commit_and_answer(&r, resp, NULL, &e);
   }
   rc = resolve_token_tag(&r, key, &e);
-  wv_flight_leave(f, true, rc ? &r.err : NULL);
+  if (!rc)
+    return commit_and_answer(&r, resp, f, &e);
+  wv_flight_leave(f, true, &r.err);
   return respond(req, resp, &r, rc, &e);
 }
 
