@@ -147,6 +147,10 @@ if park:
         "; statuses " + bad if bad else "",
         "are the built manifest" if same else "are NOT all the built manifest", int(park["ok_bytes"]), pok, msize,
         "yes" if same else "no"))
+    if park.get("rss1_kb"):
+        print("  while parked (%s connections open): waved RSS %s -> %s kB (+%.1f MB, target < 100 MB), threads %s -> %s (target: no extra)" % (
+            park.get("open_n", "?"), park["rss0_kb"], park["rss1_kb"],
+            (int(park["rss1_kb"]) - int(park["rss0_kb"])) / 1024.0, park["threads0"], park["threads1"]))
     print("  parked latency p50 %s, p99 %s, p99.9 %s, max %s; build %s s by its status (succeeded %s), %s s from POST to the last answer" % (
         ms(float(park["p50_us"])), ms(float(park["p99_us"])), ms(float(park["p999_us"])), ms(float(park["max_us"])),
         park["build_s"][:6], park["build_ok"], park["wall_s"]))

@@ -2,7 +2,7 @@
  * bench/pull-load — an HTTP/1.1 load generator that replays registry pulls.
  *
  *   pull-load [-c CONNS] [-t THREADS] [-d SECONDS] [-w SECONDS] [-T SECONDS]
- *             [-R RATE] [-m MIXFILE] [-e MIXLINE]... [-n NAME] [-p PID] [-1] [-q] URL
+ *             [-R RATE] [-C RATE] [-m MIXFILE] [-e MIXLINE]... [-n NAME] [-p PID] [-1] [-q] URL
  *
  * DESIGN
  *
@@ -29,6 +29,11 @@
  * window but not answered when it ends (in flight or still waiting for
  * their connection) are counted as "late" and recorded with the time they
  * had waited so far, a lower bound.
+ *
+ * Connections open all at once, or with -C RATE in waves: every 10 ms tick
+ * each thread starts the connections that RATE allows by then (many
+ * thousands of connections arriving in one go would overflow the server's
+ * accept backlog, which is not what is measured).
  *
  * Time: the first -w seconds are warm-up (connections are opened and
  * requests run, nothing is counted); the next -d seconds are measured. A
@@ -105,7 +110,8 @@ typedef struct {
 typedef struct {
   int conns, threads, once, quiet;
   double duration, warmup, timeout;
-  double rate; /* -R: requests per second in all (open loop); 0 = closed loop */
+  double rate;      /* -R: requests per second in all (open loop); 0 = closed loop */
+  double conn_rate; /* -C: connections opened per second in all, in waves; 0 = all at once */
   const char *name, *url;
   long pid;
   char host[256];
@@ -152,6 +158,8 @@ typedef struct worker {
   double slot_gap;     /* ns between this thread's slots */
   uint64_t slot_next;  /* index of the next slot to hand out */
   uint64_t late;       /* scheduled in the window, unanswered at its end */
+  int opened;          /* -C: connections started so far */
+  uint64_t t_start;    /* uv_hrtime() at the worker's start */
 } worker_t;
 
 static opts_t g_opts;
@@ -567,12 +575,26 @@ static void on_warm(uv_timer_t *t) {
 
 static void on_end(uv_timer_t *t) { worker_stop(t->data); }
 
+/* -C: starts the connections due by now (a wave every tick); all of them without -C. */
+static void open_wave(worker_t *w) {
+  int due = w->nconns;
+  if (g_opts.conn_rate > 0) {
+    double secs = (double)(uv_hrtime() - w->t_start) / 1e9;
+    double n = 1 + secs * g_opts.conn_rate / g_opts.threads;
+    due = n < w->nconns ? (int)n : w->nconns;
+  }
+  for (; w->opened < due; w->opened++)
+    conn_connect(&w->conns[w->opened]);
+}
+
 /* Every TICK_MS: time out slow requests, retry failed connects, and in -1
  * mode stop when every connection has run out of lines. */
 static void on_tick(uv_timer_t *t) {
   worker_t *w = t->data;
   uint64_t now = uv_hrtime(), limit = (uint64_t)(g_opts.timeout * 1e9);
   int done = 0;
+  if (w->opened < w->nconns)
+    open_wave(w);
   for (int i = 0; i < w->nconns; i++) {
     conn_t *c = &w->conns[i];
     if (c->state == C_OPEN && c->line && now - c->t_sent > limit)
@@ -581,7 +603,7 @@ static void on_tick(uv_timer_t *t) {
       conn_connect(c);
     done += c->state == C_DONE;
   }
-  if (done == w->nconns)
+  if (done == w->nconns && w->opened == w->nconns)
     worker_stop(w);
 }
 
@@ -599,7 +621,8 @@ static void worker_stop(worker_t *w) {
     uv_close((uv_handle_t *)&w->tpoll, NULL);
   for (int i = 0; i < w->nconns; i++) {
     conn_t *c = &w->conns[i];
-    if (c->state != C_DONE && c->state != C_CLOSING && c->state != C_RETRY)
+    if (c->state != C_DONE && c->state != C_CLOSING && c->state != C_RETRY &&
+        c->state != C_IDLE) /* C_IDLE: -C never started it */
       uv_close((uv_handle_t *)&c->tcp, on_closed);
     c->state = c->state == C_CLOSING ? C_CLOSING : C_DONE;
   }
@@ -630,8 +653,8 @@ static void *worker_main(void *arg) {
     uv_poll_start(&w->tpoll, UV_READABLE, on_slot);
     timer_arm(w, w->slot_start);
   }
-  for (int i = 0; i < w->nconns; i++)
-    conn_connect(&w->conns[i]);
+  w->t_start = uv_hrtime();
+  open_wave(w);
   uv_run(&w->loop, UV_RUN_DEFAULT);
   atomic_fetch_sub(&g_running, 1);
   return NULL;
@@ -694,13 +717,14 @@ static double proc_cpu_us(long pid) {
 }
 
 static void usage(void) {
-  fprintf(
-      stderr,
-      "usage: pull-load [-c CONNS] [-t THREADS] [-d SECONDS] [-w SECONDS] [-T SECONDS]\n"
-      "                 [-R RATE] [-m MIXFILE] [-e MIXLINE]... [-n NAME] [-p PID] [-1] [-q] URL\n"
-      "  mix line: WEIGHT METHOD STATUS PATH [Name:value]...   (STATUS 0 = any)\n"
-      "  -1 sends every mix line once (no warm-up); -p samples that process's RSS and CPU\n"
-      "  -R RATE: open loop at RATE requests/s in all, latency from the intended send time\n");
+  fprintf(stderr,
+          "usage: pull-load [-c CONNS] [-t THREADS] [-d SECONDS] [-w SECONDS] [-T SECONDS]\n"
+          "                 [-R RATE] [-C RATE] [-m MIXFILE] [-e MIXLINE]... [-n NAME] [-p PID] "
+          "[-1] [-q] URL\n"
+          "  mix line: WEIGHT METHOD STATUS PATH [Name:value]...   (STATUS 0 = any)\n"
+          "  -1 sends every mix line once (no warm-up); -p samples that process's RSS and CPU\n"
+          "  -R RATE: open loop at RATE requests/s in all, latency from the intended send time\n"
+          "  -C RATE: open the connections RATE per second (waves every 10 ms), not all at once\n");
 }
 
 static int parse_args(int argc, char **argv, char ***lines, int *nlines, const char **file) {
@@ -713,7 +737,7 @@ static int parse_args(int argc, char **argv, char ***lines, int *nlines, const c
                 .timeout = 10,
                 .name = "run",
                 .pid = -1};
-  while ((ch = getopt(argc, argv, "c:t:d:w:T:R:m:e:n:p:1qh")) != -1) {
+  while ((ch = getopt(argc, argv, "c:t:d:w:T:R:C:m:e:n:p:1qh")) != -1) {
     switch (ch) {
     case 'c':
       o->conns = atoi(optarg);
@@ -732,6 +756,9 @@ static int parse_args(int argc, char **argv, char ***lines, int *nlines, const c
       break;
     case 'R':
       o->rate = atof(optarg);
+      break;
+    case 'C':
+      o->conn_rate = atof(optarg);
       break;
     case 'm':
       *file = optarg;
@@ -757,7 +784,7 @@ static int parse_args(int argc, char **argv, char ***lines, int *nlines, const c
   }
   if (optind != argc - 1 || o->conns < 1 || o->conns > MAX_CONNS || o->threads < 1 ||
       o->duration <= 0 || o->warmup < 0 || o->timeout <= 0 || o->rate < 0 || o->rate > RATE_MAX ||
-      (o->rate > 0 && o->once))
+      (o->rate > 0 && o->once) || o->conn_rate < 0 || o->conn_rate > RATE_MAX)
     return usage(), -1;
   if (o->threads > o->conns)
     o->threads = o->conns;

@@ -27,6 +27,7 @@
 #   PL_CREQ_RATE [1000] the open-loop rate of the creq scenario's latency runs
 #   PL_MIX_IMAGES [100] distinct images of the mixed cold scenario; PL_MIX_TOKENS [200] tokens per kind
 #   PL_PARK_PULLS [1000] pulls parked on one build  PL_PARK_SLEEP [20] its RUN sleep, s
+#   PL_PARK_CONNECT_RATE [2000] their connections opened per second (in waves)
 #   PL_RESULTS        also write the RESULT lines (tab-separated, labelled) here
 #   PL_PERF, PL_PERF_DIR  perf record waved during the named runs (see run())
 #   PL_PERF_CG [-g]   perf's call-graph option (e.g. "--call-graph dwarf" through libc)
@@ -39,7 +40,7 @@ PL=${PULL_LOAD:-$out/bench/pull-load}
 DUR=${PL_DURATION:-5} WARM=${PL_WARMUP:-1} CONNS=${PL_CONNS:-50} THREADS=${PL_THREADS:-2}
 COLD_N=${PL_COLD_TOKENS:-200} BLOB_MB=${PL_BLOB_MB:-256} BLOB_CONNS=${PL_BLOB_CONNS:-4}
 STORE_MB=${PL_STORE_MB:-$BLOB_MB} ROUNDS=${PL_ROUNDS:-3}
-PARK_N=${PL_PARK_PULLS:-1000} PARK_SLEEP=${PL_PARK_SLEEP:-20}
+PARK_N=${PL_PARK_PULLS:-1000} PARK_SLEEP=${PL_PARK_SLEEP:-20} PARK_RATE=${PL_PARK_CONNECT_RATE:-2000}
 SCENARIOS=${PL_SCENARIOS:-hot open pull cold mixed creq large parked}
 OPEN_RATES=${PL_OPEN_RATES:-10000 25000 50000} OPEN_ROUNDS=${PL_OPEN_ROUNDS:-3}
 OPEN_DUR=${PL_OPEN_DURATION:-3} CREQ_RATE=${PL_CREQ_RATE:-1000}
@@ -171,10 +172,17 @@ wait_http "$NGX/manifest.json"
 # The blob-store case puts a STORE_MB layer into waved's CAS the only way the
 # API offers, a data: layer in the container request (base64, so ~4/3 of the
 # size); the request body and data: caps are raised for this run only. All
-# load comes from one address (loopback): no per-address connection cap.
+# load comes from one address (loopback): its per-address caps are raised to all of it.
 store_cap=$((STORE_MB * 3 / 2 + 16))
-start_waved "$(printf 'server: {max-body-size: %sMiB, max-connections-per-ip: 0}\nwave: {build: {max-data-layer-size: %s}}\nwave.registries: {"%s": {}}' \
-  "$store_cap" "$((store_cap * 1024 * 1024))" "$REG")"
+# The parked scenario holds PARK_N connections open at once: the open-files limit (soft and
+# hard, so waved inherits it) and waved's connection and queue caps are raised to fit.
+park_fds=$((2 * PARK_N + 2 * CONNS + 1024))
+if has parked && [ "$(ulimit -n)" -lt "$park_fds" ]; then
+  ulimit -n "$park_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  echo "== parked: open files limit raised to $(ulimit -n) (want $park_fds)"
+fi
+start_waved "$(printf 'server: {max-body-size: %sMiB, max-connections-per-ip: %s, max-connections: %s, worker-queue: %s}\nwave: {build: {max-data-layer-size: %s}}\nwave.registries: {"%s": {}}' \
+  "$store_cap" "$((PARK_N + 2 * CONNS + 256))" "$((PARK_N + 2 * CONNS + 256))" "$((PARK_N + 4096))" "$((store_cap * 1024 * 1024))" "$REG")"
 WV="$WAVED_URL"
 
 # make_data_layer NAME BYTES — a tar.gz holding one file of BYTES random
@@ -506,11 +514,6 @@ fi
 # build time.
 if has parked; then
   if [ "$PROXY" = 1 ]; then
-    need=$((PARK_N + CONNS + 256))
-    if [ "$(ulimit -n)" -lt "$need" ]; then
-      ulimit -n "$need" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-      echo "== parked: open files limit raised to $(ulimit -n) (want $need)"
-    fi
     head -1 "$E2E_TMP/wv-pass.mix" >"$E2E_TMP/wv-pass.hot"
     run parked waved-hot-before "hot GET manifest by tag (cached), no build, before" "$WV" \
       -p "$WAVED_PID" -m "$E2E_TMP/wv-pass.hot"
@@ -531,7 +534,11 @@ if has parked; then
       for _ in $(seq "$PARK_N"); do echo "1 GET 200 $pp/manifests/$pt Accept:$ACCEPT"; done >"$E2E_TMP/park.mix"
       park_status() { curl -fsS "$WV/v1alpha2/container/$park_rid/status" | json_get - 'd["status"]' 2>/dev/null || echo '?'; }
       echo "== parked waved-parked: $PARK_N manifest GETs on the tag of build $park_bid (RUN sleep $PARK_SLEEP)"
-      "$PL" -c "$PARK_N" -t "$THREADS" -1 -d "$((PARK_SLEEP + 90))" -T "$((PARK_SLEEP + 90))" \
+      # waved's threads and memory before the pulls park (its first pull of this build is
+      # what starts the parking machinery, so this is the baseline).
+      proc_f() { sed -n "s/^$1:[[:space:]]*\([0-9]*\).*/\1/p" "/proc/$WAVED_PID/status"; }
+      rss0=$(proc_f VmRSS) thr0=$(proc_f Threads)
+      "$PL" -c "$PARK_N" -t "$THREADS" -1 -C "$PARK_RATE" -d "$((PARK_SLEEP + 90))" -T "$((PARK_SLEEP + 90))" \
         -n parked/waved-parked -p "$WAVED_PID" -m "$E2E_TMP/park.mix" "$WV" >"$E2E_TMP/park.out" 2>&1 &
       park_pl=$!
       # Wait until the parked pulls' connections are all open (pull-load
@@ -539,7 +546,7 @@ if has parked; then
       # answered at once, e.g. 503 when waved's worker queue is full, closes
       # its connection: -1 has nothing more to send); 5 s at most.
       n=0 same=0
-      for _ in $(seq 250); do
+      for _ in $(seq $((PARK_N * 50 / PARK_RATE + 250))); do
         m=$(ss -Htn state established "( dport = :$WAVED_PORT )" | wc -l)
         [ "$m" -lt "$PARK_N" ] || { n=$m; break; }
         if [ "$m" = "$n" ]; then same=$((same + 1)); else same=0 n=$m; fi
@@ -547,6 +554,8 @@ if has parked; then
         sleep 0.02
       done
       sleep 0.3
+      rss1=$(proc_f VmRSS) thr1=$(proc_f Threads)
+      echo "== parked: waved RSS ${rss0} kB -> ${rss1} kB, threads $thr0 -> $thr1"
       s0=$(park_status)
       echo "== parked: $n connections open to waved after $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t_post}") s, build $s0"
       run parked waved-hot-parked "hot GET manifest by tag (cached), $PARK_N pulls parked" "$WV" \
@@ -566,10 +575,11 @@ if has parked; then
       curl -fsS "$WV/v1alpha2/container/$park_rid/status" >"$E2E_TMP/park.status" || true
       bdur=$(json_get "$E2E_TMP/park.status" 'd.get("duration") or "?"' 2>/dev/null || echo '?')
       bok=$(json_get "$E2E_TMP/park.status" 'd.get("succeeded")' 2>/dev/null || echo '?')
-      printf '%s\t%s\t%s\t%s parked_n=%s hot_while_building=%s manifest_status=%s manifest_size=%s build_s=%s build_ok=%s wall_s=%s\n' \
-        parked waved-parked "$PARK_N manifest GETs parked on one build (RUN sleep $PARK_SLEEP), sent at once" \
-        "$(grep '^RESULT ' "$E2E_TMP/park.out")" "$PARK_N" "$([ "$s0 $s1" = "BUILDING BUILDING" ] && echo 1 || echo 0)" \
-        "$mst" "$msize" "$bdur" "$bok" "$(awk "BEGIN{printf \"%.2f\", $t_end - $t_post}")" >>"$RESULTS"
+      printf '%s\t%s\t%s\t%s parked_n=%s open_n=%s hot_while_building=%s manifest_status=%s manifest_size=%s build_s=%s build_ok=%s wall_s=%s rss0_kb=%s rss1_kb=%s threads0=%s threads1=%s\n' \
+        parked waved-parked "$PARK_N manifest GETs parked on one build (RUN sleep $PARK_SLEEP), connections opened $PARK_RATE/s" \
+        "$(grep '^RESULT ' "$E2E_TMP/park.out")" "$PARK_N" "$n" "$([ "$s0 $s1" = "BUILDING BUILDING" ] && echo 1 || echo 0)" \
+        "$mst" "$msize" "$bdur" "$bok" "$(awk "BEGIN{printf \"%.2f\", $t_end - $t_post}")" \
+        "$rss0" "$rss1" "$thr0" "$thr1" >>"$RESULTS"
     fi
   else
     skip parked waved "needs the /v2 proxy"
