@@ -516,8 +516,8 @@ static void on_slot(uv_poll_t *p, int status, int events) {
     return;
   for (uint64_t at; (at = slot_time(w, w->slot_next)) <= now; w->slot_next++) {
     conn_t *c = &w->conns[w->slot_next % (uint64_t)w->nconns];
-    if (c->state == C_DONE || c->state == C_CLOSING)
-      continue;
+    if (c->state == C_DONE)
+      continue; /* closing or reconnecting: the slot waits for it like a busy one */
     if (!c->pending)
       c->pend_at = at;
     c->pending++;
