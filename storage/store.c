@@ -325,6 +325,15 @@ int wv_store_start_sweeper(wv_store_t *s, int64_t interval_ms) {
   return rc;
 }
 
+int wv_store_use_redis(wv_store_t *s, const char *url, const char *prefix, int64_t timeout_ms,
+                       int max_conns) {
+  if (!s || s->redis)
+    return WV_EINVAL;
+  return wv_rstore_open(&s->redis, url, prefix, timeout_ms, max_conns);
+}
+
+bool wv_store_db_shared(const wv_store_t *s, wv_db_t db) { return wv_sto_remote(s, db); }
+
 void wv_store_close(wv_store_t *s) {
   if (!s)
     return;
@@ -335,6 +344,9 @@ void wv_store_close(wv_store_t *s) {
   pthread_mutex_unlock(&s->mu);
   if (sweeper)
     pthread_join(s->sweeper, NULL);
+  /* Redis first: its pending submits' callbacks may still write locally. */
+  wv_rstore_close(s->redis);
+  s->redis = NULL;
 
   pthread_mutex_lock(&s->mu);
   s->closing = true;
