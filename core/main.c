@@ -186,8 +186,8 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     return rc;
   }
   if (strcmp(cfg->state_backend, "redis") == 0 &&
-      (rc = wv_store_use_redis(app->store, cfg->redis_url, cfg->redis_prefix,
-                               cfg->redis_timeout_ms, cfg->redis_max_conns))) {
+      (rc = wv_store_use_redis(app->store, cfg->redis_url, cfg->redis_prefix, cfg->redis_timeout_ms,
+                               cfg->redis_max_conns))) {
     wv_error("cannot use the Redis state backend (state.redis.url): %s", wv_strerror(rc));
     return rc;
   }

@@ -56,8 +56,7 @@ void wv_rstore_close(wv_rstore_t *r);
 int wv_rstore_view(wv_rstore_t *r, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg);
 
 /* wv_store_scan for a database held in Redis (see docs/scale-out.md for the order). */
-int wv_rstore_scan(wv_rstore_t *r, wv_db_t db, const char *prefix, wv_store_scan_cb cb,
-                   void *arg);
+int wv_rstore_scan(wv_rstore_t *r, wv_db_t db, const char *prefix, wv_store_scan_cb cb, void *arg);
 
 /*
  * wv_store_apply (ops checked by the caller, all of databases held in Redis).
