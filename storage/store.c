@@ -344,9 +344,9 @@ void wv_store_close(wv_store_t *s) {
   pthread_mutex_unlock(&s->mu);
   if (sweeper)
     pthread_join(s->sweeper, NULL);
-  /* Redis first: its pending submits' callbacks may still write locally. */
-  wv_rstore_close(s->redis);
-  s->redis = NULL;
+  /* Redis's queued writes first (their callbacks may still write locally), then the
+   * committer's (theirs may still read or write Redis; a new submit there is ECLOSED). */
+  wv_rstore_drain(s->redis);
 
   pthread_mutex_lock(&s->mu);
   s->closing = true;
@@ -354,6 +354,8 @@ void wv_store_close(wv_store_t *s) {
   pthread_cond_broadcast(&s->space_cv);
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->committer, NULL); /* it drains the queue before exiting */
+  wv_rstore_close(s->redis);
+  s->redis = NULL;
 
   mdb_env_close(s->env);
   destroy_sync(s);

@@ -113,6 +113,7 @@ struct wv_rstore {
   struct sreq *head, *tail;
   size_t qlen;
   bool closing;
+  bool started; /* the submit thread runs (set once by open) */
   pthread_t thread;
 };
 
@@ -896,9 +897,10 @@ static void *submit_main(void *arg) {
     if (!r->head)
       r->tail = NULL;
     r->qlen--;
+    bool give_up = r->closing && r->down; /* shutting down with Redis gone: do not wait */
     pthread_mutex_unlock(&r->mu);
     int64_t value = 0;
-    int rc = wv_rstore_apply(r, &q->op, 1, NULL, &value);
+    int rc = give_up ? WV_EUNAVAIL : wv_rstore_apply(r, &q->op, 1, NULL, &value);
     if (q->cb)
       q->cb(q->arg, rc, value);
     free(q);
@@ -1023,13 +1025,13 @@ int wv_rstore_open(wv_rstore_t **out, const char *url, const char *prefix, int64
   rc = with_conn(r, false, check_version, NULL);
   if (rc == 0 && pthread_create(&r->thread, NULL, submit_main, r) != 0)
     rc = WV_ENOMEM;
+  r->started = rc == 0;
   if (rc) {
     if (rc == WV_EAUTH)
       wv_error("redis %s:%d refused the credentials of state.redis.url", r->url.host, r->url.port);
     else if (rc == WV_EINVAL)
       wv_error("redis %s:%d has no database %d (state.redis.url)", r->url.host, r->url.port,
                r->url.db);
-    r->closing = true;
     wv_rstore_close(r);
     return rc;
   }
@@ -1039,16 +1041,22 @@ int wv_rstore_open(wv_rstore_t **out, const char *url, const char *prefix, int64
   return 0;
 }
 
-void wv_rstore_close(wv_rstore_t *r) {
+void wv_rstore_drain(wv_rstore_t *r) {
   if (!r)
     return;
   pthread_mutex_lock(&r->mu);
-  bool started = !r->closing;
+  bool running = r->started && !r->closing;
   r->closing = true;
   pthread_cond_broadcast(&r->work_cv);
   pthread_mutex_unlock(&r->mu);
-  if (started)
+  if (running)
     pthread_join(r->thread, NULL); /* it runs what is queued before exiting */
+}
+
+void wv_rstore_close(wv_rstore_t *r) {
+  if (!r)
+    return;
+  wv_rstore_drain(r);
   while (r->idle) {
     struct conn *k = r->idle;
     r->idle = k->next;

@@ -49,7 +49,15 @@ bool wv_rstore_holds(wv_db_t db);
 int wv_rstore_open(wv_rstore_t **out, const char *url, const char *prefix, int64_t timeout_ms,
                    int max_conns);
 
-/* Runs every queued submit (their callbacks run), then closes. NULL is a no-op. */
+/*
+ * Runs every queued submit (their callbacks run; when Redis is known to be
+ * down they fail at once with WV_EUNAVAIL rather than each wait for the
+ * timeout) and stops the submit thread; later submits are WV_ECLOSED, other
+ * calls still work. NULL or a second call is a no-op.
+ */
+void wv_rstore_drain(wv_rstore_t *r);
+
+/* Drains (if not done yet) and closes. NULL is a no-op. */
 void wv_rstore_close(wv_rstore_t *r);
 
 /* wv_store_view for a database held in Redis (key checked by the caller). */
