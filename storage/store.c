@@ -334,6 +334,13 @@ int wv_store_use_redis(wv_store_t *s, const char *url, const char *prefix, int64
 
 bool wv_store_db_shared(const wv_store_t *s, wv_db_t db) { return wv_sto_remote(s, db); }
 
+bool wv_store_shared_health(wv_store_t *s, bool *up) {
+  if (!s || !s->redis)
+    return false;
+  *up = wv_rstore_up(s->redis);
+  return true;
+}
+
 void wv_store_close(wv_store_t *s) {
   if (!s)
     return;

@@ -142,6 +142,13 @@ int wv_store_use_redis(wv_store_t *s, const char *url, const char *prefix, int64
 bool wv_store_db_shared(const wv_store_t *s, wv_db_t db);
 
 /*
+ * For /health, without a round trip: false when the store has no Redis
+ * backend; else true, and *up tells whether Redis answered the last command
+ * (or the PING its idle writer thread sends every 5 s).
+ */
+bool wv_store_shared_health(wv_store_t *s, bool *up);
+
+/*
  * Drains every pending write (their callbacks run), stops the sweeper and
  * the committer, and closes the environment. NULL is a no-op.
  */

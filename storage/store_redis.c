@@ -65,6 +65,7 @@
 #define FETCH_CHUNK 16 /* records read per round trip in a scan */
 #define APPLY_TRIES 64 /* with backoff(): about 0.4 s at most */
 #define CONNS_MAX 1024
+#define PROBE_MS 5000 /* idle PING period of the submit thread */
 
 /* The databases kept in Redis: what instances must share (docs/scale-out.md). */
 bool wv_rstore_holds(wv_db_t db) {
@@ -884,12 +885,37 @@ int wv_rstore_apply(wv_rstore_t *r, const wv_store_op_t *ops, size_t n, size_t *
 
 /* ---- the submit thread --------------------------------------------------- */
 
+static int do_ping(wv_rstore_t *r, redisContext *c, void *arg) {
+  (void)arg;
+  cmd_t cmd = cmd1("PING");
+  redisReply *x;
+  int rc = pipeline(r, c, &cmd, 1, &x);
+  if (rc)
+    return rc;
+  rc = x->type == REDIS_REPLY_STATUS ? 0 : reply_err(r, x);
+  freeReplyObject(x);
+  return rc;
+}
+
+/*
+ * The submit thread: runs queued writes in order and, when idle for
+ * PROBE_MS, PINGs Redis so that r->down (what /health shows) stays current
+ * without traffic.
+ */
 static void *submit_main(void *arg) {
   wv_rstore_t *r = arg;
   pthread_mutex_lock(&r->mu);
   for (;;) {
-    while (!r->head && !r->closing)
-      pthread_cond_wait(&r->work_cv, &r->mu);
+    while (!r->head && !r->closing) {
+      struct timespec ts;
+      wv_sto_deadline_after(&ts, PROBE_MS * 1000);
+      if (pthread_cond_timedwait(&r->work_cv, &r->mu, &ts) == ETIMEDOUT && !r->head &&
+          !r->closing) {
+        pthread_mutex_unlock(&r->mu);
+        with_conn(r, true, do_ping, NULL);
+        pthread_mutex_lock(&r->mu);
+      }
+    }
     struct sreq *q = r->head;
     if (!q)
       break;
@@ -942,6 +968,13 @@ int wv_rstore_submit(wv_rstore_t *r, const wv_store_op_t *op, wv_store_done_cb c
   if (rc)
     free(q);
   return rc;
+}
+
+bool wv_rstore_up(wv_rstore_t *r) {
+  pthread_mutex_lock(&r->mu);
+  bool up = !r->down;
+  pthread_mutex_unlock(&r->mu);
+  return up;
 }
 
 /* ---- open / close -------------------------------------------------------- */

@@ -73,6 +73,9 @@ int wv_rstore_scan(wv_rstore_t *r, wv_db_t db, const char *prefix, wv_store_scan
 int wv_rstore_apply(wv_rstore_t *r, const wv_store_op_t *ops, size_t n, size_t *failed,
                     int64_t *value);
 
+/* False when the last command or idle PING (every 5 s) found Redis not answering. */
+bool wv_rstore_up(wv_rstore_t *r);
+
 /* wv_store_submit for one checked op: 0 (cb runs once), WV_EBUSY, WV_ECLOSED, WV_ENOMEM. */
 int wv_rstore_submit(wv_rstore_t *r, const wv_store_op_t *op, wv_store_done_cb cb, void *arg);
 

@@ -117,6 +117,8 @@ code=$(curl -s -o "$T/down.json" -w '%{http_code}' -H 'Content-Type: application
 ok "Redis down: a request gets 503, no crash" is "$code" 503
 ok "Redis down: the answer is a JSON message" test -n "$(json_get "$T/down.json" 'd["message"]')"
 ok "Redis down: the log says why" grep -q "redis 127.0.0.1:$RPORT" "$T/A/waved.log"
+ok "Redis down: /health is 503 with the redis component DOWN" \
+  is "$(curl -s -o "$T/h.json" -w '%{http_code}' "$A_URL/health") $(json_get "$T/h.json" 'd["components"]["redis"]["status"]')" "503 DOWN"
 start_redis
 lost=0
 while read -r tok rid; do
@@ -126,6 +128,8 @@ ok "after kill -9 and restart: all 20 tokens pull through B" is "$lost" 0
 ok "after the restart: a new request on A pulls through B" \
   is "$(manifest_code "$B_URL" "$(request "$A_URL" | cut -d' ' -f1)")" 200
 ok "A logged Redis answering again" grep -q "redis 127.0.0.1:$RPORT: answering again" "$T/A/waved.log"
+ok "/health is UP again, redis component UP" \
+  is "$(curl -s -o "$T/h.json" -w '%{http_code}' "$A_URL/health") $(json_get "$T/h.json" 'd["components"]["redis"]["status"]')" "200 UP"
 ok "both instances still running" kill -0 "$A_PID" "$B_PID"
 
 # ---- shutdown ----------------------------------------------------------------------------
