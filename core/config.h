@@ -115,7 +115,7 @@ typedef struct {
   char *redis_url;          /* state.redis.url, "redis://127.0.0.1:6379/0" */
   char *redis_prefix;       /* state.redis.prefix, "waved." */
   int64_t redis_timeout_ms; /* state.redis.timeout, 2s (connect and every command) */
-  int redis_max_conns;      /* state.redis.max-connections, 64 */
+  int redis_max_conns;      /* state.redis.max-connections, 128 */
 
   /* wave.build.* — builds and the job engine (docs/jobs.md, docs/builds.md) */
   char *build_workspace;            /* wave.build.workspace, "" = <storage.path>/build */

@@ -221,8 +221,10 @@ static const entry_t schema[] = {
      "Prefix of every key waved writes in Redis (several clusters can share one Redis)."},
     {"state.redis.timeout", T_DUR_MS, OFF(redis_timeout_ms), "2s", 100, 60000, NULL, NULL,
      "Timeout of connecting to Redis and of every command; past it the request fails with 503."},
-    {"state.redis.max-connections", T_INT, OFF(redis_max_conns), "64", 1, 1024, NULL, NULL,
-     "Connections to Redis one instance opens at most (on demand, one per busy thread)."},
+    {"state.redis.max-connections", T_INT, OFF(redis_max_conns), "128", 1, 1024, NULL, NULL,
+     "Connections to Redis one instance opens at most (on demand, one per thread using it); a "
+     "thread finding none free waits up to state.redis.timeout. Keep it above "
+     "server.registry-workers + server.workers."},
     {"wave.build.workspace", T_PATH, OFF(build_workspace), "", 0, 0, NULL, "wave.build.workspace",
      "Work directory of builds (one sub-directory per build); empty = <storage.path>/build; "
      "relative = to the config file's directory."},
