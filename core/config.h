@@ -110,6 +110,13 @@ typedef struct {
   int64_t commit_delay_us;   /* storage.commit-delay, 200us (group-commit window) */
   uint64_t storage_reserve;  /* storage.reserve, 1GiB: free space below which the disk is low */
 
+  /* state.* — where the shared state lives (docs/scale-out.md) */
+  char *state_backend;      /* state.backend, "lmdb" or "redis" */
+  char *redis_url;          /* state.redis.url, "redis://127.0.0.1:6379/0" */
+  char *redis_prefix;       /* state.redis.prefix, "waved." */
+  int64_t redis_timeout_ms; /* state.redis.timeout, 2s (connect and every command) */
+  int redis_max_conns;      /* state.redis.max-connections, 128 */
+
   /* wave.build.* — builds and the job engine (docs/jobs.md, docs/builds.md) */
   char *build_workspace;            /* wave.build.workspace, "" = <storage.path>/build */
   char *build_repo;                 /* wave.build.repo, "" = the embedded registry */

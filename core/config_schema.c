@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/netpolicy.h"
 #include "core/ratelimit.h"
+#include "core/redisurl.h"
 #include "core/secret.h"
 
 #include <ctype.h>
@@ -29,6 +30,9 @@ static int check_outbound_allow(const char *s, char *why, size_t whylen);
 static int check_rate(const char *s, char *why, size_t whylen);
 static int check_cidrs(const char *s, char *why, size_t whylen);
 static int check_log_format(const char *s, char *why, size_t whylen);
+static int check_state_backend(const char *s, char *why, size_t whylen);
+static int check_redis_url(const char *s, char *why, size_t whylen);
+static int check_redis_prefix(const char *s, char *why, size_t whylen);
 
 /* Default builder command templates (docs/builds.md lists the placeholders). */
 #define BUILDAH                                                                                    \
@@ -205,6 +209,22 @@ static const entry_t schema[] = {
      "Period of the expiry sweeper."},
     {"storage.commit-delay", T_DUR_US, OFF(commit_delay_us), "200us", 0, 1000000, NULL, NULL,
      "Group-commit window: writes arriving within it share one fsync."},
+    /* state.* — where the shared state lives (docs/scale-out.md) */
+    {"state.backend", T_STR, OFF(state_backend), "lmdb", 0, 0, check_state_backend, NULL,
+     "lmdb: all state in storage.path (one instance); redis: tokens, records, counters and the "
+     "manifest cache in Redis, shared by every instance using the same state.redis.*."},
+    {"state.redis.url", T_STR, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 0, check_redis_url,
+     NULL,
+     "Redis server of state.backend: redis, redis://[[user]:password@]host[:port][/db]; "
+     "rediss:// (TLS) is not supported by Debian 12's hiredis."},
+    {"state.redis.prefix", T_STR, OFF(redis_prefix), "waved.", 0, 0, check_redis_prefix, NULL,
+     "Prefix of every key waved writes in Redis (several clusters can share one Redis)."},
+    {"state.redis.timeout", T_DUR_MS, OFF(redis_timeout_ms), "2s", 100, 60000, NULL, NULL,
+     "Timeout of connecting to Redis and of every command; past it the request fails with 503."},
+    {"state.redis.max-connections", T_INT, OFF(redis_max_conns), "128", 1, 1024, NULL, NULL,
+     "Connections to Redis one instance opens at most (on demand, one per thread using it); a "
+     "thread finding none free waits up to state.redis.timeout. Keep it above "
+     "server.registry-workers + server.workers."},
     {"wave.build.workspace", T_PATH, OFF(build_workspace), "", 0, 0, NULL, "wave.build.workspace",
      "Work directory of builds (one sub-directory per build); empty = <storage.path>/build; "
      "relative = to the config file's directory."},
@@ -594,6 +614,41 @@ static int check_cidrs(const char *s, char *why, size_t whylen) {
   wv_cidrs_t c;
   int rc = wv_cidrs_parse(s, &c, why, whylen);
   return rc ? WV_EINVAL : 0;
+}
+
+static int check_state_backend(const char *s, char *why, size_t whylen) {
+  if (strcmp(s, "lmdb") == 0 || strcmp(s, "redis") == 0)
+    return 0;
+  snprintf(why, whylen, "unknown state backend '%.64s' (expected lmdb or redis)", s);
+  return WV_EINVAL;
+}
+
+/* The reason never quotes the URL: it may hold a password. */
+static int check_redis_url(const char *s, char *why, size_t whylen) {
+  wv_redisurl_t u;
+  char r[200];
+  if (wv_redisurl_parse(s, &u, r, sizeof r) != 0) {
+    snprintf(why, whylen, "invalid Redis URL: %s", r);
+    return WV_EINVAL;
+  }
+  if (u.tls) {
+    snprintf(why, whylen,
+             "rediss:// (TLS) is not supported: Debian 12's hiredis 0.14 has no TLS; use "
+             "redis:// on a private network or through a TLS tunnel (docs/scale-out.md)");
+    return WV_EINVAL;
+  }
+  return 0;
+}
+
+static int check_redis_prefix(const char *s, char *why, size_t whylen) {
+  size_t n = strlen(s);
+  bool ok = n <= 64;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = s[i] > ' ' && s[i] != 0x7f;
+  if (ok)
+    return 0;
+  snprintf(why, whylen, "expected at most 64 printable characters without spaces");
+  return WV_EINVAL;
 }
 
 static int check_log_format(const char *s, char *why, size_t whylen) {

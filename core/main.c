@@ -185,6 +185,16 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_error("cannot open the state store in %s: %s", dir, wv_strerror(rc));
     return rc;
   }
+  if (strcmp(cfg->state_backend, "redis") == 0 &&
+      (rc = wv_store_use_redis(app->store, cfg->redis_url, cfg->redis_prefix, cfg->redis_timeout_ms,
+                               cfg->redis_max_conns))) {
+    wv_error("cannot use the Redis state backend (state.redis.url): %s", wv_strerror(rc));
+    return rc;
+  }
+  if (app->store && wv_store_db_shared(app->store, WV_DB_TOKENS) && cfg->blob_gc_enabled)
+    wv_warn("storage.blob-gc sees the jobs and the embedded registry of this instance only: "
+            "with a blob directory shared by several instances, run it on one of them and keep "
+            "built images in wave.build.repo (docs/scale-out.md)");
   if ((rc = wv_store_start_sweeper(app->store, cfg->sweep_interval_ms))) {
     wv_error("cannot start the expiry sweeper: %s", wv_strerror(rc));
     return rc;

@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "core/preflight.h"
 #include "http/resp.h"
+#include "storage/store.h"
 #include "version.h"
 
 #include <json-c/json.h>
@@ -47,6 +48,17 @@ static json_object *store_component(const wv_config_t *cfg, bool *down) {
   *down = access(dir, R_OK | W_OK | X_OK) != 0;
   return component(*down ? "DOWN" : "UP",
                    *down ? "the state store directory is not writable" : NULL);
+}
+
+/* state.backend: redis — whether Redis answered lately (no round trip on the loop). */
+static void redis_component(const wv_app_t *app, json_object *comps, bool *down) {
+  bool up = false;
+  if (!app->store || !wv_store_shared_health(app->store, &up))
+    return;
+  *down = *down || !up;
+  json_object_object_add(
+      comps, "redis",
+      component(up ? "UP" : "DOWN", up ? NULL : "Redis (state.redis.url) is not answering"));
 }
 
 static json_object *builder_component(const wv_app_t *app, bool *degraded) {
@@ -96,6 +108,7 @@ static int health_handler(wv_req_t *req, wv_resp_t *resp) {
     return WV_ENOMEM;
   }
   json_object_object_add(comps, "store", store_component(app->cfg, &down));
+  redis_component(app, comps, &down);
   json_object_object_add(comps, "builder", builder_component(app, &degraded));
   json_object_object_add(comps, "disk", disk_component(app, &degraded));
   const char *status = down ? "DOWN" : degraded ? "DEGRADED" : "UP";

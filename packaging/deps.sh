@@ -12,6 +12,8 @@ set -euo pipefail
 build=(build-essential cmake pkg-config git libuv1-dev libcurl4-openssl-dev libjson-c-dev
        liblmdb-dev libssl-dev libyaml-dev libzstd-dev zlib1g-dev node-llhttp
        libsystemd-dev)
+# hiredis: the Redis state backend (state.backend: redis, docs/scale-out.md).
+build+=(libhiredis-dev)
 # buildah's Recommends (runc) are skipped by --no-install-recommends; the default
 # wave.build.buildah.build template names /usr/sbin/runc, so it is listed here.
 # qemu-user-static + binfmt-support run the RUN steps of foreign-arch builds
@@ -31,6 +33,8 @@ package=(debhelper dpkg-dev lintian systemd iproute2 util-linux curl python3
 bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-static
        buildah runc iproute2)
 fuzz=(clang-14 libclang-rt-14-dev)
+# test_store_redis and tests/e2e/redis.sh start their own redis-server (redis-cli from redis-tools).
+test+=(redis-server redis-tools)
 # clang-format: tools/check-format.sh (ctest check_format, .ci/run) checks every C file.
 test+=(clang-format)
 

@@ -325,6 +325,22 @@ int wv_store_start_sweeper(wv_store_t *s, int64_t interval_ms) {
   return rc;
 }
 
+int wv_store_use_redis(wv_store_t *s, const char *url, const char *prefix, int64_t timeout_ms,
+                       int max_conns) {
+  if (!s || s->redis)
+    return WV_EINVAL;
+  return wv_rstore_open(&s->redis, url, prefix, timeout_ms, max_conns);
+}
+
+bool wv_store_db_shared(const wv_store_t *s, wv_db_t db) { return wv_sto_remote(s, db); }
+
+bool wv_store_shared_health(wv_store_t *s, bool *up) {
+  if (!s || !s->redis)
+    return false;
+  *up = wv_rstore_up(s->redis);
+  return true;
+}
+
 void wv_store_close(wv_store_t *s) {
   if (!s)
     return;
@@ -335,6 +351,9 @@ void wv_store_close(wv_store_t *s) {
   pthread_mutex_unlock(&s->mu);
   if (sweeper)
     pthread_join(s->sweeper, NULL);
+  /* Redis's queued writes first (their callbacks may still write locally), then the
+   * committer's (theirs may still read or write Redis; a new submit there is ECLOSED). */
+  wv_rstore_drain(s->redis);
 
   pthread_mutex_lock(&s->mu);
   s->closing = true;
@@ -342,6 +361,8 @@ void wv_store_close(wv_store_t *s) {
   pthread_cond_broadcast(&s->space_cv);
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->committer, NULL); /* it drains the queue before exiting */
+  wv_rstore_close(s->redis);
+  s->redis = NULL;
 
   mdb_env_close(s->env);
   destroy_sync(s);

@@ -25,10 +25,21 @@
  * at all may be made from inside a wv_store_view_cb (the read lock it holds
  * is not recursive). wv_store_close must be called once, after every other
  * caller is done. One wv_store_t per directory per process (an LMDB rule).
+ *
+ * Shared databases (state.backend: redis, docs/scale-out.md): after
+ * wv_store_use_redis the databases several instances must share (tokens,
+ * requests, builds, build targets, counters, mirrors, scans, the manifest
+ * cache) live in Redis and the others stay in LMDB; every function below keeps
+ * its contract, with these differences for the shared ones: a write is
+ * durable as Redis's persistence settings make it; wv_store_snap_view returns
+ * WV_EBUSY (see there); wv_store_scan is not in key order; wv_store_sweep
+ * has nothing to do (Redis expires keys itself); and an unreachable Redis is
+ * WV_EUNAVAIL.
  */
 #ifndef WV_STORE_H
 #define WV_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -116,6 +127,28 @@ typedef struct {
 int wv_store_open(wv_store_t **out, const char *dir, uint64_t map_size, int64_t commit_delay_us);
 
 /*
+ * Moves the shared databases to the Redis server of url (state.redis.url:
+ * redis://[[user]:password@]host[:port][/db]; rediss:// is refused, this
+ * build's hiredis has no TLS), their keys under prefix (state.redis.prefix),
+ * with timeout_ms on connecting and on every command and at most max_conns
+ * connections. Call it once, right after wv_store_open and before any other
+ * thread uses the store. Returns 0, or WV_EINVAL / WV_EUNAVAIL / WV_EAUTH /
+ * WV_ESTORE / WV_ENOMEM with an error log line saying why.
+ */
+int wv_store_use_redis(wv_store_t *s, const char *url, const char *prefix, int64_t timeout_ms,
+                       int max_conns);
+
+/* True when db lives in Redis (after wv_store_use_redis), false in LMDB. */
+bool wv_store_db_shared(const wv_store_t *s, wv_db_t db);
+
+/*
+ * For /health, without a round trip: false when the store has no Redis
+ * backend; else true, and *up tells whether Redis answered the last command
+ * (or the PING its idle writer thread sends every 5 s).
+ */
+bool wv_store_shared_health(wv_store_t *s, bool *up);
+
+/*
  * Drains every pending write (their callbacks run), stops the sweeper and
  * the committer, and closes the environment. NULL is a no-op.
  */
@@ -147,7 +180,10 @@ int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb c
  * (then nothing is held and end is not needed). Between begin and end the
  * thread holds the store's read lock: no other store call on that thread
  * (like inside a view callback), and end it soon — a map resize waits.
- * snap_view behaves like wv_store_view.
+ * snap_view behaves like wv_store_view, except on a database held in Redis:
+ * there it returns WV_EBUSY at once, since snapshots are the IO loops'
+ * non-blocking reads and Redis cannot answer without a network round trip;
+ * the caller then reads with wv_store_view/get on a worker.
  */
 typedef struct wv_store_snap {
   wv_store_t *s;

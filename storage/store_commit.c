@@ -569,10 +569,42 @@ static int run_sync(wv_store_t *s, struct req *r, struct waiter *w) {
 
 /* ---- public writes ----------------------------------------------------- */
 
+/*
+ * Checks ops and decides where they go: 0 with *remote, or WV_EINVAL (also
+ * for one call mixing databases of the two backends, which could not be
+ * atomic), WV_ETOOBIG.
+ */
+static int route(const wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t *failed,
+                 bool *remote) {
+  if (n == 0 || n > WV_STORE_APPLY_MAX)
+    return WV_EINVAL;
+  size_t klen;
+  for (size_t i = 0; i < n; i++) {
+    int rc = check_op(&ops[i], &klen);
+    if (!rc && i > 0 && wv_sto_remote(s, ops[i].db) != wv_sto_remote(s, ops[0].db)) {
+      wv_error("store: one write mixes %s (redis) and %s (local)",
+               wv_sto_db_names[wv_sto_remote(s, ops[i].db) ? ops[i].db : ops[0].db],
+               wv_sto_db_names[wv_sto_remote(s, ops[i].db) ? ops[0].db : ops[i].db]);
+      rc = WV_EINVAL;
+    }
+    if (rc) {
+      if (failed)
+        *failed = i;
+      return rc;
+    }
+  }
+  *remote = wv_sto_remote(s, ops[0].db);
+  return 0;
+}
+
 int wv_store_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t *failed) {
+  bool remote = false;
+  int rc = s->redis ? route(s, ops, n, failed, &remote) : 0;
+  if (rc || remote)
+    return rc ? rc : wv_rstore_apply(s->redis, ops, n, failed, NULL);
   struct req *r;
   struct waiter w;
-  int rc = make_req(ops, n, &r);
+  rc = make_req(ops, n, &r);
   if (rc)
     return rc;
   rc = run_sync(s, r, &w);
@@ -582,9 +614,13 @@ int wv_store_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t *fa
 }
 
 static int one_sync(wv_store_t *s, const wv_store_op_t *op, int64_t *value) {
+  bool remote = false;
+  int rc = s->redis ? route(s, op, 1, NULL, &remote) : 0;
+  if (rc || remote)
+    return rc ? rc : wv_rstore_apply(s->redis, op, 1, NULL, value);
   struct req *r;
   struct waiter w;
-  int rc = make_req(op, 1, &r);
+  rc = make_req(op, 1, &r);
   if (rc)
     return rc;
   rc = run_sync(s, r, &w);
@@ -622,8 +658,12 @@ int wv_store_submit(wv_store_t *s, const wv_store_op_t *op, wv_store_done_cb cb,
 
 int wv_store_submit_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, wv_store_done_cb cb,
                           void *arg) {
+  bool remote = false;
+  int rc = s->redis ? route(s, ops, n, NULL, &remote) : 0;
+  if (rc || remote)
+    return rc ? rc : wv_rstore_submit(s->redis, ops, n, cb, arg);
   struct req *r;
-  int rc = make_req(ops, n, &r);
+  rc = make_req(ops, n, &r);
   if (rc)
     return rc;
   r->cb = cb;
@@ -634,6 +674,9 @@ int wv_store_submit_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, wv_
 int wv_store_flush(wv_store_t *s) {
   if (!s)
     return 0;
+  int rrc = wv_rstore_flush(s->redis); /* its callbacks may queue local writes: first */
+  if (rrc)
+    return rrc;
   struct req *r = calloc(1, sizeof *r); /* no ops: a place in the queue */
   struct waiter w;
   return r ? run_sync(s, r, &w) : WV_ENOMEM;

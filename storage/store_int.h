@@ -8,6 +8,7 @@
 #define WV_STORE_INT_H
 
 #include "storage/store.h"
+#include "storage/store_redis.h"
 
 #include "core/err.h"
 
@@ -85,7 +86,16 @@ struct wv_store {
   pthread_t committer;
   pthread_t sweeper;
   int64_t delay_us;
+
+  /* The shared databases' backend when state.backend is redis, else NULL; set
+   * by wv_store_use_redis before any other thread uses the store. */
+  wv_rstore_t *redis;
 };
+
+/* True when db's records live in Redis rather than in this LMDB environment. */
+static inline bool wv_sto_remote(const wv_store_t *s, wv_db_t db) {
+  return s->redis && wv_rstore_holds(db);
+}
 
 /* ---- the record header (format in the DESIGN of storage/store.c) ---- */
 

@@ -35,6 +35,8 @@ int wv_store_snap_view(wv_store_snap_t *snap, wv_db_t db, const char *key, wv_st
   int rc = wv_sto_check_key(db, key, &klen);
   if (rc)
     return rc;
+  if (wv_sto_remote(snap->s, db))
+    return WV_EBUSY; /* no network round trip on the caller's loop: see store.h */
   MDB_val k = {klen, (void *)key}, v;
   int64_t exp = 0;
   rc = wv_sto_map_mdb(mdb_get(snap->txn, snap->s->dbi[db], &k, &v), "get");
@@ -58,6 +60,8 @@ int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb c
   int rc = wv_sto_check_key(db, key, &klen);
   if (rc)
     return rc;
+  if (wv_sto_remote(s, db))
+    return wv_rstore_view(s->redis, db, key, cb, arg);
   wv_store_snap_t snap;
   if ((rc = wv_store_snap_begin(s, &snap)) != 0)
     return rc;
@@ -89,6 +93,8 @@ int wv_store_scan(wv_store_t *s, wv_db_t db, const char *prefix, wv_store_scan_c
   size_t plen = prefix ? strlen(prefix) : 0;
   if ((unsigned)db >= WV_DB_COUNT || plen > WV_STORE_KEY_MAX)
     return WV_EINVAL;
+  if (wv_sto_remote(s, db))
+    return wv_rstore_scan(s->redis, db, prefix, cb, arg);
   MDB_txn *txn;
   MDB_cursor *cur;
   pthread_rwlock_rdlock(&s->map_lock);

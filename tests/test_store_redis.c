@@ -1,0 +1,535 @@
+/*
+ * Unit tests for the Redis state backend (storage/store_redis.c) behind the
+ * store interface, against a real redis-server this binary starts on a free
+ * loopback port. Without redis-server the binary exits 77 (ctest: skipped)
+ * and says why; packaging/deps.sh test installs it.
+ */
+#include "core/err.h"
+#include "core/redisurl.h"
+#include "storage/store.h"
+#include "tests/runner.h"
+#include "tests/storage_util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#define HOUR_MS (3600 * 1000LL)
+
+static char redis_dir[256];
+static int redis_port;
+static pid_t redis_pid;
+static char url[128];
+
+/* ---- the redis-server fixture ------------------------------------------------ */
+
+static int free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (void *)&a, &len))
+    return -1;
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+static redisContext *raw(void) {
+  struct timeval tv = {1, 0};
+  redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
+  if (c && c->err) {
+    redisFree(c);
+    return NULL;
+  }
+  return c;
+}
+
+/* Starts redis-server (AOF on, fsync always) on redis_port; waits until it answers PING. */
+static int redis_start(void) {
+  char port[16];
+  snprintf(port, sizeof port, "%d", redis_port);
+  redis_pid = fork();
+  if (redis_pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir",
+           redis_dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize",
+           "no", (char *)NULL);
+    _exit(127);
+  }
+  for (int i = 0; i < 200; i++) {
+    redisContext *c = raw();
+    redisReply *x = c ? redisCommand(c, "PING") : NULL;
+    bool up = x && x->type == REDIS_REPLY_STATUS;
+    if (x)
+      freeReplyObject(x);
+    if (c)
+      redisFree(c);
+    if (up)
+      return 0;
+    usleep(25000);
+  }
+  return -1;
+}
+
+static void redis_stop(void) {
+  if (redis_pid > 0) {
+    kill(redis_pid, SIGTERM);
+    waitpid(redis_pid, NULL, 0);
+    redis_pid = 0;
+  }
+}
+
+/* Whether a raw key exists in Redis (what the store wrote, seen from outside). */
+static long long raw_int(const char *fmt, const char *key) {
+  redisContext *c = raw();
+  redisReply *x = c ? redisCommand(c, fmt, key) : NULL;
+  long long v = x && x->type == REDIS_REPLY_INTEGER ? x->integer : -99;
+  if (x)
+    freeReplyObject(x);
+  if (c)
+    redisFree(c);
+  return v;
+}
+
+/* ---- helpers ----------------------------------------------------------------- */
+
+static char lmdb_dir[256];
+
+static void close_store(wv_store_t *s) {
+  wv_store_close(s);
+  tmpdir_remove(lmdb_dir);
+}
+
+/* A store whose shared databases are in the fixture's Redis under prefix (8 connections). */
+static wv_store_t *open_redis_t(const char *prefix, int64_t timeout_ms) {
+  wv_store_t *s = NULL;
+  if (!tmpdir_make(lmdb_dir, "rstore") || wv_store_open(&s, lmdb_dir, 0, 0) != 0)
+    return NULL;
+  if (wv_store_use_redis(s, url, prefix, timeout_ms, 8) != 0) {
+    close_store(s);
+    return NULL;
+  }
+  return s;
+}
+
+static wv_store_t *open_redis(const char *prefix) { return open_redis_t(prefix, 1000); }
+
+static int get_str(wv_store_t *s, wv_db_t db, const char *key, char *out, size_t cap,
+                   int64_t *exp) {
+  char *v = NULL;
+  size_t len = 0;
+  int rc = wv_store_get(s, db, key, &v, &len, exp);
+  if (rc == 0) {
+    snprintf(out, cap, "%s", v);
+    free(v);
+  }
+  return rc;
+}
+
+static int any_cb(void *arg, const void *val, size_t len, int64_t exp) {
+  (void)arg, (void)val, (void)len, (void)exp;
+  return 7;
+}
+
+/* ---- tests --------------------------------------------------------------------- */
+
+TEST(url_parse) {
+  wv_redisurl_t u;
+  char why[200];
+  CHECK_OK(wv_redisurl_parse("redis://localhost", &u, why, sizeof why));
+  CHECK_EQ_STR(u.host, "localhost");
+  CHECK_EQ_INT(u.port, 6379);
+  CHECK_EQ_INT(u.db, 0);
+  CHECK(!u.has_pass && !u.tls);
+  CHECK_OK(wv_redisurl_parse("rediss://al%40ice:p%3Aw@[::1]:7000/3", &u, why, sizeof why));
+  CHECK(u.tls && u.has_pass);
+  CHECK_EQ_STR(u.user, "al@ice");
+  CHECK_EQ_STR(u.pass, "p:w");
+  CHECK_EQ_STR(u.host, "::1");
+  CHECK_EQ_INT(u.port, 7000);
+  CHECK_EQ_INT(u.db, 3);
+  CHECK_OK(wv_redisurl_parse("redis://secret@10.0.0.1:6380", &u, why, sizeof why));
+  CHECK_EQ_STR(u.pass, "secret");
+  CHECK_EQ_STR(u.user, "");
+  const char *bad[] = {"http://h",        "redis://",        "redis://h:0",  "redis://h:99999",
+                       "redis://h/x",     "redis://h/1?a=b", "redis://[::1", "redis://u:%zz@h",
+                       "redis://h:12a/1", "redis://:pw@"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    why[0] = '\0';
+    CHECK_EQ_INT(wv_redisurl_parse(bad[i], &u, why, sizeof why), WV_EINVAL);
+    CHECK(why[0]);
+    CHECK(!strstr(why, "pw") && !strstr(why, "%zz"));
+  }
+}
+
+TEST(refuses_bad_settings) {
+  wv_store_t *s = NULL;
+  CHECK(tmpdir_make(lmdb_dir, "rstore"));
+  CHECK_OK(wv_store_open(&s, lmdb_dir, 0, 0));
+  TEST_CLEANUP(close_store, s);
+  char u[160];
+  snprintf(u, sizeof u, "rediss://127.0.0.1:%d", redis_port);
+  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 1000, 4), WV_EINVAL);
+  CHECK_EQ_INT(wv_store_use_redis(s, url, "has space", 1000, 4), WV_EINVAL);
+  snprintf(u, sizeof u, "redis://127.0.0.1:%d/99999", redis_port);
+  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 1000, 4), WV_EINVAL); /* no such database */
+  snprintf(u, sizeof u, "redis://:nope@127.0.0.1:%d", redis_port);
+  CHECK(wv_store_use_redis(s, u, "t.", 1000, 4) != 0); /* no password set: AUTH fails */
+  snprintf(u, sizeof u, "redis://127.0.0.1:%d", free_port());
+  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 300, 4), WV_EUNAVAIL);
+  CHECK(!wv_store_db_shared(s, WV_DB_TOKENS)); /* still all local */
+}
+
+TEST(put_get_del_expiry) {
+  wv_store_t *s = open_redis("t1.");
+  CHECK(s);
+  TEST_CLEANUP(close_store, s);
+  CHECK(wv_store_db_shared(s, WV_DB_TOKENS) && wv_store_db_shared(s, WV_DB_MANIFESTS));
+  CHECK(!wv_store_db_shared(s, WV_DB_JOBS) && !wv_store_db_shared(s, WV_DB_EMBEDDED));
+  char buf[64];
+  int64_t exp = -1, later = wv_store_now_ms() + HOUR_MS;
+  CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "tok", buf, sizeof buf, NULL), WV_ENOTFOUND);
+  CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "tok", "{\"a\":1}", 7, later));
+  CHECK_OK(get_str(s, WV_DB_TOKENS, "tok", buf, sizeof buf, &exp));
+  CHECK_EQ_STR(buf, "{\"a\":1}");
+  CHECK_EQ_INT(exp, later);
+  /* The key as docs/scale-out.md says: <prefix><db>:<key>, value as is, expiry as TTL. */
+  CHECK_EQ_INT(raw_int("PEXPIRETIME %s", "t1.tokens:tok"), later);
+  CHECK_EQ_INT(raw_int("STRLEN %s", "t1.tokens:tok"), 7);
+  CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "tok", "", 0, 0)); /* no expiry, empty value */
+  CHECK_OK(get_str(s, WV_DB_TOKENS, "tok", buf, sizeof buf, &exp));
+  CHECK_EQ_STR(buf, "");
+  CHECK_EQ_INT(exp, 0);
+  CHECK_OK(wv_store_del(s, WV_DB_TOKENS, "tok"));
+  CHECK_OK(wv_store_del(s, WV_DB_TOKENS, "tok")); /* idempotent */
+  CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "tok", buf, sizeof buf, NULL), WV_ENOTFOUND);
+  /* An expiry in the past reads as absent at once, as in LMDB. */
+  CHECK_OK(wv_store_put(s, WV_DB_REQUESTS, "old", "x", 1, wv_store_now_ms() - 10));
+  CHECK_EQ_INT(get_str(s, WV_DB_REQUESTS, "old", buf, sizeof buf, NULL), WV_ENOTFOUND);
+  CHECK_OK(wv_store_put(s, WV_DB_REQUESTS, "soon", "x", 1, wv_store_now_ms() + 150));
+  CHECK_OK(get_str(s, WV_DB_REQUESTS, "soon", buf, sizeof buf, NULL));
+  usleep(300000);
+  CHECK_EQ_INT(get_str(s, WV_DB_REQUESTS, "soon", buf, sizeof buf, NULL), WV_ENOTFOUND);
+  /* Caps and bad keys fail before anything is sent. */
+  CHECK_EQ_INT(wv_store_put(s, WV_DB_TOKENS, "", "x", 1, 0), WV_EINVAL);
+  char big[WV_STORE_KEY_MAX + 2];
+  memset(big, 'k', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  CHECK_EQ_INT(wv_store_put(s, WV_DB_TOKENS, big, "x", 1, 0), WV_ETOOBIG);
+  CHECK_EQ_INT(wv_store_put(s, WV_DB_TOKENS, "k", "x", WV_STORE_VALUE_MAX + 1, 0), WV_ETOOBIG);
+  /* The view callback's return is passed through. */
+  CHECK_OK(wv_store_put(s, WV_DB_MANIFESTS, "m", "body", 4, 0));
+  CHECK_EQ_INT(wv_store_view(s, WV_DB_MANIFESTS, "m", any_cb, NULL), 7);
+}
+
+TEST(local_databases_stay_in_lmdb) {
+  wv_store_t *s = open_redis("t2.");
+  CHECK(s);
+  TEST_CLEANUP(close_store, s);
+  char buf[64];
+  CHECK_OK(wv_store_put(s, WV_DB_JOBS, "j1", "job", 3, 0));
+  CHECK_OK(wv_store_put(s, WV_DB_EMBEDDED, "e1", "emb", 3, 0));
+  CHECK_OK(get_str(s, WV_DB_JOBS, "j1", buf, sizeof buf, NULL));
+  CHECK_EQ_STR(buf, "job");
+  CHECK_EQ_INT(raw_int("EXISTS %s", "t2.jobs:j1"), 0);
+  CHECK_EQ_INT(raw_int("EXISTS %s", "t2.embedded:e1"), 0);
+  /* Snapshots: local databases as before; shared ones answer WV_EBUSY (no round trip). */
+  CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "t", "x", 1, 0));
+  wv_store_snap_t snap;
+  CHECK_OK(wv_store_snap_begin(s, &snap));
+  int a = wv_store_snap_view(&snap, WV_DB_JOBS, "j1", any_cb, NULL);
+  int b = wv_store_snap_view(&snap, WV_DB_TOKENS, "t", any_cb, NULL);
+  wv_store_snap_end(&snap);
+  CHECK_EQ_INT(a, 7);
+  CHECK_EQ_INT(b, WV_EBUSY);
+  /* One write may not mix the two backends (it could not be atomic). */
+  wv_store_op_t ops[2] = {{.kind = WV_STORE_PUT, .db = WV_DB_TOKENS, .key = "m1", .val = "1"},
+                          {.kind = WV_STORE_PUT, .db = WV_DB_JOBS, .key = "m2", .val = "2"}};
+  ops[0].val_len = ops[1].val_len = 1;
+  size_t failed = 99;
+  CHECK_EQ_INT(wv_store_apply(s, ops, 2, &failed), WV_EINVAL);
+  CHECK_EQ_INT(failed, 1);
+  CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "m1", buf, sizeof buf, NULL), WV_ENOTFOUND);
+}
+
+TEST(put_nx_and_counters) {
+  wv_store_t *s = open_redis("t3.");
+  CHECK(s);
+  TEST_CLEANUP(close_store, s);
+  char buf[64];
+  CHECK_OK(wv_store_put_nx(s, WV_DB_SCANS, "id/1", "a", 1, 0));
+  CHECK_EQ_INT(wv_store_put_nx(s, WV_DB_SCANS, "id/1", "b", 1, 0), WV_EEXISTS);
+  CHECK_OK(get_str(s, WV_DB_SCANS, "id/1", buf, sizeof buf, NULL));
+  CHECK_EQ_STR(buf, "a");
+  /* A counter keeps the expiry it was created with (fixed windows). */
+  int64_t v = 0, exp = 0, first = wv_store_now_ms() + HOUR_MS;
+  CHECK_OK(wv_store_incr(s, WV_DB_COUNTERS, "c", 5, first, &v));
+  CHECK_EQ_INT(v, 5);
+  CHECK_OK(wv_store_incr(s, WV_DB_COUNTERS, "c", -2, first + HOUR_MS, &v));
+  CHECK_EQ_INT(v, 3);
+  CHECK_OK(get_str(s, WV_DB_COUNTERS, "c", buf, sizeof buf, &exp));
+  CHECK_EQ_STR(buf, "3");
+  CHECK_EQ_INT(exp, first);
+  CHECK_OK(wv_store_put(s, WV_DB_COUNTERS, "text", "abc", 3, 0));
+  CHECK_EQ_INT(wv_store_incr(s, WV_DB_COUNTERS, "text", 1, 0, &v), WV_EPARSE);
+  CHECK_OK(wv_store_put(s, WV_DB_COUNTERS, "max", "9223372036854775807", 19, 0));
+  CHECK_EQ_INT(wv_store_incr(s, WV_DB_COUNTERS, "max", 1, 0, &v), WV_ERANGE);
+  CHECK_OK(get_str(s, WV_DB_COUNTERS, "max", buf, sizeof buf, NULL));
+  CHECK_EQ_STR(buf, "9223372036854775807");
+}
+
+TEST(apply_is_all_or_nothing) {
+  wv_store_t *s = open_redis("t4.");
+  CHECK(s);
+  TEST_CLEANUP(close_store, s);
+  char buf[64];
+  size_t failed = 99;
+  CHECK_OK(wv_store_put(s, WV_DB_BUILDS, "taken", "x", 1, 0));
+  wv_store_op_t ops[3] = {
+      {.kind = WV_STORE_PUT, .db = WV_DB_BUILDS, .key = "a", .val = "A", .val_len = 1},
+      {.kind = WV_STORE_INCR, .db = WV_DB_COUNTERS, .key = "n", .delta = 1},
+      {.kind = WV_STORE_PUT_NX, .db = WV_DB_BUILDS, .key = "taken", .val = "B", .val_len = 1}};
+  CHECK_EQ_INT(wv_store_apply(s, ops, 3, &failed), WV_EEXISTS);
+  CHECK_EQ_INT(failed, 2);
+  CHECK_EQ_INT(get_str(s, WV_DB_BUILDS, "a", buf, sizeof buf, NULL), WV_ENOTFOUND);
+  CHECK_EQ_INT(get_str(s, WV_DB_COUNTERS, "n", buf, sizeof buf, NULL), WV_ENOTFOUND);
+  ops[2].key = "free";
+  CHECK_OK(wv_store_apply(s, ops, 3, &failed));
+  CHECK_OK(get_str(s, WV_DB_BUILDS, "a", buf, sizeof buf, NULL));
+  CHECK_EQ_STR(buf, "A");
+  CHECK_OK(get_str(s, WV_DB_COUNTERS, "n", buf, sizeof buf, NULL));
+  CHECK_EQ_STR(buf, "1");
+  /* Later ops see earlier ones of the same call, as in one LMDB transaction. */
+  int64_t exp = 0, when = wv_store_now_ms() + HOUR_MS;
+  wv_store_op_t seq[5] = {
+      {.kind = WV_STORE_PUT, .db = WV_DB_COUNTERS, .key = "s", .val = "40", .val_len = 2},
+      {.kind = WV_STORE_INCR, .db = WV_DB_COUNTERS, .key = "s", .delta = 2},
+      {.kind = WV_STORE_DEL, .db = WV_DB_COUNTERS, .key = "fresh"},
+      {.kind = WV_STORE_INCR, .db = WV_DB_COUNTERS, .key = "fresh", .delta = 7, .expires_ms = when},
+      {.kind = WV_STORE_PUT_NX, .db = WV_DB_COUNTERS, .key = "fresh", .val = "z", .val_len = 1}};
+  CHECK_EQ_INT(wv_store_apply(s, seq, 5, &failed), WV_EEXISTS); /* "fresh" exists by then */
+  CHECK_EQ_INT(failed, 4);
+  CHECK_OK(wv_store_apply(s, seq, 4, &failed));
+  CHECK_OK(get_str(s, WV_DB_COUNTERS, "s", buf, sizeof buf, NULL));
+  CHECK_EQ_STR(buf, "42");
+  CHECK_OK(get_str(s, WV_DB_COUNTERS, "fresh", buf, sizeof buf, &exp));
+  CHECK_EQ_STR(buf, "7");
+  CHECK_EQ_INT(exp, when);
+  /* An INCR of a text record fails the whole call. */
+  wv_store_op_t bad[2] = {{.kind = WV_STORE_DEL, .db = WV_DB_BUILDS, .key = "a"},
+                          {.kind = WV_STORE_INCR, .db = WV_DB_BUILDS, .key = "taken", .delta = 1}};
+  CHECK_EQ_INT(wv_store_apply(s, bad, 2, &failed), WV_EPARSE);
+  CHECK_EQ_INT(failed, 1);
+  CHECK_OK(get_str(s, WV_DB_BUILDS, "a", buf, sizeof buf, NULL));
+}
+
+struct scan_seen {
+  int n;
+  char keys[8][32];
+};
+
+static int scan_cb(void *arg, const char *key, size_t klen, const void *val, size_t len,
+                   int64_t exp) {
+  struct scan_seen *sc = arg;
+  (void)val, (void)exp;
+  if (sc->n < 8 && klen < 32) {
+    memcpy(sc->keys[sc->n], key, klen);
+    sc->keys[sc->n][klen] = '\0';
+  }
+  sc->n++;
+  return len == 4 && memcmp(val, "stop", 4) == 0 ? 5 : 0;
+}
+
+static int has_key(const struct scan_seen *sc, const char *k) {
+  for (int i = 0; i < sc->n && i < 8; i++)
+    if (strcmp(sc->keys[i], k) == 0)
+      return 1;
+  return 0;
+}
+
+TEST(scan_by_prefix) {
+  wv_store_t *s = open_redis("t5[*].");
+  CHECK(s);
+  TEST_CLEANUP(close_store, s);
+  const char *keys[] = {"a*b/1", "a*b/2", "axb/3", "a?b/4", "z/5"};
+  for (size_t i = 0; i < 5; i++)
+    CHECK_OK(wv_store_put(s, WV_DB_MIRRORS, keys[i], "v", 1, 0));
+  CHECK_OK(wv_store_put(s, WV_DB_MIRRORS, "a*b/gone", "v", 1, wv_store_now_ms() - 1));
+  CHECK_OK(wv_store_put(s, WV_DB_SCANS, "a*b/other-db", "v", 1, 0));
+  struct scan_seen sc = {0};
+  CHECK_OK(wv_store_scan(s, WV_DB_MIRRORS, "a*b/", scan_cb, &sc)); /* '*' is not a glob */
+  CHECK_EQ_INT(sc.n, 2);
+  CHECK(has_key(&sc, "a*b/1") && has_key(&sc, "a*b/2"));
+  memset(&sc, 0, sizeof sc);
+  CHECK_OK(wv_store_scan(s, WV_DB_MIRRORS, NULL, scan_cb, &sc));
+  CHECK_EQ_INT(sc.n, 5);
+  /* Many keys (several SCAN pages and fetch chunks), and a callback that stops the scan. */
+  char k[32];
+  for (int i = 0; i < 700; i++) {
+    snprintf(k, sizeof k, "many/%d", i);
+    CHECK_OK(wv_store_put(s, WV_DB_MIRRORS, k, "v", 1, 0));
+  }
+  memset(&sc, 0, sizeof sc);
+  CHECK_OK(wv_store_scan(s, WV_DB_MIRRORS, "many/", scan_cb, &sc));
+  CHECK_EQ_INT(sc.n, 700);
+  CHECK_OK(wv_store_put(s, WV_DB_MIRRORS, "many/stop", "stop", 4, 0));
+  memset(&sc, 0, sizeof sc);
+  CHECK_EQ_INT(wv_store_scan(s, WV_DB_MIRRORS, "many/", scan_cb, &sc), 5);
+  CHECK(sc.n >= 1 && sc.n <= 701);
+}
+
+struct done_count {
+  atomic_int calls, ok;
+  atomic_llong last;
+};
+
+static void done_cb(void *arg, int rc, int64_t value) {
+  struct done_count *d = arg;
+  if (rc == 0)
+    atomic_fetch_add(&d->ok, 1);
+  if (value > atomic_load(&d->last))
+    atomic_store(&d->last, value);
+  atomic_fetch_add(&d->calls, 1);
+}
+
+TEST(submit_runs_every_write_once) {
+  wv_store_t *s = open_redis("t6.");
+  CHECK(s);
+  struct done_count d = {0};
+  wv_store_op_t op = {.kind = WV_STORE_INCR, .db = WV_DB_COUNTERS, .key = "hits", .delta = 1};
+  for (int i = 0; i < 500; i++)
+    CHECK_OK(wv_store_submit(s, &op, done_cb, &d));
+  char key[16] = "m0";
+  op = (wv_store_op_t){
+      .kind = WV_STORE_PUT, .db = WV_DB_MANIFESTS, .key = key, .val = "x", .val_len = 1};
+  CHECK_OK(wv_store_submit(s, &op, done_cb, &d));
+  key[1] = 'Z';      /* the store copied the key */
+  wv_store_close(s); /* drains: every callback has run */
+  tmpdir_remove(lmdb_dir);
+  CHECK_EQ_INT(atomic_load(&d.calls), 501);
+  CHECK_EQ_INT(atomic_load(&d.ok), 501);
+  CHECK_EQ_INT(atomic_load(&d.last), 500);
+  CHECK_EQ_INT(raw_int("EXISTS %s", "t6.manifests:m0"), 1);
+}
+
+struct racer {
+  wv_store_t *s;
+  int n;
+  int errors;
+};
+
+/* Each round: INCR the shared counter and PUT_NX a key of its own, in one apply. */
+static void *race_main(void *arg) {
+  struct racer *r = arg;
+  for (int i = 0; i < r->n; i++) {
+    char k[48];
+    snprintf(k, sizeof k, "own/%p/%d", (void *)r, i);
+    wv_store_op_t ops[2] = {
+        {.kind = WV_STORE_INCR, .db = WV_DB_COUNTERS, .key = "shared", .delta = 1},
+        {.kind = WV_STORE_PUT_NX, .db = WV_DB_COUNTERS, .key = k, .val = "1", .val_len = 1}};
+    if (wv_store_apply(r->s, ops, 2, NULL))
+      r->errors++;
+    if (wv_store_incr(r->s, WV_DB_COUNTERS, "plain", 1, 0, NULL))
+      r->errors++;
+  }
+  return NULL;
+}
+
+TEST(concurrent_writers_lose_nothing) {
+  /* A thread may wait for a connection while others fsync (appendfsync always) on a loaded
+   * machine: a long timeout, since this test is about what gets lost, not about speed. */
+  wv_store_t *s = open_redis_t("t7.", 20000);
+  CHECK(s);
+  TEST_CLEANUP(close_store, s);
+  enum { THREADS = 12, ROUNDS = 100 }; /* more threads than the pool's 8 connections */
+  struct racer r[THREADS];
+  pthread_t t[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    r[i] = (struct racer){s, ROUNDS, 0};
+    pthread_create(&t[i], NULL, race_main, &r[i]);
+  }
+  int errors = 0;
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(t[i], NULL);
+    errors += r[i].errors;
+  }
+  CHECK_EQ_INT(errors, 0);
+  char buf[32];
+  CHECK_OK(get_str(s, WV_DB_COUNTERS, "shared", buf, sizeof buf, NULL));
+  CHECK_EQ_INT(atoi(buf), THREADS * ROUNDS);
+  CHECK_OK(get_str(s, WV_DB_COUNTERS, "plain", buf, sizeof buf, NULL));
+  CHECK_EQ_INT(atoi(buf), THREADS * ROUNDS);
+}
+
+TEST(restart_and_outage) {
+  wv_store_t *s = open_redis("t8.");
+  CHECK(s);
+  TEST_CLEANUP(close_store, s);
+  char buf[64];
+  /* Acknowledged writes survive a restart (appendfsync always), and the pooled
+   * connections the restart closed are replaced without a failed request. */
+  for (int i = 0; i < 50; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "k%d", i);
+    CHECK_OK(wv_store_put(s, WV_DB_TOKENS, k, k, strlen(k), wv_store_now_ms() + HOUR_MS));
+  }
+  kill(redis_pid, SIGKILL);
+  waitpid(redis_pid, NULL, 0);
+  redis_pid = 0;
+  /* Down: every call fails with WV_EUNAVAIL, promptly. */
+  double t0 = now_sec();
+  CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "k1", buf, sizeof buf, NULL), WV_EUNAVAIL);
+  CHECK_EQ_INT(wv_store_put(s, WV_DB_TOKENS, "x", "x", 1, 0), WV_EUNAVAIL);
+  CHECK(now_sec() - t0 < 2.5);
+  CHECK_OK(redis_start());
+  for (int i = 0; i < 50; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "k%d", i);
+    CHECK_OK(get_str(s, WV_DB_TOKENS, k, buf, sizeof buf, NULL));
+    CHECK_EQ_STR(buf, k);
+  }
+  /* A clean restart while connections sit in the pool. */
+  redis_stop();
+  CHECK_OK(redis_start());
+  CHECK_OK(get_str(s, WV_DB_TOKENS, "k7", buf, sizeof buf, NULL));
+  int64_t v = 0;
+  CHECK_OK(wv_store_incr(s, WV_DB_COUNTERS, "after", 1, 0, &v));
+  CHECK_EQ_INT(v, 1);
+}
+
+WV_TEST_GLOBALS;
+
+int main(int argc, char **argv) {
+  static const wv_test_t tests[] = {T(url_parse),
+                                    T(refuses_bad_settings),
+                                    T(put_get_del_expiry),
+                                    T(local_databases_stay_in_lmdb),
+                                    T(put_nx_and_counters),
+                                    T(apply_is_all_or_nothing),
+                                    T(scan_by_prefix),
+                                    T(submit_runs_every_write_once),
+                                    T(concurrent_writers_lose_nothing),
+                                    T(restart_and_outage)};
+  if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+    printf("SKIP: redis-server is not installed (packaging/deps.sh test installs it)\n");
+    return 77;
+  }
+  redis_port = free_port();
+  if (redis_port < 0 || !tmpdir_make(redis_dir, "redis") || redis_start() != 0) {
+    fprintf(stderr, "cannot start redis-server on 127.0.0.1:%d\n", redis_port);
+    redis_stop();
+    return 1;
+  }
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", redis_port);
+  int rc = wv_test_run(argc, argv, tests, sizeof tests / sizeof tests[0]);
+  redis_stop();
+  tmpdir_remove(redis_dir);
+  return rc;
+}
