@@ -46,7 +46,25 @@
 
 #define MSG_SUFFIX_501 " - HTTP status=501 - response=-"
 
-static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
+struct wv_builds {
+  pthread_mutex_t create_mu; /* decide and create, as one step */
+};
+
+int wv_builds_new(wv_builds_t **out) {
+  wv_builds_t *b = calloc(1, sizeof *b);
+  if (!b)
+    return WV_ENOMEM;
+  pthread_mutex_init(&b->create_mu, NULL);
+  *out = b;
+  return 0;
+}
+
+void wv_builds_free(wv_builds_t *b) {
+  if (!b)
+    return;
+  pthread_mutex_destroy(&b->create_mu);
+  free(b);
+}
 
 typedef enum { D_NEW = 0, D_JOIN, D_DONE_OK, D_DONE_FAIL, D_EXISTS } decision_t;
 
@@ -204,8 +222,8 @@ static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t 
     return rc == 0;
   }
   const char *msg;
-  return app->upstream &&
-         wv_image_check_exists(a, app->upstream, wv_build_push_who(in), &in->tref, 0, &msg) == 0;
+  return app->upstream && wv_image_check_exists(a, app->upstream, NULL, wv_build_push_who(in),
+                                                &in->tref, 0, &msg) == 0;
 }
 
 /* ---- the decision ---------------------------------------------------------------------- */
@@ -341,7 +359,7 @@ int wv_build_count(const wv_app_t *app, wv_arena_t *a, const char *cid, int64_t 
   return rc == WV_ENOTFOUND ? 0 : rc;
 }
 
-/* Under create_mu: counter, target entry and record, work dir, job. */
+/* Under app->builds->create_mu: counter, target entry and record, work dir, job. */
 static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                   const wv_creq_plan_t *plan, const wv_binput_t *in, const char *tmpdir,
                   const char *client_ip, int64_t now_ns, outcome_t *o) {
@@ -448,13 +466,13 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   rc = in->multi_arg ? 0 : wv_build_prepare(app, a, r, in, &tmp, msg);
   if (rc)
     return rc;
-  pthread_mutex_lock(&create_mu);
+  pthread_mutex_lock(&app->builds->create_mu);
   rc = decide(app, a, in, exists, now_ns, o);
   if (!rc && o->d == D_NEW)
     rc = take_permit(app, a, plan, in, client_ip, msg);
   if (!rc && o->d == D_NEW)
     rc = create(app, a, r, plan, in, tmp, client_ip, now_ns, o);
-  pthread_mutex_unlock(&create_mu);
+  pthread_mutex_unlock(&app->builds->create_mu);
   wv_build_rmtree(tmp); /* gone already when it became the work dir */
   return rc;
 }
@@ -617,7 +635,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
     rc = wv_sif_check(a, in.file, msg);
   if (!rc && r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
-  rc = rc ? rc : wv_layers_check(a, app->cas, app->cfg, &r->cc, msg);
+  rc = rc ? rc : wv_layers_check(a, app->cas, app->layer_memo, app->cfg, &r->cc, msg);
   rc = rc ? rc : make_names(app, a, r, false, &in, msg);
   rc = rc ? rc : check_push(app, a, r, &in, msg);
   if (!rc && !in.embedded) /* contract §6.1 step 4, before anything runs */

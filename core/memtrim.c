@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <time.h>
 
+/* Process-wide on purpose: malloc's arenas belong to the process, so one trimmer serves all
+ * (started and stopped by core/main.c, noted from any layer through wv_memtrim_note). */
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;

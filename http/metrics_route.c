@@ -26,7 +26,9 @@
 #define METRICS_MAX ((size_t)4 << 20) /* bytes of one scrape's text */
 #define BLOB_WALK_MS (60 * 1000)      /* the blob store is walked at most this often */
 
-static wv_cidrs_t allow; /* metrics.allow-addresses; read-only after register */
+/* metrics.allow-addresses, parsed once from the configuration by
+ * wv_metrics_routes_register and read-only after: a constant table. */
+static wv_cidrs_t allow;
 
 const char *wv_req_basic_user(wv_req_t *req, const wv_config_t *cfg) {
   bool bad; /* the one Basic parser (http/http.h); a wrong one is simply no user here */

@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+/* A constant table of callbacks, filled once (pthread_once) and read-only after. */
 static llhttp_settings_t parser_settings;
 static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
 

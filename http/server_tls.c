@@ -51,6 +51,7 @@
 
 /* ---------- the output sink ---------- */
 
+/* A constant method table, made once (pthread_once) and read-only after. */
 static BIO_METHOD *sink_method;
 static pthread_once_t sink_once = PTHREAD_ONCE_INIT;
 

@@ -581,8 +581,9 @@ static int fetch_shared(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const cha
                         const char *image, const char *digest) {
   const char *key = wv_cache_key_blob(req->arena, registry, image, digest);
   bool leader = false;
-  wv_bfill_t *f =
-      req->method == WV_M_GET && app->bcache && key ? wv_bfill_join(key, &leader) : NULL;
+  wv_bfill_t *f = req->method == WV_M_GET && app->bcache && key
+                      ? wv_bfill_join(app->fills, key, &leader)
+                      : NULL;
   /* A client that stops reading fails its write after this long (and a leader's fill
    * goes on for its followers without it). */
   int64_t stall = app->cfg->hc_idle_timeout_ms / 4;

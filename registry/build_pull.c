@@ -78,7 +78,8 @@ static int wait_for_build(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return failed_build(req, resp, ctx, &ji);
   if (ji.state == WV_JOB_SUCCEEDED)
     return WV_DEFER;
-  int rc = wv_park_on_job(req, resp, ctx->app->jobs, ctx->rec.build_id, resume_pull);
+  int rc =
+      wv_park_on_job(ctx->app->park, req, resp, ctx->app->jobs, ctx->rec.build_id, resume_pull);
   if (rc == WV_PARKED)
     return rc;
   if (rc == WV_ENOTFOUND) /* it ended and left memory in between: look again */

@@ -47,4 +47,14 @@ int wv_inspect(wv_req_t *req, const char *image, const char *platform, const cha
  */
 bool wv_proxy_registry_allowed(const wv_app_t *app, const char *registry);
 
+/*
+ * The table of upstream rounds in flight (registry/resolve.c): concurrent
+ * resolutions of one manifest share one round. One per process, created by
+ * the composition root and hung on wv_app_t.flights. new: 0 or WV_ENOMEM;
+ * free: after the server stopped (NULL is a no-op).
+ */
+typedef struct wv_flights wv_flights_t;
+int wv_flights_new(wv_flights_t **out);
+void wv_flights_free(wv_flights_t *t);
+
 #endif

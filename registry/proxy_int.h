@@ -16,6 +16,7 @@
 #include "http/http.h"
 #include "registry/cache.h"
 #include "registry/fetch.h"
+#include "registry/proxy.h"
 #include "registry/ref.h"
 #include "registry/token.h"
 
@@ -73,10 +74,11 @@ bool wv_proxy_restricted(const wv_app_t *app, const char *registry, const char *
  * for key leads (*leader = true), later ones follow until the leader leaves.
  * A follower waits (0: the leader succeeded; WV_EUPSTREAM: its error in err;
  * WV_ETIMEOUT) and then leaves; the leader leaves with its error (or NULL),
- * which wakes the followers. NULL on OOM. Thread-safe (one leaf mutex).
+ * which wakes the followers. NULL on OOM. Thread-safe (the table's leaf
+ * mutex). The table is app->flights (wv_flights_new, registry/proxy.h).
  */
 typedef struct wv_flight wv_flight_t;
-wv_flight_t *wv_flight_join(const char *key, bool *leader);
+wv_flight_t *wv_flight_join(wv_flights_t *t, const char *key, bool *leader);
 int wv_flight_wait(wv_flight_t *f, int64_t timeout_ms, wv_perr_t *err);
 void wv_flight_leave(wv_flight_t *f, bool leader, const wv_perr_t *err);
 

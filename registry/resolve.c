@@ -127,37 +127,61 @@ int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
 
 struct wv_flight {
   wv_keyed_t k; /* first: the list entry */
+  wv_flights_t *tab;
   bool done, failed;
   wv_perr_t err;
 };
 typedef struct wv_flight flight_t;
 
-static pthread_mutex_t fl_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t fl_cv = PTHREAD_COND_INITIALIZER;
-static wv_keyed_t *fl_head;
+struct wv_flights {
+  pthread_mutex_t mu; /* leaf: the list and every flight's done/failed/err */
+  pthread_cond_t cv;
+  wv_keyed_t *head;
+};
+
+int wv_flights_new(wv_flights_t **out) {
+  wv_flights_t *t = calloc(1, sizeof *t);
+  if (!t)
+    return WV_ENOMEM;
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_cond_init(&t->cv, NULL);
+  *out = t;
+  return 0;
+}
+
+void wv_flights_free(wv_flights_t *t) {
+  if (!t)
+    return;
+  pthread_cond_destroy(&t->cv);
+  pthread_mutex_destroy(&t->mu);
+  free(t);
+}
 
 /* Joins or starts the flight for key; *leader tells which. NULL on OOM. */
-flight_t *wv_flight_join(const char *key, bool *leader) {
-  pthread_mutex_lock(&fl_mu);
-  flight_t *f = (flight_t *)wv_keyed_join(&fl_head, key, sizeof(flight_t), leader);
-  pthread_mutex_unlock(&fl_mu);
+flight_t *wv_flight_join(wv_flights_t *t, const char *key, bool *leader) {
+  pthread_mutex_lock(&t->mu);
+  flight_t *f = (flight_t *)wv_keyed_join(&t->head, key, sizeof(flight_t), leader);
+  if (f)
+    f->tab = t;
+  pthread_mutex_unlock(&t->mu);
   return f;
 }
 
 /* Drops a reference; the leader also unlinks it and wakes the waiters. */
 void wv_flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
-  pthread_mutex_lock(&fl_mu);
+  wv_flights_t *t = f->tab;
+  pthread_mutex_lock(&t->mu);
   if (leader) {
-    wv_keyed_unlink(&fl_head, &f->k);
+    wv_keyed_unlink(&t->head, &f->k);
     f->done = true;
     if (err) {
       f->failed = true;
       f->err = *err;
     }
-    pthread_cond_broadcast(&fl_cv);
+    pthread_cond_broadcast(&t->cv);
   }
   bool last = --f->k.refs == 0;
-  pthread_mutex_unlock(&fl_mu);
+  pthread_mutex_unlock(&t->mu);
   if (last) {
     free(f->k.key);
     free(f);
@@ -166,6 +190,7 @@ void wv_flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
 
 /* Waits for the leader. 0 when it succeeded, WV_EUPSTREAM (err filled) or WV_ETIMEOUT. */
 int wv_flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
+  wv_flights_t *t = f->tab;
   struct timespec dl;
   clock_gettime(CLOCK_REALTIME, &dl);
   dl.tv_sec += (time_t)(timeout_ms / 1000);
@@ -175,9 +200,9 @@ int wv_flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
     dl.tv_nsec -= 1000000000L;
   }
   int rc = 0;
-  pthread_mutex_lock(&fl_mu);
+  pthread_mutex_lock(&t->mu);
   while (!f->done && rc == 0)
-    if (pthread_cond_timedwait(&fl_cv, &fl_mu, &dl) == ETIMEDOUT)
+    if (pthread_cond_timedwait(&t->cv, &t->mu, &dl) == ETIMEDOUT)
       rc = WV_ETIMEOUT;
   if (f->done && f->failed) {
     *err = f->err;
@@ -185,7 +210,7 @@ int wv_flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
   } else if (f->done) {
     rc = 0;
   }
-  pthread_mutex_unlock(&fl_mu);
+  pthread_mutex_unlock(&t->mu);
   return rc;
 }
 
@@ -222,7 +247,7 @@ static int lead_or_wait(res_t *r, char kind, const char *key, flight_t **f) {
   *f = NULL;
   const char *fkey = wv_arena_sprintf(r->req->arena, "%c\x1c%s", kind, key);
   bool leader;
-  flight_t *fl = fkey ? wv_flight_join(fkey, &leader) : NULL;
+  flight_t *fl = fkey ? wv_flight_join(r->ctx->app->flights, fkey, &leader) : NULL;
   if (!fl || leader) {
     *f = fl;
     return 0;
@@ -373,7 +398,7 @@ static int resolve_tag(res_t *r, const char *tag, const char **digest) {
       wv_tagcache_key(key, sizeof key, ctx->registry, ctx->image, tag, !ctx->restricted) != 0)
     return resolve_tag_upstream(r, tag, digest);
   for (int round = 0; round < 2; round++) {
-    if (wv_tagcache_get(key, d, sizeof d)) {
+    if (wv_tagcache_get(ctx->app->tags, key, d, sizeof d)) {
       *digest = wv_arena_strdup(r->req->arena, d);
       return *digest ? 0 : oom(r);
     }
@@ -385,7 +410,7 @@ static int resolve_tag(res_t *r, const char *tag, const char **digest) {
       return rc;
     rc = resolve_tag_upstream(r, tag, digest);
     if (rc == 0 && *digest)
-      wv_tagcache_put(key, *digest, ttl);
+      wv_tagcache_put(ctx->app->tags, key, *digest, ttl);
     if (f)
       wv_flight_leave(f, true, rc ? &r->err : NULL);
     return rc;
@@ -750,7 +775,7 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return respond(req, resp, &r, rc, &e);
   }
   bool leader;
-  flight_t *f = wv_flight_join(key, &leader);
+  flight_t *f = wv_flight_join(ctx->app->flights, key, &leader);
   if (!f)
     return WV_ENOMEM;
   if (!leader) {

@@ -90,7 +90,8 @@ static int env_open(env_t *e, const char *build) {
   e->app.cfg = &e->cfg;
   e->a = wv_arena_new(0);
   snprintf(path, sizeof path, "%s/state", e->dir);
-  if (wv_store_open(&e->app.store, path, 64 << 20, 0) || wv_cas_open(&e->app.cas, e->dir, 0))
+  if (wv_store_open(&e->app.store, path, 64 << 20, 0) || wv_cas_open(&e->app.cas, e->dir, 0) ||
+      wv_builds_new(&e->app.builds))
     return -1;
   snprintf(path, sizeof path, "%s/build", e->dir);
   mkdir(path, 0700);
@@ -102,13 +103,14 @@ static int env_open(env_t *e, const char *build) {
   o.log_dir = path;
   o.mem = WV_JOB_MEM_NONE;
   int rc = wv_job_engine_new(&o, &e->app.jobs);
-  rc = rc ? rc : wv_builder_register(e->app.jobs, &e->cfg, e->app.store, e->app.cas);
+  rc = rc ? rc : wv_builder_register(e->app.jobs, &e->app);
   rc = rc ? rc : wv_build_register(e->app.jobs, &e->app);
   return rc ? rc : wv_job_engine_start(e->app.jobs);
 }
 
 static void env_close(env_t *e) {
   wv_job_engine_free(e->app.jobs);
+  wv_builds_free(e->app.builds);
   wv_cas_close(e->app.cas);
   wv_store_close(e->app.store);
   wv_config_free(&e->cfg);

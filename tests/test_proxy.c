@@ -11,8 +11,10 @@
 #include "core/ratelimit.h"
 #include "http/client.h"
 #include "http/router.h"
+#include "registry/blobfill.h"
 #include "registry/proxy.h"
 #include "registry/proxy_int.h"
+#include "registry/tagcache.h"
 #include "registry/upstream.h"
 #include "storage/cas.h"
 #include "storage/store.h"
@@ -202,48 +204,55 @@ TEST(retry_policy) {
 
 /* ---- coalescing ---- */
 
-static atomic_int fl_leaders, fl_ok, fl_failed;
+/* What the threads of one round share: the table, the key, and what they saw. */
+typedef struct {
+  wv_flights_t *tab;
+  const char *key;
+  atomic_int leaders, ok, failed;
+} flight_round_t;
 
 static void *flight_thread(void *arg) {
+  flight_round_t *r = arg;
   bool leader;
-  wv_flight_t *f = wv_flight_join((const char *)arg, &leader);
+  wv_flight_t *f = wv_flight_join(r->tab, r->key, &leader);
   if (leader) {
-    atomic_fetch_add(&fl_leaders, 1);
+    atomic_fetch_add(&r->leaders, 1);
     struct timespec ts = {0, 100 * 1000000L};
     nanosleep(&ts, NULL);
     wv_perr_t e;
     wv_perr_set(&e, 502, WV_REGERR_UNKNOWN, "leader failed");
-    wv_flight_leave(f, true, strcmp(arg, "fail") == 0 ? &e : NULL);
+    wv_flight_leave(f, true, strcmp(r->key, "fail") == 0 ? &e : NULL);
     return NULL;
   }
   wv_perr_t e = {0};
   int rc = wv_flight_wait(f, 5000, &e);
   wv_flight_leave(f, false, NULL);
   if (rc == 0)
-    atomic_fetch_add(&fl_ok, 1);
+    atomic_fetch_add(&r->ok, 1);
   else if (rc == WV_EUPSTREAM && strcmp(e.msg, "leader failed") == 0)
-    atomic_fetch_add(&fl_failed, 1);
+    atomic_fetch_add(&r->failed, 1);
   return NULL;
 }
 
 TEST(coalescing) {
+  wv_flights_t *tab = NULL;
+  CHECK_OK(wv_flights_new(&tab));
+  TEST_CLEANUP(wv_flights_free, tab);
   const char *keys[] = {"ok", "fail"};
   for (int k = 0; k < 2; k++) {
-    atomic_store(&fl_leaders, 0);
-    atomic_store(&fl_ok, 0);
-    atomic_store(&fl_failed, 0);
+    flight_round_t r = {.tab = tab, .key = keys[k]};
     pthread_t t[8];
     for (int i = 0; i < 8; i++)
-      pthread_create(&t[i], NULL, flight_thread, (void *)keys[k]);
+      pthread_create(&t[i], NULL, flight_thread, &r);
     for (int i = 0; i < 8; i++)
       pthread_join(t[i], NULL);
     /* Threads that joined after the leader left lead their own flight. */
-    CHECK(atomic_load(&fl_leaders) >= 1);
-    CHECK_EQ_INT(atomic_load(&fl_leaders) + atomic_load(k ? &fl_failed : &fl_ok), 8);
+    CHECK(atomic_load(&r.leaders) >= 1);
+    CHECK_EQ_INT(atomic_load(&r.leaders) + atomic_load(k ? &r.failed : &r.ok), 8);
   }
   /* A follower's wait is bounded. */
   bool leader;
-  wv_flight_t *f = wv_flight_join("slow", &leader), *g = wv_flight_join("slow", &leader);
+  wv_flight_t *f = wv_flight_join(tab, "slow", &leader), *g = wv_flight_join(tab, "slow", &leader);
   CHECK(!leader && f == g);
   wv_perr_t e;
   CHECK_EQ_INT(wv_flight_wait(g, 50, &e), WV_ETIMEOUT);
@@ -273,7 +282,9 @@ static int env_open(env_t *env) {
   char p[300];
   snprintf(p, sizeof p, "%s/state", env->dir);
   if (wv_store_open(&env->app.store, p, 0, 0) || wv_cas_open(&env->app.cas, env->dir, 0) ||
-      wv_upstream_new(&env->app.upstream, &env->cfg.registries) || wv_router_new(&env->router) ||
+      wv_upstream_new(&env->app.upstream, &env->cfg.registries) ||
+      wv_flights_new(&env->app.flights) || wv_bfills_new(&env->app.fills) ||
+      wv_tagcache_new(&env->app.tags) || wv_router_new(&env->router) ||
       wv_proxy_routes_register(env->router, &env->app))
     return -1;
   wv_upstream_set_timeouts(env->app.upstream, env->cfg.hc_connect_timeout_ms,
@@ -283,6 +294,9 @@ static int env_open(env_t *env) {
 
 static void env_close(env_t *env) {
   wv_router_free(env->router);
+  wv_tagcache_free(env->app.tags);
+  wv_bfills_free(env->app.fills);
+  wv_flights_free(env->app.flights);
   wv_upstream_free(env->app.upstream);
   wv_cas_close(env->app.cas);
   wv_store_close(env->app.store);

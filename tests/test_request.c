@@ -3,6 +3,7 @@
  * data-layer verification, tokens, records and responses — against a real
  * store and blob store in a temp dir, without sockets (upstream is NULL).
  */
+#include "build/build.h"
 #include "build/layers.h"
 #include "build/request/records.h"
 #include "build/request/request.h"
@@ -51,12 +52,13 @@ static int env_open(env_t *e) {
   e->cfg.server_authority = strdup("wave.example.com");
   e->app.cfg = &e->cfg;
   e->a = wv_arena_new(0);
-  if (wv_store_open(&e->app.store, e->dir, 64 << 20, 0))
+  if (wv_store_open(&e->app.store, e->dir, 64 << 20, 0) || wv_builds_new(&e->app.builds))
     return -1;
   return wv_cas_open(&e->app.cas, e->dir, 0);
 }
 
 static void env_close(env_t *e) {
+  wv_builds_free(e->app.builds);
   wv_cas_close(e->app.cas);
   wv_store_close(e->app.store);
   wv_arena_free(e->a);
@@ -688,7 +690,7 @@ static int64_t verify_ms(wv_arena_t *a, const wv_config_t *cfg, const layer_t *l
       .location = l->b64, .gzip_digest = gz_digest, .gzip_size = size, .tar_digest = l->tar_digest};
   int64_t t0 = wv_mono_ns();
   *msg = NULL;
-  int rc = wv_layer_verify_data(a, NULL, cfg, 0, &cl, msg);
+  int rc = wv_layer_verify_data(a, NULL, NULL, cfg, 0, &cl, msg);
   return rc == WV_EINVAL ? (wv_mono_ns() - t0) / 1000000 : -1;
 }
 
