@@ -183,6 +183,8 @@ void wv_srv_job_run(wv_pool_job_t *job) {
   wv_log_set_request(ex->rid);
   int rc = h(&ex->req, &ex->resp);
   wv_log_set_request(0);
+  if (rc == WV_ANSWERED)
+    rc = 0;
   /* Parked: the exchange may already be completed and recycled; hands off.
    * (A streaming handler never parks.) */
   if (rc == WV_PARKED)

@@ -277,6 +277,8 @@ static void dispatch(conn_t *c) {
     wv_log_set_request(ex->rid);
     int rc = r->handler(&ex->req, &ex->resp);
     wv_log_set_request(0);
+    if (rc == WV_ANSWERED)
+      rc = 0;
     if (rc == WV_PARKED) {
       conn_detach(c, ex);
       return;

@@ -349,12 +349,12 @@ static int run_v2(env_t *env, unsigned method, const char *path, wv_arena_t *a, 
     return -100;
   req.route = m.route;
   int rc = m.route->handler(&req, resp);
-  *inline_rc = rc;
+  *inline_rc = rc == WV_ANSWERED ? 0 : rc;
   if (rc == WV_DEFER && worker) {
     req.on_worker = true;
     rc = req.defer(&req, resp);
   }
-  return rc;
+  return rc == WV_ANSWERED ? 0 : rc; /* the server takes it as 0 */
 }
 
 static int put_token(env_t *env, const char *token, const char *registry, const char *image) {
