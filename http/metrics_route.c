@@ -79,7 +79,7 @@ int wv_ops_access(wv_req_t *req, wv_resp_t *resp) {
                                    : "This page is restricted to metrics.allow-addresses");
   if (!rc && login)
     rc = wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
-  return rc ? rc : 1;
+  return rc ? rc : WV_ANSWERED;
 }
 
 static int write_jobs(wv_buf_t *b, struct wv_job_engine *jobs) {
@@ -153,7 +153,7 @@ static int write_storage(wv_buf_t *b, const wv_app_t *app) {
 static int metrics_handler(wv_req_t *req, wv_resp_t *resp) {
   int rc = wv_ops_access(req, resp);
   if (rc)
-    return rc > 0 ? 0 : rc;
+    return rc;
   const wv_app_t *app = req->app;
   wv_buf_t b;
   wv_buf_init(&b, METRICS_MAX);

@@ -19,9 +19,9 @@ int wv_metrics_routes_register(wv_router_t *r, const wv_config_t *cfg);
 /*
  * The operator pages' access check: 0 when the client address is in
  * metrics.allow-addresses or the request carries HTTP Basic credentials of an
- * account listed in metrics.accounts; else 1 with resp holding the answer
- * (401 with a Basic challenge when accounts may log in, else 403), or a
- * negative WV_E* code.
+ * account listed in metrics.accounts; else WV_ANSWERED with resp holding the
+ * answer (401 with a Basic challenge when accounts may log in, else 403), or
+ * a negative WV_E* code.
  */
 int wv_ops_access(wv_req_t *req, wv_resp_t *resp);
 

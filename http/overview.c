@@ -114,7 +114,7 @@ static int recent(wv_buf_t *b, wv_req_t *req, const wv_job_info_t *jobs, size_t 
 static int overview_handler(wv_req_t *req, wv_resp_t *resp) {
   int rc = wv_ops_access(req, resp);
   if (rc)
-    return rc > 0 ? 0 : rc;
+    return rc;
   const wv_app_t *app = req->app;
   wv_job_info_t *jobs = calloc(JOBS_MAX, sizeof *jobs);
   if (!jobs)
