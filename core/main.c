@@ -27,18 +27,15 @@
 #include "build/sif/sifbuild.h"
 #include "http/accesslog.h"
 #include "http/client.h"
-#include "http/metrics_route.h"
-#include "http/overview.h"
 #include "http/routes.h"
 #include "http/router.h"
 #include "http/server.h"
 #include "registry/blobfill.h"
 #include "registry/park.h"
 #include "registry/proxy.h"
+#include "registry/routes.h"
 #include "registry/tagcache.h"
 #include "registry/upstream.h"
-#include "registry/usage.h"
-#include "registry/validate.h"
 #include "scan/osv.h"
 #include "scan/scan.h"
 #include "storage/blobcache.h"
@@ -413,21 +410,16 @@ int main(int argc, char **argv) {
   if (wv_preflight_new(&cfg, wv_job_engine_mem(app.jobs), &app.preflight))
     goto out;
   rc = wv_router_new(&router);
-  if (!rc)
-    rc = wv_http_routes_register(router);
   /* ---- ROUTES ---- each area registers its table (its routes.c) here. */
   if (!rc)
-    rc = wv_proxy_routes_register(router, &app);
+    rc = wv_http_routes_register(router, &cfg);
+  rc = rc ? rc : wv_registry_routes_register(router);
   rc = rc ? rc : wv_creq_routes_register(router);
   rc = rc ? rc : wv_build_routes_register(router);
   rc = rc ? rc : wv_sif_routes_register(router);
   rc = rc ? rc : wv_mirror_routes_register(router);
   rc = rc ? rc : wv_scan_routes_register(router);
   rc = rc ? rc : wv_view_routes_register(router);
-  rc = rc ? rc : wv_metrics_routes_register(router, &cfg);
-  rc = rc ? rc : wv_validate_register(router);
-  rc = rc ? rc : wv_usage_register(router);
-  rc = rc ? rc : wv_overview_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;

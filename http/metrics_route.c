@@ -27,7 +27,7 @@
 #define BLOB_WALK_MS (60 * 1000)      /* the blob store is walked at most this often */
 
 /* metrics.allow-addresses, parsed once from the configuration by
- * wv_metrics_routes_register and read-only after: a constant table. */
+ * wv_ops_setup and read-only after: a constant table. */
 static wv_cidrs_t allow;
 
 const char *wv_req_basic_user(wv_req_t *req, const wv_config_t *cfg) {
@@ -150,7 +150,7 @@ static int write_storage(wv_buf_t *b, const wv_app_t *app) {
          wv_buf_printf(b, "waved_blobcache_evictions_total %llu\n", (unsigned long long)bc.evicted);
 }
 
-static int metrics_handler(wv_req_t *req, wv_resp_t *resp) {
+int wv_metrics_handler(wv_req_t *req, wv_resp_t *resp) {
   int rc = wv_ops_access(req, resp);
   if (rc)
     return rc;
@@ -167,18 +167,12 @@ static int metrics_handler(wv_req_t *req, wv_resp_t *resp) {
   return rc;
 }
 
-static const wv_route_t metrics_routes[] = {
-    {WV_M_GET, "/metrics", metrics_handler, WV_ROUTE_WORKER, 0},
-};
-
-int wv_metrics_routes_register(wv_router_t *r, const wv_config_t *cfg) {
+int wv_ops_setup(const wv_config_t *cfg) {
   char why[256];
   if (wv_cidrs_parse(cfg->metrics_allow_addrs, &allow, why, sizeof why)) {
     wv_error("metrics.allow-addresses: %s", why);
     return WV_EINVAL;
   }
   wv_metrics_enable(cfg->metrics_enabled);
-  if (!cfg->metrics_enabled)
-    return 0;
-  return wv_router_add(r, metrics_routes, sizeof metrics_routes / sizeof metrics_routes[0]);
+  return 0;
 }

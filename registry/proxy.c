@@ -111,7 +111,7 @@ static const char *client_ip(const wv_req_t *req) {
  * wave.auth.failure-rate on the plain form, as on the API (build/routes.c):
  * a request that carries credentials from a client IP past its failed Basic
  * authentications gets 429 TOOMANYREQUESTS with Retry-After before they are
- * checked (a check may cost a slow hash); wrong ones take a permit (v2_handler).
+ * checked (a check may cost a slow hash); wrong ones take a permit (wv_proxy_v2_handler).
  * Anonymous pulls are not gated. 0 when the request may go on, else WV_ANSWERED.
  */
 static int auth_gate(wv_req_t *req, wv_resp_t *resp, const wv_app_t *app) {
@@ -237,7 +237,7 @@ static int hot_lookup(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_s
   return 0;
 }
 
-static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
+int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
   wv_pctx_t *ctx = wv_arena_calloc(req->arena, sizeof *ctx);
   if (!ctx)
     return WV_ENOMEM;
@@ -460,16 +460,4 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
   default:
     return tags_worker(req, resp, ctx);
   }
-}
-
-/* ---- registration ---------------------------------------------------------------- */
-
-static const wv_route_t proxy_routes[] = {
-    {WV_M_GET, "/v2/**", v2_handler, WV_ROUTE_INLINE, 0},
-    {WV_M_POST, "/v1alpha1/inspect", wv_inspect_handler, WV_ROUTE_WORKER, WV_INSPECT_MAX_BODY},
-};
-
-int wv_proxy_routes_register(wv_router_t *r, wv_app_t *app) {
-  (void)app; /* the upstream's timeouts are set where it is created (core/main.c) */
-  return wv_router_add(r, proxy_routes, sizeof proxy_routes / sizeof proxy_routes[0]);
 }

@@ -22,9 +22,6 @@
 
 #include <stdbool.h>
 
-/* The largest POST /v1alpha1/inspect body (a ContainerInspectRequest is a few hundred bytes). */
-#define WV_INSPECT_MAX_BODY (64u << 10)
-
 typedef struct {
   wv_app_t *app;
   wv_v2_route_t rt;     /* the parsed /v2 path */

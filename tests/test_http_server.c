@@ -191,7 +191,7 @@ static int64_t rate_window_ms = 0; /* 0: the default */
 static int start(int64_t header_ms, int64_t idle_ms) {
   signal(SIGPIPE, SIG_IGN);
   wv_log_set_level(WV_LOG_WARN);
-  if (wv_router_new(&router) || wv_http_routes_register(router) ||
+  if (wv_router_new(&router) || wv_http_routes_register(router, NULL) ||
       wv_router_add(router, test_routes, sizeof test_routes / sizeof test_routes[0]))
     return -1;
   wv_server_opts_t o;

@@ -14,6 +14,7 @@
 #include "registry/blobfill.h"
 #include "registry/proxy.h"
 #include "registry/proxy_int.h"
+#include "registry/routes.h"
 #include "registry/tagcache.h"
 #include "registry/upstream.h"
 #include "storage/cas.h"
@@ -285,7 +286,7 @@ static int env_open(env_t *env) {
       wv_upstream_new(&env->app.upstream, &env->cfg.registries) ||
       wv_flights_new(&env->app.flights) || wv_bfills_new(&env->app.fills) ||
       wv_tagcache_new(&env->app.tags) || wv_router_new(&env->router) ||
-      wv_proxy_routes_register(env->router, &env->app))
+      wv_registry_routes_register(env->router))
     return -1;
   wv_upstream_set_timeouts(env->app.upstream, env->cfg.hc_connect_timeout_ms,
                            env->cfg.hc_read_timeout_ms);
