@@ -173,7 +173,7 @@ static bool conn_idle(const conn_t *c) {
   return !c->busy && !c->in_message && !c->writes && !c->fs && !c->in;
 }
 
-void wv_srv_conn_refresh(conn_t *c) {
+void wv__srv_conn_refresh(conn_t *c) {
   const wv_server_opts_t *o = &c->loop->srv->o;
   c->deadline = uv_now(&c->loop->uv) +
                 (uint64_t)(conn_idle(c) ? o->keepalive_timeout_ms : o->idle_timeout_ms);
@@ -187,26 +187,26 @@ static void close_cb(uv_handle_t *h) {
   if (c->ip_counted)
     ip_drop(l->srv, c);
   if (c->tls)
-    wv_srv_tls_conn_free(c);
+    wv__srv_tls_conn_free(c);
   free(c->in);
-  wv_srv_ex_free(c->ex);
+  wv__srv_ex_free(c->ex);
   c->ex = NULL;
   free(c);
   loop_check_done(l);
 }
 
-void wv_srv_conn_close(conn_t *c) {
+void wv__srv_conn_close(conn_t *c) {
   if (c->closing)
     return;
   loop_t *l = c->loop;
   c->closing = true;
   c->reading = false;
   if (c->sx) { /* a worker may be blocked writing to us */
-    wv_srv_stream_fail(c->sx->stream);
+    wv__srv_stream_fail(c->sx->stream);
     c->sx = NULL;
   }
   if (c->fs) { /* nothing of it is in flight: end it now */
-    wv_srv_fs_release(c->fs);
+    wv__srv_fs_release(c->fs);
     c->fs = NULL;
   }
   /* Unlink now: sweeps and late exchanges must not find it any more. */
@@ -273,7 +273,7 @@ static conn_t *conn_accept(uv_stream_t *server, int status) {
   /* Like nginx's limit_conn: the connection over the cap is kept until its
    * request head arrives, which is answered 503 with Connection: close. */
   c->over_ip_cap = !ip_take(l->srv, c);
-  wv_srv_conn_parser_init(c);
+  wv__srv_conn_parser_init(c);
   /* Also the TLS handshake's deadline. */
   c->deadline = uv_now(&l->uv) + (uint64_t)l->srv->o.header_timeout_ms;
   return c;
@@ -282,18 +282,18 @@ static conn_t *conn_accept(uv_stream_t *server, int status) {
 static void on_connection(uv_stream_t *server, int status) {
   conn_t *c = conn_accept(server, status);
   if (c)
-    wv_srv_start_reading(c);
+    wv__srv_start_reading(c);
 }
 
 static void on_tls_connection(uv_stream_t *server, int status) {
   conn_t *c = conn_accept(server, status);
   if (!c)
     return;
-  if (wv_srv_tls_conn_init(c)) {
-    wv_srv_conn_close(c);
+  if (wv__srv_tls_conn_init(c)) {
+    wv__srv_conn_close(c);
     return;
   }
-  wv_srv_start_reading(c);
+  wv__srv_start_reading(c);
 }
 
 /* ---------- loop control ---------- */
@@ -323,17 +323,17 @@ static void done_cb(uv_async_t *a) {
     exchange_t *next = ex->pnext;
     ex->pnext = NULL;
     if (ex->stream) {
-      wv_srv_stream_service(l, ex, ex->pfinal);
+      wv__srv_stream_service(l, ex, ex->pfinal);
       ex = next;
       continue;
     }
     conn_t *c = l->slots[ex->slot].gen == ex->gen ? l->slots[ex->slot].conn : NULL;
     if (!c || !c->busy) {
-      wv_srv_ex_free(ex); /* the client went away meanwhile */
+      wv__srv_ex_free(ex); /* the client went away meanwhile */
     } else {
       c->busy = false;
-      wv_srv_conn_respond(c, ex);
-      wv_srv_conn_resume(c);
+      wv__srv_conn_respond(c, ex);
+      wv__srv_conn_resume(c);
     }
     ex = next;
   }
@@ -364,9 +364,9 @@ static void sweep_cb(uv_timer_t *t) {
   for (conn_t *c = l->conns, *next; c; c = next) {
     next = c->next;
     if (c->deadline && now >= c->deadline)
-      wv_srv_conn_close(c);
+      wv__srv_conn_close(c);
     else if (body_too_slow(c, now))
-      wv_srv_conn_refuse(c, 408);
+      wv__srv_conn_refuse(c, 408);
   }
 }
 
@@ -405,7 +405,7 @@ static void ctl_cb(uv_async_t *a) {
   for (conn_t *c = l->conns, *next; c; c = next) {
     next = c->next;
     if (req == 2 || conn_idle(c))
-      wv_srv_conn_close(c);
+      wv__srv_conn_close(c);
     else if (!c->busy && !c->in_message)
       c->linger = true; /* close once its response is out */
   }
@@ -422,9 +422,9 @@ static void *loop_main(void *arg) {
   while (ex) {
     exchange_t *next = ex->pnext;
     if (ex->stream && !ex->pfinal)
-      wv_srv_stream_fail(ex->stream);
+      wv__srv_stream_fail(ex->stream);
     else
-      wv_srv_ex_free(ex);
+      wv__srv_ex_free(ex);
     ex = next;
   }
   wv_server_t *s = l->srv;
@@ -586,7 +586,7 @@ int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_se
   pthread_mutex_init(&s->ip_mu, NULL);
   pthread_mutex_init(&s->peer_mu, NULL);
   pthread_cond_init(&s->cv, NULL);
-  wv_srv_parse_init();
+  wv__srv_parse_init();
   *out = s;
   return 0;
 }
@@ -769,8 +769,8 @@ void wv_server_shutdown(wv_server_t *s) {
     uv_loop_close(&s->loops[i].uv);
   }
   /* Loops are gone: running jobs finish and free their exchange in done_push. */
-  wv_pool_stop(s->pool, wv_srv_job_cancel);
-  wv_pool_stop(s->peer_pool, wv_srv_job_cancel);
+  wv_pool_stop(s->pool, wv__srv_job_cancel);
+  wv_pool_stop(s->peer_pool, wv__srv_job_cancel);
 }
 
 void wv_server_free(wv_server_t *s) {
@@ -779,7 +779,7 @@ void wv_server_free(wv_server_t *s) {
   wv_server_shutdown(s);
   wv_pool_free(s->pool);
   wv_pool_free(s->peer_pool);
-  wv_srv_peer_free(s);
+  wv__srv_peer_free(s);
   for (int i = 0; s->loops && i < s->nloops; i++) {
     loop_t *l = &s->loops[i];
     free(l->slots);

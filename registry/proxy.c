@@ -63,7 +63,7 @@ static int exists_cb(void *arg, const void *val, size_t len, int64_t expires_ms)
   return 1;
 }
 
-bool wv_proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a) {
+bool wv__proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a) {
   if (!ctx->have_rec)
     return ctx->have_hot && ctx->hot.has_cc;
   if (!ctx->rec.cc_json)
@@ -74,7 +74,7 @@ bool wv_proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a) {
   return !wv_container_config_is_empty(&cc);
 }
 
-int wv_proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e) {
+int wv__proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e) {
   wv_resp_static(resp, 200, e->media_type[0] ? e->media_type : NULL, e->body, e->body_len);
   wv_resp_header(resp, "Docker-Content-Digest", e->digest);
   wv_resp_header(resp, "Etag", e->digest);
@@ -275,7 +275,7 @@ int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
       rc = reg_error(req, resp, WV_REGERR_UNAUTHORIZED, 401, "Invalid credentials");
       return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
     }
-    ctx->restricted = wv_proxy_restricted(ctx->app, ctx->registry, ctx->who);
+    ctx->restricted = wv__proxy_restricted(ctx->app, ctx->registry, ctx->who);
     if (ctx->rt.kind == WV_V2_TAGS)
       return WV_DEFER;
     if (pull_counts(ctx) && (rc = take_pull(req, resp, ctx, ctx->who)))
@@ -290,8 +290,8 @@ int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
   rc = hot_lookup(req, resp, ctx, &snap, &e);
   wv_store_snap_end(&snap);
   if (!rc)
-    rc = ctx->rt.kind != WV_V2_MANIFESTS ? wv_proxy_respond_blob_entry(req, resp, &e)
-         : e.kind == WV_CACHE_MANIFEST   ? wv_proxy_respond_manifest(req, resp, &e)
+    rc = ctx->rt.kind != WV_V2_MANIFESTS ? wv__proxy_respond_blob_entry(req, resp, &e)
+         : e.kind == WV_CACHE_MANIFEST   ? wv__proxy_respond_manifest(req, resp, &e)
                                          : WV_DEFER;
   wv_metrics_add(rc == WV_DEFER ? WV_MC_HOT_MISS : WV_MC_HOT_HIT, 1);
   if (!rc && ctx->app->cfg->wave_metrics_enabled)
@@ -305,7 +305,7 @@ int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
 static void put_hot_record(wv_req_t *req, wv_pctx_t *ctx) {
   wv_cache_token_t t = {
       .kind = (int)ctx->rec.kind,
-      .has_cc = wv_proxy_has_config(ctx, req->arena),
+      .has_cc = wv__proxy_has_config(ctx, req->arena),
       .registry = ctx->rec.registry,
       .image = ctx->rec.image,
       .reference = ctx->rec.reference ? ctx->rec.reference : "",
@@ -446,17 +446,18 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
     if (pull_counts(ctx) && (rc = take_pull(req, resp, ctx, ctx->rec.user)))
       return rc;
     /* Images waved builds: wait for the build, serve the embedded registry (build_pull.c). */
-    if (ctx->rec.kind == WV_TOKEN_BUILD && (rc = wv_proxy_build_worker(req, resp, ctx)) != WV_DEFER)
+    if (ctx->rec.kind == WV_TOKEN_BUILD &&
+        (rc = wv__proxy_build_worker(req, resp, ctx)) != WV_DEFER)
       return rc;
   }
   switch (ctx->rt.kind) {
   case WV_V2_MANIFESTS:
-    rc = wv_proxy_manifest_worker(req, resp, ctx);
+    rc = wv__proxy_manifest_worker(req, resp, ctx);
     if (!rc && ctx->app->cfg->wave_metrics_enabled)
       count_pull(req, resp, ctx);
     return rc;
   case WV_V2_BLOBS:
-    return wv_proxy_blob_worker(req, resp, ctx);
+    return wv__proxy_blob_worker(req, resp, ctx);
   default:
     return tags_worker(req, resp, ctx);
   }

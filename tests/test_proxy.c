@@ -133,17 +133,17 @@ TEST(cache_token_record) {
 TEST(layer_locations) {
   wv_arena_t *a = wv_arena_new(0);
   wv_cache_entry_t e;
-  CHECK_OK(wv_proxy_layer_entry(a, "cas:" D1, D1, 10, &e));
+  CHECK_OK(wv__proxy_layer_entry(a, "cas:" D1, D1, 10, &e));
   CHECK(e.kind == WV_CACHE_BLOB);
   CHECK_EQ_STR(e.digest, D1);
   CHECK_EQ_STR(e.media_type, "application/vnd.docker.image.rootfs.diff.tar.gzip");
-  CHECK_OK(wv_proxy_layer_entry(a, "https://h/x.tar.gz", D1, 10, &e));
+  CHECK_OK(wv__proxy_layer_entry(a, "https://h/x.tar.gz", D1, 10, &e));
   CHECK(e.kind == WV_CACHE_REDIRECT);
-  CHECK_OK(wv_proxy_layer_entry(a, "docker://quay.io/v2/o/i/blobs/" D1, D1, 10, &e));
+  CHECK_OK(wv__proxy_layer_entry(a, "docker://quay.io/v2/o/i/blobs/" D1, D1, 10, &e));
   CHECK(e.kind == WV_CACHE_DOCKER);
-  CHECK_EQ_INT(wv_proxy_layer_entry(a, "data:AAAA", D1, 10, &e), WV_EINVAL);
-  CHECK_EQ_INT(wv_proxy_layer_entry(a, "cas:nothex", D1, 10, &e), WV_EINVAL);
-  CHECK_EQ_INT(wv_proxy_layer_entry(a, NULL, D1, 10, &e), WV_EINVAL);
+  CHECK_EQ_INT(wv__proxy_layer_entry(a, "data:AAAA", D1, 10, &e), WV_EINVAL);
+  CHECK_EQ_INT(wv__proxy_layer_entry(a, "cas:nothex", D1, 10, &e), WV_EINVAL);
+  CHECK_EQ_INT(wv__proxy_layer_entry(a, NULL, D1, 10, &e), WV_EINVAL);
   wv_arena_free(a);
 }
 
@@ -215,19 +215,19 @@ typedef struct {
 static void *flight_thread(void *arg) {
   flight_round_t *r = arg;
   bool leader;
-  wv_flight_t *f = wv_flight_join(r->tab, r->key, &leader);
+  wv_flight_t *f = wv__flight_join(r->tab, r->key, &leader);
   if (leader) {
     atomic_fetch_add(&r->leaders, 1);
     struct timespec ts = {0, 100 * 1000000L};
     nanosleep(&ts, NULL);
     wv_perr_t e;
     wv_perr_set(&e, 502, WV_REGERR_UNKNOWN, "leader failed");
-    wv_flight_leave(f, true, strcmp(r->key, "fail") == 0 ? &e : NULL);
+    wv__flight_leave(f, true, strcmp(r->key, "fail") == 0 ? &e : NULL);
     return NULL;
   }
   wv_perr_t e = {0};
-  int rc = wv_flight_wait(f, 5000, &e);
-  wv_flight_leave(f, false, NULL);
+  int rc = wv__flight_wait(f, 5000, &e);
+  wv__flight_leave(f, false, NULL);
   if (rc == 0)
     atomic_fetch_add(&r->ok, 1);
   else if (rc == WV_EUPSTREAM && strcmp(e.msg, "leader failed") == 0)
@@ -253,12 +253,13 @@ TEST(coalescing) {
   }
   /* A follower's wait is bounded. */
   bool leader;
-  wv_flight_t *f = wv_flight_join(tab, "slow", &leader), *g = wv_flight_join(tab, "slow", &leader);
+  wv_flight_t *f = wv__flight_join(tab, "slow", &leader),
+              *g = wv__flight_join(tab, "slow", &leader);
   CHECK(!leader && f == g);
   wv_perr_t e;
-  CHECK_EQ_INT(wv_flight_wait(g, 50, &e), WV_ETIMEOUT);
-  wv_flight_leave(g, false, NULL);
-  wv_flight_leave(f, true, NULL);
+  CHECK_EQ_INT(wv__flight_wait(g, 50, &e), WV_ETIMEOUT);
+  wv__flight_leave(g, false, NULL);
+  wv__flight_leave(f, true, NULL);
 }
 
 /* ---- the hot path against a real store ---- */
