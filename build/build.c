@@ -44,8 +44,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MSG_SUFFIX_501 " - HTTP status=501 - response=-"
-
 struct wv_builds {
   pthread_mutex_t create_mu; /* decide and create, as one step */
 };
@@ -95,9 +93,7 @@ static int fail(const char **msg, int rc, const char *m) {
 static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
                            const char **msg) {
   if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */
-    return fail(msg, WV_EUNSUPPORTED,
-                "Build service is not enabled - Check Wave configuration setting "
-                "'wave.build.enabled'" MSG_SUFFIX_501);
+    return fail(msg, WV_EUNSUPPORTED, WV_MSG_SERVICE_OFF("Build", "wave.build.enabled"));
   (void)r;
   return 0;
 }

@@ -80,6 +80,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "http/tls.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -94,30 +95,30 @@
 
 void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg) {
   memset(o, 0, sizeof *o);
-  o->host = cfg ? cfg->server_host : "127.0.0.1";
-  o->port = cfg ? cfg->server_port : 9090;
-  o->io_threads = cfg ? cfg->io_threads : 0;
-  o->workers = cfg ? cfg->workers : 0;
-  o->registry_workers = cfg ? cfg->registry_workers : 0;
-  o->registry_workers_per_client = cfg ? cfg->registry_workers_per_client : 0;
-  o->idle_timeout_ms = cfg ? cfg->idle_timeout_ms : 910000;
-  o->header_timeout_ms = cfg ? cfg->header_timeout_ms : 30000;
-  o->shutdown_timeout_ms = cfg ? cfg->shutdown_timeout_ms : 30000;
-  o->max_header_bytes = cfg ? (size_t)cfg->max_header_bytes : 16384;
-  o->max_headers = cfg ? cfg->max_headers : 100;
-  o->max_url_length = cfg ? (size_t)cfg->max_url_length : 8192;
-  o->max_body_size = cfg ? (size_t)cfg->max_body_size : (size_t)10 << 20;
-  o->max_connections = cfg ? cfg->max_connections : 10000;
-  o->max_conns_per_ip = cfg ? cfg->max_conns_per_ip : 256;
-  o->keepalive_timeout_ms = cfg ? cfg->keepalive_timeout_ms : 60000;
-  o->max_body_memory = cfg ? (size_t)cfg->max_body_memory : (size_t)256 << 20;
-  o->min_body_rate = cfg ? (size_t)cfg->min_body_rate : 1024;
-  o->body_rate_window_ms = 10000;
-  o->max_queued_jobs = cfg ? (size_t)cfg->worker_queue : 0;
-  o->plain = cfg ? cfg->server_plain : true;
-  o->tls_cert = cfg ? cfg->tls_cert : NULL;
-  o->tls_key = cfg ? cfg->tls_key : NULL;
-  o->tls_port = cfg ? cfg->tls_port : 9443;
+  o->host = cfg->server_host;
+  o->port = cfg->server_port;
+  o->io_threads = cfg->io_threads;
+  o->workers = cfg->workers;
+  o->registry_workers = cfg->registry_workers;
+  o->registry_workers_per_client = cfg->registry_workers_per_client;
+  o->idle_timeout_ms = cfg->idle_timeout_ms;
+  o->header_timeout_ms = cfg->header_timeout_ms;
+  o->shutdown_timeout_ms = cfg->shutdown_timeout_ms;
+  o->max_header_bytes = (size_t)cfg->max_header_bytes;
+  o->max_headers = cfg->max_headers;
+  o->max_url_length = (size_t)cfg->max_url_length;
+  o->max_body_size = (size_t)cfg->max_body_size;
+  o->max_connections = cfg->max_connections;
+  o->max_conns_per_ip = cfg->max_conns_per_ip;
+  o->keepalive_timeout_ms = cfg->keepalive_timeout_ms;
+  o->max_body_memory = (size_t)cfg->max_body_memory;
+  o->min_body_rate = (size_t)cfg->min_body_rate;
+  o->body_rate_window_ms = 10000; /* not configurable: the window min-body-rate is measured over */
+  o->max_queued_jobs = (size_t)cfg->worker_queue;
+  o->plain = cfg->server_plain;
+  o->tls_cert = cfg->tls_cert;
+  o->tls_key = cfg->tls_key;
+  o->tls_port = cfg->tls_port;
 }
 
 /* ---------- connections per client address ---------- */
@@ -745,14 +746,7 @@ void wv_server_shutdown(wv_server_t *s) {
     return;
   s->stopped = true;
   signal_loops(s, 1);
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += s->o.shutdown_timeout_ms / 1000;
-  dl.tv_nsec += (s->o.shutdown_timeout_ms % 1000) * 1000000L;
-  if (dl.tv_nsec >= 1000000000L) {
-    dl.tv_sec++;
-    dl.tv_nsec -= 1000000000L;
-  }
+  struct timespec dl = wv_deadline_ts(CLOCK_REALTIME, s->o.shutdown_timeout_ms);
   pthread_mutex_lock(&s->mu);
   while (s->running > 0)
     if (pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT)

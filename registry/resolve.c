@@ -35,6 +35,7 @@
 #include "registry/upstream.h"
 #include "storage/cas.h"
 #include "storage/store.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -191,14 +192,7 @@ void wv__flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
 /* Waits for the leader. 0 when it succeeded, WV_EUPSTREAM (err filled) or WV_ETIMEOUT. */
 int wv__flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
   wv_flights_t *t = f->tab;
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += (time_t)(timeout_ms / 1000);
-  dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (dl.tv_nsec >= 1000000000L) {
-    dl.tv_sec++;
-    dl.tv_nsec -= 1000000000L;
-  }
+  struct timespec dl = wv_deadline_ts(CLOCK_REALTIME, timeout_ms);
   int rc = 0;
   pthread_mutex_lock(&t->mu);
   while (!f->done && rc == 0)

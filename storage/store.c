@@ -57,6 +57,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -83,11 +84,7 @@ _Static_assert(sizeof wv__sto_db_names / sizeof wv__sto_db_names[0] == WV_DB_COU
 
 /* ---- small helpers ---------------------------------------------------- */
 
-int64_t wv_store_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t wv_store_now_ms(void) { return wv_now_ms(); }
 
 /* Maps an LMDB or errno code to ours; MDB_MAP_FULL stays distinguishable. */
 int wv__sto_map_mdb(int rc, const char *what) {

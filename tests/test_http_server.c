@@ -181,6 +181,7 @@ static const wv_route_t test_routes[] = {
 static wv_router_t *router;
 static wv_server_t *srv;
 static int port;
+static wv_config_t defaults; /* the schema's server.* defaults; its strings outlive srv */
 
 static int max_conns = 10000;
 static int per_ip_cap = 0;         /* 0: the default */
@@ -195,7 +196,9 @@ static int start(int64_t header_ms, int64_t idle_ms) {
       wv_router_add(router, test_routes, sizeof test_routes / sizeof test_routes[0]))
     return -1;
   wv_server_opts_t o;
-  wv_server_opts_init(&o, NULL);
+  if (wv_config_defaults(&defaults))
+    return -1;
+  wv_server_opts_init(&o, &defaults);
   o.port = 0;
   o.io_threads = 2;
   o.workers = 2;
@@ -226,6 +229,7 @@ static int start(int64_t header_ms, int64_t idle_ms) {
 static void stop(void) {
   wv_server_free(srv);
   wv_router_free(router);
+  wv_config_free(&defaults);
   srv = NULL;
   router = NULL;
 }

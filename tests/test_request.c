@@ -748,6 +748,10 @@ TEST(base64_and_helpers) {
   CHECK_EQ_INT(wv_base64_decoded_len("aGVsbG8", 7), -1);
   CHECK_EQ_INT(wv_base64_decoded_len("aGV=bG8=", 8), -1);
   CHECK_EQ_INT(wv_base64_decoded_len("aGVs bG8", 8), -1);
+  /* Spare bits: a text that would not re-encode to itself (Wave's round-trip check). */
+  CHECK(wv_base64_canonical("aGVsbG8=", 8) && wv_base64_canonical("aGVsbA==", 8));
+  CHECK(!wv_base64_canonical("aGVsbG9=", 8) && !wv_base64_canonical("aGVsbB==", 8));
+  CHECK(wv_base64_canonical("aGVs", 4) && wv_base64_canonical("", 0));
   wv_arena_t *a = wv_arena_new(0);
   char *out = NULL;
   size_t n = 0;
