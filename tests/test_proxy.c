@@ -296,6 +296,7 @@ static int env_open(env_t *env) {
 
 static void env_close(env_t *env) {
   wv_router_free(env->router);
+  wv_ratelimit_free(env->app.pull_limit);
   wv_tagcache_free(env->app.tags);
   wv_bfills_free(env->app.fills);
   wv_flights_free(env->app.flights);
@@ -570,24 +571,37 @@ static bool wait_hot(env_t *env, wv_arena_t *a, const char *token) {
   return false;
 }
 
-TEST(pull_rate_limit) {
-  env_t env;
-  CHECK_OK(env_open(&env));
-  wv_arena_t *a = wv_arena_new(0);
+/*
+ * An environment (closed with the test) whose pulls are limited to 2 an hour per address and
+ * 3 per account, with an arena; NULL if it cannot open.
+ */
+static env_t *limited_env_start(wv_arena_t **a) {
+  env_t *env = env_start();
+  wv_rate_t anon = {2, 3600000}, auth = {3, 3600000};
+  if (!env || wv_ratelimit_new("pull", anon, auth, 64, &env->app.pull_limit))
+    return NULL;
+  *a = wv_arena_new(0);
+  if (*a)
+    TEST_CLEANUP(wv_arena_free, *a);
+  return *a ? env : NULL;
+}
+
+/* Plain form, a cached manifest by digest: counted on the loop, per client address. */
+TEST(pull_limit_plain_form) {
+  wv_arena_t *a = NULL;
+  env_t *env = limited_env_start(&a);
+  CHECK(env);
   wv_resp_t resp;
   int irc;
-  wv_rate_t anon = {2, 3600000}, auth = {3, 3600000};
-  CHECK_OK(wv_ratelimit_new("pull", anon, auth, 64, &env.app.pull_limit));
-  /* Plain form, a cached manifest by digest: counted on the loop, per client address. */
-  CHECK_OK(put_manifest(&env, wv_cache_key_manifest(a, "quay.io", "library/bb", D1)));
+  CHECK_OK(put_manifest(env, wv_cache_key_manifest(a, "quay.io", "library/bb", D1)));
   const char *dpath = "/v2/quay.io/library/bb/manifests/" D1;
-  env.client_ip = "198.51.100.1";
+  env->client_ip = "198.51.100.1";
   for (int i = 0; i < 2; i++) {
-    CHECK_OK(run_v2(&env, i ? WV_M_HEAD : WV_M_GET, dpath, a, &resp, false, &irc));
+    CHECK_OK(run_v2(env, i ? WV_M_HEAD : WV_M_GET, dpath, a, &resp, false, &irc));
     CHECK_EQ_INT(irc, 0);
     CHECK_EQ_INT(resp.status, 200);
   }
-  CHECK_OK(run_v2(&env, WV_M_GET, dpath, a, &resp, false, &irc));
+  CHECK_OK(run_v2(env, WV_M_GET, dpath, a, &resp, false, &irc));
   CHECK_EQ_INT(irc, 0); /* refused on the loop */
   CHECK_EQ_INT(resp.status, 429);
   CHECK_HAS(resp.body, "{\"code\":\"TOOMANYREQUESTS\",\"message\":\"Request exceeded pull "
@@ -595,59 +609,73 @@ TEST(pull_rate_limit) {
   CHECK_EQ_STR(resp_header(&resp, "Retry-After"), "1800");
   /* Tags and blobs take no permit: not refused (deferred to a worker here). */
   CHECK_EQ_INT(
-      run_v2(&env, WV_M_GET, "/v2/quay.io/library/bb/manifests/latest", a, &resp, false, &irc),
+      run_v2(env, WV_M_GET, "/v2/quay.io/library/bb/manifests/latest", a, &resp, false, &irc),
       WV_DEFER);
   CHECK_EQ_INT(resp.status, 0);
-  CHECK_EQ_INT(run_v2(&env, WV_M_GET, "/v2/quay.io/library/bb/blobs/" D1, a, &resp, false, &irc),
+  CHECK_EQ_INT(run_v2(env, WV_M_GET, "/v2/quay.io/library/bb/blobs/" D1, a, &resp, false, &irc),
                WV_DEFER);
   CHECK_EQ_INT(resp.status, 0);
-  env.client_ip = "198.51.100.2"; /* another address */
-  CHECK_OK(run_v2(&env, WV_M_GET, dpath, a, &resp, false, &irc));
+  env->client_ip = "198.51.100.2"; /* another address */
+  CHECK_OK(run_v2(env, WV_M_GET, dpath, a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 200);
-  /* Token form: the token's account. The first pull runs on a worker (no hot record). */
-  env.user = "alice";
-  CHECK_OK(put_token(&env, "tokalice", "quay.io", "library/bb"));
-  env.user = NULL;
+}
+
+/* Token form: the token's account. The first pull runs on a worker (no hot record). */
+TEST(pull_limit_token_form) {
+  wv_arena_t *a = NULL;
+  env_t *env = limited_env_start(&a);
+  CHECK(env);
+  wv_resp_t resp;
+  int irc;
+  CHECK_OK(put_manifest(env, wv_cache_key_manifest(a, "quay.io", "library/bb", D1)));
+  env->user = "alice";
+  CHECK_OK(put_token(env, "tokalice", "quay.io", "library/bb"));
+  env->user = NULL;
   const char *tpath = "/v2/wt/tokalice/library/bb/manifests/" D1;
-  CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, true, &irc));
+  CHECK_OK(run_v2(env, WV_M_GET, tpath, a, &resp, true, &irc));
   CHECK_EQ_INT(irc, WV_DEFER);
   CHECK_EQ_INT(resp.status, 200); /* the digest entry is cached */
-  CHECK(wait_hot(&env, a, "tokalice"));
+  CHECK(wait_hot(env, a, "tokalice"));
   for (int i = 0; i < 2; i++) {
-    env.client_ip = i ? "198.51.100.3" : "198.51.100.4";
-    CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, false, &irc));
+    env->client_ip = i ? "198.51.100.3" : "198.51.100.4";
+    CHECK_OK(run_v2(env, WV_M_GET, tpath, a, &resp, false, &irc));
     CHECK_EQ_INT(irc, 0);
     CHECK_EQ_INT(resp.status, 200);
   }
-  CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, false, &irc));
+  CHECK_OK(run_v2(env, WV_M_GET, tpath, a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 429);
   CHECK_HAS(resp.body, "Request exceeded pull rate limit for user alice");
   CHECK_EQ_STR(resp_header(&resp, "Retry-After"), "1200");
-  /* A hot record from before the account line: the loop leaves the request to the worker,
-   * which counts it and rewrites the record. */
-  CHECK_OK(put_token(&env, "tokold", "quay.io", "library/bb"));
-  CHECK_OK(wv_store_put(env.app.store, WV_DB_MANIFESTS, wv_cache_key_token(a, "tokold"),
+}
+
+/* A hot record from before the account line: the loop leaves the request to the worker,
+ * which counts it and rewrites the record. */
+TEST(pull_limit_old_hot_record) {
+  wv_arena_t *a = NULL;
+  env_t *env = limited_env_start(&a);
+  CHECK(env);
+  wv_resp_t resp;
+  int irc;
+  CHECK_OK(put_manifest(env, wv_cache_key_manifest(a, "quay.io", "library/bb", D1)));
+  CHECK_OK(put_token(env, "tokold", "quay.io", "library/bb"));
+  CHECK_OK(wv_store_put(env->app.store, WV_DB_MANIFESTS, wv_cache_key_token(a, "tokold"),
                         "0\n0\nquay.io\nlibrary/bb\nlatest\n", 30, 0));
-  env.client_ip = "198.51.100.5";
+  env->client_ip = "198.51.100.5";
   const char *opath = "/v2/wt/tokold/library/bb/manifests/" D1;
-  CHECK_EQ_INT(run_v2(&env, WV_M_GET, opath, a, &resp, false, &irc), WV_DEFER);
-  CHECK_OK(run_v2(&env, WV_M_GET, opath, a, &resp, true, &irc));
+  CHECK_EQ_INT(run_v2(env, WV_M_GET, opath, a, &resp, false, &irc), WV_DEFER);
+  CHECK_OK(run_v2(env, WV_M_GET, opath, a, &resp, true, &irc));
   CHECK_EQ_INT(resp.status, 200);
-  CHECK(wait_hot(&env, a, "tokold"));
-  CHECK_OK(run_v2(&env, WV_M_GET, opath, a, &resp, false, &irc));
+  CHECK(wait_hot(env, a, "tokold"));
+  CHECK_OK(run_v2(env, WV_M_GET, opath, a, &resp, false, &irc));
   CHECK_EQ_INT(irc, 0); /* on the loop again */
   CHECK_EQ_INT(resp.status, 200);
-  CHECK_OK(run_v2(&env, WV_M_GET, opath, a, &resp, false, &irc));
+  CHECK_OK(run_v2(env, WV_M_GET, opath, a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 429); /* the worker's permit counted: the address's two are used */
-  wv_ratelimit_free(env.app.pull_limit);
-  env.app.pull_limit = NULL;
-  env.client_ip = "";
-  wv_arena_free(a);
-  env_close(&env);
 }
 
 WV_TESTS(T(cache_keys), T(cache_entry_roundtrip), T(cache_token_record), T(layer_locations),
          T(absolute_location), T(error_mapping), T(retry_policy), T(coalescing),
          T(hot_unknown_token), T(hot_miss_deferred), T(hot_manifest_inline),
          T(hot_other_image_refused), T(hot_blob_file), T(hot_tags_refused),
-         T(plain_form_refuses_addresses), T(pull_rate_limit))
+         T(plain_form_refuses_addresses), T(pull_limit_plain_form), T(pull_limit_token_form),
+         T(pull_limit_old_hot_record))
