@@ -7,7 +7,7 @@
  * without a lock (most identical requests end here: joined or reused, no
  * work dir made). Only a request that needs a new build prepares a work
  * directory (unpacking its context, outside any lock), then takes the
- * process-wide create lock, looks again, and if still needed: reads the
+ * create lock (one per process: app->builds), looks again, and if still needed: reads the
  * per-checksum counter, writes counter + target entry + build record in one
  * durable transaction, moves the work directory to <workspace>/<id> and
  * submits the job, all before unlocking, so whoever finds the target entry

@@ -15,7 +15,8 @@
  * Nothing is held whole in memory beyond the request body itself: decoding,
  * hashing, inflating and writing to the blob store run in fixed chunks.
  * Messages (*msg) are arena strings naming the layer index and the field.
- * Thread rules: no shared state beyond the (thread-safe) cas and upstream.
+ * Thread rules: no shared state beyond the thread-safe services given (cas,
+ * upstream, the verified-layer memo and the tag cache of wv_app_t).
  */
 #ifndef WV_BUILD_LAYERS_H
 #define WV_BUILD_LAYERS_H

@@ -2,7 +2,8 @@
  * http/metrics_route.c — GET /metrics: the counters of core/metrics.c plus
  * what is read at scrape time from the services (job queues, stores, blob
  * cache, rate limits). Runs on a worker: it walks the blob store (at most
- * once a minute) and reads /proc.
+ * once a minute) and reads /proc. Also the operator pages' access rule
+ * (wv_ops_access, wv_ops_setup); the route is in http/routes.c.
  */
 #include "http/metrics_route.h"
 #include "core/base64.h"

@@ -26,6 +26,11 @@
  * for the plain form and for tokens with a hot record, else on the worker —
  * and only once (pull_counted). With limits off app->pull_limit is NULL and
  * this costs one test per request.
+ *
+ * The handlers are made of steps (the token checks, the pull permit, the auth
+ * gate): each returns 0 to let the request go on, or WV_ANSWERED (http/http.h)
+ * once it filled resp, WV_DEFER, or an error; the caller tests the return
+ * value alone. The route table is registry/routes.c.
  */
 #include "registry/proxy.h"
 #include "core/err.h"

@@ -6,7 +6,6 @@
 #include "core/siphash.h"
 #include "core/digest.h"
 #include "core/timefmt.h"
-
 #include "core/err.h"
 
 #include <pthread.h>
