@@ -7,7 +7,7 @@
  * without a lock (most identical requests end here: joined or reused, no
  * work dir made). Only a request that needs a new build prepares a work
  * directory (unpacking its context, outside any lock), then takes the
- * process-wide create lock, looks again, and if still needed: reads the
+ * create lock (one per process: app->builds), looks again, and if still needed: reads the
  * per-checksum counter, writes counter + target entry + build record in one
  * durable transaction, moves the work directory to <workspace>/<id> and
  * submits the job, all before unlocking, so whoever finds the target entry
@@ -44,9 +44,25 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MSG_SUFFIX_501 " - HTTP status=501 - response=-"
+struct wv_builds {
+  pthread_mutex_t create_mu; /* decide and create, as one step */
+};
 
-static pthread_mutex_t create_mu = PTHREAD_MUTEX_INITIALIZER;
+int wv_builds_new(wv_builds_t **out) {
+  wv_builds_t *b = calloc(1, sizeof *b);
+  if (!b)
+    return WV_ENOMEM;
+  pthread_mutex_init(&b->create_mu, NULL);
+  *out = b;
+  return 0;
+}
+
+void wv_builds_free(wv_builds_t *b) {
+  if (!b)
+    return;
+  pthread_mutex_destroy(&b->create_mu);
+  free(b);
+}
 
 typedef enum { D_NEW = 0, D_JOIN, D_DONE_OK, D_DONE_FAIL, D_EXISTS } decision_t;
 
@@ -77,9 +93,7 @@ static int fail(const char **msg, int rc, const char *m) {
 static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
                            const char **msg) {
   if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */
-    return fail(msg, WV_EUNSUPPORTED,
-                "Build service is not enabled - Check Wave configuration setting "
-                "'wave.build.enabled'" MSG_SUFFIX_501);
+    return fail(msg, WV_EUNSUPPORTED, WV_MSG_SERVICE_OFF("Build", "wave.build.enabled"));
   (void)r;
   return 0;
 }
@@ -148,7 +162,7 @@ static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bo
   in->insecure = registry_insecure(cfg, in->tref.registry);
   const char **hosts;
   size_t n;
-  rc = wv_build_from_registries(a, in->file, &hosts, &n);
+  rc = wv__build_from_registries(a, in->file, &hosts, &n);
   for (size_t i = 0; !rc && i < n; i++)
     in->insecure = in->insecure || registry_insecure(cfg, hosts[i]);
   return rc;
@@ -164,7 +178,7 @@ static bool under_build_repo(const wv_config_t *cfg, const char *repo) {
   return strncmp(repo, cfg->build_repo, n) == 0 && (repo[n] == '\0' || repo[n] == '/');
 }
 
-const char *wv_build_push_who(const wv_binput_t *in) {
+const char *wv__build_push_who(const wv_binput_t *in) {
   return in->own_repo ? WV_WHO_WAVED : in->who;
 }
 
@@ -204,8 +218,8 @@ static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t 
     return rc == 0;
   }
   const char *msg;
-  return app->upstream &&
-         wv_image_check_exists(a, app->upstream, wv_build_push_who(in), &in->tref, 0, &msg) == 0;
+  return app->upstream && wv_image_check_exists(a, app->upstream, NULL, wv__build_push_who(in),
+                                                &in->tref, 0, &msg) == 0;
 }
 
 /* ---- the decision ---------------------------------------------------------------------- */
@@ -304,7 +318,7 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   if (!in->embedded && n < WV_JOB_STEPS_MAX)
     steps[n++] =
         (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "record-digest", .fn = WV_BUILD_DIGEST_FN};
-  if (n < WV_JOB_STEPS_MAX && wv_build_scan_step(in, &steps[n]))
+  if (n < WV_JOB_STEPS_MAX && wv__build_scan_step(in, &steps[n]))
     n++;
   wv_job_spec_t spec = {.id = id,
                         .kind = WV_BUILD_KIND,
@@ -341,7 +355,7 @@ int wv_build_count(const wv_app_t *app, wv_arena_t *a, const char *cid, int64_t 
   return rc == WV_ENOTFOUND ? 0 : rc;
 }
 
-/* Under create_mu: counter, target entry and record, work dir, job. */
+/* Under app->builds->create_mu: counter, target entry and record, work dir, job. */
 static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                   const wv_creq_plan_t *plan, const wv_binput_t *in, const char *tmpdir,
                   const char *client_ip, int64_t now_ns, outcome_t *o) {
@@ -386,7 +400,7 @@ static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   if (in->multi_arg) {
     rc = submit_multi(app, in, id);
   } else {
-    wv_build_rmtree(workdir); /* a leftover of a store that was reset */
+    wv__build_rmtree(workdir); /* a leftover of a store that was reset */
     if (rename(tmpdir, workdir) != 0) {
       wv_error("build %s: cannot move %s to %s: %s", id, tmpdir, workdir, strerror(errno));
       rc = WV_EIO;
@@ -445,17 +459,17 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   int rc = host_can_build(app, a, msg);
   if (rc)
     return rc;
-  rc = in->multi_arg ? 0 : wv_build_prepare(app, a, r, in, &tmp, msg);
+  rc = in->multi_arg ? 0 : wv__build_prepare(app, a, r, in, &tmp, msg);
   if (rc)
     return rc;
-  pthread_mutex_lock(&create_mu);
+  pthread_mutex_lock(&app->builds->create_mu);
   rc = decide(app, a, in, exists, now_ns, o);
   if (!rc && o->d == D_NEW)
     rc = take_permit(app, a, plan, in, client_ip, msg);
   if (!rc && o->d == D_NEW)
     rc = create(app, a, r, plan, in, tmp, client_ip, now_ns, o);
-  pthread_mutex_unlock(&create_mu);
-  wv_build_rmtree(tmp); /* gone already when it became the work dir */
+  pthread_mutex_unlock(&app->builds->create_mu);
+  wv__build_rmtree(tmp); /* gone already when it became the work dir */
   return rc;
 }
 
@@ -585,7 +599,7 @@ static int submit_children(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
     ids[i] = o.id; /* NULL: the child image is there already */
   }
   parent->multi_arg =
-      rc ? NULL : wv_build_multi_arg(a, parent->target, parent->embedded, kids, ids, 2);
+      rc ? NULL : wv__build_multi_arg(a, parent->target, parent->embedded, kids, ids, 2);
   return rc ? rc : (parent->multi_arg ? 0 : WV_ENOMEM);
 }
 
@@ -604,20 +618,20 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   outcome_t o = {D_NEW, NULL};
   *resp = NULL;
   int rc = check_supported(app->cfg, app->jobs, r, msg);
-  rc = rc ? rc : wv_build_check_urls(app, a, r, msg);
+  rc = rc ? rc : wv__build_check_urls(app, a, r, msg);
   rc = rc ? rc : wv_build_container_file(a, app->cfg, r, &in.file, &in.conda, &in.tpl, msg);
   in.freeze = r->freeze;
   in.sif = r->format && strcmp(r->format, "sif") == 0;
   in.platform = plan->platform;
   in.deadline_ms = deadline_ms(app->cfg, r, plan);
   if (!rc && r->freeze)
-    rc = wv_build_freeze_file(app, a, r, plan, &in, msg);
+    rc = wv__build_freeze_file(app, a, r, plan, &in, msg);
   rc = rc ? rc : check_file(in.file, msg);
   if (!rc && in.sif) /* a bad definition file is a 400 before anything runs */
     rc = wv_sif_check(a, in.file, msg);
   if (!rc && r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
-  rc = rc ? rc : wv_layers_check(a, app->cas, app->cfg, &r->cc, msg);
+  rc = rc ? rc : wv_layers_check(a, app->cas, app->layer_memo, app->cfg, &r->cc, msg);
   rc = rc ? rc : make_names(app, a, r, false, &in, msg);
   rc = rc ? rc : check_push(app, a, r, &in, msg);
   if (!rc && !in.embedded) /* contract §6.1 step 4, before anything runs */
@@ -630,14 +644,14 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
     o.d = D_NEW;
   } else {
     bool scan_new = false;
-    rc = in.sif ? 0 : wv_build_scan_reserve(app, a, r, plan, &in, &scan_new); /* SIF: no scan */
+    rc = in.sif ? 0 : wv__build_scan_reserve(app, a, r, plan, &in, &scan_new); /* SIF: no scan */
     rc = rc ? rc : decide(app, a, &in, exists, now_ns, &o);
     if (!rc && o.d == D_NEW && plan->plat.n > 1)
       rc = submit_children(app, a, r, plan, &in, client_ip, now_ns, msg);
     if (!rc && o.d == D_NEW)
       rc = new_build(app, a, r, plan, &in, exists, client_ip, now_ns, &o, msg);
     if (rc) {
-      wv_build_scan_abandon(app, &in, scan_new);
+      wv__build_scan_abandon(app, &in, scan_new);
       if (rc == WV_EBUSY && retry_after_s)
         *retry_after_s = permit.retry_after_s;
       return rc;
@@ -646,8 +660,8 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
     m.build_new = o.d == D_NEW;
     m.res.scan_id = in.scan_id;
     m.res.scan_new = scan_new;
-    wv_build_scan_after(app, &in, scan_new, m.build_new ? o.id : NULL,
-                        o.d == D_EXISTS || o.d == D_DONE_OK, o.d == D_DONE_FAIL);
+    wv__build_scan_after(app, &in, scan_new, m.build_new ? o.id : NULL,
+                         o.d == D_EXISTS || o.d == D_DONE_OK, o.d == D_DONE_FAIL);
   }
   bool oom = false;
   json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_TOKEN, &oom);
@@ -674,7 +688,7 @@ static int cleanup_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   if (!wd)
     return 0;
   snprintf(path, sizeof path, "%s/oci", wd);
-  wv_build_rmtree(path);
+  wv__build_rmtree(path);
   return 0;
 }
 
@@ -695,7 +709,7 @@ int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
     wv_build_platforms_log();
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
   rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_DIGEST_FN, digest_fn, (void *)app);
-  rc = rc ? rc : wv_build_scan_register(e, app);
+  rc = rc ? rc : wv__build_scan_register(e, app);
   rc = rc ? rc : wv_sif_register(e, app);
-  return rc ? rc : wv_build_multi_register(e, app);
+  return rc ? rc : wv__build_multi_register(e, app);
 }

@@ -28,11 +28,11 @@
  * lock, before anything is written; refused, nothing is created and the
  * call returns WV_EBUSY (429) with the spec's message and *retry_after_s.
  *
- * Returns as wv_creq_submit (request.h); WV_EUNSUPPORTED (501) for freeze and
- * multi-platform builds (a later release) and when wave.build.enabled is
- * false. Thread rules: worker threads (blocks on the store, upstream
- * registries and the file system); a process-wide mutex orders the
- * check-and-create of builds, so identical requests never build twice.
+ * Returns as wv_creq_submit (request.h); WV_EUNSUPPORTED (501) when
+ * wave.build.enabled is false or there is no job engine. Thread rules: worker threads (blocks on
+ * the store, upstream registries and the file system); one mutex per process (wv_builds_t, on
+ * wv_app_t.builds) orders the check-and-create of builds, so identical
+ * requests never build twice.
  */
 #ifndef WV_BUILD_BUILD_H
 #define WV_BUILD_BUILD_H
@@ -45,6 +45,15 @@
 
 #define WV_BUILD_CLEANUP_FN "build-cleanup" /* job function: drops the imported OCI layout */
 #define WV_BUILD_DIGEST_FN "build-digest"   /* job function: pushed digest → build record */
+
+/*
+ * What the builds of one process share: the lock that makes "is there a build
+ * for this target? if not, create it" one step. Created by the composition
+ * root (core/main.c). new: 0 or WV_ENOMEM; free: NULL is a no-op.
+ */
+typedef struct wv_builds wv_builds_t;
+int wv_builds_new(wv_builds_t **out);
+void wv_builds_free(wv_builds_t *b);
 
 int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                     const wv_creq_plan_t *plan, const char *client_ip, int64_t now_ns,

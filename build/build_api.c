@@ -1,6 +1,7 @@
 /*
  * build/build_api.c — build records, build status, logs, condalock and the
- * container status of builds (see build_api.h).
+ * container status of builds (see build_api.h); their routes are in
+ * build/routes.c.
  */
 #include "build/build_api.h"
 #include "build/builder.h"
@@ -10,8 +11,6 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/timefmt.h"
-#include "http/resp.h"
-#include "http/router.h"
 #include "storage/embedded.h"
 #include "storage/store.h"
 
@@ -174,7 +173,7 @@ json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a, const
   return o;
 }
 
-/* ---- handlers -------------------------------------------------------------------------- */
+/* ---- what the routes serve (build/routes.c) ----------------------------------------------- */
 
 /* Build ids are bd-<16 hex>_<n> (older forms without bd-): [A-Za-z0-9._-]. */
 bool wv_build_id_valid(const char *id) {
@@ -185,11 +184,6 @@ bool wv_build_id_valid(const char *id) {
     if (!isalnum((unsigned char)id[i]) && !strchr("._-", id[i]))
       return false;
   return true;
-}
-
-static const char *id_param(const wv_req_t *req) {
-  const char *id = wv_req_param(req, "buildId");
-  return wv_build_id_valid(id) ? id : NULL;
 }
 
 int wv_build_record_load(const wv_app_t *app, wv_arena_t *a, const char *id, json_object **rec,
@@ -207,39 +201,15 @@ int wv_build_record_load(const wv_app_t *app, wv_arena_t *a, const char *id, jso
   return 0;
 }
 
-static int load_or_404(wv_req_t *req, wv_resp_t *resp, build_t *b, const char **id) {
-  *id = id_param(req);
-  int rc = *id ? build_load(req->app, req->arena, *id, b) : WV_ENOTFOUND;
-  if (rc == WV_ENOTFOUND || (!rc && !b->rec)) {
-    if (!rc)
-      build_free(b);
-    wv_resp_api_error(req, resp, 404, NULL);
-    return 1;
-  }
+int wv_build_status_load(const wv_app_t *app, wv_arena_t *a, const char *id, json_object **out) {
+  build_t b;
+  const char *start = NULL;
+  *out = NULL;
+  int rc = build_load(app, a, id, &b);
+  if (!rc && !b.rec)
+    rc = WV_ENOTFOUND; /* a job without a record: nothing to show */
   if (rc)
     return rc;
-  return 0;
-}
-
-/* GET /v1alpha1/builds/{buildId}: WaveBuildRecord (contract §6.5). */
-static int record(wv_req_t *req, wv_resp_t *resp) {
-  build_t b;
-  const char *id;
-  int rc = load_or_404(req, resp, &b, &id);
-  if (rc)
-    return rc == 1 ? 0 : rc;
-  json_object *o = json_object_get(b.rec);
-  build_free(&b);
-  return wv_resp_json(req, resp, 200, o);
-}
-
-/* GET /v1alpha1/builds/{buildId}/status: BuildStatusResponse (contract §6.5). */
-static int status(wv_req_t *req, wv_resp_t *resp) {
-  build_t b;
-  const char *id, *start = NULL;
-  int rc = load_or_404(req, resp, &b, &id);
-  if (rc)
-    return rc == 1 ? 0 : rc;
   bool ok = false, done = build_done(&b, &ok);
   json_object *o = json_object_new_object(), *dur = NULL;
   wv_json_get_str(b.rec, "startTime", &start);
@@ -258,7 +228,8 @@ static int status(wv_req_t *req, wv_resp_t *resp) {
     json_object_put(o);
     return rc;
   }
-  return wv_resp_json(req, resp, 200, o);
+  *out = o;
+  return 0;
 }
 
 int wv_build_log(const wv_app_t *app, wv_arena_t *a, const char *id, char **out, size_t *len) {
@@ -277,38 +248,6 @@ int wv_build_log(const wv_app_t *app, wv_arena_t *a, const char *id, char **out,
   if (*out && say)
     *len = strlen(*out);
   return *out ? 0 : WV_ENOMEM;
-}
-
-/* The log of the route's build, in the arena; WV_ENOTFOUND when there is none. */
-static int load_log(wv_req_t *req, char **out, size_t *len) {
-  const char *id = id_param(req);
-  return id ? wv_build_log(req->app, req->arena, id, out, len) : WV_ENOTFOUND;
-}
-
-static int logs(wv_req_t *req, wv_resp_t *resp) {
-  char *log;
-  size_t len;
-  int rc = load_log(req, &log, &len);
-  if (rc == WV_ENOTFOUND)
-    return wv_resp_api_error(req, resp, 404, NULL);
-  if (rc)
-    return rc;
-  len = wv_build_log_without_lock(log, len);
-  wv_resp_static(resp, 200, "text/plain", log, len);
-  return 0;
-}
-
-static int condalock(wv_req_t *req, wv_resp_t *resp) {
-  char *log;
-  size_t len;
-  int rc = load_log(req, &log, &len);
-  if (rc && rc != WV_ENOTFOUND)
-    return rc;
-  len = rc ? (size_t)-1 : wv_build_log_lock(log, len);
-  if (len == (size_t)-1)
-    return wv_resp_api_error(req, resp, 404, NULL);
-  wv_resp_static(resp, 200, "text/plain", log, len);
-  return 0;
 }
 
 /* ---- the conda lock in a log ---------------------------------------------------------- */
@@ -367,17 +306,4 @@ size_t wv_build_log_lock(char *s, size_t len) {
   }
   s[w] = '\0';
   return w;
-}
-
-/* Contract §6.5. */
-static const wv_route_t api_routes[] = {
-    {WV_M_GET, "/v1alpha1/builds/{buildId}", record, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
-    {WV_M_GET, "/v1alpha1/builds/{buildId}/status", status, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
-    {WV_M_GET, "/v1alpha1/builds/{buildId}/logs", logs, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
-    {WV_M_GET, "/v1alpha1/builds/{buildId}/condalock", condalock, WV_ROUTE_WORKER,
-     WV_ROUTE_NO_BODY},
-};
-
-int wv_build_routes_register(wv_router_t *r) {
-  return wv_router_add(r, api_routes, sizeof api_routes / sizeof api_routes[0]);
 }

@@ -8,9 +8,9 @@
  * the first time the record is read after the job ended, and written back,
  * so nothing depends on a callback having run (a restart included).
  * Logs are the job's output (core/job/job.h), ANSI-stripped; /logs leaves out
- * the conda lock section, /condalock serves only it.
+ * the conda lock section, /condalock serves only it. The route table and its
+ * handlers are build/routes.c.
  *
- * No registry/ref.h here: http/router.h and ref.h both define wv_route_t.
  * Thread rules: worker threads (store reads and writes).
  */
 #ifndef WV_BUILD_API_H
@@ -30,7 +30,7 @@ struct wv_router;
 #define WV_BUILD_LOCK_START ">> CONDA_LOCK_START"
 #define WV_BUILD_LOCK_END "<< CONDA_LOCK_END"
 
-/* Adds the build routes (GET /v1alpha1/builds/...). 0, WV_EINVAL or WV_ENOMEM. */
+/* Adds the build routes (GET /v1alpha1/builds/...; build/routes.c). 0, WV_EINVAL or WV_ENOMEM. */
 int wv_build_routes_register(struct wv_router *r);
 
 /*
@@ -56,6 +56,13 @@ typedef enum { WV_BUILD_RUNNING = 0, WV_BUILD_SUCCEEDED, WV_BUILD_FAILED } wv_bu
  */
 int wv_build_record_load(const wv_app_t *app, wv_arena_t *a, const char *id, json_object **rec,
                          wv_build_state_t *state);
+
+/*
+ * BuildStatusResponse of build id as GET /v1alpha1/builds/{id}/status serves
+ * it (contract §6.5): *out is the caller's. 0, WV_ENOTFOUND (no record),
+ * WV_ESTORE, WV_ENOMEM.
+ */
+int wv_build_status_load(const wv_app_t *app, wv_arena_t *a, const char *id, json_object **out);
 
 /*
  * How many builds container id cid (the 16-hex checksum) has had: its

@@ -48,7 +48,7 @@ typedef struct {
 } wv_binput_t;
 
 /* Whom the build's registry calls act for: waved itself for its own repository, else who. */
-const char *wv_build_push_who(const wv_binput_t *in);
+const char *wv__build_push_who(const wv_binput_t *in);
 
 /*
  * Prepares a fresh work directory under the workspace (a temporary name;
@@ -58,8 +58,8 @@ const char *wv_build_push_who(const wv_binput_t *in);
  * pulls from and pushes to, from wave.registries). *dir is an arena path.
  * 0, WV_EINVAL / WV_ETOOBIG (400, *msg), WV_EIO, WV_ENOMEM.
  */
-int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
-                     const char **dir, const char **msg);
+int wv__build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
+                      const char **dir, const char **msg);
 
 /*
  * The SSRF policy at request time (core/netpolicy.h): the http(s) buildContext
@@ -69,20 +69,20 @@ int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, con
  * answer. Resolves their hosts; the fetch checks again and connects to the
  * checked address. 0, WV_EINVAL (400, *msg), WV_ENOMEM.
  */
-int wv_build_check_urls(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const char **msg);
+int wv__build_check_urls(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const char **msg);
 
 /*
- * Freeze (contract §6.3, build/freeze.c). wv_build_freeze_file rewrites in->file
+ * Freeze (contract §6.3, build/freeze.c). wv__build_freeze_file rewrites in->file
  * (NULL for an image request) into the container file to build, with the
- * entry chain from the file or the base image config. wv_build_freeze_layers
+ * entry chain from the file or the base image config. wv__build_freeze_layers
  * writes each containerConfig layer as ctxdir/layer-<hex>.tar.gz (data:
  * layers from the CAS, http(s) fetched), checking gzipSize and gzipDigest.
  * 0, WV_EINVAL (400, *msg), WV_EIO, WV_ENOMEM.
  */
-int wv_build_freeze_file(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
-                         const wv_creq_plan_t *plan, wv_binput_t *in, const char **msg);
-int wv_build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
-                           const char *ctxdir, const char **msg);
+int wv__build_freeze_file(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                          const wv_creq_plan_t *plan, wv_binput_t *in, const char **msg);
+int wv__build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                            const char *ctxdir, const char **msg);
 
 /*
  * Multi-platform builds (contract §6.4, build/multi.c): the job kind and step
@@ -94,9 +94,9 @@ int wv_build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *
  */
 #define WV_BUILD_MULTI_KIND "multi-build"
 #define WV_BUILD_MULTI_FN "multi-build"
-int wv_build_multi_register(wv_job_engine_t *e, const wv_app_t *app);
-const char *wv_build_multi_arg(wv_arena_t *a, const char *target, bool embedded,
-                               const wv_binput_t *kids, const char *const *ids, size_t n);
+int wv__build_multi_register(wv_job_engine_t *e, const wv_app_t *app);
+const char *wv__build_multi_arg(wv_arena_t *a, const char *target, bool embedded,
+                                const wv_binput_t *kids, const char *const *ids, size_t n);
 
 /*
  * The scan of the built image (build/build_scan.c). reserve sets in->scan_id
@@ -107,21 +107,21 @@ const char *wv_build_multi_arg(wv_arena_t *a, const char *target, bool embedded,
  */
 #define WV_BUILD_SCAN_FN "build-scan"
 #define WV_MIRROR_SCAN_FN "mirror-scan"
-int wv_build_scan_reserve(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
-                          const wv_creq_plan_t *plan, wv_binput_t *in, bool *is_new);
-bool wv_build_scan_step(const wv_binput_t *in, wv_job_step_t *step);
-void wv_build_scan_after(const wv_app_t *app, const wv_binput_t *in, bool is_new,
-                         const char *new_job, bool usable, bool failed);
-void wv_build_scan_abandon(const wv_app_t *app, const wv_binput_t *in, bool is_new);
+int wv__build_scan_reserve(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                           const wv_creq_plan_t *plan, wv_binput_t *in, bool *is_new);
+bool wv__build_scan_step(const wv_binput_t *in, wv_job_step_t *step);
+void wv__build_scan_after(const wv_app_t *app, const wv_binput_t *in, bool is_new,
+                          const char *new_job, bool usable, bool failed);
+void wv__build_scan_abandon(const wv_app_t *app, const wv_binput_t *in, bool is_new);
 /* The same for any job kind (mirrors): origin says what started the scan. */
-void wv_build_scan_outcome(const wv_app_t *app, const char *scan_id, int origin, bool is_new,
-                           const char *new_job, bool usable, bool failed);
-int wv_build_scan_register(wv_job_engine_t *e, const wv_app_t *app);
+void wv__build_scan_outcome(const wv_app_t *app, const char *scan_id, int origin, bool is_new,
+                            const char *new_job, bool usable, bool failed);
+int wv__build_scan_register(wv_job_engine_t *e, const wv_app_t *app);
 
 /* Removes a directory tree (no symlink is followed). Best effort. */
-void wv_build_rmtree(const char *dir);
+void wv__build_rmtree(const char *dir);
 
 /* The registries a container file pulls FROM (arena vector of registry hosts). */
-int wv_build_from_registries(wv_arena_t *a, const char *file, const char ***hosts, size_t *n);
+int wv__build_from_registries(wv_arena_t *a, const char *file, const char ***hosts, size_t *n);
 
 #endif

@@ -85,7 +85,7 @@ int wv_build_container_file(wv_arena_t *a, const wv_config_t *cfg, const wv_creq
 
 /* ---- FROM lines -------------------------------------------------------------------- */
 
-int wv_build_from_registries(wv_arena_t *a, const char *file, const char ***hosts, size_t *n) {
+int wv__build_from_registries(wv_arena_t *a, const char *file, const char ***hosts, size_t *n) {
   *hosts = wv_arena_calloc(a, MAX_FROM * sizeof **hosts);
   *n = 0;
   if (!*hosts)
@@ -130,7 +130,7 @@ static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *
   return 0;
 }
 
-void wv_build_rmtree(const char *dir) {
+void wv__build_rmtree(const char *dir) {
   if (dir && *dir)
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -154,7 +154,7 @@ static int check_url(const wv_app_t *app, wv_arena_t *a, const char *url, const 
   return *msg ? WV_EINVAL : WV_ENOMEM;
 }
 
-int wv_build_check_urls(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const char **msg) {
+int wv__build_check_urls(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const char **msg) {
   const char *loc = NULL;
   if (r->build_context)
     wv_json_get_str(r->build_context, "location", &loc);
@@ -245,7 +245,7 @@ static int unpack_context(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
 static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, const char *dir) {
   const char **hosts;
   size_t n;
-  int rc = wv_build_from_registries(a, in->file, &hosts, &n);
+  int rc = wv__build_from_registries(a, in->file, &hosts, &n);
   if (rc)
     return rc;
   const wv_registries_t *regs = &app->cfg->registries;
@@ -253,7 +253,7 @@ static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in
   size_t k = 0;
   if (!creds)
     return WV_ENOMEM;
-  const char *push_who = wv_build_push_who(in);
+  const char *push_who = wv__build_push_who(in);
   for (size_t i = 0; i < regs->len; i++) {
     const wv_config_registry_t *g = &regs->items[i];
     bool used = !in->embedded && strcmp(g->host, in->tref.registry) == 0 &&
@@ -266,8 +266,8 @@ static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in
   return wv_builder_write_authfile(dir, creds, k);
 }
 
-int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
-                     const char **dir, const char **msg) {
+int wv__build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
+                      const char **dir, const char **msg) {
   char rnd[13];
   int rc = wv_rand_id(rnd, 12, WV_RAND_ALNUM_LOWER);
   const char *d = rc ? NULL : wv_build_workdir(a, app->cfg, wv_arena_sprintf(a, "tmp-%s", rnd));
@@ -286,7 +286,7 @@ int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, con
   if (!rc && in->conda)
     rc = write_file(ctxdir, "conda.yml", in->conda, 0644);
   if (!rc && in->freeze)
-    rc = wv_build_freeze_layers(app, a, r, ctxdir, msg);
+    rc = wv__build_freeze_layers(app, a, r, ctxdir, msg);
   rc = rc ? rc : write_creds(app, a, in, d);
   if (!rc && in->sif) {
     wv_sif_input_t si = {
@@ -294,6 +294,6 @@ int wv_build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, con
     rc = wv_sif_prepare(app, a, &si, d, msg);
   }
   if (rc)
-    wv_build_rmtree(d);
+    wv__build_rmtree(d);
   return rc;
 }

@@ -30,8 +30,8 @@ static const char *scan_mode(const wv_config_t *cfg, const wv_creq_t *r) {
   return cfg->scan_enabled ? "async" : NULL; /* builds scan by default when scanning is on */
 }
 
-int wv_build_scan_reserve(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
-                          const wv_creq_plan_t *plan, wv_binput_t *in, bool *is_new) {
+int wv__build_scan_reserve(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                           const wv_creq_plan_t *plan, wv_binput_t *in, bool *is_new) {
   *is_new = false;
   const char *mode = scan_mode(app->cfg, r);
   if (!mode || !app->cfg->scan_enabled || r->dry_run || plan->plat.n > 1)
@@ -58,8 +58,8 @@ static void build_done_cb(void *arg, const wv_job_info_t *info) {
   free(w);
 }
 
-void wv_build_scan_outcome(const wv_app_t *app, const char *scan_id, int origin, bool is_new,
-                           const char *new_job, bool usable, bool failed) {
+void wv__build_scan_outcome(const wv_app_t *app, const char *scan_id, int origin, bool is_new,
+                            const char *new_job, bool usable, bool failed) {
   if (!scan_id)
     return;
   if (new_job) {
@@ -80,12 +80,12 @@ void wv_build_scan_outcome(const wv_app_t *app, const char *scan_id, int origin,
   }
 }
 
-void wv_build_scan_after(const wv_app_t *app, const wv_binput_t *in, bool is_new,
-                         const char *new_job, bool usable, bool failed) {
-  wv_build_scan_outcome(app, in->scan_id, WV_SCAN_FOR_BUILD, is_new, new_job, usable, failed);
+void wv__build_scan_after(const wv_app_t *app, const wv_binput_t *in, bool is_new,
+                          const char *new_job, bool usable, bool failed) {
+  wv__build_scan_outcome(app, in->scan_id, WV_SCAN_FOR_BUILD, is_new, new_job, usable, failed);
 }
 
-void wv_build_scan_abandon(const wv_app_t *app, const wv_binput_t *in, bool is_new) {
+void wv__build_scan_abandon(const wv_app_t *app, const wv_binput_t *in, bool is_new) {
   if (in->scan_id && is_new)
     wv_scan_abandon(app, in->scan_id, "The container build could not be started");
 }
@@ -108,7 +108,7 @@ static int mirror_scan_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *id) {
   return start_scan(ctx, fn_arg, WV_SCAN_FOR_MIRROR, id);
 }
 
-bool wv_build_scan_step(const wv_binput_t *in, wv_job_step_t *step) {
+bool wv__build_scan_step(const wv_binput_t *in, wv_job_step_t *step) {
   if (!in->scan_id)
     return false;
   *step = (wv_job_step_t){.type = WV_JOB_STEP_FN,
@@ -119,7 +119,7 @@ bool wv_build_scan_step(const wv_binput_t *in, wv_job_step_t *step) {
   return true;
 }
 
-int wv_build_scan_register(wv_job_engine_t *e, const wv_app_t *app) {
+int wv__build_scan_register(wv_job_engine_t *e, const wv_app_t *app) {
   int rc = wv_job_register_fn(e, WV_BUILD_SCAN_FN, build_scan_fn, (void *)app);
   return rc ? rc : wv_job_register_fn(e, WV_MIRROR_SCAN_FN, mirror_scan_fn, (void *)app);
 }

@@ -284,15 +284,9 @@ int wv_builder_write_authfile(const char *workdir, const wv_build_cred_t *creds,
 
 /* ---- the build job kind ---- */
 
-typedef struct {
-  struct wv_store *store;
-  struct wv_cas *cas;
-} import_ctx_t;
-
-static import_ctx_t import_ctx; /* one store per process; set before the engine starts */
-
+/* fn_arg: the wv_app_t given to wv_builder_register (its store and blob store). */
 static int import_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
-  import_ctx_t *ic = fn_arg;
+  const wv_app_t *app = fn_arg;
   json_object *o = NULL;
   const char *layout, *ref, *repo, *tag;
   char err[512], digest[WV_EMBEDDED_DIGEST_LEN];
@@ -303,7 +297,8 @@ static int import_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
     wv_job_ctx_fail(ctx, "Container build failed: bad import step");
     return WV_EINVAL;
   }
-  int rc = wv_embedded_import(ic->store, ic->cas, layout, ref, repo, tag, digest, err, sizeof err);
+  int rc =
+      wv_embedded_import(app->store, app->cas, layout, ref, repo, tag, digest, err, sizeof err);
   if (rc) {
     wv_job_ctx_logf(ctx, "import of %s into %s:%s failed: %s", layout, repo, tag, err);
     wv_job_ctx_fail(ctx, "Container build failed: cannot import the image: %s", err);
@@ -314,18 +309,16 @@ static int import_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   return rc;
 }
 
-int wv_builder_register(wv_job_engine_t *e, const wv_config_t *cfg, struct wv_store *store,
-                        struct wv_cas *cas) {
+int wv_builder_register(wv_job_engine_t *e, const wv_app_t *app) {
+  const wv_config_t *cfg = app->cfg;
   wv_job_kind_t k = {.name = WV_BUILD_KIND,
                      .label = "Container build",
                      .max_running = cfg->build_max_concurrent,
                      .deadline_ms = cfg->build_timeout_ms,
                      .memory_max = cfg->build_memory,
                      .remove_workdir = true};
-  import_ctx.store = store;
-  import_ctx.cas = cas;
   int rc = wv_job_register_kind(e, &k);
-  return rc ? rc : wv_job_register_fn(e, WV_BUILD_IMPORT_FN, import_fn, &import_ctx);
+  return rc ? rc : wv_job_register_fn(e, WV_BUILD_IMPORT_FN, import_fn, (void *)app);
 }
 
 int wv_builder_result_digest(const char *workdir, char *digest, size_t n) {

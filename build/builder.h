@@ -22,6 +22,7 @@
 #ifndef WV_BUILDER_H
 #define WV_BUILDER_H
 
+#include "core/app.h"
 #include "core/arena.h"
 #include "core/buf.h"
 #include "core/config.h"
@@ -98,13 +99,13 @@ int wv_builder_authfile(const wv_build_cred_t *creds, size_t n, wv_buf_t *out);
 int wv_builder_write_authfile(const char *workdir, const wv_build_cred_t *creds, size_t n);
 
 /*
- * Registers the "build" job kind (limits from cfg: max-concurrent, timeout,
- * memory; label "Container build") and the "oci-import" function, which
- * imports <workdir>/oci into the embedded registry of store/cas. Before
- * wv_job_engine_start. Returns what registration returns.
+ * Registers the "build" job kind (limits from app->cfg: max-concurrent,
+ * timeout, memory; label "Container build") and the "oci-import" function,
+ * which imports <workdir>/oci into the embedded registry of app->store and
+ * app->cas. Before wv_job_engine_start; app must outlive the engine.
+ * Returns what registration returns.
  */
-int wv_builder_register(wv_job_engine_t *e, const wv_config_t *cfg, struct wv_store *store,
-                        struct wv_cas *cas);
+int wv_builder_register(wv_job_engine_t *e, const wv_app_t *app);
 
 /* The pushed manifest digest that buildah wrote to <workdir>/digest
  * (--digestfile) into digest (n >= 72 bytes). 0 or WV_ENOTFOUND. */

@@ -43,6 +43,7 @@ static const char *const type_patterns[] = {
     "^(<<|=)$",
 };
 #define NPATTERNS (sizeof type_patterns / sizeof type_patterns[0])
+/* Constant: compiled once (pthread_once) from the patterns above, read-only after. */
 static regex_t type_re[NPATTERNS];
 static int type_re_ok;
 static pthread_once_t type_once = PTHREAD_ONCE_INIT;

@@ -23,8 +23,8 @@
 #define LAYER_CHUNK (64u << 10)
 #define LAYER_TIMEOUT_MS (10 * 60 * 1000)
 
-int wv_build_freeze_file(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
-                         const wv_creq_plan_t *plan, wv_binput_t *in, const char **msg) {
+int wv__build_freeze_file(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                          const wv_creq_plan_t *plan, wv_binput_t *in, const char **msg) {
   bool has_cc = !wv_container_config_is_empty(&r->cc);
   if (in->file && !has_cc)
     return 0; /* a container file without a config is built as it is */
@@ -173,8 +173,8 @@ static int write_layer(const wv_app_t *app, wv_arena_t *a, const wv_container_la
   return rc;
 }
 
-int wv_build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
-                           const char *ctxdir, const char **msg) {
+int wv__build_freeze_layers(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
+                            const char *ctxdir, const char **msg) {
   int rc = 0;
   for (size_t i = 0; !rc && i < r->cc.n_layers; i++)
     rc = write_layer(app, a, &r->cc.layers[i], ctxdir, msg);

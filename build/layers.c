@@ -31,6 +31,7 @@
 #include "storage/cas.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -211,43 +212,62 @@ static int check_compressed(wv_arena_t *a, size_t idx, const wv_container_layer_
  * A pipeline sends the same small layer with each of its thousands of requests: once its
  * gzip bytes hash to a remembered digest (the cheap pass) and the claimed tarDigest is the
  * remembered one, inflating it again would prove nothing new, and the CAS has its bytes.
- * Direct-mapped and fixed, under a leaf lock.
+ * Direct-mapped and fixed, under a leaf lock; one per process (wv_app_t.layer_memo).
  */
 #define VERIFIED_SLOTS 256
-static pthread_mutex_t verified_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-  char gz[WV_DIGEST_STRLEN], tar[WV_DIGEST_STRLEN];
-  uint64_t tar_len;
-} verified[VERIFIED_SLOTS];
+struct wv_layer_memo {
+  pthread_mutex_t mu; /* leaf: the slots */
+  struct {
+    char gz[WV_DIGEST_STRLEN], tar[WV_DIGEST_STRLEN];
+    uint64_t tar_len;
+  } verified[VERIFIED_SLOTS];
+};
+
+int wv_layer_memo_new(wv_layer_memo_t **out) {
+  wv_layer_memo_t *m = calloc(1, sizeof *m);
+  if (!m)
+    return WV_ENOMEM;
+  pthread_mutex_init(&m->mu, NULL);
+  *out = m;
+  return 0;
+}
+
+void wv_layer_memo_free(wv_layer_memo_t *m) {
+  if (!m)
+    return;
+  pthread_mutex_destroy(&m->mu);
+  free(m);
+}
 
 static unsigned verified_slot(const char *gz) {
   return (unsigned)(wv_str_hash(gz) % VERIFIED_SLOTS);
 }
 
-static bool verified_before(const wv_container_layer_t *l, uint64_t budget) {
-  if (strlen(l->gzip_digest) >= WV_DIGEST_STRLEN || strlen(l->tar_digest) >= WV_DIGEST_STRLEN)
+static bool verified_before(wv_layer_memo_t *m, const wv_container_layer_t *l, uint64_t budget) {
+  if (!m || strlen(l->gzip_digest) >= WV_DIGEST_STRLEN || strlen(l->tar_digest) >= WV_DIGEST_STRLEN)
     return false;
   unsigned i = verified_slot(l->gzip_digest);
-  pthread_mutex_lock(&verified_mu);
-  bool yes = strcmp(verified[i].gz, l->gzip_digest) == 0 &&
-             strcmp(verified[i].tar, l->tar_digest) == 0 && verified[i].tar_len <= budget;
-  pthread_mutex_unlock(&verified_mu);
+  pthread_mutex_lock(&m->mu);
+  bool yes = strcmp(m->verified[i].gz, l->gzip_digest) == 0 &&
+             strcmp(m->verified[i].tar, l->tar_digest) == 0 && m->verified[i].tar_len <= budget;
+  pthread_mutex_unlock(&m->mu);
   return yes;
 }
 
-static void verified_now(const wv_container_layer_t *l, uint64_t tar_len) {
-  if (strlen(l->gzip_digest) >= WV_DIGEST_STRLEN || strlen(l->tar_digest) >= WV_DIGEST_STRLEN)
+static void verified_now(wv_layer_memo_t *m, const wv_container_layer_t *l, uint64_t tar_len) {
+  if (!m || strlen(l->gzip_digest) >= WV_DIGEST_STRLEN || strlen(l->tar_digest) >= WV_DIGEST_STRLEN)
     return;
   unsigned i = verified_slot(l->gzip_digest);
-  pthread_mutex_lock(&verified_mu);
-  memcpy(verified[i].gz, l->gzip_digest, strlen(l->gzip_digest) + 1);
-  memcpy(verified[i].tar, l->tar_digest, strlen(l->tar_digest) + 1);
-  verified[i].tar_len = tar_len;
-  pthread_mutex_unlock(&verified_mu);
+  pthread_mutex_lock(&m->mu);
+  memcpy(m->verified[i].gz, l->gzip_digest, strlen(l->gzip_digest) + 1);
+  memcpy(m->verified[i].tar, l->tar_digest, strlen(l->tar_digest) + 1);
+  m->verified[i].tar_len = tar_len;
+  pthread_mutex_unlock(&m->mu);
 }
 
-int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, const wv_config_t *cfg, size_t idx,
-                         const wv_container_layer_t *l, const char **msg) {
+int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layer_memo_t *memo,
+                         const wv_config_t *cfg, size_t idx, const wv_container_layer_t *l,
+                         const char **msg) {
   const char *b64 = l->location + strlen(WV_LAYER_DATA_PREFIX);
   size_t n = strlen(b64);
   int rc = check_compressed(a, idx, l, b64, n, msg);
@@ -258,7 +278,7 @@ int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, const wv_config_t *cfg, s
   v.gz_len = (uint64_t)l->gzip_size;
   v.tar_budget = wv_layer_inflate_budget(cfg, v.gz_len);
   uint64_t have = 0;
-  if (verified_before(l, v.tar_budget) &&
+  if (verified_before(memo, l, v.tar_budget) &&
       (!cas || (wv_cas_exists(cas, l->gzip_digest, &have) == 0 && have == v.gz_len)))
     return 0;
   rc = wv_sha256_init(&v.gz); /* released with the rest; the first pass hashed already */
@@ -284,7 +304,7 @@ int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, const wv_config_t *cfg, s
     v.w = NULL; /* commit frees the writer in every case */
   }
   if (!rc)
-    verified_now(l, v.tar_len);
+    verified_now(memo, l, v.tar_len);
 out:
   verify_release(&v);
   return rc;
@@ -292,12 +312,12 @@ out:
 
 static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
-int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, const wv_config_t *cfg,
+int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, wv_layer_memo_t *memo, const wv_config_t *cfg,
                     const wv_container_config_t *cc, const char **msg) {
   for (size_t i = 0; i < cc->n_layers; i++) {
     const wv_container_layer_t *l = &cc->layers[i];
     if (has_prefix(l->location, WV_LAYER_DATA_PREFIX)) {
-      int rc = wv_layer_verify_data(a, cas, cfg, i, l, msg);
+      int rc = wv_layer_verify_data(a, cas, memo, cfg, i, l, msg);
       if (rc)
         return rc;
     } else if (!has_prefix(l->location, "https://") && !has_prefix(l->location, "http://") &&
@@ -556,16 +576,17 @@ int wv_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *who, const c
   return rc;
 }
 
-int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const char *who, const wv_ref_t *ref,
-                          int64_t tag_ttl_ms, const char **msg) {
+int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, wv_tagcache_t *tags, const char *who,
+                          const wv_ref_t *ref, int64_t tag_ttl_ms, const char **msg) {
   inc_t c = {.a = a, .u = u, .ref = ref, .msg = msg, .who = who};
   /* A pull or a request resolved this tag within wave.storage.cache.tag-duration: it exists
    * (for callers with the same access to the credentials), no round trip. */
   char key[WV_TAGCACHE_KEY_MAX + 1], digest[WV_DIGEST_STRLEN];
   bool creds = wv_upstream_perm(u, ref->registry, who) >= WV_PERM_PULL;
-  bool keyed = tag_ttl_ms > 0 && wv_tagcache_key(key, sizeof key, ref->registry, ref->path,
-                                                 ref->reference, creds) == 0;
-  if (keyed && wv_tagcache_get(key, digest, sizeof digest))
+  bool keyed =
+      tags && tag_ttl_ms > 0 &&
+      wv_tagcache_key(key, sizeof key, ref->registry, ref->path, ref->reference, creds) == 0;
+  if (keyed && wv_tagcache_get(tags, key, digest, sizeof digest))
     return 0;
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
@@ -574,7 +595,7 @@ int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, const char *who, cons
   long status = resp.status;
   const char *d = rc ? NULL : wv_http_resp_header(&resp, "Docker-Content-Digest");
   if (keyed && status == 200 && d && wv_digest_valid(d)) /* the first pull's HEAD, saved */
-    wv_tagcache_put(key, d, tag_ttl_ms);
+    wv_tagcache_put(tags, key, d, tag_ttl_ms);
   wv_http_resp_free(&resp);
   if (rc == WV_ENOMEM)
     return rc;

@@ -15,7 +15,8 @@
  * Nothing is held whole in memory beyond the request body itself: decoding,
  * hashing, inflating and writing to the blob store run in fixed chunks.
  * Messages (*msg) are arena strings naming the layer index and the field.
- * Thread rules: no shared state beyond the (thread-safe) cas and upstream.
+ * Thread rules: no shared state beyond the thread-safe services given (cas,
+ * upstream, the verified-layer memo and the tag cache of wv_app_t).
  */
 #ifndef WV_BUILD_LAYERS_H
 #define WV_BUILD_LAYERS_H
@@ -48,21 +49,32 @@ struct wv_upstream;
 uint64_t wv_layer_inflate_budget(const wv_config_t *cfg, uint64_t gz_len);
 
 /*
- * Verifies data: layer number idx (location starts with "data:") and, when
- * cas is not NULL, commits its gzip bytes to the blob store. cfg (NULL =
- * defaults) gives the inflate budget. Returns 0, WV_EINVAL (400, with the
- * message), WV_EIO / WV_ENOMEM.
+ * The data: layers verified lately, so the same small layer sent with
+ * thousands of requests is inflated once (a fixed table under a leaf lock).
+ * One per process, created by the composition root (core/main.c) and hung
+ * on wv_app_t.layer_memo. new: 0 or WV_ENOMEM; free: NULL is a no-op.
  */
-int wv_layer_verify_data(wv_arena_t *a, struct wv_cas *cas, const wv_config_t *cfg, size_t idx,
-                         const wv_container_layer_t *l, const char **msg);
+typedef struct wv_layer_memo wv_layer_memo_t;
+int wv_layer_memo_new(wv_layer_memo_t **out);
+void wv_layer_memo_free(wv_layer_memo_t *m);
+
+/*
+ * Verifies data: layer number idx (location starts with "data:") and, when
+ * cas is not NULL, commits its gzip bytes to the blob store. memo (NULL =
+ * none) remembers what was verified. cfg (NULL = defaults) gives the inflate
+ * budget. Returns 0, WV_EINVAL (400, with the message), WV_EIO / WV_ENOMEM.
+ */
+int wv_layer_verify_data(wv_arena_t *a, struct wv_cas *cas, wv_layer_memo_t *memo,
+                         const wv_config_t *cfg, size_t idx, const wv_container_layer_t *l,
+                         const char **msg);
 
 /*
  * Checks every layer location of cc (data:, http://, https:// or docker://;
  * anything else is refused, so a client cannot name a cas: blob) and
  * verifies/stores each data: layer. Returns as wv_layer_verify_data.
  */
-int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, const wv_config_t *cfg,
-                    const wv_container_config_t *cc, const char **msg);
+int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, wv_layer_memo_t *memo,
+                    const wv_config_t *cfg, const wv_container_config_t *cc, const char **msg);
 
 /*
  * Resolves one include (an image name) for platform: manifest (through an
@@ -85,12 +97,13 @@ int wv_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *who, co
  * registry's credentials may not act for who and anonymous access was
  * refused; WV_EUPSTREAM (502 "Unable to reach registry '<host>' - ...")
  * when the registry could not be asked (the transport error is logged).
- * tag_ttl_ms > 0: an answer in the tag cache (registry/tagcache.h) younger than
- * that is the answer (no HEAD), and a HEAD's digest is remembered there for the
- * first pull's resolution.
+ * tags (app->tags; NULL = none) and tag_ttl_ms > 0: an answer in the tag
+ * cache (registry/tagcache.h) younger than that is the answer (no HEAD), and a HEAD's digest is
+ * remembered there for the first pull's resolution.
  */
-int wv_image_check_exists(wv_arena_t *a, struct wv_upstream *u, const char *who,
-                          const wv_ref_t *ref, int64_t tag_ttl_ms, const char **msg);
+int wv_image_check_exists(wv_arena_t *a, struct wv_upstream *u, struct wv_tagcache *tags,
+                          const char *who, const wv_ref_t *ref, int64_t tag_ttl_ms,
+                          const char **msg);
 
 /*
  * The config Entrypoint of image name for platform (freeze's WAVE_ENTRY_CHAIN,

@@ -177,7 +177,7 @@ out:
   return rc;
 }
 
-int wv_build_multi_register(wv_job_engine_t *e, const wv_app_t *app) {
+int wv__build_multi_register(wv_job_engine_t *e, const wv_app_t *app) {
   const wv_config_t *cfg = app->cfg;
   /* Its own kind: a waiting parent must never hold a build slot its children need. */
   wv_job_kind_t k = {.name = WV_BUILD_MULTI_KIND,
@@ -190,8 +190,8 @@ int wv_build_multi_register(wv_job_engine_t *e, const wv_app_t *app) {
   return rc ? rc : wv_job_register_fn(e, WV_BUILD_MULTI_FN, multi_fn, (void *)app);
 }
 
-const char *wv_build_multi_arg(wv_arena_t *a, const char *target, bool embedded,
-                               const wv_binput_t *kids, const char *const *ids, size_t n) {
+const char *wv__build_multi_arg(wv_arena_t *a, const char *target, bool embedded,
+                                const wv_binput_t *kids, const char *const *ids, size_t n) {
   json_object *o = json_object_new_object(), *arr = json_object_new_array();
   int rc = o && arr ? wv_json_add_str(o, "target", target) : WV_ENOMEM;
   rc = rc ? rc : wv_json_add_bool(o, "embedded", embedded);

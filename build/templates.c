@@ -8,6 +8,7 @@
  * answer with a 400 instead, and say so in a comment.
  */
 #include "build/templates.h"
+#include "core/base64.h"
 #include "build/templates_int.h"
 #include "build/condayaml.h"
 #include "core/buf.h"
@@ -279,53 +280,17 @@ const char *wv_packages_lock_file(const wv_packages_t *p) {
   return NULL;
 }
 
-/* Strict base64 (standard alphabet, padding, zero spare bits): Wave's round-trip check. */
-static int b64_value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-static char *b64_decode(wv_arena_t *a, const char *s, size_t *outlen) {
-  size_t n = strlen(s);
-  if (n % 4)
-    return NULL;
-  char *out = wv_arena_alloc(a, n / 4 * 3 + 1);
-  size_t w = 0;
-  for (size_t i = 0; out && i < n; i += 4) {
-    int v[4], pad = 0;
-    for (int k = 0; k < 4; k++) {
-      unsigned char c = (unsigned char)s[i + k];
-      if (c == '=' && i + 4 == n && k >= 2 && (k == 3 || s[i + 3] == '=')) {
-        v[k] = 0, pad++;
-        continue;
-      }
-      if ((v[k] = b64_value(c)) < 0 || pad)
-        return NULL;
-    }
-    uint32_t x = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
-    if ((pad == 1 && (x & 0xff)) || (pad == 2 && (x & 0xffff)))
-      return NULL; /* spare bits set: re-encoding would differ */
-    out[w++] = (char)(x >> 16);
-    if (pad < 2)
-      out[w++] = (char)(x >> 8);
-    if (pad < 1)
-      out[w++] = (char)x;
-  }
-  if (out)
-    out[w] = '\0', *outlen = w;
-  return out;
-}
-
 static int decode_environment(wv_arena_t *a, const wv_packages_t *p, const char **text,
                               const char **msg) {
-  size_t n = 0;
-  char *t = b64_decode(a, p->environment, &n);
-  if (!t || memchr(t, '\0', n))
+  /* Strict base64 with zero spare bits (Wave's round-trip check), no NUL in the text. */
+  size_t n = 0, len = strlen(p->environment);
+  char *t = NULL;
+  int rc = wv_base64_canonical(p->environment, len)
+               ? wv_base64_decode(a, p->environment, len, &t, &n)
+               : WV_EINVAL;
+  if (rc == WV_ENOMEM)
+    return rc;
+  if (rc || memchr(t, '\0', n))
     return say(a, msg, WV_EINVAL,
                "Invalid 'packages.envFile' attribute - make sure it encoded as a base64 string");
   *text = t;

@@ -51,6 +51,14 @@ size_t wv_base64_decode_into(const char *s, size_t n, unsigned char *out) {
   return o;
 }
 
+bool wv_base64_canonical(const char *s, size_t n) {
+  if (n < 4 || s[n - 1] != '=')
+    return true;
+  bool two = s[n - 2] == '=';
+  int last = b64val((unsigned char)s[n - (two ? 3 : 2)]);
+  return last >= 0 && (last & (two ? 0x0f : 0x03)) == 0;
+}
+
 int wv_base64_decode(wv_arena_t *a, const char *s, size_t n, char **out, size_t *outlen) {
   long long len = wv_base64_decoded_len(s, n);
   if (len < 0)

@@ -11,6 +11,7 @@
 
 #include "core/arena.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Decoded length of s[0..n), or -1 if it is not strict base64. */
@@ -25,5 +26,11 @@ size_t wv_base64_decode_into(const char *s, size_t n, unsigned char *out);
 
 /* Decodes into a NUL-terminated arena buffer (*out, *outlen). 0, WV_EINVAL or WV_ENOMEM. */
 int wv_base64_decode(wv_arena_t *a, const char *s, size_t n, char **out, size_t *outlen);
+
+/*
+ * True when s[0..n), strict base64, has zero spare bits in its last group, so
+ * encoding the decoded bytes again gives s back (Wave's round-trip check).
+ */
+bool wv_base64_canonical(const char *s, size_t n);
 
 #endif

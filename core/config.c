@@ -292,7 +292,7 @@ static int load_map(loader_t *L, const entry_t *e, const char *path, yaml_node_t
       rc = fail(L, k, WV_EINVAL, "%s: entries must be name: value scalars", path);
       goto out;
     }
-    if (wv_cfg_check_sha256_hex(scalar(v), why, sizeof why)) {
+    if (wv__cfg_check_sha256_hex(scalar(v), why, sizeof why)) {
       rc = fail(L, v, WV_EINVAL, "%s.%s: %s", path, scalar(k), why);
       goto out;
     }
@@ -617,12 +617,12 @@ static int walk_pair(loader_t *L, yaml_node_t *k, yaml_node_t *v, const char *pr
   int n = snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", scalar(k));
   if (n < 0 || (size_t)n >= sizeof path)
     return fail(L, k, WV_EINVAL, "%.60s...: key too long", path);
-  wv_cfg_kebab(path, norm, sizeof norm);
-  const char *canon = wv_cfg_resolve_alias(norm);
-  const entry_t *e = wv_cfg_find_entry(canon);
+  wv__cfg_kebab(path, norm, sizeof norm);
+  const char *canon = wv__cfg_resolve_alias(norm);
+  const entry_t *e = wv__cfg_find_entry(canon);
   if (e)
     return load_value(L, e, path, v);
-  if (!wv_cfg_is_section(canon))
+  if (!wv__cfg_is_section(canon))
     return fail(L, k, WV_EINVAL, "%s: unknown key", path);
   if (is_null(v))
     return 0; /* an empty section */
@@ -679,7 +679,7 @@ static int load_file(wv_config_t *cfg, const char *path, FILE *f, char *err, siz
 /* Derives the authority from the URL; the URL was validated when set. */
 static int finish(wv_config_t *cfg, char *err, size_t errlen) {
   const char *a;
-  size_t n = wv_cfg_url_authority(cfg->server_url, &a);
+  size_t n = wv__cfg_url_authority(cfg->server_url, &a);
   if (!n) {
     snprintf(err, errlen, "wave.server.url: invalid URL '%s'", cfg->server_url);
     return WV_EINVAL;
@@ -700,10 +700,10 @@ static int finish(wv_config_t *cfg, char *err, size_t errlen) {
 int wv_config_defaults(wv_config_t *cfg) {
   char why[256];
   memset(cfg, 0, sizeof *cfg);
-  for (size_t i = 0; i < wv_cfg_nschema; i++) {
-    if (wv_cfg_schema[i].type == T_MAP || wv_cfg_schema[i].type == T_REGS)
+  for (size_t i = 0; i < wv__cfg_nschema; i++) {
+    if (wv__cfg_schema[i].type == T_MAP || wv__cfg_schema[i].type == T_REGS)
       continue; /* every map default is empty */
-    int rc = set_scalar(cfg, &wv_cfg_schema[i], wv_cfg_schema[i].def, why, sizeof why);
+    int rc = set_scalar(cfg, &wv__cfg_schema[i], wv__cfg_schema[i].def, why, sizeof why);
     if (rc) {
       /* Only OOM can fail here: test_config checks every default parses. */
       wv_config_free(cfg);
@@ -749,7 +749,7 @@ int wv_config_apply_env(wv_config_t *cfg, char *err, size_t errlen) {
     const char *v = getenv(env[i].var);
     if (!v || !*v)
       continue; /* an empty variable (compose files) means "not set" */
-    int rc = set_scalar(cfg, wv_cfg_find_entry(env[i].key), v, why, sizeof why);
+    int rc = set_scalar(cfg, wv__cfg_find_entry(env[i].key), v, why, sizeof why);
     if (rc) {
       snprintf(err, errlen, "%s: %s", env[i].var, why);
       return rc;
@@ -808,8 +808,8 @@ int wv_config_resolve_paths(wv_config_t *cfg, const char *config_file, char *err
     snprintf(err, errlen, "cannot find the working directory: %s", strerror(errno));
     return WV_EIO;
   }
-  for (size_t i = 0; i < wv_cfg_nschema; i++) {
-    const entry_t *e = &wv_cfg_schema[i];
+  for (size_t i = 0; i < wv__cfg_nschema; i++) {
+    const entry_t *e = &wv__cfg_schema[i];
     char **field = (char **)((char *)cfg + e->off);
     if (e->type != T_PATH || !*field || !**field)
       continue;
@@ -829,14 +829,14 @@ int wv_config_resolve_paths(wv_config_t *cfg, const char *config_file, char *err
 }
 
 void wv_config_free(wv_config_t *cfg) {
-  for (size_t i = 0; i < wv_cfg_nschema; i++) {
-    void *field = (char *)cfg + wv_cfg_schema[i].off;
-    if (WV_CFG_IS_STRING(wv_cfg_schema[i].type)) {
+  for (size_t i = 0; i < wv__cfg_nschema; i++) {
+    void *field = (char *)cfg + wv__cfg_schema[i].off;
+    if (WV_CFG_IS_STRING(wv__cfg_schema[i].type)) {
       free(*(char **)field);
       *(char **)field = NULL;
-    } else if (wv_cfg_schema[i].type == T_MAP) {
+    } else if (wv__cfg_schema[i].type == T_MAP) {
       strmap_free(field);
-    } else if (wv_cfg_schema[i].type == T_REGS) {
+    } else if (wv__cfg_schema[i].type == T_REGS) {
       regs_free(field);
     }
   }
@@ -877,8 +877,8 @@ static bool regs_eq(const wv_registries_t *a, const wv_registries_t *b) {
 const char *wv_config_first_difference(const wv_config_t *a, const wv_config_t *b) {
   static const size_t width[] = {
       0, sizeof(int), sizeof(bool), sizeof(int64_t), sizeof(int64_t), sizeof(uint64_t), 0, 0, 0, 0};
-  for (size_t i = 0; i < wv_cfg_nschema; i++) {
-    const entry_t *e = &wv_cfg_schema[i];
+  for (size_t i = 0; i < wv__cfg_nschema; i++) {
+    const entry_t *e = &wv__cfg_schema[i];
     const void *fa = (const char *)a + e->off, *fb = (const char *)b + e->off;
     bool eq = WV_CFG_IS_STRING(e->type) ? str_eq(*(char *const *)fa, *(char *const *)fb)
               : e->type == T_MAP        ? map_eq(fa, fb)

@@ -47,22 +47,22 @@ typedef struct {
   const char *desc;
 } entry_t;
 
-/* The schema table (config_schema.c), wv_cfg_nschema rows. */
-extern const entry_t *const wv_cfg_schema;
-extern const size_t wv_cfg_nschema;
+/* The schema table (config_schema.c), wv__cfg_nschema rows. */
+extern const entry_t *const wv__cfg_schema;
+extern const size_t wv__cfg_nschema;
 
 /* Length of the authority of an http(s) URL, or 0 if the URL is not acceptable. */
-size_t wv_cfg_url_authority(const char *url, const char **start);
+size_t wv__cfg_url_authority(const char *url, const char **start);
 /* 0 when s is 64 hex digits; otherwise a reason in why and WV_EINVAL. */
-int wv_cfg_check_sha256_hex(const char *s, char *why, size_t whylen);
+int wv__cfg_check_sha256_hex(const char *s, char *why, size_t whylen);
 
 /* camelCase → kebab-case ("ioThreads" → "io-threads"); out has MAX_KEY_LEN*2 bytes. */
-void wv_cfg_kebab(const char *in, char *out, size_t outlen);
+void wv__cfg_kebab(const char *in, char *out, size_t outlen);
 /* The canonical key of an alias, or k itself. */
-const char *wv_cfg_resolve_alias(const char *k);
+const char *wv__cfg_resolve_alias(const char *k);
 /* The schema row of a canonical key, or NULL. */
-const entry_t *wv_cfg_find_entry(const char *k);
+const entry_t *wv__cfg_find_entry(const char *k);
 /* True when k is a section: a proper prefix of some key or alias. */
-bool wv_cfg_is_section(const char *k);
+bool wv__cfg_is_section(const char *k);
 
 #endif

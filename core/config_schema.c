@@ -463,7 +463,7 @@ static int check_builder(const char *s, char *why, size_t whylen) {
 }
 
 /* Length of the authority of an http(s) URL, or 0 if the URL is not acceptable. */
-size_t wv_cfg_url_authority(const char *url, const char **start) {
+size_t wv__cfg_url_authority(const char *url, const char **start) {
   const char *p;
   if (strncmp(url, "http://", 7) == 0)
     p = url + 7;
@@ -510,13 +510,13 @@ size_t wv_cfg_url_authority(const char *url, const char **start) {
 
 static int check_url(const char *s, char *why, size_t whylen) {
   const char *a;
-  if (wv_cfg_url_authority(s, &a))
+  if (wv__cfg_url_authority(s, &a))
     return 0;
   snprintf(why, whylen, "invalid URL '%s' (expected http(s)://host[:port][/path])", s);
   return WV_EINVAL;
 }
 
-int wv_cfg_check_sha256_hex(const char *s, char *why, size_t whylen) {
+int wv__cfg_check_sha256_hex(const char *s, char *why, size_t whylen) {
   size_t n = 0;
   while (isxdigit((unsigned char)s[n]))
     n++;
@@ -531,7 +531,7 @@ int wv_cfg_check_sha256_hex(const char *s, char *why, size_t whylen) {
 /* ---- lookup ---- */
 
 /* camelCase → kebab-case ("ioThreads" → "io-threads"); out has MAX_KEY_LEN*2 bytes. */
-void wv_cfg_kebab(const char *in, char *out, size_t outlen) {
+void wv__cfg_kebab(const char *in, char *out, size_t outlen) {
   size_t o = 0;
   for (size_t i = 0; in[i] && o + 2 < outlen; i++) {
     unsigned char c = (unsigned char)in[i];
@@ -546,14 +546,14 @@ void wv_cfg_kebab(const char *in, char *out, size_t outlen) {
   out[o] = '\0';
 }
 
-const char *wv_cfg_resolve_alias(const char *k) {
+const char *wv__cfg_resolve_alias(const char *k) {
   for (size_t i = 0; i < NALIASES; i++)
     if (strcmp(aliases[i].alias, k) == 0)
       return aliases[i].key;
   return k;
 }
 
-const entry_t *wv_cfg_find_entry(const char *k) {
+const entry_t *wv__cfg_find_entry(const char *k) {
   for (size_t i = 0; i < NSCHEMA; i++)
     if (strcmp(schema[i].key, k) == 0)
       return &schema[i];
@@ -566,7 +566,7 @@ static bool has_prefix_dot(const char *s, const char *prefix) {
 }
 
 /* True when k is a section: a proper prefix of some key or alias. */
-bool wv_cfg_is_section(const char *k) {
+bool wv__cfg_is_section(const char *k) {
   for (size_t i = 0; i < NSCHEMA; i++)
     if (has_prefix_dot(schema[i].key, k))
       return true;
@@ -578,8 +578,8 @@ bool wv_cfg_is_section(const char *k) {
 
 /* ---- the table, for config.c ---- */
 
-const entry_t *const wv_cfg_schema = schema;
-const size_t wv_cfg_nschema = NSCHEMA;
+const entry_t *const wv__cfg_schema = schema;
+const size_t wv__cfg_nschema = NSCHEMA;
 
 /* ---- public API: the table ---- */
 

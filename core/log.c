@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Process-wide on purpose: every layer logs, from threads that hold no wv_app_t (the job engine,
+ * the committer, libraries' callbacks), and the settings are set once from the configuration. */
 static _Atomic int log_level = WV_LOG_INFO;
 static atomic_bool log_json;               /* log.format: json */
 static _Thread_local uint64_t cur_request; /* wv_log_set_request */

@@ -22,20 +22,20 @@
 #include "build/build.h"
 #include "build/build_api.h"
 #include "build/builder.h"
+#include "build/layers.h"
 #include "build/sif/sif.h"
 #include "build/sif/sifbuild.h"
 #include "http/accesslog.h"
 #include "http/client.h"
-#include "http/metrics_route.h"
-#include "http/overview.h"
 #include "http/routes.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "registry/blobfill.h"
 #include "registry/park.h"
 #include "registry/proxy.h"
+#include "registry/routes.h"
+#include "registry/tagcache.h"
 #include "registry/upstream.h"
-#include "registry/usage.h"
-#include "registry/validate.h"
 #include "scan/osv.h"
 #include "scan/scan.h"
 #include "storage/blobcache.h"
@@ -237,6 +237,13 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_error("cannot set up wave.auth.failure-rate: %s", wv_strerror(rc));
     return rc;
   }
+  /* What the requests share: coalescing tables, the tag cache, the build create lock. */
+  if ((rc = wv_flights_new(&app->flights)) || (rc = wv_bfills_new(&app->fills)) ||
+      (rc = wv_tagcache_new(&app->tags)) || (rc = wv_builds_new(&app->builds)) ||
+      (rc = wv_layer_memo_new(&app->layer_memo))) {
+    wv_error("cannot set up the request tables: %s", wv_strerror(rc));
+    return rc;
+  }
   if ((rc = wv_secret_check_accounts(cfg)))
     return rc;
   if (cfg->rl_enabled)
@@ -265,6 +272,12 @@ static int check_start(const wv_config_t *cfg) {
 }
 
 static void close_services(wv_app_t *app) {
+  wv_park_free(app->park); /* after the job engine: its waiters point into the lot */
+  wv_layer_memo_free(app->layer_memo);
+  wv_builds_free(app->builds);
+  wv_tagcache_free(app->tags);
+  wv_bfills_free(app->fills);
+  wv_flights_free(app->flights);
   wv_preflight_free(app->preflight);
   wv_ratelimit_free(app->auth_limit);
   wv_ratelimit_free(app->pull_limit);
@@ -283,10 +296,13 @@ static void close_services(wv_app_t *app) {
 /* Ended job records expire after a week; the front door's build records outlive them. */
 #define JOB_RECORD_TTL_MS (7LL * 24 * 3600 * 1000)
 
-static wv_jobstore_t jobstore; /* must outlive the engine */
-static wv_job_persist_t job_persist;
+/* The engine's persistence: owned by main(), it must outlive the engine. */
+typedef struct {
+  wv_jobstore_t store;
+  wv_job_persist_t persist;
+} jobs_persist_t;
 
-static int start_jobs(const wv_config_t *cfg, wv_app_t *app) {
+static int start_jobs(const wv_config_t *cfg, wv_app_t *app, jobs_persist_t *jp) {
   char logs[PATH_MAX], live[PATH_MAX + 8], ws[PATH_MAX], self[PATH_MAX];
   wv_job_opts_t o;
   int rc;
@@ -297,15 +313,15 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app) {
     snprintf(ws, sizeof ws, "%s/build", cfg->storage_path);
   ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
   self[n > 0 ? n : 0] = '\0';
-  if ((rc = wv_jobstore_init(&jobstore, app->store, logs, JOB_RECORD_TTL_MS, &job_persist)))
+  if ((rc = wv_jobstore_init(&jp->store, app->store, logs, JOB_RECORD_TTL_MS, &jp->persist)))
     return rc;
   wv_job_opts_init(&o);
   o.log_dir = live;
-  o.persist = &job_persist;
+  o.persist = &jp->persist;
   o.exec_path = n > 0 ? self : NULL; /* the --job-exec wrapper applies memory limits */
   o.kill_grace_ms = cfg->build_kill_grace_ms;
   rc = wv_job_engine_new(&o, &app->jobs);
-  rc = rc ? rc : wv_builder_register(app->jobs, cfg, app->store, app->cas);
+  rc = rc ? rc : wv_builder_register(app->jobs, app);
   rc = rc ? rc : wv_mirror_register(app->jobs, app);
   rc = rc ? rc : wv_scan_register(app->jobs, app); /* registered even when disabled: recovery */
   rc = rc ? rc : wv_build_register(app->jobs, app);
@@ -391,32 +407,29 @@ int main(int argc, char **argv) {
   if (wv_memtrim_start())
     wv_warn("cannot start the memory trimmer: memory may stay at its peak after a spike");
   wv_app_t app = {0};
+  jobs_persist_t jobs_persist;
   wv_router_t *router = NULL;
   wv_server_t *srv = NULL;
   int status = 1;
   if (check_start(&cfg) || wv_accesslog_open(cfg.access_log))
     goto out;
-  if (open_services(&cfg, &app) || start_jobs(&cfg, &app) || wv_park_start(cfg.idle_timeout_ms))
+  if (open_services(&cfg, &app) || start_jobs(&cfg, &app, &jobs_persist) ||
+      wv_park_start(&app.park, cfg.idle_timeout_ms))
     goto out;
   /* Problems found here degrade waved (one log line each); requests that need the part fail. */
   if (wv_preflight_new(&cfg, wv_job_engine_mem(app.jobs), &app.preflight))
     goto out;
   rc = wv_router_new(&router);
-  if (!rc)
-    rc = wv_http_routes_register(router);
   /* ---- ROUTES ---- each area registers its table (its routes.c) here. */
   if (!rc)
-    rc = wv_proxy_routes_register(router, &app);
+    rc = wv_http_routes_register(router, &cfg);
+  rc = rc ? rc : wv_registry_routes_register(router);
   rc = rc ? rc : wv_creq_routes_register(router);
   rc = rc ? rc : wv_build_routes_register(router);
   rc = rc ? rc : wv_sif_routes_register(router);
   rc = rc ? rc : wv_mirror_routes_register(router);
   rc = rc ? rc : wv_scan_routes_register(router);
   rc = rc ? rc : wv_view_routes_register(router);
-  rc = rc ? rc : wv_metrics_routes_register(router, &cfg);
-  rc = rc ? rc : wv_validate_register(router);
-  rc = rc ? rc : wv_usage_register(router);
-  rc = rc ? rc : wv_overview_register(router);
   if (rc) {
     wv_error("cannot build the routing table: %s", wv_strerror(rc));
     goto out;
@@ -444,11 +457,11 @@ int main(int argc, char **argv) {
 
   wait_for_signal(srv);
   sd_notify(0, "STOPPING=1\nSTATUS=shutting down");
-  wv_park_stop(); /* pulls parked on builds are answered before the server goes */
+  wv_park_stop(app.park); /* pulls parked on builds are answered before the server goes */
   wv_server_shutdown(srv);
   status = 0;
 out:
-  wv_park_stop();
+  wv_park_stop(app.park);
   /* Container requests parked on a group commit are answered while the loops exist. */
   wv_store_flush(app.store);
   wv_server_free(srv);

@@ -1,6 +1,7 @@
 /* core/memtrim.c — return memory after a spike (see memtrim.h). */
 #include "core/memtrim.h"
 #include "core/err.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -10,6 +11,8 @@
 #include <stdint.h>
 #include <time.h>
 
+/* Process-wide on purpose: malloc's arenas belong to the process, so one trimmer serves all
+ * (started and stopped by core/main.c, noted from any layer through wv_memtrim_note). */
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -19,23 +22,15 @@ static struct {
 
 static _Atomic int64_t last_note_ms = INT64_MIN / 2; /* monotonic ms of the last large input */
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void *trim_main(void *arg) {
   (void)arg;
   pthread_mutex_lock(&T.mu);
   while (!T.stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += WV_MEMTRIM_DELAY_MS / 1000;
+    struct timespec ts = wv_deadline_ts(CLOCK_MONOTONIC, WV_MEMTRIM_DELAY_MS);
     while (!T.stop && pthread_cond_timedwait(&T.cv, &T.mu, &ts) != ETIMEDOUT) {
     }
     /* A request noted at its start may free its memory long after: keep trimming a while. */
-    if (!T.stop && mono_ms() - atomic_load(&last_note_ms) < WV_MEMTRIM_WINDOW_MS) {
+    if (!T.stop && wv_mono_ms() - atomic_load(&last_note_ms) < WV_MEMTRIM_WINDOW_MS) {
       pthread_mutex_unlock(&T.mu);
       malloc_trim(0);
       pthread_mutex_lock(&T.mu);
@@ -74,5 +69,5 @@ void wv_memtrim_stop(void) {
 
 void wv_memtrim_note(size_t bytes) {
   if (bytes >= WV_MEMTRIM_LARGE)
-    atomic_store(&last_note_ms, mono_ms());
+    atomic_store(&last_note_ms, wv_mono_ms());
 }

@@ -39,6 +39,8 @@ typedef struct {
   ctr_t lat_sum_ns[WV_MR_COUNT];
 } shard_t;
 
+/* Process-wide on purpose: the counters are bumped from every layer, including threads that hold no
+ * wv_app_t (the job engine, the committer), and one scrape reports the whole process. */
 static shard_t shards[WV_METRICS_SHARDS];
 static shard_t overflow; /* shared by threads past the shards: fetch-add */
 static atomic_int nshards;
@@ -162,6 +164,7 @@ typedef struct {
   double sum_s;
 } kind_t;
 
+/* Process-wide, as the shards above. */
 static pthread_mutex_t cold_mu = PTHREAD_MUTEX_INITIALIZER; /* leaf lock: the tables below */
 static upstream_t ups[WV_METRICS_REGISTRIES + 1];           /* the last one is "other" */
 static int nups;

@@ -9,6 +9,7 @@
  * provides it.
  */
 #include "core/preflight.h"
+#include "core/timefmt.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -186,15 +187,9 @@ static void check_sif(const wv_config_t *cfg) {
                                : "install it, or change wave.build.singularity.*");
 }
 
-static int64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 int wv_preflight_builder(wv_preflight_t *pf, char *why, size_t whylen) {
   pthread_mutex_lock(&pf->mu);
-  int64_t now = mono_ns();
+  int64_t now = wv_mono_ns();
   if (pf->missing[0] && now - pf->checked_ns >= RECHECK_NS) {
     check_builder(pf->cfg, false, pf->missing, sizeof pf->missing);
     pf->checked_ns = now;
@@ -372,7 +367,7 @@ int wv_preflight_new(const wv_config_t *cfg, wv_job_mem_t mem, wv_preflight_t **
   pthread_mutex_init(&pf->mu, NULL);
   check_builder(cfg, true, pf->missing, sizeof pf->missing);
   check_sif(cfg);
-  pf->checked_ns = mono_ns();
+  pf->checked_ns = wv_mono_ns();
   check_mem(pf);
   wv_disk_t d;
   if (wv_disk_stat(cfg->storage_path, cfg->storage_reserve, &d) != 0)

@@ -85,6 +85,9 @@ int wv_secret_hash(const char *secret, int iterations, char *out, size_t outlen)
 
 /* ---- the cache of verified pairs ---- */
 
+/* Process-wide on purpose: a pair verified once stays verified (the key is a hash of both the
+ * stored hash and the secret, so it proves nothing by itself), and its callers (the API and /v2
+ * authentication, the metrics route) share no state of their own. Fixed size, leaf lock. */
 static struct {
   pthread_mutex_t mu;
   uint8_t keys[WV_SECRET_CACHE][WV_SHA256_LEN];

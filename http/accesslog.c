@@ -18,6 +18,8 @@
 #define LINE_MAX_BYTES 4096 /* a longer line (a huge URL) is cut */
 #define FIELD_MAX 1024      /* bytes kept of the URL, referer and user agent */
 
+/* Process-wide on purpose, as core/log.c is: opened once at start, written from every IO
+ * loop (each through its own per-thread buffer below). */
 static int log_fd = -1;
 static bool own_fd;
 

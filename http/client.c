@@ -25,7 +25,9 @@ struct wv_http_client {
 };
 
 /* The share handle lets every thread's easy handle reuse DNS answers and TLS
- * sessions; curl asks for a lock per data kind through these callbacks. */
+ * sessions; curl asks for a lock per data kind through these callbacks.
+ * Process-wide on purpose, as libcurl's own global state (curl_global_init)
+ * is: set up once by wv_http_global_init, each thread's handle found by key. */
 static CURLSH *share;
 static pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
 static pthread_key_t client_key;

@@ -31,6 +31,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/*
+ * Redirects a blob GET follows by hand (the client never follows one itself):
+ * a registry's redirect to its storage, and that storage's own, with room to spare.
+ */
+#define WV_HTTP_MAX_BLOB_REDIRECTS 3
+
 typedef struct wv_http_client wv_http_client_t;
 
 /* Returns 0 to go on, or non-zero to abort the transfer (WV_ECLOSED is reported). */

@@ -50,6 +50,16 @@ enum {
 #define WV_PARKED 1
 #define WV_DEFER 2
 
+/*
+ * WV_ANSWERED: resp is filled and the request is done, as 0 is for a whole
+ * handler. The steps a handler is made of (a token check, a rate-limit
+ * permit, an auth gate) return 0 to let the request go on and WV_ANSWERED
+ * when they answered it, so "answered" has one channel, the return value:
+ * `if ((rc = step(req, resp, ...))) return rc;`. The server takes it as 0
+ * from a handler, so a handler may return a step's value as it is.
+ */
+#define WV_ANSWERED 3
+
 typedef struct {
   const char *name;
   const char *value;

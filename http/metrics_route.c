@@ -2,7 +2,8 @@
  * http/metrics_route.c — GET /metrics: the counters of core/metrics.c plus
  * what is read at scrape time from the services (job queues, stores, blob
  * cache, rate limits). Runs on a worker: it walks the blob store (at most
- * once a minute) and reads /proc.
+ * once a minute) and reads /proc. Also the operator pages' access rule
+ * (wv_ops_access, wv_ops_setup); the route is in http/routes.c.
  */
 #include "http/metrics_route.h"
 #include "core/base64.h"
@@ -26,7 +27,9 @@
 #define METRICS_MAX ((size_t)4 << 20) /* bytes of one scrape's text */
 #define BLOB_WALK_MS (60 * 1000)      /* the blob store is walked at most this often */
 
-static wv_cidrs_t allow; /* metrics.allow-addresses; read-only after register */
+/* metrics.allow-addresses, parsed once from the configuration by
+ * wv_ops_setup and read-only after: a constant table. */
+static wv_cidrs_t allow;
 
 const char *wv_req_basic_user(wv_req_t *req, const wv_config_t *cfg) {
   bool bad; /* the one Basic parser (http/http.h); a wrong one is simply no user here */
@@ -77,7 +80,7 @@ int wv_ops_access(wv_req_t *req, wv_resp_t *resp) {
                                    : "This page is restricted to metrics.allow-addresses");
   if (!rc && login)
     rc = wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
-  return rc ? rc : 1;
+  return rc ? rc : WV_ANSWERED;
 }
 
 static int write_jobs(wv_buf_t *b, struct wv_job_engine *jobs) {
@@ -148,10 +151,10 @@ static int write_storage(wv_buf_t *b, const wv_app_t *app) {
          wv_buf_printf(b, "waved_blobcache_evictions_total %llu\n", (unsigned long long)bc.evicted);
 }
 
-static int metrics_handler(wv_req_t *req, wv_resp_t *resp) {
+int wv_metrics_handler(wv_req_t *req, wv_resp_t *resp) {
   int rc = wv_ops_access(req, resp);
   if (rc)
-    return rc > 0 ? 0 : rc;
+    return rc;
   const wv_app_t *app = req->app;
   wv_buf_t b;
   wv_buf_init(&b, METRICS_MAX);
@@ -165,18 +168,12 @@ static int metrics_handler(wv_req_t *req, wv_resp_t *resp) {
   return rc;
 }
 
-static const wv_route_t metrics_routes[] = {
-    {WV_M_GET, "/metrics", metrics_handler, WV_ROUTE_WORKER, 0},
-};
-
-int wv_metrics_routes_register(wv_router_t *r, const wv_config_t *cfg) {
+int wv_ops_setup(const wv_config_t *cfg) {
   char why[256];
   if (wv_cidrs_parse(cfg->metrics_allow_addrs, &allow, why, sizeof why)) {
     wv_error("metrics.allow-addresses: %s", why);
     return WV_EINVAL;
   }
   wv_metrics_enable(cfg->metrics_enabled);
-  if (!cfg->metrics_enabled)
-    return 0;
-  return wv_router_add(r, metrics_routes, sizeof metrics_routes / sizeof metrics_routes[0]);
+  return 0;
 }

@@ -10,18 +10,21 @@
 #include "http/router.h"
 
 /*
- * Reads the access rule from cfg and adds GET /metrics when metrics.enabled.
- * Also turns the hot-path counters on or off. 0, WV_EINVAL (a bad
- * metrics.allow-addresses, logged) or WV_ENOMEM. Before the server starts.
+ * Reads the access rule from cfg and turns the hot-path counters on or off
+ * (metrics.enabled). 0 or WV_EINVAL (a bad metrics.allow-addresses, logged).
+ * Before the server starts (http/routes.c calls it).
  */
-int wv_metrics_routes_register(wv_router_t *r, const wv_config_t *cfg);
+int wv_ops_setup(const wv_config_t *cfg);
+
+/* GET /metrics (routed by http/routes.c when metrics.enabled). */
+int wv_metrics_handler(wv_req_t *req, wv_resp_t *resp);
 
 /*
  * The operator pages' access check: 0 when the client address is in
  * metrics.allow-addresses or the request carries HTTP Basic credentials of an
- * account listed in metrics.accounts; else 1 with resp holding the answer
- * (401 with a Basic challenge when accounts may log in, else 403), or a
- * negative WV_E* code.
+ * account listed in metrics.accounts; else WV_ANSWERED with resp holding the
+ * answer (401 with a Basic challenge when accounts may log in, else 403), or
+ * a negative WV_E* code.
  */
 int wv_ops_access(wv_req_t *req, wv_resp_t *resp);
 

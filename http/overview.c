@@ -111,10 +111,10 @@ static int recent(wv_buf_t *b, wv_req_t *req, const wv_job_info_t *jobs, size_t 
   return rc ? rc : shown ? 0 : wv_html_note(b, "No job has ended since waved started.");
 }
 
-static int overview_handler(wv_req_t *req, wv_resp_t *resp) {
+int wv_overview_handler(wv_req_t *req, wv_resp_t *resp) {
   int rc = wv_ops_access(req, resp);
   if (rc)
-    return rc > 0 ? 0 : rc;
+    return rc;
   const wv_app_t *app = req->app;
   wv_job_info_t *jobs = calloc(JOBS_MAX, sizeof *jobs);
   if (!jobs)
@@ -141,12 +141,4 @@ static int overview_handler(wv_req_t *req, wv_resp_t *resp) {
     rc = wv_resp_header(resp, "Refresh", "2");
   wv_buf_free(&b);
   return rc;
-}
-
-static const wv_route_t overview_routes[] = {
-    {WV_M_GET, "/view", overview_handler, WV_ROUTE_WORKER, 0},
-};
-
-int wv_overview_register(wv_router_t *r) {
-  return wv_router_add(r, overview_routes, sizeof overview_routes / sizeof overview_routes[0]);
 }

@@ -8,8 +8,9 @@
 #ifndef WV_OVERVIEW_H
 #define WV_OVERVIEW_H
 
-#include "http/router.h"
+#include "http/http.h"
 
-int wv_overview_register(wv_router_t *r);
+/* GET /view (routed by http/routes.c). */
+int wv_overview_handler(wv_req_t *req, wv_resp_t *resp);
 
 #endif

@@ -1,5 +1,7 @@
 /*
- * http/routes.c — /service-info, /health and the /v2 ping.
+ * http/routes.c — the http area's route table: /service-info, /health and the
+ * /v2 ping, and the operator pages (/view, /metrics) whose handlers live in
+ * http/overview.c and http/metrics_route.c.
  *
  * /health (docs/http-server.md, "Health"): {"status":"UP","components":{...}} with one entry
  * per part a request may need: store (the state store's directory), builder (the builder's
@@ -12,6 +14,8 @@
 #include "core/app.h"
 #include "core/err.h"
 #include "core/preflight.h"
+#include "http/metrics_route.h"
+#include "http/overview.h"
 #include "http/resp.h"
 #include "storage/store.h"
 #include "version.h"
@@ -131,6 +135,20 @@ static const wv_route_t basic_routes[] = {
     {WV_M_GET, "/v2/", ping_handler, WV_ROUTE_INLINE, 0},
 };
 
-int wv_http_routes_register(wv_router_t *r) {
-  return wv_router_add(r, basic_routes, sizeof basic_routes / sizeof basic_routes[0]);
+/* The operator pages (docs/operations.md): restricted by wv_ops_access. */
+static const wv_route_t ops_routes[] = {
+    {WV_M_GET, "/view", wv_overview_handler, WV_ROUTE_WORKER, 0},
+};
+static const wv_route_t metrics_routes[] = {
+    {WV_M_GET, "/metrics", wv_metrics_handler, WV_ROUTE_WORKER, 0},
+};
+
+int wv_http_routes_register(wv_router_t *r, const wv_config_t *cfg) {
+  int rc = wv_router_add(r, basic_routes, sizeof basic_routes / sizeof basic_routes[0]);
+  if (rc || !cfg)
+    return rc;
+  rc = wv_ops_setup(cfg);
+  if (!rc && cfg->metrics_enabled)
+    rc = wv_router_add(r, metrics_routes, sizeof metrics_routes / sizeof metrics_routes[0]);
+  return rc ? rc : wv_router_add(r, ops_routes, sizeof ops_routes / sizeof ops_routes[0]);
 }

@@ -80,6 +80,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "http/tls.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -94,30 +95,30 @@
 
 void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg) {
   memset(o, 0, sizeof *o);
-  o->host = cfg ? cfg->server_host : "127.0.0.1";
-  o->port = cfg ? cfg->server_port : 9090;
-  o->io_threads = cfg ? cfg->io_threads : 0;
-  o->workers = cfg ? cfg->workers : 0;
-  o->registry_workers = cfg ? cfg->registry_workers : 0;
-  o->registry_workers_per_client = cfg ? cfg->registry_workers_per_client : 0;
-  o->idle_timeout_ms = cfg ? cfg->idle_timeout_ms : 910000;
-  o->header_timeout_ms = cfg ? cfg->header_timeout_ms : 30000;
-  o->shutdown_timeout_ms = cfg ? cfg->shutdown_timeout_ms : 30000;
-  o->max_header_bytes = cfg ? (size_t)cfg->max_header_bytes : 16384;
-  o->max_headers = cfg ? cfg->max_headers : 100;
-  o->max_url_length = cfg ? (size_t)cfg->max_url_length : 8192;
-  o->max_body_size = cfg ? (size_t)cfg->max_body_size : (size_t)10 << 20;
-  o->max_connections = cfg ? cfg->max_connections : 10000;
-  o->max_conns_per_ip = cfg ? cfg->max_conns_per_ip : 256;
-  o->keepalive_timeout_ms = cfg ? cfg->keepalive_timeout_ms : 60000;
-  o->max_body_memory = cfg ? (size_t)cfg->max_body_memory : (size_t)256 << 20;
-  o->min_body_rate = cfg ? (size_t)cfg->min_body_rate : 1024;
-  o->body_rate_window_ms = 10000;
-  o->max_queued_jobs = cfg ? (size_t)cfg->worker_queue : 0;
-  o->plain = cfg ? cfg->server_plain : true;
-  o->tls_cert = cfg ? cfg->tls_cert : NULL;
-  o->tls_key = cfg ? cfg->tls_key : NULL;
-  o->tls_port = cfg ? cfg->tls_port : 9443;
+  o->host = cfg->server_host;
+  o->port = cfg->server_port;
+  o->io_threads = cfg->io_threads;
+  o->workers = cfg->workers;
+  o->registry_workers = cfg->registry_workers;
+  o->registry_workers_per_client = cfg->registry_workers_per_client;
+  o->idle_timeout_ms = cfg->idle_timeout_ms;
+  o->header_timeout_ms = cfg->header_timeout_ms;
+  o->shutdown_timeout_ms = cfg->shutdown_timeout_ms;
+  o->max_header_bytes = (size_t)cfg->max_header_bytes;
+  o->max_headers = cfg->max_headers;
+  o->max_url_length = (size_t)cfg->max_url_length;
+  o->max_body_size = (size_t)cfg->max_body_size;
+  o->max_connections = cfg->max_connections;
+  o->max_conns_per_ip = cfg->max_conns_per_ip;
+  o->keepalive_timeout_ms = cfg->keepalive_timeout_ms;
+  o->max_body_memory = (size_t)cfg->max_body_memory;
+  o->min_body_rate = (size_t)cfg->min_body_rate;
+  o->body_rate_window_ms = 10000; /* not configurable: the window min-body-rate is measured over */
+  o->max_queued_jobs = (size_t)cfg->worker_queue;
+  o->plain = cfg->server_plain;
+  o->tls_cert = cfg->tls_cert;
+  o->tls_key = cfg->tls_key;
+  o->tls_port = cfg->tls_port;
 }
 
 /* ---------- connections per client address ---------- */
@@ -173,7 +174,7 @@ static bool conn_idle(const conn_t *c) {
   return !c->busy && !c->in_message && !c->writes && !c->fs && !c->in;
 }
 
-void wv_srv_conn_refresh(conn_t *c) {
+void wv__srv_conn_refresh(conn_t *c) {
   const wv_server_opts_t *o = &c->loop->srv->o;
   c->deadline = uv_now(&c->loop->uv) +
                 (uint64_t)(conn_idle(c) ? o->keepalive_timeout_ms : o->idle_timeout_ms);
@@ -187,26 +188,26 @@ static void close_cb(uv_handle_t *h) {
   if (c->ip_counted)
     ip_drop(l->srv, c);
   if (c->tls)
-    wv_srv_tls_conn_free(c);
+    wv__srv_tls_conn_free(c);
   free(c->in);
-  wv_srv_ex_free(c->ex);
+  wv__srv_ex_free(c->ex);
   c->ex = NULL;
   free(c);
   loop_check_done(l);
 }
 
-void wv_srv_conn_close(conn_t *c) {
+void wv__srv_conn_close(conn_t *c) {
   if (c->closing)
     return;
   loop_t *l = c->loop;
   c->closing = true;
   c->reading = false;
   if (c->sx) { /* a worker may be blocked writing to us */
-    wv_srv_stream_fail(c->sx->stream);
+    wv__srv_stream_fail(c->sx->stream);
     c->sx = NULL;
   }
   if (c->fs) { /* nothing of it is in flight: end it now */
-    wv_srv_fs_release(c->fs);
+    wv__srv_fs_release(c->fs);
     c->fs = NULL;
   }
   /* Unlink now: sweeps and late exchanges must not find it any more. */
@@ -273,7 +274,7 @@ static conn_t *conn_accept(uv_stream_t *server, int status) {
   /* Like nginx's limit_conn: the connection over the cap is kept until its
    * request head arrives, which is answered 503 with Connection: close. */
   c->over_ip_cap = !ip_take(l->srv, c);
-  wv_srv_conn_parser_init(c);
+  wv__srv_conn_parser_init(c);
   /* Also the TLS handshake's deadline. */
   c->deadline = uv_now(&l->uv) + (uint64_t)l->srv->o.header_timeout_ms;
   return c;
@@ -282,18 +283,18 @@ static conn_t *conn_accept(uv_stream_t *server, int status) {
 static void on_connection(uv_stream_t *server, int status) {
   conn_t *c = conn_accept(server, status);
   if (c)
-    wv_srv_start_reading(c);
+    wv__srv_start_reading(c);
 }
 
 static void on_tls_connection(uv_stream_t *server, int status) {
   conn_t *c = conn_accept(server, status);
   if (!c)
     return;
-  if (wv_srv_tls_conn_init(c)) {
-    wv_srv_conn_close(c);
+  if (wv__srv_tls_conn_init(c)) {
+    wv__srv_conn_close(c);
     return;
   }
-  wv_srv_start_reading(c);
+  wv__srv_start_reading(c);
 }
 
 /* ---------- loop control ---------- */
@@ -323,17 +324,17 @@ static void done_cb(uv_async_t *a) {
     exchange_t *next = ex->pnext;
     ex->pnext = NULL;
     if (ex->stream) {
-      wv_srv_stream_service(l, ex, ex->pfinal);
+      wv__srv_stream_service(l, ex, ex->pfinal);
       ex = next;
       continue;
     }
     conn_t *c = l->slots[ex->slot].gen == ex->gen ? l->slots[ex->slot].conn : NULL;
     if (!c || !c->busy) {
-      wv_srv_ex_free(ex); /* the client went away meanwhile */
+      wv__srv_ex_free(ex); /* the client went away meanwhile */
     } else {
       c->busy = false;
-      wv_srv_conn_respond(c, ex);
-      wv_srv_conn_resume(c);
+      wv__srv_conn_respond(c, ex);
+      wv__srv_conn_resume(c);
     }
     ex = next;
   }
@@ -364,9 +365,9 @@ static void sweep_cb(uv_timer_t *t) {
   for (conn_t *c = l->conns, *next; c; c = next) {
     next = c->next;
     if (c->deadline && now >= c->deadline)
-      wv_srv_conn_close(c);
+      wv__srv_conn_close(c);
     else if (body_too_slow(c, now))
-      wv_srv_conn_refuse(c, 408);
+      wv__srv_conn_refuse(c, 408);
   }
 }
 
@@ -405,7 +406,7 @@ static void ctl_cb(uv_async_t *a) {
   for (conn_t *c = l->conns, *next; c; c = next) {
     next = c->next;
     if (req == 2 || conn_idle(c))
-      wv_srv_conn_close(c);
+      wv__srv_conn_close(c);
     else if (!c->busy && !c->in_message)
       c->linger = true; /* close once its response is out */
   }
@@ -422,9 +423,9 @@ static void *loop_main(void *arg) {
   while (ex) {
     exchange_t *next = ex->pnext;
     if (ex->stream && !ex->pfinal)
-      wv_srv_stream_fail(ex->stream);
+      wv__srv_stream_fail(ex->stream);
     else
-      wv_srv_ex_free(ex);
+      wv__srv_ex_free(ex);
     ex = next;
   }
   wv_server_t *s = l->srv;
@@ -586,7 +587,7 @@ int wv_server_new(const wv_server_opts_t *opts, const wv_router_t *router, wv_se
   pthread_mutex_init(&s->ip_mu, NULL);
   pthread_mutex_init(&s->peer_mu, NULL);
   pthread_cond_init(&s->cv, NULL);
-  wv_srv_parse_init();
+  wv__srv_parse_init();
   *out = s;
   return 0;
 }
@@ -745,14 +746,7 @@ void wv_server_shutdown(wv_server_t *s) {
     return;
   s->stopped = true;
   signal_loops(s, 1);
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += s->o.shutdown_timeout_ms / 1000;
-  dl.tv_nsec += (s->o.shutdown_timeout_ms % 1000) * 1000000L;
-  if (dl.tv_nsec >= 1000000000L) {
-    dl.tv_sec++;
-    dl.tv_nsec -= 1000000000L;
-  }
+  struct timespec dl = wv_deadline_ts(CLOCK_REALTIME, s->o.shutdown_timeout_ms);
   pthread_mutex_lock(&s->mu);
   while (s->running > 0)
     if (pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT)
@@ -769,8 +763,8 @@ void wv_server_shutdown(wv_server_t *s) {
     uv_loop_close(&s->loops[i].uv);
   }
   /* Loops are gone: running jobs finish and free their exchange in done_push. */
-  wv_pool_stop(s->pool, wv_srv_job_cancel);
-  wv_pool_stop(s->peer_pool, wv_srv_job_cancel);
+  wv_pool_stop(s->pool, wv__srv_job_cancel);
+  wv_pool_stop(s->peer_pool, wv__srv_job_cancel);
 }
 
 void wv_server_free(wv_server_t *s) {
@@ -779,7 +773,7 @@ void wv_server_free(wv_server_t *s) {
   wv_server_shutdown(s);
   wv_pool_free(s->pool);
   wv_pool_free(s->peer_pool);
-  wv_srv_peer_free(s);
+  wv__srv_peer_free(s);
   for (int i = 0; s->loops && i < s->nloops; i++) {
     loop_t *l = &s->loops[i];
     free(l->slots);

@@ -51,7 +51,11 @@ typedef struct {
 
 typedef struct wv_server wv_server_t;
 
-/* Fills o from cfg (server.* keys); cfg NULL = the same built-in defaults. */
+/*
+ * Fills o from cfg (server.* keys; the defaults are the schema's, core/config_schema.c:
+ * a test without a configuration file passes wv_config_defaults'). o's strings point into
+ * cfg, which must outlive the server.
+ */
 void wv_server_opts_init(wv_server_opts_t *o, const wv_config_t *cfg);
 
 /*

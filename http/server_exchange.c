@@ -25,7 +25,7 @@ static size_t arena_cap(const wv_server_opts_t *o) {
   return cap / 3 == o->max_body_size && cap > ARENA_MIN_CAP ? cap : ARENA_MIN_CAP;
 }
 
-exchange_t *wv_srv_ex_new(loop_t *l) {
+exchange_t *wv__srv_ex_new(loop_t *l) {
   const wv_server_opts_t *o = &l->srv->o;
   exchange_t *ex = calloc(1, sizeof *ex);
   if (!ex)
@@ -44,7 +44,7 @@ exchange_t *wv_srv_ex_new(loop_t *l) {
   return ex;
 }
 
-int wv_srv_body_reserve(exchange_t *ex, uint64_t total) {
+int wv__srv_body_reserve(exchange_t *ex, uint64_t total) {
   if (total <= ex->body_held)
     return 0;
   wv_server_t *s = ex->loop->srv;
@@ -69,7 +69,7 @@ static void body_release(exchange_t *ex) {
 static void ex_reset(exchange_t *ex) {
   if (ex->resp.fd >= 0)
     close(ex->resp.fd);
-  wv_srv_stream_unref(ex->stream);
+  wv__srv_stream_unref(ex->stream);
   ex->stream = NULL;
   ex->in_done = ex->final = false;
   wv_arena_reset(ex->req.arena);
@@ -102,12 +102,12 @@ static void ex_reset(exchange_t *ex) {
 }
 
 /* Any thread that owns ex. */
-void wv_srv_ex_free(exchange_t *ex) {
+void wv__srv_ex_free(exchange_t *ex) {
   if (!ex)
     return;
   if (ex->resp.fd >= 0)
     close(ex->resp.fd);
-  wv_srv_stream_unref(ex->stream);
+  wv__srv_stream_unref(ex->stream);
   body_release(ex);
   wv_arena_free(ex->req.arena);
   wv_buf_free(&ex->url);
@@ -118,9 +118,9 @@ void wv_srv_ex_free(exchange_t *ex) {
 }
 
 /* Gives ex back to c as its parse exchange, or frees it if c has one. */
-void wv_srv_ex_recycle(conn_t *c, exchange_t *ex) {
+void wv__srv_ex_recycle(conn_t *c, exchange_t *ex) {
   if (c->ex || c->closing) {
-    wv_srv_ex_free(ex);
+    wv__srv_ex_free(ex);
     return;
   }
   ex_reset(ex);
@@ -128,7 +128,7 @@ void wv_srv_ex_recycle(conn_t *c, exchange_t *ex) {
 }
 
 /* Makes sure a handler's outcome is a response. */
-void wv_srv_ex_settle(exchange_t *ex, int rc) {
+void wv__srv_ex_settle(exchange_t *ex, int rc) {
   if (ex->resp.status)
     return;
   if (rc == 0) {
@@ -141,7 +141,7 @@ void wv_srv_ex_settle(exchange_t *ex, int rc) {
 
 /* ---------- done-queue (any thread → loop) ---------- */
 
-void wv_srv_done_link(loop_t *l, exchange_t *ex) {
+void wv__srv_done_link(loop_t *l, exchange_t *ex) {
   ex->next = NULL;
   if (l->done_tail)
     l->done_tail->next = ex;
@@ -152,49 +152,51 @@ void wv_srv_done_link(loop_t *l, exchange_t *ex) {
   uv_async_send(&l->done_async);
 }
 
-void wv_srv_done_push(exchange_t *ex) {
+void wv__srv_done_push(exchange_t *ex) {
   loop_t *l = ex->loop;
   pthread_mutex_lock(&l->done_mu);
   if (l->closed) {
     pthread_mutex_unlock(&l->done_mu);
-    wv_srv_ex_free(ex);
+    wv__srv_ex_free(ex);
     return;
   }
-  wv_srv_done_link(l, ex);
+  wv__srv_done_link(l, ex);
   pthread_mutex_unlock(&l->done_mu);
 }
 
 void wv_req_complete(wv_req_t *req) {
   exchange_t *ex = (exchange_t *)req;
-  wv_srv_ex_settle(ex, WV_EINTERNAL);
-  wv_srv_done_push(ex);
+  wv__srv_ex_settle(ex, WV_EINTERNAL);
+  wv__srv_done_push(ex);
 }
 
 int wv_req_resume(wv_req_t *req, wv_req_handler_cb handler) {
   exchange_t *ex = (exchange_t *)req;
   req->defer = handler;
-  return wv_srv_submit(ex);
+  return wv__srv_submit(ex);
 }
 
-void wv_srv_job_run(wv_pool_job_t *job) {
+void wv__srv_job_run(wv_pool_job_t *job) {
   exchange_t *ex = (exchange_t *)((char *)job - offsetof(exchange_t, job));
   wv_req_handler_cb h = ex->req.defer ? ex->req.defer : ex->req.route->handler;
   ex->req.on_worker = true;
   wv_log_set_request(ex->rid);
   int rc = h(&ex->req, &ex->resp);
   wv_log_set_request(0);
+  if (rc == WV_ANSWERED)
+    rc = 0;
   /* Parked: the exchange may already be completed and recycled; hands off.
    * (A streaming handler never parks.) */
   if (rc == WV_PARKED)
     return;
   if (ex->stream) {
-    wv_srv_stream_end(ex, rc);
+    wv__srv_stream_end(ex, rc);
     return;
   }
-  wv_srv_ex_settle(ex, rc);
-  wv_srv_done_push(ex);
+  wv__srv_ex_settle(ex, rc);
+  wv__srv_done_push(ex);
 }
 
-void wv_srv_job_cancel(wv_pool_job_t *job) {
-  wv_srv_ex_free((exchange_t *)((char *)job - offsetof(exchange_t, job)));
+void wv__srv_job_cancel(wv_pool_job_t *job) {
+  wv__srv_ex_free((exchange_t *)((char *)job - offsetof(exchange_t, job)));
 }

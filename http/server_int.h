@@ -141,7 +141,7 @@ typedef struct {
   SSL *ssl;     /* owns rbio and the write BIO */
   BIO *rbio;    /* memory BIO: ciphertext read from the socket, not yet decrypted */
   bool started; /* the first byte was checked: a TLS handshake, not plain HTTP */
-  bool feeding; /* decrypting input: no nested pass (see wv_srv_tls_input) */
+  bool feeding; /* decrypting input: no nested pass (see wv__srv_tls_input) */
 } tlsc_t;
 
 struct conn {
@@ -271,121 +271,121 @@ struct wv_server {
 /* ---- server_exchange.c ---- */
 
 /* A fresh exchange for a request on l; NULL when out of memory. */
-exchange_t *wv_srv_ex_new(loop_t *l);
+exchange_t *wv__srv_ex_new(loop_t *l);
 /* Reserves room for a body of total bytes from the server's budget; 0, or
  * -1 when the budget would be exceeded (nothing reserved). Loop. */
-int wv_srv_body_reserve(exchange_t *ex, uint64_t total);
+int wv__srv_body_reserve(exchange_t *ex, uint64_t total);
 /* Frees ex with its arena, file and stream reference. Any thread that owns ex. NULL is a no-op. */
-void wv_srv_ex_free(exchange_t *ex);
+void wv__srv_ex_free(exchange_t *ex);
 /* Gives ex back to c as its parse exchange, or frees it if c has one. */
-void wv_srv_ex_recycle(conn_t *c, exchange_t *ex);
+void wv__srv_ex_recycle(conn_t *c, exchange_t *ex);
 /* Makes sure a handler's outcome (rc) is a response. */
-void wv_srv_ex_settle(exchange_t *ex, int rc);
+void wv__srv_ex_settle(exchange_t *ex, int rc);
 /* Links ex at the tail of l's done-queue and wakes the loop; done_mu held, l not closed. */
-void wv_srv_done_link(loop_t *l, exchange_t *ex);
+void wv__srv_done_link(loop_t *l, exchange_t *ex);
 /* The pool job of a detached exchange: runs its handler on a worker. */
-void wv_srv_job_run(wv_pool_job_t *job);
+void wv__srv_job_run(wv_pool_job_t *job);
 /* Drops a job the pool never ran, with its exchange. */
-void wv_srv_job_cancel(wv_pool_job_t *job);
+void wv__srv_job_cancel(wv_pool_job_t *job);
 
 /* Puts ex (answered) on its loop's done-queue; frees it when the loop is gone. Any thread. */
-void wv_srv_done_push(exchange_t *ex);
+void wv__srv_done_push(exchange_t *ex);
 
 /* ---- server_peer.c ---- */
 
 /* Queues detached ex on its pool: /v2 on the peer pool (fair shares per address), the rest on
  * the workers. 0, WV_EBUSY (queue full) or WV_ECLOSED. */
-int wv_srv_submit(exchange_t *ex);
+int wv__srv_submit(exchange_t *ex);
 /* Frees the peer table and the jobs still waiting in it (after the peer pool stopped). */
-void wv_srv_peer_free(wv_server_t *s);
+void wv__srv_peer_free(wv_server_t *s);
 
 /* ---- server_stream.c ---- */
 
 /* Drops a reference; the last one frees st and its chunks. Any thread. NULL is a no-op. */
-void wv_srv_stream_unref(stream_t *st);
+void wv__srv_stream_unref(stream_t *st);
 /* The client is gone: wake and stop the writer. Any thread. */
-void wv_srv_stream_fail(stream_t *st);
+void wv__srv_stream_fail(stream_t *st);
 /* The streaming handler returned rc: its last chunk and the end go to the loop. Worker. */
-void wv_srv_stream_end(exchange_t *ex, int rc);
+void wv__srv_stream_end(exchange_t *ex, int rc);
 /* The loop's side of a stream notification taken from the done-queue. */
-void wv_srv_stream_service(loop_t *l, exchange_t *ex, bool final);
+void wv__srv_stream_service(loop_t *l, exchange_t *ex, bool final);
 
 /* ---- server_write.c ---- */
 /* A write on c ended: false when c is closing or now closed (status < 0),
  * else the idle deadline is renewed and true. */
-bool wv_srv_write_done(conn_t *c, int status);
+bool wv__srv_write_done(conn_t *c, int status);
 
 /* The "Date: ...\r\n" header line, redone once a second. */
-const char *wv_srv_loop_date(loop_t *l);
+const char *wv__srv_loop_date(loop_t *l);
 /* Queues w; on failure frees it and closes c. 0 or < 0. */
-int wv_srv_conn_write(conn_t *c, wr_t *w);
+int wv__srv_conn_write(conn_t *c, wr_t *w);
 /* Releases a file send's own resources; the connection is not touched. */
-void wv_srv_fs_release(fsend_t *fs);
+void wv__srv_fs_release(fsend_t *fs);
 /* Serialises ex's response and sends it on c; takes ex. */
-void wv_srv_conn_respond(conn_t *c, exchange_t *ex);
+void wv__srv_conn_respond(conn_t *c, exchange_t *ex);
 /* A small response built on the loop: errors found while parsing, 404, 405. */
-void wv_srv_conn_respond_error(conn_t *c, exchange_t *ex, int status, wv_regerr_t reg,
-                               const char *msg);
+void wv__srv_conn_respond_error(conn_t *c, exchange_t *ex, int status, wv_regerr_t reg,
+                                const char *msg);
 /* Closes a connection whose response is out and that must not be reused. */
-void wv_srv_conn_after_response(conn_t *c);
+void wv__srv_conn_after_response(conn_t *c);
 
 /* The write callback of wr_t writes (accounting, back-pressure, file start). */
-void wv_srv_write_cb(uv_write_t *req, int status);
+void wv__srv_write_cb(uv_write_t *req, int status);
 
 /* ---- server_tls.c ---- */
 
 /* Sets up TLS state for a connection accepted on the TLS listener. 0 or WV_ENOMEM. */
-int wv_srv_tls_conn_init(conn_t *c);
+int wv__srv_tls_conn_init(conn_t *c);
 /* Frees c's TLS state (close callback). */
-void wv_srv_tls_conn_free(conn_t *c);
+void wv__srv_tls_conn_free(conn_t *c);
 /* libuv's read callback on a TLS connection: ciphertext in, requests out. */
-void wv_srv_tls_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+void wv__srv_tls_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 /* Decrypts and parses what is buffered, as far as the connection allows. */
-void wv_srv_tls_input(conn_t *c);
+void wv__srv_tls_input(conn_t *c);
 /*
  * Encrypts bufs and queues the ciphertext; cb(orig, status) runs when it is
  * written (as for uv_write). 0, or < 0 with nothing queued and cb not called.
  */
-int wv_srv_tls_write(conn_t *c, uv_write_t *orig, const uv_buf_t *bufs, unsigned nbufs,
-                     uv_write_cb cb);
+int wv__srv_tls_write(conn_t *c, uv_write_t *orig, const uv_buf_t *bufs, unsigned nbufs,
+                      uv_write_cb cb);
 /*
  * uv_try_write for TLS: encrypts bufs, writes what the socket takes and
  * queues the rest as a wr_t write. Returns the plaintext length (all of it
  * is taken) or < 0 (nothing sent; c is not closed).
  */
-int wv_srv_tls_try_write(conn_t *c, const uv_buf_t *bufs, unsigned nbufs);
+int wv__srv_tls_try_write(conn_t *c, const uv_buf_t *bufs, unsigned nbufs);
 /* Encrypts p[0..n) and queues it as a wr_t write. 0, or < 0 with c closed. */
-int wv_srv_tls_send(conn_t *c, const void *p, size_t n);
+int wv__srv_tls_send(conn_t *c, const void *p, size_t n);
 
 /* ---- server_parse.c ---- */
 
 /* Sets up the llhttp callbacks once per process; before the first connection. */
-void wv_srv_parse_init(void);
-/* Starts c's parser (after wv_srv_parse_init). */
-void wv_srv_conn_parser_init(conn_t *c);
+void wv__srv_parse_init(void);
+/* Starts c's parser (after wv__srv_parse_init). */
+void wv__srv_conn_parser_init(conn_t *c);
 /* Reads from c unless it is reading already or closing. */
-void wv_srv_start_reading(conn_t *c);
+void wv__srv_start_reading(conn_t *c);
 /* Refuses c's request being received: answers status (ex->err_msg or the
  * usual message) with Connection: close. */
-void wv_srv_conn_refuse(conn_t *c, int status);
+void wv__srv_conn_refuse(conn_t *c, int status);
 /* Continues after a response was queued or the write queue drained. */
-void wv_srv_conn_resume(conn_t *c);
+void wv__srv_conn_resume(conn_t *c);
 /* Parses data until a request needs to wait; keeps what is left in c->in. */
-void wv_srv_conn_feed(conn_t *c, const char *data, size_t len);
+void wv__srv_conn_feed(conn_t *c, const char *data, size_t len);
 /* The socket read ended (nread < 0: EOF or an error). */
-void wv_srv_conn_read_end(conn_t *c, ssize_t nread);
+void wv__srv_conn_read_end(conn_t *c, ssize_t nread);
 
 /* ---- server.c ---- */
 
 /* Renews c's deadline: server.keepalive-timeout when c is idle between
  * requests, else server.idle-timeout (a body or a response in progress). */
-void wv_srv_conn_refresh(conn_t *c);
+void wv__srv_conn_refresh(conn_t *c);
 /* Closes c (unlinked at once, freed in the close callback). No-op when closing. */
-void wv_srv_conn_close(conn_t *c);
+void wv__srv_conn_close(conn_t *c);
 
 /* Counts ex's answer in /metrics (route class, status, time since its first byte) and
  * writes its access-log line. */
-static inline void wv_srv_count(const exchange_t *ex) {
+static inline void wv__srv_count(const exchange_t *ex) {
   if (!ex->t0)
     return;
   if (wv_metrics_enabled())

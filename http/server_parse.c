@@ -13,6 +13,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+/* A constant table of callbacks, filled once (pthread_once) and read-only after. */
 static llhttp_settings_t parser_settings;
 static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
 
@@ -147,7 +148,7 @@ static int on_headers_complete(llhttp_t *p) {
   if (!ex->discard_body)
     ex->body.max = ex->body_limit;
   if (!ex->discard_body && (p->flags & F_CONTENT_LENGTH) && p->content_length > 0 &&
-      wv_srv_body_reserve(ex, p->content_length))
+      wv__srv_body_reserve(ex, p->content_length))
     return refuse_budget(ex);
   const char *expect = wv_req_header(&ex->req, "Expect");
   ex->expect_continue = expect && strcasecmp(expect, "100-continue") == 0;
@@ -159,7 +160,7 @@ static int on_headers_complete(llhttp_t *p) {
       w->bufs[0] = uv_buf_init((char *)cont, sizeof cont - 1);
       w->nbufs = 1;
       w->hold = NULL;
-      wv_srv_conn_write(c, w);
+      wv__srv_conn_write(c, w);
     }
   }
   /* A body may trickle in: the idle timeout, not the header timeout, applies,
@@ -181,8 +182,8 @@ static int on_body(llhttp_t *p, const char *at, size_t len) {
     return ex->discarded > ex->body_limit ? refuse(ex, 413) : 0;
   }
   uint64_t need = (uint64_t)ex->body.len + len;
-  if (need > ex->body_held && wv_srv_body_reserve(ex, (need + BODY_RESERVE_STEP - 1) /
-                                                          BODY_RESERVE_STEP * BODY_RESERVE_STEP))
+  if (need > ex->body_held && wv__srv_body_reserve(ex, (need + BODY_RESERVE_STEP - 1) /
+                                                           BODY_RESERVE_STEP * BODY_RESERVE_STEP))
     return refuse_budget(ex);
   return wv_buf_append(&ex->body, at, len) ? refuse(ex, 413) : 0;
 }
@@ -204,9 +205,9 @@ static void settings_init(void) {
   parser_settings.on_message_complete = on_message_complete;
 }
 
-void wv_srv_parse_init(void) { pthread_once(&settings_once, settings_init); }
+void wv__srv_parse_init(void) { pthread_once(&settings_once, settings_init); }
 
-void wv_srv_conn_parser_init(conn_t *c) {
+void wv__srv_conn_parser_init(conn_t *c) {
   llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
   c->parser.data = c;
 }
@@ -253,12 +254,12 @@ static void dispatch_unrouted(conn_t *c, exchange_t *ex) {
     char *hdr = wv_arena_strdup(req->arena, allow);
     if (hdr)
       wv_resp_header(&ex->resp, "Allow", hdr);
-    wv_srv_conn_respond_error(c, ex, 405, WV_REGERR_UNSUPPORTED, msg);
+    wv__srv_conn_respond_error(c, ex, 405, WV_REGERR_UNSUPPORTED, msg);
     return;
   }
   char *msg = req->registry ? wv_arena_sprintf(req->arena, "Invalid request path '%s'", req->path)
                             : wv_arena_sprintf(req->arena, "Page Not Found");
-  wv_srv_conn_respond_error(c, ex, 404, WV_REGERR_NOT_FOUND, msg);
+  wv__srv_conn_respond_error(c, ex, 404, WV_REGERR_NOT_FOUND, msg);
 }
 
 static void dispatch(conn_t *c) {
@@ -268,7 +269,7 @@ static void dispatch(conn_t *c) {
     return;
   }
   if (bind_route(ex)) {
-    wv_srv_conn_respond_error(c, ex, 500, WV_REGERR_SERVER_ERROR, "out of memory");
+    wv__srv_conn_respond_error(c, ex, 500, WV_REGERR_SERVER_ERROR, "out of memory");
     return;
   }
   const wv_route_t *r = ex->match.route;
@@ -276,13 +277,15 @@ static void dispatch(conn_t *c) {
     wv_log_set_request(ex->rid);
     int rc = r->handler(&ex->req, &ex->resp);
     wv_log_set_request(0);
+    if (rc == WV_ANSWERED)
+      rc = 0;
     if (rc == WV_PARKED) {
       conn_detach(c, ex);
       return;
     }
     if (rc != WV_DEFER) {
-      wv_srv_ex_settle(ex, rc);
-      wv_srv_conn_respond(c, ex);
+      wv__srv_ex_settle(ex, rc);
+      wv__srv_conn_respond(c, ex);
       return;
     }
     if (ex->resp.fd >= 0)
@@ -290,13 +293,13 @@ static void dispatch(conn_t *c) {
     ex->resp = (wv_resp_t){.fd = -1};
   }
   conn_detach(c, ex);
-  int rc = wv_srv_submit(ex);
+  int rc = wv__srv_submit(ex);
   if (rc) {
     /* Queue full or stopping: answer 503 here, the connection goes on. */
     c->busy = false;
     wv_resp_error(&ex->req, &ex->resp, rc, "Server busy - retry later");
     ex->resp.status = 503;
-    wv_srv_conn_respond(c, ex);
+    wv__srv_conn_respond(c, ex);
   }
 }
 
@@ -337,19 +340,19 @@ static void parse_failed(conn_t *c, llhttp_errno_t err) {
                     : status == 408 ? WV_REGERR_TIMEOUT
                                     : WV_REGERR_BAD_REQUEST;
   ex->resp = (wv_resp_t){.fd = -1};
-  wv_srv_conn_respond_error(c, ex, status, reg, msg);
+  wv__srv_conn_respond_error(c, ex, status, reg, msg);
 }
 
-void wv_srv_conn_refuse(conn_t *c, int status) {
+void wv__srv_conn_refuse(conn_t *c, int status) {
   c->ex->err_status = status;
   parse_failed(c, HPE_OK);
 }
 
 /* Parses data until a request needs to wait; keeps what is left in c->in. */
-void wv_srv_conn_feed(conn_t *c, const char *data, size_t len) {
+void wv__srv_conn_feed(conn_t *c, const char *data, size_t len) {
   while (len > 0 && !c->busy && !c->closing && !c->linger && !c->throttled && !c->fs) {
-    if (!c->ex && !(c->ex = wv_srv_ex_new(c->loop))) {
-      wv_srv_conn_close(c);
+    if (!c->ex && !(c->ex = wv__srv_ex_new(c->loop))) {
+      wv__srv_conn_close(c);
       return;
     }
     llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
@@ -382,7 +385,7 @@ void wv_srv_conn_feed(conn_t *c, const char *data, size_t len) {
   if (len > 0 && !c->closing && !c->linger) {
     char *in = malloc(len);
     if (!in) {
-      wv_srv_conn_close(c);
+      wv__srv_conn_close(c);
       return;
     }
     memcpy(in, data, len);
@@ -395,35 +398,35 @@ void wv_srv_conn_feed(conn_t *c, const char *data, size_t len) {
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = s->data;
   if (nread > 0) {
-    wv_srv_conn_feed(c, buf->base, (size_t)nread);
+    wv__srv_conn_feed(c, buf->base, (size_t)nread);
     return;
   }
   if (nread < 0)
-    wv_srv_conn_read_end(c, nread);
+    wv__srv_conn_read_end(c, nread);
 }
 
-void wv_srv_conn_read_end(conn_t *c, ssize_t nread) {
+void wv__srv_conn_read_end(conn_t *c, ssize_t nread) {
   /* EOF or error. A half-sent request is dropped; a response in flight finishes. */
   stop_reading(c);
   if (nread == UV_EOF && !c->in_message && (c->writes || c->fs)) {
     c->linger = true;
     return;
   }
-  wv_srv_conn_close(c);
+  wv__srv_conn_close(c);
 }
 
-void wv_srv_start_reading(conn_t *c) {
+void wv__srv_start_reading(conn_t *c) {
   if (!c->reading && !c->closing &&
-      uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, c->tls ? wv_srv_tls_read_cb : read_cb) == 0)
+      uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, c->tls ? wv__srv_tls_read_cb : read_cb) == 0)
     c->reading = true;
 }
 
 /* Continues after a response was queued or the write queue drained. */
-void wv_srv_conn_resume(conn_t *c) {
+void wv__srv_conn_resume(conn_t *c) {
   if (c->closing || c->busy || c->throttled || c->fs)
     return;
   if (c->linger) {
-    wv_srv_conn_after_response(c);
+    wv__srv_conn_after_response(c);
     return;
   }
   char *in = c->in;
@@ -431,14 +434,14 @@ void wv_srv_conn_resume(conn_t *c) {
   c->in = NULL;
   c->in_len = 0;
   if (in) {
-    wv_srv_conn_feed(c, in, n);
+    wv__srv_conn_feed(c, in, n);
     free(in);
   }
   if (c->closing || c->busy || c->throttled || c->fs || c->linger || c->in)
     return;
   if (!c->in_message)
-    wv_srv_conn_refresh(c);
-  wv_srv_start_reading(c);
+    wv__srv_conn_refresh(c);
+  wv__srv_start_reading(c);
   if (c->tls) /* input decrypted or buffered while the request was handled */
-    wv_srv_tls_input(c);
+    wv__srv_tls_input(c);
 }

@@ -154,7 +154,7 @@ static void refuse(exchange_t *ex, int rc, const char *msg) {
   wv_resp_error(&ex->req, &ex->resp, rc, msg);
   ex->resp.status = 503;
   wv_resp_header(&ex->resp, "Retry-After", "1");
-  wv_srv_done_push(ex);
+  wv__srv_done_push(ex);
 }
 
 /* Whether the connection ex answers has closed since it was detached (its slot's generation
@@ -180,7 +180,7 @@ static void peer_job_run(wv_pool_job_t *job) {
   if (client_gone(ex)) /* nobody to answer: no upstream work for it */
     refuse(ex, WV_EBUSY, "Client gone");
   else
-    wv_srv_job_run(job); /* ex may be answered, recycled or parked from here on */
+    wv__srv_job_run(job); /* ex may be answered, recycled or parked from here on */
   if (!held)
     return;
   /* The share goes to the oldest waiter of the address; one the pool refuses (full or
@@ -193,24 +193,24 @@ static void peer_job_run(wv_pool_job_t *job) {
   }
 }
 
-int wv_srv_submit(exchange_t *ex) {
+int wv__srv_submit(exchange_t *ex) {
   wv_server_t *s = ex->loop->srv;
   if (ex->req.registry && s->peer_pool) {
     ex->job.run = peer_job_run;
     return wv_pool_submit(s->peer_pool, &ex->job);
   }
-  ex->job.run = wv_srv_job_run;
+  ex->job.run = wv__srv_job_run;
   return wv_pool_submit(s->pool, &ex->job);
 }
 
-void wv_srv_peer_free(wv_server_t *s) {
+void wv__srv_peer_free(wv_server_t *s) {
   for (int b = 0; b < PEER_BUCKETS; b++) {
     peer_ip_t *e = s->peer_tab[b];
     while (e) {
       peer_ip_t *next = e->next;
       for (exchange_t *w = e->wait_head, *wn; w; w = wn) {
         wn = w->wnext;
-        wv_srv_ex_free(w);
+        wv__srv_ex_free(w);
       }
       free(e);
       e = next;

@@ -22,7 +22,7 @@ static void chunks_free(schunk_t *c) {
   }
 }
 
-void wv_srv_stream_unref(stream_t *st) {
+void wv__srv_stream_unref(stream_t *st) {
   if (!st || atomic_fetch_sub(&st->refs, 1) != 1)
     return;
   chunks_free(st->head);
@@ -34,7 +34,7 @@ void wv_srv_stream_unref(stream_t *st) {
 }
 
 /* The client is gone: wake and stop the writer. Any thread. */
-void wv_srv_stream_fail(stream_t *st) {
+void wv__srv_stream_fail(stream_t *st) {
   pthread_mutex_lock(&st->mu);
   st->failed = true;
   pthread_cond_broadcast(&st->cv);
@@ -50,16 +50,16 @@ static void stream_push(exchange_t *ex, bool final) {
   pthread_mutex_lock(&l->done_mu);
   if (l->closed) {
     pthread_mutex_unlock(&l->done_mu);
-    wv_srv_stream_fail(ex->stream);
+    wv__srv_stream_fail(ex->stream);
     if (final)
-      wv_srv_ex_free(ex);
+      wv__srv_ex_free(ex);
     return;
   }
   if (final)
     ex->final = true;
   if (!ex->in_done) {
     ex->in_done = true;
-    wv_srv_done_link(l, ex);
+    wv__srv_done_link(l, ex);
   }
   pthread_mutex_unlock(&l->done_mu);
 }
@@ -214,7 +214,7 @@ int wv_req_stream_write(wv_req_t *req, const void *p, size_t n) {
 }
 
 /* The handler returned rc: the held chunk goes out on success, then the end. */
-void wv_srv_stream_end(exchange_t *ex, int rc) {
+void wv__srv_stream_end(exchange_t *ex, int rc) {
   stream_t *st = ex->stream;
   schunk_t *f = st->fill;
   st->fill = NULL;
@@ -251,9 +251,9 @@ static void stream_write_cb(uv_write_t *req, int status) {
   }
   pthread_mutex_unlock(&st->mu);
   free(w);
-  wv_srv_stream_unref(st);
-  if (wv_srv_write_done(c, status))
-    wv_srv_conn_after_response(c);
+  wv__srv_stream_unref(st);
+  if (wv__srv_write_done(c, status))
+    wv__srv_conn_after_response(c);
 }
 
 /* Writes a stream's head: status, headers, Content-Length or chunked. */
@@ -264,7 +264,7 @@ static int stream_send_head(conn_t *c, exchange_t *ex) {
   if (!keep)
     c->linger = true;
   wv_buf_reset(&l->scratch);
-  if (wv_resp_write_head(resp, ex->req.registry, keep, ex->stream->chunked, wv_srv_loop_date(l),
+  if (wv_resp_write_head(resp, ex->req.registry, keep, ex->stream->chunked, wv__srv_loop_date(l),
                          &l->scratch))
     return WV_ENOMEM;
   wr_t *w = malloc(sizeof *w + l->scratch.len);
@@ -274,7 +274,7 @@ static int stream_send_head(conn_t *c, exchange_t *ex) {
   w->bufs[0] = uv_buf_init(w->data, (unsigned)l->scratch.len);
   w->nbufs = 1;
   w->hold = NULL;
-  return wv_srv_conn_write(c, w);
+  return wv__srv_conn_write(c, w);
 }
 
 static int stream_send_chunk(conn_t *c, schunk_t *w) {
@@ -282,11 +282,11 @@ static int stream_send_chunk(conn_t *c, schunk_t *w) {
   atomic_fetch_add(&w->st->refs, 1);
   c->writes++;
   uv_buf_t b = uv_buf_init(w->data + w->off, (unsigned)w->wlen);
-  int rc = c->tls ? wv_srv_tls_write(c, &w->req, &b, 1, stream_write_cb)
+  int rc = c->tls ? wv__srv_tls_write(c, &w->req, &b, 1, stream_write_cb)
                   : uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, stream_write_cb);
   if (rc < 0) {
     c->writes--;
-    wv_srv_stream_unref(w->st);
+    wv__srv_stream_unref(w->st);
     return WV_EIO;
   }
   return 0;
@@ -297,13 +297,13 @@ static int stream_send_chunk(conn_t *c, schunk_t *w) {
  * far; on the final push also the end (last chunk, or a cut connection after
  * an error) and the exchange goes back to the connection.
  */
-void wv_srv_stream_service(loop_t *l, exchange_t *ex, bool final) {
+void wv__srv_stream_service(loop_t *l, exchange_t *ex, bool final) {
   stream_t *st = ex->stream;
   conn_t *c = l->slots[ex->slot].gen == ex->gen ? l->slots[ex->slot].conn : NULL;
   if (!c || !c->busy || c->closing) {
-    wv_srv_stream_fail(st);
+    wv__srv_stream_fail(st);
     if (final)
-      wv_srv_ex_free(ex);
+      wv__srv_ex_free(ex);
     return;
   }
   int rc = 0, end_rc = 0;
@@ -311,7 +311,7 @@ void wv_srv_stream_service(loop_t *l, exchange_t *ex, bool final) {
   if (!st->head_sent) {
     st->head_sent = true;
     c->sx = ex;
-    wv_srv_conn_refresh(c);
+    wv__srv_conn_refresh(c);
     pthread_mutex_lock(&st->mu);
     bool aborted = st->ended && st->end_rc != 0 && st->head == NULL;
     pthread_mutex_unlock(&st->mu);
@@ -319,16 +319,16 @@ void wv_srv_stream_service(loop_t *l, exchange_t *ex, bool final) {
     if (aborted && final) {
       c->sx = NULL;
       c->busy = false;
-      wv_srv_stream_unref(st);
+      wv__srv_stream_unref(st);
       ex->stream = NULL;
       ex->resp = (wv_resp_t){.fd = -1};
-      wv_srv_ex_settle(ex, WV_EUPSTREAM);
+      wv__srv_ex_settle(ex, WV_EUPSTREAM);
       ex->resp.close = true;
-      wv_srv_conn_respond(c, ex);
-      wv_srv_conn_resume(c);
+      wv__srv_conn_respond(c, ex);
+      wv__srv_conn_resume(c);
       return;
     }
-    wv_srv_count(ex);
+    wv__srv_count(ex);
     rc = stream_send_head(c, ex);
     if (rc) /* the connection is closed; the closing path failed the stream */
       goto done;
@@ -342,7 +342,7 @@ void wv_srv_stream_service(loop_t *l, exchange_t *ex, bool final) {
   while (list && !c->closing) {
     schunk_t *next = list->next;
     if (stream_send_chunk(c, list)) {
-      wv_srv_conn_close(c);
+      wv__srv_conn_close(c);
       break;
     }
     list = next;
@@ -361,7 +361,7 @@ done:
   if (!final)
     return;
   if (c->closing || !ended) {
-    wv_srv_ex_free(ex);
+    wv__srv_ex_free(ex);
     return;
   }
   c->sx = NULL;
@@ -373,8 +373,8 @@ done:
       w->bufs[0] = uv_buf_init(last, sizeof last - 1);
       w->nbufs = 1;
       w->hold = NULL;
-      if (wv_srv_conn_write(c, w) < 0) {
-        wv_srv_ex_free(ex);
+      if (wv__srv_conn_write(c, w) < 0) {
+        wv__srv_ex_free(ex);
         return;
       }
     } else {
@@ -383,7 +383,7 @@ done:
   }
   if (end_rc != 0)
     c->linger = true; /* the client must see a cut, not a complete body */
-  wv_srv_ex_recycle(c, ex);
-  wv_srv_conn_resume(c);
-  wv_srv_conn_after_response(c);
+  wv__srv_ex_recycle(c, ex);
+  wv__srv_conn_resume(c);
+  wv__srv_conn_after_response(c);
 }

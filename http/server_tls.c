@@ -9,11 +9,11 @@
  *
  * Input. The read callback appends ciphertext to the connection's memory
  * BIO (rbio) and decrypts one record at a time into the loop's tls_plain
- * buffer, which goes to the same parser as plain input (wv_srv_conn_feed).
+ * buffer, which goes to the same parser as plain input (wv__srv_conn_feed).
  * When the connection cannot take more (a request is being handled, input is
  * kept in conn->in, the connection lingers or closes), decrypting stops; the
- * ciphertext left stays in rbio, and wv_srv_conn_resume calls
- * wv_srv_tls_input again once the connection goes on. A pass never nests
+ * ciphertext left stays in rbio, and wv__srv_conn_resume calls
+ * wv__srv_tls_input again once the connection goes on. A pass never nests
  * (feeding): a response finished inside the parser (a small file) resumes
  * the connection from within the pass, and the outer pass goes on in order.
  *
@@ -51,6 +51,7 @@
 
 /* ---------- the output sink ---------- */
 
+/* A constant method table, made once (pthread_once) and read-only after. */
 static BIO_METHOD *sink_method;
 static pthread_once_t sink_once = PTHREAD_ONCE_INIT;
 
@@ -78,7 +79,7 @@ static void sink_init(void) {
 
 /* ---------- connections ---------- */
 
-int wv_srv_tls_conn_init(conn_t *c) {
+int wv__srv_tls_conn_init(conn_t *c) {
   wv_server_t *s = c->loop->srv;
   pthread_once(&sink_once, sink_init);
   tlsc_t *t = calloc(1, sizeof *t);
@@ -110,7 +111,7 @@ fail:
   return WV_ENOMEM;
 }
 
-void wv_srv_tls_conn_free(conn_t *c) {
+void wv__srv_tls_conn_free(conn_t *c) {
   if (!c->tls)
     return;
   SSL_free(c->tls->ssl);
@@ -194,18 +195,18 @@ static int out_queue_plain(conn_t *c, size_t skip) {
   wr_t *w = malloc(sizeof *w);
   if (!w) {
     wv_buf_reset(&c->loop->tls_out);
-    wv_srv_conn_close(c);
+    wv__srv_conn_close(c);
     return WV_ENOMEM;
   }
   w->conn = c;
   w->hold = NULL;
   w->nbufs = 0;
   c->writes++;
-  int rc = out_queue(c, skip, &w->req, wv_srv_write_cb);
+  int rc = out_queue(c, skip, &w->req, wv__srv_write_cb);
   if (rc < 0) {
     c->writes--;
     free(w);
-    wv_srv_conn_close(c);
+    wv__srv_conn_close(c);
     return rc;
   }
   if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > HIGH_WATER)
@@ -222,7 +223,7 @@ static int out_flush(conn_t *c) {
   int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
   if (n < 0 && n != UV_EAGAIN) {
     wv_buf_reset(out);
-    wv_srv_conn_close(c);
+    wv__srv_conn_close(c);
     return n;
   }
   size_t sent = n > 0 ? (size_t)n : 0;
@@ -256,13 +257,13 @@ static int encrypt(conn_t *c, const uv_buf_t *bufs, unsigned nbufs) {
   return 0;
 }
 
-int wv_srv_tls_write(conn_t *c, uv_write_t *orig, const uv_buf_t *bufs, unsigned nbufs,
-                     uv_write_cb cb) {
+int wv__srv_tls_write(conn_t *c, uv_write_t *orig, const uv_buf_t *bufs, unsigned nbufs,
+                      uv_write_cb cb) {
   int rc = encrypt(c, bufs, nbufs);
   return rc ? rc : out_queue(c, 0, orig, cb);
 }
 
-int wv_srv_tls_try_write(conn_t *c, const uv_buf_t *bufs, unsigned nbufs) {
+int wv__srv_tls_try_write(conn_t *c, const uv_buf_t *bufs, unsigned nbufs) {
   size_t total = 0;
   for (unsigned i = 0; i < nbufs; i++)
     total += bufs[i].len;
@@ -284,10 +285,10 @@ int wv_srv_tls_try_write(conn_t *c, const uv_buf_t *bufs, unsigned nbufs) {
   return (int)total;
 }
 
-int wv_srv_tls_send(conn_t *c, const void *p, size_t n) {
+int wv__srv_tls_send(conn_t *c, const void *p, size_t n) {
   uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
   if (encrypt(c, &b, 1)) {
-    wv_srv_conn_close(c);
+    wv__srv_conn_close(c);
     return WV_EIO;
   }
   return out_queue_plain(c, 0);
@@ -308,7 +309,7 @@ static void refuse_plain(conn_t *c) {
   c->linger = true;
   wr_t *w = malloc(sizeof *w);
   if (!w) {
-    wv_srv_conn_close(c);
+    wv__srv_conn_close(c);
     return;
   }
   w->bufs[0] = uv_buf_init(msg, sizeof msg - 1);
@@ -316,10 +317,10 @@ static void refuse_plain(conn_t *c) {
   w->hold = NULL;
   w->conn = c;
   c->writes++;
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, 1, wv_srv_write_cb) < 0) {
+  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, 1, wv__srv_write_cb) < 0) {
     c->writes--;
     free(w);
-    wv_srv_conn_close(c);
+    wv__srv_conn_close(c);
   }
 }
 
@@ -329,7 +330,7 @@ static void tls_fail(conn_t *c, const char *what, int err) {
   const char *r = e ? ERR_reason_error_string(e) : NULL;
   wv_debug("TLS %s from %s failed: %s (%d)", what, c->ip, r ? r : "connection error", err);
   ERR_clear_error();
-  wv_srv_conn_close(c);
+  wv__srv_conn_close(c);
 }
 
 /* Drives the handshake; true once it is done (false: wait or c closed). */
@@ -351,7 +352,7 @@ static bool handshake(conn_t *c) {
 /* The connection takes no more input now (it resumes later, see DESIGN). */
 static bool input_blocked(const conn_t *c) { return c->closing || c->linger || c->in; }
 
-void wv_srv_tls_input(conn_t *c) {
+void wv__srv_tls_input(conn_t *c) {
   tlsc_t *t = c->tls;
   if (t->feeding || c->closing)
     return;
@@ -361,7 +362,7 @@ void wv_srv_tls_input(conn_t *c) {
     while (!input_blocked(c)) {
       int n = SSL_read(t->ssl, pt, TLS_PLAIN_SIZE);
       if (n > 0) {
-        wv_srv_conn_feed(c, pt, (size_t)n);
+        wv__srv_conn_feed(c, pt, (size_t)n);
         continue;
       }
       int err = SSL_get_error(t->ssl, n);
@@ -370,7 +371,7 @@ void wv_srv_tls_input(conn_t *c) {
       if (err == SSL_ERROR_WANT_READ)
         break;
       if (err == SSL_ERROR_ZERO_RETURN) { /* close_notify: the client's EOF */
-        wv_srv_conn_read_end(c, UV_EOF);
+        wv__srv_conn_read_end(c, UV_EOF);
         break;
       }
       tls_fail(c, "read", err);
@@ -388,11 +389,11 @@ void wv_srv_tls_input(conn_t *c) {
   t->feeding = false;
 }
 
-void wv_srv_tls_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+void wv__srv_tls_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = s->data;
   if (nread <= 0) {
     if (nread < 0)
-      wv_srv_conn_read_end(c, nread);
+      wv__srv_conn_read_end(c, nread);
     return;
   }
   tlsc_t *t = c->tls;
@@ -404,8 +405,8 @@ void wv_srv_tls_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
   }
   if (BIO_write(t->rbio, buf->base, (int)nread) != (int)nread) {
-    wv_srv_conn_close(c);
+    wv__srv_conn_close(c);
     return;
   }
-  wv_srv_tls_input(c);
+  wv__srv_tls_input(c);
 }

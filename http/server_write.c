@@ -19,7 +19,7 @@ static void fs_pump(fsend_t *fs);
 
 /* ---------- writing ---------- */
 
-const char *wv_srv_loop_date(loop_t *l) {
+const char *wv__srv_loop_date(loop_t *l) {
   time_t now = time(NULL);
   if (now != l->date_sec) {
     struct tm tm;
@@ -30,29 +30,29 @@ const char *wv_srv_loop_date(loop_t *l) {
   return l->date;
 }
 
-bool wv_srv_write_done(conn_t *c, int status) {
+bool wv__srv_write_done(conn_t *c, int status) {
   c->writes--;
   if (c->closing)
     return false;
   if (status < 0) {
-    wv_srv_conn_close(c);
+    wv__srv_conn_close(c);
     return false;
   }
-  wv_srv_conn_refresh(c);
+  wv__srv_conn_refresh(c);
   return true;
 }
 
-void wv_srv_write_cb(uv_write_t *req, int status) {
+void wv__srv_write_cb(uv_write_t *req, int status) {
   wr_t *w = (wr_t *)req;
   conn_t *c = w->conn;
-  wv_srv_ex_free(w->hold);
+  wv__srv_ex_free(w->hold);
   free(w);
-  if (!wv_srv_write_done(c, status))
+  if (!wv__srv_write_done(c, status))
     return;
   size_t queued = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
   if (c->throttled && queued < LOW_WATER) {
     c->throttled = false;
-    wv_srv_conn_resume(c);
+    wv__srv_conn_resume(c);
   }
   if (c->fs && !c->fs->started && queued == 0) {
     fs_start(c->fs); /* the head is out: the file follows */
@@ -62,20 +62,20 @@ void wv_srv_write_cb(uv_write_t *req, int status) {
     fs_pump(c->fs); /* encrypted file pieces drained: encrypt the next ones */
     return;
   }
-  wv_srv_conn_after_response(c);
+  wv__srv_conn_after_response(c);
 }
 
 /* Queues w; on failure closes c. */
-int wv_srv_conn_write(conn_t *c, wr_t *w) {
+int wv__srv_conn_write(conn_t *c, wr_t *w) {
   w->conn = c;
   c->writes++;
-  int rc = c->tls ? wv_srv_tls_write(c, &w->req, w->bufs, w->nbufs, wv_srv_write_cb)
-                  : uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, w->nbufs, wv_srv_write_cb);
+  int rc = c->tls ? wv__srv_tls_write(c, &w->req, w->bufs, w->nbufs, wv__srv_write_cb)
+                  : uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, w->nbufs, wv__srv_write_cb);
   if (rc < 0) {
     c->writes--;
-    wv_srv_ex_free(w->hold);
+    wv__srv_ex_free(w->hold);
     free(w);
-    wv_srv_conn_close(c);
+    wv__srv_conn_close(c);
     return rc;
   }
   if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > HIGH_WATER)
@@ -90,9 +90,9 @@ static void fs_poll_closed(uv_handle_t *h) {
 }
 
 /* Releases the file send's own resources; the connection is not touched. */
-void wv_srv_fs_release(fsend_t *fs) {
+void wv__srv_fs_release(fsend_t *fs) {
   close(fs->fd);
-  wv_srv_ex_free(fs->ex);
+  wv__srv_ex_free(fs->ex);
   if (fs->sock >= 0)
     uv_close((uv_handle_t *)&fs->poll, fs_poll_closed);
   else
@@ -105,14 +105,14 @@ static void fs_finish(fsend_t *fs, bool ok) {
   exchange_t *ex = fs->ex;
   fs->ex = NULL;
   c->fs = NULL;
-  wv_srv_fs_release(fs);
-  wv_srv_ex_recycle(c, ex);
+  wv__srv_fs_release(fs);
+  wv__srv_ex_recycle(c, ex);
   if (!ok) {
-    wv_srv_conn_close(c);
+    wv__srv_conn_close(c);
     return;
   }
-  wv_srv_conn_resume(c);
-  wv_srv_conn_after_response(c);
+  wv__srv_conn_resume(c);
+  wv__srv_conn_after_response(c);
 }
 
 static void fs_poll_cb(uv_poll_t *h, int status, int events);
@@ -160,14 +160,14 @@ static void fs_pump_tls(fsend_t *fs) {
       fs_finish(fs, false);
       return;
     }
-    if (wv_srv_tls_send(c, c->loop->tls_file, (size_t)n) < 0)
+    if (wv__srv_tls_send(c, c->loop->tls_file, (size_t)n) < 0)
       return; /* c is closed, and with it the file send */
     fs->off += (uint64_t)n;
     fs->remain -= (uint64_t)n;
     burst += (uint64_t)n;
   }
   if (burst)
-    wv_srv_conn_refresh(c);
+    wv__srv_conn_refresh(c);
   if (fs->remain == 0)
     fs_finish(fs, true); /* all queued: the writes in flight finish the response */
 }
@@ -205,7 +205,7 @@ static void fs_pump(fsend_t *fs) {
     return;
   }
   if (burst)
-    wv_srv_conn_refresh(c);
+    wv__srv_conn_refresh(c);
   if (fs->remain == 0) {
     fs_finish(fs, true);
     return;
@@ -252,7 +252,7 @@ static void fs_drop(fsend_t *fs) {
   if (!fs)
     return;
   close(fs->fd);
-  wv_srv_ex_free(fs->ex);
+  wv__srv_ex_free(fs->ex);
   free(fs);
 }
 
@@ -265,8 +265,8 @@ static int conn_write_rest(conn_t *c, const uv_buf_t *bufs, unsigned nbufs, size
   size_t head_rest = sent < bufs[0].len ? bufs[0].len - sent : 0;
   wr_t *w = malloc(sizeof *w + head_rest);
   if (!w) {
-    wv_srv_ex_free(hold);
-    wv_srv_conn_close(c);
+    wv__srv_ex_free(hold);
+    wv__srv_conn_close(c);
     return WV_ENOMEM;
   }
   w->nbufs = 0;
@@ -279,7 +279,7 @@ static int conn_write_rest(conn_t *c, const uv_buf_t *bufs, unsigned nbufs, size
     size_t skip = sent > bufs[0].len ? sent - bufs[0].len : 0;
     w->bufs[w->nbufs++] = uv_buf_init(bufs[1].base + skip, (unsigned)(bufs[1].len - skip));
   }
-  return wv_srv_conn_write(c, w);
+  return wv__srv_conn_write(c, w);
 }
 
 /*
@@ -292,30 +292,30 @@ static int conn_write_rest(conn_t *c, const uv_buf_t *bufs, unsigned nbufs, size
  * round trip through the next loop iteration (which would also re-arm the
  * socket's epoll entry); only what is left is queued with uv_write.
  */
-void wv_srv_conn_respond(conn_t *c, exchange_t *ex) {
+void wv__srv_conn_respond(conn_t *c, exchange_t *ex) {
   loop_t *l = c->loop;
   wv_resp_t *resp = &ex->resp;
   wv_req_t *req = &ex->req;
   if (c->ex == ex) /* inline: the parse exchange answers; it comes back below */
     c->ex = NULL;
-  wv_srv_count(ex);
+  wv__srv_count(ex);
   bool head_only = req->method == WV_M_HEAD || resp->status == 204 || resp->status == 304;
   bool keep = req->keep_alive && !resp->close && !l->draining && !ex->err_status;
   bool copy_body = !head_only && resp->fd < 0 && resp->body_len <= SMALL_BODY;
   bool large_body = !head_only && resp->fd < 0 && !copy_body;
   wv_buf_reset(&l->scratch);
-  if (wv_resp_write_head(resp, req->registry, keep, false, wv_srv_loop_date(l), &l->scratch) ||
+  if (wv_resp_write_head(resp, req->registry, keep, false, wv__srv_loop_date(l), &l->scratch) ||
       (copy_body && resp->body_len && wv_buf_append(&l->scratch, resp->body, resp->body_len))) {
-    wv_srv_ex_free(ex);
-    wv_srv_conn_close(c);
+    wv__srv_ex_free(ex);
+    wv__srv_conn_close(c);
     return;
   }
   if (!keep)
     c->linger = true;
   fsend_t *fs = NULL;
   if (!head_only && resp->fd >= 0 && resp->file_len > 0 && !(fs = fs_new(c, ex))) {
-    wv_srv_ex_free(ex);
-    wv_srv_conn_close(c);
+    wv__srv_ex_free(ex);
+    wv__srv_conn_close(c);
     return;
   }
   uv_buf_t bufs[2] = {uv_buf_init(l->scratch.data, (unsigned)l->scratch.len)};
@@ -325,29 +325,29 @@ void wv_srv_conn_respond(conn_t *c, exchange_t *ex) {
     bufs[nbufs++] = uv_buf_init((char *)resp->body, (unsigned)resp->body_len);
     total += resp->body_len;
   }
-  int n = c->tls ? wv_srv_tls_try_write(c, bufs, nbufs)
+  int n = c->tls ? wv__srv_tls_try_write(c, bufs, nbufs)
                  : uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
   if (n < 0 && n != UV_EAGAIN) { /* the client is gone */
     fs_drop(fs);
     if (!fs)
-      wv_srv_ex_free(ex);
-    wv_srv_conn_close(c);
+      wv__srv_ex_free(ex);
+    wv__srv_conn_close(c);
     return;
   }
   size_t sent = n > 0 ? (size_t)n : 0;
   if (sent == total) {
-    wv_srv_conn_refresh(c);
+    wv__srv_conn_refresh(c);
     if (fs) {
       c->fs = fs;
       fs_start(fs);
       return;
     }
-    wv_srv_ex_recycle(c, ex);
-    wv_srv_conn_after_response(c);
+    wv__srv_ex_recycle(c, ex);
+    wv__srv_conn_after_response(c);
     return;
   }
   if (!large_body && !fs)
-    wv_srv_ex_recycle(c, ex);
+    wv__srv_ex_recycle(c, ex);
   if (conn_write_rest(c, bufs, nbufs, sent, large_body ? ex : NULL) < 0) {
     fs_drop(fs);
     return;
@@ -362,21 +362,21 @@ void wv_srv_conn_respond(conn_t *c, exchange_t *ex) {
 }
 
 /* A small response built on the loop: errors found while parsing, 404, 405. */
-void wv_srv_conn_respond_error(conn_t *c, exchange_t *ex, int status, wv_regerr_t reg,
-                               const char *msg) {
+void wv__srv_conn_respond_error(conn_t *c, exchange_t *ex, int status, wv_regerr_t reg,
+                                const char *msg) {
   if (ex->req.registry)
     wv_resp_registry_error(&ex->req, &ex->resp, reg, status, msg, NULL);
   else
     wv_resp_api_error(&ex->req, &ex->resp, status, msg);
   if (!ex->resp.status)
     wv_resp_static(&ex->resp, status, NULL, "", 0);
-  wv_srv_conn_respond(c, ex);
+  wv__srv_conn_respond(c, ex);
 }
 
 /* Closes a connection whose response is out and that must not be reused. */
-void wv_srv_conn_after_response(conn_t *c) {
+void wv__srv_conn_after_response(conn_t *c) {
   if (c->closing || !c->linger || c->writes || c->fs || c->busy)
     return;
   /* Half-close so the client reads the whole response before FIN. */
-  wv_srv_conn_close(c);
+  wv__srv_conn_close(c);
 }

@@ -23,8 +23,9 @@
 #include <unistd.h>
 
 struct wv_bfill {
-  wv_keyed_t k;       /* first: the table entry (under tab_mu) */
-  bool listed;        /* under tab_mu */
+  wv_keyed_t k;       /* first: the table entry (under tab->mu) */
+  wv_bfills_t *tab;   /* the table it was joined in */
+  bool listed;        /* under tab->mu */
   pthread_mutex_t mu; /* the fields below */
   pthread_cond_t cv;
   wv_bfill_state_t state;
@@ -34,13 +35,32 @@ struct wv_bfill {
   char media_type[256];
 };
 
-static pthread_mutex_t tab_mu = PTHREAD_MUTEX_INITIALIZER;
-static wv_keyed_t *tab;
+struct wv_bfills {
+  pthread_mutex_t mu; /* leaf: the list, every fill's listed and refs */
+  wv_keyed_t *head;
+};
 
-wv_bfill_t *wv_bfill_join(const char *key, bool *leader) {
-  pthread_mutex_lock(&tab_mu);
-  wv_bfill_t *f = (wv_bfill_t *)wv_keyed_join(&tab, key, sizeof(wv_bfill_t), leader);
+int wv_bfills_new(wv_bfills_t **out) {
+  wv_bfills_t *t = calloc(1, sizeof *t);
+  if (!t)
+    return WV_ENOMEM;
+  pthread_mutex_init(&t->mu, NULL);
+  *out = t;
+  return 0;
+}
+
+void wv_bfills_free(wv_bfills_t *t) {
+  if (!t)
+    return;
+  pthread_mutex_destroy(&t->mu);
+  free(t);
+}
+
+wv_bfill_t *wv_bfill_join(wv_bfills_t *t, const char *key, bool *leader) {
+  pthread_mutex_lock(&t->mu);
+  wv_bfill_t *f = (wv_bfill_t *)wv_keyed_join(&t->head, key, sizeof(wv_bfill_t), leader);
   if (f && *leader) {
+    f->tab = t;
     pthread_mutex_init(&f->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -51,7 +71,7 @@ wv_bfill_t *wv_bfill_join(const char *key, bool *leader) {
     f->length = -1;
     f->listed = true;
   }
-  pthread_mutex_unlock(&tab_mu);
+  pthread_mutex_unlock(&t->mu);
   return f;
 }
 
@@ -76,14 +96,14 @@ void wv_bfill_progress(wv_bfill_t *f, uint64_t written) {
   pthread_mutex_unlock(&f->mu);
 }
 
-/* Takes f out of the list so later GETs start afresh (tab_mu not held). */
+/* Takes f out of the list so later GETs start afresh (tab->mu not held). */
 static void unlist(wv_bfill_t *f) {
-  pthread_mutex_lock(&tab_mu);
+  pthread_mutex_lock(&f->tab->mu);
   if (f->listed) {
-    wv_keyed_unlink(&tab, &f->k);
+    wv_keyed_unlink(&f->tab->head, &f->k);
     f->listed = false;
   }
-  pthread_mutex_unlock(&tab_mu);
+  pthread_mutex_unlock(&f->tab->mu);
 }
 
 void wv_bfill_finish(wv_bfill_t *f, bool ok) {
@@ -129,13 +149,14 @@ wv_bfill_state_t wv_bfill_wait(wv_bfill_t *f, uint64_t off, int64_t idle_ms, uin
 }
 
 void wv_bfill_leave(wv_bfill_t *f) {
-  pthread_mutex_lock(&tab_mu);
+  wv_bfills_t *t = f->tab;
+  pthread_mutex_lock(&t->mu);
   bool last = --f->k.refs == 0;
   if (last && f->listed) { /* a leader that never finished; nobody can join now */
-    wv_keyed_unlink(&tab, &f->k);
+    wv_keyed_unlink(&t->head, &f->k);
     f->listed = false;
   }
-  pthread_mutex_unlock(&tab_mu);
+  pthread_mutex_unlock(&t->mu);
   if (!last)
     return;
   if (f->fd >= 0)
@@ -147,8 +168,8 @@ void wv_bfill_leave(wv_bfill_t *f) {
 }
 
 bool wv_bfill_followed(wv_bfill_t *f) {
-  pthread_mutex_lock(&tab_mu);
+  pthread_mutex_lock(&f->tab->mu);
   bool r = f->k.refs > 1;
-  pthread_mutex_unlock(&tab_mu);
+  pthread_mutex_unlock(&f->tab->mu);
   return r;
 }

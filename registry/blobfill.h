@@ -19,8 +19,10 @@
  * redirect, a small body, an error, a cache that refuses the blob) finishes
  * without starting; its followers then fetch on their own.
  *
- * Thread rules: worker threads only (followers block). One leaf mutex for the
- * table; each fill has its own mutex and condition variable.
+ * The table of fills is one per process, created by the composition root
+ * (core/main.c) and hung on wv_app_t.fills. Thread rules: worker threads only
+ * (followers block). One leaf mutex for the table; each fill has its own
+ * mutex and condition variable.
  */
 #ifndef WV_BLOBFILL_H
 #define WV_BLOBFILL_H
@@ -30,6 +32,11 @@
 #include <stdint.h>
 
 typedef struct wv_bfill wv_bfill_t;
+typedef struct wv_bfills wv_bfills_t;
+
+/* The table of fills: 0 or WV_ENOMEM; free after the server stopped (NULL is a no-op). */
+int wv_bfills_new(wv_bfills_t **out);
+void wv_bfills_free(wv_bfills_t *t);
 
 typedef enum {
   WV_BFILL_WAITING = 0, /* the leader has not started streaming (yet) */
@@ -40,7 +47,7 @@ typedef enum {
 } wv_bfill_state_t;
 
 /* Joins the fill of key, or starts it (*leader = true). NULL on OOM. */
-wv_bfill_t *wv_bfill_join(const char *key, bool *leader);
+wv_bfill_t *wv_bfill_join(wv_bfills_t *t, const char *key, bool *leader);
 
 /*
  * Leader: the body is being written to the file open as fd (dup'ed here;

@@ -97,7 +97,7 @@ static bool confirmed_recently(const wv_app_t *app, const wv_cache_entry_t *e) {
   return *e->location && !*end && at <= now + 60000 && now - at <= app->cfg->cache_ttl_ms;
 }
 
-int wv_proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e) {
+int wv__proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e) {
   wv_app_t *app = req->app;
   if (e->kind == WV_CACHE_REDIRECT)
     return redirect(req, resp, 307, e->location);
@@ -581,8 +581,9 @@ static int fetch_shared(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const cha
                         const char *image, const char *digest) {
   const char *key = wv_cache_key_blob(req->arena, registry, image, digest);
   bool leader = false;
-  wv_bfill_t *f =
-      req->method == WV_M_GET && app->bcache && key ? wv_bfill_join(key, &leader) : NULL;
+  wv_bfill_t *f = req->method == WV_M_GET && app->bcache && key
+                      ? wv_bfill_join(app->fills, key, &leader)
+                      : NULL;
   /* A client that stops reading fails its write after this long (and a leader's fill
    * goes on for its followers without it). */
   int64_t stall = app->cfg->hc_idle_timeout_ms / 4;
@@ -641,11 +642,11 @@ static int parse_docker_location(wv_arena_t *a, const char *loc, const char **re
   return wv_digest_valid(*digest) && !strchr(*registry, '/') ? 0 : WV_EINVAL;
 }
 
-int wv_proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+int wv__proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   wv_cache_entry_t e;
   const char *key = wv_cache_key_blob(req->arena, ctx->registry, ctx->image, ctx->rt.reference);
   if (key && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0) {
-    int rc = wv_proxy_respond_blob_entry(req, resp, &e);
+    int rc = wv__proxy_respond_blob_entry(req, resp, &e);
     if (rc != WV_DEFER)
       return rc;
     if (e.kind == WV_CACHE_UPSTREAM) /* not confirmed lately, or the bytes were evicted */

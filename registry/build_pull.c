@@ -78,7 +78,8 @@ static int wait_for_build(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return failed_build(req, resp, ctx, &ji);
   if (ji.state == WV_JOB_SUCCEEDED)
     return WV_DEFER;
-  int rc = wv_park_on_job(req, resp, ctx->app->jobs, ctx->rec.build_id, resume_pull);
+  int rc =
+      wv_park_on_job(ctx->app->park, req, resp, ctx->app->jobs, ctx->rec.build_id, resume_pull);
   if (rc == WV_PARKED)
     return rc;
   if (rc == WV_ENOTFOUND) /* it ended and left memory in between: look again */
@@ -135,7 +136,7 @@ static int add_blob_entries(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b, const
     if (!e.media_type || !e.digest)
       rc = WV_ENOMEM;
     else
-      rc = wv_pbatch_add(
+      rc = wv__pbatch_add(
           b, wv_cache_key_blob(req->arena, ctx->rec.registry, ctx->rec.image, e.digest), &e, exp);
   }
   json_object_put(o);
@@ -171,14 +172,14 @@ static int augment_embedded_one(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b,
                          .digest = wv_arena_strdup(a, nc.digest),
                          .size = nc.len,
                          .location = ""};
-  rc = wv_pbatch_add(b, wv_cache_key_blob(a, reg, img, nc.digest), &ce, exp);
+  rc = wv__pbatch_add(b, wv_cache_key_blob(a, reg, img, nc.digest), &ce, exp);
   for (size_t i = 0; !rc && i < used.n_layers; i++) {
     const wv_container_layer_t *l = &used.layers[i];
     wv_cache_entry_t le;
-    rc = wv_proxy_layer_entry(a, l->location, l->gzip_digest, l->gzip_size, &le);
+    rc = wv__proxy_layer_entry(a, l->location, l->gzip_digest, l->gzip_size, &le);
     rc = rc ? rc
-            : wv_pbatch_add_layer(b, ctx->app->store,
-                                  wv_cache_key_blob(a, reg, img, l->gzip_digest), &le, exp);
+            : wv__pbatch_add_layer(b, ctx->app->store,
+                                   wv_cache_key_blob(a, reg, img, l->gzip_digest), &le, exp);
   }
   *m = (wv_cache_entry_t){.kind = WV_CACHE_MANIFEST,
                           .media_type = m->media_type,
@@ -187,7 +188,7 @@ static int augment_embedded_one(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b,
                           .location = "",
                           .body = nm.data,
                           .body_len = nm.len};
-  return rc ? rc : wv_pbatch_add(b, wv_cache_key_manifest(a, reg, img, nm.digest), m, exp);
+  return rc ? rc : wv__pbatch_add(b, wv_cache_key_manifest(a, reg, img, nm.digest), m, exp);
 }
 
 /*
@@ -246,8 +247,8 @@ static int augment_embedded_index(wv_req_t *req, wv_pctx_t *ctx, wv_pbatch_t *b,
                           .location = "",
                           .body = ni.data,
                           .body_len = ni.len};
-  return wv_pbatch_add(b, wv_cache_key_manifest(a, ctx->rec.registry, ctx->rec.image, ni.digest), m,
-                       exp);
+  return wv__pbatch_add(b, wv_cache_key_manifest(a, ctx->rec.registry, ctx->rec.image, ni.digest),
+                        m, exp);
 }
 
 /* Applies the token's containerConfig to an embedded image or multi-platform index. */
@@ -290,22 +291,22 @@ static int embedded_manifest(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
                         .body = wv_arena_strndup(req->arena, body, len),
                         .body_len = len};
   free(body);
-  wv_pbatch_t *b = wv_pbatch_new(req->arena);
+  wv_pbatch_t *b = wv__pbatch_new(req->arena);
   if (!e.body || !b)
     return WV_ENOMEM;
   int64_t exp = cache_expiry(ctx);
   rc = add_blob_entries(req, ctx, b, e.body, e.body_len, exp);
   const char *msg = NULL;
-  if (!rc && !ctx->rt.is_digest && wv_proxy_has_config(ctx, req->arena))
+  if (!rc && !ctx->rt.is_digest && wv__proxy_has_config(ctx, req->arena))
     rc = augment_embedded(req, ctx, b, &e, exp, &msg);
   if (rc == WV_EINVAL || rc == WV_EPARSE || rc == WV_EDIGEST)
     return reg_error(req, resp, WV_REGERR_BAD_REQUEST, 400,
                      msg ? msg : "The built image cannot be augmented");
   if (!rc && !ctx->rt.is_digest)
-    rc = wv_pbatch_add(b, req->path, &e, exp); /* the request path last: children first */
-  if (!rc && wv_pbatch_apply(b, app->store))
+    rc = wv__pbatch_add(b, req->path, &e, exp); /* the request path last: children first */
+  if (!rc && wv__pbatch_apply(b, app->store))
     wv_warn("manifest cache not written for %s", req->path);
-  return rc ? rc : wv_proxy_respond_manifest(req, resp, &e);
+  return rc ? rc : wv__proxy_respond_manifest(req, resp, &e);
 }
 
 static int embedded_blob(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
@@ -314,7 +315,7 @@ static int embedded_blob(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   wv_cache_entry_t e;
   const char *key = wv_cache_key_blob(req->arena, ctx->rec.registry, ctx->rec.image, d);
   if (key && wv_cache_get(app->store, req->arena, key, &e) == 0) {
-    int rc = wv_proxy_respond_blob_entry(req, resp, &e);
+    int rc = wv__proxy_respond_blob_entry(req, resp, &e);
     if (rc != WV_DEFER)
       return rc;
     return WV_DEFER; /* a docker:// layer of a containerConfig: proxy.c delegates it */
@@ -331,7 +332,7 @@ static int embedded_blob(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   return wv_resp_header(resp, "Etag", d);
 }
 
-int wv_proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+int wv__proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   int rc = wait_for_build(req, resp, ctx);
   if (rc != WV_DEFER || !is_embedded(ctx))
     return rc;
@@ -358,6 +359,6 @@ int wv_proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
 /* A parked pull, back on a worker after its build ended. */
 static int resume_pull(wv_req_t *req, wv_resp_t *resp) {
   wv_pctx_t *ctx = req->user;
-  int rc = wv_proxy_build_worker(req, resp, ctx);
-  return rc == WV_DEFER ? wv_proxy_manifest_worker(req, resp, ctx) : rc;
+  int rc = wv__proxy_build_worker(req, resp, ctx);
+  return rc == WV_DEFER ? wv__proxy_manifest_worker(req, resp, ctx) : rc;
 }

@@ -34,7 +34,6 @@
 #include <strings.h>
 #include <time.h>
 
-#define MAX_REDIRECTS 3
 #define WAIT_SLICE_MS 200
 
 typedef struct {
@@ -95,7 +94,7 @@ static bool is_redirect(long s) { return s == 301 || s == 302 || s == 303 || s =
 /* Follows redirects (without credentials, as registries expect for CDN URLs). */
 static int follow(pipe_t *p, wv_http_req_t *req, wv_http_resp_t *resp, char *base) {
   int rc = 0;
-  for (int hop = 0; !rc && is_redirect(resp->status) && hop < MAX_REDIRECTS; hop++) {
+  for (int hop = 0; !rc && is_redirect(resp->status) && hop < WV_HTTP_MAX_BLOB_REDIRECTS; hop++) {
     const char *loc = wv_http_resp_header(resp, "Location");
     if (!loc)
       break;

@@ -11,8 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_REDIRECTS 3
-
 int wv_perr_set(wv_perr_t *e, int status, wv_regerr_t code, const char *fmt, ...) {
   e->status = status;
   e->code = code;
@@ -201,7 +199,7 @@ int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, cons
     const char *loc = wv_http_resp_header(&resp, "Location");
     if (resp.status < 300 || resp.status > 399 || !loc)
       break;
-    if (hop == MAX_REDIRECTS) {
+    if (hop == WV_HTTP_MAX_BLOB_REDIRECTS) {
       rc = wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Too many redirects fetching '%s/%s@%s'",
                        registry, image, digest);
       goto out;

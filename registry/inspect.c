@@ -224,8 +224,8 @@ static int resolve(insp_t *in, const char *image, const char *pstr, wv_platform_
                                  "Registry '%s' names an address, not a registry, and "
                                  "wave.registries does not list it",
                                  in->ref.registry));
-  if (wv_proxy_fetch_manifest(in->req, in->app, in->ref.registry, in->ref.path, in->who,
-                              in->ref.reference, m, &in->err))
+  if (wv__proxy_fetch_manifest(in->req, in->app, in->ref.registry, in->ref.path, in->who,
+                               in->ref.reference, m, &in->err))
     return upstream_fail(in);
   return 0;
 }
@@ -258,8 +258,8 @@ int wv_inspect(wv_req_t *req, const char *image, const char *pstr, const char *w
     } else {
       wv_cache_entry_t child;
       d = wv_arena_strdup(a, d);
-      if (wv_proxy_fetch_manifest(req, in.app, in.ref.registry, in.ref.path, who, d, &child,
-                                  &in.err))
+      if (wv__proxy_fetch_manifest(req, in.app, in.ref.registry, in.ref.path, who, d, &child,
+                                   &in.err))
         rc = upstream_fail(&in);
       else
         rc = container_spec(&in, &child, out);

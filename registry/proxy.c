@@ -26,6 +26,11 @@
  * for the plain form and for tokens with a hot record, else on the worker —
  * and only once (pull_counted). With limits off app->pull_limit is NULL and
  * this costs one test per request.
+ *
+ * The handlers are made of steps (the token checks, the pull permit, the auth
+ * gate): each returns 0 to let the request go on, or WV_ANSWERED (http/http.h)
+ * once it filled resp, WV_DEFER, or an error; the caller tests the return
+ * value alone. The route table is registry/routes.c.
  */
 #include "registry/proxy.h"
 #include "core/err.h"
@@ -49,9 +54,13 @@ static int reg_error(wv_req_t *req, wv_resp_t *resp, wv_regerr_t code, int statu
   return wv_resp_registry_error(req, resp, code, status, msg, NULL);
 }
 
+/* What a step returns once it filled resp: rc (an error while answering) or WV_ANSWERED. */
+static int answered(int rc) { return rc ? rc : WV_ANSWERED; }
+
 static int unknown_token(wv_req_t *req, wv_resp_t *resp, const char *token) {
-  return reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
-                   wv_arena_sprintf(req->arena, "Unknown Wave container for token '%s'", token));
+  return answered(
+      reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
+                wv_arena_sprintf(req->arena, "Unknown Wave container for token '%s'", token)));
 }
 
 static int exists_cb(void *arg, const void *val, size_t len, int64_t expires_ms) {
@@ -59,7 +68,7 @@ static int exists_cb(void *arg, const void *val, size_t len, int64_t expires_ms)
   return 1;
 }
 
-bool wv_proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a) {
+bool wv__proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a) {
   if (!ctx->have_rec)
     return ctx->have_hot && ctx->hot.has_cc;
   if (!ctx->rec.cc_json)
@@ -70,7 +79,7 @@ bool wv_proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a) {
   return !wv_container_config_is_empty(&cc);
 }
 
-int wv_proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e) {
+int wv__proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e) {
   wv_resp_static(resp, 200, e->media_type[0] ? e->media_type : NULL, e->body, e->body_len);
   wv_resp_header(resp, "Docker-Content-Digest", e->digest);
   wv_resp_header(resp, "Etag", e->digest);
@@ -84,7 +93,8 @@ static bool pull_counts(const wv_pctx_t *ctx) {
          ctx->rt.is_digest;
 }
 
-/* Takes the permit of user (NULL: the client's address); over the limit answers 429. */
+/* Takes the permit of user (NULL: the client's address): 0, or over the limit answers 429
+ * (WV_ANSWERED). */
 static int take_pull(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, const char *user) {
   int64_t retry = 0;
   ctx->pull_counted = true;
@@ -95,7 +105,7 @@ static int take_pull(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, const char 
   if (!msg || !after)
     return WV_ENOMEM;
   int rc = reg_error(req, resp, WV_REGERR_TOOMANYREQUESTS, 429, msg);
-  return rc ? rc : wv_resp_header(resp, "Retry-After", after);
+  return answered(rc ? rc : wv_resp_header(resp, "Retry-After", after));
 }
 
 static const char *client_ip(const wv_req_t *req) {
@@ -106,8 +116,8 @@ static const char *client_ip(const wv_req_t *req) {
  * wave.auth.failure-rate on the plain form, as on the API (build/routes.c):
  * a request that carries credentials from a client IP past its failed Basic
  * authentications gets 429 TOOMANYREQUESTS with Retry-After before they are
- * checked (a check may cost a slow hash); wrong ones take a permit (v2_handler).
- * Anonymous pulls are not gated. 0 with resp unset when the request may go on.
+ * checked (a check may cost a slow hash); wrong ones take a permit (wv_proxy_v2_handler).
+ * Anonymous pulls are not gated. 0 when the request may go on, else WV_ANSWERED.
  */
 static int auth_gate(wv_req_t *req, wv_resp_t *resp, const wv_app_t *app) {
   wv_ratelimit_t *rl = app->auth_limit;
@@ -122,7 +132,7 @@ static int auth_gate(wv_req_t *req, wv_resp_t *resp, const wv_app_t *app) {
   if (!after || !msg)
     return WV_ENOMEM;
   int rc = reg_error(req, resp, WV_REGERR_TOOMANYREQUESTS, 429, msg);
-  return rc ? rc : wv_resp_header(resp, "Retry-After", after);
+  return answered(rc ? rc : wv_resp_header(resp, "Retry-After", after));
 }
 
 /* ---- the hot path (IO loop) ------------------------------------------------- */
@@ -169,7 +179,7 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp);
  * Wave's pulls counter (contract §12): a GET answered with a single-image manifest (an index is not
  * a pull), for the token's account, on the token's platform.
  */
-void wv_proxy_count_pull(wv_req_t *req, const wv_resp_t *resp, const wv_pctx_t *ctx) {
+void wv__proxy_count_pull(wv_req_t *req, const wv_resp_t *resp, const wv_pctx_t *ctx) {
   const char *ct = resp->content_type;
   if (req->method != WV_M_GET || resp->status != 200 || !ct || strstr(ct, "index") ||
       strstr(ct, "list") || ctx->rt.kind != WV_V2_MANIFESTS)
@@ -188,7 +198,7 @@ static const char *manifest_key(wv_req_t *req, const wv_pctx_t *ctx) {
   return wv_cache_key_manifest(req->arena, ctx->registry, ctx->image, ctx->rt.reference);
 }
 
-/* Token form: 404 for a token that does not exist, hot record or defer. */
+/* Token form: 0 with the hot record, WV_DEFER, or WV_ANSWERED (404: no such token). */
 static int hot_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_snap_t *snap) {
   int rc = wv_store_snap_view(snap, WV_DB_TOKENS, ctx->rt.token, exists_cb, NULL);
   if (rc == WV_ENOTFOUND || rc == WV_EINVAL || rc == WV_ETOOBIG)
@@ -208,17 +218,17 @@ static int hot_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_sn
 
 /*
  * The token checks (token form) and the cache entry, from one snapshot:
- * 0 with *e filled, WV_DEFER, or an answered error (resp filled).
+ * 0 with *e filled, WV_DEFER, or WV_ANSWERED (an error answered).
  */
 static int hot_lookup(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_snap_t *snap,
                       wv_cache_entry_t *e) {
   if (ctx->token_form) {
     int rc = hot_token(req, resp, ctx, snap);
-    if (rc || resp->status)
+    if (rc)
       return rc;
     if (pull_counts(ctx) && !ctx->hot.has_user)
       return WV_DEFER; /* an older hot record: the worker knows the account */
-    if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, ctx->hot.user)) || resp->status))
+    if (pull_counts(ctx) && (rc = take_pull(req, resp, ctx, ctx->hot.user)))
       return rc;
   }
   if (ctx->rt.kind == WV_V2_TAGS)
@@ -232,7 +242,7 @@ static int hot_lookup(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_s
   return 0;
 }
 
-static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
+int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
   wv_pctx_t *ctx = wv_arena_calloc(req->arena, sizeof *ctx);
   if (!ctx)
     return WV_ENOMEM;
@@ -260,7 +270,7 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
                                         "Registry '%s' cannot be pulled through this server",
                                         ctx->registry));
     /* The plain form acts for its Basic account, else anonymously. */
-    if ((rc = auth_gate(req, resp, ctx->app)) || resp->status)
+    if ((rc = auth_gate(req, resp, ctx->app)))
       return rc;
     bool bad = false;
     ctx->who = wv_req_basic_account(req, ctx->app->cfg, &bad);
@@ -270,10 +280,10 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
       rc = reg_error(req, resp, WV_REGERR_UNAUTHORIZED, 401, "Invalid credentials");
       return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
     }
-    ctx->restricted = wv_proxy_restricted(ctx->app, ctx->registry, ctx->who);
+    ctx->restricted = wv__proxy_restricted(ctx->app, ctx->registry, ctx->who);
     if (ctx->rt.kind == WV_V2_TAGS)
       return WV_DEFER;
-    if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, ctx->who)) || resp->status))
+    if (pull_counts(ctx) && (rc = take_pull(req, resp, ctx, ctx->who)))
       return rc;
     if (ctx->restricted)
       return WV_DEFER; /* nothing cached for others before the upstream said yes */
@@ -284,13 +294,13 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
   wv_cache_entry_t e;
   rc = hot_lookup(req, resp, ctx, &snap, &e);
   wv_store_snap_end(&snap);
-  if (!rc && !resp->status)
-    rc = ctx->rt.kind != WV_V2_MANIFESTS ? wv_proxy_respond_blob_entry(req, resp, &e)
-         : e.kind == WV_CACHE_MANIFEST   ? wv_proxy_respond_manifest(req, resp, &e)
+  if (!rc)
+    rc = ctx->rt.kind != WV_V2_MANIFESTS ? wv__proxy_respond_blob_entry(req, resp, &e)
+         : e.kind == WV_CACHE_MANIFEST   ? wv__proxy_respond_manifest(req, resp, &e)
                                          : WV_DEFER;
   wv_metrics_add(rc == WV_DEFER ? WV_MC_HOT_MISS : WV_MC_HOT_HIT, 1);
   if (!rc && ctx->app->cfg->wave_metrics_enabled)
-    wv_proxy_count_pull(req, resp, ctx);
+    wv__proxy_count_pull(req, resp, ctx);
   return rc;
 }
 
@@ -300,7 +310,7 @@ static int v2_handler(wv_req_t *req, wv_resp_t *resp) {
 static void put_hot_record(wv_req_t *req, wv_pctx_t *ctx) {
   wv_cache_token_t t = {
       .kind = (int)ctx->rec.kind,
-      .has_cc = wv_proxy_has_config(ctx, req->arena),
+      .has_cc = wv__proxy_has_config(ctx, req->arena),
       .registry = ctx->rec.registry,
       .image = ctx->rec.image,
       .reference = ctx->rec.reference ? ctx->rec.reference : "",
@@ -322,7 +332,7 @@ static void put_hot_record(wv_req_t *req, wv_pctx_t *ctx) {
   ctx->have_hot = true;
 }
 
-/* Loads the token record and checks it may be pulled at this path. */
+/* Loads the token record and checks it may be pulled at this path: 0, WV_ANSWERED or an error. */
 static int load_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   char *val = NULL;
   size_t len = 0;
@@ -341,18 +351,18 @@ static int load_token(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   const wv_token_rec_t *t = &ctx->rec;
   if (t->kind == WV_TOKEN_FREEZE || t->kind == WV_TOKEN_MIRROR) {
     const char *img = t->target_image ? t->target_image : t->container_image;
-    return reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
-                     wv_arena_sprintf(req->arena,
-                                      "Container '%s' is a %s image and must be pulled directly "
-                                      "from '%s'",
-                                      t->token, wv_token_kind_name(t->kind), img ? img : "?"));
+    return answered(reg_error(
+        req, resp, WV_REGERR_NOT_FOUND, 404,
+        wv_arena_sprintf(req->arena,
+                         "Container '%s' is a %s image and must be pulled directly from '%s'",
+                         t->token, wv_token_kind_name(t->kind), img ? img : "?")));
   }
   if (strcmp(t->image, ctx->rt.image) != 0)
-    return reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
-                     wv_arena_sprintf(req->arena,
-                                      "Unexpected container image request '%s' for token '%s' - "
-                                      "expected '%s'",
-                                      ctx->rt.image, t->token, t->image));
+    return answered(reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
+                              wv_arena_sprintf(req->arena,
+                                               "Unexpected container image request '%s' for token "
+                                               "'%s' - expected '%s'",
+                                               ctx->rt.image, t->token, t->image)));
   ctx->registry = t->registry;
   ctx->image = t->image;
   /* A token acts for the request that made it; an image waved built was
@@ -400,7 +410,7 @@ static int tags_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
 /*
  * Plain form, a caller the registry's credentials do not act for: the
  * upstream must say yes to the caller itself (a HEAD without the
- * credentials) before anything cached is served. 0 to go on, or answered.
+ * credentials) before anything cached is served. 0 to go on, WV_ANSWERED or an error.
  */
 static int plain_access(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   if (ctx->token_form || !ctx->restricted || ctx->rt.kind == WV_V2_TAGS)
@@ -419,12 +429,12 @@ static int plain_access(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   long status = r.status;
   wv_http_resp_free(&r);
   if (rc)
-    return wv_perr_respond(req, resp, &e);
+    return answered(wv_perr_respond(req, resp, &e));
   if (status == 401 || status == 403 || status == 404)
-    return wv_perr_respond(req, resp,
-                           (wv_perr_status(&e, status, ctx->rt.kind == WV_V2_BLOBS, ctx->registry,
-                                           ctx->image, ctx->rt.reference),
-                            &e));
+    return answered(wv_perr_respond(req, resp,
+                                    (wv_perr_status(&e, status, ctx->rt.kind == WV_V2_BLOBS,
+                                                    ctx->registry, ctx->image, ctx->rt.reference),
+                                     &e)));
   return 0;
 }
 
@@ -432,41 +442,28 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
   wv_pctx_t *ctx = req->user;
   if (!ctx)
     return WV_EINTERNAL;
-  int prc = plain_access(req, resp, ctx);
-  if (prc || resp->status)
-    return prc;
+  int rc = plain_access(req, resp, ctx);
+  if (rc)
+    return rc;
   if (ctx->token_form) {
-    int rc = load_token(req, resp, ctx);
-    if (rc || resp->status)
+    if ((rc = load_token(req, resp, ctx)))
       return rc;
-    if (pull_counts(ctx) && ((rc = take_pull(req, resp, ctx, ctx->rec.user)) || resp->status))
+    if (pull_counts(ctx) && (rc = take_pull(req, resp, ctx, ctx->rec.user)))
       return rc;
     /* Images waved builds: wait for the build, serve the embedded registry (build_pull.c). */
-    if (ctx->rec.kind == WV_TOKEN_BUILD && (rc = wv_proxy_build_worker(req, resp, ctx)) != WV_DEFER)
+    if (ctx->rec.kind == WV_TOKEN_BUILD &&
+        (rc = wv__proxy_build_worker(req, resp, ctx)) != WV_DEFER)
       return rc;
   }
   switch (ctx->rt.kind) {
-  case WV_V2_MANIFESTS: {
-    int rc = wv_proxy_manifest_worker(req, resp, ctx);
+  case WV_V2_MANIFESTS:
+    rc = wv__proxy_manifest_worker(req, resp, ctx);
     if (!rc && ctx->app->cfg->wave_metrics_enabled)
-      wv_proxy_count_pull(req, resp, ctx);
+      wv__proxy_count_pull(req, resp, ctx);
     return rc;
-  }
   case WV_V2_BLOBS:
-    return wv_proxy_blob_worker(req, resp, ctx);
+    return wv__proxy_blob_worker(req, resp, ctx);
   default:
     return tags_worker(req, resp, ctx);
   }
-}
-
-/* ---- registration ---------------------------------------------------------------- */
-
-static const wv_route_t proxy_routes[] = {
-    {WV_M_GET, "/v2/**", v2_handler, WV_ROUTE_INLINE, 0},
-    {WV_M_POST, "/v1alpha1/inspect", wv_inspect_handler, WV_ROUTE_WORKER, WV_INSPECT_MAX_BODY},
-};
-
-int wv_proxy_routes_register(wv_router_t *r, wv_app_t *app) {
-  (void)app; /* the upstream's timeouts are set where it is created (core/main.c) */
-  return wv_router_add(r, proxy_routes, sizeof proxy_routes / sizeof proxy_routes[0]);
 }

@@ -1,6 +1,6 @@
 /*
  * registry/proxy.h — the Docker Registry v2 proxy (contract §5) and inspect
- * (contract §5.8): route registration for the composition root.
+ * (contract §5.8): the handlers registry/routes.c routes to.
  *
  * Routes: GET/HEAD under /v2/ (inline: answered on the IO loop from the cache
  * when it can, else deferred to a worker) and POST /v1alpha1/inspect
@@ -15,12 +15,11 @@
 
 #include <json-c/json.h>
 
-/*
- * Adds the routes and applies the proxy's settings to app->upstream (its
- * lookup and token timeouts). Call once before the server starts.
- * 0, WV_EINVAL or WV_ENOMEM.
- */
-int wv_proxy_routes_register(wv_router_t *r, wv_app_t *app);
+/* The largest POST /v1alpha1/inspect body (a ContainerInspectRequest is a few hundred bytes). */
+#define WV_INSPECT_MAX_BODY (64u << 10)
+
+/* GET/HEAD under /v2/ (inline; a miss defers to the worker part). */
+int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp);
 
 /* POST /v1alpha1/inspect (registry/inspect.c). */
 int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp);
@@ -46,5 +45,15 @@ int wv_inspect(wv_req_t *req, const char *image, const char *platform, const cha
  * containerImage/containerIncludes refuse such names (docs/security.md).
  */
 bool wv_proxy_registry_allowed(const wv_app_t *app, const char *registry);
+
+/*
+ * The table of upstream rounds in flight (registry/resolve.c): concurrent
+ * resolutions of one manifest share one round. One per process, created by
+ * the composition root and hung on wv_app_t.flights. new: 0 or WV_ENOMEM;
+ * free: after the server stopped (NULL is a no-op).
+ */
+typedef struct wv_flights wv_flights_t;
+int wv_flights_new(wv_flights_t **out);
+void wv_flights_free(wv_flights_t *t);
 
 #endif

@@ -16,13 +16,11 @@
 #include "http/http.h"
 #include "registry/cache.h"
 #include "registry/fetch.h"
+#include "registry/proxy.h"
 #include "registry/ref.h"
 #include "registry/token.h"
 
 #include <stdbool.h>
-
-/* The largest POST /v1alpha1/inspect body (a ContainerInspectRequest is a few hundred bytes). */
-#define WV_INSPECT_MAX_BODY (64u << 10)
 
 typedef struct {
   wv_app_t *app;
@@ -44,59 +42,60 @@ typedef struct {
 } wv_pctx_t;
 
 /* True when the token carries a containerConfig that changes something. */
-bool wv_proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a);
+bool wv__proxy_has_config(wv_pctx_t *ctx, wv_arena_t *a);
 
 /* Answers 200 with a cached manifest: bytes, media type, digest headers. */
-int wv_proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e);
+int wv__proxy_respond_manifest(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e);
 /* Counts an answered manifest GET for the usage metrics (wave.metrics); any thread. */
-void wv_proxy_count_pull(wv_req_t *req, const wv_resp_t *resp, const wv_pctx_t *ctx);
+void wv__proxy_count_pull(wv_req_t *req, const wv_resp_t *resp, const wv_pctx_t *ctx);
 
 /*
  * Answers from a cached blob entry when that needs no upstream: 'b' (CAS
  * file), 'r' (307). Returns 0 when answered, WV_DEFER for entries that need
  * a worker ('d'), or an error (a CAS blob gone missing → 404 answered, 0).
  */
-int wv_proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e);
+int wv__proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_entry_t *e);
 
 /*
  * Resolves <registry>/<image>:<reference> (tag or digest) upstream into the
  * manifest or index it names (verified, digest-cached). Worker only.
  * 0, or the error in err.
  */
-int wv_proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
-                            const char *who, const char *reference, wv_cache_entry_t *out,
-                            wv_perr_t *err);
+int wv__proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
+                             const char *who, const char *reference, wv_cache_entry_t *out,
+                             wv_perr_t *err);
 
 /* True when registry has credentials that who may not pull with (upstream.h). */
-bool wv_proxy_restricted(const wv_app_t *app, const char *registry, const char *who);
+bool wv__proxy_restricted(const wv_app_t *app, const char *registry, const char *who);
 
 /*
  * Coalescing of identical upstream work (resolve.c). join: the first caller
  * for key leads (*leader = true), later ones follow until the leader leaves.
  * A follower waits (0: the leader succeeded; WV_EUPSTREAM: its error in err;
  * WV_ETIMEOUT) and then leaves; the leader leaves with its error (or NULL),
- * which wakes the followers. NULL on OOM. Thread-safe (one leaf mutex).
+ * which wakes the followers. NULL on OOM. Thread-safe (the table's leaf
+ * mutex). The table is app->flights (wv_flights_new, registry/proxy.h).
  */
 typedef struct wv_flight wv_flight_t;
-wv_flight_t *wv_flight_join(const char *key, bool *leader);
-int wv_flight_wait(wv_flight_t *f, int64_t timeout_ms, wv_perr_t *err);
-void wv_flight_leave(wv_flight_t *f, bool leader, const wv_perr_t *err);
+wv_flight_t *wv__flight_join(wv_flights_t *t, const char *key, bool *leader);
+int wv__flight_wait(wv_flight_t *f, int64_t timeout_ms, wv_perr_t *err);
+void wv__flight_leave(wv_flight_t *f, bool leader, const wv_perr_t *err);
 
 /* Worker parts. */
-int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
-int wv_proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
+int wv__proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
+int wv__proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
 /*
  * Token kind BUILD (build_pull.c): waits for the build (may return
  * WV_PARKED), answers a failed build, serves the embedded registry; returns
  * WV_DEFER when the normal upstream path should serve the request.
  */
-int wv_proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
+int wv__proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
 
 /* One batch of cache writes, applied in order (WV_STORE_APPLY_MAX per transaction). */
 typedef struct wv_pbatch wv_pbatch_t;
-wv_pbatch_t *wv_pbatch_new(wv_arena_t *a);
-int wv_pbatch_add(wv_pbatch_t *b, const char *key, const wv_cache_entry_t *e, int64_t expires_ms);
-int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s);
+wv_pbatch_t *wv__pbatch_new(wv_arena_t *a);
+int wv__pbatch_add(wv_pbatch_t *b, const char *key, const wv_cache_entry_t *e, int64_t expires_ms);
+int wv__pbatch_apply(wv_pbatch_t *b, struct wv_store *s);
 
 /*
  * Adds a request layer's entry to b under key. When the new entry is only a
@@ -107,10 +106,10 @@ int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s);
  * written again with this request's expiry (so it lasts as long as this
  * request's manifest), a blob-cache entry is left as it is. Worker only.
  */
-int wv_pbatch_add_layer(wv_pbatch_t *b, struct wv_store *s, const char *key,
-                        const wv_cache_entry_t *e, int64_t expires_ms);
+int wv__pbatch_add_layer(wv_pbatch_t *b, struct wv_store *s, const char *key,
+                         const wv_cache_entry_t *e, int64_t expires_ms);
 /* The cache entry that serves a request layer's location (NULL location: none). */
-int wv_proxy_layer_entry(wv_arena_t *a, const char *location, const char *gzip_digest,
-                         int64_t gzip_size, wv_cache_entry_t *out);
+int wv__proxy_layer_entry(wv_arena_t *a, const char *location, const char *gzip_digest,
+                          int64_t gzip_size, wv_cache_entry_t *out);
 
 #endif

@@ -35,6 +35,7 @@
 #include "registry/upstream.h"
 #include "storage/cas.h"
 #include "storage/store.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -68,7 +69,7 @@ static void pbatch_cleanup(void *arg) {
     wv_buf_free(&o->val);
 }
 
-wv_pbatch_t *wv_pbatch_new(wv_arena_t *a) {
+wv_pbatch_t *wv__pbatch_new(wv_arena_t *a) {
   wv_pbatch_t *b = wv_arena_calloc(a, sizeof *b);
   if (!b || wv_arena_on_cleanup(a, pbatch_cleanup, b))
     return NULL;
@@ -76,7 +77,7 @@ wv_pbatch_t *wv_pbatch_new(wv_arena_t *a) {
   return b;
 }
 
-int wv_pbatch_add(wv_pbatch_t *b, const char *key, const wv_cache_entry_t *e, int64_t expires_ms) {
+int wv__pbatch_add(wv_pbatch_t *b, const char *key, const wv_cache_entry_t *e, int64_t expires_ms) {
   if (!key)
     return WV_ENOMEM;
   pop_t *o = wv_arena_calloc(b->a, sizeof *o);
@@ -95,17 +96,17 @@ int wv_pbatch_add(wv_pbatch_t *b, const char *key, const wv_cache_entry_t *e, in
   return wv_cache_encode(e, &o->val);
 }
 
-int wv_pbatch_add_layer(wv_pbatch_t *b, struct wv_store *s, const char *key,
-                        const wv_cache_entry_t *e, int64_t expires_ms) {
+int wv__pbatch_add_layer(wv_pbatch_t *b, struct wv_store *s, const char *key,
+                         const wv_cache_entry_t *e, int64_t expires_ms) {
   wv_cache_entry_t old;
   bool location_only = e->kind == WV_CACHE_REDIRECT || e->kind == WV_CACHE_DOCKER;
   if (!key || !location_only || wv_cache_get(s, b->a, key, &old) != 0)
-    return wv_pbatch_add(b, key, e, expires_ms);
+    return wv__pbatch_add(b, key, e, expires_ms);
   if (old.kind == WV_CACHE_UPSTREAM)
     return 0;                    /* the repository's own blob: its entry outlives this request's */
   if (old.kind == WV_CACHE_BLOB) /* the bytes, for this request's lifetime too */
-    return wv_pbatch_add(b, key, &old, expires_ms);
-  return wv_pbatch_add(b, key, e, expires_ms);
+    return wv__pbatch_add(b, key, &old, expires_ms);
+  return wv__pbatch_add(b, key, e, expires_ms);
 }
 
 /* Queues b as one atomic write (at most WV_STORE_APPLY_MAX entries); cb as wv_store_submit_apply.
@@ -121,7 +122,7 @@ static int pbatch_submit(wv_pbatch_t *b, struct wv_store *s, wv_store_done_cb cb
   return n ? wv_store_submit_apply(s, ops, n, cb, arg) : WV_EINVAL;
 }
 
-int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
+int wv__pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
   wv_store_op_t ops[WV_STORE_APPLY_MAX];
   pop_t *o = b->head;
   while (o) {
@@ -140,37 +141,61 @@ int wv_pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
 
 struct wv_flight {
   wv_keyed_t k; /* first: the list entry */
+  wv_flights_t *tab;
   bool done, failed;
   wv_perr_t err;
 };
 typedef struct wv_flight flight_t;
 
-static pthread_mutex_t fl_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t fl_cv = PTHREAD_COND_INITIALIZER;
-static wv_keyed_t *fl_head;
+struct wv_flights {
+  pthread_mutex_t mu; /* leaf: the list and every flight's done/failed/err */
+  pthread_cond_t cv;
+  wv_keyed_t *head;
+};
+
+int wv_flights_new(wv_flights_t **out) {
+  wv_flights_t *t = calloc(1, sizeof *t);
+  if (!t)
+    return WV_ENOMEM;
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_cond_init(&t->cv, NULL);
+  *out = t;
+  return 0;
+}
+
+void wv_flights_free(wv_flights_t *t) {
+  if (!t)
+    return;
+  pthread_cond_destroy(&t->cv);
+  pthread_mutex_destroy(&t->mu);
+  free(t);
+}
 
 /* Joins or starts the flight for key; *leader tells which. NULL on OOM. */
-flight_t *wv_flight_join(const char *key, bool *leader) {
-  pthread_mutex_lock(&fl_mu);
-  flight_t *f = (flight_t *)wv_keyed_join(&fl_head, key, sizeof(flight_t), leader);
-  pthread_mutex_unlock(&fl_mu);
+flight_t *wv__flight_join(wv_flights_t *t, const char *key, bool *leader) {
+  pthread_mutex_lock(&t->mu);
+  flight_t *f = (flight_t *)wv_keyed_join(&t->head, key, sizeof(flight_t), leader);
+  if (f)
+    f->tab = t;
+  pthread_mutex_unlock(&t->mu);
   return f;
 }
 
 /* Drops a reference; the leader also unlinks it and wakes the waiters. */
-void wv_flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
-  pthread_mutex_lock(&fl_mu);
+void wv__flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
+  wv_flights_t *t = f->tab;
+  pthread_mutex_lock(&t->mu);
   if (leader) {
-    wv_keyed_unlink(&fl_head, &f->k);
+    wv_keyed_unlink(&t->head, &f->k);
     f->done = true;
     if (err) {
       f->failed = true;
       f->err = *err;
     }
-    pthread_cond_broadcast(&fl_cv);
+    pthread_cond_broadcast(&t->cv);
   }
   bool last = --f->k.refs == 0;
-  pthread_mutex_unlock(&fl_mu);
+  pthread_mutex_unlock(&t->mu);
   if (last) {
     free(f->k.key);
     free(f);
@@ -178,19 +203,13 @@ void wv_flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
 }
 
 /* Waits for the leader. 0 when it succeeded, WV_EUPSTREAM (err filled) or WV_ETIMEOUT. */
-int wv_flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += (time_t)(timeout_ms / 1000);
-  dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (dl.tv_nsec >= 1000000000L) {
-    dl.tv_sec++;
-    dl.tv_nsec -= 1000000000L;
-  }
+int wv__flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
+  wv_flights_t *t = f->tab;
+  struct timespec dl = wv_deadline_ts(CLOCK_REALTIME, timeout_ms);
   int rc = 0;
-  pthread_mutex_lock(&fl_mu);
+  pthread_mutex_lock(&t->mu);
   while (!f->done && rc == 0)
-    if (pthread_cond_timedwait(&fl_cv, &fl_mu, &dl) == ETIMEDOUT)
+    if (pthread_cond_timedwait(&t->cv, &t->mu, &dl) == ETIMEDOUT)
       rc = WV_ETIMEOUT;
   if (f->done && f->failed) {
     *err = f->err;
@@ -198,7 +217,7 @@ int wv_flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
   } else if (f->done) {
     rc = 0;
   }
-  pthread_mutex_unlock(&fl_mu);
+  pthread_mutex_unlock(&t->mu);
   return rc;
 }
 
@@ -227,7 +246,7 @@ static int oom(res_t *r) {
 
 /*
  * Concurrent fetches of one upstream thing (kind + key) share one round: 0 when this caller
- * fetches — leading *f (leave it with wv_flight_leave(*f, true, ...)) or alone (*f NULL:
+ * fetches — leading *f (leave it with wv__flight_leave(*f, true, ...)) or alone (*f NULL:
  * out of memory, or the leader took too long); LOOK_AGAIN when a leader fetched it (read the
  * cache); WV_EUPSTREAM when the leader failed (its error in r->err).
  */
@@ -235,13 +254,13 @@ static int lead_or_wait(res_t *r, char kind, const char *key, flight_t **f) {
   *f = NULL;
   const char *fkey = wv_arena_sprintf(r->req->arena, "%c\x1c%s", kind, key);
   bool leader;
-  flight_t *fl = fkey ? wv_flight_join(fkey, &leader) : NULL;
+  flight_t *fl = fkey ? wv__flight_join(r->ctx->app->flights, fkey, &leader) : NULL;
   if (!fl || leader) {
     *f = fl;
     return 0;
   }
-  int rc = wv_flight_wait(fl, flight_wait_ms(r->ctx->app->cfg), &r->err);
-  wv_flight_leave(fl, false, NULL);
+  int rc = wv__flight_wait(fl, flight_wait_ms(r->ctx->app->cfg), &r->err);
+  wv__flight_leave(fl, false, NULL);
   return rc == 0 ? LOOK_AGAIN : rc == WV_EUPSTREAM ? rc : 0;
 }
 
@@ -311,7 +330,7 @@ static int fetch_manifest(res_t *r, const char *digest, const char *key, bool le
       rc = oom(r);
     else if (lead)
       put_now(r, key, out);
-    else if (wv_pbatch_add(r->batch, key, out, r->expires_ms))
+    else if (wv__pbatch_add(r->batch, key, out, r->expires_ms))
       rc = oom(r);
   }
   wv_http_resp_free(&resp);
@@ -340,7 +359,7 @@ static int upstream_manifest(res_t *r, const char *digest, wv_cache_entry_t *out
     return rc;
   rc = fetch_manifest(r, digest, key, f != NULL, out);
   if (f)
-    wv_flight_leave(f, true, rc ? &r->err : NULL);
+    wv__flight_leave(f, true, rc ? &r->err : NULL);
   return rc;
 }
 
@@ -386,7 +405,7 @@ static int resolve_tag(res_t *r, const char *tag, const char **digest) {
       wv_tagcache_key(key, sizeof key, ctx->registry, ctx->image, tag, !ctx->restricted) != 0)
     return resolve_tag_upstream(r, tag, digest);
   for (int round = 0; round < 2; round++) {
-    if (wv_tagcache_get(key, d, sizeof d)) {
+    if (wv_tagcache_get(ctx->app->tags, key, d, sizeof d)) {
       *digest = wv_arena_strdup(r->req->arena, d);
       return *digest ? 0 : oom(r);
     }
@@ -398,9 +417,9 @@ static int resolve_tag(res_t *r, const char *tag, const char **digest) {
       return rc;
     rc = resolve_tag_upstream(r, tag, digest);
     if (rc == 0 && *digest)
-      wv_tagcache_put(key, *digest, ttl);
+      wv_tagcache_put(ctx->app->tags, key, *digest, ttl);
     if (f)
-      wv_flight_leave(f, true, rc ? &r->err : NULL);
+      wv__flight_leave(f, true, rc ? &r->err : NULL);
     return rc;
   }
   return resolve_tag_upstream(r, tag, digest);
@@ -408,8 +427,8 @@ static int resolve_tag(res_t *r, const char *tag, const char **digest) {
 
 /* ---- augmentation ---------------------------------------------------------------- */
 
-int wv_proxy_layer_entry(wv_arena_t *a, const char *location, const char *gzip_digest,
-                         int64_t gzip_size, wv_cache_entry_t *out) {
+int wv__proxy_layer_entry(wv_arena_t *a, const char *location, const char *gzip_digest,
+                          int64_t gzip_size, wv_cache_entry_t *out) {
   memset(out, 0, sizeof *out);
   out->media_type = WV_MT_DOCKER_LAYER_GZIP;
   out->digest = gzip_digest;
@@ -511,7 +530,7 @@ static int upstream_config(res_t *r, const char *digest, const char *manifest_mt
     }
   }
   if (f)
-    wv_flight_leave(f, true, rc ? &r->err : NULL);
+    wv__flight_leave(f, true, rc ? &r->err : NULL);
   return rc;
 }
 
@@ -547,18 +566,18 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
                          .location = ""};
   if (!ce.media_type)
     ce.media_type = WV_MT_DOCKER_CONFIG;
-  if (wv_pbatch_add(r->batch, wv_cache_key_blob(a, ctx->registry, ctx->image, nc.digest), &ce,
-                    r->expires_ms))
+  if (wv__pbatch_add(r->batch, wv_cache_key_blob(a, ctx->registry, ctx->image, nc.digest), &ce,
+                     r->expires_ms))
     return oom(r);
   for (size_t i = 0; i < used.n_layers; i++) {
     const wv_container_layer_t *l = &used.layers[i];
     wv_cache_entry_t le;
-    if (wv_proxy_layer_entry(a, l->location, l->gzip_digest, l->gzip_size, &le))
+    if (wv__proxy_layer_entry(a, l->location, l->gzip_digest, l->gzip_size, &le))
       return wv_perr_set(&r->err, 400, WV_REGERR_BAD_REQUEST, "Unsupported layer location '%.64s'",
                          l->location ? l->location : "");
-    if (wv_pbatch_add_layer(r->batch, ctx->app->store,
-                            wv_cache_key_blob(a, ctx->registry, ctx->image, l->gzip_digest), &le,
-                            r->expires_ms))
+    if (wv__pbatch_add_layer(r->batch, ctx->app->store,
+                             wv_cache_key_blob(a, ctx->registry, ctx->image, l->gzip_digest), &le,
+                             r->expires_ms))
       return oom(r);
   }
   *out = (wv_cache_entry_t){.kind = WV_CACHE_MANIFEST,
@@ -569,8 +588,8 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
                             .body = nm.data,
                             .body_len = nm.len};
   if (!out->digest ||
-      wv_pbatch_add(r->batch, wv_cache_key_manifest(a, ctx->registry, ctx->image, nm.digest), out,
-                    r->expires_ms))
+      wv__pbatch_add(r->batch, wv_cache_key_manifest(a, ctx->registry, ctx->image, nm.digest), out,
+                     r->expires_ms))
     return oom(r);
   return 0;
 }
@@ -619,8 +638,8 @@ static int augment_index(res_t *r, const wv_container_config_t *cc, const wv_cac
                             .body = ni.data,
                             .body_len = ni.len};
   if (!out->digest ||
-      wv_pbatch_add(r->batch, wv_cache_key_manifest(a, ctx->registry, ctx->image, ni.digest), out,
-                    r->expires_ms))
+      wv__pbatch_add(r->batch, wv_cache_key_manifest(a, ctx->registry, ctx->image, ni.digest), out,
+                     r->expires_ms))
     return oom(r);
   return 0;
 }
@@ -711,7 +730,7 @@ static int resolve_token_tag(res_t *r, const char *key, wv_cache_entry_t *out) {
   if (rc)
     return rc;
   /* The same token's later pulls come back by tag: the request-path key, last. */
-  if (wv_pbatch_add(r->batch, key, out, r->expires_ms))
+  if (wv__pbatch_add(r->batch, key, out, r->expires_ms))
     return oom(r);
   update_request_record(r, up.digest, out->digest);
   return 0;
@@ -740,10 +759,10 @@ static void parked_done(void *arg, int rc, int64_t value) {
   if (rc)
     wv_warn("manifest cache not written: %s", wv_strerror(rc));
   if (p->f)
-    wv_flight_leave(p->f, true, NULL);
-  if (wv_proxy_respond_manifest(p->req, p->resp, &p->e) == 0 &&
+    wv__flight_leave(p->f, true, NULL);
+  if (wv__proxy_respond_manifest(p->req, p->resp, &p->e) == 0 &&
       p->ctx->app->cfg->wave_metrics_enabled)
-    wv_proxy_count_pull(p->req, p->resp, p->ctx);
+    wv__proxy_count_pull(p->req, p->resp, p->ctx);
   wv_log_set_request(0);
   wv_req_complete(p->req);
 }
@@ -760,12 +779,12 @@ static int commit_and_answer(res_t *r, wv_resp_t *resp, flight_t *f, const wv_ca
     if (pbatch_submit(r->batch, r->ctx->app->store, parked_done, p) == 0)
       return WV_PARKED;
   }
-  int rc = wv_pbatch_apply(r->batch, r->ctx->app->store);
+  int rc = wv__pbatch_apply(r->batch, r->ctx->app->store);
   if (rc)
     wv_warn("manifest cache not written: %s", wv_strerror(rc)); /* still answer */
   if (f)
-    wv_flight_leave(f, true, NULL);
-  return wv_proxy_respond_manifest(r->req, resp, e);
+    wv__flight_leave(f, true, NULL);
+  return wv__proxy_respond_manifest(r->req, resp, e);
 }
 
 static int respond(wv_req_t *req, wv_resp_t *resp, res_t *r, int rc, const wv_cache_entry_t *e) {
@@ -773,11 +792,11 @@ static int respond(wv_req_t *req, wv_resp_t *resp, res_t *r, int rc, const wv_ca
     return wv_perr_respond(req, resp, &r->err);
   if (rc)
     return rc;
-  return wv_proxy_respond_manifest(req, resp, e);
+  return wv__proxy_respond_manifest(req, resp, e);
 }
 
-int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
-  res_t r = {.req = req, .ctx = ctx, .batch = wv_pbatch_new(req->arena)};
+int wv__proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+  res_t r = {.req = req, .ctx = ctx, .batch = wv__pbatch_new(req->arena)};
   if (!r.batch)
     return WV_ENOMEM;
   r.expires_ms = cache_expiry(ctx);
@@ -787,19 +806,19 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
       !rt->is_digest ? (ctx->token_form ? req->path : NULL)
                      : wv_cache_key_manifest(req->arena, ctx->registry, ctx->image, rt->reference);
   if (key && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0 && e.kind == WV_CACHE_MANIFEST)
-    return wv_proxy_respond_manifest(req, resp, &e);
+    return wv__proxy_respond_manifest(req, resp, &e);
   int rc;
   if (rt->is_digest) {
     /* Augmenting an image pinned by digest would change the digest it is pinned to. */
     if (ctx->token_form && ctx->rec.reference && strcmp(ctx->rec.reference, rt->reference) == 0 &&
-        wv_proxy_has_config(ctx, req->arena))
+        wv__proxy_has_config(ctx, req->arena))
       return wv_resp_registry_error(req, resp, WV_REGERR_UNSUPPORTED, 400,
                                     wv_arena_sprintf(req->arena,
                                                      "Operation not allowed for container '%s@%s'",
                                                      ctx->image, rt->reference),
                                     NULL);
     rc = upstream_manifest(&r, rt->reference, &e);
-    if (!rc && wv_pbatch_apply(r.batch, ctx->app->store))
+    if (!rc && wv__pbatch_apply(r.batch, ctx->app->store))
       wv_warn("manifest cache not written for %s", key);
     return respond(req, resp, &r, rc, &e);
   }
@@ -807,19 +826,19 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     const char *digest = NULL;
     rc = resolve_tag(&r, rt->reference, &digest);
     rc = rc ? rc : upstream_manifest(&r, digest, &e);
-    if (!rc && wv_pbatch_apply(r.batch, ctx->app->store))
+    if (!rc && wv__pbatch_apply(r.batch, ctx->app->store))
       wv_warn("manifest cache not written for %s", digest);
     return respond(req, resp, &r, rc, &e);
   }
   bool leader;
-  flight_t *f = wv_flight_join(key, &leader);
+  flight_t *f = wv__flight_join(ctx->app->flights, key, &leader);
   if (!f)
     return WV_ENOMEM;
   if (!leader) {
-    rc = wv_flight_wait(f, flight_wait_ms(ctx->app->cfg), &r.err);
-    wv_flight_leave(f, false, NULL);
+    rc = wv__flight_wait(f, flight_wait_ms(ctx->app->cfg), &r.err);
+    wv__flight_leave(f, false, NULL);
     if (rc == 0 && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0)
-      return wv_proxy_respond_manifest(req, resp, &e);
+      return wv__proxy_respond_manifest(req, resp, &e);
     if (rc == WV_EUPSTREAM)
       return wv_perr_respond(req, resp, &r.err);
     /* Timed out, or the leader's result did not reach the cache: resolve alone. */
@@ -829,25 +848,25 @@ int wv_proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   rc = resolve_token_tag(&r, key, &e);
   if (!rc)
     return commit_and_answer(&r, resp, f, &e);
-  wv_flight_leave(f, true, &r.err);
+  wv__flight_leave(f, true, &r.err);
   return respond(req, resp, &r, rc, &e);
 }
 
-bool wv_proxy_restricted(const wv_app_t *app, const char *registry, const char *who) {
+bool wv__proxy_restricted(const wv_app_t *app, const char *registry, const char *who) {
   return wv_upstream_perm(app->upstream, registry, who) < WV_PERM_PULL;
 }
 
-int wv_proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
-                            const char *who, const char *reference, wv_cache_entry_t *out,
-                            wv_perr_t *err) {
+int wv__proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
+                             const char *who, const char *reference, wv_cache_entry_t *out,
+                             wv_perr_t *err) {
   wv_pctx_t ctx = {.app = app,
                    .registry = registry,
                    .image = image,
                    .who = who,
-                   .restricted = wv_proxy_restricted(app, registry, who)};
+                   .restricted = wv__proxy_restricted(app, registry, who)};
   ctx.rt.reference = reference;
   ctx.rt.is_digest = wv_digest_valid(reference);
-  res_t r = {.req = req, .ctx = &ctx, .batch = wv_pbatch_new(req->arena)};
+  res_t r = {.req = req, .ctx = &ctx, .batch = wv__pbatch_new(req->arena)};
   if (!r.batch)
     return WV_ENOMEM;
   r.expires_ms = cache_expiry(&ctx);
@@ -857,7 +876,7 @@ int wv_proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, 
     rc = wv_perr_set(&r.err, 502, WV_REGERR_UNKNOWN, "No digest for '%s/%s:%s'", registry, image,
                      reference);
   rc = rc ? rc : upstream_manifest(&r, digest, out);
-  if (!rc && wv_pbatch_apply(r.batch, app->store))
+  if (!rc && wv__pbatch_apply(r.batch, app->store))
     wv_warn("manifest cache not written for %s", digest);
   if (rc)
     *err = r.err;

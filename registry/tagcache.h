@@ -10,7 +10,8 @@
  * a caller who may not use them.
  *
  * A fixed table (direct-mapped: a new key evicts the one in its slot), so its
- * memory never grows; its mutex is a leaf lock. Any thread.
+ * memory never grows; its mutex is a leaf lock. Any thread. One per process,
+ * created by the composition root (core/main.c) and hung on wv_app_t.tags.
  */
 #ifndef WV_TAGCACHE_H
 #define WV_TAGCACHE_H
@@ -22,14 +23,18 @@
 #define WV_TAGCACHE_SLOTS 4096
 #define WV_TAGCACHE_KEY_MAX 400 /* longer keys are never remembered */
 
+typedef struct wv_tagcache wv_tagcache_t;
+
+/* An empty cache: 0 or WV_ENOMEM. free: NULL is a no-op. */
+int wv_tagcache_new(wv_tagcache_t **out);
+void wv_tagcache_free(wv_tagcache_t *c);
+
 /* The key of registry/image:tag for a caller who may (creds) or may not use the credentials. */
 int wv_tagcache_key(char *out, size_t cap, const char *registry, const char *image, const char *tag,
                     bool creds);
 /* Remembers that key named digest, for ttl_ms (<= 0: nothing is kept). */
-void wv_tagcache_put(const char *key, const char *digest, int64_t ttl_ms);
+void wv_tagcache_put(wv_tagcache_t *c, const char *key, const char *digest, int64_t ttl_ms);
 /* true, with the digest (out holds >= 72 bytes), when key was resolved within its window. */
-bool wv_tagcache_get(const char *key, char *out, size_t cap);
-/* Forgets everything (tests). */
-void wv_tagcache_clear(void);
+bool wv_tagcache_get(wv_tagcache_t *c, const char *key, char *out, size_t cap);
 
 #endif

@@ -206,30 +206,19 @@ static int which(wv_req_t *req, wv_usage_t *out) {
   return WV_ENOTFOUND;
 }
 
-static int metric_v2(wv_req_t *req, wv_resp_t *resp) {
+int wv_usage_metric_v2_handler(wv_req_t *req, wv_resp_t *resp) {
   wv_usage_t w;
   return which(req, &w) ? wv_resp_api_error(req, resp, 404, "Page Not Found")
                         : answer(req, resp, w, false);
 }
-static int metric_v3(wv_req_t *req, wv_resp_t *resp) {
+int wv_usage_metric_v3_handler(wv_req_t *req, wv_resp_t *resp) {
   wv_usage_t w;
   return which(req, &w) ? wv_resp_api_error(req, resp, 404, "Page Not Found")
                         : answer(req, resp, w, true);
 }
-static int fusion_v2(wv_req_t *req, wv_resp_t *resp) {
+int wv_usage_fusion_v2_handler(wv_req_t *req, wv_resp_t *resp) {
   return answer(req, resp, WV_USAGE_FUSION, false);
 }
-static int fusion_v3(wv_req_t *req, wv_resp_t *resp) {
+int wv_usage_fusion_v3_handler(wv_req_t *req, wv_resp_t *resp) {
   return answer(req, resp, WV_USAGE_FUSION, true);
-}
-
-static const wv_route_t usage_routes[] = {
-    {WV_M_GET, "/v1alpha2/metrics/fusion/pulls", fusion_v2, WV_ROUTE_WORKER, 0},
-    {WV_M_GET, "/v1alpha3/metrics/fusion/pulls", fusion_v3, WV_ROUTE_WORKER, 0},
-    {WV_M_GET, "/v1alpha2/metrics/{metric}", metric_v2, WV_ROUTE_WORKER, 0},
-    {WV_M_GET, "/v1alpha3/metrics/{metric}", metric_v3, WV_ROUTE_WORKER, 0},
-};
-
-int wv_usage_register(wv_router_t *r) {
-  return wv_router_add(r, usage_routes, sizeof usage_routes / sizeof usage_routes[0]);
 }

@@ -9,7 +9,7 @@
 #define WV_REGISTRY_USAGE_H
 
 #include "core/app.h"
-#include "http/router.h"
+#include "http/http.h"
 
 typedef enum {
   WV_USAGE_BUILDS = 0,
@@ -27,7 +27,13 @@ typedef enum {
  */
 void wv_usage_count(const wv_app_t *app, wv_usage_t what, const char *user, const char *arch);
 
-/* GET /v1alpha2/metrics/... and /v1alpha3/metrics/... 0 or the router's error. */
-int wv_usage_register(wv_router_t *r);
+/*
+ * GET /v1alpha2/metrics/{metric} and /v1alpha3/metrics/{metric}, and the
+ * fusion pulls of each (registry/routes.c routes them).
+ */
+int wv_usage_metric_v2_handler(wv_req_t *req, wv_resp_t *resp);
+int wv_usage_metric_v3_handler(wv_req_t *req, wv_resp_t *resp);
+int wv_usage_fusion_v2_handler(wv_req_t *req, wv_resp_t *resp);
+int wv_usage_fusion_v3_handler(wv_req_t *req, wv_resp_t *resp);
 
 #endif

@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define BODY_LIMIT (64 * 1024) /* a request body: three short strings */
 #define FIELD_MAX 1024         /* bytes of one field */
 #define URL_MAX 2048           /* bytes of a URL we build */
 #define ANSWER_MAX (64 * 1024) /* body kept of an upstream answer (unused but capped) */
@@ -141,8 +140,8 @@ static int check(wv_req_t *req, const creds_t *c, bool *valid, char *why, size_t
 static int handle(wv_req_t *req, wv_resp_t *resp, bool legacy) {
   char err[256];
   json_object *root = NULL, *obj;
-  int rc =
-      wv_json_parse_body(req->body, req->body_len, BODY_LIMIT, 8, 1000, &root, err, sizeof err);
+  int rc = wv_json_parse_body(req->body, req->body_len, WV_VALIDATE_MAX_BODY, 8, 1000, &root, err,
+                              sizeof err);
   if (rc)
     return wv_resp_api_error(req, resp, 400, err);
   obj = root;
@@ -167,14 +166,5 @@ static int handle(wv_req_t *req, wv_resp_t *resp, bool legacy) {
   return wv_resp_bytes(req, resp, 200, "application/json", valid ? "true" : "false", valid ? 4 : 5);
 }
 
-static int validate_v2(wv_req_t *req, wv_resp_t *resp) { return handle(req, resp, false); }
-static int validate_legacy(wv_req_t *req, wv_resp_t *resp) { return handle(req, resp, true); }
-
-static const wv_route_t validate_routes[] = {
-    {WV_M_POST, "/v1alpha2/validate-creds", validate_v2, WV_ROUTE_WORKER, BODY_LIMIT},
-    {WV_M_POST, "/validate-creds", validate_legacy, WV_ROUTE_WORKER, BODY_LIMIT},
-};
-
-int wv_validate_register(wv_router_t *r) {
-  return wv_router_add(r, validate_routes, sizeof validate_routes / sizeof validate_routes[0]);
-}
+int wv_validate_handler(wv_req_t *req, wv_resp_t *resp) { return handle(req, resp, false); }
+int wv_validate_legacy_handler(wv_req_t *req, wv_resp_t *resp) { return handle(req, resp, true); }

@@ -6,9 +6,12 @@
 #ifndef WV_REGISTRY_VALIDATE_H
 #define WV_REGISTRY_VALIDATE_H
 
-#include "http/router.h"
+#include "http/http.h"
 
-/* Adds both routes. 0 or the router's error. */
-int wv_validate_register(wv_router_t *r);
+#define WV_VALIDATE_MAX_BODY (64 * 1024) /* a request body: three short strings */
+
+/* POST /v1alpha2/validate-creds and POST /validate-creds (registry/routes.c routes them). */
+int wv_validate_handler(wv_req_t *req, wv_resp_t *resp);
+int wv_validate_legacy_handler(wv_req_t *req, wv_resp_t *resp);
 
 #endif

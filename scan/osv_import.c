@@ -235,7 +235,7 @@ static int previous(wv_osv_import_t *imp, const char *id, bool *exists, const ch
   free(val);
   if (rc) /* an unreadable stored record is simply replaced */
     return 0;
-  if (wv_osv_normalise(imp->a, o, &old, why, sizeof why) == 0) {
+  if (wv__osv_normalise(imp->a, o, &old, why, sizeof why) == 0) {
     wv_buf_t b;
     wv_buf_init(&b, 64 * 1024);
     for (size_t k = 0; k < old.nkeys; k++)
@@ -292,7 +292,7 @@ static int import_record(wv_osv_import_t *imp, json_object *rec, const char *ori
   rec_t r;
   char why[300], key[WV_STORE_KEY_MAX + 1];
   imp->stats.read++;
-  if (wv_osv_normalise(imp->a, rec, &r, why, sizeof why)) {
+  if (wv__osv_normalise(imp->a, rec, &r, why, sizeof why)) {
     imp->stats.rejected++;
     say(imp, "%s: %s%s%s", origin, r.id ? r.id : "", r.id ? ": " : "", why);
     return 0;

@@ -25,6 +25,6 @@ typedef struct {
  * when nothing can be matched); index keys are copied into ar. 0, or
  * WV_EPARSE with the reason in why (wl bytes), or WV_ENOMEM.
  */
-int wv_osv_normalise(wv_arena_t *ar, json_object *rec, rec_t *r, char *why, size_t wl);
+int wv__osv_normalise(wv_arena_t *ar, json_object *rec, rec_t *r, char *why, size_t wl);
 
 #endif

@@ -298,7 +298,7 @@ static bool id_ok(const char *id) {
 }
 
 /* Validates rec and builds r->norm (NULL when nothing can be matched). */
-int wv_osv_normalise(wv_arena_t *ar, json_object *rec, rec_t *r, char *why, size_t wl) {
+int wv__osv_normalise(wv_arena_t *ar, json_object *rec, rec_t *r, char *why, size_t wl) {
   json_object *affs = NULL;
   memset(r, 0, sizeof *r);
   if (!json_object_is_type(rec, json_type_object))

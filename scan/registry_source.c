@@ -27,7 +27,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_REDIRECTS 3
 #define CHUNK (256u * 1024)      /* read size of embedded blobs */
 #define DISCARD_MAX (64u * 1024) /* error or redirect body we skip before giving up */
 
@@ -279,7 +278,7 @@ static int upstream_layer(layer_t *l) {
     const char *loc = wv_http_resp_header(&resp, "Location");
     if (rc || l->began || resp.status < 300 || resp.status > 399 || !loc)
       break;
-    if (hop == MAX_REDIRECTS)
+    if (hop == WV_HTTP_MAX_BLOB_REDIRECTS)
       rc = fail(r, WV_EUPSTREAM, "too many redirects fetching layer %s", l->digest);
     else if (!(url = wv_fetch_absolute_location(r->a, r->base, url[0] == '/' ? url : path, loc)))
       rc = fail(r, WV_EUPSTREAM, "registry '%s' redirected layer %s to '%.200s'", r->src->registry,

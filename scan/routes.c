@@ -44,7 +44,7 @@ static int record(wv_req_t *req, wv_resp_t *resp) {
   const char *id = scan_id(req);
   char *val = NULL;
   size_t len = 0;
-  int rc = id ? wv_scan_load(app_of(req), req->arena, id, &val, &len) : WV_ENOTFOUND;
+  int rc = id ? wv__scan_load(app_of(req), req->arena, id, &val, &len) : WV_ENOTFOUND;
   if (rc == WV_ENOTFOUND)
     return not_found(req, resp);
   if (rc)
@@ -57,8 +57,8 @@ static int record(wv_req_t *req, wv_resp_t *resp) {
 static int spdx_text(wv_req_t *req, const char *id, char **out, size_t *len) {
   char key[SCAN_KEY_MAX], *z = NULL;
   size_t zl = 0;
-  wv_scan_key(key, "spdx/", id);
-  int rc = wv_scan_load(app_of(req), req->arena, key, &z, &zl);
+  wv__scan_key(key, "spdx/", id);
+  int rc = wv__scan_load(app_of(req), req->arena, key, &z, &zl);
   if (rc)
     return rc;
   unsigned long long n = ZSTD_getFrameContentSize(z, zl);

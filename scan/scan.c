@@ -35,7 +35,7 @@ static const char *const origin_keys[] = {"requestId", "buildId", "mirrorId"};
 /* Severity order of the verdict's lists, least severe first (spec example "HIGH,CRITICAL"). */
 static const char *const levels_order[] = {"LOW", "MEDIUM", "HIGH", "CRITICAL", "UNKNOWN"};
 
-void wv_scan_key(char *out, const char *prefix, const char *id) {
+void wv__scan_key(char *out, const char *prefix, const char *id) {
   snprintf(out, SCAN_KEY_MAX, "%s%s", prefix, id);
 }
 
@@ -62,7 +62,7 @@ int wv_scan_id_hash(const char *image, const char *digest, char out[20]) {
   return rc;
 }
 
-int wv_scan_load(const wv_app_t *app, wv_arena_t *a, const char *key, char **val, size_t *len) {
+int wv__scan_load(const wv_app_t *app, wv_arena_t *a, const char *key, char **val, size_t *len) {
   int rc = wv_store_get(app->store, WV_DB_SCANS, key, val, len, NULL);
   if (rc == 0 && wv_arena_on_cleanup(a, free, *val)) {
     free(*val);
@@ -114,7 +114,7 @@ static void release_op(const wv_app_t *app, const char *id, char key[SCAN_KEY_MA
   free(cur);
 }
 
-int wv_scan_release_id(const wv_app_t *app, const char *id) {
+int wv__scan_release_id(const wv_app_t *app, const char *id) {
   char key[SCAN_KEY_MAX];
   wv_store_op_t op;
   size_t n = 0;
@@ -122,15 +122,15 @@ int wv_scan_release_id(const wv_app_t *app, const char *id) {
   return n ? wv_store_apply(app->store, &op, 1, NULL) : 0;
 }
 
-int wv_scan_store_success(const wv_app_t *app, const char *id, json_object *rec,
-                          json_object *counts, const void *spdx_zst, size_t spdx_len) {
+int wv__scan_store_success(const wv_app_t *app, const char *id, json_object *rec,
+                           json_object *counts, const void *spdx_zst, size_t spdx_len) {
   char ksum[SCAN_KEY_MAX], kspdx[SCAN_KEY_MAX], kreq[SCAN_KEY_MAX];
   int64_t exp = wv_store_now_ms() + app->cfg->scan_status_ttl_ms;
   wv_store_op_t ops[4];
   size_t n = 0;
-  wv_scan_key(ksum, "sum/", id);
-  wv_scan_key(kspdx, "spdx/", id);
-  wv_scan_key(kreq, "req/", id);
+  wv__scan_key(ksum, "sum/", id);
+  wv__scan_key(kspdx, "spdx/", id);
+  wv__scan_key(kreq, "req/", id);
   int rc = put_json(&ops[n++], id, rec, exp);
   if (!rc && counts)
     rc = put_json(&ops[n++], ksum, counts, exp);
@@ -174,7 +174,7 @@ static int set_duration(json_object *rec, int64_t end_ns) {
   return rc ? rc : wv_json_add_number_text(rec, "duration", dur);
 }
 
-int wv_scan_store_failure(const wv_app_t *app, const char *id, const char *logs, int64_t end_ns) {
+int wv__scan_store_failure(const wv_app_t *app, const char *id, const char *logs, int64_t end_ns) {
   json_object *rec = NULL;
   int rc = wv_scan_load_record(app, id, &rec);
   if (rc)
@@ -189,8 +189,8 @@ int wv_scan_store_failure(const wv_app_t *app, const char *id, const char *logs,
   wv_store_op_t ops[4];
   size_t n = 0;
   rc = rc ? rc : put_json(&ops[n++], id, rec, wv_store_now_ms() + app->cfg->scan_failure_ttl_ms);
-  wv_scan_key(ksum, "sum/", id);
-  wv_scan_key(kreq, "req/", id);
+  wv__scan_key(ksum, "sum/", id);
+  wv__scan_key(kreq, "req/", id);
   ops[n++] = del_op(ksum);
   ops[n++] = del_op(kreq);
   release_op(app, id, kid, ops, &n);
@@ -265,7 +265,7 @@ static int reserve_new(const wv_app_t *app, const wv_scan_target_t *t, const cha
   if (rc)
     return rc;
   snprintf(id, WV_SCAN_ID_MAX + 1, "%s_%lld", hx, (long long)n);
-  wv_scan_key(kreq, "req/", id);
+  wv__scan_key(kreq, "req/", id);
   json_object *rec = pending_record(id, t, wv_now_ns()), *src = source_json(t);
   const char *idv = id;
   wv_store_op_t ops[3] = {{.kind = WV_STORE_PUT_NX,
@@ -347,7 +347,7 @@ int wv_scan_start(const wv_app_t *app, const char *id, wv_scan_origin_t origin,
   if (rc) {
     char why[160];
     snprintf(why, sizeof why, "Cannot queue the scan: %s", wv_strerror(rc));
-    wv_scan_store_failure(app, id, why, wv_now_ns());
+    wv__scan_store_failure(app, id, why, wv_now_ns());
     wv_warn("scan %s: %s", id, why);
   }
   return rc;
@@ -369,8 +369,8 @@ int wv_scan_abandon(const wv_app_t *app, const char *id, const char *reason) {
   bool pending = !rc && !wv_json_get_str(rec, "status", &status) && !strcmp(status, "PENDING");
   json_object_put(rec);
   if (rc == WV_ENOTFOUND || (!rc && !pending))
-    return wv_scan_release_id(app, id);
-  return rc ? rc : wv_scan_store_failure(app, id, reason, wv_now_ns());
+    return wv__scan_release_id(app, id);
+  return rc ? rc : wv__scan_store_failure(app, id, reason, wv_now_ns());
 }
 
 int wv_scan_reserve_image(const wv_app_t *app, const char *image, const char *digest, bool embedded,
@@ -486,7 +486,7 @@ json_object *wv_scan_load_counts(const wv_app_t *app, const char *id) {
   char key[SCAN_KEY_MAX], *val = NULL, err[64];
   size_t len = 0;
   json_object *o = NULL;
-  wv_scan_key(key, "sum/", id);
+  wv__scan_key(key, "sum/", id);
   if (wv_store_get(app->store, WV_DB_SCANS, key, &val, &len, NULL) == 0)
     wv_json_parse(val, len, len + 1, 0, &o, err, sizeof err);
   free(val);

@@ -70,8 +70,8 @@ static int load_source(job_t *j) {
   char key[SCAN_KEY_MAX], *val = NULL, err[128];
   size_t len = 0;
   json_object *o = NULL;
-  wv_scan_key(key, "req/", j->id);
-  int rc = wv_scan_load(j->app, j->a, key, &val, &len);
+  wv__scan_key(key, "req/", j->id);
+  int rc = wv__scan_load(j->app, j->a, key, &val, &len);
   if (!rc && wv_json_parse(val, len, len + 1, 0, &o, err, sizeof err))
     rc = WV_ESTORE;
   if (!rc) {
@@ -193,7 +193,7 @@ static int finish(job_t *j, wv_vuln_t *v, size_t n, const void *spdx, size_t spd
   rc = rc ? rc : wv_json_add_obj(rec, "vulnerabilities", arr);
   arr = NULL;
   rc = rc ? rc : wv_json_add_int(rec, "exitCode", 0);
-  rc = rc ? rc : wv_scan_store_success(j->app, j->id, rec, counts, spdx, spdx_len);
+  rc = rc ? rc : wv__scan_store_success(j->app, j->id, rec, counts, spdx, spdx_len);
   json_object_put(arr);
   json_object_put(counts);
   json_object_put(rec);
@@ -246,7 +246,7 @@ static bool past_deadline(job_t *j) {
   return wv_now_ns() - info.started_ns >= j->app->cfg->scan_timeout_ms * WV_NS_PER_MS;
 }
 
-int wv_scan_job_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *step_arg) {
+int wv__scan_job_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *step_arg) {
   job_t j = {.ctx = ctx, .app = fn_arg};
   const char *msg = NULL;
   j.a = wv_arena_new(0);
@@ -271,7 +271,7 @@ int wv_scan_job_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *step_arg) {
     if (!msg || !*msg)
       msg = wv_strerror(rc);
     logf_(&j, "scan failed: %s", msg);
-    if (wv_scan_store_failure(j.app, j.id, j.log.data ? j.log.data : msg, wv_now_ns()))
+    if (wv__scan_store_failure(j.app, j.id, j.log.data ? j.log.data : msg, wv_now_ns()))
       wv_error("scan %s: cannot store its failure", j.id);
     wv_job_ctx_fail(ctx, "Container security scan failed: %s", msg);
   }
@@ -289,5 +289,5 @@ int wv_scan_register(wv_job_engine_t *e, const wv_app_t *app) {
                      .rerunnable = true,
                      .deadline_ms = cfg->scan_timeout_ms};
   int rc = wv_job_register_kind(e, &k);
-  return rc ? rc : wv_job_register_fn(e, WV_SCAN_KIND, wv_scan_job_fn, (void *)app);
+  return rc ? rc : wv_job_register_fn(e, WV_SCAN_KIND, wv__scan_job_fn, (void *)app);
 }

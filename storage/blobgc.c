@@ -165,11 +165,7 @@ static void *gc_main(void *arg) {
   wv_blobgc_t *g = arg;
   pthread_mutex_lock(&g->mu);
   while (!g->stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = (int64_t)ts.tv_nsec + (g->interval_ms % 1000) * 1000000;
-    ts.tv_sec += (time_t)(g->interval_ms / 1000 + ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
+    struct timespec ts = wv_deadline_ts(CLOCK_MONOTONIC, g->interval_ms);
     while (!g->stop && pthread_cond_timedwait(&g->cv, &g->mu, &ts) != ETIMEDOUT) {
     }
     if (g->stop)

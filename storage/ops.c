@@ -42,6 +42,8 @@ void wv_store_sizes(wv_store_t *s, uint64_t *file_bytes, uint64_t *used_bytes) {
 
 /* ---- blob-store usage ---- */
 
+/* Process-wide on purpose: a walk of the one blob store of this process (storage.path), kept for
+ * the caller's max_age_ms so scrapes and the overview page do not walk it each time. */
 static pthread_mutex_t usage_mu = PTHREAD_MUTEX_INITIALIZER; /* leaf: the cache below */
 static int64_t usage_at_ms = -1;
 static uint64_t usage_bytes, usage_files;

@@ -57,6 +57,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -71,26 +72,22 @@
 #define MAX_DBS 16
 #define SWEEP_BATCH 1024
 
-const char *const wv_sto_db_names[] = {
+const char *const wv__sto_db_names[] = {
     "tokens",    "requests", "builds", "build_targets", "counters", "mirrors", "scans",
     "manifests", "meta",     "jobs",   "embedded",      "vulns",    "expiry",
 };
 /* One name per wv_db_t, plus the internal expiry index last: a database added
  * to the enum without a name here must not compile (it would otherwise open
  * under the next name). */
-_Static_assert(sizeof wv_sto_db_names / sizeof wv_sto_db_names[0] == WV_DB_COUNT + 1,
-               "wv_sto_db_names must name every wv_db_t and the expiry index");
+_Static_assert(sizeof wv__sto_db_names / sizeof wv__sto_db_names[0] == WV_DB_COUNT + 1,
+               "wv__sto_db_names must name every wv_db_t and the expiry index");
 
 /* ---- small helpers ---------------------------------------------------- */
 
-int64_t wv_store_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+int64_t wv_store_now_ms(void) { return wv_now_ms(); }
 
 /* Maps an LMDB or errno code to ours; MDB_MAP_FULL stays distinguishable. */
-int wv_sto_map_mdb(int rc, const char *what) {
+int wv__sto_map_mdb(int rc, const char *what) {
   switch (rc) {
   case 0:
     return 0;
@@ -113,7 +110,7 @@ int wv_sto_map_mdb(int rc, const char *what) {
   }
 }
 
-int wv_sto_check_key(wv_db_t db, const char *key, size_t *klen) {
+int wv__sto_check_key(wv_db_t db, const char *key, size_t *klen) {
   if ((unsigned)db >= WV_DB_COUNT || !key)
     return WV_EINVAL;
   *klen = strnlen(key, WV_STORE_KEY_MAX + 1);
@@ -142,9 +139,9 @@ static int init_dbs(wv_store_t *s, const char *dir) {
   MDB_txn *txn;
   int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
   if (rc)
-    return wv_sto_map_mdb(rc, "begin init txn") == WV_EIO ? WV_EIO : WV_ESTORE;
+    return wv__sto_map_mdb(rc, "begin init txn") == WV_EIO ? WV_EIO : WV_ESTORE;
   for (int i = 0; i <= WV_DB_COUNT && !rc; i++)
-    rc = mdb_dbi_open(txn, wv_sto_db_names[i], MDB_CREATE, &s->dbi[i]);
+    rc = mdb_dbi_open(txn, wv__sto_db_names[i], MDB_CREATE, &s->dbi[i]);
   MDB_val k = {6, "schema"}, v;
   if (!rc)
     rc = mdb_get(txn, s->dbi[WV_DB_META], &k, &v);
@@ -158,7 +155,7 @@ static int init_dbs(wv_store_t *s, const char *dir) {
     rc = mdb_put(txn, s->dbi[WV_DB_META], &k, &v, 0);
   } else if (rc == 0) {
     int64_t ver = 0;
-    if (wv_sto_parse_counter(&v, &ver) != 0 || ver > WV_STORE_SCHEMA_VERSION || ver < 1) {
+    if (wv__sto_parse_counter(&v, &ver) != 0 || ver > WV_STORE_SCHEMA_VERSION || ver < 1) {
       wv_error("store: %s has schema version %.*s; this waved supports up to %d: refusing to "
                "open it (upgrade waved or point storage.path elsewhere)",
                dir, (int)(v.mv_size > HDR_LEN ? v.mv_size - HDR_LEN : 0),
@@ -169,9 +166,9 @@ static int init_dbs(wv_store_t *s, const char *dir) {
   }
   if (rc) {
     mdb_txn_abort(txn);
-    return wv_sto_map_mdb(rc, "init databases") == WV_EIO ? WV_EIO : WV_ESTORE;
+    return wv__sto_map_mdb(rc, "init databases") == WV_EIO ? WV_EIO : WV_ESTORE;
   }
-  return wv_sto_map_mdb(mdb_txn_commit(txn), "commit init") == 0 ? 0 : WV_ESTORE;
+  return wv__sto_map_mdb(mdb_txn_commit(txn), "commit init") == 0 ? 0 : WV_ESTORE;
 }
 
 static int open_env(wv_store_t *s, const char *dir, uint64_t map_size) {
@@ -241,7 +238,7 @@ int wv_store_open(wv_store_t **out, const char *dir, uint64_t map_size, int64_t 
     goto out;
   init_sync(s);
   s->stats.map_size = s->map_size;
-  if (pthread_create(&s->committer, NULL, wv_sto_committer_main, s) != 0) {
+  if (pthread_create(&s->committer, NULL, wv__sto_committer_main, s) != 0) {
     destroy_sync(s);
     rc = WV_ENOMEM;
     goto out;
@@ -283,7 +280,7 @@ static void *sweeper_main(void *arg) {
   pthread_mutex_lock(&s->mu);
   while (!s->sweeper_stop) {
     struct timespec ts;
-    wv_sto_deadline_after(&ts, s->sweep_interval_ms * 1000);
+    wv__sto_deadline_after(&ts, s->sweep_interval_ms * 1000);
     while (!s->sweeper_stop)
       if (pthread_cond_timedwait(&s->sweep_cv, &s->mu, &ts) == ETIMEDOUT)
         break;
@@ -332,7 +329,7 @@ int wv_store_use_redis(wv_store_t *s, const char *url, const char *prefix, int64
   return wv_rstore_open(&s->redis, url, prefix, timeout_ms, max_conns);
 }
 
-bool wv_store_db_shared(const wv_store_t *s, wv_db_t db) { return wv_sto_remote(s, db); }
+bool wv_store_db_shared(const wv_store_t *s, wv_db_t db) { return wv__sto_remote(s, db); }
 
 bool wv_store_shared_health(wv_store_t *s, bool *up) {
   if (!s || !s->redis)

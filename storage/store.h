@@ -278,7 +278,8 @@ int wv_store_start_sweeper(wv_store_t *s, int64_t interval_ms);
 /* Copies the counters out; safe from any thread. */
 void wv_store_stats(wv_store_t *s, wv_store_stats_t *out);
 
-/* Wall clock in unix milliseconds, the clock expiry is measured against. */
+/* Wall clock in unix milliseconds, the clock expiry is measured against: wv_now_ms
+ * (core/timefmt.h). */
 int64_t wv_store_now_ms(void);
 
 #endif

@@ -17,7 +17,7 @@
 #include <time.h>
 
 static int check_op(const wv_store_op_t *op, size_t *klen) {
-  int rc = wv_sto_check_key(op->db, op->key, klen);
+  int rc = wv__sto_check_key(op->db, op->key, klen);
   if (rc)
     return rc;
   if ((unsigned)op->kind > WV_STORE_INCR || op->expires_ms < 0)
@@ -49,7 +49,7 @@ static int index_del(wv_store_t *s, MDB_txn *txn, int64_t exp, wv_db_t db, const
   MDB_val k;
   index_key(buf, exp, db, key, klen, &k);
   int rc = mdb_del(txn, s->dbi[DBI_EXPIRY], &k, NULL);
-  return rc == MDB_NOTFOUND ? 0 : wv_sto_map_mdb(rc, "expiry index delete");
+  return rc == MDB_NOTFOUND ? 0 : wv__sto_map_mdb(rc, "expiry index delete");
 }
 
 static int index_put(wv_store_t *s, MDB_txn *txn, int64_t exp, wv_db_t db, const char *key,
@@ -57,7 +57,7 @@ static int index_put(wv_store_t *s, MDB_txn *txn, int64_t exp, wv_db_t db, const
   unsigned char buf[IDX_PREFIX + WV_STORE_KEY_MAX];
   MDB_val k, v = {0, ""};
   index_key(buf, exp, db, key, klen, &k);
-  return wv_sto_map_mdb(mdb_put(txn, s->dbi[DBI_EXPIRY], &k, &v, 0), "expiry index put");
+  return wv__sto_map_mdb(mdb_put(txn, s->dbi[DBI_EXPIRY], &k, &v, 0), "expiry index put");
 }
 
 /* The record currently stored under a key, as the ops see it. */
@@ -76,9 +76,9 @@ static int load_cur(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t n
   if (rc == MDB_NOTFOUND)
     return 0;
   if (rc)
-    return wv_sto_map_mdb(rc, "get");
+    return wv__sto_map_mdb(rc, "get");
   if (hdr_read(&c->v, &c->exp)) {
-    wv_error("store: %s: corrupt record header", wv_sto_db_names[op->db]);
+    wv_error("store: %s: corrupt record header", wv__sto_db_names[op->db]);
     c->corrupt = true;
     return 0;
   }
@@ -99,7 +99,7 @@ static int write_rec(wv_store_t *s, MDB_txn *txn, const struct iop *op, const st
   MDB_val k = {op->klen, (void *)op->key}, v = {HDR_LEN + vlen, NULL};
   rc = mdb_put(txn, s->dbi[op->db], &k, &v, MDB_RESERVE);
   if (rc)
-    return wv_sto_map_mdb(rc, "put");
+    return wv__sto_map_mdb(rc, "put");
   hdr_write(v.mv_data, exp);
   if (vlen)
     memcpy((unsigned char *)v.mv_data + HDR_LEN, val, vlen);
@@ -110,14 +110,14 @@ static int del_rec(wv_store_t *s, MDB_txn *txn, const struct iop *op, const stru
   if (!c->found && !c->corrupt)
     return 0;
   MDB_val k = {op->klen, (void *)op->key};
-  int rc = wv_sto_map_mdb(mdb_del(txn, s->dbi[op->db], &k, NULL), "delete");
+  int rc = wv__sto_map_mdb(mdb_del(txn, s->dbi[op->db], &k, NULL), "delete");
   if (!rc && c->exp != 0)
     rc = index_del(s, txn, c->exp, op->db, op->key, op->klen);
   return rc;
 }
 
 /* Parses a stored counter: optional '-', 1..19 digits, nothing else. */
-int wv_sto_parse_counter(const MDB_val *v, int64_t *out) {
+int wv__sto_parse_counter(const MDB_val *v, int64_t *out) {
   const char *p = (const char *)v->mv_data + HDR_LEN;
   size_t n = v->mv_size - HDR_LEN, i = 0;
   bool neg = n > 0 && p[0] == '-';
@@ -140,7 +140,7 @@ static int apply_incr(wv_store_t *s, MDB_txn *txn, const struct iop *op, const s
                       int64_t *value) {
   int64_t x = 0;
   if (c->live) {
-    int rc = wv_sto_parse_counter(&c->v, &x);
+    int rc = wv__sto_parse_counter(&c->v, &x);
     if (rc)
       return rc;
   }
@@ -186,7 +186,7 @@ static int sweep_one(wv_store_t *s, MDB_txn *txn, MDB_cursor *cur, int64_t now, 
   int rc = mdb_cursor_get(cur, &ik, &iv, MDB_FIRST);
   *done = rc == MDB_NOTFOUND;
   if (rc)
-    return *done ? 0 : wv_sto_map_mdb(rc, "sweep cursor");
+    return *done ? 0 : wv__sto_map_mdb(rc, "sweep cursor");
   const unsigned char *p = ik.mv_data;
   bool valid =
       ik.mv_size > IDX_PREFIX && ik.mv_size <= IDX_PREFIX + WV_STORE_KEY_MAX && p[8] < WV_DB_COUNT;
@@ -202,7 +202,7 @@ static int sweep_one(wv_store_t *s, MDB_txn *txn, MDB_cursor *cur, int64_t now, 
                    .klen = valid ? ik.mv_size - IDX_PREFIX : 0};
   memcpy(key, p + IDX_PREFIX, op.klen);
   if ((rc = mdb_cursor_del(cur, 0)) != 0)
-    return wv_sto_map_mdb(rc, "sweep index delete");
+    return wv__sto_map_mdb(rc, "sweep index delete");
   if (!valid)
     return 0; /* an entry we cannot read: dropped */
   struct cur c;
@@ -211,7 +211,7 @@ static int sweep_one(wv_store_t *s, MDB_txn *txn, MDB_cursor *cur, int64_t now, 
   if (c.found && c.exp == exp) {
     MDB_val k = {op.klen, key};
     if ((rc = mdb_del(txn, s->dbi[op.db], &k, NULL)) != 0)
-      return wv_sto_map_mdb(rc, "sweep delete");
+      return wv__sto_map_mdb(rc, "sweep delete");
     (*removed)++;
   }
   return 0;
@@ -221,7 +221,7 @@ static int apply_sweep(wv_store_t *s, MDB_txn *txn, struct req *r) {
   MDB_cursor *cur;
   int rc = mdb_cursor_open(txn, s->dbi[DBI_EXPIRY], &cur);
   if (rc)
-    return wv_sto_map_mdb(rc, "sweep cursor");
+    return wv__sto_map_mdb(rc, "sweep cursor");
   /* The work is bounded by index entries visited, not only by records removed. */
   bool done = false;
   for (size_t seen = 0; seen < r->max && !done && !rc; seen++)
@@ -306,14 +306,14 @@ static int apply_req(wv_store_t *s, MDB_txn *parent, struct req *r, int64_t now,
   MDB_txn *child;
   int rc = mdb_txn_begin(s->env, parent, 0, &child);
   if (rc)
-    return wv_sto_map_mdb(rc, "begin child txn");
+    return wv__sto_map_mdb(rc, "begin child txn");
   rc = apply_ops(s, child, r, now);
   if (rc) {
     mdb_txn_abort(child);
     r->removed = 0;
     return rc;
   }
-  return wv_sto_map_mdb(mdb_txn_commit(child), "commit child txn");
+  return wv__sto_map_mdb(mdb_txn_commit(child), "commit child txn");
 }
 
 /* Doubles the map (bounded by map_max). Returns 0, or -1 when it cannot grow. */
@@ -362,7 +362,7 @@ static void run_batch(wv_store_t *s, struct req *batch) {
   bool can_grow = true, safe = false;
   for (int attempt = 0; attempt < 64; attempt++) {
     MDB_txn *txn;
-    int rc = wv_sto_map_mdb(mdb_txn_begin(s->env, NULL, 0, &txn), "begin write txn");
+    int rc = wv__sto_map_mdb(mdb_txn_begin(s->env, NULL, 0, &txn), "begin write txn");
     if (rc) {
       fail_all(batch, rc == RC_MAP_FULL ? WV_ESTORE : rc);
       return;
@@ -380,7 +380,7 @@ static void run_batch(wv_store_t *s, struct req *batch) {
         unsafe = true;
     }
     if (!full && !unsafe) {
-      rc = wv_sto_map_mdb(mdb_txn_commit(txn), "commit");
+      rc = wv__sto_map_mdb(mdb_txn_commit(txn), "commit");
       if (rc == 0)
         return;
       if (rc != RC_MAP_FULL || !can_grow) {
@@ -421,7 +421,7 @@ static void complete(struct req *r) {
   free(r);
 }
 
-void wv_sto_deadline_after(struct timespec *ts, int64_t us) {
+void wv__sto_deadline_after(struct timespec *ts, int64_t us) {
   clock_gettime(CLOCK_MONOTONIC, ts);
   int64_t ns = ts->tv_nsec + (us % 1000000) * 1000;
   ts->tv_sec += us / 1000000 + ns / 1000000000;
@@ -436,7 +436,7 @@ static struct req *take_batch(wv_store_t *s) {
     return NULL;
   if (s->delay_us > 0 && s->qlen < WV_STORE_BATCH_MAX && !s->closing) {
     struct timespec ts;
-    wv_sto_deadline_after(&ts, s->delay_us);
+    wv__sto_deadline_after(&ts, s->delay_us);
     while (s->qlen < WV_STORE_BATCH_MAX && !s->closing)
       if (pthread_cond_timedwait(&s->work_cv, &s->mu, &ts) == ETIMEDOUT)
         break;
@@ -456,7 +456,7 @@ static struct req *take_batch(wv_store_t *s) {
   return batch;
 }
 
-void *wv_sto_committer_main(void *arg) {
+void *wv__sto_committer_main(void *arg) {
   wv_store_t *s = arg;
   pthread_mutex_lock(&s->mu);
   for (;;) {
@@ -581,10 +581,10 @@ static int route(const wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t
   size_t klen;
   for (size_t i = 0; i < n; i++) {
     int rc = check_op(&ops[i], &klen);
-    if (!rc && i > 0 && wv_sto_remote(s, ops[i].db) != wv_sto_remote(s, ops[0].db)) {
+    if (!rc && i > 0 && wv__sto_remote(s, ops[i].db) != wv__sto_remote(s, ops[0].db)) {
       wv_error("store: one write mixes %s (redis) and %s (local)",
-               wv_sto_db_names[wv_sto_remote(s, ops[i].db) ? ops[i].db : ops[0].db],
-               wv_sto_db_names[wv_sto_remote(s, ops[i].db) ? ops[0].db : ops[i].db]);
+               wv__sto_db_names[wv__sto_remote(s, ops[i].db) ? ops[i].db : ops[0].db],
+               wv__sto_db_names[wv__sto_remote(s, ops[i].db) ? ops[0].db : ops[i].db]);
       rc = WV_EINVAL;
     }
     if (rc) {
@@ -593,7 +593,7 @@ static int route(const wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t
       return rc;
     }
   }
-  *remote = wv_sto_remote(s, ops[0].db);
+  *remote = wv__sto_remote(s, ops[0].db);
   return 0;
 }
 

@@ -93,7 +93,7 @@ struct wv_store {
 };
 
 /* True when db's records live in Redis rather than in this LMDB environment. */
-static inline bool wv_sto_remote(const wv_store_t *s, wv_db_t db) {
+static inline bool wv__sto_remote(const wv_store_t *s, wv_db_t db) {
   return s->redis && wv_rstore_holds(db);
 }
 
@@ -135,20 +135,20 @@ static inline bool is_expired(int64_t expires_ms, int64_t now_ms) {
 /* ---- store.c ---- */
 
 /* One name per wv_db_t, then the internal expiry index (DBI_EXPIRY). */
-extern const char *const wv_sto_db_names[];
+extern const char *const wv__sto_db_names[];
 /* Maps an LMDB or errno code to ours (logs I/O and store errors); MDB_MAP_FULL gives RC_MAP_FULL.
  */
-int wv_sto_map_mdb(int rc, const char *what);
+int wv__sto_map_mdb(int rc, const char *what);
 /* Checks db and key; sets *klen. 0, WV_EINVAL or WV_ETOOBIG. */
-int wv_sto_check_key(wv_db_t db, const char *key, size_t *klen);
+int wv__sto_check_key(wv_db_t db, const char *key, size_t *klen);
 
 /* ---- store_commit.c ---- */
 
 /* Parses a stored counter record's value. 0, WV_EPARSE or WV_ERANGE. */
-int wv_sto_parse_counter(const MDB_val *v, int64_t *out);
+int wv__sto_parse_counter(const MDB_val *v, int64_t *out);
 /* *ts = now + us on CLOCK_MONOTONIC (the store's condition variables use it). */
-void wv_sto_deadline_after(struct timespec *ts, int64_t us);
+void wv__sto_deadline_after(struct timespec *ts, int64_t us);
 /* The committer thread (arg: the store); returns when closing and drained. */
-void *wv_sto_committer_main(void *arg);
+void *wv__sto_committer_main(void *arg);
 
 #endif

@@ -20,7 +20,7 @@ int wv_store_snap_begin(wv_store_t *s, wv_store_snap_t *snap) {
   int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
   if (rc) {
     pthread_rwlock_unlock(&s->map_lock);
-    wv_sto_map_mdb(rc, "begin read txn"); /* logs */
+    wv__sto_map_mdb(rc, "begin read txn"); /* logs */
     return rc == ENOMEM ? WV_ENOMEM : WV_ESTORE;
   }
   snap->s = s;
@@ -32,16 +32,16 @@ int wv_store_snap_begin(wv_store_t *s, wv_store_snap_t *snap) {
 int wv_store_snap_view(wv_store_snap_t *snap, wv_db_t db, const char *key, wv_store_view_cb cb,
                        void *arg) {
   size_t klen;
-  int rc = wv_sto_check_key(db, key, &klen);
+  int rc = wv__sto_check_key(db, key, &klen);
   if (rc)
     return rc;
-  if (wv_sto_remote(snap->s, db))
+  if (wv__sto_remote(snap->s, db))
     return WV_EBUSY; /* no network round trip on the caller's loop: see store.h */
   MDB_val k = {klen, (void *)key}, v;
   int64_t exp = 0;
-  rc = wv_sto_map_mdb(mdb_get(snap->txn, snap->s->dbi[db], &k, &v), "get");
+  rc = wv__sto_map_mdb(mdb_get(snap->txn, snap->s->dbi[db], &k, &v), "get");
   if (rc == 0 && (rc = hdr_read(&v, &exp)) != 0)
-    wv_error("store: %s: corrupt record header", wv_sto_db_names[db]);
+    wv_error("store: %s: corrupt record header", wv__sto_db_names[db]);
   if (rc == 0 && is_expired(exp, snap->now_ms))
     rc = WV_ENOTFOUND;
   if (rc == 0)
@@ -57,10 +57,10 @@ void wv_store_snap_end(wv_store_snap_t *snap) {
 
 int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg) {
   size_t klen;
-  int rc = wv_sto_check_key(db, key, &klen);
+  int rc = wv__sto_check_key(db, key, &klen);
   if (rc)
     return rc;
-  if (wv_sto_remote(s, db))
+  if (wv__sto_remote(s, db))
     return wv_rstore_view(s->redis, db, key, cb, arg);
   wv_store_snap_t snap;
   if ((rc = wv_store_snap_begin(s, &snap)) != 0)
@@ -93,7 +93,7 @@ int wv_store_scan(wv_store_t *s, wv_db_t db, const char *prefix, wv_store_scan_c
   size_t plen = prefix ? strlen(prefix) : 0;
   if ((unsigned)db >= WV_DB_COUNT || plen > WV_STORE_KEY_MAX)
     return WV_EINVAL;
-  if (wv_sto_remote(s, db))
+  if (wv__sto_remote(s, db))
     return wv_rstore_scan(s->redis, db, prefix, cb, arg);
   MDB_txn *txn;
   MDB_cursor *cur;
@@ -101,13 +101,13 @@ int wv_store_scan(wv_store_t *s, wv_db_t db, const char *prefix, wv_store_scan_c
   int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
   if (rc) {
     pthread_rwlock_unlock(&s->map_lock);
-    wv_sto_map_mdb(rc, "begin read txn");
+    wv__sto_map_mdb(rc, "begin read txn");
     return rc == ENOMEM ? WV_ENOMEM : WV_ESTORE;
   }
   if ((rc = mdb_cursor_open(txn, s->dbi[db], &cur)) != 0) {
     mdb_txn_abort(txn);
     pthread_rwlock_unlock(&s->map_lock);
-    return wv_sto_map_mdb(rc, "cursor open");
+    return wv__sto_map_mdb(rc, "cursor open");
   }
   int64_t now = wv_store_now_ms();
   MDB_val k = {plen, (void *)prefix}, v;
@@ -119,7 +119,7 @@ int wv_store_scan(wv_store_t *s, wv_db_t db, const char *prefix, wv_store_scan_c
     if (mrc == MDB_NOTFOUND)
       break;
     if (mrc) {
-      rc = wv_sto_map_mdb(mrc, "cursor get");
+      rc = wv__sto_map_mdb(mrc, "cursor get");
       break;
     }
     if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))

@@ -147,7 +147,7 @@ static cmd_t cmd2(const char *a, const char *key, size_t klen) {
 }
 
 static size_t make_key(const wv_rstore_t *r, wv_db_t db, const char *key, char *buf) {
-  int n = snprintf(buf, KEY_BUF, "%s%s:%s", r->prefix, wv_sto_db_names[db], key);
+  int n = snprintf(buf, KEY_BUF, "%s%s:%s", r->prefix, wv__sto_db_names[db], key);
   return n < 0 ? 0 : (size_t)n;
 }
 
@@ -295,7 +295,7 @@ static bool conn_alive(redisContext *c) {
 static int conn_get(wv_rstore_t *r, struct conn **out) {
   struct timespec ts;
   struct conn *k = NULL;
-  wv_sto_deadline_after(&ts, r->timeout_ms * 1000);
+  wv__sto_deadline_after(&ts, r->timeout_ms * 1000);
   pthread_mutex_lock(&r->mu);
   while (!k) {
     if (r->idle) {
@@ -909,7 +909,7 @@ static void *submit_main(void *arg) {
   for (;;) {
     while (!r->head && !r->closing) {
       struct timespec ts;
-      wv_sto_deadline_after(&ts, PROBE_MS * 1000);
+      wv__sto_deadline_after(&ts, PROBE_MS * 1000);
       if (pthread_cond_timedwait(&r->work_cv, &r->mu, &ts) == ETIMEDOUT && !r->head &&
           !r->closing) {
         pthread_mutex_unlock(&r->mu);

@@ -90,7 +90,8 @@ static int env_open(env_t *e, const char *build) {
   e->app.cfg = &e->cfg;
   e->a = wv_arena_new(0);
   snprintf(path, sizeof path, "%s/state", e->dir);
-  if (wv_store_open(&e->app.store, path, 64 << 20, 0) || wv_cas_open(&e->app.cas, e->dir, 0))
+  if (wv_store_open(&e->app.store, path, 64 << 20, 0) || wv_cas_open(&e->app.cas, e->dir, 0) ||
+      wv_builds_new(&e->app.builds))
     return -1;
   snprintf(path, sizeof path, "%s/build", e->dir);
   mkdir(path, 0700);
@@ -102,13 +103,14 @@ static int env_open(env_t *e, const char *build) {
   o.log_dir = path;
   o.mem = WV_JOB_MEM_NONE;
   int rc = wv_job_engine_new(&o, &e->app.jobs);
-  rc = rc ? rc : wv_builder_register(e->app.jobs, &e->cfg, e->app.store, e->app.cas);
+  rc = rc ? rc : wv_builder_register(e->app.jobs, &e->app);
   rc = rc ? rc : wv_build_register(e->app.jobs, &e->app);
   return rc ? rc : wv_job_engine_start(e->app.jobs);
 }
 
 static void env_close(env_t *e) {
   wv_job_engine_free(e->app.jobs);
+  wv_builds_free(e->app.builds);
   wv_cas_close(e->app.cas);
   wv_store_close(e->app.store);
   wv_config_free(&e->cfg);
@@ -509,27 +511,27 @@ TEST(freeze_layer_archives) {
   r.cc.layers = &l;
   r.cc.n_layers = 1;
   const char *msg = NULL;
-  CHECK_OK(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg));
+  CHECK_OK(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg));
   snprintf(path, sizeof path, "%s/layer-%s.tar.gz", ctx, digest + 7);
   struct stat st;
   CHECK(stat(path, &st) == 0 && st.st_size == 5);
   l.gzip_size = 6;
-  CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
+  CHECK_EQ_INT(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK_HAS(msg, "does not match its gzipSize/gzipDigest");
   l.gzip_size = 4;
-  CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
+  CHECK_EQ_INT(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK_HAS(msg, "larger than its gzipSize");
   CHECK_OK(wv_http_global_init());
   l.location = "http://127.0.0.1:1/layer.tgz";
-  CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
+  CHECK_EQ_INT(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK_HAS(msg, "Unable to fetch container layer");
   CHECK_HAS(msg, "127.0.0.1 is a loopback address, which wave.security.outbound");
   set_str(&e.cfg.outbound_allow, "127.0.0.0/8");
-  CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
+  CHECK_EQ_INT(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK_HAS(msg, "Unable to fetch container layer");
   CHECK(!strstr(msg, "wave.security.outbound"));
   l.location = "docker://x/y@sha256:00";
-  CHECK_EQ_INT(wv_build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
+  CHECK_EQ_INT(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK_HAS(msg, "Unsupported container layer location");
   env_close(&e);
 }

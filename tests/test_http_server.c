@@ -181,40 +181,57 @@ static const wv_route_t test_routes[] = {
 static wv_router_t *router;
 static wv_server_t *srv;
 static int port;
+static wv_config_t defaults; /* the schema's server.* defaults; its strings outlive srv */
+static bool running;         /* start ran; stop has not */
 
-static int max_conns = 10000;
-static int per_ip_cap = 0;         /* 0: the default */
-static int64_t keepalive_ms = 0;   /* 0: the idle timeout */
-static size_t body_memory = 0;     /* 0: the default */
-static int64_t rate_window_ms = 0; /* 0: the default */
+/* What a test changes in the test server; 0 = the test server's value. */
+typedef struct {
+  int64_t header_ms, idle_ms;
+  int max_conns;          /* 0: 10000 */
+  int per_ip_cap;         /* 0: the default */
+  int64_t keepalive_ms;   /* 0: the idle timeout */
+  size_t body_memory;     /* 0: the default */
+  int64_t rate_window_ms; /* 0: the default */
+} knobs_t;
 
-static int start(int64_t header_ms, int64_t idle_ms) {
+static void stop(void);
+static void stop_cb(void *arg) {
+  (void)arg;
+  stop();
+}
+
+/* Starts the test server (stopped when the test returns, failed or not). */
+static int start_with(const knobs_t *k) {
+  int max_conns = k->max_conns ? k->max_conns : 10000;
   signal(SIGPIPE, SIG_IGN);
   wv_log_set_level(WV_LOG_WARN);
-  if (wv_router_new(&router) || wv_http_routes_register(router) ||
+  running = true;
+  TEST_CLEANUP(stop_cb, NULL);
+  if (wv_config_defaults(&defaults) || wv_router_new(&router) ||
+      wv_http_routes_register(router, NULL) ||
       wv_router_add(router, test_routes, sizeof test_routes / sizeof test_routes[0]))
     return -1;
   wv_server_opts_t o;
-  wv_server_opts_init(&o, NULL);
+  wv_server_opts_init(&o, &defaults);
   o.port = 0;
   o.io_threads = 2;
   o.workers = 2;
   o.max_header_bytes = 4096;
   o.max_headers = 20;
   o.max_url_length = 512;
-  o.header_timeout_ms = header_ms;
-  o.idle_timeout_ms = idle_ms;
+  o.header_timeout_ms = k->header_ms;
+  o.idle_timeout_ms = k->idle_ms;
   o.shutdown_timeout_ms = 2000;
   o.max_connections = max_conns;
-  o.keepalive_timeout_ms = keepalive_ms ? keepalive_ms : idle_ms;
-  if (per_ip_cap)
-    o.max_conns_per_ip = per_ip_cap;
-  if (body_memory) { /* the budget is never below one body of the largest size */
-    o.max_body_memory = body_memory;
+  o.keepalive_timeout_ms = k->keepalive_ms ? k->keepalive_ms : k->idle_ms;
+  if (k->per_ip_cap)
+    o.max_conns_per_ip = k->per_ip_cap;
+  if (k->body_memory) { /* the budget is never below one body of the largest size */
+    o.max_body_memory = k->body_memory;
     o.max_body_size = 2048;
   }
-  if (rate_window_ms)
-    o.body_rate_window_ms = rate_window_ms;
+  if (k->rate_window_ms)
+    o.body_rate_window_ms = k->rate_window_ms;
   if (max_conns < 10000)
     o.io_threads = 1;
   if (wv_server_new(&o, router, &srv) || wv_server_start(srv))
@@ -223,9 +240,18 @@ static int start(int64_t header_ms, int64_t idle_ms) {
   return port > 0 ? 0 : -1;
 }
 
+static int start(int64_t header_ms, int64_t idle_ms) {
+  return start_with(&(knobs_t){.header_ms = header_ms, .idle_ms = idle_ms});
+}
+
+/* Stops the test server; a no-op when it is not running. */
 static void stop(void) {
+  if (!running)
+    return;
+  running = false;
   wv_server_free(srv);
   wv_router_free(router);
+  wv_config_free(&defaults);
   srv = NULL;
   router = NULL;
 }
@@ -652,10 +678,7 @@ TEST(concurrent_clients) {
 }
 
 TEST(max_connections) {
-  max_conns = 3;
-  int rc = start(5000, 5000);
-  max_conns = 10000;
-  CHECK_OK(rc);
+  CHECK_OK(start_with(&(knobs_t){.header_ms = 5000, .idle_ms = 5000, .max_conns = 3}));
   tc_conn_t *c[4];
   tc_resp_t r;
   for (int i = 0; i < 3; i++) {
@@ -685,10 +708,7 @@ TEST(max_connections) {
 
 /* Past server.max-connections-per-ip the request gets 503 + close (nginx limit_conn). */
 TEST(per_ip_cap) {
-  per_ip_cap = 2;
-  int rc = start(5000, 5000);
-  per_ip_cap = 0;
-  CHECK_OK(rc);
+  CHECK_OK(start_with(&(knobs_t){.header_ms = 5000, .idle_ms = 5000, .per_ip_cap = 2}));
   tc_conn_t *c[3];
   tc_resp_t r;
   for (int i = 0; i < 2; i++) {
@@ -727,9 +747,8 @@ TEST(fd_limit_clamp) {
   rl.rlim_cur = 300;
   rl.rlim_max = 1000 < old.rlim_max ? 1000 : old.rlim_max;
   CHECK_OK(setrlimit(RLIMIT_NOFILE, &rl));
-  max_conns = 5000;
-  int rc = start(5000, 5000); /* one io thread */
-  max_conns = 10000;
+  int rc = start_with(
+      &(knobs_t){.header_ms = 5000, .idle_ms = 5000, .max_conns = 5000}); /* 1 io thread */
   struct rlimit now;
   getrlimit(RLIMIT_NOFILE, &now);
   setrlimit(RLIMIT_NOFILE, &old); /* root may raise the hard limit back */
@@ -746,10 +765,7 @@ TEST(fd_limit_clamp) {
 /* An idle keep-alive connection closes at the keep-alive timeout; a parked
  * request does not (its parker owns the deadline). */
 TEST(keepalive_timeout) {
-  keepalive_ms = 300;
-  int rc = start(5000, 5000);
-  keepalive_ms = 0;
-  CHECK_OK(rc);
+  CHECK_OK(start_with(&(knobs_t){.header_ms = 5000, .idle_ms = 5000, .keepalive_ms = 300}));
   tc_conn_t *idle = tc_connect(port), *parked = tc_connect(port);
   tc_resp_t r;
   CHECK_OK(tc_sends(idle, GET("/health")));
@@ -775,10 +791,7 @@ TEST(keepalive_timeout) {
 /* Bodies in flight share server.max-body-memory: past it 503 + close; a
  * finished request gives its share back. */
 TEST(body_memory_budget) {
-  body_memory = 2500;
-  int rc = start(5000, 5000);
-  body_memory = 0;
-  CHECK_OK(rc);
+  CHECK_OK(start_with(&(knobs_t){.header_ms = 5000, .idle_ms = 5000, .body_memory = 2500}));
   tc_conn_t *a = tc_connect(port), *b = tc_connect(port), *x = tc_connect(port);
   tc_resp_t r;
   CHECK_OK(tc_sends(a, POST_HEAD("/test/echo", "1000") "abc"));
@@ -813,10 +826,7 @@ TEST(body_memory_budget) {
  * server.min-body-rate (408) and give all their memory back within a few
  * windows, not at the idle timeout. */
 TEST(stalled_bodies_released) {
-  rate_window_ms = 300;
-  int rc = start(5000, 900000);
-  rate_window_ms = 0;
-  CHECK_OK(rc);
+  CHECK_OK(start_with(&(knobs_t){.header_ms = 5000, .idle_ms = 900000, .rate_window_ms = 300}));
   enum { N = 30 };
   tc_conn_t *c[N];
   static char piece[64 * 1024];
@@ -917,9 +927,9 @@ TEST(stream_backpressure_and_length) {
   stop();
 }
 
-TEST(stream_chunked_and_failures) {
+/* Chunked, then a normal request on the same connection. */
+TEST(stream_chunked) {
   CHECK_OK(start(5000, 5000));
-  /* Chunked, then a normal request on the same connection. */
   tc_conn_t *c = tc_connect(port);
   CHECK_OK(tc_sends(c, "GET /test/stream?100000&chunked HTTP/1.1\r\n\r\n"
                        "GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"));
@@ -945,25 +955,37 @@ TEST(stream_chunked_and_failures) {
   CHECK_HAS(p, "{\"status\":\"UP\"}");
   free(all);
   tc_close(c);
-  /* A producer that fails mid-body: the client sees a cut, not a whole body. */
-  c = tc_connect(port);
+  stop();
+}
+
+/* A producer that fails mid-body: the client sees a cut, not a whole body. */
+TEST(stream_cut_midway) {
+  CHECK_OK(start(5000, 5000));
+  tc_conn_t *c = tc_connect(port);
   CHECK_OK(tc_sends(c, "GET /test/stream?1000000&fail HTTP/1.1\r\n\r\n"));
-  all = read_all(c->fd, &n);
+  size_t n;
+  char *all = read_all(c->fd, &n);
   CHECK_HAS(all, "Content-Length: 1000000\r\n");
   CHECK(n < 1000000);
   free(all);
   tc_close(c);
-  /* Every byte written, then the handler fails (a wrong digest): the body
-   * that completes the announced length is held back, so the client never
-   * sees a whole body. Small and large, with a fast and a slow reader. */
+  stop();
+}
+
+/* Every byte written, then the handler fails (a wrong digest): the body that completes the
+ * announced length is held back, so the client never sees a whole body. Small and large, with a
+ * fast and a slow reader. */
+TEST(stream_fails_after_last_byte) {
+  CHECK_OK(start(5000, 5000));
   const char *lies[] = {"GET /test/stream?3000&lie HTTP/1.1\r\n\r\n",
                         "GET /test/stream?3000000&lie HTTP/1.1\r\n\r\n"};
   for (int i = 0; i < 4; i++) {
-    c = tc_connect(port);
+    tc_conn_t *c = tc_connect(port);
     CHECK_OK(tc_sends(c, lies[i % 2]));
     if (i >= 2)
       sleep_ms(100);
-    all = read_all(c->fd, &n);
+    size_t n;
+    char *all = read_all(c->fd, &n);
     char *b = strstr(all, "\r\n\r\n");
     CHECK(b);
     /* Failed before its head left (a small body, all held): an error. */
@@ -977,9 +999,14 @@ TEST(stream_chunked_and_failures) {
     free(all);
     tc_close(c);
   }
-  /* A client that goes away: the writer gets WV_ECLOSED and stops. */
+  stop();
+}
+
+/* A client that goes away: the writer gets WV_ECLOSED and stops. */
+TEST(stream_client_gone) {
+  CHECK_OK(start(5000, 5000));
   atomic_store(&stream_rc, 0);
-  c = tc_connect(port);
+  tc_conn_t *c = tc_connect(port);
   CHECK_OK(tc_sends(c, "GET /test/stream?1000000000 HTTP/1.1\r\n\r\n"));
   sleep_ms(100);
   tc_close(c);
@@ -992,7 +1019,8 @@ TEST(stream_chunked_and_failures) {
   stop();
 }
 
-WV_TESTS(T(defer_to_worker), T(stream_backpressure_and_length), T(stream_chunked_and_failures),
+WV_TESTS(T(defer_to_worker), T(stream_backpressure_and_length), T(stream_chunked),
+         T(stream_cut_midway), T(stream_fails_after_last_byte), T(stream_client_gone),
          T(max_connections), T(basic_routes), T(errors_by_url_space), T(params_and_keepalive),
          T(pipelining_keeps_order), T(limits), T(expect_continue), T(large_and_file_bodies),
          T(sendfile_bodies), T(client_gone_while_handled), T(timeouts), T(graceful_shutdown),

@@ -11,8 +11,11 @@
 #include "core/ratelimit.h"
 #include "http/client.h"
 #include "http/router.h"
+#include "registry/blobfill.h"
 #include "registry/proxy.h"
 #include "registry/proxy_int.h"
+#include "registry/routes.h"
+#include "registry/tagcache.h"
 #include "registry/upstream.h"
 #include "storage/cas.h"
 #include "storage/store.h"
@@ -130,17 +133,17 @@ TEST(cache_token_record) {
 TEST(layer_locations) {
   wv_arena_t *a = wv_arena_new(0);
   wv_cache_entry_t e;
-  CHECK_OK(wv_proxy_layer_entry(a, "cas:" D1, D1, 10, &e));
+  CHECK_OK(wv__proxy_layer_entry(a, "cas:" D1, D1, 10, &e));
   CHECK(e.kind == WV_CACHE_BLOB);
   CHECK_EQ_STR(e.digest, D1);
   CHECK_EQ_STR(e.media_type, "application/vnd.docker.image.rootfs.diff.tar.gzip");
-  CHECK_OK(wv_proxy_layer_entry(a, "https://h/x.tar.gz", D1, 10, &e));
+  CHECK_OK(wv__proxy_layer_entry(a, "https://h/x.tar.gz", D1, 10, &e));
   CHECK(e.kind == WV_CACHE_REDIRECT);
-  CHECK_OK(wv_proxy_layer_entry(a, "docker://quay.io/v2/o/i/blobs/" D1, D1, 10, &e));
+  CHECK_OK(wv__proxy_layer_entry(a, "docker://quay.io/v2/o/i/blobs/" D1, D1, 10, &e));
   CHECK(e.kind == WV_CACHE_DOCKER);
-  CHECK_EQ_INT(wv_proxy_layer_entry(a, "data:AAAA", D1, 10, &e), WV_EINVAL);
-  CHECK_EQ_INT(wv_proxy_layer_entry(a, "cas:nothex", D1, 10, &e), WV_EINVAL);
-  CHECK_EQ_INT(wv_proxy_layer_entry(a, NULL, D1, 10, &e), WV_EINVAL);
+  CHECK_EQ_INT(wv__proxy_layer_entry(a, "data:AAAA", D1, 10, &e), WV_EINVAL);
+  CHECK_EQ_INT(wv__proxy_layer_entry(a, "cas:nothex", D1, 10, &e), WV_EINVAL);
+  CHECK_EQ_INT(wv__proxy_layer_entry(a, NULL, D1, 10, &e), WV_EINVAL);
   wv_arena_free(a);
 }
 
@@ -202,53 +205,61 @@ TEST(retry_policy) {
 
 /* ---- coalescing ---- */
 
-static atomic_int fl_leaders, fl_ok, fl_failed;
+/* What the threads of one round share: the table, the key, and what they saw. */
+typedef struct {
+  wv_flights_t *tab;
+  const char *key;
+  atomic_int leaders, ok, failed;
+} flight_round_t;
 
 static void *flight_thread(void *arg) {
+  flight_round_t *r = arg;
   bool leader;
-  wv_flight_t *f = wv_flight_join((const char *)arg, &leader);
+  wv_flight_t *f = wv__flight_join(r->tab, r->key, &leader);
   if (leader) {
-    atomic_fetch_add(&fl_leaders, 1);
+    atomic_fetch_add(&r->leaders, 1);
     struct timespec ts = {0, 100 * 1000000L};
     nanosleep(&ts, NULL);
     wv_perr_t e;
     wv_perr_set(&e, 502, WV_REGERR_UNKNOWN, "leader failed");
-    wv_flight_leave(f, true, strcmp(arg, "fail") == 0 ? &e : NULL);
+    wv__flight_leave(f, true, strcmp(r->key, "fail") == 0 ? &e : NULL);
     return NULL;
   }
   wv_perr_t e = {0};
-  int rc = wv_flight_wait(f, 5000, &e);
-  wv_flight_leave(f, false, NULL);
+  int rc = wv__flight_wait(f, 5000, &e);
+  wv__flight_leave(f, false, NULL);
   if (rc == 0)
-    atomic_fetch_add(&fl_ok, 1);
+    atomic_fetch_add(&r->ok, 1);
   else if (rc == WV_EUPSTREAM && strcmp(e.msg, "leader failed") == 0)
-    atomic_fetch_add(&fl_failed, 1);
+    atomic_fetch_add(&r->failed, 1);
   return NULL;
 }
 
 TEST(coalescing) {
+  wv_flights_t *tab = NULL;
+  CHECK_OK(wv_flights_new(&tab));
+  TEST_CLEANUP(wv_flights_free, tab);
   const char *keys[] = {"ok", "fail"};
   for (int k = 0; k < 2; k++) {
-    atomic_store(&fl_leaders, 0);
-    atomic_store(&fl_ok, 0);
-    atomic_store(&fl_failed, 0);
+    flight_round_t r = {.tab = tab, .key = keys[k]};
     pthread_t t[8];
     for (int i = 0; i < 8; i++)
-      pthread_create(&t[i], NULL, flight_thread, (void *)keys[k]);
+      pthread_create(&t[i], NULL, flight_thread, &r);
     for (int i = 0; i < 8; i++)
       pthread_join(t[i], NULL);
     /* Threads that joined after the leader left lead their own flight. */
-    CHECK(atomic_load(&fl_leaders) >= 1);
-    CHECK_EQ_INT(atomic_load(&fl_leaders) + atomic_load(k ? &fl_failed : &fl_ok), 8);
+    CHECK(atomic_load(&r.leaders) >= 1);
+    CHECK_EQ_INT(atomic_load(&r.leaders) + atomic_load(k ? &r.failed : &r.ok), 8);
   }
   /* A follower's wait is bounded. */
   bool leader;
-  wv_flight_t *f = wv_flight_join("slow", &leader), *g = wv_flight_join("slow", &leader);
+  wv_flight_t *f = wv__flight_join(tab, "slow", &leader),
+              *g = wv__flight_join(tab, "slow", &leader);
   CHECK(!leader && f == g);
   wv_perr_t e;
-  CHECK_EQ_INT(wv_flight_wait(g, 50, &e), WV_ETIMEOUT);
-  wv_flight_leave(g, false, NULL);
-  wv_flight_leave(f, true, NULL);
+  CHECK_EQ_INT(wv__flight_wait(g, 50, &e), WV_ETIMEOUT);
+  wv__flight_leave(g, false, NULL);
+  wv__flight_leave(f, true, NULL);
 }
 
 /* ---- the hot path against a real store ---- */
@@ -273,8 +284,10 @@ static int env_open(env_t *env) {
   char p[300];
   snprintf(p, sizeof p, "%s/state", env->dir);
   if (wv_store_open(&env->app.store, p, 0, 0) || wv_cas_open(&env->app.cas, env->dir, 0) ||
-      wv_upstream_new(&env->app.upstream, &env->cfg.registries) || wv_router_new(&env->router) ||
-      wv_proxy_routes_register(env->router, &env->app))
+      wv_upstream_new(&env->app.upstream, &env->cfg.registries) ||
+      wv_flights_new(&env->app.flights) || wv_bfills_new(&env->app.fills) ||
+      wv_tagcache_new(&env->app.tags) || wv_router_new(&env->router) ||
+      wv_registry_routes_register(env->router))
     return -1;
   wv_upstream_set_timeouts(env->app.upstream, env->cfg.hc_connect_timeout_ms,
                            env->cfg.hc_read_timeout_ms);
@@ -283,6 +296,10 @@ static int env_open(env_t *env) {
 
 static void env_close(env_t *env) {
   wv_router_free(env->router);
+  wv_ratelimit_free(env->app.pull_limit);
+  wv_tagcache_free(env->app.tags);
+  wv_bfills_free(env->app.fills);
+  wv_flights_free(env->app.flights);
   wv_upstream_free(env->app.upstream);
   wv_cas_close(env->app.cas);
   wv_store_close(env->app.store);
@@ -335,12 +352,12 @@ static int run_v2(env_t *env, unsigned method, const char *path, wv_arena_t *a, 
     return -100;
   req.route = m.route;
   int rc = m.route->handler(&req, resp);
-  *inline_rc = rc;
+  *inline_rc = rc == WV_ANSWERED ? 0 : rc;
   if (rc == WV_DEFER && worker) {
     req.on_worker = true;
     rc = req.defer(&req, resp);
   }
-  return rc;
+  return rc == WV_ANSWERED ? 0 : rc; /* the server takes it as 0 */
 }
 
 static int put_token(env_t *env, const char *token, const char *registry, const char *image) {
@@ -554,24 +571,37 @@ static bool wait_hot(env_t *env, wv_arena_t *a, const char *token) {
   return false;
 }
 
-TEST(pull_rate_limit) {
-  env_t env;
-  CHECK_OK(env_open(&env));
-  wv_arena_t *a = wv_arena_new(0);
+/*
+ * An environment (closed with the test) whose pulls are limited to 2 an hour per address and
+ * 3 per account, with an arena; NULL if it cannot open.
+ */
+static env_t *limited_env_start(wv_arena_t **a) {
+  env_t *env = env_start();
+  wv_rate_t anon = {2, 3600000}, auth = {3, 3600000};
+  if (!env || wv_ratelimit_new("pull", anon, auth, 64, &env->app.pull_limit))
+    return NULL;
+  *a = wv_arena_new(0);
+  if (*a)
+    TEST_CLEANUP(wv_arena_free, *a);
+  return *a ? env : NULL;
+}
+
+/* Plain form, a cached manifest by digest: counted on the loop, per client address. */
+TEST(pull_limit_plain_form) {
+  wv_arena_t *a = NULL;
+  env_t *env = limited_env_start(&a);
+  CHECK(env);
   wv_resp_t resp;
   int irc;
-  wv_rate_t anon = {2, 3600000}, auth = {3, 3600000};
-  CHECK_OK(wv_ratelimit_new("pull", anon, auth, 64, &env.app.pull_limit));
-  /* Plain form, a cached manifest by digest: counted on the loop, per client address. */
-  CHECK_OK(put_manifest(&env, wv_cache_key_manifest(a, "quay.io", "library/bb", D1)));
+  CHECK_OK(put_manifest(env, wv_cache_key_manifest(a, "quay.io", "library/bb", D1)));
   const char *dpath = "/v2/quay.io/library/bb/manifests/" D1;
-  env.client_ip = "198.51.100.1";
+  env->client_ip = "198.51.100.1";
   for (int i = 0; i < 2; i++) {
-    CHECK_OK(run_v2(&env, i ? WV_M_HEAD : WV_M_GET, dpath, a, &resp, false, &irc));
+    CHECK_OK(run_v2(env, i ? WV_M_HEAD : WV_M_GET, dpath, a, &resp, false, &irc));
     CHECK_EQ_INT(irc, 0);
     CHECK_EQ_INT(resp.status, 200);
   }
-  CHECK_OK(run_v2(&env, WV_M_GET, dpath, a, &resp, false, &irc));
+  CHECK_OK(run_v2(env, WV_M_GET, dpath, a, &resp, false, &irc));
   CHECK_EQ_INT(irc, 0); /* refused on the loop */
   CHECK_EQ_INT(resp.status, 429);
   CHECK_HAS(resp.body, "{\"code\":\"TOOMANYREQUESTS\",\"message\":\"Request exceeded pull "
@@ -579,59 +609,73 @@ TEST(pull_rate_limit) {
   CHECK_EQ_STR(resp_header(&resp, "Retry-After"), "1800");
   /* Tags and blobs take no permit: not refused (deferred to a worker here). */
   CHECK_EQ_INT(
-      run_v2(&env, WV_M_GET, "/v2/quay.io/library/bb/manifests/latest", a, &resp, false, &irc),
+      run_v2(env, WV_M_GET, "/v2/quay.io/library/bb/manifests/latest", a, &resp, false, &irc),
       WV_DEFER);
   CHECK_EQ_INT(resp.status, 0);
-  CHECK_EQ_INT(run_v2(&env, WV_M_GET, "/v2/quay.io/library/bb/blobs/" D1, a, &resp, false, &irc),
+  CHECK_EQ_INT(run_v2(env, WV_M_GET, "/v2/quay.io/library/bb/blobs/" D1, a, &resp, false, &irc),
                WV_DEFER);
   CHECK_EQ_INT(resp.status, 0);
-  env.client_ip = "198.51.100.2"; /* another address */
-  CHECK_OK(run_v2(&env, WV_M_GET, dpath, a, &resp, false, &irc));
+  env->client_ip = "198.51.100.2"; /* another address */
+  CHECK_OK(run_v2(env, WV_M_GET, dpath, a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 200);
-  /* Token form: the token's account. The first pull runs on a worker (no hot record). */
-  env.user = "alice";
-  CHECK_OK(put_token(&env, "tokalice", "quay.io", "library/bb"));
-  env.user = NULL;
+}
+
+/* Token form: the token's account. The first pull runs on a worker (no hot record). */
+TEST(pull_limit_token_form) {
+  wv_arena_t *a = NULL;
+  env_t *env = limited_env_start(&a);
+  CHECK(env);
+  wv_resp_t resp;
+  int irc;
+  CHECK_OK(put_manifest(env, wv_cache_key_manifest(a, "quay.io", "library/bb", D1)));
+  env->user = "alice";
+  CHECK_OK(put_token(env, "tokalice", "quay.io", "library/bb"));
+  env->user = NULL;
   const char *tpath = "/v2/wt/tokalice/library/bb/manifests/" D1;
-  CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, true, &irc));
+  CHECK_OK(run_v2(env, WV_M_GET, tpath, a, &resp, true, &irc));
   CHECK_EQ_INT(irc, WV_DEFER);
   CHECK_EQ_INT(resp.status, 200); /* the digest entry is cached */
-  CHECK(wait_hot(&env, a, "tokalice"));
+  CHECK(wait_hot(env, a, "tokalice"));
   for (int i = 0; i < 2; i++) {
-    env.client_ip = i ? "198.51.100.3" : "198.51.100.4";
-    CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, false, &irc));
+    env->client_ip = i ? "198.51.100.3" : "198.51.100.4";
+    CHECK_OK(run_v2(env, WV_M_GET, tpath, a, &resp, false, &irc));
     CHECK_EQ_INT(irc, 0);
     CHECK_EQ_INT(resp.status, 200);
   }
-  CHECK_OK(run_v2(&env, WV_M_GET, tpath, a, &resp, false, &irc));
+  CHECK_OK(run_v2(env, WV_M_GET, tpath, a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 429);
   CHECK_HAS(resp.body, "Request exceeded pull rate limit for user alice");
   CHECK_EQ_STR(resp_header(&resp, "Retry-After"), "1200");
-  /* A hot record from before the account line: the loop leaves the request to the worker,
-   * which counts it and rewrites the record. */
-  CHECK_OK(put_token(&env, "tokold", "quay.io", "library/bb"));
-  CHECK_OK(wv_store_put(env.app.store, WV_DB_MANIFESTS, wv_cache_key_token(a, "tokold"),
+}
+
+/* A hot record from before the account line: the loop leaves the request to the worker,
+ * which counts it and rewrites the record. */
+TEST(pull_limit_old_hot_record) {
+  wv_arena_t *a = NULL;
+  env_t *env = limited_env_start(&a);
+  CHECK(env);
+  wv_resp_t resp;
+  int irc;
+  CHECK_OK(put_manifest(env, wv_cache_key_manifest(a, "quay.io", "library/bb", D1)));
+  CHECK_OK(put_token(env, "tokold", "quay.io", "library/bb"));
+  CHECK_OK(wv_store_put(env->app.store, WV_DB_MANIFESTS, wv_cache_key_token(a, "tokold"),
                         "0\n0\nquay.io\nlibrary/bb\nlatest\n", 30, 0));
-  env.client_ip = "198.51.100.5";
+  env->client_ip = "198.51.100.5";
   const char *opath = "/v2/wt/tokold/library/bb/manifests/" D1;
-  CHECK_EQ_INT(run_v2(&env, WV_M_GET, opath, a, &resp, false, &irc), WV_DEFER);
-  CHECK_OK(run_v2(&env, WV_M_GET, opath, a, &resp, true, &irc));
+  CHECK_EQ_INT(run_v2(env, WV_M_GET, opath, a, &resp, false, &irc), WV_DEFER);
+  CHECK_OK(run_v2(env, WV_M_GET, opath, a, &resp, true, &irc));
   CHECK_EQ_INT(resp.status, 200);
-  CHECK(wait_hot(&env, a, "tokold"));
-  CHECK_OK(run_v2(&env, WV_M_GET, opath, a, &resp, false, &irc));
+  CHECK(wait_hot(env, a, "tokold"));
+  CHECK_OK(run_v2(env, WV_M_GET, opath, a, &resp, false, &irc));
   CHECK_EQ_INT(irc, 0); /* on the loop again */
   CHECK_EQ_INT(resp.status, 200);
-  CHECK_OK(run_v2(&env, WV_M_GET, opath, a, &resp, false, &irc));
+  CHECK_OK(run_v2(env, WV_M_GET, opath, a, &resp, false, &irc));
   CHECK_EQ_INT(resp.status, 429); /* the worker's permit counted: the address's two are used */
-  wv_ratelimit_free(env.app.pull_limit);
-  env.app.pull_limit = NULL;
-  env.client_ip = "";
-  wv_arena_free(a);
-  env_close(&env);
 }
 
 WV_TESTS(T(cache_keys), T(cache_entry_roundtrip), T(cache_token_record), T(layer_locations),
          T(absolute_location), T(error_mapping), T(retry_policy), T(coalescing),
          T(hot_unknown_token), T(hot_miss_deferred), T(hot_manifest_inline),
          T(hot_other_image_refused), T(hot_blob_file), T(hot_tags_refused),
-         T(plain_form_refuses_addresses), T(pull_rate_limit))
+         T(plain_form_refuses_addresses), T(pull_limit_plain_form), T(pull_limit_token_form),
+         T(pull_limit_old_hot_record))

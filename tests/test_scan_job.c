@@ -236,10 +236,10 @@ TEST(embedded_image_scan) {
   /* The SBOM is kept; the job's source description is gone; the log says what happened. */
   char key[SCAN_KEY_MAX], *val = NULL;
   size_t len = 0;
-  wv_scan_key(key, "spdx/", id);
+  wv__scan_key(key, "spdx/", id);
   CHECK_OK(wv_store_get(f.app.store, WV_DB_SCANS, key, &val, &len, NULL));
   free(val);
-  wv_scan_key(key, "req/", id);
+  wv__scan_key(key, "req/", id);
   CHECK_EQ_INT(wv_store_get(f.app.store, WV_DB_SCANS, key, &val, &len, NULL), WV_ENOTFOUND);
   CHECK_OK(wv_job_log(f.app.jobs, id, 1 << 20, &val, &len));
   CHECK_HAS(val, "inventory: ");
@@ -276,7 +276,7 @@ TEST(severity_setting_filters) {
   CHECK_EQ_INT(wait_job(&f, id), WV_JOB_SUCCEEDED);
   char key[SCAN_KEY_MAX], *val = NULL;
   size_t len = 0;
-  wv_scan_key(key, "sum/", id);
+  wv__scan_key(key, "sum/", id);
   CHECK_OK(wv_store_get(f.app.store, WV_DB_SCANS, key, &val, &len, NULL));
   CHECK_EQ_STR(val, "{\"CRITICAL\":1,\"HIGH\":4}");
   free(val);
@@ -391,7 +391,7 @@ TEST(failure_logs_follow_wave_rules) {
   for (int i = 0; i < 20000; i++)
     logs[i] = i % 10 == 0 ? '\'' : 'a';
   logs[20000] = '\0';
-  CHECK_OK(wv_scan_store_failure(&f.app, id, logs, wv_now_ns()));
+  CHECK_OK(wv__scan_store_failure(&f.app, id, logs, wv_now_ns()));
   free(logs);
   json_object *rec = NULL;
   CHECK_OK(wv_scan_load_record(&f.app, id, &rec));

@@ -148,18 +148,43 @@ static void match_one(wv_store_t *st, wv_ecosystem_t t, const char *eco, const c
   wv_arena_free(a);
 }
 
-TEST(import_counts_and_updates) {
-  char dir[256], path[600], got[1024];
-  CHECK(tmpdir_make(dir, "scan-osv"));
-  CHECK_EQ_INT(osv_dataset_write(dir), 0);
-  snprintf(path, sizeof path, "%s/state", dir);
+/* A directory holding the test dataset (osv_dataset_write) and a store, removed with the test. */
+typedef struct {
+  char dir[256];
   wv_store_t *st;
-  CHECK_OK(wv_store_open(&st, path, 0, 0));
+} osv_env_t;
 
+static void osv_env_free(osv_env_t *e) {
+  wv_store_close(e->st);
+  tmpdir_remove(e->dir);
+  free(e);
+}
+
+/* NULL if it cannot be set up; import: the dataset's osv/ folder imported already. */
+static osv_env_t *osv_env_start(bool import) {
+  char path[600];
+  osv_env_t *e = calloc(1, sizeof *e);
+  if (!e || !tmpdir_make(e->dir, "scan-osv")) {
+    free(e);
+    return NULL;
+  }
+  TEST_CLEANUP(osv_env_free, e);
+  snprintf(path, sizeof path, "%s/state", e->dir);
+  if (osv_dataset_write(e->dir) != 0 || wv_store_open(&e->st, path, 0, 0) != 0)
+    return NULL;
+  wv_osv_stats_t s;
+  snprintf(path, sizeof path, "%s/osv", e->dir);
+  return !import || wv_osv_import(e->st, path, &s, NULL, NULL) == 0 ? e : NULL;
+}
+
+TEST(import_counts_and_messages) {
+  osv_env_t *e = osv_env_start(false);
+  CHECK(e);
+  char path[600];
   msgs_t m = {{0}, 0, 0};
   wv_osv_stats_t s;
-  snprintf(path, sizeof path, "%s/osv", dir);
-  CHECK_OK(wv_osv_import(st, path, &s, on_msg, &m));
+  snprintf(path, sizeof path, "%s/osv", e->dir);
+  CHECK_OK(wv_osv_import(e->st, path, &s, on_msg, &m));
   CHECK_EQ_INT(s.files, 18);
   CHECK_EQ_INT(s.read, 19);
   CHECK_EQ_INT(s.imported, 13);
@@ -171,29 +196,47 @@ TEST(import_counts_and_updates) {
   CHECK_HAS(m.text, "BAD-2: affected[0]: an event needs exactly one");
   CHECK_HAS(m.text, "BAD-3: affected[0]: 'not a version' is not a valid dpkg version");
   CHECK_HAS(m.text, "noid.json: missing or invalid \"id\"");
+}
 
-  /* the same data again changes nothing */
-  CHECK_OK(wv_osv_import(st, path, &s, NULL, NULL));
+/* The same data again changes nothing. */
+TEST(import_again_unchanged) {
+  osv_env_t *e = osv_env_start(true);
+  CHECK(e);
+  char path[600];
+  wv_osv_stats_t s;
+  snprintf(path, sizeof path, "%s/osv", e->dir);
+  CHECK_OK(wv_osv_import(e->st, path, &s, NULL, NULL));
   CHECK_EQ_INT(s.imported, 0);
   CHECK_EQ_INT(s.unchanged, 13);
+}
 
-  /* a zip of records, deflated and stored members */
-  snprintf(path, sizeof path, "%s/alpine.zip", dir);
-  CHECK_OK(wv_osv_import(st, path, &s, NULL, NULL));
+/* A zip of records, deflated and stored members; then what the first import matches. */
+TEST(import_zip_and_match) {
+  osv_env_t *e = osv_env_start(true);
+  CHECK(e);
+  char path[600], got[1024];
+  wv_osv_stats_t s;
+  snprintf(path, sizeof path, "%s/alpine.zip", e->dir);
+  CHECK_OK(wv_osv_import(e->st, path, &s, NULL, NULL));
   CHECK_EQ_INT(s.files, 3);
   CHECK_EQ_INT(s.imported, 3);
-  match_one(st, WV_ECO_APK, "Alpine", "busybox", "1.36.1-r15", got, sizeof got);
+  match_one(e->st, WV_ECO_APK, "Alpine", "busybox", "1.36.1-r15", got, sizeof got);
   CHECK_EQ_STR(got, "ALPINE-CVE-2023-42366 1.36.1_p1-r0 UNKNOWN;");
-
-  match_one(st, WV_ECO_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
+  match_one(e->st, WV_ECO_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
   CHECK_EQ_STR(got, "");
-  match_one(st, WV_ECO_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
+  match_one(e->st, WV_ECO_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
   CHECK_EQ_STR(got, "CVE-2020-14343 5.4 CRITICAL;");
-  match_one(st, WV_ECO_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
+  match_one(e->st, WV_ECO_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
   CHECK_EQ_STR(got, "CVE-2024-22195 3.1.3 MEDIUM;");
+}
 
-  /* newer records: urllib3's range widens, PyYAML's moves to another package, jinja2's is withdrawn
-   */
+/* Newer records: urllib3's range widens, PyYAML's moves to another package, jinja2's is withdrawn.
+ */
+TEST(import_updates) {
+  osv_env_t *e = osv_env_start(true);
+  CHECK(e);
+  char path[600], got[1024];
+  wv_osv_stats_t s;
   const char *upd =
       "[{\"id\":\"GHSA-v845-jxx5-vc9f\",\"modified\":\"2024-02-01T00:00:00Z\",\"aliases\":[\"CVE-"
       "2023-43804\"],"
@@ -205,22 +248,20 @@ TEST(import_counts_and_updates) {
       "{\"id\":\"GHSA-h5c8-rqwp-cp95\",\"modified\":\"2024-02-01T00:00:00Z\",\"withdrawn\":"
       "\"2024-02-01T00:00:00Z\",\"affected\":[]},"
       "{\"id\":\"CVE-2024-2398\",\"modified\":\"2023-06-01T00:00:00Z\",\"affected\":[]}]";
-  snprintf(path, sizeof path, "%s/update.json", dir);
+  snprintf(path, sizeof path, "%s/update.json", e->dir);
   CHECK_EQ_INT(write_file(path, upd, strlen(upd)), 0);
-  CHECK_OK(wv_osv_import(st, path, &s, NULL, NULL));
+  CHECK_OK(wv_osv_import(e->st, path, &s, NULL, NULL));
   CHECK_EQ_INT(s.imported, 2);
   CHECK_EQ_INT(s.withdrawn, 1);
   CHECK_EQ_INT(s.unchanged, 1); /* an older copy of CVE-2024-2398 does not replace the newer */
-  match_one(st, WV_ECO_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
+  match_one(e->st, WV_ECO_PYPI, "PyPI", "urllib3", "2.0.7", got, sizeof got);
   CHECK_EQ_STR(got, "CVE-2023-43804 2.1.0 UNKNOWN;");
-  match_one(st, WV_ECO_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
+  match_one(e->st, WV_ECO_PYPI, "PyPI", "PyYAML", "5.3", got, sizeof got);
   CHECK_EQ_STR(got, "");
-  match_one(st, WV_ECO_PYPI, "PyPI", "Ruamel_YAML", "0.17.0", got, sizeof got);
+  match_one(e->st, WV_ECO_PYPI, "PyPI", "Ruamel_YAML", "0.17.0", got, sizeof got);
   CHECK_EQ_STR(got, "PYSEC-2021-142  UNKNOWN;");
-  match_one(st, WV_ECO_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
+  match_one(e->st, WV_ECO_PYPI, "PyPI", "jinja2", "3.0.0", got, sizeof got);
   CHECK_EQ_STR(got, "");
-  wv_store_close(st);
-  tmpdir_remove(dir);
 }
 
 TEST(import_bad_paths) {
@@ -272,5 +313,6 @@ TEST(import_mutations) {
   tmpdir_remove(dir);
 }
 
-WV_TESTS(T(cvss3_scores), T(severity_levels), T(affected_ranges), T(import_counts_and_updates),
-         T(import_bad_paths), T(import_mutations))
+WV_TESTS(T(cvss3_scores), T(severity_levels), T(affected_ranges), T(import_counts_and_messages),
+         T(import_again_unchanged), T(import_zip_and_match), T(import_updates), T(import_bad_paths),
+         T(import_mutations))

@@ -3,6 +3,7 @@
 # storage/, http/, registry/, scan/, build/ and their sub-folders, but not the private *_int.h)
 # into one translation unit, so two headers can never define one name differently (one name per
 # thing), and every header includes what it uses. BUILD (default SRC/out) gives version.h.
+# Then the internal marker (tools/internal_names.py check).
 set -euo pipefail
 src=$(cd "${1:-$(dirname "$0")/..}" && pwd)
 bld=${2:-$src/out}
@@ -17,3 +18,6 @@ cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -fs
   -I"$src" -I"$bld/generated" -I/usr/share/include/llhttp \
   $(pkg-config --cflags libuv json-c lmdb yaml-0.1 libzstd libcurl openssl zlib) "$tu"
 echo "$n headers compile together"
+# The internal marker: what a *_int.h declares is wv__<module>_..., a public header declares no wv__.
+python3 "$src/tools/internal_names.py" check "$src"
+echo "internal names carry wv__, public ones do not"

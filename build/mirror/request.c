@@ -385,8 +385,8 @@ int wv_mirror_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
       wv_scan_abandon(app, q.scan_id, "The mirror request could not be stored");
     return rc;
   }
-  wv_build_scan_outcome(app, q.scan_id, WV_SCAN_FOR_MIRROR, scan_new, tr.started ? tr.id : NULL,
-                        tr.succeeded == 1, tr.succeeded == 0);
+  wv__build_scan_outcome(app, q.scan_id, WV_SCAN_FOR_MIRROR, scan_new, tr.started ? tr.id : NULL,
+                         tr.succeeded == 1, tr.succeeded == 0);
   *resp = response(&res, target, &tr);
   return *resp ? 0 : WV_ENOMEM;
 }

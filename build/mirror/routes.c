@@ -11,8 +11,6 @@
 
 #include <stdlib.h>
 
-#define MSG_NO_MIRROR WV_MSG_SERVICE_OFF("Mirror", "wave.mirror.enabled")
-
 /* The mirror id of the path, or NULL (answered 404 with an empty body, as Wave). */
 static const char *mirror_id(wv_req_t *req) {
   const char *id = wv_req_param(req, "mirrorId");
@@ -20,7 +18,7 @@ static const char *mirror_id(wv_req_t *req) {
 }
 
 static int disabled(wv_req_t *req, wv_resp_t *resp) {
-  return wv_resp_error(req, resp, WV_EUNSUPPORTED, MSG_NO_MIRROR);
+  return wv_resp_error(req, resp, WV_EUNSUPPORTED, WV_MSG_MIRROR_OFF);
 }
 
 /* GET /v1alpha1/mirrors/{mirrorId}: MirrorResult. */

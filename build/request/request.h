@@ -49,6 +49,8 @@
   service " service is not enabled - Check Wave configuration setting '" key                       \
           "' - HTTP status=501 - response=-"
 
+#define WV_MSG_MIRROR_OFF WV_MSG_SERVICE_OFF("Mirror", "wave.mirror.enabled")
+
 #define WV_CREQ_MAX_INCLUDES 10 /* contract §6.6 */
 #define WV_CREQ_DEFAULT_TOWER "https://api.cloud.seqera.io"
 #define WV_CREQ_DEFAULT_PLATFORM "linux/amd64"

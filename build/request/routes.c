@@ -181,8 +181,8 @@ static int auth_throttled(wv_req_t *req, wv_resp_t *resp, int64_t retry) {
 /*
  * HTTP Basic authentication under wave.auth.failure-rate: a client IP past
  * its failures is refused (429) before its credentials are even checked, and
- * each wrong credential takes one permit. Returns 0 when authenticated, or 1
- * when resp holds the answer (401 or 429), or a negative code.
+ * each wrong credential takes one permit. Returns 0 when authenticated,
+ * WV_ANSWERED when resp holds the answer (401 or 429), or a negative code.
  */
 static int basic_auth(wv_req_t *req, wv_resp_t *resp) {
   wv_ratelimit_t *rl = app_of(req)->auth_limit;
@@ -190,7 +190,7 @@ static int basic_auth(wv_req_t *req, wv_resp_t *resp) {
   int64_t retry = 0;
   if (rl && wv_ratelimit_peek(rl, NULL, ip, &retry) == WV_EBUSY) {
     int rc = auth_throttled(req, resp, retry);
-    return rc ? rc : 1;
+    return rc ? rc : WV_ANSWERED;
   }
   int rc = basic_check(req);
   if (rc == 0)
@@ -199,14 +199,14 @@ static int basic_auth(wv_req_t *req, wv_resp_t *resp) {
     wv_ratelimit_acquire(rl, NULL, ip, NULL);
   rc = wv_resp_api_error(req, resp, 401, NULL);
   rc = rc ? rc : wv_resp_header(resp, "WWW-Authenticate", BASIC_REALM);
-  return rc ? rc : 1;
+  return rc ? rc : WV_ANSWERED;
 }
 
 /* DELETE /container-token/{token}: evicts the token so pulls stop (contract §4.2). */
 static int evict(wv_req_t *req, wv_resp_t *resp) {
   int rc = basic_auth(req, resp);
   if (rc)
-    return rc > 0 ? 0 : rc;
+    return rc;
   const char *t;
   char *val = NULL;
   size_t len = 0;

@@ -220,11 +220,11 @@ static int prepare(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
   int rc = 0;
   if (r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
-  rc = rc ? rc : wv_layers_check(a, app->cas, app->cfg, &r->cc, msg);
+  rc = rc ? rc : wv_layers_check(a, app->cas, app->layer_memo, app->cfg, &r->cc, msg);
   rc = rc ? rc : expand_includes(app, a, r, plan, msg);
   if (!rc && app->upstream)
-    rc = wv_image_check_exists(a, app->upstream, plan->user, &plan->image, app->cfg->tag_cache_ms,
-                               msg);
+    rc = wv_image_check_exists(a, app->upstream, app->tags, plan->user, &plan->image,
+                               app->cfg->tag_cache_ms, msg);
   if (rc)
     return rc;
   bool oom = false;

@@ -328,7 +328,7 @@ static int write_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *tag) {
   char sif[4096], rootfs[4096], err[512] = "", mdigest[WV_DIGEST_STRLEN];
   snprintf(sif, sizeof sif, "%s/image.sif", wd);
   snprintf(rootfs, sizeof rootfs, "%s/rootfs", wd);
-  wv_build_rmtree(rootfs); /* packed into part.sqfs: free the disk now */
+  wv__build_rmtree(rootfs); /* packed into part.sqfs: free the disk now */
   int rc = write_sif(wd, sif, err, sizeof err);
   wv_sif_info_t info;
   rc = rc ? rc : wv_sif_verify_file(sif, &info, err, sizeof err);

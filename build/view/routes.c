@@ -24,12 +24,12 @@ static int guarded(wv_req_t *req, wv_resp_t *resp, wv_handler_cb page) {
   return app->cfg->web_views ? page(req, resp) : wv_html_error(req, resp, 404, MSG_OFF);
 }
 
-static int r_build(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv_view_build); }
-static int r_mirror(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv_view_mirror); }
-static int r_container(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv_view_container); }
-static int r_scan(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv_view_scan); }
+static int r_build(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv__view_build); }
+static int r_mirror(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv__view_mirror); }
+static int r_container(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv__view_container); }
+static int r_scan(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv__view_scan); }
 static int r_scan_post(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, view_scan_post); }
-static int r_inspect(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv_view_inspect); }
+static int r_inspect(wv_req_t *q, wv_resp_t *r) { return guarded(q, r, wv__view_inspect); }
 
 /* Contract §2 endpoint catalogue, the /view row. */
 static const wv_route_t view_routes[] = {

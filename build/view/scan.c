@@ -59,7 +59,7 @@ static json_object *counts_of(const wv_app_t *app, const char *id, json_object *
     return c;
   c = json_object_new_object();
   for (size_t i = 0; c && i < json_object_array_length(vulns); i++) {
-    const char *s = wv_view_str(json_object_array_get_idx(vulns, i), "severity");
+    const char *s = wv__view_str(json_object_array_get_idx(vulns, i), "severity");
     int64_t n = 0;
     if (!s)
       continue;
@@ -85,16 +85,16 @@ static int counts_table(wv_buf_t *b, json_object *counts, int64_t *total) {
 }
 
 static int vuln_row(wv_buf_t *b, json_object *v) {
-  const char *sev = wv_view_str(v, "severity");
+  const char *sev = wv__view_str(v, "severity");
   int rc = wv_buf_puts(b, "<tr>");
-  rc = rc ? rc : link_cell(b, wv_view_str(v, "primaryUrl"), wv_view_str(v, "id"));
+  rc = rc ? rc : link_cell(b, wv__view_str(v, "primaryUrl"), wv__view_str(v, "id"));
   rc = rc ? rc : wv_buf_printf(b, "<td class=\"%s\">", sev_class(sev));
   rc = rc ? rc : wv_html_esc(b, sev);
   rc = rc ? rc : wv_buf_puts(b, "</td>");
-  rc = rc ? rc : cell(b, wv_view_str(v, "pkgName"));
-  rc = rc ? rc : cell(b, wv_view_str(v, "installedVersion"));
-  rc = rc ? rc : cell(b, wv_view_str(v, "fixedVersion"));
-  rc = rc ? rc : cell(b, wv_view_str(v, "title"));
+  rc = rc ? rc : cell(b, wv__view_str(v, "pkgName"));
+  rc = rc ? rc : cell(b, wv__view_str(v, "installedVersion"));
+  rc = rc ? rc : cell(b, wv__view_str(v, "fixedVersion"));
+  rc = rc ? rc : cell(b, wv__view_str(v, "title"));
   return rc ? rc : wv_buf_puts(b, "</tr>\n");
 }
 
@@ -118,9 +118,9 @@ static int vuln_table(wv_buf_t *b, json_object *vulns, int64_t total) {
 }
 
 static int scan_table(wv_req_t *req, wv_buf_t *b, const char *id, json_object *rec) {
-  const char *st = wv_view_str(rec, "status"), *build = wv_view_str(rec, "buildId");
-  const char *mirror = wv_view_str(rec, "mirrorId"), *creq = wv_view_str(rec, "requestId");
-  const char *dur = wv_view_str(rec, "duration");
+  const char *st = wv__view_str(rec, "status"), *build = wv__view_str(rec, "buildId");
+  const char *mirror = wv__view_str(rec, "mirrorId"), *creq = wv__view_str(rec, "requestId");
+  const char *dur = wv__view_str(rec, "duration");
   bool ok = st && strcmp(st, "SUCCEEDED") == 0, failed = st && strcmp(st, "FAILED") == 0;
   int rc = wv_html_table_begin(b);
   rc = rc ? rc : wv_html_row(b, "Scan ID", id);
@@ -132,15 +132,15 @@ static int scan_table(wv_req_t *req, wv_buf_t *b, const char *id, json_object *r
                                ok       ? "ok"
                                : failed ? "failed"
                                         : "running");
-  rc = rc ? rc : wv_html_row(b, "Container image", wv_view_str(rec, "containerImage"));
-  rc = rc ? rc : wv_html_row(b, "Platform", wv_view_str(rec, "platform"));
-  rc = rc ? rc : wv_html_row(b, "Started", wv_view_str(rec, "startTime"));
+  rc = rc ? rc : wv_html_row(b, "Container image", wv__view_str(rec, "containerImage"));
+  rc = rc ? rc : wv_html_row(b, "Platform", wv__view_str(rec, "platform"));
+  rc = rc ? rc : wv_html_row(b, "Started", wv__view_str(rec, "startTime"));
   rc = rc ? rc : wv_html_row(b, "Duration", dur ? wv_arena_sprintf(req->arena, "%s s", dur) : NULL);
-  rc = rc ? rc : wv_html_row(b, "Exit code", wv_view_str(rec, "exitCode"));
-  rc = rc ? rc : wv_html_row_link(b, "Build", wv_view_link(req, "builds", build), build);
-  rc = rc ? rc : wv_html_row_link(b, "Mirror", wv_view_link(req, "mirrors", mirror), mirror);
+  rc = rc ? rc : wv_html_row(b, "Exit code", wv__view_str(rec, "exitCode"));
+  rc = rc ? rc : wv_html_row_link(b, "Build", wv__view_link(req, "builds", build), build);
+  rc = rc ? rc : wv_html_row_link(b, "Mirror", wv__view_link(req, "mirrors", mirror), mirror);
   rc = rc ? rc
-          : wv_html_row_link(b, "Container request", wv_view_link(req, "containers", creq), creq);
+          : wv_html_row_link(b, "Container request", wv__view_link(req, "containers", creq), creq);
   return rc ? rc : wv_html_table_end(b);
 }
 
@@ -154,7 +154,7 @@ static int scan_links(wv_buf_t *b, const char *id) {
 }
 
 static int scan_page(wv_req_t *req, wv_buf_t *b, const char *id, json_object *rec) {
-  const char *st = wv_view_str(rec, "status"), *logs = wv_view_str(rec, "logs");
+  const char *st = wv__view_str(rec, "status"), *logs = wv__view_str(rec, "logs");
   json_object *vulns = NULL, *counts = NULL;
   int64_t total = 0;
   if (json_object_object_get_ex(rec, "vulnerabilities", &vulns) &&
@@ -177,7 +177,7 @@ static int scan_page(wv_req_t *req, wv_buf_t *b, const char *id, json_object *re
   return rc ? rc : wv_html_end(b);
 }
 
-int wv_view_scan(wv_req_t *req, wv_resp_t *resp) {
+int wv__view_scan(wv_req_t *req, wv_resp_t *resp) {
   const char *id = wv_req_param(req, "scanId");
   if (!wv_scan_id_valid(id))
     return wv_html_error(req, resp, 400, "Malformed scan id");
@@ -192,7 +192,7 @@ int wv_view_scan(wv_req_t *req, wv_resp_t *resp) {
   wv_buf_init(&b, PAGE_MAX);
   rc = scan_page(req, &b, id, rec);
   json_object_put(rec);
-  return wv_view_finish(req, resp, 200, &b, rc);
+  return wv__view_finish(req, resp, 200, &b, rc);
 }
 
 /* ---- inspect -------------------------------------------------------------------------- */
@@ -225,9 +225,9 @@ static int layers_table(wv_buf_t *b, json_object *manifest) {
   for (size_t i = 0; !rc && i < json_object_array_length(arr); i++) {
     json_object *l = json_object_array_get_idx(arr, i);
     rc = wv_buf_puts(b, "<tr>");
-    rc = rc ? rc : cell(b, wv_view_str(l, "digest"));
-    rc = rc ? rc : cell(b, wv_view_str(l, "size"));
-    rc = rc ? rc : cell(b, wv_view_str(l, "mediaType"));
+    rc = rc ? rc : cell(b, wv__view_str(l, "digest"));
+    rc = rc ? rc : cell(b, wv__view_str(l, "size"));
+    rc = rc ? rc : cell(b, wv__view_str(l, "mediaType"));
     rc = rc ? rc : wv_buf_puts(b, "</tr>\n");
   }
   return rc ? rc : wv_buf_puts(b, "</tbody></table>\n");
@@ -238,14 +238,14 @@ static int container_page(wv_buf_t *b, json_object *c) {
   json_object_object_get_ex(c, "config", &cfg);
   json_object_object_get_ex(c, "manifest", &man);
   int rc = wv_html_table_begin(b);
-  rc = rc ? rc : wv_html_row(b, "Registry", wv_view_str(c, "registry"));
-  rc = rc ? rc : wv_html_row(b, "Host", wv_view_str(c, "hostName"));
-  rc = rc ? rc : wv_html_row(b, "Image name", wv_view_str(c, "imageName"));
-  rc = rc ? rc : wv_html_row(b, "Reference", wv_view_str(c, "reference"));
-  rc = rc ? rc : wv_html_row(b, "Digest", wv_view_str(c, "digest"));
-  rc = rc ? rc : wv_html_row(b, "Media type", wv_view_str(man, "mediaType"));
-  rc = rc ? rc : wv_html_row(b, "Architecture", wv_view_str(cfg, "architecture"));
-  rc = rc ? rc : wv_html_row(b, "Created", wv_view_str(cfg, "created"));
+  rc = rc ? rc : wv_html_row(b, "Registry", wv__view_str(c, "registry"));
+  rc = rc ? rc : wv_html_row(b, "Host", wv__view_str(c, "hostName"));
+  rc = rc ? rc : wv_html_row(b, "Image name", wv__view_str(c, "imageName"));
+  rc = rc ? rc : wv_html_row(b, "Reference", wv__view_str(c, "reference"));
+  rc = rc ? rc : wv_html_row(b, "Digest", wv__view_str(c, "digest"));
+  rc = rc ? rc : wv_html_row(b, "Media type", wv__view_str(man, "mediaType"));
+  rc = rc ? rc : wv_html_row(b, "Architecture", wv__view_str(cfg, "architecture"));
+  rc = rc ? rc : wv_html_row(b, "Created", wv__view_str(cfg, "created"));
   rc = rc ? rc : wv_html_table_end(b);
   rc = rc ? rc : layers_table(b, man);
   rc = rc ? rc : titled_json(b, "Config", c, "config");
@@ -257,8 +257,8 @@ static int index_page(wv_buf_t *b, json_object *idx, const char *image) {
   json_object *arr = NULL;
   int rc = wv_html_table_begin(b);
   rc = rc ? rc : wv_html_row(b, "Image", image);
-  rc = rc ? rc : wv_html_row(b, "Digest", wv_view_str(idx, "digest"));
-  rc = rc ? rc : wv_html_row(b, "Media type", wv_view_str(idx, "mediaType"));
+  rc = rc ? rc : wv_html_row(b, "Digest", wv__view_str(idx, "digest"));
+  rc = rc ? rc : wv_html_row(b, "Media type", wv__view_str(idx, "mediaType"));
   rc = rc ? rc : wv_html_table_end(b);
   rc = rc ? rc : wv_html_h2(b, "Platforms");
   rc = rc ? rc
@@ -268,8 +268,8 @@ static int index_page(wv_buf_t *b, json_object *idx, const char *image) {
   for (size_t i = 0; !rc && arr && i < json_object_array_length(arr); i++) {
     json_object *m = json_object_array_get_idx(arr, i), *p = NULL;
     json_object_object_get_ex(m, "platform", &p);
-    const char *os = wv_view_str(p, "os"), *arch = wv_view_str(p, "architecture");
-    const char *var = wv_view_str(p, "variant");
+    const char *os = wv__view_str(p, "os"), *arch = wv__view_str(p, "architecture");
+    const char *var = wv__view_str(p, "variant");
     wv_buf_t plat;
     wv_buf_init(&plat, 256);
     rc = os && arch ? wv_buf_printf(&plat, "%s/%s%s%s", os, arch, var ? "/" : "", var ? var : "")
@@ -277,23 +277,23 @@ static int index_page(wv_buf_t *b, json_object *idx, const char *image) {
     rc = rc ? rc : wv_buf_puts(b, "<tr><td>");
     if (!rc && plat.len) {
       rc = wv_buf_puts(b, "<a href=\"inspect?image=");
-      rc = rc ? rc : wv_view_urlenc(b, image); /* encoded: nothing left to escape */
+      rc = rc ? rc : wv__view_urlenc(b, image); /* encoded: nothing left to escape */
       rc = rc ? rc : wv_buf_puts(b, "&amp;platform=");
-      rc = rc ? rc : wv_view_urlenc(b, plat.data);
+      rc = rc ? rc : wv__view_urlenc(b, plat.data);
       rc = rc ? rc : wv_buf_puts(b, "\">");
       rc = rc ? rc : wv_html_esc(b, plat.data);
       rc = rc ? rc : wv_buf_puts(b, "</a>");
     }
     wv_buf_free(&plat);
     rc = rc ? rc : wv_buf_puts(b, "</td>");
-    rc = rc ? rc : cell(b, wv_view_str(m, "digest"));
-    rc = rc ? rc : cell(b, wv_view_str(m, "size"));
+    rc = rc ? rc : cell(b, wv__view_str(m, "digest"));
+    rc = rc ? rc : cell(b, wv__view_str(m, "size"));
     rc = rc ? rc : wv_buf_puts(b, "</tr>\n");
   }
   return rc ? rc : wv_buf_puts(b, "</tbody></table>\n");
 }
 
-int wv_view_inspect(wv_req_t *req, wv_resp_t *resp) {
+int wv__view_inspect(wv_req_t *req, wv_resp_t *resp) {
   const char *image = wv_req_query(req, "image"), *platform = wv_req_query(req, "platform");
   const char *msg = NULL;
   json_object *out = NULL, *c = NULL, *idx = NULL;
@@ -315,5 +315,5 @@ int wv_view_inspect(wv_req_t *req, wv_resp_t *resp) {
     rc = index_page(&b, idx, image);
   rc = rc ? rc : wv_html_end(&b);
   json_object_put(out);
-  return wv_view_finish(req, resp, 200, &b, rc);
+  return wv__view_finish(req, resp, 200, &b, rc);
 }

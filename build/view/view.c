@@ -35,7 +35,7 @@
 
 /* ---- shared ------------------------------------------------------------------------ */
 
-const char *wv_view_str(json_object *o, const char *key) {
+const char *wv__view_str(json_object *o, const char *key) {
   json_object *v = NULL;
   if (!o || !json_object_object_get_ex(o, key, &v) || !v)
     return NULL;
@@ -44,7 +44,7 @@ const char *wv_view_str(json_object *o, const char *key) {
   return json_object_get_string(v);
 }
 
-const char *wv_view_link(wv_req_t *req, const char *kind, const char *id) {
+const char *wv__view_link(wv_req_t *req, const char *kind, const char *id) {
   bool ok = strcmp(kind, "builds") == 0       ? wv_build_id_valid(id)
             : strcmp(kind, "mirrors") == 0    ? wv_mirror_id_valid(id)
             : strcmp(kind, "scans") == 0      ? wv_scan_id_valid(id)
@@ -53,7 +53,7 @@ const char *wv_view_link(wv_req_t *req, const char *kind, const char *id) {
   return ok ? wv_arena_sprintf(req->arena, "../%s/%s", kind, id) : NULL;
 }
 
-int wv_view_urlenc(wv_buf_t *b, const char *s) {
+int wv__view_urlenc(wv_buf_t *b, const char *s) {
   static const char hex[] = "0123456789ABCDEF";
   int rc = 0;
   for (const unsigned char *p = (const unsigned char *)s; !rc && p && *p; p++) {
@@ -65,7 +65,7 @@ int wv_view_urlenc(wv_buf_t *b, const char *s) {
   return rc;
 }
 
-int wv_view_finish(wv_req_t *req, wv_resp_t *resp, int status, wv_buf_t *b, int rc) {
+int wv__view_finish(wv_req_t *req, wv_resp_t *resp, int status, wv_buf_t *b, int rc) {
   rc = rc ? rc : wv_html_send(req, resp, status, b);
   wv_buf_free(b);
   if (rc == WV_ETOOBIG)
@@ -84,7 +84,7 @@ static int bad_id(wv_req_t *req, wv_resp_t *resp, const char *what) {
 
 /* A value, or the record's member, with "s" appended (durations). */
 static const char *seconds(wv_req_t *req, json_object *rec, const char *key) {
-  const char *d = wv_view_str(rec, key);
+  const char *d = wv__view_str(rec, key);
   return d ? wv_arena_sprintf(req->arena, "%s s", d) : NULL;
 }
 
@@ -109,11 +109,11 @@ static const char *inspect_link(wv_req_t *req, const char *image, const char *pl
   wv_buf_t u;
   wv_buf_init(&u, 4096);
   int rc = wv_buf_puts(&u, "../inspect?image=");
-  rc = rc ? rc : wv_view_urlenc(&u, image);
+  rc = rc ? rc : wv__view_urlenc(&u, image);
   if (!rc && platform && !strchr(platform, ','))
     rc = wv_buf_puts(&u, "&platform=");
   if (!rc && platform && !strchr(platform, ','))
-    rc = wv_view_urlenc(&u, platform);
+    rc = wv__view_urlenc(&u, platform);
   const char *s = rc ? NULL : wv_arena_strdup(req->arena, u.data);
   wv_buf_free(&u);
   return s;
@@ -121,22 +121,22 @@ static const char *inspect_link(wv_req_t *req, const char *image, const char *pl
 
 static int build_table(wv_req_t *req, wv_buf_t *b, const char *id, json_object *rec,
                        wv_build_state_t st) {
-  const char *target = wv_view_str(rec, "targetImage"), *plat = wv_view_str(rec, "platform");
-  const char *scan = wv_view_str(rec, "scanId");
+  const char *target = wv__view_str(rec, "targetImage"), *plat = wv__view_str(rec, "platform");
+  const char *scan = wv__view_str(rec, "scanId");
   int rc = wv_html_table_begin(b);
   rc = rc ? rc : wv_html_row(b, "Build ID", id);
   rc = rc ? rc : wv_html_row_status(b, "Status", build_state_word[st], build_state_cls[st]);
   rc = rc ? rc : wv_html_row(b, "Target image", target);
   rc = rc ? rc : wv_html_row(b, "Platform", plat);
-  rc = rc ? rc : wv_html_row(b, "Format", wv_view_str(rec, "format"));
-  rc = rc ? rc : wv_html_row(b, "Template", wv_view_str(rec, "buildTemplate"));
-  rc = rc ? rc : wv_html_row(b, "Started", wv_view_str(rec, "startTime"));
-  rc = rc ? rc : wv_html_row(b, "Time zone offset", wv_view_str(rec, "offsetId"));
+  rc = rc ? rc : wv_html_row(b, "Format", wv__view_str(rec, "format"));
+  rc = rc ? rc : wv_html_row(b, "Template", wv__view_str(rec, "buildTemplate"));
+  rc = rc ? rc : wv_html_row(b, "Started", wv__view_str(rec, "startTime"));
+  rc = rc ? rc : wv_html_row(b, "Time zone offset", wv__view_str(rec, "offsetId"));
   rc = rc ? rc : wv_html_row(b, "Duration", seconds(req, rec, "duration"));
-  rc = rc ? rc : wv_html_row(b, "Exit status", wv_view_str(rec, "exitStatus"));
-  rc = rc ? rc : wv_html_row(b, "Digest", wv_view_str(rec, "digest"));
-  rc = rc ? rc : wv_html_row(b, "User", wv_view_str(rec, "userName"));
-  rc = rc ? rc : wv_html_row_link(b, "Security scan", wv_view_link(req, "scans", scan), scan);
+  rc = rc ? rc : wv_html_row(b, "Exit status", wv__view_str(rec, "exitStatus"));
+  rc = rc ? rc : wv_html_row(b, "Digest", wv__view_str(rec, "digest"));
+  rc = rc ? rc : wv_html_row(b, "User", wv__view_str(rec, "userName"));
+  rc = rc ? rc : wv_html_row_link(b, "Security scan", wv__view_link(req, "scans", scan), scan);
   if (!rc && st == WV_BUILD_SUCCEEDED && target)
     rc = wv_html_row_link(b, "Inspect", inspect_link(req, target, plat), "View the image");
   return rc ? rc : wv_html_table_end(b);
@@ -152,9 +152,9 @@ static int build_children(wv_req_t *req, wv_buf_t *b, json_object *rec) {
   rc = rc ? rc : wv_html_table_begin(b);
   for (size_t i = 0; !rc && i < json_object_array_length(arr); i++) {
     json_object *c = json_object_array_get_idx(arr, i);
-    const char *cid = wv_view_str(c, "id");
-    rc = wv_html_row_link(b, wv_view_str(c, "value") ? wv_view_str(c, "value") : "build",
-                          wv_view_link(req, "builds", cid), cid);
+    const char *cid = wv__view_str(c, "id");
+    rc = wv_html_row_link(b, wv__view_str(c, "value") ? wv__view_str(c, "value") : "build",
+                          wv__view_link(req, "builds", cid), cid);
   }
   return rc ? rc : wv_html_table_end(b);
 }
@@ -232,9 +232,9 @@ static int list_row(wv_buf_t *b, const char *id, json_object *rec, wv_build_stat
   rc = rc ? rc
           : wv_buf_printf(b, "</a></td><td class=\"%s\">%s</td><td>", build_state_cls[st],
                           build_state_word[st]);
-  rc = rc ? rc : wv_html_esc(b, wv_view_str(rec, "startTime"));
+  rc = rc ? rc : wv_html_esc(b, wv__view_str(rec, "startTime"));
   rc = rc ? rc : wv_buf_puts(b, "</td><td>");
-  rc = rc ? rc : wv_html_esc(b, wv_view_str(rec, "digest"));
+  rc = rc ? rc : wv_html_esc(b, wv__view_str(rec, "digest"));
   return rc ? rc : wv_buf_puts(b, "</td></tr>\n");
 }
 
@@ -273,10 +273,10 @@ static int build_list(wv_req_t *req, wv_resp_t *resp, const char *id, const char
     rc = wv_html_error(req, resp, 302, wv_arena_sprintf(req->arena, "See build %s", only));
     return rc ? rc : wv_resp_header(resp, "Location", only);
   }
-  return wv_view_finish(req, resp, 200, &b, rc);
+  return wv__view_finish(req, resp, 200, &b, rc);
 }
 
-int wv_view_build(wv_req_t *req, wv_resp_t *resp) {
+int wv__view_build(wv_req_t *req, wv_resp_t *resp) {
   const char *id = wv_req_param(req, "buildId"), *fixed = NULL;
   if (!wv_build_id_valid(id))
     return bad_id(req, resp, "build id");
@@ -295,7 +295,7 @@ int wv_view_build(wv_req_t *req, wv_resp_t *resp) {
     return wv_html_error(req, resp, wv_resp_api_status(rc), wv_strerror(rc));
   wv_buf_t b;
   wv_buf_init(&b, PAGE_MAX);
-  const char *file = wv_view_str(rec, "dockerFile"), *conda = wv_view_str(rec, "condaFile");
+  const char *file = wv__view_str(rec, "dockerFile"), *conda = wv__view_str(rec, "condaFile");
   rc = wv_html_begin(&b, wv_arena_sprintf(req->arena, "Container build %s", id));
   rc = rc ? rc : build_table(req, &b, id, rec, st);
   rc = rc ? rc : build_children(req, &b, rec);
@@ -306,12 +306,12 @@ int wv_view_build(wv_req_t *req, wv_resp_t *resp) {
   rc = rc ? rc : build_log(req, &b, id, st);
   rc = rc ? rc : wv_html_end(&b);
   json_object_put(rec);
-  return wv_view_finish(req, resp, 200, &b, rc);
+  return wv__view_finish(req, resp, 200, &b, rc);
 }
 
 /* ---- mirrors ----------------------------------------------------------------------- */
 
-int wv_view_mirror(wv_req_t *req, wv_resp_t *resp) {
+int wv__view_mirror(wv_req_t *req, wv_resp_t *resp) {
   const char *id = wv_req_param(req, "mirrorId");
   if (!wv_mirror_id_valid(id))
     return bad_id(req, resp, "mirror id");
@@ -321,9 +321,9 @@ int wv_view_mirror(wv_req_t *req, wv_resp_t *resp) {
     return unknown(req, resp, "container mirror id", id);
   if (rc)
     return wv_html_error(req, resp, wv_resp_api_status(rc), wv_strerror(rc));
-  const char *status = wv_view_str(rec, "status"), *exit = wv_view_str(rec, "exitCode");
-  const char *reason = wv_view_str(rec, "reason"), *scan = wv_view_str(rec, "scanId");
-  const char *logs = wv_view_str(rec, "logs");
+  const char *status = wv__view_str(rec, "status"), *exit = wv__view_str(rec, "exitCode");
+  const char *reason = wv__view_str(rec, "reason"), *scan = wv__view_str(rec, "scanId");
+  const char *logs = wv__view_str(rec, "logs");
   bool done = status && strcmp(status, "COMPLETED") == 0;
   bool failed = done && (reason || (exit && strcmp(exit, "0") != 0));
   wv_buf_t b;
@@ -339,16 +339,16 @@ int wv_view_mirror(wv_req_t *req, wv_resp_t *resp) {
                                !done    ? "running"
                                : failed ? "failed"
                                         : "ok");
-  rc = rc ? rc : wv_html_row(&b, "Source image", wv_view_str(rec, "sourceImage"));
-  rc = rc ? rc : wv_html_row(&b, "Target image", wv_view_str(rec, "targetImage"));
-  rc = rc ? rc : wv_html_row(&b, "Platform", wv_view_str(rec, "platform"));
-  rc = rc ? rc : wv_html_row(&b, "Digest", wv_view_str(rec, "digest"));
-  rc = rc ? rc : wv_html_row(&b, "Started", wv_view_str(rec, "creationTime"));
+  rc = rc ? rc : wv_html_row(&b, "Source image", wv__view_str(rec, "sourceImage"));
+  rc = rc ? rc : wv_html_row(&b, "Target image", wv__view_str(rec, "targetImage"));
+  rc = rc ? rc : wv_html_row(&b, "Platform", wv__view_str(rec, "platform"));
+  rc = rc ? rc : wv_html_row(&b, "Digest", wv__view_str(rec, "digest"));
+  rc = rc ? rc : wv_html_row(&b, "Started", wv__view_str(rec, "creationTime"));
   rc = rc ? rc : wv_html_row(&b, "Duration", seconds(req, rec, "duration"));
   rc = rc ? rc : wv_html_row(&b, "Exit code", exit);
   rc = rc ? rc : wv_html_row(&b, "Reason", reason);
-  rc = rc ? rc : wv_html_row(&b, "User", wv_view_str(rec, "userName"));
-  rc = rc ? rc : wv_html_row_link(&b, "Security scan", wv_view_link(req, "scans", scan), scan);
+  rc = rc ? rc : wv_html_row(&b, "User", wv__view_str(rec, "userName"));
+  rc = rc ? rc : wv_html_row_link(&b, "Security scan", wv__view_link(req, "scans", scan), scan);
   rc = rc ? rc : wv_html_table_end(&b);
   rc = rc ? rc : wv_html_h2(&b, "Mirror log");
   if (!rc && logs)
@@ -357,7 +357,7 @@ int wv_view_mirror(wv_req_t *req, wv_resp_t *resp) {
     rc = wv_html_note(&b, "No log is stored for this mirror.");
   rc = rc ? rc : wv_html_end(&b);
   json_object_put(rec);
-  return wv_view_finish(req, resp, 200, &b, rc);
+  return wv__view_finish(req, resp, 200, &b, rc);
 }
 
 /* ---- container requests -------------------------------------------------------------- */
@@ -379,38 +379,38 @@ static int container_config(wv_buf_t *b, json_object *rec) {
 static int container_table(wv_req_t *req, wv_buf_t *b, const char *id, json_object *rec) {
   json_object *user = NULL;
   json_object_object_get_ex(rec, "user", &user);
-  const char *build = wv_view_str(rec, "buildId"), *scan = wv_view_str(rec, "scanId");
-  const char *mirror = wv_view_str(rec, "mirror"), *new_ = wv_view_str(rec, "buildNew");
+  const char *build = wv__view_str(rec, "buildId"), *scan = wv__view_str(rec, "scanId");
+  const char *mirror = wv__view_str(rec, "mirror"), *new_ = wv__view_str(rec, "buildNew");
   bool is_mirror = mirror && strcmp(mirror, "true") == 0;
   int rc = wv_html_table_begin(b);
   rc = rc ? rc : wv_html_row(b, "Request ID", id);
-  rc = rc ? rc : wv_html_row(b, "Container image", wv_view_str(rec, "containerImage"));
-  rc = rc ? rc : wv_html_row(b, "Platform", wv_view_str(rec, "platform"));
-  rc = rc ? rc : wv_html_row(b, "Source image", wv_view_str(rec, "sourceImage"));
-  rc = rc ? rc : wv_html_row(b, "Source digest", wv_view_str(rec, "sourceDigest"));
-  rc = rc ? rc : wv_html_row(b, "Wave image", wv_view_str(rec, "waveImage"));
-  rc = rc ? rc : wv_html_row(b, "Wave digest", wv_view_str(rec, "waveDigest"));
-  rc = rc ? rc : wv_html_row(b, "Requested", wv_view_str(rec, "timestamp"));
-  rc = rc ? rc : wv_html_row(b, "Time zone offset", wv_view_str(rec, "zoneId"));
-  rc = rc ? rc : wv_html_row(b, "Expiration", wv_view_str(rec, "expiration"));
-  rc = rc ? rc : wv_html_row(b, "Fingerprint", wv_view_str(rec, "fingerprint"));
-  rc = rc ? rc : wv_html_row(b, "Freeze", wv_view_str(rec, "freeze"));
-  rc = rc ? rc : wv_html_row(b, "Build repository", wv_view_str(rec, "buildRepository"));
-  rc = rc ? rc : wv_html_row(b, "Cache repository", wv_view_str(rec, "cacheRepository"));
+  rc = rc ? rc : wv_html_row(b, "Container image", wv__view_str(rec, "containerImage"));
+  rc = rc ? rc : wv_html_row(b, "Platform", wv__view_str(rec, "platform"));
+  rc = rc ? rc : wv_html_row(b, "Source image", wv__view_str(rec, "sourceImage"));
+  rc = rc ? rc : wv_html_row(b, "Source digest", wv__view_str(rec, "sourceDigest"));
+  rc = rc ? rc : wv_html_row(b, "Wave image", wv__view_str(rec, "waveImage"));
+  rc = rc ? rc : wv_html_row(b, "Wave digest", wv__view_str(rec, "waveDigest"));
+  rc = rc ? rc : wv_html_row(b, "Requested", wv__view_str(rec, "timestamp"));
+  rc = rc ? rc : wv_html_row(b, "Time zone offset", wv__view_str(rec, "zoneId"));
+  rc = rc ? rc : wv_html_row(b, "Expiration", wv__view_str(rec, "expiration"));
+  rc = rc ? rc : wv_html_row(b, "Fingerprint", wv__view_str(rec, "fingerprint"));
+  rc = rc ? rc : wv_html_row(b, "Freeze", wv__view_str(rec, "freeze"));
+  rc = rc ? rc : wv_html_row(b, "Build repository", wv__view_str(rec, "buildRepository"));
+  rc = rc ? rc : wv_html_row(b, "Cache repository", wv__view_str(rec, "cacheRepository"));
   rc = rc ? rc
           : wv_html_row_link(b, is_mirror ? "Mirror" : "Build",
-                             wv_view_link(req, is_mirror ? "mirrors" : "builds", build), build);
+                             wv__view_link(req, is_mirror ? "mirrors" : "builds", build), build);
   if (!rc && build && new_)
     rc = wv_html_row(b, "Cached", strcmp(new_, "true") == 0 ? "false" : "true");
-  rc = rc ? rc : wv_html_row_link(b, "Security scan", wv_view_link(req, "scans", scan), scan);
-  rc = rc ? rc : wv_html_row(b, "Fusion version", wv_view_str(rec, "fusionVersion"));
-  rc = rc ? rc : wv_html_row(b, "User ID", wv_view_str(user, "id"));
-  rc = rc ? rc : wv_html_row(b, "Workspace ID", wv_view_str(rec, "workspaceId"));
-  rc = rc ? rc : wv_html_row(b, "Platform endpoint", wv_view_str(rec, "towerEndpoint"));
+  rc = rc ? rc : wv_html_row_link(b, "Security scan", wv__view_link(req, "scans", scan), scan);
+  rc = rc ? rc : wv_html_row(b, "Fusion version", wv__view_str(rec, "fusionVersion"));
+  rc = rc ? rc : wv_html_row(b, "User ID", wv__view_str(user, "id"));
+  rc = rc ? rc : wv_html_row(b, "Workspace ID", wv__view_str(rec, "workspaceId"));
+  rc = rc ? rc : wv_html_row(b, "Platform endpoint", wv__view_str(rec, "towerEndpoint"));
   return rc ? rc : wv_html_table_end(b);
 }
 
-int wv_view_container(wv_req_t *req, wv_resp_t *resp) {
+int wv__view_container(wv_req_t *req, wv_resp_t *resp) {
   const char *id = wv_req_param(req, "token");
   if (!wv_record_id_valid(id))
     return bad_id(req, resp, "container token");
@@ -420,7 +420,7 @@ int wv_view_container(wv_req_t *req, wv_resp_t *resp) {
     return unknown(req, resp, "container token", id);
   if (rc)
     return wv_html_error(req, resp, wv_resp_api_status(rc), wv_strerror(rc));
-  const char *file = wv_view_str(rec, "containerFile"), *conda = wv_view_str(rec, "condaFile");
+  const char *file = wv__view_str(rec, "containerFile"), *conda = wv__view_str(rec, "condaFile");
   wv_buf_t b;
   wv_buf_init(&b, PAGE_MAX);
   rc = wv_html_begin(&b, wv_arena_sprintf(req->arena, "Container request %s", id));
@@ -432,5 +432,5 @@ int wv_view_container(wv_req_t *req, wv_resp_t *resp) {
     rc = titled_pre(&b, "Conda file", conda, strlen(conda), VIEW_TEXT_MAX);
   rc = rc ? rc : wv_html_end(&b);
   json_object_put(rec);
-  return wv_view_finish(req, resp, 200, &b, rc);
+  return wv__view_finish(req, resp, 200, &b, rc);
 }

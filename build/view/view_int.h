@@ -21,30 +21,30 @@
 #define VIEW_LOG_MAX ((size_t)1 << 20)    /* bytes of a log shown (the tail) */
 
 /* The string member key of o (numbers and booleans as their JSON text); NULL when absent. */
-const char *wv_view_str(json_object *o, const char *key);
+const char *wv__view_str(json_object *o, const char *key);
 
 /*
  * "../<kind>/<id>" in the arena (kind builds, mirrors, scans or containers);
  * NULL when id is not a valid id of that kind (the row then shows it as text).
  */
-const char *wv_view_link(wv_req_t *req, const char *kind, const char *id);
+const char *wv__view_link(wv_req_t *req, const char *kind, const char *id);
 
 /* Appends s percent-encoded for a query value (unreserved characters kept). */
-int wv_view_urlenc(wv_buf_t *b, const char *s);
+int wv__view_urlenc(wv_buf_t *b, const char *s);
 
 /*
  * Sends the page in b (rc 0) or a 500 page (rc is the error of building
  * it), and frees b. Returns what the handler returns.
  */
-int wv_view_finish(wv_req_t *req, wv_resp_t *resp, int status, wv_buf_t *b, int rc);
+int wv__view_finish(wv_req_t *req, wv_resp_t *resp, int status, wv_buf_t *b, int rc);
 
 /* GET /view/builds/{buildId}, /view/mirrors/{mirrorId}, /view/containers/{token} (view.c). */
-int wv_view_build(wv_req_t *req, wv_resp_t *resp);
-int wv_view_mirror(wv_req_t *req, wv_resp_t *resp);
-int wv_view_container(wv_req_t *req, wv_resp_t *resp);
+int wv__view_build(wv_req_t *req, wv_resp_t *resp);
+int wv__view_mirror(wv_req_t *req, wv_resp_t *resp);
+int wv__view_container(wv_req_t *req, wv_resp_t *resp);
 
 /* GET /view/scans/{scanId} and GET /view/inspect (build/view/scan.c). */
-int wv_view_scan(wv_req_t *req, wv_resp_t *resp);
-int wv_view_inspect(wv_req_t *req, wv_resp_t *resp);
+int wv__view_scan(wv_req_t *req, wv_resp_t *resp);
+int wv__view_inspect(wv_req_t *req, wv_resp_t *resp);
 
 #endif

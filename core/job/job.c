@@ -55,38 +55,38 @@ const char *wv_job_mem_name(wv_job_mem_t m) {
   return (unsigned)m < 5 ? n[m] : "unknown";
 }
 
-uint32_t wv_jobeng_hash_id(const char *s) { return (uint32_t)(wv_str_hash(s) % NBUCKETS); }
+uint32_t wv__jobeng_hash_id(const char *s) { return (uint32_t)(wv_str_hash(s) % NBUCKETS); }
 
-job_t *wv_jobeng_find_locked(wv_job_engine_t *e, const char *id) {
-  for (job_t *j = e->buckets[wv_jobeng_hash_id(id)]; j; j = j->hnext)
+job_t *wv__jobeng_find_locked(wv_job_engine_t *e, const char *id) {
+  for (job_t *j = e->buckets[wv__jobeng_hash_id(id)]; j; j = j->hnext)
     if (strcmp(j->id, id) == 0)
       return j;
   return NULL;
 }
 
-void wv_jobeng_unlink_locked(wv_job_engine_t *e, job_t *j) {
-  for (job_t **p = &e->buckets[wv_jobeng_hash_id(j->id)]; *p; p = &(*p)->hnext)
+void wv__jobeng_unlink_locked(wv_job_engine_t *e, job_t *j) {
+  for (job_t **p = &e->buckets[wv__jobeng_hash_id(j->id)]; *p; p = &(*p)->hnext)
     if (*p == j) {
       *p = j->hnext;
       return;
     }
 }
 
-jkind_t *wv_jobeng_find_kind(wv_job_engine_t *e, const char *name) {
+jkind_t *wv__jobeng_find_kind(wv_job_engine_t *e, const char *name) {
   for (size_t i = 0; i < e->nkinds; i++)
     if (strcmp(e->kinds[i].name, name) == 0)
       return &e->kinds[i];
   return NULL;
 }
 
-const jfn_t *wv_jobeng_find_fn(wv_job_engine_t *e, const char *name) {
+const jfn_t *wv__jobeng_find_fn(wv_job_engine_t *e, const char *name) {
   for (size_t i = 0; i < e->nfns; i++)
     if (strcmp(e->fns[i].name, name) == 0)
       return &e->fns[i];
   return NULL;
 }
 
-bool wv_jobeng_ended(wv_job_state_t s) { return s == WV_JOB_SUCCEEDED || s == WV_JOB_FAILED; }
+bool wv__jobeng_ended(wv_job_state_t s) { return s == WV_JOB_SUCCEEDED || s == WV_JOB_FAILED; }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st, (void)flag, (void)ftw;
@@ -95,7 +95,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
   return 0;
 }
 
-void wv_jobeng_remove_workdir(const job_t *j) {
+void wv__jobeng_remove_workdir(const job_t *j) {
   if (!j->kind || !j->kind->remove_workdir || !j->workdir || !*j->workdir)
     return;
   /* FTW_PHYS: a symlink planted in the work dir is removed, never followed. */
@@ -103,7 +103,7 @@ void wv_jobeng_remove_workdir(const job_t *j) {
 }
 
 /* "15m", "90s", "1500ms": how a limit reads in a reason. */
-void wv_jobeng_fmt_limit(int64_t ms, char *out, size_t n) {
+void wv__jobeng_fmt_limit(int64_t ms, char *out, size_t n) {
   if (ms % 3600000 == 0)
     snprintf(out, n, "%lldh", (long long)(ms / 3600000));
   else if (ms % 60000 == 0)
@@ -114,12 +114,12 @@ void wv_jobeng_fmt_limit(int64_t ms, char *out, size_t n) {
     snprintf(out, n, "%lldms", (long long)ms);
 }
 
-void wv_jobeng_log_path(const wv_job_engine_t *e, const char *id, char *out, size_t n) {
+void wv__jobeng_log_path(const wv_job_engine_t *e, const char *id, char *out, size_t n) {
   snprintf(out, n, "%s/%s.log", e->log_dir, id);
 }
 
 /* Appends text to the job's log, within the cap. Any thread. */
-void wv_jobeng_log_write(jrun_t *r, const char *p, size_t n) {
+void wv__jobeng_log_write(jrun_t *r, const char *p, size_t n) {
   static const char note[] = "\n[waved: log truncated: output exceeds the log limit]\n";
   uint64_t max = r->e->opts.log_max;
   uv_mutex_lock(&r->log_mu);
@@ -136,7 +136,7 @@ void wv_jobeng_log_write(jrun_t *r, const char *p, size_t n) {
   uv_mutex_unlock(&r->log_mu);
 }
 
-void wv_jobeng_log_vlinef(jrun_t *r, const char *fmt, va_list ap) {
+void wv__jobeng_log_vlinef(jrun_t *r, const char *fmt, va_list ap) {
   char line[2048];
   int n = vsnprintf(line, sizeof line - 1, fmt, ap);
   if (n < 0)
@@ -144,18 +144,18 @@ void wv_jobeng_log_vlinef(jrun_t *r, const char *fmt, va_list ap) {
   if ((size_t)n >= sizeof line - 1)
     n = (int)sizeof line - 2;
   line[n++] = '\n';
-  wv_jobeng_log_write(r, line, (size_t)n);
+  wv__jobeng_log_write(r, line, (size_t)n);
 }
 
-void wv_jobeng_log_linef(jrun_t *r, const char *fmt, ...) {
+void wv__jobeng_log_linef(jrun_t *r, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  wv_jobeng_log_vlinef(r, fmt, ap);
+  wv__jobeng_log_vlinef(r, fmt, ap);
   va_end(ap);
 }
 
 /* Sets the failure reason (first one wins) and the exit status. */
-void wv_jobeng_set_reason(jrun_t *r, int exit_status, const char *fmt, ...) {
+void wv__jobeng_set_reason(jrun_t *r, int exit_status, const char *fmt, ...) {
   job_t *j = r->job;
   char reason[WV_JOB_REASON_MAX];
   va_list ap;
@@ -169,18 +169,18 @@ void wv_jobeng_set_reason(jrun_t *r, int exit_status, const char *fmt, ...) {
   uv_mutex_unlock(&r->e->mu);
 }
 
-int wv_jobeng_save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state) {
+int wv__jobeng_save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state) {
   const wv_job_persist_t *p = e->opts.persist;
   if (!p)
     return 0;
   size_t len;
-  char *json = wv_jobrec_to_json(j, state, &len);
+  char *json = wv__jobrec_to_json(j, state, &len);
   if (!json)
     return WV_ENOMEM;
-  int rc = p->save(p->ctx, j->id, json, len, wv_jobeng_ended(state));
+  int rc = p->save(p->ctx, j->id, json, len, wv__jobeng_ended(state));
   free(json);
   if (rc)
-    wv_error("jobs: %s: cannot wv_jobeng_save the %s record: %s", j->id, wv_job_state_name(state),
+    wv_error("jobs: %s: cannot wv__jobeng_save the %s record: %s", j->id, wv_job_state_name(state),
              wv_strerror(rc));
   return rc;
 }
@@ -210,9 +210,9 @@ static void terminate(jrun_t *r, int sig) {
 static void on_deadline(uv_timer_t *t) {
   jrun_t *r = t->data;
   char lim[32];
-  wv_jobeng_fmt_limit(r->job->deadline_ms, lim, sizeof lim);
+  wv__jobeng_fmt_limit(r->job->deadline_ms, lim, sizeof lim);
   r->timed_out = true;
-  wv_jobeng_log_linef(r, "[waved: %s timed out after %s: stopping it]", r->job->kind->label, lim);
+  wv__jobeng_log_linef(r, "[waved: %s timed out after %s: stopping it]", r->job->kind->label, lim);
   terminate(r, SIGTERM);
 }
 
@@ -233,13 +233,13 @@ static void maybe_free_run(jrun_t *r) {
   }
 }
 
-void wv_jobeng_on_timer_closed(uv_handle_t *h) {
+void wv__jobeng_on_timer_closed(uv_handle_t *h) {
   jrun_t *r = h->data;
   r->handles--;
   maybe_free_run(r);
 }
 
-void wv_jobeng_close_run(jrun_t *r) {
+void wv__jobeng_close_run(jrun_t *r) {
   uv_mutex_lock(&r->log_mu);
   if (r->logfd >= 0)
     close(r->logfd);
@@ -248,9 +248,9 @@ void wv_jobeng_close_run(jrun_t *r) {
   if (r->cgroup[0])
     wv_jobmem_destroy(r->cgroup);
   r->cgroup[0] = '\0';
-  uv_close((uv_handle_t *)&r->deadline, wv_jobeng_on_timer_closed);
-  uv_close((uv_handle_t *)&r->killer, wv_jobeng_on_timer_closed);
-  uv_close((uv_handle_t *)&r->eofwait, wv_jobeng_on_timer_closed);
+  uv_close((uv_handle_t *)&r->deadline, wv__jobeng_on_timer_closed);
+  uv_close((uv_handle_t *)&r->killer, wv__jobeng_on_timer_closed);
+  uv_close((uv_handle_t *)&r->eofwait, wv__jobeng_on_timer_closed);
 }
 
 /* ---- job lifecycle (job thread) ---- */
@@ -261,7 +261,7 @@ static void keep_log(wv_job_engine_t *e, const job_t *j) {
   char path[PATH_MAX];
   if (!p || !p->put_log)
     return;
-  wv_jobeng_log_path(e, j->id, path, sizeof path);
+  wv__jobeng_log_path(e, j->id, path, sizeof path);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) != 0) {
@@ -280,7 +280,7 @@ static void keep_log(wv_job_engine_t *e, const job_t *j) {
   free(buf);
 }
 
-void wv_jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info) {
+void wv__jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info) {
   while (w) {
     jwaiter_t *next = w->next;
     w->cb(w->arg, info);
@@ -289,7 +289,7 @@ void wv_jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info) {
   }
 }
 
-/* Evicts the oldest wv_jobeng_ended jobs past keep_finished (their records stay). */
+/* Evicts the oldest wv__jobeng_ended jobs past keep_finished (their records stay). */
 static void trim_finished_locked(wv_job_engine_t *e) {
   while (e->nfinished > e->opts.keep_finished) {
     job_t *old = e->fin_head;
@@ -297,13 +297,13 @@ static void trim_finished_locked(wv_job_engine_t *e) {
     if (!e->fin_head)
       e->fin_tail = NULL;
     e->nfinished--;
-    wv_jobeng_unlink_locked(e, old);
+    wv__jobeng_unlink_locked(e, old);
     for (job_t **c = &e->cancels; *c; c = &(*c)->cnext) /* listed, not yet handled */
       if (*c == old) {
         *c = old->cnext;
         break;
       }
-    wv_jobrec_free_job(old);
+    wv__jobrec_free_job(old);
   }
 }
 
@@ -329,30 +329,30 @@ static void publish_end(wv_job_engine_t *e, job_t *j, wv_job_state_t state) {
     e->fin_head = j;
   e->fin_tail = j;
   e->nfinished++;
-  wv_jobrec_info(j, &info);
+  wv__jobrec_info(j, &info);
   trim_finished_locked(e);
   uv_mutex_unlock(&e->mu);
-  wv_jobeng_call_waiters(w, &info);
+  wv__jobeng_call_waiters(w, &info);
 }
 
 static void schedule(wv_job_engine_t *e, jkind_t *k);
 
-void wv_jobeng_finish(jrun_t *r, wv_job_state_t state) {
+void wv__jobeng_finish(jrun_t *r, wv_job_state_t state) {
   wv_job_engine_t *e = r->e;
   job_t *j = r->job;
   if (r->ending)
     return;
   r->ending = true;
   uv_timer_stop(&r->deadline);
-  wv_jobeng_log_linef(r, "[waved: %s %s%s%s]", j->id, wv_job_state_name(state),
-                      j->reason[0] ? ": " : "", j->reason);
-  wv_jobeng_close_run(r); /* closes the log and removes the cgroup before the log is kept */
+  wv__jobeng_log_linef(r, "[waved: %s %s%s%s]", j->id, wv_job_state_name(state),
+                       j->reason[0] ? ": " : "", j->reason);
+  wv__jobeng_close_run(r); /* closes the log and removes the cgroup before the log is kept */
   uv_mutex_lock(&e->mu);
   j->finished_ns = wv_now_ns();
   uv_mutex_unlock(&e->mu);
   keep_log(e, j);
-  wv_jobeng_remove_workdir(j);
-  wv_jobeng_save(e, j, state);
+  wv__jobeng_remove_workdir(j);
+  wv__jobeng_save(e, j, state);
   char took[32];
   wv_duration_format_human(j->finished_ns - j->started_ns, took, sizeof took);
   wv_log_set_request(j->rid); /* the job thread's line about it names its request */
@@ -372,15 +372,15 @@ static void fail_unstarted(wv_job_engine_t *e, job_t *j, const char *reason) {
   snprintf(j->reason, sizeof j->reason, "%s", reason);
   j->finished_ns = wv_now_ns();
   uv_mutex_unlock(&e->mu);
-  wv_jobeng_remove_workdir(j);
-  wv_jobeng_save(e, j, WV_JOB_FAILED);
+  wv__jobeng_remove_workdir(j);
+  wv__jobeng_save(e, j, WV_JOB_FAILED);
   wv_metrics_job_end(j->kind_name, "FAILED", 0);
   publish_end(e, j, WV_JOB_FAILED);
 }
 
 static int open_log(wv_job_engine_t *e, const job_t *j) {
   char path[PATH_MAX];
-  wv_jobeng_log_path(e, j->id, path, sizeof path);
+  wv__jobeng_log_path(e, j->id, path, sizeof path);
   return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 }
 
@@ -421,12 +421,12 @@ static void start_job(wv_job_engine_t *e, job_t *j) {
   j->reason[0] = '\0';
   j->exit_status = -1;
   uv_mutex_unlock(&e->mu);
-  wv_jobeng_save(e, j, WV_JOB_RUNNING);
+  wv__jobeng_save(e, j, WV_JOB_RUNNING);
   uv_mutex_lock(&e->mu);
   j->state = WV_JOB_RUNNING;
   uv_mutex_unlock(&e->mu);
   uv_timer_start(&r->deadline, on_deadline, (uint64_t)j->deadline_ms, 0);
-  wv_jobeng_run_step(r);
+  wv__jobeng_run_step(r);
 }
 
 static void schedule(wv_job_engine_t *e, jkind_t *k) {
@@ -476,7 +476,7 @@ static void handle_cancel(wv_job_engine_t *e, job_t *j, const char *reason) {
   if (r && !r->ending) {
     snprintf(r->cancel_reason, sizeof r->cancel_reason, "%s", reason);
     r->cancelled = true;
-    wv_jobeng_log_linef(r, "[waved: cancelled: %s]", reason);
+    wv__jobeng_log_linef(r, "[waved: cancelled: %s]", reason);
     terminate(r, SIGTERM);
   } else if (!r && dequeue(j->kind, j)) {
     uv_mutex_lock(&e->mu);
@@ -491,7 +491,7 @@ typedef struct {
   jwaiter_t *waiters;
 } parked_t;
 
-/* Hands every waiter of a job that has not wv_jobeng_ended its info with stopping set. */
+/* Hands every waiter of a job that has not wv__jobeng_ended its info with stopping set. */
 static void release_waiters_on_stop(wv_job_engine_t *e) {
   uv_mutex_lock(&e->mu);
   size_t n = 0, cap = 0;
@@ -503,7 +503,7 @@ static void release_waiters_on_stop(wv_job_engine_t *e) {
     for (job_t *j = e->buckets[b]; j; j = j->hnext) {
       if (!j->waiters)
         continue;
-      wv_jobrec_info(j, &p[n].info);
+      wv__jobrec_info(j, &p[n].info);
       p[n].info.stopping = true;
       p[n].waiters = j->waiters;
       for (jwaiter_t *x = j->waiters; x; x = x->next)
@@ -515,7 +515,7 @@ static void release_waiters_on_stop(wv_job_engine_t *e) {
   if (cap && !p)
     wv_error("jobs: out of memory releasing waiters at stop");
   for (size_t i = 0; i < n; i++)
-    wv_jobeng_call_waiters(p[i].waiters, &p[i].info);
+    wv__jobeng_call_waiters(p[i].waiters, &p[i].info);
   free(p);
 }
 
@@ -534,7 +534,7 @@ static void begin_stop(wv_job_engine_t *e) {
     r->abandoned = true;
     terminate(r, SIGKILL);
     if (!r->proc_open && !r->out_open && !r->fn_running)
-      wv_jobeng_close_run(r);
+      wv__jobeng_close_run(r);
   }
   free(runs);
   release_waiters_on_stop(e);
@@ -544,7 +544,7 @@ static void begin_stop(wv_job_engine_t *e) {
 
 #define MAX_CANCELS_PER_WAKE 256
 
-void wv_jobeng_on_wake(uv_async_t *a) {
+void wv__jobeng_on_wake(uv_async_t *a) {
   wv_job_engine_t *e = a->data;
   char(*ids)[WV_JOB_ID_MAX + 1] = NULL;
   size_t nids = 0;
@@ -573,11 +573,11 @@ void wv_jobeng_on_wake(uv_async_t *a) {
   for (size_t i = 0; i < nids; i++) {
     char reason[WV_JOB_REASON_MAX];
     uv_mutex_lock(&e->mu);
-    job_t *j = wv_jobeng_find_locked(e, ids[i]);
+    job_t *j = wv__jobeng_find_locked(e, ids[i]);
     if (j)
       snprintf(reason, sizeof reason, "%s", j->cancel_reason);
     uv_mutex_unlock(&e->mu);
-    if (j && !wv_jobeng_ended(j->state))
+    if (j && !wv__jobeng_ended(j->state))
       handle_cancel(e, j, reason);
   }
   free(ids);
@@ -587,7 +587,7 @@ void wv_jobeng_on_wake(uv_async_t *a) {
     schedule(e, &e->kinds[i]);
 }
 
-void wv_jobeng_job_thread(void *arg) {
+void wv__jobeng_job_thread(void *arg) {
   wv_job_engine_t *e = arg;
   uv_run(&e->loop, UV_RUN_DEFAULT);
   uv_loop_close(&e->loop);

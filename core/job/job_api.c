@@ -74,7 +74,7 @@ int wv_job_register_kind(wv_job_engine_t *e, const wv_job_kind_t *k) {
   if (e->started || !k->name || !*k->name || strlen(k->name) >= 64 || k->max_running < 1 ||
       k->deadline_ms <= 0)
     return WV_EINVAL;
-  if (wv_jobeng_find_kind(e, k->name))
+  if (wv__jobeng_find_kind(e, k->name))
     return WV_EEXISTS;
   if (e->nkinds == MAX_KINDS)
     return WV_ETOOBIG;
@@ -93,7 +93,7 @@ int wv_job_register_kind(wv_job_engine_t *e, const wv_job_kind_t *k) {
 int wv_job_register_fn(wv_job_engine_t *e, const char *name, wv_job_fn fn, void *arg) {
   if (e->started || !name || !*name || strlen(name) >= 64 || !fn)
     return WV_EINVAL;
-  if (wv_jobeng_find_fn(e, name))
+  if (wv__jobeng_find_fn(e, name))
     return WV_EEXISTS;
   if (e->nfns == MAX_FNS)
     return WV_ETOOBIG;
@@ -106,9 +106,9 @@ int wv_job_register_fn(wv_job_engine_t *e, const char *name, wv_job_fn fn, void 
 
 wv_job_mem_t wv_job_engine_mem(const wv_job_engine_t *e) { return e->mem; }
 
-/* Inserts a QUEUED job into the table and the inbox (no wv_jobeng_save). */
+/* Inserts a QUEUED job into the table and the inbox (no wv__jobeng_save). */
 static void admit_locked(wv_job_engine_t *e, job_t *j) {
-  uint32_t h = wv_jobeng_hash_id(j->id);
+  uint32_t h = wv__jobeng_hash_id(j->id);
   j->hnext = e->buckets[h];
   e->buckets[h] = j;
 }
@@ -126,19 +126,19 @@ static void inbox_push_locked(wv_job_engine_t *e, job_t *j) {
 
 typedef struct {
   wv_job_engine_t *e;
-  job_t *list; /* loaded jobs that had not wv_jobeng_ended, linked by qnext */
+  job_t *list; /* loaded jobs that had not wv__jobeng_ended, linked by qnext */
 } recover_t;
 
 static int recover_each(void *arg, const char *id, const char *json, size_t len) {
   recover_t *rv = arg;
   job_t *j;
-  int rc = wv_jobrec_from_json(json, len, &j);
+  int rc = wv__jobrec_from_json(json, len, &j);
   if (rc) {
     wv_warn("jobs: skipping unreadable job record %s: %s", id, wv_strerror(rc));
     return rc == WV_ENOMEM ? rc : 0;
   }
-  if (wv_jobeng_ended(j->state)) {
-    wv_jobrec_free_job(j);
+  if (wv__jobeng_ended(j->state)) {
+    wv__jobrec_free_job(j);
     return 0;
   }
   j->qnext = rv->list;
@@ -187,14 +187,14 @@ static int recover(wv_job_engine_t *e) {
   while (rv.list) {
     job_t *j = rv.list;
     rv.list = j->qnext;
-    j->kind = wv_jobeng_find_kind(e, j->kind_name);
+    j->kind = wv__jobeng_find_kind(e, j->kind_name);
     if (!rc)
       kill_leftovers(e, j);
     if (!rc && j->kind && j->kind->rerunnable) {
       j->state = WV_JOB_QUEUED;
       j->started_ns = 0;
       wv_info("jobs: %s (%s) was interrupted by a restart; queued again", j->id, j->kind_name);
-      wv_jobeng_save(e, j, WV_JOB_QUEUED);
+      wv__jobeng_save(e, j, WV_JOB_QUEUED);
       admit_locked(e, j);
       inbox_push_locked(e, j);
       continue;
@@ -203,10 +203,10 @@ static int recover(wv_job_engine_t *e) {
       snprintf(j->reason, sizeof j->reason, "%s", WV_JOB_REASON_RESTART);
       j->finished_ns = wv_now_ns();
       wv_warn("jobs: %s (%s) was interrupted by a restart; marked failed", j->id, j->kind_name);
-      wv_jobeng_remove_workdir(j);
-      wv_jobeng_save(e, j, WV_JOB_FAILED);
+      wv__jobeng_remove_workdir(j);
+      wv__jobeng_save(e, j, WV_JOB_FAILED);
     }
-    wv_jobrec_free_job(j);
+    wv__jobrec_free_job(j);
   }
   return rc ? WV_ESTORE : 0;
 }
@@ -232,13 +232,13 @@ int wv_job_engine_start(wv_job_engine_t *e) {
     return rc;
   if (uv_loop_init(&e->loop))
     return WV_EINTERNAL;
-  if (uv_async_init(&e->loop, &e->wake, wv_jobeng_on_wake)) {
+  if (uv_async_init(&e->loop, &e->wake, wv__jobeng_on_wake)) {
     uv_loop_close(&e->loop);
     return WV_EINTERNAL;
   }
   e->wake.data = e;
   e->started = true;
-  if (uv_thread_create(&e->thread, wv_jobeng_job_thread, e)) {
+  if (uv_thread_create(&e->thread, wv__jobeng_job_thread, e)) {
     e->started = false;
     uv_close((uv_handle_t *)&e->wake, NULL);
     uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -250,24 +250,24 @@ int wv_job_engine_start(wv_job_engine_t *e) {
 }
 
 static int build_job(wv_job_engine_t *e, const wv_job_spec_t *spec, job_t **out) {
-  jkind_t *k = spec->kind ? wv_jobeng_find_kind(e, spec->kind) : NULL;
-  if (!k || (spec->id && !wv_jobrec_id_valid(spec->id)) || spec->deadline_ms < 0)
+  jkind_t *k = spec->kind ? wv__jobeng_find_kind(e, spec->kind) : NULL;
+  if (!k || (spec->id && !wv__jobrec_id_valid(spec->id)) || spec->deadline_ms < 0)
     return WV_EINVAL;
   for (size_t i = 0; i < spec->nsteps && spec->steps; i++)
     if (spec->steps[i].type == WV_JOB_STEP_FN &&
-        (!spec->steps[i].fn || !wv_jobeng_find_fn(e, spec->steps[i].fn)))
+        (!spec->steps[i].fn || !wv__jobeng_find_fn(e, spec->steps[i].fn)))
       return WV_EINVAL;
   job_t *j = calloc(1, sizeof *j);
   if (!j)
     return WV_ENOMEM;
-  int rc = wv_jobrec_copy_steps(j, spec->steps, spec->nsteps);
+  int rc = wv__jobrec_copy_steps(j, spec->steps, spec->nsteps);
   if (!rc && spec->workdir && !(j->workdir = strdup(spec->workdir)))
     rc = WV_ENOMEM;
   char gen[13];
   if (!rc && !spec->id)
     rc = wv_rand_hex12(gen);
   if (rc) {
-    wv_jobrec_free_job(j);
+    wv__jobrec_free_job(j);
     return rc;
   }
   snprintf(j->id, sizeof j->id, spec->id ? "%s" : "job-%s", spec->id ? spec->id : gen);
@@ -303,7 +303,7 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
   uv_mutex_lock(&e->mu);
   if (!rc && (e->stopping || !e->started))
     rc = WV_ECLOSED;
-  else if (!rc && wv_jobeng_find_locked(e, j->id))
+  else if (!rc && wv__jobeng_find_locked(e, j->id))
     rc = WV_EEXISTS;
   else if (!rc && j->kind->waiting >= j->kind->max_queued)
     rc = WV_EBUSY;
@@ -313,16 +313,16 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
   }
   uv_mutex_unlock(&e->mu);
   if (rc) {
-    wv_jobrec_free_job(j);
+    wv__jobrec_free_job(j);
     return rc;
   }
-  rc = wv_jobeng_save(e, j, WV_JOB_QUEUED);
+  rc = wv__jobeng_save(e, j, WV_JOB_QUEUED);
   uv_mutex_lock(&e->mu);
   j->kind->waiting--;
   if (rc) {
-    wv_jobeng_unlink_locked(e, j);
+    wv__jobeng_unlink_locked(e, j);
     /* A waiter that found it meanwhile learns it failed. */
-    snprintf(j->reason, sizeof j->reason, "cannot wv_jobeng_save the job record: %s",
+    snprintf(j->reason, sizeof j->reason, "cannot wv__jobeng_save the job record: %s",
              wv_strerror(rc));
   } else {
     inbox_push_locked(e, j);
@@ -339,9 +339,9 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
   if (rc) {
     wv_job_info_t info;
     j->state = WV_JOB_FAILED;
-    wv_jobrec_info(j, &info);
-    wv_jobeng_call_waiters(w, &info);
-    wv_jobrec_free_job(j);
+    wv__jobrec_info(j, &info);
+    wv__jobeng_call_waiters(w, &info);
+    wv__jobrec_free_job(j);
     return rc;
   }
   if (id_out)
@@ -358,12 +358,12 @@ static int get_persisted(wv_job_engine_t *e, const char *id, wv_job_info_t *out)
   job_t *j;
   if (!p || p->get(p->ctx, id, &json, &len) != 0)
     return WV_ENOTFOUND;
-  int rc = wv_jobrec_from_json(json, len, &j);
+  int rc = wv__jobrec_from_json(json, len, &j);
   free(json);
   if (rc)
     return WV_ENOTFOUND;
-  wv_jobrec_info(j, out);
-  wv_jobrec_free_job(j);
+  wv__jobrec_info(j, out);
+  wv__jobrec_free_job(j);
   return 0;
 }
 
@@ -374,12 +374,12 @@ int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *
   if (!id || !cb)
     return WV_EINVAL;
   uv_mutex_lock(&e->mu);
-  job_t *j = e->stopping ? NULL : wv_jobeng_find_locked(e, id);
+  job_t *j = e->stopping ? NULL : wv__jobeng_find_locked(e, id);
   if (e->stopping) {
     rc = WV_ECLOSED;
-  } else if (j && wv_jobeng_ended(j->state)) {
+  } else if (j && wv__jobeng_ended(j->state)) {
     found = now = true;
-    wv_jobrec_info(j, &info);
+    wv__jobrec_info(j, &info);
   } else if (j) {
     found = true;
     jwaiter_t *w = e->nwaiters < e->opts.max_waiters ? malloc(sizeof *w) : NULL;
@@ -395,8 +395,8 @@ int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *
   if (rc)
     return rc;
   if (!found) {
-    /* Every job that has not wv_jobeng_ended is in memory; an evicted one has wv_jobeng_ended. */
-    if (get_persisted(e, id, &info) != 0 || !wv_jobeng_ended(info.state))
+    /* Every job that has not wv__jobeng_ended is in memory; an evicted one has wv__jobeng_ended. */
+    if (get_persisted(e, id, &info) != 0 || !wv__jobeng_ended(info.state))
       return WV_ENOTFOUND;
     now = true;
   }
@@ -409,9 +409,9 @@ int wv_job_get(wv_job_engine_t *e, const char *id, wv_job_info_t *out) {
   if (!id)
     return WV_EINVAL;
   uv_mutex_lock(&e->mu);
-  job_t *j = wv_jobeng_find_locked(e, id);
+  job_t *j = wv__jobeng_find_locked(e, id);
   if (j)
-    wv_jobrec_info(j, out);
+    wv__jobrec_info(j, out);
   uv_mutex_unlock(&e->mu);
   return j ? 0 : get_persisted(e, id, out);
 }
@@ -443,12 +443,12 @@ static int read_tail(const char *path, size_t max, char **out, size_t *len) {
 
 int wv_job_log(wv_job_engine_t *e, const char *id, size_t max, char **out, size_t *len) {
   char path[PATH_MAX];
-  if (!wv_jobrec_id_valid(id))
+  if (!wv__jobrec_id_valid(id))
     return WV_ENOTFOUND;
-  wv_jobeng_log_path(e, id, path, sizeof path);
+  wv__jobeng_log_path(e, id, path, sizeof path);
   int rc = read_tail(path, max, out, len);
   const wv_job_persist_t *p = e->opts.persist;
-  if (rc == WV_ENOTFOUND && p && p->get_log) /* the job wv_jobeng_ended and its log was stored */
+  if (rc == WV_ENOTFOUND && p && p->get_log) /* the job wv__jobeng_ended and its log was stored */
     rc = p->get_log(p->ctx, id, max, out, len);
   return rc;
 }
@@ -457,8 +457,8 @@ int wv_job_cancel(wv_job_engine_t *e, const char *id, const char *reason) {
   if (!id)
     return WV_EINVAL;
   uv_mutex_lock(&e->mu);
-  job_t *j = wv_jobeng_find_locked(e, id);
-  int rc = !j ? WV_ENOTFOUND : wv_jobeng_ended(j->state) ? WV_EINVAL : 0;
+  job_t *j = wv__jobeng_find_locked(e, id);
+  int rc = !j ? WV_ENOTFOUND : wv__jobeng_ended(j->state) ? WV_EINVAL : 0;
   if (!rc && !j->cancel_req) {
     j->cancel_req = true;
     snprintf(j->cancel_reason, sizeof j->cancel_reason, "%s",
@@ -497,7 +497,7 @@ void wv_job_engine_free(wv_job_engine_t *e) {
         n = w->next;
         free(w);
       }
-      wv_jobrec_free_job(j);
+      wv__jobrec_free_job(j);
     }
   uv_mutex_destroy(&e->mu);
   free(e->log_dir), free(e->exec_path), free(e->cgroup_hint);
@@ -651,7 +651,7 @@ size_t wv_job_engine_list(wv_job_engine_t *e, wv_job_info_t *out, size_t max) {
   uv_mutex_lock(&e->mu);
   for (size_t b = 0; b < NBUCKETS && n < max; b++)
     for (job_t *j = e->buckets[b]; j && n < max; j = j->hnext)
-      wv_jobrec_info(j, &out[n++]);
+      wv__jobrec_info(j, &out[n++]);
   uv_mutex_unlock(&e->mu);
   return n;
 }

@@ -68,17 +68,17 @@ typedef struct job {
   size_t step; /* job thread only: index of the current step */
 } job_t;
 
-void wv_jobrec_free_job(job_t *j);
+void wv__jobrec_free_job(job_t *j);
 /* Deep copy of a spec's steps into j. 0, WV_EINVAL or WV_ENOMEM. */
-int wv_jobrec_copy_steps(job_t *j, const wv_job_step_t *steps, size_t n);
+int wv__jobrec_copy_steps(job_t *j, const wv_job_step_t *steps, size_t n);
 /* The record as JSON text (malloc'd) with the given state. NULL on OOM or too big. */
-char *wv_jobrec_to_json(const job_t *j, wv_job_state_t state, size_t *len);
+char *wv__jobrec_to_json(const job_t *j, wv_job_state_t state, size_t *len);
 /* A new job from a record. 0, WV_EPARSE or WV_ENOMEM. */
-int wv_jobrec_from_json(const char *json, size_t len, job_t **out);
+int wv__jobrec_from_json(const char *json, size_t len, job_t **out);
 /* The public snapshot. */
-void wv_jobrec_info(const job_t *j, wv_job_info_t *out);
+void wv__jobrec_info(const job_t *j, wv_job_info_t *out);
 /* True for [A-Za-z0-9._-]{1,WV_JOB_ID_MAX}. */
-bool wv_jobrec_id_valid(const char *id);
+bool wv__jobrec_id_valid(const char *id);
 
 /* ---- the engine (job.c, job_step.c: job thread; job_api.c: other threads) ---- */
 
@@ -172,42 +172,42 @@ struct wv_job_engine {
 };
 
 /* Shared by job.c and job_api.c. The *_locked ones need e->mu held. */
-uint32_t wv_jobeng_hash_id(const char *s);
-job_t *wv_jobeng_find_locked(wv_job_engine_t *e, const char *id);
-void wv_jobeng_unlink_locked(wv_job_engine_t *e, job_t *j);
-jkind_t *wv_jobeng_find_kind(wv_job_engine_t *e, const char *name);
-const jfn_t *wv_jobeng_find_fn(wv_job_engine_t *e, const char *name);
-bool wv_jobeng_ended(wv_job_state_t s);
+uint32_t wv__jobeng_hash_id(const char *s);
+job_t *wv__jobeng_find_locked(wv_job_engine_t *e, const char *id);
+void wv__jobeng_unlink_locked(wv_job_engine_t *e, job_t *j);
+jkind_t *wv__jobeng_find_kind(wv_job_engine_t *e, const char *name);
+const jfn_t *wv__jobeng_find_fn(wv_job_engine_t *e, const char *name);
+bool wv__jobeng_ended(wv_job_state_t s);
 /* Removes j's workdir when its kind asks for it (remove_workdir); never follows links. */
-void wv_jobeng_remove_workdir(const job_t *j);
+void wv__jobeng_remove_workdir(const job_t *j);
 /* Saves the record with the given state through persistence (logs failures). */
-int wv_jobeng_save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state);
+int wv__jobeng_save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state);
 /* Calls and frees a list of waiters. */
-void wv_jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info);
-void wv_jobeng_log_path(const wv_job_engine_t *e, const char *id, char *out, size_t n);
-void wv_jobeng_on_wake(uv_async_t *a);
-void wv_jobeng_job_thread(void *arg);
+void wv__jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info);
+void wv__jobeng_log_path(const wv_job_engine_t *e, const char *id, char *out, size_t n);
+void wv__jobeng_on_wake(uv_async_t *a);
+void wv__jobeng_job_thread(void *arg);
 
 /* Shared by job.c and job_step.c (job thread, unless it says otherwise). */
 /* "15m", "90s", "1500ms": how a limit reads in a reason. */
-void wv_jobeng_fmt_limit(int64_t ms, char *out, size_t n);
+void wv__jobeng_fmt_limit(int64_t ms, char *out, size_t n);
 /* Appends text to the job's log, within the cap. Any thread. */
-void wv_jobeng_log_write(jrun_t *r, const char *p, size_t n);
+void wv__jobeng_log_write(jrun_t *r, const char *p, size_t n);
 /* One formatted line (newline added) into the job's log. */
-void wv_jobeng_log_linef(jrun_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void wv__jobeng_log_linef(jrun_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The same with a va_list (one line, '\n' added, cut at 2 KiB). */
-void wv_jobeng_log_vlinef(jrun_t *r, const char *fmt, va_list ap)
+void wv__jobeng_log_vlinef(jrun_t *r, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 /* Sets the failure reason (first one wins) and the exit status. */
-void wv_jobeng_set_reason(jrun_t *r, int exit_status, const char *fmt, ...)
+void wv__jobeng_set_reason(jrun_t *r, int exit_status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Close callback of the run's handles: frees the run after its last one. */
-void wv_jobeng_on_timer_closed(uv_handle_t *h);
+void wv__jobeng_on_timer_closed(uv_handle_t *h);
 /* Closes the log, removes the cgroup and closes the run's timers. */
-void wv_jobeng_close_run(jrun_t *r);
+void wv__jobeng_close_run(jrun_t *r);
 /* Ends the run with state: log kept, record saved, waiters told, next job scheduled. */
-void wv_jobeng_finish(jrun_t *r, wv_job_state_t state);
+void wv__jobeng_finish(jrun_t *r, wv_job_state_t state);
 /* Starts the job's next step, or finishes the job after its last (job_step.c). */
-void wv_jobeng_run_step(jrun_t *r);
+void wv__jobeng_run_step(jrun_t *r);
 
 #endif

@@ -35,7 +35,7 @@ bool wv_job_ctx_cancelled(const wv_job_ctx_t *ctx) {
 void wv_job_ctx_logf(wv_job_ctx_t *ctx, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  wv_jobeng_log_vlinef(ctx->run, fmt, ap);
+  wv__jobeng_log_vlinef(ctx->run, fmt, ap);
   va_end(ap);
 }
 
@@ -52,7 +52,7 @@ void wv_job_ctx_fail(wv_job_ctx_t *ctx, const char *fmt, ...) {
  * report in their own words; look for the usual ones near the end of the log. */
 static bool log_says_oom(jrun_t *r) {
   char tail[4097], path[PATH_MAX];
-  wv_jobeng_log_path(r->e, r->job->id, path, sizeof path);
+  wv__jobeng_log_path(r->e, r->job->id, path, sizeof path);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return false;
@@ -76,7 +76,7 @@ static bool log_says_oom(jrun_t *r) {
 static bool runner_exec_failed(jrun_t *r, char *why, size_t n) {
   char tail[4097], path[PATH_MAX];
   static const char mark[] = "waved --job-exec: cannot run ";
-  wv_jobeng_log_path(r->e, r->job->id, path, sizeof path);
+  wv__jobeng_log_path(r->e, r->job->id, path, sizeof path);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return false;
@@ -111,28 +111,29 @@ static void cmd_step_done(jrun_t *r) {
   uv_timer_stop(&r->eofwait);
   uv_timer_stop(&r->killer);
   if (r->abandoned)
-    return wv_jobeng_close_run(r);
+    return wv__jobeng_close_run(r);
   int status = r->term_signal ? 128 + r->term_signal : (int)r->exit_code;
   bool failed = status != 0 || r->timed_out || r->cancelled;
   if (r->timed_out) {
-    wv_jobeng_fmt_limit(j->deadline_ms, lim, sizeof lim);
-    wv_jobeng_set_reason(r, -1, "%s timed out after %s", label, lim);
+    wv__jobeng_fmt_limit(j->deadline_ms, lim, sizeof lim);
+    wv__jobeng_set_reason(r, -1, "%s timed out after %s", label, lim);
   } else if (r->cancelled) {
-    wv_jobeng_set_reason(r, -1, "%s", r->cancel_reason);
+    wv__jobeng_set_reason(r, -1, "%s", r->cancel_reason);
   } else if (failed && memory_exceeded(r)) {
     wv_jobmem_format(j->memory_max, lim, sizeof lim);
-    wv_jobeng_set_reason(r, status, "%s exceeded the memory limit of %s", label, lim);
+    wv__jobeng_set_reason(r, status, "%s exceeded the memory limit of %s", label, lim);
   } else if (failed && s->may_fail) {
-    wv_jobeng_log_linef(r, "[waved: step '%s' failed with status %d; continuing]", s->name, status);
+    wv__jobeng_log_linef(r, "[waved: step '%s' failed with status %d; continuing]", s->name,
+                         status);
     failed = false;
   } else if (status == 127 && r->wrapped && runner_exec_failed(r, why, sizeof why)) {
-    wv_jobeng_set_reason(r, 127, "%s failed: cannot run %s", label, why);
+    wv__jobeng_set_reason(r, 127, "%s failed: cannot run %s", label, why);
   } else if (r->term_signal) {
-    wv_jobeng_set_reason(r, status, "%s failed: step '%s' was killed by signal %d", label, s->name,
-                         r->term_signal);
+    wv__jobeng_set_reason(r, status, "%s failed: step '%s' was killed by signal %d", label, s->name,
+                          r->term_signal);
   } else if (status != 0) {
-    wv_jobeng_set_reason(r, status, "%s failed: step '%s' exited with status %d", label, s->name,
-                         status);
+    wv__jobeng_set_reason(r, status, "%s failed: step '%s' exited with status %d", label, s->name,
+                          status);
   }
   if (!failed) {
     uv_mutex_lock(&r->e->mu);
@@ -140,9 +141,9 @@ static void cmd_step_done(jrun_t *r) {
     uv_mutex_unlock(&r->e->mu);
   }
   if (failed)
-    return wv_jobeng_finish(r, WV_JOB_FAILED);
+    return wv__jobeng_finish(r, WV_JOB_FAILED);
   j->step++;
-  wv_jobeng_run_step(r);
+  wv__jobeng_run_step(r);
 }
 
 static void on_proc_closed(uv_handle_t *h) {
@@ -194,7 +195,7 @@ static void on_output(uv_poll_t *p, int status, int events) {
   for (int i = 0; i < 16; i++) {
     ssize_t n = read(r->outfd, r->buf, sizeof r->buf);
     if (n > 0) {
-      wv_jobeng_log_write(r, r->buf, (size_t)n);
+      wv__jobeng_log_write(r, r->buf, (size_t)n);
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -269,7 +270,7 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
   r->handles++; /* initialised even when the spawn failed: it must be closed */
   if (rc) {
     close(fds[0]);
-    uv_close((uv_handle_t *)&r->proc, wv_jobeng_on_timer_closed);
+    uv_close((uv_handle_t *)&r->proc, wv__jobeng_on_timer_closed);
     return rc;
   }
   r->pid = r->proc.pid;
@@ -282,7 +283,7 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
     j->pgid = r->pid;
     j->pgid_start = wv_jobkill_start_time(r->pid);
     uv_mutex_unlock(&r->e->mu);
-    wv_jobeng_save(r->e, j, WV_JOB_RUNNING);
+    wv__jobeng_save(r->e, j, WV_JOB_RUNNING);
   }
   if (r->cgroup[0] && !r->e->exec_path)
     wv_jobmem_join(r->cgroup, r->pid); /* racy without the wrapper; best effort */
@@ -303,7 +304,7 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
 static void on_work(uv_work_t *w) {
   jrun_t *r = w->data;
   const jstep_t *s = &r->job->steps[r->job->step];
-  const jfn_t *f = wv_jobeng_find_fn(r->e, s->fn);
+  const jfn_t *f = wv__jobeng_find_fn(r->e, s->fn);
   r->ctx.reason[0] = '\0';
   r->fn_rc = f ? f->fn(&r->ctx, f->arg, s->arg) : WV_EINVAL;
 }
@@ -315,60 +316,60 @@ static void on_work_done(uv_work_t *w, int status) {
   char lim[32];
   r->fn_running = false;
   if (r->abandoned)
-    return wv_jobeng_close_run(r);
+    return wv__jobeng_close_run(r);
   int rc = status ? status : r->fn_rc;
   if (r->timed_out) {
-    wv_jobeng_fmt_limit(j->deadline_ms, lim, sizeof lim);
-    wv_jobeng_set_reason(r, -1, "%s timed out after %s", j->kind->label, lim);
+    wv__jobeng_fmt_limit(j->deadline_ms, lim, sizeof lim);
+    wv__jobeng_set_reason(r, -1, "%s timed out after %s", j->kind->label, lim);
   } else if (r->cancelled) {
-    wv_jobeng_set_reason(r, -1, "%s", r->cancel_reason);
+    wv__jobeng_set_reason(r, -1, "%s", r->cancel_reason);
   } else if (rc && s->may_fail) {
-    wv_jobeng_log_linef(r, "[waved: step '%s' failed: %s; continuing]", s->name, wv_strerror(rc));
+    wv__jobeng_log_linef(r, "[waved: step '%s' failed: %s; continuing]", s->name, wv_strerror(rc));
     rc = 0;
   } else if (rc && r->ctx.reason[0]) {
-    wv_jobeng_set_reason(r, -1, "%s", r->ctx.reason);
+    wv__jobeng_set_reason(r, -1, "%s", r->ctx.reason);
   } else if (rc) {
-    wv_jobeng_set_reason(r, -1, "%s failed: step '%s': %s", j->kind->label, s->name,
-                         wv_strerror(rc));
+    wv__jobeng_set_reason(r, -1, "%s failed: step '%s': %s", j->kind->label, s->name,
+                          wv_strerror(rc));
   }
   if (rc || r->timed_out || r->cancelled)
-    return wv_jobeng_finish(r, WV_JOB_FAILED);
+    return wv__jobeng_finish(r, WV_JOB_FAILED);
   j->step++;
-  wv_jobeng_run_step(r);
+  wv__jobeng_run_step(r);
 }
 
 /* ---- the next step ---- */
 
-void wv_jobeng_run_step(jrun_t *r) {
+void wv__jobeng_run_step(jrun_t *r) {
   job_t *j = r->job;
   if (r->timed_out || r->cancelled) /* limit hit between steps */
-    return wv_jobeng_finish(r, WV_JOB_FAILED);
+    return wv__jobeng_finish(r, WV_JOB_FAILED);
   if (j->step >= j->nsteps)
-    return wv_jobeng_finish(r, WV_JOB_SUCCEEDED);
+    return wv__jobeng_finish(r, WV_JOB_SUCCEEDED);
   const jstep_t *s = &j->steps[j->step];
   if (j->step == 0 && j->rid) {
     char rid[17];
     wv_log_request_text(j->rid, rid);
-    wv_jobeng_log_linef(r, "[waved: %s submitted by request %s]", j->id, rid);
+    wv__jobeng_log_linef(r, "[waved: %s submitted by request %s]", j->id, rid);
   }
-  wv_jobeng_log_linef(r, "[waved: step %zu/%zu: %s]", j->step + 1, j->nsteps, s->name);
+  wv__jobeng_log_linef(r, "[waved: step %zu/%zu: %s]", j->step + 1, j->nsteps, s->name);
   if (s->type == WV_JOB_STEP_FN) {
     r->fn_running = true;
     r->work.data = r;
     int rc = uv_queue_work(&r->e->loop, &r->work, on_work, on_work_done);
     if (rc) {
       r->fn_running = false;
-      wv_jobeng_set_reason(r, -1, "%s failed: cannot run step '%s': %s", j->kind->label, s->name,
-                           uv_strerror(rc));
-      wv_jobeng_finish(r, WV_JOB_FAILED);
+      wv__jobeng_set_reason(r, -1, "%s failed: cannot run step '%s': %s", j->kind->label, s->name,
+                            uv_strerror(rc));
+      wv__jobeng_finish(r, WV_JOB_FAILED);
     }
     return;
   }
   int rc = spawn_cmd(r, s);
   if (rc) {
-    wv_jobeng_log_linef(r, "[waved: cannot run '%s': %s]", s->argv[0], uv_strerror(rc));
-    wv_jobeng_set_reason(r, 127, "%s failed: cannot run '%s': %s", j->kind->label, s->argv[0],
-                         uv_strerror(rc));
-    wv_jobeng_finish(r, WV_JOB_FAILED);
+    wv__jobeng_log_linef(r, "[waved: cannot run '%s': %s]", s->argv[0], uv_strerror(rc));
+    wv__jobeng_set_reason(r, 127, "%s failed: cannot run '%s': %s", j->kind->label, s->argv[0],
+                          uv_strerror(rc));
+    wv__jobeng_finish(r, WV_JOB_FAILED);
   }
 }

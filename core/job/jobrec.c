@@ -22,7 +22,7 @@ const char *wv_job_state_name(wv_job_state_t s) {
   return (unsigned)s < 4 ? state_names[s] : "UNKNOWN";
 }
 
-bool wv_jobrec_id_valid(const char *id) {
+bool wv__jobrec_id_valid(const char *id) {
   size_t n = id ? strlen(id) : 0;
   if (n == 0 || n > WV_JOB_ID_MAX)
     return false;
@@ -42,7 +42,7 @@ static void strv_free(char **v) {
   free(v);
 }
 
-void wv_jobrec_free_job(job_t *j) {
+void wv__jobrec_free_job(job_t *j) {
   if (!j)
     return;
   for (size_t i = 0; i < j->nsteps; i++) {
@@ -104,7 +104,7 @@ static int copy_step(jstep_t *d, const wv_job_step_t *s) {
   return dup_opt(name, &d->name);
 }
 
-int wv_jobrec_copy_steps(job_t *j, const wv_job_step_t *steps, size_t n) {
+int wv__jobrec_copy_steps(job_t *j, const wv_job_step_t *steps, size_t n) {
   if (!steps || n == 0 || n > WV_JOB_STEPS_MAX)
     return WV_EINVAL;
   if (!(j->steps = calloc(n, sizeof *j->steps)))
@@ -149,7 +149,7 @@ static json_object *step_json(const jstep_t *s) {
   return o;
 }
 
-char *wv_jobrec_to_json(const job_t *j, wv_job_state_t state, size_t *len) {
+char *wv__jobrec_to_json(const job_t *j, wv_job_state_t state, size_t *len) {
   json_object *o = json_object_new_object(), *steps = json_object_new_array();
   char *out = NULL;
   int rc = o && steps ? 0 : WV_ENOMEM;
@@ -164,7 +164,7 @@ char *wv_jobrec_to_json(const job_t *j, wv_job_state_t state, size_t *len) {
   rc = rc ? rc : wv_json_add_str(o, "workdir", j->workdir);
   rc = rc ? rc : wv_json_add_int(o, "deadline_ms", j->deadline_ms);
   rc = rc ? rc : wv_json_add_int(o, "memory_max", (int64_t)j->memory_max);
-  if (j->pgid > 0 && !wv_jobeng_ended(state)) {
+  if (j->pgid > 0 && !wv__jobeng_ended(state)) {
     rc = rc ? rc : wv_json_add_int(o, "pgid", j->pgid);
     rc = rc ? rc : wv_json_add_int(o, "pgid_start", (int64_t)j->pgid_start);
   }
@@ -262,7 +262,7 @@ static int parse_state(const char *s, wv_job_state_t *out) {
 static int parse_fields(json_object *o, job_t *j) {
   const char *id, *kind, *state, *reason = "";
   int64_t v = 0;
-  if (wv_json_get_str(o, "id", &id) || !wv_jobrec_id_valid(id) ||
+  if (wv_json_get_str(o, "id", &id) || !wv__jobrec_id_valid(id) ||
       wv_json_get_str(o, "kind", &kind) || strlen(kind) >= sizeof j->kind_name ||
       wv_json_get_str(o, "state", &state) || parse_state(state, &j->state))
     return WV_EPARSE;
@@ -285,7 +285,7 @@ static int parse_fields(json_object *o, job_t *j) {
   return get_str_dup(o, "workdir", &j->workdir);
 }
 
-int wv_jobrec_from_json(const char *json, size_t len, job_t **out) {
+int wv__jobrec_from_json(const char *json, size_t len, job_t **out) {
   json_object *o = NULL, *steps;
   char err[128];
   job_t *j = calloc(1, sizeof *j);
@@ -310,14 +310,14 @@ int wv_jobrec_from_json(const char *json, size_t len, job_t **out) {
   }
   json_object_put(o);
   if (rc) {
-    wv_jobrec_free_job(j);
+    wv__jobrec_free_job(j);
     return rc;
   }
   *out = j;
   return 0;
 }
 
-void wv_jobrec_info(const job_t *j, wv_job_info_t *out) {
+void wv__jobrec_info(const job_t *j, wv_job_info_t *out) {
   memset(out, 0, sizeof *out);
   snprintf(out->id, sizeof out->id, "%s", j->id);
   snprintf(out->kind, sizeof out->kind, "%s", j->kind_name);

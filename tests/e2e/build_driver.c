@@ -234,7 +234,8 @@ int main(int argc, char **argv) {
   o.exec_path = self;
   o.kill_grace_ms = 1000;
   rc = rc ? rc : wv_job_engine_new(&o, &e);
-  rc = rc ? rc : wv_builder_register(e, &cfg, s, c);
+  wv_app_t app = {.cfg = &cfg, .store = s, .cas = c};
+  rc = rc ? rc : wv_builder_register(e, &app);
   rc = rc ? rc : wv_job_register_fn(e, "driver-keep-digest", keep_digest_fn, NULL);
   rc = rc ? rc : wv_job_engine_start(e);
   rc = rc ? rc : run_build(&a, &cfg, e, &info);

@@ -73,11 +73,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!c)
     abort();
   c->loop = &loop;
-  wv_srv_conn_parser_init(c);
+  wv__srv_conn_parser_init(c);
   const char *p = (const char *)data;
   size_t len = size, seen = 0;
   while (len > 0) {
-    if (!c->ex && !(c->ex = wv_srv_ex_new(&loop)))
+    if (!c->ex && !(c->ex = wv__srv_ex_new(&loop)))
       abort();
     llhttp_errno_t err = llhttp_execute(&c->parser, p, len);
     if (err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE)
@@ -93,10 +93,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         len = 0;
     }
     seen += inspect(&c->ex->req) + c->ex->body.len;
-    wv_srv_ex_free(c->ex);
+    wv__srv_ex_free(c->ex);
     c->ex = NULL;
   }
-  wv_srv_ex_free(c->ex);
+  wv__srv_ex_free(c->ex);
   free(c);
   return seen == (size_t)-1;
 }

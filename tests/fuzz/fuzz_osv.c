@@ -19,7 +19,7 @@ static void one(wv_arena_t *a, json_object *rec) {
   rec_t r;
   char why[300];
   memset(&r, 0, sizeof r);
-  if (wv_osv_normalise(a, rec, &r, why, sizeof why) == 0)
+  if (wv__osv_normalise(a, rec, &r, why, sizeof why) == 0)
     json_object_put(r.norm);
 }
 
