@@ -12,7 +12,7 @@
  *      filesystem, `sif-rootfs` adds the run-time mount points and links,
  *      mksquashfs packs it, `sif-write` writes image.sif and the ORAS
  *      artifact as an OCI layout, then skopeo pushes it (or the embedded
- *      registry imports it);
+ *      registry imports it as wave/freeze, served by name: registry/build_pull.c);
  *   4. wv_sif_register registers the two function steps.
  *
  * Thread rules: check/prepare run on a request worker; the steps run on the
@@ -60,7 +60,7 @@ int wv_sif_prepare(const wv_app_t *app, wv_arena_t *a, const wv_sif_input_t *in,
 /*
  * The steps of a Singularity build into steps (at most 6): build, sif-rootfs,
  * squashfs, sif-write, then push (t->repo set) or import into the embedded
- * registry, then cleanup (may fail). 0, WV_EINVAL (err), WV_ENOMEM.
+ * registry's WV_EMBEDDED_FREEZE_REPO, then cleanup (may fail). 0, WV_EINVAL (err), WV_ENOMEM.
  */
 int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_build_target_t *t,
                  wv_job_step_t *steps, size_t *n, char *err, size_t errlen);

@@ -52,7 +52,7 @@ int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_build_target_t 
     int jrc = o ? 0 : WV_ENOMEM;
     jrc = jrc ? jrc : wv_json_add_str(o, "layout", wv_arena_sprintf(a, "%s/oci", t->workdir));
     jrc = jrc ? jrc : wv_json_add_str(o, "ref", t->tag);
-    jrc = jrc ? jrc : wv_json_add_str(o, "repo", WV_EMBEDDED_REPO);
+    jrc = jrc ? jrc : wv_json_add_str(o, "repo", WV_EMBEDDED_FREEZE_REPO);
     jrc = jrc ? jrc : wv_json_add_str(o, "tag", t->tag);
     const char *arg = jrc ? NULL : wv_arena_strdup(a, wv_json_compact(o));
     json_object_put(o);
