@@ -136,6 +136,14 @@ TEST(refusals_name_what) {
        "bootstrap agent not supported by this server (only "
        "'docker') 'library'",
        WV_EINVAL},
+      {"Bootstrap: localimage\nFrom: /srv/images/base.sif\n",
+       "'Bootstrap: localimage' names an image file on the server's disk, which a request may "
+       "not read",
+       WV_EINVAL},
+      {"Bootstrap: oras\nFrom: registry.example.com/lab/base:1.0\n",
+       "'Bootstrap: oras' is not supported by this server; build from the base image with "
+       "'Bootstrap: docker'",
+       WV_EINVAL},
       {"Bootstrap: docker\n%post\n true\n", "needs a 'From:' header", WV_EINVAL},
       {"From: x\n", "must start with a 'Bootstrap:' header", WV_EINVAL},
       {"Bootstrap: docker\nFrom: x\nFoo: y\n", "unknown header keyword 'foo'", WV_EINVAL},

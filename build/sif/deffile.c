@@ -305,6 +305,18 @@ static int image_ref(wv_arena_t *a, wv_deffile_t *d, const char **msg) {
   const char *boot = header(d, "bootstrap"), *from = header(d, "from");
   if (!boot)
     return fail(a, msg, WV_EINVAL, "missing 'Bootstrap:' header", NULL);
+  /* A path on the server chosen by a remote, possibly anonymous, caller: never read. */
+  if (strcasecmp(boot, "localimage") == 0)
+    return fail(a, msg, WV_EINVAL,
+                "'Bootstrap: localimage' names an image file on the server's disk, which a "
+                "request may not read; build from a registry image with 'Bootstrap: docker'",
+                NULL);
+  /* Needs the SIF fetched and its /.singularity.d merged, not overwritten: docs/singularity.md. */
+  if (strcasecmp(boot, "oras") == 0)
+    return fail(a, msg, WV_EINVAL,
+                "'Bootstrap: oras' is not supported by this server; build from the base "
+                "image with 'Bootstrap: docker'",
+                NULL);
   if (strcasecmp(boot, "docker") != 0)
     return fail(a, msg, WV_EINVAL, "bootstrap agent not supported by this server (only 'docker') '",
                 boot);

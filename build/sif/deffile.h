@@ -9,7 +9,8 @@
  * `Namespace:`), sections %files %post %environment %runscript
  * %startscript %labels %help %test (stored, not run). Anything else is
  * refused with a message naming the header key or section, so a request
- * gets its 400 before a build starts. Limits: WV_DEF_MAX bytes of text,
+ * gets its 400 before a build starts (`localimage` and `oras` with their
+ * own reasons, docs/singularity.md). Limits: WV_DEF_MAX bytes of text,
  * WV_DEF_MAX_FILES %files lines, WV_DEF_MAX_LABELS labels.
  *
  * Thread rules: none; everything comes from the caller's arena.

@@ -423,6 +423,10 @@ From: x
   true" "section not supported by this server '%setup'"
 ok "bad definition: bootstrap library" bad "Bootstrap: library
 From: x" "bootstrap agent not supported by this server (only 'docker') 'library'"
+ok "bad definition: Bootstrap localimage (a path on the server)" bad "Bootstrap: localimage
+From: /etc/passwd" "'Bootstrap: localimage' names an image file on the server's disk, which a request may not read"
+ok "bad definition: Bootstrap oras" bad "Bootstrap: oras
+From: ${REF1}" "'Bootstrap: oras' is not supported by this server; build from the base image with 'Bootstrap: docker'"
 ok "bad definition: %files outside the context" bad "Bootstrap: docker
 From: $SRC/library/busybox:latest
 %files
