@@ -289,7 +289,7 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                          .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
                          .tag = in->tref.reference,
                          .insecure = in->insecure};
-  int rc = in->sif ? wv_sif_steps(a, cfg, &t, steps, &n, err, sizeof err)
+  int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
   if (rc) {

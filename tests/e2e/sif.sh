@@ -16,7 +16,9 @@
 # freeze with no buildRepository into the embedded registry, pulled by name
 # (oras://<waved>/wave/freeze:<tag>) while it builds. Every ORAS pull is
 # also made as `singularity pull oras://` makes it, by oras_pull.py
-# (Basic, Bearer and no authentication; digests verified).
+# (Basic, Bearer and no authentication; digests verified). `Bootstrap: oras`
+# builds on the first SIF (base files, runscript, env and labels merged), and
+# a missing base fails the build with its reason.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 for c in buildah skopeo mksquashfs unsquashfs; do
@@ -405,6 +407,56 @@ ok "embedded failing build: finishes" wait_done "$RID5" 300
 ok "embedded failing build: a pull by name is 400 with the build log" \
   bash -c "! $PY '$ORAS' '$REF5' '$T/five.sif' >'$T/five.log' 2>&1 && grep -q 'manifest .*: 400 .*embedded about to fail' '$T/five.log'"
 
+# ---- 3c. Bootstrap: oras — the first SIF (in the Basic-auth target) as the base ---------------------
+ORASDEF="Bootstrap: oras
+From: $REF1
+%post
+    echo \"derived %post\" > /derived
+    cat /posted >> /derived
+%environment
+    export DERIVED=yes
+%labels
+    Derived yes
+"
+ok "oras bootstrap: 200" is "$(post "{\"containerFile\":\"$(b64 "$ORASDEF")\",\"format\":\"sif\",\"freeze\":true}" "$T/r6.json")" 200
+RID6=$(field "$T/r6.json" 'd["requestId"]')
+ID6=$(field "$T/r6.json" 'd["buildId"]')
+ok "oras bootstrap: build finishes" wait_done "$RID6" 300
+ok "oras bootstrap: succeeded" is "$(field "$E2E_TMP/st.json" 'd["succeeded"]')" True
+curl -s "$WAVED_URL/v1alpha1/builds/$ID6/logs" >"$T/log6.txt"
+[ "$(field "$E2E_TMP/st.json" 'd["succeeded"]')" = True ] || tail -30 "$T/log6.txt" >&2
+ok "oras bootstrap: the base fetched and verified (log)" grep -q "base SIF $REF1: .* bytes, sha256:$(sha256 "$T/one.sif"), partition extracted" "$T/log6.txt"
+ok "oras bootstrap: pulled by name" oras_pull "$(field "$T/r6.json" 'd["targetImage"]')" "$T/six.sif"
+ok "oras bootstrap: SIF checked" check_sif "$T/six.sif" "$T/six"
+R6=$T/six/rootfs
+ok "oras bootstrap: the base's files (%files, %post of the base)" \
+  is "$(cat "$R6/opt/hello.txt") / $(cat "$R6/posted")" "hello from the context / posted by %post"
+ok "oras bootstrap: %post ran on the base" is "$(cat "$R6/derived")" "derived %post
+posted by %post"
+ok "oras bootstrap: the base's runscript kept (no %runscript)" \
+  has "$(chroot "$R6" /.singularity.d/actions/run p q 2>&1)" "runscript args: p q"
+ok "oras bootstrap: %environment appended to the base's" \
+  bash -c "grep -q 'DEFVAR=\"from environment\"' '$R6/.singularity.d/env/90-environment.sh' && grep -q 'export DERIVED=yes' '$R6/.singularity.d/env/90-environment.sh'"
+ok "oras bootstrap: env of base and derived at run time" \
+  is "$(chroot "$R6" /.singularity.d/actions/exec /bin/sh -c 'echo $DEFVAR/$DERIVED/$IMGVAR')" "from environment/yes/from image"
+ok "oras bootstrap: labels merged (the base's kept, the new added)" \
+  is "$($PY -c 'import json,sys; l=json.load(open(sys.argv[1])); print(l["Author"], l["Derived"], l["org.label-schema.usage.singularity.deffile.bootstrap"])' "$R6/.singularity.d/labels.json")" \
+  "tester@example.com yes docker"
+ok "oras bootstrap: labels.json sorted, tab-indented as Go writes it" \
+  $PY -c 'import json,sys; t=open(sys.argv[1]).read(); k=[a for a,_ in json.loads(t, object_pairs_hook=lambda p: p)]; sys.exit(not (k == sorted(k) and "\n\t\"Derived\": \"yes\",\n" in t))' "$R6/.singularity.d/labels.json"
+ok "oras bootstrap: /.singularity.d/Singularity is the new definition" \
+  is "$(head -2 "$R6/.singularity.d/Singularity")" "Bootstrap: oras
+From: $REF1"
+ok "oras bootstrap: no base archive left in the image" bash -c "[ ! -e '$R6/.waved-oras-base.tar' ]"
+ORASBAD="Bootstrap: oras
+From: $DST/sif/nothing-here:1
+"
+post "{\"containerFile\":\"$(b64 "$ORASBAD")\",\"format\":\"sif\",\"freeze\":true}" "$T/r7.json" >/dev/null
+ok "oras bootstrap, missing base: build finishes" wait_done "$(field "$T/r7.json" 'd["requestId"]')" 300
+ok "oras bootstrap, missing base: failed" is "$(field "$E2E_TMP/st.json" 'd["succeeded"]')" False
+ok "oras bootstrap, missing base: the reason" \
+  grep -q "the base SIF '/v2/sif/nothing-here/manifests/1': registry answered 404" <(curl -s "$WAVED_URL/v1alpha1/builds/$(field "$T/r7.json" 'd["buildId"]')/logs")
+
 # ---- 4. Wave's validation messages, bad definitions ----------------------------------------------
 ok "sif without freeze: 400" \
   is "$(post "{\"containerFile\":\"$(b64 "$DEF")\",\"format\":\"sif\"}" "$T/v1.json") $(msg "$T/v1.json")" \
@@ -422,11 +474,11 @@ From: x
 %setup
   true" "section not supported by this server '%setup'"
 ok "bad definition: bootstrap library" bad "Bootstrap: library
-From: x" "bootstrap agent not supported by this server (only 'docker') 'library'"
+From: x" "bootstrap agent not supported by this server (only 'docker' and 'oras') 'library'"
 ok "bad definition: Bootstrap localimage (a path on the server)" bad "Bootstrap: localimage
 From: /etc/passwd" "'Bootstrap: localimage' names an image file on the server's disk, which a request may not read"
-ok "bad definition: Bootstrap oras" bad "Bootstrap: oras
-From: ${REF1}" "'Bootstrap: oras' is not supported by this server; build from the base image with 'Bootstrap: docker'"
+ok "bad definition: Bootstrap oras without a registry reference" bad "Bootstrap: oras
+From: not a reference" "'From:' of 'Bootstrap: oras' must name a SIF artifact"
 ok "bad definition: %files outside the context" bad "Bootstrap: docker
 From: $SRC/library/busybox:latest
 %files
