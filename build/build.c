@@ -127,8 +127,10 @@ static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bo
   const wv_config_t *cfg = app->cfg;
   wv_name_strategy_t st;
   in->embedded = empty(r->build_repository) && empty(cfg->build_repo);
+  /* A frozen SIF has a repository of its own, pulled by name (docs/singularity.md). */
   const char *def = in->embedded
-                        ? wv_arena_sprintf(a, "%s/%s", wv_config_authority(cfg), WV_EMBEDDED_REPO)
+                        ? wv_arena_sprintf(a, "%s/%s", wv_config_authority(cfg),
+                                           in->sif ? WV_EMBEDDED_FREEZE_REPO : WV_EMBEDDED_REPO)
                         : cfg->build_repo;
   int rc = def ? wv_naming_strategy_parse(a, child ? NULL : r->name_strategy, &st, msg) : WV_ENOMEM;
   rc = rc ? rc
@@ -212,7 +214,7 @@ static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t 
   if (in->embedded) {
     char *body = NULL;
     size_t len;
-    int rc = wv_embedded_get_manifest(app->store, WV_EMBEDDED_REPO, in->tref.reference, &body, &len,
+    int rc = wv_embedded_get_manifest(app->store, in->tref.path, in->tref.reference, &body, &len,
                                       NULL, NULL);
     free(body);
     return rc == 0;
@@ -301,7 +303,7 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                          .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
                          .tag = in->tref.reference,
                          .insecure = in->insecure};
-  int rc = in->sif ? wv_sif_steps(a, cfg, &t, steps, &n, err, sizeof err)
+  int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
   if (rc) {

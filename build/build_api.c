@@ -37,17 +37,23 @@ static void build_free(build_t *b) { json_object_put(b->rec); }
 /* The digest of the finished build: its embedded tag, or buildah's digest file. */
 static const char *result_digest(const wv_app_t *app, wv_arena_t *a, const char *id,
                                  const char *target) {
+  static const char *const repos[] = {WV_EMBEDDED_REPO, WV_EMBEDDED_FREEZE_REPO};
   char *d = wv_arena_alloc(a, WV_EMBEDDED_DIGEST_LEN);
   const char *auth = wv_config_authority(app->cfg);
   size_t alen = auth ? strlen(auth) : 0;
   if (!d)
     return NULL;
-  if (auth && strncmp(target, auth, alen) == 0 && target[alen] == '/' &&
-      strncmp(target + alen + 1, WV_EMBEDDED_REPO ":", sizeof WV_EMBEDDED_REPO) == 0) {
+  if (strncmp(target, "oras://", 7) == 0) /* a Singularity target */
+    target += 7;
+  for (size_t i = 0; auth && i < sizeof repos / sizeof repos[0]; i++) {
+    size_t rlen = strlen(repos[i]);
+    if (strncmp(target, auth, alen) != 0 || target[alen] != '/' ||
+        strncmp(target + alen + 1, repos[i], rlen) != 0 || target[alen + 1 + rlen] != ':')
+      continue;
     char *body = NULL;
     size_t len;
-    const char *tag = target + alen + 1 + sizeof WV_EMBEDDED_REPO;
-    int rc = wv_embedded_get_manifest(app->store, WV_EMBEDDED_REPO, tag, &body, &len, NULL, d);
+    const char *tag = target + alen + 2 + rlen;
+    int rc = wv_embedded_get_manifest(app->store, repos[i], tag, &body, &len, NULL, d);
     free(body);
     return rc ? NULL : d;
   }

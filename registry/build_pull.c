@@ -47,7 +47,8 @@ static int reg_error(wv_req_t *req, wv_resp_t *resp, wv_regerr_t code, int statu
 static bool is_embedded(const wv_pctx_t *ctx) {
   const char *auth = wv_config_authority(ctx->app->cfg);
   return auth && strcmp(ctx->rec.registry, auth) == 0 &&
-         strcmp(ctx->rec.image, WV_EMBEDDED_REPO) == 0;
+         (strcmp(ctx->rec.image, WV_EMBEDDED_REPO) == 0 ||
+          strcmp(ctx->rec.image, WV_EMBEDDED_FREEZE_REPO) == 0);
 }
 
 /* 400 UNKNOWN with the log of the failed build (contract §5.3, §5.7). */
@@ -277,8 +278,8 @@ static int embedded_manifest(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   size_t len = 0;
   if (!mt || !digest)
     return WV_ENOMEM;
-  int rc = wv_embedded_get_manifest(app->store, WV_EMBEDDED_REPO, ctx->rt.reference, &body, &len,
-                                    mt, digest);
+  int rc = wv_embedded_get_manifest(app->store, ctx->rec.image, ctx->rt.reference, &body, &len, mt,
+                                    digest);
   if (rc == WV_ENOTFOUND || rc == WV_EINVAL)
     return manifest_unknown(req, resp, ctx);
   if (rc)
@@ -302,7 +303,7 @@ static int embedded_manifest(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   if (rc == WV_EINVAL || rc == WV_EPARSE || rc == WV_EDIGEST)
     return reg_error(req, resp, WV_REGERR_BAD_REQUEST, 400,
                      msg ? msg : "The built image cannot be augmented");
-  if (!rc && !ctx->rt.is_digest)
+  if (!rc && !ctx->rt.is_digest && ctx->token_form)
     rc = wv__pbatch_add(b, req->path, &e, exp); /* the request path last: children first */
   if (!rc && wv__pbatch_apply(b, app->store))
     wv_warn("manifest cache not written for %s", req->path);
@@ -322,7 +323,7 @@ static int embedded_blob(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   }
   uint64_t size = 0;
   int fd = -1;
-  if (wv_embedded_has_blob(app->store, app->cas, WV_EMBEDDED_REPO, d, &size) ||
+  if (wv_embedded_has_blob(app->store, app->cas, ctx->rec.image, d, &size) ||
       wv_cas_open_blob(app->cas, d, &fd, &size))
     return reg_error(req, resp, WV_REGERR_BLOB_UNKNOWN, 404,
                      wv_arena_sprintf(req->arena, "blob '%s' is not known to '%s/%s'", d,
@@ -354,6 +355,35 @@ int wv__proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return rc ? (json_object_put(o), rc) : wv_resp_json(req, resp, 200, o);
   }
   }
+}
+
+/*
+ * The plain form of the frozen SIFs' repository (/v2/wave/freeze/..., docs/singularity.md):
+ * what a BUILD token of the image would serve, with the build found by its target
+ * (WV_DB_BUILD_TARGETS, as build/build.c writes it) so a tag pull waits for it.
+ * Tags are not listed: a name is known only to whoever asked for the build.
+ */
+int wv__proxy_frozen_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+  if (ctx->rt.kind == WV_V2_TAGS)
+    return reg_error(req, resp, WV_REGERR_DENIED, 403,
+                     "The frozen images of this server are not listed");
+  ctx->rec = (wv_token_rec_t){.kind = WV_TOKEN_BUILD,
+                              .registry = ctx->registry,
+                              .image = ctx->image,
+                              .reference = ctx->rt.reference};
+  if (ctx->rt.kind == WV_V2_MANIFESTS && !ctx->rt.is_digest) {
+    const char *target = wv_arena_sprintf(req->arena, "oras://%s/%s:%s", ctx->registry, ctx->image,
+                                          ctx->rt.reference);
+    char *id = NULL;
+    size_t len = 0;
+    if (!target)
+      return WV_ENOMEM;
+    if (wv_store_get(ctx->app->store, WV_DB_BUILD_TARGETS, target, &id, &len, NULL) == 0) {
+      ctx->rec.build_id = wv_arena_strndup(req->arena, id, len);
+      free(id);
+    }
+  }
+  return wv__proxy_build_worker(req, resp, ctx);
 }
 
 /* A parked pull, back on a worker after its build ended. */

@@ -42,6 +42,7 @@
 #include "registry/proxy_int.h"
 #include "registry/upstream.h"
 #include "registry/usage.h"
+#include "storage/embedded.h"
 #include "storage/store.h"
 
 #include <arpa/inet.h>
@@ -262,9 +263,12 @@ int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
   req->defer = v2_worker;
   ctx->token_form = ctx->rt.token != NULL;
   if (!ctx->token_form) {
-    ctx->registry = ctx->rt.registry;
+    /* /v2/wave/freeze/...: waved's own frozen SIFs (build_pull.c), not Docker Hub's. */
+    const char *own = wv_config_authority(ctx->app->cfg);
+    ctx->frozen = own && strcmp(ctx->rt.name, WV_EMBEDDED_FREEZE_REPO) == 0;
+    ctx->registry = ctx->frozen ? own : ctx->rt.registry;
     ctx->image = ctx->rt.image;
-    if (!wv_proxy_registry_allowed(ctx->app, ctx->registry))
+    if (!ctx->frozen && !wv_proxy_registry_allowed(ctx->app, ctx->registry))
       return reg_error(req, resp, WV_REGERR_NOT_FOUND, 404,
                        wv_arena_sprintf(req->arena,
                                         "Registry '%s' cannot be pulled through this server",
@@ -280,7 +284,7 @@ int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
       rc = reg_error(req, resp, WV_REGERR_UNAUTHORIZED, 401, "Invalid credentials");
       return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
     }
-    ctx->restricted = wv__proxy_restricted(ctx->app, ctx->registry, ctx->who);
+    ctx->restricted = !ctx->frozen && wv__proxy_restricted(ctx->app, ctx->registry, ctx->who);
     if (ctx->rt.kind == WV_V2_TAGS)
       return WV_DEFER;
     if (pull_counts(ctx) && (rc = take_pull(req, resp, ctx, ctx->who)))
@@ -442,6 +446,8 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
   wv_pctx_t *ctx = req->user;
   if (!ctx)
     return WV_EINTERNAL;
+  if (ctx->frozen)
+    return wv__proxy_frozen_worker(req, resp, ctx);
   int rc = plain_access(req, resp, ctx);
   if (rc)
     return rc;

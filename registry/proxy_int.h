@@ -39,6 +39,7 @@ typedef struct {
    * others is served to it before the upstream has said yes to the caller. */
   const char *who;
   bool restricted;
+  bool frozen; /* plain form of the embedded registry's frozen SIFs (build_pull.c) */
 } wv_pctx_t;
 
 /* True when the token carries a containerConfig that changes something. */
@@ -90,6 +91,12 @@ int wv__proxy_blob_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
  * WV_DEFER when the normal upstream path should serve the request.
  */
 int wv__proxy_build_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
+/*
+ * The plain form of the embedded registry's frozen SIFs, /v2/wave/freeze/...
+ * (ctx->frozen; build_pull.c): served as a BUILD token of the image would be,
+ * parked while its build runs; tags/list is 403.
+ */
+int wv__proxy_frozen_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
 
 /* One batch of cache writes, applied in order (WV_STORE_APPLY_MAX per transaction). */
 typedef struct wv_pbatch wv_pbatch_t;

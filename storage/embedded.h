@@ -28,7 +28,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WV_EMBEDDED_REPO "wave/build"       /* the default repository (architecture §3.4) */
+#define WV_EMBEDDED_REPO "wave/build" /* the default repository (architecture §3.4) */
+/* Frozen Singularity images (format: sif + freeze, no build repository):
+ * pulled by name, without a token, as /v2/wave/freeze/... (docs/singularity.md). */
+#define WV_EMBEDDED_FREEZE_REPO "wave/freeze"
 #define WV_EMBEDDED_MANIFEST_MAX (4u << 20) /* bytes of one manifest or index */
 #define WV_EMBEDDED_INDEX_MAX (1u << 20)    /* bytes of a layout's index.json */
 #define WV_EMBEDDED_MEDIATYPE_MAX 256       /* bytes of a media type, with the NUL */

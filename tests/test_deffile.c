@@ -127,6 +127,18 @@ TEST(wave_templates_parse) {
   CHECK_EQ_STR(d.runscript.body, "  'my tool' it\\'s\n");
 }
 
+TEST(bootstrap_oras) {
+  wv_deffile_t d;
+  const char *msg = NULL;
+  CHECK_OK(parse("Bootstrap: oras\nFrom: oras://registry.example.com/lab/base:1.0\n%post\n  "
+                 "true\n",
+                 &d, &msg));
+  CHECK(d.oras);
+  CHECK_EQ_STR(d.from, "registry.example.com/lab/base:1.0");
+  CHECK_OK(parse("BootStrap: docker\nFrom: ubuntu\n", &d, &msg));
+  CHECK(!d.oras);
+}
+
 TEST(refusals_name_what) {
   static const struct {
     const char *text, *want;
@@ -134,8 +146,13 @@ TEST(refusals_name_what) {
   } cases[] = {
       {"Bootstrap: library\nFrom: x\n",
        "bootstrap agent not supported by this server (only "
-       "'docker') 'library'",
+       "'docker' and 'oras') 'library'",
        WV_EINVAL},
+      {"Bootstrap: localimage\nFrom: /srv/images/base.sif\n",
+       "'Bootstrap: localimage' names an image file on the server's disk, which a request may "
+       "not read",
+       WV_EINVAL},
+      {"Bootstrap: oras\n%post\n true\n", "'Bootstrap: oras' needs a 'From:' header", WV_EINVAL},
       {"Bootstrap: docker\n%post\n true\n", "needs a 'From:' header", WV_EINVAL},
       {"From: x\n", "must start with a 'Bootstrap:' header", WV_EINVAL},
       {"Bootstrap: docker\nFrom: x\nFoo: y\n", "unknown header keyword 'foo'", WV_EINVAL},
@@ -189,4 +206,4 @@ static void setup(void) __attribute__((constructor));
 static void setup(void) { A = wv_arena_new(64 << 20); }
 
 WV_TESTS(T(full_file), T(registry_namespace_continuation), T(wave_templates_parse),
-         T(refusals_name_what), T(limits))
+         T(bootstrap_oras), T(refusals_name_what), T(limits))

@@ -341,6 +341,27 @@ TEST(messages_in_spec_order) {
   }
 }
 
+/* A Singularity freeze with no repository goes into the embedded registry when
+ * wave.build.repo is empty; with one configured it is Wave's 400, and so is a Docker freeze. */
+TEST(sif_freeze_without_repository) {
+  env_t e;
+  CHECK_OK(env_open(&e));
+  const char *sif = "{\"containerFile\": \"eA==\", \"format\": \"sif\", \"freeze\": true}";
+  json_object *out = NULL;
+  const char *msg = NULL;
+  /* past step 5: the build service is off in this environment (step 10's 501) */
+  CHECK_EQ_INT(run(&e, sif, true, &out, &msg), WV_EUNSUPPORTED);
+  CHECK(msg && strncmp(msg, "Build service is not enabled", 28) == 0);
+  CHECK_EQ_INT(run(&e, "{\"containerFile\": \"eA==\", \"freeze\": true}", true, &out, &msg),
+               WV_EINVAL);
+  CHECK_EQ_STR(msg, "Attribute `buildRepository` must be specified when using freeze mode [1]");
+  free(e.cfg.build_repo);
+  e.cfg.build_repo = strdup("registry.example.com/wave/build");
+  CHECK_EQ_INT(run(&e, sif, true, &out, &msg), WV_EINVAL);
+  CHECK_EQ_STR(msg, "Attribute `buildRepository` must be specified when using freeze mode [1]");
+  env_close(&e);
+}
+
 TEST(anonymous_refused_when_disabled) {
   env_t *e = env_start();
   CHECK(e);
@@ -878,9 +899,9 @@ TEST(base64_and_helpers) {
 
 WV_TESTS(T(example1_nextflow_nulls_parse_and_check),
          T(example2_cli_conda_build_is_501_after_checks), T(example4_freeze_is_501_after_checks),
-         T(messages_in_spec_order), T(anonymous_refused_when_disabled),
-         T(mirror_disabled_and_own_repository), T(v2_response), T(v2_token_record),
-         T(v2_persisted_record), T(v2_status), T(v1_response_omits_v2_fields),
+         T(messages_in_spec_order), T(sif_freeze_without_repository),
+         T(anonymous_refused_when_disabled), T(mirror_disabled_and_own_repository), T(v2_response),
+         T(v2_token_record), T(v2_persisted_record), T(v2_status), T(v1_response_omits_v2_fields),
          T(tokens_are_random_alnum_and_unique), T(data_layer_refusals), T(data_layer_stored),
          T(data_layer_verified_once), T(data_layer_bomb_cheap_checks_first), T(layer_size_limit),
          T(base64_and_helpers))

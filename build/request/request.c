@@ -352,10 +352,14 @@ static int check_identity(check_t *c) {
   return c->plan->user ? 0 : WV_EAUTH;
 }
 
-/* Step 5. */
+static bool is_sif(const wv_creq_t *r) { return r->format && strcmp(r->format, "sif") == 0; }
+
+/* Step 5. A Singularity freeze with neither buildRepository nor wave.build.repo goes into
+ * the embedded registry (docs/singularity.md), so it needs no repository. */
 static int check_handling(check_t *c) {
   const wv_creq_t *r = c->r;
-  bool custom_repo = !empty(r->build_repository); /* any repository the request names */
+  bool custom_repo = !empty(r->build_repository) || /* any repository the request names */
+                     (is_sif(r) && empty(c->cfg->build_repo));
   if (!c->plan->user && !c->cfg->anonymous_access)
     return fail(c, WV_EINVAL, "Missing user access token");
   if (r->v2 && !empty(r->container_file) && r->packages)
@@ -377,8 +381,6 @@ static int check_handling(check_t *c) {
                 "Attribute `buildRepository` must be specified when using freeze mode [3]");
   return 0;
 }
-
-static bool is_sif(const wv_creq_t *r) { return r->format && strcmp(r->format, "sif") == 0; }
 
 /* Step 7. */
 static int check_platform(check_t *c) {

@@ -305,11 +305,26 @@ static int image_ref(wv_arena_t *a, wv_deffile_t *d, const char **msg) {
   const char *boot = header(d, "bootstrap"), *from = header(d, "from");
   if (!boot)
     return fail(a, msg, WV_EINVAL, "missing 'Bootstrap:' header", NULL);
-  if (strcasecmp(boot, "docker") != 0)
-    return fail(a, msg, WV_EINVAL, "bootstrap agent not supported by this server (only 'docker') '",
-                boot);
+  /* A path on the server chosen by a remote, possibly anonymous, caller: never read. */
+  if (strcasecmp(boot, "localimage") == 0)
+    return fail(a, msg, WV_EINVAL,
+                "'Bootstrap: localimage' names an image file on the server's disk, which a "
+                "request may not read; build from a registry image with 'Bootstrap: docker'",
+                NULL);
+  /* oras: From: is a SIF artifact <registry>/<repo>:<tag> (oras:// accepted), nothing else. */
+  d->oras = strcasecmp(boot, "oras") == 0;
+  if (!d->oras && strcasecmp(boot, "docker") != 0)
+    return fail(a, msg, WV_EINVAL,
+                "bootstrap agent not supported by this server (only 'docker' and 'oras') '", boot);
   if (!from || !*from)
-    return fail(a, msg, WV_EINVAL, "'Bootstrap: docker' needs a 'From:' header", NULL);
+    return fail(a, msg, WV_EINVAL,
+                d->oras ? "'Bootstrap: oras' needs a 'From:' header"
+                        : "'Bootstrap: docker' needs a 'From:' header",
+                NULL);
+  if (d->oras) {
+    d->from = strncmp(from, "oras://", 7) == 0 ? from + 7 : from;
+    return 0;
+  }
   const char *reg = header(d, "registry"), *ns = header(d, "namespace");
   d->from = wv_arena_sprintf(a, "%s%s%s%s%s", reg && *reg ? reg : "", reg && *reg ? "/" : "",
                              ns && *ns ? ns : "", ns && *ns ? "/" : "", from);

@@ -6,10 +6,11 @@
  * appends a second %post and %environment), the later arguments win.
  *
  * What waved builds: `Bootstrap: docker` with `From:` (and `Registry:`,
- * `Namespace:`), sections %files %post %environment %runscript
+ * `Namespace:`), `Bootstrap: oras` with `From:`, sections %files %post %environment %runscript
  * %startscript %labels %help %test (stored, not run). Anything else is
  * refused with a message naming the header key or section, so a request
- * gets its 400 before a build starts. Limits: WV_DEF_MAX bytes of text,
+ * gets its 400 before a build starts (`localimage` with its own reason,
+ * docs/singularity.md). Limits: WV_DEF_MAX bytes of text,
  * WV_DEF_MAX_FILES %files lines, WV_DEF_MAX_LABELS labels.
  *
  * Thread rules: none; everything comes from the caller's arena.
@@ -44,7 +45,8 @@ typedef struct {
 typedef struct {
   const char
       *raw; /* the file from its Bootstrap: line on (Def.FILE, /.singularity.d/Singularity) */
-  const char *from;                        /* the image: [registry/][namespace/]From */
+  const char *from; /* the image: [registry/][namespace/]From */
+  bool oras;        /* Bootstrap: oras — from is a SIF artifact <registry>/<repo>:<tag> */
   wv_def_kv_t headers[WV_DEF_MAX_HEADERS]; /* in file order */
   size_t n_headers;
   wv_def_file_t files[WV_DEF_MAX_FILES];

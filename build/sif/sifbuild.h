@@ -12,7 +12,7 @@
  *      filesystem, `sif-rootfs` adds the run-time mount points and links,
  *      mksquashfs packs it, `sif-write` writes image.sif and the ORAS
  *      artifact as an OCI layout, then skopeo pushes it (or the embedded
- *      registry imports it);
+ *      registry imports it as wave/freeze, served by name: registry/build_pull.c);
  *   4. wv_sif_register registers the two function steps.
  *
  * Thread rules: check/prepare run on a request worker; the steps run on the
@@ -34,6 +34,10 @@
 #define WV_SIF_CONFIG_MT "application/vnd.sylabs.sif.config.v1+json"
 #define WV_SIF_LAYER_MT "application/vnd.sylabs.sif.layer.v1.sif"
 #define WV_SIF_TITLE "image.sif"
+#define WV_SIF_BASE_FN "sif-base"
+/* Bootstrap: oras — the base SIF's root filesystem, a tar in the build context (sifbase.c). */
+#define WV_SIF_BASE_TAR ".waved-oras-base.tar"
+#define WV_SIF_BASE_MAX (64ull << 30) /* bytes of a base SIF */
 
 /* Parses the definition and checks its %files sources. 0, WV_EINVAL/WV_ETOOBIG (*msg), WV_ENOMEM.
  */
@@ -58,14 +62,19 @@ int wv_sif_prepare(const wv_app_t *app, wv_arena_t *a, const wv_sif_input_t *in,
                    const char **msg);
 
 /*
- * The steps of a Singularity build into steps (at most 6): build, sif-rootfs,
- * squashfs, sif-write, then push (t->repo set) or import into the embedded
- * registry, then cleanup (may fail). 0, WV_EINVAL (err), WV_ENOMEM.
+ * The steps of the Singularity build of definition `file` into steps (at
+ * most 9): for `Bootstrap: oras` first sif-base (the base SIF read for the
+ * account `who`, NULL = anonymous), base-unsquash and base-tar; then build,
+ * sif-rootfs, squashfs, sif-write, then push (t->repo set) or import into the
+ * embedded registry's WV_EMBEDDED_FREEZE_REPO, then cleanup (may fail).
+ * 0, WV_EINVAL (err), WV_ENOMEM.
  */
 int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_build_target_t *t,
-                 wv_job_step_t *steps, size_t *n, char *err, size_t errlen);
+                 const char *file, const char *who, wv_job_step_t *steps, size_t *n, char *err,
+                 size_t errlen);
 
 int wv_sif_register(wv_job_engine_t *e, const wv_app_t *app);
+int wv_sif_base_register(wv_job_engine_t *e, const wv_app_t *app); /* sifbase.c */
 
 /* GET /v1alpha1/builds/{buildId}/sif (build/sif/sifroute.c). */
 struct wv_router;

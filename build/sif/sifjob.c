@@ -7,8 +7,10 @@
  * (image.sif, then the ORAS artifact as an OCI layout, docs/singularity.md).
  */
 #include "build/build_int.h"
+#include "build/sif/deffile.h"
 #include "build/sif/sif.h"
 #include "build/sif/sifbuild.h"
+#include "core/buf.h"
 #include "core/digest.h"
 #include "core/err.h"
 #include "core/json.h"
@@ -38,12 +40,51 @@ static int cmd(wv_arena_t *a, const char *name, const char *tpl, const wv_build_
   return rc;
 }
 
+/* Bootstrap: oras — the base SIF fetched (sifbase.c), unsquashed, tarred into the context. */
+static int base_steps(wv_arena_t *a, const wv_build_target_t *t, const char *from, const char *who,
+                      wv_job_step_t *steps, size_t *k) {
+  json_object *o = json_object_new_object();
+  int rc = o ? wv_json_add_str(o, "from", from) : WV_ENOMEM;
+  rc = rc || !who ? rc : wv_json_add_str(o, "who", who);
+  const char *arg = rc ? NULL : wv_arena_strdup(a, wv_json_compact(o));
+  json_object_put(o);
+  const char *wd = t->workdir, *root = wv_arena_sprintf(a, "%s/base-root", wd),
+             *sqfs = wv_arena_sprintf(a, "%s/base.sqfs", wd),
+             *tar = wv_arena_sprintf(a, "%s/context/" WV_SIF_BASE_TAR, wd);
+  const char **unsq = wv_arena_calloc(a, 6 * sizeof *unsq),
+             **tarv = wv_arena_calloc(a, 8 * sizeof *tarv);
+  if (!arg || !root || !sqfs || !tar || !unsq || !tarv)
+    return WV_ENOMEM;
+  memcpy(unsq, (const char *[]){"unsquashfs", "-no-progress", "-d", root, sqfs, NULL},
+         6 * sizeof *unsq);
+  memcpy(tarv, (const char *[]){"tar", "--numeric-owner", "-C", root, "-cf", tar, ".", NULL},
+         8 * sizeof *tarv);
+  steps[(*k)++] =
+      (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "base", .fn = WV_SIF_BASE_FN, .arg = arg};
+  steps[(*k)++] =
+      (wv_job_step_t){.type = WV_JOB_STEP_CMD, .name = "base-unsquash", .argv = unsq, .cwd = wd};
+  steps[(*k)++] =
+      (wv_job_step_t){.type = WV_JOB_STEP_CMD, .name = "base-tar", .argv = tarv, .cwd = wd};
+  return 0;
+}
+
 int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_build_target_t *t,
-                 wv_job_step_t *steps, size_t *n, char *err, size_t errlen) {
+                 const char *file, const char *who, wv_job_step_t *steps, size_t *n, char *err,
+                 size_t errlen) {
   size_t k = 0;
   bool embedded = !t->repo || !*t->repo;
-  int rc = cmd(a, "build", cfg->build_sif_build, t, &steps[k++], err, errlen);
-  steps[k++] = (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "rootfs", .fn = WV_SIF_ROOTFS_FN};
+  wv_deffile_t *d = wv_arena_alloc(a, sizeof *d);
+  const char *msg = NULL;
+  int rc = d ? wv_deffile_parse(a, file, d, &msg) : WV_ENOMEM;
+  if (rc) /* checked at request time already */
+    return snprintf(err, errlen, "%s", msg ? msg : wv_strerror(rc)), rc;
+  if (d->oras && (rc = base_steps(a, t, d->from, who, steps, &k)) != 0)
+    return rc;
+  rc = cmd(a, "build", cfg->build_sif_build, t, &steps[k++], err, errlen);
+  steps[k++] = (wv_job_step_t){.type = WV_JOB_STEP_FN,
+                               .name = "rootfs",
+                               .fn = WV_SIF_ROOTFS_FN,
+                               .arg = d->oras ? "oras" : NULL};
   rc = rc ? rc : cmd(a, "squashfs", cfg->build_sif_squashfs, t, &steps[k++], err, errlen);
   steps[k++] =
       (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "sif", .fn = WV_SIF_WRITE_FN, .arg = t->tag};
@@ -52,7 +93,7 @@ int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_build_target_t 
     int jrc = o ? 0 : WV_ENOMEM;
     jrc = jrc ? jrc : wv_json_add_str(o, "layout", wv_arena_sprintf(a, "%s/oci", t->workdir));
     jrc = jrc ? jrc : wv_json_add_str(o, "ref", t->tag);
-    jrc = jrc ? jrc : wv_json_add_str(o, "repo", WV_EMBEDDED_REPO);
+    jrc = jrc ? jrc : wv_json_add_str(o, "repo", WV_EMBEDDED_FREEZE_REPO);
     jrc = jrc ? jrc : wv_json_add_str(o, "tag", t->tag);
     const char *arg = jrc ? NULL : wv_arena_strdup(a, wv_json_compact(o));
     json_object_put(o);
@@ -96,8 +137,152 @@ static int empty_file(int dirfd, const char *name) {
   return rc;
 }
 
+static char *slurp(const char *path, size_t max, size_t *len);
+
+/* ---- Bootstrap: oras merges (SingularityCE's makeBaseEnv without overwrite) ---- */
+
+/* The directory /.singularity.d/<sub> of the root filesystem, no link followed. */
+static int sd_dir(int root, const char *sub) {
+  int sd = openat(root, ".singularity.d", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (sd < 0 || !sub)
+    return sd;
+  int d = openat(sd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  close(sd);
+  return d;
+}
+
+/* %environment appended to the base's env/90-environment.sh. */
+static int merge_env(int root, const char *wd) {
+  char path[4096];
+  size_t len = 0;
+  snprintf(path, sizeof path, "%s/sif/oras-environment", wd);
+  char *env = slurp(path, META_MAX, &len);
+  if (!env)
+    return errno == ENOENT ? 0 : WV_EIO; /* no %environment */
+  int dir = sd_dir(root, "env");
+  int fd = dir < 0 ? -1
+                   : openat(dir, "90-environment.sh",
+                            O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0755);
+  int rc = fd >= 0 && write(fd, env, len) == (ssize_t)len ? 0 : WV_EIO;
+  if (fd >= 0 && close(fd) != 0)
+    rc = WV_EIO;
+  if (dir >= 0)
+    close(dir);
+  free(env);
+  return rc;
+}
+
+static int key_cmp(const void *x, const void *y) {
+  return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+/* o as Go's json.MarshalIndent(map, "", "\t") writes labels.json (sifprep.c's labels_json). */
+static int go_labels(json_object *o, wv_buf_t *b) {
+  size_t n = (size_t)json_object_object_length(o), i = 0;
+  const char **keys = n ? calloc(n, sizeof *keys) : NULL;
+  if (n && !keys)
+    return WV_ENOMEM;
+  json_object_object_foreach(o, k, v) {
+    (void)v;
+    if (i < n)
+      keys[i++] = k;
+  }
+  qsort(keys, i, sizeof *keys, key_cmp);
+  int rc = wv_buf_puts(b, i ? "{\n" : "{}");
+  for (size_t j = 0; j < i && !rc; j++) {
+    json_object *jv = NULL, *jk = json_object_new_string(keys[j]);
+    json_object_object_get_ex(o, keys[j], &jv);
+    json_object *sv = json_object_new_string(jv ? json_object_get_string(jv) : "");
+    rc = jk && sv
+             ? wv_buf_printf(b, "\t%s: %s%s\n",
+                             json_object_to_json_string_ext(jk, JSON_C_TO_STRING_NOSLASHESCAPE),
+                             json_object_to_json_string_ext(sv, JSON_C_TO_STRING_NOSLASHESCAPE),
+                             j + 1 < i ? "," : "")
+             : WV_ENOMEM;
+    json_object_put(jk);
+    json_object_put(sv);
+  }
+  if (!rc && i)
+    rc = wv_buf_putc(b, '}');
+  free(keys);
+  return rc;
+}
+
+/* labels.json: the base's labels, then the build's for keys the base lacks (sorted, tabs). */
+static int merge_labels(int root, const char *wd) {
+  char path[4096], err[64];
+  size_t nlen = 0, blen = 0;
+  snprintf(path, sizeof path, "%s/sif/oras-labels.json", wd);
+  char *ntext = slurp(path, META_MAX, &nlen), *btext = NULL;
+  int sd = sd_dir(root, NULL);
+  int fd = sd < 0 ? -1 : openat(sd, "labels.json", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+  if (f) {
+    btext = malloc(META_MAX + 1);
+    blen = btext ? fread(btext, 1, META_MAX, f) : 0;
+    fclose(f);
+  } else if (fd >= 0) {
+    close(fd);
+  }
+  json_object *nl = NULL, *bl = NULL;
+  int rc = ntext && sd >= 0 ? 0 : WV_EIO;
+  if (!rc && wv_json_parse(ntext, nlen, META_MAX, 0, &nl, err, sizeof err))
+    rc = WV_EPARSE;
+  if (!rc && btext &&
+      (wv_json_parse(btext, blen, META_MAX, 0, &bl, err, sizeof err) ||
+       !json_object_is_type(bl, json_type_object))) {
+    json_object_put(bl);
+    bl = NULL; /* an unreadable base label file is replaced */
+  }
+  json_object_object_foreach(rc ? NULL : nl, k, v) {
+    if (bl && !json_object_object_get_ex(bl, k, NULL))
+      json_object_object_add(bl, k, json_object_get(v));
+  }
+  wv_buf_t ob;
+  wv_buf_init(&ob, META_MAX);
+  if (!rc)
+    rc = go_labels(bl ? bl : nl, &ob);
+  if (!rc && wv_buf_putc(&ob, '\0'))
+    rc = WV_ENOMEM;
+  const char *out = rc ? NULL : ob.data;
+  if (!rc && unlinkat(sd, "labels.json", 0) != 0 && errno != ENOENT)
+    rc = WV_EIO;
+  int wfd =
+      rc ? -1
+         : openat(sd, "labels.json", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (!rc && (wfd < 0 || write(wfd, out, strlen(out)) != (ssize_t)strlen(out)))
+    rc = WV_EIO;
+  if (wfd >= 0 && close(wfd) != 0)
+    rc = WV_EIO;
+  wv_buf_free(&ob);
+  json_object_put(nl);
+  json_object_put(bl);
+  free(ntext);
+  free(btext);
+  if (sd >= 0)
+    close(sd);
+  return rc;
+}
+
+/* After the export: the merges, and the base's copies freed (docs/singularity.md). */
+static int oras_merge(wv_job_ctx_t *ctx, int root, const char *wd) {
+  char p[4096];
+  int rc = merge_env(root, wd);
+  rc = rc ? rc : merge_labels(root, wd);
+  if (rc)
+    wv_job_ctx_fail(ctx, "Container build failed: cannot merge the base SIF's %s",
+                    "/.singularity.d (90-environment.sh, labels.json)");
+  snprintf(p, sizeof p, "%s/base-root", wd);
+  wv__build_rmtree(p);
+  snprintf(p, sizeof p, "%s/base.sqfs", wd);
+  unlink(p);
+  snprintf(p, sizeof p, "%s/context/" WV_SIF_BASE_TAR, wd);
+  unlink(p);
+  return rc;
+}
+
 static int rootfs_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
-  (void)fn_arg, (void)arg;
+  (void)fn_arg;
   static const char *const dirs[] = {"dev", "proc", "sys", "tmp", "var", "home", "root", "etc"};
   static const char *const links[][2] = {{"singularity", ".singularity.d/runscript"},
                                          {".run", ".singularity.d/actions/run"},
@@ -126,6 +311,8 @@ static int rootfs_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   for (size_t i = 0; !rc && i < sizeof links / sizeof links[0]; i++)
     if (symlinkat(links[i][1], root, links[i][0]) != 0 && errno != EEXIST)
       rc = fail(ctx, WV_EIO, "cannot link", links[i][0]);
+  if (!rc && arg && strcmp(arg, "oras") == 0)
+    rc = oras_merge(ctx, root, wv_job_ctx_workdir(ctx));
   if (var >= 0)
     close(var);
   if (etc >= 0)
@@ -351,5 +538,6 @@ static int write_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *tag) {
 
 int wv_sif_register(wv_job_engine_t *e, const wv_app_t *app) {
   int rc = wv_job_register_fn(e, WV_SIF_ROOTFS_FN, rootfs_fn, NULL);
+  rc = rc ? rc : wv_sif_base_register(e, app);
   return rc ? rc : wv_job_register_fn(e, WV_SIF_WRITE_FN, write_fn, (void *)app);
 }

@@ -250,7 +250,8 @@ TOML
 start_waved() {
   WAVED_DIR="$E2E_TMP/waved-$RANDOM"
   mkdir -p "$WAVED_DIR"
-  WAVED_PORT=$(free_port)
+  WAVED_PORT=${WAVED_NEXT_PORT:-$(free_port)} # a port chosen before, e.g. for wave.server.url
+  WAVED_NEXT_PORT=
   WAVED_URL="http://127.0.0.1:$WAVED_PORT"
   {
     echo "server: {host: 127.0.0.1, port: $WAVED_PORT}"

@@ -12,7 +12,13 @@
 # %environment, %runscript, %labels, %help; a freeze of an image with a
 # containerConfig (a data: layer, env, entrypoint); Wave's validation
 # messages; bad definitions (400, nothing left behind); a failing %post;
-# an identical request (cached); the plain HTTP download of the SIF.
+# an identical request (cached); the plain HTTP download of the SIF; a
+# freeze with no buildRepository into the embedded registry, pulled by name
+# (oras://<waved>/wave/freeze:<tag>) while it builds. Every ORAS pull is
+# also made as `singularity pull oras://` makes it, by oras_pull.py
+# (Basic, Bearer and no authentication; digests verified). `Bootstrap: oras`
+# builds on the first SIF (base files, runscript, env and labels merged), and
+# a missing base fails the build with its reason.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 for c in buildah skopeo mksquashfs unsquashfs; do
@@ -59,7 +65,10 @@ DST=127.0.0.1:$(start_registry dst basic "$USER_" "$PASS_")
 push_layout "$T/busybox" "$SRC/library/busybox:latest"
 log "source $SRC (anon), target $DST (basic)"
 
+# wave.server.url names this waved, so an embedded target (oras://<authority>/wave/freeze:<tag>) is pullable as given.
+WAVED_NEXT_PORT=$(free_port)
 start_waved "wave:
+  server: {url: 'http://127.0.0.1:$WAVED_NEXT_PORT'}
   registries:
     '$SRC': {insecure: true}
     '$DST': {username: $USER_, password: $PASS_, insecure: true,
@@ -243,6 +252,28 @@ ok "pull through waved: the config blob {}" \
 ok "pull through waved: the SIF blob" \
   is "$(curl -s "$WAVED_URL/v2/wt/$RID1/$(echo "${REF1#*/}" | sed 's/:.*//')/blobs/$LD" | sha256sum | cut -d' ' -f1)" "$(sha256 "$T/one.sif")"
 
+# ---- what singularity pull oras:// does, step by step (tests/e2e/oras_pull.py) ----------------
+ORAS="$(dirname "${BASH_SOURCE[0]}")/oras_pull.py"
+oras_pull() { # REF OUT [USER PASS] — the pull; its log in OUT.log
+  $PY "$ORAS" "$@" >"$2.log" 2>&1 || { cat "$2.log" >&2; return 1; }
+}
+ok "oras pull: the build repository (Basic), the SIF verified" oras_pull "$REF1" "$T/one.oras.sif" "$USER_" "$PASS_"
+ok "oras pull: Basic challenge, OCI manifest, config and layer types, title" bash -c "
+  grep -q '^ping: 401 Basic' '$T/one.oras.sif.log' &&
+  grep -q '^manifest: application/vnd.oci.image.manifest.v1+json sha256:$(sha256 "$M")' '$T/one.oras.sif.log' &&
+  grep -q '^config: application/vnd.sylabs.sif.config.v1+json 2 bytes' '$T/one.oras.sif.log' &&
+  grep -q '^layer: application/vnd.sylabs.sif.layer.v1.sif .*title image.sif' '$T/one.oras.sif.log'"
+ok "oras pull: through waved's /v2 (wt/<token>), the same SIF" \
+  bash -c "$PY '$ORAS' '$WT1' '$T/one.wt.sif' >'$T/one.wt.log' 2>&1 && grep -q '^ping: 200' '$T/one.wt.log' && cmp -s '$T/one.wt.sif' '$T/one.sif' || { cat '$T/one.wt.log' >&2; false; }"
+TOK=127.0.0.1:$(start_registry tok token "$USER_" "$PASS_")
+skopeo copy -q --src-tls-verify=false --dest-tls-verify=false --src-creds "$CREDS" --dest-creds "$CREDS" \
+  --preserve-digests "docker://$REF1" "docker://$TOK/sif/tool:copied" >/dev/null 2>&1
+ok "oras pull: a token-auth registry (Bearer flow), the same SIF" \
+  bash -c "$PY '$ORAS' '$TOK/sif/tool:copied' '$T/one.tok.sif' '$USER_' '$PASS_' >'$T/one.tok.log' 2>&1 && grep -q '^ping: 401 Bearer' '$T/one.tok.log' && cmp -s '$T/one.tok.sif' '$T/one.sif' || { cat '$T/one.tok.log' >&2; false; }"
+ok "oras pull: a corrupted layer is refused (digest verified)" bash -c "
+  printf X | dd of='$(ls -d "$E2E_TMP"/reg-tok/data)/docker/registry/v2/blobs/sha256/${LD:7:2}/${LD#sha256:}/data' bs=1 seek=40000 conv=notrunc 2>/dev/null &&
+  ! $PY '$ORAS' '$TOK/sif/tool:copied' '$T/bad.sif' '$USER_' '$PASS_' >'$T/bad.log' 2>&1 && grep -q 'FAIL: blob $LD' '$T/bad.log'"
+
 # ---- plain HTTP download (beyond Wave) ----------------------------------------------------------
 DL="$WAVED_URL/v1alpha1/builds/$ID1/sif"
 ok "download: 200, the same bytes as the ORAS layer" \
@@ -304,6 +335,128 @@ ok "freeze: runscript is the entrypoint (arguments dropped, as Wave)" is "$RUN2"
 ok "freeze: env and WAVE_ENTRY_CHAIN" \
   is "$(chroot "$R2" /.singularity.d/actions/exec /bin/sh -c 'echo $FROZEN $WAVE_ENTRY_CHAIN')" "yes /bin/sh -c"
 
+# ---- 3b. a freeze with no buildRepository (wave.build.repo is empty): the embedded registry ------
+EMB="Bootstrap: docker
+From: $SRC/library/busybox:latest
+%post
+    echo \"embedded %post\" > /embedded
+%runscript
+    echo \"embedded runscript \$*\"
+"
+BODY4="{\"containerFile\":\"$(b64 "$EMB")\",\"format\":\"sif\",\"freeze\":true}"
+ok "embedded: 200" is "$(post "$BODY4" "$T/r4.json")" 200
+TI4=$(field "$T/r4.json" 'd["targetImage"]')
+RID4=$(field "$T/r4.json" 'd["requestId"]')
+ID4=$(field "$T/r4.json" 'd["buildId"]')
+REF4=${TI4#oras://}
+log "embedded target $TI4"
+# What singularity pull oras://<waved>/wave/freeze:<tag> does, issued while the build runs.
+$PY "$ORAS" "$REF4" "$T/four.sif" >"$T/four.log" 2>&1 &
+PULL4=$!
+ok "embedded: targetImage oras://<waved>/wave/freeze:<16 hex>" \
+  bash -c "[[ '$TI4' =~ ^oras://127\.0\.0\.1:$WAVED_PORT/wave/freeze:[0-9a-f]{16}$ ]]"
+ok "embedded: containerImage = targetImage" is "$(field "$T/r4.json" 'd["containerImage"]')" "$TI4"
+sleep 1
+curl -s -o "$T/st4.json" "$WAVED_URL/v1alpha2/container/$RID4/status"
+ok "embedded: a pull by name during the build waits (parked)" \
+  is "$(kill -0 "$PULL4" 2>/dev/null && echo waiting) $(field "$T/st4.json" 'd["status"]')" "waiting BUILDING"
+ok "embedded: build finishes" wait_done "$RID4" 300
+ok "embedded: succeeded" is "$(field "$E2E_TMP/st.json" 'd["succeeded"]')" True
+wait "$PULL4" || true
+ok "embedded: the parked ORAS pull got the SIF, verified" \
+  bash -c "grep -q '^sif: ok' '$T/four.log' || { cat '$T/four.log' >&2; false; }"
+skopeo inspect --raw --tls-verify=false "docker://$REF4" >"$T/four.manifest"
+M4="$T/four.manifest"
+ok "embedded: ORAS manifest as singularity push writes it" \
+  is "$(field "$M4" 'd["mediaType"]+" "+d["config"]["mediaType"]+" "+d["config"]["digest"]+" "+str(len(d["layers"]))+" "+d["layers"][0]["mediaType"]+" "+d["layers"][0]["annotations"]["org.opencontainers.image.title"]')" \
+  "application/vnd.oci.image.manifest.v1+json application/vnd.sylabs.sif.config.v1+json sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a 1 application/vnd.sylabs.sif.layer.v1.sif image.sif"
+ok "embedded: layer size and digest are the SIF's" \
+  is "$(stat -c %s "$T/four.sif") sha256:$(sha256 "$T/four.sif")" "$(field "$M4" 'str(d["layers"][0]["size"])+" "+d["layers"][0]["digest"]')"
+ok "embedded: the pull saw that manifest" grep -q "^manifest: application/vnd.oci.image.manifest.v1+json sha256:$(sha256 "$M4")" "$T/four.log"
+curl -s -o "$T/b4.json" "$WAVED_URL/v1alpha1/builds/$ID4"
+ok "embedded: build record SINGULARITY, oras:// target, the manifest's digest" \
+  is "$(field "$T/b4.json" 'd["format"]+" "+d["targetImage"]+" "+str(d.get("digest"))')" "SINGULARITY $TI4 sha256:$(sha256 "$M4")"
+ok "embedded: SIF checked (waved sif inspect, Python reader, unsquashfs)" check_sif "$T/four.sif" "$T/four"
+ok "embedded: %post ran" is "$(cat "$T/four/rootfs/embedded")" "embedded %post"
+ok "embedded: singularity run" is "$(chroot "$T/four/rootfs" /.singularity.d/actions/run x y 2>&1)" "embedded runscript x y"
+ok "embedded: the HTTP download is the same file" \
+  is "$(curl -s "$WAVED_URL/v1alpha1/builds/$ID4/sif" | sha256sum | cut -d' ' -f1)" "$(sha256 "$T/four.sif")"
+ok "embedded: through the token too (wt/<token>)" \
+  cmp -s <(skopeo inspect --raw --tls-verify=false "docker://127.0.0.1:$WAVED_PORT/wt/$RID4/${REF4#*/}") "$M4"
+ok "embedded: identical request cached" \
+  is "$(post "$BODY4" "$T/r4b.json") $(field "$T/r4b.json" 'str(d["cached"])+" "+d["buildId"]')" "200 True $ID4"
+ok "embedded: an unknown tag is 404 MANIFEST_UNKNOWN" \
+  is "$(curl -s -o "$T/u.json" -w '%{http_code}' "$WAVED_URL/v2/wave/freeze/manifests/0123456789abcdef") $(field "$T/u.json" 'd["errors"][0]["code"]')" "404 MANIFEST_UNKNOWN"
+ok "embedded: tags are not listed (403)" \
+  is "$(curl -s -o /dev/null -w '%{http_code}' "$WAVED_URL/v2/wave/freeze/tags/list")" 403
+ok "embedded: a blob of another repository is not served" \
+  is "$(curl -s -o /dev/null -w '%{http_code}' "$WAVED_URL/v2/wave/freeze/blobs/sha256:$(sha256 "$T/one.sif")")" 404
+ok "Docker freeze without buildRepository: Wave's 400" \
+  is "$(post "{\"containerImage\":\"$SRC/library/busybox:latest\",\"freeze\":true}" "$T/v0.json") $(msg "$T/v0.json")" \
+  "400 Attribute \`buildRepository\` must be specified when using freeze mode [2]"
+EFAIL="Bootstrap: docker
+From: $SRC/library/busybox:latest
+%post
+  echo embedded about to fail
+  exit 4
+"
+post "{\"containerFile\":\"$(b64 "$EFAIL")\",\"format\":\"sif\",\"freeze\":true}" "$T/r5.json" >/dev/null
+RID5=$(field "$T/r5.json" 'd["requestId"]')
+REF5=$(field "$T/r5.json" 'd["targetImage"]' | sed 's|^oras://||')
+ok "embedded failing build: finishes" wait_done "$RID5" 300
+ok "embedded failing build: a pull by name is 400 with the build log" \
+  bash -c "! $PY '$ORAS' '$REF5' '$T/five.sif' >'$T/five.log' 2>&1 && grep -q 'manifest .*: 400 .*embedded about to fail' '$T/five.log'"
+
+# ---- 3c. Bootstrap: oras — the first SIF (in the Basic-auth target) as the base ---------------------
+ORASDEF="Bootstrap: oras
+From: $REF1
+%post
+    echo \"derived %post\" > /derived
+    cat /posted >> /derived
+%environment
+    export DERIVED=yes
+%labels
+    Derived yes
+"
+ok "oras bootstrap: 200" is "$(post "{\"containerFile\":\"$(b64 "$ORASDEF")\",\"format\":\"sif\",\"freeze\":true}" "$T/r6.json")" 200
+RID6=$(field "$T/r6.json" 'd["requestId"]')
+ID6=$(field "$T/r6.json" 'd["buildId"]')
+ok "oras bootstrap: build finishes" wait_done "$RID6" 300
+ok "oras bootstrap: succeeded" is "$(field "$E2E_TMP/st.json" 'd["succeeded"]')" True
+curl -s "$WAVED_URL/v1alpha1/builds/$ID6/logs" >"$T/log6.txt"
+[ "$(field "$E2E_TMP/st.json" 'd["succeeded"]')" = True ] || tail -30 "$T/log6.txt" >&2
+ok "oras bootstrap: the base fetched and verified (log)" grep -q "base SIF $REF1: .* bytes, sha256:$(sha256 "$T/one.sif"), partition extracted" "$T/log6.txt"
+ok "oras bootstrap: pulled by name" oras_pull "$(field "$T/r6.json" 'd["targetImage"]')" "$T/six.sif"
+ok "oras bootstrap: SIF checked" check_sif "$T/six.sif" "$T/six"
+R6=$T/six/rootfs
+ok "oras bootstrap: the base's files (%files, %post of the base)" \
+  is "$(cat "$R6/opt/hello.txt") / $(cat "$R6/posted")" "hello from the context / posted by %post"
+ok "oras bootstrap: %post ran on the base" is "$(cat "$R6/derived")" "derived %post
+posted by %post"
+ok "oras bootstrap: the base's runscript kept (no %runscript)" \
+  has "$(chroot "$R6" /.singularity.d/actions/run p q 2>&1)" "runscript args: p q"
+ok "oras bootstrap: %environment appended to the base's" \
+  bash -c "grep -q 'DEFVAR=\"from environment\"' '$R6/.singularity.d/env/90-environment.sh' && grep -q 'export DERIVED=yes' '$R6/.singularity.d/env/90-environment.sh'"
+ok "oras bootstrap: env of base and derived at run time" \
+  is "$(chroot "$R6" /.singularity.d/actions/exec /bin/sh -c 'echo $DEFVAR/$DERIVED/$IMGVAR')" "from environment/yes/from image"
+ok "oras bootstrap: labels merged (the base's kept, the new added)" \
+  is "$($PY -c 'import json,sys; l=json.load(open(sys.argv[1])); print(l["Author"], l["Derived"], l["org.label-schema.usage.singularity.deffile.bootstrap"])' "$R6/.singularity.d/labels.json")" \
+  "tester@example.com yes docker"
+ok "oras bootstrap: labels.json sorted, tab-indented as Go writes it" \
+  $PY -c 'import json,sys; t=open(sys.argv[1]).read(); k=[a for a,_ in json.loads(t, object_pairs_hook=lambda p: p)]; sys.exit(not (k == sorted(k) and "\n\t\"Derived\": \"yes\",\n" in t))' "$R6/.singularity.d/labels.json"
+ok "oras bootstrap: /.singularity.d/Singularity is the new definition" \
+  is "$(head -2 "$R6/.singularity.d/Singularity")" "Bootstrap: oras
+From: $REF1"
+ok "oras bootstrap: no base archive left in the image" bash -c "[ ! -e '$R6/.waved-oras-base.tar' ]"
+ORASBAD="Bootstrap: oras
+From: $DST/sif/nothing-here:1
+"
+post "{\"containerFile\":\"$(b64 "$ORASBAD")\",\"format\":\"sif\",\"freeze\":true}" "$T/r7.json" >/dev/null
+ok "oras bootstrap, missing base: build finishes" wait_done "$(field "$T/r7.json" 'd["requestId"]')" 300
+ok "oras bootstrap, missing base: failed" is "$(field "$E2E_TMP/st.json" 'd["succeeded"]')" False
+ok "oras bootstrap, missing base: the reason" \
+  grep -q "the base SIF '/v2/sif/nothing-here/manifests/1': registry answered 404" <(curl -s "$WAVED_URL/v1alpha1/builds/$(field "$T/r7.json" 'd["buildId"]')/logs")
+
 # ---- 4. Wave's validation messages, bad definitions ----------------------------------------------
 ok "sif without freeze: 400" \
   is "$(post "{\"containerFile\":\"$(b64 "$DEF")\",\"format\":\"sif\"}" "$T/v1.json") $(msg "$T/v1.json")" \
@@ -321,7 +474,11 @@ From: x
 %setup
   true" "section not supported by this server '%setup'"
 ok "bad definition: bootstrap library" bad "Bootstrap: library
-From: x" "bootstrap agent not supported by this server (only 'docker') 'library'"
+From: x" "bootstrap agent not supported by this server (only 'docker' and 'oras') 'library'"
+ok "bad definition: Bootstrap localimage (a path on the server)" bad "Bootstrap: localimage
+From: /etc/passwd" "'Bootstrap: localimage' names an image file on the server's disk, which a request may not read"
+ok "bad definition: Bootstrap oras without a registry reference" bad "Bootstrap: oras
+From: not a reference" "'From:' of 'Bootstrap: oras' must name a SIF artifact"
 ok "bad definition: %files outside the context" bad "Bootstrap: docker
 From: $SRC/library/busybox:latest
 %files
