@@ -41,6 +41,9 @@ typedef struct {
    * others is served to it before the upstream has said yes to the caller. */
   const char *who;
   bool restricted;
+  /* Plain form: the Basic credentials need the slow hash, so the loop left
+   * their check (and what follows from the account) to the worker. */
+  bool auth_on_worker;
 } wv_pctx_t;
 
 /* True when the token carries a containerConfig that changes something. */
