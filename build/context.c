@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -749,9 +750,10 @@ static int unpack(wv_arena_t *a, reader_cb next, void *src, const char *dir,
   tar_t t = {.a = a, .msg = msg, .lim = lim, .res = res, .fd = -1, .next_size = -1};
   /* Headers, padding and end blocks on top of the content: 3 blocks per entry is generous. */
   t.stream_max = lim->max_total_bytes + (uint64_t)lim->max_entries * 3 * BLOCK + 64 * BLOCK;
-  gunzip_t *g = wv_arena_calloc(a, sizeof *g);
+  gunzip_t *g = wv_arena_alloc(a, sizeof *g); /* the output buffer needs no clearing */
   if (!g)
     return WV_ENOMEM;
+  memset(g, 0, offsetof(gunzip_t, out));
   t.root = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (t.root < 0)
     return say(&t, WV_EIO, "Cannot open the build context directory '%s': %s", dir,

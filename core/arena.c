@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define BLOCK_MIN 4096
+#define BLOCK_MAX ((size_t)1 << 20) /* the chain's blocks stop doubling here */
 #define ALIGN 16
 
 typedef struct block {
@@ -22,7 +23,8 @@ typedef struct cleanup {
 } cleanup_t;
 
 struct wv_arena {
-  block_t *head; /* current block; the first block is the tail of the list */
+  block_t *head;  /* current block; the first block is the tail of the list */
+  block_t *large; /* blocks of one large allocation each, outside the growth chain */
   cleanup_t *cleanups;
   size_t cap, used;
 };
@@ -61,6 +63,11 @@ static void run_cleanups(wv_arena_t *a) {
 
 void wv_arena_reset(wv_arena_t *a) {
   run_cleanups(a);
+  while (a->large) {
+    block_t *next = a->large->next;
+    free(a->large);
+    a->large = next;
+  }
   block_t *b = a->head;
   while (b->next) {
     block_t *next = b->next;
@@ -86,13 +93,23 @@ void *wv_arena_alloc(wv_arena_t *a, size_t n) {
     return NULL;
   block_t *b = a->head;
   if (b->size - b->used < need) {
-    /* Grow geometrically, but a large request gets a block of its own size. */
     size_t want = b->size * 2;
-    if (want > ((size_t)1 << 20))
-      want = (size_t)1 << 20;
-    if (want < need)
-      want = need;
-    block_t *nb = block_new(want);
+    if (want > BLOCK_MAX)
+      want = BLOCK_MAX;
+    if (need > want / 2) {
+      /* A large allocation gets a block of its own beside the chain: the current
+       * block keeps serving small ones, and the next block is not sized after it
+       * (a 64 KiB buffer used to make the next block 128 KiB and strand the rest). */
+      block_t *lb = block_new(need);
+      if (!lb)
+        return NULL;
+      lb->used = need;
+      lb->next = a->large;
+      a->large = lb;
+      a->used += need;
+      return lb->data;
+    }
+    block_t *nb = block_new(want); /* grow geometrically */
     if (!nb)
       return NULL;
     nb->next = b;

@@ -19,7 +19,8 @@ typedef void (*wv_cleanup_cb)(void *arg);
 wv_arena_t *wv_arena_new(size_t cap);
 /* Runs cleanups (last registered first) and frees every block. NULL is a no-op. */
 void wv_arena_free(wv_arena_t *a);
-/* Keeps the first block, drops the rest, runs cleanups: reuse for the next request. */
+/* Keeps the first block, drops the rest, runs cleanups: reuse for the next request.
+ * An allocation above half the next block size gets a block of its own, freed here. */
 void wv_arena_reset(wv_arena_t *a);
 
 /* 16-byte aligned; NULL when the cap is reached or memory is exhausted. */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SALT_LEN 16
 #define HASH_LEN 32
@@ -120,6 +121,33 @@ static void cache_add(const uint8_t key[WV_SHA256_LEN]) {
   pthread_mutex_unlock(&cache.mu);
 }
 
+/* ---- slow hashes at once: at most half the CPUs (at least one) ---- */
+
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int running, max;
+} slow = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void slow_enter(void) {
+  pthread_mutex_lock(&slow.mu);
+  if (!slow.max) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    slow.max = n >= 4 ? (int)(n / 2) : 1;
+  }
+  while (slow.running >= slow.max)
+    pthread_cond_wait(&slow.cv, &slow.mu);
+  slow.running++;
+  pthread_mutex_unlock(&slow.mu);
+}
+
+static void slow_leave(void) {
+  pthread_mutex_lock(&slow.mu);
+  slow.running--;
+  pthread_cond_signal(&slow.cv);
+  pthread_mutex_unlock(&slow.mu);
+}
+
 bool wv_secret_verify(const char *stored, const char *secret) {
   uint8_t key[WV_SHA256_LEN], got[HASH_LEN];
   parsed_t p;
@@ -135,7 +163,10 @@ bool wv_secret_verify(const char *stored, const char *secret) {
     return false;
   if (cache_has(key))
     return true;
-  if (derive(secret, p.salt, p.iter, got) || CRYPTO_memcmp(got, p.hash, HASH_LEN) != 0)
+  slow_enter();
+  int rc = derive(secret, p.salt, p.iter, got);
+  slow_leave();
+  if (rc || CRYPTO_memcmp(got, p.hash, HASH_LEN) != 0)
     return false;
   cache_add(key);
   return true;
@@ -204,17 +235,39 @@ int wv_secret_main(int argc, char **argv) {
   return 0;
 }
 
-bool wv_secret_account_check(const wv_config_t *cfg, const char *user, const char *password) {
+/* The stored value a Basic login of user is checked against; *found when user is an account. */
+static const char *account_value(const wv_config_t *cfg, const char *user, bool *found) {
   const char *stored = NULL;
-  if (!user || !password)
-    return false;
   for (size_t i = 0; i < cfg->accounts.len; i++)
     if (strcmp(cfg->accounts.keys[i], user) == 0)
       stored = cfg->accounts.values[i];
   /* An unknown user costs a verification too (against the first account, and
    * refused whatever the outcome), so timing says nothing about names. */
-  bool found = stored != NULL;
-  if (!found && cfg->accounts.len)
+  *found = stored != NULL;
+  if (!*found && cfg->accounts.len)
     stored = cfg->accounts.values[0];
+  return stored;
+}
+
+bool wv_secret_account_check(const wv_config_t *cfg, const char *user, const char *password) {
+  bool found;
+  if (!user || !password)
+    return false;
+  const char *stored = account_value(cfg, user, &found);
   return wv_secret_verify(stored, password) && found;
+}
+
+wv_secret_quick_t wv_secret_account_quick(const wv_config_t *cfg, const char *user,
+                                          const char *password) {
+  bool found;
+  parsed_t p;
+  uint8_t key[WV_SHA256_LEN];
+  if (!user || !password)
+    return WV_SECRET_NO;
+  const char *stored = account_value(cfg, user, &found);
+  if (!stored || parse_pbkdf2(stored, &p) != 0) /* none, or the fast legacy form */
+    return wv_secret_verify(stored, password) && found ? WV_SECRET_YES : WV_SECRET_NO;
+  if (pair_key(stored, password, key) || !cache_has(key))
+    return WV_SECRET_SLOW;
+  return found ? WV_SECRET_YES : WV_SECRET_NO;
 }

@@ -14,7 +14,9 @@
  * WV_SECRET_CACHE entries keyed by SHA-256(stored value, NUL, secret); only
  * successes are cached, so the table says nothing to whoever lacks the secret.
  * Thread rules: every function may be called from any thread (one mutex
- * guards the table; the slow hash runs outside it).
+ * guards the table; the slow hash runs outside it). At most half the online
+ * CPUs (at least one) run a slow verification at once; more callers wait, so
+ * a flood of wrong passwords cannot take every core from the IO loop.
  */
 #ifndef WV_SECRET_H
 #define WV_SECRET_H
@@ -64,6 +66,15 @@ int wv_secret_check_accounts(const wv_config_t *cfg);
  * unknown user, so the time taken says nothing about account names.
  */
 bool wv_secret_account_check(const wv_config_t *cfg, const char *user, const char *password);
+
+/*
+ * The same check without the slow hash, for the IO loop: YES or NO when the
+ * answer is known at once (a pair verified before, a legacy SHA-256 value, no
+ * accounts), SLOW when only wv_secret_account_check can tell (on a worker).
+ */
+typedef enum { WV_SECRET_NO = 0, WV_SECRET_YES, WV_SECRET_SLOW } wv_secret_quick_t;
+wv_secret_quick_t wv_secret_account_quick(const wv_config_t *cfg, const char *user,
+                                          const char *password);
 
 /*
  * `waved hash-password [--iterations N]`: reads the password from the first

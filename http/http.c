@@ -49,27 +49,56 @@ char *wv_req_query(const wv_req_t *req, const char *name) {
   return NULL;
 }
 
-const char *wv_req_basic_account(wv_req_t *req, const wv_config_t *cfg, bool *bad) {
+/*
+ * Splits the request's Basic credentials into *user and *pass (arena). 0
+ * without an Authorization header, 1 with valid Basic syntax, -1 otherwise.
+ */
+static int basic_credentials(wv_req_t *req, char **user, char **pass) {
   const char *h = wv_req_header(req, "Authorization");
-  *bad = false;
   if (!h)
-    return NULL;
-  *bad = true;
+    return 0;
   if (strncasecmp(h, "Basic ", 6) != 0)
-    return NULL;
+    return -1;
   const char *b = h + 6;
   while (*b == ' ')
     b++;
   char *dec = NULL;
   size_t n = 0;
   if (wv_base64_decode(req->arena, b, strlen(b), &dec, &n) || memchr(dec, '\0', n))
-    return NULL;
+    return -1;
   char *colon = strchr(dec, ':');
   if (!colon)
-    return NULL;
+    return -1;
   *colon = '\0';
-  if (!wv_secret_account_check(cfg, dec, colon + 1))
+  *user = dec, *pass = colon + 1;
+  return 1;
+}
+
+const char *wv_req_basic_account(wv_req_t *req, const wv_config_t *cfg, bool *bad) {
+  char *user, *pass;
+  int rc = basic_credentials(req, &user, &pass);
+  *bad = rc != 0;
+  if (rc <= 0 || !wv_secret_account_check(cfg, user, pass))
     return NULL;
   *bad = false;
-  return dec;
+  return user;
+}
+
+const char *wv_req_basic_account_quick(wv_req_t *req, const wv_config_t *cfg, bool *bad,
+                                       bool *slow) {
+  char *user, *pass;
+  int rc = basic_credentials(req, &user, &pass);
+  *bad = rc != 0, *slow = false;
+  if (rc <= 0)
+    return NULL;
+  switch (wv_secret_account_quick(cfg, user, pass)) {
+  case WV_SECRET_YES:
+    *bad = false;
+    return user;
+  case WV_SECRET_SLOW:
+    *bad = false, *slow = true;
+    return NULL;
+  default:
+    return NULL;
+  }
 }

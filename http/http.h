@@ -129,6 +129,13 @@ char *wv_req_query(const wv_req_t *req, const char *name);
  * valid Basic credentials of an account of cfg (*bad true).
  */
 const char *wv_req_basic_account(wv_req_t *req, const wv_config_t *cfg, bool *bad);
+/*
+ * The same for the IO loop, never paying the slow hash (core/secret.h): when
+ * the answer needs it, NULL with *slow true (and *bad false): ask
+ * wv_req_basic_account on a worker.
+ */
+const char *wv_req_basic_account_quick(wv_req_t *req, const wv_config_t *cfg, bool *bad,
+                                       bool *slow);
 
 /*
  * Completes a parked request: resp must be filled (or status 0 for a 500).

@@ -19,6 +19,11 @@
  * deferred to a worker (WV_DEFER) with the parsed context, where the full
  * token record is read and the request is resolved against the upstream.
  *
+ * Basic credentials on the plain form are checked on the loop only when that
+ * is cheap (a pair verified before, a legacy value): a PBKDF2 verification
+ * (hundreds of ms) would stall every connection of the loop, so such a
+ * request is deferred before anything else and checked on its worker.
+ *
  * Pull rate limit (contract §5.3 step 1, §9.1): a manifest request by digest
  * takes one pull permit of the token's account (the hot record names it) or
  * of the client's address (plain form, anonymous tokens), before anything
@@ -117,8 +122,9 @@ static const char *client_ip(const wv_req_t *req) {
  * wave.auth.failure-rate on the plain form, as on the API (build/routes.c):
  * a request that carries credentials from a client IP past its failed Basic
  * authentications gets 429 TOOMANYREQUESTS with Retry-After before they are
- * checked (a check may cost a slow hash); wrong ones take a permit (wv_proxy_v2_handler).
- * Anonymous pulls are not gated. 0 when the request may go on, else WV_ANSWERED.
+ * checked (a check may cost a slow hash); wrong ones take a permit (auth_refused, on the loop
+ * or, when the check needs the slow hash, on the worker: plain_auth_worker). Anonymous pulls are
+ * not gated. 0 when the request may go on, else WV_ANSWERED.
  */
 static int auth_gate(wv_req_t *req, wv_resp_t *resp, const wv_app_t *app) {
   wv_ratelimit_t *rl = app->auth_limit;
@@ -134,6 +140,36 @@ static int auth_gate(wv_req_t *req, wv_resp_t *resp, const wv_app_t *app) {
     return WV_ENOMEM;
   int rc = reg_error(req, resp, WV_REGERR_TOOMANYREQUESTS, 429, msg);
   return answered(rc ? rc : wv_resp_header(resp, "Retry-After", after));
+}
+
+/* Wrong Basic credentials on the plain form: a permit of the IP's failure budget, 401. */
+static int auth_refused(wv_req_t *req, wv_resp_t *resp, const wv_pctx_t *ctx) {
+  if (ctx->app->auth_limit)
+    wv_ratelimit_acquire(ctx->app->auth_limit, NULL, client_ip(req), NULL);
+  int rc = reg_error(req, resp, WV_REGERR_UNAUTHORIZED, 401, "Invalid credentials");
+  return answered(rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\""));
+}
+
+/* Plain form, once ctx->who is known: what its credentials may do, its pull permit (0, or
+ * WV_ANSWERED with a 429). */
+static int plain_account(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+  ctx->restricted = !ctx->frozen && wv__proxy_restricted(ctx->app, ctx->registry, ctx->who);
+  if (pull_counts(ctx))
+    return take_pull(req, resp, ctx, ctx->who);
+  return 0;
+}
+
+/*
+ * Plain form, on the worker: Basic credentials the loop could not check
+ * without the slow hash (wv_req_basic_account_quick). The IP's failure budget
+ * was looked at on the loop (auth_gate); a wrong secret takes a permit here.
+ */
+static int plain_auth_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
+  bool bad = false;
+  ctx->who = wv_req_basic_account(req, ctx->app->cfg, &bad);
+  if (bad)
+    return auth_refused(req, resp, ctx);
+  return plain_account(req, resp, ctx);
 }
 
 /* ---- the hot path (IO loop) ------------------------------------------------- */
@@ -276,21 +312,18 @@ int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
     /* The plain form acts for its Basic account, else anonymously. */
     if ((rc = auth_gate(req, resp, ctx->app)))
       return rc;
-    bool bad = false;
-    ctx->who = wv_req_basic_account(req, ctx->app->cfg, &bad);
-    if (bad) {
-      if (ctx->app->auth_limit)
-        wv_ratelimit_acquire(ctx->app->auth_limit, NULL, client_ip(req), NULL);
-      rc = reg_error(req, resp, WV_REGERR_UNAUTHORIZED, 401, "Invalid credentials");
-      return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
-    }
-    ctx->restricted = !ctx->frozen && wv__proxy_restricted(ctx->app, ctx->registry, ctx->who);
-    if (ctx->rt.kind == WV_V2_TAGS)
+    bool bad = false, slow = false;
+    ctx->who = wv_req_basic_account_quick(req, ctx->app->cfg, &bad, &slow);
+    if (slow) { /* the slow hash never runs on the loop */
+      ctx->auth_on_worker = true;
       return WV_DEFER;
-    if (pull_counts(ctx) && (rc = take_pull(req, resp, ctx, ctx->who)))
+    }
+    if (bad)
+      return auth_refused(req, resp, ctx);
+    if ((rc = plain_account(req, resp, ctx)))
       return rc;
-    if (ctx->restricted)
-      return WV_DEFER; /* nothing cached for others before the upstream said yes */
+    if (ctx->rt.kind == WV_V2_TAGS || ctx->restricted)
+      return WV_DEFER; /* restricted: nothing cached for others before the upstream said yes */
   }
   wv_store_snap_t snap;
   if (wv_store_snap_begin(ctx->app->store, &snap))
@@ -446,10 +479,12 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
   wv_pctx_t *ctx = req->user;
   if (!ctx)
     return WV_EINTERNAL;
+  int rc;
+  if (ctx->auth_on_worker && (rc = plain_auth_worker(req, resp, ctx)))
+    return rc;
   if (ctx->frozen)
     return wv__proxy_frozen_worker(req, resp, ctx);
-  int rc = plain_access(req, resp, ctx);
-  if (rc)
+  if ((rc = plain_access(req, resp, ctx)))
     return rc;
   if (ctx->token_form) {
     if ((rc = load_token(req, resp, ctx)))

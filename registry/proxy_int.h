@@ -40,6 +40,9 @@ typedef struct {
   const char *who;
   bool restricted;
   bool frozen; /* plain form of the embedded registry's frozen SIFs (build_pull.c) */
+  /* Plain form: the Basic credentials need the slow hash, so the loop left
+   * their check (and what follows from the account) to the worker. */
+  bool auth_on_worker;
 } wv_pctx_t;
 
 /* True when the token carries a containerConfig that changes something. */

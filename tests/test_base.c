@@ -33,6 +33,34 @@ TEST(arena_alloc_and_cleanup) {
   wv_arena_free(a);
 }
 
+/* A large allocation does not end the current block nor size the next one: small
+ * allocations go on in place, and reset keeps only the first block. */
+TEST(arena_large_beside_chain) {
+  wv_arena_t *a = wv_arena_new(0);
+  CHECK(a);
+  TEST_CLEANUP(wv_arena_free, a);
+  for (int round = 0; round < 2; round++) {
+    char *p1 = wv_arena_alloc(a, 16);
+    CHECK(p1);
+    unsigned char *big = wv_arena_alloc(a, 64 * 1024 + 100);
+    CHECK(big && ((uintptr_t)big % 16) == 0);
+    memset(big, 0xab, 64 * 1024 + 100); /* all of it is usable */
+    char *p2 = wv_arena_alloc(a, 16);
+    CHECK(p2 == p1 + 16);                      /* same block, right after p1 */
+    CHECK(wv_arena_alloc(a, 3 * 1024 * 1024)); /* above the chain's largest block */
+    char *p3 = wv_arena_alloc(a, 16);
+    CHECK(p3 == p2 + 16);
+    CHECK_EQ_INT(wv_arena_used(a), 16 * 3 + 64 * 1024 + 112 + 3 * 1024 * 1024);
+    /* Past the first block, the chain still grows geometrically. */
+    for (int i = 0; i < 100; i++)
+      CHECK(wv_arena_alloc(a, 1000));
+    wv_arena_reset(a);
+    CHECK_EQ_INT(wv_arena_used(a), 0);
+    CHECK(wv_arena_alloc(a, 16) == p1); /* the first block, reused */
+    wv_arena_reset(a);
+  }
+}
+
 TEST(arena_cap) {
   wv_arena_t *a = wv_arena_new(1000);
   CHECK(wv_arena_alloc(a, 900));
@@ -59,4 +87,5 @@ TEST(buf_cap) {
   wv_buf_free(&b);
 }
 
-WV_TESTS(T(err_names), T(arena_alloc_and_cleanup), T(arena_cap), T(buf_cap))
+WV_TESTS(T(err_names), T(arena_alloc_and_cleanup), T(arena_large_beside_chain), T(arena_cap),
+         T(buf_cap))

@@ -82,5 +82,30 @@ TEST(slow_once_then_cached) {
   CHECK(slow > 10 * cached);
 }
 
+/* The IO loop's check: never a slow hash; SLOW until the pair was verified once. */
+TEST(quick_check_never_hashes) {
+  char a[WV_SECRET_MAX_LEN], legacy[WV_SHA256_LEN * 2 + 1];
+  uint8_t h[WV_SHA256_LEN];
+  CHECK_OK(wv_secret_hash("quick-pw", 1000, a, sizeof a));
+  CHECK_OK(wv_sha256("old-pw", 6, h));
+  wv_hex_encode(h, WV_SHA256_LEN, legacy);
+  char *keys[] = {"alice", "old"}, *values[] = {a, legacy};
+  wv_config_t cfg = {0};
+  cfg.accounts.keys = keys, cfg.accounts.values = values, cfg.accounts.len = 2;
+  CHECK_EQ_INT(wv_secret_account_quick(&cfg, "alice", "quick-pw"), WV_SECRET_SLOW);
+  CHECK_EQ_INT(wv_secret_account_quick(&cfg, "alice", "wrong"), WV_SECRET_SLOW);
+  CHECK_EQ_INT(wv_secret_account_quick(&cfg, "nobody", "quick-pw"), WV_SECRET_SLOW);
+  CHECK(!wv_secret_account_check(&cfg, "alice", "wrong"));
+  CHECK_EQ_INT(wv_secret_account_quick(&cfg, "alice", "wrong"), WV_SECRET_SLOW); /* not cached */
+  CHECK(wv_secret_account_check(&cfg, "alice", "quick-pw"));
+  CHECK_EQ_INT(wv_secret_account_quick(&cfg, "alice", "quick-pw"), WV_SECRET_YES);
+  CHECK_EQ_INT(wv_secret_account_quick(&cfg, "nobody", "quick-pw"), WV_SECRET_NO);
+  /* The legacy form is one SHA-256: answered at once either way. */
+  CHECK_EQ_INT(wv_secret_account_quick(&cfg, "old", "old-pw"), WV_SECRET_YES);
+  CHECK_EQ_INT(wv_secret_account_quick(&cfg, "old", "wrong"), WV_SECRET_NO);
+  cfg.accounts.len = 0;
+  CHECK_EQ_INT(wv_secret_account_quick(&cfg, "alice", "quick-pw"), WV_SECRET_NO);
+}
+
 WV_TESTS(T(hash_then_verify), T(known_vector), T(legacy_sha256_still_accepted),
-         T(malformed_values_match_nothing), T(slow_once_then_cached))
+         T(malformed_values_match_nothing), T(slow_once_then_cached), T(quick_check_never_hashes))
