@@ -116,12 +116,10 @@ static int del_rec(wv_store_t *s, MDB_txn *txn, const struct iop *op, const stru
   return rc;
 }
 
-/* Parses a stored counter: optional '-', 1..19 digits, nothing else. */
-int wv__sto_parse_counter(const MDB_val *v, int64_t *out) {
-  const char *p = (const char *)v->mv_data + HDR_LEN;
-  size_t n = v->mv_size - HDR_LEN, i = 0;
+/* Parses counter text: optional '-', 1..19 digits, nothing else (both backends). */
+int wv__sto_parse_digits(const char *p, size_t n, int64_t *out) {
   bool neg = n > 0 && p[0] == '-';
-  i = neg ? 1 : 0;
+  size_t i = neg ? 1 : 0;
   if (n == i || n - i > 19)
     return WV_EPARSE;
   int64_t x = 0;
@@ -134,6 +132,11 @@ int wv__sto_parse_counter(const MDB_val *v, int64_t *out) {
   }
   *out = neg ? -x : x;
   return 0;
+}
+
+/* Parses a stored counter (the value after its header). */
+int wv__sto_parse_counter(const MDB_val *v, int64_t *out) {
+  return wv__sto_parse_digits((const char *)v->mv_data + HDR_LEN, v->mv_size - HDR_LEN, out);
 }
 
 static int apply_incr(wv_store_t *s, MDB_txn *txn, const struct iop *op, const struct cur *c,

@@ -146,6 +146,8 @@ int wv__sto_check_key(wv_db_t db, const char *key, size_t *klen);
 
 /* Parses a stored counter record's value. 0, WV_EPARSE or WV_ERANGE. */
 int wv__sto_parse_counter(const MDB_val *v, int64_t *out);
+/* Counter text: optional '-', 1..19 digits, nothing else; WV_EPARSE or WV_ERANGE. */
+int wv__sto_parse_digits(const char *p, size_t n, int64_t *out);
 /* *ts = now + us on CLOCK_MONOTONIC (the store's condition variables use it). */
 void wv__sto_deadline_after(struct timespec *ts, int64_t us);
 /* The committer thread (arg: the store); returns when closing and drained. */

@@ -657,24 +657,6 @@ struct multi_arg {
   char incr_text[WV_STORE_APPLY_MAX][24];
 };
 
-/* Parses a counter like LMDB's store does: optional '-', 1..19 digits. */
-static int parse_counter(const char *p, size_t n, int64_t *out) {
-  bool neg = n > 0 && p[0] == '-';
-  size_t i = neg ? 1 : 0;
-  if (n == i || n - i > 19)
-    return WV_EPARSE;
-  int64_t x = 0;
-  for (; i < n; i++) {
-    if (p[i] < '0' || p[i] > '9')
-      return WV_EPARSE;
-    if (x > (INT64_MAX - (p[i] - '0')) / 10)
-      return WV_ERANGE;
-    x = x * 10 + (p[i] - '0');
-  }
-  *out = neg ? -x : x;
-  return 0;
-}
-
 static bool needs_read(const struct multi_arg *m, size_t i) {
   wv_store_op_kind_t k = m->ops[i].kind;
   return m->prev[i] < 0 && (k == WV_STORE_PUT_NX || k == WV_STORE_INCR);
@@ -685,7 +667,8 @@ static void leaves(struct multi_arg *m, size_t i) {
   const wv_store_op_t *op = &m->ops[i];
   m->exists[i] = op->kind != WV_STORE_DEL;
   if (op->kind == WV_STORE_PUT || op->kind == WV_STORE_PUT_NX)
-    m->counter_rc[i] = parse_counter(op->val_len ? op->val : "", op->val_len, &m->counter[i]);
+    m->counter_rc[i] =
+        wv__sto_parse_digits(op->val_len ? op->val : "", op->val_len, &m->counter[i]);
 }
 
 /* Decides op i from the state before it (exists, counter): 0 or its error. */
@@ -734,7 +717,7 @@ static int check_ops(wv_rstore_t *r, redisContext *c, struct multi_arg *m) {
       }
       exists = x->type == REDIS_REPLY_STRING || (x->type == REDIS_REPLY_INTEGER && x->integer);
       if (x->type == REDIS_REPLY_STRING)
-        crc = parse_counter(x->str, x->len, &counter);
+        crc = wv__sto_parse_digits(x->str, x->len, &counter);
     } else if (m->prev[i] >= 0) {
       size_t p = (size_t)m->prev[i];
       exists = m->exists[p];
