@@ -169,7 +169,20 @@ static void close_out(jrun_t *r) {
     uv_close((uv_handle_t *)&r->out, on_out_closed);
 }
 
-static void on_eof_wait(uv_timer_t *t) { close_out(t->data); }
+/* The step exited but something still held the pipe open: what was already written is kept
+ * (a bounded final drain, so a loaded loop that reaches this timer before the pipe's last poll
+ * event loses no output), then the pipe is closed. */
+static void on_eof_wait(uv_timer_t *t) {
+  jrun_t *r = t->data;
+  for (int i = 0; r->out_open && i < 64; i++) {
+    ssize_t n = read(r->outfd, r->buf, sizeof r->buf);
+    if (n <= 0 && !(n < 0 && errno == EINTR))
+      break;
+    if (n > 0)
+      wv__jobeng_log_write(r, r->buf, (size_t)n);
+  }
+  close_out(r);
+}
 
 static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
   jrun_t *r = p->data;
