@@ -175,7 +175,7 @@ void wv_flights_free(wv_flights_t *t) {
 flight_t *wv__flight_join(wv_flights_t *t, const char *key, bool *leader) {
   pthread_mutex_lock(&t->mu);
   flight_t *f = (flight_t *)wv_keyed_join(&t->head, key, sizeof(flight_t), leader);
-  if (f)
+  if (f && *leader) /* written once, by its creator: leave reads it without the lock */
     f->tab = t;
   pthread_mutex_unlock(&t->mu);
   return f;
