@@ -96,6 +96,8 @@ for when in ("before", "after"):
     ratio("parked: hot while %s pulls parked / hot %s the build" % (
         num("parked", "waved-parked", "parked_n") and "%.0f" % num("parked", "waved-parked", "parked_n") or "?", when),
         ("parked", "waved-hot-parked"), ("parked", "waved-hot-" + when))
+ratio("parked: hot while parked / hot with the build running, nothing parked (medians of rounds; target >= 0.9x)",
+      ("parked", "waved-hot-parked"), ("parked", "waved-hot-building"))
 large = {}
 large["waved-upstream"] = ratio("large waved-upstream (blob cache) / nginx (MB/s)", ("large", "waved-upstream"), ("large", "nginx"), "mbps")
 ratio("large waved-upstream (blob cache) / docker-registry (MB/s)", ("large", "waved-upstream"), ("large", "docker-registry"), "mbps")
@@ -156,7 +158,7 @@ if park:
         park["build_s"][:6], park["build_ok"], park["wall_s"]))
     print("  the hot run while parked ended while the build was still running: %s" % (
         "yes" if park["hot_while_building"] == "1" else "NO (raise PL_PARK_SLEEP)"))
-    for t in ("waved-hot-before", "waved-hot-parked", "waved-hot-after"):
+    for t in ("waved-hot-before", "waved-hot-building", "waved-hot-parked", "waved-hot-after"):
         kv = rows.get(("parked", t), (None, None))[1]
         if kv:
             print("  %-18s %8.0f req/s  p50 %s  p99 %s  p99.9 %s  errors %s  waved RSS peak %.1f MB" % (

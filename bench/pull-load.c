@@ -87,6 +87,7 @@
 #define MAX_CONNS 100000
 #define TICK_MS 10
 #define RETRY_MS 20
+#define TICK_WALK 10  /* ticks between walks over every connection (timeouts, retries) */
 #define RATE_MAX 10e6 /* -R cap, requests per second */
 
 enum { ERR_CONNECT, ERR_IO, ERR_STATUS, ERR_TIMEOUT, ERR_PARSE, ERR__N };
@@ -137,15 +138,17 @@ typedef struct {
   uint64_t rng;
   int state, counted, complete, status, keep_alive, failed_connect;
   uint64_t resp_bytes; /* body bytes of the response in flight, inside the window */
-  char buf[READ_BUF];
-} conn_t;
+} conn_t; /* small: on_tick walks them all (10,000 parked pulls), so no buffer in here */
 
 typedef struct worker {
   uv_loop_t loop;
   uv_timer_t warm, end, tick;
   pthread_t thread;
   conn_t *conns;
+  char *rbuf; /* READ_BUF: every read of this loop lands here and is parsed at once */
   int nconns, measuring, stopping;
+  int ndone;                  /* connections in C_DONE (counted, so on_tick need not walk them) */
+  unsigned ticks;             /* on_tick calls */
   uint64_t t_measure, t_stop; /* uv_hrtime() of the window's edges */
   pl_hist_t hist;
   uint64_t ok, errs[ERR__N], body_bytes, ok_bytes, connects;
@@ -319,11 +322,17 @@ static void worker_stop(worker_t *w);
 
 static void count_err(worker_t *w, int kind) { w->errs[kind]++; }
 
+static void set_done(conn_t *c) {
+  if (c->state != C_DONE)
+    c->w->ndone++;
+  c->state = C_DONE;
+}
+
 static void on_closed(uv_handle_t *h) {
   conn_t *c = h->data;
   worker_t *w = c->w;
   if (w->stopping || c->state == C_DONE) {
-    c->state = C_DONE;
+    set_done(c);
     return;
   }
   if (c->failed_connect) {
@@ -347,7 +356,7 @@ static void conn_drop(conn_t *c, int kind) {
 }
 
 static void conn_finish(conn_t *c) {
-  c->state = C_DONE;
+  set_done(c);
   uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -399,7 +408,8 @@ static void conn_answered(conn_t *c) {
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   conn_t *c = h->data;
-  *buf = uv_buf_init(c->buf, sizeof c->buf);
+  (void)hint;
+  *buf = uv_buf_init(c->w->rbuf, READ_BUF);
 }
 
 /* Whether the end of the stream completes the response in flight (a body
@@ -587,23 +597,23 @@ static void open_wave(worker_t *w) {
     conn_connect(&w->conns[w->opened]);
 }
 
-/* Every TICK_MS: time out slow requests, retry failed connects, and in -1
- * mode stop when every connection has run out of lines. */
+/* Every TICK_MS: open the next wave (-C) and in -1 mode stop when every connection has run
+ * out of lines; every TICK_WALK ticks also time out slow requests and retry failed connects.
+ * The walk over all connections is what 10,000 parked pulls would pay 100 times a second. */
 static void on_tick(uv_timer_t *t) {
   worker_t *w = t->data;
   uint64_t now = uv_hrtime(), limit = (uint64_t)(g_opts.timeout * 1e9);
-  int done = 0;
   if (w->opened < w->nconns)
     open_wave(w);
-  for (int i = 0; i < w->nconns; i++) {
+  int walk = ++w->ticks % TICK_WALK == 0;
+  for (int i = 0; walk && i < w->nconns; i++) {
     conn_t *c = &w->conns[i];
     if (c->state == C_OPEN && c->line && now - c->t_sent > limit)
       conn_drop(c, ERR_TIMEOUT);
     else if (c->state == C_RETRY && uv_now(&w->loop) >= c->retry_at)
       conn_connect(c);
-    done += c->state == C_DONE;
   }
-  if (done == w->nconns && w->opened == w->nconns)
+  if (w->ndone == w->nconns && w->opened == w->nconns)
     worker_stop(w);
 }
 
@@ -624,7 +634,8 @@ static void worker_stop(worker_t *w) {
     if (c->state != C_DONE && c->state != C_CLOSING && c->state != C_RETRY &&
         c->state != C_IDLE) /* C_IDLE: -C never started it */
       uv_close((uv_handle_t *)&c->tcp, on_closed);
-    c->state = c->state == C_CLOSING ? C_CLOSING : C_DONE;
+    if (c->state != C_CLOSING)
+      set_done(c);
   }
   uv_close((uv_handle_t *)&w->warm, NULL);
   uv_close((uv_handle_t *)&w->end, NULL);
@@ -955,7 +966,8 @@ int main(int argc, char **argv) {
   for (int i = 0, at = 0; i < g_opts.threads; i++) {
     worker_t *w = &ws[i];
     w->nconns = g_opts.conns / g_opts.threads + (i < g_opts.conns % g_opts.threads);
-    if (!(w->conns = calloc((size_t)w->nconns, sizeof *w->conns)) || uv_loop_init(&w->loop))
+    if (!(w->conns = calloc((size_t)w->nconns, sizeof *w->conns)) ||
+        !(w->rbuf = malloc(READ_BUF)) || uv_loop_init(&w->loop))
       goto out;
     if (g_opts.rate > 0 &&
         (w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) < 0) {
@@ -976,6 +988,7 @@ out:
   if (ws)
     for (int i = 0; i < g_opts.threads; i++) {
       free(ws[i].conns);
+      free(ws[i].rbuf);
       if (ws[i].tfd >= 0)
         close(ws[i].tfd);
     }

@@ -28,9 +28,14 @@
 #   PL_MIX_IMAGES [100] distinct images of the mixed cold scenario; PL_MIX_TOKENS [200] tokens per kind
 #   PL_PARK_PULLS [1000] pulls parked on one build  PL_PARK_SLEEP [20] its RUN sleep, s
 #   PL_PARK_CONNECT_RATE [2000] their connections opened per second (in waves)
+#   PL_PARK_ROUNDS [1] hot runs with the build running, before and while the pulls are parked
+#   PL_PARK_SETTLE [3] seconds after the build request before those runs (buildah's setup)
+#                  (PL_PARK_SLEEP must cover settle + 2 x rounds x (PL_DURATION + PL_WARMUP) + opening)
 #   PL_RESULTS        also write the RESULT lines (tab-separated, labelled) here
 #   PL_PERF, PL_PERF_DIR  perf record waved during the named runs (see run())
 #   PL_PERF_CG [-g]   perf's call-graph option (e.g. "--call-graph dwarf" through libc)
+#   PL_STRACE         strace -c -f waved during the named runs instead (syscall counts and
+#                     times, fsyncs among them), into $PL_PERF_DIR/strace.SCENARIO-TARGET.txt
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -41,6 +46,7 @@ DUR=${PL_DURATION:-5} WARM=${PL_WARMUP:-1} CONNS=${PL_CONNS:-50} THREADS=${PL_TH
 COLD_N=${PL_COLD_TOKENS:-200} BLOB_MB=${PL_BLOB_MB:-256} BLOB_CONNS=${PL_BLOB_CONNS:-4}
 STORE_MB=${PL_STORE_MB:-$BLOB_MB} ROUNDS=${PL_ROUNDS:-3}
 PARK_N=${PL_PARK_PULLS:-1000} PARK_SLEEP=${PL_PARK_SLEEP:-20} PARK_RATE=${PL_PARK_CONNECT_RATE:-2000}
+PARK_ROUNDS=${PL_PARK_ROUNDS:-1} PARK_SETTLE=${PL_PARK_SETTLE:-3}
 SCENARIOS=${PL_SCENARIOS:-hot open pull cold mixed creq large parked}
 OPEN_RATES=${PL_OPEN_RATES:-10000 25000 50000} OPEN_ROUNDS=${PL_OPEN_ROUNDS:-3}
 OPEN_DUR=${PL_OPEN_DURATION:-3} CREQ_RATE=${PL_CREQ_RATE:-1000}
@@ -74,10 +80,16 @@ run() {
       perf_pid=$!
       sleep 0.2 ;;
   esac
+  case " ${PL_STRACE:-} " in
+    *" $sc/$tgt "*)
+      strace -c -f -w -p "$WAVED_PID" -o "${PL_PERF_DIR:-.}/strace.$sc-$tgt.txt" 2>/dev/null &
+      perf_pid=$!
+      sleep 0.5 ;;
+  esac
   "$PL" -c "$CONNS" -t "$THREADS" -d "$DUR" -w "$WARM" -n "$sc/$tgt" "$@" "$url" | tee "$E2E_TMP/run.out"
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" && wait "$perf_pid" || true
-    echo "   perf data: ${PL_PERF_DIR:-.}/perf.$sc-$tgt.data"
+    echo "   perf data / strace -c: ${PL_PERF_DIR:-.}/{perf.$sc-$tgt.data,strace.$sc-$tgt.txt}"
   fi
   printf '%s\t%s\t%s\t%s\n' "$sc" "$tgt" "$what" "$(grep '^RESULT ' "$E2E_TMP/run.out")" >>"$RESULTS"
 }
@@ -537,6 +549,14 @@ if has parked; then
       # waved's threads and memory before the pulls park (its first pull of this build is
       # what starts the parking machinery, so this is the baseline).
       proc_f() { sed -n "s/^$1:[[:space:]]*\([0-9]*\).*/\1/p" "/proc/$WAVED_PID/status"; }
+      # The same hot runs with the build running but nothing parked yet (after buildah's
+      # setup, PL_PARK_SETTLE s), so the parked rounds below are compared with the build's own
+      # share of the cores in both.
+      sleep "$PARK_SETTLE"
+      for r in $(seq "$PARK_ROUNDS"); do
+        run parked waved-hot-building "hot GET manifest by tag (cached), build running, nothing parked, round $r" \
+          "$WV" -p "$WAVED_PID" -m "$E2E_TMP/wv-pass.hot"
+      done
       rss0=$(proc_f VmRSS) thr0=$(proc_f Threads)
       "$PL" -c "$PARK_N" -t "$THREADS" -1 -C "$PARK_RATE" -d "$((PARK_SLEEP + 90))" -T "$((PARK_SLEEP + 90))" \
         -n parked/waved-parked -p "$WAVED_PID" -m "$E2E_TMP/park.mix" "$WV" >"$E2E_TMP/park.out" 2>&1 &
@@ -558,8 +578,10 @@ if has parked; then
       echo "== parked: waved RSS ${rss0} kB -> ${rss1} kB, threads $thr0 -> $thr1"
       s0=$(park_status)
       echo "== parked: $n connections open to waved after $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t_post}") s, build $s0"
-      run parked waved-hot-parked "hot GET manifest by tag (cached), $PARK_N pulls parked" "$WV" \
-        -p "$WAVED_PID" -m "$E2E_TMP/wv-pass.hot"
+      for r in $(seq "$PARK_ROUNDS"); do
+        run parked waved-hot-parked "hot GET manifest by tag (cached), $PARK_N pulls parked, round $r" \
+          "$WV" -p "$WAVED_PID" -m "$E2E_TMP/wv-pass.hot"
+      done
       s1=$(park_status)
       [ "$s0 $s1" = "BUILDING BUILDING" ] ||
         echo "!! parked: the build was $s0 before and $s1 after the hot run; raise PL_PARK_SLEEP"

@@ -32,6 +32,8 @@ package=(debhelper dpkg-dev lintian systemd iproute2 util-linux curl python3
          docker-registry skopeo busybox-static buildah runc)
 bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-static
        buildah runc iproute2)
+# bench/pull-load.sh PL_STRACE: strace -c -f of waved during a named run.
+bench+=(strace)
 fuzz=(clang-14 libclang-rt-14-dev)
 # test_store_redis and tests/e2e/redis.sh start their own redis-server (redis-cli from redis-tools).
 test+=(redis-server redis-tools)

@@ -4,7 +4,8 @@
  * DESIGN
  *
  * Cached entries: a rewritten config or a request layer in the CAS is a file
- * response (on the IO loop when the hot path finds it); an http(s) layer is a
+ * response (on the IO loop when the hot path finds it), a small config kept
+ * inline in its entry is answered from the entry's bytes; an http(s) layer is a
  * 307; a docker:// layer is fetched from the registry it names. Everything
  * else is delegated to the upstream registry without following redirects:
  *   - 3xx with Location → the same status, Location made absolute,
@@ -107,6 +108,11 @@ int wv__proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_
                : WV_DEFER;
   if (e->kind != WV_CACHE_BLOB)
     return WV_DEFER;
+  if (e->body_len) { /* a small config kept inline (registry/cache.h) */
+    wv_resp_static(resp, 200, e->media_type[0] ? e->media_type : "application/octet-stream",
+                   e->body, e->body_len);
+    return blob_headers(resp, e->digest);
+  }
   int fd = -1;
   uint64_t size = 0;
   int rc = wv_cas_open_blob(app->cas, e->digest, &fd, &size);

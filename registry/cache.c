@@ -52,7 +52,7 @@ int wv_cache_encode(const wv_cache_entry_t *e, wv_buf_t *out) {
   rc = rc ? rc : put_line(out, e->digest);
   rc = rc ? rc : wv_buf_printf(out, "%llu\n", (unsigned long long)e->size);
   rc = rc ? rc : put_line(out, e->location);
-  if (!rc && e->kind == WV_CACHE_MANIFEST && e->body_len)
+  if (!rc && (e->kind == WV_CACHE_MANIFEST || e->kind == WV_CACHE_BLOB) && e->body_len)
     rc = wv_buf_append(out, e->body, e->body_len);
   return rc;
 }

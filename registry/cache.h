@@ -14,9 +14,11 @@
  * A registry host always contains '.' or ':' or is "localhost", and request
  * paths start with "/v2/", so "T/" never collides with the others.
  *
- * Entry format: five header lines, then the body (manifests only):
+ * Entry format: five header lines, then the body (manifests, inline blobs):
  *   <kind>\n<media type>\n<digest>\n<size>\n<location>\n<body…>
- * kind is one byte: 'm' manifest bytes, 'b' blob in the CAS, 'r' redirect to
+ * kind is one byte: 'm' manifest bytes, 'b' blob in the CAS — or, when the
+ * entry has a body, the blob's bytes inline (small image configs,
+ * WV_CACHE_INLINE_MAX: one store write instead of a CAS file), 'r' redirect to
  * location (http/https), 'd' blob proxied from location (docker://), 'u'
  * upstream blob in the blob cache (storage/blobcache.h) under digest: the
  * entry says this repository's upstream served it (and so may be asked to
@@ -39,9 +41,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Blobs at most this long (image configs) are kept inline in their 'b' entry. */
+#define WV_CACHE_INLINE_MAX (64u << 10)
+
 typedef enum {
   WV_CACHE_MANIFEST = 'm',
-  WV_CACHE_BLOB = 'b',     /* bytes in the CAS under digest */
+  WV_CACHE_BLOB = 'b',     /* bytes in the CAS under digest, or inline (body) */
   WV_CACHE_REDIRECT = 'r', /* 307 to location */
   WV_CACHE_DOCKER = 'd',   /* proxied from a docker://<reg>/v2/<img>/blobs/<d> location */
   WV_CACHE_UPSTREAM = 'u', /* upstream blob in the blob cache under digest */
@@ -53,7 +58,7 @@ typedef struct {
   const char *digest;     /* "" when none */
   uint64_t size;          /* blobs; manifests: body length */
   const char *location;   /* redirect and docker entries */
-  const char *body;       /* manifests: body_len bytes (NUL-terminated copy) */
+  const char *body;       /* manifests, inline blobs: body_len bytes (NUL-terminated copy) */
   size_t body_len;
 } wv_cache_entry_t;
 

@@ -264,16 +264,34 @@ static int lead_or_wait(res_t *r, char kind, const char *key, flight_t **f) {
   return rc == 0 ? LOOK_AGAIN : rc == WV_EUPSTREAM ? rc : 0;
 }
 
-/* Writes one digest-addressed entry now (not with the batch), so that the followers of the
- * flight that fetched it find it; best effort. */
-static void put_now(res_t *r, const char *key, const wv_cache_entry_t *e) {
+static void put_done(void *arg, int rc, int64_t value) {
+  (void)value;
+  if (rc)
+    wv_debug("cache entry not written: %s", wv_strerror(rc));
+  if (arg)
+    wv__flight_leave(arg, true, NULL);
+}
+
+/*
+ * Writes one digest-addressed entry ahead of the batch (not with it), so that the followers of
+ * the flight f that fetched it find it; best effort. Queued, not waited for: the committer
+ * leaves f (may be NULL) once the entry is visible, and this thread goes on. The entry is
+ * immutable and can be fetched again, and it is queued before the batch that refers to it, so
+ * it is durable no later than that batch (one committer, transactions in queue order).
+ */
+static void put_now(res_t *r, const char *key, const wv_cache_entry_t *e, flight_t *f) {
   wv_buf_t b;
   wv_buf_init(&b, WV_STORE_VALUE_MAX);
   int rc = wv_cache_encode(e, &b);
-  if (rc == 0)
+  wv_store_op_t op = {WV_STORE_PUT, WV_DB_MANIFESTS, key, b.data, b.len, r->expires_ms, 0};
+  if (rc == 0 && wv_store_submit(r->ctx->app->store, &op, put_done, f) == 0)
+    f = NULL;
+  else if (rc == 0) /* the committer's queue is full: write it on this thread */
     rc = wv_store_put(r->ctx->app->store, WV_DB_MANIFESTS, key, b.data, b.len, r->expires_ms);
   if (rc)
     wv_debug("cache entry %s not written: %s", key, wv_strerror(rc));
+  if (f)
+    wv__flight_leave(f, true, NULL);
   wv_buf_free(&b);
 }
 
@@ -298,8 +316,9 @@ static const char *manifest_media_type(wv_arena_t *a, const char *ctype, const c
   return ctype ? wv_arena_strdup(a, ctype) : "application/octet-stream";
 }
 
-/* Fetches the manifest with this digest, verifies it and caches it (now when lead). */
-static int fetch_manifest(res_t *r, const char *digest, const char *key, bool lead,
+/* Fetches the manifest with this digest, verifies it and caches it: ahead of the batch when
+ * leading f (NULL: not leading), which is then left by put_now; else with the batch. */
+static int fetch_manifest(res_t *r, const char *digest, const char *key, flight_t *f,
                           wv_cache_entry_t *out) {
   wv_pctx_t *ctx = r->ctx;
   wv_arena_t *a = r->req->arena;
@@ -328,8 +347,8 @@ static int fetch_manifest(res_t *r, const char *digest, const char *key, bool le
     out->location = "";
     if (!out->digest || !out->body)
       rc = oom(r);
-    else if (lead)
-      put_now(r, key, out);
+    else if (f)
+      put_now(r, key, out, f);
     else if (wv__pbatch_add(r->batch, key, out, r->expires_ms))
       rc = oom(r);
   }
@@ -357,9 +376,10 @@ static int upstream_manifest(res_t *r, const char *digest, wv_cache_entry_t *out
     return 0;
   if (rc == WV_EUPSTREAM)
     return rc;
-  rc = fetch_manifest(r, digest, key, f != NULL, out);
-  if (f)
-    wv__flight_leave(f, true, rc ? &r->err : NULL);
+  /* Left by fetch_manifest once the entry is queued and visible; here on an error. */
+  rc = fetch_manifest(r, digest, key, f, out);
+  if (rc && f)
+    wv__flight_leave(f, true, &r->err);
   return rc;
 }
 
@@ -505,9 +525,15 @@ static int upstream_config(res_t *r, const char *digest, const char *manifest_mt
   int rc = 0;
   for (int round = 0; round < 2; round++) {
     if (!ctx->restricted && wv_cache_get(ctx->app->store, a, key, &e) == 0 &&
-        e.kind == WV_CACHE_BLOB && strcmp(e.digest, digest) == 0 &&
-        cas_read(ctx->app->cas, a, digest, WV_AUGMENT_MAX_CONFIG, out, len) == 0)
-      return 0;
+        e.kind == WV_CACHE_BLOB && strcmp(e.digest, digest) == 0) {
+      if (e.body_len && e.body_len == e.size) { /* kept inline */
+        *out = (char *)e.body;
+        *len = e.body_len;
+        return 0;
+      }
+      if (cas_read(ctx->app->cas, a, digest, WV_AUGMENT_MAX_CONFIG, out, len) == 0)
+        return 0;
+    }
     if (round == 1 || ctx->restricted || (rc = lead_or_wait(r, 'c', key, &f)) != LOOK_AGAIN)
       break;
   }
@@ -516,17 +542,24 @@ static int upstream_config(res_t *r, const char *digest, const char *manifest_mt
   rc = wv_fetch_blob(ctx->app, a, ctx->registry, ctx->image, ctx->who, digest,
                      WV_AUGMENT_MAX_CONFIG, out, len, &r->err);
   if (!rc && !ctx->restricted) {
-    /* Best effort: without the copy the next resolution fetches it again. */
+    /* Best effort: without the copy the next resolution fetches it again. A small config
+     * goes into its entry (one store write, shared with other entries by the group commit);
+     * a large one into the CAS (a file and two fsyncs). */
+    const char *mt = wv_mediatype_config_for(manifest_mt);
+    wv_cache_entry_t ce = {.kind = WV_CACHE_BLOB,
+                           .media_type = mt ? mt : WV_MT_DOCKER_CONFIG,
+                           .digest = digest,
+                           .size = *len,
+                           .location = ""};
     uint64_t have = 0;
-    if ((wv_cas_exists(ctx->app->cas, digest, &have) == 0 && have == *len) ||
+    if (*len && *len <= WV_CACHE_INLINE_MAX) {
+      ce.body = *out;
+      ce.body_len = *len;
+    }
+    if (ce.body_len || (wv_cas_exists(ctx->app->cas, digest, &have) == 0 && have == *len) ||
         wv_cas_put(ctx->app->cas, *out, *len, digest, NULL) == 0) {
-      const char *mt = wv_mediatype_config_for(manifest_mt);
-      wv_cache_entry_t ce = {.kind = WV_CACHE_BLOB,
-                             .media_type = mt ? mt : WV_MT_DOCKER_CONFIG,
-                             .digest = digest,
-                             .size = *len,
-                             .location = ""};
-      put_now(r, key, &ce);
+      put_now(r, key, &ce, f);
+      return 0;
     }
   }
   if (f)
@@ -553,17 +586,22 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
   rc = wv_augment_image(a, m->body, m->body_len, config, config_len, cc, &nm, &nc, &used, &msg);
   if (rc)
     return augment_error(r, rc, msg, "the image");
-  /* New tokens of one image with one containerConfig rewrite it to the same bytes: the
-   * CAS already has them (and their fsyncs) after the first. */
+  /* A small rewritten config is kept inline in its entry, written with the batch (durable in
+   * the same group commit as the manifest that names it). A large one goes to the CAS; new
+   * tokens of one image with one containerConfig rewrite it to the same bytes, so the CAS
+   * already has them (and their fsyncs) after the first. */
+  bool inline_cfg = nc.len && nc.len <= WV_CACHE_INLINE_MAX;
   uint64_t have = 0;
-  if ((wv_cas_exists(ctx->app->cas, nc.digest, &have) != 0 || have != nc.len) &&
+  if (!inline_cfg && (wv_cas_exists(ctx->app->cas, nc.digest, &have) != 0 || have != nc.len) &&
       (rc = wv_cas_put(ctx->app->cas, nc.data, nc.len, nc.digest, NULL)) != 0)
     return wv_perr_local(&r->err, ctx->app, rc, "Cannot store the image config");
   wv_cache_entry_t ce = {.kind = WV_CACHE_BLOB,
                          .media_type = wv_mediatype_config_for(m->media_type),
                          .digest = wv_arena_strdup(a, nc.digest),
                          .size = nc.len,
-                         .location = ""};
+                         .location = "",
+                         .body = inline_cfg ? nc.data : NULL,
+                         .body_len = inline_cfg ? nc.len : 0};
   if (!ce.media_type)
     ce.media_type = WV_MT_DOCKER_CONFIG;
   if (wv__pbatch_add(r->batch, wv_cache_key_blob(a, ctx->registry, ctx->image, nc.digest), &ce,

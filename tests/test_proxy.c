@@ -62,7 +62,7 @@ TEST(cache_entry_roundtrip) {
   CHECK_EQ_STR(d.digest, D1);
   CHECK_EQ_INT(d.body_len, sizeof body - 1);
   CHECK(memcmp(d.body, body, sizeof body - 1) == 0);
-  /* Blob and redirect entries carry no body. */
+  /* Redirect entries and blobs in the CAS carry no body. */
   wv_buf_reset(&b);
   e = (wv_cache_entry_t){.kind = WV_CACHE_REDIRECT, .location = "https://cdn.example/x?sig=1"};
   CHECK_OK(wv_cache_encode(&e, &b));
@@ -75,6 +75,29 @@ TEST(cache_entry_roundtrip) {
   CHECK_OK(wv_cache_encode(&e, &b));
   CHECK_OK(wv_cache_decode(a, b.data, b.len, &d));
   CHECK_EQ_INT(d.size, 42);
+  CHECK_EQ_INT(d.body_len, 0); /* in the CAS */
+  /* A small config kept inline in its blob entry: its bytes come back, newlines and all. */
+  wv_buf_reset(&b);
+  const char cfg[] = "{\"config\":\n{\"Env\":[\"A=1\"]}}";
+  e = (wv_cache_entry_t){.kind = WV_CACHE_BLOB,
+                         .media_type = "application/vnd.oci.image.config.v1+json",
+                         .digest = D2,
+                         .size = sizeof cfg - 1,
+                         .body = cfg,
+                         .body_len = sizeof cfg - 1};
+  CHECK_OK(wv_cache_encode(&e, &b));
+  CHECK_OK(wv_cache_decode(a, b.data, b.len, &d));
+  CHECK_EQ_INT(d.kind, WV_CACHE_BLOB);
+  CHECK_EQ_INT(d.size, sizeof cfg - 1);
+  CHECK_EQ_INT(d.body_len, sizeof cfg - 1);
+  CHECK(memcmp(d.body, cfg, sizeof cfg - 1) == 0);
+  /* Redirect entries never carry one, even when given. */
+  wv_buf_reset(&b);
+  e.kind = WV_CACHE_REDIRECT;
+  e.location = "https://cdn.example/y";
+  CHECK_OK(wv_cache_encode(&e, &b));
+  CHECK_OK(wv_cache_decode(a, b.data, b.len, &d));
+  CHECK_EQ_INT(d.body_len, 0);
   /* A newline inside a field cannot be stored; garbage does not decode. */
   wv_buf_reset(&b);
   e.location = "http://x\ny";

@@ -3,8 +3,9 @@
 # (build/request/submit.c, docs/container-requests.md step 3): many
 # concurrent requests each get their own token, a 200 means the token is on
 # disk (waved is killed with SIGKILL right after the last answer, and every
-# token pulls after the restart), and a SIGTERM in the middle of a burst
-# answers what it accepted before the server goes (every 200 survives).
+# token pulls after the restart; first pulls made just before it pull the same
+# digests and configs after it, from the store), and a SIGTERM in the middle
+# of a burst answers what it accepted before the server goes (every 200 survives).
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 T=$E2E_TMP
@@ -89,15 +90,49 @@ print(alive, pulled)
 PY
 }
 
+# pulls FILE FROM N — first manifest GET and config GET of tokens FROM..FROM+N-1 of FILE's
+# 200 lines, one keep-alive connection; prints "TOKEN MANIFEST-DIGEST CONFIG-DIGEST" per token
+# ("-" for a GET that failed, or a config whose bytes do not hash to its digest).
+pulls() {
+  $PY - "$WAVED_PORT" "$1" "$2" "$3" <<'PY'
+import hashlib, http.client, json, sys
+port, frm, n = int(sys.argv[1]), int(sys.argv[3]), int(sys.argv[4])
+toks = [l.split()[1] for l in open(sys.argv[2]) if l.startswith("200 ")][frm:frm + n]
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+for t in toks:
+    c.request("GET", "/v2/wt/%s/library/x/manifests/latest" % t,
+              headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    r = c.getresponse(); m = r.read(); d = r.getheader("Docker-Content-Digest")
+    if r.status != 200:
+        print(t, "-", "-"); continue
+    want = json.loads(m)["config"]["digest"]
+    c.request("GET", "/v2/wt/%s/library/x/blobs/%s" % (t, want))
+    r = c.getresponse(); cfg = r.read()
+    ok = r.status == 200 and "sha256:" + hashlib.sha256(cfg).hexdigest() == want
+    print(t, d, want if ok else "-")
+PY
+}
+
 start_waved "wave: {registries: {\"$UP\": {insecure: true}}}"
 
 # ---- 400 concurrent requests, then SIGKILL: every 200 is on disk ---------------------------
 burst 400 50 "$T/b1"
 ok "400 concurrent requests: all 200" is "$(grep -c '^200 ' "$T/b1")" 400
 ok "400 distinct tokens" is "$(grep '^200 ' "$T/b1" | cut -d' ' -f2 | sort -u | wc -l)" 400
+# First pulls of 30 of them (the small upstream and rewritten configs are kept inline in the
+# manifest cache, docs/proxy.md "Cold pulls"), then SIGKILL right after the last answer: after
+# the restart the same tokens pull the same digests and config bytes, without the upstream.
+pulls "$T/b1" 100 30 >"$T/p1"
+ok "30 first pulls: manifest and config (its bytes hash to its digest) answered" \
+  is "$(grep -c ' sha256:.* sha256:' "$T/p1")" 30
 kill -KILL "$WAVED_PID"
 wait "$WAVED_PID" 2>/dev/null || true
 restart_same_dir
+n0=$(wc -l <"$T/upstream.log")
+pulls "$T/b1" 100 30 >"$T/p2"
+ok "after SIGKILL: the 30 pulled tokens answer the same manifests and configs" \
+  is "$(diff "$T/p1" "$T/p2" && echo same)" same
+ok "after SIGKILL: ... from waved's store, the upstream not asked" is "$(($(wc -l <"$T/upstream.log") - n0))" 0
 ok "after SIGKILL: all 400 tokens answer their status, 20 pull the augmented image" \
   is "$(check_tokens "$T/b1" 20)" "400 20"
 
