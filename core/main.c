@@ -169,6 +169,12 @@ static int load_config(const cli_t *cli, wv_config_t *cfg) {
 
 #define MAX_BLOB_SIZE (64ULL << 30) /* a single layer; far above any real one */
 
+/* core/ratelimit.h's shared buckets on the store's Redis (core/ stays a leaf). */
+static int shared_rate(void *store, const char *key, int64_t interval_us, int64_t burst_us,
+                       bool take, int64_t *ahead_us) {
+  return wv_store_rate(store, key, interval_us, burst_us, take, ahead_us);
+}
+
 /* Opens everything the handlers share. On failure logs why and returns non-zero;
  * whatever was opened is released by close_services(). */
 static int open_services(const wv_config_t *cfg, wv_app_t *app) {
@@ -191,10 +197,12 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_error("cannot use the Redis state backend (state.redis.url): %s", wv_strerror(rc));
     return rc;
   }
-  if (app->store && wv_store_db_shared(app->store, WV_DB_TOKENS) && cfg->blob_gc_enabled)
-    wv_warn("storage.blob-gc sees the jobs and the embedded registry of this instance only: "
-            "with a blob directory shared by several instances, run it on one of them and keep "
-            "built images in wave.build.repo (docs/scale-out.md)");
+  if (strcmp(cfg->state_backend, "redis") == 0 &&
+      (rc =
+           wv_store_local_cache(app->store, cfg->local_cache_max, cfg->local_cache_token_ttl_ms))) {
+    wv_error("cannot start the local cache (state.local-cache): %s", wv_strerror(rc));
+    return rc;
+  }
   if ((rc = wv_store_start_sweeper(app->store, cfg->sweep_interval_ms))) {
     wv_error("cannot start the expiry sweeper: %s", wv_strerror(rc));
     return rc;
@@ -236,6 +244,11 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
   if ((rc = wv_ratelimit_auth_from_config(cfg, &app->auth_limit))) {
     wv_error("cannot set up wave.auth.failure-rate: %s", wv_strerror(rc));
     return rc;
+  }
+  if (wv_store_db_shared(app->store, WV_DB_COUNTERS)) { /* cluster-wide buckets in Redis */
+    wv_ratelimit_share(app->build_limit, shared_rate, app->store);
+    wv_ratelimit_share(app->pull_limit, shared_rate, app->store);
+    wv_ratelimit_share(app->auth_limit, shared_rate, app->store);
   }
   /* What the requests share: coalescing tables, the tag cache, the build create lock. */
   if ((rc = wv_flights_new(&app->flights)) || (rc = wv_bfills_new(&app->fills)) ||

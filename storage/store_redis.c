@@ -78,6 +78,7 @@ bool wv_rstore_holds(wv_db_t db) {
   case WV_DB_MIRRORS:
   case WV_DB_SCANS:
   case WV_DB_MANIFESTS:
+  case WV_DB_EMBEDDED: /* images built by one instance are served by all */
     return true;
   default:
     return false;
@@ -1126,3 +1127,43 @@ void wv_rstore_close(wv_rstore_t *r) {
   explicit_bzero(r->url.pass, sizeof r->url.pass);
   free(r);
 }
+
+/* ---- one command, for the cluster helpers (storage/store_cluster.c) ------ */
+
+struct raw_arg {
+  cmd_t cmd;
+  redisReply *rep;
+};
+
+static int do_raw(wv_rstore_t *r, redisContext *c, void *arg) {
+  struct raw_arg *a = arg;
+  int rc = pipeline(r, c, &a->cmd, 1, &a->rep);
+  if (rc == 0 && a->rep->type == REDIS_REPLY_ERROR) {
+    rc = reply_err(r, a->rep);
+    freeReplyObject(a->rep);
+    a->rep = NULL;
+  }
+  return rc;
+}
+
+int wv_rstore_command(wv_rstore_t *r, int argc, const char *const *argv, const size_t *len,
+                      bool idempotent, struct redisReply **out) {
+  struct raw_arg a = {0};
+  if (argc < 1 || argc > CMD_ARGS)
+    return WV_EINVAL;
+  for (int i = 0; i < argc; i++)
+    arg_n(&a.cmd, argv[i], len[i]);
+  int rc = with_conn(r, idempotent, do_raw, &a);
+  if (rc == 0)
+    *out = a.rep;
+  else if (a.rep)
+    freeReplyObject(a.rep);
+  return rc;
+}
+
+size_t wv_rstore_name(const wv_rstore_t *r, const char *name, char *buf, size_t cap) {
+  int n = snprintf(buf, cap, "%s%s", r->prefix, name);
+  return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
+int wv_rstore_connect(wv_rstore_t *r, struct redisContext **out) { return conn_open(r, out); }
