@@ -29,8 +29,9 @@
  * fill the cache (it may have read the deleted record). Tokens are cached only
  * while the subscription is up; when it drops (Redis restart, network) every
  * token entry is dropped at once, so a deletion missed meanwhile cannot be
- * served from memory. What this instance writes or deletes in a cached
- * database is dropped from its own cache at once.
+ * served from memory. What this instance deletes in a cached database is
+ * dropped from its own cache at once, and what it writes replaces its entry
+ * (written through).
  *
  * Thread rules: the lookups run on any thread (the IO loops among them) and
  * take one mutex for a hash lookup and a copy-free callback; fills and
@@ -337,7 +338,8 @@ static void invalidate(struct wv_lcache *lc, wv_db_t db, const char *key, size_t
   pthread_mutex_unlock(&lc->mu);
 }
 
-void wv__lc_wrote(wv_store_t *s, const wv_store_op_t *ops, size_t n, bool applied) {
+void wv__lc_wrote(wv_store_t *s, const wv_store_op_t *ops, size_t n, int how) {
+  bool applied = how == WV_LC_APPLIED;
   struct wv_lcache *lc = s->lcache;
   if (!lc)
     return;
@@ -345,6 +347,15 @@ void wv__lc_wrote(wv_store_t *s, const wv_store_op_t *ops, size_t n, bool applie
     if (!cacheable(ops[i].db))
       continue;
     invalidate(lc, ops[i].db, ops[i].key, strlen(ops[i].key));
+    /* Written through: what this instance PUTs is what Redis holds (an async PUT that
+     * fails leaves an entry whose content is still right, only not shared). */
+    if (how != WV_LC_FAILED &&
+        (ops[i].kind == WV_STORE_PUT || (ops[i].kind == WV_STORE_PUT_NX && applied))) {
+      pthread_mutex_lock(&lc->mu);
+      uint64_t gen = lc->gen;
+      pthread_mutex_unlock(&lc->mu);
+      fill(lc, gen, ops[i].db, ops[i].key, ops[i].val, ops[i].val_len, ops[i].expires_ms);
+    }
     if (!applied || ops[i].kind != WV_STORE_DEL)
       continue;
     /* Tell the others once Redis has it: "<db id>:<key>". */

@@ -606,7 +606,7 @@ int wv_store_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t *fa
   if (rc || remote) {
     rc = rc ? rc : wv_rstore_apply(s->redis, ops, n, failed, NULL);
     if (remote)
-      wv__lc_wrote(s, ops, n, rc == 0);
+      wv__lc_wrote(s, ops, n, rc == 0 ? WV_LC_APPLIED : WV_LC_FAILED);
     return rc;
   }
   struct req *r;
@@ -626,7 +626,7 @@ static int one_sync(wv_store_t *s, const wv_store_op_t *op, int64_t *value) {
   if (rc || remote) {
     rc = rc ? rc : wv_rstore_apply(s->redis, op, 1, NULL, value);
     if (remote)
-      wv__lc_wrote(s, op, 1, rc == 0);
+      wv__lc_wrote(s, op, 1, rc == 0 ? WV_LC_APPLIED : WV_LC_FAILED);
     return rc;
   }
   struct req *r;
@@ -672,7 +672,7 @@ int wv_store_submit_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, wv_
   bool remote = false;
   int rc = s->redis ? route(s, ops, n, NULL, &remote) : 0;
   if (remote && !rc)
-    wv__lc_wrote(s, ops, n, false); /* dropped here; no deletion goes this way today */
+    wv__lc_wrote(s, ops, n, WV_LC_QUEUED); /* written through; no deletion goes this way today */
   if (rc || remote)
     return rc ? rc : wv_rstore_submit(s->redis, ops, n, cb, arg);
   struct req *r;

@@ -104,8 +104,10 @@ static inline bool wv__sto_remote(const wv_store_t *s, wv_db_t db) {
 int wv__lc_snap_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg);
 /* wv_rstore_view through the cache (filling it). */
 int wv__lc_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg);
-/* After a write of ops to Redis (applied: it succeeded): drop them, publish deletions. */
-void wv__lc_wrote(wv_store_t *s, const wv_store_op_t *ops, size_t n, bool applied);
+/* After a write of ops to Redis (how: it succeeded, failed, or was queued): drops their
+ * entries, caches what was written (written through), publishes deletions. */
+enum { WV_LC_FAILED, WV_LC_APPLIED, WV_LC_QUEUED };
+void wv__lc_wrote(wv_store_t *s, const wv_store_op_t *ops, size_t n, int how);
 void wv__lc_close(wv_store_t *s);
 
 /* ---- the record header (format in the DESIGN of storage/store.c) ---- */
