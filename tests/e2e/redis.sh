@@ -294,4 +294,59 @@ ra=0 rb=0
 wait "$A_PID" 2>/dev/null || ra=$?
 wait "$B_PID" 2>/dev/null || rb=$?
 ok "both instances stop cleanly" is "$ra $rb" "0 0"
+# ---- moving one instance to the cluster and back (waved state export|import) ---------------
+# write_config NAME BACKEND — one instance's config on its own storage path.
+write_config() {
+  local dir="$T/$1" port
+  port=$(free_port)
+  mkdir -p "$dir/data"
+  cat >"$dir/config.yml" <<YML
+server: {host: 127.0.0.1, port: $port}
+storage: {path: $dir/data, blob-gc: {enabled: false}}
+log: {level: warn}
+state: {backend: $2, redis: {url: "redis://127.0.0.1:$RPORT/0", prefix: "e2e-mv.", timeout: 1s}}
+wave: {registries: {"127.0.0.1:$UP": {insecure: true}}}
+YML
+  printf -v "${1}_URL" 'http://127.0.0.1:%s' "$port"
+}
+# serve NAME — runs NAME until stop_served; sets SERVED_PID.
+serve() {
+  "$WAVED_BIN" --config "$T/$1/config.yml" >>"$T/$1/waved.log" 2>&1 &
+  SERVED_PID=$!
+  E2E_PIDS+=("$SERVED_PID")
+  local u="${1}_URL"
+  wait_http "${!u}/health" || cat "$T/$1/waved.log" >&2
+}
+stop_served() { kill -TERM "$SERVED_PID"; wait "$SERVED_PID" 2>/dev/null || true; }
+# One LMDB instance with a token, stopped; its state exported to Redis (same storage path,
+# backend redis in the config the command reads).
+write_config SOLO lmdb
+serve SOLO
+read -r MTOK _ < <(request "$SOLO_URL")
+ok "the single instance serves its token" is "$(manifest_code "$SOLO_URL" "$MTOK")" 200
+stop_served
+sed -i 's/backend: lmdb/backend: redis/' "$T/SOLO/config.yml"
+ok "waved state export copies the single instance's state into Redis" \
+  "$WAVED_BIN" --config "$T/SOLO/config.yml" state export
+ok "its token is a Redis key, with its expiry" test "$(rcli ttl "e2e-mv.tokens:$MTOK")" -gt 3600
+# A new cluster instance (its own empty storage path) serves the token made before the move.
+write_config NEWC redis
+ln -s "$T/blobs" "$T/NEWC/data/blobs"
+serve NEWC
+ok "a cluster instance serves the token made on the single instance" \
+  is "$(manifest_code "$NEWC_URL" "$MTOK")" 200
+read -r CTOK _ < <(request "$NEWC_URL")
+stop_served
+# And back: a fresh LMDB instance imports the cluster's state.
+write_config BACK redis
+ok "waved state import copies the cluster's state into LMDB" \
+  "$WAVED_BIN" --config "$T/BACK/config.yml" state import
+sed -i 's/backend: redis/backend: lmdb/' "$T/BACK/config.yml"
+serve BACK
+ok "after the move back, the LMDB instance serves the token made in the cluster" \
+  is "$(manifest_code "$BACK_URL" "$CTOK")" 200
+ok "... and the one made before the first move" is "$(manifest_code "$BACK_URL" "$MTOK")" 200
+stop_served
+ok "an unknown state command is refused" bash -c "! '$WAVED_BIN' --config '$T/BACK/config.yml' state drop 2>/dev/null"
+
 e2e_finish
