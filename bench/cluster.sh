@@ -6,12 +6,13 @@
 #
 # Scenarios, each through the cluster via nginx, through one cluster instance directly
 # and through the single instance:
+# (and, for reference, through the same nginx to the single instance):
 #   hot   GET of one token's manifest by tag, already resolved and cached (median of
 #         CL_ROUNDS rounds, the three targets in turn each round);
 #   cold  the first manifest GET of CL_COLD_TOKENS new tokens, each once (the token
 #         read, the hot record and the cache entry are all new to the instance).
-# Prints one table (req/s, p50, p99) and the ratio cluster instance / single instance of
-# the hot pull (issue 17's target: within 20 %). Skips (exit 0 with a line saying so) when
+# Prints one table (req/s, p50, p99) and the ratios cluster instance / single instance
+# (issue 17's target for the hot pull: within 20 %) and cluster via nginx / single via nginx. Skips (exit 0 with a line saying so) when
 # redis-server or nginx is missing. Everything it starts is stopped at exit.
 #
 # Environment (defaults in brackets): CL_DURATION [5] measured seconds per run,
@@ -87,7 +88,7 @@ start_instance A redis
 start_instance B redis
 start_instance C redis
 
-NGX_PORT=$(free_port)
+NGX_PORT=$(free_port) NGX1_PORT=$(free_port)
 mkdir -p "$T/nginx/logs"
 cat >"$T/nginx/nginx.conf" <<NGX
 worker_processes 1;
@@ -100,6 +101,16 @@ http {
   upstream cluster {
     server 127.0.0.1:$A_PORT; server 127.0.0.1:$B_PORT; server 127.0.0.1:$C_PORT;
     keepalive 256;
+  }
+  upstream single { server 127.0.0.1:$SINGLE_PORT; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGX1_PORT;
+    location / {
+      proxy_pass http://single;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+    }
   }
   server {
     listen 127.0.0.1:$NGX_PORT;
@@ -117,7 +128,7 @@ E2E_PIDS+=($!)
 wait_http "http://127.0.0.1:$NGX_PORT/health"
 
 NGINX="http://127.0.0.1:$NGX_PORT" DIRECT="http://127.0.0.1:$A_PORT"
-SINGLE="http://127.0.0.1:$SINGLE_PORT"
+SINGLE="http://127.0.0.1:$SINGLE_PORT" SINGLE_NGINX="http://127.0.0.1:$NGX1_PORT"
 
 # tokens BASE N — N container requests through BASE; one mix line per token (its manifest).
 tokens() {
@@ -161,6 +172,7 @@ for round in $(seq "$ROUNDS"); do
   run hot single "$SINGLE" -p "$SINGLE_PID" -m "$T/hot-single.mix"
   run hot cluster-direct "$DIRECT" -p "$A_PID" -m "$T/hot-cluster.mix"
   run hot cluster-nginx "$NGINX" -m "$T/hot-cluster.mix"
+  run hot single-nginx "$SINGLE_NGINX" -m "$T/hot-single.mix"
 done
 
 # ---- cold: the first GET of many new tokens --------------------------------------------------
@@ -168,10 +180,12 @@ t0=$(date +%s.%N)
 tokens "$SINGLE" "$COLD_N" >"$T/cold-single.mix"
 tokens "$DIRECT" "$COLD_N" >"$T/cold-direct.mix"
 tokens "$NGINX" "$COLD_N" >"$T/cold-nginx.mix"
-echo "== cold: $((3 * COLD_N)) tokens made in $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t0}") s"
+tokens "$SINGLE" "$COLD_N" >"$T/cold-single-nginx.mix"
+echo "== cold: $((4 * COLD_N)) tokens made in $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t0}") s"
 run cold single "$SINGLE" -p "$SINGLE_PID" -1 -m "$T/cold-single.mix"
 run cold cluster-direct "$DIRECT" -p "$A_PID" -1 -m "$T/cold-direct.mix"
 run cold cluster-nginx "$NGINX" -1 -m "$T/cold-nginx.mix"
+run cold single-nginx "$SINGLE_NGINX" -1 -m "$T/cold-single-nginx.mix"
 
 # ---- report -------------------------------------------------------------------------------
 echo
@@ -191,8 +205,7 @@ for (sc, tgt), runs in rows.items():
     print("%-6s %-15s %10.0f %9.2f %9.2f %7s" % (sc, tgt, float(pick["rps"]), int(pick["p50_us"]) / 1000,
           int(pick["p99_us"]) / 1000, pick["errors"]))
 for sc in ("hot", "cold"):
-    s = med.get((sc, "single"))
-    for tgt in ("cluster-direct", "cluster-nginx"):
-        if s and (sc, tgt) in med:
-            print("%s: %s / single = %.2f" % (sc, tgt, med[(sc, tgt)] / s))
+    for tgt, ref in (("cluster-direct", "single"), ("cluster-nginx", "single-nginx")):
+        if (sc, ref) in med and (sc, tgt) in med:
+            print("%s: %s / %s = %.2f" % (sc, tgt, ref, med[(sc, tgt)] / med[(sc, ref)]))
 PY
