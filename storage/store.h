@@ -31,8 +31,8 @@
  * requests, builds, build targets, counters, mirrors, scans, the manifest
  * cache) live in Redis and the others stay in LMDB; every function below keeps
  * its contract, with these differences for the shared ones: a write is
- * durable as Redis's persistence settings make it; wv_store_snap_view returns
- * WV_EBUSY (see there); wv_store_scan is not in key order; wv_store_sweep
+ * durable as Redis's persistence settings make it; wv_store_snap_view answers
+ * from the local cache of immutable entries or returns WV_EBUSY (see there); wv_store_scan is not in key order; wv_store_sweep
  * has nothing to do (Redis expires keys itself); and an unreachable Redis is
  * WV_EUNAVAIL.
  */
@@ -184,9 +184,10 @@ int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb c
  * thread holds the store's read lock: no other store call on that thread
  * (like inside a view callback), and end it soon — a map resize waits.
  * snap_view behaves like wv_store_view, except on a database held in Redis:
- * there it returns WV_EBUSY at once, since snapshots are the IO loops'
- * non-blocking reads and Redis cannot answer without a network round trip;
- * the caller then reads with wv_store_view/get on a worker.
+ * there it answers from the local cache (wv_store_local_cache) when that
+ * holds the entry, else returns WV_EBUSY at once, since snapshots are the IO
+ * loops' non-blocking reads and Redis cannot answer without a network round
+ * trip; the caller then reads with wv_store_view/get on a worker.
  */
 typedef struct wv_store_snap {
   wv_store_t *s;
