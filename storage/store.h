@@ -32,9 +32,9 @@
  * cache) live in Redis and the others stay in LMDB; every function below keeps
  * its contract, with these differences for the shared ones: a write is
  * durable as Redis's persistence settings make it; wv_store_snap_view answers
- * from the local cache of immutable entries or returns WV_EBUSY (see there); wv_store_scan is not in key order; wv_store_sweep
- * has nothing to do (Redis expires keys itself); and an unreachable Redis is
- * WV_EUNAVAIL.
+ * from the local cache of immutable entries or returns WV_EBUSY (see there); wv_store_scan is not
+ * in key order; wv_store_sweep has nothing to do (Redis expires keys itself); and an unreachable
+ * Redis is WV_EUNAVAIL.
  */
 #ifndef WV_STORE_H
 #define WV_STORE_H
