@@ -9,3 +9,6 @@ echo "== footprint ($(nproc) cores, $(date -u +%Y-%m-%d))"
 echo
 echo "== pull-load ($(nproc) cores, $(date -u +%Y-%m-%d))"
 "$(dirname "$0")/pull-load.sh" "$out"
+echo
+echo "== cluster ($(nproc) cores, $(date -u +%Y-%m-%d))"
+"$(dirname "$0")/cluster.sh" "$out"

@@ -111,11 +111,13 @@ typedef struct {
   uint64_t storage_reserve;  /* storage.reserve, 1GiB: free space below which the disk is low */
 
   /* state.* — where the shared state lives (docs/scale-out.md) */
-  char *state_backend;      /* state.backend, "lmdb" or "redis" */
-  char *redis_url;          /* state.redis.url, "redis://127.0.0.1:6379/0" */
-  char *redis_prefix;       /* state.redis.prefix, "waved." */
-  int64_t redis_timeout_ms; /* state.redis.timeout, 2s (connect and every command) */
-  int redis_max_conns;      /* state.redis.max-connections, 128 */
+  char *state_backend;              /* state.backend, "lmdb" or "redis" */
+  char *redis_url;                  /* state.redis.url, "redis://127.0.0.1:6379/0" */
+  char *redis_prefix;               /* state.redis.prefix, "waved." */
+  int64_t redis_timeout_ms;         /* state.redis.timeout, 2s (connect and every command) */
+  int redis_max_conns;              /* state.redis.max-connections, 128 */
+  uint64_t local_cache_max;         /* state.local-cache.max-size, 64 MiB (0 = off) */
+  int64_t local_cache_token_ttl_ms; /* state.local-cache.token-ttl, 5s */
 
   /* wave.build.* — builds and the job engine (docs/jobs.md, docs/builds.md) */
   char *build_workspace;            /* wave.build.workspace, "" = <storage.path>/build */

@@ -211,8 +211,9 @@ static const entry_t schema[] = {
      "Group-commit window: writes arriving within it share one fsync."},
     /* state.* — where the shared state lives (docs/scale-out.md) */
     {"state.backend", T_STR, OFF(state_backend), "lmdb", 0, 0, check_state_backend, NULL,
-     "lmdb: all state in storage.path (one instance); redis: tokens, records, counters and the "
-     "manifest cache in Redis, shared by every instance using the same state.redis.*."},
+     "lmdb: all state in storage.path (one instance); redis: tokens, records, counters, the "
+     "manifest cache and the embedded registry's index in Redis, shared by every instance using "
+     "the same state.redis.*."},
     {"state.redis.url", T_STR, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 0, check_redis_url,
      NULL,
      "Redis server of state.backend: redis, redis://[[user]:password@]host[:port][/db]; "
@@ -225,6 +226,13 @@ static const entry_t schema[] = {
      "Connections to Redis one instance opens at most (on demand, one per thread using it); a "
      "thread finding none free waits up to state.redis.timeout. Keep it above "
      "server.registry-workers + server.workers."},
+    {"state.local-cache.max-size", T_SIZE, OFF(local_cache_max), "64MiB", 0, 4LL << 30, NULL, NULL,
+     "With state.backend: redis, memory per instance for manifest-cache entries and tokens read "
+     "from Redis, so hot pulls are answered without a round trip; 0 turns it off."},
+    {"state.local-cache.token-ttl", T_DUR_MS, OFF(local_cache_token_ttl_ms), "5s", 0, 60000, NULL,
+     NULL,
+     "How long a token read from Redis is trusted locally; deletions reach every instance at "
+     "once by pub/sub, this bounds a deletion missed while pub/sub was down. 0: never cached."},
     {"wave.build.workspace", T_PATH, OFF(build_workspace), "", 0, 0, NULL, "wave.build.workspace",
      "Work directory of builds (one sub-directory per build); empty = <storage.path>/build; "
      "relative = to the config file's directory."},

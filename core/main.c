@@ -43,6 +43,7 @@
 #include "storage/cas.h"
 #include "storage/jobstore.h"
 #include "storage/ops.h"
+#include "storage/state_move.h"
 #include "storage/store.h"
 #include "version.h"
 
@@ -63,6 +64,7 @@ typedef struct {
   int port;               /* -1 = from config */
   const char *import_osv; /* --import-osv PATH: import vulnerability data and exit */
   const char *backup;     /* backup DEST: copy the stores into DEST and exit */
+  const char *state_cmd;  /* state export|import: move the shared state (docs/scale-out.md) */
 } cli_t;
 
 static void usage(FILE *out) {
@@ -72,6 +74,7 @@ static void usage(FILE *out) {
           "       waved hash-password [--iterations N] < password\n"
           "       waved sif inspect FILE | waved sif extract FILE OBJECT OUT\n"
           "       waved [--config FILE] backup DEST\n"
+          "       waved [--config FILE] state export|import\n"
           "       waved --help | --version\n"
           "\n"
           "Serves the Wave API and the Docker Registry v2 API (spec: docs, config.yml).\n"
@@ -84,6 +87,9 @@ static void usage(FILE *out) {
           "                 files, a .json file or a .zip) into the state store, then exit\n"
           "  backup DEST    copy the state store (compacted, consistent while waved\n"
           "                 serves) and the blob store into DEST, then exit\n"
+          "  state export   copy the shared databases from storage.path's LMDB store\n"
+          "                 into the Redis of state.redis.* (waved stopped), then exit\n"
+          "  state import   copy them from that Redis into storage.path's LMDB store\n"
           "  --help         this text and every configuration key\n"
           "  --version      print the version and exit\n"
           "\n");
@@ -96,6 +102,7 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
   cli->port = -1;
   cli->import_osv = NULL;
   cli->backup = NULL;
+  cli->state_cmd = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool has_val = i + 1 < argc;
@@ -112,6 +119,9 @@ static int parse_cli(int argc, char **argv, cli_t *cli) {
       cli->config_path = argv[++i];
     } else if (strcmp(a, "backup") == 0 && has_val) {
       cli->backup = argv[++i];
+    } else if (strcmp(a, "state") == 0 && has_val &&
+               (strcmp(argv[i + 1], "export") == 0 || strcmp(argv[i + 1], "import") == 0)) {
+      cli->state_cmd = argv[++i];
     } else if (strcmp(a, "--import-osv") == 0 && has_val) {
       cli->import_osv = argv[++i];
     } else if (strcmp(a, "--host") == 0 && has_val) {
@@ -169,6 +179,12 @@ static int load_config(const cli_t *cli, wv_config_t *cfg) {
 
 #define MAX_BLOB_SIZE (64ULL << 30) /* a single layer; far above any real one */
 
+/* core/ratelimit.h's shared buckets on the store's Redis (core/ stays a leaf). */
+static int shared_rate(void *store, const char *key, int64_t interval_us, int64_t burst_us,
+                       bool take, int64_t *ahead_us) {
+  return wv_store_rate(store, key, interval_us, burst_us, take, ahead_us);
+}
+
 /* Opens everything the handlers share. On failure logs why and returns non-zero;
  * whatever was opened is released by close_services(). */
 static int open_services(const wv_config_t *cfg, wv_app_t *app) {
@@ -191,10 +207,12 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_error("cannot use the Redis state backend (state.redis.url): %s", wv_strerror(rc));
     return rc;
   }
-  if (app->store && wv_store_db_shared(app->store, WV_DB_TOKENS) && cfg->blob_gc_enabled)
-    wv_warn("storage.blob-gc sees the jobs and the embedded registry of this instance only: "
-            "with a blob directory shared by several instances, run it on one of them and keep "
-            "built images in wave.build.repo (docs/scale-out.md)");
+  if (strcmp(cfg->state_backend, "redis") == 0 &&
+      (rc =
+           wv_store_local_cache(app->store, cfg->local_cache_max, cfg->local_cache_token_ttl_ms))) {
+    wv_error("cannot start the local cache (state.local-cache): %s", wv_strerror(rc));
+    return rc;
+  }
   if ((rc = wv_store_start_sweeper(app->store, cfg->sweep_interval_ms))) {
     wv_error("cannot start the expiry sweeper: %s", wv_strerror(rc));
     return rc;
@@ -236,6 +254,11 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
   if ((rc = wv_ratelimit_auth_from_config(cfg, &app->auth_limit))) {
     wv_error("cannot set up wave.auth.failure-rate: %s", wv_strerror(rc));
     return rc;
+  }
+  if (wv_store_db_shared(app->store, WV_DB_COUNTERS)) { /* cluster-wide buckets in Redis */
+    wv_ratelimit_share(app->build_limit, shared_rate, app->store);
+    wv_ratelimit_share(app->pull_limit, shared_rate, app->store);
+    wv_ratelimit_share(app->auth_limit, shared_rate, app->store);
   }
   /* What the requests share: coalescing tables, the tag cache, the build create lock. */
   if ((rc = wv_flights_new(&app->flights)) || (rc = wv_bfills_new(&app->fills)) ||
@@ -395,6 +418,14 @@ int main(int argc, char **argv) {
 
   if (cli.backup) { /* an operator command, safe while a waved serves the same data */
     rc = wv_store_backup_main(cfg.storage_path, cfg.storage_map_size, cli.backup);
+    wv_config_free(&cfg);
+    return rc;
+  }
+  if (cli.state_cmd) { /* an operator command: no server */
+    wv_state_move_t o = {cfg.storage_path,     cfg.storage_map_size,
+                         cfg.redis_url,        cfg.redis_prefix,
+                         cfg.redis_timeout_ms, strcmp(cli.state_cmd, "export") == 0};
+    rc = wv_state_move_main(&o);
     wv_config_free(&cfg);
     return rc;
   }

@@ -19,6 +19,7 @@
  */
 #include "core/ratelimit.h"
 #include "core/err.h"
+#include "core/log.h"
 #include "core/rand.h"
 #include "core/siphash.h"
 #include "core/timefmt.h"
@@ -58,7 +59,10 @@ struct wv_ratelimit {
   slot_t *slots;
   stripe_t stripes[STRIPES];
   _Atomic uint64_t evictions;
-  _Atomic uint64_t refused; /* permits refused (acquire past the limit) */
+  _Atomic uint64_t refused;      /* permits refused (acquire past the limit) */
+  wv_ratelimit_shared_cb shared; /* cluster-wide buckets, or NULL */
+  void *shared_arg;
+  atomic_bool shared_down; /* the last shared call failed (logged once) */
 };
 
 /* ---- parsing ---- */
@@ -264,9 +268,99 @@ static int gcra(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t no
   return WV_EBUSY;
 }
 
+/* ---- cluster-wide buckets ---- */
+
+void wv_ratelimit_share(wv_ratelimit_t *rl, wv_ratelimit_shared_cb cb, void *arg) {
+  if (!rl)
+    return;
+  rl->shared = cb;
+  rl->shared_arg = arg;
+  atomic_init(&rl->shared_down, false);
+}
+
+bool wv_ratelimit_shared(const wv_ratelimit_t *rl) { return rl && rl->shared; }
+
+/* The key every instance names the bucket by (no per-instance hash key). */
+static void shared_key(const wv_ratelimit_t *rl, const char *user, const char *ip, char *out,
+                       size_t cap) {
+  struct in6_addr a6;
+  if (user && *user) {
+    if (strlen(user) <= 200) {
+      snprintf(out, cap, "%s:u:%s", rl->what, user);
+      return;
+    }
+    static const uint8_t zero[16]; /* a stable name for a long account, not a secret */
+    wv_siphash_t s;
+    wv_siphash_init(&s, zero);
+    wv_siphash_update(&s, user, strlen(user));
+    snprintf(out, cap, "%s:uh:%016llx", rl->what, (unsigned long long)wv_siphash_final(&s));
+  } else if (!ip || !*ip) {
+    snprintf(out, cap, "%s:i:unknown", rl->what);
+  } else if (!strchr(ip, ':') || inet_pton(AF_INET6, ip, &a6) != 1) {
+    snprintf(out, cap, "%s:i:%.64s", rl->what, ip);
+  } else {
+    int n = snprintf(out, cap, "%s:6:", rl->what);
+    for (int i = 0; i < 8 && n + 2 < (int)cap; i++, n += 2)
+      snprintf(out + n, cap - (size_t)n, "%02x", a6.s6_addr[i]);
+  }
+}
+
+/*
+ * After the shared call: the local slot of the key gives its permit back
+ * (undo, when the cluster refused it) and moves up to the shared bucket's
+ * arrival time (now + ahead).
+ */
+static void sync_local(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
+                       bool undo, int64_t ahead_ns) {
+  bool authed = user && *user;
+  const bucket_t *b = authed ? &rl->auth : &rl->anon;
+  uint64_t h = authed ? hash_key(rl, 'u', user) : ip_key(rl, ip);
+  size_t set = (size_t)(h >> 32) & (rl->nsets - 1);
+  pthread_mutex_t *mu = &rl->stripes[set & (STRIPES - 1)].mu;
+  pthread_mutex_lock(mu);
+  slot_t *s = find_slot(rl, &rl->slots[set * WAYS], h, now_ns);
+  if (undo)
+    s->tat -= b->interval_ns;
+  if (s->tat < now_ns + ahead_ns)
+    s->tat = now_ns + ahead_ns;
+  pthread_mutex_unlock(mu);
+}
+
+static int acquire_shared(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
+                          int64_t *retry_after_s) {
+  const bucket_t *b = user && *user ? &rl->auth : &rl->anon;
+  char key[300];
+  shared_key(rl, user, ip, key, sizeof key);
+  int64_t ahead_us = 0;
+  int rc = rl->shared(rl->shared_arg, key, (b->interval_ns + 999) / 1000,
+                      (b->burst_ns + 999) / 1000, true, &ahead_us);
+  if (rc != 0 && rc != WV_EBUSY) {
+    if (!atomic_exchange(&rl->shared_down, true))
+      wv_warn("rate limits (%s): the shared buckets do not answer (%s); each instance applies "
+              "its own limit until they do",
+              rl->what, wv_strerror(rc));
+    return 0; /* fail open: the local permit stands */
+  }
+  if (atomic_exchange(&rl->shared_down, false))
+    wv_info("rate limits (%s): shared buckets answer again", rl->what);
+  int64_t ahead_ns = ahead_us * 1000;
+  sync_local(rl, user, ip, now_ns, rc == WV_EBUSY, ahead_ns);
+  if (rc == 0)
+    return 0;
+  atomic_fetch_add_explicit(&rl->refused, 1, memory_order_relaxed);
+  int64_t wait = ahead_ns + b->interval_ns - b->burst_ns;
+  if (retry_after_s)
+    *retry_after_s = wait > 0 ? (wait + NS_PER_S - 1) / NS_PER_S : 1;
+  return WV_EBUSY;
+}
+
 int wv_ratelimit_acquire_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
                             int64_t *retry_after_s) {
-  return gcra(rl, user, ip, now_ns, true, retry_after_s);
+  int rc = gcra(rl, user, ip, now_ns, true, retry_after_s);
+  const bucket_t *b = user && *user ? &rl->auth : &rl->anon;
+  if (rc || !rl->shared || b->interval_ns == 0)
+    return rc; /* refused locally: the cluster has seen at least as much */
+  return acquire_shared(rl, user, ip, now_ns, retry_after_s);
 }
 
 int wv_ratelimit_peek_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,

@@ -31,6 +31,7 @@
 #include "core/arena.h"
 #include "core/config.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -112,6 +113,28 @@ int wv_ratelimit_from_config(const wv_config_t *cfg, wv_ratelimit_t **build, wv_
  * off. 0, WV_EINVAL or WV_ENOMEM.
  */
 int wv_ratelimit_auth_from_config(const wv_config_t *cfg, wv_ratelimit_t **out);
+
+/*
+ * Cluster-wide buckets (state.backend: redis, docs/rate-limits.md): cb runs
+ * the same GCRA on a bucket every instance shares (storage/store.h's
+ * wv_store_rate; key is stable across instances: "<what>:u:<account>",
+ * "<what>:i:<address>", "<what>:6:<IPv6 /64>"). It returns 0 (granted),
+ * WV_EBUSY (refused) with *ahead_us how far the shared bucket is ahead of
+ * now, or another error (unreachable). Once shared, acquire first takes the
+ * local permit (a key refused here is refused without a round trip: the
+ * cluster has seen at least this instance's permits), then the shared one,
+ * and moves the local bucket up to the shared one, so peek (local only, no
+ * round trip) sees what the cluster taught it. A shared bucket that cannot be
+ * reached fails open: the local limit alone decides (logged once per
+ * outage). acquire then blocks for one round trip: call it off the IO loops
+ * (wv_ratelimit_shared tells). Call before the limiter is used; NULL rl is a
+ * no-op.
+ */
+typedef int (*wv_ratelimit_shared_cb)(void *arg, const char *key, int64_t interval_us,
+                                      int64_t burst_us, bool take, int64_t *ahead_us);
+void wv_ratelimit_share(wv_ratelimit_t *rl, wv_ratelimit_shared_cb cb, void *arg);
+/* True when rl's acquire asks the shared bucket (false for NULL). */
+bool wv_ratelimit_shared(const wv_ratelimit_t *rl);
 
 /* Slots (a power of two, at least max_keys) and keys forgotten early so far. */
 size_t wv_ratelimit_capacity(const wv_ratelimit_t *rl);

@@ -37,6 +37,8 @@ bench+=(strace)
 fuzz=(clang-14 libclang-rt-14-dev)
 # test_store_redis and tests/e2e/redis.sh start their own redis-server (redis-cli from redis-tools).
 test+=(redis-server redis-tools)
+# bench/cluster.sh runs a redis-server and three instances behind nginx.
+bench+=(redis-server redis-tools)
 # clang-format: tools/check-format.sh (ctest check_format, .ci/run) checks every C file.
 test+=(clang-format)
 

@@ -30,7 +30,8 @@
  * else is looked up. It is taken where the key is first known — on the loop
  * for the plain form and for tokens with a hot record, else on the worker —
  * and only once (pull_counted). With limits off app->pull_limit is NULL and
- * this costs one test per request.
+ * this costs one test per request. A cluster-wide limiter (state.backend:
+ * redis) asks Redis, so its permit is always taken on the worker.
  *
  * The handlers are made of steps (the token checks, the pull permit, the auth
  * gate): each returns 0 to let the request go on, or WV_ANSWERED (http/http.h)
@@ -263,8 +264,8 @@ static int hot_lookup(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_s
     int rc = hot_token(req, resp, ctx, snap);
     if (rc)
       return rc;
-    if (pull_counts(ctx) && !ctx->hot.has_user)
-      return WV_DEFER; /* an older hot record: the worker knows the account */
+    if (pull_counts(ctx) && (!ctx->hot.has_user || wv_ratelimit_shared(ctx->app->pull_limit)))
+      return WV_DEFER; /* an older hot record, or a cluster-wide bucket: the worker's */
     if (pull_counts(ctx) && (rc = take_pull(req, resp, ctx, ctx->hot.user)))
       return rc;
   }
@@ -314,7 +315,8 @@ int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
       return rc;
     bool bad = false, slow = false;
     ctx->who = wv_req_basic_account_quick(req, ctx->app->cfg, &bad, &slow);
-    if (slow) { /* the slow hash never runs on the loop */
+    if (slow || (pull_counts(ctx) && wv_ratelimit_shared(ctx->app->pull_limit))) {
+      /* the slow hash never runs on the loop, nor a round trip to a cluster-wide bucket */
       ctx->auth_on_worker = true;
       return WV_DEFER;
     }

@@ -127,8 +127,42 @@ static int mark_cb(void *arg, const char *key, size_t klen, const void *val, siz
 
 static bool keep_cb(void *arg, const uint8_t sha[32]) { return set_has(arg, sha); }
 
+/*
+ * With the Redis backend the blob directory is shared, so every database the
+ * mark reads must be shared too: one kept per instance (today the jobs, until
+ * they move to Redis) may hold references the other instances cannot see,
+ * and nothing is swept. Returns the first such database, or -1.
+ */
+static int local_marked(wv_store_t *s) {
+  if (!wv_store_db_shared(s, WV_DB_TOKENS))
+    return -1; /* LMDB: one instance, everything local and visible */
+  for (size_t i = 0; i < sizeof marked / sizeof marked[0]; i++)
+    if (!wv_store_db_shared(s, marked[i]))
+      return (int)marked[i];
+  return -1;
+}
+
+static int run_locked(wv_store_t *s, wv_cas_t *c, int64_t now_ms, int64_t grace_ms,
+                      wv_blobgc_stats_t *stats);
+
 int wv_blobgc_run(wv_store_t *s, wv_cas_t *c, int64_t now_ms, int64_t grace_ms,
                   wv_blobgc_stats_t *stats) {
+  if (stats)
+    *stats = (wv_blobgc_stats_t){0};
+  int local = local_marked(s);
+  if (local >= 0)
+    return WV_EUNSUPPORTED;
+  char holder[WV_STORE_LOCK_HOLDER];
+  int rc = wv_store_lock(s, WV_BLOBGC_LOCK, WV_BLOBGC_LOCK_TTL_MS, holder);
+  if (rc)
+    return rc; /* WV_EBUSY: another instance collects now */
+  rc = run_locked(s, c, now_ms, grace_ms, stats);
+  wv_store_unlock(s, WV_BLOBGC_LOCK, holder);
+  return rc;
+}
+
+static int run_locked(wv_store_t *s, wv_cas_t *c, int64_t now_ms, int64_t grace_ms,
+                      wv_blobgc_stats_t *stats) {
   set_t t = {0};
   wv_blobgc_stats_t st = {0};
   /* The cutoff is fixed before the mark reads anything (see the races in blobgc.h). */
@@ -173,7 +207,13 @@ static void *gc_main(void *arg) {
     pthread_mutex_unlock(&g->mu);
     wv_blobgc_stats_t st;
     int rc = wv_blobgc_run(g->store, g->cas, wv_now_ms(), g->grace_ms, &st);
-    if (rc)
+    if (rc == WV_EBUSY)
+      wv_debug("blob gc: another instance is collecting; skipped");
+    else if (rc == WV_EUNSUPPORTED)
+      wv_warn("blob gc: nothing removed: database '%s' is kept by each instance, so what the "
+              "others reference cannot be seen (docs/scale-out.md)",
+              wv_store_db_name((wv_db_t)local_marked(g->store)));
+    else if (rc)
       wv_warn("blob gc: %s", wv_strerror(rc));
     else if (st.removed)
       wv_info("blob gc: removed %llu blobs (%llu bytes); %llu digests referenced",

@@ -20,6 +20,14 @@
  * than the grace period between the two steps: storage.blob-gc.grace (1h by
  * default) bounds that. A reader that holds a blob open keeps its bytes.
  *
+ * Several instances (state.backend: redis, a shared blob directory,
+ * docs/scale-out.md): a run first takes the cluster-wide lock "blobgc"
+ * (WV_BLOBGC_LOCK_TTL_MS, released at the end), so one instance collects at a
+ * time, and it marks from Redis what every instance references. It refuses to
+ * sweep (WV_EUNSUPPORTED) while a database it must mark is still kept per
+ * instance (the jobs, until the job queue moves them to Redis): blobs only
+ * another instance's local records reference cannot be proven unreferenced.
+ *
  * Memory: the set holds 32 bytes per referenced digest, at most
  * WV_BLOBGC_MAX_REFS; past it the run keeps everything (logged) rather than
  * guess. Thread rules: wv_blobgc_run may run on any thread; the collector
@@ -34,6 +42,8 @@ struct wv_store;
 struct wv_cas;
 
 #define WV_BLOBGC_MAX_REFS (8u << 20)
+#define WV_BLOBGC_LOCK "blobgc"
+#define WV_BLOBGC_LOCK_TTL_MS (3600 * 1000LL) /* a run longer than this may overlap another */
 
 typedef struct {
   uint64_t refs;    /* distinct digests referenced */
@@ -44,7 +54,9 @@ typedef struct {
 /*
  * One collection: mark from s, sweep c, keeping blobs written less than
  * grace_ms before now_ms. Returns 0, WV_ETOOBIG (too many references: nothing
- * removed), WV_ENOMEM, WV_ESTORE or WV_EIO. stats may be NULL.
+ * removed), WV_ENOMEM, WV_ESTORE or WV_EIO; with Redis also WV_EBUSY (another
+ * instance holds the lock), WV_EUNSUPPORTED (a marked database is local: see
+ * above) or WV_EUNAVAIL. stats may be NULL.
  */
 int wv_blobgc_run(struct wv_store *s, struct wv_cas *c, int64_t now_ms, int64_t grace_ms,
                   wv_blobgc_stats_t *stats);

@@ -6,7 +6,15 @@
  * so a name under blobs/sha256 only ever points at complete content, and the
  * directory is fsynced after the rename (and the shard's parent after a
  * shard is created) before commit returns, so an acknowledged blob cannot
- * vanish. Everything in blobs/tmp is garbage by definition.
+ * vanish.
+ *
+ * Several instances may share one blob directory (docs/scale-out.md): each
+ * writes its temporaries into its own blobs/tmp/<instance>/ (the host name
+ * and a hash of the storage path, stable across restarts), so a starting
+ * instance removes everything in its own directory (its crash leftovers, no
+ * writer can hold them) but only what is older than STALE_OTHERS_S in the
+ * others', which may be blobs in flight. No lock file is ever created: the
+ * O_EXCL temp name and the rename are the only coordination.
  */
 #include "storage/cas.h"
 
@@ -16,6 +24,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/evp.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,11 +38,15 @@
 #define PREFIX "sha256:"
 #define PREFIX_LEN 7
 #define HEX_LEN 64
+/* Another instance's temp file this old is a crash leftover: no blob write takes a day. */
+#define STALE_OTHERS_S (24 * 3600)
+#define INSTANCE_MAX 96
 
 struct wv_cas {
   char *root; /* <root>/blobs */
   char *shas; /* <root>/blobs/sha256 */
-  char *tmp;  /* <root>/blobs/tmp */
+  char *tmp;  /* <root>/blobs/tmp/<instance> */
+  char instance[INSTANCE_MAX];
   uint64_t max_blob;
   atomic_uint_fast64_t seq; /* temp file names */
 };
@@ -90,26 +103,92 @@ static int fsync_dir(const char *path) {
   return rc;
 }
 
-/* Removes every entry of the temp directory: leftovers of a crash. */
-static int clean_tmp(const char *tmp) {
-  DIR *d = opendir(tmp);
-  if (!d)
-    return WV_EIO;
+/*
+ * Removes the regular files of dir (all of them, or only those last modified
+ * before older_than when it is not 0) and returns how many went.
+ */
+static int clean_files(int dfd, const char *dir, time_t older_than) {
+  DIR *d = fdopendir(dfd);
+  if (!d) {
+    close(dfd);
+    return 0;
+  }
   struct dirent *e;
   int n = 0;
   while ((e = readdir(d)) != NULL) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+    struct stat st;
+    if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+      continue;
+    if (older_than && st.st_mtime >= older_than)
       continue;
     if (unlinkat(dirfd(d), e->d_name, 0) == 0)
       n++;
     else
-      wv_warn("cas: cannot remove stale temp %s/%s: %s", tmp, e->d_name, strerror(errno));
+      wv_warn("cas: cannot remove stale temp %s/%s: %s", dir, e->d_name, strerror(errno));
+  }
+  closedir(d);
+  return n;
+}
+
+/*
+ * The temporaries left by crashes: every file of this instance's own temp
+ * directory, and in the other instances' directories (and loose files of the
+ * layout before instances, directly in blobs/tmp) only files older than
+ * STALE_OTHERS_S; another instance's directory left empty and old goes too.
+ */
+static int clean_tmp(const char *top, const char *own) {
+  DIR *d = opendir(top);
+  if (!d)
+    return WV_EIO;
+  time_t old = time(NULL) - STALE_OTHERS_S;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    struct stat st;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+      continue;
+    if (S_ISREG(st.st_mode) && st.st_mtime < old) {
+      n += unlinkat(dirfd(d), e->d_name, 0) == 0;
+      continue;
+    }
+    if (!S_ISDIR(st.st_mode))
+      continue;
+    bool mine = strcmp(e->d_name, own) == 0;
+    int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0)
+      n += clean_files(fd, top, mine ? 0 : old);
+    if (!mine && st.st_mtime < old)
+      unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR); /* fails harmlessly when not empty */
   }
   closedir(d);
   if (n)
-    wv_info("cas: removed %d stale temp files from %s", n, tmp);
+    wv_info("cas: removed %d stale temp files from %s", n, top);
   return 0;
 }
+
+/*
+ * This instance's name among those sharing a blob directory: the host name
+ * (file-name safe) and 8 hex of a hash of the storage root, so two instances
+ * on one host or one path on two hosts differ, and a restart keeps its name.
+ */
+static void instance_name(const char *root, char *out, size_t cap) {
+  char host[65] = "";
+  if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+    snprintf(host, sizeof host, "host");
+  for (char *p = host; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '-' || *p == '.'))
+      *p = '_';
+  char real[PATH_MAX];
+  const char *path = realpath(root, real) ? real : root;
+  uint32_t h = 2166136261u; /* FNV-1a: a name, not a secret */
+  for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+    h = (h ^ *p) * 16777619u;
+  snprintf(out, cap, "%s-%08x", host, (unsigned)h);
+}
+
+const char *wv_cas_instance(const wv_cas_t *c) { return c->instance; }
 
 /* ---- open / close ------------------------------------------------------ */
 
@@ -131,19 +210,26 @@ int wv_cas_open(wv_cas_t **out, const char *root, uint64_t max_blob) {
     return WV_ENOMEM;
   c->max_blob = max_blob;
   atomic_init(&c->seq, 0);
+  char *top = NULL;
+  if ((rc = mkdir_ok(root)) != 0)
+    goto out;
+  rc = WV_ENOMEM;
+  instance_name(root, c->instance, sizeof c->instance);
   c->root = join(root, "blobs");
   c->shas = c->root ? join(c->root, "sha256") : NULL;
-  c->tmp = c->root ? join(c->root, "tmp") : NULL;
+  top = c->root ? join(c->root, "tmp") : NULL;
+  c->tmp = top ? join(top, c->instance) : NULL;
   if (!c->shas || !c->tmp)
     goto out;
-  if ((rc = mkdir_ok(root)) || (rc = mkdir_ok(c->root)) || (rc = mkdir_ok(c->shas)) ||
+  if ((rc = mkdir_ok(c->root)) || (rc = mkdir_ok(c->shas)) || (rc = mkdir_ok(top)) ||
       (rc = mkdir_ok(c->tmp)))
     goto out;
-  if ((rc = clean_tmp(c->tmp)) != 0)
+  if ((rc = clean_tmp(top, c->instance)) != 0)
     goto out;
   *out = c;
   c = NULL;
 out:
+  free(top);
   wv_cas_close(c);
   return rc;
 }

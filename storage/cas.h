@@ -4,13 +4,15 @@
  * Layout (defined here and only here):
  *
  *   <root>/blobs/sha256/<first two hex>/<64 hex>   committed blobs
- *   <root>/blobs/tmp/<unique>                      blobs being written
+ *   <root>/blobs/tmp/<instance>/<unique>           blobs being written
  *
  * A blob is streamed into a temp file while its SHA-256 is computed; commit
  * checks the digest, fsyncs the file, renames it into place and fsyncs the
  * directory. A partial or mismatching blob therefore never becomes visible,
  * and a committed one survives a crash. Temp files left by a crash are
- * removed by wv_cas_open (one waved process per root).
+ * removed by wv_cas_open: all of this instance's (one waved process per
+ * storage root), and those of other instances sharing the blob directory
+ * (docs/scale-out.md) only once they are a day old.
  *
  * Digest strings are exactly "sha256:" + 64 lowercase hex characters; any
  * other string is WV_EINVAL, so a digest can never name a path outside the
@@ -38,6 +40,8 @@ typedef struct wv_cas_writer wv_cas_writer_t;
  * wv_cas_close), or WV_EINVAL / WV_EIO / WV_ENOMEM.
  */
 int wv_cas_open(wv_cas_t **out, const char *root, uint64_t max_blob);
+/* This instance's name in blobs/tmp/ ("<host>-<8 hex>"); valid until close. */
+const char *wv_cas_instance(const wv_cas_t *c);
 /* Frees c. Writers still open must be finished first. NULL is a no-op. */
 void wv_cas_close(wv_cas_t *c);
 

@@ -358,6 +358,7 @@ void wv_store_close(wv_store_t *s) {
   pthread_cond_broadcast(&s->space_cv);
   pthread_mutex_unlock(&s->mu);
   pthread_join(s->committer, NULL); /* it drains the queue before exiting */
+  wv__lc_close(s);                  /* its subscriber uses the Redis settings */
   wv_rstore_close(s->redis);
   s->redis = NULL;
 

@@ -31,10 +31,10 @@
  * requests, builds, build targets, counters, mirrors, scans, the manifest
  * cache) live in Redis and the others stay in LMDB; every function below keeps
  * its contract, with these differences for the shared ones: a write is
- * durable as Redis's persistence settings make it; wv_store_snap_view returns
- * WV_EBUSY (see there); wv_store_scan is not in key order; wv_store_sweep
- * has nothing to do (Redis expires keys itself); and an unreachable Redis is
- * WV_EUNAVAIL.
+ * durable as Redis's persistence settings make it; wv_store_snap_view answers
+ * from the local cache of immutable entries or returns WV_EBUSY (see there); wv_store_scan is not
+ * in key order; wv_store_sweep has nothing to do (Redis expires keys itself); and an unreachable
+ * Redis is WV_EUNAVAIL.
  */
 #ifndef WV_STORE_H
 #define WV_STORE_H
@@ -138,6 +138,9 @@ int wv_store_open(wv_store_t **out, const char *dir, uint64_t map_size, int64_t 
 int wv_store_use_redis(wv_store_t *s, const char *url, const char *prefix, int64_t timeout_ms,
                        int max_conns);
 
+/* The database's name ("tokens", "jobs" ...: the Redis key part, docs/scale-out.md). */
+const char *wv_store_db_name(wv_db_t db);
+
 /* True when db lives in Redis (after wv_store_use_redis), false in LMDB. */
 bool wv_store_db_shared(const wv_store_t *s, wv_db_t db);
 
@@ -181,9 +184,10 @@ int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb c
  * thread holds the store's read lock: no other store call on that thread
  * (like inside a view callback), and end it soon — a map resize waits.
  * snap_view behaves like wv_store_view, except on a database held in Redis:
- * there it returns WV_EBUSY at once, since snapshots are the IO loops'
- * non-blocking reads and Redis cannot answer without a network round trip;
- * the caller then reads with wv_store_view/get on a worker.
+ * there it answers from the local cache (wv_store_local_cache) when that
+ * holds the entry, else returns WV_EBUSY at once, since snapshots are the IO
+ * loops' non-blocking reads and Redis cannot answer without a network round
+ * trip; the caller then reads with wv_store_view/get on a worker.
  */
 typedef struct wv_store_snap {
   wv_store_t *s;
@@ -274,6 +278,46 @@ int wv_store_sweep(wv_store_t *s, int64_t now_ms, size_t max, size_t *removed);
  * already started, WV_EINVAL, WV_ENOMEM.
  */
 int wv_store_start_sweeper(wv_store_t *s, int64_t interval_ms);
+
+/* ---- several instances sharing a Redis (storage/store_cluster.c, docs/scale-out.md) ---- */
+
+#define WV_STORE_LOCK_HOLDER 33 /* 32 hex + NUL */
+
+/*
+ * Takes the cluster-wide lock name for ttl_ms (it frees itself then if its
+ * holder dies); holder gets the random name to release it with. Without Redis
+ * there is one instance and the lock is always granted. 0, WV_EBUSY (another
+ * holds it), WV_EINVAL, WV_ETOOBIG or a Redis error (WV_EUNAVAIL ...).
+ */
+int wv_store_lock(wv_store_t *s, const char *name, int64_t ttl_ms,
+                  char holder[WV_STORE_LOCK_HOLDER]);
+/* Releases name if holder still holds it (else nothing). Never fails loudly. */
+void wv_store_unlock(wv_store_t *s, const char *name, const char *holder);
+
+/*
+ * One cluster-wide GCRA bucket (core/ratelimit.c's algorithm on Redis's
+ * clock): a permit of key (take) or a look (no take), one permit every
+ * interval_us, bursts of burst_us. *ahead_us (may be NULL) gets how far the
+ * bucket's arrival time is ahead of now after the call. 0 granted, WV_EBUSY
+ * refused, WV_EUNSUPPORTED without Redis, WV_EUNAVAIL (Redis known down or not
+ * answering) or another Redis error.
+ */
+int wv_store_rate(wv_store_t *s, const char *key, int64_t interval_us, int64_t burst_us, bool take,
+                  int64_t *ahead_us);
+
+/*
+ * Turns on the local cache of immutable entries (state.local-cache.*): at most
+ * max_bytes of manifest-cache entries and token records read from Redis are
+ * kept in memory so snapshot reads answer on the IO loops; a token entry lives
+ * at most token_ttl_ms, and deletions reach every instance by pub/sub. After
+ * wv_store_use_redis, before other threads use the store. 0 (also for
+ * max_bytes 0: off), WV_EINVAL (no Redis backend, or already on), WV_ENOMEM.
+ */
+int wv_store_local_cache(wv_store_t *s, uint64_t max_bytes, int64_t token_ttl_ms);
+/* Its counters (each out may be NULL; all 0 when off). */
+void wv_store_local_cache_stats(wv_store_t *s, uint64_t *hits, uint64_t *misses, uint64_t *bytes);
+/* True while its invalidation subscription is up (tokens are cached only then). */
+bool wv_store_local_cache_live(wv_store_t *s);
 
 /* Copies the counters out; safe from any thread. */
 void wv_store_stats(wv_store_t *s, wv_store_stats_t *out);

@@ -603,8 +603,12 @@ static int route(const wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t
 int wv_store_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t *failed) {
   bool remote = false;
   int rc = s->redis ? route(s, ops, n, failed, &remote) : 0;
-  if (rc || remote)
-    return rc ? rc : wv_rstore_apply(s->redis, ops, n, failed, NULL);
+  if (rc || remote) {
+    rc = rc ? rc : wv_rstore_apply(s->redis, ops, n, failed, NULL);
+    if (remote)
+      wv__lc_wrote(s, ops, n, rc == 0 ? WV_LC_APPLIED : WV_LC_FAILED);
+    return rc;
+  }
   struct req *r;
   struct waiter w;
   rc = make_req(ops, n, &r);
@@ -619,8 +623,12 @@ int wv_store_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, size_t *fa
 static int one_sync(wv_store_t *s, const wv_store_op_t *op, int64_t *value) {
   bool remote = false;
   int rc = s->redis ? route(s, op, 1, NULL, &remote) : 0;
-  if (rc || remote)
-    return rc ? rc : wv_rstore_apply(s->redis, op, 1, NULL, value);
+  if (rc || remote) {
+    rc = rc ? rc : wv_rstore_apply(s->redis, op, 1, NULL, value);
+    if (remote)
+      wv__lc_wrote(s, op, 1, rc == 0 ? WV_LC_APPLIED : WV_LC_FAILED);
+    return rc;
+  }
   struct req *r;
   struct waiter w;
   rc = make_req(op, 1, &r);
@@ -663,6 +671,8 @@ int wv_store_submit_apply(wv_store_t *s, const wv_store_op_t *ops, size_t n, wv_
                           void *arg) {
   bool remote = false;
   int rc = s->redis ? route(s, ops, n, NULL, &remote) : 0;
+  if (remote && !rc)
+    wv__lc_wrote(s, ops, n, WV_LC_QUEUED); /* written through; no deletion goes this way today */
   if (rc || remote)
     return rc ? rc : wv_rstore_submit(s->redis, ops, n, cb, arg);
   struct req *r;

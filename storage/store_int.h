@@ -90,12 +90,25 @@ struct wv_store {
   /* The shared databases' backend when state.backend is redis, else NULL; set
    * by wv_store_use_redis before any other thread uses the store. */
   wv_rstore_t *redis;
+  /* Its local cache of immutable entries (storage/store_cluster.c), or NULL. */
+  struct wv_lcache *lcache;
 };
 
 /* True when db's records live in Redis rather than in this LMDB environment. */
 static inline bool wv__sto_remote(const wv_store_t *s, wv_db_t db) {
   return s->redis && wv_rstore_holds(db);
 }
+
+/* The local cache of storage/store_cluster.c (no-ops when s->lcache is NULL). A
+ * snapshot read of a database held in Redis: the cached entry, else WV_EBUSY. */
+int wv__lc_snap_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg);
+/* wv_rstore_view through the cache (filling it). */
+int wv__lc_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg);
+/* After a write of ops to Redis (how: it succeeded, failed, or was queued): drops their
+ * entries, caches what was written (written through), publishes deletions. */
+enum { WV_LC_FAILED, WV_LC_APPLIED, WV_LC_QUEUED };
+void wv__lc_wrote(wv_store_t *s, const wv_store_op_t *ops, size_t n, int how);
+void wv__lc_close(wv_store_t *s);
 
 /* ---- the record header (format in the DESIGN of storage/store.c) ---- */
 

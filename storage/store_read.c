@@ -35,8 +35,8 @@ int wv_store_snap_view(wv_store_snap_t *snap, wv_db_t db, const char *key, wv_st
   int rc = wv__sto_check_key(db, key, &klen);
   if (rc)
     return rc;
-  if (wv__sto_remote(snap->s, db))
-    return WV_EBUSY; /* no network round trip on the caller's loop: see store.h */
+  if (wv__sto_remote(snap->s, db)) /* no network round trip on the caller's loop: store.h */
+    return wv__lc_snap_view(snap->s, db, key, cb, arg);
   MDB_val k = {klen, (void *)key}, v;
   int64_t exp = 0;
   rc = wv__sto_map_mdb(mdb_get(snap->txn, snap->s->dbi[db], &k, &v), "get");
@@ -61,7 +61,7 @@ int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb c
   if (rc)
     return rc;
   if (wv__sto_remote(s, db))
-    return wv_rstore_view(s->redis, db, key, cb, arg);
+    return wv__lc_view(s, db, key, cb, arg);
   wv_store_snap_t snap;
   if ((rc = wv_store_snap_begin(s, &snap)) != 0)
     return rc;

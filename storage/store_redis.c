@@ -78,6 +78,7 @@ bool wv_rstore_holds(wv_db_t db) {
   case WV_DB_MIRRORS:
   case WV_DB_SCANS:
   case WV_DB_MANIFESTS:
+  case WV_DB_EMBEDDED: /* images built by one instance are served by all */
     return true;
   default:
     return false;
@@ -882,6 +883,64 @@ static int do_ping(wv_rstore_t *r, redisContext *c, void *arg) {
 }
 
 /*
+ * A run of queued single PUTs and DELs (the manifest cache's and the usage
+ * counters' writes) is sent as one pipeline: Redis applies them in one pass
+ * of its event loop, so with appendfsync always they share one fsync instead
+ * of waiting for one each, and the order is kept.
+ */
+#define SUBMIT_BATCH 64
+
+static bool batchable(const struct sreq *q) {
+  return q->n == 1 && (q->ops[0].kind == WV_STORE_PUT || q->ops[0].kind == WV_STORE_DEL);
+}
+
+struct batch {
+  struct sreq *q[SUBMIT_BATCH];
+  int rc[SUBMIT_BATCH];
+  size_t n;
+};
+
+static int do_batch(wv_rstore_t *r, redisContext *c, void *arg) {
+  struct batch *b = arg;
+  char(*keys)[KEY_BUF] = malloc(b->n * KEY_BUF);
+  char exps[SUBMIT_BATCH][24];
+  cmd_t cmds[SUBMIT_BATCH];
+  redisReply *rep[SUBMIT_BATCH];
+  if (!keys)
+    return WV_ENOMEM;
+  for (size_t i = 0; i < b->n; i++) {
+    const wv_store_op_t *op = &b->q[i]->ops[0];
+    size_t klen = make_key(r, op->db, op->key, keys[i]);
+    if (op->kind == WV_STORE_DEL)
+      cmds[i] = cmd2("DEL", keys[i], klen);
+    else
+      set_cmd(&cmds[i], keys[i], klen, op->val, op->val_len, false, op->expires_ms, exps[i]);
+  }
+  int rc = pipeline(r, c, cmds, b->n, rep);
+  for (size_t i = 0; !rc && i < b->n; i++) {
+    bool del = b->q[i]->ops[0].kind == WV_STORE_DEL;
+    b->rc[i] = rep[i]->type == REDIS_REPLY_ERROR ? reply_err(r, rep[i])
+               : rep[i]->type != (del ? REDIS_REPLY_INTEGER : REDIS_REPLY_STATUS)
+                   ? reply_err(r, NULL)
+                   : 0;
+  }
+  if (!rc)
+    free_replies(rep, b->n);
+  free(keys);
+  return rc;
+}
+
+/* Runs b (PUT and DEL are idempotent: retried once on a fresh connection) and completes it. */
+static void run_batch(wv_rstore_t *r, struct batch *b, bool give_up) {
+  int rc = give_up ? WV_EUNAVAIL : with_conn(r, true, do_batch, b);
+  for (size_t i = 0; i < b->n; i++) {
+    if (b->q[i]->cb)
+      b->q[i]->cb(b->q[i]->arg, rc ? rc : b->rc[i], 0);
+    free(b->q[i]);
+  }
+}
+
+/*
  * The submit thread: runs queued writes in order and, when idle for
  * PROBE_MS, PINGs Redis so that r->down (what /health shows) stays current
  * without traffic.
@@ -908,6 +967,20 @@ static void *submit_main(void *arg) {
       r->tail = NULL;
     r->qlen--;
     bool give_up = r->closing && r->down; /* shutting down with Redis gone: do not wait */
+    if (batchable(q)) {
+      struct batch b = {.q = {q}, .n = 1};
+      while (b.n < SUBMIT_BATCH && r->head && batchable(r->head)) {
+        b.q[b.n++] = r->head;
+        r->head = r->head->next;
+        r->qlen--;
+      }
+      if (!r->head)
+        r->tail = NULL;
+      pthread_mutex_unlock(&r->mu);
+      run_batch(r, &b, give_up);
+      pthread_mutex_lock(&r->mu);
+      continue;
+    }
     pthread_mutex_unlock(&r->mu);
     int64_t value = 0;
     int rc = !q->n ? 0 : give_up ? WV_EUNAVAIL : wv_rstore_apply(r, q->ops, q->n, NULL, &value);
@@ -1126,3 +1199,43 @@ void wv_rstore_close(wv_rstore_t *r) {
   explicit_bzero(r->url.pass, sizeof r->url.pass);
   free(r);
 }
+
+/* ---- one command, for the cluster helpers (storage/store_cluster.c) ------ */
+
+struct raw_arg {
+  cmd_t cmd;
+  redisReply *rep;
+};
+
+static int do_raw(wv_rstore_t *r, redisContext *c, void *arg) {
+  struct raw_arg *a = arg;
+  int rc = pipeline(r, c, &a->cmd, 1, &a->rep);
+  if (rc == 0 && a->rep->type == REDIS_REPLY_ERROR) {
+    rc = reply_err(r, a->rep);
+    freeReplyObject(a->rep);
+    a->rep = NULL;
+  }
+  return rc;
+}
+
+int wv_rstore_command(wv_rstore_t *r, int argc, const char *const *argv, const size_t *len,
+                      bool idempotent, struct redisReply **out) {
+  struct raw_arg a = {0};
+  if (argc < 1 || argc > CMD_ARGS)
+    return WV_EINVAL;
+  for (int i = 0; i < argc; i++)
+    arg_n(&a.cmd, argv[i], len[i]);
+  int rc = with_conn(r, idempotent, do_raw, &a);
+  if (rc == 0)
+    *out = a.rep;
+  else if (a.rep)
+    freeReplyObject(a.rep);
+  return rc;
+}
+
+size_t wv_rstore_name(const wv_rstore_t *r, const char *name, char *buf, size_t cap) {
+  int n = snprintf(buf, cap, "%s%s", r->prefix, name);
+  return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
+int wv_rstore_connect(wv_rstore_t *r, struct redisContext **out) { return conn_open(r, out); }

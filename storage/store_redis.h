@@ -91,4 +91,22 @@ bool wv_rstore_up(wv_rstore_t *r);
 int wv_rstore_submit(wv_rstore_t *r, const wv_store_op_t *ops, size_t n, wv_store_done_cb cb,
                      void *arg);
 
+/*
+ * For the cluster helpers (storage/store_cluster.c: locks, rate limits, the
+ * local cache's invalidations), additive to the store: runs one command of
+ * argc (1..8) arguments on a pooled connection. 0 and *out (free with
+ * freeReplyObject; never an error reply: those are mapped like the store's,
+ * WV_EUNAVAIL, WV_ENOSPC, WV_EAUTH or WV_ESTORE), or an error with nothing to
+ * free. idempotent: may be retried once on a fresh connection.
+ */
+struct redisReply;
+struct redisContext;
+int wv_rstore_command(wv_rstore_t *r, int argc, const char *const *argv, const size_t *len,
+                      bool idempotent, struct redisReply **out);
+/* "<prefix><name>" into buf (cap bytes): its length, or 0 when it does not fit. */
+size_t wv_rstore_name(const wv_rstore_t *r, const char *name, char *buf, size_t cap);
+/* A new connection of its own (authenticated, database selected), for a
+ * subscriber: 0 and *out (redisFree it), or WV_EUNAVAIL / WV_EAUTH / WV_ENOMEM. */
+int wv_rstore_connect(wv_rstore_t *r, struct redisContext **out);
+
 #endif

@@ -140,8 +140,16 @@ TEST(too_big_is_not_kept) {
   CHECK(dir);
   int files = 0;
   struct dirent *e;
-  while ((e = readdir(dir)) != NULL)
-    files += e->d_name[0] != '.';
+  while ((e = readdir(dir)) != NULL) { /* blobs/tmp/<instance>/<file> */
+    char sub[600];
+    snprintf(sub, sizeof sub, "%s/%s", tmp, e->d_name);
+    DIR *s = e->d_name[0] != '.' ? opendir(sub) : NULL;
+    files += e->d_name[0] != '.' && !s;
+    for (struct dirent *f; s && (f = readdir(s)) != NULL;)
+      files += f->d_name[0] != '.';
+    if (s)
+      closedir(s);
+  }
   closedir(dir);
   CHECK_EQ_INT(files, 0);
   wv_bcache_stats_t st;

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define ABC "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define EMPTY "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -32,10 +33,51 @@ static int count_dir(const char *path) {
   return n;
 }
 
+/* Files being written: in blobs/tmp/<instance>/ (and loose ones directly in blobs/tmp). */
 static int tmp_count(void) {
   char p[300];
   snprintf(p, sizeof p, "%s/blobs/tmp", root_);
-  return count_dir(p);
+  DIR *d = opendir(p);
+  if (!d)
+    return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char sub[600];
+    if (e->d_name[0] == '.')
+      continue;
+    snprintf(sub, sizeof sub, "%s/%s", p, e->d_name);
+    int k = count_dir(sub);
+    n += k < 0 ? 1 : k; /* a file, or a directory's files */
+  }
+  closedir(d);
+  return n;
+}
+
+/* Creates an empty file at root_/rel, its mtime age_s seconds ago. */
+static bool touch_file(const char *rel, long age_s) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/%s", root_, rel);
+  int fd = open(path, O_WRONLY | O_CREAT, 0600);
+  if (fd < 0)
+    return false;
+  struct timespec t[2] = {{time(NULL) - age_s, 0}, {time(NULL) - age_s, 0}};
+  bool ok = futimens(fd, t) == 0;
+  close(fd);
+  return ok;
+}
+
+static int mkdir_p_rel(const char *rel) {
+  char path[600];
+  snprintf(path, sizeof path, "%s/%s", root_, rel);
+  return mkdir(path, 0700);
+}
+
+static bool exists_rel(const char *rel) {
+  char path[600];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", root_, rel);
+  return stat(path, &st) == 0;
 }
 
 /* Reads a whole blob (small ones) into buf; returns its length or -1. */
@@ -185,19 +227,26 @@ TEST(size_cap) {
 TEST(stale_temp_cleaned_at_open) {
   wv_cas_t *c = open_fresh(0);
   CHECK(c);
+  CHECK(strlen(wv_cas_instance(c)) > 9);
   wv_cas_writer_t *w;
   CHECK_OK(wv_cas_begin(c, &w));
   CHECK_OK(wv_cas_write(w, "partial", 7));
-  /* Simulate a crash: the writer is never finished; plus a foreign leftover. */
-  char path[300];
-  snprintf(path, sizeof path, "%s/blobs/tmp/leftover", root_);
-  int fd = open(path, O_WRONLY | O_CREAT, 0600);
-  CHECK(fd >= 0);
-  close(fd);
-  CHECK_EQ_INT(tmp_count(), 2);
+  /* A crash: the writer is never finished. Beside it, a loose leftover of the layout
+   * before instances, fresh and day-old, and another instance's temporaries sharing the
+   * directory: one in flight, one a day old. */
+  CHECK(touch_file("blobs/tmp/loose-new", 0));
+  CHECK(touch_file("blobs/tmp/loose-old", 25 * 3600));
+  CHECK_OK(mkdir_p_rel("blobs/tmp/otherhost-0000abcd"));
+  CHECK(touch_file("blobs/tmp/otherhost-0000abcd/inflight", 60));
+  CHECK(touch_file("blobs/tmp/otherhost-0000abcd/crashed", 25 * 3600));
+  CHECK_EQ_INT(tmp_count(), 5);
   wv_cas_t *c2 = NULL;
-  CHECK_OK(wv_cas_open(&c2, root_, 0));
-  CHECK_EQ_INT(tmp_count(), 0);
+  CHECK_OK(wv_cas_open(&c2, root_, 0)); /* the same instance restarting */
+  CHECK_EQ_STR(wv_cas_instance(c2), wv_cas_instance(c));
+  CHECK_EQ_INT(tmp_count(), 2);
+  CHECK(exists_rel("blobs/tmp/loose-new"));
+  CHECK(exists_rel("blobs/tmp/otherhost-0000abcd/inflight"));
+  CHECK(!exists_rel("blobs/tmp/otherhost-0000abcd/crashed"));
   wv_cas_abort(w); /* its file is already gone: still fine */
   wv_cas_close(c2);
   wv_cas_close(c);

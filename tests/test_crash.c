@@ -11,7 +11,7 @@
  *   - every unacknowledged record that happens to be present is intact too,
  *   - every acknowledged blob is readable, has the right content and digest,
  *   - every file under blobs/sha256 hashes to its own name (nothing partial),
- *   - blobs/tmp is empty after open.
+ *   - blobs/tmp (this instance's directory in it) is empty after open.
  * The same directory is reused for every run, each killed at another point,
  * so later runs also recover from a store that already crashed.
  */
@@ -296,8 +296,21 @@ static int count_tmp(void) {
     return -1;
   int n = 0;
   struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    n += e->d_name[0] != '.';
+  while ((e = readdir(d)) != NULL) { /* files, and the files of the instance directories */
+    if (e->d_name[0] == '.')
+      continue;
+    char sub[600];
+    snprintf(sub, sizeof sub, "%s/%s", p, e->d_name);
+    DIR *s = opendir(sub);
+    if (!s) {
+      n++;
+      continue;
+    }
+    struct dirent *f;
+    while ((f = readdir(s)) != NULL)
+      n += f->d_name[0] != '.';
+    closedir(s);
+  }
   closedir(d);
   return n;
 }

@@ -9,6 +9,7 @@
 #include "tests/runner.h"
 
 #include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 
 #define S 1000000000LL /* ns per second */
@@ -339,8 +340,88 @@ TEST(config_bad_rate_is_a_clear_error) {
   CHECK_HAS(err, "rate-limit.enabled: invalid boolean 'maybe'");
 }
 
+/* ---- cluster-wide buckets (wv_ratelimit_share) -------------------------------------- */
+
+/* Shared buckets in memory, standing in for Redis (GCRA on its own clock). */
+typedef struct {
+  char keys[4][64];
+  int64_t tat_us[4];
+  char key[64]; /* the last key asked */
+  int64_t now_us;
+  int calls;
+  int fail; /* non-zero: answer with this error (unreachable) */
+} fake_cluster_t;
+
+static int fake_shared(void *arg, const char *key, int64_t iv, int64_t burst, bool take,
+                       int64_t *ahead) {
+  fake_cluster_t *f = arg;
+  f->calls++;
+  if (f->fail)
+    return f->fail;
+  snprintf(f->key, sizeof f->key, "%s", key);
+  int k = 0;
+  while (k < 3 && f->keys[k][0] && strcmp(f->keys[k], key) != 0)
+    k++;
+  snprintf(f->keys[k], sizeof f->keys[k], "%s", key);
+  int64_t tat = f->tat_us[k] > f->now_us ? f->tat_us[k] : f->now_us;
+  if (tat + iv - f->now_us - burst > 0) {
+    *ahead = tat - f->now_us;
+    return WV_EBUSY;
+  }
+  if (take)
+    tat += iv;
+  f->tat_us[k] = tat;
+  *ahead = tat - f->now_us;
+  return 0;
+}
+
+TEST(shared_bucket_holds_across_instances) {
+  wv_ratelimit_t *a, *b;
+  CHECK_OK(wv_ratelimit_new("pull", rate("5/1h"), rate("off"), 64, &a));
+  CHECK_OK(wv_ratelimit_new("pull", rate("5/1h"), rate("off"), 64, &b));
+  fake_cluster_t f = {.now_us = 1};
+  CHECK(!wv_ratelimit_shared(a));
+  wv_ratelimit_share(a, fake_shared, &f);
+  wv_ratelimit_share(b, fake_shared, &f);
+  CHECK(wv_ratelimit_shared(a) && wv_ratelimit_shared(b) && !wv_ratelimit_shared(NULL));
+  /* Ten pulls of one client spread over two instances: five granted, not ten. */
+  int granted = 0;
+  int64_t retry = 0;
+  for (int i = 0; i < 10; i++)
+    granted += wv_ratelimit_acquire_at(i % 2 ? b : a, NULL, "10.1.2.3", T0, &retry) == 0;
+  CHECK_EQ_INT(granted, 5);
+  CHECK_EQ_STR(f.key, "pull:i:10.1.2.3");
+  CHECK(retry >= 700 && retry <= 721); /* one interval (12 min) away */
+  /* Refused locally without a round trip once the local bucket learned the cluster's. */
+  int calls = f.calls;
+  CHECK_EQ_INT(wv_ratelimit_acquire_at(a, NULL, "10.1.2.3", T0, &retry), WV_EBUSY);
+  CHECK_EQ_INT(wv_ratelimit_peek_at(b, NULL, "10.1.2.3", T0, &retry), WV_EBUSY);
+  CHECK_EQ_INT(f.calls, calls);
+  /* Another client is not affected; an account's key names it. */
+  CHECK_OK(wv_ratelimit_acquire_at(b, NULL, "10.1.2.4", T0, NULL));
+  wv_ratelimit_free(a);
+  wv_ratelimit_free(b);
+}
+
+TEST(shared_bucket_unreachable_fails_open_to_local) {
+  wv_ratelimit_t *a;
+  CHECK_OK(wv_ratelimit_new("build", rate("off"), rate("3/1h"), 64, &a));
+  fake_cluster_t f = {.now_us = 1, .fail = WV_EUNAVAIL};
+  wv_ratelimit_share(a, fake_shared, &f);
+  int granted = 0;
+  for (int i = 0; i < 6; i++)
+    granted += wv_ratelimit_acquire_at(a, "alice", NULL, T0, NULL) == 0;
+  CHECK_EQ_INT(granted, 3); /* the local limit still holds */
+  CHECK_EQ_INT(f.calls, 3); /* refused ones never asked */
+  f.fail = 0;
+  CHECK_EQ_INT(wv_ratelimit_acquire_at(a, "bob", NULL, T0, NULL), 0);
+  CHECK_EQ_STR(f.key, "build:u:bob");
+  wv_ratelimit_free(a);
+}
+
 WV_TESTS(T(parse_good), T(parse_bad), T(burst_then_one_per_interval), T(peek_takes_nothing),
          T(retry_after_rounds_up), T(keys_are_independent), T(ipv6_clients_share_their_64),
          T(off_class_is_unlimited), T(messages), T(bounded_and_evicts),
          T(concurrent_callers_share_exact_budget), T(config_defaults_are_off), T(config_enabled),
-         T(config_bad_rate_is_a_clear_error))
+         T(config_bad_rate_is_a_clear_error), T(shared_bucket_holds_across_instances),
+         T(shared_bucket_unreachable_fails_open_to_local))

@@ -6,6 +6,8 @@
  */
 #include "core/err.h"
 #include "core/redisurl.h"
+#include "storage/blobgc.h"
+#include "storage/cas.h"
 #include "storage/store.h"
 #include "tests/runner.h"
 #include "tests/storage_util.h"
@@ -192,7 +194,8 @@ TEST(put_get_del_expiry) {
   CHECK(s);
   TEST_CLEANUP(close_store, s);
   CHECK(wv_store_db_shared(s, WV_DB_TOKENS) && wv_store_db_shared(s, WV_DB_MANIFESTS));
-  CHECK(!wv_store_db_shared(s, WV_DB_JOBS) && !wv_store_db_shared(s, WV_DB_EMBEDDED));
+  CHECK(wv_store_db_shared(s, WV_DB_EMBEDDED)); /* the embedded registry's index */
+  CHECK(!wv_store_db_shared(s, WV_DB_VULNS) && !wv_store_db_shared(s, WV_DB_META));
   char buf[64];
   int64_t exp = -1, later = wv_store_now_ms() + HOUR_MS;
   CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "tok", buf, sizeof buf, NULL), WV_ENOTFOUND);
@@ -235,11 +238,11 @@ TEST(local_databases_stay_in_lmdb) {
   TEST_CLEANUP(close_store, s);
   char buf[64];
   CHECK_OK(wv_store_put(s, WV_DB_JOBS, "j1", "job", 3, 0));
-  CHECK_OK(wv_store_put(s, WV_DB_EMBEDDED, "e1", "emb", 3, 0));
+  CHECK_OK(wv_store_put(s, WV_DB_VULNS, "e1", "emb", 3, 0));
   CHECK_OK(get_str(s, WV_DB_JOBS, "j1", buf, sizeof buf, NULL));
   CHECK_EQ_STR(buf, "job");
   CHECK_EQ_INT(raw_int("EXISTS %s", "t2.jobs:j1"), 0);
-  CHECK_EQ_INT(raw_int("EXISTS %s", "t2.embedded:e1"), 0);
+  CHECK_EQ_INT(raw_int("EXISTS %s", "t2.vulns:e1"), 0);
   /* Snapshots: local databases as before; shared ones answer WV_EBUSY (no round trip). */
   CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "t", "x", 1, 0));
   wv_store_snap_t snap;
@@ -504,6 +507,145 @@ TEST(restart_and_outage) {
   CHECK_EQ_INT(v, 1);
 }
 
+/* ---- several instances: locks, shared rate buckets, the local cache (store_cluster.c) ---- */
+
+TEST(cluster_lock_one_holder) {
+  wv_store_t *s = open_redis("t20.");
+  CHECK(s);
+  TEST_CLEANUP(close_store, s);
+  char a[WV_STORE_LOCK_HOLDER], b[WV_STORE_LOCK_HOLDER];
+  CHECK_OK(wv_store_lock(s, "gc", 60000, a));
+  CHECK_EQ_INT(wv_store_lock(s, "gc", 60000, b), WV_EBUSY); /* another instance: refused */
+  CHECK(raw_int("PTTL %s", "t20.lock:gc") > 50000);
+  wv_store_unlock(s, "gc", b); /* not the holder: nothing happens */
+  CHECK_EQ_INT(raw_int("EXISTS %s", "t20.lock:gc"), 1);
+  wv_store_unlock(s, "gc", a);
+  CHECK_EQ_INT(raw_int("EXISTS %s", "t20.lock:gc"), 0);
+  /* A holder that dies: the TTL frees the lock. */
+  CHECK_OK(wv_store_lock(s, "gc", 150, a));
+  usleep(300000);
+  CHECK_OK(wv_store_lock(s, "gc", 60000, b));
+  wv_store_unlock(s, "gc", b);
+}
+
+TEST(cluster_rate_bucket) {
+  wv_store_t *s = open_redis("t21.");
+  CHECK(s);
+  TEST_CLEANUP(close_store, s);
+  /* 3 permits an hour: a burst of 3, then refused, the bucket ~1h20m ahead. */
+  int64_t iv = 1200LL * 1000000, burst = 3 * iv, ahead = 0;
+  for (int i = 0; i < 3; i++)
+    CHECK_OK(wv_store_rate(s, "pull:i:10.0.0.1", iv, burst, true, &ahead));
+  CHECK(ahead > burst - iv && ahead <= burst);
+  CHECK_EQ_INT(wv_store_rate(s, "pull:i:10.0.0.1", iv, burst, true, &ahead), WV_EBUSY);
+  CHECK_EQ_INT(wv_store_rate(s, "pull:i:10.0.0.1", iv, burst, false, NULL), WV_EBUSY);
+  CHECK_OK(wv_store_rate(s, "pull:i:10.0.0.2", iv, burst, false, NULL)); /* another key */
+  CHECK(raw_int("PTTL %s", "t21.ratelimit:pull:i:10.0.0.1") > 3500 * 1000);
+  CHECK_EQ_INT(raw_int("EXISTS %s", "t21.ratelimit:pull:i:10.0.0.2"),
+               0); /* a look writes nothing */
+}
+
+static int copy_str_cb(void *arg, const void *val, size_t len, int64_t exp) {
+  (void)exp;
+  snprintf(arg, 64, "%.*s", (int)len, (const char *)val);
+  return 1;
+}
+
+static int snap_str(wv_store_t *s, wv_db_t db, const char *key, char *out) {
+  wv_store_snap_t snap;
+  if (wv_store_snap_begin(s, &snap))
+    return WV_ESTORE;
+  int rc = wv_store_snap_view(&snap, db, key, copy_str_cb, out);
+  wv_store_snap_end(&snap);
+  return rc;
+}
+
+/* Second and third instances of local_cache_and_invalidation, each with its own LMDB. */
+static char dir_b[256], dir_c[256];
+static void close_b(wv_store_t *s) {
+  wv_store_close(s);
+  tmpdir_remove(dir_b);
+}
+static void close_c(wv_store_t *s) {
+  wv_store_close(s);
+  tmpdir_remove(dir_c);
+}
+
+TEST(local_cache_and_invalidation) {
+  wv_store_t *a = open_redis("t22."), *b = NULL;
+  CHECK(a);
+  TEST_CLEANUP(close_store, a);
+  CHECK(tmpdir_make(dir_b, "rstore-b"));
+  CHECK_OK(wv_store_open(&b, dir_b, 0, 0));
+  TEST_CLEANUP(close_b, b);
+  CHECK_OK(wv_store_use_redis(b, url, "t22.", 1000, 8));
+  CHECK_OK(wv_store_local_cache(a, 1 << 20, 5000));
+  CHECK_OK(wv_store_local_cache(b, 1 << 20, 5000));
+  CHECK_EQ_INT(wv_store_local_cache(b, 1 << 20, 5000), WV_EINVAL); /* once */
+  for (int i = 0; i < 100 && !(wv_store_local_cache_live(a) && wv_store_local_cache_live(b)); i++)
+    usleep(20000);
+  CHECK(wv_store_local_cache_live(b));
+  int64_t later = wv_store_now_ms() + HOUR_MS;
+  char buf[64] = "";
+  CHECK_OK(wv_store_put(a, WV_DB_TOKENS, "tok", "rec", 3, later));
+  CHECK_OK(wv_store_put(a, WV_DB_MANIFESTS, "reg/v2/x/manifests/sha256:1", "body", 4, later));
+  /* Before a worker read: the loop's snapshot read has nothing and says busy. */
+  CHECK_EQ_INT(snap_str(b, WV_DB_TOKENS, "tok", buf), WV_EBUSY);
+  CHECK_OK(get_str(b, WV_DB_TOKENS, "tok", buf, sizeof buf, NULL));
+  CHECK_OK(get_str(b, WV_DB_MANIFESTS, "reg/v2/x/manifests/sha256:1", buf, sizeof buf, NULL));
+  /* Now from memory, with no round trip: even with Redis's copy changed behind its back. */
+  CHECK_EQ_INT(snap_str(b, WV_DB_TOKENS, "tok", buf), 1);
+  CHECK_EQ_STR(buf, "rec");
+  CHECK_EQ_INT(snap_str(b, WV_DB_MANIFESTS, "reg/v2/x/manifests/sha256:1", buf), 1);
+  CHECK_EQ_STR(buf, "body");
+  uint64_t hits = 0;
+  wv_store_local_cache_stats(b, &hits, NULL, NULL);
+  CHECK(hits >= 2);
+  /* Local databases are never served from it. */
+  CHECK_OK(wv_store_put(b, WV_DB_VULNS, "v", "x", 1, 0));
+  CHECK_EQ_INT(snap_str(b, WV_DB_VULNS, "v", buf), 1);
+  /* A deletion on A reaches B's memory by pub/sub. */
+  CHECK_OK(wv_store_del(a, WV_DB_TOKENS, "tok"));
+  int rc = 1;
+  for (int i = 0; i < 100 && (rc = snap_str(b, WV_DB_TOKENS, "tok", buf)) == 1; i++)
+    usleep(10000);
+  CHECK_EQ_INT(rc, WV_EBUSY);
+  CHECK_EQ_INT(get_str(b, WV_DB_TOKENS, "tok", buf, sizeof buf, NULL), WV_ENOTFOUND);
+  /* A token is trusted locally for the token TTL at most. */
+  wv_store_t *c = NULL;
+  CHECK(tmpdir_make(dir_c, "rstore-c"));
+  CHECK_OK(wv_store_open(&c, dir_c, 0, 0));
+  TEST_CLEANUP(close_c, c);
+  CHECK_OK(wv_store_use_redis(c, url, "t22.", 1000, 8));
+  CHECK_OK(wv_store_local_cache(c, 1 << 20, 200));
+  for (int i = 0; i < 100 && !wv_store_local_cache_live(c); i++)
+    usleep(20000);
+  CHECK_OK(wv_store_put(a, WV_DB_TOKENS, "tok2", "rec", 3, later));
+  CHECK_OK(get_str(c, WV_DB_TOKENS, "tok2", buf, sizeof buf, NULL));
+  CHECK_EQ_INT(snap_str(c, WV_DB_TOKENS, "tok2", buf), 1);
+  usleep(300000);
+  CHECK_EQ_INT(snap_str(c, WV_DB_TOKENS, "tok2", buf), WV_EBUSY);
+}
+
+TEST(blob_gc_refuses_what_it_cannot_see) {
+  wv_store_t *s = open_redis("t23.");
+  CHECK(s);
+  TEST_CLEANUP(close_store, s);
+  wv_cas_t *c = NULL;
+  char digest[WV_CAS_DIGEST_LEN + 1];
+  CHECK_OK(wv_cas_open(&c, lmdb_dir, 0));
+  CHECK_OK(wv_cas_put(c, "orphan", 6, NULL, digest));
+  /* The jobs stay per instance (until the job queue moves them): nothing is swept,
+   * whatever the age, since another instance's job may reference the blob. */
+  wv_blobgc_stats_t st;
+  CHECK_EQ_INT(wv_blobgc_run(s, c, wv_store_now_ms() + 48 * HOUR_MS, 0, &st),
+               wv_store_db_shared(s, WV_DB_JOBS) ? 0 : WV_EUNSUPPORTED);
+  if (!wv_store_db_shared(s, WV_DB_JOBS))
+    CHECK_OK(wv_cas_exists(c, digest, NULL));
+  CHECK_EQ_INT(raw_int("EXISTS %s", "t23.lock:" WV_BLOBGC_LOCK), 0); /* not left held */
+  wv_cas_close(c);
+}
+
 WV_TEST_GLOBALS;
 
 int main(int argc, char **argv) {
@@ -511,6 +653,10 @@ int main(int argc, char **argv) {
                                     T(refuses_bad_settings),
                                     T(put_get_del_expiry),
                                     T(local_databases_stay_in_lmdb),
+                                    T(cluster_lock_one_holder),
+                                    T(cluster_rate_bucket),
+                                    T(local_cache_and_invalidation),
+                                    T(blob_gc_refuses_what_it_cannot_see),
                                     T(put_nx_and_counters),
                                     T(apply_is_all_or_nothing),
                                     T(scan_by_prefix),

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# bench/cluster.sh [OUT_DIR] — the scale-out benchmark (docs/scale-out.md, docs/benchmarks.md):
+# one redis-server and three waved instances (state.backend: redis, one shared blob
+# directory) behind nginx as the load balancer, against one LMDB-backed waved, in one run,
+# all on 127.0.0.1 and all pulling one busybox image from a local docker-registry.
+#
+# Scenarios, each through the cluster via nginx, through one cluster instance directly
+# and through the single instance:
+# (and, for reference, through the same nginx to the single instance):
+#   hot   GET of one token's manifest by tag, already resolved and cached (median of
+#         CL_ROUNDS rounds, the three targets in turn each round);
+#   cold  the first manifest GET of CL_COLD_TOKENS new tokens, each once (the token
+#         read, the hot record and the cache entry are all new to the instance).
+# Prints one table (req/s, p50, p99) and the ratios cluster instance / single instance
+# (issue 17's target for the hot pull: within 20 %) and cluster via nginx / single via nginx. Skips (exit 0 with a line saying so) when
+# redis-server or nginx is missing. Everything it starts is stopped at exit.
+#
+# Environment (defaults in brackets): CL_DURATION [5] measured seconds per run,
+# CL_WARMUP [1], CL_CONNS [50] connections, CL_THREADS [2] load threads, CL_ROUNDS [3],
+# CL_COLD_TOKENS [300] new tokens per target for the cold scenario.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out=$(cd "${1:-out-release}" && pwd)
+export WAVED_BIN=${WAVED_BIN:-$out/waved}
+PL=${PULL_LOAD:-$out/bench/pull-load}
+DUR=${CL_DURATION:-5} WARM=${CL_WARMUP:-1} CONNS=${CL_CONNS:-50} THREADS=${CL_THREADS:-2}
+ROUNDS=${CL_ROUNDS:-3} COLD_N=${CL_COLD_TOKENS:-300}
+PY=${PYTHON:-python3}
+for cmd in redis-server redis-cli nginx; do
+  if ! command -v "$cmd" >/dev/null; then
+    echo "== cluster: skipped: $cmd is not installed (packaging/deps.sh test installs it)"
+    exit 0
+  fi
+done
+
+# shellcheck source=../tests/e2e/lib.sh
+source "$here/../tests/e2e/lib.sh"
+T=$E2E_TMP
+chmod 755 "$T" # nginx workers run as nobody
+RESULTS="$T/results.tsv"
+: >"$RESULTS"
+ACCEPT="application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json"
+ACCEPT+=",application/vnd.docker.distribution.manifest.list.v2+json"
+ACCEPT+=",application/vnd.docker.distribution.manifest.v2+json"
+
+# ---- upstream, Redis ---------------------------------------------------------------------
+start_registry bench anon >"$T/reg.port"
+REG=127.0.0.1:$(cat "$T/reg.port")
+make_busybox_layout "$T/bb"
+push_layout "$T/bb" "$REG/library/busybox:latest"
+
+RPORT=$(free_port)
+mkdir -p "$T/redis"
+# The persistence a cluster runs with (docs/scale-out.md): AOF, fsync always.
+redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$T/redis" --save "" --appendonly yes \
+  --appendfsync always --daemonize no >"$T/redis/redis.log" 2>&1 &
+E2E_PIDS+=($!)
+for _ in $(seq 250); do [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && break; sleep 0.02; done
+
+# ---- the instances -----------------------------------------------------------------------
+# start_instance NAME BACKEND — sets <NAME>_PORT and <NAME>_PID.
+mkdir -p "$T/blobs"
+start_instance() {
+  local dir="$T/$1" port state=""
+  port=$(free_port)
+  mkdir -p "$dir/data"
+  if [ "$2" = redis ]; then
+    ln -s "$T/blobs" "$dir/data/blobs"
+    state="state: {backend: redis, redis: {url: \"redis://127.0.0.1:$RPORT/0\", prefix: \"bench.\"}}"
+  fi
+  cat >"$dir/config.yml" <<YML
+server: {host: 127.0.0.1, port: $port}
+storage: {path: $dir/data}
+log: {level: warn}
+$state
+wave: {registries: {"$REG": {insecure: true}}}
+YML
+  "$WAVED_BIN" --config "$dir/config.yml" >"$dir/waved.log" 2>&1 &
+  local pid=$!
+  E2E_PIDS+=("$pid")
+  printf -v "${1}_PORT" '%s' "$port"
+  printf -v "${1}_PID" '%s' "$pid"
+  wait_http "http://127.0.0.1:$port/health" || { cat "$dir/waved.log" >&2; return 1; }
+}
+start_instance SINGLE lmdb
+start_instance A redis
+start_instance B redis
+start_instance C redis
+
+NGX_PORT=$(free_port) NGX1_PORT=$(free_port)
+mkdir -p "$T/nginx/logs"
+cat >"$T/nginx/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+pid $T/nginx/nginx.pid;
+error_log $T/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream cluster {
+    server 127.0.0.1:$A_PORT; server 127.0.0.1:$B_PORT; server 127.0.0.1:$C_PORT;
+    keepalive 256;
+  }
+  upstream single { server 127.0.0.1:$SINGLE_PORT; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGX1_PORT;
+    location / {
+      proxy_pass http://single;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+    }
+  }
+  server {
+    listen 127.0.0.1:$NGX_PORT;
+    location / {
+      proxy_pass http://cluster;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+    }
+  }
+}
+NGX
+nginx -c "$T/nginx/nginx.conf" -p "$T/nginx" &
+E2E_PIDS+=($!)
+wait_http "http://127.0.0.1:$NGX_PORT/health"
+
+NGINX="http://127.0.0.1:$NGX_PORT" DIRECT="http://127.0.0.1:$A_PORT"
+SINGLE="http://127.0.0.1:$SINGLE_PORT" SINGLE_NGINX="http://127.0.0.1:$NGX1_PORT"
+
+# tokens BASE N — N container requests through BASE; one mix line per token (its manifest).
+tokens() {
+  $PY - "$1" "$2" "$REG/library/busybox:latest" "$ACCEPT" <<'PY'
+import http.client, json, sys, urllib.parse
+base, n, image, accept = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+u = urllib.parse.urlsplit(base)
+c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+body = json.dumps({"containerImage": image})
+for _ in range(n):
+    c.request("POST", "/v1alpha2/container", body, {"Content-Type": "application/json"})
+    r = c.getresponse(); data = r.read()
+    if r.status != 200:
+        sys.exit("POST /v1alpha2/container answered %d: %s" % (r.status, data[:200]))
+    path = json.loads(data)["targetImage"].split("/", 1)[1]
+    name, tag = path.rsplit(":", 1)
+    print("1 GET 200 /v2/%s/manifests/%s Accept:%s" % (name, tag, accept))
+PY
+}
+
+# run SCENARIO TARGET URL PULL_LOAD_ARGS... — one pull-load run, its RESULT line kept.
+run() {
+  local sc=$1 tgt=$2 url=$3
+  shift 3
+  echo "== $sc $tgt"
+  "$PL" -c "$CONNS" -t "$THREADS" -d "$DUR" -w "$WARM" -n "$sc/$tgt" "$@" "$url" | tee "$T/run.out"
+  printf '%s\t%s\t%s\n' "$sc" "$tgt" "$(grep '^RESULT ' "$T/run.out")" >>"$RESULTS"
+}
+
+# ---- hot: one token per target, resolved and cached before the runs ------------------------
+tokens "$NGINX" 1 >"$T/hot-cluster.mix"
+tokens "$SINGLE" 1 >"$T/hot-single.mix"
+# A few GETs through each way in, so every cluster instance has the entry in memory.
+path=$(awk '{print $4}' "$T/hot-cluster.mix")
+for base in "$NGINX" "$NGINX" "$NGINX" "$DIRECT" "http://127.0.0.1:$B_PORT" "http://127.0.0.1:$C_PORT"; do
+  curl -fsS -o /dev/null -H "Accept: $ACCEPT" "$base$path"
+done
+curl -fsS -o /dev/null -H "Accept: $ACCEPT" "$SINGLE$(awk '{print $4}' "$T/hot-single.mix")"
+for round in $(seq "$ROUNDS"); do
+  echo "== hot: round $round of $ROUNDS"
+  run hot single "$SINGLE" -p "$SINGLE_PID" -m "$T/hot-single.mix"
+  run hot cluster-direct "$DIRECT" -p "$A_PID" -m "$T/hot-cluster.mix"
+  run hot cluster-nginx "$NGINX" -m "$T/hot-cluster.mix"
+  run hot single-nginx "$SINGLE_NGINX" -m "$T/hot-single.mix"
+done
+
+# ---- cold: the first GET of many new tokens --------------------------------------------------
+t0=$(date +%s.%N)
+tokens "$SINGLE" "$COLD_N" >"$T/cold-single.mix"
+tokens "$DIRECT" "$COLD_N" >"$T/cold-direct.mix"
+tokens "$NGINX" "$COLD_N" >"$T/cold-nginx.mix"
+tokens "$SINGLE" "$COLD_N" >"$T/cold-single-nginx.mix"
+echo "== cold: $((4 * COLD_N)) tokens made in $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t0}") s"
+run cold single "$SINGLE" -p "$SINGLE_PID" -1 -m "$T/cold-single.mix"
+run cold cluster-direct "$DIRECT" -p "$A_PID" -1 -m "$T/cold-direct.mix"
+run cold cluster-nginx "$NGINX" -1 -m "$T/cold-nginx.mix"
+run cold single-nginx "$SINGLE_NGINX" -1 -m "$T/cold-single-nginx.mix"
+
+# ---- report -------------------------------------------------------------------------------
+echo
+echo "== cluster summary: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), ${DUR}s after ${WARM}s warm-up (hot: median of $ROUNDS rounds), $CONNS connections, $THREADS load threads"
+$PY - "$RESULTS" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    sc, tgt, res = line.rstrip("\n").split("\t")
+    kv = dict(p.split("=", 1) for p in res.split()[1:] if "=" in p)
+    rows.setdefault((sc, tgt), []).append(kv)
+print("%-6s %-15s %10s %9s %9s %7s" % ("", "target", "req/s", "p50 ms", "p99 ms", "errors"))
+med = {}
+for (sc, tgt), runs in rows.items():
+    pick = sorted(runs, key=lambda r: float(r["rps"]))[len(runs) // 2]
+    med[(sc, tgt)] = float(pick["rps"])
+    print("%-6s %-15s %10.0f %9.2f %9.2f %7s" % (sc, tgt, float(pick["rps"]), int(pick["p50_us"]) / 1000,
+          int(pick["p99_us"]) / 1000, pick["errors"]))
+for sc in ("hot", "cold"):
+    for tgt, ref in (("cluster-direct", "single"), ("cluster-nginx", "single-nginx")):
+        if (sc, ref) in med and (sc, tgt) in med:
+            print("%s: %s / %s = %.2f" % (sc, tgt, ref, med[(sc, tgt)] / med[(sc, ref)]))
+PY
