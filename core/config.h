@@ -117,6 +117,12 @@ typedef struct {
   int64_t redis_timeout_ms; /* state.redis.timeout, 2s (connect and every command) */
   int redis_max_conns;      /* state.redis.max-connections, 128 */
 
+  /* state.redis.* of the shared job queue (docs/scale-out.md "Job queue") */
+  char *redis_instance_id;    /* state.redis.instance-id, "" = <hostname>:<server.port> */
+  int64_t redis_job_lease_ms; /* state.redis.job-lease, 30s */
+  int64_t redis_job_poll_ms;  /* state.redis.job-poll, 3s */
+  uint64_t redis_job_log_max; /* state.redis.job-log-max, 1MiB */
+
   /* wave.build.* — builds and the job engine (docs/jobs.md, docs/builds.md) */
   char *build_workspace;            /* wave.build.workspace, "" = <storage.path>/build */
   char *build_repo;                 /* wave.build.repo, "" = the embedded registry */

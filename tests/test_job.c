@@ -108,7 +108,7 @@ static int fake_get_log(void *ctx, const char *id, size_t max, char **out, size_
 static void fake_init(fake_t *f, wv_job_persist_t *p) {
   memset(f, 0, sizeof *f);
   pthread_mutex_init(&f->mu, NULL);
-  *p = (wv_job_persist_t){f, fake_save, fake_load_all, fake_get, fake_put_log, fake_get_log};
+  *p = (wv_job_persist_t){f, fake_save, fake_load_all, fake_get, fake_put_log, fake_get_log, NULL};
 }
 
 static void fake_free(fake_t *f) {
