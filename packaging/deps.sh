@@ -35,6 +35,8 @@ bench=(wrk nginx-light linux-perf curl python3 docker-registry skopeo busybox-st
 fuzz=(clang-14 libclang-rt-14-dev)
 # test_store_redis and tests/e2e/redis.sh start their own redis-server (redis-cli from redis-tools).
 test+=(redis-server redis-tools)
+# tests/e2e/cluster.sh puts three instances behind nginx (round robin).
+test+=(nginx-light)
 # clang-format: tools/check-format.sh (ctest check_format, .ci/run) checks every C file.
 test+=(clang-format)
 

@@ -23,6 +23,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The final log of a job failed without running here: what its instance left, and why. */
+static void keep_failed_log(wv_job_engine_t *e, const job_t *j) {
+  const wv_job_persist_t *p = e->opts.persist;
+  char *old = NULL, line[WV_JOB_REASON_MAX + WV_JOB_ID_MAX + 32];
+  size_t n = 0;
+  if (!p->put_log)
+    return;
+  if (!p->get_log || p->get_log(p->ctx, j->id, e->opts.log_max, &old, &n) != 0)
+    n = 0;
+  int k = snprintf(line, sizeof line, "[waved: %s FAILED: %s]\n", j->id, j->reason);
+  size_t add = k < 0 ? 0 : (size_t)k >= sizeof line ? sizeof line - 1 : (size_t)k;
+  char *buf = malloc(n + add + 1);
+  if (buf) {
+    if (n)
+      memcpy(buf, old, n);
+    memcpy(buf + n, line, add);
+    p->put_log(p->ctx, j->id, buf, n + add);
+  }
+  free(buf);
+  free(old);
+}
+
 int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *ended) {
   const wv_job_persist_t *p = e->opts.persist;
   *ended = false;
@@ -67,6 +89,7 @@ int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *e
     j->finished_ns = wv_now_ns();
     wv_warn("jobs: %s (%s) was interrupted by %s; marked failed", j->id, j->kind_name, why);
     wv__jobeng_remove_workdir(j);
+    keep_failed_log(e, j);
     rc = wv__jobeng_save(e, j, WV_JOB_FAILED);
     wv__jobrec_free_job(j);
     *ended = rc == 0;
