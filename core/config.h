@@ -122,6 +122,7 @@ typedef struct {
   int64_t redis_job_lease_ms; /* state.redis.job-lease, 30s */
   int64_t redis_job_poll_ms;  /* state.redis.job-poll, 3s */
   uint64_t redis_job_log_max; /* state.redis.job-log-max, 1MiB */
+  bool redis_job_rerun;       /* state.redis.job-rerun, true */
 
   /* wave.build.* — builds and the job engine (docs/jobs.md, docs/builds.md) */
   char *build_workspace;            /* wave.build.workspace, "" = <storage.path>/build */

@@ -238,6 +238,10 @@ static const entry_t schema[] = {
      "for (in case their end message was missed)."},
     {"state.redis.job-log-max", T_SIZE, OFF(redis_job_log_max), "1MiB", 4096, 16 << 20, NULL, NULL,
      "Bytes of a finished job's log kept in Redis (its tail)."},
+    {"state.redis.job-rerun", T_BOOL, OFF(redis_job_rerun), "true", 0, 0, NULL, NULL,
+     "A job taken over from a dead instance runs again from its first step (builds included: "
+     "their work directories are on wave.build.workspace, shared); false = builds fail with a "
+     "reason and a new request builds again."},
     {"wave.build.workspace", T_PATH, OFF(build_workspace), "", 0, 0, NULL, "wave.build.workspace",
      "Work directory of builds (one sub-directory per build); empty = <storage.path>/build; "
      "relative = to the config file's directory."},

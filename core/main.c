@@ -344,6 +344,7 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app, jobs_persist_t *jp)
     return rc;
   wv_job_opts_init(&o);
   o.queue = jp->queue ? &jp->queue_ops : NULL;
+  o.rerun_reclaimed = cfg->redis_job_rerun;
   o.log_dir = live;
   o.persist = &jp->persist;
   o.exec_path = n > 0 ? self : NULL; /* the --job-exec wrapper applies memory limits */

@@ -198,6 +198,10 @@ typedef struct {
   size_t max_waiters;          /* across all jobs; 0 = 100000; past it on_done is WV_EBUSY */
   size_t keep_finished;        /* ended jobs kept in memory for fast lookups; 0 = 1024 */
   const wv_job_queue_t *queue; /* NULL = jobs run where they are submitted (one instance) */
+  /* With a queue: a job taken over from a dead instance (WV_JOB_ADOPT_RECLAIM) is run again
+   * from its first step whatever its kind (its work directory is on a shared path); false =
+   * only re-runnable kinds, the others fail with WV_JOB_REASON_LOST. */
+  bool rerun_reclaimed;
 } wv_job_opts_t;
 
 /* Fills o with the defaults above (log_dir must still be set). */
@@ -291,7 +295,8 @@ typedef enum {
 /*
  * Takes job id (whose lease the caller holds) from the persisted record into this engine. A
  * QUEUED record is run; a RUNNING one (RECLAIM, RECOVER) is run again from its first step when its
- * kind is re-runnable, else saved FAILED with the reason above. Sets *ended when the job has
+ * kind is re-runnable (or, for RECLAIM, when opts.rerun_reclaimed), else saved FAILED with the
+ * reason above. Sets *ended when the job has
  * ended (already, or failed now): the caller acknowledges it and tells the other instances; the
  * queue's ended callback is not called for it. 0, WV_ENOTFOUND (no record), WV_EINVAL (unknown
  * kind), WV_ECLOSED, WV_ENOMEM, or the save's error. Any thread.

@@ -83,7 +83,8 @@ int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *e
   const char *why = how == WV_JOB_ADOPT_RECOVER ? "a restart" : "the loss of its instance";
   if (interrupted)
     wv__jobeng_kill_leftovers(e, j); /* pid-checked: only a runner of this very job */
-  if (interrupted && !j->kind->rerunnable) {
+  bool rerun = j->kind->rerunnable || (how == WV_JOB_ADOPT_RECLAIM && e->opts.rerun_reclaimed);
+  if (interrupted && !rerun) {
     snprintf(j->reason, sizeof j->reason, "%s",
              how == WV_JOB_ADOPT_RECOVER ? WV_JOB_REASON_RESTART : WV_JOB_REASON_LOST);
     j->finished_ns = wv_now_ns();
