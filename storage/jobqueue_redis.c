@@ -582,12 +582,16 @@ static void push_live(wv_jobq_t *q, redisContext **c, const char *id) {
 }
 
 static void renew(wv_jobq_t *q, redisContext **c) {
-  mine_t snap[64];
-  size_t n = 0;
+  size_t n = 0, cap = 0;
   pthread_mutex_lock(&q->mu);
-  for (mine_t *m = q->mine; m && n < 64; m = m->next)
+  for (mine_t *m = q->mine; m; m = m->next)
+    cap++;
+  mine_t *snap = cap ? malloc(cap * sizeof *snap) : NULL;
+  for (mine_t *m = q->mine; snap && m && n < cap; m = m->next)
     snap[n++] = *m;
   pthread_mutex_unlock(&q->mu);
+  if (cap && !snap)
+    return; /* out of memory: the next round tries again, well within the lease */
   int64_t now = mono_ms();
   for (size_t i = 0; i < n; i++) {
     char lk[KEY_MAX], sk[KEY_MAX], px[32];
@@ -626,6 +630,7 @@ static void renew(wv_jobq_t *q, redisContext **c) {
     }
     push_live(q, c, snap[i].id);
   }
+  free(snap);
 }
 
 static void reclaim(wv_jobq_t *q, redisContext **c) {

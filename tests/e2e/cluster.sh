@@ -193,6 +193,30 @@ ok "the build succeeded, seen from every instance" \
 curl -s "${URL[$PARK]}/v1alpha1/builds/$ID2/logs" >"$T/l2.txt"
 ok "its log is read through another instance" grep -q "$ID2 SUCCEEDED" "$T/l2.txt"
 
+# More identical pairs at once, on A and C: each pair is one build, run once.
+SAME=0
+for k in 1 2 3 4 5; do
+  CFK=$(printf 'FROM %s\nRUN echo pair-%s > /pair\n' "$BB" "$k" | base64 -w0)
+  post "${URL[A]}" "{\"containerFile\":\"$CFK\"}" "$T/pa$k.json" >/dev/null &
+  RA=$!
+  post "${URL[C]}" "{\"containerFile\":\"$CFK\"}" "$T/pc$k.json" >/dev/null &
+  RC=$!
+  wait $RA $RC || true
+  [ "$(field "$T/pa$k.json" 'd["buildId"]')" = "$(field "$T/pc$k.json" 'd["buildId"]')" ] &&
+    SAME=$((SAME + 1))
+done
+ok "five more identical pairs: one build id each" is "$SAME" 5
+for k in 1 2 3 4 5; do
+  IDK=$(field "$T/pa$k.json" 'd["buildId"]')
+  for i in $(seq 1 300); do
+    [ "$(build_state "$NGX" "$IDK")" = True ] && break
+    sleep 0.1
+  done
+  echo "$IDK $(cat "$T"/{A,B,C}/waved.log | grep -c "jobs: $IDK (build) SUCCEEDED")"
+done >"$T/pairs.txt"
+ok "each ran once" is "$(awk '$2 != 1' "$T/pairs.txt" | wc -l)" 0
+log "$(cat "$T"/{A,B,C}/waved.log | grep -c 'joined (created by another instance)') of the pairs met in the build record (PUT_NX)"
+
 # ---- 3. kill -9 of the instance running a build -------------------------------------------------
 log "3. kill -9 during a build"
 CF3=$(gated_file three)
