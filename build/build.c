@@ -489,6 +489,39 @@ static int host_can_build(const wv_app_t *app, wv_arena_t *a, const char **msg) 
   return 0;
 }
 
+/*
+ * Shared state: create_mu is one process's; instances share a lock per target instead, a record
+ * "#create:<target>" written only if absent (expiring after 30 s if its holder dies). Without it
+ * an instance could decide to build, then read the counter after another instance created the
+ * same build, and make a second one. Waits up to 5 s for it, then goes on without (the build
+ * record's PUT_NX still keeps one build per id). Returns the lock's key, or NULL.
+ */
+static const char *cluster_lock(const wv_app_t *app, wv_arena_t *a, const char *target) {
+  if (!wv_store_db_shared(app->store, WV_DB_BUILD_TARGETS))
+    return NULL;
+  const char *key = wv_arena_sprintf(a, "#create:%s", target);
+  if (!key || strlen(key) > WV_STORE_KEY_MAX)
+    return NULL;
+  for (int i = 0; i < 100; i++) {
+    wv_store_op_t op = {.kind = WV_STORE_PUT_NX,
+                        .db = WV_DB_BUILD_TARGETS,
+                        .key = key,
+                        .val = "1",
+                        .val_len = 1,
+                        .expires_ms = wv_store_now_ms() + 30000};
+    int rc = wv_store_apply(app->store, &op, 1, NULL);
+    if (rc == 0)
+      return key;
+    if (rc != WV_EEXISTS)
+      return NULL;
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  wv_warn("build of %s: the cluster's create lock stayed taken for 5 s; going on without it",
+          target);
+  return NULL;
+}
+
 static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                      const wv_creq_plan_t *plan, const wv_binput_t *in, bool exists,
                      const char *client_ip, int64_t now_ns, outcome_t *o, const char **msg) {
@@ -499,6 +532,7 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   rc = in->multi_arg ? 0 : wv__build_prepare(app, a, r, in, &tmp, msg);
   if (rc)
     return rc;
+  const char *lock = cluster_lock(app, a, in->target);
   pthread_mutex_lock(&app->builds->create_mu);
   rc = decide(app, a, in, exists, now_ns, o);
   if (!rc && o->d == D_NEW)
@@ -506,6 +540,8 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   if (!rc && o->d == D_NEW)
     rc = create(app, a, r, plan, in, tmp, client_ip, now_ns, o);
   pthread_mutex_unlock(&app->builds->create_mu);
+  if (lock)
+    wv_store_del(app->store, WV_DB_BUILD_TARGETS, lock);
   wv__build_rmtree(tmp); /* gone already when it became the work dir */
   return rc;
 }

@@ -39,6 +39,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/rand.h"
 #include "core/redisurl.h"
 #include "core/timefmt.h"
 
@@ -97,6 +98,7 @@ struct wv_jobq {
   wv_redisurl_t url;
   char prefix[65];
   char me[WV_JOB_ID_MAX + 1];
+  char nonce[13]; /* this process's claim on the instance id (jobinstance:<me>) */
   char log_dir[PATH_MAX];
   int64_t timeout_ms, lease_ms, poll_ms, final_ttl_ms;
   uint64_t log_max;
@@ -581,6 +583,20 @@ static void push_live(wv_jobq_t *q, redisContext **c, const char *id) {
   free(buf);
 }
 
+/* Keeps jobinstance:<me> ours: two processes with one instance id would share leases. */
+static void renew_instance(wv_jobq_t *q, redisContext **c) {
+  char k[KEY_MAX], px[32];
+  key(q, k, "jobinstance", q->me);
+  snprintf(px, sizeof px, "%" PRId64, q->lease_ms);
+  ARGS("EVAL", LUA_TAKE, "1", k, q->nonce, px);
+  redisReply *r = ccmd(q, c, argc_, argv_, len_);
+  if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 0)
+    wv_error("jobs: another waved uses state.redis.instance-id '%s': give each instance its own",
+             q->me);
+  if (r)
+    freeReplyObject(r);
+}
+
 static void renew(wv_jobq_t *q, redisContext **c) {
   size_t n = 0, cap = 0;
   pthread_mutex_lock(&q->mu);
@@ -750,6 +766,7 @@ static void *reader_main(void *arg) {
     }
     int64_t now = mono_ms();
     if (c && now >= next_renew) {
+      renew_instance(q, &c);
       renew(q, &c);
       next_renew = now + renew_every;
     }
@@ -847,7 +864,7 @@ int wv_jobq_open(const wv_jobq_opts_t *o, wv_jobq_t **out, wv_job_persist_t *per
   pthread_mutex_init(&q->mu, NULL);
   for (size_t i = 0; i < POOL; i++)
     pthread_mutex_init(&q->pool[i].mu, NULL);
-  redisContext *c = rconnect(q, q->timeout_ms);
+  redisContext *c = wv_rand_hex12(q->nonce) == 0 ? rconnect(q, q->timeout_ms) : NULL;
   if (!c) {
     wv_error("jobs: cannot reach redis %s:%d for the job queue", q->url.host, q->url.port);
     wv_jobq_free(q);
@@ -861,7 +878,44 @@ int wv_jobq_open(const wv_jobq_opts_t *o, wv_jobq_t **out, wv_job_persist_t *per
   return 0;
 }
 
+/*
+ * Claims the instance id for this process (jobinstance:<me>, renewed with the leases). A claim
+ * left by a crashed process of the same id lapses within a lease: wait for it, then refuse.
+ */
+static int claim_instance(wv_jobq_t *q) {
+  char k[KEY_MAX], px[32];
+  key(q, k, "jobinstance", q->me);
+  snprintf(px, sizeof px, "%" PRId64, q->lease_ms);
+  bool said = false;
+  int64_t until = mono_ms() + q->lease_ms + 1000;
+  for (;;) {
+    ARGS("SET", k, q->nonce, "NX", "PX", px);
+    redisReply *r = qcmd(q, argc_, argv_, len_);
+    int rc = reply_rc(r);
+    bool taken = !rc && r->type == REDIS_REPLY_STATUS;
+    if (r)
+      freeReplyObject(r);
+    if (rc || taken)
+      return rc;
+    if (mono_ms() > until) {
+      wv_error("jobs: state.redis.instance-id '%s' is in use by another running waved: give each "
+               "instance its own",
+               q->me);
+      return WV_EEXISTS;
+    }
+    if (!said)
+      wv_warn("jobs: state.redis.instance-id '%s' was held by a process that stopped; waiting "
+              "up to state.redis.job-lease for its claim to lapse",
+              q->me);
+    said = true;
+    sleep_ms(250);
+  }
+}
+
 int wv_jobq_start(wv_jobq_t *q, wv_job_engine_t *e) {
+  int rc = claim_instance(q);
+  if (rc)
+    return rc;
   q->engine = e;
   if (pthread_create(&q->reader, NULL, reader_main, q) != 0)
     return WV_EINTERNAL;
@@ -881,6 +935,11 @@ void wv_jobq_stop(wv_jobq_t *q) {
   pthread_join(q->reader, NULL);
   pthread_join(q->subscriber, NULL);
   q->started = false;
+  char k[KEY_MAX]; /* a restart of this instance need not wait for the claim to lapse */
+  key(q, k, "jobinstance", q->me);
+  const char *rel[] = {"EVAL", LUA_RELEASE, "1", k, q->nonce};
+  size_t rl[] = {4, sizeof LUA_RELEASE - 1, 1, strlen(k), strlen(q->nonce)};
+  simple(q, NULL, 5, rel, rl);
 }
 
 void wv_jobq_free(wv_jobq_t *q) {

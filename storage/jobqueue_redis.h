@@ -11,6 +11,7 @@
  *   joblive:<id>    the tail of a running job's log, refreshed with its lease
  *   joblease:<id>   the instance running the job (SET NX PX, renewed)
  *   jobq:<kind>     the stream of queued jobs of a kind (consumer group "waved")
+ *   jobinstance:<instance>  the process using that instance id (refused to a second one)
  *   jobs:done       the channel that names each job that ended
  *
  * Thread rules: open, start, stop and free from one thread (main); the persistence and queue
@@ -46,7 +47,11 @@ typedef struct {
 int wv_jobq_open(const wv_jobq_opts_t *o, wv_jobq_t **out, wv_job_persist_t *persist,
                  wv_job_queue_t *queue);
 
-/* Starts the reader and subscriber threads for the started engine e. 0 or WV_EINTERNAL. */
+/*
+ * Claims the instance id (waiting up to a lease for the claim of a crashed process of the same id
+ * to lapse), then starts the reader and subscriber threads for the started engine e. 0,
+ * WV_EEXISTS (another running waved uses the id), WV_EUNAVAIL or WV_EINTERNAL.
+ */
 int wv_jobq_start(wv_jobq_t *q, wv_job_engine_t *e);
 
 /* Stops and joins both threads (within about a second). Idempotent; NULL is a no-op. */

@@ -156,6 +156,12 @@ ok "pull through C: 200" is "$(manifest "${URL[C]}" "$P1")" 200
 skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$NGX_PORT/$P1" "dir:$T/p1" 2>"$T/p1.err"
 ok "skopeo copy through nginx" test -s "$T/p1/manifest.json"
 
+mkdir -p "$T/B2/data"
+sed -e "s#port: ${PORT[B]}#port: $(free_port)#" -e "s#$T/B/data#$T/B2/data#" "$T/B/config.yml" >"$T/B2/config.yml"
+timeout 30 "$WAVED_BIN" --config "$T/B2/config.yml" >"$T/B2/waved.log" 2>&1 || true
+ok "a second process with B's instance id is refused" \
+  grep -q "instance-id 'B' is in use by another running waved" "$T/B2/waved.log"
+
 # ---- 2. one build for an identical request on A and C at once; a pull parked elsewhere ----------
 log "2. identical builds on A and C at once"
 CF2=$(gated_file two)
