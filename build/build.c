@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 struct wv_builds {
   pthread_mutex_t create_mu; /* decide and create, as one step */
@@ -226,6 +227,28 @@ static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t 
 
 /* ---- the decision ---------------------------------------------------------------------- */
 
+/*
+ * Shared state (state.backend: redis): another instance may have written the target entry and
+ * the build record a moment before it creates the job record (create() below). While the build
+ * record exists, wait a little for the job rather than start a second build (up to 2 s).
+ */
+static bool job_appears(const wv_app_t *app, const char *id, wv_job_info_t *ji) {
+  if (!wv_store_db_shared(app->store, WV_DB_BUILDS))
+    return false;
+  for (int i = 0; i < 40; i++) {
+    char *rec = NULL;
+    size_t len;
+    if (wv_store_get(app->store, WV_DB_BUILDS, id, &rec, &len, NULL) != 0)
+      return false;
+    free(rec);
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    if (wv_job_get(app->jobs, id, ji) == 0)
+      return true;
+  }
+  return false;
+}
+
 /* What the target entry says (no lock needed: it only reads). */
 static int decide(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, bool exists,
                   int64_t now_ns, outcome_t *o) {
@@ -243,7 +266,7 @@ static int decide(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, boo
   if (!o->id)
     return WV_ENOMEM;
   wv_job_info_t ji;
-  if (wv_job_get(app->jobs, o->id, &ji) != 0) {
+  if (wv_job_get(app->jobs, o->id, &ji) != 0 && !job_appears(app, o->id, &ji)) {
     o->id = NULL; /* the job is gone: the entry means nothing any more */
     return 0;
   }
@@ -252,7 +275,8 @@ static int decide(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, boo
   } else if (ji.state == WV_JOB_SUCCEEDED) {
     o->d = exists ? D_DONE_OK : D_NEW; /* an image deleted since is built again */
   } else {
-    bool restart = strcmp(ji.reason, WV_JOB_REASON_RESTART) == 0;
+    bool restart = strcmp(ji.reason, WV_JOB_REASON_RESTART) == 0 ||
+                   strcmp(ji.reason, WV_JOB_REASON_LOST) == 0; /* its instance died */
     int64_t until = ji.finished_ns + app->cfg->build_failure_ttl_ms * WV_NS_PER_MS;
     o->d = !restart && now_ns < until ? D_DONE_FAIL : (exists ? D_EXISTS : D_NEW);
   }
@@ -397,8 +421,19 @@ static int create(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
        .val_len = strlen(rtext),
        .expires_ms = now_ms + cfg->build_record_ttl_ms},
   };
-  if ((rc = wv_store_apply(app->store, ops, 3, NULL)) != 0)
-    return rc;
+  /* Shared state: an instance that read the same counter at the same time made the same id; the
+   * record written only if absent lets one of them create the build and the other join it. */
+  bool shared = wv_store_db_shared(app->store, WV_DB_BUILDS);
+  if (shared)
+    ops[2].kind = WV_STORE_PUT_NX;
+  if ((rc = wv_store_apply(app->store, ops, 3, NULL)) != 0) {
+    if (rc != WV_EEXISTS || !shared)
+      return rc;
+    o->d = D_JOIN;
+    o->id = id;
+    wv_info("build %s: %s joined (created by another instance)", id, in->target);
+    return 0;
+  }
   if (in->multi_arg) {
     rc = submit_multi(app, in, id);
   } else {
@@ -454,6 +489,39 @@ static int host_can_build(const wv_app_t *app, wv_arena_t *a, const char **msg) 
   return 0;
 }
 
+/*
+ * Shared state: create_mu is one process's; instances share a lock per target instead, a record
+ * "#create:<target>" written only if absent (expiring after 30 s if its holder dies). Without it
+ * an instance could decide to build, then read the counter after another instance created the
+ * same build, and make a second one. Waits up to 5 s for it, then goes on without (the build
+ * record's PUT_NX still keeps one build per id). Returns the lock's key, or NULL.
+ */
+static const char *cluster_lock(const wv_app_t *app, wv_arena_t *a, const char *target) {
+  if (!wv_store_db_shared(app->store, WV_DB_BUILD_TARGETS))
+    return NULL;
+  const char *key = wv_arena_sprintf(a, "#create:%s", target);
+  if (!key || strlen(key) > WV_STORE_KEY_MAX)
+    return NULL;
+  for (int i = 0; i < 100; i++) {
+    wv_store_op_t op = {.kind = WV_STORE_PUT_NX,
+                        .db = WV_DB_BUILD_TARGETS,
+                        .key = key,
+                        .val = "1",
+                        .val_len = 1,
+                        .expires_ms = wv_store_now_ms() + 30000};
+    int rc = wv_store_apply(app->store, &op, 1, NULL);
+    if (rc == 0)
+      return key;
+    if (rc != WV_EEXISTS)
+      return NULL;
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  wv_warn("build of %s: the cluster's create lock stayed taken for 5 s; going on without it",
+          target);
+  return NULL;
+}
+
 static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                      const wv_creq_plan_t *plan, const wv_binput_t *in, bool exists,
                      const char *client_ip, int64_t now_ns, outcome_t *o, const char **msg) {
@@ -464,6 +532,7 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   rc = in->multi_arg ? 0 : wv__build_prepare(app, a, r, in, &tmp, msg);
   if (rc)
     return rc;
+  const char *lock = cluster_lock(app, a, in->target);
   pthread_mutex_lock(&app->builds->create_mu);
   rc = decide(app, a, in, exists, now_ns, o);
   if (!rc && o->d == D_NEW)
@@ -471,6 +540,8 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   if (!rc && o->d == D_NEW)
     rc = create(app, a, r, plan, in, tmp, client_ip, now_ns, o);
   pthread_mutex_unlock(&app->builds->create_mu);
+  if (lock)
+    wv_store_del(app->store, WV_DB_BUILD_TARGETS, lock);
   wv__build_rmtree(tmp); /* gone already when it became the work dir */
   return rc;
 }

@@ -33,6 +33,7 @@ static int check_log_format(const char *s, char *why, size_t whylen);
 static int check_state_backend(const char *s, char *why, size_t whylen);
 static int check_redis_url(const char *s, char *why, size_t whylen);
 static int check_redis_prefix(const char *s, char *why, size_t whylen);
+static int check_instance_id(const char *s, char *why, size_t whylen);
 
 /* Default builder command templates (docs/builds.md lists the placeholders). */
 #define BUILDAH                                                                                    \
@@ -233,6 +234,22 @@ static const entry_t schema[] = {
      NULL,
      "How long a token read from Redis is trusted locally; deletions reach every instance at "
      "once by pub/sub, this bounds a deletion missed while pub/sub was down. 0: never cached."},
+    {"state.redis.instance-id", T_STR, OFF(redis_instance_id), "", 0, 0, check_instance_id, NULL,
+     "This instance's name in the job queue (its consumer and lease owner), unique in the "
+     "cluster and stable across restarts; empty = <hostname>:<server.port>."},
+    {"state.redis.job-lease", T_DUR_MS, OFF(redis_job_lease_ms), "30s", 3000, 600000, NULL, NULL,
+     "Lease of a running job, renewed every third of it: a job whose instance died is taken "
+     "over (re-run, or failed when its kind cannot re-run) within about one lease and a reclaim "
+     "round (at most 5s)."},
+    {"state.redis.job-poll", T_DUR_MS, OFF(redis_job_poll_ms), "3s", 500, 60000, NULL, NULL,
+     "Period of the slow poll of jobs running on other instances that a parked pull here waits "
+     "for (in case their end message was missed)."},
+    {"state.redis.job-log-max", T_SIZE, OFF(redis_job_log_max), "1MiB", 4096, 16 << 20, NULL, NULL,
+     "Bytes of a finished job's log kept in Redis (its tail)."},
+    {"state.redis.job-rerun", T_BOOL, OFF(redis_job_rerun), "true", 0, 0, NULL, NULL,
+     "A job taken over from a dead instance runs again from its first step (builds included: "
+     "their work directories are on wave.build.workspace, shared); false = builds fail with a "
+     "reason and a new request builds again."},
     {"wave.build.workspace", T_PATH, OFF(build_workspace), "", 0, 0, NULL, "wave.build.workspace",
      "Work directory of builds (one sub-directory per build); empty = <storage.path>/build; "
      "relative = to the config file's directory."},
@@ -665,4 +682,19 @@ static int check_log_format(const char *s, char *why, size_t whylen) {
     return 0;
   snprintf(why, whylen, "unknown log format '%s' (expected text or json)", s);
   return WV_EINVAL;
+}
+
+/* An instance id names a stream consumer and a lease owner: short, printable, no spaces. */
+static int check_instance_id(const char *s, char *why, size_t whylen) {
+  size_t n = strlen(s);
+  if (n > 128) {
+    snprintf(why, whylen, "instance id longer than 128 bytes");
+    return WV_EINVAL;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)s[i]) && !strchr("._:-", s[i])) {
+      snprintf(why, whylen, "instance id may only hold letters, digits and . _ : -");
+      return WV_EINVAL;
+    }
+  return 0;
 }

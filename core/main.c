@@ -41,6 +41,7 @@
 #include "storage/blobcache.h"
 #include "storage/blobgc.h"
 #include "storage/cas.h"
+#include "storage/jobqueue_redis.h"
 #include "storage/jobstore.h"
 #include "storage/ops.h"
 #include "storage/state_move.h"
@@ -323,7 +324,31 @@ static void close_services(wv_app_t *app) {
 typedef struct {
   wv_jobstore_t store;
   wv_job_persist_t persist;
+  wv_jobq_t *queue; /* state.backend: redis: the shared job queue (docs/scale-out.md) */
+  wv_job_queue_t queue_ops;
 } jobs_persist_t;
+
+/* state.backend: redis: job records, logs and the queue in Redis, shared by the instances. */
+static int open_job_queue(const wv_config_t *cfg, const char *live, jobs_persist_t *jp) {
+  char id[WV_JOB_ID_MAX + 1], host[64] = "localhost";
+  if (*cfg->redis_instance_id) {
+    snprintf(id, sizeof id, "%s", cfg->redis_instance_id);
+  } else {
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    snprintf(id, sizeof id, "%s:%d", host, cfg->server_port);
+  }
+  wv_jobq_opts_t qo = {.url = cfg->redis_url,
+                       .prefix = cfg->redis_prefix,
+                       .timeout_ms = cfg->redis_timeout_ms,
+                       .instance_id = id,
+                       .lease_ms = cfg->redis_job_lease_ms,
+                       .poll_ms = cfg->redis_job_poll_ms,
+                       .log_max = cfg->redis_job_log_max,
+                       .final_ttl_ms = JOB_RECORD_TTL_MS,
+                       .log_dir = live};
+  return wv_jobq_open(&qo, &jp->queue, &jp->persist, &jp->queue_ops);
+}
 
 static int start_jobs(const wv_config_t *cfg, wv_app_t *app, jobs_persist_t *jp) {
   char logs[PATH_MAX], live[PATH_MAX + 8], ws[PATH_MAX], self[PATH_MAX];
@@ -338,7 +363,11 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app, jobs_persist_t *jp)
   self[n > 0 ? n : 0] = '\0';
   if ((rc = wv_jobstore_init(&jp->store, app->store, logs, JOB_RECORD_TTL_MS, &jp->persist)))
     return rc;
+  if (strcmp(cfg->state_backend, "redis") == 0 && (rc = open_job_queue(cfg, live, jp)))
+    return rc;
   wv_job_opts_init(&o);
+  o.queue = jp->queue ? &jp->queue_ops : NULL;
+  o.rerun_reclaimed = cfg->redis_job_rerun;
   o.log_dir = live;
   o.persist = &jp->persist;
   o.exec_path = n > 0 ? self : NULL; /* the --job-exec wrapper applies memory limits */
@@ -349,6 +378,8 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app, jobs_persist_t *jp)
   rc = rc ? rc : wv_scan_register(app->jobs, app); /* registered even when disabled: recovery */
   rc = rc ? rc : wv_build_register(app->jobs, app);
   rc = rc ? rc : wv_job_engine_start(app->jobs);
+  if (!rc && jp->queue)
+    rc = wv_jobq_start(jp->queue, app->jobs);
   rc = rc ? rc : wv_mirror_recover(app);
   if (rc)
     wv_error("cannot start the job engine: %s", wv_strerror(rc));
@@ -438,7 +469,7 @@ int main(int argc, char **argv) {
   if (wv_memtrim_start())
     wv_warn("cannot start the memory trimmer: memory may stay at its peak after a spike");
   wv_app_t app = {0};
-  jobs_persist_t jobs_persist;
+  jobs_persist_t jobs_persist = {0};
   wv_router_t *router = NULL;
   wv_server_t *srv = NULL;
   int status = 1;
@@ -498,7 +529,9 @@ out:
   wv_server_free(srv);
   wv_router_free(router);
   /* Running builds are killed; their records stay RUNNING for the next start. */
+  wv_jobq_stop(jobs_persist.queue); /* its threads use the engine */
   wv_job_engine_free(app.jobs);
+  wv_jobq_free(jobs_persist.queue);
   /* The services outlive the server: its workers may use them until it stopped. */
   close_services(&app);
   wv_memtrim_stop();

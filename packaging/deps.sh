@@ -39,6 +39,8 @@ fuzz=(clang-14 libclang-rt-14-dev)
 test+=(redis-server redis-tools)
 # bench/cluster.sh runs a redis-server and three instances behind nginx.
 bench+=(redis-server redis-tools)
+# tests/e2e/cluster.sh puts three instances behind nginx (round robin).
+test+=(nginx-light)
 # clang-format: tools/check-format.sh (ctest check_format, .ci/run) checks every C file.
 test+=(clang-format)
 

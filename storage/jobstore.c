@@ -83,6 +83,6 @@ int wv_jobstore_init(wv_jobstore_t *js, wv_store_t *store, const char *log_dir,
   js->store = store;
   snprintf(js->log_dir, sizeof js->log_dir, "%s", log_dir);
   js->final_ttl_ms = final_ttl_ms;
-  *p = (wv_job_persist_t){js, save, load_all, get, put_log, get_log};
+  *p = (wv_job_persist_t){js, save, load_all, get, put_log, get_log, NULL};
   return 0;
 }

@@ -89,7 +89,9 @@ int wv_state_move_main(const wv_state_move_t *o) {
   int64_t t0 = wv_mono_ms();
   uint64_t total = 0, failed = 0;
   for (int db = 0; db < WV_DB_COUNT && !rc; db++) {
-    if (!wv_store_db_shared(shared, (wv_db_t)db))
+    /* Job records are not moved: a queued or running one would need its queue entry and
+     * lease, and finished ones are history the other side does not need. */
+    if (!wv_store_db_shared(shared, (wv_db_t)db) || db == WV_DB_JOBS)
       continue;
     move_t m = {.dst = o->to_redis ? shared : local, .db = (wv_db_t)db};
     atomic_init(&m.failed, 0);

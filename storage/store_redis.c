@@ -79,6 +79,7 @@ bool wv_rstore_holds(wv_db_t db) {
   case WV_DB_SCANS:
   case WV_DB_MANIFESTS:
   case WV_DB_EMBEDDED: /* images built by one instance are served by all */
+  case WV_DB_JOBS:     /* written by the job queue (storage/jobqueue_redis.c), same keys */
     return true;
   default:
     return false;

@@ -108,7 +108,7 @@ static int fake_get_log(void *ctx, const char *id, size_t max, char **out, size_
 static void fake_init(fake_t *f, wv_job_persist_t *p) {
   memset(f, 0, sizeof *f);
   pthread_mutex_init(&f->mu, NULL);
-  *p = (wv_job_persist_t){f, fake_save, fake_load_all, fake_get, fake_put_log, fake_get_log};
+  *p = (wv_job_persist_t){f, fake_save, fake_load_all, fake_get, fake_put_log, fake_get_log, NULL};
 }
 
 static void fake_free(fake_t *f) {
@@ -120,7 +120,9 @@ static void fake_free(fake_t *f) {
 /* ---- helpers ---- */
 
 static char self_exe[PATH_MAX];
-static uint64_t fixture_log_max; /* 0 = the engine's default */
+static uint64_t fixture_log_max;            /* 0 = the engine's default */
+static const wv_job_queue_t *fixture_queue; /* NULL = no shared queue */
+static bool fixture_rerun;                  /* opts.rerun_reclaimed */
 
 typedef struct {
   pthread_mutex_t mu;
@@ -195,6 +197,8 @@ static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool ke
   o.mem = mem;
   o.kill_grace_ms = 300;
   o.log_max = fixture_log_max;
+  o.queue = fixture_queue;
+  o.rerun_reclaimed = fixture_rerun;
   return wv_job_engine_new(&o, &f->e);
 }
 
@@ -688,6 +692,193 @@ TEST(restart_recovery) {
   fixture_free(&f);
 }
 
+/* ---- the shared queue (core/job/job_queue.c) with a fake queue and one fake store ---- */
+
+typedef struct {
+  pthread_mutex_t mu;
+  char queued[8][WV_JOB_ID_MAX + 1];
+  int nqueued;
+  char ended[8][WV_JOB_ID_MAX + 1];
+  int nended;
+  wv_job_engine_t *other; /* told of each end, as the jobs:done message would */
+} fakeq_t;
+
+static int fq_enqueue(void *ctx, const char *kind, const char *id) {
+  fakeq_t *q = ctx;
+  (void)kind;
+  pthread_mutex_lock(&q->mu);
+  int rc = q->nqueued < 8 ? 0 : WV_EBUSY;
+  if (!rc)
+    snprintf(q->queued[q->nqueued++], WV_JOB_ID_MAX + 1, "%s", id);
+  pthread_mutex_unlock(&q->mu);
+  return rc;
+}
+
+static void fq_ended(void *ctx, const char *kind, const char *id, wv_job_state_t state) {
+  fakeq_t *q = ctx;
+  (void)kind, (void)state;
+  pthread_mutex_lock(&q->mu);
+  if (q->nended < 8)
+    snprintf(q->ended[q->nended++], WV_JOB_ID_MAX + 1, "%s", id);
+  wv_job_engine_t *other = q->other;
+  pthread_mutex_unlock(&q->mu);
+  if (other)
+    wv_job_remote_ended(other, id);
+}
+
+static int fake_create(void *ctx, const char *id, const char *json, size_t len) {
+  char *old;
+  size_t n;
+  if (fake_get(ctx, id, &old, &n) == 0) {
+    free(old);
+    return WV_EEXISTS;
+  }
+  return fake_save(ctx, id, json, len, false);
+}
+
+static int open_queued(fixture_t *f, fixture_t *share, const wv_job_queue_t *q, bool rerun) {
+  wv_job_kind_t once = kind_def("build", 1, 10000);
+  wv_job_kind_t again = kind_def("mirror", 1, 10000);
+  again.rerunnable = true;
+  fixture_queue = q;
+  fixture_rerun = rerun;
+  if (share) { /* the same store, its own live logs: another instance of the cluster */
+    if (!tmpdir_make(f->dir, "jobq"))
+      return WV_EIO;
+    f->persist = share->persist;
+  }
+  int rc = fixture_open(f, "jobq", WV_JOB_MEM_NONE, share != NULL);
+  fixture_queue = NULL;
+  fixture_rerun = false;
+  rc = rc ? rc : wv_job_register_kind(f->e, &once);
+  rc = rc ? rc : wv_job_register_kind(f->e, &again);
+  return rc ? rc : wv_job_engine_start(f->e);
+}
+
+TEST(shared_queue) {
+  fakeq_t fq = {0};
+  pthread_mutex_init(&fq.mu, NULL);
+  wv_job_queue_t q = {&fq, fq_enqueue, fq_ended};
+  fixture_t x, y;
+  CHECK_OK(open_queued(&x, NULL, &q, false));
+  x.persist.create = fake_create; /* y shares x's store */
+  CHECK_OK(open_queued(&y, &x, &q, false));
+  fq.other = y.e;
+  const char *argv[] = {"sh", "-c", "sleep 0.3; echo built", NULL};
+  wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv, .cwd = x.dir};
+  wv_job_spec_t spec = {.id = "bd-s_1", .kind = "build", .steps = &step, .nsteps = 1};
+  /* Submit only queues: nothing runs, the record says QUEUED everywhere. */
+  CHECK_OK(wv_job_submit(x.e, &spec, NULL));
+  CHECK_EQ_INT(wv_job_submit(y.e, &spec, NULL), WV_EEXISTS); /* the id is taken */
+  CHECK_EQ_INT(fq.nqueued, 1);
+  CHECK_EQ_STR(fq.queued[0], "bd-s_1");
+  CHECK(!wv_job_local(x.e, "bd-s_1"));
+  wv_job_info_t info;
+  CHECK_OK(wv_job_get(y.e, "bd-s_1", &info));
+  CHECK_EQ_INT(info.state, WV_JOB_QUEUED);
+  /* A waiter on y for a job y does not run: parked until the end message. */
+  waiter_t w;
+  waiter_init(&w);
+  CHECK_OK(wv_job_on_done(y.e, "bd-s_1", on_done, &w));
+  char ids[4][WV_JOB_ID_MAX + 1];
+  CHECK_EQ_INT((int)wv_job_remote_waited(y.e, ids, 4), 1);
+  /* x takes it from the queue and runs it; its end wakes y's waiter. */
+  bool ended = true;
+  CHECK_OK(wv_job_adopt(x.e, "bd-s_1", WV_JOB_ADOPT_NEW, &ended));
+  CHECK(!ended);
+  CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
+  CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
+  CHECK_EQ_INT(fq.nended, 1);
+  CHECK_EQ_INT((int)wv_job_remote_waited(y.e, ids, 4), 0);
+  char *log;
+  size_t len;
+  CHECK_OK(wv_job_log(y.e, "bd-s_1", 4096, &log, &len)); /* the log, read on y */
+  CHECK_HAS(log, "built");
+  free(log);
+  CHECK_OK(wv_job_adopt(y.e, "bd-s_1", WV_JOB_ADOPT_NEW, &ended)); /* a duplicate message */
+  CHECK(ended);
+  waiter_destroy(&w);
+
+  /* x dies with a build and a mirror running; y takes them over. */
+  const char *slow[] = {"sh", "-c", "if [ -f $M ]; then echo rerun; else touch $M; sleep 30; fi",
+                        NULL};
+  const char *env_b[] = {"M=b.mark", "PATH=/usr/bin:/bin", NULL};
+  const char *env_m[] = {"M=m.mark", "PATH=/usr/bin:/bin", NULL};
+  wv_job_step_t sb = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_b, .cwd = x.dir};
+  wv_job_step_t sm = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_m, .cwd = x.dir};
+  wv_job_spec_t b = {.id = "bd-k_1", .kind = "build", .steps = &sb, .nsteps = 1};
+  wv_job_spec_t m = {.id = "mr-k", .kind = "mirror", .steps = &sm, .nsteps = 1};
+  CHECK_OK(wv_job_submit(x.e, &b, NULL));
+  CHECK_OK(wv_job_submit(x.e, &m, NULL));
+  CHECK_OK(wv_job_adopt(x.e, "bd-k_1", WV_JOB_ADOPT_NEW, &ended));
+  CHECK_OK(wv_job_adopt(x.e, "mr-k", WV_JOB_ADOPT_NEW, &ended));
+  for (int i = 0; i < 300; i++) {
+    char p1[300], p2[300];
+    snprintf(p1, sizeof p1, "%s/b.mark", x.dir);
+    snprintf(p2, sizeof p2, "%s/m.mark", x.dir);
+    if (access(p1, F_OK) == 0 && access(p2, F_OK) == 0)
+      break;
+    usleep(10000);
+  }
+  fq.other = NULL;
+  fixture_close(&x); /* records stay RUNNING */
+  CHECK_OK(wv_job_get(y.e, "bd-k_1", &info));
+  CHECK_EQ_INT(info.state, WV_JOB_RUNNING);
+  /* Not re-runnable (rerun_reclaimed false): failed at once, with why in its log. */
+  CHECK_OK(wv_job_adopt(y.e, "bd-k_1", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK(ended);
+  CHECK_OK(wv_job_get(y.e, "bd-k_1", &info));
+  CHECK_EQ_INT(info.state, WV_JOB_FAILED);
+  CHECK_EQ_STR(info.reason, WV_JOB_REASON_LOST);
+  CHECK_OK(wv_job_log(y.e, "bd-k_1", 4096, &log, &len));
+  CHECK_HAS(log, WV_JOB_REASON_LOST);
+  free(log);
+  /* Re-runnable: run again on y from its first step. */
+  waiter_init(&w);
+  CHECK_OK(wv_job_adopt(y.e, "mr-k", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK(!ended);
+  CHECK_OK(wv_job_on_done(y.e, "mr-k", on_done, &w));
+  CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
+  CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
+  CHECK_OK(wv_job_log(y.e, "mr-k", 4096, &log, &len));
+  CHECK_HAS(log, "rerun");
+  free(log);
+  waiter_destroy(&w);
+  fixture_close(&y);
+  tmpdir_remove(y.dir);
+
+  /* With rerun_reclaimed a build is run again too (its record made RUNNING as if an instance
+   * that died had been running it). */
+  fixture_t z;
+  wv_job_spec_t b3 = {.id = "bd-k_3", .kind = "build", .steps = &sb, .nsteps = 1};
+  CHECK_OK(open_queued(&z, &x, &q, true));
+  CHECK_OK(wv_job_submit(z.e, &b3, NULL));
+  char *rec;
+  CHECK_OK(x.persist.get(&x.fake, "bd-k_3", &rec, &len));
+  char *st = strstr(rec, "\"state\":\"QUEUED\"");
+  CHECK(st != NULL);
+  char *running = malloc(len + 8);
+  snprintf(running, len + 8, "%.*s\"state\":\"RUNNING\"%s", (int)(st - rec), rec,
+           st + strlen("\"state\":\"QUEUED\""));
+  CHECK_OK(fake_save(&x.fake, "bd-k_3", running, strlen(running), false));
+  free(running);
+  free(rec);
+  waiter_init(&w);
+  CHECK_OK(wv_job_adopt(z.e, "bd-k_3", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK(!ended);
+  CHECK_OK(wv_job_on_done(z.e, "bd-k_3", on_done, &w));
+  CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
+  CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
+  CHECK_OK(wv_job_log(z.e, "bd-k_3", 4096, &log, &len));
+  CHECK_HAS(log, "rerun");
+  free(log);
+  waiter_destroy(&w);
+  fixture_close(&z);
+  tmpdir_remove(z.dir);
+  fixture_free(&x);
+  pthread_mutex_destroy(&fq.mu);
+}
+
 static int spin_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   for (int i = 0; i < 1000 && !wv_job_ctx_cancelled(ctx); i++) {
     wv_job_ctx_logf(ctx, "spin %d", i);
@@ -792,6 +983,7 @@ static const wv_test_t tests[] = {
     T(memory_limit_rlimit),
     T(step_dies_with_waved),
     T(restart_kills_leftover_group),
+    T(shared_queue),
 };
 
 int main(int argc, char **argv) {

@@ -237,24 +237,24 @@ TEST(local_databases_stay_in_lmdb) {
   CHECK(s);
   TEST_CLEANUP(close_store, s);
   char buf[64];
-  CHECK_OK(wv_store_put(s, WV_DB_JOBS, "j1", "job", 3, 0));
+  CHECK_OK(wv_store_put(s, WV_DB_META, "j1", "job", 3, 0));
   CHECK_OK(wv_store_put(s, WV_DB_VULNS, "e1", "emb", 3, 0));
-  CHECK_OK(get_str(s, WV_DB_JOBS, "j1", buf, sizeof buf, NULL));
+  CHECK_OK(get_str(s, WV_DB_META, "j1", buf, sizeof buf, NULL));
   CHECK_EQ_STR(buf, "job");
-  CHECK_EQ_INT(raw_int("EXISTS %s", "t2.jobs:j1"), 0);
+  CHECK_EQ_INT(raw_int("EXISTS %s", "t2.meta:j1"), 0);
   CHECK_EQ_INT(raw_int("EXISTS %s", "t2.vulns:e1"), 0);
   /* Snapshots: local databases as before; shared ones answer WV_EBUSY (no round trip). */
   CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "t", "x", 1, 0));
   wv_store_snap_t snap;
   CHECK_OK(wv_store_snap_begin(s, &snap));
-  int a = wv_store_snap_view(&snap, WV_DB_JOBS, "j1", any_cb, NULL);
+  int a = wv_store_snap_view(&snap, WV_DB_META, "j1", any_cb, NULL);
   int b = wv_store_snap_view(&snap, WV_DB_TOKENS, "t", any_cb, NULL);
   wv_store_snap_end(&snap);
   CHECK_EQ_INT(a, 7);
   CHECK_EQ_INT(b, WV_EBUSY);
   /* One write may not mix the two backends (it could not be atomic). */
   wv_store_op_t ops[2] = {{.kind = WV_STORE_PUT, .db = WV_DB_TOKENS, .key = "m1", .val = "1"},
-                          {.kind = WV_STORE_PUT, .db = WV_DB_JOBS, .key = "m2", .val = "2"}};
+                          {.kind = WV_STORE_PUT, .db = WV_DB_META, .key = "m2", .val = "2"}};
   ops[0].val_len = ops[1].val_len = 1;
   size_t failed = 99;
   CHECK_EQ_INT(wv_store_apply(s, ops, 2, &failed), WV_EINVAL);
@@ -627,21 +627,24 @@ TEST(local_cache_and_invalidation) {
   CHECK_EQ_INT(snap_str(c, WV_DB_TOKENS, "tok2", buf), WV_EBUSY);
 }
 
-TEST(blob_gc_refuses_what_it_cannot_see) {
+/* Every database the collector marks is in Redis, the job records included (the job queue
+ * writes them there): a blob only a job of another instance names is kept, an orphan goes. */
+TEST(blob_gc_marks_cluster_wide) {
   wv_store_t *s = open_redis("t23.");
   CHECK(s);
   TEST_CLEANUP(close_store, s);
   wv_cas_t *c = NULL;
-  char digest[WV_CAS_DIGEST_LEN + 1];
+  char orphan[WV_CAS_DIGEST_LEN + 1], kept[WV_CAS_DIGEST_LEN + 1], rec[256];
   CHECK_OK(wv_cas_open(&c, lmdb_dir, 0));
-  CHECK_OK(wv_cas_put(c, "orphan", 6, NULL, digest));
-  /* The jobs stay per instance (until the job queue moves them): nothing is swept,
-   * whatever the age, since another instance's job may reference the blob. */
+  CHECK_OK(wv_cas_put(c, "orphan", 6, NULL, orphan));
+  CHECK_OK(wv_cas_put(c, "named by a job", 14, NULL, kept));
+  CHECK(wv_store_db_shared(s, WV_DB_JOBS));
+  int n = snprintf(rec, sizeof rec, "{\"id\":\"bd-x_1\",\"output\":\"%s\"}", kept);
+  CHECK_OK(wv_store_put(s, WV_DB_JOBS, "bd-x_1", rec, (size_t)n, 0));
   wv_blobgc_stats_t st;
-  CHECK_EQ_INT(wv_blobgc_run(s, c, wv_store_now_ms() + 48 * HOUR_MS, 0, &st),
-               wv_store_db_shared(s, WV_DB_JOBS) ? 0 : WV_EUNSUPPORTED);
-  if (!wv_store_db_shared(s, WV_DB_JOBS))
-    CHECK_OK(wv_cas_exists(c, digest, NULL));
+  CHECK_OK(wv_blobgc_run(s, c, wv_store_now_ms() + 48 * HOUR_MS, 0, &st));
+  CHECK_EQ_INT(wv_cas_exists(c, orphan, NULL), WV_ENOTFOUND);
+  CHECK_OK(wv_cas_exists(c, kept, NULL));
   CHECK_EQ_INT(raw_int("EXISTS %s", "t23.lock:" WV_BLOBGC_LOCK), 0); /* not left held */
   wv_cas_close(c);
 }
@@ -656,7 +659,7 @@ int main(int argc, char **argv) {
                                     T(cluster_lock_one_holder),
                                     T(cluster_rate_bucket),
                                     T(local_cache_and_invalidation),
-                                    T(blob_gc_refuses_what_it_cannot_see),
+                                    T(blob_gc_marks_cluster_wide),
                                     T(put_nx_and_counters),
                                     T(apply_is_all_or_nothing),
                                     T(scan_by_prefix),

@@ -362,6 +362,8 @@ void wv__jobeng_finish(jrun_t *r, wv_job_state_t state) {
   j->kind->running--;
   jkind_t *k = j->kind;
   wv_metrics_job_end(j->kind_name, wv_job_state_name(state), j->finished_ns - j->started_ns);
+  if (e->opts.queue) /* acknowledged and announced once the final record is saved */
+    e->opts.queue->ended(e->opts.queue->ctx, j->kind_name, j->id, state);
   publish_end(e, j, state); /* j may be freed from here on */
   schedule(e, k);
 }
@@ -375,6 +377,8 @@ static void fail_unstarted(wv_job_engine_t *e, job_t *j, const char *reason) {
   wv__jobeng_remove_workdir(j);
   wv__jobeng_save(e, j, WV_JOB_FAILED);
   wv_metrics_job_end(j->kind_name, "FAILED", 0);
+  if (e->opts.queue)
+    e->opts.queue->ended(e->opts.queue->ctx, j->kind_name, j->id, WV_JOB_FAILED);
   publish_end(e, j, WV_JOB_FAILED);
 }
 
@@ -538,6 +542,7 @@ static void begin_stop(wv_job_engine_t *e) {
   }
   free(runs);
   release_waiters_on_stop(e);
+  wv__jobeng_remote_release(e);
   if (e->live_runs == 0)
     uv_close((uv_handle_t *)&e->wake, NULL);
 }

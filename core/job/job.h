@@ -52,6 +52,9 @@
 #define WV_JOB_ARGS_MAX 256             /* argv or env entries of one command step */
 #define WV_JOB_RECORD_MAX (256u * 1024) /* bytes of a serialised job record */
 #define WV_JOB_REASON_RESTART "waved restarted while the job was running"
+/* A job of a kind that is not re-runnable whose instance died (shared queue, its lease expired). */
+#define WV_JOB_REASON_LOST                                                                         \
+  "the waved instance running the job stopped answering (its lease expired)"
 
 typedef struct wv_job_engine wv_job_engine_t;
 typedef struct wv_job_ctx wv_job_ctx_t;
@@ -157,7 +160,25 @@ typedef struct {
   int (*put_log)(void *ctx, const char *id, const void *data, size_t len);
   /* Reads it back, at most max bytes (the tail); NULL when put_log is NULL. */
   int (*get_log)(void *ctx, const char *id, size_t max, char **out, size_t *len);
+  /* Optional: saves the QUEUED record of a new job only if the id is free (WV_EEXISTS when
+   * another instance holds it); NULL = save. */
+  int (*create)(void *ctx, const char *id, const char *json, size_t len);
 } wv_job_persist_t;
+
+/*
+ * A queue shared by several instances (state.backend: redis, docs/scale-out.md "Job queue").
+ * With one, wv_job_submit saves the QUEUED record and hands the job to enqueue instead of running
+ * it here; whoever takes it from the queue calls wv_job_adopt on its own engine, which runs it
+ * with its kind's limits. Recovery at start is the queue's (wv_job_adopt with
+ * WV_JOB_ADOPT_RECOVER), not load_all's.
+ */
+typedef struct {
+  void *ctx;
+  /* The job's QUEUED record is saved: queue it. Any thread. */
+  int (*enqueue)(void *ctx, const char *kind, const char *id);
+  /* A job adopted here ended and its final record is saved (job thread). */
+  void (*ended)(void *ctx, const char *kind, const char *id, wv_job_state_t state);
+} wv_job_queue_t;
 
 typedef struct {
   const char *log_dir;             /* live logs: <log_dir>/<id>.log (created 0700); required */
@@ -170,12 +191,17 @@ typedef struct {
    * cgroup limit moved in after spawn can apply.
    */
   const char *exec_path;
-  wv_job_mem_t mem;       /* AUTO = detect (docs/jobs.md) */
-  const char *cgroup_dir; /* AUTO only: parent cgroup to use; NULL = our own cgroup */
-  int64_t kill_grace_ms;  /* SIGTERM → SIGKILL delay at a deadline; 0 = 5000 */
-  uint64_t log_max;       /* bytes of output kept per job; 0 = 16 MiB */
-  size_t max_waiters;     /* across all jobs; 0 = 100000; past it on_done is WV_EBUSY */
-  size_t keep_finished;   /* ended jobs kept in memory for fast lookups; 0 = 1024 */
+  wv_job_mem_t mem;            /* AUTO = detect (docs/jobs.md) */
+  const char *cgroup_dir;      /* AUTO only: parent cgroup to use; NULL = our own cgroup */
+  int64_t kill_grace_ms;       /* SIGTERM → SIGKILL delay at a deadline; 0 = 5000 */
+  uint64_t log_max;            /* bytes of output kept per job; 0 = 16 MiB */
+  size_t max_waiters;          /* across all jobs; 0 = 100000; past it on_done is WV_EBUSY */
+  size_t keep_finished;        /* ended jobs kept in memory for fast lookups; 0 = 1024 */
+  const wv_job_queue_t *queue; /* NULL = jobs run where they are submitted (one instance) */
+  /* With a queue: a job taken over from a dead instance (WV_JOB_ADOPT_RECLAIM) is run again
+   * from its first step whatever its kind (its work directory is on a shared path); false =
+   * only re-runnable kinds, the others fail with WV_JOB_REASON_LOST. */
+  bool rerun_reclaimed;
 } wv_job_opts_t;
 
 /* Fills o with the defaults above (log_dir must still be set). */
@@ -257,6 +283,40 @@ int wv_job_cancel(wv_job_engine_t *e, const char *id, const char *reason);
 void wv_job_engine_stop(wv_job_engine_t *e);
 /* Stops if needed and frees. NULL is a no-op. */
 void wv_job_engine_free(wv_job_engine_t *e);
+
+/* ---- the shared queue (opts.queue set; core/job/job_queue.c) ---- */
+
+typedef enum {
+  WV_JOB_ADOPT_NEW = 0, /* read from the queue: run it */
+  WV_JOB_ADOPT_RECLAIM, /* its instance died (lease expired): re-run or fail (WV_JOB_REASON_LOST) */
+  WV_JOB_ADOPT_RECOVER  /* this instance's own, found after a restart (WV_JOB_REASON_RESTART) */
+} wv_job_adopt_t;
+
+/*
+ * Takes job id (whose lease the caller holds) from the persisted record into this engine. A
+ * QUEUED record is run; a RUNNING one (RECLAIM, RECOVER) is run again from its first step when its
+ * kind is re-runnable (or, for RECLAIM, when opts.rerun_reclaimed), else saved FAILED with the
+ * reason above. Sets *ended when the job has
+ * ended (already, or failed now): the caller acknowledges it and tells the other instances; the
+ * queue's ended callback is not called for it. 0, WV_ENOTFOUND (no record), WV_EINVAL (unknown
+ * kind), WV_ECLOSED, WV_ENOMEM, or the save's error. Any thread.
+ */
+int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *ended);
+
+/*
+ * Job id ended on another instance (a message, or the slow poll): its waiters here run when its
+ * persisted record says it ended. Any thread but the job thread's callbacks.
+ */
+void wv_job_remote_ended(wv_job_engine_t *e, const char *id);
+
+/* Ids of jobs that have waiters here but run elsewhere, at most max; how many. Any thread. */
+size_t wv_job_remote_waited(wv_job_engine_t *e, char (*ids)[WV_JOB_ID_MAX + 1], size_t max);
+
+/* The concurrency limit of the i-th registered kind; 0 past the last. Any thread. */
+int wv_job_engine_kind_max(wv_job_engine_t *e, size_t i);
+
+/* True while job id runs (or waits to) in this engine. */
+bool wv_job_local(wv_job_engine_t *e, const char *id);
 
 /*
  * The exec wrapper: call from main() when argv[1] is "--job-exec" and return

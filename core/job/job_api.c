@@ -107,13 +107,13 @@ int wv_job_register_fn(wv_job_engine_t *e, const char *name, wv_job_fn fn, void 
 wv_job_mem_t wv_job_engine_mem(const wv_job_engine_t *e) { return e->mem; }
 
 /* Inserts a QUEUED job into the table and the inbox (no wv__jobeng_save). */
-static void admit_locked(wv_job_engine_t *e, job_t *j) {
+void wv__jobeng_admit_locked(wv_job_engine_t *e, job_t *j) {
   uint32_t h = wv__jobeng_hash_id(j->id);
   j->hnext = e->buckets[h];
   e->buckets[h] = j;
 }
 
-static void inbox_push_locked(wv_job_engine_t *e, job_t *j) {
+void wv__jobeng_inbox_push_locked(wv_job_engine_t *e, job_t *j) {
   j->qnext = NULL;
   j->admitted = true;
   if (e->inbox_tail)
@@ -153,7 +153,7 @@ static int recover_each(void *arg, const char *id, const char *json, size_t len)
  * its leader is still that job's runner, started when recorded (pids are reused); the
  * job's cgroup, when there is one, is emptied and removed too.
  */
-static void kill_leftovers(wv_job_engine_t *e, job_t *j) {
+void wv__jobeng_kill_leftovers(wv_job_engine_t *e, job_t *j) {
   pid_t pgid = (pid_t)j->pgid;
   if (pgid > 1 && wv_jobkill_is_runner(pgid, j->id) &&
       (!j->pgid_start || wv_jobkill_start_time(pgid) == j->pgid_start)) {
@@ -181,7 +181,7 @@ static void kill_leftovers(wv_job_engine_t *e, job_t *j) {
 static int recover(wv_job_engine_t *e) {
   const wv_job_persist_t *p = e->opts.persist;
   recover_t rv = {e, NULL};
-  if (!p)
+  if (!p || e->opts.queue) /* shared queue: each instance recovers its own (job_queue.c) */
     return 0;
   int rc = p->load_all(p->ctx, recover_each, &rv);
   while (rv.list) {
@@ -189,14 +189,14 @@ static int recover(wv_job_engine_t *e) {
     rv.list = j->qnext;
     j->kind = wv__jobeng_find_kind(e, j->kind_name);
     if (!rc)
-      kill_leftovers(e, j);
+      wv__jobeng_kill_leftovers(e, j);
     if (!rc && j->kind && j->kind->rerunnable) {
       j->state = WV_JOB_QUEUED;
       j->started_ns = 0;
       wv_info("jobs: %s (%s) was interrupted by a restart; queued again", j->id, j->kind_name);
       wv__jobeng_save(e, j, WV_JOB_QUEUED);
-      admit_locked(e, j);
-      inbox_push_locked(e, j);
+      wv__jobeng_admit_locked(e, j);
+      wv__jobeng_inbox_push_locked(e, j);
       continue;
     }
     if (!rc) {
@@ -292,12 +292,47 @@ static bool persisted(wv_job_engine_t *e, const char *id) {
   return true;
 }
 
+/*
+ * Shared queue: the record is created (only if the id is free on every instance) and the job
+ * queued; whichever instance has room runs it (wv_job_adopt). j is freed.
+ */
+static int submit_queued(wv_job_engine_t *e, job_t *j, char *id_out) {
+  const wv_job_persist_t *p = e->opts.persist;
+  const wv_job_queue_t *q = e->opts.queue;
+  uv_mutex_lock(&e->mu);
+  int rc = e->stopping || !e->started ? WV_ECLOSED : 0;
+  uv_mutex_unlock(&e->mu);
+  size_t len = 0;
+  char *json = rc ? NULL : wv__jobrec_to_json(j, WV_JOB_QUEUED, &len);
+  if (!rc && !json)
+    rc = WV_ENOMEM;
+  if (!rc)
+    rc = p && p->create ? p->create(p->ctx, j->id, json, len)
+         : p            ? p->save(p->ctx, j->id, json, len, false)
+                        : 0;
+  free(json);
+  if (!rc && (rc = q->enqueue(q->ctx, j->kind_name, j->id)) != 0) {
+    /* Nothing will run it: say so in its record, so no waiter waits for ever. */
+    snprintf(j->reason, sizeof j->reason, "cannot queue the job: %s", wv_strerror(rc));
+    j->finished_ns = wv_now_ns();
+    wv__jobeng_save(e, j, WV_JOB_FAILED);
+  }
+  if (!rc && id_out)
+    snprintf(id_out, WV_JOB_ID_MAX + 1, "%s", j->id);
+  if (!rc)
+    wv_info("jobs: %s (%s) queued", j->id, j->kind_name);
+  wv__jobrec_free_job(j);
+  return rc;
+}
+
 int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
   job_t *j;
   int rc = build_job(e, spec, &j);
   if (rc)
     return rc;
   j->rid = wv_log_request();
+  if (e->opts.queue)
+    return submit_queued(e, j, id_out);
   if (spec->id && persisted(e, j->id))
     rc = WV_EEXISTS;
   uv_mutex_lock(&e->mu);
@@ -308,7 +343,7 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
   else if (!rc && j->kind->waiting >= j->kind->max_queued)
     rc = WV_EBUSY;
   if (!rc) {
-    admit_locked(e, j);
+    wv__jobeng_admit_locked(e, j);
     j->kind->waiting++; /* reserved; inbox_push counts it again, undone below */
   }
   uv_mutex_unlock(&e->mu);
@@ -325,7 +360,7 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
     snprintf(j->reason, sizeof j->reason, "cannot wv__jobeng_save the job record: %s",
              wv_strerror(rc));
   } else {
-    inbox_push_locked(e, j);
+    wv__jobeng_inbox_push_locked(e, j);
     if (j->cancel_req) { /* cancelled while its record was being saved */
       j->cnext = e->cancels;
       e->cancels = j;
@@ -350,8 +385,7 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
   return 0;
 }
 
-/* Info from the persisted record. 0 or WV_ENOTFOUND. */
-static int get_persisted(wv_job_engine_t *e, const char *id, wv_job_info_t *out) {
+int wv__jobeng_get_persisted(wv_job_engine_t *e, const char *id, wv_job_info_t *out) {
   const wv_job_persist_t *p = e->opts.persist;
   char *json = NULL;
   size_t len;
@@ -395,9 +429,12 @@ int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *
   if (rc)
     return rc;
   if (!found) {
-    /* Every job that has not wv__jobeng_ended is in memory; an evicted one has wv__jobeng_ended. */
-    if (get_persisted(e, id, &info) != 0 || !wv__jobeng_ended(info.state))
+    /* Every job that has not wv__jobeng_ended is in memory; an evicted one has wv__jobeng_ended.
+     * With a shared queue it may run on another instance: wait for its end message. */
+    if (wv__jobeng_get_persisted(e, id, &info) != 0)
       return WV_ENOTFOUND;
+    if (!wv__jobeng_ended(info.state))
+      return e->opts.queue ? wv__jobeng_remote_wait(e, id, cb, arg) : WV_ENOTFOUND;
     now = true;
   }
   if (now)
@@ -413,7 +450,7 @@ int wv_job_get(wv_job_engine_t *e, const char *id, wv_job_info_t *out) {
   if (j)
     wv__jobrec_info(j, out);
   uv_mutex_unlock(&e->mu);
-  return j ? 0 : get_persisted(e, id, out);
+  return j ? 0 : wv__jobeng_get_persisted(e, id, out);
 }
 
 /* The last max bytes of a file. */

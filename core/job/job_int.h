@@ -145,6 +145,13 @@ struct jrun {
   char buf[READ_CHUNK];
 };
 
+/* Waiters of a job that runs on another instance (shared queue, core/job/job_queue.c). */
+typedef struct rwait {
+  struct rwait *next;
+  jwaiter_t *waiters;
+  char id[WV_JOB_ID_MAX + 1];
+} rwait_t;
+
 struct wv_job_engine {
   wv_job_opts_t opts;
   char *log_dir, *exec_path, *cgroup_hint;
@@ -169,6 +176,7 @@ struct wv_job_engine {
   size_t nfinished;
   size_t nwaiters;
   bool stopping;
+  rwait_t *rwaits[NBUCKETS]; /* remote jobs' waiters (shared queue only) */
 };
 
 /* Shared by job.c and job_api.c. The *_locked ones need e->mu held. */
@@ -187,6 +195,17 @@ void wv__jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info);
 void wv__jobeng_log_path(const wv_job_engine_t *e, const char *id, char *out, size_t n);
 void wv__jobeng_on_wake(uv_async_t *a);
 void wv__jobeng_job_thread(void *arg);
+/* Kills what an interrupted job left running (its recorded process group, its cgroup). */
+void wv__jobeng_kill_leftovers(wv_job_engine_t *e, job_t *j);
+/* Inserts a QUEUED job into the table / links it into the inbox (e->mu held). */
+void wv__jobeng_admit_locked(wv_job_engine_t *e, job_t *j);
+void wv__jobeng_inbox_push_locked(wv_job_engine_t *e, job_t *j);
+/* Info from the persisted record. 0 or WV_ENOTFOUND. */
+int wv__jobeng_get_persisted(wv_job_engine_t *e, const char *id, wv_job_info_t *out);
+/* Shared queue: parks a waiter of a job not in memory whose record has not ended (job_queue.c). */
+int wv__jobeng_remote_wait(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *arg);
+/* Shared queue: hands every remote waiter its info with stopping set (at stop). */
+void wv__jobeng_remote_release(wv_job_engine_t *e);
 
 /* Shared by job.c and job_step.c (job thread, unless it says otherwise). */
 /* "15m", "90s", "1500ms": how a limit reads in a reason. */
