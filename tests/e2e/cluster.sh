@@ -89,6 +89,7 @@ wave:
   server: {url: "$NGX"}
   registries: {"$REG": {insecure: true}}
   build: {repo: "$REG/wave/build", workspace: "$T/ws", max-concurrent: 2}
+${EXTRA_YML:-}
 YML
   "$WAVED_BIN" --config "$dir/config.yml" >>"$dir/waved.log" 2>&1 &
   PID[$1]=$!
@@ -291,4 +292,21 @@ for n in A B C; do kill -TERM "${PID[$n]}" 2>/dev/null; done
 for n in A B C; do wait "${PID[$n]}" 2>/dev/null || true; done
 ok "no instance logged an error about the queue" \
   bash -c "! grep -h 'jobs: redis:\|not saved: another instance' $T/A/waved.log $T/B/waved.log $T/C/waved.log"
+
+# ---- rate limits across the cluster -------------------------------------------------------
+# The three instances again, anonymous pulls limited to 6 an hour: 12 container requests
+# through nginx (round robin, so each instance sees four) get 6 permits in all, not 6 each.
+EXTRA_YML="rate-limit: {enabled: true, pull: {anonymous: 6/1h}}"
+for n in A B C; do start_instance $n; done
+codes=""
+for i in $(seq 1 12); do
+  codes+="$(post "$NGX" "{\"containerImage\":\"$BB\"}" "$T/rl-$i.json") "
+done
+ok "12 requests through nginx over three instances: 6 granted in all" \
+  is "$(grep -o 200 <<<"$codes" | wc -l)" 6
+ok "... and 6 refused with 429" is "$(grep -o 429 <<<"$codes" | wc -l)" 6
+ok "the bucket is one Redis key for the cluster" \
+  test "$(rcli --scan --pattern 'cl.ratelimit:pull:*' | wc -l)" -ge 1
+for n in A B C; do kill -TERM "${PID[$n]}" 2>/dev/null; done
+for n in A B C; do wait "${PID[$n]}" 2>/dev/null || true; done
 e2e_finish
