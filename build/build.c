@@ -302,7 +302,8 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                          .platform = in->platform,
                          .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
                          .tag = in->tref.reference,
-                         .insecure = in->insecure};
+                         .insecure = in->insecure,
+                         .layers = cfg->build_layer_cache};
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
@@ -707,8 +708,10 @@ static int digest_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 }
 
 int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
-  if (app->cfg->build_enabled) /* one line per platform: can its RUN steps run here? */
+  if (app->cfg->build_enabled) { /* one line per platform: can its RUN steps run here? */
     wv_build_platforms_log();
+    wv_builder_resolve_driver(app->cfg); /* {storage-driver}: auto probes overlay once */
+  }
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
   rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_DIGEST_FN, digest_fn, (void *)app);
   rc = rc ? rc : wv__build_scan_register(e, app);
