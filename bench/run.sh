@@ -9,3 +9,5 @@ echo "== footprint ($(nproc) cores, $(date -u +%Y-%m-%d))"
 echo
 echo "== pull-load ($(nproc) cores, $(date -u +%Y-%m-%d))"
 "$(dirname "$0")/pull-load.sh" "$out"
+echo
+"$(dirname "$0")/build-overhead.sh" "$out"

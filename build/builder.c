@@ -260,7 +260,9 @@ int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target
     steps[k++] = (wv_job_step_t){
         .type = WV_JOB_STEP_FN, .name = "import", .fn = WV_BUILD_IMPORT_FN, .arg = arg};
   }
-  if (!rc && b->cleanup && *b->cleanup) {
+  /* With the layer cache, rmi would also drop the image's now-dangling parents: the cached
+   * steps. The final image stays (it caches the last step) until the prune. */
+  if (!rc && b->cleanup && *b->cleanup && !(t->layers && b->kind == WV_BUILDER_BUILDAH)) {
     rc = cmd_step(a, "cleanup", b->cleanup, t, env, &steps[k], err, errlen);
     steps[k++].may_fail = true;
   }

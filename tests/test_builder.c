@@ -82,7 +82,8 @@ TEST(default_buildah_templates) {
   rt.layers = true;
   rt.storage_driver = "overlay";
   CHECK_OK(wv_builder_steps(a, &b, &rt, steps, &n, err, sizeof err));
-  CHECK_EQ_INT(n, 4);
+  CHECK_EQ_INT(n, 3); /* build, push, prune: no rmi, it would drop the cached steps */
+  CHECK_EQ_STR(steps[2].fn, WV_BUILD_PRUNE_FN);
   CHECK_HAS(joined(a, steps[0].argv), "--storage-driver overlay build --layers=true ");
   CHECK_HAS(joined(a, steps[1].argv), "--storage-driver overlay push ");
   CHECK_HAS(joined(a, steps[0].argv), "--tls-verify=false");
