@@ -418,6 +418,28 @@ int wv_builder_probe_overlay(const char *dir, char *why, size_t whylen) {
   return rc;
 }
 
+/*
+ * Detaches the mounts left under dir by builds killed with an earlier waved (a SIGKILLed
+ * buildah leaves its overlay mounted). At start no build runs, so every one is stale.
+ */
+static void unmount_stale(const char *dir) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  char line[8192], mp[4096];
+  size_t n = strlen(dir), count = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    /* "<id> <parent> <maj:min> <root> <mount point> ..." (octal escapes in the point) */
+    if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 || strncmp(mp, dir, n) != 0 ||
+        mp[n] != '/' || strchr(mp, '\\'))
+      continue;
+    if (umount2(mp, MNT_DETACH) == 0)
+      count++;
+  }
+  if (f)
+    fclose(f);
+  if (count)
+    wv_info("build storage %s: detached %zu mounts left by interrupted builds", dir, count);
+}
+
 void wv_builder_resolve_driver(const wv_config_t *cfg) {
   char ws[4096], dir[4200], why[4200];
   const char *want = cfg->build_storage_driver ? cfg->build_storage_driver : "auto";
@@ -425,6 +447,7 @@ void wv_builder_resolve_driver(const wv_config_t *cfg) {
   if (!*ws)
     snprintf(ws, sizeof ws, "%s/build", cfg->storage_path);
   snprintf(dir, sizeof dir, "%s/" STORE_DIR, ws);
+  unmount_stale(dir);
   int rc = wv_builder_probe_overlay(dir, why, sizeof why);
   if (strcmp(want, "auto") != 0) {
     snprintf(storage_driver, sizeof storage_driver, "%s", want);
