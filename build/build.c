@@ -315,13 +315,16 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   const wv_config_t *cfg = app->cfg;
   const char *ws = empty(cfg->build_workspace) ? wv_arena_sprintf(a, "%s/build", cfg->storage_path)
                                                : cfg->build_workspace;
-  wv_build_target_t t = {.workspace = ws,
+  bool native = native_platform(in->platform);
+  /* A foreign-platform build gets a store of its own (<workspace>/foreign/buildah): buildah 1.28's
+   * cache keys leave the platform out, so a native build could match its images. */
+  wv_build_target_t t = {.workspace = native ? ws : wv_arena_sprintf(a, "%s/foreign", ws),
                          .workdir = workdir,
                          .platform = in->platform,
                          .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
                          .tag = in->tref.reference,
                          .insecure = in->insecure,
-                         .layers = cfg->build_layer_cache && native_platform(in->platform)};
+                         .layers = cfg->build_layer_cache && native};
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);

@@ -448,6 +448,9 @@ void wv_builder_resolve_driver(const wv_config_t *cfg) {
     snprintf(ws, sizeof ws, "%s/build", cfg->storage_path);
   snprintf(dir, sizeof dir, "%s/" STORE_DIR, ws);
   unmount_stale(dir);
+  char foreign[4300];
+  snprintf(foreign, sizeof foreign, "%s/foreign/" STORE_DIR, ws);
+  unmount_stale(foreign); /* foreign-platform builds' store (build/build.c) */
   int rc = wv_builder_probe_overlay(dir, why, sizeof why);
   if (strcmp(want, "auto") != 0) {
     snprintf(storage_driver, sizeof storage_driver, "%s", want);
