@@ -12,3 +12,6 @@ echo "== pull-load ($(nproc) cores, $(date -u +%Y-%m-%d))"
 echo
 echo "== cluster ($(nproc) cores, $(date -u +%Y-%m-%d))"
 "$(dirname "$0")/cluster.sh" "$out"
+echo
+echo "== builds ($(nproc) cores, $(date -u +%Y-%m-%d))"
+"$(dirname "$0")/build-overhead.sh" "$out"

@@ -42,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/utsname.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -311,6 +312,23 @@ static json_object *build_record(wv_arena_t *a, const wv_creq_t *r, const wv_cre
   return o;
 }
 
+/*
+ * Whether platform is this host's own (linux/amd64 on x86_64, linux/arm64 on aarch64). Only
+ * such builds use the layer cache: buildah 1.28's cache keys leave the platform out, so a
+ * linux/arm64 COPY step could reuse the linux/amd64 layer of the same step (docs/builds.md).
+ */
+static bool native_platform(const char *platform) {
+  struct utsname u;
+  if (!platform || uname(&u) != 0)
+    return false;
+  const char *arch = strcmp(u.machine, "x86_64") == 0    ? "amd64"
+                     : strcmp(u.machine, "aarch64") == 0 ? "arm64"
+                                                         : u.machine;
+  size_t n = strlen(arch);
+  return strncmp(platform, "linux/", 6) == 0 && strncmp(platform + 6, arch, n) == 0 &&
+         (platform[6 + n] == '\0' || platform[6 + n] == '/');
+}
+
 /* The job: the builder's steps, then (embedded) dropping the imported OCI layout. */
 static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, const char *id,
                       const char *workdir) {
@@ -321,12 +339,16 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   const wv_config_t *cfg = app->cfg;
   const char *ws = empty(cfg->build_workspace) ? wv_arena_sprintf(a, "%s/build", cfg->storage_path)
                                                : cfg->build_workspace;
-  wv_build_target_t t = {.workspace = ws,
+  bool native = native_platform(in->platform);
+  /* A foreign-platform build gets a store of its own (<workspace>/foreign/buildah): buildah 1.28's
+   * cache keys leave the platform out, so a native build could match its images. */
+  wv_build_target_t t = {.workspace = native ? ws : wv_arena_sprintf(a, "%s/foreign", ws),
                          .workdir = workdir,
                          .platform = in->platform,
                          .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
                          .tag = in->tref.reference,
-                         .insecure = in->insecure};
+                         .insecure = in->insecure,
+                         .layers = cfg->build_layer_cache && native};
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
@@ -778,8 +800,10 @@ static int digest_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 }
 
 int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
-  if (app->cfg->build_enabled) /* one line per platform: can its RUN steps run here? */
+  if (app->cfg->build_enabled) { /* one line per platform: can its RUN steps run here? */
     wv_build_platforms_log();
+    wv_builder_resolve_driver(app->cfg); /* {storage-driver}: auto probes overlay once */
+  }
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
   rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_DIGEST_FN, digest_fn, (void *)app);
   rc = rc ? rc : wv__build_scan_register(e, app);

@@ -5,15 +5,23 @@
 #include "build/builder.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "storage/embedded.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <openssl/evp.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define AUTHFILE "config.json"
@@ -21,6 +29,10 @@
 #define MAX_WORD 8192
 #define MAX_CREDS 64
 #define MAX_AUTHFILE (256u * 1024)
+#define STORE_DIR "buildah"               /* <workspace>/buildah: the default templates' store */
+#define PRUNE_TIMEOUT_MS (10 * 60 * 1000) /* one prune command at most */
+#define PRUNE_LOG_MAX 2048                /* bytes of a prune command's output logged */
+#define PRUNE_MAX_ENTRIES 20000000L       /* files walked when measuring the store */
 
 extern char **environ;
 
@@ -31,6 +43,8 @@ int wv_builder_from_config(const wv_config_t *cfg, wv_builder_t *out) {
     out->build = cfg->build_buildah_build;
     out->push = cfg->build_buildah_push;
     out->cleanup = cfg->build_buildah_cleanup;
+    out->prune = cfg->build_buildah_prune;
+    out->prune_all = cfg->build_buildah_prune_all;
   } else if (strcmp(cfg->build_builder, "buildkit") == 0) {
     out->kind = WV_BUILDER_BUILDKIT;
     out->build = cfg->build_buildkit_build;
@@ -76,6 +90,11 @@ static const char *value_of(wv_arena_t *a, const char *name, size_t len,
     return t->insecure ? "false" : "true";
   if (IS("insecure"))
     return t->insecure ? "true" : "false";
+  if (IS("storage-driver"))
+    return t->storage_driver && *t->storage_driver ? t->storage_driver
+                                                   : wv_builder_storage_driver();
+  if (IS("layers"))
+    return t->layers ? "true" : "false";
   if (IS("dest"))
     return embedded(t) ? wv_arena_sprintf(a, "oci:%s/" OCI_DIR ":%s", t->workdir, t->tag)
                        : wv_arena_sprintf(a, "docker://%s:%s", t->repo, t->tag);
@@ -185,6 +204,37 @@ static int cmd_step(wv_arena_t *a, const char *name, const char *tpl, const wv_b
   return 0;
 }
 
+/* The "build-prune" step: {"dir": <workspace>/buildah, "prune": argv, "all": argv}. */
+static int prune_step(wv_arena_t *a, const wv_builder_t *b, const wv_build_target_t *t,
+                      wv_job_step_t *s, char *err, size_t errlen) {
+  const char **prune, **all = NULL;
+  size_t np = 0, na = 0;
+  int rc = wv_builder_expand(a, b->prune, t, &prune, err, errlen);
+  if (!rc && b->prune_all && *b->prune_all)
+    rc = wv_builder_expand(a, b->prune_all, t, &all, err, errlen);
+  if (rc)
+    return rc;
+  while (prune[np])
+    np++;
+  while (all && all[na])
+    na++;
+  json_object *o = json_object_new_object();
+  rc =
+      o ? wv_json_add_str(o, "dir", wv_arena_sprintf(a, "%s/" STORE_DIR, t->workspace)) : WV_ENOMEM;
+  rc = rc ? rc : wv_json_add_strv(o, "prune", prune, np);
+  rc = rc ? rc : wv_json_add_strv(o, "all", all, na);
+  const char *arg = rc ? NULL : wv_arena_strdup(a, wv_json_compact(o));
+  json_object_put(o);
+  if (!arg)
+    return WV_ENOMEM;
+  *s = (wv_job_step_t){.type = WV_JOB_STEP_FN,
+                       .name = "prune",
+                       .fn = WV_BUILD_PRUNE_FN,
+                       .arg = arg,
+                       .may_fail = true};
+  return 0;
+}
+
 int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target_t *t,
                      wv_job_step_t *steps, size_t *n, char *err, size_t errlen) {
   size_t k = 0;
@@ -210,10 +260,14 @@ int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target
     steps[k++] = (wv_job_step_t){
         .type = WV_JOB_STEP_FN, .name = "import", .fn = WV_BUILD_IMPORT_FN, .arg = arg};
   }
-  if (!rc && b->cleanup && *b->cleanup) {
+  /* With the layer cache, rmi would also drop the image's now-dangling parents: the cached
+   * steps. The final image stays (it caches the last step) until the prune. */
+  if (!rc && b->cleanup && *b->cleanup && !(t->layers && b->kind == WV_BUILDER_BUILDAH)) {
     rc = cmd_step(a, "cleanup", b->cleanup, t, env, &steps[k], err, errlen);
     steps[k++].may_fail = true;
   }
+  if (!rc && b->kind == WV_BUILDER_BUILDAH && b->prune && *b->prune)
+    rc = prune_step(a, b, t, &steps[k++], err, errlen);
   if (!rc)
     *n = k;
   return rc;
@@ -309,6 +363,247 @@ static int import_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   return rc;
 }
 
+/* ---- the builders' storage: driver and cap ---- */
+
+/* Resolved once by wv_builder_register before any build is submitted; read-only after. */
+static char storage_driver[16] = "vfs";
+
+const char *wv_builder_storage_driver(void) { return storage_driver; }
+
+/* Removes the probe's scratch tree (a few empty directories and files). */
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *f) {
+  (void)st, (void)type, (void)f;
+  remove(path);
+  return 0;
+}
+
+int wv_builder_probe_overlay(const char *dir, char *why, size_t whylen) {
+  char root[4096], opts[4160 * 3 + 64], sub[4][4160];
+  static const char *names[] = {"lower", "upper", "work", "merged"};
+  int rc = 0;
+  why[0] = '\0';
+  FILE *f = fopen("/proc/filesystems", "re");
+  bool listed = false;
+  char line[256];
+  while (f && fgets(line, sizeof line, f))
+    listed = listed || strstr(line, "\toverlay\n") != NULL;
+  if (f)
+    fclose(f);
+  if (!listed)
+    return snprintf(why, whylen, "the kernel has no overlay filesystem (/proc/filesystems)"),
+           WV_EUNSUPPORTED;
+  if (strlen(dir) > 3000)
+    return snprintf(why, whylen, "the workspace path is too long"), WV_EINVAL;
+  if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+    return snprintf(why, whylen, "cannot create %s: %s", dir, strerror(errno)), WV_EIO;
+  snprintf(root, sizeof root, "%s/.overlay-probe-%ld", dir, (long)getpid());
+  nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT); /* a crashed earlier probe */
+  if (mkdir(root, 0700) != 0)
+    return snprintf(why, whylen, "cannot create %s: %s", root, strerror(errno)), WV_EIO;
+  for (int i = 0; i < 4 && !rc; i++) {
+    snprintf(sub[i], sizeof sub[i], "%s/%s", root, names[i]);
+    if (mkdir(sub[i], 0700) != 0) {
+      snprintf(why, whylen, "cannot create %s: %s", sub[i], strerror(errno));
+      rc = WV_EIO;
+    }
+  }
+  snprintf(opts, sizeof opts, "lowerdir=%s,upperdir=%s,workdir=%s", sub[0], sub[1], sub[2]);
+  if (!rc && mount("overlay", sub[3], "overlay", 0, opts) != 0) {
+    snprintf(why, whylen, "an overlay mount in %s fails: %s", dir, strerror(errno));
+    rc = WV_EUNSUPPORTED;
+  } else if (!rc) {
+    umount2(sub[3], MNT_DETACH);
+  }
+  nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+  return rc;
+}
+
+/*
+ * Detaches the mounts left under dir by builds killed with an earlier waved (a SIGKILLed
+ * buildah leaves its overlay mounted). At start no build runs, so every one is stale.
+ */
+static void unmount_stale(const char *dir) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  char line[8192], mp[4096];
+  size_t n = strlen(dir), count = 0;
+  while (f && fgets(line, sizeof line, f)) {
+    /* "<id> <parent> <maj:min> <root> <mount point> ..." (octal escapes in the point) */
+    if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 || strncmp(mp, dir, n) != 0 ||
+        mp[n] != '/' || strchr(mp, '\\'))
+      continue;
+    if (umount2(mp, MNT_DETACH) == 0)
+      count++;
+  }
+  if (f)
+    fclose(f);
+  if (count)
+    wv_info("build storage %s: detached %zu mounts left by interrupted builds", dir, count);
+}
+
+void wv_builder_resolve_driver(const wv_config_t *cfg) {
+  char ws[4096], dir[4200], why[4200];
+  const char *want = cfg->build_storage_driver ? cfg->build_storage_driver : "auto";
+  snprintf(ws, sizeof ws, "%s", *cfg->build_workspace ? cfg->build_workspace : "");
+  if (!*ws)
+    snprintf(ws, sizeof ws, "%s/build", cfg->storage_path);
+  snprintf(dir, sizeof dir, "%s/" STORE_DIR, ws);
+  unmount_stale(dir);
+  char foreign[4300];
+  snprintf(foreign, sizeof foreign, "%s/foreign/" STORE_DIR, ws);
+  unmount_stale(foreign); /* foreign-platform builds' store (build/build.c) */
+  int rc = wv_builder_probe_overlay(dir, why, sizeof why);
+  if (strcmp(want, "auto") != 0) {
+    snprintf(storage_driver, sizeof storage_driver, "%s", want);
+    if (strcmp(want, "overlay") == 0 && rc)
+      wv_warn("build storage driver: overlay (configured), but %s: builds will fail", why);
+    else
+      wv_info("build storage driver: %s (configured)", want);
+    return;
+  }
+  snprintf(storage_driver, sizeof storage_driver, "%s", rc ? "vfs" : "overlay");
+  if (rc)
+    wv_info("build storage driver: vfs (auto: %s; vfs copies every layer per build)", why);
+  else
+    wv_info("build storage driver: overlay (auto: an overlay mount in %s works)", dir);
+}
+
+/* Disk use of a directory tree (nftw has no user argument: one walk per thread at a time). */
+static _Thread_local uint64_t walk_bytes;
+static _Thread_local long walk_entries;
+
+static int add_entry(const char *path, const struct stat *st, int type, struct FTW *f) {
+  (void)path, (void)f;
+  if (type == FTW_F || type == FTW_D || type == FTW_SL)
+    walk_bytes += (uint64_t)st->st_blocks * 512u;
+  return ++walk_entries > PRUNE_MAX_ENTRIES; /* stops the walk past the cap */
+}
+
+/* Bytes under dir, not crossing mounts (a running overlay build's merged dir). */
+static uint64_t tree_bytes(const char *dir) {
+  walk_bytes = 0;
+  walk_entries = 0;
+  nftw(dir, add_entry, 32, FTW_PHYS | FTW_MOUNT);
+  return walk_bytes;
+}
+
+/* Runs argv, logging its first PRUNE_LOG_MAX bytes of output; 0 when it exited 0. */
+static int run_logged(wv_job_ctx_t *ctx, const char *const *argv) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0)
+    return WV_EIO;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 2);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(p[1]);
+  if (rc != 0) {
+    close(p[0]);
+    wv_job_ctx_logf(ctx, "prune: cannot run %s: %s", argv[0], strerror(rc));
+    return WV_EIO;
+  }
+  char out[PRUNE_LOG_MAX + 1], sink[4096];
+  size_t got = 0;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  bool killed = false;
+  for (;;) {
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    int pr = poll(&pf, 1, 1000);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    if (!killed && (ms > PRUNE_TIMEOUT_MS || wv_job_ctx_cancelled(ctx))) {
+      kill(pid, SIGKILL);
+      killed = true;
+    }
+    if (pr < 0 && errno == EINTR)
+      continue;
+    if (pr <= 0)
+      continue;
+    ssize_t r = got < PRUNE_LOG_MAX ? read(p[0], out + got, PRUNE_LOG_MAX - got)
+                                    : read(p[0], sink, sizeof sink);
+    if (r <= 0)
+      break;
+    if (got < PRUNE_LOG_MAX)
+      got += (size_t)r;
+  }
+  close(p[0]);
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+    ;
+  out[got] = '\0';
+  while (got && (out[got - 1] == '\n' || out[got - 1] == '\r'))
+    out[--got] = '\0';
+  wv_job_ctx_logf(ctx, "prune: %s %s: %s%s", argv[0],
+                  killed                                  ? "killed"
+                  : WIFEXITED(st) && WEXITSTATUS(st) == 0 ? "done"
+                                                          : "failed",
+                  out, got == PRUNE_LOG_MAX ? " [...]" : "");
+  return !killed && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : WV_EIO;
+}
+
+/* Builds running now, this one included. */
+static int running_builds(wv_job_engine_t *e) {
+  char name[64];
+  int running = 0;
+  size_t waiting;
+  if (!e) /* no engine to ask (a test driver): assume company */
+    return 2;
+  for (size_t i = 0; wv_job_engine_kind(e, i, name, &running, &waiting) == 0; i++)
+    if (strcmp(name, WV_BUILD_KIND) == 0)
+      return running;
+  return 0;
+}
+
+/* fn_arg: the wv_app_t. Keeps <workspace>/buildah under wave.build.cache-max-size. */
+static int prune_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
+  const wv_app_t *app = fn_arg;
+  json_object *o = NULL;
+  const char *dir, **prune = NULL, **all = NULL;
+  size_t np = 0, na = 0;
+  char err[256];
+  wv_arena_t *a = wv_arena_new(0);
+  if (!a || !arg || wv_json_parse(arg, strlen(arg), 256 * 1024, 0, &o, err, sizeof err) ||
+      wv_json_get_str(o, "dir", &dir) ||
+      wv_json_get_strv(o, "prune", a, WV_JOB_ARGS_MAX, &prune, &np) || np == 0) {
+    json_object_put(o);
+    wv_arena_free(a);
+    wv_job_ctx_fail(ctx, "Container build failed: bad prune step");
+    return WV_EINVAL;
+  }
+  if (wv_json_get_strv(o, "all", a, WV_JOB_ARGS_MAX, &all, &na) != 0)
+    na = 0;
+  uint64_t cap = app->cfg->build_cache_max, size = tree_bytes(dir);
+  int rc = 0;
+  if (size <= cap) {
+    wv_job_ctx_logf(ctx, "build storage %s: %.1f MiB of %.1f MiB", dir, size / 1048576.0,
+                    cap / 1048576.0);
+  } else if (running_builds(app->jobs) > 1) {
+    /* Another build may be about to use a cached layer: the next build ending alone prunes. */
+    wv_job_ctx_logf(ctx,
+                    "build storage %s: %.1f MiB, over the cap of %.1f MiB; prune deferred "
+                    "while other builds run",
+                    dir, size / 1048576.0, cap / 1048576.0);
+  } else {
+    rc = run_logged(ctx, prune);
+    uint64_t after = tree_bytes(dir);
+    if (after > cap && na > 0) {
+      rc = run_logged(ctx, all);
+      after = tree_bytes(dir);
+    }
+    wv_job_ctx_logf(ctx, "build storage %s: pruned from %.1f MiB to %.1f MiB (cap %.1f MiB)", dir,
+                    size / 1048576.0, after / 1048576.0, cap / 1048576.0);
+    wv_info("build storage %s: pruned from %.1f MiB to %.1f MiB (cap %.1f MiB)", dir,
+            size / 1048576.0, after / 1048576.0, cap / 1048576.0);
+  }
+  json_object_put(o);
+  wv_arena_free(a);
+  return rc;
+}
+
 int wv_builder_register(wv_job_engine_t *e, const wv_app_t *app) {
   const wv_config_t *cfg = app->cfg;
   wv_job_kind_t k = {.name = WV_BUILD_KIND,
@@ -318,6 +613,7 @@ int wv_builder_register(wv_job_engine_t *e, const wv_app_t *app) {
                      .memory_max = cfg->build_memory,
                      .remove_workdir = true};
   int rc = wv_job_register_kind(e, &k);
+  rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_PRUNE_FN, prune_fn, (void *)app);
   return rc ? rc : wv_job_register_fn(e, WV_BUILD_IMPORT_FN, import_fn, (void *)app);
 }
 

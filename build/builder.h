@@ -10,7 +10,13 @@
  * whose value is empty is dropped. An unknown placeholder is an error.
  * Placeholders (docs/builds.md): {workspace} {workdir} {containerfile}
  * {context} {authfile} {platform} {repo} {tag} {image} {dest} {output}
- * {oci-dir} {tls-verify} {insecure}.
+ * {oci-dir} {tls-verify} {insecure} {storage-driver} {layers}.
+ *
+ * Storage and layer cache (docs/builds.md "Storage driver and layer cache"):
+ * {storage-driver} is wave.build.storage-driver, where auto is resolved once
+ * by wv_builder_resolve_driver (an overlay mount tried in the workspace); {layers}
+ * is wave.build.layer-cache. A buildah build ends with a "build-prune" step
+ * that keeps <workspace>/buildah under wave.build.cache-max-size.
  *
  * Credentials reach the builder only through the auth file
  * (<workdir>/config.json, Docker config.json format, mode 0600) named by
@@ -36,28 +42,33 @@ struct wv_cas;
 
 #define WV_BUILD_KIND "build" /* the job kind of builds */
 #define WV_BUILD_IMPORT_FN                                                                         \
-  "oci-import" /* the job function importing into the embedded registry                            \
-                */
-#define WV_BUILD_MAX_STEPS 4
+  "oci-import"                          /* the job function importing into the embedded registry   \
+                                         */
+#define WV_BUILD_PRUNE_FN "build-prune" /* the job function capping the builders' storage */
+#define WV_BUILD_MAX_STEPS 5
 
 typedef enum { WV_BUILDER_BUILDAH = 0, WV_BUILDER_BUILDKIT } wv_builder_kind_t;
 
 /* The backend: which one and its templates (borrowed from the config). */
 typedef struct {
   wv_builder_kind_t kind;
-  const char *build;   /* required */
-  const char *push;    /* buildah only; NULL/"" = no push step */
-  const char *cleanup; /* NULL/"" = no cleanup step */
+  const char *build;     /* required */
+  const char *push;      /* buildah only; NULL/"" = no push step */
+  const char *cleanup;   /* NULL/"" = no cleanup step */
+  const char *prune;     /* buildah only: drops cached layers past the cap; NULL/"" = none */
+  const char *prune_all; /* buildah only: drops every unused image if still past it */
 } wv_builder_t;
 
 /* One build. Strings are borrowed. */
 typedef struct {
-  const char *workspace; /* wave.build.workspace (resolved) */
-  const char *workdir;   /* <workspace>/<build id>: Containerfile, context/, config.json */
-  const char *platform;  /* "linux/amd64" */
-  const char *repo;      /* target repository host[:port]/path; NULL/"" = embedded registry */
-  const char *tag;       /* target tag */
-  bool insecure;         /* plain HTTP / no TLS verification towards the registries */
+  const char *workspace;      /* wave.build.workspace (resolved) */
+  const char *workdir;        /* <workspace>/<build id>: Containerfile, context/, config.json */
+  const char *platform;       /* "linux/amd64" */
+  const char *repo;           /* target repository host[:port]/path; NULL/"" = embedded registry */
+  const char *tag;            /* target tag */
+  bool insecure;              /* plain HTTP / no TLS verification towards the registries */
+  const char *storage_driver; /* {storage-driver}; NULL = wv_builder_storage_driver() */
+  bool layers;                /* {layers}: buildah --layers (wave.build.layer-cache) */
 } wv_build_target_t;
 
 /* One registry credential for the auth file. */
@@ -79,9 +90,32 @@ int wv_builder_expand(wv_arena_t *a, const char *tpl, const wv_build_target_t *t
                       const char ***argv, char *err, size_t errlen);
 
 /*
+ * The storage driver builds use: wave.build.storage-driver, or for "auto" what
+ * wv_builder_resolve_driver found ("overlay" or "vfs"; "vfs" before it ran). Any
+ * thread after it.
+ */
+const char *wv_builder_storage_driver(void);
+
+/*
+ * Resolves wave.build.storage-driver once at start (auto: wv_builder_probe_overlay in
+ * <workspace>/buildah, overlay when it works, else vfs) and logs the choice. Before the
+ * first build is submitted (wv_build_register calls it); one thread.
+ */
+void wv_builder_resolve_driver(const wv_config_t *cfg);
+
+/*
+ * Whether an overlay mount works in dir (created if missing; a scratch
+ * sub-directory is made and removed there): 0, or an errno-style reason in why.
+ * What "auto" runs at start.
+ */
+int wv_builder_probe_overlay(const char *dir, char *why, size_t whylen);
+
+/*
  * The steps of a build into steps[WV_BUILD_MAX_STEPS] (everything from a):
  * build, push (buildah), import into the embedded registry (when t->repo is
- * empty), cleanup (may fail). Every command step gets the environment of
+ * empty), cleanup (may fail), prune (buildah with a prune template; may fail:
+ * past wave.build.cache-max-size, when no other build runs, runs prune and
+ * then prune-all while still past it). Every command step gets the environment of
  * waved plus REGISTRY_AUTH_FILE and DOCKER_CONFIG. Same errors as expand.
  */
 int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target_t *t,
@@ -100,10 +134,10 @@ int wv_builder_write_authfile(const char *workdir, const wv_build_cred_t *creds,
 
 /*
  * Registers the "build" job kind (limits from app->cfg: max-concurrent,
- * timeout, memory; label "Container build") and the "oci-import" function,
+ * timeout, memory; label "Container build"), the "oci-import" function,
  * which imports <workdir>/oci into the embedded registry of app->store and
- * app->cas. Before wv_job_engine_start; app must outlive the engine.
- * Returns what registration returns.
+ * app->cas, and the "build-prune" function. Before wv_job_engine_start; app must outlive the
+ * engine. Returns what registration returns.
  */
 int wv_builder_register(wv_job_engine_t *e, const wv_app_t *app);
 

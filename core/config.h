@@ -138,6 +138,11 @@ typedef struct {
   char *build_buildah_build;        /* wave.build.buildah.build, command template */
   char *build_buildah_push;         /* wave.build.buildah.push, command template */
   char *build_buildah_cleanup;      /* wave.build.buildah.cleanup, command template ("" = none) */
+  char *build_buildah_prune;        /* wave.build.buildah.prune, command template ("" = none) */
+  char *build_buildah_prune_all;    /* wave.build.buildah.prune-all, command template ("" = none) */
+  char *build_storage_driver;       /* wave.build.storage-driver, auto | overlay | vfs */
+  bool build_layer_cache;           /* wave.build.layer-cache, true: buildah --layers */
+  uint64_t build_cache_max;         /* wave.build.cache-max-size, 10GiB: <workspace>/buildah */
   char *build_buildkit_build;       /* wave.build.buildkit.build, command template */
   char *build_sif_build;            /* wave.build.singularity.build, command template */
   char *build_sif_squashfs;         /* wave.build.singularity.squashfs, command template */

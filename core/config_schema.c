@@ -25,6 +25,7 @@
 static int check_url(const char *s, char *why, size_t whylen);
 static int check_level(const char *s, char *why, size_t whylen);
 static int check_builder(const char *s, char *why, size_t whylen);
+static int check_storage_driver(const char *s, char *why, size_t whylen);
 static int check_severity(const char *s, char *why, size_t whylen);
 static int check_outbound_allow(const char *s, char *why, size_t whylen);
 static int check_rate(const char *s, char *why, size_t whylen);
@@ -38,14 +39,17 @@ static int check_instance_id(const char *s, char *why, size_t whylen);
 /* Default builder command templates (docs/builds.md lists the placeholders). */
 #define BUILDAH                                                                                    \
   "buildah --root {workspace}/buildah/root --runroot {workspace}/buildah/runroot "                 \
-  "--storage-driver vfs"
+  "--storage-driver {storage-driver}"
 #define BUILDAH_BUILD                                                                              \
-  BUILDAH " build --isolation chroot --runtime /usr/sbin/runc --tls-verify={tls-verify} "          \
-          "--authfile {authfile} --platform {platform} -f {containerfile} -t {image} {context}"
+  BUILDAH " build --layers={layers} --isolation chroot --runtime /usr/sbin/runc "                  \
+          "--tls-verify={tls-verify} --authfile {authfile} --platform {platform} "                 \
+          "-f {containerfile} -t {image} {context}"
 #define BUILDAH_PUSH                                                                               \
   BUILDAH " push --tls-verify={tls-verify} --authfile {authfile} --digestfile "                    \
           "{workdir}/digest {image} {dest}"
 #define BUILDAH_CLEANUP BUILDAH " rmi {image}"
+#define BUILDAH_PRUNE BUILDAH " rmi --prune"
+#define BUILDAH_PRUNE_ALL BUILDAH " rmi --all"
 /* Singularity builds (docs/singularity.md): rootfs, squashfs, ORAS push, cleanup. */
 #define SIF_BUILD                                                                                  \
   BUILDAH " build --isolation chroot --runtime /usr/sbin/runc --tls-verify={tls-verify} "          \
@@ -274,6 +278,18 @@ static const entry_t schema[] = {
      "Command template of the buildah push step."},
     {"wave.build.buildah.cleanup", T_STR, OFF(build_buildah_cleanup), BUILDAH_CLEANUP, 0, 0, NULL,
      NULL, "Command template run after the push (failure ignored); empty = none."},
+    {"wave.build.buildah.prune", T_STR, OFF(build_buildah_prune), BUILDAH_PRUNE, 0, 0, NULL, NULL,
+     "Command template removing cached layers (dangling images) when the storage passes its cap."},
+    {"wave.build.buildah.prune-all", T_STR, OFF(build_buildah_prune_all), BUILDAH_PRUNE_ALL, 0, 0,
+     NULL, NULL, "Command template run when the storage is still past its cap after the prune."},
+    {"wave.build.storage-driver", T_STR, OFF(build_storage_driver), "auto", 0, 0,
+     check_storage_driver, NULL,
+     "buildah's storage driver ({storage-driver}): auto (overlay when it works here, else vfs), "
+     "overlay or vfs."},
+    {"wave.build.layer-cache", T_BOOL, OFF(build_layer_cache), "true", 0, 0, NULL, NULL,
+     "buildah --layers ({layers}): steps are cached and reused by later builds."},
+    {"wave.build.cache-max-size", T_SIZE, OFF(build_cache_max), "10GiB", 1LL << 20, 1LL << 50, NULL,
+     NULL, "Cap of the builders' storage (<workspace>/buildah): past it a build prunes."},
     {"wave.build.singularity.build", T_STR, OFF(build_sif_build), SIF_BUILD, 0, 0, NULL, NULL,
      "Command template of a Singularity build's root filesystem (buildah --output type=local)."},
     {"wave.build.singularity.squashfs", T_STR, OFF(build_sif_squashfs), SIF_SQUASHFS, 0, 0, NULL,
@@ -484,6 +500,13 @@ static int check_builder(const char *s, char *why, size_t whylen) {
   if (strcmp(s, "buildah") == 0 || strcmp(s, "buildkit") == 0)
     return 0;
   snprintf(why, whylen, "unknown builder '%s' (expected buildah or buildkit)", s);
+  return WV_EINVAL;
+}
+
+static int check_storage_driver(const char *s, char *why, size_t whylen) {
+  if (strcmp(s, "auto") == 0 || strcmp(s, "overlay") == 0 || strcmp(s, "vfs") == 0)
+    return 0;
+  snprintf(why, whylen, "unknown storage driver '%s' (expected auto, overlay or vfs)", s);
   return WV_EINVAL;
 }
 

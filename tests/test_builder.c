@@ -4,7 +4,11 @@
 #include "runner.h"
 #include "storage_util.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const wv_build_target_t embedded_target = {
     .workspace = "/ws", .workdir = "/ws/bd-1", .platform = "linux/amd64", .tag = "abc"};
@@ -38,16 +42,18 @@ TEST(default_buildah_templates) {
   CHECK_OK(wv_builder_from_config(&cfg, &b));
   CHECK_EQ_INT(b.kind, WV_BUILDER_BUILDAH);
   CHECK_OK(wv_builder_steps(a, &b, &embedded_target, steps, &n, err, sizeof err));
-  CHECK_EQ_INT(n, 4);
+  CHECK_EQ_INT(n, 5);
+  /* {storage-driver}: vfs until wv_builder_resolve_driver ran; {layers} from the target. */
   const char *B =
       "buildah --root /ws/buildah/root --runroot /ws/buildah/runroot --storage-driver vfs";
   CHECK_EQ_STR(joined(a, steps[0].argv),
-               wv_arena_sprintf(a,
-                                "%s build --isolation chroot --runtime /usr/sbin/runc "
-                                "--tls-verify=true --authfile /ws/bd-1/config.json --platform "
-                                "linux/amd64 -f /ws/bd-1/Containerfile -t "
-                                "localhost/wave/build:abc /ws/bd-1/context",
-                                B));
+               wv_arena_sprintf(
+                   a,
+                   "%s build --layers=false --isolation chroot --runtime "
+                   "/usr/sbin/runc --tls-verify=true --authfile /ws/bd-1/config.json --platform "
+                   "linux/amd64 -f /ws/bd-1/Containerfile -t "
+                   "localhost/wave/build:abc /ws/bd-1/context",
+                   B));
   CHECK_EQ_STR(joined(a, steps[1].argv),
                wv_arena_sprintf(a,
                                 "%s push --tls-verify=true --authfile /ws/bd-1/config.json "
@@ -58,6 +64,13 @@ TEST(default_buildah_templates) {
   CHECK_EQ_STR(steps[2].fn, WV_BUILD_IMPORT_FN);
   CHECK_HAS(steps[2].arg, "\"layout\":\"/ws/bd-1/oci\"");
   CHECK(steps[3].may_fail && !steps[0].may_fail);
+  /* The last step keeps <workspace>/buildah under the cap (prune, then prune-all). */
+  CHECK_EQ_INT(steps[4].type, WV_JOB_STEP_FN);
+  CHECK_EQ_STR(steps[4].fn, WV_BUILD_PRUNE_FN);
+  CHECK(steps[4].may_fail);
+  CHECK_HAS(steps[4].arg, "\"dir\":\"/ws/buildah\"");
+  CHECK_HAS(steps[4].arg, "\"--storage-driver\",\"vfs\",\"rmi\",\"--prune\"]");
+  CHECK_HAS(steps[4].arg, "\"rmi\",\"--all\"]");
   CHECK_EQ_STR(steps[0].cwd, "/ws/bd-1");
   bool has_auth_env = false;
   for (size_t i = 0; steps[0].env[i]; i++)
@@ -65,8 +78,14 @@ TEST(default_buildah_templates) {
   CHECK(has_auth_env);
 
   /* Pushed to a registry: docker:// destination, no import step. */
-  CHECK_OK(wv_builder_steps(a, &b, &repo_target, steps, &n, err, sizeof err));
-  CHECK_EQ_INT(n, 3);
+  wv_build_target_t rt = repo_target;
+  rt.layers = true;
+  rt.storage_driver = "overlay";
+  CHECK_OK(wv_builder_steps(a, &b, &rt, steps, &n, err, sizeof err));
+  CHECK_EQ_INT(n, 3); /* build, push, prune: no rmi, it would drop the cached steps */
+  CHECK_EQ_STR(steps[2].fn, WV_BUILD_PRUNE_FN);
+  CHECK_HAS(joined(a, steps[0].argv), "--storage-driver overlay build --layers=true ");
+  CHECK_HAS(joined(a, steps[1].argv), "--storage-driver overlay push ");
   CHECK_HAS(joined(a, steps[0].argv), "--tls-verify=false");
   CHECK_HAS(joined(a, steps[0].argv), "--platform linux/arm64");
   CHECK_HAS(joined(a, steps[0].argv), "-t 127.0.0.1:5000/wave/build:abc ");
@@ -74,6 +93,38 @@ TEST(default_buildah_templates) {
             " 127.0.0.1:5000/wave/build:abc docker://127.0.0.1:5000/wave/build:abc");
   wv_arena_free(a);
   wv_config_free(&cfg);
+}
+
+/* No prune template: no prune step. */
+TEST(no_prune_template) {
+  wv_config_t cfg;
+  wv_builder_t b;
+  wv_job_step_t steps[WV_BUILD_MAX_STEPS];
+  size_t n;
+  char err[256];
+  wv_arena_t *a = wv_arena_new(0);
+  CHECK_OK(wv_config_defaults(&cfg));
+  free(cfg.build_buildah_prune);
+  cfg.build_buildah_prune = strdup("");
+  CHECK_OK(wv_builder_from_config(&cfg, &b));
+  CHECK_OK(wv_builder_steps(a, &b, &repo_target, steps, &n, err, sizeof err));
+  CHECK_EQ_INT(n, 3);
+  CHECK(strcmp(steps[n - 1].name, "cleanup") == 0);
+  wv_arena_free(a);
+  wv_config_free(&cfg);
+}
+
+/* The overlay probe answers with a reason and leaves nothing behind. */
+TEST(overlay_probe) {
+  char dir[] = "/tmp/wv-probe-XXXXXX", why[512], sub[600];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(sub, sizeof sub, "%s/buildah", dir);
+  int rc = wv_builder_probe_overlay(sub, why, sizeof why);
+  CHECK(rc == 0 ? why[0] == '\0' : why[0] != '\0');
+  CHECK(rmdir(sub) == 0); /* empty again: the scratch tree is gone */
+  CHECK(rmdir(dir) == 0);
+  CHECK_EQ_INT(wv_builder_probe_overlay("/proc/no/such/dir", why, sizeof why) != 0, 1);
+  CHECK(why[0] != '\0');
 }
 
 TEST(buildkit_template) {
@@ -181,5 +232,5 @@ TEST(authfile_content_and_no_credentials_in_argv) {
   tmpdir_remove(dir);
 }
 
-WV_TESTS(T(default_buildah_templates), T(buildkit_template), T(expansion_rules),
-         T(authfile_content_and_no_credentials_in_argv))
+WV_TESTS(T(default_buildah_templates), T(no_prune_template), T(overlay_probe), T(buildkit_template),
+         T(expansion_rules), T(authfile_content_and_no_credentials_in_argv))

@@ -20,6 +20,9 @@ e2e_cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
   done
   wait 2>/dev/null || true
+  # Overlay mounts of builds killed with their waved (buildah storage-driver overlay).
+  awk -v d="$E2E_TMP/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo 2>/dev/null | sort -r |
+    while read -r m; do umount -l "$m" 2>/dev/null || true; done
   [ -n "${E2E_KEEP:-}" ] || rm -rf "$E2E_TMP"
 }
 trap e2e_cleanup EXIT

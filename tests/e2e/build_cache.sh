@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# tests/e2e/build_cache.sh — the builders' shared storage (docs/builds.md "Storage driver
+# and layer cache"): the driver waved chose is logged; a rebuild that changes only the
+# last step (a COPY) reuses the cached base image and RUN step ("Using cache" in its log)
+# and yields the new file; two builds at once on the shared storage both succeed; with a
+# small wave.build.cache-max-size the build's prune step brings the storage under the cap.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if ! command -v buildah >/dev/null || ! command -v skopeo >/dev/null; then
+  echo "skip: buildah or skopeo not installed"
+  exit 0
+fi
+T=$E2E_TMP
+REG_PORT=$(start_registry reg anon)
+REG="127.0.0.1:$REG_PORT"
+make_busybox_layout "$T/busybox"
+push_layout "$T/busybox" "$REG/library/busybox:latest"
+BB="$REG/library/busybox:latest"
+
+# build NAME CONTAINERFILE STAMP — POSTs a build with a context holding stamp.txt, then
+# pulls its manifest through waved (parks until the build ends); leaves
+# $T/NAME.{json,code,log}.
+build() {
+  local c=$T/ctx-$1
+  rm -rf "$c" && mkdir -p "$c" && printf '%s\n' "$3" >"$c/stamp.txt"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$c" -cf "$c.tar" .
+  gzip -n -c "$c.tar" >"$c.tgz"
+  printf '{"containerFile":"%s","buildContext":{"location":"data:%s","tarDigest":"sha256:%s"}}' \
+    "$(printf '%b' "$2" | base64 -w0)" "$(base64 -w0 "$c.tgz")" "$(sha256 "$c.tar")" >"$c.req"
+  curl -s -o "$T/$1.json" -H 'Content-Type: application/json' --data-binary "@$c.req" \
+    "$WAVED_URL/v1alpha2/container"
+  local name path
+  name=$(json_get "$T/$1.json" 'd["targetImage"]')
+  path=${name#*/}
+  curl -s -o "$T/$1.man" -w '%{http_code}' -m 300 \
+    -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "$WAVED_URL/v2/${path%:*}/manifests/${path##*:}" >"$T/$1.code"
+  # The image is served once imported; the prune step may still run: wait for the job's end.
+  local i
+  for i in $(seq 1 600); do
+    curl -s -o "$T/$1.st" "$WAVED_URL/v1alpha2/container/$(json_get "$T/$1.json" 'd["requestId"]')/status"
+    [ "$(json_get "$T/$1.st" 'd["status"]' 2>/dev/null)" = DONE ] && break
+    sleep 0.1
+  done
+  curl -s -o "$T/$1.log" "$WAVED_URL/v1alpha1/builds/$(json_get "$T/$1.json" 'd["buildId"]')/logs"
+}
+# stamp_of NAME — stamp.txt of the pulled image's last layer.
+stamp_of() {
+  local name path
+  name=$(json_get "$T/$1.json" 'd["targetImage"]')
+  skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$WAVED_PORT/${name#*/}" "dir:$T/p-$1" >/dev/null 2>&1
+  local top; top=$(json_get "$T/p-$1/manifest.json" 'd["layers"][-1]["digest"].split(":")[1]')
+  tar -xzOf "$T/p-$1/$top" stamp.txt 2>/dev/null || tar -xzOf "$T/p-$1/$top" ./stamp.txt
+}
+
+WAVED_LOG_LEVEL=info
+start_waved ""
+log "waved on $WAVED_URL, registry on $REG"
+ok "the storage driver is logged" grep -Eq 'build storage driver: (overlay|vfs) \(auto' "$WAVED_DIR/waved.log"
+
+# ---- 1. a rebuild with only the last step changed ---------------------------------------------
+CF="FROM $BB\nRUN echo built > /built && sleep 1\nCOPY stamp.txt /stamp.txt\n"
+build first "$CF" one
+ok "first build: pulled" is "$(cat "$T/first.code")" 200
+ok "first build: no cached step" is "$(grep -c 'Using cache' "$T/first.log" || true)" 0
+build second "$CF" two
+ok "rebuild: pulled" is "$(cat "$T/second.code")" 200
+ok "rebuild: a different build" test "$(json_get "$T/first.json" 'd["buildId"]')" != "$(json_get "$T/second.json" 'd["buildId"]')"
+ok "rebuild: the RUN step comes from the cache" grep -q 'Using cache' "$T/second.log"
+ok "rebuild: the base image is not pulled again" bash -c "! grep -q 'Copying blob' <(sed -n '1,/STEP 2/p' '$T/second.log')"
+ok "rebuild: the COPY step ran again (new file)" is "$(stamp_of second)" two
+ok "rebuild: storage measured against the cap" grep -q 'build storage .*MiB of 10240.0 MiB' "$T/second.log"
+
+# ---- 2. two builds at once on the shared storage ---------------------------------------------
+build c1 "FROM $BB\nRUN echo c1 > /c && sleep 2\nCOPY stamp.txt /stamp.txt\n" c-one &
+P1=$!
+build c2 "FROM $BB\nRUN echo c2 > /c && sleep 2\nCOPY stamp.txt /stamp.txt\n" c-two &
+P2=$!
+wait $P1 $P2
+ok "concurrent: both pulled" is "$(cat "$T/c1.code") $(cat "$T/c2.code")" "200 200"
+ok "concurrent: each has its own file" is "$(stamp_of c1) $(stamp_of c2)" "c-one c-two"
+stop_waved
+
+# ---- 3. the cap: a build past it prunes the storage -------------------------------------------
+start_waved "wave: {build: {cache-max-size: 1MiB}}"
+build capped "$CF" three
+ok "cap: the build succeeded" is "$(cat "$T/capped.code")" 200
+ok "cap: the prune ran" grep -q 'build storage .*: pruned from' "$T/capped.log"
+AFTER=$(sed -n 's/.*pruned from [0-9.]* MiB to \([0-9.]*\) MiB.*/\1/p' "$T/capped.log" | tail -1)
+ok "cap: the storage is under 1 MiB after it ($AFTER MiB)" python3 -c "import sys; sys.exit(0 if float('${AFTER:-99}') <= 1 else 1)"
+USED=$(du -sxm "$WAVED_DIR/data/build/buildah" | cut -f1)
+ok "cap: du agrees ($USED MiB)" test "$USED" -le 2
+ok "cap: the image is still served (from the embedded registry)" is "$(stamp_of capped)" three
+stop_waved
+e2e_finish
