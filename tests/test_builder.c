@@ -49,7 +49,7 @@ TEST(default_buildah_templates) {
   CHECK_EQ_STR(joined(a, steps[0].argv),
                wv_arena_sprintf(
                    a,
-                   "%s build --layers=false --isolation chroot --runtime "
+                   "%s build --layers=false --pull=always --isolation chroot --runtime "
                    "/usr/sbin/runc --tls-verify=true --authfile /ws/bd-1/config.json --platform "
                    "linux/amd64 -f /ws/bd-1/Containerfile -t "
                    "localhost/wave/build:abc /ws/bd-1/context",
