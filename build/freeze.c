@@ -7,7 +7,7 @@
  */
 #include "build/build_int.h"
 #include "build/layers.h"
-#include "build/templates.h"
+#include "build/freeze.h"
 #include "core/digest.h"
 #include "core/err.h"
 #include "core/log.h"

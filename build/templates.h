@@ -1,7 +1,7 @@
 /*
  * build/templates.h — the container file a `packages` request builds
- * (contract §6.2), the conda YAML that goes with it, and the freeze rewrite of
- * contract §6.3.
+ * (contract §6.2) and the conda YAML that goes with it. The freeze rewrite of
+ * contract §6.3 is build/freeze.h.
  *
  * The template texts are Wave's (src/main/resources/templates), rendered
  * with Wave's TemplateRenderer rules: a line holding only "{{name}}" is
@@ -126,43 +126,5 @@ int wv_packages_conda_yaml(wv_arena_t *a, const wv_packages_t *p, const char **y
 int wv_packages_container_file(wv_arena_t *a, const wv_packages_t *p, wv_template_t tpl,
                                bool singularity, const wv_template_defaults_t *defaults,
                                const char **out, const char **msg);
-
-/* ---- freeze (contract §6.3) ------------------------------------------------------ */
-
-typedef struct {
-  const char *container_image;         /* set when the request has no container file */
-  const char *container_file;          /* decoded text, or NULL */
-  const wv_container_config_t *config; /* NULL or empty: nothing to add */
-  /* The entrypoint to chain (WAVE_ENTRY_CHAIN), resolved by the caller, NULL/0 for none. */
-  const char *const *entry_chain;
-  size_t n_entry_chain;
-  bool singularity;
-} wv_freeze_input_t;
-
-/*
- * Rewrites a freeze request into the container file to build: for an image,
- * "# wave generated container file\nFROM <image>\n" (Singularity: BootStrap/
- * From); for a file with a config, the file + "\n# wave generated container
- * file\n"; then ENV WAVE_ENTRY_CHAIN and the config (ADD layer-<hex>.tar.gz
- * /, WORKDIR, ENV, ENTRYPOINT, CMD; Singularity %files/%environment/
- * %runscript). *out = NULL when the file stays as it is (a file without a
- * config). 0, WV_EINVAL (neither image nor file) or WV_ENOMEM.
- */
-int wv_freeze_container_file(wv_arena_t *a, const wv_freeze_input_t *in, const char **out);
-
-/*
- * What decides the entry chain of a container file (ContainerInspectService):
- * scanning from the bottom, the last `ENTRYPOINT` after the last `FROM` gives
- * *entry (arena vector, *n items), else *from_image names the last FROM image
- * whose config Entrypoint the caller must inspect. Both NULL when neither.
- */
-int wv_freeze_entrypoint_source(wv_arena_t *a, const char *container_file, const char ***entry,
-                                size_t *n, const char **from_image);
-
-/* Layer archive names of contract §6.1 step 9: "layer-<hex>.tar.gz" and the Singularity dir
- * "layer-<hex>".
- */
-const char *wv_freeze_layer_name(wv_arena_t *a, const wv_container_layer_t *l);
-const char *wv_freeze_layer_dir(wv_arena_t *a, const wv_container_layer_t *l);
 
 #endif

@@ -14,6 +14,7 @@
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/platform.h"
+#include "registry/inspect.h"
 #include "registry/proxy.h"
 #include "registry/proxy_int.h"
 #include "registry/upstream.h"

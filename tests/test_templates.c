@@ -6,6 +6,7 @@
  */
 #include "build/checksum.h"
 #include "build/naming.h"
+#include "build/freeze.h"
 #include "build/templates.h"
 #include "core/arena.h"
 #include "core/err.h"
