@@ -168,7 +168,7 @@ int wv__build_check_urls(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
 /* The buildContext's tar.gz bytes: data:<base64>, or fetched from http(s). */
 static int context_bytes(wv_arena_t *a, const wv_config_t *cfg, const char *loc, const char **gz,
                          size_t *len, const char **msg) {
-  if (strncmp(loc, WV_LAYER_DATA_PREFIX, 5) == 0) {
+  if (strncmp(loc, WV_LAYERS_DATA_PREFIX, 5) == 0) {
     char *out;
     if (wv_base64_decode(a, loc + 5, strlen(loc + 5), &out, len)) {
       *msg = "Invalid `buildContext` - its data: location is not valid base64";

@@ -18,7 +18,7 @@ static json_object *layer_json(const wv_container_layer_t *l, wv_cc_mode_t mode)
     return NULL;
   const char *loc = l->location;
   char cas[sizeof WV_TOKEN_CAS_PREFIX + WV_DIGEST_STRLEN];
-  if (loc && strncmp(loc, WV_LAYER_DATA_PREFIX, strlen(WV_LAYER_DATA_PREFIX)) == 0) {
+  if (loc && strncmp(loc, WV_LAYERS_DATA_PREFIX, strlen(WV_LAYERS_DATA_PREFIX)) == 0) {
     if (mode == WV_CC_FOR_RECORD) {
       loc = WV_RECORD_DATA_OMITTED;
     } else {
