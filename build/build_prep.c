@@ -41,19 +41,19 @@ static void tpl_defaults(const wv_config_t *cfg, wv_template_defaults_t *d) {
 static int from_packages(wv_arena_t *a, const wv_config_t *cfg, const wv_creq_t *r,
                          const char **file, const char **conda, const char **tpl_name,
                          const char **msg) {
-  wv_packages_t p;
+  wv_template_packages_t p;
   wv_template_t tpl;
   wv_template_defaults_t d;
   tpl_defaults(cfg, &d);
-  int rc = wv_packages_from_json(a, r->packages, &p, msg);
+  int rc = wv_template_packages_from_json(a, r->packages, &p, msg);
   rc = rc ? rc : wv_template_parse(a, r->build_template, &tpl, msg);
   if (rc)
     return rc;
   tpl = wv_template_effective(tpl, p.type);
-  rc = wv_packages_validate(a, &p, tpl, msg);
-  rc = rc ? rc : wv_packages_conda_yaml(a, &p, conda, msg);
+  rc = wv_template_packages_validate(a, &p, tpl, msg);
+  rc = rc ? rc : wv_template_packages_conda_yaml(a, &p, conda, msg);
   bool sif = r->format && strcmp(r->format, "sif") == 0;
-  rc = rc ? rc : wv_packages_container_file(a, &p, tpl, sif, &d, file, msg);
+  rc = rc ? rc : wv_template_packages_container_file(a, &p, tpl, sif, &d, file, msg);
   *tpl_name = wv_template_name(tpl);
   return rc;
 }
