@@ -285,7 +285,7 @@ static int env_open(env_t *env) {
   snprintf(p, sizeof p, "%s/state", env->dir);
   if (wv_store_open(&env->app.store, p, 0, 0) || wv_cas_open(&env->app.cas, env->dir, 0) ||
       wv_upstream_new(&env->app.upstream, &env->cfg.registries) ||
-      wv_flights_new(&env->app.flights) || wv_bfills_new(&env->app.fills) ||
+      wv_flights_new(&env->app.flights) || wv_bfill_table_new(&env->app.fills) ||
       wv_tagcache_new(&env->app.tags) || wv_router_new(&env->router) ||
       wv_registry_routes_register(env->router))
     return -1;
@@ -298,7 +298,7 @@ static void env_close(env_t *env) {
   wv_router_free(env->router);
   wv_ratelimit_free(env->app.pull_limit);
   wv_tagcache_free(env->app.tags);
-  wv_bfills_free(env->app.fills);
+  wv_bfill_table_free(env->app.fills);
   wv_flights_free(env->app.flights);
   wv_upstream_free(env->app.upstream);
   wv_cas_close(env->app.cas);
