@@ -238,7 +238,7 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     return rc;
   }
   /* What the requests share: coalescing tables, the tag cache, the build create lock. */
-  if ((rc = wv_flights_new(&app->flights)) || (rc = wv_bfill_table_new(&app->fills)) ||
+  if ((rc = wv_proxy_flights_new(&app->flights)) || (rc = wv_bfill_table_new(&app->fills)) ||
       (rc = wv_tagcache_new(&app->tags)) || (rc = wv_builds_new(&app->builds)) ||
       (rc = wv_layers_memo_new(&app->layer_memo))) {
     wv_error("cannot set up the request tables: %s", wv_strerror(rc));
@@ -277,7 +277,7 @@ static void close_services(wv_app_t *app) {
   wv_builds_free(app->builds);
   wv_tagcache_free(app->tags);
   wv_bfill_table_free(app->fills);
-  wv_flights_free(app->flights);
+  wv_proxy_flights_free(app->flights);
   wv_preflight_free(app->preflight);
   wv_ratelimit_free(app->auth_limit);
   wv_ratelimit_free(app->pull_limit);

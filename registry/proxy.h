@@ -29,8 +29,8 @@ bool wv_proxy_registry_allowed(const wv_app_t *app, const char *registry);
  * the composition root and hung on wv_app_t.flights. new: 0 or WV_ENOMEM;
  * free: after the server stopped (NULL is a no-op).
  */
-typedef struct wv_flights wv_flights_t;
-int wv_flights_new(wv_flights_t **out);
-void wv_flights_free(wv_flights_t *t);
+typedef struct wv_proxy_flights wv_proxy_flights_t;
+int wv_proxy_flights_new(wv_proxy_flights_t **out);
+void wv_proxy_flights_free(wv_proxy_flights_t *t);
 
 #endif

@@ -78,10 +78,10 @@ bool wv__proxy_restricted(const wv_app_t *app, const char *registry, const char 
  * A follower waits (0: the leader succeeded; WV_EUPSTREAM: its error in err;
  * WV_ETIMEOUT) and then leaves; the leader leaves with its error (or NULL),
  * which wakes the followers. NULL on OOM. Thread-safe (the table's leaf
- * mutex). The table is app->flights (wv_flights_new, registry/proxy.h).
+ * mutex). The table is app->flights (wv_proxy_flights_new, registry/proxy.h).
  */
 typedef struct wv_flight wv_flight_t;
-wv_flight_t *wv__flight_join(wv_flights_t *t, const char *key, bool *leader);
+wv_flight_t *wv__flight_join(wv_proxy_flights_t *t, const char *key, bool *leader);
 int wv__flight_wait(wv_flight_t *f, int64_t timeout_ms, wv_perr_t *err);
 void wv__flight_leave(wv_flight_t *f, bool leader, const wv_perr_t *err);
 

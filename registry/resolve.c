@@ -141,20 +141,20 @@ int wv__pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
 
 struct wv_flight {
   wv_keyed_t k; /* first: the list entry */
-  wv_flights_t *tab;
+  wv_proxy_flights_t *tab;
   bool done, failed;
   wv_perr_t err;
 };
 typedef struct wv_flight flight_t;
 
-struct wv_flights {
+struct wv_proxy_flights {
   pthread_mutex_t mu; /* leaf: the list and every flight's done/failed/err */
   pthread_cond_t cv;
   wv_keyed_t *head;
 };
 
-int wv_flights_new(wv_flights_t **out) {
-  wv_flights_t *t = calloc(1, sizeof *t);
+int wv_proxy_flights_new(wv_proxy_flights_t **out) {
+  wv_proxy_flights_t *t = calloc(1, sizeof *t);
   if (!t)
     return WV_ENOMEM;
   pthread_mutex_init(&t->mu, NULL);
@@ -163,7 +163,7 @@ int wv_flights_new(wv_flights_t **out) {
   return 0;
 }
 
-void wv_flights_free(wv_flights_t *t) {
+void wv_proxy_flights_free(wv_proxy_flights_t *t) {
   if (!t)
     return;
   pthread_cond_destroy(&t->cv);
@@ -172,7 +172,7 @@ void wv_flights_free(wv_flights_t *t) {
 }
 
 /* Joins or starts the flight for key; *leader tells which. NULL on OOM. */
-flight_t *wv__flight_join(wv_flights_t *t, const char *key, bool *leader) {
+flight_t *wv__flight_join(wv_proxy_flights_t *t, const char *key, bool *leader) {
   pthread_mutex_lock(&t->mu);
   flight_t *f = (flight_t *)wv_keyed_join(&t->head, key, sizeof(flight_t), leader);
   if (f)
@@ -183,7 +183,7 @@ flight_t *wv__flight_join(wv_flights_t *t, const char *key, bool *leader) {
 
 /* Drops a reference; the leader also unlinks it and wakes the waiters. */
 void wv__flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
-  wv_flights_t *t = f->tab;
+  wv_proxy_flights_t *t = f->tab;
   pthread_mutex_lock(&t->mu);
   if (leader) {
     wv_keyed_unlink(&t->head, &f->k);
@@ -204,7 +204,7 @@ void wv__flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
 
 /* Waits for the leader. 0 when it succeeded, WV_EUPSTREAM (err filled) or WV_ETIMEOUT. */
 int wv__flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
-  wv_flights_t *t = f->tab;
+  wv_proxy_flights_t *t = f->tab;
   struct timespec dl = wv_deadline_ts(CLOCK_REALTIME, timeout_ms);
   int rc = 0;
   pthread_mutex_lock(&t->mu);

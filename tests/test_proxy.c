@@ -207,7 +207,7 @@ TEST(retry_policy) {
 
 /* What the threads of one round share: the table, the key, and what they saw. */
 typedef struct {
-  wv_flights_t *tab;
+  wv_proxy_flights_t *tab;
   const char *key;
   atomic_int leaders, ok, failed;
 } flight_round_t;
@@ -236,9 +236,9 @@ static void *flight_thread(void *arg) {
 }
 
 TEST(coalescing) {
-  wv_flights_t *tab = NULL;
-  CHECK_OK(wv_flights_new(&tab));
-  TEST_CLEANUP(wv_flights_free, tab);
+  wv_proxy_flights_t *tab = NULL;
+  CHECK_OK(wv_proxy_flights_new(&tab));
+  TEST_CLEANUP(wv_proxy_flights_free, tab);
   const char *keys[] = {"ok", "fail"};
   for (int k = 0; k < 2; k++) {
     flight_round_t r = {.tab = tab, .key = keys[k]};
@@ -285,7 +285,7 @@ static int env_open(env_t *env) {
   snprintf(p, sizeof p, "%s/state", env->dir);
   if (wv_store_open(&env->app.store, p, 0, 0) || wv_cas_open(&env->app.cas, env->dir, 0) ||
       wv_upstream_new(&env->app.upstream, &env->cfg.registries) ||
-      wv_flights_new(&env->app.flights) || wv_bfill_table_new(&env->app.fills) ||
+      wv_proxy_flights_new(&env->app.flights) || wv_bfill_table_new(&env->app.fills) ||
       wv_tagcache_new(&env->app.tags) || wv_router_new(&env->router) ||
       wv_registry_routes_register(env->router))
     return -1;
@@ -299,7 +299,7 @@ static void env_close(env_t *env) {
   wv_ratelimit_free(env->app.pull_limit);
   wv_tagcache_free(env->app.tags);
   wv_bfill_table_free(env->app.fills);
-  wv_flights_free(env->app.flights);
+  wv_proxy_flights_free(env->app.flights);
   wv_upstream_free(env->app.upstream);
   wv_cas_close(env->app.cas);
   wv_store_close(env->app.store);
