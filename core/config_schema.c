@@ -451,8 +451,8 @@ static int check_outbound_allow(const char *s, char *why, size_t whylen) {
 }
 
 static int check_rate(const char *s, char *why, size_t whylen) {
-  wv_rate_t r;
-  return wv_rate_parse(s, &r, why, whylen);
+  wv_ratelimit_rate_t r;
+  return wv_ratelimit_rate_parse(s, &r, why, whylen);
 }
 
 static int check_builder(const char *s, char *why, size_t whylen) {

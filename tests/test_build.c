@@ -377,7 +377,7 @@ TEST(failure_window_then_retry) {
 TEST(build_rate_limit_counts_new_builds_only) {
   env_t e;
   CHECK_OK(env_open(&e, "ok"));
-  wv_rate_t one = {1, 3600000}, off = {0, 0};
+  wv_ratelimit_rate_t one = {1, 3600000}, off = {0, 0};
   CHECK_OK(wv_ratelimit_new("build", one, off, 64, &e.app.build_limit));
   json_object *o;
   const char *msg;
@@ -419,7 +419,7 @@ TEST(build_rate_limit_counts_new_builds_only) {
 TEST(container_requests_take_pull_permits) {
   env_t e;
   CHECK_OK(env_open(&e, "ok"));
-  wv_rate_t two = {2, 60000}, off = {0, 0};
+  wv_ratelimit_rate_t two = {2, 60000}, off = {0, 0};
   CHECK_OK(wv_ratelimit_new("pull", two, off, 64, &e.app.pull_limit));
   json_object *o;
   const char *msg;

@@ -577,7 +577,7 @@ static bool wait_hot(env_t *env, wv_arena_t *a, const char *token) {
  */
 static env_t *limited_env_start(wv_arena_t **a) {
   env_t *env = env_start();
-  wv_rate_t anon = {2, 3600000}, auth = {3, 3600000};
+  wv_ratelimit_rate_t anon = {2, 3600000}, auth = {3, 3600000};
   if (!env || wv_ratelimit_new("pull", anon, auth, 64, &env->app.pull_limit))
     return NULL;
   *a = wv_arena_new(0);
