@@ -335,7 +335,7 @@ int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
     rc = ctx->rt.kind != WV_V2_MANIFESTS ? wv__proxy_respond_blob_entry(req, resp, &e)
          : e.kind == WV_CACHE_MANIFEST   ? wv__proxy_respond_manifest(req, resp, &e)
                                          : WV_DEFER;
-  wv_metrics_add(rc == WV_DEFER ? WV_MC_HOT_MISS : WV_MC_HOT_HIT, 1);
+  wv_metrics_add(rc == WV_DEFER ? WV_METRICS_HOT_MISS : WV_METRICS_HOT_HIT, 1);
   if (!rc && ctx->app->cfg->wave_metrics_enabled)
     wv__proxy_count_pull(req, resp, ctx);
   return rc;
