@@ -31,7 +31,7 @@
  * wv_ops_setup and read-only after: a constant table. */
 static wv_cidrs_t allow;
 
-const char *wv_req_basic_user(wv_req_t *req, const wv_config_t *cfg) {
+const char *wv_ops_basic_user(wv_req_t *req, const wv_config_t *cfg) {
   bool bad; /* the one Basic parser (http/http.h); a wrong one is simply no user here */
   return wv_req_basic_account(req, cfg, &bad);
 }
@@ -151,7 +151,7 @@ static int write_storage(wv_buf_t *b, const wv_app_t *app) {
          wv_buf_printf(b, "waved_blobcache_evictions_total %llu\n", (unsigned long long)bc.evicted);
 }
 
-int wv_metrics_handler(wv_req_t *req, wv_resp_t *resp) {
+int wv_ops_metrics_handler(wv_req_t *req, wv_resp_t *resp) {
   int rc = wv_ops_access(req, resp);
   if (rc)
     return rc;

@@ -140,7 +140,7 @@ static const wv_route_t ops_routes[] = {
     {WV_M_GET, "/view", wv_overview_handler, WV_ROUTE_WORKER, 0},
 };
 static const wv_route_t metrics_routes[] = {
-    {WV_M_GET, "/metrics", wv_metrics_handler, WV_ROUTE_WORKER, 0},
+    {WV_M_GET, "/metrics", wv_ops_metrics_handler, WV_ROUTE_WORKER, 0},
 };
 
 int wv_http_routes_register(wv_router_t *r, const wv_config_t *cfg) {
