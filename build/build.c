@@ -518,7 +518,7 @@ static int encode_cb(void *arg, wv_buf_t *tok, const char **rtext) {
   t.scan_levels = m->in->scan_id ? wv_creq_scan_levels(a, x->r) : NULL;
   int rc = m->res.target_image ? wv_token_encode(&t, tok) : WV_ENOMEM;
   bool oom = false;
-  json_object *cc = rc ? NULL : wv_cc_to_json(&x->r->cc, WV_CC_FOR_RECORD, &oom);
+  json_object *cc = rc ? NULL : wv_record_cc_to_json(&x->r->cc, WV_RECORD_CC_FOR_RECORD, &oom);
   json_object *rec = rc || oom ? NULL : wv_record_new(x->r, x->plan, &m->res, x->client_ip, cc);
   int jrc = rec ? 0 : WV_ENOMEM;
   jrc = jrc ? jrc : wv_json_add_str(rec, "buildId", m->build_id);
@@ -667,7 +667,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                          o.d == D_EXISTS || o.d == D_DONE_OK, o.d == D_DONE_FAIL);
   }
   bool oom = false;
-  json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_TOKEN, &oom);
+  json_object *cc = wv_record_cc_to_json(&r->cc, WV_RECORD_CC_FOR_TOKEN, &oom);
   m.res.cc_token_json = cc ? wv_arena_strdup(a, wv_json_compact(cc)) : NULL;
   json_object_put(cc);
   m.res.container_image = in.target;
