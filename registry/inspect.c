@@ -126,7 +126,7 @@ typedef struct {
   wv_app_t *app;
   const char *who; /* account, NULL = anonymous */
   wv_ref_t ref;
-  wv_perr_t err;
+  wv_fetch_err_t err;
   int status;      /* of a failure */
   const char *msg; /* of a failure (arena or static) */
 } insp_t;

@@ -161,32 +161,33 @@ TEST(absolute_location) {
 }
 
 TEST(error_mapping) {
-  wv_perr_t e;
-  CHECK_EQ_INT(wv_perr_status(&e, 404, false, "docker.io", "library/foo", "latest"), WV_EUPSTREAM);
+  wv_fetch_err_t e;
+  CHECK_EQ_INT(wv_fetch_err_status(&e, 404, false, "docker.io", "library/foo", "latest"),
+               WV_EUPSTREAM);
   CHECK_EQ_INT(e.status, 404);
   CHECK(e.code == WV_REGERR_MANIFEST_UNKNOWN);
   CHECK_EQ_STR(e.msg, "repository 'docker.io/library/foo:latest' not found");
-  wv_perr_status(&e, 404, true, "r.io", "a/b", D1);
+  wv_fetch_err_status(&e, 404, true, "r.io", "a/b", D1);
   CHECK(e.code == WV_REGERR_MANIFEST_BLOB_UNKNOWN);
   CHECK_EQ_STR(e.msg, "repository 'r.io/a/b@" D1 "' not found");
-  wv_perr_status(&e, 401, false, "r.io", "a/b", "v1");
+  wv_fetch_err_status(&e, 401, false, "r.io", "a/b", "v1");
   CHECK(e.code == WV_REGERR_UNAUTHORIZED && e.status == 401);
   CHECK_EQ_STR(e.msg, "repository 'r.io/a/b:v1' unauthorized (401)");
-  wv_perr_status(&e, 403, false, "r.io", "a/b", "v1");
+  wv_fetch_err_status(&e, 403, false, "r.io", "a/b", "v1");
   CHECK(e.code == WV_REGERR_UNAUTHORIZED && e.status == 403);
-  wv_perr_status(&e, 503, false, "r.io", "a/b", "v1");
+  wv_fetch_err_status(&e, 503, false, "r.io", "a/b", "v1");
   CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 503);
-  wv_perr_status(&e, 302, false, "r.io", "a/b", "v1");
+  wv_fetch_err_status(&e, 302, false, "r.io", "a/b", "v1");
   CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 502);
-  wv_perr_transport(&e, WV_ETIMEOUT, 0, "r.io", "slow");
+  wv_fetch_err_transport(&e, WV_ETIMEOUT, 0, "r.io", "slow");
   CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 504);
   CHECK_HAS(e.msg, "'r.io'");
-  wv_perr_transport(&e, WV_EUPSTREAM, 0, "r.io", "refused");
+  wv_fetch_err_transport(&e, WV_EUPSTREAM, 0, "r.io", "refused");
   CHECK(e.status == 502 &&
         strcmp(e.msg, "Unable to reach registry 'r.io' - connection failed") == 0);
-  wv_perr_transport(&e, WV_EDENIED, 0, "r.io", "no");
+  wv_fetch_err_transport(&e, WV_EDENIED, 0, "r.io", "no");
   CHECK(e.status == 403 && e.code == WV_REGERR_DENIED && strstr(e.msg, "'r.io'"));
-  wv_perr_transport(&e, WV_EAUTH, 403, "r.io", "no");
+  wv_fetch_err_transport(&e, WV_EAUTH, 403, "r.io", "no");
   CHECK(e.status == 403 && e.code == WV_REGERR_UNAUTHORIZED);
 }
 
@@ -220,12 +221,12 @@ static void *flight_thread(void *arg) {
     atomic_fetch_add(&r->leaders, 1);
     struct timespec ts = {0, 100 * 1000000L};
     nanosleep(&ts, NULL);
-    wv_perr_t e;
-    wv_perr_set(&e, 502, WV_REGERR_UNKNOWN, "leader failed");
+    wv_fetch_err_t e;
+    wv_fetch_err_set(&e, 502, WV_REGERR_UNKNOWN, "leader failed");
     wv__flight_leave(f, true, strcmp(r->key, "fail") == 0 ? &e : NULL);
     return NULL;
   }
-  wv_perr_t e = {0};
+  wv_fetch_err_t e = {0};
   int rc = wv__flight_wait(f, 5000, &e);
   wv__flight_leave(f, false, NULL);
   if (rc == 0)
@@ -256,7 +257,7 @@ TEST(coalescing) {
   wv_flight_t *f = wv__flight_join(tab, "slow", &leader),
               *g = wv__flight_join(tab, "slow", &leader);
   CHECK(!leader && f == g);
-  wv_perr_t e;
+  wv_fetch_err_t e;
   CHECK_EQ_INT(wv__flight_wait(g, 50, &e), WV_ETIMEOUT);
   wv__flight_leave(g, false, NULL);
   wv__flight_leave(f, true, NULL);
