@@ -611,8 +611,8 @@ void wv_config_print_schema(FILE *out) {
 
 /* metrics.allow-addresses: every entry a CIDR block, an address or "*". */
 static int check_cidrs(const char *s, char *why, size_t whylen) {
-  wv_cidrs_t c;
-  int rc = wv_cidrs_parse(s, &c, why, whylen);
+  wv_cidr_list_t c;
+  int rc = wv_cidr_list_parse(s, &c, why, whylen);
   return rc ? WV_EINVAL : 0;
 }
 

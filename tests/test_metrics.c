@@ -7,38 +7,38 @@
 #include <pthread.h>
 
 TEST(cidr_parse_and_match) {
-  wv_cidrs_t c;
+  wv_cidr_list_t c;
   char why[256];
-  CHECK_OK(wv_cidrs_parse("127.0.0.0/8, ::1/128 10.1.2.0/23", &c, why, sizeof why));
+  CHECK_OK(wv_cidr_list_parse("127.0.0.0/8, ::1/128 10.1.2.0/23", &c, why, sizeof why));
   CHECK_EQ_INT(c.n, 3);
-  CHECK(wv_cidrs_match(&c, "127.0.0.1"));
-  CHECK(wv_cidrs_match(&c, "127.255.1.2"));
-  CHECK(wv_cidrs_match(&c, "::1"));
-  CHECK(wv_cidrs_match(&c, "::ffff:127.0.0.9")); /* IPv4-mapped counts as IPv4 */
-  CHECK(wv_cidrs_match(&c, "10.1.3.255"));
-  CHECK(!wv_cidrs_match(&c, "10.1.4.0"));
-  CHECK(!wv_cidrs_match(&c, "128.0.0.1"));
-  CHECK(!wv_cidrs_match(&c, "::2"));
-  CHECK(!wv_cidrs_match(&c, ""));
-  CHECK(!wv_cidrs_match(&c, "not-an-ip"));
-  CHECK_OK(wv_cidrs_parse("", &c, why, sizeof why));
-  CHECK(!wv_cidrs_match(&c, "127.0.0.1"));
-  CHECK_OK(wv_cidrs_parse("*", &c, why, sizeof why));
-  CHECK(wv_cidrs_match(&c, "203.0.113.7"));
+  CHECK(wv_cidr_list_match(&c, "127.0.0.1"));
+  CHECK(wv_cidr_list_match(&c, "127.255.1.2"));
+  CHECK(wv_cidr_list_match(&c, "::1"));
+  CHECK(wv_cidr_list_match(&c, "::ffff:127.0.0.9")); /* IPv4-mapped counts as IPv4 */
+  CHECK(wv_cidr_list_match(&c, "10.1.3.255"));
+  CHECK(!wv_cidr_list_match(&c, "10.1.4.0"));
+  CHECK(!wv_cidr_list_match(&c, "128.0.0.1"));
+  CHECK(!wv_cidr_list_match(&c, "::2"));
+  CHECK(!wv_cidr_list_match(&c, ""));
+  CHECK(!wv_cidr_list_match(&c, "not-an-ip"));
+  CHECK_OK(wv_cidr_list_parse("", &c, why, sizeof why));
+  CHECK(!wv_cidr_list_match(&c, "127.0.0.1"));
+  CHECK_OK(wv_cidr_list_parse("*", &c, why, sizeof why));
+  CHECK(wv_cidr_list_match(&c, "203.0.113.7"));
 }
 
 TEST(cidr_bad_entries_are_named) {
-  wv_cidrs_t c;
+  wv_cidr_list_t c;
   char why[256];
-  CHECK(wv_cidrs_parse("127.0.0.0/33", &c, why, sizeof why) == WV_EINVAL);
+  CHECK(wv_cidr_list_parse("127.0.0.0/33", &c, why, sizeof why) == WV_EINVAL);
   CHECK(strstr(why, "'127.0.0.0/33'") != NULL);
-  CHECK(wv_cidrs_parse("10.0.0.0/8, lab.example", &c, why, sizeof why) == WV_EINVAL);
+  CHECK(wv_cidr_list_parse("10.0.0.0/8, lab.example", &c, why, sizeof why) == WV_EINVAL);
   CHECK(strstr(why, "'lab.example'") != NULL);
-  CHECK(wv_cidrs_parse("::/", &c, why, sizeof why) == WV_EINVAL);
+  CHECK(wv_cidr_list_parse("::/", &c, why, sizeof why) == WV_EINVAL);
   char many[64 * 16] = "";
-  for (int i = 0; i < WV_CIDRS_MAX + 1; i++)
+  for (int i = 0; i < WV_CIDR_LIST_MAX + 1; i++)
     snprintf(many + strlen(many), sizeof many - strlen(many), "10.0.0.%d,", i);
-  CHECK(wv_cidrs_parse(many, &c, why, sizeof why) == WV_ETOOBIG);
+  CHECK(wv_cidr_list_parse(many, &c, why, sizeof why) == WV_ETOOBIG);
 }
 
 TEST(route_classes) {
