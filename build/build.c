@@ -443,7 +443,7 @@ static int take_permit(const wv_app_t *app, wv_arena_t *a, const wv_creq_plan_t 
  */
 static int host_can_build(const wv_app_t *app, wv_arena_t *a, const char **msg) {
   char why[256];
-  wv_disk_t disk;
+  wv_preflight_disk_t disk;
   if (!app->preflight)
     return 0;
   if (wv_preflight_builder(app->preflight, why, sizeof why)) {

@@ -76,7 +76,7 @@ static json_object *builder_component(const wv_app_t *app, bool *degraded) {
 }
 
 static json_object *disk_component(const wv_app_t *app, bool *degraded) {
-  wv_disk_t d;
+  wv_preflight_disk_t d;
   char detail[128];
   int rc = wv_preflight_disk(app->preflight, &d);
   if (rc == 0 && d.low)

@@ -27,7 +27,8 @@ int wv_fetch_err_local(wv_fetch_err_t *e, const wv_app_t *app, int rc, const cha
   if (app->preflight)
     wv_preflight_nospace_text(app->preflight, e->msg, sizeof e->msg);
   else
-    wv_disk_nospace_text(app->cfg->storage_path, app->cfg->storage_reserve, e->msg, sizeof e->msg);
+    wv_preflight_disk_nospace_text(app->cfg->storage_path, app->cfg->storage_reserve, e->msg,
+                                   sizeof e->msg);
   e->status = 507;
   e->code = WV_REGERR_UNAVAILABLE;
   return WV_EUPSTREAM;
