@@ -125,7 +125,7 @@ static bool registry_insecure(const wv_config_t *cfg, const char *host) {
 static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bool child,
                       wv_binput_t *in, const char **msg) {
   const wv_config_t *cfg = app->cfg;
-  wv_name_strategy_t st;
+  wv_naming_strategy_t st;
   in->embedded = empty(r->build_repository) && empty(cfg->build_repo);
   /* A frozen SIF has a repository of its own, pulled by name (docs/singularity.md). */
   const char *def = in->embedded
@@ -139,8 +139,8 @@ static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bo
   if (rc)
     return rc;
   /* The embedded registry has one repository: image names stay in the tag. */
-  if (in->embedded && st == WV_NAME_IMAGE_SUFFIX)
-    st = WV_NAME_TAG_PREFIX;
+  if (in->embedded && st == WV_NAMING_IMAGE_SUFFIX)
+    st = WV_NAMING_TAG_PREFIX;
   if (r->build_context)
     wv_json_get_str(r->build_context, "tarDigest", &in->tar_digest);
   wv_checksum_input_t ci = {.container_file = in->file,

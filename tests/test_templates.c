@@ -367,7 +367,7 @@ TEST(spec_example_2_tag) {
                             .repository = "private.cr.seqera.io/wave/build"};
   char id[WV_CHECKSUM_STRLEN];
   CHECK_OK(wv_checksum_container_id(&in, id));
-  CHECK_OK(wv_naming_target_image(A, false, in.repository, id, yaml, WV_NAME_DEFAULT, &img));
+  CHECK_OK(wv_naming_target_image(A, false, in.repository, id, yaml, WV_NAMING_DEFAULT, &img));
   CHECK(strncmp(img, "private.cr.seqera.io/wave/build:samtools-1.17--", 47) == 0);
   wv_arena_free(A);
 }

@@ -135,7 +135,7 @@ LEFT = {
         "build_import_fn": "→ WV_BUILDER_IMPORT_FN",
     },
     "build/platform_run.h": {"build_platforms": "WV_BUILD_PLATFORMS, wv_build_platforms_log"},
-    "build/naming.h": {"name": "WV_NAME_*, wv_name_strategy_t → WV_NAMING_*, wv_naming_strategy_t"},
+    "build/naming.h": {"name": "WV_NAMING_*, wv_naming_strategy_t → WV_NAMING_*, wv_naming_strategy_t"},
     "build/request/request.h": {"msg": "WV_MSG_* → WV_CREQ_MSG_*"},
 }
 
