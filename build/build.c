@@ -93,7 +93,7 @@ static int fail(const char **msg, int rc, const char *m) {
 static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
                            const char **msg) {
   if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */
-    return fail(msg, WV_EUNSUPPORTED, WV_MSG_SERVICE_OFF("Build", "wave.build.enabled"));
+    return fail(msg, WV_EUNSUPPORTED, WV_CREQ_MSG_SERVICE_OFF("Build", "wave.build.enabled"));
   (void)r;
   return 0;
 }

@@ -136,7 +136,7 @@ LEFT = {
     },
     "build/platform_run.h": {"build_platforms": "WV_BUILD_PLATFORMS, wv_build_platforms_log"},
     "build/naming.h": {"name": "WV_NAMING_*, wv_naming_strategy_t → WV_NAMING_*, wv_naming_strategy_t"},
-    "build/request/request.h": {"msg": "WV_MSG_* → WV_CREQ_MSG_*"},
+    "build/request/request.h": {"msg": "WV_CREQ_MSG_* → WV_CREQ_MSG_*"},
 }
 
 STRIP = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
