@@ -44,12 +44,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
-struct wv_builds {
+struct wv_build_table {
   pthread_mutex_t create_mu; /* decide and create, as one step */
 };
 
-int wv_builds_new(wv_builds_t **out) {
-  wv_builds_t *b = calloc(1, sizeof *b);
+int wv_build_table_new(wv_build_table_t **out) {
+  wv_build_table_t *b = calloc(1, sizeof *b);
   if (!b)
     return WV_ENOMEM;
   pthread_mutex_init(&b->create_mu, NULL);
@@ -57,7 +57,7 @@ int wv_builds_new(wv_builds_t **out) {
   return 0;
 }
 
-void wv_builds_free(wv_builds_t *b) {
+void wv_build_table_free(wv_build_table_t *b) {
   if (!b)
     return;
   pthread_mutex_destroy(&b->create_mu);

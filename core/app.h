@@ -24,7 +24,7 @@ struct wv_park;
 struct wv_proxy_flights;
 struct wv_bfill_table;
 struct wv_tagcache;
-struct wv_builds;
+struct wv_build_table;
 struct wv_layers_memo;
 
 typedef struct {
@@ -46,7 +46,7 @@ typedef struct {
   struct wv_proxy_flights *flights;  /* registry/proxy.h: upstream rounds in flight */
   struct wv_bfill_table *fills;      /* registry/blobfill.h: blobs streaming into the cache */
   struct wv_tagcache *tags;          /* registry/tagcache.h: tag -> digest, for a short while */
-  struct wv_builds *builds;          /* build/build.h: the lock around creating a build */
+  struct wv_build_table *builds;     /* build/build.h: the lock around creating a build */
   struct wv_layers_memo *layer_memo; /* build/layers.h: data: layers verified lately */
 } wv_app_t;
 

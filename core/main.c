@@ -239,7 +239,7 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
   }
   /* What the requests share: coalescing tables, the tag cache, the build create lock. */
   if ((rc = wv_proxy_flights_new(&app->flights)) || (rc = wv_bfill_table_new(&app->fills)) ||
-      (rc = wv_tagcache_new(&app->tags)) || (rc = wv_builds_new(&app->builds)) ||
+      (rc = wv_tagcache_new(&app->tags)) || (rc = wv_build_table_new(&app->builds)) ||
       (rc = wv_layers_memo_new(&app->layer_memo))) {
     wv_error("cannot set up the request tables: %s", wv_strerror(rc));
     return rc;
@@ -274,7 +274,7 @@ static int check_start(const wv_config_t *cfg) {
 static void close_services(wv_app_t *app) {
   wv_park_free(app->park); /* after the job engine: its waiters point into the lot */
   wv_layers_memo_free(app->layer_memo);
-  wv_builds_free(app->builds);
+  wv_build_table_free(app->builds);
   wv_tagcache_free(app->tags);
   wv_bfill_table_free(app->fills);
   wv_proxy_flights_free(app->flights);

@@ -91,7 +91,7 @@ static int env_open(env_t *e, const char *build) {
   e->a = wv_arena_new(0);
   snprintf(path, sizeof path, "%s/state", e->dir);
   if (wv_store_open(&e->app.store, path, 64 << 20, 0) || wv_cas_open(&e->app.cas, e->dir, 0) ||
-      wv_builds_new(&e->app.builds))
+      wv_build_table_new(&e->app.builds))
     return -1;
   snprintf(path, sizeof path, "%s/build", e->dir);
   mkdir(path, 0700);
@@ -110,7 +110,7 @@ static int env_open(env_t *e, const char *build) {
 
 static void env_close(env_t *e) {
   wv_job_engine_free(e->app.jobs);
-  wv_builds_free(e->app.builds);
+  wv_build_table_free(e->app.builds);
   wv_cas_close(e->app.cas);
   wv_store_close(e->app.store);
   wv_config_free(&e->cfg);

@@ -52,7 +52,7 @@ static int env_open(env_t *e) {
   e->cfg.server_authority = strdup("wave.example.com");
   e->app.cfg = &e->cfg;
   e->a = wv_arena_new(0);
-  if (wv_store_open(&e->app.store, e->dir, 64 << 20, 0) || wv_builds_new(&e->app.builds) ||
+  if (wv_store_open(&e->app.store, e->dir, 64 << 20, 0) || wv_build_table_new(&e->app.builds) ||
       wv_layers_memo_new(&e->app.layer_memo))
     return -1;
   return wv_cas_open(&e->app.cas, e->dir, 0);
@@ -60,7 +60,7 @@ static int env_open(env_t *e) {
 
 static void env_close(env_t *e) {
   wv_layers_memo_free(e->app.layer_memo);
-  wv_builds_free(e->app.builds);
+  wv_build_table_free(e->app.builds);
   wv_cas_close(e->app.cas);
   wv_store_close(e->app.store);
   wv_arena_free(e->a);

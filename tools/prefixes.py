@@ -126,7 +126,7 @@ EXCEPT = {
 # rename is one sed family, listed in its commit). Remove an entry when its family is renamed;
 # nothing may be added here.
 LEFT = {
-    "build/build.h": {"builds": "wv_builds_* → wv_build_table_*"},
+    "build/build.h": {"builds": "wv_build_table_* → wv_build_table_*"},
     "build/builder.h": {
         "build_cred_t": "→ wv_builder_cred_t",
         "build_target_t": "→ wv_builder_target_t",
