@@ -298,12 +298,12 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   const wv_config_t *cfg = app->cfg;
   const char *ws = empty(cfg->build_workspace) ? wv_arena_sprintf(a, "%s/build", cfg->storage_path)
                                                : cfg->build_workspace;
-  wv_build_target_t t = {.workspace = ws,
-                         .workdir = workdir,
-                         .platform = in->platform,
-                         .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
-                         .tag = in->tref.reference,
-                         .insecure = in->insecure};
+  wv_builder_target_t t = {.workspace = ws,
+                           .workdir = workdir,
+                           .platform = in->platform,
+                           .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
+                           .tag = in->tref.reference,
+                           .insecure = in->insecure};
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
@@ -324,7 +324,7 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   if (n < WV_JOB_STEPS_MAX && wv__build_scan_step(in, &steps[n]))
     n++;
   wv_job_spec_t spec = {.id = id,
-                        .kind = WV_BUILD_KIND,
+                        .kind = WV_BUILDER_KIND,
                         .workdir = workdir,
                         .deadline_ms = in->deadline_ms,
                         .steps = steps,

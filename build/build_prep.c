@@ -249,7 +249,7 @@ static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in
   if (rc)
     return rc;
   const wv_registries_t *regs = &app->cfg->registries;
-  wv_build_cred_t *creds = wv_arena_calloc(a, (regs->len + 1) * sizeof *creds);
+  wv_builder_cred_t *creds = wv_arena_calloc(a, (regs->len + 1) * sizeof *creds);
   size_t k = 0;
   if (!creds)
     return WV_ENOMEM;
@@ -261,7 +261,7 @@ static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in
     for (size_t j = 0; j < n && !used; j++)
       used = strcmp(g->host, hosts[j]) == 0 && wv_registry_perm(g, in->who) >= WV_PERM_PULL;
     if (used && g->username)
-      creds[k++] = (wv_build_cred_t){g->host, g->username, g->password ? g->password : ""};
+      creds[k++] = (wv_builder_cred_t){g->host, g->username, g->password ? g->password : ""};
   }
   return wv_builder_write_authfile(dir, creds, k);
 }

@@ -127,13 +127,6 @@ EXCEPT = {
 # nothing may be added here.
 LEFT = {
     "build/build.h": {"builds": "wv_build_table_* → wv_build_table_*"},
-    "build/builder.h": {
-        "build_cred_t": "→ wv_builder_cred_t",
-        "build_target_t": "→ wv_builder_target_t",
-        "build_max_steps": "→ WV_BUILDER_MAX_STEPS",
-        "build_kind": "→ WV_BUILDER_KIND",
-        "build_import_fn": "→ WV_BUILDER_IMPORT_FN",
-    },
     "build/platform_run.h": {"build_platforms": "WV_BUILD_PLATFORMS, wv_build_platforms_log"},
     "build/naming.h": {"name": "WV_NAMING_*, wv_naming_strategy_t → WV_NAMING_*, wv_naming_strategy_t"},
     "build/request/request.h": {"msg": "WV_CREQ_MSG_* → WV_CREQ_MSG_*"},
