@@ -709,7 +709,7 @@ static int digest_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 
 int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
   if (app->cfg->build_enabled) /* one line per platform: can its RUN steps run here? */
-    wv_build_platforms_log();
+    wv_build_platform_log();
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
   rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_DIGEST_FN, digest_fn, (void *)app);
   rc = rc ? rc : wv__build_scan_register(e, app);

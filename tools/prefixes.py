@@ -125,12 +125,7 @@ EXCEPT = {
 # Names still outside their module's prefix that issue 16's tidy pass has not renamed yet (each
 # rename is one sed family, listed in its commit). Remove an entry when its family is renamed;
 # nothing may be added here.
-LEFT = {
-    "build/build.h": {"builds": "wv_build_table_* → wv_build_table_*"},
-    "build/platform_run.h": {"build_platforms": "WV_BUILD_PLATFORMS, wv_build_platforms_log"},
-    "build/naming.h": {"name": "WV_NAMING_*, wv_naming_strategy_t → WV_NAMING_*, wv_naming_strategy_t"},
-    "build/request/request.h": {"msg": "WV_CREQ_MSG_* → WV_CREQ_MSG_*"},
-}
+LEFT = {}
 
 STRIP = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
 FUNC = re.compile(r"^(?:static inline |extern )?[A-Za-z_][\w \*]*?\b([wW][vV]_\w+)\s*\(", re.M)
