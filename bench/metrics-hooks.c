@@ -26,7 +26,7 @@ static void *run(void *arg) {
     const char *p = paths[i & 1];
     if (t0)
       wv_metrics_request(wv_metrics_route_class(p, true), 200, t0);
-    wv_metrics_add(WV_MC_HOT_HIT, 1);
+    wv_metrics_add(WV_METRICS_HOT_HIT, 1);
   }
   return NULL;
 }

@@ -46,12 +46,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
-struct wv_builds {
+struct wv_build_table {
   pthread_mutex_t create_mu; /* decide and create, as one step */
 };
 
-int wv_builds_new(wv_builds_t **out) {
-  wv_builds_t *b = calloc(1, sizeof *b);
+int wv_build_table_new(wv_build_table_t **out) {
+  wv_build_table_t *b = calloc(1, sizeof *b);
   if (!b)
     return WV_ENOMEM;
   pthread_mutex_init(&b->create_mu, NULL);
@@ -59,7 +59,7 @@ int wv_builds_new(wv_builds_t **out) {
   return 0;
 }
 
-void wv_builds_free(wv_builds_t *b) {
+void wv_build_table_free(wv_build_table_t *b) {
   if (!b)
     return;
   pthread_mutex_destroy(&b->create_mu);
@@ -95,7 +95,7 @@ static int fail(const char **msg, int rc, const char *m) {
 static int check_supported(const wv_config_t *cfg, const wv_job_engine_t *jobs, const wv_creq_t *r,
                            const char **msg) {
   if (!cfg->build_enabled || !jobs) /* no job engine (unit tests): no build service */
-    return fail(msg, WV_EUNSUPPORTED, WV_MSG_SERVICE_OFF("Build", "wave.build.enabled"));
+    return fail(msg, WV_EUNSUPPORTED, WV_CREQ_MSG_SERVICE_OFF("Build", "wave.build.enabled"));
   (void)r;
   return 0;
 }
@@ -127,7 +127,7 @@ static bool registry_insecure(const wv_config_t *cfg, const char *host) {
 static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bool child,
                       wv_binput_t *in, const char **msg) {
   const wv_config_t *cfg = app->cfg;
-  wv_name_strategy_t st;
+  wv_naming_strategy_t st;
   in->embedded = empty(r->build_repository) && empty(cfg->build_repo);
   /* A frozen SIF has a repository of its own, pulled by name (docs/singularity.md). */
   const char *def = in->embedded
@@ -141,8 +141,8 @@ static int make_names(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, bo
   if (rc)
     return rc;
   /* The embedded registry has one repository: image names stay in the tag. */
-  if (in->embedded && st == WV_NAME_IMAGE_SUFFIX)
-    st = WV_NAME_TAG_PREFIX;
+  if (in->embedded && st == WV_NAMING_IMAGE_SUFFIX)
+    st = WV_NAMING_TAG_PREFIX;
   if (r->build_context)
     wv_json_get_str(r->build_context, "tarDigest", &in->tar_digest);
   wv_checksum_input_t ci = {.container_file = in->file,
@@ -222,8 +222,9 @@ static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t 
     return rc == 0;
   }
   const char *msg;
-  return app->upstream && wv_image_check_exists(a, app->upstream, NULL, wv__build_push_who(in),
-                                                &in->tref, 0, &msg) == 0;
+  return app->upstream &&
+         wv_layers_image_check_exists(a, app->upstream, NULL, wv__build_push_who(in), &in->tref, 0,
+                                      &msg) == 0;
 }
 
 /* ---- the decision ---------------------------------------------------------------------- */
@@ -342,13 +343,13 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   bool native = native_platform(in->platform);
   /* A foreign-platform build gets a store of its own (<workspace>/foreign/buildah): buildah 1.28's
    * cache keys leave the platform out, so a native build could match its images. */
-  wv_build_target_t t = {.workspace = native ? ws : wv_arena_sprintf(a, "%s/foreign", ws),
-                         .workdir = workdir,
-                         .platform = in->platform,
-                         .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
-                         .tag = in->tref.reference,
-                         .insecure = in->insecure,
-                         .layers = cfg->build_layer_cache && native};
+  wv_builder_target_t t = {.workspace = native ? ws : wv_arena_sprintf(a, "%s/foreign", ws),
+                           .workdir = workdir,
+                           .platform = in->platform,
+                           .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
+                           .tag = in->tref.reference,
+                           .insecure = in->insecure,
+                           .layers = cfg->build_layer_cache && native};
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
@@ -369,7 +370,7 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   if (n < WV_JOB_STEPS_MAX && wv__build_scan_step(in, &steps[n]))
     n++;
   wv_job_spec_t spec = {.id = id,
-                        .kind = WV_BUILD_KIND,
+                        .kind = WV_BUILDER_KIND,
                         .workdir = workdir,
                         .deadline_ms = in->deadline_ms,
                         .steps = steps,
@@ -499,7 +500,7 @@ static int take_permit(const wv_app_t *app, wv_arena_t *a, const wv_creq_plan_t 
  */
 static int host_can_build(const wv_app_t *app, wv_arena_t *a, const char **msg) {
   char why[256];
-  wv_disk_t disk;
+  wv_preflight_disk_t disk;
   if (!app->preflight)
     return 0;
   if (wv_preflight_builder(app->preflight, why, sizeof why)) {
@@ -610,7 +611,7 @@ static int encode_cb(void *arg, wv_buf_t *tok, const char **rtext) {
   t.scan_levels = m->in->scan_id ? wv_creq_scan_levels(a, x->r) : NULL;
   int rc = m->res.target_image ? wv_token_encode(&t, tok) : WV_ENOMEM;
   bool oom = false;
-  json_object *cc = rc ? NULL : wv_cc_to_json(&x->r->cc, WV_CC_FOR_RECORD, &oom);
+  json_object *cc = rc ? NULL : wv_record_cc_to_json(&x->r->cc, WV_RECORD_CC_FOR_RECORD, &oom);
   json_object *rec = rc || oom ? NULL : wv_record_new(x->r, x->plan, &m->res, x->client_ip, cc);
   int jrc = rec ? 0 : WV_ENOMEM;
   jrc = jrc ? jrc : wv_json_add_str(rec, "buildId", m->build_id);
@@ -759,7 +760,7 @@ int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                          o.d == D_EXISTS || o.d == D_DONE_OK, o.d == D_DONE_FAIL);
   }
   bool oom = false;
-  json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_TOKEN, &oom);
+  json_object *cc = wv_record_cc_to_json(&r->cc, WV_RECORD_CC_FOR_TOKEN, &oom);
   m.res.cc_token_json = cc ? wv_arena_strdup(a, wv_json_compact(cc)) : NULL;
   json_object_put(cc);
   m.res.container_image = in.target;
@@ -801,7 +802,7 @@ static int digest_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 
 int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
   if (app->cfg->build_enabled) { /* one line per platform: can its RUN steps run here? */
-    wv_build_platforms_log();
+    wv_build_platform_log();
     wv_builder_resolve_driver(app->cfg); /* {storage-driver}: auto probes overlay once */
   }
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);

@@ -30,7 +30,7 @@
  *
  * Returns as wv_creq_submit (request.h); WV_EUNSUPPORTED (501) when
  * wave.build.enabled is false or there is no job engine. Thread rules: worker threads (blocks on
- * the store, upstream registries and the file system); one mutex per process (wv_builds_t, on
+ * the store, upstream registries and the file system); one mutex per process (wv_build_table_t, on
  * wv_app_t.builds) orders the check-and-create of builds, so identical
  * requests never build twice.
  */
@@ -51,9 +51,9 @@
  * for this target? if not, create it" one step. Created by the composition
  * root (core/main.c). new: 0 or WV_ENOMEM; free: NULL is a no-op.
  */
-typedef struct wv_builds wv_builds_t;
-int wv_builds_new(wv_builds_t **out);
-void wv_builds_free(wv_builds_t *b);
+typedef struct wv_build_table wv_build_table_t;
+int wv_build_table_new(wv_build_table_t **out);
+void wv_build_table_free(wv_build_table_t *b);
 
 int wv_build_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                     const wv_creq_plan_t *plan, const char *client_ip, int64_t now_ns,

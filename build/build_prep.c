@@ -41,19 +41,19 @@ static void tpl_defaults(const wv_config_t *cfg, wv_template_defaults_t *d) {
 static int from_packages(wv_arena_t *a, const wv_config_t *cfg, const wv_creq_t *r,
                          const char **file, const char **conda, const char **tpl_name,
                          const char **msg) {
-  wv_packages_t p;
+  wv_template_packages_t p;
   wv_template_t tpl;
   wv_template_defaults_t d;
   tpl_defaults(cfg, &d);
-  int rc = wv_packages_from_json(a, r->packages, &p, msg);
+  int rc = wv_template_packages_from_json(a, r->packages, &p, msg);
   rc = rc ? rc : wv_template_parse(a, r->build_template, &tpl, msg);
   if (rc)
     return rc;
   tpl = wv_template_effective(tpl, p.type);
-  rc = wv_packages_validate(a, &p, tpl, msg);
-  rc = rc ? rc : wv_packages_conda_yaml(a, &p, conda, msg);
+  rc = wv_template_packages_validate(a, &p, tpl, msg);
+  rc = rc ? rc : wv_template_packages_conda_yaml(a, &p, conda, msg);
   bool sif = r->format && strcmp(r->format, "sif") == 0;
-  rc = rc ? rc : wv_packages_container_file(a, &p, tpl, sif, &d, file, msg);
+  rc = rc ? rc : wv_template_packages_container_file(a, &p, tpl, sif, &d, file, msg);
   *tpl_name = wv_template_name(tpl);
   return rc;
 }
@@ -168,7 +168,7 @@ int wv__build_check_urls(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
 /* The buildContext's tar.gz bytes: data:<base64>, or fetched from http(s). */
 static int context_bytes(wv_arena_t *a, const wv_config_t *cfg, const char *loc, const char **gz,
                          size_t *len, const char **msg) {
-  if (strncmp(loc, WV_LAYER_DATA_PREFIX, 5) == 0) {
+  if (strncmp(loc, WV_LAYERS_DATA_PREFIX, 5) == 0) {
     char *out;
     if (wv_base64_decode(a, loc + 5, strlen(loc + 5), &out, len)) {
       *msg = "Invalid `buildContext` - its data: location is not valid base64";
@@ -249,7 +249,7 @@ static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in
   if (rc)
     return rc;
   const wv_registries_t *regs = &app->cfg->registries;
-  wv_build_cred_t *creds = wv_arena_calloc(a, (regs->len + 1) * sizeof *creds);
+  wv_builder_cred_t *creds = wv_arena_calloc(a, (regs->len + 1) * sizeof *creds);
   size_t k = 0;
   if (!creds)
     return WV_ENOMEM;
@@ -261,7 +261,7 @@ static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in
     for (size_t j = 0; j < n && !used; j++)
       used = strcmp(g->host, hosts[j]) == 0 && wv_registry_perm(g, in->who) >= WV_PERM_PULL;
     if (used && g->username)
-      creds[k++] = (wv_build_cred_t){g->host, g->username, g->password ? g->password : ""};
+      creds[k++] = (wv_builder_cred_t){g->host, g->username, g->password ? g->password : ""};
   }
   return wv_builder_write_authfile(dir, creds, k);
 }

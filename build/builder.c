@@ -54,17 +54,17 @@ int wv_builder_from_config(const wv_config_t *cfg, wv_builder_t *out) {
   return out->build && *out->build ? 0 : WV_EINVAL;
 }
 
-static bool embedded(const wv_build_target_t *t) { return !t->repo || !*t->repo; }
+static bool embedded(const wv_builder_target_t *t) { return !t->repo || !*t->repo; }
 
 /* The image name the builder tags and pushes: repo:tag, or a local name. */
-static const char *image_name(wv_arena_t *a, const wv_build_target_t *t) {
+static const char *image_name(wv_arena_t *a, const wv_builder_target_t *t) {
   return wv_arena_sprintf(a, "%s:%s", embedded(t) ? "localhost/" WV_EMBEDDED_REPO : t->repo,
                           t->tag);
 }
 
 /* The value of placeholder name (len bytes), or NULL when unknown. */
 static const char *value_of(wv_arena_t *a, const char *name, size_t len,
-                            const wv_build_target_t *t) {
+                            const wv_builder_target_t *t) {
 #define IS(s) (len == sizeof(s) - 1 && memcmp(name, s, len) == 0)
   if (IS("workspace"))
     return t->workspace;
@@ -110,7 +110,7 @@ static const char *value_of(wv_arena_t *a, const char *name, size_t len,
 }
 
 /* Expands one word (n bytes of tpl) into w; *drop when it was one empty placeholder. */
-static int expand_word(wv_arena_t *a, const char *p, size_t n, const wv_build_target_t *t,
+static int expand_word(wv_arena_t *a, const char *p, size_t n, const wv_builder_target_t *t,
                        wv_buf_t *w, bool *drop, char *err, size_t errlen) {
   size_t placeholders = 0;
   wv_buf_reset(w);
@@ -141,7 +141,7 @@ static int expand_word(wv_arena_t *a, const char *p, size_t n, const wv_build_ta
   return 0;
 }
 
-int wv_builder_expand(wv_arena_t *a, const char *tpl, const wv_build_target_t *t,
+int wv_builder_expand(wv_arena_t *a, const char *tpl, const wv_builder_target_t *t,
                       const char ***argv, char *err, size_t errlen) {
   const char **v = wv_arena_calloc(a, (WV_JOB_ARGS_MAX + 1) * sizeof *v);
   wv_buf_t w;
@@ -177,7 +177,7 @@ int wv_builder_expand(wv_arena_t *a, const char *tpl, const wv_build_target_t *t
 }
 
 /* waved's environment plus the auth-file variables (credentials stay in the file). */
-static const char **build_env(wv_arena_t *a, const wv_build_target_t *t) {
+static const char **build_env(wv_arena_t *a, const wv_builder_target_t *t) {
   size_t n = 0;
   while (environ && environ[n] && n < WV_JOB_ARGS_MAX - 3)
     n++;
@@ -193,7 +193,7 @@ static const char **build_env(wv_arena_t *a, const wv_build_target_t *t) {
   return env[k - 1] && env[k - 2] ? env : NULL;
 }
 
-static int cmd_step(wv_arena_t *a, const char *name, const char *tpl, const wv_build_target_t *t,
+static int cmd_step(wv_arena_t *a, const char *name, const char *tpl, const wv_builder_target_t *t,
                     const char **env, wv_job_step_t *s, char *err, size_t errlen) {
   const char **argv;
   int rc = wv_builder_expand(a, tpl, t, &argv, err, errlen);
@@ -205,7 +205,7 @@ static int cmd_step(wv_arena_t *a, const char *name, const char *tpl, const wv_b
 }
 
 /* The "build-prune" step: {"dir": <workspace>/buildah, "prune": argv, "all": argv}. */
-static int prune_step(wv_arena_t *a, const wv_builder_t *b, const wv_build_target_t *t,
+static int prune_step(wv_arena_t *a, const wv_builder_t *b, const wv_builder_target_t *t,
                       wv_job_step_t *s, char *err, size_t errlen) {
   const char **prune, **all = NULL;
   size_t np = 0, na = 0;
@@ -229,13 +229,13 @@ static int prune_step(wv_arena_t *a, const wv_builder_t *b, const wv_build_targe
     return WV_ENOMEM;
   *s = (wv_job_step_t){.type = WV_JOB_STEP_FN,
                        .name = "prune",
-                       .fn = WV_BUILD_PRUNE_FN,
+                       .fn = WV_BUILDER_PRUNE_FN,
                        .arg = arg,
                        .may_fail = true};
   return 0;
 }
 
-int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target_t *t,
+int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_builder_target_t *t,
                      wv_job_step_t *steps, size_t *n, char *err, size_t errlen) {
   size_t k = 0;
   if (!t->workdir || !t->workspace || !t->platform || !t->tag || !*t->tag)
@@ -258,7 +258,7 @@ int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target
     if (!arg)
       return WV_ENOMEM;
     steps[k++] = (wv_job_step_t){
-        .type = WV_JOB_STEP_FN, .name = "import", .fn = WV_BUILD_IMPORT_FN, .arg = arg};
+        .type = WV_JOB_STEP_FN, .name = "import", .fn = WV_BUILDER_IMPORT_FN, .arg = arg};
   }
   /* With the layer cache, rmi would also drop the image's now-dangling parents: the cached
    * steps. The final image stays (it caches the last step) until the prune. */
@@ -275,13 +275,13 @@ int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target
 
 /* ---- auth file ---- */
 
-int wv_builder_authfile(const wv_build_cred_t *creds, size_t n, wv_buf_t *out) {
+int wv_builder_authfile(const wv_builder_cred_t *creds, size_t n, wv_buf_t *out) {
   json_object *root = json_object_new_object(), *auths = json_object_new_object();
   int rc = root && auths ? 0 : WV_ENOMEM;
   if (n > MAX_CREDS)
     rc = WV_ETOOBIG;
   for (size_t i = 0; !rc && i < n; i++) {
-    const wv_build_cred_t *c = &creds[i];
+    const wv_builder_cred_t *c = &creds[i];
     if (!c->host || !*c->host) {
       rc = WV_EINVAL;
       break;
@@ -317,7 +317,7 @@ int wv_builder_authfile(const wv_build_cred_t *creds, size_t n, wv_buf_t *out) {
   return rc;
 }
 
-int wv_builder_write_authfile(const char *workdir, const wv_build_cred_t *creds, size_t n) {
+int wv_builder_write_authfile(const char *workdir, const wv_builder_cred_t *creds, size_t n) {
   char path[4096];
   wv_buf_t b;
   wv_buf_init(&b, MAX_AUTHFILE);
@@ -553,7 +553,7 @@ static int running_builds(wv_job_engine_t *e) {
   if (!e) /* no engine to ask (a test driver): assume company */
     return 2;
   for (size_t i = 0; wv_job_engine_kind(e, i, name, &running, &waiting) == 0; i++)
-    if (strcmp(name, WV_BUILD_KIND) == 0)
+    if (strcmp(name, WV_BUILDER_KIND) == 0)
       return running;
   return 0;
 }
@@ -606,15 +606,15 @@ static int prune_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 
 int wv_builder_register(wv_job_engine_t *e, const wv_app_t *app) {
   const wv_config_t *cfg = app->cfg;
-  wv_job_kind_t k = {.name = WV_BUILD_KIND,
+  wv_job_kind_t k = {.name = WV_BUILDER_KIND,
                      .label = "Container build",
                      .max_running = cfg->build_max_concurrent,
                      .deadline_ms = cfg->build_timeout_ms,
                      .memory_max = cfg->build_memory,
                      .remove_workdir = true};
   int rc = wv_job_register_kind(e, &k);
-  rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_PRUNE_FN, prune_fn, (void *)app);
-  return rc ? rc : wv_job_register_fn(e, WV_BUILD_IMPORT_FN, import_fn, (void *)app);
+  rc = rc ? rc : wv_job_register_fn(e, WV_BUILDER_PRUNE_FN, prune_fn, (void *)app);
+  return rc ? rc : wv_job_register_fn(e, WV_BUILDER_IMPORT_FN, import_fn, (void *)app);
 }
 
 int wv_builder_result_digest(const char *workdir, char *digest, size_t n) {

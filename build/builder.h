@@ -40,12 +40,12 @@
 struct wv_store;
 struct wv_cas;
 
-#define WV_BUILD_KIND "build" /* the job kind of builds */
-#define WV_BUILD_IMPORT_FN                                                                         \
-  "oci-import"                          /* the job function importing into the embedded registry   \
-                                         */
-#define WV_BUILD_PRUNE_FN "build-prune" /* the job function capping the builders' storage */
-#define WV_BUILD_MAX_STEPS 5
+#define WV_BUILDER_KIND "build" /* the job kind of builds */
+#define WV_BUILDER_IMPORT_FN                                                                       \
+  "oci-import"                            /* the job function importing into the embedded registry \
+                                           */
+#define WV_BUILDER_PRUNE_FN "build-prune" /* the job function capping the builders' storage */
+#define WV_BUILDER_MAX_STEPS 5
 
 typedef enum { WV_BUILDER_BUILDAH = 0, WV_BUILDER_BUILDKIT } wv_builder_kind_t;
 
@@ -69,14 +69,14 @@ typedef struct {
   bool insecure;              /* plain HTTP / no TLS verification towards the registries */
   const char *storage_driver; /* {storage-driver}; NULL = wv_builder_storage_driver() */
   bool layers;                /* {layers}: buildah --layers (wave.build.layer-cache) */
-} wv_build_target_t;
+} wv_builder_target_t;
 
 /* One registry credential for the auth file. */
 typedef struct {
   const char *host; /* registry host[:port] as in image names; "docker.io" for Docker Hub */
   const char *username;
   const char *password;
-} wv_build_cred_t;
+} wv_builder_cred_t;
 
 /* The backend configured in cfg. 0 or WV_EINVAL (unknown builder / empty template). */
 int wv_builder_from_config(const wv_config_t *cfg, wv_builder_t *out);
@@ -86,7 +86,7 @@ int wv_builder_from_config(const wv_config_t *cfg, wv_builder_t *out);
  * Returns 0, WV_EINVAL (unknown or unclosed placeholder, empty result; err
  * says which), WV_ETOOBIG (more than WV_JOB_ARGS_MAX words) or WV_ENOMEM.
  */
-int wv_builder_expand(wv_arena_t *a, const char *tpl, const wv_build_target_t *t,
+int wv_builder_expand(wv_arena_t *a, const char *tpl, const wv_builder_target_t *t,
                       const char ***argv, char *err, size_t errlen);
 
 /*
@@ -111,14 +111,14 @@ void wv_builder_resolve_driver(const wv_config_t *cfg);
 int wv_builder_probe_overlay(const char *dir, char *why, size_t whylen);
 
 /*
- * The steps of a build into steps[WV_BUILD_MAX_STEPS] (everything from a):
+ * The steps of a build into steps[WV_BUILDER_MAX_STEPS] (everything from a):
  * build, push (buildah), import into the embedded registry (when t->repo is
  * empty), cleanup (may fail), prune (buildah with a prune template; may fail:
  * past wave.build.cache-max-size, when no other build runs, runs prune and
  * then prune-all while still past it). Every command step gets the environment of
  * waved plus REGISTRY_AUTH_FILE and DOCKER_CONFIG. Same errors as expand.
  */
-int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target_t *t,
+int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_builder_target_t *t,
                      wv_job_step_t *steps, size_t *n, char *err, size_t errlen);
 
 /*
@@ -127,10 +127,10 @@ int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_build_target
  * https://<host> otherwise (contract §6.1 step 4). Entries without a username
  * are skipped. Appends to out: 0, WV_EINVAL, WV_ETOOBIG, WV_ENOMEM.
  */
-int wv_builder_authfile(const wv_build_cred_t *creds, size_t n, wv_buf_t *out);
+int wv_builder_authfile(const wv_builder_cred_t *creds, size_t n, wv_buf_t *out);
 
 /* Writes that JSON to <workdir>/config.json with mode 0600. 0, WV_EIO, WV_ENOMEM. */
-int wv_builder_write_authfile(const char *workdir, const wv_build_cred_t *creds, size_t n);
+int wv_builder_write_authfile(const char *workdir, const wv_builder_cred_t *creds, size_t n);
 
 /*
  * Registers the "build" job kind (limits from app->cfg: max-concurrent,

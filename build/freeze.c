@@ -7,7 +7,7 @@
  */
 #include "build/build_int.h"
 #include "build/layers.h"
-#include "build/templates.h"
+#include "build/freeze.h"
 #include "core/digest.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -35,8 +35,8 @@ int wv__build_freeze_file(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
   if (!rc && !entry && from && app->upstream) {
     const char *why = NULL;
     /* The build reports a base image it cannot pull; here it only means no chain. */
-    if (wv_image_entrypoint(a, app->upstream, plan->user, from, &plan->plat, &entry, &n, &why) !=
-        0) {
+    if (wv_layers_image_entrypoint(a, app->upstream, plan->user, from, &plan->plat, &entry, &n,
+                                   &why) != 0) {
       wv_warn("freeze: cannot inspect the entrypoint of %s: %s", from, why ? why : "-");
       entry = NULL, n = 0;
     }
@@ -140,7 +140,7 @@ static int write_layer(const wv_app_t *app, wv_arena_t *a, const wv_container_la
     close(s.fd);
     return rc;
   }
-  if (starts(l->location, WV_LAYER_DATA_PREFIX) || starts(l->location, "cas:"))
+  if (starts(l->location, WV_LAYERS_DATA_PREFIX) || starts(l->location, "cas:"))
     rc = from_cas(app, l, &s);
   else if (starts(l->location, "http://") || starts(l->location, "https://"))
     rc = from_url(app->cfg, a, l->location, &s, msg);

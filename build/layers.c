@@ -166,10 +166,10 @@ static const char *verdict(wv_arena_t *a, size_t idx, const wv_container_layer_t
   return NULL;
 }
 
-uint64_t wv_layer_inflate_budget(const wv_config_t *cfg, uint64_t gz_len) {
-  uint64_t cap = cfg ? cfg->data_layer_max_inflated : WV_LAYER_MAX_TAR;
-  uint64_t ratio = cfg ? (uint64_t)cfg->data_layer_max_ratio : WV_LAYER_MAX_RATIO;
-  uint64_t floor = WV_LAYER_BUDGET_FLOOR;
+uint64_t wv_layers_inflate_budget(const wv_config_t *cfg, uint64_t gz_len) {
+  uint64_t cap = cfg ? cfg->data_layer_max_inflated : WV_LAYERS_MAX_TAR;
+  uint64_t ratio = cfg ? (uint64_t)cfg->data_layer_max_ratio : WV_LAYERS_MAX_RATIO;
+  uint64_t floor = WV_LAYERS_BUDGET_FLOOR;
   if (gz_len > (cap - floor) / ratio) /* ratio * gz_len + floor would pass the cap */
     return cap;
   return ratio * gz_len + floor < cap ? ratio * gz_len + floor : cap;
@@ -215,7 +215,7 @@ static int check_compressed(wv_arena_t *a, size_t idx, const wv_container_layer_
  * Direct-mapped and fixed, under a leaf lock; one per process (wv_app_t.layer_memo).
  */
 #define VERIFIED_SLOTS 256
-struct wv_layer_memo {
+struct wv_layers_memo {
   pthread_mutex_t mu; /* leaf: the slots */
   struct {
     char gz[WV_DIGEST_STRLEN], tar[WV_DIGEST_STRLEN];
@@ -223,8 +223,8 @@ struct wv_layer_memo {
   } verified[VERIFIED_SLOTS];
 };
 
-int wv_layer_memo_new(wv_layer_memo_t **out) {
-  wv_layer_memo_t *m = calloc(1, sizeof *m);
+int wv_layers_memo_new(wv_layers_memo_t **out) {
+  wv_layers_memo_t *m = calloc(1, sizeof *m);
   if (!m)
     return WV_ENOMEM;
   pthread_mutex_init(&m->mu, NULL);
@@ -232,7 +232,7 @@ int wv_layer_memo_new(wv_layer_memo_t **out) {
   return 0;
 }
 
-void wv_layer_memo_free(wv_layer_memo_t *m) {
+void wv_layers_memo_free(wv_layers_memo_t *m) {
   if (!m)
     return;
   pthread_mutex_destroy(&m->mu);
@@ -243,7 +243,7 @@ static unsigned verified_slot(const char *gz) {
   return (unsigned)(wv_str_hash(gz) % VERIFIED_SLOTS);
 }
 
-static bool verified_before(wv_layer_memo_t *m, const wv_container_layer_t *l, uint64_t budget) {
+static bool verified_before(wv_layers_memo_t *m, const wv_container_layer_t *l, uint64_t budget) {
   if (!m || strlen(l->gzip_digest) >= WV_DIGEST_STRLEN || strlen(l->tar_digest) >= WV_DIGEST_STRLEN)
     return false;
   unsigned i = verified_slot(l->gzip_digest);
@@ -254,7 +254,7 @@ static bool verified_before(wv_layer_memo_t *m, const wv_container_layer_t *l, u
   return yes;
 }
 
-static void verified_now(wv_layer_memo_t *m, const wv_container_layer_t *l, uint64_t tar_len) {
+static void verified_now(wv_layers_memo_t *m, const wv_container_layer_t *l, uint64_t tar_len) {
   if (!m || strlen(l->gzip_digest) >= WV_DIGEST_STRLEN || strlen(l->tar_digest) >= WV_DIGEST_STRLEN)
     return;
   unsigned i = verified_slot(l->gzip_digest);
@@ -265,10 +265,10 @@ static void verified_now(wv_layer_memo_t *m, const wv_container_layer_t *l, uint
   pthread_mutex_unlock(&m->mu);
 }
 
-int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layer_memo_t *memo,
-                         const wv_config_t *cfg, size_t idx, const wv_container_layer_t *l,
-                         const char **msg) {
-  const char *b64 = l->location + strlen(WV_LAYER_DATA_PREFIX);
+int wv_layers_verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo,
+                          const wv_config_t *cfg, size_t idx, const wv_container_layer_t *l,
+                          const char **msg) {
+  const char *b64 = l->location + strlen(WV_LAYERS_DATA_PREFIX);
   size_t n = strlen(b64);
   int rc = check_compressed(a, idx, l, b64, n, msg);
   if (rc)
@@ -276,7 +276,7 @@ int wv_layer_verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layer_memo_t *memo,
   verify_t v = {0};
   uint8_t tarh[WV_SHA256_LEN];
   v.gz_len = (uint64_t)l->gzip_size;
-  v.tar_budget = wv_layer_inflate_budget(cfg, v.gz_len);
+  v.tar_budget = wv_layers_inflate_budget(cfg, v.gz_len);
   uint64_t have = 0;
   if (verified_before(memo, l, v.tar_budget) &&
       (!cas || (wv_cas_exists(cas, l->gzip_digest, &have) == 0 && have == v.gz_len)))
@@ -312,16 +312,16 @@ out:
 
 static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
-int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, wv_layer_memo_t *memo, const wv_config_t *cfg,
+int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const wv_config_t *cfg,
                     const wv_container_config_t *cc, const char **msg) {
   for (size_t i = 0; i < cc->n_layers; i++) {
     const wv_container_layer_t *l = &cc->layers[i];
-    if (has_prefix(l->location, WV_LAYER_DATA_PREFIX)) {
-      int rc = wv_layer_verify_data(a, cas, memo, cfg, i, l, msg);
+    if (has_prefix(l->location, WV_LAYERS_DATA_PREFIX)) {
+      int rc = wv_layers_verify_data(a, cas, memo, cfg, i, l, msg);
       if (rc)
         return rc;
     } else if (!has_prefix(l->location, "https://") && !has_prefix(l->location, "http://") &&
-               !has_prefix(l->location, WV_LAYER_DOCKER_PREFIX)) {
+               !has_prefix(l->location, WV_LAYERS_DOCKER_PREFIX)) {
       *msg = wv_arena_sprintf(a,
                               "Invalid container layer [%zu] - unsupported `location`: use a "
                               "data:, http(s):// or docker:// location",
@@ -519,7 +519,7 @@ static int append_layers(inc_t *c, json_object *layers, json_object *diffs,
         !wv_digest_valid(digest) || !diff || !wv_digest_valid(diff) || size <= 0)
       return bad_image(c, "malformed manifest layer or diff_id");
     wv_container_layer_t *d = &v[*n + i];
-    d->location = wv_arena_sprintf(c->a, WV_LAYER_DOCKER_PREFIX "%s/v2/%s/blobs/%s",
+    d->location = wv_arena_sprintf(c->a, WV_LAYERS_DOCKER_PREFIX "%s/v2/%s/blobs/%s",
                                    c->ref->registry, c->ref->path, digest);
     d->gzip_digest = wv_arena_strdup(c->a, digest);
     d->tar_digest = wv_arena_strdup(c->a, diff);
@@ -551,9 +551,9 @@ static int fetch_image(inc_t *c, wv_ref_t *ref, const wv_platform_list_t *plat, 
   return rc ? rc : get_blob(c, info.config_digest, cfg);
 }
 
-int wv_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
-                       const wv_platform_list_t *plat, wv_container_layer_t **layers, size_t *n,
-                       const char **msg) {
+int wv_layers_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
+                              const wv_platform_list_t *plat, wv_container_layer_t **layers,
+                              size_t *n, const char **msg) {
   wv_ref_t ref;
   inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
   char *man = NULL;
@@ -576,8 +576,9 @@ int wv_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *who, const c
   return rc;
 }
 
-int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, wv_tagcache_t *tags, const char *who,
-                          const wv_ref_t *ref, int64_t tag_ttl_ms, const char **msg) {
+int wv_layers_image_check_exists(wv_arena_t *a, wv_upstream_t *u, wv_tagcache_t *tags,
+                                 const char *who, const wv_ref_t *ref, int64_t tag_ttl_ms,
+                                 const char **msg) {
   inc_t c = {.a = a, .u = u, .ref = ref, .msg = msg, .who = who};
   /* A pull or a request resolved this tag within wave.storage.cache.tag-duration: it exists
    * (for callers with the same access to the credentials), no round trip. */
@@ -617,9 +618,9 @@ int wv_image_check_exists(wv_arena_t *a, wv_upstream_t *u, wv_tagcache_t *tags, 
   return 0;
 }
 
-int wv_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
-                        const wv_platform_list_t *plat, const char ***entry, size_t *n,
-                        const char **msg) {
+int wv_layers_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
+                               const wv_platform_list_t *plat, const char ***entry, size_t *n,
+                               const char **msg) {
   wv_ref_t ref;
   *entry = NULL;
   *n = 0;
@@ -651,8 +652,9 @@ int wv_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *who, const 
   return rc;
 }
 
-int wv_image_config_json(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
-                         const wv_platform_list_t *plat, const char **config, const char **msg) {
+int wv_layers_image_config_json(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
+                                const wv_platform_list_t *plat, const char **config,
+                                const char **msg) {
   wv_ref_t ref;
   inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
   char *man = NULL;

@@ -5,7 +5,7 @@
  *   - data: layers are verified (Wave does not): the base64 is decoded
  *     strictly, its size must equal gzipSize and its SHA-256 gzipDigest, both
  *     checked before anything is inflated; it is then gunzipped (streaming,
- *     under the budget of wv_layer_inflate_budget) and the tar must hash to
+ *     under the budget of wv_layers_inflate_budget) and the tar must hash to
  *     tarDigest. The gzip bytes go to the blob store under gzipDigest,
  *     so the token record only carries "cas:<gzipDigest>".
  *   - containerIncludes (contract §6.6) are resolved upstream for the request platform
@@ -35,18 +35,20 @@
 struct wv_cas;
 struct wv_upstream;
 
-#define WV_LAYER_MAX_TAR (1ull << 30) /* default cap on uncompressed bytes of one data: layer */
-#define WV_LAYER_MAX_RATIO 100        /* default inflated/compressed budget ratio */
-#define WV_LAYER_BUDGET_FLOOR (1ull << 20) /* added to every budget: tiny layers of empty files */
-#define WV_LAYER_DATA_PREFIX "data:"
-#define WV_LAYER_DOCKER_PREFIX "docker://"
+#define WV_LAYERS_MAX_TAR (1ull << 30) /* default cap on uncompressed bytes of one data: layer */
+#define WV_LAYERS_MAX_RATIO 100        /* default inflated/compressed budget ratio */
+#define WV_LAYERS_BUDGET_FLOOR                                                                     \
+  (1ull << 20) /* added to every budget: tiny layers of empty files                                \
+                */
+#define WV_LAYERS_DATA_PREFIX "data:"
+#define WV_LAYERS_DOCKER_PREFIX "docker://"
 
 /*
  * The most bytes a data: layer of gz_len compressed bytes may inflate to:
  * wave.build.data-layer.max-inflate-ratio x gz_len + 1 MiB, at most
  * wave.build.data-layer.max-inflated-size (cfg NULL: the defaults above).
  */
-uint64_t wv_layer_inflate_budget(const wv_config_t *cfg, uint64_t gz_len);
+uint64_t wv_layers_inflate_budget(const wv_config_t *cfg, uint64_t gz_len);
 
 /*
  * The data: layers verified lately, so the same small layer sent with
@@ -54,9 +56,9 @@ uint64_t wv_layer_inflate_budget(const wv_config_t *cfg, uint64_t gz_len);
  * One per process, created by the composition root (core/main.c) and hung
  * on wv_app_t.layer_memo. new: 0 or WV_ENOMEM; free: NULL is a no-op.
  */
-typedef struct wv_layer_memo wv_layer_memo_t;
-int wv_layer_memo_new(wv_layer_memo_t **out);
-void wv_layer_memo_free(wv_layer_memo_t *m);
+typedef struct wv_layers_memo wv_layers_memo_t;
+int wv_layers_memo_new(wv_layers_memo_t **out);
+void wv_layers_memo_free(wv_layers_memo_t *m);
 
 /*
  * Verifies data: layer number idx (location starts with "data:") and, when
@@ -64,16 +66,16 @@ void wv_layer_memo_free(wv_layer_memo_t *m);
  * none) remembers what was verified. cfg (NULL = defaults) gives the inflate
  * budget. Returns 0, WV_EINVAL (400, with the message), WV_EIO / WV_ENOMEM.
  */
-int wv_layer_verify_data(wv_arena_t *a, struct wv_cas *cas, wv_layer_memo_t *memo,
-                         const wv_config_t *cfg, size_t idx, const wv_container_layer_t *l,
-                         const char **msg);
+int wv_layers_verify_data(wv_arena_t *a, struct wv_cas *cas, wv_layers_memo_t *memo,
+                          const wv_config_t *cfg, size_t idx, const wv_container_layer_t *l,
+                          const char **msg);
 
 /*
  * Checks every layer location of cc (data:, http://, https:// or docker://;
  * anything else is refused, so a client cannot name a cas: blob) and
- * verifies/stores each data: layer. Returns as wv_layer_verify_data.
+ * verifies/stores each data: layer. Returns as wv_layers_verify_data.
  */
-int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, wv_layer_memo_t *memo,
+int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, wv_layers_memo_t *memo,
                     const wv_config_t *cfg, const wv_container_config_t *cc, const char **msg);
 
 /*
@@ -85,9 +87,9 @@ int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, wv_layer_memo_t *memo,
  * credential or outbound policy refused), WV_EUPSTREAM (502: the registry
  * could not be reached), WV_ENOMEM.
  */
-int wv_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *who, const char *name,
-                       const wv_platform_list_t *plat, wv_container_layer_t **layers, size_t *n,
-                       const char **msg);
+int wv_layers_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *who,
+                              const char *name, const wv_platform_list_t *plat,
+                              wv_container_layer_t **layers, size_t *n, const char **msg);
 
 /*
  * HEAD of the image's manifest upstream, on behalf of who (an account, NULL =
@@ -101,21 +103,22 @@ int wv_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *who, co
  * cache (registry/tagcache.h) younger than that is the answer (no HEAD), and a HEAD's digest is
  * remembered there for the first pull's resolution.
  */
-int wv_image_check_exists(wv_arena_t *a, struct wv_upstream *u, struct wv_tagcache *tags,
-                          const char *who, const wv_ref_t *ref, int64_t tag_ttl_ms,
-                          const char **msg);
+int wv_layers_image_check_exists(wv_arena_t *a, struct wv_upstream *u, struct wv_tagcache *tags,
+                                 const char *who, const wv_ref_t *ref, int64_t tag_ttl_ms,
+                                 const char **msg);
 
 /*
  * The config Entrypoint of image name for platform (freeze's WAVE_ENTRY_CHAIN,
  * contract §6.3): *entry is an arena vector of *n strings, NULL/0 when the image
- * has none. Errors as wv_include_resolve.
+ * has none. Errors as wv_layers_include_resolve.
  */
-int wv_image_entrypoint(wv_arena_t *a, struct wv_upstream *u, const char *who, const char *name,
-                        const wv_platform_list_t *plat, const char ***entry, size_t *n,
-                        const char **msg);
+int wv_layers_image_entrypoint(wv_arena_t *a, struct wv_upstream *u, const char *who,
+                               const char *name, const wv_platform_list_t *plat,
+                               const char ***entry, size_t *n, const char **msg);
 
 /* The image config JSON of image name for platform (Singularity builds); errors as above. */
-int wv_image_config_json(wv_arena_t *a, struct wv_upstream *u, const char *who, const char *name,
-                         const wv_platform_list_t *plat, const char **config, const char **msg);
+int wv_layers_image_config_json(wv_arena_t *a, struct wv_upstream *u, const char *who,
+                                const char *name, const wv_platform_list_t *plat,
+                                const char **config, const char **msg);
 
 #endif

@@ -16,16 +16,16 @@
 
 #include <string.h>
 
-int wv_naming_strategy_parse(wv_arena_t *a, const char *s, wv_name_strategy_t *out,
+int wv_naming_strategy_parse(wv_arena_t *a, const char *s, wv_naming_strategy_t *out,
                              const char **msg) {
   if (!s)
-    return *out = WV_NAME_DEFAULT, 0;
+    return *out = WV_NAMING_DEFAULT, 0;
   if (!strcmp(s, "none"))
-    return *out = WV_NAME_NONE, 0;
+    return *out = WV_NAMING_NONE, 0;
   if (!strcmp(s, "tagPrefix"))
-    return *out = WV_NAME_TAG_PREFIX, 0;
+    return *out = WV_NAMING_TAG_PREFIX, 0;
   if (!strcmp(s, "imageSuffix"))
-    return *out = WV_NAME_IMAGE_SUFFIX, 0;
+    return *out = WV_NAMING_IMAGE_SUFFIX, 0;
   if (msg)
     *msg = wv_arena_sprintf(a, "Unsupported image naming strategy: '%s'", s);
   return WV_EINVAL;
@@ -297,13 +297,14 @@ static const char *path_concat(wv_arena_t *a, const char *base, const char *path
 }
 
 int wv_naming_target_image(wv_arena_t *a, bool singularity, const char *repo, const char *id,
-                           const char *conda_yaml, wv_name_strategy_t strategy, const char **out) {
+                           const char *conda_yaml, wv_naming_strategy_t strategy,
+                           const char **out) {
   if (!repo || !*repo || !id || !*id)
     return WV_EINVAL;
   const char *tag = id;
   wv_naming_tools_t t;
   int rc;
-  if (strategy == WV_NAME_DEFAULT || strategy == WV_NAME_TAG_PREFIX) {
+  if (strategy == WV_NAMING_DEFAULT || strategy == WV_NAMING_TAG_PREFIX) {
     if ((rc = wv_naming_tools(a, conda_yaml, false, &t)) != 0)
       return rc;
     if (t.n) {
@@ -311,7 +312,7 @@ int wv_naming_target_image(wv_arena_t *a, bool singularity, const char *repo, co
       const char *norm = j ? wv_naming_normalise_tag(a, j) : NULL;
       tag = wv_arena_sprintf(a, "%s--%s", norm ? norm : "null", id);
     }
-  } else if (strategy == WV_NAME_IMAGE_SUFFIX) {
+  } else if (strategy == WV_NAMING_IMAGE_SUFFIX) {
     if ((rc = wv_naming_tools(a, conda_yaml, true, &t)) != 0)
       return rc;
     if (t.n) {
@@ -332,18 +333,18 @@ int wv_naming_target_image(wv_arena_t *a, bool singularity, const char *repo, co
   return *out ? 0 : WV_ENOMEM;
 }
 
-wv_name_strategy_t wv_naming_effective_strategy(wv_name_strategy_t s, const char *repo,
-                                                const char *public_repo) {
-  if (s == WV_NAME_DEFAULT && repo && public_repo && *public_repo &&
+wv_naming_strategy_t wv_naming_effective_strategy(wv_naming_strategy_t s, const char *repo,
+                                                  const char *public_repo) {
+  if (s == WV_NAMING_DEFAULT && repo && public_repo && *public_repo &&
       !strncmp(repo, public_repo, strlen(public_repo)))
-    return WV_NAME_IMAGE_SUFFIX;
+    return WV_NAMING_IMAGE_SUFFIX;
   return s;
 }
 
 int wv_naming_build_repo(wv_arena_t *a, const char *build_repository, bool freeze,
                          const char *default_repo, const char *public_repo,
                          const char *const *reserved, size_t n_reserved,
-                         wv_name_strategy_t strategy, const char **out, const char **msg) {
+                         wv_naming_strategy_t strategy, const char **out, const char **msg) {
   bool has_public = public_repo && *public_repo;
   const char *repo = build_repository && *build_repository ? build_repository
                      : freeze && has_public                ? public_repo
@@ -374,7 +375,7 @@ int wv_naming_build_repo(wv_arena_t *a, const char *build_repository, bool freez
     p += *p == '/';
   }
   if (nseg <= 1) {
-    bool suffix = strategy == WV_NAME_DEFAULT || strategy == WV_NAME_IMAGE_SUFFIX;
+    bool suffix = strategy == WV_NAMING_DEFAULT || strategy == WV_NAMING_IMAGE_SUFFIX;
     *out = wv_arena_sprintf(a, "%s%s", repo, suffix ? "/library" : "/library/build");
   }
   return *out ? 0 : WV_ENOMEM;

@@ -22,18 +22,18 @@
 #include "core/arena.h"
 
 typedef enum {
-  WV_NAME_DEFAULT = 0, /* nameStrategy absent or null: tagPrefix */
-  WV_NAME_NONE,
-  WV_NAME_TAG_PREFIX,
-  WV_NAME_IMAGE_SUFFIX,
-} wv_name_strategy_t;
+  WV_NAMING_DEFAULT = 0, /* nameStrategy absent or null: tagPrefix */
+  WV_NAMING_NONE,
+  WV_NAMING_TAG_PREFIX,
+  WV_NAMING_IMAGE_SUFFIX,
+} wv_naming_strategy_t;
 
 #define WV_NAMING_MAX_TOOLS 5  /* more become the first 4 + "_pruned" */
 #define WV_NAMING_MAX_TAG 80   /* normalised tag part */
 #define WV_NAMING_MAX_NAME 255 /* normalised repository suffix */
 
-/* "none", "tagPrefix", "imageSuffix"; NULL → WV_NAME_DEFAULT. Else WV_EINVAL with *msg. */
-int wv_naming_strategy_parse(wv_arena_t *a, const char *s, wv_name_strategy_t *out,
+/* "none", "tagPrefix", "imageSuffix"; NULL → WV_NAMING_DEFAULT. Else WV_EINVAL with *msg. */
+int wv_naming_strategy_parse(wv_arena_t *a, const char *s, wv_naming_strategy_t *out,
                              const char **msg);
 
 /* The conda tools: names[i] with versions[i] (NULL when none), in order, de-duplicated. */
@@ -60,7 +60,7 @@ int wv_naming_tools(wv_arena_t *a, const char *conda_yaml, bool split, wv_naming
  * 0, WV_EINVAL (empty repo or id) or WV_ENOMEM.
  */
 int wv_naming_target_image(wv_arena_t *a, bool singularity, const char *repo, const char *id,
-                           const char *conda_yaml, wv_name_strategy_t strategy, const char **out);
+                           const char *conda_yaml, wv_naming_strategy_t strategy, const char **out);
 
 /* Wave's normaliseTag (max 80) and normaliseName (lower case, '/' allowed, max 255); NULL if empty.
  */
@@ -80,11 +80,11 @@ const char *wv_naming_normalise_name(wv_arena_t *a, const char *s);
 int wv_naming_build_repo(wv_arena_t *a, const char *build_repository, bool freeze,
                          const char *default_repo, const char *public_repo,
                          const char *const *reserved, size_t n_reserved,
-                         wv_name_strategy_t strategy, const char **out, const char **msg);
+                         wv_naming_strategy_t strategy, const char **out, const char **msg);
 
 /* The strategy actually used: imageSuffix for a default strategy under the public repo. */
-wv_name_strategy_t wv_naming_effective_strategy(wv_name_strategy_t s, const char *repo,
-                                                const char *public_repo);
+wv_naming_strategy_t wv_naming_effective_strategy(wv_naming_strategy_t s, const char *repo,
+                                                  const char *public_repo);
 
 /* Ids of contract §4.6. */
 const char *wv_naming_build_id(wv_arena_t *a, const char *container_id,

@@ -97,8 +97,8 @@ bool wv_build_platform_can_run(const char *platform, char *why, size_t n) {
                                       n);
 }
 
-void wv_build_platforms_log(void) {
-  const char *p = WV_BUILD_PLATFORMS;
+void wv_build_platform_log(void) {
+  const char *p = WV_BUILD_PLATFORM_LIST;
   while (*p) {
     char plat[64], why[256];
     size_t l = strcspn(p, ",");

@@ -16,7 +16,7 @@
 #include <stddef.h>
 
 /* The platforms waved builds (single builds and the two halves of a multi-platform build). */
-#define WV_BUILD_PLATFORMS "linux/amd64,linux/arm64"
+#define WV_BUILD_PLATFORM_LIST "linux/amd64,linux/arm64"
 
 /*
  * True when RUN steps for platform ("linux/arm64", "linux/amd64", an optional
@@ -31,7 +31,8 @@ bool wv_build_platform_can_run(const char *platform, char *why, size_t n);
 bool wv_build_platform_can_run_at(const char *binfmt_dir, const char *machine, const char *platform,
                                   char *why, size_t n);
 
-/* Logs one line per platform of WV_BUILD_PLATFORMS (info when it can run steps, warn if not). */
-void wv_build_platforms_log(void);
+/* Logs one line per platform of WV_BUILD_PLATFORM_LIST (info when it can run steps, warn if not).
+ */
+void wv_build_platform_log(void);
 
 #endif

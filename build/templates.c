@@ -51,19 +51,19 @@ const char *wv_template_name(wv_template_t t) { return (unsigned)t < 5 ? templat
 
 int wv_template_parse(wv_arena_t *a, const char *s, wv_template_t *out, const char **msg) {
   if (!s)
-    return *out = WV_TPL_DEFAULT, 0;
+    return *out = WV_TEMPLATE_DEFAULT, 0;
   for (int i = 1; i < 5; i++)
     if (!strcmp(s, template_names[i]))
       return *out = (wv_template_t)i, 0;
   return say(a, msg, WV_EINVAL, "Unexpected or missing package type '-' or build template '%s'", s);
 }
 
-wv_template_t wv_template_effective(wv_template_t t, wv_pkg_type_t type) {
-  if (t != WV_TPL_DEFAULT)
+wv_template_t wv_template_effective(wv_template_t t, wv_template_pkg_type_t type) {
+  if (t != WV_TEMPLATE_DEFAULT)
     return t;
-  return type == WV_PKG_CONDA  ? WV_TPL_MICROMAMBA_V2
-         : type == WV_PKG_CRAN ? WV_TPL_CRAN_V1
-                               : WV_TPL_DEFAULT;
+  return type == WV_TEMPLATE_PKG_CONDA  ? WV_TEMPLATE_MICROMAMBA_V2
+         : type == WV_TEMPLATE_PKG_CRAN ? WV_TEMPLATE_CRAN_V1
+                                        : WV_TEMPLATE_DEFAULT;
 }
 
 /* ---- TemplateRenderer ------------------------------------------------------------ */
@@ -175,7 +175,7 @@ static int render(const char *tpl, const binding_t *b, size_t nb, wv_buf_t *out)
 }
 
 /* addCommands: one per line; Singularity under a "%post" header, indented by 4. */
-static int add_commands(wv_buf_t *out, const wv_pkg_opts_t *o, bool sif) {
+static int add_commands(wv_buf_t *out, const wv_template_pkg_opts_t *o, bool sif) {
   if (!o || !o->commands || o->n_commands == 0)
     return 0;
   int rc = sif ? wv_buf_puts(out, "%post\n") : 0;
@@ -202,7 +202,7 @@ static int get_str(wv_arena_t *a, const json_object *o, const char *key, const c
 static int get_list(wv_arena_t *a, const json_object *o, const char *key, const char ***out,
                     size_t *n, const char **msg) {
   *out = NULL, *n = 0;
-  int rc = wv_json_get_strv(o, key, a, WV_PACKAGES_MAX_ITEMS, out, n);
+  int rc = wv_json_get_strv(o, key, a, WV_TEMPLATE_MAX_ITEMS, out, n);
   if (rc == WV_ENOTFOUND)
     return 0;
   if (rc == WV_ETOOBIG)
@@ -218,7 +218,7 @@ static int get_list(wv_arena_t *a, const json_object *o, const char *key, const 
 }
 
 static int get_opts(wv_arena_t *a, const json_object *o, const char *key, const char *image_key,
-                    const wv_pkg_opts_t **out, const char **msg) {
+                    const wv_template_pkg_opts_t **out, const char **msg) {
   json_object *obj;
   int rc = wv_json_get_object(o, key, &obj);
   *out = NULL;
@@ -226,7 +226,7 @@ static int get_opts(wv_arena_t *a, const json_object *o, const char *key, const 
     return 0;
   if (rc)
     return say(a, msg, WV_EINVAL, "Invalid 'packages' attribute: '%s' must be an object", key);
-  wv_pkg_opts_t *r = wv_arena_calloc(a, sizeof *r);
+  wv_template_pkg_opts_t *r = wv_arena_calloc(a, sizeof *r);
   if (!r)
     return WV_ENOMEM;
   json_object *bp = NULL;
@@ -240,8 +240,8 @@ static int get_opts(wv_arena_t *a, const json_object *o, const char *key, const 
   return 0;
 }
 
-int wv_packages_from_json(wv_arena_t *a, const json_object *obj, wv_packages_t *out,
-                          const char **msg) {
+int wv_template_packages_from_json(wv_arena_t *a, const json_object *obj,
+                                   wv_template_packages_t *out, const char **msg) {
   memset(out, 0, sizeof *out);
   if (!obj)
     return WV_ENOTFOUND;
@@ -252,9 +252,9 @@ int wv_packages_from_json(wv_arena_t *a, const json_object *obj, wv_packages_t *
   if (rc)
     return rc;
   if (type && !strcmp(type, "CONDA"))
-    out->type = WV_PKG_CONDA;
+    out->type = WV_TEMPLATE_PKG_CONDA;
   else if (type && !strcmp(type, "CRAN"))
-    out->type = WV_PKG_CRAN;
+    out->type = WV_TEMPLATE_PKG_CRAN;
   else if (type) /* Jackson would fail the whole request with a 500 */
     return say(a, msg, WV_EINVAL, "Unexpected or missing package type '%s'", type);
   if ((rc = get_str(a, obj, "environment", &out->environment, msg)) != 0 ||
@@ -273,14 +273,14 @@ static bool is_url(const char *s) {
   return !strncmp(s, "http://", 7) || !strncmp(s, "https://", 8);
 }
 
-const char *wv_packages_lock_file(const wv_packages_t *p) {
+const char *wv_template_packages_lock_file(const wv_template_packages_t *p) {
   for (size_t i = 0; p->entries && i < p->n_entries; i++)
     if (is_url(p->entries[i]))
       return p->n_entries == 1 ? p->entries[i] : NULL;
   return NULL;
 }
 
-static int decode_environment(wv_arena_t *a, const wv_packages_t *p, const char **text,
+static int decode_environment(wv_arena_t *a, const wv_template_packages_t *p, const char **text,
                               const char **msg) {
   /* Strict base64 with zero spare bits (Wave's round-trip check), no NUL in the text. */
   size_t n = 0, len = strlen(p->environment);
@@ -297,9 +297,9 @@ static int decode_environment(wv_arena_t *a, const wv_packages_t *p, const char 
   return 0;
 }
 
-int wv_packages_validate(wv_arena_t *a, const wv_packages_t *p, wv_template_t tpl,
-                         const char **msg) {
-  if (p->type == WV_PKG_UNSET)
+int wv_template_packages_validate(wv_arena_t *a, const wv_template_packages_t *p, wv_template_t tpl,
+                                  const char **msg) {
+  if (p->type == WV_TEMPLATE_PKG_UNSET)
     return say(a, msg, WV_EINVAL, "Unexpected or missing package type '-' or build template '%s'",
                wv_template_name(tpl));
   bool has_entries = p->entries && p->n_entries > 0;
@@ -312,13 +312,13 @@ int wv_packages_validate(wv_arena_t *a, const wv_packages_t *p, wv_template_t tp
   if (urls && p->n_entries > 1)
     return say(a, msg, WV_EINVAL,
                "No more than one Conda lock remote file can be specified at the same time");
-  if (p->type == WV_PKG_CONDA && !has_entries && !p->environment)
+  if (p->type == WV_TEMPLATE_PKG_CONDA && !has_entries && !p->environment)
     return say(a, msg, WV_EINVAL,
                "Attribute 'entries' or 'environment' is required for 'CONDA' packages");
   const char *text;
   if (p->environment)
     return decode_environment(a, p, &text, msg);
-  return p->type == WV_PKG_CONDA ? wv_packages_conda_yaml(a, p, &text, msg) : 0;
+  return p->type == WV_TEMPLATE_PKG_CONDA ? wv_template_packages_conda_yaml(a, p, &text, msg) : 0;
 }
 
 /* ---- conda YAML ------------------------------------------------------------------- */
@@ -337,7 +337,8 @@ static const char *trim0(wv_arena_t *a, const char *s, size_t n) {
 }
 
 /* entries.join(' ').split(' '), blanks dropped, each trim0'd. */
-static int split_entries(wv_arena_t *a, const wv_packages_t *p, const char ***out, size_t *n) {
+static int split_entries(wv_arena_t *a, const wv_template_packages_t *p, const char ***out,
+                         size_t *n) {
   size_t cap = 0;
   for (size_t i = 0; i < p->n_entries; i++)
     cap += strlen(p->entries[i]) / 2 + 1;
@@ -381,8 +382,8 @@ static int add_strs(wv_arena_t *a, wv_yaml_node_t *seq, const char *const *v, si
 }
 
 /* DockerHelper.condaPackagesToCondaYaml over the package specs list[0..n), n > 0. */
-static int yaml_from_list(wv_arena_t *a, const wv_packages_t *p, const char **list, size_t n,
-                          const char **yaml, const char **msg) {
+static int yaml_from_list(wv_arena_t *a, const wv_template_packages_t *p, const char **list,
+                          size_t n, const char **yaml, const char **msg) {
   int rc = 0;
   wv_yaml_node_t *root = wv_yaml_new(a, WV_YAML_MAP), *deps = wv_yaml_new(a, WV_YAML_SEQ);
   wv_yaml_node_t *pip = wv_yaml_new(a, WV_YAML_SEQ);
@@ -413,7 +414,7 @@ static int yaml_from_list(wv_arena_t *a, const wv_packages_t *p, const char **li
   return rc ? rc : wv_yaml_dump(a, root, yaml);
 }
 
-static int yaml_from_entries(wv_arena_t *a, const wv_packages_t *p, const char **yaml,
+static int yaml_from_entries(wv_arena_t *a, const wv_template_packages_t *p, const char **yaml,
                              const char **msg) {
   const char **list;
   size_t n;
@@ -434,7 +435,7 @@ static int yaml_from_entries(wv_arena_t *a, const wv_packages_t *p, const char *
  * then `dependencies` — the package URLs of a lock file, or the specs (a
  * "pip:x" spec in the pip section, as for entries). So the container file
  * is Wave's conda-file template unchanged and a spec list hashes like the
- * equivalent entries request. Lines are capped by WV_PACKAGES_MAX_ITEMS.
+ * equivalent entries request. Lines are capped by WV_TEMPLATE_MAX_ITEMS.
  */
 typedef enum { ENV_NOT_TEXT, ENV_EXPLICIT, ENV_SPECS } env_text_kind_t;
 
@@ -491,9 +492,9 @@ static env_text_kind_t env_text_kind(const char *text, size_t *bad_line) {
   return explicit_seen ? ENV_EXPLICIT : specs ? ENV_SPECS : ENV_NOT_TEXT;
 }
 
-static int yaml_from_text(wv_arena_t *a, const wv_packages_t *p, const char *text,
+static int yaml_from_text(wv_arena_t *a, const wv_template_packages_t *p, const char *text,
                           env_text_kind_t kind, const char **yaml, const char **msg) {
-  const char **list = wv_arena_calloc(a, (WV_PACKAGES_MAX_ITEMS + 1) * sizeof *list);
+  const char **list = wv_arena_calloc(a, (WV_TEMPLATE_MAX_ITEMS + 1) * sizeof *list);
   if (!list)
     return WV_ENOMEM;
   const char *q = text, *s;
@@ -501,9 +502,9 @@ static int yaml_from_text(wv_arena_t *a, const wv_packages_t *p, const char *tex
   while (next_line(&q, &s, &n, &lineno)) {
     if (n == 0 || s[0] == '#' || (n == 9 && !strncmp(s, "@EXPLICIT", 9)))
       continue;
-    if (k == WV_PACKAGES_MAX_ITEMS)
+    if (k == WV_TEMPLATE_MAX_ITEMS)
       return say(a, msg, WV_EINVAL, "Invalid conda %s: more than %d packages",
-                 kind == ENV_EXPLICIT ? "lock file" : "package list", WV_PACKAGES_MAX_ITEMS);
+                 kind == ENV_EXPLICIT ? "lock file" : "package list", WV_TEMPLATE_MAX_ITEMS);
     if (!(list[k++] = wv_arena_strndup(a, s, n)))
       return WV_ENOMEM;
   }
@@ -513,7 +514,7 @@ static int yaml_from_text(wv_arena_t *a, const wv_packages_t *p, const char *tex
 }
 
 /* DockerHelper.condaEnvironmentToCondaYaml: re-dump, request channels appended. */
-static int yaml_from_environment(wv_arena_t *a, const wv_packages_t *p, const char **yaml,
+static int yaml_from_environment(wv_arena_t *a, const wv_template_packages_t *p, const char **yaml,
                                  const char **msg) {
   const char *text;
   wv_yaml_node_t *root;
@@ -550,14 +551,14 @@ static int yaml_from_environment(wv_arena_t *a, const wv_packages_t *p, const ch
   return wv_yaml_dump(a, root, yaml);
 }
 
-int wv_packages_conda_yaml(wv_arena_t *a, const wv_packages_t *p, const char **yaml,
-                           const char **msg) {
+int wv_template_packages_conda_yaml(wv_arena_t *a, const wv_template_packages_t *p,
+                                    const char **yaml, const char **msg) {
   *yaml = NULL;
-  if (p->type != WV_PKG_CONDA)
+  if (p->type != WV_TEMPLATE_PKG_CONDA)
     return 0;
   if (p->environment)
     return yaml_from_environment(a, p, yaml, msg);
-  if (p->entries && p->n_entries && !wv_packages_lock_file(p))
+  if (p->entries && p->n_entries && !wv_template_packages_lock_file(p))
     return yaml_from_entries(a, p, yaml, msg);
   return 0;
 }
@@ -567,7 +568,7 @@ int wv_packages_conda_yaml(wv_arena_t *a, const wv_packages_t *p, const char **y
 static const char *pick(const char *v, const char *dflt) { return v ? v : dflt; }
 
 /* basePackages as Jackson leaves it: the default unless the field was present. */
-static const char *base_packages(const wv_pkg_opts_t *o, const char *dflt) {
+static const char *base_packages(const wv_template_pkg_opts_t *o, const char *dflt) {
   return o && o->base_packages_set ? o->base_packages : dflt;
 }
 
@@ -580,7 +581,7 @@ static const char *install_line(wv_arena_t *a, const char *cmd, const char *pkgs
 }
 
 /* "-c a -c b" */
-static const char *channel_opts(wv_arena_t *a, const wv_packages_t *p) {
+static const char *channel_opts(wv_arena_t *a, const wv_template_packages_t *p) {
   wv_buf_t b;
   wv_buf_init(&b, OUT_MAX);
   int rc = 0;
@@ -600,7 +601,7 @@ static bool micromamba_v1(const char *image) {
 }
 
 static int finish(wv_arena_t *a, const char *tpl, const binding_t *b, size_t nb,
-                  const wv_pkg_opts_t *o, bool sif, const char **out) {
+                  const wv_template_pkg_opts_t *o, bool sif, const char **out) {
   wv_buf_t buf;
   wv_buf_init(&buf, OUT_MAX);
   int rc = render(tpl, b, nb, &buf);
@@ -612,10 +613,10 @@ static int finish(wv_arena_t *a, const char *tpl, const binding_t *b, size_t nb,
   return rc;
 }
 
-static int conda_v1(wv_arena_t *a, const wv_packages_t *p, bool sif,
+static int conda_v1(wv_arena_t *a, const wv_template_packages_t *p, bool sif,
                     const wv_template_defaults_t *d, const char **out) {
-  const wv_pkg_opts_t *o = p->conda_opts;
-  const char *lock = wv_packages_lock_file(p);
+  const wv_template_pkg_opts_t *o = p->conda_opts;
+  const char *lock = wv_template_packages_lock_file(p);
   binding_t b[] = {
       {"base_image", pick(o ? o->image : NULL, d->mamba_image_v1)},
       {"base_packages", install_line(a, "micromamba install -y -n base",
@@ -628,10 +629,10 @@ static int conda_v1(wv_arena_t *a, const wv_packages_t *p, bool sif,
   return finish(a, tpl, b, 4, o, sif, out);
 }
 
-static int conda_v2(wv_arena_t *a, const wv_packages_t *p, bool sif,
+static int conda_v2(wv_arena_t *a, const wv_template_packages_t *p, bool sif,
                     const wv_template_defaults_t *d, const char **out) {
-  const wv_pkg_opts_t *o = p->conda_opts;
-  const char *lock = wv_packages_lock_file(p);
+  const wv_template_pkg_opts_t *o = p->conda_opts;
+  const char *lock = wv_template_packages_lock_file(p);
   const char *mamba = pick(o ? o->image : NULL, d->mamba_image_v2);
   if (micromamba_v1(mamba)) /* the v2 template needs micromamba 2.x */
     mamba = d->mamba_image_v2;
@@ -648,14 +649,14 @@ static int conda_v2(wv_arena_t *a, const wv_packages_t *p, bool sif,
   return finish(a, tpl, b, 5, o, sif, out);
 }
 
-static int pixi_v1(wv_arena_t *a, const wv_packages_t *p, bool sif, const wv_template_defaults_t *d,
-                   const char **out, const char **msg) {
-  if (p->type != WV_PKG_CONDA)
+static int pixi_v1(wv_arena_t *a, const wv_template_packages_t *p, bool sif,
+                   const wv_template_defaults_t *d, const char **out, const char **msg) {
+  if (p->type != WV_TEMPLATE_PKG_CONDA)
     return say(a, msg, WV_EINVAL,
                "Package type 'CRAN' not supported by 'conda/pixi:v1' build template");
-  if (wv_packages_lock_file(p))
+  if (wv_template_packages_lock_file(p))
     return say(a, msg, WV_EINVAL, "Conda lock file is not supported by 'conda/pixi:v1' template");
-  const wv_pkg_opts_t *o = p->pixi_opts;
+  const wv_template_pkg_opts_t *o = p->pixi_opts;
   binding_t b[] = {
       {"base_image", pick(o ? o->base_image : NULL, d->pixi_base_image)},
       {"pixi_image", pick(o ? o->image : NULL, d->pixi_image)},
@@ -665,7 +666,7 @@ static int pixi_v1(wv_arena_t *a, const wv_packages_t *p, bool sif, const wv_tem
 }
 
 /* CranHelper.buildRepositoryOptions. */
-static const char *cran_repo_opts(wv_arena_t *a, const wv_packages_t *p, bool sif) {
+static const char *cran_repo_opts(wv_arena_t *a, const wv_template_packages_t *p, bool sif) {
   wv_buf_t b;
   wv_buf_init(&b, OUT_MAX);
   int rc = wv_buf_puts(&b, "R -e \"");
@@ -691,7 +692,7 @@ static const char *cran_repo_opts(wv_arena_t *a, const wv_packages_t *p, bool si
 }
 
 /* CranHelper.formatPackageTarget: 'pkg' or BiocManager::install('x'), a URL as is. */
-static const char *cran_target_wave(wv_arena_t *a, const wv_packages_t *p) {
+static const char *cran_target_wave(wv_arena_t *a, const wv_template_packages_t *p) {
   const char **list;
   size_t n;
   if (is_url(p->entries[0])) { /* the joined string starts with a URL */
@@ -730,7 +731,7 @@ static const char *cran_target_wave(wv_arena_t *a, const wv_packages_t *p) {
  * no channels (the Wave CLI's shape) keep Wave's text and build ids
  * (docs/compatibility.md).
  */
-static const char *cran_repo_url(const wv_packages_t *p) {
+static const char *cran_repo_url(const wv_template_packages_t *p) {
   const char *last = NULL;
   for (size_t i = 0; p->channels && i < p->n_channels; i++)
     if (strcasecmp(p->channels[i], "bioconductor"))
@@ -743,14 +744,14 @@ static const char *cran_repo_url(const wv_packages_t *p) {
 
 /* CranHelper.formatPackageTarget: 'pkg' or BiocManager::install('x'), a URL as is;
  * preceded by `-r '<url>' ` when cran_repo_url names one. */
-static const char *cran_target(wv_arena_t *a, const wv_packages_t *p) {
+static const char *cran_target(wv_arena_t *a, const wv_template_packages_t *p) {
   const char *t = cran_target_wave(a, p), *repo = cran_repo_url(p);
   return t && repo ? wv_arena_sprintf(a, "-r '%s' %s", repo, t) : t;
 }
 
-static int cran_v1(wv_arena_t *a, const wv_packages_t *p, bool sif, const wv_template_defaults_t *d,
-                   const char **out) {
-  const wv_pkg_opts_t *o = p->cran_opts;
+static int cran_v1(wv_arena_t *a, const wv_template_packages_t *p, bool sif,
+                   const wv_template_defaults_t *d, const char **out) {
+  const wv_template_pkg_opts_t *o = p->cran_opts;
   const char *bp = base_packages(o, d->cran_base_packages);
   const char *install =
       bp && *bp ? wv_arena_sprintf(a, "apt-get update && apt-get install -y %s", bp) : NULL;
@@ -771,21 +772,23 @@ static int cran_v1(wv_arena_t *a, const wv_packages_t *p, bool sif, const wv_tem
   return finish(a, sif ? CRAN_SIF_PKGS : CRAN_DOCKER_PKGS, b, 4, o, sif, out);
 }
 
-int wv_packages_container_file(wv_arena_t *a, const wv_packages_t *p, wv_template_t tpl, bool sif,
-                               const wv_template_defaults_t *d, const char **out,
-                               const char **msg) {
-  int rc = wv_packages_validate(a, p, tpl, msg);
+int wv_template_packages_container_file(wv_arena_t *a, const wv_template_packages_t *p,
+                                        wv_template_t tpl, bool sif,
+                                        const wv_template_defaults_t *d, const char **out,
+                                        const char **msg) {
+  int rc = wv_template_packages_validate(a, p, tpl, msg);
   if (rc)
     return rc;
-  if (p->type == WV_PKG_CONDA && (tpl == WV_TPL_DEFAULT || tpl == WV_TPL_MICROMAMBA_V2))
+  if (p->type == WV_TEMPLATE_PKG_CONDA &&
+      (tpl == WV_TEMPLATE_DEFAULT || tpl == WV_TEMPLATE_MICROMAMBA_V2))
     return conda_v2(a, p, sif, d, out);
-  if (p->type == WV_PKG_CONDA && tpl == WV_TPL_MICROMAMBA_V1)
+  if (p->type == WV_TEMPLATE_PKG_CONDA && tpl == WV_TEMPLATE_MICROMAMBA_V1)
     return conda_v1(a, p, sif, d, out);
-  if (tpl == WV_TPL_PIXI_V1)
+  if (tpl == WV_TEMPLATE_PIXI_V1)
     return pixi_v1(a, p, sif, d, out, msg);
-  if (p->type == WV_PKG_CRAN && (tpl == WV_TPL_DEFAULT || tpl == WV_TPL_CRAN_V1))
+  if (p->type == WV_TEMPLATE_PKG_CRAN && (tpl == WV_TEMPLATE_DEFAULT || tpl == WV_TEMPLATE_CRAN_V1))
     return cran_v1(a, p, sif, d, out);
   /* Wave renders CRAN with the conda v1 template here; we refuse the mix instead. */
   return say(a, msg, WV_EINVAL, "Unexpected or missing package type '%s' or build template '%s'",
-             p->type == WV_PKG_CONDA ? "CONDA" : "CRAN", wv_template_name(tpl));
+             p->type == WV_TEMPLATE_PKG_CONDA ? "CONDA" : "CRAN", wv_template_name(tpl));
 }

@@ -1,7 +1,7 @@
 /*
  * build/templates.h — the container file a `packages` request builds
- * (contract §6.2), the conda YAML that goes with it, and the freeze rewrite of
- * contract §6.3.
+ * (contract §6.2) and the conda YAML that goes with it. The freeze rewrite of
+ * contract §6.3 is build/freeze.h.
  *
  * The template texts are Wave's (src/main/resources/templates), rendered
  * with Wave's TemplateRenderer rules: a line holding only "{{name}}" is
@@ -29,16 +29,20 @@
 
 struct json_object;
 
-#define WV_PACKAGES_MAX_ITEMS 1000 /* entries, channels, commands */
-
-typedef enum { WV_PKG_UNSET = 0, WV_PKG_CONDA, WV_PKG_CRAN } wv_pkg_type_t;
+#define WV_TEMPLATE_MAX_ITEMS 1000 /* entries, channels, commands */
 
 typedef enum {
-  WV_TPL_DEFAULT = 0, /* buildTemplate absent: from the package type */
-  WV_TPL_MICROMAMBA_V1,
-  WV_TPL_MICROMAMBA_V2,
-  WV_TPL_PIXI_V1,
-  WV_TPL_CRAN_V1,
+  WV_TEMPLATE_PKG_UNSET = 0,
+  WV_TEMPLATE_PKG_CONDA,
+  WV_TEMPLATE_PKG_CRAN
+} wv_template_pkg_type_t;
+
+typedef enum {
+  WV_TEMPLATE_DEFAULT = 0, /* buildTemplate absent: from the package type */
+  WV_TEMPLATE_MICROMAMBA_V1,
+  WV_TEMPLATE_MICROMAMBA_V2,
+  WV_TEMPLATE_PIXI_V1,
+  WV_TEMPLATE_CRAN_V1,
 } wv_template_t;
 
 /* condaOpts / pixiOpts / cranOpts. */
@@ -49,19 +53,19 @@ typedef struct {
   bool base_packages_set;    /* present in JSON: a null then means "none" */
   const char **commands;     /* appended at the end of the file */
   size_t n_commands;
-} wv_pkg_opts_t;
+} wv_template_pkg_opts_t;
 
 typedef struct {
-  wv_pkg_type_t type;
+  wv_template_pkg_type_t type;
   const char *environment; /* base64 as sent, NULL when absent */
   const char **entries;    /* NULL when absent */
   size_t n_entries;
   const char **channels; /* NULL when absent; non-NULL with 0 items for [] */
   size_t n_channels;
-  const wv_pkg_opts_t *conda_opts; /* NULL when absent */
-  const wv_pkg_opts_t *pixi_opts;
-  const wv_pkg_opts_t *cran_opts;
-} wv_packages_t;
+  const wv_template_pkg_opts_t *conda_opts; /* NULL when absent */
+  const wv_template_pkg_opts_t *pixi_opts;
+  const wv_template_pkg_opts_t *cran_opts;
+} wv_template_packages_t;
 
 /* Defaults for absent options (contract §3.1). Strings are borrowed, not copied. */
 typedef struct {
@@ -79,11 +83,11 @@ typedef struct {
 /* Fills d with Wave's defaults (the values in the comments above). */
 void wv_template_defaults_wave(wv_template_defaults_t *d);
 
-/* "conda/micromamba:v1" … "cran/installr:v1"; NULL → WV_TPL_DEFAULT; else WV_EINVAL. */
+/* "conda/micromamba:v1" … "cran/installr:v1"; NULL → WV_TEMPLATE_DEFAULT; else WV_EINVAL. */
 int wv_template_parse(wv_arena_t *a, const char *s, wv_template_t *out, const char **msg);
 /* The template Wave uses: the given one, else from the type (CONDA → v2, CRAN → cran). */
-wv_template_t wv_template_effective(wv_template_t t, wv_pkg_type_t type);
-/* "conda/micromamba:v2" etc.; "-" for WV_TPL_DEFAULT. */
+wv_template_t wv_template_effective(wv_template_t t, wv_template_pkg_type_t type);
+/* "conda/micromamba:v2" etc.; "-" for WV_TEMPLATE_DEFAULT. */
 const char *wv_template_name(wv_template_t t);
 
 /*
@@ -92,8 +96,8 @@ const char *wv_template_name(wv_template_t t);
  * unknown fields are ignored. Type errors and an unknown `type` give
  * WV_EINVAL with a message. Strings are copied into the arena.
  */
-int wv_packages_from_json(wv_arena_t *a, const struct json_object *obj, wv_packages_t *out,
-                          const char **msg);
+int wv_template_packages_from_json(wv_arena_t *a, const struct json_object *obj,
+                                   wv_template_packages_t *out, const char **msg);
 
 /*
  * Request-time rules: `type` required; `entries` and `environment` are
@@ -101,11 +105,11 @@ int wv_packages_from_json(wv_arena_t *a, const struct json_object *obj, wv_packa
  * one of them; `environment` must be canonical base64; "pip::x" entries are
  * refused. 0 or WV_EINVAL with the message.
  */
-int wv_packages_validate(wv_arena_t *a, const wv_packages_t *p, wv_template_t tpl,
-                         const char **msg);
+int wv_template_packages_validate(wv_arena_t *a, const wv_template_packages_t *p, wv_template_t tpl,
+                                  const char **msg);
 
 /* The lock-file URL when the only entry is http(s)://…, else NULL. */
-const char *wv_packages_lock_file(const wv_packages_t *p);
+const char *wv_template_packages_lock_file(const wv_template_packages_t *p);
 
 /*
  * The conda YAML of a request (context/conda.yml and the checksum's
@@ -113,8 +117,8 @@ const char *wv_packages_lock_file(const wv_packages_t *p);
  * first) or from the decoded `environment` re-dumped with `channels`
  * appended. *yaml = NULL for CRAN or a lock-file request. 0 or WV_EINVAL.
  */
-int wv_packages_conda_yaml(wv_arena_t *a, const wv_packages_t *p, const char **yaml,
-                           const char **msg);
+int wv_template_packages_conda_yaml(wv_arena_t *a, const wv_template_packages_t *p,
+                                    const char **yaml, const char **msg);
 
 /*
  * The container file (Dockerfile, or Singularity definition when
@@ -123,46 +127,9 @@ int wv_packages_conda_yaml(wv_arena_t *a, const wv_packages_t *p, const char **y
  * or build template '…'", "Conda lock file is not supported by
  * 'conda/pixi:v1' template").
  */
-int wv_packages_container_file(wv_arena_t *a, const wv_packages_t *p, wv_template_t tpl,
-                               bool singularity, const wv_template_defaults_t *defaults,
-                               const char **out, const char **msg);
-
-/* ---- freeze (contract §6.3) ------------------------------------------------------ */
-
-typedef struct {
-  const char *container_image;         /* set when the request has no container file */
-  const char *container_file;          /* decoded text, or NULL */
-  const wv_container_config_t *config; /* NULL or empty: nothing to add */
-  /* The entrypoint to chain (WAVE_ENTRY_CHAIN), resolved by the caller, NULL/0 for none. */
-  const char *const *entry_chain;
-  size_t n_entry_chain;
-  bool singularity;
-} wv_freeze_input_t;
-
-/*
- * Rewrites a freeze request into the container file to build: for an image,
- * "# wave generated container file\nFROM <image>\n" (Singularity: BootStrap/
- * From); for a file with a config, the file + "\n# wave generated container
- * file\n"; then ENV WAVE_ENTRY_CHAIN and the config (ADD layer-<hex>.tar.gz
- * /, WORKDIR, ENV, ENTRYPOINT, CMD; Singularity %files/%environment/
- * %runscript). *out = NULL when the file stays as it is (a file without a
- * config). 0, WV_EINVAL (neither image nor file) or WV_ENOMEM.
- */
-int wv_freeze_container_file(wv_arena_t *a, const wv_freeze_input_t *in, const char **out);
-
-/*
- * What decides the entry chain of a container file (ContainerInspectService):
- * scanning from the bottom, the last `ENTRYPOINT` after the last `FROM` gives
- * *entry (arena vector, *n items), else *from_image names the last FROM image
- * whose config Entrypoint the caller must inspect. Both NULL when neither.
- */
-int wv_freeze_entrypoint_source(wv_arena_t *a, const char *container_file, const char ***entry,
-                                size_t *n, const char **from_image);
-
-/* Layer archive names of contract §6.1 step 9: "layer-<hex>.tar.gz" and the Singularity dir
- * "layer-<hex>".
- */
-const char *wv_freeze_layer_name(wv_arena_t *a, const wv_container_layer_t *l);
-const char *wv_freeze_layer_dir(wv_arena_t *a, const wv_container_layer_t *l);
+int wv_template_packages_container_file(wv_arena_t *a, const wv_template_packages_t *p,
+                                        wv_template_t tpl, bool singularity,
+                                        const wv_template_defaults_t *defaults, const char **out,
+                                        const char **msg);
 
 #endif

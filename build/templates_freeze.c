@@ -1,11 +1,11 @@
 /*
  * build/templates_freeze.c — the freeze rewrite of contract §6.3 (see
- * templates.h): the container file for a freeze request, the layer archive
+ * freeze.h): the container file for a freeze request, the layer archive
  * names, and where a container file's entry chain comes from. Follows
  * Wave's FreezeServiceImpl and ContainerInspectService closely (the
  * container file is hashed into build ids).
  */
-#include "build/templates.h"
+#include "build/freeze.h"
 #include "build/templates_int.h"
 #include "core/buf.h"
 #include "core/err.h"

@@ -21,11 +21,11 @@ struct wv_ratelimit;
 struct wv_preflight;
 struct wv_blobgc;
 struct wv_park;
-struct wv_flights;
-struct wv_bfills;
+struct wv_proxy_flights;
+struct wv_bfill_table;
 struct wv_tagcache;
-struct wv_builds;
-struct wv_layer_memo;
+struct wv_build_table;
+struct wv_layers_memo;
 
 typedef struct {
   const wv_config_t *cfg;
@@ -42,12 +42,12 @@ typedef struct {
   struct wv_ratelimit *auth_limit; /* a permit per failed authentication, per client IP */
   struct wv_blobgc *blobgc;        /* storage/blobgc.h: NULL when storage.blob-gc is off */
   /* What the requests of one process share; created by main.c, never a file-scope static. */
-  struct wv_park *park;             /* registry/park.h: pulls waiting for a build (a thread) */
-  struct wv_flights *flights;       /* registry/proxy.h: upstream rounds in flight */
-  struct wv_bfills *fills;          /* registry/blobfill.h: blobs streaming into the cache */
-  struct wv_tagcache *tags;         /* registry/tagcache.h: tag -> digest, for a short while */
-  struct wv_builds *builds;         /* build/build.h: the lock around creating a build */
-  struct wv_layer_memo *layer_memo; /* build/layers.h: data: layers verified lately */
+  struct wv_park *park;              /* registry/park.h: pulls waiting for a build (a thread) */
+  struct wv_proxy_flights *flights;  /* registry/proxy.h: upstream rounds in flight */
+  struct wv_bfill_table *fills;      /* registry/blobfill.h: blobs streaming into the cache */
+  struct wv_tagcache *tags;          /* registry/tagcache.h: tag -> digest, for a short while */
+  struct wv_build_table *builds;     /* build/build.h: the lock around creating a build */
+  struct wv_layers_memo *layer_memo; /* build/layers.h: data: layers verified lately */
 } wv_app_t;
 
 #endif

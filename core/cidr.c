@@ -36,7 +36,7 @@ static int parse_one(const char *s, size_t len, wv_cidr_t *c) {
   return 0;
 }
 
-int wv_cidrs_parse(const char *s, wv_cidrs_t *out, char *why, size_t whylen) {
+int wv_cidr_list_parse(const char *s, wv_cidr_list_t *out, char *why, size_t whylen) {
   memset(out, 0, sizeof *out);
   const char *p = s ? s : "";
   for (;;) {
@@ -46,8 +46,8 @@ int wv_cidrs_parse(const char *s, wv_cidrs_t *out, char *why, size_t whylen) {
     size_t len = strcspn(p, " ,\t");
     if (len == 1 && *p == '*') {
       out->any = true;
-    } else if (out->n == WV_CIDRS_MAX) {
-      snprintf(why, whylen, "more than %d address ranges", WV_CIDRS_MAX);
+    } else if (out->n == WV_CIDR_LIST_MAX) {
+      snprintf(why, whylen, "more than %d address ranges", WV_CIDR_LIST_MAX);
       return WV_ETOOBIG;
     } else if (parse_one(p, len, &out->items[out->n])) {
       snprintf(why, whylen, "'%.*s' is not an address or a CIDR block (a.b.c.d/n, x::/n, *)",
@@ -67,7 +67,7 @@ bool wv_cidr_contains(const wv_cidr_t *c, const uint8_t *a) {
   return rest == 0 || ((a[full] ^ c->net[full]) & (uint8_t)(0xff << (8 - rest))) == 0;
 }
 
-bool wv_cidrs_match(const wv_cidrs_t *c, const char *ip) {
+bool wv_cidr_list_match(const wv_cidr_list_t *c, const char *ip) {
   if (c->any)
     return true;
   uint8_t a[16];

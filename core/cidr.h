@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WV_CIDRS_MAX 64 /* entries of one list */
+#define WV_CIDR_LIST_MAX 64 /* entries of one list */
 
 typedef struct {
   int family; /* AF_INET or AF_INET6 */
@@ -21,18 +21,18 @@ typedef struct {
 typedef struct {
   bool any; /* "*" was listed */
   size_t n;
-  wv_cidr_t items[WV_CIDRS_MAX];
-} wv_cidrs_t;
+  wv_cidr_t items[WV_CIDR_LIST_MAX];
+} wv_cidr_list_t;
 
 /*
  * Parses "a.b.c.d/n, x::/n, 10.0.0.1, *" (commas and blanks separate entries;
  * "" is an empty list). Returns 0, or WV_EINVAL / WV_ETOOBIG with the bad entry
  * named in why.
  */
-int wv_cidrs_parse(const char *s, wv_cidrs_t *out, char *why, size_t whylen);
+int wv_cidr_list_parse(const char *s, wv_cidr_list_t *out, char *why, size_t whylen);
 /* True when a (network bytes of c's family) is inside c (core/netpolicy.c uses it too). */
 bool wv_cidr_contains(const wv_cidr_t *c, const uint8_t *a);
 /* True when ip (numeric text; IPv4-mapped IPv6 counts as IPv4) is in the list. */
-bool wv_cidrs_match(const wv_cidrs_t *c, const char *ip);
+bool wv_cidr_list_match(const wv_cidr_list_t *c, const char *ip);
 
 #endif

@@ -492,8 +492,8 @@ static int check_outbound_allow(const char *s, char *why, size_t whylen) {
 }
 
 static int check_rate(const char *s, char *why, size_t whylen) {
-  wv_rate_t r;
-  return wv_rate_parse(s, &r, why, whylen);
+  wv_ratelimit_rate_t r;
+  return wv_ratelimit_rate_parse(s, &r, why, whylen);
 }
 
 static int check_builder(const char *s, char *why, size_t whylen) {
@@ -659,8 +659,8 @@ void wv_config_print_schema(FILE *out) {
 
 /* metrics.allow-addresses: every entry a CIDR block, an address or "*". */
 static int check_cidrs(const char *s, char *why, size_t whylen) {
-  wv_cidrs_t c;
-  int rc = wv_cidrs_parse(s, &c, why, whylen);
+  wv_cidr_list_t c;
+  int rc = wv_cidr_list_parse(s, &c, why, whylen);
   return rc ? WV_EINVAL : 0;
 }
 

@@ -262,9 +262,9 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     wv_ratelimit_share(app->auth_limit, shared_rate, app->store);
   }
   /* What the requests share: coalescing tables, the tag cache, the build create lock. */
-  if ((rc = wv_flights_new(&app->flights)) || (rc = wv_bfills_new(&app->fills)) ||
-      (rc = wv_tagcache_new(&app->tags)) || (rc = wv_builds_new(&app->builds)) ||
-      (rc = wv_layer_memo_new(&app->layer_memo))) {
+  if ((rc = wv_proxy_flights_new(&app->flights)) || (rc = wv_bfill_table_new(&app->fills)) ||
+      (rc = wv_tagcache_new(&app->tags)) || (rc = wv_build_table_new(&app->builds)) ||
+      (rc = wv_layers_memo_new(&app->layer_memo))) {
     wv_error("cannot set up the request tables: %s", wv_strerror(rc));
     return rc;
   }
@@ -297,11 +297,11 @@ static int check_start(const wv_config_t *cfg) {
 
 static void close_services(wv_app_t *app) {
   wv_park_free(app->park); /* after the job engine: its waiters point into the lot */
-  wv_layer_memo_free(app->layer_memo);
-  wv_builds_free(app->builds);
+  wv_layers_memo_free(app->layer_memo);
+  wv_build_table_free(app->builds);
   wv_tagcache_free(app->tags);
-  wv_bfills_free(app->fills);
-  wv_flights_free(app->flights);
+  wv_bfill_table_free(app->fills);
+  wv_proxy_flights_free(app->flights);
   wv_preflight_free(app->preflight);
   wv_ratelimit_free(app->auth_limit);
   wv_ratelimit_free(app->pull_limit);

@@ -33,10 +33,10 @@ static const int codes[] = {200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 30
 typedef _Atomic uint64_t ctr_t;
 
 typedef struct {
-  _Alignas(64) ctr_t c[WV_MC_COUNT];
-  ctr_t req[WV_MR_COUNT][NSTATUS];
-  ctr_t lat[WV_MR_COUNT][NLAT + 1];
-  ctr_t lat_sum_ns[WV_MR_COUNT];
+  _Alignas(64) ctr_t c[WV_METRICS_COUNTERS];
+  ctr_t req[WV_METRICS_ROUTE_COUNT][NSTATUS];
+  ctr_t lat[WV_METRICS_ROUTE_COUNT][NLAT + 1];
+  ctr_t lat_sum_ns[WV_METRICS_ROUTE_COUNT];
 } shard_t;
 
 /* Process-wide on purpose: the counters are bumped from every layer, including threads that hold no
@@ -79,32 +79,32 @@ uint64_t wv_metrics_start(void) { return wv_metrics_enabled() ? (uint64_t)wv_mon
 
 static bool prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
-wv_mroute_t wv_metrics_route_class(const char *path, bool routed) {
+wv_metrics_route_t wv_metrics_route_class(const char *path, bool routed) {
   if (!routed)
-    return WV_MR_UNROUTED;
+    return WV_METRICS_ROUTE_UNROUTED;
   if (prefix(path, "/v2/")) {
     if (strstr(path, "/manifests/"))
-      return WV_MR_MANIFEST;
-    return strstr(path, "/blobs/") ? WV_MR_BLOB : WV_MR_V2;
+      return WV_METRICS_ROUTE_MANIFEST;
+    return strstr(path, "/blobs/") ? WV_METRICS_ROUTE_BLOB : WV_METRICS_ROUTE_V2;
   }
   if (strcmp(path, "/v2") == 0)
-    return WV_MR_V2;
+    return WV_METRICS_ROUTE_V2;
   if (prefix(path, "/container-token") ||
       (prefix(path, "/v1alpha") && strlen(path) == 19 && strcmp(path + 10, "container") == 0))
-    return WV_MR_CONTAINER;
+    return WV_METRICS_ROUTE_CONTAINER;
   if (prefix(path, "/v1alpha") || prefix(path, "/validate-creds"))
-    return WV_MR_API;
+    return WV_METRICS_ROUTE_API;
   if (strcmp(path, "/view") == 0 || prefix(path, "/view/"))
-    return WV_MR_VIEW;
+    return WV_METRICS_ROUTE_VIEW;
   if (strcmp(path, "/metrics") == 0)
-    return WV_MR_METRICS;
+    return WV_METRICS_ROUTE_METRICS;
   if (prefix(path, "/health") || prefix(path, "/service-info") || prefix(path, "/openapi"))
-    return WV_MR_HEALTH;
-  return WV_MR_OTHER;
+    return WV_METRICS_ROUTE_HEALTH;
+  return WV_METRICS_ROUTE_OTHER;
 }
 
-void wv_metrics_request(wv_mroute_t cls, int status, uint64_t t0) {
-  if (!t0 || (unsigned)cls >= WV_MR_COUNT)
+void wv_metrics_request(wv_metrics_route_t cls, int status, uint64_t t0) {
+  if (!t0 || (unsigned)cls >= WV_METRICS_ROUTE_COUNT)
     return;
   uint64_t ns = (uint64_t)wv_mono_ns() - t0;
   shard_t *s = my_shard();
@@ -117,8 +117,8 @@ void wv_metrics_request(wv_mroute_t cls, int status, uint64_t t0) {
   bump(s, &s->lat_sum_ns[cls], ns);
 }
 
-void wv_metrics_add(wv_mcounter_t c, uint64_t n) {
-  if (!wv_metrics_enabled() || (unsigned)c >= WV_MC_COUNT)
+void wv_metrics_add(wv_metrics_counter_t c, uint64_t n) {
+  if (!wv_metrics_enabled() || (unsigned)c >= WV_METRICS_COUNTERS)
     return;
   shard_t *s = my_shard();
   bump(s, &s->c[c], n);
@@ -139,7 +139,7 @@ static uint64_t sum_at(size_t off) {
   return t;
 }
 
-uint64_t wv_metrics_sum(wv_mcounter_t c) { return sum_at(offsetof(shard_t, c) + c * 8); }
+uint64_t wv_metrics_sum(wv_metrics_counter_t c) { return sum_at(offsetof(shard_t, c) + c * 8); }
 
 /* ---- cold tables: upstream registries and job kinds ---- */
 
@@ -255,13 +255,13 @@ int wv_metrics_label(wv_buf_t *b, const char *v) {
   return rc;
 }
 
-static const char *const class_names[WV_MR_COUNT] = {
+static const char *const class_names[WV_METRICS_ROUTE_COUNT] = {
     "manifest", "blob", "v2", "container", "api", "view", "metrics", "health", "other", "unrouted"};
 
 static int write_requests(wv_buf_t *b) {
   int rc = wv_metrics_family(b, "waved_http_requests_total", "counter",
                              "HTTP requests answered, by route class and status.");
-  for (int c = 0; c < WV_MR_COUNT && !rc; c++)
+  for (int c = 0; c < WV_METRICS_ROUTE_COUNT && !rc; c++)
     for (size_t i = 0; i < NSTATUS && !rc; i++) {
       uint64_t v = sum_at(offsetof(shard_t, req) + (c * NSTATUS + i) * 8);
       if (!v)
@@ -277,7 +277,7 @@ static int write_requests(wv_buf_t *b) {
           : wv_metrics_family(b, "waved_http_request_duration_seconds", "histogram",
                               "Time from the request's first byte to its response, by route "
                               "class.");
-  for (int c = 0; c < WV_MR_COUNT && !rc; c++) {
+  for (int c = 0; c < WV_METRICS_ROUTE_COUNT && !rc; c++) {
     uint64_t cum = 0;
     for (size_t i = 0; i <= NLAT && !rc; i++) {
       cum += sum_at(offsetof(shard_t, lat) + (c * (NLAT + 1) + i) * 8);
@@ -301,9 +301,10 @@ static int write_requests(wv_buf_t *b) {
 }
 
 static int write_server(wv_buf_t *b) {
-  uint64_t hit = wv_metrics_sum(WV_MC_HOT_HIT), miss = wv_metrics_sum(WV_MC_HOT_MISS);
-  uint64_t opened = wv_metrics_sum(WV_MC_CONN_OPENED), closed = wv_metrics_sum(WV_MC_CONN_CLOSED);
-  uint64_t pin = wv_metrics_sum(WV_MC_PARKED_IN), pout = wv_metrics_sum(WV_MC_PARKED_OUT);
+  uint64_t hit = wv_metrics_sum(WV_METRICS_HOT_HIT), miss = wv_metrics_sum(WV_METRICS_HOT_MISS);
+  uint64_t opened = wv_metrics_sum(WV_METRICS_CONN_OPENED),
+           closed = wv_metrics_sum(WV_METRICS_CONN_CLOSED);
+  uint64_t pin = wv_metrics_sum(WV_METRICS_PARKED_IN), pout = wv_metrics_sum(WV_METRICS_PARKED_OUT);
   int rc = wv_metrics_family(b, "waved_hotpath_requests_total", "counter",
                              "/v2 requests answered on the IO loop (hit) or handed to a worker "
                              "(miss).");

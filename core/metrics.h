@@ -31,30 +31,30 @@
 
 /* Route classes of the request counters (wv_metrics_route_class). */
 typedef enum {
-  WV_MR_MANIFEST = 0, /* /v2/.../manifests/... */
-  WV_MR_BLOB,         /* /v2/.../blobs/... */
-  WV_MR_V2,           /* the rest of /v2 (ping, tags) */
-  WV_MR_CONTAINER,    /* POST /v1alpha2/container, /container-token: the front door */
-  WV_MR_API,          /* the rest of the Wave API (status, records, builds, scans, mirrors) */
-  WV_MR_VIEW,         /* HTML pages under /view */
-  WV_MR_METRICS,      /* /metrics */
-  WV_MR_HEALTH,       /* /health, /service-info, /openapi */
-  WV_MR_OTHER,        /* any other route */
-  WV_MR_UNROUTED,     /* no route matched (404/405) */
-  WV_MR_COUNT
-} wv_mroute_t;
+  WV_METRICS_ROUTE_MANIFEST = 0, /* /v2/.../manifests/... */
+  WV_METRICS_ROUTE_BLOB,         /* /v2/.../blobs/... */
+  WV_METRICS_ROUTE_V2,           /* the rest of /v2 (ping, tags) */
+  WV_METRICS_ROUTE_CONTAINER,    /* POST /v1alpha2/container, /container-token: the front door */
+  WV_METRICS_ROUTE_API,     /* the rest of the Wave API (status, records, builds, scans, mirrors) */
+  WV_METRICS_ROUTE_VIEW,    /* HTML pages under /view */
+  WV_METRICS_ROUTE_METRICS, /* /metrics */
+  WV_METRICS_ROUTE_HEALTH,  /* /health, /service-info, /openapi */
+  WV_METRICS_ROUTE_OTHER,   /* any other route */
+  WV_METRICS_ROUTE_UNROUTED, /* no route matched (404/405) */
+  WV_METRICS_ROUTE_COUNT
+} wv_metrics_route_t;
 
 /* Hot-path and server counters. */
 typedef enum {
-  WV_MC_HOT_HIT = 0, /* a /v2 request answered on the IO loop */
-  WV_MC_HOT_MISS,    /* a /v2 request handed to a worker */
-  WV_MC_CONN_OPENED, /* connections accepted */
-  WV_MC_CONN_CLOSED, /* connections closed (open = opened - closed) */
-  WV_MC_PARKED_IN,   /* requests parked on a job */
-  WV_MC_PARKED_OUT,  /* parked requests resumed or dropped (parked = in - out) */
-  WV_MC_ACCESS_LOG,  /* access-log lines written */
-  WV_MC_COUNT
-} wv_mcounter_t;
+  WV_METRICS_HOT_HIT = 0, /* a /v2 request answered on the IO loop */
+  WV_METRICS_HOT_MISS,    /* a /v2 request handed to a worker */
+  WV_METRICS_CONN_OPENED, /* connections accepted */
+  WV_METRICS_CONN_CLOSED, /* connections closed (open = opened - closed) */
+  WV_METRICS_PARKED_IN,   /* requests parked on a job */
+  WV_METRICS_PARKED_OUT,  /* parked requests resumed or dropped (parked = in - out) */
+  WV_METRICS_ACCESS_LOG,  /* access-log lines written */
+  WV_METRICS_COUNTERS
+} wv_metrics_counter_t;
 
 /* Turns the hot-path hooks on (the default) or off. */
 void wv_metrics_enable(bool on);
@@ -64,13 +64,13 @@ bool wv_metrics_enabled(void);
 uint64_t wv_metrics_start(void);
 
 /* The class of a request path; routed is false when no route matched. */
-wv_mroute_t wv_metrics_route_class(const char *path, bool routed);
+wv_metrics_route_t wv_metrics_route_class(const char *path, bool routed);
 
 /* Counts one answered request: its class, status and time since t0 (wv_metrics_start). */
-void wv_metrics_request(wv_mroute_t cls, int status, uint64_t t0);
+void wv_metrics_request(wv_metrics_route_t cls, int status, uint64_t t0);
 
 /* Adds n to counter c (hot path: the calling thread's shard). */
-void wv_metrics_add(wv_mcounter_t c, uint64_t n);
+void wv_metrics_add(wv_metrics_counter_t c, uint64_t n);
 
 /*
  * One upstream request to registry (a host[:port]): its duration and whether
@@ -85,7 +85,7 @@ void wv_metrics_upstream(const char *registry, uint64_t ns, bool error);
 void wv_metrics_job_end(const char *kind, const char *state, int64_t ns);
 
 /* The sum over all shards of counter c. */
-uint64_t wv_metrics_sum(wv_mcounter_t c);
+uint64_t wv_metrics_sum(wv_metrics_counter_t c);
 
 /*
  * Writes the families kept here (requests, hot path, connections, parked,

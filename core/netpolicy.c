@@ -47,36 +47,36 @@ static bool in4(uint32_t a, uint32_t net, unsigned bits) {
 
 #define V4(a, b, c, d) (((uint32_t)(a) << 24) | ((uint32_t)(b) << 16) | ((uint32_t)(c) << 8) | (d))
 
-static wv_net_class_t classify4(uint32_t a) {
+static wv_netpolicy_class_t classify4(uint32_t a) {
   static const struct {
     uint32_t net;
     unsigned bits;
-    wv_net_class_t c;
+    wv_netpolicy_class_t c;
   } table[] = {
       /* Exact metadata endpoints first: they sit inside wider blocks. */
-      {V4(169, 254, 169, 254), 32, WV_NET_METADATA}, /* AWS, GCP, Azure, OCI, ... */
-      {V4(169, 254, 170, 2), 32, WV_NET_METADATA},   /* AWS ECS task metadata */
-      {V4(100, 100, 100, 200), 32, WV_NET_METADATA}, /* Alibaba Cloud */
-      {V4(0, 0, 0, 0), 8, WV_NET_UNSPECIFIED},
-      {V4(10, 0, 0, 0), 8, WV_NET_PRIVATE},
-      {V4(100, 64, 0, 0), 10, WV_NET_SHARED},
-      {V4(127, 0, 0, 0), 8, WV_NET_LOOPBACK},
-      {V4(169, 254, 0, 0), 16, WV_NET_LINK_LOCAL},
-      {V4(172, 16, 0, 0), 12, WV_NET_PRIVATE},
-      {V4(192, 0, 0, 0), 24, WV_NET_RESERVED},   /* IETF protocol assignments */
-      {V4(192, 0, 2, 0), 24, WV_NET_RESERVED},   /* TEST-NET-1 */
-      {V4(192, 88, 99, 0), 24, WV_NET_RESERVED}, /* old 6to4 relay anycast */
-      {V4(192, 168, 0, 0), 16, WV_NET_PRIVATE},
-      {V4(198, 18, 0, 0), 15, WV_NET_RESERVED},   /* benchmarking */
-      {V4(198, 51, 100, 0), 24, WV_NET_RESERVED}, /* TEST-NET-2 */
-      {V4(203, 0, 113, 0), 24, WV_NET_RESERVED},  /* TEST-NET-3 */
-      {V4(224, 0, 0, 0), 4, WV_NET_MULTICAST},
-      {V4(240, 0, 0, 0), 4, WV_NET_RESERVED}, /* future use and 255.255.255.255 */
+      {V4(169, 254, 169, 254), 32, WV_NETPOLICY_METADATA}, /* AWS, GCP, Azure, OCI, ... */
+      {V4(169, 254, 170, 2), 32, WV_NETPOLICY_METADATA},   /* AWS ECS task metadata */
+      {V4(100, 100, 100, 200), 32, WV_NETPOLICY_METADATA}, /* Alibaba Cloud */
+      {V4(0, 0, 0, 0), 8, WV_NETPOLICY_UNSPECIFIED},
+      {V4(10, 0, 0, 0), 8, WV_NETPOLICY_PRIVATE},
+      {V4(100, 64, 0, 0), 10, WV_NETPOLICY_SHARED},
+      {V4(127, 0, 0, 0), 8, WV_NETPOLICY_LOOPBACK},
+      {V4(169, 254, 0, 0), 16, WV_NETPOLICY_LINK_LOCAL},
+      {V4(172, 16, 0, 0), 12, WV_NETPOLICY_PRIVATE},
+      {V4(192, 0, 0, 0), 24, WV_NETPOLICY_RESERVED},   /* IETF protocol assignments */
+      {V4(192, 0, 2, 0), 24, WV_NETPOLICY_RESERVED},   /* TEST-NET-1 */
+      {V4(192, 88, 99, 0), 24, WV_NETPOLICY_RESERVED}, /* old 6to4 relay anycast */
+      {V4(192, 168, 0, 0), 16, WV_NETPOLICY_PRIVATE},
+      {V4(198, 18, 0, 0), 15, WV_NETPOLICY_RESERVED},   /* benchmarking */
+      {V4(198, 51, 100, 0), 24, WV_NETPOLICY_RESERVED}, /* TEST-NET-2 */
+      {V4(203, 0, 113, 0), 24, WV_NETPOLICY_RESERVED},  /* TEST-NET-3 */
+      {V4(224, 0, 0, 0), 4, WV_NETPOLICY_MULTICAST},
+      {V4(240, 0, 0, 0), 4, WV_NETPOLICY_RESERVED}, /* future use and 255.255.255.255 */
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
     if (in4(a, table[i].net, table[i].bits))
       return table[i].c;
-  return WV_NET_PUBLIC;
+  return WV_NETPOLICY_PUBLIC;
 }
 
 static uint32_t load4(const uint8_t *p) { return V4(p[0], p[1], p[2], p[3]); }
@@ -91,51 +91,53 @@ static bool zeros(const uint8_t *p, size_t n) {
 /* True when b is ::ffff:a.b.c.d. */
 static bool mapped(const uint8_t *b) { return zeros(b, 10) && b[10] == 0xff && b[11] == 0xff; }
 
-static wv_net_class_t classify6(const uint8_t *b) {
+static wv_netpolicy_class_t classify6(const uint8_t *b) {
   static const uint8_t nat64[12] = {0, 0x64, 0xff, 0x9b};
   static const uint8_t ec2[16] = {0xfd, 0, 0x0e, 0xc2, [15] = 0x54, [14] = 0x02};
   if (zeros(b, 15))
-    return b[15] == 0 ? WV_NET_UNSPECIFIED : b[15] == 1 ? WV_NET_LOOPBACK : WV_NET_RESERVED;
+    return b[15] == 0   ? WV_NETPOLICY_UNSPECIFIED
+           : b[15] == 1 ? WV_NETPOLICY_LOOPBACK
+                        : WV_NETPOLICY_RESERVED;
   if (mapped(b) || memcmp(b, nat64, 12) == 0)
     return classify4(load4(b + 12));
   if (b[0] == 0 && b[1] == 0) /* the rest of ::/16: IPv4-compatible, SIIT, unassigned */
-    return WV_NET_RESERVED;
+    return WV_NETPOLICY_RESERVED;
   if (memcmp(b, nat64, 4) == 0 && b[4] == 0 && b[5] == 1) /* 64:ff9b:1::/48 local-use NAT64 */
-    return WV_NET_PRIVATE;
+    return WV_NETPOLICY_PRIVATE;
   if (b[0] == 0x01 && b[1] == 0 && zeros(b + 2, 6)) /* 100::/64 discard */
-    return WV_NET_RESERVED;
+    return WV_NETPOLICY_RESERVED;
   if (b[0] == 0x20 && b[1] == 0x02) /* 2002::/16 6to4 embeds the IPv4 address */
     return classify4(load4(b + 2));
   if (b[0] == 0x20 && b[1] == 0x01 && (b[2] == 0 && b[3] == 0)) /* 2001::/32 Teredo */
-    return WV_NET_RESERVED;
+    return WV_NETPOLICY_RESERVED;
   if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0x0d && b[3] == 0xb8) /* 2001:db8::/32 docs */
-    return WV_NET_RESERVED;
+    return WV_NETPOLICY_RESERVED;
   if (b[0] == 0x3f && b[1] == 0xff && (b[2] & 0xf0) == 0) /* 3fff::/20 documentation */
-    return WV_NET_RESERVED;
+    return WV_NETPOLICY_RESERVED;
   if (memcmp(b, ec2, 16) == 0)
-    return WV_NET_METADATA;
+    return WV_NETPOLICY_METADATA;
   if ((b[0] & 0xfe) == 0xfc)
-    return WV_NET_PRIVATE;
+    return WV_NETPOLICY_PRIVATE;
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80)
-    return WV_NET_LINK_LOCAL;
+    return WV_NETPOLICY_LINK_LOCAL;
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) /* fec0::/10, deprecated site-local */
-    return WV_NET_PRIVATE;
+    return WV_NETPOLICY_PRIVATE;
   if (b[0] == 0xff)
-    return WV_NET_MULTICAST;
-  return WV_NET_PUBLIC;
+    return WV_NETPOLICY_MULTICAST;
+  return WV_NETPOLICY_PUBLIC;
 }
 
-wv_net_class_t wv_net_classify(const struct sockaddr *sa) {
+wv_netpolicy_class_t wv_netpolicy_classify(const struct sockaddr *sa) {
   if (sa->sa_family == AF_INET) {
     const struct sockaddr_in *s = (const struct sockaddr_in *)sa;
     return classify4(ntohl(s->sin_addr.s_addr));
   }
   if (sa->sa_family == AF_INET6)
     return classify6(((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr);
-  return WV_NET_RESERVED;
+  return WV_NETPOLICY_RESERVED;
 }
 
-const char *wv_net_class_text(wv_net_class_t c) {
+const char *wv_netpolicy_class_text(wv_netpolicy_class_t c) {
   static const char *const text[] = {
       "a public address",       "a loopback address",
       "a private address",      "a shared (carrier-grade NAT) address",
@@ -380,9 +382,9 @@ static int check(const wv_netpolicy_t *p, const char *host, const struct sockadd
     snprintf(why, whylen, "not an IP address");
     return WV_EDENIED;
   }
-  wv_net_class_t c = wv_net_classify(sa);
-  if (p->off || c == WV_NET_PUBLIC ||
-      (p->allow_private && (c == WV_NET_PRIVATE || c == WV_NET_SHARED)))
+  wv_netpolicy_class_t c = wv_netpolicy_classify(sa);
+  if (p->off || c == WV_NETPOLICY_PUBLIC ||
+      (p->allow_private && (c == WV_NETPOLICY_PRIVATE || c == WV_NETPOLICY_SHARED)))
     return 0;
   const uint8_t *bytes;
   int family = match_form(sa, &bytes);
@@ -398,17 +400,17 @@ static int check(const wv_netpolicy_t *p, const char *host, const struct sockadd
     snprintf(why, whylen,
              "host '%.120s' resolves to %s, %s, which wave.security.outbound does "
              "not allow",
-             host, text, wv_net_class_text(c));
+             host, text, wv_netpolicy_class_text(c));
   } else if (host && strcasecmp(host, text) != 0) {
     /* The caller sees the class, not the address: no map of internal DNS. */
     wv_info("outbound: host '%.120s' resolves to %s, %s: refused", host, text,
-            wv_net_class_text(c));
+            wv_netpolicy_class_text(c));
     snprintf(why, whylen,
              "host '%.120s' resolves to %s, which wave.security.outbound does not allow", host,
-             wv_net_class_text(c));
+             wv_netpolicy_class_text(c));
   } else
     snprintf(why, whylen, "%s is %s, which wave.security.outbound does not allow", text,
-             wv_net_class_text(c));
+             wv_netpolicy_class_text(c));
   return WV_EDENIED;
 }
 

@@ -33,16 +33,16 @@
 #define WV_NETPOLICY_MAX_ADDRS 64    /* addresses of one host that are checked */
 
 typedef enum {
-  WV_NET_PUBLIC = 0,
-  WV_NET_LOOPBACK,    /* 127/8, ::1 */
-  WV_NET_PRIVATE,     /* 10/8, 172.16/12, 192.168/16, fc00::/7, fec0::/10, 64:ff9b:1::/48 */
-  WV_NET_SHARED,      /* 100.64/10 (carrier-grade NAT) */
-  WV_NET_LINK_LOCAL,  /* 169.254/16, fe80::/10 */
-  WV_NET_METADATA,    /* 169.254.169.254, 169.254.170.2, 100.100.100.200, fd00:ec2::254 */
-  WV_NET_UNSPECIFIED, /* 0/8, :: — Linux connects 0.0.0.0 to the local host */
-  WV_NET_MULTICAST,   /* 224/4, ff00::/8 */
-  WV_NET_RESERVED,    /* 240/4, broadcast, documentation, benchmarking, Teredo, ::/8 rest */
-} wv_net_class_t;
+  WV_NETPOLICY_PUBLIC = 0,
+  WV_NETPOLICY_LOOPBACK,    /* 127/8, ::1 */
+  WV_NETPOLICY_PRIVATE,     /* 10/8, 172.16/12, 192.168/16, fc00::/7, fec0::/10, 64:ff9b:1::/48 */
+  WV_NETPOLICY_SHARED,      /* 100.64/10 (carrier-grade NAT) */
+  WV_NETPOLICY_LINK_LOCAL,  /* 169.254/16, fe80::/10 */
+  WV_NETPOLICY_METADATA,    /* 169.254.169.254, 169.254.170.2, 100.100.100.200, fd00:ec2::254 */
+  WV_NETPOLICY_UNSPECIFIED, /* 0/8, :: — Linux connects 0.0.0.0 to the local host */
+  WV_NETPOLICY_MULTICAST,   /* 224/4, ff00::/8 */
+  WV_NETPOLICY_RESERVED,    /* 240/4, broadcast, documentation, benchmarking, Teredo, ::/8 rest */
+} wv_netpolicy_class_t;
 
 typedef struct wv_netpolicy wv_netpolicy_t;
 
@@ -77,9 +77,9 @@ void wv_netpolicy_free(wv_netpolicy_t *p);
 
 /* The class of an IPv4/IPv6 socket address; IPv4-mapped, NAT64 and 6to4 IPv6
  * addresses are classified by the IPv4 address they embed. */
-wv_net_class_t wv_net_classify(const struct sockaddr *sa);
+wv_netpolicy_class_t wv_netpolicy_classify(const struct sockaddr *sa);
 /* "a loopback address", "a public address", ... (static). */
-const char *wv_net_class_text(wv_net_class_t c);
+const char *wv_netpolicy_class_text(wv_netpolicy_class_t c);
 
 /* True when host (a URL's host, brackets removed) is named by the allow list. */
 bool wv_netpolicy_host_allowed(const wv_netpolicy_t *p, const char *host);

@@ -254,7 +254,7 @@ int wv_preflight_dir(const char *key, const char *path, char *err, size_t errlen
   return 0;
 }
 
-int wv_disk_stat(const char *path, uint64_t reserve, wv_disk_t *out) {
+int wv_preflight_disk_stat(const char *path, uint64_t reserve, wv_preflight_disk_t *out) {
   struct statvfs vfs;
   memset(out, 0, sizeof *out);
   out->reserve = reserve;
@@ -271,13 +271,13 @@ int wv_disk_stat(const char *path, uint64_t reserve, wv_disk_t *out) {
   return 0;
 }
 
-int wv_preflight_disk(const wv_preflight_t *pf, wv_disk_t *out) {
-  return wv_disk_stat(pf->cfg->storage_path, pf->cfg->storage_reserve, out);
+int wv_preflight_disk(const wv_preflight_t *pf, wv_preflight_disk_t *out) {
+  return wv_preflight_disk_stat(pf->cfg->storage_path, pf->cfg->storage_reserve, out);
 }
 
-void wv_disk_nospace_text(const char *path, uint64_t reserve, char *out, size_t outlen) {
-  wv_disk_t d;
-  if (wv_disk_stat(path, reserve, &d) != 0) {
+void wv_preflight_disk_nospace_text(const char *path, uint64_t reserve, char *out, size_t outlen) {
+  wv_preflight_disk_t d;
+  if (wv_preflight_disk_stat(path, reserve, &d) != 0) {
     snprintf(out, outlen, "Insufficient storage - %s: free space unknown", path);
     return;
   }
@@ -289,7 +289,7 @@ void wv_disk_nospace_text(const char *path, uint64_t reserve, char *out, size_t 
 }
 
 void wv_preflight_nospace_text(const wv_preflight_t *pf, char *out, size_t outlen) {
-  wv_disk_nospace_text(pf->cfg->storage_path, pf->cfg->storage_reserve, out, outlen);
+  wv_preflight_disk_nospace_text(pf->cfg->storage_path, pf->cfg->storage_reserve, out, outlen);
 }
 
 int wv_preflight_port(const char *host, int port, char *err, size_t errlen) {
@@ -369,8 +369,8 @@ int wv_preflight_new(const wv_config_t *cfg, wv_job_mem_t mem, wv_preflight_t **
   check_sif(cfg);
   pf->checked_ns = wv_mono_ns();
   check_mem(pf);
-  wv_disk_t d;
-  if (wv_disk_stat(cfg->storage_path, cfg->storage_reserve, &d) != 0)
+  wv_preflight_disk_t d;
+  if (wv_preflight_disk_stat(cfg->storage_path, cfg->storage_reserve, &d) != 0)
     wv_warn("preflight: cannot read the free space of %s: %s", cfg->storage_path, strerror(errno));
   else if (d.low)
     wv_warn("preflight: %s has %llu bytes free, below the reserve of %llu bytes - free space "

@@ -30,7 +30,7 @@ typedef struct {
   uint64_t total;   /* f_blocks * f_frsize */
   uint64_t reserve; /* storage.reserve, capped at the filesystem's size */
   bool low;         /* free < reserve */
-} wv_disk_t;
+} wv_preflight_disk_t;
 
 /*
  * Creates the directory path of config key (storage.path, wave.build.workspace)
@@ -65,7 +65,7 @@ void wv_preflight_free(wv_preflight_t *pf);
 int wv_preflight_builder(wv_preflight_t *pf, char *why, size_t whylen);
 
 /* Free space now. 0, or WV_EIO when statvfs fails (out zeroed, low true). */
-int wv_preflight_disk(const wv_preflight_t *pf, wv_disk_t *out);
+int wv_preflight_disk(const wv_preflight_t *pf, wv_preflight_disk_t *out);
 
 /*
  * The text of a 507: "Insufficient storage - <path>: <N> bytes free" and,
@@ -74,10 +74,10 @@ int wv_preflight_disk(const wv_preflight_t *pf, wv_disk_t *out);
 void wv_preflight_nospace_text(const wv_preflight_t *pf, char *out, size_t outlen);
 
 /* Same, for a path and reserve without a wv_preflight_t (tests, tools). */
-void wv_disk_nospace_text(const char *path, uint64_t reserve, char *out, size_t outlen);
+void wv_preflight_disk_nospace_text(const char *path, uint64_t reserve, char *out, size_t outlen);
 
 /* Free space of the filesystem holding path against reserve. 0 or WV_EIO. */
-int wv_disk_stat(const char *path, uint64_t reserve, wv_disk_t *out);
+int wv_preflight_disk_stat(const char *path, uint64_t reserve, wv_preflight_disk_t *out);
 
 /* storage.path as configured (absolute after start-up). */
 const char *wv_preflight_storage_path(const wv_preflight_t *pf);

@@ -81,14 +81,14 @@ static int parse_period(const char *p, int64_t *ms) {
   uint64_t n = 1;
   if (isdigit((unsigned char)*p)) {
     for (n = 0; isdigit((unsigned char)*p); p++) {
-      if (n > WV_RATE_MAX_PERIOD_MS)
+      if (n > WV_RATELIMIT_MAX_PERIOD_MS)
         return WV_ERANGE;
       n = n * 10 + (uint64_t)(*p - '0');
     }
   }
   for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
     if (strcmp(p, units[i].u) == 0) {
-      if (n > (uint64_t)(WV_RATE_MAX_PERIOD_MS / units[i].ms))
+      if (n > (uint64_t)(WV_RATELIMIT_MAX_PERIOD_MS / units[i].ms))
         return WV_ERANGE;
       *ms = (int64_t)n * units[i].ms;
       return 0;
@@ -97,7 +97,7 @@ static int parse_period(const char *p, int64_t *ms) {
   return WV_EINVAL;
 }
 
-int wv_rate_parse(const char *s, wv_rate_t *out, char *why, size_t whylen) {
+int wv_ratelimit_rate_parse(const char *s, wv_ratelimit_rate_t *out, char *why, size_t whylen) {
   if (why && whylen)
     why[0] = '\0';
   memset(out, 0, sizeof *out);
@@ -108,16 +108,16 @@ int wv_rate_parse(const char *s, wv_rate_t *out, char *why, size_t whylen) {
   const char *p = s;
   uint64_t max = 0;
   for (; isdigit((unsigned char)*p); p++) /* saturates past the cap: refused below */
-    max = max > WV_RATE_MAX_PERMITS ? max : max * 10 + (uint64_t)(*p - '0');
+    max = max > WV_RATELIMIT_MAX_PERMITS ? max : max * 10 + (uint64_t)(*p - '0');
   if (p == s || *p != '/')
     return bad(why, whylen, s, "expected <max>/<period>, e.g. 10/1h, or off");
-  if (max == 0 || max > WV_RATE_MAX_PERMITS)
+  if (max == 0 || max > WV_RATELIMIT_MAX_PERMITS)
     return bad(why, whylen, s, "max must be 1..1000000000 permits");
   int64_t ms = 0;
   int rc = parse_period(p + 1, &ms);
   if (rc == WV_EINVAL)
     return bad(why, whylen, s, "period must be a duration such as 30s, 1m, 1h or 1d");
-  if (rc || ms < WV_RATE_MIN_PERIOD_MS || ms > WV_RATE_MAX_PERIOD_MS)
+  if (rc || ms < WV_RATELIMIT_MIN_PERIOD_MS || ms > WV_RATELIMIT_MAX_PERIOD_MS)
     return bad(why, whylen, s, "period must be 1s..366d");
   out->max = (uint32_t)max;
   out->period_ms = ms;
@@ -126,7 +126,7 @@ int wv_rate_parse(const char *s, wv_rate_t *out, char *why, size_t whylen) {
 
 /* ---- the table ---- */
 
-static bucket_t bucket_of(wv_rate_t r) {
+static bucket_t bucket_of(wv_ratelimit_rate_t r) {
   bucket_t b = {0, 0};
   if (r.max == 0)
     return b;
@@ -139,13 +139,14 @@ static bucket_t bucket_of(wv_rate_t r) {
   return b;
 }
 
-static bool rate_ok(wv_rate_t r) {
-  return r.max == 0 || (r.max <= WV_RATE_MAX_PERMITS && r.period_ms >= WV_RATE_MIN_PERIOD_MS &&
-                        r.period_ms <= WV_RATE_MAX_PERIOD_MS);
+static bool rate_ok(wv_ratelimit_rate_t r) {
+  return r.max == 0 ||
+         (r.max <= WV_RATELIMIT_MAX_PERMITS && r.period_ms >= WV_RATELIMIT_MIN_PERIOD_MS &&
+          r.period_ms <= WV_RATELIMIT_MAX_PERIOD_MS);
 }
 
-int wv_ratelimit_new(const char *what, wv_rate_t anonymous, wv_rate_t authenticated,
-                     size_t max_keys, wv_ratelimit_t **out) {
+int wv_ratelimit_new(const char *what, wv_ratelimit_rate_t anonymous,
+                     wv_ratelimit_rate_t authenticated, size_t max_keys, wv_ratelimit_t **out) {
   *out = NULL;
   if (!what || strlen(what) >= sizeof((wv_ratelimit_t *)0)->what || max_keys == 0 ||
       max_keys > WV_RATELIMIT_MAX_KEYS || !rate_ok(anonymous) || !rate_ok(authenticated))
@@ -401,10 +402,11 @@ uint64_t wv_ratelimit_refused(const wv_ratelimit_t *rl) {
 /* One limiter from two configured rates; NULL (and 0) when both are off. */
 static int from_rates(const char *what, const char *anon, const char *auth, int max_keys,
                       wv_ratelimit_t **out) {
-  wv_rate_t a, u;
+  wv_ratelimit_rate_t a, u;
   char why[128];
   *out = NULL;
-  if (wv_rate_parse(anon, &a, why, sizeof why) || wv_rate_parse(auth, &u, why, sizeof why))
+  if (wv_ratelimit_rate_parse(anon, &a, why, sizeof why) ||
+      wv_ratelimit_rate_parse(auth, &u, why, sizeof why))
     return WV_EINVAL;
   if (a.max == 0 && u.max == 0)
     return 0;
@@ -426,9 +428,9 @@ int wv_ratelimit_from_config(const wv_config_t *cfg, wv_ratelimit_t **build,
 }
 
 int wv_ratelimit_auth_from_config(const wv_config_t *cfg, wv_ratelimit_t **out) {
-  wv_rate_t fail, off = {0, 0};
+  wv_ratelimit_rate_t fail, off = {0, 0};
   *out = NULL;
-  if (wv_rate_parse(cfg->auth_failure_rate, &fail, NULL, 0))
+  if (wv_ratelimit_rate_parse(cfg->auth_failure_rate, &fail, NULL, 0))
     return WV_EINVAL;
   if (fail.max == 0)
     return 0;

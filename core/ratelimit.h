@@ -35,23 +35,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WV_RATE_MAX_PERMITS 1000000000u /* per period */
-#define WV_RATE_MIN_PERIOD_MS 1000LL
-#define WV_RATE_MAX_PERIOD_MS (366LL * 24 * 3600 * 1000)
+#define WV_RATELIMIT_MAX_PERMITS 1000000000u /* per period */
+#define WV_RATELIMIT_MIN_PERIOD_MS 1000LL
+#define WV_RATELIMIT_MAX_PERIOD_MS (366LL * 24 * 3600 * 1000)
 #define WV_RATELIMIT_MAX_KEYS (1u << 24)
 
 typedef struct {
   uint32_t max;      /* permits per period; 0 = unlimited ("off") */
   int64_t period_ms; /* 0 when unlimited */
-} wv_rate_t;
+} wv_ratelimit_rate_t;
 
 /*
  * Parses "<max>/<period>" (period: a number and ms, s, m, h or d, e.g. 10/1h,
  * 2000/1m; a bare unit means 1 of it: 25/d) or "off" (unlimited). max is
- * 1..WV_RATE_MAX_PERMITS, period 1s..366d. 0, or WV_EINVAL with the reason
+ * 1..WV_RATELIMIT_MAX_PERMITS, period 1s..366d. 0, or WV_EINVAL with the reason
  * in why (whylen bytes, always NUL-terminated).
  */
-int wv_rate_parse(const char *s, wv_rate_t *out, char *why, size_t whylen);
+int wv_ratelimit_rate_parse(const char *s, wv_ratelimit_rate_t *out, char *why, size_t whylen);
 
 typedef struct wv_ratelimit wv_ratelimit_t;
 
@@ -60,8 +60,8 @@ typedef struct wv_ratelimit wv_ratelimit_t;
  * refusal message). max_keys (1..WV_RATELIMIT_MAX_KEYS) bounds the keys
  * tracked at once. 0, WV_EINVAL or WV_ENOMEM. Free with wv_ratelimit_free.
  */
-int wv_ratelimit_new(const char *what, wv_rate_t anonymous, wv_rate_t authenticated,
-                     size_t max_keys, wv_ratelimit_t **out);
+int wv_ratelimit_new(const char *what, wv_ratelimit_rate_t anonymous,
+                     wv_ratelimit_rate_t authenticated, size_t max_keys, wv_ratelimit_t **out);
 void wv_ratelimit_free(wv_ratelimit_t *rl);
 
 /*

@@ -122,7 +122,7 @@ void wv_accesslog_write(const wv_req_t *req, int status, uint64_t bytes, uint64_
     tb->first_ms = wv_mono_ms();
   memcpy(tb->buf + tb->len, line, n);
   tb->len += n;
-  wv_metrics_add(WV_MC_ACCESS_LOG, 1);
+  wv_metrics_add(WV_METRICS_ACCESS_LOG, 1);
   if (tb->len >= FLUSH_AT || wv_mono_ms() - tb->first_ms >= 1000)
     flush_now(tb);
 }

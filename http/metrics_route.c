@@ -29,9 +29,9 @@
 
 /* metrics.allow-addresses, parsed once from the configuration by
  * wv_ops_setup and read-only after: a constant table. */
-static wv_cidrs_t allow;
+static wv_cidr_list_t allow;
 
-const char *wv_req_basic_user(wv_req_t *req, const wv_config_t *cfg) {
+const char *wv_ops_basic_user(wv_req_t *req, const wv_config_t *cfg) {
   bool bad; /* the one Basic parser (http/http.h); a wrong one is simply no user here */
   return wv_req_basic_account(req, cfg, &bad);
 }
@@ -69,7 +69,7 @@ static const char *basic_account(wv_req_t *req, const wv_config_t *cfg) {
 
 int wv_ops_access(wv_req_t *req, wv_resp_t *resp) {
   const wv_app_t *app = req->app;
-  if (wv_cidrs_match(&allow, req->client_ip))
+  if (wv_cidr_list_match(&allow, req->client_ip))
     return 0;
   if (basic_account(req, app->cfg))
     return 0;
@@ -151,7 +151,7 @@ static int write_storage(wv_buf_t *b, const wv_app_t *app) {
          wv_buf_printf(b, "waved_blobcache_evictions_total %llu\n", (unsigned long long)bc.evicted);
 }
 
-int wv_metrics_handler(wv_req_t *req, wv_resp_t *resp) {
+int wv_ops_metrics_handler(wv_req_t *req, wv_resp_t *resp) {
   int rc = wv_ops_access(req, resp);
   if (rc)
     return rc;
@@ -170,7 +170,7 @@ int wv_metrics_handler(wv_req_t *req, wv_resp_t *resp) {
 
 int wv_ops_setup(const wv_config_t *cfg) {
   char why[256];
-  if (wv_cidrs_parse(cfg->metrics_allow_addrs, &allow, why, sizeof why)) {
+  if (wv_cidr_list_parse(cfg->metrics_allow_addrs, &allow, why, sizeof why)) {
     wv_error("metrics.allow-addresses: %s", why);
     return WV_EINVAL;
   }

@@ -17,7 +17,7 @@
 int wv_ops_setup(const wv_config_t *cfg);
 
 /* GET /metrics (routed by http/routes.c when metrics.enabled). */
-int wv_metrics_handler(wv_req_t *req, wv_resp_t *resp);
+int wv_ops_metrics_handler(wv_req_t *req, wv_resp_t *resp);
 
 /*
  * The operator pages' access check: 0 when the client address is in
@@ -32,6 +32,6 @@ int wv_ops_access(wv_req_t *req, wv_resp_t *resp);
  * The wave.accounts name of the request's HTTP Basic credentials (arena), or
  * NULL when it has none or they do not match an account.
  */
-const char *wv_req_basic_user(wv_req_t *req, const wv_config_t *cfg);
+const char *wv_ops_basic_user(wv_req_t *req, const wv_config_t *cfg);
 
 #endif

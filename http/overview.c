@@ -43,14 +43,14 @@ static int health(wv_buf_t *b, const wv_app_t *app, const wv_job_info_t *jobs, s
   char v[6][32];
   snprintf(v[0], sizeof v[0], "%zu", running);
   snprintf(v[1], sizeof v[1], "%zu", queued);
-  snprintf(
-      v[2], sizeof v[2], "%llu",
-      (unsigned long long)(wv_metrics_sum(WV_MC_CONN_OPENED) - wv_metrics_sum(WV_MC_CONN_CLOSED)));
-  snprintf(
-      v[3], sizeof v[3], "%llu",
-      (unsigned long long)(wv_metrics_sum(WV_MC_PARKED_IN) - wv_metrics_sum(WV_MC_PARKED_OUT)));
-  snprintf(v[4], sizeof v[4], "%llu", (unsigned long long)wv_metrics_sum(WV_MC_HOT_HIT));
-  snprintf(v[5], sizeof v[5], "%llu", (unsigned long long)wv_metrics_sum(WV_MC_HOT_MISS));
+  snprintf(v[2], sizeof v[2], "%llu",
+           (unsigned long long)(wv_metrics_sum(WV_METRICS_CONN_OPENED) -
+                                wv_metrics_sum(WV_METRICS_CONN_CLOSED)));
+  snprintf(v[3], sizeof v[3], "%llu",
+           (unsigned long long)(wv_metrics_sum(WV_METRICS_PARKED_IN) -
+                                wv_metrics_sum(WV_METRICS_PARKED_OUT)));
+  snprintf(v[4], sizeof v[4], "%llu", (unsigned long long)wv_metrics_sum(WV_METRICS_HOT_HIT));
+  snprintf(v[5], sizeof v[5], "%llu", (unsigned long long)wv_metrics_sum(WV_METRICS_HOT_MISS));
   int rc = wv_html_h2(b, "Health");
   rc = rc ? rc : wv_html_table_begin(b);
   rc = rc ? rc : wv_html_row_status(b, "Status", "serving", "ok");

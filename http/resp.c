@@ -150,7 +150,8 @@ static const char *nospace_text(wv_req_t *req) {
   if (app && app->preflight)
     wv_preflight_nospace_text(app->preflight, text, sizeof text);
   else if (app && app->cfg)
-    wv_disk_nospace_text(app->cfg->storage_path, app->cfg->storage_reserve, text, sizeof text);
+    wv_preflight_disk_nospace_text(app->cfg->storage_path, app->cfg->storage_reserve, text,
+                                   sizeof text);
   else
     snprintf(text, sizeof text, "Insufficient storage");
   const char *copy = wv_arena_strdup(req->arena, text);

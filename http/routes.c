@@ -76,7 +76,7 @@ static json_object *builder_component(const wv_app_t *app, bool *degraded) {
 }
 
 static json_object *disk_component(const wv_app_t *app, bool *degraded) {
-  wv_disk_t d;
+  wv_preflight_disk_t d;
   char detail[128];
   int rc = wv_preflight_disk(app->preflight, &d);
   if (rc == 0 && d.low)
@@ -140,7 +140,7 @@ static const wv_route_t ops_routes[] = {
     {WV_M_GET, "/view", wv_overview_handler, WV_ROUTE_WORKER, 0},
 };
 static const wv_route_t metrics_routes[] = {
-    {WV_M_GET, "/metrics", wv_metrics_handler, WV_ROUTE_WORKER, 0},
+    {WV_M_GET, "/metrics", wv_ops_metrics_handler, WV_ROUTE_WORKER, 0},
 };
 
 int wv_http_routes_register(wv_router_t *r, const wv_config_t *cfg) {

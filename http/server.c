@@ -184,7 +184,7 @@ static void close_cb(uv_handle_t *h) {
   conn_t *c = h->data;
   loop_t *l = c->loop;
   l->nconns--;
-  wv_metrics_add(WV_MC_CONN_CLOSED, 1);
+  wv_metrics_add(WV_METRICS_CONN_CLOSED, 1);
   if (c->ip_counted)
     ip_drop(l->srv, c);
   if (c->tls)
@@ -256,7 +256,7 @@ static conn_t *conn_accept(uv_stream_t *server, int status) {
   c->tcp.data = c;
   c->loop = l;
   l->nconns++;
-  wv_metrics_add(WV_MC_CONN_OPENED, 1);
+  wv_metrics_add(WV_METRICS_CONN_OPENED, 1);
   if (uv_accept(server, (uv_stream_t *)&c->tcp) || l->nfree == 0 || l->draining) {
     /* Over max-connections: accept and close at once, so the backlog drains. */
     c->closing = true;

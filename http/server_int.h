@@ -390,7 +390,7 @@ static inline void wv__srv_count(const exchange_t *ex) {
     return;
   if (wv_metrics_enabled())
     wv_metrics_request(ex->req.path ? wv_metrics_route_class(ex->req.path, ex->match.route != NULL)
-                                    : WV_MR_UNROUTED,
+                                    : WV_METRICS_ROUTE_UNROUTED,
                        ex->resp.status, ex->t0);
   if (wv_accesslog_on()) {
     const wv_resp_t *r = &ex->resp;

@@ -23,10 +23,10 @@
 #include <unistd.h>
 
 struct wv_bfill {
-  wv_keyed_t k;       /* first: the table entry (under tab->mu) */
-  wv_bfills_t *tab;   /* the table it was joined in */
-  bool listed;        /* under tab->mu */
-  pthread_mutex_t mu; /* the fields below */
+  wv_keyed_t k;          /* first: the table entry (under tab->mu) */
+  wv_bfill_table_t *tab; /* the table it was joined in */
+  bool listed;           /* under tab->mu */
+  pthread_mutex_t mu;    /* the fields below */
   pthread_cond_t cv;
   wv_bfill_state_t state;
   int fd;
@@ -35,13 +35,13 @@ struct wv_bfill {
   char media_type[256];
 };
 
-struct wv_bfills {
+struct wv_bfill_table {
   pthread_mutex_t mu; /* leaf: the list, every fill's listed and refs */
   wv_keyed_t *head;
 };
 
-int wv_bfills_new(wv_bfills_t **out) {
-  wv_bfills_t *t = calloc(1, sizeof *t);
+int wv_bfill_table_new(wv_bfill_table_t **out) {
+  wv_bfill_table_t *t = calloc(1, sizeof *t);
   if (!t)
     return WV_ENOMEM;
   pthread_mutex_init(&t->mu, NULL);
@@ -49,14 +49,14 @@ int wv_bfills_new(wv_bfills_t **out) {
   return 0;
 }
 
-void wv_bfills_free(wv_bfills_t *t) {
+void wv_bfill_table_free(wv_bfill_table_t *t) {
   if (!t)
     return;
   pthread_mutex_destroy(&t->mu);
   free(t);
 }
 
-wv_bfill_t *wv_bfill_join(wv_bfills_t *t, const char *key, bool *leader) {
+wv_bfill_t *wv_bfill_join(wv_bfill_table_t *t, const char *key, bool *leader) {
   pthread_mutex_lock(&t->mu);
   wv_bfill_t *f = (wv_bfill_t *)wv_keyed_join(&t->head, key, sizeof(wv_bfill_t), leader);
   if (f && *leader) {
@@ -149,7 +149,7 @@ wv_bfill_state_t wv_bfill_wait(wv_bfill_t *f, uint64_t off, int64_t idle_ms, uin
 }
 
 void wv_bfill_leave(wv_bfill_t *f) {
-  wv_bfills_t *t = f->tab;
+  wv_bfill_table_t *t = f->tab;
   pthread_mutex_lock(&t->mu);
   bool last = --f->k.refs == 0;
   if (last && f->listed) { /* a leader that never finished; nobody can join now */

@@ -32,11 +32,11 @@
 #include <stdint.h>
 
 typedef struct wv_bfill wv_bfill_t;
-typedef struct wv_bfills wv_bfills_t;
+typedef struct wv_bfill_table wv_bfill_table_t;
 
 /* The table of fills: 0 or WV_ENOMEM; free after the server stopped (NULL is a no-op). */
-int wv_bfills_new(wv_bfills_t **out);
-void wv_bfills_free(wv_bfills_t *t);
+int wv_bfill_table_new(wv_bfill_table_t **out);
+void wv_bfill_table_free(wv_bfill_table_t *t);
 
 typedef enum {
   WV_BFILL_WAITING = 0, /* the leader has not started streaming (yet) */
@@ -47,7 +47,7 @@ typedef enum {
 } wv_bfill_state_t;
 
 /* Joins the fill of key, or starts it (*leader = true). NULL on OOM. */
-wv_bfill_t *wv_bfill_join(wv_bfills_t *t, const char *key, bool *leader);
+wv_bfill_t *wv_bfill_join(wv_bfill_table_t *t, const char *key, bool *leader);
 
 /*
  * Leader: the body is being written to the file open as fd (dup'ed here;

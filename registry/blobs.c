@@ -371,7 +371,7 @@ static int dlg_answer(dlg_t *d, const wv_http_resp_t *r, const char *registry, c
                       const char *path) {
   wv_req_t *req = d->req;
   wv_resp_t *resp = d->resp;
-  wv_perr_t e;
+  wv_fetch_err_t e;
   const char *loc = wv_http_resp_header(r, "Location");
   if (r->status >= 300 && r->status <= 399 && loc) {
     char base[512];
@@ -379,15 +379,15 @@ static int dlg_answer(dlg_t *d, const wv_http_resp_t *r, const char *registry, c
       return WV_EINVAL;
     const char *abs = wv_fetch_absolute_location(req->arena, base, path, loc);
     if (!abs) {
-      wv_perr_set(&e, 502, WV_REGERR_UNKNOWN, "Registry '%s' redirected to '%.200s'", registry,
-                  loc);
-      return wv_perr_respond(req, resp, &e);
+      wv_fetch_err_set(&e, 502, WV_REGERR_UNKNOWN, "Registry '%s' redirected to '%.200s'", registry,
+                       loc);
+      return wv_fetch_err_respond(req, resp, &e);
     }
     return redirect(req, resp, (int)r->status, abs);
   }
   if (r->status != 200) {
-    wv_perr_status(&e, r->status, true, registry, image, d->digest);
-    return wv_perr_respond(req, resp, &e);
+    wv_fetch_err_status(&e, r->status, true, registry, image, d->digest);
+    return wv_fetch_err_respond(req, resp, &e);
   }
   const char *ct = wv_http_resp_header(r, "Content-Type");
   ct = ct ? wv_arena_strdup(req->arena, ct) : "application/octet-stream";
@@ -401,10 +401,10 @@ static int dlg_answer(dlg_t *d, const wv_http_resp_t *r, const char *registry, c
   char got[WV_DIGEST_STRLEN];
   if (wv_digest_of(d->buf.data ? d->buf.data : "", d->buf.len, got) ||
       strcmp(got, d->digest) != 0) {
-    wv_perr_set(&e, 502, WV_REGERR_UNKNOWN,
-                "Registry '%s' sent a blob for '%s/%s@%s' that hashes to %s", registry, registry,
-                image, d->digest, got);
-    return wv_perr_respond(req, resp, &e);
+    wv_fetch_err_set(&e, 502, WV_REGERR_UNKNOWN,
+                     "Registry '%s' sent a blob for '%s/%s@%s' that hashes to %s", registry,
+                     registry, image, d->digest, got);
+    return wv_fetch_err_respond(req, resp, &e);
   }
   keep_small(req, d, registry, image, ct);
   int rc = wv_resp_bytes(req, resp, 200, ct, d->buf.data ? d->buf.data : "", d->buf.len);
@@ -441,7 +441,7 @@ static int delegate_fill(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const ch
                       .head_cb = head ? NULL : dlg_head,
                       .body_arg = &d};
   wv_http_resp_t r;
-  wv_perr_t e;
+  wv_fetch_err_t e;
   wv_http_resp_init(&r);
   int rc = wv_fetch(app, registry, image, who_of(req), &hr, &r, &d.began, &e);
   bool verified = false; /* the tee holds the whole blob and it hashed right */
@@ -461,7 +461,7 @@ static int delegate_fill(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const ch
   }
   if (!d.began) {
     if (rc)
-      rc = wv_perr_respond(req, resp, &e);
+      rc = wv_fetch_err_respond(req, resp, &e);
     else
       rc = dlg_answer(&d, &r, registry, image, path);
   }
@@ -496,7 +496,7 @@ static int revalidate(wv_req_t *req, wv_resp_t *resp, wv_app_t *app, const char 
     return WV_ENOMEM;
   wv_http_req_t hr = {.method = "HEAD", .url = path, .max_body = ERROR_BODY_MAX};
   wv_http_resp_t r;
-  wv_perr_t e;
+  wv_fetch_err_t e;
   const bool no_retry = true;
   wv_http_resp_init(&r);
   int rc = wv_fetch(app, registry, image, who_of(req), &hr, &r, &no_retry, &e);

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-int wv_perr_set(wv_perr_t *e, int status, wv_regerr_t code, const char *fmt, ...) {
+int wv_fetch_err_set(wv_fetch_err_t *e, int status, wv_regerr_t code, const char *fmt, ...) {
   e->status = status;
   e->code = code;
   va_list ap;
@@ -21,55 +21,59 @@ int wv_perr_set(wv_perr_t *e, int status, wv_regerr_t code, const char *fmt, ...
   return WV_EUPSTREAM;
 }
 
-int wv_perr_local(wv_perr_t *e, const wv_app_t *app, int rc, const char *what) {
+int wv_fetch_err_local(wv_fetch_err_t *e, const wv_app_t *app, int rc, const char *what) {
   if (rc != WV_ENOSPC)
-    return wv_perr_set(e, 500, WV_REGERR_SERVER_ERROR, "%s: %s", what, wv_strerror(rc));
+    return wv_fetch_err_set(e, 500, WV_REGERR_SERVER_ERROR, "%s: %s", what, wv_strerror(rc));
   if (app->preflight)
     wv_preflight_nospace_text(app->preflight, e->msg, sizeof e->msg);
   else
-    wv_disk_nospace_text(app->cfg->storage_path, app->cfg->storage_reserve, e->msg, sizeof e->msg);
+    wv_preflight_disk_nospace_text(app->cfg->storage_path, app->cfg->storage_reserve, e->msg,
+                                   sizeof e->msg);
   e->status = 507;
   e->code = WV_REGERR_UNAVAILABLE;
   return WV_EUPSTREAM;
 }
 
-int wv_perr_respond(wv_req_t *req, wv_resp_t *resp, const wv_perr_t *e) {
+int wv_fetch_err_respond(wv_req_t *req, wv_resp_t *resp, const wv_fetch_err_t *e) {
   return wv_resp_registry_error(req, resp, e->code, e->status, e->msg, NULL);
 }
 
-int wv_perr_transport(wv_perr_t *e, int rc, long auth_status, const char *registry,
-                      const char *detail) {
+int wv_fetch_err_transport(wv_fetch_err_t *e, int rc, long auth_status, const char *registry,
+                           const char *detail) {
   if (rc == WV_EDENIED)
-    return wv_perr_set(e, 403, WV_REGERR_DENIED, "Registry '%s' - %s", registry, detail);
+    return wv_fetch_err_set(e, 403, WV_REGERR_DENIED, "Registry '%s' - %s", registry, detail);
   if (rc == WV_EAUTH)
-    return wv_perr_set(e, auth_status >= 400 ? (int)auth_status : 401, WV_REGERR_UNAUTHORIZED,
-                       "Unable to authenticate with registry '%s' - %s", registry, detail);
+    return wv_fetch_err_set(e, auth_status >= 400 ? (int)auth_status : 401, WV_REGERR_UNAUTHORIZED,
+                            "Unable to authenticate with registry '%s' - %s", registry, detail);
   wv_warn("upstream %s: %s (%s)", registry, detail, wv_strerror(rc));
   if (rc == WV_ETIMEOUT)
-    return wv_perr_set(e, 504, WV_REGERR_UNKNOWN, "Registry '%s' did not answer in time", registry);
+    return wv_fetch_err_set(e, 504, WV_REGERR_UNKNOWN, "Registry '%s' did not answer in time",
+                            registry);
   if (rc == WV_ETOOBIG)
-    return wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Registry '%s' sent too much data", registry);
-  return wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Unable to reach registry '%s' - connection failed",
-                     registry);
+    return wv_fetch_err_set(e, 502, WV_REGERR_UNKNOWN, "Registry '%s' sent too much data",
+                            registry);
+  return wv_fetch_err_set(e, 502, WV_REGERR_UNKNOWN,
+                          "Unable to reach registry '%s' - connection failed", registry);
 }
 
-int wv_perr_status(wv_perr_t *e, long status, bool blob, const char *registry, const char *image,
-                   const char *ref) {
+int wv_fetch_err_status(wv_fetch_err_t *e, long status, bool blob, const char *registry,
+                        const char *image, const char *ref) {
   char sep = strncmp(ref, "sha256:", 7) == 0 ? '@' : ':';
   if (status == 404)
-    return wv_perr_set(e, 404, blob ? WV_REGERR_MANIFEST_BLOB_UNKNOWN : WV_REGERR_MANIFEST_UNKNOWN,
-                       "repository '%s/%s%c%s' not found", registry, image, sep, ref);
+    return wv_fetch_err_set(e, 404,
+                            blob ? WV_REGERR_MANIFEST_BLOB_UNKNOWN : WV_REGERR_MANIFEST_UNKNOWN,
+                            "repository '%s/%s%c%s' not found", registry, image, sep, ref);
   if (status == 401 || status == 403)
-    return wv_perr_set(e, (int)status, WV_REGERR_UNAUTHORIZED,
-                       "repository '%s/%s%c%s' unauthorized (%ld)", registry, image, sep, ref,
-                       status);
+    return wv_fetch_err_set(e, (int)status, WV_REGERR_UNAUTHORIZED,
+                            "repository '%s/%s%c%s' unauthorized (%ld)", registry, image, sep, ref,
+                            status);
   if (status < 400 || status > 599)
-    return wv_perr_set(e, 502, WV_REGERR_UNKNOWN,
-                       "Unexpected status %ld from registry '%s' for '%s/%s%c%s'", status, registry,
-                       registry, image, sep, ref);
-  return wv_perr_set(e, (int)status, WV_REGERR_UNKNOWN,
-                     "Registry '%s' answered %ld for '%s/%s%c%s'", registry, status, registry,
-                     image, sep, ref);
+    return wv_fetch_err_set(e, 502, WV_REGERR_UNKNOWN,
+                            "Unexpected status %ld from registry '%s' for '%s/%s%c%s'", status,
+                            registry, registry, image, sep, ref);
+  return wv_fetch_err_set(e, (int)status, WV_REGERR_UNKNOWN,
+                          "Registry '%s' answered %ld for '%s/%s%c%s'", registry, status, registry,
+                          image, sep, ref);
 }
 
 bool wv_fetch_retryable_status(long status) {
@@ -101,7 +105,7 @@ static void backoff(const wv_config_t *cfg, int attempt) {
 }
 
 int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, const char *who,
-             wv_http_req_t *req, wv_http_resp_t *resp, const bool *no_retry, wv_perr_t *e) {
+             wv_http_req_t *req, wv_http_resp_t *resp, const bool *no_retry, wv_fetch_err_t *e) {
   const wv_config_t *cfg = app->cfg;
   if (!req->connect_timeout_ms)
     req->connect_timeout_ms = cfg->hc_connect_timeout_ms;
@@ -123,7 +127,7 @@ int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, const 
     backoff(cfg, attempt);
   }
   if (rc)
-    wv_perr_transport(e, rc, resp->status, registry, err);
+    wv_fetch_err_transport(e, rc, resp->status, registry, err);
   return rc;
 }
 
@@ -153,7 +157,7 @@ static bool hop_off_registry(const char *base, const char *url) {
 /* One hop of a blob fetch: on the registry (with auth) or a foreign URL (without). */
 static int blob_hop(const wv_app_t *app, const char *registry, const char *image, const char *who,
                     const char *base, const char *url, size_t max, wv_http_resp_t *resp,
-                    wv_perr_t *e) {
+                    wv_fetch_err_t *e) {
   wv_http_req_t req = {.max_body = max};
   size_t bl = strlen(base);
   if (url[0] == '/' || (strncmp(url, base, bl) == 0 && url[bl] == '/')) {
@@ -171,22 +175,24 @@ static int blob_hop(const wv_app_t *app, const char *registry, const char *image
   int rc = wv_http_do_outbound(wv_http_client_get(), app->cfg, &req, resp, err, sizeof err);
   if (rc == WV_EDENIED) {
     wv_warn("upstream %s: blob redirect to %s refused: %s", registry, url, err);
-    return wv_perr_set(e, 403, WV_REGERR_DENIED,
-                       "Registry '%s' redirected a blob to an address the outbound policy does "
-                       "not allow",
-                       registry);
+    return wv_fetch_err_set(
+        e, 403, WV_REGERR_DENIED,
+        "Registry '%s' redirected a blob to an address the outbound policy does "
+        "not allow",
+        registry);
   }
   if (rc)
-    wv_perr_transport(e, rc, 0, registry, err);
+    wv_fetch_err_transport(e, rc, 0, registry, err);
   return rc;
 }
 
 int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, const char *image,
                   const char *who, const char *digest, size_t max, char **out, size_t *len,
-                  wv_perr_t *e) {
+                  wv_fetch_err_t *e) {
   char base[512];
   if (wv_upstream_base_url(app->upstream, registry, base, sizeof base))
-    return wv_perr_set(e, 400, WV_REGERR_NAME_INVALID, "Registry name too long: '%s'", registry);
+    return wv_fetch_err_set(e, 400, WV_REGERR_NAME_INVALID, "Registry name too long: '%s'",
+                            registry);
   const char *path = wv_arena_sprintf(a, "/v2/%s/blobs/%s", image, digest);
   const char *url = path;
   wv_http_resp_t resp;
@@ -200,15 +206,15 @@ int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, cons
     if (resp.status < 300 || resp.status > 399 || !loc)
       break;
     if (hop == WV_HTTP_MAX_BLOB_REDIRECTS) {
-      rc = wv_perr_set(e, 502, WV_REGERR_UNKNOWN, "Too many redirects fetching '%s/%s@%s'",
-                       registry, image, digest);
+      rc = wv_fetch_err_set(e, 502, WV_REGERR_UNKNOWN, "Too many redirects fetching '%s/%s@%s'",
+                            registry, image, digest);
       goto out;
     }
     url = wv_fetch_absolute_location(a, base, url[0] == '/' ? url : path, loc);
     if (!url) {
       wv_warn("upstream %s: unusable blob redirect to '%s'", registry, loc);
-      rc = wv_perr_set(e, 502, WV_REGERR_UNKNOWN,
-                       "Registry '%s' redirected a blob to an unusable location", registry);
+      rc = wv_fetch_err_set(e, 502, WV_REGERR_UNKNOWN,
+                            "Registry '%s' redirected a blob to an unusable location", registry);
       goto out;
     }
   }
@@ -216,10 +222,10 @@ int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, cons
     if (hop_off_registry(base, url))
       wv_warn("upstream %s: blob redirect target answered %ld", registry, resp.status);
     rc = hop_off_registry(base, url)
-             ? wv_perr_set(e, 502, WV_REGERR_UNKNOWN,
-                           "Registry '%s' redirected a blob to a location that did not serve it",
-                           registry)
-             : wv_perr_status(e, resp.status, true, registry, image, digest);
+             ? wv_fetch_err_set(
+                   e, 502, WV_REGERR_UNKNOWN,
+                   "Registry '%s' redirected a blob to a location that did not serve it", registry)
+             : wv_fetch_err_status(e, resp.status, true, registry, image, digest);
     goto out;
   }
   char got[WV_DIGEST_STRLEN];
@@ -228,16 +234,16 @@ int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, cons
     /* The bytes' hash stays in the log: it would tell the caller something
      * about a response it may not read. */
     wv_warn("upstream %s: blob %s/%s@%s hashes to %s", registry, registry, image, digest, got);
-    rc = wv_perr_set(e, 502, WV_REGERR_UNKNOWN,
-                     "Registry '%s' sent a blob for '%s/%s@%s' that does not match its digest",
-                     registry, registry, image, digest);
+    rc = wv_fetch_err_set(e, 502, WV_REGERR_UNKNOWN,
+                          "Registry '%s' sent a blob for '%s/%s@%s' that does not match its digest",
+                          registry, registry, image, digest);
     goto out;
   }
   *out = wv_arena_strndup(a, resp.body.data ? resp.body.data : "", resp.body.len);
   *len = resp.body.len;
   rc = *out ? 0 : WV_ENOMEM;
   if (rc)
-    wv_perr_set(e, 500, WV_REGERR_SERVER_ERROR, "out of memory");
+    wv_fetch_err_set(e, 500, WV_REGERR_SERVER_ERROR, "out of memory");
 out:
   wv_http_resp_free(&resp);
   return rc;

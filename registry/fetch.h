@@ -27,10 +27,10 @@ typedef struct {
   int status;       /* HTTP status */
   wv_regerr_t code; /* registry error code */
   char msg[768];    /* client-facing message */
-} wv_perr_t;
+} wv_fetch_err_t;
 
-/* Sets e. Always returns WV_EUPSTREAM so callers can `return wv_perr_set(...)`. */
-int wv_perr_set(wv_perr_t *e, int status, wv_regerr_t code, const char *fmt, ...)
+/* Sets e. Always returns WV_EUPSTREAM so callers can `return wv_fetch_err_set(...)`. */
+int wv_fetch_err_set(wv_fetch_err_t *e, int status, wv_regerr_t code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 /*
@@ -38,10 +38,10 @@ int wv_perr_set(wv_perr_t *e, int status, wv_regerr_t code, const char *fmt, ...
  * (WV_ENOSPC) → 507 UNAVAILABLE "Insufficient storage - <path>: <N> bytes free ...",
  * anything else → 500 SERVER_ERROR "<what>: <strerror>". Returns WV_EUPSTREAM.
  */
-int wv_perr_local(wv_perr_t *e, const wv_app_t *app, int rc, const char *what);
+int wv_fetch_err_local(wv_fetch_err_t *e, const wv_app_t *app, int rc, const char *what);
 
 /* Answers the request with e (registry envelope). */
-int wv_perr_respond(wv_req_t *req, wv_resp_t *resp, const wv_perr_t *e);
+int wv_fetch_err_respond(wv_req_t *req, wv_resp_t *resp, const wv_fetch_err_t *e);
 
 /*
  * A transport failure (rc from wv_http_do / wv_upstream_do, detail its text):
@@ -54,8 +54,8 @@ int wv_perr_respond(wv_req_t *req, wv_resp_t *resp, const wv_perr_t *e);
  * is logged, never put in the message, so an answer cannot map a network.
  * Returns WV_EUPSTREAM.
  */
-int wv_perr_transport(wv_perr_t *e, int rc, long auth_status, const char *registry,
-                      const char *detail);
+int wv_fetch_err_transport(wv_fetch_err_t *e, int rc, long auth_status, const char *registry,
+                           const char *detail);
 
 /*
  * An upstream error status on a manifest or blob request for
@@ -65,8 +65,8 @@ int wv_perr_transport(wv_perr_t *e, int rc, long auth_status, const char *regist
  * "repository '…' unauthorized (<status>)", other ≥ 400 → the same status
  * UNKNOWN. Returns WV_EUPSTREAM.
  */
-int wv_perr_status(wv_perr_t *e, long status, bool blob, const char *registry, const char *image,
-                   const char *ref);
+int wv_fetch_err_status(wv_fetch_err_t *e, long status, bool blob, const char *registry,
+                        const char *image, const char *ref);
 
 /* True for the statuses the retry policy tries again. */
 bool wv_fetch_retryable_status(long status);
@@ -82,7 +82,7 @@ int64_t wv_fetch_backoff_ms(const wv_config_t *cfg, int attempt);
  * transport error. no_retry may be NULL.
  */
 int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, const char *who,
-             wv_http_req_t *req, wv_http_resp_t *resp, const bool *no_retry, wv_perr_t *e);
+             wv_http_req_t *req, wv_http_resp_t *resp, const bool *no_retry, wv_fetch_err_t *e);
 
 /*
  * GETs a blob (an image config) whole, following up to 3 redirects the way
@@ -94,7 +94,7 @@ int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, const 
  */
 int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, const char *image,
                   const char *who, const char *digest, size_t max, char **out, size_t *len,
-                  wv_perr_t *e);
+                  wv_fetch_err_t *e);
 
 /*
  * Makes an upstream Location absolute: "/x" and "x" are resolved against

@@ -14,6 +14,7 @@
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/platform.h"
+#include "registry/inspect.h"
 #include "registry/proxy.h"
 #include "registry/proxy_int.h"
 #include "registry/upstream.h"
@@ -125,7 +126,7 @@ typedef struct {
   wv_app_t *app;
   const char *who; /* account, NULL = anonymous */
   wv_ref_t ref;
-  wv_perr_t err;
+  wv_fetch_err_t err;
   int status;      /* of a failure */
   const char *msg; /* of a failure (arena or static) */
 } insp_t;

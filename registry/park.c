@@ -96,7 +96,7 @@ static void on_job_done(void *arg, const wv_job_info_t *info) {
     e->settled = true;
     list_del(&lot->parked, e);
     lot->count--;
-    wv_metrics_add(WV_MC_PARKED_OUT, 1);
+    wv_metrics_add(WV_METRICS_PARKED_OUT, 1);
     req = e->req;
   } else if (!e->settled) {
     list_del(&lot->parked, e);
@@ -119,7 +119,7 @@ static void take_expired(wv_park_t *lot, list_t *out, int64_t now) {
     list_del(&lot->parked, e);
     e->settled = true;
     lot->count--;
-    wv_metrics_add(WV_MC_PARKED_OUT, 1);
+    wv_metrics_add(WV_METRICS_PARKED_OUT, 1);
     list_push(out, e);
   }
 }
@@ -165,7 +165,7 @@ static bool resume_ready(wv_park_t *lot) {
     list_del(&lot->ready, e);
     e->settled = true;
     lot->count--;
-    wv_metrics_add(WV_MC_PARKED_OUT, 1);
+    wv_metrics_add(WV_METRICS_PARKED_OUT, 1);
     bool free_it = unref(e);
     if (free_it)
       free(e);
@@ -255,7 +255,7 @@ void wv_park_stop(wv_park_t *lot) {
       list_del(lists[i], e);
       e->settled = true;
       lot->count--;
-      wv_metrics_add(WV_MC_PARKED_OUT, 1);
+      wv_metrics_add(WV_METRICS_PARKED_OUT, 1);
       list_push(&left, e);
     }
   pthread_mutex_unlock(&lot->mu);
@@ -286,7 +286,7 @@ int wv_park_on_job(wv_park_t *lot, wv_req_t *req, wv_resp_t *resp, struct wv_job
     pthread_cond_signal(&lot->cv);
   list_push(&lot->parked, e);
   lot->count++;
-  wv_metrics_add(WV_MC_PARKED_IN, 1);
+  wv_metrics_add(WV_METRICS_PARKED_IN, 1);
   pthread_mutex_unlock(&lot->mu);
   /* From here the waiter may run at once (the job just ended) and resume req elsewhere. */
   int rc = wv_job_on_done(jobs, id, on_job_done, e);
@@ -298,7 +298,7 @@ int wv_park_on_job(wv_park_t *lot, wv_req_t *req, wv_resp_t *resp, struct wv_job
     list_del(&lot->parked, e);
     e->settled = true;
     lot->count--;
-    wv_metrics_add(WV_MC_PARKED_OUT, 1);
+    wv_metrics_add(WV_METRICS_PARKED_OUT, 1);
   }
   bool free_it = unref(e) || (mine && unref(e));
   pthread_mutex_unlock(&lot->mu);

@@ -337,7 +337,7 @@ int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
     rc = ctx->rt.kind != WV_V2_MANIFESTS ? wv__proxy_respond_blob_entry(req, resp, &e)
          : e.kind == WV_CACHE_MANIFEST   ? wv__proxy_respond_manifest(req, resp, &e)
                                          : WV_DEFER;
-  wv_metrics_add(rc == WV_DEFER ? WV_MC_HOT_MISS : WV_MC_HOT_HIT, 1);
+  wv_metrics_add(rc == WV_DEFER ? WV_METRICS_HOT_MISS : WV_METRICS_HOT_HIT, 1);
   if (!rc && ctx->app->cfg->wave_metrics_enabled)
     wv__proxy_count_pull(req, resp, ctx);
   return rc;
@@ -427,12 +427,12 @@ static int tags_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return WV_ENOMEM;
   wv_http_req_t hr = {.url = path, .max_body = TAGS_MAX_BODY};
   wv_http_resp_t r;
-  wv_perr_t e;
+  wv_fetch_err_t e;
   wv_http_resp_init(&r);
   int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, ctx->who, &hr, &r, NULL, &e);
   if (rc) {
     wv_http_resp_free(&r);
-    return wv_perr_respond(req, resp, &e);
+    return wv_fetch_err_respond(req, resp, &e);
   }
   const char *ct = copy_header(req, &r, "Content-Type");
   const char *link = copy_header(req, &r, "Link");
@@ -462,18 +462,19 @@ static int plain_access(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   const char *hdrs[] = {"Accept: " WV_MT_ACCEPT_MANIFESTS, NULL};
   wv_http_req_t hr = {.method = "HEAD", .url = path, .headers = hdrs};
   wv_http_resp_t r;
-  wv_perr_t e;
+  wv_fetch_err_t e;
   wv_http_resp_init(&r);
   int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, ctx->who, &hr, &r, NULL, &e);
   long status = r.status;
   wv_http_resp_free(&r);
   if (rc)
-    return answered(wv_perr_respond(req, resp, &e));
+    return answered(wv_fetch_err_respond(req, resp, &e));
   if (status == 401 || status == 403 || status == 404)
-    return answered(wv_perr_respond(req, resp,
-                                    (wv_perr_status(&e, status, ctx->rt.kind == WV_V2_BLOBS,
-                                                    ctx->registry, ctx->image, ctx->rt.reference),
-                                     &e)));
+    return answered(
+        wv_fetch_err_respond(req, resp,
+                             (wv_fetch_err_status(&e, status, ctx->rt.kind == WV_V2_BLOBS,
+                                                  ctx->registry, ctx->image, ctx->rt.reference),
+                              &e)));
   return 0;
 }
 

@@ -67,7 +67,7 @@ int wv__proxy_respond_blob_entry(wv_req_t *req, wv_resp_t *resp, const wv_cache_
  */
 int wv__proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
                              const char *who, const char *reference, wv_cache_entry_t *out,
-                             wv_perr_t *err);
+                             wv_fetch_err_t *err);
 
 /* True when registry has credentials that who may not pull with (upstream.h). */
 bool wv__proxy_restricted(const wv_app_t *app, const char *registry, const char *who);
@@ -78,12 +78,12 @@ bool wv__proxy_restricted(const wv_app_t *app, const char *registry, const char 
  * A follower waits (0: the leader succeeded; WV_EUPSTREAM: its error in err;
  * WV_ETIMEOUT) and then leaves; the leader leaves with its error (or NULL),
  * which wakes the followers. NULL on OOM. Thread-safe (the table's leaf
- * mutex). The table is app->flights (wv_flights_new, registry/proxy.h).
+ * mutex). The table is app->flights (wv_proxy_flights_new, registry/proxy.h).
  */
 typedef struct wv_flight wv_flight_t;
-wv_flight_t *wv__flight_join(wv_flights_t *t, const char *key, bool *leader);
-int wv__flight_wait(wv_flight_t *f, int64_t timeout_ms, wv_perr_t *err);
-void wv__flight_leave(wv_flight_t *f, bool leader, const wv_perr_t *err);
+wv_flight_t *wv__flight_join(wv_proxy_flights_t *t, const char *key, bool *leader);
+int wv__flight_wait(wv_flight_t *f, int64_t timeout_ms, wv_fetch_err_t *err);
+void wv__flight_leave(wv_flight_t *f, bool leader, const wv_fetch_err_t *err);
 
 /* Worker parts. */
 int wv__proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);

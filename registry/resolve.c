@@ -141,20 +141,20 @@ int wv__pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
 
 struct wv_flight {
   wv_keyed_t k; /* first: the list entry */
-  wv_flights_t *tab;
+  wv_proxy_flights_t *tab;
   bool done, failed;
-  wv_perr_t err;
+  wv_fetch_err_t err;
 };
 typedef struct wv_flight flight_t;
 
-struct wv_flights {
+struct wv_proxy_flights {
   pthread_mutex_t mu; /* leaf: the list and every flight's done/failed/err */
   pthread_cond_t cv;
   wv_keyed_t *head;
 };
 
-int wv_flights_new(wv_flights_t **out) {
-  wv_flights_t *t = calloc(1, sizeof *t);
+int wv_proxy_flights_new(wv_proxy_flights_t **out) {
+  wv_proxy_flights_t *t = calloc(1, sizeof *t);
   if (!t)
     return WV_ENOMEM;
   pthread_mutex_init(&t->mu, NULL);
@@ -163,7 +163,7 @@ int wv_flights_new(wv_flights_t **out) {
   return 0;
 }
 
-void wv_flights_free(wv_flights_t *t) {
+void wv_proxy_flights_free(wv_proxy_flights_t *t) {
   if (!t)
     return;
   pthread_cond_destroy(&t->cv);
@@ -172,7 +172,7 @@ void wv_flights_free(wv_flights_t *t) {
 }
 
 /* Joins or starts the flight for key; *leader tells which. NULL on OOM. */
-flight_t *wv__flight_join(wv_flights_t *t, const char *key, bool *leader) {
+flight_t *wv__flight_join(wv_proxy_flights_t *t, const char *key, bool *leader) {
   pthread_mutex_lock(&t->mu);
   flight_t *f = (flight_t *)wv_keyed_join(&t->head, key, sizeof(flight_t), leader);
   if (f && *leader) /* written once, by its creator: leave reads it without the lock */
@@ -182,8 +182,8 @@ flight_t *wv__flight_join(wv_flights_t *t, const char *key, bool *leader) {
 }
 
 /* Drops a reference; the leader also unlinks it and wakes the waiters. */
-void wv__flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
-  wv_flights_t *t = f->tab;
+void wv__flight_leave(flight_t *f, bool leader, const wv_fetch_err_t *err) {
+  wv_proxy_flights_t *t = f->tab;
   pthread_mutex_lock(&t->mu);
   if (leader) {
     wv_keyed_unlink(&t->head, &f->k);
@@ -203,8 +203,8 @@ void wv__flight_leave(flight_t *f, bool leader, const wv_perr_t *err) {
 }
 
 /* Waits for the leader. 0 when it succeeded, WV_EUPSTREAM (err filled) or WV_ETIMEOUT. */
-int wv__flight_wait(flight_t *f, int64_t timeout_ms, wv_perr_t *err) {
-  wv_flights_t *t = f->tab;
+int wv__flight_wait(flight_t *f, int64_t timeout_ms, wv_fetch_err_t *err) {
+  wv_proxy_flights_t *t = f->tab;
   struct timespec dl = wv_deadline_ts(CLOCK_REALTIME, timeout_ms);
   int rc = 0;
   pthread_mutex_lock(&t->mu);
@@ -235,11 +235,11 @@ typedef struct {
   wv_pctx_t *ctx;
   wv_pbatch_t *batch;
   int64_t expires_ms; /* of cache entries */
-  wv_perr_t err;
+  wv_fetch_err_t err;
 } res_t;
 
 static int oom(res_t *r) {
-  return wv_perr_set(&r->err, 500, WV_REGERR_SERVER_ERROR, "out of memory");
+  return wv_fetch_err_set(&r->err, 500, WV_REGERR_SERVER_ERROR, "out of memory");
 }
 
 #define LOOK_AGAIN 1 /* lead_or_wait: a leader finished well, its result is cached */
@@ -328,13 +328,13 @@ static int fetch_manifest(res_t *r, const char *digest, const char *key, flight_
   wv_http_resp_init(&resp);
   int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, ctx->who, &hr, &resp, NULL, &r->err);
   if (!rc && resp.status != 200)
-    rc = wv_perr_status(&r->err, resp.status, false, ctx->registry, ctx->image, digest);
+    rc = wv_fetch_err_status(&r->err, resp.status, false, ctx->registry, ctx->image, digest);
   char got[WV_DIGEST_STRLEN] = "";
   const char *body = resp.body.data ? resp.body.data : "";
   if (!rc && (wv_digest_of(body, resp.body.len, got) || strcmp(got, digest) != 0))
-    rc = wv_perr_set(&r->err, 502, WV_REGERR_UNKNOWN,
-                     "Registry '%s' sent a manifest for '%s/%s@%s' that hashes to %s",
-                     ctx->registry, ctx->registry, ctx->image, digest, got);
+    rc = wv_fetch_err_set(&r->err, 502, WV_REGERR_UNKNOWN,
+                          "Registry '%s' sent a manifest for '%s/%s@%s' that hashes to %s",
+                          ctx->registry, ctx->registry, ctx->image, digest, got);
   if (!rc) {
     memset(out, 0, sizeof *out);
     out->kind = WV_CACHE_MANIFEST;
@@ -393,7 +393,7 @@ static int resolve_tag_upstream(res_t *r, const char *tag, const char **digest) 
   wv_http_resp_init(&resp);
   int rc = wv_fetch(ctx->app, ctx->registry, ctx->image, ctx->who, &hr, &resp, NULL, &r->err);
   if (!rc && resp.status != 200)
-    rc = wv_perr_status(&r->err, resp.status, false, ctx->registry, ctx->image, tag);
+    rc = wv_fetch_err_status(&r->err, resp.status, false, ctx->registry, ctx->image, tag);
   const char *d = rc ? NULL : wv_http_resp_header(&resp, "Docker-Content-Digest");
   if (!rc && d && wv_digest_valid(d)) {
     *digest = wv_arena_strdup(a, d);
@@ -403,7 +403,7 @@ static int resolve_tag_upstream(res_t *r, const char *tag, const char **digest) 
     hr.max_body = WV_AUGMENT_MAX_MANIFEST;
     rc = wv_fetch(ctx->app, ctx->registry, ctx->image, ctx->who, &hr, &resp, NULL, &r->err);
     if (!rc && resp.status != 200)
-      rc = wv_perr_status(&r->err, resp.status, false, ctx->registry, ctx->image, tag);
+      rc = wv_fetch_err_status(&r->err, resp.status, false, ctx->registry, ctx->image, tag);
     char got[WV_DIGEST_STRLEN];
     if (!rc && wv_digest_of(resp.body.data ? resp.body.data : "", resp.body.len, got) == 0)
       *digest = wv_arena_strdup(a, got);
@@ -477,9 +477,10 @@ static int augment_error(res_t *r, int rc, const char *msg, const char *what) {
   if (rc == WV_ENOMEM)
     return oom(r);
   if (rc == WV_EINVAL)
-    return wv_perr_set(&r->err, 400, WV_REGERR_BAD_REQUEST, "%s", msg ? msg : "Bad request");
-  return wv_perr_set(&r->err, 502, WV_REGERR_UNKNOWN, "Cannot augment %s from registry '%s' - %s",
-                     what, r->ctx->registry, msg ? msg : wv_strerror(rc));
+    return wv_fetch_err_set(&r->err, 400, WV_REGERR_BAD_REQUEST, "%s", msg ? msg : "Bad request");
+  return wv_fetch_err_set(&r->err, 502, WV_REGERR_UNKNOWN,
+                          "Cannot augment %s from registry '%s' - %s", what, r->ctx->registry,
+                          msg ? msg : wv_strerror(rc));
 }
 
 /* Reads a whole CAS blob of at most max bytes into the arena; non-zero when it cannot. */
@@ -594,7 +595,7 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
   uint64_t have = 0;
   if (!inline_cfg && (wv_cas_exists(ctx->app->cas, nc.digest, &have) != 0 || have != nc.len) &&
       (rc = wv_cas_put(ctx->app->cas, nc.data, nc.len, nc.digest, NULL)) != 0)
-    return wv_perr_local(&r->err, ctx->app, rc, "Cannot store the image config");
+    return wv_fetch_err_local(&r->err, ctx->app, rc, "Cannot store the image config");
   wv_cache_entry_t ce = {.kind = WV_CACHE_BLOB,
                          .media_type = wv_mediatype_config_for(m->media_type),
                          .digest = wv_arena_strdup(a, nc.digest),
@@ -611,8 +612,8 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
     const wv_container_layer_t *l = &used.layers[i];
     wv_cache_entry_t le;
     if (wv__proxy_layer_entry(a, l->location, l->gzip_digest, l->gzip_size, &le))
-      return wv_perr_set(&r->err, 400, WV_REGERR_BAD_REQUEST, "Unsupported layer location '%.64s'",
-                         l->location ? l->location : "");
+      return wv_fetch_err_set(&r->err, 400, WV_REGERR_BAD_REQUEST,
+                              "Unsupported layer location '%.64s'", l->location ? l->location : "");
     if (wv__pbatch_add_layer(r->batch, ctx->app->store,
                              wv_cache_key_blob(a, ctx->registry, ctx->image, l->gzip_digest), &le,
                              r->expires_ms))
@@ -657,9 +658,9 @@ static int augment_index(res_t *r, const wv_container_config_t *cc, const wv_cac
     if ((rc = upstream_manifest(r, entries[i].digest, &child)) != 0)
       return rc;
     if (wv_mediatype_classify(child.media_type) != WV_MT_KIND_MANIFEST)
-      return wv_perr_set(&r->err, 502, WV_REGERR_UNKNOWN,
-                         "Index entry %s of '%s/%s' is not an image manifest ('%s')",
-                         entries[i].digest, ctx->registry, ctx->image, child.media_type);
+      return wv_fetch_err_set(&r->err, 502, WV_REGERR_UNKNOWN,
+                              "Index entry %s of '%s/%s' is not an image manifest ('%s')",
+                              entries[i].digest, ctx->registry, ctx->image, child.media_type);
     if ((rc = augment_one(r, cc, &child, &aug)) != 0)
       return rc;
     repl[i] = (wv_index_repl_t){entries[i].digest, aug.digest, (int64_t)aug.body_len};
@@ -705,12 +706,13 @@ static int serve_document(res_t *r, const wv_cache_entry_t *up, wv_cache_entry_t
   case WV_MT_KIND_INDEX:
     return augment_index(r, &cc, up, out);
   case WV_MT_KIND_SCHEMA1:
-    return wv_perr_set(&r->err, 400, WV_REGERR_UNSUPPORTED,
-                       "Docker schema 1 manifests cannot be augmented - image '%s/%s:%s'",
-                       ctx->registry, ctx->image, ctx->rt.reference);
+    return wv_fetch_err_set(&r->err, 400, WV_REGERR_UNSUPPORTED,
+                            "Docker schema 1 manifests cannot be augmented - image '%s/%s:%s'",
+                            ctx->registry, ctx->image, ctx->rt.reference);
   default:
-    return wv_perr_set(&r->err, 400, WV_REGERR_UNKNOWN, "Unexpected media type '%s' for '%s/%s:%s'",
-                       up->media_type, ctx->registry, ctx->image, ctx->rt.reference);
+    return wv_fetch_err_set(&r->err, 400, WV_REGERR_UNKNOWN,
+                            "Unexpected media type '%s' for '%s/%s:%s'", up->media_type,
+                            ctx->registry, ctx->image, ctx->rt.reference);
   }
 }
 
@@ -761,8 +763,8 @@ static int resolve_token_tag(res_t *r, const char *key, wv_cache_entry_t *out) {
   wv_cache_entry_t up;
   int rc = resolve_tag(r, r->ctx->rt.reference, &digest);
   if (!rc && !digest)
-    rc = wv_perr_set(&r->err, 502, WV_REGERR_UNKNOWN, "No digest for '%s/%s:%s'", r->ctx->registry,
-                     r->ctx->image, r->ctx->rt.reference);
+    rc = wv_fetch_err_set(&r->err, 502, WV_REGERR_UNKNOWN, "No digest for '%s/%s:%s'",
+                          r->ctx->registry, r->ctx->image, r->ctx->rt.reference);
   rc = rc ? rc : upstream_manifest(r, digest, &up);
   rc = rc ? rc : serve_document(r, &up, out);
   if (rc)
@@ -827,7 +829,7 @@ static int commit_and_answer(res_t *r, wv_resp_t *resp, flight_t *f, const wv_ca
 
 static int respond(wv_req_t *req, wv_resp_t *resp, res_t *r, int rc, const wv_cache_entry_t *e) {
   if (rc == WV_EUPSTREAM || (rc && r->err.status))
-    return wv_perr_respond(req, resp, &r->err);
+    return wv_fetch_err_respond(req, resp, &r->err);
   if (rc)
     return rc;
   return wv__proxy_respond_manifest(req, resp, e);
@@ -878,7 +880,7 @@ int wv__proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     if (rc == 0 && wv_cache_get(ctx->app->store, req->arena, key, &e) == 0)
       return wv__proxy_respond_manifest(req, resp, &e);
     if (rc == WV_EUPSTREAM)
-      return wv_perr_respond(req, resp, &r.err);
+      return wv_fetch_err_respond(req, resp, &r.err);
     /* Timed out, or the leader's result did not reach the cache: resolve alone. */
     rc = resolve_token_tag(&r, key, &e);
     return rc ? respond(req, resp, &r, rc, &e) : commit_and_answer(&r, resp, NULL, &e);
@@ -896,7 +898,7 @@ bool wv__proxy_restricted(const wv_app_t *app, const char *registry, const char 
 
 int wv__proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
                              const char *who, const char *reference, wv_cache_entry_t *out,
-                             wv_perr_t *err) {
+                             wv_fetch_err_t *err) {
   wv_pctx_t ctx = {.app = app,
                    .registry = registry,
                    .image = image,
@@ -911,8 +913,8 @@ int wv__proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry,
   const char *digest = reference;
   int rc = ctx.rt.is_digest ? 0 : resolve_tag(&r, reference, &digest);
   if (!rc && !digest)
-    rc = wv_perr_set(&r.err, 502, WV_REGERR_UNKNOWN, "No digest for '%s/%s:%s'", registry, image,
-                     reference);
+    rc = wv_fetch_err_set(&r.err, 502, WV_REGERR_UNKNOWN, "No digest for '%s/%s:%s'", registry,
+                          image, reference);
   rc = rc ? rc : upstream_manifest(&r, digest, out);
   if (!rc && wv__pbatch_apply(r.batch, app->store))
     wv_warn("manifest cache not written for %s", digest);

@@ -3,6 +3,7 @@
  * handlers live with what they serve.
  */
 #include "registry/routes.h"
+#include "registry/inspect.h"
 #include "registry/proxy.h"
 #include "registry/usage.h"
 #include "registry/validate.h"

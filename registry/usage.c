@@ -149,7 +149,7 @@ static int answer(wv_req_t *req, wv_resp_t *resp, wv_usage_t what, bool v3) {
   const wv_app_t *app = req->app;
   if (!app->cfg->wave_metrics_enabled)
     return wv_resp_api_error(req, resp, 404, "Metrics are not enabled on this server");
-  if (!wv_req_basic_user(req, app->cfg)) {
+  if (!wv_ops_basic_user(req, app->cfg)) {
     int rc = wv_resp_api_error(req, resp, 401, "Unauthorized");
     return rc ? rc : wv_resp_header(resp, "WWW-Authenticate", "Basic realm=\"waved\"");
   }

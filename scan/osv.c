@@ -21,33 +21,35 @@
 
 /* ---------------------------------------------------------------- severity */
 
-const char *wv_severity_name(wv_severity_t s) {
+const char *wv_osv_severity_name(wv_osv_severity_t s) {
   static const char *const n[] = {"UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"};
-  return (unsigned)s <= WV_SEV_CRITICAL ? n[s] : "UNKNOWN";
+  return (unsigned)s <= WV_OSV_SEV_CRITICAL ? n[s] : "UNKNOWN";
 }
 
-wv_severity_t wv_severity_parse(const char *w) {
+wv_osv_severity_t wv_osv_severity_parse(const char *w) {
   static const struct {
     const char *word;
-    wv_severity_t s;
+    wv_osv_severity_t s;
   } map[] = {
-      {"critical", WV_SEV_CRITICAL}, {"high", WV_SEV_HIGH},       {"important", WV_SEV_HIGH},
-      {"medium", WV_SEV_MEDIUM},     {"moderate", WV_SEV_MEDIUM}, {"low", WV_SEV_LOW},
-      {"negligible", WV_SEV_LOW},    {"unimportant", WV_SEV_LOW}, {"minor", WV_SEV_LOW},
+      {"critical", WV_OSV_SEV_CRITICAL}, {"high", WV_OSV_SEV_HIGH},
+      {"important", WV_OSV_SEV_HIGH},    {"medium", WV_OSV_SEV_MEDIUM},
+      {"moderate", WV_OSV_SEV_MEDIUM},   {"low", WV_OSV_SEV_LOW},
+      {"negligible", WV_OSV_SEV_LOW},    {"unimportant", WV_OSV_SEV_LOW},
+      {"minor", WV_OSV_SEV_LOW},
   };
   if (!w)
-    return WV_SEV_UNKNOWN;
+    return WV_OSV_SEV_UNKNOWN;
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
     if (strcasecmp(w, map[i].word) == 0)
       return map[i].s;
-  return WV_SEV_UNKNOWN;
+  return WV_OSV_SEV_UNKNOWN;
 }
 
-wv_severity_t wv_severity_of_cvss3(double s) {
-  return s >= 9.0   ? WV_SEV_CRITICAL
-         : s >= 7.0 ? WV_SEV_HIGH
-         : s >= 4.0 ? WV_SEV_MEDIUM
-                    : WV_SEV_LOW;
+wv_osv_severity_t wv_osv_severity_of_cvss3(double s) {
+  return s >= 9.0   ? WV_OSV_SEV_CRITICAL
+         : s >= 7.0 ? WV_OSV_SEV_HIGH
+         : s >= 4.0 ? WV_OSV_SEV_MEDIUM
+                    : WV_OSV_SEV_LOW;
 }
 
 /* One metric "K:V" of a vector: the weight of V among vals, or -1. */
@@ -102,7 +104,7 @@ static double roundup(double x) {
   return i % 10000 == 0 ? (double)i / 100000.0 : (double)(i / 10000 + 1) / 10.0;
 }
 
-int wv_cvss3_base_score(const char *vector, double *score) {
+int wv_osv_cvss3_base_score(const char *vector, double *score) {
   metric_t m[] = {
       {"AV", "NALP", {0.85, 0.62, 0.55, 0.2}, 0, 0},
       {"AC", "LH", {0.77, 0.44}, 0, 0},
@@ -135,7 +137,7 @@ int wv_cvss3_base_score(const char *vector, double *score) {
   return 0;
 }
 
-int wv_cvss2_base_score(const char *vector, double *score) {
+int wv_osv_cvss2_base_score(const char *vector, double *score) {
   metric_t m[] = {
       {"AV", "LAN", {0.395, 0.646, 1.0}, 0, 0}, {"AC", "HML", {0.35, 0.61, 0.71}, 0, 0},
       {"Au", "MSN", {0.45, 0.56, 0.704}, 0, 0}, {"C", "NPC", {0, 0.275, 0.660}, 0, 0},
@@ -316,7 +318,7 @@ typedef struct {
   wv_intmap_t cache; /* store key → index in objs (record or index list) */
   json_object **objs;
   size_t nobjs, capobjs;
-  wv_vuln_t *v;
+  wv_osv_vuln_t *v;
   size_t n, cap;
 } match_t;
 
@@ -366,18 +368,18 @@ static const char *rec_str(json_object *rec, const char *key) {
 static int add_finding(match_t *m, json_object *rec, const wv_pkg_t *p, const char *fixed) {
   if (m->n == m->cap) {
     size_t nc = m->cap ? m->cap * 2 : 64;
-    wv_vuln_t *nv = realloc(m->v, nc * sizeof *nv);
+    wv_osv_vuln_t *nv = realloc(m->v, nc * sizeof *nv);
     if (!nv)
       return WV_ENOMEM;
     m->v = nv, m->cap = nc;
   }
   double score = 0;
   wv_json_get_double(rec, "score", &score);
-  wv_vuln_t *v = &m->v[m->n];
-  *v = (wv_vuln_t){
+  wv_osv_vuln_t *v = &m->v[m->n];
+  *v = (wv_osv_vuln_t){
       .id = wv_arena_strdup(m->a, rec_str(rec, "display")),
       .osv_id = wv_arena_strdup(m->a, rec_str(rec, "id")),
-      .level = wv_severity_parse(rec_str(rec, "severity")),
+      .level = wv_osv_severity_parse(rec_str(rec, "severity")),
       .score = score,
       .title = wv_arena_strdup(m->a, rec_str(rec, "title")),
       .pkg_name = p->name,
@@ -453,7 +455,7 @@ static int match_pkg(match_t *m, const wv_pkg_t *p, const char *os_version) {
 }
 
 static int by_identity(const void *x, const void *y) {
-  const wv_vuln_t *a = x, *b = y;
+  const wv_osv_vuln_t *a = x, *b = y;
   int c = strcmp(a->id, b->id);
   if (!c)
     c = strcmp(a->pkg_name, b->pkg_name);
@@ -465,7 +467,7 @@ static int by_identity(const void *x, const void *y) {
 }
 
 static int by_severity(const void *x, const void *y) {
-  const wv_vuln_t *a = x, *b = y;
+  const wv_osv_vuln_t *a = x, *b = y;
   if (a->level != b->level)
     return a->level > b->level ? -1 : 1;
   if (a->score != b->score)
@@ -478,13 +480,13 @@ static int by_severity(const void *x, const void *y) {
   return c;
 }
 
-void wv_vulns_sort(wv_vuln_t *v, size_t n) {
+void wv_osv_vulns_sort(wv_osv_vuln_t *v, size_t n) {
   if (n > 1)
     qsort(v, n, sizeof *v, by_severity);
 }
 
 int wv_osv_match(wv_store_t *st, const wv_pkg_t *pkgs, size_t n, const char *os_id,
-                 const char *os_version, wv_arena_t *a, wv_vuln_t **out, size_t *nout) {
+                 const char *os_version, wv_arena_t *a, wv_osv_vuln_t **out, size_t *nout) {
   (void)os_id; /* the ecosystem of each package already carries the distribution */
   match_t m = {.st = st, .a = a};
   int rc = 0;
@@ -498,7 +500,7 @@ int wv_osv_match(wv_store_t *st, const wv_pkg_t *pkgs, size_t n, const char *os_
           strcmp(m.v[k - 1].pkg_name, m.v[i].pkg_name) != 0 ||
           strcmp(m.v[k - 1].installed_version, m.v[i].installed_version) != 0)
         m.v[k++] = m.v[i];
-    wv_vulns_sort(m.v, k);
+    wv_osv_vulns_sort(m.v, k);
   }
   *out = NULL;
   if (!rc && k) {
@@ -527,7 +529,7 @@ static int put_str(json_object *o, const char *k, const char *v) {
   return 0;
 }
 
-json_object *wv_vulns_to_json(const wv_vuln_t *v, size_t n, size_t limit) {
+json_object *wv_osv_vulns_to_json(const wv_osv_vuln_t *v, size_t n, size_t limit) {
   json_object *arr = json_object_new_array();
   if (!arr)
     return NULL;
@@ -540,7 +542,7 @@ json_object *wv_vulns_to_json(const wv_vuln_t *v, size_t n, size_t limit) {
       json_object_put(arr);
       return NULL;
     }
-    if (put_str(o, "id", v[i].id) || put_str(o, "severity", wv_severity_name(v[i].level)) ||
+    if (put_str(o, "id", v[i].id) || put_str(o, "severity", wv_osv_severity_name(v[i].level)) ||
         put_str(o, "title", v[i].title) || put_str(o, "pkgName", v[i].pkg_name) ||
         put_str(o, "installedVersion", v[i].installed_version) ||
         put_str(o, "fixedVersion", v[i].fixed_version) ||
@@ -552,13 +554,14 @@ json_object *wv_vulns_to_json(const wv_vuln_t *v, size_t n, size_t limit) {
   return arr;
 }
 
-json_object *wv_vulns_counts(const wv_vuln_t *v, size_t n) {
-  size_t count[WV_SEV_CRITICAL + 1] = {0};
+json_object *wv_osv_vulns_counts(const wv_osv_vuln_t *v, size_t n) {
+  size_t count[WV_OSV_SEV_CRITICAL + 1] = {0};
   for (size_t i = 0; i < n; i++)
-    count[v[i].level <= WV_SEV_CRITICAL ? v[i].level : WV_SEV_UNKNOWN]++;
+    count[v[i].level <= WV_OSV_SEV_CRITICAL ? v[i].level : WV_OSV_SEV_UNKNOWN]++;
   json_object *o = json_object_new_object();
-  for (int s = WV_SEV_CRITICAL; o && s >= WV_SEV_UNKNOWN; s--) {
-    if (count[s] && wv_json_add_int(o, wv_severity_name((wv_severity_t)s), (int64_t)count[s])) {
+  for (int s = WV_OSV_SEV_CRITICAL; o && s >= WV_OSV_SEV_UNKNOWN; s--) {
+    if (count[s] &&
+        wv_json_add_int(o, wv_osv_severity_name((wv_osv_severity_t)s), (int64_t)count[s])) {
       json_object_put(o);
       return NULL;
     }

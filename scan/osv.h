@@ -44,32 +44,32 @@
 
 /* Ordered so that a larger value is more severe. */
 typedef enum {
-  WV_SEV_UNKNOWN = 0,
-  WV_SEV_LOW,
-  WV_SEV_MEDIUM,
-  WV_SEV_HIGH,
-  WV_SEV_CRITICAL,
-} wv_severity_t;
+  WV_OSV_SEV_UNKNOWN = 0,
+  WV_OSV_SEV_LOW,
+  WV_OSV_SEV_MEDIUM,
+  WV_OSV_SEV_HIGH,
+  WV_OSV_SEV_CRITICAL,
+} wv_osv_severity_t;
 
 /* "UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL". */
-const char *wv_severity_name(wv_severity_t s);
+const char *wv_osv_severity_name(wv_osv_severity_t s);
 /*
  * A severity word of some database (case-insensitive): critical; high,
  * important; medium, moderate; low, negligible, unimportant, minor.
- * Anything else is WV_SEV_UNKNOWN.
+ * Anything else is WV_OSV_SEV_UNKNOWN.
  */
-wv_severity_t wv_severity_parse(const char *word);
+wv_osv_severity_t wv_osv_severity_parse(const char *word);
 /* CVSS v3 qualitative rating of a base score (0.0 counts as LOW). */
-wv_severity_t wv_severity_of_cvss3(double score);
+wv_osv_severity_t wv_osv_severity_of_cvss3(double score);
 
 /*
  * Base score of a CVSS v3.0/v3.1 vector ("CVSS:3.1/AV:N/AC:L/..."), per the
  * specification's formulas and rounding. Returns 0, or WV_EPARSE when a base
  * metric is missing, repeated or has an unknown value.
  */
-int wv_cvss3_base_score(const char *vector, double *score);
+int wv_osv_cvss3_base_score(const char *vector, double *score);
 /* Base score of a CVSS v2 vector ("AV:N/AC:L/Au:N/C:P/I:P/A:P"). */
-int wv_cvss2_base_score(const char *vector, double *score);
+int wv_osv_cvss2_base_score(const char *vector, double *score);
 
 /* ---- import ---- */
 
@@ -127,7 +127,7 @@ int wv_osv_import_main(const char *storage_path, uint64_t map_size, const char *
 typedef struct {
   const char *id;     /* CVE id when the record has one, else the OSV id */
   const char *osv_id; /* the OSV record id */
-  wv_severity_t level;
+  wv_osv_severity_t level;
   double score; /* CVSS base score, 0 if none */
   const char *title;
   const char *pkg_name; /* installed (binary) package name */
@@ -137,7 +137,7 @@ typedef struct {
   const char *ecosystem;
   const char *path; /* package database file the package came from */
   int layer;
-} wv_vuln_t;
+} wv_osv_vuln_t;
 
 /*
  * Is `version` of a package in an OSV "affected" entry? Pure: used by the
@@ -157,18 +157,18 @@ int wv_osv_affected(const json_object *affected, wv_vscheme_t scheme, const char
  * may be 0), or WV_ESTORE / WV_ENOMEM.
  */
 int wv_osv_match(wv_store_t *st, const wv_pkg_t *pkgs, size_t n, const char *os_id,
-                 const char *os_version, wv_arena_t *a, wv_vuln_t **out, size_t *nout);
+                 const char *os_version, wv_arena_t *a, wv_osv_vuln_t **out, size_t *nout);
 
 /* Sorts findings most severe first (level, then score, id, package name). */
-void wv_vulns_sort(wv_vuln_t *v, size_t n);
+void wv_osv_vulns_sort(wv_osv_vuln_t *v, size_t n);
 
 /*
  * Contract §8.2 vulnerability objects as a new JSON array (caller puts it), at
  * most limit entries (0 = all) in the given order; missing strings are "".
  * NULL on OOM.
  */
-json_object *wv_vulns_to_json(const wv_vuln_t *v, size_t n, size_t limit);
+json_object *wv_osv_vulns_to_json(const wv_osv_vuln_t *v, size_t n, size_t limit);
 /* Contract §3.6 counts {"HIGH":2,"MEDIUM":5} (only non-zero levels). NULL on OOM. */
-json_object *wv_vulns_counts(const wv_vuln_t *v, size_t n);
+json_object *wv_osv_vulns_counts(const wv_osv_vuln_t *v, size_t n);
 
 #endif

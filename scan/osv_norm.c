@@ -194,24 +194,24 @@ static const char *db_specific_severity(json_object *o) {
  * database's own word (a non-CVSS severity entry, database_specific or
  * ecosystem_specific); a CVSS v2 vector; else UNKNOWN.
  */
-static void severity_of(json_object *rec, wv_severity_t *lvl, double *score) {
+static void severity_of(json_object *rec, wv_osv_severity_t *lvl, double *score) {
   json_object *affs = NULL;
   size_t na = wv_json_get_array(rec, "affected", &affs) ? 0 : json_object_array_length(affs);
-  *lvl = WV_SEV_UNKNOWN;
+  *lvl = WV_OSV_SEV_UNKNOWN;
   *score = 0;
   for (size_t i = 0; i <= na; i++) {
     json_object *o = i == 0 ? rec : json_object_array_get_idx(affs, i - 1);
     const char *v = sev_entry(o, "CVSS_V3");
-    if (v && wv_cvss3_base_score(v, score) == 0) {
-      *lvl = wv_severity_of_cvss3(*score);
+    if (v && wv_osv_cvss3_base_score(v, score) == 0) {
+      *lvl = wv_osv_severity_of_cvss3(*score);
       return;
     }
   }
   for (size_t i = 0; i <= na; i++) {
     json_object *o = i == 0 ? rec : json_object_array_get_idx(affs, i - 1);
     const char *w = sev_entry(o, NULL);
-    wv_severity_t s = wv_severity_parse(w ? w : db_specific_severity(o));
-    if (s != WV_SEV_UNKNOWN) {
+    wv_osv_severity_t s = wv_osv_severity_parse(w ? w : db_specific_severity(o));
+    if (s != WV_OSV_SEV_UNKNOWN) {
       *lvl = s;
       return;
     }
@@ -219,8 +219,8 @@ static void severity_of(json_object *rec, wv_severity_t *lvl, double *score) {
   for (size_t i = 0; i <= na; i++) {
     json_object *o = i == 0 ? rec : json_object_array_get_idx(affs, i - 1);
     const char *v = sev_entry(o, "CVSS_V2");
-    if (v && wv_cvss2_base_score(v, score) == 0) {
-      *lvl = *score >= 7.0 ? WV_SEV_HIGH : *score >= 4.0 ? WV_SEV_MEDIUM : WV_SEV_LOW;
+    if (v && wv_osv_cvss2_base_score(v, score) == 0) {
+      *lvl = *score >= 7.0 ? WV_OSV_SEV_HIGH : *score >= 4.0 ? WV_OSV_SEV_MEDIUM : WV_OSV_SEV_LOW;
       return;
     }
   }
@@ -322,7 +322,7 @@ int wv__osv_normalise(wv_arena_t *ar, json_object *rec, rec_t *r, char *why, siz
     json_object_put(out);
     return 0;
   }
-  wv_severity_t lvl;
+  wv_osv_severity_t lvl;
   double score;
   char title[TITLE_MAX + 1], url[512];
   severity_of(rec, &lvl, &score);
@@ -334,7 +334,7 @@ int wv__osv_normalise(wv_arena_t *ar, json_object *rec, rec_t *r, char *why, siz
   json_object_object_add(n, "modified", json_object_new_string(r->modified ? r->modified : ""));
   json_object_object_add(n, "display", json_object_new_string(display));
   json_object_object_add(n, "title", json_object_new_string(title));
-  json_object_object_add(n, "severity", json_object_new_string(wv_severity_name(lvl)));
+  json_object_object_add(n, "severity", json_object_new_string(wv_osv_severity_name(lvl)));
   json_object_object_add(n, "score", json_object_new_double(score));
   json_object_object_add(n, "url", json_object_new_string(url));
   json_object_object_add(n, "affected", out);

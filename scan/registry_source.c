@@ -101,7 +101,7 @@ static int upstream_manifest(rs_t *r, const char *ref, doc_t *d) {
     return WV_ENOMEM;
   wv_http_req_t req = {.url = url, .headers = hdrs, .max_body = WV_AUGMENT_MAX_MANIFEST};
   wv_http_resp_t resp;
-  wv_perr_t e;
+  wv_fetch_err_t e;
   wv_http_resp_init(&resp);
   int rc = wv_fetch(r->app, r->src->registry, r->src->repo, WV_WHO_WAVED, &req, &resp, NULL, &e);
   if (rc)
@@ -241,7 +241,7 @@ static int layer_hop(layer_t *l, const char *url, wv_http_resp_t *resp) {
   l->ok = false;
   l->discarded = 0;
   if (url[0] == '/' || (strncmp(url, r->base, bl) == 0 && url[bl] == '/')) {
-    wv_perr_t e;
+    wv_fetch_err_t e;
     req.url = url[0] == '/' ? url : url + bl;
     int rc =
         wv_fetch(r->app, r->src->registry, r->src->repo, WV_WHO_WAVED, &req, resp, &l->began, &e);

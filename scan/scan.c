@@ -426,7 +426,7 @@ int wv_scan_image_digest(const wv_app_t *app, const char *image, char out[72]) {
                        .url = wv_arena_sprintf(a, "/v2/%s/manifests/%s", ref.path, ref.reference),
                        .headers = hdrs};
   wv_http_resp_t resp;
-  wv_perr_t e;
+  wv_fetch_err_t e;
   wv_http_resp_init(&resp);
   rc = req.url ? wv_fetch(app, ref.registry, ref.path, WV_WHO_WAVED, &req, &resp, NULL, &e)
                : WV_ENOMEM;

@@ -119,12 +119,12 @@ static int set_origin(job_t *j) {
 }
 
 /* Keeps the findings whose severity wave.scan.severity lists ("" = all); returns the count. */
-static size_t filter_severity(wv_vuln_t *v, size_t n, const char *list) {
+static size_t filter_severity(wv_osv_vuln_t *v, size_t n, const char *list) {
   if (!list || !*list)
     return n;
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
-    const char *name = wv_severity_name(v[i].level), *p = list;
+    const char *name = wv_osv_severity_name(v[i].level), *p = list;
     size_t nl = strlen(name);
     bool keep = false;
     while (*p && !keep) {
@@ -178,9 +178,9 @@ static int make_spdx(job_t *j, wv_inventory_t *inv, const char *digest, void **o
 }
 
 /* Ends the scan SUCCEEDED with findings v[0..n). */
-static int finish(job_t *j, wv_vuln_t *v, size_t n, const void *spdx, size_t spdx_len) {
-  json_object *rec = NULL, *counts = wv_vulns_counts(v, n);
-  json_object *arr = wv_vulns_to_json(v, n, (size_t)j->app->cfg->scan_vuln_limit);
+static int finish(job_t *j, wv_osv_vuln_t *v, size_t n, const void *spdx, size_t spdx_len) {
+  json_object *rec = NULL, *counts = wv_osv_vulns_counts(v, n);
+  json_object *arr = wv_osv_vulns_to_json(v, n, (size_t)j->app->cfg->scan_vuln_limit);
   int rc = counts && arr ? wv_scan_load_record(j->app, j->id, &rec) : WV_ENOMEM;
   char dur[WV_DURATION_STRLEN];
   const char *start = NULL;
@@ -204,7 +204,7 @@ static int run(job_t *j, const char **msg) {
   wv_scan_io_t io = {.log = job_log, .cancelled = job_cancelled, .arg = j};
   wv_scan_source_result_t res;
   wv_inventory_t *inv = NULL;
-  wv_vuln_t *v = NULL;
+  wv_osv_vuln_t *v = NULL;
   size_t n = 0;
   void *spdx = NULL;
   size_t spdx_len = 0;
@@ -227,8 +227,8 @@ static int run(job_t *j, const char **msg) {
   if (!rc) {
     n = filter_severity(v, n, j->app->cfg->scan_severity);
     for (size_t i = 0; i < n; i++)
-      logf_(j, "%s %s %s %s fixed in '%s'", wv_severity_name(v[i].level), v[i].id, v[i].pkg_name,
-            v[i].installed_version, v[i].fixed_version);
+      logf_(j, "%s %s %s %s fixed in '%s'", wv_osv_severity_name(v[i].level), v[i].id,
+            v[i].pkg_name, v[i].installed_version, v[i].fixed_version);
     logf_(j, "%zu vulnerabilities", n);
     rc = make_spdx(j, inv, res.manifest_digest, &spdx, &spdx_len);
   }

@@ -91,7 +91,7 @@ static int env_open(env_t *e, const char *build) {
   e->a = wv_arena_new(0);
   snprintf(path, sizeof path, "%s/state", e->dir);
   if (wv_store_open(&e->app.store, path, 64 << 20, 0) || wv_cas_open(&e->app.cas, e->dir, 0) ||
-      wv_builds_new(&e->app.builds))
+      wv_build_table_new(&e->app.builds))
     return -1;
   snprintf(path, sizeof path, "%s/build", e->dir);
   mkdir(path, 0700);
@@ -110,7 +110,7 @@ static int env_open(env_t *e, const char *build) {
 
 static void env_close(env_t *e) {
   wv_job_engine_free(e->app.jobs);
-  wv_builds_free(e->app.builds);
+  wv_build_table_free(e->app.builds);
   wv_cas_close(e->app.cas);
   wv_store_close(e->app.store);
   wv_config_free(&e->cfg);
@@ -377,7 +377,7 @@ TEST(failure_window_then_retry) {
 TEST(build_rate_limit_counts_new_builds_only) {
   env_t e;
   CHECK_OK(env_open(&e, "ok"));
-  wv_rate_t one = {1, 3600000}, off = {0, 0};
+  wv_ratelimit_rate_t one = {1, 3600000}, off = {0, 0};
   CHECK_OK(wv_ratelimit_new("build", one, off, 64, &e.app.build_limit));
   json_object *o;
   const char *msg;
@@ -419,7 +419,7 @@ TEST(build_rate_limit_counts_new_builds_only) {
 TEST(container_requests_take_pull_permits) {
   env_t e;
   CHECK_OK(env_open(&e, "ok"));
-  wv_rate_t two = {2, 60000}, off = {0, 0};
+  wv_ratelimit_rate_t two = {2, 60000}, off = {0, 0};
   CHECK_OK(wv_ratelimit_new("pull", two, off, 64, &e.app.pull_limit));
   json_object *o;
   const char *msg;

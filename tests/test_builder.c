@@ -10,14 +10,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const wv_build_target_t embedded_target = {
+static const wv_builder_target_t embedded_target = {
     .workspace = "/ws", .workdir = "/ws/bd-1", .platform = "linux/amd64", .tag = "abc"};
-static const wv_build_target_t repo_target = {.workspace = "/ws",
-                                              .workdir = "/ws/bd-1",
-                                              .platform = "linux/arm64",
-                                              .repo = "127.0.0.1:5000/wave/build",
-                                              .tag = "abc",
-                                              .insecure = true};
+static const wv_builder_target_t repo_target = {.workspace = "/ws",
+                                                .workdir = "/ws/bd-1",
+                                                .platform = "linux/arm64",
+                                                .repo = "127.0.0.1:5000/wave/build",
+                                                .tag = "abc",
+                                                .insecure = true};
 
 /* argv joined by single spaces. */
 static const char *joined(wv_arena_t *a, const char *const *argv) {
@@ -34,7 +34,7 @@ static const char *joined(wv_arena_t *a, const char *const *argv) {
 TEST(default_buildah_templates) {
   wv_config_t cfg;
   wv_builder_t b;
-  wv_job_step_t steps[WV_BUILD_MAX_STEPS];
+  wv_job_step_t steps[WV_BUILDER_MAX_STEPS];
   size_t n;
   char err[256];
   wv_arena_t *a = wv_arena_new(0);
@@ -61,12 +61,12 @@ TEST(default_buildah_templates) {
                                 "oci:/ws/bd-1/oci:abc",
                                 B));
   CHECK_EQ_INT(steps[2].type, WV_JOB_STEP_FN);
-  CHECK_EQ_STR(steps[2].fn, WV_BUILD_IMPORT_FN);
+  CHECK_EQ_STR(steps[2].fn, WV_BUILDER_IMPORT_FN);
   CHECK_HAS(steps[2].arg, "\"layout\":\"/ws/bd-1/oci\"");
   CHECK(steps[3].may_fail && !steps[0].may_fail);
   /* The last step keeps <workspace>/buildah under the cap (prune, then prune-all). */
   CHECK_EQ_INT(steps[4].type, WV_JOB_STEP_FN);
-  CHECK_EQ_STR(steps[4].fn, WV_BUILD_PRUNE_FN);
+  CHECK_EQ_STR(steps[4].fn, WV_BUILDER_PRUNE_FN);
   CHECK(steps[4].may_fail);
   CHECK_HAS(steps[4].arg, "\"dir\":\"/ws/buildah\"");
   CHECK_HAS(steps[4].arg, "\"--storage-driver\",\"vfs\",\"rmi\",\"--prune\"]");
@@ -78,12 +78,12 @@ TEST(default_buildah_templates) {
   CHECK(has_auth_env);
 
   /* Pushed to a registry: docker:// destination, no import step. */
-  wv_build_target_t rt = repo_target;
+  wv_builder_target_t rt = repo_target;
   rt.layers = true;
   rt.storage_driver = "overlay";
   CHECK_OK(wv_builder_steps(a, &b, &rt, steps, &n, err, sizeof err));
   CHECK_EQ_INT(n, 3); /* build, push, prune: no rmi, it would drop the cached steps */
-  CHECK_EQ_STR(steps[2].fn, WV_BUILD_PRUNE_FN);
+  CHECK_EQ_STR(steps[2].fn, WV_BUILDER_PRUNE_FN);
   CHECK_HAS(joined(a, steps[0].argv), "--storage-driver overlay build --layers=true ");
   CHECK_HAS(joined(a, steps[1].argv), "--storage-driver overlay push ");
   CHECK_HAS(joined(a, steps[0].argv), "--tls-verify=false");
@@ -99,7 +99,7 @@ TEST(default_buildah_templates) {
 TEST(no_prune_template) {
   wv_config_t cfg;
   wv_builder_t b;
-  wv_job_step_t steps[WV_BUILD_MAX_STEPS];
+  wv_job_step_t steps[WV_BUILDER_MAX_STEPS];
   size_t n;
   char err[256];
   wv_arena_t *a = wv_arena_new(0);
@@ -130,7 +130,7 @@ TEST(overlay_probe) {
 TEST(buildkit_template) {
   wv_config_t cfg;
   wv_builder_t b;
-  wv_job_step_t steps[WV_BUILD_MAX_STEPS];
+  wv_job_step_t steps[WV_BUILDER_MAX_STEPS];
   size_t n;
   char err[256];
   wv_arena_t *a = wv_arena_new(0);
@@ -163,7 +163,7 @@ TEST(expansion_rules) {
   wv_arena_t *a = wv_arena_new(0);
   const char **argv;
   char err[256];
-  wv_build_target_t t = embedded_target;
+  wv_builder_target_t t = embedded_target;
   /* A value with spaces stays one argument; nothing is split or shell-parsed. */
   t.tag = "a b;rm -rf /";
   CHECK_OK(wv_builder_expand(a, "echo {tag}  x={tag}", &t, &argv, err, sizeof err));
@@ -184,9 +184,9 @@ TEST(expansion_rules) {
 }
 
 TEST(authfile_content_and_no_credentials_in_argv) {
-  wv_build_cred_t creds[] = {{"127.0.0.1:5000", "alice", "s3cr3t-pass"},
-                             {"docker.io", "bob", "hub-pass"},
-                             {"quay.io", NULL, NULL}};
+  wv_builder_cred_t creds[] = {{"127.0.0.1:5000", "alice", "s3cr3t-pass"},
+                               {"docker.io", "bob", "hub-pass"},
+                               {"quay.io", NULL, NULL}};
   wv_buf_t b;
   wv_buf_init(&b, 1 << 16);
   CHECK_OK(wv_builder_authfile(creds, 3, &b));
@@ -207,7 +207,7 @@ TEST(authfile_content_and_no_credentials_in_argv) {
   /* No step of any backend carries a credential on argv or in env. */
   wv_config_t cfg;
   wv_builder_t bk;
-  wv_job_step_t steps[WV_BUILD_MAX_STEPS];
+  wv_job_step_t steps[WV_BUILDER_MAX_STEPS];
   size_t n;
   char err[256];
   wv_arena_t *a = wv_arena_new(0);
@@ -216,7 +216,7 @@ TEST(authfile_content_and_no_credentials_in_argv) {
     free(cfg.build_builder);
     cfg.build_builder = strdup(backend ? "buildkit" : "buildah");
     CHECK_OK(wv_builder_from_config(&cfg, &bk));
-    wv_build_target_t t = repo_target;
+    wv_builder_target_t t = repo_target;
     t.workdir = dir;
     CHECK_OK(wv_builder_steps(a, &bk, &t, steps, &n, err, sizeof err));
     for (size_t i = 0; i < n; i++)

@@ -187,17 +187,17 @@ TEST(refusals_name_what) {
 }
 
 TEST(limits) {
-  char *big = malloc(WV_DEF_MAX + 2);
+  char *big = malloc(WV_DEFFILE_MAX + 2);
   CHECK(big);
-  memset(big, '#', WV_DEF_MAX + 1);
-  big[WV_DEF_MAX + 1] = 0;
+  memset(big, '#', WV_DEFFILE_MAX + 1);
+  big[WV_DEFFILE_MAX + 1] = 0;
   wv_deffile_t d;
   const char *msg;
   CHECK_EQ_INT(parse(big, &d, &msg), WV_ETOOBIG);
   free(big);
   char *many = wv_arena_alloc(A, 64 * 1024);
   int n = sprintf(many, "Bootstrap: docker\nFrom: x\n%%files\n");
-  for (int i = 0; i <= WV_DEF_MAX_FILES; i++)
+  for (int i = 0; i <= WV_DEFFILE_MAX_FILES; i++)
     n += sprintf(many + n, " f%d\n", i);
   CHECK_EQ_INT(parse(many, &d, &msg), WV_ETOOBIG);
 }

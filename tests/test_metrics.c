@@ -7,53 +7,54 @@
 #include <pthread.h>
 
 TEST(cidr_parse_and_match) {
-  wv_cidrs_t c;
+  wv_cidr_list_t c;
   char why[256];
-  CHECK_OK(wv_cidrs_parse("127.0.0.0/8, ::1/128 10.1.2.0/23", &c, why, sizeof why));
+  CHECK_OK(wv_cidr_list_parse("127.0.0.0/8, ::1/128 10.1.2.0/23", &c, why, sizeof why));
   CHECK_EQ_INT(c.n, 3);
-  CHECK(wv_cidrs_match(&c, "127.0.0.1"));
-  CHECK(wv_cidrs_match(&c, "127.255.1.2"));
-  CHECK(wv_cidrs_match(&c, "::1"));
-  CHECK(wv_cidrs_match(&c, "::ffff:127.0.0.9")); /* IPv4-mapped counts as IPv4 */
-  CHECK(wv_cidrs_match(&c, "10.1.3.255"));
-  CHECK(!wv_cidrs_match(&c, "10.1.4.0"));
-  CHECK(!wv_cidrs_match(&c, "128.0.0.1"));
-  CHECK(!wv_cidrs_match(&c, "::2"));
-  CHECK(!wv_cidrs_match(&c, ""));
-  CHECK(!wv_cidrs_match(&c, "not-an-ip"));
-  CHECK_OK(wv_cidrs_parse("", &c, why, sizeof why));
-  CHECK(!wv_cidrs_match(&c, "127.0.0.1"));
-  CHECK_OK(wv_cidrs_parse("*", &c, why, sizeof why));
-  CHECK(wv_cidrs_match(&c, "203.0.113.7"));
+  CHECK(wv_cidr_list_match(&c, "127.0.0.1"));
+  CHECK(wv_cidr_list_match(&c, "127.255.1.2"));
+  CHECK(wv_cidr_list_match(&c, "::1"));
+  CHECK(wv_cidr_list_match(&c, "::ffff:127.0.0.9")); /* IPv4-mapped counts as IPv4 */
+  CHECK(wv_cidr_list_match(&c, "10.1.3.255"));
+  CHECK(!wv_cidr_list_match(&c, "10.1.4.0"));
+  CHECK(!wv_cidr_list_match(&c, "128.0.0.1"));
+  CHECK(!wv_cidr_list_match(&c, "::2"));
+  CHECK(!wv_cidr_list_match(&c, ""));
+  CHECK(!wv_cidr_list_match(&c, "not-an-ip"));
+  CHECK_OK(wv_cidr_list_parse("", &c, why, sizeof why));
+  CHECK(!wv_cidr_list_match(&c, "127.0.0.1"));
+  CHECK_OK(wv_cidr_list_parse("*", &c, why, sizeof why));
+  CHECK(wv_cidr_list_match(&c, "203.0.113.7"));
 }
 
 TEST(cidr_bad_entries_are_named) {
-  wv_cidrs_t c;
+  wv_cidr_list_t c;
   char why[256];
-  CHECK(wv_cidrs_parse("127.0.0.0/33", &c, why, sizeof why) == WV_EINVAL);
+  CHECK(wv_cidr_list_parse("127.0.0.0/33", &c, why, sizeof why) == WV_EINVAL);
   CHECK(strstr(why, "'127.0.0.0/33'") != NULL);
-  CHECK(wv_cidrs_parse("10.0.0.0/8, lab.example", &c, why, sizeof why) == WV_EINVAL);
+  CHECK(wv_cidr_list_parse("10.0.0.0/8, lab.example", &c, why, sizeof why) == WV_EINVAL);
   CHECK(strstr(why, "'lab.example'") != NULL);
-  CHECK(wv_cidrs_parse("::/", &c, why, sizeof why) == WV_EINVAL);
+  CHECK(wv_cidr_list_parse("::/", &c, why, sizeof why) == WV_EINVAL);
   char many[64 * 16] = "";
-  for (int i = 0; i < WV_CIDRS_MAX + 1; i++)
+  for (int i = 0; i < WV_CIDR_LIST_MAX + 1; i++)
     snprintf(many + strlen(many), sizeof many - strlen(many), "10.0.0.%d,", i);
-  CHECK(wv_cidrs_parse(many, &c, why, sizeof why) == WV_ETOOBIG);
+  CHECK(wv_cidr_list_parse(many, &c, why, sizeof why) == WV_ETOOBIG);
 }
 
 TEST(route_classes) {
   CHECK_EQ_INT(wv_metrics_route_class("/v2/wt/abc/library/busybox/manifests/latest", true),
-               WV_MR_MANIFEST);
-  CHECK_EQ_INT(wv_metrics_route_class("/v2/library/busybox/blobs/sha256:00", true), WV_MR_BLOB);
-  CHECK_EQ_INT(wv_metrics_route_class("/v2/", true), WV_MR_V2);
-  CHECK_EQ_INT(wv_metrics_route_class("/v1alpha2/container", true), WV_MR_CONTAINER);
-  CHECK_EQ_INT(wv_metrics_route_class("/container-token", true), WV_MR_CONTAINER);
-  CHECK_EQ_INT(wv_metrics_route_class("/v1alpha1/builds/x", true), WV_MR_API);
-  CHECK_EQ_INT(wv_metrics_route_class("/view/builds/x", true), WV_MR_VIEW);
-  CHECK_EQ_INT(wv_metrics_route_class("/metrics", true), WV_MR_METRICS);
-  CHECK_EQ_INT(wv_metrics_route_class("/service-info", true), WV_MR_HEALTH);
-  CHECK_EQ_INT(wv_metrics_route_class("/foo", true), WV_MR_OTHER);
-  CHECK_EQ_INT(wv_metrics_route_class("/v2/x/manifests/y", false), WV_MR_UNROUTED);
+               WV_METRICS_ROUTE_MANIFEST);
+  CHECK_EQ_INT(wv_metrics_route_class("/v2/library/busybox/blobs/sha256:00", true),
+               WV_METRICS_ROUTE_BLOB);
+  CHECK_EQ_INT(wv_metrics_route_class("/v2/", true), WV_METRICS_ROUTE_V2);
+  CHECK_EQ_INT(wv_metrics_route_class("/v1alpha2/container", true), WV_METRICS_ROUTE_CONTAINER);
+  CHECK_EQ_INT(wv_metrics_route_class("/container-token", true), WV_METRICS_ROUTE_CONTAINER);
+  CHECK_EQ_INT(wv_metrics_route_class("/v1alpha1/builds/x", true), WV_METRICS_ROUTE_API);
+  CHECK_EQ_INT(wv_metrics_route_class("/view/builds/x", true), WV_METRICS_ROUTE_VIEW);
+  CHECK_EQ_INT(wv_metrics_route_class("/metrics", true), WV_METRICS_ROUTE_METRICS);
+  CHECK_EQ_INT(wv_metrics_route_class("/service-info", true), WV_METRICS_ROUTE_HEALTH);
+  CHECK_EQ_INT(wv_metrics_route_class("/foo", true), WV_METRICS_ROUTE_OTHER);
+  CHECK_EQ_INT(wv_metrics_route_class("/v2/x/manifests/y", false), WV_METRICS_ROUTE_UNROUTED);
 }
 
 #define THREADS 8
@@ -62,8 +63,8 @@ TEST(route_classes) {
 static void *count_many(void *arg) {
   (void)arg;
   for (int i = 0; i < PER_THREAD; i++) {
-    wv_metrics_add(WV_MC_HOT_HIT, 1);
-    wv_metrics_request(WV_MR_MANIFEST, 200, wv_metrics_start());
+    wv_metrics_add(WV_METRICS_HOT_HIT, 1);
+    wv_metrics_request(WV_METRICS_ROUTE_MANIFEST, 200, wv_metrics_start());
   }
   return NULL;
 }
@@ -83,7 +84,7 @@ TEST(threads_sum_exactly) {
     CHECK(pthread_create(&t[i], NULL, count_many, NULL) == 0);
   for (int i = 0; i < THREADS; i++)
     pthread_join(t[i], NULL);
-  CHECK_EQ_INT(wv_metrics_sum(WV_MC_HOT_HIT), THREADS * PER_THREAD);
+  CHECK_EQ_INT(wv_metrics_sum(WV_METRICS_HOT_HIT), THREADS * PER_THREAD);
   wv_buf_t b;
   wv_buf_init(&b, 1 << 20);
   CHECK_OK(wv_metrics_write(&b));
@@ -105,10 +106,10 @@ TEST(off_counts_nothing) {
   wv_metrics_enable(false);
   uint64_t t0 = wv_metrics_start();
   CHECK_EQ_INT(t0, 0);
-  wv_metrics_request(WV_MR_BLOB, 200, t0);
-  wv_metrics_add(WV_MC_HOT_MISS, 1);
+  wv_metrics_request(WV_METRICS_ROUTE_BLOB, 200, t0);
+  wv_metrics_add(WV_METRICS_HOT_MISS, 1);
   wv_metrics_enable(true);
-  CHECK_EQ_INT(wv_metrics_sum(WV_MC_HOT_MISS), 0);
+  CHECK_EQ_INT(wv_metrics_sum(WV_METRICS_HOT_MISS), 0);
   wv_buf_t b;
   wv_buf_init(&b, 1 << 20);
   CHECK_OK(wv_metrics_write(&b));
@@ -118,9 +119,9 @@ TEST(off_counts_nothing) {
 
 TEST(statuses_buckets_and_labels) {
   wv_metrics_reset();
-  wv_metrics_request(WV_MR_API, 429, wv_metrics_start());
-  wv_metrics_request(WV_MR_API, 299, wv_metrics_start());   /* not listed: "other" */
-  wv_metrics_upstream("reg.example:5000", 30000000, false); /* 30 ms */
+  wv_metrics_request(WV_METRICS_ROUTE_API, 429, wv_metrics_start());
+  wv_metrics_request(WV_METRICS_ROUTE_API, 299, wv_metrics_start()); /* not listed: "other" */
+  wv_metrics_upstream("reg.example:5000", 30000000, false);          /* 30 ms */
   wv_metrics_upstream("reg.example:5000", 2000000000ULL, true);
   wv_metrics_upstream("we\"ird", 1, false);
   wv_metrics_job_end("build", "SUCCEEDED", 45LL * 1000000000);

@@ -25,20 +25,20 @@ static const char *GIT2 = "dependencies:\n- bwa\n- pip\n- pip:\n"
 
 static wv_arena_t *A;
 
-static const char *target(bool sif, const char *conda, wv_name_strategy_t s) {
+static const char *target(bool sif, const char *conda, wv_naming_strategy_t s) {
   const char *out = NULL;
   int rc = wv_naming_target_image(A, sif, "foo.com/build", "123", conda, s, &out);
   return rc ? "error" : out;
 }
 
-#define D WV_NAME_DEFAULT
-#define NONE WV_NAME_NONE
-#define TP WV_NAME_TAG_PREFIX
-#define IS WV_NAME_IMAGE_SUFFIX
+#define D WV_NAMING_DEFAULT
+#define NONE WV_NAMING_NONE
+#define TP WV_NAMING_TAG_PREFIX
+#define IS WV_NAMING_IMAGE_SUFFIX
 
 TEST(target_without_conda) {
   A = wv_arena_new(0);
-  wv_name_strategy_t all[] = {D, NONE, TP, IS};
+  wv_naming_strategy_t all[] = {D, NONE, TP, IS};
   for (int i = 0; i < 4; i++) {
     CHECK_EQ_STR(target(false, NULL, all[i]), "foo.com/build:123");
     CHECK_EQ_STR(target(true, NULL, all[i]), "oras://foo.com/build:123");
@@ -122,7 +122,7 @@ TEST(normalise_rules) {
 
 TEST(strategy_parse) {
   A = wv_arena_new(0);
-  wv_name_strategy_t s;
+  wv_naming_strategy_t s;
   const char *msg = NULL;
   CHECK_OK(wv_naming_strategy_parse(A, NULL, &s, &msg));
   CHECK_EQ_INT(s, D);

@@ -23,36 +23,36 @@ static struct sockaddr_storage sa_of(const char *text) {
   return ss;
 }
 
-static wv_net_class_t cls(const char *text) {
+static wv_netpolicy_class_t cls(const char *text) {
   struct sockaddr_storage ss = sa_of(text);
-  return wv_net_classify((struct sockaddr *)&ss);
+  return wv_netpolicy_classify((struct sockaddr *)&ss);
 }
 
 TEST(classify_ipv4) {
   static const struct {
     const char *addr;
-    wv_net_class_t want;
+    wv_netpolicy_class_t want;
   } cases[] = {
-      {"8.8.8.8", WV_NET_PUBLIC},         {"1.1.1.1", WV_NET_PUBLIC},
-      {"127.0.0.1", WV_NET_LOOPBACK},     {"127.255.255.254", WV_NET_LOOPBACK},
-      {"10.0.0.1", WV_NET_PRIVATE},       {"10.255.255.255", WV_NET_PRIVATE},
-      {"172.16.0.1", WV_NET_PRIVATE},     {"172.31.255.255", WV_NET_PRIVATE},
-      {"172.15.255.255", WV_NET_PUBLIC},  {"172.32.0.0", WV_NET_PUBLIC},
-      {"192.168.1.1", WV_NET_PRIVATE},    {"192.169.0.1", WV_NET_PUBLIC},
-      {"100.64.0.1", WV_NET_SHARED},      {"100.127.255.255", WV_NET_SHARED},
-      {"100.63.255.255", WV_NET_PUBLIC},  {"100.128.0.0", WV_NET_PUBLIC},
-      {"169.254.0.1", WV_NET_LINK_LOCAL}, {"169.254.169.254", WV_NET_METADATA},
-      {"169.254.170.2", WV_NET_METADATA}, {"100.100.100.200", WV_NET_METADATA},
-      {"0.0.0.0", WV_NET_UNSPECIFIED},    {"0.1.2.3", WV_NET_UNSPECIFIED},
-      {"224.0.0.1", WV_NET_MULTICAST},    {"239.255.255.250", WV_NET_MULTICAST},
-      {"240.0.0.1", WV_NET_RESERVED},     {"255.255.255.255", WV_NET_RESERVED},
-      {"192.0.2.7", WV_NET_RESERVED},     {"198.18.0.1", WV_NET_RESERVED},
-      {"198.51.100.1", WV_NET_RESERVED},  {"203.0.113.9", WV_NET_RESERVED},
-      {"192.0.0.8", WV_NET_RESERVED},     {"223.255.255.255", WV_NET_PUBLIC},
+      {"8.8.8.8", WV_NETPOLICY_PUBLIC},         {"1.1.1.1", WV_NETPOLICY_PUBLIC},
+      {"127.0.0.1", WV_NETPOLICY_LOOPBACK},     {"127.255.255.254", WV_NETPOLICY_LOOPBACK},
+      {"10.0.0.1", WV_NETPOLICY_PRIVATE},       {"10.255.255.255", WV_NETPOLICY_PRIVATE},
+      {"172.16.0.1", WV_NETPOLICY_PRIVATE},     {"172.31.255.255", WV_NETPOLICY_PRIVATE},
+      {"172.15.255.255", WV_NETPOLICY_PUBLIC},  {"172.32.0.0", WV_NETPOLICY_PUBLIC},
+      {"192.168.1.1", WV_NETPOLICY_PRIVATE},    {"192.169.0.1", WV_NETPOLICY_PUBLIC},
+      {"100.64.0.1", WV_NETPOLICY_SHARED},      {"100.127.255.255", WV_NETPOLICY_SHARED},
+      {"100.63.255.255", WV_NETPOLICY_PUBLIC},  {"100.128.0.0", WV_NETPOLICY_PUBLIC},
+      {"169.254.0.1", WV_NETPOLICY_LINK_LOCAL}, {"169.254.169.254", WV_NETPOLICY_METADATA},
+      {"169.254.170.2", WV_NETPOLICY_METADATA}, {"100.100.100.200", WV_NETPOLICY_METADATA},
+      {"0.0.0.0", WV_NETPOLICY_UNSPECIFIED},    {"0.1.2.3", WV_NETPOLICY_UNSPECIFIED},
+      {"224.0.0.1", WV_NETPOLICY_MULTICAST},    {"239.255.255.250", WV_NETPOLICY_MULTICAST},
+      {"240.0.0.1", WV_NETPOLICY_RESERVED},     {"255.255.255.255", WV_NETPOLICY_RESERVED},
+      {"192.0.2.7", WV_NETPOLICY_RESERVED},     {"198.18.0.1", WV_NETPOLICY_RESERVED},
+      {"198.51.100.1", WV_NETPOLICY_RESERVED},  {"203.0.113.9", WV_NETPOLICY_RESERVED},
+      {"192.0.0.8", WV_NETPOLICY_RESERVED},     {"223.255.255.255", WV_NETPOLICY_PUBLIC},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     if (cls(cases[i].addr) != cases[i].want)
-      fprintf(stderr, "  %s: got %s\n", cases[i].addr, wv_net_class_text(cls(cases[i].addr)));
+      fprintf(stderr, "  %s: got %s\n", cases[i].addr, wv_netpolicy_class_text(cls(cases[i].addr)));
     CHECK_EQ_INT(cls(cases[i].addr), cases[i].want);
   }
 }
@@ -60,36 +60,36 @@ TEST(classify_ipv4) {
 TEST(classify_ipv6) {
   static const struct {
     const char *addr;
-    wv_net_class_t want;
+    wv_netpolicy_class_t want;
   } cases[] = {
-      {"2606:4700::1111", WV_NET_PUBLIC},
-      {"::1", WV_NET_LOOPBACK},
-      {"::", WV_NET_UNSPECIFIED},
-      {"::ffff:127.0.0.1", WV_NET_LOOPBACK}, /* IPv4-mapped: the IPv4 address counts */
-      {"::ffff:169.254.169.254", WV_NET_METADATA},
-      {"::ffff:10.1.2.3", WV_NET_PRIVATE},
-      {"::ffff:8.8.8.8", WV_NET_PUBLIC},
-      {"::127.0.0.1", WV_NET_RESERVED},     /* IPv4-compatible (deprecated) */
-      {"64:ff9b::7f00:1", WV_NET_LOOPBACK}, /* NAT64 of 127.0.0.1 */
-      {"64:ff9b::808:808", WV_NET_PUBLIC},  /* NAT64 of 8.8.8.8 */
-      {"64:ff9b:1::1", WV_NET_PRIVATE},     /* local-use NAT64 */
-      {"2002:7f00:1::1", WV_NET_LOOPBACK},  /* 6to4 of 127.0.0.1 */
-      {"2002:808:808::1", WV_NET_PUBLIC},
-      {"2001::1", WV_NET_RESERVED},     /* Teredo */
-      {"2001:db8::1", WV_NET_RESERVED}, /* documentation */
-      {"100::1", WV_NET_RESERVED},      /* discard */
-      {"fc00::1", WV_NET_PRIVATE},
-      {"fd12:3456::1", WV_NET_PRIVATE},
-      {"fd00:ec2::254", WV_NET_METADATA}, /* AWS IMDS over IPv6 */
-      {"fe80::1", WV_NET_LINK_LOCAL},
-      {"febf::1", WV_NET_LINK_LOCAL},
-      {"fec0::1", WV_NET_PRIVATE}, /* deprecated site-local */
-      {"ff02::1", WV_NET_MULTICAST},
-      {"2a00:1450::1", WV_NET_PUBLIC},
+      {"2606:4700::1111", WV_NETPOLICY_PUBLIC},
+      {"::1", WV_NETPOLICY_LOOPBACK},
+      {"::", WV_NETPOLICY_UNSPECIFIED},
+      {"::ffff:127.0.0.1", WV_NETPOLICY_LOOPBACK}, /* IPv4-mapped: the IPv4 address counts */
+      {"::ffff:169.254.169.254", WV_NETPOLICY_METADATA},
+      {"::ffff:10.1.2.3", WV_NETPOLICY_PRIVATE},
+      {"::ffff:8.8.8.8", WV_NETPOLICY_PUBLIC},
+      {"::127.0.0.1", WV_NETPOLICY_RESERVED},     /* IPv4-compatible (deprecated) */
+      {"64:ff9b::7f00:1", WV_NETPOLICY_LOOPBACK}, /* NAT64 of 127.0.0.1 */
+      {"64:ff9b::808:808", WV_NETPOLICY_PUBLIC},  /* NAT64 of 8.8.8.8 */
+      {"64:ff9b:1::1", WV_NETPOLICY_PRIVATE},     /* local-use NAT64 */
+      {"2002:7f00:1::1", WV_NETPOLICY_LOOPBACK},  /* 6to4 of 127.0.0.1 */
+      {"2002:808:808::1", WV_NETPOLICY_PUBLIC},
+      {"2001::1", WV_NETPOLICY_RESERVED},     /* Teredo */
+      {"2001:db8::1", WV_NETPOLICY_RESERVED}, /* documentation */
+      {"100::1", WV_NETPOLICY_RESERVED},      /* discard */
+      {"fc00::1", WV_NETPOLICY_PRIVATE},
+      {"fd12:3456::1", WV_NETPOLICY_PRIVATE},
+      {"fd00:ec2::254", WV_NETPOLICY_METADATA}, /* AWS IMDS over IPv6 */
+      {"fe80::1", WV_NETPOLICY_LINK_LOCAL},
+      {"febf::1", WV_NETPOLICY_LINK_LOCAL},
+      {"fec0::1", WV_NETPOLICY_PRIVATE}, /* deprecated site-local */
+      {"ff02::1", WV_NETPOLICY_MULTICAST},
+      {"2a00:1450::1", WV_NETPOLICY_PUBLIC},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     if (cls(cases[i].addr) != cases[i].want)
-      fprintf(stderr, "  %s: got %s\n", cases[i].addr, wv_net_class_text(cls(cases[i].addr)));
+      fprintf(stderr, "  %s: got %s\n", cases[i].addr, wv_netpolicy_class_text(cls(cases[i].addr)));
     CHECK_EQ_INT(cls(cases[i].addr), cases[i].want);
   }
 }

@@ -92,22 +92,22 @@ TEST(storage_dirs) {
 }
 
 TEST(disk_and_reserve) {
-  wv_disk_t d;
-  CHECK_OK(wv_disk_stat("/tmp", 0, &d));
+  wv_preflight_disk_t d;
+  CHECK_OK(wv_preflight_disk_stat("/tmp", 0, &d));
   CHECK(d.total > 0 && d.free <= d.total && !d.low);
   /* A reserve above the filesystem's size is capped at half of it. */
-  CHECK_OK(wv_disk_stat("/tmp", UINT64_MAX, &d));
+  CHECK_OK(wv_preflight_disk_stat("/tmp", UINT64_MAX, &d));
   CHECK_EQ_INT(d.reserve, d.total / 2);
   CHECK(d.low == (d.free < d.total / 2));
-  CHECK_EQ_INT(wv_disk_stat("/nonexistent/wv", 0, &d), WV_EIO);
+  CHECK_EQ_INT(wv_preflight_disk_stat("/nonexistent/wv", 0, &d), WV_EIO);
   CHECK(d.low);
   char text[512];
-  wv_disk_nospace_text("/tmp", 0, text, sizeof text);
+  wv_preflight_disk_nospace_text("/tmp", 0, text, sizeof text);
   CHECK(strncmp(text, "Insufficient storage - /tmp: ", 29) == 0);
   CHECK(strstr(text, " bytes free") && !strstr(text, "reserve"));
-  wv_disk_nospace_text("/tmp", UINT64_MAX, text, sizeof text);
+  wv_preflight_disk_nospace_text("/tmp", UINT64_MAX, text, sizeof text);
   CHECK(d.low ? strstr(text, "below the reserve of") != NULL : 1);
-  wv_disk_nospace_text("/nonexistent/wv", 0, text, sizeof text);
+  wv_preflight_disk_nospace_text("/nonexistent/wv", 0, text, sizeof text);
   CHECK_EQ_STR(text, "Insufficient storage - /nonexistent/wv: free space unknown");
 }
 

@@ -184,32 +184,33 @@ TEST(absolute_location) {
 }
 
 TEST(error_mapping) {
-  wv_perr_t e;
-  CHECK_EQ_INT(wv_perr_status(&e, 404, false, "docker.io", "library/foo", "latest"), WV_EUPSTREAM);
+  wv_fetch_err_t e;
+  CHECK_EQ_INT(wv_fetch_err_status(&e, 404, false, "docker.io", "library/foo", "latest"),
+               WV_EUPSTREAM);
   CHECK_EQ_INT(e.status, 404);
   CHECK(e.code == WV_REGERR_MANIFEST_UNKNOWN);
   CHECK_EQ_STR(e.msg, "repository 'docker.io/library/foo:latest' not found");
-  wv_perr_status(&e, 404, true, "r.io", "a/b", D1);
+  wv_fetch_err_status(&e, 404, true, "r.io", "a/b", D1);
   CHECK(e.code == WV_REGERR_MANIFEST_BLOB_UNKNOWN);
   CHECK_EQ_STR(e.msg, "repository 'r.io/a/b@" D1 "' not found");
-  wv_perr_status(&e, 401, false, "r.io", "a/b", "v1");
+  wv_fetch_err_status(&e, 401, false, "r.io", "a/b", "v1");
   CHECK(e.code == WV_REGERR_UNAUTHORIZED && e.status == 401);
   CHECK_EQ_STR(e.msg, "repository 'r.io/a/b:v1' unauthorized (401)");
-  wv_perr_status(&e, 403, false, "r.io", "a/b", "v1");
+  wv_fetch_err_status(&e, 403, false, "r.io", "a/b", "v1");
   CHECK(e.code == WV_REGERR_UNAUTHORIZED && e.status == 403);
-  wv_perr_status(&e, 503, false, "r.io", "a/b", "v1");
+  wv_fetch_err_status(&e, 503, false, "r.io", "a/b", "v1");
   CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 503);
-  wv_perr_status(&e, 302, false, "r.io", "a/b", "v1");
+  wv_fetch_err_status(&e, 302, false, "r.io", "a/b", "v1");
   CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 502);
-  wv_perr_transport(&e, WV_ETIMEOUT, 0, "r.io", "slow");
+  wv_fetch_err_transport(&e, WV_ETIMEOUT, 0, "r.io", "slow");
   CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 504);
   CHECK_HAS(e.msg, "'r.io'");
-  wv_perr_transport(&e, WV_EUPSTREAM, 0, "r.io", "refused");
+  wv_fetch_err_transport(&e, WV_EUPSTREAM, 0, "r.io", "refused");
   CHECK(e.status == 502 &&
         strcmp(e.msg, "Unable to reach registry 'r.io' - connection failed") == 0);
-  wv_perr_transport(&e, WV_EDENIED, 0, "r.io", "no");
+  wv_fetch_err_transport(&e, WV_EDENIED, 0, "r.io", "no");
   CHECK(e.status == 403 && e.code == WV_REGERR_DENIED && strstr(e.msg, "'r.io'"));
-  wv_perr_transport(&e, WV_EAUTH, 403, "r.io", "no");
+  wv_fetch_err_transport(&e, WV_EAUTH, 403, "r.io", "no");
   CHECK(e.status == 403 && e.code == WV_REGERR_UNAUTHORIZED);
 }
 
@@ -230,7 +231,7 @@ TEST(retry_policy) {
 
 /* What the threads of one round share: the table, the key, and what they saw. */
 typedef struct {
-  wv_flights_t *tab;
+  wv_proxy_flights_t *tab;
   const char *key;
   atomic_int leaders, ok, failed;
 } flight_round_t;
@@ -243,12 +244,12 @@ static void *flight_thread(void *arg) {
     atomic_fetch_add(&r->leaders, 1);
     struct timespec ts = {0, 100 * 1000000L};
     nanosleep(&ts, NULL);
-    wv_perr_t e;
-    wv_perr_set(&e, 502, WV_REGERR_UNKNOWN, "leader failed");
+    wv_fetch_err_t e;
+    wv_fetch_err_set(&e, 502, WV_REGERR_UNKNOWN, "leader failed");
     wv__flight_leave(f, true, strcmp(r->key, "fail") == 0 ? &e : NULL);
     return NULL;
   }
-  wv_perr_t e = {0};
+  wv_fetch_err_t e = {0};
   int rc = wv__flight_wait(f, 5000, &e);
   wv__flight_leave(f, false, NULL);
   if (rc == 0)
@@ -259,9 +260,9 @@ static void *flight_thread(void *arg) {
 }
 
 TEST(coalescing) {
-  wv_flights_t *tab = NULL;
-  CHECK_OK(wv_flights_new(&tab));
-  TEST_CLEANUP(wv_flights_free, tab);
+  wv_proxy_flights_t *tab = NULL;
+  CHECK_OK(wv_proxy_flights_new(&tab));
+  TEST_CLEANUP(wv_proxy_flights_free, tab);
   const char *keys[] = {"ok", "fail"};
   for (int k = 0; k < 2; k++) {
     flight_round_t r = {.tab = tab, .key = keys[k]};
@@ -279,7 +280,7 @@ TEST(coalescing) {
   wv_flight_t *f = wv__flight_join(tab, "slow", &leader),
               *g = wv__flight_join(tab, "slow", &leader);
   CHECK(!leader && f == g);
-  wv_perr_t e;
+  wv_fetch_err_t e;
   CHECK_EQ_INT(wv__flight_wait(g, 50, &e), WV_ETIMEOUT);
   wv__flight_leave(g, false, NULL);
   wv__flight_leave(f, true, NULL);
@@ -308,7 +309,7 @@ static int env_open(env_t *env) {
   snprintf(p, sizeof p, "%s/state", env->dir);
   if (wv_store_open(&env->app.store, p, 0, 0) || wv_cas_open(&env->app.cas, env->dir, 0) ||
       wv_upstream_new(&env->app.upstream, &env->cfg.registries) ||
-      wv_flights_new(&env->app.flights) || wv_bfills_new(&env->app.fills) ||
+      wv_proxy_flights_new(&env->app.flights) || wv_bfill_table_new(&env->app.fills) ||
       wv_tagcache_new(&env->app.tags) || wv_router_new(&env->router) ||
       wv_registry_routes_register(env->router))
     return -1;
@@ -321,8 +322,8 @@ static void env_close(env_t *env) {
   wv_router_free(env->router);
   wv_ratelimit_free(env->app.pull_limit);
   wv_tagcache_free(env->app.tags);
-  wv_bfills_free(env->app.fills);
-  wv_flights_free(env->app.flights);
+  wv_bfill_table_free(env->app.fills);
+  wv_proxy_flights_free(env->app.flights);
   wv_upstream_free(env->app.upstream);
   wv_cas_close(env->app.cas);
   wv_store_close(env->app.store);
@@ -600,7 +601,7 @@ static bool wait_hot(env_t *env, wv_arena_t *a, const char *token) {
  */
 static env_t *limited_env_start(wv_arena_t **a) {
   env_t *env = env_start();
-  wv_rate_t anon = {2, 3600000}, auth = {3, 3600000};
+  wv_ratelimit_rate_t anon = {2, 3600000}, auth = {3, 3600000};
   if (!env || wv_ratelimit_new("pull", anon, auth, 64, &env->app.pull_limit))
     return NULL;
   *a = wv_arena_new(0);

@@ -15,30 +15,30 @@
 #define S 1000000000LL /* ns per second */
 #define T0 (1000 * S)  /* an arbitrary monotonic start */
 
-static wv_rate_t rate(const char *s) {
-  wv_rate_t r = {0, 0};
+static wv_ratelimit_rate_t rate(const char *s) {
+  wv_ratelimit_rate_t r = {0, 0};
   char why[128];
-  if (wv_rate_parse(s, &r, why, sizeof why))
+  if (wv_ratelimit_rate_parse(s, &r, why, sizeof why))
     fprintf(stderr, "  parse %s: %s\n", s, why);
   return r;
 }
 
 TEST(parse_good) {
-  wv_rate_t r;
+  wv_ratelimit_rate_t r;
   char why[128];
-  CHECK_OK(wv_rate_parse("10/1h", &r, why, sizeof why));
+  CHECK_OK(wv_ratelimit_rate_parse("10/1h", &r, why, sizeof why));
   CHECK_EQ_INT(r.max, 10);
   CHECK_EQ_INT(r.period_ms, 3600000);
-  CHECK_OK(wv_rate_parse("2000/1m", &r, why, sizeof why));
+  CHECK_OK(wv_ratelimit_rate_parse("2000/1m", &r, why, sizeof why));
   CHECK_EQ_INT(r.max, 2000);
   CHECK_EQ_INT(r.period_ms, 60000);
-  CHECK_OK(wv_rate_parse("25/d", &r, why, sizeof why)); /* a bare unit is one of it */
+  CHECK_OK(wv_ratelimit_rate_parse("25/d", &r, why, sizeof why)); /* a bare unit is one of it */
   CHECK_EQ_INT(r.period_ms, 86400000);
-  CHECK_OK(wv_rate_parse("1/1500ms", &r, why, sizeof why));
+  CHECK_OK(wv_ratelimit_rate_parse("1/1500ms", &r, why, sizeof why));
   CHECK_EQ_INT(r.period_ms, 1500);
-  CHECK_OK(wv_rate_parse("1000000000/366d", &r, why, sizeof why));
+  CHECK_OK(wv_ratelimit_rate_parse("1000000000/366d", &r, why, sizeof why));
   CHECK_EQ_INT(r.max, 1000000000);
-  CHECK_OK(wv_rate_parse("off", &r, why, sizeof why));
+  CHECK_OK(wv_ratelimit_rate_parse("off", &r, why, sizeof why));
   CHECK_EQ_INT(r.max, 0);
 }
 
@@ -66,9 +66,9 @@ TEST(parse_bad) {
       {"OFF", "invalid rate 'OFF' (expected <max>/<period>, e.g. 10/1h, or off)"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    wv_rate_t r;
+    wv_ratelimit_rate_t r;
     char why[160];
-    CHECK_EQ_INT(wv_rate_parse(bad[i].s, &r, why, sizeof why), WV_EINVAL);
+    CHECK_EQ_INT(wv_ratelimit_rate_parse(bad[i].s, &r, why, sizeof why), WV_EINVAL);
     CHECK_EQ_STR(why, bad[i].why);
   }
 }

@@ -52,15 +52,15 @@ static int env_open(env_t *e) {
   e->cfg.server_authority = strdup("wave.example.com");
   e->app.cfg = &e->cfg;
   e->a = wv_arena_new(0);
-  if (wv_store_open(&e->app.store, e->dir, 64 << 20, 0) || wv_builds_new(&e->app.builds) ||
-      wv_layer_memo_new(&e->app.layer_memo))
+  if (wv_store_open(&e->app.store, e->dir, 64 << 20, 0) || wv_build_table_new(&e->app.builds) ||
+      wv_layers_memo_new(&e->app.layer_memo))
     return -1;
   return wv_cas_open(&e->app.cas, e->dir, 0);
 }
 
 static void env_close(env_t *e) {
-  wv_layer_memo_free(e->app.layer_memo);
-  wv_builds_free(e->app.builds);
+  wv_layers_memo_free(e->app.layer_memo);
+  wv_build_table_free(e->app.builds);
   wv_cas_close(e->app.cas);
   wv_store_close(e->app.store);
   wv_arena_free(e->a);
@@ -801,14 +801,14 @@ static int make_bomb(layer_t *l, size_t members) {
   return 0;
 }
 
-/* Runs wv_layer_verify_data on the bomb; returns the milliseconds it took. */
+/* Runs wv_layers_verify_data on the bomb; returns the milliseconds it took. */
 static int64_t verify_ms(wv_arena_t *a, const wv_config_t *cfg, const layer_t *l, long long size,
                          const char *gz_digest, const char **msg) {
   wv_container_layer_t cl = {
       .location = l->b64, .gzip_digest = gz_digest, .gzip_size = size, .tar_digest = l->tar_digest};
   int64_t t0 = wv_mono_ns();
   *msg = NULL;
-  int rc = wv_layer_verify_data(a, NULL, NULL, cfg, 0, &cl, msg);
+  int rc = wv_layers_verify_data(a, NULL, NULL, cfg, 0, &cl, msg);
   return rc == WV_EINVAL ? (wv_mono_ns() - t0) / 1000000 : -1;
 }
 
@@ -827,7 +827,7 @@ TEST(data_layer_bomb_cheap_checks_first) {
   CHECK(ms >= 0 && ms < 150);
   CHECK(msg && strstr(msg, "`gzipDigest` is"));
   /* Right size and digest: inflated only up to ratio x size + 1 MiB, then refused. */
-  CHECK_EQ_INT(wv_layer_inflate_budget(NULL, l.gz_len), 100 * l.gz_len + (1 << 20));
+  CHECK_EQ_INT(wv_layers_inflate_budget(NULL, l.gz_len), 100 * l.gz_len + (1 << 20));
   ms = verify_ms(a, NULL, &l, (long long)l.gz_len, l.gz_digest, &msg);
   CHECK(ms >= 0);
   if (msg)
@@ -835,9 +835,9 @@ TEST(data_layer_bomb_cheap_checks_first) {
   CHECK(msg && strstr(msg, "the uncompressed layer exceeds its budget of"));
   /* The absolute cap wins over the ratio, and both come from the config. */
   wv_config_t cfg = {.data_layer_max_inflated = 4 << 20, .data_layer_max_ratio = 1000};
-  CHECK_EQ_INT(wv_layer_inflate_budget(&cfg, l.gz_len), 4 << 20);
-  CHECK_EQ_INT(wv_layer_inflate_budget(&cfg, 1000), 1000 * 1000 + (1 << 20));
-  CHECK_EQ_INT(wv_layer_inflate_budget(&cfg, UINT64_MAX / 2), 4 << 20);
+  CHECK_EQ_INT(wv_layers_inflate_budget(&cfg, l.gz_len), 4 << 20);
+  CHECK_EQ_INT(wv_layers_inflate_budget(&cfg, 1000), 1000 * 1000 + (1 << 20));
+  CHECK_EQ_INT(wv_layers_inflate_budget(&cfg, UINT64_MAX / 2), 4 << 20);
   ms = verify_ms(a, &cfg, &l, (long long)l.gz_len, l.gz_digest, &msg);
   CHECK(msg && strstr(msg, "budget of 4194304 bytes"));
   free(l.b64);

@@ -18,7 +18,7 @@ typedef struct {
   wv_store_t *st;
   wv_inventory_t *inv;
   wv_arena_t *a;
-  wv_vuln_t *v;
+  wv_osv_vuln_t *v;
   size_t n;
 } scan_t;
 
@@ -26,9 +26,9 @@ static void findings(const scan_t *s, char *out, size_t n) {
   size_t o = 0;
   out[0] = '\0';
   for (size_t i = 0; i < s->n; i++) {
-    const wv_vuln_t *v = &s->v[i];
+    const wv_osv_vuln_t *v = &s->v[i];
     o += (size_t)snprintf(out + o, n - o, "%s %.1f %s %s %s fix=%s L%d\n",
-                          wv_severity_name(v->level), v->score, v->id, v->pkg_name,
+                          wv_osv_severity_name(v->level), v->score, v->id, v->pkg_name,
                           v->installed_version, v->fixed_version, v->layer);
   }
 }
@@ -92,7 +92,7 @@ TEST(debian_image_findings) {
       "LOW 0.0 CVE-2022-3715 bash 5.2.15-2+b2 fix=5.2.15-3 L1\n");
 
   /* contract §8.2 objects, most severe first, capped at the limit */
-  json_object *arr = wv_vulns_to_json(s.v, s.n, 3);
+  json_object *arr = wv_osv_vulns_to_json(s.v, s.n, 3);
   CHECK(arr);
   CHECK_EQ_INT(json_object_array_length(arr), 3);
   CHECK_EQ_STR(
@@ -111,7 +111,7 @@ TEST(debian_image_findings) {
       "\"https://osv.dev/vulnerability/PYSEC-2099-1\"}");
   json_object_put(arr);
   CHECK_EQ_STR(s.v[7].title, "Incomplete string comparison in numpy.core");
-  json_object *counts = wv_vulns_counts(s.v, s.n);
+  json_object *counts = wv_osv_vulns_counts(s.v, s.n);
   CHECK_EQ_STR(json_object_to_json_string_ext(counts, JSON_C_TO_STRING_PLAIN),
                "{\"CRITICAL\":1,\"HIGH\":4,\"MEDIUM\":3,\"LOW\":1}");
   json_object_put(counts);

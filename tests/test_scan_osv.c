@@ -31,36 +31,37 @@ TEST(cvss3_scores) {
   };
   for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
     double s = -1;
-    CHECK_OK(wv_cvss3_base_score(c[i].v, &s));
+    CHECK_OK(wv_osv_cvss3_base_score(c[i].v, &s));
     if ((int)(s * 10 + 0.5) != (int)(c[i].score * 10 + 0.5))
       FAIL_AT("%s: %.1f, want %.1f", c[i].v, s, c[i].score);
   }
   double s;
-  CHECK_EQ_INT(wv_cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H", &s), WV_EPARSE);
-  CHECK_EQ_INT(wv_cvss3_base_score("CVSS:3.1/AV:X/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", &s), WV_EPARSE);
-  CHECK_EQ_INT(wv_cvss3_base_score("CVSS:3.1/AV:N/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", &s),
+  CHECK_EQ_INT(wv_osv_cvss3_base_score("CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H", &s), WV_EPARSE);
+  CHECK_EQ_INT(wv_osv_cvss3_base_score("CVSS:3.1/AV:X/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", &s),
                WV_EPARSE);
-  CHECK_EQ_INT(wv_cvss3_base_score("AV:N/AC:L/Au:N/C:P/I:P/A:P", &s), WV_EPARSE);
-  CHECK_OK(wv_cvss2_base_score("AV:N/AC:L/Au:N/C:P/I:P/A:P", &s));
+  CHECK_EQ_INT(wv_osv_cvss3_base_score("CVSS:3.1/AV:N/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", &s),
+               WV_EPARSE);
+  CHECK_EQ_INT(wv_osv_cvss3_base_score("AV:N/AC:L/Au:N/C:P/I:P/A:P", &s), WV_EPARSE);
+  CHECK_OK(wv_osv_cvss2_base_score("AV:N/AC:L/Au:N/C:P/I:P/A:P", &s));
   CHECK_EQ_INT((int)(s * 10 + 0.5), 75);
-  CHECK_OK(wv_cvss2_base_score("AV:N/AC:L/Au:N/C:C/I:C/A:C", &s));
+  CHECK_OK(wv_osv_cvss2_base_score("AV:N/AC:L/Au:N/C:C/I:C/A:C", &s));
   CHECK_EQ_INT((int)(s * 10 + 0.5), 100);
-  CHECK_OK(wv_cvss2_base_score("AV:N/AC:M/Au:N/C:N/I:P/A:N", &s));
+  CHECK_OK(wv_osv_cvss2_base_score("AV:N/AC:M/Au:N/C:N/I:P/A:N", &s));
   CHECK_EQ_INT((int)(s * 10 + 0.5), 43);
 }
 
 TEST(severity_levels) {
-  CHECK_EQ_INT(wv_severity_of_cvss3(9.0), WV_SEV_CRITICAL);
-  CHECK_EQ_INT(wv_severity_of_cvss3(8.9), WV_SEV_HIGH);
-  CHECK_EQ_INT(wv_severity_of_cvss3(7.0), WV_SEV_HIGH);
-  CHECK_EQ_INT(wv_severity_of_cvss3(6.9), WV_SEV_MEDIUM);
-  CHECK_EQ_INT(wv_severity_of_cvss3(4.0), WV_SEV_MEDIUM);
-  CHECK_EQ_INT(wv_severity_of_cvss3(3.9), WV_SEV_LOW);
-  CHECK_EQ_INT(wv_severity_parse("MODERATE"), WV_SEV_MEDIUM);
-  CHECK_EQ_INT(wv_severity_parse("important"), WV_SEV_HIGH);
-  CHECK_EQ_INT(wv_severity_parse("unimportant"), WV_SEV_LOW);
-  CHECK_EQ_INT(wv_severity_parse("not yet assigned"), WV_SEV_UNKNOWN);
-  CHECK_EQ_STR(wv_severity_name(WV_SEV_CRITICAL), "CRITICAL");
+  CHECK_EQ_INT(wv_osv_severity_of_cvss3(9.0), WV_OSV_SEV_CRITICAL);
+  CHECK_EQ_INT(wv_osv_severity_of_cvss3(8.9), WV_OSV_SEV_HIGH);
+  CHECK_EQ_INT(wv_osv_severity_of_cvss3(7.0), WV_OSV_SEV_HIGH);
+  CHECK_EQ_INT(wv_osv_severity_of_cvss3(6.9), WV_OSV_SEV_MEDIUM);
+  CHECK_EQ_INT(wv_osv_severity_of_cvss3(4.0), WV_OSV_SEV_MEDIUM);
+  CHECK_EQ_INT(wv_osv_severity_of_cvss3(3.9), WV_OSV_SEV_LOW);
+  CHECK_EQ_INT(wv_osv_severity_parse("MODERATE"), WV_OSV_SEV_MEDIUM);
+  CHECK_EQ_INT(wv_osv_severity_parse("important"), WV_OSV_SEV_HIGH);
+  CHECK_EQ_INT(wv_osv_severity_parse("unimportant"), WV_OSV_SEV_LOW);
+  CHECK_EQ_INT(wv_osv_severity_parse("not yet assigned"), WV_OSV_SEV_UNKNOWN);
+  CHECK_EQ_STR(wv_osv_severity_name(WV_OSV_SEV_CRITICAL), "CRITICAL");
 }
 
 static int affected(const char *json, wv_vscheme_t s, const char *v, bool *hit, const char **fixed,
@@ -138,13 +139,13 @@ static void match_one(wv_store_t *st, wv_ecosystem_t t, const char *eco, const c
                       const char *version, char *out, size_t n) {
   wv_arena_t *a = wv_arena_new(0);
   wv_pkg_t p = {.type = t, .name = name, .version = version, .ecosystem = eco, .path = "x"};
-  wv_vuln_t *v;
+  wv_osv_vuln_t *v;
   size_t nv = 0, o = 0;
   out[0] = '\0';
   if (wv_osv_match(st, &p, 1, NULL, NULL, a, &v, &nv) == 0)
     for (size_t i = 0; i < nv; i++)
       o += (size_t)snprintf(out + o, n - o, "%s %s %s;", v[i].id, v[i].fixed_version,
-                            wv_severity_name(v[i].level));
+                            wv_osv_severity_name(v[i].level));
   wv_arena_free(a);
 }
 

@@ -6,6 +6,7 @@
  */
 #include "build/checksum.h"
 #include "build/naming.h"
+#include "build/freeze.h"
 #include "build/templates.h"
 #include "core/arena.h"
 #include "core/err.h"
@@ -52,10 +53,10 @@ static int same_as_fixture(const char *name, const char *text) {
   return 1;
 }
 
-static int packages(const char *json, wv_packages_t *p) {
+static int packages(const char *json, wv_template_packages_t *p) {
   json_object *o = json_tokener_parse(json);
   const char *msg = NULL;
-  int rc = wv_packages_from_json(A, o, p, &msg);
+  int rc = wv_template_packages_from_json(A, o, p, &msg);
   json_object_put(o);
   if (rc)
     fprintf(stderr, "  packages: %s\n", msg ? msg : wv_strerror(rc));
@@ -63,20 +64,20 @@ static int packages(const char *json, wv_packages_t *p) {
 }
 
 static int render(const char *json, wv_template_t tpl, bool sif, const char **out) {
-  wv_packages_t p;
+  wv_template_packages_t p;
   const char *msg = NULL;
   int rc = packages(json, &p);
   if (!rc)
-    rc = wv_packages_container_file(A, &p, tpl, sif, &D, out, &msg);
+    rc = wv_template_packages_container_file(A, &p, tpl, sif, &D, out, &msg);
   if (rc)
     fprintf(stderr, "  render: %s\n", msg ? msg : wv_strerror(rc));
   return rc;
 }
 
 static const char *conda_yaml(const char *json) {
-  wv_packages_t p;
+  wv_template_packages_t p;
   const char *y = NULL, *msg = NULL;
-  if (packages(json, &p) || wv_packages_conda_yaml(A, &p, &y, &msg))
+  if (packages(json, &p) || wv_template_packages_conda_yaml(A, &p, &y, &msg))
     return msg ? msg : "error";
   return y ? y : "(none)";
 }
@@ -93,13 +94,13 @@ static const char *conda_yaml(const char *json) {
 TEST(conda_v2) {
   A = wv_arena_new(0);
   const char *out;
-  CHECK_OK(render(ENTRIES, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(ENTRIES, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(same_as_fixture("conda-v2-entries.Dockerfile", out));
-  CHECK_OK(render(ENTRIES, WV_TPL_MICROMAMBA_V2, true, &out));
+  CHECK_OK(render(ENTRIES, WV_TEMPLATE_MICROMAMBA_V2, true, &out));
   CHECK(same_as_fixture("conda-v2-entries.singularity", out));
-  CHECK_OK(render(LOCK, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(LOCK, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(same_as_fixture("conda-v2-lock.Dockerfile", out));
-  CHECK_OK(render(LOCK, WV_TPL_DEFAULT, true, &out));
+  CHECK_OK(render(LOCK, WV_TEMPLATE_DEFAULT, true, &out));
   CHECK(same_as_fixture("conda-v2-lock.singularity", out));
   CHECK(same_as_fixture("conda-v2-entries.conda.yml", conda_yaml(ENTRIES)));
   CHECK_EQ_STR(conda_yaml(LOCK), "(none)");
@@ -109,7 +110,7 @@ TEST(conda_v2) {
   D.conda_base_image = "lab.local/ubuntu:24.04";
   CHECK_OK(
       render("{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"condaOpts\":{\"basePackages\":null}}",
-             WV_TPL_DEFAULT, false, &out));
+             WV_TEMPLATE_DEFAULT, false, &out));
   D = saved;
   CHECK(same_as_fixture("conda-v2-offline.Dockerfile", out));
   wv_arena_free(A);
@@ -118,13 +119,13 @@ TEST(conda_v2) {
 TEST(conda_v1) {
   A = wv_arena_new(0);
   const char *out;
-  CHECK_OK(render(LOCK, WV_TPL_MICROMAMBA_V1, false, &out));
+  CHECK_OK(render(LOCK, WV_TEMPLATE_MICROMAMBA_V1, false, &out));
   CHECK(same_as_fixture("conda-v1-lock.Dockerfile", out));
-  CHECK_OK(render(LOCK, WV_TPL_MICROMAMBA_V1, true, &out));
+  CHECK_OK(render(LOCK, WV_TEMPLATE_MICROMAMBA_V1, true, &out));
   CHECK(same_as_fixture("conda-v1-lock.singularity", out));
-  CHECK_OK(render(ENTRIES, WV_TPL_MICROMAMBA_V1, false, &out));
+  CHECK_OK(render(ENTRIES, WV_TEMPLATE_MICROMAMBA_V1, false, &out));
   CHECK(same_as_fixture("conda-v1-entries.Dockerfile", out));
-  CHECK_OK(render(ENTRIES, WV_TPL_MICROMAMBA_V1, true, &out));
+  CHECK_OK(render(ENTRIES, WV_TEMPLATE_MICROMAMBA_V1, true, &out));
   CHECK(same_as_fixture("conda-v1-entries.singularity", out));
   wv_arena_free(A);
 }
@@ -135,15 +136,17 @@ TEST(pixi_v1) {
   const char *req = "{\"type\":\"CONDA\",\"entries\":[\"salmon\",\"bwa\"],\"channels\":"
                     "[\"conda-forge\",\"bioconda\"],\"pixiOpts\":{\"pixiImage\":\"my/pixi:1\","
                     "\"commands\":[\"echo a\",\"echo b\"]}}";
-  CHECK_OK(render(req, WV_TPL_PIXI_V1, false, &out));
+  CHECK_OK(render(req, WV_TEMPLATE_PIXI_V1, false, &out));
   CHECK(same_as_fixture("pixi-v1.Dockerfile", out));
-  CHECK_OK(render(req, WV_TPL_PIXI_V1, true, &out));
+  CHECK_OK(render(req, WV_TEMPLATE_PIXI_V1, true, &out));
   CHECK(same_as_fixture("pixi-v1.singularity", out));
   CHECK_EQ_STR(conda_yaml(req),
                "channels:\n- conda-forge\n- bioconda\ndependencies:\n- salmon\n- bwa\n");
-  wv_packages_t p;
+  wv_template_packages_t p;
   CHECK_OK(packages(LOCK, &p));
-  CHECK_EQ_INT(wv_packages_container_file(A, &p, WV_TPL_PIXI_V1, false, &D, &out, &msg), WV_EINVAL);
+  CHECK_EQ_INT(
+      wv_template_packages_container_file(A, &p, WV_TEMPLATE_PIXI_V1, false, &D, &out, &msg),
+      WV_EINVAL);
   CHECK_EQ_STR(msg, "Conda lock file is not supported by 'conda/pixi:v1' template");
   wv_arena_free(A);
 }
@@ -154,14 +157,14 @@ TEST(cran_v1) {
   const char *req = "{\"type\":\"CRAN\",\"entries\":[\"dplyr\",\"bioc::DESeq2\"],\"channels\":"
                     "[\"cran\",\"bioconductor\",\"https://r.example.org\"],\"cranOpts\":"
                     "{\"commands\":[\"RUN echo ok\"]}}";
-  CHECK_OK(render(req, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(req, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(same_as_fixture("cran-v1-entries.Dockerfile", out));
-  CHECK_OK(render(req, WV_TPL_CRAN_V1, true, &out));
+  CHECK_OK(render(req, WV_TEMPLATE_CRAN_V1, true, &out));
   CHECK(same_as_fixture("cran-v1-entries.singularity", out));
   const char *ctx = "{\"type\":\"CRAN\",\"cranOpts\":{\"rImage\":\"rocker/r-ver:4.5.0\"}}";
-  CHECK_OK(render(ctx, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(ctx, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(same_as_fixture("cran-v1-context.Dockerfile", out));
-  CHECK_OK(render(ctx, WV_TPL_DEFAULT, true, &out));
+  CHECK_OK(render(ctx, WV_TEMPLATE_DEFAULT, true, &out));
   CHECK(same_as_fixture("cran-v1-context.singularity", out));
   CHECK_EQ_STR(conda_yaml(req), "(none)");
   /* The Wave CLI's shape (no channels) and `cran`/`bioconductor` channels keep
@@ -179,16 +182,16 @@ TEST(cran_v1) {
       "    && rm -rf /var/lib/apt/lists/*\n"
       "USER root\n"
       "ENV R_LIBS_USER=\"/usr/local/lib/R/site-library\"\n";
-  CHECK_OK(render(cli, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(cli, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK_EQ_STR(out, wave_text);
   const char *later_cran = "{\"type\":\"CRAN\",\"entries\":[\"dplyr\"],\"channels\":"
                            "[\"https://r.example.org\",\"bioconductor\",\"CRAN\"]}";
-  CHECK_OK(render(later_cran, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(later_cran, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(strstr(out, "&& install2.r 'dplyr' \\\n") != NULL);
   const char *local = "{\"type\":\"CRAN\",\"entries\":[\"wavedhello\"],\"channels\":"
                       "[\"http://127.0.0.1:8080\"],\"cranOpts\":{\"rImage\":\"r:1\","
                       "\"basePackages\":null}}";
-  CHECK_OK(render(local, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(local, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK_EQ_STR(out, "FROM r:1\n"
                     "RUN \\\n"
                     "    R -e \"options(repos = c(CRAN = 'http://127.0.0.1:8080'))\" \\\n"
@@ -198,10 +201,10 @@ TEST(cran_v1) {
                     "USER root\n"
                     "ENV R_LIBS_USER=\"/usr/local/lib/R/site-library\"\n");
   const char *odd = "{\"type\":\"CRAN\",\"entries\":[\"x\"],\"channels\":[\"http://a/'b\"]}";
-  CHECK_OK(render(odd, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(odd, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(strstr(out, "install2.r 'x'") != NULL);
   const char *word = "{\"type\":\"CRAN\",\"entries\":[\"x\"],\"channels\":[\"conda-forge\"]}";
-  CHECK_OK(render(word, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(word, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(strstr(out, "install2.r 'x'") != NULL);
   wv_arena_free(A);
 }
@@ -218,7 +221,7 @@ TEST(environment_yaml) {
                     "\"channels\":[\"bioconda\",\"conda-forge\"]}"; /* channels: [bioconda] */
   CHECK_EQ_STR(conda_yaml(dup), "channels:\n- bioconda\n- conda-forge\n");
   const char *out;
-  CHECK_OK(render(req, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(req, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(same_as_fixture("conda-v2-environment.Dockerfile", out));
   wv_arena_free(A);
 }
@@ -260,9 +263,9 @@ TEST(environment_text) {
                "- https://conda.anaconda.org/bioconda/linux-64/bwa-0.7.18-he4a0461_1.tar.bz2\n");
   /* The container file is Wave's conda-file template, as for a YAML environment. */
   const char *out;
-  CHECK_OK(render(env_request(lock, NULL), WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(env_request(lock, NULL), WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(same_as_fixture("conda-v2-environment.Dockerfile", out));
-  CHECK_OK(render(env_request(lock, NULL), WV_TPL_MICROMAMBA_V1, false, &out));
+  CHECK_OK(render(env_request(lock, NULL), WV_TEMPLATE_MICROMAMBA_V1, false, &out));
   const char *v1 = "FROM mambaorg/micromamba:1.5.10-noble\n"
                    "COPY --chown=$MAMBA_USER:$MAMBA_USER conda.yml /tmp/conda.yml\n"
                    "RUN micromamba install -y -n base -f /tmp/conda.yml \\\n";
@@ -301,39 +304,41 @@ TEST(validation_messages) {
     wv_template_t tpl;
     const char *msg;
   } cases[] = {
-      {"{\"entries\":[\"bwa\"]}", WV_TPL_DEFAULT,
+      {"{\"entries\":[\"bwa\"]}", WV_TEMPLATE_DEFAULT,
        "Unexpected or missing package type '-' or build template '-'"},
-      {"{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"environment\":\"YTogMQo=\"}", WV_TPL_DEFAULT,
+      {"{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"environment\":\"YTogMQo=\"}",
+       WV_TEMPLATE_DEFAULT,
        "Attributes 'entries' and 'environment' of 'packages' cannot be used together"},
-      {"{\"type\":\"CONDA\",\"entries\":[\"https://x/lock.yml\",\"bwa\"]}", WV_TPL_DEFAULT,
+      {"{\"type\":\"CONDA\",\"entries\":[\"https://x/lock.yml\",\"bwa\"]}", WV_TEMPLATE_DEFAULT,
        "No more than one Conda lock remote file can be specified at the same time"},
-      {"{\"type\":\"CONDA\",\"entries\":[\"pip::numpy\"]}", WV_TPL_DEFAULT,
+      {"{\"type\":\"CONDA\",\"entries\":[\"pip::numpy\"]}", WV_TEMPLATE_DEFAULT,
        "Invalid pip prefix - Likely you want to use 'pip:numpy' instead of 'pip::numpy'"},
-      {"{\"type\":\"CONDA\",\"environment\":\"YTogMQo\"}", WV_TPL_DEFAULT,
+      {"{\"type\":\"CONDA\",\"environment\":\"YTogMQo\"}", WV_TEMPLATE_DEFAULT,
        "Invalid 'packages.envFile' attribute - make sure it encoded as a base64 string"},
-      {"{\"type\":\"CONDA\"}", WV_TPL_DEFAULT,
+      {"{\"type\":\"CONDA\"}", WV_TEMPLATE_DEFAULT,
        "Attribute 'entries' or 'environment' is required for 'CONDA' packages"},
-      {"{\"type\":\"CRAN\",\"entries\":[\"x\"]}", WV_TPL_MICROMAMBA_V2,
+      {"{\"type\":\"CRAN\",\"entries\":[\"x\"]}", WV_TEMPLATE_MICROMAMBA_V2,
        "Unexpected or missing package type 'CRAN' or build template 'conda/micromamba:v2'"},
-      {"{\"type\":\"CONDA\",\"entries\":[\"x\"]}", WV_TPL_CRAN_V1,
+      {"{\"type\":\"CONDA\",\"entries\":[\"x\"]}", WV_TEMPLATE_CRAN_V1,
        "Unexpected or missing package type 'CONDA' or build template 'cran/installr:v1'"},
-      {"{\"type\":\"CRAN\",\"entries\":[\"x\"]}", WV_TPL_PIXI_V1,
+      {"{\"type\":\"CRAN\",\"entries\":[\"x\"]}", WV_TEMPLATE_PIXI_V1,
        "Package type 'CRAN' not supported by 'conda/pixi:v1' build template"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    wv_packages_t p;
+    wv_template_packages_t p;
     const char *out, *msg = NULL;
     CHECK_OK(packages(cases[i].json, &p));
-    CHECK_EQ_INT(wv_packages_container_file(A, &p, cases[i].tpl, false, &D, &out, &msg), WV_EINVAL);
+    CHECK_EQ_INT(wv_template_packages_container_file(A, &p, cases[i].tpl, false, &D, &out, &msg),
+                 WV_EINVAL);
     CHECK_EQ_STR(msg, cases[i].msg);
   }
-  wv_packages_t p;
+  wv_template_packages_t p;
   const char *msg = NULL;
   json_object *o = json_tokener_parse("{\"type\":\"PIP\"}");
-  CHECK_EQ_INT(wv_packages_from_json(A, o, &p, &msg), WV_EINVAL);
+  CHECK_EQ_INT(wv_template_packages_from_json(A, o, &p, &msg), WV_EINVAL);
   json_object_put(o);
   o = json_tokener_parse("{\"type\":\"CONDA\",\"entries\":[1]}");
-  CHECK_EQ_INT(wv_packages_from_json(A, o, &p, &msg), WV_EINVAL);
+  CHECK_EQ_INT(wv_template_packages_from_json(A, o, &p, &msg), WV_EINVAL);
   json_object_put(o);
   /* Explicit nulls everywhere are accepted. */
   CHECK_OK(packages("{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"environment\":null,"
@@ -343,7 +348,7 @@ TEST(validation_messages) {
   wv_template_t t;
   CHECK_EQ_INT(wv_template_parse(A, "conda/foo:v9", &t, &msg), WV_EINVAL);
   CHECK_OK(wv_template_parse(A, "conda/pixi:v1", &t, &msg));
-  CHECK_EQ_INT(t, WV_TPL_PIXI_V1);
+  CHECK_EQ_INT(t, WV_TEMPLATE_PIXI_V1);
   wv_arena_free(A);
 }
 
@@ -355,14 +360,14 @@ TEST(spec_example_2_tag) {
                     "\"mambaorg/micromamba:1.5.10-noble\",\"basePackages\":\"conda-forge::procps-"
                     "ng\",\"baseImage\":\"ubuntu:24.04\"}}";
   const char *file, *yaml = conda_yaml(req), *img;
-  CHECK_OK(render(req, WV_TPL_DEFAULT, false, &file));
+  CHECK_OK(render(req, WV_TEMPLATE_DEFAULT, false, &file));
   wv_checksum_input_t in = {.container_file = file,
                             .conda_file = yaml,
                             .platform = "linux/amd64",
                             .repository = "private.cr.seqera.io/wave/build"};
   char id[WV_CHECKSUM_STRLEN];
   CHECK_OK(wv_checksum_container_id(&in, id));
-  CHECK_OK(wv_naming_target_image(A, false, in.repository, id, yaml, WV_NAME_DEFAULT, &img));
+  CHECK_OK(wv_naming_target_image(A, false, in.repository, id, yaml, WV_NAMING_DEFAULT, &img));
   CHECK(strncmp(img, "private.cr.seqera.io/wave/build:samtools-1.17--", 47) == 0);
   wv_arena_free(A);
 }
@@ -390,7 +395,7 @@ TEST(wave_request_shapes) {
    * file with packages using micromamba v2 by default". */
   const char *entries = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
                         "\"channels\":[\"conda-forge\",\"bioconda\"]}";
-  CHECK_OK(render(entries, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(entries, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(same_as_fixture("wave-v2-entries.Dockerfile", out));
   CHECK_EQ_STR(yaml = conda_yaml(entries), "channels:\n- conda-forge\n- bioconda\ndependencies:\n"
                                            "- bwa=0.7.15\n- salmon=1.1.1\n");
@@ -401,7 +406,7 @@ TEST(wave_request_shapes) {
                     "\"channels\":[\"conda-forge\",\"bioconda\"],\"condaOpts\":{\"mambaImage\":"
                     "\"mambaorg/micromamba:1.5.10-noble\",\"basePackages\":\"conda-forge::procps-"
                     "ng\",\"baseImage\":\"ubuntu:24.04\",\"commands\":null}}";
-  CHECK_OK(render(cli, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(cli, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(same_as_fixture("wave-v2-entries.Dockerfile", out));
   CHECK_EQ_STR(shape_id(out, conda_yaml(cli)), "dd3faed20244213c");
   /* The generated conda file. ContainerHelperTest: "should validate conda packages helper". */
@@ -417,7 +422,7 @@ TEST(wave_request_shapes) {
                     "\"condaOpts\":{\"mambaImage\":\"mambaorg/micromamba:2.1.1\",\"baseImage\":"
                     "\"ubuntu:24.04\",\"basePackages\":\"conda-forge::procps-ng\"}}";
   CHECK(same_as_fixture("wave-env-channels.conda.yml", yaml = conda_yaml(env)));
-  CHECK_OK(render(env, WV_TPL_DEFAULT, false, &out));
+  CHECK_OK(render(env, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK(same_as_fixture("wave-v2-file.Dockerfile", out));
   CHECK_EQ_STR(shape_id(out, yaml), "eb06328a47325604");
 
@@ -425,7 +430,7 @@ TEST(wave_request_shapes) {
    * micromamba v2"; no conda file. */
   const char *lock = "{\"type\":\"CONDA\",\"entries\":[\"https://foo.com/lock.yml\"],"
                      "\"channels\":[\"conda-forge\",\"bioconda\"]}";
-  CHECK_OK(render(lock, WV_TPL_MICROMAMBA_V2, false, &out));
+  CHECK_OK(render(lock, WV_TEMPLATE_MICROMAMBA_V2, false, &out));
   CHECK(same_as_fixture("wave-v2-lock.Dockerfile", out));
   CHECK_EQ_STR(conda_yaml(lock), "(none)");
   CHECK_EQ_STR(shape_id(out, NULL), "8a499c12066c303a");
@@ -433,7 +438,7 @@ TEST(wave_request_shapes) {
   /* pixi. ContainerHelperTest: "should create conda docker file with packages and pixi". */
   const char *pixi = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
                      "\"channels\":[\"conda-forge\"]}";
-  CHECK_OK(render(pixi, WV_TPL_PIXI_V1, false, &out));
+  CHECK_OK(render(pixi, WV_TEMPLATE_PIXI_V1, false, &out));
   CHECK(same_as_fixture("wave-pixi-entries.Dockerfile", out));
   CHECK_EQ_STR(shape_id(out, conda_yaml(pixi)), "a503d19638edca11");
   wv_arena_free(A);

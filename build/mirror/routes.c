@@ -18,7 +18,7 @@ static const char *mirror_id(wv_req_t *req) {
 }
 
 static int disabled(wv_req_t *req, wv_resp_t *resp) {
-  return wv_resp_error(req, resp, WV_EUNSUPPORTED, WV_MSG_MIRROR_OFF);
+  return wv_resp_error(req, resp, WV_EUNSUPPORTED, WV_CREQ_MSG_MIRROR_OFF);
 }
 
 /* GET /v1alpha1/mirrors/{mirrorId}: MirrorResult. */

@@ -12,14 +12,14 @@
 
 #define REQUEST_ID_MAX 64 /* longest token/request id looked up */
 
-static json_object *layer_json(const wv_container_layer_t *l, wv_cc_mode_t mode) {
+static json_object *layer_json(const wv_container_layer_t *l, wv_record_cc_mode_t mode) {
   json_object *o = json_object_new_object();
   if (!o)
     return NULL;
   const char *loc = l->location;
   char cas[sizeof WV_TOKEN_CAS_PREFIX + WV_DIGEST_STRLEN];
-  if (loc && strncmp(loc, WV_LAYER_DATA_PREFIX, strlen(WV_LAYER_DATA_PREFIX)) == 0) {
-    if (mode == WV_CC_FOR_RECORD) {
+  if (loc && strncmp(loc, WV_LAYERS_DATA_PREFIX, strlen(WV_LAYERS_DATA_PREFIX)) == 0) {
+    if (mode == WV_RECORD_CC_FOR_RECORD) {
       loc = WV_RECORD_DATA_OMITTED;
     } else {
       snprintf(cas, sizeof cas, WV_TOKEN_CAS_PREFIX "%s", l->gzip_digest);
@@ -37,7 +37,8 @@ static json_object *layer_json(const wv_container_layer_t *l, wv_cc_mode_t mode)
   return o;
 }
 
-json_object *wv_cc_to_json(const wv_container_config_t *cc, wv_cc_mode_t mode, bool *oom) {
+json_object *wv_record_cc_to_json(const wv_container_config_t *cc, wv_record_cc_mode_t mode,
+                                  bool *oom) {
   *oom = false;
   if (wv_container_config_is_empty(cc))
     return NULL;

@@ -24,12 +24,13 @@
 #define WV_RECORD_DATA_OMITTED "data:DATA+OMITTED"
 
 typedef enum {
-  WV_CC_FOR_TOKEN = 0, /* data: locations become cas:<gzipDigest> */
-  WV_CC_FOR_RECORD,    /* data: locations become data:DATA+OMITTED */
-} wv_cc_mode_t;
+  WV_RECORD_CC_FOR_TOKEN = 0, /* data: locations become cas:<gzipDigest> */
+  WV_RECORD_CC_FOR_RECORD,    /* data: locations become data:DATA+OMITTED */
+} wv_record_cc_mode_t;
 
 /* containerConfig as a JSON object; NULL when cc is empty (or on OOM: check *oom). */
-json_object *wv_cc_to_json(const wv_container_config_t *cc, wv_cc_mode_t mode, bool *oom);
+json_object *wv_record_cc_to_json(const wv_container_config_t *cc, wv_record_cc_mode_t mode,
+                                  bool *oom);
 
 /* The persisted record (contract §3.5). cc_record is consumed (may be NULL). */
 json_object *wv_record_new(const wv_creq_t *r, const wv_creq_plan_t *plan,

@@ -21,7 +21,7 @@
 #define MAX_BODY_DEPTH 16
 #define MAX_LIST 1000 /* elements in a request's string arrays */
 
-#define MSG_NO_SCAN WV_MSG_SERVICE_OFF("Security scan", "wave.scan.enabled")
+#define MSG_NO_SCAN WV_CREQ_MSG_SERVICE_OFF("Security scan", "wave.scan.enabled")
 
 /* ---- parsing --------------------------------------------------------------- */
 
@@ -465,7 +465,7 @@ static int choose_kind(check_t *c) {
   }
   if (r->mirror) {
     c->plan->kind = WV_CREQ_MIRROR; /* served by build/mirror/request.c */
-    return c->cfg->mirror_enabled ? 0 : fail(c, WV_EUNSUPPORTED, WV_MSG_MIRROR_OFF);
+    return c->cfg->mirror_enabled ? 0 : fail(c, WV_EUNSUPPORTED, WV_CREQ_MSG_MIRROR_OFF);
   }
   c->plan->kind = WV_CREQ_PLAIN;
   if (!c->cfg->ephemeral_token)

@@ -45,11 +45,11 @@
 #include <stdint.h>
 
 /* Wave's 501 message for a service switched off in the configuration (contract §1.3). */
-#define WV_MSG_SERVICE_OFF(service, key)                                                           \
+#define WV_CREQ_MSG_SERVICE_OFF(service, key)                                                      \
   service " service is not enabled - Check Wave configuration setting '" key                       \
           "' - HTTP status=501 - response=-"
 
-#define WV_MSG_MIRROR_OFF WV_MSG_SERVICE_OFF("Mirror", "wave.mirror.enabled")
+#define WV_CREQ_MSG_MIRROR_OFF WV_CREQ_MSG_SERVICE_OFF("Mirror", "wave.mirror.enabled")
 
 #define WV_CREQ_MAX_INCLUDES 10 /* contract §6.6 */
 #define WV_CREQ_DEFAULT_TOWER "https://api.cloud.seqera.io"

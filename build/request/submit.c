@@ -61,8 +61,8 @@ static int expand_includes(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
       *msg = address_refused(a, ref.registry);
       return WV_EINVAL;
     }
-    int rc = wv_include_resolve(a, app->upstream, plan->user, r->includes[i], &plan->plat,
-                                &r->cc.layers, &r->cc.n_layers, msg);
+    int rc = wv_layers_include_resolve(a, app->upstream, plan->user, r->includes[i], &plan->plat,
+                                       &r->cc.layers, &r->cc.n_layers, msg);
     if (rc)
       return rc;
   }
@@ -126,7 +126,7 @@ static int encode_records(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
   if (rc)
     return rc;
   bool oom = false;
-  json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_RECORD, &oom);
+  json_object *cc = wv_record_cc_to_json(&r->cc, WV_RECORD_CC_FOR_RECORD, &oom);
   json_object *o = oom ? NULL : wv_record_new(r, plan, res, client_ip, cc);
   *rec = json_text(a, o);
   json_object_put(o);
@@ -223,15 +223,15 @@ static int prepare(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
   rc = rc ? rc : wv_layers_check(a, app->cas, app->layer_memo, app->cfg, &r->cc, msg);
   rc = rc ? rc : expand_includes(app, a, r, plan, msg);
   if (!rc && app->upstream)
-    rc = wv_image_check_exists(a, app->upstream, app->tags, plan->user, &plan->image,
-                               app->cfg->tag_cache_ms, msg);
+    rc = wv_layers_image_check_exists(a, app->upstream, app->tags, plan->user, &plan->image,
+                                      app->cfg->tag_cache_ms, msg);
   if (rc)
     return rc;
   bool oom = false;
-  json_object *cc = wv_cc_to_json(&r->cc, WV_CC_FOR_TOKEN, &oom);
+  json_object *cc = wv_record_cc_to_json(&r->cc, WV_RECORD_CC_FOR_TOKEN, &oom);
   res->cc_token_json = json_text(a, cc);
   json_object_put(cc);
-  cc = oom ? NULL : wv_cc_to_json(&r->cc, WV_CC_FOR_RECORD, &oom);
+  cc = oom ? NULL : wv_record_cc_to_json(&r->cc, WV_RECORD_CC_FOR_RECORD, &oom);
   res->cc_record_json = json_text(a, cc);
   json_object_put(cc);
   res->container_image = wv_ref_full_name(a, &plan->image);

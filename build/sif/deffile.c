@@ -114,12 +114,12 @@ static int header_line(wv_arena_t *a, const char *line, wv_deffile_t *d, const c
                 "header keyword not supported by this server (Bootstrap: docker "
                 "takes From, Registry and Namespace) '",
                 key);
-  if (d->n_headers == WV_DEF_MAX_HEADERS)
+  if (d->n_headers == WV_DEFFILE_MAX_HEADERS)
     return fail(a, msg, WV_ETOOBIG, "too many header lines", NULL);
   for (size_t i = 0; i < d->n_headers; i++)
     if (strcmp(d->headers[i].key, key) == 0)
       return fail(a, msg, WV_EINVAL, "header keyword given twice '", key);
-  d->headers[d->n_headers++] = (wv_def_kv_t){key, val};
+  d->headers[d->n_headers++] = (wv_deffile_kv_t){key, val};
   return 0;
 }
 
@@ -157,9 +157,9 @@ static int files_line(wv_arena_t *a, const char *line, wv_deffile_t *d, const ch
   if (n == 3)
     return fail(a, msg, WV_EINVAL, "%files line with more than a source and a destination: '",
                 line);
-  if (d->n_files == WV_DEF_MAX_FILES)
+  if (d->n_files == WV_DEFFILE_MAX_FILES)
     return fail(a, msg, WV_ETOOBIG, "too many %files lines", NULL);
-  d->files[d->n_files++] = (wv_def_file_t){w[0], n == 2 ? w[1] : w[0]};
+  d->files[d->n_files++] = (wv_deffile_file_t){w[0], n == 2 ? w[1] : w[0]};
   return 0;
 }
 
@@ -179,9 +179,9 @@ static int label_line(wv_arena_t *a, const char *line, wv_deffile_t *d, const ch
       d->labels[i].value = val;
       return 0;
     }
-  if (d->n_labels == WV_DEF_MAX_LABELS)
+  if (d->n_labels == WV_DEFFILE_MAX_LABELS)
     return fail(a, msg, WV_ETOOBIG, "too many %labels", NULL);
-  d->labels[d->n_labels++] = (wv_def_kv_t){key, val};
+  d->labels[d->n_labels++] = (wv_deffile_kv_t){key, val};
   return 0;
 }
 
@@ -199,11 +199,11 @@ static int each_line(wv_arena_t *a, const char *body, wv_deffile_t *d, const cha
   return rc;
 }
 
-static wv_def_script_t *script_of(wv_deffile_t *d, const char *name) {
+static wv_deffile_script_t *script_of(wv_deffile_t *d, const char *name) {
   static const char *const names[] = {"post",        "environment", "runscript",
                                       "startscript", "test",        "help"};
-  wv_def_script_t *s[] = {&d->post,        &d->environment, &d->runscript,
-                          &d->startscript, &d->test,        &d->help};
+  wv_deffile_script_t *s[] = {&d->post,        &d->environment, &d->runscript,
+                              &d->startscript, &d->test,        &d->help};
   for (size_t i = 0; i < 6; i++)
     if (strcmp(names[i], name) == 0)
       return s[i];
@@ -221,7 +221,7 @@ static int add_section(wv_arena_t *a, wv_deffile_t *d, const char *name, const c
   }
   if (strcmp(name, "labels") == 0)
     return each_line(a, body, d, msg, label_line);
-  wv_def_script_t *s = script_of(d, name);
+  wv_deffile_script_t *s = script_of(d, name);
   if (s) {
     s->body = s->body ? wv_arena_sprintf(a, "%s%s", s->body, body) : body;
     s->args = args;
@@ -336,7 +336,7 @@ int wv_deffile_parse(wv_arena_t *a, const char *text, wv_deffile_t *d, const cha
   if (!text)
     return fail(a, msg, WV_EINVAL, "empty file", NULL);
   size_t len = strlen(text);
-  if (len > WV_DEF_MAX)
+  if (len > WV_DEFFILE_MAX)
     return fail(a, msg, WV_ETOOBIG, "larger than 1 MiB", NULL);
   int rc = check_placeholders(a, text, msg);
   if (rc)

@@ -10,8 +10,8 @@
  * %startscript %labels %help %test (stored, not run). Anything else is
  * refused with a message naming the header key or section, so a request
  * gets its 400 before a build starts (`localimage` with its own reason,
- * docs/singularity.md). Limits: WV_DEF_MAX bytes of text,
- * WV_DEF_MAX_FILES %files lines, WV_DEF_MAX_LABELS labels.
+ * docs/singularity.md). Limits: WV_DEFFILE_MAX bytes of text,
+ * WV_DEFFILE_MAX_FILES %files lines, WV_DEFFILE_MAX_LABELS labels.
  *
  * Thread rules: none; everything comes from the caller's arena.
  */
@@ -23,37 +23,37 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define WV_DEF_MAX (1u << 20)
-#define WV_DEF_MAX_FILES 256
-#define WV_DEF_MAX_LABELS 256
-#define WV_DEF_MAX_HEADERS 32
+#define WV_DEFFILE_MAX (1u << 20)
+#define WV_DEFFILE_MAX_FILES 256
+#define WV_DEFFILE_MAX_LABELS 256
+#define WV_DEFFILE_MAX_HEADERS 32
 
 typedef struct {
   const char *src, *dst; /* dst = src when the line names one path */
-} wv_def_file_t;
+} wv_deffile_file_t;
 
 typedef struct {
   const char *key, *value; /* lower-case key */
-} wv_def_kv_t;
+} wv_deffile_kv_t;
 
 /* A script section: body verbatim (NULL when absent) and the args of its line. */
 typedef struct {
   const char *body;
   const char *args;
-} wv_def_script_t;
+} wv_deffile_script_t;
 
 typedef struct {
   const char
       *raw; /* the file from its Bootstrap: line on (Def.FILE, /.singularity.d/Singularity) */
   const char *from; /* the image: [registry/][namespace/]From */
   bool oras;        /* Bootstrap: oras — from is a SIF artifact <registry>/<repo>:<tag> */
-  wv_def_kv_t headers[WV_DEF_MAX_HEADERS]; /* in file order */
+  wv_deffile_kv_t headers[WV_DEFFILE_MAX_HEADERS]; /* in file order */
   size_t n_headers;
-  wv_def_file_t files[WV_DEF_MAX_FILES];
+  wv_deffile_file_t files[WV_DEFFILE_MAX_FILES];
   size_t n_files;
-  wv_def_kv_t labels[WV_DEF_MAX_LABELS];
+  wv_deffile_kv_t labels[WV_DEFFILE_MAX_LABELS];
   size_t n_labels;
-  wv_def_script_t post, environment, runscript, startscript, test, help;
+  wv_deffile_script_t post, environment, runscript, startscript, test, help;
 } wv_deffile_t;
 
 /*

@@ -61,7 +61,7 @@ static int get_layer(base_t *b, const char **digest, uint64_t *size) {
   const char *url = wv_arena_sprintf(b->a, "/v2/%s/manifests/%s", b->ref.path, b->ref.reference);
   wv_http_req_t req = {.url = url, .headers = hdrs, .max_body = MANIFEST_MAX};
   wv_http_resp_t resp;
-  wv_perr_t e;
+  wv_fetch_err_t e;
   wv_http_resp_init(&resp);
   int rc = url ? wv_fetch(b->app, b->ref.registry, b->ref.path, b->who, &req, &resp, NULL, &e)
                : WV_ENOMEM;
@@ -151,7 +151,7 @@ static int hop(base_t *b, const char *url, wv_http_resp_t *resp) {
   b->ok = false;
   b->discarded = 0;
   if (url[0] == '/' || (strncmp(url, b->base, bl) == 0 && url[bl] == '/')) {
-    wv_perr_t e;
+    wv_fetch_err_t e;
     req.url = url[0] == '/' ? url : url + bl;
     int rc = wv_fetch(b->app, b->ref.registry, b->ref.path, b->who, &req, resp, &b->began, &e);
     if (rc && !b->rc)

@@ -69,7 +69,7 @@ int wv_sif_prepare(const wv_app_t *app, wv_arena_t *a, const wv_sif_input_t *in,
  * embedded registry's WV_EMBEDDED_FREEZE_REPO, then cleanup (may fail).
  * 0, WV_EINVAL (err), WV_ENOMEM.
  */
-int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_build_target_t *t,
+int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_builder_target_t *t,
                  const char *file, const char *who, wv_job_step_t *steps, size_t *n, char *err,
                  size_t errlen);
 

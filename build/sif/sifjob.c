@@ -31,7 +31,7 @@
 #define META_MAX (4u << 20)
 #define CONFIG_BLOB "{}"
 
-static int cmd(wv_arena_t *a, const char *name, const char *tpl, const wv_build_target_t *t,
+static int cmd(wv_arena_t *a, const char *name, const char *tpl, const wv_builder_target_t *t,
                wv_job_step_t *s, char *err, size_t errlen) {
   const char **argv;
   int rc = wv_builder_expand(a, tpl, t, &argv, err, errlen);
@@ -41,8 +41,8 @@ static int cmd(wv_arena_t *a, const char *name, const char *tpl, const wv_build_
 }
 
 /* Bootstrap: oras — the base SIF fetched (sifbase.c), unsquashed, tarred into the context. */
-static int base_steps(wv_arena_t *a, const wv_build_target_t *t, const char *from, const char *who,
-                      wv_job_step_t *steps, size_t *k) {
+static int base_steps(wv_arena_t *a, const wv_builder_target_t *t, const char *from,
+                      const char *who, wv_job_step_t *steps, size_t *k) {
   json_object *o = json_object_new_object();
   int rc = o ? wv_json_add_str(o, "from", from) : WV_ENOMEM;
   rc = rc || !who ? rc : wv_json_add_str(o, "who", who);
@@ -68,7 +68,7 @@ static int base_steps(wv_arena_t *a, const wv_build_target_t *t, const char *fro
   return 0;
 }
 
-int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_build_target_t *t,
+int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_builder_target_t *t,
                  const char *file, const char *who, wv_job_step_t *steps, size_t *n, char *err,
                  size_t errlen) {
   size_t k = 0;
@@ -100,7 +100,7 @@ int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_build_target_t 
     if (!arg)
       return WV_ENOMEM;
     steps[k++] = (wv_job_step_t){
-        .type = WV_JOB_STEP_FN, .name = "import", .fn = WV_BUILD_IMPORT_FN, .arg = arg};
+        .type = WV_JOB_STEP_FN, .name = "import", .fn = WV_BUILDER_IMPORT_FN, .arg = arg};
   } else if (!rc) {
     rc = cmd(a, "push", cfg->build_sif_push, t, &steps[k++], err, errlen);
   }

@@ -252,7 +252,7 @@ static const char *oci_runscript(wv_arena_t *a, json_object *cfg) {
 }
 
 /* %runscript / %startscript / %test: shebang + "\n\n" + rest + "\n". */
-static const char *script(wv_arena_t *a, const wv_def_script_t *s) {
+static const char *script(wv_arena_t *a, const wv_deffile_script_t *s) {
   const char *body = s->body;
   while (*body == ' ' || *body == '\t' || *body == '\n' || *body == '\r')
     body++;
@@ -388,7 +388,7 @@ static const char ENV_99RT[] = "#!/bin/sh\n"
 /* ---- labels ---- */
 
 typedef struct {
-  wv_def_kv_t v[WV_DEF_MAX_LABELS * 2 + 32];
+  wv_deffile_kv_t v[WV_DEFFILE_MAX_LABELS * 2 + 32];
   size_t n;
 } labels_t;
 
@@ -398,11 +398,11 @@ static void label_add(labels_t *l, const char *k, const char *v) {
     if (strcmp(l->v[i].key, k) == 0)
       return;
   if (k && v && l->n < sizeof l->v / sizeof l->v[0])
-    l->v[l->n++] = (wv_def_kv_t){k, v};
+    l->v[l->n++] = (wv_deffile_kv_t){k, v};
 }
 
 static int kv_cmp(const void *x, const void *y) {
-  return strcmp(((const wv_def_kv_t *)x)->key, ((const wv_def_kv_t *)y)->key);
+  return strcmp(((const wv_deffile_kv_t *)x)->key, ((const wv_deffile_kv_t *)y)->key);
 }
 
 /* Go's json.MarshalIndent(map, "", "\t"): sorted keys, tab indent, no final newline. */
@@ -607,7 +607,7 @@ static const char *freeze_layer(wv_arena_t *a, const char *rel, const char *ctx)
 }
 
 /* One %files line: COPY per glob match (cp -r semantics for a destination ending in /). */
-static int files_line(wv_arena_t *a, wv_buf_t *b, const wv_def_file_t *f, const char *ctx,
+static int files_line(wv_arena_t *a, wv_buf_t *b, const wv_deffile_file_t *f, const char *ctx,
                       const char **msg) {
   const char *rel = context_rel(a, f->src);
   const char *layer = rel ? freeze_layer(a, rel, ctx) : NULL;
@@ -744,7 +744,7 @@ static int base_config(const wv_app_t *app, wv_arena_t *a, const wv_sif_input_t 
   memset(ic, 0, sizeof *ic);
   int rc = wv_platform_parse_list(a, in->platform, &pl, &msg);
   if (!rc && app->upstream)
-    rc = wv_image_config_json(a, app->upstream, in->who, d->from, &pl, &text, &msg);
+    rc = wv_layers_image_config_json(a, app->upstream, in->who, d->from, &pl, &text, &msg);
   if (rc) { /* buildah reports a base image it cannot pull; here it only means no config */
     wv_warn("sif: cannot read the config of %s: %s", d->from, msg ? msg : wv_strerror(rc));
     return rc == WV_ENOMEM ? rc : 0;

@@ -8,7 +8,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "http/resp.h"
-#include "registry/proxy.h"
+#include "registry/inspect.h"
 #include "scan/scan.h"
 
 #include <inttypes.h>

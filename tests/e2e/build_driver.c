@@ -51,7 +51,7 @@ typedef struct {
   const char *data, *workdir, *tag, *platform, *repo;
   bool insecure;
   int64_t timeout_ms;
-  wv_build_cred_t creds[MAX_CREDS];
+  wv_builder_cred_t creds[MAX_CREDS];
   size_t ncreds;
 } args_t;
 
@@ -84,7 +84,7 @@ static int parse_args(int argc, char **argv, args_t *a) {
       if (!colon)
         return WV_EINVAL;
       *eq = *colon = '\0';
-      a->creds[a->ncreds++] = (wv_build_cred_t){host, eq + 1, colon + 1};
+      a->creds[a->ncreds++] = (wv_builder_cred_t){host, eq + 1, colon + 1};
     } else
       return WV_EINVAL;
   }
@@ -125,28 +125,28 @@ static int keep_digest_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 /* Submits the build and waits for its end. */
 static int run_build(const args_t *a, wv_config_t *cfg, wv_job_engine_t *e, wv_job_info_t *out) {
   wv_builder_t b;
-  wv_job_step_t steps[WV_BUILD_MAX_STEPS];
+  wv_job_step_t steps[WV_BUILDER_MAX_STEPS];
   size_t n;
   char err[256], id[WV_JOB_ID_MAX + 1], ws[PATH_MAX];
   snprintf(ws, sizeof ws, "%s/ws", a->data);
   mkdir(ws, 0700);
-  wv_build_target_t t = {.workspace = ws,
-                         .workdir = a->workdir,
-                         .platform = a->platform,
-                         .repo = a->repo,
-                         .tag = a->tag,
-                         .insecure = a->insecure};
+  wv_builder_target_t t = {.workspace = ws,
+                           .workdir = a->workdir,
+                           .platform = a->platform,
+                           .repo = a->repo,
+                           .tag = a->tag,
+                           .insecure = a->insecure};
   wv_arena_t *ar = wv_arena_new(0);
   int rc = ar ? wv_builder_from_config(cfg, &b) : WV_ENOMEM;
   rc = rc ? rc : wv_builder_write_authfile(a->workdir, a->creds, a->ncreds);
   rc = rc ? rc : wv_builder_steps(ar, &b, &t, steps, &n, err, sizeof err);
-  if (!rc && a->repo && n < WV_BUILD_MAX_STEPS)
+  if (!rc && a->repo && n < WV_BUILDER_MAX_STEPS)
     steps[n++] =
         (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "keep-digest", .fn = "driver-keep-digest"};
   char jid[WV_JOB_ID_MAX + 1];
   snprintf(jid, sizeof jid, "bd-%s_1", a->tag);
   wv_job_spec_t spec = {.id = jid,
-                        .kind = WV_BUILD_KIND,
+                        .kind = WV_BUILDER_KIND,
                         .workdir = a->workdir,
                         .deadline_ms = a->timeout_ms,
                         .steps = steps,

@@ -32,9 +32,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(s, data, size);
   s[size] = '\0';
   double score;
-  wv_cvss3_base_score(s, &score);
-  wv_cvss2_base_score(s, &score);
-  wv_severity_parse(s);
+  wv_osv_cvss3_base_score(s, &score);
+  wv_osv_cvss2_base_score(s, &score);
+  wv_osv_severity_parse(s);
   json_object *doc = NULL;
   char err[200];
   wv_arena_t *a = wv_arena_new(0);
