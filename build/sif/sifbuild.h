@@ -76,7 +76,7 @@ int wv_sif_steps(wv_arena_t *a, const wv_config_t *cfg, const wv_builder_target_
 int wv_sif_register(wv_job_engine_t *e, const wv_app_t *app);
 int wv_sif_base_register(wv_job_engine_t *e, const wv_app_t *app); /* sifbase.c */
 
-/* GET /v1alpha1/builds/{buildId}/sif (build/sif/sifroute.c). */
+/* GET /v1alpha1/builds/{buildId}/sif (build/sif/routes.c). */
 struct wv_router;
 int wv_sif_routes_register(struct wv_router *r);
 

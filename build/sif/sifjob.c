@@ -467,7 +467,7 @@ static int write_sif(const char *wd, const char *sif, char *err, size_t errlen) 
   return rc;
 }
 
-/* The SIF into the blob store, for GET /v1alpha1/builds/{id}/sif (sifroute.c). */
+/* The SIF into the blob store, for GET /v1alpha1/builds/{id}/sif (routes.c). */
 static int store_sif(const wv_app_t *app, const char *sif, char digest[WV_DIGEST_STRLEN],
                      uint64_t *size) {
   wv_cas_writer_t *w = NULL;

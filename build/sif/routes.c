@@ -1,5 +1,5 @@
 /*
- * build/sif/sifroute.c — GET /v1alpha1/builds/{buildId}/sif: the SIF of a
+ * build/sif/routes.c — GET /v1alpha1/builds/{buildId}/sif: the SIF of a
  * Singularity build over plain HTTP(S) (beyond Wave; docs/singularity.md),
  * for clusters whose Singularity cannot pull oras://. The sif-write step
  * stores the file in the blob store and names it in the build record
