@@ -12,6 +12,7 @@
 #include "tests/storage_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
@@ -231,6 +232,30 @@ TEST(restart_is_ridden_out) {
   CHECK_OK(get_str(s, WV_DB_TOKENS, "k7", buf, sizeof buf, NULL));
 }
 
+static int open_fds(void) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return -1;
+  while (readdir(d))
+    n++;
+  closedir(d);
+  return n;
+}
+
+/* redisFree ends the pump: its thread exits and closes the TLS socket and its end. */
+TEST(pump_ends_with_the_context) {
+  int before = open_fds();
+  for (int i = 0; i < 20; i++)
+    CHECK(pings(cert));
+  int after = -2;
+  for (int i = 0; i < 100 && after != before; i++) {
+    usleep(10000);
+    after = open_fds();
+  }
+  CHECK_EQ_INT(after, before);
+}
+
 /* A self-signed certificate for ip in dir/<name>.pem (key in dir/<name>.key). */
 static int make_cert(const char *name, const char *ip) {
   char cmd[1024];
@@ -245,7 +270,8 @@ WV_TEST_GLOBALS;
 
 int main(int argc, char **argv) {
   static const wv_test_t tests[] = {T(store_over_tls), T(refuses_bad_certificates),
-                                    T(plain_url_to_tls_port_fails), T(restart_is_ridden_out)};
+                                    T(plain_url_to_tls_port_fails), T(pump_ends_with_the_context),
+                                    T(restart_is_ridden_out)};
   if (system("command -v redis-server >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1")) {
     printf("SKIP: redis-server or openssl is not installed (packaging/deps.sh test)\n");
     return 77;
