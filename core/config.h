@@ -113,6 +113,7 @@ typedef struct {
   /* state.* — where the shared state lives (docs/scale-out.md) */
   char *state_backend;              /* state.backend, "lmdb" or "redis" */
   char *redis_url;                  /* state.redis.url, "redis://127.0.0.1:6379/0" */
+  char *redis_tls_ca;               /* state.redis.tls-ca, "" = the system CA store */
   char *redis_prefix;               /* state.redis.prefix, "waved." */
   int64_t redis_timeout_ms;         /* state.redis.timeout, 2s (connect and every command) */
   int redis_max_conns;              /* state.redis.max-connections, 128 */

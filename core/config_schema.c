@@ -222,7 +222,11 @@ static const entry_t schema[] = {
     {"state.redis.url", T_STR, OFF(redis_url), "redis://127.0.0.1:6379/0", 0, 0, check_redis_url,
      NULL,
      "Redis server of state.backend: redis, redis://[[user]:password@]host[:port][/db]; "
-     "rediss:// (TLS) is not supported by Debian 12's hiredis."},
+     "rediss://... for TLS (see state.redis.tls-ca)."},
+    {"state.redis.tls-ca", T_STR, OFF(redis_tls_ca), "", 0, 0, NULL, NULL,
+     "With a rediss:// state.redis.url, PEM file of the CA certificates the Redis server's "
+     "certificate must chain to; empty = the system's CA store. The host of the URL must match "
+     "the certificate (name or IP address)."},
     {"state.redis.prefix", T_STR, OFF(redis_prefix), "waved.", 0, 0, check_redis_prefix, NULL,
      "Prefix of every key waved writes in Redis (several clusters can share one Redis)."},
     {"state.redis.timeout", T_DUR_MS, OFF(redis_timeout_ms), "2s", 100, 60000, NULL, NULL,
@@ -677,12 +681,6 @@ static int check_redis_url(const char *s, char *why, size_t whylen) {
   char r[200];
   if (wv_redisurl_parse(s, &u, r, sizeof r) != 0) {
     snprintf(why, whylen, "invalid Redis URL: %s", r);
-    return WV_EINVAL;
-  }
-  if (u.tls) {
-    snprintf(why, whylen,
-             "rediss:// (TLS) is not supported: Debian 12's hiredis 0.14 has no TLS; use "
-             "redis:// on a private network or through a TLS tunnel (docs/scale-out.md)");
     return WV_EINVAL;
   }
   return 0;

@@ -44,6 +44,7 @@
 #include "storage/jobqueue_redis.h"
 #include "storage/jobstore.h"
 #include "storage/ops.h"
+#include "storage/redis_conn_int.h"
 #include "storage/state_move.h"
 #include "storage/store.h"
 #include "version.h"
@@ -446,6 +447,7 @@ int main(int argc, char **argv) {
     wv_config_free(&cfg);
     return 2;
   }
+  wv__redis_tls_ca_set(cfg.redis_tls_ca); /* every Redis connection of this process */
 
   if (cli.backup) { /* an operator command, safe while a waved serves the same data */
     rc = wv_store_backup_main(cfg.storage_path, cfg.storage_map_size, cli.backup);

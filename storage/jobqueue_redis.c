@@ -37,6 +37,8 @@
  */
 #include "storage/jobqueue_redis.h"
 
+#include "storage/redis_conn_int.h"
+
 #include "core/err.h"
 #include "core/log.h"
 #include "core/rand.h"
@@ -122,14 +124,15 @@ static struct timeval tv_of(int64_t ms) {
 }
 
 static redisContext *rconnect(const wv_jobq_t *q, int64_t timeout_ms) {
-  redisContext *c = redisConnectWithTimeout(q->url.host, q->url.port, tv_of(q->timeout_ms));
+  redisContext *c = wv__redis_connect(&q->url, tv_of(q->timeout_ms), wv__redis_tls_ca());
   if (!c || c->err) {
     if (c)
       redisFree(c);
     return NULL;
   }
   redisSetTimeout(c, tv_of(timeout_ms));
-  redisEnableKeepAlive(c);
+  if (!q->url.tls) /* a TLS connection: keepalive is on the pump's TCP socket */
+    redisEnableKeepAlive(c);
   redisReply *r = NULL;
   if (q->url.has_pass) {
     r = q->url.user[0] ? redisCommand(c, "AUTH %s %s", q->url.user, q->url.pass)

@@ -43,6 +43,7 @@
  */
 #include "storage/store_redis.h"
 
+#include "storage/redis_conn_int.h"
 #include "storage/store_int.h"
 
 #include "core/err.h"
@@ -267,7 +268,7 @@ static int handshake(wv_rstore_t *r, redisContext *c) {
 }
 
 static int conn_open(wv_rstore_t *r, redisContext **out) {
-  redisContext *c = redisConnectWithTimeout(r->url.host, r->url.port, r->tv);
+  redisContext *c = wv__redis_connect(&r->url, r->tv, wv__redis_tls_ca());
   if (!c)
     return WV_ENOMEM;
   if (c->err) {
@@ -276,7 +277,8 @@ static int conn_open(wv_rstore_t *r, redisContext **out) {
     return WV_EUNAVAIL;
   }
   redisSetTimeout(c, r->tv);
-  redisEnableKeepAlive(c);
+  if (!r->url.tls) /* a TLS connection: keepalive is on the pump's TCP socket */
+    redisEnableKeepAlive(c);
   int rc = handshake(r, c);
   if (rc) {
     redisFree(c);
@@ -1114,12 +1116,6 @@ static int init(wv_rstore_t *r, const char *url, const char *prefix, int64_t tim
   char why[256];
   if (wv_redisurl_parse(url, &r->url, why, sizeof why)) {
     wv_error("state.redis.url: %s", why);
-    return WV_EINVAL;
-  }
-  if (r->url.tls) {
-    wv_error("state.redis.url: rediss:// needs hiredis with TLS (hiredis_ssl, hiredis 1.0 or "
-             "newer); this waved links Debian 12's hiredis 0.14, which has none. Use redis:// "
-             "on a private network or through a TLS tunnel (docs/scale-out.md)");
     return WV_EINVAL;
   }
   if (!prefix || check_prefix(prefix)) {

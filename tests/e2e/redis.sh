@@ -349,4 +349,41 @@ ok "... and the one made before the first move" is "$(manifest_code "$BACK_URL" 
 stop_served
 ok "an unknown state command is refused" bash -c "! '$WAVED_BIN' --config '$T/BACK/config.yml' state drop 2>/dev/null"
 
+# ---- TLS to Redis: one instance on a TLS-only redis-server through rediss:// --------------------
+mkdir -p "$T/tls/data" "$T/tlsredis"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout "$T/tlsredis/k.pem" -out "$T/tlsredis/c.pem" \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
+TPORT=$(free_port)
+redis-server --port 0 --tls-port "$TPORT" --tls-cert-file "$T/tlsredis/c.pem" \
+  --tls-key-file "$T/tlsredis/k.pem" --tls-ca-cert-file "$T/tlsredis/c.pem" --tls-auth-clients no \
+  --bind 127.0.0.1 --dir "$T/tlsredis" --save "" --daemonize no >>"$T/tlsredis/redis.log" 2>&1 &
+E2E_PIDS+=("$!")
+tcli() { redis-cli --tls --cacert "$T/tlsredis/c.pem" -p "$TPORT" "$@"; }
+for _ in $(seq 1 250); do [ "$(tcli ping 2>/dev/null)" = PONG ] && break; sleep 0.02; done
+ln -s "$T/blobs" "$T/tls/data/blobs"
+port=$(free_port)
+cat >"$T/tls/config.yml" <<YML
+server: {host: 127.0.0.1, port: $port}
+storage: {path: $T/tls/data, blob-gc: {enabled: false}}
+state: {backend: redis, redis: {url: "rediss://127.0.0.1:$TPORT/0", tls-ca: "$T/tlsredis/c.pem", prefix: "e2e-tls.", timeout: 1s}}
+wave: {registries: {"127.0.0.1:$UP": {insecure: true}}}
+YML
+"$WAVED_BIN" --config "$T/tls/config.yml" >"$T/tls/waved.log" 2>&1 &
+TLS_PID=$!
+E2E_PIDS+=("$TLS_PID")
+TLS_URL="http://127.0.0.1:$port"
+wait_http "$TLS_URL/health" || cat "$T/tls/waved.log" >&2
+read -r TTOK _ < <(request "$TLS_URL")
+ok "a request through rediss:// answered with a token" test -n "${TTOK:-}"
+ok "the token is a key in the TLS Redis" is "$(tcli exists "e2e-tls.tokens:$TTOK")" 1
+ok "skopeo pulls the token through the rediss:// instance" \
+  skopeo copy --quiet --src-tls-verify=false \
+  "docker://127.0.0.1:$port/wt/$TTOK/library/bb:latest" "oci:$T/pulled-tls:latest"
+kill -TERM "$TLS_PID"
+wait "$TLS_PID" 2>/dev/null || true
+sed -i "s|tls-ca: \"$T/tlsredis/c.pem\"|tls-ca: \"/nonexistent.pem\"|" "$T/tls/config.yml"
+ok "a CA that cannot be loaded: waved does not start, and says why" \
+  bash -c "! timeout 20 '$WAVED_BIN' --config '$T/tls/config.yml' >'$T/tls/bad.log' 2>&1"
+ok "... naming state.redis.tls-ca" grep -q "state.redis.tls-ca" "$T/tls/bad.log"
+
 e2e_finish
