@@ -166,7 +166,8 @@ typedef struct lnode {
 struct wv_lcache {
   pthread_mutex_t mu;
   lnode_t *tab[NBUCKETS];
-  lnode_t lru; /* sentinel: next = most recently used */
+  lnode_t *lru; /* sentinel (its own allocation: lnode_t ends in a flexible array); next = most
+                 recently used */
   uint64_t bytes, max_bytes, entry_max;
   int64_t token_ttl_ms;
   uint64_t gen; /* bumped by every invalidation */
@@ -211,15 +212,15 @@ static void drop(struct wv_lcache *lc, lnode_t *n) {
 }
 
 static void to_front(struct wv_lcache *lc, lnode_t *n) {
-  n->next = lc->lru.next;
-  n->prev = &lc->lru;
-  lc->lru.next->prev = n;
-  lc->lru.next = n;
+  n->next = lc->lru->next;
+  n->prev = lc->lru;
+  lc->lru->next->prev = n;
+  lc->lru->next = n;
 }
 
 /* Mutex held: drops every entry of db (every entry when db is WV_DB_COUNT). */
 static void drop_all(struct wv_lcache *lc, wv_db_t db) {
-  for (lnode_t *n = lc->lru.next, *next; n != &lc->lru; n = next) {
+  for (lnode_t *n = lc->lru->next, *next; n != lc->lru; n = next) {
     next = n->next;
     if (db == WV_DB_COUNT || n->db == db)
       drop(lc, n);
@@ -256,8 +257,8 @@ int wv__lc_snap_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_c
 
 /* Mutex held: makes room for need bytes, least recently used first. */
 static void make_room(struct wv_lcache *lc, uint64_t need) {
-  while (lc->bytes + need > lc->max_bytes && lc->lru.prev != &lc->lru)
-    drop(lc, lc->lru.prev);
+  while (lc->bytes + need > lc->max_bytes && lc->lru->prev != lc->lru)
+    drop(lc, lc->lru->prev);
 }
 
 static void fill(struct wv_lcache *lc, uint64_t gen, wv_db_t db, const char *key, const void *val,
@@ -451,10 +452,14 @@ int wv_store_local_cache(wv_store_t *s, uint64_t max_bytes, int64_t token_ttl_ms
   if (!s || !s->redis || s->lcache || !max_bytes)
     return s && s->redis && !s->lcache && !max_bytes ? 0 : WV_EINVAL;
   struct wv_lcache *lc = calloc(1, sizeof *lc);
+  if (lc && !(lc->lru = calloc(1, sizeof *lc->lru))) {
+    free(lc);
+    lc = NULL;
+  }
   if (!lc)
     return WV_ENOMEM;
   pthread_mutex_init(&lc->mu, NULL);
-  lc->lru.next = lc->lru.prev = &lc->lru;
+  lc->lru->next = lc->lru->prev = lc->lru;
   lc->max_bytes = max_bytes;
   lc->entry_max = max_bytes / 8 < WV_STORE_VALUE_MAX ? max_bytes / 8 : WV_STORE_VALUE_MAX;
   lc->token_ttl_ms = token_ttl_ms;
@@ -463,6 +468,7 @@ int wv_store_local_cache(wv_store_t *s, uint64_t max_bytes, int64_t token_ttl_ms
   if (!wv_rstore_name(s->redis, "invalidate", lc->channel, sizeof lc->channel) ||
       pthread_create(&lc->thread, NULL, subscriber_main, lc) != 0) {
     pthread_mutex_destroy(&lc->mu);
+    free(lc->lru);
     free(lc);
     return WV_ENOMEM;
   }
@@ -508,6 +514,7 @@ void wv__lc_close(wv_store_t *s) {
   drop_all(lc, WV_DB_COUNT);
   pthread_mutex_unlock(&lc->mu);
   pthread_mutex_destroy(&lc->mu);
+  free(lc->lru);
   free(lc);
   s->lcache = NULL;
 }
