@@ -288,6 +288,12 @@ static void *pump_main(void *arg) {
     struct pollfd fds[2] = {{.fd = p->net, .events = net_ev}, {.fd = p->end, .events = end_ev}};
     if (poll(fds, 2, -1) < 0 && errno != EINTR)
       break;
+    /* hiredis closed its end while we wait on Redis (a stalled server it timed out on): poll
+     * reports the hang-up whatever was asked, so without this the loop would spin. */
+    if (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+      hiredis_gone = true;
+      break;
+    }
   }
   if (hiredis_gone) {
     ERR_clear_error();
