@@ -22,21 +22,6 @@ LEASE_S=3 # state.redis.job-lease of the instances
 
 # ---- Redis ----------------------------------------------------------------------------
 RPORT=$(free_port)
-mkdir -p "$T/redis"
-start_redis() {
-  redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$T/redis" --save "" \
-    --appendonly yes --appendfsync always --daemonize no >>"$T/redis/redis.log" 2>&1 &
-  REDIS_PID=$!
-  E2E_PIDS+=("$REDIS_PID")
-  local i
-  for i in $(seq 1 250); do
-    [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && return 0
-    sleep 0.02
-  done
-  echo "redis-server did not start" >&2
-  return 1
-}
-rcli() { redis-cli -p "$RPORT" "$@"; }
 start_redis
 
 # ---- a registry (busybox, and wave.build.repo) and the gate ------------------------------

@@ -337,3 +337,21 @@ procs_alive() {
   done <"$1"
   echo "$n"
 }
+
+# start_redis — (re)starts redis-server on $RPORT with its data in $E2E_TMP/redis, durable as a
+# cluster wants it (appendonly, appendfsync always); sets REDIS_PID. rcli runs redis-cli on it.
+start_redis() {
+  mkdir -p "$E2E_TMP/redis"
+  redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$E2E_TMP/redis" --save "" \
+    --appendonly yes --appendfsync always --daemonize no >>"$E2E_TMP/redis/redis.log" 2>&1 &
+  REDIS_PID=$!
+  E2E_PIDS+=("$REDIS_PID")
+  local i
+  for i in $(seq 1 250); do
+    [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && return 0
+    sleep 0.02
+  done
+  echo "redis-server did not start" >&2
+  return 1
+}
+rcli() { redis-cli -p "$RPORT" "$@"; }

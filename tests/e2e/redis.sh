@@ -17,21 +17,6 @@ fi
 
 # ---- Redis ----------------------------------------------------------------------------
 RPORT=$(free_port)
-mkdir -p "$T/redis"
-start_redis() {
-  redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$T/redis" --save "" \
-    --appendonly yes --appendfsync always --daemonize no >>"$T/redis/redis.log" 2>&1 &
-  REDIS_PID=$!
-  E2E_PIDS+=("$REDIS_PID")
-  local i
-  for i in $(seq 1 250); do
-    [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && return 0
-    sleep 0.02
-  done
-  echo "redis-server did not start" >&2
-  return 1
-}
-rcli() { redis-cli -p "$RPORT" "$@"; }
 start_redis
 
 # ---- an upstream registry with a small image -----------------------------------------------
