@@ -33,4 +33,17 @@ typedef struct wv_proxy_flights wv_proxy_flights_t;
 int wv_proxy_flights_new(wv_proxy_flights_t **out);
 void wv_proxy_flights_free(wv_proxy_flights_t *t);
 
+/*
+ * A container request that augments <registry>/<image>:<tag> (docs/proxy.md, "Cold pulls"):
+ * makes sure the upstream manifest (for an index, the platform's entries) and its config are
+ * in the manifest cache, fetching what is missing once for concurrent callers (the flights of
+ * the pulls), so the token's first pull asks the upstream nothing. Acts for who; nothing for
+ * a caller the configured credentials do not serve, nor with a tag window of 0 (it would ask
+ * the tag again), nor for a digest. Within the tag window an image done before costs no cache
+ * read. Blocks (worker only). 0, or the first failure (the pull will meet it again and
+ * answer it; the request need not fail).
+ */
+int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, const char *image,
+                      const char *who, const char *tag, const char *platform);
+
 #endif

@@ -151,12 +151,17 @@ struct wv_proxy_flights {
   pthread_mutex_t mu; /* leaf: the list and every flight's done/failed/err */
   pthread_cond_t cv;
   wv_keyed_t *head;
+  /* Images whose upstream manifest and config wv_proxy_prefetch found cached or fetched,
+   * within the tag window: "<tag key>\x1c<platform>" → the digest the tag named. */
+  wv_tagcache_t *warm;
 };
 
 int wv_proxy_flights_new(wv_proxy_flights_t **out) {
   wv_proxy_flights_t *t = calloc(1, sizeof *t);
-  if (!t)
+  if (!t || wv_tagcache_new(&t->warm)) {
+    free(t);
     return WV_ENOMEM;
+  }
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->cv, NULL);
   *out = t;
@@ -166,6 +171,7 @@ int wv_proxy_flights_new(wv_proxy_flights_t **out) {
 void wv_proxy_flights_free(wv_proxy_flights_t *t) {
   if (!t)
     return;
+  wv_tagcache_free(t->warm);
   pthread_cond_destroy(&t->cv);
   pthread_mutex_destroy(&t->mu);
   free(t);
@@ -231,7 +237,8 @@ static int64_t flight_wait_ms(const wv_config_t *cfg) {
 /* ---- upstream manifests ------------------------------------------------------------ */
 
 typedef struct {
-  wv_req_t *req;
+  wv_req_t *req; /* NULL for a prefetch (wv_proxy_prefetch) */
+  wv_arena_t *a; /* the request's arena, or the prefetching caller's */
   wv_pctx_t *ctx;
   wv_pbatch_t *batch;
   int64_t expires_ms; /* of cache entries */
@@ -252,7 +259,7 @@ static int oom(res_t *r) {
  */
 static int lead_or_wait(res_t *r, char kind, const char *key, flight_t **f) {
   *f = NULL;
-  const char *fkey = wv_arena_sprintf(r->req->arena, "%c\x1c%s", kind, key);
+  const char *fkey = wv_arena_sprintf(r->a, "%c\x1c%s", kind, key);
   bool leader;
   flight_t *fl = fkey ? wv__flight_join(r->ctx->app->flights, fkey, &leader) : NULL;
   if (!fl || leader) {
@@ -321,7 +328,7 @@ static const char *manifest_media_type(wv_arena_t *a, const char *ctype, const c
 static int fetch_manifest(res_t *r, const char *digest, const char *key, flight_t *f,
                           wv_cache_entry_t *out) {
   wv_pctx_t *ctx = r->ctx;
-  wv_arena_t *a = r->req->arena;
+  wv_arena_t *a = r->a;
   const char *path = wv_arena_sprintf(a, "/v2/%s/manifests/%s", ctx->image, digest);
   wv_http_req_t hr = {.url = path, .headers = accept_hdr, .max_body = WV_AUGMENT_MAX_MANIFEST};
   wv_http_resp_t resp;
@@ -362,7 +369,7 @@ static int fetch_manifest(res_t *r, const char *digest, const char *key, flight_
  */
 static int upstream_manifest(res_t *r, const char *digest, wv_cache_entry_t *out) {
   wv_pctx_t *ctx = r->ctx;
-  wv_arena_t *a = r->req->arena;
+  wv_arena_t *a = r->a;
   const char *key = wv_cache_key_manifest(a, ctx->registry, ctx->image, digest);
   if (!key)
     return oom(r);
@@ -386,7 +393,7 @@ static int upstream_manifest(res_t *r, const char *digest, wv_cache_entry_t *out
 /* Tag → digest with a HEAD; a registry that sends no digest gets a GET. */
 static int resolve_tag_upstream(res_t *r, const char *tag, const char **digest) {
   wv_pctx_t *ctx = r->ctx;
-  wv_arena_t *a = r->req->arena;
+  wv_arena_t *a = r->a;
   const char *path = wv_arena_sprintf(a, "/v2/%s/manifests/%s", ctx->image, tag);
   wv_http_req_t hr = {.method = "HEAD", .url = path, .headers = accept_hdr};
   wv_http_resp_t resp;
@@ -426,7 +433,7 @@ static int resolve_tag(res_t *r, const char *tag, const char **digest) {
     return resolve_tag_upstream(r, tag, digest);
   for (int round = 0; round < 2; round++) {
     if (wv_tagcache_get(ctx->app->tags, key, d, sizeof d)) {
-      *digest = wv_arena_strdup(r->req->arena, d);
+      *digest = wv_arena_strdup(r->a, d);
       return *digest ? 0 : oom(r);
     }
     flight_t *f = NULL;
@@ -517,7 +524,7 @@ static int cas_read(wv_cas_t *cas, wv_arena_t *a, const char *digest, size_t max
 static int upstream_config(res_t *r, const char *digest, const char *manifest_mt, char **out,
                            size_t *len) {
   wv_pctx_t *ctx = r->ctx;
-  wv_arena_t *a = r->req->arena;
+  wv_arena_t *a = r->a;
   const char *key = wv_cache_key_blob(a, ctx->registry, ctx->image, digest);
   wv_cache_entry_t e;
   if (!key)
@@ -572,7 +579,7 @@ static int upstream_config(res_t *r, const char *digest, const char *manifest_mt
 static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache_entry_t *m,
                        wv_cache_entry_t *out) {
   wv_pctx_t *ctx = r->ctx;
-  wv_arena_t *a = r->req->arena;
+  wv_arena_t *a = r->a;
   const char *msg = NULL;
   wv_manifest_info_t info;
   int rc = wv_manifest_info(a, m->body, m->body_len, &info, &msg);
@@ -637,7 +644,7 @@ static int augment_one(res_t *r, const wv_container_config_t *cc, const wv_cache
 static int augment_index(res_t *r, const wv_container_config_t *cc, const wv_cache_entry_t *idx,
                          wv_cache_entry_t *out) {
   wv_pctx_t *ctx = r->ctx;
-  wv_arena_t *a = r->req->arena;
+  wv_arena_t *a = r->a;
   const char *msg = NULL;
   const char *pstr = ctx->rec.platform ? ctx->rec.platform : "linux/amd64";
   wv_platform_list_t want;
@@ -686,7 +693,7 @@ static int augment_index(res_t *r, const wv_container_config_t *cc, const wv_cac
 /* Pass-through or augmentation of the upstream document up. */
 static int serve_document(res_t *r, const wv_cache_entry_t *up, wv_cache_entry_t *out) {
   wv_pctx_t *ctx = r->ctx;
-  wv_arena_t *a = r->req->arena;
+  wv_arena_t *a = r->a;
   wv_container_config_t cc;
   const char *msg = NULL;
   if (!ctx->rec.cc_json) {
@@ -813,7 +820,7 @@ static void parked_done(void *arg, int rc, int64_t value) {
  * full — waits on this thread. Leaves f (may be NULL) once the entries are written.
  */
 static int commit_and_answer(res_t *r, wv_resp_t *resp, flight_t *f, const wv_cache_entry_t *e) {
-  parked_t *p = wv_arena_calloc(r->req->arena, sizeof *p);
+  parked_t *p = wv_arena_calloc(r->a, sizeof *p);
   if (p) {
     *p = (parked_t){r->req, resp, r->ctx, f, *e, wv_log_request()};
     if (pbatch_submit(r->batch, r->ctx->app->store, parked_done, p) == 0)
@@ -836,7 +843,7 @@ static int respond(wv_req_t *req, wv_resp_t *resp, res_t *r, int rc, const wv_ca
 }
 
 int wv__proxy_manifest_worker(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
-  res_t r = {.req = req, .ctx = ctx, .batch = wv__pbatch_new(req->arena)};
+  res_t r = {.req = req, .a = req->arena, .ctx = ctx, .batch = wv__pbatch_new(req->arena)};
   if (!r.batch)
     return WV_ENOMEM;
   r.expires_ms = cache_expiry(ctx);
@@ -906,7 +913,7 @@ int wv__proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry,
                    .restricted = wv__proxy_restricted(app, registry, who)};
   ctx.rt.reference = reference;
   ctx.rt.is_digest = wv_digest_valid(reference);
-  res_t r = {.req = req, .ctx = &ctx, .batch = wv__pbatch_new(req->arena)};
+  res_t r = {.req = req, .a = req->arena, .ctx = &ctx, .batch = wv__pbatch_new(req->arena)};
   if (!r.batch)
     return WV_ENOMEM;
   r.expires_ms = cache_expiry(&ctx);
@@ -921,4 +928,100 @@ int wv__proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry,
   if (rc)
     *err = r.err;
   return rc;
+}
+
+/* ---- prefetch: a container request for an image it augments ------------------------- */
+
+/* The upstream config of manifest m: from the cache, or fetched once and cached (put_now). */
+static int prefetch_config(res_t *r, const wv_cache_entry_t *m) {
+  const char *msg = NULL;
+  wv_manifest_info_t info;
+  char *config;
+  size_t len;
+  int rc = wv_manifest_info(r->a, m->body, m->body_len, &info, &msg);
+  return rc ? augment_error(r, rc, msg, "the manifest")
+            : upstream_config(r, info.config_digest, m->media_type, &config, &len);
+}
+
+/* The manifest up names (or, for an index, the platform's entries) and their configs. */
+static int prefetch_document(res_t *r, const char *platform, const wv_cache_entry_t *up) {
+  wv_arena_t *a = r->a;
+  const char *msg = NULL;
+  switch (wv_mediatype_classify(up->media_type)) {
+  case WV_MT_KIND_MANIFEST:
+    return prefetch_config(r, up);
+  case WV_MT_KIND_INDEX:
+    break;
+  default:
+    return 0; /* the pull answers what it cannot augment */
+  }
+  wv_platform_list_t want;
+  wv_index_entry_t *entries;
+  size_t n;
+  int rc = wv_platform_parse_list(a, platform ? platform : "linux/amd64", &want, &msg);
+  rc = rc ? rc
+          : wv_augment_index_select(a, up->body, up->body_len, up->media_type, &want, r->ctx->image,
+                                    r->ctx->rt.reference, &entries, &n, &msg);
+  if (rc)
+    return augment_error(r, rc == WV_ETOOBIG ? WV_EINVAL : rc, msg, "the index");
+  for (size_t i = 0; i < n && !rc; i++) {
+    wv_cache_entry_t child;
+    rc = upstream_manifest(r, entries[i].digest, &child);
+    if (!rc && wv_mediatype_classify(child.media_type) == WV_MT_KIND_MANIFEST)
+      rc = prefetch_config(r, &child);
+  }
+  return rc;
+}
+
+int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, const char *image,
+                      const char *who, const char *tag, const char *platform) {
+  int64_t window = app->cfg->tag_cache_ms;
+  if (window > app->cfg->cache_ttl_ms)
+    window = app->cfg->cache_ttl_ms;
+  /* Tag window 0: every resolution asks what the tag names, and so would this (a second HEAD
+   * for the request); a digest reference is not augmented (the pull refuses it). */
+  if (window <= 0 || !tag || wv_digest_valid(tag) || !app->upstream)
+    return 0;
+  /* wv_pctx_t's app is not const (the pull's worker parts take it so); nothing here writes it. */
+  wv_pctx_t ctx = {.app = (wv_app_t *)app,
+                   .registry = registry,
+                   .image = image,
+                   .who = who,
+                   .restricted = wv__proxy_restricted(app, registry, who)};
+  /* A caller who may not use the configured credentials never reads what they fetched: the
+   * pull checks with the upstream first, and nothing fetched here could serve it. */
+  if (ctx.restricted)
+    return 0;
+  ctx.rt.reference = tag;
+  res_t r = {.a = a, .ctx = &ctx, .batch = wv__pbatch_new(a)};
+  if (!r.batch)
+    return WV_ENOMEM;
+  r.expires_ms = cache_expiry(&ctx);
+  char tkey[WV_TAGCACHE_KEY_MAX + 1], wkey[WV_TAGCACHE_KEY_MAX + 1], seen[WV_DIGEST_STRLEN];
+  if (wv_tagcache_key(tkey, sizeof tkey, registry, image, tag, true) != 0)
+    return 0;
+  int n = snprintf(wkey, sizeof wkey, "%s\x1c%s", tkey, platform ? platform : "");
+  bool keyed = n > 0 && (size_t)n < sizeof wkey;
+  const char *digest = NULL;
+  int rc = resolve_tag(&r, tag, &digest); /* the request's image check just saw it */
+  if (!rc && !digest)
+    return 0;
+  if (!rc && keyed && wv_tagcache_get(app->flights->warm, wkey, seen, sizeof seen) &&
+      strcmp(seen, digest) == 0)
+    return 0; /* done within the window: no cache reads */
+  wv_cache_entry_t up;
+  rc = rc ? rc : upstream_manifest(&r, digest, &up);
+  rc = rc ? rc : prefetch_document(&r, platform, &up);
+  /* Entries fetched without leading a flight (out of memory, or a leader that took too
+   * long) went to the batch instead: queued, not waited for, as put_now does. */
+  if (r.batch->n && pbatch_submit(r.batch, app->store, NULL, NULL))
+    wv_debug("prefetch of %s/%s:%s: cache entries not written", registry, image, tag);
+  if (rc) {
+    wv_debug("prefetch of %s/%s:%s: %s", registry, image, tag,
+             r.err.msg[0] ? r.err.msg : wv_strerror(rc));
+    return rc;
+  }
+  if (keyed)
+    wv_tagcache_put(app->flights->warm, wkey, digest, window);
+  return 0;
 }

@@ -227,6 +227,13 @@ static int prepare(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
                                       app->cfg->tag_cache_ms, msg);
   if (rc)
     return rc;
+  /* An image this request augments: its upstream manifest and config are fetched now (once
+   * for concurrent requests and pulls, nothing when cached), so the token's first pull asks
+   * the upstream nothing (docs/proxy.md, "Cold pulls"). Best effort: the pull meets a failure
+   * again and answers it. */
+  if (app->upstream && !r->dry_run && !wv_container_config_is_empty(&r->cc))
+    wv_proxy_prefetch(app, a, plan->image.registry, plan->image.path, plan->user,
+                      plan->image.reference, plan->platform);
   bool oom = false;
   json_object *cc = wv_record_cc_to_json(&r->cc, WV_RECORD_CC_FOR_TOKEN, &oom);
   res->cc_token_json = json_text(a, cc);

@@ -54,7 +54,14 @@ start_waved "wave: {registries: {\"$UP\": {insecure: true}}, storage: {cache: {t
 # the 30 first pulls.
 n0=$(wc -l <"$T/upstream.log")
 tokens 30 >"$T/t1"
+# The requests augment the image: the first of them fetched its manifest and config (the
+# others found them), so the pulls ask the upstream nothing.
+since "$n0" >"$T/s0"
+ok "30 requests: the manifest fetched once, before any pull" is "$(count "manifests/$SRC\$" <"$T/s0")" 1
+ok "30 requests: the config fetched once, before any pull" is "$(count '^GET .*/blobs/' <"$T/s0")" 1
+np=$(wc -l <"$T/upstream.log")
 ok "30 new tokens: every first pull 200, 30 distinct manifests" is "$(pull_all "$T/t1")" "30 30"
+ok "the 30 first pulls asked the upstream nothing" is "$(since "$np" | wc -l)" 0
 since "$n0" >"$T/s1"
 log "upstream saw: $(sort "$T/s1" | uniq -c | tr -s ' ' | tr '\n' ';')"
 ok "the tag asked once, by 30 requests and 30 pulls" is "$(count 'manifests/latest$' <"$T/s1")" 1
