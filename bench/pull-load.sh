@@ -36,6 +36,12 @@
 #   PL_PERF_CG [-g]   perf's call-graph option (e.g. "--call-graph dwarf" through libc)
 #   PL_STRACE         strace -c -f waved during the named runs instead (syscall counts and
 #                     times, fsyncs among them), into $PL_PERF_DIR/strace.SCENARIO-TARGET.txt
+#   PL_PIN [0]        1: the load generator (pull-load, wrk) on CPU 1, every server under test
+#                     (docker-registry, nginx with 1 worker, waved with 1 IO loop, and what they
+#                     start) on CPU 0, so the generator does not take the servers' core; needs
+#                     2 CPUs. Other processes on the machine are not moved.
+#   PL_WAVED_CONFIG   more lines for the first waved's config.yml (dotted keys, e.g.
+#                     "storage.commit-delay: 1ms"), to compare settings
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,6 +58,14 @@ OPEN_RATES=${PL_OPEN_RATES:-10000 25000 50000} OPEN_ROUNDS=${PL_OPEN_ROUNDS:-3}
 OPEN_DUR=${PL_OPEN_DURATION:-3} CREQ_RATE=${PL_CREQ_RATE:-1000}
 MIX_IMAGES=${PL_MIX_IMAGES:-100} MIX_TOKENS=${PL_MIX_TOKENS:-200}
 export WAVED_LOG_LEVEL=${WAVED_LOG_LEVEL:-warn}
+PIN=${PL_PIN:-0} GEN=() NGX_WORKERS=$(nproc) WV_IO=0
+if [ "$PIN" = 1 ]; then
+  [ "$(nproc)" -ge 2 ] || { echo "PL_PIN=1 needs 2 CPUs, this machine has $(nproc)" >&2; exit 2; }
+  GEN=(taskset -c 1) NGX_WORKERS=1 WV_IO=1
+fi
+# pin_server PID — with PL_PIN=1, every thread of PID on CPU 0 (threads and children it
+# creates later inherit it).
+pin_server() { [ "$PIN" != 1 ] || taskset -a -p -c 0 "$1" >/dev/null; }
 
 # shellcheck source=../tests/e2e/lib.sh
 source "$here/../tests/e2e/lib.sh"
@@ -86,7 +100,7 @@ run() {
       perf_pid=$!
       sleep 0.5 ;;
   esac
-  "$PL" -c "$CONNS" -t "$THREADS" -d "$DUR" -w "$WARM" -n "$sc/$tgt" "$@" "$url" | tee "$E2E_TMP/run.out"
+  "${GEN[@]}" "$PL" -c "$CONNS" -t "$THREADS" -d "$DUR" -w "$WARM" -n "$sc/$tgt" "$@" "$url" | tee "$E2E_TMP/run.out"
   if [ -n "$perf_pid" ]; then
     kill -INT "$perf_pid" && wait "$perf_pid" || true
     echo "   perf data / strace -c: ${PL_PERF_DIR:-.}/{perf.$sc-$tgt.data,strace.$sc-$tgt.txt}"
@@ -97,6 +111,7 @@ run() {
 # ---- upstream: docker-registry with busybox and a large single-layer image ----
 
 start_registry bench anon >"$E2E_TMP/reg.port"
+pin_server "${E2E_PIDS[-1]}"
 REG=127.0.0.1:$(cat "$E2E_TMP/reg.port")
 make_busybox_layout "$E2E_TMP/bb"
 push_layout "$E2E_TMP/bb" "$REG/library/busybox:latest"
@@ -159,7 +174,7 @@ cp "$E2E_TMP/reg.mix.manifest" "$E2E_TMP/www/manifest.json" # the same bytes for
 NGX_PORT=$(free_port)
 mkdir -p "$E2E_TMP/nginx/logs"
 cat >"$E2E_TMP/nginx/nginx.conf" <<NGX
-worker_processes $(nproc);
+worker_processes $NGX_WORKERS;
 daemon off;
 pid $E2E_TMP/nginx/nginx.pid;
 error_log $E2E_TMP/nginx/logs/error.log warn;
@@ -174,7 +189,9 @@ http {
   server { listen 127.0.0.1:$NGX_PORT; root $E2E_TMP/www; }
 }
 NGX
-nginx -c "$E2E_TMP/nginx/nginx.conf" -p "$E2E_TMP/nginx" &
+SRV=()
+[ "$PIN" != 1 ] || SRV=(taskset -c 0) # its workers are processes: pinned from the start
+"${SRV[@]}" nginx -c "$E2E_TMP/nginx/nginx.conf" -p "$E2E_TMP/nginx" &
 E2E_PIDS+=($!)
 NGX="http://127.0.0.1:$NGX_PORT"
 wait_http "$NGX/manifest.json"
@@ -193,8 +210,9 @@ if has parked && [ "$(ulimit -n)" -lt "$park_fds" ]; then
   ulimit -n "$park_fds" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
   echo "== parked: open files limit raised to $(ulimit -n) (want $park_fds)"
 fi
-start_waved "$(printf 'server: {max-body-size: %sMiB, max-connections-per-ip: %s, max-connections: %s, worker-queue: %s}\nwave: {build: {max-data-layer-size: %s}}\nwave.registries: {"%s": {}}' \
-  "$store_cap" "$((PARK_N + 2 * CONNS + 256))" "$((PARK_N + 2 * CONNS + 256))" "$((PARK_N + 4096))" "$((store_cap * 1024 * 1024))" "$REG")"
+start_waved "$(printf 'server: {io-threads: %s, max-body-size: %sMiB, max-connections-per-ip: %s, max-connections: %s, worker-queue: %s}\nwave: {build: {max-data-layer-size: %s}}\nwave.registries: {"%s": {}}\n%s' \
+  "$WV_IO" "$store_cap" "$((PARK_N + 2 * CONNS + 256))" "$((PARK_N + 2 * CONNS + 256))" "$((PARK_N + 4096))" "$((store_cap * 1024 * 1024))" "$REG" "${PL_WAVED_CONFIG:-}")"
+pin_server "$WAVED_PID"
 WV="$WAVED_URL"
 
 # make_data_layer NAME BYTES — a tar.gz holding one file of BYTES random
@@ -286,7 +304,7 @@ fi
 wrk_round() {
   echo "== hot wrk: wrk -t$THREADS -c$CONNS -d${DUR}s on the same nginx file (generator check)"
   perf stat -x, -e task-clock -o "$E2E_TMP/wrk.cpu" \
-    wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --latency "$NGX/manifest.json" | tee "$E2E_TMP/wrk.out"
+    "${GEN[@]}" wrk -t"$THREADS" -c"$CONNS" -d"${DUR}s" --latency "$NGX/manifest.json" | tee "$E2E_TMP/wrk.out"
   local n ms
   n=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' "$E2E_TMP/wrk.out")
   ms=$(grep task-clock "$E2E_TMP/wrk.cpu" | cut -d, -f1)
@@ -482,8 +500,10 @@ if has large; then
     # The stream alone: a second waved with the blob cache off.
     if [ -z "${PL_NO_STREAM_ROW:-}" ]; then
       saved=("$WAVED_PID" "$WAVED_PORT" "$WAVED_URL" "$WAVED_DIR")
-      start_waved "wave: {blob-cache: {enabled: false}}
+      start_waved "server: {io-threads: $WV_IO}
+wave: {blob-cache: {enabled: false}}
 wave.registries: {\"$REG\": {}}"
+      pin_server "$WAVED_PID"
       make_tokens pass "$REG/library/big:latest" 1 >"$E2E_TMP/tok.big2"
       read -r p2 t2 <"$E2E_TMP/tok.big2"
       run large waved-stream "GET ${BLOB_MB} MiB layer streamed from docker-registry (blob cache off)" \
@@ -558,7 +578,7 @@ if has parked; then
           "$WV" -p "$WAVED_PID" -m "$E2E_TMP/wv-pass.hot"
       done
       rss0=$(proc_f VmRSS) thr0=$(proc_f Threads)
-      "$PL" -c "$PARK_N" -t "$THREADS" -1 -C "$PARK_RATE" -d "$((PARK_SLEEP + 90))" -T "$((PARK_SLEEP + 90))" \
+      "${GEN[@]}" "$PL" -c "$PARK_N" -t "$THREADS" -1 -C "$PARK_RATE" -d "$((PARK_SLEEP + 90))" -T "$((PARK_SLEEP + 90))" \
         -n parked/waved-parked -p "$WAVED_PID" -m "$E2E_TMP/park.mix" "$WV" >"$E2E_TMP/park.out" 2>&1 &
       park_pl=$!
       # Wait until the parked pulls' connections are all open (pull-load
@@ -611,7 +631,7 @@ fi
 # ---- report ------------------------------------------------------------------------------------
 
 echo
-echo "== pull-load summary: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), waved $(curl -fsS "$WV/service-info" | json_get - 'd["serviceInfo"]["commitId"]' 2>/dev/null || echo '?'), ${DUR}s after ${WARM}s warm-up (hot: median of $ROUNDS rounds), $CONNS connections ($BLOB_CONNS for large), $THREADS load threads"
+echo "== pull-load summary: $(nproc) cores$([ "$PIN" != 1 ] || echo ' (PL_PIN=1: generator on CPU 1, servers on CPU 0)'), load average $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%Y-%m-%dT%H:%MZ), waved $(curl -fsS "$WV/service-info" | json_get - 'd["serviceInfo"]["commitId"]' 2>/dev/null || echo '?'), ${DUR}s after ${WARM}s warm-up (hot: median of $ROUNDS rounds), $CONNS connections ($BLOB_CONNS for large), $THREADS load threads"
 [ "$PROXY" = 1 ] || echo "FALLBACK: waved has no /v2 proxy yet ($WHY); its row measured the ping"
 $PY "$here/pull-load-report.py" "$RESULTS" "$PROXY"
 [ -z "${PL_RESULTS:-}" ] || cp "$RESULTS" "$PL_RESULTS"
