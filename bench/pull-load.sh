@@ -22,10 +22,12 @@
 #   PL_BLOB_CONNS [4] connections for large blobs   PL_STORE_MB [PL_BLOB_MB] data: layer
 #                                                   served from waved's blob store
 #   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot open pull cold mixed creq large parked"]
-#   PL_OPEN_RATES ["10000 25000 50000"] open-loop rates (req/s), plus 80 % of nginx's maximum
+#   PL_OPEN_RATES ["10000 25000 50000"] open-loop rates (req/s), plus 80 % and 50 % of nginx's maximum
 #   PL_OPEN_ROUNDS [3] rounds of the open scenario  PL_OPEN_DURATION [3] seconds per open run
 #   PL_CREQ_RATE [1000] the open-loop rate of the creq scenario's latency runs
 #   PL_MIX_IMAGES [100] distinct images of the mixed cold scenario; PL_MIX_TOKENS [200] tokens per kind
+#   PL_MIX_KINDS ["pass aug"] the kinds of the mixed scenario, in order ("aug pass": the augmented
+#                  requests and first pulls meet images waved has not seen)
 #   PL_PARK_PULLS [1000] pulls parked on one build  PL_PARK_SLEEP [20] its RUN sleep, s
 #   PL_PARK_CONNECT_RATE [2000] their connections opened per second (in waves)
 #   PL_PARK_ROUNDS [1] hot runs with the build running, before and while the pulls are parked
@@ -56,7 +58,7 @@ PARK_ROUNDS=${PL_PARK_ROUNDS:-1} PARK_SETTLE=${PL_PARK_SETTLE:-3}
 SCENARIOS=${PL_SCENARIOS:-hot open pull cold mixed creq large parked}
 OPEN_RATES=${PL_OPEN_RATES:-10000 25000 50000} OPEN_ROUNDS=${PL_OPEN_ROUNDS:-3}
 OPEN_DUR=${PL_OPEN_DURATION:-3} CREQ_RATE=${PL_CREQ_RATE:-1000}
-MIX_IMAGES=${PL_MIX_IMAGES:-100} MIX_TOKENS=${PL_MIX_TOKENS:-200}
+MIX_IMAGES=${PL_MIX_IMAGES:-100} MIX_TOKENS=${PL_MIX_TOKENS:-200} MIX_KINDS=${PL_MIX_KINDS:-pass aug}
 export WAVED_LOG_LEVEL=${WAVED_LOG_LEVEL:-warn}
 PIN=${PL_PIN:-0} GEN=() NGX_WORKERS=$(nproc) WV_IO=0
 if [ "$PIN" = 1 ]; then
@@ -334,7 +336,7 @@ fi
 
 # Open loop: the hot manifest at constant rates, latency from the intended send time
 # (bench/pull-load -R corrects for coordinated omission as wrk2 does). nginx's maximum is
-# measured first (closed loop, same run) for the 80 % rate; then, OPEN_ROUNDS times, every
+# measured first (closed loop, same run) for the 80 % and 50 % rates; then, OPEN_ROUNDS times, every
 # rate on nginx and on waved (pass-through, cached), in alternating order, short runs. The
 # report takes the median of each quantile over the rounds.
 if has open; then
@@ -343,7 +345,7 @@ if has open; then
     run open nginx-max "closed loop, nginx's maximum on the manifest bytes" "$NGX" \
       -d "$OPEN_DUR" -e "1 GET 200 /manifest.json"
     ngx_max=$(grep '^RESULT ' "$E2E_TMP/run.out" | sed -n 's/.* rps=\([0-9.]*\).*/\1/p')
-    rates="$OPEN_RATES $(awk "BEGIN{printf \"%d\", ${ngx_max:-0} * 0.8}")"
+    rates="$OPEN_RATES $(awk "BEGIN{printf \"%d %d\", ${ngx_max:-0} * 0.8, ${ngx_max:-0} * 0.5}")"
     for round in $(seq "$OPEN_ROUNDS"); do
       for r in $rates; do
         [ "$r" -gt 0 ] || continue
@@ -435,23 +437,32 @@ PY
     sed "s|^$REG/\(.*\):latest$|1 GET 200 /v2/\1/manifests/latest Accept:$ACCEPT|" "$E2E_TMP/mix.order" >"$E2E_TMP/reg.mixed"
     run mixed docker-registry "$(wc -l <"$E2E_TMP/mix.order") manifest GETs of $MIX_IMAGES images, each once" \
       "http://$REG" -1 -m "$E2E_TMP/reg.mixed"
-    for k in pass aug; do
+    for k in $MIX_KINDS; do
       request_body "$k" "@@IMAGE@@" >"$E2E_TMP/mix-body.$k"
       t0=$(date +%s.%N)
-      $PY - "$WAVED_PORT" "$E2E_TMP/mix-body.$k" "$E2E_TMP/mix.order" >"$E2E_TMP/mixed-$k.tok" <<'PY'
-import http.client, json, sys
+      # One request at a time; the latency of each, split by whether it was the first of
+      # its image in this kind's run (the first kind's first requests name images waved has
+      # not seen) or a later one.
+      $PY - "$WAVED_PORT" "$E2E_TMP/mix-body.$k" "$E2E_TMP/mix.order" >"$E2E_TMP/mixed-$k.tok" 2>"$E2E_TMP/mixed-$k.lat" <<'PY'
+import http.client, json, sys, time
 port, body, images = int(sys.argv[1]), open(sys.argv[2]).read(), open(sys.argv[3]).read().split()
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+seen, lat = set(), {True: [], False: []}
 for img in images:
+    t = time.monotonic()
     c.request("POST", "/v1alpha2/container", body.replace("@@IMAGE@@", img), {"Content-Type": "application/json"})
     r = c.getresponse(); data = r.read()
+    lat[img not in seen].append(time.monotonic() - t); seen.add(img)
     if r.status != 200:
         sys.exit("POST /v1alpha2/container answered %d: %s" % (r.status, data[:200].decode(errors="replace")))
     path = json.loads(data)["targetImage"].split("/", 1)[1]
     name, tag = path.rsplit(":", 1)
     print("/v2/%s %s" % (name, tag))
+def q(v, f): return "%.1f ms" % (1000 * sorted(v)[min(len(v) - 1, int(f * len(v)))]) if v else "-"
+sys.stderr.write("first request of an image: p50 %s, p90 %s, max %s (%d); later: p50 %s, p90 %s, max %s (%d)\n" % (
+    q(lat[True], .5), q(lat[True], .9), q(lat[True], 1), len(lat[True]), q(lat[False], .5), q(lat[False], .9), q(lat[False], 1), len(lat[False])))
 PY
-      echo "== mixed: $(wc -l <"$E2E_TMP/mixed-$k.tok") $k tokens over $MIX_IMAGES images created in $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t0}") s"
+      echo "== mixed: $(wc -l <"$E2E_TMP/mixed-$k.tok") $k tokens over $MIX_IMAGES images created in $(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $t0}") s, one at a time; $(cat "$E2E_TMP/mixed-$k.lat")"
       while read -r p t; do echo "1 GET 200 $p/manifests/$t Accept:$ACCEPT"; done \
         <"$E2E_TMP/mixed-$k.tok" >"$E2E_TMP/mixed-$k.mix"
       run mixed "waved-$k" "first manifest GET of $(wc -l <"$E2E_TMP/mixed-$k.tok") new tokens of $MIX_IMAGES images" \
