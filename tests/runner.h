@@ -9,9 +9,9 @@
  * (`out/tests/test_siphash paper_vector`), prints one line per test and a
  * closing "N passed, N failed" line, and exits non-zero if any failed.
  * A failed CHECK returns from the test at once and prints what it compared:
- * both values (CHECK_EQ_*), the haystack and the needle (CHECK_HAS), the
- * error's name (CHECK_OK). What a test sets up it hands to TEST_CLEANUP(fn, arg)
- * right away: the runner calls the deferred functions, last first, when the
+ * both values (CHECK_EQ_*), the haystack and the needle (CHECK_HAS,
+ * CHECK_LACKS, CHECK_PREFIX), the error's name (CHECK_OK). What a test sets up it hands to
+ * TEST_CLEANUP(fn, arg) right away: the runner calls the deferred functions, last first, when the
  * test returns — also after a failed CHECK — so an environment is always closed.
  */
 #ifndef WV_TEST_RUNNER_H
@@ -107,6 +107,28 @@ static inline void wv_test_defer(void (*fn)(void *), void *arg) {
     if (!h_ || !n_ || !strstr(h_, n_)) {                                                           \
       FAIL_AT("CHECK_HAS(%s, %s) failed:\n    \"%.2000s\"\n    lacks \"%s\"", #haystack, #needle,  \
               h_ ? h_ : "(null)", n_ ? n_ : "(null)");                                             \
+      return;                                                                                      \
+    }                                                                                              \
+  } while (0)
+
+/* Checks that the string haystack does not contain needle; prints both otherwise. */
+#define CHECK_LACKS(haystack, needle)                                                              \
+  do {                                                                                             \
+    const char *h_ = (haystack), *n_ = (needle);                                                   \
+    if (!h_ || !n_ || strstr(h_, n_)) {                                                            \
+      FAIL_AT("CHECK_LACKS(%s, %s) failed:\n    \"%.2000s\"\n    holds \"%s\"", #haystack,         \
+              #needle, h_ ? h_ : "(null)", n_ ? n_ : "(null)");                                    \
+      return;                                                                                      \
+    }                                                                                              \
+  } while (0)
+
+/* Checks that the string s starts with prefix; prints both otherwise. */
+#define CHECK_PREFIX(s, prefix)                                                                    \
+  do {                                                                                             \
+    const char *s_ = (s), *p_ = (prefix);                                                          \
+    if (!s_ || !p_ || strncmp(s_, p_, strlen(p_)) != 0) {                                          \
+      FAIL_AT("CHECK_PREFIX(%s, %s) failed:\n    \"%.2000s\"\n    does not start with \"%s\"", #s, \
+              #prefix, s_ ? s_ : "(null)", p_ ? p_ : "(null)");                                    \
       return;                                                                                      \
     }                                                                                              \
   } while (0)

@@ -245,7 +245,7 @@ TEST(yaml_syntax_error) {
   wv_config_free(&cfg);
   char want[128];
   snprintf(want, sizeof want, "%s:", tmp_path);
-  CHECK(strncmp(err, want, strlen(want)) == 0);
+  CHECK_PREFIX(err, want);
   CHECK_HAS(err, "YAML syntax error");
   /* libyaml reports the flow sequence at the line where it notices it is unterminated. */
   int line = atoi(err + strlen(want));
@@ -309,7 +309,7 @@ TEST(paths_resolved_against_config_dir) {
   free(cfg.storage_path);
   cfg.storage_path = strdup(longp);
   CHECK_EQ_INT(wv_config_resolve_paths(&cfg, "/etc/config.yml", err, sizeof err), WV_EINVAL);
-  CHECK(strncmp(err, "storage.path: ", 14) == 0);
+  CHECK_PREFIX(err, "storage.path: ");
   wv_config_free(&cfg);
 }
 

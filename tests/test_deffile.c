@@ -53,7 +53,7 @@ TEST(full_file) {
   if (rc)
     FAIL_AT("%s", msg);
   CHECK_EQ_INT(rc, 0);
-  CHECK(strncmp(d.raw, "Bootstrap: docker\n", 18) == 0);
+  CHECK_PREFIX(d.raw, "Bootstrap: docker\n");
   CHECK_EQ_STR(d.from, "127.0.0.1:5000/library/busybox:latest");
   CHECK_EQ_INT(d.n_headers, 2);
   CHECK_EQ_STR(d.headers[0].key, "bootstrap");
@@ -118,10 +118,10 @@ TEST(wave_templates_parse) {
   wv_deffile_t d;
   const char *msg;
   CHECK_EQ_INT(parse(fixture("freeze-image.singularity"), &d, &msg), 0);
-  CHECK(strncmp(d.raw, "BootStrap: docker", 17) == 0); /* the leading comment is not stored */
+  CHECK_PREFIX(d.raw, "BootStrap: docker"); /* the leading comment is not stored */
   CHECK_EQ_INT(d.n_files, 2);
   CHECK_EQ_STR(d.files[0].dst, "/");
-  CHECK(strstr(d.files[0].src, "{{wave_context_dir}}/layer-aaaa") == d.files[0].src);
+  CHECK_PREFIX(d.files[0].src, "{{wave_context_dir}}/layer-aaaa");
   CHECK_EQ_STR(d.environment.body,
                "  export WAVE_ENTRY_CHAIN=\"/usr/bin/tini --\"\n  export A=1 B=two\n");
   CHECK_EQ_STR(d.runscript.body, "  'my tool' it\\'s\n");

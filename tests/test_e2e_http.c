@@ -167,7 +167,8 @@ TEST(health) {
   CHECK(strncmp(r.body, "{\"status\":\"UP\",\"components\":{", 29) == 0 ||
         strncmp(r.body, "{\"status\":\"DEGRADED\",\"components\":{", 35) == 0);
   CHECK_HAS(r.body, "\"store\":{\"status\":\"UP\"}");
-  CHECK(strstr(r.body, "\"builder\":{") != NULL && strstr(r.body, "\"disk\":{") != NULL);
+  CHECK_HAS(r.body, "\"builder\":{");
+  CHECK_HAS(r.body, "\"disk\":{");
   tc_resp_free(&r);
 }
 

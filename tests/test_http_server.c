@@ -266,7 +266,8 @@ TEST(basic_routes) {
   CHECK_EQ_STR(tc_header(&r, "Content-Type"), "application/json");
   CHECK_EQ_STR(tc_header(&r, "X-Content-Type-Options"), "nosniff");
   CHECK_EQ_STR(tc_header(&r, "X-Frame-Options"), "DENY");
-  CHECK(tc_header(&r, "Date") && strstr(r.value, "GMT"));
+  CHECK(tc_header(&r, "Date"));
+  CHECK_HAS(r.value, "GMT");
   CHECK(!tc_header(&r, "Docker-Distribution-Api-Version"));
   tc_resp_free(&r);
   CHECK_EQ_INT(tc_request(port, GET("/health"), &r, false), 200);
@@ -288,7 +289,7 @@ TEST(errors_by_url_space) {
   CHECK_OK(start(5000, 5000));
   tc_resp_t r;
   CHECK_EQ_INT(tc_request(port, GET("/nope"), &r, false), 404);
-  CHECK(strncmp(r.body, "{\"message\":", 11) == 0);
+  CHECK_PREFIX(r.body, "{\"message\":");
   tc_resp_free(&r);
   CHECK_EQ_INT(tc_request(port, GET("/v2/library/x/tags/list"), &r, false), 404);
   CHECK_EQ_STR(r.body, "{\"errors\":[{\"code\":\"NOT_FOUND\",\"message\":\"Invalid request path "
@@ -994,7 +995,7 @@ TEST(stream_fails_after_last_byte) {
       CHECK(body_len < (i % 2 ? 3000000u : 3000u));
       CHECK(pattern_ok(b + 4, body_len));
     } else {
-      CHECK(strncmp(all, "HTTP/1.1 5", 10) == 0);
+      CHECK_PREFIX(all, "HTTP/1.1 5");
     }
     free(all);
     tc_close(c);

@@ -39,11 +39,11 @@ TEST(native_and_emulated) {
   CHECK(wv_build_platform_can_run_at(dir, "x86_64", "linux/amd64", why, sizeof why));
   CHECK_EQ_STR(why, "native x86_64");
   CHECK(!wv_build_platform_can_run_at(dir, "x86_64", "linux/arm64", why, sizeof why));
-  CHECK(strncmp(why, "binfmt_misc is not mounted", 26) == 0);
+  CHECK_PREFIX(why, "binfmt_misc is not mounted");
   /* Mounted, no qemu entry. */
   put("status", "enabled\n");
   CHECK(!wv_build_platform_can_run_at(dir, "x86_64", "linux/arm64", why, sizeof why));
-  CHECK(strncmp(why, "no binfmt_misc entry for qemu-aarch64", 37) == 0);
+  CHECK_PREFIX(why, "no binfmt_misc entry for qemu-aarch64");
   /* The entry Debian's qemu-user-static registers. */
   put("qemu-aarch64", "enabled\ninterpreter /usr/libexec/qemu-binfmt/aarch64-binfmt-P\n"
                       "flags: PF\n");
@@ -61,7 +61,7 @@ TEST(native_and_emulated) {
   put("qemu-aarch64", "enabled\n");
   put("status", "disabled\n");
   CHECK(!wv_build_platform_can_run_at(dir, "x86_64", "linux/arm64", why, sizeof why));
-  CHECK(strncmp(why, "binfmt_misc is disabled", 23) == 0);
+  CHECK_PREFIX(why, "binfmt_misc is disabled");
   /* Bad platforms. */
   CHECK(!wv_build_platform_can_run_at(dir, "x86_64", "windows/amd64", why, sizeof why));
   CHECK(!wv_build_platform_can_run_at(dir, "x86_64", "linux/mips", why, sizeof why));
@@ -82,7 +82,7 @@ TEST(this_host_native) {
                                                      : NULL;
   if (plat) {
     CHECK(wv_build_platform_can_run(plat, why, sizeof why));
-    CHECK(strncmp(why, "native ", 7) == 0);
+    CHECK_PREFIX(why, "native ");
   }
 }
 

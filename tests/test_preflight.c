@@ -83,7 +83,7 @@ TEST(storage_dirs) {
            strerror(ENOTDIR));
   CHECK_EQ_STR(err, want);
   CHECK_EQ_INT(wv_preflight_dir("storage.path", path, err, sizeof err), WV_EIO);
-  CHECK(strstr(err, "storage.path: ") == err);
+  CHECK_PREFIX(err, "storage.path: ");
   /* A read-only place (as root, /proc is still refused). */
   CHECK_EQ_INT(wv_preflight_dir("storage.path", "/proc/wv-preflight", err, sizeof err), WV_EIO);
   char cmd[300];
@@ -103,8 +103,9 @@ TEST(disk_and_reserve) {
   CHECK(d.low);
   char text[512];
   wv_preflight_disk_nospace_text("/tmp", 0, text, sizeof text);
-  CHECK(strncmp(text, "Insufficient storage - /tmp: ", 29) == 0);
-  CHECK(strstr(text, " bytes free") && !strstr(text, "reserve"));
+  CHECK_PREFIX(text, "Insufficient storage - /tmp: ");
+  CHECK_HAS(text, " bytes free");
+  CHECK_LACKS(text, "reserve");
   wv_preflight_disk_nospace_text("/tmp", UINT64_MAX, text, sizeof text);
   CHECK(d.low ? strstr(text, "below the reserve of") != NULL : 1);
   wv_preflight_disk_nospace_text("/nonexistent/wv", 0, text, sizeof text);
@@ -120,13 +121,13 @@ TEST(port_in_use) {
   CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
   int port = ntohs(a.sin_port);
   CHECK_EQ_INT(wv_preflight_port("127.0.0.1", port, err, sizeof err), WV_EIO);
-  CHECK(strstr(err, "server.port: cannot listen on 127.0.0.1:") == err);
+  CHECK_PREFIX(err, "server.port: cannot listen on 127.0.0.1:");
   CHECK_HAS(err, "Address already in use");
   close(fd);
   CHECK_OK(wv_preflight_port("127.0.0.1", port, err, sizeof err)); /* free again */
   CHECK_OK(wv_preflight_port("127.0.0.1", 0, err, sizeof err));
   CHECK_EQ_INT(wv_preflight_port("not-an-ip", 9090, err, sizeof err), WV_EIO);
-  CHECK(strstr(err, "server.host: 'not-an-ip'") == err);
+  CHECK_PREFIX(err, "server.host: 'not-an-ip'");
 }
 
 TEST(errno_mapping) {

@@ -293,8 +293,7 @@ TEST(failed_scan_releases_the_id) {
   CHECK_EQ_INT(wait_job(&f, id), WV_JOB_FAILED);
   wv_job_info_t info;
   CHECK_OK(wv_job_get(f.app.jobs, id, &info));
-  CHECK(
-      strstr(info.reason, "Container security scan failed: image 'wave/build:missing' not found"));
+  CHECK_HAS(info.reason, "Container security scan failed: image 'wave/build:missing' not found");
   json_object *rec = NULL;
   CHECK_OK(wv_scan_load_record(&f.app, id, &rec));
   CHECK_EQ_STR(str(rec, "status"), "FAILED");

@@ -226,7 +226,7 @@ TEST(writer_refuses) {
   CHECK_EQ_INT(wv_sif_write(fd, &bad_arch, 1, 0, uuid, err, sizeof err), WV_EINVAL);
   wv_sif_object_t not_sqfs = {.type = WV_SIF_PARTITION, .path = "/etc/hostname", .arch = "02"};
   CHECK_EQ_INT(wv_sif_write(fd, &not_sqfs, 1, 0, uuid, err, sizeof err), WV_EINVAL);
-  CHECK(strstr(err, "squashfs"));
+  CHECK_HAS(err, "squashfs");
   CHECK_EQ_INT(wv_sif_write(fd, NULL, 0, 0, uuid, err, sizeof err), WV_EINVAL);
   close(fd);
   CHECK_EQ_STR(wv_sif_arch_code("amd64"), "02");

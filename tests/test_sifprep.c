@@ -99,17 +99,17 @@ TEST(prepare_writes_containerfile_and_tree) {
                           "ADD [\"layer-" HEX ".tar.gz\", \"/\"]\n";
   if (strncmp(cf, want_head, strlen(want_head)) != 0)
     FAIL_AT("Containerfile:\n%s", cf);
-  CHECK(strncmp(cf, want_head, strlen(want_head)) == 0);
-  CHECK(strstr(cf, "COPY [\"hello.txt\", \"/txt/\"]\n"));
-  CHECK(strstr(cf, "COPY [\"other.txt\", \"/txt/\"]\n"));
-  CHECK(strstr(cf, "COPY [\"we\\\"ird.txt\", \"/txt/\"]\n")); /* JSON-escaped name */
-  CHECK(strstr(cf, "COPY --from=waved-sif post.sh /.post.script\nRUN [\"/bin/sh\", \"-c\", "
-                   "\"SINGULARITY_ENVIRONMENT=/.singularity.d/env/91-environment.sh "
-                   "SINGULARITY_LABELS=/.build.labels /bin/bash -ex /.post.script;"));
+  CHECK_PREFIX(cf, want_head);
+  CHECK_HAS(cf, "COPY [\"hello.txt\", \"/txt/\"]\n");
+  CHECK_HAS(cf, "COPY [\"other.txt\", \"/txt/\"]\n");
+  CHECK_HAS(cf, "COPY [\"we\\\"ird.txt\", \"/txt/\"]\n"); /* JSON-escaped name */
+  CHECK_HAS(cf, "COPY --from=waved-sif post.sh /.post.script\nRUN [\"/bin/sh\", \"-c\", "
+                "\"SINGULARITY_ENVIRONMENT=/.singularity.d/env/91-environment.sh "
+                "SINGULARITY_LABELS=/.build.labels /bin/bash -ex /.post.script;");
   CHECK_EQ_STR(get("sif/post.sh"), "  echo hi\n");
   CHECK_EQ_STR(get("sif/arch"), "02");
   CHECK_EQ_STR(get("sif/oci-config.json"), "{}");
-  CHECK(strncmp(get("sif/Singularity"), "Bootstrap: docker\n", 18) == 0);
+  CHECK_PREFIX(get("sif/Singularity"), "Bootstrap: docker\n");
   CHECK_EQ_STR(get("sif/singularity.d/runscript"), "#!/bin/bash -x\n\n  echo run\n\n");
   CHECK_EQ_INT(mode("sif/singularity.d/runscript"), 0755);
   CHECK_EQ_INT(mode("sif/singularity.d/actions/run"), 0755);
@@ -136,13 +136,13 @@ TEST(prepare_writes_containerfile_and_tree) {
       "}");
   json_object *meta = json_tokener_parse(get("sif/inspect-metadata.json")), *v = NULL;
   CHECK(meta);
-  CHECK(json_object_object_get_ex(meta, "type", &v) &&
-        strcmp(json_object_get_string(v), "container") == 0);
+  CHECK(json_object_object_get_ex(meta, "type", &v));
+  CHECK_EQ_STR(json_object_get_string(v), "container");
   json_object *data, *attrs;
   CHECK(json_object_object_get_ex(meta, "data", &data) &&
         json_object_object_get_ex(data, "attributes", &attrs));
-  CHECK(json_object_object_get_ex(attrs, "runscript", &v) &&
-        strcmp(json_object_get_string(v), "#!/bin/bash -x\n\n  echo run") == 0);
+  CHECK(json_object_object_get_ex(attrs, "runscript", &v));
+  CHECK_EQ_STR(json_object_get_string(v), "#!/bin/bash -x\n\n  echo run");
   CHECK(json_object_object_get_ex(attrs, "helpfile", &v));
   json_object_put(meta);
 }
@@ -166,12 +166,12 @@ TEST(oci_runscript_without_runscript_section) {
   CHECK_EQ_INT(wv_sif_prepare(&app, A, &in, sub, &msg), 0);
   const char *rs = get("two/sif/singularity.d/runscript");
   CHECK(rs && strncmp(rs, "#!/bin/sh\nOCI_ENTRYPOINT=''\nOCI_CMD=''\n", 38) == 0);
-  CHECK(strstr(rs, "eval \"set ${SINGULARITY_OCI_RUN}\"\nexec \"$@\"\n"));
+  CHECK_HAS(rs, "eval \"set ${SINGULARITY_OCI_RUN}\"\nexec \"$@\"\n");
   CHECK_EQ_STR(get("two/sif/arch"), "04");
-  CHECK(!strstr(get("two/Containerfile"), "RUN")); /* no %post: no RUN */
+  CHECK_LACKS(get("two/Containerfile"), "RUN"); /* no %post: no RUN */
   wv_sif_input_t bad = {.file = def, .platform = "linux/sparc64", .now_ns = 0};
   CHECK_EQ_INT(wv_sif_prepare(&app, A, &bad, sub, &msg), WV_EINVAL);
-  CHECK(strstr(msg, "linux/sparc64"));
+  CHECK_HAS(msg, "linux/sparc64");
 }
 
 TEST(check_refuses) {
@@ -216,7 +216,7 @@ TEST(prepare_refuses_unmatched_glob) {
   wv_sif_input_t in = {.file = def, .platform = "linux/amd64"};
   const char *msg = NULL;
   CHECK_EQ_INT(wv_sif_prepare(&app, A, &in, sub, &msg), WV_EINVAL);
-  CHECK(strstr(msg, "'nothing*' matches nothing in the build context"));
+  CHECK_HAS(msg, "'nothing*' matches nothing in the build context");
 }
 
 static void setup(void) __attribute__((constructor));
