@@ -80,14 +80,14 @@ TEST(unreferenced_and_expired_go_live_stay) {
   CHECK_OK(wv_blobgc_run(e.s, e.c, wv_now_ms() + 1000, 0, &st));
   CHECK_EQ_INT(st.removed, 2);
   CHECK_EQ_INT(st.bytes, 12);
-  CHECK(wv_cas_exists(e.c, d[2], NULL) == WV_ENOTFOUND);
-  CHECK(wv_cas_exists(e.c, d[5], NULL) == WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_cas_exists(e.c, d[2], NULL), WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_cas_exists(e.c, d[5], NULL), WV_ENOTFOUND);
   CHECK_EQ_INT(count_blobs(&e, 6, d), 4);
   /* Once the token expired its layer goes too; the others stay. */
   usleep(1600 * 1000);
   CHECK_OK(wv_blobgc_run(e.s, e.c, wv_now_ms(), 0, &st));
   CHECK_EQ_INT(st.removed, 1);
-  CHECK(wv_cas_exists(e.c, d[1], NULL) == WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_cas_exists(e.c, d[1], NULL), WV_ENOTFOUND);
   CHECK_OK(wv_cas_exists(e.c, d[0], NULL));
   CHECK_OK(wv_cas_exists(e.c, d[3], NULL));
   CHECK_OK(wv_cas_exists(e.c, d[4], NULL));
@@ -97,7 +97,7 @@ TEST(unreferenced_and_expired_go_live_stay) {
   CHECK_OK(wv_blobgc_run(e.s, e.c, wv_now_ms(), 60000, &st));
   CHECK_OK(wv_cas_exists(e.c, d[0], NULL));
   CHECK_OK(wv_blobgc_run(e.s, e.c, wv_now_ms() + 1000, 0, &st));
-  CHECK(wv_cas_exists(e.c, d[0], NULL) == WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_cas_exists(e.c, d[0], NULL), WV_ENOTFOUND);
   env_close(&e);
 }
 
@@ -147,7 +147,7 @@ TEST(collector_thread_runs_and_stops) {
   CHECK_OK(wv_blobgc_start(e.s, e.c, 1000, 0, &g));
   for (int i = 0; i < 50 && wv_cas_exists(e.c, d, NULL) == 0; i++)
     usleep(100 * 1000);
-  CHECK(wv_cas_exists(e.c, d, NULL) == WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_cas_exists(e.c, d, NULL), WV_ENOTFOUND);
   wv_blobgc_stop(g);
   wv_blobgc_stop(NULL);
   env_close(&e);

@@ -179,7 +179,7 @@ TEST(log_lock_sections) {
   n = wv_build_log_lock(b, strlen(b));
   CHECK_EQ_STR(b, "@EXPLICIT\nhttps://x/a.conda\n");
   char c[] = "no lock here\n";
-  CHECK(wv_build_log_lock(c, strlen(c)) == (size_t)-1);
+  CHECK_EQ_INT(wv_build_log_lock(c, strlen(c)), (size_t)-1);
   CHECK_EQ_INT((int)wv_build_log_without_lock(c, strlen(c)), 13);
 }
 
@@ -226,7 +226,7 @@ TEST(refusals) {
   CHECK_OK(wv_json_get_str(out, "targetImage", &ti));
   CHECK_OK(wv_json_get_str(out, "containerImage", &ci));
   CHECK_PREFIX(ti, "reg.example.com/a/b:");
-  CHECK(strlen(ti) == 36);
+  CHECK_EQ_INT(strlen(ti), 36);
   CHECK_EQ_STR(ti, ci);
   CHECK(json_object_object_get_ex(out, "freeze", &v) && json_object_get_boolean(v));
   json_object_put(out);
@@ -279,7 +279,7 @@ TEST(dry_run_builds_nothing) {
   CHECK_OK(submit(&e, file_body(&e, "FROM scratch\n", ",\"dryRun\":true"), &out, &msg));
   const char *id = jstr(out, "buildId");
   CHECK(id);
-  CHECK(strlen(id) == 18);
+  CHECK_EQ_INT(strlen(id), 18);
   CHECK_EQ_STR(id + 16, "_0");
   CHECK_EQ_STR(jbool(out, "cached"), "0");
   CHECK_EQ_STR(jbool(out, "succeeded"), "-");
@@ -522,7 +522,8 @@ TEST(freeze_layer_archives) {
   CHECK_OK(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg));
   snprintf(path, sizeof path, "%s/layer-%s.tar.gz", ctx, digest + 7);
   struct stat st;
-  CHECK(stat(path, &st) == 0 && st.st_size == 5);
+  CHECK_EQ_INT(stat(path, &st), 0);
+  CHECK_EQ_INT(st.st_size, 5);
   l.gzip_size = 6;
   CHECK_EQ_INT(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK_HAS(msg, "does not match its gzipSize/gzipDigest");

@@ -121,8 +121,8 @@ TEST(overlay_probe) {
   snprintf(sub, sizeof sub, "%s/buildah", dir);
   int rc = wv_builder_probe_overlay(sub, why, sizeof why);
   CHECK(rc == 0 ? why[0] == '\0' : why[0] != '\0');
-  CHECK(rmdir(sub) == 0); /* empty again: the scratch tree is gone */
-  CHECK(rmdir(dir) == 0);
+  CHECK_EQ_INT(rmdir(sub), 0); /* empty again: the scratch tree is gone */
+  CHECK_EQ_INT(rmdir(dir), 0);
   CHECK_EQ_INT(wv_builder_probe_overlay("/proc/no/such/dir", why, sizeof why) != 0, 1);
   CHECK(why[0] != '\0');
 }
@@ -201,7 +201,7 @@ TEST(authfile_content_and_no_credentials_in_argv) {
   CHECK_OK(wv_builder_write_authfile(dir, creds, 3));
   snprintf(path, sizeof path, "%s/config.json", dir);
   struct stat st;
-  CHECK(stat(path, &st) == 0);
+  CHECK_EQ_INT(stat(path, &st), 0);
   CHECK_EQ_INT(st.st_mode & 0777, 0600);
 
   /* No step of any backend carries a credential on argv or in env. */

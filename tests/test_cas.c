@@ -106,7 +106,8 @@ TEST(put_and_read_back) {
   char path[400];
   struct stat st;
   snprintf(path, sizeof path, "%s/blobs/sha256/ba/%s", root_, ABC + 7);
-  CHECK(stat(path, &st) == 0 && st.st_size == 3);
+  CHECK_EQ_INT(stat(path, &st), 0);
+  CHECK_EQ_INT(st.st_size, 3);
   /* Same content again (with the expected digest) is fine. */
   CHECK_OK(wv_cas_put(c, "abc", 3, ABC, NULL));
   CHECK_OK(wv_cas_put(c, "", 0, EMPTY, d));

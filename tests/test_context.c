@@ -92,12 +92,14 @@ TEST(unpack_ok_and_digest) {
   CHECK_EQ_STR(main_c, "int main(void) { return 0; }\n");
   struct stat st;
   snprintf(path, sizeof path, "%s/run.sh", ctx);
-  CHECK(stat(path, &st) == 0 && (st.st_mode & 0111) && st.st_nlink == 2);
+  CHECK_EQ_INT(stat(path, &st), 0);
+  CHECK(st.st_mode & 0111);
+  CHECK_EQ_INT(st.st_nlink, 2);
   CHECK(exists_in("a/b/c.txt") && exists_in("dot/slash/name.txt"));
   char lt[64] = {0};
   snprintf(path, sizeof path, "%s/a/up", ctx);
   ssize_t l = readlink(path, lt, sizeof lt - 1);
-  CHECK(l == 9);
+  CHECK_EQ_INT(l, 9);
   CHECK_PREFIX(lt, "../run.sh");
   char longname[256];
   snprintf(longname, sizeof longname, "deep/%0120d/file.txt", 0);
@@ -202,11 +204,13 @@ TEST(link_chains_never_leave_the_context) {
   char path[1024], lt[64] = {0};
   snprintf(path, sizeof path, "%s/d/h", ctx);
   ssize_t l = readlink(path, lt, sizeof lt - 1);
-  CHECK(l == 4);
+  CHECK_EQ_INT(l, 4);
   CHECK_PREFIX(lt, "../f");
   struct stat st;
   snprintf(path, sizeof path, "%s/h", ctx);
-  CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 2);
+  CHECK_EQ_INT(lstat(path, &st), 0);
+  CHECK(S_ISREG(st.st_mode));
+  CHECK_EQ_INT(st.st_nlink, 2);
   teardown();
 }
 

@@ -325,7 +325,7 @@ TEST(kill_during_writes_loses_nothing_acknowledged) {
       acks_.max_rec[r][t] = -1;
   for (int run = 0; run < RUNS; run++) {
     int fds[2];
-    CHECK(pipe(fds) == 0);
+    CHECK_EQ_INT(pipe(fds), 0);
     fflush(NULL);
     pid_t pid = fork();
     CHECK(pid >= 0);
@@ -340,7 +340,8 @@ TEST(kill_during_writes_loses_nothing_acknowledged) {
     waitpid(pid, &status, 0);
     CHECK(recs >= 0);
     /* It must have died by our hand, mid-stream, not by its own error. */
-    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK(WIFSIGNALED(status));
+    CHECK_EQ_INT(WTERMSIG(status), SIGKILL);
     CHECK(recs >= kill_points[run]);
     int leftover = count_tmp();
 

@@ -307,7 +307,7 @@ TEST(many_connections) {
   static client_t cl[N];
   memset(cl, 0, sizeof cl);
   for (int i = 0; i < N; i++)
-    CHECK(pthread_create(&t[i], NULL, client_main, &cl[i]) == 0);
+    CHECK_EQ_INT(pthread_create(&t[i], NULL, client_main, &cl[i]), 0);
   int ok = 0;
   for (int i = 0; i < N; i++) {
     pthread_join(t[i], NULL);

@@ -199,7 +199,8 @@ TEST(put_index) {
   CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "parent", &body, &len, mt, got));
   CHECK_EQ_STR(mt, imt);
   CHECK_EQ_STR(got, want);
-  CHECK(len == (size_t)n && memcmp(body, idx, len) == 0);
+  CHECK_EQ_INT(len, (size_t)n);
+  CHECK(memcmp(body, idx, len) == 0);
   free(body);
   CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, want, &body, &len, NULL, NULL));
   free(body);

@@ -436,11 +436,12 @@ TEST(large_and_file_bodies) {
                            GET("/test/file") "HEAD /test/file HTTP/1.1\r\n\r\n" GET("/health")));
   CHECK_OK(tc_read(c, &r, false));
   CHECK_EQ_INT(r.body_len, 1 << 20);
-  CHECK(r.body[27] == 'b');
+  CHECK_EQ_INT(r.body[27], 'b');
   tc_resp_free(&r);
   CHECK_OK(tc_read(c, &r, false));
   CHECK_EQ_INT(r.body_len, 300000);
-  CHECK(r.body[0] == '0' && r.body[299999] == '9');
+  CHECK_EQ_INT(r.body[0], '0');
+  CHECK_EQ_INT(r.body[299999], '9');
   tc_resp_free(&r);
   CHECK_OK(tc_read(c, &r, true));
   CHECK_EQ_STR(tc_header(&r, "Content-Length"), "300000");
@@ -942,7 +943,8 @@ TEST(stream_chunked) {
   size_t blen = 0;
   for (;;) {
     size_t k = strtoul(p, &p, 16);
-    CHECK(p[0] == '\r' && p[1] == '\n');
+    CHECK_EQ_INT(p[0], '\r');
+    CHECK_EQ_INT(p[1], '\n');
     p += 2;
     if (k == 0)
       break;

@@ -260,7 +260,7 @@ TEST(success_and_log) {
   free(log);
   /* The tail only when asked for less. */
   CHECK_OK(wv_job_log(f.e, id, 10, &log, &len));
-  CHECK(len == 10);
+  CHECK_EQ_INT(len, 10);
   free(log);
   /* The final record is durable and says SUCCEEDED. */
   char *json;

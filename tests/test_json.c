@@ -137,7 +137,7 @@ TEST(builder_omits_null_and_empty_keeps_false_and_zero) {
   wv_buf_free(&b);
   wv_buf_init(&b, 1 << 10);
   CHECK_OK(wv_json_to_buf(o, &b));
-  CHECK(b.len == strlen(wv_json_compact(o)));
+  CHECK_EQ_INT(b.len, strlen(wv_json_compact(o)));
   wv_buf_free(&b);
   json_object_put(o);
 }

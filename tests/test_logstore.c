@@ -18,7 +18,8 @@ TEST(round_trip) {
     text[i] = "STEP 1/3: FROM busybox\n"[i % 23] ^ (char)((i / 4096) & 1);
   CHECK_OK(wv_logstore_put(path, text, n, 0));
   struct stat st;
-  CHECK(stat(path, &st) == 0 && (size_t)st.st_size < n / 10); /* really compressed */
+  CHECK_EQ_INT(stat(path, &st), 0);
+  CHECK((size_t)st.st_size < n / 10); /* really compressed */
   char *out = NULL;
   size_t len = 0;
   CHECK_OK(wv_logstore_get(path, n, &out, &len));
@@ -53,7 +54,7 @@ TEST(bad_input) {
   CHECK_EQ_INT(wv_logstore_get(path, 100, &out, &len), WV_EPARSE);
   /* A truncated frame. */
   CHECK_OK(wv_logstore_put(path, "hello hello hello hello", 23, 0));
-  CHECK(truncate(path, 12) == 0);
+  CHECK_EQ_INT(truncate(path, 12), 0);
   CHECK_EQ_INT(wv_logstore_get(path, 100, &out, &len), WV_EPARSE);
   CHECK_EQ_INT(wv_logstore_put(NULL, "x", 1, 0), WV_EINVAL);
   snprintf(path, sizeof path, "%s/no/such/dir/x.zst", dir);

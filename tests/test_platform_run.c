@@ -76,7 +76,7 @@ TEST(native_and_emulated) {
 TEST(this_host_native) {
   struct utsname u;
   char why[256];
-  CHECK(uname(&u) == 0);
+  CHECK_EQ_INT(uname(&u), 0);
   const char *plat = !strcmp(u.machine, "x86_64")    ? "linux/amd64"
                      : !strcmp(u.machine, "aarch64") ? "linux/arm64"
                                                      : NULL;

@@ -122,7 +122,8 @@ TEST(cache_token_record) {
   CHECK_EQ_STR(b.data, "0\n1\n127.0.0.1:5000\nlibrary/busybox\nlatest\n\n\n");
   wv_cache_token_t d;
   CHECK_OK(wv_cache_token_decode(a, b.data, b.len, &d));
-  CHECK(d.has_cc && d.kind == WV_TOKEN_CONTAINER);
+  CHECK(d.has_cc);
+  CHECK_EQ_INT(d.kind, WV_TOKEN_CONTAINER);
   CHECK(d.has_user && d.user == NULL); /* anonymous */
   /* The account of the request rides along (rate limits on the hot path). */
   t.user = "alice";
@@ -157,13 +158,13 @@ TEST(layer_locations) {
   wv_arena_t *a = wv_arena_new(0);
   wv_cache_entry_t e;
   CHECK_OK(wv__proxy_layer_entry(a, "cas:" D1, D1, 10, &e));
-  CHECK(e.kind == WV_CACHE_BLOB);
+  CHECK_EQ_INT(e.kind, WV_CACHE_BLOB);
   CHECK_EQ_STR(e.digest, D1);
   CHECK_EQ_STR(e.media_type, "application/vnd.docker.image.rootfs.diff.tar.gzip");
   CHECK_OK(wv__proxy_layer_entry(a, "https://h/x.tar.gz", D1, 10, &e));
-  CHECK(e.kind == WV_CACHE_REDIRECT);
+  CHECK_EQ_INT(e.kind, WV_CACHE_REDIRECT);
   CHECK_OK(wv__proxy_layer_entry(a, "docker://quay.io/v2/o/i/blobs/" D1, D1, 10, &e));
-  CHECK(e.kind == WV_CACHE_DOCKER);
+  CHECK_EQ_INT(e.kind, WV_CACHE_DOCKER);
   CHECK_EQ_INT(wv__proxy_layer_entry(a, "data:AAAA", D1, 10, &e), WV_EINVAL);
   CHECK_EQ_INT(wv__proxy_layer_entry(a, "cas:nothex", D1, 10, &e), WV_EINVAL);
   CHECK_EQ_INT(wv__proxy_layer_entry(a, NULL, D1, 10, &e), WV_EINVAL);
@@ -188,32 +189,38 @@ TEST(error_mapping) {
   CHECK_EQ_INT(wv_fetch_err_status(&e, 404, false, "docker.io", "library/foo", "latest"),
                WV_EUPSTREAM);
   CHECK_EQ_INT(e.status, 404);
-  CHECK(e.code == WV_REGERR_MANIFEST_UNKNOWN);
+  CHECK_EQ_INT(e.code, WV_REGERR_MANIFEST_UNKNOWN);
   CHECK_EQ_STR(e.msg, "repository 'docker.io/library/foo:latest' not found");
   wv_fetch_err_status(&e, 404, true, "r.io", "a/b", D1);
-  CHECK(e.code == WV_REGERR_MANIFEST_BLOB_UNKNOWN);
+  CHECK_EQ_INT(e.code, WV_REGERR_MANIFEST_BLOB_UNKNOWN);
   CHECK_EQ_STR(e.msg, "repository 'r.io/a/b@" D1 "' not found");
   wv_fetch_err_status(&e, 401, false, "r.io", "a/b", "v1");
-  CHECK(e.code == WV_REGERR_UNAUTHORIZED && e.status == 401);
+  CHECK_EQ_INT(e.code, WV_REGERR_UNAUTHORIZED);
+  CHECK_EQ_INT(e.status, 401);
   CHECK_EQ_STR(e.msg, "repository 'r.io/a/b:v1' unauthorized (401)");
   wv_fetch_err_status(&e, 403, false, "r.io", "a/b", "v1");
-  CHECK(e.code == WV_REGERR_UNAUTHORIZED && e.status == 403);
+  CHECK_EQ_INT(e.code, WV_REGERR_UNAUTHORIZED);
+  CHECK_EQ_INT(e.status, 403);
   wv_fetch_err_status(&e, 503, false, "r.io", "a/b", "v1");
-  CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 503);
+  CHECK_EQ_INT(e.code, WV_REGERR_UNKNOWN);
+  CHECK_EQ_INT(e.status, 503);
   wv_fetch_err_status(&e, 302, false, "r.io", "a/b", "v1");
-  CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 502);
+  CHECK_EQ_INT(e.code, WV_REGERR_UNKNOWN);
+  CHECK_EQ_INT(e.status, 502);
   wv_fetch_err_transport(&e, WV_ETIMEOUT, 0, "r.io", "slow");
-  CHECK(e.code == WV_REGERR_UNKNOWN && e.status == 504);
+  CHECK_EQ_INT(e.code, WV_REGERR_UNKNOWN);
+  CHECK_EQ_INT(e.status, 504);
   CHECK_HAS(e.msg, "'r.io'");
   wv_fetch_err_transport(&e, WV_EUPSTREAM, 0, "r.io", "refused");
-  CHECK(e.status == 502);
+  CHECK_EQ_INT(e.status, 502);
   CHECK_EQ_STR(e.msg, "Unable to reach registry 'r.io' - connection failed");
   wv_fetch_err_transport(&e, WV_EDENIED, 0, "r.io", "no");
-  CHECK(e.status == 403);
-  CHECK(e.code == WV_REGERR_DENIED);
+  CHECK_EQ_INT(e.status, 403);
+  CHECK_EQ_INT(e.code, WV_REGERR_DENIED);
   CHECK_HAS(e.msg, "'r.io'");
   wv_fetch_err_transport(&e, WV_EAUTH, 403, "r.io", "no");
-  CHECK(e.status == 403 && e.code == WV_REGERR_UNAUTHORIZED);
+  CHECK_EQ_INT(e.status, 403);
+  CHECK_EQ_INT(e.code, WV_REGERR_UNAUTHORIZED);
 }
 
 TEST(retry_policy) {
@@ -281,7 +288,8 @@ TEST(coalescing) {
   bool leader;
   wv_flight_t *f = wv__flight_join(tab, "slow", &leader),
               *g = wv__flight_join(tab, "slow", &leader);
-  CHECK(!leader && f == g);
+  CHECK(!leader);
+  CHECK(f == g);
   wv_fetch_err_t e;
   CHECK_EQ_INT(wv__flight_wait(g, 50, &e), WV_ETIMEOUT);
   wv__flight_leave(g, false, NULL);

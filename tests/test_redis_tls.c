@@ -164,7 +164,8 @@ TEST(store_over_tls) {
   CHECK_OK(wv_store_put(s, WV_DB_BUILDS, "big", v, big, 0));
   size_t len = 0;
   CHECK_OK(wv_store_get(s, WV_DB_BUILDS, "big", &back, &len, NULL));
-  CHECK(len == big && memcmp(v, back, big) == 0);
+  CHECK_EQ_INT(len, big);
+  CHECK(memcmp(v, back, big) == 0);
   free(v);
   free(back);
 }

@@ -150,7 +150,8 @@ TEST(example1_nextflow_nulls_parse_and_check) {
   CHECK_OK(wv_creq_parse(e->a, nextflow_example, strlen(nextflow_example), 0, true, &r, &msg));
   CHECK_EQ_STR(r.container_image, "quay.io/biocontainers/samtools:1.17--h00cdaf9_0");
   CHECK(r.container_file == NULL && r.packages == NULL && r.includes == NULL && !r.freeze);
-  CHECK(r.has_workspace_id && r.workspace_id == 123456789);
+  CHECK(r.has_workspace_id);
+  CHECK_EQ_INT(r.workspace_id, 123456789);
   CHECK_EQ_INT(r.cc.n_layers, 2);
   CHECK_EQ_INT(r.cc.n_cmd, 0);
   /* The example's token is not a configured account: 401 (empty body). */
@@ -338,7 +339,8 @@ TEST(messages_in_spec_order) {
     if (rc != cases[i].rc || !msg_ok)
       fprintf(stderr, "  case %zu: %s\n    rc %d (want %d), msg: %s\n", i, cases[i].body, rc,
               cases[i].rc, msg ? msg : "(null)");
-    CHECK(rc == cases[i].rc && msg_ok);
+    CHECK_EQ_INT(rc, cases[i].rc);
+    CHECK(msg_ok);
   }
 }
 
@@ -449,7 +451,8 @@ TEST(v2_response) {
   json_object *out = submit_v2(e, V2_BODY);
   CHECK(out);
   const char *tok = jstr(out, "requestId");
-  CHECK(tok && strlen(tok) == 12);
+  CHECK(tok);
+  CHECK_EQ_INT(strlen(tok), 12);
   CHECK_EQ_STR(jstr(out, "containerToken"), tok);
   char want[128];
   snprintf(want, sizeof want, "wave.example.com/wt/%s/library/ubuntu:latest", tok);
@@ -594,7 +597,8 @@ TEST(tokens_are_random_alnum_and_unique) {
       e->cfg.token_length = 20;
     CHECK_OK(run(e, "{\"containerImage\":\"alpine:3.19\"}", true, &out, &msg));
     const char *tok = jstr(out, "requestId");
-    CHECK(tok && strlen(tok) == (i < N / 2 ? 12u : 20u));
+    CHECK(tok);
+    CHECK_EQ_INT(strlen(tok), (i < N / 2 ? 12u : 20u));
     CHECK(strspn(tok, "0123456789abcdefghijklmnopqrstuvwxyz") == strlen(tok));
     for (int j = 0; j < i; j++)
       CHECK(strcmp(seen[j], tok) != 0);
@@ -719,7 +723,7 @@ TEST(data_layer_refusals) {
     CHECK_EQ_INT(run_layer(e, l, bad[i].loc, bad[i].gz, bad[i].size, bad[i].tar, &out, &msg),
                  WV_EINVAL);
     CHECK_HAS(msg, bad[i].msg);
-    CHECK(wv_cas_exists(e->app.cas, l->gz_digest, NULL) == WV_ENOTFOUND);
+    CHECK_EQ_INT(wv_cas_exists(e->app.cas, l->gz_digest, NULL), WV_ENOTFOUND);
   }
 }
 

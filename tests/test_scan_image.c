@@ -140,7 +140,8 @@ TEST(debian_image_spdx) {
   wv_buf_init(&b2, 1 << 24);
   CHECK_OK(wv_spdx_write(wv_inventory_pkgs(s.inv), wv_inventory_count(s.inv), &o, &b));
   CHECK_OK(wv_spdx_write(wv_inventory_pkgs(s.inv), wv_inventory_count(s.inv), &o, &b2));
-  CHECK(b.len == b2.len && memcmp(b.data, b2.data, b.len) == 0); /* deterministic */
+  CHECK_EQ_INT(b.len, b2.len);
+  CHECK(memcmp(b.data, b2.data, b.len) == 0); /* deterministic */
   json_object *doc;
   char err[128];
   CHECK_OK(wv_json_parse(b.data, b.len, 1 << 24, 0, &doc, err, sizeof err));

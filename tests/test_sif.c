@@ -89,7 +89,7 @@ TEST(header_fields) {
   CHECK_EQ_INT(le(b + 112, 8), 32176); /* dataoff */
   CHECK_EQ_INT(le(b + 120, 8), 4688);  /* datasize */
   for (size_t i = 128; i < 4096; i++)
-    CHECK(b[i] == 0);
+    CHECK_EQ_INT(b[i], 0);
   free(b);
 }
 
@@ -130,10 +130,10 @@ TEST(descriptor_fields) {
   CHECK(memcmp(b + 0x17A4, extra, sizeof extra) == 0);
   for (int i = 4; i < 48; i++)
     for (int k = 0; k < 585; k++)
-      CHECK(b[4096 + i * 585 + k] == 0);
+      CHECK_EQ_INT(b[4096 + i * 585 + k], 0);
   CHECK(memcmp(b + 32768, "hsqs", 4) == 0);
   for (size_t i = 32416; i < 32768; i++)
-    CHECK(b[i] == 0);
+    CHECK_EQ_INT(b[i], 0);
   free(b);
 }
 

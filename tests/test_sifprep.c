@@ -72,9 +72,9 @@ static const char DEF[] = "Bootstrap: docker\n"
 TEST(prepare_writes_containerfile_and_tree) {
   char p[512];
   snprintf(p, sizeof p, "%s/context", dir);
-  CHECK(mkdir(p, 0755) == 0);
+  CHECK_EQ_INT(mkdir(p, 0755), 0);
   snprintf(p, sizeof p, "%s/context/data", dir);
-  CHECK(mkdir(p, 0755) == 0);
+  CHECK_EQ_INT(mkdir(p, 0755), 0);
   put("context/hello.txt", "hello\n");
   put("context/other.txt", "other\n");
   put("context/we\"ird.txt", "quoted name\n");
@@ -152,10 +152,10 @@ TEST(oci_runscript_without_runscript_section) {
   static const char def[] = "Bootstrap: docker\nFrom: x\n";
   char sub[600];
   snprintf(sub, sizeof sub, "%s/two", dir);
-  CHECK(mkdir(sub, 0755) == 0);
+  CHECK_EQ_INT(mkdir(sub, 0755), 0);
   char ctx[700];
   snprintf(ctx, sizeof ctx, "%s/context", sub);
-  CHECK(mkdir(ctx, 0755) == 0);
+  CHECK_EQ_INT(mkdir(ctx, 0755), 0);
   snprintf(ctx, sizeof ctx, "%s/Containerfile", sub);
   FILE *f = fopen(ctx, "w");
   CHECK(f);
@@ -205,9 +205,9 @@ TEST(prepare_refuses_unmatched_glob) {
   static const char def[] = "Bootstrap: docker\nFrom: x\n%files\n nothing* /x\n";
   char sub[600], p[700];
   snprintf(sub, sizeof sub, "%s/three", dir);
-  CHECK(mkdir(sub, 0755) == 0);
+  CHECK_EQ_INT(mkdir(sub, 0755), 0);
   snprintf(p, sizeof p, "%s/context", sub);
-  CHECK(mkdir(p, 0755) == 0);
+  CHECK_EQ_INT(mkdir(p, 0755), 0);
   snprintf(p, sizeof p, "%s/Containerfile", sub);
   FILE *f = fopen(p, "w");
   CHECK(f);

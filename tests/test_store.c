@@ -98,7 +98,9 @@ TEST(expiry) {
   size_t len = 0;
   int64_t exp = 0;
   CHECK_OK(wv_store_get(s, WV_DB_TOKENS, "old", &val, &len, &exp));
-  CHECK(len == 1 && val[0] == 'y' && exp == now + HOUR_MS);
+  CHECK_EQ_INT(len, 1);
+  CHECK_EQ_INT(val[0], 'y');
+  CHECK_EQ_INT(exp, now + HOUR_MS);
   free(val);
   /* A short TTL really expires by the wall clock. */
   CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "short", "z", 1, wv_store_now_ms() + 30));
@@ -125,9 +127,12 @@ TEST(snapshot_reads) {
   CHECK_OK(wv_store_snap_begin(s, &snap));
   struct view_seen v = {0};
   CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_TOKENS, "t1", view_cb, &v), 42);
-  CHECK(v.len == 3 && v.first == 't' && v.exp == now + HOUR_MS);
+  CHECK_EQ_INT(v.len, 3);
+  CHECK_EQ_INT(v.first, 't');
+  CHECK_EQ_INT(v.exp, now + HOUR_MS);
   CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "T/t1", view_cb, &v), 42);
-  CHECK(v.len == 3 && v.first == 'h');
+  CHECK_EQ_INT(v.len, 3);
+  CHECK_EQ_INT(v.first, 'h');
   memset(&v, 0, sizeof v);
   CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "gone", view_cb, &v), WV_ENOTFOUND);
   CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "none", view_cb, &v), WV_ENOTFOUND);
@@ -240,7 +245,9 @@ TEST(caps) {
   CHECK_OK(rc_at);
   size_t len = 0;
   CHECK_OK(wv_store_get(s, WV_DB_MANIFESTS, "big", &v, &len, NULL));
-  CHECK(len == WV_STORE_VALUE_MAX && v[0] == 'a' && v[len - 1] == 'a');
+  CHECK_EQ_INT(len, WV_STORE_VALUE_MAX);
+  CHECK_EQ_INT(v[0], 'a');
+  CHECK_EQ_INT(v[len - 1], 'a');
   free(v);
   close_and_remove(s);
 }
