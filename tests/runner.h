@@ -34,7 +34,7 @@ typedef struct {
 extern int wv_test_failed;
 
 /* Deferred clean-ups of the running test (TEST_CLEANUP), run last first after it returns. */
-#define WV_TEST_MAX_DEFER 16
+#define WV_TEST_MAX_DEFER 64
 typedef struct {
   void (*fn)(void *);
   void *arg;
@@ -42,12 +42,17 @@ typedef struct {
 extern wv_test_defer_t wv_test_defers[WV_TEST_MAX_DEFER];
 extern int wv_test_ndefer;
 
-/* Calls fn(arg) when the running test returns, whatever its outcome. */
+/*
+ * Calls fn(arg) when the running test returns, whatever its outcome. Past WV_TEST_MAX_DEFER the
+ * test fails and fn is never called: cleaning up at once would free what the test still uses.
+ */
 static inline void wv_test_defer(void (*fn)(void *), void *arg) {
-  if (wv_test_ndefer < WV_TEST_MAX_DEFER)
+  if (wv_test_ndefer < WV_TEST_MAX_DEFER) {
     wv_test_defers[wv_test_ndefer++] = (wv_test_defer_t){fn, arg};
-  else
-    fn(arg); /* no room: clean up now rather than never (a test defers a handful) */
+    return;
+  }
+  fprintf(stderr, "  more than %d TEST_CLEANUPs in one test\n", WV_TEST_MAX_DEFER);
+  wv_test_failed = 1;
 }
 #define TEST_CLEANUP(fn, arg) wv_test_defer((void (*)(void *))(fn), (arg))
 

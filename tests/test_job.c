@@ -120,9 +120,6 @@ static void fake_free(fake_t *f) {
 /* ---- helpers ---- */
 
 static char self_exe[PATH_MAX];
-static uint64_t fixture_log_max;            /* 0 = the engine's default */
-static const wv_job_queue_t *fixture_queue; /* NULL = no shared queue */
-static bool fixture_rerun;                  /* opts.rerun_reclaimed */
 
 typedef struct {
   pthread_mutex_t mu;
@@ -167,12 +164,27 @@ static void waiter_destroy(waiter_t *w) {
   pthread_cond_destroy(&w->cv);
 }
 
+/*
+ * A test's engine over a fake store in a temp dir. A fixture hands itself to TEST_CLEANUP when
+ * it is opened, so it must outlive the test function (tests declare theirs static), and so must
+ * whatever a test hands the engine (waiters, a queue): after a failed check the engine runs until
+ * the clean-up. An explicit fixture_free before the test ends makes the deferred one a no-op.
+ */
 typedef struct {
   char dir[256];
   wv_job_engine_t *e;
   fake_t fake;
   wv_job_persist_t persist;
+  bool live;     /* opened, not freed yet */
+  bool own_fake; /* fake is this fixture's (not another instance's it shares) */
 } fixture_t;
+
+/* What a fixture changes in the engine's options; NULL or 0 fields = the engine's defaults. */
+typedef struct {
+  uint64_t log_max;
+  const wv_job_queue_t *queue; /* a shared queue */
+  bool rerun;                  /* opts.rerun_reclaimed */
+} fixture_opts_t;
 
 static wv_job_kind_t kind_def(const char *name, int max_running, int64_t deadline_ms) {
   return (wv_job_kind_t){.name = name,
@@ -181,13 +193,22 @@ static wv_job_kind_t kind_def(const char *name, int max_running, int64_t deadlin
                          .deadline_ms = deadline_ms};
 }
 
-static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool keep_store) {
+static void fixture_free(fixture_t *f);
+
+/* Opens f's engine; keep_store reopens it over the store and directory f already has. */
+static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool keep_store,
+                        const fixture_opts_t *fo) {
+  static const fixture_opts_t none = {0};
+  fo = fo ? fo : &none;
   wv_job_opts_t o;
   char logs[300];
   if (!keep_store) {
+    memset(f, 0, sizeof *f);
     if (!tmpdir_make(f->dir, tag))
       return WV_EIO;
     fake_init(&f->fake, &f->persist);
+    f->live = f->own_fake = true;
+    TEST_CLEANUP(fixture_free, f);
   }
   snprintf(logs, sizeof logs, "%s/logs", f->dir);
   wv_job_opts_init(&o);
@@ -196,9 +217,9 @@ static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool ke
   o.exec_path = self_exe;
   o.mem = mem;
   o.kill_grace_ms = 300;
-  o.log_max = fixture_log_max;
-  o.queue = fixture_queue;
-  o.rerun_reclaimed = fixture_rerun;
+  o.log_max = fo->log_max;
+  o.queue = fo->queue;
+  o.rerun_reclaimed = fo->rerun;
   return wv_job_engine_new(&o, &f->e);
 }
 
@@ -207,10 +228,26 @@ static void fixture_close(fixture_t *f) {
   f->e = NULL;
 }
 
+/* Stops the engine, frees the fake store and removes the directory; once (then a no-op). */
 static void fixture_free(fixture_t *f) {
+  if (!f->live)
+    return;
+  f->live = false;
   fixture_close(f);
-  fake_free(&f->fake);
+  if (f->own_fake)
+    fake_free(&f->fake);
   tmpdir_remove(f->dir);
+}
+
+/* SIGKILLs child *pid and its process group, and reaps it, unless *pid is 0 (then, or after,
+ * 0): a test hands a child it forked to TEST_CLEANUP with this. */
+static void child_kill(pid_t *pid) {
+  if (*pid <= 0)
+    return;
+  kill(-*pid, SIGKILL); /* its group, when it leads one (setsid) */
+  kill(*pid, SIGKILL);
+  waitpid(*pid, NULL, 0);
+  *pid = 0;
 }
 
 /* Submits one command job and waits for its end (up to 20 s). */
@@ -238,11 +275,11 @@ static int run_cmd(fixture_t *f, const char *kind, const char *const *argv, int6
 /* ---- tests ---- */
 
 TEST(success_and_log) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1];
   wv_job_kind_t k = kind_def("build", 2, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   const char *argv[] = {"sh", "-c", "echo hello-out; echo hello-err >&2; pwd", NULL};
@@ -271,11 +308,11 @@ TEST(success_and_log) {
 }
 
 TEST(failing_command) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1];
   wv_job_kind_t k = kind_def("build", 2, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   const char *argv[] = {"sh", "-c", "echo about to fail; exit 3", NULL};
@@ -317,11 +354,11 @@ static pid_t read_pid(const char *dir, const char *name) {
 }
 
 TEST(deadline_kills_process_group) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1];
   wv_job_kind_t k = kind_def("build", 2, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   /* A grandchild that ignores SIGTERM: only the SIGKILL after the grace ends it. */
@@ -343,11 +380,11 @@ TEST(deadline_kills_process_group) {
 }
 
 TEST(grandchild_does_not_outlive_its_step) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1];
   wv_job_kind_t k = kind_def("build", 2, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   /* The main process exits at once, leaving a background sleeper holding the pipe. */
@@ -384,14 +421,18 @@ TEST(step_dies_with_waved) {
   fprintf(stderr, "  skipped under ThreadSanitizer (threads after a multi-threaded fork)\n");
   return;
 #endif
-  fixture_t f;
+  static fixture_t f;
+  memset(&f, 0, sizeof f);
   CHECK(tmpdir_make(f.dir, "job"));
-  pid_t waved = fork();
+  f.live = true; /* the directory; the child process makes the engine and the store */
+  TEST_CLEANUP(fixture_free, &f);
+  static pid_t waved;
+  waved = fork();
   CHECK(waved >= 0);
   if (waved == 0) {
     fake_init(&f.fake, &f.persist);
     wv_job_kind_t k = kind_def("build", 2, 60000);
-    if (fixture_open(&f, "job", WV_JOB_MEM_NONE, true) || wv_job_register_kind(f.e, &k) ||
+    if (fixture_open(&f, "job", WV_JOB_MEM_NONE, true, NULL) || wv_job_register_kind(f.e, &k) ||
         wv_job_engine_start(f.e))
       _exit(2);
     const char *argv[] = {"sh", "-c",
@@ -405,28 +446,35 @@ TEST(step_dies_with_waved) {
     pause();
     _exit(0);
   }
+  TEST_CLEANUP(child_kill, &waved);
   pid_t main_pid = wait_pid_file(f.dir, "main.pid", 10000);
   pid_t bg = wait_pid_file(f.dir, "bg.pid", 2000), esc = wait_pid_file(f.dir, "esc.pid", 2000);
   CHECK(main_pid > 0 && bg > 0 && esc > 0);
   kill(waved, SIGKILL);
-  CHECK_EQ_INT(waitpid(waved, NULL, 0), waved);
+  pid_t was = waved, reaped = waitpid(waved, NULL, 0);
+  waved = 0;
+  CHECK_EQ_INT(reaped, was);
   for (int i = 0; i < 300 && (pid_alive(main_pid) || pid_alive(bg) || pid_alive(esc)); i++)
     usleep(10000);
   CHECK(!pid_alive(main_pid));
   CHECK(!pid_alive(bg));
   CHECK(!pid_alive(esc));
-  tmpdir_remove(f.dir);
+  fixture_free(&f);
 }
 
 /* A runner that did not die with the old waved (here: stopped, so it cannot act on the
  * parent-death signal) is killed at the next start, before the job is ruled on; a recorded
  * group whose leader is not that job's runner is left alone (pid reuse). */
 TEST(restart_kills_leftover_group) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t k = kind_def("build", 1, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   fixture_close(&f);
-  pid_t runner = fork();
+  static pid_t runner, other;
+  runner = other = 0;
+  TEST_CLEANUP(child_kill, &runner);
+  TEST_CLEANUP(child_kill, &other);
+  runner = fork();
   CHECK(runner >= 0);
   if (runner == 0) {
     char parent[32];
@@ -438,7 +486,7 @@ TEST(restart_kills_leftover_group) {
           "-c", "sleep 300 & echo $! > left.pid; wait", (char *)NULL);
     _exit(127);
   }
-  pid_t other = fork(); /* not a runner: must survive */
+  other = fork(); /* not a runner: must survive */
   CHECK(other >= 0);
   if (other == 0) {
     setsid();
@@ -461,16 +509,18 @@ TEST(restart_kills_leftover_group) {
   CHECK_OK(f.persist.save(&f.fake, "bd-other_1", rec, strlen(rec), false));
   CHECK(pid_alive(left));
 
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   pid_t reaped = 0;
   for (int i = 0; i < 500 && reaped == 0; i++) /* bounded: the test must fail, not hang */
     if ((reaped = waitpid(runner, NULL, WNOHANG)) == 0)
       usleep(10000);
+  pid_t was = runner;
   if (reaped != runner)
     kill(runner, SIGKILL), waitpid(runner, NULL, 0);
-  CHECK_EQ_INT(reaped, runner);
+  runner = 0;
+  CHECK_EQ_INT(reaped, was);
   for (int i = 0; i < 200 && pid_alive(left); i++)
     usleep(10000);
   CHECK(!pid_alive(left));
@@ -479,8 +529,7 @@ TEST(restart_kills_leftover_group) {
   CHECK_OK(wv_job_get(f.e, "bd-left_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_FAILED);
   CHECK_EQ_STR(info.reason, WV_JOB_REASON_RESTART);
-  kill(other, SIGKILL);
-  waitpid(other, NULL, 0);
+  child_kill(&other);
   fixture_free(&f);
 }
 
@@ -502,15 +551,15 @@ static int slow_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 }
 
 TEST(concurrency_limit_and_fn_steps) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t k = kind_def("build", 2, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_register_fn(f.e, "slow", slow_fn, NULL));
   CHECK_OK(wv_job_engine_start(f.e));
   atomic_store(&cur_running, 0);
   atomic_store(&max_running, 0);
-  waiter_t w[5];
+  static waiter_t w[5]; /* static: see fixture_t */
   char ids[5][WV_JOB_ID_MAX + 1];
   for (int i = 0; i < 5; i++) {
     wv_job_step_t step = {.type = WV_JOB_STEP_FN, .fn = "slow", .arg = i == 4 ? "fail" : "ok"};
@@ -549,9 +598,9 @@ static void count_cb(void *arg, const wv_job_info_t *info) {
 }
 
 TEST(waiters_before_and_after) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t k = kind_def("build", 1, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   const char *argv[] = {"sleep", "0.3", NULL};
@@ -565,7 +614,7 @@ TEST(waiters_before_and_after) {
   atomic_store(&counted, 0);
   for (int i = 0; i < 5000; i++) /* thousands of parked requests: memory only */
     CHECK_OK(wv_job_on_done(f.e, id, count_cb, NULL));
-  waiter_t w;
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
   CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
   wv_job_info_t info;
@@ -574,7 +623,7 @@ TEST(waiters_before_and_after) {
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
   CHECK_EQ_INT(atomic_load(&counted), 5000);
   /* After the end: the callback runs at once, on this thread. */
-  waiter_t late;
+  static waiter_t late; /* static: see fixture_t */
   waiter_init(&late);
   CHECK_OK(wv_job_on_done(f.e, id, on_done, &late));
   CHECK_EQ_INT(late.calls, 1);
@@ -586,9 +635,9 @@ TEST(waiters_before_and_after) {
 }
 
 TEST(log_readable_while_running) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t k = kind_def("build", 1, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   const char *argv[] = {"sh", "-c", "echo tick; sleep 2; echo tock", NULL};
@@ -611,7 +660,7 @@ TEST(log_readable_while_running) {
   CHECK_OK(wv_job_get(f.e, id, &info));
   CHECK_EQ_INT(info.state, WV_JOB_RUNNING);
   /* Cancel ends it early, with the reason given. */
-  waiter_t w;
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
   CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
   CHECK_OK(wv_job_cancel(f.e, id, "Cancelled by the user"));
@@ -633,12 +682,12 @@ TEST(log_readable_while_running) {
 }
 
 TEST(restart_recovery) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t once = kind_def("build", 1, 10000);
   wv_job_kind_t again = kind_def("mirror", 1, 10000);
   again.rerunnable = true;
   again.label = "Container mirror";
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &once));
   CHECK_OK(wv_job_register_kind(f.e, &again));
   CHECK_OK(wv_job_engine_start(f.e));
@@ -672,7 +721,7 @@ TEST(restart_recovery) {
   CHECK_HAS(json, "\"state\":\"RUNNING\"");
   free(json);
 
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &once));
   CHECK_OK(wv_job_register_kind(f.e, &again));
   CHECK_OK(wv_job_engine_start(f.e));
@@ -682,7 +731,7 @@ TEST(restart_recovery) {
   CHECK_OK(wv_job_get(f.e, "bd-q_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_FAILED);
   CHECK_EQ_STR(info.reason, WV_JOB_REASON_RESTART);
-  waiter_t w;
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
   CHECK_OK(wv_job_on_done(f.e, "mr-b", on_done, &w));
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
@@ -743,26 +792,28 @@ static int open_queued(fixture_t *f, fixture_t *share, const wv_job_queue_t *q, 
   wv_job_kind_t once = kind_def("build", 1, 10000);
   wv_job_kind_t again = kind_def("mirror", 1, 10000);
   again.rerunnable = true;
-  fixture_queue = q;
-  fixture_rerun = rerun;
+  fixture_opts_t fo = {.queue = q, .rerun = rerun};
   if (share) { /* the same store, its own live logs: another instance of the cluster */
+    memset(f, 0, sizeof *f);
     if (!tmpdir_make(f->dir, "jobq"))
       return WV_EIO;
     f->persist = share->persist;
+    f->live = true; /* its directory and engine; the store is share's */
+    TEST_CLEANUP(fixture_free, f);
   }
-  int rc = fixture_open(f, "jobq", WV_JOB_MEM_NONE, share != NULL);
-  fixture_queue = NULL;
-  fixture_rerun = false;
+  int rc = fixture_open(f, "jobq", WV_JOB_MEM_NONE, share != NULL, &fo);
   rc = rc ? rc : wv_job_register_kind(f->e, &once);
   rc = rc ? rc : wv_job_register_kind(f->e, &again);
   return rc ? rc : wv_job_engine_start(f->e);
 }
 
 TEST(shared_queue) {
-  fakeq_t fq = {0};
+  static fakeq_t fq; /* static: see fixture_t */
+  memset(&fq, 0, sizeof fq);
   pthread_mutex_init(&fq.mu, NULL);
-  wv_job_queue_t q = {&fq, fq_enqueue, fq_ended};
-  fixture_t x, y;
+  static wv_job_queue_t q;
+  q = (wv_job_queue_t){&fq, fq_enqueue, fq_ended};
+  static fixture_t x, y;
   CHECK_OK(open_queued(&x, NULL, &q, false));
   x.persist.create = fake_create; /* y shares x's store */
   CHECK_OK(open_queued(&y, &x, &q, false));
@@ -780,7 +831,7 @@ TEST(shared_queue) {
   CHECK_OK(wv_job_get(y.e, "bd-s_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_QUEUED);
   /* A waiter on y for a job y does not run: parked until the end message. */
-  waiter_t w;
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
   CHECK_OK(wv_job_on_done(y.e, "bd-s_1", on_done, &w));
   char ids[4][WV_JOB_ID_MAX + 1];
@@ -847,12 +898,11 @@ TEST(shared_queue) {
   CHECK_HAS(log, "rerun");
   free(log);
   waiter_destroy(&w);
-  fixture_close(&y);
-  tmpdir_remove(y.dir);
+  fixture_free(&y);
 
   /* With rerun_reclaimed a build is run again too (its record made RUNNING as if an instance
    * that died had been running it). */
-  fixture_t z;
+  static fixture_t z;
   wv_job_spec_t b3 = {.id = "bd-k_3", .kind = "build", .steps = &sb, .nsteps = 1};
   CHECK_OK(open_queued(&z, &x, &q, true));
   CHECK_OK(wv_job_submit(z.e, &b3, NULL));
@@ -876,8 +926,7 @@ TEST(shared_queue) {
   CHECK_HAS(log, "rerun");
   free(log);
   waiter_destroy(&w);
-  fixture_close(&z);
-  tmpdir_remove(z.dir);
+  fixture_free(&z);
   fixture_free(&x);
   pthread_mutex_destroy(&fq.mu);
 }
@@ -891,9 +940,9 @@ static int spin_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 }
 
 TEST(deadline_during_fn_step) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t k = kind_def("build", 1, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_register_fn(f.e, "spin", spin_fn, NULL));
   CHECK_OK(wv_job_engine_start(f.e));
@@ -902,7 +951,7 @@ TEST(deadline_during_fn_step) {
                             {.type = WV_JOB_STEP_CMD, .argv = never, .cwd = f.dir}};
   wv_job_spec_t spec = {.kind = "build", .deadline_ms = 200, .steps = steps, .nsteps = 2};
   char id[WV_JOB_ID_MAX + 1];
-  waiter_t w;
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
   CHECK_OK(wv_job_submit(f.e, &spec, id));
   CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
@@ -917,14 +966,12 @@ TEST(deadline_during_fn_step) {
 }
 
 TEST(log_is_capped) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1], *log;
   size_t len;
   wv_job_kind_t k = kind_def("build", 1, 10000);
-  fixture_log_max = 4096;
-  int rc = fixture_open(&f, "job", WV_JOB_MEM_NONE, false);
-  fixture_log_max = 0;
+  int rc = fixture_open(&f, "job", WV_JOB_MEM_NONE, false, &(fixture_opts_t){.log_max = 4096});
   CHECK_OK(rc);
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
@@ -943,12 +990,12 @@ static const char *const hog[] = {"python3", "-c",
                                   "b = b'x' * (256 << 20)\nprint('allocated', len(b))", NULL};
 
 static void memory_limit_with(wv_job_mem_t mech) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1];
   wv_job_kind_t k = kind_def("build", 1, 20000);
   k.memory_max = 64u << 20;
-  CHECK_OK(fixture_open(&f, "job", mech, false));
+  CHECK_OK(fixture_open(&f, "job", mech, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   wv_job_mem_t used = wv_job_engine_mem(f.e);
