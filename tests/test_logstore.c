@@ -8,8 +8,10 @@
 #include <sys/stat.h>
 
 TEST(round_trip) {
-  char dir[256], path[300];
+  static char dir[256]; /* static: removed by the clean-up, after the test returned */
+  char path[300];
   CHECK(tmpdir_make(dir, "log"));
+  TEST_CLEANUP(tmpdir_remove, dir);
   snprintf(path, sizeof path, "%s/build.log.zst", dir);
   size_t n = 3 * 1024 * 1024; /* several zstd blocks and output chunks */
   char *text = malloc(n);
@@ -40,8 +42,10 @@ TEST(round_trip) {
 }
 
 TEST(bad_input) {
-  char dir[256], path[300];
+  static char dir[256]; /* static: removed by the clean-up, after the test returned */
+  char path[300];
   CHECK(tmpdir_make(dir, "log"));
+  TEST_CLEANUP(tmpdir_remove, dir);
   snprintf(path, sizeof path, "%s/missing.zst", dir);
   char *out;
   size_t len;
