@@ -807,128 +807,181 @@ static int open_queued(fixture_t *f, fixture_t *share, const wv_job_queue_t *q, 
   return rc ? rc : wv_job_engine_start(f->e);
 }
 
-TEST(shared_queue) {
-  static fakeq_t fq; /* static: see fixture_t */
-  memset(&fq, 0, sizeof fq);
-  pthread_mutex_init(&fq.mu, NULL);
-  static wv_job_queue_t q;
-  q = (wv_job_queue_t){&fq, fq_enqueue, fq_ended};
-  static fixture_t x, y;
-  CHECK_OK(open_queued(&x, NULL, &q, false));
-  x.persist.create = fake_create; /* y shares x's store */
-  CHECK_OK(open_queued(&y, &x, &q, false));
-  fq.other = y.e;
+/* Two instances x and y on one fake queue and x's store; y hears of every job x ends. */
+typedef struct {
+  fakeq_t fq;
+  wv_job_queue_t q;
+  fixture_t x, y;
+} cluster_t;
+
+/* Whatever ends in x no longer reaches y (before y is freed: clean-ups run last first). */
+static void cluster_unlink(cluster_t *c) {
+  pthread_mutex_lock(&c->fq.mu);
+  c->fq.other = NULL;
+  pthread_mutex_unlock(&c->fq.mu);
+}
+
+static void cluster_free_mu(cluster_t *c) { pthread_mutex_destroy(&c->fq.mu); }
+
+/* Opens x, then y sharing x's store (y re-runs reclaimed builds when rerun_y). c is handed to
+ * TEST_CLEANUP, so it must outlive the test (static). */
+static int cluster_open(cluster_t *c, bool rerun_y) {
+  memset(&c->fq, 0, sizeof c->fq);
+  pthread_mutex_init(&c->fq.mu, NULL);
+  TEST_CLEANUP(cluster_free_mu, c); /* last: after both engines stopped */
+  c->q = (wv_job_queue_t){&c->fq, fq_enqueue, fq_ended};
+  int rc = open_queued(&c->x, NULL, &c->q, false);
+  if (rc)
+    return rc;
+  c->x.persist.create = fake_create; /* y shares x's store */
+  if ((rc = open_queued(&c->y, &c->x, &c->q, rerun_y)))
+    return rc;
+  c->fq.other = c->y.e;
+  TEST_CLEANUP(cluster_unlink, c);
+  return 0;
+}
+
+/* The slow steps of the take-over tests: the first run leaves a mark and sleeps, a run that
+ * finds the mark says "rerun" and ends. */
+static const char *const slow[] = {
+    "sh", "-c", "if [ -f $M ]; then echo rerun; else touch $M; sleep 30; fi", NULL};
+static const char *const env_b[] = {"M=b.mark", "PATH=/usr/bin:/bin", NULL};
+static const char *const env_m[] = {"M=m.mark", "PATH=/usr/bin:/bin", NULL};
+
+/* Submit only queues; the instance that adopts the job runs it, and its end wakes a waiter
+ * parked on the other instance. */
+TEST(shared_queue_submit_adopt_remote_waiter) {
+  static cluster_t c;
+  CHECK_OK(cluster_open(&c, false));
+  fixture_t *x = &c.x, *y = &c.y;
   const char *argv[] = {"sh", "-c", "sleep 0.3; echo built", NULL};
-  wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv, .cwd = x.dir};
+  wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv, .cwd = x->dir};
   wv_job_spec_t spec = {.id = "bd-s_1", .kind = "build", .steps = &step, .nsteps = 1};
   /* Submit only queues: nothing runs, the record says QUEUED everywhere. */
-  CHECK_OK(wv_job_submit(x.e, &spec, NULL));
-  CHECK_EQ_INT(wv_job_submit(y.e, &spec, NULL), WV_EEXISTS); /* the id is taken */
-  CHECK_EQ_INT(fq.nqueued, 1);
-  CHECK_EQ_STR(fq.queued[0], "bd-s_1");
-  CHECK(!wv_job_local(x.e, "bd-s_1"));
+  CHECK_OK(wv_job_submit(x->e, &spec, NULL));
+  CHECK_EQ_INT(wv_job_submit(y->e, &spec, NULL), WV_EEXISTS); /* the id is taken */
+  CHECK_EQ_INT(c.fq.nqueued, 1);
+  CHECK_EQ_STR(c.fq.queued[0], "bd-s_1");
+  CHECK(!wv_job_local(x->e, "bd-s_1"));
   wv_job_info_t info;
-  CHECK_OK(wv_job_get(y.e, "bd-s_1", &info));
+  CHECK_OK(wv_job_get(y->e, "bd-s_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_QUEUED);
   /* A waiter on y for a job y does not run: parked until the end message. */
   static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
-  CHECK_OK(wv_job_on_done(y.e, "bd-s_1", on_done, &w));
+  CHECK_OK(wv_job_on_done(y->e, "bd-s_1", on_done, &w));
   char ids[4][WV_JOB_ID_MAX + 1];
-  CHECK_EQ_INT((int)wv_job_remote_waited(y.e, ids, 4), 1);
+  CHECK_EQ_INT((int)wv_job_remote_waited(y->e, ids, 4), 1);
   /* x takes it from the queue and runs it; its end wakes y's waiter. */
   bool ended = true;
-  CHECK_OK(wv_job_adopt(x.e, "bd-s_1", WV_JOB_ADOPT_NEW, &ended));
+  CHECK_OK(wv_job_adopt(x->e, "bd-s_1", WV_JOB_ADOPT_NEW, &ended));
   CHECK(!ended);
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
   CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
-  CHECK_EQ_INT(fq.nended, 1);
-  CHECK_EQ_INT((int)wv_job_remote_waited(y.e, ids, 4), 0);
+  CHECK_EQ_INT(c.fq.nended, 1);
+  CHECK_EQ_INT((int)wv_job_remote_waited(y->e, ids, 4), 0);
   char *log;
   size_t len;
-  CHECK_OK(wv_job_log(y.e, "bd-s_1", 4096, &log, &len)); /* the log, read on y */
+  CHECK_OK(wv_job_log(y->e, "bd-s_1", 4096, &log, &len)); /* the log, read on y */
   CHECK_HAS(log, "built");
   free(log);
-  CHECK_OK(wv_job_adopt(y.e, "bd-s_1", WV_JOB_ADOPT_NEW, &ended)); /* a duplicate message */
+  CHECK_OK(wv_job_adopt(y->e, "bd-s_1", WV_JOB_ADOPT_NEW, &ended)); /* a duplicate message */
   CHECK(ended);
   waiter_destroy(&w);
+}
 
-  /* x dies with a build and a mirror running; y takes them over. */
-  const char *slow[] = {"sh", "-c", "if [ -f $M ]; then echo rerun; else touch $M; sleep 30; fi",
-                        NULL};
-  const char *env_b[] = {"M=b.mark", "PATH=/usr/bin:/bin", NULL};
-  const char *env_m[] = {"M=m.mark", "PATH=/usr/bin:/bin", NULL};
-  wv_job_step_t sb = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_b, .cwd = x.dir};
-  wv_job_step_t sm = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_m, .cwd = x.dir};
+/* x dies with a build and a mirror running; y takes them over: the build (not re-runnable)
+ * fails with why in its log, the mirror (re-runnable) runs again from its first step. */
+TEST(shared_queue_reclaim_after_instance_death) {
+  static cluster_t c;
+  CHECK_OK(cluster_open(&c, false));
+  fixture_t *x = &c.x, *y = &c.y;
+  bool ended = true;
+  wv_job_step_t sb = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_b, .cwd = x->dir};
+  wv_job_step_t sm = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_m, .cwd = x->dir};
   wv_job_spec_t b = {.id = "bd-k_1", .kind = "build", .steps = &sb, .nsteps = 1};
   wv_job_spec_t m = {.id = "mr-k", .kind = "mirror", .steps = &sm, .nsteps = 1};
-  CHECK_OK(wv_job_submit(x.e, &b, NULL));
-  CHECK_OK(wv_job_submit(x.e, &m, NULL));
-  CHECK_OK(wv_job_adopt(x.e, "bd-k_1", WV_JOB_ADOPT_NEW, &ended));
-  CHECK_OK(wv_job_adopt(x.e, "mr-k", WV_JOB_ADOPT_NEW, &ended));
+  CHECK_OK(wv_job_submit(x->e, &b, NULL));
+  CHECK_OK(wv_job_submit(x->e, &m, NULL));
+  CHECK_OK(wv_job_adopt(x->e, "bd-k_1", WV_JOB_ADOPT_NEW, &ended));
+  CHECK_OK(wv_job_adopt(x->e, "mr-k", WV_JOB_ADOPT_NEW, &ended));
   for (int i = 0; i < 300; i++) {
     char p1[300], p2[300];
-    snprintf(p1, sizeof p1, "%s/b.mark", x.dir);
-    snprintf(p2, sizeof p2, "%s/m.mark", x.dir);
+    snprintf(p1, sizeof p1, "%s/b.mark", x->dir);
+    snprintf(p2, sizeof p2, "%s/m.mark", x->dir);
     if (access(p1, F_OK) == 0 && access(p2, F_OK) == 0)
       break;
     usleep(10000);
   }
-  fq.other = NULL;
-  fixture_close(&x); /* records stay RUNNING */
-  CHECK_OK(wv_job_get(y.e, "bd-k_1", &info));
+  cluster_unlink(&c);
+  fixture_close(x); /* records stay RUNNING */
+  wv_job_info_t info;
+  CHECK_OK(wv_job_get(y->e, "bd-k_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_RUNNING);
   /* Not re-runnable (rerun_reclaimed false): failed at once, with why in its log. */
-  CHECK_OK(wv_job_adopt(y.e, "bd-k_1", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK_OK(wv_job_adopt(y->e, "bd-k_1", WV_JOB_ADOPT_RECLAIM, &ended));
   CHECK(ended);
-  CHECK_OK(wv_job_get(y.e, "bd-k_1", &info));
+  CHECK_OK(wv_job_get(y->e, "bd-k_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_FAILED);
   CHECK_EQ_STR(info.reason, WV_JOB_REASON_LOST);
-  CHECK_OK(wv_job_log(y.e, "bd-k_1", 4096, &log, &len));
+  char *log;
+  size_t len;
+  CHECK_OK(wv_job_log(y->e, "bd-k_1", 4096, &log, &len));
   CHECK_HAS(log, WV_JOB_REASON_LOST);
   free(log);
   /* Re-runnable: run again on y from its first step. */
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
-  CHECK_OK(wv_job_adopt(y.e, "mr-k", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK_OK(wv_job_adopt(y->e, "mr-k", WV_JOB_ADOPT_RECLAIM, &ended));
   CHECK(!ended);
-  CHECK_OK(wv_job_on_done(y.e, "mr-k", on_done, &w));
+  CHECK_OK(wv_job_on_done(y->e, "mr-k", on_done, &w));
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
   CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
-  CHECK_OK(wv_job_log(y.e, "mr-k", 4096, &log, &len));
+  CHECK_OK(wv_job_log(y->e, "mr-k", 4096, &log, &len));
   CHECK_HAS(log, "rerun");
   free(log);
   waiter_destroy(&w);
-  fixture_free(&y);
+}
 
-  /* With rerun_reclaimed a build is run again too (its record made RUNNING as if an instance
-   * that died had been running it). */
-  static fixture_t z;
+/* With rerun_reclaimed a build is run again too (its record made RUNNING as if an instance
+ * that died had been running it). */
+TEST(shared_queue_rerun_reclaimed_build) {
+  static cluster_t c;
+  CHECK_OK(cluster_open(&c, true));
+  cluster_unlink(&c); /* only y runs here */
+  fixture_t *x = &c.x, *y = &c.y;
+  char mark[300]; /* the dead instance's run left its mark: a run now says "rerun" */
+  snprintf(mark, sizeof mark, "%s/b.mark", x->dir);
+  FILE *mf = fopen(mark, "w");
+  CHECK(mf);
+  fclose(mf);
+  bool ended = true;
+  wv_job_step_t sb = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_b, .cwd = x->dir};
   wv_job_spec_t b3 = {.id = "bd-k_3", .kind = "build", .steps = &sb, .nsteps = 1};
-  CHECK_OK(open_queued(&z, &x, &q, true));
-  CHECK_OK(wv_job_submit(z.e, &b3, NULL));
+  CHECK_OK(wv_job_submit(y->e, &b3, NULL));
   char *rec;
-  CHECK_OK(x.persist.get(&x.fake, "bd-k_3", &rec, &len));
+  size_t len;
+  CHECK_OK(x->persist.get(&x->fake, "bd-k_3", &rec, &len));
   char *st = strstr(rec, "\"state\":\"QUEUED\"");
   CHECK(st != NULL);
   char *running = malloc(len + 8);
   snprintf(running, len + 8, "%.*s\"state\":\"RUNNING\"%s", (int)(st - rec), rec,
            st + strlen("\"state\":\"QUEUED\""));
-  CHECK_OK(fake_save(&x.fake, "bd-k_3", running, strlen(running), false));
+  CHECK_OK(fake_save(&x->fake, "bd-k_3", running, strlen(running), false));
   free(running);
   free(rec);
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
-  CHECK_OK(wv_job_adopt(z.e, "bd-k_3", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK_OK(wv_job_adopt(y->e, "bd-k_3", WV_JOB_ADOPT_RECLAIM, &ended));
   CHECK(!ended);
-  CHECK_OK(wv_job_on_done(z.e, "bd-k_3", on_done, &w));
+  CHECK_OK(wv_job_on_done(y->e, "bd-k_3", on_done, &w));
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
   CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
-  CHECK_OK(wv_job_log(z.e, "bd-k_3", 4096, &log, &len));
+  char *log;
+  CHECK_OK(wv_job_log(y->e, "bd-k_3", 4096, &log, &len));
   CHECK_HAS(log, "rerun");
   free(log);
   waiter_destroy(&w);
-  fixture_free(&z);
-  fixture_free(&x);
-  pthread_mutex_destroy(&fq.mu);
 }
 
 static int spin_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
@@ -1033,7 +1086,9 @@ static const wv_test_t tests[] = {
     T(memory_limit_rlimit),
     T(step_dies_with_waved),
     T(restart_kills_leftover_group),
-    T(shared_queue),
+    T(shared_queue_submit_adopt_remote_waiter),
+    T(shared_queue_reclaim_after_instance_death),
+    T(shared_queue_rerun_reclaimed_build),
 };
 
 int main(int argc, char **argv) {
