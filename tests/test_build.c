@@ -54,12 +54,17 @@ static const char fake_builder[] =
     "echo '>> CONDA_LOCK_START'; echo '#5 0.25 https://conda/x.tar.bz2'; echo '<< CONDA_LOCK_END'\n"
     "printf '\\033[1mbuilt\\033[0m\\n'\n";
 
+/* A test's services in a temp dir. env_open hands the env to TEST_CLEANUP, so it must outlive
+ * the test (tests declare theirs static); an explicit env_close makes the deferred one a no-op. */
 typedef struct {
   char dir[256];
   wv_config_t cfg;
   wv_app_t app;
   wv_arena_t *a;
+  bool live; /* opened, not closed yet */
 } env_t;
+
+static void env_close(env_t *e);
 
 static void set_str(char **field, const char *v) {
   free(*field);
@@ -70,7 +75,11 @@ static void set_str(char **field, const char *v) {
 static int env_open(env_t *e, const char *build) {
   memset(e, 0, sizeof *e);
   wv_log_set_level(WV_LOG_ERROR);
-  if (!tmpdir_make(e->dir, "build") || wv_config_defaults(&e->cfg))
+  if (!tmpdir_make(e->dir, "build"))
+    return -1;
+  e->live = true;
+  TEST_CLEANUP(env_close, e);
+  if (wv_config_defaults(&e->cfg))
     return -1;
   char path[1024], script[512];
   set_str(&e->cfg.storage_path, e->dir);
@@ -109,6 +118,9 @@ static int env_open(env_t *e, const char *build) {
 }
 
 static void env_close(env_t *e) {
+  if (!e->live)
+    return;
+  e->live = false;
   wv_job_engine_free(e->app.jobs);
   wv_build_table_free(e->app.builds);
   wv_cas_close(e->app.cas);
@@ -186,7 +198,7 @@ TEST(log_lock_sections) {
 /* ---- inputs and refusals --------------------------------------------------------------- */
 
 TEST(packages_use_config_images) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, NULL));
   wv_creq_t r;
   const char *msg = NULL, *file, *conda, *tpl;
@@ -207,18 +219,21 @@ TEST(packages_use_config_images) {
   env_close(&e);
 }
 
-TEST(refusals) {
-  env_t e;
+static void put_json(json_object *o) { json_object_put(o); }
+
+/* Freeze (contract §3.3, §6.3): the real image, no token, no expiration; a dry run launches
+ * nothing. */
+TEST(freeze_dry_run) {
+  static env_t e;
   CHECK_OK(env_open(&e, "fail"));
   json_object *out;
   const char *msg;
-  /* Freeze (contract §3.3, §6.3): the real image, no token, no expiration; a dry run launches
-   * nothing. */
   CHECK_OK(submit(&e,
                   "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
                   "\"dryRun\":true,\"buildRepository\":\"reg.example.com/a/b\","
                   "\"containerConfig\":{\"env\":[\"A=1\"],\"entrypoint\":[\"/e\"]}}",
                   &out, &msg));
+  TEST_CLEANUP(put_json, out);
   const char *ti = NULL, *ci = NULL;
   json_object *v = NULL;
   CHECK(!json_object_object_get_ex(out, "containerToken", &v));
@@ -229,25 +244,38 @@ TEST(refusals) {
   CHECK_EQ_INT(strlen(ti), 36);
   CHECK_EQ_STR(ti, ci);
   CHECK(json_object_object_get_ex(out, "freeze", &v) && json_object_get_boolean(v));
-  json_object_put(out);
-  /* Multi-platform into the embedded registry (no build repository): accepted, one parent id. */
+}
+
+/* Multi-platform into the embedded registry (no build repository): accepted, one parent id. */
+TEST(multi_platform_embedded) {
+  static env_t e;
+  CHECK_OK(env_open(&e, "fail"));
+  json_object *out;
+  const char *msg;
   CHECK_OK(submit(&e,
                   file_body(&e, "FROM x\n",
                             ",\"containerPlatform\":\"linux/amd64,linux/arm64\",\"dryRun\":true"),
                   &out, &msg));
+  TEST_CLEANUP(put_json, out);
   CHECK_HAS(jstr(out, "containerImage"), "/wave/build:");
   CHECK(strlen(jstr(out, "buildId")) == 18);
   CHECK_EQ_STR(jstr(out, "buildId") + 16, "_0");
-  json_object_put(out);
-  /* format: sif (build/sif): the target is oras://<repo>:<tag>; a bad definition is a 400. */
+}
+
+/* format: sif (build/sif): the target is oras://<repo>:<tag>; a bad definition is a 400. */
+TEST(sif_target_and_bad_definition) {
+  static env_t e;
+  CHECK_OK(env_open(&e, "fail"));
+  json_object *out;
+  const char *msg;
   CHECK_OK(submit(&e,
                   file_body(&e, "Bootstrap: docker\nFrom: x\n%post\n  true\n",
                             ",\"format\":\"sif\",\"freeze\":true,\"dryRun\":true,"
                             "\"buildRepository\":\"reg.example.com/a/b\""),
                   &out, &msg));
+  TEST_CLEANUP(put_json, out);
   CHECK_PREFIX(jstr(out, "containerImage"), "oras://reg.example.com/a/b:");
   CHECK_EQ_STR(jstr(out, "targetImage"), jstr(out, "containerImage"));
-  json_object_put(out);
   CHECK_EQ_INT(submit(&e,
                       file_body(&e, "Bootstrap: docker\nFrom: x\n%setup\n  true\n",
                                 ",\"format\":\"sif\",\"freeze\":true,"
@@ -255,6 +283,14 @@ TEST(refusals) {
                       &out, &msg),
                WV_EINVAL);
   CHECK_HAS(msg, "'%setup'");
+}
+
+/* Container files and packages a build refuses, and builds switched off. */
+TEST(refusals) {
+  static env_t e;
+  CHECK_OK(env_open(&e, "fail"));
+  json_object *out;
+  const char *msg;
   CHECK_EQ_INT(
       submit(&e, file_body(&e, "FROM x\nCOPY /root/.docker/config.json /\n", NULL), &out, &msg),
       WV_EINVAL);
@@ -272,7 +308,7 @@ TEST(refusals) {
 }
 
 TEST(dry_run_builds_nothing) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   json_object *out;
   const char *msg;
@@ -295,7 +331,7 @@ TEST(dry_run_builds_nothing) {
 /* ---- the build flow ------------------------------------------------------------------- */
 
 TEST(build_join_reuse_records) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   json_object *o1, *o2, *o3;
   const char *msg;
@@ -348,7 +384,7 @@ TEST(build_join_reuse_records) {
 }
 
 TEST(failure_window_then_retry) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "fail"));
   json_object *o1, *o2, *o3;
   const char *msg;
@@ -383,7 +419,7 @@ TEST(failure_window_then_retry) {
 /* ---- rate limits (core/ratelimit.h) ------------------------------------------------- */
 
 TEST(build_rate_limit_counts_new_builds_only) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   wv_ratelimit_rate_t one = {1, 3600000}, off = {0, 0};
   CHECK_OK(wv_ratelimit_new("build", one, off, 64, &e.app.build_limit));
@@ -425,7 +461,7 @@ TEST(build_rate_limit_counts_new_builds_only) {
 }
 
 TEST(container_requests_take_pull_permits) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   wv_ratelimit_rate_t two = {2, 60000}, off = {0, 0};
   CHECK_OK(wv_ratelimit_new("pull", two, off, 64, &e.app.pull_limit));
@@ -456,7 +492,7 @@ TEST(container_requests_take_pull_permits) {
 }
 
 TEST(build_context_checked) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   json_object *out;
   const char *msg;
@@ -486,7 +522,7 @@ TEST(build_context_checked) {
 
 /* The containerConfig is part of a freeze id (§4.4): another env, another tag. */
 TEST(freeze_id_has_config) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   json_object *out;
   const char *msg, *tags[3];
@@ -508,7 +544,7 @@ TEST(freeze_id_has_config) {
 
 /* Layer archives: from the blob store with size and digest checked; a URL that fails is a 400. */
 TEST(freeze_layer_archives) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   char digest[WV_DIGEST_STRLEN], ctx[512], path[700];
   CHECK_OK(wv_cas_put(e.app.cas, "hello", 5, NULL, digest));
@@ -545,7 +581,8 @@ TEST(freeze_layer_archives) {
   env_close(&e);
 }
 
-WV_TESTS(T(ansi_strip), T(log_lock_sections), T(packages_use_config_images), T(refusals),
+WV_TESTS(T(ansi_strip), T(log_lock_sections), T(packages_use_config_images), T(freeze_dry_run),
+         T(multi_platform_embedded), T(sif_target_and_bad_definition), T(refusals),
          T(dry_run_builds_nothing), T(build_join_reuse_records), T(failure_window_then_retry),
          T(build_context_checked), T(freeze_id_has_config), T(freeze_layer_archives),
          T(build_rate_limit_counts_new_builds_only), T(container_requests_take_pull_permits))
