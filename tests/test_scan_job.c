@@ -28,6 +28,7 @@ typedef struct {
   char dir[256];
   wv_config_t cfg;
   wv_app_t app;
+  bool live; /* opened, not closed yet */
 } fx_t;
 
 /* dir/oci: an OCI layout of dir/layer{0,1,2} tagged latest (diff_ids are not checked here). */
@@ -89,10 +90,18 @@ static int layout_write(const char *dir) {
   return write_file(path, "{\"imageLayoutVersion\":\"1.0.0\"}", 30);
 }
 
+static void fx_close(fx_t *f);
+
+/* Opens f's services in a fresh temp dir and hands f to TEST_CLEANUP, so f must outlive the
+ * test (tests declare theirs static); an explicit fx_close makes the deferred one a no-op. */
 static int fx_open(fx_t *f, bool with_image) {
   char path[600], err[256];
   memset(f, 0, sizeof *f);
-  if (!tmpdir_make(f->dir, "scanjob") || wv_config_defaults(&f->cfg))
+  if (!tmpdir_make(f->dir, "scanjob"))
+    return -1;
+  f->live = true;
+  TEST_CLEANUP(fx_close, f);
+  if (wv_config_defaults(&f->cfg))
     return -1;
   f->cfg.scan_enabled = true;
   f->cfg.scan_vuln_limit = 3;
@@ -122,6 +131,9 @@ static int fx_open(fx_t *f, bool with_image) {
 }
 
 static void fx_close(fx_t *f) {
+  if (!f->live)
+    return;
+  f->live = false;
   wv_job_engine_free(f->app.jobs);
   wv_cas_close(f->app.cas);
   wv_store_close(f->app.store);
@@ -196,7 +208,7 @@ TEST(levels_verdict) {
 }
 
 TEST(embedded_image_scan) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1], id2[WV_SCAN_ID_MAX + 1], want[40];
   CHECK_OK(fx_open(&f, true));
   CHECK_OK(wv_scan_submit_for_image(&f.app, IMAGE, NULL, true, "linux/amd64", WV_SCAN_FOR_BUILD,
@@ -266,7 +278,7 @@ TEST(embedded_image_scan) {
 }
 
 TEST(severity_setting_filters) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1];
   CHECK_OK(fx_open(&f, true));
   free(f.cfg.scan_severity);
@@ -284,7 +296,7 @@ TEST(severity_setting_filters) {
 }
 
 TEST(failed_scan_releases_the_id) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1], id2[WV_SCAN_ID_MAX + 1];
   const char *img = "localhost:9090/wave/build:missing";
   CHECK_OK(fx_open(&f, true));
@@ -321,7 +333,7 @@ TEST(failed_scan_releases_the_id) {
 }
 
 TEST(pending_scan_status_and_abandon) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1], id2[WV_SCAN_ID_MAX + 1];
   bool is_new = false;
   CHECK_OK(fx_open(&f, false));
@@ -381,7 +393,7 @@ TEST(pending_scan_status_and_abandon) {
 }
 
 TEST(failure_logs_follow_wave_rules) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1];
   bool is_new = false;
   CHECK_OK(fx_open(&f, false));
@@ -404,7 +416,7 @@ TEST(failure_logs_follow_wave_rules) {
 }
 
 TEST(disabled) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1];
   bool is_new = true;
   CHECK_OK(fx_open(&f, false));
