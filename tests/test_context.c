@@ -40,6 +40,13 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw
   return remove(p);
 }
 
+static void teardown(void);
+static void teardown_cb(void *arg) {
+  (void)arg;
+  teardown();
+}
+
+/* A fresh temp dir and arena; torn down by the test or, after a failed check, by the runner. */
 static void setup(void) {
   A = wv_arena_new(0);
   snprintf(tmp, sizeof tmp, "/tmp/wv-ctx-XXXXXX");
@@ -47,11 +54,16 @@ static void setup(void) {
     abort();
   snprintf(ctx, sizeof ctx, "%s/ctx", tmp);
   mkdir(ctx, 0755);
+  TEST_CLEANUP(teardown_cb, NULL);
 }
 
+/* Removes the temp dir and frees the arena; a no-op when already done. */
 static void teardown(void) {
+  if (!A)
+    return;
   nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   wv_arena_free(A);
+  A = NULL;
 }
 
 /* Unpacks a fixture from memory; *msg gets the error text. */

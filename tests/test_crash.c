@@ -319,6 +319,7 @@ TEST(kill_during_writes_loses_nothing_acknowledged) {
   static const int kill_points[] = {150, 400, 900, 60, 1300};
   enum { RUNS = sizeof kill_points / sizeof kill_points[0] };
   CHECK(tmpdir_make(dir_, "crash"));
+  TEST_CLEANUP(tmpdir_remove, dir_); /* also after a failed check */
   memset(&acks_, 0, sizeof acks_);
   for (int r = 0; r < 8; r++)
     for (int t = 0; t < THREADS; t++)
