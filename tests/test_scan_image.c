@@ -63,17 +63,27 @@ static int scan_image(scan_t *s, int nlayers) {
   return rc;
 }
 
+/* Frees what scan_image made and removes the directory; once (then a no-op). A test hands its
+ * scan_t (static: it must outlive the test) to TEST_CLEANUP with this as soon as the directory
+ * exists. */
 static void scan_done(scan_t *s) {
   wv_arena_free(s->a);
   wv_inventory_free(s->inv);
   wv_store_close(s->st);
-  tmpdir_remove(s->dir);
+  s->a = NULL;
+  s->inv = NULL;
+  s->st = NULL;
+  if (s->dir[0])
+    tmpdir_remove(s->dir);
+  s->dir[0] = '\0';
 }
 
 TEST(debian_image_findings) {
-  scan_t s = {0};
+  static scan_t s;
+  memset(&s, 0, sizeof s);
   char got[4096];
   CHECK(tmpdir_make(s.dir, "scan-e2e"));
+  TEST_CLEANUP(scan_done, &s);
   CHECK_EQ_INT(osv_dataset_write(s.dir), 0);
   CHECK_EQ_INT(image_write(s.dir), 0);
   CHECK_OK(scan_image(&s, 3));
@@ -119,8 +129,10 @@ TEST(debian_image_findings) {
 }
 
 TEST(debian_image_spdx) {
-  scan_t s = {0};
+  static scan_t s;
+  memset(&s, 0, sizeof s);
   CHECK(tmpdir_make(s.dir, "scan-spdx"));
+  TEST_CLEANUP(scan_done, &s);
   CHECK_EQ_INT(osv_dataset_write(s.dir), 0);
   CHECK_EQ_INT(image_write(s.dir), 0);
   CHECK_OK(scan_image(&s, 3));
@@ -189,9 +201,11 @@ TEST(debian_image_spdx) {
 }
 
 TEST(alpine_image_findings) {
-  scan_t s = {0};
+  static scan_t s;
+  memset(&s, 0, sizeof s);
   char got[2048], path[600];
   CHECK(tmpdir_make(s.dir, "scan-alpine"));
+  TEST_CLEANUP(scan_done, &s);
   CHECK_EQ_INT(osv_dataset_write(s.dir), 0);
   const char *db = "P:musl\nV:1.2.4-r2\nA:x86_64\no:musl\n\n"
                    "P:busybox\nV:1.36.1-r15\nA:x86_64\no:busybox\n\n"
