@@ -31,17 +31,41 @@ static const char *joined(wv_arena_t *a, const char *const *argv) {
   return s;
 }
 
-TEST(default_buildah_templates) {
+/* The configuration, builder and arena of a test, freed when the test returns. */
+typedef struct {
   wv_config_t cfg;
   wv_builder_t b;
+  wv_arena_t *a;
+} bfx_t;
+
+static void bfx_free(bfx_t *f) {
+  wv_arena_free(f->a);
+  wv_config_free(&f->cfg);
+  free(f);
+}
+
+static bfx_t *bfx_start(void) {
+  bfx_t *f = calloc(1, sizeof *f);
+  if (!f || !(f->a = wv_arena_new(0))) {
+    free(f);
+    return NULL;
+  }
+  TEST_CLEANUP(bfx_free, f);
+  return f;
+}
+
+/* Into the embedded registry: build, push to an OCI layout, import, and the cache steps. */
+TEST(default_buildah_templates) {
   wv_job_step_t steps[WV_BUILDER_MAX_STEPS];
   size_t n;
   char err[256];
-  wv_arena_t *a = wv_arena_new(0);
-  CHECK_OK(wv_config_defaults(&cfg));
-  CHECK_OK(wv_builder_from_config(&cfg, &b));
-  CHECK_EQ_INT(b.kind, WV_BUILDER_BUILDAH);
-  CHECK_OK(wv_builder_steps(a, &b, &embedded_target, steps, &n, err, sizeof err));
+  bfx_t *f = bfx_start();
+  CHECK(f);
+  wv_arena_t *a = f->a;
+  CHECK_OK(wv_config_defaults(&f->cfg));
+  CHECK_OK(wv_builder_from_config(&f->cfg, &f->b));
+  CHECK_EQ_INT(f->b.kind, WV_BUILDER_BUILDAH);
+  CHECK_OK(wv_builder_steps(a, &f->b, &embedded_target, steps, &n, err, sizeof err));
   CHECK_EQ_INT(n, 5);
   /* {storage-driver}: vfs until wv_builder_resolve_driver ran; {layers} from the target. */
   const char *B =
@@ -76,12 +100,22 @@ TEST(default_buildah_templates) {
   for (size_t i = 0; steps[0].env[i]; i++)
     has_auth_env |= strcmp(steps[0].env[i], "REGISTRY_AUTH_FILE=/ws/bd-1/config.json") == 0;
   CHECK(has_auth_env);
+}
 
-  /* Pushed to a registry: docker:// destination, no import step. */
+/* Pushed to a registry: docker:// destination, no import step. */
+TEST(default_buildah_templates_registry) {
+  wv_job_step_t steps[WV_BUILDER_MAX_STEPS];
+  size_t n;
+  char err[256];
+  bfx_t *f = bfx_start();
+  CHECK(f);
+  wv_arena_t *a = f->a;
+  CHECK_OK(wv_config_defaults(&f->cfg));
+  CHECK_OK(wv_builder_from_config(&f->cfg, &f->b));
   wv_builder_target_t rt = repo_target;
   rt.layers = true;
   rt.storage_driver = "overlay";
-  CHECK_OK(wv_builder_steps(a, &b, &rt, steps, &n, err, sizeof err));
+  CHECK_OK(wv_builder_steps(a, &f->b, &rt, steps, &n, err, sizeof err));
   CHECK_EQ_INT(n, 3); /* build, push, prune: no rmi, it would drop the cached steps */
   CHECK_EQ_STR(steps[2].fn, WV_BUILDER_PRUNE_FN);
   CHECK_HAS(joined(a, steps[0].argv), "--storage-driver overlay build --layers=true ");
@@ -91,8 +125,6 @@ TEST(default_buildah_templates) {
   CHECK_HAS(joined(a, steps[0].argv), "-t 127.0.0.1:5000/wave/build:abc ");
   CHECK_HAS(joined(a, steps[1].argv),
             " 127.0.0.1:5000/wave/build:abc docker://127.0.0.1:5000/wave/build:abc");
-  wv_arena_free(a);
-  wv_config_free(&cfg);
 }
 
 /* No prune template: no prune step. */
@@ -235,5 +267,6 @@ TEST(authfile_content_and_no_credentials_in_argv) {
   tmpdir_remove(dir);
 }
 
-WV_TESTS(T(default_buildah_templates), T(no_prune_template), T(overlay_probe), T(buildkit_template),
-         T(expansion_rules), T(authfile_content_and_no_credentials_in_argv))
+WV_TESTS(T(default_buildah_templates), T(default_buildah_templates_registry), T(no_prune_template),
+         T(overlay_probe), T(buildkit_template), T(expansion_rules),
+         T(authfile_content_and_no_credentials_in_argv))
