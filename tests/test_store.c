@@ -644,24 +644,22 @@ TEST(close_drains_pending) {
   fresh_free(&f);
 }
 
-static wv_store_t *cb_store;
 static atomic_int cb_rc;
 
+/* A completion callback (arg: the store) that tries a blocking write. */
 static void blocking_in_cb(void *arg, int rc, int64_t value) {
-  (void)arg;
   (void)rc;
   (void)value;
-  atomic_store(&cb_rc, wv_store_put(cb_store, WV_DB_META, "x", "y", 1, 0));
+  atomic_store(&cb_rc, wv_store_put(arg, WV_DB_META, "x", "y", 1, 0));
 }
 
 TEST(blocking_call_from_callback_refused) {
   static fresh_t f;
   wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
-  cb_store = s;
   atomic_store(&cb_rc, 1);
   wv_store_op_t op = {.kind = WV_STORE_DEL, .db = WV_DB_META, .key = "x"};
-  CHECK_OK(wv_store_submit(s, &op, blocking_in_cb, NULL));
+  CHECK_OK(wv_store_submit(s, &op, blocking_in_cb, s));
   for (int i = 0; i < 300 && atomic_load(&cb_rc) == 1; i++)
     usleep(5000);
   CHECK_EQ_INT(atomic_load(&cb_rc), WV_EBUSY); /* not a deadlock */
