@@ -28,7 +28,7 @@
  * lock, before anything is written; refused, nothing is created and the
  * call returns WV_EBUSY (429) with the spec's message and *retry_after_s.
  *
- * Returns as wv_creq_submit (request.h); WV_EUNSUPPORTED (501) when
+ * Returns as wv_creq_submit (build/request/request.h); WV_EUNSUPPORTED (501) when
  * wave.build.enabled is false or there is no job engine. Thread rules: worker threads (blocks on
  * the store, upstream registries and the file system); one mutex per process (wv_build_table_t, on
  * wv_app_t.builds) orders the check-and-create of builds, so identical

@@ -1,7 +1,9 @@
 /*
- * build/build_int.h — what build.c (decision, records, token, response) and
- * build_prep.c (work directory: Containerfile, context, conda.yml, auth
- * file) share. Not for use outside build/.
+ * build/build_int.h — what the parts of a build share: build.c (decision,
+ * records, token, response), build_prep.c (work directory: Containerfile,
+ * context, conda.yml, auth file), freeze.c, multi.c and build_scan.c; mirrors
+ * (build/mirror/request.c) and Singularity steps (build/sif/sifjob.c) use its
+ * scan and clean-up pieces. Not for use outside build/.
  */
 #ifndef WV_BUILD_INT_H
 #define WV_BUILD_INT_H

@@ -205,7 +205,7 @@ typedef struct {
 
   /* metrics.* — /metrics and the /view overview (docs/operations.md) */
   bool metrics_enabled;      /* metrics.enabled, true */
-  bool wave_metrics_enabled; /* wave.metrics.enabled, false: Wave's usage counters (contract §12) */
+  bool wave_metrics_enabled; /* wave.metrics.enabled, false: usage counters (registry/usage.h) */
   char *metrics_allow_addrs; /* metrics.allow-addresses, "127.0.0.0/8, ::1/128" (CIDR list) */
   char *metrics_accounts;    /* metrics.accounts, "" (wave.accounts names, Basic auth) */
 

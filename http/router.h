@@ -1,9 +1,10 @@
 /*
  * http/router.h — the routing table.
  *
- * Each folder declares its routes as one static array of wv_route_t that
- * reads like the spec's endpoint catalogue; the composition root hands the
- * arrays to wv_router_add() before the server starts. Patterns are paths
+ * Each area declares its routes as one static array of wv_route_t in its
+ * routes.c that reads like the spec's endpoint catalogue, and hands it to
+ * wv_router_add() from its wv_<area>_routes_register(), which the composition
+ * root calls before the server starts. Patterns are paths
  * whose segments are literals, "{name}" (one non-empty segment) or a final
  * "**" (zero or more trailing characters, as in "/v2/" + "**"). A GET route also
  * answers HEAD (the server drops the body). Routes are tried in the order

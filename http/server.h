@@ -3,9 +3,10 @@
  *
  * wv_server_start() binds one SO_REUSEPORT listening socket per IO thread
  * and protocol — plain HTTP and/or HTTPS (each thread runs its own uv loop; a
- * connection stays on the loop that accepted it) and starts the worker pool. Requests are parsed
+ * connection stays on the loop that accepted it) and starts the worker pools. Requests are parsed
  * with llhttp, matched against the router, and run inline on the loop (WV_ROUTE_INLINE), on a
- * worker, or parked (see http/http.h, wv_req_complete()).
+ * worker (the peer pool for /v2: http/server_peer.c), or parked (see http/http.h,
+ * wv_req_complete()).
  *
  * Thread rules: new/start/shutdown/free are called from one thread (main);
  * the router and opts must not change after start. Handlers run on loop

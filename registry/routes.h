@@ -1,6 +1,6 @@
 /*
  * registry/routes.h — the registry area's route table (registry/routes.c):
- * the /v2 proxy and inspect (registry/proxy.h), validate-creds
+ * the /v2 proxy (registry/proxy.h), inspect (registry/inspect.h), validate-creds
  * (registry/validate.h) and Wave's usage metrics (registry/usage.h).
  */
 #ifndef WV_REGISTRY_ROUTES_H

@@ -1,6 +1,6 @@
 /*
- * registry/usage.h — Wave's usage counters and their API (contract §12,
- * docs/compatibility.md "Usage metrics"): builds, pulls, fusion pulls, mirrors
+ * registry/usage.h — Wave's usage counters and their API (docs/compatibility.md
+ * "Credential validation and usage metrics"): builds, pulls, fusion pulls, mirrors
  * and scans, by day, by organisation (the e-mail domain of the account, when
  * its name is an e-mail address) and by architecture, kept in the state
  * store's counters. Counted only when wave.metrics.enabled.

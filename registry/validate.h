@@ -1,7 +1,7 @@
 /*
  * registry/validate.h — POST /v1alpha2/validate-creds and the legacy POST
- * /validate-creds (Wave's contract §12; docs/compatibility.md): do a user name and
- * password log in to a registry?
+ * /validate-creds (docs/compatibility.md "Credential validation and usage
+ * metrics"): do a user name and password log in to a registry?
  */
 #ifndef WV_REGISTRY_VALIDATE_H
 #define WV_REGISTRY_VALIDATE_H

@@ -21,8 +21,8 @@
  *   wv_scan_abandon   for a reserved scan that will never run (its build
  *                     failed): FAILED record, id released
  *
- * Store layout (WV_DB_SCANS; this file and scan/scan.c are the only ones that
- * know it):
+ * Store layout (WV_DB_SCANS; only this file and the scan/ files that include
+ * scan/scan_int.h know it):
  *   "sc-<hex>_<n>"      the contract §8.2 record, served as stored
  *   "id/<hex>"          the image's current scan id    (wave.scan.id.duration)
  *   "req/sc-..."        where to read the image, for the job (and its re-run)

@@ -1,7 +1,7 @@
 /*
  * scan/version.c — the version orders of dpkg, apk, PEP 440, SemVer, CRAN
  * and conda. Each scheme parses into a small fixed-size structure (hard caps:
- * WV_VERSION_MAX bytes, MAXPARTS components) and compares structures; nothing
+ * VMAX bytes, MAXPARTS components) and compares structures; nothing
  * is allocated. A string past a cap is "not a version" (WV_EPARSE), which the
  * matcher treats as "cannot decide", never as "not affected" silently.
  */

@@ -1,4 +1,4 @@
-/* scan/zip.c — see zip.h. Layout: APPNOTE.TXT contract §6.3 (EOCD, central and local headers). */
+/* scan/zip.c — see zip.h. Layout: APPNOTE.TXT section 4.3 (EOCD, central and local headers). */
 #include "scan/zip.h"
 
 #include "core/err.h"

@@ -129,9 +129,9 @@ static bool keep_cb(void *arg, const uint8_t sha[32]) { return set_has(arg, sha)
 
 /*
  * With the Redis backend the blob directory is shared, so every database the
- * mark reads must be shared too: one kept per instance (today the jobs, until
- * they move to Redis) may hold references the other instances cannot see,
- * and nothing is swept. Returns the first such database, or -1.
+ * mark reads must be shared too: one kept per instance (none is today) may
+ * hold references the other instances cannot see, and nothing is swept.
+ * Returns the first such database, or -1.
  */
 static int local_marked(wv_store_t *s) {
   if (!wv_store_db_shared(s, WV_DB_TOKENS))

@@ -24,9 +24,10 @@
  * docs/scale-out.md): a run first takes the cluster-wide lock "blobgc"
  * (WV_BLOBGC_LOCK_TTL_MS, released at the end), so one instance collects at a
  * time, and it marks from Redis what every instance references. It refuses to
- * sweep (WV_EUNSUPPORTED) while a database it must mark is still kept per
- * instance (the jobs, until the job queue moves them to Redis): blobs only
- * another instance's local records reference cannot be proven unreferenced.
+ * sweep (WV_EUNSUPPORTED) if a database it must mark is kept per instance
+ * (none is today: the job records are in Redis too, written by the job queue):
+ * blobs only another instance's local records reference cannot be proven
+ * unreferenced.
  *
  * Memory: the set holds 32 bytes per referenced digest, at most
  * WV_BLOBGC_MAX_REFS; past it the run keeps everything (logged) rather than

@@ -29,7 +29,8 @@
  * Shared databases (state.backend: redis, docs/scale-out.md): after
  * wv_store_use_redis the databases several instances must share (tokens,
  * requests, builds, build targets, counters, mirrors, scans, the manifest
- * cache) live in Redis and the others stay in LMDB; every function below keeps
+ * cache, the embedded registry, the job records: wv_rstore_holds) live in
+ * Redis and the others stay in LMDB; every function below keeps
  * its contract, with these differences for the shared ones: a write is
  * durable as Redis's persistence settings make it; wv_store_snap_view answers
  * from the local cache of immutable entries or returns WV_EBUSY (see there); wv_store_scan is not

@@ -9,9 +9,9 @@
  * (`out/tests/test_siphash paper_vector`), prints one line per test and a
  * closing "N passed, N failed" line, and exits non-zero if any failed.
  * A failed CHECK returns from the test at once and prints what it compared:
- * both values (CHECK_EQ_*), the haystack and the needle (CHECK_HAS), the
- * error's name (CHECK_OK). What a test sets up it hands to TEST_CLEANUP(fn, arg)
- * right away: the runner calls the deferred functions, last first, when the
+ * both values (CHECK_EQ_*), the haystack and the needle (CHECK_HAS,
+ * CHECK_LACKS, CHECK_PREFIX), the error's name (CHECK_OK). What a test sets up it hands to
+ * TEST_CLEANUP(fn, arg) right away: the runner calls the deferred functions, last first, when the
  * test returns — also after a failed CHECK — so an environment is always closed.
  */
 #ifndef WV_TEST_RUNNER_H
@@ -34,7 +34,7 @@ typedef struct {
 extern int wv_test_failed;
 
 /* Deferred clean-ups of the running test (TEST_CLEANUP), run last first after it returns. */
-#define WV_TEST_MAX_DEFER 16
+#define WV_TEST_MAX_DEFER 64
 typedef struct {
   void (*fn)(void *);
   void *arg;
@@ -42,12 +42,17 @@ typedef struct {
 extern wv_test_defer_t wv_test_defers[WV_TEST_MAX_DEFER];
 extern int wv_test_ndefer;
 
-/* Calls fn(arg) when the running test returns, whatever its outcome. */
+/*
+ * Calls fn(arg) when the running test returns, whatever its outcome. Past WV_TEST_MAX_DEFER the
+ * test fails and fn is never called: cleaning up at once would free what the test still uses.
+ */
 static inline void wv_test_defer(void (*fn)(void *), void *arg) {
-  if (wv_test_ndefer < WV_TEST_MAX_DEFER)
+  if (wv_test_ndefer < WV_TEST_MAX_DEFER) {
     wv_test_defers[wv_test_ndefer++] = (wv_test_defer_t){fn, arg};
-  else
-    fn(arg); /* no room: clean up now rather than never (a test defers a handful) */
+    return;
+  }
+  fprintf(stderr, "  more than %d TEST_CLEANUPs in one test\n", WV_TEST_MAX_DEFER);
+  wv_test_failed = 1;
 }
 #define TEST_CLEANUP(fn, arg) wv_test_defer((void (*)(void *))(fn), (arg))
 
@@ -107,6 +112,28 @@ static inline void wv_test_defer(void (*fn)(void *), void *arg) {
     if (!h_ || !n_ || !strstr(h_, n_)) {                                                           \
       FAIL_AT("CHECK_HAS(%s, %s) failed:\n    \"%.2000s\"\n    lacks \"%s\"", #haystack, #needle,  \
               h_ ? h_ : "(null)", n_ ? n_ : "(null)");                                             \
+      return;                                                                                      \
+    }                                                                                              \
+  } while (0)
+
+/* Checks that the string haystack does not contain needle; prints both otherwise. */
+#define CHECK_LACKS(haystack, needle)                                                              \
+  do {                                                                                             \
+    const char *h_ = (haystack), *n_ = (needle);                                                   \
+    if (!h_ || !n_ || strstr(h_, n_)) {                                                            \
+      FAIL_AT("CHECK_LACKS(%s, %s) failed:\n    \"%.2000s\"\n    holds \"%s\"", #haystack,         \
+              #needle, h_ ? h_ : "(null)", n_ ? n_ : "(null)");                                    \
+      return;                                                                                      \
+    }                                                                                              \
+  } while (0)
+
+/* Checks that the string s starts with prefix; prints both otherwise. */
+#define CHECK_PREFIX(s, prefix)                                                                    \
+  do {                                                                                             \
+    const char *s_ = (s), *p_ = (prefix);                                                          \
+    if (!s_ || !p_ || strncmp(s_, p_, strlen(p_)) != 0) {                                          \
+      FAIL_AT("CHECK_PREFIX(%s, %s) failed:\n    \"%.2000s\"\n    does not start with \"%s\"", #s, \
+              #prefix, s_ ? s_ : "(null)", p_ ? p_ : "(null)");                                    \
       return;                                                                                      \
     }                                                                                              \
   } while (0)

@@ -319,7 +319,7 @@ TEST(config_rewrite_docker) {
   CHECK(want);
   CHECK_EQ_STR(out.data, want);
   /* Entrypoint was null: no WAVE_ENTRY_CHAIN. */
-  CHECK(strstr(out.data, "WAVE_ENTRY_CHAIN") == NULL);
+  CHECK_LACKS(out.data, "WAVE_ENTRY_CHAIN");
   wv_arena_free(a);
 }
 

@@ -22,7 +22,8 @@ TEST(arena_alloc_and_cleanup) {
   CHECK_EQ_STR(s, "x-42");
   /* Large allocations get their own block and stay aligned. */
   void *big = wv_arena_alloc(a, 100000);
-  CHECK(big && ((uintptr_t)big % 16) == 0);
+  CHECK(big);
+  CHECK_EQ_INT(((uintptr_t)big % 16), 0);
   cleanup_n = 0;
   CHECK_OK(wv_arena_on_cleanup(a, record_cleanup, (void *)1L));
   CHECK_OK(wv_arena_on_cleanup(a, record_cleanup, (void *)2L));
@@ -43,7 +44,8 @@ TEST(arena_large_beside_chain) {
     char *p1 = wv_arena_alloc(a, 16);
     CHECK(p1);
     unsigned char *big = wv_arena_alloc(a, 64 * 1024 + 100);
-    CHECK(big && ((uintptr_t)big % 16) == 0);
+    CHECK(big);
+    CHECK_EQ_INT(((uintptr_t)big % 16), 0);
     memset(big, 0xab, 64 * 1024 + 100); /* all of it is usable */
     char *p2 = wv_arena_alloc(a, 16);
     CHECK(p2 == p1 + 16);                      /* same block, right after p1 */
@@ -81,7 +83,8 @@ TEST(buf_cap) {
   CHECK_EQ_STR(b.data, "12345");
   size_t len;
   char *p = wv_buf_detach(&b, &len);
-  CHECK(p && len == 5);
+  CHECK(p);
+  CHECK_EQ_INT(len, 5);
   free(p);
   CHECK(b.data == NULL);
   wv_buf_free(&b);

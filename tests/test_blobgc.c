@@ -20,21 +20,37 @@ typedef struct {
   wv_cas_t *c;
 } env_t;
 
+static void env_close(env_t *e);
+
+/* Opens e's stores in a fresh temp dir and hands e to TEST_CLEANUP (so e must outlive the test:
+ * tests declare theirs static). */
 static int env_open(env_t *e) {
   char state[300];
   wv_log_set_level(WV_LOG_WARN);
+  memset(e, 0, sizeof *e);
   if (!tmpdir_make(e->dir, "blobgc"))
     return -1;
+  TEST_CLEANUP(env_close, e);
   snprintf(state, sizeof state, "%s/state", e->dir);
   if (wv_store_open(&e->s, state, 0, 0) || wv_cas_open(&e->c, e->dir, 0))
     return -1;
   return 0;
 }
 
+/* Closes the stores and removes the directory; once (then a no-op). */
 static void env_close(env_t *e) {
   wv_cas_close(e->c);
   wv_store_close(e->s);
-  tmpdir_remove(e->dir);
+  e->c = NULL;
+  e->s = NULL;
+  if (e->dir[0])
+    tmpdir_remove(e->dir);
+  e->dir[0] = '\0';
+}
+
+static void gc_stop(wv_blobgc_t **g) {
+  wv_blobgc_stop(*g);
+  *g = NULL;
 }
 
 /* Stores "blob <i>" and writes its digest to d. */
@@ -52,7 +68,7 @@ static int count_blobs(env_t *e, int n, char (*d)[WV_CAS_DIGEST_LEN + 1]) {
 }
 
 TEST(unreferenced_and_expired_go_live_stay) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e));
   char d[6][WV_CAS_DIGEST_LEN + 1];
   for (int i = 0; i < 6; i++)
@@ -80,14 +96,14 @@ TEST(unreferenced_and_expired_go_live_stay) {
   CHECK_OK(wv_blobgc_run(e.s, e.c, wv_now_ms() + 1000, 0, &st));
   CHECK_EQ_INT(st.removed, 2);
   CHECK_EQ_INT(st.bytes, 12);
-  CHECK(wv_cas_exists(e.c, d[2], NULL) == WV_ENOTFOUND);
-  CHECK(wv_cas_exists(e.c, d[5], NULL) == WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_cas_exists(e.c, d[2], NULL), WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_cas_exists(e.c, d[5], NULL), WV_ENOTFOUND);
   CHECK_EQ_INT(count_blobs(&e, 6, d), 4);
   /* Once the token expired its layer goes too; the others stay. */
   usleep(1600 * 1000);
   CHECK_OK(wv_blobgc_run(e.s, e.c, wv_now_ms(), 0, &st));
   CHECK_EQ_INT(st.removed, 1);
-  CHECK(wv_cas_exists(e.c, d[1], NULL) == WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_cas_exists(e.c, d[1], NULL), WV_ENOTFOUND);
   CHECK_OK(wv_cas_exists(e.c, d[0], NULL));
   CHECK_OK(wv_cas_exists(e.c, d[3], NULL));
   CHECK_OK(wv_cas_exists(e.c, d[4], NULL));
@@ -97,14 +113,14 @@ TEST(unreferenced_and_expired_go_live_stay) {
   CHECK_OK(wv_blobgc_run(e.s, e.c, wv_now_ms(), 60000, &st));
   CHECK_OK(wv_cas_exists(e.c, d[0], NULL));
   CHECK_OK(wv_blobgc_run(e.s, e.c, wv_now_ms() + 1000, 0, &st));
-  CHECK(wv_cas_exists(e.c, d[0], NULL) == WV_ENOTFOUND);
+  CHECK_EQ_INT(wv_cas_exists(e.c, d[0], NULL), WV_ENOTFOUND);
   env_close(&e);
 }
 
 #define MANY 300
 
 TEST(many_expired_leave_nothing) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e));
   static char d[MANY][WV_CAS_DIGEST_LEN + 1], rec[MANY][200], key[MANY][16];
   for (int i = 0; i < MANY; i++)
@@ -139,16 +155,18 @@ TEST(many_expired_leave_nothing) {
 }
 
 TEST(collector_thread_runs_and_stops) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e));
   char d[WV_CAS_DIGEST_LEN + 1];
   CHECK_OK(put_blob(&e, 7, d));
-  wv_blobgc_t *g = NULL;
+  static wv_blobgc_t *g;
+  g = NULL;
+  TEST_CLEANUP(gc_stop, &g); /* before env_close: the thread uses the stores */
   CHECK_OK(wv_blobgc_start(e.s, e.c, 1000, 0, &g));
   for (int i = 0; i < 50 && wv_cas_exists(e.c, d, NULL) == 0; i++)
     usleep(100 * 1000);
-  CHECK(wv_cas_exists(e.c, d, NULL) == WV_ENOTFOUND);
-  wv_blobgc_stop(g);
+  CHECK_EQ_INT(wv_cas_exists(e.c, d, NULL), WV_ENOTFOUND);
+  gc_stop(&g);
   wv_blobgc_stop(NULL);
   env_close(&e);
 }

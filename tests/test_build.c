@@ -54,12 +54,17 @@ static const char fake_builder[] =
     "echo '>> CONDA_LOCK_START'; echo '#5 0.25 https://conda/x.tar.bz2'; echo '<< CONDA_LOCK_END'\n"
     "printf '\\033[1mbuilt\\033[0m\\n'\n";
 
+/* A test's services in a temp dir. env_open hands the env to TEST_CLEANUP, so it must outlive
+ * the test (tests declare theirs static); an explicit env_close makes the deferred one a no-op. */
 typedef struct {
   char dir[256];
   wv_config_t cfg;
   wv_app_t app;
   wv_arena_t *a;
+  bool live; /* opened, not closed yet */
 } env_t;
+
+static void env_close(env_t *e);
 
 static void set_str(char **field, const char *v) {
   free(*field);
@@ -70,7 +75,11 @@ static void set_str(char **field, const char *v) {
 static int env_open(env_t *e, const char *build) {
   memset(e, 0, sizeof *e);
   wv_log_set_level(WV_LOG_ERROR);
-  if (!tmpdir_make(e->dir, "build") || wv_config_defaults(&e->cfg))
+  if (!tmpdir_make(e->dir, "build"))
+    return -1;
+  e->live = true;
+  TEST_CLEANUP(env_close, e);
+  if (wv_config_defaults(&e->cfg))
     return -1;
   char path[1024], script[512];
   set_str(&e->cfg.storage_path, e->dir);
@@ -109,6 +118,9 @@ static int env_open(env_t *e, const char *build) {
 }
 
 static void env_close(env_t *e) {
+  if (!e->live)
+    return;
+  e->live = false;
   wv_job_engine_free(e->app.jobs);
   wv_build_table_free(e->app.builds);
   wv_cas_close(e->app.cas);
@@ -179,14 +191,14 @@ TEST(log_lock_sections) {
   n = wv_build_log_lock(b, strlen(b));
   CHECK_EQ_STR(b, "@EXPLICIT\nhttps://x/a.conda\n");
   char c[] = "no lock here\n";
-  CHECK(wv_build_log_lock(c, strlen(c)) == (size_t)-1);
+  CHECK_EQ_INT(wv_build_log_lock(c, strlen(c)), (size_t)-1);
   CHECK_EQ_INT((int)wv_build_log_without_lock(c, strlen(c)), 13);
 }
 
 /* ---- inputs and refusals --------------------------------------------------------------- */
 
 TEST(packages_use_config_images) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, NULL));
   wv_creq_t r;
   const char *msg = NULL, *file, *conda, *tpl;
@@ -202,55 +214,83 @@ TEST(packages_use_config_images) {
          "\"mine/mamba:2\",\"baseImage\":\"mine/base:1\"}}}";
   CHECK_OK(wv_creq_parse(e.a, body, strlen(body), 0, true, &r, &msg));
   CHECK_OK(wv_build_container_file(e.a, &e.cfg, &r, &file, &conda, &tpl, &msg));
-  CHECK(strstr(file, "FROM mine/mamba:2 AS build\n") && strstr(file, "FROM mine/base:1 AS prod\n"));
+  CHECK_HAS(file, "FROM mine/mamba:2 AS build\n");
+  CHECK_HAS(file, "FROM mine/base:1 AS prod\n");
   env_close(&e);
 }
 
-TEST(refusals) {
-  env_t e;
+static void put_json(json_object *o) { json_object_put(o); }
+
+/* Freeze (contract §3.3, §6.3): the real image, no token, no expiration; a dry run launches
+ * nothing. */
+TEST(freeze_dry_run) {
+  static env_t e;
   CHECK_OK(env_open(&e, "fail"));
   json_object *out;
   const char *msg;
-  /* Freeze (contract §3.3, §6.3): the real image, no token, no expiration; a dry run launches
-   * nothing. */
   CHECK_OK(submit(&e,
                   "{\"containerImage\":\"wave.example.com/x/y:1\",\"freeze\":true,"
                   "\"dryRun\":true,\"buildRepository\":\"reg.example.com/a/b\","
                   "\"containerConfig\":{\"env\":[\"A=1\"],\"entrypoint\":[\"/e\"]}}",
                   &out, &msg));
+  TEST_CLEANUP(put_json, out);
   const char *ti = NULL, *ci = NULL;
   json_object *v = NULL;
   CHECK(!json_object_object_get_ex(out, "containerToken", &v));
   CHECK(!json_object_object_get_ex(out, "expiration", &v));
   CHECK_OK(wv_json_get_str(out, "targetImage", &ti));
   CHECK_OK(wv_json_get_str(out, "containerImage", &ci));
-  CHECK(strncmp(ti, "reg.example.com/a/b:", 20) == 0 && strlen(ti) == 36 && strcmp(ti, ci) == 0);
+  CHECK_PREFIX(ti, "reg.example.com/a/b:");
+  CHECK_EQ_INT(strlen(ti), 36);
+  CHECK_EQ_STR(ti, ci);
   CHECK(json_object_object_get_ex(out, "freeze", &v) && json_object_get_boolean(v));
-  json_object_put(out);
-  /* Multi-platform into the embedded registry (no build repository): accepted, one parent id. */
+}
+
+/* Multi-platform into the embedded registry (no build repository): accepted, one parent id. */
+TEST(multi_platform_embedded) {
+  static env_t e;
+  CHECK_OK(env_open(&e, "fail"));
+  json_object *out;
+  const char *msg;
   CHECK_OK(submit(&e,
                   file_body(&e, "FROM x\n",
                             ",\"containerPlatform\":\"linux/amd64,linux/arm64\",\"dryRun\":true"),
                   &out, &msg));
+  TEST_CLEANUP(put_json, out);
   CHECK_HAS(jstr(out, "containerImage"), "/wave/build:");
-  CHECK(strlen(jstr(out, "buildId")) == 18 && !strcmp(jstr(out, "buildId") + 16, "_0"));
-  json_object_put(out);
-  /* format: sif (build/sif): the target is oras://<repo>:<tag>; a bad definition is a 400. */
+  CHECK(strlen(jstr(out, "buildId")) == 18);
+  CHECK_EQ_STR(jstr(out, "buildId") + 16, "_0");
+}
+
+/* format: sif (build/sif): the target is oras://<repo>:<tag>; a bad definition is a 400. */
+TEST(sif_target_and_bad_definition) {
+  static env_t e;
+  CHECK_OK(env_open(&e, "fail"));
+  json_object *out;
+  const char *msg;
   CHECK_OK(submit(&e,
                   file_body(&e, "Bootstrap: docker\nFrom: x\n%post\n  true\n",
                             ",\"format\":\"sif\",\"freeze\":true,\"dryRun\":true,"
                             "\"buildRepository\":\"reg.example.com/a/b\""),
                   &out, &msg));
-  CHECK(strncmp(jstr(out, "containerImage"), "oras://reg.example.com/a/b:", 27) == 0);
+  TEST_CLEANUP(put_json, out);
+  CHECK_PREFIX(jstr(out, "containerImage"), "oras://reg.example.com/a/b:");
   CHECK_EQ_STR(jstr(out, "targetImage"), jstr(out, "containerImage"));
-  json_object_put(out);
   CHECK_EQ_INT(submit(&e,
                       file_body(&e, "Bootstrap: docker\nFrom: x\n%setup\n  true\n",
                                 ",\"format\":\"sif\",\"freeze\":true,"
                                 "\"buildRepository\":\"reg.example.com/a/b\""),
                       &out, &msg),
                WV_EINVAL);
-  CHECK(strstr(msg, "'%setup'"));
+  CHECK_HAS(msg, "'%setup'");
+}
+
+/* Container files and packages a build refuses, and builds switched off. */
+TEST(refusals) {
+  static env_t e;
+  CHECK_OK(env_open(&e, "fail"));
+  json_object *out;
+  const char *msg;
   CHECK_EQ_INT(
       submit(&e, file_body(&e, "FROM x\nCOPY /root/.docker/config.json /\n", NULL), &out, &msg),
       WV_EINVAL);
@@ -263,18 +303,20 @@ TEST(refusals) {
       WV_EINVAL);
   e.cfg.build_enabled = false;
   CHECK_EQ_INT(submit(&e, file_body(&e, "FROM x\n", NULL), &out, &msg), WV_EUNSUPPORTED);
-  CHECK(strncmp(msg, "Build service is not enabled", 28) == 0);
+  CHECK_PREFIX(msg, "Build service is not enabled");
   env_close(&e);
 }
 
 TEST(dry_run_builds_nothing) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   json_object *out;
   const char *msg;
   CHECK_OK(submit(&e, file_body(&e, "FROM scratch\n", ",\"dryRun\":true"), &out, &msg));
   const char *id = jstr(out, "buildId");
-  CHECK(id && strlen(id) == 18 && strcmp(id + 16, "_0") == 0);
+  CHECK(id);
+  CHECK_EQ_INT(strlen(id), 18);
+  CHECK_EQ_STR(id + 16, "_0");
   CHECK_EQ_STR(jbool(out, "cached"), "0");
   CHECK_EQ_STR(jbool(out, "succeeded"), "-");
   wv_job_info_t ji;
@@ -289,14 +331,16 @@ TEST(dry_run_builds_nothing) {
 /* ---- the build flow ------------------------------------------------------------------- */
 
 TEST(build_join_reuse_records) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   json_object *o1, *o2, *o3;
   const char *msg;
   const char *body = file_body(&e, "FROM scratch\nCOPY . /\n", NULL);
   CHECK_OK(submit(&e, body, &o1, &msg));
   const char *id = jstr(o1, "buildId");
-  CHECK(id && strncmp(id, "bd-", 3) == 0 && strcmp(id + 19, "_1") == 0);
+  CHECK(id);
+  CHECK_PREFIX(id, "bd-");
+  CHECK_EQ_STR(id + 19, "_1");
   CHECK_EQ_STR(jbool(o1, "cached"), "0");
   CHECK_EQ_STR(jbool(o1, "succeeded"), "-");
   char want[128];
@@ -340,7 +384,7 @@ TEST(build_join_reuse_records) {
 }
 
 TEST(failure_window_then_retry) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "fail"));
   json_object *o1, *o2, *o3;
   const char *msg;
@@ -375,7 +419,7 @@ TEST(failure_window_then_retry) {
 /* ---- rate limits (core/ratelimit.h) ------------------------------------------------- */
 
 TEST(build_rate_limit_counts_new_builds_only) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   wv_ratelimit_rate_t one = {1, 3600000}, off = {0, 0};
   CHECK_OK(wv_ratelimit_new("build", one, off, 64, &e.app.build_limit));
@@ -410,14 +454,14 @@ TEST(build_rate_limit_counts_new_builds_only) {
   wv_ratelimit_free(e.app.build_limit);
   e.app.build_limit = NULL;
   CHECK_OK(submit(&e, other, &o, &msg));
-  CHECK(strcmp(jstr(o, "buildId") + 19, "_1") == 0);
+  CHECK_EQ_STR(jstr(o, "buildId") + 19, "_1");
   CHECK_EQ_INT(wait_job(&e, jstr(o, "buildId")), WV_JOB_SUCCEEDED);
   json_object_put(o);
   env_close(&e);
 }
 
 TEST(container_requests_take_pull_permits) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   wv_ratelimit_rate_t two = {2, 60000}, off = {0, 0};
   CHECK_OK(wv_ratelimit_new("pull", two, off, 64, &e.app.pull_limit));
@@ -448,7 +492,7 @@ TEST(container_requests_take_pull_permits) {
 }
 
 TEST(build_context_checked) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   json_object *out;
   const char *msg;
@@ -470,7 +514,7 @@ TEST(build_context_checked) {
   set_str(&e.cfg.outbound_allow, "127.0.0.1/32"); /* allowed: now the fetch itself fails */
   CHECK_EQ_INT(submit(&e, bad, &out, &msg), WV_EINVAL);
   CHECK_HAS(msg, "Unable to fetch the build context from 'http://127.0.0.1:1/c.tgz' - ");
-  CHECK(!strstr(msg, "wave.security.outbound"));
+  CHECK_LACKS(msg, "wave.security.outbound");
   env_close(&e);
 }
 
@@ -478,7 +522,7 @@ TEST(build_context_checked) {
 
 /* The containerConfig is part of a freeze id (§4.4): another env, another tag. */
 TEST(freeze_id_has_config) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   json_object *out;
   const char *msg, *tags[3];
@@ -500,7 +544,7 @@ TEST(freeze_id_has_config) {
 
 /* Layer archives: from the blob store with size and digest checked; a URL that fails is a 400. */
 TEST(freeze_layer_archives) {
-  env_t e;
+  static env_t e;
   CHECK_OK(env_open(&e, "ok"));
   char digest[WV_DIGEST_STRLEN], ctx[512], path[700];
   CHECK_OK(wv_cas_put(e.app.cas, "hello", 5, NULL, digest));
@@ -514,7 +558,8 @@ TEST(freeze_layer_archives) {
   CHECK_OK(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg));
   snprintf(path, sizeof path, "%s/layer-%s.tar.gz", ctx, digest + 7);
   struct stat st;
-  CHECK(stat(path, &st) == 0 && st.st_size == 5);
+  CHECK_EQ_INT(stat(path, &st), 0);
+  CHECK_EQ_INT(st.st_size, 5);
   l.gzip_size = 6;
   CHECK_EQ_INT(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK_HAS(msg, "does not match its gzipSize/gzipDigest");
@@ -529,14 +574,15 @@ TEST(freeze_layer_archives) {
   set_str(&e.cfg.outbound_allow, "127.0.0.0/8");
   CHECK_EQ_INT(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK_HAS(msg, "Unable to fetch container layer");
-  CHECK(!strstr(msg, "wave.security.outbound"));
+  CHECK_LACKS(msg, "wave.security.outbound");
   l.location = "docker://x/y@sha256:00";
   CHECK_EQ_INT(wv__build_freeze_layers(&e.app, e.a, &r, ctx, &msg), WV_EINVAL);
   CHECK_HAS(msg, "Unsupported container layer location");
   env_close(&e);
 }
 
-WV_TESTS(T(ansi_strip), T(log_lock_sections), T(packages_use_config_images), T(refusals),
+WV_TESTS(T(ansi_strip), T(log_lock_sections), T(packages_use_config_images), T(freeze_dry_run),
+         T(multi_platform_embedded), T(sif_target_and_bad_definition), T(refusals),
          T(dry_run_builds_nothing), T(build_join_reuse_records), T(failure_window_then_retry),
          T(build_context_checked), T(freeze_id_has_config), T(freeze_layer_archives),
          T(build_rate_limit_counts_new_builds_only), T(container_requests_take_pull_permits))

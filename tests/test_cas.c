@@ -12,13 +12,28 @@
 #define ABC "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 #define EMPTY "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-static char root_[256];
+/* A test's blob store in a fresh temp dir, closed and removed when the test returns (so the
+ * struct must outlive the test: tests declare theirs static). */
+typedef struct {
+  char root[256];
+  wv_cas_t *c;
+} casfx_t;
 
-static wv_cas_t *open_fresh(uint64_t max_blob) {
-  wv_cas_t *c = NULL;
-  if (!tmpdir_make(root_, "cas") || wv_cas_open(&c, root_, max_blob) != 0)
+/* Closes the store and removes its directory; once (then a no-op). */
+static void casfx_free(casfx_t *f) {
+  wv_cas_close(f->c);
+  f->c = NULL;
+  if (f->root[0])
+    tmpdir_remove(f->root);
+  f->root[0] = '\0';
+}
+
+static wv_cas_t *open_fresh(casfx_t *f, uint64_t max_blob) {
+  memset(f, 0, sizeof *f);
+  if (!tmpdir_make(f->root, "cas"))
     return NULL;
-  return c;
+  TEST_CLEANUP(casfx_free, f);
+  return wv_cas_open(&f->c, f->root, max_blob) == 0 ? f->c : NULL;
 }
 
 static int count_dir(const char *path) {
@@ -34,9 +49,9 @@ static int count_dir(const char *path) {
 }
 
 /* Files being written: in blobs/tmp/<instance>/ (and loose ones directly in blobs/tmp). */
-static int tmp_count(void) {
+static int tmp_count(const char *root) {
   char p[300];
-  snprintf(p, sizeof p, "%s/blobs/tmp", root_);
+  snprintf(p, sizeof p, "%s/blobs/tmp", root);
   DIR *d = opendir(p);
   if (!d)
     return -1;
@@ -54,10 +69,10 @@ static int tmp_count(void) {
   return n;
 }
 
-/* Creates an empty file at root_/rel, its mtime age_s seconds ago. */
-static bool touch_file(const char *rel, long age_s) {
+/* Creates an empty file at root/rel, its mtime age_s seconds ago. */
+static bool touch_file(const char *root, const char *rel, long age_s) {
   char path[600];
-  snprintf(path, sizeof path, "%s/%s", root_, rel);
+  snprintf(path, sizeof path, "%s/%s", root, rel);
   int fd = open(path, O_WRONLY | O_CREAT, 0600);
   if (fd < 0)
     return false;
@@ -67,16 +82,16 @@ static bool touch_file(const char *rel, long age_s) {
   return ok;
 }
 
-static int mkdir_p_rel(const char *rel) {
+static int mkdir_p_rel(const char *root, const char *rel) {
   char path[600];
-  snprintf(path, sizeof path, "%s/%s", root_, rel);
+  snprintf(path, sizeof path, "%s/%s", root, rel);
   return mkdir(path, 0700);
 }
 
-static bool exists_rel(const char *rel) {
+static bool exists_rel(const char *root, const char *rel) {
   char path[600];
   struct stat st;
-  snprintf(path, sizeof path, "%s/%s", root_, rel);
+  snprintf(path, sizeof path, "%s/%s", root, rel);
   return stat(path, &st) == 0;
 }
 
@@ -92,7 +107,8 @@ static long read_blob(wv_cas_t *c, const char *digest, char *buf, size_t cap) {
 }
 
 TEST(put_and_read_back) {
-  wv_cas_t *c = open_fresh(0);
+  static casfx_t f;
+  wv_cas_t *c = open_fresh(&f, 0);
   CHECK(c);
   char d[WV_CAS_DIGEST_LEN + 1], buf[16];
   CHECK_OK(wv_cas_put(c, "abc", 3, NULL, d));
@@ -105,8 +121,9 @@ TEST(put_and_read_back) {
   /* The layout is the one architecture §3.2 fixes. */
   char path[400];
   struct stat st;
-  snprintf(path, sizeof path, "%s/blobs/sha256/ba/%s", root_, ABC + 7);
-  CHECK(stat(path, &st) == 0 && st.st_size == 3);
+  snprintf(path, sizeof path, "%s/blobs/sha256/ba/%s", f.root, ABC + 7);
+  CHECK_EQ_INT(stat(path, &st), 0);
+  CHECK_EQ_INT(st.st_size, 3);
   /* Same content again (with the expected digest) is fine. */
   CHECK_OK(wv_cas_put(c, "abc", 3, ABC, NULL));
   CHECK_OK(wv_cas_put(c, "", 0, EMPTY, d));
@@ -114,13 +131,13 @@ TEST(put_and_read_back) {
   CHECK_OK(wv_cas_delete(c, ABC));
   CHECK_EQ_INT(wv_cas_exists(c, ABC, NULL), WV_ENOTFOUND);
   CHECK_EQ_INT(wv_cas_delete(c, ABC), WV_ENOTFOUND);
-  CHECK_EQ_INT(tmp_count(), 0);
-  wv_cas_close(c);
-  tmpdir_remove(root_);
+  CHECK_EQ_INT(tmp_count(f.root), 0);
+  casfx_free(&f);
 }
 
 TEST(streaming_writer) {
-  wv_cas_t *c = open_fresh(0);
+  static casfx_t f;
+  wv_cas_t *c = open_fresh(&f, 0);
   CHECK(c);
   enum { N = 1 << 20 };
   char *data = malloc(N);
@@ -135,11 +152,11 @@ TEST(streaming_writer) {
   for (size_t off = 0; off < N; off += 65521)
     CHECK_OK(wv_cas_write(w, data + off, off + 65521 > N ? N - off : 65521));
   CHECK_EQ_INT(wv_cas_written(w), N);
-  CHECK_EQ_INT(tmp_count(), 1); /* in flight: only in tmp */
+  CHECK_EQ_INT(tmp_count(f.root), 1); /* in flight: only in tmp */
   CHECK_EQ_INT(wv_cas_exists(c, one, NULL), WV_ENOTFOUND);
   CHECK_OK(wv_cas_commit(w, one, many));
   CHECK_EQ_STR(many, one);
-  CHECK_EQ_INT(tmp_count(), 0);
+  CHECK_EQ_INT(tmp_count(f.root), 0);
   uint64_t size;
   CHECK_OK(wv_cas_exists(c, one, &size));
   CHECK_EQ_INT(size, N);
@@ -147,36 +164,36 @@ TEST(streaming_writer) {
   CHECK_OK(wv_cas_begin(c, &w));
   CHECK_OK(wv_cas_write(w, data, 1000));
   wv_cas_abort(w);
-  CHECK_EQ_INT(tmp_count(), 0);
+  CHECK_EQ_INT(tmp_count(f.root), 0);
   free(data);
-  wv_cas_close(c);
-  tmpdir_remove(root_);
+  casfx_free(&f);
 }
 
 TEST(digest_mismatch_invisible) {
-  wv_cas_t *c = open_fresh(0);
+  static casfx_t f;
+  wv_cas_t *c = open_fresh(&f, 0);
   CHECK(c);
   char d[WV_CAS_DIGEST_LEN + 1] = "";
   CHECK_EQ_INT(wv_cas_put(c, "abd", 3, ABC, d), WV_EDIGEST);
   CHECK_EQ_STR(d, ""); /* untouched on error */
   CHECK_EQ_INT(wv_cas_exists(c, ABC, NULL), WV_ENOTFOUND);
   char path[300];
-  snprintf(path, sizeof path, "%s/blobs/sha256", root_);
+  snprintf(path, sizeof path, "%s/blobs/sha256", f.root);
   CHECK_EQ_INT(count_dir(path), 0);
-  CHECK_EQ_INT(tmp_count(), 0);
+  CHECK_EQ_INT(tmp_count(f.root), 0);
   /* A streamed blob that does not match is just as invisible. */
   wv_cas_writer_t *w;
   CHECK_OK(wv_cas_begin(c, &w));
   CHECK_OK(wv_cas_write(w, "ab", 2));
   CHECK_EQ_INT(wv_cas_commit(w, ABC, NULL), WV_EDIGEST);
   CHECK_EQ_INT(count_dir(path), 0);
-  CHECK_EQ_INT(tmp_count(), 0);
-  wv_cas_close(c);
-  tmpdir_remove(root_);
+  CHECK_EQ_INT(tmp_count(f.root), 0);
+  casfx_free(&f);
 }
 
 TEST(bad_digest_strings) {
-  wv_cas_t *c = open_fresh(0);
+  static casfx_t f;
+  wv_cas_t *c = open_fresh(&f, 0);
   CHECK(c);
   const char *bad[] = {
       NULL,
@@ -203,13 +220,13 @@ TEST(bad_digest_strings) {
     CHECK_EQ_INT(wv_cas_put(c, "abc", 3, bad[i], NULL), WV_EINVAL);
   }
   CHECK(wv_cas_digest_valid(ABC));
-  CHECK_EQ_INT(tmp_count(), 0);
-  wv_cas_close(c);
-  tmpdir_remove(root_);
+  CHECK_EQ_INT(tmp_count(f.root), 0);
+  casfx_free(&f);
 }
 
 TEST(size_cap) {
-  wv_cas_t *c = open_fresh(10);
+  static casfx_t f;
+  wv_cas_t *c = open_fresh(&f, 10);
   CHECK(c);
   CHECK_OK(wv_cas_put(c, "0123456789", 10, NULL, NULL));
   CHECK_EQ_INT(wv_cas_put(c, "0123456789a", 11, NULL, NULL), WV_ETOOBIG);
@@ -219,13 +236,13 @@ TEST(size_cap) {
   CHECK_EQ_INT(wv_cas_write(w, "6789a", 5), WV_ETOOBIG);
   CHECK_EQ_INT(wv_cas_write(w, "", 0), WV_ETOOBIG); /* sticky */
   CHECK_EQ_INT(wv_cas_commit(w, NULL, NULL), WV_ETOOBIG);
-  CHECK_EQ_INT(tmp_count(), 0);
-  wv_cas_close(c);
-  tmpdir_remove(root_);
+  CHECK_EQ_INT(tmp_count(f.root), 0);
+  casfx_free(&f);
 }
 
 TEST(stale_temp_cleaned_at_open) {
-  wv_cas_t *c = open_fresh(0);
+  static casfx_t f;
+  wv_cas_t *c = open_fresh(&f, 0);
   CHECK(c);
   CHECK(strlen(wv_cas_instance(c)) > 9);
   wv_cas_writer_t *w;
@@ -234,23 +251,22 @@ TEST(stale_temp_cleaned_at_open) {
   /* A crash: the writer is never finished. Beside it, a loose leftover of the layout
    * before instances, fresh and day-old, and another instance's temporaries sharing the
    * directory: one in flight, one a day old. */
-  CHECK(touch_file("blobs/tmp/loose-new", 0));
-  CHECK(touch_file("blobs/tmp/loose-old", 25 * 3600));
-  CHECK_OK(mkdir_p_rel("blobs/tmp/otherhost-0000abcd"));
-  CHECK(touch_file("blobs/tmp/otherhost-0000abcd/inflight", 60));
-  CHECK(touch_file("blobs/tmp/otherhost-0000abcd/crashed", 25 * 3600));
-  CHECK_EQ_INT(tmp_count(), 5);
+  CHECK(touch_file(f.root, "blobs/tmp/loose-new", 0));
+  CHECK(touch_file(f.root, "blobs/tmp/loose-old", 25 * 3600));
+  CHECK_OK(mkdir_p_rel(f.root, "blobs/tmp/otherhost-0000abcd"));
+  CHECK(touch_file(f.root, "blobs/tmp/otherhost-0000abcd/inflight", 60));
+  CHECK(touch_file(f.root, "blobs/tmp/otherhost-0000abcd/crashed", 25 * 3600));
+  CHECK_EQ_INT(tmp_count(f.root), 5);
   wv_cas_t *c2 = NULL;
-  CHECK_OK(wv_cas_open(&c2, root_, 0)); /* the same instance restarting */
+  CHECK_OK(wv_cas_open(&c2, f.root, 0)); /* the same instance restarting */
   CHECK_EQ_STR(wv_cas_instance(c2), wv_cas_instance(c));
-  CHECK_EQ_INT(tmp_count(), 2);
-  CHECK(exists_rel("blobs/tmp/loose-new"));
-  CHECK(exists_rel("blobs/tmp/otherhost-0000abcd/inflight"));
-  CHECK(!exists_rel("blobs/tmp/otherhost-0000abcd/crashed"));
+  CHECK_EQ_INT(tmp_count(f.root), 2);
+  CHECK(exists_rel(f.root, "blobs/tmp/loose-new"));
+  CHECK(exists_rel(f.root, "blobs/tmp/otherhost-0000abcd/inflight"));
+  CHECK(!exists_rel(f.root, "blobs/tmp/otherhost-0000abcd/crashed"));
   wv_cas_abort(w); /* its file is already gone: still fine */
   wv_cas_close(c2);
-  wv_cas_close(c);
-  tmpdir_remove(root_);
+  casfx_free(&f);
 }
 
 WV_TESTS(T(put_and_read_back), T(streaming_writer), T(digest_mismatch_invisible),

@@ -174,7 +174,9 @@ static int get_checked(const char *url, const char *allow, bool allow_private, w
   return rc;
 }
 
-TEST(ssrf_policy) {
+/* Loopback is denied before anything is sent, also when a pooled connection to it exists, and
+ * allow-private does not open it. */
+TEST(ssrf_loopback_denied) {
   start_server();
   char url[160], err[512];
   int seen;
@@ -190,13 +192,28 @@ TEST(ssrf_policy) {
   /* allow-private does not open loopback. */
   CHECK_EQ_INT(get_checked(url, "", true, &r, err, sizeof err, &seen), WV_EDENIED);
   wv_http_resp_free(&r);
-  /* Listed: fetched, from the checked address. */
+}
+
+/* Listed: fetched, from the checked address. */
+TEST(ssrf_listed_address_fetched) {
+  start_server();
+  char url[160], err[512];
+  int seen;
+  wv_http_resp_t r;
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
   CHECK_OK(get_checked(url, "127.0.0.1/32", false, &r, err, sizeof err, &seen));
   CHECK_EQ_INT(r.status, 200);
   CHECK_EQ_STR(r.body.data, "hello");
   CHECK_EQ_INT(seen, 1);
   wv_http_resp_free(&r);
-  /* Other spellings of loopback are loopback. */
+}
+
+/* Other spellings of loopback are loopback. */
+TEST(ssrf_loopback_spellings_denied) {
+  start_server();
+  char url[160], err[512];
+  int seen;
+  wv_http_resp_t r;
   const char *aliases[] = {"http://[::ffff:127.0.0.1]:%d/ok",
                            "http://127.1:%d/ok",
                            "http://2130706433:%d/ok",
@@ -214,22 +231,43 @@ TEST(ssrf_policy) {
     CHECK_EQ_INT(seen, 0);
     wv_http_resp_free(&r);
   }
-  /* A host name on the allow list is connected to as usual. */
+}
+
+/* A host name on the allow list is connected to as usual; a name that resolves to allowed
+ * addresses only is pinned to them. */
+TEST(ssrf_allowed_names_connect) {
+  start_server();
+  char url[160], err[512];
+  int seen;
+  wv_http_resp_t r;
   snprintf(url, sizeof url, "http://localhost:%d/ok", port);
   CHECK_OK(get_checked(url, "files.example,localhost", false, &r, err, sizeof err, &seen));
   CHECK_EQ_INT(r.status, 200);
   wv_http_resp_free(&r);
-  /* A name that resolves to allowed addresses only is pinned to them. */
   CHECK_OK(get_checked(url, "127.0.0.0/8,::1", false, &r, err, sizeof err, &seen));
   CHECK_EQ_INT(r.status, 200);
   wv_http_resp_free(&r);
-  /* Redirects are answered, never followed, under a policy too. */
+}
+
+/* Redirects are answered, never followed, under a policy too. */
+TEST(ssrf_redirect_not_followed) {
+  start_server();
+  char url[160], err[512];
+  int seen;
+  wv_http_resp_t r;
   snprintf(url, sizeof url, "http://127.0.0.1:%d/redirect", port);
   CHECK_OK(get_checked(url, "127.0.0.1", false, &r, err, sizeof err, &seen));
   CHECK_EQ_INT(r.status, 307);
   CHECK_EQ_INT(seen, 1);
   wv_http_resp_free(&r);
-  /* Not an http(s) URL, or a host that does not resolve: an upstream error naming it. */
+}
+
+/* Not an http(s) URL, or a host that does not resolve: an upstream error naming it. */
+TEST(ssrf_bad_url_and_unknown_host) {
+  start_server();
+  char err[512];
+  int seen;
+  wv_http_resp_t r;
   CHECK_EQ_INT(get_checked("file:///etc/passwd", "", false, &r, err, sizeof err, &seen),
                WV_EUPSTREAM);
   CHECK_HAS(err, "not a valid http(s) URL");
@@ -267,4 +305,6 @@ TEST(streaming) {
 }
 
 WV_TESTS(T(get_ok), T(body_cap), T(redirect_not_followed), T(head_and_headers),
-         T(timeout_and_refused), T(ssrf_policy), T(streaming))
+         T(timeout_and_refused), T(ssrf_loopback_denied), T(ssrf_listed_address_fetched),
+         T(ssrf_loopback_spellings_denied), T(ssrf_allowed_names_connect),
+         T(ssrf_redirect_not_followed), T(ssrf_bad_url_and_unknown_host), T(streaming))

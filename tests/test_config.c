@@ -6,13 +6,17 @@
 #include <stdbool.h>
 #include <unistd.h>
 
-static char tmp_path[64];
-static char err[512];
+/* Where load_text wrote the text, and the loader's message. */
+typedef struct {
+  char path[64];
+  char err[512];
+} loaded_t;
 
-/* Writes text to a fresh temp file and loads it over the defaults. */
-static int load_text(wv_config_t *cfg, const char *text) {
-  strcpy(tmp_path, "/tmp/wv-config-XXXXXX");
-  int fd = mkstemp(tmp_path);
+/* Writes text to a fresh temp file and loads it over the defaults; l says where and why. */
+static int load_text(wv_config_t *cfg, loaded_t *l, const char *text) {
+  l->err[0] = '\0';
+  strcpy(l->path, "/tmp/wv-config-XXXXXX");
+  int fd = mkstemp(l->path);
   if (fd < 0)
     return WV_EIO;
   size_t n = strlen(text);
@@ -22,20 +26,21 @@ static int load_text(wv_config_t *cfg, const char *text) {
     return WV_EIO;
   int rc = wv_config_defaults(cfg);
   if (rc == 0)
-    rc = wv_config_load(cfg, tmp_path, err, sizeof err);
-  unlink(tmp_path);
+    rc = wv_config_load(cfg, l->path, l->err, sizeof l->err);
+  unlink(l->path);
   return rc;
 }
 
 /* Loads text expecting failure; checks the message is "<file>:<line>: <rest>". */
 static bool fails_with(const char *text, int line, const char *rest) {
   wv_config_t cfg;
-  int rc = load_text(&cfg, text);
+  loaded_t l;
+  int rc = load_text(&cfg, &l, text);
   wv_config_free(&cfg);
   char want[512];
-  snprintf(want, sizeof want, "%s:%d: %s", tmp_path, line, rest);
-  if (rc == 0 || strcmp(err, want) != 0) {
-    fprintf(stderr, "  rc=%d\n  got:  %s\n  want: %s\n", rc, err, want);
+  snprintf(want, sizeof want, "%s:%d: %s", l.path, line, rest);
+  if (rc == 0 || strcmp(l.err, want) != 0) {
+    fprintf(stderr, "  rc=%d\n  got:  %s\n  want: %s\n", rc, l.err, want);
     return false;
   }
   return true;
@@ -68,6 +73,7 @@ TEST(defaults) {
 }
 
 TEST(shipped_config_yml_loads_and_states_defaults) {
+  char err[512] = "";
   char path[1024];
   wv_config_t cfg, def;
   unsetenv("WAVE_SERVER_URL");
@@ -115,23 +121,25 @@ TEST(every_schema_key_documented_in_config_yml) {
 }
 
 TEST(every_default_parses) {
+  loaded_t l;
   /* wv_config_defaults would fail on a bad default; prove each one through a file too. */
   wv_config_keyinfo_t ki;
   for (size_t i = 0; wv_config_schema_at(i, &ki) == 0; i++) {
     char text[512];
     snprintf(text, sizeof text, "%s: %s\n", ki.key, ki.def);
     wv_config_t cfg;
-    int rc = load_text(&cfg, text);
+    int rc = load_text(&cfg, &l, text);
     wv_config_free(&cfg);
     if (rc)
-      fprintf(stderr, "  %s\n", err);
+      fprintf(stderr, "  %s\n", l.err);
     CHECK_OK(rc);
   }
 }
 
 TEST(values_camelcase_aliases_and_dotted_keys) {
+  loaded_t l;
   wv_config_t cfg;
-  int rc = load_text(&cfg,
+  int rc = load_text(&cfg, &l,
                      "server:\n"
                      "  ioThreads: 3\n"
                      "  max-body-size: 1MB\n"
@@ -148,7 +156,7 @@ TEST(values_camelcase_aliases_and_dotted_keys) {
                      "storage: {commit-delay: 2ms, sweepInterval: 2h, map-size: 1073741824}\n"
                      "log: {level: debug}\n");
   if (rc)
-    fprintf(stderr, "  %s\n", err);
+    fprintf(stderr, "  %s\n", l.err);
   CHECK_OK(rc);
   CHECK_EQ_INT(cfg.io_threads, 3);
   CHECK_EQ_INT(cfg.max_body_size, 1000000);
@@ -170,10 +178,11 @@ TEST(values_camelcase_aliases_and_dotted_keys) {
 }
 
 TEST(empty_file_and_empty_sections) {
+  loaded_t l;
   wv_config_t cfg;
-  CHECK_OK(load_text(&cfg, ""));
+  CHECK_OK(load_text(&cfg, &l, ""));
   wv_config_free(&cfg);
-  CHECK_OK(load_text(&cfg, "# only a comment\nserver:\nwave:\n  tokens: ~\n"));
+  CHECK_OK(load_text(&cfg, &l, "# only a comment\nserver:\nwave:\n  tokens: ~\n"));
   CHECK_EQ_INT(cfg.server_port, 9090);
   wv_config_free(&cfg);
 }
@@ -240,23 +249,25 @@ TEST(wrong_type) {
 }
 
 TEST(yaml_syntax_error) {
+  loaded_t l;
   wv_config_t cfg;
-  CHECK(load_text(&cfg, "server:\n  port: 1\n  host: [oops\nlog: {}\n") == WV_EPARSE);
+  CHECK(load_text(&cfg, &l, "server:\n  port: 1\n  host: [oops\nlog: {}\n") == WV_EPARSE);
   wv_config_free(&cfg);
   char want[128];
-  snprintf(want, sizeof want, "%s:", tmp_path);
-  CHECK(strncmp(err, want, strlen(want)) == 0);
-  CHECK_HAS(err, "YAML syntax error");
+  snprintf(want, sizeof want, "%s:", l.path);
+  CHECK_PREFIX(l.err, want);
+  CHECK_HAS(l.err, "YAML syntax error");
   /* libyaml reports the flow sequence at the line where it notices it is unterminated. */
-  int line = atoi(err + strlen(want));
+  int line = atoi(l.err + strlen(want));
   CHECK(line >= 3 && line <= 5);
 
-  CHECK(load_text(&cfg, "server:\n\tport: 1\n") == WV_EPARSE);
+  CHECK(load_text(&cfg, &l, "server:\n\tport: 1\n") == WV_EPARSE);
   wv_config_free(&cfg);
-  CHECK_HAS(err, ":2: YAML syntax error");
+  CHECK_HAS(l.err, ":2: YAML syntax error");
 }
 
 TEST(missing_file) {
+  char err[512] = "";
   wv_config_t cfg;
   CHECK_OK(wv_config_defaults(&cfg));
   CHECK_EQ_INT(wv_config_load(&cfg, "/nonexistent/waved.yml", err, sizeof err), WV_EIO);
@@ -268,6 +279,7 @@ TEST(missing_file) {
 static bool resolves(const char *config_file, const char *rel, const char *ws, const char *want,
                      const char *want_ws) {
   wv_config_t cfg;
+  char err[512] = "";
   bool ok = wv_config_defaults(&cfg) == 0;
   free(cfg.storage_path);
   free(cfg.build_workspace);
@@ -283,6 +295,7 @@ static bool resolves(const char *config_file, const char *rel, const char *ws, c
 }
 
 TEST(paths_resolved_against_config_dir) {
+  char err[512] = "";
   char cwd[4096], want[4200], want_ws[4200];
   CHECK(getcwd(cwd, sizeof cwd) != NULL);
   /* The shipped default next to an absolute config file. */
@@ -309,31 +322,32 @@ TEST(paths_resolved_against_config_dir) {
   free(cfg.storage_path);
   cfg.storage_path = strdup(longp);
   CHECK_EQ_INT(wv_config_resolve_paths(&cfg, "/etc/config.yml", err, sizeof err), WV_EINVAL);
-  CHECK(strncmp(err, "storage.path: ", 14) == 0);
+  CHECK_PREFIX(err, "storage.path: ");
   wv_config_free(&cfg);
 }
 
 TEST(env_overrides) {
+  loaded_t l;
   wv_config_t cfg;
   setenv("WAVE_SERVER_URL", "http://[::1]:7000/base", 1);
   setenv("WAVE_SERVER_PORT", "7000", 1);
-  int rc = load_text(&cfg, "server: {port: 1234}\nwave.server.url: http://other\n");
+  int rc = load_text(&cfg, &l, "server: {port: 1234}\nwave.server.url: http://other\n");
   CHECK_OK(rc);
   CHECK_EQ_INT(cfg.server_port, 7000);
   CHECK_EQ_STR(wv_config_authority(&cfg), "[::1]:7000");
   wv_config_free(&cfg);
 
   setenv("WAVE_SERVER_PORT", "seventy", 1);
-  CHECK(load_text(&cfg, "") == WV_EINVAL);
+  CHECK(load_text(&cfg, &l, "") == WV_EINVAL);
   wv_config_free(&cfg);
-  CHECK_EQ_STR(err, "WAVE_SERVER_PORT: invalid integer 'seventy'");
+  CHECK_EQ_STR(l.err, "WAVE_SERVER_PORT: invalid integer 'seventy'");
 
   setenv("WAVE_SERVER_PORT", "", 1); /* empty = unset */
   setenv("WAVE_SERVER_URL", "localhost:9090", 1);
-  CHECK(load_text(&cfg, "") == WV_EINVAL);
+  CHECK(load_text(&cfg, &l, "") == WV_EINVAL);
   wv_config_free(&cfg);
-  CHECK_EQ_STR(err, "WAVE_SERVER_URL: invalid URL 'localhost:9090' (expected "
-                    "http(s)://host[:port][/path])");
+  CHECK_EQ_STR(l.err, "WAVE_SERVER_URL: invalid URL 'localhost:9090' (expected "
+                      "http(s)://host[:port][/path])");
   unsetenv("WAVE_SERVER_URL");
   unsetenv("WAVE_SERVER_PORT");
 }
@@ -352,10 +366,11 @@ TEST(print_schema) {
 }
 
 TEST(registries) {
+  loaded_t l;
   wv_config_t cfg;
   setenv("WV_TEST_REG_PASS", "s3cret", 1);
   unsetenv("WV_TEST_REG_UNSET");
-  CHECK_OK(load_text(&cfg,
+  CHECK_OK(load_text(&cfg, &l,
                      "wave:\n  registries:\n"
                      "    \"127.0.0.1:5001\":\n      username: alice\n"
                      "      password: ${WV_TEST_REG_PASS}\n      insecure: true\n"
@@ -390,13 +405,15 @@ TEST(registries) {
 
 /* wave.registries.<host>.allow: who may use the configured credentials, and for what. */
 TEST(registry_allow_policy) {
+  loaded_t l;
   wv_config_t cfg;
-  CHECK_OK(load_text(&cfg, "wave:\n  registries:\n"
-                           "    reg.lab:\n      username: op\n      password: pw\n"
-                           "      allow:\n        anonymous: pull\n"
-                           "        accounts: {alice: push, bob: none, '*': pull}\n"
-                           "    strict.lab: {username: op, password: pw}\n"
-                           "    open.lab: {insecure: true}\n"));
+  CHECK_OK(load_text(&cfg, &l,
+                     "wave:\n  registries:\n"
+                     "    reg.lab:\n      username: op\n      password: pw\n"
+                     "      allow:\n        anonymous: pull\n"
+                     "        accounts: {alice: push, bob: none, '*': pull}\n"
+                     "    strict.lab: {username: op, password: pw}\n"
+                     "    open.lab: {insecure: true}\n"));
   CHECK_EQ_INT(cfg.registries.len, 3);
   const wv_config_registry_t *r = &cfg.registries.items[0], *strict = &cfg.registries.items[1],
                              *open = &cfg.registries.items[2];
@@ -419,12 +436,13 @@ TEST(registry_allow_policy) {
   wv_config_registry_free(&copy);
   /* A changed policy is a changed configuration. */
   wv_config_t other;
-  CHECK_OK(load_text(&other, "wave:\n  registries:\n"
-                             "    reg.lab:\n      username: op\n      password: pw\n"
-                             "      allow:\n        anonymous: pull\n"
-                             "        accounts: {alice: pull, bob: none, '*': pull}\n"
-                             "    strict.lab: {username: op, password: pw}\n"
-                             "    open.lab: {insecure: true}\n"));
+  CHECK_OK(load_text(&other, &l,
+                     "wave:\n  registries:\n"
+                     "    reg.lab:\n      username: op\n      password: pw\n"
+                     "      allow:\n        anonymous: pull\n"
+                     "        accounts: {alice: pull, bob: none, '*': pull}\n"
+                     "    strict.lab: {username: op, password: pw}\n"
+                     "    open.lab: {insecure: true}\n"));
   CHECK_EQ_STR(wv_config_first_difference(&cfg, &other), "wave.registries");
   wv_config_free(&other);
   wv_config_free(&cfg);
@@ -440,9 +458,11 @@ TEST(registry_allow_policy) {
 }
 
 TEST(scan_keys) {
+  loaded_t l;
   wv_config_t cfg;
-  CHECK_OK(load_text(&cfg, "wave:\n  scan:\n    enabled: true\n    severity: HIGH,CRITICAL\n"
-                           "    vulnerability: {limit: 7}\n    id: {duration: 1h}\n"));
+  CHECK_OK(load_text(&cfg, &l,
+                     "wave:\n  scan:\n    enabled: true\n    severity: HIGH,CRITICAL\n"
+                     "    vulnerability: {limit: 7}\n    id: {duration: 1h}\n"));
   CHECK(cfg.scan_enabled);
   CHECK_EQ_STR(cfg.scan_severity, "HIGH,CRITICAL");
   CHECK_EQ_INT(cfg.scan_vuln_limit, 7);
@@ -456,24 +476,25 @@ TEST(scan_keys) {
 
 /* wave.security.outbound.*: the allow list as a YAML list or one comma string; bad entries. */
 TEST(outbound_keys) {
+  loaded_t l;
   wv_config_t cfg;
-  int rc =
-      load_text(&cfg, "wave:\n"
-                      "  security:\n"
-                      "    outbound:\n"
-                      "      allowPrivate: true\n"
-                      "      allow: [127.0.0.1/32, '::1', files.lab.example, '*.corp.example']\n");
+  int rc = load_text(&cfg, &l,
+                     "wave:\n"
+                     "  security:\n"
+                     "    outbound:\n"
+                     "      allowPrivate: true\n"
+                     "      allow: [127.0.0.1/32, '::1', files.lab.example, '*.corp.example']\n");
   if (rc)
-    fprintf(stderr, "  %s\n", err);
+    fprintf(stderr, "  %s\n", l.err);
   CHECK_OK(rc);
   CHECK(cfg.outbound_allow_private);
   CHECK_EQ_STR(cfg.outbound_allow, "127.0.0.1/32,::1,files.lab.example,*.corp.example");
   wv_config_free(&cfg);
-  CHECK_OK(load_text(&cfg, "wave.security.outbound.allow: 10.0.0.0/8, fd00::/8\n"));
+  CHECK_OK(load_text(&cfg, &l, "wave.security.outbound.allow: 10.0.0.0/8, fd00::/8\n"));
   CHECK_EQ_STR(cfg.outbound_allow, "10.0.0.0/8, fd00::/8");
   CHECK(!cfg.outbound_allow_private);
   wv_config_free(&cfg);
-  CHECK_OK(load_text(&cfg, "wave.security.outbound.allow: []\n"));
+  CHECK_OK(load_text(&cfg, &l, "wave.security.outbound.allow: []\n"));
   CHECK_EQ_STR(cfg.outbound_allow, "");
   wv_config_free(&cfg);
   CHECK(fails_with("wave.security.outbound:\n  allow:\n    - 10.0.0.0/8\n    - 10.0.0.1/8\n", 4,
@@ -487,7 +508,7 @@ TEST(outbound_keys) {
                    "wave.security.outbound.allow: a list item may not contain a comma"));
   CHECK(fails_with("wave.security.outbound.allow: {a: 1}\n", 1,
                    "wave.security.outbound.allow: expected a list, got a mapping"));
-  CHECK_OK(load_text(&cfg, "wave.security.ssrfProtection.enabled: false\n"));
+  CHECK_OK(load_text(&cfg, &l, "wave.security.ssrfProtection.enabled: false\n"));
   CHECK(!cfg.ssrf_protection);
   wv_config_free(&cfg);
   CHECK(fails_with("wave.security.outbound.allow-private: maybe\n", 1,

@@ -40,6 +40,13 @@ static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw
   return remove(p);
 }
 
+static void teardown(void);
+static void teardown_cb(void *arg) {
+  (void)arg;
+  teardown();
+}
+
+/* A fresh temp dir and arena; torn down by the test or, after a failed check, by the runner. */
 static void setup(void) {
   A = wv_arena_new(0);
   snprintf(tmp, sizeof tmp, "/tmp/wv-ctx-XXXXXX");
@@ -47,11 +54,16 @@ static void setup(void) {
     abort();
   snprintf(ctx, sizeof ctx, "%s/ctx", tmp);
   mkdir(ctx, 0755);
+  TEST_CLEANUP(teardown_cb, NULL);
 }
 
+/* Removes the temp dir and frees the arena; a no-op when already done. */
 static void teardown(void) {
+  if (!A)
+    return;
   nftw(tmp, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   wv_arena_free(A);
+  A = NULL;
 }
 
 /* Unpacks a fixture from memory; *msg gets the error text. */
@@ -88,15 +100,19 @@ TEST(unpack_ok_and_digest) {
   char path[1024];
   snprintf(path, sizeof path, "%s/src/main.c", ctx);
   char *main_c = slurp(path, &n);
-  CHECK(main_c && !strcmp(main_c, "int main(void) { return 0; }\n"));
+  CHECK(main_c);
+  CHECK_EQ_STR(main_c, "int main(void) { return 0; }\n");
   struct stat st;
   snprintf(path, sizeof path, "%s/run.sh", ctx);
-  CHECK(stat(path, &st) == 0 && (st.st_mode & 0111) && st.st_nlink == 2);
+  CHECK_EQ_INT(stat(path, &st), 0);
+  CHECK(st.st_mode & 0111);
+  CHECK_EQ_INT(st.st_nlink, 2);
   CHECK(exists_in("a/b/c.txt") && exists_in("dot/slash/name.txt"));
-  char lt[64];
+  char lt[64] = {0};
   snprintf(path, sizeof path, "%s/a/up", ctx);
   ssize_t l = readlink(path, lt, sizeof lt - 1);
-  CHECK(l == 9 && !strncmp(lt, "../run.sh", 9));
+  CHECK_EQ_INT(l, 9);
+  CHECK_PREFIX(lt, "../run.sh");
   char longname[256];
   snprintf(longname, sizeof longname, "deep/%0120d/file.txt", 0);
   memset(longname + 5, 'x', 120);
@@ -197,13 +213,16 @@ TEST(link_chains_never_leave_the_context) {
   CHECK_OK(unpack("hardlink-symlink-ok.tar.gz", NULL, &res, &msg));
   CHECK_EQ_INT(res.symlinks, 1);
   CHECK_EQ_INT(res.hardlinks, 2);
-  char path[1024], lt[64];
+  char path[1024], lt[64] = {0};
   snprintf(path, sizeof path, "%s/d/h", ctx);
   ssize_t l = readlink(path, lt, sizeof lt - 1);
-  CHECK(l == 4 && !strncmp(lt, "../f", 4));
+  CHECK_EQ_INT(l, 4);
+  CHECK_PREFIX(lt, "../f");
   struct stat st;
   snprintf(path, sizeof path, "%s/h", ctx);
-  CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 2);
+  CHECK_EQ_INT(lstat(path, &st), 0);
+  CHECK(S_ISREG(st.st_mode));
+  CHECK_EQ_INT(st.st_nlink, 2);
   teardown();
 }
 
@@ -234,7 +253,8 @@ TEST(corrupt_and_truncated) {
   wv_context_result_t res;
   const char *msg = NULL;
   CHECK_EQ_INT(unpack("corrupt.tar.gz", NULL, &res, &msg), WV_EPARSE);
-  CHECK(msg && !strncmp(msg, "Build context is not a valid gzip archive: ", 43));
+  CHECK(msg);
+  CHECK_PREFIX(msg, "Build context is not a valid gzip archive: ");
   teardown();
   expect_fail("truncated.tar.gz", NULL, WV_EPARSE,
               "Build context archive is truncated (entry 't.bin')");

@@ -319,13 +319,14 @@ TEST(kill_during_writes_loses_nothing_acknowledged) {
   static const int kill_points[] = {150, 400, 900, 60, 1300};
   enum { RUNS = sizeof kill_points / sizeof kill_points[0] };
   CHECK(tmpdir_make(dir_, "crash"));
+  TEST_CLEANUP(tmpdir_remove, dir_); /* also after a failed check */
   memset(&acks_, 0, sizeof acks_);
   for (int r = 0; r < 8; r++)
     for (int t = 0; t < THREADS; t++)
       acks_.max_rec[r][t] = -1;
   for (int run = 0; run < RUNS; run++) {
     int fds[2];
-    CHECK(pipe(fds) == 0);
+    CHECK_EQ_INT(pipe(fds), 0);
     fflush(NULL);
     pid_t pid = fork();
     CHECK(pid >= 0);
@@ -340,7 +341,8 @@ TEST(kill_during_writes_loses_nothing_acknowledged) {
     waitpid(pid, &status, 0);
     CHECK(recs >= 0);
     /* It must have died by our hand, mid-stream, not by its own error. */
-    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK(WIFSIGNALED(status));
+    CHECK_EQ_INT(WTERMSIG(status), SIGKILL);
     CHECK(recs >= kill_points[run]);
     int leftover = count_tmp();
 

@@ -12,14 +12,22 @@
 
 #include <libgen.h>
 
-static wv_arena_t *A;
+/* An arena freed when the test returns; NULL when out of memory. */
+static wv_arena_t *test_arena(void) {
+  wv_arena_t *a = wv_arena_new(64 << 20);
+  if (a)
+    TEST_CLEANUP(wv_arena_free, a);
+  return a;
+}
 
-static int parse(const char *text, wv_deffile_t *d, const char **msg) {
+static int parse(wv_arena_t *a, const char *text, wv_deffile_t *d, const char **msg) {
   *msg = NULL;
-  return wv_deffile_parse(A, text, d, msg);
+  return wv_deffile_parse(a, text, d, msg);
 }
 
 TEST(full_file) {
+  wv_arena_t *a = test_arena();
+  CHECK(a);
   static const char text[] = "# a comment before the header\n"
                              "Bootstrap: docker\n"
                              "From: 127.0.0.1:5000/library/busybox:latest   # the base\n"
@@ -49,11 +57,11 @@ TEST(full_file) {
                              "    echo second\n";
   wv_deffile_t d;
   const char *msg;
-  int rc = parse(text, &d, &msg);
+  int rc = parse(a, text, &d, &msg);
   if (rc)
     FAIL_AT("%s", msg);
   CHECK_EQ_INT(rc, 0);
-  CHECK(strncmp(d.raw, "Bootstrap: docker\n", 18) == 0);
+  CHECK_PREFIX(d.raw, "Bootstrap: docker\n");
   CHECK_EQ_STR(d.from, "127.0.0.1:5000/library/busybox:latest");
   CHECK_EQ_INT(d.n_headers, 2);
   CHECK_EQ_STR(d.headers[0].key, "bootstrap");
@@ -76,9 +84,12 @@ TEST(full_file) {
 }
 
 TEST(registry_namespace_continuation) {
+  wv_arena_t *a = test_arena();
+  CHECK(a);
   wv_deffile_t d;
   const char *msg;
-  CHECK_EQ_INT(parse("BootStrap: docker\nRegistry: reg.example.com\nNamespace: lab\nFrom: \\\n"
+  CHECK_EQ_INT(parse(a,
+                     "BootStrap: docker\nRegistry: reg.example.com\nNamespace: lab\nFrom: \\\n"
                      "  tool:1\n%post\n  true\n",
                      &d, &msg),
                0);
@@ -86,13 +97,13 @@ TEST(registry_namespace_continuation) {
   CHECK_EQ_STR(d.post.args, "");
 }
 
-static const char *fixture(const char *name) {
+static const char *fixture(wv_arena_t *a, const char *name) {
   static char dir[1024];
   snprintf(dir, sizeof dir, "%s", __FILE__);
-  FILE *f = fopen(wv_arena_sprintf(A, "%s/fixtures/templates/%s", dirname(dir), name), "rb");
+  FILE *f = fopen(wv_arena_sprintf(a, "%s/fixtures/templates/%s", dirname(dir), name), "rb");
   if (!f)
     return NULL;
-  char *buf = wv_arena_alloc(A, 1 << 16);
+  char *buf = wv_arena_alloc(a, 1 << 16);
   size_t n = fread(buf, 1, (1 << 16) - 1, f);
   fclose(f);
   buf[n] = '\0';
@@ -100,16 +111,18 @@ static const char *fixture(const char *name) {
 }
 
 TEST(wave_templates_parse) {
+  wv_arena_t *a = test_arena();
+  CHECK(a);
   static const char *const names[] = {"conda-v1-entries.singularity", "conda-v1-lock.singularity",
                                       "conda-v2-entries.singularity", "conda-v2-lock.singularity",
                                       "cran-v1-context.singularity",  "cran-v1-entries.singularity",
                                       "freeze-image.singularity",     "pixi-v1.singularity"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-    const char *t = fixture(names[i]);
+    const char *t = fixture(a, names[i]);
     CHECK(t);
     wv_deffile_t d;
     const char *msg;
-    int rc = parse(t, &d, &msg);
+    int rc = parse(a, t, &d, &msg);
     if (rc)
       FAIL_AT("%s: %s", names[i], msg);
     CHECK_EQ_INT(rc, 0);
@@ -117,29 +130,34 @@ TEST(wave_templates_parse) {
   }
   wv_deffile_t d;
   const char *msg;
-  CHECK_EQ_INT(parse(fixture("freeze-image.singularity"), &d, &msg), 0);
-  CHECK(strncmp(d.raw, "BootStrap: docker", 17) == 0); /* the leading comment is not stored */
+  CHECK_EQ_INT(parse(a, fixture(a, "freeze-image.singularity"), &d, &msg), 0);
+  CHECK_PREFIX(d.raw, "BootStrap: docker"); /* the leading comment is not stored */
   CHECK_EQ_INT(d.n_files, 2);
   CHECK_EQ_STR(d.files[0].dst, "/");
-  CHECK(strstr(d.files[0].src, "{{wave_context_dir}}/layer-aaaa") == d.files[0].src);
+  CHECK_PREFIX(d.files[0].src, "{{wave_context_dir}}/layer-aaaa");
   CHECK_EQ_STR(d.environment.body,
                "  export WAVE_ENTRY_CHAIN=\"/usr/bin/tini --\"\n  export A=1 B=two\n");
   CHECK_EQ_STR(d.runscript.body, "  'my tool' it\\'s\n");
 }
 
 TEST(bootstrap_oras) {
+  wv_arena_t *a = test_arena();
+  CHECK(a);
   wv_deffile_t d;
   const char *msg = NULL;
-  CHECK_OK(parse("Bootstrap: oras\nFrom: oras://registry.example.com/lab/base:1.0\n%post\n  "
+  CHECK_OK(parse(a,
+                 "Bootstrap: oras\nFrom: oras://registry.example.com/lab/base:1.0\n%post\n  "
                  "true\n",
                  &d, &msg));
   CHECK(d.oras);
   CHECK_EQ_STR(d.from, "registry.example.com/lab/base:1.0");
-  CHECK_OK(parse("BootStrap: docker\nFrom: ubuntu\n", &d, &msg));
+  CHECK_OK(parse(a, "BootStrap: docker\nFrom: ubuntu\n", &d, &msg));
   CHECK(!d.oras);
 }
 
 TEST(refusals_name_what) {
+  wv_arena_t *a = test_arena();
+  CHECK(a);
   static const struct {
     const char *text, *want;
     int rc;
@@ -177,7 +195,7 @@ TEST(refusals_name_what) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     wv_deffile_t d;
     const char *msg = NULL;
-    int rc = parse(cases[i].text, &d, &msg);
+    int rc = parse(a, cases[i].text, &d, &msg);
     if (rc != cases[i].rc || !msg || !strstr(msg, cases[i].want) ||
         strncmp(msg, "Invalid Singularity definition file - ", 38) != 0) {
       FAIL_AT("case %zu: rc %d msg '%s', want '%s'", i, rc, msg ? msg : "(null)", cases[i].want);
@@ -187,23 +205,22 @@ TEST(refusals_name_what) {
 }
 
 TEST(limits) {
+  wv_arena_t *a = test_arena();
+  CHECK(a);
   char *big = malloc(WV_DEFFILE_MAX + 2);
   CHECK(big);
   memset(big, '#', WV_DEFFILE_MAX + 1);
   big[WV_DEFFILE_MAX + 1] = 0;
   wv_deffile_t d;
   const char *msg;
-  CHECK_EQ_INT(parse(big, &d, &msg), WV_ETOOBIG);
+  CHECK_EQ_INT(parse(a, big, &d, &msg), WV_ETOOBIG);
   free(big);
-  char *many = wv_arena_alloc(A, 64 * 1024);
+  char *many = wv_arena_alloc(a, 64 * 1024);
   int n = sprintf(many, "Bootstrap: docker\nFrom: x\n%%files\n");
   for (int i = 0; i <= WV_DEFFILE_MAX_FILES; i++)
     n += sprintf(many + n, " f%d\n", i);
-  CHECK_EQ_INT(parse(many, &d, &msg), WV_ETOOBIG);
+  CHECK_EQ_INT(parse(a, many, &d, &msg), WV_ETOOBIG);
 }
-
-static void setup(void) __attribute__((constructor));
-static void setup(void) { A = wv_arena_new(64 << 20); }
 
 WV_TESTS(T(full_file), T(registry_namespace_continuation), T(wave_templates_parse),
          T(bootstrap_oras), T(refusals_name_what), T(limits))

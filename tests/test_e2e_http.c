@@ -122,6 +122,13 @@ static void cleanup_dir(const waved_t *w) {
   }
 }
 
+/* Stops w if it runs and removes its directory (a test's TEST_CLEANUP). */
+static void waved_free(waved_t *w) {
+  if (w->pid > 0)
+    waved_stop(w, 5000);
+  cleanup_dir(w);
+}
+
 static void stop_shared(void) {
   if (shared.pid > 0)
     waved_stop(&shared, 5000);
@@ -167,7 +174,8 @@ TEST(health) {
   CHECK(strncmp(r.body, "{\"status\":\"UP\",\"components\":{", 29) == 0 ||
         strncmp(r.body, "{\"status\":\"DEGRADED\",\"components\":{", 35) == 0);
   CHECK_HAS(r.body, "\"store\":{\"status\":\"UP\"}");
-  CHECK(strstr(r.body, "\"builder\":{") != NULL && strstr(r.body, "\"disk\":{") != NULL);
+  CHECK_HAS(r.body, "\"builder\":{");
+  CHECK_HAS(r.body, "\"disk\":{");
   tc_resp_free(&r);
 }
 
@@ -277,14 +285,13 @@ TEST(header_timeout) {
 }
 
 typedef struct {
-  int ok;
+  int port; /* in */
+  int ok;   /* out: requests answered 200 */
 } client_t;
-
-static int cport;
 
 static void *client_main(void *arg) {
   client_t *cl = arg;
-  tc_conn_t *c = tc_connect(cport);
+  tc_conn_t *c = tc_connect(cl->port);
   if (!c)
     return NULL;
   tc_resp_t r;
@@ -300,13 +307,15 @@ static void *client_main(void *arg) {
 
 TEST(many_connections) {
   enum { N = 200 };
-  cport = port();
-  CHECK(cport > 0);
+  int p = port();
+  CHECK(p > 0);
   static pthread_t t[N];
   static client_t cl[N];
   memset(cl, 0, sizeof cl);
-  for (int i = 0; i < N; i++)
-    CHECK(pthread_create(&t[i], NULL, client_main, &cl[i]) == 0);
+  for (int i = 0; i < N; i++) {
+    cl[i].port = p;
+    CHECK_EQ_INT(pthread_create(&t[i], NULL, client_main, &cl[i]), 0);
+  }
   int ok = 0;
   for (int i = 0; i < N; i++) {
     pthread_join(t[i], NULL);
@@ -317,10 +326,13 @@ TEST(many_connections) {
 
 TEST(sigterm_with_keepalive_connection) {
   signal(SIGPIPE, SIG_IGN);
-  waved_t w = {0};
+  static waved_t w; /* static: its clean-up runs after the test returned */
+  memset(&w, 0, sizeof w);
+  TEST_CLEANUP(waved_free, &w);
   CHECK_OK(waved_start(&w));
   tc_conn_t *c = tc_connect(w.port);
   CHECK(c);
+  TEST_CLEANUP(tc_close, c);
   tc_resp_t r;
   CHECK_OK(tc_sends(c, GET("/health")));
   CHECK_OK(tc_read(c, &r, false));
@@ -329,8 +341,6 @@ TEST(sigterm_with_keepalive_connection) {
   int st = waved_stop(&w, 5000);
   double dt = now_ms() - t0;
   CHECK(tc_wait_closed(c, 1000));
-  tc_close(c);
-  cleanup_dir(&w);
   CHECK_EQ_INT(st, 0);
   CHECK(dt < 1000);
 }

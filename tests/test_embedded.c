@@ -21,10 +21,16 @@ typedef struct {
   wv_cas_t *c;
 } fx_t;
 
+static void fx_close(fx_t *f);
+
+/* Opens f's stores and layout dir in a fresh temp dir and hands f to TEST_CLEANUP (so f must
+ * outlive the test: tests declare theirs static). */
 static int fx_open(fx_t *f) {
   char p[400];
+  memset(f, 0, sizeof *f);
   if (!tmpdir_make(f->dir, "emb"))
     return WV_EIO;
+  TEST_CLEANUP(fx_close, f);
   snprintf(f->layout, sizeof f->layout, "%s/layout", f->dir);
   snprintf(p, sizeof p, "%s/layout/blobs/sha256", f->dir);
   mkdir(f->layout, 0700);
@@ -37,10 +43,15 @@ static int fx_open(fx_t *f) {
   return rc ? rc : wv_cas_open(&f->c, f->dir, 0);
 }
 
+/* Closes the stores and removes the directory; once (then a no-op). */
 static void fx_close(fx_t *f) {
   wv_cas_close(f->c);
   wv_store_close(f->s);
-  tmpdir_remove(f->dir);
+  f->c = NULL;
+  f->s = NULL;
+  if (f->dir[0])
+    tmpdir_remove(f->dir);
+  f->dir[0] = '\0';
 }
 
 static int write_file(const char *path, const void *p, size_t n) {
@@ -95,7 +106,7 @@ static int write_index(fx_t *f, const char *mt, const char *digest, size_t size,
 }
 
 TEST(import_and_lookup) {
-  fx_t f;
+  static fx_t f;
   char m[WV_DIGEST_STRLEN], l[WV_DIGEST_STRLEN], got[WV_EMBEDDED_DIGEST_LEN], err[256];
   char mt[WV_EMBEDDED_MEDIATYPE_MAX], *body;
   size_t msize, len;
@@ -133,7 +144,7 @@ TEST(import_and_lookup) {
 }
 
 TEST(import_index) {
-  fx_t f;
+  static fx_t f;
   char m1[WV_DIGEST_STRLEN], m2[WV_DIGEST_STRLEN], l1[WV_DIGEST_STRLEN], l2[WV_DIGEST_STRLEN];
   char idx[1024], id[WV_DIGEST_STRLEN], got[WV_EMBEDDED_DIGEST_LEN], err[256], mt[256], *body;
   size_t s1, s2, len;
@@ -163,7 +174,7 @@ TEST(import_index) {
 
 /* The parent of a multi-platform build: an index over two imported child images. */
 TEST(put_index) {
-  fx_t f;
+  static fx_t f;
   char m1[WV_DIGEST_STRLEN], m2[WV_DIGEST_STRLEN], l1[WV_DIGEST_STRLEN], l2[WV_DIGEST_STRLEN];
   char idx[1024], want[WV_DIGEST_STRLEN], got[WV_EMBEDDED_DIGEST_LEN], err[256], mt[256], *body;
   size_t s1, s2, len;
@@ -199,7 +210,8 @@ TEST(put_index) {
   CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "parent", &body, &len, mt, got));
   CHECK_EQ_STR(mt, imt);
   CHECK_EQ_STR(got, want);
-  CHECK(len == (size_t)n && memcmp(body, idx, len) == 0);
+  CHECK_EQ_INT(len, (size_t)n);
+  CHECK(memcmp(body, idx, len) == 0);
   free(body);
   CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, want, &body, &len, NULL, NULL));
   free(body);
@@ -220,7 +232,7 @@ TEST(put_index) {
 }
 
 TEST(digest_mismatch_refused) {
-  fx_t f;
+  static fx_t f;
   char m[WV_DIGEST_STRLEN], l[WV_DIGEST_STRLEN], err[256], path[512], *body;
   size_t msize, len;
   CHECK_OK(fx_open(&f));
@@ -260,7 +272,7 @@ static int count_each(void *arg, const char *id, const char *json, size_t len) {
 }
 
 TEST(jobstore_records_and_logs) {
-  fx_t f;
+  static fx_t f;
   wv_jobstore_t js;
   wv_job_persist_t p;
   char logs[400], *out;

@@ -120,9 +120,6 @@ static void fake_free(fake_t *f) {
 /* ---- helpers ---- */
 
 static char self_exe[PATH_MAX];
-static uint64_t fixture_log_max;            /* 0 = the engine's default */
-static const wv_job_queue_t *fixture_queue; /* NULL = no shared queue */
-static bool fixture_rerun;                  /* opts.rerun_reclaimed */
 
 typedef struct {
   pthread_mutex_t mu;
@@ -167,12 +164,27 @@ static void waiter_destroy(waiter_t *w) {
   pthread_cond_destroy(&w->cv);
 }
 
+/*
+ * A test's engine over a fake store in a temp dir. A fixture hands itself to TEST_CLEANUP when
+ * it is opened, so it must outlive the test function (tests declare theirs static), and so must
+ * whatever a test hands the engine (waiters, a queue): after a failed check the engine runs until
+ * the clean-up. An explicit fixture_free before the test ends makes the deferred one a no-op.
+ */
 typedef struct {
   char dir[256];
   wv_job_engine_t *e;
   fake_t fake;
   wv_job_persist_t persist;
+  bool live;     /* opened, not freed yet */
+  bool own_fake; /* fake is this fixture's (not another instance's it shares) */
 } fixture_t;
+
+/* What a fixture changes in the engine's options; NULL or 0 fields = the engine's defaults. */
+typedef struct {
+  uint64_t log_max;
+  const wv_job_queue_t *queue; /* a shared queue */
+  bool rerun;                  /* opts.rerun_reclaimed */
+} fixture_opts_t;
 
 static wv_job_kind_t kind_def(const char *name, int max_running, int64_t deadline_ms) {
   return (wv_job_kind_t){.name = name,
@@ -181,13 +193,22 @@ static wv_job_kind_t kind_def(const char *name, int max_running, int64_t deadlin
                          .deadline_ms = deadline_ms};
 }
 
-static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool keep_store) {
+static void fixture_free(fixture_t *f);
+
+/* Opens f's engine; keep_store reopens it over the store and directory f already has. */
+static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool keep_store,
+                        const fixture_opts_t *fo) {
+  static const fixture_opts_t none = {0};
+  fo = fo ? fo : &none;
   wv_job_opts_t o;
   char logs[300];
   if (!keep_store) {
+    memset(f, 0, sizeof *f);
     if (!tmpdir_make(f->dir, tag))
       return WV_EIO;
     fake_init(&f->fake, &f->persist);
+    f->live = f->own_fake = true;
+    TEST_CLEANUP(fixture_free, f);
   }
   snprintf(logs, sizeof logs, "%s/logs", f->dir);
   wv_job_opts_init(&o);
@@ -196,9 +217,9 @@ static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool ke
   o.exec_path = self_exe;
   o.mem = mem;
   o.kill_grace_ms = 300;
-  o.log_max = fixture_log_max;
-  o.queue = fixture_queue;
-  o.rerun_reclaimed = fixture_rerun;
+  o.log_max = fo->log_max;
+  o.queue = fo->queue;
+  o.rerun_reclaimed = fo->rerun;
   return wv_job_engine_new(&o, &f->e);
 }
 
@@ -207,10 +228,26 @@ static void fixture_close(fixture_t *f) {
   f->e = NULL;
 }
 
+/* Stops the engine, frees the fake store and removes the directory; once (then a no-op). */
 static void fixture_free(fixture_t *f) {
+  if (!f->live)
+    return;
+  f->live = false;
   fixture_close(f);
-  fake_free(&f->fake);
+  if (f->own_fake)
+    fake_free(&f->fake);
   tmpdir_remove(f->dir);
+}
+
+/* SIGKILLs child *pid and its process group, and reaps it, unless *pid is 0 (then, or after,
+ * 0): a test hands a child it forked to TEST_CLEANUP with this. */
+static void child_kill(pid_t *pid) {
+  if (*pid <= 0)
+    return;
+  kill(-*pid, SIGKILL); /* its group, when it leads one (setsid) */
+  kill(*pid, SIGKILL);
+  waitpid(*pid, NULL, 0);
+  *pid = 0;
 }
 
 /* Submits one command job and waits for its end (up to 20 s). */
@@ -238,11 +275,11 @@ static int run_cmd(fixture_t *f, const char *kind, const char *const *argv, int6
 /* ---- tests ---- */
 
 TEST(success_and_log) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1];
   wv_job_kind_t k = kind_def("build", 2, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   const char *argv[] = {"sh", "-c", "echo hello-out; echo hello-err >&2; pwd", NULL};
@@ -254,11 +291,13 @@ TEST(success_and_log) {
   char *log;
   size_t len;
   CHECK_OK(wv_job_log(f.e, id, 1 << 20, &log, &len));
-  CHECK(strstr(log, "hello-out") && strstr(log, "hello-err") && strstr(log, f.dir));
+  CHECK_HAS(log, "hello-out");
+  CHECK_HAS(log, "hello-err");
+  CHECK_HAS(log, f.dir);
   free(log);
   /* The tail only when asked for less. */
   CHECK_OK(wv_job_log(f.e, id, 10, &log, &len));
-  CHECK(len == 10);
+  CHECK_EQ_INT(len, 10);
   free(log);
   /* The final record is durable and says SUCCEEDED. */
   char *json;
@@ -269,11 +308,11 @@ TEST(success_and_log) {
 }
 
 TEST(failing_command) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1];
   wv_job_kind_t k = kind_def("build", 2, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   const char *argv[] = {"sh", "-c", "echo about to fail; exit 3", NULL};
@@ -315,11 +354,11 @@ static pid_t read_pid(const char *dir, const char *name) {
 }
 
 TEST(deadline_kills_process_group) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1];
   wv_job_kind_t k = kind_def("build", 2, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   /* A grandchild that ignores SIGTERM: only the SIGKILL after the grace ends it. */
@@ -341,11 +380,11 @@ TEST(deadline_kills_process_group) {
 }
 
 TEST(grandchild_does_not_outlive_its_step) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1];
   wv_job_kind_t k = kind_def("build", 2, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   /* The main process exits at once, leaving a background sleeper holding the pipe. */
@@ -382,14 +421,18 @@ TEST(step_dies_with_waved) {
   fprintf(stderr, "  skipped under ThreadSanitizer (threads after a multi-threaded fork)\n");
   return;
 #endif
-  fixture_t f;
+  static fixture_t f;
+  memset(&f, 0, sizeof f);
   CHECK(tmpdir_make(f.dir, "job"));
-  pid_t waved = fork();
+  f.live = true; /* the directory; the child process makes the engine and the store */
+  TEST_CLEANUP(fixture_free, &f);
+  static pid_t waved;
+  waved = fork();
   CHECK(waved >= 0);
   if (waved == 0) {
     fake_init(&f.fake, &f.persist);
     wv_job_kind_t k = kind_def("build", 2, 60000);
-    if (fixture_open(&f, "job", WV_JOB_MEM_NONE, true) || wv_job_register_kind(f.e, &k) ||
+    if (fixture_open(&f, "job", WV_JOB_MEM_NONE, true, NULL) || wv_job_register_kind(f.e, &k) ||
         wv_job_engine_start(f.e))
       _exit(2);
     const char *argv[] = {"sh", "-c",
@@ -403,28 +446,35 @@ TEST(step_dies_with_waved) {
     pause();
     _exit(0);
   }
+  TEST_CLEANUP(child_kill, &waved);
   pid_t main_pid = wait_pid_file(f.dir, "main.pid", 10000);
   pid_t bg = wait_pid_file(f.dir, "bg.pid", 2000), esc = wait_pid_file(f.dir, "esc.pid", 2000);
   CHECK(main_pid > 0 && bg > 0 && esc > 0);
   kill(waved, SIGKILL);
-  CHECK_EQ_INT(waitpid(waved, NULL, 0), waved);
+  pid_t was = waved, reaped = waitpid(waved, NULL, 0);
+  waved = 0;
+  CHECK_EQ_INT(reaped, was);
   for (int i = 0; i < 300 && (pid_alive(main_pid) || pid_alive(bg) || pid_alive(esc)); i++)
     usleep(10000);
   CHECK(!pid_alive(main_pid));
   CHECK(!pid_alive(bg));
   CHECK(!pid_alive(esc));
-  tmpdir_remove(f.dir);
+  fixture_free(&f);
 }
 
 /* A runner that did not die with the old waved (here: stopped, so it cannot act on the
  * parent-death signal) is killed at the next start, before the job is ruled on; a recorded
  * group whose leader is not that job's runner is left alone (pid reuse). */
 TEST(restart_kills_leftover_group) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t k = kind_def("build", 1, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   fixture_close(&f);
-  pid_t runner = fork();
+  static pid_t runner, other;
+  runner = other = 0;
+  TEST_CLEANUP(child_kill, &runner);
+  TEST_CLEANUP(child_kill, &other);
+  runner = fork();
   CHECK(runner >= 0);
   if (runner == 0) {
     char parent[32];
@@ -436,7 +486,7 @@ TEST(restart_kills_leftover_group) {
           "-c", "sleep 300 & echo $! > left.pid; wait", (char *)NULL);
     _exit(127);
   }
-  pid_t other = fork(); /* not a runner: must survive */
+  other = fork(); /* not a runner: must survive */
   CHECK(other >= 0);
   if (other == 0) {
     setsid();
@@ -459,16 +509,18 @@ TEST(restart_kills_leftover_group) {
   CHECK_OK(f.persist.save(&f.fake, "bd-other_1", rec, strlen(rec), false));
   CHECK(pid_alive(left));
 
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   pid_t reaped = 0;
   for (int i = 0; i < 500 && reaped == 0; i++) /* bounded: the test must fail, not hang */
     if ((reaped = waitpid(runner, NULL, WNOHANG)) == 0)
       usleep(10000);
+  pid_t was = runner;
   if (reaped != runner)
     kill(runner, SIGKILL), waitpid(runner, NULL, 0);
-  CHECK_EQ_INT(reaped, runner);
+  runner = 0;
+  CHECK_EQ_INT(reaped, was);
   for (int i = 0; i < 200 && pid_alive(left); i++)
     usleep(10000);
   CHECK(!pid_alive(left));
@@ -477,8 +529,7 @@ TEST(restart_kills_leftover_group) {
   CHECK_OK(wv_job_get(f.e, "bd-left_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_FAILED);
   CHECK_EQ_STR(info.reason, WV_JOB_REASON_RESTART);
-  kill(other, SIGKILL);
-  waitpid(other, NULL, 0);
+  child_kill(&other);
   fixture_free(&f);
 }
 
@@ -500,15 +551,15 @@ static int slow_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 }
 
 TEST(concurrency_limit_and_fn_steps) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t k = kind_def("build", 2, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_register_fn(f.e, "slow", slow_fn, NULL));
   CHECK_OK(wv_job_engine_start(f.e));
   atomic_store(&cur_running, 0);
   atomic_store(&max_running, 0);
-  waiter_t w[5];
+  static waiter_t w[5]; /* static: see fixture_t */
   char ids[5][WV_JOB_ID_MAX + 1];
   for (int i = 0; i < 5; i++) {
     wv_job_step_t step = {.type = WV_JOB_STEP_FN, .fn = "slow", .arg = i == 4 ? "fail" : "ok"};
@@ -547,9 +598,9 @@ static void count_cb(void *arg, const wv_job_info_t *info) {
 }
 
 TEST(waiters_before_and_after) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t k = kind_def("build", 1, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   const char *argv[] = {"sleep", "0.3", NULL};
@@ -563,7 +614,7 @@ TEST(waiters_before_and_after) {
   atomic_store(&counted, 0);
   for (int i = 0; i < 5000; i++) /* thousands of parked requests: memory only */
     CHECK_OK(wv_job_on_done(f.e, id, count_cb, NULL));
-  waiter_t w;
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
   CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
   wv_job_info_t info;
@@ -572,7 +623,7 @@ TEST(waiters_before_and_after) {
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
   CHECK_EQ_INT(atomic_load(&counted), 5000);
   /* After the end: the callback runs at once, on this thread. */
-  waiter_t late;
+  static waiter_t late; /* static: see fixture_t */
   waiter_init(&late);
   CHECK_OK(wv_job_on_done(f.e, id, on_done, &late));
   CHECK_EQ_INT(late.calls, 1);
@@ -584,9 +635,9 @@ TEST(waiters_before_and_after) {
 }
 
 TEST(log_readable_while_running) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t k = kind_def("build", 1, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   const char *argv[] = {"sh", "-c", "echo tick; sleep 2; echo tock", NULL};
@@ -609,7 +660,7 @@ TEST(log_readable_while_running) {
   CHECK_OK(wv_job_get(f.e, id, &info));
   CHECK_EQ_INT(info.state, WV_JOB_RUNNING);
   /* Cancel ends it early, with the reason given. */
-  waiter_t w;
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
   CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
   CHECK_OK(wv_job_cancel(f.e, id, "Cancelled by the user"));
@@ -624,18 +675,19 @@ TEST(log_readable_while_running) {
   char *log;
   size_t len;
   CHECK_OK(wv_job_log(f.e, id, 4096, &log, &len));
-  CHECK(strstr(log, "tick") && !strstr(log, "tock"));
+  CHECK_HAS(log, "tick");
+  CHECK_LACKS(log, "tock");
   free(log);
   fixture_free(&f);
 }
 
 TEST(restart_recovery) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t once = kind_def("build", 1, 10000);
   wv_job_kind_t again = kind_def("mirror", 1, 10000);
   again.rerunnable = true;
   again.label = "Container mirror";
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &once));
   CHECK_OK(wv_job_register_kind(f.e, &again));
   CHECK_OK(wv_job_engine_start(f.e));
@@ -669,7 +721,7 @@ TEST(restart_recovery) {
   CHECK_HAS(json, "\"state\":\"RUNNING\"");
   free(json);
 
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, true, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &once));
   CHECK_OK(wv_job_register_kind(f.e, &again));
   CHECK_OK(wv_job_engine_start(f.e));
@@ -679,7 +731,7 @@ TEST(restart_recovery) {
   CHECK_OK(wv_job_get(f.e, "bd-q_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_FAILED);
   CHECK_EQ_STR(info.reason, WV_JOB_REASON_RESTART);
-  waiter_t w;
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
   CHECK_OK(wv_job_on_done(f.e, "mr-b", on_done, &w));
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
@@ -740,143 +792,196 @@ static int open_queued(fixture_t *f, fixture_t *share, const wv_job_queue_t *q, 
   wv_job_kind_t once = kind_def("build", 1, 10000);
   wv_job_kind_t again = kind_def("mirror", 1, 10000);
   again.rerunnable = true;
-  fixture_queue = q;
-  fixture_rerun = rerun;
+  fixture_opts_t fo = {.queue = q, .rerun = rerun};
   if (share) { /* the same store, its own live logs: another instance of the cluster */
+    memset(f, 0, sizeof *f);
     if (!tmpdir_make(f->dir, "jobq"))
       return WV_EIO;
     f->persist = share->persist;
+    f->live = true; /* its directory and engine; the store is share's */
+    TEST_CLEANUP(fixture_free, f);
   }
-  int rc = fixture_open(f, "jobq", WV_JOB_MEM_NONE, share != NULL);
-  fixture_queue = NULL;
-  fixture_rerun = false;
+  int rc = fixture_open(f, "jobq", WV_JOB_MEM_NONE, share != NULL, &fo);
   rc = rc ? rc : wv_job_register_kind(f->e, &once);
   rc = rc ? rc : wv_job_register_kind(f->e, &again);
   return rc ? rc : wv_job_engine_start(f->e);
 }
 
-TEST(shared_queue) {
-  fakeq_t fq = {0};
-  pthread_mutex_init(&fq.mu, NULL);
-  wv_job_queue_t q = {&fq, fq_enqueue, fq_ended};
+/* Two instances x and y on one fake queue and x's store; y hears of every job x ends. */
+typedef struct {
+  fakeq_t fq;
+  wv_job_queue_t q;
   fixture_t x, y;
-  CHECK_OK(open_queued(&x, NULL, &q, false));
-  x.persist.create = fake_create; /* y shares x's store */
-  CHECK_OK(open_queued(&y, &x, &q, false));
-  fq.other = y.e;
+} cluster_t;
+
+/* Whatever ends in x no longer reaches y (before y is freed: clean-ups run last first). */
+static void cluster_unlink(cluster_t *c) {
+  pthread_mutex_lock(&c->fq.mu);
+  c->fq.other = NULL;
+  pthread_mutex_unlock(&c->fq.mu);
+}
+
+static void cluster_free_mu(cluster_t *c) { pthread_mutex_destroy(&c->fq.mu); }
+
+/* Opens x, then y sharing x's store (y re-runs reclaimed builds when rerun_y). c is handed to
+ * TEST_CLEANUP, so it must outlive the test (static). */
+static int cluster_open(cluster_t *c, bool rerun_y) {
+  memset(&c->fq, 0, sizeof c->fq);
+  pthread_mutex_init(&c->fq.mu, NULL);
+  TEST_CLEANUP(cluster_free_mu, c); /* last: after both engines stopped */
+  c->q = (wv_job_queue_t){&c->fq, fq_enqueue, fq_ended};
+  int rc = open_queued(&c->x, NULL, &c->q, false);
+  if (rc)
+    return rc;
+  c->x.persist.create = fake_create; /* y shares x's store */
+  if ((rc = open_queued(&c->y, &c->x, &c->q, rerun_y)))
+    return rc;
+  c->fq.other = c->y.e;
+  TEST_CLEANUP(cluster_unlink, c);
+  return 0;
+}
+
+/* The slow steps of the take-over tests: the first run leaves a mark and sleeps, a run that
+ * finds the mark says "rerun" and ends. */
+static const char *const slow[] = {
+    "sh", "-c", "if [ -f $M ]; then echo rerun; else touch $M; sleep 30; fi", NULL};
+static const char *const env_b[] = {"M=b.mark", "PATH=/usr/bin:/bin", NULL};
+static const char *const env_m[] = {"M=m.mark", "PATH=/usr/bin:/bin", NULL};
+
+/* Submit only queues; the instance that adopts the job runs it, and its end wakes a waiter
+ * parked on the other instance. */
+TEST(shared_queue_submit_adopt_remote_waiter) {
+  static cluster_t c;
+  CHECK_OK(cluster_open(&c, false));
+  fixture_t *x = &c.x, *y = &c.y;
   const char *argv[] = {"sh", "-c", "sleep 0.3; echo built", NULL};
-  wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv, .cwd = x.dir};
+  wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv, .cwd = x->dir};
   wv_job_spec_t spec = {.id = "bd-s_1", .kind = "build", .steps = &step, .nsteps = 1};
   /* Submit only queues: nothing runs, the record says QUEUED everywhere. */
-  CHECK_OK(wv_job_submit(x.e, &spec, NULL));
-  CHECK_EQ_INT(wv_job_submit(y.e, &spec, NULL), WV_EEXISTS); /* the id is taken */
-  CHECK_EQ_INT(fq.nqueued, 1);
-  CHECK_EQ_STR(fq.queued[0], "bd-s_1");
-  CHECK(!wv_job_local(x.e, "bd-s_1"));
+  CHECK_OK(wv_job_submit(x->e, &spec, NULL));
+  CHECK_EQ_INT(wv_job_submit(y->e, &spec, NULL), WV_EEXISTS); /* the id is taken */
+  CHECK_EQ_INT(c.fq.nqueued, 1);
+  CHECK_EQ_STR(c.fq.queued[0], "bd-s_1");
+  CHECK(!wv_job_local(x->e, "bd-s_1"));
   wv_job_info_t info;
-  CHECK_OK(wv_job_get(y.e, "bd-s_1", &info));
+  CHECK_OK(wv_job_get(y->e, "bd-s_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_QUEUED);
   /* A waiter on y for a job y does not run: parked until the end message. */
-  waiter_t w;
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
-  CHECK_OK(wv_job_on_done(y.e, "bd-s_1", on_done, &w));
+  CHECK_OK(wv_job_on_done(y->e, "bd-s_1", on_done, &w));
   char ids[4][WV_JOB_ID_MAX + 1];
-  CHECK_EQ_INT((int)wv_job_remote_waited(y.e, ids, 4), 1);
+  CHECK_EQ_INT((int)wv_job_remote_waited(y->e, ids, 4), 1);
   /* x takes it from the queue and runs it; its end wakes y's waiter. */
   bool ended = true;
-  CHECK_OK(wv_job_adopt(x.e, "bd-s_1", WV_JOB_ADOPT_NEW, &ended));
+  CHECK_OK(wv_job_adopt(x->e, "bd-s_1", WV_JOB_ADOPT_NEW, &ended));
   CHECK(!ended);
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
   CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
-  CHECK_EQ_INT(fq.nended, 1);
-  CHECK_EQ_INT((int)wv_job_remote_waited(y.e, ids, 4), 0);
+  CHECK_EQ_INT(c.fq.nended, 1);
+  CHECK_EQ_INT((int)wv_job_remote_waited(y->e, ids, 4), 0);
   char *log;
   size_t len;
-  CHECK_OK(wv_job_log(y.e, "bd-s_1", 4096, &log, &len)); /* the log, read on y */
+  CHECK_OK(wv_job_log(y->e, "bd-s_1", 4096, &log, &len)); /* the log, read on y */
   CHECK_HAS(log, "built");
   free(log);
-  CHECK_OK(wv_job_adopt(y.e, "bd-s_1", WV_JOB_ADOPT_NEW, &ended)); /* a duplicate message */
+  CHECK_OK(wv_job_adopt(y->e, "bd-s_1", WV_JOB_ADOPT_NEW, &ended)); /* a duplicate message */
   CHECK(ended);
   waiter_destroy(&w);
+}
 
-  /* x dies with a build and a mirror running; y takes them over. */
-  const char *slow[] = {"sh", "-c", "if [ -f $M ]; then echo rerun; else touch $M; sleep 30; fi",
-                        NULL};
-  const char *env_b[] = {"M=b.mark", "PATH=/usr/bin:/bin", NULL};
-  const char *env_m[] = {"M=m.mark", "PATH=/usr/bin:/bin", NULL};
-  wv_job_step_t sb = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_b, .cwd = x.dir};
-  wv_job_step_t sm = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_m, .cwd = x.dir};
+/* x dies with a build and a mirror running; y takes them over: the build (not re-runnable)
+ * fails with why in its log, the mirror (re-runnable) runs again from its first step. */
+TEST(shared_queue_reclaim_after_instance_death) {
+  static cluster_t c;
+  CHECK_OK(cluster_open(&c, false));
+  fixture_t *x = &c.x, *y = &c.y;
+  bool ended = true;
+  wv_job_step_t sb = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_b, .cwd = x->dir};
+  wv_job_step_t sm = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_m, .cwd = x->dir};
   wv_job_spec_t b = {.id = "bd-k_1", .kind = "build", .steps = &sb, .nsteps = 1};
   wv_job_spec_t m = {.id = "mr-k", .kind = "mirror", .steps = &sm, .nsteps = 1};
-  CHECK_OK(wv_job_submit(x.e, &b, NULL));
-  CHECK_OK(wv_job_submit(x.e, &m, NULL));
-  CHECK_OK(wv_job_adopt(x.e, "bd-k_1", WV_JOB_ADOPT_NEW, &ended));
-  CHECK_OK(wv_job_adopt(x.e, "mr-k", WV_JOB_ADOPT_NEW, &ended));
+  CHECK_OK(wv_job_submit(x->e, &b, NULL));
+  CHECK_OK(wv_job_submit(x->e, &m, NULL));
+  CHECK_OK(wv_job_adopt(x->e, "bd-k_1", WV_JOB_ADOPT_NEW, &ended));
+  CHECK_OK(wv_job_adopt(x->e, "mr-k", WV_JOB_ADOPT_NEW, &ended));
   for (int i = 0; i < 300; i++) {
     char p1[300], p2[300];
-    snprintf(p1, sizeof p1, "%s/b.mark", x.dir);
-    snprintf(p2, sizeof p2, "%s/m.mark", x.dir);
+    snprintf(p1, sizeof p1, "%s/b.mark", x->dir);
+    snprintf(p2, sizeof p2, "%s/m.mark", x->dir);
     if (access(p1, F_OK) == 0 && access(p2, F_OK) == 0)
       break;
     usleep(10000);
   }
-  fq.other = NULL;
-  fixture_close(&x); /* records stay RUNNING */
-  CHECK_OK(wv_job_get(y.e, "bd-k_1", &info));
+  cluster_unlink(&c);
+  fixture_close(x); /* records stay RUNNING */
+  wv_job_info_t info;
+  CHECK_OK(wv_job_get(y->e, "bd-k_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_RUNNING);
   /* Not re-runnable (rerun_reclaimed false): failed at once, with why in its log. */
-  CHECK_OK(wv_job_adopt(y.e, "bd-k_1", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK_OK(wv_job_adopt(y->e, "bd-k_1", WV_JOB_ADOPT_RECLAIM, &ended));
   CHECK(ended);
-  CHECK_OK(wv_job_get(y.e, "bd-k_1", &info));
+  CHECK_OK(wv_job_get(y->e, "bd-k_1", &info));
   CHECK_EQ_INT(info.state, WV_JOB_FAILED);
   CHECK_EQ_STR(info.reason, WV_JOB_REASON_LOST);
-  CHECK_OK(wv_job_log(y.e, "bd-k_1", 4096, &log, &len));
+  char *log;
+  size_t len;
+  CHECK_OK(wv_job_log(y->e, "bd-k_1", 4096, &log, &len));
   CHECK_HAS(log, WV_JOB_REASON_LOST);
   free(log);
   /* Re-runnable: run again on y from its first step. */
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
-  CHECK_OK(wv_job_adopt(y.e, "mr-k", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK_OK(wv_job_adopt(y->e, "mr-k", WV_JOB_ADOPT_RECLAIM, &ended));
   CHECK(!ended);
-  CHECK_OK(wv_job_on_done(y.e, "mr-k", on_done, &w));
+  CHECK_OK(wv_job_on_done(y->e, "mr-k", on_done, &w));
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
   CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
-  CHECK_OK(wv_job_log(y.e, "mr-k", 4096, &log, &len));
+  CHECK_OK(wv_job_log(y->e, "mr-k", 4096, &log, &len));
   CHECK_HAS(log, "rerun");
   free(log);
   waiter_destroy(&w);
-  fixture_close(&y);
-  tmpdir_remove(y.dir);
+}
 
-  /* With rerun_reclaimed a build is run again too (its record made RUNNING as if an instance
-   * that died had been running it). */
-  fixture_t z;
+/* With rerun_reclaimed a build is run again too (its record made RUNNING as if an instance
+ * that died had been running it). */
+TEST(shared_queue_rerun_reclaimed_build) {
+  static cluster_t c;
+  CHECK_OK(cluster_open(&c, true));
+  cluster_unlink(&c); /* only y runs here */
+  fixture_t *x = &c.x, *y = &c.y;
+  char mark[300]; /* the dead instance's run left its mark: a run now says "rerun" */
+  snprintf(mark, sizeof mark, "%s/b.mark", x->dir);
+  FILE *mf = fopen(mark, "w");
+  CHECK(mf);
+  fclose(mf);
+  bool ended = true;
+  wv_job_step_t sb = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_b, .cwd = x->dir};
   wv_job_spec_t b3 = {.id = "bd-k_3", .kind = "build", .steps = &sb, .nsteps = 1};
-  CHECK_OK(open_queued(&z, &x, &q, true));
-  CHECK_OK(wv_job_submit(z.e, &b3, NULL));
+  CHECK_OK(wv_job_submit(y->e, &b3, NULL));
   char *rec;
-  CHECK_OK(x.persist.get(&x.fake, "bd-k_3", &rec, &len));
+  size_t len;
+  CHECK_OK(x->persist.get(&x->fake, "bd-k_3", &rec, &len));
   char *st = strstr(rec, "\"state\":\"QUEUED\"");
   CHECK(st != NULL);
   char *running = malloc(len + 8);
   snprintf(running, len + 8, "%.*s\"state\":\"RUNNING\"%s", (int)(st - rec), rec,
            st + strlen("\"state\":\"QUEUED\""));
-  CHECK_OK(fake_save(&x.fake, "bd-k_3", running, strlen(running), false));
+  CHECK_OK(fake_save(&x->fake, "bd-k_3", running, strlen(running), false));
   free(running);
   free(rec);
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
-  CHECK_OK(wv_job_adopt(z.e, "bd-k_3", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK_OK(wv_job_adopt(y->e, "bd-k_3", WV_JOB_ADOPT_RECLAIM, &ended));
   CHECK(!ended);
-  CHECK_OK(wv_job_on_done(z.e, "bd-k_3", on_done, &w));
+  CHECK_OK(wv_job_on_done(y->e, "bd-k_3", on_done, &w));
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
   CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
-  CHECK_OK(wv_job_log(z.e, "bd-k_3", 4096, &log, &len));
+  char *log;
+  CHECK_OK(wv_job_log(y->e, "bd-k_3", 4096, &log, &len));
   CHECK_HAS(log, "rerun");
   free(log);
   waiter_destroy(&w);
-  fixture_close(&z);
-  tmpdir_remove(z.dir);
-  fixture_free(&x);
-  pthread_mutex_destroy(&fq.mu);
 }
 
 static int spin_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
@@ -888,9 +993,9 @@ static int spin_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 }
 
 TEST(deadline_during_fn_step) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_kind_t k = kind_def("build", 1, 10000);
-  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false));
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_register_fn(f.e, "spin", spin_fn, NULL));
   CHECK_OK(wv_job_engine_start(f.e));
@@ -899,7 +1004,7 @@ TEST(deadline_during_fn_step) {
                             {.type = WV_JOB_STEP_CMD, .argv = never, .cwd = f.dir}};
   wv_job_spec_t spec = {.kind = "build", .deadline_ms = 200, .steps = steps, .nsteps = 2};
   char id[WV_JOB_ID_MAX + 1];
-  waiter_t w;
+  static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
   CHECK_OK(wv_job_submit(f.e, &spec, id));
   CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
@@ -914,14 +1019,12 @@ TEST(deadline_during_fn_step) {
 }
 
 TEST(log_is_capped) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1], *log;
   size_t len;
   wv_job_kind_t k = kind_def("build", 1, 10000);
-  fixture_log_max = 4096;
-  int rc = fixture_open(&f, "job", WV_JOB_MEM_NONE, false);
-  fixture_log_max = 0;
+  int rc = fixture_open(&f, "job", WV_JOB_MEM_NONE, false, &(fixture_opts_t){.log_max = 4096});
   CHECK_OK(rc);
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
@@ -940,12 +1043,12 @@ static const char *const hog[] = {"python3", "-c",
                                   "b = b'x' * (256 << 20)\nprint('allocated', len(b))", NULL};
 
 static void memory_limit_with(wv_job_mem_t mech) {
-  fixture_t f;
+  static fixture_t f;
   wv_job_info_t info;
   char id[WV_JOB_ID_MAX + 1];
   wv_job_kind_t k = kind_def("build", 1, 20000);
   k.memory_max = 64u << 20;
-  CHECK_OK(fixture_open(&f, "job", mech, false));
+  CHECK_OK(fixture_open(&f, "job", mech, false, NULL));
   CHECK_OK(wv_job_register_kind(f.e, &k));
   CHECK_OK(wv_job_engine_start(f.e));
   wv_job_mem_t used = wv_job_engine_mem(f.e);
@@ -983,7 +1086,9 @@ static const wv_test_t tests[] = {
     T(memory_limit_rlimit),
     T(step_dies_with_waved),
     T(restart_kills_leftover_group),
-    T(shared_queue),
+    T(shared_queue_submit_adopt_remote_waiter),
+    T(shared_queue_reclaim_after_instance_death),
+    T(shared_queue_rerun_reclaimed_build),
 };
 
 int main(int argc, char **argv) {

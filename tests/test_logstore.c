@@ -8,8 +8,10 @@
 #include <sys/stat.h>
 
 TEST(round_trip) {
-  char dir[256], path[300];
+  static char dir[256]; /* static: removed by the clean-up, after the test returned */
+  char path[300];
   CHECK(tmpdir_make(dir, "log"));
+  TEST_CLEANUP(tmpdir_remove, dir);
   snprintf(path, sizeof path, "%s/build.log.zst", dir);
   size_t n = 3 * 1024 * 1024; /* several zstd blocks and output chunks */
   char *text = malloc(n);
@@ -18,7 +20,8 @@ TEST(round_trip) {
     text[i] = "STEP 1/3: FROM busybox\n"[i % 23] ^ (char)((i / 4096) & 1);
   CHECK_OK(wv_logstore_put(path, text, n, 0));
   struct stat st;
-  CHECK(stat(path, &st) == 0 && (size_t)st.st_size < n / 10); /* really compressed */
+  CHECK_EQ_INT(stat(path, &st), 0);
+  CHECK((size_t)st.st_size < n / 10); /* really compressed */
   char *out = NULL;
   size_t len = 0;
   CHECK_OK(wv_logstore_get(path, n, &out, &len));
@@ -39,8 +42,10 @@ TEST(round_trip) {
 }
 
 TEST(bad_input) {
-  char dir[256], path[300];
+  static char dir[256]; /* static: removed by the clean-up, after the test returned */
+  char path[300];
   CHECK(tmpdir_make(dir, "log"));
+  TEST_CLEANUP(tmpdir_remove, dir);
   snprintf(path, sizeof path, "%s/missing.zst", dir);
   char *out;
   size_t len;
@@ -53,7 +58,7 @@ TEST(bad_input) {
   CHECK_EQ_INT(wv_logstore_get(path, 100, &out, &len), WV_EPARSE);
   /* A truncated frame. */
   CHECK_OK(wv_logstore_put(path, "hello hello hello hello", 23, 0));
-  CHECK(truncate(path, 12) == 0);
+  CHECK_EQ_INT(truncate(path, 12), 0);
   CHECK_EQ_INT(wv_logstore_get(path, 100, &out, &len), WV_EPARSE);
   CHECK_EQ_INT(wv_logstore_put(NULL, "x", 1, 0), WV_EINVAL);
   snprintf(path, sizeof path, "%s/no/such/dir/x.zst", dir);

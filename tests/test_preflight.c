@@ -68,7 +68,8 @@ TEST(storage_dirs) {
   snprintf(path, sizeof path, "%s/a/b/data", base);
   CHECK_OK(wv_preflight_dir("storage.path", path, err, sizeof err));
   struct stat st;
-  CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode));
+  CHECK_EQ_INT(stat(path, &st), 0);
+  CHECK(S_ISDIR(st.st_mode));
   CHECK_OK(wv_preflight_dir("storage.path", path, err, sizeof err)); /* again: fine */
   /* A file in the way: one line naming the key, the path and the reason. */
   snprintf(path, sizeof path, "%s/file", base);
@@ -83,12 +84,12 @@ TEST(storage_dirs) {
            strerror(ENOTDIR));
   CHECK_EQ_STR(err, want);
   CHECK_EQ_INT(wv_preflight_dir("storage.path", path, err, sizeof err), WV_EIO);
-  CHECK(strstr(err, "storage.path: ") == err);
+  CHECK_PREFIX(err, "storage.path: ");
   /* A read-only place (as root, /proc is still refused). */
   CHECK_EQ_INT(wv_preflight_dir("storage.path", "/proc/wv-preflight", err, sizeof err), WV_EIO);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", base);
-  CHECK(system(cmd) == 0);
+  CHECK_EQ_INT(system(cmd), 0);
 }
 
 TEST(disk_and_reserve) {
@@ -98,13 +99,14 @@ TEST(disk_and_reserve) {
   /* A reserve above the filesystem's size is capped at half of it. */
   CHECK_OK(wv_preflight_disk_stat("/tmp", UINT64_MAX, &d));
   CHECK_EQ_INT(d.reserve, d.total / 2);
-  CHECK(d.low == (d.free < d.total / 2));
+  CHECK_EQ_INT(d.low, (d.free < d.total / 2));
   CHECK_EQ_INT(wv_preflight_disk_stat("/nonexistent/wv", 0, &d), WV_EIO);
   CHECK(d.low);
   char text[512];
   wv_preflight_disk_nospace_text("/tmp", 0, text, sizeof text);
-  CHECK(strncmp(text, "Insufficient storage - /tmp: ", 29) == 0);
-  CHECK(strstr(text, " bytes free") && !strstr(text, "reserve"));
+  CHECK_PREFIX(text, "Insufficient storage - /tmp: ");
+  CHECK_HAS(text, " bytes free");
+  CHECK_LACKS(text, "reserve");
   wv_preflight_disk_nospace_text("/tmp", UINT64_MAX, text, sizeof text);
   CHECK(d.low ? strstr(text, "below the reserve of") != NULL : 1);
   wv_preflight_disk_nospace_text("/nonexistent/wv", 0, text, sizeof text);
@@ -116,17 +118,19 @@ TEST(port_in_use) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t len = sizeof a;
-  CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && listen(fd, 1) == 0);
-  CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+  CHECK(fd >= 0);
+  CHECK_EQ_INT(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  CHECK_EQ_INT(listen(fd, 1), 0);
+  CHECK_EQ_INT(getsockname(fd, (struct sockaddr *)&a, &len), 0);
   int port = ntohs(a.sin_port);
   CHECK_EQ_INT(wv_preflight_port("127.0.0.1", port, err, sizeof err), WV_EIO);
-  CHECK(strstr(err, "server.port: cannot listen on 127.0.0.1:") == err);
+  CHECK_PREFIX(err, "server.port: cannot listen on 127.0.0.1:");
   CHECK_HAS(err, "Address already in use");
   close(fd);
   CHECK_OK(wv_preflight_port("127.0.0.1", port, err, sizeof err)); /* free again */
   CHECK_OK(wv_preflight_port("127.0.0.1", 0, err, sizeof err));
   CHECK_EQ_INT(wv_preflight_port("not-an-ip", 9090, err, sizeof err), WV_EIO);
-  CHECK(strstr(err, "server.host: 'not-an-ip'") == err);
+  CHECK_PREFIX(err, "server.host: 'not-an-ip'");
 }
 
 TEST(errno_mapping) {

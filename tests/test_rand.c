@@ -8,10 +8,10 @@ TEST(id_length_and_alphabet) {
   for (int i = 0; i < 1000; i++) {
     CHECK_OK(wv_rand_id(id, 12, WV_RAND_ALNUM_LOWER));
     CHECK_EQ_INT(strlen(id), 12);
-    CHECK(strspn(id, WV_RAND_ALNUM_LOWER) == 12);
+    CHECK_EQ_INT(strspn(id, WV_RAND_ALNUM_LOWER), 12);
     CHECK_OK(wv_rand_hex12(id));
     CHECK_EQ_INT(strlen(id), 12);
-    CHECK(strspn(id, WV_RAND_HEX) == 12);
+    CHECK_EQ_INT(strspn(id, WV_RAND_HEX), 12);
   }
   CHECK_OK(wv_rand_id(id, 0, WV_RAND_HEX));
   CHECK_EQ_STR(id, "");
@@ -79,7 +79,7 @@ TEST(below) {
   }
   CHECK(seen[0] > 800 && seen[1] > 800 && seen[2] > 800);
   CHECK_OK(wv_rand_below(1, &v));
-  CHECK(v == 0);
+  CHECK_EQ_INT(v, 0);
 }
 
 TEST(bytes_not_constant) {

@@ -256,7 +256,7 @@ TEST(concurrent_callers_share_exact_budget) {
   pthread_t th[4];
   for (int i = 0; i < 4; i++) {
     w[i] = (worker_t){rl, i < 2 ? "shared-user" : NULL, 0};
-    CHECK(pthread_create(&th[i], NULL, hammer, &w[i]) == 0);
+    CHECK_EQ_INT(pthread_create(&th[i], NULL, hammer, &w[i]), 0);
   }
   for (int i = 0; i < 4; i++)
     pthread_join(th[i], NULL);

@@ -150,7 +150,8 @@ TEST(example1_nextflow_nulls_parse_and_check) {
   CHECK_OK(wv_creq_parse(e->a, nextflow_example, strlen(nextflow_example), 0, true, &r, &msg));
   CHECK_EQ_STR(r.container_image, "quay.io/biocontainers/samtools:1.17--h00cdaf9_0");
   CHECK(r.container_file == NULL && r.packages == NULL && r.includes == NULL && !r.freeze);
-  CHECK(r.has_workspace_id && r.workspace_id == 123456789);
+  CHECK(r.has_workspace_id);
+  CHECK_EQ_INT(r.workspace_id, 123456789);
   CHECK_EQ_INT(r.cc.n_layers, 2);
   CHECK_EQ_INT(r.cc.n_cmd, 0);
   /* The example's token is not a configured account: 401 (empty body). */
@@ -165,7 +166,8 @@ TEST(example1_nextflow_nulls_parse_and_check) {
   json_object *out = NULL;
   int rc = wv_creq_submit(&e->app, e->a, &r, &plan, NULL, wv_now_ns(), &res, &out, &msg);
   CHECK_EQ_INT(rc, WV_EINVAL);
-  CHECK(msg && strstr(msg, "sha256:ab12"));
+  CHECK(msg);
+  CHECK_HAS(msg, "sha256:ab12");
 }
 
 TEST(example2_cli_conda_build_is_501_after_checks) {
@@ -337,7 +339,8 @@ TEST(messages_in_spec_order) {
     if (rc != cases[i].rc || !msg_ok)
       fprintf(stderr, "  case %zu: %s\n    rc %d (want %d), msg: %s\n", i, cases[i].body, rc,
               cases[i].rc, msg ? msg : "(null)");
-    CHECK(rc == cases[i].rc && msg_ok);
+    CHECK_EQ_INT(rc, cases[i].rc);
+    CHECK(msg_ok);
   }
 }
 
@@ -351,7 +354,8 @@ TEST(sif_freeze_without_repository) {
   const char *msg = NULL;
   /* past step 5: the build service is off in this environment (step 10's 501) */
   CHECK_EQ_INT(run(&e, sif, true, &out, &msg), WV_EUNSUPPORTED);
-  CHECK(msg && strncmp(msg, "Build service is not enabled", 28) == 0);
+  CHECK(msg);
+  CHECK_PREFIX(msg, "Build service is not enabled");
   CHECK_EQ_INT(run(&e, "{\"containerFile\": \"eA==\", \"freeze\": true}", true, &out, &msg),
                WV_EINVAL);
   CHECK_EQ_STR(msg, "Attribute `buildRepository` must be specified when using freeze mode [1]");
@@ -378,7 +382,7 @@ TEST(anonymous_refused_when_disabled) {
   CHECK_EQ_INT(run(e, "{\"containerImage\":\"alpine\",\"towerAccessToken\":\"" ALICE_TOKEN "\"}",
                    true, &out, &msg),
                WV_EINVAL);
-  CHECK(strncmp(msg, "Ephemeral container provisioning is not enabled", 47) == 0);
+  CHECK_PREFIX(msg, "Ephemeral container provisioning is not enabled");
 }
 
 /* Mirror switched off, and the server's own build repository as a target. */
@@ -447,7 +451,8 @@ TEST(v2_response) {
   json_object *out = submit_v2(e, V2_BODY);
   CHECK(out);
   const char *tok = jstr(out, "requestId");
-  CHECK(tok && strlen(tok) == 12);
+  CHECK(tok);
+  CHECK_EQ_INT(strlen(tok), 12);
   CHECK_EQ_STR(jstr(out, "containerToken"), tok);
   char want[128];
   snprintf(want, sizeof want, "wave.example.com/wt/%s/library/ubuntu:latest", tok);
@@ -592,7 +597,8 @@ TEST(tokens_are_random_alnum_and_unique) {
       e->cfg.token_length = 20;
     CHECK_OK(run(e, "{\"containerImage\":\"alpine:3.19\"}", true, &out, &msg));
     const char *tok = jstr(out, "requestId");
-    CHECK(tok && strlen(tok) == (i < N / 2 ? 12u : 20u));
+    CHECK(tok);
+    CHECK_EQ_INT(strlen(tok), (i < N / 2 ? 12u : 20u));
     CHECK(strspn(tok, "0123456789abcdefghijklmnopqrstuvwxyz") == strlen(tok));
     for (int j = 0; j < i; j++)
       CHECK(strcmp(seen[j], tok) != 0);
@@ -717,7 +723,7 @@ TEST(data_layer_refusals) {
     CHECK_EQ_INT(run_layer(e, l, bad[i].loc, bad[i].gz, bad[i].size, bad[i].tar, &out, &msg),
                  WV_EINVAL);
     CHECK_HAS(msg, bad[i].msg);
-    CHECK(wv_cas_exists(e->app.cas, l->gz_digest, NULL) == WV_ENOTFOUND);
+    CHECK_EQ_INT(wv_cas_exists(e->app.cas, l->gz_digest, NULL), WV_ENOTFOUND);
   }
 }
 
@@ -740,7 +746,7 @@ TEST(data_layer_stored) {
   snprintf(cas, sizeof cas, "\"location\":\"cas:%s\"", l->gz_digest);
   CHECK_HAS(t.cc_json, cas);
   CHECK_HAS(t.cc_json, "https://example.com/x.tar.gz");
-  CHECK(!strstr(t.cc_json, "data:"));
+  CHECK_LACKS(t.cc_json, "data:");
   wv_container_config_t cc;
   const char *m = NULL;
   CHECK_OK(wv_container_config_parse(e->a, t.cc_json, strlen(t.cc_json), &cc, &m));
@@ -751,7 +757,7 @@ TEST(data_layer_stored) {
   CHECK_OK(wv_store_get(e->app.store, WV_DB_REQUESTS, jstr(out, "requestId"), &val, &len, NULL));
   TEST_CLEANUP(free, val);
   CHECK_HAS(val, "\"location\":\"data:DATA+OMITTED\"");
-  CHECK(!strstr(val, l->b64));
+  CHECK_LACKS(val, l->b64);
 }
 
 /* Verified once, the same bytes are not inflated again (app->layer_memo) — but a wrong
@@ -820,26 +826,30 @@ TEST(data_layer_bomb_cheap_checks_first) {
   /* A wrong gzipSize or gzipDigest is noticed without inflating anything. */
   int64_t ms = verify_ms(a, NULL, &l, (long long)l.gz_len + 1, l.gz_digest, &msg);
   CHECK(ms >= 0 && ms < 150);
-  CHECK(msg && strstr(msg, "`gzipSize` is"));
+  CHECK(msg);
+  CHECK_HAS(msg, "`gzipSize` is");
   static const char other[] =
       "sha256:0000000000000000000000000000000000000000000000000000000000000000";
   ms = verify_ms(a, NULL, &l, (long long)l.gz_len, other, &msg);
   CHECK(ms >= 0 && ms < 150);
-  CHECK(msg && strstr(msg, "`gzipDigest` is"));
+  CHECK(msg);
+  CHECK_HAS(msg, "`gzipDigest` is");
   /* Right size and digest: inflated only up to ratio x size + 1 MiB, then refused. */
   CHECK_EQ_INT(wv_layers_inflate_budget(NULL, l.gz_len), 100 * l.gz_len + (1 << 20));
   ms = verify_ms(a, NULL, &l, (long long)l.gz_len, l.gz_digest, &msg);
   CHECK(ms >= 0);
   if (msg)
     fprintf(stderr, "  %s (%lld ms)\n", msg, (long long)ms);
-  CHECK(msg && strstr(msg, "the uncompressed layer exceeds its budget of"));
+  CHECK(msg);
+  CHECK_HAS(msg, "the uncompressed layer exceeds its budget of");
   /* The absolute cap wins over the ratio, and both come from the config. */
   wv_config_t cfg = {.data_layer_max_inflated = 4 << 20, .data_layer_max_ratio = 1000};
   CHECK_EQ_INT(wv_layers_inflate_budget(&cfg, l.gz_len), 4 << 20);
   CHECK_EQ_INT(wv_layers_inflate_budget(&cfg, 1000), 1000 * 1000 + (1 << 20));
   CHECK_EQ_INT(wv_layers_inflate_budget(&cfg, UINT64_MAX / 2), 4 << 20);
   ms = verify_ms(a, &cfg, &l, (long long)l.gz_len, l.gz_digest, &msg);
-  CHECK(msg && strstr(msg, "budget of 4194304 bytes"));
+  CHECK(msg);
+  CHECK_HAS(msg, "budget of 4194304 bytes");
   free(l.b64);
   wv_arena_free(a);
 }

@@ -51,8 +51,10 @@ TEST(params) {
   CHECK_OK(m(r, WV_M_GET, "/v1alpha2/container/abc123/status", &mt));
   CHECK(mt.route == &routes[3]);
   CHECK_EQ_INT(mt.nparams, 1);
-  CHECK(mt.param_name_lens[0] == 9 && memcmp(mt.param_names[0], "requestId", 9) == 0);
-  CHECK(mt.param_val_lens[0] == 6 && memcmp(mt.param_vals[0], "abc123", 6) == 0);
+  CHECK_EQ_INT(mt.param_name_lens[0], 9);
+  CHECK(memcmp(mt.param_names[0], "requestId", 9) == 0);
+  CHECK_EQ_INT(mt.param_val_lens[0], 6);
+  CHECK(memcmp(mt.param_vals[0], "abc123", 6) == 0);
   CHECK_OK(m(r, WV_M_GET, "/v1alpha2/container/abc123", &mt));
   CHECK(mt.route == &routes[2]);
   /* An empty segment is not a parameter. */
@@ -81,13 +83,15 @@ TEST(wildcard) {
   wv_router_t *r = mk();
   wv_match_t mt;
   CHECK_OK(m(r, WV_M_GET, "/v2", &mt));
-  CHECK(mt.route == &routes[5] && mt.wild == NULL);
+  CHECK(mt.route == &routes[5]);
+  CHECK(mt.wild == NULL);
   CHECK_OK(m(r, WV_M_GET, "/v2/", &mt));
   CHECK(mt.route == &routes[6]);
   const char *p = "/v2/wt/abc/library/ubuntu/manifests/latest";
   CHECK_OK(m(r, WV_M_HEAD, p, &mt));
   CHECK(mt.route == &routes[7]);
-  CHECK(mt.wild_len == strlen(p) - 4 && memcmp(mt.wild, p + 4, mt.wild_len) == 0);
+  CHECK_EQ_INT(mt.wild_len, strlen(p) - 4);
+  CHECK(memcmp(mt.wild, p + 4, mt.wild_len) == 0);
   CHECK_EQ_INT(m(r, WV_M_POST, p, &mt), WV_ENOTFOUND);
   CHECK_EQ_INT(mt.allow, WV_M_GET | WV_M_HEAD);
   CHECK_EQ_INT(m(r, WV_M_GET, "/v2x", &mt), WV_ENOTFOUND);

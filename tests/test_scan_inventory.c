@@ -295,8 +295,10 @@ static const char *const known_inventory =
     "CRAN/cran jsonlite 1.8.0 L0;";
 
 TEST(inventory_known_image) {
-  char dir[256], path[300], got[4096];
+  static char dir[256]; /* static: removed by the clean-up, after the test returned */
+  char path[300], got[4096];
   CHECK(tmpdir_make(dir, "scan-inv"));
+  TEST_CLEANUP(tmpdir_remove, dir);
   CHECK_OK(image_write(dir));
   wv_inventory_t *inv;
   CHECK_OK(wv_inventory_new(&inv, NULL));
@@ -319,8 +321,10 @@ TEST(inventory_known_image) {
 
 /* The same image pushed in small chunks, as a registry download would. */
 TEST(inventory_push_chunks) {
-  char dir[256], path[300], got[4096];
+  static char dir[256]; /* static: removed by the clean-up, after the test returned */
+  char path[300], got[4096];
   CHECK(tmpdir_make(dir, "scan-push"));
+  TEST_CLEANUP(tmpdir_remove, dir);
   CHECK_OK(image_write(dir));
   wv_inventory_t *inv;
   CHECK_OK(wv_inventory_new(&inv, NULL));

@@ -28,6 +28,7 @@ typedef struct {
   char dir[256];
   wv_config_t cfg;
   wv_app_t app;
+  bool live; /* opened, not closed yet */
 } fx_t;
 
 /* dir/oci: an OCI layout of dir/layer{0,1,2} tagged latest (diff_ids are not checked here). */
@@ -89,10 +90,18 @@ static int layout_write(const char *dir) {
   return write_file(path, "{\"imageLayoutVersion\":\"1.0.0\"}", 30);
 }
 
+static void fx_close(fx_t *f);
+
+/* Opens f's services in a fresh temp dir and hands f to TEST_CLEANUP, so f must outlive the
+ * test (tests declare theirs static); an explicit fx_close makes the deferred one a no-op. */
 static int fx_open(fx_t *f, bool with_image) {
   char path[600], err[256];
   memset(f, 0, sizeof *f);
-  if (!tmpdir_make(f->dir, "scanjob") || wv_config_defaults(&f->cfg))
+  if (!tmpdir_make(f->dir, "scanjob"))
+    return -1;
+  f->live = true;
+  TEST_CLEANUP(fx_close, f);
+  if (wv_config_defaults(&f->cfg))
     return -1;
   f->cfg.scan_enabled = true;
   f->cfg.scan_vuln_limit = 3;
@@ -122,6 +131,9 @@ static int fx_open(fx_t *f, bool with_image) {
 }
 
 static void fx_close(fx_t *f) {
+  if (!f->live)
+    return;
+  f->live = false;
   wv_job_engine_free(f->app.jobs);
   wv_cas_close(f->app.cas);
   wv_store_close(f->app.store);
@@ -195,9 +207,23 @@ TEST(levels_verdict) {
   CHECK_EQ_STR(reason, "");
 }
 
+static void put_json(json_object *o) { json_object_put(o); }
+
+/* f opened with the test image, which is then scanned for a build (the scan of *id, ended).
+ * 0, or the first failure's code (WV_EINTERNAL: the job did not succeed). */
+static int scanned(fx_t *f, char id[WV_SCAN_ID_MAX + 1]) {
+  int rc = fx_open(f, true);
+  rc = rc ? rc
+          : wv_scan_submit_for_image(&f->app, IMAGE, NULL, true, "linux/amd64", WV_SCAN_FOR_BUILD,
+                                     "bd-0123456789abcdef_1", "async", id);
+  return rc ? rc : wait_job(f, id) == WV_JOB_SUCCEEDED ? 0 : WV_EINTERNAL;
+}
+
+/* A scan of an image in the embedded registry: its id, its record (the findings, capped by
+ * wave.scan.vulnerability.limit). */
 TEST(embedded_image_scan) {
-  fx_t f;
-  char id[WV_SCAN_ID_MAX + 1], id2[WV_SCAN_ID_MAX + 1], want[40];
+  static fx_t f;
+  char id[WV_SCAN_ID_MAX + 1], want[40];
   CHECK_OK(fx_open(&f, true));
   CHECK_OK(wv_scan_submit_for_image(&f.app, IMAGE, NULL, true, "linux/amd64", WV_SCAN_FOR_BUILD,
                                     "bd-0123456789abcdef_1", "async", id));
@@ -208,6 +234,7 @@ TEST(embedded_image_scan) {
 
   json_object *rec = NULL, *v = NULL;
   CHECK_OK(wv_scan_load_record(&f.app, id, &rec));
+  TEST_CLEANUP(put_json, rec);
   CHECK_EQ_STR(str(rec, "status"), "SUCCEEDED");
   CHECK_EQ_STR(str(rec, "buildId"), "bd-0123456789abcdef_1");
   CHECK_EQ_STR(str(rec, "containerImage"), IMAGE);
@@ -215,15 +242,20 @@ TEST(embedded_image_scan) {
   CHECK_EQ_INT(json_object_array_length(v), 3); /* wave.scan.vulnerability.limit */
   CHECK_EQ_STR(str(json_object_array_get_idx(v, 0), "severity"), "CRITICAL");
   CHECK_EQ_STR(str(json_object_array_get_idx(v, 1), "id"), "CRAN-2099-1");
-  json_object_put(rec);
+}
 
-  /* The counts cover every finding, not only the kept ones. */
+/* The counts of the container status cover every finding, not only the kept ones. */
+TEST(embedded_image_scan_counts) {
+  static fx_t f;
+  char id[WV_SCAN_ID_MAX + 1];
+  CHECK_OK(scanned(&f, id));
   wv_token_rec_t t = {.token = "tok",
                       .scan_id = id,
                       .scan_mode = "required",
                       .scan_levels = "LOW,MEDIUM",
                       .created_ms = wv_now_ms()};
   json_object *st = json_object_new_object();
+  TEST_CLEANUP(put_json, st);
   wv_json_add_str(st, "status", "DONE");
   CHECK_OK(wv_scan_status_fill(&f.app, &t, st));
   json_object *counts = NULL;
@@ -231,9 +263,13 @@ TEST(embedded_image_scan) {
   CHECK_EQ_STR(compact(counts), "{\"CRITICAL\":1,\"HIGH\":4,\"MEDIUM\":3,\"LOW\":1}");
   CHECK_EQ_STR(str(st, "reason"), "Container security scan operation found one or more "
                                   "vulnerabilities with severity: HIGH,CRITICAL");
-  json_object_put(st);
+}
 
-  /* The SBOM is kept; the job's source description is gone; the log says what happened. */
+/* The SBOM is kept; the job's source description is gone; the log says what happened. */
+TEST(embedded_image_scan_store_and_log) {
+  static fx_t f;
+  char id[WV_SCAN_ID_MAX + 1];
+  CHECK_OK(scanned(&f, id));
   char key[SCAN_KEY_MAX], *val = NULL;
   size_t len = 0;
   wv__scan_key(key, "spdx/", id);
@@ -242,31 +278,38 @@ TEST(embedded_image_scan) {
   wv__scan_key(key, "req/", id);
   CHECK_EQ_INT(wv_store_get(f.app.store, WV_DB_SCANS, key, &val, &len, NULL), WV_ENOTFOUND);
   CHECK_OK(wv_job_log(f.app.jobs, id, 1 << 20, &val, &len));
+  TEST_CLEANUP(free, val);
   CHECK_HAS(val, "inventory: ");
   CHECK_HAS(val, "9 vulnerabilities");
-  free(val);
+}
 
+/* Within wave.scan.id.duration an image keeps its scan; an id that outlived its record gives
+ * way to a new scan. */
+TEST(embedded_image_scan_id_reuse) {
+  static fx_t f;
+  char id[WV_SCAN_ID_MAX + 1], id2[WV_SCAN_ID_MAX + 1];
+  CHECK_OK(scanned(&f, id));
   /* Same image within wave.scan.id.duration: the same scan, no new job. */
   bool is_new = true;
   CHECK_OK(wv_scan_reserve_image(&f.app, IMAGE, NULL, true, "linux/amd64", id2, &is_new));
   CHECK(!is_new);
   CHECK_EQ_STR(id2, id);
   /* A late start of an ended scan changes nothing. */
+  json_object *rec = NULL;
   CHECK_OK(wv_scan_start(&f.app, id, WV_SCAN_FOR_REQUEST, "late"));
   CHECK_OK(wv_scan_load_record(&f.app, id, &rec));
+  TEST_CLEANUP(put_json, rec);
   CHECK_EQ_STR(str(rec, "status"), "SUCCEEDED");
   CHECK_EQ_STR(str(rec, "requestId"), "(absent)");
-  json_object_put(rec);
   /* An id that outlived its record (id 7d, record 5d) gives way to a new scan. */
   CHECK_OK(wv_store_del(f.app.store, WV_DB_SCANS, id));
   CHECK_OK(wv_scan_reserve_image(&f.app, IMAGE, NULL, true, "linux/amd64", id2, &is_new));
   CHECK(is_new);
   CHECK_EQ_INT(strcmp(strrchr(id2, '_'), "_2"), 0);
-  fx_close(&f);
 }
 
 TEST(severity_setting_filters) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1];
   CHECK_OK(fx_open(&f, true));
   free(f.cfg.scan_severity);
@@ -284,7 +327,7 @@ TEST(severity_setting_filters) {
 }
 
 TEST(failed_scan_releases_the_id) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1], id2[WV_SCAN_ID_MAX + 1];
   const char *img = "localhost:9090/wave/build:missing";
   CHECK_OK(fx_open(&f, true));
@@ -293,8 +336,7 @@ TEST(failed_scan_releases_the_id) {
   CHECK_EQ_INT(wait_job(&f, id), WV_JOB_FAILED);
   wv_job_info_t info;
   CHECK_OK(wv_job_get(f.app.jobs, id, &info));
-  CHECK(
-      strstr(info.reason, "Container security scan failed: image 'wave/build:missing' not found"));
+  CHECK_HAS(info.reason, "Container security scan failed: image 'wave/build:missing' not found");
   json_object *rec = NULL;
   CHECK_OK(wv_scan_load_record(&f.app, id, &rec));
   CHECK_EQ_STR(str(rec, "status"), "FAILED");
@@ -322,7 +364,7 @@ TEST(failed_scan_releases_the_id) {
 }
 
 TEST(pending_scan_status_and_abandon) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1], id2[WV_SCAN_ID_MAX + 1];
   bool is_new = false;
   CHECK_OK(fx_open(&f, false));
@@ -382,7 +424,7 @@ TEST(pending_scan_status_and_abandon) {
 }
 
 TEST(failure_logs_follow_wave_rules) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1];
   bool is_new = false;
   CHECK_OK(fx_open(&f, false));
@@ -405,7 +447,7 @@ TEST(failure_logs_follow_wave_rules) {
 }
 
 TEST(disabled) {
-  fx_t f;
+  static fx_t f;
   char id[WV_SCAN_ID_MAX + 1];
   bool is_new = true;
   CHECK_OK(fx_open(&f, false));
@@ -427,5 +469,7 @@ TEST(disabled) {
 }
 
 WV_TESTS(T(id_hash_spec_vectors), T(id_valid), T(levels_verdict), T(embedded_image_scan),
-         T(severity_setting_filters), T(failed_scan_releases_the_id),
-         T(pending_scan_status_and_abandon), T(failure_logs_follow_wave_rules), T(disabled))
+         T(embedded_image_scan_counts), T(embedded_image_scan_store_and_log),
+         T(embedded_image_scan_id_reuse), T(severity_setting_filters),
+         T(failed_scan_releases_the_id), T(pending_scan_status_and_abandon),
+         T(failure_logs_follow_wave_rules), T(disabled))

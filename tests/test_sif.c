@@ -23,10 +23,27 @@ static uint64_t le(const uint8_t *p, int n) {
   return v;
 }
 
-static char dir[] = "/tmp/test_sif.XXXXXX";
+static void sif_dir_free(char *dir) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "cannot remove %s\n", dir);
+  free(dir);
+}
 
-/* Writes the worked example; returns its bytes (malloc'd) and size. */
-static uint8_t *example(size_t *len, int64_t now) {
+/* A fresh temp dir for the test, removed when it returns; NULL on failure. */
+static const char *sif_dir(void) {
+  char *dir = strdup("/tmp/test_sif.XXXXXX");
+  if (!dir || !mkdtemp(dir)) {
+    free(dir);
+    return NULL;
+  }
+  TEST_CLEANUP(sif_dir_free, dir);
+  return dir;
+}
+
+/* Writes the worked example into dir; returns its bytes (freed when the test returns) and size. */
+static uint8_t *example(const char *dir, size_t *len, int64_t now) {
   char sq[256], out[256];
   snprintf(sq, sizeof sq, "%s/part.sqfs", dir);
   snprintf(out, sizeof out, "%s/image.sif", dir);
@@ -61,8 +78,11 @@ static uint8_t *example(size_t *len, int64_t now) {
   struct stat st;
   stat(out, &st);
   uint8_t *b = malloc((size_t)st.st_size);
+  if (!b)
+    return NULL;
+  TEST_CLEANUP(free, b);
   f = fopen(out, "rb");
-  if (!b || !f || fread(b, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+  if (!f || fread(b, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
     return NULL;
   fclose(f);
   *len = (size_t)st.st_size;
@@ -71,7 +91,9 @@ static uint8_t *example(size_t *len, int64_t now) {
 
 TEST(header_fields) {
   size_t n;
-  uint8_t *b = example(&n, 1700000000);
+  const char *dir = sif_dir();
+  CHECK(dir);
+  uint8_t *b = example(dir, &n, 1700000000);
   CHECK(b);
   CHECK_EQ_INT(n, 36864);
   CHECK(memcmp(b, "#!/usr/bin/env run-singularity\n\0", 32) == 0);
@@ -89,13 +111,14 @@ TEST(header_fields) {
   CHECK_EQ_INT(le(b + 112, 8), 32176); /* dataoff */
   CHECK_EQ_INT(le(b + 120, 8), 4688);  /* datasize */
   for (size_t i = 128; i < 4096; i++)
-    CHECK(b[i] == 0);
-  free(b);
+    CHECK_EQ_INT(b[i], 0);
 }
 
 TEST(descriptor_fields) {
   size_t n;
-  uint8_t *b = example(&n, 1700000000);
+  const char *dir = sif_dir();
+  CHECK(dir);
+  uint8_t *b = example(dir, &n, 1700000000);
   CHECK(b);
   static const struct {
     uint32_t type;
@@ -130,16 +153,17 @@ TEST(descriptor_fields) {
   CHECK(memcmp(b + 0x17A4, extra, sizeof extra) == 0);
   for (int i = 4; i < 48; i++)
     for (int k = 0; k < 585; k++)
-      CHECK(b[4096 + i * 585 + k] == 0);
+      CHECK_EQ_INT(b[4096 + i * 585 + k], 0);
   CHECK(memcmp(b + 32768, "hsqs", 4) == 0);
   for (size_t i = 32416; i < 32768; i++)
-    CHECK(b[i] == 0);
-  free(b);
+    CHECK_EQ_INT(b[i], 0);
 }
 
 TEST(reader_accepts_and_reports) {
   size_t n;
-  uint8_t *b = example(&n, 42);
+  const char *dir = sif_dir();
+  CHECK(dir);
+  uint8_t *b = example(dir, &n, 42);
   CHECK(b);
   wv_sif_info_t h;
   char err[256] = "";
@@ -156,7 +180,6 @@ TEST(reader_accepts_and_reports) {
   char path[256];
   snprintf(path, sizeof path, "%s/image.sif", dir);
   CHECK_EQ_INT(wv_sif_verify_file(path, &h, err, sizeof err), 0);
-  free(b);
 }
 
 /* Breaks one byte range and expects the reader to refuse, naming the rule. */
@@ -178,7 +201,9 @@ static int broken(uint8_t *b, size_t n, size_t off, const void *p, size_t len, s
 
 TEST(reader_rules) {
   size_t n;
-  uint8_t *b = example(&n, 42);
+  const char *dir = sif_dir();
+  CHECK(dir);
+  uint8_t *b = example(dir, &n, 42);
   CHECK(b);
   uint8_t z8[8] = {0}, one[8] = {1}, big[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
   CHECK(!broken(b, n, 32, "XIF", 3, n, "SIF_MAGIC"));
@@ -212,10 +237,11 @@ TEST(reader_rules) {
   char err[128];
   CHECK_EQ_INT(wv_sif_parse(b, 100, 100, &h, err, sizeof err), WV_EPARSE);
   CHECK_EQ_INT(wv_sif_parse(b, 4096, n, &h, err, sizeof err), WV_EPARSE);
-  free(b);
 }
 
 TEST(writer_refuses) {
+  const char *dir = sif_dir();
+  CHECK(dir);
   char out[256];
   snprintf(out, sizeof out, "%s/bad.sif", dir);
   int fd = open(out, O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -226,25 +252,12 @@ TEST(writer_refuses) {
   CHECK_EQ_INT(wv_sif_write(fd, &bad_arch, 1, 0, uuid, err, sizeof err), WV_EINVAL);
   wv_sif_object_t not_sqfs = {.type = WV_SIF_PARTITION, .path = "/etc/hostname", .arch = "02"};
   CHECK_EQ_INT(wv_sif_write(fd, &not_sqfs, 1, 0, uuid, err, sizeof err), WV_EINVAL);
-  CHECK(strstr(err, "squashfs"));
+  CHECK_HAS(err, "squashfs");
   CHECK_EQ_INT(wv_sif_write(fd, NULL, 0, 0, uuid, err, sizeof err), WV_EINVAL);
   close(fd);
   CHECK_EQ_STR(wv_sif_arch_code("amd64"), "02");
   CHECK_EQ_STR(wv_sif_arch_code("arm64"), "04");
   CHECK(wv_sif_arch_code("sparc") == NULL);
-}
-
-static void setup(void) __attribute__((constructor));
-static void setup(void) {
-  if (!mkdtemp(dir))
-    abort();
-}
-static void teardown(void) __attribute__((destructor));
-static void teardown(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0)
-    fprintf(stderr, "cannot remove %s\n", dir);
 }
 
 WV_TESTS(T(header_fields), T(descriptor_fields), T(reader_accepts_and_reports), T(reader_rules),

@@ -10,20 +10,40 @@
 
 #define HOUR_MS (3600 * 1000LL)
 
-static char dir_[256];
+/*
+ * A test's store in a fresh temp dir. open_fresh hands it to TEST_CLEANUP, so the struct must
+ * outlive the test (tests declare theirs static), and so must what a test hands the store's
+ * callbacks; a test that closes and reopens the store keeps f->s up to date.
+ */
+typedef struct {
+  char dir[256];
+  wv_store_t *s;
+} fresh_t;
 
-static wv_store_t *open_fresh(int64_t delay_us) {
-  wv_store_t *s = NULL;
-  if (!tmpdir_make(dir_, "store"))
-    return NULL;
-  if (wv_store_open(&s, dir_, 0, delay_us) != 0)
-    return NULL;
-  return s;
+/* Closes the store (when open) and removes the directory; once (then a no-op). */
+static void fresh_free(fresh_t *f) {
+  if (f->s)
+    wv_store_close(f->s);
+  f->s = NULL;
+  if (f->dir[0])
+    tmpdir_remove(f->dir);
+  f->dir[0] = '\0';
 }
 
-static void close_and_remove(wv_store_t *s) {
-  wv_store_close(s);
-  tmpdir_remove(dir_);
+/* A temp dir for f (handed to TEST_CLEANUP), no store yet; NULL when it cannot be made. */
+static const char *fresh_dir(fresh_t *f) {
+  memset(f, 0, sizeof *f);
+  if (!tmpdir_make(f->dir, "store"))
+    return NULL;
+  TEST_CLEANUP(fresh_free, f);
+  return f->dir;
+}
+
+/* f's store, opened in a fresh temp dir; NULL on failure. */
+static wv_store_t *open_fresh(fresh_t *f, int64_t delay_us) {
+  if (!fresh_dir(f) || wv_store_open(&f->s, f->dir, 0, delay_us) != 0)
+    return NULL;
+  return f->s;
 }
 
 static int get_str(wv_store_t *s, wv_db_t db, const char *key, char *out, size_t cap) {
@@ -54,7 +74,8 @@ static int view_cb(void *arg, const void *val, size_t len, int64_t expires_ms) {
 }
 
 TEST(put_get_del) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   char buf[64];
   CHECK_EQ_INT(get_str(s, WV_DB_BUILDS, "b1", buf, sizeof buf), WV_ENOTFOUND);
@@ -79,11 +100,12 @@ TEST(put_get_del) {
   CHECK_OK(wv_store_del(s, WV_DB_BUILDS, "b1"));
   CHECK_EQ_INT(get_str(s, WV_DB_BUILDS, "b1", buf, sizeof buf), WV_ENOTFOUND);
   CHECK_OK(wv_store_del(s, WV_DB_BUILDS, "b1")); /* idempotent */
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 TEST(expiry) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   int64_t now = wv_store_now_ms();
   char buf[64];
@@ -98,7 +120,9 @@ TEST(expiry) {
   size_t len = 0;
   int64_t exp = 0;
   CHECK_OK(wv_store_get(s, WV_DB_TOKENS, "old", &val, &len, &exp));
-  CHECK(len == 1 && val[0] == 'y' && exp == now + HOUR_MS);
+  CHECK_EQ_INT(len, 1);
+  CHECK_EQ_INT(val[0], 'y');
+  CHECK_EQ_INT(exp, now + HOUR_MS);
   free(val);
   /* A short TTL really expires by the wall clock. */
   CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "short", "z", 1, wv_store_now_ms() + 30));
@@ -106,7 +130,7 @@ TEST(expiry) {
   usleep(60 * 1000);
   CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "short", buf, sizeof buf), WV_ENOTFOUND);
   CHECK_EQ_INT(wv_store_put(s, WV_DB_TOKENS, "neg", "z", 1, -5), WV_EINVAL);
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 static void *put_new(void *arg) {
@@ -115,7 +139,8 @@ static void *put_new(void *arg) {
 }
 
 TEST(snapshot_reads) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   int64_t now = wv_store_now_ms();
   CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "t1", "tok", 3, now + HOUR_MS));
@@ -125,9 +150,12 @@ TEST(snapshot_reads) {
   CHECK_OK(wv_store_snap_begin(s, &snap));
   struct view_seen v = {0};
   CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_TOKENS, "t1", view_cb, &v), 42);
-  CHECK(v.len == 3 && v.first == 't' && v.exp == now + HOUR_MS);
+  CHECK_EQ_INT(v.len, 3);
+  CHECK_EQ_INT(v.first, 't');
+  CHECK_EQ_INT(v.exp, now + HOUR_MS);
   CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "T/t1", view_cb, &v), 42);
-  CHECK(v.len == 3 && v.first == 'h');
+  CHECK_EQ_INT(v.len, 3);
+  CHECK_EQ_INT(v.first, 'h');
   memset(&v, 0, sizeof v);
   CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "gone", view_cb, &v), WV_ENOTFOUND);
   CHECK_EQ_INT(wv_store_snap_view(&snap, WV_DB_MANIFESTS, "none", view_cb, &v), WV_ENOTFOUND);
@@ -145,11 +173,12 @@ TEST(snapshot_reads) {
   wv_store_snap_end(&snap);
   CHECK_EQ_INT(wv_store_view(s, WV_DB_MANIFESTS, "T/t1", view_cb, &v), 42);
   CHECK_EQ_INT(v.first, 'n');
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 TEST(counters) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   int64_t v = 0;
   CHECK_OK(wv_store_incr(s, WV_DB_COUNTERS, "builds", 1, 0, &v));
@@ -181,11 +210,12 @@ TEST(counters) {
   CHECK_OK(wv_store_incr(s, WV_DB_COUNTERS, "old", 7, wv_store_now_ms() - 1, &v));
   CHECK_OK(wv_store_incr(s, WV_DB_COUNTERS, "old", 1, win, &v));
   CHECK_EQ_INT(v, 1);
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 TEST(put_if_absent_and_apply) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   char buf[32];
   CHECK_OK(wv_store_put_nx(s, WV_DB_BUILD_TARGETS, "img:tag", "b1", 2, 0));
@@ -210,11 +240,12 @@ TEST(put_if_absent_and_apply) {
   CHECK_OK(get_str(s, WV_DB_BUILDS, "b2", buf, sizeof buf));
   CHECK_OK(get_str(s, WV_DB_BUILD_TARGETS, "img:other", buf, sizeof buf));
   CHECK_EQ_INT(wv_store_apply(s, ops, 0, NULL), WV_EINVAL);
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 TEST(caps) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   char key[WV_STORE_KEY_MAX + 2];
   memset(key, 'k', sizeof key - 1);
@@ -240,21 +271,25 @@ TEST(caps) {
   CHECK_OK(rc_at);
   size_t len = 0;
   CHECK_OK(wv_store_get(s, WV_DB_MANIFESTS, "big", &v, &len, NULL));
-  CHECK(len == WV_STORE_VALUE_MAX && v[0] == 'a' && v[len - 1] == 'a');
+  CHECK_EQ_INT(len, WV_STORE_VALUE_MAX);
+  CHECK_EQ_INT(v[0], 'a');
+  CHECK_EQ_INT(v[len - 1], 'a');
   free(v);
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 TEST(reopen_persists) {
-  wv_store_t *s = open_fresh(200);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 200);
   CHECK(s);
   int64_t exp = wv_store_now_ms() + HOUR_MS;
   CHECK_OK(wv_store_put(s, WV_DB_REQUESTS, "r1", "{\"a\":1}", 7, exp));
   int64_t v;
   CHECK_OK(wv_store_incr(s, WV_DB_COUNTERS, "n", 3, 0, &v));
   wv_store_close(s);
-  s = NULL;
-  CHECK_OK(wv_store_open(&s, dir_, 0, 0));
+  f.s = NULL;
+  CHECK_OK(wv_store_open(&f.s, f.dir, 0, 0));
+  s = f.s;
   char *val;
   int64_t got_exp = 0;
   CHECK_OK(wv_store_get(s, WV_DB_REQUESTS, "r1", &val, NULL, &got_exp));
@@ -267,11 +302,12 @@ TEST(reopen_persists) {
   size_t removed = 0;
   CHECK_OK(wv_store_sweep(s, exp, 100, &removed));
   CHECK_EQ_INT(removed, 1);
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 TEST(schema_version) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   char buf[16];
   CHECK_OK(get_str(s, WV_DB_META, "schema", buf, sizeof buf));
@@ -279,16 +315,17 @@ TEST(schema_version) {
   /* Pretend a newer waved wrote this store: it must be refused, clearly. */
   CHECK_OK(wv_store_put(s, WV_DB_META, "schema", "99", 2, 0));
   wv_store_close(s);
-  s = NULL;
-  CHECK_EQ_INT(wv_store_open(&s, dir_, 0, 0), WV_ESTORE);
-  CHECK(s == NULL);
-  tmpdir_remove(dir_);
+  f.s = NULL;
+  CHECK_EQ_INT(wv_store_open(&f.s, f.dir, 0, 0), WV_ESTORE);
+  CHECK(f.s == NULL);
+  fresh_free(&f);
 }
 
 static int key_of(char *buf, size_t cap, int i) { return snprintf(buf, cap, "rec-%06d", i); }
 
 TEST(sweep_uses_index) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   int64_t base = wv_store_now_ms() + HOUR_MS;
   enum { N = 3000 };
@@ -338,11 +375,12 @@ TEST(sweep_uses_index) {
   CHECK_EQ_INT(removed, 0); /* "forever" and "deleted" left no index entries */
   CHECK_OK(get_str(s, WV_DB_TOKENS, "forever", buf, sizeof buf));
   CHECK_EQ_INT(wv_store_sweep(s, 0, 0, &removed), WV_EINVAL);
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 TEST(sweeper_thread) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   CHECK_OK(wv_store_start_sweeper(s, 10));
   CHECK_EQ_INT(wv_store_start_sweeper(s, 10), WV_EEXISTS);
@@ -364,7 +402,7 @@ TEST(sweeper_thread) {
   CHECK_EQ_INT(removed, 0);
   char buf[8];
   CHECK_OK(get_str(s, WV_DB_MANIFESTS, "live", buf, sizeof buf));
-  close_and_remove(s); /* stops the sweeper */
+  fresh_free(&f); /* stops the sweeper */
 }
 
 /* ---- concurrency and group commit ---------------------------------------- */
@@ -420,7 +458,8 @@ static double run_writers(wv_store_t *s, int threads, int per, int *ok, atomic_i
 }
 
 TEST(concurrent_writers_all_acknowledged) {
-  wv_store_t *s = open_fresh(200);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 200);
   CHECK(s);
   enum { THREADS = 8, PER = 150 };
   atomic_int nx = 0;
@@ -450,12 +489,13 @@ TEST(concurrent_writers_all_acknowledged) {
          THREADS, total, secs, total / secs, (unsigned long long)st.commits,
          (unsigned long long)st.max_batch);
   CHECK(st.commits < (uint64_t)total); /* batching happened */
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 /* One writer = one transaction per put; many writers share commits. Printed, not asserted. */
 TEST(group_commit_throughput) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   char key[32];
   enum { N = 200 };
@@ -474,7 +514,7 @@ TEST(group_commit_throughput) {
   printf("  1 thread: %.0f puts/s (1 commit each); 8 threads: %.0f writes/s in %llu commits\n",
          N / solo, 2 * N / group, (unsigned long long)(st.commits - c0));
   CHECK_EQ_INT(ok, N);
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 struct async_count {
@@ -489,10 +529,12 @@ static void count_cb(void *arg, int rc, int64_t value) {
 }
 
 TEST(async_submit_one_failure_does_not_fail_batch) {
-  wv_store_t *s = open_fresh(2000); /* a wide window: everything lands in few batches */
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 2000); /* a wide window: everything lands in few batches */
   CHECK(s);
   CHECK_OK(wv_store_put(s, WV_DB_COUNTERS, "notanumber", "x", 1, 0));
-  struct async_count c = {0};
+  static struct async_count c; /* static: see fresh_t */
+  memset(&c, 0, sizeof c);
   char key[32];
   enum { N = 1000 };
   for (int i = 0; i < N; i++) {
@@ -522,7 +564,7 @@ TEST(async_submit_one_failure_does_not_fail_batch) {
   wv_store_stats_t st;
   wv_store_stats(s, &st);
   CHECK(st.commits < N / 4); /* grouped (timing-tolerant bound) */
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 /*
@@ -532,10 +574,12 @@ TEST(async_submit_one_failure_does_not_fail_batch) {
  * only after every callback queued before it ran.
  */
 TEST(async_apply_all_or_nothing_in_batch) {
-  wv_store_t *s = open_fresh(2000);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 2000);
   CHECK(s);
   CHECK_OK(wv_store_put(s, WV_DB_TOKENS, "taken", "x", 1, 0));
-  struct async_count c = {0};
+  static struct async_count c; /* static: see fresh_t */
+  memset(&c, 0, sizeof c);
   enum { N = 300 };
   for (int i = 0; i < N; i++) {
     char k1[32], k2[32];
@@ -573,13 +617,15 @@ TEST(async_apply_all_or_nothing_in_batch) {
   wv_store_stats_t st;
   wv_store_stats(s, &st);
   CHECK(st.commits < N / 4); /* grouped (timing-tolerant bound) */
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 TEST(close_drains_pending) {
-  wv_store_t *s = open_fresh(5000);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 5000);
   CHECK(s);
-  struct async_count c = {0};
+  static struct async_count c; /* static: see fresh_t */
+  memset(&c, 0, sizeof c);
   char key[32];
   for (int i = 0; i < 300; i++) {
     snprintf(key, sizeof key, "k%d", i);
@@ -588,42 +634,43 @@ TEST(close_drains_pending) {
     CHECK_OK(wv_store_submit(s, &op, count_cb, &c));
   }
   wv_store_close(s);
+  f.s = NULL;
   CHECK_EQ_INT(atomic_load(&c.ok), 300);
-  s = NULL;
-  CHECK_OK(wv_store_open(&s, dir_, 0, 0));
+  CHECK_OK(wv_store_open(&f.s, f.dir, 0, 0));
+  s = f.s;
   char *v;
   CHECK_OK(wv_store_get(s, WV_DB_MIRRORS, "k299", &v, NULL, NULL));
   free(v);
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
-static wv_store_t *cb_store;
 static atomic_int cb_rc;
 
+/* A completion callback (arg: the store) that tries a blocking write. */
 static void blocking_in_cb(void *arg, int rc, int64_t value) {
-  (void)arg;
   (void)rc;
   (void)value;
-  atomic_store(&cb_rc, wv_store_put(cb_store, WV_DB_META, "x", "y", 1, 0));
+  atomic_store(&cb_rc, wv_store_put(arg, WV_DB_META, "x", "y", 1, 0));
 }
 
 TEST(blocking_call_from_callback_refused) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
-  cb_store = s;
   atomic_store(&cb_rc, 1);
   wv_store_op_t op = {.kind = WV_STORE_DEL, .db = WV_DB_META, .key = "x"};
-  CHECK_OK(wv_store_submit(s, &op, blocking_in_cb, NULL));
+  CHECK_OK(wv_store_submit(s, &op, blocking_in_cb, s));
   for (int i = 0; i < 300 && atomic_load(&cb_rc) == 1; i++)
     usleep(5000);
   CHECK_EQ_INT(atomic_load(&cb_rc), WV_EBUSY); /* not a deadlock */
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 TEST(map_grows_then_refuses_cleanly) {
-  wv_store_t *s = NULL;
-  CHECK(tmpdir_make(dir_, "store"));
-  CHECK_OK(wv_store_open(&s, dir_, 256 * 1024, 0));
+  static fresh_t f;
+  CHECK(fresh_dir(&f));
+  CHECK_OK(wv_store_open(&f.s, f.dir, 256 * 1024, 0));
+  wv_store_t *s = f.s;
   char val[8192], key[32];
   memset(val, 'v', sizeof val);
   for (int i = 0; i < 200; i++) { /* 1.6 MB into a 256 KiB map */
@@ -649,7 +696,7 @@ TEST(map_grows_then_refuses_cleanly) {
   /* Raising the ceiling lets the same write through. */
   wv_store_set_map_max(s, st.map_size * 4);
   CHECK_OK(wv_store_put(s, WV_DB_MANIFESTS, key, val, sizeof val, 0));
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 /* Writes a raw value with no record header, behind the store's back. */
@@ -670,15 +717,18 @@ static int plant_corrupt(const char *dir, const char *dbname, const char *key) {
 }
 
 TEST(corrupt_record_fails_alone) {
-  wv_store_t *s = open_fresh(0);
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
   CHECK(s);
   wv_store_close(s);
-  CHECK_OK(plant_corrupt(dir_, "builds", "broken"));
-  s = NULL;
-  CHECK_OK(wv_store_open(&s, dir_, 0, 3000)); /* wide window: one batch */
+  f.s = NULL;
+  CHECK_OK(plant_corrupt(f.dir, "builds", "broken"));
+  CHECK_OK(wv_store_open(&f.s, f.dir, 0, 3000)); /* wide window: one batch */
+  s = f.s;
   char *v;
   CHECK_EQ_INT(wv_store_get(s, WV_DB_BUILDS, "broken", &v, NULL, NULL), WV_ESTORE);
-  struct async_count c = {0};
+  static struct async_count c; /* static: see fresh_t */
+  memset(&c, 0, sizeof c);
   char key[32];
   for (int i = 0; i < 20; i++) {
     snprintf(key, sizeof key, "ok-%d", i);
@@ -689,10 +739,11 @@ TEST(corrupt_record_fails_alone) {
     CHECK_OK(wv_store_submit(s, &op, count_cb, &c));
   }
   wv_store_close(s); /* drains */
+  f.s = NULL;
   CHECK_EQ_INT(atomic_load(&c.failed), 1);
   CHECK_EQ_INT(atomic_load(&c.ok), 19);
-  s = NULL;
-  CHECK_OK(wv_store_open(&s, dir_, 0, 0));
+  CHECK_OK(wv_store_open(&f.s, f.dir, 0, 0));
+  s = f.s;
   CHECK_OK(wv_store_get(s, WV_DB_BUILDS, "ok-19", &v, NULL, NULL));
   free(v);
   CHECK_OK(wv_store_get(s, WV_DB_BUILDS, "ok-0", &v, NULL, NULL));
@@ -700,7 +751,7 @@ TEST(corrupt_record_fails_alone) {
   /* Deleting the bad record works, and then it can be written again. */
   CHECK_OK(wv_store_del(s, WV_DB_BUILDS, "broken"));
   CHECK_OK(wv_store_put(s, WV_DB_BUILDS, "broken", "fixed", 5, 0));
-  close_and_remove(s);
+  fresh_free(&f);
 }
 
 WV_TESTS(T(put_get_del), T(expiry), T(snapshot_reads), T(counters), T(put_if_absent_and_apply),

@@ -187,7 +187,7 @@ TEST(cran_v1) {
   const char *later_cran = "{\"type\":\"CRAN\",\"entries\":[\"dplyr\"],\"channels\":"
                            "[\"https://r.example.org\",\"bioconductor\",\"CRAN\"]}";
   CHECK_OK(render(later_cran, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(strstr(out, "&& install2.r 'dplyr' \\\n") != NULL);
+  CHECK_HAS(out, "&& install2.r 'dplyr' \\\n");
   const char *local = "{\"type\":\"CRAN\",\"entries\":[\"wavedhello\"],\"channels\":"
                       "[\"http://127.0.0.1:8080\"],\"cranOpts\":{\"rImage\":\"r:1\","
                       "\"basePackages\":null}}";
@@ -202,10 +202,10 @@ TEST(cran_v1) {
                     "ENV R_LIBS_USER=\"/usr/local/lib/R/site-library\"\n");
   const char *odd = "{\"type\":\"CRAN\",\"entries\":[\"x\"],\"channels\":[\"http://a/'b\"]}";
   CHECK_OK(render(odd, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(strstr(out, "install2.r 'x'") != NULL);
+  CHECK_HAS(out, "install2.r 'x'");
   const char *word = "{\"type\":\"CRAN\",\"entries\":[\"x\"],\"channels\":[\"conda-forge\"]}";
   CHECK_OK(render(word, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(strstr(out, "install2.r 'x'") != NULL);
+  CHECK_HAS(out, "install2.r 'x'");
   wv_arena_free(A);
 }
 
@@ -269,7 +269,7 @@ TEST(environment_text) {
   const char *v1 = "FROM mambaorg/micromamba:1.5.10-noble\n"
                    "COPY --chown=$MAMBA_USER:$MAMBA_USER conda.yml /tmp/conda.yml\n"
                    "RUN micromamba install -y -n base -f /tmp/conda.yml \\\n";
-  CHECK(!strncmp(out, v1, strlen(v1)));
+  CHECK_PREFIX(out, v1);
 
   /* A spec list gives the YAML of the same specs sent as entries (one spec per line). */
   const char *specs = "# comment\nbioconda::samtools=1.17\n\nnumpy >=1.20\npip:multiqc==1.21\n";
@@ -289,11 +289,11 @@ TEST(environment_text) {
   CHECK_EQ_STR(conda_yaml(env_request("pip::x\n", NULL)),
                "Invalid pip prefix - Likely you want to use 'pip:x' instead of 'pip::x'");
   const char *bad = conda_yaml(env_request("name: x\ndependencies:\n  - [a\n", NULL));
-  CHECK(!strncmp(bad, "Invalid conda YAML at line", 26));
+  CHECK_PREFIX(bad, "Invalid conda YAML at line");
   bad = conda_yaml(env_request("samtools\n- bwa\n", NULL));
-  CHECK(!strncmp(bad, "Invalid conda YAML at line", 26));
+  CHECK_PREFIX(bad, "Invalid conda YAML at line");
   bad = conda_yaml(env_request("# only a comment\n", NULL));
-  CHECK(!strncmp(bad, "Invalid conda YAML at line", 26));
+  CHECK_PREFIX(bad, "Invalid conda YAML at line");
   wv_arena_free(A);
 }
 
@@ -368,7 +368,7 @@ TEST(spec_example_2_tag) {
   char id[WV_CHECKSUM_STRLEN];
   CHECK_OK(wv_checksum_container_id(&in, id));
   CHECK_OK(wv_naming_target_image(A, false, in.repository, id, yaml, WV_NAMING_DEFAULT, &img));
-  CHECK(strncmp(img, "private.cr.seqera.io/wave/build:samtools-1.17--", 47) == 0);
+  CHECK_PREFIX(img, "private.cr.seqera.io/wave/build:samtools-1.17--");
   wv_arena_free(A);
 }
 

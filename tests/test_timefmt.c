@@ -28,22 +28,22 @@ TEST(format_like_java_instant) {
 TEST(parse_iso) {
   int64_t ns = 0;
   CHECK_OK(wv_time_parse_iso("2024-04-09T21:19:01.715321Z", &ns));
-  CHECK(ns == 1712697541715321000LL);
+  CHECK_EQ_INT(ns, 1712697541715321000LL);
   CHECK_OK(wv_time_parse_iso("2025-11-09T02:50:23.254497148Z", &ns));
-  CHECK(ns == 1762656623254497148LL);
+  CHECK_EQ_INT(ns, 1762656623254497148LL);
   CHECK_OK(wv_time_parse_iso("2024-04-09T23:19:01.715321+02:00", &ns));
-  CHECK(ns == 1712697541715321000LL);
+  CHECK_EQ_INT(ns, 1712697541715321000LL);
   CHECK_OK(wv_time_parse_iso("2024-04-09T16:49:01.715321-04:30", &ns));
-  CHECK(ns == 1712697541715321000LL);
+  CHECK_EQ_INT(ns, 1712697541715321000LL);
   /* Fractions of any length; past nine digits they are dropped. */
   CHECK_OK(wv_time_parse_iso("1970-01-01T00:00:00.1Z", &ns));
-  CHECK(ns == 100000000);
+  CHECK_EQ_INT(ns, 100000000);
   CHECK_OK(wv_time_parse_iso("1970-01-01T00:00:00.1234567891234Z", &ns));
-  CHECK(ns == 123456789);
+  CHECK_EQ_INT(ns, 123456789);
   CHECK_OK(wv_time_parse_iso("1969-12-31T23:59:59.5Z", &ns));
-  CHECK(ns == -500000000LL);
+  CHECK_EQ_INT(ns, -500000000LL);
   CHECK_OK(wv_time_parse_iso("2000-02-29T00:00:00Z", &ns));
-  CHECK(ns == 951782400000000000LL);
+  CHECK_EQ_INT(ns, 951782400000000000LL);
 }
 
 TEST(parse_rejects) {
@@ -67,7 +67,7 @@ TEST(parse_rejects) {
       fprintf(stderr, "  accepted '%s'\n", bad[i]);
     CHECK_EQ_INT(wv_time_parse_iso(bad[i], &ns), WV_EPARSE);
   }
-  CHECK(ns == 42);
+  CHECK_EQ_INT(ns, 42);
   CHECK_EQ_INT(wv_time_parse_iso("2300-01-01T00:00:00Z", &ns), WV_ERANGE);
   CHECK_OK(wv_time_parse_iso("2000-02-29T00:00:00Z", &ns)); /* 2000 is a leap year */
 }
@@ -81,7 +81,7 @@ TEST(round_trip) {
     CHECK_OK(wv_time_parse_iso(iso(v), &back));
     if (back != v)
       fprintf(stderr, "  %lld -> %s -> %lld\n", (long long)v, iso(v), (long long)back);
-    CHECK(back == v);
+    CHECK_EQ_INT(back, v);
   }
 }
 

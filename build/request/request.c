@@ -4,9 +4,8 @@
  * DESIGN. wv_creq_check() is one straight list of checks in the order of
  * contract §3.2, so that a request with two problems always gets the message of
  * the first one, as Wave would answer. A request for a service that is
- * switched off (builds, mirrors, scans) or that waved does not provide
- * (Singularity builds) still passes every check it would meet in Wave before
- * its 501, so clients get the same 400s. Plain requests are served by
+ * switched off (builds, mirrors, scans) still passes every check it would
+ * meet in Wave before its 501, so clients get the same 400s. Plain requests are served by
  * submit.c, builds and freezes by build/build.c, mirrors by build/mirror/.
  */
 #include "build/request/request.h"

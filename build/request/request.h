@@ -21,7 +21,7 @@
  * Return codes (the handler maps them with wv_resp_error): 0; WV_EINVAL (400,
  * *msg says why); WV_EAUTH (401 with an empty body: invalid access token);
  * WV_ENOTFOUND (404, *msg); WV_EUNSUPPORTED (501, *msg: a service switched
- * off — builds, mirrors, scans — or a Singularity build); WV_ESTORE / WV_EIO /
+ * off — builds, mirrors, scans); WV_ESTORE / WV_EIO /
  * WV_ENOMEM / WV_EINTERNAL (500).
  *
  * Ownership: everything lives in the caller's arena, including the parsed
@@ -57,7 +57,7 @@
 
 typedef enum {
   WV_CREQ_PLAIN = 0, /* existing image: pass-through or augmentation (contract §3.7) */
-  WV_CREQ_BUILD,     /* containerFile, packages or freeze: answered 501 for now */
+  WV_CREQ_BUILD,     /* containerFile, packages or freeze: build/build.h */
   WV_CREQ_MIRROR,    /* mirror: build/mirror/request.h (501 when wave.mirror.enabled is false) */
 } wv_creq_kind_t;
 
@@ -127,10 +127,11 @@ int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, size_t max_values
 
 /*
  * Runs the checks of contract §3.2 steps 1–10 in order, up to the choice of the
- * request kind. Identity: a towerAccessToken must hash (SHA-256, hex) to a
- * value of cfg->accounts (constant-time), else WV_EAUTH. Builds and mirrors
- * return WV_EUNSUPPORTED after every check they would have passed through;
- * a scanMode asking for a scan returns WV_EUNSUPPORTED when
+ * request kind. Identity: a towerAccessToken must verify against a value of
+ * cfg->accounts (wv_creq_account_for_token), else WV_EAUTH. A mirror returns
+ * WV_EUNSUPPORTED when wave.mirror.enabled is false, after every check it
+ * would have passed through (a build switched off gets its 501 from
+ * wv_build_submit); a scanMode asking for a scan returns WV_EUNSUPPORTED when
  * wave.scan.enabled is false.
  */
 int wv_creq_check(wv_arena_t *a, const wv_config_t *cfg, const wv_creq_t *r, wv_creq_plan_t *plan,
@@ -147,8 +148,9 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
                    const char **msg);
 
 /*
- * The account (a key of cfg->accounts) whose value is the SHA-256 hex of
- * token (a towerAccessToken), or NULL. Compared in constant time.
+ * The account (a key of cfg->accounts) whose secret verifies token (a
+ * towerAccessToken; core/secret.h: salted PBKDF2, or the older unsalted
+ * SHA-256 hex), or NULL. Every entry is compared, in constant time.
  */
 const char *wv_creq_account_for_token(const wv_config_t *cfg, const char *token);
 

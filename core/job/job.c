@@ -289,7 +289,7 @@ void wv__jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info) {
   }
 }
 
-/* Evicts the oldest wv__jobeng_ended jobs past keep_finished (their records stay). */
+/* Evicts the oldest ended jobs past keep_finished (their records stay). */
 static void trim_finished_locked(wv_job_engine_t *e) {
   while (e->nfinished > e->opts.keep_finished) {
     job_t *old = e->fin_head;
@@ -495,7 +495,7 @@ typedef struct {
   jwaiter_t *waiters;
 } parked_t;
 
-/* Hands every waiter of a job that has not wv__jobeng_ended its info with stopping set. */
+/* Hands every waiter of a job that has not ended its info with stopping set. */
 static void release_waiters_on_stop(wv_job_engine_t *e) {
   uv_mutex_lock(&e->mu);
   size_t n = 0, cap = 0;

@@ -106,7 +106,7 @@ int wv_job_register_fn(wv_job_engine_t *e, const char *name, wv_job_fn fn, void 
 
 wv_job_mem_t wv_job_engine_mem(const wv_job_engine_t *e) { return e->mem; }
 
-/* Inserts a QUEUED job into the table and the inbox (no wv__jobeng_save). */
+/* Inserts a QUEUED job into the table and the inbox (no save). */
 void wv__jobeng_admit_locked(wv_job_engine_t *e, job_t *j) {
   uint32_t h = wv__jobeng_hash_id(j->id);
   j->hnext = e->buckets[h];
@@ -126,7 +126,7 @@ void wv__jobeng_inbox_push_locked(wv_job_engine_t *e, job_t *j) {
 
 typedef struct {
   wv_job_engine_t *e;
-  job_t *list; /* loaded jobs that had not wv__jobeng_ended, linked by qnext */
+  job_t *list; /* loaded jobs that had not ended, linked by qnext */
 } recover_t;
 
 static int recover_each(void *arg, const char *id, const char *json, size_t len) {
@@ -429,7 +429,7 @@ int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *
   if (rc)
     return rc;
   if (!found) {
-    /* Every job that has not wv__jobeng_ended is in memory; an evicted one has wv__jobeng_ended.
+    /* Every job that has not ended is in memory; an evicted one has ended.
      * With a shared queue it may run on another instance: wait for its end message. */
     if (wv__jobeng_get_persisted(e, id, &info) != 0)
       return WV_ENOTFOUND;
@@ -485,7 +485,7 @@ int wv_job_log(wv_job_engine_t *e, const char *id, size_t max, char **out, size_
   wv__jobeng_log_path(e, id, path, sizeof path);
   int rc = read_tail(path, max, out, len);
   const wv_job_persist_t *p = e->opts.persist;
-  if (rc == WV_ENOTFOUND && p && p->get_log) /* the job wv__jobeng_ended and its log was stored */
+  if (rc == WV_ENOTFOUND && p && p->get_log) /* the job ended and its log was stored */
     rc = p->get_log(p->ctx, id, max, out, len);
   return rc;
 }

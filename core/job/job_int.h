@@ -1,7 +1,8 @@
 /*
  * core/job/job_int.h — the job engine's private types, shared by core/job/job.c (the
  * engine), core/job/job_step.c (running steps), core/job/job_api.c (other threads'
- * entry points) and core/job/jobrec.c (records as JSON). Not for other modules.
+ * entry points), core/job/job_queue.c (the shared queue) and core/job/jobrec.c
+ * (records as JSON). Not for other modules.
  */
 #ifndef WV_JOB_INT_H
 #define WV_JOB_INT_H

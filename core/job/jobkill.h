@@ -1,8 +1,9 @@
 /*
  * core/job/jobkill.h — making sure nothing a job started outlives it, even when
  * waved itself dies (docs/jobs.md "A crash leaves nothing running"). Used by
- * the --job-exec runner (core/job/job_api.c) and by restart recovery (core/job/job_api.c).
- * Linux /proc only; every call is bounded.
+ * the --job-exec runner and by restart recovery (both core/job/job_api.c); the
+ * step runner (core/job/job_step.c) notes the start time of each step's process
+ * group, so recovery never kills a reused pid. Linux /proc only; every call is bounded.
  */
 #ifndef WV_JOBKILL_H
 #define WV_JOBKILL_H

@@ -5,7 +5,7 @@
  * the request head as handlers see it (path, query, headers, keep-alive)
  * and route matching, over pipelined requests. The connection has no
  * socket: instead of dispatching, each parsed request is inspected and
- * dropped, and parsing goes on with the bytes that follow, as conn_feed does.
+ * dropped, and parsing goes on with the bytes that follow, as wv__srv_conn_feed does.
  */
 #include "core/config.h"
 #include "core/log.h"
