@@ -330,7 +330,8 @@ typedef struct {
 } jobs_persist_t;
 
 /* state.backend: redis: job records, logs and the queue in Redis, shared by the instances. */
-static int open_job_queue(const wv_config_t *cfg, const char *live, jobs_persist_t *jp) {
+static int open_job_queue(const wv_config_t *cfg, wv_store_t *store, const char *live,
+                          jobs_persist_t *jp) {
   char id[WV_JOB_ID_MAX + 1], host[64] = "localhost";
   if (*cfg->redis_instance_id) {
     snprintf(id, sizeof id, "%s", cfg->redis_instance_id);
@@ -347,7 +348,8 @@ static int open_job_queue(const wv_config_t *cfg, const char *live, jobs_persist
                        .poll_ms = cfg->redis_job_poll_ms,
                        .log_max = cfg->redis_job_log_max,
                        .final_ttl_ms = JOB_RECORD_TTL_MS,
-                       .log_dir = live};
+                       .log_dir = live,
+                       .store = store};
   return wv_jobq_open(&qo, &jp->queue, &jp->persist, &jp->queue_ops);
 }
 
@@ -364,7 +366,7 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app, jobs_persist_t *jp)
   self[n > 0 ? n : 0] = '\0';
   if ((rc = wv_jobstore_init(&jp->store, app->store, logs, JOB_RECORD_TTL_MS, &jp->persist)))
     return rc;
-  if (strcmp(cfg->state_backend, "redis") == 0 && (rc = open_job_queue(cfg, live, jp)))
+  if (strcmp(cfg->state_backend, "redis") == 0 && (rc = open_job_queue(cfg, app->store, live, jp)))
     return rc;
   wv_job_opts_init(&o);
   o.queue = jp->queue ? &jp->queue_ops : NULL;

@@ -33,11 +33,15 @@
  * by the reader's slow poll of their records every poll_ms.
  *
  * Connections: the reader and the subscriber each have their own; the callbacks share a small
- * pool (one connection per slot, a mutex each), reconnected on error and retried once.
+ * pool (one connection per slot, a mutex each), reconnected on error and retried once. Records
+ * are read through the instance's state store when it has one (opts.store: same keys), whose
+ * local cache keeps the records of ended jobs (they never change again): a tag pull of a
+ * finished build token on an instance that did not run it costs no round trip.
  */
 #include "storage/jobqueue_redis.h"
 
 #include "storage/redis_conn_int.h"
+#include "storage/store.h"
 
 #include "core/err.h"
 #include "core/log.h"
@@ -104,6 +108,7 @@ struct wv_jobq {
   char log_dir[PATH_MAX];
   int64_t timeout_ms, lease_ms, poll_ms, final_ttl_ms;
   uint64_t log_max;
+  wv_store_t *store; /* reads of records, through its local cache; NULL = GET here */
   slot_t pool[POOL];
   atomic_uint next_slot;
 
@@ -292,9 +297,14 @@ static int get_key(wv_jobq_t *q, const char *k, size_t max, char **out, size_t *
 }
 
 static int p_get(void *ctx, const char *id, char **json, size_t *len) {
+  wv_jobq_t *q = ctx;
   char rk[KEY_MAX];
-  key(ctx, rk, "jobs", id);
-  return get_key(ctx, rk, WV_JOB_RECORD_MAX, json, len);
+  if (q->store) { /* same key; an ended job's record comes from the local cache after once */
+    int rc = wv_store_get_final(q->store, WV_DB_JOBS, id, wv_job_record_final, json, len, NULL);
+    return rc == WV_EINVAL || rc == WV_ETOOBIG ? WV_ENOTFOUND : rc;
+  }
+  key(q, rk, "jobs", id);
+  return get_key(q, rk, WV_JOB_RECORD_MAX, json, len);
 }
 
 static int p_put_log(void *ctx, const char *id, const void *data, size_t len) {
@@ -862,6 +872,7 @@ int wv_jobq_open(const wv_jobq_opts_t *o, wv_jobq_t **out, wv_job_persist_t *per
   q->poll_ms = o->poll_ms > 0 ? o->poll_ms : 3000;
   q->final_ttl_ms = o->final_ttl_ms;
   q->log_max = o->log_max ? o->log_max : (1u << 20);
+  q->store = o->store;
   atomic_init(&q->stop, false);
   atomic_init(&q->next_slot, 0);
   pthread_mutex_init(&q->mu, NULL);

@@ -38,6 +38,9 @@ typedef struct {
   uint64_t log_max;        /* state.redis.job-log-max: bytes of a final log kept */
   int64_t final_ttl_ms;    /* expiry of final records and logs */
   const char *log_dir;     /* the engine's live logs (<log_dir>/<id>.log) */
+  /* The instance's state store on the same Redis (may be NULL): records are read through it,
+   * so ended jobs' records are kept in its local cache (wv_store_get_final). */
+  struct wv_store *store;
 } wv_jobq_opts_t;
 
 /*

@@ -314,6 +314,16 @@ int wv_store_rate(wv_store_t *s, const char *key, int64_t interval_us, int64_t b
  * max_bytes 0: off), WV_EINVAL (no Redis backend, or already on), WV_ENOMEM.
  */
 int wv_store_local_cache(wv_store_t *s, uint64_t max_bytes, int64_t token_ttl_ms);
+/*
+ * wv_store_get for a database whose records stop changing at some point (job records once they
+ * ended, storage/jobqueue_redis.c): with the local cache on, a record read from Redis for which
+ * final(val, len) is true is kept in the cache until its expiry (same LRU and cap) and served
+ * from it; one that is not final is read from Redis every time. Deletions through the store
+ * reach every instance's cache (pub/sub). Without a local cache: wv_store_get.
+ */
+typedef bool (*wv_store_final_fn)(const void *val, size_t len);
+int wv_store_get_final(wv_store_t *s, wv_db_t db, const char *key, wv_store_final_fn final,
+                       char **val, size_t *len, int64_t *expires_ms);
 /* Its counters (each out may be NULL; all 0 when off). */
 void wv_store_local_cache_stats(wv_store_t *s, uint64_t *hits, uint64_t *misses, uint64_t *bytes);
 /* True while its invalidation subscription is up (tokens are cached only then). */

@@ -8,6 +8,7 @@
 #include "core/redisurl.h"
 #include "storage/blobgc.h"
 #include "storage/cas.h"
+#include "storage/jobqueue_redis.h"
 #include "storage/store.h"
 #include "tests/runner.h"
 #include "tests/storage_util.h"
@@ -627,6 +628,119 @@ TEST(local_cache_and_invalidation) {
   CHECK_EQ_INT(snap_str(c, WV_DB_TOKENS, "tok2", buf), WV_EBUSY);
 }
 
+/* Calls of one Redis command since the server started (INFO commandstats). */
+static long long cmd_calls(const char *cmd) {
+  redisContext *c = raw();
+  redisReply *x = c ? redisCommand(c, "INFO commandstats") : NULL;
+  long long n = -1; /* no answer */
+  char pat[64];
+  snprintf(pat, sizeof pat, "cmdstat_%s:calls=", cmd);
+  if (x && x->type == REDIS_REPLY_STRING) {
+    const char *p = strstr(x->str, pat);
+    n = p ? strtoll(p + strlen(pat), NULL, 10) : 0; /* absent: never called */
+  }
+  if (x)
+    freeReplyObject(x);
+  if (c)
+    redisFree(c);
+  return n;
+}
+
+static int job_rec(char *out, size_t cap, const char *id, const char *state) {
+  return snprintf(out, cap,
+                  "{\"id\":\"%s\",\"kind\":\"build\",\"state\":\"%s\",\"created\":1,"
+                  "\"steps\":[{\"type\":\"cmd\",\"argv\":[\"true\"]}]}",
+                  id, state);
+}
+
+static void free_jobq(wv_jobq_t *q) { wv_jobq_free(q); }
+
+/* The job queue reads records through the store: an ended job's record is read from Redis once
+ * and then from the local cache; a running one every time; a deletion reaches every cache. */
+TEST(ended_job_records_cached) {
+  wv_store_t *a = open_redis("t24."), *b = NULL;
+  CHECK(a);
+  TEST_CLEANUP(close_store, a);
+  CHECK(tmpdir_make(dir_b, "rstore-b"));
+  CHECK_OK(wv_store_open(&b, dir_b, 0, 0));
+  TEST_CLEANUP(close_b, b);
+  CHECK_OK(wv_store_use_redis(b, url, "t24.", 1000, 8));
+  CHECK_OK(wv_store_local_cache(a, 1 << 20, 5000));
+  CHECK_OK(wv_store_local_cache(b, 1 << 20, 5000));
+  for (int i = 0; i < 100 && !(wv_store_local_cache_live(a) && wv_store_local_cache_live(b)); i++)
+    usleep(20000);
+  wv_jobq_opts_t o = {.url = url,
+                      .prefix = "t24.",
+                      .timeout_ms = 1000,
+                      .instance_id = "b",
+                      .lease_ms = 3000,
+                      .final_ttl_ms = HOUR_MS,
+                      .log_dir = dir_b,
+                      .store = b};
+  wv_jobq_t *q = NULL;
+  wv_job_persist_t p;
+  wv_job_queue_t qops;
+  CHECK_OK(wv_jobq_open(&o, &q, &p, &qops));
+  TEST_CLEANUP(free_jobq, q);
+  char rec[256], buf[256], *json = NULL;
+  size_t len = 0;
+  int64_t later = wv_store_now_ms() + HOUR_MS;
+  int n = job_rec(rec, sizeof rec, "bd-c_1", "RUNNING");
+  CHECK_OK(wv_store_put(a, WV_DB_JOBS, "bd-c_1", rec, (size_t)n, later));
+  /* Running: every read is a GET. */
+  long long g0 = cmd_calls("get");
+  CHECK(g0 >= 0);
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(p.get(p.ctx, "bd-c_1", &json, &len));
+    CHECK(strstr(json, "RUNNING") != NULL);
+    free(json);
+  }
+  CHECK_EQ_INT(cmd_calls("get") - g0, 2);
+  CHECK_EQ_INT(snap_str(b, WV_DB_JOBS, "bd-c_1", buf), WV_EBUSY); /* not cached */
+  /* Ended (saved by the instance that ran it, as the queue does: a plain SET): one GET. */
+  n = job_rec(rec, sizeof rec, "bd-c_1", "SUCCEEDED");
+  redisContext *c = raw();
+  CHECK(c);
+  redisReply *x = redisCommand(c, "SET %s %b PX 3600000", "t24.jobs:bd-c_1", rec, (size_t)n);
+  CHECK(x && x->type == REDIS_REPLY_STATUS);
+  freeReplyObject(x);
+  redisFree(c);
+  g0 = cmd_calls("get");
+  for (int i = 0; i < 3; i++) {
+    CHECK_OK(p.get(p.ctx, "bd-c_1", &json, &len));
+    CHECK(strstr(json, "SUCCEEDED") != NULL);
+    CHECK_EQ_INT(len, n);
+    free(json);
+  }
+  CHECK_EQ_INT(cmd_calls("get") - g0, 1);
+  CHECK_EQ_INT(snap_str(b, WV_DB_JOBS, "bd-c_1", buf), 1); /* the IO loops' read too */
+  /* Not what a reader without final() fills: a FAILED record read by wv_store_get. */
+  n = job_rec(rec, sizeof rec, "bd-c_2", "FAILED");
+  CHECK_OK(wv_store_put(a, WV_DB_JOBS, "bd-c_2", rec, (size_t)n, later));
+  CHECK_OK(get_str(b, WV_DB_JOBS, "bd-c_2", buf, sizeof buf, NULL));
+  CHECK_EQ_INT(snap_str(b, WV_DB_JOBS, "bd-c_2", buf), WV_EBUSY);
+  /* A deletion on A is gone from B's memory. */
+  CHECK_OK(wv_store_del(a, WV_DB_JOBS, "bd-c_1"));
+  int rc = 1;
+  for (int i = 0; i < 100 && (rc = snap_str(b, WV_DB_JOBS, "bd-c_1", buf)) == 1; i++)
+    usleep(10000);
+  CHECK_EQ_INT(rc, WV_EBUSY);
+  CHECK_EQ_INT(p.get(p.ctx, "bd-c_1", &json, &len), WV_ENOTFOUND);
+  /* The cache honours the record's expiry. */
+  n = job_rec(rec, sizeof rec, "bd-c_3", "FAILED");
+  CHECK_OK(wv_store_put(a, WV_DB_JOBS, "bd-c_3", rec, (size_t)n, wv_store_now_ms() + 700));
+  /* (A's write is announced too; a read that crosses the announcement does not fill.) */
+  for (int i = 0; i < 20 && (rc = snap_str(b, WV_DB_JOBS, "bd-c_3", buf)) != 1; i++) {
+    CHECK_OK(p.get(p.ctx, "bd-c_3", &json, &len));
+    free(json);
+    usleep(10000);
+  }
+  CHECK_EQ_INT(rc, 1);
+  usleep(800000);
+  CHECK_EQ_INT(snap_str(b, WV_DB_JOBS, "bd-c_3", buf), WV_EBUSY);
+  CHECK_EQ_INT(p.get(p.ctx, "bd-c_3", &json, &len), WV_ENOTFOUND);
+}
+
 /* Every database the collector marks is in Redis, the job records included (the job queue
  * writes them there): a blob only a job of another instance names is kept, an orphan goes. */
 TEST(blob_gc_marks_cluster_wide) {
@@ -659,6 +773,7 @@ int main(int argc, char **argv) {
                                     T(cluster_lock_one_holder),
                                     T(cluster_rate_bucket),
                                     T(local_cache_and_invalidation),
+                                    T(ended_job_records_cached),
                                     T(blob_gc_marks_cluster_wide),
                                     T(put_nx_and_counters),
                                     T(apply_is_all_or_nothing),

@@ -63,6 +63,9 @@ typedef enum { WV_JOB_QUEUED = 0, WV_JOB_RUNNING, WV_JOB_SUCCEEDED, WV_JOB_FAILE
 
 /* "QUEUED", "RUNNING", "SUCCEEDED", "FAILED". */
 const char *wv_job_state_name(wv_job_state_t s);
+/* True when json is a whole job record (persistence's format) of a job that ended (SUCCEEDED
+ * or FAILED): such a record never changes again, so it may be cached (wv_store_get_final). */
+bool wv_job_record_final(const void *json, size_t len);
 
 /* How the memory limit of command steps is enforced (docs/jobs.md). */
 typedef enum {
