@@ -349,7 +349,8 @@ static int open_job_queue(const wv_config_t *cfg, wv_store_t *store, const char 
                        .log_max = cfg->redis_job_log_max,
                        .final_ttl_ms = JOB_RECORD_TTL_MS,
                        .log_dir = live,
-                       .store = store};
+                       .store = store,
+                       .max_deliveries = cfg->redis_job_max_deliveries};
   return wv_jobq_open(&qo, &jp->queue, &jp->persist, &jp->queue_ops);
 }
 

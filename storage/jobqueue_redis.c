@@ -28,6 +28,12 @@
  * FAILED with WV_JOB_REASON_LOST). At start the reader first adopts what its own consumer still
  * has pending (WV_JOB_ADOPT_RECOVER: the restart recovery of one instance).
  *
+ * Poison jobs: a job whose run kills its instance would be taken over for ever. XAUTOCLAIM and a
+ * re-read of one's own pending messages count a delivery; before a reclaimed or recovered
+ * message is run, XPENDING gives that count, and past max_deliveries the job is failed instead
+ * (wv_job_abandon: "abandoned by N instances ...") and acknowledged like any ended job, so
+ * its waiters everywhere get the failure.
+ *
  * Waiters of jobs running elsewhere (core/job/job_queue.c) are woken by the subscriber thread
  * (SUBSCRIBE jobs:done on its own connection) and, in case a message was missed (a reconnect),
  * by the reader's slow poll of their records every poll_ms.
@@ -108,7 +114,8 @@ struct wv_jobq {
   char log_dir[PATH_MAX];
   int64_t timeout_ms, lease_ms, poll_ms, final_ttl_ms;
   uint64_t log_max;
-  wv_store_t *store; /* reads of records, through its local cache; NULL = GET here */
+  int max_deliveries; /* a message delivered more often is failed, not run */
+  wv_store_t *store;  /* reads of records, through its local cache; NULL = GET here */
   slot_t pool[POOL];
   atomic_uint next_slot;
 
@@ -439,9 +446,27 @@ static void release(wv_jobq_t *q, redisContext **c, const char *id) {
   simple(q, c, 5, rel, rl);
 }
 
-/* A message of a job: lease, then the engine; acknowledged when the job has ended. */
+/* How many times the group delivered message msgid of stream sk (XPENDING), 0 = unknown. */
+static long long deliveries(wv_jobq_t *q, redisContext **c, const char *sk, const char *msgid) {
+  ARGS("XPENDING", sk, GROUP, msgid, msgid, "1");
+  redisReply *r = ccmd(q, c, argc_, argv_, len_);
+  long long n = 0;
+  if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+      r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 4 &&
+      r->element[0]->element[3]->type == REDIS_REPLY_INTEGER)
+    n = r->element[0]->element[3]->integer;
+  if (r)
+    freeReplyObject(r);
+  return n;
+}
+
+/*
+ * A message of a job: lease, then the engine; acknowledged when the job has ended. delivered:
+ * how many times the group handed it out, this time included (0 = unknown: a new message); past
+ * max_deliveries every instance that took it stopped answering, so it is failed, not run.
+ */
 static void handle(wv_jobq_t *q, redisContext **c, const char *kind, const char *msgid,
-                   const char *id, wv_job_adopt_t how) {
+                   const char *id, wv_job_adopt_t how, long long delivered) {
   if (!id) { /* a deleted entry still pending */
     finish_msg(q, c, kind, msgid, "", false);
     return;
@@ -464,7 +489,17 @@ static void handle(wv_jobq_t *q, redisContext **c, const char *kind, const char 
   q->mine = m;
   pthread_mutex_unlock(&q->mu);
   bool ended = false;
-  int rc = wv_job_adopt(q->engine, id, how, &ended);
+  int rc;
+  if (delivered > q->max_deliveries) {
+    char why[WV_JOB_REASON_MAX];
+    snprintf(why, sizeof why,
+             "abandoned by %lld instances: each took the job and stopped answering before it "
+             "ended (state.redis.job-max-deliveries: %d); it is not run again",
+             delivered - 1, q->max_deliveries);
+    rc = wv_job_abandon(q->engine, id, why, &ended);
+  } else {
+    rc = wv_job_adopt(q->engine, id, how, &ended);
+  }
   if (rc == 0 && !ended)
     return; /* runs here: q_ended finishes the message */
   pthread_mutex_lock(&q->mu);
@@ -520,8 +555,9 @@ static void handle_read(wv_jobq_t *q, redisContext **c, redisReply *r, wv_job_ad
     const char *kind = kind_of(q, st->element[0]->str);
     for (size_t i = 0; i < st->element[1]->elements && !atomic_load(&q->stop); i++) {
       const char *msgid, *id = entry_id(st->element[1]->element[i], &msgid);
-      if (msgid)
-        handle(q, c, kind, msgid, id, how);
+      if (msgid) /* own pending ones after a restart: delivered before, maybe often */
+        handle(q, c, kind, msgid, id, how,
+               how == WV_JOB_ADOPT_NEW ? 0 : deliveries(q, c, st->element[0]->str, msgid));
     }
   }
 }
@@ -679,7 +715,7 @@ static void reclaim(wv_jobq_t *q, redisContext **c) {
       for (size_t k = 0; k < r->element[1]->elements; k++) {
         const char *msgid, *id = entry_id(r->element[1]->element[k], &msgid);
         if (msgid)
-          handle(q, c, names[i], msgid, id, WV_JOB_ADOPT_RECLAIM);
+          handle(q, c, names[i], msgid, id, WV_JOB_ADOPT_RECLAIM, deliveries(q, c, sk, msgid));
       }
       if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY) /* deleted entries */
         for (size_t k = 0; k < r->element[2]->elements; k++)
@@ -873,6 +909,7 @@ int wv_jobq_open(const wv_jobq_opts_t *o, wv_jobq_t **out, wv_job_persist_t *per
   q->final_ttl_ms = o->final_ttl_ms;
   q->log_max = o->log_max ? o->log_max : (1u << 20);
   q->store = o->store;
+  q->max_deliveries = o->max_deliveries > 0 ? o->max_deliveries : 3;
   atomic_init(&q->stop, false);
   atomic_init(&q->next_slot, 0);
   pthread_mutex_init(&q->mu, NULL);

@@ -41,6 +41,9 @@ typedef struct {
   /* The instance's state store on the same Redis (may be NULL): records are read through it,
    * so ended jobs' records are kept in its local cache (wv_store_get_final). */
   struct wv_store *store;
+  /* state.redis.job-max-deliveries: a message delivered more often than this (XPENDING's count)
+   * is failed instead of run (docs/scale-out.md "Poison jobs"); 0 = 3. */
+  int max_deliveries;
 } wv_jobq_opts_t;
 
 /*

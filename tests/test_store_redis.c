@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -647,10 +648,11 @@ static long long cmd_calls(const char *cmd) {
 }
 
 static int job_rec(char *out, size_t cap, const char *id, const char *state) {
-  return snprintf(out, cap,
-                  "{\"id\":\"%s\",\"kind\":\"build\",\"state\":\"%s\",\"created\":1,"
-                  "\"steps\":[{\"type\":\"cmd\",\"argv\":[\"true\"]}]}",
-                  id, state);
+  return snprintf(
+      out, cap,
+      "{\"id\":\"%s\",\"kind\":\"build\",\"state\":\"%s\",\"created\":1,\"deadline_ms\":20000,"
+      "\"steps\":[{\"type\":\"cmd\",\"argv\":[\"true\"]}]}",
+      id, state);
 }
 
 static void free_jobq(wv_jobq_t *q) { wv_jobq_free(q); }
@@ -741,6 +743,127 @@ TEST(ended_job_records_cached) {
   CHECK_EQ_INT(p.get(p.ctx, "bd-c_3", &json, &len), WV_ENOTFOUND);
 }
 
+/* A job engine with the shared queue (instance "real"), as core/main.c starts one. */
+typedef struct {
+  char dir[256];
+  wv_jobq_t *q;
+  wv_job_engine_t *e;
+  wv_job_persist_t p;
+  wv_job_queue_t qops;
+} qinst_t;
+
+static void qinst_close(qinst_t *in) {
+  wv_jobq_stop(in->q); /* its threads use the engine */
+  wv_job_engine_free(in->e);
+  wv_jobq_free(in->q);
+  tmpdir_remove(in->dir);
+}
+
+static int qinst_open(qinst_t *in, const char *prefix, int max_deliveries) {
+  if (!tmpdir_make(in->dir, "jobq"))
+    return WV_EIO;
+  wv_jobq_opts_t o = {.url = url,
+                      .prefix = prefix,
+                      .timeout_ms = 1000,
+                      .instance_id = "real",
+                      .lease_ms = 1000,
+                      .poll_ms = 500,
+                      .final_ttl_ms = HOUR_MS,
+                      .log_dir = in->dir,
+                      .max_deliveries = max_deliveries};
+  int rc = wv_jobq_open(&o, &in->q, &in->p, &in->qops);
+  if (rc)
+    return rc;
+  wv_job_opts_t jo;
+  wv_job_opts_init(&jo);
+  jo.log_dir = in->dir;
+  jo.persist = &in->p;
+  jo.queue = &in->qops;
+  jo.rerun_reclaimed = true;
+  wv_job_kind_t k = {
+      .name = "build", .label = "Container build", .max_running = 2, .deadline_ms = 20000};
+  if ((rc = wv_job_engine_new(&jo, &in->e)) || (rc = wv_job_register_kind(in->e, &k)) ||
+      (rc = wv_job_engine_start(in->e)))
+    return rc;
+  return 0;
+}
+
+typedef struct {
+  atomic_int done;
+  wv_job_info_t info;
+} qwait_t;
+
+static void qwait_cb(void *arg, const wv_job_info_t *info) {
+  qwait_t *w = arg;
+  w->info = *info;
+  atomic_store(&w->done, 1);
+}
+
+static bool qwait(qwait_t *w, int ms) {
+  for (int i = 0; i < ms / 10 && !atomic_load(&w->done); i++)
+    usleep(10000);
+  return atomic_load(&w->done);
+}
+
+/* A raw command on the fixture's Redis; its reply's type (-1: no reply). */
+static int rcmd(const char *fmt, ...) {
+  redisContext *c = raw();
+  va_list ap;
+  va_start(ap, fmt);
+  redisReply *x = c ? redisvCommand(c, fmt, ap) : NULL;
+  va_end(ap);
+  int t = x ? x->type : -1;
+  if (x)
+    freeReplyObject(x);
+  if (c)
+    redisFree(c);
+  return t;
+}
+
+/* A job whose every instance dies: a fake consumer read it and two more took it over by
+ * XAUTOCLAIM, none acknowledged; with job-max-deliveries 3 the real instance's reclaim (the
+ * fourth delivery) fails it, acknowledges it and its waiter gets the failure. A job delivered
+ * twice before is run again. */
+TEST(poison_job_failed_after_cap) {
+  char rec[256];
+  int n = job_rec(rec, sizeof rec, "bd-p_1", "RUNNING");
+  CHECK_EQ_INT(rcmd("SET t25.jobs:bd-p_1 %b", rec, (size_t)n), REDIS_REPLY_STATUS);
+  n = job_rec(rec, sizeof rec, "bd-p_2", "RUNNING");
+  CHECK_EQ_INT(rcmd("SET t25.jobs:bd-p_2 %b", rec, (size_t)n), REDIS_REPLY_STATUS);
+  CHECK_EQ_INT(rcmd("XGROUP CREATE t25.jobq:build waved 0 MKSTREAM"), REDIS_REPLY_STATUS);
+  CHECK_EQ_INT(rcmd("XADD t25.jobq:build * id bd-p_1"), REDIS_REPLY_STRING);
+  CHECK_EQ_INT(rcmd("XREADGROUP GROUP waved dead1 COUNT 1 STREAMS t25.jobq:build >"),
+               REDIS_REPLY_ARRAY);
+  CHECK_EQ_INT(rcmd("XAUTOCLAIM t25.jobq:build waved dead2 0 0-0"), REDIS_REPLY_ARRAY);
+  CHECK_EQ_INT(rcmd("XAUTOCLAIM t25.jobq:build waved dead3 0 0-0"), REDIS_REPLY_ARRAY);
+  CHECK_EQ_INT(rcmd("XADD t25.jobq:build * id bd-p_2"), REDIS_REPLY_STRING);
+  CHECK_EQ_INT(rcmd("XREADGROUP GROUP waved dead1 COUNT 1 STREAMS t25.jobq:build >"),
+               REDIS_REPLY_ARRAY);
+  CHECK_EQ_INT(raw_int("XLEN %s", "t25.jobq:build"), 2);
+  qinst_t in = {0};
+  CHECK_OK(qinst_open(&in, "t25.", 3));
+  TEST_CLEANUP(qinst_close, &in);
+  qwait_t w1 = {0}, w2 = {0};
+  CHECK_OK(wv_job_on_done(in.e, "bd-p_1", qwait_cb, &w1)); /* a parked pull, say */
+  CHECK_OK(wv_job_on_done(in.e, "bd-p_2", qwait_cb, &w2));
+  CHECK_OK(wv_jobq_start(in.q, in.e));
+  CHECK(qwait(&w1, 15000));
+  CHECK_EQ_INT(w1.info.state, WV_JOB_FAILED);
+  CHECK(strstr(w1.info.reason, "abandoned by 3 instances") != NULL);
+  CHECK(strstr(w1.info.reason, "job-max-deliveries") != NULL);
+  char *json = NULL;
+  size_t len;
+  CHECK_OK(in.p.get(in.p.ctx, "bd-p_1", &json, &len));
+  CHECK(strstr(json, "\"FAILED\"") != NULL);
+  free(json);
+  CHECK(qwait(&w2, 15000)); /* under the cap: taken over and run again */
+  CHECK_EQ_INT(w2.info.state, WV_JOB_SUCCEEDED);
+  int64_t pending = -1;
+  for (int i = 0; i < 100 && (pending = raw_int("XLEN %s", "t25.jobq:build")) != 0; i++)
+    usleep(20000);
+  CHECK_EQ_INT(pending, 0); /* both acknowledged and deleted */
+}
+
 /* Every database the collector marks is in Redis, the job records included (the job queue
  * writes them there): a blob only a job of another instance names is kept, an orphan goes. */
 TEST(blob_gc_marks_cluster_wide) {
@@ -774,6 +897,7 @@ int main(int argc, char **argv) {
                                     T(cluster_rate_bucket),
                                     T(local_cache_and_invalidation),
                                     T(ended_job_records_cached),
+                                    T(poison_job_failed_after_cap),
                                     T(blob_gc_marks_cluster_wide),
                                     T(put_nx_and_counters),
                                     T(apply_is_all_or_nothing),

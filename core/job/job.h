@@ -307,6 +307,15 @@ typedef enum {
 int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *ended);
 
 /*
+ * Job id (whose lease the caller holds) was taken by too many instances that all stopped
+ * answering (state.redis.job-max-deliveries): it is not run again here but saved FAILED with
+ * reason (what a RUNNING record's instance left in its log is kept, with the reason after it).
+ * Sets *ended as wv_job_adopt does (also when it had ended already). 0, WV_ENOTFOUND,
+ * WV_EINVAL, WV_ECLOSED, WV_ENOMEM or the save's error. Any thread.
+ */
+int wv_job_abandon(wv_job_engine_t *e, const char *id, const char *reason, bool *ended);
+
+/*
  * Job id ended on another instance (a message, or the slow poll): its waiters here run when its
  * persisted record says it ended. Any thread but the job thread's callbacks.
  */
