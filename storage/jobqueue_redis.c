@@ -135,38 +135,10 @@ static struct timeval tv_of(int64_t ms) {
   return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 }
 
+/* A connection whose commands time out after timeout_ms (the reader's also wait BLOCK_MS). */
 static redisContext *rconnect(const wv_jobq_t *q, int64_t timeout_ms) {
-  redisContext *c = wv__redis_connect(&q->url, tv_of(q->timeout_ms), wv__redis_tls_ca());
-  if (!c || c->err) {
-    if (c)
-      redisFree(c);
-    return NULL;
-  }
-  redisSetTimeout(c, tv_of(timeout_ms));
-  if (!q->url.tls) /* a TLS connection: keepalive is on the pump's TCP socket */
-    redisEnableKeepAlive(c);
-  redisReply *r = NULL;
-  if (q->url.has_pass) {
-    r = q->url.user[0] ? redisCommand(c, "AUTH %s %s", q->url.user, q->url.pass)
-                       : redisCommand(c, "AUTH %s", q->url.pass);
-    bool ok = r && r->type != REDIS_REPLY_ERROR;
-    if (r)
-      freeReplyObject(r);
-    if (!ok) {
-      redisFree(c);
-      return NULL;
-    }
-  }
-  if (q->url.db) {
-    r = redisCommand(c, "SELECT %d", q->url.db);
-    bool ok = r && r->type != REDIS_REPLY_ERROR;
-    if (r)
-      freeReplyObject(r);
-    if (!ok) {
-      redisFree(c);
-      return NULL;
-    }
-  }
+  redisContext *c = NULL;
+  wv__redis_open(&q->url, tv_of(q->timeout_ms), tv_of(timeout_ms), wv__redis_tls_ca(), &c, NULL, 0);
   return c;
 }
 

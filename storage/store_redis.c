@@ -240,52 +240,14 @@ static void free_replies(redisReply **rep, size_t n) {
 
 /* ---- connections --------------------------------------------------------- */
 
-static int handshake(wv_rstore_t *r, redisContext *c) {
-  cmd_t cmds[2];
-  size_t n = 0;
-  char db[16];
-  if (r->url.has_pass) {
-    cmds[n] = cmd1("AUTH");
-    if (r->url.user[0])
-      arg_s(&cmds[n], r->url.user);
-    arg_s(&cmds[n++], r->url.pass);
-  }
-  if (r->url.db) {
-    snprintf(db, sizeof db, "%d", r->url.db);
-    cmds[n] = cmd1("SELECT");
-    arg_s(&cmds[n++], db);
-  }
-  redisReply *rep[2] = {0};
-  int rc = n ? pipeline(r, c, cmds, n, rep) : 0;
-  for (size_t i = 0; i < n && !rc; i++)
-    if (rep[i]->type == REDIS_REPLY_ERROR) {
-      rc = reply_err(r, rep[i]);
-      if (rc == WV_ESTORE && i == n - 1 && r->url.db)
-        rc = WV_EINVAL; /* SELECT of a database the server does not have */
-    }
-  free_replies(rep, n);
-  return rc;
-}
-
 static int conn_open(wv_rstore_t *r, redisContext **out) {
-  redisContext *c = wv__redis_connect(&r->url, r->tv, wv__redis_tls_ca());
-  if (!c)
-    return WV_ENOMEM;
-  if (c->err) {
-    note_down(r, c->errstr);
-    redisFree(c);
-    return WV_EUNAVAIL;
-  }
-  redisSetTimeout(c, r->tv);
-  if (!r->url.tls) /* a TLS connection: keepalive is on the pump's TCP socket */
-    redisEnableKeepAlive(c);
-  int rc = handshake(r, c);
-  if (rc) {
-    redisFree(c);
-    return rc;
-  }
-  *out = c;
-  return 0;
+  char why[256];
+  int rc = wv__redis_open(&r->url, r->tv, r->tv, wv__redis_tls_ca(), out, why, sizeof why);
+  if (rc == WV_EUNAVAIL || rc == WV_EAUTH)
+    note_down(r, why);
+  else if (rc && rc != WV_ENOMEM)
+    wv_error("redis: %s", why);
+  return rc;
 }
 
 /* False when the server closed the connection while it sat idle (a restart). */

@@ -573,20 +573,36 @@ static void close_c(wv_store_t *s) {
   tmpdir_remove(dir_c);
 }
 
+/* Instance B of a two-instance test (its own LMDB in dir_b) on prefix; NULL on failure. */
+static wv_store_t *open_b(const char *prefix) {
+  wv_store_t *b = NULL;
+  if (!tmpdir_make(dir_b, "rstore-b") || wv_store_open(&b, dir_b, 0, 0) != 0)
+    return NULL;
+  if (wv_store_use_redis(b, url, prefix, 1000, 8) != 0) {
+    close_b(b);
+    return NULL;
+  }
+  return b;
+}
+
+/* Turns on the local caches of a and b (1 MiB, tokens 5 s); waits until both subscribed. */
+static int caches_on(wv_store_t *a, wv_store_t *b) {
+  int rc = wv_store_local_cache(a, 1 << 20, 5000);
+  rc = rc ? rc : wv_store_local_cache(b, 1 << 20, 5000);
+  for (int i = 0; !rc && i < 100 && !(wv_store_local_cache_live(a) && wv_store_local_cache_live(b));
+       i++)
+    usleep(20000);
+  return rc ? rc : wv_store_local_cache_live(a) && wv_store_local_cache_live(b) ? 0 : WV_ETIMEOUT;
+}
+
 TEST(local_cache_and_invalidation) {
   wv_store_t *a = open_redis("t22."), *b = NULL;
   CHECK(a);
   TEST_CLEANUP(close_store, a);
-  CHECK(tmpdir_make(dir_b, "rstore-b"));
-  CHECK_OK(wv_store_open(&b, dir_b, 0, 0));
+  CHECK((b = open_b("t22.")));
   TEST_CLEANUP(close_b, b);
-  CHECK_OK(wv_store_use_redis(b, url, "t22.", 1000, 8));
-  CHECK_OK(wv_store_local_cache(a, 1 << 20, 5000));
-  CHECK_OK(wv_store_local_cache(b, 1 << 20, 5000));
+  CHECK_OK(caches_on(a, b));
   CHECK_EQ_INT(wv_store_local_cache(b, 1 << 20, 5000), WV_EINVAL); /* once */
-  for (int i = 0; i < 100 && !(wv_store_local_cache_live(a) && wv_store_local_cache_live(b)); i++)
-    usleep(20000);
-  CHECK(wv_store_local_cache_live(b));
   int64_t later = wv_store_now_ms() + HOUR_MS;
   char buf[64] = "";
   CHECK_OK(wv_store_put(a, WV_DB_TOKENS, "tok", "rec", 3, later));
@@ -663,14 +679,9 @@ TEST(ended_job_records_cached) {
   wv_store_t *a = open_redis("t24."), *b = NULL;
   CHECK(a);
   TEST_CLEANUP(close_store, a);
-  CHECK(tmpdir_make(dir_b, "rstore-b"));
-  CHECK_OK(wv_store_open(&b, dir_b, 0, 0));
+  CHECK((b = open_b("t24.")));
   TEST_CLEANUP(close_b, b);
-  CHECK_OK(wv_store_use_redis(b, url, "t24.", 1000, 8));
-  CHECK_OK(wv_store_local_cache(a, 1 << 20, 5000));
-  CHECK_OK(wv_store_local_cache(b, 1 << 20, 5000));
-  for (int i = 0; i < 100 && !(wv_store_local_cache_live(a) && wv_store_local_cache_live(b)); i++)
-    usleep(20000);
+  CHECK_OK(caches_on(a, b));
   wv_jobq_opts_t o = {.url = url,
                       .prefix = "t24.",
                       .timeout_ms = 1000,
