@@ -44,7 +44,6 @@
 #include "storage/jobqueue_redis.h"
 #include "storage/jobstore.h"
 #include "storage/ops.h"
-#include "storage/redis_conn_int.h"
 #include "storage/state_move.h"
 #include "storage/store.h"
 #include "version.h"
@@ -205,7 +204,7 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
   }
   if (strcmp(cfg->state_backend, "redis") == 0 &&
       (rc = wv_store_use_redis(app->store, cfg->redis_url, cfg->redis_prefix, cfg->redis_timeout_ms,
-                               cfg->redis_max_conns))) {
+                               cfg->redis_max_conns, cfg->redis_tls_ca))) {
     wv_error("cannot use the Redis state backend (state.redis.url): %s", wv_strerror(rc));
     return rc;
   }
@@ -350,7 +349,8 @@ static int open_job_queue(const wv_config_t *cfg, wv_store_t *store, const char 
                        .final_ttl_ms = JOB_RECORD_TTL_MS,
                        .log_dir = live,
                        .store = store,
-                       .max_deliveries = cfg->redis_job_max_deliveries};
+                       .max_deliveries = cfg->redis_job_max_deliveries,
+                       .tls_ca = cfg->redis_tls_ca};
   return wv_jobq_open(&qo, &jp->queue, &jp->persist, &jp->queue_ops);
 }
 
@@ -450,7 +450,6 @@ int main(int argc, char **argv) {
     wv_config_free(&cfg);
     return 2;
   }
-  wv__redis_tls_ca_set(cfg.redis_tls_ca); /* every Redis connection of this process */
 
   if (cli.backup) { /* an operator command, safe while a waved serves the same data */
     rc = wv_store_backup_main(cfg.storage_path, cfg.storage_map_size, cli.backup);
@@ -460,7 +459,8 @@ int main(int argc, char **argv) {
   if (cli.state_cmd) { /* an operator command: no server */
     wv_state_move_t o = {cfg.storage_path,     cfg.storage_map_size,
                          cfg.redis_url,        cfg.redis_prefix,
-                         cfg.redis_timeout_ms, strcmp(cli.state_cmd, "export") == 0};
+                         cfg.redis_timeout_ms, strcmp(cli.state_cmd, "export") == 0,
+                         cfg.redis_tls_ca};
     rc = wv_state_move_main(&o);
     wv_config_free(&cfg);
     return rc;

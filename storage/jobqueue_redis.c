@@ -108,6 +108,7 @@ typedef struct {
 
 struct wv_jobq {
   wv_redisurl_t url;
+  char tls_ca[PATH_MAX]; /* "" = the system's CAs */
   char prefix[65];
   char me[WV_JOB_ID_MAX + 1];
   char nonce[13]; /* this process's claim on the instance id (jobinstance:<me>) */
@@ -138,7 +139,7 @@ static struct timeval tv_of(int64_t ms) {
 /* A connection whose commands time out after timeout_ms (the reader's also wait BLOCK_MS). */
 static redisContext *rconnect(const wv_jobq_t *q, int64_t timeout_ms) {
   redisContext *c = NULL;
-  wv__redis_open(&q->url, tv_of(q->timeout_ms), tv_of(timeout_ms), wv__redis_tls_ca(), &c, NULL, 0);
+  wv__redis_open(&q->url, tv_of(q->timeout_ms), tv_of(timeout_ms), q->tls_ca, &c, NULL, 0);
   return c;
 }
 
@@ -862,7 +863,8 @@ int wv_jobq_open(const wv_jobq_opts_t *o, wv_jobq_t **out, wv_job_persist_t *per
                  wv_job_queue_t *queue) {
   char why[256];
   if (!o->instance_id || !*o->instance_id || strlen(o->instance_id) > WV_JOB_ID_MAX ||
-      strlen(o->prefix) > 64 || !o->log_dir || strlen(o->log_dir) >= PATH_MAX || o->lease_ms < 1000)
+      strlen(o->prefix) > 64 || !o->log_dir || strlen(o->log_dir) >= PATH_MAX ||
+      o->lease_ms < 1000 || (o->tls_ca && strlen(o->tls_ca) >= PATH_MAX))
     return WV_EINVAL;
   wv_jobq_t *q = calloc(1, sizeof *q);
   if (!q)
@@ -873,6 +875,7 @@ int wv_jobq_open(const wv_jobq_opts_t *o, wv_jobq_t **out, wv_job_persist_t *per
     return WV_EINVAL;
   }
   snprintf(q->prefix, sizeof q->prefix, "%s", o->prefix);
+  snprintf(q->tls_ca, sizeof q->tls_ca, "%s", o->tls_ca ? o->tls_ca : "");
   snprintf(q->me, sizeof q->me, "%s", o->instance_id);
   snprintf(q->log_dir, sizeof q->log_dir, "%s", o->log_dir);
   q->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 2000;

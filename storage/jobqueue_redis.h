@@ -44,6 +44,7 @@ typedef struct {
   /* state.redis.job-max-deliveries: a message delivered more often than this (XPENDING's count)
    * is failed instead of run (docs/scale-out.md "Poison jobs"); 0 = 3. */
   int max_deliveries;
+  const char *tls_ca; /* state.redis.tls-ca: CAs of a rediss:// server; NULL or "" = the system's */
 } wv_jobq_opts_t;
 
 /*

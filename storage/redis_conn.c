@@ -45,17 +45,6 @@
 #define PUMP_BUF 16384          /* bytes buffered per direction */
 #define PUMP_STACK (256 * 1024) /* the pump's stack (OpenSSL needs some) */
 
-static pthread_mutex_t ca_mu = PTHREAD_MUTEX_INITIALIZER;
-static char ca_path[PATH_MAX];
-
-void wv__redis_tls_ca_set(const char *path) {
-  pthread_mutex_lock(&ca_mu);
-  snprintf(ca_path, sizeof ca_path, "%s", path ? path : "");
-  pthread_mutex_unlock(&ca_mu);
-}
-
-const char *wv__redis_tls_ca(void) { return ca_path; }
-
 /* A context that only carries an error (hiredis has no constructor for one). */
 static redisContext *failed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static redisContext *failed(const char *fmt, ...) {

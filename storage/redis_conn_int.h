@@ -31,8 +31,4 @@ redisContext *wv__redis_connect(const wv_redisurl_t *u, struct timeval tv, const
 int wv__redis_open(const wv_redisurl_t *u, struct timeval connect_tv, struct timeval cmd_tv,
                    const char *ca_file, redisContext **out, char *why, size_t whylen);
 
-/* state.redis.tls-ca for the connect sites that have no config at hand (copied; NULL = ""). */
-void wv__redis_tls_ca_set(const char *path);
-const char *wv__redis_tls_ca(void);
-
 #endif

@@ -128,15 +128,16 @@ int wv_store_open(wv_store_t **out, const char *dir, uint64_t map_size, int64_t 
 
 /*
  * Moves the shared databases to the Redis server of url (state.redis.url:
- * redis://[[user]:password@]host[:port][/db]; rediss:// is refused, this
- * build's hiredis has no TLS), their keys under prefix (state.redis.prefix),
- * with timeout_ms on connecting and on every command and at most max_conns
- * connections. Call it once, right after wv_store_open and before any other
+ * redis://[[user]:password@]host[:port][/db], or rediss:// for TLS with the
+ * server's certificate checked against the PEM file tls_ca, NULL or "" = the
+ * system's CAs: state.redis.tls-ca), their keys under prefix
+ * (state.redis.prefix), with timeout_ms on connecting and on every command and
+ * at most max_conns connections. Call it once, right after wv_store_open and before any other
  * thread uses the store. Returns 0, or WV_EINVAL / WV_EUNAVAIL / WV_EAUTH /
  * WV_ESTORE / WV_ENOMEM with an error log line saying why.
  */
 int wv_store_use_redis(wv_store_t *s, const char *url, const char *prefix, int64_t timeout_ms,
-                       int max_conns);
+                       int max_conns, const char *tls_ca);
 
 /* The database's name ("tokens", "jobs" ...: the Redis key part, docs/scale-out.md). */
 const char *wv_store_db_name(wv_db_t db);

@@ -52,6 +52,7 @@
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -104,6 +105,7 @@ struct sreq {
 
 struct wv_rstore {
   wv_redisurl_t url;
+  char tls_ca[PATH_MAX]; /* state.redis.tls-ca: CAs of a rediss:// server, "" = the system's */
   char prefix[WV_RSTORE_PREFIX_MAX + 1];
   struct timeval tv;
   int64_t timeout_ms;
@@ -242,7 +244,7 @@ static void free_replies(redisReply **rep, size_t n) {
 
 static int conn_open(wv_rstore_t *r, redisContext **out) {
   char why[256];
-  int rc = wv__redis_open(&r->url, r->tv, r->tv, wv__redis_tls_ca(), out, why, sizeof why);
+  int rc = wv__redis_open(&r->url, r->tv, r->tv, r->tls_ca, out, why, sizeof why);
   if (rc == WV_EUNAVAIL || rc == WV_EAUTH)
     note_down(r, why);
   else if (rc && rc != WV_ENOMEM)
@@ -1095,10 +1097,15 @@ static int init(wv_rstore_t *r, const char *url, const char *prefix, int64_t tim
 }
 
 int wv_rstore_open(wv_rstore_t **out, const char *url, const char *prefix, int64_t timeout_ms,
-                   int max_conns) {
+                   int max_conns, const char *tls_ca) {
+  if (tls_ca && strlen(tls_ca) >= PATH_MAX) {
+    wv_error("state.redis.tls-ca: the path is too long");
+    return WV_EINVAL;
+  }
   wv_rstore_t *r = calloc(1, sizeof *r);
   if (!r)
     return WV_ENOMEM;
+  snprintf(r->tls_ca, sizeof r->tls_ca, "%s", tls_ca ? tls_ca : "");
   int rc = init(r, url, prefix, timeout_ms, max_conns);
   if (rc) {
     free(r);

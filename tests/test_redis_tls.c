@@ -103,12 +103,13 @@ static void close_store(wv_store_t *s) {
   tmpdir_remove(lmdb_dir);
 }
 
-static wv_store_t *open_tls(const char *u, const char *prefix, int *rc) {
+/* A store on u whose rediss:// connections trust the CAs of ca (state.redis.tls-ca). */
+static wv_store_t *open_tls(const char *u, const char *ca, const char *prefix, int *rc) {
   wv_store_t *s = NULL;
   *rc = WV_EINVAL;
   if (!tmpdir_make(lmdb_dir, "rtls") || wv_store_open(&s, lmdb_dir, 0, 0) != 0)
     return NULL;
-  if ((*rc = wv_store_use_redis(s, u, prefix, 1000, 4)) != 0) {
+  if ((*rc = wv_store_use_redis(s, u, prefix, 1000, 4, ca)) != 0) {
     close_store(s);
     return NULL;
   }
@@ -127,9 +128,8 @@ static int get_str(wv_store_t *s, wv_db_t db, const char *k, char *out, size_t c
 }
 
 TEST(store_over_tls) {
-  wv__redis_tls_ca_set(cert);
   int rc;
-  wv_store_t *s = open_tls(url, "tls1.", &rc);
+  wv_store_t *s = open_tls(url, cert, "tls1.", &rc);
   CHECK(s);
   TEST_CLEANUP(close_store, s);
   char buf[64];
@@ -187,11 +187,13 @@ TEST(refuses_bad_certificates) {
   CHECK(!tls(missing, url, why, sizeof why));
   CHECK(strstr(why, "state.redis.tls-ca") != NULL);
   /* through the store: open fails, nothing is shared */
-  wv__redis_tls_ca_set(other);
   int rc = 0;
-  CHECK(!open_tls(url, "tls2.", &rc));
+  CHECK(!open_tls(url, other, "tls2.", &rc));
   CHECK_EQ_INT(rc, WV_EUNAVAIL);
-  wv__redis_tls_ca_set(cert);
+  /* the CA is the store's own setting: another store trusting cert opens at the same time */
+  wv_store_t *s = open_tls(url, cert, "tls2.", &rc);
+  CHECK(s);
+  close_store(s);
 }
 
 TEST(plain_url_to_tls_port_fails) {
@@ -199,15 +201,14 @@ TEST(plain_url_to_tls_port_fails) {
   snprintf(u, sizeof u, "redis://127.0.0.1:%d/0", port);
   int rc = 0;
   double t0 = now_sec();
-  CHECK(!open_tls(u, "tls3.", &rc));
+  CHECK(!open_tls(u, cert, "tls3.", &rc));
   CHECK(rc != 0);
   CHECK(now_sec() - t0 < 3);
 }
 
 TEST(restart_is_ridden_out) {
-  wv__redis_tls_ca_set(cert);
   int rc;
-  wv_store_t *s = open_tls(url, "tls4.", &rc);
+  wv_store_t *s = open_tls(url, cert, "tls4.", &rc);
   CHECK(s);
   TEST_CLEANUP(close_store, s);
   char buf[64];

@@ -116,7 +116,7 @@ static wv_store_t *open_redis_t(const char *prefix, int64_t timeout_ms) {
   wv_store_t *s = NULL;
   if (!tmpdir_make(lmdb_dir, "rstore") || wv_store_open(&s, lmdb_dir, 0, 0) != 0)
     return NULL;
-  if (wv_store_use_redis(s, url, prefix, timeout_ms, 8) != 0) {
+  if (wv_store_use_redis(s, url, prefix, timeout_ms, 8, NULL) != 0) {
     close_store(s);
     return NULL;
   }
@@ -180,14 +180,14 @@ TEST(refuses_bad_settings) {
   TEST_CLEANUP(close_store, s);
   char u[160];
   snprintf(u, sizeof u, "rediss://127.0.0.1:%d", redis_port);
-  CHECK(wv_store_use_redis(s, u, "t.", 1000, 4) != 0); /* TLS to a plain port: no handshake */
-  CHECK_EQ_INT(wv_store_use_redis(s, url, "has space", 1000, 4), WV_EINVAL);
+  CHECK(wv_store_use_redis(s, u, "t.", 1000, 4, NULL) != 0); /* TLS to a plain port: no handshake */
+  CHECK_EQ_INT(wv_store_use_redis(s, url, "has space", 1000, 4, NULL), WV_EINVAL);
   snprintf(u, sizeof u, "redis://127.0.0.1:%d/99999", redis_port);
-  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 1000, 4), WV_EINVAL); /* no such database */
+  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 1000, 4, NULL), WV_EINVAL); /* no such database */
   snprintf(u, sizeof u, "redis://:nope@127.0.0.1:%d", redis_port);
-  CHECK(wv_store_use_redis(s, u, "t.", 1000, 4) != 0); /* no password set: AUTH fails */
+  CHECK(wv_store_use_redis(s, u, "t.", 1000, 4, NULL) != 0); /* no password set: AUTH fails */
   snprintf(u, sizeof u, "redis://127.0.0.1:%d", free_port());
-  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 300, 4), WV_EUNAVAIL);
+  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 300, 4, NULL), WV_EUNAVAIL);
   CHECK(!wv_store_db_shared(s, WV_DB_TOKENS)); /* still all local */
 }
 
@@ -578,7 +578,7 @@ static wv_store_t *open_b(const char *prefix) {
   wv_store_t *b = NULL;
   if (!tmpdir_make(dir_b, "rstore-b") || wv_store_open(&b, dir_b, 0, 0) != 0)
     return NULL;
-  if (wv_store_use_redis(b, url, prefix, 1000, 8) != 0) {
+  if (wv_store_use_redis(b, url, prefix, 1000, 8, NULL) != 0) {
     close_b(b);
     return NULL;
   }
@@ -634,7 +634,7 @@ TEST(local_cache_and_invalidation) {
   CHECK(tmpdir_make(dir_c, "rstore-c"));
   CHECK_OK(wv_store_open(&c, dir_c, 0, 0));
   TEST_CLEANUP(close_c, c);
-  CHECK_OK(wv_store_use_redis(c, url, "t22.", 1000, 8));
+  CHECK_OK(wv_store_use_redis(c, url, "t22.", 1000, 8, NULL));
   CHECK_OK(wv_store_local_cache(c, 1 << 20, 200));
   for (int i = 0; i < 100 && !wv_store_local_cache_live(c); i++)
     usleep(20000);
