@@ -11,6 +11,7 @@
 #include "storage/jobqueue_redis.h"
 #include "storage/store.h"
 #include "tests/runner.h"
+#include "tests/redis_fixture.h"
 #include "tests/storage_util.h"
 
 #include <arpa/inet.h>
@@ -27,68 +28,10 @@
 
 #define HOUR_MS (3600 * 1000LL)
 
-static char redis_dir[256];
-static int redis_port;
-static pid_t redis_pid;
+static redis_fx_t fx;
 static char url[128];
 
-/* ---- the redis-server fixture ------------------------------------------------ */
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (void *)&a, &len))
-    return -1;
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-static redisContext *raw(void) {
-  struct timeval tv = {1, 0};
-  redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
-  if (c && c->err) {
-    redisFree(c);
-    return NULL;
-  }
-  return c;
-}
-
-/* Starts redis-server (AOF on, fsync always) on redis_port; waits until it answers PING. */
-static int redis_start(void) {
-  char port[16];
-  snprintf(port, sizeof port, "%d", redis_port);
-  redis_pid = fork();
-  if (redis_pid == 0) {
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir",
-           redis_dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize",
-           "no", (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 200; i++) {
-    redisContext *c = raw();
-    redisReply *x = c ? redisCommand(c, "PING") : NULL;
-    bool up = x && x->type == REDIS_REPLY_STATUS;
-    if (x)
-      freeReplyObject(x);
-    if (c)
-      redisFree(c);
-    if (up)
-      return 0;
-    usleep(25000);
-  }
-  return -1;
-}
-
-static void redis_stop(void) {
-  if (redis_pid > 0) {
-    kill(redis_pid, SIGTERM);
-    waitpid(redis_pid, NULL, 0);
-    redis_pid = 0;
-  }
-}
+static redisContext *raw(void) { return redis_fx_raw(&fx); }
 
 /* Whether a raw key exists in Redis (what the store wrote, seen from outside). */
 static long long raw_int(const char *fmt, const char *key) {
@@ -179,14 +122,14 @@ TEST(refuses_bad_settings) {
   CHECK_OK(wv_store_open(&s, lmdb_dir, 0, 0));
   TEST_CLEANUP(close_store, s);
   char u[160];
-  snprintf(u, sizeof u, "rediss://127.0.0.1:%d", redis_port);
+  snprintf(u, sizeof u, "rediss://127.0.0.1:%d", fx.port);
   CHECK(wv_store_use_redis(s, u, "t.", 1000, 4, NULL) != 0); /* TLS to a plain port: no handshake */
   CHECK_EQ_INT(wv_store_use_redis(s, url, "has space", 1000, 4, NULL), WV_EINVAL);
-  snprintf(u, sizeof u, "redis://127.0.0.1:%d/99999", redis_port);
+  snprintf(u, sizeof u, "redis://127.0.0.1:%d/99999", fx.port);
   CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 1000, 4, NULL), WV_EINVAL); /* no such database */
-  snprintf(u, sizeof u, "redis://:nope@127.0.0.1:%d", redis_port);
+  snprintf(u, sizeof u, "redis://:nope@127.0.0.1:%d", fx.port);
   CHECK(wv_store_use_redis(s, u, "t.", 1000, 4, NULL) != 0); /* no password set: AUTH fails */
-  snprintf(u, sizeof u, "redis://127.0.0.1:%d", free_port());
+  snprintf(u, sizeof u, "redis://127.0.0.1:%d", redis_fx_free_port());
   CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 300, 4, NULL), WV_EUNAVAIL);
   CHECK(!wv_store_db_shared(s, WV_DB_TOKENS)); /* still all local */
 }
@@ -485,15 +428,13 @@ TEST(restart_and_outage) {
     snprintf(k, sizeof k, "k%d", i);
     CHECK_OK(wv_store_put(s, WV_DB_TOKENS, k, k, strlen(k), wv_store_now_ms() + HOUR_MS));
   }
-  kill(redis_pid, SIGKILL);
-  waitpid(redis_pid, NULL, 0);
-  redis_pid = 0;
+  redis_fx_stop(&fx, SIGKILL);
   /* Down: every call fails with WV_EUNAVAIL, promptly. */
   double t0 = now_sec();
   CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "k1", buf, sizeof buf, NULL), WV_EUNAVAIL);
   CHECK_EQ_INT(wv_store_put(s, WV_DB_TOKENS, "x", "x", 1, 0), WV_EUNAVAIL);
   CHECK(now_sec() - t0 < 2.5);
-  CHECK_OK(redis_start());
+  CHECK_OK(redis_fx_start(&fx));
   for (int i = 0; i < 50; i++) {
     char k[16];
     snprintf(k, sizeof k, "k%d", i);
@@ -501,8 +442,8 @@ TEST(restart_and_outage) {
     CHECK_EQ_STR(buf, k);
   }
   /* A clean restart while connections sit in the pool. */
-  redis_stop();
-  CHECK_OK(redis_start());
+  redis_fx_stop(&fx, SIGTERM);
+  CHECK_OK(redis_fx_start(&fx));
   CHECK_OK(get_str(s, WV_DB_TOKENS, "k7", buf, sizeof buf, NULL));
   int64_t v = 0;
   CHECK_OK(wv_store_incr(s, WV_DB_COUNTERS, "after", 1, 0, &v));
@@ -916,19 +857,14 @@ int main(int argc, char **argv) {
                                     T(submit_runs_every_write_once),
                                     T(concurrent_writers_lose_nothing),
                                     T(restart_and_outage)};
-  if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-    printf("SKIP: redis-server is not installed (packaging/deps.sh test installs it)\n");
+  if (redis_fx_missing())
     return 77;
-  }
-  redis_port = free_port();
-  if (redis_port < 0 || !tmpdir_make(redis_dir, "redis") || redis_start() != 0) {
-    fprintf(stderr, "cannot start redis-server on 127.0.0.1:%d\n", redis_port);
-    redis_stop();
+  if (redis_fx_init(&fx, "redis") != 0) {
+    redis_fx_free(&fx);
     return 1;
   }
-  snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", redis_port);
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", fx.port);
   int rc = wv_test_run(argc, argv, tests, sizeof tests / sizeof tests[0]);
-  redis_stop();
-  tmpdir_remove(redis_dir);
+  redis_fx_free(&fx);
   return rc;
 }
