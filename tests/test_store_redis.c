@@ -792,10 +792,11 @@ TEST(poison_job_failed_after_cap) {
   CHECK_EQ_INT(rcmd("XREADGROUP GROUP waved dead1 COUNT 1 STREAMS t25.jobq:build >"),
                REDIS_REPLY_ARRAY);
   CHECK_EQ_INT(raw_int("XLEN %s", "t25.jobq:build"), 2);
-  qinst_t in = {0};
+  /* static: the clean-ups run after this function returned; so do late waiter calls */
+  static qinst_t in;
+  static qwait_t w1, w2;
+  TEST_CLEANUP(qinst_close, &in); /* closes what qinst_open got to */
   CHECK_OK(qinst_open(&in, "t25.", 3));
-  TEST_CLEANUP(qinst_close, &in);
-  qwait_t w1 = {0}, w2 = {0};
   CHECK_OK(wv_job_on_done(in.e, "bd-p_1", qwait_cb, &w1)); /* a parked pull, say */
   CHECK_OK(wv_job_on_done(in.e, "bd-p_2", qwait_cb, &w2));
   CHECK_OK(wv_jobq_start(in.q, in.e));
