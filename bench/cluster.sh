@@ -11,13 +11,19 @@
 #         CL_ROUNDS rounds, the three targets in turn each round);
 #   cold  the first manifest GET of CL_COLD_TOKENS new tokens, each once (the token
 #         read, the hot record and the cache entry are all new to the instance).
+#   build GET by tag of the manifest of a finished build's token, the image in the embedded
+#         build registry (each such pull is answered on a worker: the token, the build's job
+#         record, the registry's tag and manifest), through the single instance and directly
+#         through a cluster instance that did not run the build (it has the job record only
+#         from Redis or its local cache); needs buildah, skipped without it.
 # Prints one table (req/s, p50, p99) and the ratios cluster instance / single instance
 # (issue 17's target for the hot pull: within 20 %) and cluster via nginx / single via nginx. Skips (exit 0 with a line saying so) when
 # redis-server or nginx is missing. Everything it starts is stopped at exit.
 #
 # Environment (defaults in brackets): CL_DURATION [5] measured seconds per run,
 # CL_WARMUP [1], CL_CONNS [50] connections, CL_THREADS [2] load threads, CL_ROUNDS [3],
-# CL_COLD_TOKENS [300] new tokens per target for the cold scenario.
+# CL_COLD_TOKENS [300] new tokens per target for the cold scenario, CL_SCENARIOS ["hot cold
+# build"] the scenarios to run.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,6 +32,12 @@ export WAVED_BIN=${WAVED_BIN:-$out/waved}
 PL=${PULL_LOAD:-$out/bench/pull-load}
 DUR=${CL_DURATION:-5} WARM=${CL_WARMUP:-1} CONNS=${CL_CONNS:-50} THREADS=${CL_THREADS:-2}
 ROUNDS=${CL_ROUNDS:-3} COLD_N=${CL_COLD_TOKENS:-300}
+SCENARIOS=" ${CL_SCENARIOS:-hot cold build} "
+want() { [[ "$SCENARIOS" == *" $1 "* ]]; }
+if want build && ! command -v buildah >/dev/null; then
+  echo "== cluster: build scenario skipped: buildah is not installed"
+  SCENARIOS=${SCENARIOS/ build / }
+fi
 PY=${PYTHON:-python3}
 for cmd in redis-server redis-cli nginx; do
   if ! command -v "$cmd" >/dev/null; then
@@ -51,30 +63,28 @@ make_busybox_layout "$T/bb"
 push_layout "$T/bb" "$REG/library/busybox:latest"
 
 RPORT=$(free_port)
-mkdir -p "$T/redis"
-# The persistence a cluster runs with (docs/scale-out.md): AOF, fsync always.
-redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$T/redis" --save "" --appendonly yes \
-  --appendfsync always --daemonize no >"$T/redis/redis.log" 2>&1 &
-E2E_PIDS+=($!)
-for _ in $(seq 250); do [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && break; sleep 0.02; done
+start_redis # tests/e2e/lib.sh: the persistence a cluster runs with (AOF, fsync always)
 
 # ---- the instances -----------------------------------------------------------------------
 # start_instance NAME BACKEND — sets <NAME>_PORT and <NAME>_PID.
-mkdir -p "$T/blobs"
+mkdir -p "$T/blobs" "$T/ws"
 start_instance() {
-  local dir="$T/$1" port state=""
+  local dir="$T/$1" port state="" build=""
   port=$(free_port)
   mkdir -p "$dir/data"
   if [ "$2" = redis ]; then
     ln -s "$T/blobs" "$dir/data/blobs"
-    state="state: {backend: redis, redis: {url: \"redis://127.0.0.1:$RPORT/0\", prefix: \"bench.\"}}"
+    state="state: {backend: redis, redis: {url: \"redis://127.0.0.1:$RPORT/0\", prefix: \"bench.\", instance-id: \"$1\"}}"
+    want build && build=", build: {workspace: \"$T/ws\"}"
+  else
+    want build && build=", build: {workspace: \"$dir/ws\"}"
   fi
   cat >"$dir/config.yml" <<YML
 server: {host: 127.0.0.1, port: $port}
 storage: {path: $dir/data}
 log: {level: warn}
 $state
-wave: {registries: {"$REG": {insecure: true}}}
+wave: {registries: {"$REG": {insecure: true}}$build}
 YML
   "$WAVED_BIN" --config "$dir/config.yml" >"$dir/waved.log" 2>&1 &
   local pid=$!
@@ -130,14 +140,16 @@ wait_http "http://127.0.0.1:$NGX_PORT/health"
 NGINX="http://127.0.0.1:$NGX_PORT" DIRECT="http://127.0.0.1:$A_PORT"
 SINGLE="http://127.0.0.1:$SINGLE_PORT" SINGLE_NGINX="http://127.0.0.1:$NGX1_PORT"
 
-# tokens BASE N — N container requests through BASE; one mix line per token (its manifest).
+# tokens BASE N [BODY] — N container requests through BASE (BODY: the JSON of each, default
+# busybox); one mix line per token (its manifest by tag).
 tokens() {
-  $PY - "$1" "$2" "$REG/library/busybox:latest" "$ACCEPT" <<'PY'
+  local body=${3:-}
+  [ -n "$body" ] || body="{\"containerImage\":\"$REG/library/busybox:latest\"}"
+  $PY - "$1" "$2" "$body" "$ACCEPT" <<'PY'
 import http.client, json, sys, urllib.parse
-base, n, image, accept = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+base, n, body, accept = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 u = urllib.parse.urlsplit(base)
 c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-body = json.dumps({"containerImage": image})
 for _ in range(n):
     c.request("POST", "/v1alpha2/container", body, {"Content-Type": "application/json"})
     r = c.getresponse(); data = r.read()
@@ -149,16 +161,26 @@ for _ in range(n):
 PY
 }
 
-# run SCENARIO TARGET URL PULL_LOAD_ARGS... — one pull-load run, its RESULT line kept.
+# Redis GET calls so far (INFO commandstats).
+redis_gets() { redis-cli -p "$RPORT" INFO commandstats | sed -n 's/^cmdstat_get:calls=\([0-9]*\),.*/\1/p'; }
+
+# run SCENARIO TARGET URL PULL_LOAD_ARGS... — one pull-load run, its RESULT line kept, with the
+# Redis GETs per request it cost (the cluster's runs).
 run() {
-  local sc=$1 tgt=$2 url=$3
+  local sc=$1 tgt=$2 url=$3 g0
   shift 3
   echo "== $sc $tgt"
+  g0=$(redis_gets)
   "$PL" -c "$CONNS" -t "$THREADS" -d "$DUR" -w "$WARM" -n "$sc/$tgt" "$@" "$url" | tee "$T/run.out"
-  printf '%s\t%s\t%s\n' "$sc" "$tgt" "$(grep '^RESULT ' "$T/run.out")" >>"$RESULTS"
+  local reqs gets
+  reqs=$(grep -o '^RESULT .* requests=[0-9]*' "$T/run.out" | sed 's/.*requests=//')
+  gets=$(($(redis_gets) - ${g0:-0}))
+  printf '%s\t%s\t%s redis_gets=%s\n' "$sc" "$tgt" "$(grep '^RESULT ' "$T/run.out")" "$gets" >>"$RESULTS"
+  echo "  redis    $gets GETs during the run (warm-up included), $reqs requests measured"
 }
 
 # ---- hot: one token per target, resolved and cached before the runs ------------------------
+if want hot; then
 tokens "$NGINX" 1 >"$T/hot-cluster.mix"
 tokens "$SINGLE" 1 >"$T/hot-single.mix"
 # A few GETs through each way in, so every cluster instance has the entry in memory.
@@ -174,8 +196,10 @@ for round in $(seq "$ROUNDS"); do
   run hot cluster-nginx "$NGINX" -m "$T/hot-cluster.mix"
   run hot single-nginx "$SINGLE_NGINX" -m "$T/hot-single.mix"
 done
+fi
 
 # ---- cold: the first GET of many new tokens --------------------------------------------------
+if want cold; then
 t0=$(date +%s.%N)
 tokens "$SINGLE" "$COLD_N" >"$T/cold-single.mix"
 tokens "$DIRECT" "$COLD_N" >"$T/cold-direct.mix"
@@ -186,6 +210,56 @@ run cold single "$SINGLE" -p "$SINGLE_PID" -1 -m "$T/cold-single.mix"
 run cold cluster-direct "$DIRECT" -p "$A_PID" -1 -m "$T/cold-direct.mix"
 run cold cluster-nginx "$NGINX" -1 -m "$T/cold-nginx.mix"
 run cold single-nginx "$SINGLE_NGINX" -1 -m "$T/cold-single-nginx.mix"
+fi
+
+# ---- build: tag pulls of a finished build's token ---------------------------------------------
+# build BASE NAME — requests a build through BASE, waits for it to succeed (5 min); writes
+# NAME.mix (its tag manifest) and NAME.id.
+build() {
+  local cf
+  cf=$(printf 'FROM %s/library/busybox:latest\nRUN echo %s > /bench\n' "$REG" "$2" | base64 -w0)
+  curl -fsS -H 'Content-Type: application/json' -X POST --data-binary "{\"containerFile\":\"$cf\"}" \
+    "$1/v1alpha2/container" >"$T/$2.json"
+  json_get "$T/$2.json" 'd["buildId"]' >"$T/$2.id"
+  json_get "$T/$2.json" 'd["targetImage"].split("/", 1)[1]' |
+    awk -v a="$ACCEPT" '{n = $0; sub(/:[^:]*$/, "", n); t = $0; sub(/.*:/, "", t);
+      print "1 GET 200 /v2/" n "/manifests/" t " Accept:" a}' >"$T/$2.mix"
+  local id i
+  id=$(cat "$T/$2.id")
+  for i in $(seq 1 3000); do
+    [ -z "${OWNER:-}" ] && [ "$2" = build-cluster ] && OWNER=$(redis-cli -p "$RPORT" GET "bench.joblease:$id")
+    [ "$(curl -s "$1/v1alpha1/builds/$id" | json_get - 'str(d.get("succeeded"))' 2>/dev/null)" = True ] &&
+      return 0
+    sleep 0.1
+  done
+  echo "build $id did not succeed" >&2
+  return 1
+}
+if want build; then
+  OWNER=""
+  build "$SINGLE" build-single
+  build "$NGINX" build-cluster
+  # The instance measured is one that did not run the build: the job record is not in its engine.
+  for n in A B C; do [ "$n" != "$OWNER" ] && break; done
+  OTHER_PORT=${n}_PORT OTHER_PID=${n}_PID
+  OTHER="http://127.0.0.1:${!OTHER_PORT}"
+  echo "== build: $(cat "$T/build-cluster.id") ran on ${OWNER:-?}; pulls through $n"
+  path=$(awk '{print $4}' "$T/build-cluster.mix")
+  for _ in 1 2 3; do curl -fsS -o /dev/null -H "Accept: $ACCEPT" "$OTHER$path"; done
+  curl -fsS -o /dev/null -H "Accept: $ACCEPT" "$SINGLE$(awk '{print $4}' "$T/build-single.mix")"
+  for round in $(seq "$ROUNDS"); do
+    echo "== build: round $round of $ROUNDS"
+    run build single "$SINGLE" -p "$SINGLE_PID" -m "$T/build-single.mix"
+    run build cluster-direct "$OTHER" -p "${!OTHER_PID}" -m "$T/build-cluster.mix"
+  done
+  # The first tag pull of many new tokens of the same finished build (identical requests join
+  # it): answered on a worker, each reads its token and the build's job record.
+  body() { printf '{"containerFile":"%s"}' "$(printf 'FROM %s/library/busybox:latest\nRUN echo %s > /bench\n' "$REG" "$1" | base64 -w0)"; }
+  tokens "$SINGLE" "$COLD_N" "$(body build-single)" >"$T/bcold-single.mix"
+  tokens "$OTHER" "$COLD_N" "$(body build-cluster)" >"$T/bcold-cluster.mix"
+  run build-cold single "$SINGLE" -p "$SINGLE_PID" -1 -m "$T/bcold-single.mix"
+  run build-cold cluster-direct "$OTHER" -p "${!OTHER_PID}" -1 -m "$T/bcold-cluster.mix"
+fi
 
 # ---- report -------------------------------------------------------------------------------
 echo
@@ -197,14 +271,16 @@ for line in open(sys.argv[1]):
     sc, tgt, res = line.rstrip("\n").split("\t")
     kv = dict(p.split("=", 1) for p in res.split()[1:] if "=" in p)
     rows.setdefault((sc, tgt), []).append(kv)
-print("%-6s %-15s %10s %9s %9s %7s" % ("", "target", "req/s", "p50 ms", "p99 ms", "errors"))
+print("%-10s %-15s %10s %9s %9s %7s %11s" % ("", "target", "req/s", "p50 ms", "p99 ms", "errors",
+      "redis GETs"))
 med = {}
 for (sc, tgt), runs in rows.items():
     pick = sorted(runs, key=lambda r: float(r["rps"]))[len(runs) // 2]
     med[(sc, tgt)] = float(pick["rps"])
-    print("%-6s %-15s %10.0f %9.2f %9.2f %7s" % (sc, tgt, float(pick["rps"]), int(pick["p50_us"]) / 1000,
-          int(pick["p99_us"]) / 1000, pick["errors"]))
-for sc in ("hot", "cold"):
+    print("%-10s %-15s %10.0f %9.2f %9.2f %7s %11s" % (sc, tgt, float(pick["rps"]),
+          int(pick["p50_us"]) / 1000, int(pick["p99_us"]) / 1000, pick["errors"],
+          pick.get("redis_gets", "")))
+for sc in ("hot", "cold", "build", "build-cold"):
     for tgt, ref in (("cluster-direct", "single"), ("cluster-nginx", "single-nginx")):
         if (sc, ref) in med and (sc, tgt) in med:
             print("%s: %s / %s = %.2f" % (sc, tgt, ref, med[(sc, tgt)] / med[(sc, ref)]))

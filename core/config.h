@@ -126,6 +126,8 @@ typedef struct {
   int64_t redis_job_poll_ms;  /* state.redis.job-poll, 3s */
   uint64_t redis_job_log_max; /* state.redis.job-log-max, 1MiB */
   bool redis_job_rerun;       /* state.redis.job-rerun, true */
+  /* state.redis.job-max-deliveries, 3: a job handed out more often is failed, not run */
+  int redis_job_max_deliveries;
 
   /* wave.build.* — builds and the job engine (docs/jobs.md, docs/builds.md) */
   char *build_workspace;            /* wave.build.workspace, "" = <storage.path>/build */

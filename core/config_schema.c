@@ -258,6 +258,10 @@ static const entry_t schema[] = {
      "A job taken over from a dead instance runs again from its first step (builds included: "
      "their work directories are on wave.build.workspace, shared); false = builds fail with a "
      "reason and a new request builds again."},
+    {"state.redis.job-max-deliveries", T_INT, OFF(redis_job_max_deliveries), "3", 1, 100, NULL,
+     NULL,
+     "Instances a job may be handed to: one taken from the queue more often than this (each "
+     "instance that took it stopped answering) is failed instead of run again."},
     {"wave.build.workspace", T_PATH, OFF(build_workspace), "", 0, 0, NULL, "wave.build.workspace",
      "Work directory of builds (one sub-directory per build); empty = <storage.path>/build; "
      "relative = to the config file's directory."},

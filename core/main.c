@@ -44,7 +44,6 @@
 #include "storage/jobqueue_redis.h"
 #include "storage/jobstore.h"
 #include "storage/ops.h"
-#include "storage/redis_conn_int.h"
 #include "storage/state_move.h"
 #include "storage/store.h"
 #include "version.h"
@@ -205,7 +204,7 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
   }
   if (strcmp(cfg->state_backend, "redis") == 0 &&
       (rc = wv_store_use_redis(app->store, cfg->redis_url, cfg->redis_prefix, cfg->redis_timeout_ms,
-                               cfg->redis_max_conns))) {
+                               cfg->redis_max_conns, cfg->redis_tls_ca))) {
     wv_error("cannot use the Redis state backend (state.redis.url): %s", wv_strerror(rc));
     return rc;
   }
@@ -330,7 +329,8 @@ typedef struct {
 } jobs_persist_t;
 
 /* state.backend: redis: job records, logs and the queue in Redis, shared by the instances. */
-static int open_job_queue(const wv_config_t *cfg, const char *live, jobs_persist_t *jp) {
+static int open_job_queue(const wv_config_t *cfg, wv_store_t *store, const char *live,
+                          jobs_persist_t *jp) {
   char id[WV_JOB_ID_MAX + 1], host[64] = "localhost";
   if (*cfg->redis_instance_id) {
     snprintf(id, sizeof id, "%s", cfg->redis_instance_id);
@@ -347,7 +347,10 @@ static int open_job_queue(const wv_config_t *cfg, const char *live, jobs_persist
                        .poll_ms = cfg->redis_job_poll_ms,
                        .log_max = cfg->redis_job_log_max,
                        .final_ttl_ms = JOB_RECORD_TTL_MS,
-                       .log_dir = live};
+                       .log_dir = live,
+                       .store = store,
+                       .max_deliveries = cfg->redis_job_max_deliveries,
+                       .tls_ca = cfg->redis_tls_ca};
   return wv_jobq_open(&qo, &jp->queue, &jp->persist, &jp->queue_ops);
 }
 
@@ -364,7 +367,7 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app, jobs_persist_t *jp)
   self[n > 0 ? n : 0] = '\0';
   if ((rc = wv_jobstore_init(&jp->store, app->store, logs, JOB_RECORD_TTL_MS, &jp->persist)))
     return rc;
-  if (strcmp(cfg->state_backend, "redis") == 0 && (rc = open_job_queue(cfg, live, jp)))
+  if (strcmp(cfg->state_backend, "redis") == 0 && (rc = open_job_queue(cfg, app->store, live, jp)))
     return rc;
   wv_job_opts_init(&o);
   o.queue = jp->queue ? &jp->queue_ops : NULL;
@@ -447,7 +450,6 @@ int main(int argc, char **argv) {
     wv_config_free(&cfg);
     return 2;
   }
-  wv__redis_tls_ca_set(cfg.redis_tls_ca); /* every Redis connection of this process */
 
   if (cli.backup) { /* an operator command, safe while a waved serves the same data */
     rc = wv_store_backup_main(cfg.storage_path, cfg.storage_map_size, cli.backup);
@@ -457,7 +459,8 @@ int main(int argc, char **argv) {
   if (cli.state_cmd) { /* an operator command: no server */
     wv_state_move_t o = {cfg.storage_path,     cfg.storage_map_size,
                          cfg.redis_url,        cfg.redis_prefix,
-                         cfg.redis_timeout_ms, strcmp(cli.state_cmd, "export") == 0};
+                         cfg.redis_timeout_ms, strcmp(cli.state_cmd, "export") == 0,
+                         cfg.redis_tls_ca};
     rc = wv_state_move_main(&o);
     wv_config_free(&cfg);
     return rc;

@@ -28,16 +28,26 @@
  * FAILED with WV_JOB_REASON_LOST). At start the reader first adopts what its own consumer still
  * has pending (WV_JOB_ADOPT_RECOVER: the restart recovery of one instance).
  *
+ * Poison jobs: a job whose run kills its instance would be taken over for ever. XAUTOCLAIM and a
+ * re-read of one's own pending messages count a delivery; before a reclaimed or recovered
+ * message is run, XPENDING gives that count, and past max_deliveries the job is failed instead
+ * (wv_job_abandon: "abandoned by N instances ...") and acknowledged like any ended job, so
+ * its waiters everywhere get the failure.
+ *
  * Waiters of jobs running elsewhere (core/job/job_queue.c) are woken by the subscriber thread
  * (SUBSCRIBE jobs:done on its own connection) and, in case a message was missed (a reconnect),
  * by the reader's slow poll of their records every poll_ms.
  *
  * Connections: the reader and the subscriber each have their own; the callbacks share a small
- * pool (one connection per slot, a mutex each), reconnected on error and retried once.
+ * pool (one connection per slot, a mutex each), reconnected on error and retried once. Records
+ * are read through the instance's state store when it has one (opts.store: same keys), whose
+ * local cache keeps the records of ended jobs (they never change again): a tag pull of a
+ * finished build token on an instance that did not run it costs no round trip.
  */
 #include "storage/jobqueue_redis.h"
 
 #include "storage/redis_conn_int.h"
+#include "storage/store.h"
 
 #include "core/err.h"
 #include "core/log.h"
@@ -98,12 +108,15 @@ typedef struct {
 
 struct wv_jobq {
   wv_redisurl_t url;
+  char tls_ca[PATH_MAX]; /* "" = the system's CAs */
   char prefix[65];
   char me[WV_JOB_ID_MAX + 1];
   char nonce[13]; /* this process's claim on the instance id (jobinstance:<me>) */
   char log_dir[PATH_MAX];
   int64_t timeout_ms, lease_ms, poll_ms, final_ttl_ms;
   uint64_t log_max;
+  int max_deliveries; /* a message delivered more often is failed, not run */
+  wv_store_t *store;  /* reads of records, through its local cache; NULL = GET here */
   slot_t pool[POOL];
   atomic_uint next_slot;
 
@@ -123,38 +136,10 @@ static struct timeval tv_of(int64_t ms) {
   return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 }
 
+/* A connection whose commands time out after timeout_ms (the reader's also wait BLOCK_MS). */
 static redisContext *rconnect(const wv_jobq_t *q, int64_t timeout_ms) {
-  redisContext *c = wv__redis_connect(&q->url, tv_of(q->timeout_ms), wv__redis_tls_ca());
-  if (!c || c->err) {
-    if (c)
-      redisFree(c);
-    return NULL;
-  }
-  redisSetTimeout(c, tv_of(timeout_ms));
-  if (!q->url.tls) /* a TLS connection: keepalive is on the pump's TCP socket */
-    redisEnableKeepAlive(c);
-  redisReply *r = NULL;
-  if (q->url.has_pass) {
-    r = q->url.user[0] ? redisCommand(c, "AUTH %s %s", q->url.user, q->url.pass)
-                       : redisCommand(c, "AUTH %s", q->url.pass);
-    bool ok = r && r->type != REDIS_REPLY_ERROR;
-    if (r)
-      freeReplyObject(r);
-    if (!ok) {
-      redisFree(c);
-      return NULL;
-    }
-  }
-  if (q->url.db) {
-    r = redisCommand(c, "SELECT %d", q->url.db);
-    bool ok = r && r->type != REDIS_REPLY_ERROR;
-    if (r)
-      freeReplyObject(r);
-    if (!ok) {
-      redisFree(c);
-      return NULL;
-    }
-  }
+  redisContext *c = NULL;
+  wv__redis_open(&q->url, tv_of(q->timeout_ms), tv_of(timeout_ms), q->tls_ca, &c, NULL, 0);
   return c;
 }
 
@@ -292,9 +277,14 @@ static int get_key(wv_jobq_t *q, const char *k, size_t max, char **out, size_t *
 }
 
 static int p_get(void *ctx, const char *id, char **json, size_t *len) {
+  wv_jobq_t *q = ctx;
   char rk[KEY_MAX];
-  key(ctx, rk, "jobs", id);
-  return get_key(ctx, rk, WV_JOB_RECORD_MAX, json, len);
+  if (q->store) { /* same key; an ended job's record comes from the local cache after once */
+    int rc = wv_store_get_final(q->store, WV_DB_JOBS, id, wv_job_record_final, json, len, NULL);
+    return rc == WV_EINVAL || rc == WV_ETOOBIG ? WV_ENOTFOUND : rc;
+  }
+  key(q, rk, "jobs", id);
+  return get_key(q, rk, WV_JOB_RECORD_MAX, json, len);
 }
 
 static int p_put_log(void *ctx, const char *id, const void *data, size_t len) {
@@ -429,9 +419,27 @@ static void release(wv_jobq_t *q, redisContext **c, const char *id) {
   simple(q, c, 5, rel, rl);
 }
 
-/* A message of a job: lease, then the engine; acknowledged when the job has ended. */
+/* How many times the group delivered message msgid of stream sk (XPENDING), 0 = unknown. */
+static long long deliveries(wv_jobq_t *q, redisContext **c, const char *sk, const char *msgid) {
+  ARGS("XPENDING", sk, GROUP, msgid, msgid, "1");
+  redisReply *r = ccmd(q, c, argc_, argv_, len_);
+  long long n = 0;
+  if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+      r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 4 &&
+      r->element[0]->element[3]->type == REDIS_REPLY_INTEGER)
+    n = r->element[0]->element[3]->integer;
+  if (r)
+    freeReplyObject(r);
+  return n;
+}
+
+/*
+ * A message of a job: lease, then the engine; acknowledged when the job has ended. delivered:
+ * how many times the group handed it out, this time included (0 = unknown: a new message); past
+ * max_deliveries every instance that took it stopped answering, so it is failed, not run.
+ */
 static void handle(wv_jobq_t *q, redisContext **c, const char *kind, const char *msgid,
-                   const char *id, wv_job_adopt_t how) {
+                   const char *id, wv_job_adopt_t how, long long delivered) {
   if (!id) { /* a deleted entry still pending */
     finish_msg(q, c, kind, msgid, "", false);
     return;
@@ -454,7 +462,17 @@ static void handle(wv_jobq_t *q, redisContext **c, const char *kind, const char 
   q->mine = m;
   pthread_mutex_unlock(&q->mu);
   bool ended = false;
-  int rc = wv_job_adopt(q->engine, id, how, &ended);
+  int rc;
+  if (delivered > q->max_deliveries) {
+    char why[WV_JOB_REASON_MAX];
+    snprintf(why, sizeof why,
+             "abandoned by %lld instances: each took the job and stopped answering before it "
+             "ended (state.redis.job-max-deliveries: %d); it is not run again",
+             delivered - 1, q->max_deliveries);
+    rc = wv_job_abandon(q->engine, id, why, &ended);
+  } else {
+    rc = wv_job_adopt(q->engine, id, how, &ended);
+  }
   if (rc == 0 && !ended)
     return; /* runs here: q_ended finishes the message */
   pthread_mutex_lock(&q->mu);
@@ -510,8 +528,9 @@ static void handle_read(wv_jobq_t *q, redisContext **c, redisReply *r, wv_job_ad
     const char *kind = kind_of(q, st->element[0]->str);
     for (size_t i = 0; i < st->element[1]->elements && !atomic_load(&q->stop); i++) {
       const char *msgid, *id = entry_id(st->element[1]->element[i], &msgid);
-      if (msgid)
-        handle(q, c, kind, msgid, id, how);
+      if (msgid) /* own pending ones after a restart: delivered before, maybe often */
+        handle(q, c, kind, msgid, id, how,
+               how == WV_JOB_ADOPT_NEW ? 0 : deliveries(q, c, st->element[0]->str, msgid));
     }
   }
 }
@@ -669,7 +688,7 @@ static void reclaim(wv_jobq_t *q, redisContext **c) {
       for (size_t k = 0; k < r->element[1]->elements; k++) {
         const char *msgid, *id = entry_id(r->element[1]->element[k], &msgid);
         if (msgid)
-          handle(q, c, names[i], msgid, id, WV_JOB_ADOPT_RECLAIM);
+          handle(q, c, names[i], msgid, id, WV_JOB_ADOPT_RECLAIM, deliveries(q, c, sk, msgid));
       }
       if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY) /* deleted entries */
         for (size_t k = 0; k < r->element[2]->elements; k++)
@@ -844,7 +863,8 @@ int wv_jobq_open(const wv_jobq_opts_t *o, wv_jobq_t **out, wv_job_persist_t *per
                  wv_job_queue_t *queue) {
   char why[256];
   if (!o->instance_id || !*o->instance_id || strlen(o->instance_id) > WV_JOB_ID_MAX ||
-      strlen(o->prefix) > 64 || !o->log_dir || strlen(o->log_dir) >= PATH_MAX || o->lease_ms < 1000)
+      strlen(o->prefix) > 64 || !o->log_dir || strlen(o->log_dir) >= PATH_MAX ||
+      o->lease_ms < 1000 || (o->tls_ca && strlen(o->tls_ca) >= PATH_MAX))
     return WV_EINVAL;
   wv_jobq_t *q = calloc(1, sizeof *q);
   if (!q)
@@ -855,6 +875,7 @@ int wv_jobq_open(const wv_jobq_opts_t *o, wv_jobq_t **out, wv_job_persist_t *per
     return WV_EINVAL;
   }
   snprintf(q->prefix, sizeof q->prefix, "%s", o->prefix);
+  snprintf(q->tls_ca, sizeof q->tls_ca, "%s", o->tls_ca ? o->tls_ca : "");
   snprintf(q->me, sizeof q->me, "%s", o->instance_id);
   snprintf(q->log_dir, sizeof q->log_dir, "%s", o->log_dir);
   q->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 2000;
@@ -862,6 +883,8 @@ int wv_jobq_open(const wv_jobq_opts_t *o, wv_jobq_t **out, wv_job_persist_t *per
   q->poll_ms = o->poll_ms > 0 ? o->poll_ms : 3000;
   q->final_ttl_ms = o->final_ttl_ms;
   q->log_max = o->log_max ? o->log_max : (1u << 20);
+  q->store = o->store;
+  q->max_deliveries = o->max_deliveries > 0 ? o->max_deliveries : 3;
   atomic_init(&q->stop, false);
   atomic_init(&q->next_slot, 0);
   pthread_mutex_init(&q->mu, NULL);

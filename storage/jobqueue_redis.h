@@ -38,6 +38,13 @@ typedef struct {
   uint64_t log_max;        /* state.redis.job-log-max: bytes of a final log kept */
   int64_t final_ttl_ms;    /* expiry of final records and logs */
   const char *log_dir;     /* the engine's live logs (<log_dir>/<id>.log) */
+  /* The instance's state store on the same Redis (may be NULL): records are read through it,
+   * so ended jobs' records are kept in its local cache (wv_store_get_final). */
+  struct wv_store *store;
+  /* state.redis.job-max-deliveries: a message delivered more often than this (XPENDING's count)
+   * is failed instead of run (docs/scale-out.md "Poison jobs"); 0 = 3. */
+  int max_deliveries;
+  const char *tls_ca; /* state.redis.tls-ca: CAs of a rediss:// server; NULL or "" = the system's */
 } wv_jobq_opts_t;
 
 /*

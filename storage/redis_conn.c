@@ -20,6 +20,8 @@
  */
 #include "storage/redis_conn_int.h"
 
+#include "core/err.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,17 +44,6 @@
 
 #define PUMP_BUF 16384          /* bytes buffered per direction */
 #define PUMP_STACK (256 * 1024) /* the pump's stack (OpenSSL needs some) */
-
-static pthread_mutex_t ca_mu = PTHREAD_MUTEX_INITIALIZER;
-static char ca_path[PATH_MAX];
-
-void wv__redis_tls_ca_set(const char *path) {
-  pthread_mutex_lock(&ca_mu);
-  snprintf(ca_path, sizeof ca_path, "%s", path ? path : "");
-  pthread_mutex_unlock(&ca_mu);
-}
-
-const char *wv__redis_tls_ca(void) { return ca_path; }
 
 /* A context that only carries an error (hiredis has no constructor for one). */
 static redisContext *failed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -354,4 +345,69 @@ fail:
   if (sp[1] >= 0)
     close(sp[1]);
   return failed("TLS: cannot start the connection's pump: %s", strerror(errno));
+}
+
+/* What an error reply to AUTH or SELECT means. */
+static int handshake_err(const char *s, bool select) {
+  if (strncmp(s, "NOAUTH", 6) == 0 || strncmp(s, "WRONGPASS", 9) == 0)
+    return WV_EAUTH;
+  if (strncmp(s, "LOADING", 7) == 0 || strncmp(s, "BUSY", 4) == 0 ||
+      strncmp(s, "MASTERDOWN", 10) == 0 || strncmp(s, "TRYAGAIN", 8) == 0)
+    return WV_EUNAVAIL;
+  return select ? WV_EINVAL : WV_ESTORE;
+}
+
+int wv__redis_open(const wv_redisurl_t *u, struct timeval connect_tv, struct timeval cmd_tv,
+                   const char *ca_file, redisContext **out, char *why, size_t whylen) {
+  char scratch[8];
+  if (!why)
+    why = scratch, whylen = sizeof scratch;
+  *why = '\0';
+  redisContext *c = wv__redis_connect(u, connect_tv, ca_file);
+  if (!c) {
+    snprintf(why, whylen, "out of memory");
+    return WV_ENOMEM;
+  }
+  if (c->err) {
+    snprintf(why, whylen, "%s", c->errstr);
+    redisFree(c);
+    return WV_EUNAVAIL;
+  }
+  redisSetTimeout(c, cmd_tv);
+  if (!u->tls)
+    redisEnableKeepAlive(c);
+  char db[16];
+  snprintf(db, sizeof db, "%d", u->db);
+  int n = 0, rc = 0;
+  if (u->has_pass && (u->user[0] ? redisAppendCommand(c, "AUTH %s %s", u->user, u->pass)
+                                 : redisAppendCommand(c, "AUTH %s", u->pass)) == REDIS_OK)
+    n++;
+  if (u->db && redisAppendCommand(c, "SELECT %s", db) == REDIS_OK)
+    n++;
+  if (n != (u->has_pass ? 1 : 0) + (u->db ? 1 : 0))
+    rc = WV_ENOMEM;
+  for (int i = 0; i < n && !rc; i++) {
+    void *x = NULL;
+    if (redisGetReply(c, &x) != REDIS_OK || !x) {
+      snprintf(why, whylen, "%s",
+               c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)
+                   ? "timed out (state.redis.timeout)"
+               : c->errstr[0] ? c->errstr
+                              : "connection failed");
+      rc = WV_EUNAVAIL;
+      break;
+    }
+    redisReply *r = x;
+    if (r->type == REDIS_REPLY_ERROR) {
+      snprintf(why, whylen, "%s", r->str);
+      rc = handshake_err(r->str, u->db && i == n - 1);
+    }
+    freeReplyObject(r);
+  }
+  if (rc) {
+    redisFree(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
 }

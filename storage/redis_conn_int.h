@@ -18,8 +18,17 @@
  */
 redisContext *wv__redis_connect(const wv_redisurl_t *u, struct timeval tv, const char *ca_file);
 
-/* state.redis.tls-ca for the connect sites that have no config at hand (copied; NULL = ""). */
-void wv__redis_tls_ca_set(const char *path);
-const char *wv__redis_tls_ca(void);
+/*
+ * A connection ready for commands, the one way every part of waved opens one (the state store's
+ * pool, the local cache's subscriber, the job queue's pool, reader and subscriber): connects
+ * within connect_tv (wv__redis_connect), sets the command timeout cmd_tv, TCP keepalive (plain
+ * TCP; a TLS connection has it on the pump's socket), then AUTH and SELECT as the URL says, sent
+ * in one write. 0 with *out; else nothing is left open and why (may be NULL) gets a sentence:
+ * WV_ENOMEM; WV_EUNAVAIL (no connection, it failed or timed out during AUTH/SELECT, or the
+ * server is loading or busy); WV_EAUTH (credentials refused); WV_EINVAL (SELECT of a database
+ * the server does not have); WV_ESTORE (another error reply).
+ */
+int wv__redis_open(const wv_redisurl_t *u, struct timeval connect_tv, struct timeval cmd_tv,
+                   const char *ca_file, redisContext **out, char *why, size_t whylen);
 
 #endif

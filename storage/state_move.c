@@ -81,7 +81,7 @@ int wv_state_move_main(const wv_state_move_t *o) {
   wv_store_t *local = NULL, *shared = NULL;
   int rc = wv_store_open(&local, lmdb, o->map_size, 0);
   rc = rc ? rc : wv_store_open(&shared, scratch, 1 << 20, 0);
-  rc = rc ? rc : wv_store_use_redis(shared, o->url, o->prefix, o->timeout_ms, 4);
+  rc = rc ? rc : wv_store_use_redis(shared, o->url, o->prefix, o->timeout_ms, 4, o->tls_ca);
   if (rc) {
     fprintf(stderr, "waved state %s: cannot open the stores: %s\n", verb, wv_strerror(rc));
     goto out;

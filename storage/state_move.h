@@ -22,6 +22,7 @@ typedef struct {
   const char *prefix; /* state.redis.prefix */
   int64_t timeout_ms; /* state.redis.timeout */
   bool to_redis;      /* export (LMDB to Redis), else import */
+  const char *tls_ca; /* state.redis.tls-ca (NULL or "" = the system's CAs) */
 } wv_state_move_t;
 
 /* Copies, printing a line per database and a summary on stderr. The exit status: 0 or 1. */

@@ -323,10 +323,10 @@ int wv_store_start_sweeper(wv_store_t *s, int64_t interval_ms) {
 }
 
 int wv_store_use_redis(wv_store_t *s, const char *url, const char *prefix, int64_t timeout_ms,
-                       int max_conns) {
+                       int max_conns, const char *tls_ca) {
   if (!s || s->redis)
     return WV_EINVAL;
-  return wv_rstore_open(&s->redis, url, prefix, timeout_ms, max_conns);
+  return wv_rstore_open(&s->redis, url, prefix, timeout_ms, max_conns, tls_ca);
 }
 
 bool wv_store_db_shared(const wv_store_t *s, wv_db_t db) { return wv__sto_remote(s, db); }

@@ -129,15 +129,16 @@ int wv_store_open(wv_store_t **out, const char *dir, uint64_t map_size, int64_t 
 
 /*
  * Moves the shared databases to the Redis server of url (state.redis.url:
- * redis://[[user]:password@]host[:port][/db]; rediss:// is refused, this
- * build's hiredis has no TLS), their keys under prefix (state.redis.prefix),
- * with timeout_ms on connecting and on every command and at most max_conns
- * connections. Call it once, right after wv_store_open and before any other
+ * redis://[[user]:password@]host[:port][/db], or rediss:// for TLS with the
+ * server's certificate checked against the PEM file tls_ca, NULL or "" = the
+ * system's CAs: state.redis.tls-ca), their keys under prefix
+ * (state.redis.prefix), with timeout_ms on connecting and on every command and
+ * at most max_conns connections. Call it once, right after wv_store_open and before any other
  * thread uses the store. Returns 0, or WV_EINVAL / WV_EUNAVAIL / WV_EAUTH /
  * WV_ESTORE / WV_ENOMEM with an error log line saying why.
  */
 int wv_store_use_redis(wv_store_t *s, const char *url, const char *prefix, int64_t timeout_ms,
-                       int max_conns);
+                       int max_conns, const char *tls_ca);
 
 /* The database's name ("tokens", "jobs" ...: the Redis key part, docs/scale-out.md). */
 const char *wv_store_db_name(wv_db_t db);
@@ -315,6 +316,16 @@ int wv_store_rate(wv_store_t *s, const char *key, int64_t interval_us, int64_t b
  * max_bytes 0: off), WV_EINVAL (no Redis backend, or already on), WV_ENOMEM.
  */
 int wv_store_local_cache(wv_store_t *s, uint64_t max_bytes, int64_t token_ttl_ms);
+/*
+ * wv_store_get for a database whose records stop changing at some point (job records once they
+ * ended, storage/jobqueue_redis.c): with the local cache on, a record read from Redis for which
+ * final(val, len) is true is kept in the cache until its expiry (same LRU and cap) and served
+ * from it; one that is not final is read from Redis every time. Deletions through the store
+ * reach every instance's cache (pub/sub). Without a local cache: wv_store_get.
+ */
+typedef bool (*wv_store_final_fn)(const void *val, size_t len);
+int wv_store_get_final(wv_store_t *s, wv_db_t db, const char *key, wv_store_final_fn final,
+                       char **val, size_t *len, int64_t *expires_ms);
 /* Its counters (each out may be NULL; all 0 when off). */
 void wv_store_local_cache_stats(wv_store_t *s, uint64_t *hits, uint64_t *misses, uint64_t *bytes);
 /* True while its invalidation subscription is up (tokens are cached only then). */

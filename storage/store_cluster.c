@@ -21,8 +21,11 @@
  * lifetime) and of WV_DB_TOKENS (a token's record is never rewritten, only
  * deleted or expired) are copied into a bounded LRU when a worker reads them
  * from Redis, so the next snapshot read on an IO loop answers from memory
- * instead of WV_EBUSY. An entry lives until its record's expiry; a token
- * entry at most token_ttl_ms more. A deletion is published on
+ * instead of WV_EBUSY. Job records (WV_DB_JOBS) stop changing once the job
+ * ended: a reader that passes a final() predicate (wv_store_get_final: the
+ * job queue's reads) caches the records it says ended, and only those; a
+ * record not final is read from Redis every time. An entry lives until its
+ * record's expiry; a token entry at most token_ttl_ms more. A deletion is published on
  * <prefix>invalidate ("<db id>:<key>") after Redis applied it, and every
  * instance's subscriber thread drops the entry; the cache's generation is
  * bumped by every invalidation, and a read that began before one does not
@@ -180,7 +183,12 @@ struct wv_lcache {
   bool started;
 };
 
-static bool cacheable(wv_db_t db) { return db == WV_DB_MANIFESTS || db == WV_DB_TOKENS; }
+/* Looked up in, and invalidated in, the cache. Filled with every record read or written:
+ * always_final; with a job record only when the reader's final() says it ended. */
+static bool cacheable(wv_db_t db) {
+  return db == WV_DB_MANIFESTS || db == WV_DB_TOKENS || db == WV_DB_JOBS;
+}
+static bool always_final(wv_db_t db) { return db == WV_DB_MANIFESTS || db == WV_DB_TOKENS; }
 
 static uint64_t hash(wv_db_t db, const char *key, size_t klen) {
   uint64_t h = 1469598103934665603ull ^ (uint64_t)db;
@@ -305,24 +313,27 @@ struct fill_arg {
   uint64_t gen;
   wv_db_t db;
   const char *key;
+  wv_store_final_fn final;
   wv_store_view_cb cb;
   void *arg;
 };
 
 static int fill_cb(void *arg, const void *val, size_t len, int64_t expires_ms) {
   struct fill_arg *f = arg;
-  fill(f->lc, f->gen, f->db, f->key, val, len, expires_ms);
+  if (always_final(f->db) || (f->final && f->final(val, len)))
+    fill(f->lc, f->gen, f->db, f->key, val, len, expires_ms);
   return f->cb(f->arg, val, len, expires_ms);
 }
 
-int wv__lc_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg) {
+int wv__lc_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_final_fn final,
+                wv_store_view_cb cb, void *arg) {
   struct wv_lcache *lc = s->lcache;
   if (!lc || !cacheable(db))
     return wv_rstore_view(s->redis, db, key, cb, arg);
   int rc = wv__lc_snap_view(s, db, key, cb, arg);
   if (rc != WV_EBUSY)
     return rc;
-  struct fill_arg f = {lc, 0, db, key, cb, arg};
+  struct fill_arg f = {lc, 0, db, key, final, cb, arg};
   pthread_mutex_lock(&lc->mu);
   f.gen = lc->gen;
   pthread_mutex_unlock(&lc->mu);
@@ -349,15 +360,18 @@ void wv__lc_wrote(wv_store_t *s, const wv_store_op_t *ops, size_t n, int how) {
       continue;
     invalidate(lc, ops[i].db, ops[i].key, strlen(ops[i].key));
     /* Written through: what this instance PUTs is what Redis holds (an async PUT that
-     * fails leaves an entry whose content is still right, only not shared). */
-    if (how != WV_LC_FAILED &&
+     * fails leaves an entry whose content is still right, only not shared). A job record is
+     * cached only when a reader saw it final. */
+    if (how != WV_LC_FAILED && always_final(ops[i].db) &&
         (ops[i].kind == WV_STORE_PUT || (ops[i].kind == WV_STORE_PUT_NX && applied))) {
       pthread_mutex_lock(&lc->mu);
       uint64_t gen = lc->gen;
       pthread_mutex_unlock(&lc->mu);
       fill(lc, gen, ops[i].db, ops[i].key, ops[i].val, ops[i].val_len, ops[i].expires_ms);
     }
-    if (!applied || ops[i].kind != WV_STORE_DEL)
+    /* A job record is rewritten only by the job queue, never once final; a rewrite through the
+     * store (tests, tools) is told to the others like a deletion. */
+    if (!applied || (ops[i].kind != WV_STORE_DEL && ops[i].db != WV_DB_JOBS))
       continue;
     /* Tell the others once Redis has it: "<db id>:<key>". */
     char msg[WV_STORE_KEY_MAX + 8];

@@ -102,8 +102,10 @@ static inline bool wv__sto_remote(const wv_store_t *s, wv_db_t db) {
 /* The local cache of storage/store_cluster.c (no-ops when s->lcache is NULL). A
  * snapshot read of a database held in Redis: the cached entry, else WV_EBUSY. */
 int wv__lc_snap_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg);
-/* wv_rstore_view through the cache (filling it). */
-int wv__lc_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg);
+/* wv_rstore_view through the cache (filling it; for a database cached only when final, only
+ * when final is given and says so). */
+int wv__lc_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_final_fn final,
+                wv_store_view_cb cb, void *arg);
 /* After a write of ops to Redis (how: it succeeded, failed, or was queued): drops their
  * entries, caches what was written (written through), publishes deletions. */
 enum { WV_LC_FAILED, WV_LC_APPLIED, WV_LC_QUEUED };

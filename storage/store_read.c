@@ -61,7 +61,7 @@ int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb c
   if (rc)
     return rc;
   if (wv__sto_remote(s, db))
-    return wv__lc_view(s, db, key, cb, arg);
+    return wv__lc_view(s, db, key, NULL, cb, arg);
   wv_store_snap_t snap;
   if ((rc = wv_store_snap_begin(s, &snap)) != 0)
     return rc;
@@ -141,6 +141,25 @@ int wv_store_get(wv_store_t *s, wv_db_t db, const char *key, char **val, size_t 
   struct copy_out c = {0};
   int rc = wv_store_view(s, db, key, copy_cb, &c);
   if (rc)
+    return rc;
+  *val = c.val;
+  if (len)
+    *len = c.len;
+  if (expires_ms)
+    *expires_ms = c.exp;
+  return 0;
+}
+
+int wv_store_get_final(wv_store_t *s, wv_db_t db, const char *key, wv_store_final_fn final,
+                       char **val, size_t *len, int64_t *expires_ms) {
+  size_t klen;
+  int rc = wv__sto_check_key(db, key, &klen);
+  if (rc)
+    return rc;
+  if (!wv__sto_remote(s, db))
+    return wv_store_get(s, db, key, val, len, expires_ms);
+  struct copy_out c = {0};
+  if ((rc = wv__lc_view(s, db, key, final, copy_cb, &c)) != 0)
     return rc;
   *val = c.val;
   if (len)

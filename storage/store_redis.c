@@ -52,6 +52,7 @@
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -104,6 +105,7 @@ struct sreq {
 
 struct wv_rstore {
   wv_redisurl_t url;
+  char tls_ca[PATH_MAX]; /* state.redis.tls-ca: CAs of a rediss:// server, "" = the system's */
   char prefix[WV_RSTORE_PREFIX_MAX + 1];
   struct timeval tv;
   int64_t timeout_ms;
@@ -240,52 +242,14 @@ static void free_replies(redisReply **rep, size_t n) {
 
 /* ---- connections --------------------------------------------------------- */
 
-static int handshake(wv_rstore_t *r, redisContext *c) {
-  cmd_t cmds[2];
-  size_t n = 0;
-  char db[16];
-  if (r->url.has_pass) {
-    cmds[n] = cmd1("AUTH");
-    if (r->url.user[0])
-      arg_s(&cmds[n], r->url.user);
-    arg_s(&cmds[n++], r->url.pass);
-  }
-  if (r->url.db) {
-    snprintf(db, sizeof db, "%d", r->url.db);
-    cmds[n] = cmd1("SELECT");
-    arg_s(&cmds[n++], db);
-  }
-  redisReply *rep[2] = {0};
-  int rc = n ? pipeline(r, c, cmds, n, rep) : 0;
-  for (size_t i = 0; i < n && !rc; i++)
-    if (rep[i]->type == REDIS_REPLY_ERROR) {
-      rc = reply_err(r, rep[i]);
-      if (rc == WV_ESTORE && i == n - 1 && r->url.db)
-        rc = WV_EINVAL; /* SELECT of a database the server does not have */
-    }
-  free_replies(rep, n);
-  return rc;
-}
-
 static int conn_open(wv_rstore_t *r, redisContext **out) {
-  redisContext *c = wv__redis_connect(&r->url, r->tv, wv__redis_tls_ca());
-  if (!c)
-    return WV_ENOMEM;
-  if (c->err) {
-    note_down(r, c->errstr);
-    redisFree(c);
-    return WV_EUNAVAIL;
-  }
-  redisSetTimeout(c, r->tv);
-  if (!r->url.tls) /* a TLS connection: keepalive is on the pump's TCP socket */
-    redisEnableKeepAlive(c);
-  int rc = handshake(r, c);
-  if (rc) {
-    redisFree(c);
-    return rc;
-  }
-  *out = c;
-  return 0;
+  char why[256];
+  int rc = wv__redis_open(&r->url, r->tv, r->tv, r->tls_ca, out, why, sizeof why);
+  if (rc == WV_EUNAVAIL || rc == WV_EAUTH)
+    note_down(r, why);
+  else if (rc && rc != WV_ENOMEM)
+    wv_error("redis: %s", why);
+  return rc;
 }
 
 /* False when the server closed the connection while it sat idle (a restart). */
@@ -1133,10 +1097,15 @@ static int init(wv_rstore_t *r, const char *url, const char *prefix, int64_t tim
 }
 
 int wv_rstore_open(wv_rstore_t **out, const char *url, const char *prefix, int64_t timeout_ms,
-                   int max_conns) {
+                   int max_conns, const char *tls_ca) {
+  if (tls_ca && strlen(tls_ca) >= PATH_MAX) {
+    wv_error("state.redis.tls-ca: the path is too long");
+    return WV_EINVAL;
+  }
   wv_rstore_t *r = calloc(1, sizeof *r);
   if (!r)
     return WV_ENOMEM;
+  snprintf(r->tls_ca, sizeof r->tls_ca, "%s", tls_ca ? tls_ca : "");
   int rc = init(r, url, prefix, timeout_ms, max_conns);
   if (rc) {
     free(r);

@@ -43,11 +43,13 @@ bool wv_rstore_holds(wv_db_t db);
 /*
  * Connects (once, to check the URL, the credentials, the database and that
  * the server is Redis 7.0 or newer) and starts the submit thread. Returns 0
- * and *out, or WV_EINVAL (bad URL or prefix, rediss:// — see the .c),
- * WV_EUNAVAIL, WV_EAUTH, WV_ESTORE, WV_ENOMEM, each with an error log line.
+ * and *out, or WV_EINVAL (bad URL, prefix or tls_ca path), WV_EUNAVAIL,
+ * WV_EAUTH, WV_ESTORE, WV_ENOMEM, each with an error log line. tls_ca: the CA
+ * file of a rediss:// server (NULL or "" = the system's), kept for every
+ * connection this store opens.
  */
 int wv_rstore_open(wv_rstore_t **out, const char *url, const char *prefix, int64_t timeout_ms,
-                   int max_conns);
+                   int max_conns, const char *tls_ca);
 
 /*
  * Runs every queued submit (their callbacks run; when Redis is known to be

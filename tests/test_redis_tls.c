@@ -9,6 +9,7 @@
 #include "storage/redis_conn_int.h"
 #include "storage/store.h"
 #include "tests/runner.h"
+#include "tests/redis_fixture.h"
 #include "tests/storage_util.h"
 
 #include <arpa/inet.h>
@@ -22,20 +23,9 @@
 
 #define HOUR_MS (3600 * 1000LL)
 
-static char dir[256], cert[320], key[320], other[320];
-static int port;
-static pid_t pid;
+static redis_fx_t fx; /* TLS only: fx.tls, its certificate options in main */
+static char cert[320], key[320], other[320];
 static char url[128];
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (void *)&a, &len))
-    return -1;
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 /* A TLS connection checked against ca (errstr copied into why on failure), or NULL. */
 static redisContext *tls(const char *ca, const char *u, char *why, size_t whylen) {
@@ -66,34 +56,10 @@ static bool pings(const char *ca) {
   return up;
 }
 
-/* Starts a TLS-only redis-server (AOF on, fsync always) on port; waits until it answers PING. */
-static int redis_start(void) {
-  char ps[16];
-  snprintf(ps, sizeof ps, "%d", port);
-  pid = fork();
-  if (pid == 0) {
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    execlp("redis-server", "redis-server", "--port", "0", "--tls-port", ps, "--tls-cert-file", cert,
-           "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no", "--bind",
-           "127.0.0.1", "--dir", dir, "--save", "", "--appendonly", "yes", "--appendfsync",
-           "always", "--daemonize", "no", (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 200; i++) {
-    if (pings(cert))
-      return 0;
-    usleep(25000);
-  }
-  return -1;
-}
-
-static void redis_stop(void) {
-  if (pid > 0) {
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-    pid = 0;
-  }
+/* The fixture is up when a TLS PING checked against cert answers. */
+static bool tls_up(const redis_fx_t *f) {
+  (void)f;
+  return pings(cert);
 }
 
 static char lmdb_dir[256];
@@ -103,12 +69,13 @@ static void close_store(wv_store_t *s) {
   tmpdir_remove(lmdb_dir);
 }
 
-static wv_store_t *open_tls(const char *u, const char *prefix, int *rc) {
+/* A store on u whose rediss:// connections trust the CAs of ca (state.redis.tls-ca). */
+static wv_store_t *open_tls(const char *u, const char *ca, const char *prefix, int *rc) {
   wv_store_t *s = NULL;
   *rc = WV_EINVAL;
   if (!tmpdir_make(lmdb_dir, "rtls") || wv_store_open(&s, lmdb_dir, 0, 0) != 0)
     return NULL;
-  if ((*rc = wv_store_use_redis(s, u, prefix, 1000, 4)) != 0) {
+  if ((*rc = wv_store_use_redis(s, u, prefix, 1000, 4, ca)) != 0) {
     close_store(s);
     return NULL;
   }
@@ -127,9 +94,8 @@ static int get_str(wv_store_t *s, wv_db_t db, const char *k, char *out, size_t c
 }
 
 TEST(store_over_tls) {
-  wv__redis_tls_ca_set(cert);
   int rc;
-  wv_store_t *s = open_tls(url, "tls1.", &rc);
+  wv_store_t *s = open_tls(url, cert, "tls1.", &rc);
   CHECK(s);
   TEST_CLEANUP(close_store, s);
   char buf[64];
@@ -177,38 +143,39 @@ TEST(refuses_bad_certificates) {
   CHECK_HAS(why, "certificate");
   /* the right CA, but the certificate names 127.0.0.1, not the URL's host */
   char byname[128];
-  snprintf(byname, sizeof byname, "rediss://localhost:%d/0", port);
+  snprintf(byname, sizeof byname, "rediss://localhost:%d/0", fx.port);
   why[0] = '\0';
   CHECK(!tls(cert, byname, why, sizeof why));
   CHECK_HAS(why, "certificate");
   /* an unreadable CA file */
   char missing[340];
-  snprintf(missing, sizeof missing, "%s/none.pem", dir);
+  snprintf(missing, sizeof missing, "%s/none.pem", fx.dir);
   why[0] = '\0';
   CHECK(!tls(missing, url, why, sizeof why));
   CHECK_HAS(why, "state.redis.tls-ca");
   /* through the store: open fails, nothing is shared */
-  wv__redis_tls_ca_set(other);
   int rc = 0;
-  CHECK(!open_tls(url, "tls2.", &rc));
+  CHECK(!open_tls(url, other, "tls2.", &rc));
   CHECK_EQ_INT(rc, WV_EUNAVAIL);
-  wv__redis_tls_ca_set(cert);
+  /* the CA is the store's own setting: another store trusting cert opens at the same time */
+  wv_store_t *s = open_tls(url, cert, "tls2.", &rc);
+  CHECK(s);
+  close_store(s);
 }
 
 TEST(plain_url_to_tls_port_fails) {
   char u[128];
-  snprintf(u, sizeof u, "redis://127.0.0.1:%d/0", port);
+  snprintf(u, sizeof u, "redis://127.0.0.1:%d/0", fx.port);
   int rc = 0;
   double t0 = now_sec();
-  CHECK(!open_tls(u, "tls3.", &rc));
+  CHECK(!open_tls(u, cert, "tls3.", &rc));
   CHECK(rc != 0);
   CHECK(now_sec() - t0 < 3);
 }
 
 TEST(restart_is_ridden_out) {
-  wv__redis_tls_ca_set(cert);
   int rc;
-  wv_store_t *s = open_tls(url, "tls4.", &rc);
+  wv_store_t *s = open_tls(url, cert, "tls4.", &rc);
   CHECK(s);
   TEST_CLEANUP(close_store, s);
   char buf[64];
@@ -217,19 +184,17 @@ TEST(restart_is_ridden_out) {
     snprintf(k, sizeof k, "k%d", i);
     CHECK_OK(wv_store_put(s, WV_DB_TOKENS, k, k, strlen(k), wv_store_now_ms() + HOUR_MS));
   }
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
-  pid = 0;
+  redis_fx_stop(&fx, SIGKILL);
   CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "k1", buf, sizeof buf, NULL), WV_EUNAVAIL);
-  CHECK_OK(redis_start());
+  CHECK_OK(redis_fx_start(&fx));
   for (int i = 0; i < 20; i++) {
     char k[16];
     snprintf(k, sizeof k, "k%d", i);
     CHECK_OK(get_str(s, WV_DB_TOKENS, k, buf, sizeof buf, NULL));
     CHECK_EQ_STR(buf, k);
   }
-  redis_stop(); /* a clean restart while TLS connections sit in the pool */
-  CHECK_OK(redis_start());
+  redis_fx_stop(&fx, SIGTERM); /* a clean restart while TLS connections sit in the pool */
+  CHECK_OK(redis_fx_start(&fx));
   CHECK_OK(get_str(s, WV_DB_TOKENS, "k7", buf, sizeof buf, NULL));
 }
 
@@ -263,7 +228,7 @@ static int make_cert(const char *name, const char *ip) {
   snprintf(cmd, sizeof cmd,
            "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout '%s/%s.key' -out "
            "'%s/%s.pem' -subj /CN=%s -addext subjectAltName=IP:%s >/dev/null 2>&1",
-           dir, name, dir, name, ip, ip);
+           fx.dir, name, fx.dir, name, ip, ip);
   return system(cmd) == 0 ? 0 : -1;
 }
 
@@ -278,23 +243,34 @@ int main(int argc, char **argv) {
     return 77;
   }
   signal(SIGPIPE, SIG_IGN); /* as waved does */
-  port = free_port();
-  if (port < 0 || !tmpdir_make(dir, "rtls") || make_cert("server", "127.0.0.1") ||
+  fx.port = redis_fx_free_port();
+  if (fx.port < 0 || !tmpdir_make(fx.dir, "rtls") || make_cert("server", "127.0.0.1") ||
       make_cert("other", "127.0.0.1")) {
     fprintf(stderr, "cannot make the test certificates\n");
     return 1;
   }
-  snprintf(cert, sizeof cert, "%s/server.pem", dir);
-  snprintf(key, sizeof key, "%s/server.key", dir);
-  snprintf(other, sizeof other, "%s/other.pem", dir);
-  snprintf(url, sizeof url, "rediss://127.0.0.1:%d/0", port);
-  if (redis_start() != 0) {
-    fprintf(stderr, "cannot start a TLS redis-server on 127.0.0.1:%d\n", port);
-    redis_stop();
+  snprintf(cert, sizeof cert, "%s/server.pem", fx.dir);
+  snprintf(key, sizeof key, "%s/server.key", fx.dir);
+  snprintf(other, sizeof other, "%s/other.pem", fx.dir);
+  snprintf(url, sizeof url, "rediss://127.0.0.1:%d/0", fx.port);
+  const char *const tls_args[] = {"--tls-cert-file",
+                                  cert,
+                                  "--tls-key-file",
+                                  key,
+                                  "--tls-ca-cert-file",
+                                  cert,
+                                  "--tls-auth-clients",
+                                  "no",
+                                  NULL};
+  fx.tls = true;
+  fx.extra = tls_args;
+  fx.up = tls_up;
+  if (redis_fx_start(&fx) != 0) {
+    fprintf(stderr, "cannot start a TLS redis-server on 127.0.0.1:%d\n", fx.port);
+    redis_fx_free(&fx);
     return 1;
   }
   int rc = wv_test_run(argc, argv, tests, sizeof tests / sizeof tests[0]);
-  redis_stop();
-  tmpdir_remove(dir);
+  redis_fx_free(&fx);
   return rc;
 }

@@ -8,8 +8,10 @@
 #include "core/redisurl.h"
 #include "storage/blobgc.h"
 #include "storage/cas.h"
+#include "storage/jobqueue_redis.h"
 #include "storage/store.h"
 #include "tests/runner.h"
+#include "tests/redis_fixture.h"
 #include "tests/storage_util.h"
 
 #include <arpa/inet.h>
@@ -19,74 +21,17 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
 #define HOUR_MS (3600 * 1000LL)
 
-static char redis_dir[256];
-static int redis_port;
-static pid_t redis_pid;
+static redis_fx_t fx;
 static char url[128];
 
-/* ---- the redis-server fixture ------------------------------------------------ */
-
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (void *)&a, &len))
-    return -1;
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-static redisContext *raw(void) {
-  struct timeval tv = {1, 0};
-  redisContext *c = redisConnectWithTimeout("127.0.0.1", redis_port, tv);
-  if (c && c->err) {
-    redisFree(c);
-    return NULL;
-  }
-  return c;
-}
-
-/* Starts redis-server (AOF on, fsync always) on redis_port; waits until it answers PING. */
-static int redis_start(void) {
-  char port[16];
-  snprintf(port, sizeof port, "%d", redis_port);
-  redis_pid = fork();
-  if (redis_pid == 0) {
-    int null = open("/dev/null", O_WRONLY);
-    dup2(null, 1);
-    execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--dir",
-           redis_dir, "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--daemonize",
-           "no", (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 200; i++) {
-    redisContext *c = raw();
-    redisReply *x = c ? redisCommand(c, "PING") : NULL;
-    bool up = x && x->type == REDIS_REPLY_STATUS;
-    if (x)
-      freeReplyObject(x);
-    if (c)
-      redisFree(c);
-    if (up)
-      return 0;
-    usleep(25000);
-  }
-  return -1;
-}
-
-static void redis_stop(void) {
-  if (redis_pid > 0) {
-    kill(redis_pid, SIGTERM);
-    waitpid(redis_pid, NULL, 0);
-    redis_pid = 0;
-  }
-}
+static redisContext *raw(void) { return redis_fx_raw(&fx); }
 
 /* Whether a raw key exists in Redis (what the store wrote, seen from outside). */
 static long long raw_int(const char *fmt, const char *key) {
@@ -114,7 +59,7 @@ static wv_store_t *open_redis_t(const char *prefix, int64_t timeout_ms) {
   wv_store_t *s = NULL;
   if (!tmpdir_make(lmdb_dir, "rstore") || wv_store_open(&s, lmdb_dir, 0, 0) != 0)
     return NULL;
-  if (wv_store_use_redis(s, url, prefix, timeout_ms, 8) != 0) {
+  if (wv_store_use_redis(s, url, prefix, timeout_ms, 8, NULL) != 0) {
     close_store(s);
     return NULL;
   }
@@ -178,15 +123,15 @@ TEST(refuses_bad_settings) {
   CHECK_OK(wv_store_open(&s, lmdb_dir, 0, 0));
   TEST_CLEANUP(close_store, s);
   char u[160];
-  snprintf(u, sizeof u, "rediss://127.0.0.1:%d", redis_port);
-  CHECK(wv_store_use_redis(s, u, "t.", 1000, 4) != 0); /* TLS to a plain port: no handshake */
-  CHECK_EQ_INT(wv_store_use_redis(s, url, "has space", 1000, 4), WV_EINVAL);
-  snprintf(u, sizeof u, "redis://127.0.0.1:%d/99999", redis_port);
-  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 1000, 4), WV_EINVAL); /* no such database */
-  snprintf(u, sizeof u, "redis://:nope@127.0.0.1:%d", redis_port);
-  CHECK(wv_store_use_redis(s, u, "t.", 1000, 4) != 0); /* no password set: AUTH fails */
-  snprintf(u, sizeof u, "redis://127.0.0.1:%d", free_port());
-  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 300, 4), WV_EUNAVAIL);
+  snprintf(u, sizeof u, "rediss://127.0.0.1:%d", fx.port);
+  CHECK(wv_store_use_redis(s, u, "t.", 1000, 4, NULL) != 0); /* TLS to a plain port: no handshake */
+  CHECK_EQ_INT(wv_store_use_redis(s, url, "has space", 1000, 4, NULL), WV_EINVAL);
+  snprintf(u, sizeof u, "redis://127.0.0.1:%d/99999", fx.port);
+  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 1000, 4, NULL), WV_EINVAL); /* no such database */
+  snprintf(u, sizeof u, "redis://:nope@127.0.0.1:%d", fx.port);
+  CHECK(wv_store_use_redis(s, u, "t.", 1000, 4, NULL) != 0); /* no password set: AUTH fails */
+  snprintf(u, sizeof u, "redis://127.0.0.1:%d", redis_fx_free_port());
+  CHECK_EQ_INT(wv_store_use_redis(s, u, "t.", 300, 4, NULL), WV_EUNAVAIL);
   CHECK(!wv_store_db_shared(s, WV_DB_TOKENS)); /* still all local */
 }
 
@@ -484,15 +429,13 @@ TEST(restart_and_outage) {
     snprintf(k, sizeof k, "k%d", i);
     CHECK_OK(wv_store_put(s, WV_DB_TOKENS, k, k, strlen(k), wv_store_now_ms() + HOUR_MS));
   }
-  kill(redis_pid, SIGKILL);
-  waitpid(redis_pid, NULL, 0);
-  redis_pid = 0;
+  redis_fx_stop(&fx, SIGKILL);
   /* Down: every call fails with WV_EUNAVAIL, promptly. */
   double t0 = now_sec();
   CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "k1", buf, sizeof buf, NULL), WV_EUNAVAIL);
   CHECK_EQ_INT(wv_store_put(s, WV_DB_TOKENS, "x", "x", 1, 0), WV_EUNAVAIL);
   CHECK(now_sec() - t0 < 2.5);
-  CHECK_OK(redis_start());
+  CHECK_OK(redis_fx_start(&fx));
   for (int i = 0; i < 50; i++) {
     char k[16];
     snprintf(k, sizeof k, "k%d", i);
@@ -500,8 +443,8 @@ TEST(restart_and_outage) {
     CHECK_EQ_STR(buf, k);
   }
   /* A clean restart while connections sit in the pool. */
-  redis_stop();
-  CHECK_OK(redis_start());
+  redis_fx_stop(&fx, SIGTERM);
+  CHECK_OK(redis_fx_start(&fx));
   CHECK_OK(get_str(s, WV_DB_TOKENS, "k7", buf, sizeof buf, NULL));
   int64_t v = 0;
   CHECK_OK(wv_store_incr(s, WV_DB_COUNTERS, "after", 1, 0, &v));
@@ -572,20 +515,36 @@ static void close_c(wv_store_t *s) {
   tmpdir_remove(dir_c);
 }
 
+/* Instance B of a two-instance test (its own LMDB in dir_b) on prefix; NULL on failure. */
+static wv_store_t *open_b(const char *prefix) {
+  wv_store_t *b = NULL;
+  if (!tmpdir_make(dir_b, "rstore-b") || wv_store_open(&b, dir_b, 0, 0) != 0)
+    return NULL;
+  if (wv_store_use_redis(b, url, prefix, 1000, 8, NULL) != 0) {
+    close_b(b);
+    return NULL;
+  }
+  return b;
+}
+
+/* Turns on the local caches of a and b (1 MiB, tokens 5 s); waits until both subscribed. */
+static int caches_on(wv_store_t *a, wv_store_t *b) {
+  int rc = wv_store_local_cache(a, 1 << 20, 5000);
+  rc = rc ? rc : wv_store_local_cache(b, 1 << 20, 5000);
+  for (int i = 0; !rc && i < 100 && !(wv_store_local_cache_live(a) && wv_store_local_cache_live(b));
+       i++)
+    usleep(20000);
+  return rc ? rc : wv_store_local_cache_live(a) && wv_store_local_cache_live(b) ? 0 : WV_ETIMEOUT;
+}
+
 TEST(local_cache_and_invalidation) {
   wv_store_t *a = open_redis("t22."), *b = NULL;
   CHECK(a);
   TEST_CLEANUP(close_store, a);
-  CHECK(tmpdir_make(dir_b, "rstore-b"));
-  CHECK_OK(wv_store_open(&b, dir_b, 0, 0));
+  CHECK((b = open_b("t22.")));
   TEST_CLEANUP(close_b, b);
-  CHECK_OK(wv_store_use_redis(b, url, "t22.", 1000, 8));
-  CHECK_OK(wv_store_local_cache(a, 1 << 20, 5000));
-  CHECK_OK(wv_store_local_cache(b, 1 << 20, 5000));
+  CHECK_OK(caches_on(a, b));
   CHECK_EQ_INT(wv_store_local_cache(b, 1 << 20, 5000), WV_EINVAL); /* once */
-  for (int i = 0; i < 100 && !(wv_store_local_cache_live(a) && wv_store_local_cache_live(b)); i++)
-    usleep(20000);
-  CHECK(wv_store_local_cache_live(b));
   int64_t later = wv_store_now_ms() + HOUR_MS;
   char buf[64] = "";
   CHECK_OK(wv_store_put(a, WV_DB_TOKENS, "tok", "rec", 3, later));
@@ -617,7 +576,7 @@ TEST(local_cache_and_invalidation) {
   CHECK(tmpdir_make(dir_c, "rstore-c"));
   CHECK_OK(wv_store_open(&c, dir_c, 0, 0));
   TEST_CLEANUP(close_c, c);
-  CHECK_OK(wv_store_use_redis(c, url, "t22.", 1000, 8));
+  CHECK_OK(wv_store_use_redis(c, url, "t22.", 1000, 8, NULL));
   CHECK_OK(wv_store_local_cache(c, 1 << 20, 200));
   for (int i = 0; i < 100 && !wv_store_local_cache_live(c); i++)
     usleep(20000);
@@ -626,6 +585,237 @@ TEST(local_cache_and_invalidation) {
   CHECK_EQ_INT(snap_str(c, WV_DB_TOKENS, "tok2", buf), 1);
   usleep(300000);
   CHECK_EQ_INT(snap_str(c, WV_DB_TOKENS, "tok2", buf), WV_EBUSY);
+}
+
+/* Calls of one Redis command since the server started (INFO commandstats). */
+static long long cmd_calls(const char *cmd) {
+  redisContext *c = raw();
+  redisReply *x = c ? redisCommand(c, "INFO commandstats") : NULL;
+  long long n = -1; /* no answer */
+  char pat[64];
+  snprintf(pat, sizeof pat, "cmdstat_%s:calls=", cmd);
+  if (x && x->type == REDIS_REPLY_STRING) {
+    const char *p = strstr(x->str, pat);
+    n = p ? strtoll(p + strlen(pat), NULL, 10) : 0; /* absent: never called */
+  }
+  if (x)
+    freeReplyObject(x);
+  if (c)
+    redisFree(c);
+  return n;
+}
+
+static int job_rec(char *out, size_t cap, const char *id, const char *state) {
+  return snprintf(
+      out, cap,
+      "{\"id\":\"%s\",\"kind\":\"build\",\"state\":\"%s\",\"created\":1,\"deadline_ms\":20000,"
+      "\"steps\":[{\"type\":\"cmd\",\"argv\":[\"true\"]}]}",
+      id, state);
+}
+
+static void free_jobq(wv_jobq_t *q) { wv_jobq_free(q); }
+
+/* The job queue reads records through the store: an ended job's record is read from Redis once
+ * and then from the local cache; a running one every time; a deletion reaches every cache. */
+TEST(ended_job_records_cached) {
+  wv_store_t *a = open_redis("t24."), *b = NULL;
+  CHECK(a);
+  TEST_CLEANUP(close_store, a);
+  CHECK((b = open_b("t24.")));
+  TEST_CLEANUP(close_b, b);
+  CHECK_OK(caches_on(a, b));
+  wv_jobq_opts_t o = {.url = url,
+                      .prefix = "t24.",
+                      .timeout_ms = 1000,
+                      .instance_id = "b",
+                      .lease_ms = 3000,
+                      .final_ttl_ms = HOUR_MS,
+                      .log_dir = dir_b,
+                      .store = b};
+  wv_jobq_t *q = NULL;
+  wv_job_persist_t p;
+  wv_job_queue_t qops;
+  CHECK_OK(wv_jobq_open(&o, &q, &p, &qops));
+  TEST_CLEANUP(free_jobq, q);
+  char rec[256], buf[256], *json = NULL;
+  size_t len = 0;
+  int64_t later = wv_store_now_ms() + HOUR_MS;
+  int n = job_rec(rec, sizeof rec, "bd-c_1", "RUNNING");
+  CHECK_OK(wv_store_put(a, WV_DB_JOBS, "bd-c_1", rec, (size_t)n, later));
+  /* Running: every read is a GET. */
+  long long g0 = cmd_calls("get");
+  CHECK(g0 >= 0);
+  for (int i = 0; i < 2; i++) {
+    CHECK_OK(p.get(p.ctx, "bd-c_1", &json, &len));
+    CHECK(strstr(json, "RUNNING") != NULL);
+    free(json);
+  }
+  CHECK_EQ_INT(cmd_calls("get") - g0, 2);
+  CHECK_EQ_INT(snap_str(b, WV_DB_JOBS, "bd-c_1", buf), WV_EBUSY); /* not cached */
+  /* Ended (saved by the instance that ran it, as the queue does: a plain SET): one GET. */
+  n = job_rec(rec, sizeof rec, "bd-c_1", "SUCCEEDED");
+  redisContext *c = raw();
+  CHECK(c);
+  redisReply *x = redisCommand(c, "SET %s %b PX 3600000", "t24.jobs:bd-c_1", rec, (size_t)n);
+  CHECK(x && x->type == REDIS_REPLY_STATUS);
+  freeReplyObject(x);
+  redisFree(c);
+  g0 = cmd_calls("get");
+  for (int i = 0; i < 3; i++) {
+    CHECK_OK(p.get(p.ctx, "bd-c_1", &json, &len));
+    CHECK(strstr(json, "SUCCEEDED") != NULL);
+    CHECK_EQ_INT(len, n);
+    free(json);
+  }
+  CHECK_EQ_INT(cmd_calls("get") - g0, 1);
+  CHECK_EQ_INT(snap_str(b, WV_DB_JOBS, "bd-c_1", buf), 1); /* the IO loops' read too */
+  /* Not what a reader without final() fills: a FAILED record read by wv_store_get. */
+  n = job_rec(rec, sizeof rec, "bd-c_2", "FAILED");
+  CHECK_OK(wv_store_put(a, WV_DB_JOBS, "bd-c_2", rec, (size_t)n, later));
+  CHECK_OK(get_str(b, WV_DB_JOBS, "bd-c_2", buf, sizeof buf, NULL));
+  CHECK_EQ_INT(snap_str(b, WV_DB_JOBS, "bd-c_2", buf), WV_EBUSY);
+  /* A deletion on A is gone from B's memory. */
+  CHECK_OK(wv_store_del(a, WV_DB_JOBS, "bd-c_1"));
+  int rc = 1;
+  for (int i = 0; i < 100 && (rc = snap_str(b, WV_DB_JOBS, "bd-c_1", buf)) == 1; i++)
+    usleep(10000);
+  CHECK_EQ_INT(rc, WV_EBUSY);
+  CHECK_EQ_INT(p.get(p.ctx, "bd-c_1", &json, &len), WV_ENOTFOUND);
+  /* The cache honours the record's expiry. */
+  n = job_rec(rec, sizeof rec, "bd-c_3", "FAILED");
+  CHECK_OK(wv_store_put(a, WV_DB_JOBS, "bd-c_3", rec, (size_t)n, wv_store_now_ms() + 700));
+  /* (A's write is announced too; a read that crosses the announcement does not fill.) */
+  for (int i = 0; i < 20 && (rc = snap_str(b, WV_DB_JOBS, "bd-c_3", buf)) != 1; i++) {
+    CHECK_OK(p.get(p.ctx, "bd-c_3", &json, &len));
+    free(json);
+    usleep(10000);
+  }
+  CHECK_EQ_INT(rc, 1);
+  usleep(800000);
+  CHECK_EQ_INT(snap_str(b, WV_DB_JOBS, "bd-c_3", buf), WV_EBUSY);
+  CHECK_EQ_INT(p.get(p.ctx, "bd-c_3", &json, &len), WV_ENOTFOUND);
+}
+
+/* A job engine with the shared queue (instance "real"), as core/main.c starts one. */
+typedef struct {
+  char dir[256];
+  wv_jobq_t *q;
+  wv_job_engine_t *e;
+  wv_job_persist_t p;
+  wv_job_queue_t qops;
+} qinst_t;
+
+static void qinst_close(qinst_t *in) {
+  wv_jobq_stop(in->q); /* its threads use the engine */
+  wv_job_engine_free(in->e);
+  wv_jobq_free(in->q);
+  tmpdir_remove(in->dir);
+}
+
+static int qinst_open(qinst_t *in, const char *prefix, int max_deliveries) {
+  if (!tmpdir_make(in->dir, "jobq"))
+    return WV_EIO;
+  wv_jobq_opts_t o = {.url = url,
+                      .prefix = prefix,
+                      .timeout_ms = 1000,
+                      .instance_id = "real",
+                      .lease_ms = 1000,
+                      .poll_ms = 500,
+                      .final_ttl_ms = HOUR_MS,
+                      .log_dir = in->dir,
+                      .max_deliveries = max_deliveries};
+  int rc = wv_jobq_open(&o, &in->q, &in->p, &in->qops);
+  if (rc)
+    return rc;
+  wv_job_opts_t jo;
+  wv_job_opts_init(&jo);
+  jo.log_dir = in->dir;
+  jo.persist = &in->p;
+  jo.queue = &in->qops;
+  jo.rerun_reclaimed = true;
+  wv_job_kind_t k = {
+      .name = "build", .label = "Container build", .max_running = 2, .deadline_ms = 20000};
+  if ((rc = wv_job_engine_new(&jo, &in->e)) || (rc = wv_job_register_kind(in->e, &k)) ||
+      (rc = wv_job_engine_start(in->e)))
+    return rc;
+  return 0;
+}
+
+typedef struct {
+  atomic_int done;
+  wv_job_info_t info;
+} qwait_t;
+
+static void qwait_cb(void *arg, const wv_job_info_t *info) {
+  qwait_t *w = arg;
+  w->info = *info;
+  atomic_store(&w->done, 1);
+}
+
+static bool qwait(qwait_t *w, int ms) {
+  for (int i = 0; i < ms / 10 && !atomic_load(&w->done); i++)
+    usleep(10000);
+  return atomic_load(&w->done);
+}
+
+/* A raw command on the fixture's Redis; its reply's type (-1: no reply). */
+static int rcmd(const char *fmt, ...) {
+  redisContext *c = raw();
+  va_list ap;
+  va_start(ap, fmt);
+  redisReply *x = c ? redisvCommand(c, fmt, ap) : NULL;
+  va_end(ap);
+  int t = x ? x->type : -1;
+  if (x)
+    freeReplyObject(x);
+  if (c)
+    redisFree(c);
+  return t;
+}
+
+/* A job whose every instance dies: a fake consumer read it and two more took it over by
+ * XAUTOCLAIM, none acknowledged; with job-max-deliveries 3 the real instance's reclaim (the
+ * fourth delivery) fails it, acknowledges it and its waiter gets the failure. A job delivered
+ * twice before is run again. */
+TEST(poison_job_failed_after_cap) {
+  char rec[256];
+  int n = job_rec(rec, sizeof rec, "bd-p_1", "RUNNING");
+  CHECK_EQ_INT(rcmd("SET t25.jobs:bd-p_1 %b", rec, (size_t)n), REDIS_REPLY_STATUS);
+  n = job_rec(rec, sizeof rec, "bd-p_2", "RUNNING");
+  CHECK_EQ_INT(rcmd("SET t25.jobs:bd-p_2 %b", rec, (size_t)n), REDIS_REPLY_STATUS);
+  CHECK_EQ_INT(rcmd("XGROUP CREATE t25.jobq:build waved 0 MKSTREAM"), REDIS_REPLY_STATUS);
+  CHECK_EQ_INT(rcmd("XADD t25.jobq:build * id bd-p_1"), REDIS_REPLY_STRING);
+  CHECK_EQ_INT(rcmd("XREADGROUP GROUP waved dead1 COUNT 1 STREAMS t25.jobq:build >"),
+               REDIS_REPLY_ARRAY);
+  CHECK_EQ_INT(rcmd("XAUTOCLAIM t25.jobq:build waved dead2 0 0-0"), REDIS_REPLY_ARRAY);
+  CHECK_EQ_INT(rcmd("XAUTOCLAIM t25.jobq:build waved dead3 0 0-0"), REDIS_REPLY_ARRAY);
+  CHECK_EQ_INT(rcmd("XADD t25.jobq:build * id bd-p_2"), REDIS_REPLY_STRING);
+  CHECK_EQ_INT(rcmd("XREADGROUP GROUP waved dead1 COUNT 1 STREAMS t25.jobq:build >"),
+               REDIS_REPLY_ARRAY);
+  CHECK_EQ_INT(raw_int("XLEN %s", "t25.jobq:build"), 2);
+  /* static: the clean-ups run after this function returned; so do late waiter calls */
+  static qinst_t in;
+  static qwait_t w1, w2;
+  TEST_CLEANUP(qinst_close, &in); /* closes what qinst_open got to */
+  CHECK_OK(qinst_open(&in, "t25.", 3));
+  CHECK_OK(wv_job_on_done(in.e, "bd-p_1", qwait_cb, &w1)); /* a parked pull, say */
+  CHECK_OK(wv_job_on_done(in.e, "bd-p_2", qwait_cb, &w2));
+  CHECK_OK(wv_jobq_start(in.q, in.e));
+  CHECK(qwait(&w1, 15000));
+  CHECK_EQ_INT(w1.info.state, WV_JOB_FAILED);
+  CHECK(strstr(w1.info.reason, "abandoned by 3 instances") != NULL);
+  CHECK(strstr(w1.info.reason, "job-max-deliveries") != NULL);
+  char *json = NULL;
+  size_t len;
+  CHECK_OK(in.p.get(in.p.ctx, "bd-p_1", &json, &len));
+  CHECK(strstr(json, "\"FAILED\"") != NULL);
+  free(json);
+  CHECK(qwait(&w2, 15000)); /* under the cap: taken over and run again */
+  CHECK_EQ_INT(w2.info.state, WV_JOB_SUCCEEDED);
+  int64_t pending = -1;
+  for (int i = 0; i < 100 && (pending = raw_int("XLEN %s", "t25.jobq:build")) != 0; i++)
+    usleep(20000);
+  CHECK_EQ_INT(pending, 0); /* both acknowledged and deleted */
 }
 
 /* Every database the collector marks is in Redis, the job records included (the job queue
@@ -660,6 +850,8 @@ int main(int argc, char **argv) {
                                     T(cluster_lock_one_holder),
                                     T(cluster_rate_bucket),
                                     T(local_cache_and_invalidation),
+                                    T(ended_job_records_cached),
+                                    T(poison_job_failed_after_cap),
                                     T(blob_gc_marks_cluster_wide),
                                     T(put_nx_and_counters),
                                     T(apply_is_all_or_nothing),
@@ -667,19 +859,14 @@ int main(int argc, char **argv) {
                                     T(submit_runs_every_write_once),
                                     T(concurrent_writers_lose_nothing),
                                     T(restart_and_outage)};
-  if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-    printf("SKIP: redis-server is not installed (packaging/deps.sh test installs it)\n");
+  if (redis_fx_missing())
     return 77;
-  }
-  redis_port = free_port();
-  if (redis_port < 0 || !tmpdir_make(redis_dir, "redis") || redis_start() != 0) {
-    fprintf(stderr, "cannot start redis-server on 127.0.0.1:%d\n", redis_port);
-    redis_stop();
+  if (redis_fx_init(&fx, "redis") != 0) {
+    redis_fx_free(&fx);
     return 1;
   }
-  snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", redis_port);
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", fx.port);
   int rc = wv_test_run(argc, argv, tests, sizeof tests / sizeof tests[0]);
-  redis_stop();
-  tmpdir_remove(redis_dir);
+  redis_fx_free(&fx);
   return rc;
 }

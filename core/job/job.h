@@ -63,6 +63,9 @@ typedef enum { WV_JOB_QUEUED = 0, WV_JOB_RUNNING, WV_JOB_SUCCEEDED, WV_JOB_FAILE
 
 /* "QUEUED", "RUNNING", "SUCCEEDED", "FAILED". */
 const char *wv_job_state_name(wv_job_state_t s);
+/* True when json is a whole job record (persistence's format) of a job that ended (SUCCEEDED
+ * or FAILED): such a record never changes again, so it may be cached (wv_store_get_final). */
+bool wv_job_record_final(const void *json, size_t len);
 
 /* How the memory limit of command steps is enforced (docs/jobs.md). */
 typedef enum {
@@ -302,6 +305,15 @@ typedef enum {
  * kind), WV_ECLOSED, WV_ENOMEM, or the save's error. Any thread.
  */
 int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *ended);
+
+/*
+ * Job id (whose lease the caller holds) was taken by too many instances that all stopped
+ * answering (state.redis.job-max-deliveries): it is not run again here but saved FAILED with
+ * reason (what a RUNNING record's instance left in its log is kept, with the reason after it).
+ * Sets *ended as wv_job_adopt does (also when it had ended already). 0, WV_ENOTFOUND,
+ * WV_EINVAL, WV_ECLOSED, WV_ENOMEM or the save's error. Any thread.
+ */
+int wv_job_abandon(wv_job_engine_t *e, const char *id, const char *reason, bool *ended);
 
 /*
  * Job id ended on another instance (a message, or the slow poll): its waiters here run when its

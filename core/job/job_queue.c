@@ -45,9 +45,12 @@ static void keep_failed_log(wv_job_engine_t *e, const job_t *j) {
   free(old);
 }
 
-int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *ended) {
+/* Loads job id's record for adopting it: 0 with *out (NULL when it runs here already, or has
+ * ended: then *ended), or an error. */
+static int load_for_adopt(wv_job_engine_t *e, const char *id, job_t **out, bool *ended) {
   const wv_job_persist_t *p = e->opts.persist;
   *ended = false;
+  *out = NULL;
   if (!p || !id || !wv__jobrec_id_valid(id))
     return WV_EINVAL;
   uv_mutex_lock(&e->mu);
@@ -73,6 +76,39 @@ int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *e
     *ended = true;
     return 0;
   }
+  *out = j;
+  return 0;
+}
+
+/* Saves a loaded job FAILED with reason without running it; frees j. */
+static int fail_unrun(wv_job_engine_t *e, job_t *j, const char *reason, bool *ended) {
+  if (j->state == WV_JOB_RUNNING)
+    wv__jobeng_kill_leftovers(e, j); /* pid-checked: only a runner of this very job */
+  snprintf(j->reason, sizeof j->reason, "%s", reason);
+  j->finished_ns = wv_now_ns();
+  wv__jobeng_remove_workdir(j);
+  keep_failed_log(e, j);
+  int rc = wv__jobeng_save(e, j, WV_JOB_FAILED);
+  wv__jobrec_free_job(j);
+  *ended = rc == 0;
+  return rc;
+}
+
+int wv_job_abandon(wv_job_engine_t *e, const char *id, const char *reason, bool *ended) {
+  job_t *j;
+  int rc = load_for_adopt(e, id, &j, ended);
+  if (rc || !j)
+    return rc;
+  j->kind = wv__jobeng_find_kind(e, j->kind_name); /* NULL (unknown here): its workdir stays */
+  wv_error("jobs: %s (%s): %s; marked failed", j->id, j->kind_name, reason);
+  return fail_unrun(e, j, reason, ended);
+}
+
+int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *ended) {
+  job_t *j;
+  int rc = load_for_adopt(e, id, &j, ended);
+  if (rc || !j)
+    return rc;
   j->kind = wv__jobeng_find_kind(e, j->kind_name);
   if (!j->kind) {
     wv_warn("jobs: %s: unknown kind '%s' in the shared queue", id, j->kind_name);
@@ -81,21 +117,14 @@ int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *e
   }
   bool interrupted = j->state == WV_JOB_RUNNING;
   const char *why = how == WV_JOB_ADOPT_RECOVER ? "a restart" : "the loss of its instance";
-  if (interrupted)
-    wv__jobeng_kill_leftovers(e, j); /* pid-checked: only a runner of this very job */
   bool rerun = j->kind->rerunnable || (how == WV_JOB_ADOPT_RECLAIM && e->opts.rerun_reclaimed);
   if (interrupted && !rerun) {
-    snprintf(j->reason, sizeof j->reason, "%s",
-             how == WV_JOB_ADOPT_RECOVER ? WV_JOB_REASON_RESTART : WV_JOB_REASON_LOST);
-    j->finished_ns = wv_now_ns();
     wv_warn("jobs: %s (%s) was interrupted by %s; marked failed", j->id, j->kind_name, why);
-    wv__jobeng_remove_workdir(j);
-    keep_failed_log(e, j);
-    rc = wv__jobeng_save(e, j, WV_JOB_FAILED);
-    wv__jobrec_free_job(j);
-    *ended = rc == 0;
-    return rc;
+    return fail_unrun(
+        e, j, how == WV_JOB_ADOPT_RECOVER ? WV_JOB_REASON_RESTART : WV_JOB_REASON_LOST, ended);
   }
+  if (interrupted)
+    wv__jobeng_kill_leftovers(e, j); /* pid-checked: only a runner of this very job */
   j->state = WV_JOB_QUEUED;
   j->started_ns = 0;
   if (interrupted) {

@@ -285,6 +285,15 @@ static int parse_fields(json_object *o, job_t *j) {
   return get_str_dup(o, "workdir", &j->workdir);
 }
 
+bool wv_job_record_final(const void *json, size_t len) {
+  job_t *j = NULL;
+  if (wv__jobrec_from_json(json, len, &j) != 0)
+    return false;
+  bool ended = wv__jobeng_ended(j->state);
+  wv__jobrec_free_job(j);
+  return ended;
+}
+
 int wv__jobrec_from_json(const char *json, size_t len, job_t **out) {
   json_object *o = NULL, *steps;
   char err[128];
