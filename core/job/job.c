@@ -180,7 +180,7 @@ int wv__jobeng_save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state) {
   int rc = p->save(p->ctx, j->id, json, len, wv__jobeng_ended(state));
   free(json);
   if (rc)
-    wv_error("jobs: %s: cannot wv__jobeng_save the %s record: %s", j->id, wv_job_state_name(state),
+    wv_error("jobs: %s: cannot save the %s record: %s", j->id, wv_job_state_name(state),
              wv_strerror(rc));
   return rc;
 }
