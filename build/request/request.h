@@ -184,17 +184,31 @@ int wv_creq_routes_register(struct wv_router *r);
 json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res);
 
 /*
+ * One minting: the request as every kind's encode callback reads it (plain
+ * requests, builds, mirrors), and the kind's own state in arg. Borrowed, not
+ * copied.
+ */
+typedef struct {
+  const wv_app_t *app;
+  wv_arena_t *a;
+  const wv_creq_t *r;
+  const wv_creq_plan_t *plan;
+  const char *client_ip;
+  wv_creq_result_t *res; /* res->token: the token just drawn */
+  void *arg;             /* the kind's own; NULL when it has none */
+} wv_creq_mint_t;
+
+/*
  * Mints a request id/token (contract §4.1) and writes the token record and the
  * persisted request record in one durable transaction, drawing again on a
- * collision: res->token is set before each encode(arg, tok, rec) call, which
+ * collision: m->res->token is set before each encode(m, tok, rec) call, which
  * fills tok (reset for it) and *rec (an arena string) for that token. The
  * token expires at res->expires_ns, the record wave.record TTL after
  * res->created_ns. Returns 0, encode's error, WV_EINTERNAL (collisions
  * only), or the store's error. Used by plain requests, builds and mirrors.
  */
-typedef int (*wv_creq_encode_cb)(void *arg, wv_buf_t *tok, const char **rec);
-int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
-                 wv_creq_encode_cb encode, void *arg);
+typedef int (*wv_creq_encode_cb)(const wv_creq_mint_t *m, wv_buf_t *tok, const char **rec);
+int wv_creq_mint(const wv_creq_mint_t *m, wv_creq_encode_cb encode);
 
 /*
  * A token record with the fields every request kind fills the same way: the
