@@ -25,6 +25,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "http/client.h"
+#include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "core/log.h"
 #include "registry/upstream.h"
@@ -504,7 +505,7 @@ static int append_layers(inc_t *c, json_object *layers, json_object *diffs,
   size_t nl = json_object_array_length(layers);
   if (nl != json_object_array_length(diffs))
     return bad_image(c, "the manifest layers do not match the config rootfs.diff_ids");
-  if (*n + nl > WV_CC_MAX_LAYERS)
+  if (*n + nl > WV_CONTAINER_MAX_LAYERS)
     return bad_image(c, "too many layers");
   wv_container_layer_t *v = wv_arena_alloc(c->a, (*n + nl) * sizeof *v);
   if (!v)

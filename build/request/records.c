@@ -1,6 +1,7 @@
 /* build/request/records.c — JSON shapes of stored container requests (see records.h). */
 #include "build/request/records.h"
 #include "build/layers.h"
+#include "core/digest.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/timefmt.h"

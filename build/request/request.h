@@ -35,7 +35,7 @@
 #include "core/app.h"
 #include "core/arena.h"
 #include "core/buf.h"
-#include "registry/augment.h"
+#include "registry/container_config.h"
 #include "registry/platform.h"
 #include "registry/ref.h"
 #include "registry/token.h"
