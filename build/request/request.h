@@ -147,12 +147,6 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
                    const char **msg);
 
 /*
- * The account (a key of cfg->accounts) whose value is the SHA-256 hex of
- * token (a towerAccessToken), or NULL. Compared in constant time.
- */
-const char *wv_creq_account_for_token(const wv_config_t *cfg, const char *token);
-
-/*
  * Parse + check + submit: what the POST handlers run. Past a rate limit (the
  * pull permit every container request takes, the build permit of a new
  * build) it returns WV_EBUSY (429) with Wave's message and *retry_after_s (may
