@@ -129,13 +129,8 @@ static const char *record_text(wv_arena_t *a, const char *id, const char *digest
 /* Reads the entry of target: its mirror id and digest (arena strings). */
 static int entry_read(const wv_app_t *app, wv_arena_t *a, const char *key, const char **id,
                       const char **digest) {
-  char *val = NULL;
-  size_t len = 0;
   json_object *o = NULL;
-  char perr[64];
-  int rc = wv_store_get(app->store, WV_DB_MIRRORS, key, &val, &len, NULL);
-  if (!rc && wv_json_parse(val, len, len + 1, 4, &o, perr, sizeof perr))
-    rc = WV_ESTORE;
+  int rc = wv_store_get_json(app->store, WV_DB_MIRRORS, key, 0, 4, &o, NULL);
   const char *i = NULL, *d = NULL;
   if (!rc && (wv_json_get_str(o, "mirrorId", &i) || wv_json_get_str(o, "digest", &d) || !i || !d))
     rc = WV_ESTORE;
@@ -145,7 +140,6 @@ static int entry_read(const wv_app_t *app, wv_arena_t *a, const char *key, const
     rc = *id && *digest ? 0 : WV_ENOMEM;
   }
   json_object_put(o);
-  free(val);
   return rc;
 }
 
