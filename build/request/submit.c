@@ -255,11 +255,7 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
 
 /* A plain request parked on the group commit of its two records. Arena memory. */
 typedef struct {
-  const wv_app_t *app;
-  wv_arena_t *a;
-  const wv_creq_t *r;
-  const wv_creq_plan_t *plan;
-  const char *client_ip;
+  wv_creq_mint_t m; /* m.res is &res */
   wv_creq_result_t res;
   int attempt;
   uint64_t rid; /* the request id its log lines carry */
@@ -275,18 +271,18 @@ static void parked_done(void *arg, int rc, int64_t value);
  * touch p after a 0.
  */
 static int parked_queue(parked_t *p) {
-  size_t len = (size_t)p->app->cfg->token_length;
-  char *token = wv_arena_alloc(p->a, len + 1);
+  size_t len = (size_t)p->m.app->cfg->token_length;
+  char *token = wv_arena_alloc(p->m.a, len + 1);
   wv_buf_t tok;
   wv_buf_init(&tok, WV_TOKEN_MAX_RECORD);
   const char *rec = NULL;
   int rc = token ? wv_rand_id(token, len, WV_RAND_ALNUM_LOWER) : WV_ENOMEM;
   p->res.token = token;
-  rc = rc ? rc : encode_records(p->app, p->a, p->r, p->plan, p->client_ip, &p->res, &tok, &rec);
+  rc = rc ? rc : encode_plain(&p->m, &tok, &rec);
   if (!rc) {
     wv_store_op_t ops[2];
-    record_ops(p->app, &p->res, &tok, rec, ops);
-    rc = wv_store_submit_apply(p->app->store, ops, 2, parked_done, p);
+    record_ops(p->m.app, &p->res, &tok, rec, ops);
+    rc = wv_store_submit_apply(p->m.app->store, ops, 2, parked_done, p);
   }
   wv_buf_free(&tok);
   return rc;
@@ -312,11 +308,11 @@ static void parked_done(void *arg, int rc, int64_t value) {
   } else if (rc == WV_EEXISTS) {
     rc = WV_EINTERNAL;
   }
-  json_object *resp = rc ? NULL : wv_creq_response(p->r, &p->res);
+  json_object *resp = rc ? NULL : wv_creq_response(p->m.r, &p->res);
   if (!rc && !resp)
     rc = WV_ENOMEM;
   if (!rc)
-    log_request(p->plan, &p->res);
+    log_request(p->m.plan, &p->res);
   wv_log_set_request(0);
   p->done(p->arg, rc, resp);
 }
@@ -344,11 +340,7 @@ static int submit_parked(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
   int rc = prepare(app, a, r, plan, wv_now_ns(), &p->res, msg);
   if (rc)
     return rc;
-  p->app = app;
-  p->a = a;
-  p->r = r;
-  p->plan = plan;
-  p->client_ip = client_ip;
+  p->m = (wv_creq_mint_t){app, a, r, plan, client_ip, &p->res, NULL};
   p->rid = wv_log_request();
   p->done = done;
   p->arg = arg;
