@@ -579,19 +579,9 @@ typedef struct {
   bool build_new;
 } minted_t;
 
-typedef struct {
-  const wv_app_t *app;
-  wv_arena_t *a;
-  const wv_creq_t *r;
-  const wv_creq_plan_t *plan;
-  const char *client_ip;
-  minted_t *m;
-} mint_t;
-
 /* The token record and the request record for the token just drawn (m->res.token). */
-static int encode_cb(void *arg, wv_buf_t *tok, const char **rtext) {
-  mint_t *x = arg;
-  minted_t *m = x->m;
+static int encode_cb(const wv_creq_mint_t *x, wv_buf_t *tok, const char **rtext) {
+  minted_t *m = x->arg;
   wv_arena_t *a = x->a;
   const char *token = m->res.token, *path = wv_ref_path_and_ref(a, &m->in->tref);
   /* Freeze: clients pull the real image; its token is refused by /v2 (contract §6.3). */
@@ -625,8 +615,8 @@ static int encode_cb(void *arg, wv_buf_t *tok, const char **rtext) {
 
 static int mint(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_creq_plan_t *plan,
                 const char *client_ip, minted_t *m) {
-  mint_t x = {app, a, r, plan, client_ip, m};
-  return wv_creq_mint(app, a, &m->res, encode_cb, &x);
+  wv_creq_mint_t x = {app, a, r, plan, client_ip, &m->res, m};
+  return wv_creq_mint(&x, encode_cb);
 }
 
 static json_object *response(const wv_creq_t *r, const minted_t *m, const outcome_t *o,

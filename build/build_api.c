@@ -62,14 +62,9 @@ static const char *result_digest(const wv_app_t *app, wv_arena_t *a, const char 
 }
 
 int wv_build_record_digest(const wv_app_t *app, const char *id, const char *digest) {
-  char *val = NULL, err[64];
-  size_t len = 0;
   int64_t expires = 0;
   json_object *rec = NULL;
-  int rc = wv_store_get(app->store, WV_DB_BUILDS, id, &val, &len, &expires);
-  if (rc == 0 && wv_json_parse(val, len, RECORD_MAX, 0, &rec, err, sizeof err))
-    rc = WV_ESTORE;
-  free(val);
+  int rc = wv_store_get_json(app->store, WV_DB_BUILDS, id, RECORD_MAX, 0, &rec, &expires);
   rc = rc ? rc : wv_json_add_str(rec, "digest", digest);
   const char *s = rc ? NULL : wv_json_compact(rec);
   if (s)
@@ -103,13 +98,8 @@ static void finish(const wv_app_t *app, wv_arena_t *a, const char *id, build_t *
 /* Loads record and job. 0 or WV_ENOTFOUND (neither exists), or a store error. */
 static int build_load(const wv_app_t *app, wv_arena_t *a, const char *id, build_t *b) {
   memset(b, 0, sizeof *b);
-  char *val = NULL, err[64];
-  size_t len = 0;
   b->have_job = app->jobs && wv_job_get(app->jobs, id, &b->job) == 0;
-  int rc = wv_store_get(app->store, WV_DB_BUILDS, id, &val, &len, &b->expires_ms);
-  if (rc == 0 && wv_json_parse(val, len, RECORD_MAX, 0, &b->rec, err, sizeof err))
-    rc = WV_ESTORE;
-  free(val);
+  int rc = wv_store_get_json(app->store, WV_DB_BUILDS, id, RECORD_MAX, 0, &b->rec, &b->expires_ms);
   if (rc)
     return rc == WV_ENOTFOUND && b->have_job ? 0 : rc;
   bool ended = b->have_job && (b->job.state == WV_JOB_SUCCEEDED || b->job.state == WV_JOB_FAILED);

@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #include "core/siphash.h"
-#include "registry/augment.h"
+#include "registry/container_config.h"
 
 struct json_object;
 

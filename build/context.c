@@ -604,6 +604,18 @@ typedef struct {
   uint8_t out[CHUNK];
 } gunzip_t;
 
+/* One inflate call into g->out: *zr its result, *got the bytes it made. */
+static int inflate_once(tar_t *t, gunzip_t *g, int *zr, size_t *got) {
+  g->z.next_out = g->out;
+  g->z.avail_out = CHUNK;
+  *zr = inflate(&g->z, Z_NO_FLUSH);
+  if (*zr != Z_OK && *zr != Z_STREAM_END && *zr != Z_BUF_ERROR)
+    return say(t, WV_EPARSE, "Build context is not a valid gzip archive: %s",
+               g->z.msg ? g->z.msg : "corrupted data");
+  *got = CHUNK - g->z.avail_out;
+  return 0;
+}
+
 /* Inflates one input slice; multi-member gzip streams are accepted. */
 static int gunzip_feed(tar_t *t, gunzip_t *g, const uint8_t *in, size_t n) {
   g->z.next_in = (Bytef *)in;
@@ -614,30 +626,23 @@ static int gunzip_feed(tar_t *t, gunzip_t *g, const uint8_t *in, size_t n) {
         return WV_EINTERNAL;
       g->member_done = false;
     }
-    g->z.next_out = g->out;
-    g->z.avail_out = CHUNK;
-    int zr = inflate(&g->z, Z_NO_FLUSH);
-    if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR)
-      return say(t, WV_EPARSE, "Build context is not a valid gzip archive: %s",
-                 g->z.msg ? g->z.msg : "corrupted data");
-    int rc = on_tar_bytes(t, g->out, CHUNK - g->z.avail_out);
+    int zr = Z_OK;
+    size_t got = 0;
+    int rc = inflate_once(t, g, &zr, &got);
+    rc = rc ? rc : on_tar_bytes(t, g->out, got);
     if (rc)
       return rc;
     if (zr == Z_STREAM_END)
       g->member_done = true;
-    else if (zr == Z_BUF_ERROR && g->z.avail_out == CHUNK)
+    else if (zr == Z_BUF_ERROR && got == 0)
       break; /* needs more input */
   }
   /* Drain output that did not fit while the input was consumed. */
   while (!g->member_done) {
-    g->z.next_out = g->out;
-    g->z.avail_out = CHUNK;
-    int zr = inflate(&g->z, Z_NO_FLUSH);
-    if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR)
-      return say(t, WV_EPARSE, "Build context is not a valid gzip archive: %s",
-                 g->z.msg ? g->z.msg : "corrupted data");
-    size_t got = CHUNK - g->z.avail_out;
-    int rc = got ? on_tar_bytes(t, g->out, got) : 0;
+    int zr = Z_OK;
+    size_t got = 0;
+    int rc = inflate_once(t, g, &zr, &got);
+    rc = rc ? rc : got ? on_tar_bytes(t, g->out, got) : 0;
     if (rc)
       return rc;
     if (zr == Z_STREAM_END)

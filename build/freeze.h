@@ -14,7 +14,7 @@
 #include <stddef.h>
 
 #include "core/arena.h"
-#include "registry/augment.h"
+#include "registry/container_config.h"
 
 typedef struct {
   const char *container_image;         /* set when the request has no container file */

@@ -25,6 +25,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "http/client.h"
+#include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "core/log.h"
 #include "registry/upstream.h"
@@ -504,7 +505,7 @@ static int append_layers(inc_t *c, json_object *layers, json_object *diffs,
   size_t nl = json_object_array_length(layers);
   if (nl != json_object_array_length(diffs))
     return bad_image(c, "the manifest layers do not match the config rootfs.diff_ids");
-  if (*n + nl > WV_CC_MAX_LAYERS)
+  if (*n + nl > WV_CONTAINER_MAX_LAYERS)
     return bad_image(c, "too many layers");
   wv_container_layer_t *v = wv_arena_alloc(c->a, (*n + nl) * sizeof *v);
   if (!v)
@@ -618,22 +619,33 @@ int wv_layers_image_check_exists(wv_arena_t *a, wv_upstream_t *u, wv_tagcache_t 
   return 0;
 }
 
-int wv_layers_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
-                               const wv_platform_list_t *plat, const char ***entry, size_t *n,
-                               const char **msg) {
+/* The image config of c->name for plat, copied into the arena (NUL-terminated; *len bytes). */
+static int image_config(inc_t *c, const wv_platform_list_t *plat, const char **text, size_t *len) {
   wv_ref_t ref;
-  *entry = NULL;
-  *n = 0;
-  inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
   char *man = NULL;
   size_t man_len = 0;
   wv_http_resp_t cfg;
   wv_http_resp_init(&cfg);
-  int rc = fetch_image(&c, &ref, plat, &man, &man_len, &cfg);
+  int rc = fetch_image(c, &ref, plat, &man, &man_len, &cfg);
+  *text = rc ? NULL : wv_arena_strndup(c->a, cfg.body.data ? cfg.body.data : "", cfg.body.len);
+  *len = rc ? 0 : cfg.body.len;
+  rc = rc ? rc : (*text ? 0 : WV_ENOMEM);
+  wv_http_resp_free(&cfg);
+  return rc;
+}
+
+int wv_layers_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
+                               const wv_platform_list_t *plat, const char ***entry, size_t *n,
+                               const char **msg) {
+  *entry = NULL;
+  *n = 0;
+  inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
+  const char *text = NULL;
+  size_t text_len = 0;
+  int rc = image_config(&c, plat, &text, &text_len);
   json_object *co = NULL, *conf = NULL, *ep = NULL;
   char perr[128];
-  if (!rc &&
-      wv_json_parse(cfg.body.data, cfg.body.len, WV_AUGMENT_MAX_CONFIG, 0, &co, perr, sizeof perr))
+  if (!rc && wv_json_parse(text, text_len, WV_AUGMENT_MAX_CONFIG, 0, &co, perr, sizeof perr))
     rc = bad_image(&c, "malformed image config");
   if (!rc && json_object_object_get_ex(co, "config", &conf) &&
       json_object_object_get_ex(conf, "Entrypoint", &ep) &&
@@ -648,22 +660,13 @@ int wv_layers_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *who,
     rc = rc ? rc : (*entry ? 0 : WV_ENOMEM);
   }
   json_object_put(co);
-  wv_http_resp_free(&cfg);
   return rc;
 }
 
 int wv_layers_image_config_json(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
                                 const wv_platform_list_t *plat, const char **config,
                                 const char **msg) {
-  wv_ref_t ref;
   inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
-  char *man = NULL;
-  size_t man_len = 0;
-  wv_http_resp_t cfg;
-  wv_http_resp_init(&cfg);
-  int rc = fetch_image(&c, &ref, plat, &man, &man_len, &cfg);
-  *config = rc ? NULL : wv_arena_strndup(a, cfg.body.data ? cfg.body.data : "", cfg.body.len);
-  rc = rc ? rc : (*config ? 0 : WV_ENOMEM);
-  wv_http_resp_free(&cfg);
-  return rc;
+  size_t len = 0;
+  return image_config(&c, plat, config, &len);
 }

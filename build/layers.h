@@ -25,7 +25,7 @@
 #include "core/arena.h"
 #include "core/base64.h"
 #include "core/config.h"
-#include "registry/augment.h"
+#include "registry/container_config.h"
 #include "registry/platform.h"
 #include "registry/ref.h"
 

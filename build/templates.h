@@ -25,7 +25,6 @@
 #include <stddef.h>
 
 #include "core/arena.h"
-#include "registry/augment.h"
 
 struct json_object;
 

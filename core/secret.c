@@ -249,6 +249,18 @@ static const char *account_value(const wv_config_t *cfg, const char *user, bool 
   return stored;
 }
 
+const char *wv_secret_account_for_token(const wv_config_t *cfg, const char *token) {
+  if (!token)
+    return NULL;
+  const char *user = NULL;
+  /* Every entry is compared, so the time taken does not say which one matched
+   * (a verified token is remembered by the cache above: later requests are cheap). */
+  for (size_t i = 0; i < cfg->accounts.len; i++)
+    if (wv_secret_verify(cfg->accounts.values[i], token) && !user)
+      user = cfg->accounts.keys[i];
+  return user;
+}
+
 bool wv_secret_account_check(const wv_config_t *cfg, const char *user, const char *password) {
   bool found;
   if (!user || !password)

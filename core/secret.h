@@ -68,6 +68,13 @@ int wv_secret_check_accounts(const wv_config_t *cfg);
 bool wv_secret_account_check(const wv_config_t *cfg, const char *user, const char *password);
 
 /*
+ * The account (a key of cfg->accounts) whose stored value token (a
+ * towerAccessToken) verifies against, or NULL (also for a NULL token). Every
+ * account is tried, so the time taken does not say which one matched.
+ */
+const char *wv_secret_account_for_token(const wv_config_t *cfg, const char *token);
+
+/*
  * The same check without the slow hash, for the IO loop: YES or NO when the
  * answer is known at once (a pair verified before, a legacy SHA-256 value, no
  * accounts), SLOW when only wv_secret_account_check can tell (on a worker).

@@ -319,6 +319,12 @@ bool wv__srv_write_done(conn_t *c, int status);
 const char *wv__srv_loop_date(loop_t *l);
 /* Queues w; on failure frees it and closes c. 0 or < 0. */
 int wv__srv_conn_write(conn_t *c, wr_t *w);
+/*
+ * The bookkeeping after w was handed to the socket (c->writes counted it):
+ * rc < 0 undoes the count, frees w (and what it holds) and closes c; else c
+ * is throttled past HIGH_WATER. Returns rc.
+ */
+int wv__srv_write_queued(conn_t *c, wr_t *w, int rc);
 /* Releases a file send's own resources; the connection is not touched. */
 void wv__srv_fs_release(fsend_t *fs);
 /* Serialises ex's response and sends it on c; takes ex. */

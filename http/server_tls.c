@@ -202,16 +202,7 @@ static int out_queue_plain(conn_t *c, size_t skip) {
   w->hold = NULL;
   w->nbufs = 0;
   c->writes++;
-  int rc = out_queue(c, skip, &w->req, wv__srv_write_cb);
-  if (rc < 0) {
-    c->writes--;
-    free(w);
-    wv__srv_conn_close(c);
-    return rc;
-  }
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > HIGH_WATER)
-    c->throttled = true;
-  return 0;
+  return wv__srv_write_queued(c, w, out_queue(c, skip, &w->req, wv__srv_write_cb));
 }
 
 /* Sends tls_out: what the socket takes now, the rest queued. 0 or < 0, c closed. */

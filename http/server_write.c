@@ -71,6 +71,10 @@ int wv__srv_conn_write(conn_t *c, wr_t *w) {
   c->writes++;
   int rc = c->tls ? wv__srv_tls_write(c, &w->req, w->bufs, w->nbufs, wv__srv_write_cb)
                   : uv_write(&w->req, (uv_stream_t *)&c->tcp, w->bufs, w->nbufs, wv__srv_write_cb);
+  return wv__srv_write_queued(c, w, rc);
+}
+
+int wv__srv_write_queued(conn_t *c, wr_t *w, int rc) {
   if (rc < 0) {
     c->writes--;
     wv__srv_ex_free(w->hold);

@@ -12,6 +12,7 @@
  * (and hashed) before the put.
  */
 #include "registry/augment.h"
+#include "registry/augment_int.h"
 
 #include <json-c/json.h>
 #include <stdarg.h>
@@ -26,13 +27,9 @@
 
 #define JSON_OUT_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
 
-/* ---- small helpers ------------------------------------------------------ */
+/* ---- small helpers (the first four: augment_int.h) ------------------------ */
 
-static int say(wv_arena_t *a, const char **msg, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* Sets *msg (when wanted) and returns rc, or WV_ENOMEM when the message cannot be made. */
-static int say(wv_arena_t *a, const char **msg, int rc, const char *fmt, ...) {
+int wv__augment_say(wv_arena_t *a, const char **msg, int rc, const char *fmt, ...) {
   if (!msg)
     return rc;
   va_list ap;
@@ -42,27 +39,22 @@ static int say(wv_arena_t *a, const char **msg, int rc, const char *fmt, ...) {
   return *msg ? rc : WV_ENOMEM;
 }
 
-/*
- * Parses a whole JSON document that must be an object (core/json: strict,
- * UTF-8, depth and size capped). `what` names it in messages ("image
- * config"). *root is the caller's to put.
- */
-static int parse_object(wv_arena_t *a, const char *text, size_t len, size_t max, const char *what,
-                        json_object **root, const char **msg) {
+int wv__augment_parse_object(wv_arena_t *a, const char *text, size_t len, size_t max,
+                             const char *what, json_object **root, const char **msg) {
   char err[160];
   *root = NULL;
   if (len > max)
-    return say(a, msg, WV_ETOOBIG, "The %s exceeds the maximum allowed size of %zu bytes", what,
-               max);
+    return wv__augment_say(a, msg, WV_ETOOBIG,
+                           "The %s exceeds the maximum allowed size of %zu bytes", what, max);
   json_object *obj = NULL;
   int rc = wv_json_parse(text, len, max, WV_AUGMENT_MAX_DEPTH, &obj, err, sizeof err);
   if (rc == WV_ENOMEM)
     return rc;
   if (rc)
-    return say(a, msg, rc, "Invalid %s: %s", what, err);
+    return wv__augment_say(a, msg, rc, "Invalid %s: %s", what, err);
   if (!json_object_is_type(obj, json_type_object)) {
     json_object_put(obj);
-    return say(a, msg, WV_EPARSE, "Invalid %s: not a JSON object", what);
+    return wv__augment_say(a, msg, WV_EPARSE, "Invalid %s: not a JSON object", what);
   }
   *root = obj;
   return 0;
@@ -84,22 +76,20 @@ static int emit(wv_arena_t *a, json_object *root, wv_augment_out_t *out) {
   return wv_digest_of(copy, len, out->digest);
 }
 
-/* The member key of obj when it has type t; NULL when absent, null or another type. */
-static json_object *member(json_object *obj, const char *key, json_type t) {
+json_object *wv__augment_member(json_object *obj, const char *key, json_type t) {
   json_object *v = NULL;
   if (!obj || !json_object_object_get_ex(obj, key, &v) || !json_object_is_type(v, t))
     return NULL;
   return v;
 }
 
-/* True when key is absent or explicitly null. */
-static bool absent(json_object *obj, const char *key) {
+bool wv__augment_absent(json_object *obj, const char *key) {
   json_object *v = NULL;
   return !json_object_object_get_ex(obj, key, &v) || v == NULL;
 }
 
 static const char *member_str(json_object *obj, const char *key) {
-  json_object *v = member(obj, key, json_type_string);
+  json_object *v = wv__augment_member(obj, key, json_type_string);
   return v ? json_object_get_string(v) : NULL;
 }
 
@@ -135,202 +125,6 @@ static json_object *string_array(const char **items, size_t n) {
   return arr;
 }
 
-/* ---- containerConfig ---------------------------------------------------- */
-
-/* Reads an optional string[] field into arena strings. */
-static int read_strings(wv_arena_t *a, json_object *obj, const char *key, const char ***items,
-                        size_t *n, const char **msg) {
-  *items = NULL;
-  *n = 0;
-  if (absent(obj, key))
-    return 0;
-  json_object *arr = member(obj, key, json_type_array);
-  if (!arr)
-    return say(a, msg, WV_EINVAL, "Invalid container config: '%s' must be an array of strings",
-               key);
-  size_t len = json_object_array_length(arr);
-  if (len > WV_CC_MAX_ITEMS)
-    return say(a, msg, WV_EINVAL, "Invalid container config: '%s' has more than %d entries", key,
-               WV_CC_MAX_ITEMS);
-  const char **v = wv_arena_calloc(a, (len ? len : 1) * sizeof *v);
-  if (!v)
-    return WV_ENOMEM;
-  for (size_t i = 0; i < len; i++) {
-    json_object *it = json_object_array_get_idx(arr, i);
-    if (!json_object_is_type(it, json_type_string))
-      return say(a, msg, WV_EINVAL, "Invalid container config: '%s' must be an array of strings",
-                 key);
-    v[i] = wv_arena_strndup(a, json_object_get_string(it), (size_t)json_object_get_string_len(it));
-    if (!v[i])
-      return WV_ENOMEM;
-  }
-  *items = v;
-  *n = len;
-  return 0;
-}
-
-/* Reads an optional string field; other types are errors. */
-static int read_string(wv_arena_t *a, json_object *obj, const char *key, const char *where,
-                       const char **out, const char **msg) {
-  *out = NULL;
-  if (absent(obj, key))
-    return 0;
-  json_object *v = member(obj, key, json_type_string);
-  if (!v)
-    return say(a, msg, WV_EINVAL, "Invalid %s: '%s' must be a string", where, key);
-  *out = wv_arena_strndup(a, json_object_get_string(v), (size_t)json_object_get_string_len(v));
-  return *out ? 0 : WV_ENOMEM;
-}
-
-static int read_layer(wv_arena_t *a, json_object *obj, wv_container_layer_t *l, const char **msg) {
-  static const char where[] = "container layer";
-  if (!json_object_is_type(obj, json_type_object))
-    return say(a, msg, WV_EINVAL, "Invalid container config: 'layers' must be an array of objects");
-  int rc = read_string(a, obj, "location", where, &l->location, msg);
-  if (!rc)
-    rc = read_string(a, obj, "gzipDigest", where, &l->gzip_digest, msg);
-  if (!rc)
-    rc = read_string(a, obj, "tarDigest", where, &l->tar_digest, msg);
-  if (rc)
-    return rc;
-  l->gzip_size = 0;
-  if (!absent(obj, "gzipSize")) {
-    json_object *v = member(obj, "gzipSize", json_type_int);
-    if (!v)
-      return say(a, msg, WV_EINVAL, "Invalid %s: 'gzipSize' must be an integer", where);
-    l->gzip_size = json_object_get_int64(v);
-  }
-  return 0;
-}
-
-int wv_container_config_from_json(wv_arena_t *a, json_object *obj, wv_container_config_t *out,
-                                  const char **msg) {
-  wv_container_config_t cc = {0};
-  if (obj && !json_object_is_type(obj, json_type_object))
-    return say(a, msg, WV_EINVAL, "Invalid container config: not a JSON object");
-  if (!obj) {
-    *out = cc;
-    return 0;
-  }
-  int rc = read_strings(a, obj, "entrypoint", &cc.entrypoint, &cc.n_entrypoint, msg);
-  if (!rc)
-    rc = read_strings(a, obj, "cmd", &cc.cmd, &cc.n_cmd, msg);
-  if (!rc)
-    rc = read_strings(a, obj, "env", &cc.env, &cc.n_env, msg);
-  if (!rc)
-    rc = read_string(a, obj, "workingDir", "container config", &cc.working_dir, msg);
-  if (rc)
-    return rc;
-  if (!absent(obj, "layers")) {
-    json_object *arr = member(obj, "layers", json_type_array);
-    if (!arr)
-      return say(a, msg, WV_EINVAL, "Invalid container config: 'layers' must be an array");
-    size_t n = json_object_array_length(arr);
-    if (n > WV_CC_MAX_LAYERS)
-      return say(a, msg, WV_EINVAL, "Invalid container config: more than %d layers",
-                 WV_CC_MAX_LAYERS);
-    cc.layers = wv_arena_calloc(a, (n ? n : 1) * sizeof *cc.layers);
-    if (!cc.layers)
-      return WV_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-      if ((rc = read_layer(a, json_object_array_get_idx(arr, i), &cc.layers[i], msg)) != 0)
-        return rc;
-    cc.n_layers = n;
-  }
-  *out = cc;
-  return 0;
-}
-
-int wv_container_config_parse(wv_arena_t *a, const char *json, size_t len,
-                              wv_container_config_t *out, const char **msg) {
-  json_object *root = NULL;
-  int rc = parse_object(a, json, len, WV_AUGMENT_MAX_CONFIG, "container config", &root, msg);
-  if (!rc)
-    rc = wv_container_config_from_json(a, root, out, msg);
-  json_object_put(root);
-  return rc;
-}
-
-/* Checks one layer digest field the way Wave words it, then the full grammar. */
-static int check_digest(wv_arena_t *a, const char *what, const char *d, const char **msg) {
-  if (strncmp(d, "sha256:", 7) != 0)
-    return say(a, msg, WV_EINVAL,
-               "Missing layer %s digest should start with the 'sha256:' prefix -- offending "
-               "value: %s",
-               what, d);
-  if (!wv_ref_is_digest(d))
-    return say(a, msg, WV_EINVAL, "Invalid layer %s digest -- offending value: %s", what, d);
-  return 0;
-}
-
-int wv_container_config_validate(wv_arena_t *a, const wv_container_config_t *cc, const char **msg) {
-  for (size_t i = 0; i < cc->n_layers; i++) {
-    const wv_container_layer_t *l = &cc->layers[i];
-    if (!l->location || !*l->location)
-      return say(a, msg, WV_EINVAL, "Missing layer location");
-    if (!l->gzip_digest || !*l->gzip_digest)
-      return say(a, msg, WV_EINVAL, "Missing layer gzip digest");
-    if (l->gzip_size <= 0)
-      return say(a, msg, WV_EINVAL, "Missing layer gzip size");
-    if (!l->tar_digest || !*l->tar_digest)
-      return say(a, msg, WV_EINVAL, "Missing layer tar digest");
-    int rc = check_digest(a, "gzip", l->gzip_digest, msg);
-    if (!rc)
-      rc = check_digest(a, "tar", l->tar_digest, msg);
-    if (rc)
-      return rc;
-  }
-  return 0;
-}
-
-bool wv_container_config_is_empty(const wv_container_config_t *cc) {
-  return !cc || (cc->n_entrypoint == 0 && cc->n_cmd == 0 && cc->n_env == 0 &&
-                 (!cc->working_dir || !*cc->working_dir) && cc->n_layers == 0);
-}
-
-/*
- * Wave's pattern is ".*\/fusion-(\w+)\.tar\.gz$": the word between the last
- * "/fusion-" and the ".tar.gz" suffix. Returns its length, 0 when not Fusion.
- */
-static size_t fusion_arch(const char *loc, const char **word) {
-  static const char suffix[] = ".tar.gz";
-  size_t n = strlen(loc), sn = sizeof suffix - 1;
-  if (n < sn || strcmp(loc + n - sn, suffix) != 0)
-    return 0;
-  size_t end = n - sn, start = end;
-  while (start > 0 && (loc[start - 1] == '_' || (loc[start - 1] >= '0' && loc[start - 1] <= '9') ||
-                       (loc[start - 1] >= 'a' && loc[start - 1] <= 'z') ||
-                       (loc[start - 1] >= 'A' && loc[start - 1] <= 'Z')))
-    start--;
-  if (start == end || start < 8 || strncmp(loc + start - 8, "/fusion-", 8) != 0)
-    return 0;
-  *word = loc + start;
-  return end - start;
-}
-
-int wv_container_config_filter_arch(wv_arena_t *a, const wv_container_config_t *in,
-                                    const char *arch, wv_container_config_t *out) {
-  wv_container_config_t cc = *in;
-  if (!arch || !*arch || in->n_layers == 0) {
-    *out = cc;
-    return 0;
-  }
-  const char *want = wv_platform_arch_canonical(arch);
-  cc.layers = wv_arena_calloc(a, in->n_layers * sizeof *cc.layers);
-  if (!cc.layers)
-    return WV_ENOMEM;
-  cc.n_layers = 0;
-  for (size_t i = 0; i < in->n_layers; i++) {
-    const char *word = NULL;
-    size_t wn = in->layers[i].location ? fusion_arch(in->layers[i].location, &word) : 0;
-    if (wn && !(strlen(want) == wn && memcmp(want, word, wn) == 0))
-      continue;
-    cc.layers[cc.n_layers++] = in->layers[i];
-  }
-  *out = cc;
-  return 0;
-}
-
 /* ---- config rewrite ----------------------------------------------------- */
 
 /*
@@ -358,9 +152,9 @@ static int entry_chain(wv_arena_t *a, json_object *ep, const char **chain) {
 /* Applies Entrypoint/Cmd/WorkingDir/Env edits to the "config" object. */
 static int edit_run_config(wv_arena_t *a, json_object *root, const wv_container_config_t *cc,
                            const char **msg) {
-  json_object *cfg = member(root, "config", json_type_object);
-  if (!cfg && !absent(root, "config"))
-    return say(a, msg, WV_EPARSE, "Invalid image config: 'config' is not an object");
+  json_object *cfg = wv__augment_member(root, "config", json_type_object);
+  if (!cfg && !wv__augment_absent(root, "config"))
+    return wv__augment_say(a, msg, WV_EPARSE, "Invalid image config: 'config' is not an object");
   const char *chain = NULL;
   json_object *ep = NULL;
   if (cfg)
@@ -387,10 +181,11 @@ static int edit_run_config(wv_arena_t *a, json_object *root, const wv_container_
     return rc;
   if (!cc->n_env && !chain)
     return 0;
-  json_object *env = member(cfg, "Env", json_type_array);
+  json_object *env = wv__augment_member(cfg, "Env", json_type_array);
   if (!env) {
-    if (!absent(cfg, "Env"))
-      return say(a, msg, WV_EPARSE, "Invalid image config: 'config.Env' is not an array");
+    if (!wv__augment_absent(cfg, "Env"))
+      return wv__augment_say(a, msg, WV_EPARSE,
+                             "Invalid image config: 'config.Env' is not an array");
     env = json_object_new_array();
     if ((rc = put(cfg, "Env", env)) != 0)
       return rc;
@@ -411,9 +206,10 @@ static int edit_diff_ids(wv_arena_t *a, json_object *root, const wv_container_co
                          const char **msg) {
   if (cc->n_layers == 0)
     return 0;
-  json_object *ids = member(member(root, "rootfs", json_type_object), "diff_ids", json_type_array);
+  json_object *ids = wv__augment_member(wv__augment_member(root, "rootfs", json_type_object),
+                                        "diff_ids", json_type_array);
   if (!ids)
-    return say(a, msg, WV_EPARSE, "Invalid image config: missing 'rootfs.diff_ids'");
+    return wv__augment_say(a, msg, WV_EPARSE, "Invalid image config: missing 'rootfs.diff_ids'");
   for (size_t i = 0; i < cc->n_layers; i++) {
     int rc = append(ids, json_object_new_string(cc->layers[i].tar_digest));
     if (rc)
@@ -428,7 +224,7 @@ int wv_augment_config(wv_arena_t *a, const char *config, size_t len,
   int rc = wv_container_config_validate(a, cc, msg);
   if (rc)
     return rc;
-  rc = parse_object(a, config, len, WV_AUGMENT_MAX_CONFIG, "image config", &root, msg);
+  rc = wv__augment_parse_object(a, config, len, WV_AUGMENT_MAX_CONFIG, "image config", &root, msg);
   if (rc)
     goto out;
   rc = edit_diff_ids(a, root, cc, msg);
@@ -446,15 +242,17 @@ out:
 int wv_manifest_info(wv_arena_t *a, const char *manifest, size_t len, wv_manifest_info_t *out,
                      const char **msg) {
   json_object *root = NULL;
-  int rc = parse_object(a, manifest, len, WV_AUGMENT_MAX_MANIFEST, "image manifest", &root, msg);
+  int rc = wv__augment_parse_object(a, manifest, len, WV_AUGMENT_MAX_MANIFEST, "image manifest",
+                                    &root, msg);
   if (rc)
     return rc;
   wv_manifest_info_t info = {0};
-  json_object *cfg = member(root, "config", json_type_object);
+  json_object *cfg = wv__augment_member(root, "config", json_type_object);
   const char *digest = member_str(cfg, "digest");
-  json_object *size = member(cfg, "size", json_type_int);
+  json_object *size = wv__augment_member(cfg, "size", json_type_int);
   if (!digest || !wv_ref_is_digest(digest) || !size || json_object_get_int64(size) < 0) {
-    rc = say(a, msg, WV_EPARSE, "Invalid image manifest: missing or invalid 'config' reference");
+    rc = wv__augment_say(a, msg, WV_EPARSE,
+                         "Invalid image manifest: missing or invalid 'config' reference");
     goto out;
   }
   const char *mt = member_str(root, "mediaType");
@@ -494,14 +292,16 @@ int wv_augment_manifest(wv_arena_t *a, const char *manifest, size_t len,
   if (rc)
     return rc;
   if (!wv_ref_is_digest(new_config_digest) || new_config_size < 0)
-    return say(a, msg, WV_EINVAL, "Invalid config digest or size for the manifest rewrite");
-  rc = parse_object(a, manifest, len, WV_AUGMENT_MAX_MANIFEST, "image manifest", &root, msg);
+    return wv__augment_say(a, msg, WV_EINVAL,
+                           "Invalid config digest or size for the manifest rewrite");
+  rc = wv__augment_parse_object(a, manifest, len, WV_AUGMENT_MAX_MANIFEST, "image manifest", &root,
+                                msg);
   if (rc)
     goto out;
-  json_object *cfg = member(root, "config", json_type_object);
-  json_object *layers = member(root, "layers", json_type_array);
+  json_object *cfg = wv__augment_member(root, "config", json_type_object);
+  json_object *layers = wv__augment_member(root, "layers", json_type_array);
   if (!cfg || !layers) {
-    rc = say(a, msg, WV_EPARSE, "Invalid image manifest: missing 'config' or 'layers'");
+    rc = wv__augment_say(a, msg, WV_EPARSE, "Invalid image manifest: missing 'config' or 'layers'");
     goto out;
   }
   for (size_t i = 0; i < cc->n_layers && !rc; i++)
@@ -522,7 +322,8 @@ static int config_arch(wv_arena_t *a, const char *config, size_t len, const char
                        const char **msg) {
   json_object *root = NULL;
   *arch = NULL;
-  int rc = parse_object(a, config, len, WV_AUGMENT_MAX_CONFIG, "image config", &root, msg);
+  int rc =
+      wv__augment_parse_object(a, config, len, WV_AUGMENT_MAX_CONFIG, "image config", &root, msg);
   if (rc)
     return rc;
   const char *s = member_str(root, "architecture");
@@ -544,8 +345,8 @@ int wv_augment_image(wv_arena_t *a, const char *manifest, size_t manifest_len, c
   if ((rc = wv_digest_of(config, config_len, actual)) != 0)
     return rc;
   if (strcmp(actual, info.config_digest) != 0)
-    return say(a, msg, WV_EDIGEST, "Image config digest mismatch: expected %s, got %s",
-               info.config_digest, actual);
+    return wv__augment_say(a, msg, WV_EDIGEST, "Image config digest mismatch: expected %s, got %s",
+                           info.config_digest, actual);
   const char *arch = NULL;
   wv_container_config_t filtered;
   rc = config_arch(a, config, config_len, &arch, msg);
@@ -574,14 +375,14 @@ static const char *index_type(json_object *root, const char *content_type) {
 static bool entry_matches(json_object *it, const char *child, const wv_platform_list_t *want,
                           wv_index_entry_t *e) {
   const char *mt = member_str(it, "mediaType");
-  json_object *pf = member(it, "platform", json_type_object);
+  json_object *pf = wv__augment_member(it, "platform", json_type_object);
   if (!mt || strcmp(mt, child) != 0 || !pf)
     return false;
   const char *os = member_str(pf, "os"), *arch = member_str(pf, "architecture");
   const char *variant = member_str(pf, "variant");
   if (!wv_platform_list_match_entry(want, os, arch, variant))
     return false;
-  json_object *size = member(it, "size", json_type_int);
+  json_object *size = wv__augment_member(it, "size", json_type_int);
   e->digest = member_str(it, "digest");
   e->size = size ? json_object_get_int64(size) : -1;
   e->media_type = child;
@@ -601,7 +402,8 @@ static int collect_entries(wv_arena_t *a, json_object *list, const char *child,
     if (!entry_matches(json_object_array_get_idx(list, i), child, want, &e))
       continue;
     if (!e.digest || !wv_ref_is_digest(e.digest))
-      return say(a, msg, WV_EPARSE, "Invalid image index: matching entry without a valid digest");
+      return wv__augment_say(a, msg, WV_EPARSE,
+                             "Invalid image index: matching entry without a valid digest");
     bool dup = false;
     for (size_t j = 0; j < *n && !dup; j++)
       dup = strcmp(v[j].digest, e.digest) == 0;
@@ -619,18 +421,20 @@ int wv_augment_index_select(wv_arena_t *a, const char *index, size_t len,
                             const char *image, const char *tag, wv_index_entry_t **entries,
                             size_t *n, const char **msg) {
   json_object *root = NULL;
-  int rc = parse_object(a, index, len, WV_AUGMENT_MAX_MANIFEST, "image index", &root, msg);
+  int rc =
+      wv__augment_parse_object(a, index, len, WV_AUGMENT_MAX_MANIFEST, "image index", &root, msg);
   if (rc)
     return rc;
   const char *type = index_type(root, index_media_type);
   const char *child = wv_mediatype_index_child(type);
-  json_object *list = member(root, "manifests", json_type_array);
+  json_object *list = wv__augment_member(root, "manifests", json_type_array);
   if (!child || !list) {
-    rc = say(a, msg, WV_EPARSE, "Unexpected media type for request '%s:%s' - offending value: %s",
-             image, tag,
-             type               ? type
-             : index_media_type ? index_media_type
-                                : "(none)");
+    rc = wv__augment_say(a, msg, WV_EPARSE,
+                         "Unexpected media type for request '%s:%s' - offending value: %s", image,
+                         tag,
+                         type               ? type
+                         : index_media_type ? index_media_type
+                                            : "(none)");
     goto out;
   }
   size_t cap = json_object_array_length(list);
@@ -644,9 +448,9 @@ int wv_augment_index_select(wv_arena_t *a, const char *index, size_t len,
     goto out;
   if (found == 0) {
     const char *pf = wv_platform_list_format(a, want);
-    rc = pf ? say(a, msg, WV_EINVAL,
-                  "Cannot find matching platform '%s' in the image index for '%s:%s'", pf, image,
-                  tag)
+    rc = pf ? wv__augment_say(a, msg, WV_EINVAL,
+                              "Cannot find matching platform '%s' in the image index for '%s:%s'",
+                              pf, image, tag)
             : WV_ENOMEM;
     goto out;
   }
@@ -661,12 +465,13 @@ int wv_augment_index_rewrite(wv_arena_t *a, const char *index, size_t len,
                              const wv_index_repl_t *repl, size_t n, wv_augment_out_t *out,
                              const char **msg) {
   json_object *root = NULL;
-  int rc = parse_object(a, index, len, WV_AUGMENT_MAX_MANIFEST, "image index", &root, msg);
+  int rc =
+      wv__augment_parse_object(a, index, len, WV_AUGMENT_MAX_MANIFEST, "image index", &root, msg);
   if (rc)
     return rc;
-  json_object *list = member(root, "manifests", json_type_array);
+  json_object *list = wv__augment_member(root, "manifests", json_type_array);
   if (!list) {
-    rc = say(a, msg, WV_EPARSE, "Invalid image index: missing 'manifests'");
+    rc = wv__augment_say(a, msg, WV_EPARSE, "Invalid image index: missing 'manifests'");
     goto out;
   }
   /* An entry is rewritten at most once, so A→B, B→C cannot chain. */
@@ -678,7 +483,8 @@ int wv_augment_index_rewrite(wv_arena_t *a, const char *index, size_t len,
   }
   for (size_t r = 0; r < n && !rc; r++) {
     if (!wv_ref_is_digest(repl[r].new_digest) || repl[r].new_size < 0) {
-      rc = say(a, msg, WV_EINVAL, "Invalid replacement for index entry %s", repl[r].old_digest);
+      rc = wv__augment_say(a, msg, WV_EINVAL, "Invalid replacement for index entry %s",
+                           repl[r].old_digest);
       break;
     }
     size_t hits = 0;
@@ -694,7 +500,8 @@ int wv_augment_index_rewrite(wv_arena_t *a, const char *index, size_t len,
         rc = put(it, "size", json_object_new_int64(repl[r].new_size));
     }
     if (!rc && hits == 0)
-      rc = say(a, msg, WV_EINVAL, "Missing manifest entry for digest: %s", repl[r].old_digest);
+      rc = wv__augment_say(a, msg, WV_EINVAL, "Missing manifest entry for digest: %s",
+                           repl[r].old_digest);
   }
   if (!rc)
     rc = emit(a, root, out);

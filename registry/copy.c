@@ -494,6 +494,12 @@ int wv_copy_image(wv_upstream_t *u, const wv_copy_opts_t *o, wv_copy_stats_t *st
 
 /* ---- single requests for the front door ------------------------------------ */
 
+/* /v2/<repo>/manifests/<ref> into path; WV_ETOOBIG when it does not fit. */
+static int manifest_path(char path[MIRROR_URL_MAX], const char *repo, const char *ref) {
+  int n = snprintf(path, MIRROR_URL_MAX, "/v2/%s/manifests/%s", repo, ref);
+  return n < 0 || (size_t)n >= MIRROR_URL_MAX ? WV_ETOOBIG : 0;
+}
+
 /* One manifest request for the front door; rc and status as wv_copy_head_digest. */
 static int manifest_req(wv_upstream_t *u, const char *registry, const char *repo, const char *path,
                         const char *who, const char *method, int64_t timeout_ms,
@@ -522,8 +528,7 @@ int wv_copy_head_digest(wv_upstream_t *u, const char *registry, const char *repo
                         const char *who, int64_t timeout_ms, char digest[WV_DIGEST_STRLEN],
                         long *status) {
   char path[MIRROR_URL_MAX];
-  int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
-  if (n < 0 || (size_t)n >= sizeof path)
+  if (manifest_path(path, repo, ref))
     return WV_ETOOBIG;
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
@@ -560,8 +565,7 @@ bool wv_copy_registry_wants_auth(wv_upstream_t *u, const char *registry, int64_t
 int wv_copy_get_manifest(wv_upstream_t *u, wv_arena_t *a, const char *registry, const char *repo,
                          const char *ref, const char *who, int64_t timeout_ms, wv_copy_desc_t *d) {
   char path[MIRROR_URL_MAX];
-  int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
-  if (n < 0 || (size_t)n >= sizeof path)
+  if (manifest_path(path, repo, ref))
     return WV_ETOOBIG;
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
@@ -583,8 +587,7 @@ int wv_copy_put_manifest(wv_upstream_t *u, const char *registry, const char *rep
                          const char *who, const char *media_type, const char *body, size_t len,
                          int64_t timeout_ms, char *err, size_t errlen) {
   char path[MIRROR_URL_MAX], ct[256];
-  int n = snprintf(path, sizeof path, "/v2/%s/manifests/%s", repo, ref);
-  if (n < 0 || (size_t)n >= sizeof path)
+  if (manifest_path(path, repo, ref))
     return WV_ETOOBIG;
   snprintf(ct, sizeof ct, "Content-Type: %s", media_type);
   const char *hdrs[] = {ct, NULL};

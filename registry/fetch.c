@@ -148,42 +148,117 @@ const char *wv_fetch_absolute_location(wv_arena_t *a, const char *base, const ch
   return wv_arena_sprintf(a, "%s%s%.*s%s", base, dir ? "" : "/", dir, path, location);
 }
 
-/* True when url (a hop of a blob fetch) is not on the registry itself. */
-static bool hop_off_registry(const char *base, const char *url) {
+bool wv_fetch_off_registry(const char *base, const char *url) {
   size_t bl = strlen(base);
   return url[0] != '/' && !(strncmp(url, base, bl) == 0 && url[bl] == '/');
 }
 
-/* One hop of a blob fetch: on the registry (with auth) or a foreign URL (without). */
-static int blob_hop(const wv_app_t *app, const char *registry, const char *image, const char *who,
-                    const char *base, const char *url, size_t max, wv_http_resp_t *resp,
-                    wv_fetch_err_t *e) {
-  wv_http_req_t req = {.max_body = max};
-  size_t bl = strlen(base);
-  if (url[0] == '/' || (strncmp(url, base, bl) == 0 && url[bl] == '/')) {
-    req.url = url[0] == '/' ? url : url + bl;
-    return wv_fetch(app, registry, image, who, &req, resp, NULL, e);
+#define DISCARD_MAX (64u << 10) /* bytes of a redirect's or an error's body skipped */
+
+static int follow_head(void *arg, const wv_http_resp_t *resp) {
+  wv_fetch_follow_t *f = arg;
+  f->ok = resp->status == 200;
+  return 0;
+}
+
+static int follow_body(void *arg, const char *p, size_t n) {
+  wv_fetch_follow_t *f = arg;
+  if (!f->ok) { /* a redirect's or an error's body: skipped, within reason */
+    f->discarded += n;
+    return f->discarded > DISCARD_MAX;
+  }
+  f->began = true;
+  return f->feed(f->feed_arg, p, n) ? 1 : 0;
+}
+
+/* One hop of a blob GET: on the registry (credentials, retries) or a foreign URL (neither). */
+static int follow_hop(const wv_app_t *app, wv_fetch_follow_t *f, wv_http_resp_t *resp,
+                      wv_fetch_err_t *e) {
+  const wv_config_t *cfg = app->cfg;
+  wv_http_req_t req = {
+      .max_body = f->max_body, .timeout_ms = f->timeout_ms, .idle_timeout_ms = f->idle_timeout_ms};
+  if (f->feed) {
+    req.body_cb = follow_body;
+    req.head_cb = follow_head;
+    req.body_arg = f;
+  }
+  f->ok = false;
+  f->discarded = 0;
+  f->off = wv_fetch_off_registry(f->base, f->url);
+  if (!f->off) {
+    req.url = f->url[0] == '/' ? f->url : f->url + strlen(f->base);
+    int rc = wv_fetch(app, f->registry, f->repo, f->who, &req, resp, f->feed ? &f->began : NULL, e);
+    f->end = rc ? WV_FETCH_END_REGISTRY : WV_FETCH_END_OK;
+    return rc;
   }
   /* A CDN or storage URL the upstream chose: no credentials for the registry,
    * and the outbound policy decides whether waved may go there at all. */
-  char err[512] = "";
-  req.url = url;
-  req.timeout_ms = app->cfg->hc_read_timeout_ms;
-  req.connect_timeout_ms = app->cfg->hc_connect_timeout_ms;
+  req.url = f->url;
+  if (!req.timeout_ms)
+    req.timeout_ms = cfg->hc_read_timeout_ms;
+  req.connect_timeout_ms = cfg->hc_connect_timeout_ms;
+  f->detail[0] = '\0';
   wv_http_resp_free(resp);
   wv_http_resp_init(resp);
-  int rc = wv_http_do_outbound(wv_http_client_get(), app->cfg, &req, resp, err, sizeof err);
-  if (rc == WV_EDENIED) {
-    wv_warn("upstream %s: blob redirect to %s refused: %s", registry, url, err);
-    return wv_fetch_err_set(
-        e, 403, WV_REGERR_DENIED,
-        "Registry '%s' redirected a blob to an address the outbound policy does "
-        "not allow",
-        registry);
-  }
-  if (rc)
-    wv_fetch_err_transport(e, rc, 0, registry, err);
+  int rc = wv_http_do_outbound(wv_http_client_get(), cfg, &req, resp, f->detail, sizeof f->detail);
+  f->end = rc ? WV_FETCH_END_REDIRECTED : WV_FETCH_END_OK;
   return rc;
+}
+
+int wv_fetch_follow(const wv_app_t *app, wv_arena_t *a, wv_fetch_follow_t *f, wv_http_resp_t *resp,
+                    wv_fetch_err_t *e) {
+  const char *path = wv_arena_sprintf(a, "/v2/%s/blobs/%s", f->repo, f->digest);
+  f->url = path;
+  f->location = NULL;
+  f->began = false;
+  f->off = false;
+  f->end = path ? WV_FETCH_END_OK : WV_FETCH_END_NOMEM;
+  if (!path)
+    return WV_ENOMEM;
+  for (int hop = 0;; hop++) {
+    int rc = follow_hop(app, f, resp, e);
+    const char *loc = wv_http_resp_header(resp, "Location");
+    if (rc || f->began || resp->status < 300 || resp->status > 399 || !loc)
+      return rc;
+    if (hop == WV_HTTP_MAX_BLOB_REDIRECTS) {
+      f->end = WV_FETCH_END_TOO_MANY;
+      return WV_EUPSTREAM;
+    }
+    const char *next =
+        wv_fetch_absolute_location(a, f->base, f->url[0] == '/' ? f->url : path, loc);
+    if (!next) {
+      f->end = WV_FETCH_END_LOCATION;
+      f->location = loc;
+      return WV_EUPSTREAM;
+    }
+    f->url = next;
+  }
+}
+
+/* wv_fetch_blob's words for where wv_fetch_follow() stopped with rc; returns its code. */
+static int follow_err(const wv_fetch_follow_t *f, int rc, wv_fetch_err_t *e) {
+  switch (f->end) {
+  case WV_FETCH_END_REGISTRY: /* e is set */
+    return rc;
+  case WV_FETCH_END_REDIRECTED:
+    if (rc != WV_EDENIED)
+      return wv_fetch_err_transport(e, rc, 0, f->registry, f->detail), rc;
+    wv_warn("upstream %s: blob redirect to %s refused: %s", f->registry, f->url, f->detail);
+    return wv_fetch_err_set(e, 403, WV_REGERR_DENIED,
+                            "Registry '%s' redirected a blob to an address the outbound policy "
+                            "does not allow",
+                            f->registry);
+  case WV_FETCH_END_TOO_MANY:
+    return wv_fetch_err_set(e, 502, WV_REGERR_UNKNOWN, "Too many redirects fetching '%s/%s@%s'",
+                            f->registry, f->repo, f->digest);
+  case WV_FETCH_END_LOCATION:
+    wv_warn("upstream %s: unusable blob redirect to '%s'", f->registry, f->location);
+    return wv_fetch_err_set(e, 502, WV_REGERR_UNKNOWN,
+                            "Registry '%s' redirected a blob to an unusable location", f->registry);
+  default: /* out of memory */
+    wv_fetch_err_set(e, 500, WV_REGERR_SERVER_ERROR, "out of memory");
+    return rc;
+  }
 }
 
 int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, const char *image,
@@ -193,35 +268,23 @@ int wv_fetch_blob(const wv_app_t *app, wv_arena_t *a, const char *registry, cons
   if (wv_upstream_base_url(app->upstream, registry, base, sizeof base))
     return wv_fetch_err_set(e, 400, WV_REGERR_NAME_INVALID, "Registry name too long: '%s'",
                             registry);
-  const char *path = wv_arena_sprintf(a, "/v2/%s/blobs/%s", image, digest);
-  const char *url = path;
+  wv_fetch_follow_t f = {.registry = registry,
+                         .repo = image,
+                         .who = who,
+                         .digest = digest,
+                         .base = base,
+                         .max_body = max};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = 0;
-  for (int hop = 0;; hop++) {
-    rc = blob_hop(app, registry, image, who, base, url, max, &resp, e);
-    if (rc)
-      goto out;
-    const char *loc = wv_http_resp_header(&resp, "Location");
-    if (resp.status < 300 || resp.status > 399 || !loc)
-      break;
-    if (hop == WV_HTTP_MAX_BLOB_REDIRECTS) {
-      rc = wv_fetch_err_set(e, 502, WV_REGERR_UNKNOWN, "Too many redirects fetching '%s/%s@%s'",
-                            registry, image, digest);
-      goto out;
-    }
-    url = wv_fetch_absolute_location(a, base, url[0] == '/' ? url : path, loc);
-    if (!url) {
-      wv_warn("upstream %s: unusable blob redirect to '%s'", registry, loc);
-      rc = wv_fetch_err_set(e, 502, WV_REGERR_UNKNOWN,
-                            "Registry '%s' redirected a blob to an unusable location", registry);
-      goto out;
-    }
+  int rc = wv_fetch_follow(app, a, &f, &resp, e);
+  if (rc) {
+    rc = follow_err(&f, rc, e);
+    goto out;
   }
   if (resp.status != 200) {
-    if (hop_off_registry(base, url))
+    if (f.off)
       wv_warn("upstream %s: blob redirect target answered %ld", registry, resp.status);
-    rc = hop_off_registry(base, url)
+    rc = f.off
              ? wv_fetch_err_set(
                    e, 502, WV_REGERR_UNKNOWN,
                    "Registry '%s' redirected a blob to a location that did not serve it", registry)

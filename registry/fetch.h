@@ -84,6 +84,67 @@ int64_t wv_fetch_backoff_ms(const wv_config_t *cfg, int attempt);
 int wv_fetch(const wv_app_t *app, const char *registry, const char *repo, const char *who,
              wv_http_req_t *req, wv_http_resp_t *resp, const bool *no_retry, wv_fetch_err_t *e);
 
+/* True when url (a hop of a blob GET: a path, or absolute) is not on the registry at base. */
+bool wv_fetch_off_registry(const char *base, const char *url);
+
+/* Takes a chunk of a streamed blob; non-zero stops the stream. */
+typedef int (*wv_fetch_feed_cb)(void *arg, const char *data, size_t len);
+
+/* Why wv_fetch_follow() stopped without a final response. */
+typedef enum {
+  WV_FETCH_END_OK,         /* resp holds the final response (any status) */
+  WV_FETCH_END_NOMEM,      /* out of memory before the first hop */
+  WV_FETCH_END_REGISTRY,   /* a hop on the registry failed in transport: e says why */
+  WV_FETCH_END_REDIRECTED, /* the redirect target failed: rc (WV_EDENIED: the outbound policy
+                            * refused it), detail in the transport's words, url its URL */
+  WV_FETCH_END_TOO_MANY,   /* more than WV_HTTP_MAX_BLOB_REDIRECTS redirects */
+  WV_FETCH_END_LOCATION,   /* a Location that is not http(s) (location) */
+} wv_fetch_end_t;
+
+/* One blob GET that follows redirects: what the caller sets (in) and reads (out). */
+typedef struct {
+  /* in */
+  const char *registry, *repo, *who, *digest;
+  const char *base;        /* "http(s)://host[:port]" of registry (wv_upstream_base_url) */
+  size_t max_body;         /* without feed: the body kept in resp, as wv_http_req_t's */
+  int64_t timeout_ms;      /* per hop, as wv_http_req_t's; 0 = wave.httpclient's read timeout */
+  int64_t idle_timeout_ms; /* per hop, as wv_http_req_t's */
+  wv_fetch_feed_cb feed;   /* when set, a 200's body streams here */
+  void *feed_arg;
+  /* out */
+  wv_fetch_end_t end;
+  const char *url;      /* the last hop's URL: a path on the registry, or absolute (arena) */
+  bool off;             /* the last hop was off the registry */
+  const char *location; /* WV_FETCH_END_LOCATION: the Location (resp's, valid while it is) */
+  bool began;           /* bytes went to feed */
+  char detail[512];     /* WV_FETCH_END_REDIRECTED: the transport's reason */
+  /* private */
+  bool ok;
+  uint64_t discarded;
+} wv_fetch_follow_t;
+
+/*
+ * GETs /v2/<repo>/blobs/<digest> from f->registry, following up to
+ * WV_HTTP_MAX_BLOB_REDIRECTS redirects the way Wave does: a hop on the
+ * registry goes through wv_fetch() (credentials, retries); a hop elsewhere
+ * is a URL the registry chose, fetched without credentials under the
+ * outbound policy of docs/security.md. Relative Locations are resolved with
+ * wv_fetch_absolute_location().
+ *
+ * Without feed, resp keeps the final response's body (up to max_body). With
+ * feed, a 200's body streams to feed, redirect and error bodies are skipped
+ * (64 KiB each at most, past which the hop stops), and once a byte went to
+ * feed (f->began) there is no retry and no other hop.
+ *
+ * Returns 0 with the final response in resp (f->end WV_FETCH_END_OK; the
+ * caller maps its status), or a non-zero code with f->end saying where it
+ * stopped (e filled for WV_FETCH_END_REGISTRY) so that each caller words its
+ * own error. A stream feed stopped returns what the transport returned; the
+ * feed's own reason is the caller's to keep. resp is the caller's to free.
+ */
+int wv_fetch_follow(const wv_app_t *app, wv_arena_t *a, wv_fetch_follow_t *f, wv_http_resp_t *resp,
+                    wv_fetch_err_t *e);
+
 /*
  * GETs a blob (an image config) whole, following up to 3 redirects the way
  * Wave does (Authorization dropped when the host changes; a redirect off the

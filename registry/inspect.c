@@ -10,7 +10,7 @@
  */
 #include "core/err.h"
 #include "core/json.h"
-#include "build/request/request.h"
+#include "core/secret.h"
 #include "registry/augment.h"
 #include "registry/mediatype.h"
 #include "registry/platform.h"
@@ -289,7 +289,7 @@ int wv_inspect_handler(wv_req_t *req, wv_resp_t *resp) {
    * request's does); any other token is refused like there. */
   bool has_token = wv_json_get_str(body, "towerAccessToken", &token) == 0 && token && *token;
   if (has_token)
-    who = wv_creq_account_for_token(((wv_app_t *)req->app)->cfg, token);
+    who = wv_secret_account_for_token(((wv_app_t *)req->app)->cfg, token);
   json_object_put(body);
   if (has_token && !who)
     return wv_resp_api_error(req, resp, 401, NULL);

@@ -43,7 +43,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/ratelimit.h"
-#include "registry/augment.h"
+#include "registry/container_config.h"
 #include "registry/mediatype.h"
 #include "registry/proxy_int.h"
 #include "registry/upstream.h"

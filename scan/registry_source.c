@@ -27,8 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHUNK (256u * 1024)      /* read size of embedded blobs */
-#define DISCARD_MAX (64u * 1024) /* error or redirect body we skip before giving up */
+#define CHUNK (256u * 1024) /* read size of embedded blobs */
 
 typedef struct {
   const wv_app_t *app;
@@ -189,15 +188,12 @@ typedef struct {
   const char *digest;
   uint64_t size; /* declared */
   uint64_t got;
-  uint64_t discarded;
   wv_sha256_t sha;
-  bool ok;    /* the current response is a 200 */
-  bool began; /* bytes went to the inventory: no retry, no other hop */
-  int rc;     /* why the stream was stopped */
+  int rc; /* why the stream was stopped */
 } layer_t;
 
 /* Hashes, counts and inventories one chunk; non-zero stops the stream (l->rc says why). */
-static int layer_feed(layer_t *l, const void *p, size_t n) {
+static int layer_feed(layer_t *l, const char *p, size_t n) {
   if (cancelled(l->r))
     return l->rc = WV_ECLOSED;
   if (n > l->size - l->got)
@@ -212,78 +208,52 @@ static int layer_feed(layer_t *l, const void *p, size_t n) {
   return rc;
 }
 
-static int on_head(void *arg, const wv_http_resp_t *resp) {
-  layer_t *l = arg;
-  l->ok = resp->status == 200;
-  return 0;
-}
-
-static int on_body(void *arg, const char *p, size_t n) {
-  layer_t *l = arg;
-  if (!l->ok) { /* a redirect's or an error's body: skipped, within reason */
-    l->discarded += n;
-    return l->discarded > DISCARD_MAX;
-  }
-  l->began = true;
-  return layer_feed(l, p, n) ? 1 : 0;
-}
-
-/* One GET of the blob: on the registry (auth, retries) or a redirect target (no credentials). */
-static int layer_hop(layer_t *l, const char *url, wv_http_resp_t *resp) {
+/* The scan's words for where wv_fetch_follow() stopped with rc. */
+static int follow_fail(layer_t *l, const wv_fetch_follow_t *f, int rc, const wv_fetch_err_t *e) {
   rs_t *r = l->r;
-  const wv_config_t *cfg = r->app->cfg;
-  wv_http_req_t req = {.timeout_ms = -1,
-                       .idle_timeout_ms = cfg->hc_idle_timeout_ms,
-                       .body_cb = on_body,
-                       .head_cb = on_head,
-                       .body_arg = l};
-  size_t bl = strlen(r->base);
-  l->ok = false;
-  l->discarded = 0;
-  if (url[0] == '/' || (strncmp(url, r->base, bl) == 0 && url[bl] == '/')) {
-    wv_fetch_err_t e;
-    req.url = url[0] == '/' ? url : url + bl;
-    int rc =
-        wv_fetch(r->app, r->src->registry, r->src->repo, WV_WHO_WAVED, &req, resp, &l->began, &e);
-    return rc && !l->rc ? fail(r, WV_EUPSTREAM, "%s", e.msg) : (l->rc ? l->rc : rc);
+  switch (f->end) {
+  case WV_FETCH_END_REGISTRY:
+    return fail(r, WV_EUPSTREAM, "%s", e->msg);
+  case WV_FETCH_END_REDIRECTED:
+    wv_warn("scan: layer %s of %s redirected to %s: %s", l->digest, r->src->registry, f->url,
+            f->detail);
+    return fail(r, WV_EUPSTREAM,
+                "cannot fetch layer %s: registry '%s' redirected it to a "
+                "location that %s",
+                l->digest, r->src->registry,
+                rc == WV_EDENIED ? "the outbound policy does not allow" : "could not be read");
+  case WV_FETCH_END_TOO_MANY:
+    return fail(r, WV_EUPSTREAM, "too many redirects fetching layer %s", l->digest);
+  case WV_FETCH_END_LOCATION:
+    return fail(r, WV_EUPSTREAM, "registry '%s' redirected layer %s to '%.200s'", r->src->registry,
+                l->digest, f->location);
+  default: /* out of memory */
+    return rc;
   }
-  char err[512] = "";
-  req.url = url;
-  req.connect_timeout_ms = cfg->hc_connect_timeout_ms;
-  wv_http_resp_free(resp);
-  wv_http_resp_init(resp);
-  /* A URL the registry chose: under the outbound policy (docs/security.md). */
-  int rc = wv_http_do_outbound(wv_http_client_get(), cfg, &req, resp, err, sizeof err);
-  if (l->rc)
-    return l->rc;
-  if (rc)
-    wv_warn("scan: layer %s of %s redirected to %s: %s", l->digest, r->src->registry, url, err);
-  return rc ? fail(r, WV_EUPSTREAM,
-                   "cannot fetch layer %s: registry '%s' redirected it to a "
-                   "location that %s",
-                   l->digest, r->src->registry,
-                   rc == WV_EDENIED ? "the outbound policy does not allow" : "could not be read")
-            : 0;
 }
 
+static int feed(void *arg, const char *p, size_t n) { return layer_feed(arg, p, n); }
+
+/* The layer from the registry (wv_fetch_follow), each word of a failure the scan's own. */
 static int upstream_layer(layer_t *l) {
   rs_t *r = l->r;
-  const char *path = wv_arena_sprintf(r->a, "/v2/%s/blobs/%s", r->src->repo, l->digest);
-  const char *url = path;
+  wv_fetch_follow_t f = {.registry = r->src->registry,
+                         .repo = r->src->repo,
+                         .who = WV_WHO_WAVED,
+                         .digest = l->digest,
+                         .base = r->base,
+                         .timeout_ms = -1,
+                         .idle_timeout_ms = r->app->cfg->hc_idle_timeout_ms,
+                         .feed = feed,
+                         .feed_arg = l};
+  wv_fetch_err_t e;
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = path ? 0 : WV_ENOMEM;
-  for (int hop = 0; !rc; hop++) {
-    rc = layer_hop(l, url, &resp);
-    const char *loc = wv_http_resp_header(&resp, "Location");
-    if (rc || l->began || resp.status < 300 || resp.status > 399 || !loc)
-      break;
-    if (hop == WV_HTTP_MAX_BLOB_REDIRECTS)
-      rc = fail(r, WV_EUPSTREAM, "too many redirects fetching layer %s", l->digest);
-    else if (!(url = wv_fetch_absolute_location(r->a, r->base, url[0] == '/' ? url : path, loc)))
-      rc = fail(r, WV_EUPSTREAM, "registry '%s' redirected layer %s to '%.200s'", r->src->registry,
-                l->digest, loc);
-  }
+  int rc = wv_fetch_follow(r->app, r->a, &f, &resp, &e);
+  if (l->rc)
+    rc = l->rc;
+  else if (rc)
+    rc = follow_fail(l, &f, rc, &e);
   if (!rc && resp.status != 200)
     rc = fail(r, resp.status == 404 ? WV_ENOTFOUND : WV_EUPSTREAM,
               "registry '%s' answered %ld for layer %s of '%s'", r->src->registry, resp.status,

@@ -72,13 +72,7 @@ int wv__scan_load(const wv_app_t *app, wv_arena_t *a, const char *key, char **va
 }
 
 int wv_scan_load_record(const wv_app_t *app, const char *id, json_object **out) {
-  char *val = NULL, err[128];
-  size_t len = 0;
-  int rc = wv_store_get(app->store, WV_DB_SCANS, id, &val, &len, NULL);
-  if (!rc && wv_json_parse(val, len, RECORD_MAX, 0, out, err, sizeof err))
-    rc = WV_ESTORE;
-  free(val);
-  return rc;
+  return wv_store_get_json(app->store, WV_DB_SCANS, id, RECORD_MAX, 0, out, NULL);
 }
 
 static int put_json(wv_store_op_t *op, const char *key, json_object *o, int64_t expires_ms) {
@@ -483,13 +477,10 @@ int wv_scan_levels_verdict(const char *levels, json_object *counts, bool *succee
 }
 
 json_object *wv_scan_load_counts(const wv_app_t *app, const char *id) {
-  char key[SCAN_KEY_MAX], *val = NULL, err[64];
-  size_t len = 0;
+  char key[SCAN_KEY_MAX];
   json_object *o = NULL;
   wv__scan_key(key, "sum/", id);
-  if (wv_store_get(app->store, WV_DB_SCANS, key, &val, &len, NULL) == 0)
-    wv_json_parse(val, len, len + 1, 0, &o, err, sizeof err);
-  free(val);
+  wv_store_get_json(app->store, WV_DB_SCANS, key, 0, 0, &o, NULL);
   return o;
 }
 

@@ -171,6 +171,16 @@ int wv_store_get(wv_store_t *s, wv_db_t db, const char *key, char **val, size_t 
                  int64_t *expires_ms);
 
 /*
+ * wv_store_get of a record kept as JSON, parsed (core/json: strict, at most
+ * max bytes, 0 = whatever is stored; max_depth deep, 0 = the default). *out
+ * is the caller's to put, NULL on failure. expires_ms may be NULL. Returns
+ * wv_store_get's codes, or WV_ESTORE when the stored bytes do not parse.
+ */
+struct json_object;
+int wv_store_get_json(wv_store_t *s, wv_db_t db, const char *key, size_t max, int max_depth,
+                      struct json_object **out, int64_t *expires_ms);
+
+/*
  * Calls cb with the record in place, under a read transaction (the hot
  * path: no copy, no allocation). Returns cb's return value, or WV_ENOTFOUND /
  * WV_EINVAL / WV_ETOOBIG / WV_ESTORE without calling cb.

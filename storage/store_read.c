@@ -6,6 +6,7 @@
 #include "storage/store_int.h"
 
 #include "core/err.h"
+#include "core/json.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -167,4 +168,16 @@ int wv_store_get_final(wv_store_t *s, wv_db_t db, const char *key, wv_store_fina
   if (expires_ms)
     *expires_ms = c.exp;
   return 0;
+}
+
+int wv_store_get_json(wv_store_t *s, wv_db_t db, const char *key, size_t max, int max_depth,
+                      json_object **out, int64_t *expires_ms) {
+  char *val = NULL, err[64];
+  size_t len = 0;
+  *out = NULL;
+  int rc = wv_store_get(s, db, key, &val, &len, expires_ms);
+  if (!rc && wv_json_parse(val, len, max ? max : len + 1, max_depth, out, err, sizeof err))
+    rc = WV_ESTORE;
+  free(val);
+  return rc;
 }

@@ -12,6 +12,7 @@
 #include "build/builder.h"
 #include "core/ansi.h"
 #include "core/config.h"
+#include "core/digest.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"

@@ -893,8 +893,8 @@ TEST(base64_and_helpers) {
   CHECK(wv_secret_account_check(&e->cfg, "alice", ALICE_TOKEN));
   CHECK(!wv_secret_account_check(&e->cfg, "alice", "wrong"));
   CHECK(!wv_secret_account_check(&e->cfg, "bob", ALICE_TOKEN));
-  CHECK_EQ_STR(wv_creq_account_for_token(&e->cfg, ALICE_TOKEN), "alice");
-  CHECK(wv_creq_account_for_token(&e->cfg, "x") == NULL);
+  CHECK_EQ_STR(wv_secret_account_for_token(&e->cfg, ALICE_TOKEN), "alice");
+  CHECK(wv_secret_account_for_token(&e->cfg, "x") == NULL);
   /* The salted form works the same way, for Basic and for towerAccessToken. */
   char stored[WV_SECRET_MAX_LEN];
   CHECK_OK(wv_secret_hash(ALICE_TOKEN, 1000, stored, sizeof stored));
@@ -903,8 +903,8 @@ TEST(base64_and_helpers) {
   CHECK(wv_secret_account_check(&e->cfg, "alice", ALICE_TOKEN));
   CHECK(!wv_secret_account_check(&e->cfg, "alice", "wrong"));
   CHECK(!wv_secret_account_check(&e->cfg, "bob", ALICE_TOKEN));
-  CHECK_EQ_STR(wv_creq_account_for_token(&e->cfg, ALICE_TOKEN), "alice");
-  CHECK(wv_creq_account_for_token(&e->cfg, "x") == NULL);
+  CHECK_EQ_STR(wv_secret_account_for_token(&e->cfg, ALICE_TOKEN), "alice");
+  CHECK(wv_secret_account_for_token(&e->cfg, "x") == NULL);
 }
 
 WV_TESTS(T(example1_nextflow_nulls_parse_and_check),

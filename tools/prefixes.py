@@ -33,6 +33,7 @@ PREFIX = {
     "http/metrics_route.h": "ops",
     "http/routes.h": "http",
     "registry/blobfill.h": "bfill",
+    "registry/container_config.h": "container",
     "registry/mediatype.h": "mediatype",
     "registry/routes.h": "registry",
     "scan/registry_source.h": "scan",
@@ -98,9 +99,6 @@ EXCEPT = {
         "match_t": "the router's match result",
     },
     "registry/augment.h": {
-        "container_config": "the contract's containerConfig, which augment applies",
-        "container_layer": "one containerConfig layer",
-        "cc_max": "WV_CC_MAX_*, the containerConfig caps",
         "index_entry": "the index views augment rewrites",
         "index_repl": "as above",
         "manifest_info": "the manifest view augment reads",

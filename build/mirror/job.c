@@ -31,13 +31,7 @@
 
 /* Loads and parses record id (caller's reference in *rec). */
 static int record_load(const wv_app_t *app, const char *id, json_object **rec) {
-  char *val = NULL, perr[64];
-  size_t len = 0;
-  int rc = wv_store_get(app->store, WV_DB_MIRRORS, id, &val, &len, NULL);
-  if (!rc && wv_json_parse(val, len, MAX_RECORD, 8, rec, perr, sizeof perr))
-    rc = WV_ESTORE;
-  free(val);
-  return rc;
+  return wv_store_get_json(app->store, WV_DB_MIRRORS, id, MAX_RECORD, 8, rec, NULL);
 }
 
 static const char *str_of(json_object *o, const char *key) {

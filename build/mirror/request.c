@@ -129,13 +129,8 @@ static const char *record_text(wv_arena_t *a, const char *id, const char *digest
 /* Reads the entry of target: its mirror id and digest (arena strings). */
 static int entry_read(const wv_app_t *app, wv_arena_t *a, const char *key, const char **id,
                       const char **digest) {
-  char *val = NULL;
-  size_t len = 0;
   json_object *o = NULL;
-  char perr[64];
-  int rc = wv_store_get(app->store, WV_DB_MIRRORS, key, &val, &len, NULL);
-  if (!rc && wv_json_parse(val, len, len + 1, 4, &o, perr, sizeof perr))
-    rc = WV_ESTORE;
+  int rc = wv_store_get_json(app->store, WV_DB_MIRRORS, key, 0, 4, &o, NULL);
   const char *i = NULL, *d = NULL;
   if (!rc && (wv_json_get_str(o, "mirrorId", &i) || wv_json_get_str(o, "digest", &d) || !i || !d))
     rc = WV_ESTORE;
@@ -145,7 +140,6 @@ static int entry_read(const wv_app_t *app, wv_arena_t *a, const char *key, const
     rc = *id && *digest ? 0 : WV_ENOMEM;
   }
   json_object_put(o);
-  free(val);
   return rc;
 }
 
@@ -304,26 +298,24 @@ static int encode(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, const wv_
   return *rec ? 0 : rc ? rc : WV_ENOMEM;
 }
 
+/* A mirror's own part of a minting (wv_creq_mint_t's arg). */
 typedef struct {
-  const wv_app_t *app;
-  wv_arena_t *a;
   const mreq_t *q;
   const wv_ref_t *tref;
   const track_t *tr;
-  const char *client_ip;
-  wv_creq_result_t *res;
 } mint_t;
 
-static int encode_cb(void *arg, wv_buf_t *tok, const char **rec) {
-  mint_t *m = arg;
-  return encode(m->app, m->a, m->q, m->tref, m->tr, m->client_ip, m->res, tok, rec);
+static int encode_cb(const wv_creq_mint_t *m, wv_buf_t *tok, const char **rec) {
+  const mint_t *x = m->arg;
+  return encode(m->app, m->a, x->q, x->tref, x->tr, m->client_ip, m->res, tok, rec);
 }
 
 /* Step 6: the token and the persisted request record, durably (wv_creq_mint). */
 static int mint(const wv_app_t *app, wv_arena_t *a, const mreq_t *q, const wv_ref_t *tref,
                 const track_t *tr, const char *client_ip, wv_creq_result_t *res) {
-  mint_t m = {app, a, q, tref, tr, client_ip, res};
-  return wv_creq_mint(app, a, res, encode_cb, &m);
+  mint_t x = {q, tref, tr};
+  wv_creq_mint_t m = {app, a, q->r, q->plan, client_ip, res, &x};
+  return wv_creq_mint(&m, encode_cb);
 }
 
 static json_object *response(const wv_creq_result_t *res, const char *target, const track_t *tr) {

@@ -1,6 +1,7 @@
 /* build/request/records.c — JSON shapes of stored container requests (see records.h). */
 #include "build/request/records.h"
 #include "build/layers.h"
+#include "core/digest.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/timefmt.h"
@@ -229,13 +230,7 @@ bool wv_record_id_valid(const char *id) {
 }
 
 int wv_record_load(const wv_app_t *app, const char *id, json_object **rec) {
-  char *val = NULL, err[128];
-  size_t len = 0;
   *rec = NULL;
-  int rc = wv_record_id_valid(id) ? wv_store_get(app->store, WV_DB_REQUESTS, id, &val, &len, NULL)
-                                  : WV_ENOTFOUND;
-  if (!rc && wv_json_parse(val, len, len + 1, 0, rec, err, sizeof err))
-    rc = WV_ESTORE;
-  free(val);
-  return rc;
+  return wv_record_id_valid(id) ? wv_store_get_json(app->store, WV_DB_REQUESTS, id, 0, 0, rec, NULL)
+                                : WV_ENOTFOUND;
 }

@@ -327,18 +327,6 @@ static int check_mirror(check_t *c) {
   return 0;
 }
 
-const char *wv_creq_account_for_token(const wv_config_t *cfg, const char *token) {
-  if (!token)
-    return NULL;
-  const char *user = NULL;
-  /* Every entry is compared, so the time taken does not say which one matched
-   * (a verified token is remembered by core/secret.c: later requests are cheap). */
-  for (size_t i = 0; i < cfg->accounts.len; i++)
-    if (wv_secret_verify(cfg->accounts.values[i], token) && !user)
-      user = cfg->accounts.keys[i];
-  return user;
-}
-
 /* Step 4: a towerAccessToken must hash to one of the configured accounts. */
 static int check_identity(check_t *c) {
   const char *tok = c->r->tower_access_token;
@@ -347,7 +335,7 @@ static int check_identity(check_t *c) {
     return WV_ENOMEM;
   if (empty(tok))
     return 0;
-  c->plan->user = wv_creq_account_for_token(c->cfg, tok);
+  c->plan->user = wv_secret_account_for_token(c->cfg, tok);
   return c->plan->user ? 0 : WV_EAUTH;
 }
 

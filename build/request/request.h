@@ -35,7 +35,7 @@
 #include "core/app.h"
 #include "core/arena.h"
 #include "core/buf.h"
-#include "registry/augment.h"
+#include "registry/container_config.h"
 #include "registry/platform.h"
 #include "registry/ref.h"
 #include "registry/token.h"
@@ -128,7 +128,7 @@ int wv_creq_parse(wv_arena_t *a, const char *body, size_t len, size_t max_values
 /*
  * Runs the checks of contract §3.2 steps 1–10 in order, up to the choice of the
  * request kind. Identity: a towerAccessToken must verify against a value of
- * cfg->accounts (wv_creq_account_for_token), else WV_EAUTH. A mirror returns
+ * cfg->accounts (wv_secret_account_for_token), else WV_EAUTH. A mirror returns
  * WV_EUNSUPPORTED when wave.mirror.enabled is false, after every check it
  * would have passed through (a build switched off gets its 501 from
  * wv_build_submit); a scanMode asking for a scan returns WV_EUNSUPPORTED when
@@ -146,13 +146,6 @@ int wv_creq_check(wv_arena_t *a, const wv_config_t *cfg, const wv_creq_t *r, wv_
 int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
                    const char *client_ip, int64_t now_ns, wv_creq_result_t *res, json_object **resp,
                    const char **msg);
-
-/*
- * The account (a key of cfg->accounts) whose secret verifies token (a
- * towerAccessToken; core/secret.h: salted PBKDF2, or the older unsalted
- * SHA-256 hex), or NULL. Every entry is compared, in constant time.
- */
-const char *wv_creq_account_for_token(const wv_config_t *cfg, const char *token);
 
 /*
  * Parse + check + submit: what the POST handlers run. Past a rate limit (the
@@ -186,17 +179,31 @@ int wv_creq_routes_register(struct wv_router *r);
 json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res);
 
 /*
+ * One minting: the request as every kind's encode callback reads it (plain
+ * requests, builds, mirrors), and the kind's own state in arg. Borrowed, not
+ * copied.
+ */
+typedef struct {
+  const wv_app_t *app;
+  wv_arena_t *a;
+  const wv_creq_t *r;
+  const wv_creq_plan_t *plan;
+  const char *client_ip;
+  wv_creq_result_t *res; /* res->token: the token just drawn */
+  void *arg;             /* the kind's own; NULL when it has none */
+} wv_creq_mint_t;
+
+/*
  * Mints a request id/token (contract §4.1) and writes the token record and the
  * persisted request record in one durable transaction, drawing again on a
- * collision: res->token is set before each encode(arg, tok, rec) call, which
+ * collision: m->res->token is set before each encode(m, tok, rec) call, which
  * fills tok (reset for it) and *rec (an arena string) for that token. The
  * token expires at res->expires_ns, the record wave.record TTL after
  * res->created_ns. Returns 0, encode's error, WV_EINTERNAL (collisions
  * only), or the store's error. Used by plain requests, builds and mirrors.
  */
-typedef int (*wv_creq_encode_cb)(void *arg, wv_buf_t *tok, const char **rec);
-int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
-                 wv_creq_encode_cb encode, void *arg);
+typedef int (*wv_creq_encode_cb)(const wv_creq_mint_t *m, wv_buf_t *tok, const char **rec);
+int wv_creq_mint(const wv_creq_mint_t *m, wv_creq_encode_cb encode);
 
 /*
  * A token record with the fields every request kind fills the same way: the

@@ -164,10 +164,11 @@ static void record_ops(const wv_app_t *app, const wv_creq_result_t *res, const w
                       .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms};
 }
 
-int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
-                 wv_creq_encode_cb encode, void *arg) {
+int wv_creq_mint(const wv_creq_mint_t *m, wv_creq_encode_cb encode) {
+  const wv_app_t *app = m->app;
+  wv_creq_result_t *res = m->res;
   size_t len = (size_t)app->cfg->token_length;
-  char *token = wv_arena_alloc(a, len + 1);
+  char *token = wv_arena_alloc(m->a, len + 1);
   wv_buf_t tok;
   wv_buf_init(&tok, WV_TOKEN_MAX_RECORD);
   int rc = token ? 0 : WV_ENOMEM;
@@ -176,7 +177,7 @@ int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
     rc = wv_rand_id(token, len, WV_RAND_ALNUM_LOWER);
     res->token = token;
     wv_buf_reset(&tok);
-    rc = rc ? rc : encode(arg, &tok, &rec);
+    rc = rc ? rc : encode(m, &tok, &rec);
     if (rc)
       break;
     wv_store_op_t ops[2];
@@ -191,26 +192,16 @@ int wv_creq_mint(const wv_app_t *app, wv_arena_t *a, wv_creq_result_t *res,
   return rc;
 }
 
-typedef struct {
-  const wv_app_t *app;
-  wv_arena_t *a;
-  const wv_creq_t *r;
-  const wv_creq_plan_t *plan;
-  const char *client_ip;
-  wv_creq_result_t *res;
-} plain_t;
-
-static int encode_plain(void *arg, wv_buf_t *tok, const char **rec) {
-  plain_t *p = arg;
-  return encode_records(p->app, p->a, p->r, p->plan, p->client_ip, p->res, tok, rec);
+static int encode_plain(const wv_creq_mint_t *m, wv_buf_t *tok, const char **rec) {
+  return encode_records(m->app, m->a, m->r, m->plan, m->client_ip, m->res, tok, rec);
 }
 
 /* Mints the token and writes both records durably. */
 static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                           const wv_creq_plan_t *plan, const char *client_ip,
                           wv_creq_result_t *res) {
-  plain_t p = {app, a, r, plan, client_ip, res};
-  return wv_creq_mint(app, a, res, encode_plain, &p);
+  wv_creq_mint_t m = {app, a, r, plan, client_ip, res, NULL};
+  return wv_creq_mint(&m, encode_plain);
 }
 
 /* Everything before the token: checks, includes, the image, the containerConfig texts. */
@@ -271,11 +262,7 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
 
 /* A plain request parked on the group commit of its two records. Arena memory. */
 typedef struct {
-  const wv_app_t *app;
-  wv_arena_t *a;
-  const wv_creq_t *r;
-  const wv_creq_plan_t *plan;
-  const char *client_ip;
+  wv_creq_mint_t m; /* m.res is &res */
   wv_creq_result_t res;
   int attempt;
   uint64_t rid; /* the request id its log lines carry */
@@ -291,18 +278,18 @@ static void parked_done(void *arg, int rc, int64_t value);
  * touch p after a 0.
  */
 static int parked_queue(parked_t *p) {
-  size_t len = (size_t)p->app->cfg->token_length;
-  char *token = wv_arena_alloc(p->a, len + 1);
+  size_t len = (size_t)p->m.app->cfg->token_length;
+  char *token = wv_arena_alloc(p->m.a, len + 1);
   wv_buf_t tok;
   wv_buf_init(&tok, WV_TOKEN_MAX_RECORD);
   const char *rec = NULL;
   int rc = token ? wv_rand_id(token, len, WV_RAND_ALNUM_LOWER) : WV_ENOMEM;
   p->res.token = token;
-  rc = rc ? rc : encode_records(p->app, p->a, p->r, p->plan, p->client_ip, &p->res, &tok, &rec);
+  rc = rc ? rc : encode_plain(&p->m, &tok, &rec);
   if (!rc) {
     wv_store_op_t ops[2];
-    record_ops(p->app, &p->res, &tok, rec, ops);
-    rc = wv_store_submit_apply(p->app->store, ops, 2, parked_done, p);
+    record_ops(p->m.app, &p->res, &tok, rec, ops);
+    rc = wv_store_submit_apply(p->m.app->store, ops, 2, parked_done, p);
   }
   wv_buf_free(&tok);
   return rc;
@@ -328,11 +315,11 @@ static void parked_done(void *arg, int rc, int64_t value) {
   } else if (rc == WV_EEXISTS) {
     rc = WV_EINTERNAL;
   }
-  json_object *resp = rc ? NULL : wv_creq_response(p->r, &p->res);
+  json_object *resp = rc ? NULL : wv_creq_response(p->m.r, &p->res);
   if (!rc && !resp)
     rc = WV_ENOMEM;
   if (!rc)
-    log_request(p->plan, &p->res);
+    log_request(p->m.plan, &p->res);
   wv_log_set_request(0);
   p->done(p->arg, rc, resp);
 }
@@ -360,11 +347,7 @@ static int submit_parked(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
   int rc = prepare(app, a, r, plan, wv_now_ns(), &p->res, msg);
   if (rc)
     return rc;
-  p->app = app;
-  p->a = a;
-  p->r = r;
-  p->plan = plan;
-  p->client_ip = client_ip;
+  p->m = (wv_creq_mint_t){app, a, r, plan, client_ip, &p->res, NULL};
   p->rid = wv_log_request();
   p->done = done;
   p->arg = arg;

@@ -60,13 +60,8 @@ static int parse_range(const char *h, uint64_t size, uint64_t *off, uint64_t *le
 /* The SIF's digest and size from the build record; WV_ENOTFOUND when there is none. */
 static int sif_of(wv_req_t *req, const char *id, const char **digest) {
   const wv_app_t *app = req->app;
-  char *val = NULL, err[64];
-  size_t len = 0;
   json_object *rec = NULL;
-  int rc = wv_store_get(app->store, WV_DB_BUILDS, id, &val, &len, NULL);
-  if (!rc && wv_json_parse(val, len, RECORD_MAX, 0, &rec, err, sizeof err))
-    rc = WV_ESTORE;
-  free(val);
+  int rc = wv_store_get_json(app->store, WV_DB_BUILDS, id, RECORD_MAX, 0, &rec, NULL);
   const char *d = NULL;
   if (!rc && (wv_json_get_str(rec, "sifDigest", &d) || !wv_cas_digest_valid(d)))
     rc = WV_ENOTFOUND;

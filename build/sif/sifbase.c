@@ -28,8 +28,6 @@
 #include <unistd.h>
 
 #define MANIFEST_MAX (4u << 20)
-#define MAX_REDIRECTS 3
-#define DISCARD_MAX (64u << 10) /* bytes of a redirect's or an error's body skipped */
 #define SIF_LAYER_LEGACY "appliciation/vnd.sylabs.sif.layer.tar"
 
 typedef struct {
@@ -41,9 +39,8 @@ typedef struct {
   char base[512]; /* http(s)://host of the registry */
   /* the layer being streamed */
   int fd;
-  uint64_t size, got, discarded;
+  uint64_t size, got;
   wv_sha256_t sha;
-  bool ok, began;
   int rc;
   bool failed; /* the job's failure reason is set */
 } base_t;
@@ -107,20 +104,9 @@ static int get_layer(base_t *b, const char **digest, uint64_t *size) {
   return rc ? rc : (*digest ? 0 : WV_ENOMEM);
 }
 
-static int on_head(void *arg, const wv_http_resp_t *resp) {
+/* Hashes and writes one chunk of the layer; non-zero stops the stream (b->rc says why). */
+static int feed(void *arg, const char *p, size_t n) {
   base_t *b = arg;
-  b->ok = resp->status == 200;
-  return 0;
-}
-
-/* Hashes and writes one chunk; non-zero stops the stream (b->rc says why). */
-static int on_body(void *arg, const char *p, size_t n) {
-  base_t *b = arg;
-  if (!b->ok) {
-    b->discarded += n;
-    return b->discarded > DISCARD_MAX;
-  }
-  b->began = true;
   if (wv_job_ctx_cancelled(b->ctx))
     return b->rc = WV_ECLOSED;
   if (n > b->size - b->got)
@@ -139,54 +125,32 @@ static int on_body(void *arg, const char *p, size_t n) {
   return 0;
 }
 
-/* One GET of the blob: on the registry (credentials, retries) or at a redirect (none). */
-static int hop(base_t *b, const char *url, wv_http_resp_t *resp) {
-  const wv_config_t *cfg = b->app->cfg;
-  wv_http_req_t req = {.timeout_ms = -1,
-                       .idle_timeout_ms = cfg->hc_idle_timeout_ms,
-                       .body_cb = on_body,
-                       .head_cb = on_head,
-                       .body_arg = b};
-  size_t bl = strlen(b->base);
-  b->ok = false;
-  b->discarded = 0;
-  if (url[0] == '/' || (strncmp(url, b->base, bl) == 0 && url[bl] == '/')) {
-    wv_fetch_err_t e;
-    req.url = url[0] == '/' ? url : url + bl;
-    int rc = wv_fetch(b->app, b->ref.registry, b->ref.path, b->who, &req, resp, &b->began, &e);
-    if (rc && !b->rc)
-      wv_job_ctx_logf(b->ctx, "the base SIF: %s", e.msg);
-    return b->rc ? b->rc : rc;
-  }
-  char err[512] = "";
-  req.url = url;
-  req.connect_timeout_ms = cfg->hc_connect_timeout_ms;
-  wv_http_resp_free(resp);
-  wv_http_resp_init(resp);
-  /* A URL the registry chose: under the outbound policy (docs/security.md). */
-  int rc = wv_http_do_outbound(wv_http_client_get(), cfg, &req, resp, err, sizeof err);
-  if (rc && !b->rc)
-    wv_job_ctx_logf(b->ctx, "the base SIF: redirected to a location that %s",
-                    rc == WV_EDENIED ? "the outbound policy does not allow" : "could not be read");
-  return b->rc ? b->rc : rc;
-}
-
-/* Streams the layer into path, following up to MAX_REDIRECTS, then checks size and sha256. */
+/* Streams the layer into path (wv_fetch_follow), then checks its size and sha256. */
 static int get_blob(base_t *b, const char *digest, const char *path) {
-  const char *p = wv_arena_sprintf(b->a, "/v2/%s/blobs/%s", b->ref.path, digest), *url = p;
+  const wv_config_t *cfg = b->app->cfg;
+  wv_fetch_follow_t f = {.registry = b->ref.registry,
+                         .repo = b->ref.path,
+                         .who = b->who,
+                         .digest = digest,
+                         .base = b->base,
+                         .timeout_ms = -1,
+                         .idle_timeout_ms = cfg->hc_idle_timeout_ms,
+                         .feed = feed,
+                         .feed_arg = b};
+  wv_fetch_err_t e;
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
   b->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-  int rc = !p ? WV_ENOMEM : b->fd < 0 ? wv_err_io(errno) : wv_sha256_init(&b->sha);
-  for (int i = 0; !rc; i++) {
-    rc = hop(b, url, &resp);
-    const char *loc = wv_http_resp_header(&resp, "Location");
-    if (rc || b->began || resp.status < 300 || resp.status > 399 || !loc)
-      break;
-    if (i == MAX_REDIRECTS ||
-        !(url = wv_fetch_absolute_location(b->a, b->base, url[0] == '/' ? url : p, loc)))
-      rc = WV_EUPSTREAM;
-  }
+  int rc = b->fd < 0 ? wv_err_io(errno) : wv_sha256_init(&b->sha);
+  if (!rc)
+    rc = wv_fetch_follow(b->app, b->a, &f, &resp, &e);
+  if (b->rc)
+    rc = b->rc;
+  else if (rc && f.end == WV_FETCH_END_REGISTRY)
+    wv_job_ctx_logf(b->ctx, "the base SIF: %s", e.msg);
+  else if (rc && f.end == WV_FETCH_END_REDIRECTED)
+    wv_job_ctx_logf(b->ctx, "the base SIF: redirected to a location that %s",
+                    rc == WV_EDENIED ? "the outbound policy does not allow" : "could not be read");
   if (!rc && resp.status != 200)
     rc = failf(b, WV_EUPSTREAM,
                "Container build failed: the base SIF's layer %s: registry "

@@ -492,14 +492,9 @@ static int store_sif(const wv_app_t *app, const char *sif, char digest[WV_DIGEST
 
 /* sifDigest and sifSize into the build record (kept as long as the record). */
 static int record_sif(const wv_app_t *app, const char *id, const char *digest, uint64_t size) {
-  char *val = NULL, err[64];
-  size_t len = 0;
   int64_t expires = 0;
   json_object *rec = NULL;
-  int rc = wv_store_get(app->store, WV_DB_BUILDS, id, &val, &len, &expires);
-  if (rc == 0 && wv_json_parse(val, len, META_MAX, 0, &rec, err, sizeof err))
-    rc = WV_ESTORE;
-  free(val);
+  int rc = wv_store_get_json(app->store, WV_DB_BUILDS, id, META_MAX, 0, &rec, &expires);
   rc = rc ? rc : wv_json_add_str(rec, "sifDigest", digest);
   rc = rc ? rc : wv_json_add_int(rec, "sifSize", (int64_t)size);
   const char *s = rc ? NULL : wv_json_compact(rec);

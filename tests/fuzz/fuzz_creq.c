@@ -8,7 +8,7 @@
 #include "core/arena.h"
 #include "core/config.h"
 #include "core/log.h"
-#include "registry/augment.h"
+#include "registry/container_config.h"
 
 #include <stdint.h>
 #include <stdlib.h>
