@@ -214,8 +214,9 @@ bool wv_proxy_registry_allowed(const wv_app_t *app, const char *registry) {
 static int v2_worker(wv_req_t *req, wv_resp_t *resp);
 
 /*
- * Wave's pulls counter (contract §12): a GET answered with a single-image manifest (an index is not
- * a pull), for the token's account, on the token's platform.
+ * Wave's pulls counter (docs/compatibility.md, "Credential validation and usage metrics"): a GET
+ * answered with a single-image manifest (an index is not a pull), for the token's account, on the
+ * token's platform.
  */
 void wv__proxy_count_pull(wv_req_t *req, const wv_resp_t *resp, const wv_pctx_t *ctx) {
   const char *ct = resp->content_type;

@@ -26,7 +26,7 @@
 
 static const char *const names[WV_USAGE_COUNT] = {"builds", "pulls", "fusion", "mirrors", "scans"};
 
-/* contract §12's arch spellings (or a platform "os/arch[/variant]") to the counted name; NULL when
+/* contract §4.7's arch spellings (or a platform "os/arch[/variant]") to the counted name; NULL when
  * not one of them. */
 static const char *norm_arch(const char *a) {
   char buf[32];

@@ -22,7 +22,7 @@ typedef enum {
 
 /*
  * Counts one event for user (a wave.accounts name, NULL = anonymous: only the
- * org-less counters) on arch (any spelling of contract §12's list, or NULL). The
+ * org-less counters) on arch (any spelling of contract §4.7's list, or NULL). The
  * increments are queued to the store's committer: the caller never waits.
  */
 void wv_usage_count(const wv_app_t *app, wv_usage_t what, const char *user, const char *arch);
