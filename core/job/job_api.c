@@ -357,8 +357,7 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out) {
   if (rc) {
     wv__jobeng_unlink_locked(e, j);
     /* A waiter that found it meanwhile learns it failed. */
-    snprintf(j->reason, sizeof j->reason, "cannot save the job record: %s",
-             wv_strerror(rc));
+    snprintf(j->reason, sizeof j->reason, "cannot save the job record: %s", wv_strerror(rc));
   } else {
     wv__jobeng_inbox_push_locked(e, j);
     if (j->cancel_req) { /* cancelled while its record was being saved */
