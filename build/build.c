@@ -330,6 +330,31 @@ static bool native_platform(const char *platform) {
          (platform[6 + n] == '\0' || platform[6 + n] == '/');
 }
 
+/*
+ * The steps that decide the result (build, push, import, record-digest) first, in their order,
+ * then the scan step (it starts the scan: it must run once the image is there), then the
+ * tidy-up ones (may_fail: cleanup, prune, cleanup-layout). The step before the tidy-up is the
+ * job's ready point, where parked pulls are released (registry/park.h): measuring and pruning
+ * the builders' storage is not on a pull's path. scan may be NULL; steps has room for it.
+ * Returns the new count.
+ */
+static size_t mark_ready(wv_job_step_t *steps, size_t n, const wv_job_step_t *scan) {
+  wv_job_step_t tidy[WV_JOB_STEPS_MAX];
+  size_t k = 0, t = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (steps[i].may_fail)
+      tidy[t++] = steps[i];
+    else
+      steps[k++] = steps[i];
+  }
+  if (scan)
+    steps[k++] = *scan;
+  memcpy(steps + k, tidy, t * sizeof *tidy);
+  if (k > 0 && t > 0)
+    steps[k - 1].ready = true;
+  return k + t;
+}
+
 /* The job: the builder's steps, then (embedded) dropping the imported OCI layout. */
 static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, const char *id,
                       const char *workdir) {
@@ -367,8 +392,11 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   if (!in->embedded && n < WV_JOB_STEPS_MAX)
     steps[n++] =
         (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "record-digest", .fn = WV_BUILD_DIGEST_FN};
-  if (n < WV_JOB_STEPS_MAX && wv__build_scan_step(in, &steps[n]))
-    n++;
+  wv_job_step_t scan;
+  if (n < WV_JOB_STEPS_MAX && wv__build_scan_step(in, &scan))
+    n = mark_ready(steps, n, &scan);
+  else
+    n = mark_ready(steps, n, NULL);
   wv_job_spec_t spec = {.id = id,
                         .kind = WV_BUILDER_KIND,
                         .workdir = workdir,
