@@ -38,6 +38,7 @@
 #include "storage/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@
 #include <sys/utsname.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 struct wv_build_table {
   pthread_mutex_t create_mu; /* decide and create, as one step */
@@ -330,6 +332,62 @@ static bool native_platform(const char *platform) {
          (platform[6 + n] == '\0' || platform[6 + n] == '/');
 }
 
+/*
+ * The steps that decide the result (build, push, import, record-digest) first, in their order,
+ * then the scan step (it starts the scan: it must run once the image is there), then the
+ * tidy-up ones (may_fail: cleanup, prune, cleanup-layout). The step before the tidy-up is the
+ * job's ready point, where parked pulls are released (registry/park.h): measuring and pruning
+ * the builders' storage is not on a pull's path. scan may be NULL; steps has room for it.
+ * Returns the new count.
+ */
+static size_t mark_ready(wv_job_step_t *steps, size_t n, const wv_job_step_t *scan) {
+  wv_job_step_t tidy[WV_JOB_STEPS_MAX];
+  size_t k = 0, t = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (steps[i].may_fail)
+      tidy[t++] = steps[i];
+    else
+      steps[k++] = steps[i];
+  }
+  if (scan)
+    steps[k++] = *scan;
+  memcpy(steps + k, tidy, t * sizeof *tidy);
+  if (k > 0 && t > 0)
+    steps[k - 1].ready = true;
+  return k + t;
+}
+
+/*
+ * The OCI layout buildah pushes an embedded build to: <workdir>/oci, whose blobs/ is a link to
+ * <workspace>/oci-blobs, shared by every build, where the import leaves each layer it saw
+ * findable by its uncompressed digest (storage/embedded.c "SHARED BLOBS"): a push then skips
+ * the layers waved has, instead of compressing them again. Best effort: without it buildah
+ * makes a layout of its own and every layer is compressed and copied.
+ */
+static void shared_layout(wv_arena_t *a, const char *ws, const char *workdir) {
+  const char *shared = wv_arena_sprintf(a, "%s/oci-blobs", ws);
+  const char *layout = wv_arena_sprintf(a, "%s/oci", workdir);
+  const char *marker = wv_arena_sprintf(a, "%s/oci/oci-layout", workdir);
+  const char *blobs = wv_arena_sprintf(a, "%s/oci/blobs", workdir);
+  const char *sha = wv_arena_sprintf(a, "%s/sha256", shared);
+  if (!shared || !layout || !marker || !blobs || !sha)
+    return;
+  mkdir(shared, 0700);
+  mkdir(sha, 0700);
+  int fd = mkdir(layout, 0700) == 0
+               ? open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)
+               : -1;
+  static const char text[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
+  bool ok = fd >= 0 && write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1);
+  if (fd >= 0)
+    close(fd);
+  if (!ok || symlink(shared, blobs) != 0) {
+    wv_warn("build %s: no shared blob directory (%s): every layer is compressed again", workdir,
+            strerror(errno));
+    wv__build_rmtree(layout);
+  }
+}
+
 /* The job: the builder's steps, then (embedded) dropping the imported OCI layout. */
 static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, const char *id,
                       const char *workdir) {
@@ -353,6 +411,8 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
+  if (!rc && !in->sif && in->embedded && b.kind == WV_BUILDER_BUILDAH)
+    shared_layout(a, ws, workdir);
   if (rc) {
     wv_error("build %s: cannot make its steps: %s %s", id, wv_strerror(rc), err);
     return rc;
@@ -367,8 +427,11 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   if (!in->embedded && n < WV_JOB_STEPS_MAX)
     steps[n++] =
         (wv_job_step_t){.type = WV_JOB_STEP_FN, .name = "record-digest", .fn = WV_BUILD_DIGEST_FN};
-  if (n < WV_JOB_STEPS_MAX && wv__build_scan_step(in, &steps[n]))
-    n++;
+  wv_job_step_t scan;
+  if (n < WV_JOB_STEPS_MAX && wv__build_scan_step(in, &scan))
+    n = mark_ready(steps, n, &scan);
+  else
+    n = mark_ready(steps, n, NULL);
   wv_job_spec_t spec = {.id = id,
                         .kind = WV_BUILDER_KIND,
                         .workdir = workdir,

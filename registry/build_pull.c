@@ -77,7 +77,7 @@ static int wait_for_build(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
     return WV_DEFER; /* dry runs, cached images, records long gone: serve what exists */
   if (ji.state == WV_JOB_FAILED)
     return failed_build(req, resp, ctx, &ji);
-  if (ji.state == WV_JOB_SUCCEEDED)
+  if (ji.state == WV_JOB_SUCCEEDED || ji.ready) /* ready: only the tidy-up steps still run */
     return WV_DEFER;
   int rc =
       wv_park_on_job(ctx->app->park, req, resp, ctx->app->jobs, ctx->rec.build_id, resume_pull);

@@ -85,7 +85,7 @@ static void answer(wv_req_t *req, wv_resp_t *resp, int status, wv_regerr_t code,
   wv_req_complete(req);
 }
 
-/* The job ended (or the engine stops): runs on the job thread, must not block. */
+/* The job is ready or ended (or the engine stops): runs on the job thread, must not block. */
 static void on_job_done(void *arg, const wv_job_info_t *info) {
   entry_t *e = arg;
   wv_park_t *lot = e->lot;
@@ -289,7 +289,7 @@ int wv_park_on_job(wv_park_t *lot, wv_req_t *req, wv_resp_t *resp, struct wv_job
   wv_metrics_add(WV_METRICS_PARKED_IN, 1);
   pthread_mutex_unlock(&lot->mu);
   /* From here the waiter may run at once (the job just ended) and resume req elsewhere. */
-  int rc = wv_job_on_done(jobs, id, on_job_done, e);
+  int rc = wv_job_on_ready(jobs, id, on_job_done, e); /* the image is there: no tidy-up wait */
   if (rc == 0)
     return WV_PARKED;
   pthread_mutex_lock(&lot->mu);

@@ -407,6 +407,79 @@ int wv_cas_put(wv_cas_t *c, const void *p, size_t n, const char *expected, char 
   return wv_cas_commit(w, expected, digest_out);
 }
 
+int wv_cas_adopt(wv_cas_t *c, const char *path, bool keep, const char *expected, uint64_t size) {
+  wv_cas_writer_t *w = NULL;
+  if (!wv_cas_digest_valid(expected))
+    return WV_EINVAL;
+  int rc = wv_cas_begin(c, &w);
+  if (rc)
+    return rc;
+  /* The empty temp file's name now names the adopted file (same filesystem only). */
+  bool moved = keep ? unlink(w->path) == 0 && link(path, w->path) == 0 : rename(path, w->path) == 0;
+  if (!moved) {
+    int err = errno;
+    wv_cas_abort(w);
+    return err == EXDEV || err == EPERM ? WV_EUNSUPPORTED
+           : err == ENOENT              ? WV_ENOTFOUND
+                                        : wv_err_io(err);
+  }
+  close(w->fd);
+  w->fd = open(w->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (w->fd < 0) {
+    rc = wv_err_io(errno);
+    unlink(w->path);
+    EVP_MD_CTX_free(w->md);
+    free(w);
+    return rc;
+  }
+  struct stat st;
+  if (fstat(w->fd, &st) != 0 || !S_ISREG(st.st_mode))
+    rc = WV_EIO;
+  else if ((uint64_t)st.st_size != size || (c->max_blob && size > c->max_blob))
+    rc = WV_EDIGEST;
+  unsigned char buf[65536];
+  for (ssize_t n; !rc && (n = read(w->fd, buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      rc = wv_err_io(errno);
+    else if (EVP_DigestUpdate(w->md, buf, (size_t)n) != 1)
+      rc = WV_EINTERNAL;
+    else
+      w->size += (uint64_t)n;
+  }
+  if (rc) {
+    wv_cas_abort(w);
+    return rc;
+  }
+  return wv_cas_commit(w, expected, NULL); /* digest checked, fsync'd, renamed into place */
+}
+
+int wv_cas_touch(wv_cas_t *c, const char *digest) {
+  if (!wv_cas_digest_valid(digest))
+    return WV_EINVAL;
+  char *path = blob_path(c, digest, 1);
+  if (!path)
+    return WV_ENOMEM;
+  int rc = utimensat(AT_FDCWD, path, NULL, 0) == 0 ? 0 : errno == ENOENT ? WV_ENOTFOUND : WV_EIO;
+  free(path);
+  return rc;
+}
+
+int wv_cas_link_out(wv_cas_t *c, const char *digest, const char *dst) {
+  if (!wv_cas_digest_valid(digest) || !dst)
+    return WV_EINVAL;
+  char *path = blob_path(c, digest, 1);
+  if (!path)
+    return WV_ENOMEM;
+  int rc = link(path, dst) == 0 || errno == EEXIST ? 0
+           : errno == ENOENT                       ? WV_ENOTFOUND
+           : errno == EXDEV || errno == EPERM      ? WV_EUNSUPPORTED
+                                                   : WV_EIO;
+  free(path);
+  return rc;
+}
+
 /* ---- reading ------------------------------------------------------------ */
 
 int wv_cas_open_blob(wv_cas_t *c, const char *digest, int *fd, uint64_t *size) {

@@ -1070,6 +1070,55 @@ static void memory_limit_with(wv_job_mem_t mech) {
 TEST(memory_limit_auto) { memory_limit_with(WV_JOB_MEM_AUTO); }
 TEST(memory_limit_rlimit) { memory_limit_with(WV_JOB_MEM_RLIMIT); }
 
+/* A ready step releases wv_job_on_ready waiters before the tidy-up steps run; a limit that
+ * cuts the tidy-up short leaves the job SUCCEEDED; only may_fail steps may follow it. */
+TEST(ready_step_releases_early) {
+  static fixture_t f;
+  wv_job_kind_t k = kind_def("build", 2, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  const char *yes[] = {"true", NULL}, *nap[] = {"sleep", "1.5", NULL},
+             *lng[] = {"sleep", "30", NULL};
+  wv_job_step_t steps[2] = {{.type = WV_JOB_STEP_CMD, .argv = yes, .ready = true},
+                            {.type = WV_JOB_STEP_CMD, .argv = nap, .may_fail = true}};
+  wv_job_spec_t spec = {.id = "bd-ready_1", .kind = "build", .steps = steps, .nsteps = 2};
+  CHECK_OK(wv_job_submit(f.e, &spec, NULL));
+  static waiter_t ready, done, late;
+  waiter_init(&ready), waiter_init(&done), waiter_init(&late);
+  CHECK_OK(wv_job_on_ready(f.e, "bd-ready_1", on_done, &ready));
+  CHECK_OK(wv_job_on_done(f.e, "bd-ready_1", on_done, &done));
+  CHECK_EQ_INT(waiter_wait(&ready, 10000), 1);
+  CHECK(ready.info.ready);
+  CHECK_EQ_INT(ready.info.state, WV_JOB_RUNNING);
+  CHECK_EQ_INT(done.calls, 0); /* the tidy-up step still sleeps */
+  wv_job_info_t info;
+  CHECK_OK(wv_job_get(f.e, "bd-ready_1", &info));
+  CHECK(info.ready);
+  CHECK_EQ_INT(info.state, WV_JOB_RUNNING);
+  CHECK_OK(wv_job_on_ready(f.e, "bd-ready_1", on_done, &late)); /* ready already: at once */
+  CHECK_EQ_INT(late.calls, 1);
+  CHECK_EQ_INT(waiter_wait(&done, 10000), 1);
+  CHECK_EQ_INT(done.info.state, WV_JOB_SUCCEEDED);
+  /* A deadline during the tidy-up: the result stands. */
+  steps[1].argv = lng;
+  spec = (wv_job_spec_t){
+      .id = "bd-ready_2", .kind = "build", .deadline_ms = 800, .steps = steps, .nsteps = 2};
+  static waiter_t cut;
+  waiter_init(&cut);
+  CHECK_OK(wv_job_submit(f.e, &spec, NULL));
+  CHECK_OK(wv_job_on_done(f.e, "bd-ready_2", on_done, &cut));
+  CHECK_EQ_INT(waiter_wait(&cut, 10000), 1);
+  CHECK_EQ_INT(cut.info.state, WV_JOB_SUCCEEDED);
+  CHECK_EQ_STR(cut.info.reason, "");
+  /* Only tidy-up (may_fail) steps after the ready one. */
+  steps[1].may_fail = false;
+  spec = (wv_job_spec_t){.id = "bd-ready_3", .kind = "build", .steps = steps, .nsteps = 2};
+  CHECK_EQ_INT(wv_job_submit(f.e, &spec, NULL), WV_EINVAL);
+  waiter_destroy(&ready), waiter_destroy(&done), waiter_destroy(&late), waiter_destroy(&cut);
+  fixture_free(&f);
+}
+
 WV_TEST_GLOBALS;
 static const wv_test_t tests[] = {
     T(success_and_log),
@@ -1089,6 +1138,7 @@ static const wv_test_t tests[] = {
     T(shared_queue_submit_adopt_remote_waiter),
     T(shared_queue_reclaim_after_instance_death),
     T(shared_queue_rerun_reclaimed_build),
+    T(ready_step_releases_early),
 };
 
 int main(int argc, char **argv) {

@@ -337,12 +337,44 @@ static void publish_end(wv_job_engine_t *e, job_t *j, wv_job_state_t state) {
 
 static void schedule(wv_job_engine_t *e, jkind_t *k);
 
+void wv__jobeng_mark_ready(jrun_t *r) {
+  wv_job_engine_t *e = r->e;
+  job_t *j = r->job;
+  wv_job_info_t info;
+  jwaiter_t *w = NULL; /* the on_ready waiters, in the order they registered */
+  uv_mutex_lock(&e->mu);
+  j->ready = true;
+  for (jwaiter_t **p = &j->waiters; *p;) {
+    jwaiter_t *x = *p;
+    if (!x->on_ready) {
+      p = &x->next;
+      continue;
+    }
+    *p = x->next;
+    x->next = w;
+    w = x;
+    e->nwaiters--;
+  }
+  wv__jobrec_info(j, &info);
+  uv_mutex_unlock(&e->mu);
+  wv__jobeng_log_linef(r, "[waved: %s ready; tidying up]", j->id);
+  wv__jobeng_call_waiters(w, &info);
+  wv__jobeng_save(e, j, WV_JOB_RUNNING); /* a restart from here on ends it SUCCEEDED */
+}
+
 void wv__jobeng_finish(jrun_t *r, wv_job_state_t state) {
   wv_job_engine_t *e = r->e;
   job_t *j = r->job;
   if (r->ending)
     return;
   r->ending = true;
+  if (state == WV_JOB_FAILED && j->ready) { /* a limit cut the tidy-up short: the result stands */
+    wv__jobeng_log_linef(r, "[waved: tidy-up cut short: %s]", j->reason);
+    uv_mutex_lock(&e->mu);
+    j->reason[0] = '\0';
+    uv_mutex_unlock(&e->mu);
+    state = WV_JOB_SUCCEEDED;
+  }
   uv_timer_stop(&r->deadline);
   wv__jobeng_log_linef(r, "[waved: %s %s%s%s]", j->id, wv_job_state_name(state),
                        j->reason[0] ? ": " : "", j->reason);

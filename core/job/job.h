@@ -20,7 +20,9 @@
  *
  * Waiters (parking): wv_job_on_done registers a callback that runs exactly
  * once when the job ends, or at once if it already ended. A waiter costs one
- * small allocation, no thread.
+ * small allocation, no thread. wv_job_on_ready runs it earlier, once the
+ * job's result is known: a step marked `ready` succeeded and the steps left
+ * only tidy up (a build's prune of the builder's storage, docs/jobs.md).
  *
  * Thread rules:
  *   - register_kind / register_fn: before wv_job_engine_start, one thread.
@@ -91,6 +93,9 @@ typedef struct {
   const char *fn;          /* FN: name given to wv_job_register_fn */
   const char *arg;         /* FN: string argument, saved with the record (may be NULL) */
   bool may_fail;           /* a failure of this step is logged, not fatal (cleanup steps) */
+  bool ready;              /* the result is known once this step succeeded: every later step must be
+                              may_fail (tidy-up); wv_job_on_ready waiters run then, and a timeout,
+                              cancel or restart after it ends the job SUCCEEDED */
 } wv_job_step_t;
 
 typedef struct {
@@ -124,6 +129,7 @@ typedef struct {
   int exit_status; /* last command's exit code; 128+n if killed by signal n; -1 timeout/none */
   char reason[WV_JOB_REASON_MAX]; /* "" unless FAILED */
   bool stopping; /* set only for waiters released by wv_job_engine_stop (job not ended) */
+  bool ready;    /* its `ready` step succeeded (the result is known; tidy-up may still run) */
 } wv_job_info_t;
 
 /* Runs once per waiter; info is valid during the call only. */
@@ -259,6 +265,12 @@ int wv_job_submit(wv_job_engine_t *e, const wv_job_spec_t *spec, char *id_out);
  * At stop, waiters of jobs still running get cb with info->stopping set.
  */
 int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *arg);
+/*
+ * The same, but cb runs as soon as the job is ready (its `ready` step
+ * succeeded; info->ready set, info->state RUNNING) or, without such a step,
+ * when it ends. A job that is ready already, or ended, runs cb now.
+ */
+int wv_job_on_ready(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *arg);
 
 /* Snapshot of a job, from memory or the persisted record. 0 or WV_ENOTFOUND. */
 int wv_job_get(wv_job_engine_t *e, const char *id, wv_job_info_t *out);

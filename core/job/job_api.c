@@ -190,6 +190,15 @@ static int recover(wv_job_engine_t *e) {
     j->kind = wv__jobeng_find_kind(e, j->kind_name);
     if (!rc)
       wv__jobeng_kill_leftovers(e, j);
+    if (!rc && j->ready) { /* only tidy-up was left: the result stands */
+      j->finished_ns = wv_now_ns();
+      wv_info("jobs: %s (%s) was interrupted by a restart while tidying up; marked succeeded",
+              j->id, j->kind_name);
+      wv__jobeng_remove_workdir(j);
+      wv__jobeng_save(e, j, WV_JOB_SUCCEEDED);
+      wv__jobrec_free_job(j);
+      continue;
+    }
     if (!rc && j->kind && j->kind->rerunnable) {
       j->state = WV_JOB_QUEUED;
       j->started_ns = 0;
@@ -400,7 +409,8 @@ int wv__jobeng_get_persisted(wv_job_engine_t *e, const char *id, wv_job_info_t *
   return 0;
 }
 
-int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *arg) {
+static int add_waiter(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *arg,
+                      bool on_ready) {
   wv_job_info_t info;
   bool found = false, now = false;
   int rc = 0;
@@ -410,7 +420,7 @@ int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *
   job_t *j = e->stopping ? NULL : wv__jobeng_find_locked(e, id);
   if (e->stopping) {
     rc = WV_ECLOSED;
-  } else if (j && wv__jobeng_ended(j->state)) {
+  } else if (j && (wv__jobeng_ended(j->state) || (on_ready && j->ready))) {
     found = now = true;
     wv__jobrec_info(j, &info);
   } else if (j) {
@@ -419,7 +429,7 @@ int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *
     if (!w) {
       rc = e->nwaiters < e->opts.max_waiters ? WV_ENOMEM : WV_EBUSY;
     } else {
-      *w = (jwaiter_t){j->waiters, cb, arg};
+      *w = (jwaiter_t){j->waiters, cb, arg, on_ready};
       j->waiters = w;
       e->nwaiters++;
     }
@@ -439,6 +449,14 @@ int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *
   if (now)
     cb(arg, &info);
   return 0;
+}
+
+int wv_job_on_done(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *arg) {
+  return add_waiter(e, id, cb, arg, false);
+}
+
+int wv_job_on_ready(wv_job_engine_t *e, const char *id, wv_job_done_cb cb, void *arg) {
+  return add_waiter(e, id, cb, arg, true);
 }
 
 int wv_job_get(wv_job_engine_t *e, const char *id, wv_job_info_t *out) {

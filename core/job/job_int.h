@@ -16,6 +16,7 @@
 typedef struct {
   wv_job_step_type_t type;
   bool may_fail;
+  bool ready;  /* wv_job_step_t.ready */
   char *name;  /* never NULL after copy: argv[0] or fn */
   char **argv; /* NULL-terminated, owned */
   char **env;  /* NULL-terminated, owned; NULL = inherit */
@@ -28,6 +29,7 @@ typedef struct jwaiter {
   struct jwaiter *next;
   wv_job_done_cb cb;
   void *arg;
+  bool on_ready; /* wv_job_on_ready: runs when the job is ready, not at its end */
 } jwaiter_t;
 
 typedef struct jkind jkind_t;
@@ -59,6 +61,7 @@ typedef struct job {
   bool cancel_req;
   bool admitted; /* in the inbox, a queue or running (cancels may be listed) */
   bool in_finished;
+  bool ready; /* its ready step succeeded (job thread writes, under mu) */
   char cancel_reason[WV_JOB_REASON_MAX];
   uint64_t rid; /* the request that submitted it (core/log.h), 0 = none; not persisted */
 
@@ -191,6 +194,8 @@ bool wv__jobeng_ended(wv_job_state_t s);
 void wv__jobeng_remove_workdir(const job_t *j);
 /* Saves the record with the given state through persistence (logs failures). */
 int wv__jobeng_save(wv_job_engine_t *e, const job_t *j, wv_job_state_t state);
+/* Marks the job ready after its ready step: runs the on_ready waiters, saves the record. */
+void wv__jobeng_mark_ready(jrun_t *r);
 /* Calls and frees a list of waiters. */
 void wv__jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info);
 void wv__jobeng_log_path(const wv_job_engine_t *e, const char *id, char *out, size_t n);

@@ -196,7 +196,7 @@ int wv__jobeng_remote_wait(wv_job_engine_t *e, const char *id, wv_job_done_cb cb
       *p = fresh;
       fresh = NULL;
     }
-    *w = (jwaiter_t){(*p)->waiters, cb, arg};
+    *w = (jwaiter_t){(*p)->waiters, cb, arg, false};
     (*p)->waiters = w;
     w = NULL;
     e->nwaiters++;

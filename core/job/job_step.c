@@ -142,6 +142,8 @@ static void cmd_step_done(jrun_t *r) {
   }
   if (failed)
     return wv__jobeng_finish(r, WV_JOB_FAILED);
+  if (s->ready)
+    wv__jobeng_mark_ready(r);
   j->step++;
   wv__jobeng_run_step(r);
 }
@@ -347,6 +349,8 @@ static void on_work_done(uv_work_t *w, int status) {
   }
   if (rc || r->timed_out || r->cancelled)
     return wv__jobeng_finish(r, WV_JOB_FAILED);
+  if (s->ready)
+    wv__jobeng_mark_ready(r);
   j->step++;
   wv__jobeng_run_step(r);
 }

@@ -86,6 +86,7 @@ static int copy_step(jstep_t *d, const wv_job_step_t *s) {
   int rc;
   d->type = s->type;
   d->may_fail = s->may_fail;
+  d->ready = s->ready;
   if (s->type == WV_JOB_STEP_CMD) {
     if (!s->argv || !s->argv[0] || !*s->argv[0])
       return WV_EINVAL;
@@ -110,10 +111,14 @@ int wv__jobrec_copy_steps(job_t *j, const wv_job_step_t *steps, size_t n) {
   if (!(j->steps = calloc(n, sizeof *j->steps)))
     return WV_ENOMEM;
   j->nsteps = n;
+  bool after_ready = false;
   for (size_t i = 0; i < n; i++) {
     int rc = copy_step(&j->steps[i], &steps[i]);
     if (rc)
       return rc; /* the caller frees j, partial steps included */
+    if (after_ready && (steps[i].ready || !steps[i].may_fail))
+      return WV_EINVAL; /* one ready step; only tidy-up (may_fail) steps after it */
+    after_ready = after_ready || steps[i].ready;
   }
   return 0;
 }
@@ -133,6 +138,8 @@ static json_object *step_json(const jstep_t *s) {
   rc = rc ? rc : wv_json_add_str(o, "name", s->name);
   if (s->may_fail)
     rc = rc ? rc : wv_json_add_bool(o, "may_fail", true);
+  if (s->ready)
+    rc = rc ? rc : wv_json_add_bool(o, "ready", true);
   if (s->type == WV_JOB_STEP_CMD) {
     rc = rc ? rc : wv_json_add_obj(o, "argv", strv_json(s->argv));
     if (s->env)
@@ -164,6 +171,8 @@ char *wv__jobrec_to_json(const job_t *j, wv_job_state_t state, size_t *len) {
   rc = rc ? rc : wv_json_add_str(o, "workdir", j->workdir);
   rc = rc ? rc : wv_json_add_int(o, "deadline_ms", j->deadline_ms);
   rc = rc ? rc : wv_json_add_int(o, "memory_max", (int64_t)j->memory_max);
+  if (j->ready && !wv__jobeng_ended(state))
+    rc = rc ? rc : wv_json_add_bool(o, "ready", true);
   if (j->pgid > 0 && !wv__jobeng_ended(state)) {
     rc = rc ? rc : wv_json_add_int(o, "pgid", j->pgid);
     rc = rc ? rc : wv_json_add_int(o, "pgid_start", (int64_t)j->pgid_start);
@@ -221,12 +230,14 @@ static int get_str_dup(json_object *o, const char *key, char **out) {
 
 static int parse_step(json_object *o, jstep_t *s) {
   const char *type;
-  bool may_fail = false;
+  bool may_fail = false, ready = false;
   int rc;
   if (wv_json_get_str(o, "type", &type))
     return WV_EPARSE;
   wv_json_get_bool(o, "may_fail", &may_fail);
+  wv_json_get_bool(o, "ready", &ready);
   s->may_fail = may_fail;
+  s->ready = ready;
   if ((rc = get_str_dup(o, "name", &s->name)))
     return rc;
   if (strcmp(type, "cmd") == 0) {
@@ -282,6 +293,9 @@ static int parse_fields(json_object *o, job_t *j) {
     j->pgid = v;
   if (wv_json_get_int64(o, "pgid_start", &v) == 0 && v > 0)
     j->pgid_start = (uint64_t)v;
+  bool ready = false;
+  wv_json_get_bool(o, "ready", &ready);
+  j->ready = ready && !wv__jobeng_ended(j->state);
   return get_str_dup(o, "workdir", &j->workdir);
 }
 
@@ -336,4 +350,5 @@ void wv__jobrec_info(const job_t *j, wv_job_info_t *out) {
   out->finished_ns = j->finished_ns;
   out->exit_status = j->exit_status;
   snprintf(out->reason, sizeof out->reason, "%s", j->reason);
+  out->ready = j->ready || j->state == WV_JOB_SUCCEEDED;
 }
