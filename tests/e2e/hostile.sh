@@ -286,12 +286,12 @@ case_auth_slow_hash() {
     "$(curl -s -o /dev/null -w '%{http_code}' -u admin:admin-secret "$plain")" != 401
   cat >"$T/ash.py" <<'PY'
 import base64, http.client, json, sys, threading
-port, path, naddr, per = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+port, path, naddr, per, wait = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 auth = "Basic " + base64.b64encode(b"admin:wrong").decode()
 mu, codes = threading.Lock(), {}
 def one(addr):
     try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120, source_address=(addr, 0))
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=wait, source_address=(addr, 0))
         c.request("GET", path, headers={"Authorization": auth})
         r = c.getresponse(); r.read(); k = str(r.status)
     except Exception as e:
@@ -303,7 +303,8 @@ print(json.dumps(codes, sort_keys=True))
 PY
   local t0 t1 flood worst_h=0 worst_m=0 probes=0 t
   t0=$(date +%s%N)
-  $PY "$T/ash.py" "$WAVED_PORT" /v2/127.0.0.1/library/x/manifests/latest 8 3 >"$T/ash.out" &
+  # Each client waits 120 s for its answer, times the sanitizer slowdown (lib.sh slow).
+  $PY "$T/ash.py" "$WAVED_PORT" /v2/127.0.0.1/library/x/manifests/latest 8 3 "$(slow 120)" >"$T/ash.out" &
   flood=$!
   sleep 0.3
   while kill -0 "$flood" 2>/dev/null; do
