@@ -138,6 +138,17 @@ static inline void wv_test_defer(void (*fn)(void *), void *arg) {
     }                                                                                              \
   } while (0)
 
+/* How much slower than a plain build this one runs: WAVED_TEST_SLOWDOWN, which tests/CMakeLists.txt
+ * sets for the sanitizer builds (docs/testing.md "Sanitizer slowdown"); 1 when unset, at most 50.
+ * A check of a duration scales its bound by it (WV_TEST_MS) instead of being skipped, so it still
+ * fails when the code is slower than the sanitizer explains. */
+static inline long wv_test_slowdown(void) {
+  const char *s = getenv("WAVED_TEST_SLOWDOWN");
+  long k = s ? strtol(s, NULL, 10) : 1;
+  return k < 1 ? 1 : k > 50 ? 50 : k;
+}
+#define WV_TEST_MS(ms) ((ms)*wv_test_slowdown())
+
 static inline int wv_test_run(int argc, char **argv, const wv_test_t *tests, size_t n) {
   int passed = 0, failed = 0, matched = 0;
   for (size_t i = 0; i < n; i++) {

@@ -29,6 +29,14 @@ trap e2e_cleanup EXIT
 
 log() { printf '# %s\n' "$*" >&2; }
 
+# Sanitizer slowdown (docs/testing.md): tests/CMakeLists.txt sets WAVED_TEST_SLOWDOWN for the
+# ASan and TSan builds (1, unset, in a plain one). `slow N` prints N times it, capped at 50 x:
+# a time bound a check compares against, e.g. test "$ms" -lt "$(slow 1500)".
+E2E_SLOWDOWN=${WAVED_TEST_SLOWDOWN:-1}
+[[ "$E2E_SLOWDOWN" =~ ^[0-9]+$ ]] && [ "$E2E_SLOWDOWN" -ge 1 ] || E2E_SLOWDOWN=1
+[ "$E2E_SLOWDOWN" -le 50 ] || E2E_SLOWDOWN=50
+slow() { echo $(($1 * E2E_SLOWDOWN)); }
+
 free_port() {
   $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
