@@ -297,13 +297,11 @@ static int import_mapped(import_t *im, json_object *d, const char *x, int64_t si
   if (sscanf(line, "%71s %lld %255s", c, &csize, mt) != 3 || !wv_cas_digest_valid(c) ||
       !gzip_layer(mt))
     return failf(im, WV_EPARSE, "layer %s: bad map file", x);
+  if (csize != size)
+    return failf(im, WV_EDIGEST, "layer %s: size %lld, its blob %s has %lld", x, (long long)size, c,
+                 csize);
   char xfile[SPATH];
-  struct stat st;
   snprintf(xfile, sizeof xfile, "%s/sha256/%s", im->shared, x + 7);
-  /* Not the mapped blob (buildah wrote this layer uncompressed: its real size): import the layer
-   * as it is, verified against X like any blob. */
-  if (csize != size || lstat(xfile, &st) != 0 || st.st_size != size)
-    return 0;
   int rc = import_blob(im, c, csize, xfile, true);
   if (rc)
     return rc;
