@@ -126,9 +126,7 @@ static int copy_blob(import_t *im, const char *digest, int64_t size, const char 
 /*
  * One layout blob into the CAS, verified against digest and size. From a shared blob directory
  * a blob the CAS has is not read (the layout's copy, buildah's alone, is dropped) and a new one
- * is linked in (hashed, committed), then its layout name dropped; keep: the layout file stays
- * (it is the lookup name of a layer). Builds running at once may push the same new blob: the
- * name goes only after the CAS has the content, so an import that finds it gone finds the blob.
+ * is moved in; keep: the layout file stays (it is the lookup name of a layer).
  */
 static int import_blob(import_t *im, const char *digest, int64_t size, const char *path,
                        bool keep) {
@@ -149,12 +147,7 @@ static int import_blob(import_t *im, const char *digest, int64_t size, const cha
       unlink(path);
     rc = 0;
   } else if (im->shared[0]) {
-    rc = wv_cas_adopt(im->c, path, true, digest, size >= 0 ? (uint64_t)size : 0);
-    if (rc == WV_ENOTFOUND && wv_cas_exists(im->c, digest, &have) == 0 && size >= 0 &&
-        have == (uint64_t)size)
-      rc = 0; /* another build's import took it in */
-    else if (!rc && !keep)
-      unlink(path); /* the CAS holds it now */
+    rc = wv_cas_adopt(im->c, path, keep, digest, size >= 0 ? (uint64_t)size : 0);
     if (rc == WV_EDIGEST)
       return failf(im, rc, "blob %s: digest or size mismatch", digest);
     if (rc && rc != WV_EUNSUPPORTED)
@@ -183,20 +176,18 @@ static int diff_id(import_t *im, const char *digest, char out[WV_DIGEST_STRLEN])
   int rc = wv_cas_open_blob(im->c, digest, &fd, &size);
   if (rc)
     return rc;
-  enum { PLAIN = 4 * CHUNK };
-  unsigned char *in = malloc(CHUNK + PLAIN), *plain = in ? in + CHUNK : NULL;
+  static _Thread_local unsigned char in[CHUNK], plain[4 * CHUNK];
   z_stream z = {0};
   wv_sha256_t h;
   uint8_t hash[WV_SHA256_LEN];
-  if (!in || inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
-    free(in);
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {
     close(fd);
     return WV_ENOMEM;
   }
   rc = wv_sha256_init(&h);
   bool end = false;
   ssize_t n = 0;
-  while (!rc && (n = read(fd, in, CHUNK)) > 0) {
+  while (!rc && (n = read(fd, in, sizeof in)) > 0) {
     z.next_in = in;
     z.avail_in = (uInt)n;
     while (!rc && z.avail_in > 0) {
@@ -205,30 +196,29 @@ static int diff_id(import_t *im, const char *digest, char out[WV_DIGEST_STRLEN])
         end = false;
       }
       z.next_out = plain;
-      z.avail_out = PLAIN;
+      z.avail_out = sizeof plain;
       int zr = inflate(&z, Z_NO_FLUSH);
       if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR)
         rc = WV_EPARSE;
       else
-        rc = wv_sha256_update(&h, plain, PLAIN - z.avail_out);
+        rc = wv_sha256_update(&h, plain, sizeof plain - z.avail_out);
       end = zr == Z_STREAM_END;
-      if (!rc && zr == Z_BUF_ERROR && z.avail_out == PLAIN)
+      if (!rc && zr == Z_BUF_ERROR && z.avail_out == sizeof plain)
         break; /* needs more input */
     }
   }
   while (!rc && !end && n == 0) { /* flush what inflate still holds */
     z.next_out = plain;
-    z.avail_out = PLAIN;
+    z.avail_out = sizeof plain;
     int zr = inflate(&z, Z_FINISH);
     if (zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && z.avail_out == 0))
       rc = WV_EPARSE;
     else
-      rc = wv_sha256_update(&h, plain, PLAIN - z.avail_out);
+      rc = wv_sha256_update(&h, plain, sizeof plain - z.avail_out);
     end = zr == Z_STREAM_END;
   }
   close(fd);
   inflateEnd(&z);
-  free(in);
   if (!rc && n < 0)
     rc = WV_EIO;
   if (rc) {
