@@ -15,8 +15,7 @@
 # `buildah push` to the same registry, with the best storage driver this
 # kernel allows and --layers). waved and by-hand runs alternate; the order
 # flips every round. Disk: du of buildah's storage root (by hand) and of
-# waved's build workspace (its buildah storage; without oci-blobs, whose files
-# are hard links to the blob store) after each build, and of all
+# waved's build workspace (its buildah storage) after each build, and of all
 # of waved's storage.path (which also holds the built images when the target is
 # the embedded registry). Prints one line per run and medians.
 #
@@ -107,7 +106,7 @@ ctx() { # DIR TEXT — the build context directory with stamp.txt
 
 now() { date +%s.%N; }
 el() { python3 -c "print(f'{$2-$1:.3f}')"; }
-du_b() { du -sxb "${@:2}" "$1" 2>/dev/null | cut -f1 || echo 0; }
+du_b() { du -sxb "$1" 2>/dev/null | cut -f1 || echo 0; }
 
 # by_hand ROOT TEXT TAG — buildah build + push; prints "seconds disk_bytes cache_hits".
 by_hand() {
@@ -158,8 +157,7 @@ through_waved() {
   id=$(json_get "$c.resp" 'd["buildId"]')
   curl -s -o "$c.log" "$WAVED_URL/v1alpha1/builds/$id/logs"
   hits=$(grep -c 'Using cache' "$c.log" || true)
-  # oci-blobs: hard links to blob-store files (embedded target), counted in "all data"
-  echo "$(el "$t0" "$t1") $(du_b "$WAVED_DIR/data/build" --exclude=oci-blobs) $hits $(du_b "$WAVED_DIR/data")"
+  echo "$(el "$t0" "$t1") $(du_b "$WAVED_DIR/data/build") $hits $(du_b "$WAVED_DIR/data")"
 }
 
 echo "== build-overhead ($(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg))"

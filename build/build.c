@@ -38,7 +38,6 @@
 #include "storage/store.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +45,6 @@
 #include <sys/utsname.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 struct wv_build_table {
   pthread_mutex_t create_mu; /* decide and create, as one step */
@@ -357,37 +355,6 @@ static size_t mark_ready(wv_job_step_t *steps, size_t n, const wv_job_step_t *sc
   return k + t;
 }
 
-/*
- * The OCI layout buildah pushes an embedded build to: <workdir>/oci, whose blobs/ is a link to
- * <workspace>/oci-blobs, shared by every build, where the import leaves each layer it saw
- * findable by its uncompressed digest (storage/embedded.c "SHARED BLOBS"): a push then skips
- * the layers waved has, instead of compressing them again. Best effort: without it buildah
- * makes a layout of its own and every layer is compressed and copied.
- */
-static void shared_layout(wv_arena_t *a, const char *ws, const char *workdir) {
-  const char *shared = wv_arena_sprintf(a, "%s/oci-blobs", ws);
-  const char *layout = wv_arena_sprintf(a, "%s/oci", workdir);
-  const char *marker = wv_arena_sprintf(a, "%s/oci/oci-layout", workdir);
-  const char *blobs = wv_arena_sprintf(a, "%s/oci/blobs", workdir);
-  const char *sha = wv_arena_sprintf(a, "%s/sha256", shared);
-  if (!shared || !layout || !marker || !blobs || !sha)
-    return;
-  mkdir(shared, 0700);
-  mkdir(sha, 0700);
-  int fd = mkdir(layout, 0700) == 0
-               ? open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)
-               : -1;
-  static const char text[] = "{\"imageLayoutVersion\":\"1.0.0\"}";
-  bool ok = fd >= 0 && write(fd, text, sizeof text - 1) == (ssize_t)(sizeof text - 1);
-  if (fd >= 0)
-    close(fd);
-  if (!ok || symlink(shared, blobs) != 0) {
-    wv_warn("build %s: no shared blob directory (%s): every layer is compressed again", workdir,
-            strerror(errno));
-    wv__build_rmtree(layout);
-  }
-}
-
 /* The job: the builder's steps, then (embedded) dropping the imported OCI layout. */
 static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in, const char *id,
                       const char *workdir) {
@@ -411,8 +378,6 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
-  if (!rc && !in->sif && in->embedded && b.kind == WV_BUILDER_BUILDAH)
-    shared_layout(a, ws, workdir);
   if (rc) {
     wv_error("build %s: cannot make its steps: %s %s", id, wv_strerror(rc), err);
     return rc;

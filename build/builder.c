@@ -8,7 +8,6 @@
 #include "core/log.h"
 #include "storage/embedded.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -34,7 +33,6 @@
 #define PRUNE_TIMEOUT_MS (10 * 60 * 1000) /* one prune command at most */
 #define PRUNE_LOG_MAX 2048                /* bytes of a prune command's output logged */
 #define PRUNE_MAX_ENTRIES 20000000L       /* files walked when measuring the store */
-#define SHARED_MAX_AGE_S (24 * 3600)      /* unshared files of <workspace>/oci-blobs kept so long */
 
 extern char **environ;
 
@@ -560,42 +558,6 @@ static int running_builds(wv_job_engine_t *e) {
   return 0;
 }
 
-/*
- * The shared blob directory of embedded builds (<workspace>/oci-blobs, storage/embedded.c
- * "SHARED BLOBS") holds hard links to blob-store files plus, for a while, what buildah wrote
- * there for a build the import never took (it failed). A file no other name shares (the blob
- * store dropped it, or no import took it) that nobody used for SHARED_MAX_AGE goes, and then
- * the map of a layer whose file is gone. Returns the files removed.
- */
-static size_t sweep_shared(const char *store_dir) {
-  char shared[4096], path[4400], other[4400];
-  snprintf(shared, sizeof shared, "%s", store_dir);
-  char *slash = strrchr(shared, '/');
-  if (!slash)
-    return 0;
-  snprintf(slash, sizeof shared - (size_t)(slash - shared), "/oci-blobs");
-  time_t cutoff = time(NULL) - SHARED_MAX_AGE_S;
-  size_t removed = 0;
-  static const char *const subs[] = {"sha256", "maps"};
-  for (int pass = 0; pass < 2; pass++) {
-    snprintf(path, sizeof path, "%s/%s", shared, subs[pass]);
-    DIR *d = opendir(path);
-    for (struct dirent *e; d && (e = readdir(d));) {
-      struct stat st;
-      if (e->d_name[0] == '.' || fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-          !S_ISREG(st.st_mode) || st.st_mtime > cutoff)
-        continue;
-      snprintf(other, sizeof other, "%s/sha256/%s", shared, e->d_name);
-      bool gone = pass == 0 ? st.st_nlink == 1 : access(other, F_OK) != 0;
-      if (gone && unlinkat(dirfd(d), e->d_name, 0) == 0)
-        removed++;
-    }
-    if (d)
-      closedir(d);
-  }
-  return removed;
-}
-
 /* fn_arg: the wv_app_t. Keeps <workspace>/buildah under wave.build.cache-max-size. */
 static int prune_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   const wv_app_t *app = fn_arg;
@@ -637,9 +599,6 @@ static int prune_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
     wv_info("build storage %s: pruned from %.1f MiB to %.1f MiB (cap %.1f MiB)", dir,
             size / 1048576.0, after / 1048576.0, cap / 1048576.0);
   }
-  size_t swept = sweep_shared(dir);
-  if (swept)
-    wv_job_ctx_logf(ctx, "shared blob directory: %zu unused files removed", swept);
   json_object_put(o);
   wv_arena_free(a);
   return rc;

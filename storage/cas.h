@@ -91,32 +91,6 @@ int wv_cas_open_blob(wv_cas_t *c, const char *digest, int *fd, uint64_t *size);
 /* Returns 0 (size to *size, may be NULL), WV_ENOTFOUND, WV_EINVAL or WV_EIO. */
 int wv_cas_exists(wv_cas_t *c, const char *digest, uint64_t *size);
 
-/*
- * Commits the file at path (a regular file on the blob store's filesystem) as
- * blob expected without copying it: it is renamed (keep: hard-linked) into
- * the temp area, read once to check its size and SHA-256, fsync'd and renamed
- * into place, so the blob is exactly as safe as one written with
- * wv_cas_begin. The caller must ensure no one writes to the file any more.
- * Returns 0, WV_EDIGEST (size or digest differ: nothing committed, and the
- * file is gone unless keep), WV_EUNSUPPORTED (another filesystem: copy
- * instead), WV_ENOTFOUND, WV_EINVAL, WV_EIO, WV_ENOMEM.
- */
-int wv_cas_adopt(wv_cas_t *c, const char *path, bool keep, const char *expected, uint64_t size);
-
-/*
- * Marks a blob as just written (its mtime: storage/blobgc.h), for a writer
- * that finds the content already stored instead of committing it again.
- * Returns 0, WV_ENOTFOUND, WV_EINVAL, WV_EIO.
- */
-int wv_cas_touch(wv_cas_t *c, const char *digest);
-
-/*
- * Hard-links the blob to dst (another name for the same immutable content;
- * an existing dst is left as it is). Returns 0, WV_ENOTFOUND,
- * WV_EUNSUPPORTED (another filesystem), WV_EINVAL, WV_EIO, WV_ENOMEM.
- */
-int wv_cas_link_out(wv_cas_t *c, const char *digest, const char *dst);
-
 /* Removes a blob. Returns 0, WV_ENOTFOUND, WV_EINVAL or WV_EIO. */
 int wv_cas_delete(wv_cas_t *c, const char *digest);
 

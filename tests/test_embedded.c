@@ -14,7 +14,6 @@
 
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 typedef struct {
   char dir[256], layout[300];
@@ -303,119 +302,9 @@ TEST(jobstore_records_and_logs) {
   fx_close(&f);
 }
 
-/* gzip of p into out (cap bytes); its length, 0 on failure. */
-static size_t gz(const char *p, size_t n, unsigned char *out, size_t cap) {
-  z_stream z = {0};
-  if (deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-    return 0;
-  z.next_in = (unsigned char *)p;
-  z.avail_in = (uInt)n;
-  z.next_out = out;
-  z.avail_out = (uInt)cap;
-  int rc = deflate(&z, Z_FINISH);
-  size_t len = cap - z.avail_out;
-  deflateEnd(&z);
-  return rc == Z_STREAM_END ? len : 0;
-}
-
-/* An image in a layout whose blobs/ links to the shared directory: index entry tag, one layer
- * described as {mt, ldigest, lsize}; its manifest digest to mdigest. */
-static int shared_image(fx_t *f, const char *layout, const char *tag, const char *mt,
-                        const char *ldigest, size_t lsize, char mdigest[WV_DIGEST_STRLEN]) {
-  char cfg[256], man[1024], idx[512], cd[WV_DIGEST_STRLEN], path[600];
-  snprintf(f->layout, sizeof f->layout, "%s", layout);
-  int cn = snprintf(cfg, sizeof cfg, "{\"architecture\":\"amd64\",\"os\":\"linux\",\"tag\":\"%s\"}",
-                    tag);
-  int rc = put_blob(f, cfg, (size_t)cn, cd);
-  int mn = snprintf(man, sizeof man,
-                    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+"
-                    "json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
-                    "\"digest\":\"%s\",\"size\":%d},\"layers\":[{\"mediaType\":\"%s\",\"digest\":"
-                    "\"%s\",\"size\":%zu}]}",
-                    cd, cn, mt, ldigest, lsize);
-  rc = rc ? rc : put_blob(f, man, (size_t)mn, mdigest);
-  int in =
-      snprintf(idx, sizeof idx,
-               "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"application/"
-               "vnd.oci.image.manifest.v1+json\",\"digest\":\"%s\",\"size\":%d,\"annotations\":"
-               "{\"org.opencontainers.image.ref.name\":\"%s\"}}]}",
-               mdigest, mn, tag);
-  snprintf(path, sizeof path, "%s/index.json", layout);
-  return rc ? rc : write_file(path, idx, (size_t)in);
-}
-
-/* Layouts whose blobs/ is the shared directory (docs/builds.md "The embedded registry"): new
- * blobs are moved into the CAS, a gzip layer is mapped by its uncompressed digest, and a later
- * push that names the layer by that digest is rewritten to the compressed blob. */
-TEST(shared_blobs_map_layers) {
-  fx_t f;
-  char shared[400], sha[420], l1[320], l2[320], l3[320], p[700], x[WV_DIGEST_STRLEN];
-  char c[WV_DIGEST_STRLEN], m1[WV_DIGEST_STRLEN], m2[WV_DIGEST_STRLEN], got[WV_EMBEDDED_DIGEST_LEN];
-  char err[256], plain[4096];
-  unsigned char zipped[8192];
-  CHECK_OK(fx_open(&f));
-  snprintf(shared, sizeof shared, "%s/shared", f.dir);
-  snprintf(sha, sizeof sha, "%s/sha256", shared);
-  CHECK(mkdir(shared, 0700) == 0 && mkdir(sha, 0700) == 0);
-  const char *ls[] = {l1, l2, l3};
-  for (int i = 0; i < 3; i++) {
-    snprintf((char *)ls[i], 320, "%s/l%d", f.dir, i + 1);
-    CHECK(mkdir(ls[i], 0700) == 0);
-    snprintf(p, sizeof p, "%s/blobs", ls[i]);
-    CHECK(symlink(shared, p) == 0);
-  }
-  for (size_t i = 0; i < sizeof plain; i++)
-    plain[i] = (char)('a' + i % 23);
-  size_t zn = gz(plain, sizeof plain, zipped, sizeof zipped);
-  CHECK(zn > 0);
-  CHECK_OK(wv_digest_of(plain, sizeof plain, x));
-  CHECK_OK(wv_digest_of(zipped, zn, c));
-  snprintf(p, sizeof p, "%s/%s", sha, c + 7);
-  CHECK_OK(write_file(p, zipped, zn));
-  /* 1: buildah compressed the layer: moved into the CAS, mapped by its diff id. */
-  CHECK_OK(shared_image(&f, l1, "t1", "application/vnd.oci.image.layer.v1.tar+gzip", c, zn, m1));
-  CHECK_OK(wv_embedded_import(f.s, f.c, l1, "t1", WV_EMBEDDED_REPO, "t1", got, err, sizeof err));
-  CHECK_EQ_STR(got, m1); /* nothing to rewrite */
-  CHECK_OK(wv_cas_exists(f.c, c, NULL));
-  struct stat st;
-  CHECK(stat(p, &st) != 0); /* moved, not copied */
-  snprintf(p, sizeof p, "%s/%s", sha, x + 7);
-  CHECK(stat(p, &st) == 0 && st.st_nlink == 2 && (size_t)st.st_size == zn); /* the CAS file */
-  snprintf(p, sizeof p, "%s/%s", sha, m1 + 7);
-  CHECK(stat(p, &st) != 0); /* the manifest lives in the state store */
-  /* 2: the next push found the layer by X: {tar, X, compressed size} maps back to C. */
-  CHECK_OK(shared_image(&f, l2, "t2", "application/vnd.oci.image.layer.v1.tar", x, zn, m2));
-  CHECK_OK(wv_embedded_import(f.s, f.c, l2, "t2", WV_EMBEDDED_REPO, "t2", got, err, sizeof err));
-  CHECK(strcmp(got, m2) != 0);
-  char *body = NULL;
-  size_t len;
-  CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "t2", &body, &len, NULL, NULL));
-  CHECK(strstr(body, c) && !strstr(body, x) && strstr(body, "tar+gzip"));
-  char dg[WV_DIGEST_STRLEN];
-  CHECK_OK(wv_digest_of(body, len, dg));
-  CHECK_EQ_STR(dg, got);
-  free(body);
-  CHECK_OK(wv_embedded_has_blob(f.s, f.c, WV_EMBEDDED_REPO, c, NULL));
-  /* 3: the CAS lost the blob: it comes back from the X file, verified. */
-  CHECK_OK(wv_cas_delete(f.c, c));
-  CHECK_OK(shared_image(&f, l3, "t3", "application/vnd.oci.image.layer.v1.tar", x, zn, m2));
-  CHECK_OK(wv_embedded_import(f.s, f.c, l3, "t3", WV_EMBEDDED_REPO, "t3", got, err, sizeof err));
-  CHECK_OK(wv_cas_exists(f.c, c, NULL));
-  /* A size that is not the mapped blob's is refused. */
-  CHECK_OK(shared_image(&f, l3, "t4", "application/vnd.oci.image.layer.v1.tar", x, zn + 1, m2));
-  CHECK_EQ_INT(wv_embedded_import(f.s, f.c, l3, "t4", WV_EMBEDDED_REPO, "t4", got, err, sizeof err),
-               WV_EDIGEST);
-  CHECK(strstr(err, "size") != NULL);
-  fx_close(&f);
-}
-
 WV_TEST_GLOBALS;
-static const wv_test_t tests[] = {T(import_and_lookup),
-                                  T(import_index),
-                                  T(put_index),
-                                  T(digest_mismatch_refused),
-                                  T(jobstore_records_and_logs),
-                                  T(shared_blobs_map_layers)};
+static const wv_test_t tests[] = {T(import_and_lookup), T(import_index), T(put_index),
+                                  T(digest_mismatch_refused), T(jobstore_records_and_logs)};
 
 int main(int argc, char **argv) {
   wv_log_set_level(WV_LOG_ERROR);
