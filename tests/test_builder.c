@@ -129,21 +129,19 @@ TEST(default_buildah_templates_registry) {
 
 /* No prune template: no prune step. */
 TEST(no_prune_template) {
-  wv_config_t cfg;
-  wv_builder_t b;
   wv_job_step_t steps[WV_BUILDER_MAX_STEPS];
   size_t n;
   char err[256];
-  wv_arena_t *a = wv_arena_new(0);
-  CHECK_OK(wv_config_defaults(&cfg));
-  free(cfg.build_buildah_prune);
-  cfg.build_buildah_prune = strdup("");
-  CHECK_OK(wv_builder_from_config(&cfg, &b));
-  CHECK_OK(wv_builder_steps(a, &b, &repo_target, steps, &n, err, sizeof err));
+  bfx_t *f = bfx_start();
+  CHECK(f);
+  wv_arena_t *a = f->a;
+  CHECK_OK(wv_config_defaults(&f->cfg));
+  free(f->cfg.build_buildah_prune);
+  f->cfg.build_buildah_prune = strdup("");
+  CHECK_OK(wv_builder_from_config(&f->cfg, &f->b));
+  CHECK_OK(wv_builder_steps(a, &f->b, &repo_target, steps, &n, err, sizeof err));
   CHECK_EQ_INT(n, 3);
   CHECK_EQ_STR(steps[n - 1].name, "cleanup");
-  wv_arena_free(a);
-  wv_config_free(&cfg);
 }
 
 /* The overlay probe answers with a reason and leaves nothing behind. */
@@ -160,17 +158,17 @@ TEST(overlay_probe) {
 }
 
 TEST(buildkit_template) {
-  wv_config_t cfg;
-  wv_builder_t b;
   wv_job_step_t steps[WV_BUILDER_MAX_STEPS];
   size_t n;
   char err[256];
-  wv_arena_t *a = wv_arena_new(0);
-  CHECK_OK(wv_config_defaults(&cfg));
-  free(cfg.build_builder);
-  cfg.build_builder = strdup("buildkit");
-  CHECK_OK(wv_builder_from_config(&cfg, &b));
-  CHECK_OK(wv_builder_steps(a, &b, &repo_target, steps, &n, err, sizeof err));
+  bfx_t *f = bfx_start();
+  CHECK(f);
+  wv_arena_t *a = f->a;
+  CHECK_OK(wv_config_defaults(&f->cfg));
+  free(f->cfg.build_builder);
+  f->cfg.build_builder = strdup("buildkit");
+  CHECK_OK(wv_builder_from_config(&f->cfg, &f->b));
+  CHECK_OK(wv_builder_steps(a, &f->b, &repo_target, steps, &n, err, sizeof err));
   CHECK_EQ_INT(n, 1);
   CHECK_EQ_STR(joined(a, steps[0].argv),
                "buildctl --addr unix:///run/buildkit/buildkitd.sock build --frontend "
@@ -182,13 +180,11 @@ TEST(buildkit_template) {
   for (size_t i = 0; steps[0].env[i]; i++)
     docker_config |= strcmp(steps[0].env[i], "DOCKER_CONFIG=/ws/bd-1") == 0;
   CHECK(docker_config);
-  CHECK_OK(wv_builder_steps(a, &b, &embedded_target, steps, &n, err, sizeof err));
+  CHECK_OK(wv_builder_steps(a, &f->b, &embedded_target, steps, &n, err, sizeof err));
   CHECK_EQ_INT(n, 2);
   CHECK_HAS(joined(a, steps[0].argv),
             "--output type=oci,dest=/ws/bd-1/oci,tar=false,name=localhost/wave/build:abc");
   CHECK_EQ_INT(steps[1].type, WV_JOB_STEP_FN);
-  wv_arena_free(a);
-  wv_config_free(&cfg);
 }
 
 TEST(expansion_rules) {
