@@ -86,12 +86,7 @@ log: {level: warn}
 $state
 wave: {registries: {"$REG": {insecure: true}}$build}
 YML
-  "$WAVED_BIN" --config "$dir/config.yml" >"$dir/waved.log" 2>&1 &
-  local pid=$!
-  E2E_PIDS+=("$pid")
-  printf -v "${1}_PORT" '%s' "$port"
-  printf -v "${1}_PID" '%s' "$pid"
-  wait_http "http://127.0.0.1:$port/health" || { cat "$dir/waved.log" >&2; return 1; }
+  launch_waved "$1" "$dir" "$port"
 }
 start_instance SINGLE lmdb
 start_instance A redis

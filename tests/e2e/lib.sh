@@ -277,6 +277,19 @@ start_waved() {
   wait_http "$WAVED_URL/health" || { cat "$WAVED_DIR/waved.log" >&2; return 1; }
 }
 
+# launch_waved NAME DIR PORT — waved on DIR/config.yml (written by the caller), its log in
+# DIR/waved.log; sets NAME_URL, NAME_PORT and NAME_PID and waits for /health. For scripts that
+# run several instances side by side (redis.sh, cluster.sh, bench/cluster.sh).
+launch_waved() {
+  "${WAVED_BIN:?WAVED_BIN must name the waved binary}" --config "$2/config.yml" >"$2/waved.log" 2>&1 &
+  local pid=$!
+  E2E_PIDS+=("$pid")
+  printf -v "${1}_URL" 'http://127.0.0.1:%s' "$3"
+  printf -v "${1}_PORT" '%s' "$3"
+  printf -v "${1}_PID" '%s' "$pid"
+  wait_http "http://127.0.0.1:$3/health" || { cat "$2/waved.log" >&2; return 1; }
+}
+
 stop_waved() {
   kill -TERM "$WAVED_PID" 2>/dev/null || true
   wait "$WAVED_PID" 2>/dev/null || true

@@ -41,12 +41,7 @@ log: {level: info}
 state: {backend: redis, redis: {url: "redis://127.0.0.1:$RPORT/0", prefix: "e2e.", timeout: 1s}}
 wave: {accounts: {admin: "$ADMIN_HASH"}, registries: {"127.0.0.1:$UP": {insecure: true}}}
 YML
-  "$WAVED_BIN" --config "$dir/config.yml" >"$dir/waved.log" 2>&1 &
-  local pid=$!
-  E2E_PIDS+=("$pid")
-  printf -v "${1}_URL" 'http://127.0.0.1:%s' "$port"
-  printf -v "${1}_PID" '%s' "$pid"
-  wait_http "http://127.0.0.1:$port/health" || { cat "$dir/waved.log" >&2; return 1; }
+  launch_waved "$1" "$dir" "$port"
 }
 start_instance A
 start_instance B
@@ -214,12 +209,7 @@ state: {backend: redis, redis: {url: "redis://127.0.0.1:$RPORT/0", prefix: "e2e-
 rate-limit: {enabled: true, pull: {anonymous: 6/1h}}
 wave: {registries: {"127.0.0.1:$UP": {insecure: true}}}
 YML
-  "$WAVED_BIN" --config "$dir/config.yml" >"$dir/waved.log" 2>&1 &
-  local pid=$!
-  E2E_PIDS+=("$pid")
-  printf -v "${1}_URL" 'http://127.0.0.1:%s' "$port"
-  printf -v "${1}_PID" '%s' "$pid"
-  wait_http "http://127.0.0.1:$port/health" || { cat "$dir/waved.log" >&2; return 1; }
+  launch_waved "$1" "$dir" "$port"
 }
 start_limited RA
 start_limited RB
