@@ -109,10 +109,9 @@ typedef struct {
   const char *target_image;    /* <authority>/wt/<token>/<path>:<tag> */
   const char *container_image; /* normalised source image */
   int64_t created_ns, expires_ns;
-  const char *cc_token_json;  /* containerConfig as stored in the token record (cas: layers) */
-  const char *cc_record_json; /* as stored in the persisted record (data:DATA+OMITTED) */
-  const char *scan_id;        /* scanMode async/required: the image's scan (scan/scan.h) */
-  bool scan_new;              /* the scan was reserved by this request (not shared) */
+  const char *cc_token_json; /* containerConfig as stored in the token record (cas: layers) */
+  const char *scan_id;       /* scanMode async/required: the image's scan (scan/scan.h) */
+  bool scan_new;             /* the scan was reserved by this request (not shared) */
 } wv_creq_result_t;
 
 /*

@@ -229,9 +229,6 @@ static int prepare(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
   json_object *cc = wv_record_cc_to_json(&r->cc, WV_RECORD_CC_FOR_TOKEN, &oom);
   res->cc_token_json = json_text(a, cc);
   json_object_put(cc);
-  cc = oom ? NULL : wv_record_cc_to_json(&r->cc, WV_RECORD_CC_FOR_RECORD, &oom);
-  res->cc_record_json = json_text(a, cc);
-  json_object_put(cc);
   res->container_image = wv_ref_full_name(a, &plan->image);
   res->created_ns = now_ns;
   res->expires_ns = now_ns + app->cfg->token_ttl_ms * WV_NS_PER_MS;
