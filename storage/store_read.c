@@ -56,19 +56,26 @@ void wv_store_snap_end(wv_store_snap_t *snap) {
   snap->txn = NULL;
 }
 
-int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg) {
+/* wv_store_view, with the final() predicate a remote database's local cache fills on (NULL: the
+ * database's own rule). */
+static int view(wv_store_t *s, wv_db_t db, const char *key, wv_store_final_fn final,
+                wv_store_view_cb cb, void *arg) {
   size_t klen;
   int rc = wv__sto_check_key(db, key, &klen);
   if (rc)
     return rc;
   if (wv__sto_remote(s, db))
-    return wv__lc_view(s, db, key, NULL, cb, arg);
+    return wv__lc_view(s, db, key, final, cb, arg);
   wv_store_snap_t snap;
   if ((rc = wv_store_snap_begin(s, &snap)) != 0)
     return rc;
   rc = wv_store_snap_view(&snap, db, key, cb, arg);
   wv_store_snap_end(&snap);
   return rc;
+}
+
+int wv_store_view(wv_store_t *s, wv_db_t db, const char *key, wv_store_view_cb cb, void *arg) {
+  return view(s, db, key, NULL, cb, arg);
 }
 
 struct copy_out {
@@ -137,10 +144,10 @@ int wv_store_scan(wv_store_t *s, wv_db_t db, const char *prefix, wv_store_scan_c
   return rc;
 }
 
-int wv_store_get(wv_store_t *s, wv_db_t db, const char *key, char **val, size_t *len,
-                 int64_t *expires_ms) {
+int wv_store_get_final(wv_store_t *s, wv_db_t db, const char *key, wv_store_final_fn final,
+                       char **val, size_t *len, int64_t *expires_ms) {
   struct copy_out c = {0};
-  int rc = wv_store_view(s, db, key, copy_cb, &c);
+  int rc = view(s, db, key, final, copy_cb, &c);
   if (rc)
     return rc;
   *val = c.val;
@@ -151,23 +158,9 @@ int wv_store_get(wv_store_t *s, wv_db_t db, const char *key, char **val, size_t 
   return 0;
 }
 
-int wv_store_get_final(wv_store_t *s, wv_db_t db, const char *key, wv_store_final_fn final,
-                       char **val, size_t *len, int64_t *expires_ms) {
-  size_t klen;
-  int rc = wv__sto_check_key(db, key, &klen);
-  if (rc)
-    return rc;
-  if (!wv__sto_remote(s, db))
-    return wv_store_get(s, db, key, val, len, expires_ms);
-  struct copy_out c = {0};
-  if ((rc = wv__lc_view(s, db, key, final, copy_cb, &c)) != 0)
-    return rc;
-  *val = c.val;
-  if (len)
-    *len = c.len;
-  if (expires_ms)
-    *expires_ms = c.exp;
-  return 0;
+int wv_store_get(wv_store_t *s, wv_db_t db, const char *key, char **val, size_t *len,
+                 int64_t *expires_ms) {
+  return wv_store_get_final(s, db, key, NULL, val, len, expires_ms);
 }
 
 int wv_store_get_json(wv_store_t *s, wv_db_t db, const char *key, size_t max, int max_depth,
