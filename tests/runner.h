@@ -17,6 +17,7 @@
 #ifndef WV_TEST_RUNNER_H
 #define WV_TEST_RUNNER_H
 
+#include "core/arena.h"
 #include "core/err.h"
 
 #include <inttypes.h>
@@ -55,6 +56,14 @@ static inline void wv_test_defer(void (*fn)(void *), void *arg) {
   wv_test_failed = 1;
 }
 #define TEST_CLEANUP(fn, arg) wv_test_defer((void (*)(void *))(fn), (arg))
+
+/* An arena (64 MiB cap) freed when the running test returns; NULL when out of memory. */
+static inline wv_arena_t *wv_test_arena(void) {
+  wv_arena_t *a = wv_arena_new(0);
+  if (a)
+    TEST_CLEANUP(wv_arena_free, a);
+  return a;
+}
 
 #define TEST(name) static void test_##name(void)
 #define T(name)                                                                                    \

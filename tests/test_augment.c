@@ -174,7 +174,8 @@ static char *replace(wv_arena_t *a, const char *s, const char *from, const char 
 /* ---- containerConfig ----------------------------------------------------- */
 
 TEST(container_config_parse) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char *msg = NULL;
   wv_container_config_t cc;
   static const char req[] =
@@ -214,7 +215,6 @@ TEST(container_config_parse) {
   CHECK_EQ_STR(msg, "Invalid container layer: 'gzipSize' must be an integer");
   static const char bad3[] = "{\"env\":[\"A=1\",null]}";
   CHECK_EQ_INT(wv_container_config_parse(a, bad3, strlen(bad3), &cc, &msg), WV_EINVAL);
-  wv_arena_free(a);
 }
 
 /* Parses one layer JSON and returns the validation message (NULL when valid). */
@@ -228,7 +228,8 @@ static const char *layer_msg(wv_arena_t *a, const char *layer) {
 }
 
 TEST(container_layer_validation) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   CHECK(layer_msg(a, "{\"location\":\"data:AA\",\"gzipDigest\":\"" D("1") "\",\"gzipSize\":1,"
                                                                           "\"tarDigest\":\"" D(
                                                                               "2") "\"}") == NULL);
@@ -272,11 +273,11 @@ TEST(container_layer_validation) {
   CHECK_EQ_INT(wv_augment_config(a, busybox_config, strlen(busybox_config), &cc, &out, &msg),
                WV_EINVAL);
   CHECK_EQ_STR(msg, "Missing layer tar digest");
-  wv_arena_free(a);
 }
 
 TEST(fusion_filter) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_container_layer_t layers[] = {layer_data, layer_fusion_amd64, layer_fusion_arm64};
   wv_container_config_t cc = {.layers = layers, .n_layers = 3}, out;
   CHECK_OK(wv_container_config_filter_arch(a, &cc, "arm64", &out));
@@ -289,13 +290,13 @@ TEST(fusion_filter) {
   CHECK_OK(wv_container_config_filter_arch(a, &cc, NULL, &out));
   CHECK_EQ_INT(out.n_layers, 3);
   CHECK_EQ_INT(cc.n_layers, 3); /* the input is not touched */
-  wv_arena_free(a);
 }
 
 /* ---- config rewrite ------------------------------------------------------ */
 
 TEST(config_rewrite_docker) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char *env[] = {"FOO=1", "NXF_HOME=/work/.nextflow"};
   const char *cmd[] = {"/bin/bash"};
   wv_container_layer_t layers[] = {layer_data};
@@ -320,7 +321,6 @@ TEST(config_rewrite_docker) {
   CHECK_EQ_STR(out.data, want);
   /* Entrypoint was null: no WAVE_ENTRY_CHAIN. */
   CHECK_LACKS(out.data, "WAVE_ENTRY_CHAIN");
-  wv_arena_free(a);
 }
 
 /* Rewrites cfg with cc and returns the compact JSON at path of the result. */
@@ -337,7 +337,8 @@ static const char *rewritten(wv_arena_t *a, const char *cfg, const wv_container_
 }
 
 TEST(config_entry_chain) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char *ep[] = {"/opt/fusion/entrypoint.sh"};
   const char *env[] = {"FOO=1"};
   wv_container_config_t none = {0};
@@ -384,11 +385,11 @@ TEST(config_entry_chain) {
   CHECK_EQ_STR(out.data, nocfg);
   CHECK_OK(wv_augment_config(a, nocfg, strlen(nocfg), &with_env, &out, NULL));
   CHECK_EQ_STR(out.data, "{\"rootfs\":{\"diff_ids\":[]},\"config\":{\"Env\":[\"FOO=1\"]}}");
-  wv_arena_free(a);
 }
 
 TEST(config_rewrite_errors) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_container_layer_t layers[] = {layer_data};
   wv_container_config_t cc = {.layers = layers, .n_layers = 1};
   wv_augment_out_t out;
@@ -416,13 +417,13 @@ TEST(config_rewrite_errors) {
   /* Size cap: past WV_AUGMENT_MAX_CONFIG is refused before parsing. */
   CHECK_EQ_INT(wv_augment_config(a, busybox_config, WV_AUGMENT_MAX_CONFIG + 1, &cc, &out, &msg),
                WV_ETOOBIG);
-  wv_arena_free(a);
 }
 
 /* ---- manifest rewrite ---------------------------------------------------- */
 
 TEST(manifest_rewrite_docker) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   char *manifest = fmt_manifest(a, docker_manifest_fmt, busybox_config, 0);
   wv_container_layer_t layers[] = {layer_data, layer_fusion_amd64};
   wv_container_config_t cc = {.layers = layers, .n_layers = 2};
@@ -459,11 +460,11 @@ TEST(manifest_rewrite_docker) {
   CHECK_EQ_INT(
       wv_augment_manifest(a, manifest, WV_AUGMENT_MAX_MANIFEST + 1, D("e"), 1, &cc, &out, &msg),
       WV_ETOOBIG);
-  wv_arena_free(a);
 }
 
 TEST(image_rewrite_oci) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   char *manifest = fmt_manifest(a, oci_manifest_fmt, oci_config, 1);
   const char *ep[] = {"/opt/fusion/entrypoint.sh"};
   wv_container_layer_t layers[] = {layer_data, layer_fusion_amd64, layer_fusion_arm64};
@@ -503,13 +504,13 @@ TEST(image_rewrite_oci) {
   CHECK_EQ_INT(wv_augment_image(a, manifest, strlen(manifest), tampered, strlen(tampered), &cc, &nm,
                                 &nc, NULL, &msg),
                WV_EDIGEST);
-  wv_arena_free(a);
 }
 
 /* ---- indexes ------------------------------------------------------------- */
 
 TEST(index_select_and_rewrite_oci) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_platform_list_t want;
   const char *msg = NULL;
   CHECK_OK(wv_platform_parse_list(a, "linux/arm64", &want, &msg));
@@ -566,11 +567,11 @@ TEST(index_select_and_rewrite_oci) {
   CHECK_EQ_STR(compact(at(j, "manifests.0.digest")), "\"" ARM64_DIGEST "\"");
   CHECK_EQ_STR(compact(at(j, "manifests.1.digest")), "\"" D("4") "\"");
   json_object_put(j);
-  wv_arena_free(a);
 }
 
 TEST(index_select_docker_list) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_platform_list_t want;
   const char *msg = NULL;
   wv_index_entry_t *e = NULL;
@@ -616,7 +617,6 @@ TEST(index_select_docker_list) {
   CHECK_EQ_INT(wv_augment_index_select(a, manifest, strlen(manifest), NULL, &want,
                                        "library/busybox", "latest", &e, &n, &msg),
                WV_EPARSE);
-  wv_arena_free(a);
 }
 
 TEST(mediatype_classify) {

@@ -188,7 +188,8 @@ TEST(buildkit_template) {
 }
 
 TEST(expansion_rules) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char **argv;
   char err[256];
   wv_builder_target_t t = embedded_target;
@@ -208,7 +209,6 @@ TEST(expansion_rules) {
   CHECK_EQ_STR(err, "unknown placeholder {nope}");
   CHECK_EQ_INT(wv_builder_expand(a, "tool {tag", &t, &argv, err, sizeof err), WV_EINVAL);
   CHECK_EQ_INT(wv_builder_expand(a, "   ", &t, &argv, err, sizeof err), WV_EINVAL);
-  wv_arena_free(a);
 }
 
 TEST(authfile_content_and_no_credentials_in_argv) {

@@ -32,8 +32,6 @@
 #define MAX_SEQ 100000
 #define MAX_BLOB 40000
 
-static char dir_[256];
-
 /* ---- deterministic content ----------------------------------------------- */
 
 static uint64_t mix(uint64_t x) {
@@ -120,10 +118,10 @@ static void *child_writer(void *p) {
   return NULL;
 }
 
-static void child_main(int run, int fd) {
+static void child_main(const char *dir, int run, int fd) {
   wv_store_t *s;
   wv_cas_t *cas;
-  if (wv_store_open(&s, dir_, 1 << 20, 200) != 0 || wv_cas_open(&cas, dir_, 0) != 0)
+  if (wv_store_open(&s, dir, 1 << 20, 200) != 0 || wv_cas_open(&cas, dir, 0) != 0)
     _exit(2);
   pthread_t th[THREADS];
   struct child_ctx ctx[THREADS];
@@ -147,26 +145,24 @@ struct acks {
   } blobs[20000];
 };
 
-static struct acks acks_;
-
-/* Parses one ack line; returns 0 or -1 for garbage. */
-static int take_line(const char *line, int *recs) {
+/* Parses one ack line into acks; returns 0 or -1 for garbage. */
+static int take_line(struct acks *acks, const char *line, int *recs) {
   int run, t, seq;
   char digest[80];
   if (sscanf(line, "R %d %d %d", &run, &t, &seq) == 3 && run < 8 && t < THREADS) {
-    if (seq != acks_.max_rec[run][t] + 1)
+    if (seq != acks->max_rec[run][t] + 1)
       return -1; /* a thread acknowledges in order */
-    acks_.max_rec[run][t] = seq;
+    acks->max_rec[run][t] = seq;
     (*recs)++;
     return 0;
   }
-  if (sscanf(line, "B %d %d %d %79s", &run, &t, &seq, digest) == 4 && acks_.nblobs < 20000 &&
+  if (sscanf(line, "B %d %d %d %79s", &run, &t, &seq, digest) == 4 && acks->nblobs < 20000 &&
       wv_cas_digest_valid(digest)) {
-    acks_.blobs[acks_.nblobs].run = run;
-    acks_.blobs[acks_.nblobs].t = t;
-    acks_.blobs[acks_.nblobs].seq = seq;
-    memcpy(acks_.blobs[acks_.nblobs].digest, digest, sizeof acks_.blobs[0].digest);
-    acks_.nblobs++;
+    acks->blobs[acks->nblobs].run = run;
+    acks->blobs[acks->nblobs].t = t;
+    acks->blobs[acks->nblobs].seq = seq;
+    memcpy(acks->blobs[acks->nblobs].digest, digest, sizeof acks->blobs[0].digest);
+    acks->nblobs++;
     return 0;
   }
   return -1;
@@ -177,7 +173,7 @@ static int take_line(const char *line, int *recs) {
  * the child had written before it died. Returns the number of record acks,
  * or -1 on a malformed line.
  */
-static int collect_acks(int fd, pid_t pid, int kill_after) {
+static int collect_acks(struct acks *acks, int fd, pid_t pid, int kill_after) {
   char buf[8192], line[256];
   size_t ll = 0;
   int recs = 0, killed = 0;
@@ -195,7 +191,7 @@ static int collect_acks(int fd, pid_t pid, int kill_after) {
       }
       line[ll] = '\0';
       ll = 0;
-      if (take_line(line, &recs) != 0)
+      if (take_line(acks, line, &recs) != 0)
         return -1;
     }
     if (!killed && recs >= kill_after) {
@@ -245,9 +241,9 @@ static int hash_file(const char *path, char *out) {
 }
 
 /* Every visible blob hashes to its name and sits in the right shard. Returns count or -1. */
-static int check_blob_tree(void) {
+static int check_blob_tree(const char *dir) {
   char shas[300], sub[600], file[900], d[80];
-  snprintf(shas, sizeof shas, "%s/blobs/sha256", dir_);
+  snprintf(shas, sizeof shas, "%s/blobs/sha256", dir);
   DIR *top = opendir(shas);
   if (!top)
     return -1;
@@ -276,21 +272,21 @@ static int check_blob_tree(void) {
   return bad ? -1 : count;
 }
 
-static int blob_ok(wv_cas_t *cas, int i) {
+static int blob_ok(const struct acks *acks, wv_cas_t *cas, int i) {
   static unsigned char want[MAX_BLOB], got[MAX_BLOB];
-  size_t wlen = blob_content(want, acks_.blobs[i].run, acks_.blobs[i].t, acks_.blobs[i].seq);
+  size_t wlen = blob_content(want, acks->blobs[i].run, acks->blobs[i].t, acks->blobs[i].seq);
   int fd;
   uint64_t size;
-  if (wv_cas_open_blob(cas, acks_.blobs[i].digest, &fd, &size) != 0)
+  if (wv_cas_open_blob(cas, acks->blobs[i].digest, &fd, &size) != 0)
     return 0;
   ssize_t n = size == wlen ? read(fd, got, sizeof got) : -1;
   close(fd);
   return n == (ssize_t)wlen && memcmp(got, want, wlen) == 0;
 }
 
-static int count_tmp(void) {
+static int count_tmp(const char *dir) {
   char p[300];
-  snprintf(p, sizeof p, "%s/blobs/tmp", dir_);
+  snprintf(p, sizeof p, "%s/blobs/tmp", dir);
   DIR *d = opendir(p);
   if (!d)
     return -1;
@@ -315,15 +311,48 @@ static int count_tmp(void) {
   return n;
 }
 
+/* The test's directory and the acknowledgements read from its children, with the stores it
+ * reopens after each kill; closed when the test returns (after a failed check too). */
+typedef struct {
+  char dir[256];
+  struct acks acks;
+  wv_store_t *s;
+  wv_cas_t *cas;
+} crashfx_t;
+
+/* Closes the reopened stores (a no-op when closed). */
+static void crashfx_close_stores(crashfx_t *f) {
+  wv_cas_close(f->cas);
+  wv_store_close(f->s);
+  f->cas = NULL;
+  f->s = NULL;
+}
+
+static void crashfx_free(crashfx_t *f) {
+  crashfx_close_stores(f);
+  tmpdir_remove(f->dir);
+  free(f);
+}
+
+/* A fresh directory and no acknowledgements yet; handed to TEST_CLEANUP. NULL on failure. */
+static crashfx_t *crashfx_open(void) {
+  crashfx_t *f = calloc(1, sizeof *f);
+  if (!f || !tmpdir_make(f->dir, "crash")) {
+    free(f);
+    return NULL;
+  }
+  TEST_CLEANUP(crashfx_free, f);
+  for (int r = 0; r < 8; r++)
+    for (int t = 0; t < THREADS; t++)
+      f->acks.max_rec[r][t] = -1;
+  return f;
+}
+
 TEST(kill_during_writes_loses_nothing_acknowledged) {
   static const int kill_points[] = {150, 400, 900, 60, 1300};
   enum { RUNS = sizeof kill_points / sizeof kill_points[0] };
-  CHECK(tmpdir_make(dir_, "crash"));
-  TEST_CLEANUP(tmpdir_remove, dir_); /* also after a failed check */
-  memset(&acks_, 0, sizeof acks_);
-  for (int r = 0; r < 8; r++)
-    for (int t = 0; t < THREADS; t++)
-      acks_.max_rec[r][t] = -1;
+  crashfx_t *f = crashfx_open();
+  CHECK(f);
   for (int run = 0; run < RUNS; run++) {
     int fds[2];
     CHECK_EQ_INT(pipe(fds), 0);
@@ -332,10 +361,10 @@ TEST(kill_during_writes_loses_nothing_acknowledged) {
     CHECK(pid >= 0);
     if (pid == 0) {
       close(fds[0]);
-      child_main(run, fds[1]);
+      child_main(f->dir, run, fds[1]);
     }
     close(fds[1]);
-    int recs = collect_acks(fds[0], pid, kill_points[run]);
+    int recs = collect_acks(&f->acks, fds[0], pid, kill_points[run]);
     close(fds[0]);
     int status = 0;
     waitpid(pid, &status, 0);
@@ -344,35 +373,31 @@ TEST(kill_during_writes_loses_nothing_acknowledged) {
     CHECK(WIFSIGNALED(status));
     CHECK_EQ_INT(WTERMSIG(status), SIGKILL);
     CHECK(recs >= kill_points[run]);
-    int leftover = count_tmp();
+    int leftover = count_tmp(f->dir);
 
-    wv_store_t *s = NULL;
-    wv_cas_t *cas = NULL;
-    CHECK_OK(wv_store_open(&s, dir_, 1 << 20, 0));
-    CHECK_OK(wv_cas_open(&cas, dir_, 0));
-    int tmp_after = count_tmp(), bad = 0, checked = 0;
+    CHECK_OK(wv_store_open(&f->s, f->dir, 1 << 20, 0));
+    CHECK_OK(wv_cas_open(&f->cas, f->dir, 0));
+    int tmp_after = count_tmp(f->dir), bad = 0, checked = 0;
     for (int r = 0; r <= run && !bad; r++)
       for (int t = 0; t < THREADS && !bad; t++) {
-        int max = acks_.max_rec[r][t];
+        int max = f->acks.max_rec[r][t];
         for (int seq = 0; seq <= max && !bad; seq++, checked++)
-          bad = !record_ok(s, r, t, seq, 1);
+          bad = !record_ok(f->s, r, t, seq, 1);
         /* Past the last ack a record may or may not exist, but never torn. */
         for (int seq = max + 1; seq <= max + 20 && !bad; seq++)
-          bad = !record_ok(s, r, t, seq, 0);
+          bad = !record_ok(f->s, r, t, seq, 0);
       }
-    for (int i = 0; i < acks_.nblobs && !bad; i++)
-      bad = !blob_ok(cas, i);
-    int visible = bad ? -1 : check_blob_tree();
+    for (int i = 0; i < f->acks.nblobs && !bad; i++)
+      bad = !blob_ok(&f->acks, f->cas, i);
+    int visible = bad ? -1 : check_blob_tree(f->dir);
     printf("  run %d: killed after %d record acks (%d checked, %d blobs acked, %d visible, "
            "%d temp files left by the crash)\n",
-           run, recs, checked, acks_.nblobs, visible, leftover);
-    wv_cas_close(cas);
-    wv_store_close(s);
+           run, recs, checked, f->acks.nblobs, visible, leftover);
+    crashfx_close_stores(f);
     CHECK_EQ_INT(tmp_after, 0);
     CHECK(!bad);
     CHECK(visible >= 0);
   }
-  tmpdir_remove(dir_);
 }
 
 WV_TESTS(T(kill_during_writes_loses_nothing_acknowledged))

@@ -12,21 +12,13 @@
 
 #include <libgen.h>
 
-/* An arena freed when the test returns; NULL when out of memory. */
-static wv_arena_t *test_arena(void) {
-  wv_arena_t *a = wv_arena_new(64 << 20);
-  if (a)
-    TEST_CLEANUP(wv_arena_free, a);
-  return a;
-}
-
 static int parse(wv_arena_t *a, const char *text, wv_deffile_t *d, const char **msg) {
   *msg = NULL;
   return wv_deffile_parse(a, text, d, msg);
 }
 
 TEST(full_file) {
-  wv_arena_t *a = test_arena();
+  wv_arena_t *a = wv_test_arena();
   CHECK(a);
   static const char text[] = "# a comment before the header\n"
                              "Bootstrap: docker\n"
@@ -84,7 +76,7 @@ TEST(full_file) {
 }
 
 TEST(registry_namespace_continuation) {
-  wv_arena_t *a = test_arena();
+  wv_arena_t *a = wv_test_arena();
   CHECK(a);
   wv_deffile_t d;
   const char *msg;
@@ -111,7 +103,7 @@ static const char *fixture(wv_arena_t *a, const char *name) {
 }
 
 TEST(wave_templates_parse) {
-  wv_arena_t *a = test_arena();
+  wv_arena_t *a = wv_test_arena();
   CHECK(a);
   static const char *const names[] = {"conda-v1-entries.singularity", "conda-v1-lock.singularity",
                                       "conda-v2-entries.singularity", "conda-v2-lock.singularity",
@@ -141,7 +133,7 @@ TEST(wave_templates_parse) {
 }
 
 TEST(bootstrap_oras) {
-  wv_arena_t *a = test_arena();
+  wv_arena_t *a = wv_test_arena();
   CHECK(a);
   wv_deffile_t d;
   const char *msg = NULL;
@@ -156,7 +148,7 @@ TEST(bootstrap_oras) {
 }
 
 TEST(refusals_name_what) {
-  wv_arena_t *a = test_arena();
+  wv_arena_t *a = wv_test_arena();
   CHECK(a);
   static const struct {
     const char *text, *want;
@@ -205,7 +197,7 @@ TEST(refusals_name_what) {
 }
 
 TEST(limits) {
-  wv_arena_t *a = test_arena();
+  wv_arena_t *a = wv_test_arena();
   CHECK(a);
   char *big = malloc(WV_DEFFILE_MAX + 2);
   CHECK(big);

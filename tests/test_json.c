@@ -8,20 +8,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char err[256];
-
-static int parse(const char *text, json_object **o) {
+/* Parses text with a 1 MiB cap; err (256 bytes) gets the message. */
+static int parse(const char *text, json_object **o, char *err) {
   err[0] = '\0';
-  return wv_json_parse(text, strlen(text), 1 << 20, 0, o, err, sizeof err);
+  return wv_json_parse(text, strlen(text), 1 << 20, 0, o, err, 256);
 }
 
 TEST(parse_ok_ignores_unknown_and_accepts_nulls) {
+  char err[256] = "";
   json_object *o;
   /* The shape nf-wave sends: many explicit nulls and fields we may not know. */
   CHECK_OK(parse("{\"containerImage\":\"ubuntu\",\"containerFile\":null,\"freeze\":false,"
                  "\"towerEndpoint\":null,\"someFutureField\":{\"x\":[1,2]},\"n\":7,"
                  "\"names\":[\"a\",\"b\"],\"ratio\":1.5,\"whole\":3.0}\n",
-                 &o));
+                 &o, err));
   const char *s = NULL;
   CHECK_OK(wv_json_get_str(o, "containerImage", &s));
   CHECK_EQ_STR(s, "ubuntu");
@@ -49,7 +49,8 @@ TEST(parse_ok_ignores_unknown_and_accepts_nulls) {
   CHECK_EQ_INT(wv_json_get_array(o, "n", &sub), WV_EINVAL);
   CHECK_EQ_INT(wv_json_get_str(sub, "k", &s), WV_EINVAL); /* not an object */
 
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char **v;
   size_t len;
   CHECK_OK(wv_json_get_strv(o, "names", a, 10, &v, &len));
@@ -61,40 +62,41 @@ TEST(parse_ok_ignores_unknown_and_accepts_nulls) {
   CHECK_EQ_INT(wv_json_get_strv(sub, "x", a, 10, &v, &len), WV_EINVAL);
   json_object_put(o);
 
-  CHECK_OK(parse("{\"l\":[\"a\",1]}", &o));
+  CHECK_OK(parse("{\"l\":[\"a\",1]}", &o, err));
   CHECK_EQ_INT(wv_json_get_strv(o, "l", a, 10, &v, &len), WV_EINVAL);
   json_object_put(o);
-  wv_arena_free(a);
 }
 
 TEST(parse_errors_have_line_and_column) {
+  char err[256] = "";
   json_object *o = (json_object *)1;
-  CHECK_EQ_INT(parse("{\n  \"a\": 1,\n  \"b\": tru\n}", &o), WV_EPARSE);
+  CHECK_EQ_INT(parse("{\n  \"a\": 1,\n  \"b\": tru\n}", &o, err), WV_EPARSE);
   CHECK(o == NULL);
   CHECK_PREFIX(err, "Malformed JSON at line 3, column ");
-  CHECK_EQ_INT(parse("{\"a\": 1", &o), WV_EPARSE);
+  CHECK_EQ_INT(parse("{\"a\": 1", &o, err), WV_EPARSE);
   CHECK_EQ_STR(err, "Malformed JSON at line 1, column 8: unexpected end of input");
-  CHECK_EQ_INT(parse("{\"a\": 1} x", &o), WV_EPARSE);
+  CHECK_EQ_INT(parse("{\"a\": 1} x", &o, err), WV_EPARSE);
   CHECK_EQ_STR(err, "Malformed JSON at line 1, column 10: unexpected characters after the JSON "
                     "value");
-  CHECK_EQ_INT(parse("[1,,2]", &o), WV_EPARSE);
+  CHECK_EQ_INT(parse("[1,,2]", &o, err), WV_EPARSE);
   CHECK_EQ_STR(err, "Malformed JSON at line 1, column 4: unexpected character");
-  CHECK_EQ_INT(parse("{\"a\":1,}", &o), WV_EPARSE); /* no trailing commas */
-  CHECK_EQ_INT(parse("nul", &o), WV_EPARSE);
+  CHECK_EQ_INT(parse("{\"a\":1,}", &o, err), WV_EPARSE); /* no trailing commas */
+  CHECK_EQ_INT(parse("nul", &o, err), WV_EPARSE);
   /* A bare top-level number needs no terminator. */
-  CHECK_OK(parse("12", &o));
+  CHECK_OK(parse("12", &o, err));
   CHECK_EQ_INT(json_object_get_int(o), 12);
   json_object_put(o);
-  CHECK_OK(parse("null", &o));
+  CHECK_OK(parse("null", &o, err));
   CHECK(o == NULL);
-  CHECK_EQ_INT(parse("   \n ", &o), WV_EPARSE);
+  CHECK_EQ_INT(parse("   \n ", &o, err), WV_EPARSE);
   CHECK_EQ_STR(err, "Malformed JSON: empty body");
-  CHECK_EQ_INT(parse("{\"a\": \"\xff\"}", &o), WV_EPARSE); /* invalid UTF-8 */
+  CHECK_EQ_INT(parse("{\"a\": \"\xff\"}", &o, err), WV_EPARSE); /* invalid UTF-8 */
   CHECK_EQ_INT(wv_json_parse("{\"a\":\0}", 7, 100, 0, &o, err, sizeof err), WV_EPARSE);
   CHECK_HAS(err, "NUL byte");
 }
 
 TEST(parse_caps) {
+  char err[256] = "";
   json_object *o;
   CHECK_EQ_INT(wv_json_parse("[1,2,3]", 7, 6, 0, &o, err, sizeof err), WV_ETOOBIG);
   CHECK_EQ_STR(err, "JSON body larger than 6 bytes");
@@ -106,7 +108,7 @@ TEST(parse_caps) {
   static char deep[20001];
   memset(deep, '[', 10000);
   memset(deep + 10000, ']', 10000);
-  CHECK_EQ_INT(parse(deep, &o), WV_EPARSE);
+  CHECK_EQ_INT(parse(deep, &o, err), WV_EPARSE);
   CHECK_HAS(err, "nested too deeply");
 }
 
@@ -143,12 +145,13 @@ TEST(builder_omits_null_and_empty_keeps_false_and_zero) {
 }
 
 TEST(round_trip_escapes) {
+  char err[256] = "";
   json_object *o = json_object_new_object();
   CHECK_OK(wv_json_add_str(o, "s", "a/b \"q\" \n\t \xc3\xbc"));
   const char *text = wv_json_compact(o);
   CHECK_EQ_STR(text, "{\"s\":\"a/b \\\"q\\\" \\n\\t \xc3\xbc\"}");
   json_object *back;
-  CHECK_OK(parse(text, &back));
+  CHECK_OK(parse(text, &back, err));
   const char *s;
   CHECK_OK(wv_json_get_str(back, "s", &s));
   CHECK_EQ_STR(s, "a/b \"q\" \n\t \xc3\xbc");
@@ -169,6 +172,7 @@ static char *many_keys(size_t n, size_t *len) {
 }
 
 TEST(body_value_cap) {
+  char err[256] = "";
   json_object *o = NULL;
   size_t len;
   char *b = many_keys(800000, &len); /* ~10 MiB, the shape that once took 1 GB of RSS */
@@ -194,6 +198,7 @@ TEST(body_value_cap) {
 }
 
 TEST(body_refuses_nul_escape) {
+  char err[256] = "";
   json_object *o = NULL;
   const char *bad[] = {"{\"containerImage\":\"ubuntu\\u0000:evil\"}", "{\"k\\u0000ey\":1}",
                        "[\"\\u0000\"]"};

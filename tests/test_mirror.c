@@ -22,7 +22,8 @@ static int children(wv_arena_t *a, const char *body, const char *ct, const char 
 }
 
 TEST(children_of_an_index) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char *mt = NULL;
   wv_copy_desc_t *k = NULL;
   size_t n = 0;
@@ -45,11 +46,11 @@ TEST(children_of_an_index) {
   CHECK_EQ_INT(n, 1);
   CHECK(k[0].media_type == NULL);
   CHECK_EQ_INT(k[0].size, -1);
-  wv_arena_free(a);
 }
 
 TEST(children_of_a_manifest) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char *mt = NULL;
   wv_copy_desc_t *k = NULL;
   size_t n = 0;
@@ -80,11 +81,11 @@ TEST(children_of_a_manifest) {
   CHECK_OK(children(a, art, "application/x-artifact", &mt, &k, &n, err));
   CHECK_EQ_STR(mt, "application/x-artifact");
   CHECK_EQ_INT(n, 2);
-  wv_arena_free(a);
 }
 
 TEST(children_refused) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char *mt = NULL;
   wv_copy_desc_t *k = NULL;
   size_t n = 0;
@@ -112,11 +113,11 @@ TEST(children_refused) {
   wv_buf_puts(&b, "]}");
   CHECK_EQ_INT(wv_copy_children(a, b.data, b.len, NULL, &mt, &k, &n, err, sizeof err), WV_ETOOBIG);
   wv_buf_free(&b);
-  wv_arena_free(a);
 }
 
 TEST(upload_locations) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char *t = NULL;
   bool same = false;
   const char *base = "http://127.0.0.1:5000";
@@ -147,7 +148,6 @@ TEST(upload_locations) {
   CHECK_EQ_INT(wv_copy_location(a, base, "", NULL, &t, &same), WV_EINVAL);
   CHECK_EQ_INT(wv_copy_location(a, base, NULL, NULL, &t, &same), WV_EINVAL);
   CHECK_EQ_INT(wv_copy_location(a, base, "ftp://x/y", NULL, &t, &same), WV_EINVAL);
-  wv_arena_free(a);
 }
 
 TEST(content_range) {
@@ -171,7 +171,8 @@ static const char *target_of(wv_arena_t *a, const char *repo, const char *image)
 }
 
 TEST(target_names) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   /* <buildRepository>/<source path>:<source tag>, the source registry dropped (contract §4.3) */
   CHECK_EQ_STR(target_of(a, "registry.lab:5000/mirror", "ubuntu:22.04"),
                "registry.lab:5000/mirror/library/ubuntu:22.04");
@@ -186,7 +187,6 @@ TEST(target_names) {
   CHECK_EQ_INT(wv_mirror_target(a, "Reg.io/UPPER", &src, &dst, &msg), WV_EINVAL);
   CHECK(msg);
   CHECK_HAS(msg, "Reg.io/UPPER/a/b:latest");
-  wv_arena_free(a);
 }
 
 TEST(mirror_ids) {

@@ -20,7 +20,8 @@ static int norm_is(wv_arena_t *a, const char *s, const char *want) {
 }
 
 TEST(platform_normalise) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   CHECK(norm_is(a, "linux/amd64", "linux/amd64"));
   CHECK(norm_is(a, "amd64", "linux/amd64"));
   CHECK(norm_is(a, "x86_64", "linux/amd64"));
@@ -40,7 +41,6 @@ TEST(platform_normalise) {
   CHECK(norm_is(a, "linux/amd64/v3", "linux/amd64/v3"));
   CHECK(norm_is(a, " linux/amd64 ", "linux/amd64"));
   CHECK(norm_is(a, "linux//amd64", "linux/amd64")); /* Wave tokenises: empty parts vanish */
-  wv_arena_free(a);
 }
 
 static int rejects(wv_arena_t *a, const char *s, int want_rc, const char *want_msg) {
@@ -55,7 +55,8 @@ static int rejects(wv_arena_t *a, const char *s, int want_rc, const char *want_m
 }
 
 TEST(platform_errors) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   CHECK(rejects(a, "", WV_EINVAL, "Missing container platform attribute"));
   CHECK(rejects(a, NULL, WV_EINVAL, "Missing container platform attribute"));
   CHECK(rejects(a, "/", WV_EINVAL, "Missing container platform attribute"));
@@ -66,11 +67,11 @@ TEST(platform_errors) {
                 "Invalid container platform: linux/amd64/v8/x -- offending value: "
                 "linux/amd64/v8/x"));
   CHECK(rejects(a, "li nux/amd64", WV_EINVAL, "Unsupported container platform: li nux/amd64"));
-  wv_arena_free(a);
 }
 
 TEST(platform_list) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_platform_list_t l;
   const char *msg = NULL;
   CHECK_OK(wv_platform_parse_list(a, "linux/amd64,linux/arm64", &l, &msg));
@@ -87,11 +88,11 @@ TEST(platform_list) {
   CHECK_EQ_INT(
       wv_platform_parse_list(a, "amd64,amd64,amd64,amd64,amd64,amd64,amd64,amd64,arm64", &l, &msg),
       WV_ETOOBIG);
-  wv_arena_free(a);
 }
 
 TEST(platform_match_entries) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_platform_t amd, arm64, armv7, arm64v8;
   CHECK_OK(wv_platform_parse(a, "linux/amd64", &amd, NULL));
   CHECK_OK(wv_platform_parse(a, "linux/arm64", &arm64, NULL));
@@ -120,7 +121,6 @@ TEST(platform_match_entries) {
   CHECK(!wv_platform_list_match_entry(&l, "linux", "arm", "v7"));
   CHECK_EQ_STR(wv_platform_arch_canonical("x86-64"), "amd64");
   CHECK_EQ_STR(wv_platform_arch_canonical("riscv64"), "riscv64");
-  wv_arena_free(a);
 }
 
 WV_TESTS(T(platform_normalise), T(platform_errors), T(platform_list), T(platform_match_entries))

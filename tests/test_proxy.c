@@ -29,7 +29,8 @@
 #define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
 
 TEST(cache_keys) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   CHECK_EQ_STR(wv_cache_key_manifest(a, "quay.io", "org/img", D1),
                "quay.io/v2/org/img/manifests/" D1);
   CHECK_EQ_STR(wv_cache_key_blob(a, "127.0.0.1:5000", "library/busybox", D2),
@@ -39,7 +40,6 @@ TEST(cache_keys) {
   memset(longimg, 'a', sizeof longimg - 1);
   longimg[sizeof longimg - 1] = '\0';
   CHECK(wv_cache_key_manifest(a, "docker.io", longimg, D1) == NULL);
-  wv_arena_free(a);
 }
 
 /* An arena and a buffer for encoding and decoding cache entries, freed when the test returns. */
@@ -154,7 +154,8 @@ TEST(cache_entry_refused) {
 }
 
 TEST(cache_token_record) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_buf_t b;
   wv_buf_init(&b, 4096);
   wv_cache_token_t t = {.kind = WV_TOKEN_CONTAINER,
@@ -195,11 +196,11 @@ TEST(cache_token_record) {
   CHECK(!d.has_user && d.user == NULL);
   CHECK_EQ_STR(d.reference, "x");
   wv_buf_free(&b);
-  wv_arena_free(a);
 }
 
 TEST(layer_locations) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_cache_entry_t e;
   CHECK_OK(wv__proxy_layer_entry(a, "cas:" D1, D1, 10, &e));
   CHECK_EQ_INT(e.kind, WV_CACHE_BLOB);
@@ -212,11 +213,11 @@ TEST(layer_locations) {
   CHECK_EQ_INT(wv__proxy_layer_entry(a, "data:AAAA", D1, 10, &e), WV_EINVAL);
   CHECK_EQ_INT(wv__proxy_layer_entry(a, "cas:nothex", D1, 10, &e), WV_EINVAL);
   CHECK_EQ_INT(wv__proxy_layer_entry(a, NULL, D1, 10, &e), WV_EINVAL);
-  wv_arena_free(a);
 }
 
 TEST(absolute_location) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char *base = "http://127.0.0.1:5000", *path = "/v2/lib/bb/blobs/" D1;
   CHECK_EQ_STR(wv_fetch_absolute_location(a, base, path, "/blobs/x?a=1"),
                "http://127.0.0.1:5000/blobs/x?a=1");
@@ -225,7 +226,6 @@ TEST(absolute_location) {
   CHECK_EQ_STR(wv_fetch_absolute_location(a, base, path, "data"),
                "http://127.0.0.1:5000/v2/lib/bb/blobs/data");
   CHECK(wv_fetch_absolute_location(a, base, path, "ftp://x/y") == NULL);
-  wv_arena_free(a);
 }
 
 TEST(error_mapping) {
@@ -402,14 +402,6 @@ static env_t *env_start(void) {
   return env;
 }
 
-/* An arena freed when the test returns. */
-static wv_arena_t *arena_start(void) {
-  wv_arena_t *a = wv_arena_new(0);
-  if (a)
-    TEST_CLEANUP(wv_arena_free, a);
-  return a;
-}
-
 /* Runs one GET/HEAD through the route as the server would (inline, then worker on WV_DEFER). */
 static int run_v2(env_t *env, unsigned method, const char *path, wv_arena_t *a, wv_resp_t *resp,
                   bool worker, int *inline_rc) {
@@ -460,7 +452,7 @@ static int put_token(env_t *env, const char *token, const char *registry, const 
 /* An unknown token is answered on the loop. */
 TEST(hot_unknown_token) {
   env_t *env = env_start();
-  wv_arena_t *a = arena_start();
+  wv_arena_t *a = wv_test_arena();
   CHECK(env && a);
   wv_resp_t resp;
   int irc;
@@ -474,7 +466,7 @@ TEST(hot_unknown_token) {
 /* A known token with no hot record yet goes to a worker, which fails upstream clearly. */
 TEST(hot_miss_deferred) {
   env_t *env = env_start();
-  wv_arena_t *a = arena_start();
+  wv_arena_t *a = wv_test_arena();
   CHECK(env && a);
   wv_resp_t resp;
   int irc;
@@ -515,7 +507,7 @@ static int hot_token(env_t *env, wv_arena_t *a) {
 /* A manifest cached under the request path is served on the loop, no worker. */
 TEST(hot_manifest_inline) {
   env_t *env = env_start();
-  wv_arena_t *a = arena_start();
+  wv_arena_t *a = wv_test_arena();
   CHECK(env && a);
   CHECK_OK(hot_token(env, a));
   wv_cache_entry_t e = {.kind = WV_CACHE_MANIFEST,
@@ -539,7 +531,7 @@ TEST(hot_manifest_inline) {
 /* Another image path under the same token: the worker refuses it. */
 TEST(hot_other_image_refused) {
   env_t *env = env_start();
-  wv_arena_t *a = arena_start();
+  wv_arena_t *a = wv_test_arena();
   CHECK(env && a);
   CHECK_OK(hot_token(env, a));
   wv_resp_t resp;
@@ -554,7 +546,7 @@ TEST(hot_other_image_refused) {
 /* A blob in the CAS is a file response on the loop. */
 TEST(hot_blob_file) {
   env_t *env = env_start();
-  wv_arena_t *a = arena_start();
+  wv_arena_t *a = wv_test_arena();
   CHECK(env && a);
   CHECK_OK(hot_token(env, a));
   char cd[WV_CAS_DIGEST_LEN + 1];
@@ -576,7 +568,7 @@ TEST(hot_blob_file) {
 /* Tags other than list, and HEAD on tags, are a 400 on the loop. */
 TEST(hot_tags_refused) {
   env_t *env = env_start();
-  wv_arena_t *a = arena_start();
+  wv_arena_t *a = wv_test_arena();
   CHECK(env && a);
   CHECK_OK(hot_token(env, a));
   wv_resp_t resp;
@@ -594,7 +586,7 @@ TEST(hot_tags_refused) {
  */
 TEST(plain_form_refuses_addresses) {
   env_t *env = env_start();
-  wv_arena_t *a = arena_start();
+  wv_arena_t *a = wv_test_arena();
   CHECK(env && a);
   static const char *const refused[] = {
       "/v2/10.0.0.1/x/manifests/latest",         "/v2/0x7f.0.0.1/x/manifests/latest",
@@ -658,9 +650,7 @@ static env_t *limited_env_start(wv_arena_t **a) {
   wv_ratelimit_rate_t anon = {2, 3600000}, auth = {3, 3600000};
   if (!env || wv_ratelimit_new("pull", anon, auth, 64, &env->app.pull_limit))
     return NULL;
-  *a = wv_arena_new(0);
-  if (*a)
-    TEST_CLEANUP(wv_arena_free, *a);
+  *a = wv_test_arena();
   return *a ? env : NULL;
 }
 

@@ -180,7 +180,8 @@ TEST(off_class_is_unlimited) {
 }
 
 TEST(messages) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_ratelimit_t *rl;
   CHECK_OK(wv_ratelimit_new("build", rate("1/1h"), rate("1/1h"), 64, &rl));
   CHECK_EQ_STR(wv_ratelimit_message(a, rl, "alice", "10.0.0.1"),
@@ -190,7 +191,6 @@ TEST(messages) {
   CHECK_EQ_STR(wv_ratelimit_message(a, rl, "", NULL),
                "Request exceeded build rate limit for IP unknown");
   wv_ratelimit_free(rl);
-  wv_arena_free(a);
 }
 
 TEST(bounded_and_evicts) {
@@ -269,9 +269,8 @@ TEST(concurrent_callers_share_exact_budget) {
 
 /* ---- configuration ---- */
 
-static char err[512];
-
-static int load_text(wv_config_t *cfg, const char *text, char *path, size_t pathlen) {
+/* Loads text as a config file over the defaults; err (512 bytes) gets the message. */
+static int load_text(wv_config_t *cfg, const char *text, char *path, size_t pathlen, char *err) {
   snprintf(path, pathlen, "/tmp/wv-rl-config-XXXXXX");
   int fd = mkstemp(path);
   if (fd < 0)
@@ -279,7 +278,7 @@ static int load_text(wv_config_t *cfg, const char *text, char *path, size_t path
   ssize_t w = write(fd, text, strlen(text));
   close(fd);
   int rc = w == (ssize_t)strlen(text) ? wv_config_defaults(cfg) : WV_EIO;
-  rc = rc ? rc : wv_config_load(cfg, path, err, sizeof err);
+  rc = rc ? rc : wv_config_load(cfg, path, err, 512);
   unlink(path);
   return rc;
 }
@@ -299,6 +298,7 @@ TEST(config_defaults_are_off) {
 }
 
 TEST(config_enabled) {
+  char err[512];
   wv_config_t cfg;
   wv_ratelimit_t *b, *p;
   char path[64];
@@ -306,7 +306,7 @@ TEST(config_enabled) {
                      "rate-limit:\n  enabled: true\n  maxKeys: 100\n  build:\n"
                      "    anonymous: 2/1m\n    authenticated: off\n  pull:\n"
                      "    anonymous: 'off'\n    authenticated: \"off\"\n",
-                     path, sizeof path));
+                     path, sizeof path, err));
   CHECK_OK(wv_ratelimit_from_config(&cfg, &b, &p));
   CHECK(b != NULL && p == NULL); /* both pull rates off: no pull limiter at all */
   CHECK_EQ_INT(wv_ratelimit_capacity(b), 128);
@@ -319,10 +319,11 @@ TEST(config_enabled) {
 }
 
 TEST(config_bad_rate_is_a_clear_error) {
+  char err[512];
   wv_config_t cfg;
   char path[64], want[256];
-  int rc =
-      load_text(&cfg, "rate-limit:\n  pull:\n    authenticated: 100/1 minute\n", path, sizeof path);
+  int rc = load_text(&cfg, "rate-limit:\n  pull:\n    authenticated: 100/1 minute\n", path,
+                     sizeof path, err);
   wv_config_free(&cfg);
   CHECK_EQ_INT(rc, WV_EINVAL);
   snprintf(want, sizeof want,
@@ -330,11 +331,11 @@ TEST(config_bad_rate_is_a_clear_error) {
            "duration such as 30s, 1m, 1h or 1d)",
            path);
   CHECK_EQ_STR(err, want);
-  rc = load_text(&cfg, "rate-limit.build.anonymous: 10\n", path, sizeof path);
+  rc = load_text(&cfg, "rate-limit.build.anonymous: 10\n", path, sizeof path, err);
   wv_config_free(&cfg);
   CHECK(rc != 0);
   CHECK_HAS(err, "rate-limit.build.anonymous: invalid rate '10'");
-  rc = load_text(&cfg, "rate-limit:\n  enabled: maybe\n", path, sizeof path);
+  rc = load_text(&cfg, "rate-limit:\n  enabled: maybe\n", path, sizeof path, err);
   wv_config_free(&cfg);
   CHECK(rc != 0);
   CHECK_HAS(err, "rate-limit.enabled: invalid boolean 'maybe'");

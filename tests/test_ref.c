@@ -24,7 +24,8 @@ static int parse_is(wv_arena_t *a, const char *s, const char *full, const char *
 }
 
 TEST(ref_spec_vectors) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   CHECK(parse_is(a, "ubuntu", "docker.io/library/ubuntu:latest", "library/ubuntu"));
   CHECK(parse_is(a, "ubuntu:22.04", "docker.io/library/ubuntu:22.04", "library/ubuntu"));
   CHECK(parse_is(a, "library/ubuntu", "docker.io/library/ubuntu:latest", "library/ubuntu"));
@@ -47,11 +48,11 @@ TEST(ref_spec_vectors) {
   CHECK(parse_is(a, "oras://ghcr.io/org/img:1.0", "oras://ghcr.io/org/img:1.0", "org/img"));
   CHECK(parse_is(a, "my-registry.example.com:443/a__b/c.d/e-f--g:V1_0.x-y",
                  "my-registry.example.com:443/a__b/c.d/e-f--g:V1_0.x-y", "a__b/c.d/e-f--g"));
-  wv_arena_free(a);
 }
 
 TEST(ref_fields_and_hosts) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_ref_t r;
   CHECK_OK(wv_ref_parse(a, "ubuntu", &r, NULL));
   CHECK_EQ_STR(r.registry, "docker.io");
@@ -72,7 +73,6 @@ TEST(ref_fields_and_hosts) {
   CHECK(!wv_ref_is_loopback("127.0.0.1.nip.io"));
   CHECK(wv_ref_is_loopback("127.0.0.1:5001"));
   CHECK(!wv_ref_is_loopback("localhost.example.com"));
-  wv_arena_free(a);
 }
 
 /* Checks that s is rejected with exactly the message expected. */
@@ -91,7 +91,8 @@ static int rejects(wv_arena_t *a, const char *s, const char *want) {
 #define REPO(v) "Invalid container repository name \xE2\x80\x94 offending value: '" v "'"
 
 TEST(ref_invalid) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   CHECK(rejects(a, "ubuntu latest", IMG("ubuntu latest")));
   CHECK(rejects(a, " ubuntu", IMG(" ubuntu")));
   CHECK(rejects(a, "", IMG("")));
@@ -121,11 +122,11 @@ TEST(ref_invalid) {
   CHECK_EQ_INT(wv_ref_parse(a, tag, &r, NULL), WV_EINVAL);
   tag[7 + 128] = '\0';
   CHECK_OK(wv_ref_parse(a, tag, &r, NULL));
-  wv_arena_free(a);
 }
 
 TEST(ref_check_container_name) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   const char *msg = NULL;
   wv_ref_t r;
   CHECK_OK(wv_ref_check_container_name(a, "quay.io:80/foo:latest", &r, &msg));
@@ -135,7 +136,6 @@ TEST(ref_check_container_name) {
   CHECK_EQ_STR(msg, REPO("oras://ghcr.io/a/b:1"));
   CHECK_EQ_INT(wv_ref_check_container_name(a, "docker:quay.io/foo:latest", NULL, &msg), WV_EINVAL);
   CHECK_EQ_STR(msg, IMG("docker:quay.io/foo:latest"));
-  wv_arena_free(a);
 }
 
 TEST(ref_grammar_helpers) {
@@ -165,7 +165,8 @@ TEST(ref_grammar_helpers) {
   } while (0)
 
 TEST(route_token_form) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_v2_route_t rt;
   ROUTE_OK("/v2/wt/abc123/library/ubuntu/manifests/latest");
   CHECK_EQ_STR(rt.token, "abc123");
@@ -196,11 +197,11 @@ TEST(route_token_form) {
   /* A name component may be called like a kind. */
   ROUTE_OK("/v2/wt/abc123/acme/manifests/manifests/latest");
   CHECK_EQ_STR(rt.image, "acme/manifests");
-  wv_arena_free(a);
 }
 
 TEST(route_plain_form) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_v2_route_t rt;
   ROUTE_OK("/v2/quay.io/biocontainers/samtools/manifests/1.17");
   CHECK(rt.token == NULL);
@@ -218,7 +219,6 @@ TEST(route_plain_form) {
   ROUTE_OK("/v2/wt/t/a/b/manifests/1");
   CHECK_EQ_STR(rt.token, "t");
   CHECK_EQ_STR(rt.image, "a/b");
-  wv_arena_free(a);
 }
 
 static int route_rejects(wv_arena_t *a, const char *path) {
@@ -235,7 +235,8 @@ static int route_rejects(wv_arena_t *a, const char *path) {
 }
 
 TEST(route_invalid) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   CHECK(route_rejects(a, "/v2/"));
   CHECK(route_rejects(a, "/v2/library/ubuntu"));
   CHECK(route_rejects(a, "/v2/library/ubuntu/manifests/"));
@@ -255,7 +256,6 @@ TEST(route_invalid) {
   CHECK(route_rejects(a, "/v2/library/ubuntu/manifests/latest?x=1"));
   CHECK(route_rejects(a, ""));
   CHECK_EQ_STR(wv_route_kind_name(WV_V2_BLOBS), "blobs");
-  wv_arena_free(a);
 }
 
 WV_TESTS(T(ref_spec_vectors), T(ref_fields_and_hosts), T(ref_invalid), T(ref_check_container_name),

@@ -819,7 +819,8 @@ static int64_t verify_ms(wv_arena_t *a, const wv_config_t *cfg, const layer_t *l
 }
 
 TEST(data_layer_bomb_cheap_checks_first) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   layer_t l;
   CHECK_OK(make_bomb(&l, 1024)); /* 1 GiB of zeros in about 1 MB */
   const char *msg = NULL;
@@ -851,7 +852,6 @@ TEST(data_layer_bomb_cheap_checks_first) {
   CHECK(msg);
   CHECK_HAS(msg, "budget of 4194304 bytes");
   free(l.b64);
-  wv_arena_free(a);
 }
 
 TEST(layer_size_limit) {

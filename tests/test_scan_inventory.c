@@ -233,7 +233,8 @@ static int list_pkg(void *arg, const wv_pkg_t *p) {
 }
 
 TEST(pkgdb_parsers) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   plist_t l = {{0}, 0};
   size_t skipped = 0;
   const char *dpkg = DPKG_BASE "Package: noversion\nStatus: install ok installed\n";
@@ -264,7 +265,6 @@ TEST(pkgdb_parsers) {
   CHECK_EQ_STR(id, "alpine");
   CHECK_EQ_STR(ver, "3.19.1");
   CHECK_EQ_STR(wv_pkg_pypi_normalize(a, "Foo.Bar__baz"), "foo-bar-baz");
-  wv_arena_free(a);
 }
 
 /* ---- inventory ---- */

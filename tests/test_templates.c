@@ -15,20 +15,29 @@
 #include <json-c/json.h>
 #include <libgen.h>
 
-static wv_arena_t *A;
-static wv_template_defaults_t D;
+/* A test's arena (freed when it returns) and the defaults it renders with: Wave's unless it
+ * changes them. */
+typedef struct {
+  wv_arena_t *a;
+  wv_template_defaults_t d;
+} tfx_t;
 
-static const char *fixture_path(const char *name) {
-  static char dir[1024];
-  snprintf(dir, sizeof dir, "%s", __FILE__);
-  return wv_arena_sprintf(A, "%s/fixtures/templates/%s", dirname(dir), name);
+static bool tfx_open(tfx_t *f) {
+  wv_template_defaults_wave(&f->d);
+  return (f->a = wv_test_arena()) != NULL;
 }
 
-static const char *read_fixture(const char *name) {
-  FILE *f = fopen(fixture_path(name), "rb");
+static const char *fixture_path(wv_arena_t *a, const char *name) {
+  static char dir[1024];
+  snprintf(dir, sizeof dir, "%s", __FILE__);
+  return wv_arena_sprintf(a, "%s/fixtures/templates/%s", dirname(dir), name);
+}
+
+static const char *read_fixture(wv_arena_t *a, const char *name) {
+  FILE *f = fopen(fixture_path(a, name), "rb");
   if (!f)
     return NULL;
-  char *buf = wv_arena_alloc(A, 1 << 16);
+  char *buf = wv_arena_alloc(a, 1 << 16);
   size_t n = fread(buf, 1, (1 << 16) - 1, f);
   fclose(f);
   buf[n] = '\0';
@@ -36,16 +45,16 @@ static const char *read_fixture(const char *name) {
 }
 
 /* Compares text with the fixture (or rewrites it in regeneration mode). */
-static int same_as_fixture(const char *name, const char *text) {
+static int same_as_fixture(wv_arena_t *a, const char *name, const char *text) {
   if (getenv("WV_REGEN_FIXTURES")) {
-    FILE *f = fopen(fixture_path(name), "wb");
+    FILE *f = fopen(fixture_path(a, name), "wb");
     if (!f)
       return 0;
     fputs(text, f);
     fclose(f);
     return 1;
   }
-  const char *want = read_fixture(name);
+  const char *want = read_fixture(a, name);
   if (!want || strcmp(want, text) != 0) {
     fprintf(stderr, "  fixture %s differs; got:\n%s\n", name, text);
     return 0;
@@ -53,31 +62,31 @@ static int same_as_fixture(const char *name, const char *text) {
   return 1;
 }
 
-static int packages(const char *json, wv_template_packages_t *p) {
+static int packages(wv_arena_t *a, const char *json, wv_template_packages_t *p) {
   json_object *o = json_tokener_parse(json);
   const char *msg = NULL;
-  int rc = wv_template_packages_from_json(A, o, p, &msg);
+  int rc = wv_template_packages_from_json(a, o, p, &msg);
   json_object_put(o);
   if (rc)
     fprintf(stderr, "  packages: %s\n", msg ? msg : wv_strerror(rc));
   return rc;
 }
 
-static int render(const char *json, wv_template_t tpl, bool sif, const char **out) {
+static int render(const tfx_t *f, const char *json, wv_template_t tpl, bool sif, const char **out) {
   wv_template_packages_t p;
   const char *msg = NULL;
-  int rc = packages(json, &p);
+  int rc = packages(f->a, json, &p);
   if (!rc)
-    rc = wv_template_packages_container_file(A, &p, tpl, sif, &D, out, &msg);
+    rc = wv_template_packages_container_file(f->a, &p, tpl, sif, &f->d, out, &msg);
   if (rc)
     fprintf(stderr, "  render: %s\n", msg ? msg : wv_strerror(rc));
   return rc;
 }
 
-static const char *conda_yaml(const char *json) {
+static const char *conda_yaml(wv_arena_t *a, const char *json) {
   wv_template_packages_t p;
   const char *y = NULL, *msg = NULL;
-  if (packages(json, &p) || wv_template_packages_conda_yaml(A, &p, &y, &msg))
+  if (packages(a, json, &p) || wv_template_packages_conda_yaml(a, &p, &y, &msg))
     return msg ? msg : "error";
   return y ? y : "(none)";
 }
@@ -92,81 +101,80 @@ static const char *conda_yaml(const char *json) {
   "\"defaults\"],\"condaOpts\":{\"basePackages\":\"foo::one bar::two\"}}"
 
 TEST(conda_v2) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   const char *out;
-  CHECK_OK(render(ENTRIES, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(same_as_fixture("conda-v2-entries.Dockerfile", out));
-  CHECK_OK(render(ENTRIES, WV_TEMPLATE_MICROMAMBA_V2, true, &out));
-  CHECK(same_as_fixture("conda-v2-entries.singularity", out));
-  CHECK_OK(render(LOCK, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(same_as_fixture("conda-v2-lock.Dockerfile", out));
-  CHECK_OK(render(LOCK, WV_TEMPLATE_DEFAULT, true, &out));
-  CHECK(same_as_fixture("conda-v2-lock.singularity", out));
-  CHECK(same_as_fixture("conda-v2-entries.conda.yml", conda_yaml(ENTRIES)));
-  CHECK_EQ_STR(conda_yaml(LOCK), "(none)");
+  CHECK_OK(render(&fx, ENTRIES, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v2-entries.Dockerfile", out));
+  CHECK_OK(render(&fx, ENTRIES, WV_TEMPLATE_MICROMAMBA_V2, true, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v2-entries.singularity", out));
+  CHECK_OK(render(&fx, LOCK, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v2-lock.Dockerfile", out));
+  CHECK_OK(render(&fx, LOCK, WV_TEMPLATE_DEFAULT, true, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v2-lock.singularity", out));
+  CHECK(same_as_fixture(fx.a, "conda-v2-entries.conda.yml", conda_yaml(fx.a, ENTRIES)));
+  CHECK_EQ_STR(conda_yaml(fx.a, LOCK), "(none)");
   /* An offline lab's defaults replace every image; explicit null basePackages drops the line. */
-  wv_template_defaults_t saved = D;
-  D.mamba_image_v2 = "lab.local/micromamba:2";
-  D.conda_base_image = "lab.local/ubuntu:24.04";
-  CHECK_OK(
-      render("{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"condaOpts\":{\"basePackages\":null}}",
-             WV_TEMPLATE_DEFAULT, false, &out));
-  D = saved;
-  CHECK(same_as_fixture("conda-v2-offline.Dockerfile", out));
-  wv_arena_free(A);
+  fx.d.mamba_image_v2 = "lab.local/micromamba:2";
+  fx.d.conda_base_image = "lab.local/ubuntu:24.04";
+  CHECK_OK(render(
+      &fx, "{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"condaOpts\":{\"basePackages\":null}}",
+      WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v2-offline.Dockerfile", out));
 }
 
 TEST(conda_v1) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   const char *out;
-  CHECK_OK(render(LOCK, WV_TEMPLATE_MICROMAMBA_V1, false, &out));
-  CHECK(same_as_fixture("conda-v1-lock.Dockerfile", out));
-  CHECK_OK(render(LOCK, WV_TEMPLATE_MICROMAMBA_V1, true, &out));
-  CHECK(same_as_fixture("conda-v1-lock.singularity", out));
-  CHECK_OK(render(ENTRIES, WV_TEMPLATE_MICROMAMBA_V1, false, &out));
-  CHECK(same_as_fixture("conda-v1-entries.Dockerfile", out));
-  CHECK_OK(render(ENTRIES, WV_TEMPLATE_MICROMAMBA_V1, true, &out));
-  CHECK(same_as_fixture("conda-v1-entries.singularity", out));
-  wv_arena_free(A);
+  CHECK_OK(render(&fx, LOCK, WV_TEMPLATE_MICROMAMBA_V1, false, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v1-lock.Dockerfile", out));
+  CHECK_OK(render(&fx, LOCK, WV_TEMPLATE_MICROMAMBA_V1, true, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v1-lock.singularity", out));
+  CHECK_OK(render(&fx, ENTRIES, WV_TEMPLATE_MICROMAMBA_V1, false, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v1-entries.Dockerfile", out));
+  CHECK_OK(render(&fx, ENTRIES, WV_TEMPLATE_MICROMAMBA_V1, true, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v1-entries.singularity", out));
 }
 
 TEST(pixi_v1) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   const char *out, *msg = NULL;
   const char *req = "{\"type\":\"CONDA\",\"entries\":[\"salmon\",\"bwa\"],\"channels\":"
                     "[\"conda-forge\",\"bioconda\"],\"pixiOpts\":{\"pixiImage\":\"my/pixi:1\","
                     "\"commands\":[\"echo a\",\"echo b\"]}}";
-  CHECK_OK(render(req, WV_TEMPLATE_PIXI_V1, false, &out));
-  CHECK(same_as_fixture("pixi-v1.Dockerfile", out));
-  CHECK_OK(render(req, WV_TEMPLATE_PIXI_V1, true, &out));
-  CHECK(same_as_fixture("pixi-v1.singularity", out));
-  CHECK_EQ_STR(conda_yaml(req),
+  CHECK_OK(render(&fx, req, WV_TEMPLATE_PIXI_V1, false, &out));
+  CHECK(same_as_fixture(fx.a, "pixi-v1.Dockerfile", out));
+  CHECK_OK(render(&fx, req, WV_TEMPLATE_PIXI_V1, true, &out));
+  CHECK(same_as_fixture(fx.a, "pixi-v1.singularity", out));
+  CHECK_EQ_STR(conda_yaml(fx.a, req),
                "channels:\n- conda-forge\n- bioconda\ndependencies:\n- salmon\n- bwa\n");
   wv_template_packages_t p;
-  CHECK_OK(packages(LOCK, &p));
+  CHECK_OK(packages(fx.a, LOCK, &p));
   CHECK_EQ_INT(
-      wv_template_packages_container_file(A, &p, WV_TEMPLATE_PIXI_V1, false, &D, &out, &msg),
+      wv_template_packages_container_file(fx.a, &p, WV_TEMPLATE_PIXI_V1, false, &fx.d, &out, &msg),
       WV_EINVAL);
   CHECK_EQ_STR(msg, "Conda lock file is not supported by 'conda/pixi:v1' template");
-  wv_arena_free(A);
 }
 
 TEST(cran_v1) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   const char *out;
   const char *req = "{\"type\":\"CRAN\",\"entries\":[\"dplyr\",\"bioc::DESeq2\"],\"channels\":"
                     "[\"cran\",\"bioconductor\",\"https://r.example.org\"],\"cranOpts\":"
                     "{\"commands\":[\"RUN echo ok\"]}}";
-  CHECK_OK(render(req, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(same_as_fixture("cran-v1-entries.Dockerfile", out));
-  CHECK_OK(render(req, WV_TEMPLATE_CRAN_V1, true, &out));
-  CHECK(same_as_fixture("cran-v1-entries.singularity", out));
+  CHECK_OK(render(&fx, req, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK(same_as_fixture(fx.a, "cran-v1-entries.Dockerfile", out));
+  CHECK_OK(render(&fx, req, WV_TEMPLATE_CRAN_V1, true, &out));
+  CHECK(same_as_fixture(fx.a, "cran-v1-entries.singularity", out));
   const char *ctx = "{\"type\":\"CRAN\",\"cranOpts\":{\"rImage\":\"rocker/r-ver:4.5.0\"}}";
-  CHECK_OK(render(ctx, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(same_as_fixture("cran-v1-context.Dockerfile", out));
-  CHECK_OK(render(ctx, WV_TEMPLATE_DEFAULT, true, &out));
-  CHECK(same_as_fixture("cran-v1-context.singularity", out));
-  CHECK_EQ_STR(conda_yaml(req), "(none)");
+  CHECK_OK(render(&fx, ctx, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK(same_as_fixture(fx.a, "cran-v1-context.Dockerfile", out));
+  CHECK_OK(render(&fx, ctx, WV_TEMPLATE_DEFAULT, true, &out));
+  CHECK(same_as_fixture(fx.a, "cran-v1-context.singularity", out));
+  CHECK_EQ_STR(conda_yaml(fx.a, req), "(none)");
   /* The Wave CLI's shape (no channels) and `cran`/`bioconductor` channels keep
    * Wave's text byte for byte; only a URL left in effect is passed to install2.r. */
   const char *cli = "{\"type\":\"CRAN\",\"entries\":[\"dplyr\"],\"cranOpts\":{\"rImage\":"
@@ -182,16 +190,16 @@ TEST(cran_v1) {
       "    && rm -rf /var/lib/apt/lists/*\n"
       "USER root\n"
       "ENV R_LIBS_USER=\"/usr/local/lib/R/site-library\"\n";
-  CHECK_OK(render(cli, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK_OK(render(&fx, cli, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK_EQ_STR(out, wave_text);
   const char *later_cran = "{\"type\":\"CRAN\",\"entries\":[\"dplyr\"],\"channels\":"
                            "[\"https://r.example.org\",\"bioconductor\",\"CRAN\"]}";
-  CHECK_OK(render(later_cran, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK_OK(render(&fx, later_cran, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK_HAS(out, "&& install2.r 'dplyr' \\\n");
   const char *local = "{\"type\":\"CRAN\",\"entries\":[\"wavedhello\"],\"channels\":"
                       "[\"http://127.0.0.1:8080\"],\"cranOpts\":{\"rImage\":\"r:1\","
                       "\"basePackages\":null}}";
-  CHECK_OK(render(local, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK_OK(render(&fx, local, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK_EQ_STR(out, "FROM r:1\n"
                     "RUN \\\n"
                     "    R -e \"options(repos = c(CRAN = 'http://127.0.0.1:8080'))\" \\\n"
@@ -201,36 +209,36 @@ TEST(cran_v1) {
                     "USER root\n"
                     "ENV R_LIBS_USER=\"/usr/local/lib/R/site-library\"\n");
   const char *odd = "{\"type\":\"CRAN\",\"entries\":[\"x\"],\"channels\":[\"http://a/'b\"]}";
-  CHECK_OK(render(odd, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK_OK(render(&fx, odd, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK_HAS(out, "install2.r 'x'");
   const char *word = "{\"type\":\"CRAN\",\"entries\":[\"x\"],\"channels\":[\"conda-forge\"]}";
-  CHECK_OK(render(word, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK_OK(render(&fx, word, WV_TEMPLATE_DEFAULT, false, &out));
   CHECK_HAS(out, "install2.r 'x'");
-  wv_arena_free(A);
 }
 
 TEST(environment_yaml) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   /* base64 of "name: rnaseq\ndependencies:\n  - salmon=1.10\n  - pip:\n    - multiqc\n" */
   const char *req =
       "{\"type\":\"CONDA\",\"environment\":\"bmFtZTogcm5hc2VxCmRlcGVuZGVuY2llczoKICAt"
       "IHNhbG1vbj0xLjEwCiAgLSBwaXA6CiAgICAtIG11bHRpcWMK\",\"channels\":[\"bioconda\"]}";
-  CHECK_EQ_STR(conda_yaml(req), "name: rnaseq\ndependencies:\n- salmon=1.10\n- pip:\n  - multiqc\n"
-                                "channels:\n- bioconda\n");
+  CHECK_EQ_STR(conda_yaml(fx.a, req),
+               "name: rnaseq\ndependencies:\n- salmon=1.10\n- pip:\n  - multiqc\n"
+               "channels:\n- bioconda\n");
   const char *dup = "{\"type\":\"CONDA\",\"environment\":\"Y2hhbm5lbHM6IFtiaW9jb25kYV0K\","
                     "\"channels\":[\"bioconda\",\"conda-forge\"]}"; /* channels: [bioconda] */
-  CHECK_EQ_STR(conda_yaml(dup), "channels:\n- bioconda\n- conda-forge\n");
+  CHECK_EQ_STR(conda_yaml(fx.a, dup), "channels:\n- bioconda\n- conda-forge\n");
   const char *out;
-  CHECK_OK(render(req, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(same_as_fixture("conda-v2-environment.Dockerfile", out));
-  wv_arena_free(A);
+  CHECK_OK(render(&fx, req, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v2-environment.Dockerfile", out));
 }
 
 /* A CONDA request whose environment is `text` (base64-encoded here), with channels JSON. */
-static const char *env_request(const char *text, const char *channels) {
+static const char *env_request(wv_arena_t *a, const char *text, const char *channels) {
   static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   size_t n = strlen(text);
-  char *b = wv_arena_alloc(A, (n + 2) / 3 * 4 + 1), *w = b;
+  char *b = wv_arena_alloc(a, (n + 2) / 3 * 4 + 1), *w = b;
   for (size_t i = 0; i < n; i += 3) {
     unsigned v = (unsigned char)text[i] << 16;
     v |= i + 1 < n ? (unsigned char)text[i + 1] << 8 : 0;
@@ -240,13 +248,14 @@ static const char *env_request(const char *text, const char *channels) {
     *w++ = i + 2 < n ? tbl[v & 63] : '=';
   }
   *w = '\0';
-  return wv_arena_sprintf(A, "{\"type\":\"CONDA\",\"environment\":\"%s\"%s%s}", b,
+  return wv_arena_sprintf(a, "{\"type\":\"CONDA\",\"environment\":\"%s\"%s%s}", b,
                           channels ? ",\"channels\":" : "", channels ? channels : "");
 }
 
 /* nf-wave sends .txt conda files (explicit lock files, spec lists) as `environment`. */
 TEST(environment_text) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   const char *lock =
       "# This file may be used to create an environment using:\n"
       "# $ conda create --name <env> --file <this file>\n"
@@ -256,16 +265,16 @@ TEST(environment_text) {
       "zlib-1.3.1-hb9d3cd8_2.conda#c9f075ab2f33b3bbee9e62d4ad0a6cd8\n"
       "  https://conda.anaconda.org/bioconda/linux-64/bwa-0.7.18-he4a0461_1.tar.bz2\r\n"
       "\n";
-  CHECK_EQ_STR(conda_yaml(env_request(lock, NULL)),
+  CHECK_EQ_STR(conda_yaml(fx.a, env_request(fx.a, lock, NULL)),
                "dependencies:\n"
                "- https://conda.anaconda.org/conda-forge/linux-64/"
                "zlib-1.3.1-hb9d3cd8_2.conda#c9f075ab2f33b3bbee9e62d4ad0a6cd8\n"
                "- https://conda.anaconda.org/bioconda/linux-64/bwa-0.7.18-he4a0461_1.tar.bz2\n");
   /* The container file is Wave's conda-file template, as for a YAML environment. */
   const char *out;
-  CHECK_OK(render(env_request(lock, NULL), WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(same_as_fixture("conda-v2-environment.Dockerfile", out));
-  CHECK_OK(render(env_request(lock, NULL), WV_TEMPLATE_MICROMAMBA_V1, false, &out));
+  CHECK_OK(render(&fx, env_request(fx.a, lock, NULL), WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK(same_as_fixture(fx.a, "conda-v2-environment.Dockerfile", out));
+  CHECK_OK(render(&fx, env_request(fx.a, lock, NULL), WV_TEMPLATE_MICROMAMBA_V1, false, &out));
   const char *v1 = "FROM mambaorg/micromamba:1.5.10-noble\n"
                    "COPY --chown=$MAMBA_USER:$MAMBA_USER conda.yml /tmp/conda.yml\n"
                    "RUN micromamba install -y -n base -f /tmp/conda.yml \\\n";
@@ -273,32 +282,34 @@ TEST(environment_text) {
 
   /* A spec list gives the YAML of the same specs sent as entries (one spec per line). */
   const char *specs = "# comment\nbioconda::samtools=1.17\n\nnumpy >=1.20\npip:multiqc==1.21\n";
-  const char *as_text = conda_yaml(env_request(specs, "[\"conda-forge\",\"bioconda\"]"));
+  const char *as_text =
+      conda_yaml(fx.a, env_request(fx.a, specs, "[\"conda-forge\",\"bioconda\"]"));
   CHECK_EQ_STR(as_text, "channels:\n- conda-forge\n- bioconda\ndependencies:\n"
                         "- bioconda::samtools=1.17\n- numpy >=1.20\n- pip\n- pip:\n"
                         "  - multiqc==1.21\n");
-  CHECK_EQ_STR(conda_yaml("{\"type\":\"CONDA\",\"entries\":[\"bioconda::samtools=1.17\"],"
-                          "\"channels\":[\"bioconda\"]}"),
-               conda_yaml(env_request("bioconda::samtools=1.17\n", "[\"bioconda\"]")));
+  CHECK_EQ_STR(conda_yaml(fx.a, "{\"type\":\"CONDA\",\"entries\":[\"bioconda::samtools=1.17\"],"
+                                "\"channels\":[\"bioconda\"]}"),
+               conda_yaml(fx.a, env_request(fx.a, "bioconda::samtools=1.17\n", "[\"bioconda\"]")));
 
   /* Errors: a bad lock line, an empty lock, pip:: in a list; YAML files keep the YAML checks. */
-  CHECK_EQ_STR(conda_yaml(env_request("@EXPLICIT\nhttps://x/a.conda\nzlib=1.3\n", NULL)),
-               "Invalid conda lock file at line 3: expected one http(s) package URL");
-  CHECK_EQ_STR(conda_yaml(env_request("# c\n@EXPLICIT\n# nothing\n", NULL)),
+  CHECK_EQ_STR(
+      conda_yaml(fx.a, env_request(fx.a, "@EXPLICIT\nhttps://x/a.conda\nzlib=1.3\n", NULL)),
+      "Invalid conda lock file at line 3: expected one http(s) package URL");
+  CHECK_EQ_STR(conda_yaml(fx.a, env_request(fx.a, "# c\n@EXPLICIT\n# nothing\n", NULL)),
                "Invalid conda lock file: no package URL after @EXPLICIT");
-  CHECK_EQ_STR(conda_yaml(env_request("pip::x\n", NULL)),
+  CHECK_EQ_STR(conda_yaml(fx.a, env_request(fx.a, "pip::x\n", NULL)),
                "Invalid pip prefix - Likely you want to use 'pip:x' instead of 'pip::x'");
-  const char *bad = conda_yaml(env_request("name: x\ndependencies:\n  - [a\n", NULL));
+  const char *bad = conda_yaml(fx.a, env_request(fx.a, "name: x\ndependencies:\n  - [a\n", NULL));
   CHECK_PREFIX(bad, "Invalid conda YAML at line");
-  bad = conda_yaml(env_request("samtools\n- bwa\n", NULL));
+  bad = conda_yaml(fx.a, env_request(fx.a, "samtools\n- bwa\n", NULL));
   CHECK_PREFIX(bad, "Invalid conda YAML at line");
-  bad = conda_yaml(env_request("# only a comment\n", NULL));
+  bad = conda_yaml(fx.a, env_request(fx.a, "# only a comment\n", NULL));
   CHECK_PREFIX(bad, "Invalid conda YAML at line");
-  wv_arena_free(A);
 }
 
 TEST(validation_messages) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   struct {
     const char *json;
     wv_template_t tpl;
@@ -327,49 +338,50 @@ TEST(validation_messages) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     wv_template_packages_t p;
     const char *out, *msg = NULL;
-    CHECK_OK(packages(cases[i].json, &p));
-    CHECK_EQ_INT(wv_template_packages_container_file(A, &p, cases[i].tpl, false, &D, &out, &msg),
-                 WV_EINVAL);
+    CHECK_OK(packages(fx.a, cases[i].json, &p));
+    CHECK_EQ_INT(
+        wv_template_packages_container_file(fx.a, &p, cases[i].tpl, false, &fx.d, &out, &msg),
+        WV_EINVAL);
     CHECK_EQ_STR(msg, cases[i].msg);
   }
   wv_template_packages_t p;
   const char *msg = NULL;
   json_object *o = json_tokener_parse("{\"type\":\"PIP\"}");
-  CHECK_EQ_INT(wv_template_packages_from_json(A, o, &p, &msg), WV_EINVAL);
+  CHECK_EQ_INT(wv_template_packages_from_json(fx.a, o, &p, &msg), WV_EINVAL);
   json_object_put(o);
   o = json_tokener_parse("{\"type\":\"CONDA\",\"entries\":[1]}");
-  CHECK_EQ_INT(wv_template_packages_from_json(A, o, &p, &msg), WV_EINVAL);
+  CHECK_EQ_INT(wv_template_packages_from_json(fx.a, o, &p, &msg), WV_EINVAL);
   json_object_put(o);
   /* Explicit nulls everywhere are accepted. */
-  CHECK_OK(packages("{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"environment\":null,"
+  CHECK_OK(packages(fx.a,
+                    "{\"type\":\"CONDA\",\"entries\":[\"bwa\"],\"environment\":null,"
                     "\"channels\":null,\"condaOpts\":null,\"cranOpts\":null}",
                     &p));
   CHECK(p.channels == NULL && p.conda_opts == NULL);
   wv_template_t t;
-  CHECK_EQ_INT(wv_template_parse(A, "conda/foo:v9", &t, &msg), WV_EINVAL);
-  CHECK_OK(wv_template_parse(A, "conda/pixi:v1", &t, &msg));
+  CHECK_EQ_INT(wv_template_parse(fx.a, "conda/foo:v9", &t, &msg), WV_EINVAL);
+  CHECK_OK(wv_template_parse(fx.a, "conda/pixi:v1", &t, &msg));
   CHECK_EQ_INT(t, WV_TEMPLATE_PIXI_V1);
-  wv_arena_free(A);
 }
 
 /* The spec's example 2 (contract §10.3): a Wave CLI conda build whose hosted tag is known. */
 TEST(spec_example_2_tag) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   const char *req = "{\"type\":\"CONDA\",\"entries\":[\"bioconda::samtools=1.17\"],\"channels\":"
                     "[\"conda-forge\",\"bioconda\"],\"condaOpts\":{\"mambaImage\":"
                     "\"mambaorg/micromamba:1.5.10-noble\",\"basePackages\":\"conda-forge::procps-"
                     "ng\",\"baseImage\":\"ubuntu:24.04\"}}";
-  const char *file, *yaml = conda_yaml(req), *img;
-  CHECK_OK(render(req, WV_TEMPLATE_DEFAULT, false, &file));
+  const char *file, *yaml = conda_yaml(fx.a, req), *img;
+  CHECK_OK(render(&fx, req, WV_TEMPLATE_DEFAULT, false, &file));
   wv_checksum_input_t in = {.container_file = file,
                             .conda_file = yaml,
                             .platform = "linux/amd64",
                             .repository = "private.cr.seqera.io/wave/build"};
   char id[WV_CHECKSUM_STRLEN];
   CHECK_OK(wv_checksum_container_id(&in, id));
-  CHECK_OK(wv_naming_target_image(A, false, in.repository, id, yaml, WV_NAMING_DEFAULT, &img));
+  CHECK_OK(wv_naming_target_image(fx.a, false, in.repository, id, yaml, WV_NAMING_DEFAULT, &img));
   CHECK_PREFIX(img, "private.cr.seqera.io/wave/build:samtools-1.17--");
-  wv_arena_free(A);
 }
 
 /*
@@ -379,40 +391,42 @@ TEST(spec_example_2_tag) {
  * reference tests/fixtures/gen_checksum_vectors.py over those texts (platform linux/amd64,
  * repository wave/build).
  */
-static const char *shape_id(const char *file, const char *yaml) {
+static const char *shape_id(wv_arena_t *a, const char *file, const char *yaml) {
   wv_checksum_input_t in = {.container_file = file,
                             .conda_file = yaml,
                             .platform = "linux/amd64",
                             .repository = "wave/build"};
-  char *id = wv_arena_alloc(A, WV_CHECKSUM_STRLEN);
+  char *id = wv_arena_alloc(a, WV_CHECKSUM_STRLEN);
   return wv_checksum_container_id(&in, id) ? "error" : id;
 }
 
 TEST(wave_request_shapes) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   const char *out, *yaml;
   /* entries with channels, default template. ContainerHelperTest: "should create conda docker
    * file with packages using micromamba v2 by default". */
   const char *entries = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
                         "\"channels\":[\"conda-forge\",\"bioconda\"]}";
-  CHECK_OK(render(entries, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(same_as_fixture("wave-v2-entries.Dockerfile", out));
-  CHECK_EQ_STR(yaml = conda_yaml(entries), "channels:\n- conda-forge\n- bioconda\ndependencies:\n"
-                                           "- bwa=0.7.15\n- salmon=1.1.1\n");
-  CHECK_EQ_STR(shape_id(out, yaml), "dd3faed20244213c");
+  CHECK_OK(render(&fx, entries, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK(same_as_fixture(fx.a, "wave-v2-entries.Dockerfile", out));
+  CHECK_EQ_STR(yaml = conda_yaml(fx.a, entries),
+               "channels:\n- conda-forge\n- bioconda\ndependencies:\n"
+               "- bwa=0.7.15\n- salmon=1.1.1\n");
+  CHECK_EQ_STR(shape_id(fx.a, out, yaml), "dd3faed20244213c");
   /* The Wave CLI's shape: condaOpts with the v1 image, which the v2 template replaces.
    * CondaHelperTest: "should override a v1 mamba image with the v2 default in v2". */
   const char *cli = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
                     "\"channels\":[\"conda-forge\",\"bioconda\"],\"condaOpts\":{\"mambaImage\":"
                     "\"mambaorg/micromamba:1.5.10-noble\",\"basePackages\":\"conda-forge::procps-"
                     "ng\",\"baseImage\":\"ubuntu:24.04\",\"commands\":null}}";
-  CHECK_OK(render(cli, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(same_as_fixture("wave-v2-entries.Dockerfile", out));
-  CHECK_EQ_STR(shape_id(out, conda_yaml(cli)), "dd3faed20244213c");
+  CHECK_OK(render(&fx, cli, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK(same_as_fixture(fx.a, "wave-v2-entries.Dockerfile", out));
+  CHECK_EQ_STR(shape_id(fx.a, out, conda_yaml(fx.a, cli)), "dd3faed20244213c");
   /* The generated conda file. ContainerHelperTest: "should validate conda packages helper". */
-  CHECK(same_as_fixture("wave-packages.conda.yml",
-                        conda_yaml("{\"type\":\"CONDA\",\"entries\":[\"this\",\"that\"],"
-                                   "\"channels\":[\"defaults\"]}")));
+  CHECK(same_as_fixture(fx.a, "wave-packages.conda.yml",
+                        conda_yaml(fx.a, "{\"type\":\"CONDA\",\"entries\":[\"this\",\"that\"],"
+                                         "\"channels\":[\"defaults\"]}")));
 
   /* environment file + channels (nf-wave's local conda file). ContainerHelperTest: "should
    * validate conda env and channels helper" (conda file); TemplateUtilsTest: "should create
@@ -421,27 +435,26 @@ TEST(wave_request_shapes) {
                     "IGJ3YT0wLjcuMTUKLSBzYWxtb249MS4xLjEK\",\"channels\":[\"xx\",\"yy\"],"
                     "\"condaOpts\":{\"mambaImage\":\"mambaorg/micromamba:2.1.1\",\"baseImage\":"
                     "\"ubuntu:24.04\",\"basePackages\":\"conda-forge::procps-ng\"}}";
-  CHECK(same_as_fixture("wave-env-channels.conda.yml", yaml = conda_yaml(env)));
-  CHECK_OK(render(env, WV_TEMPLATE_DEFAULT, false, &out));
-  CHECK(same_as_fixture("wave-v2-file.Dockerfile", out));
-  CHECK_EQ_STR(shape_id(out, yaml), "eb06328a47325604");
+  CHECK(same_as_fixture(fx.a, "wave-env-channels.conda.yml", yaml = conda_yaml(fx.a, env)));
+  CHECK_OK(render(&fx, env, WV_TEMPLATE_DEFAULT, false, &out));
+  CHECK(same_as_fixture(fx.a, "wave-v2-file.Dockerfile", out));
+  CHECK_EQ_STR(shape_id(fx.a, out, yaml), "eb06328a47325604");
 
   /* lock-file URL. ContainerHelperTest: "should create conda docker file with lock file and
    * micromamba v2"; no conda file. */
   const char *lock = "{\"type\":\"CONDA\",\"entries\":[\"https://foo.com/lock.yml\"],"
                      "\"channels\":[\"conda-forge\",\"bioconda\"]}";
-  CHECK_OK(render(lock, WV_TEMPLATE_MICROMAMBA_V2, false, &out));
-  CHECK(same_as_fixture("wave-v2-lock.Dockerfile", out));
-  CHECK_EQ_STR(conda_yaml(lock), "(none)");
-  CHECK_EQ_STR(shape_id(out, NULL), "8a499c12066c303a");
+  CHECK_OK(render(&fx, lock, WV_TEMPLATE_MICROMAMBA_V2, false, &out));
+  CHECK(same_as_fixture(fx.a, "wave-v2-lock.Dockerfile", out));
+  CHECK_EQ_STR(conda_yaml(fx.a, lock), "(none)");
+  CHECK_EQ_STR(shape_id(fx.a, out, NULL), "8a499c12066c303a");
 
   /* pixi. ContainerHelperTest: "should create conda docker file with packages and pixi". */
   const char *pixi = "{\"type\":\"CONDA\",\"entries\":[\"bwa=0.7.15\",\"salmon=1.1.1\"],"
                      "\"channels\":[\"conda-forge\"]}";
-  CHECK_OK(render(pixi, WV_TEMPLATE_PIXI_V1, false, &out));
-  CHECK(same_as_fixture("wave-pixi-entries.Dockerfile", out));
-  CHECK_EQ_STR(shape_id(out, conda_yaml(pixi)), "a503d19638edca11");
-  wv_arena_free(A);
+  CHECK_OK(render(&fx, pixi, WV_TEMPLATE_PIXI_V1, false, &out));
+  CHECK(same_as_fixture(fx.a, "wave-pixi-entries.Dockerfile", out));
+  CHECK_EQ_STR(shape_id(fx.a, out, conda_yaml(fx.a, pixi)), "a503d19638edca11");
 }
 
 #define H64(c)                                                                                     \
@@ -449,7 +462,8 @@ TEST(wave_request_shapes) {
       c c c c c c c c c c c c c c c c
 
 TEST(freeze_rewrite) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   const char *ep[] = {"/bin/sh", "-c"}, *cmd[] = {"echo", "hi"}, *env[] = {"A=1", "B=two"};
   wv_container_layer_t layers[] = {
       {"data:xx", "sha256:" H64("a"), 10, "sha256:" H64("b")},
@@ -459,39 +473,39 @@ TEST(freeze_rewrite) {
   wv_freeze_input_t in = {
       .container_image = "ubuntu:24.04", .config = &cc, .entry_chain = chain, .n_entry_chain = 2};
   const char *out;
-  CHECK_OK(wv_freeze_container_file(A, &in, &out));
-  CHECK(same_as_fixture("freeze-image.Dockerfile", out));
+  CHECK_OK(wv_freeze_container_file(fx.a, &in, &out));
+  CHECK(same_as_fixture(fx.a, "freeze-image.Dockerfile", out));
   in.singularity = true;
   const char *sep[] = {"my tool", "it's"};
   wv_container_config_t scc = cc;
   scc.entrypoint = sep;
   in.config = &scc;
-  CHECK_OK(wv_freeze_container_file(A, &in, &out));
-  CHECK(same_as_fixture("freeze-image.singularity", out));
+  CHECK_OK(wv_freeze_container_file(fx.a, &in, &out));
+  CHECK(same_as_fixture(fx.a, "freeze-image.singularity", out));
   /* A container file with a config: the file, a newline, the comment, then the config. */
   wv_freeze_input_t f = {.container_file = "FROM alpine\nRUN true", .config = &cc};
-  CHECK_OK(wv_freeze_container_file(A, &f, &out));
-  CHECK(same_as_fixture("freeze-file.Dockerfile", out));
+  CHECK_OK(wv_freeze_container_file(fx.a, &f, &out));
+  CHECK(same_as_fixture(fx.a, "freeze-file.Dockerfile", out));
   /* A container file without a config is built as it is; an image alone still gets FROM. */
   wv_container_config_t empty = {0};
   f.config = &empty;
-  CHECK_OK(wv_freeze_container_file(A, &f, &out));
+  CHECK_OK(wv_freeze_container_file(fx.a, &f, &out));
   CHECK(out == NULL);
   wv_freeze_input_t img = {.container_image = "alpine:3"};
-  CHECK_OK(wv_freeze_container_file(A, &img, &out));
+  CHECK_OK(wv_freeze_container_file(fx.a, &img, &out));
   CHECK_EQ_STR(out, "# wave generated container file\nFROM alpine:3\n");
   wv_freeze_input_t none = {0};
-  CHECK_EQ_INT(wv_freeze_container_file(A, &none, &out), WV_EINVAL);
-  CHECK_EQ_STR(wv_freeze_layer_name(A, &layers[0]), "layer-" H64("a") ".tar.gz");
-  wv_arena_free(A);
+  CHECK_EQ_INT(wv_freeze_container_file(fx.a, &none, &out), WV_EINVAL);
+  CHECK_EQ_STR(wv_freeze_layer_name(fx.a, &layers[0]), "layer-" H64("a") ".tar.gz");
 }
 
 TEST(freeze_entrypoint_source) {
-  A = wv_arena_new(0);
+  tfx_t fx;
+  CHECK(tfx_open(&fx));
   const char **e, *img;
   size_t n;
   CHECK_OK(wv_freeze_entrypoint_source(
-      A,
+      fx.a,
       "FROM a AS build\nENTRYPOINT [\"x\"]\nFROM --platform=linux/amd64 b:1\n"
       "ENTRYPOINT [\"/bin/tini\", \"--\"]\nRUN x\nENTRYPOINT run  me\n",
       &e, &n, &img));
@@ -500,22 +514,18 @@ TEST(freeze_entrypoint_source) {
   CHECK_EQ_STR(e[1], "me");
   CHECK(img == NULL);
   CHECK_OK(wv_freeze_entrypoint_source(
-      A, "FROM a\nENTRYPOINT [\"/bin/tini\", \"--\"]\nFROM --platform=linux/amd64 b:1\nRUN x\n", &e,
-      &n, &img));
+      fx.a, "FROM a\nENTRYPOINT [\"/bin/tini\", \"--\"]\nFROM --platform=linux/amd64 b:1\nRUN x\n",
+      &e, &n, &img));
   CHECK(e == NULL);
   CHECK_EQ_STR(img, "b:1");
-  CHECK_OK(wv_freeze_entrypoint_source(A, "BootStrap: docker\nFrom: alpine:3\n", &e, &n, &img));
+  CHECK_OK(wv_freeze_entrypoint_source(fx.a, "BootStrap: docker\nFrom: alpine:3\n", &e, &n, &img));
   CHECK_EQ_STR(img, "alpine:3");
-  CHECK_OK(
-      wv_freeze_entrypoint_source(A, "FROM a\nENTRYPOINT [\"/bin/tini\", \"--\"]\n", &e, &n, &img));
+  CHECK_OK(wv_freeze_entrypoint_source(fx.a, "FROM a\nENTRYPOINT [\"/bin/tini\", \"--\"]\n", &e, &n,
+                                       &img));
   CHECK_EQ_INT(n, 2);
   CHECK_EQ_STR(e[0], "/bin/tini");
   CHECK_EQ_STR(e[1], "--");
-  wv_arena_free(A);
 }
-
-static void setup(void) __attribute__((constructor));
-static void setup(void) { wv_template_defaults_wave(&D); }
 
 WV_TESTS(T(conda_v2), T(conda_v1), T(pixi_v1), T(cran_v1), T(environment_yaml), T(environment_text),
          T(validation_messages), T(spec_example_2_tag), T(wave_request_shapes), T(freeze_rewrite),

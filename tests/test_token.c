@@ -4,7 +4,8 @@
 #include "tests/runner.h"
 
 TEST(round_trip) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_token_rec_t t = {.token = "abc123def456",
                       .kind = WV_TOKEN_CONTAINER,
                       .registry = "127.0.0.1:5001",
@@ -35,11 +36,11 @@ TEST(round_trip) {
   CHECK_OK(wv_token_decode(a, b.data, b.len, &d));
   CHECK_EQ_INT(d.kind, WV_TOKEN_MIRROR);
   wv_buf_free(&b);
-  wv_arena_free(a);
 }
 
 TEST(refuses_bad_records) {
-  wv_arena_t *a = wv_arena_new(0);
+  wv_arena_t *a = wv_test_arena();
+  CHECK(a);
   wv_token_rec_t d;
   const char *bad[] = {"", "[]", "{\"token\":\"x\"}",
                        "{\"token\":1,\"registry\":\"r\",\"image\":\"i\"}",
@@ -51,7 +52,6 @@ TEST(refuses_bad_records) {
   wv_buf_init(&b, 100);
   CHECK_EQ_INT(wv_token_encode(&t, &b), WV_EINVAL);
   wv_buf_free(&b);
-  wv_arena_free(a);
 }
 
 WV_TESTS(T(round_trip), T(refuses_bad_records))
