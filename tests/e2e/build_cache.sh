@@ -36,13 +36,13 @@ build() {
     -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
     "$WAVED_URL/v2/${path%:*}/manifests/${path##*:}" >"$T/$1.code"
   # The image is served once imported; the prune step may still run: wait for the job's end.
-  local i
-  for i in $(seq 1 600); do
-    curl -s -o "$T/$1.st" "$WAVED_URL/v1alpha2/container/$(json_get "$T/$1.json" 'd["requestId"]')/status"
-    [ "$(json_get "$T/$1.st" 'd["status"]' 2>/dev/null)" = DONE ] && break
-    sleep 0.1
-  done
+  poll_until 60 done_status "$1" || true
   curl -s -o "$T/$1.log" "$WAVED_URL/v1alpha1/builds/$(json_get "$T/$1.json" 'd["buildId"]')/logs"
+}
+# done_status NAME — fetches NAME's container status into $T/NAME.st; true once DONE.
+done_status() {
+  curl -s -o "$T/$1.st" "$WAVED_URL/v1alpha2/container/$(json_get "$T/$1.json" 'd["requestId"]')/status"
+  [ "$(json_get "$T/$1.st" 'd["status"]' 2>/dev/null)" = DONE ]
 }
 # stamp_of NAME — stamp.txt of the pulled image's last layer.
 stamp_of() {

@@ -44,13 +44,10 @@ gated_file() {
 starts() { grep -c "GET /start-$1 " "$T/gate.log" || true; }
 open_gate() { touch "$T/gate/go-$1"; }
 wait_start() { # TAG — until its RUN has started (60 s)
-  local i
-  for i in $(seq 1 600); do
-    [ "$(starts "$1")" -ge 1 ] && return 0
-    sleep 0.1
-  done
-  return 1
+  poll_until 60 started "$1" 1
 }
+started() { [ "$(starts "$1")" -ge "$2" ]; } # TAG N — its RUN has started N times
+built() { [ "$(build_state "$NGX" "$1")" = True ]; } # BUILD_ID — it succeeded
 
 # ---- three instances and nginx ----------------------------------------------------------
 NGX_PORT=$(free_port)
@@ -200,10 +197,7 @@ done
 ok "five more identical pairs: one build id each" is "$SAME" 5
 for k in 1 2 3 4 5; do
   IDK=$(field "$T/pa$k.json" 'd["buildId"]')
-  for i in $(seq 1 300); do
-    [ "$(build_state "$NGX" "$IDK")" = True ] && break
-    sleep 0.1
-  done
+  poll_until 30 built "$IDK" || true
   echo "$IDK $(cat "$T"/{A,B,C}/waved.log | grep -c "jobs: $IDK (build) SUCCEEDED")"
 done >"$T/pairs.txt"
 ok "each ran once" is "$(awk '$2 != 1' "$T/pairs.txt" | wc -l)" 0
@@ -225,10 +219,7 @@ sleep 0.5
 KILL_AT=$(date +%s%N)
 kill -9 "${PID[$VICTIM]}"
 wait "${PID[$VICTIM]}" 2>/dev/null || true
-for i in $(seq 1 300); do
-  [ "$(starts three)" -ge 2 ] && break
-  sleep 0.1
-done
+poll_until 30 started three 2 || true
 RECLAIM_MS=$((($(date +%s%N) - KILL_AT) / 1000000))
 NEWOWNER=$(rcli GET "cl.joblease:$ID3")
 log "build $ID3 of $VICTIM runs again on $NEWOWNER ${RECLAIM_MS} ms after kill -9"
@@ -263,10 +254,7 @@ ok "the finished build's record survives" has "$(rcli GET "cl.jobs:$ID2")" '"sta
 ok "the queue survives: its message still pending" is "$(rcli XPENDING cl.jobq:build waved | head -1)" 1
 ok "a token made before pulls through nginx" is "$(manifest "$NGX" "$P1")" 200
 open_gate four
-for i in $(seq 1 600); do
-  [ "$(build_state "$NGX" "$ID4")" = True ] && break
-  sleep 0.1
-done
+poll_until 60 built "$ID4" || true
 ok "the build running across the restart succeeds" is "$(build_state "$NGX" "$ID4")" True
 ok "and is acknowledged" is "$(rcli XPENDING cl.jobq:build waved | head -1)" 0
 CF5=$(printf 'FROM %s\nRUN echo five > /five\n' "$BB" | base64 -w0)

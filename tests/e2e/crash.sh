@@ -36,6 +36,8 @@ field() { json_get "$1" "$2" 2>/dev/null || true; }
 
 tree() { proc_tree "$@"; } # lib.sh
 alive() { procs_alive "$@"; }
+none_alive() { [ "$(alive "$1")" = 0 ]; } # TREE_FILE — nothing of it runs
+sleep_in_tree() { tree "$WAVED_PID" >"$1" && grep -q ':sleep$' "$1"; } # FILE — the RUN sleep runs
 # Processes whose command line names this waved's storage (buildah --root and the like).
 storage_procs() {
   local n=0 f
@@ -47,12 +49,7 @@ storage_procs() {
 # wait_sleep FILE — waits (60 s) until the build's RUN sleep runs below waved; the tree
 # goes to FILE.
 wait_sleep() {
-  local i
-  for i in $(seq 1 600); do
-    tree "$WAVED_PID" >"$1"
-    grep -q ':sleep$' "$1" && return 0
-    sleep 0.1
-  done
+  poll_until 60 sleep_in_tree "$1" && return 0
   cat "$1" >&2
   return 1
 }
@@ -82,10 +79,7 @@ runner_of() { grep ':waved$' "$1" | head -1 | cut -d: -f1; }
 ok "crash: the step runs under its job runner" \
   bash -c "tr '\0' ' ' </proc/$(runner_of "$T/tree1")/cmdline | grep -q -- '--job-exec --parent $WAVED_PID --job '"
 kill9_waved
-for i in $(seq 1 50); do
-  [ "$(alive "$T/tree1")" = 0 ] && break
-  sleep 0.1
-done
+poll_until 5 none_alive "$T/tree1" || true
 ok "crash: nothing of the build runs 5 s after kill -9" is "$(alive "$T/tree1")" 0
 ok "crash: no process names the storage path" is "$(storage_procs)" 0
 restart_waved
@@ -109,10 +103,7 @@ ok "leftover: the stopped runner's build outlives waved" test "$(alive "$T/tree2
 grep ':sleep$' "$T/tree2" >"$T/sleep2"
 ok "leftover: its sleep still runs" test "$(alive "$T/sleep2")" -ge 1
 restart_waved
-for i in $(seq 1 50); do
-  [ "$(alive "$T/tree2")" = 0 ] && break
-  sleep 0.1
-done
+poll_until 5 none_alive "$T/tree2" || true
 ok "leftover: the restart killed the whole group" is "$(alive "$T/tree2")" 0
 ok "leftover: waved logs it" grep -q "$ID2: killed .* leftover process" "$WAVED_DIR/waved.log"
 get "/v1alpha1/builds/$ID2" "$T/b2.json" >/dev/null

@@ -39,10 +39,8 @@ log "anonymous $SRC, basic $PRIV"
 PLAIN80=0
 $PY "$(dirname "${BASH_SOURCE[0]}")/slow_proxy.py" 80 "${PRIV#*:}" 0 >"$T/relay80.log" 2>&1 &
 E2E_PIDS+=($!)
-for _ in $(seq 1 50); do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/v2/)" = 401 ] && { PLAIN80=1; break; }
-  sleep 0.1
-done
+plain80_up() { [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:80/v2/)" = 401 ]; }
+poll_until 5 plain80_up && PLAIN80=1
 [ "$PLAIN80" = 1 ] || echo "# port 80 unavailable: plain-form checks skipped"
 
 WAVED_LOG_LEVEL=info
@@ -117,10 +115,8 @@ ok "bob mirror into $PRIV -> 403" \
   is "$(post /v1alpha2/container "{\"containerImage\":\"$SRC/library/busybox:latest\",\"mirror\":true,\"buildRepository\":\"$PRIV/mirrored\",\"towerAccessToken\":\"$BOB\"}" "$T/m1.json")" 403
 ok "alice mirror into $PRIV -> 200 and DONE" \
   bash -c "[ \"\$(curl -s -o '$T/m2.json' -w '%{http_code}' -H 'Content-Type: application/json' --data-binary '{\"containerImage\":\"$SRC/library/busybox:latest\",\"mirror\":true,\"buildRepository\":\"$PRIV/mirrored\",\"towerAccessToken\":\"$ALICE\"}' '$WAVED_URL/v1alpha2/container')\" = 200 ]"
-for _ in $(seq 1 300); do
-  skopeo inspect --tls-verify=false --creds "$USER_:$PASS_" "docker://$PRIV/mirrored/library/busybox:latest" >/dev/null 2>&1 && break
-  sleep 0.2
-done
+mirrored() { skopeo inspect --tls-verify=false --creds "$USER_:$PASS_" "docker://$PRIV/mirrored/library/busybox:latest" >/dev/null 2>&1; }
+POLL_EVERY=0.2 poll_until 60 mirrored || true
 ok "... the mirrored image is in $PRIV (pushed with the credentials for alice)" \
   skopeo inspect --tls-verify=false --creds "$USER_:$PASS_" "docker://$PRIV/mirrored/library/busybox:latest"
 

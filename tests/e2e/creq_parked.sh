@@ -139,10 +139,8 @@ ok "after SIGKILL: all 400 tokens answer their status, 20 pull the augmented ima
 # ---- SIGTERM in the middle of a burst: what was answered 200 survives -------------------------
 burst 2000 50 "$T/b2" &
 bp=$!
-for _ in $(seq 300); do # until the burst is well under way (at most 30 s)
-  [ "$(wc -l <"$T/b2" 2>/dev/null || echo 0)" -ge 200 ] && break
-  sleep 0.1
-done
+under_way() { [ "$(wc -l <"$T/b2" 2>/dev/null || echo 0)" -ge 200 ]; }
+poll_until 30 under_way || true # until the burst is well under way
 kill -TERM "$WAVED_PID"
 wait "$bp"
 rc=0

@@ -49,8 +49,8 @@ http: {addr: "127.0.0.1:$REG_PORT", secret: local-test, tls: {certificate: $T/pk
 YML
 docker-registry serve "$T/reg-lab/config.yml" >"$T/reg-lab/registry.log" 2>&1 &
 E2E_PIDS+=($!)
-for i in $(seq 1 250); do curl -s --cacert "$T/pki/ca.crt" --resolve "$LAB_NAME:$REG_PORT:127.0.0.1" \
-    -o /dev/null "https://$LAB_NAME:$REG_PORT/v2/" && break; sleep 0.05; done
+POLL_EVERY=0.05 poll_until 12 curl -s --cacert "$T/pki/ca.crt" \
+  --resolve "$LAB_NAME:$REG_PORT:127.0.0.1" -o /dev/null "https://$LAB_NAME:$REG_PORT/v2/" || true
 REG="$LAB_NAME:$REG_PORT"
 make_busybox_layout "$T/busybox"
 skopeo copy --quiet --dest-tls-verify=false "oci:$T/busybox:latest" \

@@ -189,11 +189,11 @@ SID=$(field "$T/r5.json" 'd["scanId"]')
 ok "scan: the response names the scan, succeeded omitted" \
   is "$(field "$T/r5.json" '[d["scanId"][:3], "succeeded" in d]')" '["sc-", false]'
 ok "scan: container status DONE" wait_done "$(field "$T/r5.json" 'd["requestId"]')"
-for i in $(seq 1 300); do
-  curl -s -o "$T/scan.json" "$WAVED_URL/v1alpha1/scans/$SID"
-  [ "$(field "$T/scan.json" 'd["status"]')" = PENDING ] || break
-  sleep 0.1
-done
+scan_ended() { # ID FILE — fetches scan ID into FILE; true once it is no longer PENDING
+  curl -s -o "$2" "$WAVED_URL/v1alpha1/scans/$1"
+  [ "$(field "$2" 'd["status"]')" != PENDING ]
+}
+poll_until 30 scan_ended "$SID" "$T/scan.json" || true
 ok "scan: the scan ran on the frozen image after the push" \
   is "$(field "$T/scan.json" '[d["status"], d["buildId"], d["containerImage"]]')" \
   "[\"SUCCEEDED\", \"$(field "$T/r5.json" 'd["buildId"]')\", \"$(field "$T/r5.json" 'd["targetImage"]')\"]"
@@ -204,11 +204,7 @@ MSID=$(field "$T/r6.json" 'd["scanId"]')
 ok "scan: the mirror response names the scan, succeeded omitted" \
   is "$(field "$T/r6.json" '[d["scanId"][:3], "succeeded" in d, d["mirror"]]')" '["sc-", false, true]'
 ok "scan: mirror status DONE" wait_done "$(field "$T/r6.json" 'd["requestId"]')"
-for i in $(seq 1 300); do
-  curl -s -o "$T/mscan.json" "$WAVED_URL/v1alpha1/scans/$MSID"
-  [ "$(field "$T/mscan.json" 'd["status"]')" = PENDING ] || break
-  sleep 0.1
-done
+poll_until 30 scan_ended "$MSID" "$T/mscan.json" || true
 ok "scan: the scan ran on the mirrored image" \
   is "$(field "$T/mscan.json" '[d["status"], d["mirrorId"], d["containerImage"]]')" \
   "[\"SUCCEEDED\", \"$(field "$T/r6.json" 'd["buildId"]')\", \"$DST/mirrored/library/busybox:latest\"]"

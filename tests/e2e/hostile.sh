@@ -74,11 +74,8 @@ PY
   wait "${pids[@]}" # not a bare wait: waved is a child of this shell too
   ok "spike: bodies parsed (400: no containerImage)" is "$(cat "$T/big1.code")" 400
   after=$(rss_kb)
-  for i in $(seq 1 20); do
-    after=$(rss_kb)
-    [ "$after" -le $(( before * 12 / 10 )) ] && break
-    sleep 0.5
-  done
+  rss_back() { after=$(rss_kb); [ "$after" -le $((before * 12 / 10)) ]; }
+  POLL_EVERY=0.5 poll_until 10 rss_back || true
   log "RSS before $before kB, peak >= $peak kB, after $after kB"
   ok "spike: RSS back within 20 % in 10 s" test "$after" -le $(( before * 12 / 10 ))
   stop_waved
@@ -387,12 +384,12 @@ PY
   $PY "$T/reqs.py" "$WAVED_URL" "$reg" "$T" 1 live
   local i left=0 live_d
   live_d=$(head -1 "$T/live.digests")
-  for i in $(seq 1 40); do
+  none_left() {
     left=$(while read -r d; do if [ -f "$blobs/${d:7:2}/${d:7}" ]; then echo x; fi; done \
       <"$T/expired.digests" | wc -l)
-    [ "$left" -eq 0 ] && break
-    sleep 0.5
-  done
+    [ "$left" -eq 0 ]
+  }
+  POLL_EVERY=0.5 poll_until 20 none_left || true
   ok "expired requests: no layer left ($left)" is "$left" 0
   ok "the live request keeps its layer" test -f "$blobs/${live_d:7:2}/${live_d:7}"
   ok "expired requests: no bytes left besides the live layer" \
@@ -577,19 +574,14 @@ case_kill9_build() {
   cf=$(printf 'FROM %s\nRUN sleep 300\n' "$reg/library/busybox:latest" | base64 -w0)
   code=$(post_json /v1alpha2/container "{\"containerFile\":\"$cf\"}" "$T/k9.out")
   ok "kill -9: the build is accepted" is "$code" 200
-  for i in $(seq 1 600); do
-    proc_tree "$WAVED_PID" >"$T/k9.tree"
-    grep -q ':sleep$' "$T/k9.tree" && break
-    sleep 0.1
-  done
+  sleeps() { proc_tree "$WAVED_PID" >"$T/k9.tree" && grep -q ':sleep$' "$T/k9.tree"; }
+  poll_until 60 sleeps || true
   ok "kill -9: the RUN sleeps below waved (buildah too)" \
     bash -c "grep -q ':sleep$' '$T/k9.tree' && grep -q ':buildah' '$T/k9.tree'"
   kill -9 "$WAVED_PID"
   wait "$WAVED_PID" 2>/dev/null || true
-  for i in $(seq 1 50); do
-    [ "$(procs_alive "$T/k9.tree")" = 0 ] && break
-    sleep 0.1
-  done
+  none_alive() { [ "$(procs_alive "$T/k9.tree")" = 0 ]; }
+  poll_until 5 none_alive || true
   ok "kill -9: nothing of the build runs 5 s later" is "$(procs_alive "$T/k9.tree")" 0
   stop_registry k9
 }

@@ -37,16 +37,25 @@ E2E_SLOWDOWN=${WAVED_TEST_SLOWDOWN:-1}
 [ "$E2E_SLOWDOWN" -le 50 ] || E2E_SLOWDOWN=50
 slow() { echo $(($1 * E2E_SLOWDOWN)); }
 
+# poll_until SECONDS CMD... — runs CMD until it succeeds; gives up (returns 1) once SECONDS, scaled
+# by `slow`, have passed on the clock, however long each try takes. Tries POLL_EVERY (0.1) seconds
+# apart; set it on the call: POLL_EVERY=0.02 poll_until 10 CMD... CMD runs in this shell, so a
+# function it calls can leave what it saw in a variable.
+poll_until() {
+  local end=$((${EPOCHREALTIME//[.,]/} + $(slow "$1") * 1000000))
+  shift
+  until "$@"; do
+    [ "${EPOCHREALTIME//[.,]/}" -lt "$end" ] || return 1
+    sleep "${POLL_EVERY:-0.1}"
+  done
+}
+
 free_port() {
   $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-wait_http() { # URL [seconds]
-  local i
-  for i in $(seq 1 $(( ${2:-10} * 50 ))); do
-    curl -s -o /dev/null "$1" && return 0
-    sleep 0.02
-  done
+wait_http() { # URL [SECONDS] — until URL answers (10 s)
+  POLL_EVERY=0.02 poll_until "${2:-10}" curl -s -o /dev/null "$1" && return 0
   echo "timed out waiting for $1" >&2
   return 1
 }
@@ -67,13 +76,12 @@ has() { [[ "$1" == *"$2"* ]] || { echo "    '${1:0:300}' lacks '$2'" >&2; return
 
 # wait_done REQUEST_ID [SECONDS] — polls the container status until DONE (120 s);
 # leaves the last status in $E2E_TMP/st.json and shows it when it times out.
+status_done() { # REQUEST_ID — fetches the status into $E2E_TMP/st.json; true when DONE
+  curl -s -o "$E2E_TMP/st.json" "$WAVED_URL/v1alpha2/container/$1/status"
+  [ "$(json_get "$E2E_TMP/st.json" 'd["status"]' 2>/dev/null)" = DONE ]
+}
 wait_done() {
-  local i
-  for i in $(seq 1 $(( ${2:-120} * 10 ))); do
-    curl -s -o "$E2E_TMP/st.json" "$WAVED_URL/v1alpha2/container/$1/status"
-    [ "$(json_get "$E2E_TMP/st.json" 'd["status"]' 2>/dev/null)" = DONE ] && return 0
-    sleep 0.1
-  done
+  poll_until "${2:-120}" status_done "$1" && return 0
   cat "$E2E_TMP/st.json" >&2
   return 1
 }
@@ -245,14 +253,11 @@ TOML
   containerd --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 &
   E2E_PIDS+=($!)
   CTR_ADDR="$dir/containerd.sock"
-  local i
-  for i in $(seq 1 250); do
-    ctr --address "$CTR_ADDR" version >/dev/null 2>&1 && return 0
-    sleep 0.02
-  done
+  POLL_EVERY=0.02 poll_until 5 ctr_up && return 0
   echo "containerd did not start" >&2
   return 1
 }
+ctr_up() { ctr --address "$CTR_ADDR" version >/dev/null 2>&1; }
 
 # ---- waved -------------------------------------------------------------------------
 
@@ -310,11 +315,7 @@ start_evil_upstream() {
   $PY "$(dirname "${BASH_SOURCE[0]}")/evil_upstream.py" "$EVIL" "$E2E_TMP/evil-$1.log" "$2" \
     "${3:-}" >"$E2E_TMP/evil-$1.out" 2>&1 &
   E2E_PIDS+=($!)
-  local i
-  for i in $(seq 1 600); do
-    curl -s -o /dev/null "http://127.0.0.1:$EVIL/v2/" && break
-    sleep 0.05
-  done
+  POLL_EVERY=0.05 poll_until 30 curl -s -o /dev/null "http://127.0.0.1:$EVIL/v2/" || true
 }
 
 # proc_tree PID — the processes below PID, as "pid:starttime:comm" lines (the start time
@@ -367,12 +368,9 @@ start_redis() {
     --appendonly yes --appendfsync always --daemonize no >>"$E2E_TMP/redis/redis.log" 2>&1 &
   REDIS_PID=$!
   E2E_PIDS+=("$REDIS_PID")
-  local i
-  for i in $(seq 1 250); do
-    [ "$(redis-cli -p "$RPORT" ping 2>/dev/null)" = PONG ] && return 0
-    sleep 0.02
-  done
+  POLL_EVERY=0.02 poll_until 5 redis_up && return 0
   echo "redis-server did not start" >&2
   return 1
 }
 rcli() { redis-cli -p "$RPORT" "$@"; }
+redis_up() { [ "$(rcli ping 2>/dev/null)" = PONG ]; }

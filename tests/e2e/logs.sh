@@ -31,11 +31,11 @@ cf=$(printf 'FROM scratch\nCOPY . /a\n' | base64 -w0)
 curl -s -o "$T/b.json" -A 'e2e "agent"' -H 'Content-Type: application/json' -X POST \
   --data-binary "{\"containerFile\":\"$cf\"}" "$WAVED_URL/v1alpha2/container"
 bid=$(json_get "$T/b.json" 'd["buildId"]')
-for i in $(seq 1 300); do
-  st=$(curl -s "$WAVED_URL/v1alpha1/builds/$bid/status" | json_get - 'd.get("status","")' 2>/dev/null || true)
-  [ "$st" = COMPLETED ] && break
-  sleep 0.1
-done
+completed() { # BUILD_ID — sets st to its status; true once COMPLETED
+  st=$(curl -s "$WAVED_URL/v1alpha1/builds/$1/status" | json_get - 'd.get("status","")' 2>/dev/null || true)
+  [ "$st" = COMPLETED ]
+}
+poll_until 30 completed "$bid" || true
 ok "the build completed" is "$st" COMPLETED
 curl -s -o "$T/build.log" "$WAVED_URL/v1alpha1/builds/$bid/logs"
 curl -s -o /dev/null "$WAVED_URL/health"
@@ -68,10 +68,7 @@ log: {format: text}"
 curl -s -o "$T/b2.json" -H 'Content-Type: application/json' -X POST \
   --data-binary "{\"containerFile\":\"$(printf 'FROM scratch\nCOPY . /b\n' | base64 -w0)\"}" "$WAVED_URL/v1alpha2/container"
 bid2=$(json_get "$T/b2.json" 'd["buildId"]')
-for i in $(seq 1 300); do
-  grep -q "jobs: $bid2" "$WAVED_DIR/waved.log" && break
-  sleep 0.1
-done
+poll_until 30 grep -q "jobs: $bid2" "$WAVED_DIR/waved.log" || true
 ok "text format: the job line carries req=<16 hex>" grep -Eq "info  req=[0-9a-f]{16} jobs: $bid2" "$WAVED_DIR/waved.log"
 stop_waved
 

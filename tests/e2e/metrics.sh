@@ -86,11 +86,8 @@ query() { curl -s -G --data-urlencode "query=$1" "http://127.0.0.1:$PP/api/v1/qu
 # first_value JSON — the value of the first series of a query answer, "" if none.
 first_value() { $PY -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")'; }
 up=""
-for i in $(seq 1 150); do
-  up=$(query 'up{job="waved"}' | first_value)
-  [ "$up" = 1 ] && break
-  sleep 0.2
-done
+scraped() { up=$(query 'up{job="waved"}' | first_value); [ "$up" = 1 ]; }
+POLL_EVERY=0.2 poll_until 30 scraped || true
 ok "Prometheus scraped waved: up == 1" is "$up" 1
 v=$(query 'waved_hotpath_requests_total{result="hit"}' | first_value)
 ok "Prometheus has the hot-path hits" test "${v:-0}" -ge 2
@@ -102,11 +99,8 @@ v=$(query 'histogram_quantile(0.5, sum by (le) (waved_http_request_duration_seco
 ok "a latency quantile computes from the histogram" bash -c "[ -n '$v' ] && [ '$v' != NaN ]"
 # A scrape is counted once it is answered, so the series shows from the next scrape on
 # (and a rate needs two of its samples): wait for that, a scrape a second.
-for i in $(seq 1 60); do
-  v=$(query 'sum(rate(waved_http_requests_total{class="metrics"}[1m])) >= 0' | first_value)
-  [ -n "$v" ] && break
-  sleep 0.5
-done
+rated() { v=$(query 'sum(rate(waved_http_requests_total{class="metrics"}[1m])) >= 0' | first_value); [ -n "$v" ]; }
+POLL_EVERY=0.5 poll_until 30 rated || true
 ok "Prometheus's own scrapes are counted (class metrics)" test -n "$v"
 
 stop_waved

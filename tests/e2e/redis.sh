@@ -108,7 +108,7 @@ for i in $(seq 0 23); do
 done
 wait_ok=0
 for i in $(seq 0 23); do
-  while [ ! -s "$T/aug-$i.code" ]; do sleep 0.1; done
+  poll_until 120 test -s "$T/aug-$i.code" || true
   [ "$(cat "$T/aug-$i.code")" = 200 ] && wait_ok=$((wait_ok + 1))
 done
 ok "24 concurrent requests with data: layers on A and B answered 200" is "$wait_ok" 24
@@ -334,7 +334,8 @@ redis-server --port 0 --tls-port "$TPORT" --tls-cert-file "$T/tlsredis/c.pem" \
   --bind 127.0.0.1 --dir "$T/tlsredis" --save "" --daemonize no >>"$T/tlsredis/redis.log" 2>&1 &
 E2E_PIDS+=("$!")
 tcli() { redis-cli --tls --cacert "$T/tlsredis/c.pem" -p "$TPORT" "$@"; }
-for _ in $(seq 1 250); do [ "$(tcli ping 2>/dev/null)" = PONG ] && break; sleep 0.02; done
+tls_up() { [ "$(tcli ping 2>/dev/null)" = PONG ]; }
+POLL_EVERY=0.02 poll_until 5 tls_up || true
 ln -s "$T/blobs" "$T/tls/data/blobs"
 port=$(free_port)
 cat >"$T/tls/config.yml" <<YML

@@ -170,13 +170,13 @@ ok "scan record PENDING while it runs, no duration" \
   "PENDING False $IMG"
 
 seen_scanning=no
-for i in $(seq 1 200); do
+done_seeing_scanning() {
   get /v1alpha2/container/$TOK/status $T/st.json >/dev/null
   s=$(json_get $T/st.json 'd["status"]')
   [ "$s" = SCANNING ] && { seen_scanning=yes; cp $T/st.json $T/scanning.json; }
-  [ "$s" = DONE ] && break
-  sleep 0.05
-done
+  [ "$s" = DONE ]
+}
+POLL_EVERY=0.05 poll_until 10 done_seeing_scanning || true
 ok "status SCANNING while the scan runs" is "$seen_scanning" yes
 ok "SCANNING has no succeeded/duration/vulnerabilities" \
   is "$(json_get $T/scanning.json '[k for k in ("succeeded","duration","vulnerabilities") if k in d]')" "[]"
@@ -264,11 +264,11 @@ BREQ="{\"containerImage\":\"$BAD\",\"scanMode\":\"required\",\"scanLevels\":[\"L
 post /v1alpha2/container "$BREQ" $T/b1.json >/dev/null
 BTOK=$(json_get $T/b1.json 'd["requestId"]')
 BSCAN=$(json_get $T/b1.json 'd["scanId"]')
-for i in $(seq 1 200); do
-  get /v1alpha2/container/$BTOK/status $T/bst.json >/dev/null
-  [ "$(json_get $T/bst.json 'd["status"]')" = DONE ] && break
-  sleep 0.05
-done
+status_in_done() { # TOKEN FILE — fetches its status into FILE; true once DONE
+  get /v1alpha2/container/$1/status $2 >/dev/null
+  [ "$(json_get $2 'd["status"]')" = DONE ]
+}
+POLL_EVERY=0.05 poll_until 10 status_in_done $BTOK $T/bst.json || true
 ok "corrupt layer: status DONE, succeeded false, scan failure reason" \
   is "$(jt $T/bst.json '(d["status"], d["succeeded"], d["reason"], "vulnerabilities" in d)')" \
   "DONE False Container security scan did not complete successfully False"
@@ -280,11 +280,7 @@ post /v1alpha2/container "$BREQ" $T/b2.json >/dev/null
 ok "after a failure the image scans again with the next counter" \
   is "$(json_get $T/b2.json 'd["scanId"]')" "${BSCAN%_1}_2"
 B2TOK=$(json_get $T/b2.json 'd["requestId"]')
-for i in $(seq 1 200); do
-  get /v1alpha2/container/$B2TOK/status $T/b2st.json >/dev/null
-  [ "$(json_get $T/b2st.json 'd["status"]')" = DONE ] && break
-  sleep 0.05
-done
+POLL_EVERY=0.05 poll_until 10 status_in_done $B2TOK $T/b2st.json || true
 ok "repaired image: DONE with its HIGH finding" \
   is "$(jt $T/b2st.json '(d["succeeded"], d["vulnerabilities"])')" "False {'HIGH': 1}"
 
@@ -298,11 +294,7 @@ get /v1alpha2/container/$KTOK/status $T/kst0.json >/dev/null
 WAVED_PID=$!
 E2E_PIDS+=("$WAVED_PID")
 wait_http "$WAVED_URL/health"
-for i in $(seq 1 200); do
-  get /v1alpha2/container/$KTOK/status $T/kst.json >/dev/null
-  [ "$(json_get $T/kst.json 'd["status"]')" = DONE ] && break
-  sleep 0.05
-done
+POLL_EVERY=0.05 poll_until 10 status_in_done $KTOK $T/kst.json || true
 ok "killed while SCANNING, restarted: the scan ends DONE with its findings" \
   is "$(json_get $T/kst0.json 'd["status"]') $(jt $T/kst.json '(d["status"], d["succeeded"], d["vulnerabilities"])')" \
   "SCANNING DONE True {'HIGH': 2, 'LOW': 1}"

@@ -230,7 +230,7 @@ pull_stream "$T/stream1.codes" &
 STREAM_PID=$!
 pull_stream "$T/stream2.codes" &
 STREAM2_PID=$!
-for _ in $(seq 300); do [ -f "$T/go.ready" ] && break; sleep 0.05; done
+POLL_EVERY=0.05 poll_until 15 test -f "$T/go.ready" || true
 sleep 0.5
 cp "$P/b.crt" "$P/server.crt"
 cp "$P/b.key" "$P/server.key"

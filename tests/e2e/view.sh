@@ -98,11 +98,11 @@ ok "HEAD of a page: 200, no body" is "$(curl -s -I -o /dev/null -w '%{http_code}
 ok "scan request -> 200" is "$(post /v1alpha2/container "{\"containerImage\":\"$REG/library/scanme:latest\",\"scanMode\":\"async\"}" $T/s.json)" 200
 SCAN=$(field $T/s.json 'd["scanId"]')
 STOK=$(field $T/s.json 'd["requestId"]')
-for i in $(seq 1 300); do
+scan_ended() {
   curl -s -o $T/srec.json "$WAVED_URL/v1alpha1/scans/$SCAN"
-  [ "$(field $T/srec.json 'd["status"]')" != PENDING ] && break
-  sleep 0.1
-done
+  [ "$(field $T/srec.json 'd["status"]')" != PENDING ]
+}
+poll_until 30 scan_ended || true
 ok "scan ended SUCCEEDED" is "$(field $T/srec.json 'd["status"]')" SUCCEEDED
 ok "scan page -> 200 html" is "$(page /view/scans/$SCAN $T/s.html)" "200 $HTML"
 ok "scan page: status, image" bash -c "grep -qF '>SUCCEEDED<' $T/s.html && grep -qF '$REG/library/scanme:latest' $T/s.html"

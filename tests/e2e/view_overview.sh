@@ -37,11 +37,11 @@ cf=$(printf 'FROM scratch\nCOPY . /a\n' | base64 -w0)
 curl -s -o "$T/b.json" -H 'Content-Type: application/json' -X POST \
   --data-binary "{\"containerFile\":\"$cf\"}" "$WAVED_URL/v1alpha2/container"
 bid=$(json_get "$T/b.json" 'd["buildId"]')
-for i in $(seq 1 50); do
+step2_shown() {
   curl -s -o "$T/run.html" -D "$T/run.hdr" "$WAVED_URL/view"
-  grep -q 'overview-step-2' "$T/run.html" && break
-  sleep 0.1
-done
+  grep -q 'overview-step-2' "$T/run.html"
+}
+poll_until 5 step2_shown || true
 ok "running: the build is listed with a link to its page" grep -q "href=\"/view/builds/$bid\"" "$T/run.html"
 ok "  as RUNNING" grep -q '>RUNNING<' "$T/run.html"
 ok "  with the tail of its log" grep -q 'overview-step-2' "$T/run.html"
@@ -86,11 +86,11 @@ PY
 ok "the screenshot shows the styled header (#16202e)" is "$header" 16202e
 ok "  and text below it (dark pixels: $dark)" test "${dark:-0}" -gt 500
 
-for i in $(seq 1 100); do
+completed() {
   st=$(curl -s "$WAVED_URL/v1alpha1/builds/$bid/status" | json_get - 'd.get("status","")' 2>/dev/null || true)
-  [ "$st" = COMPLETED ] && break
-  sleep 0.1
-done
+  [ "$st" = COMPLETED ]
+}
+poll_until 10 completed || true
 sleep 0.3
 curl -s -o "$T/done.html" -D "$T/done.hdr" "$WAVED_URL/view"
 ok "ended: the build is under Recent with its state" grep -q "$bid — SUCCEEDED" "$T/done.html"
