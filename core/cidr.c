@@ -7,8 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Parses one entry of len bytes at s into c. */
-static int parse_one(const char *s, size_t len, wv_cidr_t *c) {
+int wv_cidr_parse(const char *s, size_t len, wv_cidr_t *c) {
   char text[64];
   if (len == 0 || len >= sizeof text)
     return WV_EINVAL;
@@ -27,10 +26,11 @@ static int parse_one(const char *s, size_t len, wv_cidr_t *c) {
   unsigned max = c->family == AF_INET ? 32 : 128;
   c->prefix = max;
   if (slash) {
-    char *end;
-    long p = strtol(slash + 1, &end, 10);
-    if (!slash[1] || *end || p < 0 || p > (long)max)
-      return WV_EINVAL;
+    const char *bits = slash + 1;
+    size_t digits = strspn(bits, "0123456789");
+    unsigned long p = strtoul(bits, NULL, 10); /* ULONG_MAX when out of range */
+    if (digits == 0 || bits[digits] || p > max)
+      return WV_ERANGE;
     c->prefix = (unsigned)p;
   }
   return 0;
@@ -49,7 +49,7 @@ int wv_cidr_list_parse(const char *s, wv_cidr_list_t *out, char *why, size_t why
     } else if (out->n == WV_CIDR_LIST_MAX) {
       snprintf(why, whylen, "more than %d address ranges", WV_CIDR_LIST_MAX);
       return WV_ETOOBIG;
-    } else if (parse_one(p, len, &out->items[out->n])) {
+    } else if (wv_cidr_parse(p, len, &out->items[out->n])) {
       snprintf(why, whylen, "'%.*s' is not an address or a CIDR block (a.b.c.d/n, x::/n, *)",
                (int)(len > 64 ? 64 : len), p);
       return WV_EINVAL;

@@ -30,6 +30,12 @@ typedef struct {
  * named in why.
  */
 int wv_cidr_list_parse(const char *s, wv_cidr_list_t *out, char *why, size_t whylen);
+/*
+ * Parses one "addr" or "addr/bits" (numeric IPv4 or IPv6, bits in decimal digits) of len bytes
+ * at s into c: 0; WV_EINVAL when it is not such an address; WV_ERANGE (c->family set) when bits is
+ * not 0..32 (IPv4) or 0..128 (IPv6). core/netpolicy.c parses its address ranges with it too.
+ */
+int wv_cidr_parse(const char *s, size_t len, wv_cidr_t *c);
 /* True when a (network bytes of c's family) is inside c (core/netpolicy.c uses it too). */
 bool wv_cidr_contains(const wv_cidr_t *c, const uint8_t *a);
 /* True when ip (numeric text; IPv4-mapped IPv6 counts as IPv4) is in the list. */

@@ -1,4 +1,5 @@
 #include "core/log.h"
+#include "core/digest.h"
 #include "core/err.h"
 
 #include <stdarg.h>
@@ -49,10 +50,10 @@ void wv_log_set_request(uint64_t id) { cur_request = id; }
 uint64_t wv_log_request(void) { return cur_request; }
 
 void wv_log_request_text(uint64_t id, char out[17]) {
-  static const char hex[] = "0123456789abcdef";
-  for (int i = 15; i >= 0; i--, id >>= 4)
-    out[i] = hex[id & 15];
-  out[16] = '\0';
+  uint8_t be[8]; /* the id's bytes, most significant first */
+  for (int i = 7; i >= 0; i--, id >>= 8)
+    be[i] = (uint8_t)id;
+  wv_hex_encode(be, sizeof be, out);
 }
 
 /* Appends s to line[*n..cap) as the inside of a JSON string; cut (never overflowed) at cap. */

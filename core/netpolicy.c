@@ -186,33 +186,15 @@ static bool host_name_ok(const char *s) {
   return strspn(s + n - label, "0123456789") != label;
 }
 
-/* Parses "addr" or "addr/bits" into c; 0, or WV_EINVAL with the reason in why. */
+/* Parses "addr" or "addr/bits" into c: 0; WV_EINVAL when s is no address (maybe a host name);
+ * WV_ERANGE with the reason in why. */
 static int parse_cidr(const char *s, cidr_t *c, char *why, size_t whylen) {
-  char addr[INET6_ADDRSTRLEN + 8];
-  const char *slash = strchr(s, '/');
-  size_t alen = slash ? (size_t)(slash - s) : strlen(s);
-  if (alen >= sizeof addr)
-    return WV_EINVAL;
-  memcpy(addr, s, alen);
-  addr[alen] = '\0';
-  memset(c, 0, sizeof *c);
-  if (inet_pton(AF_INET, addr, c->net) == 1)
-    c->family = AF_INET;
-  else if (inet_pton(AF_INET6, addr, c->net) == 1)
-    c->family = AF_INET6;
-  else
-    return WV_EINVAL;
+  int rc = wv_cidr_parse(s, strlen(s), c);
   unsigned max = c->family == AF_INET ? 32 : 128;
-  c->prefix = max;
-  if (slash) {
-    char *end;
-    unsigned long bits = strtoul(slash + 1, &end, 10);
-    if (!isdigit((unsigned char)slash[1]) || *end || bits > max) {
-      snprintf(why, whylen, "'%s': the prefix length must be 0..%u", s, max);
-      return WV_ERANGE;
-    }
-    c->prefix = (unsigned)bits;
-  }
+  if (rc == WV_ERANGE)
+    snprintf(why, whylen, "'%s': the prefix length must be 0..%u", s, max);
+  if (rc)
+    return rc;
   for (unsigned bit = c->prefix; bit < max; bit++) {
     if (c->net[bit / 8] & (0x80 >> (bit % 8))) {
       snprintf(why, whylen, "'%s' has bits set past its /%u prefix", s, c->prefix);

@@ -8,6 +8,7 @@
  * size needs a buffer or a cap.
  */
 #include "core/siphash.h"
+#include "core/digest.h"
 #include "core/err.h"
 #include "core/utf.h"
 
@@ -95,12 +96,10 @@ uint64_t wv_siphash24(const uint8_t key[16], const void *p, size_t n) {
 }
 
 void wv_siphash_hex(uint64_t h, char out[WV_CHECKSUM_STRLEN]) {
-  static const char hex[] = "0123456789abcdef";
-  for (int i = 0; i < 8; i++, h >>= 8) {
-    out[2 * i] = hex[(h >> 4) & 15];
-    out[2 * i + 1] = hex[h & 15];
-  }
-  out[16] = '\0';
+  uint8_t le[8]; /* the hash's bytes, least significant first */
+  for (int i = 0; i < 8; i++, h >>= 8)
+    le[i] = (uint8_t)h;
+  wv_hex_encode(le, sizeof le, out);
 }
 
 /* ---- Wave's checksum ---- */

@@ -387,12 +387,6 @@ static void q_ended(void *ctx, const char *kind, const char *id, wv_job_state_t 
 
 /* ---- the reader thread -------------------------------------------------------------------- */
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int64_t ms) {
   struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
   nanosleep(&ts, NULL);
@@ -456,7 +450,7 @@ static void handle(wv_jobq_t *q, redisContext **c, const char *kind, const char 
   snprintf(m->id, sizeof m->id, "%s", id);
   snprintf(m->kind, sizeof m->kind, "%s", kind);
   snprintf(m->msgid, sizeof m->msgid, "%s", msgid);
-  m->renewed_ms = mono_ms();
+  m->renewed_ms = wv_mono_ms();
   pthread_mutex_lock(&q->mu); /* listed before the engine may end it */
   m->next = q->mine;
   q->mine = m;
@@ -630,7 +624,7 @@ static void renew(wv_jobq_t *q, redisContext **c) {
   pthread_mutex_unlock(&q->mu);
   if (cap && !snap)
     return; /* out of memory: the next round tries again, well within the lease */
-  int64_t now = mono_ms();
+  int64_t now = wv_mono_ms();
   for (size_t i = 0; i < n; i++) {
     char lk[KEY_MAX], sk[KEY_MAX], px[32];
     key(q, lk, "joblease", snap[i].id);
@@ -786,7 +780,7 @@ static void *reader_main(void *arg) {
       recover_own(q, &c);
       recovered = c != NULL;
     }
-    int64_t now = mono_ms();
+    int64_t now = wv_mono_ms();
     if (c && now >= next_renew) {
       renew_instance(q, &c);
       renew(q, &c);
@@ -913,7 +907,7 @@ static int claim_instance(wv_jobq_t *q) {
   key(q, k, "jobinstance", q->me);
   snprintf(px, sizeof px, "%" PRId64, q->lease_ms);
   bool said = false;
-  int64_t until = mono_ms() + q->lease_ms + 1000;
+  int64_t until = wv_mono_ms() + q->lease_ms + 1000;
   for (;;) {
     ARGS("SET", k, q->nonce, "NX", "PX", px);
     redisReply *r = qcmd(q, argc_, argv_, len_);
@@ -923,7 +917,7 @@ static int claim_instance(wv_jobq_t *q) {
       freeReplyObject(r);
     if (rc || taken)
       return rc;
-    if (mono_ms() > until) {
+    if (wv_mono_ms() > until) {
       wv_error("jobs: state.redis.instance-id '%s' is in use by another running waved: give each "
                "instance its own",
                q->me);

@@ -21,6 +21,7 @@
 #include "storage/redis_conn_int.h"
 
 #include "core/err.h"
+#include "core/timefmt.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -64,14 +65,8 @@ static redisContext *failed(const char *fmt, ...) {
   return c;
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int left_ms(int64_t deadline) {
-  int64_t l = deadline - now_ms();
+  int64_t l = deadline - wv_mono_ms();
   return l < 0 ? 0 : (int)l;
 }
 
@@ -302,7 +297,7 @@ static void *pump_main(void *arg) {
 redisContext *wv__redis_connect(const wv_redisurl_t *u, struct timeval tv, const char *ca_file) {
   if (!u->tls)
     return redisConnectWithTimeout(u->host, u->port, tv);
-  int64_t deadline = now_ms() + (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+  int64_t deadline = wv_mono_ms() + (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
   char why[200];
   int net = tcp_connect(u->host, u->port, deadline, why, sizeof why);
   if (net < 0)

@@ -35,6 +35,13 @@ TEST(cidr_bad_entries_are_named) {
   CHECK(wv_cidr_list_parse("10.0.0.0/8, lab.example", &c, why, sizeof why) == WV_EINVAL);
   CHECK_HAS(why, "'lab.example'");
   CHECK(wv_cidr_list_parse("::/", &c, why, sizeof why) == WV_EINVAL);
+  /* The prefix length is decimal digits only (one parser with core/netpolicy.c). */
+  CHECK(wv_cidr_list_parse("10.0.0.0/+8", &c, why, sizeof why) == WV_EINVAL);
+  wv_cidr_t one;
+  CHECK_EQ_INT(wv_cidr_parse("10.0.0.0/008", 12, &one), 0);
+  CHECK_EQ_INT(one.prefix, 8);
+  CHECK_EQ_INT(wv_cidr_parse("::/129", 6, &one), WV_ERANGE);
+  CHECK_EQ_INT(wv_cidr_parse("lab.example", 11, &one), WV_EINVAL);
   char many[64 * 16] = "";
   for (int i = 0; i < WV_CIDR_LIST_MAX + 1; i++)
     snprintf(many + strlen(many), sizeof many - strlen(many), "10.0.0.%d,", i);

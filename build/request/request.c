@@ -9,6 +9,7 @@
  * submit.c, builds and freezes by build/build.c, mirrors by build/mirror/.
  */
 #include "build/request/request.h"
+#include "core/base64.h"
 #include "core/digest.h"
 #include "core/err.h"
 #include "core/secret.h"
@@ -421,23 +422,11 @@ static int check_request_data(check_t *c) {
   return 0;
 }
 
-/* A containerFile must survive a base64 decode/encode round trip (contract §3.1). */
+/* A containerFile must survive a base64 decode/encode round trip (contract §3.1): strict base64
+ * with zero spare bits. */
 static bool base64_canonical(const char *s) {
   size_t n = strlen(s);
-  if (n % 4)
-    return false;
-  size_t pad = n && s[n - 1] == '=' ? (n > 1 && s[n - 2] == '=' ? 2 : 1) : 0;
-  static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  for (size_t i = 0; i < n - pad; i++)
-    if (!strchr(alpha, s[i]) || !s[i])
-      return false;
-  if (pad) {
-    /* The bits below the last character's payload must be zero to round-trip. */
-    int v = (int)(strchr(alpha, s[n - pad - 1]) - alpha);
-    if (v & (pad == 2 ? 0x0f : 0x03))
-      return false;
-  }
-  return true;
+  return wv_base64_decoded_len(s, n) >= 0 && wv_base64_canonical(s, n);
 }
 
 /* Step 10: what kind of request it is. */
