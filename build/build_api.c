@@ -162,11 +162,7 @@ json_object *wv_build_container_status(const wv_app_t *app, wv_arena_t *a, const
   if (!rc && done)
     rc = add_duration(o, b.have_job ? ended_ns(&b.job) : now_ns - created);
   build_free(&b);
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 /* ---- what the routes serve (build/routes.c) ----------------------------------------------- */

@@ -295,3 +295,10 @@ int wv_json_add_number_text(json_object *o, const char *key, const char *text) {
   /* json-c writes ds verbatim; the double is only what getters would read back. */
   return add(o, key, json_object_new_double_s(strtod(text, NULL), text));
 }
+
+json_object *wv_json_finish(json_object *o, int rc) {
+  if (!rc)
+    return o;
+  json_object_put(o);
+  return NULL;
+}

@@ -97,5 +97,7 @@ int wv_json_add_strv(json_object *o, const char *key, const char *const *v, size
  * formatting would lose.
  */
 int wv_json_add_number_text(json_object *o, const char *key, const char *text);
+/* Ends building o: o when rc is 0, else NULL after releasing o (NULL too). */
+json_object *wv_json_finish(json_object *o, int rc);
 
 #endif

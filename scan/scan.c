@@ -204,11 +204,7 @@ static json_object *pending_record(const char *id, const wv_scan_target_t *t, in
   rc = rc ? rc : wv_json_add_str(o, "platform", t->platform ? t->platform : "linux/amd64");
   rc = rc ? rc : wv_json_add_str(o, "startTime", start);
   rc = rc ? rc : wv_json_add_str(o, "status", "PENDING");
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 static json_object *source_json(const wv_scan_target_t *t) {
@@ -220,11 +216,7 @@ static json_object *source_json(const wv_scan_target_t *t) {
   rc = rc ? rc : wv_json_add_str(o, "repo", t->repo);
   rc = rc ? rc : wv_json_add_str(o, "reference", t->reference);
   rc = rc ? rc : wv_json_add_str(o, "platform", t->platform);
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 /* The id "id/<hex>" names now, into id. 0 or WV_ENOTFOUND. */

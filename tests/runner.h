@@ -65,6 +65,29 @@ static inline wv_arena_t *wv_test_arena(void) {
   return a;
 }
 
+/* tests/fixtures/<dir>/<name> (found beside this header), in a; NULL when out of memory. */
+static inline const char *wv_test_fixture(wv_arena_t *a, const char *dir, const char *name) {
+  const char *here = __FILE__, *slash = strrchr(here, '/');
+  int len = slash ? (int)(slash - here) : 1;
+  return wv_arena_sprintf(a, "%.*s/fixtures/%s/%s", len, slash ? here : ".", dir, name);
+}
+
+/* The file at path (its first max - 1 bytes), NUL-terminated in a, its length in *n (when n is
+ * not NULL); NULL when it cannot be read. */
+static inline char *wv_test_read_file(wv_arena_t *a, const char *path, size_t max, size_t *n) {
+  FILE *f = path ? fopen(path, "rb") : NULL;
+  char *buf = f ? wv_arena_alloc(a, max) : NULL;
+  size_t got = buf ? fread(buf, 1, max - 1, f) : 0;
+  if (f)
+    fclose(f);
+  if (!buf)
+    return NULL;
+  buf[got] = '\0';
+  if (n)
+    *n = got;
+  return buf;
+}
+
 #define TEST(name) static void test_##name(void)
 #define T(name)                                                                                    \
   { #name, test_##name }

@@ -11,7 +11,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -22,21 +21,9 @@ typedef struct {
   char tmp[256], ctx[300];
 } ctxfx_t;
 
+/* tests/fixtures/context/<name>. */
 static const char *fixture(wv_arena_t *a, const char *name) {
-  static char dir[1024];
-  snprintf(dir, sizeof dir, "%s", __FILE__);
-  return wv_arena_sprintf(a, "%s/fixtures/context/%s", dirname(dir), name);
-}
-
-static char *slurp(wv_arena_t *a, const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  char *buf = wv_arena_alloc(a, 1 << 20);
-  *n = fread(buf, 1, (1 << 20) - 1, f);
-  fclose(f);
-  buf[*n] = '\0';
-  return buf;
+  return wv_test_fixture(a, "context", name);
 }
 
 static void ctxfx_close(ctxfx_t *f) {
@@ -68,7 +55,7 @@ static ctxfx_t *ctxfx_open(void) {
 static int unpack(ctxfx_t *f, const char *name, const wv_context_limits_t *lim,
                   wv_context_result_t *res, const char **msg) {
   size_t n;
-  char *gz = slurp(f->a, fixture(f->a, name), &n);
+  char *gz = wv_test_read_file(f->a, fixture(f->a, name), 1 << 20, &n);
   if (!gz)
     return -999;
   return wv_context_unpack(f->a, gz, n, f->ctx, lim, res, msg);
@@ -88,7 +75,7 @@ TEST(unpack_ok_and_digest) {
   const char *msg = NULL;
   CHECK_OK(unpack(f, "ok.tar.gz", NULL, &res, &msg));
   size_t n;
-  char *want = slurp(f->a, fixture(f->a, "ok.tar.sha256"), &n);
+  char *want = wv_test_read_file(f->a, fixture(f->a, "ok.tar.sha256"), 1 << 20, &n);
   CHECK(want != NULL);
   want[strcspn(want, "\n")] = '\0';
   CHECK_EQ_STR(res.tar_digest, want);
@@ -98,7 +85,7 @@ TEST(unpack_ok_and_digest) {
   CHECK_EQ_INT(res.hardlinks, 1);
   char path[1024];
   snprintf(path, sizeof path, "%s/src/main.c", f->ctx);
-  char *main_c = slurp(f->a, path, &n);
+  char *main_c = wv_test_read_file(f->a, path, 1 << 20, &n);
   CHECK(main_c);
   CHECK_EQ_STR(main_c, "int main(void) { return 0; }\n");
   struct stat st;
@@ -266,7 +253,7 @@ TEST(corrupt_and_truncated) {
   CHECK_EQ_INT(wv_context_unpack(f->a, "not gzip at all", 15, f->ctx, NULL, &res, &msg), WV_EPARSE);
   CHECK_EQ_INT(wv_context_unpack(f->a, "", 0, f->ctx, NULL, &res, &msg), WV_EPARSE);
   size_t n = 0;
-  char *gz = slurp(f->a, fixture(f->a, "ok.tar.gz"), &n);
+  char *gz = wv_test_read_file(f->a, fixture(f->a, "ok.tar.gz"), 1 << 20, &n);
   CHECK_EQ_INT(wv_context_unpack(f->a, gz, n / 2, f->ctx, NULL, &res, &msg), WV_EPARSE);
   CHECK_EQ_STR(msg, "Build context is not a valid gzip archive: unexpected end of data");
   CHECK_EQ_INT(wv_context_unpack_file(f->a, "/nonexistent/x.tgz", f->ctx, NULL, &res, &msg),

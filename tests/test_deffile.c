@@ -10,8 +10,6 @@
 #include "core/err.h"
 #include "runner.h"
 
-#include <libgen.h>
-
 static int parse(wv_arena_t *a, const char *text, wv_deffile_t *d, const char **msg) {
   *msg = NULL;
   return wv_deffile_parse(a, text, d, msg);
@@ -89,17 +87,9 @@ TEST(registry_namespace_continuation) {
   CHECK_EQ_STR(d.post.args, "");
 }
 
+/* tests/fixtures/templates/<name>, read into a; NULL when unreadable. */
 static const char *fixture(wv_arena_t *a, const char *name) {
-  static char dir[1024];
-  snprintf(dir, sizeof dir, "%s", __FILE__);
-  FILE *f = fopen(wv_arena_sprintf(a, "%s/fixtures/templates/%s", dirname(dir), name), "rb");
-  if (!f)
-    return NULL;
-  char *buf = wv_arena_alloc(a, 1 << 16);
-  size_t n = fread(buf, 1, (1 << 16) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  return buf;
+  return wv_test_read_file(a, wv_test_fixture(a, "templates", name), 1 << 16, NULL);
 }
 
 TEST(wave_templates_parse) {

@@ -144,6 +144,15 @@ TEST(builder_omits_null_and_empty_keeps_false_and_zero) {
   json_object_put(o);
 }
 
+/* wv_json_finish: the built object when all went well, NULL (and released) after an error. */
+TEST(finish_keeps_or_releases) {
+  json_object *o = json_object_new_object();
+  CHECK(wv_json_finish(o, 0) == o);
+  json_object_put(o);
+  CHECK(wv_json_finish(json_object_new_object(), WV_ENOMEM) == NULL); /* ASan: no leak */
+  CHECK(wv_json_finish(NULL, WV_ENOMEM) == NULL);
+}
+
 TEST(round_trip_escapes) {
   char err[256] = "";
   json_object *o = json_object_new_object();
@@ -221,4 +230,5 @@ TEST(body_refuses_nul_escape) {
 
 WV_TESTS(T(parse_ok_ignores_unknown_and_accepts_nulls), T(parse_errors_have_line_and_column),
          T(parse_caps), T(body_value_cap), T(body_refuses_nul_escape),
-         T(builder_omits_null_and_empty_keeps_false_and_zero), T(round_trip_escapes))
+         T(builder_omits_null_and_empty_keeps_false_and_zero), T(finish_keeps_or_releases),
+         T(round_trip_escapes))

@@ -13,7 +13,6 @@
 #include "runner.h"
 
 #include <json-c/json.h>
-#include <libgen.h>
 
 /* A test's arena (freed when it returns) and the defaults it renders with: Wave's unless it
  * changes them. */
@@ -28,20 +27,7 @@ static bool tfx_open(tfx_t *f) {
 }
 
 static const char *fixture_path(wv_arena_t *a, const char *name) {
-  static char dir[1024];
-  snprintf(dir, sizeof dir, "%s", __FILE__);
-  return wv_arena_sprintf(a, "%s/fixtures/templates/%s", dirname(dir), name);
-}
-
-static const char *read_fixture(wv_arena_t *a, const char *name) {
-  FILE *f = fopen(fixture_path(a, name), "rb");
-  if (!f)
-    return NULL;
-  char *buf = wv_arena_alloc(a, 1 << 16);
-  size_t n = fread(buf, 1, (1 << 16) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  return buf;
+  return wv_test_fixture(a, "templates", name);
 }
 
 /* Compares text with the fixture (or rewrites it in regeneration mode). */
@@ -54,7 +40,7 @@ static int same_as_fixture(wv_arena_t *a, const char *name, const char *text) {
     fclose(f);
     return 1;
   }
-  const char *want = read_fixture(a, name);
+  const char *want = wv_test_read_file(a, fixture_path(a, name), 1 << 16, NULL);
   if (!want || strcmp(want, text) != 0) {
     fprintf(stderr, "  fixture %s differs; got:\n%s\n", name, text);
     return 0;

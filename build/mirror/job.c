@@ -339,11 +339,7 @@ json_object *wv_mirror_status(const wv_app_t *app, const wv_token_rec_t *t, int6
     rc = rc ? rc : add_instant(o, "creationTime", created);
     rc = rc ? rc : add_duration(o, "duration", now_ns > created ? now_ns - created : 0);
   }
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 bool wv_mirror_id_valid(const char *id) {

@@ -332,11 +332,7 @@ static json_object *response(const wv_creq_result_t *res, const char *target, co
   rc = rc ? rc : wv_json_add_str(o, "scanId", res->scan_id);
   if (!rc && tr->succeeded >= 0 && !res->scan_id) /* contract §3.3: omitted when scanId is set */
     rc = wv_json_add_bool(o, "succeeded", tr->succeeded == 1);
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 int wv_mirror_submit(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,

@@ -31,11 +31,7 @@ static json_object *layer_json(const wv_container_layer_t *l, wv_record_cc_mode_
   rc = rc ? rc : wv_json_add_str(o, "gzipDigest", l->gzip_digest);
   rc = rc ? rc : wv_json_add_int(o, "gzipSize", l->gzip_size);
   rc = rc ? rc : wv_json_add_str(o, "tarDigest", l->tar_digest);
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 json_object *wv_record_cc_to_json(const wv_container_config_t *cc, wv_record_cc_mode_t mode,
@@ -116,11 +112,7 @@ json_object *wv_record_new(const wv_creq_t *r, const wv_creq_plan_t *plan,
   rc = rc ? rc : wv_json_add_str(o, "scanId", res->scan_id);
   wv_arena_free(a);
   json_object_put(cc_record);
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 /* Copies member key of from into to under the same name (a new reference); absent is fine. */
@@ -162,11 +154,7 @@ json_object *wv_record_describe(json_object *rec) {
   rc = rc ? rc : wv_json_add_obj(o, "source", pair(rec, "sourceImage", "sourceDigest"));
   rc = rc ? rc : wv_json_add_obj(o, "wave", pair(rec, "waveImage", "waveDigest"));
   json_object_put(req);
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 json_object *wv_record_status(const wv_token_rec_t *t, int64_t now_ns) {
@@ -180,11 +168,7 @@ json_object *wv_record_status(const wv_token_rec_t *t, int64_t now_ns) {
   rc = rc ? rc : add_instant(o, "creationTime", created);
   rc = rc ? rc : wv_duration_format_wave(now_ns > created ? now_ns - created : 0, dur, sizeof dur);
   rc = rc ? rc : wv_json_add_number_text(o, "duration", dur);
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 const char *wv_record_zone_id(wv_arena_t *a, const char *s) {

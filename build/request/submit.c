@@ -381,11 +381,7 @@ json_object *wv_creq_response(const wv_creq_t *r, const wv_creq_result_t *res) {
     if (!res->scan_id)
       rc = rc ? rc : wv_json_add_bool(o, "succeeded", true);
   }
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 /* Contract §3.2 step 8: every container request takes a pull permit (user, else client IP). */

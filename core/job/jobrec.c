@@ -149,11 +149,7 @@ static json_object *step_json(const jstep_t *s) {
     rc = rc ? rc : wv_json_add_str(o, "fn", s->fn);
     rc = rc ? rc : wv_json_add_str(o, "arg", s->arg);
   }
-  if (rc) {
-    json_object_put(o);
-    return NULL;
-  }
-  return o;
+  return wv_json_finish(o, rc);
 }
 
 char *wv__jobrec_to_json(const job_t *j, wv_job_state_t state, size_t *len) {
