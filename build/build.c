@@ -222,9 +222,8 @@ static bool target_exists(const wv_app_t *app, wv_arena_t *a, const wv_binput_t 
     return rc == 0;
   }
   const char *msg;
-  return app->upstream &&
-         wv_layers_image_check_exists(a, app->upstream, NULL, wv__build_push_who(in), &in->tref, 0,
-                                      &msg) == 0;
+  return app->upstream && wv_layers_image_check_exists(a, app, NULL, wv__build_push_who(in),
+                                                       &in->tref, 0, &msg) == 0;
 }
 
 /* ---- the decision ---------------------------------------------------------------------- */

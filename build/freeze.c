@@ -35,8 +35,7 @@ int wv__build_freeze_file(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
   if (!rc && !entry && from && app->upstream) {
     const char *why = NULL;
     /* The build reports a base image it cannot pull; here it only means no chain. */
-    if (wv_layers_image_entrypoint(a, app->upstream, plan->user, from, &plan->plat, &entry, &n,
-                                   &why) != 0) {
+    if (wv_layers_image_entrypoint(a, app, plan->user, from, &plan->plat, &entry, &n, &why) != 0) {
       wv_warn("freeze: cannot inspect the entrypoint of %s: %s", from, why ? why : "-");
       entry = NULL, n = 0;
     }

@@ -26,6 +26,7 @@
 #include "core/json.h"
 #include "http/client.h"
 #include "registry/augment.h"
+#include "registry/fetch.h"
 #include "registry/mediatype.h"
 #include "core/log.h"
 #include "registry/upstream.h"
@@ -39,7 +40,6 @@
 #define B64_CHUNK (64 * 1024)  /* base64 characters per step (multiple of 4) */
 #define BIN_CHUNK (48 * 1024)  /* their decoded bytes */
 #define TAR_CHUNK (128 * 1024) /* inflate output buffer */
-#define MAX_BLOB_HOPS 2        /* redirects followed for a config blob */
 
 /* ---- data: layers -------------------------------------------------------- */
 
@@ -337,7 +337,7 @@ int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const 
 
 typedef struct {
   wv_arena_t *a;
-  wv_upstream_t *u;
+  const wv_app_t *app; /* its upstream and, for the config blob, wave.httpclient */
   const wv_ref_t *ref;
   const char *name; /* as the client wrote it, for messages */
   const char **msg;
@@ -357,7 +357,8 @@ static int transport_fail(wv_arena_t *a, const char *registry, int rc, const cha
     *msg = wv_arena_sprintf(a, "Registry '%s' - %s", registry, err);
     return WV_EDENIED;
   }
-  wv_warn("upstream %s: %s (%s)", registry, err, wv_strerror(rc));
+  if (err) /* NULL: the caller's transport logged it */
+    wv_warn("upstream %s: %s (%s)", registry, err, wv_strerror(rc));
   *msg = wv_arena_sprintf(a, "Unable to reach registry '%s' - %s", registry,
                           rc == WV_ETIMEOUT  ? "it did not answer in time"
                           : rc == WV_ETOOBIG ? "it sent too much data"
@@ -391,8 +392,8 @@ static int get_v2(inc_t *c, const char *method, const char *kind, const char *re
   if (!url)
     return WV_ENOMEM;
   wv_http_req_t req = {.method = method, .url = url, .headers = hdrs, .max_body = max_body};
-  return wv_upstream_do(c->u, c->ref->registry, c->ref->path, false, c->who, &req, resp, err,
-                        errlen);
+  return wv_upstream_do(c->app->upstream, c->ref->registry, c->ref->path, false, c->who, &req, resp,
+                        err, errlen);
 }
 
 /* Fetches a manifest by reference; *kind is its wv_mt_kind_t. */
@@ -415,45 +416,66 @@ static int get_manifest(inc_t *c, const char *ref, wv_http_resp_t *resp, wv_mt_k
   return 0;
 }
 
+static int bad_image(inc_t *c, const char *what) {
+  *c->msg = wv_arena_sprintf(c->a, "Container include '%s' - %s", c->name, what);
+  return WV_EINVAL;
+}
+
+/* The include's words for where wv_fetch_follow() stopped the config blob's GET with rc. */
+static int blob_fail(inc_t *c, const wv_fetch_follow_t *f, int rc, const wv_fetch_err_t *e) {
+  const char *registry = c->ref->registry;
+  switch (f->end) {
+  case WV_FETCH_END_REGISTRY:
+    if (rc == WV_EAUTH)
+      return upstream_fail(c, rc, 0, "");
+    if (rc == WV_EDENIED) /* "Registry '<r>' - <why>", as transport_fail words it */
+      return (*c->msg = wv_arena_strdup(c->a, e->msg)) ? WV_EDENIED : WV_ENOMEM;
+    return transport_fail(c->a, registry, rc, NULL, c->msg); /* wv_fetch logged the detail */
+  case WV_FETCH_END_REDIRECTED:
+    if (rc != WV_EDENIED)
+      return transport_fail(c->a, registry, rc, f->detail, c->msg);
+    wv_warn("upstream %s: config redirect to %s refused: %s", registry, f->url, f->detail);
+    return transport_fail(c->a, registry, rc,
+                          "it redirected a blob to an address the outbound policy does not allow",
+                          c->msg);
+  case WV_FETCH_END_TOO_MANY:
+    *c->msg = wv_arena_sprintf(c->a,
+                               "Cannot resolve container include '%s' - the registry redirected "
+                               "its config blob more than %d times",
+                               c->name, WV_HTTP_MAX_BLOB_REDIRECTS);
+    return WV_EINVAL;
+  case WV_FETCH_END_LOCATION:
+    wv_warn("upstream %s: unusable config redirect to '%s'", registry, f->location);
+    *c->msg =
+        wv_arena_sprintf(c->a, "Registry '%s' redirected a blob to an unusable location", registry);
+    return WV_EUPSTREAM;
+  default: /* out of memory */
+    return WV_ENOMEM;
+  }
+}
+
 /*
- * Fetches a blob, following up to MAX_BLOB_HOPS redirects (registries send
- * blobs to storage or a CDN); the redirect target gets no credentials.
+ * Fetches the config blob whole into resp (the caller frees it) through
+ * wv_fetch_follow(): Wave's redirects (registries send blobs to storage or a
+ * CDN), credentials only on the registry, retries, the outbound policy for
+ * a URL the registry chose; then checks it hashes to digest.
  */
 static int get_blob(inc_t *c, const char *digest, wv_http_resp_t *resp) {
-  char err[256] = "";
-  int rc = get_v2(c, "GET", "blobs", digest, WV_AUGMENT_MAX_CONFIG, resp, err, sizeof err);
-  for (int hop = 0; rc == 0 && resp->status >= 300 && resp->status < 400 && hop < MAX_BLOB_HOPS;
-       hop++) {
-    const char *loc = wv_http_resp_header(resp, "Location");
-    char base[256];
-    if (!loc)
-      break;
-    const char *url = loc;
-    if (wv_upstream_base_url(c->u, c->ref->registry, base, sizeof base))
-      break;
-    size_t bl = strlen(base);
-    bool own = loc[0] == '/' || (strncmp(loc, base, bl) == 0 && loc[bl] == '/');
-    url = loc[0] == '/' ? wv_arena_sprintf(c->a, "%s%s", base, loc) : wv_arena_strdup(c->a, loc);
-    if (!url)
-      return WV_ENOMEM;
-    wv_http_resp_free(resp);
-    wv_http_resp_init(resp);
-    /* No credentials; a location off the registry is a URL the upstream
-     * chose, so the outbound policy decides (docs/security.md). */
-    wv_http_req_t req = {.method = "GET",
-                         .url = url,
-                         .max_body = WV_AUGMENT_MAX_CONFIG,
-                         .policy = own ? NULL : wv_upstream_policy(c->u)};
-    rc = wv_http_do(wv_http_client_get(), &req, resp, err, sizeof err);
-    if (rc == WV_EDENIED) {
-      wv_warn("upstream %s: config redirect to %s refused: %s", c->ref->registry, url, err);
-      snprintf(err, sizeof err,
-               "it redirected a blob to an address the outbound policy does "
-               "not allow");
-    }
-  }
-  if (rc || resp->status != 200)
-    return upstream_fail(c, rc, resp->status, err);
+  char base[512];
+  if (wv_upstream_base_url(c->app->upstream, c->ref->registry, base, sizeof base))
+    return bad_image(c, "registry name too long");
+  wv_fetch_follow_t f = {.registry = c->ref->registry,
+                         .repo = c->ref->path,
+                         .who = c->who,
+                         .digest = digest,
+                         .base = base,
+                         .max_body = WV_AUGMENT_MAX_CONFIG};
+  wv_fetch_err_t e = {0};
+  int rc = wv_fetch_follow(c->app, c->a, &f, resp, &e);
+  if (rc)
+    return blob_fail(c, &f, rc, &e);
+  if (resp->status != 200)
+    return upstream_fail(c, 0, resp->status, "");
   char got[WV_DIGEST_STRLEN];
   if (wv_digest_of(resp->body.data, resp->body.len, got) || strcmp(got, digest) != 0) {
     *c->msg = wv_arena_sprintf(c->a, "Container include '%s' - config blob does not match %s",
@@ -461,11 +483,6 @@ static int get_blob(inc_t *c, const char *digest, wv_http_resp_t *resp) {
     return WV_EINVAL;
   }
   return 0;
-}
-
-static int bad_image(inc_t *c, const char *what) {
-  *c->msg = wv_arena_sprintf(c->a, "Container include '%s' - %s", c->name, what);
-  return WV_EINVAL;
 }
 
 /* Resolves the image manifest for the platform: body copied into *out (arena). */
@@ -552,11 +569,11 @@ static int fetch_image(inc_t *c, wv_ref_t *ref, const wv_platform_list_t *plat, 
   return rc ? rc : get_blob(c, info.config_digest, cfg);
 }
 
-int wv_layers_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
+int wv_layers_include_resolve(wv_arena_t *a, const wv_app_t *app, const char *who, const char *name,
                               const wv_platform_list_t *plat, wv_container_layer_t **layers,
                               size_t *n, const char **msg) {
   wv_ref_t ref;
-  inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
+  inc_t c = {.a = a, .app = app, .name = name, .msg = msg, .who = who};
   char *man = NULL;
   size_t man_len = 0;
   wv_http_resp_t cfg;
@@ -577,14 +594,14 @@ int wv_layers_include_resolve(wv_arena_t *a, wv_upstream_t *u, const char *who, 
   return rc;
 }
 
-int wv_layers_image_check_exists(wv_arena_t *a, wv_upstream_t *u, wv_tagcache_t *tags,
+int wv_layers_image_check_exists(wv_arena_t *a, const wv_app_t *app, wv_tagcache_t *tags,
                                  const char *who, const wv_ref_t *ref, int64_t tag_ttl_ms,
                                  const char **msg) {
-  inc_t c = {.a = a, .u = u, .ref = ref, .msg = msg, .who = who};
+  inc_t c = {.a = a, .app = app, .ref = ref, .msg = msg, .who = who};
   /* A pull or a request resolved this tag within wave.storage.cache.tag-duration: it exists
    * (for callers with the same access to the credentials), no round trip. */
   char key[WV_TAGCACHE_KEY_MAX + 1], digest[WV_DIGEST_STRLEN];
-  bool creds = wv_upstream_perm(u, ref->registry, who) >= WV_PERM_PULL;
+  bool creds = wv_upstream_perm(app->upstream, ref->registry, who) >= WV_PERM_PULL;
   bool keyed =
       tags && tag_ttl_ms > 0 &&
       wv_tagcache_key(key, sizeof key, ref->registry, ref->path, ref->reference, creds) == 0;
@@ -634,12 +651,12 @@ static int image_config(inc_t *c, const wv_platform_list_t *plat, const char **t
   return rc;
 }
 
-int wv_layers_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
-                               const wv_platform_list_t *plat, const char ***entry, size_t *n,
-                               const char **msg) {
+int wv_layers_image_entrypoint(wv_arena_t *a, const wv_app_t *app, const char *who,
+                               const char *name, const wv_platform_list_t *plat,
+                               const char ***entry, size_t *n, const char **msg) {
   *entry = NULL;
   *n = 0;
-  inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
+  inc_t c = {.a = a, .app = app, .name = name, .msg = msg, .who = who};
   const char *text = NULL;
   size_t text_len = 0;
   int rc = image_config(&c, plat, &text, &text_len);
@@ -663,10 +680,10 @@ int wv_layers_image_entrypoint(wv_arena_t *a, wv_upstream_t *u, const char *who,
   return rc;
 }
 
-int wv_layers_image_config_json(wv_arena_t *a, wv_upstream_t *u, const char *who, const char *name,
-                                const wv_platform_list_t *plat, const char **config,
-                                const char **msg) {
-  inc_t c = {.a = a, .u = u, .name = name, .msg = msg, .who = who};
+int wv_layers_image_config_json(wv_arena_t *a, const wv_app_t *app, const char *who,
+                                const char *name, const wv_platform_list_t *plat,
+                                const char **config, const char **msg) {
+  inc_t c = {.a = a, .app = app, .name = name, .msg = msg, .who = who};
   size_t len = 0;
   return image_config(&c, plat, config, &len);
 }

@@ -33,7 +33,6 @@
 #include <stdint.h>
 
 struct wv_cas;
-struct wv_upstream;
 
 #define WV_LAYERS_MAX_TAR (1ull << 30) /* default cap on uncompressed bytes of one data: layer */
 #define WV_LAYERS_MAX_RATIO 100        /* default inflated/compressed budget ratio */
@@ -81,18 +80,20 @@ int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, wv_layers_memo_t *memo,
 /*
  * Resolves one include (an image name) for platform: manifest (through an
  * index when there is one), config rootfs.diff_ids, and appends one layer per
- * manifest layer to *layers / *n (arena array, grown), acting for who.
+ * manifest layer to *layers / *n (arena array, grown), acting for who
+ * through app->upstream; the config blob comes through wv_fetch_follow()
+ * (registry/fetch.h: Wave's redirects, wave.httpclient's timeouts and retries).
  * Returns 0, WV_EINVAL (400: bad name, unusable image, upstream refusal),
  * WV_ENOTFOUND (404: the image does not exist), WV_EDENIED (403: waved's
  * credential or outbound policy refused), WV_EUPSTREAM (502: the registry
  * could not be reached), WV_ENOMEM.
  */
-int wv_layers_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *who,
-                              const char *name, const wv_platform_list_t *plat,
-                              wv_container_layer_t **layers, size_t *n, const char **msg);
+int wv_layers_include_resolve(wv_arena_t *a, const wv_app_t *app, const char *who, const char *name,
+                              const wv_platform_list_t *plat, wv_container_layer_t **layers,
+                              size_t *n, const char **msg);
 
 /*
- * HEAD of the image's manifest upstream, on behalf of who (an account, NULL =
+ * HEAD of the image's manifest upstream (app->upstream), on behalf of who (an account, NULL =
  * anonymous; registry/upstream.h). Returns 0 when it exists; WV_EINVAL with
  * "Container image '<image>' does not exist or access is not authorized"
  * when the registry says no (401/403/404); WV_EDENIED (403) when the
@@ -103,7 +104,7 @@ int wv_layers_include_resolve(wv_arena_t *a, struct wv_upstream *u, const char *
  * cache (registry/tagcache.h) younger than that is the answer (no HEAD), and a HEAD's digest is
  * remembered there for the first pull's resolution.
  */
-int wv_layers_image_check_exists(wv_arena_t *a, struct wv_upstream *u, struct wv_tagcache *tags,
+int wv_layers_image_check_exists(wv_arena_t *a, const wv_app_t *app, struct wv_tagcache *tags,
                                  const char *who, const wv_ref_t *ref, int64_t tag_ttl_ms,
                                  const char **msg);
 
@@ -112,12 +113,12 @@ int wv_layers_image_check_exists(wv_arena_t *a, struct wv_upstream *u, struct wv
  * contract §6.3): *entry is an arena vector of *n strings, NULL/0 when the image
  * has none. Errors as wv_layers_include_resolve.
  */
-int wv_layers_image_entrypoint(wv_arena_t *a, struct wv_upstream *u, const char *who,
+int wv_layers_image_entrypoint(wv_arena_t *a, const wv_app_t *app, const char *who,
                                const char *name, const wv_platform_list_t *plat,
                                const char ***entry, size_t *n, const char **msg);
 
 /* The image config JSON of image name for platform (Singularity builds); errors as above. */
-int wv_layers_image_config_json(wv_arena_t *a, struct wv_upstream *u, const char *who,
+int wv_layers_image_config_json(wv_arena_t *a, const wv_app_t *app, const char *who,
                                 const char *name, const wv_platform_list_t *plat,
                                 const char **config, const char **msg);
 

@@ -461,9 +461,10 @@ static size_t chunk_of(const wv_copy_opts_t *o) {
   return c < WV_COPY_CHUNK_MIN ? WV_COPY_CHUNK_MIN : c;
 }
 
-int wv_copy_image(wv_upstream_t *u, const wv_copy_opts_t *o, wv_copy_stats_t *st, char *err,
+int wv_copy_image(const wv_app_t *app, const wv_copy_opts_t *o, wv_copy_stats_t *st, char *err,
                   size_t errlen) {
-  copy_t m = {.u = u, .o = o, .err = err, .errlen = errlen};
+  wv_upstream_t *u = app->upstream;
+  copy_t m = {.app = app, .u = u, .o = o, .err = err, .errlen = errlen};
   err[0] = '\0';
   m.same_registry = strcasecmp(o->src_registry, o->dst_registry) == 0;
   m.chunk = chunk_of(o);

@@ -30,6 +30,7 @@
 #ifndef WV_REGISTRY_COPY_H
 #define WV_REGISTRY_COPY_H
 
+#include "core/app.h"
 #include "core/arena.h"
 #include "core/digest.h"
 #include "registry/upstream.h"
@@ -78,15 +79,17 @@ typedef struct {
 } wv_copy_stats_t;
 
 /*
- * Copies o->src_* to o->dst_* through u (credentials per registry from
- * wave.registries; the target side asks for a pull,push scope). Returns 0
+ * Copies o->src_* to o->dst_* through app->upstream (credentials per registry
+ * from wave.registries; the target side asks for a pull,push scope). Blobs
+ * are read with wv_fetch_follow() (registry/fetch.h): its redirects, retries
+ * and outbound policy, with app->cfg's wave.httpclient settings. Returns 0
  * and fills *st (may be NULL), or WV_EUPSTREAM (a registry refused or
  * answered unexpectedly), WV_ETIMEOUT, WV_EDIGEST (bytes do not hash to
  * their digest, or sizes differ), WV_EPARSE (a malformed manifest),
  * WV_ETOOBIG, WV_EUNSUPPORTED (schema 1), WV_ECLOSED (cancelled),
  * WV_ENOMEM; err gets a one-line reason naming the step and the registry.
  */
-int wv_copy_image(wv_upstream_t *u, const wv_copy_opts_t *o, wv_copy_stats_t *st, char *err,
+int wv_copy_image(const wv_app_t *app, const wv_copy_opts_t *o, wv_copy_stats_t *st, char *err,
                   size_t errlen);
 
 /*

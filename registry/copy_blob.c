@@ -23,15 +23,17 @@
  * are checked before the PUT, and the registry checks the digest again.
  */
 #include "core/err.h"
-#include "registry/copy_int.h"
+#include "core/log.h"
 #include "core/timefmt.h"
+#include "registry/copy_int.h"
+#include "registry/fetch.h"
+#include "registry/upstream.h"
 
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #define WAIT_SLICE_MS 200
@@ -41,31 +43,29 @@ typedef struct {
   pthread_cond_t cv;
   char *ring;
   size_t cap, rpos, len;
-  bool body_ok; /* producer thread only: the response being read is the blob */
-  bool done;    /* the producer finished (rc, status, detail set) */
-  bool stop;    /* the consumer gave up: abort the transfer */
+  bool done; /* the producer finished (rc, end, status, why set) */
+  bool stop; /* the consumer gave up: abort the transfer */
   int rc;
-  long status;
-  char detail[512];
+  wv_fetch_end_t end; /* where wv_fetch_follow() stopped */
+  long status;        /* the final response's */
+  char why[1024];     /* with rc: the source's failure in words (see producer) */
   copy_t *m;
   const wv_copy_desc_t *d;
 } pipe_t;
 
 /* ---- producer: the source GET on a helper thread ------------------------------ */
 
-static int on_head(void *arg, const wv_http_resp_t *resp) {
+static bool pipe_stopped(void *arg) {
   pipe_t *p = arg;
-  p->body_ok = resp->status == 200;
   pthread_mutex_lock(&p->mu);
   bool stop = p->stop;
   pthread_mutex_unlock(&p->mu);
-  return stop ? 1 : 0;
+  return stop;
 }
 
-static int on_body(void *arg, const char *data, size_t len) {
+/* wv_fetch_follow's feed: the blob's bytes into the ring, waiting while it is full. */
+static int pipe_feed(void *arg, const char *data, size_t len) {
   pipe_t *p = arg;
-  if (!p->body_ok) /* a 401 or a redirect: not the blob */
-    return 0;
   pthread_mutex_lock(&p->mu);
   while (len > 0) {
     while (p->len == p->cap && !p->stop)
@@ -89,60 +89,65 @@ static int on_body(void *arg, const char *data, size_t len) {
   return stop ? 1 : 0;
 }
 
-static bool is_redirect(long s) { return s == 301 || s == 302 || s == 303 || s == 307 || s == 308; }
-
-/* Follows redirects (without credentials, as registries expect for CDN URLs). */
-static int follow(pipe_t *p, wv_http_req_t *req, wv_http_resp_t *resp, char *base) {
-  int rc = 0;
-  for (int hop = 0; !rc && is_redirect(resp->status) && hop < WV_HTTP_MAX_BLOB_REDIRECTS; hop++) {
-    const char *loc = wv_http_resp_header(resp, "Location");
-    if (!loc)
-      break;
-    char url[MIRROR_URL_MAX];
-    int n = loc[0] == '/' ? snprintf(url, sizeof url, "%s%s", base, loc)
-                          : snprintf(url, sizeof url, "%s", loc);
-    if (n < 0 || (size_t)n >= sizeof url ||
-        (strncasecmp(url, "http://", 7) && strncasecmp(url, "https://", 8)))
-      return WV_EUPSTREAM;
-    wv_http_resp_free(resp);
-    wv_http_resp_init(resp);
-    req->url = url;
-    size_t bl = strlen(base);
-    bool own = loc[0] == '/' || (strncmp(url, base, bl) == 0 && url[bl] == '/');
-    req->policy = own ? NULL : wv_upstream_policy(p->m->u); /* a URL the registry chose */
-    rc = wv_http_do(wv_http_client_get(), req, resp, p->detail, sizeof p->detail);
-    req->url = NULL;
-    req->policy = NULL;
+/* The source's failure (rc, where f ended) in words, for source_result to name the step. */
+static void source_why(const copy_t *m, const wv_fetch_follow_t *f, int rc, const wv_fetch_err_t *e,
+                       char *why, size_t n) {
+  const char *src = m->o->src_registry;
+  switch (f->end) {
+  case WV_FETCH_END_REGISTRY: /* e says it; the transport's own text went to the log */
+    snprintf(why, n, "%s", e->msg);
+    return;
+  case WV_FETCH_END_REDIRECTED:
+    wv_warn("upstream %s: blob redirect to %s failed: %s", src, f->url, f->detail);
+    snprintf(why, n, "source registry %s: blob redirect: %s", src,
+             f->detail[0] ? f->detail : wv_strerror(rc));
+    return;
+  case WV_FETCH_END_TOO_MANY:
+    snprintf(why, n, "source registry %s redirected the blob more than %d times", src,
+             WV_HTTP_MAX_BLOB_REDIRECTS);
+    return;
+  case WV_FETCH_END_LOCATION:
+    wv_warn("upstream %s: unusable blob redirect to '%s'", src, f->location);
+    snprintf(why, n, "source registry %s redirected the blob to an unusable location", src);
+    return;
+  default: /* stopped, out of memory */
+    snprintf(why, n, "source registry %s: %s", src, wv_strerror(rc));
   }
-  return rc;
 }
 
+/* GETs the blob from the source (wv_fetch_follow: Wave's redirect policy) into the ring. */
 static void *producer(void *arg) {
   pipe_t *p = arg;
   copy_t *m = p->m;
-  char path[MIRROR_URL_MAX], base[512] = "";
-  snprintf(path, sizeof path, "/v2/%s/blobs/%s", m->o->src_repo, p->d->digest);
+  char base[512] = "";
   wv_upstream_base_url(m->u, m->o->src_registry, base, sizeof base);
-  wv_http_req_t req = {.url = path,
-                       .timeout_ms = -1,
-                       .connect_timeout_ms = m->conn_timeout,
-                       .idle_timeout_ms = m->idle_timeout,
-                       .body_cb = on_body,
-                       .head_cb = on_head,
-                       .body_arg = p};
+  wv_fetch_follow_t f = {.registry = m->o->src_registry,
+                         .repo = m->o->src_repo,
+                         .who = m->o->who,
+                         .digest = p->d->digest,
+                         .base = base,
+                         .timeout_ms = -1,
+                         .connect_timeout_ms = m->conn_timeout,
+                         .idle_timeout_ms = m->idle_timeout,
+                         .feed = pipe_feed,
+                         .feed_arg = p,
+                         .stopped = pipe_stopped};
+  wv_fetch_err_t e = {0};
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
-  int rc = wv_upstream_do(m->u, m->o->src_registry, m->o->src_repo, false, m->o->who, &req, &resp,
-                          p->detail, sizeof p->detail);
-  if (!rc)
-    rc = follow(p, &req, &resp, base);
+  wv_arena_t *a = wv_arena_new(4 * MIRROR_URL_MAX);
+  int rc = a ? wv_fetch_follow(m->app, a, &f, &resp, &e) : WV_ENOMEM;
+  if (rc) /* read by the consumer after it joined this thread */
+    source_why(m, &f, rc, &e, p->why, sizeof p->why);
   pthread_mutex_lock(&p->mu);
   p->rc = rc;
+  p->end = f.end;
   p->status = resp.status;
   p->done = true;
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
   wv_http_resp_free(&resp);
+  wv_arena_free(a);
   return NULL;
 }
 
@@ -272,9 +277,10 @@ static int source_result(copy_t *m, pipe_t *p) {
   char what[200];
   snprintf(what, sizeof what, "fetch blob %s of %s", p->d->digest, m->o->src_repo);
   if (p->rc && p->rc != WV_ECLOSED) {
-    m->retry = p->rc == WV_EUPSTREAM || p->rc == WV_ETIMEOUT;
-    return wv__copy_fail(m, p->rc, "%s: source registry %s: %s", what, m->o->src_registry,
-                         p->detail[0] ? p->detail : wv_strerror(p->rc));
+    /* A transport failure may pass; a redirect the source keeps sending will not. */
+    m->retry = (p->end == WV_FETCH_END_REGISTRY || p->end == WV_FETCH_END_REDIRECTED) &&
+               (p->rc == WV_EUPSTREAM || p->rc == WV_ETIMEOUT);
+    return wv__copy_fail(m, p->rc, "%s: %s", what, p->why);
   }
   if (p->status != 200) {
     m->retry = p->status == 429 || p->status >= 500;

@@ -16,7 +16,8 @@
 
 /* The state of one wv_copy_image, owned by the thread that runs it. */
 typedef struct {
-  wv_upstream_t *u;
+  const wv_app_t *app; /* cfg for the blob GETs (wv_fetch_follow) */
+  wv_upstream_t *u;    /* app->upstream */
   const wv_copy_opts_t *o;
   wv_copy_stats_t st;
   char *err;

@@ -155,10 +155,17 @@ bool wv_fetch_off_registry(const char *base, const char *url) {
 
 #define DISCARD_MAX (64u << 10) /* bytes of a redirect's or an error's body skipped */
 
+/* True when the caller gave up (f->stopped); f->halted remembers it for the hop's result. */
+static bool follow_stopped(wv_fetch_follow_t *f) {
+  if (f->stopped && f->stopped(f->feed_arg))
+    f->halted = true;
+  return f->halted;
+}
+
 static int follow_head(void *arg, const wv_http_resp_t *resp) {
   wv_fetch_follow_t *f = arg;
   f->ok = resp->status == 200;
-  return 0;
+  return follow_stopped(f) ? 1 : 0;
 }
 
 static int follow_body(void *arg, const char *p, size_t n) {
@@ -175,10 +182,12 @@ static int follow_body(void *arg, const char *p, size_t n) {
 static int follow_hop(const wv_app_t *app, wv_fetch_follow_t *f, wv_http_resp_t *resp,
                       wv_fetch_err_t *e) {
   const wv_config_t *cfg = app->cfg;
-  wv_http_req_t req = {
-      .max_body = f->max_body, .timeout_ms = f->timeout_ms, .idle_timeout_ms = f->idle_timeout_ms};
-  if (f->feed) {
-    req.body_cb = follow_body;
+  wv_http_req_t req = {.max_body = f->max_body,
+                       .timeout_ms = f->timeout_ms,
+                       .connect_timeout_ms = f->connect_timeout_ms,
+                       .idle_timeout_ms = f->idle_timeout_ms};
+  if (f->feed || f->stopped) {
+    req.body_cb = f->feed ? follow_body : NULL;
     req.head_cb = follow_head;
     req.body_arg = f;
   }
@@ -188,21 +197,22 @@ static int follow_hop(const wv_app_t *app, wv_fetch_follow_t *f, wv_http_resp_t 
   if (!f->off) {
     req.url = f->url[0] == '/' ? f->url : f->url + strlen(f->base);
     int rc = wv_fetch(app, f->registry, f->repo, f->who, &req, resp, f->feed ? &f->began : NULL, e);
-    f->end = rc ? WV_FETCH_END_REGISTRY : WV_FETCH_END_OK;
-    return rc;
+    f->end = f->halted ? WV_FETCH_END_STOPPED : rc ? WV_FETCH_END_REGISTRY : WV_FETCH_END_OK;
+    return f->halted ? WV_ECLOSED : rc;
   }
   /* A CDN or storage URL the upstream chose: no credentials for the registry,
    * and the outbound policy decides whether waved may go there at all. */
   req.url = f->url;
   if (!req.timeout_ms)
     req.timeout_ms = cfg->hc_read_timeout_ms;
-  req.connect_timeout_ms = cfg->hc_connect_timeout_ms;
+  if (!req.connect_timeout_ms)
+    req.connect_timeout_ms = cfg->hc_connect_timeout_ms;
   f->detail[0] = '\0';
   wv_http_resp_free(resp);
   wv_http_resp_init(resp);
   int rc = wv_http_do_outbound(wv_http_client_get(), cfg, &req, resp, f->detail, sizeof f->detail);
-  f->end = rc ? WV_FETCH_END_REDIRECTED : WV_FETCH_END_OK;
-  return rc;
+  f->end = f->halted ? WV_FETCH_END_STOPPED : rc ? WV_FETCH_END_REDIRECTED : WV_FETCH_END_OK;
+  return f->halted ? WV_ECLOSED : rc;
 }
 
 int wv_fetch_follow(const wv_app_t *app, wv_arena_t *a, wv_fetch_follow_t *f, wv_http_resp_t *resp,
@@ -211,11 +221,16 @@ int wv_fetch_follow(const wv_app_t *app, wv_arena_t *a, wv_fetch_follow_t *f, wv
   f->url = path;
   f->location = NULL;
   f->began = false;
+  f->halted = false;
   f->off = false;
   f->end = path ? WV_FETCH_END_OK : WV_FETCH_END_NOMEM;
   if (!path)
     return WV_ENOMEM;
   for (int hop = 0;; hop++) {
+    if (follow_stopped(f)) {
+      f->end = WV_FETCH_END_STOPPED;
+      return WV_ECLOSED;
+    }
     int rc = follow_hop(app, f, resp, e);
     const char *loc = wv_http_resp_header(resp, "Location");
     if (rc || f->began || resp->status < 300 || resp->status > 399 || !loc)

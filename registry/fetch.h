@@ -99,18 +99,24 @@ typedef enum {
                             * refused it), detail in the transport's words, url its URL */
   WV_FETCH_END_TOO_MANY,   /* more than WV_HTTP_MAX_BLOB_REDIRECTS redirects */
   WV_FETCH_END_LOCATION,   /* a Location that is not http(s) (location) */
+  WV_FETCH_END_STOPPED,    /* the caller's stopped() said so (WV_ECLOSED) */
 } wv_fetch_end_t;
 
 /* One blob GET that follows redirects: what the caller sets (in) and reads (out). */
 typedef struct {
   /* in */
   const char *registry, *repo, *who, *digest;
-  const char *base;        /* "http(s)://host[:port]" of registry (wv_upstream_base_url) */
-  size_t max_body;         /* without feed: the body kept in resp, as wv_http_req_t's */
-  int64_t timeout_ms;      /* per hop, as wv_http_req_t's; 0 = wave.httpclient's read timeout */
-  int64_t idle_timeout_ms; /* per hop, as wv_http_req_t's */
-  wv_fetch_feed_cb feed;   /* when set, a 200's body streams here */
+  const char *base;           /* "http(s)://host[:port]" of registry (wv_upstream_base_url) */
+  size_t max_body;            /* without feed: the body kept in resp, as wv_http_req_t's */
+  int64_t timeout_ms;         /* per hop, as wv_http_req_t's; 0 = wave.httpclient's read timeout */
+  int64_t connect_timeout_ms; /* per hop; 0 = wave.httpclient's connect timeout */
+  int64_t idle_timeout_ms;    /* per hop, as wv_http_req_t's */
+  wv_fetch_feed_cb feed;      /* when set, a 200's body streams here */
   void *feed_arg;
+  /* Optional, for a caller that may give up (another thread's cancel): asked with feed_arg
+   * before each hop and when each response's head arrives; true stops the GET there
+   * (WV_FETCH_END_STOPPED, WV_ECLOSED). Mid-body, feed returning non-zero stops it. */
+  bool (*stopped)(void *arg);
   /* out */
   wv_fetch_end_t end;
   const char *url;      /* the last hop's URL: a path on the registry, or absolute (arena) */
@@ -119,7 +125,7 @@ typedef struct {
   bool began;           /* bytes went to feed */
   char detail[512];     /* WV_FETCH_END_REDIRECTED: the transport's reason */
   /* private */
-  bool ok;
+  bool ok, halted;
   uint64_t discarded;
 } wv_fetch_follow_t;
 
@@ -134,7 +140,8 @@ typedef struct {
  * Without feed, resp keeps the final response's body (up to max_body). With
  * feed, a 200's body streams to feed, redirect and error bodies are skipped
  * (64 KiB each at most, past which the hop stops), and once a byte went to
- * feed (f->began) there is no retry and no other hop.
+ * feed (f->began) there is no retry and no other hop. A hop that answers
+ * 3xx without a Location is the final response.
  *
  * Returns 0 with the final response in resp (f->end WV_FETCH_END_OK; the
  * caller maps its status), or a non-zero code with f->end saying where it

@@ -109,32 +109,45 @@ int wv__pbatch_add_layer(wv_pbatch_t *b, struct wv_store *s, const char *key,
   return wv__pbatch_add(b, key, e, expires_ms);
 }
 
-/* Queues b as one atomic write (at most WV_STORE_APPLY_MAX entries); cb as wv_store_submit_apply.
- */
-static int pbatch_submit(wv_pbatch_t *b, struct wv_store *s, wv_store_done_cb cb, void *arg) {
-  wv_store_op_t ops[WV_STORE_APPLY_MAX];
+/* The puts of the entries from *o on, at most WV_STORE_APPLY_MAX; *o moves past them. */
+static size_t pbatch_ops(pop_t **o, wv_store_op_t ops[WV_STORE_APPLY_MAX]) {
   size_t n = 0;
-  if (b->n > WV_STORE_APPLY_MAX)
-    return WV_ETOOBIG;
-  for (pop_t *o = b->head; o; o = o->next, n++)
-    ops[n] = (wv_store_op_t){WV_STORE_PUT, WV_DB_MANIFESTS, o->key, o->val.data,
-                             o->val.len,   o->expires_ms,   0};
-  return n ? wv_store_submit_apply(s, ops, n, cb, arg) : WV_EINVAL;
+  for (; *o && n < WV_STORE_APPLY_MAX; *o = (*o)->next, n++)
+    ops[n] = (wv_store_op_t){WV_STORE_PUT,  WV_DB_MANIFESTS,  (*o)->key, (*o)->val.data,
+                             (*o)->val.len, (*o)->expires_ms, 0};
+  return n;
 }
 
 int wv__pbatch_apply(wv_pbatch_t *b, struct wv_store *s) {
   wv_store_op_t ops[WV_STORE_APPLY_MAX];
   pop_t *o = b->head;
   while (o) {
-    size_t n = 0;
-    for (; o && n < WV_STORE_APPLY_MAX; o = o->next, n++)
-      ops[n] = (wv_store_op_t){WV_STORE_PUT, WV_DB_MANIFESTS, o->key, o->val.data,
-                               o->val.len,   o->expires_ms,   0};
-    int rc = wv_store_apply(s, ops, n, NULL);
+    int rc = wv_store_apply(s, ops, pbatch_ops(&o, ops), NULL);
     if (rc)
       return rc;
   }
   return 0;
+}
+
+/*
+ * Writes b to the manifest cache: the one way resolve.c writes entries. Queued first, as one
+ * atomic write on the store's committer (b at most WV_STORE_APPLY_MAX entries): returns 0
+ * with *queued set (queued may be NULL), and cb(arg) runs there once the entries are
+ * durable, so the request thread goes on without waiting on the disk. When the queue does
+ * not take b (full, b too large, the store closing), or_now says what then. True: b is
+ * written on this thread (cb is not called) and that write's result returned — entries a
+ * caller is about to rely on (a flight's followers, the answer). False: the queue's refusal
+ * is returned and b dropped — a prefetch, which must not hold up the request behind it.
+ */
+static int pbatch_write(wv_pbatch_t *b, struct wv_store *s, wv_store_done_cb cb, void *arg,
+                        bool or_now, bool *queued) {
+  wv_store_op_t ops[WV_STORE_APPLY_MAX];
+  pop_t *o = b->head;
+  size_t n = pbatch_ops(&o, ops);
+  int rc = o ? WV_ETOOBIG : n ? wv_store_submit_apply(s, ops, n, cb, arg) : WV_EINVAL;
+  if (queued)
+    *queued = rc == 0;
+  return rc && or_now ? wv__pbatch_apply(b, s) : rc;
 }
 
 /* ---- coalescing -------------------------------------------------------------------- */
@@ -287,19 +300,14 @@ static void put_done(void *arg, int rc, int64_t value) {
  * it is durable no later than that batch (one committer, transactions in queue order).
  */
 static void put_now(res_t *r, const char *key, const wv_cache_entry_t *e, flight_t *f) {
-  wv_buf_t b;
-  wv_buf_init(&b, WV_STORE_VALUE_MAX);
-  int rc = wv_cache_encode(e, &b);
-  wv_store_op_t op = {WV_STORE_PUT, WV_DB_MANIFESTS, key, b.data, b.len, r->expires_ms, 0};
-  if (rc == 0 && wv_store_submit(r->ctx->app->store, &op, put_done, f) == 0)
-    f = NULL;
-  else if (rc == 0) /* the committer's queue is full: write it on this thread */
-    rc = wv_store_put(r->ctx->app->store, WV_DB_MANIFESTS, key, b.data, b.len, r->expires_ms);
+  wv_pbatch_t *one = wv__pbatch_new(r->a);
+  bool queued = false;
+  int rc = one ? wv__pbatch_add(one, key, e, r->expires_ms) : WV_ENOMEM;
+  rc = rc ? rc : pbatch_write(one, r->ctx->app->store, put_done, f, true, &queued);
   if (rc)
     wv_debug("cache entry %s not written: %s", key, wv_strerror(rc));
-  if (f)
+  if (f && !queued)
     wv__flight_leave(f, true, NULL);
-  wv_buf_free(&b);
 }
 
 /* The media type to store a manifest under: Content-Type, else the body's. */
@@ -821,12 +829,13 @@ static void parked_done(void *arg, int rc, int64_t value) {
  */
 static int commit_and_answer(res_t *r, wv_resp_t *resp, flight_t *f, const wv_cache_entry_t *e) {
   parked_t *p = wv_arena_calloc(r->a, sizeof *p);
-  if (p) {
+  bool queued = false;
+  if (p)
     *p = (parked_t){r->req, resp, r->ctx, f, *e, wv_log_request()};
-    if (pbatch_submit(r->batch, r->ctx->app->store, parked_done, p) == 0)
-      return WV_PARKED;
-  }
-  int rc = wv__pbatch_apply(r->batch, r->ctx->app->store);
+  int rc = p ? pbatch_write(r->batch, r->ctx->app->store, parked_done, p, true, &queued)
+             : wv__pbatch_apply(r->batch, r->ctx->app->store);
+  if (queued)
+    return WV_PARKED;
   if (rc)
     wv_warn("manifest cache not written: %s", wv_strerror(rc)); /* still answer */
   if (f)
@@ -1014,7 +1023,7 @@ int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, 
   rc = rc ? rc : prefetch_document(&r, platform, &up);
   /* Entries fetched without leading a flight (out of memory, or a leader that took too
    * long) went to the batch instead: queued, not waited for, as put_now does. */
-  if (r.batch->n && pbatch_submit(r.batch, app->store, NULL, NULL))
+  if (r.batch->n && pbatch_write(r.batch, app->store, NULL, NULL, false, NULL))
     wv_debug("prefetch of %s/%s:%s: cache entries not written", registry, image, tag);
   if (rc) {
     wv_debug("prefetch of %s/%s:%s: %s", registry, image, tag,

@@ -6,6 +6,7 @@
  */
 #include "build/mirror/request.h"
 #include "core/arena.h"
+#include "core/config.h"
 #include "core/err.h"
 #include "http/client.h"
 #include "registry/mediatype.h"
@@ -211,8 +212,11 @@ TEST(unreachable_source_named_in_the_error) {
   CHECK_OK(wv_http_global_init());
   wv_registries_t none = {0};
   wv_upstream_t *u = NULL;
+  wv_config_t cfg;
+  CHECK_OK(wv_config_defaults(&cfg));
   CHECK_OK(wv_upstream_new(&u, &none));
   wv_upstream_set_timeouts(u, 2000, 2000);
+  wv_app_t app = {.cfg = &cfg, .upstream = u};
   wv_copy_opts_t o = {.src_registry = "127.0.0.1:1",
                       .src_repo = "library/x",
                       .src_ref = "latest",
@@ -224,11 +228,12 @@ TEST(unreachable_source_named_in_the_error) {
                       .request_timeout_ms = 2000,
                       .log = no_log};
   char err[512];
-  int rc = wv_copy_image(u, &o, NULL, err, sizeof err);
+  int rc = wv_copy_image(&app, &o, NULL, err, sizeof err);
+  wv_upstream_free(u);
+  wv_config_free(&cfg);
   CHECK(rc == WV_EUPSTREAM || rc == WV_ETIMEOUT);
   CHECK_HAS(err, "fetch manifest latest of library/x");
   CHECK_HAS(err, "source registry 127.0.0.1:1");
-  wv_upstream_free(u);
 }
 
 WV_TESTS(T(children_of_an_index), T(children_of_a_manifest), T(children_refused),

@@ -236,7 +236,7 @@ static int copy_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *id) {
       /* The request's account, checked when it was made (build/mirror/request.c). */
       .who = str_of(rec, "userName")};
   wv_copy_stats_t st;
-  rc = wv_copy_image(app->upstream, &o, &st, err, sizeof err);
+  rc = wv_copy_image(app, &o, &st, err, sizeof err);
   if (rc && !wv_job_ctx_cancelled(ctx))
     wv_job_ctx_fail(ctx, "Container mirror failed: %s", err);
   const char *want = str_of(rec, "digest");

@@ -61,7 +61,7 @@ static int expand_includes(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
       *msg = address_refused(a, ref.registry);
       return WV_EINVAL;
     }
-    int rc = wv_layers_include_resolve(a, app->upstream, plan->user, r->includes[i], &plan->plat,
+    int rc = wv_layers_include_resolve(a, app, plan->user, r->includes[i], &plan->plat,
                                        &r->cc.layers, &r->cc.n_layers, msg);
     if (rc)
       return rc;
@@ -214,7 +214,7 @@ static int prepare(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
   rc = rc ? rc : wv_layers_check(a, app->cas, app->layer_memo, app->cfg, &r->cc, msg);
   rc = rc ? rc : expand_includes(app, a, r, plan, msg);
   if (!rc && app->upstream)
-    rc = wv_layers_image_check_exists(a, app->upstream, app->tags, plan->user, &plan->image,
+    rc = wv_layers_image_check_exists(a, app, app->tags, plan->user, &plan->image,
                                       app->cfg->tag_cache_ms, msg);
   if (rc)
     return rc;

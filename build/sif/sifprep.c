@@ -744,7 +744,7 @@ static int base_config(const wv_app_t *app, wv_arena_t *a, const wv_sif_input_t 
   memset(ic, 0, sizeof *ic);
   int rc = wv_platform_parse_list(a, in->platform, &pl, &msg);
   if (!rc && app->upstream)
-    rc = wv_layers_image_config_json(a, app->upstream, in->who, d->from, &pl, &text, &msg);
+    rc = wv_layers_image_config_json(a, app, in->who, d->from, &pl, &text, &msg);
   if (rc) { /* buildah reports a base image it cannot pull; here it only means no config */
     wv_warn("sif: cannot read the config of %s: %s", d->from, msg ? msg : wv_strerror(rc));
     return rc == WV_ENOMEM ? rc : 0;
