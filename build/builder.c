@@ -95,6 +95,8 @@ static const char *value_of(wv_arena_t *a, const char *name, size_t len,
                                                    : wv_builder_storage_driver();
   if (IS("layers"))
     return t->layers ? "true" : "false";
+  if (IS("pull"))
+    return t->pull && *t->pull ? t->pull : "always";
   if (IS("dest"))
     return embedded(t) ? wv_arena_sprintf(a, "oci:%s/" OCI_DIR ":%s", t->workdir, t->tag)
                        : wv_arena_sprintf(a, "docker://%s:%s", t->repo, t->tag);

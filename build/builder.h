@@ -69,6 +69,7 @@ typedef struct {
   bool insecure;              /* plain HTTP / no TLS verification towards the registries */
   const char *storage_driver; /* {storage-driver}; NULL = wv_builder_storage_driver() */
   bool layers;                /* {layers}: buildah --layers (wave.build.layer-cache) */
+  const char *pull;           /* {pull}: buildah --pull policy; NULL = "always" */
 } wv_builder_target_t;
 
 /* One registry credential for the auth file. */

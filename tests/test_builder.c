@@ -84,6 +84,11 @@ TEST(default_buildah_templates) {
                                 "--digestfile /ws/bd-1/digest localhost/wave/build:abc "
                                 "oci:/ws/bd-1/oci:abc",
                                 B));
+  /* {pull}: "missing" once waved pinned the base to a digest (docs/builds.md). */
+  wv_builder_target_t pinned = embedded_target;
+  pinned.pull = "missing";
+  CHECK_OK(wv_builder_steps(a, &f->b, &pinned, steps, &n, err, sizeof err));
+  CHECK_HAS(joined(a, steps[0].argv), " --pull=missing ");
   CHECK_EQ_INT(steps[2].type, WV_JOB_STEP_FN);
   CHECK_EQ_STR(steps[2].fn, WV_BUILDER_IMPORT_FN);
   CHECK_HAS(steps[2].arg, "\"layout\":\"/ws/bd-1/oci\"");
