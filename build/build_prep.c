@@ -4,6 +4,7 @@
  */
 #include "build/build_int.h"
 #include "registry/proxy.h"
+#include "storage/embedded.h"
 #include "registry/upstream.h"
 #include "build/context.h"
 #include "build/layers.h"
@@ -188,6 +189,37 @@ static const char *pin_base(const wv_app_t *app, wv_arena_t *a, const wv_binput_
   return f ? f : in->file;
 }
 
+/*
+ * An embedded build's OCI layout, seeded with the base's layers waved has mapped
+ * (storage/embedded.h wv_embedded_seed_layout): buildah's push skips them. Best effort.
+ */
+static void seed_layout(const wv_app_t *app, wv_arena_t *a, const wv_base_t *base,
+                        const char *dir) {
+  json_object *cfg = NULL, *rootfs, *ids;
+  char perr[128];
+  if (!base->config ||
+      wv_json_parse(base->config, base->config_len, 4u << 20, 0, &cfg, perr, sizeof perr) ||
+      wv_json_get_object(cfg, "rootfs", &rootfs) || wv_json_get_array(rootfs, "diff_ids", &ids)) {
+    json_object_put(cfg);
+    return;
+  }
+  size_t n = json_object_array_length(ids);
+  const char **x = wv_arena_calloc(a, (n + 1) * sizeof *x);
+  size_t k = 0;
+  for (size_t i = 0; x && i < n; i++) {
+    const char *s = json_object_get_string(json_object_array_get_idx(ids, i));
+    if (s)
+      x[k++] = s;
+  }
+  int seeded = 0;
+  int rc = x ? wv_embedded_seed_layout(app->store, app->cas, wv_arena_sprintf(a, "%s/oci", dir), x,
+                                       k, &seeded)
+             : WV_ENOMEM;
+  if (rc)
+    wv_debug("build layout %s/oci: not seeded: %s", dir, wv_strerror(rc));
+  json_object_put(cfg);
+}
+
 /* ---- files --------------------------------------------------------------------------- */
 
 static int write_file(const char *dir, const char *name, const char *text, mode_t mode) {
@@ -362,6 +394,8 @@ int wv__build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, co
   *dir = d;
   wv_base_t base;
   rc = write_file(d, "Containerfile", pin_base(app, a, in, &base, pinned), 0600);
+  if (!rc && *pinned && in->embedded)
+    seed_layout(app, a, &base, d);
   rc = rc ? rc : unpack_context(app, a, r, ctxdir, msg);
   if (!rc && in->conda)
     rc = write_file(ctxdir, "conda.yml", in->conda, 0644);
