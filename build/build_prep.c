@@ -217,6 +217,8 @@ static void seed_layout(const wv_app_t *app, wv_arena_t *a, const wv_base_t *bas
              : WV_ENOMEM;
   if (rc)
     wv_debug("build layout %s/oci: not seeded: %s", dir, wv_strerror(rc));
+  else if (seeded)
+    wv_info("build layout %s/oci: %d of %zu base layers seeded", dir, seeded, k);
   json_object_put(cfg);
 }
 
