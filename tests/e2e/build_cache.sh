@@ -67,9 +67,10 @@ build second "$CF" two
 ok "rebuild: pulled" is "$(cat "$T/second.code")" 200
 ok "rebuild: a different build" test "$(json_get "$T/first.json" 'd["buildId"]')" != "$(json_get "$T/second.json" 'd["buildId"]')"
 ok "rebuild: the RUN step comes from the cache" grep -q 'Using cache' "$T/second.log"
-# --pull=always: the base is asked of its registry with this build's credentials every time
+# The base's registry (an address) is not in wave.registries, so waved leaves the check to buildah:
+# --pull=always, the base is asked of its registry with this build's credentials every time
 # (a cached private base is never used without access); its layers are not downloaded again
-# (docs/builds.md "Layer cache").
+# (docs/builds.md "The base image check"; section 4 has the pinned case).
 ok "rebuild: the base is checked with its registry again" grep -q 'Trying to pull' <(sed -n '1,/STEP 2/p' "$T/second.log")
 ok "rebuild: the COPY step ran again (new file)" is "$(stamp_of second)" two
 ok "rebuild: storage measured against the cap" grep -q 'build storage .*MiB of 10240.0 MiB' "$T/second.log"
