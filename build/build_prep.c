@@ -167,7 +167,7 @@ bool wv__build_single_from(const char *file, size_t *at, size_t *len) {
  * and the config of the base is in *base), else the file as it is (--pull=always).
  */
 static const char *pin_base(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
-                            wv_base_t *base, bool *pinned) {
+                            wv_proxy_base_t *base, bool *pinned) {
   size_t at, len;
   wv_ref_t ref;
   char err[512];
@@ -193,7 +193,7 @@ static const char *pin_base(const wv_app_t *app, wv_arena_t *a, const wv_binput_
  * An embedded build's OCI layout, seeded with the base's layers waved has mapped
  * (storage/embedded.h wv_embedded_seed_layout): buildah's push skips them. Best effort.
  */
-static void seed_layout(const wv_app_t *app, wv_arena_t *a, const wv_base_t *base,
+static void seed_layout(const wv_app_t *app, wv_arena_t *a, const wv_proxy_base_t *base,
                         const char *dir) {
   json_object *cfg = NULL, *rootfs, *ids;
   char perr[128];
@@ -394,7 +394,7 @@ int wv__build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, co
     return wv_err_io(e);
   }
   *dir = d;
-  wv_base_t base;
+  wv_proxy_base_t base;
   rc = write_file(d, "Containerfile", pin_base(app, a, in, &base, pinned), 0600);
   if (!rc && *pinned && in->embedded)
     seed_layout(app, a, &base, d);

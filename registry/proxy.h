@@ -62,9 +62,9 @@ typedef struct {
   char digest[72];
   const char *config;
   size_t config_len;
-} wv_base_t;
+} wv_proxy_base_t;
 int wv_proxy_resolve_base(const wv_app_t *app, wv_arena_t *a, const char *registry,
                           const char *image, const char *who, const char *reference,
-                          const char *platform, wv_base_t *out, char *err, size_t errlen);
+                          const char *platform, wv_proxy_base_t *out, char *err, size_t errlen);
 
 #endif

@@ -1030,7 +1030,7 @@ int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, 
 
 int wv_proxy_resolve_base(const wv_app_t *app, wv_arena_t *a, const char *registry,
                           const char *image, const char *who, const char *reference,
-                          const char *platform, wv_base_t *out, char *err, size_t errlen) {
+                          const char *platform, wv_proxy_base_t *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   err[0] = '\0';
   if (!app->upstream || !reference || !wv_proxy_registry_allowed(app, registry)) {
