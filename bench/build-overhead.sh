@@ -127,7 +127,11 @@ by_hand() {
 waved_start() {
   local repo=""
   [ "$TARGET" = repo ] && repo="repo: \"$REG/bench/waved\""
+  # The base's registry is configured (as a deployment configures the registries it pulls
+  # from): waved then pins the FROM to the digest it resolves (docs/builds.md "The base image
+  # check"); a registry named by an address and not configured is left to buildah.
   start_waved "wave:
+  registries: {\"$REG\": {insecure: true}}
   build:
     $repo
 ${BO_WAVED_YAML:-}"

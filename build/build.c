@@ -373,7 +373,8 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                            .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
                            .tag = in->tref.reference,
                            .insecure = in->insecure,
-                           .layers = cfg->build_layer_cache && native};
+                           .layers = cfg->build_layer_cache && native,
+                           .pull = in->base_pinned ? "missing" : "always"};
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
@@ -579,9 +580,11 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   int rc = host_can_build(app, a, msg);
   if (rc)
     return rc;
-  rc = in->multi_arg ? 0 : wv__build_prepare(app, a, r, in, &tmp, msg);
+  wv_binput_t pin = *in; /* with base_pinned as the work dir says */
+  rc = in->multi_arg ? 0 : wv__build_prepare(app, a, r, in, &tmp, &pin.base_pinned, msg);
   if (rc)
     return rc;
+  in = &pin;
   const char *lock = cluster_lock(app, a, in->target);
   pthread_mutex_lock(&app->builds->create_mu);
   rc = decide(app, a, in, exists, now_ns, o);

@@ -47,6 +47,7 @@ typedef struct {
   const char *who;           /* the request's account, NULL = anonymous (registry/upstream.h) */
   bool own_repo;             /* the target is waved's: embedded or under wave.build.repo */
   bool sif;                  /* format: sif — a Singularity build (build/sif/sifbuild.h) */
+  bool base_pinned;          /* the work dir's FROM names the base by digest (build_prep.c) */
 } wv_binput_t;
 
 /* Whom the build's registry calls act for: waved itself for its own repository, else who. */
@@ -58,10 +59,12 @@ const char *wv__build_push_who(const wv_binput_t *in);
  * context/ (the buildContext unpacked safely, its tarDigest checked),
  * context/conda.yml, config.json (credentials of the registries the build
  * pulls from and pushes to, from wave.registries). *dir is an arena path.
+ * *pinned: the Containerfile's one FROM names the base by the digest waved
+ * resolved for this build (docs/builds.md "The base image check").
  * 0, WV_EINVAL / WV_ETOOBIG (400, *msg), WV_EIO, WV_ENOMEM.
  */
 int wv__build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
-                      const char **dir, const char **msg);
+                      const char **dir, bool *pinned, const char **msg);
 
 /*
  * The SSRF policy at request time (core/netpolicy.h): the http(s) buildContext
@@ -124,6 +127,8 @@ int wv__build_scan_register(wv_job_engine_t *e, const wv_app_t *app);
 void wv__build_rmtree(const char *dir);
 
 /* The registries a container file pulls FROM (arena vector of registry hosts). */
+/* The image word of the one FROM of a single-stage file (build_prep.c). */
+bool wv__build_single_from(const char *file, size_t *at, size_t *len);
 int wv__build_from_registries(wv_arena_t *a, const char *file, const char ***hosts, size_t *n);
 
 #endif

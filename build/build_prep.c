@@ -3,6 +3,8 @@
  * directory (contract §6.1 steps 1, 2, 4, 9; §6.2).
  */
 #include "build/build_int.h"
+#include "registry/proxy.h"
+#include "storage/embedded.h"
 #include "registry/upstream.h"
 #include "build/context.h"
 #include "build/layers.h"
@@ -107,6 +109,117 @@ int wv__build_from_registries(wv_arena_t *a, const char *file, const char ***hos
       (*hosts)[(*n)++] = ref.registry;
   }
   return 0;
+}
+
+/*
+ * The image word of the one FROM of a single-stage file (docs/builds.md "The base image
+ * check"): *at and *len. false for anything else: no or several FROM (multi-stage: a later
+ * FROM may name a stage), a FROM with an option (--platform=...), an image with a variable
+ * (ARG), scratch, a FROM continued on the next line, a file with a parser directive
+ * (escape=` changes what a continuation is).
+ */
+bool wv__build_single_from(const char *file, size_t *at, size_t *len) {
+  size_t froms = 0;
+  bool cont = false; /* this line continues the one before */
+  for (const char *l = file; l && *l;) {
+    const char *end = strchr(l, '\n');
+    size_t n = end ? (size_t)(end - l) : strlen(l);
+    const char *p = l, *e = l + n;
+    while (e > p && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+      e--;
+    while (p < e && (*p == ' ' || *p == '\t'))
+      p++;
+    bool comment = p < e && *p == '#', was = cont;
+    if (comment && l == file && strchr(p, '='))
+      return false; /* a parser directive */
+    cont = !comment && e > p && e[-1] == '\\' ? true : comment ? cont : false;
+    if (!was && !comment && (size_t)(e - p) > 5 && strncasecmp(p, "FROM", 4) == 0 &&
+        (p[4] == ' ' || p[4] == '\t')) {
+      if (++froms > 1 || cont)
+        return false;
+      const char *w = p + 4;
+      while (w < e && (*w == ' ' || *w == '\t'))
+        w++;
+      size_t wl = strcspn(w, " \t\r\n");
+      if ((size_t)(e - w) < wl)
+        wl = (size_t)(e - w);
+      const char *rest = w + wl;
+      while (rest < e && (*rest == ' ' || *rest == '\t'))
+        rest++;
+      if (!wl || w[0] == '-' || memchr(w, '$', wl) || (wl == 7 && !strncmp(w, "scratch", 7)))
+        return false;
+      if (rest < e) { /* only "AS <name>" may follow */
+        if ((size_t)(e - rest) < 4 || strncasecmp(rest, "AS", 2) != 0 ||
+            (rest[2] != ' ' && rest[2] != '\t'))
+          return false;
+      }
+      *at = (size_t)(w - file);
+      *len = wl;
+    }
+    l = end ? end + 1 : l + n;
+  }
+  return froms == 1;
+}
+
+/*
+ * The Containerfile buildah gets: a single-stage file's FROM pinned to the digest waved
+ * resolved for this build (*pinned: buildah may then take a copy its store has, --pull=missing,
+ * and the config of the base is in *base), else the file as it is (--pull=always).
+ */
+static const char *pin_base(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
+                            wv_proxy_base_t *base, bool *pinned) {
+  size_t at, len;
+  wv_ref_t ref;
+  char err[512];
+  *pinned = false;
+  if (in->sif || !wv__build_single_from(in->file, &at, &len))
+    return in->file;
+  const char *word = wv_arena_strndup(a, in->file + at, len);
+  if (!word || wv_ref_parse(a, word, &ref, NULL) != 0 || ref.scheme)
+    return in->file;
+  int rc = wv_proxy_resolve_base(app, a, ref.registry, ref.path, in->who, ref.reference,
+                                 in->platform, base, err, sizeof err);
+  if (rc) { /* buildah asks the registry itself, and reports what it says */
+    wv_info("build base %s: not pinned (%s); buildah checks it (--pull=always)", word, err);
+    return in->file;
+  }
+  const char *f = wv_arena_sprintf(a, "%.*s%s/%s@%s%s", (int)at, in->file, ref.registry, ref.path,
+                                   base->digest, in->file + at + len);
+  *pinned = f != NULL;
+  return f ? f : in->file;
+}
+
+/*
+ * An embedded build's OCI layout, seeded with the base's layers waved has mapped
+ * (storage/embedded.h wv_embedded_seed_layout): buildah's push skips them. Best effort.
+ */
+static void seed_layout(const wv_app_t *app, wv_arena_t *a, const wv_proxy_base_t *base,
+                        const char *dir) {
+  json_object *cfg = NULL, *rootfs, *ids;
+  char perr[128];
+  if (!base->config ||
+      wv_json_parse(base->config, base->config_len, 4u << 20, 0, &cfg, perr, sizeof perr) ||
+      wv_json_get_object(cfg, "rootfs", &rootfs) || wv_json_get_array(rootfs, "diff_ids", &ids)) {
+    json_object_put(cfg);
+    return;
+  }
+  size_t n = json_object_array_length(ids);
+  const char **x = wv_arena_calloc(a, (n + 1) * sizeof *x);
+  size_t k = 0;
+  for (size_t i = 0; x && i < n; i++) {
+    const char *s = json_object_get_string(json_object_array_get_idx(ids, i));
+    if (s)
+      x[k++] = s;
+  }
+  int seeded = 0;
+  int rc = x ? wv_embedded_seed_layout(app->store, app->cas, wv_arena_sprintf(a, "%s/oci", dir), x,
+                                       k, &seeded)
+             : WV_ENOMEM;
+  if (rc)
+    wv_debug("build layout %s/oci: not seeded: %s", dir, wv_strerror(rc));
+  else if (seeded)
+    wv_info("build layout %s/oci: %d of %zu base layers seeded", dir, seeded, k);
+  json_object_put(cfg);
 }
 
 /* ---- files --------------------------------------------------------------------------- */
@@ -267,7 +380,7 @@ static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in
 }
 
 int wv__build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
-                      const char **dir, const char **msg) {
+                      const char **dir, bool *pinned, const char **msg) {
   char rnd[13];
   int rc = wv_rand_id(rnd, 12, WV_RAND_ALNUM_LOWER);
   const char *d = rc ? NULL : wv_build_workdir(a, app->cfg, wv_arena_sprintf(a, "tmp-%s", rnd));
@@ -281,7 +394,10 @@ int wv__build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, co
     return wv_err_io(e);
   }
   *dir = d;
-  rc = write_file(d, "Containerfile", in->file, 0600);
+  wv_proxy_base_t base;
+  rc = write_file(d, "Containerfile", pin_base(app, a, in, &base, pinned), 0600);
+  if (!rc && *pinned && in->embedded)
+    seed_layout(app, a, &base, d);
   rc = rc ? rc : unpack_context(app, a, r, ctxdir, msg);
   if (!rc && in->conda)
     rc = write_file(ctxdir, "conda.yml", in->conda, 0644);

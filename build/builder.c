@@ -95,6 +95,8 @@ static const char *value_of(wv_arena_t *a, const char *name, size_t len,
                                                    : wv_builder_storage_driver();
   if (IS("layers"))
     return t->layers ? "true" : "false";
+  if (IS("pull"))
+    return t->pull && *t->pull ? t->pull : "always";
   if (IS("dest"))
     return embedded(t) ? wv_arena_sprintf(a, "oci:%s/" OCI_DIR ":%s", t->workdir, t->tag)
                        : wv_arena_sprintf(a, "docker://%s:%s", t->repo, t->tag);
@@ -259,6 +261,12 @@ int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_builder_targ
       return WV_ENOMEM;
     steps[k++] = (wv_job_step_t){
         .type = WV_JOB_STEP_FN, .name = "import", .fn = WV_BUILDER_IMPORT_FN, .arg = arg};
+    /* After the ready point (a tidy-up step): maps the new layers for later builds. */
+    steps[k++] = (wv_job_step_t){.type = WV_JOB_STEP_FN,
+                                 .name = "map-layers",
+                                 .fn = WV_BUILDER_MAP_FN,
+                                 .arg = arg,
+                                 .may_fail = true};
   }
   /* With the layer cache, rmi would also drop the image's now-dangling parents: the cached
    * steps. The final image stays (it caches the last step) until the prune. */
@@ -359,6 +367,27 @@ static int import_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   } else {
     wv_job_ctx_logf(ctx, "imported %s:%s@%s", repo, tag, digest);
   }
+  json_object_put(o);
+  return rc;
+}
+
+/* fn_arg: the wv_app_t. Maps the imported image's gzip layers (arg as the import's). */
+static int map_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
+  const wv_app_t *app = fn_arg;
+  json_object *o = NULL;
+  const char *repo, *tag;
+  char err[256];
+  int mapped = 0;
+  if (!arg || wv_json_parse(arg, strlen(arg), 64 * 1024, 0, &o, err, sizeof err) ||
+      wv_json_get_str(o, "repo", &repo) || wv_json_get_str(o, "tag", &tag)) {
+    json_object_put(o);
+    return WV_EINVAL;
+  }
+  int rc = wv_embedded_map_layers(app->store, app->cas, repo, tag, &mapped);
+  if (rc)
+    wv_job_ctx_logf(ctx, "map-layers %s:%s: %s", repo, tag, wv_strerror(rc));
+  else if (mapped)
+    wv_job_ctx_logf(ctx, "map-layers %s:%s: %d new layers mapped", repo, tag, mapped);
   json_object_put(o);
   return rc;
 }
@@ -614,6 +643,7 @@ int wv_builder_register(wv_job_engine_t *e, const wv_app_t *app) {
                      .remove_workdir = true};
   int rc = wv_job_register_kind(e, &k);
   rc = rc ? rc : wv_job_register_fn(e, WV_BUILDER_PRUNE_FN, prune_fn, (void *)app);
+  rc = rc ? rc : wv_job_register_fn(e, WV_BUILDER_MAP_FN, map_fn, (void *)app);
   return rc ? rc : wv_job_register_fn(e, WV_BUILDER_IMPORT_FN, import_fn, (void *)app);
 }
 

@@ -45,7 +45,10 @@ struct wv_cas;
   "oci-import"                            /* the job function importing into the embedded registry \
                                            */
 #define WV_BUILDER_PRUNE_FN "build-prune" /* the job function capping the builders' storage */
-#define WV_BUILDER_MAX_STEPS 5
+/* The job function recording the uncompressed digests of an imported image's layers
+ * (storage/embedded.h wv_embedded_map_layers), so later builds can skip pushing them. */
+#define WV_BUILDER_MAP_FN "embedded-map"
+#define WV_BUILDER_MAX_STEPS 6
 
 typedef enum { WV_BUILDER_BUILDAH = 0, WV_BUILDER_BUILDKIT } wv_builder_kind_t;
 
@@ -69,6 +72,7 @@ typedef struct {
   bool insecure;              /* plain HTTP / no TLS verification towards the registries */
   const char *storage_driver; /* {storage-driver}; NULL = wv_builder_storage_driver() */
   bool layers;                /* {layers}: buildah --layers (wave.build.layer-cache) */
+  const char *pull;           /* {pull}: buildah --pull policy; NULL = "always" */
 } wv_builder_target_t;
 
 /* One registry credential for the auth file. */
@@ -113,7 +117,8 @@ int wv_builder_probe_overlay(const char *dir, char *why, size_t whylen);
 /*
  * The steps of a build into steps[WV_BUILDER_MAX_STEPS] (everything from a):
  * build, push (buildah), import into the embedded registry (when t->repo is
- * empty), cleanup (may fail), prune (buildah with a prune template; may fail:
+ * empty) and map-layers (may fail: storage/embedded.h wv_embedded_map_layers), cleanup (may
+ * fail), prune (buildah with a prune template; may fail:
  * past wave.build.cache-max-size, when no other build runs, runs prune and
  * then prune-all while still past it). Every command step gets the environment of
  * waved plus REGISTRY_AUTH_FILE and DOCKER_CONFIG. Same errors as expand.

@@ -41,7 +41,7 @@ static int check_instance_id(const char *s, char *why, size_t whylen);
   "buildah --root {workspace}/buildah/root --runroot {workspace}/buildah/runroot "                 \
   "--storage-driver {storage-driver}"
 #define BUILDAH_BUILD                                                                              \
-  BUILDAH " build --layers={layers} --pull=always --isolation chroot --runtime /usr/sbin/runc "    \
+  BUILDAH " build --layers={layers} --pull={pull} --isolation chroot --runtime /usr/sbin/runc "    \
           "--tls-verify={tls-verify} --authfile {authfile} --platform {platform} "                 \
           "-f {containerfile} -t {image} {context}"
 #define BUILDAH_PUSH                                                                               \

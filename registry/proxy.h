@@ -46,4 +46,25 @@ void wv_proxy_flights_free(wv_proxy_flights_t *t);
 int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, const char *image,
                       const char *who, const char *tag, const char *platform);
 
+/*
+ * The base image of a build (docs/builds.md "The base image check"):
+ * <registry>/<image>:<reference> resolved the way a pull resolves it — the tag through the
+ * tag cache (wave.storage.cache.tag-duration) and the flights, acting for who (the
+ * configured credentials only when who may pull with them; a caller who may not is asked
+ * of the upstream anonymously and never served from the caches) — then, for an index, the
+ * platform's one entry. Every document is verified against its digest. out->digest: the
+ * platform manifest's digest; out->config: its config JSON (arena). Blocks (worker only).
+ * 0; WV_EUNSUPPORTED (a registry that names an address and is not configured, an index
+ * with no or several entries for the platform, not an image), or the failure of the
+ * upstream: err says which.
+ */
+typedef struct {
+  char digest[72];
+  const char *config;
+  size_t config_len;
+} wv_proxy_base_t;
+int wv_proxy_resolve_base(const wv_app_t *app, wv_arena_t *a, const char *registry,
+                          const char *image, const char *who, const char *reference,
+                          const char *platform, wv_proxy_base_t *out, char *err, size_t errlen);
+
 #endif

@@ -1034,3 +1034,63 @@ int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, 
     wv_tagcache_put(app->flights->warm, wkey, digest, window);
   return 0;
 }
+
+/* ---- a build's base image (docs/builds.md "The base image check") ------------------- */
+
+int wv_proxy_resolve_base(const wv_app_t *app, wv_arena_t *a, const char *registry,
+                          const char *image, const char *who, const char *reference,
+                          const char *platform, wv_proxy_base_t *out, char *err, size_t errlen) {
+  memset(out, 0, sizeof *out);
+  err[0] = '\0';
+  if (!app->upstream || !reference || !wv_proxy_registry_allowed(app, registry)) {
+    snprintf(err, errlen, "registry '%s' is not resolved by waved", registry);
+    return WV_EUNSUPPORTED;
+  }
+  wv_pctx_t ctx = {.app = (wv_app_t *)app,
+                   .registry = registry,
+                   .image = image,
+                   .who = who,
+                   .restricted = wv__proxy_restricted(app, registry, who)};
+  ctx.rt.reference = reference;
+  ctx.rt.is_digest = wv_digest_valid(reference);
+  res_t r = {.a = a, .ctx = &ctx, .batch = wv__pbatch_new(a)};
+  if (!r.batch)
+    return WV_ENOMEM;
+  r.expires_ms = cache_expiry(&ctx);
+  const char *digest = reference, *msg = NULL;
+  int rc = ctx.rt.is_digest ? 0 : resolve_tag(&r, reference, &digest);
+  if (!rc && !digest)
+    rc = wv_fetch_err_set(&r.err, 502, WV_REGERR_UNKNOWN, "no digest for the tag");
+  wv_cache_entry_t m;
+  rc = rc ? rc : upstream_manifest(&r, digest, &m);
+  if (!rc && wv_mediatype_classify(m.media_type) == WV_MT_KIND_INDEX) {
+    wv_platform_list_t want;
+    wv_index_entry_t *entries;
+    size_t n = 0;
+    rc = wv_platform_parse_list(a, platform ? platform : "linux/amd64", &want, &msg);
+    rc = rc ? rc
+            : wv_augment_index_select(a, m.body, m.body_len, m.media_type, &want, image, reference,
+                                      &entries, &n, &msg);
+    if (!rc && n != 1)
+      msg = "the index has several entries for the platform", rc = WV_EUNSUPPORTED;
+    digest = rc ? NULL : entries[0].digest;
+    rc = rc ? rc : upstream_manifest(&r, digest, &m);
+  }
+  if (!rc && wv_mediatype_classify(m.media_type) != WV_MT_KIND_MANIFEST)
+    msg = "not an image manifest", rc = WV_EUNSUPPORTED;
+  wv_manifest_info_t info;
+  rc = rc ? rc : wv_manifest_info(a, m.body, m.body_len, &info, &msg);
+  char *config = NULL;
+  size_t len = 0;
+  rc = rc ? rc : upstream_config(&r, info.config_digest, m.media_type, &config, &len);
+  if (r.batch->n && pbatch_submit(r.batch, app->store, NULL, NULL))
+    wv_debug("base of a build %s/%s:%s: cache entries not written", registry, image, reference);
+  if (rc) {
+    snprintf(err, errlen, "%s", msg ? msg : r.err.msg[0] ? r.err.msg : wv_strerror(rc));
+    return rc;
+  }
+  snprintf(out->digest, sizeof out->digest, "%s", digest);
+  out->config = config;
+  out->config_len = len;
+  return 0;
+}

@@ -407,6 +407,21 @@ int wv_cas_put(wv_cas_t *c, const void *p, size_t n, const char *expected, char 
   return wv_cas_commit(w, expected, digest_out);
 }
 
+int wv_cas_link_out(wv_cas_t *c, const char *digest, const char *dst) {
+  if (!wv_cas_digest_valid(digest) || !dst)
+    return WV_EINVAL;
+  char *path = blob_path(c, digest, 1);
+  if (!path)
+    return WV_ENOMEM;
+  int rc = link(path, dst) == 0               ? 0
+           : errno == EEXIST                  ? WV_EEXISTS
+           : errno == ENOENT                  ? WV_ENOTFOUND
+           : errno == EXDEV || errno == EPERM ? WV_EUNSUPPORTED
+                                              : WV_EIO;
+  free(path);
+  return rc;
+}
+
 /* ---- reading ------------------------------------------------------------ */
 
 int wv_cas_open_blob(wv_cas_t *c, const char *digest, int *fd, uint64_t *size) {

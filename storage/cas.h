@@ -91,6 +91,14 @@ int wv_cas_open_blob(wv_cas_t *c, const char *digest, int *fd, uint64_t *size);
 /* Returns 0 (size to *size, may be NULL), WV_ENOTFOUND, WV_EINVAL or WV_EIO. */
 int wv_cas_exists(wv_cas_t *c, const char *digest, uint64_t *size);
 
+/*
+ * Hard-links the blob to dst, a new name for the same immutable file (for a reader that
+ * looks blobs up by another name: storage/embedded.h wv_embedded_seed_layout). Nobody may
+ * write through dst. Returns 0, WV_EEXISTS (dst exists), WV_ENOTFOUND, WV_EUNSUPPORTED
+ * (another filesystem), WV_EINVAL, WV_EIO, WV_ENOMEM.
+ */
+int wv_cas_link_out(wv_cas_t *c, const char *digest, const char *dst);
+
 /* Removes a blob. Returns 0, WV_ENOTFOUND, WV_EINVAL or WV_EIO. */
 int wv_cas_delete(wv_cas_t *c, const char *digest);
 

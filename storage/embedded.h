@@ -81,4 +81,24 @@ int wv_embedded_put_index(wv_store_t *s, const char *repo, const char *tag, cons
 int wv_embedded_has_blob(wv_store_t *s, wv_cas_t *c, const char *repo, const char *digest,
                          uint64_t *size);
 
+/*
+ * Seeded layouts (storage/embedded.c "LAYER MAPS"). After an import: records, for every gzip
+ * layer G of repo:tag (each child of an index) not mapped yet, its uncompressed digest X
+ * ("diff/X" → "G size media-type", "gz/G" → X), computed by inflating the CAS blob. Costs
+ * one pass over each new layer; run it after the image is served. *mapped: layers mapped
+ * now. 0, WV_ENOTFOUND (no such tag), WV_EPARSE, WV_ESTORE, WV_ENOMEM.
+ */
+int wv_embedded_map_layers(wv_store_t *s, wv_cas_t *c, const char *repo, const char *tag,
+                           int *mapped);
+
+/*
+ * Before a build pushes into layout (a new directory of its own): for each of the base
+ * image's uncompressed layer digests that has a map, a hard link to the CAS file of its gzip
+ * blob at <layout>/blobs/sha256/<X hex>, the name buildah's oci: push looks for, so it skips
+ * the layer; wv_embedded_import maps the descriptor back. *seeded: links made. 0,
+ * WV_EUNSUPPORTED (the layout is on another filesystem than the CAS), WV_EIO, WV_EINVAL.
+ */
+int wv_embedded_seed_layout(wv_store_t *s, wv_cas_t *c, const char *layout,
+                            const char *const *diff_ids, size_t n, int *seeded);
+
 #endif

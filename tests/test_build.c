@@ -179,6 +179,29 @@ TEST(ansi_strip) {
   CHECK_EQ_INT((int)wv_ansi_strip(t, strlen(t)), 4);
 }
 
+TEST(single_from) {
+  size_t at = 0, len = 0;
+  const char *f = "FROM reg.io/a/b:1\nRUN x\n";
+  CHECK(wv__build_single_from(f, &at, &len));
+  CHECK_EQ_INT((int)at, 5);
+  CHECK_EQ_INT((int)len, 12);
+  f = "# a comment\n  from\treg.io/a/b AS base \r\nCOPY x /x\n";
+  CHECK(wv__build_single_from(f, &at, &len));
+  CHECK(strncmp(f + at, "reg.io/a/b", len) == 0 && len == 10);
+  f = "RUN echo \\\nFROM x\nFROM reg.io/a/b\n"; /* the first FROM continues a RUN */
+  CHECK(wv__build_single_from(f, &at, &len));
+  CHECK(strncmp(f + at, "reg.io/a/b", len) == 0);
+  CHECK(!wv__build_single_from("FROM a AS s\nFROM s\n", &at, &len));           /* multi-stage */
+  CHECK(!wv__build_single_from("ARG B=a\nFROM ${B}\n", &at, &len));            /* ARG */
+  CHECK(!wv__build_single_from("FROM --platform=linux/arm64 a\n", &at, &len)); /* option */
+  CHECK(!wv__build_single_from("FROM scratch\nCOPY x /\n", &at, &len));
+  CHECK(!wv__build_single_from("FROM a \\\n  AS b\n", &at, &len));  /* continued */
+  CHECK(!wv__build_single_from("# escape=`\nFROM a\n", &at, &len)); /* directive */
+  CHECK(!wv__build_single_from("FROM a b\n", &at, &len));
+  CHECK(!wv__build_single_from("RUN x\n", &at, &len));
+  CHECK(!wv__build_single_from("", &at, &len));
+}
+
 TEST(log_lock_sections) {
   const char *log =
       "step 1\n#7 1.5 >> CONDA_LOCK_START\n#7 1.5 @EXPLICIT\n#7 1.6 https://x/a.conda\n"
@@ -591,8 +614,9 @@ TEST(freeze_layer_archives) {
   env_close(&e);
 }
 
-WV_TESTS(T(ansi_strip), T(log_lock_sections), T(packages_use_config_images), T(freeze_dry_run),
-         T(multi_platform_embedded), T(sif_target_and_bad_definition), T(refusals),
-         T(dry_run_builds_nothing), T(build_join_reuse_records), T(failure_window_then_retry),
-         T(build_context_checked), T(freeze_id_has_config), T(freeze_layer_archives),
-         T(build_rate_limit_counts_new_builds_only), T(container_requests_take_pull_permits))
+WV_TESTS(T(ansi_strip), T(single_from), T(log_lock_sections), T(packages_use_config_images),
+         T(freeze_dry_run), T(multi_platform_embedded), T(sif_target_and_bad_definition),
+         T(refusals), T(dry_run_builds_nothing), T(build_join_reuse_records),
+         T(failure_window_then_retry), T(build_context_checked), T(freeze_id_has_config),
+         T(freeze_layer_archives), T(build_rate_limit_counts_new_builds_only),
+         T(container_requests_take_pull_permits))

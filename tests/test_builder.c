@@ -66,7 +66,7 @@ TEST(default_buildah_templates) {
   CHECK_OK(wv_builder_from_config(&f->cfg, &f->b));
   CHECK_EQ_INT(f->b.kind, WV_BUILDER_BUILDAH);
   CHECK_OK(wv_builder_steps(a, &f->b, &embedded_target, steps, &n, err, sizeof err));
-  CHECK_EQ_INT(n, 5);
+  CHECK_EQ_INT(n, 6);
   /* {storage-driver}: vfs until wv_builder_resolve_driver ran; {layers} from the target. */
   const char *B =
       "buildah --root /ws/buildah/root --runroot /ws/buildah/runroot --storage-driver vfs";
@@ -84,17 +84,25 @@ TEST(default_buildah_templates) {
                                 "--digestfile /ws/bd-1/digest localhost/wave/build:abc "
                                 "oci:/ws/bd-1/oci:abc",
                                 B));
+  /* {pull}: "missing" once waved pinned the base to a digest (docs/builds.md). */
+  wv_builder_target_t pinned = embedded_target;
+  pinned.pull = "missing";
+  CHECK_OK(wv_builder_steps(a, &f->b, &pinned, steps, &n, err, sizeof err));
+  CHECK_HAS(joined(a, steps[0].argv), " --pull=missing ");
   CHECK_EQ_INT(steps[2].type, WV_JOB_STEP_FN);
   CHECK_EQ_STR(steps[2].fn, WV_BUILDER_IMPORT_FN);
   CHECK_HAS(steps[2].arg, "\"layout\":\"/ws/bd-1/oci\"");
-  CHECK(steps[3].may_fail && !steps[0].may_fail);
+  /* Then the layers' maps for later builds (storage/embedded.h), a tidy-up step. */
+  CHECK_EQ_STR(steps[3].fn, WV_BUILDER_MAP_FN);
+  CHECK_HAS(steps[3].arg, "\"tag\":\"abc\"");
+  CHECK(steps[3].may_fail && steps[4].may_fail && !steps[0].may_fail);
   /* The last step keeps <workspace>/buildah under the cap (prune, then prune-all). */
-  CHECK_EQ_INT(steps[4].type, WV_JOB_STEP_FN);
-  CHECK_EQ_STR(steps[4].fn, WV_BUILDER_PRUNE_FN);
-  CHECK(steps[4].may_fail);
-  CHECK_HAS(steps[4].arg, "\"dir\":\"/ws/buildah\"");
-  CHECK_HAS(steps[4].arg, "\"--storage-driver\",\"vfs\",\"rmi\",\"--prune\"]");
-  CHECK_HAS(steps[4].arg, "\"rmi\",\"--all\"]");
+  CHECK_EQ_INT(steps[5].type, WV_JOB_STEP_FN);
+  CHECK_EQ_STR(steps[5].fn, WV_BUILDER_PRUNE_FN);
+  CHECK(steps[5].may_fail);
+  CHECK_HAS(steps[5].arg, "\"dir\":\"/ws/buildah\"");
+  CHECK_HAS(steps[5].arg, "\"--storage-driver\",\"vfs\",\"rmi\",\"--prune\"]");
+  CHECK_HAS(steps[5].arg, "\"rmi\",\"--all\"]");
   CHECK_EQ_STR(steps[0].cwd, "/ws/bd-1");
   bool has_auth_env = false;
   for (size_t i = 0; steps[0].env[i]; i++)
@@ -181,7 +189,7 @@ TEST(buildkit_template) {
     docker_config |= strcmp(steps[0].env[i], "DOCKER_CONFIG=/ws/bd-1") == 0;
   CHECK(docker_config);
   CHECK_OK(wv_builder_steps(a, &f->b, &embedded_target, steps, &n, err, sizeof err));
-  CHECK_EQ_INT(n, 2);
+  CHECK_EQ_INT(n, 3); /* build, import, map-layers */
   CHECK_HAS(joined(a, steps[0].argv),
             "--output type=oci,dest=/ws/bd-1/oci,tar=false,name=localhost/wave/build:abc");
   CHECK_EQ_INT(steps[1].type, WV_JOB_STEP_FN);

@@ -12,8 +12,10 @@
 #include "storage/log.h"
 #include "storage_util.h"
 
+#include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 typedef struct {
   char dir[256], layout[300];
@@ -302,9 +304,139 @@ TEST(jobstore_records_and_logs) {
   fx_close(&f);
 }
 
+/* gzip of p into out (cap bytes); its length, 0 on failure. */
+static size_t gz(const char *p, size_t n, unsigned char *out, size_t cap) {
+  z_stream z = {0};
+  if (deflateInit2(&z, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return 0;
+  z.next_in = (unsigned char *)p;
+  z.avail_in = (uInt)n;
+  z.next_out = out;
+  z.avail_out = (uInt)cap;
+  int rc = deflate(&z, Z_FINISH);
+  size_t len = cap - z.avail_out;
+  deflateEnd(&z);
+  return rc == Z_STREAM_END ? len : 0;
+}
+
+/* A one-layer image in layout (its blobs/sha256 must exist): index entry tag, the layer
+ * described as {mt, ldigest, lsize}; its manifest digest to mdigest. */
+static int layer_image(fx_t *f, const char *layout, const char *tag, const char *mt,
+                       const char *ldigest, size_t lsize, char mdigest[WV_DIGEST_STRLEN]) {
+  char cfg[256], man[1024], idx[512], cd[WV_DIGEST_STRLEN], path[600];
+  snprintf(f->layout, sizeof f->layout, "%s", layout);
+  int cn = snprintf(cfg, sizeof cfg, "{\"architecture\":\"amd64\",\"os\":\"linux\",\"tag\":\"%s\"}",
+                    tag);
+  int rc = put_blob(f, cfg, (size_t)cn, cd);
+  int mn = snprintf(man, sizeof man,
+                    "{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.manifest.v1+"
+                    "json\",\"config\":{\"mediaType\":\"application/vnd.oci.image.config.v1+json\","
+                    "\"digest\":\"%s\",\"size\":%d},\"layers\":[{\"mediaType\":\"%s\",\"digest\":"
+                    "\"%s\",\"size\":%zu}]}",
+                    cd, cn, mt, ldigest, lsize);
+  rc = rc ? rc : put_blob(f, man, (size_t)mn, mdigest);
+  int in =
+      snprintf(idx, sizeof idx,
+               "{\"schemaVersion\":2,\"manifests\":[{\"mediaType\":\"application/"
+               "vnd.oci.image.manifest.v1+json\",\"digest\":\"%s\",\"size\":%d,\"annotations\":"
+               "{\"org.opencontainers.image.ref.name\":\"%s\"}}]}",
+               mdigest, mn, tag);
+  snprintf(path, sizeof path, "%s/index.json", layout);
+  return rc ? rc : write_file(path, idx, (size_t)in);
+}
+
+static int mkdirs(const char *layout) {
+  char p[600];
+  snprintf(p, sizeof p, "%s/blobs", layout);
+  if ((mkdir(layout, 0700) && errno != EEXIST) || (mkdir(p, 0700) && errno != EEXIST))
+    return WV_EIO;
+  snprintf(p, sizeof p, "%s/blobs/sha256", layout);
+  return mkdir(p, 0700) && errno != EEXIST ? WV_EIO : 0;
+}
+
+/* Seeded layouts (storage/embedded.c "LAYER MAPS"): an imported gzip layer is mapped by its
+ * uncompressed digest X; a build's own layout gets a link to it under X; a push that skipped it
+ * ({tar, X, gzip size}) is imported as the gzip blob, the manifest rewritten; a file that is not
+ * the CAS's is hashed; a layer buildah wrote itself under X is imported as it is. */
+TEST(seeded_layout_maps_layers) {
+  static fx_t f;
+  char l[4][320], p[700], x[WV_DIGEST_STRLEN], c[WV_DIGEST_STRLEN], m[WV_DIGEST_STRLEN];
+  char got[WV_EMBEDDED_DIGEST_LEN], err[256], plain[4096];
+  unsigned char zipped[8192];
+  int n = 0;
+  CHECK_OK(fx_open(&f));
+  for (int i = 0; i < 4; i++)
+    snprintf(l[i], sizeof l[i], "%s/l%d", f.dir, i + 1);
+  for (size_t i = 0; i < sizeof plain; i++)
+    plain[i] = (char)('a' + i % 23);
+  size_t zn = gz(plain, sizeof plain, zipped, sizeof zipped);
+  CHECK(zn > 0 && zn != sizeof plain);
+  CHECK_OK(wv_digest_of(plain, sizeof plain, x));
+  CHECK_OK(wv_digest_of(zipped, zn, c));
+  const char *ids[] = {x};
+  /* 1: buildah compressed the layer: imported as it is, then mapped (once). */
+  CHECK_OK(mkdirs(l[0]));
+  snprintf(p, sizeof p, "%s/blobs/sha256/%s", l[0], c + 7);
+  CHECK_OK(write_file(p, zipped, zn));
+  CHECK_OK(layer_image(&f, l[0], "t1", "application/vnd.oci.image.layer.v1.tar+gzip", c, zn, m));
+  CHECK_OK(wv_embedded_seed_layout(f.s, f.c, l[1], ids, 1, &n));
+  CHECK_EQ_INT(n, 0); /* nothing mapped yet */
+  CHECK_OK(wv_embedded_import(f.s, f.c, l[0], "t1", WV_EMBEDDED_REPO, "t1", got, err, sizeof err));
+  CHECK_EQ_STR(got, m);
+  CHECK_OK(wv_embedded_map_layers(f.s, f.c, WV_EMBEDDED_REPO, "t1", &n));
+  CHECK_EQ_INT(n, 1);
+  CHECK_OK(wv_embedded_map_layers(f.s, f.c, WV_EMBEDDED_REPO, "t1", &n));
+  CHECK_EQ_INT(n, 0);
+  /* 2: a seeded layout: the CAS file under X; the push skipped it. */
+  CHECK_OK(wv_embedded_seed_layout(f.s, f.c, l[1], ids, 1, &n));
+  CHECK_EQ_INT(n, 1);
+  struct stat st;
+  snprintf(p, sizeof p, "%s/blobs/sha256/%s", l[1], x + 7);
+  CHECK(stat(p, &st) == 0 && st.st_nlink == 2 && (size_t)st.st_size == zn);
+  CHECK_OK(layer_image(&f, l[1], "t2", "application/vnd.oci.image.layer.v1.tar", x, zn, m));
+  CHECK_OK(wv_embedded_import(f.s, f.c, l[1], "t2", WV_EMBEDDED_REPO, "t2", got, err, sizeof err));
+  CHECK(strcmp(got, m) != 0);
+  char *body = NULL, dg[WV_DIGEST_STRLEN];
+  size_t len;
+  CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "t2", &body, &len, NULL, NULL));
+  CHECK(strstr(body, c) && !strstr(body, x) && strstr(body, "tar+gzip"));
+  CHECK_OK(wv_digest_of(body, len, dg));
+  CHECK_EQ_STR(dg, got);
+  free(body);
+  CHECK_OK(wv_embedded_has_blob(f.s, f.c, WV_EMBEDDED_REPO, c, NULL));
+  /* 3: the file under X is a copy (not the CAS file): hashed as the gzip blob. */
+  CHECK_OK(mkdirs(l[2]));
+  snprintf(p, sizeof p, "%s/blobs/sha256/%s", l[2], x + 7);
+  CHECK_OK(write_file(p, zipped, zn));
+  CHECK_OK(layer_image(&f, l[2], "t3", "application/vnd.oci.image.layer.v1.tar", x, zn, m));
+  CHECK_OK(wv_embedded_import(f.s, f.c, l[2], "t3", WV_EMBEDDED_REPO, "t3", got, err, sizeof err));
+  CHECK(strcmp(got, m) != 0);
+  /* ... and a copy with other bytes of that size is the plain layer X: refused, X mismatch. */
+  zipped[zn / 2] ^= 1;
+  CHECK_OK(write_file(p, zipped, zn));
+  CHECK_OK(layer_image(&f, l[2], "t3b", "application/vnd.oci.image.layer.v1.tar", x, zn, m));
+  CHECK_EQ_INT(
+      wv_embedded_import(f.s, f.c, l[2], "t3b", WV_EMBEDDED_REPO, "t3b", got, err, sizeof err),
+      WV_EDIGEST);
+  /* 4: buildah wrote the layer uncompressed under X (its own size): imported as it is. */
+  CHECK_OK(mkdirs(l[3]));
+  snprintf(p, sizeof p, "%s/blobs/sha256/%s", l[3], x + 7);
+  CHECK_OK(write_file(p, plain, sizeof plain));
+  CHECK_OK(
+      layer_image(&f, l[3], "t4", "application/vnd.oci.image.layer.v1.tar", x, sizeof plain, m));
+  CHECK_OK(wv_embedded_import(f.s, f.c, l[3], "t4", WV_EMBEDDED_REPO, "t4", got, err, sizeof err));
+  CHECK_EQ_STR(got, m);
+  CHECK_OK(wv_cas_exists(f.c, x, NULL));
+  fx_close(&f);
+}
+
 WV_TEST_GLOBALS;
-static const wv_test_t tests[] = {T(import_and_lookup), T(import_index), T(put_index),
-                                  T(digest_mismatch_refused), T(jobstore_records_and_logs)};
+static const wv_test_t tests[] = {T(import_and_lookup),
+                                  T(import_index),
+                                  T(put_index),
+                                  T(digest_mismatch_refused),
+                                  T(jobstore_records_and_logs),
+                                  T(seeded_layout_maps_layers)};
 
 int main(int argc, char **argv) {
   wv_log_set_level(WV_LOG_ERROR);

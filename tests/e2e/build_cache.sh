@@ -67,9 +67,10 @@ build second "$CF" two
 ok "rebuild: pulled" is "$(cat "$T/second.code")" 200
 ok "rebuild: a different build" test "$(json_get "$T/first.json" 'd["buildId"]')" != "$(json_get "$T/second.json" 'd["buildId"]')"
 ok "rebuild: the RUN step comes from the cache" grep -q 'Using cache' "$T/second.log"
-# --pull=always: the base is asked of its registry with this build's credentials every time
+# The base's registry (an address) is not in wave.registries, so waved leaves the check to buildah:
+# --pull=always, the base is asked of its registry with this build's credentials every time
 # (a cached private base is never used without access); its layers are not downloaded again
-# (docs/builds.md "Layer cache").
+# (docs/builds.md "The base image check"; section 4 has the pinned case).
 ok "rebuild: the base is checked with its registry again" grep -q 'Trying to pull' <(sed -n '1,/STEP 2/p' "$T/second.log")
 ok "rebuild: the COPY step ran again (new file)" is "$(stamp_of second)" two
 ok "rebuild: storage measured against the cap" grep -q 'build storage .*MiB of 10240.0 MiB' "$T/second.log"
@@ -94,5 +95,37 @@ ok "cap: the storage is under 1 MiB after it ($AFTER MiB)" python3 -c "import sy
 USED=$(du -sxm "$WAVED_DIR/data/build/buildah" | cut -f1)
 ok "cap: du agrees ($USED MiB)" test "$USED" -le 2
 ok "cap: the image is still served (from the embedded registry)" is "$(stamp_of capped)" three
+stop_waved
+
+# ---- 4. the base pinned by waved (docs/builds.md "The base image check") ---------------------
+# With the base's registry configured, waved resolves the FROM tag itself (tag cache, flights,
+# the caller's credentials) and buildah gets FROM <image>@<digest> with --pull=missing: a rebuild
+# asks the registry nothing through buildah. A tag moved upstream is seen once the tag window
+# (1s here) has passed: the next build names the new digest and is built on the new base.
+absent() { ! grep -q -- "$1" "$2"; }
+start_waved "wave:
+  registries: {\"$REG\": {insecure: true}}
+  storage: {cache: {tag-duration: 1s}}"
+D1=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$BB")
+PF="FROM $BB\nRUN echo pinned > /p\nCOPY stamp.txt /stamp.txt\n"
+build pin1 "$PF" p-one
+ok "pinned: pulled" is "$(cat "$T/pin1.code")" 200
+ok "pinned: buildah got the base by digest" grep -q "FROM $REG/library/busybox@$D1" "$T/pin1.log"
+build pin2 "$PF" p-two
+ok "pinned rebuild: pulled, the new file" is "$(cat "$T/pin2.code") $(stamp_of pin2)" "200 p-two"
+ok "pinned rebuild: the RUN step from the cache" grep -q 'Using cache' "$T/pin2.log"
+ok "pinned rebuild: buildah did not ask the registry (--pull=missing)" absent 'Trying to pull' "$T/pin2.log"
+make_busybox_layout "$T/moved" '["/bin/echo","moved"]'
+push_layout "$T/moved" "$BB"
+D2=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$BB")
+ok "moved: the tag names another image" test "$D1" != "$D2"
+sleep 1.5 # the tag window
+build pin3 "$PF" p-three
+ok "moved: pulled" is "$(cat "$T/pin3.code")" 200
+ok "moved: buildah got the new digest" grep -q "FROM $REG/library/busybox@$D2" "$T/pin3.log"
+stamp_of pin3 >/dev/null
+CFG=$(json_get "$T/p-pin3/manifest.json" 'd["config"]["digest"].split(":")[1]')
+ok "moved: the image is built on the new base (its entrypoint)" \
+  is "$(json_get "$T/p-pin3/$CFG" 'd["config"].get("Entrypoint")')" '["/bin/echo", "moved"]'
 stop_waved
 e2e_finish

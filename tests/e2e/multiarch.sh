@@ -159,4 +159,30 @@ for arch in amd64 arm64; do
   ok "run: $arch image has the file its RUN wrote, on $mach" \
     is "$(layer_has "$T/r-$arch" ran.txt "ran on $mach for $arch")" yes
 done
+stop_waved
+
+# ---- 4. seeded layouts: both halves at once, each with its own layout -----------------------
+# With the base's registry configured, waved pins each half's FROM to the platform's digest;
+# once a build of the base was imported and its layers mapped, the next build's layout is
+# seeded with them (docs/builds.md "The embedded registry"): both halves push and import at
+# the same time, each from its own layout.
+start_waved "wave:
+  registries: {\"$REG\": {insecure: true}}"
+for n in 5 6; do
+  SCF=$(b64 "FROM $REG/library/bbmulti:latest\nRUN echo \"seeded $n on \$(cat /etc/arch)\" > /s.txt\n")
+  ok "seeded $n: 200" is "$(post "{\"containerFile\":\"$SCF\",\"containerPlatform\":\"linux/amd64,linux/arm64\"}" "$T/r$n.json")" 200
+  ok "seeded $n: status DONE" wait_done "$(field "$T/r$n.json" 'd["requestId"]')" 600
+  ok "seeded $n: succeeded" is "$(field "$T/st.json" 'd["succeeded"]')" True
+  # the map-layers step runs after the ready point: let the children's jobs end
+  sleep 2
+done
+ok "seeded: both halves' layouts were seeded with their base layer" \
+  is "$(grep -c 'base layers seeded' "$WAVED_DIR/waved.log")" 2
+SPN=$(pull_name "$T/r6.json")
+for arch in amd64 arm64; do
+  skopeo copy --quiet --override-arch $arch --src-tls-verify=false "docker://$SPN" "oci:$T/s-$arch:x"
+  ok "seeded: $arch image has its base and its RUN's file" \
+    is "$(layer_has "$T/s-$arch" s.txt "seeded 6 on $arch")$(layer_has "$T/s-$arch" etc/arch "$arch")" yesyes
+done
+stop_waved
 e2e_finish
