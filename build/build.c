@@ -48,6 +48,9 @@
 
 struct wv_build_table {
   pthread_mutex_t create_mu; /* decide and create, as one step */
+  /* {storage-driver}: resolved once by wv_build_register (wv_builder_resolve_driver), before any
+   * build is submitted; read-only after. "" (vfs) until then. */
+  char storage_driver[16];
 };
 
 int wv_build_table_new(wv_build_table_t **out) {
@@ -373,6 +376,7 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
                            .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
                            .tag = in->tref.reference,
                            .insecure = in->insecure,
+                           .storage_driver = app->builds->storage_driver,
                            .layers = cfg->build_layer_cache && native,
                            .pull = in->base_pinned ? "missing" : "always"};
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
@@ -823,7 +827,8 @@ static int digest_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
   if (app->cfg->build_enabled) { /* one line per platform: can its RUN steps run here? */
     wv_build_platform_log();
-    wv_builder_resolve_driver(app->cfg); /* {storage-driver}: auto probes overlay once */
+    wv_builder_resolve_driver(app->cfg, app->builds->storage_driver,
+                              sizeof app->builds->storage_driver); /* auto probes overlay once */
   }
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
   rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_DIGEST_FN, digest_fn, (void *)app);

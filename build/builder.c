@@ -91,8 +91,7 @@ static const char *value_of(wv_arena_t *a, const char *name, size_t len,
   if (IS("insecure"))
     return t->insecure ? "true" : "false";
   if (IS("storage-driver"))
-    return t->storage_driver && *t->storage_driver ? t->storage_driver
-                                                   : wv_builder_storage_driver();
+    return t->storage_driver && *t->storage_driver ? t->storage_driver : "vfs";
   if (IS("layers"))
     return t->layers ? "true" : "false";
   if (IS("pull"))
@@ -394,11 +393,6 @@ static int map_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
 
 /* ---- the builders' storage: driver and cap ---- */
 
-/* Resolved once by wv_builder_register before any build is submitted; read-only after. */
-static char storage_driver[16] = "vfs";
-
-const char *wv_builder_storage_driver(void) { return storage_driver; }
-
 /* Removes the probe's scratch tree (a few empty directories and files). */
 static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *f) {
   (void)st, (void)type, (void)f;
@@ -469,7 +463,7 @@ static void unmount_stale(const char *dir) {
     wv_info("build storage %s: detached %zu mounts left by interrupted builds", dir, count);
 }
 
-void wv_builder_resolve_driver(const wv_config_t *cfg) {
+void wv_builder_resolve_driver(const wv_config_t *cfg, char *out, size_t outlen) {
   char ws[4096], dir[4200], why[4200];
   const char *want = cfg->build_storage_driver ? cfg->build_storage_driver : "auto";
   snprintf(ws, sizeof ws, "%s", *cfg->build_workspace ? cfg->build_workspace : "");
@@ -482,14 +476,14 @@ void wv_builder_resolve_driver(const wv_config_t *cfg) {
   unmount_stale(foreign); /* foreign-platform builds' store (build/build.c) */
   int rc = wv_builder_probe_overlay(dir, why, sizeof why);
   if (strcmp(want, "auto") != 0) {
-    snprintf(storage_driver, sizeof storage_driver, "%s", want);
+    snprintf(out, outlen, "%s", want);
     if (strcmp(want, "overlay") == 0 && rc)
       wv_warn("build storage driver: overlay (configured), but %s: builds will fail", why);
     else
       wv_info("build storage driver: %s (configured)", want);
     return;
   }
-  snprintf(storage_driver, sizeof storage_driver, "%s", rc ? "vfs" : "overlay");
+  snprintf(out, outlen, "%s", rc ? "vfs" : "overlay");
   if (rc)
     wv_info("build storage driver: vfs (auto: %s; vfs copies every layer per build)", why);
   else

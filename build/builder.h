@@ -70,7 +70,7 @@ typedef struct {
   const char *repo;           /* target repository host[:port]/path; NULL/"" = embedded registry */
   const char *tag;            /* target tag */
   bool insecure;              /* plain HTTP / no TLS verification towards the registries */
-  const char *storage_driver; /* {storage-driver}; NULL = wv_builder_storage_driver() */
+  const char *storage_driver; /* {storage-driver}; NULL or "" = vfs */
   bool layers;                /* {layers}: buildah --layers (wave.build.layer-cache) */
   const char *pull;           /* {pull}: buildah --pull policy; NULL = "always" */
 } wv_builder_target_t;
@@ -94,18 +94,12 @@ int wv_builder_expand(wv_arena_t *a, const char *tpl, const wv_builder_target_t 
                       const char ***argv, char *err, size_t errlen);
 
 /*
- * The storage driver builds use: wave.build.storage-driver, or for "auto" what
- * wv_builder_resolve_driver found ("overlay" or "vfs"; "vfs" before it ran). Any
- * thread after it.
- */
-const char *wv_builder_storage_driver(void);
-
-/*
  * Resolves wave.build.storage-driver once at start (auto: wv_builder_probe_overlay in
- * <workspace>/buildah, overlay when it works, else vfs) and logs the choice. Before the
- * first build is submitted (wv_build_register calls it); one thread.
+ * <workspace>/buildah, overlay when it works, else vfs) into out and logs the choice. Before
+ * the first build is submitted (wv_build_register calls it and keeps the result on
+ * app->builds, which gives it to each build's target); one thread.
  */
-void wv_builder_resolve_driver(const wv_config_t *cfg);
+void wv_builder_resolve_driver(const wv_config_t *cfg, char *out, size_t outlen);
 
 /*
  * Whether an overlay mount works in dir (created if missing; a scratch

@@ -1083,7 +1083,7 @@ int wv_proxy_resolve_base(const wv_app_t *app, wv_arena_t *a, const char *regist
   char *config = NULL;
   size_t len = 0;
   rc = rc ? rc : upstream_config(&r, info.config_digest, m.media_type, &config, &len);
-  if (r.batch->n && pbatch_submit(r.batch, app->store, NULL, NULL))
+  if (r.batch->n && pbatch_write(r.batch, app->store, NULL, NULL, false, NULL))
     wv_debug("base of a build %s/%s:%s: cache entries not written", registry, image, reference);
   if (rc) {
     snprintf(err, errlen, "%s", msg ? msg : r.err.msg[0] ? r.err.msg : wv_strerror(rc));

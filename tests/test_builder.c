@@ -67,7 +67,7 @@ TEST(default_buildah_templates) {
   CHECK_EQ_INT(f->b.kind, WV_BUILDER_BUILDAH);
   CHECK_OK(wv_builder_steps(a, &f->b, &embedded_target, steps, &n, err, sizeof err));
   CHECK_EQ_INT(n, 6);
-  /* {storage-driver}: vfs until wv_builder_resolve_driver ran; {layers} from the target. */
+  /* {storage-driver}: vfs when the target names none; {layers} from the target. */
   const char *B =
       "buildah --root /ws/buildah/root --runroot /ws/buildah/runroot --storage-driver vfs";
   CHECK_EQ_STR(joined(a, steps[0].argv),
