@@ -53,7 +53,7 @@ def ms(us):
     return "%.0f us" % us if us < 1000 else "%.2f ms" % (us / 1e3) if us < 1e6 else "%.2f s" % (us / 1e6)
 
 
-hdr = ("scenario", "target", "req/s", "MB/s", "p50", "p99", "p99.9", "errors", "waved RSS", "measured")
+hdr = ("scenario", "target", "req/s", "MB/s", "p50", "p99", "p99.9", "errors", "server RSS", "measured")
 print("%-7s %-16s %10s %8s %9s %9s %9s %6s %10s  %s" % hdr)
 for sc, tgt in order:
     what, kv = rows[(sc, tgt)]
@@ -118,17 +118,21 @@ if open_rates:
     ngx_max = num("open", "nginx-max", "rps")
     print("\nopen loop (latency from the intended send time; medians of %d rounds; nginx max %s req/s):" % (
         len(runs[("open", "nginx@%d" % open_rates[0])]), "%.0f" % ngx_max if ngx_max else "?"))
-    print("  %8s  %-6s %9s %9s %9s %9s %6s %6s" % ("rate", "target", "achieved", "p50", "p99", "p99.9", "late", "errors"))
+    print("  %8s  %-6s %9s %9s %9s %9s %6s %6s %11s" % ("rate", "target", "achieved", "p50", "p99", "p99.9", "late", "errors", "cpu/req"))
     for rate in open_rates:
         q = {}
         for tgt in ("nginx", "waved"):
             rs = [kv for _, kv in runs.get(("open", "%s@%d" % (tgt, rate)), []) if kv]
             if not rs:
                 continue
-            q[tgt] = {k: med([float(kv[k]) for kv in rs]) for k in ("rps", "p50_us", "p99_us", "p999_us", "late", "errors")}
+            q[tgt] = {k: med([float(kv.get(k, -1)) for kv in rs])
+                      for k in ("rps", "p50_us", "p99_us", "p999_us", "late", "errors", "srv_cpu_us_per_req")}
             m = q[tgt]
-            print("  %8d  %-6s %8.1f%% %9s %9s %9s %6.0f %6.0f" % (
-                rate, tgt, 100 * m["rps"] / rate, ms(m["p50_us"]), ms(m["p99_us"]), ms(m["p999_us"]), m["late"], m["errors"]))
+            # the server's CPU per request (pull-load -p; nginx's only with one worker, PL_PIN=1)
+            cpu = "%.1f us" % m["srv_cpu_us_per_req"] if m["srv_cpu_us_per_req"] > 0 else "-"
+            print("  %8d  %-6s %8.1f%% %9s %9s %9s %6.0f %6.0f %11s" % (
+                rate, tgt, 100 * m["rps"] / rate, ms(m["p50_us"]), ms(m["p99_us"]), ms(m["p999_us"]), m["late"],
+                m["errors"], cpu))
         if "nginx" in q and "waved" in q:
             sustained = q["nginx"]["rps"] >= 0.95 * rate
             ratio99 = q["waved"]["p99_us"] / max(q["nginx"]["p99_us"], 1)
