@@ -59,6 +59,11 @@ int wv_pool_new(int nthreads, size_t max_queue, wv_pool_t **out) {
   return 0;
 }
 
+/*
+ * The worker is woken after the lock is released: woken under it, on a busy or pinned CPU it
+ * may run at once and block on the mutex the submitter still holds (two more context
+ * switches per job, on the IO loop's hand-off to the pool).
+ */
 int wv_pool_submit(wv_pool_t *p, wv_pool_job_t *job) {
   int rc = 0;
   job->next = NULL;
@@ -74,9 +79,10 @@ int wv_pool_submit(wv_pool_t *p, wv_pool_job_t *job) {
       p->head = job;
     p->tail = job;
     p->queued++;
-    pthread_cond_signal(&p->cv);
   }
   pthread_mutex_unlock(&p->mu);
+  if (rc == 0)
+    pthread_cond_signal(&p->cv);
   return rc;
 }
 
