@@ -2,6 +2,8 @@
 #include "core/err.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -11,6 +13,7 @@ struct wv_pool {
   wv_pool_job_t *head, *tail;
   size_t queued, max_queue;
   bool stopping, stopped;
+  atomic_int signalling; /* submitters between their enqueue and their wake-up (wv_pool_free) */
   int nthreads;
   pthread_t threads[];
 };
@@ -79,10 +82,13 @@ int wv_pool_submit(wv_pool_t *p, wv_pool_job_t *job) {
       p->head = job;
     p->tail = job;
     p->queued++;
+    atomic_fetch_add(&p->signalling, 1);
   }
   pthread_mutex_unlock(&p->mu);
-  if (rc == 0)
+  if (rc == 0) {
     pthread_cond_signal(&p->cv);
+    atomic_fetch_sub(&p->signalling, 1);
+  }
   return rc;
 }
 
@@ -115,6 +121,10 @@ void wv_pool_free(wv_pool_t *p) {
   if (!p)
     return;
   wv_pool_stop(p, NULL);
+  /* A submitter that queued before the stop may still be signalling (a parked request resumed
+   * from another thread at shutdown): the condition variable outlives it. */
+  while (atomic_load(&p->signalling) > 0)
+    sched_yield();
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
   free(p);
