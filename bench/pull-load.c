@@ -693,19 +693,28 @@ static int parse_url(const char *url, opts_t *o) {
   return 0;
 }
 
-/* Reads "Field:   N kB" from /proc/PID/status; -1 when unavailable. */
-static long proc_kb(long pid, const char *field) {
+/* Reads the "Field:   N kB" lines named in fields[0..n) from /proc/PID/status in one pass
+ * into out[] (-1 for each one unavailable). */
+static void proc_kbs(long pid, const char *const *fields, long *out, size_t n) {
   char path[64], line[256];
-  long v = -1;
-  size_t fl = strlen(field);
+  for (size_t i = 0; i < n; i++)
+    out[i] = -1;
   snprintf(path, sizeof path, "/proc/%ld/status", pid);
   FILE *f = fopen(path, "r");
   if (!f)
-    return -1;
+    return;
   while (fgets(line, sizeof line, f))
-    if (strncmp(line, field, fl) == 0 && line[fl] == ':')
-      v = atol(line + fl + 1);
+    for (size_t i = 0; i < n; i++) {
+      size_t fl = strlen(fields[i]);
+      if (strncmp(line, fields[i], fl) == 0 && line[fl] == ':')
+        out[i] = atol(line + fl + 1);
+    }
   fclose(f);
+}
+
+static long proc_kb(long pid, const char *field) {
+  long v;
+  proc_kbs(pid, &field, &v, 1);
   return v;
 }
 
@@ -821,6 +830,10 @@ typedef struct {
   double secs, cpu_us; /* cpu_us: this process's own user+system time */
   double srv_cpu_us;   /* the -p process's user+system time during the run (-1: unknown) */
   long rss_peak, rss_hwm;
+  /* The peaks of VmRSS's parts: anonymous memory (heap, stacks: what a leak or a cache
+   * grows) and file pages (LMDB's map and other mapped files: the page cache, counted
+   * against the process while they are mapped) */
+  long anon_peak, file_peak;
 } total_t;
 
 static void report(const total_t *t) {
@@ -867,9 +880,10 @@ static void report(const total_t *t) {
       printf("\n");
     }
     if (o->pid > 0)
-      printf("  server   pid %ld: peak VmRSS %.1f MB during the run, VmHWM %.1f MB, "
-             "%.1f us CPU/request\n",
-             o->pid, t->rss_peak / 1024.0, t->rss_hwm / 1024.0,
+      printf("  server   pid %ld: peak VmRSS %.1f MB during the run (RssAnon %.1f MB, RssFile "
+             "%.1f MB), VmHWM %.1f MB, %.1f us CPU/request\n",
+             o->pid, t->rss_peak / 1024.0, t->anon_peak / 1024.0, t->file_peak / 1024.0,
+             t->rss_hwm / 1024.0,
              t->srv_cpu_us >= 0 ? t->srv_cpu_us / (double)(t->all ? t->all : 1) : -1);
   }
   printf("RESULT name=%s conns=%d threads=%d rate=%.0f late=%llu secs=%.3f requests=%llu "
@@ -886,8 +900,10 @@ static void report(const total_t *t) {
   for (int k = 0; k < 600; k++)
     if (t->bad_status[k])
       printf(" status_%d=%llu", k, (unsigned long long)t->bad_status[k]);
-  printf(" rss_peak_kb=%ld rss_hwm_kb=%ld cpu_us_per_req=%.2f srv_cpu_us_per_req=%.2f\n",
-         t->rss_peak, t->rss_hwm, t->cpu_us / (double)(t->all ? t->all : 1),
+  printf(" rss_peak_kb=%ld rss_hwm_kb=%ld rss_anon_peak_kb=%ld rss_file_peak_kb=%ld "
+         "cpu_us_per_req=%.2f srv_cpu_us_per_req=%.2f\n",
+         t->rss_peak, t->rss_hwm, t->anon_peak, t->file_peak,
+         t->cpu_us / (double)(t->all ? t->all : 1),
          t->srv_cpu_us >= 0 ? t->srv_cpu_us / (double)(t->all ? t->all : 1) : -1);
   fflush(stdout);
 }
@@ -900,11 +916,18 @@ static int run(worker_t *ws, total_t *t) {
   for (int i = 0; i < o->threads; i++)
     if (pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]))
       return fprintf(stderr, "pull-load: pthread_create failed\n"), -1;
-  t->rss_peak = -1;
+  t->rss_peak = t->anon_peak = t->file_peak = -1;
   while (atomic_load(&g_running) > 0) {
-    long rss = o->pid > 0 ? proc_kb(o->pid, "VmRSS") : -1;
-    if (rss > t->rss_peak)
-      t->rss_peak = rss;
+    static const char *const fields[] = {"VmRSS", "RssAnon", "RssFile"};
+    long v[3] = {-1, -1, -1};
+    if (o->pid > 0)
+      proc_kbs(o->pid, fields, v, 3);
+    if (v[0] > t->rss_peak)
+      t->rss_peak = v[0];
+    if (v[1] > t->anon_peak)
+      t->anon_peak = v[1];
+    if (v[2] > t->file_peak)
+      t->file_peak = v[2];
     nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
   }
   t->rss_hwm = o->pid > 0 ? proc_kb(o->pid, "VmHWM") : -1;

@@ -23,7 +23,8 @@
 #                                                   served from waved's blob store
 #   PL_ROUNDS   [3]   rounds of the hot scenario  PL_SCENARIOS ["hot open pull cold mixed creq large parked"]
 #   PL_OPEN_RATES ["10000 25000 50000"] open-loop rates (req/s), plus 80 % and 50 % of nginx's maximum
-#   PL_OPEN_ROUNDS [3] rounds of the open scenario  PL_OPEN_DURATION [3] seconds per open run
+#   PL_OPEN_ROUNDS [5] rounds of the open scenario  PL_OPEN_DURATION [10] seconds per open run
+#                  (a p99 of 3 s runs at ~25,000/s moved 1.3-2.5x between rounds on a quiet machine)
 #   PL_CREQ_RATE [1000] the open-loop rate of the creq scenario's latency runs
 #   PL_MIX_IMAGES [100] distinct images of the mixed cold scenario; PL_MIX_TOKENS [200] tokens per kind
 #   PL_MIX_KINDS ["pass aug"] the kinds of the mixed scenario, in order ("aug pass": the augmented
@@ -56,8 +57,8 @@ STORE_MB=${PL_STORE_MB:-$BLOB_MB} ROUNDS=${PL_ROUNDS:-3}
 PARK_N=${PL_PARK_PULLS:-1000} PARK_SLEEP=${PL_PARK_SLEEP:-20} PARK_RATE=${PL_PARK_CONNECT_RATE:-2000}
 PARK_ROUNDS=${PL_PARK_ROUNDS:-1} PARK_SETTLE=${PL_PARK_SETTLE:-3}
 SCENARIOS=${PL_SCENARIOS:-hot open pull cold mixed creq large parked}
-OPEN_RATES=${PL_OPEN_RATES:-10000 25000 50000} OPEN_ROUNDS=${PL_OPEN_ROUNDS:-3}
-OPEN_DUR=${PL_OPEN_DURATION:-3} CREQ_RATE=${PL_CREQ_RATE:-1000}
+OPEN_RATES=${PL_OPEN_RATES:-10000 25000 50000} OPEN_ROUNDS=${PL_OPEN_ROUNDS:-5}
+OPEN_DUR=${PL_OPEN_DURATION:-10} CREQ_RATE=${PL_CREQ_RATE:-1000}
 MIX_IMAGES=${PL_MIX_IMAGES:-100} MIX_TOKENS=${PL_MIX_TOKENS:-200} MIX_KINDS=${PL_MIX_KINDS:-pass aug}
 export WAVED_LOG_LEVEL=${WAVED_LOG_LEVEL:-warn}
 PIN=${PL_PIN:-0} GEN=() NGX_WORKERS=$(nproc) WV_IO=0
@@ -197,6 +198,13 @@ SRV=()
 E2E_PIDS+=($!)
 NGX="http://127.0.0.1:$NGX_PORT"
 wait_http "$NGX/manifest.json"
+# With one worker (PL_PIN=1), its pid: the open-loop runs report nginx's CPU per request too,
+# the same measure as waved's (pull-load -p), so the two servers' costs can be compared.
+NGX_P=()
+if [ "$NGX_WORKERS" = 1 ]; then
+  NGX_WORKER=$(pgrep -P "$(cat "$E2E_TMP/nginx/nginx.pid")" | head -1 || true)
+  [ -z "$NGX_WORKER" ] || NGX_P=(-p "$NGX_WORKER")
+fi
 
 # ---- waved ----------------------------------------------------------------------------
 
@@ -354,7 +362,7 @@ if has open; then
         for tgt in $first $([ $first = nginx ] && echo waved || echo nginx); do
           if [ "$tgt" = nginx ]; then
             run open "nginx@$r" "open loop, $r req/s, same manifest bytes (static file)" "$NGX" \
-              -d "$OPEN_DUR" -R "$r" -e "1 GET 200 /manifest.json"
+              -d "$OPEN_DUR" -R "$r" "${NGX_P[@]}" -e "1 GET 200 /manifest.json"
           else
             run open "waved@$r" "open loop, $r req/s, manifest by tag (cached, pass-through)" "$WV" \
               -d "$OPEN_DUR" -R "$r" -p "$WAVED_PID" -m "$E2E_TMP/wv-open.hot"

@@ -2,6 +2,8 @@
 #include "core/err.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -11,6 +13,7 @@ struct wv_pool {
   wv_pool_job_t *head, *tail;
   size_t queued, max_queue;
   bool stopping, stopped;
+  atomic_int signalling; /* submitters between their enqueue and their wake-up (wv_pool_free) */
   int nthreads;
   pthread_t threads[];
 };
@@ -59,6 +62,11 @@ int wv_pool_new(int nthreads, size_t max_queue, wv_pool_t **out) {
   return 0;
 }
 
+/*
+ * The worker is woken after the lock is released: woken under it, on a busy or pinned CPU it
+ * may run at once and block on the mutex the submitter still holds (two more context
+ * switches per job, on the IO loop's hand-off to the pool).
+ */
 int wv_pool_submit(wv_pool_t *p, wv_pool_job_t *job) {
   int rc = 0;
   job->next = NULL;
@@ -74,9 +82,13 @@ int wv_pool_submit(wv_pool_t *p, wv_pool_job_t *job) {
       p->head = job;
     p->tail = job;
     p->queued++;
-    pthread_cond_signal(&p->cv);
+    atomic_fetch_add(&p->signalling, 1);
   }
   pthread_mutex_unlock(&p->mu);
+  if (rc == 0) {
+    pthread_cond_signal(&p->cv);
+    atomic_fetch_sub(&p->signalling, 1);
+  }
   return rc;
 }
 
@@ -109,6 +121,10 @@ void wv_pool_free(wv_pool_t *p) {
   if (!p)
     return;
   wv_pool_stop(p, NULL);
+  /* A submitter that queued before the stop may still be signalling (a parked request resumed
+   * from another thread at shutdown): the condition variable outlives it. */
+  while (atomic_load(&p->signalling) > 0)
+    sched_yield();
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
   free(p);

@@ -84,6 +84,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -390,6 +391,9 @@ static void loop_check_done(loop_t *l) {
   pthread_mutex_lock(&l->done_mu);
   l->closed = true;
   pthread_mutex_unlock(&l->done_mu);
+  /* No pusher links any more; one between its link and its uv_async_send finishes first. */
+  while (atomic_load(&l->senders) > 0)
+    sched_yield();
   uv_close((uv_handle_t *)&l->done_async, handle_close_noop);
   uv_close((uv_handle_t *)&l->ctl_async, handle_close_noop);
   uv_close((uv_handle_t *)&l->sweep, handle_close_noop);

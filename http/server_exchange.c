@@ -141,15 +141,28 @@ void wv__srv_ex_settle(exchange_t *ex, int rc) {
 
 /* ---------- done-queue (any thread → loop) ---------- */
 
-void wv__srv_done_link(loop_t *l, exchange_t *ex) {
+/*
+ * The wake-up is sent after done_mu is released: sent under it, the loop (on a busy or pinned
+ * CPU) could run at once and block in done_take on the lock the pusher still holds. senders
+ * keeps the handle open meanwhile: the loop closes it only once no pusher is between its
+ * link and its wake-up (loop_check_done).
+ */
+bool wv__srv_done_link(loop_t *l, exchange_t *ex) {
+  bool was_empty = l->done_head == NULL;
   ex->next = NULL;
   if (l->done_tail)
     l->done_tail->next = ex;
   else
     l->done_head = ex;
   l->done_tail = ex;
-  /* Sent under the lock so the loop cannot close the handle in between. */
+  if (was_empty)
+    atomic_fetch_add(&l->senders, 1);
+  return was_empty;
+}
+
+void wv__srv_done_wake(loop_t *l) {
   uv_async_send(&l->done_async);
+  atomic_fetch_sub(&l->senders, 1);
 }
 
 void wv__srv_done_push(exchange_t *ex) {
@@ -160,8 +173,10 @@ void wv__srv_done_push(exchange_t *ex) {
     wv__srv_ex_free(ex);
     return;
   }
-  wv__srv_done_link(l, ex);
+  bool wake = wv__srv_done_link(l, ex);
   pthread_mutex_unlock(&l->done_mu);
+  if (wake)
+    wv__srv_done_wake(l);
 }
 
 void wv_req_complete(wv_req_t *req) {

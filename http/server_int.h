@@ -211,6 +211,7 @@ struct loop {
   pthread_mutex_t done_mu; /* leaf lock: guards done_*, closed */
   exchange_t *done_head, *done_tail;
   bool closed;         /* asyncs closed: pushers free their exchange themselves */
+  atomic_int senders;  /* pushers between their link (done_mu held) and their wake-up */
   atomic_int stop_req; /* 0 run, 1 drain, 2 force */
   conn_t *conns;
   int nconns;
@@ -281,8 +282,14 @@ void wv__srv_ex_free(exchange_t *ex);
 void wv__srv_ex_recycle(conn_t *c, exchange_t *ex);
 /* Makes sure a handler's outcome (rc) is a response. */
 void wv__srv_ex_settle(exchange_t *ex, int rc);
-/* Links ex at the tail of l's done-queue and wakes the loop; done_mu held, l not closed. */
-void wv__srv_done_link(loop_t *l, exchange_t *ex);
+/*
+ * Links ex at the tail of l's done-queue; done_mu held, l not closed. True when the queue was
+ * empty: the caller must then call wv__srv_done_wake(l) once it has released done_mu (a
+ * non-empty queue has a wake-up on its way already).
+ */
+bool wv__srv_done_link(loop_t *l, exchange_t *ex);
+/* Wakes l's loop for its done-queue; after a wv__srv_done_link that returned true, unlocked. */
+void wv__srv_done_wake(loop_t *l);
 /* The pool job of a detached exchange: runs its handler on a worker. */
 void wv__srv_job_run(wv_pool_job_t *job);
 /* Drops a job the pool never ran, with its exchange. */

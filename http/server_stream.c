@@ -57,11 +57,14 @@ static void stream_push(exchange_t *ex, bool final) {
   }
   if (final)
     ex->final = true;
+  bool wake = false;
   if (!ex->in_done) {
     ex->in_done = true;
-    wv__srv_done_link(l, ex);
+    wake = wv__srv_done_link(l, ex);
   }
   pthread_mutex_unlock(&l->done_mu);
+  if (wake)
+    wv__srv_done_wake(l);
 }
 
 int wv_req_stream_begin(wv_req_t *req) {

@@ -30,7 +30,8 @@
  * request (one or more ops, copied) and either wait on their own condition
  * variable (blocking calls) or get a callback (wv_store_submit). The one
  * committer thread takes everything queued (up to WV_STORE_BATCH_MAX
- * requests; after the first arrives it waits up to commit_delay_us for more),
+ * requests; after the first arrives it waits up to commit_delay_us for more when the
+ * previous batch carried several, see take_batch),
  * opens one write transaction and applies the requests in order. A request
  * that fails (EEXISTS, a bad counter, a corrupt record, a map full at its
  * ceiling) fails alone and the others commit: single-op requests whose

@@ -9,7 +9,8 @@
  * An expired record reads as WV_ENOTFOUND even before the sweeper removes it.
  *
  * Writes: every write goes to one committer thread, which gathers the writes
- * pending at that moment (waiting up to commit_delay_us for more, at most
+ * pending at that moment (waiting up to commit_delay_us for more while writes come faster
+ * than commits, at most
  * WV_STORE_BATCH_MAX requests), applies them in one LMDB write transaction,
  * commits it durably (fsync) and then completes each request with its own
  * result. The blocking calls (put, put_nx, del, incr, apply, sweep) return

@@ -431,13 +431,24 @@ void wv__sto_deadline_after(struct timespec *ts, int64_t us) {
   ts->tv_nsec = ns % 1000000000;
 }
 
+/*
+ * A window is waited only when the previous batch carried at least this many requests: writes
+ * then arrive faster than commits, and waiting lets one commit (two fdatasyncs) carry more of
+ * them. When the previous batch carried one or two, the writers are few (a low request rate),
+ * a window would rarely catch another write and costs every request its length and the
+ * committer a timer wake-up (on a loaded core, a late one: milliseconds); the writes that
+ * arrive during a commit still share the next one.
+ */
+#define WINDOW_MIN_BATCH 3
+
 /* Waits for work, then for the group window; returns the batch (NULL = exit). Holds mu. */
 static struct req *take_batch(wv_store_t *s) {
   while (!s->head && !s->closing)
     pthread_cond_wait(&s->work_cv, &s->mu);
   if (!s->head)
     return NULL;
-  if (s->delay_us > 0 && s->qlen < WV_STORE_BATCH_MAX && !s->closing) {
+  if (s->delay_us > 0 && s->qlen < WV_STORE_BATCH_MAX && !s->closing &&
+      (s->last_batch >= WINDOW_MIN_BATCH || s->qlen >= WINDOW_MIN_BATCH)) {
     struct timespec ts;
     wv__sto_deadline_after(&ts, s->delay_us);
     while (s->qlen < WV_STORE_BATCH_MAX && !s->closing)
@@ -455,6 +466,7 @@ static struct req *take_batch(wv_store_t *s) {
     s->tail = NULL;
   last->next = NULL;
   s->qlen -= n;
+  s->last_batch = n;
   pthread_cond_broadcast(&s->space_cv);
   return batch;
 }
@@ -489,6 +501,7 @@ void *wv__sto_committer_main(void *arg) {
 /* Queues r. blocking: wait for room; else WV_EBUSY when full. Frees r on error. */
 static int enqueue(wv_store_t *s, struct req *r, bool blocking) {
   int rc = 0;
+  bool wake = false;
   pthread_mutex_lock(&s->mu);
   while (!s->closing && s->qlen >= WV_STORE_QUEUE_MAX && blocking)
     pthread_cond_wait(&s->space_cv, &s->mu);
@@ -504,10 +517,14 @@ static int enqueue(wv_store_t *s, struct req *r, bool blocking) {
     s->tail = r;
     s->qlen++;
     /* Wake the committer when it may be idle or when the batch is full. */
-    if (s->qlen == 1 || s->qlen >= WV_STORE_BATCH_MAX)
-      pthread_cond_signal(&s->work_cv);
+    wake = s->qlen == 1 || s->qlen >= WV_STORE_BATCH_MAX;
   }
   pthread_mutex_unlock(&s->mu);
+  /* After the unlock: woken under the lock, the committer may run at once and block on it.
+   * The store (and work_cv) outlives every enqueue: wv_store_close joins the committer
+   * after the callers are gone. */
+  if (wake)
+    pthread_cond_signal(&s->work_cv);
   if (rc)
     free(r);
   return rc;

@@ -86,6 +86,7 @@ struct wv_store {
   pthread_t committer;
   pthread_t sweeper;
   int64_t delay_us;
+  size_t last_batch; /* requests the committer's previous batch carried (committer only) */
 
   /* The shared databases' backend when state.backend is redis, else NULL; set
    * by wv_store_use_redis before any other thread uses the store. */

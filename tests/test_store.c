@@ -492,6 +492,27 @@ TEST(concurrent_writers_all_acknowledged) {
   fresh_free(&f);
 }
 
+/*
+ * The group-commit window is waited only after a batch of 3 or more: one writer alone (a low
+ * write rate) is committed at once. With a 2 s window, three puts in a row would take 6 s if
+ * each waited for it.
+ */
+TEST(window_skipped_for_a_lone_writer) {
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 2 * 1000 * 1000);
+  CHECK(s);
+  double t0 = now_sec();
+  for (int i = 0; i < 3; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "lone-%d", i);
+    CHECK_OK(wv_store_put(s, WV_DB_MIRRORS, key, "{}", 2, 0));
+  }
+  double secs = now_sec() - t0;
+  printf("  3 puts in a row with a 2 s window: %.3f s\n", secs);
+  CHECK(secs < 2.0);
+  fresh_free(&f);
+}
+
 /* One writer = one transaction per put; many writers share commits. Printed, not asserted. */
 TEST(group_commit_throughput) {
   static fresh_t f;
@@ -756,7 +777,8 @@ TEST(corrupt_record_fails_alone) {
 
 WV_TESTS(T(put_get_del), T(expiry), T(snapshot_reads), T(counters), T(put_if_absent_and_apply),
          T(caps), T(reopen_persists), T(schema_version), T(sweep_uses_index), T(sweeper_thread),
-         T(concurrent_writers_all_acknowledged), T(group_commit_throughput),
-         T(async_submit_one_failure_does_not_fail_batch), T(async_apply_all_or_nothing_in_batch),
-         T(close_drains_pending), T(blocking_call_from_callback_refused),
-         T(map_grows_then_refuses_cleanly), T(corrupt_record_fails_alone))
+         T(concurrent_writers_all_acknowledged), T(window_skipped_for_a_lone_writer),
+         T(group_commit_throughput), T(async_submit_one_failure_does_not_fail_batch),
+         T(async_apply_all_or_nothing_in_batch), T(close_drains_pending),
+         T(blocking_call_from_callback_refused), T(map_grows_then_refuses_cleanly),
+         T(corrupt_record_fails_alone))
