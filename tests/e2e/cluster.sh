@@ -18,7 +18,11 @@ for cmd in redis-server redis-cli nginx buildah skopeo; do
   fi
 done
 NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
-LEASE_S=3 # state.redis.job-lease of the instances
+# state.redis.job-lease of the instances, and the Redis command timeout, scaled by the sanitizer
+# slowdown (docs/testing.md): under TSan at load 25 an instance's renewal round took longer than
+# 3 s, the build lost its lease and failed, and the test's checks of it with it.
+LEASE_S=$(slow 3)
+REDIS_TIMEOUT_S=$(slow 1)
 
 # ---- Redis ----------------------------------------------------------------------------
 RPORT=$(free_port)
@@ -43,9 +47,9 @@ gated_file() {
 }
 starts() { grep -c "GET /start-$1 " "$T/gate.log" || true; }
 open_gate() { touch "$T/gate/go-$1"; }
-wait_start() { # TAG — until its RUN has started (60 s)
+wait_start() { # TAG — until its RUN has started (60 s times the sanitizer slowdown)
   local i
-  for i in $(seq 1 600); do
+  for i in $(seq 1 "$(slow 600)"); do
     [ "$(starts "$1")" -ge 1 ] && return 0
     sleep 0.1
   done
@@ -68,7 +72,7 @@ storage: {path: $dir/data, blob-gc: {enabled: false}}
 log: {level: info}
 state:
   backend: redis
-  redis: {url: "redis://127.0.0.1:$RPORT/0", prefix: "cl.", timeout: 1s, instance-id: "$1",
+  redis: {url: "redis://127.0.0.1:$RPORT/0", prefix: "cl.", timeout: ${REDIS_TIMEOUT_S}s, instance-id: "$1",
           job-lease: ${LEASE_S}s, job-poll: 1s}
 wave:
   server: {url: "$NGX"}
@@ -200,7 +204,7 @@ done
 ok "five more identical pairs: one build id each" is "$SAME" 5
 for k in 1 2 3 4 5; do
   IDK=$(field "$T/pa$k.json" 'd["buildId"]')
-  for i in $(seq 1 300); do
+  for i in $(seq 1 "$(slow 300)"); do
     [ "$(build_state "$NGX" "$IDK")" = True ] && break
     sleep 0.1
   done
@@ -225,7 +229,7 @@ sleep 0.5
 KILL_AT=$(date +%s%N)
 kill -9 "${PID[$VICTIM]}"
 wait "${PID[$VICTIM]}" 2>/dev/null || true
-for i in $(seq 1 300); do
+for i in $(seq 1 "$(slow 300)"); do
   [ "$(starts three)" -ge 2 ] && break
   sleep 0.1
 done
@@ -263,7 +267,7 @@ ok "the finished build's record survives" has "$(rcli GET "cl.jobs:$ID2")" '"sta
 ok "the queue survives: its message still pending" is "$(rcli XPENDING cl.jobq:build waved | head -1)" 1
 ok "a token made before pulls through nginx" is "$(manifest "$NGX" "$P1")" 200
 open_gate four
-for i in $(seq 1 600); do
+for i in $(seq 1 "$(slow 600)"); do
   [ "$(build_state "$NGX" "$ID4")" = True ] && break
   sleep 0.1
 done
