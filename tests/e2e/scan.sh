@@ -137,7 +137,11 @@ EOF
 # ---- registry, slow front, waved -------------------------------------------------------
 REG_PORT=$(start_registry reg anon)
 SLOW_PORT=$(free_port)
-$PY "$(dirname "${BASH_SOURCE[0]}")/slow_proxy.py" "$SLOW_PORT" "$REG_PORT" 1.5 \
+# Each blob GET through it waits 1.5 s so that a scan is still running when the test looks;
+# the wait and the polls for a scan's end scale with the sanitizer slowdown (docs/testing.md):
+# under TSan at load 25 the scan had already SUCCEEDED when the test read its record.
+BLOB_DELAY=$(awk -v f="$E2E_SLOWDOWN" 'BEGIN{print 1.5 * f}')
+$PY "$(dirname "${BASH_SOURCE[0]}")/slow_proxy.py" "$SLOW_PORT" "$REG_PORT" "$BLOB_DELAY" \
   >"$T/slow.log" 2>&1 &
 E2E_PIDS+=($!)
 wait_http "http://127.0.0.1:$SLOW_PORT/v2/"
@@ -170,7 +174,7 @@ ok "scan record PENDING while it runs, no duration" \
   "PENDING False $IMG"
 
 seen_scanning=no
-for i in $(seq 1 200); do
+for i in $(seq 1 "$(slow 200)"); do
   get /v1alpha2/container/$TOK/status $T/st.json >/dev/null
   s=$(json_get $T/st.json 'd["status"]')
   [ "$s" = SCANNING ] && { seen_scanning=yes; cp $T/st.json $T/scanning.json; }
@@ -264,7 +268,7 @@ BREQ="{\"containerImage\":\"$BAD\",\"scanMode\":\"required\",\"scanLevels\":[\"L
 post /v1alpha2/container "$BREQ" $T/b1.json >/dev/null
 BTOK=$(json_get $T/b1.json 'd["requestId"]')
 BSCAN=$(json_get $T/b1.json 'd["scanId"]')
-for i in $(seq 1 200); do
+for i in $(seq 1 "$(slow 200)"); do
   get /v1alpha2/container/$BTOK/status $T/bst.json >/dev/null
   [ "$(json_get $T/bst.json 'd["status"]')" = DONE ] && break
   sleep 0.05
@@ -280,7 +284,7 @@ post /v1alpha2/container "$BREQ" $T/b2.json >/dev/null
 ok "after a failure the image scans again with the next counter" \
   is "$(json_get $T/b2.json 'd["scanId"]')" "${BSCAN%_1}_2"
 B2TOK=$(json_get $T/b2.json 'd["requestId"]')
-for i in $(seq 1 200); do
+for i in $(seq 1 "$(slow 200)"); do
   get /v1alpha2/container/$B2TOK/status $T/b2st.json >/dev/null
   [ "$(json_get $T/b2st.json 'd["status"]')" = DONE ] && break
   sleep 0.05
@@ -298,7 +302,7 @@ get /v1alpha2/container/$KTOK/status $T/kst0.json >/dev/null
 WAVED_PID=$!
 E2E_PIDS+=("$WAVED_PID")
 wait_http "$WAVED_URL/health"
-for i in $(seq 1 200); do
+for i in $(seq 1 "$(slow 200)"); do
   get /v1alpha2/container/$KTOK/status $T/kst.json >/dev/null
   [ "$(json_get $T/kst.json 'd["status"]')" = DONE ] && break
   sleep 0.05
