@@ -48,8 +48,9 @@ count() { grep -c "$1" || true; }
 
 SRC=$(set_image "V=1")
 # A window longer than the 30 requests and pulls take on a loaded machine (they took more than
-# 8 s under a load of 10): this part counts upstream requests, not the window's end.
-start_waved "wave: {registries: {\"$UP\": {insecure: true}}, storage: {cache: {tag-duration: 60s}}}"
+# 8 s under a load of 10, and more than 60 s under TSan at load 25, so it is scaled by the
+# sanitizer slowdown): this part counts upstream requests, not the window's end.
+start_waved "wave: {registries: {\"$UP\": {insecure: true}}, storage: {cache: {tag-duration: $(slow 60)s}}}"
 # From here the upstream log counts the 30 container requests (each checks the image) and
 # the 30 first pulls.
 n0=$(wc -l <"$T/upstream.log")
@@ -84,15 +85,18 @@ env_of() {
 }
 # A pull on a fresh waved with an 8 s window (the tag resolved afresh: the window starts here),
 # then the tag moves: a new token right after still gets what the tag named, one after the
-# window gets what it names now.
+# window gets what it names now. The window is scaled by the sanitizer slowdown (docs/testing.md):
+# under TSan at load 20 the first token, its pull and the move took longer than 8 s, so the
+# "within" token already saw the new tag.
 stop_waved
-start_waved "wave: {registries: {\"$UP\": {insecure: true}}, storage: {cache: {tag-duration: 8s}}}"
+W=$(slow 8)
+start_waved "wave: {registries: {\"$UP\": {insecure: true}}, storage: {cache: {tag-duration: ${W}s}}}"
 tokens 1 >"$T/t2"
 ok "before the move: V=1" has "$(env_of "$(cat "$T/t2")")" "V=1"
 NEW=$(set_image "V=2")
 tokens 1 >"$T/t2"
 ok "within tag-duration: the image the tag named before" has "$(env_of "$(cat "$T/t2")")" "V=1"
-sleep 8.5
+sleep "$W.5"
 n2=$(wc -l <"$T/upstream.log")
 tokens 1 >"$T/t3"
 ok "after tag-duration: the image the tag names now" has "$(env_of "$(cat "$T/t3")")" "V=2"

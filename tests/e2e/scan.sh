@@ -137,7 +137,11 @@ EOF
 # ---- registry, slow front, waved -------------------------------------------------------
 REG_PORT=$(start_registry reg anon)
 SLOW_PORT=$(free_port)
-$PY "$(dirname "${BASH_SOURCE[0]}")/slow_proxy.py" "$SLOW_PORT" "$REG_PORT" 1.5 \
+# Each blob GET through it waits 1.5 s so that a scan is still running when the test looks;
+# the wait and the polls for a scan's end scale with the sanitizer slowdown (docs/testing.md):
+# under TSan at load 25 the scan had already SUCCEEDED when the test read its record.
+BLOB_DELAY=$(awk -v f="$E2E_SLOWDOWN" 'BEGIN{print 1.5 * f}')
+$PY "$(dirname "${BASH_SOURCE[0]}")/slow_proxy.py" "$SLOW_PORT" "$REG_PORT" "$BLOB_DELAY" \
   >"$T/slow.log" 2>&1 &
 E2E_PIDS+=($!)
 wait_http "http://127.0.0.1:$SLOW_PORT/v2/"
