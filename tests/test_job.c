@@ -895,6 +895,52 @@ TEST(shared_queue_submit_adopt_remote_waiter) {
   waiter_destroy(&w);
 }
 
+/* A job that ended on x, delivered to x again: its record decides, never "runs here already"
+ * (the Redis queue would keep tracking it forever). Ended: the message is finished. Its end
+ * fenced out (the record still RUNNING, as after a lost lease): taken over like any other. */
+TEST(shared_queue_adopt_after_local_end) {
+  static cluster_t c;
+  CHECK_OK(cluster_open(&c, false));
+  fixture_t *x = &c.x;
+  const char *argv[] = {"sh", "-c", "echo built", NULL};
+  wv_job_step_t step = {.type = WV_JOB_STEP_CMD, .argv = argv, .cwd = x->dir};
+  wv_job_spec_t spec = {.id = "bd-e_1", .kind = "build", .steps = &step, .nsteps = 1};
+  CHECK_OK(wv_job_submit(x->e, &spec, NULL));
+  bool ended = true;
+  CHECK_OK(wv_job_adopt(x->e, "bd-e_1", WV_JOB_ADOPT_NEW, &ended));
+  CHECK(!ended);
+  static waiter_t w; /* static: see fixture_t */
+  waiter_init(&w);
+  CHECK_OK(wv_job_on_done(x->e, "bd-e_1", on_done, &w)); /* runs here: a local waiter */
+  CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
+  CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
+  CHECK(!wv_job_local(x->e, "bd-e_1"));
+  ended = false;
+  CHECK_OK(wv_job_adopt(x->e, "bd-e_1", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK(ended);
+  /* The end fenced out: the record says RUNNING. A build is not re-run here (rerun false). */
+  char *rec;
+  size_t len;
+  CHECK_OK(x->persist.get(&x->fake, "bd-e_1", &rec, &len));
+  char *st = strstr(rec, "\"state\":\"SUCCEEDED\"");
+  CHECK(st != NULL);
+  char *running = malloc(len + 8);
+  CHECK(running);
+  snprintf(running, len + 8, "%.*s\"state\":\"RUNNING\"%s", (int)(st - rec), rec,
+           st + strlen("\"state\":\"SUCCEEDED\""));
+  CHECK_OK(fake_save(&x->fake, "bd-e_1", running, strlen(running), false));
+  free(running);
+  free(rec);
+  ended = false;
+  CHECK_OK(wv_job_adopt(x->e, "bd-e_1", WV_JOB_ADOPT_RECLAIM, &ended));
+  CHECK(ended);
+  wv_job_info_t info;
+  CHECK_OK(wv_job_get(x->e, "bd-e_1", &info)); /* the record, not the run remembered here */
+  CHECK_EQ_INT(info.state, WV_JOB_FAILED);
+  CHECK_EQ_STR(info.reason, WV_JOB_REASON_LOST);
+  waiter_destroy(&w);
+}
+
 /* x dies with a build and a mirror running; y takes them over: the build (not re-runnable)
  * fails with why in its log, the mirror (re-runnable) runs again from its first step. */
 TEST(shared_queue_reclaim_after_instance_death) {
@@ -1141,6 +1187,7 @@ static const wv_test_t tests[] = {
     T(step_dies_with_waved),
     T(restart_kills_leftover_group),
     T(shared_queue_submit_adopt_remote_waiter),
+    T(shared_queue_adopt_after_local_end),
     T(shared_queue_reclaim_after_instance_death),
     T(shared_queue_rerun_reclaimed_build),
     T(ready_step_releases_early),

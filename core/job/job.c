@@ -289,22 +289,29 @@ void wv__jobeng_call_waiters(jwaiter_t *w, const wv_job_info_t *info) {
   }
 }
 
+void wv__jobeng_drop_finished_locked(wv_job_engine_t *e, job_t *j) {
+  job_t *prev = NULL;
+  for (job_t **p = &e->fin_head; *p; prev = *p, p = &(*p)->qnext)
+    if (*p == j) {
+      *p = j->qnext;
+      if (e->fin_tail == j)
+        e->fin_tail = prev;
+      e->nfinished--;
+      break;
+    }
+  wv__jobeng_unlink_locked(e, j);
+  for (job_t **c = &e->cancels; *c; c = &(*c)->cnext) /* listed, not yet handled */
+    if (*c == j) {
+      *c = j->cnext;
+      break;
+    }
+  wv__jobrec_free_job(j);
+}
+
 /* Evicts the oldest ended jobs past keep_finished (their records stay). */
 static void trim_finished_locked(wv_job_engine_t *e) {
-  while (e->nfinished > e->opts.keep_finished) {
-    job_t *old = e->fin_head;
-    e->fin_head = old->qnext;
-    if (!e->fin_head)
-      e->fin_tail = NULL;
-    e->nfinished--;
-    wv__jobeng_unlink_locked(e, old);
-    for (job_t **c = &e->cancels; *c; c = &(*c)->cnext) /* listed, not yet handled */
-      if (*c == old) {
-        *c = old->cnext;
-        break;
-      }
-    wv__jobrec_free_job(old);
-  }
+  while (e->nfinished > e->opts.keep_finished)
+    wv__jobeng_drop_finished_locked(e, e->fin_head);
 }
 
 /* Publishes the end of a job (whose record is saved) and wakes its waiters. */

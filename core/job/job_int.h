@@ -187,6 +187,9 @@ struct wv_job_engine {
 uint32_t wv__jobeng_hash_id(const char *s);
 job_t *wv__jobeng_find_locked(wv_job_engine_t *e, const char *id);
 void wv__jobeng_unlink_locked(wv_job_engine_t *e, job_t *j);
+/* Frees ended job j (in_finished), dropping it from the finished list, the id table and the
+ * cancels; its record stays. Ended jobs are a cache of their records, so this is always safe. */
+void wv__jobeng_drop_finished_locked(wv_job_engine_t *e, job_t *j);
 jkind_t *wv__jobeng_find_kind(wv_job_engine_t *e, const char *name);
 const jfn_t *wv__jobeng_find_fn(wv_job_engine_t *e, const char *name);
 bool wv__jobeng_ended(wv_job_state_t s);

@@ -46,7 +46,10 @@ static void keep_failed_log(wv_job_engine_t *e, const job_t *j) {
 }
 
 /* Loads job id's record for adopting it: 0 with *out (NULL when it runs here already, or has
- * ended: then *ended), or an error. */
+ * ended: then *ended), or an error. A job that ended here is dropped from memory first and its
+ * record decides: a message delivered again after the end, or a run here whose end was fenced
+ * out by a lost lease, must be finished or run, never taken for a run still going here (the
+ * queue would keep its message forever). */
 static int load_for_adopt(wv_job_engine_t *e, const char *id, job_t **out, bool *ended) {
   const wv_job_persist_t *p = e->opts.persist;
   *ended = false;
@@ -55,7 +58,12 @@ static int load_for_adopt(wv_job_engine_t *e, const char *id, job_t **out, bool 
     return WV_EINVAL;
   uv_mutex_lock(&e->mu);
   bool closed = e->stopping || !e->started;
-  bool here = !closed && wv__jobeng_find_locked(e, id) != NULL;
+  job_t *mem = closed ? NULL : wv__jobeng_find_locked(e, id);
+  if (mem && mem->in_finished) {
+    wv__jobeng_drop_finished_locked(e, mem);
+    mem = NULL;
+  }
+  bool here = mem != NULL;
   uv_mutex_unlock(&e->mu);
   if (closed)
     return WV_ECLOSED;
@@ -135,7 +143,11 @@ int wv_job_adopt(wv_job_engine_t *e, const char *id, wv_job_adopt_t how, bool *e
     }
   }
   uv_mutex_lock(&e->mu);
-  rc = e->stopping ? WV_ECLOSED : wv__jobeng_find_locked(e, id) ? WV_EEXISTS : 0;
+  job_t *old = e->stopping ? NULL : wv__jobeng_find_locked(e, id);
+  rc = e->stopping ? WV_ECLOSED : old ? WV_EEXISTS : 0;
+  /* Admitted here since load_for_adopt looked: it ended (the caller finishes its message), or
+   * it runs here (its own end does). */
+  *ended = old && old->in_finished;
   if (!rc) {
     wv__jobeng_admit_locked(e, j);
     wv__jobeng_inbox_push_locked(e, j);
