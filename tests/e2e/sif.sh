@@ -340,6 +340,7 @@ EMB="Bootstrap: docker
 From: $SRC/library/busybox:latest
 %post
     echo \"embedded %post\" > /embedded
+    sleep 3
 %runscript
     echo \"embedded runscript \$*\"
 "
@@ -350,7 +351,9 @@ RID4=$(field "$T/r4.json" 'd["requestId"]')
 ID4=$(field "$T/r4.json" 'd["buildId"]')
 REF4=${TI4#oras://}
 log "embedded target $TI4"
-# What singularity pull oras://<waved>/wave/freeze:<tag> does, issued while the build runs.
+# What singularity pull oras://<waved>/wave/freeze:<tag> does, issued while the build runs (its
+# %post sleeps 3 s, so the build is still running at the check 1 s on; a base already cached made
+# it end sooner under make test-tsan).
 $PY "$ORAS" "$REF4" "$T/four.sif" >"$T/four.log" 2>&1 &
 PULL4=$!
 ok "embedded: targetImage oras://<waved>/wave/freeze:<16 hex>" \
