@@ -912,20 +912,35 @@ bool wv__proxy_restricted(const wv_app_t *app, const char *registry, const char 
   return wv_upstream_perm(app->upstream, registry, who) < WV_PERM_PULL;
 }
 
+/*
+ * Starts one resolution of registry/image:reference for who: ctx and r (req NULL outside a
+ * request; a the arena of both). wv_pctx_t's app is not const (the pull's worker parts take it
+ * so); nothing a resolution does writes it. 0, or WV_ENOMEM.
+ */
+static int res_start(res_t *r, wv_pctx_t *ctx, wv_req_t *req, wv_arena_t *a, const wv_app_t *app,
+                     const char *registry, const char *image, const char *who,
+                     const char *reference) {
+  *ctx = (wv_pctx_t){.app = (wv_app_t *)app,
+                     .registry = registry,
+                     .image = image,
+                     .who = who,
+                     .restricted = wv__proxy_restricted(app, registry, who)};
+  ctx->rt.reference = reference;
+  ctx->rt.is_digest = wv_digest_valid(reference);
+  *r = (res_t){.req = req, .a = a, .ctx = ctx, .batch = wv__pbatch_new(a)};
+  if (!r->batch)
+    return WV_ENOMEM;
+  r->expires_ms = cache_expiry(ctx);
+  return 0;
+}
+
 int wv__proxy_fetch_manifest(wv_req_t *req, wv_app_t *app, const char *registry, const char *image,
                              const char *who, const char *reference, wv_cache_entry_t *out,
                              wv_fetch_err_t *err) {
-  wv_pctx_t ctx = {.app = app,
-                   .registry = registry,
-                   .image = image,
-                   .who = who,
-                   .restricted = wv__proxy_restricted(app, registry, who)};
-  ctx.rt.reference = reference;
-  ctx.rt.is_digest = wv_digest_valid(reference);
-  res_t r = {.req = req, .a = req->arena, .ctx = &ctx, .batch = wv__pbatch_new(req->arena)};
-  if (!r.batch)
+  wv_pctx_t ctx;
+  res_t r;
+  if (res_start(&r, &ctx, req, req->arena, app, registry, image, who, reference))
     return WV_ENOMEM;
-  r.expires_ms = cache_expiry(&ctx);
   const char *digest = reference;
   int rc = ctx.rt.is_digest ? 0 : resolve_tag(&r, reference, &digest);
   if (!rc && !digest)
@@ -991,21 +1006,14 @@ int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, 
    * for the request); a digest reference is not augmented (the pull refuses it). */
   if (window <= 0 || !tag || wv_digest_valid(tag) || !app->upstream)
     return 0;
-  /* wv_pctx_t's app is not const (the pull's worker parts take it so); nothing here writes it. */
-  wv_pctx_t ctx = {.app = (wv_app_t *)app,
-                   .registry = registry,
-                   .image = image,
-                   .who = who,
-                   .restricted = wv__proxy_restricted(app, registry, who)};
+  wv_pctx_t ctx;
+  res_t r;
+  if (res_start(&r, &ctx, NULL, a, app, registry, image, who, tag))
+    return WV_ENOMEM;
   /* A caller who may not use the configured credentials never reads what they fetched: the
    * pull checks with the upstream first, and nothing fetched here could serve it. */
   if (ctx.restricted)
     return 0;
-  ctx.rt.reference = tag;
-  res_t r = {.a = a, .ctx = &ctx, .batch = wv__pbatch_new(a)};
-  if (!r.batch)
-    return WV_ENOMEM;
-  r.expires_ms = cache_expiry(&ctx);
   char tkey[WV_TAGCACHE_KEY_MAX + 1], wkey[WV_TAGCACHE_KEY_MAX + 1], seen[WV_DIGEST_STRLEN];
   if (wv_tagcache_key(tkey, sizeof tkey, registry, image, tag, true) != 0)
     return 0;
@@ -1046,17 +1054,10 @@ int wv_proxy_resolve_base(const wv_app_t *app, wv_arena_t *a, const char *regist
     snprintf(err, errlen, "registry '%s' is not resolved by waved", registry);
     return WV_EUNSUPPORTED;
   }
-  wv_pctx_t ctx = {.app = (wv_app_t *)app,
-                   .registry = registry,
-                   .image = image,
-                   .who = who,
-                   .restricted = wv__proxy_restricted(app, registry, who)};
-  ctx.rt.reference = reference;
-  ctx.rt.is_digest = wv_digest_valid(reference);
-  res_t r = {.a = a, .ctx = &ctx, .batch = wv__pbatch_new(a)};
-  if (!r.batch)
+  wv_pctx_t ctx;
+  res_t r;
+  if (res_start(&r, &ctx, NULL, a, app, registry, image, who, reference))
     return WV_ENOMEM;
-  r.expires_ms = cache_expiry(&ctx);
   const char *digest = reference, *msg = NULL;
   int rc = ctx.rt.is_digest ? 0 : resolve_tag(&r, reference, &digest);
   if (!rc && !digest)
