@@ -846,6 +846,27 @@ static int cluster_open(cluster_t *c, bool rerun_y) {
   return 0;
 }
 
+/* Rewrites job id's persisted record from state "from" to RUNNING, as a run elsewhere that has
+ * not ended (or whose end was fenced out) leaves it. 0, WV_ENOTFOUND (not in state from). */
+static int record_set_running(fixture_t *f, const char *id, const char *from) {
+  char *rec, want[64], *running = NULL;
+  size_t len;
+  int rc = f->persist.get(&f->fake, id, &rec, &len);
+  if (rc)
+    return rc;
+  snprintf(want, sizeof want, "\"state\":\"%s\"", from);
+  char *st = strstr(rec, want);
+  rc = !st ? WV_ENOTFOUND : !(running = malloc(len + 8)) ? WV_ENOMEM : 0;
+  if (!rc) {
+    snprintf(running, len + 8, "%.*s\"state\":\"RUNNING\"%s", (int)(st - rec), rec,
+             st + strlen(want));
+    rc = fake_save(&f->fake, id, running, strlen(running), false);
+  }
+  free(running);
+  free(rec);
+  return rc;
+}
+
 /* The slow steps of the take-over tests: the first run leaves a mark and sleeps, a run that
  * finds the mark says "rerun" and ends. */
 static const char *const slow[] = {
@@ -919,18 +940,7 @@ TEST(shared_queue_adopt_after_local_end) {
   CHECK_OK(wv_job_adopt(x->e, "bd-e_1", WV_JOB_ADOPT_RECLAIM, &ended));
   CHECK(ended);
   /* The end fenced out: the record says RUNNING. A build is not re-run here (rerun false). */
-  char *rec;
-  size_t len;
-  CHECK_OK(x->persist.get(&x->fake, "bd-e_1", &rec, &len));
-  char *st = strstr(rec, "\"state\":\"SUCCEEDED\"");
-  CHECK(st != NULL);
-  char *running = malloc(len + 8);
-  CHECK(running);
-  snprintf(running, len + 8, "%.*s\"state\":\"RUNNING\"%s", (int)(st - rec), rec,
-           st + strlen("\"state\":\"SUCCEEDED\""));
-  CHECK_OK(fake_save(&x->fake, "bd-e_1", running, strlen(running), false));
-  free(running);
-  free(rec);
+  CHECK_OK(record_set_running(x, "bd-e_1", "SUCCEEDED"));
   ended = false;
   CHECK_OK(wv_job_adopt(x->e, "bd-e_1", WV_JOB_ADOPT_RECLAIM, &ended));
   CHECK(ended);
@@ -1010,17 +1020,7 @@ TEST(shared_queue_rerun_reclaimed_build) {
   wv_job_step_t sb = {.type = WV_JOB_STEP_CMD, .argv = slow, .env = env_b, .cwd = x->dir};
   wv_job_spec_t b3 = {.id = "bd-k_3", .kind = "build", .steps = &sb, .nsteps = 1};
   CHECK_OK(wv_job_submit(y->e, &b3, NULL));
-  char *rec;
-  size_t len;
-  CHECK_OK(x->persist.get(&x->fake, "bd-k_3", &rec, &len));
-  char *st = strstr(rec, "\"state\":\"QUEUED\"");
-  CHECK(st != NULL);
-  char *running = malloc(len + 8);
-  snprintf(running, len + 8, "%.*s\"state\":\"RUNNING\"%s", (int)(st - rec), rec,
-           st + strlen("\"state\":\"QUEUED\""));
-  CHECK_OK(fake_save(&x->fake, "bd-k_3", running, strlen(running), false));
-  free(running);
-  free(rec);
+  CHECK_OK(record_set_running(x, "bd-k_3", "QUEUED"));
   static waiter_t w; /* static: see fixture_t */
   waiter_init(&w);
   CHECK_OK(wv_job_adopt(y->e, "bd-k_3", WV_JOB_ADOPT_RECLAIM, &ended));
@@ -1029,6 +1029,7 @@ TEST(shared_queue_rerun_reclaimed_build) {
   CHECK_EQ_INT(waiter_wait(&w, 10000), 1);
   CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
   char *log;
+  size_t len;
   CHECK_OK(wv_job_log(y->e, "bd-k_3", 4096, &log, &len));
   CHECK_HAS(log, "rerun");
   free(log);
