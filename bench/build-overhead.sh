@@ -25,6 +25,8 @@
 #   BO_TARGET [embedded] waved's push target: embedded (its own registry) or repo
 #                      (wave.build.repo = the same docker-registry as by hand)
 #   BO_WAVED_YAML      extra YAML appended under wave.build (e.g. the old defaults)
+#   BO_ROUND0 [0]      added to the round number that decides who goes first (runs of one
+#                      round each, alternating binaries: WAVED_BIN selects waved's binary)
 #   BO_DRIVER          by-hand storage driver (default: overlay if it works, else
 #                      fuse-overlayfs if installed, else vfs)
 set -euo pipefail
@@ -163,7 +165,7 @@ through_waved() {
   curl -s -o "$c.log" "$WAVED_URL/v1alpha1/builds/$id/logs"
   hits=$(grep -c 'Using cache' "$c.log" || true)
   # "N of M base layers seeded": the embedded push skipped N of the base's M layers
-  seed=$(grep -o '[0-9]* of [0-9]* base layers seeded' "$c.log" | head -1 | awk '{print $1"/"$3}')
+  seed=$({ grep -o '[0-9]* of [0-9]* base layers seeded' "$c.log" || true; } | head -1 | awk '{print $1"/"$3}')
   echo "$(el "$t0" "$t1") $(du_b "$WAVED_DIR/data/build") $hits $(du_b "$WAVED_DIR/data") ${seed:--}"
 }
 
@@ -177,7 +179,7 @@ for r in $(seq 1 "$ROUNDS"); do
   waved_start
   for case in first rebuild; do
     text="round $r $case"
-    if [ $((r % 2)) = 1 ]; then order="waved hand"; else order="hand waved"; fi
+    if [ $(((r + ${BO_ROUND0:-0}) % 2)) = 1 ]; then order="waved hand"; else order="hand waved"; fi
     for who in $order; do
       if [ "$who" = waved ]; then
         read -r s d h all seed < <(through_waved "$text" "r$r-$case")

@@ -411,6 +411,15 @@ int wv_base_fetch_start(wv_base_fetches_t *t, const wv_app_t *app, const char *r
   return (int)k;
 }
 
+size_t wv_base_fetch_inflight(wv_base_fetches_t *t) {
+  size_t n = 0;
+  pthread_mutex_lock(&t->mu);
+  for (const entry_t *e = t->inflight; e; e = e->next)
+    n++;
+  pthread_mutex_unlock(&t->mu);
+  return n;
+}
+
 /* ---- the wait before the push ---- */
 
 /* Projected ms until entry e is mapped: bytes left at the rate seen so far, then the inflate. */

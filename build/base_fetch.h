@@ -75,6 +75,9 @@ int wv_base_fetch_start(wv_base_fetches_t *t, const wv_app_t *app, const char *r
                         const char *image, const char *who, const wv_base_layer_t *layers,
                         size_t n);
 
+/* Layers in flight now (all builds). */
+size_t wv_base_fetch_inflight(wv_base_fetches_t *t);
+
 /*
  * Waits while one of the layers is in flight and its projected end (bytes left at the rate
  * seen so far, then the inflate) comes sooner than buildah would gzip it, at most
