@@ -21,11 +21,15 @@
 #include "storage/cas.h"
 #include "storage/embedded.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define WAIT_SLICE_MS 20
 
@@ -282,6 +286,9 @@ static int one_layer(fetch_t *f, const flayer_t *l, char *why, size_t whylen) {
 static void *run(void *arg) {
   fetch_t *f = arg;
   wv_base_fetches_t *t = f->t;
+  /* Below the builders: on Linux a nice value is a thread's own. */
+  if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WV_BASE_FETCH_NICE) != 0)
+    wv_debug("build base fetch: cannot lower its priority: %s", strerror(errno));
   for (size_t i = 0; i < f->n; i++) {
     const flayer_t *l = &f->layers[i];
     char why[1024] = "";
