@@ -46,7 +46,7 @@ typedef struct {
   bool used, started, finished;
 } slot_t;
 
-struct wv_base_fetches {
+struct wv_base_fetch_table {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   entry_t *inflight;
@@ -62,7 +62,7 @@ typedef struct {
 
 /* One fetch thread's work: the layers it took on (malloc'd, the thread frees it). */
 typedef struct {
-  wv_base_fetches_t *t;
+  wv_base_fetch_table_t *t;
   const wv_app_t *app;
   int slot;
   char *registry, *image, *who_copy;
@@ -71,8 +71,8 @@ typedef struct {
   flayer_t layers[];
 } fetch_t;
 
-int wv_base_fetches_new(wv_base_fetches_t **out) {
-  wv_base_fetches_t *t = calloc(1, sizeof *t);
+int wv_base_fetch_table_new(wv_base_fetch_table_t **out) {
+  wv_base_fetch_table_t *t = calloc(1, sizeof *t);
   if (!t)
     return WV_ENOMEM;
   pthread_mutex_init(&t->mu, NULL);
@@ -82,7 +82,7 @@ int wv_base_fetches_new(wv_base_fetches_t **out) {
   return 0;
 }
 
-void wv_base_fetches_free(wv_base_fetches_t *t) {
+void wv_base_fetch_table_free(wv_base_fetch_table_t *t) {
   if (!t)
     return;
   atomic_store(&t->stop, true);
@@ -111,8 +111,8 @@ static bool gzip_type(const char *mt) {
                 strcmp(mt, "application/vnd.docker.image.rootfs.diff.tar.gzip") == 0);
 }
 
-int wv_base_layers(wv_arena_t *a, const char *manifest, size_t mlen, const char *config,
-                   size_t clen, wv_base_layer_t **out, size_t *n) {
+int wv_base_fetch_layers(wv_arena_t *a, const char *manifest, size_t mlen, const char *config,
+                         size_t clen, wv_base_fetch_layer_t **out, size_t *n) {
   json_object *m = NULL, *c = NULL, *layers, *rootfs, *ids;
   char perr[128];
   *out = NULL;
@@ -128,7 +128,7 @@ int wv_base_layers(wv_arena_t *a, const char *manifest, size_t mlen, const char 
     rc = WV_ETOOBIG;
   if (!rc && k != json_object_array_length(ids))
     k = 0; /* the config does not describe these layers: nothing to pair */
-  wv_base_layer_t *v = k ? wv_arena_calloc(a, k * sizeof *v) : NULL;
+  wv_base_fetch_layer_t *v = k ? wv_arena_calloc(a, k * sizeof *v) : NULL;
   if (k && !v)
     rc = WV_ENOMEM;
   for (size_t i = 0; !rc && i < k; i++) {
@@ -139,10 +139,10 @@ int wv_base_layers(wv_arena_t *a, const char *manifest, size_t mlen, const char 
         wv_json_get_int64(l, "size", &size) || !gzip_type(mt) || !x || size <= 0 ||
         !wv_cas_digest_valid(g) || !wv_cas_digest_valid(x))
       continue;
-    v[*n] = (wv_base_layer_t){.digest = wv_arena_strdup(a, g),
-                              .size = size,
-                              .media_type = wv_arena_strdup(a, mt),
-                              .diff_id = wv_arena_strdup(a, x)};
+    v[*n] = (wv_base_fetch_layer_t){.digest = wv_arena_strdup(a, g),
+                                    .size = size,
+                                    .media_type = wv_arena_strdup(a, mt),
+                                    .diff_id = wv_arena_strdup(a, x)};
     if (!v[*n].digest || !v[*n].media_type || !v[*n].diff_id)
       rc = WV_ENOMEM;
     (*n)++;
@@ -158,7 +158,7 @@ int wv_base_layers(wv_arena_t *a, const char *manifest, size_t mlen, const char 
 
 /* ---- the fetch thread ---- */
 
-static entry_t *find(wv_base_fetches_t *t, const char *g) {
+static entry_t *find(wv_base_fetch_table_t *t, const char *g) {
   for (entry_t *e = t->inflight; e; e = e->next)
     if (strcmp(e->g, g) == 0)
       return e;
@@ -166,7 +166,7 @@ static entry_t *find(wv_base_fetches_t *t, const char *g) {
 }
 
 typedef struct {
-  wv_base_fetches_t *t;
+  wv_base_fetch_table_t *t;
   entry_t *e;
   wv_cas_writer_t *w;
   uint64_t max;
@@ -256,7 +256,7 @@ static int fetch_layer(fetch_t *f, const flayer_t *l, entry_t *e, char *why, siz
 
 /* One layer: in the CAS (fetched when missing), then mapped after waved's own inflate. */
 static int one_layer(fetch_t *f, const flayer_t *l, char *why, size_t whylen) {
-  wv_base_fetches_t *t = f->t;
+  wv_base_fetch_table_t *t = f->t;
   uint64_t have;
   pthread_mutex_lock(&t->mu);
   entry_t *e = find(t, l->g);
@@ -285,7 +285,7 @@ static int one_layer(fetch_t *f, const flayer_t *l, char *why, size_t whylen) {
 
 static void *run(void *arg) {
   fetch_t *f = arg;
-  wv_base_fetches_t *t = f->t;
+  wv_base_fetch_table_t *t = f->t;
   /* Below the builders: on Linux a nice value is a thread's own. */
   if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WV_BASE_FETCH_NICE) != 0)
     wv_debug("build base fetch: cannot lower its priority: %s", strerror(errno));
@@ -323,8 +323,8 @@ static void *run(void *arg) {
   return NULL;
 }
 
-int wv_base_fetch_start(wv_base_fetches_t *t, const wv_app_t *app, const char *registry,
-                        const char *image, const char *who, const wv_base_layer_t *layers,
+int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const char *registry,
+                        const char *image, const char *who, const wv_base_fetch_layer_t *layers,
                         size_t n) {
   if (!t || !app->upstream || !registry || !image || n > WV_BASE_FETCH_LAYERS)
     return WV_EINVAL;
@@ -332,7 +332,7 @@ int wv_base_fetch_start(wv_base_fetches_t *t, const wv_app_t *app, const char *r
   if (!f)
     return WV_ENOMEM;
   for (size_t i = 0; i < n; i++) { /* what is not mapped yet */
-    const wv_base_layer_t *l = &layers[i];
+    const wv_base_fetch_layer_t *l = &layers[i];
     if (l->size <= 0 || (uint64_t)l->size > WV_BASE_FETCH_MAX || !wv_cas_digest_valid(l->digest) ||
         !wv_cas_digest_valid(l->diff_id) || !gzip_type(l->media_type) ||
         wv_embedded_mapped(app->store, app->cas, l->diff_id, l->digest))
@@ -418,7 +418,7 @@ int wv_base_fetch_start(wv_base_fetches_t *t, const wv_app_t *app, const char *r
   return (int)k;
 }
 
-size_t wv_base_fetch_inflight(wv_base_fetches_t *t) {
+size_t wv_base_fetch_inflight(wv_base_fetch_table_t *t) {
   size_t n = 0;
   pthread_mutex_lock(&t->mu);
   for (const entry_t *e = t->inflight; e; e = e->next)
@@ -431,7 +431,7 @@ size_t wv_base_fetch_inflight(wv_base_fetches_t *t) {
 
 /* Projected ms until entry e is mapped: bytes left at the rate seen so far, then the inflate. */
 static int64_t projected_ms(const entry_t *e, int64_t now) {
-  int64_t verify = (int64_t)(e->size / WV_BASE_INFLATE_BYTES_PER_MS);
+  int64_t verify = (int64_t)(e->size / WV_BASE_FETCH_INFLATE_BYTES_PER_MS);
   if (e->fetched_ns)
     return verify - (now - e->fetched_ns) / 1000000 > 0 ? verify - (now - e->fetched_ns) / 1000000
                                                         : 0;
@@ -444,7 +444,8 @@ static int64_t projected_ms(const entry_t *e, int64_t now) {
   return (int64_t)((double)(e->size - e->got) / rate) + verify;
 }
 
-int64_t wv_base_fetch_wait(wv_base_fetches_t *t, const wv_base_layer_t *layers, size_t n) {
+int64_t wv_base_fetch_wait(wv_base_fetch_table_t *t, const wv_base_fetch_layer_t *layers,
+                           size_t n) {
   int64_t t0 = wv_now_ns(), cap = -1, waited = 0;
   if (!t)
     return 0;
@@ -456,7 +457,7 @@ int64_t wv_base_fetch_wait(wv_base_fetches_t *t, const wv_base_layer_t *layers, 
       const entry_t *e = find(t, layers[i].digest);
       if (!e)
         continue;
-      int64_t gz = (int64_t)(e->size / WV_BASE_GZIP_BYTES_PER_MS);
+      int64_t gz = (int64_t)(e->size / WV_BASE_FETCH_GZIP_BYTES_PER_MS);
       if (projected_ms(e, now) <= gz) {
         worth = true;
         budget += gz;
@@ -476,7 +477,7 @@ int64_t wv_base_fetch_wait(wv_base_fetches_t *t, const wv_base_layer_t *layers, 
 
 /* ---- the seed-layout step ---- */
 
-const char *wv_base_seed_arg(wv_arena_t *a, const wv_base_layer_t *layers, size_t n) {
+const char *wv_base_fetch_seed_arg(wv_arena_t *a, const wv_base_fetch_layer_t *layers, size_t n) {
   json_object *o = json_object_new_object(), *list = json_object_new_array();
   int rc = o && list ? 0 : WV_ENOMEM;
   for (size_t i = 0; !rc && i < n; i++) {
@@ -501,7 +502,7 @@ const char *wv_base_seed_arg(wv_arena_t *a, const wv_base_layer_t *layers, size_
 }
 
 /* The step's layers, back from its argument (arena). */
-static int seed_layers(wv_arena_t *a, const char *arg, wv_base_layer_t **out, size_t *n) {
+static int seed_layers(wv_arena_t *a, const char *arg, wv_base_fetch_layer_t **out, size_t *n) {
   json_object *o = NULL, *list;
   char perr[128];
   *n = 0;
@@ -512,7 +513,7 @@ static int seed_layers(wv_arena_t *a, const char *arg, wv_base_layer_t **out, si
     return WV_EPARSE;
   }
   size_t k = json_object_array_length(list);
-  wv_base_layer_t *v = wv_arena_calloc(a, (k + 1) * sizeof *v);
+  wv_base_fetch_layer_t *v = wv_arena_calloc(a, (k + 1) * sizeof *v);
   int rc = v ? 0 : WV_ENOMEM;
   for (size_t i = 0; !rc && i < k; i++) {
     json_object *l = json_object_array_get_idx(list, i);
@@ -523,10 +524,10 @@ static int seed_layers(wv_arena_t *a, const char *arg, wv_base_layer_t **out, si
       rc = WV_EPARSE;
       break;
     }
-    v[*n] = (wv_base_layer_t){.digest = wv_arena_strdup(a, g),
-                              .size = size,
-                              .media_type = wv_arena_strdup(a, mt),
-                              .diff_id = wv_arena_strdup(a, x)};
+    v[*n] = (wv_base_fetch_layer_t){.digest = wv_arena_strdup(a, g),
+                                    .size = size,
+                                    .media_type = wv_arena_strdup(a, mt),
+                                    .diff_id = wv_arena_strdup(a, x)};
     rc = v[*n].digest && v[*n].media_type && v[*n].diff_id ? 0 : WV_ENOMEM;
     (*n)++;
   }
@@ -540,7 +541,7 @@ static int seed_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   const wv_app_t *app = fn_arg;
   const char *wd = wv_job_ctx_workdir(ctx);
   wv_arena_t *a = wv_arena_new(0);
-  wv_base_layer_t *layers = NULL;
+  wv_base_fetch_layer_t *layers = NULL;
   size_t n = 0;
   int rc = a ? seed_layers(a, arg, &layers, &n) : WV_ENOMEM;
   if (rc || !wd || n == 0) {
@@ -570,6 +571,6 @@ static int seed_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   return 0;
 }
 
-int wv_base_seed_register(wv_job_engine_t *e, const wv_app_t *app) {
+int wv_base_fetch_register(wv_job_engine_t *e, const wv_app_t *app) {
   return wv_job_register_fn(e, WV_BUILDER_SEED_FN, seed_fn, (void *)app);
 }

@@ -40,25 +40,25 @@
 /* What the seed step weighs, measured on the benchmark machine (docs/benchmarks.md "Fourth
  * pass"): buildah 1.28's push gzipped the 54 MB of the bench's base in 0.66-0.78 s (about
  * 75 MB/s), and inflating and hashing its 52 MB gzip layer took 0.45 s (about 115 MB/s). */
-#define WV_BASE_GZIP_BYTES_PER_MS 75000
-#define WV_BASE_INFLATE_BYTES_PER_MS 115000
+#define WV_BASE_FETCH_GZIP_BYTES_PER_MS 75000
+#define WV_BASE_FETCH_INFLATE_BYTES_PER_MS 115000
 /* The fetch threads run at this nice value (Linux: per thread), below the builders they serve:
  * a prefetch that falls behind only means the push gzips, as without it. */
 #define WV_BASE_FETCH_NICE 10
 
 /* One gzip layer of a base image and the uncompressed digest its config claims for it. */
-typedef struct wv_base_layer_s {
+typedef struct wv_base_fetch_layer_s {
   const char *digest; /* G */
   int64_t size;
   const char *media_type;
   const char *diff_id; /* X, rootfs.diff_ids[i] */
-} wv_base_layer_t;
+} wv_base_fetch_layer_t;
 
-typedef struct wv_base_fetches wv_base_fetches_t;
+typedef struct wv_base_fetch_table wv_base_fetch_table_t;
 
 /* The table of fetches: 0 or WV_ENOMEM. free: stops and joins (NULL is a no-op). */
-int wv_base_fetches_new(wv_base_fetches_t **out);
-void wv_base_fetches_free(wv_base_fetches_t *t);
+int wv_base_fetch_table_new(wv_base_fetch_table_t **out);
+void wv_base_fetch_table_free(wv_base_fetch_table_t *t);
 
 /*
  * The gzip layers of an image manifest paired with its config's rootfs.diff_ids (arena).
@@ -66,20 +66,20 @@ void wv_base_fetches_free(wv_base_fetches_t *t);
  * is not the config's gives none. 0 (*n may be 0), WV_EPARSE, WV_ETOOBIG (more than
  * WV_BASE_FETCH_LAYERS layers), WV_ENOMEM.
  */
-int wv_base_layers(wv_arena_t *a, const char *manifest, size_t mlen, const char *config,
-                   size_t clen, wv_base_layer_t **out, size_t *n);
+int wv_base_fetch_layers(wv_arena_t *a, const char *manifest, size_t mlen, const char *config,
+                         size_t clen, wv_base_fetch_layer_t **out, size_t *n);
 
 /*
  * Starts fetching and mapping the layers of <registry>/<image> that are neither mapped nor in
  * flight already, acting for who (registry/upstream.h), on a thread of its own. Returns the
  * number of layers it took on (0: nothing to do, or no thread free), or a negative WV_E*.
  */
-int wv_base_fetch_start(wv_base_fetches_t *t, const wv_app_t *app, const char *registry,
-                        const char *image, const char *who, const wv_base_layer_t *layers,
+int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const char *registry,
+                        const char *image, const char *who, const wv_base_fetch_layer_t *layers,
                         size_t n);
 
 /* Layers in flight now (all builds). */
-size_t wv_base_fetch_inflight(wv_base_fetches_t *t);
+size_t wv_base_fetch_inflight(wv_base_fetch_table_t *t);
 
 /*
  * Waits while one of the layers is in flight and its projected end (bytes left at the rate
@@ -87,7 +87,7 @@ size_t wv_base_fetch_inflight(wv_base_fetches_t *t);
  * WV_BASE_FETCH_WAIT_MAX_MS, and no longer than the gzip of what it waits for. Returns the
  * ms waited.
  */
-int64_t wv_base_fetch_wait(wv_base_fetches_t *t, const wv_base_layer_t *layers, size_t n);
+int64_t wv_base_fetch_wait(wv_base_fetch_table_t *t, const wv_base_fetch_layer_t *layers, size_t n);
 
 /*
  * The seed-layout step argument for layers (arena JSON) and the step function: waits
@@ -96,7 +96,7 @@ int64_t wv_base_fetch_wait(wv_base_fetches_t *t, const wv_base_layer_t *layers, 
  * the build. register: WV_BUILDER_SEED_FN (build/builder.h), fn_arg app; the table is
  * wv__build_fetches(app).
  */
-const char *wv_base_seed_arg(wv_arena_t *a, const wv_base_layer_t *layers, size_t n);
-int wv_base_seed_register(wv_job_engine_t *e, const wv_app_t *app);
+const char *wv_base_fetch_seed_arg(wv_arena_t *a, const wv_base_fetch_layer_t *layers, size_t n);
+int wv_base_fetch_register(wv_job_engine_t *e, const wv_app_t *app);
 
 #endif

@@ -52,12 +52,12 @@ struct wv_build_table {
   /* {storage-driver}: resolved once by wv_build_register (wv_builder_resolve_driver), before any
    * build is submitted; read-only after. "" (vfs) until then. */
   char storage_driver[16];
-  wv_base_fetches_t *fetches; /* base layers fetched while builds run (build/base_fetch.h) */
+  wv_base_fetch_table_t *fetches; /* base layers fetched while builds run (build/base_fetch.h) */
 };
 
 int wv_build_table_new(wv_build_table_t **out) {
   wv_build_table_t *b = calloc(1, sizeof *b);
-  if (!b || wv_base_fetches_new(&b->fetches)) {
+  if (!b || wv_base_fetch_table_new(&b->fetches)) {
     free(b);
     return WV_ENOMEM;
   }
@@ -69,12 +69,12 @@ int wv_build_table_new(wv_build_table_t **out) {
 void wv_build_table_free(wv_build_table_t *b) {
   if (!b)
     return;
-  wv_base_fetches_free(b->fetches); /* stops and joins the fetch threads */
+  wv_base_fetch_table_free(b->fetches); /* stops and joins the fetch threads */
   pthread_mutex_destroy(&b->create_mu);
   free(b);
 }
 
-wv_base_fetches_t *wv__build_fetches(const wv_app_t *app) {
+wv_base_fetch_table_t *wv__build_fetches(const wv_app_t *app) {
   return app->builds ? app->builds->fetches : NULL;
 }
 
@@ -389,7 +389,8 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
       .storage_driver = app->builds->storage_driver,
       .layers = cfg->build_layer_cache && native,
       .pull = in->base_pinned ? "missing" : "always",
-      .seed_arg = in->base_nlayers ? wv_base_seed_arg(a, in->base_layers, in->base_nlayers) : NULL};
+      .seed_arg =
+          in->base_nlayers ? wv_base_fetch_seed_arg(a, in->base_layers, in->base_nlayers) : NULL};
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
@@ -853,7 +854,7 @@ int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
   rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_DIGEST_FN, digest_fn, (void *)app);
   rc = rc ? rc : wv__build_scan_register(e, app);
-  rc = rc ? rc : wv_base_seed_register(e, app);
+  rc = rc ? rc : wv_base_fetch_register(e, app);
   rc = rc ? rc : wv_sif_register(e, app);
   return rc ? rc : wv__build_multi_register(e, app);
 }

@@ -51,7 +51,7 @@ typedef struct {
   /* A pinned base of an embedded build: its registry, image and gzip layers, fetched and mapped
    * while the build runs (build/base_fetch.h); NULL / 0 otherwise. */
   const char *base_registry, *base_image;
-  const struct wv_base_layer_s *base_layers;
+  const struct wv_base_fetch_layer_s *base_layers;
   size_t base_nlayers;
 } wv_binput_t;
 
@@ -59,7 +59,7 @@ typedef struct {
 const char *wv__build_push_who(const wv_binput_t *in);
 
 /* The table of base-layer fetches (build/base_fetch.h), on app->builds. */
-struct wv_base_fetches *wv__build_fetches(const wv_app_t *app);
+struct wv_base_fetch_table *wv__build_fetches(const wv_app_t *app);
 
 /*
  * Prepares a fresh work directory under the workspace (a temporary name;

@@ -190,11 +190,11 @@ static const char *pin_base(const wv_app_t *app, wv_arena_t *a, const wv_binput_
   if (!f)
     return in->file;
   pin->base_pinned = true;
-  wv_base_layer_t *layers = NULL;
+  wv_base_fetch_layer_t *layers = NULL;
   size_t n = 0;
   if (in->embedded &&
-      wv_base_layers(a, base.manifest, base.manifest_len, base.config, base.config_len, &layers,
-                     &n) == 0 &&
+      wv_base_fetch_layers(a, base.manifest, base.manifest_len, base.config, base.config_len,
+                           &layers, &n) == 0 &&
       n > 0) {
     pin->base_registry = ref.registry;
     pin->base_image = ref.path;

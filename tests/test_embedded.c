@@ -552,14 +552,14 @@ TEST(base_fetch_maps_verified_layers) {
   CHECK_OK(wv_upstream_new(&u, &none));
   wv_upstream_set_timeouts(u, 5000, 5000);
   wv_app_t app = {.cfg = &cfg, .store = f.s, .cas = f.c, .upstream = u};
-  wv_base_fetches_t *t = NULL;
-  CHECK_OK(wv_base_fetches_new(&t));
+  wv_base_fetch_table_t *t = NULL;
+  CHECK_OK(wv_base_fetch_table_new(&t));
   char registry[64];
   snprintf(registry, sizeof registry, "127.0.0.1:%d", reg.port);
   const char *mt = "application/vnd.oci.image.layer.v1.tar+gzip";
-  wv_base_layer_t layers[3] = {{g[0], (int64_t)zn[0], mt, x[0]},
-                               {g[1], (int64_t)zn[1], mt, lie},
-                               {g[2], (int64_t)zn[2], mt, x[2]}};
+  wv_base_fetch_layer_t layers[3] = {{g[0], (int64_t)zn[0], mt, x[0]},
+                                     {g[1], (int64_t)zn[1], mt, lie},
+                                     {g[2], (int64_t)zn[2], mt, x[2]}};
   CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, layers, 3), 3);
   for (int i = 0; i < 500 && wv_base_fetch_inflight(t) > 0; i++)
     usleep(10000);
@@ -590,7 +590,7 @@ TEST(base_fetch_maps_verified_layers) {
   for (int i = 0; i < 500 && wv_base_fetch_inflight(t) > 0; i++)
     usleep(10000);
   CHECK_EQ_INT(atomic_load(&reg.gets), 4);
-  wv_base_fetches_free(t);
+  wv_base_fetch_table_free(t);
   /* the direct check refuses a lie too, and names what the blob holds */
   char found[WV_EMBEDDED_DIGEST_LEN];
   CHECK_EQ_INT(wv_embedded_map_blob(f.s, f.c, g[1], mt, lie, NULL, found), WV_EDIGEST);
