@@ -17,13 +17,16 @@
 # flips every round. Disk: du of buildah's storage root (by hand) and of
 # waved's build workspace (its buildah storage) after each build, and of all
 # of waved's storage.path (which also holds the built images when the target is
-# the embedded registry). Prints one line per run and medians.
+# the embedded registry). Prints one line per run and medians; an embedded build's line says
+# how many of the base's layers its push skipped ("base layers seeded 2/2", "-": none looked at).
 #
 # Environment (defaults in brackets):
 #   BO_ROUNDS [3]      rounds                    BO_BASE_MB [50] random layer size
 #   BO_TARGET [embedded] waved's push target: embedded (its own registry) or repo
 #                      (wave.build.repo = the same docker-registry as by hand)
 #   BO_WAVED_YAML      extra YAML appended under wave.build (e.g. the old defaults)
+#   BO_ROUND0 [0]      added to the round number that decides who goes first (runs of one
+#                      round each, alternating binaries: WAVED_BIN selects waved's binary)
 #   BO_DRIVER          by-hand storage driver (default: overlay if it works, else
 #                      fuse-overlayfs if installed, else vfs)
 set -euo pipefail
@@ -120,7 +123,7 @@ by_hand() {
   "${B[@]}" push --tls-verify=false --digestfile "$T/hand-$3.digest" "localhost/bench:$3" \
     "docker://$REG/bench/hand:$3" >>"$T/hand-$3.log" 2>&1
   t1=$(now)
-  echo "$(el "$t0" "$t1") $(du_b "$root") $(grep -c 'Using cache' "$T/hand-$3.log" || true) 0"
+  echo "$(el "$t0" "$t1") $(du_b "$root") $(grep -c 'Using cache' "$T/hand-$3.log" || true) 0 -"
 }
 
 # waved_start — a fresh waved (fresh data) with this run's build settings.
@@ -161,7 +164,9 @@ through_waved() {
   id=$(json_get "$c.resp" 'd["buildId"]')
   curl -s -o "$c.log" "$WAVED_URL/v1alpha1/builds/$id/logs"
   hits=$(grep -c 'Using cache' "$c.log" || true)
-  echo "$(el "$t0" "$t1") $(du_b "$WAVED_DIR/data/build") $hits $(du_b "$WAVED_DIR/data")"
+  # "N of M base layers seeded": the embedded push skipped N of the base's M layers
+  seed=$({ grep -o '[0-9]* of [0-9]* base layers seeded' "$c.log" || true; } | head -1 | awk '{print $1"/"$3}')
+  echo "$(el "$t0" "$t1") $(du_b "$WAVED_DIR/data/build") $hits $(du_b "$WAVED_DIR/data") ${seed:--}"
 }
 
 echo "== build-overhead ($(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg))"
@@ -174,16 +179,17 @@ for r in $(seq 1 "$ROUNDS"); do
   waved_start
   for case in first rebuild; do
     text="round $r $case"
-    if [ $((r % 2)) = 1 ]; then order="waved hand"; else order="hand waved"; fi
+    if [ $(((r + ${BO_ROUND0:-0}) % 2)) = 1 ]; then order="waved hand"; else order="hand waved"; fi
     for who in $order; do
       if [ "$who" = waved ]; then
-        read -r s d h all < <(through_waved "$text" "r$r-$case")
+        read -r s d h all seed < <(through_waved "$text" "r$r-$case")
       else
-        read -r s d h all < <(by_hand "$HR" "$text" "r$r-$case")
+        read -r s d h all seed < <(by_hand "$HR" "$text" "r$r-$case")
       fi
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$who" "$s" "$d" "$h" "$all" >>"$RES"
       printf 'round %s %-7s %-5s %7ss  builder storage %5s MiB  cache hits %s%s\n' "$r" "$case" \
-        "$who" "$s" "$((d >> 20))" "$h" "$([ "$who" = waved ] && echo "  (all data $((all >> 20)) MiB)")"
+        "$who" "$s" "$((d >> 20))" "$h" \
+        "$([ "$who" = waved ] && echo "  (all data $((all >> 20)) MiB, base layers seeded $seed)")"
     done
   done
   stop_waved

@@ -35,6 +35,7 @@
 #include "registry/usage.h"
 #include "build/build_api.h"
 #include "storage/embedded.h"
+#include "build/base_fetch.h"
 #include "storage/store.h"
 
 #include <errno.h>
@@ -51,12 +52,15 @@ struct wv_build_table {
   /* {storage-driver}: resolved once by wv_build_register (wv_builder_resolve_driver), before any
    * build is submitted; read-only after. "" (vfs) until then. */
   char storage_driver[16];
+  wv_base_fetch_table_t *fetches; /* base layers fetched while builds run (build/base_fetch.h) */
 };
 
 int wv_build_table_new(wv_build_table_t **out) {
   wv_build_table_t *b = calloc(1, sizeof *b);
-  if (!b)
+  if (!b || wv_base_fetch_table_new(&b->fetches)) {
+    free(b);
     return WV_ENOMEM;
+  }
   pthread_mutex_init(&b->create_mu, NULL);
   *out = b;
   return 0;
@@ -65,8 +69,13 @@ int wv_build_table_new(wv_build_table_t **out) {
 void wv_build_table_free(wv_build_table_t *b) {
   if (!b)
     return;
+  wv_base_fetch_table_free(b->fetches); /* stops and joins the fetch threads */
   pthread_mutex_destroy(&b->create_mu);
   free(b);
+}
+
+wv_base_fetch_table_t *wv__build_fetches(const wv_app_t *app) {
+  return app->builds ? app->builds->fetches : NULL;
 }
 
 typedef enum { D_NEW = 0, D_JOIN, D_DONE_OK, D_DONE_FAIL, D_EXISTS } decision_t;
@@ -370,15 +379,18 @@ static int submit_job(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
   bool native = native_platform(in->platform);
   /* A foreign-platform build gets a store of its own (<workspace>/foreign/buildah): buildah 1.28's
    * cache keys leave the platform out, so a native build could match its images. */
-  wv_builder_target_t t = {.workspace = native ? ws : wv_arena_sprintf(a, "%s/foreign", ws),
-                           .workdir = workdir,
-                           .platform = in->platform,
-                           .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
-                           .tag = in->tref.reference,
-                           .insecure = in->insecure,
-                           .storage_driver = app->builds->storage_driver,
-                           .layers = cfg->build_layer_cache && native,
-                           .pull = in->base_pinned ? "missing" : "always"};
+  wv_builder_target_t t = {
+      .workspace = native ? ws : wv_arena_sprintf(a, "%s/foreign", ws),
+      .workdir = workdir,
+      .platform = in->platform,
+      .repo = in->embedded ? NULL : wv_ref_repository(a, &in->tref),
+      .tag = in->tref.reference,
+      .insecure = in->insecure,
+      .storage_driver = app->builds->storage_driver,
+      .layers = cfg->build_layer_cache && native,
+      .pull = in->base_pinned ? "missing" : "always",
+      .seed_arg =
+          in->base_nlayers ? wv_base_fetch_seed_arg(a, in->base_layers, in->base_nlayers) : NULL};
   int rc = in->sif ? wv_sif_steps(a, cfg, &t, in->file, in->who, steps, &n, err, sizeof err)
                    : wv_builder_from_config(cfg, &b);
   rc = rc || in->sif ? rc : wv_builder_steps(a, &b, &t, steps, &n, err, sizeof err);
@@ -584,8 +596,8 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   int rc = host_can_build(app, a, msg);
   if (rc)
     return rc;
-  wv_binput_t pin = *in; /* with base_pinned as the work dir says */
-  rc = in->multi_arg ? 0 : wv__build_prepare(app, a, r, in, &tmp, &pin.base_pinned, msg);
+  wv_binput_t pin = *in; /* with base_pinned (and the base) as the work dir says */
+  rc = in->multi_arg ? 0 : wv__build_prepare(app, a, r, in, &tmp, &pin, msg);
   if (rc)
     return rc;
   in = &pin;
@@ -600,6 +612,15 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   if (lock)
     wv_store_del(app->store, WV_DB_BUILD_TARGETS, lock);
   wv__build_rmtree(tmp); /* gone already when it became the work dir */
+  /* The base's layers into the blob store and mapped while buildah builds, so its push can
+   * skip them (build/base_fetch.h). Best effort: the build does not depend on it. */
+  if (!rc && o->d == D_NEW && in->base_nlayers) {
+    int k = wv_base_fetch_start(app->builds->fetches, app, in->base_registry, in->base_image,
+                                in->who, in->base_layers, in->base_nlayers);
+    if (k < 0)
+      wv_info("build base %s/%s: not prefetched: %s", in->base_registry, in->base_image,
+              wv_strerror(k));
+  }
   return rc;
 }
 
@@ -833,6 +854,7 @@ int wv_build_register(wv_job_engine_t *e, const wv_app_t *app) {
   int rc = wv_job_register_fn(e, WV_BUILD_CLEANUP_FN, cleanup_fn, NULL);
   rc = rc ? rc : wv_job_register_fn(e, WV_BUILD_DIGEST_FN, digest_fn, (void *)app);
   rc = rc ? rc : wv__build_scan_register(e, app);
+  rc = rc ? rc : wv_base_fetch_register(e, app);
   rc = rc ? rc : wv_sif_register(e, app);
   return rc ? rc : wv__build_multi_register(e, app);
 }

@@ -48,10 +48,18 @@ typedef struct {
   bool own_repo;             /* the target is waved's: embedded or under wave.build.repo */
   bool sif;                  /* format: sif — a Singularity build (build/sif/sifbuild.h) */
   bool base_pinned;          /* the work dir's FROM names the base by digest (build_prep.c) */
+  /* A pinned base of an embedded build: its registry, image and gzip layers, fetched and mapped
+   * while the build runs (build/base_fetch.h); NULL / 0 otherwise. */
+  const char *base_registry, *base_image;
+  const struct wv_base_fetch_layer_s *base_layers;
+  size_t base_nlayers;
 } wv_binput_t;
 
 /* Whom the build's registry calls act for: waved itself for its own repository, else who. */
 const char *wv__build_push_who(const wv_binput_t *in);
+
+/* The table of base-layer fetches (build/base_fetch.h), on app->builds. */
+struct wv_base_fetch_table *wv__build_fetches(const wv_app_t *app);
 
 /*
  * Prepares a fresh work directory under the workspace (a temporary name;
@@ -59,12 +67,13 @@ const char *wv__build_push_who(const wv_binput_t *in);
  * context/ (the buildContext unpacked safely, its tarDigest checked),
  * context/conda.yml, config.json (credentials of the registries the build
  * pulls from and pushes to, from wave.registries). *dir is an arena path.
- * *pinned: the Containerfile's one FROM names the base by the digest waved
- * resolved for this build (docs/builds.md "The base image check").
+ * pin (a copy of in): base_pinned when the Containerfile's one FROM names the base by the
+ * digest waved resolved for this build (docs/builds.md "The base image check"), and for an
+ * embedded build the base's registry, image and layers (base_*).
  * 0, WV_EINVAL / WV_ETOOBIG (400, *msg), WV_EIO, WV_ENOMEM.
  */
 int wv__build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
-                      const char **dir, bool *pinned, const char **msg);
+                      const char **dir, wv_binput_t *pin, const char **msg);
 
 /*
  * The SSRF policy at request time (core/netpolicy.h): the http(s) buildContext

@@ -3,8 +3,8 @@
  * directory (contract §6.1 steps 1, 2, 4, 9; §6.2).
  */
 #include "build/build_int.h"
+#include "build/base_fetch.h"
 #include "registry/proxy.h"
-#include "storage/embedded.h"
 #include "registry/upstream.h"
 #include "build/context.h"
 #include "build/layers.h"
@@ -163,63 +163,45 @@ bool wv__build_single_from(const char *file, size_t *at, size_t *len) {
 
 /*
  * The Containerfile buildah gets: a single-stage file's FROM pinned to the digest waved
- * resolved for this build (*pinned: buildah may then take a copy its store has, --pull=missing,
- * and the config of the base is in *base), else the file as it is (--pull=always).
+ * resolved for this build (pin->base_pinned: buildah may then take a copy its store has,
+ * --pull=missing), else the file as it is (--pull=always). For an embedded build, pin also
+ * gets the base's registry, image and gzip layers (build/base_fetch.h).
  */
 static const char *pin_base(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in,
-                            wv_proxy_base_t *base, bool *pinned) {
+                            wv_binput_t *pin) {
   size_t at, len;
   wv_ref_t ref;
+  wv_proxy_base_t base;
   char err[512];
-  *pinned = false;
+  pin->base_pinned = false;
   if (in->sif || !wv__build_single_from(in->file, &at, &len))
     return in->file;
   const char *word = wv_arena_strndup(a, in->file + at, len);
   if (!word || wv_ref_parse(a, word, &ref, NULL) != 0 || ref.scheme)
     return in->file;
   int rc = wv_proxy_resolve_base(app, a, ref.registry, ref.path, in->who, ref.reference,
-                                 in->platform, base, err, sizeof err);
+                                 in->platform, &base, err, sizeof err);
   if (rc) { /* buildah asks the registry itself, and reports what it says */
     wv_info("build base %s: not pinned (%s); buildah checks it (--pull=always)", word, err);
     return in->file;
   }
   const char *f = wv_arena_sprintf(a, "%.*s%s/%s@%s%s", (int)at, in->file, ref.registry, ref.path,
-                                   base->digest, in->file + at + len);
-  *pinned = f != NULL;
-  return f ? f : in->file;
-}
-
-/*
- * An embedded build's OCI layout, seeded with the base's layers waved has mapped
- * (storage/embedded.h wv_embedded_seed_layout): buildah's push skips them. Best effort.
- */
-static void seed_layout(const wv_app_t *app, wv_arena_t *a, const wv_proxy_base_t *base,
-                        const char *dir) {
-  json_object *cfg = NULL, *rootfs, *ids;
-  char perr[128];
-  if (!base->config ||
-      wv_json_parse(base->config, base->config_len, 4u << 20, 0, &cfg, perr, sizeof perr) ||
-      wv_json_get_object(cfg, "rootfs", &rootfs) || wv_json_get_array(rootfs, "diff_ids", &ids)) {
-    json_object_put(cfg);
-    return;
+                                   base.digest, in->file + at + len);
+  if (!f)
+    return in->file;
+  pin->base_pinned = true;
+  wv_base_fetch_layer_t *layers = NULL;
+  size_t n = 0;
+  if (in->embedded &&
+      wv_base_fetch_layers(a, base.manifest, base.manifest_len, base.config, base.config_len,
+                           &layers, &n) == 0 &&
+      n > 0) {
+    pin->base_registry = ref.registry;
+    pin->base_image = ref.path;
+    pin->base_layers = layers;
+    pin->base_nlayers = n;
   }
-  size_t n = json_object_array_length(ids);
-  const char **x = wv_arena_calloc(a, (n + 1) * sizeof *x);
-  size_t k = 0;
-  for (size_t i = 0; x && i < n; i++) {
-    const char *s = json_object_get_string(json_object_array_get_idx(ids, i));
-    if (s)
-      x[k++] = s;
-  }
-  int seeded = 0;
-  int rc = x ? wv_embedded_seed_layout(app->store, app->cas, wv_arena_sprintf(a, "%s/oci", dir), x,
-                                       k, &seeded)
-             : WV_ENOMEM;
-  if (rc)
-    wv_debug("build layout %s/oci: not seeded: %s", dir, wv_strerror(rc));
-  else if (seeded)
-    wv_info("build layout %s/oci: %d of %zu base layers seeded", dir, seeded, k);
-  json_object_put(cfg);
+  return f;
 }
 
 /* ---- files --------------------------------------------------------------------------- */
@@ -380,7 +362,7 @@ static int write_creds(const wv_app_t *app, wv_arena_t *a, const wv_binput_t *in
 }
 
 int wv__build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, const wv_binput_t *in,
-                      const char **dir, bool *pinned, const char **msg) {
+                      const char **dir, wv_binput_t *pin, const char **msg) {
   char rnd[13];
   int rc = wv_rand_id(rnd, 12, WV_RAND_ALNUM_LOWER);
   const char *d = rc ? NULL : wv_build_workdir(a, app->cfg, wv_arena_sprintf(a, "tmp-%s", rnd));
@@ -394,10 +376,7 @@ int wv__build_prepare(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, co
     return wv_err_io(e);
   }
   *dir = d;
-  wv_proxy_base_t base;
-  rc = write_file(d, "Containerfile", pin_base(app, a, in, &base, pinned), 0600);
-  if (!rc && *pinned && in->embedded)
-    seed_layout(app, a, &base, d);
+  rc = write_file(d, "Containerfile", pin_base(app, a, in, pin), 0600);
   rc = rc ? rc : unpack_context(app, a, r, ctxdir, msg);
   if (!rc && in->conda)
     rc = write_file(ctxdir, "conda.yml", in->conda, 0644);

@@ -245,6 +245,12 @@ int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_builder_targ
   if (!env)
     return WV_ENOMEM;
   int rc = cmd_step(a, "build", b->build, t, env, &steps[k++], err, errlen);
+  /* Not may_fail (that would move it past the ready point): it never fails. */
+  if (!rc && embedded(t) && t->seed_arg && b->kind == WV_BUILDER_BUILDAH && b->push && *b->push)
+    steps[k++] = (wv_job_step_t){.type = WV_JOB_STEP_FN,
+                                 .name = "seed-layout",
+                                 .fn = WV_BUILDER_SEED_FN,
+                                 .arg = t->seed_arg};
   if (!rc && b->kind == WV_BUILDER_BUILDAH && b->push && *b->push)
     rc = cmd_step(a, "push", b->push, t, env, &steps[k++], err, errlen);
   if (!rc && embedded(t)) {

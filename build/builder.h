@@ -48,7 +48,10 @@ struct wv_cas;
 /* The job function recording the uncompressed digests of an imported image's layers
  * (storage/embedded.h wv_embedded_map_layers), so later builds can skip pushing them. */
 #define WV_BUILDER_MAP_FN "embedded-map"
-#define WV_BUILDER_MAX_STEPS 6
+/* The job function seeding an embedded build's layout with its base's mapped layers just before
+ * the push (build/base_fetch.h). */
+#define WV_BUILDER_SEED_FN "seed-layout"
+#define WV_BUILDER_MAX_STEPS 7
 
 typedef enum { WV_BUILDER_BUILDAH = 0, WV_BUILDER_BUILDKIT } wv_builder_kind_t;
 
@@ -73,6 +76,8 @@ typedef struct {
   const char *storage_driver; /* {storage-driver}; NULL or "" = vfs */
   bool layers;                /* {layers}: buildah --layers (wave.build.layer-cache) */
   const char *pull;           /* {pull}: buildah --pull policy; NULL = "always" */
+  const char *seed_arg;       /* embedded buildah builds: the seed-layout step's argument, run
+                                 between build and push (build/base_fetch.h); NULL = none */
 } wv_builder_target_t;
 
 /* One registry credential for the auth file. */
@@ -110,12 +115,12 @@ int wv_builder_probe_overlay(const char *dir, char *why, size_t whylen);
 
 /*
  * The steps of a build into steps[WV_BUILDER_MAX_STEPS] (everything from a):
- * build, push (buildah), import into the embedded registry (when t->repo is
- * empty) and map-layers (may fail: storage/embedded.h wv_embedded_map_layers), cleanup (may
- * fail), prune (buildah with a prune template; may fail:
- * past wave.build.cache-max-size, when no other build runs, runs prune and
- * then prune-all while still past it). Every command step gets the environment of
- * waved plus REGISTRY_AUTH_FILE and DOCKER_CONFIG. Same errors as expand.
+ * build, seed-layout (embedded buildah builds with t->seed_arg), push (buildah), import into the
+ * embedded registry (when t->repo is empty) and map-layers (may fail: storage/embedded.h
+ * wv_embedded_map_layers), cleanup (may fail), prune (buildah with a prune template; may fail: past
+ * wave.build.cache-max-size, when no other build runs, runs prune and then prune-all while still
+ * past it). Every command step gets the environment of waved plus REGISTRY_AUTH_FILE and
+ * DOCKER_CONFIG. Same errors as expand.
  */
 int wv_builder_steps(wv_arena_t *a, const wv_builder_t *b, const wv_builder_target_t *t,
                      wv_job_step_t *steps, size_t *n, char *err, size_t errlen);

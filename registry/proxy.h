@@ -53,7 +53,8 @@ int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, 
  * configured credentials only when who may pull with them; a caller who may not is asked
  * of the upstream anonymously and never served from the caches) — then, for an index, the
  * platform's one entry. Every document is verified against its digest. out->digest: the
- * platform manifest's digest; out->config: its config JSON (arena). Blocks (worker only).
+ * platform manifest's digest; out->config: its config JSON, out->manifest its body (arena).
+ * Blocks (worker only).
  * 0; WV_EUNSUPPORTED (a registry that names an address and is not configured, an index
  * with no or several entries for the platform, not an image), or the failure of the
  * upstream: err says which.
@@ -62,6 +63,8 @@ typedef struct {
   char digest[72];
   const char *config;
   size_t config_len;
+  const char *manifest; /* the platform manifest (arena; NULL on OOM), verified as digest */
+  size_t manifest_len;
 } wv_proxy_base_t;
 int wv_proxy_resolve_base(const wv_app_t *app, wv_arena_t *a, const char *registry,
                           const char *image, const char *who, const char *reference,

@@ -1093,5 +1093,7 @@ int wv_proxy_resolve_base(const wv_app_t *app, wv_arena_t *a, const char *regist
   snprintf(out->digest, sizeof out->digest, "%s", digest);
   out->config = config;
   out->config_len = len;
+  out->manifest = wv_arena_strndup(a, m.body, m.body_len);
+  out->manifest_len = out->manifest ? m.body_len : 0;
   return 0;
 }

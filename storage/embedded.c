@@ -30,6 +30,7 @@
 #include "core/json.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -142,15 +143,16 @@ static bool plain_layer(const char *mt) {
                 strcmp(mt, "application/vnd.docker.image.rootfs.diff.tar") == 0);
 }
 
-/* The "diff/X" record: the gzip blob G (*g), its size and media type. 0 or WV_ENOTFOUND. */
+/* The "diff/X" record: the gzip blob G (*g), its size and media type, its expiry (*exp, may be
+ * NULL). 0 or WV_ENOTFOUND. */
 static int layer_map(wv_store_t *s, const char *x, char g[WV_DIGEST_STRLEN], long long *size,
-                     char mt[WV_EMBEDDED_MEDIATYPE_MAX]) {
+                     char mt[WV_EMBEDDED_MEDIATYPE_MAX], int64_t *exp) {
   char key[WV_STORE_KEY_MAX + 1], line[512], *v = NULL;
   size_t n = 0;
   if (!wv_cas_digest_valid(x))
     return WV_EINVAL;
   snprintf(key, sizeof key, "diff/%s", x);
-  int rc = wv_store_get(s, WV_DB_EMBEDDED, key, &v, &n, NULL);
+  int rc = wv_store_get(s, WV_DB_EMBEDDED, key, &v, &n, exp);
   if (rc)
     return rc;
   snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), v);
@@ -184,7 +186,7 @@ static int import_mapped(import_t *im, json_object *d, const char *x, int64_t si
   char g[WV_DIGEST_STRLEN], mt[WV_EMBEDDED_MEDIATYPE_MAX], path[4096];
   long long gsize;
   *mapped = false;
-  if (layer_map(im->s, x, g, &gsize, mt) != 0 || gsize != size)
+  if (layer_map(im->s, x, g, &gsize, mt, NULL) != 0 || gsize != size)
     return 0;
   blob_path(im, x, path, sizeof path);
   int rc;
@@ -564,10 +566,15 @@ int wv_embedded_has_blob(wv_store_t *s, wv_cas_t *c, const char *repo, const cha
 
 /* ---- layer maps (LAYER MAPS above) ---- */
 
-/* The SHA-256 of the gunzipped content of CAS blob digest (concatenated members allowed). */
-static int diff_id(wv_cas_t *c, const char *digest, char out[WV_DIGEST_STRLEN]) {
+/*
+ * The SHA-256 of the gunzipped content of CAS blob digest (concatenated members allowed), at
+ * most WV_EMBEDDED_DIFF_MAX bytes of it (WV_ETOOBIG past that); WV_ECLOSED once *stop is set
+ * (stop may be NULL).
+ */
+static int diff_id(wv_cas_t *c, const char *digest, const atomic_bool *stop,
+                   char out[WV_DIGEST_STRLEN]) {
   int fd;
-  uint64_t size;
+  uint64_t size, total = 0;
   int rc = wv_cas_open_blob(c, digest, &fd, &size);
   if (rc)
     return rc;
@@ -583,6 +590,10 @@ static int diff_id(wv_cas_t *c, const char *digest, char out[WV_DIGEST_STRLEN]) 
   bool end = false;
   ssize_t n = 0;
   while (!rc && (n = read(fd, in, CHUNK)) > 0) {
+    if (stop && atomic_load(stop)) {
+      rc = WV_ECLOSED;
+      break;
+    }
     z.next_in = in;
     z.avail_in = (uInt)n;
     while (!rc && z.avail_in > 0) {
@@ -593,8 +604,11 @@ static int diff_id(wv_cas_t *c, const char *digest, char out[WV_DIGEST_STRLEN]) 
       z.next_out = plain;
       z.avail_out = 4 * CHUNK;
       int zr = inflate(&z, Z_NO_FLUSH);
+      total += 4 * CHUNK - z.avail_out;
       if (zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR)
         rc = WV_EPARSE;
+      else if (total > WV_EMBEDDED_DIFF_MAX)
+        rc = WV_ETOOBIG;
       else
         rc = wv_sha256_update(&h, plain, 4 * CHUNK - z.avail_out);
       end = zr == Z_STREAM_END;
@@ -606,8 +620,11 @@ static int diff_id(wv_cas_t *c, const char *digest, char out[WV_DIGEST_STRLEN]) 
     z.next_out = plain;
     z.avail_out = 4 * CHUNK;
     int zr = inflate(&z, Z_FINISH);
+    total += 4 * CHUNK - z.avail_out;
     if (zr != Z_STREAM_END && !(zr == Z_BUF_ERROR && z.avail_out == 0))
       rc = WV_EPARSE;
+    else if (total > WV_EMBEDDED_DIFF_MAX)
+      rc = WV_ETOOBIG;
     else
       rc = wv_sha256_update(&h, plain, 4 * CHUNK - z.avail_out);
     end = zr == Z_STREAM_END;
@@ -627,9 +644,44 @@ static int diff_id(wv_cas_t *c, const char *digest, char out[WV_DIGEST_STRLEN]) 
   return rc;
 }
 
+/* Writes (or renews) the map X <-> G: both records, expiring WV_EMBEDDED_MAP_TTL_MS from now. */
+static int put_map(wv_store_t *s, const char *x, const char *g, long long size, const char *mt) {
+  char dkey[WV_STORE_KEY_MAX + 1], gkey[WV_STORE_KEY_MAX + 1], dval[512];
+  snprintf(dkey, sizeof dkey, "diff/%s", x);
+  snprintf(gkey, sizeof gkey, "gz/%s", g);
+  int dn = snprintf(dval, sizeof dval, "%s %lld %s", g, size, mt);
+  if (dn < 0 || (size_t)dn >= sizeof dval)
+    return WV_EINVAL;
+  int64_t exp = wv_store_now_ms() + WV_EMBEDDED_MAP_TTL_MS;
+  wv_store_op_t ops[2] = {
+      {.kind = WV_STORE_PUT,
+       .db = WV_DB_EMBEDDED,
+       .key = dkey,
+       .val = dval,
+       .val_len = (size_t)dn,
+       .expires_ms = exp},
+      {.kind = WV_STORE_PUT,
+       .db = WV_DB_EMBEDDED,
+       .key = gkey,
+       .val = x,
+       .val_len = strlen(x),
+       .expires_ms = exp},
+  };
+  return wv_store_apply(s, ops, 2, NULL);
+}
+
+/* Drops the map X <-> G (its blob is gone). */
+static void del_map(wv_store_t *s, const char *x, const char *g) {
+  char dkey[WV_STORE_KEY_MAX + 1], gkey[WV_STORE_KEY_MAX + 1];
+  snprintf(dkey, sizeof dkey, "diff/%s", x);
+  snprintf(gkey, sizeof gkey, "gz/%s", g);
+  wv_store_op_t ops[2] = {{.kind = WV_STORE_DEL, .db = WV_DB_EMBEDDED, .key = dkey},
+                          {.kind = WV_STORE_DEL, .db = WV_DB_EMBEDDED, .key = gkey}};
+  wv_store_apply(s, ops, 2, NULL);
+}
+
 /* Maps the gzip layers of one image manifest body; *mapped counts new maps. */
-static int map_image(wv_store_t *s, wv_cas_t *c, wv_arena_t *a, const char *body, size_t len,
-                     int *mapped) {
+static int map_image(wv_store_t *s, wv_cas_t *c, const char *body, size_t len, int *mapped) {
   json_object *m = NULL, *layers;
   char perr[128];
   if (wv_json_parse(body, len, WV_EMBEDDED_MANIFEST_MAX, 0, &m, perr, sizeof perr))
@@ -647,30 +699,11 @@ static int map_image(wv_store_t *s, wv_cas_t *c, wv_arena_t *a, const char *body
     snprintf(key, sizeof key, "gz/%s", g);
     if (wv_store_get(s, WV_DB_EMBEDDED, key, &v, &n, NULL) == 0) {
       free(v);
-      continue; /* mapped before */
+      continue; /* mapped before (and not expired) */
     }
-    if (diff_id(c, g, x) != 0)
+    if (diff_id(c, g, NULL, x) != 0)
       continue; /* not a gzip stream after all: never mapped */
-    const char *dkey = wv_arena_sprintf(a, "diff/%s", x);
-    const char *dval = wv_arena_sprintf(a, "%s %lld %s", g, (long long)size, mt);
-    const char *gkey = wv_arena_strdup(a, key), *gval = wv_arena_strdup(a, x);
-    if (!dkey || !dval || !gkey || !gval) {
-      rc = WV_ENOMEM;
-      break;
-    }
-    wv_store_op_t ops[2] = {
-        {.kind = WV_STORE_PUT,
-         .db = WV_DB_EMBEDDED,
-         .key = dkey,
-         .val = dval,
-         .val_len = strlen(dval)},
-        {.kind = WV_STORE_PUT,
-         .db = WV_DB_EMBEDDED,
-         .key = gkey,
-         .val = gval,
-         .val_len = strlen(gval)},
-    };
-    rc = wv_store_apply(s, ops, 2, NULL);
+    rc = put_map(s, x, g, (long long)size, mt);
     if (!rc)
       (*mapped)++;
   }
@@ -686,13 +719,8 @@ int wv_embedded_map_layers(wv_store_t *s, wv_cas_t *c, const char *repo, const c
   int rc = wv_embedded_get_manifest(s, repo, tag, &body, &len, mt, NULL);
   if (rc)
     return rc;
-  wv_arena_t *a = wv_arena_new(4096);
-  if (!a) {
-    free(body);
-    return WV_ENOMEM;
-  }
   if (!is_index(mt)) {
-    rc = map_image(s, c, a, body, len, mapped);
+    rc = map_image(s, c, body, len, mapped);
   } else { /* each child of the index */
     json_object *idx = NULL, *list;
     char perr[128];
@@ -708,25 +736,54 @@ int wv_embedded_map_layers(wv_store_t *s, wv_cas_t *c, const char *repo, const c
           wv_embedded_get_manifest(s, repo, d, &cb, &clen, cmt, NULL) != 0)
         continue;
       if (!is_index(cmt))
-        rc = map_image(s, c, a, cb, clen, mapped);
+        rc = map_image(s, c, cb, clen, mapped);
       free(cb);
     }
     json_object_put(idx);
   }
   free(body);
-  wv_arena_free(a);
   return rc;
+}
+
+int wv_embedded_map_blob(wv_store_t *s, wv_cas_t *c, const char *g, const char *media_type,
+                         const char *want, const atomic_bool *stop,
+                         char x_out[WV_EMBEDDED_DIGEST_LEN]) {
+  char x[WV_DIGEST_STRLEN];
+  uint64_t size = 0;
+  if (x_out)
+    x_out[0] = '\0';
+  if (!wv_cas_digest_valid(g) || !wv_cas_digest_valid(want) || !gzip_layer(media_type) ||
+      strlen(media_type) >= WV_EMBEDDED_MEDIATYPE_MAX)
+    return WV_EINVAL;
+  int rc = wv_cas_exists(c, g, &size);
+  rc = rc ? rc : diff_id(c, g, stop, x);
+  if (rc)
+    return rc;
+  if (x_out)
+    snprintf(x_out, WV_EMBEDDED_DIGEST_LEN, "%s", x);
+  if (strcmp(x, want) != 0)
+    return WV_EDIGEST; /* the config's claim is not what G holds: nothing recorded */
+  return put_map(s, x, g, (long long)size, media_type);
+}
+
+bool wv_embedded_mapped(wv_store_t *s, wv_cas_t *c, const char *x, const char *g) {
+  char mg[WV_DIGEST_STRLEN], mt[WV_EMBEDDED_MEDIATYPE_MAX];
+  long long size;
+  uint64_t have;
+  return layer_map(s, x, mg, &size, mt, NULL) == 0 && strcmp(mg, g) == 0 &&
+         wv_cas_exists(c, g, &have) == 0 && (long long)have == size;
 }
 
 int wv_embedded_seed_layout(wv_store_t *s, wv_cas_t *c, const char *layout,
                             const char *const *diff_ids, size_t n, int *seeded) {
   char dir[4096], path[4200], g[WV_DIGEST_STRLEN], mt[WV_EMBEDDED_MEDIATYPE_MAX];
   long long size;
+  int64_t exp = 0, now = wv_store_now_ms();
   *seeded = 0;
   if (!layout || strlen(layout) > 3900)
     return WV_EINVAL;
   for (size_t i = 0; i < n; i++) {
-    if (layer_map(s, diff_ids[i], g, &size, mt) != 0)
+    if (layer_map(s, diff_ids[i], g, &size, mt, &exp) != 0)
       continue;
     if (*seeded == 0) { /* the layout's blobs/sha256, private to this build */
       snprintf(dir, sizeof dir, "%s", layout);
@@ -741,10 +798,15 @@ int wv_embedded_seed_layout(wv_store_t *s, wv_cas_t *c, const char *layout,
     }
     snprintf(path, sizeof path, "%s/%s", dir, diff_ids[i] + 7);
     int rc = wv_cas_link_out(c, g, path);
-    if (rc == 0)
+    if (rc == 0) {
       (*seeded)++;
-    else if (rc == WV_EUNSUPPORTED)
+      if (exp > 0 && exp - now < WV_EMBEDDED_MAP_TTL_MS / 2) /* in use: renewed */
+        put_map(s, diff_ids[i], g, size, mt);
+    } else if (rc == WV_ENOTFOUND) {
+      del_map(s, diff_ids[i], g); /* its blob is gone: of no use to anyone */
+    } else if (rc == WV_EUNSUPPORTED) {
       return rc; /* another filesystem: nothing can be seeded */
+    }
   }
   return 0;
 }

@@ -9,6 +9,8 @@
  *   tag/<repo>:<tag>          → "<manifest digest>"
  *   manifest/<digest>         → "<media type>\n<manifest bytes>"
  *   link/<repo>@<digest>      → ""   (the blob or manifest belongs to repo)
+ *   diff/<X>                  → "<gzip digest G> <size> <media type>"  (layer maps, below)
+ *   gz/<G>                    → "<X>"
  *
  * A repository sees only what was imported into it (the links), as in
  * distribution's repository links. Blob content lives in the CAS
@@ -25,6 +27,8 @@
 #include "storage/cas.h"
 #include "storage/store.h"
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +40,11 @@
 #define WV_EMBEDDED_INDEX_MAX (1u << 20)    /* bytes of a layout's index.json */
 #define WV_EMBEDDED_MEDIATYPE_MAX 256       /* bytes of a media type, with the NUL */
 #define WV_EMBEDDED_DIGEST_LEN 72           /* "sha256:" + 64 hex + NUL */
+/* A layer map (diff/X, gz/G) lives this long after it was written; seeding a layout with it
+ * renews it once less than half is left. An expired map is not read, so the blob collector
+ * (storage/blobgc.h) no longer counts it as a reference to G. */
+#define WV_EMBEDDED_MAP_TTL_MS (30LL * 24 * 3600 * 1000)
+#define WV_EMBEDDED_DIFF_MAX (64ULL << 30) /* inflated bytes of a layer that is mapped */
 
 /*
  * Imports the image of the OCI layout directory `layout` whose index.json
@@ -92,11 +101,29 @@ int wv_embedded_map_layers(wv_store_t *s, wv_cas_t *c, const char *repo, const c
                            int *mapped);
 
 /*
+ * The map of one gzip layer G already in the CAS, claimed by an image config to have the
+ * uncompressed digest want (a base image's rootfs.diff_ids[i], build/base_fetch.h): inflates
+ * and hashes G itself and records "diff/want" and "gz/G" only when the result is want. The
+ * digest it found goes to x_out (may be NULL). Stops with WV_ECLOSED once *stop is set (may be
+ * NULL). 0; WV_EDIGEST (the claim is false: nothing recorded), WV_EINVAL (not a gzip layer
+ * type, bad digests), WV_ENOTFOUND (G is not in the CAS), WV_EPARSE (not gzip), WV_ETOOBIG
+ * (inflates past WV_EMBEDDED_DIFF_MAX), WV_EIO, WV_ESTORE, WV_ENOMEM.
+ */
+int wv_embedded_map_blob(wv_store_t *s, wv_cas_t *c, const char *g, const char *media_type,
+                         const char *want, const atomic_bool *stop,
+                         char x_out[WV_EMBEDDED_DIGEST_LEN]);
+
+/* True when "diff/x" maps x to g and the CAS holds g (of the map's size). */
+bool wv_embedded_mapped(wv_store_t *s, wv_cas_t *c, const char *x, const char *g);
+
+/*
  * Before a build pushes into layout (a new directory of its own): for each of the base
  * image's uncompressed layer digests that has a map, a hard link to the CAS file of its gzip
  * blob at <layout>/blobs/sha256/<X hex>, the name buildah's oci: push looks for, so it skips
- * the layer; wv_embedded_import maps the descriptor back. *seeded: links made. 0,
- * WV_EUNSUPPORTED (the layout is on another filesystem than the CAS), WV_EIO, WV_EINVAL.
+ * the layer; wv_embedded_import maps the descriptor back. *seeded: links made. A map used
+ * here is renewed when less than half its lifetime is left; a map whose blob is gone is
+ * deleted. 0, WV_EUNSUPPORTED (the layout is on another filesystem than the CAS), WV_EIO,
+ * WV_EINVAL.
  */
 int wv_embedded_seed_layout(wv_store_t *s, wv_cas_t *c, const char *layout,
                             const char *const *diff_ids, size_t n, int *seeded);

@@ -2,6 +2,8 @@
  * Unit tests for storage/embedded (OCI layout import, manifest and blob
  * lookups) and storage/jobstore (job records and logs in the real store).
  */
+#include "build/base_fetch.h"
+#include "core/config.h"
 #include "core/digest.h"
 #include "core/err.h"
 #include "core/job/job.h"
@@ -10,7 +12,16 @@
 #include "storage/embedded.h"
 #include "storage/jobstore.h"
 #include "storage/log.h"
+#include "core/timefmt.h"
+#include "http/client.h"
+#include "registry/upstream.h"
 #include "storage_util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
 
 #include <errno.h>
 #include <sys/stat.h>
@@ -430,13 +441,188 @@ TEST(seeded_layout_maps_layers) {
   fx_close(&f);
 }
 
+/* ---- a pinned base's layers fetched and mapped (build/base_fetch.h) ---- */
+
+/* A registry on 127.0.0.1 serving /v2/ and three blobs of one repository; the third is served
+ * with a byte changed (its digest names other bytes). */
+typedef struct {
+  int fd, port;
+  pthread_t tid;
+  struct {
+    char path[400];
+    const unsigned char *body;
+    size_t len;
+  } blobs[3];
+  atomic_int gets; /* blob GETs answered */
+} reg_t;
+
+static void *reg_serve(void *arg) {
+  reg_t *r = arg;
+  for (;;) {
+    int c = accept(r->fd, NULL, NULL);
+    if (c < 0)
+      return NULL;
+    char req[4096];
+    size_t got = 0;
+    for (ssize_t n; got < sizeof req - 1 && (n = read(c, req + got, sizeof req - 1 - got)) > 0;) {
+      got += (size_t)n;
+      req[got] = '\0';
+      if (strstr(req, "\r\n\r\n"))
+        break;
+    }
+    req[got] = '\0';
+    const unsigned char *body = (const unsigned char *)"{}";
+    size_t len = 2;
+    int status = strncmp(req, "GET /v2/ ", 9) == 0 ? 200 : 404;
+    for (int i = 0; status == 404 && i < 3; i++)
+      if (strncmp(req + 4, r->blobs[i].path, strlen(r->blobs[i].path)) == 0) {
+        body = r->blobs[i].body, len = r->blobs[i].len, status = 200;
+        atomic_fetch_add(&r->gets, 1);
+      }
+    if (status == 404)
+      body = (const unsigned char *)"", len = 0;
+    char head[256];
+    int hn = snprintf(head, sizeof head,
+                      "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nContent-Type: "
+                      "application/octet-stream\r\nConnection: close\r\n\r\n",
+                      status, len);
+    if (write(c, head, (size_t)hn) == hn && len)
+      (void)!write(c, body, len);
+    close(c);
+  }
+}
+
+static void reg_stop(reg_t *r) {
+  shutdown(r->fd, SHUT_RDWR);
+  close(r->fd);
+  pthread_join(r->tid, NULL);
+}
+
+static int reg_start(reg_t *r) {
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  r->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (r->fd < 0 || bind(r->fd, (struct sockaddr *)&sa, sizeof sa) || listen(r->fd, 16) ||
+      getsockname(r->fd, (struct sockaddr *)&sa, &sl))
+    return WV_EIO;
+  r->port = ntohs(sa.sin_port);
+  return pthread_create(&r->tid, NULL, reg_serve, r) ? WV_EIO : 0;
+}
+
+/* A layer of n pseudo-random-ish bytes (seed s), gzipped: plain digest x, gzip bytes and digest. */
+static size_t make_layer(int s, char *plain, size_t n, unsigned char *zipped, size_t cap,
+                         char x[WV_DIGEST_STRLEN], char g[WV_DIGEST_STRLEN]) {
+  for (size_t i = 0; i < n; i++)
+    plain[i] = (char)('a' + (i * (size_t)(s + 7) + i / 13) % 26);
+  size_t zn = gz(plain, n, zipped, cap);
+  if (!zn || wv_digest_of(plain, n, x) || wv_digest_of(zipped, zn, g))
+    return 0;
+  return zn;
+}
+
+/* The fetch maps a layer only from bytes it verified itself: layer 1 (true config) is fetched,
+ * committed as G and mapped X -> G (with an expiry); layer 2's config claims a diff_id its bytes
+ * do not inflate to: its blob is kept (it hashed to G) but nothing maps the claim; layer 3's
+ * bytes are not G: nothing is committed or mapped. A second start fetches nothing (mapped, or
+ * failing again for 3). A map whose blob is gone is dropped when a layout would use it. */
+TEST(base_fetch_maps_verified_layers) {
+  static fx_t f;
+  static reg_t reg;
+  static char plain[3][20000];
+  static unsigned char zipped[3][24000];
+  char x[3][WV_DIGEST_STRLEN], g[3][WV_DIGEST_STRLEN], lie[WV_DIGEST_STRLEN];
+  size_t zn[3];
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(wv_http_global_init());
+  for (int i = 0; i < 3; i++) {
+    zn[i] = make_layer(i, plain[i], sizeof plain[i], zipped[i], sizeof zipped[i], x[i], g[i]);
+    CHECK(zn[i] > 0);
+    snprintf(reg.blobs[i].path, sizeof reg.blobs[i].path, "/v2/lib/base/blobs/%s ", g[i]);
+    reg.blobs[i].body = zipped[i];
+    reg.blobs[i].len = zn[i];
+  }
+  CHECK_OK(wv_digest_of("not the layer", 13, lie));
+  zipped[2][zn[2] / 2] ^= 0x55; /* served bytes are not g[2] */
+  CHECK_OK(reg_start(&reg));
+  TEST_CLEANUP(reg_stop, &reg);
+  wv_config_t cfg;
+  CHECK_OK(wv_config_defaults(&cfg));
+  wv_registries_t none = {0};
+  wv_upstream_t *u = NULL;
+  CHECK_OK(wv_upstream_new(&u, &none));
+  wv_upstream_set_timeouts(u, 5000, 5000);
+  wv_app_t app = {.cfg = &cfg, .store = f.s, .cas = f.c, .upstream = u};
+  wv_base_fetch_table_t *t = NULL;
+  CHECK_OK(wv_base_fetch_table_new(&t));
+  char registry[64];
+  snprintf(registry, sizeof registry, "127.0.0.1:%d", reg.port);
+  const char *mt = "application/vnd.oci.image.layer.v1.tar+gzip";
+  wv_base_fetch_layer_t layers[3] = {{g[0], (int64_t)zn[0], mt, x[0]},
+                                     {g[1], (int64_t)zn[1], mt, lie},
+                                     {g[2], (int64_t)zn[2], mt, x[2]}};
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, layers, 3), 3);
+  for (int i = 0; i < 500 && wv_base_fetch_inflight(t) > 0; i++)
+    usleep(10000);
+  CHECK_EQ_INT(wv_base_fetch_inflight(t), 0);
+  CHECK_EQ_INT(atomic_load(&reg.gets), 3);
+  /* 1: fetched, verified, mapped, with a lifetime */
+  CHECK(wv_embedded_mapped(f.s, f.c, x[0], g[0]));
+  char key[200], *v = NULL;
+  size_t n;
+  int64_t exp = 0, now = wv_now_ms();
+  snprintf(key, sizeof key, "diff/%s", x[0]);
+  CHECK_OK(wv_store_get(f.s, WV_DB_EMBEDDED, key, &v, &n, &exp));
+  free(v);
+  CHECK(exp > now + WV_EMBEDDED_MAP_TTL_MS - 60000 && exp <= now + WV_EMBEDDED_MAP_TTL_MS);
+  /* 2: the blob is G (kept), but the config's claim is not recorded, nor the true X */
+  CHECK_OK(wv_cas_exists(f.c, g[1], NULL));
+  CHECK(!wv_embedded_mapped(f.s, f.c, lie, g[1]));
+  snprintf(key, sizeof key, "diff/%s", lie);
+  CHECK_EQ_INT(wv_store_get(f.s, WV_DB_EMBEDDED, key, &v, &n, NULL), WV_ENOTFOUND);
+  snprintf(key, sizeof key, "gz/%s", g[1]);
+  CHECK_EQ_INT(wv_store_get(f.s, WV_DB_EMBEDDED, key, &v, &n, NULL), WV_ENOTFOUND);
+  /* 3: bytes that are not G: not in the CAS, not mapped */
+  CHECK_EQ_INT(wv_cas_exists(f.c, g[2], NULL), WV_ENOTFOUND);
+  CHECK(!wv_embedded_mapped(f.s, f.c, x[2], g[2]));
+  /* again: layer 1 is mapped (no GET), 2 is in the CAS (mapped again, refused again: no GET),
+   * 3 is fetched again and refused again */
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, layers, 3), 2);
+  for (int i = 0; i < 500 && wv_base_fetch_inflight(t) > 0; i++)
+    usleep(10000);
+  CHECK_EQ_INT(atomic_load(&reg.gets), 4);
+  wv_base_fetch_table_free(t);
+  /* the direct check refuses a lie too, and names what the blob holds */
+  char found[WV_EMBEDDED_DIGEST_LEN];
+  CHECK_EQ_INT(wv_embedded_map_blob(f.s, f.c, g[1], mt, lie, NULL, found), WV_EDIGEST);
+  CHECK_EQ_STR(found, x[1]);
+  CHECK_OK(wv_embedded_map_blob(f.s, f.c, g[1], mt, x[1], NULL, found));
+  CHECK(wv_embedded_mapped(f.s, f.c, x[1], g[1]));
+  /* a seeded layout links both; once g[0] is gone, its map is dropped */
+  char lay[400];
+  int seeded = 0;
+  const char *ids[] = {x[0], x[1]};
+  snprintf(lay, sizeof lay, "%s/seeded", f.dir);
+  CHECK_OK(wv_embedded_seed_layout(f.s, f.c, lay, ids, 2, &seeded));
+  CHECK_EQ_INT(seeded, 2);
+  CHECK_OK(wv_cas_delete(f.c, g[0]));
+  snprintf(lay, sizeof lay, "%s/seeded2", f.dir);
+  CHECK_OK(wv_embedded_seed_layout(f.s, f.c, lay, ids, 2, &seeded));
+  CHECK_EQ_INT(seeded, 1);
+  snprintf(key, sizeof key, "diff/%s", x[0]);
+  CHECK_EQ_INT(wv_store_get(f.s, WV_DB_EMBEDDED, key, &v, &n, NULL), WV_ENOTFOUND);
+  wv_upstream_free(u);
+  wv_config_free(&cfg);
+  fx_close(&f);
+}
+
 WV_TEST_GLOBALS;
 static const wv_test_t tests[] = {T(import_and_lookup),
                                   T(import_index),
                                   T(put_index),
                                   T(digest_mismatch_refused),
                                   T(jobstore_records_and_logs),
-                                  T(seeded_layout_maps_layers)};
+                                  T(seeded_layout_maps_layers),
+                                  T(base_fetch_maps_verified_layers)};
 
 int main(int argc, char **argv) {
   wv_log_set_level(WV_LOG_ERROR);

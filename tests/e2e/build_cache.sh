@@ -111,6 +111,16 @@ PF="FROM $BB\nRUN echo pinned > /p\nCOPY stamp.txt /stamp.txt\n"
 build pin1 "$PF" p-one
 ok "pinned: pulled" is "$(cat "$T/pin1.code")" 200
 ok "pinned: buildah got the base by digest" grep -q "FROM $REG/library/busybox@$D1" "$T/pin1.log"
+# A first build: waved fetched the base's layers into its blob store and mapped them while
+# buildah built (docs/builds.md "The embedded registry"), so the push found every one of them
+# in the layout and skipped it; the image names the base's own gzip layer.
+seeded_all() { # LOG — "N of M base layers seeded" with N = M > 0
+  grep -Eo '[0-9]+ of [0-9]+ base layers seeded' "$1" | awk '$1 == $3 && $1 > 0 {ok=1} END {exit !ok}'
+}
+ok "pinned first build: every base layer seeded from the prefetch" seeded_all "$T/pin1.log"
+BASE_L0=$(skopeo inspect --raw --tls-verify=false "docker://$REG/library/busybox@$D1" | json_get - 'd["layers"][0]["digest"]')
+ok "pinned first build: the image's base layer is the base's gzip blob" \
+  is "$(json_get "$T/pin1.man" 'd["layers"][0]["digest"]')" "$BASE_L0"
 build pin2 "$PF" p-two
 ok "pinned rebuild: pulled, the new file" is "$(cat "$T/pin2.code") $(stamp_of pin2)" "200 p-two"
 ok "pinned rebuild: the RUN step from the cache" grep -q 'Using cache' "$T/pin2.log"
@@ -123,6 +133,7 @@ sleep 1.5 # the tag window
 build pin3 "$PF" p-three
 ok "moved: pulled" is "$(cat "$T/pin3.code")" 200
 ok "moved: buildah got the new digest" grep -q "FROM $REG/library/busybox@$D2" "$T/pin3.log"
+ok "moved: the new base's layers seeded from the prefetch" seeded_all "$T/pin3.log"
 stamp_of pin3 >/dev/null
 CFG=$(json_get "$T/p-pin3/manifest.json" 'd["config"]["digest"].split(":")[1]')
 ok "moved: the image is built on the new base (its entrypoint)" \
