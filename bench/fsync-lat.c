@@ -4,14 +4,14 @@
  *
  *   fsync-lat DIR [COUNT [PAGES [RATE [MODE]]]]
  *
- * Creates DIR/fsync-lat.tmp (64 MiB, written out and synced first) and, COUNT times (default 2000, at most 1,000,000), does what one
- * LMDB commit of a lone container request does to its data file: PAGES (default 10, 1..256)
- * 4 KiB pwrites at scattered offsets of a 64 MiB file, an fdatasync, one 4 KiB pwrite (the
- * meta page) and a second fdatasync. RATE (default 1000, 1..100000) commits per second are
- * paced on CLOCK_MONOTONIC (0 = back to back). MODE "grow" writes one of the PAGES past the
- * end of the file instead (the file grows a page per commit, as LMDB's data file does while the
- * store grows: ext4 then commits its journal in every fdatasync). Prints p50/p90/p99/p99.9/max of the pwrites,
- * of each fdatasync and of the whole commit, in µs. The file is removed at the end.
+ * Creates DIR/fsync-lat.tmp (64 MiB, written out and synced first) and, COUNT times (default 2000,
+ * at most 1,000,000), does what one LMDB commit of a lone container request does to its data file:
+ * PAGES (default 10, 1..256) 4 KiB pwrites at scattered offsets of a 64 MiB file, an fdatasync, one
+ * 4 KiB pwrite (the meta page) and a second fdatasync. RATE (default 1000, 1..100000) commits per
+ * second are paced on CLOCK_MONOTONIC (0 = back to back). MODE "grow" writes one of the PAGES past
+ * the end of the file instead (the file grows a page per commit, as LMDB's data file does while the
+ * store grows: ext4 then commits its journal in every fdatasync). Prints p50/p90/p99/p99.9/max of
+ * the pwrites, of each fdatasync and of the whole commit, in µs. The file is removed at the end.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,8 +39,8 @@ static int cmp64(const void *a, const void *b) {
 static void report(const char *what, int64_t *v, size_t n) {
   qsort(v, n, sizeof *v, cmp64);
   size_t p999 = n * 999 / 1000;
-  printf("%-12s p50 %7.1f  p90 %7.1f  p99 %7.1f  p99.9 %7.1f  max %7.1f us\n", what,
-         v[n / 2] / 1e3, v[n * 9 / 10] / 1e3, v[n * 99 / 100] / 1e3, v[p999 < n ? p999 : n - 1] / 1e3,
+  printf("%-12s p50 %7.1f  p90 %7.1f  p99 %7.1f  p99.9 %7.1f  max %7.1f us\n", what, v[n / 2] / 1e3,
+         v[n * 9 / 10] / 1e3, v[n * 99 / 100] / 1e3, v[p999 < n ? p999 : n - 1] / 1e3,
          v[n - 1] / 1e3);
 }
 
