@@ -8,6 +8,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/trace.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -479,7 +480,12 @@ void *wv__sto_committer_main(void *arg) {
     if (!batch)
       break;
     pthread_mutex_unlock(&s->mu);
+#ifdef WV_CREQ_TRACE
+    memset(wv_trace_batch, 0, sizeof wv_trace_batch);
+    WV_TRACE_BATCH(WV_TR_TAKEN);
+#endif
     run_batch(s, batch);
+    WV_TRACE_BATCH(WV_TR_COMMITTED);
     uint64_t n = 0, failed = 0;
     for (struct req *r = batch, *next; r; r = next) {
       next = r->next;
