@@ -25,6 +25,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "http/client.h"
+#include "http/http.h"
 #include "registry/augment.h"
 #include "registry/fetch.h"
 #include "registry/mediatype.h"
@@ -266,9 +267,10 @@ static void verified_now(wv_layers_memo_t *m, const wv_container_layer_t *l, uin
   pthread_mutex_unlock(&m->mu);
 }
 
-int wv_layers_verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo,
-                          const wv_config_t *cfg, size_t idx, const wv_container_layer_t *l,
-                          const char **msg) {
+/* known_only: WV_DEFER instead of inflating and storing a layer not verified before. */
+static int verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const wv_config_t *cfg,
+                       size_t idx, const wv_container_layer_t *l, bool known_only,
+                       const char **msg) {
   const char *b64 = l->location + strlen(WV_LAYERS_DATA_PREFIX);
   size_t n = strlen(b64);
   int rc = check_compressed(a, idx, l, b64, n, msg);
@@ -282,6 +284,8 @@ int wv_layers_verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo,
   if (verified_before(memo, l, v.tar_budget) &&
       (!cas || (wv_cas_exists(cas, l->gzip_digest, &have) == 0 && have == v.gz_len)))
     return 0;
+  if (known_only)
+    return WV_DEFER;
   rc = wv_sha256_init(&v.gz); /* released with the rest; the first pass hashed already */
   rc = rc ? rc : wv_sha256_init(&v.tar);
   if (!rc) {
@@ -311,14 +315,20 @@ out:
   return rc;
 }
 
+int wv_layers_verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo,
+                          const wv_config_t *cfg, size_t idx, const wv_container_layer_t *l,
+                          const char **msg) {
+  return verify_data(a, cas, memo, cfg, idx, l, false, msg);
+}
+
 static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
-int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const wv_config_t *cfg,
-                    const wv_container_config_t *cc, const char **msg) {
+static int check_all(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const wv_config_t *cfg,
+                     const wv_container_config_t *cc, bool known_only, const char **msg) {
   for (size_t i = 0; i < cc->n_layers; i++) {
     const wv_container_layer_t *l = &cc->layers[i];
     if (has_prefix(l->location, WV_LAYERS_DATA_PREFIX)) {
-      int rc = wv_layers_verify_data(a, cas, memo, cfg, i, l, msg);
+      int rc = verify_data(a, cas, memo, cfg, i, l, known_only, msg);
       if (rc)
         return rc;
     } else if (!has_prefix(l->location, "https://") && !has_prefix(l->location, "http://") &&
@@ -331,6 +341,17 @@ int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const 
     }
   }
   return 0;
+}
+
+int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const wv_config_t *cfg,
+                    const wv_container_config_t *cc, const char **msg) {
+  return check_all(a, cas, memo, cfg, cc, false, msg);
+}
+
+int wv_layers_check_known(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo,
+                          const wv_config_t *cfg, const wv_container_config_t *cc,
+                          const char **msg) {
+  return check_all(a, cas, memo, cfg, cc, true, msg);
 }
 
 /* ---- upstream: includes and the existence check ----------------------------- */
@@ -594,18 +615,35 @@ int wv_layers_include_resolve(wv_arena_t *a, const wv_app_t *app, const char *wh
   return rc;
 }
 
+/*
+ * A pull or a request resolved this tag within wave.storage.cache.tag-duration: it exists (for
+ * callers with the same access to the credentials), no round trip. key (WV_TAGCACHE_KEY_MAX + 1
+ * bytes) and *keyed: where a HEAD's answer would go.
+ */
+static bool image_known(const wv_app_t *app, wv_tagcache_t *tags, const char *who,
+                        const wv_ref_t *ref, int64_t tag_ttl_ms, char *key, bool *keyed) {
+  char digest[WV_DIGEST_STRLEN];
+  bool creds = wv_upstream_perm(app->upstream, ref->registry, who) >= WV_PERM_PULL;
+  *keyed = tags && tag_ttl_ms > 0 &&
+           wv_tagcache_key(key, WV_TAGCACHE_KEY_MAX + 1, ref->registry, ref->path, ref->reference,
+                           creds) == 0;
+  return *keyed && wv_tagcache_get(tags, key, digest, sizeof digest);
+}
+
+bool wv_layers_image_known(const wv_app_t *app, struct wv_tagcache *tags, const char *who,
+                           const wv_ref_t *ref, int64_t tag_ttl_ms) {
+  char key[WV_TAGCACHE_KEY_MAX + 1];
+  bool keyed;
+  return image_known(app, tags, who, ref, tag_ttl_ms, key, &keyed);
+}
+
 int wv_layers_image_check_exists(wv_arena_t *a, const wv_app_t *app, wv_tagcache_t *tags,
                                  const char *who, const wv_ref_t *ref, int64_t tag_ttl_ms,
                                  const char **msg) {
   inc_t c = {.a = a, .app = app, .ref = ref, .msg = msg, .who = who};
-  /* A pull or a request resolved this tag within wave.storage.cache.tag-duration: it exists
-   * (for callers with the same access to the credentials), no round trip. */
-  char key[WV_TAGCACHE_KEY_MAX + 1], digest[WV_DIGEST_STRLEN];
-  bool creds = wv_upstream_perm(app->upstream, ref->registry, who) >= WV_PERM_PULL;
-  bool keyed =
-      tags && tag_ttl_ms > 0 &&
-      wv_tagcache_key(key, sizeof key, ref->registry, ref->path, ref->reference, creds) == 0;
-  if (keyed && wv_tagcache_get(tags, key, digest, sizeof digest))
+  char key[WV_TAGCACHE_KEY_MAX + 1];
+  bool keyed = false;
+  if (image_known(app, tags, who, ref, tag_ttl_ms, key, &keyed))
     return 0;
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);
