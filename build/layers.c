@@ -222,6 +222,7 @@ struct wv_layers_memo {
   struct {
     char gz[WV_DIGEST_STRLEN], tar[WV_DIGEST_STRLEN];
     uint64_t tar_len;
+    uint64_t present; /* wv_cas_removals() + 1 when its blob was last seen in the CAS, 0 = never */
   } verified[VERIFIED_SLOTS];
 };
 
@@ -245,15 +246,28 @@ static unsigned verified_slot(const char *gz) {
   return (unsigned)(wv_str_hash(gz) % VERIFIED_SLOTS);
 }
 
-static bool verified_before(wv_layers_memo_t *m, const wv_container_layer_t *l, uint64_t budget) {
+/* *present: its blob was seen in the CAS since this process last removed a blob. */
+static bool verified_before(wv_layers_memo_t *m, const wv_container_layer_t *l, uint64_t budget,
+                            uint64_t removals, bool *present) {
+  *present = false;
   if (!m || strlen(l->gzip_digest) >= WV_DIGEST_STRLEN || strlen(l->tar_digest) >= WV_DIGEST_STRLEN)
     return false;
   unsigned i = verified_slot(l->gzip_digest);
   pthread_mutex_lock(&m->mu);
   bool yes = strcmp(m->verified[i].gz, l->gzip_digest) == 0 &&
              strcmp(m->verified[i].tar, l->tar_digest) == 0 && m->verified[i].tar_len <= budget;
+  *present = yes && m->verified[i].present == removals + 1;
   pthread_mutex_unlock(&m->mu);
   return yes;
+}
+
+/* Its blob was seen in the CAS after reading removals. */
+static void seen_present(wv_layers_memo_t *m, const wv_container_layer_t *l, uint64_t removals) {
+  unsigned i = verified_slot(l->gzip_digest);
+  pthread_mutex_lock(&m->mu);
+  if (strcmp(m->verified[i].gz, l->gzip_digest) == 0)
+    m->verified[i].present = removals + 1;
+  pthread_mutex_unlock(&m->mu);
 }
 
 static void verified_now(wv_layers_memo_t *m, const wv_container_layer_t *l, uint64_t tar_len) {
@@ -264,6 +278,7 @@ static void verified_now(wv_layers_memo_t *m, const wv_container_layer_t *l, uin
   memcpy(m->verified[i].gz, l->gzip_digest, strlen(l->gzip_digest) + 1);
   memcpy(m->verified[i].tar, l->tar_digest, strlen(l->tar_digest) + 1);
   m->verified[i].tar_len = tar_len;
+  m->verified[i].present = 0;
   pthread_mutex_unlock(&m->mu);
 }
 
@@ -281,9 +296,19 @@ static int verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, con
   v.gz_len = (uint64_t)l->gzip_size;
   v.tar_budget = wv_layers_inflate_budget(cfg, v.gz_len);
   uint64_t have = 0;
-  if (verified_before(memo, l, v.tar_budget) &&
-      (!cas || (wv_cas_exists(cas, l->gzip_digest, &have) == 0 && have == v.gz_len)))
+  /* The CAS is asked whether the blob is still there (the collector may have removed it) only
+   * when this process removed a blob since it last saw it, or when another instance could have
+   * (a shared directory: state.backend redis). */
+  bool shared = cfg && cfg->state_backend && strcmp(cfg->state_backend, "redis") == 0;
+  uint64_t removals = cas && !shared ? wv_cas_removals(cas) : 0;
+  bool present = false;
+  if (verified_before(memo, l, v.tar_budget, removals, &present) &&
+      (!cas || (present && !shared) ||
+       (wv_cas_exists(cas, l->gzip_digest, &have) == 0 && have == v.gz_len))) {
+    if (cas && !shared && !present)
+      seen_present(memo, l, removals);
     return 0;
+  }
   if (known_only)
     return WV_DEFER;
   rc = wv_sha256_init(&v.gz); /* released with the rest; the first pass hashed already */

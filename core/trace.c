@@ -44,6 +44,16 @@ int fdatasync(int fd) {
   return rc < 0 ? -1 : 0;
 }
 
+int wv_trace_worker_only(void) {
+  static int yes = -1;
+  if (yes < 0) {
+    char exe[512];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    yes = n > 7 && memcmp(exe + n - 7, "-worker", 7) == 0;
+  }
+  return yes;
+}
+
 void wv_trace_from_batch(int64_t *t) {
   for (int s = WV_TR_TAKEN; s <= WV_TR_COMMITTED; s++)
     t[s] = wv_trace_batch[s];
@@ -68,7 +78,10 @@ static void report(void) {
   const char *path = getenv("WAVED_TRACE_OUT");
   FILE *f = path ? fopen(path, "a") : NULL;
   FILE *o = f ? f : stderr;
-  fprintf(o, "# creq stages, %zu requests, µs: p50 p90 p99 p99.9 max\n", n_samples);
+  char exe[512];
+  ssize_t n_exe = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  exe[n_exe > 0 ? n_exe : 0] = '\0';
+  fprintf(o, "# creq stages of %s, %zu requests, µs: p50 p90 p99 p99.9 max\n", exe, n_samples);
   for (int s = 0; s < WV_TR_N && n_samples; s++) {
     float *v = samples[s];
     qsort(v, n_samples, sizeof *v, cmpf);

@@ -36,6 +36,9 @@ extern _Thread_local int64_t wv_trace_batch[WV_TR_N];
 int64_t wv_trace_now(void);
 /* Copies the batch stages into t (the committer thread, completing a request). */
 void wv_trace_from_batch(int64_t *t);
+/* True when the running binary's name ends in "-worker": its container requests skip the IO
+ * loop's attempt (the worker path of before, for an A/B of one traced build). */
+int wv_trace_worker_only(void);
 /* One finished request: its stamps become a sample (any thread). */
 void wv_trace_record(const int64_t *t);
 #define WV_TRACE_AT(t, stage) ((t)[stage] = wv_trace_now())

@@ -877,6 +877,30 @@ TEST(loop_handles_what_was_seen_and_defers_the_rest) {
   CHECK(!(flags & WV_CREQ_PERMIT_TAKEN));
 }
 
+/*
+ * A layer verified and seen in the CAS is not looked up there again (no stat per request) until
+ * this process removes a blob: then the next request finds it gone and stores it again.
+ */
+TEST(data_layer_restored_after_a_removal) {
+  env_t *e = env_start();
+  data_layer_t *d = data_layer_start(3000);
+  CHECK(e && d);
+  const layer_t *l = &d->l;
+  json_object *out;
+  const char *msg;
+  for (int i = 0; i < 3; i++)
+    CHECK_OK(
+        run_layer(e, l, d->loc, l->gz_digest, (long long)l->gz_len, l->tar_digest, &out, &msg));
+  uint64_t before = wv_cas_removals(e->app.cas);
+  CHECK_OK(wv_cas_delete(e->app.cas, l->gz_digest));
+  CHECK_EQ_INT(wv_cas_removals(e->app.cas), before + 1);
+  CHECK_EQ_INT(wv_cas_exists(e->app.cas, l->gz_digest, NULL), WV_ENOTFOUND);
+  CHECK_OK(run_layer(e, l, d->loc, l->gz_digest, (long long)l->gz_len, l->tar_digest, &out, &msg));
+  uint64_t size = 0;
+  CHECK_OK(wv_cas_exists(e->app.cas, l->gz_digest, &size));
+  CHECK_EQ_INT(size, l->gz_len);
+}
+
 /* A gzip bomb made cheaply: `members` concatenated gzip members of 1 MiB of zeros each. */
 static int make_bomb(layer_t *l, size_t members) {
   size_t n = 1 << 20;
@@ -1013,4 +1037,5 @@ WV_TESTS(T(example1_nextflow_nulls_parse_and_check),
          T(v2_token_record), T(v2_persisted_record), T(v2_status), T(v1_response_omits_v2_fields),
          T(tokens_are_random_alnum_and_unique), T(data_layer_refusals), T(data_layer_stored),
          T(data_layer_verified_once), T(data_layer_bomb_cheap_checks_first), T(layer_size_limit),
-         T(loop_handles_what_was_seen_and_defers_the_rest), T(base64_and_helpers))
+         T(loop_handles_what_was_seen_and_defers_the_rest), T(data_layer_restored_after_a_removal),
+         T(base64_and_helpers))

@@ -14,6 +14,7 @@
 #include "core/json.h"
 #include "core/ratelimit.h"
 #include "core/timefmt.h"
+#include "core/trace.h"
 #include "http/resp.h"
 #include "http/router.h"
 #include "registry/token.h"
@@ -64,6 +65,10 @@ static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   if (!p)
     return WV_ENOMEM;
   *p = (parked_t){req, resp};
+#ifdef WV_CREQ_TRACE
+  if (!req->on_worker && wv_trace_worker_only())
+    return WV_DEFER;
+#endif
   unsigned flags = !req->on_worker              ? WV_CREQ_ON_LOOP
                    : req->user == &permit_taken ? WV_CREQ_PERMIT_TAKEN
                                                 : 0;
