@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
+#include <stdbool.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +56,42 @@ int wv_trace_worker_only(void) {
   return yes;
 }
 
+/* The committer's page writes during commits (pwrite and writev are LMDB's only data writes). */
+static _Thread_local uint64_t commit_bytes, commit_calls;
+static uint64_t tot_commits, tot_reqs, tot_bytes, tot_calls, lone_commits, lone_bytes;
+
+static bool in_commit(void) {
+  return wv_trace_batch[WV_TR_TAKEN] && !wv_trace_batch[WV_TR_COMMITTED];
+}
+
+/* Named pwrite (liblmdb's import), not the pwrite64 the headers redirect to. */
+ssize_t trace_pwrite(int fd, const void *buf, size_t n, off_t off) __asm__("pwrite");
+ssize_t trace_pwrite(int fd, const void *buf, size_t n, off_t off) {
+  long rc = syscall(SYS_pwrite64, fd, buf, n, off);
+  if (rc > 0 && in_commit())
+    commit_bytes += (uint64_t)rc, commit_calls++;
+  return (ssize_t)rc;
+}
+
+ssize_t writev(int fd, const struct iovec *iov, int n) {
+  long rc = syscall(SYS_writev, fd, iov, n);
+  if (rc > 0 && in_commit())
+    commit_bytes += (uint64_t)rc, commit_calls++;
+  return (ssize_t)rc;
+}
+
+void wv_trace_commit_done(uint64_t n) {
+  pthread_mutex_lock(&mu);
+  tot_commits++;
+  tot_reqs += n;
+  tot_bytes += commit_bytes;
+  tot_calls += commit_calls;
+  if (n == 1)
+    lone_commits++, lone_bytes += commit_bytes;
+  pthread_mutex_unlock(&mu);
+  commit_bytes = commit_calls = 0;
+}
+
 void wv_trace_from_batch(int64_t *t) {
   for (int s = WV_TR_TAKEN; s <= WV_TR_COMMITTED; s++)
     t[s] = wv_trace_batch[s];
@@ -82,6 +120,14 @@ static void report(void) {
   ssize_t n_exe = readlink("/proc/self/exe", exe, sizeof exe - 1);
   exe[n_exe > 0 ? n_exe : 0] = '\0';
   fprintf(o, "# creq stages of %s, %zu requests, µs: p50 p90 p99 p99.9 max\n", exe, n_samples);
+  if (tot_commits)
+    fprintf(o,
+            "# %llu commits, %.2f requests and %.1f KiB in %.1f write calls per commit; "
+            "%llu lone commits (one request) wrote %.1f KiB each\n",
+            (unsigned long long)tot_commits, (double)tot_reqs / (double)tot_commits,
+            (double)tot_bytes / 1024.0 / (double)tot_commits,
+            (double)tot_calls / (double)tot_commits, (unsigned long long)lone_commits,
+            lone_commits ? (double)lone_bytes / 1024.0 / (double)lone_commits : 0.0);
   for (int s = 0; s < WV_TR_N && n_samples; s++) {
     float *v = samples[s];
     qsort(v, n_samples, sizeof *v, cmpf);

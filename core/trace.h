@@ -39,6 +39,8 @@ void wv_trace_from_batch(int64_t *t);
 /* True when the running binary's name ends in "-worker": its container requests skip the IO
  * loop's attempt (the worker path of before, for an A/B of one traced build). */
 int wv_trace_worker_only(void);
+/* The committer finished a batch of n requests (its page writes are counted by core/trace.c). */
+void wv_trace_commit_done(uint64_t n);
 /* One finished request: its stamps become a sample (any thread). */
 void wv_trace_record(const int64_t *t);
 #define WV_TRACE_AT(t, stage) ((t)[stage] = wv_trace_now())

@@ -493,6 +493,9 @@ void *wv__sto_committer_main(void *arg) {
       failed += r->rc != 0;
       complete(r);
     }
+#ifdef WV_CREQ_TRACE
+    wv_trace_commit_done(n);
+#endif
     pthread_mutex_lock(&s->mu);
     s->stats.commits++;
     s->stats.requests += n;
