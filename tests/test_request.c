@@ -877,6 +877,29 @@ TEST(loop_handles_what_was_seen_and_defers_the_rest) {
   CHECK(!(flags & WV_CREQ_PERMIT_TAKEN));
 }
 
+/* A towerAccessToken is checked on the loop against fast (legacy SHA-256) account values only:
+ * with a salted, slow one configured it goes to a worker, before its permit. */
+TEST(loop_defers_slow_account_hashes) {
+  env_t *e = env_start();
+  CHECK(e);
+  const char *body = "{\"containerImage\":\"busybox\",\"towerAccessToken\":\"" ALICE_TOKEN "\"}";
+  parked_t p;
+  const char *msg;
+  unsigned flags = WV_CREQ_ON_LOOP; /* alice's value is the legacy form: decided at once */
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_PARKED);
+  CHECK_OK(p.rc);
+  char slow[256];
+  CHECK_OK(wv_secret_hash(ALICE_TOKEN, 1000, slow, sizeof slow));
+  free(e->cfg.accounts.values[0]);
+  e->cfg.accounts.values[0] = strdup(slow);
+  flags = WV_CREQ_ON_LOOP;
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_DEFER);
+  CHECK(!(flags & WV_CREQ_PERMIT_TAKEN));
+  flags = 0; /* the worker's run verifies it */
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_PARKED);
+  CHECK_OK(p.rc);
+}
+
 /*
  * A layer verified and seen in the CAS is not looked up there again (no stat per request) until
  * this process removes a blob: then the next request finds it gone and stores it again.
@@ -1038,4 +1061,4 @@ WV_TESTS(T(example1_nextflow_nulls_parse_and_check),
          T(tokens_are_random_alnum_and_unique), T(data_layer_refusals), T(data_layer_stored),
          T(data_layer_verified_once), T(data_layer_bomb_cheap_checks_first), T(layer_size_limit),
          T(loop_handles_what_was_seen_and_defers_the_rest), T(data_layer_restored_after_a_removal),
-         T(base64_and_helpers))
+         T(loop_defers_slow_account_hashes), T(base64_and_helpers))

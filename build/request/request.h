@@ -176,8 +176,9 @@ int wv_creq_handle_async(const wv_app_t *app, wv_arena_t *a, const char *body, s
  * or includes, of an image whose tag, upstream manifest and config are cached and whose data:
  * layers were verified before (an image already seen: what a pipeline sends thousands of
  * times), is handled and parked as by wv_creq_handle_async; anything that would wait for an
- * upstream, a file write or the store's queue returns WV_DEFER before doing it (nothing
- * written; run again on a worker). Bodies over WV_CREQ_INLINE_MAX_BODY, cluster-wide rate
+ * upstream, a file write, a slow account hash (a towerAccessToken while some account value is
+ * salted) or the store's queue returns WV_DEFER before doing it (nothing written; run again on
+ * a worker). Bodies over WV_CREQ_INLINE_MAX_BODY, cluster-wide rate
  * limits or shared (Redis) records are deferred at once.
  * WV_CREQ_PERMIT_TAKEN: in, the pull permit was taken by a deferred attempt and is not taken
  * again; out (with ON_LOOP), set once this attempt took it.

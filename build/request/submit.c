@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "core/ratelimit.h"
 #include "core/rand.h"
+#include "core/secret.h"
 #include "core/timefmt.h"
 #include "core/trace.h"
 #include "http/http.h"
@@ -457,6 +458,10 @@ static int handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t l
   if (!r || !plan)
     return WV_ENOMEM;
   int rc = wv_creq_parse(a, body, len, (size_t)app->cfg->max_json_values, v2, r, msg);
+  /* A towerAccessToken checked against salted account values costs slow hashes: a worker's. */
+  if (!rc && on_loop && r->tower_access_token && *r->tower_access_token &&
+      wv_secret_token_slow(app->cfg))
+    return WV_DEFER;
   rc = rc ? rc : auth_gate(app, a, r, client_ip, retry_after_s, msg);
   rc = rc ? rc : wv_creq_check(a, app->cfg, r, plan, msg);
   if (rc == WV_EAUTH && app->auth_limit)
