@@ -16,10 +16,11 @@
 #define MAX_SAMPLES (1u << 20)
 
 _Thread_local int64_t *wv_trace_cur;
-_Thread_local int64_t wv_trace_batch[WV_TR_N];
+_Thread_local int64_t wv_trace_batch[WV_TRACE_N];
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static float *samples[WV_TR_N]; /* [stage][i]: µs from the previous stage (0: the whole request) */
+static float
+    *samples[WV_TRACE_N]; /* [stage][i]: µs from the previous stage (0: the whole request) */
 static size_t n_samples;
 static int registered;
 
@@ -38,10 +39,10 @@ int fdatasync(int fd) {
   int64_t t0 = wv_trace_now();
   long rc = syscall(SYS_fdatasync, fd);
   int64_t t1 = wv_trace_now();
-  if (wv_trace_batch[WV_TR_TAKEN] && !wv_trace_batch[WV_TR_COMMITTED] &&
-      !wv_trace_batch[WV_TR_SYNC1]) {
-    wv_trace_batch[WV_TR_SYNC1] = t0;
-    wv_trace_batch[WV_TR_SYNC1_END] = t1;
+  if (wv_trace_batch[WV_TRACE_TAKEN] && !wv_trace_batch[WV_TRACE_COMMITTED] &&
+      !wv_trace_batch[WV_TRACE_SYNC1]) {
+    wv_trace_batch[WV_TRACE_SYNC1] = t0;
+    wv_trace_batch[WV_TRACE_SYNC1_END] = t1;
   }
   return rc < 0 ? -1 : 0;
 }
@@ -61,7 +62,7 @@ static _Thread_local uint64_t commit_bytes, commit_calls;
 static uint64_t tot_commits, tot_reqs, tot_bytes, tot_calls, lone_commits, lone_bytes;
 
 static bool in_commit(void) {
-  return wv_trace_batch[WV_TR_TAKEN] && !wv_trace_batch[WV_TR_COMMITTED];
+  return wv_trace_batch[WV_TRACE_TAKEN] && !wv_trace_batch[WV_TRACE_COMMITTED];
 }
 
 /* Named pwrite (liblmdb's import), not the pwrite64 the headers redirect to. */
@@ -93,7 +94,7 @@ void wv_trace_commit_done(uint64_t n) {
 }
 
 void wv_trace_from_batch(int64_t *t) {
-  for (int s = WV_TR_TAKEN; s <= WV_TR_COMMITTED; s++)
+  for (int s = WV_TRACE_TAKEN; s <= WV_TRACE_COMMITTED; s++)
     t[s] = wv_trace_batch[s];
 }
 
@@ -102,15 +103,15 @@ static int cmpf(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-static const char *const names[WV_TR_N] = {"whole request (parsed -> written)",
-                                           "parsed -> handler starts",
-                                           "handler (-> queued)",
-                                           "queued -> committer takes batch",
-                                           "page writes (-> fdatasync 1)",
-                                           "fdatasync 1",
-                                           "fdatasync 2 + commit end",
-                                           "committed -> IO loop",
-                                           "IO loop -> response written"};
+static const char *const names[WV_TRACE_N] = {"whole request (parsed -> written)",
+                                              "parsed -> handler starts",
+                                              "handler (-> queued)",
+                                              "queued -> committer takes batch",
+                                              "page writes (-> fdatasync 1)",
+                                              "fdatasync 1",
+                                              "fdatasync 2 + commit end",
+                                              "committed -> IO loop",
+                                              "IO loop -> response written"};
 
 static void report(void) {
   const char *path = getenv("WAVED_TRACE_OUT");
@@ -128,7 +129,7 @@ static void report(void) {
             (double)tot_bytes / 1024.0 / (double)tot_commits,
             (double)tot_calls / (double)tot_commits, (unsigned long long)lone_commits,
             lone_commits ? (double)lone_bytes / 1024.0 / (double)lone_commits : 0.0);
-  for (int s = 0; s < WV_TR_N && n_samples; s++) {
+  for (int s = 0; s < WV_TRACE_N && n_samples; s++) {
     float *v = samples[s];
     qsort(v, n_samples, sizeof *v, cmpf);
     size_t n = n_samples;
@@ -140,19 +141,19 @@ static void report(void) {
 }
 
 void wv_trace_record(const int64_t *t) {
-  for (int s = 0; s < WV_TR_N; s++)
+  for (int s = 0; s < WV_TRACE_N; s++)
     if (!t[s])
       return; /* not a parked container request */
   pthread_mutex_lock(&mu);
   if (!registered) {
     registered = 1;
-    for (int s = 0; s < WV_TR_N; s++)
+    for (int s = 0; s < WV_TRACE_N; s++)
       samples[s] = malloc(MAX_SAMPLES * sizeof(float));
     atexit(report);
   }
-  if (samples[WV_TR_N - 1] && n_samples < MAX_SAMPLES) {
-    samples[0][n_samples] = (float)(t[WV_TR_WRITTEN] - t[WV_TR_PARSED]) / 1e3f;
-    for (int s = 1; s < WV_TR_N; s++)
+  if (samples[WV_TRACE_N - 1] && n_samples < MAX_SAMPLES) {
+    samples[0][n_samples] = (float)(t[WV_TRACE_WRITTEN] - t[WV_TRACE_PARSED]) / 1e3f;
+    for (int s = 1; s < WV_TRACE_N; s++)
       samples[s][n_samples] = (float)(t[s] - t[s - 1]) / 1e3f;
     n_samples++;
   }

@@ -16,23 +16,23 @@
 #include <stdint.h>
 
 enum {
-  WV_TR_PARSED,    /* IO loop: parsed, dispatched */
-  WV_TR_WORKER,    /* the handler starts (on a worker, or inline) */
-  WV_TR_QUEUED,    /* the records are queued on the group commit: the handler's work is done */
-  WV_TR_TAKEN,     /* the committer took the batch */
-  WV_TR_SYNC1,     /* its first fdatasync begins: LMDB's page writes are done */
-  WV_TR_SYNC1_END, /* the first fdatasync returned */
-  WV_TR_COMMITTED, /* mdb_txn_commit returned: the second fdatasync (meta page) is done */
-  WV_TR_LOOP,      /* back on the IO loop */
-  WV_TR_WRITTEN,   /* the response was handed to the socket */
-  WV_TR_N
+  WV_TRACE_PARSED,    /* IO loop: parsed, dispatched */
+  WV_TRACE_WORKER,    /* the handler starts (on a worker, or inline) */
+  WV_TRACE_QUEUED,    /* the records are queued on the group commit: the handler's work is done */
+  WV_TRACE_TAKEN,     /* the committer took the batch */
+  WV_TRACE_SYNC1,     /* its first fdatasync begins: LMDB's page writes are done */
+  WV_TRACE_SYNC1_END, /* the first fdatasync returned */
+  WV_TRACE_COMMITTED, /* mdb_txn_commit returned: the second fdatasync (meta page) is done */
+  WV_TRACE_LOOP,      /* back on the IO loop */
+  WV_TRACE_WRITTEN,   /* the response was handed to the socket */
+  WV_TRACE_N
 };
 
 #ifdef WV_CREQ_TRACE
 /* The stamps of the request this thread is running (NULL when none). */
 extern _Thread_local int64_t *wv_trace_cur;
 /* The committer's stamps of the batch it is committing. */
-extern _Thread_local int64_t wv_trace_batch[WV_TR_N];
+extern _Thread_local int64_t wv_trace_batch[WV_TRACE_N];
 int64_t wv_trace_now(void);
 /* Copies the batch stages into t (the committer thread, completing a request). */
 void wv_trace_from_batch(int64_t *t);

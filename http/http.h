@@ -93,7 +93,7 @@ struct wv_req {
   void *user;              /* handler state carried across WV_DEFER */
   bool on_worker;          /* running on a worker after WV_DEFER */
 #ifdef WV_CREQ_TRACE
-  int64_t trace[WV_TR_N]; /* core/trace.h: stage stamps, a measurement build only */
+  int64_t trace[WV_TRACE_N]; /* core/trace.h: stage stamps, a measurement build only */
 #endif
 };
 

@@ -198,7 +198,7 @@ void wv__srv_job_run(wv_pool_job_t *job) {
   wv_log_set_request(ex->rid);
 #ifdef WV_CREQ_TRACE
   wv_trace_cur = ex->req.trace;
-  WV_TRACE_AT(ex->req.trace, WV_TR_WORKER);
+  WV_TRACE_AT(ex->req.trace, WV_TRACE_WORKER);
 #endif
   int rc = h(&ex->req, &ex->resp);
 #ifdef WV_CREQ_TRACE

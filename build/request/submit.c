@@ -149,7 +149,12 @@ wv_token_rec_t wv_creq_token_rec(const wv_creq_result_t *res, const wv_ref_t *re
                           .expires_ms = res->expires_ns / WV_NS_PER_MS};
 }
 
-/* The two writes of a minted token: its token record and its persisted request record. */
+/*
+ * The two writes of a minted token: its token record and its persisted request record. The
+ * record's expiry index entry is made at the token's expiry, next to the token's (one leaf of
+ * the index, a page less per commit); the sweep moves it on to the record's own expiry
+ * (wv_store_op_t.delta of a PUT: the early index time).
+ */
 static void record_ops(const wv_app_t *app, const wv_creq_result_t *res, const wv_buf_t *tok,
                        const char *rec, wv_store_op_t ops[2]) {
   ops[0] = (wv_store_op_t){.kind = WV_STORE_PUT_NX,
@@ -158,13 +163,13 @@ static void record_ops(const wv_app_t *app, const wv_creq_result_t *res, const w
                            .val = tok->data,
                            .val_len = tok->len,
                            .expires_ms = res->expires_ns / WV_NS_PER_MS};
-  ops[1] =
-      (wv_store_op_t){.kind = WV_STORE_PUT_NX,
-                      .db = WV_DB_REQUESTS,
-                      .key = res->token,
-                      .val = rec,
-                      .val_len = strlen(rec),
-                      .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms};
+  ops[1] = (wv_store_op_t){.kind = WV_STORE_PUT_NX,
+                           .db = WV_DB_REQUESTS,
+                           .key = res->token,
+                           .val = rec,
+                           .val_len = strlen(rec),
+                           .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms,
+                           .delta = res->expires_ns / WV_NS_PER_MS};
 }
 
 int wv_creq_mint(const wv_creq_mint_t *m, wv_creq_encode_cb encode) {
@@ -304,7 +309,7 @@ static int parked_queue(parked_t *p) {
   if (!rc) {
     wv_store_op_t ops[2];
     record_ops(p->m.app, &p->res, &tok, rec, ops);
-    WV_TRACE_CUR(WV_TR_QUEUED);
+    WV_TRACE_CUR(WV_TRACE_QUEUED);
     rc = wv_store_submit_apply(p->m.app->store, ops, 2, parked_done, p);
   }
   wv_buf_free(&tok);
