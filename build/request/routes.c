@@ -65,6 +65,8 @@ static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   if (!p)
     return WV_ENOMEM;
   *p = (parked_t){req, resp};
+  if (!req->on_worker && !app_of(req)->cfg->inline_creq)
+    return WV_DEFER;
 #ifdef WV_CREQ_TRACE
   if (!req->on_worker && wv_trace_worker_only())
     return WV_DEFER;
