@@ -25,6 +25,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "http/client.h"
+#include "http/http.h"
 #include "registry/augment.h"
 #include "registry/fetch.h"
 #include "registry/mediatype.h"
@@ -221,6 +222,7 @@ struct wv_layers_memo {
   struct {
     char gz[WV_DIGEST_STRLEN], tar[WV_DIGEST_STRLEN];
     uint64_t tar_len;
+    uint64_t present; /* wv_cas_removals() + 1 when its blob was last seen in the CAS, 0 = never */
   } verified[VERIFIED_SLOTS];
 };
 
@@ -244,15 +246,28 @@ static unsigned verified_slot(const char *gz) {
   return (unsigned)(wv_str_hash(gz) % VERIFIED_SLOTS);
 }
 
-static bool verified_before(wv_layers_memo_t *m, const wv_container_layer_t *l, uint64_t budget) {
+/* *present: its blob was seen in the CAS since this process last removed a blob. */
+static bool verified_before(wv_layers_memo_t *m, const wv_container_layer_t *l, uint64_t budget,
+                            uint64_t removals, bool *present) {
+  *present = false;
   if (!m || strlen(l->gzip_digest) >= WV_DIGEST_STRLEN || strlen(l->tar_digest) >= WV_DIGEST_STRLEN)
     return false;
   unsigned i = verified_slot(l->gzip_digest);
   pthread_mutex_lock(&m->mu);
   bool yes = strcmp(m->verified[i].gz, l->gzip_digest) == 0 &&
              strcmp(m->verified[i].tar, l->tar_digest) == 0 && m->verified[i].tar_len <= budget;
+  *present = yes && m->verified[i].present == removals + 1;
   pthread_mutex_unlock(&m->mu);
   return yes;
+}
+
+/* Its blob was seen in the CAS after reading removals. */
+static void seen_present(wv_layers_memo_t *m, const wv_container_layer_t *l, uint64_t removals) {
+  unsigned i = verified_slot(l->gzip_digest);
+  pthread_mutex_lock(&m->mu);
+  if (strcmp(m->verified[i].gz, l->gzip_digest) == 0)
+    m->verified[i].present = removals + 1;
+  pthread_mutex_unlock(&m->mu);
 }
 
 static void verified_now(wv_layers_memo_t *m, const wv_container_layer_t *l, uint64_t tar_len) {
@@ -263,12 +278,14 @@ static void verified_now(wv_layers_memo_t *m, const wv_container_layer_t *l, uin
   memcpy(m->verified[i].gz, l->gzip_digest, strlen(l->gzip_digest) + 1);
   memcpy(m->verified[i].tar, l->tar_digest, strlen(l->tar_digest) + 1);
   m->verified[i].tar_len = tar_len;
+  m->verified[i].present = 0;
   pthread_mutex_unlock(&m->mu);
 }
 
-int wv_layers_verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo,
-                          const wv_config_t *cfg, size_t idx, const wv_container_layer_t *l,
-                          const char **msg) {
+/* known_only: WV_DEFER instead of inflating and storing a layer not verified before. */
+static int verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const wv_config_t *cfg,
+                       size_t idx, const wv_container_layer_t *l, bool known_only,
+                       const char **msg) {
   const char *b64 = l->location + strlen(WV_LAYERS_DATA_PREFIX);
   size_t n = strlen(b64);
   int rc = check_compressed(a, idx, l, b64, n, msg);
@@ -279,9 +296,21 @@ int wv_layers_verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo,
   v.gz_len = (uint64_t)l->gzip_size;
   v.tar_budget = wv_layers_inflate_budget(cfg, v.gz_len);
   uint64_t have = 0;
-  if (verified_before(memo, l, v.tar_budget) &&
-      (!cas || (wv_cas_exists(cas, l->gzip_digest, &have) == 0 && have == v.gz_len)))
+  /* The CAS is asked whether the blob is still there (the collector may have removed it) only
+   * when this process removed a blob since it last saw it, or when another instance could have
+   * (a shared directory: state.backend redis). */
+  bool shared = cfg && cfg->state_backend && strcmp(cfg->state_backend, "redis") == 0;
+  uint64_t removals = cas && !shared ? wv_cas_removals(cas) : 0;
+  bool present = false;
+  if (verified_before(memo, l, v.tar_budget, removals, &present) &&
+      (!cas || (present && !shared) ||
+       (wv_cas_exists(cas, l->gzip_digest, &have) == 0 && have == v.gz_len))) {
+    if (cas && !shared && !present)
+      seen_present(memo, l, removals);
     return 0;
+  }
+  if (known_only)
+    return WV_DEFER;
   rc = wv_sha256_init(&v.gz); /* released with the rest; the first pass hashed already */
   rc = rc ? rc : wv_sha256_init(&v.tar);
   if (!rc) {
@@ -311,14 +340,20 @@ out:
   return rc;
 }
 
+int wv_layers_verify_data(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo,
+                          const wv_config_t *cfg, size_t idx, const wv_container_layer_t *l,
+                          const char **msg) {
+  return verify_data(a, cas, memo, cfg, idx, l, false, msg);
+}
+
 static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
 
-int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const wv_config_t *cfg,
-                    const wv_container_config_t *cc, const char **msg) {
+static int check_all(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const wv_config_t *cfg,
+                     const wv_container_config_t *cc, bool known_only, const char **msg) {
   for (size_t i = 0; i < cc->n_layers; i++) {
     const wv_container_layer_t *l = &cc->layers[i];
     if (has_prefix(l->location, WV_LAYERS_DATA_PREFIX)) {
-      int rc = wv_layers_verify_data(a, cas, memo, cfg, i, l, msg);
+      int rc = verify_data(a, cas, memo, cfg, i, l, known_only, msg);
       if (rc)
         return rc;
     } else if (!has_prefix(l->location, "https://") && !has_prefix(l->location, "http://") &&
@@ -331,6 +366,17 @@ int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const 
     }
   }
   return 0;
+}
+
+int wv_layers_check(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo, const wv_config_t *cfg,
+                    const wv_container_config_t *cc, const char **msg) {
+  return check_all(a, cas, memo, cfg, cc, false, msg);
+}
+
+int wv_layers_check_known(wv_arena_t *a, wv_cas_t *cas, wv_layers_memo_t *memo,
+                          const wv_config_t *cfg, const wv_container_config_t *cc,
+                          const char **msg) {
+  return check_all(a, cas, memo, cfg, cc, true, msg);
 }
 
 /* ---- upstream: includes and the existence check ----------------------------- */
@@ -594,18 +640,35 @@ int wv_layers_include_resolve(wv_arena_t *a, const wv_app_t *app, const char *wh
   return rc;
 }
 
+/*
+ * A pull or a request resolved this tag within wave.storage.cache.tag-duration: it exists (for
+ * callers with the same access to the credentials), no round trip. key (WV_TAGCACHE_KEY_MAX + 1
+ * bytes) and *keyed: where a HEAD's answer would go.
+ */
+static bool image_known(const wv_app_t *app, wv_tagcache_t *tags, const char *who,
+                        const wv_ref_t *ref, int64_t tag_ttl_ms, char *key, bool *keyed) {
+  char digest[WV_DIGEST_STRLEN];
+  bool creds = wv_upstream_perm(app->upstream, ref->registry, who) >= WV_PERM_PULL;
+  *keyed = tags && tag_ttl_ms > 0 &&
+           wv_tagcache_key(key, WV_TAGCACHE_KEY_MAX + 1, ref->registry, ref->path, ref->reference,
+                           creds) == 0;
+  return *keyed && wv_tagcache_get(tags, key, digest, sizeof digest);
+}
+
+bool wv_layers_image_known(const wv_app_t *app, struct wv_tagcache *tags, const char *who,
+                           const wv_ref_t *ref, int64_t tag_ttl_ms) {
+  char key[WV_TAGCACHE_KEY_MAX + 1];
+  bool keyed;
+  return image_known(app, tags, who, ref, tag_ttl_ms, key, &keyed);
+}
+
 int wv_layers_image_check_exists(wv_arena_t *a, const wv_app_t *app, wv_tagcache_t *tags,
                                  const char *who, const wv_ref_t *ref, int64_t tag_ttl_ms,
                                  const char **msg) {
   inc_t c = {.a = a, .app = app, .ref = ref, .msg = msg, .who = who};
-  /* A pull or a request resolved this tag within wave.storage.cache.tag-duration: it exists
-   * (for callers with the same access to the credentials), no round trip. */
-  char key[WV_TAGCACHE_KEY_MAX + 1], digest[WV_DIGEST_STRLEN];
-  bool creds = wv_upstream_perm(app->upstream, ref->registry, who) >= WV_PERM_PULL;
-  bool keyed =
-      tags && tag_ttl_ms > 0 &&
-      wv_tagcache_key(key, sizeof key, ref->registry, ref->path, ref->reference, creds) == 0;
-  if (keyed && wv_tagcache_get(tags, key, digest, sizeof digest))
+  char key[WV_TAGCACHE_KEY_MAX + 1];
+  bool keyed = false;
+  if (image_known(app, tags, who, ref, tag_ttl_ms, key, &keyed))
     return 0;
   wv_http_resp_t resp;
   wv_http_resp_init(&resp);

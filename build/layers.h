@@ -78,6 +78,16 @@ int wv_layers_check(wv_arena_t *a, struct wv_cas *cas, wv_layers_memo_t *memo,
                     const wv_config_t *cfg, const wv_container_config_t *cc, const char **msg);
 
 /*
+ * wv_layers_check for a thread that must not block (the IO loop): a data: layer not verified
+ * before, or whose blob the CAS lacks, is WV_DEFER (nothing inflated or written) instead of
+ * being verified and stored. Every other outcome as wv_layers_check; the layer's gzip bytes are
+ * still hashed against its gzipDigest.
+ */
+int wv_layers_check_known(wv_arena_t *a, struct wv_cas *cas, wv_layers_memo_t *memo,
+                          const wv_config_t *cfg, const wv_container_config_t *cc,
+                          const char **msg);
+
+/*
  * Resolves one include (an image name) for platform: manifest (through an
  * index when there is one), config rootfs.diff_ids, and appends one layer per
  * manifest layer to *layers / *n (arena array, grown), acting for who
@@ -107,6 +117,13 @@ int wv_layers_include_resolve(wv_arena_t *a, const wv_app_t *app, const char *wh
 int wv_layers_image_check_exists(wv_arena_t *a, const wv_app_t *app, struct wv_tagcache *tags,
                                  const char *who, const wv_ref_t *ref, int64_t tag_ttl_ms,
                                  const char **msg);
+
+/*
+ * True when wv_layers_image_check_exists would answer 0 from the tag cache, without a round
+ * trip (tags and tag_ttl_ms as there).
+ */
+bool wv_layers_image_known(const wv_app_t *app, struct wv_tagcache *tags, const char *who,
+                           const wv_ref_t *ref, int64_t tag_ttl_ms);
 
 /*
  * The config Entrypoint of image name for platform (freeze's WAVE_ENTRY_CHAIN,

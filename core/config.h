@@ -51,6 +51,7 @@ typedef struct {
   char *server_host;    /* server.host, "127.0.0.1" */
   int server_port;      /* server.port (alias micronaut.server.port), 9090; env WAVE_SERVER_PORT */
   bool server_plain;    /* server.plain, true: serve plain HTTP on server.port */
+  bool inline_creq;     /* server.inline-container-requests, true */
   char *tls_cert;       /* server.tls.cert, "": PEM certificate + chain; set = HTTPS */
   char *tls_key;        /* server.tls.key, "": PEM private key of tls_cert */
   int tls_port;         /* server.tls.port, 9443 */

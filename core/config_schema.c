@@ -77,6 +77,9 @@ static const entry_t schema[] = {
      "TCP port of the HTTP server (env WAVE_SERVER_PORT)."},
     {"server.plain", T_BOOL, OFF(server_plain), "true", 0, 0, NULL, NULL,
      "Serve plain HTTP on server.port; false leaves only the TLS listener (needs server.tls.*)."},
+    {"server.inline-container-requests", T_BOOL, OFF(inline_creq), "true", 0, 0, NULL, NULL,
+     "Handle a container request for an image already seen on the IO loop (no worker hop); "
+     "false sends every container request to a worker."},
     {"server.tls.cert", T_PATH, OFF(tls_cert), "", 0, 0, NULL, NULL,
      "PEM certificate (leaf first, then its chain); with server.tls.key it enables HTTPS."},
     {"server.tls.key", T_PATH, OFF(tls_key), "", 0, 0, NULL, NULL,

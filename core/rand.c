@@ -4,17 +4,43 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/random.h>
 
-int wv_rand_bytes(void *p, size_t n) {
-  uint8_t *b = p;
-  while (n > 0) { /* RAND_bytes takes an int length */
+/* The rare kernel without getrandom(2): OpenSSL's DRBG (RAND_bytes takes an int length). */
+static int openssl_bytes(uint8_t *b, size_t n) {
+  while (n > 0) {
     int chunk = n > INT_MAX ? INT_MAX : (int)n;
     if (RAND_bytes(b, chunk) != 1)
       return WV_EINTERNAL;
     b += chunk;
     n -= (size_t)chunk;
+  }
+  return 0;
+}
+
+/*
+ * getrandom(2) with no flags reads the kernel's CSPRNG (ChaCha20, seeded from the hardware's
+ * entropy and reseeded by the kernel), the source OpenSSL's DRBG seeds itself from: as strong
+ * for tokens, and it blocks only before that generator is first seeded at boot. It costs one
+ * system call, where RAND_bytes also made a getpid(2) per call (its fork check) and locked its
+ * DRBG (docs/benchmarks.md, "Issue 15, 2026-12-07"). Requests of up to 256 bytes are never
+ * short or interrupted; the loop covers longer ones.
+ */
+int wv_rand_bytes(void *p, size_t n) {
+  uint8_t *b = p;
+  while (n > 0) {
+    ssize_t got = getrandom(b, n, 0);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0 && errno == ENOSYS)
+      return openssl_bytes(b, n);
+    if (got <= 0)
+      return WV_EINTERNAL;
+    b += got;
+    n -= (size_t)got;
   }
   return 0;
 }

@@ -1,8 +1,8 @@
 /*
- * core/rand.h — cryptographically secure randomness (OpenSSL RAND_bytes) for
+ * core/rand.h — cryptographically secure randomness (the kernel's getrandom(2)) for
  * tokens and ids, and a constant-time comparison for checking secrets.
  *
- * Thread-safe (OpenSSL's DRBG is per thread). No allocation; the caller owns
+ * Thread-safe. No allocation; the caller owns
  * every output buffer.
  */
 #ifndef WV_RAND_H

@@ -261,6 +261,14 @@ const char *wv_secret_account_for_token(const wv_config_t *cfg, const char *toke
   return user;
 }
 
+bool wv_secret_token_slow(const wv_config_t *cfg) {
+  parsed_t p;
+  for (size_t i = 0; i < cfg->accounts.len; i++)
+    if (parse_pbkdf2(cfg->accounts.values[i], &p) == 0)
+      return true;
+  return false;
+}
+
 bool wv_secret_account_check(const wv_config_t *cfg, const char *user, const char *password) {
   bool found;
   if (!user || !password)

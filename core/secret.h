@@ -75,6 +75,13 @@ bool wv_secret_account_check(const wv_config_t *cfg, const char *user, const cha
 const char *wv_secret_account_for_token(const wv_config_t *cfg, const char *token);
 
 /*
+ * True when wv_secret_account_for_token may cost a slow hash: some account's value is a
+ * salted, slow one (a token is verified against every account, and only a pair verified
+ * before is remembered). False when every value is the fast legacy form, or there are none.
+ */
+bool wv_secret_token_slow(const wv_config_t *cfg);
+
+/*
  * The same check without the slow hash, for the IO loop: YES or NO when the
  * answer is known at once (a pair verified before, a legacy SHA-256 value, no
  * accounts), SLOW when only wv_secret_account_check can tell (on a worker).

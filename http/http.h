@@ -15,6 +15,7 @@
 
 #include "core/arena.h"
 #include "core/config.h"
+#include "core/trace.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -91,6 +92,9 @@ struct wv_req {
   wv_req_handler_cb defer; /* WV_DEFER: the worker-side handler (NULL = route's) */
   void *user;              /* handler state carried across WV_DEFER */
   bool on_worker;          /* running on a worker after WV_DEFER */
+#ifdef WV_CREQ_TRACE
+  int64_t trace[WV_TRACE_N]; /* core/trace.h: stage stamps, a measurement build only */
+#endif
 };
 
 struct wv_resp {

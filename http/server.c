@@ -330,6 +330,7 @@ static void done_cb(uv_async_t *a) {
       continue;
     }
     conn_t *c = l->slots[ex->slot].gen == ex->gen ? l->slots[ex->slot].conn : NULL;
+    WV_TRACE_AT(ex->req.trace, WV_TRACE_LOOP);
     if (!c || !c->busy) {
       wv__srv_ex_free(ex); /* the client went away meanwhile */
     } else {

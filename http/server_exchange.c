@@ -196,7 +196,14 @@ void wv__srv_job_run(wv_pool_job_t *job) {
   wv_req_handler_cb h = ex->req.defer ? ex->req.defer : ex->req.route->handler;
   ex->req.on_worker = true;
   wv_log_set_request(ex->rid);
+#ifdef WV_CREQ_TRACE
+  wv_trace_cur = ex->req.trace;
+  WV_TRACE_AT(ex->req.trace, WV_TRACE_WORKER);
+#endif
   int rc = h(&ex->req, &ex->resp);
+#ifdef WV_CREQ_TRACE
+  wv_trace_cur = NULL;
+#endif
   wv_log_set_request(0);
   if (rc == WV_ANSWERED)
     rc = 0;

@@ -264,6 +264,7 @@ static void dispatch_unrouted(conn_t *c, exchange_t *ex) {
 
 static void dispatch(conn_t *c) {
   exchange_t *ex = c->ex;
+  WV_TRACE_AT(ex->req.trace, WV_TRACE_PARSED);
   if (!ex->match.route) {
     dispatch_unrouted(c, ex);
     return;
@@ -275,7 +276,14 @@ static void dispatch(conn_t *c) {
   const wv_route_t *r = ex->match.route;
   if (r->flags & WV_ROUTE_INLINE) {
     wv_log_set_request(ex->rid);
+#ifdef WV_CREQ_TRACE
+    wv_trace_cur = ex->req.trace;
+    WV_TRACE_AT(ex->req.trace, WV_TRACE_WORKER);
+#endif
     int rc = r->handler(&ex->req, &ex->resp);
+#ifdef WV_CREQ_TRACE
+    wv_trace_cur = NULL;
+#endif
     wv_log_set_request(0);
     if (rc == WV_ANSWERED)
       rc = 0;

@@ -331,6 +331,10 @@ void wv__srv_conn_respond(conn_t *c, exchange_t *ex) {
   }
   int n = c->tls ? wv__srv_tls_try_write(c, bufs, nbufs)
                  : uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+#ifdef WV_CREQ_TRACE
+  WV_TRACE_AT(req->trace, WV_TRACE_WRITTEN);
+  wv_trace_record(req->trace);
+#endif
   if (n < 0 && n != UV_EAGAIN) { /* the client is gone */
     fs_drop(fs);
     if (!fs)

@@ -47,6 +47,14 @@ int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, 
                       const char *who, const char *tag, const char *platform);
 
 /*
+ * True when wv_proxy_prefetch of the same arguments would return without a cache read or a
+ * round trip: nothing to prefetch for this caller or tag, or this image and platform were done
+ * within the window and the tag cache still names the same digest. Never blocks (IO loop).
+ */
+bool wv_proxy_prefetch_done(const wv_app_t *app, const char *registry, const char *image,
+                            const char *who, const char *tag, const char *platform);
+
+/*
  * The base image of a build (docs/builds.md "The base image check"):
  * <registry>/<image>:<reference> resolved the way a pull resolves it — the tag through the
  * tag cache (wave.storage.cache.tag-duration) and the flights, acting for who (the

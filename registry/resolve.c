@@ -997,14 +997,43 @@ static int prefetch_document(res_t *r, const char *platform, const wv_cache_entr
   return rc;
 }
 
-int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, const char *image,
-                      const char *who, const char *tag, const char *platform) {
+/* The window within which a prefetch done is not done again; 0 when prefetches are off. */
+static int64_t prefetch_window(const wv_app_t *app, const char *tag) {
   int64_t window = app->cfg->tag_cache_ms;
   if (window > app->cfg->cache_ttl_ms)
     window = app->cfg->cache_ttl_ms;
   /* Tag window 0: every resolution asks what the tag names, and so would this (a second HEAD
    * for the request); a digest reference is not augmented (the pull refuses it). */
   if (window <= 0 || !tag || wv_digest_valid(tag) || !app->upstream)
+    return 0;
+  return window;
+}
+
+/* The tag cache key (with the credentials) and the warm set's key of a prefetch. */
+static bool prefetch_keys(const char *registry, const char *image, const char *tag,
+                          const char *platform, char tkey[WV_TAGCACHE_KEY_MAX + 1],
+                          char wkey[WV_TAGCACHE_KEY_MAX + 1]) {
+  if (wv_tagcache_key(tkey, WV_TAGCACHE_KEY_MAX + 1, registry, image, tag, true) != 0)
+    return false;
+  int n = snprintf(wkey, WV_TAGCACHE_KEY_MAX + 1, "%s\x1c%s", tkey, platform ? platform : "");
+  return n > 0 && n < WV_TAGCACHE_KEY_MAX + 1;
+}
+
+bool wv_proxy_prefetch_done(const wv_app_t *app, const char *registry, const char *image,
+                            const char *who, const char *tag, const char *platform) {
+  if (prefetch_window(app, tag) <= 0 || wv__proxy_restricted(app, registry, who))
+    return true; /* wv_proxy_prefetch would return at once */
+  char tkey[WV_TAGCACHE_KEY_MAX + 1], wkey[WV_TAGCACHE_KEY_MAX + 1];
+  char digest[WV_DIGEST_STRLEN], seen[WV_DIGEST_STRLEN];
+  return prefetch_keys(registry, image, tag, platform, tkey, wkey) &&
+         wv_tagcache_get(app->tags, tkey, digest, sizeof digest) &&
+         wv_tagcache_get(app->flights->warm, wkey, seen, sizeof seen) && strcmp(seen, digest) == 0;
+}
+
+int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, const char *image,
+                      const char *who, const char *tag, const char *platform) {
+  int64_t window = prefetch_window(app, tag);
+  if (window <= 0)
     return 0;
   wv_pctx_t ctx;
   res_t r;
@@ -1017,8 +1046,7 @@ int wv_proxy_prefetch(const wv_app_t *app, wv_arena_t *a, const char *registry, 
   char tkey[WV_TAGCACHE_KEY_MAX + 1], wkey[WV_TAGCACHE_KEY_MAX + 1], seen[WV_DIGEST_STRLEN];
   if (wv_tagcache_key(tkey, sizeof tkey, registry, image, tag, true) != 0)
     return 0;
-  int n = snprintf(wkey, sizeof wkey, "%s\x1c%s", tkey, platform ? platform : "");
-  bool keyed = n > 0 && (size_t)n < sizeof wkey;
+  bool keyed = prefetch_keys(registry, image, tag, platform, tkey, wkey);
   const char *digest = NULL;
   int rc = resolve_tag(&r, tag, &digest); /* the request's image check just saw it */
   if (!rc && !digest)

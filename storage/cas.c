@@ -48,7 +48,8 @@ struct wv_cas {
   char *tmp;  /* <root>/blobs/tmp/<instance> */
   char instance[INSTANCE_MAX];
   uint64_t max_blob;
-  atomic_uint_fast64_t seq; /* temp file names */
+  atomic_uint_fast64_t seq;      /* temp file names */
+  atomic_uint_fast64_t removals; /* blobs this process removed or was about to (wv_cas_removals) */
 };
 
 struct wv_cas_writer {
@@ -465,10 +466,13 @@ int wv_cas_delete(wv_cas_t *c, const char *digest) {
   char *path = blob_path(c, digest, 1);
   if (!path)
     return WV_ENOMEM;
+  atomic_fetch_add(&c->removals, 1); /* before: see wv_cas_removals */
   int rc = unlink(path) == 0 ? 0 : (errno == ENOENT ? WV_ENOTFOUND : WV_EIO);
   free(path);
   return rc;
 }
+
+uint64_t wv_cas_removals(wv_cas_t *c) { return atomic_load(&c->removals); }
 
 /* ---- sweep ---------------------------------------------------------------- */
 
@@ -490,7 +494,7 @@ static bool name_sha(const char *name, uint8_t sha[32]) {
 }
 
 /* Sweeps one shard directory (<shas>/<2 hex>). */
-static int sweep_shard(int dfd, int64_t cutoff_ms, wv_cas_keep_cb keep, void *arg,
+static int sweep_shard(wv_cas_t *c, int dfd, int64_t cutoff_ms, wv_cas_keep_cb keep, void *arg,
                        uint64_t *removed, uint64_t *bytes) {
   DIR *d = fdopendir(dfd);
   if (!d) {
@@ -506,6 +510,7 @@ static int sweep_shard(int dfd, int64_t cutoff_ms, wv_cas_keep_cb keep, void *ar
     int64_t mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
     if (!S_ISREG(st.st_mode) || mtime_ms >= cutoff_ms || keep(arg, sha))
       continue;
+    atomic_fetch_add(&c->removals, 1); /* before: see wv_cas_removals */
     if (unlinkat(dirfd(d), de->d_name, 0) == 0) {
       if (removed)
         (*removed)++;
@@ -529,7 +534,7 @@ int wv_cas_sweep(wv_cas_t *c, int64_t cutoff_ms, wv_cas_keep_cb keep, void *arg,
       continue;
     int dfd = openat(dirfd(top), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd >= 0)
-      rc = sweep_shard(dfd, cutoff_ms, keep, arg, removed, bytes);
+      rc = sweep_shard(c, dfd, cutoff_ms, keep, arg, removed, bytes);
   }
   closedir(top);
   return rc;

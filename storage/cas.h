@@ -102,6 +102,15 @@ int wv_cas_link_out(wv_cas_t *c, const char *digest, const char *dst);
 /* Removes a blob. Returns 0, WV_ENOTFOUND, WV_EINVAL or WV_EIO. */
 int wv_cas_delete(wv_cas_t *c, const char *digest);
 
+/*
+ * How many blobs this process's wv_cas_delete and wv_cas_sweep have removed so far, counted
+ * before each removal. A blob seen present (wv_cas_exists) after reading the count N is still
+ * present while the count is N, unless something else removes files (another instance sharing
+ * the directory, a person): build/layers.c skips its per-request stat that way on a single
+ * instance.
+ */
+uint64_t wv_cas_removals(wv_cas_t *c);
+
 /* Whether the blob of digest (32 bytes of SHA-256) must stay. */
 typedef bool (*wv_cas_keep_cb)(void *arg, const uint8_t sha[32]);
 

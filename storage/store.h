@@ -90,7 +90,16 @@ typedef struct {
   const void *val;
   size_t val_len;
   int64_t expires_ms; /* unix ms, 0 = never */
-  int64_t delta;      /* INCR only */
+  /*
+   * INCR: the delta. PUT/PUT_NX of a new expiry, local store: the early index time: when
+   * 0 < delta < expires_ms, the expiry index entry is first made at that time and the sweep
+   * reaching it moves it to expires_ms (the record is removed at expires_ms as ever, never
+   * earlier). Two records written together with the same early time get adjacent index
+   * entries: one leaf of the index, one page fewer per commit (a container request's token and
+   * request record). 0 = at expires_ms. (One field for both, so that every positional
+   * initializer stays valid.)
+   */
+  int64_t delta;
 } wv_store_op_t;
 
 /*

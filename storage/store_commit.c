@@ -8,6 +8,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/trace.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -87,13 +88,16 @@ static int load_cur(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t n
   return 0;
 }
 
+/* idx: where a new expiry's index entry goes (the op's early index time if earlier, else exp). */
 static int write_rec(wv_store_t *s, MDB_txn *txn, const struct iop *op, const struct cur *c,
-                     const void *val, size_t vlen, int64_t exp) {
+                     const void *val, size_t vlen, int64_t exp, int64_t idx) {
   int rc = 0;
+  if (idx <= 0 || idx > exp)
+    idx = exp;
   if (c->found && c->exp != 0 && c->exp != exp)
     rc = index_del(s, txn, c->exp, op->db, op->key, op->klen);
   if (!rc && exp != 0 && !(c->found && c->exp == exp))
-    rc = index_put(s, txn, exp, op->db, op->key, op->klen);
+    rc = index_put(s, txn, idx, op->db, op->key, op->klen);
   if (rc)
     return rc;
   MDB_val k = {op->klen, (void *)op->key}, v = {HDR_LEN + vlen, NULL};
@@ -153,7 +157,7 @@ static int apply_incr(wv_store_t *s, MDB_txn *txn, const struct iop *op, const s
   char text[24];
   int n = snprintf(text, sizeof text, "%" PRId64, x);
   *value = x;
-  return write_rec(s, txn, op, c, text, (size_t)n, c->live ? c->exp : op->expires_ms);
+  return write_rec(s, txn, op, c, text, (size_t)n, c->live ? c->exp : op->expires_ms, 0);
 }
 
 static int apply_op(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t now,
@@ -170,7 +174,8 @@ static int apply_op(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t n
       return WV_EEXISTS;
     /* fallthrough */
   case WV_STORE_PUT:
-    return write_rec(s, txn, op, &c, op->val, op->vlen, op->expires_ms);
+    return write_rec(s, txn, op, &c, op->val, op->vlen, op->expires_ms,
+                     op->delta /* early index */);
   case WV_STORE_DEL:
     return del_rec(s, txn, op, &c);
   case WV_STORE_INCR:
@@ -181,7 +186,9 @@ static int apply_op(wv_store_t *s, MDB_txn *txn, const struct iop *op, int64_t n
 
 /*
  * Removes the first index entry if it is due, and its record if the record
- * still carries that expiry. *done = true when nothing due is left.
+ * still carries that expiry; an entry made early (wv_store_op_t.delta of a PUT)
+ * of a record that expires later is moved to its expiry. *done = true when
+ * nothing due is left.
  */
 static int sweep_one(wv_store_t *s, MDB_txn *txn, MDB_cursor *cur, int64_t now, size_t *removed,
                      bool *done) {
@@ -216,8 +223,10 @@ static int sweep_one(wv_store_t *s, MDB_txn *txn, MDB_cursor *cur, int64_t now, 
     if ((rc = mdb_del(txn, s->dbi[op.db], &k, NULL)) != 0)
       return wv__sto_map_mdb(rc, "sweep delete");
     (*removed)++;
+  } else if (c.found && c.exp > exp) {
+    rc = index_put(s, txn, c.exp, op.db, op.key, op.klen); /* the key a normal write makes */
   }
-  return 0;
+  return rc;
 }
 
 static int apply_sweep(wv_store_t *s, MDB_txn *txn, struct req *r) {
@@ -479,7 +488,12 @@ void *wv__sto_committer_main(void *arg) {
     if (!batch)
       break;
     pthread_mutex_unlock(&s->mu);
+#ifdef WV_CREQ_TRACE
+    memset(wv_trace_batch, 0, sizeof wv_trace_batch);
+    WV_TRACE_BATCH(WV_TRACE_TAKEN);
+#endif
     run_batch(s, batch);
+    WV_TRACE_BATCH(WV_TRACE_COMMITTED);
     uint64_t n = 0, failed = 0;
     for (struct req *r = batch, *next; r; r = next) {
       next = r->next;
@@ -487,6 +501,9 @@ void *wv__sto_committer_main(void *arg) {
       failed += r->rc != 0;
       complete(r);
     }
+#ifdef WV_CREQ_TRACE
+    wv_trace_commit_done(n);
+#endif
     pthread_mutex_lock(&s->mu);
     s->stats.commits++;
     s->stats.requests += n;

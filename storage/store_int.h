@@ -33,7 +33,7 @@ struct iop {
   const void *val;
   size_t vlen;
   int64_t expires_ms;
-  int64_t delta;
+  int64_t delta; /* INCR: the delta; PUT/PUT_NX: the early index time (wv_store_op_t) */
 };
 
 /* A blocking caller waits here; the committer fills the results. */

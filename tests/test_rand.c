@@ -89,6 +89,25 @@ TEST(bytes_not_constant) {
   CHECK(memcmp(a, b, sizeof a) != 0);
 }
 
+/* More than getrandom(2)'s 256-byte unit, to a buffer's last byte: no part is left as it was. */
+TEST(bytes_long_fill_everything) {
+  static uint8_t buf[1 << 20];
+  size_t zero_runs = 0;
+  memset(buf, 0, sizeof buf);
+  CHECK_OK(wv_rand_bytes(buf, sizeof buf));
+  for (size_t i = 0; i + 64 <= sizeof buf; i += 64) {
+    size_t z = 0;
+    for (size_t j = 0; j < 64; j++)
+      z += buf[i + j] == 0;
+    zero_runs += z == 64; /* 2^-512 per block for a working generator */
+  }
+  CHECK_EQ_INT(zero_runs, 0);
+  size_t zeros = 0;
+  for (size_t i = 0; i < sizeof buf; i++)
+    zeros += buf[i] == 0;
+  CHECK(zeros > 3600 && zeros < 4600); /* 4,096 expected, sd ~64 */
+}
+
 TEST(ct_streq) {
   CHECK(wv_ct_streq("248eefc1fc14", "248eefc1fc14"));
   CHECK(!wv_ct_streq("248eefc1fc14", "248eefc1fc15"));
@@ -100,4 +119,4 @@ TEST(ct_streq) {
 }
 
 WV_TESTS(T(id_length_and_alphabet), T(ids_unique), T(symbols_uniform), T(no_modulo_bias), T(below),
-         T(bytes_not_constant), T(ct_streq))
+         T(bytes_not_constant), T(bytes_long_fill_everything), T(ct_streq))

@@ -14,12 +14,14 @@
 #include "core/log.h"
 #include "core/secret.h"
 #include "core/timefmt.h"
+#include "http/http.h"
 #include "storage/cas.h"
 #include "storage/store.h"
 #include "tests/runner.h"
 #include "tests/storage_util.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <zlib.h>
 
 /* sha256("secret-token"), configured as account "alice". */
@@ -778,6 +780,150 @@ TEST(data_layer_verified_once) {
   CHECK_HAS(msg, "`tarDigest` is sha256:0000");
 }
 
+/* ---- on the IO loop (wv_creq_handle_flags, WV_CREQ_ON_LOOP) ------------------------------ */
+
+/* What a parked request's done callback got; it runs on the store's committer thread. */
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int calls, rc;
+  char token[64];
+} parked_t;
+
+static void parked_cb(void *arg, int rc, json_object *resp) {
+  parked_t *p = arg;
+  const char *t = NULL;
+  pthread_mutex_lock(&p->mu);
+  p->calls++;
+  p->rc = rc;
+  if (resp && wv_json_get_str(resp, "requestId", &t) == 0)
+    snprintf(p->token, sizeof p->token, "%s", t);
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
+  json_object_put(resp);
+}
+
+/* Runs body with flags; a parked request is waited for (*p filled). */
+static int run_flags(env_t *e, const char *body, unsigned *flags, parked_t *p, const char **msg) {
+  json_object *out = NULL;
+  *msg = NULL;
+  memset(p, 0, sizeof *p);
+  pthread_mutex_init(&p->mu, NULL);
+  pthread_cond_init(&p->cv, NULL);
+  int rc = wv_creq_handle_flags(&e->app, e->a, body, strlen(body), true, "203.0.113.7", &out, msg,
+                                NULL, parked_cb, p, flags);
+  pthread_mutex_lock(&p->mu);
+  while (rc == WV_PARKED && p->calls == 0)
+    pthread_cond_wait(&p->cv, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+  json_object_put(out);
+  return rc;
+}
+
+/*
+ * A request whose data: layer was never verified is deferred by the loop before anything is
+ * inflated or stored, with its pull permit noted as taken; on a worker it is verified, stored and
+ * parked; the same request then parks on the loop itself. A wrong digest is still refused on
+ * the loop, and a build request is deferred before its permit.
+ */
+TEST(loop_handles_what_was_seen_and_defers_the_rest) {
+  env_t *e = env_start();
+  data_layer_t *d = data_layer_start(3000);
+  CHECK(e && d);
+  const layer_t *l = &d->l;
+  char *body = layer_body(l, d->loc, l->gz_digest, (long long)l->gz_len, l->tar_digest);
+  CHECK(body);
+  TEST_CLEANUP(free, body);
+  parked_t p;
+  const char *msg;
+  unsigned flags = WV_CREQ_ON_LOOP;
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_DEFER);
+  CHECK(flags & WV_CREQ_PERMIT_TAKEN);
+  CHECK_EQ_INT(wv_cas_exists(e->app.cas, l->gz_digest, NULL), WV_ENOTFOUND);
+  flags = WV_CREQ_PERMIT_TAKEN; /* the worker's run */
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_PARKED);
+  CHECK_EQ_INT(p.calls, 1);
+  CHECK_OK(p.rc);
+  CHECK_OK(wv_cas_exists(e->app.cas, l->gz_digest, NULL));
+  wv_token_rec_t t;
+  CHECK_OK(token_record(e, p.token, &t, NULL));
+  flags = WV_CREQ_ON_LOOP; /* seen now: handled on the loop, durable when done runs */
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_PARKED);
+  CHECK_OK(p.rc);
+  CHECK_OK(token_record(e, p.token, &t, NULL));
+  /* The gzip bytes are hashed on the loop: another gzipDigest is refused there. */
+  char *bad = layer_body(l, d->loc, OTHER_DIGEST, (long long)l->gz_len, l->tar_digest);
+  CHECK(bad);
+  TEST_CLEANUP(free, bad);
+  flags = WV_CREQ_ON_LOOP;
+  CHECK_EQ_INT(run_flags(e, bad, &flags, &p, &msg), WV_EINVAL);
+  CHECK_HAS(msg, "`gzipDigest` is sha256:0000");
+  /* Another tarDigest needs the layer inflated: that is a worker's. */
+  char *bad_tar = layer_body(l, d->loc, l->gz_digest, (long long)l->gz_len, OTHER_DIGEST);
+  CHECK(bad_tar);
+  TEST_CLEANUP(free, bad_tar);
+  flags = WV_CREQ_ON_LOOP;
+  CHECK_EQ_INT(run_flags(e, bad_tar, &flags, &p, &msg), WV_DEFER);
+  flags = WV_CREQ_ON_LOOP;
+  CHECK_EQ_INT(run_flags(e, cli_conda_example, &flags, &p, &msg), WV_DEFER);
+  CHECK(!(flags & WV_CREQ_PERMIT_TAKEN));
+  /* Too large a body for the loop: deferred unread. */
+  char *big = calloc(1, WV_CREQ_INLINE_MAX_BODY + 2);
+  CHECK(big);
+  TEST_CLEANUP(free, big);
+  memset(big, ' ', WV_CREQ_INLINE_MAX_BODY + 1);
+  flags = WV_CREQ_ON_LOOP;
+  CHECK_EQ_INT(run_flags(e, big, &flags, &p, &msg), WV_DEFER);
+  CHECK(!(flags & WV_CREQ_PERMIT_TAKEN));
+}
+
+/* A towerAccessToken is checked on the loop against fast (legacy SHA-256) account values only:
+ * with a salted, slow one configured it goes to a worker, before its permit. */
+TEST(loop_defers_slow_account_hashes) {
+  env_t *e = env_start();
+  CHECK(e);
+  const char *body = "{\"containerImage\":\"busybox\",\"towerAccessToken\":\"" ALICE_TOKEN "\"}";
+  parked_t p;
+  const char *msg;
+  unsigned flags = WV_CREQ_ON_LOOP; /* alice's value is the legacy form: decided at once */
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_PARKED);
+  CHECK_OK(p.rc);
+  char slow[256];
+  CHECK_OK(wv_secret_hash(ALICE_TOKEN, 1000, slow, sizeof slow));
+  free(e->cfg.accounts.values[0]);
+  e->cfg.accounts.values[0] = strdup(slow);
+  flags = WV_CREQ_ON_LOOP;
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_DEFER);
+  CHECK(!(flags & WV_CREQ_PERMIT_TAKEN));
+  flags = 0; /* the worker's run verifies it */
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_PARKED);
+  CHECK_OK(p.rc);
+}
+
+/*
+ * A layer verified and seen in the CAS is not looked up there again (no stat per request) until
+ * this process removes a blob: then the next request finds it gone and stores it again.
+ */
+TEST(data_layer_restored_after_a_removal) {
+  env_t *e = env_start();
+  data_layer_t *d = data_layer_start(3000);
+  CHECK(e && d);
+  const layer_t *l = &d->l;
+  json_object *out;
+  const char *msg;
+  for (int i = 0; i < 3; i++)
+    CHECK_OK(
+        run_layer(e, l, d->loc, l->gz_digest, (long long)l->gz_len, l->tar_digest, &out, &msg));
+  uint64_t before = wv_cas_removals(e->app.cas);
+  CHECK_OK(wv_cas_delete(e->app.cas, l->gz_digest));
+  CHECK_EQ_INT(wv_cas_removals(e->app.cas), before + 1);
+  CHECK_EQ_INT(wv_cas_exists(e->app.cas, l->gz_digest, NULL), WV_ENOTFOUND);
+  CHECK_OK(run_layer(e, l, d->loc, l->gz_digest, (long long)l->gz_len, l->tar_digest, &out, &msg));
+  uint64_t size = 0;
+  CHECK_OK(wv_cas_exists(e->app.cas, l->gz_digest, &size));
+  CHECK_EQ_INT(size, l->gz_len);
+}
+
 /* A gzip bomb made cheaply: `members` concatenated gzip members of 1 MiB of zeros each. */
 static int make_bomb(layer_t *l, size_t members) {
   size_t n = 1 << 20;
@@ -914,4 +1060,5 @@ WV_TESTS(T(example1_nextflow_nulls_parse_and_check),
          T(v2_token_record), T(v2_persisted_record), T(v2_status), T(v1_response_omits_v2_fields),
          T(tokens_are_random_alnum_and_unique), T(data_layer_refusals), T(data_layer_stored),
          T(data_layer_verified_once), T(data_layer_bomb_cheap_checks_first), T(layer_size_limit),
-         T(base64_and_helpers))
+         T(loop_handles_what_was_seen_and_defers_the_rest), T(data_layer_restored_after_a_removal),
+         T(loop_defers_slow_account_hashes), T(base64_and_helpers))

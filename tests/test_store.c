@@ -378,6 +378,53 @@ TEST(sweep_uses_index) {
   fresh_free(&f);
 }
 
+/* An index entry made early (wv_store_op_t.delta of a PUT) is moved on by the sweep, never removes
+ * early, and a record written with it sits next to another of the same index time. */
+TEST(sweep_moves_an_early_index_entry) {
+  static fresh_t f;
+  wv_store_t *s = open_fresh(&f, 0);
+  CHECK(s);
+  int64_t base = wv_store_now_ms() + HOUR_MS;
+  wv_store_op_t ops[2] = {{.kind = WV_STORE_PUT_NX,
+                           .db = WV_DB_TOKENS,
+                           .key = "tok",
+                           .val = "t",
+                           .val_len = 1,
+                           .expires_ms = base + 10},
+                          {.kind = WV_STORE_PUT_NX,
+                           .db = WV_DB_REQUESTS,
+                           .key = "tok",
+                           .val = "r",
+                           .val_len = 1,
+                           .expires_ms = base + 1000,
+                           .delta = base + 10}};
+  CHECK_OK(wv_store_apply(s, ops, 2, NULL));
+  /* An early index time later than the expiry: indexed at the expiry. */
+  wv_store_op_t late = {.kind = WV_STORE_PUT,
+                        .db = WV_DB_TOKENS,
+                        .key = "late",
+                        .val = "l",
+                        .val_len = 1,
+                        .expires_ms = base + 20,
+                        .delta = base + 5000};
+  CHECK_OK(wv_store_apply(s, &late, 1, NULL));
+  size_t removed = 0;
+  char buf[16];
+  CHECK_OK(wv_store_sweep(s, base + 10, 100, &removed));
+  CHECK_EQ_INT(removed, 1); /* the token; the record's entry moved to base + 1000 */
+  CHECK_EQ_INT(get_str(s, WV_DB_TOKENS, "tok", buf, sizeof buf), WV_ENOTFOUND);
+  CHECK_OK(get_str(s, WV_DB_REQUESTS, "tok", buf, sizeof buf));
+  CHECK_OK(wv_store_sweep(s, base + 999, 100, &removed));
+  CHECK_EQ_INT(removed, 1); /* "late", at its own expiry */
+  CHECK_OK(get_str(s, WV_DB_REQUESTS, "tok", buf, sizeof buf));
+  CHECK_OK(wv_store_sweep(s, base + 1000, 100, &removed));
+  CHECK_EQ_INT(removed, 1);
+  CHECK_EQ_INT(get_str(s, WV_DB_REQUESTS, "tok", buf, sizeof buf), WV_ENOTFOUND);
+  CHECK_OK(wv_store_sweep(s, INT64_MAX, 100, &removed));
+  CHECK_EQ_INT(removed, 0); /* no entry left behind */
+  fresh_free(&f);
+}
+
 TEST(sweeper_thread) {
   static fresh_t f;
   wv_store_t *s = open_fresh(&f, 0);
@@ -776,7 +823,8 @@ TEST(corrupt_record_fails_alone) {
 }
 
 WV_TESTS(T(put_get_del), T(expiry), T(snapshot_reads), T(counters), T(put_if_absent_and_apply),
-         T(caps), T(reopen_persists), T(schema_version), T(sweep_uses_index), T(sweeper_thread),
+         T(caps), T(reopen_persists), T(schema_version), T(sweep_uses_index),
+         T(sweep_moves_an_early_index_entry), T(sweeper_thread),
          T(concurrent_writers_all_acknowledged), T(window_skipped_for_a_lone_writer),
          T(group_commit_throughput), T(async_submit_one_failure_does_not_fail_batch),
          T(async_apply_all_or_nothing_in_batch), T(close_drains_pending),

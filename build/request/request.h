@@ -170,6 +170,28 @@ int wv_creq_handle_async(const wv_app_t *app, wv_arena_t *a, const char *body, s
                          const char *client_ip, json_object **resp, const char **msg,
                          int64_t *retry_after_s, wv_creq_done_cb done, void *arg);
 
+/*
+ * wv_creq_handle_async's flags (wv_creq_handle_flags).
+ * WV_CREQ_ON_LOOP: the caller is an IO loop, nothing may block. A plain request without a scan
+ * or includes, of an image whose tag, upstream manifest and config are cached and whose data:
+ * layers were verified before (an image already seen: what a pipeline sends thousands of
+ * times), is handled and parked as by wv_creq_handle_async; anything that would wait for an
+ * upstream, a file write, a slow account hash (a towerAccessToken while some account value is
+ * salted) or the store's queue returns WV_DEFER before doing it (nothing written; run again on
+ * a worker). Bodies over WV_CREQ_INLINE_MAX_BODY, cluster-wide rate
+ * limits or shared (Redis) records are deferred at once.
+ * WV_CREQ_PERMIT_TAKEN: in, the pull permit was taken by a deferred attempt and is not taken
+ * again; out (with ON_LOOP), set once this attempt took it.
+ */
+#define WV_CREQ_ON_LOOP 1u
+#define WV_CREQ_PERMIT_TAKEN 2u
+/* The IO loop parses, hashes the data: layers of and encodes the records of at most this much
+ * (~50 µs of its time for the bench's augmented request of ~1 KiB; a hot pull is ~15 µs). */
+#define WV_CREQ_INLINE_MAX_BODY 16384
+int wv_creq_handle_flags(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
+                         const char *client_ip, json_object **resp, const char **msg,
+                         int64_t *retry_after_s, wv_creq_done_cb done, void *arg, unsigned *flags);
+
 /* Adds the container-request routes (build/request/routes.c). 0, WV_EINVAL or WV_ENOMEM. */
 struct wv_router;
 int wv_creq_routes_register(struct wv_router *r);

@@ -1,7 +1,10 @@
 /*
  * build/request/routes.c — thin handlers for the container-request routes: parse the
  * path, call build/request/request.h or the store, answer. Every route here may write
- * to the store or call upstream registries, so all run on workers.
+ * to the store or call upstream registries, so all run on workers, except the POSTs of a
+ * container request: they start on the IO loop, which handles a request for an image already
+ * seen and parks it on its group commit, and defer everything else to a worker
+ * (wv_creq_handle_flags, docs/container-requests.md step 3).
  */
 #include "build/request/request.h"
 #include "build/request/records.h"
@@ -11,6 +14,7 @@
 #include "core/json.h"
 #include "core/ratelimit.h"
 #include "core/timefmt.h"
+#include "core/trace.h"
 #include "http/resp.h"
 #include "http/router.h"
 #include "registry/token.h"
@@ -40,12 +44,18 @@ typedef struct {
 /* Its records are durable (or failed): answers it, on the store's committer thread. */
 static void submitted(void *arg, int rc, json_object *out) {
   parked_t *p = arg;
+#ifdef WV_CREQ_TRACE
+  wv_trace_from_batch(p->req->trace);
+#endif
   if (!rc)
     rc = wv_resp_json(p->req, p->resp, 200, out);
   if (rc && wv_resp_error(p->req, p->resp, rc, NULL))
     p->resp->status = 0; /* the server answers 500 */
   wv_req_complete(p->req);
 }
+
+/* req->user of a request the loop deferred after taking its pull permit. */
+static char permit_taken;
 
 static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   json_object *out = NULL;
@@ -55,11 +65,24 @@ static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   if (!p)
     return WV_ENOMEM;
   *p = (parked_t){req, resp};
-  int rc = wv_creq_handle_async(app_of(req), req->arena, req->body, req->body_len, v2,
+  if (!req->on_worker && !app_of(req)->cfg->inline_creq)
+    return WV_DEFER;
+#ifdef WV_CREQ_TRACE
+  if (!req->on_worker && wv_trace_worker_only())
+    return WV_DEFER;
+#endif
+  unsigned flags = !req->on_worker              ? WV_CREQ_ON_LOOP
+                   : req->user == &permit_taken ? WV_CREQ_PERMIT_TAKEN
+                                                : 0;
+  int rc = wv_creq_handle_flags(app_of(req), req->arena, req->body, req->body_len, v2,
                                 req->client_ip[0] ? req->client_ip : NULL, &out, &msg, &retry,
-                                submitted, p);
+                                submitted, p, &flags);
   if (rc == WV_PARKED)
     return rc;
+  if (rc == WV_DEFER) { /* the worker runs this handler again */
+    req->user = (flags & WV_CREQ_PERMIT_TAKEN) ? &permit_taken : NULL;
+    return rc;
+  }
   if (rc == WV_EAUTH) /* contract §1.3: an invalid Platform token is a 401 with no body */
     return wv_resp_api_error(req, resp, 401, NULL);
   if (rc == WV_EBUSY && retry > 0) { /* a rate limit: 429, and when to come back */
@@ -222,8 +245,8 @@ static int evict(wv_req_t *req, wv_resp_t *resp) {
 
 /* Contract §2 endpoint catalogue, container-request rows. POST bodies use server.max-body-size. */
 static const wv_route_t creq_routes[] = {
-    {WV_M_POST, "/v1alpha2/container", submit_v2, WV_ROUTE_WORKER, 0},
-    {WV_M_POST, "/container-token", submit_v1, WV_ROUTE_WORKER, 0},
+    {WV_M_POST, "/v1alpha2/container", submit_v2, WV_ROUTE_INLINE, 0},
+    {WV_M_POST, "/container-token", submit_v1, WV_ROUTE_INLINE, 0},
     {WV_M_GET, "/container-token/{token}", describe, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
     {WV_M_DELETE, "/container-token/{token}", evict, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},
     {WV_M_GET, "/v1alpha2/container/{requestId}", record, WV_ROUTE_WORKER, WV_ROUTE_NO_BODY},

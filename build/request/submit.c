@@ -26,7 +26,10 @@
 #include "core/log.h"
 #include "core/ratelimit.h"
 #include "core/rand.h"
+#include "core/secret.h"
 #include "core/timefmt.h"
+#include "core/trace.h"
+#include "http/http.h"
 #include "registry/proxy.h"
 #include "registry/token.h"
 #include "scan/scan.h"
@@ -146,7 +149,12 @@ wv_token_rec_t wv_creq_token_rec(const wv_creq_result_t *res, const wv_ref_t *re
                           .expires_ms = res->expires_ns / WV_NS_PER_MS};
 }
 
-/* The two writes of a minted token: its token record and its persisted request record. */
+/*
+ * The two writes of a minted token: its token record and its persisted request record. The
+ * record's expiry index entry is made at the token's expiry, next to the token's (one leaf of
+ * the index, a page less per commit); the sweep moves it on to the record's own expiry
+ * (wv_store_op_t.delta of a PUT: the early index time).
+ */
 static void record_ops(const wv_app_t *app, const wv_creq_result_t *res, const wv_buf_t *tok,
                        const char *rec, wv_store_op_t ops[2]) {
   ops[0] = (wv_store_op_t){.kind = WV_STORE_PUT_NX,
@@ -155,13 +163,13 @@ static void record_ops(const wv_app_t *app, const wv_creq_result_t *res, const w
                            .val = tok->data,
                            .val_len = tok->len,
                            .expires_ms = res->expires_ns / WV_NS_PER_MS};
-  ops[1] =
-      (wv_store_op_t){.kind = WV_STORE_PUT_NX,
-                      .db = WV_DB_REQUESTS,
-                      .key = res->token,
-                      .val = rec,
-                      .val_len = strlen(rec),
-                      .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms};
+  ops[1] = (wv_store_op_t){.kind = WV_STORE_PUT_NX,
+                           .db = WV_DB_REQUESTS,
+                           .key = res->token,
+                           .val = rec,
+                           .val_len = strlen(rec),
+                           .expires_ms = (res->created_ns / WV_NS_PER_MS) + app->cfg->record_ttl_ms,
+                           .delta = res->expires_ns / WV_NS_PER_MS};
 }
 
 int wv_creq_mint(const wv_creq_mint_t *m, wv_creq_encode_cb encode) {
@@ -204,16 +212,26 @@ static int mint_and_store(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r
   return wv_creq_mint(&m, encode_plain);
 }
 
-/* Everything before the token: checks, includes, the image, the containerConfig texts. */
+/*
+ * Everything before the token: checks, includes, the image, the containerConfig texts.
+ * on_loop: WV_DEFER where a step would wait (a layer to store, an upstream round trip).
+ */
 static int prepare(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_creq_plan_t *plan,
-                   int64_t now_ns, wv_creq_result_t *res, const char **msg) {
+                   int64_t now_ns, bool on_loop, wv_creq_result_t *res, const char **msg) {
   memset(res, 0, sizeof *res);
   int rc = 0;
   if (r->cc.n_layers)
     rc = wv_container_config_validate(a, &r->cc, msg);
-  rc = rc ? rc : wv_layers_check(a, app->cas, app->layer_memo, app->cfg, &r->cc, msg);
+  if (!rc && on_loop)
+    rc = wv_layers_check_known(a, app->cas, app->layer_memo, app->cfg, &r->cc, msg);
+  else if (!rc)
+    rc = wv_layers_check(a, app->cas, app->layer_memo, app->cfg, &r->cc, msg);
   rc = rc ? rc : expand_includes(app, a, r, plan, msg);
-  if (!rc && app->upstream)
+  if (!rc && app->upstream && on_loop)
+    rc = wv_layers_image_known(app, app->tags, plan->user, &plan->image, app->cfg->tag_cache_ms)
+             ? 0
+             : WV_DEFER;
+  else if (!rc && app->upstream)
     rc = wv_layers_image_check_exists(a, app, app->tags, plan->user, &plan->image,
                                       app->cfg->tag_cache_ms, msg);
   if (rc)
@@ -221,8 +239,13 @@ static int prepare(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
   /* An image this request augments: its upstream manifest and config are fetched now (once
    * for concurrent requests and pulls, nothing when cached), so the token's first pull asks
    * the upstream nothing (docs/proxy.md, "Cold pulls"). Best effort: the pull meets a failure
-   * again and answers it. */
-  if (app->upstream && !r->dry_run && !wv_container_config_is_empty(&r->cc))
+   * again and answers it. On the loop, only when that was done already. */
+  bool augments = app->upstream && !r->dry_run && !wv_container_config_is_empty(&r->cc);
+  if (augments && on_loop &&
+      !wv_proxy_prefetch_done(app, plan->image.registry, plan->image.path, plan->user,
+                              plan->image.reference, plan->platform))
+    return WV_DEFER;
+  if (augments && !on_loop)
     wv_proxy_prefetch(app, a, plan->image.registry, plan->image.path, plan->user,
                       plan->image.reference, plan->platform);
   bool oom = false;
@@ -239,7 +262,7 @@ int wv_creq_submit(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r, const wv_cr
                    const char *client_ip, int64_t now_ns, wv_creq_result_t *res, json_object **resp,
                    const char **msg) {
   *resp = NULL;
-  int rc = prepare(app, a, r, plan, now_ns, res, msg);
+  int rc = prepare(app, a, r, plan, now_ns, false, res, msg);
   rc = rc ? rc : reserve_scan(app, a, r, plan, res);
   rc = rc ? rc : mint_and_store(app, a, r, plan, client_ip, res);
   if (rc && res->scan_new) /* nobody will start it: free the id for the next request */
@@ -286,6 +309,7 @@ static int parked_queue(parked_t *p) {
   if (!rc) {
     wv_store_op_t ops[2];
     record_ops(p->m.app, &p->res, &tok, rec, ops);
+    WV_TRACE_CUR(WV_TRACE_QUEUED);
     rc = wv_store_submit_apply(p->m.app->store, ops, 2, parked_done, p);
   }
   wv_buf_free(&tok);
@@ -324,11 +348,12 @@ static void parked_done(void *arg, int rc, int64_t value) {
 /*
  * A plain request: prepared on the caller's thread, then parked on its
  * records' group commit (WV_PARKED). A scan reservation, or a store queue
- * that is full, takes the blocking path instead (answer in *resp, 0).
+ * that is full, takes the blocking path instead (answer in *resp, 0); on the
+ * loop (handle() deferred scans already) they are WV_DEFER.
  */
 static int submit_parked(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
                          const wv_creq_plan_t *plan, const char *client_ip, json_object **resp,
-                         const char **msg, wv_creq_done_cb done, void *arg) {
+                         const char **msg, wv_creq_done_cb done, void *arg, bool on_loop) {
   wv_creq_result_t *res;
   if (wants_scan(app, r)) {
     if (!(res = wv_arena_alloc(a, sizeof *res)))
@@ -341,7 +366,7 @@ static int submit_parked(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
   parked_t *p = wv_arena_calloc(a, sizeof *p);
   if (!p)
     return WV_ENOMEM;
-  int rc = prepare(app, a, r, plan, wv_now_ns(), &p->res, msg);
+  int rc = prepare(app, a, r, plan, wv_now_ns(), on_loop, &p->res, msg);
   if (rc)
     return rc;
   p->m = (wv_creq_mint_t){app, a, r, plan, client_ip, &p->res, NULL};
@@ -351,8 +376,8 @@ static int submit_parked(const wv_app_t *app, wv_arena_t *a, wv_creq_t *r,
   rc = parked_queue(p);
   if (rc == 0)
     return WV_PARKED; /* p and a may be gone already */
-  if (rc != WV_EBUSY)
-    return rc;
+  if (rc != WV_EBUSY || on_loop)
+    return rc == WV_EBUSY ? WV_DEFER : rc;
   /* The store's queue is full: wait for room on this thread, as before. */
   rc = mint_and_store(app, a, r, plan, client_ip, &p->res);
   *resp = rc ? NULL : wv_creq_response(r, &p->res);
@@ -411,13 +436,24 @@ static int auth_gate(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r, con
   return *msg ? WV_EBUSY : WV_ENOMEM;
 }
 
+/* Whether a request may be tried on an IO loop at all (wv_creq_handle_flags). */
+static bool loop_capable(const wv_app_t *app, size_t len) {
+  return len <= WV_CREQ_INLINE_MAX_BODY && app->store && !wv_ratelimit_shared(app->pull_limit) &&
+         !wv_ratelimit_shared(app->auth_limit) && !wv_store_db_shared(app->store, WV_DB_TOKENS) &&
+         !wv_store_db_shared(app->store, WV_DB_REQUESTS);
+}
+
 /*
  * Parse, check, submit. With done (the HTTP handler) a plain request parks on
  * its group commit (submit_parked); without (the unit tests), it waits.
+ * flags: WV_CREQ_* (request.h), NULL = none.
  */
 static int handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
                   const char *client_ip, json_object **resp, const char **msg,
-                  int64_t *retry_after_s, wv_creq_done_cb done, void *arg) {
+                  int64_t *retry_after_s, wv_creq_done_cb done, void *arg, unsigned *flags) {
+  bool on_loop = flags && (*flags & WV_CREQ_ON_LOOP) && done;
+  if (on_loop && !loop_capable(app, len))
+    return WV_DEFER;
   /* In the arena: a parked request outlives this frame. */
   wv_creq_t *r = wv_arena_alloc(a, sizeof *r);
   wv_creq_plan_t *plan = wv_arena_alloc(a, sizeof *plan);
@@ -427,6 +463,10 @@ static int handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t l
   if (!r || !plan)
     return WV_ENOMEM;
   int rc = wv_creq_parse(a, body, len, (size_t)app->cfg->max_json_values, v2, r, msg);
+  /* A towerAccessToken checked against salted account values costs slow hashes: a worker's. */
+  if (!rc && on_loop && r->tower_access_token && *r->tower_access_token &&
+      wv_secret_token_slow(app->cfg))
+    return WV_DEFER;
   rc = rc ? rc : auth_gate(app, a, r, client_ip, retry_after_s, msg);
   rc = rc ? rc : wv_creq_check(a, app->cfg, r, plan, msg);
   if (rc == WV_EAUTH && app->auth_limit)
@@ -437,13 +477,21 @@ static int handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t l
     *msg = address_refused(a, plan->image.registry);
     rc = WV_EINVAL;
   }
-  rc = rc ? rc : take_pull(app, a, plan, client_ip, retry_after_s, msg);
+  /* On the loop: what needs a worker (a mirror, a build, a scan, includes to resolve) goes
+   * there before the permit is taken. */
+  if (!rc && on_loop && (plan->kind != WV_CREQ_PLAIN || wants_scan(app, r) || r->n_includes))
+    return WV_DEFER;
+  if (!rc && !(flags && (*flags & WV_CREQ_PERMIT_TAKEN))) {
+    rc = take_pull(app, a, plan, client_ip, retry_after_s, msg);
+    if (!rc && on_loop)
+      *flags |= WV_CREQ_PERMIT_TAKEN;
+  }
   if (!rc && plan->kind == WV_CREQ_MIRROR)
     return wv_mirror_submit(app, a, r, plan, client_ip, wv_now_ns(), resp, msg);
   if (!rc && plan->kind == WV_CREQ_BUILD)
     return wv_build_submit(app, a, r, plan, client_ip, wv_now_ns(), resp, msg, retry_after_s);
   if (!rc && done)
-    return submit_parked(app, a, r, plan, client_ip, resp, msg, done, arg);
+    return submit_parked(app, a, r, plan, client_ip, resp, msg, done, arg, on_loop);
   rc = rc ? rc : wv_creq_submit(app, a, r, plan, client_ip, wv_now_ns(), &res, resp, msg);
   if (!rc)
     log_request(plan, &res);
@@ -453,11 +501,17 @@ static int handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t l
 int wv_creq_handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
                    const char *client_ip, json_object **resp, const char **msg,
                    int64_t *retry_after_s) {
-  return handle(app, a, body, len, v2, client_ip, resp, msg, retry_after_s, NULL, NULL);
+  return handle(app, a, body, len, v2, client_ip, resp, msg, retry_after_s, NULL, NULL, NULL);
 }
 
 int wv_creq_handle_async(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
                          const char *client_ip, json_object **resp, const char **msg,
                          int64_t *retry_after_s, wv_creq_done_cb done, void *arg) {
-  return handle(app, a, body, len, v2, client_ip, resp, msg, retry_after_s, done, arg);
+  return handle(app, a, body, len, v2, client_ip, resp, msg, retry_after_s, done, arg, NULL);
+}
+
+int wv_creq_handle_flags(const wv_app_t *app, wv_arena_t *a, const char *body, size_t len, bool v2,
+                         const char *client_ip, json_object **resp, const char **msg,
+                         int64_t *retry_after_s, wv_creq_done_cb done, void *arg, unsigned *flags) {
+  return handle(app, a, body, len, v2, client_ip, resp, msg, retry_after_s, done, arg, flags);
 }
