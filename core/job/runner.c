@@ -98,6 +98,21 @@ static _Noreturn void runner_exit_as(int status) {
 }
 
 /*
+ * Whether any process is left below the runner once the command is reaped (zombies are reaped
+ * here). The runner is a child subreaper, so a descendant that outlives its parent is re-parented
+ * to it: a live descendant means a live child. With none (ECHILD), nothing of the step runs and
+ * no new process can appear (only a descendant could start one), so the /proc walk of
+ * wv_jobkill_tree — a read of every process's stat, the runner's largest cost on a busy host —
+ * is skipped.
+ */
+static bool has_children(void) {
+  pid_t got;
+  while ((got = waitpid(-1, NULL, WNOHANG)) > 0)
+    ;
+  return !(got < 0 && errno == ECHILD);
+}
+
+/*
  * The runner stays the parent of the command: it dies with waved (a
  * parent-death signal, checked against the pid waved gave it), and then kills
  * the command's whole tree, its process group and its cgroup. It is a child
@@ -138,9 +153,11 @@ static int run_supervised(char **cmd, pid_t parent, const char *cgroup, unsigned
       pid_t got;
       while ((got = waitpid(-1, &status, WNOHANG)) > 0)
         if (got == child) {
-          wv_jobkill_tree(getpid(), false); /* nothing the step started outlives it */
-          while (waitpid(-1, NULL, WNOHANG) > 0)
-            ;
+          if (has_children()) {               /* else nothing of the step is left */
+            wv_jobkill_tree(getpid(), false); /* nothing the step started outlives it */
+            while (waitpid(-1, NULL, WNOHANG) > 0)
+              ;
+          }
           runner_exit_as(status);
         }
     } else if (sig != RUNNER_DEATH_SIG) {
