@@ -354,6 +354,11 @@ static int open_job_queue(const wv_config_t *cfg, wv_store_t *store, const char 
   return wv_jobq_open(&qo, &jp->queue, &jp->persist, &jp->queue_ops);
 }
 
+/* <libexec> relative to <bindir> (CMakeLists.txt), where the job runner is installed. */
+#ifndef WAVED_LIBEXEC_REL
+#define WAVED_LIBEXEC_REL "../libexec"
+#endif
+
 static int start_jobs(const wv_config_t *cfg, wv_app_t *app, jobs_persist_t *jp) {
   char logs[PATH_MAX], live[PATH_MAX + 8], ws[PATH_MAX], self[PATH_MAX];
   wv_job_opts_t o;
@@ -374,7 +379,11 @@ static int start_jobs(const wv_config_t *cfg, wv_app_t *app, jobs_persist_t *jp)
   o.rerun_reclaimed = cfg->redis_job_rerun;
   o.log_dir = live;
   o.persist = &jp->persist;
-  o.exec_path = n > 0 ? self : NULL; /* the --job-exec wrapper applies memory limits */
+  /* The job runner applies memory limits and ties each step to waved (docs/jobs.md):
+   * waved-job-exec next to waved or in <libexec>/waved, else waved itself. */
+  char runner[PATH_MAX + 32];
+  o.exec_path = n > 0 ? wv_job_runner_path(self, WAVED_LIBEXEC_REL, runner, sizeof runner) : NULL;
+  wv_info("jobs: step runner %s", o.exec_path ? o.exec_path : "(none)");
   o.kill_grace_ms = cfg->build_kill_grace_ms;
   rc = wv_job_engine_new(&o, &app->jobs);
   rc = rc ? rc : wv_builder_register(app->jobs, app);

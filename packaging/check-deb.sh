@@ -16,7 +16,8 @@
 #      all in a private network namespace, so the installed config's
 #      127.0.0.1:9090 is free and nothing leaves loopback. It waits for
 #      READY=1, pulls an image through waved from a local docker-registry with
-#      skopeo, builds one with buildah under the sandbox, stops waved with
+#      skopeo, builds one with buildah under the sandbox (its steps under the
+#      installed job runner /usr/libexec/waved/waved-job-exec), stops waved with
 #      SIGTERM (STOPPING=1, exit 0);
 #   4. reinstalls over an edited config (kept), then purges and checks that
 #      nothing is left, so a rerun starts clean.
@@ -187,6 +188,8 @@ SH
   ok "build succeeded" is "$(json_get "$T/st.json" 'd.get("succeeded")' 2>/dev/null)" True
   ok "built image pulls" skopeo copy --quiet --src-tls-verify=false "docker://$btarget" \
     "oci:$T/built:latest"
+  ok "the build's steps ran under the installed job runner" \
+    grep -q 'jobs: step runner /usr/libexec/waved/waved-job-exec' "$T/waved.log"
 
   kill -TERM "$WAVED_PID"
   rc=0
@@ -223,7 +226,8 @@ stage=$(mktemp -d /tmp/waved-install.XXXXXX)
 make --no-print-directory install DESTDIR="$stage" >"$stage.log" 2>&1 || { tail -20 "$stage.log"; die "make install"; }
 echo "# edited" >>"$stage/etc/waved/config.yml"
 make --no-print-directory install DESTDIR="$stage" >"$stage.log" 2>&1 || { tail -20 "$stage.log"; die "make install"; }
-for f in usr/local/bin/waved usr/local/lib/systemd/system/waved.service etc/waved/config.yml.dist \
+for f in usr/local/bin/waved usr/local/libexec/waved/waved-job-exec \
+  usr/local/lib/systemd/system/waved.service etc/waved/config.yml.dist \
   usr/local/share/man/man8/waved.8 usr/local/share/doc/waved/operations.md; do
   [ -f "$stage/$f" ] || die "make install: no $f"
 done
@@ -252,6 +256,10 @@ dpkg-query -W -f='${Conffiles}\n' waved | grep -q '^ /etc/waved/config.yml ' ||
 [ "$(stat -c %a /var/lib/waved)" = 700 ] || die "postinst did not create /var/lib/waved 0700"
 grep -q '^  path: /var/lib/waved$' /etc/waved/config.yml || die "installed config: storage.path"
 /usr/bin/waved --version
+# The job runner (docs/jobs.md): installed, libc only.
+[ -x /usr/libexec/waved/waved-job-exec ] || die "no /usr/libexec/waved/waved-job-exec"
+ldd /usr/libexec/waved/waved-job-exec | grep -Ev 'linux-vdso|libc\.so|ld-linux' | grep . &&
+  die "waved-job-exec needs more than libc"
 say "systemd-analyze verify $unit"
 systemd-analyze verify "$unit" || die "systemd-analyze verify $unit"
 
@@ -265,7 +273,7 @@ tail -1 /etc/waved/config.yml | grep -qx '# edited by check-deb' || die "reinsta
 
 say "purge"
 dpkg --purge waved >/dev/null
-for f in /usr/bin/waved "$unit" /etc/waved/config.yml; do
+for f in /usr/bin/waved /usr/libexec/waved "$unit" /etc/waved/config.yml; do
   [ ! -e "$f" ] || die "$f left after purge"
 done
 echo "check-deb: all checks passed"

@@ -1,8 +1,9 @@
 /*
  * Unit tests for core/job/: the job engine with real child processes.
  *
- * The test binary doubles as the exec wrapper (--job-exec), as waved does,
- * so memory limits run through the same path as in production.
+ * The test binary doubles as the job runner (--job-exec), as waved does when waved-job-exec is
+ * not installed, so memory limits run through the same code as in production; the job_exec_*
+ * tests run the same cases under waved-job-exec itself, the runner waved spawns.
  */
 #include "core/err.h"
 #include "core/job/job.h"
@@ -120,6 +121,7 @@ static void fake_free(fake_t *f) {
 /* ---- helpers ---- */
 
 static char self_exe[PATH_MAX];
+static const char *runner_exe; /* the fixtures' job runner; NULL = self_exe */
 
 typedef struct {
   pthread_mutex_t mu;
@@ -214,7 +216,7 @@ static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool ke
   wv_job_opts_init(&o);
   o.log_dir = logs;
   o.persist = &f->persist;
-  o.exec_path = self_exe;
+  o.exec_path = runner_exe ? runner_exe : self_exe;
   o.mem = mem;
   o.kill_grace_ms = 300;
   o.log_max = fo->log_max;
@@ -487,8 +489,9 @@ TEST(restart_kills_leftover_group) {
     setsid();
     if (chdir(f.dir) != 0)
       _exit(2);
-    execl(self_exe, self_exe, "--job-exec", "--parent", parent, "--job", "bd-left_1", "--", "sh",
-          "-c", "sleep 300 & echo $! > left.pid; wait", (char *)NULL);
+    const char *exe = runner_exe ? runner_exe : self_exe;
+    execl(exe, exe, "--job-exec", "--parent", parent, "--job", "bd-left_1", "--", "sh", "-c",
+          "sleep 300 & echo $! > left.pid; wait", (char *)NULL);
     _exit(127);
   }
   other = fork(); /* not a runner: must survive */
@@ -1171,6 +1174,153 @@ TEST(ready_step_releases_early) {
   fixture_free(&f);
 }
 
+/* ---- waved-job-exec: the runner executable waved spawns (core/job/runner.c) ---- */
+
+static char job_exec[PATH_MAX + 32];
+
+static void runner_reset(void *unused) {
+  (void)unused;
+  runner_exe = NULL;
+}
+
+/* The waved binary: $WAVED_BIN (ctest), else ../waved from this test binary (out/tests/). */
+static const char *waved_bin(char *buf, size_t n) {
+  const char *bin = getenv("WAVED_BIN");
+  if (bin && *bin)
+    return bin;
+  const char *slash = strrchr(self_exe, '/');
+  snprintf(buf, n, "%.*s/../waved", slash ? (int)(slash - self_exe) : 1, slash ? self_exe : ".");
+  return buf;
+}
+
+/* Makes this test's fixtures spawn waved-job-exec, found next to waved as waved finds it. */
+static bool use_job_exec(void) {
+  char buf[PATH_MAX];
+  if (wv_job_runner_path(waved_bin(buf, sizeof buf), NULL, job_exec, sizeof job_exec) != job_exec)
+    return false;
+  runner_exe = job_exec;
+  TEST_CLEANUP(runner_reset, NULL);
+  return true;
+}
+
+/* waved finds it next to itself (a build tree) or in <bindir>/../libexec/waved (an install), else
+ * runs itself; it needs nothing but libc. */
+TEST(job_exec_found_libc_only) {
+  static char dir[256]; /* removed after the test returns */
+  char buf[PATH_MAX], out[PATH_MAX + 32], path[400];
+  const char *bin = waved_bin(buf, sizeof buf);
+  CHECK(wv_job_runner_path(bin, NULL, out, sizeof out) == out);
+  CHECK_HAS(out, "/waved-job-exec");
+  const char *none = "/nonexistent/bin/waved";
+  CHECK(wv_job_runner_path(none, "../libexec", out, sizeof out) == none);
+  CHECK(wv_job_runner_path("waved", "../libexec", out, sizeof out)[0] == 'w');
+  /* An install: <prefix>/bin/waved and <prefix>/libexec/waved/waved-job-exec. */
+  CHECK(tmpdir_make(dir, "job"));
+  TEST_CLEANUP(tmpdir_remove, dir);
+  snprintf(path, sizeof path, "%s/bin", dir);
+  CHECK(mkdir(path, 0755) == 0);
+  snprintf(path, sizeof path, "%s/libexec", dir);
+  CHECK(mkdir(path, 0755) == 0);
+  snprintf(path, sizeof path, "%s/libexec/waved", dir);
+  CHECK(mkdir(path, 0755) == 0);
+  CHECK(wv_job_runner_path(bin, NULL, out, sizeof out) == out);
+  snprintf(path, sizeof path, "%s/libexec/waved/waved-job-exec", dir);
+  CHECK(symlink(out, path) == 0);
+  char installed[400];
+  snprintf(installed, sizeof installed, "%s/bin/waved", dir);
+  CHECK(wv_job_runner_path(installed, "../libexec", out, sizeof out) == out);
+  CHECK_EQ_STR(out, path);
+  /* Linked against libc only: none of waved's libraries (the point of it). */
+  CHECK(wv_job_runner_path(bin, NULL, out, sizeof out) == out);
+  char cmd[PATH_MAX + 64], line[512], all[8192] = "";
+  snprintf(cmd, sizeof cmd, "ldd '%s' 2>&1", out);
+  FILE *p = popen(cmd, "r");
+  CHECK(p != NULL);
+  int libs = 0;
+  while (fgets(line, sizeof line, p)) {
+    strncat(all, line, sizeof all - strlen(all) - 1);
+    libs++;
+  }
+  CHECK_EQ_INT(pclose(p), 0);
+  static const char *const forbidden[] = {
+      "libuv",   "libcurl", "libssl",     "libcrypto",  "libjson",    "liblmdb", "libyaml",
+      "libzstd", "libz.",   "libhiredis", "libsystemd", "libpthread", "libm."};
+  for (size_t i = 0; i < sizeof forbidden / sizeof forbidden[0]; i++)
+    CHECK_LACKS(all, forbidden[i]);
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+  CHECK_HAS(all, "libc.so");
+  CHECK_EQ_INT(libs, 3); /* linux-vdso, libc, the dynamic loader */
+#endif
+}
+
+/* Exit status and signal passed through, the engine's "cannot run X" reason, both memory-limit
+ * mechanisms, all under waved-job-exec. */
+TEST(job_exec_status_and_limits) {
+  CHECK(use_job_exec());
+  test_failing_command();
+  if (wv_test_failed)
+    return;
+  static fixture_t f;
+  wv_job_info_t info;
+  char id[WV_JOB_ID_MAX + 1];
+  wv_job_kind_t k = kind_def("build", 2, 10000);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, NULL));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  CHECK_OK(wv_job_engine_start(f.e));
+  /* The step's parent is waved-job-exec, with the argv restart recovery looks for. */
+  const char *who[] = {"sh", "-c", "tr '\\0' ' ' </proc/$PPID/cmdline", NULL};
+  CHECK_OK(run_cmd(&f, "build", who, 0, 0, &info, id));
+  CHECK_EQ_INT(info.state, WV_JOB_SUCCEEDED);
+  char *log;
+  size_t len;
+  CHECK_OK(wv_job_log(f.e, id, 1 << 20, &log, &len));
+  char want[sizeof job_exec + WV_JOB_ID_MAX + 64];
+  snprintf(want, sizeof want, "%s --job-exec --parent %ld --job %s --", job_exec, (long)getpid(),
+           id);
+  bool has = strstr(log, want) != NULL;
+  if (!has)
+    fprintf(stderr, "  log: %s\n  want: %s\n", log, want);
+  free(log);
+  CHECK(has);
+  const char *sig[] = {"sh", "-c", "kill -TERM $$", NULL};
+  CHECK_OK(run_cmd(&f, "build", sig, 0, 0, &info, id));
+  CHECK_EQ_INT(info.state, WV_JOB_FAILED);
+  CHECK_EQ_INT(info.exit_status, 128 + SIGTERM);
+  CHECK_EQ_STR(info.reason, "Container build failed: step 'sh' was killed by signal 15");
+  const char *missing[] = {"/nonexistent/builder", NULL};
+  CHECK_OK(run_cmd(&f, "build", missing, 0, 0, &info, id));
+  CHECK_EQ_INT(info.exit_status, 127);
+  CHECK_EQ_STR(
+      info.reason,
+      "Container build failed: cannot run /nonexistent/builder: No such file or directory");
+  fixture_free(&f);
+  memory_limit_with(WV_JOB_MEM_AUTO);
+  if (wv_test_failed)
+    return;
+  memory_limit_with(WV_JOB_MEM_RLIMIT);
+}
+
+/* The deadline kills the group it leads; nothing the step started outlives it. */
+TEST(job_exec_deadline_and_leftovers) {
+  CHECK(use_job_exec());
+  test_deadline_kills_process_group();
+  if (wv_test_failed)
+    return;
+  test_grandchild_does_not_outlive_its_step();
+}
+
+/* waved killed mid-step: waved-job-exec's parent-death signal takes the step's tree with it. */
+TEST(job_exec_dies_with_waved) {
+  CHECK(use_job_exec());
+  test_step_dies_with_waved();
+}
+
+/* A stopped waved-job-exec left by a crash is recognised by its argv and killed at restart. */
+TEST(job_exec_restart_kills_leftover) {
+  CHECK(use_job_exec());
+  test_restart_kills_leftover_group();
+}
+
 WV_TEST_GLOBALS;
 static const wv_test_t tests[] = {
     T(success_and_log),
@@ -1192,6 +1342,11 @@ static const wv_test_t tests[] = {
     T(shared_queue_reclaim_after_instance_death),
     T(shared_queue_rerun_reclaimed_build),
     T(ready_step_releases_early),
+    T(job_exec_found_libc_only),
+    T(job_exec_status_and_limits),
+    T(job_exec_deadline_and_leftovers),
+    T(job_exec_dies_with_waved),
+    T(job_exec_restart_kills_leftover),
 };
 
 int main(int argc, char **argv) {

@@ -464,7 +464,15 @@ static void start_job(wv_job_engine_t *e, job_t *j) {
   j->reason[0] = '\0';
   j->exit_status = -1;
   uv_mutex_unlock(&e->mu);
-  wv__jobeng_save(e, j, WV_JOB_RUNNING);
+  /* A first step run through the job runner saves the RUNNING record itself, with the runner's
+   * group, right after the spawn (core/job/job_step.c): one durable write fewer before the
+   * step starts. A crash in between leaves the QUEUED record, which local recovery treats as
+   * it treats a RUNNING one without a group. Not with a shared queue: another instance would
+   * run a job found QUEUED again (core/job/job_queue.c). */
+  bool saved_by_step =
+      !e->opts.queue && j->nsteps > 0 && j->steps[0].type == WV_JOB_STEP_CMD && e->exec_path;
+  if (!saved_by_step)
+    wv__jobeng_save(e, j, WV_JOB_RUNNING);
   uv_mutex_lock(&e->mu);
   j->state = WV_JOB_RUNNING;
   uv_mutex_unlock(&e->mu);

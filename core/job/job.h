@@ -193,9 +193,9 @@ typedef struct {
   const char *log_dir;             /* live logs: <log_dir>/<id>.log (created 0700); required */
   const wv_job_persist_t *persist; /* NULL = nothing survives a restart (tests only) */
   /*
-   * A binary that implements wv_job_exec_main when run as
-   * "<exec_path> --job-exec ...": waved itself ("/proc/self/exe" resolved at
-   * start). It puts the child into its cgroup or sets its RLIMIT_AS before the
+   * The job runner: a binary that implements wv_job_exec_main when run as
+   * "<exec_path> --job-exec ...": waved-job-exec (wv_job_runner_path), or waved
+   * itself. It puts the child into its cgroup or sets its RLIMIT_AS before the
    * real command runs. NULL = no wrapper: commands run directly and only a
    * cgroup limit moved in after spawn can apply.
    */
@@ -343,12 +343,21 @@ int wv_job_engine_kind_max(wv_job_engine_t *e, size_t i);
 bool wv_job_local(wv_job_engine_t *e, const char *id);
 
 /*
- * The exec wrapper: call from main() when argv[1] is "--job-exec" and return
- * its result. Usage: --job-exec [--cgroup DIR] [--rlimit-as BYTES] -- CMD ARGS...
- * Joins DIR (writes its pid to DIR/cgroup.procs), sets RLIMIT_AS, then
- * execvp()s CMD. Returns only on failure: 126 (setup failed) or 127 (exec
- * failed), after a line on stderr (which is the job's log).
+ * The job runner (core/job/runner.c, docs/jobs.md): main() of waved-job-exec, and of waved
+ * when argv[1] is "--job-exec"; returns its result. Usage:
+ *   [--job-exec] --parent PID --job ID [--cgroup DIR | --rlimit-as BYTES] -- CMD ARGS...
+ * Joins DIR (writes its pid to DIR/cgroup.procs) or sets RLIMIT_AS, then, with --parent,
+ * forks CMD and supervises it (dies with PID, kills what CMD leaves, exits as CMD did);
+ * without, execvp()s CMD. Returns only on failure: 126 (setup failed) or 127 (exec failed),
+ * after a line on stderr (which is the job's log).
  */
 int wv_job_exec_main(int argc, char **argv);
+
+/*
+ * The runner waved spawns for its command steps: waved-job-exec in self's directory (a build
+ * tree), else in <self's directory>/<libexec_rel>/waved/ (an install, libexec_rel "../libexec"),
+ * else self (then "waved --job-exec"). out (n bytes) holds the path found; returns out or self.
+ */
+const char *wv_job_runner_path(const char *self, const char *libexec_rel, char *out, size_t n);
 
 #endif

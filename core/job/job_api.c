@@ -1,7 +1,7 @@
 /*
  * core/job/job_api.c — the job engine's entry points for other threads: set-up,
  * start with restart recovery, submit, waiters, snapshots, logs, cancel,
- * stop; and the --job-exec wrapper. The job thread's side is core/job/job.c.
+ * stop. The job thread's side is core/job/job.c; the --job-exec runner is core/job/runner.c.
  */
 #include "core/err.h"
 #include "core/job/job.h"
@@ -19,16 +19,10 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
-
-/* The parent-death signal of the job runner (nothing else sends it to the runner). */
-#define RUNNER_DEATH_SIG SIGUSR2
 
 /* ---- public API ---- */
 
@@ -556,136 +550,6 @@ void wv_job_engine_free(wv_job_engine_t *e) {
   uv_mutex_destroy(&e->mu);
   free(e->log_dir), free(e->exec_path), free(e->cgroup_hint);
   free(e);
-}
-
-/* ---- the exec wrapper: the job runner (runs as the step's process-group leader) ---- */
-
-static int exec_fail(int code, const char *what, const char *arg) {
-  fprintf(stderr, "waved --job-exec: %s %s: %s\n", what, arg ? arg : "", strerror(errno));
-  fflush(stderr);
-  return code;
-}
-
-/* Signals the runner waits for; all blocked, taken with sigwaitinfo. */
-static void runner_sigset(sigset_t *set) {
-  sigemptyset(set);
-  sigaddset(set, SIGCHLD);
-  sigaddset(set, RUNNER_DEATH_SIG);
-  sigaddset(set, SIGTERM);
-  sigaddset(set, SIGINT);
-  sigaddset(set, SIGHUP);
-  sigaddset(set, SIGQUIT);
-}
-
-/* waved is gone: nothing of this step may go on. */
-static _Noreturn void runner_kill_all(const char *cgroup) {
-  wv_jobkill_tree(getpid(), false);
-  if (cgroup)
-    wv_jobmem_signal(cgroup, SIGKILL); /* skips this process */
-  kill(0, SIGKILL);                    /* the rest of the group, this process last */
-  _exit(137);
-}
-
-/* Exits the way the command did: the same code, or the same signal. */
-static _Noreturn void runner_exit_as(int status) {
-  if (WIFEXITED(status))
-    _exit(WEXITSTATUS(status));
-  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
-  struct rlimit no_core = {0, 0};
-  setrlimit(RLIMIT_CORE, &no_core);
-  signal(sig, SIG_DFL);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, sig);
-  sigprocmask(SIG_UNBLOCK, &set, NULL);
-  raise(sig);
-  _exit(128 + sig);
-}
-
-/*
- * The runner stays the parent of the command: it dies with waved (a
- * parent-death signal, checked against the pid waved gave it), and then kills
- * the command's whole tree, its process group and its cgroup. It is a child
- * subreaper, so descendants that leave the group (setsid) and lose their
- * parent still hang below it. When the command ends, whatever it left is
- * killed and the runner exits with the command's status.
- */
-static int run_supervised(char **cmd, pid_t parent, const char *cgroup, unsigned long long limit) {
-  sigset_t set, old;
-  runner_sigset(&set);
-  sigprocmask(SIG_BLOCK, &set, &old);
-  if (prctl(PR_SET_PDEATHSIG, RUNNER_DEATH_SIG) != 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
-    return exec_fail(126, "cannot watch", "the parent");
-  if (getppid() != parent) /* waved died before the watch was set */
-    runner_kill_all(cgroup);
-  pid_t child = fork();
-  if (child < 0)
-    return exec_fail(126, "cannot fork for", cmd[0]);
-  if (child == 0) {
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    if (limit) {
-      struct rlimit rl = {(rlim_t)limit, (rlim_t)limit};
-      if (setrlimit(RLIMIT_AS, &rl) != 0)
-        _exit(exec_fail(126, "cannot set RLIMIT_AS for", cmd[0]));
-    }
-    execvp(cmd[0], cmd);
-    _exit(exec_fail(127, "cannot run", cmd[0])); /* the engine reads this line (job_step.c) */
-  }
-  for (;;) {
-    siginfo_t si;
-    int sig = sigwaitinfo(&set, &si);
-    if (sig < 0)
-      continue;
-    if (getppid() != parent)
-      runner_kill_all(cgroup);
-    if (sig == SIGCHLD) {
-      int status;
-      pid_t got;
-      while ((got = waitpid(-1, &status, WNOHANG)) > 0)
-        if (got == child) {
-          wv_jobkill_tree(getpid(), false); /* nothing the step started outlives it */
-          while (waitpid(-1, NULL, WNOHANG) > 0)
-            ;
-          runner_exit_as(status);
-        }
-    } else if (sig != RUNNER_DEATH_SIG) {
-      kill(child, sig); /* a signal sent to the runner alone reaches the command */
-    }
-  }
-}
-
-int wv_job_exec_main(int argc, char **argv) {
-  const char *cgroup = NULL;
-  unsigned long long limit = 0;
-  long parent = 0;
-  int i = 1;
-  if (argc > 1 && strcmp(argv[1], "--job-exec") == 0)
-    i = 2;
-  for (; i < argc && strcmp(argv[i], "--") != 0; i += 2) {
-    if (i + 1 >= argc)
-      return errno = EINVAL, exec_fail(126, "missing value for", argv[i]);
-    if (strcmp(argv[i], "--cgroup") == 0)
-      cgroup = argv[i + 1];
-    else if (strcmp(argv[i], "--rlimit-as") == 0)
-      limit = strtoull(argv[i + 1], NULL, 10);
-    else if (strcmp(argv[i], "--parent") == 0)
-      parent = strtol(argv[i + 1], NULL, 10);
-    else if (strcmp(argv[i], "--job") != 0) /* the job id: for recovery to recognise us */
-      return errno = EINVAL, exec_fail(126, "unknown option", argv[i]);
-  }
-  if (i + 1 >= argc)
-    return errno = EINVAL, exec_fail(126, "no command after", "--");
-  if (cgroup && wv_jobmem_join(cgroup, (long)getpid()) != 0)
-    return exec_fail(126, "cannot join cgroup", cgroup);
-  if (parent > 0)
-    return run_supervised(argv + i + 1, (pid_t)parent, cgroup, limit);
-  if (limit) {
-    struct rlimit rl = {(rlim_t)limit, (rlim_t)limit};
-    if (setrlimit(RLIMIT_AS, &rl) != 0)
-      return exec_fail(126, "cannot set RLIMIT_AS for", argv[i + 1]);
-  }
-  execvp(argv[i + 1], argv + i + 1);
-  return exec_fail(127, "cannot run", argv[i + 1]);
 }
 
 int wv_job_engine_kind(wv_job_engine_t *e, size_t i, char *name, int *running, size_t *waiting) {

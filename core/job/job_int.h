@@ -132,8 +132,9 @@ struct jrun {
   int handles; /* open handles; the run is freed when the last closes */
   bool proc_open, out_open, fn_running;
   bool exited, timed_out, cancelled, abandoned, ending;
-  bool wrapped;          /* the step runs under the job runner (waved --job-exec) */
-  atomic_bool stop_flag; /* read by function steps */
+  bool wrapped;            /* the step runs under the job runner (waved-job-exec) */
+  uint64_t t_step, t_exit; /* uv_hrtime of the step's start and its process's exit (debug log) */
+  atomic_bool stop_flag;   /* read by function steps */
   int64_t exit_code;
   int term_signal;
   int fn_rc;

@@ -11,6 +11,7 @@
 #include "core/job/jobkill.h"
 #include "core/job/jobmem.h"
 #include "core/log.h"
+#include "core/timefmt.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -113,6 +114,11 @@ static void cmd_step_done(jrun_t *r) {
   if (r->abandoned)
     return wv__jobeng_close_run(r);
   int status = r->term_signal ? 128 + r->term_signal : (int)r->exit_code;
+  uint64_t now = uv_hrtime();
+  wv_debug("jobs: %s step '%s' ended (status %d) after %.1f ms, its output closed %.1f ms after "
+           "its exit",
+           j->id, s->name, status, (double)(now - r->t_step) / 1e6,
+           (double)(now - r->t_exit) / 1e6);
   bool failed = status != 0 || r->timed_out || r->cancelled;
   if (r->timed_out) {
     wv__jobeng_fmt_limit(j->deadline_ms, lim, sizeof lim);
@@ -189,6 +195,7 @@ static void on_eof_wait(uv_timer_t *t) {
 static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
   jrun_t *r = p->data;
   r->exited = true;
+  r->t_exit = uv_hrtime();
   r->exit_code = status;
   r->term_signal = sig;
   /* Nothing the step started outlives it. */
@@ -291,6 +298,7 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
   r->pid = r->proc.pid;
   r->proc_open = true;
   r->wrapped = via_runner;
+  uint64_t spawned = uv_hrtime();
   if (r->wrapped) {
     /* Durably, before the step can do anything lasting: a restart after a crash kills this
      * group before it rules on the job (core/job/job_api.c, recover). */
@@ -300,6 +308,8 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
     uv_mutex_unlock(&r->e->mu);
     wv__jobeng_save(r->e, j, WV_JOB_RUNNING);
   }
+  wv_debug("jobs: %s step '%s': %s spawned in %.1f ms, its group saved in %.1f ms", j->id, s->name,
+           o.file, (double)(spawned - r->t_step) / 1e6, (double)(uv_hrtime() - spawned) / 1e6);
   if (r->cgroup[0] && !r->e->exec_path)
     wv_jobmem_join(r->cgroup, r->pid); /* racy without the wrapper; best effort */
   /* A poll handle, not a uv_pipe_t: the fd stays ours to close(). libuv closes the fds it
@@ -333,6 +343,8 @@ static void on_work_done(uv_work_t *w, int status) {
   if (r->abandoned)
     return wv__jobeng_close_run(r);
   int rc = status ? status : r->fn_rc;
+  wv_debug("jobs: %s step '%s' ended (%s) after %.1f ms", j->id, s->name, wv_strerror(rc),
+           (double)(uv_hrtime() - r->t_step) / 1e6);
   if (r->timed_out) {
     wv__jobeng_fmt_limit(j->deadline_ms, lim, sizeof lim);
     wv__jobeng_set_reason(r, -1, "%s timed out after %s", j->kind->label, lim);
@@ -370,6 +382,9 @@ void wv__jobeng_run_step(jrun_t *r) {
     wv__jobeng_log_linef(r, "[waved: %s submitted by request %s]", j->id, rid);
   }
   wv__jobeng_log_linef(r, "[waved: step %zu/%zu: %s]", j->step + 1, j->nsteps, s->name);
+  r->t_step = uv_hrtime();
+  wv_debug("jobs: %s step %zu/%zu '%s' starts %.1f ms after the job", j->id, j->step + 1, j->nsteps,
+           s->name, (double)(wv_now_ns() - j->started_ns) / 1e6);
   if (s->type == WV_JOB_STEP_FN) {
     r->fn_running = true;
     r->work.data = r;

@@ -10,7 +10,9 @@
  * memory group (memory.limit_in_bytes, memory.oom_control oom_kill). The
  * child enters its group before it execs (the --job-exec wrapper), so not one
  * page escapes the limit. Everything here is best effort: a failure falls
- * back to the next mechanism, never stops waved.
+ * back to the next mechanism, never stops waved. Joining a group and signalling its
+ * processes are in core/job/jobcgroup.c: the job runner (core/job/runner.c) links them
+ * without the rest of waved.
  */
 #include "core/job/jobmem.h"
 #include "core/err.h"
@@ -31,20 +33,6 @@
 #define V2_MOUNT "/sys/fs/cgroup"
 #define V2_HYBRID_MOUNT "/sys/fs/cgroup/unified"
 #define V1_MEMORY_MOUNT "/sys/fs/cgroup/memory"
-
-static int write_file(const char *dir, const char *name, const char *val) {
-  char path[4096];
-  int n = snprintf(path, sizeof path, "%s/%s", dir, name);
-  if (n < 0 || (size_t)n >= sizeof path)
-    return -ENAMETOOLONG;
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  ssize_t w = write(fd, val, strlen(val));
-  int err = w < 0 ? -errno : 0;
-  close(fd);
-  return err;
-}
 
 /* Reads a small file into buf (NUL-terminated); returns bytes or -errno. */
 static ssize_t read_file(const char *dir, const char *name, char *buf, size_t n) {
@@ -117,14 +105,14 @@ static bool v2_enable_memory(const char *dir) {
     return false;
   if (read_file(dir, "cgroup.subtree_control", buf, sizeof buf) >= 0 && has_word(buf, "memory"))
     return probe_dir(dir);
-  int rc = write_file(dir, "cgroup.subtree_control", "+memory");
+  int rc = wv_jobmem_write(dir, "cgroup.subtree_control", "+memory");
   if (rc == -EBUSY) { /* we live in dir ourselves: move into a leaf first */
     char leaf[4096], pid[32];
     snprintf(leaf, sizeof leaf, "%s/waved", dir);
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    if ((mkdir(leaf, 0755) != 0 && errno != EEXIST) || write_file(leaf, "cgroup.procs", pid))
+    if ((mkdir(leaf, 0755) != 0 && errno != EEXIST) || wv_jobmem_write(leaf, "cgroup.procs", pid))
       return false;
-    rc = write_file(dir, "cgroup.subtree_control", "+memory");
+    rc = wv_jobmem_write(dir, "cgroup.subtree_control", "+memory");
   }
   return rc == 0 && probe_dir(dir);
 }
@@ -180,11 +168,11 @@ int wv_jobmem_create(wv_job_mem_t m, const char *parent, const char *id, uint64_
   snprintf(val, sizeof val, "%llu", (unsigned long long)bytes);
   int rc;
   if (m == WV_JOB_MEM_CGROUP2) {
-    rc = write_file(dir, "memory.max", val);
-    write_file(dir, "memory.swap.max", "0"); /* absent without swap accounting */
+    rc = wv_jobmem_write(dir, "memory.max", val);
+    wv_jobmem_write(dir, "memory.swap.max", "0"); /* absent without swap accounting */
   } else {
-    rc = write_file(dir, "memory.limit_in_bytes", val);
-    write_file(dir, "memory.memsw.limit_in_bytes", val);
+    rc = wv_jobmem_write(dir, "memory.limit_in_bytes", val);
+    wv_jobmem_write(dir, "memory.memsw.limit_in_bytes", val);
   }
   if (rc) {
     wv_warn("jobs: cannot set the memory limit of %s: %s", dir, strerror(-rc));
@@ -192,12 +180,6 @@ int wv_jobmem_create(wv_job_mem_t m, const char *parent, const char *id, uint64_
     return WV_EIO;
   }
   return 0;
-}
-
-int wv_jobmem_join(const char *dir, long pid) {
-  char val[32];
-  snprintf(val, sizeof val, "%ld", pid);
-  return write_file(dir, "cgroup.procs", val) ? WV_EIO : 0;
 }
 
 long wv_jobmem_oom_kills(wv_job_mem_t m, const char *dir) {
@@ -209,22 +191,6 @@ long wv_jobmem_oom_kills(wv_job_mem_t m, const char *dir) {
     if (strncmp(p, "oom_kill ", 9) == 0)
       return strtol(p + 9, NULL, 10);
   return 0;
-}
-
-int wv_jobmem_signal(const char *dir, int sig) {
-  char path[4096], line[32];
-  int count = 0;
-  snprintf(path, sizeof path, "%s/cgroup.procs", dir);
-  FILE *f = fopen(path, "re");
-  if (!f)
-    return 0;
-  while (fgets(line, sizeof line, f)) {
-    long pid = strtol(line, NULL, 10);
-    if (pid > 1 && pid != (long)getpid() && kill((pid_t)pid, sig) == 0)
-      count++;
-  }
-  fclose(f);
-  return count;
 }
 
 void wv_jobmem_destroy(const char *dir) {

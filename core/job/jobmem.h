@@ -31,7 +31,11 @@ wv_job_mem_t wv_jobmem_detect(const char *hint, bool have_wrapper, char *parent,
 int wv_jobmem_create(wv_job_mem_t m, const char *parent, const char *id, uint64_t bytes, char *dir,
                      size_t n);
 
-/* Moves pid into the group dir. 0 or WV_EIO. */
+/* Writes val to dir/name (a cgroup control file); 0 or -errno. */
+int wv_jobmem_write(const char *dir, const char *name, const char *val);
+
+/* Moves pid into the group dir. 0 or WV_EIO. (This, wv_jobmem_write and wv_jobmem_signal are
+ * in core/job/jobcgroup.c, libc only: the job runner links them.) */
 int wv_jobmem_join(const char *dir, long pid);
 
 /* Number of OOM kills recorded in the group (0 when unknown). */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/e2e/crash.sh — a crash leaves nothing running (docs/jobs.md "Durability and
 # restart"). 1. kill -9 of waved in the middle of a buildah build (a long RUN): every
-# process the build started (the job runner, buildah, buildah-chroot-exec, the step's
+# process the build started (the job runner waved-job-exec, buildah, buildah-chroot-exec, the step's
 # sleep) is gone within seconds, the restarted waved marks the build failed, and the
 # same request builds again and succeeds. 2. A job runner that survives waved (here:
 # SIGSTOPped, so it cannot act on its parent-death signal) keeps the build running
@@ -74,8 +74,10 @@ ok "crash: 200" test "$(post "{\"containerFile\":\"$CF1\"}" "$T/r1.json")" = 200
 ID1=$(field "$T/r1.json" 'd["buildId"]')
 ok "crash: the RUN sleeps below waved" wait_sleep "$T/tree1"
 ok "crash: buildah runs" grep -q ':buildah' "$T/tree1"
-# The runner is waved itself (comm "waved") below waved: pick it by name, not by pid order.
-runner_of() { grep ':waved$' "$1" | head -1 | cut -d: -f1; }
+# The runner is waved-job-exec (installed next to waved in the build tree, docs/jobs.md)
+# below waved: pick it by name, not by pid order.
+runner_of() { grep ':waved-job-exec$' "$1" | head -1 | cut -d: -f1; }
+ok "crash: the runner is waved-job-exec, not waved itself" test -n "$(runner_of "$T/tree1")"
 ok "crash: the step runs under its job runner" \
   bash -c "tr '\0' ' ' </proc/$(runner_of "$T/tree1")/cmdline | grep -q -- '--job-exec --parent $WAVED_PID --job '"
 kill9_waved
