@@ -9,7 +9,8 @@
 #include <string.h>
 #include <sys/random.h>
 
-/* The rare kernel without getrandom(2): OpenSSL's DRBG (RAND_bytes takes an int length). */
+/* A kernel without getrandom(2), or a seccomp profile refusing it: OpenSSL's DRBG (RAND_bytes
+ * takes an int length). */
 static int openssl_bytes(uint8_t *b, size_t n) {
   while (n > 0) {
     int chunk = n > INT_MAX ? INT_MAX : (int)n;
@@ -35,7 +36,7 @@ int wv_rand_bytes(void *p, size_t n) {
     ssize_t got = getrandom(b, n, 0);
     if (got < 0 && errno == EINTR)
       continue;
-    if (got < 0 && errno == ENOSYS)
+    if (got < 0 && (errno == ENOSYS || errno == EPERM)) /* no getrandom, or seccomp refuses it */
       return openssl_bytes(b, n);
     if (got <= 0)
       return WV_EINTERNAL;

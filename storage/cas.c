@@ -48,8 +48,9 @@ struct wv_cas {
   char *tmp;  /* <root>/blobs/tmp/<instance> */
   char instance[INSTANCE_MAX];
   uint64_t max_blob;
-  atomic_uint_fast64_t seq;      /* temp file names */
-  atomic_uint_fast64_t removals; /* blobs this process removed or was about to (wv_cas_removals) */
+  atomic_uint_fast64_t seq; /* temp file names */
+  atomic_uint_fast64_t
+      removals; /* blobs this process removed, counted after each unlink (wv_cas_removals) */
 };
 
 struct wv_cas_writer {
@@ -466,8 +467,8 @@ int wv_cas_delete(wv_cas_t *c, const char *digest) {
   char *path = blob_path(c, digest, 1);
   if (!path)
     return WV_ENOMEM;
-  atomic_fetch_add(&c->removals, 1); /* before: see wv_cas_removals */
   int rc = unlink(path) == 0 ? 0 : (errno == ENOENT ? WV_ENOTFOUND : WV_EIO);
+  atomic_fetch_add(&c->removals, 1); /* after the unlink: see wv_cas_removals */
   free(path);
   return rc;
 }
@@ -510,8 +511,9 @@ static int sweep_shard(wv_cas_t *c, int dfd, int64_t cutoff_ms, wv_cas_keep_cb k
     int64_t mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
     if (!S_ISREG(st.st_mode) || mtime_ms >= cutoff_ms || keep(arg, sha))
       continue;
-    atomic_fetch_add(&c->removals, 1); /* before: see wv_cas_removals */
-    if (unlinkat(dirfd(d), de->d_name, 0) == 0) {
+    int gone = unlinkat(dirfd(d), de->d_name, 0);
+    atomic_fetch_add(&c->removals, 1); /* after the unlink: see wv_cas_removals */
+    if (gone == 0) {
       if (removed)
         (*removed)++;
       if (bytes)

@@ -104,8 +104,9 @@ int wv_cas_delete(wv_cas_t *c, const char *digest);
 
 /*
  * How many blobs this process's wv_cas_delete and wv_cas_sweep have removed so far, counted
- * before each removal. A blob seen present (wv_cas_exists) after reading the count N is still
- * present while the count is N, unless something else removes files (another instance sharing
+ * after each unlink. A blob seen present (wv_cas_exists) after reading the count N is still
+ * present while the count is N (an unlink after the stat raises the count; one before the
+ * stat made the stat fail), unless something else removes files (another instance sharing
  * the directory, a person): build/layers.c skips its per-request stat that way on a single
  * instance.
  */
