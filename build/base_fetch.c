@@ -276,6 +276,8 @@ static int one_layer(fetch_t *f, const flayer_t *l, char *why, size_t whylen) {
   pthread_mutex_unlock(&t->mu);
   char x[WV_EMBEDDED_DIGEST_LEN];
   rc = wv_embedded_map_blob(f->app->store, f->app->cas, l->g, l->mt, l->x, &t->stop, x);
+  if (rc == WV_EEXISTS) /* X got another map meanwhile (the first wins): seeding uses it */
+    rc = 0;
   if (rc == WV_EDIGEST)
     snprintf(why, whylen, "it inflates to %s, the image config says %s", x, l->x);
   else if (rc)
@@ -335,7 +337,7 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
     const wv_base_fetch_layer_t *l = &layers[i];
     if (l->size <= 0 || (uint64_t)l->size > WV_BASE_FETCH_MAX || !wv_cas_digest_valid(l->digest) ||
         !wv_cas_digest_valid(l->diff_id) || !gzip_type(l->media_type) ||
-        wv_embedded_mapped(app->store, app->cas, l->diff_id, l->digest))
+        wv_embedded_mapped(app->store, app->cas, l->diff_id, NULL)) /* any live map of X */
       continue;
     flayer_t *d = &f->layers[f->n++];
     snprintf(d->g, sizeof d->g, "%s", l->digest);
