@@ -712,6 +712,103 @@ TEST(base_fetch_maps_verified_layers) {
   fx_close(&f);
 }
 
+/* A registry that answers /v2/ and never answers anything else (the connection held open). */
+typedef struct {
+  int fd, held[8], nheld;
+  pthread_t tid;
+} stall_t;
+
+static void *stall_serve(void *arg) {
+  stall_t *r = arg;
+  for (;;) {
+    int c = accept(r->fd, NULL, NULL);
+    if (c < 0)
+      return NULL;
+    char buf[4096];
+    ssize_t n = read(c, buf, sizeof buf - 1);
+    if (n > 0 && strncmp(buf, "GET /v2/ ", 9) == 0) {
+      const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      if (write(c, ok, strlen(ok)) < 0)
+        (void)0;
+      close(c);
+    } else if (r->nheld < 8) {
+      r->held[r->nheld++] = c; /* no answer, ever */
+    } else {
+      close(c);
+    }
+  }
+}
+
+static void stall_stop(void *arg) {
+  stall_t *r = arg;
+  shutdown(r->fd, SHUT_RDWR);
+  pthread_join(r->tid, NULL);
+  close(r->fd);
+  for (int i = 0; i < r->nheld; i++)
+    close(r->held[i]);
+}
+
+/* The prefetch's bounds (build/base_fetch.h): a base over the budget or a disk that would fall
+ * under the margin is refused; a layer no build wants any more stops, even while the registry
+ * has not answered (a listener that never accepts), long before any timeout. */
+TEST(base_fetch_bounds) {
+  static fx_t f;
+  CHECK_EQ_INT(wv_base_fetch_admit(WV_BASE_FETCH_BASE_MAX + 1, 0, UINT64_MAX), WV_ETOOBIG);
+  CHECK_OK(wv_base_fetch_admit(WV_BASE_FETCH_BASE_MAX, WV_BASE_FETCH_BASE_MAX, UINT64_MAX));
+  CHECK_EQ_INT(wv_base_fetch_admit(100, 100, 100 + WV_BASE_FETCH_DISK_MARGIN - 1), WV_ENOSPC);
+  CHECK_EQ_INT(wv_base_fetch_admit(100, 100, 50), WV_ENOSPC);
+  CHECK_OK(wv_base_fetch_admit(100, 100, 100 + WV_BASE_FETCH_DISK_MARGIN));
+  CHECK_OK(fx_open(&f));
+  static stall_t st;
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  st.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(st.fd >= 0 && bind(st.fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        listen(st.fd, 16) == 0 && getsockname(st.fd, (struct sockaddr *)&sa, &sl) == 0);
+  CHECK(pthread_create(&st.tid, NULL, stall_serve, &st) == 0);
+  TEST_CLEANUP(stall_stop, &st);
+  wv_config_t cfg;
+  CHECK_OK(wv_config_defaults(&cfg));
+  wv_registries_t none = {0};
+  wv_upstream_t *u = NULL;
+  CHECK_OK(wv_upstream_new(&u, &none));
+  wv_upstream_set_timeouts(u, 30000, 30000);
+  wv_app_t app = {.cfg = &cfg, .store = f.s, .cas = f.c, .upstream = u};
+  wv_base_fetch_table_t *t = NULL;
+  CHECK_OK(wv_base_fetch_table_new(&t));
+  char registry[64], g[WV_DIGEST_STRLEN], x[WV_DIGEST_STRLEN];
+  snprintf(registry, sizeof registry, "127.0.0.1:%d", ntohs(sa.sin_port));
+  CHECK_OK(wv_digest_of("g", 1, g));
+  CHECK_OK(wv_digest_of("x", 1, x));
+  const char *mt = "application/vnd.oci.image.layer.v1.tar+gzip";
+  wv_base_fetch_layer_t big[2] = {{g, (int64_t)(WV_BASE_FETCH_BASE_MAX / 2 + 1), mt, x},
+                                  {x, (int64_t)(WV_BASE_FETCH_BASE_MAX / 2 + 1), mt, g}};
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, big, 2), WV_ETOOBIG);
+  wv_base_fetch_layer_t one[1] = {{g, 1000, mt, x}};
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, one, 1), 1);
+  /* a second build of the base joins it: one release leaves it running */
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, one, 1), 0);
+  usleep(300000);
+  wv_base_fetch_release(t, one, 1);
+  usleep(1500000);
+  CHECK_EQ_INT(wv_base_fetch_inflight(t), 1);
+  int64_t t0 = wv_now_ms();
+  wv_base_fetch_release(t, one, 1);
+  for (int i = 0; i < 1000 && wv_base_fetch_inflight(t) > 0; i++)
+    usleep(10000);
+  CHECK_EQ_INT(wv_base_fetch_inflight(t), 0);
+  CHECK(wv_now_ms() - t0 < 5000);
+  /* shutdown: a GET waiting for the answer ends with the table */
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, one, 1), 1);
+  usleep(300000);
+  t0 = wv_now_ms();
+  wv_base_fetch_table_free(t);
+  CHECK(wv_now_ms() - t0 < 5000);
+  wv_upstream_free(u);
+  wv_config_free(&cfg);
+  fx_close(&f);
+}
+
 WV_TEST_GLOBALS;
 static const wv_test_t tests[] = {T(import_and_lookup),
                                   T(import_index),
@@ -720,7 +817,8 @@ static const wv_test_t tests[] = {T(import_and_lookup),
                                   T(jobstore_records_and_logs),
                                   T(seeded_layout_maps_layers),
                                   T(first_map_wins_and_seed_record),
-                                  T(base_fetch_maps_verified_layers)};
+                                  T(base_fetch_maps_verified_layers),
+                                  T(base_fetch_bounds)};
 
 int main(int argc, char **argv) {
   wv_log_set_level(WV_LOG_ERROR);
