@@ -368,9 +368,12 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
   if (!t || !app->upstream || !registry || !image || n > WV_BASE_FETCH_LAYERS)
     return WV_EINVAL;
   uint64_t total = 0, need = 0, have;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) { /* each is capped first: the sum cannot wrap */
+    if (layers[i].size > (int64_t)WV_BASE_FETCH_BASE_MAX)
+      return WV_ETOOBIG;
     if (layers[i].size > 0)
       total += (uint64_t)layers[i].size;
+  }
   if (total > WV_BASE_FETCH_BASE_MAX)
     return WV_ETOOBIG;
   fetch_t *f = calloc(1, sizeof *f + n * sizeof f->layers[0]);

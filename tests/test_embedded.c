@@ -784,6 +784,8 @@ TEST(base_fetch_bounds) {
   wv_base_fetch_layer_t big[2] = {{g, (int64_t)(WV_BASE_FETCH_BASE_MAX / 2 + 1), mt, x},
                                   {x, (int64_t)(WV_BASE_FETCH_BASE_MAX / 2 + 1), mt, g}};
   CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, big, 2), WV_ETOOBIG);
+  big[0].size = big[1].size = INT64_MAX; /* a sum that would wrap */
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, big, 2), WV_ETOOBIG);
   wv_base_fetch_layer_t one[1] = {{g, 1000, mt, x}};
   CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, one, 1), 1);
   /* a second build of the base joins it: one release leaves it running */
