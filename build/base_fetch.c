@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -39,6 +40,7 @@ typedef struct entry {
   uint64_t size, got;
   int64_t t0_ns;      /* the layer's turn came */
   int64_t fetched_ns; /* its bytes are all there (the inflate runs); 0 while they arrive */
+  int interest;       /* builds that want it (started it or joined, not released yet) */
 } entry_t;
 
 typedef struct {
@@ -66,7 +68,8 @@ typedef struct {
   const wv_app_t *app;
   int slot;
   char *registry, *image, *who_copy;
-  const char *who; /* who_copy, or WV_WHO_WAVED / NULL as given */
+  const char *who;     /* who_copy, or WV_WHO_WAVED / NULL as given */
+  int64_t deadline_ns; /* the whole fetch's (wave.build.timeout from its start) */
   size_t n;
   flayer_t layers[];
 } fetch_t;
@@ -170,20 +173,35 @@ typedef struct {
   entry_t *e;
   wv_cas_writer_t *w;
   uint64_t max;
+  int64_t deadline_ns;
   int rc;
 } feed_t;
 
+/* Why a layer must stop now: WV_ECLOSED (waved stops, or no build wants it any more),
+ * WV_ETIMEOUT (the fetch's deadline passed), else 0. */
+static int halt_reason(wv_base_fetch_table_t *t, entry_t *e, int64_t deadline_ns) {
+  if (atomic_load(&t->stop))
+    return WV_ECLOSED;
+  if (wv_now_ns() >= deadline_ns)
+    return WV_ETIMEOUT;
+  pthread_mutex_lock(&t->mu);
+  int interest = e ? e->interest : 1;
+  pthread_mutex_unlock(&t->mu);
+  return interest > 0 ? 0 : WV_ECLOSED;
+}
+
 static bool stopped(void *arg) {
   feed_t *f = arg;
-  return atomic_load(&f->t->stop);
+  int rc = halt_reason(f->t, f->e, f->deadline_ns);
+  if (rc && !f->rc)
+    f->rc = rc;
+  return rc != 0;
 }
 
 static int feed(void *arg, const char *data, size_t len) {
   feed_t *f = arg;
-  if (atomic_load(&f->t->stop)) {
-    f->rc = WV_ECLOSED;
+  if (stopped(f))
     return 1;
-  }
   if (wv_cas_written(f->w) + len > f->max) {
     f->rc = WV_ETOOBIG;
     return 1;
@@ -205,7 +223,10 @@ static int fetch_layer(fetch_t *f, const flayer_t *l, entry_t *e, char *why, siz
   char base[512];
   if (wv_upstream_base_url(app->upstream, f->registry, base, sizeof base))
     return snprintf(why, whylen, "no URL for registry %s", f->registry), WV_EINVAL;
-  feed_t fd = {.t = f->t, .e = e, .max = (uint64_t)l->size};
+  feed_t fd = {.t = f->t, .e = e, .max = (uint64_t)l->size, .deadline_ns = f->deadline_ns};
+  int64_t left_ms = (f->deadline_ns - wv_now_ns()) / 1000000;
+  if (left_ms < 1)
+    return snprintf(why, whylen, "the fetch's deadline passed"), WV_ETIMEOUT;
   int rc = wv_cas_begin(app->cas, &fd.w);
   wv_arena_t *a = rc ? NULL : wv_arena_new(16384);
   if (!rc && !a)
@@ -219,7 +240,7 @@ static int fetch_layer(fetch_t *f, const flayer_t *l, entry_t *e, char *why, siz
                           .who = f->who,
                           .digest = l->g,
                           .base = base,
-                          .timeout_ms = app->cfg->build_timeout_ms,
+                          .timeout_ms = left_ms, /* the fetch's deadline, not per layer */
                           .idle_timeout_ms = app->cfg->hc_idle_timeout_ms,
                           .feed = feed,
                           .feed_arg = &fd,
@@ -276,6 +297,8 @@ static int one_layer(fetch_t *f, const flayer_t *l, char *why, size_t whylen) {
   pthread_mutex_unlock(&t->mu);
   char x[WV_EMBEDDED_DIGEST_LEN];
   rc = wv_embedded_map_blob(f->app->store, f->app->cas, l->g, l->mt, l->x, &t->stop, x);
+  if (rc == WV_EEXISTS) /* X got another map meanwhile (the first wins): seeding uses it */
+    rc = 0;
   if (rc == WV_EDIGEST)
     snprintf(why, whylen, "it inflates to %s, the image config says %s", x, l->x);
   else if (rc)
@@ -293,7 +316,15 @@ static void *run(void *arg) {
     const flayer_t *l = &f->layers[i];
     char why[1024] = "";
     int64_t t0 = wv_now_ns();
-    int rc = atomic_load(&t->stop) ? WV_ECLOSED : one_layer(f, l, why, sizeof why);
+    pthread_mutex_lock(&t->mu);
+    entry_t *cur = find(t, l->g);
+    pthread_mutex_unlock(&t->mu);
+    int rc = halt_reason(t, cur, f->deadline_ns);
+    if (rc)
+      snprintf(why, sizeof why, "%s",
+               rc == WV_ETIMEOUT ? "the fetch's deadline passed" : "no build wants it any more");
+    else
+      rc = one_layer(f, l, why, sizeof why);
     if (rc == WV_EDIGEST)
       wv_warn("build base %s/%s: layer %s not mapped: %s", f->registry, f->image, l->g, why);
     else if (rc)
@@ -323,11 +354,28 @@ static void *run(void *arg) {
   return NULL;
 }
 
+int wv_base_fetch_admit(uint64_t total, uint64_t need, uint64_t free_bytes) {
+  if (total > WV_BASE_FETCH_BASE_MAX)
+    return WV_ETOOBIG;
+  if (free_bytes < need || free_bytes - need < WV_BASE_FETCH_DISK_MARGIN)
+    return WV_ENOSPC;
+  return 0;
+}
+
 int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const char *registry,
                         const char *image, const char *who, const wv_base_fetch_layer_t *layers,
                         size_t n) {
   if (!t || !app->upstream || !registry || !image || n > WV_BASE_FETCH_LAYERS)
     return WV_EINVAL;
+  uint64_t total = 0, need = 0, have;
+  for (size_t i = 0; i < n; i++) { /* each is capped first: the sum cannot wrap */
+    if (layers[i].size > (int64_t)WV_BASE_FETCH_BASE_MAX)
+      return WV_ETOOBIG;
+    if (layers[i].size > 0)
+      total += (uint64_t)layers[i].size;
+  }
+  if (total > WV_BASE_FETCH_BASE_MAX)
+    return WV_ETOOBIG;
   fetch_t *f = calloc(1, sizeof *f + n * sizeof f->layers[0]);
   if (!f)
     return WV_ENOMEM;
@@ -335,14 +383,26 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
     const wv_base_fetch_layer_t *l = &layers[i];
     if (l->size <= 0 || (uint64_t)l->size > WV_BASE_FETCH_MAX || !wv_cas_digest_valid(l->digest) ||
         !wv_cas_digest_valid(l->diff_id) || !gzip_type(l->media_type) ||
-        wv_embedded_mapped(app->store, app->cas, l->diff_id, l->digest))
+        wv_embedded_mapped(app->store, app->cas, l->diff_id, NULL)) /* any live map of X */
       continue;
     flayer_t *d = &f->layers[f->n++];
     snprintf(d->g, sizeof d->g, "%s", l->digest);
     snprintf(d->x, sizeof d->x, "%s", l->diff_id);
     snprintf(d->mt, sizeof d->mt, "%s", l->media_type);
     d->size = l->size;
+    if (wv_cas_exists(app->cas, l->digest, &have) != 0)
+      need += (uint64_t)l->size;
   }
+  struct statvfs vfs;
+  uint64_t free_bytes = UINT64_MAX;
+  if (need > 0 && app->cfg->storage_path && statvfs(app->cfg->storage_path, &vfs) == 0)
+    free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+  int admit = f->n ? wv_base_fetch_admit(total, need, free_bytes) : 0;
+  if (admit) {
+    free(f);
+    return admit;
+  }
+  f->deadline_ns = wv_now_ns() + app->cfg->build_timeout_ms * 1000000LL;
   pthread_t reap[WV_BASE_FETCH_THREADS];
   int nreap = 0, slot = -1;
   pthread_mutex_lock(&t->mu);
@@ -356,6 +416,11 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
       slot = i;
   }
   size_t k = 0;
+  for (size_t i = 0; i < f->n; i++) { /* this build wants those in flight too */
+    entry_t *e = find(t, f->layers[i].g);
+    if (e)
+      e->interest++;
+  }
   for (size_t i = 0; slot >= 0 && i < f->n; i++) { /* take the layers nobody has */
     if (find(t, f->layers[i].g))
       continue;
@@ -365,6 +430,7 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
     snprintf(e->g, sizeof e->g, "%s", f->layers[i].g);
     e->size = (uint64_t)f->layers[i].size;
     e->t0_ns = wv_now_ns();
+    e->interest = 1;
     e->next = t->inflight;
     t->inflight = e;
     f->layers[k++] = f->layers[i];
@@ -416,6 +482,20 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
     return rc;
   }
   return (int)k;
+}
+
+void wv_base_fetch_release(wv_base_fetch_table_t *t, const wv_base_fetch_layer_t *layers,
+                           size_t n) {
+  if (!t)
+    return;
+  pthread_mutex_lock(&t->mu);
+  for (size_t i = 0; i < n; i++) {
+    entry_t *e = layers[i].digest ? find(t, layers[i].digest) : NULL;
+    if (e && e->interest > 0)
+      e->interest--;
+  }
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
 }
 
 size_t wv_base_fetch_inflight(wv_base_fetch_table_t *t) {
@@ -551,6 +631,7 @@ static int seed_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
     return 0;
   }
   int64_t waited = wv_base_fetch_wait(wv__build_fetches(app), layers, n);
+  wv_base_fetch_release(wv__build_fetches(app), layers, n); /* what is still in flight: late */
   const char **ids = wv_arena_calloc(a, n * sizeof *ids);
   const char *layout = wv_arena_sprintf(a, "%s/oci", wd);
   int seeded = 0;

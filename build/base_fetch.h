@@ -14,6 +14,12 @@
  * for layers still in flight only while that is projected to be cheaper than buildah gzipping
  * them (wv_base_fetch_wait), then seeds the layout with every layer mapped by then.
  *
+ * Bounds: one deadline per fetch (wave.build.timeout from its start, over all its layers, not
+ * per layer), a budget per base (WV_BASE_FETCH_BASE_MAX bytes of layers), a free-disk check
+ * before it starts (WV_BASE_FETCH_DISK_MARGIN), and each layer in flight counts the builds that
+ * want it: once none does (their seed steps are done, wv_base_fetch_release), it stops. The
+ * table's stop flag is also checked while a GET waits for the registry's answer.
+ *
  * Builds of one base share the fetch of each layer (the table is keyed by G). At most
  * WV_BASE_FETCH_THREADS fetch threads run at once; past that a build is not prefetched and
  * pushes as before. A failure is logged and never fails the build.
@@ -36,6 +42,11 @@
 #define WV_BASE_FETCH_THREADS 4         /* fetch threads at once */
 #define WV_BASE_FETCH_LAYERS 128        /* layers of one base looked at */
 #define WV_BASE_FETCH_MAX (16ULL << 30) /* bytes of one layer fetched */
+/* The budget of one base: a base whose gzip layers sum above this is not prefetched. */
+#define WV_BASE_FETCH_BASE_MAX (4ULL << 30)
+/* Free bytes that must remain under storage.path once the layers to fetch are written; else the
+ * build is not prefetched (its push gzips, as without a prefetch). */
+#define WV_BASE_FETCH_DISK_MARGIN (1ULL << 30)
 #define WV_BASE_FETCH_WAIT_MAX_MS 60000 /* the seed step's wait, at most */
 /* What the seed step weighs, measured on the benchmark machine (docs/benchmarks.md "Fourth
  * pass"): buildah 1.28's push gzipped the 54 MB of the bench's base in 0.66-0.78 s (about
@@ -70,6 +81,13 @@ int wv_base_fetch_layers(wv_arena_t *a, const char *manifest, size_t mlen, const
                          size_t clen, wv_base_fetch_layer_t **out, size_t *n);
 
 /*
+ * Whether a base may be prefetched: total (bytes of all its gzip layers), need (bytes of those
+ * the blob store lacks) and the free bytes of the blob store's file system. 0; WV_ETOOBIG
+ * (total above WV_BASE_FETCH_BASE_MAX), WV_ENOSPC (free - need under WV_BASE_FETCH_DISK_MARGIN).
+ */
+int wv_base_fetch_admit(uint64_t total, uint64_t need, uint64_t free_bytes);
+
+/*
  * Starts fetching and mapping the layers of <registry>/<image> that are neither mapped nor in
  * flight already, acting for who (registry/upstream.h), on a thread of its own. Returns the
  * number of layers it took on (0: nothing to do, or no thread free), or a negative WV_E*.
@@ -77,6 +95,12 @@ int wv_base_fetch_layers(wv_arena_t *a, const char *manifest, size_t mlen, const
 int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const char *registry,
                         const char *image, const char *who, const wv_base_fetch_layer_t *layers,
                         size_t n);
+
+/*
+ * The build that started a fetch of layers (wv_base_fetch_start) no longer needs it (its
+ * seed step is done): each layer in flight loses one interested build; a layer none wants any
+ * more is stopped (not fetched, or its GET aborted). */
+void wv_base_fetch_release(wv_base_fetch_table_t *t, const wv_base_fetch_layer_t *layers, size_t n);
 
 /* Layers in flight now (all builds). */
 size_t wv_base_fetch_inflight(wv_base_fetch_table_t *t);

@@ -46,6 +46,7 @@
 #include <sys/utsname.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 struct wv_build_table {
   pthread_mutex_t create_mu; /* decide and create, as one step */
@@ -830,6 +831,8 @@ static int cleanup_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
     return 0;
   snprintf(path, sizeof path, "%s/oci", wd);
   wv__build_rmtree(path);
+  snprintf(path, sizeof path, "%s/oci.seeded", wd); /* its seed record (storage/embedded.h) */
+  unlink(path);
   return 0;
 }
 

@@ -344,6 +344,17 @@ static int guard_options(CURL *e, guard_t *g, struct curl_slist **list) {
 
 /* ---- transfer ------------------------------------------------------------------------ */
 
+/* CURLOPT_XFERINFOFUNCTION: the caller's stop_cb, also while no byte has come yet. */
+static int on_progress(void *arg, curl_off_t dlt, curl_off_t dln, curl_off_t ult, curl_off_t uln) {
+  xfer_t *x = arg;
+  (void)dlt, (void)dln, (void)ult, (void)uln;
+  if (x->req->stop_cb && x->req->stop_cb(x->req->body_arg)) {
+    x->aborted = 1;
+    return 1;
+  }
+  return 0;
+}
+
 static void set_options(CURL *e, const wv_http_req_t *req, xfer_t *x, struct curl_slist *hdrs) {
   const char *method = req->method ? req->method : "GET";
   curl_easy_setopt(e, CURLOPT_URL, req->url);
@@ -371,6 +382,11 @@ static void set_options(CURL *e, const wv_http_req_t *req, xfer_t *x, struct cur
   if (req->body_cb)
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, STREAM_BUFFER_SIZE);
   curl_easy_setopt(e, CURLOPT_USERAGENT, "waved");
+  if (req->stop_cb) {
+    curl_easy_setopt(e, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(e, CURLOPT_XFERINFODATA, x);
+    curl_easy_setopt(e, CURLOPT_NOPROGRESS, 0L);
+  }
   if (strcmp(method, "HEAD") == 0) {
     curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
   } else if (strcmp(method, "GET") != 0) {

@@ -28,6 +28,7 @@
 #include "core/config.h"
 #include "core/netpolicy.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,7 +64,10 @@ typedef struct {
   uint64_t min_rate;       /* with idle_timeout_ms: abort below this many bytes/s over it (0: 1) */
   wv_http_body_cb body_cb; /* when set, the response body goes here, not to resp->body */
   void *body_arg;
-  wv_http_head_cb head_cb;      /* optional; gets body_arg */
+  wv_http_head_cb head_cb; /* optional; gets body_arg */
+  /* optional; gets body_arg: asked while the transfer runs (curl's progress callback, about
+   * once a second even before any byte arrives); true aborts it (WV_ECLOSED) */
+  bool (*stop_cb)(void *arg);
   const wv_netpolicy_t *policy; /* when set, the destination must pass it (SSRF, see above) */
 } wv_http_req_t;
 

@@ -162,6 +162,8 @@ static bool follow_stopped(wv_fetch_follow_t *f) {
   return f->halted;
 }
 
+static bool follow_stop_cb(void *arg) { return follow_stopped(arg); }
+
 static int follow_head(void *arg, const wv_http_resp_t *resp) {
   wv_fetch_follow_t *f = arg;
   f->ok = resp->status == 200;
@@ -189,6 +191,7 @@ static int follow_hop(const wv_app_t *app, wv_fetch_follow_t *f, wv_http_resp_t 
   if (f->feed || f->stopped) {
     req.body_cb = f->feed ? follow_body : NULL;
     req.head_cb = follow_head;
+    req.stop_cb = f->stopped ? follow_stop_cb : NULL; /* also before the head comes */
     req.body_arg = f;
   }
   f->ok = false;

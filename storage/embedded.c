@@ -16,12 +16,19 @@
  * media-type" and "gz/G" → X (only after hashing the inflated bytes itself).
  * wv_embedded_seed_layout puts, in a build's own new layout, a hard link to
  * the CAS file of G under the name X; buildah then skips that layer and writes
- * the descriptor {uncompressed media type, X, size of G}. The import maps such
- * a descriptor back to G when "diff/X" names G with that size, taking the
- * layout file as G's bytes: without reading it when it is the CAS file itself
- * (same inode), else hashed as G. The manifest is rewritten (new digest). No
- * name is shared between builds: each layout is private, the CAS file is never
- * written through the link.
+ * the descriptor {uncompressed media type, X, size of G}, and writes the seed
+ * record <layout>.seeded (X G size type per link). The import maps such a
+ * descriptor back to G when the layout's seed record (else "diff/X") names G
+ * with that size, taking the layout file as G's bytes: without reading it when
+ * it is the CAS file itself (same inode), else hashed as G; the descriptor gets
+ * the gzip type of the manifest's kind (OCI or Docker). The manifest is
+ * rewritten (new digest). No name is shared between builds: each layout is
+ * private, the CAS file is never written through the link.
+ *
+ * The first map of X wins: a writer (map-layers after an unseeded push, whose
+ * G_b is buildah's gzip of X, or the base fetch with upstream's G) records
+ * "diff/X" only when no map of X names a blob the CAS still holds (PUT_NX, a
+ * dead map is dropped first), so maps never flip between two gzips of X.
  */
 #include "storage/embedded.h"
 #include "core/arena.h"
@@ -41,7 +48,11 @@
 #include <zlib.h>
 
 #define MAX_OPS 4096 /* records of one import; an image has a few dozen */
-#define MAX_DEPTH 2  /* index → manifest */
+/* The seed record of a layout: <layout>.seeded, one "X G size media-type" line per link that
+ * wv_embedded_seed_layout made, read by the import of that layout only. */
+#define SEEDED_SUFFIX ".seeded"
+#define SEEDED_MAX (64u << 10) /* bytes of a seed record */
+#define MAX_DEPTH 2            /* index → manifest */
 #define CHUNK 65536
 
 typedef struct {
@@ -54,6 +65,7 @@ typedef struct {
   size_t nops;
   char *err;
   size_t errlen;
+  const char *seeded; /* the layout's seed record (SEEDED_SUFFIX), NULL: none */
 } import_t;
 
 static int failf(import_t *im, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -176,17 +188,48 @@ static bool is_cas_file(wv_cas_t *c, const char *digest, const char *path) {
   return same;
 }
 
+/* The line of the layout's seed record for x: its G, size and media type. 0 or WV_ENOTFOUND. */
+static int seeded_map(const import_t *im, const char *x, char g[WV_DIGEST_STRLEN], long long *size,
+                      char mt[WV_EMBEDDED_MEDIATYPE_MAX]) {
+  size_t xl = strlen(x);
+  for (const char *p = im->seeded; p && *p;) {
+    const char *nl = strchr(p, '\n');
+    size_t n = nl ? (size_t)(nl - p) : strlen(p);
+    char line[512];
+    if (n > xl && n < sizeof line && strncmp(p, x, xl) == 0 && p[xl] == ' ') {
+      memcpy(line, p, n);
+      line[n] = '\0';
+      if (sscanf(line + xl + 1, "%71s %lld %255s", g, size, mt) == 3 && wv_cas_digest_valid(g) &&
+          gzip_layer(mt) && *size >= 0)
+        return 0;
+    }
+    p = nl ? nl + 1 : p + n;
+  }
+  return WV_ENOTFOUND;
+}
+
+/* The gzip media type that goes with a plain layer type: OCI's in an OCI manifest, Docker's in
+ * a Docker v2 one, whatever the map recorded (the upstream's). */
+static const char *gzip_type_for(const char *plain_mt) {
+  return strncmp(plain_mt, "application/vnd.docker.", 23) == 0
+             ? "application/vnd.docker.image.rootfs.diff.tar.gzip"
+             : "application/vnd.oci.image.layer.v1.tar+gzip";
+}
+
 /*
  * A layer descriptor {uncompressed media type, X, size} that a seeded layout made buildah
- * skip (LAYER MAPS above): *mapped when "diff/X" names a gzip blob G of that size and the
- * layout's file for X holds G (the CAS file itself, or bytes that hash to G); the
- * descriptor then names G. Anything else is left to the plain import (*mapped false).
+ * skip (LAYER MAPS above): *mapped when the layout's seed record (else "diff/X") names a gzip
+ * blob G of that size and the layout's file for X holds G (the CAS file itself, or bytes that
+ * hash to G); the descriptor then names G, with the gzip type of the manifest's kind.
+ * Anything else is left to the plain import (*mapped false).
  */
-static int import_mapped(import_t *im, json_object *d, const char *x, int64_t size, bool *mapped) {
+static int import_mapped(import_t *im, json_object *d, const char *x, const char *plain_mt,
+                         int64_t size, bool *mapped) {
   char g[WV_DIGEST_STRLEN], mt[WV_EMBEDDED_MEDIATYPE_MAX], path[4096];
   long long gsize;
   *mapped = false;
-  if (layer_map(im->s, x, g, &gsize, mt, NULL) != 0 || gsize != size)
+  if ((seeded_map(im, x, g, &gsize, mt) != 0 || gsize != size) &&
+      (layer_map(im->s, x, g, &gsize, mt, NULL) != 0 || gsize != size))
     return 0;
   blob_path(im, x, path, sizeof path);
   int rc;
@@ -204,7 +247,7 @@ static int import_mapped(import_t *im, json_object *d, const char *x, int64_t si
   if (rc)
     return rc;
   *mapped = true;
-  rc = wv_json_add_str(d, "mediaType", mt);
+  rc = wv_json_add_str(d, "mediaType", gzip_type_for(plain_mt));
   return rc ? rc : wv_json_add_str(d, "digest", g);
 }
 
@@ -278,7 +321,7 @@ static int import_image(import_t *im, json_object *m, bool *changed) {
       return rc;
     if (wv_json_get_str(l, "mediaType", &mt))
       mt = NULL;
-    if (plain_layer(mt) && (rc = import_mapped(im, l, d, size, &mapped)))
+    if (plain_layer(mt) && (rc = import_mapped(im, l, d, mt, size, &mapped)))
       return rc;
     *changed = *changed || mapped;
     if (!mapped && (rc = import_blob(im, d, size)))
@@ -399,6 +442,9 @@ int wv_embedded_import(wv_store_t *s, wv_cas_t *c, const char *layout, const cha
   }
   *im = (import_t){
       .s = s, .c = c, .layout = layout, .repo = repo, .a = a, .err = err, .errlen = errlen};
+  size_t slen = 0;
+  if (snprintf(path, sizeof path, "%s" SEEDED_SUFFIX, layout) < (int)sizeof path)
+    im->seeded = slurp(a, path, SEEDED_MAX, &slen); /* none: the global maps alone */
   snprintf(path, sizeof path, "%s/index.json", layout);
   char *text = slurp(a, path, WV_EMBEDDED_INDEX_MAX, &len);
   int rc = text ? 0 : failf(im, WV_ENOTFOUND, "%s: missing or too large", path);
@@ -644,9 +690,42 @@ static int diff_id(wv_cas_t *c, const char *digest, const atomic_bool *stop,
   return rc;
 }
 
-/* Writes (or renews) the map X <-> G: both records, expiring WV_EMBEDDED_MAP_TTL_MS from now. */
-static int put_map(wv_store_t *s, const char *x, const char *g, long long size, const char *mt) {
+/* Drops the map X <-> G (its blob is gone). */
+static void del_map(wv_store_t *s, const char *x, const char *g) {
+  char dkey[WV_STORE_KEY_MAX + 1], gkey[WV_STORE_KEY_MAX + 1];
+  snprintf(dkey, sizeof dkey, "diff/%s", x);
+  snprintf(gkey, sizeof gkey, "gz/%s", g);
+  wv_store_op_t ops[2] = {{.kind = WV_STORE_DEL, .db = WV_DB_EMBEDDED, .key = dkey},
+                          {.kind = WV_STORE_DEL, .db = WV_DB_EMBEDDED, .key = gkey}};
+  wv_store_apply(s, ops, 2, NULL);
+}
+
+/*
+ * Writes (or renews) the map X <-> G: both records, expiring WV_EMBEDDED_MAP_TTL_MS from now.
+ * The first map wins: when "diff/X" names another blob that the CAS holds (of its size), nothing
+ * is written and WV_EEXISTS is returned; a map whose blob is gone (or unreadable) is dropped
+ * and replaced. "diff/X" is written PUT_NX with "gz/G" in one atomic apply, so of two writers
+ * racing for X one alone gets it.
+ */
+static int put_map(wv_store_t *s, wv_cas_t *c, const char *x, const char *g, long long size,
+                   const char *mt) {
   char dkey[WV_STORE_KEY_MAX + 1], gkey[WV_STORE_KEY_MAX + 1], dval[512];
+  char og[WV_DIGEST_STRLEN], omt[WV_EMBEDDED_MEDIATYPE_MAX];
+  long long osize;
+  uint64_t have;
+  wv_store_op_kind_t kind = WV_STORE_PUT_NX;
+  int rc = layer_map(s, x, og, &osize, omt, NULL);
+  if (rc == 0 && strcmp(og, g) == 0) {
+    kind = WV_STORE_PUT; /* the same map: renewed */
+  } else if (rc == 0) {
+    if (wv_cas_exists(c, og, &have) == 0 && (long long)have == osize)
+      return WV_EEXISTS; /* another live map of X: it stays */
+    del_map(s, x, og);
+  } else if (rc == WV_ESTORE) { /* unreadable: replaced */
+    snprintf(dkey, sizeof dkey, "diff/%s", x);
+    wv_store_op_t del = {.kind = WV_STORE_DEL, .db = WV_DB_EMBEDDED, .key = dkey};
+    wv_store_apply(s, &del, 1, NULL);
+  }
   snprintf(dkey, sizeof dkey, "diff/%s", x);
   snprintf(gkey, sizeof gkey, "gz/%s", g);
   int dn = snprintf(dval, sizeof dval, "%s %lld %s", g, size, mt);
@@ -654,7 +733,7 @@ static int put_map(wv_store_t *s, const char *x, const char *g, long long size, 
     return WV_EINVAL;
   int64_t exp = wv_store_now_ms() + WV_EMBEDDED_MAP_TTL_MS;
   wv_store_op_t ops[2] = {
-      {.kind = WV_STORE_PUT,
+      {.kind = kind,
        .db = WV_DB_EMBEDDED,
        .key = dkey,
        .val = dval,
@@ -668,16 +747,6 @@ static int put_map(wv_store_t *s, const char *x, const char *g, long long size, 
        .expires_ms = exp},
   };
   return wv_store_apply(s, ops, 2, NULL);
-}
-
-/* Drops the map X <-> G (its blob is gone). */
-static void del_map(wv_store_t *s, const char *x, const char *g) {
-  char dkey[WV_STORE_KEY_MAX + 1], gkey[WV_STORE_KEY_MAX + 1];
-  snprintf(dkey, sizeof dkey, "diff/%s", x);
-  snprintf(gkey, sizeof gkey, "gz/%s", g);
-  wv_store_op_t ops[2] = {{.kind = WV_STORE_DEL, .db = WV_DB_EMBEDDED, .key = dkey},
-                          {.kind = WV_STORE_DEL, .db = WV_DB_EMBEDDED, .key = gkey}};
-  wv_store_apply(s, ops, 2, NULL);
 }
 
 /* Maps the gzip layers of one image manifest body; *mapped counts new maps. */
@@ -703,8 +772,10 @@ static int map_image(wv_store_t *s, wv_cas_t *c, const char *body, size_t len, i
     }
     if (diff_id(c, g, NULL, x) != 0)
       continue; /* not a gzip stream after all: never mapped */
-    rc = put_map(s, x, g, (long long)size, mt);
-    if (!rc)
+    rc = put_map(s, c, x, g, (long long)size, mt);
+    if (rc == WV_EEXISTS) /* X is mapped to another gzip of it (the first map wins) */
+      rc = 0;
+    else if (!rc)
       (*mapped)++;
   }
   json_object_put(m);
@@ -763,15 +834,15 @@ int wv_embedded_map_blob(wv_store_t *s, wv_cas_t *c, const char *g, const char *
     snprintf(x_out, WV_EMBEDDED_DIGEST_LEN, "%s", x);
   if (strcmp(x, want) != 0)
     return WV_EDIGEST; /* the config's claim is not what G holds: nothing recorded */
-  return put_map(s, x, g, (long long)size, media_type);
+  return put_map(s, c, x, g, (long long)size, media_type);
 }
 
 bool wv_embedded_mapped(wv_store_t *s, wv_cas_t *c, const char *x, const char *g) {
   char mg[WV_DIGEST_STRLEN], mt[WV_EMBEDDED_MEDIATYPE_MAX];
   long long size;
   uint64_t have;
-  return layer_map(s, x, mg, &size, mt, NULL) == 0 && strcmp(mg, g) == 0 &&
-         wv_cas_exists(c, g, &have) == 0 && (long long)have == size;
+  return layer_map(s, x, mg, &size, mt, NULL) == 0 && (!g || strcmp(mg, g) == 0) &&
+         wv_cas_exists(c, mg, &have) == 0 && (long long)have == size;
 }
 
 int wv_embedded_seed_layout(wv_store_t *s, wv_cas_t *c, const char *layout,
@@ -780,33 +851,51 @@ int wv_embedded_seed_layout(wv_store_t *s, wv_cas_t *c, const char *layout,
   long long size;
   int64_t exp = 0, now = wv_store_now_ms();
   *seeded = 0;
-  if (!layout || strlen(layout) > 3900)
+  if (!layout || strlen(layout) > 3900 || n > SEEDED_MAX / 512)
     return WV_EINVAL;
+  char *rec = malloc(SEEDED_MAX); /* the seed record: what this layout's import maps back */
+  size_t reclen = 0;
+  if (!rec)
+    return WV_ENOMEM;
   for (size_t i = 0; i < n; i++) {
     if (layer_map(s, diff_ids[i], g, &size, mt, &exp) != 0)
       continue;
     if (*seeded == 0) { /* the layout's blobs/sha256, private to this build */
-      snprintf(dir, sizeof dir, "%s", layout);
-      if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return WV_EIO;
-      snprintf(dir, sizeof dir, "%s/blobs", layout);
-      if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return WV_EIO;
-      snprintf(dir, sizeof dir, "%s/blobs/sha256", layout);
-      if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return WV_EIO;
+      const char *sub[] = {"", "/blobs", "/blobs/sha256"};
+      for (int k = 0; k < 3; k++) {
+        snprintf(dir, sizeof dir, "%s%s", layout, sub[k]);
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+          free(rec);
+          return WV_EIO;
+        }
+      }
     }
     snprintf(path, sizeof path, "%s/%s", dir, diff_ids[i] + 7);
     int rc = wv_cas_link_out(c, g, path);
     if (rc == 0) {
       (*seeded)++;
+      int w =
+          snprintf(rec + reclen, SEEDED_MAX - reclen, "%s %s %lld %s\n", diff_ids[i], g, size, mt);
+      if (w > 0 && (size_t)w < SEEDED_MAX - reclen)
+        reclen += (size_t)w;
       if (exp > 0 && exp - now < WV_EMBEDDED_MAP_TTL_MS / 2) /* in use: renewed */
-        put_map(s, diff_ids[i], g, size, mt);
+        put_map(s, c, diff_ids[i], g, size, mt);
     } else if (rc == WV_ENOTFOUND) {
       del_map(s, diff_ids[i], g); /* its blob is gone: of no use to anyone */
     } else if (rc == WV_EUNSUPPORTED) {
+      free(rec);
       return rc; /* another filesystem: nothing can be seeded */
     }
   }
-  return 0;
+  int rc = 0;
+  if (reclen > 0) { /* the import reads it, whatever the global maps say by then */
+    snprintf(path, sizeof path, "%s" SEEDED_SUFFIX, layout);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, rec, reclen) != (ssize_t)reclen)
+      rc = WV_EIO;
+    if (fd >= 0 && close(fd) != 0)
+      rc = WV_EIO;
+  }
+  free(rec);
+  return rc;
 }

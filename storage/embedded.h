@@ -105,15 +105,18 @@ int wv_embedded_map_layers(wv_store_t *s, wv_cas_t *c, const char *repo, const c
  * uncompressed digest want (a base image's rootfs.diff_ids[i], build/base_fetch.h): inflates
  * and hashes G itself and records "diff/want" and "gz/G" only when the result is want. The
  * digest it found goes to x_out (may be NULL). Stops with WV_ECLOSED once *stop is set (may be
- * NULL). 0; WV_EDIGEST (the claim is false: nothing recorded), WV_EINVAL (not a gzip layer
- * type, bad digests), WV_ENOTFOUND (G is not in the CAS), WV_EPARSE (not gzip), WV_ETOOBIG
- * (inflates past WV_EMBEDDED_DIFF_MAX), WV_EIO, WV_ESTORE, WV_ENOMEM.
+ * NULL). The first map of X wins (embedded.c "LAYER MAPS"): WV_EEXISTS when X is mapped to
+ * another blob the CAS holds (nothing recorded; that map serves). 0; WV_EDIGEST (the claim is
+ * false: nothing recorded), WV_EINVAL (not a gzip layer type, bad digests), WV_ENOTFOUND (G is not
+ * in the CAS), WV_EPARSE (not gzip), WV_ETOOBIG (inflates past WV_EMBEDDED_DIFF_MAX), WV_EIO,
+ * WV_ESTORE, WV_ENOMEM.
  */
 int wv_embedded_map_blob(wv_store_t *s, wv_cas_t *c, const char *g, const char *media_type,
                          const char *want, const atomic_bool *stop,
                          char x_out[WV_EMBEDDED_DIGEST_LEN]);
 
-/* True when "diff/x" maps x to g and the CAS holds g (of the map's size). */
+/* True when "diff/x" maps x to g (NULL: to any blob) and the CAS holds that blob (of the map's
+ * size). */
 bool wv_embedded_mapped(wv_store_t *s, wv_cas_t *c, const char *x, const char *g);
 
 /*
@@ -123,7 +126,7 @@ bool wv_embedded_mapped(wv_store_t *s, wv_cas_t *c, const char *x, const char *g
  * the layer; wv_embedded_import maps the descriptor back. *seeded: links made. A map used
  * here is renewed when less than half its lifetime is left; a map whose blob is gone is
  * deleted. 0, WV_EUNSUPPORTED (the layout is on another filesystem than the CAS), WV_EIO,
- * WV_EINVAL.
+ * WV_EINVAL (more than 128 layers), WV_ENOMEM.
  */
 int wv_embedded_seed_layout(wv_store_t *s, wv_cas_t *c, const char *layout,
                             const char *const *diff_ids, size_t n, int *seeded);

@@ -441,6 +441,103 @@ TEST(seeded_layout_maps_layers) {
   fx_close(&f);
 }
 
+/* n bytes into the CAS as digest. */
+static int cas_put(fx_t *f, const void *p, size_t n, char digest[WV_DIGEST_STRLEN]) {
+  wv_cas_writer_t *w = NULL;
+  int rc = wv_digest_of(p, n, digest);
+  rc = rc ? rc : wv_cas_begin(f->c, &w);
+  rc = rc ? rc : wv_cas_write(w, p, n);
+  if (rc) {
+    wv_cas_abort(w);
+    return rc;
+  }
+  return wv_cas_commit(w, digest, NULL);
+}
+
+/* Two gzips of one layer X: upstream's G (mapped first, by the base fetch) and buildah's G_b
+ * (mapped by map-layers after an unseeded push). The first map wins, from either writer; a
+ * build seeded from X -> G imports G even when the global map names G_b by then (its seed
+ * record); the mapped descriptor gets the gzip type of its manifest's kind; a map whose blob
+ * is gone is replaced. */
+TEST(first_map_wins_and_seed_record) {
+  static fx_t f;
+  char x[WV_DIGEST_STRLEN], g[WV_DIGEST_STRLEN], gb[WV_DIGEST_STRLEN], m[WV_DIGEST_STRLEN];
+  char got[WV_EMBEDDED_DIGEST_LEN], err[256], plain[4096], lay[3][320], p[700], key[200];
+  unsigned char zg[8192], zb[8192];
+  const char *dmt = "application/vnd.docker.image.rootfs.diff.tar.gzip";
+  const char *omt = "application/vnd.oci.image.layer.v1.tar+gzip";
+  int n = 0;
+  CHECK_OK(fx_open(&f));
+  for (int i = 0; i < 3; i++)
+    snprintf(lay[i], sizeof lay[i], "%s/fm%d", f.dir, i);
+  for (size_t i = 0; i < sizeof plain; i++)
+    plain[i] = (char)('a' + (i * 7) % 19);
+  size_t zn = gz(plain, sizeof plain, zg, sizeof zg);
+  z_stream z = {0}; /* G_b: another gzip of X (level 1, another header) */
+  CHECK(deflateInit2(&z, 1, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_HUFFMAN_ONLY) == Z_OK);
+  z.next_in = (unsigned char *)plain;
+  z.avail_in = sizeof plain;
+  z.next_out = zb;
+  z.avail_out = sizeof zb;
+  CHECK(deflate(&z, Z_FINISH) == Z_STREAM_END);
+  size_t zbn = sizeof zb - z.avail_out;
+  deflateEnd(&z);
+  CHECK(zn > 0 && zbn > 0 && zn != zbn);
+  CHECK_OK(wv_digest_of(plain, sizeof plain, x));
+  CHECK_OK(cas_put(&f, zg, zn, g));
+  CHECK_OK(cas_put(&f, zb, zbn, gb));
+  /* the base fetch maps X -> G (upstream's Docker type); buildah's G_b cannot replace it */
+  CHECK_OK(wv_embedded_map_blob(f.s, f.c, g, dmt, x, NULL, NULL));
+  CHECK_EQ_INT(wv_embedded_map_blob(f.s, f.c, gb, omt, x, NULL, NULL), WV_EEXISTS);
+  CHECK(wv_embedded_mapped(f.s, f.c, x, g) && !wv_embedded_mapped(f.s, f.c, x, gb));
+  CHECK(wv_embedded_mapped(f.s, f.c, x, NULL));
+  /* ... nor can map-layers of an image that holds G_b */
+  CHECK_OK(mkdirs(lay[0]));
+  snprintf(p, sizeof p, "%s/blobs/sha256/%s", lay[0], gb + 7);
+  CHECK_OK(write_file(p, zb, zbn));
+  CHECK_OK(layer_image(&f, lay[0], "b", omt, gb, zbn, m));
+  CHECK_OK(wv_embedded_import(f.s, f.c, lay[0], "b", WV_EMBEDDED_REPO, "b", got, err, sizeof err));
+  CHECK_OK(wv_embedded_map_layers(f.s, f.c, WV_EMBEDDED_REPO, "b", &n));
+  CHECK_EQ_INT(n, 0);
+  CHECK(wv_embedded_mapped(f.s, f.c, x, g));
+  /* build A seeds from X -> G; then the global map names G_b (as an older writer did) */
+  const char *ids[] = {x};
+  CHECK_OK(wv_embedded_seed_layout(f.s, f.c, lay[1], ids, 1, &n));
+  CHECK_EQ_INT(n, 1);
+  char val[300];
+  snprintf(key, sizeof key, "diff/%s", x);
+  int vn = snprintf(val, sizeof val, "%s %zu %s", gb, zbn, omt);
+  wv_store_op_t op = {
+      .kind = WV_STORE_PUT, .db = WV_DB_EMBEDDED, .key = key, .val = val, .val_len = (size_t)vn};
+  CHECK_OK(wv_store_apply(f.s, &op, 1, NULL));
+  CHECK(wv_embedded_mapped(f.s, f.c, x, gb));
+  /* A's import still maps X to G (its seed record), with the OCI gzip type in its OCI manifest */
+  CHECK_OK(layer_image(&f, lay[1], "a", "application/vnd.oci.image.layer.v1.tar", x, zn, m));
+  CHECK_OK(wv_embedded_import(f.s, f.c, lay[1], "a", WV_EMBEDDED_REPO, "a", got, err, sizeof err));
+  char *body = NULL;
+  size_t len;
+  CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "a", &body, &len, NULL, NULL));
+  CHECK(strstr(body, g) && !strstr(body, gb) && !strstr(body, x));
+  CHECK(strstr(body, omt) && !strstr(body, dmt));
+  free(body);
+  /* a Docker v2 layer descriptor gets the Docker gzip type (the map says OCI's now) */
+  snprintf(val, sizeof val, "%s %zu %s", g, zn, omt);
+  op.val_len = strlen(val);
+  CHECK_OK(wv_store_apply(f.s, &op, 1, NULL));
+  CHECK_OK(wv_embedded_seed_layout(f.s, f.c, lay[2], ids, 1, &n));
+  CHECK_EQ_INT(n, 1);
+  CHECK_OK(layer_image(&f, lay[2], "d", "application/vnd.docker.image.rootfs.diff.tar", x, zn, m));
+  CHECK_OK(wv_embedded_import(f.s, f.c, lay[2], "d", WV_EMBEDDED_REPO, "d", got, err, sizeof err));
+  CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "d", &body, &len, NULL, NULL));
+  CHECK(strstr(body, g) && strstr(body, dmt) && !strstr(body, omt));
+  free(body);
+  /* once G is gone its map is dead: G_b replaces it */
+  CHECK_OK(wv_cas_delete(f.c, g));
+  CHECK_OK(wv_embedded_map_blob(f.s, f.c, gb, omt, x, NULL, NULL));
+  CHECK(wv_embedded_mapped(f.s, f.c, x, gb));
+  fx_close(&f);
+}
+
 /* ---- a pinned base's layers fetched and mapped (build/base_fetch.h) ---- */
 
 /* A registry on 127.0.0.1 serving /v2/ and three blobs of one repository; the third is served
@@ -615,6 +712,105 @@ TEST(base_fetch_maps_verified_layers) {
   fx_close(&f);
 }
 
+/* A registry that answers /v2/ and never answers anything else (the connection held open). */
+typedef struct {
+  int fd, held[8], nheld;
+  pthread_t tid;
+} stall_t;
+
+static void *stall_serve(void *arg) {
+  stall_t *r = arg;
+  for (;;) {
+    int c = accept(r->fd, NULL, NULL);
+    if (c < 0)
+      return NULL;
+    char buf[4096];
+    ssize_t n = read(c, buf, sizeof buf - 1);
+    if (n > 0 && strncmp(buf, "GET /v2/ ", 9) == 0) {
+      const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      if (write(c, ok, strlen(ok)) < 0)
+        (void)0;
+      close(c);
+    } else if (r->nheld < 8) {
+      r->held[r->nheld++] = c; /* no answer, ever */
+    } else {
+      close(c);
+    }
+  }
+}
+
+static void stall_stop(void *arg) {
+  stall_t *r = arg;
+  shutdown(r->fd, SHUT_RDWR);
+  pthread_join(r->tid, NULL);
+  close(r->fd);
+  for (int i = 0; i < r->nheld; i++)
+    close(r->held[i]);
+}
+
+/* The prefetch's bounds (build/base_fetch.h): a base over the budget or a disk that would fall
+ * under the margin is refused; a layer no build wants any more stops, even while the registry
+ * has not answered (a listener that never accepts), long before any timeout. */
+TEST(base_fetch_bounds) {
+  static fx_t f;
+  CHECK_EQ_INT(wv_base_fetch_admit(WV_BASE_FETCH_BASE_MAX + 1, 0, UINT64_MAX), WV_ETOOBIG);
+  CHECK_OK(wv_base_fetch_admit(WV_BASE_FETCH_BASE_MAX, WV_BASE_FETCH_BASE_MAX, UINT64_MAX));
+  CHECK_EQ_INT(wv_base_fetch_admit(100, 100, 100 + WV_BASE_FETCH_DISK_MARGIN - 1), WV_ENOSPC);
+  CHECK_EQ_INT(wv_base_fetch_admit(100, 100, 50), WV_ENOSPC);
+  CHECK_OK(wv_base_fetch_admit(100, 100, 100 + WV_BASE_FETCH_DISK_MARGIN));
+  CHECK_OK(fx_open(&f));
+  static stall_t st;
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  st.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(st.fd >= 0 && bind(st.fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        listen(st.fd, 16) == 0 && getsockname(st.fd, (struct sockaddr *)&sa, &sl) == 0);
+  CHECK(pthread_create(&st.tid, NULL, stall_serve, &st) == 0);
+  TEST_CLEANUP(stall_stop, &st);
+  wv_config_t cfg;
+  CHECK_OK(wv_config_defaults(&cfg));
+  wv_registries_t none = {0};
+  wv_upstream_t *u = NULL;
+  CHECK_OK(wv_upstream_new(&u, &none));
+  wv_upstream_set_timeouts(u, 30000, 30000);
+  wv_app_t app = {.cfg = &cfg, .store = f.s, .cas = f.c, .upstream = u};
+  wv_base_fetch_table_t *t = NULL;
+  CHECK_OK(wv_base_fetch_table_new(&t));
+  char registry[64], g[WV_DIGEST_STRLEN], x[WV_DIGEST_STRLEN];
+  snprintf(registry, sizeof registry, "127.0.0.1:%d", ntohs(sa.sin_port));
+  CHECK_OK(wv_digest_of("g", 1, g));
+  CHECK_OK(wv_digest_of("x", 1, x));
+  const char *mt = "application/vnd.oci.image.layer.v1.tar+gzip";
+  wv_base_fetch_layer_t big[2] = {{g, (int64_t)(WV_BASE_FETCH_BASE_MAX / 2 + 1), mt, x},
+                                  {x, (int64_t)(WV_BASE_FETCH_BASE_MAX / 2 + 1), mt, g}};
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, big, 2), WV_ETOOBIG);
+  big[0].size = big[1].size = INT64_MAX; /* a sum that would wrap */
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, big, 2), WV_ETOOBIG);
+  wv_base_fetch_layer_t one[1] = {{g, 1000, mt, x}};
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, one, 1), 1);
+  /* a second build of the base joins it: one release leaves it running */
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, one, 1), 0);
+  usleep(300000);
+  wv_base_fetch_release(t, one, 1);
+  usleep(1500000);
+  CHECK_EQ_INT(wv_base_fetch_inflight(t), 1);
+  int64_t t0 = wv_now_ms();
+  wv_base_fetch_release(t, one, 1);
+  for (int i = 0; i < 1000 && wv_base_fetch_inflight(t) > 0; i++)
+    usleep(10000);
+  CHECK_EQ_INT(wv_base_fetch_inflight(t), 0);
+  CHECK(wv_now_ms() - t0 < 5000);
+  /* shutdown: a GET waiting for the answer ends with the table */
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, one, 1), 1);
+  usleep(300000);
+  t0 = wv_now_ms();
+  wv_base_fetch_table_free(t);
+  CHECK(wv_now_ms() - t0 < 5000);
+  wv_upstream_free(u);
+  wv_config_free(&cfg);
+  fx_close(&f);
+}
+
 WV_TEST_GLOBALS;
 static const wv_test_t tests[] = {T(import_and_lookup),
                                   T(import_index),
@@ -622,7 +818,9 @@ static const wv_test_t tests[] = {T(import_and_lookup),
                                   T(digest_mismatch_refused),
                                   T(jobstore_records_and_logs),
                                   T(seeded_layout_maps_layers),
-                                  T(base_fetch_maps_verified_layers)};
+                                  T(first_map_wins_and_seed_record),
+                                  T(base_fetch_maps_verified_layers),
+                                  T(base_fetch_bounds)};
 
 int main(int argc, char **argv) {
   wv_log_set_level(WV_LOG_ERROR);
