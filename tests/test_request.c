@@ -695,6 +695,13 @@ static int run_layer(env_t *e, const layer_t *l, const char *loc, const char *gz
   return rc;
 }
 
+/* run_layer with the data layer's own location, digest and size: only its tarDigest varies. */
+static int run_data_layer(env_t *e, const data_layer_t *d, const char *tar, json_object **out,
+                          const char **msg) {
+  const layer_t *l = &d->l;
+  return run_layer(e, l, d->loc, l->gz_digest, (long long)l->gz_len, tar, out, msg);
+}
+
 #define OTHER_DIGEST "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 
 TEST(data_layer_refusals) {
@@ -738,7 +745,7 @@ TEST(data_layer_stored) {
   const layer_t *l = &d->l;
   json_object *out;
   const char *msg;
-  CHECK_OK(run_layer(e, l, d->loc, l->gz_digest, (long long)l->gz_len, l->tar_digest, &out, &msg));
+  CHECK_OK(run_data_layer(e, d, l->tar_digest, &out, &msg));
   uint64_t size = 0;
   CHECK_OK(wv_cas_exists(e->app.cas, l->gz_digest, &size));
   CHECK_EQ_INT(size, l->gz_len);
@@ -772,11 +779,8 @@ TEST(data_layer_verified_once) {
   json_object *out;
   const char *msg;
   for (int i = 0; i < 2; i++)
-    CHECK_OK(
-        run_layer(e, l, d->loc, l->gz_digest, (long long)l->gz_len, l->tar_digest, &out, &msg));
-  CHECK_EQ_INT(
-      run_layer(e, l, d->loc, l->gz_digest, (long long)l->gz_len, OTHER_DIGEST, &out, &msg),
-      WV_EINVAL);
+    CHECK_OK(run_data_layer(e, d, l->tar_digest, &out, &msg));
+  CHECK_EQ_INT(run_data_layer(e, d, OTHER_DIGEST, &out, &msg), WV_EINVAL);
   CHECK_HAS(msg, "`tarDigest` is sha256:0000");
 }
 
@@ -912,13 +916,12 @@ TEST(data_layer_restored_after_a_removal) {
   json_object *out;
   const char *msg;
   for (int i = 0; i < 3; i++)
-    CHECK_OK(
-        run_layer(e, l, d->loc, l->gz_digest, (long long)l->gz_len, l->tar_digest, &out, &msg));
+    CHECK_OK(run_data_layer(e, d, l->tar_digest, &out, &msg));
   uint64_t before = wv_cas_removals(e->app.cas);
   CHECK_OK(wv_cas_delete(e->app.cas, l->gz_digest));
   CHECK_EQ_INT(wv_cas_removals(e->app.cas), before + 1);
   CHECK_EQ_INT(wv_cas_exists(e->app.cas, l->gz_digest, NULL), WV_ENOTFOUND);
-  CHECK_OK(run_layer(e, l, d->loc, l->gz_digest, (long long)l->gz_len, l->tar_digest, &out, &msg));
+  CHECK_OK(run_data_layer(e, d, l->tar_digest, &out, &msg));
   uint64_t size = 0;
   CHECK_OK(wv_cas_exists(e->app.cas, l->gz_digest, &size));
   CHECK_EQ_INT(size, l->gz_len);
