@@ -28,8 +28,11 @@
  * FAILED with WV_JOB_REASON_LOST). At start the reader first adopts what its own consumer still
  * has pending (WV_JOB_ADOPT_RECOVER: the restart recovery of one instance).
  *
- * Poison jobs: a job whose run kills its instance would be taken over for ever. XAUTOCLAIM and a
- * re-read of one's own pending messages count a delivery; before a reclaimed or recovered
+ * Poison jobs: a job whose run kills its instance would be taken over for ever. A reclaim whose
+ * lease is taken, and a re-read of one's own pending messages, count a delivery (XAUTOCLAIM runs
+ * with JUSTID, which counts nothing, and the count is XCLAIMed once the lease is ours: a message
+ * whose lease another instance still holds is left alone without counting, so an owner that is
+ * slow to touch it does not push it towards the cap); before a reclaimed or recovered
  * message is run, XPENDING gives that count, and past max_deliveries the job is failed instead
  * (wv_job_abandon: "abandoned by N instances ...") and acknowledged like any ended job, so
  * its waiters everywhere get the failure.
@@ -427,10 +430,24 @@ static long long deliveries(wv_jobq_t *q, redisContext **c, const char *sk, cons
   return n;
 }
 
+/* Counts a reclaimed message's delivery (XCLAIM without JUSTID raises the group's count) and
+ * returns the count, as deliveries() does. */
+static long long count_delivery(wv_jobq_t *q, redisContext **c, const char *kind,
+                                const char *msgid) {
+  char sk[KEY_MAX];
+  key(q, sk, "jobq", kind);
+  ARGS("XCLAIM", sk, GROUP, q->me, "0", msgid);
+  redisReply *r = ccmd(q, c, argc_, argv_, len_);
+  if (r)
+    freeReplyObject(r);
+  return *c ? deliveries(q, c, sk, msgid) : 0;
+}
+
 /*
  * A message of a job: lease, then the engine; acknowledged when the job has ended. delivered:
- * how many times the group handed it out, this time included (0 = unknown: a new message); past
- * max_deliveries every instance that took it stopped answering, so it is failed, not run.
+ * how many times the group handed it out, this time included (0 = unknown: a new message; -1 =
+ * a reclaim, counted here once the lease is ours); past max_deliveries every instance that took
+ * it stopped answering, so it is failed, not run.
  */
 static void handle(wv_jobq_t *q, redisContext **c, const char *kind, const char *msgid,
                    const char *id, wv_job_adopt_t how, long long delivered) {
@@ -442,6 +459,8 @@ static void handle(wv_jobq_t *q, redisContext **c, const char *kind, const char 
     return;
   if (take_lease(q, c, id) != 1)
     return; /* runs elsewhere (or Redis is away): stays pending, reclaim looks again */
+  if (delivered < 0)
+    delivered = count_delivery(q, c, kind, msgid);
   mine_t *m = calloc(1, sizeof *m);
   if (!m) {
     release(q, c, id);
@@ -665,6 +684,23 @@ static void renew(wv_jobq_t *q, redisContext **c) {
   free(snap);
 }
 
+/* A message XAUTOCLAIM (JUSTID) moved to this consumer: its entry names the job (XRANGE), and
+ * handle() counts the delivery once the lease is ours. An entry trimmed away is finished. */
+static void reclaim_one(wv_jobq_t *q, redisContext **c, const char *kind, const char *sk,
+                        const char *msgid) {
+  ARGS("XRANGE", sk, msgid, msgid);
+  redisReply *r = ccmd(q, c, argc_, argv_, len_);
+  if (r && r->type == REDIS_REPLY_ARRAY) {
+    const char *mid = NULL, *id = r->elements == 1 ? entry_id(r->element[0], &mid) : NULL;
+    if (r->elements == 0)
+      finish_msg(q, c, kind, msgid, "", false); /* deleted: nothing to run */
+    else if (mid && strcmp(mid, msgid) == 0)
+      handle(q, c, kind, msgid, id, WV_JOB_ADOPT_RECLAIM, -1);
+  }
+  if (r)
+    freeReplyObject(r);
+}
+
 static void reclaim(wv_jobq_t *q, redisContext **c) {
   char names[MAX_KINDS][64], sk[KEY_MAX], idle[32];
   int running[MAX_KINDS];
@@ -674,16 +710,14 @@ static void reclaim(wv_jobq_t *q, redisContext **c) {
     key(q, sk, "jobq", names[i]);
     if (!q->cursor[i][0])
       snprintf(q->cursor[i], sizeof q->cursor[i], "0-0");
-    ARGS("XAUTOCLAIM", sk, GROUP, q->me, idle, q->cursor[i], "COUNT", "16");
+    ARGS("XAUTOCLAIM", sk, GROUP, q->me, idle, q->cursor[i], "COUNT", "16", "JUSTID");
     redisReply *r = ccmd(q, c, argc_, argv_, len_);
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
         r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_ARRAY) {
       snprintf(q->cursor[i], sizeof q->cursor[i], "%s", r->element[0]->str);
-      for (size_t k = 0; k < r->element[1]->elements; k++) {
-        const char *msgid, *id = entry_id(r->element[1]->element[k], &msgid);
-        if (msgid)
-          handle(q, c, names[i], msgid, id, WV_JOB_ADOPT_RECLAIM, deliveries(q, c, sk, msgid));
-      }
+      for (size_t k = 0; k < r->element[1]->elements && *c; k++)
+        if (r->element[1]->element[k]->type == REDIS_REPLY_STRING)
+          reclaim_one(q, c, names[i], sk, r->element[1]->element[k]->str);
       if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY) /* deleted entries */
         for (size_t k = 0; k < r->element[2]->elements; k++)
           if (r->element[2]->element[k]->type == REDIS_REPLY_STRING)

@@ -818,6 +818,44 @@ TEST(poison_job_failed_after_cap) {
   CHECK_EQ_INT(pending, 0); /* both acknowledged and deleted */
 }
 
+/* A message whose lease another instance still holds is not counted as a delivery each time
+ * this instance's reclaim finds it idle: its owner may be slow to touch it, not gone. With
+ * job-max-deliveries 2, four reclaims while the lease is held leave the count at the first read's
+ * 1; once the lease is free the job is taken over (count 2), run again and acknowledged. */
+TEST(reclaim_of_leased_message_not_counted) {
+  char rec[256];
+  int n = job_rec(rec, sizeof rec, "bd-l_1", "RUNNING");
+  CHECK_EQ_INT(rcmd("SET t26.jobs:bd-l_1 %b", rec, (size_t)n), REDIS_REPLY_STATUS);
+  CHECK_EQ_INT(rcmd("SET t26.joblease:bd-l_1 other PX 60000"), REDIS_REPLY_STATUS);
+  CHECK_EQ_INT(rcmd("XGROUP CREATE t26.jobq:build waved 0 MKSTREAM"), REDIS_REPLY_STATUS);
+  CHECK_EQ_INT(rcmd("XADD t26.jobq:build * id bd-l_1"), REDIS_REPLY_STRING);
+  CHECK_EQ_INT(rcmd("XREADGROUP GROUP waved other COUNT 1 STREAMS t26.jobq:build >"),
+               REDIS_REPLY_ARRAY);
+  static qinst_t in; /* static: the clean-ups run after this function returned */
+  static qwait_t w;
+  TEST_CLEANUP(qinst_close, &in);
+  CHECK_OK(qinst_open(&in, "t26.", 2));
+  CHECK_OK(wv_job_on_done(in.e, "bd-l_1", qwait_cb, &w));
+  CHECK_OK(wv_jobq_start(in.q, in.e));
+  usleep(4500 * 1000); /* lease 1 s, reclaim every 0.5 s: the message is found idle 3-4 times */
+  redisContext *c = raw();
+  CHECK(c != NULL);
+  redisReply *x = redisCommand(c, "XPENDING t26.jobq:build waved - + 10");
+  CHECK(x && x->type == REDIS_REPLY_ARRAY && x->elements == 1);
+  CHECK(x->element[0]->type == REDIS_REPLY_ARRAY && x->element[0]->elements == 4);
+  CHECK_EQ_INT(x->element[0]->element[3]->integer, 1); /* only the first read counted */
+  freeReplyObject(x);
+  redisFree(c);
+  CHECK(!atomic_load(&w.done)); /* left alone while the lease is held */
+  CHECK_EQ_INT(rcmd("DEL t26.joblease:bd-l_1"), REDIS_REPLY_INTEGER);
+  CHECK(qwait(&w, 15000));
+  CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED); /* taken over and run, not abandoned */
+  int64_t pending = -1;
+  for (int i = 0; i < 100 && (pending = raw_int("XLEN %s", "t26.jobq:build")) != 0; i++)
+    usleep(20000);
+  CHECK_EQ_INT(pending, 0);
+}
+
 /* Every database the collector marks is in Redis, the job records included (the job queue
  * writes them there): a blob only a job of another instance names is kept, an orphan goes. */
 TEST(blob_gc_marks_cluster_wide) {
@@ -852,6 +890,7 @@ int main(int argc, char **argv) {
                                     T(local_cache_and_invalidation),
                                     T(ended_job_records_cached),
                                     T(poison_job_failed_after_cap),
+                                    T(reclaim_of_leased_message_not_counted),
                                     T(blob_gc_marks_cluster_wide),
                                     T(put_nx_and_counters),
                                     T(apply_is_all_or_nothing),
