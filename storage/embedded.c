@@ -28,7 +28,10 @@
  * The first map of X wins: a writer (map-layers after an unseeded push, whose
  * G_b is buildah's gzip of X, or the base fetch with upstream's G) records
  * "diff/X" only when no map of X names a blob the CAS still holds (PUT_NX, a
- * dead map is dropped first), so maps never flip between two gzips of X.
+ * dead map is dropped first), so maps never flip between two gzips of X. The
+ * loser still records "gz/G" → X, so map-layers never inflates G again: it
+ * skips G while X has a live map, and maps X -> G from that record (without
+ * inflating) once X's map is dead.
  */
 #include "storage/embedded.h"
 #include "core/arena.h"
@@ -715,23 +718,32 @@ static int put_map(wv_store_t *s, wv_cas_t *c, const char *x, const char *g, lon
   uint64_t have;
   wv_store_op_kind_t kind = WV_STORE_PUT_NX;
   int rc = layer_map(s, x, og, &osize, omt, NULL);
+  snprintf(dkey, sizeof dkey, "diff/%s", x);
+  snprintf(gkey, sizeof gkey, "gz/%s", g);
+  int64_t exp = wv_store_now_ms() + WV_EMBEDDED_MAP_TTL_MS;
   if (rc == 0 && strcmp(og, g) == 0) {
     kind = WV_STORE_PUT; /* the same map: renewed */
   } else if (rc == 0) {
-    if (wv_cas_exists(c, og, &have) == 0 && (long long)have == osize)
-      return WV_EEXISTS; /* another live map of X: it stays */
+    if (wv_cas_exists(c, og, &have) == 0 && (long long)have == osize) {
+      /* Another live map of X stays; G's own record still says what G inflates to, so
+       * map-layers does not inflate G again (nor, once that map dies, to map X -> G). */
+      wv_store_op_t gz = {.kind = WV_STORE_PUT,
+                          .db = WV_DB_EMBEDDED,
+                          .key = gkey,
+                          .val = x,
+                          .val_len = strlen(x),
+                          .expires_ms = exp};
+      wv_store_apply(s, &gz, 1, NULL);
+      return WV_EEXISTS;
+    }
     del_map(s, x, og);
   } else if (rc == WV_ESTORE) { /* unreadable: replaced */
-    snprintf(dkey, sizeof dkey, "diff/%s", x);
     wv_store_op_t del = {.kind = WV_STORE_DEL, .db = WV_DB_EMBEDDED, .key = dkey};
     wv_store_apply(s, &del, 1, NULL);
   }
-  snprintf(dkey, sizeof dkey, "diff/%s", x);
-  snprintf(gkey, sizeof gkey, "gz/%s", g);
   int dn = snprintf(dval, sizeof dval, "%s %lld %s", g, size, mt);
   if (dn < 0 || (size_t)dn >= sizeof dval)
     return WV_EINVAL;
-  int64_t exp = wv_store_now_ms() + WV_EMBEDDED_MAP_TTL_MS;
   wv_store_op_t ops[2] = {
       {.kind = kind,
        .db = WV_DB_EMBEDDED,
@@ -767,11 +779,17 @@ static int map_image(wv_store_t *s, wv_cas_t *c, const char *body, size_t len, i
       continue;
     snprintf(key, sizeof key, "gz/%s", g);
     if (wv_store_get(s, WV_DB_EMBEDDED, key, &v, &n, NULL) == 0) {
+      /* G was inflated and hashed before: X is known. Done while X has a live map (G's or
+       * another gzip's); else X -> G is mapped without inflating G again. */
+      bool known = n < sizeof x && (memcpy(x, v, n), x[n] = 0, wv_cas_digest_valid(x));
       free(v);
-      continue; /* mapped before (and not expired) */
-    }
-    if (diff_id(c, g, NULL, x) != 0)
+      if (known && wv_embedded_mapped(s, c, x, NULL))
+        continue;
+      if (!known && diff_id(c, g, NULL, x) != 0)
+        continue;
+    } else if (diff_id(c, g, NULL, x) != 0) {
       continue; /* not a gzip stream after all: never mapped */
+    }
     rc = put_map(s, c, x, g, (long long)size, mt);
     if (rc == WV_EEXISTS) /* X is mapped to another gzip of it (the first map wins) */
       rc = 0;

@@ -500,6 +500,13 @@ TEST(first_map_wins_and_seed_record) {
   CHECK_OK(wv_embedded_map_layers(f.s, f.c, WV_EMBEDDED_REPO, "b", &n));
   CHECK_EQ_INT(n, 0);
   CHECK(wv_embedded_mapped(f.s, f.c, x, g));
+  /* ... but G_b's own record says what G_b inflates to: it is not inflated again */
+  char *gv = NULL;
+  size_t gvn = 0;
+  snprintf(key, sizeof key, "gz/%s", gb);
+  CHECK_OK(wv_store_get(f.s, WV_DB_EMBEDDED, key, &gv, &gvn, NULL));
+  CHECK(gvn == strlen(x) && memcmp(gv, x, gvn) == 0);
+  free(gv);
   /* build A seeds from X -> G; then the global map names G_b (as an older writer did) */
   const char *ids[] = {x};
   CHECK_OK(wv_embedded_seed_layout(f.s, f.c, lay[1], ids, 1, &n));
@@ -531,8 +538,13 @@ TEST(first_map_wins_and_seed_record) {
   CHECK_OK(wv_embedded_get_manifest(f.s, WV_EMBEDDED_REPO, "d", &body, &len, NULL, NULL));
   CHECK(strstr(body, g) && strstr(body, dmt) && !strstr(body, omt));
   free(body);
-  /* once G is gone its map is dead: G_b replaces it */
+  /* once G is gone its map is dead: map-layers of an image holding G_b maps X -> G_b from
+   * G_b's record, and so would the base fetch */
   CHECK_OK(wv_cas_delete(f.c, g));
+  CHECK(!wv_embedded_mapped(f.s, f.c, x, NULL));
+  CHECK_OK(wv_embedded_map_layers(f.s, f.c, WV_EMBEDDED_REPO, "b", &n));
+  CHECK_EQ_INT(n, 1);
+  CHECK(wv_embedded_mapped(f.s, f.c, x, gb));
   CHECK_OK(wv_embedded_map_blob(f.s, f.c, gb, omt, x, NULL, NULL));
   CHECK(wv_embedded_mapped(f.s, f.c, x, gb));
   fx_close(&f);
