@@ -28,7 +28,9 @@
  *
  * Thread rules: every function may be called from any thread; one mutex (a leaf: never held
  * across I/O) and one condition variable; free stops the fetches and joins their threads, and
- * must run before the services they use (store, blob store, upstream client) are closed.
+ * must run before the services they use (store, blob store, upstream client) are closed, and
+ * after the job engine given to wv_base_fetch_start is freed (its end callbacks release into
+ * the table).
  */
 #ifndef WV_BASE_FETCH_H
 #define WV_BASE_FETCH_H

@@ -894,7 +894,11 @@ static int gated_failure(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
   return WV_EINTERNAL;
 }
 
-static void engine_free(void *e) { wv_job_engine_free(e); }
+/* The gate opens first: a test that failed midway must not leave the job waiting on it. */
+static void engine_free(void *e) {
+  atomic_store(&build_gate, true);
+  wv_job_engine_free(e);
+}
 
 /* Polls until the table holds n builds (up to 10 s); the count then. */
 static size_t builds_reach(wv_base_fetch_table_t *t, size_t n) {
@@ -918,6 +922,20 @@ TEST(base_fetch_released_when_build_fails) {
         listen(st.fd, 16) == 0 && getsockname(st.fd, (struct sockaddr *)&sa, &sl) == 0);
   CHECK(pthread_create(&st.tid, NULL, stall_serve, &st) == 0);
   TEST_CLEANUP(stall_stop, &st);
+  /* Freed in the reverse order: the engine (its end callbacks release into the table), the
+   * table (its threads use the upstream client), the upstream client. */
+  static wv_config_t cfg;
+  CHECK_OK(wv_config_defaults(&cfg));
+  TEST_CLEANUP(wv_config_free, &cfg);
+  wv_registries_t none = {0};
+  wv_upstream_t *u = NULL;
+  CHECK_OK(wv_upstream_new(&u, &none));
+  TEST_CLEANUP(wv_upstream_free, u);
+  wv_upstream_set_timeouts(u, 30000, 30000);
+  wv_app_t app = {.cfg = &cfg, .store = f.s, .cas = f.c, .upstream = u};
+  wv_base_fetch_table_t *t = NULL;
+  CHECK_OK(wv_base_fetch_table_new(&t));
+  TEST_CLEANUP(wv_base_fetch_table_free, t);
   char logs[300];
   snprintf(logs, sizeof logs, "%s/joblogs", f.dir);
   wv_job_opts_t o;
@@ -935,15 +953,6 @@ TEST(base_fetch_released_when_build_fails) {
   wv_job_step_t step = {.type = WV_JOB_STEP_FN, .name = "build", .fn = "gated-failure"};
   wv_job_spec_t spec = {.id = "bd-1", .kind = "build", .steps = &step, .nsteps = 1};
   CHECK_OK(wv_job_submit(e, &spec, NULL));
-  wv_config_t cfg;
-  CHECK_OK(wv_config_defaults(&cfg));
-  wv_registries_t none = {0};
-  wv_upstream_t *u = NULL;
-  CHECK_OK(wv_upstream_new(&u, &none));
-  wv_upstream_set_timeouts(u, 30000, 30000);
-  wv_app_t app = {.cfg = &cfg, .store = f.s, .cas = f.c, .upstream = u};
-  wv_base_fetch_table_t *t = NULL;
-  CHECK_OK(wv_base_fetch_table_new(&t));
   char registry[64], g[WV_DIGEST_STRLEN], x[WV_DIGEST_STRLEN];
   snprintf(registry, sizeof registry, "127.0.0.1:%d", ntohs(sa.sin_port));
   CHECK_OK(wv_digest_of("g", 1, g));
@@ -962,9 +971,6 @@ TEST(base_fetch_released_when_build_fails) {
   CHECK_EQ_INT(wv_base_fetch_start(t, &app, e, "bd-1", registry, "lib/base", NULL, one, 1), 1);
   CHECK_EQ_INT(wv_base_fetch_builds(t), 0);
   CHECK_EQ_INT(inflight_reaches(t, 0), 0);
-  wv_base_fetch_table_free(t);
-  wv_upstream_free(u);
-  wv_config_free(&cfg);
 }
 
 WV_TEST_GLOBALS;
