@@ -8,6 +8,13 @@
  * no other thread has, one after the other: GET into a CAS writer (hashed as it streams,
  * committed only as G), then wv_embedded_map_blob. The seed step reads the entries of its
  * layers to decide how long to wait, then seeds from the store.
+ *
+ * Interest is counted per build, not per layer: a build that starts or joins a fetch gets one
+ * member record naming the entries it counted in (by serial, so an entry that ended and was
+ * made again for the same G by a later fetch is not touched), and releasing the build drops
+ * exactly those counts, once. A build that joined nothing has no member, so its release can
+ * never stop another build's fetch; and the build's end releases it whatever step it failed
+ * at (build.c registers the release with wv_job_on_done), not only its seed step.
  */
 #include "build/base_fetch.h"
 #include "build/build_int.h"
@@ -41,7 +48,16 @@ typedef struct entry {
   int64_t t0_ns;      /* the layer's turn came */
   int64_t fetched_ns; /* its bytes are all there (the inflate runs); 0 while they arrive */
   int interest;       /* builds that want it (started it or joined, not released yet) */
+  uint64_t serial;    /* unique in the table's life: what members name */
 } entry_t;
+
+/* One build's interest: the entries it counted in (wv_base_fetch_start), dropped once. */
+typedef struct member {
+  struct member *next;
+  char build[WV_JOB_ID_MAX + 1];
+  size_t n;
+  uint64_t serials[];
+} member_t;
 
 typedef struct {
   pthread_t tid;
@@ -52,6 +68,8 @@ struct wv_base_fetch_table {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   entry_t *inflight;
+  member_t *members;    /* builds holding interest */
+  uint64_t next_serial; /* of the next entry */
   slot_t slots[WV_BASE_FETCH_THREADS];
   atomic_bool stop;
 };
@@ -101,6 +119,11 @@ void wv_base_fetch_table_free(wv_base_fetch_table_t *t) {
     entry_t *e = t->inflight;
     t->inflight = e->next;
     free(e);
+  }
+  while (t->members) { /* builds not released yet: nothing is left to want */
+    member_t *m = t->members;
+    t->members = m->next;
+    free(m);
   }
   pthread_cond_destroy(&t->cv);
   pthread_mutex_destroy(&t->mu);
@@ -362,10 +385,46 @@ int wv_base_fetch_admit(uint64_t total, uint64_t need, uint64_t free_bytes) {
   return 0;
 }
 
-int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const char *registry,
-                        const char *image, const char *who, const wv_base_fetch_layer_t *layers,
-                        size_t n) {
-  if (!t || !app->upstream || !registry || !image || n > WV_BASE_FETCH_LAYERS)
+/* Drops the interest of every member of build (mu held); true when it had one. */
+static bool release_locked(wv_base_fetch_table_t *t, const char *build) {
+  bool found = false;
+  for (member_t **p = &t->members; *p;) {
+    member_t *m = *p;
+    if (strcmp(m->build, build) != 0) {
+      p = &m->next;
+      continue;
+    }
+    for (entry_t *e = t->inflight; e; e = e->next)
+      for (size_t i = 0; i < m->n; i++)
+        if (e->serial == m->serials[i] && e->interest > 0)
+          e->interest--;
+    *p = m->next;
+    free(m);
+    found = true;
+  }
+  return found;
+}
+
+/* The job of a build ended (any way, or waved stops): it wants none of its base's layers. */
+static void job_ended(void *arg, const wv_job_info_t *info) {
+  wv_base_fetch_release(arg, info->id);
+}
+
+/*
+ * The build's member is in the table: its release comes with the seed step or, at the latest,
+ * when its job ends (at once when it ended already). A job that cannot be waited for
+ * releases now: the layers then go on only for other builds that want them.
+ */
+static void release_at_end(wv_base_fetch_table_t *t, wv_job_engine_t *jobs, const char *build) {
+  if (jobs && wv_job_on_done(jobs, build, job_ended, t) != 0)
+    wv_base_fetch_release(t, build);
+}
+
+int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, wv_job_engine_t *jobs,
+                        const char *build, const char *registry, const char *image, const char *who,
+                        const wv_base_fetch_layer_t *layers, size_t n) {
+  if (!t || !app->upstream || !build || strlen(build) > WV_JOB_ID_MAX || !registry || !image ||
+      n > WV_BASE_FETCH_LAYERS)
     return WV_EINVAL;
   uint64_t total = 0, need = 0, have;
   for (size_t i = 0; i < n; i++) { /* each is capped first: the sum cannot wrap */
@@ -398,10 +457,14 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
   if (need > 0 && app->cfg->storage_path && statvfs(app->cfg->storage_path, &vfs) == 0)
     free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
   int admit = f->n ? wv_base_fetch_admit(total, need, free_bytes) : 0;
-  if (admit) {
+  member_t *m = admit || !f->n ? NULL : calloc(1, sizeof *m + f->n * sizeof m->serials[0]);
+  if (!admit && f->n && !m)
+    admit = WV_ENOMEM;
+  if (admit || !f->n) {
     free(f);
     return admit;
   }
+  snprintf(m->build, sizeof m->build, "%s", build);
   f->deadline_ns = wv_now_ns() + app->cfg->build_timeout_ms * 1000000LL;
   pthread_t reap[WV_BASE_FETCH_THREADS];
   int nreap = 0, slot = -1;
@@ -418,8 +481,10 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
   size_t k = 0;
   for (size_t i = 0; i < f->n; i++) { /* this build wants those in flight too */
     entry_t *e = find(t, f->layers[i].g);
-    if (e)
+    if (e) {
       e->interest++;
+      m->serials[m->n++] = e->serial;
+    }
   }
   for (size_t i = 0; slot >= 0 && i < f->n; i++) { /* take the layers nobody has */
     if (find(t, f->layers[i].g))
@@ -431,14 +496,25 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
     e->size = (uint64_t)f->layers[i].size;
     e->t0_ns = wv_now_ns();
     e->interest = 1;
+    e->serial = ++t->next_serial;
     e->next = t->inflight;
     t->inflight = e;
+    m->serials[m->n++] = e->serial;
     f->layers[k++] = f->layers[i];
   }
   f->n = k;
   if (k > 0)
     t->slots[slot].used = true;
+  bool member = m->n > 0;
+  if (member) { /* the build's one member: what its release drops */
+    m->next = t->members;
+    t->members = m;
+    m = NULL;
+  }
   pthread_mutex_unlock(&t->mu);
+  free(m); /* it counted in nothing */
+  if (member && k == 0)
+    release_at_end(t, jobs, build);
   for (int i = 0; i < nreap; i++)
     pthread_join(reap[i], NULL);
   if (k == 0) {
@@ -468,6 +544,7 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
           break;
         }
     t->slots[slot] = (slot_t){0};
+    release_locked(t, build); /* and the layers it joined */
     pthread_cond_broadcast(&t->cv);
   } else {
     t->slots[slot].tid = tid;
@@ -481,21 +558,28 @@ int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const cha
     free(f);
     return rc;
   }
+  release_at_end(t, jobs, build);
   return (int)k;
 }
 
-void wv_base_fetch_release(wv_base_fetch_table_t *t, const wv_base_fetch_layer_t *layers,
-                           size_t n) {
-  if (!t)
-    return;
+bool wv_base_fetch_release(wv_base_fetch_table_t *t, const char *build) {
+  if (!t || !build)
+    return false;
   pthread_mutex_lock(&t->mu);
-  for (size_t i = 0; i < n; i++) {
-    entry_t *e = layers[i].digest ? find(t, layers[i].digest) : NULL;
-    if (e && e->interest > 0)
-      e->interest--;
-  }
-  pthread_cond_broadcast(&t->cv);
+  bool found = release_locked(t, build);
+  if (found)
+    pthread_cond_broadcast(&t->cv);
   pthread_mutex_unlock(&t->mu);
+  return found;
+}
+
+size_t wv_base_fetch_builds(wv_base_fetch_table_t *t) {
+  size_t n = 0;
+  pthread_mutex_lock(&t->mu);
+  for (const member_t *m = t->members; m; m = m->next)
+    n++;
+  pthread_mutex_unlock(&t->mu);
+  return n;
 }
 
 size_t wv_base_fetch_inflight(wv_base_fetch_table_t *t) {
@@ -631,7 +715,8 @@ static int seed_fn(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
     return 0;
   }
   int64_t waited = wv_base_fetch_wait(wv__build_fetches(app), layers, n);
-  wv_base_fetch_release(wv__build_fetches(app), layers, n); /* what is still in flight: late */
+  /* What is still in flight is late for this build: it wants none of it any more. */
+  wv_base_fetch_release(wv__build_fetches(app), wv_job_ctx_id(ctx));
   const char **ids = wv_arena_calloc(a, n * sizeof *ids);
   const char *layout = wv_arena_sprintf(a, "%s/oci", wd);
   int seeded = 0;

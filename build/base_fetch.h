@@ -17,8 +17,10 @@
  * Bounds: one deadline per fetch (wave.build.timeout from its start, over all its layers, not
  * per layer), a budget per base (WV_BASE_FETCH_BASE_MAX bytes of layers), a free-disk check
  * before it starts (WV_BASE_FETCH_DISK_MARGIN), and each layer in flight counts the builds that
- * want it: once none does (their seed steps are done, wv_base_fetch_release), it stops. The
- * table's stop flag is also checked while a GET waits for the registry's answer.
+ * want it: once none does (each was released: its seed step is done, or it ended, whichever
+ * came first; wv_base_fetch_release), it stops. A build counts once in each layer it started or
+ * joined and is released once; a build that joined nothing holds nothing. The table's stop flag
+ * is also checked while a GET waits for the registry's answer.
  *
  * Builds of one base share the fetch of each layer (the table is keyed by G). At most
  * WV_BASE_FETCH_THREADS fetch threads run at once; past that a build is not prefetched and
@@ -26,7 +28,9 @@
  *
  * Thread rules: every function may be called from any thread; one mutex (a leaf: never held
  * across I/O) and one condition variable; free stops the fetches and joins their threads, and
- * must run before the services they use (store, blob store, upstream client) are closed.
+ * must run before the services they use (store, blob store, upstream client) are closed, and
+ * after the job engine given to wv_base_fetch_start is freed (its end callbacks release into
+ * the table).
  */
 #ifndef WV_BASE_FETCH_H
 #define WV_BASE_FETCH_H
@@ -89,18 +93,29 @@ int wv_base_fetch_admit(uint64_t total, uint64_t need, uint64_t free_bytes);
 
 /*
  * Starts fetching and mapping the layers of <registry>/<image> that are neither mapped nor in
- * flight already, acting for who (registry/upstream.h), on a thread of its own. Returns the
- * number of layers it took on (0: nothing to do, or no thread free), or a negative WV_E*.
+ * flight already, acting for who (registry/upstream.h), on a thread of its own, for build (its
+ * job id, at most WV_JOB_ID_MAX bytes). build counts as interested in those layers and in the
+ * unmapped ones another build's fetch has in flight (it joins them), until
+ * wv_base_fetch_release(t, build): its seed step calls that, and with jobs (the engine running
+ * build) so does the end of its job, however it ends (wv_job_on_done; at once when it ended
+ * already, or when it cannot be waited for). Returns the number of layers it took on (0:
+ * nothing to do, or no thread free; it may still have joined some), or a negative WV_E* (then
+ * it holds nothing).
  */
-int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, const char *registry,
-                        const char *image, const char *who, const wv_base_fetch_layer_t *layers,
-                        size_t n);
+int wv_base_fetch_start(wv_base_fetch_table_t *t, const wv_app_t *app, wv_job_engine_t *jobs,
+                        const char *build, const char *registry, const char *image, const char *who,
+                        const wv_base_fetch_layer_t *layers, size_t n);
 
 /*
- * The build that started a fetch of layers (wv_base_fetch_start) no longer needs it (its
- * seed step is done): each layer in flight loses one interested build; a layer none wants any
- * more is stopped (not fetched, or its GET aborted). */
-void wv_base_fetch_release(wv_base_fetch_table_t *t, const wv_base_fetch_layer_t *layers, size_t n);
+ * build no longer needs its base's layers (its seed step is done, or it ended): each layer it
+ * started or joined loses its one count; a layer none wants any more is stopped (not fetched,
+ * or its GET aborted). Once per build: a second call, or one for a build that joined nothing,
+ * changes nothing. True when build held interest.
+ */
+bool wv_base_fetch_release(wv_base_fetch_table_t *t, const char *build);
+
+/* Builds holding interest now (started or joined, not released). */
+size_t wv_base_fetch_builds(wv_base_fetch_table_t *t);
 
 /* Layers in flight now (all builds). */
 size_t wv_base_fetch_inflight(wv_base_fetch_table_t *t);

@@ -590,6 +590,20 @@ static const char *cluster_lock(const wv_app_t *app, wv_arena_t *a, const char *
   return NULL;
 }
 
+/*
+ * The base's layers into the blob store and mapped while buildah builds, so its push can skip
+ * them (build/base_fetch.h). Best effort: the build does not depend on it. The build's interest
+ * ends with its seed step or, at the latest, its job: a build that fails before its seed step
+ * does not keep the fetch going until the deadline.
+ */
+static void base_fetch(const wv_app_t *app, const wv_binput_t *in, const char *build) {
+  int k = wv_base_fetch_start(app->builds->fetches, app, app->jobs, build, in->base_registry,
+                              in->base_image, in->who, in->base_layers, in->base_nlayers);
+  if (k < 0)
+    wv_info("build base %s/%s: not prefetched: %s", in->base_registry, in->base_image,
+            wv_strerror(k));
+}
+
 static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
                      const wv_creq_plan_t *plan, const wv_binput_t *in, bool exists,
                      const char *client_ip, int64_t now_ns, outcome_t *o, const char **msg) {
@@ -613,15 +627,8 @@ static int new_build(const wv_app_t *app, wv_arena_t *a, const wv_creq_t *r,
   if (lock)
     wv_store_del(app->store, WV_DB_BUILD_TARGETS, lock);
   wv__build_rmtree(tmp); /* gone already when it became the work dir */
-  /* The base's layers into the blob store and mapped while buildah builds, so its push can
-   * skip them (build/base_fetch.h). Best effort: the build does not depend on it. */
-  if (!rc && o->d == D_NEW && in->base_nlayers) {
-    int k = wv_base_fetch_start(app->builds->fetches, app, in->base_registry, in->base_image,
-                                in->who, in->base_layers, in->base_nlayers);
-    if (k < 0)
-      wv_info("build base %s/%s: not prefetched: %s", in->base_registry, in->base_image,
-              wv_strerror(k));
-  }
+  if (!rc && o->d == D_NEW && in->base_nlayers)
+    base_fetch(app, in, o->id);
   return rc;
 }
 

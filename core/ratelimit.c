@@ -364,6 +364,27 @@ int wv_ratelimit_acquire_at(wv_ratelimit_t *rl, const char *user, const char *ip
   return acquire_shared(rl, user, ip, now_ns, retry_after_s);
 }
 
+void wv_ratelimit_refund_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns) {
+  if (!rl)
+    return;
+  bool authed = user && *user;
+  const bucket_t *b = authed ? &rl->auth : &rl->anon;
+  if (b->interval_ns == 0)
+    return;
+  uint64_t h = authed ? hash_key(rl, 'u', user) : ip_key(rl, ip);
+  size_t set = (size_t)(h >> 32) & (rl->nsets - 1);
+  pthread_mutex_t *mu = &rl->stripes[set & (STRIPES - 1)].mu;
+  pthread_mutex_lock(mu);
+  for (slot_t *s = &rl->slots[set * WAYS], *e = s + WAYS; s < e; s++)
+    if (s->h == h && s->tat > now_ns) /* a tat at or before now is a full bucket already */
+      s->tat = s->tat - b->interval_ns > now_ns ? s->tat - b->interval_ns : now_ns;
+  pthread_mutex_unlock(mu);
+}
+
+void wv_ratelimit_refund(wv_ratelimit_t *rl, const char *user, const char *ip) {
+  wv_ratelimit_refund_at(rl, user, ip, wv_mono_ns());
+}
+
 int wv_ratelimit_peek_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns,
                          int64_t *retry_after_s) {
   return gcra(rl, user, ip, now_ns, false, retry_after_s);

@@ -77,6 +77,20 @@ int wv_ratelimit_acquire_at(wv_ratelimit_t *rl, const char *user, const char *ip
                             int64_t *retry_after_s);
 
 /*
+ * Gives back one permit wv_ratelimit_acquire granted to the key (user, else
+ * ip, as acquire keys it): a caller that took a permit and then did not do
+ * the work it paid for (the IO loop handing a container request to a worker,
+ * which takes its own) returns it, so the key's bucket is as if it had not
+ * been taken. Never fills a bucket past full; a key the table forgot since
+ * (its slot reused) has nothing to give back. Local buckets only: with
+ * wv_ratelimit_share the cluster's bucket keeps the permit, so refund only
+ * permits taken where wv_ratelimit_shared is false. The _at form takes the
+ * monotonic instant (tests).
+ */
+void wv_ratelimit_refund(wv_ratelimit_t *rl, const char *user, const char *ip);
+void wv_ratelimit_refund_at(wv_ratelimit_t *rl, const char *user, const char *ip, int64_t now_ns);
+
+/*
  * Whether wv_ratelimit_acquire would refuse the key now, without taking a
  * permit: 0, or WV_EBUSY with *retry_after_s as acquire sets it. A limiter
  * of failures (wave.auth.failure-rate) peeks before an attempt and acquires

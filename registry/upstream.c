@@ -353,8 +353,14 @@ static void lookup_drop(wv_upstream_t *u, const char *registry) {
   pthread_mutex_unlock(&u->mu);
 }
 
-static int lookup_fetch(wv_upstream_t *u, const char *registry, auth_kind_t *kind, char **realm,
-                        char **service, wv_http_resp_t *resp, char *err, size_t errlen) {
+/*
+ * The /v2/ probe. caller is the request it is made for: its stop check (stop_cb, body_arg)
+ * also ends the probe, so a caller that gives up (waved stopping, a cancelled request) does
+ * not wait out the upstream timeout on a registry that never answers.
+ */
+static int lookup_fetch(wv_upstream_t *u, const char *registry, const wv_http_req_t *caller,
+                        auth_kind_t *kind, char **realm, char **service, wv_http_resp_t *resp,
+                        char *err, size_t errlen) {
   char url[MAX_URL];
   if (wv_upstream_base_url(u, registry, url, sizeof url - 8))
     return WV_ETOOBIG;
@@ -362,7 +368,9 @@ static int lookup_fetch(wv_upstream_t *u, const char *registry, auth_kind_t *kin
   wv_http_req_t req = {.url = url,
                        .max_body = 64 << 10,
                        .timeout_ms = u->total_ms,
-                       .connect_timeout_ms = u->connect_ms};
+                       .connect_timeout_ms = u->connect_ms,
+                       .stop_cb = caller->stop_cb,
+                       .body_arg = caller->body_arg};
   int rc = wv_http_do(wv_http_client_get(), &req, resp, err, errlen);
   if (rc)
     return rc;
@@ -498,10 +506,11 @@ static char *parse_token(const wv_buf_t *body, int64_t *ttl_ms) {
   return token;
 }
 
-static int token_fetch(wv_upstream_t *u, const char *registry, const char *realm,
-                       const char *service, const char *scope, const wv_config_registry_t *c,
-                       char **token, int64_t *ttl_ms, wv_http_resp_t *resp, char *err,
-                       size_t errlen) {
+/* The token GET; like the probe, it honours the caller's stop check. */
+static int token_fetch(wv_upstream_t *u, const char *registry, const wv_http_req_t *caller,
+                       const char *realm, const char *service, const char *scope,
+                       const wv_config_registry_t *c, char **token, int64_t *ttl_ms,
+                       wv_http_resp_t *resp, char *err, size_t errlen) {
   char url[MAX_URL];
   snprintf(url, sizeof url, "%s%c", realm, strchr(realm, '?') ? '&' : '?');
   if (service) {
@@ -530,7 +539,9 @@ static int token_fetch(wv_upstream_t *u, const char *registry, const char *realm
                        .headers = hdrs,
                        .max_body = 1 << 20,
                        .timeout_ms = u->total_ms,
-                       .connect_timeout_ms = u->connect_ms};
+                       .connect_timeout_ms = u->connect_ms,
+                       .stop_cb = caller->stop_cb,
+                       .body_arg = caller->body_arg};
   /* A realm on another host than a configured registry's is any URL an
    * upstream names: it goes through the outbound policy (resolved once,
    * pinned). */
@@ -580,15 +591,15 @@ static void auth_state_free(auth_state_t *a) {
   memset(a, 0, sizeof *a);
 }
 
-/* Works out the Authorization header value for this request (may be empty). */
+/* Works out the Authorization header value for req (may be empty), under req's stop check. */
 static int authorize(wv_upstream_t *u, const char *registry, const char *repo, bool push,
-                     const wv_config_registry_t *c, auth_state_t *a, char *auth, size_t authlen,
-                     long *status, char *err, size_t errlen) {
+                     const wv_http_req_t *req, const wv_config_registry_t *c, auth_state_t *a,
+                     char *auth, size_t authlen, long *status, char *err, size_t errlen) {
   auth[0] = '\0';
   if (!lookup_get(u, registry, &a->kind, &a->realm, &a->service)) {
     wv_http_resp_t r;
     wv_http_resp_init(&r);
-    int rc = lookup_fetch(u, registry, &a->kind, &a->realm, &a->service, &r, err, errlen);
+    int rc = lookup_fetch(u, registry, req, &a->kind, &a->realm, &a->service, &r, err, errlen);
     *status = r.status;
     wv_http_resp_free(&r);
     if (rc)
@@ -616,8 +627,8 @@ static int authorize(wv_upstream_t *u, const char *registry, const char *repo, b
     int64_t ttl = 0;
     wv_http_resp_t r;
     wv_http_resp_init(&r);
-    int rc =
-        token_fetch(u, registry, a->realm, a->service, scope, c, &token, &ttl, &r, err, errlen);
+    int rc = token_fetch(u, registry, req, a->realm, a->service, scope, c, &token, &ttl, &r, err,
+                         errlen);
     *status = r.status;
     wv_http_resp_free(&r);
     if (rc)
@@ -680,7 +691,8 @@ int wv_upstream_do(wv_upstream_t *u, const char *registry, const char *repo, boo
   int rc = 0;
   for (int attempt = 0; attempt < 2; attempt++) {
     auth_state_t a = {0};
-    rc = authorize(u, registry, repo, push, c, &a, auth, sizeof auth, &resp->status, err, errlen);
+    rc = authorize(u, registry, repo, push, req, c, &a, auth, sizeof auth, &resp->status, err,
+                   errlen);
     if (rc == 0) {
       wv_http_resp_free(resp);
       wv_http_resp_init(resp);

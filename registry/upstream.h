@@ -90,6 +90,10 @@ int wv_upstream_base_url(const wv_upstream_t *u, const char *registry, char *out
  * cached Bearer token the token is dropped, a new one fetched, and the request
  * sent once more. Returns as wv_http_do(); resp holds the final response. A
  * token service that refuses gives WV_EAUTH with its status in resp->status.
+ * req->stop_cb (with req->body_arg) is asked during every exchange made for
+ * req: the /v2/ auth probe and the token GET as well as req itself, so a stop
+ * raised while a registry stalls ends the call (WV_ECLOSED) within about a
+ * second, whatever step it is at.
  */
 int wv_upstream_do(wv_upstream_t *u, const char *registry, const char *repo, bool push,
                    const char *who, const wv_http_req_t *req, wv_http_resp_t *resp, char *err,

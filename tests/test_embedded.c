@@ -562,7 +562,8 @@ typedef struct {
     const unsigned char *body;
     size_t len;
   } blobs[3];
-  atomic_int gets; /* blob GETs answered */
+  atomic_int gets;  /* blob GETs answered */
+  atomic_bool held; /* while set, a blob GET gets no answer yet */
 } reg_t;
 
 static void *reg_serve(void *arg) {
@@ -585,6 +586,8 @@ static void *reg_serve(void *arg) {
     int status = strncmp(req, "GET /v2/ ", 9) == 0 ? 200 : 404;
     for (int i = 0; status == 404 && i < 3; i++)
       if (strncmp(req + 4, r->blobs[i].path, strlen(r->blobs[i].path)) == 0) {
+        while (atomic_load(&r->held))
+          usleep(10000);
         body = r->blobs[i].body, len = r->blobs[i].len, status = 200;
         atomic_fetch_add(&r->gets, 1);
       }
@@ -602,6 +605,7 @@ static void *reg_serve(void *arg) {
 }
 
 static void reg_stop(reg_t *r) {
+  atomic_store(&r->held, false);
   shutdown(r->fd, SHUT_RDWR);
   close(r->fd);
   pthread_join(r->tid, NULL);
@@ -669,7 +673,7 @@ TEST(base_fetch_maps_verified_layers) {
   wv_base_fetch_layer_t layers[3] = {{g[0], (int64_t)zn[0], mt, x[0]},
                                      {g[1], (int64_t)zn[1], mt, lie},
                                      {g[2], (int64_t)zn[2], mt, x[2]}};
-  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, layers, 3), 3);
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, NULL, "b1", registry, "lib/base", NULL, layers, 3), 3);
   for (int i = 0; i < 500 && wv_base_fetch_inflight(t) > 0; i++)
     usleep(10000);
   CHECK_EQ_INT(wv_base_fetch_inflight(t), 0);
@@ -695,7 +699,7 @@ TEST(base_fetch_maps_verified_layers) {
   CHECK(!wv_embedded_mapped(f.s, f.c, x[2], g[2]));
   /* again: layer 1 is mapped (no GET), 2 is in the CAS (mapped again, refused again: no GET),
    * 3 is fetched again and refused again */
-  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, layers, 3), 2);
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, NULL, "b2", registry, "lib/base", NULL, layers, 3), 2);
   for (int i = 0; i < 500 && wv_base_fetch_inflight(t) > 0; i++)
     usleep(10000);
   CHECK_EQ_INT(atomic_load(&reg.gets), 4);
@@ -795,25 +799,27 @@ TEST(base_fetch_bounds) {
   const char *mt = "application/vnd.oci.image.layer.v1.tar+gzip";
   wv_base_fetch_layer_t big[2] = {{g, (int64_t)(WV_BASE_FETCH_BASE_MAX / 2 + 1), mt, x},
                                   {x, (int64_t)(WV_BASE_FETCH_BASE_MAX / 2 + 1), mt, g}};
-  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, big, 2), WV_ETOOBIG);
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, NULL, "b1", registry, "lib/base", NULL, big, 2),
+               WV_ETOOBIG);
   big[0].size = big[1].size = INT64_MAX; /* a sum that would wrap */
-  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, big, 2), WV_ETOOBIG);
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, NULL, "b1", registry, "lib/base", NULL, big, 2),
+               WV_ETOOBIG);
   wv_base_fetch_layer_t one[1] = {{g, 1000, mt, x}};
-  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, one, 1), 1);
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, NULL, "b1", registry, "lib/base", NULL, one, 1), 1);
   /* a second build of the base joins it: one release leaves it running */
-  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, one, 1), 0);
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, NULL, "b2", registry, "lib/base", NULL, one, 1), 0);
   usleep(300000);
-  wv_base_fetch_release(t, one, 1);
+  CHECK(wv_base_fetch_release(t, "b1"));
   usleep(1500000);
   CHECK_EQ_INT(wv_base_fetch_inflight(t), 1);
   int64_t t0 = wv_now_ms();
-  wv_base_fetch_release(t, one, 1);
+  CHECK(wv_base_fetch_release(t, "b2"));
   for (int i = 0; i < 1000 && wv_base_fetch_inflight(t) > 0; i++)
     usleep(10000);
   CHECK_EQ_INT(wv_base_fetch_inflight(t), 0);
   CHECK(wv_now_ms() - t0 < 5000);
   /* shutdown: a GET waiting for the answer ends with the table */
-  CHECK_EQ_INT(wv_base_fetch_start(t, &app, registry, "lib/base", NULL, one, 1), 1);
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, NULL, "b3", registry, "lib/base", NULL, one, 1), 1);
   usleep(300000);
   t0 = wv_now_ms();
   wv_base_fetch_table_free(t);
@@ -821,6 +827,162 @@ TEST(base_fetch_bounds) {
   wv_upstream_free(u);
   wv_config_free(&cfg);
   fx_close(&f);
+}
+
+/* Polls until the table has n layers in flight (up to 10 s); the count then. */
+static size_t inflight_reaches(wv_base_fetch_table_t *t, size_t n) {
+  for (int i = 0; i < 1000 && wv_base_fetch_inflight(t) != n; i++)
+    usleep(10000);
+  return wv_base_fetch_inflight(t);
+}
+
+/* Interest is per build (build/base_fetch.h): B joins A's fetch of a base layer, C (a build of
+ * another base holding the same layer) is refused and holds nothing. C's release and A's (its
+ * seed step, then its end: twice) leave B's count, so the layer is still fetched — while the
+ * registry holds its answer — and mapped once it comes. */
+TEST(base_fetch_interest_per_build) {
+  static fx_t f;
+  static reg_t reg;
+  static char plain[20000];
+  static unsigned char zipped[24000];
+  char x[WV_DIGEST_STRLEN], g[WV_DIGEST_STRLEN], h[WV_DIGEST_STRLEN];
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(wv_http_global_init());
+  size_t zn = make_layer(5, plain, sizeof plain, zipped, sizeof zipped, x, g);
+  CHECK(zn > 0);
+  snprintf(reg.blobs[0].path, sizeof reg.blobs[0].path, "/v2/lib/base/blobs/%s ", g);
+  reg.blobs[0].body = zipped;
+  reg.blobs[0].len = zn;
+  atomic_store(&reg.held, true);
+  CHECK_OK(reg_start(&reg));
+  TEST_CLEANUP(reg_stop, &reg);
+  wv_config_t cfg;
+  CHECK_OK(wv_config_defaults(&cfg));
+  wv_registries_t none = {0};
+  wv_upstream_t *u = NULL;
+  CHECK_OK(wv_upstream_new(&u, &none));
+  wv_upstream_set_timeouts(u, 30000, 30000);
+  wv_app_t app = {.cfg = &cfg, .store = f.s, .cas = f.c, .upstream = u};
+  wv_base_fetch_table_t *t = NULL;
+  CHECK_OK(wv_base_fetch_table_new(&t));
+  char registry[64];
+  snprintf(registry, sizeof registry, "127.0.0.1:%d", reg.port);
+  CHECK_OK(wv_digest_of("h", 1, h));
+  const char *mt = "application/vnd.oci.image.layer.v1.tar+gzip";
+  wv_base_fetch_layer_t base[1] = {{g, (int64_t)zn, mt, x}};
+  wv_base_fetch_layer_t other[2] = {{g, (int64_t)zn, mt, x},
+                                    {h, (int64_t)WV_BASE_FETCH_BASE_MAX, mt, h}};
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, NULL, "A", registry, "lib/base", NULL, base, 1), 1);
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, NULL, "B", registry, "lib/base", NULL, base, 1), 0);
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, NULL, "C", registry, "lib/other", NULL, other, 2),
+               WV_ETOOBIG);
+  CHECK_EQ_INT(wv_base_fetch_builds(t), 2);
+  usleep(300000); /* A's GET waits for the registry */
+  CHECK(!wv_base_fetch_release(t, "C"));
+  CHECK(wv_base_fetch_release(t, "A"));
+  CHECK(!wv_base_fetch_release(t, "A"));
+  CHECK_EQ_INT(wv_base_fetch_builds(t), 1);
+  usleep(2500000); /* past a few of the GET's stop checks */
+  CHECK_EQ_INT(wv_base_fetch_inflight(t), 1);
+  atomic_store(&reg.held, false);
+  CHECK_EQ_INT(inflight_reaches(t, 0), 0);
+  CHECK(wv_embedded_mapped(f.s, f.c, x, g)); /* B's prefetch completed */
+  CHECK_EQ_INT(atomic_load(&reg.gets), 1);
+  CHECK(wv_base_fetch_release(t, "B"));
+  CHECK_EQ_INT(wv_base_fetch_builds(t), 0);
+  wv_base_fetch_table_free(t);
+  wv_upstream_free(u);
+  wv_config_free(&cfg);
+}
+
+/* A build job that runs until the test lets it go, then fails (before any seed step). */
+static atomic_bool build_gate;
+
+static int gated_failure(wv_job_ctx_t *ctx, void *fn_arg, const char *arg) {
+  (void)fn_arg, (void)arg;
+  while (!atomic_load(&build_gate))
+    usleep(5000);
+  wv_job_ctx_fail(ctx, "the build failed");
+  return WV_EINTERNAL;
+}
+
+/* The gate opens first: a test that failed midway must not leave the job waiting on it. */
+static void engine_free(void *e) {
+  atomic_store(&build_gate, true);
+  wv_job_engine_free(e);
+}
+
+/* Polls until the table holds n builds (up to 10 s); the count then. */
+static size_t builds_reach(wv_base_fetch_table_t *t, size_t n) {
+  for (int i = 0; i < 1000 && wv_base_fetch_builds(t) != n; i++)
+    usleep(10000);
+  return wv_base_fetch_builds(t);
+}
+
+/* A build whose job fails before its seed step releases its interest when the job ends, so
+ * the fetch stops at once (not at the deadline); a job that ended already releases it as the
+ * fetch starts. */
+TEST(base_fetch_released_when_build_fails) {
+  static fx_t f;
+  static stall_t st;
+  CHECK_OK(fx_open(&f));
+  CHECK_OK(wv_http_global_init());
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  st.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  CHECK(st.fd >= 0 && bind(st.fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        listen(st.fd, 16) == 0 && getsockname(st.fd, (struct sockaddr *)&sa, &sl) == 0);
+  CHECK(pthread_create(&st.tid, NULL, stall_serve, &st) == 0);
+  TEST_CLEANUP(stall_stop, &st);
+  /* Freed in the reverse order: the engine (its end callbacks release into the table), the
+   * table (its threads use the upstream client), the upstream client. */
+  static wv_config_t cfg;
+  CHECK_OK(wv_config_defaults(&cfg));
+  TEST_CLEANUP(wv_config_free, &cfg);
+  wv_registries_t none = {0};
+  wv_upstream_t *u = NULL;
+  CHECK_OK(wv_upstream_new(&u, &none));
+  TEST_CLEANUP(wv_upstream_free, u);
+  wv_upstream_set_timeouts(u, 30000, 30000);
+  wv_app_t app = {.cfg = &cfg, .store = f.s, .cas = f.c, .upstream = u};
+  wv_base_fetch_table_t *t = NULL;
+  CHECK_OK(wv_base_fetch_table_new(&t));
+  TEST_CLEANUP(wv_base_fetch_table_free, t);
+  char logs[300];
+  snprintf(logs, sizeof logs, "%s/joblogs", f.dir);
+  wv_job_opts_t o;
+  wv_job_opts_init(&o);
+  o.log_dir = logs;
+  o.mem = WV_JOB_MEM_NONE;
+  wv_job_engine_t *e = NULL;
+  CHECK_OK(wv_job_engine_new(&o, &e));
+  TEST_CLEANUP(engine_free, e);
+  wv_job_kind_t kind = {
+      .name = "build", .label = "Container build", .max_running = 2, .deadline_ms = 600000};
+  CHECK_OK(wv_job_register_kind(e, &kind));
+  CHECK_OK(wv_job_register_fn(e, "gated-failure", gated_failure, NULL));
+  CHECK_OK(wv_job_engine_start(e));
+  wv_job_step_t step = {.type = WV_JOB_STEP_FN, .name = "build", .fn = "gated-failure"};
+  wv_job_spec_t spec = {.id = "bd-1", .kind = "build", .steps = &step, .nsteps = 1};
+  CHECK_OK(wv_job_submit(e, &spec, NULL));
+  char registry[64], g[WV_DIGEST_STRLEN], x[WV_DIGEST_STRLEN];
+  snprintf(registry, sizeof registry, "127.0.0.1:%d", ntohs(sa.sin_port));
+  CHECK_OK(wv_digest_of("g", 1, g));
+  CHECK_OK(wv_digest_of("x", 1, x));
+  wv_base_fetch_layer_t one[1] = {{g, 1000, "application/vnd.oci.image.layer.v1.tar+gzip", x}};
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, e, "bd-1", registry, "lib/base", NULL, one, 1), 1);
+  usleep(300000);
+  CHECK_EQ_INT(wv_base_fetch_builds(t), 1);
+  CHECK_EQ_INT(wv_base_fetch_inflight(t), 1); /* its GET waits for the registry */
+  int64_t t0 = wv_now_ms();
+  atomic_store(&build_gate, true); /* the build fails */
+  CHECK_EQ_INT(builds_reach(t, 0), 0);
+  CHECK_EQ_INT(inflight_reaches(t, 0), 0);
+  CHECK(wv_now_ms() - t0 < 5000); /* the deadline is wave.build.timeout away */
+  /* bd-1 has ended: a fetch started for it now is released as it starts */
+  CHECK_EQ_INT(wv_base_fetch_start(t, &app, e, "bd-1", registry, "lib/base", NULL, one, 1), 1);
+  CHECK_EQ_INT(wv_base_fetch_builds(t), 0);
+  CHECK_EQ_INT(inflight_reaches(t, 0), 0);
 }
 
 WV_TEST_GLOBALS;
@@ -832,7 +994,9 @@ static const wv_test_t tests[] = {T(import_and_lookup),
                                   T(seeded_layout_maps_layers),
                                   T(first_map_wins_and_seed_record),
                                   T(base_fetch_maps_verified_layers),
-                                  T(base_fetch_bounds)};
+                                  T(base_fetch_bounds),
+                                  T(base_fetch_interest_per_build),
+                                  T(base_fetch_released_when_build_fails)};
 
 int main(int argc, char **argv) {
   wv_log_set_level(WV_LOG_ERROR);

@@ -115,6 +115,41 @@ TEST(peek_takes_nothing) {
   wv_ratelimit_free(rl);
 }
 
+/* A permit given back (wv_ratelimit_refund) is as if never taken: the same key gets it again,
+ * and a refund never fills a bucket past full, nor touches other keys or classes. */
+TEST(refund_gives_a_permit_back) {
+  wv_ratelimit_t *rl;
+  CHECK_OK(wv_ratelimit_new("pull", rate("3/1h"), rate("2/1h"), 64, &rl));
+  int64_t retry = 0;
+  for (int i = 0; i < 3; i++)
+    CHECK_OK(wv_ratelimit_acquire_at(rl, NULL, "10.0.0.1", T0, NULL));
+  CHECK_EQ_INT(wv_ratelimit_acquire_at(rl, NULL, "10.0.0.1", T0, &retry), WV_EBUSY);
+  wv_ratelimit_refund_at(rl, NULL, "10.0.0.1", T0);
+  CHECK_OK(wv_ratelimit_acquire_at(rl, NULL, "10.0.0.1", T0, NULL));
+  CHECK_EQ_INT(wv_ratelimit_acquire_at(rl, NULL, "10.0.0.1", T0, &retry), WV_EBUSY);
+  CHECK_EQ_INT(retry, 1200); /* the refund moved nothing else */
+  /* Refunds past full: the burst stays max. */
+  for (int i = 0; i < 10; i++)
+    wv_ratelimit_refund_at(rl, NULL, "10.0.0.2", T0);
+  wv_ratelimit_refund_at(rl, NULL, "10.0.0.2", T0);
+  for (int i = 0; i < 3; i++)
+    CHECK_OK(wv_ratelimit_acquire_at(rl, NULL, "10.0.0.2", T0, NULL));
+  for (int i = 0; i < 5; i++)
+    wv_ratelimit_refund_at(rl, NULL, "10.0.0.2", T0);
+  for (int i = 0; i < 3; i++)
+    CHECK_OK(wv_ratelimit_acquire_at(rl, NULL, "10.0.0.2", T0, NULL));
+  CHECK_EQ_INT(wv_ratelimit_acquire_at(rl, NULL, "10.0.0.2", T0, NULL), WV_EBUSY);
+  /* An account's bucket is its own: refunding the address does not touch alice's. */
+  CHECK_OK(wv_ratelimit_acquire_at(rl, "alice", "10.0.0.1", T0, NULL));
+  CHECK_OK(wv_ratelimit_acquire_at(rl, "alice", "10.0.0.1", T0, NULL));
+  wv_ratelimit_refund_at(rl, NULL, "10.0.0.1", T0);
+  CHECK_EQ_INT(wv_ratelimit_acquire_at(rl, "alice", "10.0.0.1", T0, NULL), WV_EBUSY);
+  wv_ratelimit_refund_at(rl, "alice", NULL, T0);
+  CHECK_OK(wv_ratelimit_acquire_at(rl, "alice", NULL, T0, NULL));
+  wv_ratelimit_refund(NULL, "alice", NULL); /* no limiter: nothing to do */
+  wv_ratelimit_free(rl);
+}
+
 TEST(retry_after_rounds_up) {
   wv_ratelimit_t *rl;
   CHECK_OK(wv_ratelimit_new("pull", rate("3/10s"), rate("3/10s"), 64, &rl));
@@ -421,8 +456,8 @@ TEST(shared_bucket_unreachable_fails_open_to_local) {
 }
 
 WV_TESTS(T(parse_good), T(parse_bad), T(burst_then_one_per_interval), T(peek_takes_nothing),
-         T(retry_after_rounds_up), T(keys_are_independent), T(ipv6_clients_share_their_64),
-         T(off_class_is_unlimited), T(messages), T(bounded_and_evicts),
-         T(concurrent_callers_share_exact_budget), T(config_defaults_are_off), T(config_enabled),
-         T(config_bad_rate_is_a_clear_error), T(shared_bucket_holds_across_instances),
-         T(shared_bucket_unreachable_fails_open_to_local))
+         T(refund_gives_a_permit_back), T(retry_after_rounds_up), T(keys_are_independent),
+         T(ipv6_clients_share_their_64), T(off_class_is_unlimited), T(messages),
+         T(bounded_and_evicts), T(concurrent_callers_share_exact_budget),
+         T(config_defaults_are_off), T(config_enabled), T(config_bad_rate_is_a_clear_error),
+         T(shared_bucket_holds_across_instances), T(shared_bucket_unreachable_fails_open_to_local))

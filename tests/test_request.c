@@ -12,6 +12,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/ratelimit.h"
 #include "core/secret.h"
 #include "core/timefmt.h"
 #include "http/http.h"
@@ -842,9 +843,8 @@ TEST(loop_handles_what_was_seen_and_defers_the_rest) {
   const char *msg;
   unsigned flags = WV_CREQ_ON_LOOP;
   CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_DEFER);
-  CHECK(flags & WV_CREQ_PERMIT_TAKEN);
   CHECK_EQ_INT(wv_cas_exists(e->app.cas, l->gz_digest, NULL), WV_ENOTFOUND);
-  flags = WV_CREQ_PERMIT_TAKEN; /* the worker's run */
+  flags = 0; /* the worker's run */
   CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_PARKED);
   CHECK_EQ_INT(p.calls, 1);
   CHECK_OK(p.rc);
@@ -870,7 +870,6 @@ TEST(loop_handles_what_was_seen_and_defers_the_rest) {
   CHECK_EQ_INT(run_flags(e, bad_tar, &flags, &p, &msg), WV_DEFER);
   flags = WV_CREQ_ON_LOOP;
   CHECK_EQ_INT(run_flags(e, cli_conda_example, &flags, &p, &msg), WV_DEFER);
-  CHECK(!(flags & WV_CREQ_PERMIT_TAKEN));
   /* Too large a body for the loop: deferred unread. */
   char *big = calloc(1, WV_CREQ_INLINE_MAX_BODY + 2);
   CHECK(big);
@@ -878,7 +877,63 @@ TEST(loop_handles_what_was_seen_and_defers_the_rest) {
   memset(big, ' ', WV_CREQ_INLINE_MAX_BODY + 1);
   flags = WV_CREQ_ON_LOOP;
   CHECK_EQ_INT(run_flags(e, big, &flags, &p, &msg), WV_DEFER);
-  CHECK(!(flags & WV_CREQ_PERMIT_TAKEN));
+}
+
+/* A shared (cluster) bucket standing in for Redis: it only counts that it was asked. */
+static int count_shared(void *arg, const char *key, int64_t iv, int64_t burst, bool take,
+                        int64_t *ahead) {
+  (void)key, (void)iv, (void)burst, (void)take;
+  (*(int *)arg)++;
+  *ahead = 0;
+  return 0;
+}
+
+/*
+ * A request the loop defers carries no pull permit: one it took is given back, and the worker's
+ * run takes its own. Three deferrals that no worker runs (what a full worker queue answers with
+ * 503) cost nothing: the address still has its two permits, for two worker runs, and then 429.
+ * With cluster-wide (Redis) buckets the loop defers before any permit is asked for.
+ */
+TEST(loop_deferral_costs_no_permit) {
+  env_t *e = env_start();
+  data_layer_t *d = data_layer_start(2000);
+  CHECK(e && d);
+  wv_ratelimit_rate_t two = {2, 3600000}, off = {0, 0};
+  CHECK_OK(wv_ratelimit_new("pull", two, off, 64, &e->app.pull_limit));
+  TEST_CLEANUP(wv_ratelimit_free, e->app.pull_limit);
+  const layer_t *l = &d->l;
+  char *body = layer_body(l, d->loc, l->gz_digest, (long long)l->gz_len, l->tar_digest);
+  CHECK(body);
+  TEST_CLEANUP(free, body);
+  parked_t p;
+  const char *msg;
+  unsigned flags;
+  for (int i = 0; i < 3; i++) { /* its layer was never verified: deferred, after the permit */
+    flags = WV_CREQ_ON_LOOP;
+    CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_DEFER);
+  }
+  for (int i = 0; i < 2; i++) {
+    flags = 0; /* a worker's run */
+    CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_PARKED);
+    CHECK_OK(p.rc);
+  }
+  flags = WV_CREQ_ON_LOOP; /* verified now, but the address is out of permits: 429 at once */
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_EBUSY);
+  CHECK_HAS(msg, "Request exceeded pull rate limit for IP 203.0.113.7");
+  /* Cluster-wide buckets: the loop never asks them (a round trip); the worker does. */
+  wv_ratelimit_t *shared = NULL;
+  CHECK_OK(wv_ratelimit_new("pull", two, off, 64, &shared));
+  TEST_CLEANUP(wv_ratelimit_free, shared);
+  int asked = 0;
+  wv_ratelimit_share(shared, count_shared, &asked);
+  e->app.pull_limit = shared;
+  flags = WV_CREQ_ON_LOOP;
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_DEFER);
+  CHECK_EQ_INT(asked, 0);
+  CHECK_OK(wv_ratelimit_peek(shared, NULL, "203.0.113.7", NULL));
+  flags = 0;
+  CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_PARKED);
+  CHECK_EQ_INT(asked, 1);
 }
 
 /* A towerAccessToken is checked on the loop against fast (legacy SHA-256) account values only:
@@ -898,7 +953,6 @@ TEST(loop_defers_slow_account_hashes) {
   e->cfg.accounts.values[0] = strdup(slow);
   flags = WV_CREQ_ON_LOOP;
   CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_DEFER);
-  CHECK(!(flags & WV_CREQ_PERMIT_TAKEN));
   flags = 0; /* the worker's run verifies it */
   CHECK_EQ_INT(run_flags(e, body, &flags, &p, &msg), WV_PARKED);
   CHECK_OK(p.rc);
@@ -1064,4 +1118,5 @@ WV_TESTS(T(example1_nextflow_nulls_parse_and_check),
          T(tokens_are_random_alnum_and_unique), T(data_layer_refusals), T(data_layer_stored),
          T(data_layer_verified_once), T(data_layer_bomb_cheap_checks_first), T(layer_size_limit),
          T(loop_handles_what_was_seen_and_defers_the_rest), T(data_layer_restored_after_a_removal),
-         T(loop_defers_slow_account_hashes), T(base64_and_helpers))
+         T(loop_defers_slow_account_hashes), T(loop_deferral_costs_no_permit),
+         T(base64_and_helpers))

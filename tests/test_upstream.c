@@ -2,10 +2,18 @@
  * flows themselves run against real docker-registry instances in the
  * end-to-end proxy tests. */
 #include "core/err.h"
+#include "core/timefmt.h"
+#include "http/client.h"
 #include "registry/upstream.h"
 #include "tests/runner.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 TEST(challenge_bearer) {
   wv_auth_challenge_t c;
@@ -122,5 +130,116 @@ TEST(perm_and_refusal) {
   wv_upstream_free(u);
 }
 
+/*
+ * A registry that stalls (loopback): it accepts and never answers. With bearer set it answers
+ * GET /v2/ with a Bearer challenge whose realm is its own /token, and stalls that instead.
+ */
+typedef struct {
+  int fd, port, held[8], nheld;
+  bool bearer;
+  pthread_t tid;
+} stall_t;
+
+static void *stall_serve(void *arg) {
+  stall_t *r = arg;
+  for (;;) {
+    int c = accept(r->fd, NULL, NULL);
+    if (c < 0)
+      return NULL;
+    char buf[4096], ans[512];
+    ssize_t n = read(c, buf, sizeof buf - 1);
+    if (r->bearer && n > 0 && strncmp(buf, "GET /v2/ ", 9) == 0) {
+      int len = snprintf(ans, sizeof ans,
+                         "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer "
+                         "realm=\"http://127.0.0.1:%d/token\",service=\"stall\"\r\n"
+                         "Content-Length: 0\r\nConnection: close\r\n\r\n",
+                         r->port);
+      if (write(c, ans, (size_t)len) < 0)
+        (void)0;
+      close(c);
+    } else if (r->nheld < 8) {
+      r->held[r->nheld++] = c; /* no answer, ever */
+    } else {
+      close(c);
+    }
+  }
+}
+
+static void stall_stop(void *arg) {
+  stall_t *r = arg;
+  shutdown(r->fd, SHUT_RDWR);
+  pthread_join(r->tid, NULL);
+  close(r->fd);
+  for (int i = 0; i < r->nheld; i++)
+    close(r->held[i]);
+}
+
+static int stall_start(stall_t *r, bool bearer) {
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t sl = sizeof sa;
+  r->bearer = bearer;
+  r->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (r->fd < 0 || bind(r->fd, (struct sockaddr *)&sa, sizeof sa) || listen(r->fd, 16) ||
+      getsockname(r->fd, (struct sockaddr *)&sa, &sl))
+    return WV_EINTERNAL;
+  r->port = ntohs(sa.sin_port);
+  return pthread_create(&r->tid, NULL, stall_serve, r) ? WV_EINTERNAL : 0;
+}
+
+/* The caller's stop: raised stop_after_ms after t0 (as waved's shutdown would be). */
+typedef struct {
+  int64_t t0_ns, stop_after_ms;
+} stop_at_t;
+
+static bool stop_raised(void *arg) {
+  const stop_at_t *s = arg;
+  return wv_mono_ns() - s->t0_ns >= s->stop_after_ms * 1000000;
+}
+
+/* A GET under a stop raised after 300 ms: how long wv_upstream_do took, in ms (timeout 15 s). */
+static int64_t stalled_get(bool bearer, int *rc) {
+  static stall_t st[2];
+  stall_t *r = &st[bearer];
+  *rc = stall_start(r, bearer);
+  if (*rc)
+    return -1;
+  wv_upstream_t *u = NULL;
+  wv_registries_t none = {0};
+  *rc = wv_upstream_new(&u, &none);
+  if (*rc) {
+    stall_stop(r);
+    return -1;
+  }
+  wv_upstream_set_timeouts(u, 15000, 15000);
+  char registry[64], err[512] = "";
+  snprintf(registry, sizeof registry, "127.0.0.1:%d", r->port);
+  stop_at_t stop = {wv_mono_ns(), 300};
+  wv_http_req_t req = {.url = "/v2/lib/x/manifests/latest",
+                       .timeout_ms = 15000,
+                       .stop_cb = stop_raised,
+                       .body_arg = &stop};
+  wv_http_resp_t resp;
+  wv_http_resp_init(&resp);
+  *rc = wv_upstream_do(u, registry, "lib/x", false, NULL, &req, &resp, err, sizeof err);
+  int64_t ms = (wv_mono_ns() - stop.t0_ns) / 1000000;
+  wv_http_resp_free(&resp);
+  wv_upstream_free(u);
+  stall_stop(r);
+  return ms;
+}
+
+/* The /v2/ auth probe and the token GET end with their caller's stop, not the upstream timeout. */
+TEST(stop_ends_auth_probe_and_token_get) {
+  CHECK_OK(wv_http_global_init());
+  int rc = 0;
+  int64_t ms = stalled_get(false, &rc); /* /v2/ itself stalls */
+  CHECK_EQ_INT(rc, WV_ECLOSED);
+  CHECK(ms >= 300 && ms < 5000);
+  ms = stalled_get(true, &rc); /* /v2/ answers 401 Bearer; the token service stalls */
+  CHECK_EQ_INT(rc, WV_ECLOSED);
+  CHECK(ms >= 300 && ms < 5000);
+  wv_http_global_cleanup();
+}
+
 WV_TESTS(T(challenge_bearer), T(challenge_basic_and_escapes), T(challenge_rejects), T(endpoints),
-         T(realm_trust), T(perm_and_refusal))
+         T(realm_trust), T(perm_and_refusal), T(stop_ends_auth_probe_and_token_get))

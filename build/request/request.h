@@ -179,12 +179,11 @@ int wv_creq_handle_async(const wv_app_t *app, wv_arena_t *a, const char *body, s
  * upstream, a file write, a slow account hash (a towerAccessToken while some account value is
  * salted) or the store's queue returns WV_DEFER before doing it (nothing written; run again on
  * a worker). Bodies over WV_CREQ_INLINE_MAX_BODY, cluster-wide rate
- * limits or shared (Redis) records are deferred at once.
- * WV_CREQ_PERMIT_TAKEN: in, the pull permit was taken by a deferred attempt and is not taken
- * again; out (with ON_LOOP), set once this attempt took it.
+ * limits or shared (Redis) records are deferred at once. A request deferred carries no pull
+ * permit: one the loop took is given back (wv_ratelimit_refund) and the worker's run takes
+ * it, so a deferred request that no worker runs (503, the worker queue full) costs none.
  */
 #define WV_CREQ_ON_LOOP 1u
-#define WV_CREQ_PERMIT_TAKEN 2u
 /* The IO loop parses, hashes the data: layers of and encodes the records of at most this much
  * (~50 µs of its time for the bench's augmented request of ~1 KiB; a hot pull is ~15 µs). */
 #define WV_CREQ_INLINE_MAX_BODY 16384

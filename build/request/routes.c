@@ -54,9 +54,6 @@ static void submitted(void *arg, int rc, json_object *out) {
   wv_req_complete(p->req);
 }
 
-/* req->user of a request the loop deferred after taking its pull permit. */
-static char permit_taken;
-
 static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   json_object *out = NULL;
   const char *msg = NULL;
@@ -71,18 +68,14 @@ static int submit(wv_req_t *req, wv_resp_t *resp, bool v2) {
   if (!req->on_worker && wv_trace_worker_only())
     return WV_DEFER;
 #endif
-  unsigned flags = !req->on_worker              ? WV_CREQ_ON_LOOP
-                   : req->user == &permit_taken ? WV_CREQ_PERMIT_TAKEN
-                                                : 0;
+  unsigned flags = req->on_worker ? 0 : WV_CREQ_ON_LOOP; /* a deferred request holds no permit */
   int rc = wv_creq_handle_flags(app_of(req), req->arena, req->body, req->body_len, v2,
                                 req->client_ip[0] ? req->client_ip : NULL, &out, &msg, &retry,
                                 submitted, p, &flags);
   if (rc == WV_PARKED)
     return rc;
-  if (rc == WV_DEFER) { /* the worker runs this handler again */
-    req->user = (flags & WV_CREQ_PERMIT_TAKEN) ? &permit_taken : NULL;
+  if (rc == WV_DEFER) /* the worker runs this handler again */
     return rc;
-  }
   if (rc == WV_EAUTH) /* contract §1.3: an invalid Platform token is a 401 with no body */
     return wv_resp_api_error(req, resp, 401, NULL);
   if (rc == WV_EBUSY && retry > 0) { /* a rate limit: 429, and when to come back */

@@ -481,17 +481,21 @@ static int handle(const wv_app_t *app, wv_arena_t *a, const char *body, size_t l
    * there before the permit is taken. */
   if (!rc && on_loop && (plan->kind != WV_CREQ_PLAIN || wants_scan(app, r) || r->n_includes))
     return WV_DEFER;
-  if (!rc && !(flags && (*flags & WV_CREQ_PERMIT_TAKEN))) {
-    rc = take_pull(app, a, plan, client_ip, retry_after_s, msg);
-    if (!rc && on_loop)
-      *flags |= WV_CREQ_PERMIT_TAKEN;
-  }
+  rc = rc ? rc : take_pull(app, a, plan, client_ip, retry_after_s, msg);
   if (!rc && plan->kind == WV_CREQ_MIRROR)
     return wv_mirror_submit(app, a, r, plan, client_ip, wv_now_ns(), resp, msg);
   if (!rc && plan->kind == WV_CREQ_BUILD)
     return wv_build_submit(app, a, r, plan, client_ip, wv_now_ns(), resp, msg, retry_after_s);
-  if (!rc && done)
-    return submit_parked(app, a, r, plan, client_ip, resp, msg, done, arg, on_loop);
+  if (!rc && done) {
+    rc = submit_parked(app, a, r, plan, client_ip, resp, msg, done, arg, on_loop);
+    /* Deferred after its permit (an upstream round trip, a layer to store, a full store
+     * queue): the permit goes back and the worker's run takes its own. So the request pays
+     * once, and nothing when no worker runs it (a full worker queue answers 503). The loop
+     * never holds a cluster-wide permit (loop_capable), so the refund is exact. */
+    if (rc == WV_DEFER && on_loop)
+      wv_ratelimit_refund(app->pull_limit, plan->user, client_ip);
+    return rc;
+  }
   rc = rc ? rc : wv_creq_submit(app, a, r, plan, client_ip, wv_now_ns(), &res, resp, msg);
   if (!rc)
     log_request(plan, &res);
