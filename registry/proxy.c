@@ -29,9 +29,11 @@
  * of the client's address (plain form, anonymous tokens), before anything
  * else is looked up. It is taken where the key is first known — on the loop
  * for the plain form and for tokens with a hot record, else on the worker —
- * and only once (pull_counted). With limits off app->pull_limit is NULL and
- * this costs one test per request. A cluster-wide limiter (state.backend:
- * redis) asks Redis, so its permit is always taken on the worker.
+ * and only once (pull_counted). A permit the loop took for a request it then
+ * hands to a worker is given back there and taken again by the worker: a
+ * request no worker runs (503, worker queue full) costs none. With limits off app->pull_limit is
+ * NULL and this costs one test per request. A cluster-wide limiter (state.backend: redis) asks
+ * Redis, so its permit is always taken on the worker.
  *
  * The handlers are made of steps (the token checks, the pull permit, the auth
  * gate): each returns 0 to let the request go on, or WV_ANSWERED (http/http.h)
@@ -105,6 +107,7 @@ static bool pull_counts(const wv_pctx_t *ctx) {
 static int take_pull(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, const char *user) {
   int64_t retry = 0;
   ctx->pull_counted = true;
+  ctx->pull_user = user;
   if (wv_ratelimit_acquire(ctx->app->pull_limit, user, req->client_ip, &retry) == 0)
     return 0;
   const char *msg = wv_ratelimit_message(req->arena, ctx->app->pull_limit, user, req->client_ip);
@@ -281,11 +284,25 @@ static int hot_lookup(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx, wv_store_s
   return 0;
 }
 
+static int v2_loop(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx);
+
 int wv_proxy_v2_handler(wv_req_t *req, wv_resp_t *resp) {
   wv_pctx_t *ctx = wv_arena_calloc(req->arena, sizeof *ctx);
   if (!ctx)
     return WV_ENOMEM;
   ctx->app = req->app;
+  int rc = v2_loop(req, resp, ctx);
+  if (rc == WV_DEFER && ctx->pull_counted) {
+    /* The worker takes it again (v2_worker): a request no worker runs costs no permit. */
+    wv_ratelimit_refund(ctx->app->pull_limit, ctx->pull_user, req->client_ip);
+    ctx->pull_counted = false;
+  }
+  return rc;
+}
+
+/* The IO loop's part of a /v2 request: 0 or WV_ANSWERED (answered here), WV_DEFER (v2_worker
+ * goes on), or an error. */
+static int v2_loop(wv_req_t *req, wv_resp_t *resp, wv_pctx_t *ctx) {
   const char *msg = NULL;
   int rc = wv_route_parse(req->arena, req->path, &ctx->rt, &msg);
   if (rc)
@@ -485,6 +502,9 @@ static int v2_worker(wv_req_t *req, wv_resp_t *resp) {
     return WV_EINTERNAL;
   int rc;
   if (ctx->auth_on_worker && (rc = plain_auth_worker(req, resp, ctx)))
+    return rc;
+  /* the plain form's permit, when the loop took and gave it back (its place on the loop) */
+  if (!ctx->token_form && pull_counts(ctx) && (rc = take_pull(req, resp, ctx, ctx->who)))
     return rc;
   if (ctx->frozen)
     return wv__proxy_frozen_worker(req, resp, ctx);

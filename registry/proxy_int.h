@@ -32,7 +32,8 @@ typedef struct {
   bool have_hot;
   wv_token_rec_t rec; /* token form, worker: the full record */
   bool have_rec;
-  bool pull_counted; /* the pull permit of this request was taken (loop or worker) */
+  bool pull_counted;     /* the pull permit of this request was taken (loop or worker) */
+  const char *pull_user; /* whose permit it was (NULL: the client's address) */
   /* Who the upstream calls act for (upstream.h): the token's creator, or the
    * plain form's Basic account (NULL: anonymous). restricted: the registry
    * has credentials this caller may not pull with, so nothing cached by
