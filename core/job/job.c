@@ -443,6 +443,7 @@ static void start_job(wv_job_engine_t *e, job_t *j) {
   r->job = j;
   r->ctx.run = r;
   r->logfd = open_log(e, j);
+  r->pidfd = -1;
   atomic_init(&r->stop_flag, false);
   uv_timer_init(&e->loop, &r->deadline);
   uv_timer_init(&e->loop, &r->killer);
