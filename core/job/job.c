@@ -10,8 +10,9 @@
  * drives each running job with a jrun_t:
  *
  *   start: RUNNING saved, log file opened, cgroup made, deadline armed
- *   step:  command → uv_spawn (detached = own process group, output through
- *          a pipe into the log) and wait for BOTH the exit and the pipe's EOF;
+ *   step:  command → posix_spawn (own session and process group, output through
+ *          a pipe into the log; its exit seen on a pidfd, job_step.c) and wait for
+ *          BOTH the exit and the pipe's EOF;
  *          function → uv_queue_work, wait for its after-callback
  *   end:   cgroup removed, log handed to persistence, final record saved,
  *          THEN the state becomes visible and the waiters run

@@ -294,14 +294,15 @@ static char **wrap_argv(jrun_t *r, char **argv, char *limit, size_t limitlen, ch
 
 /*
  * How a step is spawned (docs/jobs.md "How a step is started"). uv_spawn forks: the child gets a
- * copy of waved's page tables (a large LMDB map, several threads' stacks), 3-15 ms per step on a
- * loaded host. glibc's posix_spawn clones with CLONE_VM | CLONE_VFORK instead: the child runs on
- * waved's memory until it execs, so nothing is copied. It is given everything uv_spawn gave:
- * a session and process group of its own (POSIX_SPAWN_SETSID: the group kills rely on pgid ==
- * pid), stdin /dev/null, stdout and stderr the pipe, the step's env and cwd, an empty signal mask
- * and the default disposition of every signal (waved blocks, handles or ignores some; the child
- * must start clean), and no fd of waved's beyond 0-2 (closefrom 3, which uv_spawn did not
- * even do: it relied on O_CLOEXEC).
+ * copy of waved's page tables (a large LMDB map, several threads' stacks), and the job thread
+ * waits for the child's exec: 18-127 ms per step at load 5-9 on 2 cores, against 0.8-28 ms
+ * (docs/benchmarks.md "Fifth pass: spawn"). glibc's posix_spawn clones with CLONE_VM | CLONE_VFORK
+ * instead: the child runs on waved's memory until it execs, so nothing is copied. It is given
+ * everything uv_spawn gave: a session and process group of its own (POSIX_SPAWN_SETSID: the group
+ * kills rely on pgid == pid), stdin /dev/null, stdout and stderr the pipe, the step's env and cwd,
+ * an empty signal mask and the default disposition of every signal (waved blocks, handles or
+ * ignores some; the child must start clean), and no fd of waved's beyond 0-2 (closefrom 3, which
+ * uv_spawn did not even do: it relied on O_CLOEXEC).
  *
  * Its exit is watched through a pidfd polled on the job loop, then reaped with waitid. libuv's
  * SIGCHLD handler cannot take it from us: in libuv 1.44 (src/unix/process.c, uv__wait_children)
