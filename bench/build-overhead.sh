@@ -27,6 +27,8 @@
 #   BO_WAVED_YAML      extra YAML appended under wave.build (e.g. the old defaults)
 #   BO_ROUND0 [0]      added to the round number that decides who goes first (runs of one
 #                      round each, alternating binaries: WAVED_BIN selects waved's binary)
+#   BO_LOGS            a directory: each round's waved log is kept there (waved-rN.log; with
+#                      WAVED_LOG_LEVEL=debug it has the job steps' spawn times, docs/jobs.md)
 #   BO_DRIVER          by-hand storage driver (default: overlay if it works, else
 #                      fuse-overlayfs if installed, else vfs)
 set -euo pipefail
@@ -197,6 +199,7 @@ for r in $(seq 1 "$ROUNDS"); do
     done
   done
   stop_waved
+  [ -z "${BO_LOGS:-}" ] || cp "$WAVED_DIR/waved.log" "$BO_LOGS/waved-r$((r + ${BO_ROUND0:-0})).log"
   rm -rf "$HR" "$WAVED_DIR"
 done
 echo "medians (load $(cut -d' ' -f1-3 /proc/loadavg)):"

@@ -7,7 +7,8 @@
  * digest, both with the full Accept list), verifies that the bytes hash to
  * the digest, and either serves them unchanged (no containerConfig) or
  * rewrites them (registry/augment.h): a single manifest directly, an index or
- * Docker list by augmenting only the entries of the token's platform. Every
+ * Docker list by augmenting only the entries of the token's platform. A build
+ * pushed to a repository skips the HEAD: its record has the pushed digest. Every
  * document written to the cache is stored with its own digest; rewritten
  * configs go to the CAS. The writes of one resolution are applied in order,
  * children first and the request-path key last, so a hit on the request
@@ -773,10 +774,36 @@ static int64_t cache_expiry(const wv_pctx_t *ctx) {
 }
 
 /* Resolves a token-form tag into *out and adds its entries to the batch (not applied yet). */
+/*
+ * The digest a build of the token pushed to its tag, or NULL. A build pushed to a repository
+ * (wave.build.repo) records the digest its push reported (buildah --digestfile) in its build
+ * record before the build is ready (build/build.c, record-digest), so the pull that waited for
+ * it asks the repository by that digest: the HEAD of the tag would only say it again. The bytes
+ * are still fetched (and checked against the digest): the push leaves no copy of the manifest
+ * it sent.
+ */
+static const char *built_digest(res_t *r) {
+  wv_pctx_t *ctx = r->ctx;
+  if (ctx->rec.kind != WV_TOKEN_BUILD || !ctx->rec.build_id || !ctx->rec.reference ||
+      strcmp(ctx->rec.reference, ctx->rt.reference) != 0)
+    return NULL;
+  json_object *o = NULL;
+  if (wv_store_get_json(ctx->app->store, WV_DB_BUILDS, ctx->rec.build_id, 4u << 20, 0, &o, NULL))
+    return NULL;
+  const char *target = NULL, *d = NULL, *out = NULL;
+  const char *want =
+      wv_arena_sprintf(r->a, "%s/%s:%s", ctx->registry, ctx->image, ctx->rt.reference);
+  if (want && wv_json_get_str(o, "targetImage", &target) == 0 && strcmp(target, want) == 0 &&
+      wv_json_get_str(o, "digest", &d) == 0 && wv_digest_valid(d))
+    out = wv_arena_strdup(r->a, d);
+  json_object_put(o);
+  return out;
+}
+
 static int resolve_token_tag(res_t *r, const char *key, wv_cache_entry_t *out) {
-  const char *digest = NULL;
+  const char *digest = built_digest(r);
   wv_cache_entry_t up;
-  int rc = resolve_tag(r, r->ctx->rt.reference, &digest);
+  int rc = digest ? 0 : resolve_tag(r, r->ctx->rt.reference, &digest);
   if (!rc && !digest)
     rc = wv_fetch_err_set(&r->err, 502, WV_REGERR_UNKNOWN, "No digest for '%s/%s:%s'",
                           r->ctx->registry, r->ctx->image, r->ctx->rt.reference);

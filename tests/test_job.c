@@ -13,6 +13,7 @@
 #include "storage_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
@@ -186,6 +187,7 @@ typedef struct {
   uint64_t log_max;
   const wv_job_queue_t *queue; /* a shared queue */
   bool rerun;                  /* opts.rerun_reclaimed */
+  bool no_runner;              /* no opts.exec_path: steps are spawned as they are */
 } fixture_opts_t;
 
 static wv_job_kind_t kind_def(const char *name, int max_running, int64_t deadline_ms) {
@@ -216,7 +218,7 @@ static int fixture_open(fixture_t *f, const char *tag, wv_job_mem_t mem, bool ke
   wv_job_opts_init(&o);
   o.log_dir = logs;
   o.persist = &f->persist;
-  o.exec_path = runner_exe ? runner_exe : self_exe;
+  o.exec_path = fo->no_runner ? NULL : runner_exe ? runner_exe : self_exe;
   o.mem = mem;
   o.kill_grace_ms = 300;
   o.log_max = fo->log_max;
@@ -328,6 +330,101 @@ TEST(failing_command) {
   CHECK_HAS(info.reason, "/nonexistent/builder");
   fixture_free(&f);
 }
+
+static void restore_sighup(void *unused) {
+  (void)unused;
+  signal(SIGHUP, SIG_DFL);
+}
+
+static void close_fd77(void *unused) {
+  (void)unused;
+  close(77);
+}
+
+/*
+ * A step starts clean whatever waved's state (core/job/job_step.c, spawn): no fd of waved's
+ * beyond 0-2 (here one without O_CLOEXEC, which uv_spawn would have leaked), an empty signal
+ * mask (the job thread's is inherited from the thread that starts the engine: SIGUSR1 blocked
+ * here) and no ignored signal (SIGHUP ignored here), in the runner and in the command; stdin is
+ * /dev/null. Without the runner too, where the command is found on the step's own PATH.
+ */
+static void step_starts_clean_with(bool no_runner) {
+  static fixture_t f;
+  char id[WV_JOB_ID_MAX + 1];
+  wv_job_kind_t k = kind_def("build", 2, 10000);
+  fixture_opts_t fo = {.no_runner = no_runner};
+  CHECK(dup2(open("/dev/null", O_RDONLY), 77) == 77); /* no O_CLOEXEC */
+  TEST_CLEANUP(close_fd77, NULL);
+  CHECK(fcntl(77, F_GETFD) == 0);
+  signal(SIGHUP, SIG_IGN);
+  TEST_CLEANUP(restore_sighup, NULL);
+  sigset_t usr1, old;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &usr1, &old);
+  CHECK_OK(fixture_open(&f, "job", WV_JOB_MEM_NONE, false, &fo));
+  CHECK_OK(wv_job_register_kind(f.e, &k));
+  int rc = wv_job_engine_start(f.e); /* the job thread takes this thread's mask */
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  CHECK_OK(rc);
+  /* The command's fds and signals, and its runner's (its parent) when there is one. */
+  static char script[512];
+  const char *who = no_runner ? "$$" : "$$ $PPID";
+  snprintf(script, sizeof script,
+           "echo fds; for p in %s; do ls /proc/$p/fd; grep -E '^Sig(Blk|Ign)' /proc/$p/status; "
+           "done; readlink /proc/$$/fd/0; echo pgid $(cut -d' ' -f5 /proc/$$/stat) of $$ $PPID",
+           who);
+  const char *argv[] = {"sh", "-c", script, NULL};
+  const char *env[] = {"PATH=/usr/bin:/bin", NULL};
+  wv_job_step_t step = {
+      .type = WV_JOB_STEP_CMD, .argv = argv, .env = no_runner ? env : NULL, .cwd = f.dir};
+  wv_job_spec_t spec = {.kind = "build", .workdir = f.dir, .steps = &step, .nsteps = 1};
+  static waiter_t w; /* static: see fixture_t */
+  waiter_init(&w);
+  CHECK_OK(wv_job_submit(f.e, &spec, id));
+  CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
+  CHECK_EQ_INT(waiter_wait(&w, 20000), 1);
+  CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
+  waiter_destroy(&w);
+  char *log;
+  size_t len;
+  CHECK_OK(wv_job_log(f.e, id, 1 << 20, &log, &len));
+  fprintf(stderr, "%s", getenv("TEST_DEBUG") ? log : "");
+  const char *fds = strstr(log, "fds\n");
+  CHECK(fds != NULL);
+  CHECK_LACKS(fds ? fds : "", "\n77\n");
+  CHECK_LACKS(fds ? fds : "", "\n3\n"); /* nothing but 0, 1, 2 in the runner and the command */
+  CHECK_HAS(log, "\n0\n1\n2\n");
+  CHECK_LACKS(log, "SigBlk:\t0000000000000200"); /* SIGUSR1 (10) */
+  CHECK_LACKS(log, "SigIgn:\t0000000000000001"); /* SIGHUP (1) */
+  CHECK_HAS(log, "SigBlk:\t0000000000000000");
+  CHECK_HAS(log, "SigIgn:\t0000000000000000");
+  CHECK_HAS(log, "/dev/null\n");
+  /* The step leads its own process group: the runner, or the command itself without one. */
+  const char *pg = strstr(log, "pgid ");
+  long pgid = 0, self = 0, parent = 0;
+  CHECK(pg && sscanf(pg, "pgid %ld of %ld %ld", &pgid, &self, &parent) == 3);
+  CHECK_EQ_INT(pgid, no_runner ? self : parent);
+  free(log);
+  if (no_runner) { /* the step's PATH, not waved's, is searched */
+    const char *missing[] = {"no-such-builder-xyz", NULL};
+    step.argv = missing;
+    CHECK_OK(wv_job_submit(f.e, &spec, id));
+    waiter_init(&w);
+    CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
+    CHECK_EQ_INT(waiter_wait(&w, 20000), 1);
+    CHECK_EQ_INT(w.info.state, WV_JOB_FAILED);
+    CHECK_EQ_INT(w.info.exit_status, 127);
+    CHECK_EQ_STR(w.info.reason,
+                 "Container build failed: cannot run 'no-such-builder-xyz': no such file or "
+                 "directory");
+    waiter_destroy(&w);
+  }
+  fixture_free(&f);
+}
+
+TEST(step_starts_clean) { step_starts_clean_with(false); }
+TEST(step_starts_clean_no_runner) { step_starts_clean_with(true); }
 
 static bool pid_alive(pid_t pid) {
   char path[64], buf[512];
@@ -1312,6 +1409,12 @@ TEST(job_exec_deadline_and_leftovers) {
 }
 
 /* waved killed mid-step: waved-job-exec's parent-death signal takes the step's tree with it. */
+/* The same clean start under waved-job-exec. */
+TEST(job_exec_step_starts_clean) {
+  CHECK(use_job_exec());
+  step_starts_clean_with(false);
+}
+
 TEST(job_exec_dies_with_waved) {
   CHECK(use_job_exec());
   test_step_dies_with_waved();
@@ -1344,9 +1447,12 @@ static const wv_test_t tests[] = {
     T(shared_queue_reclaim_after_instance_death),
     T(shared_queue_rerun_reclaimed_build),
     T(ready_step_releases_early),
+    T(step_starts_clean),
+    T(step_starts_clean_no_runner),
     T(job_exec_found_libc_only),
     T(job_exec_status_and_limits),
     T(job_exec_deadline_and_leftovers),
+    T(job_exec_step_starts_clean),
     T(job_exec_dies_with_waved),
     T(job_exec_restart_kills_leftover),
 };

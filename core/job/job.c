@@ -10,8 +10,9 @@
  * drives each running job with a jrun_t:
  *
  *   start: RUNNING saved, log file opened, cgroup made, deadline armed
- *   step:  command → uv_spawn (detached = own process group, output through
- *          a pipe into the log) and wait for BOTH the exit and the pipe's EOF;
+ *   step:  command → posix_spawn (own session and process group, output through
+ *          a pipe into the log; its exit seen on a pidfd, job_step.c) and wait for
+ *          BOTH the exit and the pipe's EOF;
  *          function → uv_queue_work, wait for its after-callback
  *   end:   cgroup removed, log handed to persistence, final record saved,
  *          THEN the state becomes visible and the waiters run
@@ -443,6 +444,7 @@ static void start_job(wv_job_engine_t *e, job_t *j) {
   r->job = j;
   r->ctx.run = r;
   r->logfd = open_log(e, j);
+  r->pidfd = -1;
   atomic_init(&r->stop_flag, false);
   uv_timer_init(&e->loop, &r->deadline);
   uv_timer_init(&e->loop, &r->killer);

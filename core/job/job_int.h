@@ -125,8 +125,10 @@ struct jrun {
   wv_job_engine_t *e;
   job_t *job;
   uv_timer_t deadline, killer, eofwait;
-  uv_process_t proc;
-  uv_poll_t out; /* the read end of the output pipe; we own outfd (see job.c) */
+  uv_process_t proc; /* the step's process when spawned by uv_spawn (no pidfd_open here) */
+  uv_poll_t exitp;   /* else: its pidfd, readable when it has exited (job_step.c) */
+  int pidfd;         /* -1 = none */
+  uv_poll_t out;     /* the read end of the output pipe; we own outfd (see job.c) */
   int outfd;
   uv_work_t work;
   int handles; /* open handles; the run is freed when the last closes */

@@ -17,11 +17,14 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -156,6 +159,9 @@ static void cmd_step_done(jrun_t *r) {
 
 static void on_proc_closed(uv_handle_t *h) {
   jrun_t *r = h->data;
+  if (r->pidfd >= 0)
+    close(r->pidfd); /* ours, as the output pipe's fd is (see spawn_cmd) */
+  r->pidfd = -1;
   r->proc_open = false;
   r->handles--;
   if (!r->out_open)
@@ -192,8 +198,8 @@ static void on_eof_wait(uv_timer_t *t) {
   close_out(r);
 }
 
-static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
-  jrun_t *r = p->data;
+/* The step's process exited with status or was killed by sig; h is its handle. */
+static void step_exited(jrun_t *r, int64_t status, int sig, uv_handle_t *h) {
   r->exited = true;
   r->t_exit = uv_hrtime();
   r->exit_code = status;
@@ -202,9 +208,35 @@ static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
   kill(-r->pid, SIGKILL);
   if (r->cgroup[0])
     wv_jobmem_signal(r->cgroup, SIGKILL);
-  uv_close((uv_handle_t *)p, on_proc_closed);
+  uv_close(h, on_proc_closed);
   if (r->out_open)
     uv_timer_start(&r->eofwait, on_eof_wait, EOF_WAIT_MS, 0);
+}
+
+static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
+  step_exited(p->data, status, sig, (uv_handle_t *)p);
+}
+
+/* The pidfd is readable: the step's process has exited (a zombie until reaped here). Its group
+ * is killed while the zombie still holds the pid, so the number cannot have been reused; then
+ * it is reaped. A poll error (never seen on a pidfd) kills it and reaps it blocking. */
+static void on_pidfd(uv_poll_t *p, int status, int events) {
+  jrun_t *r = p->data;
+  siginfo_t si;
+  (void)events;
+  if (status < 0)
+    kill(-r->pid, SIGKILL);
+  memset(&si, 0, sizeof si);
+  int opts = WEXITED | WNOWAIT | (status < 0 ? 0 : WNOHANG);
+  while (waitid(P_PID, (id_t)r->pid, &si, opts) < 0 && errno == EINTR)
+    ;
+  if (si.si_pid == 0)
+    return; /* not yet (a spurious wake-up) */
+  kill(-r->pid, SIGKILL);
+  while (waitid(P_PID, (id_t)r->pid, &si, WEXITED) < 0 && errno == EINTR)
+    ;
+  bool sig = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
+  step_exited(r, sig ? 0 : si.si_status, sig ? si.si_status : 0, (uv_handle_t *)p);
 }
 
 /* Drains the pipe (a bounded number of reads per wake-up, so one chatty job
@@ -260,6 +292,136 @@ static char **wrap_argv(jrun_t *r, char **argv, char *limit, size_t limitlen, ch
   return w;
 }
 
+/*
+ * How a step is spawned (docs/jobs.md "How a step is started"). uv_spawn forks: the child gets a
+ * copy of waved's page tables (a large LMDB map, several threads' stacks), and the job thread
+ * waits for the child's exec: 18-127 ms per step at load 5-9 on 2 cores, against 0.8-28 ms
+ * (docs/benchmarks.md "Fifth pass: spawn"). glibc's posix_spawn clones with CLONE_VM | CLONE_VFORK
+ * instead: the child runs on waved's memory until it execs, so nothing is copied. It is given
+ * everything uv_spawn gave: a session and process group of its own (POSIX_SPAWN_SETSID: the group
+ * kills rely on pgid == pid), stdin /dev/null, stdout and stderr the pipe, the step's env and cwd,
+ * an empty signal mask and the default disposition of every signal (waved blocks, handles or
+ * ignores some; the child must start clean), and no fd of waved's beyond 0-2 (closefrom 3, which
+ * uv_spawn did not even do: it relied on O_CLOEXEC).
+ *
+ * Its exit is watched through a pidfd polled on the job loop, then reaped with waitid. libuv's
+ * SIGCHLD handler cannot take it from us: in libuv 1.44 (src/unix/process.c, uv__wait_children)
+ * it calls waitpid(process->pid, WNOHANG) for each uv_process_t of its loop, never waitpid(-1),
+ * and this loop has none unless pidfd_open is missing (ENOSYS: kernels before 5.3), where steps
+ * go back to uv_spawn.
+ */
+extern char **environ;
+
+/* pidfd_open works here: 1 yes, 0 no (ENOSYS), -1 not probed yet. */
+static atomic_int have_pidfd = -1;
+
+static bool pidfd_usable(void) {
+  int v = atomic_load(&have_pidfd);
+  if (v < 0) {
+    int fd = pidfd_open(getpid(), 0);
+    v = !(fd < 0 && errno == ENOSYS);
+    if (fd >= 0)
+      close(fd);
+    atomic_store(&have_pidfd, v);
+  }
+  return v == 1;
+}
+
+/* execvp's search, with the step's own PATH (as uv_spawn's child, which execvp'd after taking the
+ * step's environment): posix_spawnp would search waved's. 0 or a negative errno. */
+static int find_program(const char *file, char *const *env, char *out, size_t n) {
+  if (strchr(file, '/'))
+    return snprintf(out, n, "%s", file) < (int)n ? 0 : -ENAMETOOLONG;
+  const char *path = NULL;
+  for (char *const *e = env ? env : environ; e && *e && !path; e++)
+    if (strncmp(*e, "PATH=", 5) == 0)
+      path = *e + 5;
+  if (!path)
+    path = "/bin:/usr/bin"; /* glibc's default */
+  int err = -ENOENT;
+  while (*path) {
+    size_t len = strcspn(path, ":");
+    int k = snprintf(out, n, "%.*s%s%s", (int)len, path, len ? "/" : "", file);
+    if (k > 0 && (size_t)k < n) {
+      if (access(out, X_OK) == 0)
+        return 0;
+      if (errno == EACCES)
+        err = -EACCES;
+    }
+    path += len + (path[len] == ':');
+  }
+  return err;
+}
+
+/* posix_spawn with uv_spawn's guarantees (above); out is the pipe's write end, cwd NULL = waved's.
+ * 0 or a negative errno. */
+static int posix_spawn_step(const char *file, char *const *argv, char *const *env, const char *cwd,
+                            int out, pid_t *pid) {
+  char path[PATH_MAX];
+  int rc = find_program(file, env, path, sizeof path);
+  if (rc)
+    return rc;
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t at;
+  sigset_t none, dfl;
+  sigemptyset(&none);
+  /* Every signal back to SIG_DFL, glibc's internal 32 and 33 included: sigfillset leaves them
+   * out, and glibc's posix_spawn child would set them to SIG_IGN, which the command would keep
+   * (uv_spawn's did not). The child's loop skips what cannot be changed (SIGKILL, SIGSTOP). */
+  memset(&dfl, 0xff, sizeof dfl);
+  if ((rc = posix_spawn_file_actions_init(&fa)))
+    return -rc;
+  if ((rc = posix_spawnattr_init(&at))) {
+    posix_spawn_file_actions_destroy(&fa);
+    return -rc;
+  }
+  if (!(rc = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                               POSIX_SPAWN_SETSIGDEF)) &&
+      !(rc = posix_spawnattr_setsigmask(&at, &none)) &&
+      !(rc = posix_spawnattr_setsigdefault(&at, &dfl)) &&
+      !(rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0)) &&
+      !(rc = posix_spawn_file_actions_adddup2(&fa, out, 1)) &&
+      !(rc = posix_spawn_file_actions_adddup2(&fa, out, 2)) &&
+      !(rc = cwd ? posix_spawn_file_actions_addchdir_np(&fa, cwd) : 0) &&
+      !(rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3)))
+    rc = posix_spawn(pid, path, &fa, &at, argv, env ? env : environ);
+  posix_spawnattr_destroy(&at);
+  posix_spawn_file_actions_destroy(&fa);
+  return -rc;
+}
+
+/* The step's process, spawned by posix_spawn and watched by its pidfd. 0 or a negative errno. */
+static int spawn_pidfd(jrun_t *r, const char *file, char *const *argv, char *const *env,
+                       const char *cwd, int out) {
+  pid_t pid;
+  if (out < 3) { /* never in practice (waved's stdio is open); dup2 onto itself keeps CLOEXEC */
+    int hi = fcntl(out, F_DUPFD_CLOEXEC, 3);
+    if (hi < 0)
+      return -errno;
+    int rc = spawn_pidfd(r, file, argv, env, cwd, hi);
+    close(hi);
+    return rc;
+  }
+  int rc = posix_spawn_step(file, argv, env, cwd, out, &pid);
+  if (rc)
+    return rc;
+  int fd = pidfd_open(pid, 0);
+  if (fd < 0 || (rc = uv_poll_init(&r->e->loop, &r->exitp, fd)) != 0) {
+    rc = fd < 0 ? -errno : rc;
+    if (fd >= 0)
+      close(fd);
+    kill(-pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    return rc;
+  }
+  r->pidfd = fd;
+  r->pid = pid;
+  r->exitp.data = r;
+  uv_poll_start(&r->exitp, UV_READABLE, on_pidfd);
+  return 0;
+}
+
 static int spawn_cmd(jrun_t *r, const jstep_t *s) {
   job_t *j = r->job;
   uv_file fds[2];
@@ -268,34 +430,45 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
   if (rc)
     return rc;
   char **wrapped = wrap_argv(r, s->argv, limit, sizeof limit, parent, sizeof parent);
-  uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
-                                   {.flags = UV_INHERIT_FD, .data.fd = fds[1]},
-                                   {.flags = UV_INHERIT_FD, .data.fd = fds[1]}};
-  uv_process_options_t o = {
-      .exit_cb = on_proc_exit,
-      .file = wrapped ? wrapped[0] : s->argv[0],
-      .args = wrapped ? wrapped : s->argv,
-      .env = s->env,
-      .cwd = s->cwd ? s->cwd : j->workdir,
-      .flags = UV_PROCESS_DETACHED,
-      .stdio_count = 3,
-      .stdio = stdio,
-  };
+  const char *file = wrapped ? wrapped[0] : s->argv[0];
+  const char *cwd = s->cwd ? s->cwd : j->workdir;
   r->exited = false;
   r->exit_code = 0;
   r->term_signal = 0;
-  r->proc.data = r;
-  rc = uv_spawn(&r->e->loop, &r->proc, &o);
+  bool by_pidfd = pidfd_usable();
+  if (by_pidfd) {
+    rc = spawn_pidfd(r, file, wrapped ? wrapped : s->argv, s->env, cwd, fds[1]);
+  } else {
+    uv_stdio_container_t stdio[3] = {{.flags = UV_IGNORE},
+                                     {.flags = UV_INHERIT_FD, .data.fd = fds[1]},
+                                     {.flags = UV_INHERIT_FD, .data.fd = fds[1]}};
+    uv_process_options_t o = {
+        .exit_cb = on_proc_exit,
+        .file = file,
+        .args = wrapped ? wrapped : s->argv,
+        .env = s->env,
+        .cwd = cwd,
+        .flags = UV_PROCESS_DETACHED,
+        .stdio_count = 3,
+        .stdio = stdio,
+    };
+    r->proc.data = r;
+    rc = uv_spawn(&r->e->loop, &r->proc, &o);
+    r->handles++; /* initialised even when the spawn failed: it must be closed */
+    if (rc)
+      uv_close((uv_handle_t *)&r->proc, wv__jobeng_on_timer_closed);
+    else
+      r->pid = r->proc.pid;
+  }
   bool via_runner = wrapped != NULL;
   free(wrapped);
   close(fds[1]);
-  r->handles++; /* initialised even when the spawn failed: it must be closed */
   if (rc) {
     close(fds[0]);
-    uv_close((uv_handle_t *)&r->proc, wv__jobeng_on_timer_closed);
     return rc;
   }
-  r->pid = r->proc.pid;
+  if (by_pidfd)
+    r->handles++;
   r->proc_open = true;
   r->wrapped = via_runner;
   uint64_t spawned = uv_hrtime();
@@ -308,8 +481,9 @@ static int spawn_cmd(jrun_t *r, const jstep_t *s) {
     uv_mutex_unlock(&r->e->mu);
     wv__jobeng_save(r->e, j, WV_JOB_RUNNING);
   }
-  wv_debug("jobs: %s step '%s': %s spawned in %.1f ms, its group saved in %.1f ms", j->id, s->name,
-           o.file, (double)(spawned - r->t_step) / 1e6, (double)(uv_hrtime() - spawned) / 1e6);
+  wv_debug("jobs: %s step '%s': %s spawned (%s) in %.1f ms, its group saved in %.1f ms", j->id,
+           s->name, file, by_pidfd ? "posix_spawn" : "uv_spawn",
+           (double)(spawned - r->t_step) / 1e6, (double)(uv_hrtime() - spawned) / 1e6);
   if (r->cgroup[0] && !r->e->exec_path)
     wv_jobmem_join(r->cgroup, r->pid); /* racy without the wrapper; best effort */
   /* A poll handle, not a uv_pipe_t: the fd stays ours to close(). libuv closes the fds it

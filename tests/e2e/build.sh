@@ -3,7 +3,8 @@
 # docker-registry: FROM scratch + COPY with a context, FROM a local busybox +
 # RUN pulled while it still builds (the pull waits), a failing Containerfile
 # (status and the pull's 400 with the log), an identical request (cached, same
-# id), a build pushed to an external wave.build.repo, package requests
+# id), a build pushed to an external wave.build.repo (pulled by the digest its push
+# recorded), package requests
 # (rendering, config template images, a build whose base images are local),
 # a restart during a build, 200 parked pulls next to a /health loop, and a
 # parked pull past its deadline.
@@ -218,7 +219,8 @@ stop_waved
 
 # ---- 8. a build pushed to an external wave.build.repo -------------------------------------
 log "8. external build repository"
-start_waved "wave: {build: {repo: \"$REG/wave/build\"}}"
+# No tag cache: a later token's pull must not get the digest from the first pull's HEAD.
+start_waved "wave: {build: {repo: \"$REG/wave/build\"}, storage: {cache: {tag-duration: 0s}}}"
 CF11=$(b64 "FROM $BB\nRUN echo ext > /ext\n")
 post "{\"containerFile\":\"$CF11\"}" "$T/r11.json" >/dev/null
 ok "external: containerImage in the external repository" \
@@ -229,6 +231,15 @@ ok "external: the RUN layer holds /ext" test "$(top_layer_file "$T/p11" ext)" = 
 skopeo inspect --raw --tls-verify=false "docker://$(field "$T/r11.json" 'd["containerImage"]')" >"$T/ext.manifest"
 ok "external: the image is in the registry, same digest" \
   test "$(sha256 "$T/ext.manifest")" = "$(sha256 "$T/p11/manifest.json")"
+# A new token of the same build after the tag moved in the repository: the pull asks for the
+# digest the push recorded (registry/resolve.c, built_digest), not for what the tag says now.
+post "{\"containerFile\":\"$CF11\"}" "$T/r11b.json" >/dev/null
+skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false "docker://$BB" \
+  "docker://$(field "$T/r11.json" 'd["containerImage"]')" 2>"$T/mv11.err"
+skopeo copy --quiet --src-tls-verify=false "docker://$(pull_name "$T/r11b.json")" "dir:$T/p11b" \
+  2>"$T/p11b.err"
+ok "external: a later token gets the built image although the tag moved" \
+  test "$(sha256 "$T/p11b/manifest.json")" = "$(sha256 "$T/ext.manifest")"
 stop_waved
 
 # ---- 9. a parked pull past its deadline (server.idle-timeout) -------------------------------
