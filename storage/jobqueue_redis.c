@@ -431,16 +431,18 @@ static long long deliveries(wv_jobq_t *q, redisContext **c, const char *sk, cons
 }
 
 /* Counts a reclaimed message's delivery (XCLAIM without JUSTID raises the group's count) and
- * returns the count, as deliveries() does. */
+ * returns the count, as deliveries() does; 0 when it could not be counted (Redis away, an
+ * error reply, the message gone): the job must not run uncounted then. */
 static long long count_delivery(wv_jobq_t *q, redisContext **c, const char *kind,
                                 const char *msgid) {
   char sk[KEY_MAX];
   key(q, sk, "jobq", kind);
   ARGS("XCLAIM", sk, GROUP, q->me, "0", msgid);
   redisReply *r = ccmd(q, c, argc_, argv_, len_);
+  bool claimed = r && r->type == REDIS_REPLY_ARRAY && r->elements == 1;
   if (r)
     freeReplyObject(r);
-  return *c ? deliveries(q, c, sk, msgid) : 0;
+  return claimed && *c ? deliveries(q, c, sk, msgid) : 0;
 }
 
 /*
@@ -459,8 +461,10 @@ static void handle(wv_jobq_t *q, redisContext **c, const char *kind, const char 
     return;
   if (take_lease(q, c, id) != 1)
     return; /* runs elsewhere (or Redis is away): stays pending, reclaim looks again */
-  if (delivered < 0)
-    delivered = count_delivery(q, c, kind, msgid);
+  if (delivered < 0 && (delivered = count_delivery(q, c, kind, msgid)) < 1) {
+    release(q, c, id); /* not counted: stays pending, reclaim looks again */
+    return;
+  }
   mine_t *m = calloc(1, sizeof *m);
   if (!m) {
     release(q, c, id);

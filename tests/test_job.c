@@ -419,6 +419,33 @@ static void step_starts_clean_with(bool no_runner) {
                  "Container build failed: cannot run 'no-such-builder-xyz': no such file or "
                  "directory");
     waiter_destroy(&w);
+    /* as execvp: relative PATH entries from the step's cwd, a directory of the name skipped,
+     * a script without "#!" run by /bin/sh */
+    char p1[400], p2[400];
+    snprintf(p1, sizeof p1, "%s/bin1/plain-script", f.dir);
+    snprintf(p2, sizeof p2, "%s/bin2", f.dir);
+    CHECK(mkdir(p2, 0755) == 0);
+    snprintf(p2, sizeof p2, "%s/bin1", f.dir);
+    CHECK(mkdir(p2, 0755) == 0 && mkdir(p1, 0755) == 0);
+    snprintf(p2, sizeof p2, "%s/bin2/plain-script", f.dir);
+    FILE *fp = fopen(p2, "w");
+    CHECK(fp != NULL);
+    fputs("echo ran-by-sh \"$1\"\n", fp);
+    fclose(fp);
+    CHECK(chmod(p2, 0755) == 0);
+    const char *plain[] = {"plain-script", "arg 1", NULL};
+    const char *rel_env[] = {"PATH=bin1:bin2:/usr/bin:/bin", NULL};
+    step.argv = plain;
+    step.env = rel_env;
+    CHECK_OK(wv_job_submit(f.e, &spec, id));
+    waiter_init(&w);
+    CHECK_OK(wv_job_on_done(f.e, id, on_done, &w));
+    CHECK_EQ_INT(waiter_wait(&w, 20000), 1);
+    CHECK_EQ_INT(w.info.state, WV_JOB_SUCCEEDED);
+    waiter_destroy(&w);
+    CHECK_OK(wv_job_log(f.e, id, 1 << 20, &log, &len));
+    CHECK_HAS(log, "ran-by-sh arg 1\n");
+    free(log);
   }
   fixture_free(&f);
 }

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <uv.h>
@@ -198,14 +199,17 @@ static void on_eof_wait(uv_timer_t *t) {
   close_out(r);
 }
 
-/* The step's process exited with status or was killed by sig; h is its handle. */
-static void step_exited(jrun_t *r, int64_t status, int sig, uv_handle_t *h) {
+/* The step's process exited with status or was killed by sig; h is its handle. kill_group: its
+ * group is still to be killed (uv_spawn's path; on_pidfd killed it before the reap, and after
+ * the reap the number may be another process's). */
+static void step_exited(jrun_t *r, int64_t status, int sig, uv_handle_t *h, bool kill_group) {
   r->exited = true;
   r->t_exit = uv_hrtime();
   r->exit_code = status;
   r->term_signal = sig;
   /* Nothing the step started outlives it. */
-  kill(-r->pid, SIGKILL);
+  if (kill_group)
+    kill(-r->pid, SIGKILL);
   if (r->cgroup[0])
     wv_jobmem_signal(r->cgroup, SIGKILL);
   uv_close(h, on_proc_closed);
@@ -214,7 +218,7 @@ static void step_exited(jrun_t *r, int64_t status, int sig, uv_handle_t *h) {
 }
 
 static void on_proc_exit(uv_process_t *p, int64_t status, int sig) {
-  step_exited(p->data, status, sig, (uv_handle_t *)p);
+  step_exited(p->data, status, sig, (uv_handle_t *)p, true);
 }
 
 /* The pidfd is readable: the step's process has exited (a zombie until reaped here). Its group
@@ -236,7 +240,7 @@ static void on_pidfd(uv_poll_t *p, int status, int events) {
   while (waitid(P_PID, (id_t)r->pid, &si, WEXITED) < 0 && errno == EINTR)
     ;
   bool sig = si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
-  step_exited(r, sig ? 0 : si.si_status, sig ? si.si_status : 0, (uv_handle_t *)p);
+  step_exited(r, sig ? 0 : si.si_status, sig ? si.si_status : 0, (uv_handle_t *)p, false);
 }
 
 /* Drains the pipe (a bounded number of reads per wake-up, so one chatty job
@@ -312,14 +316,15 @@ static char **wrap_argv(jrun_t *r, char **argv, char *limit, size_t limitlen, ch
  */
 extern char **environ;
 
-/* pidfd_open works here: 1 yes, 0 no (ENOSYS), -1 not probed yet. */
+/* pidfd_open works here: 1 yes, 0 no (ENOSYS; or refused, as a seccomp filter that answers
+ * EPERM to calls it does not know does), -1 not probed yet. */
 static atomic_int have_pidfd = -1;
 
 static bool pidfd_usable(void) {
   int v = atomic_load(&have_pidfd);
   if (v < 0) {
     int fd = pidfd_open(getpid(), 0);
-    v = !(fd < 0 && errno == ENOSYS);
+    v = fd >= 0;
     if (fd >= 0)
       close(fd);
     atomic_store(&have_pidfd, v);
@@ -327,9 +332,16 @@ static bool pidfd_usable(void) {
   return v == 1;
 }
 
+/* An executable regular file (access alone passes directories to root). */
+static bool executable(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
 /* execvp's search, with the step's own PATH (as uv_spawn's child, which execvp'd after taking the
- * step's environment): posix_spawnp would search waved's. 0 or a negative errno. */
-static int find_program(const char *file, char *const *env, char *out, size_t n) {
+ * step's environment): posix_spawnp would search waved's. A relative entry (an empty one is ".")
+ * is taken from cwd, where the child runs. 0 or a negative errno. */
+static int find_program(const char *file, char *const *env, const char *cwd, char *out, size_t n) {
   if (strchr(file, '/'))
     return snprintf(out, n, "%s", file) < (int)n ? 0 : -ENAMETOOLONG;
   const char *path = NULL;
@@ -341,9 +353,12 @@ static int find_program(const char *file, char *const *env, char *out, size_t n)
   int err = -ENOENT;
   while (*path) {
     size_t len = strcspn(path, ":");
-    int k = snprintf(out, n, "%.*s%s%s", (int)len, path, len ? "/" : "", file);
+    bool rel = len == 0 || path[0] != '/';
+    const char *base = rel && cwd ? cwd : "";
+    int k = snprintf(out, n, "%s%s%.*s%s%s", base, *base ? "/" : "", (int)len, path, len ? "/" : "",
+                     file);
     if (k > 0 && (size_t)k < n) {
-      if (access(out, X_OK) == 0)
+      if (executable(out))
         return 0;
       if (errno == EACCES)
         err = -EACCES;
@@ -358,7 +373,7 @@ static int find_program(const char *file, char *const *env, char *out, size_t n)
 static int posix_spawn_step(const char *file, char *const *argv, char *const *env, const char *cwd,
                             int out, pid_t *pid) {
   char path[PATH_MAX];
-  int rc = find_program(file, env, path, sizeof path);
+  int rc = find_program(file, env, cwd, path, sizeof path);
   if (rc)
     return rc;
   posix_spawn_file_actions_t fa;
@@ -385,6 +400,22 @@ static int posix_spawn_step(const char *file, char *const *argv, char *const *en
       !(rc = cwd ? posix_spawn_file_actions_addchdir_np(&fa, cwd) : 0) &&
       !(rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3)))
     rc = posix_spawn(pid, path, &fa, &at, argv, env ? env : environ);
+  if (rc == ENOEXEC) { /* a script without "#!": run by /bin/sh, as execvp does */
+    size_t argc = 0;
+    while (argv[argc])
+      argc++;
+    char **sh = calloc(argc + 2, sizeof *sh);
+    if (!sh) {
+      rc = ENOMEM;
+    } else {
+      sh[0] = "/bin/sh";
+      sh[1] = path;
+      for (size_t i = 1; i < argc; i++)
+        sh[i + 1] = argv[i];
+      rc = posix_spawn(pid, "/bin/sh", &fa, &at, sh, env ? env : environ);
+      free(sh);
+    }
+  }
   posix_spawnattr_destroy(&at);
   posix_spawn_file_actions_destroy(&fa);
   return -rc;
