@@ -14,6 +14,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -209,6 +210,9 @@ void wv__jn_close(wv_store_t *s, bool clean);
  * code), or the sync's error as an errno code; the record of a failed commit is invalidated.
  */
 int wv__jn_commit(wv_store_t *s, MDB_txn *txn);
+/* Tests only (tests/test_store_journal.c): while non-zero, wv__jn_commit aborts the transaction
+ * where it would commit it and reports EIO, after the record was handed over. */
+extern atomic_int wv__jn_fail_commit;
 
 /* ---- store_commit.c ---- */
 

@@ -84,6 +84,8 @@
 #define JKEY_LEN (sizeof JKEY - 1)
 #define RD_ENTRY_HDR 8
 
+atomic_int wv__jn_fail_commit;
+
 struct wv_journal {
   int fd;
   uint64_t epoch; /* of the records written now (0 until the new epoch) */
@@ -377,7 +379,12 @@ int wv__jn_commit(wv_store_t *s, MDB_txn *txn) {
     pthread_cond_signal(&j->cv);
     pthread_mutex_unlock(&j->mu);
   }
-  rc = mdb_txn_commit(txn);
+  if (atomic_load_explicit(&wv__jn_fail_commit, memory_order_relaxed)) {
+    mdb_txn_abort(txn);
+    rc = EIO;
+  } else {
+    rc = mdb_txn_commit(txn);
+  }
   int jrc = journaled ? jn_wait(j) : 0;
   if (rc) {
     if (journaled && jrc == 0) {
