@@ -38,8 +38,10 @@
  * failure is detected before they write go straight into the transaction;
  * multi-op requests, and every request after an unexpected error (the batch
  * is then aborted and redone), run in a nested child transaction that is
- * rolled back alone (see run_batch). The transaction is committed with LMDB's default durability
- * (fsync of data and meta page), and only then is any request completed. While one batch is being
+ * rolled back alone (see run_batch). The transaction is committed durably — LMDB's fsync of the
+ * data pages, then of the meta page; with the journal (storage.journal, storage/store_journal.c)
+ * the meta page's flush is replaced by the batch's redo record flushed in parallel — and only
+ * then is any request completed. While one batch is being
  * fsynced the next one accumulates, so batches grow with load without any added latency when
  * commit_delay_us is 0.
  *
