@@ -487,10 +487,8 @@ static bool read_lineage(wv_store_t *s, uint64_t *epoch, uint64_t *txnid) {
   return ok;
 }
 
-int wv__jn_replay(wv_store_t *s) {
+static int replay(wv_store_t *s) {
   struct wv_journal *j = s->jn;
-  if (!j)
-    return 0;
   uint64_t hepoch = read_header(j), jepoch = 0, jtxnid = 0;
   MDB_envinfo info;
   mdb_env_info(s->env, &info);
@@ -559,12 +557,21 @@ int wv__jn_replay(wv_store_t *s) {
     wv_error("store: sync after the journal replay: %s", mdb_strerror(rc));
     return WV_EIO;
   }
-  if (!j->thread_on) {
-    /* storage.journal: false, and the last run's journal replayed: retire it. */
-    write_header(j, 0);
-    wv__jn_close(s, false);
-  }
   return 0;
+}
+
+int wv__jn_replay(wv_store_t *s) {
+  if (!s->jn)
+    return 0;
+  int rc = replay(s);
+  if (s->jn->thread_on)
+    return rc;
+  /* storage.journal: false: the last run's journal was replayed (or had nothing to replay);
+   * retired, so that it is not read again. */
+  if (rc == 0)
+    write_header(s->jn, 0);
+  wv__jn_close(s, false);
+  return rc;
 }
 
 int wv__jn_new_epoch(wv_store_t *s) {

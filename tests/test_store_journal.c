@@ -271,6 +271,38 @@ TEST(journal_off) {
   fresh_free(&f);
 }
 
+/* storage.journal: false after a crash with it on: what the journal holds is still replayed, and
+ * the journal is retired (its epoch zeroed, no record written after). */
+TEST(journal_off_replays_what_was_left) {
+  static fresh_t f;
+  CHECK(fresh_dir(&f));
+  CHECK_EQ_INT(crash_child(f.dir, CRASH_PLAIN), 0);
+  CHECK_OK(lose_power(f.dir));
+  long last = last_record(f.dir);
+  CHECK_OK(wv_store_open_journal(&f.s, f.dir, 0, 0, false));
+  CHECK(has(f.s, WV_DB_TOKENS, "b1"));
+  CHECK_EQ_INT(replayed(f.s), 1);
+  CHECK_OK(wv_store_put(f.s, WV_DB_TOKENS, "c", "C", 1, 0));
+  wv_store_stats_t ss;
+  wv_store_stats(f.s, &ss);
+  CHECK_EQ_INT(ss.journal_records, 0);
+  wv_store_close(f.s);
+  f.s = NULL;
+  CHECK_EQ_INT(last_record(f.dir), last);
+  char p[300];
+  snprintf(p, sizeof p, "%s/journal", f.dir);
+  int fd = open(p, O_RDONLY);
+  CHECK(fd >= 0);
+  unsigned char h[16];
+  CHECK_EQ_INT(pread(fd, h, sizeof h, 0), 16);
+  close(fd);
+  CHECK_EQ_INT(get_be64(h + 8), 0);
+  CHECK_OK(wv_store_open_journal(&f.s, f.dir, 0, 0, false));
+  CHECK(has(f.s, WV_DB_TOKENS, "c"));
+  CHECK_EQ_INT(replayed(f.s), 0);
+  fresh_free(&f);
+}
+
 /* (f) A clean close retires the epoch: the reopen replays nothing, even with records left. */
 TEST(clean_close_replays_nothing) {
   static fresh_t f;
@@ -302,7 +334,7 @@ TEST(clean_close_replays_nothing) {
 
 /* An aborted child transaction leaves nothing in the redo record: the replayed batch holds the
  * batch's other writes only. */
-static atomic_int cb_ok, cb_failed, hold;
+static atomic_int cb_ok, cb_failed, hold, held;
 static void count_cb(void *arg, int rc, int64_t value) {
   (void)arg, (void)value;
   atomic_fetch_add(rc == 0 ? &cb_ok : &cb_failed, 1);
@@ -310,6 +342,7 @@ static void count_cb(void *arg, int rc, int64_t value) {
 /* Runs on the committer: holds it until the test queued the next batch. */
 static void hold_cb(void *arg, int rc, int64_t value) {
   (void)arg, (void)rc, (void)value;
+  atomic_store(&held, 1);
   while (atomic_load(&hold))
     usleep(1000);
 }
@@ -331,7 +364,8 @@ TEST(redo_skips_rolled_back_requests) {
     wv_store_op_t first = {WV_STORE_PUT, WV_DB_BUILDS, "first", "0", 1, 0, 0};
     if (wv_store_submit(s, &first, hold_cb, NULL))
       _exit(3);
-    usleep(100000);
+    for (int i = 0; i < 30000 && !atomic_load(&held); i++)
+      usleep(1000);
     if (mdb_env_sync(s->env, 1) || copy_bytes(data, save, META_BYTES, true))
       _exit(4);
     /* One batch: a multi-op request that fails in its child transaction after its first op
@@ -367,5 +401,5 @@ TEST(redo_skips_rolled_back_requests) {
 }
 
 WV_TESTS(T(replay_after_power_loss), T(damaged_record_not_replayed), T(other_lineage_not_replayed),
-         T(failed_commit_not_replayed), T(journal_off), T(clean_close_replays_nothing),
-         T(redo_skips_rolled_back_requests))
+         T(failed_commit_not_replayed), T(journal_off), T(journal_off_replays_what_was_left),
+         T(clean_close_replays_nothing), T(redo_skips_rolled_back_requests))
