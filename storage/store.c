@@ -176,6 +176,26 @@ static int init_dbs(wv_store_t *s, const char *dir) {
   return wv__sto_map_mdb(mdb_txn_commit(txn), "commit init") == 0 ? 0 : WV_ESTORE;
 }
 
+/* The databases that exist already, in a read transaction (their handles stay valid after it);
+ * s->dbi_open says which. The journal replay runs on them before init_dbs creates any. */
+static int open_existing_dbs(wv_store_t *s) {
+  MDB_txn *txn;
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (rc)
+    return wv__sto_map_mdb(rc, "begin open txn") == WV_EIO ? WV_EIO : WV_ESTORE;
+  s->dbi_open = 0;
+  for (int i = 0; i <= DBI_MAIN && (rc == 0 || rc == MDB_NOTFOUND); i++) {
+    rc = mdb_dbi_open(txn, i == DBI_MAIN ? NULL : wv__sto_db_names[i], 0, &s->dbi[i]);
+    if (rc == 0)
+      s->dbi_open |= 1u << i;
+  }
+  if (rc && rc != MDB_NOTFOUND) {
+    mdb_txn_abort(txn);
+    return wv__sto_map_mdb(rc, "open databases") == WV_EIO ? WV_EIO : WV_ESTORE;
+  }
+  return wv__sto_map_mdb(mdb_txn_commit(txn), "commit open txn") == 0 ? 0 : WV_ESTORE;
+}
+
 static int open_env(wv_store_t *s, const char *dir, uint64_t map_size, bool journal) {
   int rc = mdb_env_create(&s->env);
   if (rc)
@@ -249,10 +269,13 @@ int wv_store_open_journal(wv_store_t **out, const char *dir, uint64_t map_size,
     goto out;
   if ((rc = open_env(s, dir, map_size ? map_size : DEFAULT_MAP, journal)) != 0)
     goto out;
+  /* Before anything else writes (creating a database is a transaction): the last run's
+   * journaled transactions, into the databases that exist; then a new epoch. */
+  if ((rc = open_existing_dbs(s)) != 0 || (rc = wv__jn_replay(s)) != 0)
+    goto out;
   if ((rc = init_dbs(s, dir)) != 0)
     goto out;
-  /* Before anything else writes: the last run's journaled transactions, then a new epoch. */
-  if ((rc = wv__jn_replay(s)) != 0 || (s->jn && (rc = wv__jn_new_epoch(s)) != 0))
+  if (s->jn && (rc = wv__jn_new_epoch(s)) != 0)
     goto out;
   s->stats.map_size = s->map_size;
   if (pthread_create(&s->committer, NULL, wv__sto_committer_main, s) != 0) {

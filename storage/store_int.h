@@ -84,6 +84,7 @@ struct wv_journal;
 struct wv_store {
   MDB_env *env;
   MDB_dbi dbi[WV_DB_COUNT + 2];
+  uint32_t dbi_open; /* at open, before init_dbs: bit i = dbi[i] exists (the journal replay) */
   pthread_rwlock_t map_lock; /* read: any read txn; write: resize */
   uint64_t map_size;         /* committer only (after open) */
 

@@ -442,8 +442,8 @@ static int apply_record(wv_store_t *s, const unsigned char *p, size_t len, uint6
     int slot = p[i], kind = p[i + 1];
     size_t klen = (size_t)p[i + 2] << 8 | p[i + 3], vlen = get_be32(p + i + 4);
     i += RD_ENTRY_HDR;
-    if (slot > DBI_MAIN || (kind != RD_PUT && kind != RD_DEL) || klen == 0 || klen > len - i ||
-        vlen > len - i - klen) {
+    if (slot > DBI_MAIN || !(s->dbi_open >> slot & 1) || (kind != RD_PUT && kind != RD_DEL) ||
+        klen == 0 || klen > len - i || vlen > len - i - klen) {
       rc = MDB_CORRUPTED;
       break;
     }
