@@ -109,6 +109,7 @@ typedef struct {
   uint64_t storage_map_size; /* storage.map-size, 4GiB (LMDB map; address space only) */
   int64_t sweep_interval_ms; /* storage.sweep-interval, 60s */
   int64_t commit_delay_us;   /* storage.commit-delay, 200us (group-commit window) */
+  bool storage_journal;      /* storage.journal, true (write-ahead journal, one flush a commit) */
   uint64_t storage_reserve;  /* storage.reserve, 1GiB: free space below which the disk is low */
 
   /* state.* — where the shared state lives (docs/scale-out.md) */

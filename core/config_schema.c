@@ -217,6 +217,9 @@ static const entry_t schema[] = {
      "Period of the expiry sweeper."},
     {"storage.commit-delay", T_DUR_US, OFF(commit_delay_us), "200us", 0, 1000000, NULL, NULL,
      "Group-commit window: writes arriving within it share one fsync."},
+    {"storage.journal", T_BOOL, OFF(storage_journal), "true", 0, 0, NULL, NULL,
+     "Write-ahead journal of the state store: a commit flushes the disk once on its critical "
+     "path instead of twice (docs/storage.md); false = LMDB's own two flushes."},
     /* state.* — where the shared state lives (docs/scale-out.md) */
     {"state.backend", T_STR, OFF(state_backend), "lmdb", 0, 0, check_state_backend, NULL,
      "lmdb: all state in storage.path (one instance); redis: tokens, records, counters, the "

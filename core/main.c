@@ -197,7 +197,8 @@ static int open_services(const wv_config_t *cfg, wv_app_t *app) {
     return rc;
   }
   snprintf(dir, sizeof dir, "%s/state", cfg->storage_path);
-  rc = wv_store_open(&app->store, dir, cfg->storage_map_size, cfg->commit_delay_us);
+  rc = wv_store_open_journal(&app->store, dir, cfg->storage_map_size, cfg->commit_delay_us,
+                             cfg->storage_journal);
   if (rc) {
     wv_error("cannot open the state store in %s: %s", dir, wv_strerror(rc));
     return rc;

@@ -60,8 +60,8 @@ static int copy_cb(void *arg, const char *key, size_t klen, const void *val, siz
 
 static void remove_dir(const char *dir) {
   char p[PATH_MAX + 48];
-  static const char *const files[] = {"data.mdb", "lock.mdb"};
-  for (size_t i = 0; i < 2; i++) {
+  static const char *const files[] = {"data.mdb", "lock.mdb", "journal"};
+  for (size_t i = 0; i < 3; i++) {
     snprintf(p, sizeof p, "%s/%s", dir, files[i]);
     unlink(p);
   }
@@ -80,7 +80,7 @@ int wv_state_move_main(const wv_state_move_t *o) {
   }
   wv_store_t *local = NULL, *shared = NULL;
   int rc = wv_store_open(&local, lmdb, o->map_size, 0);
-  rc = rc ? rc : wv_store_open(&shared, scratch, 1 << 20, 0);
+  rc = rc ? rc : wv_store_open_journal(&shared, scratch, 1 << 20, 0, false);
   rc = rc ? rc : wv_store_use_redis(shared, o->url, o->prefix, o->timeout_ms, 4, o->tls_ca);
   if (rc) {
     fprintf(stderr, "waved state %s: cannot open the stores: %s\n", verb, wv_strerror(rc));

@@ -38,8 +38,10 @@
  * failure is detected before they write go straight into the transaction;
  * multi-op requests, and every request after an unexpected error (the batch
  * is then aborted and redone), run in a nested child transaction that is
- * rolled back alone (see run_batch). The transaction is committed with LMDB's default durability
- * (fsync of data and meta page), and only then is any request completed. While one batch is being
+ * rolled back alone (see run_batch). The transaction is committed durably — LMDB's fsync of the
+ * data pages, then of the meta page; with the journal (storage.journal, storage/store_journal.c)
+ * the meta page's flush is replaced by the batch's redo record flushed in parallel — and only
+ * then is any request completed. While one batch is being
  * fsynced the next one accumulates, so batches grow with load without any added latency when
  * commit_delay_us is 0.
  *
@@ -143,6 +145,8 @@ static int init_dbs(wv_store_t *s, const char *dir) {
     return wv__sto_map_mdb(rc, "begin init txn") == WV_EIO ? WV_EIO : WV_ESTORE;
   for (int i = 0; i <= WV_DB_COUNT && !rc; i++)
     rc = mdb_dbi_open(txn, wv__sto_db_names[i], MDB_CREATE, &s->dbi[i]);
+  if (!rc)
+    rc = mdb_dbi_open(txn, NULL, 0, &s->dbi[DBI_MAIN]); /* the journal's lineage key */
   MDB_val k = {6, "schema"}, v;
   if (!rc)
     rc = mdb_get(txn, s->dbi[WV_DB_META], &k, &v);
@@ -172,14 +176,36 @@ static int init_dbs(wv_store_t *s, const char *dir) {
   return wv__sto_map_mdb(mdb_txn_commit(txn), "commit init") == 0 ? 0 : WV_ESTORE;
 }
 
-static int open_env(wv_store_t *s, const char *dir, uint64_t map_size) {
+/* The databases that exist already, in a read transaction (their handles stay valid after it);
+ * s->dbi_open says which. The journal replay runs on them before init_dbs creates any. */
+static int open_existing_dbs(wv_store_t *s) {
+  MDB_txn *txn;
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (rc)
+    return wv__sto_map_mdb(rc, "begin open txn") == WV_EIO ? WV_EIO : WV_ESTORE;
+  s->dbi_open = 0;
+  for (int i = 0; i <= DBI_MAIN && (rc == 0 || rc == MDB_NOTFOUND); i++) {
+    rc = mdb_dbi_open(txn, i == DBI_MAIN ? NULL : wv__sto_db_names[i], 0, &s->dbi[i]);
+    if (rc == 0)
+      s->dbi_open |= 1u << i;
+  }
+  if (rc && rc != MDB_NOTFOUND) {
+    mdb_txn_abort(txn);
+    return wv__sto_map_mdb(rc, "open databases") == WV_EIO ? WV_EIO : WV_ESTORE;
+  }
+  return wv__sto_map_mdb(mdb_txn_commit(txn), "commit open txn") == 0 ? 0 : WV_ESTORE;
+}
+
+static int open_env(wv_store_t *s, const char *dir, uint64_t map_size, bool journal) {
   int rc = mdb_env_create(&s->env);
   if (rc)
     return WV_ENOMEM;
   mdb_env_set_maxdbs(s->env, MAX_DBS);
   mdb_env_set_maxreaders(s->env, MAX_READERS);
   mdb_env_set_mapsize(s->env, (size_t)map_size);
-  rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0600);
+  /* With the journal, a commit flushes its data pages but only writes its meta page: the
+   * journal covers the transactions a power loss could undo (storage/store_journal.c). */
+  rc = mdb_env_open(s->env, dir, MDB_NOTLS | (journal ? MDB_NOMETASYNC : 0), 0600);
   if (rc) {
     wv_error("store: cannot open LMDB environment in %s: %s", dir, mdb_strerror(rc));
     mdb_env_close(s->env);
@@ -223,6 +249,11 @@ static void destroy_sync(wv_store_t *s) {
 }
 
 int wv_store_open(wv_store_t **out, const char *dir, uint64_t map_size, int64_t commit_delay_us) {
+  return wv_store_open_journal(out, dir, map_size, commit_delay_us, true);
+}
+
+int wv_store_open_journal(wv_store_t **out, const char *dir, uint64_t map_size,
+                          int64_t commit_delay_us, bool journal) {
   if (!out || !dir || !*dir)
     return WV_EINVAL;
   int rc = make_dir(dir);
@@ -233,14 +264,21 @@ int wv_store_open(wv_store_t **out, const char *dir, uint64_t map_size, int64_t 
     return WV_ENOMEM;
   s->delay_us = commit_delay_us > 0 ? commit_delay_us : 0;
   s->map_max = DEFAULT_MAP_MAX;
-  if ((rc = open_env(s, dir, map_size ? map_size : DEFAULT_MAP)) != 0)
+  init_sync(s); /* the replay counts in s->stats under s->mu */
+  if ((rc = wv__jn_open(s, dir, journal)) != 0)
+    goto out;
+  if ((rc = open_env(s, dir, map_size ? map_size : DEFAULT_MAP, journal)) != 0)
+    goto out;
+  /* Before anything else writes (creating a database is a transaction): the last run's
+   * journaled transactions, into the databases that exist; then a new epoch. */
+  if ((rc = open_existing_dbs(s)) != 0 || (rc = wv__jn_replay(s)) != 0)
     goto out;
   if ((rc = init_dbs(s, dir)) != 0)
     goto out;
-  init_sync(s);
+  if (s->jn && (rc = wv__jn_new_epoch(s)) != 0)
+    goto out;
   s->stats.map_size = s->map_size;
   if (pthread_create(&s->committer, NULL, wv__sto_committer_main, s) != 0) {
-    destroy_sync(s);
     rc = WV_ENOMEM;
     goto out;
   }
@@ -248,8 +286,10 @@ int wv_store_open(wv_store_t **out, const char *dir, uint64_t map_size, int64_t 
   s = NULL;
 out:
   if (s) {
+    wv__jn_close(s, false); /* not started: its header stays as it is */
     if (s->env)
       mdb_env_close(s->env);
+    destroy_sync(s);
     free(s);
   }
   return rc;
@@ -363,6 +403,7 @@ void wv_store_close(wv_store_t *s) {
   wv_rstore_close(s->redis);
   s->redis = NULL;
 
+  wv__jn_close(s, true); /* syncs the environment and retires the journal's epoch */
   mdb_env_close(s->env);
   destroy_sync(s);
   free(s);

@@ -123,6 +123,13 @@ typedef struct {
   uint64_t grows;     /* times the map was enlarged */
   uint64_t map_size;  /* current map size in bytes */
   uint64_t max_batch; /* largest batch committed */
+  /* The journal (storage.journal, storage/store_journal.c): records written, their bytes
+   * (padded), commits synced the old way instead (record too large, or the journal write
+   * failed), and transactions replayed at open. */
+  uint64_t journal_records;
+  uint64_t journal_bytes;
+  uint64_t journal_fallbacks;
+  uint64_t journal_replayed;
 } wv_store_stats_t;
 
 /*
@@ -136,6 +143,16 @@ typedef struct {
  * WV_ENOMEM / WV_EINVAL.
  */
 int wv_store_open(wv_store_t **out, const char *dir, uint64_t map_size, int64_t commit_delay_us);
+
+/*
+ * wv_store_open with the journal (storage.journal) chosen: wv_store_open is journal = true. On,
+ * a commit flushes the device once on its critical path: the batch's writes go to dir/journal
+ * in parallel with an LMDB commit that does not flush its meta page, and a restart after a
+ * crash replays them (storage/store_journal.c, docs/storage.md). Off: LMDB's own two flushes;
+ * a journal left by an earlier run is still replayed once at open.
+ */
+int wv_store_open_journal(wv_store_t **out, const char *dir, uint64_t map_size,
+                          int64_t commit_delay_us, bool journal);
 
 /*
  * Moves the shared databases to the Redis server of url (state.redis.url:

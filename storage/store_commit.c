@@ -50,6 +50,8 @@ static int index_del(wv_store_t *s, MDB_txn *txn, int64_t exp, wv_db_t db, const
   MDB_val k;
   index_key(buf, exp, db, key, klen, &k);
   int rc = mdb_del(txn, s->dbi[DBI_EXPIRY], &k, NULL);
+  if (rc == 0)
+    wv__rd_add(s, DBI_EXPIRY, RD_DEL, &k, NULL);
   return rc == MDB_NOTFOUND ? 0 : wv__sto_map_mdb(rc, "expiry index delete");
 }
 
@@ -58,7 +60,10 @@ static int index_put(wv_store_t *s, MDB_txn *txn, int64_t exp, wv_db_t db, const
   unsigned char buf[IDX_PREFIX + WV_STORE_KEY_MAX];
   MDB_val k, v = {0, ""};
   index_key(buf, exp, db, key, klen, &k);
-  return wv__sto_map_mdb(mdb_put(txn, s->dbi[DBI_EXPIRY], &k, &v, 0), "expiry index put");
+  int rc = mdb_put(txn, s->dbi[DBI_EXPIRY], &k, &v, 0);
+  if (rc == 0)
+    wv__rd_add(s, DBI_EXPIRY, RD_PUT, &k, &v);
+  return wv__sto_map_mdb(rc, "expiry index put");
 }
 
 /* The record currently stored under a key, as the ops see it. */
@@ -107,6 +112,7 @@ static int write_rec(wv_store_t *s, MDB_txn *txn, const struct iop *op, const st
   hdr_write(v.mv_data, exp);
   if (vlen)
     memcpy((unsigned char *)v.mv_data + HDR_LEN, val, vlen);
+  wv__rd_add(s, op->db, RD_PUT, &k, &v); /* the bytes as filled in */
   return 0;
 }
 
@@ -115,6 +121,8 @@ static int del_rec(wv_store_t *s, MDB_txn *txn, const struct iop *op, const stru
     return 0;
   MDB_val k = {op->klen, (void *)op->key};
   int rc = wv__sto_map_mdb(mdb_del(txn, s->dbi[op->db], &k, NULL), "delete");
+  if (rc == 0)
+    wv__rd_add(s, op->db, RD_DEL, &k, NULL);
   if (!rc && c->exp != 0)
     rc = index_del(s, txn, c->exp, op->db, op->key, op->klen);
   return rc;
@@ -206,13 +214,19 @@ static int sweep_one(wv_store_t *s, MDB_txn *txn, MDB_cursor *cur, int64_t now, 
     return 0;
   }
   /* Copy what we need: ik points into the page the delete below rewrites. */
-  unsigned char key[WV_STORE_KEY_MAX];
+  unsigned char key[WV_STORE_KEY_MAX], whole[IDX_PREFIX + WV_STORE_KEY_MAX];
   struct iop op = {.db = valid ? (wv_db_t)p[8] : WV_DB_META,
                    .key = (const char *)key,
                    .klen = valid ? ik.mv_size - IDX_PREFIX : 0};
   memcpy(key, p + IDX_PREFIX, op.klen);
+  MDB_val wk = {ik.mv_size < sizeof whole ? ik.mv_size : sizeof whole, whole};
+  memcpy(whole, ik.mv_data, wk.mv_size);
   if ((rc = mdb_cursor_del(cur, 0)) != 0)
     return wv__sto_map_mdb(rc, "sweep index delete");
+  if (wk.mv_size == ik.mv_size)
+    wv__rd_add(s, DBI_EXPIRY, RD_DEL, &wk, NULL);
+  else
+    s->redo.over = true; /* a key longer than the store makes: committed the old way */
   if (!valid)
     return 0; /* an entry we cannot read: dropped */
   struct cur c;
@@ -222,6 +236,7 @@ static int sweep_one(wv_store_t *s, MDB_txn *txn, MDB_cursor *cur, int64_t now, 
     MDB_val k = {op.klen, key};
     if ((rc = mdb_del(txn, s->dbi[op.db], &k, NULL)) != 0)
       return wv__sto_map_mdb(rc, "sweep delete");
+    wv__rd_add(s, op.db, RD_DEL, &k, NULL);
     (*removed)++;
   } else if (c.found && c.exp > exp) {
     rc = index_put(s, txn, c.exp, op.db, op.key, op.klen); /* the key a normal write makes */
@@ -319,13 +334,18 @@ static int apply_req(wv_store_t *s, MDB_txn *parent, struct req *r, int64_t now,
   int rc = mdb_txn_begin(s->env, parent, 0, &child);
   if (rc)
     return wv__sto_map_mdb(rc, "begin child txn");
+  size_t mark = wv__rd_mark(s);
   rc = apply_ops(s, child, r, now);
   if (rc) {
     mdb_txn_abort(child);
+    wv__rd_truncate(s, mark); /* its writes are undone: not in the redo record either */
     r->removed = 0;
     return rc;
   }
-  return wv__sto_map_mdb(mdb_txn_commit(child), "commit child txn");
+  rc = wv__sto_map_mdb(mdb_txn_commit(child), "commit child txn");
+  if (rc)
+    wv__rd_truncate(s, mark);
+  return rc;
 }
 
 /* Doubles the map (bounded by map_max). Returns 0, or -1 when it cannot grow. */
@@ -358,6 +378,26 @@ static void fail_all(struct req *batch, int rc) {
 }
 
 /*
+ * Commits a batch transaction: through the journal when it is on and the batch wrote something
+ * (a batch that wrote nothing makes no transaction), else LMDB's own durable commit. Should a
+ * transaction be made without a redo record all the same, it is synced the old way.
+ */
+static int commit(wv_store_t *s, MDB_txn *txn) {
+  if (!s->jn)
+    return mdb_txn_commit(txn);
+  if (wv__rd_any(s))
+    return wv__jn_commit(s, txn);
+  uint64_t id = (uint64_t)mdb_txn_id(txn);
+  int rc = mdb_txn_commit(txn);
+  MDB_envinfo info;
+  if (rc == 0 && mdb_env_info(s->env, &info) == 0 && (uint64_t)info.me_last_txnid == id) {
+    wv_warn("store: a commit wrote without a redo record: synced the old way");
+    rc = mdb_env_sync(s->env, 1);
+  }
+  return rc;
+}
+
+/*
  * Applies a batch in one write transaction and commits it.
  *
  * Fast mode applies single-op requests, and multi-op ones that pass flat_ok,
@@ -381,6 +421,7 @@ static void run_batch(wv_store_t *s, struct req *batch) {
     }
     int64_t now = wv_store_now_ms();
     bool full = false, unsafe = false;
+    wv__rd_reset(s);
     for (struct req *r = batch; r && !full && !unsafe; r = r->next) {
       bool nested = safe || !can_grow || (r->n > 1 && !flat_ok(r));
       r->rc = apply_req(s, txn, r, now, nested);
@@ -392,7 +433,7 @@ static void run_batch(wv_store_t *s, struct req *batch) {
         unsafe = true;
     }
     if (!full && !unsafe) {
-      rc = wv__sto_map_mdb(mdb_txn_commit(txn), "commit");
+      rc = wv__sto_map_mdb(commit(s, txn), "commit");
       if (rc == 0)
         return;
       if (rc != RC_MAP_FULL || !can_grow) {

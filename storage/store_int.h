@@ -14,15 +14,17 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
 
 #define HDR_LEN 16
-#define IDX_PREFIX 9           /* expiry (8) + db id (1) */
-#define DBI_EXPIRY WV_DB_COUNT /* slot of the internal index in s->dbi */
-#define RC_MAP_FULL 1          /* internal, positive: never returned to callers */
+#define IDX_PREFIX 9               /* expiry (8) + db id (1) */
+#define DBI_EXPIRY WV_DB_COUNT     /* slot of the internal index in s->dbi */
+#define DBI_MAIN (WV_DB_COUNT + 1) /* slot of LMDB's unnamed database (the lineage key J) */
+#define RC_MAP_FULL 1              /* internal, positive: never returned to callers */
 
 /* One op of a request; key and val point into the request's own allocation. */
 struct iop {
@@ -65,9 +67,24 @@ struct req {
   struct waiter *w;
 };
 
+/*
+ * The redo record of the batch being applied (storage/store_journal.c): every write the
+ * committer makes, as entries {dbi slot (1), kind (1), key length (2), value length (4), key,
+ * value}, after JN_REC_HDR bytes left free for the journal record's header. Committer only.
+ */
+struct redo {
+  unsigned char *buf;
+  size_t len; /* header room included */
+  size_t cap;
+  bool over; /* grew past JN_REC_MAX: this batch is not journaled */
+};
+
+struct wv_journal;
+
 struct wv_store {
   MDB_env *env;
-  MDB_dbi dbi[WV_DB_COUNT + 1];
+  MDB_dbi dbi[WV_DB_COUNT + 2];
+  uint32_t dbi_open; /* at open, before init_dbs: bit i = dbi[i] exists (the journal replay) */
   pthread_rwlock_t map_lock; /* read: any read txn; write: resize */
   uint64_t map_size;         /* committer only (after open) */
 
@@ -93,6 +110,10 @@ struct wv_store {
   wv_rstore_t *redis;
   /* Its local cache of immutable entries (storage/store_cluster.c), or NULL. */
   struct wv_lcache *lcache;
+
+  /* The write-ahead journal (storage.journal), or NULL when off. */
+  struct wv_journal *jn;
+  struct redo redo;
 };
 
 /* True when db's records live in Redis rather than in this LMDB environment. */
@@ -157,6 +178,42 @@ extern const char *const wv__sto_db_names[];
 int wv__sto_map_mdb(int rc, const char *what);
 /* Checks db and key; sets *klen. 0, WV_EINVAL or WV_ETOOBIG. */
 int wv__sto_check_key(wv_db_t db, const char *key, size_t *klen);
+
+/* ---- store_journal.c: the write-ahead journal (DESIGN there) ---- */
+
+#define JN_REC_HDR 48 /* bytes of a journal record's header, before its redo entries */
+enum { RD_PUT = 1, RD_DEL = 2 };
+
+/* Appends one write to the batch's redo record (nothing when the journal is off). */
+void wv__rd_add(wv_store_t *s, int slot, int kind, const MDB_val *k, const MDB_val *v);
+/* The redo record's length (a child transaction's mark) and truncation back to a mark. */
+static inline size_t wv__rd_mark(const wv_store_t *s) { return s->redo.len; }
+void wv__rd_truncate(wv_store_t *s, size_t mark);
+/* Empties it (a new batch, or a batch redone). */
+void wv__rd_reset(wv_store_t *s);
+/* True when the batch wrote something (its commit makes a transaction). */
+static inline bool wv__rd_any(const wv_store_t *s) { return s->redo.len > JN_REC_HDR; }
+
+/* Opens (creating it once, zero-filled) dir/journal; 0, WV_EIO or WV_ENOMEM. */
+int wv__jn_open(wv_store_t *s, const char *dir, bool create);
+/* Replays what the journal holds beyond the environment's last transaction (same lineage only),
+ * then syncs the environment. 0 or an error (the store does not open). */
+int wv__jn_replay(wv_store_t *s);
+/* Starts a new epoch: journal header, then the lineage key in a synced transaction. */
+int wv__jn_new_epoch(wv_store_t *s);
+/* After the committer stopped. clean: syncs the environment and zeroes the header's epoch. */
+void wv__jn_close(wv_store_t *s, bool clean);
+
+/*
+ * The committer's commit of a batch transaction (it wrote something): puts the lineage key,
+ * hands the redo record to the journal thread, commits, waits for the journal, and falls back to
+ * mdb_env_sync when the record is not journaled. Returns what mdb_txn_commit returned (LMDB
+ * code), or the sync's error as an errno code; the record of a failed commit is invalidated.
+ */
+int wv__jn_commit(wv_store_t *s, MDB_txn *txn);
+/* Tests only (tests/test_store_journal.c): while non-zero, wv__jn_commit aborts the transaction
+ * where it would commit it and reports EIO, after the record was handed over. */
+extern atomic_int wv__jn_fail_commit;
 
 /* ---- store_commit.c ---- */
 
