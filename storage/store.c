@@ -267,7 +267,7 @@ int wv_store_open_journal(wv_store_t **out, const char *dir, uint64_t map_size,
   init_sync(s); /* the replay counts in s->stats under s->mu */
   if ((rc = wv__jn_open(s, dir, journal)) != 0)
     goto out;
-  if ((rc = open_env(s, dir, map_size ? map_size : DEFAULT_MAP, journal)) != 0)
+  if ((rc = open_env(s, dir, map_size ? map_size : DEFAULT_MAP, journal && s->jn)) != 0)
     goto out;
   /* Before anything else writes (creating a database is a transaction): the last run's
    * journaled transactions, into the databases that exist; then a new epoch. */

@@ -87,6 +87,7 @@ struct wv_store {
   uint32_t dbi_open; /* at open, before init_dbs: bit i = dbi[i] exists (the journal replay) */
   pthread_rwlock_t map_lock; /* read: any read txn; write: resize */
   uint64_t map_size;         /* committer only (after open) */
+  uint64_t prefilled;        /* committer only: data.mdb is written (zeros) up to here */
 
   pthread_mutex_t mu; /* guards everything below */
   pthread_cond_t work_cv;
@@ -191,8 +192,12 @@ static inline size_t wv__rd_mark(const wv_store_t *s) { return s->redo.len; }
 void wv__rd_truncate(wv_store_t *s, size_t mark);
 /* Empties it (a new batch, or a batch redone). */
 void wv__rd_reset(wv_store_t *s);
-/* True when the batch wrote something (its commit makes a transaction). */
-static inline bool wv__rd_any(const wv_store_t *s) { return s->redo.len > JN_REC_HDR; }
+/* True when the batch wrote something (its commit makes a transaction), or may have: one too
+ * big for a record (over) commits through the journal all the same, with the lineage key and a
+ * full sync. */
+static inline bool wv__rd_any(const wv_store_t *s) {
+  return s->redo.len > JN_REC_HDR || s->redo.over;
+}
 
 /* Opens (creating it once, zero-filled) dir/journal; 0, WV_EIO or WV_ENOMEM. */
 int wv__jn_open(wv_store_t *s, const char *dir, bool create);

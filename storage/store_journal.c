@@ -34,6 +34,8 @@
  *   8  epoch                   32 length  of the redo entries (4 bytes)
  *                              36 crc32   zlib's, over these 48 bytes (crc 0) and the entries
  *   48 entries: slot (1) kind (1) key length (2, BE) value length (4, BE) key value
+ *      slot: the wv_db_t (an append-only enum), 254 the expiry index, 255 the lineage key's
+ *      database: fixed numbers, so a waved with more databases reads an older one's records
  *
  * padded with zeros to 4 KiB. A record over JN_REC_MAX (a quarter of the ring) is not written:
  * that batch commits and then calls mdb_env_sync(env, 1), durable the old way. The ring keeps
@@ -69,6 +71,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -79,7 +82,9 @@
 #define JN_REC_MAX ((JN_SIZE - JN_RING) / 4) /* a record's bytes, padded */
 #define JN_HDR_MAGIC 0x57564a48u             /* "WVJH" */
 #define JN_REC_MAGIC 0x57564a52u             /* "WVJR" */
-#define JN_VERSION 1u
+#define JN_VERSION 2u /* 2: fixed slots for the expiry index and the lineage database */
+#define SLOT_EXPIRY 254
+#define SLOT_MAIN 255
 #define JKEY "wv.journal.lineage"
 #define JKEY_LEN (sizeof JKEY - 1)
 #define RD_ENTRY_HDR 8
@@ -90,8 +95,9 @@ struct wv_journal {
   int fd;
   uint64_t epoch; /* of the records written now (0 until the new epoch) */
   uint64_t seq;
-  uint64_t pos; /* next record's offset */
-  bool failing; /* the last journal write failed (logged once per run) */
+  uint64_t pos;        /* next record's offset */
+  uint64_t last_txnid; /* of this process's last commit with the lineage key (0: none yet) */
+  bool failing;        /* the last journal write failed (logged once per run) */
 
   pthread_t thread;
   bool thread_on;
@@ -150,7 +156,7 @@ void wv__rd_add(wv_store_t *s, int slot, int kind, const MDB_val *k, const MDB_v
     r->cap = cap;
   }
   unsigned char *p = r->buf + r->len;
-  p[0] = (unsigned char)slot;
+  p[0] = (unsigned char)(slot == DBI_EXPIRY ? SLOT_EXPIRY : slot == DBI_MAIN ? SLOT_MAIN : slot);
   p[1] = (unsigned char)kind;
   p[2] = (unsigned char)(k->mv_size >> 8);
   p[3] = (unsigned char)(k->mv_size & 0xff);
@@ -292,12 +298,19 @@ int wv__jn_open(wv_store_t *s, const char *dir, bool create) {
   snprintf(path, sizeof path, "%s/journal", dir);
   struct stat st;
   int rc = 0;
-  if (stat(path, &st) != 0 || (uint64_t)st.st_size != JN_SIZE) {
+  bool exists = stat(path, &st) == 0;
+  if (!exists || (uint64_t)st.st_size != JN_SIZE) {
     if (!create)
       return 0; /* off, and no journal of an earlier run to replay */
+    if (exists)
+      wv_warn("store: the journal %s has the wrong size (%lld bytes): replaced, nothing replayed",
+              path, (long long)st.st_size);
     if ((rc = create_file(dir, path)) != 0) {
-      wv_error("store: cannot create the journal %s: %s", path, strerror(rc));
-      return rc == ENOMEM ? WV_ENOMEM : WV_EIO;
+      /* A full disk or a file we may not write: the store still opens, without the journal
+       * (every commit fully synced, as with storage.journal: false). */
+      wv_error("store: cannot create the journal %s (%s): commits are fully synced instead", path,
+               strerror(rc));
+      return 0;
     }
   }
   struct wv_journal *j = calloc(1, sizeof *j);
@@ -305,9 +318,23 @@ int wv__jn_open(wv_store_t *s, const char *dir, bool create) {
     return WV_ENOMEM;
   j->fd = open(path, O_RDWR | O_CLOEXEC);
   if (j->fd < 0) {
-    wv_error("store: cannot open the journal %s: %s", path, strerror(errno));
+    wv_error("store: cannot open the journal %s (%s): commits are fully synced instead", path,
+             strerror(errno));
     free(j);
-    return WV_EIO;
+    return 0;
+  }
+  /* One process writes the journal: another one opening the store while it runs (waved
+   * --import-osv, waved state) would start its own epoch over the server's and retire it. That
+   * one goes without: its commits are fully synced and carry no lineage key, and the server,
+   * finding a transaction of someone else's before its own (wv__jn_commit), syncs its next
+   * commit fully, which restores the lineage. */
+  if (flock(j->fd, LOCK_EX | LOCK_NB) != 0) {
+    wv_info("store: the journal %s is in use by another process: this one's commits are fully "
+            "synced",
+            path);
+    close(j->fd);
+    free(j);
+    return 0;
   }
   j->pos = JN_RING;
   pthread_mutex_init(&j->mu, NULL);
@@ -387,8 +414,9 @@ int wv__jn_commit(wv_store_t *s, MDB_txn *txn) {
   }
   int jrc = journaled ? jn_wait(j) : 0;
   if (rc) {
-    if (journaled && jrc == 0) {
-      /* Its clients are told it failed: no replay may apply it. */
+    if (journaled) {
+      /* Its clients are told it failed: no replay may apply it (even when its write reported
+       * an error: part of it may be on the disk). */
       unsigned char zero[JN_REC_HDR] = {0};
       int irc = full_pwrite(j->fd, zero, sizeof zero, off);
       if (!irc && fdatasync(j->fd) != 0)
@@ -399,12 +427,22 @@ int wv__jn_commit(wv_store_t *s, MDB_txn *txn) {
     }
     return rc;
   }
-  if (journaled && jrc == 0) {
+  /* A transaction before this one that is not this process's last (another process's, or one
+   * of ours without the lineage key): the environment's lineage key named another txn until
+   * now, so a replay would refuse this record. Synced fully, this commit restores it. */
+  bool foreign = j->last_txnid != 0 && txnid != j->last_txnid + 1;
+  j->last_txnid = txnid;
+  if (journaled && jrc == 0 && !foreign) {
     if (j->failing)
       wv_info("store: the journal writes again");
     j->failing = false;
     count(s, 1, padded, 0);
     return 0;
+  }
+  if (foreign && jrc == 0) {
+    if (journaled)
+      count(s, 1, padded, 0);
+    return mdb_env_sync(s->env, 1);
   }
   if (jrc && !j->failing)
     wv_error("store: journal write failed (%s): committing with a full sync until it works",
@@ -439,11 +477,15 @@ static int apply_record(wv_store_t *s, const unsigned char *p, size_t len, uint6
       rc = MDB_CORRUPTED;
       break;
     }
-    int slot = p[i], kind = p[i + 1];
+    int slot = p[i] == SLOT_EXPIRY  ? DBI_EXPIRY
+               : p[i] == SLOT_MAIN  ? DBI_MAIN
+               : p[i] < WV_DB_COUNT ? p[i]
+                                    : -1,
+        kind = p[i + 1];
     size_t klen = (size_t)p[i + 2] << 8 | p[i + 3], vlen = get_be32(p + i + 4);
     i += RD_ENTRY_HDR;
-    if (slot > DBI_MAIN || !(s->dbi_open >> slot & 1) || (kind != RD_PUT && kind != RD_DEL) ||
-        klen == 0 || klen > len - i || vlen > len - i - klen) {
+    if (slot < 0 || !(s->dbi_open >> slot & 1) || (kind != RD_PUT && kind != RD_DEL) || klen == 0 ||
+        klen > len - i || vlen > len - i - klen) {
       rc = MDB_CORRUPTED;
       break;
     }
@@ -587,6 +629,7 @@ int wv__jn_new_epoch(wv_store_t *s) {
   }
   MDB_txn *txn;
   rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+  uint64_t txnid = rc ? 0 : (uint64_t)mdb_txn_id(txn);
   if (!rc && (rc = put_lineage(s, txn, e, false)) != 0)
     mdb_txn_abort(txn);
   else if (!rc)
@@ -598,6 +641,7 @@ int wv__jn_new_epoch(wv_store_t *s) {
     return rc == MDB_MAP_FULL ? WV_ESTORE : WV_EIO;
   }
   j->epoch = e;
+  j->last_txnid = txnid;
   j->seq = 0;
   j->pos = JN_RING;
   return 0;

@@ -405,6 +405,130 @@ TEST(redo_skips_rolled_back_requests) {
   fresh_free(&f);
 }
 
-WV_TESTS(T(replay_after_power_loss), T(damaged_record_not_replayed), T(other_lineage_not_replayed),
+/* A first write too big for a record (no expiry) commits with the lineage key and a full
+ * sync: the next commit, journaled, is still replayed after a power loss. */
+TEST(big_value_keeps_lineage) {
+  static fresh_t f;
+  CHECK(fresh_dir(&f));
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    wv_store_t *s;
+    char data[300], save[300];
+    snprintf(data, sizeof data, "%s/data.mdb", f.dir);
+    snprintf(save, sizeof save, "%s/meta.save", f.dir);
+    if (wv_store_open(&s, f.dir, 0, 0) || wv_store_put(s, WV_DB_TOKENS, "a", "A", 1, 0))
+      _exit(2);
+    size_t n = 3u << 20;
+    char *big = malloc(n);
+    memset(big, 'x', n);
+    if (wv_store_put(s, WV_DB_BUILDS, "big", big, n, 0))
+      _exit(3);
+    if (mdb_env_sync(s->env, 1) || copy_bytes(data, save, META_BYTES, true))
+      _exit(4);
+    if (wv_store_put(s, WV_DB_TOKENS, "b", "B", 1, 0))
+      _exit(5);
+    _exit(0);
+  }
+  int st = 0;
+  CHECK_EQ_INT(waitpid(pid, &st, 0), pid);
+  CHECK(WIFEXITED(st));
+  CHECK_EQ_INT(WEXITSTATUS(st), 0);
+  CHECK_OK(lose_power(f.dir));
+  CHECK_OK(wv_store_open(&f.s, f.dir, 0, 0));
+  CHECK(has(f.s, WV_DB_BUILDS, "big"));
+  CHECK(has(f.s, WV_DB_TOKENS, "b")); /* answered 200 */
+  CHECK_EQ_INT(replayed(f.s), 1);
+  fresh_free(&f);
+}
+
+/* A second process (waved --import-osv, which may run while the server runs) opening the store
+ * goes without the journal (its lock is the server's): the server's epoch stays, and the
+ * server's next commit after the other's is fully synced, so its later answered commit is
+ * replayed after a power loss. */
+TEST(second_process_keeps_server_journal) {
+  static fresh_t f;
+  CHECK(fresh_dir(&f));
+  int p1[2], p2[2];
+  CHECK_OK(pipe(p1));
+  CHECK_OK(pipe(p2));
+  pid_t a = fork();
+  CHECK(a >= 0);
+  if (a == 0) {
+    wv_store_t *s;
+    char data[300], save[300], c;
+    snprintf(data, sizeof data, "%s/data.mdb", f.dir);
+    snprintf(save, sizeof save, "%s/meta.save", f.dir);
+    if (wv_store_open(&s, f.dir, 0, 0) || wv_store_put(s, WV_DB_TOKENS, "a", "A", 1, 0))
+      _exit(2);
+    if (write(p1[1], "r", 1) != 1 || read(p2[0], &c, 1) != 1)
+      _exit(3);
+    if (wv_store_put(s, WV_DB_TOKENS, "a2", "A", 1, 0))
+      _exit(3);
+    if (mdb_env_sync(s->env, 1) || copy_bytes(data, save, META_BYTES, true))
+      _exit(4);
+    if (wv_store_put(s, WV_DB_TOKENS, "b", "B", 1, 0))
+      _exit(5);
+    _exit(0);
+  }
+  char c;
+  CHECK_EQ_INT(read(p1[0], &c, 1), 1);
+  pid_t b = fork();
+  CHECK(b >= 0);
+  if (b == 0) {
+    wv_store_t *s;
+    if (wv_store_open(&s, f.dir, 0, 0) || wv_store_put(s, WV_DB_VULNS, "x", "X", 1, 0))
+      _exit(2);
+    wv_store_close(s);
+    _exit(0);
+  }
+  int st = 0;
+  CHECK_EQ_INT(waitpid(b, &st, 0), b);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  CHECK_EQ_INT(write(p2[1], "g", 1), 1);
+  CHECK_EQ_INT(waitpid(a, &st, 0), a);
+  CHECK(WIFEXITED(st));
+  CHECK_EQ_INT(WEXITSTATUS(st), 0);
+  CHECK_OK(lose_power(f.dir));
+  CHECK_OK(wv_store_open(&f.s, f.dir, 0, 0));
+  CHECK(has(f.s, WV_DB_VULNS, "x"));
+  CHECK(has(f.s, WV_DB_TOKENS, "b")); /* answered */
+  fresh_free(&f);
+}
+
+/* A record names the expiry index and the lineage key's database by fixed slots (254, 255), and
+ * the others by their wv_db_t: a waved with more databases reads an older one's records. */
+TEST(record_slots_are_fixed) {
+  static fresh_t f;
+  CHECK(fresh_dir(&f));
+  CHECK_EQ_INT(crash_child(f.dir, CRASH_PLAIN), 0);
+  long off = last_record(f.dir);
+  CHECK(off > 0);
+  char p[300];
+  snprintf(p, sizeof p, "%s/journal", f.dir);
+  int fd = open(p, O_RDONLY);
+  CHECK(fd >= 0);
+  static unsigned char b[8192];
+  CHECK_EQ_INT(pread(fd, b, sizeof b, off), (ssize_t)sizeof b);
+  close(fd);
+  uint32_t len = (uint32_t)b[32] << 24 | (uint32_t)b[33] << 16 | (uint32_t)b[34] << 8 | b[35];
+  CHECK(len > 0 && 48 + len <= sizeof b);
+  int mains = 0, bad = 0;
+  for (size_t i = 48; i + 8 <= 48 + len;) {
+    const unsigned char *e = b + i;
+    size_t kl = (size_t)e[2] << 8 | e[3];
+    size_t vl = (size_t)e[4] << 24 | (size_t)e[5] << 16 | (size_t)e[6] << 8 | e[7];
+    mains += e[0] == 255;
+    bad += e[0] >= WV_DB_COUNT && e[0] != 254 && e[0] != 255;
+    i += 8 + kl + vl;
+  }
+  CHECK_EQ_INT(mains, 1); /* the lineage key */
+  CHECK_EQ_INT(bad, 0);
+  fresh_free(&f);
+}
+
+WV_TESTS(T(record_slots_are_fixed), T(big_value_keeps_lineage),
+         T(second_process_keeps_server_journal), T(replay_after_power_loss),
+         T(damaged_record_not_replayed), T(other_lineage_not_replayed),
          T(failed_commit_not_replayed), T(journal_off), T(journal_off_replays_what_was_left),
          T(clean_close_replays_nothing), T(redo_skips_rolled_back_requests))
