@@ -87,7 +87,6 @@ struct wv_store {
   uint32_t dbi_open; /* at open, before init_dbs: bit i = dbi[i] exists (the journal replay) */
   pthread_rwlock_t map_lock; /* read: any read txn; write: resize */
   uint64_t map_size;         /* committer only (after open) */
-  uint64_t prefilled;        /* committer only: data.mdb is written (zeros) up to here */
 
   pthread_mutex_t mu; /* guards everything below */
   pthread_cond_t work_cv;
