@@ -82,22 +82,29 @@ enum crash_mode {
  * dir/meta.save, commits B (two records, one with an expiry, and A's deletion), and _exits.
  * Returns the child's exit status (0 = it did all that).
  */
+/* Syncs s fully and saves its meta pages as they are now: the state a later lose_power()
+ * puts back. 0 or -1. */
+static int save_meta(wv_store_t *s, const char *dir) {
+  char data[300], save[300];
+  snprintf(data, sizeof data, "%s/data.mdb", dir);
+  snprintf(save, sizeof save, "%s/meta.save", dir);
+  return mdb_env_sync(s->env, 1) || copy_bytes(data, save, META_BYTES, true) ? -1 : 0;
+}
+
 static int crash_child(const char *dir, enum crash_mode mode) {
   pid_t pid = fork();
   if (pid < 0)
     return -1;
   if (pid == 0) {
     wv_store_t *s;
-    char data[300], save[300], copy[300];
-    snprintf(data, sizeof data, "%s/data.mdb", dir);
-    snprintf(save, sizeof save, "%s/meta.save", dir);
+    char copy[300];
     snprintf(copy, sizeof copy, "%s/copy", dir);
     if (wv_store_open_journal(&s, dir, 0, 0, mode != CRASH_NO_JOURNAL))
       _exit(2);
     if (wv_store_put(s, WV_DB_TOKENS, "a", "A", 1, 0) ||
-        wv_store_put(s, WV_DB_TOKENS, "gone", "G", 1, 0) || mdb_env_sync(s->env, 1))
+        wv_store_put(s, WV_DB_TOKENS, "gone", "G", 1, 0))
       _exit(3);
-    if (copy_bytes(data, save, META_BYTES, true))
+    if (save_meta(s, dir))
       _exit(4);
     if (mode == CRASH_COPY && (mkdir(copy, 0700) || mdb_env_copy2(s->env, copy, MDB_CP_COMPACT)))
       _exit(5);
@@ -354,9 +361,6 @@ TEST(redo_skips_rolled_back_requests) {
   CHECK(pid >= 0);
   if (pid == 0) {
     wv_store_t *s;
-    char data[300], save[300];
-    snprintf(data, sizeof data, "%s/data.mdb", f.dir);
-    snprintf(save, sizeof save, "%s/meta.save", f.dir);
     if (wv_store_open(&s, f.dir, 0, 0) || wv_store_put(s, WV_DB_COUNTERS, "n", "x", 1, 0))
       _exit(2);
     /* The committer is held in hold_cb (its write committed) while the next batch queues. */
@@ -366,7 +370,7 @@ TEST(redo_skips_rolled_back_requests) {
       _exit(3);
     for (int i = 0; i < 30000 && !atomic_load(&held); i++)
       usleep(1000);
-    if (mdb_env_sync(s->env, 1) || copy_bytes(data, save, META_BYTES, true))
+    if (save_meta(s, f.dir))
       _exit(4);
     /* One batch: a multi-op request that fails in its child transaction after its first op
      * wrote (INCR of a non-counter), between two that commit. */
@@ -414,9 +418,6 @@ TEST(big_value_keeps_lineage) {
   CHECK(pid >= 0);
   if (pid == 0) {
     wv_store_t *s;
-    char data[300], save[300];
-    snprintf(data, sizeof data, "%s/data.mdb", f.dir);
-    snprintf(save, sizeof save, "%s/meta.save", f.dir);
     if (wv_store_open(&s, f.dir, 0, 0) || wv_store_put(s, WV_DB_TOKENS, "a", "A", 1, 0))
       _exit(2);
     size_t n = 3u << 20;
@@ -424,7 +425,7 @@ TEST(big_value_keeps_lineage) {
     memset(big, 'x', n);
     if (wv_store_put(s, WV_DB_BUILDS, "big", big, n, 0))
       _exit(3);
-    if (mdb_env_sync(s->env, 1) || copy_bytes(data, save, META_BYTES, true))
+    if (save_meta(s, f.dir))
       _exit(4);
     if (wv_store_put(s, WV_DB_TOKENS, "b", "B", 1, 0))
       _exit(5);
@@ -456,16 +457,14 @@ TEST(second_process_keeps_server_journal) {
   CHECK(a >= 0);
   if (a == 0) {
     wv_store_t *s;
-    char data[300], save[300], c;
-    snprintf(data, sizeof data, "%s/data.mdb", f.dir);
-    snprintf(save, sizeof save, "%s/meta.save", f.dir);
+    char c;
     if (wv_store_open(&s, f.dir, 0, 0) || wv_store_put(s, WV_DB_TOKENS, "a", "A", 1, 0))
       _exit(2);
     if (write(p1[1], "r", 1) != 1 || read(p2[0], &c, 1) != 1)
       _exit(3);
     if (wv_store_put(s, WV_DB_TOKENS, "a2", "A", 1, 0))
       _exit(3);
-    if (mdb_env_sync(s->env, 1) || copy_bytes(data, save, META_BYTES, true))
+    if (save_meta(s, f.dir))
       _exit(4);
     if (wv_store_put(s, WV_DB_TOKENS, "b", "B", 1, 0))
       _exit(5);
