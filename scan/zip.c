@@ -2,6 +2,7 @@
 #include "scan/zip.h"
 
 #include "core/err.h"
+#include "core/fileio.h"
 
 #include <fcntl.h>
 #include <stdint.h>
@@ -24,14 +25,7 @@ static uint32_t u32(const unsigned char *p) {
 }
 
 static int pread_all(int fd, void *buf, size_t n, off_t off) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = pread(fd, (char *)buf + got, n - got, off + (off_t)got);
-    if (r <= 0)
-      return WV_EIO;
-    got += (size_t)r;
-  }
-  return 0;
+  return wv_fileio_pread(fd, buf, n, off) ? WV_EIO : 0;
 }
 
 /* Finds the end-of-central-directory record: cd offset/size and entry count. */

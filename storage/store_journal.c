@@ -61,6 +61,7 @@
 #include "storage/store_int.h"
 
 #include "core/err.h"
+#include "core/fileio.h"
 #include "core/log.h"
 
 #include <errno.h>
@@ -169,36 +170,6 @@ void wv__rd_add(wv_store_t *s, int slot, int kind, const MDB_val *k, const MDB_v
 
 /* ---- the file ------------------------------------------------------------- */
 
-static int full_pwrite(int fd, const void *buf, size_t n, uint64_t off) {
-  const unsigned char *p = buf;
-  while (n) {
-    ssize_t w = pwrite(fd, p, n, (off_t)off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return w < 0 ? errno : EIO;
-    p += w;
-    n -= (size_t)w;
-    off += (uint64_t)w;
-  }
-  return 0;
-}
-
-static int full_pread(int fd, void *buf, size_t n, uint64_t off) {
-  unsigned char *p = buf;
-  while (n) {
-    ssize_t r = pread(fd, p, n, (off_t)off);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0)
-      return r < 0 ? errno : EIO;
-    p += r;
-    n -= (size_t)r;
-    off += (uint64_t)r;
-  }
-  return 0;
-}
-
 static int sync_dir(const char *dir) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
@@ -218,7 +189,7 @@ static int create_file(const char *dir, const char *path) {
   unsigned char *zero = calloc(1, 1u << 20);
   int rc = zero ? 0 : ENOMEM;
   for (uint64_t off = 0; !rc && off < JN_SIZE; off += 1u << 20)
-    rc = full_pwrite(fd, zero, 1u << 20, off);
+    rc = wv_fileio_pwrite(fd, zero, 1u << 20, (off_t)off);
   free(zero);
   if (!rc && fsync(fd) != 0)
     rc = errno;
@@ -239,7 +210,7 @@ static int write_header(struct wv_journal *j, uint64_t epoch) {
   put_be32(page + 4, JN_VERSION);
   put_be64(page + 8, epoch);
   put_be32(page + 16, (uint32_t)crc32(0, page, 16));
-  int rc = full_pwrite(j->fd, page, sizeof page, 0);
+  int rc = wv_fileio_pwrite(j->fd, page, sizeof page, 0);
   if (!rc && fdatasync(j->fd) != 0)
     rc = errno;
   return rc;
@@ -248,7 +219,7 @@ static int write_header(struct wv_journal *j, uint64_t epoch) {
 /* The header's epoch; 0 when the header is not valid (or was zeroed by a clean close). */
 static uint64_t read_header(struct wv_journal *j) {
   unsigned char page[20];
-  if (full_pread(j->fd, page, sizeof page, 0) != 0 || get_be32(page) != JN_HDR_MAGIC ||
+  if (wv_fileio_pread(j->fd, page, sizeof page, 0) != 0 || get_be32(page) != JN_HDR_MAGIC ||
       get_be32(page + 4) != JN_VERSION || get_be32(page + 16) != (uint32_t)crc32(0, page, 16))
     return 0;
   return get_be64(page + 8);
@@ -271,7 +242,7 @@ static void *jn_main(void *arg) {
     size_t len = JN_REC_HDR + get_be32(b + 32);
     memset(b + len, 0, n - len);
     put_be32(b + 36, (uint32_t)crc32(0, b, (uInt)len));
-    int rc = full_pwrite(j->fd, b, n, off);
+    int rc = wv_fileio_pwrite(j->fd, b, n, (off_t)off);
     if (!rc && fdatasync(j->fd) != 0)
       rc = errno;
     pthread_mutex_lock(&j->mu);
@@ -418,7 +389,7 @@ int wv__jn_commit(wv_store_t *s, MDB_txn *txn) {
       /* Its clients are told it failed: no replay may apply it (even when its write reported
        * an error: part of it may be on the disk). */
       unsigned char zero[JN_REC_HDR] = {0};
-      int irc = full_pwrite(j->fd, zero, sizeof zero, off);
+      int irc = wv_fileio_pwrite(j->fd, zero, sizeof zero, (off_t)off);
       if (!irc && fdatasync(j->fd) != 0)
         irc = errno;
       if (irc)
@@ -546,7 +517,7 @@ static int replay(wv_store_t *s) {
   }
   unsigned char *ring = malloc(JN_SIZE);
   struct cand *c = malloc(sizeof *c * (JN_SIZE / JN_PAGE));
-  int rc = ring && c ? full_pread(j->fd, ring, JN_SIZE, 0) : ENOMEM;
+  int rc = ring && c ? wv_fileio_pread(j->fd, ring, JN_SIZE, 0) : ENOMEM;
   size_t nc = 0;
   for (uint32_t off = JN_RING; !rc && off + JN_REC_HDR <= JN_SIZE; off += JN_PAGE) {
     unsigned char *h = ring + off;

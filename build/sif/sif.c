@@ -4,6 +4,7 @@
  */
 #include "build/sif/sif.h"
 #include "core/err.h"
+#include "core/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -75,17 +76,10 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) {
 
 /* ---- writer ---- */
 
+/* The caller's error code for a failed whole write. */
 static int pwrite_all(int fd, const void *p, size_t n, off_t off) {
-  const uint8_t *c = p;
-  while (n) {
-    ssize_t w = pwrite(fd, c, n, off);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return wv_err_io(w < 0 ? errno : EIO);
-    c += w, n -= (size_t)w, off += w;
-  }
-  return 0;
+  int rc = wv_fileio_pwrite(fd, p, n, off);
+  return rc ? wv_err_io(rc) : 0;
 }
 
 /* Copies the file at path to fd at off; *len gets its size. The first 4 bytes must be hsqs. */
